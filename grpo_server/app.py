@@ -1,0 +1,274 @@
+"""Wiring: build the trainer's parts from a Config and run them (what `grpo-server` starts).
+
+Start order matters for users: the API and metrics come up first with health NOT_SERVING (a client can
+already see RUN_STATE_STARTING), then the model and engines load, the run resumes from its last
+checkpoint (prompts after it go back to the queue), health turns SERVING, and the loop starts.
+Shutdown (SIGTERM) is the reverse: health NOT_SERVING, the current step finishes, a checkpoint is
+written, the API stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grpo_server.checkpoint import ExportManager, copy_weights, prune_checkpoints, save_training_checkpoint
+from grpo_server.config import Config
+from grpo_server.metrics import TrainerMetrics
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_model_path(cfg: Config, store_dir: Path) -> Path:
+    """The Hugging Face directory of the initial model (built or prepared once, then reused)."""
+    m = cfg.model
+    if m.source == "path":
+        assert m.path is not None
+        return Path(m.path).expanduser()
+    cache = Path(m.cache_dir).expanduser() if m.cache_dir else Path.home() / ".cache" / "grpo" / "models"
+    if m.source == "tiny":
+        from grpo_server.models.tiny import build_tiny_model
+
+        path = store_dir / f"model-tiny-seed{m.seed}"
+        if not (path / "config.json").exists():
+            build_tiny_model(path, seed=m.seed)
+        return path
+    from grpo_server.models.smollm2 import prepare_smollm2
+
+    return prepare_smollm2(cache)
+
+
+def choose_rollout_engine(kind: str) -> str:
+    """auto -> vllm when it imports, else hf."""
+    if kind != "auto":
+        return kind
+    try:
+        import vllm  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure means "not usable here"
+        return "hf"
+    return "vllm"
+
+
+@dataclass
+class TrainerApp:
+    """The running trainer. `start()` returns once the API is up and loading has begun on a thread."""
+
+    cfg: Config
+    store_dir: Path
+    backend_overrides: list[tuple[str, str]] = field(default_factory=list)
+    api_port: int = 0
+    metrics_port: int | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    failed: str | None = None
+
+    def start(self, *, load_in_background: bool = True) -> None:
+        """Bring up metrics, store, registry, API (NOT_SERVING), then load the model and start training."""
+        from grpo_server.api.server import build_server
+        from grpo_server.api.servicer import TrainerServicer
+        from grpo_server.control import RunControl
+        from grpo_server.rewards.registry import BackendEntry, RewardRegistry
+        from grpo_server.store import Store
+
+        cfg = self.cfg
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.training.threads:
+            torch.set_num_threads(cfg.training.threads)
+        self.metrics = TrainerMetrics()
+        if cfg.server.metrics_listen:
+            self.metrics_port = self.metrics.serve(cfg.server.metrics_listen)
+            log.info("metrics on %s (port %d)", cfg.server.metrics_listen, self.metrics_port)
+        self.store = Store(self.store_dir)
+        requeued = self.store.recover()
+        if requeued:
+            log.info("re-queued %d prompts leased after the last checkpoint", requeued)
+        self.control = RunControl()
+        entries = [
+            BackendEntry(name=name, address=b.address, timeout_seconds=b.timeout_seconds, max_batch_size=b.max_batch_size,
+                         max_concurrency=b.max_concurrency, tls=b.tls, token_file=b.token_file, source="config")
+            for name, b in cfg.rewards.backends.items()
+        ]
+        overrides = [BackendEntry(name=n, address=a, source="flag") for n, a in self.backend_overrides]
+        registry_file = Path(cfg.rewards.registry_file) if cfg.rewards.registry_file else None
+        self.registry = RewardRegistry(entries, registry_file=registry_file, overrides=overrides)
+        self.registry.start_watching()
+        self.exporter = _LazyExporter()
+        self.tokenizer: Any = None
+        servicer = TrainerServicer(
+            store=self.store,
+            control=self.control,
+            registry=self.registry,
+            exporter=self.exporter,
+            limits=cfg.limits,
+            default_rewards=[(r.backend, r.weight) for r in cfg.rewards.default],
+            tokenizer_getter=lambda: self.tokenizer,
+            metrics=self.metrics,
+        )
+        self.server, self.api_port, self.health = build_server(
+            servicer,
+            listen=cfg.server.listen,
+            auth=cfg.auth,
+            tls=(cfg.server.tls_cert, cfg.server.tls_key, cfg.server.tls_client_ca) if cfg.server.tls_cert else None,
+            max_message_bytes=cfg.limits.max_message_bytes,
+            max_workers=cfg.server.max_workers,
+        )
+        log.info("API listening on %s (port %d); loading the model", cfg.server.listen, self.api_port)
+        if load_in_background:
+            threading.Thread(target=self._load_and_run, name="loader", daemon=True).start()
+        else:
+            self._load_and_run()
+
+    def _load_and_run(self) -> None:
+        try:
+            self._load()
+        except Exception as exc:  # noqa: BLE001 - reported through the run state, the API stays up
+            log.exception("loading failed")
+            self.failed = f"{type(exc).__name__}: {exc}"
+            self.control.fail(self.failed)
+            self.metrics.set_run_state("failed")
+            return
+        self.health.set_serving(True)
+        self.ready.set()
+        self.loop.start()
+
+    def _load(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+        from grpo_server.rewards.router import RewardRouter
+        from grpo_server.rollout.base import SamplingConfig, make_engine
+        from grpo_server.training.engine import OptimConfig
+        from grpo_server.training.engine import make_engine as make_training_engine
+        from grpo_server.training.loop import StepRunner, StepSettings, TrainingLoop, build_reference_model
+        from grpo_server.training.loss import LossConfig
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.training.seed)
+        model_path = resolve_model_path(cfg, self.store_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_DTYPES[cfg.model.dtype])
+        model.config.use_cache = False
+        ref_model = build_reference_model(model) if cfg.algorithm.beta > 0 else None
+        t = cfg.training
+        optim = OptimConfig(
+            learning_rate=t.learning_rate, weight_decay=t.weight_decay, betas=tuple(t.adam_betas),
+            max_grad_norm=t.max_grad_norm, warmup_steps=t.warmup_steps, lr_schedule=t.lr_schedule,
+            total_steps=t.max_steps, micro_batch_size=t.micro_batch_size,
+        )
+        engine = make_training_engine(t.engine, model, optim, zero_stage=t.zero_stage)
+        latest = self.store.latest_checkpoint()
+        if latest is not None:
+            log.info("resuming from the checkpoint of step %d (%s)", latest.step, latest.path)
+            engine.load_state(Path(latest.path))
+        kind = choose_rollout_engine(cfg.rollout.engine)
+        r = cfg.rollout
+        rollout = make_engine(
+            kind,
+            model_path=str(model_path),
+            model=engine.model if kind == "hf" else None,
+            tokenizer=tokenizer,
+            dtype=r.vllm_dtype if kind == "vllm" else cfg.model.dtype,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            seed=t.seed,
+            **({"gpu_memory_utilization": r.vllm_gpu_memory_utilization, "max_model_len": r.vllm_max_model_len,
+                "enforce_eager": r.vllm_enforce_eager} if kind == "vllm" else {}),
+        )
+        weights_shared = kind == "hf"
+        if latest is not None and not weights_shared:
+            rollout.load_weights(engine.named_weights())
+        a = cfg.algorithm
+        settings = StepSettings(
+            prompts_per_step=a.prompts_per_step,
+            group_size=a.group_size,
+            sampling=SamplingConfig(n=a.group_size, max_new_tokens=r.max_new_tokens, temperature=r.temperature,
+                                    top_p=r.top_p, top_k=r.top_k),
+            loss=LossConfig(temperature=r.temperature, beta=a.beta, epsilon_low=a.epsilon_low,
+                            epsilon_high=a.epsilon_high, delta=a.delta, aggregation=a.aggregation,
+                            max_tokens=r.max_new_tokens, importance_sampling_level=a.importance_sampling_level),
+            advantage_scale=a.advantage_scale,
+            advantage_eps=a.advantage_eps,
+            inner_iterations=a.inner_iterations,
+            micro_batch_size=t.micro_batch_size,
+            mask_truncated=a.mask_truncated_completions,
+            seed=t.seed,
+        )
+        router = RewardRouter(
+            self.registry, observer=self.metrics, max_retries=cfg.rewards.max_retries,
+            breaker_failures=cfg.rewards.breaker_failures, breaker_reset_s=cfg.rewards.breaker_reset_seconds,
+        )
+        runner = StepRunner(settings, tokenizer=tokenizer, rollout=rollout, engine=engine, router=router,
+                            ref_model=ref_model, weights_shared=weights_shared)
+        self.engine, self.rollout, self.router = engine, rollout, router
+
+        def save(step: int) -> Path:
+            path = save_training_checkpoint(engine.save_state, self.store_dir, step,
+                                            {"model_path": str(model_path), "time": time.time()}, keep=cfg.checkpoint.keep)
+            prune_checkpoints(self.store_dir, keep_steps=[step], keep=cfg.checkpoint.keep)
+            return path
+
+        self.loop = TrainingLoop(
+            runner, store=self.store, control=self.control, registry=self.registry, metrics=self.metrics,
+            save_checkpoint=save, checkpoint_every=cfg.checkpoint.every_steps, max_steps=t.max_steps,
+            engine_name=kind,
+        )
+        generation_config = None
+        try:
+            generation_config = GenerationConfig.from_pretrained(model_path)
+        except OSError:
+            pass
+
+        def snapshot() -> tuple[int, dict[str, torch.Tensor]]:
+            with self.loop.step_lock:  # a copy of the weights between two optimizer steps
+                return self.loop.step, copy_weights(engine.named_weights())
+
+        def on_export(job: Any, seconds: float) -> None:
+            self.metrics.checkpoints.labels(kind="export").inc()
+            self.metrics.checkpoint_duration.labels(kind="export").observe(seconds)
+
+        self.exporter.target = ExportManager(
+            snapshot, model.config, tokenizer, self.store_dir / "exports",
+            generation_config=generation_config, on_done=on_export,
+        )
+        self.tokenizer = tokenizer
+        self.metrics.queue_depth.set(self.store.queue_depth())
+
+    def shutdown(self, grace: float = 600.0) -> None:
+        """Drain: health NOT_SERVING, finish the current step, checkpoint, stop the API."""
+        log.info("draining: finishing the current step and writing a checkpoint")
+        if getattr(self, "health", None) is not None:
+            self.health.set_serving(False)
+        self.control.set_state("draining")
+        self.metrics.set_run_state("draining")
+        loop = getattr(self, "loop", None)
+        if loop is not None:
+            loop.stop(timeout=grace)
+        if getattr(self, "rollout", None) is not None:
+            self.rollout.close()
+        self.registry.stop()
+        self.server.stop(grace=5).wait()
+        self.store.close()
+        self.metrics.close()
+        log.info("stopped")
+
+
+class _LazyExporter:
+    """The API's exporter before the model has loaded: exports are refused until then."""
+
+    target: ExportManager | None = None
+
+    def start(self, destination: str | None, wait: bool) -> Any:
+        if self.target is None:
+            raise RuntimeError("the model is still loading; export once the run is ready")
+        return self.target.start(destination, wait)
+
+    def get(self, export_id: str) -> Any:
+        return None if self.target is None else self.target.get(export_id)
+

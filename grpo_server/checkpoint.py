@@ -1,0 +1,283 @@
+"""Checkpoints: the training state the trainer resumes from, and Hugging Face exports people load.
+
+Training checkpoints live in `<store-dir>/checkpoints/step-<N>/` (the engine's model, optimizer,
+scheduler and RNG state). They are written to a temporary directory, flushed to disk and renamed into
+place, and only then recorded in the store: a prompt counts as trained once the rename is durable.
+
+Exports are plain Hugging Face directories (safetensors, config.json, tokenizer files,
+generation_config.json) plus `manifest.json` listing every file with its size and sha256 and the step.
+`transformers` and vLLM load them as is. An export copies the weights (the only moment it holds up
+training) and writes the files in a background thread; its progress is pollable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Lowercase hex SHA-256 of a file's contents."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and directory under root to disk (so a rename after it is durable)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_weights(named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of named tensors (the state copy an export holds training up for)."""
+    return {name: t.detach().to("cpu", copy=True) for name, t in named}
+
+
+# -------------------------------------------------------------------------------------- HF exports
+
+
+def write_hf_directory(
+    weights: Mapping[str, torch.Tensor],
+    config: Any,
+    tokenizer: Any,
+    destination: Path,
+    *,
+    step: int,
+    generation_config: Any = None,
+    extra_manifest: Mapping[str, Any] | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Write a Hugging Face model directory atomically and return its manifest's file list.
+
+    The directory is built beside `destination` and renamed into place at the end; `destination` must
+    not exist or be empty. Tied weights (lm_head sharing the embedding) are stored once, as
+    `save_pretrained` does. Files: model.safetensors (sharded above 5 GB), config.json, tokenizer files,
+    generation_config.json, manifest.json (every other file with size and sha256, and the step).
+    """
+    from huggingface_hub import save_torch_state_dict
+
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()):
+        raise FileExistsError(f"export destination {destination} exists and is not empty")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        state = dict(weights)
+        if getattr(config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)
+        if progress:
+            progress(0.1)
+        save_torch_state_dict(state, tmp, max_shard_size="5GB", safe_serialization=True)
+        if progress:
+            progress(0.7)
+        config.save_pretrained(tmp)
+        if generation_config is not None:
+            generation_config.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        files = []
+        for p in sorted(tmp.rglob("*")):
+            if p.is_file():
+                files.append({"path": str(p.relative_to(tmp)), "size_bytes": p.stat().st_size, "sha256": sha256_file(p)})
+        manifest = {"step": step, "created_at": time.time(), "files": files, **(extra_manifest or {})}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        fsync_tree(tmp)
+        if destination.exists():
+            destination.rmdir()
+        os.rename(tmp, destination)
+        _fsync_dir(destination.parent)
+        if progress:
+            progress(1.0)
+        return files
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def verify_manifest(directory: Path) -> dict[str, Any]:
+    """Check every file of an export against its manifest; returns the manifest, raises ValueError on a
+    mismatch or a missing file."""
+    manifest = json.loads((Path(directory) / MANIFEST).read_text())
+    for entry in manifest["files"]:
+        path = Path(directory) / entry["path"]
+        if not path.is_file():
+            raise ValueError(f"{entry['path']}: listed in the manifest but missing")
+        if sha256_file(path) != entry["sha256"]:
+            raise ValueError(f"{entry['path']}: sha256 does not match the manifest")
+    return manifest
+
+
+@dataclass
+class ExportJob:
+    """One export's progress (mirrors grpo.trainer.v1.Export)."""
+
+    export_id: str
+    destination: str
+    step: int
+    state: str = "pending"  # pending | writing | done | failed
+    progress: float = 0.0
+    files: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+
+class ExportManager:
+    """Runs exports in background threads. `snapshot` is called on the caller's thread and must return
+    (step, weights copy); the caller arranges that it does not race an optimizer step."""
+
+    def __init__(
+        self,
+        snapshot: Callable[[], tuple[int, dict[str, torch.Tensor]]],
+        config: Any,
+        tokenizer: Any,
+        default_dir: Path,
+        *,
+        generation_config: Any = None,
+        on_done: Callable[[ExportJob, float], None] | None = None,
+    ) -> None:
+        self._snapshot = snapshot
+        self._config = config
+        self._tokenizer = tokenizer
+        self._generation_config = generation_config
+        self._default_dir = Path(default_dir)
+        self._on_done = on_done
+        self._jobs: dict[str, ExportJob] = {}
+        self._lock = threading.Lock()
+
+    def start(self, destination: str | None, wait: bool) -> ExportJob:
+        """Copy the weights now, write them in the background; with `wait`, return when written.
+        Raises FileExistsError when the destination is a non-empty directory."""
+        step, weights = self._snapshot()
+        dest = Path(destination) if destination else self._default_dir / f"step-{step:06d}"
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise FileExistsError(f"destination {dest} exists and is not an empty directory")
+        job = ExportJob(export_id=uuid.uuid4().hex[:16], destination=str(dest), step=step)
+        with self._lock:
+            self._jobs[job.export_id] = job
+        threading.Thread(target=self._run, args=(job, weights), name=f"export-{job.export_id}", daemon=True).start()
+        if wait:
+            job.done.wait()
+        return self.get(job.export_id) or job
+
+    def get(self, export_id: str) -> ExportJob | None:
+        """A copy of the job's current progress, or None for an unknown id."""
+        with self._lock:
+            job = self._jobs.get(export_id)
+            return None if job is None else replace(job, files=list(job.files))
+
+    def _set(self, job: ExportJob, **kw: Any) -> None:
+        with self._lock:
+            for k, v in kw.items():
+                setattr(job, k, v)
+
+    def _run(self, job: ExportJob, weights: dict[str, torch.Tensor]) -> None:
+        started = time.monotonic()
+        self._set(job, state="writing")
+        try:
+            files = write_hf_directory(
+                weights,
+                self._config,
+                self._tokenizer,
+                Path(job.destination),
+                step=job.step,
+                generation_config=self._generation_config,
+                progress=lambda f: self._set(job, progress=f),
+            )
+            manifest_path = Path(job.destination) / MANIFEST
+            files = [*files, {"path": MANIFEST, "size_bytes": manifest_path.stat().st_size, "sha256": sha256_file(manifest_path)}]
+            self._set(job, state="done", progress=1.0, files=files)
+            log.info("exported step %d to %s", job.step, job.destination)
+        except Exception as exc:  # noqa: BLE001 - reported through the job, not raised into a thread
+            log.exception("export %s failed", job.export_id)
+            self._set(job, state="failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            job.done.set()
+            if self._on_done:
+                self._on_done(job, time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------------- training state
+
+
+def checkpoint_dir(store_dir: Path, step: int) -> Path:
+    """Where the training checkpoint of `step` lives."""
+    return Path(store_dir) / "checkpoints" / f"step-{step:06d}"
+
+
+def save_training_checkpoint(
+    save_state: Callable[[Path], None], store_dir: Path, step: int, meta: Mapping[str, Any], keep: int = 2
+) -> Path:
+    """Write a training checkpoint durably: `save_state(tmpdir)` fills a temporary directory, which is
+    fsynced and renamed to checkpoints/step-<N>. Older checkpoints beyond `keep` are removed afterwards.
+    Returns the final path. The caller records it in the store only after this returns."""
+    final = checkpoint_dir(store_dir, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.", dir=final.parent))
+    try:
+        save_state(tmp)
+        (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=2) + "\n")
+        fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def prune_checkpoints(store_dir: Path, keep_steps: Iterable[int], keep: int) -> None:
+    """Remove training checkpoints other than the newest `keep` (never one in `keep_steps`) and any
+    temporary directory left by a crash."""
+    root = Path(store_dir) / "checkpoints"
+    if not root.exists():
+        return
+    protected = set(keep_steps)
+    for tmp in root.glob(".step-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    done = sorted((p for p in root.glob("step-*") if p.is_dir()), key=lambda p: p.name)
+    for old in done[: max(len(done) - keep, 0)]:
+        if int(old.name.split("-")[1]) not in protected:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,81 @@
+"""`grpo-server`: the trainer's command line.
+
+    grpo-server --config FILE [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--store-dir DIR]
+                [--reward-backend NAME=HOST:PORT ...] [--log-level LEVEL]
+
+Flags override the config file. SIGTERM or SIGINT drains: health goes NOT_SERVING, the current step
+finishes, a checkpoint is written, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from grpo_server import __version__
+from grpo_server.config import ConfigError, load_config, with_overrides
+
+
+def _backend(value: str) -> tuple[str, str]:
+    name, sep, address = value.partition("=")
+    if not sep or not name or ":" not in address:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=HOST:PORT, e.g. math=127.0.0.1:50061")
+    return name, address
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to render --help in the docs)."""
+    p = argparse.ArgumentParser(
+        prog="grpo-server",
+        description="GRPO trainer served over gRPC (grpo.trainer.v1.TrainerService).",
+    )
+    p.add_argument("--config", type=Path, help="YAML config file (see examples/); defaults apply without one")
+    p.add_argument("--listen", help="gRPC listen address HOST:PORT (overrides server.listen)")
+    p.add_argument("--metrics-listen", help="Prometheus listen address HOST:PORT (overrides server.metrics_listen)")
+    p.add_argument("--store-dir", type=Path, help="directory of the SQLite store, checkpoints and exports (overrides store_dir)")
+    p.add_argument(
+        "--reward-backend", type=_backend, action="append", default=[], metavar="NAME=HOST:PORT",
+        help="add or replace a reward backend of the registry (repeatable)",
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--version", action="version", version=f"grpo-server {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the trainer until SIGTERM/SIGINT; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        cfg = load_config(args.config)
+        server = {k: v for k, v in (("listen", args.listen), ("metrics_listen", args.metrics_listen)) if v}
+        if server:
+            cfg = with_overrides(cfg, server=server)
+    except ConfigError as err:
+        print(f"grpo-server: {err}", file=sys.stderr)
+        return 2
+    store_dir = (args.store_dir or Path(cfg.store_dir)).expanduser()
+
+    from grpo_server.app import TrainerApp
+
+    app = TrainerApp(cfg, store_dir, backend_overrides=list(args.reward_backend))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    app.start()
+    # One line tools and tests can parse to find the bound ports (port 0 picks free ones).
+    print(f"grpo-server listening on port {app.api_port} metrics {app.metrics_port or '-'}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    app.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

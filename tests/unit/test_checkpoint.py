@@ -1,0 +1,101 @@
+"""Exports are loadable Hugging Face directories with a verifiable manifest; training checkpoints are
+written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from grpo_server.checkpoint import (
+    ExportManager,
+    copy_weights,
+    prune_checkpoints,
+    save_training_checkpoint,
+    verify_manifest,
+    write_hf_directory,
+)
+from grpo_server.models.tiny import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny") / "m")
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+def test_export_loads_with_transformers_and_manifest_verifies(tiny, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = tiny
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight.add_(0.5)  # an "update" the export must carry
+    dest = tmp_path / "export"
+    write_hf_directory(copy_weights(model.state_dict().items()), model.config, tok, dest, step=7)
+    manifest = verify_manifest(dest)
+    assert manifest["step"] == 7
+    names = {f["path"] for f in manifest["files"]}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names
+    loaded = AutoModelForCausalLM.from_pretrained(dest)
+    assert torch.equal(loaded.model.layers[0].mlp.up_proj.weight, model.model.layers[0].mlp.up_proj.weight)
+    assert AutoTokenizer.from_pretrained(dest).chat_template == tok.chat_template
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.allclose(loaded(ids).logits, model(ids).logits, atol=1e-6)
+
+
+def test_manifest_detects_a_changed_file(tiny, tmp_path: Path) -> None:
+    model, tok = tiny
+    dest = tmp_path / "export"
+    write_hf_directory(copy_weights(model.state_dict().items()), model.config, tok, dest, step=1)
+    with open(dest / "config.json", "a") as f:
+        f.write(" ")
+    with pytest.raises(ValueError, match="config.json"):
+        verify_manifest(dest)
+
+
+def test_export_refuses_a_non_empty_destination(tiny, tmp_path: Path) -> None:
+    model, tok = tiny
+    dest = tmp_path / "taken"
+    dest.mkdir()
+    (dest / "x").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        write_hf_directory(copy_weights(model.state_dict().items()), model.config, tok, dest, step=1)
+    assert (dest / "x").read_text() == "keep me"
+
+
+def test_export_manager_reports_progress_and_files(tiny, tmp_path: Path) -> None:
+    model, tok = tiny
+    mgr = ExportManager(lambda: (3, copy_weights(model.state_dict().items())), model.config, tok, tmp_path / "exports")
+    job = mgr.start(None, wait=True)
+    assert job.state == "done" and job.progress == 1.0 and job.step == 3
+    assert job.destination.endswith("step-000003")
+    assert any(f["path"] == "manifest.json" for f in job.files)
+    assert mgr.get(job.export_id).state == "done"  # type: ignore[union-attr]
+    assert mgr.get("nope") is None
+    with pytest.raises(FileExistsError):
+        mgr.start(job.destination, wait=True)
+
+
+def test_failed_save_leaves_no_checkpoint(tmp_path: Path) -> None:
+    def broken(d: Path) -> None:
+        (d / "half").write_text("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        save_training_checkpoint(broken, tmp_path, 5, {})
+    assert not (tmp_path / "checkpoints" / "step-000005").exists()
+    assert not list((tmp_path / "checkpoints").glob(".step-*"))
+
+
+def test_checkpoints_are_pruned_to_keep(tmp_path: Path) -> None:
+    for step in (1, 2, 3, 4):
+        save_training_checkpoint(lambda d: (d / "state").write_text("s"), tmp_path, step, {"k": step})
+    prune_checkpoints(tmp_path, keep_steps=[4], keep=2)
+    left = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert left == ["step-000003", "step-000004"]
+    meta = json.loads((tmp_path / "checkpoints" / "step-000004" / "meta.json").read_text())
+    assert meta == {"step": 4, "k": 4}

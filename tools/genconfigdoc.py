@@ -1,0 +1,67 @@
+"""Write docs/configuration.md from the typed config (grpo_server.config.Config), so the docs always match
+the code. Usage: python tools/genconfigdoc.py [OUT]   (default docs/configuration.md)
+tests/unit/test_config_doc.py fails when the committed file is stale."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HEADER = """# Configuration
+
+`grpo-server --config FILE` reads one YAML document with the sections below; every field has a default
+that works on a laptop, unknown fields are rejected, and a bad value stops the server with a message
+naming the field (`algorithm.group_size: Input should be greater than or equal to 2`). Flags override the
+file: `--listen`, `--metrics-listen`, `--store-dir`, `--reward-backend NAME=HOST:PORT`.
+Shipped examples: `examples/tiny.yaml` (a tiny model built from a config, for tests) and
+`examples/demo.yaml` (SmolLM2-135M-Instruct, what `make demo` runs).
+
+This page is generated from `grpo_server/config.py` by `tools/genconfigdoc.py`.
+"""
+
+
+def _default(field: Any) -> str:
+    if field.default_factory is not None:
+        value = field.default_factory()
+        if isinstance(value, BaseModel):
+            return "(section)"
+        if isinstance(value, list):
+            value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
+        return f"`{value!r}`"
+    if field.is_required():
+        return "required"
+    return f"`{field.default!r}`"
+
+
+def _type(field: Any) -> str:
+    ann = field.annotation
+    text = getattr(ann, "__name__", None) or str(ann)
+    return text.replace("typing.", "").replace("Literal", "one of ").replace("|", "or")
+
+
+def render() -> str:
+    from grpo_server.config import Config
+
+    out = [HEADER]
+    for name, field in Config.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.append(f"\n## `{name}`\n\n{(ann.__doc__ or '').strip()}\n")
+            out.append("| field | type | default | meaning |\n|---|---|---|---|")
+            for sub, f in ann.model_fields.items():
+                desc = (f.description or "").replace("|", "/")
+                out.append(f"| `{name}.{sub}` | {_type(f).replace('|', '/')} | {_default(f).replace('|', '/')} | {desc} |")
+        else:
+            out.append(f"\n## `{name}`\n\n{field.description or ''} Default: {_default(field)}.\n")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "configuration.md"
+    target.write_text(render())
+    print(f"wrote {target}")
