@@ -134,6 +134,7 @@ class TrainerApp:
             self.control.fail(self.failed)
             self.metrics.set_run_state("failed")
             return
+        self.control.set_ready(True)
         self.health.set_serving(True)
         self.ready.set()
         self.loop.start()
@@ -154,6 +155,7 @@ class TrainerApp:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer  # submissions are accepted (token-counted) while the rest loads
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_DTYPES[cfg.model.dtype])
         model.config.use_cache = False
         ref_model = build_reference_model(model) if cfg.algorithm.beta > 0 else None
@@ -237,7 +239,6 @@ class TrainerApp:
             snapshot, model.config, tokenizer, self.store_dir / "exports",
             generation_config=generation_config, on_done=on_export,
         )
-        self.tokenizer = tokenizer
         self.metrics.queue_depth.set(self.store.queue_depth())
 
     def shutdown(self, grace: float = 600.0) -> None:
@@ -253,6 +254,7 @@ class TrainerApp:
         if getattr(self, "rollout", None) is not None:
             self.rollout.close()
         self.registry.stop()
+        self.control.close()  # ends WatchSteps streams
         self.server.stop(grace=5).wait()
         self.store.close()
         self.metrics.close()

@@ -141,6 +141,14 @@ class ServerConfig(_Strict):
     tls_key: str | None = None
     tls_client_ca: str | None = Field(None, description="Require client certificates signed by this CA (mTLS).")
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("server.tls_cert and server.tls_key must be set together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("server.tls_client_ca (mTLS) needs server.tls_cert and server.tls_key")
+        return self
+
     @field_validator("listen", "metrics_listen")
     @classmethod
     def _hostport(cls, v: str | None) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -37,7 +38,7 @@ def _corpus(seed: int) -> list[str]:
     return lines
 
 
-def build_tokenizer(vocab_size: int = 512, seed: int = 0):
+def build_tokenizer(vocab_size: int = 512, seed: int = 0) -> Any:
     """A byte-level BPE `PreTrainedTokenizerFast` with ChatML special tokens and chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -64,11 +65,11 @@ def build_tokenizer(vocab_size: int = 512, seed: int = 0):
     return fast
 
 
-def tiny_llama_config(vocab_size: int, **overrides):
+def tiny_llama_config(vocab_size: int, **overrides: Any) -> Any:
     """A LlamaConfig of about 100k parameters (hidden 64, 2 layers, 4 heads)."""
     from transformers import LlamaConfig
 
-    kw = dict(
+    kw: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
@@ -84,7 +85,7 @@ def tiny_llama_config(vocab_size: int, **overrides):
     return LlamaConfig(**kw)
 
 
-def build_tiny_model(path: str | Path, *, seed: int = 0, classifier: bool = False, **config_overrides) -> Path:
+def build_tiny_model(path: str | Path, *, seed: int = 0, classifier: bool = False, **config_overrides: Any) -> Path:
     """Write a tiny Llama (causal LM, or a one-label sequence classifier with `classifier=True`) and its
     tokenizer to `path` as a Hugging Face directory; returns the path. Deterministic for a given seed."""
     import torch

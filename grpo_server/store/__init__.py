@@ -1,0 +1,19 @@
+"""The durable store (SQLite, WAL): prompt queue, idempotency keys, step history, checkpoints."""
+
+from grpo_server.store.records import (
+    CheckpointRecord,
+    DuplicatePromptError,
+    QueueFullError,
+    StoreError,
+    SubmitResult,
+)
+from grpo_server.store.sqlite_store import Store
+
+__all__ = [
+    "CheckpointRecord",
+    "DuplicatePromptError",
+    "QueueFullError",
+    "Store",
+    "StoreError",
+    "SubmitResult",
+]

@@ -81,7 +81,7 @@ def global_normalizer(micro_batches: Sequence[TrainBatch], aggregation: str, max
     micro-batch losses gives the loss of the whole batch.
 
     grpo: the number of sequences that have any loss token; bnpo/dapo: the number of loss tokens;
-    dr_grpo: that sequence count times max_tokens. Never below 1.
+    dr_grpo: all sequences times max_tokens (Dr. GRPO's constant denominator). Never below 1.
     """
     active = sum(int((mb.completion_mask.sum(dim=1) > 0).sum()) for mb in micro_batches)
     tokens = sum(float(mb.completion_mask.sum()) for mb in micro_batches)
@@ -92,7 +92,7 @@ def global_normalizer(micro_batches: Sequence[TrainBatch], aggregation: str, max
     elif aggregation == "dr_grpo":
         if not max_tokens:
             raise ValueError("aggregation 'dr_grpo' needs max_tokens")
-        value = float(active * max_tokens)
+        value = float(sum(mb.num_sequences for mb in micro_batches) * max_tokens)
     else:
         raise ValueError(f"unknown aggregation {aggregation!r}: use grpo, bnpo, dapo or dr_grpo")
     return max(value, 1.0)

@@ -68,7 +68,7 @@ def test_split_trims_padding_and_keeps_rows() -> None:
 
 
 @pytest.mark.parametrize(
-    ("aggregation", "expected"), [("grpo", 2.0), ("bnpo", 3.0), ("dapo", 3.0), ("dr_grpo", 2.0 * 16)]
+    ("aggregation", "expected"), [("grpo", 2.0), ("bnpo", 3.0), ("dapo", 3.0), ("dr_grpo", 3.0 * 16)]
 )
 def test_global_normalizer_counts_active_sequences_or_tokens(aggregation: str, expected: float) -> None:
     g = _scored([1], [([2, 3], "stop"), ([4], "stop"), ([5], "stop")], [1.0, 0.0, None])

@@ -1,0 +1,163 @@
+"""gRPC errors with google.rpc details (grpcio-status), raised by the servicer's handlers as ApiError
+and turned into a status with a `grpc-status-details-bin` trailer by the `unary`/`stream` wrappers.
+
+Handlers raise ApiError rather than calling context.abort themselves: abort raises a bare Exception,
+which a catch-all for unexpected errors would swallow.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from grpo_server.api.validation import ValidationFailed, Violation
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ApiError(Exception):
+    """A failed call: status code, message, and google.rpc detail messages."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, details: Sequence[Message] = ()) -> None:
+        super().__init__(message)
+        self.code, self.message, self.details = code, message, list(details)
+
+    def status(self) -> grpc.Status:
+        """The grpc.Status to abort with (code, message, details trailer)."""
+        packed = []
+        for d in self.details:
+            a = any_pb2.Any()
+            a.Pack(d)
+            packed.append(a)
+        return rpc_status.to_status(status_pb2.Status(code=self.code.value[0], message=self.message, details=packed))
+
+
+def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return error_details_pb2.RetryInfo(retry_delay=d)
+
+
+# The status travels in a trailer, and gRPC clients refuse metadata over 16 KiB by default (8 KiB soft):
+# the BadRequest is cut to fit this many serialized bytes, and the message says how many were left out.
+MAX_DETAILS_BYTES = 6000
+MAX_DESCRIPTION_CHARS = 300
+
+
+def invalid_argument(violations: Sequence[Violation], message: str | None = None) -> ApiError:
+    """INVALID_ARGUMENT with a BadRequest listing every violation (as many as fit MAX_DETAILS_BYTES, in
+    request order; the message says when some were left out)."""
+    bad = error_details_pb2.BadRequest()
+    size = 0
+    for v in violations:
+        desc = v.description if len(v.description) <= MAX_DESCRIPTION_CHARS else v.description[:MAX_DESCRIPTION_CHARS] + "..."
+        fv = error_details_pb2.BadRequest.FieldViolation(field=v.field, description=desc)
+        size += fv.ByteSize() + 4
+        if size > MAX_DETAILS_BYTES and bad.field_violations:
+            break
+        bad.field_violations.append(fv)
+    n, shown = len(violations), len(bad.field_violations)
+    if message is None:
+        first = violations[0]
+        desc = first.description[:MAX_DESCRIPTION_CHARS]
+        if n == 1:
+            message = f"invalid request: {first.field}: {desc}"
+        elif shown == n:
+            message = f"invalid request: {n} bad fields, each in the BadRequest detail; first: {first.field}: {desc}"
+        else:
+            message = (f"invalid request: {n} bad fields; the BadRequest detail lists the first {shown} "
+                       f"(fix those and resubmit to see the rest); first: {first.field}: {desc}")
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, [bad])
+
+
+def resource_exhausted(message: str, retry_after: float, subject: str = "queue") -> ApiError:
+    """RESOURCE_EXHAUSTED with RetryInfo (and a QuotaFailure naming what is full)."""
+    quota = error_details_pb2.QuotaFailure(
+        violations=[error_details_pb2.QuotaFailure.Violation(subject=subject, description=message)]
+    )
+    return ApiError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, [_retry_info(retry_after), quota])
+
+
+def unavailable(message: str, retry_after: float) -> ApiError:
+    """UNAVAILABLE with RetryInfo: try again later."""
+    return ApiError(grpc.StatusCode.UNAVAILABLE, message, [_retry_info(retry_after)])
+
+
+def not_found(resource_type: str, name: str, message: str) -> ApiError:
+    """NOT_FOUND with ResourceInfo."""
+    info = error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name, description=message)
+    return ApiError(grpc.StatusCode.NOT_FOUND, message, [info])
+
+
+def failed_precondition(kind: str, subject: str, message: str) -> ApiError:
+    """FAILED_PRECONDITION with PreconditionFailure."""
+    pf = error_details_pb2.PreconditionFailure(
+        violations=[error_details_pb2.PreconditionFailure.Violation(type=kind, subject=subject, description=message)]
+    )
+    return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message, [pf])
+
+
+def _to_api_error(exc: BaseException, method: str) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ValidationFailed):
+        return invalid_argument(exc.violations)
+    if isinstance(exc, sqlite3.ProgrammingError):  # the store was closed: the server is shutting down
+        return unavailable("the trainer is shutting down", 5.0)
+    log.exception("%s failed", method)
+    return ApiError(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
+
+
+def _check_parsed(request: Any) -> None:
+    """A request the server could not parse (see server.UnparsableRequest) is INVALID_ARGUMENT."""
+    error = getattr(request, "error", None)
+    type_name = getattr(request, "type_name", None)
+    if isinstance(error, str) and isinstance(type_name, str):
+        raise invalid_argument(
+            [Violation("", f"the request is not a valid {type_name}: {error} (strings must be valid UTF-8)")]
+        )
+
+
+def unary(fn: Callable[[Any, Any, grpc.ServicerContext], T]) -> Callable[[Any, Any, grpc.ServicerContext], T]:
+    """Wrap a unary handler: ApiError and ValidationFailed become their status; anything else INTERNAL."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> T:
+        try:
+            _check_parsed(request)
+            return fn(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every failure leaves as a status with details
+            err = _to_api_error(exc, fn.__name__)
+        context.abort_with_status(err.status())
+        raise AssertionError("unreachable")  # abort_with_status raises
+
+    return wrapper
+
+
+def stream(
+    fn: Callable[[Any, Any, grpc.ServicerContext], Iterator[T]],
+) -> Callable[[Any, Any, grpc.ServicerContext], Iterator[T]]:
+    """Like `unary`, for server-streaming handlers (generators)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[T]:
+        try:
+            _check_parsed(request)
+            yield from fn(self, request, context)
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure leaves as a status with details
+            err = _to_api_error(exc, fn.__name__)
+        context.abort_with_status(err.status())
+
+    return wrapper

@@ -1,0 +1,131 @@
+"""Server bootstrap: one place that wires the trainer's gRPC server — the servicer, grpc.health.v1
+(NOT_SERVING until told ready), reflection, the auth interceptor, TLS, message limits — and stops it
+gracefully (health NOT_SERVING first, so load balancers stop sending before connections close)."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+
+from grpo_server.api.auth import AuthInterceptor, TokenStore, server_credentials
+from grpo_server.api.settings import AuthSettings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
+
+
+class Health:
+    """The server's health: "" and the TrainerService, NOT_SERVING until set_serving(True)."""
+
+    def __init__(self) -> None:
+        self.servicer = health.HealthServicer()
+        self.serving = False
+        self.set_serving(False)
+
+    def set_serving(self, serving: bool) -> None:
+        """SERVING once the model is loaded; NOT_SERVING while loading or draining."""
+        self.serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self.servicer.set(name, status)
+
+    def shutdown(self) -> None:
+        """NOT_SERVING for good (later set_serving calls are ignored)."""
+        self.serving = False
+        self.servicer.enter_graceful_shutdown()
+
+
+class UnparsableRequest:
+    """Stands in for a request whose bytes did not parse (invalid UTF-8 in a string field, a truncated
+    message): the handler answers INVALID_ARGUMENT instead of gRPC's INTERNAL for a failed deserializer."""
+
+    def __init__(self, type_name: str, error: str) -> None:
+        self.type_name, self.error = type_name, error
+
+
+def _lenient(cls: Any) -> Any:
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except DecodeError as exc:
+            return UnparsableRequest(cls.DESCRIPTOR.full_name, str(exc))
+
+    return parse
+
+
+def trainer_handlers(servicer: trainer_pb2_grpc.TrainerServiceServicer) -> grpc.GenericRpcHandler:
+    """The TrainerService's method handlers (what the generated add_..._to_server registers), with
+    deserializers that hand an unparsable request to the handler as UnparsableRequest."""
+    handlers = {}
+    for m in trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].methods:
+        request_cls = getattr(trainer_pb2, m.input_type.name)
+        response_cls = getattr(trainer_pb2, m.output_type.name)
+        make = grpc.unary_stream_rpc_method_handler if m.server_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[m.name] = make(
+            getattr(servicer, m.name),
+            request_deserializer=_lenient(request_cls),
+            response_serializer=response_cls.SerializeToString,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+
+def build_server(
+    servicer: trainer_pb2_grpc.TrainerServiceServicer,
+    *,
+    listen: str,
+    auth: AuthSettings | None = None,
+    tls: tuple[str, str, str | None] | None = None,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int, Health]:
+    """Build and start the trainer's gRPC server.
+
+    listen: HOST:PORT (port 0 picks a free one). auth: tokens settings (None or no tokens_file = open).
+    tls: (cert_file, key_file, client_ca_file or None) PEM paths; a client CA turns on mTLS.
+    max_message_bytes: receive and send limit of one message. Returns (server, bound port, health).
+    Raises RuntimeError when the address cannot be bound.
+    """
+    interceptors: list[grpc.ServerInterceptor] = []
+    if auth is not None and auth.tokens_file:
+        interceptors.append(AuthInterceptor(TokenStore(Path(auth.tokens_file), auth.reload_interval_seconds)))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    server.add_generic_rpc_handlers((trainer_handlers(servicer),))
+    h = Health()
+    health_pb2_grpc.add_HealthServicer_to_server(h.servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    if tls is not None:
+        port = server.add_secure_port(listen, server_credentials(*tls))
+    else:
+        port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    server.start()
+    log.info("gRPC API on %s (port %d, tls=%s, auth=%s)", listen, port, tls is not None, bool(interceptors))
+    return server, port, h
+
+
+def graceful_stop(server: grpc.Server, health_: Health, grace: float = 5.0, control: Any = None) -> None:
+    """Health NOT_SERVING, end streams (control.close()), then stop, letting calls finish for `grace` s."""
+    health_.shutdown()
+    if control is not None:
+        control.close()
+    server.stop(grace).wait()

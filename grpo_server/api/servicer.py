@@ -1,0 +1,292 @@
+"""TrainerService: validates each request, converts it, calls the store, the run control, the reward
+registry or the exporter, and converts the answer. No training logic lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+
+from grpo_server.api import convert, errors
+from grpo_server.api.errors import unary
+from grpo_server.api.ports import BackendRegistry, Exporter, default_reward_pairs
+from grpo_server.api.settings import ApiLimits
+from grpo_server.api.validation import (
+    TokenCounter,
+    Violation,
+    chat_template_counter,
+    validate_backend,
+    validate_backend_name,
+    validate_destination,
+    validate_export_id,
+    validate_step_number,
+    validate_submit,
+)
+from grpo_server.control import ControlError, RunControl
+from grpo_server.store import DuplicatePromptError, QueueFullError, Store
+from grpo_server.types import StepReport, StepState
+
+log = logging.getLogger(__name__)
+
+WATCH_POLL_SECONDS = 1.0  # how often a stream checks that its client is still there
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
+    """The trainer's gRPC API over its parts.
+
+    store: the durable store; control: the run's shared state; registry: the reward-backend registry;
+    exporter: writes HF checkpoint directories; limits: ApiLimits; default_rewards: (backend, weight)
+    pairs for prompts that name none; tokenizer_getter: returns the model's tokenizer, or None while it
+    loads (SubmitPrompts then answers UNAVAILABLE when prompt tokens are limited); metrics: optional,
+    with `prompts_submitted` (Counter) and `queue_depth` (Gauge).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        control: RunControl,
+        registry: BackendRegistry,
+        exporter: Exporter,
+        limits: ApiLimits | None = None,
+        default_rewards: Sequence[Any] = (),
+        tokenizer_getter: Callable[[], Any] | None = None,
+        metrics: Any = None,
+    ) -> None:
+        self.store = store
+        self.control = control
+        self.registry = registry
+        self.exporter = exporter
+        self.limits = limits or ApiLimits()
+        self.default_rewards = default_reward_pairs(default_rewards)
+        self.tokenizer_getter = tokenizer_getter
+        self.metrics = metrics
+        self._counter: tuple[Any, TokenCounter] | None = None
+
+    # ------------------------------------------------------------------------------ prompts
+
+    def _token_counter(self) -> TokenCounter | None:
+        if self.limits.max_prompt_tokens <= 0:
+            return None
+        tokenizer = self.tokenizer_getter() if self.tokenizer_getter else None
+        if tokenizer is None:
+            raise errors.unavailable("the model's tokenizer is still loading; retry shortly", 5.0)
+        if self._counter is None or self._counter[0] is not tokenizer:
+            self._counter = (tokenizer, chat_template_counter(tokenizer))
+        return self._counter[1]
+
+    @unary
+    def SubmitPrompts(
+        self, request: trainer_pb2.SubmitPromptsRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.SubmitPromptsResponse:
+        """Validate and queue a batch of prompts (all or nothing)."""
+        valid = validate_submit(
+            request,
+            limits=self.limits,
+            registry=self.registry,
+            default_rewards=self.default_rewards,
+            count_tokens=self._token_counter(),
+        )
+        try:
+            result = self.store.submit(valid.prompts, valid.request_id, self.limits.max_queue_depth)
+        except DuplicatePromptError as exc:
+            dup = set(exc.ids)
+            raise errors.invalid_argument(
+                [
+                    Violation(
+                        f"prompts[{i}].id",
+                        f"prompt {p.id!r} is already queued or being trained; submit it again once it is "
+                        "trained, or use a new id",
+                    )
+                    for i, p in enumerate(request.prompts)
+                    if p.id in dup
+                ]
+            ) from None
+        except QueueFullError as exc:
+            raise errors.resource_exhausted(
+                f"the prompt queue is full ({exc.depth} of {exc.max_depth} waiting; {exc.requested} more do not "
+                f"fit); retry after {self.limits.retry_after_seconds:g} s",
+                self.limits.retry_after_seconds,
+            ) from None
+        if not result.duplicate:
+            if self.metrics is not None:
+                self.metrics.prompts_submitted.inc(len(result.accepted_ids))
+                self.metrics.queue_depth.set(result.queue_depth)
+            self.control.notify_work()
+        return trainer_pb2.SubmitPromptsResponse(
+            accepted_ids=list(result.accepted_ids), queue_depth=result.queue_depth, duplicate=result.duplicate
+        )
+
+    # -------------------------------------------------------------------------------- steps
+
+    @unary
+    def StepStatus(
+        self, request: trainer_pb2.StepStatusRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.StepStatusResponse:
+        """One step (the latest by default) and the run."""
+        validate_step_number(request.step, "step")
+        if request.step == 0:
+            report = self.store.latest_step()
+        else:
+            report = self.store.get_step(request.step)
+            if report is None:
+                latest = self.store.latest_step()
+                raise errors.not_found(
+                    "step", str(request.step),
+                    f"step {request.step} has not run; the latest step is {latest.step if latest else 0}",
+                )
+        out = trainer_pb2.StepStatusResponse(run=convert.run_status(self.control, self.store))
+        if report is not None:
+            out.step.CopyFrom(convert.step_to_proto(report))
+        return out
+
+    @errors.stream
+    def WatchSteps(
+        self, request: trainer_pb2.WatchStepsRequest, context: grpc.ServicerContext
+    ) -> Iterator[trainer_pb2.WatchStepsResponse]:
+        """The finished steps after `after_step`, then each step as it finishes (and starts, with
+        include_running), until the client cancels or the server shuts down."""
+        validate_step_number(request.after_step, "after_step")
+        seq = self.control.event_seq  # before the backlog read: nothing published after it is missed
+        last_final = request.after_step
+        sent_running: int | None = None
+
+        def response(r: StepReport) -> trainer_pb2.WatchStepsResponse:
+            return trainer_pb2.WatchStepsResponse(
+                step=convert.step_to_proto(r), run=convert.run_status(self.control, self.store)
+            )
+
+        def catch_up() -> Iterator[trainer_pb2.WatchStepsResponse]:
+            nonlocal last_final, sent_running
+            while True:
+                backlog = self.store.steps_after(last_final, limit=500)
+                finished = [r for r in backlog if r.state is not StepState.RUNNING]
+                for r in backlog:
+                    if r.state is StepState.RUNNING:
+                        if request.include_running and sent_running != r.step:
+                            sent_running = r.step
+                            yield response(r)
+                        break  # a running step is the newest; what follows it is not final yet
+                    last_final = r.step
+                    yield response(r)
+                if len(finished) < 500:
+                    return
+
+        yield from catch_up()
+        while context.is_active() and not self.control.closed:
+            events, missed = self.control.wait_for_step(seq, timeout=WATCH_POLL_SECONDS)
+            if missed:  # a slow reader fell out of the event window: read the store instead
+                seq = events[-1][0] if events else self.control.event_seq
+                yield from catch_up()
+                continue
+            for n, r in events:
+                seq = n
+                if r.state is StepState.RUNNING:
+                    if request.include_running and r.step > last_final and sent_running != r.step:
+                        sent_running = r.step
+                        yield response(r)
+                elif r.step > last_final:
+                    last_final = r.step
+                    yield response(r)
+
+    # ------------------------------------------------------------------------------ exports
+
+    @unary
+    def ExportCheckpoint(
+        self, request: trainer_pb2.ExportCheckpointRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ExportCheckpointResponse:
+        """Start (or, with `wait`, run) an export of the current weights."""
+        validate_destination(request.destination)
+        dest = request.destination or None
+        try:
+            info = self.exporter.start(dest, request.wait)
+        except FileExistsError as exc:
+            raise errors.failed_precondition("DESTINATION_NOT_EMPTY", request.destination, str(exc)) from None
+        except RuntimeError as exc:
+            raise errors.failed_precondition("RUN_NOT_READY", "run", str(exc)) from None
+        except OSError as exc:
+            raise errors.failed_precondition(
+                "DESTINATION_UNWRITABLE", request.destination, f"cannot write {request.destination}: {exc}"
+            ) from None
+        return trainer_pb2.ExportCheckpointResponse(export=convert.export_to_proto(info))
+
+    @unary
+    def GetExport(
+        self, request: trainer_pb2.GetExportRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.GetExportResponse:
+        """The progress of one export."""
+        validate_export_id(request.export_id)
+        info = self.exporter.get(request.export_id)
+        if info is None:
+            raise errors.not_found("export", request.export_id, f"no export with id {request.export_id!r}")
+        return trainer_pb2.GetExportResponse(export=convert.export_to_proto(info))
+
+    # -------------------------------------------------------------------------- run control
+
+    @unary
+    def PauseTraining(
+        self, request: trainer_pb2.PauseTrainingRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.PauseTrainingResponse:
+        """Ask the loop to pause after the step in progress."""
+        try:
+            self.control.request_pause()
+        except ControlError as exc:
+            raise errors.failed_precondition("RUN_STATE", "run", str(exc)) from None
+        return trainer_pb2.PauseTrainingResponse(run=convert.run_status(self.control, self.store))
+
+    @unary
+    def ResumeTraining(
+        self, request: trainer_pb2.ResumeTrainingRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ResumeTrainingResponse:
+        """Resume a paused run."""
+        try:
+            self.control.resume()
+        except ControlError as exc:
+            raise errors.failed_precondition("RUN_STATE", "run", str(exc)) from None
+        return trainer_pb2.ResumeTrainingResponse(run=convert.run_status(self.control, self.store))
+
+    # ----------------------------------------------------------------------------- backends
+
+    @unary
+    def ListRewardBackends(
+        self, request: trainer_pb2.ListRewardBackendsRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ListRewardBackendsResponse:
+        """The registry, sorted by name."""
+        version, entries = self.registry.list()
+        return trainer_pb2.ListRewardBackendsResponse(
+            backends=[convert.backend_to_proto(b) for b in sorted(entries, key=lambda b: b.name)],
+            registry_version=version,
+        )
+
+    @unary
+    def SetRewardBackend(
+        self, request: trainer_pb2.SetRewardBackendRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.SetRewardBackendResponse:
+        """Add or replace one backend; the next step uses it."""
+        if not request.HasField("backend"):
+            raise errors.invalid_argument([Violation("backend", "required: the backend to add or replace")])
+        validate_backend(request.backend)
+        try:
+            version, stored = self.registry.set(convert.backend_from_proto(request.backend))
+        except ValueError as exc:
+            # A registry error may list its fields (`violations` with field/description); else one.
+            found = [Violation(str(x.field), str(x.description)) for x in getattr(exc, "violations", ())]
+            raise errors.invalid_argument(found or [Violation("backend", str(exc))]) from None
+        log.info("reward backend %s set to %s (registry version %d)", stored.name, stored.address, version)
+        return trainer_pb2.SetRewardBackendResponse(backend=convert.backend_to_proto(stored), registry_version=version)
+
+    @unary
+    def DeleteRewardBackend(
+        self, request: trainer_pb2.DeleteRewardBackendRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.DeleteRewardBackendResponse:
+        """Remove one backend."""
+        validate_backend_name(request.name)
+        try:
+            version = self.registry.delete(request.name)
+        except KeyError:
+            raise errors.not_found("reward backend", request.name, f"no reward backend named {request.name!r}") from None
+        log.info("reward backend %s deleted (registry version %d)", request.name, version)
+        return trainer_pb2.DeleteRewardBackendResponse(registry_version=version)

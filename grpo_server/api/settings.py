@@ -1,0 +1,56 @@
+"""The API's limits and auth settings (sections `limits` and `auth` of the trainer's config).
+
+Every limit has a default that suits a laptop run and a production run alike; each is enforced by
+grpo_server.api.validation (or, for the message size, by the gRPC server itself).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+KIB = 1024
+MIB = 1024 * 1024
+
+
+class ApiLimits(BaseModel):
+    """Limits on what SubmitPrompts accepts. Sizes are UTF-8 bytes unless said otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_message_bytes: int = Field(
+        default=64 * MIB, ge=1 * MIB, description="The largest gRPC message the server receives or sends, in bytes."
+    )
+    max_prompts_per_request: int = Field(default=1024, ge=1, description="Prompts in one SubmitPrompts request.")
+    max_prompt_tokens: int = Field(
+        default=1024, ge=0, description="Tokens of a prompt after the model's chat template is applied; 0 = no check."
+    )
+    max_messages: int = Field(default=64, ge=1, description="Chat messages in one prompt.")
+    max_chat_message_bytes: int = Field(default=64 * KIB, ge=1, description="Bytes of one chat message's content.")
+    max_answer_bytes: int = Field(default=64 * KIB, ge=1, description="Bytes of a prompt's reference answer.")
+    max_code_bytes: int = Field(
+        default=1 * MIB, ge=1, description="Bytes of a prompt's code tests: test_code plus every io case together."
+    )
+    max_rewards_per_prompt: int = Field(default=8, ge=1, description="Reward specs in one prompt.")
+    max_metadata_pairs: int = Field(default=32, ge=0, description="Metadata key/value pairs in one prompt.")
+    max_metadata_bytes: int = Field(default=1 * KIB, ge=1, description="Bytes of one metadata key, and of one value.")
+    max_id_bytes: int = Field(default=256, ge=1, description="Bytes of a prompt id (printable ASCII).")
+    max_request_id_bytes: int = Field(default=128, ge=1, description="Bytes of a request_id.")
+    max_queue_depth: int = Field(default=100_000, ge=1, description="Prompts waiting in the queue at most.")
+    retry_after_seconds: float = Field(
+        default=5.0, gt=0, description="The delay a client is told to wait (RetryInfo) when the queue is full."
+    )
+
+
+class AuthSettings(BaseModel):
+    """Bearer-token auth. Off when `tokens_file` is unset (every RPC is open)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens_file: str | None = Field(
+        default=None,
+        description="YAML file `tokens: [{name, token_sha256 | token, roles: [submit, read, admin]}]`; "
+        "re-read when it changes. Unset = auth off.",
+    )
+    reload_interval_seconds: float = Field(
+        default=1.0, ge=0, description="How often, at most, the tokens file is checked for changes."
+    )

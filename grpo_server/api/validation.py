@@ -1,0 +1,356 @@
+"""Request validation: every rule of the API's contract (trainer.proto comments, issue 5), applied to a
+whole request so that EVERY bad field is reported, each as a FieldViolation whose `field` is a path into
+the request (`prompts[2].rewards[0].weight`) and whose description says what is allowed.
+
+Pure functions of the request, the limits, the registry's view of the backends and a token counter: no
+store access, no gRPC status handling (the servicer turns ValidationFailed into INVALID_ARGUMENT).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from grpo.trainer.v1 import trainer_pb2
+
+from grpo_server.api.convert import prompt_from_proto, reference_kind, resolved_rewards
+from grpo_server.api.ports import BackendRegistry
+from grpo_server.api.settings import ApiLimits
+from grpo_server.types import PromptRecord
+
+ROLES = ("system", "user", "assistant")
+BACKEND_NAME = re.compile(r"[a-z0-9_-]{1,63}")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
+_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+# Counts the tokens of a chat (the model's chat template applied, generation prompt included).
+TokenCounter = Callable[[Sequence[dict[str, str]]], int]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One bad field: its path in the request and what is wrong / allowed."""
+
+    field: str
+    description: str
+
+
+class ValidationFailed(Exception):
+    """A request with bad fields; `violations` lists every one."""
+
+    def __init__(self, violations: Sequence[Violation]) -> None:
+        self.violations = list(violations)
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in self.violations))
+
+
+@dataclass(frozen=True)
+class ValidSubmission:
+    """A SubmitPrompts request that passed validation, as records ready for the store."""
+
+    prompts: list[PromptRecord]
+    request_id: str | None
+
+
+def chat_template_counter(tokenizer: Any) -> TokenCounter:
+    """A TokenCounter over a Hugging Face tokenizer: the length of apply_chat_template(messages,
+    add_generation_prompt=True), exactly what the rollout engine feeds the model. Calls are serialised
+    (fast tokenizers are not safe to call from several threads at once)."""
+    lock = threading.Lock()
+
+    def count(messages: Sequence[dict[str, str]]) -> int:
+        with lock:
+            out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
+        ids = out["input_ids"] if hasattr(out, "keys") else out
+        return len(ids)
+
+    return count
+
+
+# ------------------------------------------------------------------------------------- strings
+
+
+def _nbytes(s: str) -> int:
+    return len(s.encode("utf-8", "surrogatepass"))
+
+
+def text_problem(s: str) -> str | None:
+    """Why `s` is not acceptable text (a NUL character, an unpaired surrogate), or None."""
+    if "\x00" in s:
+        return "contains a NUL character (U+0000), which is not allowed"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (it contains an unpaired surrogate)"
+    return None
+
+
+class _Collector:
+    """Accumulates violations."""
+
+    def __init__(self) -> None:
+        self.items: list[Violation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(Violation(field, description))
+
+    def text(self, field: str, s: str, max_bytes: int, what: str) -> None:
+        """Checks a free-text field: valid text and at most max_bytes."""
+        problem = text_problem(s)
+        if problem:
+            self.add(field, f"{what} {problem}")
+        elif _nbytes(s) > max_bytes:
+            self.add(field, f"{what} is {_nbytes(s)} bytes; at most {max_bytes} bytes are allowed")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ValidationFailed(self.items)
+
+
+# ---------------------------------------------------------------------------------- SubmitPrompts
+
+
+def validate_submit(
+    req: trainer_pb2.SubmitPromptsRequest,
+    *,
+    limits: ApiLimits,
+    registry: BackendRegistry,
+    default_rewards: Sequence[tuple[str, float]],
+    count_tokens: TokenCounter | None,
+) -> ValidSubmission:
+    """Check a SubmitPrompts request against every rule; return its prompts as records (empty `rewards`
+    replaced by `default_rewards`, weight 0 read as 1). Raises ValidationFailed listing every bad field.
+    `count_tokens` None skips the prompt-token limit (only when limits.max_prompt_tokens is 0)."""
+    v = _Collector()
+    if req.request_id:
+        v.text("request_id", req.request_id, limits.max_request_id_bytes, "request_id")
+    n = len(req.prompts)
+    if n == 0:
+        v.add("prompts", "at least one prompt is required")
+    elif n > limits.max_prompts_per_request:
+        # Checking each of a huge request would be wasted work: the count alone decides.
+        v.add("prompts", f"{n} prompts; at most {limits.max_prompts_per_request} are allowed per request")
+        v.raise_if_any()
+    elif n > limits.max_queue_depth:
+        v.add("prompts", f"{n} prompts can never fit a queue of at most {limits.max_queue_depth}; send fewer")
+    kinds_cache: dict[str, set[str] | None] = {}
+
+    def kinds(name: str) -> set[str] | None:
+        if name not in kinds_cache:
+            kinds_cache[name] = registry.reference_kinds(name)
+        return kinds_cache[name]
+
+    seen_ids: dict[str, int] = {}
+    records: list[PromptRecord] = []
+    for i, p in enumerate(req.prompts):
+        before = len(v.items)
+        _check_id(v, i, p.id, limits, seen_ids)
+        _check_messages(v, i, p, limits)
+        _check_reference(v, i, p, limits)
+        rewards = _check_rewards(v, i, p, limits, default_rewards, kinds)
+        _check_metadata(v, i, p, limits)
+        if len(v.items) == before and limits.max_prompt_tokens > 0 and count_tokens is not None:
+            _check_tokens(v, i, p, limits, count_tokens)
+        if len(v.items) == before:
+            records.append(prompt_from_proto(p, rewards))
+    v.raise_if_any()
+    return ValidSubmission(records, req.request_id or None)
+
+
+def _check_id(v: _Collector, i: int, pid: str, limits: ApiLimits, seen: dict[str, int]) -> None:
+    f = f"prompts[{i}].id"
+    if not pid:
+        v.add(f, f"an id is required (printable ASCII, at most {limits.max_id_bytes} bytes)")
+        return
+    if not _PRINTABLE_ASCII.fullmatch(pid):
+        v.add(f, "ids are printable ASCII (U+0020 to U+007E) only")
+    elif len(pid) > limits.max_id_bytes:
+        v.add(f, f"the id is {len(pid)} bytes; at most {limits.max_id_bytes} are allowed")
+    if pid in seen:
+        v.add(f, f"duplicates prompts[{seen[pid]}].id; ids must be unique within a request")
+    else:
+        seen[pid] = i
+
+
+def _check_messages(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLimits) -> None:
+    f = f"prompts[{i}].messages"
+    if not p.messages:
+        v.add(f, "at least one message is required")
+        return
+    if len(p.messages) > limits.max_messages:
+        v.add(f, f"{len(p.messages)} messages; at most {limits.max_messages} are allowed")
+    for k, m in enumerate(p.messages):
+        if m.role not in ROLES:
+            v.add(f"{f}[{k}].role", f"role {m.role!r} is not allowed; use one of: {', '.join(ROLES)}")
+        v.text(f"{f}[{k}].content", m.content, limits.max_chat_message_bytes, "the content")
+    last = len(p.messages) - 1
+    if p.messages[last].role == "assistant":
+        v.add(f"{f}[{last}].role", "the last message must not be from the assistant: the model answers it")
+
+
+def _check_reference(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLimits) -> None:
+    kind = reference_kind(p)
+    if kind == "answer":
+        v.text(f"prompts[{i}].answer", p.answer, limits.max_answer_bytes, "the answer")
+    elif kind == "code":
+        f = f"prompts[{i}].code"
+        c = p.code
+        if c.language not in ("", "python"):
+            v.add(f"{f}.language", f"language {c.language!r} is not supported; use 'python' (or leave it empty)")
+        if not c.test_code and not c.io_cases:
+            v.add(f, "code tests need test_code, io_cases, or both")
+        if c.test_code and not c.entry_point:
+            v.add(f"{f}.entry_point", "required with test_code: the name of the function check() is called with")
+        if c.entry_point and not c.entry_point.isidentifier():
+            v.add(f"{f}.entry_point", f"{c.entry_point!r} is not a Python identifier")
+        if not math.isfinite(c.timeout_seconds) or c.timeout_seconds < 0:
+            v.add(f"{f}.timeout_seconds", "must be finite and >= 0 (0 = the backend's default)")
+        for name, s in (("test_code", c.test_code), ("entry_point", c.entry_point)):
+            problem = text_problem(s)
+            if problem:
+                v.add(f"{f}.{name}", f"{name} {problem}")
+        for k, io in enumerate(c.io_cases):
+            for name, s in (("stdin", io.stdin), ("expected_stdout", io.expected_stdout)):
+                problem = text_problem(s)
+                if problem:
+                    v.add(f"{f}.io_cases[{k}].{name}", f"{name} {problem}")
+        total = _nbytes(c.test_code) + sum(_nbytes(io.stdin) + _nbytes(io.expected_stdout) for io in c.io_cases)
+        if total > limits.max_code_bytes:
+            v.add(f, f"the code tests are {total} bytes; at most {limits.max_code_bytes} are allowed")
+
+
+def _check_rewards(
+    v: _Collector,
+    i: int,
+    p: trainer_pb2.Prompt,
+    limits: ApiLimits,
+    defaults: Sequence[tuple[str, float]],
+    kinds: Callable[[str], set[str] | None],
+) -> list[tuple[str, float]]:
+    f = f"prompts[{i}].rewards"
+    ref = reference_kind(p)
+    ref_field = f"prompts[{i}].{ref}"
+    if not p.rewards:
+        if not defaults:
+            v.add(f, "no reward backend named, and the trainer has no default; name at least one backend")
+        for backend, _ in defaults:
+            accepted = kinds(backend)
+            if accepted is None:
+                v.add(f, f"empty, so the default backend {backend!r} applies, but it is not in the registry; "
+                      "name a registered backend")
+            elif ref not in accepted:
+                v.add(f, f"empty, so the default backend {backend!r} applies, which {_kinds_text(accepted)}; "
+                      f"this prompt's reference is {_ref_text(ref)}")
+        return resolved_rewards(p, defaults)
+    if len(p.rewards) > limits.max_rewards_per_prompt:
+        v.add(f, f"{len(p.rewards)} reward specs; at most {limits.max_rewards_per_prompt} are allowed")
+    seen: dict[str, int] = {}
+    for r, spec in enumerate(p.rewards):
+        bf = f"{f}[{r}].backend"
+        if not spec.backend:
+            v.add(bf, "a backend name is required")
+        elif spec.backend in seen:
+            v.add(bf, f"duplicates {f}[{seen[spec.backend]}].backend; name each backend once")
+        else:
+            seen[spec.backend] = r
+            accepted = kinds(spec.backend)
+            if accepted is None:
+                v.add(bf, f"unknown backend {spec.backend!r}; list them with ListRewardBackends")
+            elif ref not in accepted:
+                field = bf if ref == "none" else ref_field
+                v.add(field, f"backend {spec.backend!r} {_kinds_text(accepted)}; this prompt's reference is "
+                      f"{_ref_text(ref)}")
+        w = spec.weight
+        if not math.isfinite(w) or w < 0:
+            v.add(f"{f}[{r}].weight", f"weight {w} is not allowed; it must be finite and > 0 (0 or unset = 1)")
+    return resolved_rewards(p, defaults)
+
+
+def _kinds_text(accepted: set[str]) -> str:
+    if not accepted:
+        return "accepts no reference kind"
+    names = {"none": "no reference", "answer": "an answer", "code": "code tests"}
+    return "accepts " + " or ".join(names[k] for k in sorted(accepted) if k in names)
+
+
+def _ref_text(ref: str) -> str:
+    return {"none": "missing", "answer": "an answer", "code": "code tests"}[ref]
+
+
+def _check_metadata(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLimits) -> None:
+    f = f"prompts[{i}].metadata"
+    if len(p.metadata) > limits.max_metadata_pairs:
+        v.add(f, f"{len(p.metadata)} pairs; at most {limits.max_metadata_pairs} are allowed")
+    for key in sorted(p.metadata):
+        kf = f"{f}[{json.dumps(key)}]"
+        v.text(kf, key, limits.max_metadata_bytes, "the key")
+        v.text(kf, p.metadata[key], limits.max_metadata_bytes, "the value")
+
+
+def _check_tokens(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLimits, count: TokenCounter) -> None:
+    f = f"prompts[{i}].messages"
+    try:
+        n = count([{"role": m.role, "content": m.content} for m in p.messages])
+    except Exception as exc:  # noqa: BLE001 - a template that rejects the chat is the caller's problem to see
+        v.add(f, f"the model's chat template rejects these messages: {exc}")
+        return
+    if n > limits.max_prompt_tokens:
+        v.add(f, f"the prompt is {n} tokens with the chat template applied; at most {limits.max_prompt_tokens} "
+              "are allowed")
+
+
+# ------------------------------------------------------------------------------------ other RPCs
+
+
+def validate_backend(b: trainer_pb2.RewardBackend, prefix: str = "backend") -> None:
+    """SetRewardBackend's entry: name pattern, host:port address, non-negative finite numbers."""
+    v = _Collector()
+    if not BACKEND_NAME.fullmatch(b.name):
+        v.add(f"{prefix}.name", f"{b.name!r} is not a backend name: 1-63 characters of [a-z0-9_-]")
+    m = _HOSTPORT.match(b.address)
+    if not m or not 0 < int(m.group(2)) < 65536:
+        v.add(f"{prefix}.address", f"{b.address!r} is not HOST:PORT (port 1-65535)")
+    if not math.isfinite(b.timeout_seconds) or b.timeout_seconds < 0:
+        v.add(f"{prefix}.timeout_seconds", "must be finite and >= 0 (0 = the default, 30 s)")
+    if b.max_batch_size < 0:
+        v.add(f"{prefix}.max_batch_size", "must be >= 0 (0 = the backend's own limit)")
+    if b.max_concurrency < 0:
+        v.add(f"{prefix}.max_concurrency", "must be >= 0 (0 = the default, 4)")
+    if b.token_file:
+        problem = text_problem(b.token_file)
+        if problem:
+            v.add(f"{prefix}.token_file", f"the path {problem}")
+    v.raise_if_any()
+
+
+def validate_backend_name(name: str, field: str = "name") -> None:
+    """A registry name as DeleteRewardBackend takes it."""
+    if not BACKEND_NAME.fullmatch(name):
+        raise ValidationFailed([Violation(field, f"{name!r} is not a backend name: 1-63 characters of [a-z0-9_-]")])
+
+
+def validate_step_number(step: int, field: str) -> None:
+    """A step number in a request: >= 0."""
+    if step < 0:
+        raise ValidationFailed([Violation(field, f"{step} is negative; steps count from 1 (0 = the default)")])
+
+
+def validate_destination(dest: str) -> None:
+    """ExportCheckpoint's destination: empty (the default place) or an absolute path."""
+    if not dest:
+        return
+    problem = text_problem(dest)
+    if problem:
+        raise ValidationFailed([Violation("destination", f"the path {problem}")])
+    if not dest.startswith("/"):
+        raise ValidationFailed([Violation("destination", "must be an absolute path on the trainer (or empty)")])
+
+
+def validate_export_id(export_id: str) -> None:
+    """GetExport's id: required."""
+    if not export_id:
+        raise ValidationFailed([Violation("export_id", "required: the id ExportCheckpoint returned")])

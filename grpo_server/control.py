@@ -1,0 +1,218 @@
+"""RunControl: the run's state, shared by the training loop (which changes it) and the API (which reads
+it, asks for pause/resume, and streams step reports). Thread-safe; every wait is on one Condition.
+
+The loop calls set_state / notify_step / fail and waits with wait_while_paused / wait_for_work; the API
+calls request_pause / resume / notify_work and streams with wait_for_step. Waits take timeouts so that
+a waiter also notices shutdown (`close`).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections import deque
+
+from grpo_server.types import StepReport
+
+
+class RunState(enum.Enum):
+    """The run as a whole (grpo.trainer.v1.RunState without the prefix)."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    TRAINING = "training"
+    PAUSED = "paused"
+    DRAINING = "draining"
+    FAILED = "failed"
+    FINISHED = "finished"
+
+
+class ControlError(Exception):
+    """A run-control request that does not apply in the run's current state (FAILED_PRECONDITION)."""
+
+
+# States a pause or resume cannot change: the run is over or shutting down.
+_TERMINAL = frozenset({RunState.DRAINING, RunState.FAILED, RunState.FINISHED})
+
+
+class RunControl:
+    """The run's shared state. All methods are thread-safe.
+
+    Step reports are kept as numbered events (a bounded window of `history` of them) so that a stream
+    can ask for "everything after event k" without missing a report that arrives while it sends.
+    """
+
+    def __init__(self, history: int = 1024) -> None:
+        self._cond = threading.Condition()
+        self._state = RunState.STARTING
+        self._pause_requested = False
+        self._error = ""
+        self._ready = False
+        self._closed = False
+        self._events: deque[tuple[int, StepReport]] = deque(maxlen=history)
+        self._seq = 0  # number of the latest event; 0 before any
+        self._work_gen = 0  # bumped by notify_work / wake
+
+    # ---------------------------------------------------------------------------------- state
+
+    @property
+    def state(self) -> RunState:
+        """The run's current state."""
+        with self._cond:
+            return self._state
+
+    @property
+    def error(self) -> str:
+        """Why the run failed ("" unless FAILED)."""
+        with self._cond:
+            return self._error
+
+    @property
+    def pause_requested(self) -> bool:
+        """True from request_pause until resume: the loop starts no new step meanwhile."""
+        with self._cond:
+            return self._pause_requested
+
+    @property
+    def draining(self) -> bool:
+        """True once the run is shutting down (state DRAINING)."""
+        with self._cond:
+            return self._state is RunState.DRAINING
+
+    @property
+    def ready(self) -> bool:
+        """True once the model and engines are loaded (health turns SERVING then)."""
+        with self._cond:
+            return self._ready
+
+    @property
+    def closed(self) -> bool:
+        """True after close(): streams end."""
+        with self._cond:
+            return self._closed
+
+    def set_ready(self, ready: bool = True) -> None:
+        """Mark the model loaded (or not)."""
+        with self._cond:
+            self._ready = ready
+            self._cond.notify_all()
+
+    def set_state(self, state: RunState | str) -> None:
+        """Set the run's state (a RunState or its value, such as "training"). FAILED and DRAINING stick:
+        a later IDLE/TRAINING/PAUSED from a loop that has not noticed yet is ignored."""
+        new = state if isinstance(state, RunState) else RunState(state)
+        with self._cond:
+            if self._state is RunState.FAILED and new is not RunState.FAILED:
+                return
+            if self._state is RunState.DRAINING and new not in (RunState.FAILED, RunState.DRAINING):
+                return
+            self._state = new
+            self._cond.notify_all()
+
+    def fail(self, error: str) -> None:
+        """The run cannot go on: state FAILED with the reason."""
+        with self._cond:
+            self._state = RunState.FAILED
+            self._error = error
+            self._cond.notify_all()
+
+    # ---------------------------------------------------------------------------- pause/resume
+
+    def request_pause(self) -> None:
+        """Ask the loop to pause after the step in progress. Idempotent. Raises ControlError when the run
+        is draining, failed or finished."""
+        with self._cond:
+            if self._state in _TERMINAL:
+                raise ControlError(f"cannot pause: the run is {self._state.value}")
+            self._pause_requested = True
+            self._cond.notify_all()
+
+    def resume(self) -> None:
+        """Undo a pause (or a pending pause request). Idempotent on a running run. Raises ControlError
+        when the run is draining, failed or finished."""
+        with self._cond:
+            if self._state in _TERMINAL:
+                raise ControlError(f"cannot resume: the run is {self._state.value}")
+            self._pause_requested = False
+            if self._state is RunState.PAUSED:
+                self._state = RunState.IDLE  # the loop sets TRAINING when it starts the next step
+            self._work_gen += 1
+            self._cond.notify_all()
+
+    def wait_while_paused(self, timeout: float | None = None) -> bool:
+        """Block while a pause is requested, at most `timeout` seconds (or until wake/close).
+        Returns True when still paused."""
+        with self._cond:
+            gen = self._work_gen
+            self._cond.wait_for(
+                lambda: not self._pause_requested or self._closed or self._work_gen != gen, timeout
+            )
+            return self._pause_requested
+
+    # ------------------------------------------------------------------------------------ work
+
+    def notify_work(self) -> None:
+        """New prompts were queued: wake a loop waiting for work."""
+        with self._cond:
+            self._work_gen += 1
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake every waiter (the loop is stopping, or something changed)."""
+        self.notify_work()
+
+    def wait_for_work(self, timeout: float | None = None) -> bool:
+        """Block until notify_work/wake/close or `timeout` seconds. Returns True when woken."""
+        with self._cond:
+            gen = self._work_gen
+            return self._cond.wait_for(lambda: self._work_gen != gen or self._closed, timeout)
+
+    # ----------------------------------------------------------------------------------- steps
+
+    @property
+    def event_seq(self) -> int:
+        """The number of the latest step event (0 before any)."""
+        with self._cond:
+            return self._seq
+
+    def notify_step(self, report: StepReport) -> int:
+        """Publish a step report (RUNNING when a step starts, then its final state). Returns its event
+        number."""
+        with self._cond:
+            self._seq += 1
+            self._events.append((self._seq, report))
+            self._cond.notify_all()
+            return self._seq
+
+    def events_after(self, seq: int) -> tuple[list[tuple[int, StepReport]], bool]:
+        """(events numbered after `seq`, oldest first; True when some were already dropped from the
+        bounded window, so the caller must catch up from the store)."""
+        with self._cond:
+            return self._events_after(seq)
+
+    def _events_after(self, seq: int) -> tuple[list[tuple[int, StepReport]], bool]:
+        out = [(n, r) for n, r in self._events if n > seq]
+        first_kept = self._events[0][0] if self._events else self._seq + 1
+        missed = seq + 1 < first_kept and self._seq > seq
+        return out, missed
+
+    def wait_for_step(
+        self, after_seq: int, timeout: float | None = None
+    ) -> tuple[list[tuple[int, StepReport]], bool]:
+        """Block until there are step events after `after_seq`, `timeout` seconds pass, or close().
+        Returns events_after(after_seq)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._seq <= after_seq and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            return self._events_after(after_seq)
+
+    def close(self) -> None:
+        """Shut down: every wait returns now and streams end."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

@@ -1,0 +1,47 @@
+"""What the store returns besides the step's own types, and the errors it raises."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """The answer to one submission: the ids now queued (request order), the queue depth after it, and
+    whether it is a replay of an earlier request with the same request_id."""
+
+    accepted_ids: tuple[str, ...]
+    queue_depth: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A durable training checkpoint: the step it contains, where it is, when it was recorded (unix s)."""
+
+    step: int
+    path: str
+    created_at: float
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class DuplicatePromptError(StoreError):
+    """Some prompt ids of a submission are already queued or leased. `ids` lists them."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        self.ids = tuple(ids)
+        super().__init__(f"prompt ids already queued or leased: {', '.join(self.ids)}")
+
+
+class QueueFullError(StoreError):
+    """Queuing the submission would exceed max_queue_depth."""
+
+    def __init__(self, depth: int, requested: int, max_depth: int) -> None:
+        self.depth, self.requested, self.max_depth = depth, requested, max_depth
+        super().__init__(
+            f"the queue holds {depth} of at most {max_depth} prompts; {requested} more do not fit"
+        )

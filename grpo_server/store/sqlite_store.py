@@ -1,0 +1,324 @@
+"""The durable store: the prompt queue, idempotency keys, step history and checkpoints in one SQLite file
+(`<store_dir>/grpo.sqlite`, WAL mode, synchronous=FULL so a committed transaction survives a power cut).
+
+Prompt states (DESIGN.md section 4): QUEUED -> LEASED(step) -> TRAINED(checkpoint) or FAILED. A prompt
+counts as trained only when commit_checkpoint records a durable checkpoint containing its update, in the
+same transaction. Every change is one transaction, so a kill -9 at any moment leaves each prompt in
+exactly one state; recover() at startup puts every LEASED prompt back in the queue at its original
+position (the `seq` column: submission order, never changed).
+
+One connection guarded by a lock serves every thread (the API's handler pool and the training loop):
+SQLite serialises writers anyway, and each operation here is short.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from grpo_server.store.codec import prompt_from_json, prompt_to_json, step_from_row, step_row
+from grpo_server.store.records import (
+    CheckpointRecord,
+    DuplicatePromptError,
+    QueueFullError,
+    StoreError,
+    SubmitResult,
+)
+from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
+
+SCHEMA_VERSION = 1
+FILENAME = "grpo.sqlite"
+ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS prompts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue position: submission order, never changed
+    id TEXT NOT NULL,
+    state TEXT NOT NULL,                    -- queued | leased | trained | failed
+    step INTEGER,                           -- the step of the latest lease
+    checkpoint_step INTEGER,                -- the checkpoint that contains it (trained)
+    attempts INTEGER NOT NULL DEFAULT 0,    -- failed attempts (steps that took no update)
+    reason TEXT NOT NULL DEFAULT '',        -- why it failed
+    data TEXT NOT NULL,                     -- the PromptRecord as JSON (codec.py)
+    request_id TEXT,
+    submitted_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS prompts_by_state ON prompts (state, seq);
+-- An id may be queued or leased only once at a time (a trained or failed id may be submitted again).
+CREATE UNIQUE INDEX IF NOT EXISTS prompts_active_id ON prompts (id) WHERE state IN ('queued', 'leased');
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    response TEXT NOT NULL,                 -- the first answer, JSON {accepted_ids, queue_depth}
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    step INTEGER PRIMARY KEY,
+    state TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    metrics TEXT NOT NULL,
+    rollout_engine TEXT NOT NULL,
+    prompt_ids TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    step INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+_STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, prompt_ids, error"
+_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+
+class Store:
+    """The trainer's durable state. Thread-safe. `max_attempts`: failed attempts after which a prompt is
+    given up on (FAILED) by requeue_step(count_attempt=True)."""
+
+    def __init__(self, store_dir: Path, *, max_attempts: int = 3) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.store_dir = Path(store_dir)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.store_dir / FILENAME
+        self.max_attempts = max_attempts
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        with self._write() as c:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    c.execute(stmt)
+            row = c.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {row[0]}; this trainer reads up to {SCHEMA_VERSION}"
+                )
+            # Future versions migrate here, one step at a time, inside this transaction.
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlock)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    # ---------------------------------------------------------------------------------- queue
+
+    def submit(
+        self, prompts: Sequence[PromptRecord], request_id: str | None, max_queue_depth: int
+    ) -> SubmitResult:
+        """Queue `prompts` (in order) in one transaction: all of them or none.
+
+        A `request_id` seen before returns the first answer with duplicate=True and stores nothing.
+        Raises DuplicatePromptError (listing the ids) when an id is already queued or leased, and
+        QueueFullError when the queue would hold more than `max_queue_depth` prompts.
+        """
+        now = time.time()
+        with self._write() as c:
+            if request_id:
+                row = c.execute("SELECT response FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+                if row is not None:
+                    first = json.loads(row[0])
+                    return SubmitResult(tuple(first["accepted_ids"]), int(first["queue_depth"]), duplicate=True)
+            ids = [p.id for p in prompts]
+            active: set[str] = set()
+            for i in range(0, len(ids), _CHUNK):
+                chunk = ids[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                active.update(
+                    r[0]
+                    for r in c.execute(
+                        f"SELECT id FROM prompts WHERE state IN ('queued', 'leased') AND id IN ({marks})", chunk
+                    )
+                )
+            if active:
+                raise DuplicatePromptError([i for i in ids if i in active])
+            depth = self._depth(c)
+            if depth + len(prompts) > max_queue_depth:
+                raise QueueFullError(depth, len(prompts), max_queue_depth)
+            c.executemany(
+                "INSERT INTO prompts (id, state, data, request_id, submitted_at, updated_at) "
+                "VALUES (?, 'queued', ?, ?, ?, ?)",
+                [(p.id, prompt_to_json(p), request_id, now, now) for p in prompts],
+            )
+            result = SubmitResult(tuple(ids), depth + len(prompts))
+            if request_id:
+                c.execute(
+                    "INSERT INTO requests (request_id, response, created_at) VALUES (?, ?, ?)",
+                    (request_id, json.dumps({"accepted_ids": ids, "queue_depth": result.queue_depth}), now),
+                )
+            return result
+
+    @staticmethod
+    def _depth(c: sqlite3.Connection) -> int:
+        return int(c.execute("SELECT count(*) FROM prompts WHERE state = 'queued'").fetchone()[0])
+
+    def queue_depth(self) -> int:
+        """Prompts waiting in the queue."""
+        with self._read() as c:
+            return self._depth(c)
+
+    def lease(self, n: int, step: int) -> list[PromptRecord]:
+        """Take the `n` oldest queued prompts for `step` (FIFO by submission): exactly n, or [] when fewer
+        are queued (no partial lease)."""
+        if n <= 0:
+            return []
+        with self._write() as c:
+            rows = c.execute(
+                "SELECT seq, id, data FROM prompts WHERE state = 'queued' ORDER BY seq LIMIT ?", (n,)
+            ).fetchall()
+            if len(rows) < n:
+                return []
+            now = time.time()
+            c.executemany(
+                "UPDATE prompts SET state = 'leased', step = ?, updated_at = ? WHERE seq = ?",
+                [(step, now, r[0]) for r in rows],
+            )
+            return [prompt_from_json(r[1], r[2]) for r in rows]
+
+    def requeue_step(self, step: int, *, count_attempt: bool, reason: str = "") -> None:
+        """Put the prompts leased by `step` back in the queue at their original positions (so the next
+        step leases the same prompts). With `count_attempt`, each prompt's failed attempts go up by one
+        and a prompt that reaches max_attempts is FAILED instead, with `reason`."""
+        now = time.time()
+        with self._write() as c:
+            if count_attempt:
+                c.execute(
+                    "UPDATE prompts SET attempts = attempts + 1 WHERE state = 'leased' AND step = ?", (step,)
+                )
+                c.execute(
+                    "UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? "
+                    "WHERE state = 'leased' AND step = ? AND attempts >= ?",
+                    (reason or f"gave up after {self.max_attempts} failed attempts", now, step, self.max_attempts),
+                )
+            c.execute(
+                "UPDATE prompts SET state = 'queued', updated_at = ? WHERE state = 'leased' AND step = ?",
+                (now, step),
+            )
+
+    # ---------------------------------------------------------------------------- checkpoints
+
+    def commit_checkpoint(self, step: int, path: str) -> None:
+        """Record a durable checkpoint of the state after `step` and, in the same transaction, mark every
+        prompt leased by a step <= `step` TRAINED in it. Call only after the checkpoint's files are
+        durable on disk."""
+        now = time.time()
+        with self._write() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO checkpoints (step, path, created_at) VALUES (?, ?, ?)", (step, path, now)
+            )
+            c.execute(
+                "UPDATE prompts SET state = 'trained', checkpoint_step = ?, updated_at = ? "
+                "WHERE state = 'leased' AND step <= ?",
+                (step, now, step),
+            )
+
+    def latest_checkpoint(self) -> CheckpointRecord | None:
+        """The checkpoint of the highest step, or None."""
+        with self._read() as c:
+            row = c.execute("SELECT step, path, created_at FROM checkpoints ORDER BY step DESC LIMIT 1").fetchone()
+        return None if row is None else CheckpointRecord(int(row[0]), row[1], float(row[2]))
+
+    def recover(self) -> int:
+        """At startup, before any lease: put every LEASED prompt back in the queue at its original
+        position (no checkpoint contains its update: commit_checkpoint would have marked it TRAINED), and
+        mark steps recorded RUNNING after the latest checkpoint FAILED ("abandoned"). Returns how many
+        prompts were re-queued."""
+        now = time.time()
+        with self._write() as c:
+            row = c.execute("SELECT max(step) FROM checkpoints").fetchone()
+            latest = int(row[0]) if row and row[0] is not None else 0
+            requeued = c.execute(
+                "UPDATE prompts SET state = 'queued', updated_at = ? WHERE state = 'leased'", (now,)
+            ).rowcount
+            c.execute(
+                "UPDATE steps SET state = ?, error = ?, finished_at = coalesce(finished_at, ?) "
+                "WHERE state = ? AND step > ?",
+                (StepState.FAILED.value, ABANDONED, now, StepState.RUNNING.value, latest),
+            )
+            return int(requeued)
+
+    # ---------------------------------------------------------------------------------- steps
+
+    def record_step(self, report: StepReport) -> None:
+        """Insert or replace the report of `report.step` (RUNNING first, then its final state)."""
+        with self._write() as c:
+            c.execute(f"INSERT OR REPLACE INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", step_row(report))
+
+    def get_step(self, step: int) -> StepReport | None:
+        """The report of one step, or None."""
+        with self._read() as c:
+            row = c.execute(f"SELECT {_STEP_COLUMNS} FROM steps WHERE step = ?", (step,)).fetchone()
+        return None if row is None else step_from_row(row)
+
+    def latest_step(self) -> StepReport | None:
+        """The report of the highest step, or None before the first."""
+        with self._read() as c:
+            row = c.execute(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY step DESC LIMIT 1").fetchone()
+        return None if row is None else step_from_row(row)
+
+    def steps_after(self, step: int, limit: int = 1000) -> list[StepReport]:
+        """Reports of steps numbered after `step`, in order, at most `limit`."""
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_STEP_COLUMNS} FROM steps WHERE step > ? ORDER BY step LIMIT ?", (step, limit)
+            ).fetchall()
+        return [step_from_row(r) for r in rows]
+
+    # ------------------------------------------------------------------------------- accounting
+
+    def counts(self) -> dict[PromptState, int]:
+        """Number of prompt submissions in each state (every state present, 0 when none)."""
+        out = {s: 0 for s in PromptState}
+        with self._read() as c:
+            for state, n in c.execute("SELECT state, count(*) FROM prompts GROUP BY state"):
+                out[PromptState(state)] = int(n)
+        return out
+
+    def prompt_states(self) -> dict[str, tuple[PromptState, int | None]]:
+        """id -> (state, step) of each id's latest submission. step: the leasing step when LEASED, the
+        checkpoint step when TRAINED, the last leasing step (or None) when QUEUED or FAILED."""
+        out: dict[str, tuple[PromptState, int | None]] = {}
+        with self._read() as c:
+            for pid, state, step, ckpt in c.execute(
+                "SELECT id, state, step, checkpoint_step FROM prompts ORDER BY seq"
+            ):
+                st = PromptState(state)
+                out[pid] = (st, ckpt if st is PromptState.TRAINED else step)
+        return out
+
+    def failure_reasons(self) -> dict[str, str]:
+        """id -> reason, for prompts that FAILED."""
+        with self._read() as c:
+            return {pid: reason for pid, reason in c.execute("SELECT id, reason FROM prompts WHERE state = 'failed'")}
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed into the main file)."""
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,160 @@
+{{/* Names, labels and the pieces shared by every workload of the chart. */}}
+
+{{- define "grpo.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's full name; Kubernetes names are capped at 63 characters. */}}
+{{- define "grpo.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "grpo.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object. */}}
+{{- define "grpo.labels" -}}
+helm.sh/chart: {{ include "grpo.chart" . }}
+{{ include "grpo.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "grpo.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "grpo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "trainer"). */}}
+{{- define "grpo.componentSelectorLabels" -}}
+{{ include "grpo.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "grpo.componentLabels" -}}
+{{ include "grpo.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "grpo.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "grpo.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The component's image: (dict "root" $ "image" .Values.trainer.image). A digest wins over a tag. */}}
+{{- define "grpo.image" -}}
+{{- $g := .root.Values.image }}
+{{- $repo := default $g.repository .image.repository }}
+{{- $digest := default $g.digest .image.digest }}
+{{- if $digest }}
+{{- printf "%s@%s" $repo $digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (default (default .root.Chart.AppVersion $g.tag) .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the component's image is pinned by digest ("true" or ""). */}}
+{{- define "grpo.imageHasDigest" -}}
+{{- if (default .root.Values.image.digest .image.digest) }}true{{ end }}
+{{- end }}
+
+{{/*
+checkov annotations for a workload. CKV_K8S_43 (image by digest) is skipped only while no digest
+is configured: a chart cannot know the digest of an image built later; image.digest pins it.
+Extra skips come as a list of "CHECK=justification" strings.
+(dict "root" $ "image" .Values.trainer.image "skips" (list ...))
+*/}}
+{{- define "grpo.checkovAnnotations" -}}
+{{- $skips := .skips | default list }}
+{{- if not (include "grpo.imageHasDigest" .) }}
+{{- $skips = append $skips "CKV_K8S_43=the image digest is not known to the chart; set image.digest (or <component>.image.digest) to pin it" }}
+{{- end }}
+{{- range $i, $s := $skips }}
+checkov.io/skip{{ add1 $i }}: {{ $s | quote }}
+{{- end }}
+{{- end }}
+
+{{/* Resources with the GPU extended resource added to limits (and requests) when gpu.count > 0. */}}
+{{- define "grpo.resources" -}}
+{{- $res := deepCopy (.resources | default dict) }}
+{{- if gt (int .gpu.count) 0 }}
+{{- $limits := get $res "limits" | default dict }}
+{{- $_ := set $limits .gpu.resourceName (int .gpu.count) }}
+{{- $_ := set $res "limits" $limits }}
+{{- $requests := get $res "requests" | default dict }}
+{{- $_ := set $requests .gpu.resourceName (int .gpu.count) }}
+{{- $_ := set $res "requests" $requests }}
+{{- end }}
+{{- toYaml $res }}
+{{- end }}
+
+{{/* gRPC health probes on the named port: (dict "port" 50051 "probe" .Values.trainer.startupProbe). */}}
+{{- define "grpo.grpcProbe" -}}
+grpc:
+  port: {{ .port }}
+{{- toYaml .probe | nindent 0 }}
+{{- end }}
+
+{{- define "grpo.trainerName" -}}
+{{- printf "%s-trainer" (include "grpo.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "grpo.rewardName" -}}
+{{- printf "%s-%s" (include "grpo.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "grpo.authSecretName" -}}
+{{- default (printf "%s-auth" (include "grpo.fullname" .)) .Values.auth.existingSecret }}
+{{- end }}
+
+{{- define "grpo.authSecretKey" -}}
+{{- if .Values.auth.existingSecret }}{{ .Values.auth.existingSecretKey }}{{ else }}tokens.yaml{{ end }}
+{{- end }}
+
+{{/* The trainer's config file: values.trainer.config with the chart-managed paths set. */}}
+{{- define "grpo.trainerConfig" -}}
+{{- $cfg := deepCopy (.Values.trainer.config | default dict) }}
+{{- $rewards := get $cfg "rewards" | default dict }}
+{{- $_ := set $rewards "registry_file" "/etc/grpo/registry/registry.yaml" }}
+{{- $_ := set $cfg "rewards" $rewards }}
+{{- if .Values.auth.enabled }}
+{{- $auth := get $cfg "auth" | default dict }}
+{{- $_ := set $auth "tokens_file" "/etc/grpo/auth/tokens.yaml" }}
+{{- $_ := set $cfg "auth" $auth }}
+{{- end }}
+{{- toYaml $cfg }}
+{{- end }}
+
+{{/* The reward registry file: the enabled reward services of this release, then extraBackends. */}}
+{{- define "grpo.registry" -}}
+{{- $backends := dict }}
+{{- range $name := list "math" "code" "rm" }}
+{{- $r := index $.Values.rewards $name }}
+{{- if $r.enabled }}
+{{- $entry := deepCopy ($r.registry | default dict) }}
+{{- $_ := set $entry "address" (printf "%s:%d" (include "grpo.rewardName" (dict "root" $ "name" $name)) 50051) }}
+{{- $_ := set $entry "tls" false }}
+{{- $_ := set $backends $name $entry }}
+{{- end }}
+{{- end }}
+{{- range $name, $entry := .Values.trainer.extraBackends }}
+{{- $_ := set $backends $name $entry }}
+{{- end }}
+{{- toYaml (dict "backends" $backends) }}
+{{- end }}

@@ -1,0 +1,203 @@
+"""The trainer's StatefulSet, its config, registry and tokens, as the chart renders them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import yaml
+from helm_support import (
+    TRAINER,
+    config_map_yaml,
+    container,
+    mount,
+    render,
+    reward_name,
+    volume,
+)
+
+from grpo_server.config import parse_config
+from grpo_server.rewards.registry import parse_registry
+
+
+def _pod(rendered):
+    return rendered.get("StatefulSet", TRAINER)["spec"]["template"]
+
+
+def test_trainer_runs_the_fixed_entry_point_and_flags(default_render) -> None:
+    c = container(_pod(default_render), "trainer")
+    assert c["command"] == [
+        "grpo-server", "--config", "/etc/grpo/config.yaml", "--listen", "0.0.0.0:50051",
+        "--metrics-listen", "0.0.0.0:9090", "--store-dir", "/var/lib/grpo",
+    ]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9090}
+
+
+def test_trainer_is_a_single_replica_statefulset(default_render) -> None:
+    sts = default_render.get("StatefulSet", TRAINER)
+    assert sts["spec"]["replicas"] == 1
+    assert default_render.get("Service", sts["spec"]["serviceName"])["spec"]["clusterIP"] == "None"
+
+
+def test_gpu_values_request_gpus_on_gpu_nodes(gpu_render) -> None:
+    pod = _pod(gpu_render)
+    res = container(pod, "trainer")["resources"]
+    assert res["limits"]["nvidia.com/gpu"] == 8 and res["requests"]["nvidia.com/gpu"] == 8
+    assert pod["spec"]["runtimeClassName"] == "nvidia"
+    assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"]
+
+
+def test_default_trainer_asks_for_one_gpu_and_tolerates_gpu_taints(default_render) -> None:
+    pod = _pod(default_render)
+    assert container(pod, "trainer")["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["spec"]["tolerations"])
+    assert "runtimeClassName" not in pod["spec"]
+
+
+def test_zero_gpus_requests_no_gpu_resource() -> None:
+    c = container(_pod(render({"trainer": {"gpu": {"count": 0}}})), "trainer")
+    assert "nvidia.com/gpu" not in c["resources"]["limits"]
+    assert "nvidia.com/gpu" not in c["resources"]["requests"]
+
+
+def test_trainer_probes_use_grpc_health_with_a_long_startup(default_render) -> None:
+    c = container(_pod(default_render), "trainer")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"] == {"port": 50051}, probe
+    startup = c["startupProbe"]
+    # Model loading and vLLM warm-up: at least 10 minutes before the kubelet gives up.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+
+
+def test_grace_period_covers_the_drain(default_render) -> None:
+    assert _pod(default_render)["spec"]["terminationGracePeriodSeconds"] == 600
+
+
+def test_store_and_checkpoints_live_on_a_persistent_volume_claim(gpu_render) -> None:
+    sts = gpu_render.get("StatefulSet", TRAINER)
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "store"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Ti"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert mount(container(sts["spec"]["template"], "trainer"), "store")["mountPath"] == "/var/lib/grpo"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+
+
+def test_dev_shm_is_memory_backed(gpu_render) -> None:
+    pod = _pod(gpu_render)
+    assert volume(pod, "shm")["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+    assert mount(container(pod, "trainer"), "shm")["mountPath"] == "/dev/shm"
+
+
+def test_registry_is_its_own_configmap_mounted_as_a_directory(default_render) -> None:
+    pod = _pod(default_render)
+    m = mount(container(pod, "trainer"), "registry")
+    assert m["mountPath"] == "/etc/grpo/registry" and "subPath" not in m
+    assert volume(pod, "registry")["configMap"]["name"] == f"{TRAINER}-registry"
+    config = config_map_yaml(default_render, f"{TRAINER}-config", "config.yaml")
+    assert config["rewards"]["registry_file"] == "/etc/grpo/registry/registry.yaml"
+
+
+def test_config_is_mounted_as_the_file_passed_to_config(default_render) -> None:
+    m = mount(container(_pod(default_render), "trainer"), "config")
+    assert (m["mountPath"], m["subPath"]) == ("/etc/grpo/config.yaml", "config.yaml")
+
+
+def test_rendered_config_is_a_valid_trainer_config(default_render, gpu_render) -> None:
+    for rendered in (default_render, gpu_render):
+        config = parse_config(config_map_yaml(rendered, f"{TRAINER}-config", "config.yaml"))
+        assert config.auth.tokens_file == "/etc/grpo/auth/tokens.yaml"
+    assert parse_config(config_map_yaml(gpu_render, f"{TRAINER}-config", "config.yaml")).training.engine == "deepspeed"
+
+
+def test_registry_lists_each_enabled_backend_at_its_service(gpu_render) -> None:
+    text = gpu_render.get("ConfigMap", f"{TRAINER}-registry")["data"]["registry.yaml"]
+    entries = parse_registry(text)
+    assert set(entries) == {"math", "code", "rm"}
+    for name, entry in entries.items():
+        host, _, port = entry.address.rpartition(":")
+        assert host == reward_name(name) and port == "50051"
+        assert gpu_render.has("Service", host)
+        assert entry.tls is False
+    assert entries["code"].timeout_seconds == 60
+
+
+def test_extra_backends_join_the_registry() -> None:
+    rendered = render({"trainer": {"extraBackends": {"judge": {"address": "judge.other:50051", "timeout_seconds": 90}}}})
+    entries = parse_registry(rendered.get("ConfigMap", f"{TRAINER}-registry")["data"]["registry.yaml"])
+    assert entries["judge"].address == "judge.other:50051" and entries["judge"].timeout_seconds == 90
+
+
+def _checksum(rendered) -> str:
+    return _pod(rendered)["metadata"]["annotations"]["checksum/config"]
+
+
+def test_config_checksum_restarts_the_trainer_on_a_config_change_only(default_render) -> None:
+    config_text = default_render.get("ConfigMap", f"{TRAINER}-config")["data"]["config.yaml"]
+    assert _checksum(default_render) == hashlib.sha256(config_text.rstrip("\n").encode()).hexdigest()
+    changed_config = render({"trainer": {"config": {"algorithm": {"group_size": 16}}}})
+    assert _checksum(changed_config) != _checksum(default_render)
+    # A registry change (a backend swapped, added, disabled) must not restart the trainer.
+    changed_registry = render({
+        "rewards": {"math": {"registry": {"timeout_seconds": 5}}, "code": {"enabled": False}},
+        "trainer": {"extraBackends": {"judge": {"address": "judge:50051"}}},
+    })
+    assert changed_registry.get("ConfigMap", f"{TRAINER}-registry") != default_render.get("ConfigMap", f"{TRAINER}-registry")
+    assert _checksum(changed_registry) == _checksum(default_render)
+    annotations = _pod(default_render)["metadata"]["annotations"]
+    assert [k for k in annotations if k.startswith("checksum/")] == ["checksum/config"]
+
+
+def _tokens(rendered) -> dict:
+    secret = rendered.get("Secret", "rel-grpo-auth")
+    return yaml.safe_load(base64.b64decode(secret["data"]["tokens.yaml"]))
+
+
+def test_tokens_come_from_a_secret_mounted_as_a_directory(default_render) -> None:
+    pod = _pod(default_render)
+    m = mount(container(pod, "trainer"), "auth")
+    assert m["mountPath"] == "/etc/grpo/auth" and "subPath" not in m
+    assert volume(pod, "auth")["secret"] == {
+        "secretName": "rel-grpo-auth", "items": [{"key": "tokens.yaml", "path": "tokens.yaml"}],
+    }
+
+
+def test_without_tokens_an_admin_token_is_generated_and_only_its_hash_is_mounted(default_render) -> None:
+    secret = default_render.get("Secret", "rel-grpo-auth")
+    plaintext = base64.b64decode(secret["data"]["admin-token"]).decode()
+    assert len(plaintext) >= 32
+    (token,) = _tokens(default_render)["tokens"]
+    assert token == {"name": "admin", "token_sha256": hashlib.sha256(plaintext.encode()).hexdigest(),
+                     "roles": ["submit", "read", "admin"]}
+    assert "admin-token" in default_render.notes
+
+
+def test_listed_tokens_are_written_as_given(gpu_render) -> None:
+    assert _tokens(gpu_render)["tokens"] == [{
+        "name": "ci", "token_sha256": hashlib.sha256(b"ci-token").hexdigest(), "roles": ["submit", "read", "admin"],
+    }]
+    assert "admin-token" not in gpu_render.get("Secret", "rel-grpo-auth")["data"]
+
+
+def test_an_existing_secret_replaces_the_charts_secret() -> None:
+    rendered = render({"auth": {"existingSecret": "team-tokens", "existingSecretKey": "grpo.yaml"}})
+    assert rendered.of_kind("Secret") == []
+    assert volume(_pod(rendered), "auth")["secret"] == {
+        "secretName": "team-tokens", "items": [{"key": "grpo.yaml", "path": "tokens.yaml"}],
+    }
+
+
+def test_auth_off_mounts_no_tokens_and_sets_no_tokens_file() -> None:
+    rendered = render({"auth": {"enabled": False}})
+    assert rendered.of_kind("Secret") == []
+    assert all(m["name"] != "auth" for m in container(_pod(rendered), "trainer")["volumeMounts"])
+    assert "auth" not in config_map_yaml(rendered, f"{TRAINER}-config", "config.yaml")
+
+
+def test_model_volume_is_mounted_read_only_at_models(gpu_render) -> None:
+    pod = _pod(gpu_render)
+    assert volume(pod, "model")["persistentVolumeClaim"] == {"claimName": "policy-weights", "readOnly": True}
+    m = mount(container(pod, "trainer"), "model")
+    assert m["mountPath"] == "/models" and m["readOnly"] is True
+    assert parse_config(config_map_yaml(gpu_render, f"{TRAINER}-config", "config.yaml")).model.path == "/models/policy"

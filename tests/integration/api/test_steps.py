@@ -1,0 +1,158 @@
+"""StepStatus and WatchSteps over a real server: what the loop records is what clients see."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import pytest
+from api_support import Api, details, prompt, submit
+from google.rpc import error_details_pb2
+from grpo.trainer.v1 import trainer_pb2
+
+from grpo_server.api.server import graceful_stop
+from grpo_server.types import StepReport, StepState
+
+
+def publish(api: Api, report: StepReport) -> None:
+    """What the training loop does with a report."""
+    api.store.record_step(report)
+    api.control.notify_step(report)
+
+
+def running(step: int) -> StepReport:
+    return StepReport(step, StepState.RUNNING, 1000.0 + step, None, {}, "hf", (f"p{step}",))
+
+
+def done(step: int, **metrics: float) -> StepReport:
+    return StepReport(step, StepState.COMPLETED, 1000.0 + step, 1000.5 + step, metrics or {"loss": 0.1 * step}, "hf",
+                      (f"p{step}",))
+
+
+def test_status_before_any_step_has_the_run_but_no_step(api: Api) -> None:
+    api.stub.SubmitPrompts(submit(prompt("a"), prompt("b")))
+    resp = api.stub.StepStatus(trainer_pb2.StepStatusRequest())
+    assert not resp.HasField("step")
+    assert resp.run.state == trainer_pb2.RUN_STATE_STARTING
+    assert resp.run.queue_depth == 2 and resp.run.latest_step == 0 and resp.run.checkpoint_step == 0
+
+
+def test_status_reports_metrics_by_name_backend_means_and_extras(api: Api) -> None:
+    api.stub.SubmitPrompts(submit(prompt("p1")))
+    api.store.lease(1, step=1)
+    publish(api, done(1, reward_mean=0.5, reward_std=0.25, prompts=8, zero_variance_groups=2,
+                      **{"reward/math": 0.75, "sdpo/distill_loss": 0.125}))
+    api.store.commit_checkpoint(1, "/ckpt/1")
+    api.control.set_state("idle")
+    resp = api.stub.StepStatus(trainer_pb2.StepStatusRequest())
+    s = resp.step
+    assert s.step == 1 and s.state == trainer_pb2.STEP_STATE_COMPLETED and s.rollout_engine == "hf"
+    assert list(s.prompt_ids) == ["p1"]
+    assert s.started_at.seconds == 1001 and s.finished_at.ToNanoseconds() == 1001_500_000_000
+    m = s.metrics
+    assert (m.reward_mean, m.reward_std, m.prompts, m.zero_variance_groups) == (0.5, 0.25, 8, 2)
+    assert dict(m.backend_reward_means) == {"math": 0.75}
+    assert dict(m.extra) == {"sdpo/distill_loss": 0.125}
+    r = resp.run
+    assert r.state == trainer_pb2.RUN_STATE_IDLE
+    assert (r.latest_step, r.checkpoint_step, r.prompts_trained, r.prompts_failed) == (1, 1, 1, 0)
+
+
+def test_status_of_a_given_step_and_of_a_missing_one(api: Api) -> None:
+    publish(api, done(1))
+    publish(api, running(2))
+    assert api.stub.StepStatus(trainer_pb2.StepStatusRequest(step=1)).step.state == trainer_pb2.STEP_STATE_COMPLETED
+    latest = api.stub.StepStatus(trainer_pb2.StepStatusRequest()).step
+    assert latest.step == 2 and latest.state == trainer_pb2.STEP_STATE_RUNNING and not latest.HasField("finished_at")
+    with pytest.raises(grpc.RpcError) as e:
+        api.stub.StepStatus(trainer_pb2.StepStatusRequest(step=9))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    [info] = details(e.value, error_details_pb2.ResourceInfo)
+    assert info.resource_type == "step" and info.resource_name == "9"
+    assert "latest step is 2" in e.value.details()
+
+
+def _collect(stream, into: list, stop_after: int) -> threading.Thread:
+    def run() -> None:
+        try:
+            for msg in stream:
+                into.append((msg.step.step, msg.step.state))
+                if len(into) >= stop_after:
+                    stream.cancel()
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.CANCELLED:
+                into.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_watch_sends_the_backlog_after_after_step_then_live_steps(api: Api) -> None:
+    for s in (1, 2, 3):
+        publish(api, done(s))
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=1), timeout=30)
+    t = _collect(stream, got, stop_after=3)
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    publish(api, running(4))  # not sent: include_running is off
+    publish(api, done(4))
+    t.join(15)
+    assert got == [(2, trainer_pb2.STEP_STATE_COMPLETED), (3, trainer_pb2.STEP_STATE_COMPLETED),
+                   (4, trainer_pb2.STEP_STATE_COMPLETED)]
+
+
+def test_watch_with_include_running_sends_starts_too_and_never_repeats(api: Api) -> None:
+    publish(api, done(1))
+    publish(api, running(2))  # in progress when the client connects: sent once, from the backlog
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(include_running=True), timeout=30)
+    t = _collect(stream, got, stop_after=5)
+    deadline = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    api.control.notify_step(running(2))  # a late duplicate notification must not be re-sent
+    publish(api, done(2))
+    publish(api, running(3))
+    publish(api, StepReport(3, StepState.SKIPPED, 1003.0, 1003.2, {}, "hf", ("p3",), "every reward failed"))
+    t.join(15)
+    R, C, S = trainer_pb2.STEP_STATE_RUNNING, trainer_pb2.STEP_STATE_COMPLETED, trainer_pb2.STEP_STATE_SKIPPED
+    assert got == [(1, C), (2, R), (2, C), (3, R), (3, S)]
+
+
+def test_watch_catches_up_from_the_store_when_it_falls_behind_the_event_window(make_api) -> None:
+    api: Api = make_api(event_history=1)  # the control keeps one event: a burst overflows it
+    publish(api, done(1))
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(), timeout=30)
+    t = _collect(stream, got, stop_after=8)
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for s in range(2, 9):
+        publish(api, done(s))
+    t.join(15)
+    assert got == [(s, trainer_pb2.STEP_STATE_COMPLETED) for s in range(1, 9)]
+
+
+def test_watch_carries_the_run_status_with_each_step(api: Api) -> None:
+    api.control.set_state("training")
+    publish(api, done(1))
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(), timeout=30)
+    first = next(iter(stream))
+    stream.cancel()
+    assert first.step.step == 1 and first.run.latest_step == 1 and first.run.state == trainer_pb2.RUN_STATE_TRAINING
+
+
+def test_watch_ends_when_the_server_shuts_down(api: Api) -> None:
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(), timeout=60)
+    got: list = []
+    t = _collect(stream, got, stop_after=100)
+    time.sleep(0.3)
+    started = time.monotonic()
+    graceful_stop(api.server, api.health, grace=2.0, control=api.control)
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - started < 5

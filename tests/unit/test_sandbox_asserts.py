@@ -1,0 +1,87 @@
+"""The assert rewriting that makes each assert of HumanEval-style test code count as one test."""
+
+from __future__ import annotations
+
+from grpo_rewards.code_sandbox.inner.asserts import instrument
+
+
+class Recorder:
+    """The runtime interface the rewritten asserts call (see inner/runner.py's AssertRuntime)."""
+
+    NOVALUE = object()
+
+    def __init__(self) -> None:
+        self.log: list[tuple] = []
+
+    def enter(self, i: int) -> None:
+        self.log.append(("enter", i))
+
+    def held(self, i: int) -> None:
+        self.log.append(("held", i))
+
+    def failed(self, i: int, left: object, right: object, message: object) -> None:
+        self.log.append(("failed", i, left, right, message))
+
+    def raised(self, i: int, exc: BaseException) -> None:
+        self.log.append(("raised", i, type(exc).__name__))
+
+    def settle(self, ids: tuple) -> None:
+        self.log.append(("settle", ids))
+
+
+def run(source: str, **names: object) -> tuple[Recorder, list]:
+    tree, table = instrument(source)
+    rt = Recorder()
+    exec(compile(tree, "test.py", "exec"), {"_grpo_rt": rt, **names})
+    return rt, table
+
+
+def test_a_failing_assert_is_recorded_and_the_next_one_still_runs() -> None:
+    rt, table = run("assert 1 + 1 == 3, 'math'\nassert 2 > 1\n")
+    assert [info.source for info in table] == ["assert 1 + 1 == 3, 'math'", "assert 2 > 1"]
+    assert ("failed", 0, 2, 3, "math") in rt.log
+    assert ("held", 1) in rt.log
+
+
+def test_the_compared_sides_are_each_evaluated_once() -> None:
+    calls = []
+
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    rt, _ = run("assert f(1) == f(2)\n", f=f)
+    assert calls == [1, 2]
+    assert ("failed", 0, 1, 2, None) in rt.log
+
+
+def test_an_exception_in_the_condition_is_a_failure_of_that_assert_only() -> None:
+    rt, _ = run("assert 1 // 0 == 1\nassert True\n")
+    assert ("raised", 0, "ZeroDivisionError") in rt.log
+    assert ("held", 1) in rt.log
+
+
+def test_asserts_in_a_loop_are_deferred_and_settled_after_the_loop() -> None:
+    rt, table = run("def check(c):\n    for i in range(3):\n        for j in range(2):\n"
+                    "            assert c(i) == i\n    assert c(0) == 0\ncheck(lambda x: x)\n")
+    assert [info.deferred for info in table] == [True, False]
+    assert rt.log.count(("settle", (0,))) == 1  # once, after the outermost loop
+    assert rt.log.index(("settle", (0,))) < rt.log.index(("held", 1))
+
+
+def test_asserts_inside_class_bodies_survive_name_mangling() -> None:
+    rt, _ = run("class T:\n    def m(self):\n        assert 1 == 1\nT().m()\n")
+    assert ("held", 0) in rt.log
+
+
+def test_non_comparison_asserts_report_no_sides() -> None:
+    rt, _ = run("assert not [1]\n")
+    assert rt.log[-1][:2] == ("failed", 0)
+    assert rt.log[-1][2] is Recorder.NOVALUE
+
+
+def test_syntax_errors_are_raised() -> None:
+    import pytest
+
+    with pytest.raises(SyntaxError):
+        instrument("def check(:\n")

@@ -1,0 +1,331 @@
+"""The durable store: queue semantics, idempotency, checkpoints, recovery, and survival of kill -9."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from grpo_server.store import DuplicatePromptError, QueueFullError, Store, StoreError
+from grpo_server.store.sqlite_store import ABANDONED, FILENAME
+from grpo_server.types import (
+    ChatMessage,
+    CodeReference,
+    IOCase,
+    PromptRecord,
+    PromptState,
+    RewardSpec,
+    StepReport,
+    StepState,
+)
+
+BIG = 10**9
+
+
+def rec(pid: str, **kw: object) -> PromptRecord:
+    return PromptRecord(
+        id=pid,
+        messages=(ChatMessage("user", f"What is {pid}?"),),
+        rewards=(RewardSpec("math", 1.0),),
+        answer="42",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def ids(records) -> list[str]:
+    return [r.id for r in records]
+
+
+def test_prompt_round_trips_through_the_store_unchanged(store: Store) -> None:
+    code = CodeReference(test_code="def check(c): assert c(1) == 2", entry_point="inc",
+                         io_cases=(IOCase("1\n", "2\n"),), timeout_seconds=3.0)
+    original = PromptRecord(
+        id="c1",
+        messages=(ChatMessage("system", "Be terse."), ChatMessage("user", "Write inc ✓")),
+        rewards=(RewardSpec("code", 2.0), RewardSpec("rm", 0.5)),
+        code=code,
+        metadata={"task": "humaneval", "ünï": "cödé"},
+    )
+    store.submit([original], None, BIG)
+    [leased] = store.lease(1, step=1)
+    assert leased == original
+
+
+def test_lease_is_fifo_and_all_or_nothing(store: Store) -> None:
+    store.submit([rec("a"), rec("b"), rec("c")], None, BIG)
+    assert store.lease(4, step=1) == []  # fewer than asked: nothing leased
+    assert store.queue_depth() == 3
+    assert ids(store.lease(2, step=1)) == ["a", "b"]
+    assert ids(store.lease(1, step=2)) == ["c"]
+    assert store.queue_depth() == 0
+
+
+def test_submit_with_an_active_id_stores_nothing_and_names_the_ids(store: Store) -> None:
+    store.submit([rec("a"), rec("b")], None, BIG)
+    store.lease(1, step=1)  # a is leased, b queued
+    with pytest.raises(DuplicatePromptError) as e:
+        store.submit([rec("x"), rec("a"), rec("b")], None, BIG)
+    assert e.value.ids == ("a", "b")
+    assert "x" not in store.prompt_states()
+    assert store.queue_depth() == 1
+
+
+def test_trained_id_may_be_submitted_again(store: Store) -> None:
+    store.submit([rec("a")], None, BIG)
+    store.lease(1, step=1)
+    store.commit_checkpoint(1, "/ckpt/1")
+    store.submit([rec("a")], None, BIG)
+    assert store.prompt_states()["a"] == (PromptState.QUEUED, None)
+    assert store.counts()[PromptState.TRAINED] == 1
+
+
+def test_request_id_replay_returns_first_answer_and_stores_nothing(store: Store) -> None:
+    first = store.submit([rec("a"), rec("b")], "req-1", BIG)
+    assert not first.duplicate and first.accepted_ids == ("a", "b") and first.queue_depth == 2
+    store.lease(2, step=1)  # a replay must not trip over its own, now leased, prompts
+    again = store.submit([rec("a"), rec("b")], "req-1", BIG)
+    assert again.duplicate
+    assert (again.accepted_ids, again.queue_depth) == (first.accepted_ids, first.queue_depth)
+    assert sum(store.counts().values()) == 2
+
+
+def test_queue_full_stores_nothing(store: Store) -> None:
+    store.submit([rec("a"), rec("b")], None, 3)
+    with pytest.raises(QueueFullError) as e:
+        store.submit([rec("c"), rec("d")], "r", 3)
+    assert (e.value.depth, e.value.requested, e.value.max_depth) == (2, 2, 3)
+    assert store.queue_depth() == 2
+    # The request id of a rejected request is not remembered: a retry once there is room goes through.
+    store.lease(2, step=1)
+    assert not store.submit([rec("c"), rec("d")], "r", 3).duplicate
+
+
+def test_requeued_step_goes_back_to_its_original_position(store: Store) -> None:
+    store.submit([rec("a"), rec("b")], None, BIG)
+    store.lease(2, step=1)
+    store.submit([rec("c"), rec("d")], None, BIG)
+    store.requeue_step(1, count_attempt=False)
+    assert ids(store.lease(2, step=2)) == ["a", "b"]
+
+
+def test_prompt_fails_after_max_attempts(tmp_path: Path) -> None:
+    s = Store(tmp_path, max_attempts=2)
+    s.submit([rec("a"), rec("b")], None, BIG)
+    s.lease(2, step=1)
+    s.requeue_step(1, count_attempt=True)
+    assert s.queue_depth() == 2
+    s.lease(2, step=2)
+    s.requeue_step(2, count_attempt=True, reason="every reward failed")
+    assert s.counts()[PromptState.FAILED] == 2
+    assert s.failure_reasons() == {"a": "every reward failed", "b": "every reward failed"}
+    s.close()
+
+
+def test_commit_checkpoint_trains_exactly_the_prompts_of_steps_up_to_it(store: Store) -> None:
+    store.submit([rec(c) for c in "abcd"], None, BIG)
+    store.lease(2, step=1)
+    store.lease(2, step=2)
+    store.commit_checkpoint(1, "/ckpt/1")
+    st = store.prompt_states()
+    assert st["a"] == st["b"] == (PromptState.TRAINED, 1)
+    assert st["c"] == st["d"] == (PromptState.LEASED, 2)
+    assert store.latest_checkpoint().step == 1  # type: ignore[union-attr]
+
+
+def test_recover_requeues_leased_prompts_and_abandons_running_steps(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.submit([rec(c) for c in "abcdef"], None, BIG)
+    s.lease(2, step=1)
+    s.record_step(StepReport(1, StepState.COMPLETED, 1.0, 2.0, {"loss": 0.5}, "hf", ("a", "b")))
+    s.commit_checkpoint(1, "/ckpt/1")
+    s.lease(2, step=2)
+    s.record_step(StepReport(2, StepState.COMPLETED, 2.0, 3.0, {}, "hf", ("c", "d")))
+    s.lease(2, step=3)
+    s.record_step(StepReport(3, StepState.RUNNING, 3.0, None, {}, "hf", ("e", "f")))
+    s.close()  # as a crash would leave it
+
+    s = Store(tmp_path)
+    assert s.recover() == 4
+    st = s.prompt_states()
+    assert {k: v[0] for k, v in st.items()} == {
+        "a": PromptState.TRAINED, "b": PromptState.TRAINED,
+        "c": PromptState.QUEUED, "d": PromptState.QUEUED, "e": PromptState.QUEUED, "f": PromptState.QUEUED,
+    }
+    assert ids(s.lease(4, step=2)) == ["c", "d", "e", "f"]  # original order
+    step3 = s.get_step(3)
+    assert step3 is not None and step3.state is StepState.FAILED and step3.error == ABANDONED
+    assert s.get_step(1).state is StepState.COMPLETED  # type: ignore[union-attr]
+    s.close()
+
+
+def test_step_reports_are_recorded_updated_and_listed(store: Store) -> None:
+    assert store.latest_step() is None
+    running = StepReport(1, StepState.RUNNING, 10.0, None, {}, "vllm", ("a",))
+    store.record_step(running)
+    assert store.get_step(1) == running
+    done = StepReport(1, StepState.COMPLETED, 10.0, 12.5, {"reward_mean": 0.25, "reward/math": 0.5}, "vllm", ("a",))
+    store.record_step(done)
+    store.record_step(StepReport(2, StepState.SKIPPED, 13.0, 14.0, {}, "vllm", ("b",), "all rewards failed"))
+    assert store.get_step(1) == done
+    assert store.latest_step().step == 2  # type: ignore[union-attr]
+    assert [r.step for r in store.steps_after(0)] == [1, 2]
+    assert [r.step for r in store.steps_after(1)] == [2]
+    assert store.get_step(7) is None
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.submit([rec("a"), rec("b")], "r1", BIG)
+    s.lease(1, step=1)
+    s.commit_checkpoint(1, "/c/1")
+    s.close()
+    s = Store(tmp_path)
+    assert s.prompt_states() == {"a": (PromptState.TRAINED, 1), "b": (PromptState.QUEUED, None)}
+    assert s.submit([rec("zzz")], "r1", BIG).duplicate
+    assert s.latest_checkpoint().path == "/c/1"  # type: ignore[union-attr]
+    s.close()
+
+
+def test_store_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    con = sqlite3.connect(tmp_path / FILENAME)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.execute("UPDATE schema_version SET version = 99")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(tmp_path)
+
+
+def test_concurrent_submitters_and_a_leaser_lose_and_duplicate_nothing(store: Store) -> None:
+    leased: list[str] = []
+    done = threading.Event()
+
+    def submitter(t: int) -> None:
+        for b in range(20):
+            store.submit([rec(f"t{t}-{b}-{k}") for k in range(5)], f"t{t}-{b}", BIG)
+
+    def leaser() -> None:
+        step = 0
+        while not done.is_set() or store.queue_depth() >= 3:
+            step += 1
+            leased.extend(ids(store.lease(3, step)))
+
+    threads = [threading.Thread(target=submitter, args=(t,)) for t in range(4)]
+    lt = threading.Thread(target=leaser)
+    lt.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    lt.join()
+    states = store.prompt_states()
+    assert len(states) == 400
+    assert len(leased) == len(set(leased))
+    assert {k for k, v in states.items() if v[0] is PromptState.LEASED} == set(leased)
+    assert store.counts()[PromptState.QUEUED] + len(leased) == 400
+
+
+# ------------------------------------------------------------------------------- kill -9 crash tests
+
+WORKER = r'''
+import json, random, sys
+from pathlib import Path
+from grpo_server.store import Store
+from grpo_server.types import ChatMessage, PromptRecord, RewardSpec
+
+store_dir, round_no, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+store = Store(store_dir)
+store.recover()
+latest = store.latest_checkpoint()
+step = latest.step if latest else 0
+n = 0
+pad = "x" * 200
+print("READY", flush=True)
+while True:
+    n += 1
+    size = rng.randint(1, 400)
+    rid = f"r{round_no}-{n}"
+    batch = [PromptRecord(f"{rid}s{size}-{k}", (ChatMessage("user", pad + str(k)),), (RewardSpec("math", 1.0),), answer="1")
+             for k in range(size)]
+    store.submit(batch, rid, 10**9)
+    print("ACK " + rid, flush=True)
+    step += 1
+    got = store.lease(rng.randint(1, 300), step)
+    if got:
+        action = rng.random()
+        if action < 0.3:
+            store.requeue_step(step, count_attempt=False)
+        elif action < 0.6:
+            store.commit_checkpoint(step, f"/ckpt/{step}")
+'''
+
+
+def _check_accounting(store_dir: Path, acked: set[str]) -> dict[str, int]:
+    """After recover: every acknowledged request's prompts are all there, each TRAINED or QUEUED; every
+    stored request is whole (all of its prompts or none); trained prompts are in a recorded checkpoint."""
+    s = Store(store_dir)
+    s.recover()
+    states = s.prompt_states()
+    latest = s.latest_checkpoint()
+    s.close()
+    by_request: dict[str, list[str]] = {}
+    for pid in states:
+        by_request.setdefault(pid.split("s")[0], []).append(pid)
+    for rid, members in by_request.items():
+        size = int(members[0].split("s")[1].split("-")[0])
+        assert len(members) == size, f"request {rid} stored partly: {len(members)} of {size}"
+    missing = acked - set(by_request)
+    assert not missing, f"acknowledged but lost: {sorted(missing)[:5]}"
+    bad = {pid: st for pid, st in states.items() if st[0] not in (PromptState.TRAINED, PromptState.QUEUED)}
+    assert not bad, f"prompts neither trained nor queued after recover: {list(bad.items())[:5]}"
+    for pid, (st, ckpt) in states.items():
+        if st is PromptState.TRAINED:
+            assert latest is not None and ckpt is not None and ckpt <= latest.step, pid
+    counts: dict[str, int] = {}
+    for st, _ in states.values():
+        counts[st.value] = counts.get(st.value, 0) + 1
+    return counts
+
+
+def test_kill_9_at_random_moments_loses_no_submitted_prompt(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    store_dir = tmp_path / "store"
+    rng = random.Random(1234)
+    acked: set[str] = set()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for round_no in range(6):
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(store_dir), str(round_no), str(rng.randrange(10**6))],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert ready.strip() == "READY", proc.stderr.read() if proc.stderr else ready
+        time.sleep(rng.uniform(0.1, 0.8))
+        os.kill(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        round_acks = {line.split()[1] for line in out.splitlines() if line.startswith("ACK ")}
+        assert round_acks, "the worker acknowledged nothing before the kill; the test proves nothing"
+        acked |= round_acks
+        counts = _check_accounting(store_dir, acked)
+    assert counts.get("trained", 0) > 0 and counts.get("queued", 0) > 0
