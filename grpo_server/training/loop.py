@@ -336,8 +336,6 @@ class TrainingLoop:
             report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
             self.step = step
         self.store.record_step(report)
-        self.metrics.observe_step(report)
-        self.control.notify_step(report)
         if report.state is StepState.COMPLETED:
             log.info(
                 "step %d: reward %.3f±%.3f kl %.4f loss %.4f %.1fs",
@@ -345,7 +343,9 @@ class TrainingLoop:
                 report.metrics.get("kl", 0.0), report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
             )
             if step % self.checkpoint_every == 0:
-                self.checkpoint(step)
+                self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
+        self.metrics.observe_step(report)
+        self.control.notify_step(report)
         return report
 
     def checkpoint(self, step: int) -> None:

@@ -1,0 +1,22 @@
+"""The Python SDK and the `grpo` CLI of the GRPO trainer.
+
+    from grpo_client import TrainerClient
+    with TrainerClient("localhost:50051", token="...") as client:
+        client.submit_file("prompts.jsonl")
+
+See docs/client.md.
+"""
+
+from grpo_client.client import FieldViolation, SubmitResult, TrainerClient, TrainerError
+from grpo_client.prompts import PromptError, PromptFileError, parse_prompt, read_prompt_file
+
+__all__ = [
+    "FieldViolation",
+    "PromptError",
+    "PromptFileError",
+    "SubmitResult",
+    "TrainerClient",
+    "TrainerError",
+    "parse_prompt",
+    "read_prompt_file",
+]

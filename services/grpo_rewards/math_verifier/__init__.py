@@ -1,0 +1,1 @@
+"""grpo-reward-math: final-answer extraction and math-verify comparison in a process pool."""

@@ -1,0 +1,312 @@
+"""`grpo`: the command line of the trainer's API (DESIGN.md section 6). See docs/client.md.
+
+    grpo --target HOST:PORT [--token T | --token-file F] [--tls [--ca F]] [--json] COMMAND ...
+
+With --json every command prints exactly one JSON document on stdout (protobuf messages in their JSON
+mapping with the proto field names). Errors print the status code and the server's field violations;
+the exit code is 2 for INVALID_ARGUMENT (and a bad prompt file), 1 for any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from grpo.reward.v1 import reward_pb2
+from grpo.trainer.v1 import trainer_pb2
+
+from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerError
+from grpo_client.prompts import PromptFileError, read_prompt_file
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """A protobuf message in its JSON mapping: proto field names, fields at their defaults included."""
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def _enum_name(enum: Any, value: int, prefix: str) -> str:
+    return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `grpo` (its --help is the CLI reference)."""
+    p = argparse.ArgumentParser(
+        prog="grpo",
+        description="Drive a GRPO trainer over gRPC: submit prompts, watch steps, export checkpoints, "
+        "control the run and its reward backends.",
+    )
+    p.add_argument("--target", default="localhost:50051", metavar="HOST:PORT", help="HOST:PORT of the trainer (default: %(default)s)")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--token", metavar="T", help="bearer token")
+    auth.add_argument("--token-file", type=Path, metavar="F", help="file holding the bearer token")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca)")
+    p.add_argument("--ca", type=Path, metavar="F", help="PEM file of the CA to trust (implies --tls)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
+                   help="deadline of each call in seconds (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON document")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("submit", help="queue the prompts of a JSON Lines file")
+    s.add_argument("file", type=Path, metavar="FILE.jsonl")
+    s.add_argument("--request-id", metavar="ID",
+                   help="idempotency key prefix; batch i is sent as ID-i (default: derived from the content)")
+    s.add_argument("--batch-size", type=int, default=256, metavar="N", help="prompts per request (default: %(default)s)")
+
+    s = sub.add_parser("status", help="one step (the latest by default) and the run")
+    s.add_argument("--step", type=int, default=0, metavar="N", help="step number (default: the latest)")
+
+    s = sub.add_parser("watch", help="a live table of steps as they finish (Ctrl-C to stop)")
+    s.add_argument("--after", type=int, default=0, metavar="N", help="start after step N (default: from the first)")
+    s.add_argument("--include-running", action="store_true", help="also show steps when they start")
+    s.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop after N reports (default: never)")
+
+    s = sub.add_parser("export", help="export a Hugging Face checkpoint directory on the trainer")
+    s.add_argument("destination", metavar="DEST", help="directory on the trainer's file system ('' = default)")
+    s.add_argument("--wait", action="store_true", help="wait until the export is done, with a progress bar")
+
+    b = sub.add_parser("backends", help="list, set or delete reward backends").add_subparsers(
+        dest="backends_command", required=True, metavar="ACTION")
+    b.add_parser("list", help="the reward backends in the registry")
+    s = b.add_parser("set", help="add or replace a reward backend")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("address", metavar="HOST:PORT")
+    s.add_argument("--timeout", dest="backend_timeout", type=float, default=0.0, metavar="S",
+                   help="Score deadline in seconds (default: the trainer's, 30)")
+    s.add_argument("--max-batch", type=int, default=0, metavar="N", help="items per call (default: the backend's)")
+    s.add_argument("--max-concurrency", type=int, default=0, metavar="N", help="calls in flight (default: 4)")
+    s.add_argument("--backend-tls", action="store_true", help="the trainer connects to the backend with TLS")
+    s.add_argument("--backend-token-file", default="", metavar="PATH",
+                   help="token file on the trainer for the backend")
+    s = b.add_parser("delete", help="remove a reward backend")
+    s.add_argument("name", metavar="NAME")
+
+    sub.add_parser("pause", help="pause training after the current step")
+    sub.add_parser("resume", help="resume a paused run")
+
+    s = sub.add_parser("plot", help="write a PNG of reward mean±std, KL and step seconds over the run")
+    s.add_argument("output", type=Path, metavar="OUT.png")
+    s.add_argument("--title", default="GRPO run", help="figure title")
+    return p
+
+
+class Printer:
+    """Human lines or one JSON document."""
+
+    def __init__(self, as_json: bool, out: TextIO) -> None:
+        self.json = as_json
+        self.out = out
+
+    def line(self, text: str = "") -> None:
+        if not self.json:
+            print(text, file=self.out, flush=True)
+
+    def document(self, doc: Any) -> None:
+        if self.json:
+            json.dump(doc, self.out, indent=2, sort_keys=False)
+            self.out.write("\n")
+            self.out.flush()
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    from tqdm import tqdm
+
+    prompts = read_prompt_file(args.file)
+    with tqdm(total=len(prompts), unit="prompt", desc="submit", disable=True if pr.json else None,
+              file=sys.stderr) as bar:
+        result = client.submit_all(prompts, batch_size=args.batch_size, request_id=args.request_id,
+                                   on_batch=lambda n, _resp: bar.update(n))
+    pr.document({
+        "accepted_ids": result.accepted_ids, "queue_depth": result.queue_depth, "batches": result.batches,
+        "duplicate_batches": result.duplicate_batches, "request_ids": result.request_ids,
+    })
+    note = f" ({result.duplicate_batches} already submitted before)" if result.duplicate_batches else ""
+    pr.line(f"submitted {len(result.accepted_ids)} prompts in {result.batches} batches{note}; "
+            f"queue depth {result.queue_depth}")
+    return EXIT_OK
+
+
+def _run_line(run: trainer_pb2.RunStatus) -> str:
+    state = _enum_name(trainer_pb2.RunState, run.state, "RUN_STATE_")
+    extra = " (pause requested)" if run.pause_requested else ""
+    err = f"\nerror: {run.error}" if run.error else ""
+    return (f"run: {state}{extra}  latest step {run.latest_step}  checkpoint step {run.checkpoint_step}  "
+            f"queue {run.queue_depth}  trained {run.prompts_trained}  failed {run.prompts_failed}{err}")
+
+
+def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    response = client.step_status(args.step)
+    pr.document(to_dict(response))
+    pr.line(_run_line(response.run))
+    if not response.HasField("step"):
+        pr.line("no step yet")
+        return EXIT_OK
+    s = response.step
+    pr.line(f"step {s.step}: {_enum_name(trainer_pb2.StepState, s.state, 'STEP_STATE_')}  engine {s.rollout_engine}  "
+            f"prompts {len(s.prompt_ids)}")
+    if s.error:
+        pr.line(f"  error: {s.error}")
+    metrics = to_dict(s.metrics)
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            for k, v in sorted(value.items()):
+                pr.line(f"  {key}.{k}: {v:.6g}")
+        else:
+            pr.line(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
+    return EXIT_OK
+
+
+_WATCH_COLUMNS = ("step", "state", "reward", "±std", "kl", "loss", "masked", "tok/s", "step s")
+_WATCH_FORMAT = "{:>6} {:<9} {:>8} {:>8} {:>9} {:>9} {:>6} {:>8} {:>7}"
+
+
+def watch_row(s: trainer_pb2.StepReport) -> str:
+    """One row of the `watch` table."""
+    m = s.metrics
+    state = _enum_name(trainer_pb2.StepState, s.state, "STEP_STATE_")
+    if s.state != trainer_pb2.STEP_STATE_COMPLETED:
+        return _WATCH_FORMAT.format(s.step, state, *["-"] * 7) + (f"  {s.error}" if s.error else "")
+    return _WATCH_FORMAT.format(
+        s.step, state, f"{m.reward_mean:.3f}", f"{m.reward_std:.3f}", f"{m.kl:.4f}", f"{m.loss:.4f}",
+        m.masked_reward_failures, f"{m.tokens_per_second:.0f}", f"{m.step_seconds:.1f}",
+    )
+
+
+def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    seen: list[dict[str, Any]] = []
+    count = 0
+    pr.line(_WATCH_FORMAT.format(*_WATCH_COLUMNS))
+    try:
+        for response in client.watch_steps(args.after, args.include_running):
+            count += 1
+            if pr.json:
+                seen.append(to_dict(response))
+            pr.line(watch_row(response.step))
+            if args.max_steps and count >= args.max_steps:
+                break
+    except KeyboardInterrupt:  # the usual way to stop watching
+        pass
+    pr.document({"steps": seen})
+    return EXIT_OK
+
+
+def cmd_export(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    export = client.export_checkpoint(args.destination, wait=False)
+    if args.wait:
+        from tqdm import tqdm
+
+        with tqdm(total=100, unit="%", desc="export", disable=True if pr.json else None, file=sys.stderr) as bar:
+            def progress(e: trainer_pb2.Export) -> None:
+                bar.update(max(0, round(e.progress * 100) - bar.n))
+
+            export = client.wait_export(export.export_id, on_progress=progress)
+    pr.document(to_dict(export))
+    state = _enum_name(trainer_pb2.ExportState, export.state, "EXPORT_STATE_")
+    pr.line(f"export {export.export_id}: {state}  step {export.step}  {export.destination}")
+    if export.state == trainer_pb2.EXPORT_STATE_DONE:
+        pr.line(f"  {len(export.files)} files, manifest.json lists their sha256")
+    if export.state == trainer_pb2.EXPORT_STATE_FAILED:
+        if not pr.json:
+            print(f"error: export failed: {export.error}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    if args.backends_command == "list":
+        response = client.list_backends()
+        pr.document(to_dict(response))
+        pr.line(f"registry version {response.registry_version}")
+        fmt = "{:<16} {:<24} {:<14} {:<10} {:<18} {:>8} {:>6} {:>5}"
+        pr.line(fmt.format("name", "address", "source", "circuit", "kinds", "timeout", "batch", "conc"))
+        for b in response.backends:
+            kinds = ",".join(_enum_name(reward_pb2.ReferenceKind, k, "REFERENCE_KIND_") for k in b.reference_kinds)
+            pr.line(fmt.format(
+                b.name, b.address, _enum_name(trainer_pb2.BackendSource, b.source, "BACKEND_SOURCE_"),
+                _enum_name(trainer_pb2.CircuitState, b.circuit, "CIRCUIT_STATE_"), kinds or "-",
+                f"{b.timeout_seconds:g}s", b.max_batch_size, b.max_concurrency,
+            ))
+        return EXIT_OK
+    if args.backends_command == "set":
+        stored = client.set_backend(
+            args.name, args.address, timeout_seconds=args.backend_timeout, max_batch_size=args.max_batch,
+            max_concurrency=args.max_concurrency, tls=args.backend_tls, token_file=args.backend_token_file,
+        )
+        pr.document(to_dict(stored))
+        pr.line(f"set {stored.backend.name} -> {stored.backend.address} (registry version {stored.registry_version})")
+        return EXIT_OK
+    version = client.delete_backend(args.name)
+    pr.document({"registry_version": version})
+    pr.line(f"deleted {args.name} (registry version {version})")
+    return EXIT_OK
+
+
+def cmd_pause(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    run = client.pause() if args.command == "pause" else client.resume()
+    pr.document({"run": to_dict(run)})
+    pr.line(_run_line(run))
+    return EXIT_OK
+
+
+def cmd_plot(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    from grpo_client.plot import plot_steps
+
+    reports = client.finished_steps()
+    n = plot_steps(reports, args.output, title=args.title)
+    pr.document({"output": str(args.output), "steps": n})
+    pr.line(f"wrote {args.output} ({n} completed steps)")
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "submit": cmd_submit, "status": cmd_status, "watch": cmd_watch, "export": cmd_export,
+    "backends": cmd_backends, "pause": cmd_pause, "resume": cmd_pause, "plot": cmd_plot,
+}
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run `grpo` with `argv` (default: sys.argv[1:]); returns the exit code."""
+    args = build_parser().parse_args(argv)
+    pr = Printer(args.json, out or sys.stdout)
+    try:
+        token = args.token
+        if args.token_file is not None:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        with TrainerClient(args.target, token, tls=args.tls or args.ca is not None, ca=args.ca,
+                           timeout=args.timeout) as client:
+            return _COMMANDS[args.command](client, args, pr)
+    except TrainerError as exc:
+        return _fail(pr, exc.to_dict(), f"error: {exc}",
+                     EXIT_INVALID if exc.code is grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE)
+    except PromptFileError as exc:
+        violations = [{"field": f"line {e.line}" + (f": {e.field}" if e.field else ""), "description": e.message}
+                      for e in exc.errors]
+        doc = {"code": "INVALID_ARGUMENT", "message": f"bad prompt file {exc.source}", "field_violations": violations}
+        return _fail(pr, doc, f"error: bad prompt file\n{exc}", EXIT_INVALID)
+    except (OSError, TimeoutError) as exc:
+        return _fail(pr, {"code": "LOCAL", "message": str(exc)}, f"error: {exc}", EXIT_FAILURE)
+
+
+def _fail(pr: Printer, doc: dict[str, Any], text: str, code: int) -> int:
+    if pr.json:
+        pr.document({"error": doc})
+    else:
+        print(text, file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""TrainerClient: the grpo.trainer.v1.TrainerService RPCs as Python methods, plus conveniences
+(submit a prompt file in idempotent batches, iterate over steps, wait for an export).
+
+    from grpo_client import TrainerClient
+
+    with TrainerClient("localhost:50051", token="...") as client:
+        result = client.submit_file("prompts.jsonl")
+        for report in client.iter_steps():
+            print(report.step, report.metrics.reward_mean)
+
+Every failed call raises TrainerError, which carries the status code and the server's details
+(google.rpc.BadRequest field violations, RetryInfo).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
+
+from grpo_client.prompts import batch_request_id, batches, read_prompt_file
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# A batch of 1024 prompts with long code tests can pass grpcio's 4 MiB default: raise it deliberately.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field named by the server: a path into the request and what is wrong."""
+
+    field: str
+    description: str
+
+
+@dataclass
+class TrainerError(Exception):
+    """A failed RPC: `code` (grpc.StatusCode), `message`, the BadRequest `field_violations` and the
+    RetryInfo delay in seconds when the server sent them, and any other details as "Type: text"."""
+
+    code: grpc.StatusCode
+    message: str
+    field_violations: list[FieldViolation] = field(default_factory=list)
+    retry_delay_seconds: float | None = None
+    other_details: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{self.code.name}: {self.message}"]
+        lines += [f"  {v.field}: {v.description}" for v in self.field_violations]
+        if self.retry_delay_seconds is not None:
+            lines.append(f"  retry after {self.retry_delay_seconds:g} s")
+        lines += [f"  {d}" for d in self.other_details]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form, for `grpo --json`."""
+        out: dict[str, Any] = {"code": self.code.name, "message": self.message}
+        if self.field_violations:
+            out["field_violations"] = [{"field": v.field, "description": v.description} for v in self.field_violations]
+        if self.retry_delay_seconds is not None:
+            out["retry_delay_seconds"] = self.retry_delay_seconds
+        if self.other_details:
+            out["details"] = self.other_details
+        return out
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> TrainerError:
+        """Decode the google.rpc.Status details of a failed call."""
+        code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+        message = error.details() if hasattr(error, "details") else str(error)
+        out = cls(code or grpc.StatusCode.UNKNOWN, message or "")
+        try:
+            status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        except ValueError:  # details that contradict the call's code: keep what the call says
+            status = None
+        for detail in status.details if status is not None else ():
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                out.field_violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info = error_details_pb2.RetryInfo()
+                detail.Unpack(info)
+                out.retry_delay_seconds = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            else:
+                out.other_details.append(detail.type_url.rsplit("/", 1)[-1])
+        return out
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What `submit_file` did: the accepted ids (new and replayed), the batches sent and how many of them
+    the trainer had already seen (a re-run), and the queue depth after the last batch."""
+
+    accepted_ids: list[str]
+    batches: int
+    duplicate_batches: int
+    queue_depth: int
+    request_ids: list[str]
+
+
+class TrainerClient:
+    """A blocking client of one trainer.
+
+    Args:
+        target: "HOST:PORT" of the trainer's gRPC API.
+        token: bearer token sent as `authorization: Bearer <token>` (roles: submit, read, admin).
+        tls: connect with TLS; `ca` is a PEM file of the CA to trust (default: the system roots).
+        timeout: deadline of each unary call, seconds.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        token: str | None = None,
+        *,
+        tls: bool = False,
+        ca: str | Path | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ):
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        if tls or ca is not None:
+            root = Path(ca).read_bytes() if ca is not None else None
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root), options)
+        else:
+            self._channel = grpc.insecure_channel(target, options)
+        self._stub = trainer_pb2_grpc.TrainerServiceStub(self._channel)
+        self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+
+    def __enter__(self) -> TrainerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel (cancels any open stream)."""
+        self._channel.close()
+
+    def _call(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise TrainerError.from_rpc_error(exc) from None
+
+    # ------------------------------------------------------------------------------------ the RPCs
+
+    def submit_prompts(self, prompts: Sequence[trainer_pb2.Prompt], request_id: str | None = None
+                       ) -> trainer_pb2.SubmitPromptsResponse:
+        """SubmitPrompts: queue `prompts`; with `request_id`, a repeat returns the first answer."""
+        request = trainer_pb2.SubmitPromptsRequest(prompts=prompts, request_id=request_id or "")
+        return self._call(self._stub.SubmitPrompts, request)  # type: ignore[no-any-return]
+
+    def step_status(self, step: int = 0) -> trainer_pb2.StepStatusResponse:
+        """StepStatus: one step (0 = the latest) and the run."""
+        return self._call(self._stub.StepStatus, trainer_pb2.StepStatusRequest(step=step))  # type: ignore[no-any-return]
+
+    def watch_steps(self, after_step: int = 0, include_running: bool = False, timeout: float | None = None
+                    ) -> Iterator[trainer_pb2.WatchStepsResponse]:
+        """WatchSteps: finished steps after `after_step`, then live ones, until the server ends the stream,
+        `timeout` seconds pass (None: no limit), or the caller stops iterating."""
+        request = trainer_pb2.WatchStepsRequest(after_step=after_step, include_running=include_running)
+        stream = self._stub.WatchSteps(request, timeout=timeout, metadata=self._metadata)
+        try:
+            yield from stream
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.CANCELLED:
+                return
+            raise TrainerError.from_rpc_error(exc) from None
+        finally:
+            stream.cancel()
+
+    def export_checkpoint(self, destination: str = "", wait: bool = False, timeout: float | None = None
+                          ) -> trainer_pb2.Export:
+        """ExportCheckpoint: start writing a Hugging Face directory at `destination` on the trainer."""
+        request = trainer_pb2.ExportCheckpointRequest(destination=destination, wait=wait)
+        return self._call(self._stub.ExportCheckpoint, request, timeout).export  # type: ignore[no-any-return]
+
+    def get_export(self, export_id: str) -> trainer_pb2.Export:
+        """GetExport: the progress of an export."""
+        return self._call(self._stub.GetExport, trainer_pb2.GetExportRequest(export_id=export_id)).export  # type: ignore[no-any-return]
+
+    def pause(self) -> trainer_pb2.RunStatus:
+        """PauseTraining: the current step finishes, no new one starts."""
+        return self._call(self._stub.PauseTraining, trainer_pb2.PauseTrainingRequest()).run  # type: ignore[no-any-return]
+
+    def resume(self) -> trainer_pb2.RunStatus:
+        """ResumeTraining."""
+        return self._call(self._stub.ResumeTraining, trainer_pb2.ResumeTrainingRequest()).run  # type: ignore[no-any-return]
+
+    def list_backends(self) -> trainer_pb2.ListRewardBackendsResponse:
+        """ListRewardBackends: the registry and its version."""
+        return self._call(self._stub.ListRewardBackends, trainer_pb2.ListRewardBackendsRequest())  # type: ignore[no-any-return]
+
+    def set_backend(
+        self,
+        name: str,
+        address: str,
+        *,
+        timeout_seconds: float = 0.0,
+        max_batch_size: int = 0,
+        max_concurrency: int = 0,
+        tls: bool = False,
+        token_file: str = "",
+    ) -> trainer_pb2.SetRewardBackendResponse:
+        """SetRewardBackend: add or replace `name` (0 values mean the trainer's defaults)."""
+        backend = trainer_pb2.RewardBackend(
+            name=name, address=address, timeout_seconds=timeout_seconds, max_batch_size=max_batch_size,
+            max_concurrency=max_concurrency, tls=tls, token_file=token_file,
+        )
+        return self._call(self._stub.SetRewardBackend, trainer_pb2.SetRewardBackendRequest(backend=backend))  # type: ignore[no-any-return]
+
+    def delete_backend(self, name: str) -> int:
+        """DeleteRewardBackend; returns the registry version after the change."""
+        request = trainer_pb2.DeleteRewardBackendRequest(name=name)
+        return int(self._call(self._stub.DeleteRewardBackend, request).registry_version)
+
+    # ----------------------------------------------------------------------------- conveniences
+
+    def submit_file(
+        self,
+        path: str | Path,
+        *,
+        batch_size: int = 256,
+        request_id: str | None = None,
+        on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None = None,
+        max_attempts: int = 5,
+    ) -> SubmitResult:
+        """Submit a prompt file in batches of `batch_size`, each with a request id derived from its
+        content (or `<request_id>-<batch index>`), so running it again queues nothing twice.
+
+        A batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE is sent again after the
+        server's RetryInfo delay (or 1 s, doubling), up to `max_attempts` times; safe because of its
+        request id. `on_batch(prompts_in_batch, response)` is called after each batch. Raises
+        PromptFileError for a bad file (nothing is sent) and TrainerError when a batch fails."""
+        prompts = read_prompt_file(path)
+        return self.submit_all(prompts, batch_size=batch_size, request_id=request_id, on_batch=on_batch,
+                               max_attempts=max_attempts)
+
+    def submit_all(
+        self,
+        prompts: Sequence[trainer_pb2.Prompt],
+        *,
+        batch_size: int = 256,
+        request_id: str | None = None,
+        on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None = None,
+        max_attempts: int = 5,
+    ) -> SubmitResult:
+        """`submit_file` for prompts already in memory."""
+        accepted: list[str] = []
+        request_ids: list[str] = []
+        duplicates = 0
+        depth = 0
+        for index, batch in enumerate(batches(prompts, batch_size)):
+            rid = batch_request_id(batch, index, request_id)
+            request_ids.append(rid)
+            response = self._submit_with_retry(batch, rid, max_attempts)
+            accepted += list(response.accepted_ids)
+            duplicates += int(response.duplicate)
+            depth = int(response.queue_depth)
+            if on_batch is not None:
+                on_batch(len(batch), response)
+        return SubmitResult(accepted, len(request_ids), duplicates, depth, request_ids)
+
+    def _submit_with_retry(self, batch: Sequence[trainer_pb2.Prompt], rid: str, max_attempts: int
+                           ) -> trainer_pb2.SubmitPromptsResponse:
+        delay = 1.0
+        for attempt in range(1, max_attempts + 1):
+            try:
+                return self.submit_prompts(batch, rid)
+            except TrainerError as exc:
+                retryable = exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+                if not retryable or attempt == max_attempts:
+                    raise
+                time.sleep(exc.retry_delay_seconds if exc.retry_delay_seconds is not None else delay)
+                delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    def iter_steps(self, after_step: int = 0, *, include_running: bool = False,
+                   timeout: float | None = None) -> Iterator[trainer_pb2.StepReport]:
+        """The step reports of WatchSteps (see `watch_steps`), without the run status."""
+        for response in self.watch_steps(after_step, include_running, timeout):
+            yield response.step
+
+    def finished_steps(self) -> list[trainer_pb2.StepReport]:
+        """Every finished step of the run so far, oldest first (WatchSteps' backlog, read up to the
+        latest finished step and then closed)."""
+        status = self.step_status()
+        last = int(status.run.latest_step)
+        if status.HasField("step") and status.step.state == trainer_pb2.STEP_STATE_RUNNING:
+            last -= 1
+        out: list[trainer_pb2.StepReport] = []
+        if last <= 0:
+            return out
+        for report in self.iter_steps(0, timeout=max(self.timeout, 60.0)):
+            if report.state != trainer_pb2.STEP_STATE_RUNNING:
+                out.append(report)
+            if report.step >= last:
+                break
+        return out
+
+    def wait_export(self, export_id: str, *, poll_seconds: float = 0.5, timeout: float | None = None,
+                    on_progress: Callable[[trainer_pb2.Export], None] | None = None) -> trainer_pb2.Export:
+        """Poll GetExport until the export is done or failed (or `timeout` seconds pass: TimeoutError)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            export = self.get_export(export_id)
+            if on_progress is not None:
+                on_progress(export)
+            if export.state in (trainer_pb2.EXPORT_STATE_DONE, trainer_pb2.EXPORT_STATE_FAILED):
+                return export
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"export {export_id} not finished after {timeout} s")
+            time.sleep(poll_seconds)

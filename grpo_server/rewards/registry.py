@@ -1,0 +1,416 @@
+"""The reward backend registry: which name points at which RewardService, with what limits.
+
+Four layers make up the registry, later ones winning for the same name:
+
+1. the trainer's config file (`rewards.backends`), source "config";
+2. the registry file (YAML, reloaded when its content changes), source "registry_file";
+3. `--reward-backend NAME=HOST:PORT` flags, source "flag";
+4. SetRewardBackend / DeleteRewardBackend calls, source "api". An API change to a name holds until the
+   registry file changes that same name again (adds, edits or removes it): then the file's version
+   (or, without one, a flag's or the config's) is back in force.
+
+A step takes one immutable `RegistrySnapshot` when it begins and uses it throughout, so a change made
+mid-step takes effect at the next step. The version increases by one on every change of the effective
+registry.
+
+Registry file format::
+
+    backends:
+      math:
+        address: "math-verifier:50051"   # host:port, required
+        timeout_seconds: 30               # deadline of one Score call
+        max_batch_size: 64                # 0 = the backend's Describe value, or 64
+        max_concurrency: 4                # Score calls in flight at once
+        tls: false
+        token_file: /var/run/secrets/math-token
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+from grpo.reward.v1 import reward_pb2
+
+log = logging.getLogger(__name__)
+
+NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,63}$")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+SOURCES = ("config", "registry_file", "flag", "api")
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_CONCURRENCY = 4
+_FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file"}
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """One reward backend: a registry `name` prompts refer to and where and how to call it.
+
+    timeout_seconds: deadline of one Score call, seconds (> 0).
+    max_batch_size: items per Score call; 0 means the backend's Describe `max_batch_size`, or 64.
+    max_concurrency: Score calls in flight to this backend at once (>= 1).
+    token_file: a file holding the bearer token sent as `authorization: Bearer ...`.
+    source: which layer it came from: "config", "registry_file", "flag" or "api".
+    """
+
+    name: str
+    address: str
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    max_batch_size: int = 0
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    tls: bool = False
+    token_file: str | None = None
+    source: str = "config"
+
+
+@dataclass(frozen=True)
+class RegistrySnapshot:
+    """The registry at one moment: `version` and a read-only name -> entry mapping."""
+
+    version: int
+    entries: Mapping[str, BackendEntry]
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field: `field` is a path (`backends.math.address`, `address`), `description` says why."""
+
+    field: str
+    description: str
+
+
+class RegistryError(ValueError):
+    """Invalid registry input; `violations` lists every bad field."""
+
+    def __init__(self, violations: Sequence[FieldViolation], context: str = ""):
+        self.violations = tuple(violations)
+        detail = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(f"{context}: {detail}" if context else detail)
+
+
+def validate_entry(entry: BackendEntry, prefix: str = "") -> list[FieldViolation]:
+    """The violations of `entry` (empty when valid); field paths start with `prefix`."""
+    out: list[FieldViolation] = []
+    if not isinstance(entry.name, str) or not NAME_PATTERN.match(entry.name):
+        out.append(FieldViolation(f"{prefix}name", f"{entry.name!r} is not 1-63 characters of [a-z0-9_-]"))
+    m = _HOST_PORT.match(entry.address) if isinstance(entry.address, str) else None
+    if m is None or not 1 <= int(m.group(2)) <= 65535:
+        out.append(FieldViolation(f"{prefix}address", f"{entry.address!r} is not HOST:PORT with a port in 1-65535"))
+    t = entry.timeout_seconds
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
+        out.append(FieldViolation(f"{prefix}timeout_seconds", f"{t!r} is not a finite number of seconds > 0"))
+    b = entry.max_batch_size
+    if isinstance(b, bool) or not isinstance(b, int) or b < 0:
+        out.append(FieldViolation(f"{prefix}max_batch_size", f"{b!r} is not an integer >= 0 (0: the backend's own)"))
+    c = entry.max_concurrency
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+        out.append(FieldViolation(f"{prefix}max_concurrency", f"{c!r} is not an integer >= 1"))
+    if not isinstance(entry.tls, bool):
+        out.append(FieldViolation(f"{prefix}tls", f"{entry.tls!r} is not true or false"))
+    if entry.token_file is not None and (not isinstance(entry.token_file, str) or not entry.token_file):
+        out.append(FieldViolation(f"{prefix}token_file", f"{entry.token_file!r} is not a file path"))
+    if entry.source not in SOURCES:
+        out.append(FieldViolation(f"{prefix}source", f"{entry.source!r} is not one of {', '.join(SOURCES)}"))
+    return out
+
+
+def parse_registry(text: str, origin: str = "registry file") -> dict[str, BackendEntry]:
+    """Parse registry YAML (see the module docstring) into name -> entry with source "registry_file".
+
+    An empty document is an empty registry. Raises RegistryError listing every bad field."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError([FieldViolation("", f"not valid YAML: {exc}")], origin) from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict) or set(doc) - {"backends"}:
+        raise RegistryError([FieldViolation("", "the document must be a mapping with one key, `backends`")], origin)
+    backends = doc.get("backends") or {}
+    if not isinstance(backends, dict):
+        raise RegistryError([FieldViolation("backends", "must map backend names to settings")], origin)
+    entries: dict[str, BackendEntry] = {}
+    violations: list[FieldViolation] = []
+    for name, spec in backends.items():
+        path = f"backends.{name}"
+        if not isinstance(spec, dict):
+            violations.append(FieldViolation(path, "must be a mapping with at least `address`"))
+            continue
+        unknown = sorted(set(spec) - _FILE_FIELDS)
+        violations += [FieldViolation(f"{path}.{k}", f"unknown field (allowed: {', '.join(sorted(_FILE_FIELDS))})")
+                       for k in unknown]
+        if "address" not in spec:
+            violations.append(FieldViolation(f"{path}.address", "required"))
+            continue
+        entry = _entry_from_mapping(str(name), spec)
+        violations += validate_entry(entry, prefix=f"{path}.")
+        entries[entry.name] = entry
+    if violations:
+        raise RegistryError(violations, origin)
+    return entries
+
+
+def _entry_from_mapping(name: str, spec: Mapping[str, Any]) -> BackendEntry:
+    timeout = spec.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+    return BackendEntry(
+        name=name,
+        address=spec["address"],
+        timeout_seconds=float(timeout) if isinstance(timeout, int) and not isinstance(timeout, bool) else timeout,
+        max_batch_size=spec.get("max_batch_size", 0),
+        max_concurrency=spec.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+        tls=spec.get("tls", False),
+        token_file=spec.get("token_file"),
+        source="registry_file",
+    )
+
+
+class RewardRegistry:
+    """The live registry: layered entries, a watched file, immutable snapshots, API changes.
+
+    It implements grpo_server.api.ports.BackendRegistry (list, set, delete, reference_kinds) for the
+    trainer's API, and `snapshot()` for the step loop.
+
+    Args:
+        entries: the config's backends (source "config").
+        registry_file: a YAML registry file; read now (a bad or missing file raises RegistryError) and
+            re-read by `reload_if_changed` / the watcher thread.
+        overrides: `--reward-backend` flags (source "flag"); they replace file and config entries of the
+            same name.
+    """
+
+    def __init__(
+        self,
+        entries: Sequence[BackendEntry] = (),
+        registry_file: Path | None = None,
+        overrides: Sequence[BackendEntry] = (),
+    ):
+        self._lock = threading.RLock()
+        self._config = self._validated(entries, "config", "config")
+        self._flags = self._validated(overrides, "flag", "--reward-backend")
+        self._file: dict[str, BackendEntry] = {}
+        self._api: dict[str, BackendEntry | None] = {}  # None: deleted through the API
+        self._file_path = Path(registry_file) if registry_file is not None else None
+        self._file_hash: str | None = None
+        self._bad_hash: str | None = None  # the last bad content, so it is logged once
+        if self._file_path is not None:
+            try:
+                text = self._file_path.read_bytes()
+            except OSError as exc:
+                raise RegistryError([FieldViolation("", f"cannot read: {exc}")], str(self._file_path)) from exc
+            self._file = parse_registry(text.decode("utf-8"), str(self._file_path))
+            self._file_hash = hashlib.sha256(text).hexdigest()
+        self._version = 1
+        self._snapshot = RegistrySnapshot(1, MappingProxyType(self._effective()))
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._circuit_states: Callable[[], Mapping[str, str]] | None = None
+        self._describer: Any = None  # a DescribeCache, created on first use
+
+    @staticmethod
+    def _validated(entries: Sequence[BackendEntry], source: str, origin: str) -> dict[str, BackendEntry]:
+        out: dict[str, BackendEntry] = {}
+        violations: list[FieldViolation] = []
+        for i, e in enumerate(entries):
+            e = replace(e, source=source)
+            violations += validate_entry(e, prefix=f"{origin}[{i}].")
+            out[e.name] = e
+        if violations:
+            raise RegistryError(violations)
+        return out
+
+    # ------------------------------------------------------------------------------------- reading
+
+    def snapshot(self) -> RegistrySnapshot:
+        """The registry now: immutable, safe to use for a whole step while the registry changes."""
+        with self._lock:
+            return self._snapshot
+
+    @property
+    def version(self) -> int:
+        """The current version (1 at start, +1 per change)."""
+        return self.snapshot().version
+
+    def _effective(self) -> dict[str, BackendEntry]:
+        merged = {**self._config, **self._file, **self._flags}
+        for name, entry in self._api.items():
+            if entry is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = entry
+        return dict(sorted(merged.items()))
+
+    def _publish(self) -> bool:
+        """Recompute the effective registry; bump the version when it changed. Call with the lock held."""
+        effective = self._effective()
+        if effective == dict(self._snapshot.entries):
+            return False
+        self._version += 1
+        self._snapshot = RegistrySnapshot(self._version, MappingProxyType(effective))
+        log.info("reward registry version %d: %s", self._version,
+                 ", ".join(f"{n}={e.address} ({e.source})" for n, e in effective.items()) or "(empty)")
+        return True
+
+    # ------------------------------------------------------------------------------------- changes
+
+    def set(self, entry: Any) -> tuple[int, Any]:
+        """Add or replace a backend (source becomes "api"). `entry` is a BackendEntry or anything with
+        its fields (the API's BackendInfo); 0 for timeout_seconds or max_concurrency means the default,
+        an empty token_file none. Returns (registry version, the entry as stored, as a BackendInfo).
+        Raises RegistryError (a ValueError) naming each bad field as `backend.<field>`."""
+        stored = BackendEntry(
+            name=entry.name,
+            address=entry.address,
+            timeout_seconds=entry.timeout_seconds or DEFAULT_TIMEOUT_SECONDS,
+            max_batch_size=entry.max_batch_size,
+            max_concurrency=entry.max_concurrency or DEFAULT_MAX_CONCURRENCY,
+            tls=entry.tls,
+            token_file=entry.token_file or None,
+            source="api",
+        )
+        violations = validate_entry(stored, prefix="backend.")
+        if violations:
+            raise RegistryError(violations)
+        with self._lock:
+            self._api[stored.name] = stored
+            self._publish()
+            version = self._version
+        return version, self._info(stored)
+
+    def delete(self, name: str) -> int:
+        """Remove `name` until the registry file changes it again. Returns the registry version.
+        Raises KeyError when no backend has that name."""
+        with self._lock:
+            if name not in self._snapshot.entries:
+                raise KeyError(name)
+            self._api[name] = None
+            self._publish()
+            return self._version
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the registry file; apply it when its content changed and is valid. Returns True when
+        the effective registry changed. A bad or unreadable file is logged and the previous one kept."""
+        if self._file_path is None:
+            return False
+        try:
+            raw = self._file_path.read_bytes()
+        except OSError as exc:
+            if self._bad_hash != "missing":
+                log.error("reward registry file %s unreadable, keeping the previous registry: %s", self._file_path, exc)
+                self._bad_hash = "missing"
+            return False
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest == self._file_hash:
+            return False
+        try:
+            new_file = parse_registry(raw.decode("utf-8", errors="replace"), str(self._file_path))
+        except RegistryError as exc:
+            if digest != self._bad_hash:
+                log.error("reward registry file rejected, keeping the previous registry: %s", exc)
+                self._bad_hash = digest
+            return False
+        with self._lock:
+            self._bad_hash = None
+            changed = {n for n in set(self._file) | set(new_file) if self._file.get(n) != new_file.get(n)}
+            for name in changed:  # the file spoke about this name again: its word replaces the API's
+                self._api.pop(name, None)
+            self._file = new_file
+            self._file_hash = digest
+            return self._publish()
+
+    def start_watching(self, interval_s: float = 1.0) -> None:
+        """Re-read the registry file every `interval_s` seconds on a daemon thread (no-op without one)."""
+        if self._file_path is None or self._watcher is not None:
+            return
+        self._stop.clear()
+
+        def watch() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.reload_if_changed()
+                except Exception:  # noqa: BLE001 - the watcher must survive anything
+                    log.exception("reward registry reload failed")
+
+        self._watcher = threading.Thread(target=watch, name="reward-registry-watch", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        """Stop the watcher thread and close Describe channels."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None
+        if self._describer is not None:
+            self._describer_pool.close()
+            self._describer = None
+
+    # ------------------------------------------------------------------------ backend descriptions
+
+    def attach_circuit_states(self, provider: Callable[[], Mapping[str, str]]) -> None:
+        """Let listings show the router's breaker states (name -> "closed" | "open" | "half_open")."""
+        self._circuit_states = provider
+
+    def _describe(self, entry: BackendEntry) -> Any:
+        from grpo_server.rewards.client import ChannelPool, DescribeCache
+
+        with self._lock:
+            if self._describer is None:
+                self._describer_pool = ChannelPool()
+                self._describer = DescribeCache(self._describer_pool)
+            describer = self._describer
+        return describer.get(entry)
+
+    def describe(self, entry: BackendEntry) -> reward_pb2.DescribeResponse | None:
+        """The Describe answer of `entry`'s backend (cached until the entry changes; an unreachable
+        backend is asked again after a few seconds), None when it could not be reached."""
+        return self._describe(entry).response  # type: ignore[no-any-return]
+
+    def reference_kinds(self, name: str) -> builtins.set[str] | None:
+        """The reference kinds ("none", "answer", "code") backend `name` accepts, from its Describe
+        answer. None for an unknown name. When the backend cannot be reached (or does not say), all
+        kinds are assumed and a warning logged, so that submissions are not refused for an outage."""
+        entry = self.snapshot().entries.get(name)
+        if entry is None:
+            return None
+        return set(_kind_names(self.describe(entry)))
+
+    def list(self) -> tuple[int, builtins.list[Any]]:
+        """(registry version, every backend sorted by name as grpo_server.api.ports.BackendInfo, with
+        its source, circuit state, Describe answer and reference kinds)."""
+        snap = self.snapshot()
+        return snap.version, [self._info(e) for e in snap.entries.values()]
+
+    def _info(self, entry: BackendEntry) -> Any:
+        from grpo_server.api.ports import BackendInfo
+
+        circuits = dict(self._circuit_states()) if self._circuit_states is not None else {}
+        desc = self.describe(entry)
+        return BackendInfo(
+            name=entry.name, address=entry.address, timeout_seconds=entry.timeout_seconds,
+            max_batch_size=entry.max_batch_size, max_concurrency=entry.max_concurrency, tls=entry.tls,
+            token_file=entry.token_file, source=entry.source, circuit=circuits.get(entry.name, "closed"),
+            description=desc, reference_kinds=tuple(sorted(_kind_names(desc))),
+        )
+
+
+_KIND_NAMES = {
+    reward_pb2.REFERENCE_KIND_NONE: "none",
+    reward_pb2.REFERENCE_KIND_ANSWER: "answer",
+    reward_pb2.REFERENCE_KIND_CODE: "code",
+}
+
+
+def _kind_names(response: reward_pb2.DescribeResponse | None) -> frozenset[str]:
+    """Reference kind names a Describe answer declares; all of them when unknown."""
+    kinds = frozenset(_KIND_NAMES[k] for k in response.capabilities.reference_kinds if k in _KIND_NAMES) \
+        if response is not None else frozenset()
+    return kinds or frozenset(_KIND_NAMES.values())

@@ -1,0 +1,373 @@
+"""The reward router: RolloutGroups in, ScoredGroups out, by calling each prompt's reward backends.
+
+For one step (`score`), every completion of every group is sent to each backend its prompt names. Items
+for one backend are cut into batches of the backend's `max_batch_size` and sent by at most
+`max_concurrency` worker threads per backend, all backends at once, from one thread pool (blocking
+grpcio calls: simple to reason about, and a step's few hundred items need no event loop). Each Score call
+has the entry's `timeout_seconds` as its deadline; UNAVAILABLE and RESOURCE_EXHAUSTED are retried with
+jittered exponential backoff (a RetryInfo delay from the backend is honoured up to `backoff_max_s`); a
+circuit breaker per backend fails calls fast after repeated failures.
+
+Whatever cannot be scored becomes a BackendScore with `score=None` and the RewardStatus that says why,
+so the completion is masked out of the loss and counted. It is never scored as 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from grpo.reward.v1 import reward_pb2
+
+from grpo_server.rewards.breaker import CircuitBreaker, CircuitState
+from grpo_server.rewards.client import ChannelPool, call_metadata
+from grpo_server.rewards.registry import BackendEntry, RegistrySnapshot, RewardRegistry
+from grpo_server.types import (
+    BackendScore,
+    PromptRecord,
+    RewardStatus,
+    RolloutGroup,
+    ScoredCompletion,
+    ScoredGroup,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH_SIZE = 64
+_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+_RPC_TO_STATUS = {
+    grpc.StatusCode.UNAVAILABLE: RewardStatus.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: RewardStatus.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: RewardStatus.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.INVALID_ARGUMENT: RewardStatus.INVALID_INPUT,
+}
+_ITEM_STATUS = {
+    reward_pb2.SCORE_STATUS_OK: RewardStatus.OK,
+    reward_pb2.SCORE_STATUS_INVALID_INPUT: RewardStatus.INVALID_INPUT,
+    reward_pb2.SCORE_STATUS_TIMEOUT: RewardStatus.TIMEOUT,
+    reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED: RewardStatus.RESOURCE_EXHAUSTED,
+    reward_pb2.SCORE_STATUS_INTERNAL: RewardStatus.INTERNAL,
+}
+
+
+class RouterObserver(Protocol):
+    """Receives the router's measurements (the trainer's metrics implement it)."""
+
+    def on_request(self, backend: str, seconds: float, code: str) -> None:
+        """One Score attempt ended after `seconds`; `code` is "OK" or a gRPC status name."""
+
+    def on_item_failure(self, backend: str, status: str) -> None:
+        """One item got no usable score from `backend`; `status` is the RewardStatus value."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One (completion, backend) pair to score. `key` = (group index, completion index, backend)."""
+
+    key: tuple[int, int, str]
+    item: reward_pb2.ScoreItem
+    has_code: bool
+
+
+def build_score_item(prompt: PromptRecord, completion_text: str, item_id: str) -> reward_pb2.ScoreItem:
+    """The grpo.reward.v1.ScoreItem for one completion of `prompt`."""
+    item = reward_pb2.ScoreItem(
+        id=item_id,
+        prompt=[reward_pb2.Message(role=m.role, content=m.content) for m in prompt.messages],
+        completion=completion_text,
+        metadata=dict(prompt.metadata),
+    )
+    if prompt.answer is not None:
+        item.answer = prompt.answer
+    elif prompt.code is not None:
+        c = prompt.code
+        item.code.CopyFrom(reward_pb2.CodeTests(
+            language=c.language, test_code=c.test_code, entry_point=c.entry_point,
+            io_cases=[reward_pb2.IOCase(stdin=io.stdin, expected_stdout=io.expected_stdout) for io in c.io_cases],
+            timeout_seconds=c.timeout_seconds,
+        ))
+    return item
+
+
+def _failed(backend: str, status: RewardStatus, message: str, feedback: str = "") -> BackendScore:
+    return BackendScore(backend=backend, weight=1.0, status=status, score=None, feedback=feedback, message=message)
+
+
+def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool) -> BackendScore:
+    """One ScoreResult as a BackendScore (weight 1; the caller applies the prompt's weight).
+
+    The score is kept for SCORE_STATUS_OK, and for SCORE_STATUS_TIMEOUT of a code item (the sandbox
+    counts unfinished tests as failed, so its score stands). A non-finite score or step score masks the
+    item as INTERNAL."""
+    status = _ITEM_STATUS.get(result.status, RewardStatus.INTERNAL)
+    scored = status is RewardStatus.OK or (status is RewardStatus.TIMEOUT and has_code)
+    if not scored:
+        message = result.status_message or f"backend returned {reward_pb2.ScoreStatus.Name(result.status)}"
+        return _failed(backend, status, message, result.feedback)
+    if not math.isfinite(result.score) or not all(math.isfinite(s) for s in result.step_scores):
+        return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", result.feedback)
+    return BackendScore(
+        backend=backend,
+        weight=1.0,
+        status=status,
+        score=float(result.score),
+        feedback=result.feedback,
+        step_scores=tuple(result.step_scores),
+        step_end_offsets=tuple(result.step_end_offsets),
+        components=dict(result.components),
+        message=result.status_message,
+    )
+
+
+class RewardRouter:
+    """Scores rollout groups on the registry's backends (see the module docstring).
+
+    Args:
+        registry: the live registry; the router shows it its breaker states for listings.
+        observer: gets one `on_request` per Score attempt and one `on_item_failure` per masked item.
+        max_retries: retries of one batch after UNAVAILABLE or RESOURCE_EXHAUSTED (0 = no retry).
+        backoff_base_s, backoff_max_s: retry k waits uniform(0.5, 1) * min(max, base * 2**k) seconds.
+        breaker_failures: consecutive failed Score attempts that open a backend's breaker.
+        breaker_reset_s: seconds an open breaker waits before letting one trial call through.
+    """
+
+    def __init__(
+        self,
+        registry: RewardRegistry,
+        *,
+        observer: RouterObserver | None = None,
+        max_retries: int = 3,
+        backoff_base_s: float = 0.2,
+        backoff_max_s: float = 5.0,
+        breaker_failures: int = 5,
+        breaker_reset_s: float = 30.0,
+        max_workers: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.registry = registry
+        self.observer = observer
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self._breaker_failures = breaker_failures
+        self._breaker_reset_s = breaker_reset_s
+        self._clock = clock
+        self._pool = ChannelPool()
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="reward-call")
+        self._lock = threading.Lock()
+        self._breakers: dict[str, tuple[tuple[str, bool], CircuitBreaker]] = {}
+        self._closed = threading.Event()
+        registry.attach_circuit_states(self.circuit_states)
+
+    # ------------------------------------------------------------------------------------ public
+
+    def score(self, groups: Sequence[RolloutGroup], snapshot: RegistrySnapshot) -> list[ScoredGroup]:
+        """Score every completion of `groups` on its prompt's backends as `snapshot` defines them.
+
+        Returns one ScoredGroup per group, in order, each completion with one BackendScore per RewardSpec
+        of its prompt (in the prompt's order, weights applied). Blocks until every call has ended."""
+        jobs: dict[str, list[_Job]] = defaultdict(list)
+        ids: dict[str, set[str]] = defaultdict(set)
+        for gi, group in enumerate(groups):
+            p = group.prompt
+            for ci, completion in enumerate(group.completions):
+                item: reward_pb2.ScoreItem | None = None
+                for backend in dict.fromkeys(s.backend for s in p.rewards):  # a backend named twice: one call
+                    item_id = f"{p.id}/{ci}"
+                    if item_id in ids[backend]:  # the same prompt id twice in one step: keep ids unique
+                        item_id = f"{p.id}/{ci}#{gi}"
+                    ids[backend].add(item_id)
+                    if item is None:
+                        item = build_score_item(p, completion.text, item_id)
+                    one = reward_pb2.ScoreItem()
+                    one.CopyFrom(item)
+                    one.id = item_id
+                    jobs[backend].append(_Job((gi, ci, backend), one, p.code is not None))
+
+        raw: dict[tuple[int, int, str], BackendScore] = {}
+        raw_lock = threading.Lock()
+
+        def collect(scores: Mapping[tuple[int, int, str], BackendScore]) -> None:
+            with raw_lock:
+                raw.update(scores)
+
+        futures = []
+        for backend, backend_jobs in jobs.items():
+            entry = snapshot.entries.get(backend)
+            if entry is None:
+                collect(self._fail_all(backend, backend_jobs, RewardStatus.UNAVAILABLE,
+                                       f"backend {backend!r} is not in the registry (version {snapshot.version})"))
+                continue
+            size = self._batch_size(entry)
+            batches = [backend_jobs[i:i + size] for i in range(0, len(backend_jobs), size)]
+            queue = list(reversed(batches))
+            queue_lock = threading.Lock()
+
+            def worker(entry: BackendEntry = entry, queue: list[list[_Job]] = queue,
+                       queue_lock: threading.Lock = queue_lock) -> None:
+                while True:
+                    with queue_lock:
+                        if not queue:
+                            return
+                        batch = queue.pop()
+                    collect(self._score_batch(entry, batch))
+
+            for _ in range(min(entry.max_concurrency, len(batches))):
+                futures.append(self._executor.submit(worker))
+        wait(futures)
+        for f in futures:
+            f.result()  # a bug in a worker must not pass silently
+
+        out = []
+        for gi, group in enumerate(groups):
+            completions = []
+            for ci, completion in enumerate(group.completions):
+                specs = group.prompt.rewards
+                if not specs:
+                    scores: tuple[BackendScore, ...] = (
+                        _failed("", RewardStatus.INVALID_INPUT, "the prompt names no reward backend"),
+                    )
+                else:
+                    scores = tuple(replace(raw[(gi, ci, s.backend)], weight=s.weight) for s in specs)
+                completions.append(ScoredCompletion(completion, scores))
+            out.append(ScoredGroup(group, tuple(completions)))
+        return out
+
+    def circuit_states(self) -> dict[str, str]:
+        """Breaker state per backend name that has been called: "closed", "open" or "half_open"."""
+        with self._lock:
+            return {name: b.state.value for name, (_, b) in self._breakers.items()}
+
+    def close(self) -> None:
+        """Stop retry waits, finish in-flight calls and close the channels."""
+        self._closed.set()
+        self._executor.shutdown(wait=True)
+        self._pool.close()
+
+    # ---------------------------------------------------------------------------------- internals
+
+    def _breaker(self, entry: BackendEntry) -> CircuitBreaker:
+        target = (entry.address, entry.tls)
+        with self._lock:
+            known = self._breakers.get(entry.name)
+            if known is None or known[0] != target:  # a new address is a new backend: a fresh breaker
+                known = (target, CircuitBreaker(self._breaker_failures, self._breaker_reset_s, self._clock))
+                self._breakers[entry.name] = known
+            return known[1]
+
+    def _batch_size(self, entry: BackendEntry) -> int:
+        if entry.max_batch_size > 0:
+            return entry.max_batch_size
+        if self._breaker(entry).state is CircuitState.OPEN:  # down: don't spend a Describe deadline per step
+            return DEFAULT_MAX_BATCH_SIZE
+        desc = self.registry.describe(entry)
+        if desc is not None and desc.capabilities.max_batch_size > 0:
+            return int(desc.capabilities.max_batch_size)
+        return DEFAULT_MAX_BATCH_SIZE
+
+    def _fail_all(self, backend: str, jobs: Sequence[_Job], status: RewardStatus,
+                  message: str) -> dict[tuple[int, int, str], BackendScore]:
+        if self.observer is not None:
+            for _ in jobs:
+                self.observer.on_item_failure(backend, status.value)
+        return {j.key: _failed(backend, status, message) for j in jobs}
+
+    def _backoff(self, attempt: int, error: grpc.RpcError) -> float:
+        delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.0)
+        hinted = _retry_delay(error)
+        if hinted is not None:
+            delay = max(delay, min(hinted, self.backoff_max_s))
+        return delay
+
+    def _score_batch(self, entry: BackendEntry, batch: Sequence[_Job]) -> dict[tuple[int, int, str], BackendScore]:
+        """One batch to one backend, with retries; every job of the batch gets a BackendScore."""
+        name = entry.name
+        breaker = self._breaker(entry)
+        request = reward_pb2.ScoreRequest(items=[j.item for j in batch])
+        stub = self._pool.stub(entry)
+        attempt = 0
+        last_error = ""
+        while True:
+            if self._closed.is_set():
+                return self._fail_all(name, batch, RewardStatus.UNAVAILABLE, "the router is closing")
+            if not breaker.allow():
+                cause = f" (last error: {last_error})" if last_error else ""
+                return self._fail_all(name, batch, RewardStatus.UNAVAILABLE,
+                                      f"circuit breaker open for {name!r} after repeated failures{cause}")
+            try:
+                metadata = call_metadata(entry)
+            except (OSError, ValueError) as exc:
+                breaker.release()
+                return self._fail_all(name, batch, RewardStatus.UNAVAILABLE, f"cannot read the token file: {exc}")
+            started = time.monotonic()
+            try:
+                response = stub.Score(request, timeout=entry.timeout_seconds, metadata=metadata)
+            except grpc.RpcError as exc:
+                code = exc.code()
+                last_error = f"{code.name}: {exc.details()}"
+                self._observe(name, time.monotonic() - started, code.name)
+                if code is grpc.StatusCode.INVALID_ARGUMENT:
+                    breaker.release()  # our request was bad; the backend is healthy
+                else:
+                    breaker.record_failure()
+                if code in _RETRYABLE and attempt < self.max_retries:
+                    delay = self._backoff(attempt, exc)
+                    log.info("reward backend %r: %s, retry %d in %.2fs", name, code.name, attempt + 1, delay)
+                    attempt += 1
+                    self._closed.wait(delay)  # close() cuts the wait short; the loop head then fails the batch
+                    continue
+                status = _RPC_TO_STATUS.get(code, RewardStatus.INTERNAL)
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                return self._fail_all(name, batch, status, f"Score {code.name}{tries}: {exc.details()}")
+            self._observe(name, time.monotonic() - started, "OK")
+            results = response.results
+            if len(results) != len(batch):
+                breaker.record_failure()
+                return self._fail_all(name, batch, RewardStatus.INTERNAL,
+                                      f"backend returned {len(results)} results for {len(batch)} items")
+            breaker.record_success()
+            by_id: dict[str, reward_pb2.ScoreResult] = {}
+            for r in results:
+                by_id.setdefault(r.id, r)
+            out: dict[tuple[int, int, str], BackendScore] = {}
+            for job in batch:
+                result = by_id.get(job.item.id)
+                if result is None:
+                    score = _failed(name, RewardStatus.INTERNAL, f"no result for item id {job.item.id!r}")
+                else:
+                    score = convert_result(name, result, job.has_code)
+                if score.score is None and self.observer is not None:
+                    self.observer.on_item_failure(name, score.status.value)
+                out[job.key] = score
+            return out
+
+    def _observe(self, backend: str, seconds: float, code: str) -> None:
+        if self.observer is not None:
+            self.observer.on_request(backend, seconds, code)
+
+
+def _retry_delay(error: grpc.RpcError) -> float | None:
+    """The RetryInfo delay (seconds) in a call's google.rpc.Status details, if any."""
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - a malformed trailer just means no hint
+        return None
+    if status is None:
+        return None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+    return None

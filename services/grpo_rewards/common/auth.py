@@ -1,0 +1,111 @@
+"""Bearer-token authentication for reward services, as a gRPC server interceptor.
+
+Tokens live in a file, one a line (blank lines and `#` comments ignored), typically a mounted Kubernetes
+Secret. The file is re-read when its modification time changes, so a rotated Secret takes effect
+without a restart. Health and reflection stay open: probes and `grpcurl list` carry no token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+# Methods anyone may call: Kubernetes probes and service discovery must work without a token.
+OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def read_tokens(path: Path) -> frozenset[str]:
+    """The tokens in `path`: one a line, surrounding whitespace stripped, blanks and `#` lines skipped."""
+    tokens = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            tokens.add(line)
+    return frozenset(tokens)
+
+
+class TokenFile:
+    """The accepted tokens from a file, reloaded when the file changes (checked at most once a second)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._mtime_ns = -1
+        self._checked = 0.0
+        self._tokens: frozenset[str] = frozenset()
+        self._reload()
+        if not self._tokens:
+            raise ValueError(f"token file {self.path} holds no tokens; every call would be refused")
+
+    def _reload(self) -> None:
+        st = os.stat(self.path)
+        if st.st_mtime_ns != self._mtime_ns:
+            self._tokens = read_tokens(self.path)
+            self._mtime_ns = st.st_mtime_ns
+            log.info("loaded %d bearer token(s) from %s", len(self._tokens), self.path)
+
+    def tokens(self) -> frozenset[str]:
+        """The current tokens; a file that became unreadable keeps the last good set (logged)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._checked >= 1.0:
+                self._checked = now
+                try:
+                    self._reload()
+                except OSError as exc:
+                    log.error("cannot re-read token file %s, keeping the previous tokens: %s", self.path, exc)
+            return self._tokens
+
+    def accepts(self, token: str) -> bool:
+        """True when `token` is one of the current tokens (constant-time comparison per token)."""
+        encoded = token.encode()
+        # Compare against every token so the time taken does not reveal which one nearly matched.
+        found = False
+        for t in self.tokens():
+            found |= hmac.compare_digest(encoded, t.encode())
+        return found
+
+
+def _abort_handler(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    def deny(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
+
+    return grpc.unary_unary_rpc_method_handler(deny)
+
+
+class BearerTokenInterceptor(grpc.ServerInterceptor):
+    """Refuses every call but health and reflection unless it carries `authorization: Bearer <token>`
+    with a token from `token_file`: UNAUTHENTICATED otherwise."""
+
+    def __init__(self, token_file: TokenFile) -> None:
+        self.token_file = token_file
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        if method.startswith(OPEN_METHOD_PREFIXES):
+            return continuation(handler_call_details)
+        header = ""
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                header = value if isinstance(value, str) else value.decode()
+                break
+        scheme, _, token = header.partition(" ")
+        if not header:
+            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata")
+        if scheme.lower() != "bearer" or not self.token_file.accepts(token.strip()):
+            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+        return continuation(handler_call_details)

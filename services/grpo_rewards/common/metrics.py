@@ -1,0 +1,79 @@
+"""Prometheus metrics of one reward service, served on `--metrics-listen`.
+
+Each server gets its own registry, so several servers in one process (tests) never collide. Names are
+prefixed `grpo_reward_`, use base units, and keep labels low-cardinality (`status`, `code`, and the
+build identity), as `promtool check metrics` expects.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+from grpo.reward.v1 import reward_pb2
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+# Score latency: from ~1 ms (a cached math answer) to minutes (a slow sandbox batch).
+LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                           30.0, 60.0, 120.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def status_label(status: int) -> str:
+    """`SCORE_STATUS_TIMEOUT` -> `"timeout"`: the label value for a ScoreStatus."""
+    try:
+        name = reward_pb2.ScoreStatus.Name(status)  # type: ignore[arg-type]
+    except ValueError:
+        return "unknown"
+    return name.removeprefix("SCORE_STATUS_").lower()
+
+
+@dataclass
+class ServiceMetrics:
+    """The metric objects of one server, registered in `registry`."""
+
+    registry: CollectorRegistry
+    items: Counter
+    requests: Counter
+    latency: Histogram
+    batch_items: Histogram
+    in_flight: Gauge
+    build_info: Gauge
+
+    @classmethod
+    def create(cls, service: str, version: str) -> ServiceMetrics:
+        """Fresh metrics in a fresh registry, with process metrics and `build_info{service,version}` = 1."""
+        registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        m = cls(
+            registry=registry,
+            items=Counter("grpo_reward_items", "Items scored, by result status.", ["status"],
+                          registry=registry),
+            requests=Counter("grpo_reward_requests", "Score calls finished, by gRPC status code.", ["code"],
+                             registry=registry),
+            latency=Histogram("grpo_reward_score_duration_seconds",
+                              "Time to answer one Score call, validation included, in seconds.",
+                              buckets=LATENCY_BUCKETS_SECONDS, registry=registry),
+            batch_items=Histogram("grpo_reward_batch_items", "Items per accepted Score call.",
+                                  buckets=BATCH_BUCKETS, registry=registry),
+            in_flight=Gauge("grpo_reward_in_flight_requests", "Score calls being scored right now.",
+                            registry=registry),
+            build_info=Gauge("grpo_reward_build_info", "Always 1; labels identify the running backend.",
+                             ["service", "version", "python"], registry=registry),
+        )
+        m.build_info.labels(service=service, version=version, python=platform.python_version()).set(1)
+        for code in ("OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL"):
+            m.requests.labels(code=code)  # export zeros so rate() works from the first scrape
+        for status in (reward_pb2.SCORE_STATUS_OK, reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                       reward_pb2.SCORE_STATUS_TIMEOUT, reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED,
+                       reward_pb2.SCORE_STATUS_INTERNAL):
+            m.items.labels(status=status_label(status))
+        return m

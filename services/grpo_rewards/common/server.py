@@ -1,0 +1,329 @@
+"""The bootstrap every reward service shares: flags, gRPC server, health, reflection, auth, TLS,
+metrics and graceful drain.
+
+A service is a `Scorer` plus a `main`:
+
+    def main(argv=None) -> int:
+        parser = base_arg_parser("grpo-reward-x", "Scores X.", default_listen="127.0.0.1:50064")
+        parser.add_argument("--my-flag", ...)
+        args = parser.parse_args(argv)
+        configure_logging(args.log_level)
+        return serve_forever(MyScorer(args), args)
+
+Drain sequence (SIGTERM/SIGINT, or `RunningServer.stop`): health goes NOT_SERVING for every service
+name; new Score calls get UNAVAILABLE while health and reflection keep answering; in-flight Score calls
+finish (up to the drain time); then the listener closes, `scorer.close()` runs and the metrics endpoint
+stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+from prometheus_client import start_http_server
+
+from .auth import BearerTokenInterceptor, TokenFile
+from .metrics import ServiceMetrics
+from .scorer import Scorer
+from .servicer import RewardServicer
+from .validation import Limits
+
+log = logging.getLogger("grpo_rewards.server")
+
+REWARD_SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_DRAIN_SECONDS = 30.0
+# Threads beyond the Score limit, so health checks, reflection, Describe and the fast refusals of
+# over-limit Score calls are answered even when every Score slot is busy.
+SPARE_THREADS = 16
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """Server TLS from PEM files; with `client_ca_file` the server requires client certificates (mTLS)."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """gRPC server credentials read from the files."""
+        ca = self.client_ca_file.read_bytes() if self.client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(self.key_file.read_bytes(), self.cert_file.read_bytes())],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """`"127.0.0.1:50061"` -> `("127.0.0.1", 50061)`; `"[::]:0"` -> `("::", 0)`. Raises ValueError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:50061 or [::]:50061")
+    return host.strip("[]"), int(port)
+
+
+def _host_port_arg(value: str) -> str:
+    try:
+        split_host_port(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return n
+
+
+def base_arg_parser(prog: str, description: str, *, default_listen: str = "127.0.0.1:50051") -> argparse.ArgumentParser:
+    """The flags every reward service takes; a service adds its own to the returned parser."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    g = p.add_argument_group("serving (common to every reward service)")
+    g.add_argument("--listen", type=_host_port_arg, default=default_listen,
+                   help=f"gRPC listen address HOST:PORT; port 0 picks a free port (default {default_listen})")
+    g.add_argument("--metrics-listen", type=_host_port_arg, default=None,
+                   help="Prometheus /metrics listen address HOST:PORT (default: off)")
+    g.add_argument("--max-batch", type=_positive_int, default=64,
+                   help="most items one Score call may carry; more -> INVALID_ARGUMENT (default 64)")
+    g.add_argument("--max-concurrency", type=_positive_int, default=8,
+                   help="Score calls served at once; more -> RESOURCE_EXHAUSTED (default 8)")
+    g.add_argument("--token-file", type=Path, default=None,
+                   help="file of accepted bearer tokens, one a line; auth is off without it")
+    g.add_argument("--tls-cert", type=Path, default=None, help="server certificate chain, PEM")
+    g.add_argument("--tls-key", type=Path, default=None, help="server private key, PEM")
+    g.add_argument("--tls-client-ca", type=Path, default=None,
+                   help="CA bundle, PEM; when given, clients must present a certificate it signed (mTLS)")
+    g.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS,
+                   help=f"on SIGTERM, how long in-flight calls may take to finish (default {DEFAULT_DRAIN_SECONDS:g})")
+    g.add_argument("--max-message-bytes", type=_positive_int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                   help=f"largest request/response message in bytes (default {DEFAULT_MAX_MESSAGE_BYTES})")
+    g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="log level (default INFO)")
+    return p
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One line per record on stderr with a timestamp; tracebacks follow error records."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+def tls_from_args(args: argparse.Namespace) -> TLSConfig | None:
+    """The TLS config the flags describe, or None; a half-given pair is an error."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise SystemExit("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise SystemExit("--tls-cert and --tls-key go together")
+    return TLSConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+class RunningServer:
+    """A started reward server. `address` is "HOST:PORT" with the bound port; `metrics_port` is None
+    when metrics are off."""
+
+    def __init__(self, *, grpc_server: grpc.Server, servicer: RewardServicer, health_servicer: Any,
+                 scorer: Scorer, host: str, port: int, metrics_http: Any, metrics_port: int | None,
+                 drain_seconds: float) -> None:
+        self.grpc_server = grpc_server
+        self.servicer = servicer
+        self.health = health_servicer
+        self.scorer = scorer
+        self.host = host
+        self.port = port
+        self.metrics_port = metrics_port
+        self.drain_seconds = drain_seconds
+        self._metrics_http = metrics_http
+        self._stop_lock = threading.Lock()
+        self._stopping: threading.Thread | None = None
+        self.stopped = threading.Event()
+
+    @property
+    def address(self) -> str:
+        """The gRPC address clients dial, e.g. "127.0.0.1:41234"."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def metrics(self) -> ServiceMetrics:
+        """The server's metric objects (their registry is what /metrics serves)."""
+        return self.servicer.metrics
+
+    def stop(self, grace: float | None = None, *, wait: bool = True) -> threading.Event:
+        """Drain and stop, as on SIGTERM: NOT_SERVING, refuse new Score calls, let in-flight ones finish
+        within `grace` seconds (default `drain_seconds`), close the listener, `scorer.close()`.
+
+        Returns the event set once fully stopped; with `wait=False` the drain runs in the background.
+        Calling it again joins the drain already under way.
+        """
+        grace = self.drain_seconds if grace is None else grace
+        with self._stop_lock:
+            if self._stopping is None:
+                self._stopping = threading.Thread(target=self._drain, args=(grace,), name="reward-drain",
+                                                  daemon=True)
+                self._stopping.start()
+        if wait:
+            self.stopped.wait()
+        return self.stopped
+
+    def _drain(self, grace: float) -> None:
+        started = time.monotonic()
+        name = self.servicer.description.name
+        try:
+            log.info("%s draining: health NOT_SERVING, %d call(s) in flight, up to %.1f s",
+                     name, self.servicer.active, grace)
+            self.health.enter_graceful_shutdown()
+            self.servicer.draining.set()
+            if not self.servicer.wait_idle(grace):
+                log.warning("%s: %d call(s) still running after %.1f s; cancelling them",
+                            name, self.servicer.active, grace)
+            left = max(0.0, grace - (time.monotonic() - started))
+            self.grpc_server.stop(min(left, 1.0)).wait()
+            try:
+                self.scorer.close()
+            except Exception:
+                log.exception("%s: scorer.close() failed", name)
+            if self._metrics_http is not None:
+                self._metrics_http.shutdown()
+                self._metrics_http.server_close()
+            log.info("%s stopped after %.1f s of draining", name, time.monotonic() - started)
+        finally:
+            self.stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server has stopped; True when it has."""
+        return self.stopped.wait(timeout)
+
+
+def start_server(
+    scorer: Scorer,
+    *,
+    listen: str = "127.0.0.1:0",
+    metrics_listen: str | None = None,
+    token_file: Path | str | None = None,
+    max_batch: int = 64,
+    max_concurrency: int = 8,
+    tls: TLSConfig | None = None,
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    limits: Limits | None = None,
+) -> RunningServer:
+    """Start serving `scorer` in this process and return at once (for tests and `serve_forever`).
+
+    `limits` overrides the per-field size limits; its `max_batch` is replaced by `max_batch`.
+    Raises RuntimeError when the address cannot be bound.
+    """
+    limits = Limits(**{**(limits.__dict__ if limits else {}), "max_batch": max_batch})
+    interceptors = [BearerTokenInterceptor(TokenFile(token_file))] if token_file else []
+
+    # Metrics first: the servicer counts into them from its first call.
+    probe = scorer.describe()
+    metrics = ServiceMetrics.create(probe.name or type(scorer).__name__, probe.version or "unknown")
+    servicer = RewardServicer(scorer, limits, max_concurrency, metrics)
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_concurrency + SPARE_THREADS, thread_name_prefix="grpc"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            # Two servers must never share a port silently.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    reward_pb2_grpc.add_RewardServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (REWARD_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+
+    host, _ = split_host_port(listen)
+    port = server.add_secure_port(listen, tls.credentials()) if tls else server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+
+    metrics_http = None
+    metrics_port = None
+    if metrics_listen:
+        m_host, m_port = split_host_port(metrics_listen)
+        metrics_http, _ = start_http_server(m_port, addr=m_host, registry=metrics.registry)
+        metrics_port = int(metrics_http.server_address[1])
+
+    server.start()
+    for service in ("", REWARD_SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    running = RunningServer(grpc_server=server, servicer=servicer, health_servicer=health_servicer,
+                            scorer=scorer, host=host, port=port, metrics_http=metrics_http,
+                            metrics_port=metrics_port, drain_seconds=drain_seconds)
+    d = servicer.description
+    extras = [f"metrics on {m_host}:{metrics_port}" if metrics_port is not None else "metrics off",
+              "auth on" if token_file else "auth off",
+              ("mTLS" if tls.client_ca_file else "TLS") if tls else "plaintext",
+              f"max batch {max_batch}", f"max concurrency {max_concurrency}"]
+    log.info("%s %s listening on %s (%s)", d.name, d.version, running.address, ", ".join(extras))
+    return running
+
+
+def serve_forever(scorer: Scorer, args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT, then drain (up to `--drain-seconds`) and return 0.
+
+    Returns 1 when the server cannot start (address in use, unreadable TLS or token file); the scorer is
+    closed either way.
+    """
+    try:
+        running = start_server(
+            scorer,
+            listen=args.listen,
+            metrics_listen=args.metrics_listen,
+            token_file=args.token_file,
+            max_batch=args.max_batch,
+            max_concurrency=args.max_concurrency,
+            tls=tls_from_args(args),
+            drain_seconds=args.drain_seconds,
+            max_message_bytes=args.max_message_bytes,
+        )
+    except (OSError, RuntimeError, ValueError) as exc:
+        log.error("cannot start: %s", exc)
+        scorer.close()
+        return 1
+
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        # Waiting in slices keeps the main thread responsive to signals.
+        while not stop.wait(0.5):
+            pass
+        log.info("received %s", received[0] if received else "stop")
+        running.stop(args.drain_seconds)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0

@@ -1,0 +1,139 @@
+"""The `RewardService` servicer: validate, apply the concurrency limit, call the backend, count.
+
+No scoring logic lives here; a `Scorer` does that. Errors map to gRPC status codes:
+INVALID_ARGUMENT (+ google.rpc.BadRequest) for malformed requests, RESOURCE_EXHAUSTED over the
+concurrency limit, UNAVAILABLE while draining. A backend exception becomes INTERNAL item results.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+
+from .metrics import ServiceMetrics, status_label
+from .scorer import Scorer, result_for
+from .validation import Limits, validate_request
+
+log = logging.getLogger(__name__)
+
+
+def bad_request_status(message: str, violations: Sequence[error_details_pb2.BadRequest.FieldViolation]):
+    """A grpc.Status for INVALID_ARGUMENT carrying a google.rpc.BadRequest with `violations`."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=list(violations)))
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
+    )
+
+
+class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
+    """Serves one `Scorer` under the harness's limits.
+
+    `draining` is set by the server's stop sequence: from then on new Score calls get UNAVAILABLE (the
+    trainer's router retries them elsewhere) while calls already admitted finish.
+    """
+
+    def __init__(self, scorer: Scorer, limits: Limits, max_concurrency: int, metrics: ServiceMetrics) -> None:
+        self.scorer = scorer
+        self.limits = limits
+        self.metrics = metrics
+        self.max_concurrency = max_concurrency
+        self.draining = threading.Event()
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._lock = threading.Lock()
+        self._active = 0
+        self._idle = threading.Condition(self._lock)
+        described = reward_pb2.DescribeResponse()
+        described.CopyFrom(scorer.describe())
+        # The harness enforces the batch limit, so it is the one the backend advertises.
+        described.capabilities.max_batch_size = limits.max_batch
+        self.description = described
+        self.reference_kinds = frozenset(described.capabilities.reference_kinds)
+
+    # -- drain support -------------------------------------------------------------------------------
+    @property
+    def active(self) -> int:
+        """Score calls admitted and not yet finished."""
+        with self._lock:
+            return self._active
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no Score call is in flight or `timeout` seconds pass; True when idle."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+            return True
+
+    # -- RPCs ----------------------------------------------------------------------------------------
+    def Describe(self, request: reward_pb2.DescribeRequest, context: grpc.ServicerContext):
+        return self.description
+
+    def Score(self, request: reward_pb2.ScoreRequest, context: grpc.ServicerContext):
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            if self.draining.is_set():
+                code = "UNAVAILABLE"
+                context.abort(grpc.StatusCode.UNAVAILABLE, "server is draining; retry on another replica")
+            violations = validate_request(request, self.limits, self.reference_kinds)
+            if violations:
+                code = "INVALID_ARGUMENT"
+                first = violations[0]
+                more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+                context.abort_with_status(
+                    bad_request_status(f"invalid request: {first.field}: {first.description}{more}", violations)
+                )
+            if not self._slots.acquire(blocking=False):
+                code = "RESOURCE_EXHAUSTED"
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"at the concurrency limit of {self.max_concurrency} Score calls; retry with backoff")
+            try:
+                with self._lock:
+                    self._active += 1
+                self.metrics.in_flight.inc()
+                self.metrics.batch_items.observe(len(request.items))
+                results = self._score(request.items)
+            finally:
+                self.metrics.in_flight.dec()
+                with self._idle:
+                    self._active -= 1
+                    self._idle.notify_all()
+                self._slots.release()
+            for r in results:
+                self.metrics.items.labels(status=status_label(r.status)).inc()
+            return reward_pb2.ScoreResponse(results=results)
+        finally:
+            self.metrics.requests.labels(code=code).inc()
+            self.metrics.latency.observe(time.perf_counter() - started)
+
+    def _score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        """The backend's results, or INTERNAL results for the whole batch when it fails or breaks the
+        one-result-per-item contract."""
+        try:
+            results = list(self.scorer.score(items))
+        except Exception as exc:  # a backend bug must not take the server down
+            log.exception("scorer %s failed on a batch of %d items", self.description.name, len(items))
+            return [result_for(it, reward_pb2.SCORE_STATUS_INTERNAL, f"backend error: {type(exc).__name__}")
+                    for it in items]
+        if len(results) != len(items) or any(r.id != it.id for r, it in zip(results, items, strict=False)):
+            log.error("scorer %s broke the contract: %d results for %d items or ids out of order",
+                      self.description.name, len(results), len(items))
+            return [result_for(it, reward_pb2.SCORE_STATUS_INTERNAL, "backend returned mismatched results")
+                    for it in items]
+        for r in results:
+            if r.status == reward_pb2.SCORE_STATUS_UNSPECIFIED:
+                r.status = reward_pb2.SCORE_STATUS_INTERNAL
+                r.status_message = r.status_message or "backend left the status unspecified"
+        return results

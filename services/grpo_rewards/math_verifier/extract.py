@@ -1,0 +1,129 @@
+"""Finding the final answer in a model's completion. Pure string work: no sympy, no math-verify.
+
+Order of preference (the first rule that finds something wins):
+1. the last `\\boxed{...}` / `\\fbox{...}` (balanced braces);
+2. the last "the (final) answer is X";
+3. the last "Answer: X" / "Final answer: X" (Markdown bold allowed);
+4. whichever comes last in the text: the last LaTeX math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the
+   last number (`-1,234.5`, `3/4`, `12%`).
+
+All patterns are linear-time (no nested quantifiers) so a 64 KiB completion cannot stall the server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+_ANSWER_LABEL = re.compile(r"(?:^|\n)[ \t]*[*_#>\- ]*(?:final\s+)?answer\s*[*_]*\s*:\s*[*_]*[ \t]*", re.IGNORECASE)
+# Bounded spans: an unclosed `\(` must not make the search quadratic in the completion's length.
+_MATH_SPAN = re.compile(r"\$\$([^$]{1,1000})\$\$|\$([^$\n]{1,1000})\$|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]",
+                        re.DOTALL)
+# Limits on the work spent on pathological text: braces scanned per \boxed, \boxed tried, and how far
+# from the end the last-number/last-LaTeX fallback looks.
+MAX_BOXED_CHARS = 4000
+MAX_BOXED_TRIED = 16
+FALLBACK_TAIL_CHARS = 4000
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
+_CHOICE = re.compile(r"^\(?([A-Ea-e])\)?(?:[.:)]|\s|$)")
+_CHOICE_IN_TEXT = re.compile(r"\(([A-E])\)")
+_GOLD_CHOICE = re.compile(r"^\(?([A-E])\)?$")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The answer text found in a completion and the rule that found it ("boxed", "answer_is", "label",
+    "latex", "number", "choice")."""
+
+    text: str
+    source: str
+
+
+def _balanced_from(text: str, start: int) -> str | None:
+    """The text from `start` up to the brace that closes the one just before `start`, or None."""
+    depth = 1
+    for i in range(start, min(len(text), start + MAX_BOXED_CHARS)):
+        c = text[i]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i]
+    return None
+
+
+def _last_boxed(text: str) -> str | None:
+    for m in list(_BOXED.finditer(text))[-MAX_BOXED_TRIED:][::-1]:
+        inner = _balanced_from(text, m.end())
+        if inner is not None and inner.strip():
+            return inner.strip()
+    return None
+
+
+def _clean_tail(fragment: str) -> str:
+    """The answer at the start of `fragment`: up to the end of its line, math delimiters and a sentence
+    full stop removed."""
+    line = fragment.split("\n", 1)[0].strip()
+    line = line.strip("*_ ").strip()
+    m = _MATH_SPAN.match(line)
+    if m:
+        return next(g for g in m.groups() if g is not None).strip()
+    # A full stop ends the sentence, unless it is a decimal point ("is 3.5." -> "3.5").
+    line = re.sub(r"\.\s.*$", "", line)
+    return line.rstrip(".").strip()
+
+
+def strip_math_delimiters(text: str) -> str:
+    """`"$x = 2$"` -> `"x = 2"`; `"\\(1/2\\)"` -> `"1/2"`; anything else unchanged (stripped)."""
+    t = text.strip()
+    m = _MATH_SPAN.fullmatch(t)
+    if m:
+        return next(g for g in m.groups() if g is not None).strip()
+    return t
+
+
+def extract_final_answer(text: str) -> Extraction | None:
+    """The final answer in `text` (see module docstring for the rules), or None when there is none."""
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return Extraction(strip_math_delimiters(boxed), "boxed")
+    for pattern, source in ((_ANSWER_IS, "answer_is"), (_ANSWER_LABEL, "label")):
+        matches = list(pattern.finditer(text))
+        for m in reversed(matches):
+            tail = _clean_tail(text[m.end():])
+            if tail:
+                return Extraction(tail, source)
+    tail = text[-FALLBACK_TAIL_CHARS:]
+    math = list(_MATH_SPAN.finditer(tail))
+    number = list(_NUMBER.finditer(tail))
+    last_math = math[-1] if math else None
+    last_number = number[-1] if number else None
+    if last_math and (last_number is None or last_math.end() >= last_number.end()):
+        return Extraction(next(g for g in last_math.groups() if g is not None).strip(), "latex")
+    if last_number:
+        return Extraction(last_number.group(0).strip(), "number")
+    return None
+
+
+def gold_choice(gold: str) -> str | None:
+    """The letter when the gold answer is a multiple-choice letter ("B", "(B)"), else None."""
+    m = _GOLD_CHOICE.match(strip_math_delimiters(gold).strip())
+    return m.group(1) if m else None
+
+
+def extract_choice(text: str) -> Extraction | None:
+    """The multiple-choice letter a completion settles on: from its final answer ("(B)", "B.", "b) ..."),
+    else the last "(X)" anywhere in it."""
+    found = extract_final_answer(text)
+    if found is not None and found.source != "number":
+        bare = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*", "", found.text).replace("{", "").replace("}", "")
+        m = _CHOICE.match(bare.strip())
+        if m:
+            return Extraction(m.group(1).upper(), "choice")
+    in_text = _CHOICE_IN_TEXT.findall(text)
+    if in_text:
+        return Extraction(in_text[-1], "choice")
+    return None

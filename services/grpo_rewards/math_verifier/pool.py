@@ -1,0 +1,119 @@
+"""A pool of verifier processes with a hard per-item deadline.
+
+Each worker is its own single-process `ProcessPoolExecutor` (forkserver context, math-verify preloaded),
+so one that overruns can be killed and replaced without failing the items other workers are running:
+a shared multi-process executor turns one killed worker into a BrokenProcessPool for everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+
+from .worker import Verdict, verify_pair, warm_up
+
+log = logging.getLogger(__name__)
+
+# After the in-worker timer should have fired, how long to wait before killing the process: covers
+# work in C that ignores signals, and the worker's own reply.
+KILL_GRACE_SECONDS = 1.0
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C reaches the whole process group; the server drains and then stops its workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Worker:
+    """One worker process behind a one-process executor; `restart` kills and replaces it."""
+
+    def __init__(self, ctx: multiprocessing.context.BaseContext, index: int) -> None:
+        self.ctx = ctx
+        self.index = index
+        self.executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=self.ctx, initializer=_ignore_sigint)
+
+    def submit(self, gold: str, answer: str, budget_s: float) -> Future[Verdict]:
+        return self.executor.submit(verify_pair, gold, answer, budget_s)
+
+    def restart(self) -> None:
+        old = self.executor
+        # ProcessPoolExecutor (Python 3.11) has no public way to kill a busy worker; its process map is
+        # the only handle on the process.
+        for proc in list(getattr(old, "_processes", {}).values()):
+            proc.kill()
+        old.shutdown(wait=False, cancel_futures=True)
+        self.executor = self._new()
+
+    def close(self) -> None:
+        for proc in list(getattr(self.executor, "_processes", {}).values()):
+            proc.kill()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class VerifierPool:
+    """`workers` verifier processes; `verify(gold, answer)` blocks until a worker is free and returns its
+    Verdict within about `item_timeout_s` + KILL_GRACE_SECONDS of starting. Thread-safe."""
+
+    def __init__(self, workers: int, item_timeout_s: float, start_method: str = "forkserver") -> None:
+        ctx = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            # Every worker (and every replacement) forks from a server that has math-verify imported.
+            ctx.set_forkserver_preload(["grpo_rewards.math_verifier.worker", "math_verify", "sympy"])
+        self.item_timeout_s = item_timeout_s
+        self.restarts = 0
+        self._free: queue.Queue[_Worker] = queue.Queue()
+        self._all = [_Worker(ctx, i) for i in range(workers)]
+        self._lock = threading.Lock()
+        warm = [w.executor.submit(warm_up) for w in self._all]
+        for f in warm:
+            f.result(timeout=120)
+        for w in self._all:
+            self._free.put(w)
+
+    def verify(self, gold: str, answer: str) -> Verdict:
+        """Compare on a free worker; a worker that overruns is killed and replaced (timed_out Verdict)."""
+        worker = self._free.get()
+        try:
+            try:
+                future = worker.submit(gold, answer, self.item_timeout_s)
+            except BrokenProcessPool:
+                # It died while idle (killed from outside, out of memory): nothing of this item ran yet.
+                log.error("verifier worker %d died while idle; replacing it", worker.index)
+                self._replace(worker)
+                future = worker.submit(gold, answer, self.item_timeout_s)
+            try:
+                return future.result(timeout=self.item_timeout_s + KILL_GRACE_SECONDS)
+            except FutureTimeout:
+                log.warning("verifier worker %d overran %.1f s; killing and replacing it",
+                            worker.index, self.item_timeout_s)
+                self._replace(worker)
+                return Verdict(equal=False, timed_out=True)
+            except BrokenProcessPool:
+                log.error("verifier worker %d died while verifying an item; replacing it", worker.index)
+                self._replace(worker)
+                return Verdict(equal=False, error="verifier worker process died")
+        finally:
+            self._free.put(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        with self._lock:
+            self.restarts += 1
+        worker.restart()
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (for operators and tests)."""
+        return [pid for w in self._all for pid in getattr(w.executor, "_processes", {})]
+
+    def close(self) -> None:
+        """Stop every worker process."""
+        for w in self._all:
+            w.close()

@@ -1,0 +1,145 @@
+"""The math verifier as a `Scorer`: extract the final answer, compare it with the gold answer in a
+verifier process, explain the verdict."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from grpo.reward.v1 import reward_pb2
+
+from grpo_rewards.common import result_for
+
+from .extract import extract_choice, extract_final_answer, gold_choice, strip_math_delimiters
+from .pool import VerifierPool
+from .worker import Verdict
+
+log = logging.getLogger(__name__)
+
+NAME = "math-verifier"
+# Feedback quotes answers; long ones are cut so that feedback stays well under the 4 KiB the proto allows.
+QUOTE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class MathConfig:
+    """Knobs of the math verifier. Times in seconds, lengths in characters (Unicode code points)."""
+
+    workers: int = 1
+    item_timeout_s: float = 5.0
+    max_completion_chars: int = 65536
+    # Parsing cost grows fast with expression size (hundreds of nested parentheses take seconds), and a
+    # real final answer is short: longer extracted answers are refused before parsing.
+    max_answer_chars: int = 512
+    start_method: str = "forkserver"
+    # Verdicts remembered per (gold, extracted answer): a group of G samples often repeats an answer.
+    cache_size: int = 8192
+
+
+def _quote(text: str) -> str:
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"
+
+
+def _version() -> str:
+    try:
+        ours = importlib.metadata.version("grpo-service")
+    except importlib.metadata.PackageNotFoundError:
+        ours = "dev"
+    return f"{ours} (math-verify {importlib.metadata.version('math-verify')})"
+
+
+class MathVerifierScorer:
+    """Scores 1.0 when the completion's final answer equals `reference.answer`, else 0.0 (status OK
+    either way). TIMEOUT when verification could not finish; INVALID_INPUT for oversize input."""
+
+    def __init__(self, config: MathConfig = MathConfig()) -> None:
+        self.config = config
+        self.pool = VerifierPool(config.workers, config.item_timeout_s, config.start_method)
+        # One dispatcher thread per worker process keeps every worker busy across concurrent calls.
+        self._dispatch = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="math-dispatch")
+        self._cache: OrderedDict[tuple[str, str], Verdict] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _verify(self, gold: str, answer: str) -> Verdict:
+        """The pool's verdict, remembered (LRU) unless it timed out or failed."""
+        key = (gold, answer)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        verdict = self.pool.verify(gold, answer)
+        if self.config.cache_size > 0 and not verdict.timed_out and not verdict.error:
+            with self._cache_lock:
+                self._cache[key] = verdict
+                while len(self._cache) > self.config.cache_size:
+                    self._cache.popitem(last=False)
+        return verdict
+
+    def describe(self) -> reward_pb2.DescribeResponse:
+        return reward_pb2.DescribeResponse(
+            name=NAME,
+            version=_version(),
+            capabilities=reward_pb2.Capabilities(
+                feedback=True, step_scores=False, reference_kinds=[reward_pb2.REFERENCE_KIND_ANSWER],
+                score_min=0.0, score_max=1.0),
+        )
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        return list(self._dispatch.map(self.score_one, items))
+
+    def score_one(self, item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+        """One item's result (never raises for bad input: that is a status)."""
+        cfg = self.config
+        gold = strip_math_delimiters(item.answer)
+        if not gold:
+            return result_for(item, reward_pb2.SCORE_STATUS_INVALID_INPUT, "reference.answer is empty")
+        if len(gold) > cfg.max_answer_chars:
+            return result_for(item, reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                              f"reference.answer is {len(gold)} characters; at most {cfg.max_answer_chars}")
+        if len(item.completion) > cfg.max_completion_chars:
+            return result_for(item, reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                              f"completion is {len(item.completion)} characters; at most {cfg.max_completion_chars}")
+
+        letter = gold_choice(gold)
+        found = extract_choice(item.completion) if letter else extract_final_answer(item.completion)
+        if found is None:
+            return self._result(item, 0.0, extracted=False, feedback=f"expected {_quote(gold)}, no final answer found")
+        if len(found.text) > cfg.max_answer_chars:
+            r = result_for(item, reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                           f"final answer is {len(found.text)} characters; at most {cfg.max_answer_chars}")
+            r.components["extracted"] = 1.0
+            return r
+
+        if letter:
+            equal = found.text == letter
+        else:
+            verdict = self._verify(gold, found.text)
+            if verdict.timed_out:
+                r = result_for(item, reward_pb2.SCORE_STATUS_TIMEOUT,
+                               f"verification did not finish within {cfg.item_timeout_s:g} s")
+                r.components["extracted"] = 1.0
+                r.feedback = f"expected {_quote(gold)}, found {_quote(found.text)} (could not be checked in time)"
+                return r
+            if verdict.error:
+                log.warning("verifier error on item %r: %s", item.id, verdict.error)
+                r = result_for(item, reward_pb2.SCORE_STATUS_INTERNAL, f"verifier error: {verdict.error}")
+                r.components["extracted"] = 1.0
+                return r
+            equal = verdict.equal
+        if equal:
+            return self._result(item, 1.0, extracted=True, feedback=f"correct: {_quote(found.text)}")
+        return self._result(item, 0.0, extracted=True, feedback=f"expected {_quote(gold)}, found {_quote(found.text)}")
+
+    @staticmethod
+    def _result(item: reward_pb2.ScoreItem, score: float, *, extracted: bool, feedback: str) -> reward_pb2.ScoreResult:
+        return reward_pb2.ScoreResult(id=item.id, score=score, status=reward_pb2.SCORE_STATUS_OK, feedback=feedback,
+                                      components={"extracted": 1.0 if extracted else 0.0})
+
+    def close(self) -> None:
+        self._dispatch.shutdown(wait=True, cancel_futures=True)
+        self.pool.close()

@@ -1,0 +1,128 @@
+"""A learned reward model: `AutoModelForSequenceClassification` with one label over the chat-templated
+prompt + completion, as TRL and OpenRLHF score them (logits[:, 0], right padding).
+
+Pure model code: no gRPC, no threads. `RewardModel.score_texts` is deterministic and batch-invariant
+(a text scores the same alone or padded in a batch, within float32 rounding).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Used when neither the flag nor the model says how long an input may be.
+FALLBACK_MAX_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One text's reward (the classifier's single logit, unbounded) and whether it was cut to fit."""
+
+    score: float
+    truncated: bool
+    tokens: int
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU; `cpu`/`cuda`/`cuda:N` as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """`auto` -> bfloat16 on CUDA, float32 on CPU (exact batch invariance); else the named dtype."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"--dtype {dtype}: expected auto, {', '.join(DTYPES)}") from None
+
+
+def model_identity(path: Path) -> str:
+    """`<dir name>@<12 hex>`: a short hash of config.json and the weight files' names and sizes, so two
+    replicas serving different weights report different versions without hashing gigabytes."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.name == "config.json":
+            h.update(f.read_bytes())
+        elif f.suffix in (".safetensors", ".bin"):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return f"{path.name}@{h.hexdigest()[:12]}"
+
+
+class RewardModel:
+    """A one-label sequence classifier and its tokenizer, loaded from a local directory (offline)."""
+
+    def __init__(self, path: str | Path, *, device: str = "auto", dtype: str = "auto",
+                 max_length: int | None = None, seed: int = 0) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.path = Path(path)
+        if not (self.path / "config.json").is_file():
+            raise FileNotFoundError(f"--model {self.path}: no config.json there (expected a Hugging Face model directory)")
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        # Seeded so that a head missing from the checkpoint (an encoder loaded as a classifier) is
+        # initialised the same way on every replica and every restart.
+        torch.manual_seed(seed)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            self.path, num_labels=1, local_files_only=True, dtype=self.dtype)
+        self.model.to(self.device).eval()
+
+        if self.tokenizer.pad_token_id is None:
+            # Decoder models often ship without a pad token; reusing EOS is what TRL does. Padding is on
+            # the right and masked, so the pad id only matters to the model's last-token pooling.
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+
+        limits = [n for n in (getattr(self.model.config, "max_position_embeddings", None),
+                              self.tokenizer.model_max_length if self.tokenizer.model_max_length < 1e9 else None)
+                  if n]
+        model_max = min(limits) if limits else FALLBACK_MAX_LENGTH
+        self.max_length = min(max_length, model_max) if max_length else model_max
+        self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+        self.identity = model_identity(self.path)
+        log.info("reward model %s on %s (%s), max length %d, %s", self.identity, self.device,
+                 str(self.dtype).removeprefix("torch."), self.max_length,
+                 "chat template" if self.has_chat_template else "no chat template: plain concatenation")
+
+    def format(self, prompt: Sequence[tuple[str, str]], completion: str) -> str:
+        """The text the model scores: the chat template over the prompt messages plus an assistant
+        message holding the completion, or, without a template, the contents joined by newlines."""
+        if self.has_chat_template:
+            messages = [{"role": r, "content": c} for r, c in prompt] + [{"role": "assistant", "content": completion}]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False)
+            return str(text)
+        return "\n".join([c for _, c in prompt] + [completion])
+
+    @torch.inference_mode()
+    def score_texts(self, texts: Sequence[str]) -> list[Scored]:
+        """Score `texts` in one forward pass: right-padded `[len(texts), longest]` ids with an attention
+        mask; inputs over `max_length` tokens are cut (right side by default) and flagged."""
+        if not texts:
+            return []
+        # A chat template writes its own special tokens; a plain text needs the tokenizer's ([CLS]...).
+        special = not self.has_chat_template
+        full = self.tokenizer(list(texts), add_special_tokens=special, truncation=False, verbose=False)["input_ids"]
+        enc = self.tokenizer(list(texts), add_special_tokens=special, truncation=True, max_length=self.max_length,
+                             padding=True, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        logits = self.model(**enc).logits  # [batch, 1]
+        lengths = enc["attention_mask"].sum(dim=1).tolist()
+        scores = logits[:, 0].float().cpu().tolist()
+        return [Scored(score=s, truncated=len(ids) > self.max_length, tokens=int(n))
+                for s, ids, n in zip(scores, full, lengths, strict=True)]

@@ -1,0 +1,220 @@
+"""The `grpo` CLI against a real trainer API on loopback (the trainer's servicer, store and registry)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from grpo_client.cli import main
+from trainer_api import TrainerApi
+
+from grpo_server.types import StepState
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run `grpo` in process; returns (exit code, stdout, stderr)."""
+    out = io.StringIO()
+    capsys.readouterr()
+    code = main(list(argv), out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, Any]:
+    """Run `grpo --json ...`; stdout must be exactly one JSON document."""
+    code, out, _ = cli(capsys, argv[0], argv[1], "--json", *argv[2:])
+    return code, json.loads(out)
+
+
+def prompt_lines(n: int, start: int = 0, **extra: Any) -> str:
+    return "".join(
+        json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": f"What is {i}+1?"}],
+                    "answer": str(i + 1), **extra}) + "\n"
+        for i in range(start, start + n)
+    )
+
+
+def test_submit_queues_the_file_in_batches_and_a_rerun_resubmits_nothing(
+    api: TrainerApi, tmp_path: Path, capsys
+) -> None:
+    f = tmp_path / "prompts.jsonl"
+    f.write_text(prompt_lines(5) + "\n")  # a blank line is skipped
+    code, doc = cli_json(capsys, "--target", api.target, "submit", str(f), "--batch-size", "2")
+    assert code == 0
+    assert doc["accepted_ids"] == ["q0", "q1", "q2", "q3", "q4"]
+    assert (doc["batches"], doc["duplicate_batches"], doc["queue_depth"]) == (3, 0, 5)
+
+    code, doc = cli_json(capsys, "--target", api.target, "submit", str(f), "--batch-size", "2")
+    assert code == 0 and doc["duplicate_batches"] == 3
+    assert api.store.queue_depth() == 5  # nothing stored twice
+
+
+def test_submit_human_output_reports_counts(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text(prompt_lines(3))
+    code, out, _ = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "run-7")
+    assert code == 0
+    assert "submitted 3 prompts in 1 batches; queue depth 3" in out
+
+
+def test_a_bad_prompt_file_names_line_and_field_and_sends_nothing(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "bad.jsonl"
+    f.write_text(prompt_lines(1) + '{"id": "x", "messages": [{"role": "user", "content": 3}]}\n' + "{oops\n")
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f))
+    assert code == 2 and out == ""
+    assert f"{f}:2: messages[0].content: must be a string" in err
+    assert f"{f}:3: not valid JSON" in err
+    assert api.store.queue_depth() == 0
+
+
+def test_server_field_violations_are_printed_with_exit_code_2(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text(prompt_lines(1, rewards=[{"backend": "ghost"}]))
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f))
+    assert code == 2
+    assert "INVALID_ARGUMENT" in err and "prompts[0].rewards[0].backend" in err
+
+    code, doc = cli_json(capsys, "--target", api.target, "submit", str(f))
+    assert code == 2
+    assert doc["error"]["code"] == "INVALID_ARGUMENT"
+    assert [v["field"] for v in doc["error"]["field_violations"]] == ["prompts[0].rewards[0].backend"]
+
+
+def test_a_full_queue_reports_resource_exhausted_with_the_retry_delay(make_api, tmp_path: Path, capsys) -> None:
+    from grpo_server.api.settings import ApiLimits
+
+    api = make_api(limits=ApiLimits(max_queue_depth=2, retry_after_seconds=0.05))
+    f = tmp_path / "p.jsonl"
+    f.write_text(prompt_lines(3))
+    # The first batch fits; the second is refused until the queue drains, retried, then reported.
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "2")
+    assert code == 1
+    assert "RESOURCE_EXHAUSTED" in err and "retry after 0.05 s" in err
+    assert api.store.queue_depth() == 2
+
+
+def test_an_unreachable_trainer_fails_with_exit_code_1(capsys) -> None:
+    code, out, err = cli(capsys, "--target", "127.0.0.1:1", "--timeout", "2", "status")
+    assert code == 1 and "UNAVAILABLE" in err
+
+
+def test_status_before_and_after_a_step(api: TrainerApi, capsys) -> None:
+    code, out, _ = cli(capsys, "--target", api.target, "status")
+    assert code == 0 and "run: idle" in out and "no step yet" in out
+
+    api.finish_step(0.625)
+    code, doc = cli_json(capsys, "--target", api.target, "status")
+    assert code == 0
+    assert doc["step"]["step"] == "1" and doc["step"]["state"] == "STEP_STATE_COMPLETED"  # int64 is a JSON string
+    assert doc["step"]["metrics"]["reward_mean"] == 0.625 and doc["run"]["latest_step"] == "1"
+    code, out, _ = cli(capsys, "--target", api.target, "status", "--step", "1")
+    assert "step 1: completed" in out and "reward_mean: 0.625" in out
+
+    code, out, err = cli(capsys, "--target", api.target, "status", "--step", "9")
+    assert code == 1 and "NOT_FOUND" in err
+
+
+def test_watch_shows_the_backlog_then_live_steps(api: TrainerApi, capsys) -> None:
+    api.finish_step(0.25)
+    api.finish_step(0.0, state=StepState.SKIPPED)
+
+    def later() -> None:
+        time.sleep(0.5)
+        api.finish_step(0.75)
+
+    t = threading.Thread(target=later)
+    t.start()
+    code, out, _ = cli(capsys, "--target", api.target, "watch", "--max-steps", "3")
+    t.join()
+    assert code == 0
+    rows = out.strip().splitlines()
+    assert rows[0].split()[:3] == ["step", "state", "reward"]
+    assert rows[1].split()[:3] == ["1", "completed", "0.250"]
+    assert rows[2].split()[:2] == ["2", "skipped"] and "every reward failed" in rows[2]
+    assert rows[3].split()[:3] == ["3", "completed", "0.750"]
+
+
+def test_watch_json_prints_one_document_of_the_steps(api: TrainerApi, capsys) -> None:
+    for r in (0.1, 0.2, 0.3):
+        api.finish_step(r)
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--after", "1", "--max-steps", "2")
+    assert code == 0
+    assert [s["step"]["step"] for s in doc["steps"]] == ["2", "3"]
+    assert doc["steps"][1]["step"]["metrics"]["reward_mean"] == 0.3
+
+
+def test_export_wait_writes_a_checkpoint_directory(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    dest = tmp_path / "export"
+    code, doc = cli_json(capsys, "--target", api.target, "export", str(dest), "--wait")
+    assert code == 0
+    assert doc["state"] == "EXPORT_STATE_DONE" and doc["destination"] == str(dest)
+    assert (dest / "manifest.json").exists() and (dest / "config.json").exists()
+    assert {f["path"] for f in doc["files"]} >= {"config.json"}
+
+    code, out, err = cli(capsys, "--target", api.target, "export", str(dest))  # not empty any more
+    assert code == 1 and "FAILED_PRECONDITION" in err
+
+
+def test_backends_list_set_and_delete(api: TrainerApi, capsys) -> None:
+    code, doc = cli_json(capsys, "--target", api.target, "backends", "list")
+    assert code == 0 and [b["name"] for b in doc["backends"]] == ["math"]
+    assert doc["backends"][0]["reference_kinds"] == ["REFERENCE_KIND_ANSWER"]
+    assert doc["backends"][0]["description"]["name"] == "math-verifier"
+
+    code, doc = cli_json(capsys, "--target", api.target, "backends", "set", "code", api.code_address,
+                         "--timeout", "12", "--max-batch", "8", "--max-concurrency", "2")
+    assert code == 0 and doc["registry_version"] == "2"
+    assert doc["backend"]["source"] == "BACKEND_SOURCE_API" and doc["backend"]["timeout_seconds"] == 12
+    entry = api.registry.snapshot().entries["code"]
+    assert (entry.address, entry.max_batch_size, entry.max_concurrency) == (api.code_address, 8, 2)
+
+    code, out, _ = cli(capsys, "--target", api.target, "backends", "list")
+    line = next(row for row in out.splitlines() if row.startswith("code"))
+    assert line.split()[:5] == ["code", api.code_address, "api", "closed", "code"]
+
+    code, out, _ = cli(capsys, "--target", api.target, "backends", "delete", "code")
+    assert code == 0 and "deleted code (registry version 3)" in out
+    code, out, err = cli(capsys, "--target", api.target, "backends", "delete", "code")
+    assert code == 1 and "NOT_FOUND" in err
+
+
+def test_backends_set_with_a_bad_address_names_the_field(api: TrainerApi, capsys) -> None:
+    code, doc = cli_json(capsys, "--target", api.target, "backends", "set", "code", "no-port")
+    assert code == 2
+    assert any(v["field"].endswith("address") for v in doc["error"]["field_violations"])
+
+
+def test_pause_and_resume(api: TrainerApi, capsys) -> None:
+    code, doc = cli_json(capsys, "--target", api.target, "pause")
+    assert code == 0 and doc["run"]["pause_requested"] is True
+    code, out, _ = cli(capsys, "--target", api.target, "resume")
+    assert code == 0 and "run: idle" in out and "pause requested" not in out
+
+
+def test_plot_writes_a_png_of_the_completed_steps(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    api.finish_step(0.2)
+    api.finish_step(0.0, state=StepState.SKIPPED)
+    api.finish_step(0.6)
+    out_png = tmp_path / "run.png"
+    code, doc = cli_json(capsys, "--target", api.target, "plot", str(out_png))
+    assert code == 0 and doc == {"output": str(out_png), "steps": 2}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tokens_are_sent_and_a_missing_token_is_refused(make_api, tmp_path: Path, capsys) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("tokens:\n  - {name: ops, token: 'secret-token-1', roles: [admin]}\n"
+                      "  - {name: viewer, token: 'viewer-token-1', roles: [read]}\n")
+    api = make_api(tokens_file=tokens)
+    code, out, err = cli(capsys, "--target", api.target, "status")
+    assert code == 1 and "UNAUTHENTICATED" in err
+    token_file = tmp_path / "token"
+    token_file.write_text("secret-token-1\n")
+    code, out, _ = cli(capsys, "--target", api.target, "--token-file", str(token_file), "status")
+    assert code == 0
+    code, out, err = cli(capsys, "--target", api.target, "--token", "viewer-token-1", "pause")
+    assert code == 1 and "PERMISSION_DENIED" in err

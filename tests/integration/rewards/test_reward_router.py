@@ -1,0 +1,311 @@
+"""The reward router against real RewardService servers on loopback with scripted behaviour."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpo.reward.v1 import reward_pb2
+from scripted_backends import RecordingObserver, ScriptedBackend, Servers, group, length_scorer, ok
+
+from grpo_server.rewards.registry import BackendEntry, RewardRegistry
+from grpo_server.rewards.router import RewardRouter
+from grpo_server.types import CodeReference, IOCase, RewardStatus
+
+
+@pytest.fixture
+def make_router() -> Iterator:
+    made: list[RewardRouter] = []
+
+    def make(entries: list[BackendEntry], **kwargs) -> tuple[RewardRouter, RewardRegistry, RecordingObserver]:
+        registry = RewardRegistry(entries)
+        observer = RecordingObserver()
+        kwargs.setdefault("backoff_base_s", 0.01)
+        kwargs.setdefault("backoff_max_s", 0.05)
+        router = RewardRouter(registry, observer=observer, **kwargs)
+        made.append(router)
+        return router, registry, observer
+
+    yield make
+    for r in made:
+        r.close()
+        r.registry.stop()
+
+
+def test_total_reward_is_the_weighted_sum_over_two_backends(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(length_scorer)
+    b = ScriptedBackend(lambda it: reward_pb2.ScoreResult(
+        id=it.id, score=1.0 if "42" in it.completion else 0.0, status=reward_pb2.SCORE_STATUS_OK, feedback="checked"))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a)), BackendEntry("b", servers.start(b))])
+    groups = [group("p1", ["42", "x", "abc 42"], rewards=[("a", 0.5), ("b", 2.0)], metadata={"task": "mul"})]
+
+    [scored] = router.score(groups, registry.snapshot())
+
+    assert scored.rewards == [0.5 * 2 + 2.0 * 1, 0.5 * 1 + 0.0, 0.5 * 6 + 2.0 * 1]
+    first = scored.completions[0]
+    assert [(s.backend, s.weight, s.status) for s in first.scores] == [("a", 0.5, RewardStatus.OK),
+                                                                       ("b", 2.0, RewardStatus.OK)]
+    assert first.feedback == "checked"
+    # The items carry the prompt, the completion, the reference and the metadata, with ids prompt/index.
+    [request] = a.requests
+    assert [it.id for it in request.items] == ["p1/0", "p1/1", "p1/2"]
+    item = request.items[2]
+    assert [(m.role, m.content) for m in item.prompt] == [("system", "Be brief."), ("user", "What is 6*7?")]
+    assert item.completion == "abc 42" and item.answer == "42" and dict(item.metadata) == {"task": "mul"}
+
+
+def test_code_reference_is_sent_as_code_tests(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))])
+    code = CodeReference(test_code="def check(f): assert f(1) == 2", entry_point="inc",
+                         io_cases=(IOCase("1\n", "2\n"),), timeout_seconds=3.0)
+    router.score([group("c", ["def inc(x): return x + 1"], code=code)], registry.snapshot())
+    item = a.requests[0].items[0]
+    assert item.WhichOneof("reference") == "code"
+    assert item.code.entry_point == "inc" and item.code.io_cases[0].expected_stdout == "2\n"
+    assert item.code.timeout_seconds == 3.0 and item.code.language == "python"
+
+
+def test_items_are_batched_by_max_batch_size_and_calls_bounded_by_max_concurrency(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), delay_s=0.15)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a), max_batch_size=3, max_concurrency=2)])
+    groups = [group(f"p{i}", ["x", "y"]) for i in range(5)]  # 10 items
+
+    scored = router.score(groups, registry.snapshot())
+
+    assert sorted(len(r.items) for r in a.requests) == [1, 3, 3, 3]
+    assert a.max_in_flight == 2  # concurrent, but never more than the entry allows
+    assert all(r == 1.0 for g in scored for r in g.rewards)
+    ids = sorted(it.id for r in a.requests for it in r.items)
+    assert ids == sorted(f"p{i}/{j}" for i in range(5) for j in range(2))
+
+
+def test_batch_size_comes_from_describe_when_the_entry_leaves_it_zero(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), max_batch_size=4)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a), max_batch_size=0)])
+    router.score([group("p", ["x"] * 10)], registry.snapshot())
+    assert sorted(len(r.items) for r in a.requests) == [2, 4, 4]
+
+
+def test_backends_are_called_concurrently(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), delay_s=0.6)
+    b = ScriptedBackend(ok(1.0), delay_s=0.6)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a)), BackendEntry("b", servers.start(b))])
+    router.score([group("p", ["x"], rewards=[("a", 1.0), ("b", 1.0)])], registry.snapshot())  # warm channels
+    started = time.monotonic()
+    router.score([group("p", ["x"], rewards=[("a", 1.0), ("b", 1.0)])], registry.snapshot())
+    assert time.monotonic() - started < 1.1  # one after the other would take >= 1.2 s
+
+
+def test_unavailable_is_retried_until_the_backend_answers(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(0.75), fail_first=2)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))], max_retries=3)
+    [scored] = router.score([group("p", ["x", "y"])], registry.snapshot())
+    assert scored.rewards == [0.75, 0.75]
+    assert observer.requests == [("a", "UNAVAILABLE"), ("a", "UNAVAILABLE"), ("a", "OK")]
+    assert observer.item_failures == []
+
+
+def test_resource_exhausted_is_retried(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), fail_first=1, fail_code=grpc.StatusCode.RESOURCE_EXHAUSTED)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))], max_retries=1)
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert scored.rewards == [1.0]
+    assert [c for _, c in observer.requests] == ["RESOURCE_EXHAUSTED", "OK"]
+
+
+def test_spent_retries_mask_the_items_and_count_them_never_zero(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), fail_always=True)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))], max_retries=2)
+    [scored] = router.score([group("p", ["x", "y", "z"])], registry.snapshot())
+    assert len(a.requests) == 3  # the first try and two retries
+    assert scored.rewards == [None, None, None]
+    s = scored.completions[0].scores[0]
+    assert s.status is RewardStatus.UNAVAILABLE and s.score is None and "after 3 attempts" in s.message
+    assert observer.item_failures == [("a", "unavailable")] * 3
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [(grpc.StatusCode.INTERNAL, RewardStatus.INTERNAL), (grpc.StatusCode.INVALID_ARGUMENT, RewardStatus.INVALID_INPUT),
+     (grpc.StatusCode.UNAUTHENTICATED, RewardStatus.INTERNAL)],
+)
+def test_other_rpc_errors_are_not_retried_and_mask_the_items(servers: Servers, make_router, code, status) -> None:
+    a = ScriptedBackend(ok(1.0), fail_always=True, fail_code=code)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))], max_retries=3)
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert len(a.requests) == 1
+    assert scored.rewards == [None]
+    assert scored.completions[0].scores[0].status is status
+    assert code.name in scored.completions[0].scores[0].message
+
+
+def test_a_call_past_its_deadline_is_masked_as_deadline_exceeded(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), delay_s=1.0)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a), timeout_seconds=0.2)])
+    started = time.monotonic()
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert time.monotonic() - started < 0.9
+    assert scored.rewards == [None]
+    assert scored.completions[0].scores[0].status is RewardStatus.DEADLINE_EXCEEDED
+    assert observer.requests == [("a", "DEADLINE_EXCEEDED")]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_score_is_masked_as_internal(servers: Servers, make_router, bad: float) -> None:
+    a = ScriptedBackend(lambda it: reward_pb2.ScoreResult(
+        id=it.id, score=bad if it.completion == "bad" else 1.0, status=reward_pb2.SCORE_STATUS_OK))
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["ok", "bad"])], registry.snapshot())
+    assert scored.rewards == [1.0, None]
+    assert scored.completions[1].scores[0].status is RewardStatus.INTERNAL
+    assert observer.item_failures == [("a", "internal")]
+
+
+def test_a_response_with_the_wrong_number_of_results_masks_its_batch(servers: Servers, make_router) -> None:
+    def drop_last(resp: reward_pb2.ScoreResponse) -> reward_pb2.ScoreResponse:
+        return reward_pb2.ScoreResponse(results=resp.results[:-1])
+
+    a = ScriptedBackend(ok(1.0), mangle=drop_last)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["x", "y"])], registry.snapshot())
+    assert scored.rewards == [None, None]
+    assert "1 results for 2 items" in scored.completions[0].scores[0].message
+    assert len(observer.item_failures) == 2
+
+
+def test_a_missing_id_masks_only_that_item(servers: Servers, make_router) -> None:
+    def rename_first(resp: reward_pb2.ScoreResponse) -> reward_pb2.ScoreResponse:
+        resp.results[0].id = "somebody-else"
+        return resp
+
+    a = ScriptedBackend(ok(1.0), mangle=rename_first)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["x", "y"])], registry.snapshot())
+    assert scored.rewards == [None, 1.0]
+    assert "p/0" in scored.completions[0].scores[0].message
+
+
+def test_results_are_matched_by_id_not_by_position(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(length_scorer, mangle=lambda r: reward_pb2.ScoreResponse(results=list(reversed(r.results))))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["x", "yyy"])], registry.snapshot())
+    assert scored.rewards == [1.0, 3.0]
+
+
+def _status_scorer(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+    status = getattr(reward_pb2, item.completion)
+    return reward_pb2.ScoreResult(id=item.id, score=0.25, status=status, feedback="f", status_message="why")
+
+
+def test_non_ok_item_statuses_are_masked_with_the_matching_status(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(_status_scorer)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    texts = ["SCORE_STATUS_OK", "SCORE_STATUS_INVALID_INPUT", "SCORE_STATUS_TIMEOUT",
+             "SCORE_STATUS_RESOURCE_EXHAUSTED", "SCORE_STATUS_INTERNAL", "SCORE_STATUS_UNSPECIFIED"]
+    [scored] = router.score([group("p", texts)], registry.snapshot())  # a math item: TIMEOUT has no score
+    assert scored.rewards == [0.25, None, None, None, None, None]
+    assert [c.scores[0].status for c in scored.completions] == [
+        RewardStatus.OK, RewardStatus.INVALID_INPUT, RewardStatus.TIMEOUT, RewardStatus.RESOURCE_EXHAUSTED,
+        RewardStatus.INTERNAL, RewardStatus.INTERNAL]
+    assert scored.completions[1].scores[0].message == "why" and scored.completions[1].scores[0].feedback == "f"
+    assert len(observer.item_failures) == 5
+
+
+def test_the_code_sandbox_timeout_keeps_its_score(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(_status_scorer)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    code = CodeReference(test_code="def check(f): pass", entry_point="f")
+    [scored] = router.score([group("c", ["SCORE_STATUS_TIMEOUT"], code=code)], registry.snapshot())
+    assert scored.rewards == [0.25]
+    assert scored.completions[0].scores[0].status is RewardStatus.TIMEOUT
+    assert observer.item_failures == []
+
+
+def test_an_unknown_backend_masks_its_items_and_the_others_still_score(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0))
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    [g1, g2] = router.score([group("p", ["x"], rewards=[("a", 1.0), ("ghost", 1.0)]), group("q", ["y"])],
+                            registry.snapshot())
+    assert g1.rewards == [None] and g2.rewards == [1.0]
+    ghost = g1.completions[0].scores[1]
+    assert ghost.status is RewardStatus.UNAVAILABLE and "not in the registry" in ghost.message
+    assert observer.item_failures == [("ghost", "unavailable")]
+
+
+def test_step_scores_and_components_are_passed_through(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(lambda it: reward_pb2.ScoreResult(
+        id=it.id, score=0.5, status=reward_pb2.SCORE_STATUS_OK, step_scores=[1.0, 0.0], step_end_offsets=[1, 2],
+        components={"extracted": 1.0}))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["ab"])], registry.snapshot())
+    s = scored.completions[0].scores[0]
+    assert s.step_scores == (1.0, 0.0) and s.step_end_offsets == (1, 2) and s.components == {"extracted": 1.0}
+
+
+def test_the_bearer_token_from_the_token_file_is_sent(servers: Servers, make_router, tmp_path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    a = ScriptedBackend(ok(1.0))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a), token_file=str(token))])
+    router.score([group("p", ["x"])], registry.snapshot())
+    assert a.metadata[0]["authorization"] == "Bearer s3cret"
+
+
+class FakeClock:
+    """Monotonic seconds moved by hand, so breaker timing is exact."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_breaker_opens_after_repeated_failures_and_recovers(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), fail_always=True, fail_code=grpc.StatusCode.INTERNAL)
+    clock = FakeClock()
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))], breaker_failures=2,
+                                      breaker_reset_s=30.0, clock=clock)
+    for _ in range(2):
+        router.score([group("p", ["x"])], registry.snapshot())
+    assert len(a.requests) == 2 and router.circuit_states() == {"a": "open"}
+
+    # Open: no call reaches the backend; the items are masked as UNAVAILABLE.
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert len(a.requests) == 2
+    assert scored.rewards == [None] and "circuit breaker open" in scored.completions[0].scores[0].message
+
+    # After the reset time one trial goes through; it fails, so the breaker opens again.
+    clock.now += 30.0
+    assert router.circuit_states() == {"a": "half_open"}
+    router.score([group("p", ["x"])], registry.snapshot())
+    assert len(a.requests) == 3 and router.circuit_states() == {"a": "open"}
+    router.score([group("p", ["x"])], registry.snapshot())
+    assert len(a.requests) == 3
+
+    # The backend recovers: the next trial succeeds and closes the breaker.
+    a.fail_always = False
+    clock.now += 30.0
+    [scored] = router.score([group("p", ["x", "y"])], registry.snapshot())
+    assert scored.rewards == [1.0, 1.0] and router.circuit_states() == {"a": "closed"}
+
+
+def test_unreachable_backend_masks_items_as_unavailable(make_router) -> None:
+    router, registry, observer = make_router([BackendEntry("a", "127.0.0.1:1", timeout_seconds=2.0)], max_retries=1)
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert scored.rewards == [None]
+    assert scored.completions[0].scores[0].status is RewardStatus.UNAVAILABLE
+    assert [c for _, c in observer.requests] == ["UNAVAILABLE", "UNAVAILABLE"]
+
+
+def test_retries_stop_when_the_breaker_opens_and_the_message_keeps_the_cause(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), fail_always=True)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))], max_retries=5, breaker_failures=2)
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert len(a.requests) == 2  # not 6: the open breaker ends the retries
+    message = scored.completions[0].scores[0].message
+    assert "circuit breaker open" in message and "UNAVAILABLE: scripted UNAVAILABLE" in message

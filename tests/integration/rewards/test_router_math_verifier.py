@@ -1,0 +1,47 @@
+"""The router with the real math verifier (helper B's service) on loopback, weighted with a scripted
+backend: the rewards the step loop would see for right, wrong and unparseable answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from scripted_backends import ScriptedBackend, Servers, group, ok
+
+from grpo_server.rewards.registry import BackendEntry, RewardRegistry
+from grpo_server.rewards.router import RewardRouter
+from grpo_server.types import RewardStatus
+
+
+@pytest.fixture
+def math_address() -> Iterator[str]:
+    from grpo_rewards.common.server import start_server
+    from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
+
+    server = start_server(MathVerifierScorer(MathConfig(workers=1)), listen="127.0.0.1:0", max_batch=8)
+    yield server.address
+    server.stop(grace=1.0)
+
+
+def test_math_verifier_scores_through_the_router(math_address: str, servers: Servers) -> None:
+    bonus = servers.start(ScriptedBackend(ok(1.0)))
+    registry = RewardRegistry([BackendEntry("math", math_address), BackendEntry("bonus", bonus)])
+    router = RewardRouter(registry)
+    try:
+        g = group("sum", ["The answer is \\boxed{42}.", "It is 41.", "42", "I don't know"],
+                  rewards=[("math", 1.0), ("bonus", 0.1)], answer="42")
+        [scored] = router.score([g], registry.snapshot())
+        math_scores = [c.scores[0] for c in scored.completions]
+        assert [s.status for s in math_scores][:3] == [RewardStatus.OK] * 3
+        assert [s.score for s in math_scores][:3] == [1.0, 0.0, 1.0]
+        assert scored.rewards[:3] == pytest.approx([1.1, 0.1, 1.1])
+        assert math_scores[1].feedback  # it says what was expected and what was found
+        # No number at all: scored 0 with status OK, or masked as INVALID_INPUT; never a made-up reward.
+        last = math_scores[3]
+        assert (last.status, last.score) in {(RewardStatus.OK, 0.0), (RewardStatus.INVALID_INPUT, None)}
+        # Describe told the router the verifier's batch limit.
+        description = registry.describe(registry.snapshot().entries["math"])
+        assert description is not None and description.capabilities.max_batch_size == 8
+    finally:
+        router.close()
+        registry.stop()

@@ -1,0 +1,397 @@
+"""The reward-service harness (grpo_rewards.common) over real gRPC on loopback.
+
+The backends here are small test scorers (an echo, a gate that blocks until released, one that raises):
+the harness must behave the same whatever the backend does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+from grpo.reward.v1 import reward_pb2
+from grpo_rewards.common import Limits, base_arg_parser, start_server
+from reward_service_kit import (
+    REWARD_SERVICE,
+    bad_request_fields,
+    health_status,
+    item,
+    metric_value,
+    reflection_services,
+    reward_stub,
+    scrape_metrics,
+)
+
+ANSWER_ONLY: list[reward_pb2.ReferenceKind.ValueType] = [reward_pb2.REFERENCE_KIND_ANSWER]
+
+
+class EchoScorer:
+    """Scores an item with the length of its completion; counts calls; records close()."""
+
+    def __init__(self, kinds: Sequence[reward_pb2.ReferenceKind.ValueType] = ANSWER_ONLY) -> None:
+        self.kinds = list(kinds)
+        self.closed = False
+        self.batches: list[int] = []
+
+    def describe(self) -> reward_pb2.DescribeResponse:
+        return reward_pb2.DescribeResponse(
+            name="echo", version="0.0.1",
+            capabilities=reward_pb2.Capabilities(feedback=True, max_batch_size=999, reference_kinds=self.kinds))
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        self.batches.append(len(items))
+        return [reward_pb2.ScoreResult(id=it.id, score=float(len(it.completion)), status=reward_pb2.SCORE_STATUS_OK)
+                for it in items]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class GateScorer(EchoScorer):
+    """Blocks in score() until `release` is set; `entered` is set once a call is inside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        self.entered.set()
+        self.release.wait(30)
+        return super().score(items)
+
+
+class RaisingScorer(EchoScorer):
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        if items[0].completion == "boom":
+            raise ZeroDivisionError("a bug in the backend")
+        return super().score(items)
+
+
+class ShortScorer(EchoScorer):
+    """Breaks the contract: one result fewer than items."""
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        return super().score(items)[:-1]
+
+
+def score(channel: grpc.Channel, items: Sequence[reward_pb2.ScoreItem], **kw) -> reward_pb2.ScoreResponse:
+    return reward_stub(channel).Score(reward_pb2.ScoreRequest(items=list(items)), timeout=30, **kw)
+
+
+# -- the happy path --------------------------------------------------------------------------------------
+
+def test_describe_advertises_the_batch_limit_the_harness_enforces(serve, channel_to):
+    running = serve(EchoScorer(), max_batch=7)
+    d = reward_stub(channel_to(running.address)).Describe(reward_pb2.DescribeRequest(), timeout=10)
+    assert (d.name, d.version) == ("echo", "0.0.1")
+    assert d.capabilities.max_batch_size == 7
+    assert list(d.capabilities.reference_kinds) == ANSWER_ONLY
+
+
+def test_results_come_back_in_request_order_with_ids_echoed(serve, channel_to):
+    running = serve(EchoScorer())
+    resp = score(channel_to(running.address), [item(f"id-{i}", "x" * i, answer="1") for i in range(10)])
+    assert [r.id for r in resp.results] == [f"id-{i}" for i in range(10)]
+    assert [r.score for r in resp.results] == [float(i) for i in range(10)]
+
+
+def test_health_reports_serving_for_the_server_and_the_reward_service(serve, channel_to):
+    ch = channel_to(serve(EchoScorer()).address)
+    assert health_status(ch, "") == "SERVING"
+    assert health_status(ch, REWARD_SERVICE) == "SERVING"
+
+
+def test_reflection_lists_the_reward_health_and_reflection_services(serve, channel_to):
+    names = reflection_services(channel_to(serve(EchoScorer()).address))
+    assert {REWARD_SERVICE, "grpc.health.v1.Health"} <= names
+    assert any(n.startswith("grpc.reflection.") for n in names)
+
+
+# -- validation --------------------------------------------------------------------------------------------
+
+SMALL = Limits(max_id_bytes=8, max_completion_bytes=100, max_prompt_bytes=50, max_metadata_entries=2,
+               max_metadata_key_bytes=10, max_metadata_value_bytes=20)
+
+MALFORMED = {
+    "empty batch": ([], "items"),
+    "batch over the limit": ([item(f"i{n}", answer="1") for n in range(5)], "items"),
+    "missing id": ([item("a", answer="1"), item("", answer="1")], "items[1].id"),
+    "duplicate id": ([item("a", answer="1"), item("b", answer="1"), item("a", answer="1")], "items[2].id"),
+    "oversize id": ([item("x" * 9, answer="1")], "items[0].id"),
+    "oversize multibyte id": ([item("é" * 5, answer="1")], "items[0].id"),  # 5 characters, 10 bytes
+    "oversize completion": ([item("a", "c" * 101, answer="1")], "items[0].completion"),
+    "oversize prompt": ([item("a", prompt=[("user", "p" * 60)], answer="1")], "items[0].prompt"),
+    "too many metadata entries": ([item("a", metadata={"k1": "v", "k2": "v", "k3": "v"}, answer="1")],
+                                  "items[0].metadata"),
+    "oversize metadata key": ([item("a", metadata={"k" * 11: "v"}, answer="1")], "items[0].metadata"),
+    "oversize metadata value": ([item("a", metadata={"task": "v" * 21}, answer="1")], "items[0].metadata[task]"),
+    "reference kind not accepted": ([item("a", code=reward_pb2.CodeTests(test_code="assert 1"))], "items[0].code"),
+    "reference missing": ([item("a", "42")], "items[0].reference"),
+}
+
+
+@pytest.mark.parametrize("items,field", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_request_is_invalid_argument_naming_the_field(serve, channel_to, items, field):
+    scorer = EchoScorer()
+    running = serve(scorer, max_batch=4, limits=SMALL)
+    with pytest.raises(grpc.RpcError) as exc:
+        score(channel_to(running.address), items)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(exc.value) == [field]
+    assert field in exc.value.details()
+    assert scorer.batches == [], "nothing of a rejected request reaches the backend"
+
+
+def test_every_offending_item_is_named_in_one_rejection(serve, channel_to):
+    running = serve(EchoScorer(), limits=SMALL)
+    items = [item("", answer="1"), item("ok", answer="1"), item("b", "c" * 101)]
+    with pytest.raises(grpc.RpcError) as exc:
+        score(channel_to(running.address), items)
+    assert bad_request_fields(exc.value) == ["items[0].id", "items[2].completion", "items[2].reference"]
+
+
+def test_backend_accepting_no_reference_takes_items_without_one(serve, channel_to):
+    running = serve(EchoScorer(kinds=[reward_pb2.REFERENCE_KIND_NONE, reward_pb2.REFERENCE_KIND_ANSWER]))
+    resp = score(channel_to(running.address), [item("a", "xyz"), item("b", "q", answer="1")])
+    assert [r.score for r in resp.results] == [3.0, 1.0]
+
+
+# -- backend failures -------------------------------------------------------------------------------------
+
+def test_backend_exception_becomes_internal_results_and_the_server_keeps_serving(serve, channel_to):
+    ch = channel_to(serve(RaisingScorer()).address)
+    resp = score(ch, [item("a", "boom", answer="1"), item("b", "fine", answer="1")])
+    assert [r.status for r in resp.results] == [reward_pb2.SCORE_STATUS_INTERNAL] * 2
+    assert all("ZeroDivisionError" in r.status_message for r in resp.results)
+    assert score(ch, [item("c", "fine", answer="1")]).results[0].status == reward_pb2.SCORE_STATUS_OK
+
+
+def test_backend_returning_too_few_results_becomes_internal_results(serve, channel_to):
+    resp = score(channel_to(serve(ShortScorer()).address), [item("a", answer="1"), item("b", answer="1")])
+    assert [(r.id, r.status) for r in resp.results] == [("a", reward_pb2.SCORE_STATUS_INTERNAL),
+                                                         ("b", reward_pb2.SCORE_STATUS_INTERNAL)]
+
+
+# -- limits -----------------------------------------------------------------------------------------------
+
+def test_calls_over_the_concurrency_limit_get_resource_exhausted_while_health_answers(serve, channel_to):
+    scorer = GateScorer()
+    ch = channel_to(serve(scorer, max_concurrency=1).address)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(score, ch, [item("slow", answer="1")])
+        assert scorer.entered.wait(10)
+        with pytest.raises(grpc.RpcError) as exc:
+            score(ch, [item("second", answer="1")])
+        assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert health_status(ch) == "SERVING"
+        assert reward_stub(ch).Describe(reward_pb2.DescribeRequest(), timeout=5).name == "echo"
+        scorer.release.set()
+        assert first.result(10).results[0].status == reward_pb2.SCORE_STATUS_OK
+    assert score(ch, [item("third", answer="1")]).results[0].status == reward_pb2.SCORE_STATUS_OK
+
+
+def test_requests_above_grpcs_default_4_mib_are_accepted(serve, channel_to):
+    ch = channel_to(serve(EchoScorer()).address, options=[("grpc.max_send_message_length", -1)])
+    big = "x" * (3 * 1024 * 1024)
+    resp = score(ch, [item("a", big, answer="1"), item("b", big, answer="1")])  # ~6 MiB request
+    assert [r.score for r in resp.results] == [float(len(big))] * 2
+
+
+def test_requests_above_max_message_bytes_are_refused(serve, channel_to):
+    ch = channel_to(serve(EchoScorer(), max_message_bytes=1024 * 1024).address)
+    with pytest.raises(grpc.RpcError) as exc:
+        score(ch, [item("a", "x" * (2 * 1024 * 1024), answer="1")])
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# -- auth and TLS -----------------------------------------------------------------------------------------
+
+def test_without_a_token_file_calls_need_no_token(serve, channel_to):
+    ch = channel_to(serve(EchoScorer()).address)
+    assert score(ch, [item("a", answer="1")]).results[0].status == reward_pb2.SCORE_STATUS_OK
+
+
+@pytest.mark.parametrize("metadata", [None, [("authorization", "Bearer wrong")], [("authorization", "token-one")],
+                                      [("authorization", "Basic token-one")]],
+                         ids=["no header", "wrong token", "no scheme", "basic scheme"])
+def test_with_a_token_file_calls_without_a_valid_bearer_token_are_unauthenticated(serve, channel_to, token_file,
+                                                                                 metadata):
+    scorer = EchoScorer()
+    ch = channel_to(serve(scorer, token_file=token_file).address)
+    for call in (lambda: score(ch, [item("a", answer="1")], metadata=metadata),
+                 lambda: reward_stub(ch).Describe(reward_pb2.DescribeRequest(), timeout=5, metadata=metadata)):
+        with pytest.raises(grpc.RpcError) as exc:
+            call()
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert scorer.batches == []
+
+
+def test_every_token_in_the_file_is_accepted_and_health_and_reflection_stay_open(serve, channel_to, token_file):
+    ch = channel_to(serve(EchoScorer(), token_file=token_file).address)
+    for token in ("token-one", "token-two"):
+        resp = score(ch, [item("a", answer="1")], metadata=[("authorization", f"Bearer {token}")])
+        assert resp.results[0].status == reward_pb2.SCORE_STATUS_OK
+    assert health_status(ch) == "SERVING"
+    assert REWARD_SERVICE in reflection_services(ch)
+
+
+def test_a_rotated_token_file_takes_effect_without_restart(serve, channel_to, token_file):
+    ch = channel_to(serve(EchoScorer(), token_file=token_file).address)
+    auth = [("authorization", "Bearer token-three")]
+    with pytest.raises(grpc.RpcError):
+        score(ch, [item("a", answer="1")], metadata=auth)
+    time.sleep(1.1)  # reloads are checked at most once a second
+    token_file.write_text("token-three\n")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert score(ch, [item("a", answer="1")], metadata=auth).results[0].status == reward_pb2.SCORE_STATUS_OK
+            break
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert time.monotonic() < deadline, "the new token was never accepted"
+            time.sleep(0.3)
+    with pytest.raises(grpc.RpcError):
+        score(ch, [item("a", answer="1")], metadata=[("authorization", "Bearer token-one")])
+
+
+def test_an_empty_token_file_is_refused_at_start(tmp_path):
+    empty = tmp_path / "tokens"
+    empty.write_text("# nothing\n\n")
+    with pytest.raises(ValueError, match="no tokens"):
+        start_server(EchoScorer(), token_file=empty)
+
+
+def test_tls_server_serves_clients_trusting_its_ca_and_refuses_plaintext(serve, channel_to, tls_files):
+    from grpo_rewards.common import TLSConfig
+
+    running = serve(EchoScorer(), tls=TLSConfig(tls_files.server_cert, tls_files.server_key))
+    secure = channel_to(running.address, tls_files.channel_credentials(client_cert=False))
+    assert score(secure, [item("a", answer="1")]).results[0].status == reward_pb2.SCORE_STATUS_OK
+    with pytest.raises(grpc.RpcError) as exc:
+        score(channel_to(running.address), [item("a", answer="1")], wait_for_ready=False)
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_mtls_server_requires_a_client_certificate_signed_by_its_ca(serve, channel_to, tls_files):
+    from grpo_rewards.common import TLSConfig
+
+    running = serve(EchoScorer(), tls=TLSConfig(tls_files.server_cert, tls_files.server_key, tls_files.ca_cert))
+    with pytest.raises(grpc.RpcError) as exc:
+        score(channel_to(running.address, tls_files.channel_credentials(client_cert=False)), [item("a", answer="1")])
+    assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    mutual = channel_to(running.address, tls_files.channel_credentials(client_cert=True))
+    assert score(mutual, [item("a", answer="1")]).results[0].status == reward_pb2.SCORE_STATUS_OK
+
+
+# -- graceful drain ---------------------------------------------------------------------------------------
+
+def test_stop_drains_in_flight_calls_while_health_says_not_serving(serve, channel_to):
+    scorer = GateScorer()
+    running = serve(scorer)
+    ch = channel_to(running.address)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(score, ch, [item("slow", "abc", answer="1")])
+        assert scorer.entered.wait(10)
+        stopped = running.stop(10.0, wait=False)
+        deadline = time.monotonic() + 5
+        while health_status(ch) != "NOT_SERVING":
+            assert time.monotonic() < deadline, "health never went NOT_SERVING"
+            time.sleep(0.05)
+        assert health_status(ch, REWARD_SERVICE) == "NOT_SERVING"
+        with pytest.raises(grpc.RpcError) as exc:
+            score(ch, [item("late", answer="1")])
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert not stopped.is_set() and not scorer.closed
+        scorer.release.set()
+        result = slow.result(10).results[0]
+    assert (result.id, result.status, result.score) == ("slow", reward_pb2.SCORE_STATUS_OK, 3.0)
+    assert stopped.wait(10)
+    assert scorer.closed
+
+
+def test_stop_gives_up_on_calls_that_outlast_the_drain_time(serve, channel_to):
+    scorer = GateScorer()
+    running = serve(scorer)
+    ch = channel_to(running.address)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(score, ch, [item("slow", answer="1")])
+        assert scorer.entered.wait(10)
+        t0 = time.monotonic()
+        running.stop(0.5)
+        assert time.monotonic() - t0 < 5
+        assert scorer.closed
+        scorer.release.set()
+        with pytest.raises(grpc.RpcError):
+            slow.result(10)
+
+
+# -- metrics ----------------------------------------------------------------------------------------------
+
+def test_metrics_count_items_by_status_and_calls_by_code(serve, channel_to):
+    running = serve(RaisingScorer(), metrics_listen="127.0.0.1:0", max_batch=3)
+    ch = channel_to(running.address)
+    score(ch, [item("a", "x", answer="1"), item("b", "y", answer="1")])
+    score(ch, [item("c", "boom", answer="1")])
+    with pytest.raises(grpc.RpcError):
+        score(ch, [])
+    text = scrape_metrics(running.metrics_port)
+    assert metric_value(text, "grpo_reward_items_total", 'status="ok"') == 2
+    assert metric_value(text, "grpo_reward_items_total", 'status="internal"') == 1
+    assert metric_value(text, "grpo_reward_requests_total", 'code="OK"') == 2
+    assert metric_value(text, "grpo_reward_requests_total", 'code="INVALID_ARGUMENT"') == 1
+    assert metric_value(text, "grpo_reward_score_duration_seconds_count") == 3
+    assert metric_value(text, "grpo_reward_in_flight_requests") == 0
+    assert 'grpo_reward_build_info{python=' in text and 'service="echo",version="0.0.1"} 1.0' in text
+
+
+def test_in_flight_gauge_counts_calls_being_scored(serve, channel_to):
+    scorer = GateScorer()
+    running = serve(scorer, metrics_listen="127.0.0.1:0")
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(score, channel_to(running.address), [item("a", answer="1")])
+        assert scorer.entered.wait(10)
+        assert metric_value(scrape_metrics(running.metrics_port), "grpo_reward_in_flight_requests") == 1
+        scorer.release.set()
+        fut.result(10)
+    assert metric_value(scrape_metrics(running.metrics_port), "grpo_reward_in_flight_requests") == 0
+
+
+def test_metrics_pass_promtool_check(serve, channel_to, tmp_path: Path):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: apt-get install prometheus (make sysdeps does)"
+    running = serve(EchoScorer(), metrics_listen="127.0.0.1:0")
+    score(channel_to(running.address), [item("a", answer="1")])
+    proc = subprocess.run([promtool, "check", "metrics"], input=scrape_metrics(running.metrics_port),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
+
+
+# -- flags and start-up -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("listen", ["50051", "localhost", "host:port", "127.0.0.1:70000"])
+def test_a_malformed_listen_flag_is_a_usage_error(listen, capsys):
+    with pytest.raises(SystemExit) as exc:
+        base_arg_parser("x", "y").parse_args(["--listen", listen])
+    assert exc.value.code == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_flags_have_working_defaults():
+    args = base_arg_parser("x", "y", default_listen="127.0.0.1:50061").parse_args([])
+    assert (args.listen, args.metrics_listen, args.max_batch, args.max_concurrency, args.token_file,
+            args.drain_seconds) == ("127.0.0.1:50061", None, 64, 8, None, 30.0)
+
+
+def test_a_port_in_use_is_refused_at_start(serve):
+    running = serve(EchoScorer())
+    with pytest.raises(RuntimeError):
+        start_server(EchoScorer(), listen=running.address)

@@ -1,0 +1,292 @@
+"""grpo-reward-math over real gRPC: answer forms, feedback, hostile inputs, concurrency, serving behaviour."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+from grpo.reward.v1 import reward_pb2
+from grpo_rewards.common import RunningServer, start_server
+from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
+from math_cases import CASES
+from reward_service_kit import (
+    REWARD_SERVICE,
+    EntryPoint,
+    bad_request_fields,
+    health_status,
+    item,
+    metric_value,
+    reflection_services,
+    reward_stub,
+    scrape_metrics,
+)
+
+OK = reward_pb2.SCORE_STATUS_OK
+ITEM_TIMEOUT_S = 2.0
+# How long a hostile item may take at most: the item timeout, the kill grace, and slack for a busy machine.
+HOSTILE_BOUND_S = ITEM_TIMEOUT_S + 1.0 + 5.0
+
+
+@pytest.fixture(scope="module")
+def math_server() -> Iterator[RunningServer]:
+    """One verifier server for the module: 2 worker processes, 2 s item timeout, 64 concurrent calls."""
+    running = start_server(MathVerifierScorer(MathConfig(workers=2, item_timeout_s=ITEM_TIMEOUT_S)),
+                           max_concurrency=64, metrics_listen="127.0.0.1:0")
+    yield running
+    running.stop(10)
+
+
+@pytest.fixture(scope="module")
+def channel(math_server: RunningServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(math_server.address) as ch:
+        yield ch
+
+
+def score_one(channel: grpc.Channel, completion: str, answer: str, id: str = "x",
+              timeout: float = 60) -> reward_pb2.ScoreResult:
+    resp = reward_stub(channel).Score(reward_pb2.ScoreRequest(items=[item(id, completion, answer=answer)]),
+                                      timeout=timeout)
+    return resp.results[0]
+
+
+# -- correctness ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gold,completion,expected", CASES,
+                         ids=[f"{i}:{g}={'yes' if e else 'no'}" for i, (g, _, e) in enumerate(CASES)])
+def test_answer_forms(channel, gold, completion, expected):
+    result = score_one(channel, completion, gold)
+    assert result.status == OK, result.status_message
+    assert result.score == expected, result.feedback
+
+
+def test_the_table_covers_at_least_100_pairs_both_ways():
+    assert len(CASES) >= 100
+    assert sum(1 for *_, e in CASES if e == 1.0) >= 40 and sum(1 for *_, e in CASES if e == 0.0) >= 40
+
+
+def test_a_batch_is_scored_item_by_item_in_order(channel):
+    items = [item(f"c{i}", completion, answer=gold) for i, (gold, completion, _) in enumerate(CASES[:40])]
+    resp = reward_stub(channel).Score(reward_pb2.ScoreRequest(items=items), timeout=120)
+    assert [r.id for r in resp.results] == [it.id for it in items]
+    assert [r.score for r in resp.results] == [e for *_, e in CASES[:40]]
+
+
+def test_wrong_answer_feedback_says_what_was_expected_and_found(channel):
+    r = score_one(channel, "Adding them up, the answer is 41.", "42")
+    assert (r.status, r.score) == (OK, 0.0)
+    assert r.feedback == "expected 42, found 41"
+    assert r.components["extracted"] == 1.0
+
+
+def test_missing_answer_feedback_says_none_was_found(channel):
+    r = score_one(channel, "I cannot solve this.", "42")
+    assert (r.status, r.score) == (OK, 0.0)
+    assert r.feedback == "expected 42, no final answer found"
+    assert r.components["extracted"] == 0.0
+
+
+def test_describe_names_the_backend_and_its_capabilities(channel):
+    d = reward_stub(channel).Describe(reward_pb2.DescribeRequest(), timeout=10)
+    assert d.name == "math-verifier" and "math-verify" in d.version
+    c = d.capabilities
+    assert c.feedback and not c.step_scores
+    assert list(c.reference_kinds) == [reward_pb2.REFERENCE_KIND_ANSWER]
+    assert (c.score_min, c.score_max, c.max_batch_size) == (0.0, 1.0, 64)
+
+
+# -- hostile input -------------------------------------------------------------------------------------------
+
+HOSTILE = {
+    "power tower": ("The answer is $10^{10^{10}}$.", "42", {reward_pb2.SCORE_STATUS_TIMEOUT}),
+    "huge power": ("\\boxed{2^{2^{30}}}", "42", {reward_pb2.SCORE_STATUS_TIMEOUT}),
+    "150 nested parentheses": ("$" + "(" * 150 + "1" + ")" * 150 + "$", "1", {reward_pb2.SCORE_STATUS_TIMEOUT}),
+    "400 nested parentheses": ("$" + "(" * 400 + "1" + ")" * 400 + "$", "1",
+                               {reward_pb2.SCORE_STATUS_TIMEOUT, reward_pb2.SCORE_STATUS_INVALID_INPUT}),
+    "1 MB completion": ("The answer is 4" + "2" * (1 << 20), "42", {reward_pb2.SCORE_STATUS_INVALID_INPUT}),
+    "64 Ki unclosed \\(": ("\\(" * 32768, "42", {OK}),
+    "3000-term sum": ("The answer is $" + "+".join(["1"] * 3000) + "$", "3000",
+                      {reward_pb2.SCORE_STATUS_INVALID_INPUT}),
+}
+
+
+@pytest.mark.parametrize("completion,gold,allowed", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_input_comes_back_within_a_bound_and_the_service_keeps_serving(channel, completion, gold, allowed):
+    t0 = time.monotonic()
+    r = score_one(channel, completion, gold)
+    elapsed = time.monotonic() - t0
+    assert r.status in allowed, (reward_pb2.ScoreStatus.Name(r.status), r.status_message)
+    assert elapsed < HOSTILE_BOUND_S
+    assert r.status == OK or r.status_message
+    assert len(r.feedback.encode()) <= 4096
+    after = score_one(channel, "The answer is \\boxed{7}", "7")
+    assert (after.status, after.score) == (OK, 1.0)
+
+
+def test_a_stuck_worker_is_killed_and_replaced(math_server, channel):
+    scorer: MathVerifierScorer = math_server.scorer  # type: ignore[assignment]
+    pool = scorer.pool
+    before = pool.restarts
+    # A worker that stops answering (here: stopped by a signal) stands for work that ignores the in-worker
+    # timer. Both workers, so the next item surely lands on a stuck one.
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    r = score_one(channel, "The answer is 3001", "3001")  # a pair no other test uses: not in the cache
+    assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert time.monotonic() - t0 < HOSTILE_BOUND_S
+    assert pool.restarts == before + 1
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGCONT)
+    after = [score_one(channel, f"The answer is {3002 + i}", str(3002 + i), id=f"a{i}") for i in range(4)]
+    assert all((a.status, a.score) == (OK, 1.0) for a in after)
+
+
+def test_a_repeated_pair_is_answered_from_the_verdict_cache(math_server, channel):
+    pool = math_server.scorer.pool  # type: ignore[attr-defined]
+    assert score_one(channel, "The answer is $\\frac{6}{8}$", "0.75").score == 1.0
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGSTOP)  # no worker could answer now
+    try:
+        again = score_one(channel, "So it is \\boxed{\\frac{6}{8}}", "0.75", timeout=2)
+        assert (again.status, again.score) == (OK, 1.0)
+    finally:
+        for pid in pool.worker_pids():
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_without_failing_an_item(math_server, channel):
+    pool = math_server.scorer.pool  # type: ignore[attr-defined]
+    before = pool.restarts
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    # Distinct pairs, so that each reaches a worker rather than the verdict cache.
+    results = [score_one(channel, f"The answer is {5000 + i}", str(5000 + i), id=f"b{i}") for i in range(4)]
+    assert all((r.status, r.score) == (OK, 1.0) for r in results)
+    assert pool.restarts == before + 2
+
+
+def test_a_worker_that_dies_mid_item_fails_that_item_only(math_server, channel):
+    pool = math_server.scorer.pool  # type: ignore[attr-defined]
+    with ThreadPoolExecutor(1) as ex:
+        slow = ex.submit(score_one, channel, "The answer is $10^{10^{10}}$", "42")
+        time.sleep(0.7)  # well inside its 2 s of work
+        for pid in pool.worker_pids():
+            os.kill(pid, signal.SIGKILL)
+        r = slow.result(30)
+    assert r.status == reward_pb2.SCORE_STATUS_INTERNAL
+    assert "died" in r.status_message
+    results = [score_one(channel, f"The answer is {6000 + i}", str(6000 + i), id=f"d{i}") for i in range(4)]
+    assert all((x.status, x.score) == (OK, 1.0) for x in results)
+
+
+# -- concurrency ---------------------------------------------------------------------------------------------
+
+def test_64_concurrent_requests_are_all_answered_correctly(channel):
+    cases = [CASES[i % len(CASES)] for i in range(64)]
+    barrier = threading.Barrier(64)
+
+    def call(i: int) -> reward_pb2.ScoreResult:
+        gold, completion, _ = cases[i]
+        barrier.wait(30)
+        return score_one(channel, completion, gold, id=f"r{i}", timeout=120)
+
+    with ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(call, range(64)))
+    assert [r.id for r in results] == [f"r{i}" for i in range(64)]
+    assert all(r.status == OK for r in results)
+    assert [r.score for r in results] == [e for *_, e in cases]
+
+
+# -- serving -------------------------------------------------------------------------------------------------
+
+def test_health_and_reflection(channel):
+    assert health_status(channel, "") == "SERVING"
+    assert health_status(channel, REWARD_SERVICE) == "SERVING"
+    assert {REWARD_SERVICE, "grpc.health.v1.Health"} <= reflection_services(channel)
+
+
+MALFORMED = {
+    "empty batch": ([], "items"),
+    "batch over the limit": ([item(f"i{n}", "1", answer="1") for n in range(65)], "items"),
+    "missing id": ([item("", "1", answer="1")], "items[0].id"),
+    "duplicate id": ([item("a", "1", answer="1"), item("a", "1", answer="1")], "items[1].id"),
+    "oversize id": ([item("i" * 257, "1", answer="1")], "items[0].id"),
+    "oversize completion": ([item("a", "1" * (4 * 1024 * 1024 + 1), answer="1")], "items[0].completion"),
+    "oversize metadata": ([item("a", "1", answer="1", metadata={"k": "v" * 5000})], "items[0].metadata[k]"),
+    "code reference": ([item("a", "1", code=reward_pb2.CodeTests(test_code="x"))], "items[0].code"),
+    "no reference": ([item("a", "1")], "items[0].reference"),
+}
+
+
+@pytest.mark.parametrize("items,field", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_requests_are_invalid_argument_naming_the_field(channel, items, field):
+    with pytest.raises(grpc.RpcError) as exc:
+        reward_stub(channel).Score(reward_pb2.ScoreRequest(items=items), timeout=30)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(exc.value) == [field]
+
+
+def test_metrics_count_scored_items(math_server, channel):
+    before = metric_value(scrape_metrics(math_server.metrics_port), "grpo_reward_items_total", 'status="ok"')
+    score_one(channel, "The answer is 2", "2")
+    after = metric_value(scrape_metrics(math_server.metrics_port), "grpo_reward_items_total", 'status="ok"')
+    assert after == before + 1
+
+
+@pytest.fixture(scope="module")
+def authed_server(tmp_path_factory) -> Iterator[RunningServer]:
+    tokens = tmp_path_factory.mktemp("auth") / "tokens"
+    tokens.write_text("s3cret\n")
+    running = start_server(MathVerifierScorer(MathConfig(workers=1)), token_file=tokens)
+    yield running
+    running.stop(10)
+
+
+def test_auth_on_refuses_calls_without_the_token_and_serves_calls_with_it(authed_server):
+    with grpc.insecure_channel(authed_server.address) as ch:
+        with pytest.raises(grpc.RpcError) as exc:
+            score_one(ch, "The answer is 2", "2")
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        resp = reward_stub(ch).Score(reward_pb2.ScoreRequest(items=[item("a", "The answer is 2", answer="2")]),
+                                     timeout=30, metadata=[("authorization", "Bearer s3cret")])
+        assert resp.results[0].score == 1.0
+        assert health_status(ch) == "SERVING"
+
+
+def test_auth_off_serves_calls_without_a_token(channel):
+    assert score_one(channel, "The answer is 2", "2").score == 1.0
+
+
+def test_stop_lets_a_slow_request_finish_while_health_is_not_serving():
+    running = start_server(MathVerifierScorer(MathConfig(workers=1, item_timeout_s=3.0)))
+    with grpc.insecure_channel(running.address) as ch, ThreadPoolExecutor(1) as pool:
+        # A power tower keeps the only worker busy for the full 3 s item timeout.
+        slow = pool.submit(score_one, ch, "The answer is $10^{10^{10}}$", "42")
+        deadline = time.monotonic() + 10
+        while running.servicer.active == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        stopped = running.stop(30, wait=False)
+        assert health_status(ch) == "NOT_SERVING"
+        result = slow.result(30)
+        assert result.status == reward_pb2.SCORE_STATUS_TIMEOUT  # answered, not cut off
+        assert stopped.wait(30)
+
+
+def test_entry_point_serves_and_exits_0_on_sigterm():
+    proc = EntryPoint("grpo_rewards.math_verifier.server", "--listen", "127.0.0.1:0",
+                      "--metrics-listen", "127.0.0.1:0", "--workers", "1")
+    try:
+        with grpc.insecure_channel(proc.address) as ch:
+            assert score_one(ch, "so \\boxed{\\frac{1}{2}}", "0.5").score == 1.0
+        assert proc.terminate(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert "received SIGTERM" in proc.text and "stopped" in proc.text
