@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from grpo.reward.v1 import reward_pb2
 from grpo_rewards.code_sandbox.executor import RunRecord
 from grpo_rewards.code_sandbox.extract import extract_code

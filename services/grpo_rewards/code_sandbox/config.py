@@ -1,0 +1,52 @@
+"""The code sandbox's settings: one frozen dataclass, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+ScoringMode = Literal["fraction", "all_or_nothing"]
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Limits and knobs of the sandbox. Every default works on a laptop.
+
+    Times are seconds, sizes bytes unless the name says MiB.
+    """
+
+    workers: int = 2                      # programs running at once
+    scoring: ScoringMode = "fraction"     # score = passed/total, or 1.0 only when all pass
+    default_timeout_s: float = 10.0       # wall clock for all tests of an item when it sets none
+    max_timeout_s: float = 60.0           # larger per-item timeouts are clamped to this
+    memory_mib: int = 512                 # RLIMIT_AS of every process in the sandbox
+    max_output_bytes: int = 64 * 1024     # stdout (and stderr) cap; a program writing more is killed
+    python: str = "/usr/bin/python3"      # the interpreter inside; must live under /usr
+    bwrap: str = "/usr/bin/bwrap"
+    tmp_mib: int = 64                     # size of the tmpfs work dir (/tmp) inside
+    max_processes: int = 32               # RLIMIT_NPROC of the sandbox's uid
+    max_open_files: int = 64              # RLIMIT_NOFILE
+    max_file_mib: int = 16                # RLIMIT_FSIZE
+    feedback_bytes: int = 2048            # feedback is trimmed to this
+    # Each concurrent run gets its own host uid (uid_base + slot) when the service runs as root, so
+    # that RLIMIT_NPROC counts only that run's processes.
+    uid_base: int = 61000
+    kill_grace_s: float = 1.0             # beyond the item timeout before the host kills the sandbox
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting that is out of range."""
+        checks = [
+            (self.workers >= 1, "--workers must be at least 1"),
+            (self.scoring in ("fraction", "all_or_nothing"), "--scoring must be fraction or all_or_nothing"),
+            (0 < self.default_timeout_s <= self.max_timeout_s,
+             "--default-timeout must be > 0 and at most --max-timeout"),
+            (self.memory_mib >= 64, "--memory-mb must be at least 64 (the interpreter needs ~30 MiB)"),
+            (self.max_output_bytes >= 1024, "--max-output-bytes must be at least 1024"),
+            (os.path.isabs(self.python) and self.python.startswith("/usr/"),
+             "--python must be an absolute path under /usr (only /usr is mounted in the sandbox)"),
+            (self.tmp_mib >= 1, "--tmp-mb must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)

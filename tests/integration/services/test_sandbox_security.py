@@ -1,0 +1,245 @@
+"""The code sandbox against hostile programs, one attack per test, through the real service (its own
+process, real bubblewrap, seccomp and rlimits). Each attack must be contained, come back with its
+status, and leave the service answering a normal item.
+
+Each hostile program is the candidate of a test whose check asserts the attack's outcome: a score of
+1.0 means the program itself saw the attack fail. Where the host can look too (the listener, the files,
+the server process, the feedback text), the test checks from outside as well.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from reward_service_kit import REPO, EntryPoint, item, reward_stub
+
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (apt-get install bubblewrap)")
+
+SECRET = f"grpo-secret-{uuid.uuid4().hex}"
+TIMEOUT_S = 2.0
+# Everything the service does beyond the program's own time: sandbox start, kill, reap, gRPC.
+SLACK_S = 3.0
+EXPECT_BLOCKED = "def check(candidate):\n    assert candidate() == 'blocked'\n"
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[EntryPoint]:
+    svc = EntryPoint("grpo_rewards.code_sandbox.server", "--listen", "127.0.0.1:0", "--workers", "2",
+                     env={"GRPO_SANDBOX_TEST_SECRET": SECRET})
+    yield svc
+    assert svc.terminate() == 0
+    assert SECRET not in svc.text
+
+
+@pytest.fixture(scope="module")
+def stub(service: EntryPoint) -> Iterator[reward_pb2_grpc.RewardServiceStub]:
+    with grpc.insecure_channel(service.address) as channel:
+        yield reward_stub(channel)
+
+
+def attack(stub: reward_pb2_grpc.RewardServiceStub, program: str, test_code: str = EXPECT_BLOCKED,
+           timeout: float = TIMEOUT_S) -> tuple[reward_pb2.ScoreResult, float]:
+    """Score ``program`` (defining ``f``) and return the result and the seconds the call took."""
+    started = time.monotonic()
+    (result,) = stub.Score(reward_pb2.ScoreRequest(items=[item("attack", program, code=reward_pb2.CodeTests(
+        test_code=test_code, entry_point="f", timeout_seconds=timeout))]), timeout=60).results
+    elapsed = time.monotonic() - started
+    assert elapsed < timeout + SLACK_S
+    assert SECRET not in result.feedback and SECRET not in result.status_message
+    return result, elapsed
+
+
+@pytest.fixture(autouse=True)
+def still_serving_afterwards(request: pytest.FixtureRequest, service: EntryPoint) -> Iterator[None]:
+    """After every attack: the service process is alive and scores a normal item."""
+    yield
+    assert service.proc.poll() is None, "the service died"
+    stub = request.getfixturevalue("stub")
+    (ok,) = stub.Score(reward_pb2.ScoreRequest(items=[item("normal", "def f():\n    return 'blocked'\n",
+                       code=reward_pb2.CodeTests(test_code=EXPECT_BLOCKED, entry_point="f"))]), timeout=60).results
+    assert (ok.status, ok.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
+
+
+def sandbox_processes_left() -> list[str]:
+    """Processes of the per-slot sandbox uids (61000 + slot) still on the host."""
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if 61000 <= os.stat(f"/proc/{pid}").st_uid < 61100:
+                left.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+        except OSError:
+            continue
+    return left
+
+
+def test_connecting_to_a_host_listener_is_blocked(stub) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        program = (f"import socket\ndef f():\n    try:\n        socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+                   "        return 'connected'\n    except OSError as exc:\n        return 'blocked'\n")
+        result, _ = attack(stub, program)
+        assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing ever connected
+
+
+def test_internet_sockets_cannot_even_be_created(stub) -> None:
+    program = ("import socket\ndef f():\n    try:\n        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+               "        return 'created'\n    except PermissionError:\n        return 'blocked'\n")
+    result, _ = attack(stub, program)
+    assert result.score == 1.0, result.feedback
+
+
+def test_dns_lookup_fails(stub) -> None:
+    program = ("import socket\ndef f():\n    try:\n        socket.getaddrinfo('example.com', 443)\n"
+               "        return 'resolved'\n    except OSError:\n        return 'blocked'\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+
+
+def test_etc_shadow_cannot_be_read(stub) -> None:
+    program = ("def f():\n    try:\n        return open('/etc/shadow').read()\n"
+               "    except OSError:\n        return 'blocked'\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+    assert "root:" not in result.feedback
+
+
+def test_the_services_environment_never_reaches_the_program(stub) -> None:
+    # The program dumps every environment it can find; the test fails so the dump lands in feedback.
+    program = ("import os\ndef f():\n    found = [repr(dict(os.environ))]\n"
+               "    for pid in os.listdir('/proc'):\n        try:\n"
+               "            found.append(open(f'/proc/{pid}/environ').read())\n        except (OSError, ValueError):\n"
+               "            pass\n    return ' '.join(found)\n")
+    result, _ = attack(stub, program, test_code="def check(candidate):\n    assert candidate() == ''\n")
+    assert result.status == reward_pb2.SCORE_STATUS_OK
+    assert "PATH" in result.feedback  # the dump is there...
+    assert "GRPO_SANDBOX_TEST_SECRET" not in result.feedback  # ...without the service's secret
+
+
+def test_writes_outside_the_work_dir_fail_and_the_work_dir_is_private(stub) -> None:
+    marker = f"sandbox-escape-{uuid.uuid4().hex}"
+    targets = ["/usr/" + marker, f"{REPO}/{marker}", "/" + marker, "/etc/" + marker, "/root/" + marker,
+               "/tmp/" + marker]
+    program = (f"def f():\n    wrote = []\n    for path in {targets!r}:\n        try:\n"
+               "            open(path, 'w').write('x')\n            wrote.append(path)\n"
+               "        except OSError:\n            pass\n"
+               f"    return 'blocked' if wrote == ['/tmp/{marker}'] else repr(wrote)\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+    for path in targets:  # the sandbox's /tmp is its own tmpfs: nothing appears on the host either
+        assert not os.path.exists(path), path
+
+
+def test_fork_bomb_is_contained_and_leaves_no_process(stub) -> None:
+    program = "import os\ndef f():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n"
+    result, _ = attack(stub, program)
+    assert result.status in (reward_pb2.SCORE_STATUS_TIMEOUT, reward_pb2.SCORE_STATUS_OK), result
+    assert result.score == 0.0
+    deadline = time.monotonic() + 5
+    while sandbox_processes_left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_processes_left() == []
+
+
+def test_process_limit_stops_forking(stub) -> None:
+    program = ("import os, time\ndef f():\n    n = 0\n    try:\n        while n < 1000:\n"
+               "            if os.fork() == 0:\n                time.sleep(30)\n                os._exit(0)\n"
+               "            n += 1\n    except OSError:\n        return 'blocked' if n < 64 else n\n    return n\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+
+
+def test_memory_bomb_is_resource_exhausted(stub) -> None:
+    # 128 MiB blocks until the 512 MiB address-space limit refuses one (each block is zero-filled, so
+    # this touches ~400 MiB: give it time on a busy machine).
+    program = "def f():\n    hoard = []\n    while True:\n        hoard.append(bytearray(128 << 20))\n"
+    result, _ = attack(stub, program, timeout=20)
+    assert result.status == reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED, result
+    assert "MemoryError" in result.feedback
+
+
+def test_endless_loop_is_killed_on_the_wall_clock(stub) -> None:
+    program = "import time\ndef f():\n    while True:\n        time.sleep(0.01)\n"  # sleeps: no CPU limit helps
+    result, elapsed = attack(stub, program)
+    assert result.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert result.score == 0.0
+    assert elapsed >= TIMEOUT_S
+    assert f"timed out after {TIMEOUT_S:g} s" in result.feedback
+
+
+def test_endless_loop_that_ignores_signals_is_still_killed(stub) -> None:
+    program = ("import signal\ndef f():\n    for s in (signal.SIGALRM, signal.SIGTERM, signal.SIGXCPU):\n"
+               "        signal.signal(s, signal.SIG_IGN)\n    while True:\n        pass\n")
+    result, elapsed = attack(stub, program)
+    assert result.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert elapsed >= TIMEOUT_S
+
+
+def test_output_flood_is_cut_off(stub) -> None:
+    program = "import sys\ndef f():\n    while True:\n        sys.stdout.write('x' * 65536)\n"
+    result, elapsed = attack(stub, program)
+    assert result.components["output_exceeded"] == 1.0
+    assert result.score == 0.0
+    assert "more than" in result.feedback
+    assert elapsed < TIMEOUT_S  # stopped at the cap, not at the timeout
+
+
+def test_killing_other_processes_fails(stub, service: EntryPoint) -> None:
+    # The service and this test process by their host pids (invisible in the sandbox's pid namespace),
+    # then everything the program may signal.
+    program = (f"import os, signal\ndef f():\n    hit = []\n    for pid in ({service.proc.pid}, {os.getpid()}):\n"
+               "        try:\n            os.kill(pid, signal.SIGKILL)\n"
+               "            hit.append(pid)\n        except OSError:\n            pass\n"
+               "    try:\n        os.kill(-1, signal.SIGKILL)\n    except OSError:\n        pass\n"
+               "    return 'blocked' if not hit else repr(hit)\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+    assert service.proc.poll() is None
+
+
+def test_proc_shows_only_the_sandbox(stub, service: EntryPoint) -> None:
+    program = (f"import os\ndef f():\n    pids = sorted(p for p in os.listdir('/proc') if p.isdigit())\n"
+               f"    try:\n        open('/proc/{service.proc.pid}/cmdline').read()\n        return 'read the server'\n"
+               "    except OSError:\n        pass\n    return 'blocked' if pids == ['1'] else repr(pids)\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+
+
+def test_runs_as_nobody_without_capabilities(stub) -> None:
+    program = ("import os\ndef f():\n    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')]\n"
+               "    ok = os.getuid() == 65534 and caps == ['CapEff:\\t0000000000000000\\n']\n"
+               "    return 'blocked' if ok else repr((os.getuid(), caps))\n")
+    result, _ = attack(stub, program)
+    assert result.score == 1.0, result.feedback
+
+
+def test_ptrace_and_new_namespaces_are_refused_by_seccomp(stub) -> None:
+    program = ("import ctypes, errno\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+               "    results = []\n    results.append(libc.ptrace(0, 0, 0, 0) == -1 and ctypes.get_errno() == errno.EPERM)\n"
+               "    results.append(libc.unshare(0x10000000) == -1 and ctypes.get_errno() == errno.EPERM)\n"
+               "    results.append(libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == -1)\n"
+               "    return 'blocked' if all(results) else repr(results)\n")
+    result, _ = attack(stub, program)
+    assert result.score == 1.0, result.feedback
+
+
+def test_filling_the_work_dir_stops_at_its_size(stub) -> None:
+    program = ("def f():\n    try:\n        for i in range(1000):\n            with open(f'/tmp/fill{i}', 'wb') as fh:\n"
+               "                fh.write(b'x' * (8 << 20))\n        return 'filled'\n"
+               "    except OSError:\n        return 'blocked'\n")
+    result, _ = attack(stub, program)
+    assert result.score == 1.0, result.feedback
