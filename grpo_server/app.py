@@ -9,6 +9,7 @@ written, the API stops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -116,7 +117,9 @@ class TrainerApp:
             servicer,
             listen=cfg.server.listen,
             auth=cfg.auth,
-            tls=(cfg.server.tls_cert, cfg.server.tls_key, cfg.server.tls_client_ca) if cfg.server.tls_cert else None,
+            tls=(cfg.server.tls_cert, cfg.server.tls_key, cfg.server.tls_client_ca)
+            if cfg.server.tls_cert and cfg.server.tls_key
+            else None,
             max_message_bytes=cfg.limits.max_message_bytes,
             max_workers=cfg.server.max_workers,
         )
@@ -145,10 +148,12 @@ class TrainerApp:
 
         from grpo_server.rewards.router import RewardRouter
         from grpo_server.rollout.base import SamplingConfig, make_engine
+        from grpo_server.training import lora
         from grpo_server.training.engine import OptimConfig
         from grpo_server.training.engine import make_engine as make_training_engine
         from grpo_server.training.loop import StepRunner, StepSettings, TrainingLoop, build_reference_model
         from grpo_server.training.loss import LossConfig
+        from grpo_server.training.sdpo import SdpoSettings
 
         cfg = self.cfg
         torch.manual_seed(cfg.training.seed)
@@ -160,9 +165,12 @@ class TrainerApp:
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_DTYPES[cfg.model.dtype])
         model.config.use_cache = False
         ref_model = build_reference_model(model) if cfg.algorithm.beta > 0 else None
+        if cfg.algorithm.lora_rank > 0:  # after the reference copy: the reference stays the plain base model
+            a = cfg.algorithm
+            model = lora.apply_lora(model, a.lora_rank, a.lora_alpha, a.lora_dropout, list(a.lora_target_modules))  # type: ignore[assignment]
         t = cfg.training
         optim = OptimConfig(
-            learning_rate=t.learning_rate, weight_decay=t.weight_decay, betas=tuple(t.adam_betas),
+            learning_rate=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_betas[0], t.adam_betas[1]),
             max_grad_norm=t.max_grad_norm, warmup_steps=t.warmup_steps, lr_schedule=t.lr_schedule,
             total_steps=t.max_steps, micro_batch_size=t.micro_batch_size,
         )
@@ -186,8 +194,15 @@ class TrainerApp:
         )
         weights_shared = kind == "hf"
         if latest is not None and not weights_shared:
-            rollout.load_weights(engine.named_weights())
+            rollout.load_weights(lora.policy_weights(engine.model, engine.named_weights()))
         a = cfg.algorithm
+        sdpo_weight = a.effective_sdpo_weight
+        sdpo = SdpoSettings(
+            weight=sdpo_weight, loss=a.sdpo_loss, kl_kind=a.sdpo_kl_kind, top_k=a.sdpo_top_k,
+            jsd_alpha=a.sdpo_jsd_alpha, teacher=a.sdpo_teacher, ema_rate=a.sdpo_ema_rate, is_clip=a.sdpo_is_clip,
+            success_threshold=a.sdpo_success_threshold, use_feedback=a.sdpo_use_feedback,
+            use_siblings=a.sdpo_use_siblings, instruction=a.sdpo_instruction,
+        ) if sdpo_weight > 0 else None
         settings = StepSettings(
             prompts_per_step=a.prompts_per_step,
             group_size=a.group_size,
@@ -195,20 +210,27 @@ class TrainerApp:
                                     top_p=r.top_p, top_k=r.top_k),
             loss=LossConfig(temperature=r.temperature, beta=a.beta, epsilon_low=a.epsilon_low,
                             epsilon_high=a.epsilon_high, delta=a.delta, aggregation=a.aggregation,
-                            max_tokens=r.max_new_tokens, importance_sampling_level=a.importance_sampling_level),
+                            max_tokens=r.max_new_tokens, importance_sampling_level=a.importance_sampling_level,
+                            grpo_weight=0.0 if a.name == "sdpo" else 1.0, tis_cap=a.tis_cap, tis_level=a.tis_level,
+                            sdpo=sdpo),
             advantage_scale=a.advantage_scale,
             advantage_eps=a.advantage_eps,
             inner_iterations=a.inner_iterations,
             micro_batch_size=t.micro_batch_size,
             mask_truncated=a.mask_truncated_completions,
             seed=t.seed,
+            dynamic_sampling=a.dynamic_sampling,
+            max_resample_rounds=a.max_resample_rounds,
+            overlong_cache_tokens=a.overlong_cache_tokens,
+            overlong_penalty_factor=a.overlong_penalty_factor,
         )
         router = RewardRouter(
             self.registry, observer=self.metrics, max_retries=cfg.rewards.max_retries,
             breaker_failures=cfg.rewards.breaker_failures, breaker_reset_s=cfg.rewards.breaker_reset_seconds,
         )
         runner = StepRunner(settings, tokenizer=tokenizer, rollout=rollout, engine=engine, router=router,
-                            ref_model=ref_model, weights_shared=weights_shared)
+                            ref_model=ref_model, weights_shared=weights_shared,
+                            lease_more=lambda count, step: self.store.lease(count, step))
         self.engine, self.rollout, self.router = engine, rollout, router
 
         def save(step: int) -> Path:
@@ -223,23 +245,24 @@ class TrainerApp:
             engine_name=kind,
         )
         generation_config = None
-        try:
+        with contextlib.suppress(OSError):
             generation_config = GenerationConfig.from_pretrained(model_path)
-        except OSError:
-            pass
+
+        adapters = lora.AdapterExports(engine.model)  # LoRA: the adapter alone, beside each merged export
 
         def snapshot() -> tuple[int, dict[str, torch.Tensor]]:
             with self.loop.step_lock:  # a copy of the weights between two optimizer steps
-                return self.loop.step, copy_weights(engine.named_weights())
+                adapters.capture(self.loop.step)
+                return self.loop.step, copy_weights(lora.policy_weights(engine.model, engine.named_weights()))
 
         def on_export(job: Any, seconds: float) -> None:
             self.metrics.checkpoints.labels(kind="export").inc()
             self.metrics.checkpoint_duration.labels(kind="export").observe(seconds)
 
-        self.exporter.target = ExportManager(
+        self.exporter.target = adapters.wrap(ExportManager(
             snapshot, model.config, tokenizer, self.store_dir / "exports",
             generation_config=generation_config, on_done=on_export,
-        )
+        ))
         self.metrics.queue_depth.set(self.store.queue_depth())
 
     def shutdown(self, grace: float = 600.0) -> None:

@@ -49,7 +49,7 @@ def make_problems(seed: int = 0) -> tuple[list[dict], list[dict]]:
 
 def start_process(cmd: list[str], log_path: Path, pattern: str, timeout: float = 600.0) -> tuple[subprocess.Popen, re.Match]:
     """Start a service, wait until a line of its output matches `pattern`; its output goes to log_path."""
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - kept open by the drain thread for the process lifetime
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
@@ -127,6 +127,21 @@ def greedy_accuracy(model_dir: Path, problems: list[dict], math_address: str, la
     return acc
 
 
+def wait_ready(client: object, timeout: float) -> None:
+    """Poll StepStatus until the trainer has loaded its model (run state no longer STARTING)."""
+    from grpo.trainer.v1 import trainer_pb2
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.step_status().run  # type: ignore[attr-defined]
+        if run.state == trainer_pb2.RUN_STATE_FAILED:
+            raise RuntimeError(f"the trainer failed to start: {run.error}")
+        if run.state != trainer_pb2.RUN_STATE_STARTING:
+            return
+        time.sleep(1.0)
+    raise TimeoutError(f"the trainer was not ready after {timeout:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grpo_server.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "demo.yaml")
@@ -136,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
     from tqdm import tqdm
 
+    from grpo.trainer.v1 import trainer_pb2
     from grpo_client import TrainerClient
     from grpo_client.plot import plot_steps
     from grpo_server.checkpoint import verify_manifest
@@ -173,31 +189,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         target = f"127.0.0.1:{m.group(1)}"
         client = TrainerClient(target)
-        client.wait_ready(timeout=900)
-        batch = 50
+        wait_ready(client, timeout=900)
+        prompt_file = out / "train.jsonl"
+        prompt_file.write_text("".join(json.dumps(p) + "\n" for p in train))
         with tqdm(total=len(train), desc="  submit", unit="prompt") as bar:
-            for start in range(0, len(train), batch):
-                chunk = train[start : start + batch]
-                client.submit_dicts(chunk, request_id=f"demo-{start}")
-                bar.update(len(chunk))
+            client.submit_file(prompt_file, batch_size=50, on_batch=lambda n, _resp: bar.update(n))
 
         print(f"[5/6] Training {steps} steps (GRPO, 8 prompts x 8 samples)")
         history = []
         with tqdm(total=steps, desc="  steps", unit="step") as bar:
             for report in client.iter_steps(after_step=0):
-                if report.state_name != "COMPLETED":
+                if report.state != trainer_pb2.STEP_STATE_COMPLETED:
                     continue
                 history.append(report)
                 mt = report.metrics
                 bar.write(
-                    f"  step {report.step:3d}  reward {mt['reward_mean']:.3f}±{mt['reward_std']:.3f}  "
-                    f"kl {mt.get('kl', 0.0):.4f}  loss {mt.get('loss', 0.0):+.4f}  "
-                    f"{mt['step_seconds']:.1f}s ({report.rollout_engine})"
+                    f"  step {report.step:3d}  reward {mt.reward_mean:.3f}±{mt.reward_std:.3f}  "
+                    f"kl {mt.kl:.4f}  loss {mt.loss:+.4f}  {mt.step_seconds:.1f}s ({report.rollout_engine})"
                 )
                 bar.update(1)
                 if report.step >= steps:
                     break
-        export = client.export(str(out / "export"), wait=True)
+        export = client.export_checkpoint(str(out / "export"), wait=True, timeout=600)
         manifest = verify_manifest(Path(export.destination))
         print(f"  exported step {manifest['step']} to {export.destination} ({len(manifest['files'])} files, sha256 verified)")
         code = stop_process(trainer, "trainer")
@@ -210,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         plot_steps(history, plot_path)
         summary = {
             "accuracy_before": before, "accuracy_after": after, "steps": len(history),
-            "reward_first": history[0].metrics["reward_mean"] if history else None,
-            "reward_last": history[-1].metrics["reward_mean"] if history else None,
+            "reward_first": history[0].metrics.reward_mean if history else None,
+            "reward_last": history[-1].metrics.reward_mean if history else None,
             "seconds": round(time.monotonic() - started, 1), "export": export.destination, "plot": str(plot_path),
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

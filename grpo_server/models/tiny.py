@@ -24,11 +24,7 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
 def _corpus(seed: int) -> list[str]:
     rng = random.Random(seed)
-    words = (
-        "what is the answer with just number plus minus times sum of and a an to be in it you "
-        "solve problem first then final result boxed def return print for if else while import "
-        "user assistant system question correct wrong yes no"
-    ).split()
+    words = ["what", "is", "the", "answer", "with", "just", "number", "plus", "minus", "times", "sum", "of", "and", "a", "an", "to", "be", "in", "it", "you", "solve", "problem", "first", "then", "final", "result", "boxed", "def", "return", "print", "for", "if", "else", "while", "import", "user", "assistant", "system", "question", "correct", "wrong", "yes", "no"]
     lines = []
     for _ in range(2000):
         a, b = rng.randint(0, 99), rng.randint(0, 99)
@@ -102,6 +98,7 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, classifier: bool = Fals
         **config_overrides,
     )
     torch.manual_seed(seed)
+    model: Any
     if classifier:
         config.num_labels = 1
         model = LlamaForSequenceClassification(config)

@@ -32,9 +32,9 @@ def collate(
     for group in groups:
         prompt = group.rollout.prompt_token_ids
         for sc in group.completions:
-            c = sc.completion
-            keep = sc.reward is not None and not (mask_truncated and c.truncated) and len(c.token_ids) > 0
-            rows.append((prompt, c.token_ids, c.logprobs, keep))
+            done = sc.completion
+            keep = sc.reward is not None and not (mask_truncated and done.truncated) and len(done.token_ids) > 0
+            rows.append((prompt, done.token_ids, done.logprobs, keep))
     n = len(rows)
     length = max(len(p) + len(c) for p, c, _, _ in rows)
     input_ids = torch.full((n, length), pad_token_id, dtype=torch.long)
