@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--reward-backend", type=_backend, action="append", default=[], metavar="NAME=HOST:PORT",
         help="add or replace a reward backend of the registry (repeatable)",
     )
+    # Passed by the deepspeed launcher to every rank; the rank itself is read from RANK.
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--version", action="version", version=f"grpo-server {__version__}")
     return p
@@ -62,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store_dir = (args.store_dir or Path(cfg.store_dir)).expanduser()
 
-    from grpo_server.app import TrainerApp
+    from grpo_server.app import TrainerApp, run_worker_rank
+
+    # Under a DeepSpeed launch (`deepspeed --num_gpus N $(which grpo-server) ...` or torchrun) every rank
+    # runs this command; rank 0 serves the API and drives the loop, the others follow it.
+    if cfg.training.engine == "deepspeed" and int(os.environ.get("RANK", "0")) != 0:
+        run_worker_rank(cfg, store_dir)
+        return 0
 
     app = TrainerApp(cfg, store_dir, backend_overrides=list(args.reward_backend))
     stop = threading.Event()
