@@ -9,7 +9,7 @@ PROTOS := $(shell find protos/grpo -name '*.proto')
 SYSDEPS_CMDS := bwrap:bubblewrap promtool:prometheus
 PYTEST_ARGS ?=
 
-.PHONY: help setup sysdeps node proto test test-fast lint demo bench test-reliability clean
+.PHONY: help setup sysdeps node clients proto test test-fast lint demo bench test-reliability clean
 
 help:
 	@echo "make demo   - train SmolLM2-135M on arithmetic with GRPO on this machine (CPU), end to end"
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml Makefile requirements/test-nodeps.txt
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 	@touch $(STAMP)
 
-setup: $(STAMP) sysdeps node
+setup: $(STAMP) sysdeps node clients
 
 sysdeps:
 	@missing=""; for pair in $(SYSDEPS_CMDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
@@ -43,6 +43,13 @@ node_modules/.installed: package.json
 	@touch $@
 
 node: node_modules/.installed
+
+# The TypeScript and Go clients' toolchains (npm packages; Debian's Go and its gRPC packages).
+clients/.installed: clients/setup.sh clients/typescript/package-lock.json
+	bash clients/setup.sh
+	@touch $@
+
+clients: clients/.installed
 
 proto: $(STAMP)
 	rm -rf gen/python/grpo

@@ -1,0 +1,216 @@
+// Command grpo-go-example calls a GRPO trainer with the grpoclient package.
+//
+//	grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit [-bad] [-answer A] [QUESTION]
+//	grpo-go-example -target HOST:PORT [-token T] status [-step N]
+//	grpo-go-example -target HOST:PORT [-token T] watch [-after N] [-n COUNT]
+//	grpo-go-example -target HOST:PORT [-token T] backends
+//
+// A failed call prints the gRPC code, the message and each field violation on stderr and exits 1.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io/ioutil"
+	"os"
+	"strings"
+	"time"
+
+	rewardv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/reward/v1"
+	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
+	"github.com/grpo-service/grpo/clients/go/grpoclient"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|status|watch|backends [flags]")
+}
+
+func run(args []string) int {
+	global := flag.NewFlagSet("grpo-go-example", flag.ContinueOnError)
+	target := global.String("target", "127.0.0.1:50051", "trainer address HOST:PORT")
+	token := global.String("token", "", "bearer token")
+	useTLS := global.Bool("tls", false, "connect with TLS")
+	caFile := global.String("ca", "", "PEM file of the CA that signed the trainer's certificate (implies -tls)")
+	timeout := global.Duration("timeout", 30*time.Second, "deadline of each call")
+	global.Usage = usage
+	if err := global.Parse(args); err != nil || global.NArg() == 0 {
+		usage()
+		return 2
+	}
+	opts := grpoclient.Options{Token: *token}
+	if *useTLS || *caFile != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if *caFile != "" {
+			pem, err := ioutil.ReadFile(*caFile)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 2
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				fmt.Fprintf(os.Stderr, "%s holds no PEM certificate\n", *caFile)
+				return 2
+			}
+		}
+		opts.TLS = cfg
+	}
+
+	ctx := context.Background()
+	client, err := grpoclient.Dial(ctx, *target, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cannot connect to %s: %v\n", *target, err)
+		return 1
+	}
+	defer client.Close()
+
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	switch cmd {
+	case "submit":
+		err = submit(ctx, client, *timeout, rest)
+	case "status":
+		err = stepStatus(ctx, client, *timeout, rest)
+	case "watch":
+		err = watch(ctx, client, rest)
+	case "backends":
+		err = backends(ctx, client, *timeout)
+	default:
+		usage()
+		return 2
+	}
+	if err != nil {
+		printError(err)
+		return 1
+	}
+	return 0
+}
+
+func printError(err error) {
+	var e *grpoclient.Error
+	if !errors.As(err, &e) {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "%s: %s\n", grpoclient.CodeName(e.Code), e.Message)
+	for _, v := range e.FieldViolations {
+		fmt.Fprintf(os.Stderr, "  %s: %s\n", v.Field, v.Description)
+	}
+	if e.RetryDelay > 0 {
+		fmt.Fprintf(os.Stderr, "  retry after %s\n", e.RetryDelay)
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "go-example-" + hex.EncodeToString(b)
+}
+
+func submit(ctx context.Context, c *grpoclient.Client, timeout time.Duration, args []string) error {
+	fs := flag.NewFlagSet("submit", flag.ContinueOnError)
+	bad := fs.Bool("bad", false, "send an invalid role to show a BadRequest detail")
+	answer := fs.String("answer", "42", "the gold answer")
+	id := fs.String("id", "", "prompt id (default: random)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	question := strings.Join(fs.Args(), " ")
+	if question == "" {
+		question = "What is 17 + 25?"
+	}
+	if *id == "" {
+		*id = randomID()
+	}
+	role := "user"
+	if *bad {
+		role = "robot"
+	}
+	prompt := &trainerv1.Prompt{
+		Id:        *id,
+		Messages:  []*rewardv1.Message{{Role: role, Content: question}},
+		Reference: &trainerv1.Prompt_Answer{Answer: *answer},
+		Rewards:   []*trainerv1.RewardSpec{{Backend: "math", Weight: 1}},
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := c.SubmitPrompts(cctx, []*trainerv1.Prompt{prompt}, "")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("accepted %d prompt(s): %s; queue depth %d\n", len(res.AcceptedIds), strings.Join(res.AcceptedIds, ", "), res.QueueDepth)
+	return nil
+}
+
+func printStep(s *trainerv1.StepReport) {
+	m := s.GetMetrics()
+	fmt.Printf("step %d %s: reward mean %.4f, completions %d, step seconds %.2f, engine %s\n",
+		s.GetStep(), s.GetState(), m.GetRewardMean(), m.GetCompletions(), m.GetStepSeconds(), s.GetRolloutEngine())
+}
+
+func stepStatus(ctx context.Context, c *grpoclient.Client, timeout time.Duration, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	step := fs.Int64("step", 0, "the step (0 = latest)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := c.StepStatus(cctx, *step)
+	if err != nil {
+		return err
+	}
+	run := res.GetRun()
+	fmt.Printf("run state: %s, latest step %d, queue depth %d, checkpoint step %d\n",
+		run.GetState(), run.GetLatestStep(), run.GetQueueDepth(), run.GetCheckpointStep())
+	if res.GetStep() != nil {
+		printStep(res.GetStep())
+	}
+	return nil
+}
+
+func watch(ctx context.Context, c *grpoclient.Client, args []string) error {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	after := fs.Int64("after", 0, "send finished steps after this one first")
+	n := fs.Int("n", 0, "stop after this many finished steps (0 = never)")
+	wait := fs.Duration("wait", 0, "give up after this long (0 = never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *wait)
+		defer cancel()
+	}
+	seen := 0
+	return c.WatchSteps(ctx, *after, false, func(r *trainerv1.WatchStepsResponse) error {
+		printStep(r.GetStep())
+		seen++
+		if *n > 0 && seen >= *n {
+			return grpoclient.ErrStop
+		}
+		return nil
+	})
+}
+
+func backends(ctx context.Context, c *grpoclient.Client, timeout time.Duration) error {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := c.ListBackends(cctx)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("registry version %d\n", res.GetRegistryVersion())
+	for _, b := range res.GetBackends() {
+		fmt.Printf("%s\t%s\t%s\t%s\n", b.GetName(), b.GetAddress(), b.GetSource(), b.GetCircuit())
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+// Package grpoclient is a small client for the GRPO trainer's gRPC API (grpo.trainer.v1.TrainerService):
+// one method per RPC, bearer-token and TLS options, and *Error values that carry the google.rpc details
+// (BadRequest field violations, RetryInfo) the trainer sends with a failure.
+//
+// It builds with Debian's Go packages (grpc-go 1.33, golang/protobuf 1.3) in GOPATH mode; see
+// clients/go/build.sh and docs/clients.md.
+package grpoclient
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"time"
+
+	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+)
+
+// Options configure Dial. The zero value is a plaintext connection with no token.
+type Options struct {
+	// Token is sent as "authorization: Bearer <token>" on every call.
+	Token string
+	// TLS, when set, makes the connection use TLS with this config (RootCAs, Certificates for mTLS).
+	TLS *tls.Config
+	// DialTimeout bounds the wait for the first connection (default 10 s).
+	DialTimeout time.Duration
+	// MaxReceiveBytes is the largest message accepted from the server (default 64 MiB).
+	MaxReceiveBytes int
+}
+
+// Client talks to one trainer. It is safe for concurrent use; Close it when done.
+type Client struct {
+	conn *grpc.ClientConn
+	// Stub is the generated client, for calls this package does not wrap.
+	Stub trainerv1.TrainerServiceClient
+}
+
+// bearer implements credentials.PerRPCCredentials; it is allowed over plaintext because the trainer's
+// tests and local setups run without TLS (use TLS whenever the network is not trusted).
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (b bearer) RequireTransportSecurity() bool { return false }
+
+// Dial connects to target ("HOST:PORT") and waits until the connection is up or DialTimeout passes.
+func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
+	timeout := opts.DialTimeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	maxRecv := opts.MaxReceiveBytes
+	if maxRecv == 0 {
+		maxRecv = 64 << 20
+	}
+	dialOpts := []grpc.DialOption{grpc.WithBlock(), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv))}
+	if opts.TLS != nil {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(opts.TLS)))
+	} else {
+		dialOpts = append(dialOpts, grpc.WithInsecure())
+	}
+	if opts.Token != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(opts.Token)))
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := grpc.DialContext(dctx, target, dialOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn, Stub: trainerv1.NewTrainerServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// SubmitPrompts queues prompts. A non-empty requestID makes a retry idempotent (the first answer comes
+// back with Duplicate set). Bad input fails with an *Error of code InvalidArgument and FieldViolations.
+func (c *Client) SubmitPrompts(ctx context.Context, prompts []*trainerv1.Prompt, requestID string) (*trainerv1.SubmitPromptsResponse, error) {
+	res, err := c.Stub.SubmitPrompts(ctx, &trainerv1.SubmitPromptsRequest{Prompts: prompts, RequestId: requestID})
+	return res, wrapError("SubmitPrompts", err)
+}
+
+// StepStatus reports one step (the latest when step is 0) and the run. Step is nil before the first step.
+func (c *Client) StepStatus(ctx context.Context, step int64) (*trainerv1.StepStatusResponse, error) {
+	res, err := c.Stub.StepStatus(ctx, &trainerv1.StepStatusRequest{Step: step})
+	return res, wrapError("StepStatus", err)
+}
+
+// WatchSteps streams step reports (finished steps after afterStep, then live ones) into fn until fn
+// returns an error (returned as is; use ErrStop to end without one), ctx ends, or the server closes.
+func (c *Client) WatchSteps(ctx context.Context, afterStep int64, includeRunning bool, fn func(*trainerv1.WatchStepsResponse) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.Stub.WatchSteps(ctx, &trainerv1.WatchStepsRequest{AfterStep: afterStep, IncludeRunning: includeRunning})
+	if err != nil {
+		return wrapError("WatchSteps", err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return wrapError("WatchSteps", err)
+		}
+		if err := fn(msg); err != nil {
+			if err == ErrStop {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// ErrStop, returned by a WatchSteps callback, ends the stream without an error.
+var ErrStop = stopError{}
+
+type stopError struct{}
+
+func (stopError) Error() string { return "stop watching" }
+
+// ExportCheckpoint starts a Hugging Face export into destination (a path on the trainer; "" means
+// <store-dir>/exports/step-<N>). With wait it returns once the export is done or failed.
+func (c *Client) ExportCheckpoint(ctx context.Context, destination string, wait bool) (*trainerv1.Export, error) {
+	res, err := c.Stub.ExportCheckpoint(ctx, &trainerv1.ExportCheckpointRequest{Destination: destination, Wait: wait})
+	return res.GetExport(), wrapError("ExportCheckpoint", err)
+}
+
+// GetExport reports an export's progress.
+func (c *Client) GetExport(ctx context.Context, exportID string) (*trainerv1.Export, error) {
+	res, err := c.Stub.GetExport(ctx, &trainerv1.GetExportRequest{ExportId: exportID})
+	return res.GetExport(), wrapError("GetExport", err)
+}
+
+// Pause asks the run to pause after the current step and returns the run's status.
+func (c *Client) Pause(ctx context.Context) (*trainerv1.RunStatus, error) {
+	res, err := c.Stub.PauseTraining(ctx, &trainerv1.PauseTrainingRequest{})
+	return res.GetRun(), wrapError("PauseTraining", err)
+}
+
+// Resume resumes a paused run and returns the run's status.
+func (c *Client) Resume(ctx context.Context) (*trainerv1.RunStatus, error) {
+	res, err := c.Stub.ResumeTraining(ctx, &trainerv1.ResumeTrainingRequest{})
+	return res.GetRun(), wrapError("ResumeTraining", err)
+}
+
+// ListBackends returns the reward registry, sorted by name, and its version.
+func (c *Client) ListBackends(ctx context.Context) (*trainerv1.ListRewardBackendsResponse, error) {
+	res, err := c.Stub.ListRewardBackends(ctx, &trainerv1.ListRewardBackendsRequest{})
+	return res, wrapError("ListRewardBackends", err)
+}
+
+// SetBackend adds or replaces a reward backend; the next step uses it.
+func (c *Client) SetBackend(ctx context.Context, backend *trainerv1.RewardBackend) (*trainerv1.SetRewardBackendResponse, error) {
+	res, err := c.Stub.SetRewardBackend(ctx, &trainerv1.SetRewardBackendRequest{Backend: backend})
+	return res, wrapError("SetRewardBackend", err)
+}
+
+// DeleteBackend removes a reward backend and returns the registry version after the change.
+func (c *Client) DeleteBackend(ctx context.Context, name string) (int64, error) {
+	res, err := c.Stub.DeleteRewardBackend(ctx, &trainerv1.DeleteRewardBackendRequest{Name: name})
+	return res.GetRegistryVersion(), wrapError("DeleteRewardBackend", err)
+}

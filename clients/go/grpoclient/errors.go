@@ -1,0 +1,97 @@
+package grpoclient
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang/protobuf/ptypes"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// FieldViolation is one bad field of a rejected request. Field is a path into the request, such as
+// "prompts[0].messages[0].role".
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+// Error is a failed call to the trainer: the gRPC code and message plus the google.rpc details the
+// trainer sends in the grpc-status-details-bin trailer.
+type Error struct {
+	// Method is the RPC name, such as "SubmitPrompts".
+	Method string
+	// Code is the gRPC status code (codes.InvalidArgument, codes.ResourceExhausted, ...).
+	Code codes.Code
+	// Message is the server's status message.
+	Message string
+	// FieldViolations lists the fields a google.rpc.BadRequest detail named (INVALID_ARGUMENT).
+	FieldViolations []FieldViolation
+	// RetryDelay is how long to wait before retrying, from a google.rpc.RetryInfo detail; 0 when absent.
+	RetryDelay time.Duration
+	// Details holds every decoded detail message (*errdetails.BadRequest, *errdetails.RetryInfo, ...);
+	// a detail whose type is not linked into the program is an error value instead.
+	Details []interface{}
+}
+
+// Error renders "METHOD failed with CODE: message: field: description; ...".
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s failed with %s: %s", e.Method, CodeName(e.Code), e.Message)
+	for i, v := range e.FieldViolations {
+		sep := "; "
+		if i == 0 {
+			sep = ": "
+		}
+		fmt.Fprintf(&b, "%s%s: %s", sep, v.Field, v.Description)
+	}
+	return b.String()
+}
+
+// GRPCStatus lets status.FromError and status.Code see the original code through an *Error.
+func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Message) }
+
+// CodeName is the canonical upper-case name of a gRPC code ("INVALID_ARGUMENT"), as the other clients
+// and the protos spell it.
+func CodeName(c codes.Code) string {
+	names := map[codes.Code]string{
+		codes.OK: "OK", codes.Canceled: "CANCELLED", codes.Unknown: "UNKNOWN",
+		codes.InvalidArgument: "INVALID_ARGUMENT", codes.DeadlineExceeded: "DEADLINE_EXCEEDED",
+		codes.NotFound: "NOT_FOUND", codes.AlreadyExists: "ALREADY_EXISTS",
+		codes.PermissionDenied: "PERMISSION_DENIED", codes.ResourceExhausted: "RESOURCE_EXHAUSTED",
+		codes.FailedPrecondition: "FAILED_PRECONDITION", codes.Aborted: "ABORTED",
+		codes.OutOfRange: "OUT_OF_RANGE", codes.Unimplemented: "UNIMPLEMENTED", codes.Internal: "INTERNAL",
+		codes.Unavailable: "UNAVAILABLE", codes.DataLoss: "DATA_LOSS", codes.Unauthenticated: "UNAUTHENTICATED",
+	}
+	if n, ok := names[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("CODE_%d", uint32(c))
+}
+
+// wrapError turns a gRPC error into an *Error; errors that carry no gRPC status pass through unchanged.
+func wrapError(method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	e := &Error{Method: method, Code: st.Code(), Message: st.Message(), Details: st.Details()}
+	for _, d := range e.Details {
+		switch d := d.(type) {
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				e.FieldViolations = append(e.FieldViolations, FieldViolation{Field: v.GetField(), Description: v.GetDescription()})
+			}
+		case *errdetails.RetryInfo:
+			if delay, err := ptypes.Duration(d.GetRetryDelay()); err == nil {
+				e.RetryDelay = delay
+			}
+		}
+	}
+	return e
+}

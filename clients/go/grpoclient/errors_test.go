@@ -1,0 +1,56 @@
+package grpoclient
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang/protobuf/ptypes"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestBadRequestAndRetryInfoDecodeIntoError(t *testing.T) {
+	st, err := status.New(codes.InvalidArgument, "1 bad field").WithDetails(
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "prompts[1].messages[0].role", Description: "role 'robot' is not allowed"}}},
+		&errdetails.RetryInfo{RetryDelay: ptypes.DurationProto(1500 * time.Millisecond)},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := wrapError("SubmitPrompts", st.Err())
+	var e *Error
+	if !errors.As(got, &e) {
+		t.Fatalf("want *Error, got %T", got)
+	}
+	if e.Code != codes.InvalidArgument || len(e.FieldViolations) != 1 || e.FieldViolations[0].Field != "prompts[1].messages[0].role" {
+		t.Fatalf("unexpected error %+v", e)
+	}
+	if e.RetryDelay != 1500*time.Millisecond {
+		t.Fatalf("retry delay %v, want 1.5s", e.RetryDelay)
+	}
+	want := "SubmitPrompts failed with INVALID_ARGUMENT: 1 bad field: prompts[1].messages[0].role: role 'robot' is not allowed"
+	if e.Error() != want {
+		t.Fatalf("message %q, want %q", e.Error(), want)
+	}
+	if status.Code(e) != codes.InvalidArgument {
+		t.Fatalf("status.Code sees %v through *Error", status.Code(e))
+	}
+}
+
+func TestErrorsWithoutStatusPassThrough(t *testing.T) {
+	plain := errors.New("boom")
+	if wrapError("StepStatus", plain) != plain {
+		t.Fatal("a non-gRPC error must pass through unchanged")
+	}
+	if wrapError("StepStatus", nil) != nil {
+		t.Fatal("nil stays nil")
+	}
+	e := wrapError("StepStatus", status.Error(codes.NotFound, "no step 9")).(*Error)
+	if len(e.FieldViolations) != 0 || e.RetryDelay != 0 || !strings.Contains(e.Error(), "NOT_FOUND") {
+		t.Fatalf("unexpected %+v", e)
+	}
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install what the TypeScript and Go clients (and their tests) need on a Debian 12 machine. Idempotent:
+# installs only what is missing. Run as root or with sudo available.
+#
+#   clients/setup.sh          Debian packages for Go + protoc, then `npm ci` in clients/typescript
+#   clients/setup.sh --build  also compile both clients (tsc; clients/go/build.sh)
+#
+# Debian packages (why each):
+#   golang-go                               go 1.19
+#   golang-google-grpc-dev                  grpc-go 1.33 in /usr/share/gocode (GOPATH mode, offline)
+#   golang-github-golang-protobuf-1-3-dev   golang/protobuf 1.3: the runtime the generated code uses and the
+#                                           source of the old protoc-gen-go that build.sh compiles
+#   golang-google-genproto-dev              google.golang.org/genproto .../rpc/errdetails (BadRequest, RetryInfo)
+#   protobuf-compiler                       protoc 3.21
+#   nodejs npm                              only when `node` is missing (Node >= 18 runs the TypeScript client)
+# Debian's own protoc-gen-go package is NOT needed: its 1.28 output panics with grpc-go 1.33.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PKGS=(golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev golang-google-genproto-dev protobuf-compiler)
+command -v node >/dev/null && command -v npm >/dev/null || PKGS+=(nodejs npm)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "clients/setup.sh: apt-get install ${missing[*]}"
+  start=$SECONDS
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  echo "clients/setup.sh: Debian packages installed in $((SECONDS - start)) s"
+fi
+
+ts="$HERE/typescript"
+if [ ! -x "$ts/node_modules/.bin/tsc" ] || [ "$ts/package-lock.json" -nt "$ts/node_modules/.package-lock.json" ]; then
+  start=$SECONDS
+  (cd "$ts" && npm ci --no-audit --no-fund)
+  echo "clients/setup.sh: npm ci (clients/typescript) took $((SECONDS - start)) s"
+fi
+
+if [ "${1:-}" = "--build" ]; then
+  (cd "$ts" && node_modules/.bin/tsc -p tsconfig.json)
+  "$HERE/go/build.sh" build
+fi

@@ -1,0 +1,192 @@
+// A small typed client for grpo.trainer.v1.TrainerService: promises for unary calls, an async iterator
+// for WatchSteps, bearer-token and TLS options, and GrpoError (with decoded status details) on failure.
+import * as grpc from '@grpc/grpc-js';
+
+import type { DeleteRewardBackendResponse__Output } from './generated/grpo/trainer/v1/DeleteRewardBackendResponse';
+import type { Export__Output } from './generated/grpo/trainer/v1/Export';
+import type { ExportCheckpointResponse__Output } from './generated/grpo/trainer/v1/ExportCheckpointResponse';
+import type { GetExportResponse__Output } from './generated/grpo/trainer/v1/GetExportResponse';
+import type { ListRewardBackendsResponse__Output } from './generated/grpo/trainer/v1/ListRewardBackendsResponse';
+import type { Prompt } from './generated/grpo/trainer/v1/Prompt';
+import type { RewardBackend } from './generated/grpo/trainer/v1/RewardBackend';
+import type { PauseTrainingResponse__Output } from './generated/grpo/trainer/v1/PauseTrainingResponse';
+import type { ResumeTrainingResponse__Output } from './generated/grpo/trainer/v1/ResumeTrainingResponse';
+import type { RunStatus__Output } from './generated/grpo/trainer/v1/RunStatus';
+import type { SetRewardBackendResponse__Output } from './generated/grpo/trainer/v1/SetRewardBackendResponse';
+import type { StepStatusResponse__Output } from './generated/grpo/trainer/v1/StepStatusResponse';
+import type { SubmitPromptsResponse__Output } from './generated/grpo/trainer/v1/SubmitPromptsResponse';
+import type { TrainerServiceClient } from './generated/grpo/trainer/v1/TrainerService';
+import type { WatchStepsResponse__Output } from './generated/grpo/trainer/v1/WatchStepsResponse';
+import { toGrpoError } from './errors';
+import { trainerGrpcTypes } from './protos';
+
+/** TLS settings. Buffers hold PEM data. `rootCerts` unset = the system's roots; `privateKey` and
+ * `certChain` together make it mTLS. */
+export interface TlsOptions {
+  rootCerts?: Buffer;
+  privateKey?: Buffer;
+  certChain?: Buffer;
+}
+
+export interface ClientOptions {
+  /** Bearer token sent as `authorization: Bearer <token>` on every call (the trainer's tokens file). */
+  token?: string;
+  /** `true` for TLS with the system's roots, or the certificates to use; unset = plaintext. */
+  tls?: boolean | TlsOptions;
+  /** Deadline of each unary call in milliseconds (default 30 000). WatchSteps has none. */
+  timeoutMs?: number;
+  /** The largest message accepted from the server, in bytes (default 64 MiB: an export lists many files). */
+  maxReceiveMessageBytes?: number;
+  /** Extra grpc-js channel options. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+export interface WatchOptions {
+  /** Send the finished steps after this one first (0 = from the first step), then live steps. */
+  afterStep?: number;
+  /** Also yield a report when a step starts (state STEP_STATE_RUNNING). */
+  includeRunning?: boolean;
+  /** Aborting ends the iteration (the call is cancelled) without an error. */
+  signal?: AbortSignal;
+}
+
+type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
+
+/** Client of one trainer. Create it, call methods, `close()` when done. Every method rejects with a
+ * GrpoError carrying the gRPC code and the decoded google.rpc details (field violations, retry delay). */
+export class TrainerClient {
+  readonly target: string;
+  private readonly stub: TrainerServiceClient;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+
+  /** `target` is "HOST:PORT" (or any grpc-js target such as "dns:///trainer:50051"). */
+  constructor(target: string, options: ClientOptions = {}) {
+    this.target = target;
+    this.token = options.token;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    const tls = options.tls;
+    const credentials = tls
+      ? grpc.credentials.createSsl(
+        tls === true ? null : tls.rootCerts ?? null,
+        tls === true ? null : tls.privateKey ?? null,
+        tls === true ? null : tls.certChain ?? null,
+      )
+      : grpc.credentials.createInsecure();
+    const Service = trainerGrpcTypes().grpo.trainer.v1.TrainerService;
+    this.stub = new Service(target, credentials, {
+      'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 64 * 1024 * 1024,
+      ...options.channelOptions,
+    });
+  }
+
+  /** Resolves once the channel is connected; rejects after `timeoutMs` milliseconds (default 10 000). */
+  waitForReady(timeoutMs = 10_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.stub.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** Queue prompts for training. `requestId` makes a retry idempotent (the first answer comes back with
+   * `duplicate: true`). Bad input rejects with INVALID_ARGUMENT and `fieldViolations`
+   * (`prompts[0].messages[0].role`); a full queue with RESOURCE_EXHAUSTED and `retryDelayMs`. */
+  submitPrompts(prompts: Prompt[], requestId = ''): Promise<SubmitPromptsResponse__Output> {
+    return this.unary('SubmitPrompts', this.stub.submitPrompts, { prompts, requestId });
+  }
+
+  /** One step's report (the latest when `step` is 0 or unset) and the run's state. `step` is unset
+   * in the answer before the first step. A step that does not exist rejects with NOT_FOUND. */
+  stepStatus(step = 0): Promise<StepStatusResponse__Output> {
+    return this.unary('StepStatus', this.stub.stepStatus, { step });
+  }
+
+  /** Stream step reports: the finished steps after `afterStep`, then each step as it finishes. Ends when
+   * the server closes the stream, the loop breaks, or `signal` aborts. */
+  async *watchSteps(options: WatchOptions = {}): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
+    const call = this.stub.watchSteps(
+      { afterStep: options.afterStep ?? 0, includeRunning: options.includeRunning ?? false },
+      this.metadata(),
+    );
+    const onAbort = () => call.cancel();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const message of call) {
+        yield message as WatchStepsResponse__Output;
+      }
+    } catch (err) {
+      // Cancelling on purpose (abort, or the caller leaving the loop) is not an error.
+      if ((err as grpc.ServiceError).code === grpc.status.CANCELLED && options.signal?.aborted) return;
+      throw toGrpoError('WatchSteps', err);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  /** Start a Hugging Face export of the current weights into `destination` (a path on the trainer;
+   * empty = `<store-dir>/exports/step-<N>`). With `wait`, resolves when it is done or failed. */
+  async exportCheckpoint(destination = '', wait = false): Promise<Export__Output> {
+    const res = await this.unary<object, ExportCheckpointResponse__Output>('ExportCheckpoint', this.stub.exportCheckpoint, { destination, wait });
+    return required(res.export, 'ExportCheckpoint', 'export');
+  }
+
+  /** The progress of an export (`progress` 0..1, `state`, `files` with sha256). */
+  async getExport(exportId: string): Promise<Export__Output> {
+    const res = await this.unary<object, GetExportResponse__Output>('GetExport', this.stub.getExport, { exportId });
+    return required(res.export, 'GetExport', 'export');
+  }
+
+  /** Pause training after the current step; resolves to the run's status after the request. */
+  async pause(): Promise<RunStatus__Output> {
+    const res = await this.unary<object, PauseTrainingResponse__Output>('PauseTraining', this.stub.pauseTraining, {});
+    return required(res.run, 'PauseTraining', 'run');
+  }
+
+  /** Resume a paused run; resolves to the run's status after the request. */
+  async resume(): Promise<RunStatus__Output> {
+    const res = await this.unary<object, ResumeTrainingResponse__Output>('ResumeTraining', this.stub.resumeTraining, {});
+    return required(res.run, 'ResumeTraining', 'run');
+  }
+
+  /** The reward backends of the trainer's registry, sorted by name, and the registry version. */
+  listBackends(): Promise<ListRewardBackendsResponse__Output> {
+    return this.unary('ListRewardBackends', this.stub.listRewardBackends, {});
+  }
+
+  /** Add or replace a reward backend (`name`, `address` "HOST:PORT", optional limits); the next step uses it. */
+  setBackend(backend: RewardBackend): Promise<SetRewardBackendResponse__Output> {
+    return this.unary('SetRewardBackend', this.stub.setRewardBackend, { backend });
+  }
+
+  /** Remove a reward backend; resolves to the registry version after the change. */
+  async deleteBackend(name: string): Promise<number> {
+    const res = await this.unary<object, DeleteRewardBackendResponse__Output>('DeleteRewardBackend', this.stub.deleteRewardBackend, { name });
+    return res.registryVersion;
+  }
+
+  /** Close the channel. Calls in flight are cancelled. */
+  close(): void {
+    this.stub.close();
+  }
+
+  private metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.token) md.set('authorization', `Bearer ${this.token}`);
+    return md;
+  }
+
+  private unary<Req, Res>(method: string, fn: Unary<Req, Res>, request: Req): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      fn.call(this.stub, request, this.metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+        if (err) reject(toGrpoError(method, err));
+        else resolve(res as Res);
+      });
+    });
+  }
+}
+
+function required<T>(value: T | null | undefined, method: string, field: string): T {
+  if (value === null || value === undefined) throw new Error(`${method}: the server's answer has no \`${field}\``);
+  return value;
+}

@@ -1,0 +1,102 @@
+// Typed errors: the gRPC status plus the google.rpc.Status details the server puts in the
+// `grpc-status-details-bin` trailer (BadRequest field violations, RetryInfo, ErrorInfo, ...).
+import * as grpc from '@grpc/grpc-js';
+
+import type { BadRequest__Output } from './generated/google/rpc/BadRequest';
+import type { ErrorInfo__Output } from './generated/google/rpc/ErrorInfo';
+import type { RetryInfo__Output } from './generated/google/rpc/RetryInfo';
+import { googleRpcRoot } from './protos';
+
+/** One bad field of a rejected request: `field` is a path into the request (`prompts[0].messages[0].role`). */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/** One decoded entry of google.rpc.Status.details. `type` is the full message name
+ * (`google.rpc.BadRequest`); `value` the decoded message, or the raw bytes for an unknown type. */
+export interface StatusDetail {
+  type: string;
+  value: Record<string, unknown> | Buffer;
+}
+
+const DETAILS_KEY = 'grpc-status-details-bin';
+const TO_OBJECT = { longs: Number, enums: String, defaults: true, arrays: true };
+
+/** A failed call to the trainer. `code` is the gRPC status (`grpc.status.INVALID_ARGUMENT` = 3);
+ * `codeName` its name; `fieldViolations` and `retryDelayMs` come from the status details. */
+export class GrpoError extends Error {
+  readonly code: grpc.status;
+  readonly codeName: string;
+  /** The server's message, without the code prefix grpc-js adds to `message`. */
+  readonly details: string;
+  /** Every decoded google.rpc.Status detail, in order. */
+  readonly statusDetails: StatusDetail[];
+  /** The fields a google.rpc.BadRequest detail named (INVALID_ARGUMENT); empty when there was none. */
+  readonly fieldViolations: FieldViolation[];
+  /** How long to wait before retrying, in milliseconds, from a google.rpc.RetryInfo detail; else undefined. */
+  readonly retryDelayMs: number | undefined;
+  /** The google.rpc.ErrorInfo detail, when the server sent one. */
+  readonly errorInfo: ErrorInfo__Output | undefined;
+  readonly method: string;
+
+  constructor(method: string, code: grpc.status, details: string, statusDetails: StatusDetail[]) {
+    const codeName = grpc.status[code] ?? `CODE_${code}`;
+    const badRequest = findDetail<BadRequest__Output>(statusDetails, 'google.rpc.BadRequest');
+    const violations = (badRequest?.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description }));
+    const suffix = violations.length ? `: ${violations.map((v) => `${v.field}: ${v.description}`).join('; ')}` : '';
+    super(`${method} failed with ${codeName}: ${details}${suffix}`);
+    this.name = 'GrpoError';
+    this.method = method;
+    this.code = code;
+    this.codeName = codeName;
+    this.details = details;
+    this.statusDetails = statusDetails;
+    this.fieldViolations = violations;
+    const retry = findDetail<RetryInfo__Output>(statusDetails, 'google.rpc.RetryInfo');
+    this.retryDelayMs = retry?.retryDelay
+      ? Number(retry.retryDelay.seconds) * 1000 + Math.round(retry.retryDelay.nanos / 1e6)
+      : undefined;
+    this.errorInfo = findDetail<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo');
+  }
+}
+
+function findDetail<T>(details: StatusDetail[], type: string): T | undefined {
+  const d = details.find((x) => x.type === type);
+  return d && !Buffer.isBuffer(d.value) ? (d.value as T) : undefined;
+}
+
+/** Decode the serialized google.rpc.Status of a `grpc-status-details-bin` trailer into its details.
+ * Unknown detail types are kept as raw bytes. Returns [] for a missing or undecodable trailer. */
+export function decodeStatusDetails(metadata: grpc.Metadata | undefined): StatusDetail[] {
+  const raw = metadata?.get(DETAILS_KEY)[0];
+  if (!raw || typeof raw === 'string') return [];
+  const root = googleRpcRoot();
+  // protobufjs's built-in google/protobuf/any.proto keeps the snake_case name `type_url`.
+  let status: { details?: Array<{ typeUrl?: string; type_url?: string; value: Uint8Array }> };
+  try {
+    status = root.lookupType('google.rpc.Status').decode(raw) as unknown as typeof status;
+  } catch {
+    return [];
+  }
+  return (status.details ?? []).map((any) => {
+    const url = any.typeUrl ?? any.type_url ?? '';
+    const type = url.slice(url.lastIndexOf('/') + 1);
+    const value = Buffer.from(any.value);
+    try {
+      const messageType = root.lookupType(type);
+      return { type, value: messageType.toObject(messageType.decode(value), TO_OBJECT) };
+    } catch {
+      return { type, value };
+    }
+  });
+}
+
+/** Turn a grpc-js error (a ServiceError with code and trailers) into a GrpoError; other errors pass through. */
+export function toGrpoError(method: string, err: unknown): unknown {
+  const e = err as Partial<grpc.ServiceError>;
+  if (e && typeof e.code === 'number' && e.metadata !== undefined) {
+    return new GrpoError(method, e.code, e.details ?? '', decodeStatusDetails(e.metadata));
+  }
+  return err;
+}

@@ -1,0 +1,80 @@
+// Original file: proto/grpo/trainer/v1/trainer.proto
+
+import type { RunState as _grpo_trainer_v1_RunState, RunState__Output as _grpo_trainer_v1_RunState__Output } from '../../../grpo/trainer/v1/RunState';
+import type { Long } from '@grpc/proto-loader';
+
+/**
+ * The state of the run beside a step.
+ */
+export interface RunStatus {
+  /**
+   * The run's state.
+   */
+  'state'?: (_grpo_trainer_v1_RunState);
+  /**
+   * The number of prompts waiting in the queue.
+   */
+  'queueDepth'?: (number | string | Long);
+  /**
+   * The latest step number (0 before the first step).
+   */
+  'latestStep'?: (number | string | Long);
+  /**
+   * The step of the latest durable checkpoint (0 when none).
+   */
+  'checkpointStep'?: (number | string | Long);
+  /**
+   * True when a pause was asked for and takes effect when the current step ends.
+   */
+  'pauseRequested'?: (boolean);
+  /**
+   * Why the run failed, when `state` is RUN_STATE_FAILED.
+   */
+  'error'?: (string);
+  /**
+   * Prompts trained (contained in a durable checkpoint) since the store was created.
+   */
+  'promptsTrained'?: (number | string | Long);
+  /**
+   * Prompts that failed for good since the store was created.
+   */
+  'promptsFailed'?: (number | string | Long);
+}
+
+/**
+ * The state of the run beside a step.
+ */
+export interface RunStatus__Output {
+  /**
+   * The run's state.
+   */
+  'state': (_grpo_trainer_v1_RunState__Output);
+  /**
+   * The number of prompts waiting in the queue.
+   */
+  'queueDepth': (number);
+  /**
+   * The latest step number (0 before the first step).
+   */
+  'latestStep': (number);
+  /**
+   * The step of the latest durable checkpoint (0 when none).
+   */
+  'checkpointStep': (number);
+  /**
+   * True when a pause was asked for and takes effect when the current step ends.
+   */
+  'pauseRequested': (boolean);
+  /**
+   * Why the run failed, when `state` is RUN_STATE_FAILED.
+   */
+  'error': (string);
+  /**
+   * Prompts trained (contained in a durable checkpoint) since the store was created.
+   */
+  'promptsTrained': (number);
+  /**
+   * Prompts that failed for good since the store was created.
+   */
+  'promptsFailed': (number);
+}

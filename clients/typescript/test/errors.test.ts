@@ -1,0 +1,56 @@
+// decodeStatusDetails and GrpoError on hand-built google.rpc.Status trailers (no server needed).
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+
+import { Metadata, status } from '@grpc/grpc-js';
+
+import { GrpoError, decodeStatusDetails } from '../src';
+import { googleRpcRoot } from '../src/protos';
+
+function trailer(details: Array<[string, Record<string, unknown>]>): Metadata {
+  const root = googleRpcRoot();
+  const any = details.map(([type, value]) => {
+    const t = root.lookupType(type);
+    // Both spellings: protobufjs's built-in Any names the field `type_url`.
+    const typeUrl = `type.googleapis.com/${type}`;
+    return { typeUrl, type_url: typeUrl, value: t.encode(t.fromObject(value)).finish() };
+  });
+  const Status = root.lookupType('google.rpc.Status');
+  const md = new Metadata();
+  md.set('grpc-status-details-bin', Buffer.from(Status.encode(Status.fromObject({ code: 3, message: 'bad', details: any })).finish()));
+  return md;
+}
+
+describe('status details', () => {
+  it('decodes BadRequest field violations and RetryInfo into the typed error', () => {
+    const md = trailer([
+      ['google.rpc.BadRequest', { fieldViolations: [{ field: 'prompts[2].id', description: 'duplicate id' }] }],
+      ['google.rpc.RetryInfo', { retryDelay: { seconds: 2, nanos: 500_000_000 } }],
+    ]);
+    const err = new GrpoError('SubmitPrompts', status.INVALID_ARGUMENT, 'bad', decodeStatusDetails(md));
+    assert.deepEqual(err.fieldViolations, [{ field: 'prompts[2].id', description: 'duplicate id' }]);
+    assert.equal(err.retryDelayMs, 2500);
+    assert.deepEqual(err.statusDetails.map((d) => d.type), ['google.rpc.BadRequest', 'google.rpc.RetryInfo']);
+    assert.match(err.message, /SubmitPrompts failed with INVALID_ARGUMENT: bad: prompts\[2\]\.id: duplicate id/);
+  });
+
+  it('keeps an unknown detail type as raw bytes instead of failing', () => {
+    const root = googleRpcRoot();
+    const Status = root.lookupType('google.rpc.Status');
+    const md = new Metadata();
+    md.set('grpc-status-details-bin', Buffer.from(Status.encode(Status.fromObject({
+      code: 13, details: [{ typeUrl: 'type.googleapis.com/acme.Custom', type_url: 'type.googleapis.com/acme.Custom', value: Buffer.from([1, 2, 3]) }],
+    })).finish()));
+    const details = decodeStatusDetails(md);
+    assert.equal(details.length, 1);
+    assert.equal(details[0].type, 'acme.Custom');
+    assert.deepEqual(details[0].value, Buffer.from([1, 2, 3]));
+  });
+
+  it('returns no details when the trailer is missing', () => {
+    assert.deepEqual(decodeStatusDetails(new Metadata()), []);
+    const err = new GrpoError('StepStatus', status.UNAVAILABLE, 'down', []);
+    assert.equal(err.retryDelayMs, undefined);
+    assert.deepEqual(err.fieldViolations, []);
+  });
+});

@@ -1,0 +1,157 @@
+"""A live trainer for the TypeScript and Go client tests: the tiny model, the math verifier as a real
+reward service, bearer-token auth, all on loopback port 0 in this process."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ADMIN_TOKEN = "clients-admin-token"
+READER_TOKEN = "clients-reader-token"
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class LiveTrainer:
+    """Where the clients connect. `target` is "127.0.0.1:PORT"; the admin token has every role, the
+    reader token only "read"."""
+
+    target: str
+    math_address: str
+    admin_token: str = ADMIN_TOKEN
+    reader_token: str = READER_TOKEN
+
+
+def _tokens_yaml() -> str:
+    def sha(t: str) -> str:
+        return hashlib.sha256(t.encode()).hexdigest()
+
+    return (
+        "tokens:\n"
+        f"  - {{name: admin, token_sha256: {sha(ADMIN_TOKEN)}, roles: [submit, read, admin]}}\n"
+        f"  - {{name: reader, token_sha256: {sha(READER_TOKEN)}, roles: [read]}}\n"
+    )
+
+
+@pytest.fixture(scope="session")
+def live_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTrainer]:
+    """One trainer for the session: 2 prompts x 2 samples a step, 8 new tokens, math rewards, a
+    checkpoint every step. Steps start as soon as the tests submit 2 prompts."""
+    from grpo_rewards.common.server import start_server
+    from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
+    from grpo_server.app import TrainerApp
+    from grpo_server.config import parse_config
+
+    root = tmp_path_factory.mktemp("clients-trainer")
+    tokens = root / "tokens.yaml"
+    tokens.write_text(_tokens_yaml())
+    math = start_server(MathVerifierScorer(MathConfig(workers=1)), listen="127.0.0.1:0")
+    cfg = parse_config({
+        "model": {"source": "tiny"},
+        "rollout": {"engine": "hf", "max_new_tokens": 8},
+        "algorithm": {"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+        "server": {"listen": "127.0.0.1:0"},
+        "checkpoint": {"every_steps": 1},
+        "rewards": {"default": [{"backend": "math"}]},
+        "auth": {"tokens_file": str(tokens)},
+    })
+    app = TrainerApp(cfg, root / "store", backend_overrides=[("math", math.address)])
+    try:
+        app.start()
+        if not app.ready.wait(120):
+            pytest.fail(f"the trainer did not become ready in 120 s (failed: {app.failed})")
+        yield LiveTrainer(target=f"127.0.0.1:{app.api_port}", math_address=math.address)
+    finally:
+        app.shutdown(grace=30)
+        math.stop(5)
+
+
+@dataclass(frozen=True)
+class TlsTrainer:
+    """A trainer serving TLS only (no auth). `ca_file` is the PEM CA that signed its certificate, which
+    names 127.0.0.1 and localhost."""
+
+    target: str
+    ca_file: Path
+
+
+def _write_pki(root: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1/localhost, as PEM files: (ca, cert, key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(cn: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
+             issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer or name)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    ca_key, srv_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("clients-test-ca", ca_key, None, ca_key, ca=True)
+    srv = cert("localhost", srv_key, ca.subject, ca_key, ca=False)
+    paths = root / "ca.pem", root / "server.pem", root / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(srv.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(srv_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tls_trainer(tmp_path_factory: pytest.TempPathFactory, live_trainer: LiveTrainer) -> Iterator[TlsTrainer]:
+    """A second trainer, TLS only, for the clients' TLS options; it reuses the math verifier."""
+    from grpo_server.app import TrainerApp
+    from grpo_server.config import parse_config
+
+    root = tmp_path_factory.mktemp("clients-tls-trainer")
+    ca, cert, key = _write_pki(root)
+    cfg = parse_config({
+        "model": {"source": "tiny"},
+        "rollout": {"engine": "hf", "max_new_tokens": 8},
+        "algorithm": {"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+        "server": {"listen": "127.0.0.1:0", "tls_cert": str(cert), "tls_key": str(key)},
+        "rewards": {"default": [{"backend": "math"}]},
+    })
+    app = TrainerApp(cfg, root / "store", backend_overrides=[("math", live_trainer.math_address)])
+    try:
+        app.start()
+        if not app.ready.wait(120):
+            pytest.fail(f"the TLS trainer did not become ready in 120 s (failed: {app.failed})")
+        yield TlsTrainer(target=f"127.0.0.1:{app.api_port}", ca_file=ca)
+    finally:
+        app.shutdown(grace=30)
+
+
+def run_tool(cmd: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a build or test command, failing the test with its output when it exits non-zero."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"`{' '.join(cmd)}` exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+def require_tools(*names: str, hint: str) -> None:
+    """Skip when a toolchain binary is missing: the tests need a toolchain that `clients/setup.sh` installs."""
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed; run `{hint}`")
