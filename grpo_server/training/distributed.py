@@ -1,0 +1,107 @@
+"""Rank 0 drives, the other ranks follow: the command channel of a several-rank training engine.
+
+Only rank 0 runs the service (gRPC API, store, rollouts, step loop). Every other rank builds the same
+engine and then sits in `worker_loop(engine)`, which receives one command at a time from rank 0 and runs
+its own share of it (its micro-batches, its part of a ZeRO-3 gather, its checkpoint shard):
+
+    rank 0:   engine.train_step(...)  ─► send(Command("train_step", args)) ─► its own share ─► result
+    rank r>0: worker_loop(engine)     ─► receive() ─► engine.follow(command) ─► its own share ─► ...
+
+Commands travel with torch.distributed.broadcast_object_list over a gloo group (CPU, so it works beside
+NCCL too). Arguments are pickled: loss functions must be module-level functions or functools.partial of
+them. Any exception on a worker ends that worker's process: the launcher (deepspeed or torchrun) then
+stops every rank rather than leaving rank 0 waiting in a collective forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Command:
+    """One instruction from rank 0: `name` is the engine operation, `args` its pickled arguments."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+
+
+class Follower(Protocol):
+    """An engine the workers can drive: runs its share of the named operation."""
+
+    rank: int
+
+    def follow(self, command: Command) -> None:
+        """Run this rank's share of `command` (never called with STOP)."""
+        ...
+
+
+class CommandChannel:
+    """Broadcasts commands from rank 0 and gathers small Python objects back to it, over gloo.
+
+    Must be created on every rank at the same point (creating a group is collective)."""
+
+    def __init__(self) -> None:
+        if not dist.is_initialized():
+            raise RuntimeError("the command channel needs an initialised torch.distributed process group")
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        # Objects (commands, metrics, log-prob rows) are CPU data: with NCCL as the main backend they
+        # would need a CUDA round trip, so they go over a gloo group of their own.
+        self.group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+    def send(self, command: Command) -> None:
+        """Rank 0: deliver `command` to every other rank."""
+        assert self.rank == 0, "only rank 0 sends commands"
+        dist.broadcast_object_list([command], src=0, group=self.group)
+
+    def receive(self) -> Command:
+        """Ranks > 0: wait for the next command from rank 0."""
+        box: list[Any] = [None]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        command = box[0]
+        if not isinstance(command, Command):
+            raise TypeError(f"expected a Command from rank 0, got {type(command).__name__}")
+        return command
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank contributes `obj`; rank 0 gets them in rank order, the others None."""
+        out: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(obj, out, dst=0, group=self.group)
+        return out
+
+    def any_true(self, flag: bool) -> bool:
+        """True on every rank when `flag` is true on any rank (a collective agreement, e.g. on a bad loss)."""
+        flags: list[Any] = [None] * self.world_size
+        dist.all_gather_object(flags, bool(flag), group=self.group)
+        return any(flags)
+
+
+def worker_loop(engine: Any) -> None:
+    """Ranks > 0: follow rank 0's commands until it sends STOP (rank 0's `engine.close()`).
+
+    The service's entry point calls this right after building the engine on a rank other than 0:
+    `if engine.rank != 0: worker_loop(engine); return`.
+    """
+    channel: CommandChannel = engine.channel
+    if channel.rank == 0:
+        raise RuntimeError("worker_loop runs on ranks > 0; rank 0 drives the engine directly")
+    log.info("rank %d: following rank 0", channel.rank)
+    while True:
+        command = channel.receive()
+        if command.name == STOP:
+            log.info("rank %d: stop", channel.rank)
+            return
+        try:
+            engine.follow(command)
+        except Exception:
+            log.exception("rank %d: command %r failed; this rank exits", channel.rank, command.name)
+            raise
