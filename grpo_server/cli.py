@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     # Under a DeepSpeed launch (`deepspeed --num_gpus N $(which grpo-server) ...` or torchrun) every rank
     # runs this command; rank 0 serves the API and drives the loop, the others follow it.
     if cfg.training.engine == "deepspeed" and int(os.environ.get("RANK", "0")) != 0:
+        # A launcher forwards SIGTERM to every rank; workers must outlive rank 0's drain (its final
+        # checkpoint is collective) and exit when rank 0 tells them to stop.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         run_worker_rank(cfg, store_dir)
         return 0
 
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     app.start()
     # One line tools and tests can parse to find the bound ports (port 0 picks free ones).
-    print(f"grpo-server listening on port {app.api_port} metrics {app.metrics_port or '-'}", flush=True)
+    print(f"grpo-server listening on port {app.api_port} metrics {app.metrics_port or '-'} pid {os.getpid()}", flush=True)
     while not stop.wait(0.5):
         pass
     app.shutdown()
