@@ -47,6 +47,51 @@ def resolve_model_path(cfg: Config, store_dir: Path) -> Path:
     return prepare_smollm2(cache)
 
 
+def load_policy(cfg: Config, store_dir: Path) -> tuple[Path, Any, torch.nn.Module]:
+    """(initial model directory, tokenizer, the model to train) as the config asks."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(cfg.training.seed)
+    model_path = resolve_model_path(cfg, store_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_DTYPES[cfg.model.dtype])
+    model.config.use_cache = False
+    return model_path, tokenizer, model
+
+
+def build_training_engine(cfg: Config, model: torch.nn.Module) -> Any:
+    """The training engine of the config (torch, or DeepSpeed on every rank of the launch)."""
+    from grpo_server.training.engine import OptimConfig, make_engine
+
+    t = cfg.training
+    optim = OptimConfig(
+        learning_rate=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_betas[0], t.adam_betas[1]),
+        max_grad_norm=t.max_grad_norm, warmup_steps=t.warmup_steps, lr_schedule=t.lr_schedule,
+        total_steps=t.max_steps, micro_batch_size=t.micro_batch_size,
+    )
+    return make_engine(t.engine, model, optim, zero_stage=t.zero_stage)
+
+
+def run_worker_rank(cfg: Config, store_dir: Path) -> None:
+    """A DeepSpeed rank other than 0: build the same model and engine, then follow rank 0's commands
+    (train steps, weight gathers, checkpoint saves and loads) until it says stop. Rank 0 serves the API."""
+    import tempfile
+
+    from grpo_server.training.distributed import worker_loop
+
+    # The tiny model is built per rank (deterministic) so ranks never race on one directory.
+    own_dir = Path(tempfile.mkdtemp(prefix="grpo-rank-")) if cfg.model.source == "tiny" else store_dir
+    _path, _tokenizer, model = load_policy(cfg, own_dir)
+    if cfg.algorithm.lora_rank > 0:
+        from grpo_server.training import lora
+
+        a = cfg.algorithm
+        model = lora.apply_lora(model, a.lora_rank, a.lora_alpha, a.lora_dropout, list(a.lora_target_modules))  # type: ignore[assignment]
+    worker_loop(build_training_engine(cfg, model))
+
+
 def choose_rollout_engine(kind: str) -> str:
     """auto -> vllm when it imports, else hf."""
     if kind != "auto":
@@ -144,37 +189,24 @@ class TrainerApp:
         self.loop.start()
 
     def _load(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+        from transformers import GenerationConfig
 
         from grpo_server.rewards.router import RewardRouter
         from grpo_server.rollout.base import SamplingConfig, make_engine
         from grpo_server.training import lora
-        from grpo_server.training.engine import OptimConfig
-        from grpo_server.training.engine import make_engine as make_training_engine
         from grpo_server.training.loop import StepRunner, StepSettings, TrainingLoop, build_reference_model
         from grpo_server.training.loss import LossConfig
         from grpo_server.training.sdpo import SdpoSettings
 
         cfg = self.cfg
-        torch.manual_seed(cfg.training.seed)
-        model_path = resolve_model_path(cfg, self.store_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        model_path, tokenizer, model = load_policy(cfg, self.store_dir)
         self.tokenizer = tokenizer  # submissions are accepted (token-counted) while the rest loads
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_DTYPES[cfg.model.dtype])
-        model.config.use_cache = False
         ref_model = build_reference_model(model) if cfg.algorithm.beta > 0 else None
         if cfg.algorithm.lora_rank > 0:  # after the reference copy: the reference stays the plain base model
             a = cfg.algorithm
             model = lora.apply_lora(model, a.lora_rank, a.lora_alpha, a.lora_dropout, list(a.lora_target_modules))  # type: ignore[assignment]
         t = cfg.training
-        optim = OptimConfig(
-            learning_rate=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_betas[0], t.adam_betas[1]),
-            max_grad_norm=t.max_grad_norm, warmup_steps=t.warmup_steps, lr_schedule=t.lr_schedule,
-            total_steps=t.max_steps, micro_batch_size=t.micro_batch_size,
-        )
-        engine = make_training_engine(t.engine, model, optim, zero_stage=t.zero_stage)
+        engine = build_training_engine(cfg, model)
         latest = self.store.latest_checkpoint()
         if latest is not None:
             log.info("resuming from the checkpoint of step %d (%s)", latest.step, latest.path)
@@ -184,7 +216,9 @@ class TrainerApp:
         rollout = make_engine(
             kind,
             model_path=str(model_path),
-            model=engine.model if kind == "hf" else None,
+            # HF generate shares the trainer's module (no weight copy) on the torch engine; under DeepSpeed
+            # (ZeRO-3 partitions the parameters) it keeps its own copy, fed from named_weights().
+            model=engine.model if kind == "hf" and cfg.training.engine == "torch" else None,
             tokenizer=tokenizer,
             dtype=r.vllm_dtype if kind == "vllm" else cfg.model.dtype,
             device="cuda" if torch.cuda.is_available() else "cpu",
@@ -192,7 +226,7 @@ class TrainerApp:
             **({"gpu_memory_utilization": r.vllm_gpu_memory_utilization, "max_model_len": r.vllm_max_model_len,
                 "enforce_eager": r.vllm_enforce_eager} if kind == "vllm" else {}),
         )
-        weights_shared = kind == "hf"
+        weights_shared = kind == "hf" and cfg.training.engine == "torch"
         if latest is not None and not weights_shared:
             rollout.load_weights(lora.policy_weights(engine.model, engine.named_weights()))
         a = cfg.algorithm
@@ -236,7 +270,11 @@ class TrainerApp:
         def save(step: int) -> Path:
             path = save_training_checkpoint(engine.save_state, self.store_dir, step,
                                             {"model_path": str(model_path), "time": time.time()}, keep=cfg.checkpoint.keep)
-            prune_checkpoints(self.store_dir, keep_steps=[step], keep=cfg.checkpoint.keep)
+            # The store's latest checkpoint stays until commit_checkpoint records this one: a crash in
+            # between must leave the checkpoint the restart resumes from on disk (keep: 1 removed it).
+            committed = self.store.latest_checkpoint()
+            protect = [step] + ([committed.step] if committed is not None else [])
+            prune_checkpoints(self.store_dir, keep_steps=protect, keep=cfg.checkpoint.keep)
             return path
 
         self.loop = TrainingLoop(
@@ -280,6 +318,8 @@ class TrainerApp:
             loop.stop(timeout=grace)
         if getattr(self, "rollout", None) is not None:
             self.rollout.close()
+        if getattr(self, "engine", None) is not None:
+            self.engine.close()  # under DeepSpeed this also stops the other ranks
         self.registry.stop()
         self.control.close()  # ends WatchSteps streams
         self.server.stop(grace=5).wait()

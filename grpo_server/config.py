@@ -30,8 +30,10 @@ class ModelConfig(_Strict):
     )
     path: str | None = Field(None, description="The model directory when source is 'path'.")
     cache_dir: str | None = Field(None, description="Where prepared models are kept (default ~/.cache/grpo/models).")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Training dtype of the weights. float32 is the safe default on CPU."
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="Dtype of the model's weights. bfloat16 keeps fp32 master weights in the optimizer. "
+        "float16 is not offered: the engines have no loss scaling.",
     )
     seed: int = Field(0, description="Seed of the tiny model's weights.")
 
@@ -61,9 +63,14 @@ class RolloutConfig(_Strict):
 
 
 class AlgorithmConfig(_Strict):
-    """GRPO's hyperparameters (see docs/algorithm.md)."""
+    """GRPO's hyperparameters and its variants: SDPO, DAPO dynamic sampling and overlong shaping, GSPO,
+    truncated importance sampling, LoRA (see docs/algorithm.md and docs/variants.md)."""
 
-    name: Literal["grpo"] = "grpo"
+    name: Literal["grpo", "sdpo"] = Field(
+        "grpo",
+        description="grpo: the clipped surrogate (+ sdpo_weight x the SDPO distillation loss when "
+        "sdpo_weight > 0); sdpo: the SDPO distillation loss alone (times sdpo_weight, default 1).",
+    )
     prompts_per_step: int = Field(8, ge=1, description="B: prompts leased per step.")
     group_size: int = Field(8, ge=2, description="G: completions sampled per prompt.")
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="Std used to scale advantages.")
@@ -74,8 +81,100 @@ class AlgorithmConfig(_Strict):
     delta: float | None = Field(None, gt=1, description="Two-sided clipping cap of the ratio (off by default).")
     aggregation: Literal["grpo", "bnpo", "dapo", "dr_grpo"] = "grpo"
     inner_iterations: int = Field(1, ge=1, le=16, description="mu: optimizer steps per batch of rollouts.")
-    importance_sampling_level: Literal["token", "sequence"] = Field("token", description="sequence = GSPO.")
-    mask_truncated_completions: bool = Field(False, description="Drop completions cut off at max_new_tokens from the loss.")
+    importance_sampling_level: Literal["token", "sequence"] = Field(
+        "token", description="token: GRPO's per-token ratio; sequence: GSPO's length-normalised sequence ratio."
+    )
+    mask_truncated_completions: bool = Field(
+        False, description="Drop completions cut off at max_new_tokens from the loss (DAPO's overlong masking)."
+    )
+    # ---- DAPO
+    dynamic_sampling: bool = Field(
+        False,
+        description="DAPO dynamic sampling: drop groups whose rewards are all equal and lease, roll out and "
+        "score more prompts until prompts_per_step groups have variance (or max_resample_rounds is spent).",
+    )
+    max_resample_rounds: int = Field(
+        2, ge=0, le=32, description="Extra lease/rollout/score rounds per step allowed by dynamic_sampling."
+    )
+    overlong_cache_tokens: int = Field(
+        0,
+        ge=0,
+        description="DAPO soft overlong penalty: completions longer than max_new_tokens - this get a reward "
+        "term falling linearly from 0 to -overlong_penalty_factor at max_new_tokens (0 = off).",
+    )
+    overlong_penalty_factor: float = Field(1.0, ge=0, description="Scale of the soft overlong penalty (reward units).")
+    # ---- truncated importance sampling (rollout engine vs trainer)
+    tis_cap: float | None = Field(
+        None,
+        gt=0,
+        description="Truncated IS correction: weight the surrogate by min(pi_trainer / pi_sampler, tis_cap) "
+        "(None = off). The mismatch (tis/mismatch_kl) is reported every step when on.",
+    )
+    tis_level: Literal["token", "sequence"] = Field(
+        "token", description="Truncated IS per token, or one weight per sequence (product of token ratios)."
+    )
+    # ---- SDPO
+    sdpo_weight: float | None = Field(
+        None,
+        ge=0,
+        description="Weight of the SDPO distillation loss: default 1 with name sdpo, 0 (off) with name grpo; "
+        "> 0 with grpo blends it with the GRPO loss.",
+    )
+    sdpo_loss: Literal["sampled_reverse_kl", "logit_kl", "jsd"] = Field(
+        "sampled_reverse_kl",
+        description="sampled_reverse_kl: the sampled-token estimator of KL(student || teacher); logit_kl: the "
+        "full (or top-k) KL of kind sdpo_kl_kind; jsd: the generalised JSD with sdpo_jsd_alpha.",
+    )
+    sdpo_kl_kind: Literal["forward", "reverse"] = Field(
+        "forward", description="logit_kl's direction: forward = KL(teacher || student), reverse = KL(student || teacher)."
+    )
+    sdpo_top_k: int | None = Field(
+        None, ge=1, description="logit_kl/jsd over the teacher's top-k tokens per position (None = full vocabulary)."
+    )
+    sdpo_jsd_alpha: float = Field(0.5, ge=0, le=1, description="jsd's mixing weight of the teacher (0: forward KL, 1: reverse KL).")
+    sdpo_teacher: Literal["live", "initial", "ema"] = Field(
+        "ema",
+        description="Teacher weights: live (the student's current weights), initial (a frozen copy of the "
+        "starting weights) or ema (an exponential moving average of the student, rate sdpo_ema_rate).",
+    )
+    sdpo_ema_rate: float = Field(0.05, gt=0, le=1, description="EMA teacher update per optimizer step: t <- (1-rate) t + rate s.")
+    sdpo_is_clip: float | None = Field(
+        2.0, gt=0, description="Cap of the importance weight exp(student - sampler) on distilled tokens (None = off)."
+    )
+    sdpo_success_threshold: float = Field(
+        1.0, description="A completion whose total reward is at least this counts as a success (a sibling demonstration)."
+    )
+    sdpo_use_feedback: bool = Field(True, description="Put the reward services' feedback into the teacher's re-prompt.")
+    sdpo_use_siblings: bool = Field(True, description="Put a successful sibling completion into the teacher's re-prompt.")
+    sdpo_instruction: str = Field(
+        "Using the information above, solve the original problem again, correctly.",
+        min_length=1,
+        description="The closing instruction of the teacher's re-prompt.",
+    )
+    # ---- LoRA
+    lora_rank: int = Field(0, ge=0, le=1024, description="LoRA rank through peft (0 = full fine-tuning).")
+    lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / rank).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="Module names that get adapters (peft target_modules).",
+    )
+
+    @model_validator(mode="after")
+    def _variants_consistent(self) -> AlgorithmConfig:
+        if self.name == "sdpo" and self.sdpo_weight == 0:
+            raise ValueError("algorithm.sdpo_weight must be > 0 when algorithm.name is 'sdpo'")
+        if self.name == "sdpo" and not (self.sdpo_use_feedback or self.sdpo_use_siblings):
+            raise ValueError("algorithm.name 'sdpo' needs sdpo_use_feedback or sdpo_use_siblings")
+        return self
+
+    @property
+    def effective_sdpo_weight(self) -> float:
+        """The distillation loss's weight: sdpo_weight, or its default (1 for sdpo, 0 for grpo)."""
+        if self.sdpo_weight is not None:
+            return self.sdpo_weight
+        return 1.0 if self.name == "sdpo" else 0.0
 
 
 class TrainingConfig(_Strict):

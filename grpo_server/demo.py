@@ -117,9 +117,11 @@ def greedy_accuracy(model_dir: Path, problems: list[dict], math_address: str, la
         )
         for p, c in zip(problems, completions, strict=True)
     ]
+    results = []
     with grpc.insecure_channel(math_address) as channel:
         stub = reward_pb2_grpc.RewardServiceStub(channel)
-        results = stub.Score(reward_pb2.ScoreRequest(items=items), timeout=120).results
+        for start in range(0, len(items), 50):  # within the verifier's batch limit
+            results += stub.Score(reward_pb2.ScoreRequest(items=items[start : start + 50]), timeout=120).results
     correct = sum(1 for r in results if r.status == reward_pb2.SCORE_STATUS_OK and r.score >= 1.0)
     acc = correct / len(problems)
     print(f"  {label}: greedy accuracy {acc:.2f} ({correct}/{len(problems)}); e.g. "

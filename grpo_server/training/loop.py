@@ -25,11 +25,19 @@ from typing import Any
 
 import torch
 
-from grpo_server.algorithm import group_advantages, zero_variance_groups
+from grpo_server.algorithm import (
+    ema_update,
+    group_advantages,
+    keep_groups,
+    overlong_penalty,
+    zero_variance_groups,
+)
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig
 from grpo_server.training import batch as batching
+from grpo_server.training.lora import policy_weights
 from grpo_server.training.loss import LossConfig, global_normalizer, grpo_loss, logprobs_only
-from grpo_server.types import PromptRecord, RolloutGroup, ScoredGroup, StepReport, StepState
+from grpo_server.training.sdpo import TeacherRows, teacher_rows
+from grpo_server.types import PromptRecord, RewardStatus, RolloutGroup, ScoredGroup, StepReport, StepState
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +56,31 @@ class StepSettings:
     micro_batch_size: int = 16
     mask_truncated: bool = False
     seed: int = 0
+    dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, lease more (needs lease_more)
+    max_resample_rounds: int = 2
+    overlong_cache_tokens: int = 0  # DAPO soft overlong penalty interval (0 = off)
+    overlong_penalty_factor: float = 1.0
+
+
+LeaseMore = Callable[[int, int], Sequence[PromptRecord]]
+"""(count, step) -> up to `count` more prompts leased for `step` (empty when the queue is dry)."""
 
 
 class AllRewardsFailed(RuntimeError):
-    """No completion of the step could be scored: no update is taken, the prompts go back."""
+    """No completion of the step could be scored: no update is taken, the prompts go back.
+
+    `outage`: every failure was the backends' (unreachable, breaker open, deadline, overloaded), not
+    the items': the prompts are not to blame, so the attempt does not count against them."""
+
+    def __init__(self, message: str, *, outage: bool = False) -> None:
+        super().__init__(message)
+        self.outage = outage
+
+
+# Failures that say a backend is down or overloaded, not that an item is bad.
+_OUTAGE_STATUSES = frozenset(
+    {RewardStatus.UNAVAILABLE, RewardStatus.DEADLINE_EXCEEDED, RewardStatus.TIMEOUT, RewardStatus.RESOURCE_EXHAUSTED}
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -68,7 +97,15 @@ def seed_everything(seed: int) -> None:
 
 
 class StepRunner:
-    """Runs one GRPO step on leased prompts. Not thread-safe: one step at a time."""
+    """Runs one step on leased prompts: GRPO, or its variants as `settings` select them (DAPO dynamic
+    sampling and overlong penalty, GSPO, truncated IS, SDPO; LoRA is seen through the engine's model).
+    Not thread-safe: one step at a time.
+
+    lease_more: how dynamic sampling gets more prompts for the step being run (the loop's store lease);
+    without it dynamic sampling only drops groups. The SDPO teacher for `loss.sdpo.teacher` "initial" or
+    "ema" is a frozen copy of the engine's model made here, at construction (the weights the run starts
+    or resumes from); "ema" then follows the student after every optimizer step.
+    """
 
     def __init__(
         self,
@@ -80,6 +117,7 @@ class StepRunner:
         router: Any,
         ref_model: torch.nn.Module | None = None,
         weights_shared: bool = False,
+        lease_more: LeaseMore | None = None,
     ) -> None:
         self.s = settings
         self.tokenizer = tokenizer
@@ -88,21 +126,30 @@ class StepRunner:
         self.router = router
         self.ref_model = ref_model
         self.weights_shared = weights_shared  # the rollout engine runs the trainer's own module
+        self.lease_more = lease_more
         if settings.loss.beta > 0 and ref_model is None:
             raise ValueError("beta > 0 needs a reference model")
+        sdpo = settings.loss.sdpo
+        self.teacher: torch.nn.Module | None = None
+        self.last_teacher_rows: TeacherRows | None = None
+        if sdpo is not None and sdpo.teacher in ("initial", "ema"):
+            self.teacher = build_reference_model(engine.model)
 
     # ------------------------------------------------------------------------------------ pieces
 
-    def prompt_token_ids(self, prompt: PromptRecord) -> list[int]:
-        """The chat-templated prompt, ready for the assistant's turn."""
-        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+    def encode_messages(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Chat messages -> prompt token ids ready for the assistant's turn (the chat template)."""
         if getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
             if isinstance(ids, dict) or hasattr(ids, "input_ids"):
                 ids = ids["input_ids"]
             return list(ids)
         text = "\n".join(m["content"] for m in messages) + "\n"
         return list(self.tokenizer(text)["input_ids"])
+
+    def prompt_token_ids(self, prompt: PromptRecord) -> list[int]:
+        """The chat-templated prompt, ready for the assistant's turn."""
+        return self.encode_messages([{"role": m.role, "content": m.content} for m in prompt.messages])
 
     def rollout_groups(self, prompts: Sequence[PromptRecord]) -> list[RolloutGroup]:
         """G completions per prompt from the rollout engine."""
@@ -113,11 +160,21 @@ class StepRunner:
             for p, ids, c in zip(prompts, token_ids, completions, strict=True)
         ]
 
-    def advantages(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(advantages [N], rewards [N] with NaN where masked, valid [N] bool)."""
+    def shaped_rewards(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rewards [N] with NaN where masked, valid [N] bool): the total reward plus, when configured,
+        DAPO's soft overlong penalty times overlong_penalty_factor."""
         flat = [r for g in scored for r in g.rewards]
         valid = torch.tensor([r is not None for r in flat], dtype=torch.bool)
         rewards = torch.tensor([r if r is not None else float("nan") for r in flat], dtype=torch.float32)
+        if self.s.overlong_cache_tokens > 0:
+            lengths = torch.tensor([len(c.completion.token_ids) for g in scored for c in g.completions])
+            penalty = overlong_penalty(lengths, self.s.sampling.max_new_tokens, self.s.overlong_cache_tokens)
+            rewards = rewards + self.s.overlong_penalty_factor * penalty
+        return rewards, valid
+
+    def advantages(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(advantages [N], rewards [N] with NaN where masked, valid [N] bool)."""
+        rewards, valid = self.shaped_rewards(scored)
         adv = group_advantages(
             torch.nan_to_num(rewards, nan=0.0),
             self.s.group_size,
@@ -127,6 +184,50 @@ class StepRunner:
         )
         return adv, rewards, valid
 
+    def groups_with_variance(self, scored: Sequence[ScoredGroup]) -> list[bool]:
+        """Per group: True when its (shaped, valid) rewards differ (DAPO's keep rule)."""
+        if not scored:
+            return []
+        rewards, valid = self.shaped_rewards(scored)
+        return keep_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).tolist()
+
+    def sample(self, step: int, prompts: Sequence[PromptRecord], registry_snapshot: Any,
+               timings: dict[str, float]) -> tuple[list[ScoredGroup], list[ScoredGroup], dict[str, float]]:
+        """Roll out and score `prompts`; with dynamic sampling, drop zero-variance groups and lease, roll
+        out and score more prompts (at most max_resample_rounds rounds) until prompts_per_step groups
+        have variance. Returns (groups to train on, every group sampled, dynamic-sampling metrics)."""
+        t0 = time.monotonic()
+        groups = self.rollout_groups(prompts)
+        timings["rollout_seconds"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        scored = list(self.router.score(groups, registry_snapshot))
+        timings["reward_seconds"] = time.monotonic() - t0
+        if not self.s.dynamic_sampling:
+            return scored, scored, {}
+        everything = list(scored)
+        kept = [g for g, k in zip(scored, self.groups_with_variance(scored), strict=True) if k]
+        rounds = 0
+        while len(kept) < self.s.prompts_per_step and rounds < self.s.max_resample_rounds and self.lease_more:
+            more = list(self.lease_more(self.s.prompts_per_step - len(kept), step))
+            if not more:
+                break
+            rounds += 1
+            t0 = time.monotonic()
+            extra_groups = self.rollout_groups(more)
+            timings["rollout_seconds"] += time.monotonic() - t0
+            t0 = time.monotonic()
+            extra = list(self.router.score(extra_groups, registry_snapshot))
+            timings["reward_seconds"] += time.monotonic() - t0
+            everything += extra
+            kept += [g for g, k in zip(extra, self.groups_with_variance(extra), strict=True) if k]
+        metrics = {
+            "dapo/kept_groups": float(len(kept)),
+            "dapo/dropped_groups": float(len(everything) - len(kept)),
+            "dapo/resample_rounds": float(rounds),
+        }
+        # Nothing with variance: train on what was sampled (zero advantages; only KL/SDPO terms move).
+        return (kept if kept else everything), everything, metrics
+
     # ------------------------------------------------------------------------------------ a step
 
     def run_step(self, step: int, prompts: Sequence[PromptRecord], registry_snapshot: Any) -> dict[str, float]:
@@ -134,22 +235,32 @@ class StepRunner:
         could be scored (no update taken)."""
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
-        t0 = time.monotonic()
-        groups = self.rollout_groups(prompts)
-        timings["rollout_seconds"] = time.monotonic() - t0
-
-        t0 = time.monotonic()
-        scored = self.router.score(groups, registry_snapshot)
-        timings["reward_seconds"] = time.monotonic() - t0
+        scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
 
         adv, rewards, valid = self.advantages(scored)
         if not bool(valid.any()):
-            raise AllRewardsFailed(f"no reward could be obtained for any of the {len(rewards)} completions")
+            failed = {s.status for g in scored for c in g.completions for s in c.scores if s.score is None}
+            raise AllRewardsFailed(
+                f"no reward could be obtained for any of the {len(rewards)} completions",
+                outage=bool(failed) and failed <= _OUTAGE_STATUSES,
+            )
 
         full = batching.collate(
             scored, adv, pad_token_id=self._pad_id(), mask_truncated=self.s.mask_truncated
         )
         micro = batching.split(full, self.s.micro_batch_size)
+
+        loss_kwargs: dict[str, Any] = {"cfg": self.s.loss}
+        sdpo = self.s.loss.sdpo
+        if sdpo is not None and sdpo.weight > 0:
+            flat_rewards = [None if not ok else float(r) for r, ok in zip(rewards.tolist(), valid.tolist(), strict=True)]
+            keep = (full.completion_mask.sum(dim=1) > 0).tolist()
+            rows, sdpo_metrics = teacher_rows(
+                scored, flat_rewards, sdpo, self.s.group_size, self.encode_messages, keep=keep
+            )
+            extra_metrics.update(sdpo_metrics)
+            self.last_teacher_rows = rows  # for inspection (tests, debugging); replaced every step
+            loss_kwargs.update(teacher_rows=rows, teacher=self.teacher, pad_id=self._pad_id())
 
         t0 = time.monotonic()
         compute = functools.partial(logprobs_only, temperature=self.s.loss.temperature)
@@ -162,23 +273,39 @@ class StepRunner:
         timings["logprob_seconds"] = time.monotonic() - t0
 
         normalizer = global_normalizer(micro, self.s.loss.aggregation, self.s.loss.max_tokens)
-        loss_fn = functools.partial(grpo_loss, cfg=self.s.loss)
+        loss_fn = functools.partial(grpo_loss, **loss_kwargs)
         t0 = time.monotonic()
         train_metrics: dict[str, float] = {}
         for _ in range(self.s.inner_iterations):
             train_metrics = self.engine.train_step(micro, loss_fn, normalizer)
+            if sdpo is not None and sdpo.teacher == "ema" and self.teacher is not None:
+                ema_update(self.teacher.parameters(), self.engine.model.parameters(), sdpo.ema_rate)
         train_seconds = time.monotonic() - t0
         timings["optimizer_seconds"] = float(train_metrics.pop("optimizer_seconds", 0.0))
         timings["backward_seconds"] = max(train_seconds - timings["optimizer_seconds"], 0.0)
 
         t0 = time.monotonic()
         if not self.weights_shared:
-            self.rollout.load_weights(self.engine.named_weights())
+            self.rollout.load_weights(policy_weights(self.engine.model, self.engine.named_weights()))
         timings["weight_sync_seconds"] = time.monotonic() - t0
 
-        return {**self._rollout_metrics(scored, rewards, valid), **train_metrics, **timings}
+        # Reward metrics describe the policy: every group sampled, task rewards before any shaping.
+        task, task_valid = self._task_rewards(sampled)
+        rollout_metrics = self._rollout_metrics(sampled, task, task_valid)
+        if self.s.dynamic_sampling:
+            rollout_metrics["dapo/trained_prompts"] = float(len(scored))
+        if self.s.overlong_cache_tokens > 0:
+            shaped = self.shaped_rewards(sampled)[0]
+            ok = task_valid
+            rollout_metrics["overlong/penalty_mean"] = float((shaped[ok] - task[ok]).mean()) if bool(ok.any()) else 0.0
+        return {**rollout_metrics, **extra_metrics, **train_metrics, **timings}
 
     # ------------------------------------------------------------------------------------ helpers
+
+    def _task_rewards(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = [r for g in scored for r in g.rewards]
+        valid = torch.tensor([r is not None for r in flat], dtype=torch.bool)
+        return torch.tensor([r if r is not None else float("nan") for r in flat], dtype=torch.float32), valid
 
     def _pad_id(self) -> int:
         pad = self.tokenizer.pad_token_id
@@ -262,6 +389,7 @@ class TrainingLoop:
         # numbering resumes from the checkpoint, so step N always means the state after N steps.
         self.step = self.checkpoint_step
         self._dirty = False  # a completed step is not yet in a checkpoint
+        self.outage_backoff_seconds = 1.0  # wait after a step skipped because the reward backends were down
 
     # ----------------------------------------------------------------------------------- control
 
@@ -322,6 +450,7 @@ class TrainingLoop:
         self.store.record_step(running)
         self.control.notify_step(running)
         snapshot = self.registry.snapshot()
+        outage = False
         try:
             with self.step_lock:
                 metrics = self.runner.run_step(step, prompts, snapshot)
@@ -332,7 +461,11 @@ class TrainingLoop:
             self._dirty = True
         except AllRewardsFailed as exc:
             log.warning("step %d skipped: %s", step, exc)
-            self.store.requeue_step(step, count_attempt=True)
+            # A backend outage must not use up the prompts' attempts (a few quick skipped steps while a
+            # breaker is open would otherwise fail every queued prompt for good), and the loop waits a
+            # little before trying again rather than spinning through rollouts.
+            outage = exc.outage
+            self.store.requeue_step(step, count_attempt=not outage)
             report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
             self.step = step
         self.store.record_step(report)
@@ -346,6 +479,8 @@ class TrainingLoop:
                 self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
         self.metrics.observe_step(report)
         self.control.notify_step(report)
+        if report.state is StepState.SKIPPED and outage:
+            self._stop.wait(self.outage_backoff_seconds)
         return report
 
     def checkpoint(self, step: int) -> None:

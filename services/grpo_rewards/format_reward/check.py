@@ -1,0 +1,88 @@
+"""The format check itself: pure string work, no gRPC.
+
+The required format (DeepSeek-R1 style): the completion opens with one `<think>…</think>` block (only
+whitespace before it), and the text after `</think>` holds a `\\boxed{…}` answer with balanced braces and
+non-blank content. Each part is a component in [0, 1]; the score is their mean ("partial") or 1 only when
+both hold ("all_or_nothing").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+FormatScoring = Literal["partial", "all_or_nothing"]
+BOXED = "\\boxed{"
+
+
+@dataclass(frozen=True)
+class FormatVerdict:
+    """The outcome of one check: score in [0, 1], components (think, boxed) and what was wrong."""
+
+    score: float
+    components: dict[str, float]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def feedback(self) -> str:
+        """One line a person (or an SDPO teacher) can act on."""
+        if not self.problems:
+            return "format OK: a <think> block, then a \\boxed{} answer"
+        return "format problems: " + "; ".join(self.problems)
+
+
+def boxed_contents(text: str) -> list[str]:
+    """The contents of every top-level `\\boxed{…}` in `text` whose braces balance (nested braces allowed)."""
+    out = []
+    start = text.find(BOXED)
+    while start != -1:
+        depth, i = 1, start + len(BOXED)
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            out.append(text[start + len(BOXED) : i - 1])
+        start = text.find(BOXED, i if depth == 0 else start + len(BOXED))
+    return out
+
+
+def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring = "partial") -> FormatVerdict:
+    """Score `completion` against the required format.
+
+    think = 1 when the completion starts (after whitespace) with exactly one `<tag>` … `</tag>` block
+    with non-blank reasoning; boxed = 1 when the text after the closing tag (the whole completion when the
+    block is missing) contains exactly one `\\boxed{…}` with balanced braces and non-blank content.
+    """
+    if scoring not in ("partial", "all_or_nothing"):
+        raise ValueError(f"scoring must be partial or all_or_nothing, got {scoring!r}")
+    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
+    problems: list[str] = []
+    stripped = completion.lstrip()
+    after = completion
+    think = 0.0
+    if not stripped.startswith(open_tag):
+        problems.append(f"the completion must start with {open_tag}")
+    elif close_tag not in stripped:
+        problems.append(f"{open_tag} is never closed with {close_tag}")
+    else:
+        inner, _, after = stripped[len(open_tag) :].partition(close_tag)
+        if completion.count(open_tag) != 1 or completion.count(close_tag) != 1:
+            problems.append(f"exactly one {open_tag}…{close_tag} block is allowed")
+        elif not inner.strip():
+            problems.append(f"the {open_tag} block is empty")
+        else:
+            think = 1.0
+    answers = boxed_contents(after)
+    boxed = 0.0
+    if not answers:
+        where = f"after {close_tag}" if think else "in the answer"
+        problems.append(f"no \\boxed{{...}} answer {where}")
+    elif len(answers) > 1:
+        problems.append(f"{len(answers)} \\boxed{{}} answers; give exactly one")
+    elif not answers[0].strip():
+        problems.append("the \\boxed{} answer is empty")
+    else:
+        boxed = 1.0
+    components = {"think": think, "boxed": boxed}
+    score = (think + boxed) / 2 if scoring == "partial" else float(think == 1.0 and boxed == 1.0)
+    return FormatVerdict(score, components, problems)

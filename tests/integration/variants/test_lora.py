@@ -1,0 +1,126 @@
+"""LoRA through peft: only adapters train, merged weights (base names) reach the rollout engine and the
+export, and an adapter-only export beside the merged one loads with peft to the same model."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from variant_support import arithmetic_prompts, tiny_config
+
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient
+from grpo_server.checkpoint import verify_manifest
+from grpo_server.training.lora import adapter_dir_for, apply_lora, merged_named_weights
+
+
+def perturbed_lora(model: torch.nn.Module) -> torch.nn.Module:
+    peft_model = apply_lora(model, rank=4, alpha=8, target_modules=["q_proj", "v_proj"])
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:  # B starts at 0 (a no-op adapter): give it a value
+                p.normal_(0.0, 0.5)
+    return peft_model
+
+
+def test_only_adapter_parameters_train(tiny) -> None:
+    model, _ = tiny
+    peft_model = apply_lora(model, rank=4, alpha=8)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_merged_weights_equal_peft_merge_under_the_base_names(tiny) -> None:
+    model, _ = tiny
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    base_names = set(base)
+    peft_model = perturbed_lora(model)
+    merged = dict(merged_named_weights(peft_model))
+    reference: Any = copy.deepcopy(peft_model)
+    reference = reference.merge_and_unload()
+    expected = dict(reference.named_parameters())
+    assert set(merged) == base_names == set(expected)
+    for name, tensor in merged.items():
+        torch.testing.assert_close(tensor, expected[name].detach(), msg=name)
+    q = next(n for n in merged if n.endswith("q_proj.weight"))
+    assert not torch.equal(merged[q], base[q])
+
+
+def test_lora_run_syncs_merged_weights_and_exports_merged_plus_adapter(
+    serve, start_trainer, tmp_path: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+    from variant_support import PromptRewardScorer
+
+    cfg = tiny_config(
+        rollout={"engine": "hf", "max_new_tokens": 6},
+        algorithm={"lora_rank": 4, "lora_alpha": 8, "beta": 0.04},
+        training={"max_steps": 2, "learning_rate": 5e-2},
+        rewards={"default": [{"backend": "pr"}]},
+    )
+    app = start_trainer(cfg, tmp_path / "store", [("pr", serve(PromptRewardScorer()))])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(arithmetic_prompts(4))
+    for report in client.iter_steps(after_step=0):
+        assert report.state == trainer_pb2.STEP_STATE_COMPLETED
+        if report.step >= 2:
+            break
+    export = client.export_checkpoint(str(tmp_path / "export"), wait=True)
+    assert export.state == trainer_pb2.EXPORT_STATE_DONE and export.step == 2
+    verify_manifest(Path(export.destination))
+
+    merged = AutoModelForCausalLM.from_pretrained(export.destination)
+    initial = AutoModelForCausalLM.from_pretrained(tmp_path / "store" / "model-tiny-seed0")
+    live = dict(merged_named_weights(app.engine.model))
+    changed = []
+    for name, p in merged.named_parameters():
+        torch.testing.assert_close(p, live[name].to(p.dtype), msg=name)
+        if not torch.equal(p, dict(initial.named_parameters())[name]):
+            changed.append(name)
+    assert changed and all("proj" in n for n in changed)  # only adapted projections moved
+
+    adapter = adapter_dir_for(export.destination)
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    loaded = PeftModel.from_pretrained(initial, adapter).merge_and_unload()
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-5, rtol=1e-4)
+
+
+def test_a_step_pushes_merged_weights_into_a_private_rollout_copy(tiny, tiny_dir: Path, serve) -> None:
+    from variant_support import PromptRewardScorer, router_for
+
+    from grpo_server.rollout.base import SamplingConfig, make_engine
+    from grpo_server.training.engine import OptimConfig
+    from grpo_server.training.loop import StepRunner, StepSettings
+    from grpo_server.training.loss import LossConfig
+    from grpo_server.training.torch_engine import TorchEngine
+    from grpo_server.types import ChatMessage, PromptRecord, RewardSpec
+
+    model, tok = tiny
+    engine = TorchEngine(apply_lora(model, rank=4, alpha=8), OptimConfig(learning_rate=5e-2))
+    rollout = make_engine("hf", model_path=str(tiny_dir), model=None, tokenizer=tok, dtype="float32",
+                          device="cpu", seed=0)  # a private copy: weights arrive only through load_weights
+    router, snapshot = router_for({"pr": serve(PromptRewardScorer())})
+    settings = StepSettings(prompts_per_step=2, group_size=4, sampling=SamplingConfig(n=4, max_new_tokens=6),
+                            loss=LossConfig(beta=0.0))
+    runner = StepRunner(settings, tokenizer=tok, rollout=rollout, engine=engine, router=router)
+    prompts = [PromptRecord(f"q{i}", (ChatMessage("user", f"question {i}"),), (RewardSpec("pr"),)) for i in range(2)]
+    runner.run_step(1, prompts, snapshot)
+    private = dict(rollout.model.named_parameters())  # type: ignore[attr-defined]
+    merged = dict(merged_named_weights(engine.model))
+    q = next(n for n in merged if n.endswith("q_proj.weight"))
+    assert not torch.equal(merged[q], dict(load_initial(tiny_dir).named_parameters())[q])  # the step moved it
+    for name, tensor in merged.items():
+        torch.testing.assert_close(private[name], tensor, msg=name)
+
+
+def load_initial(path: Path) -> torch.nn.Module:
+    """The tiny model as built, before any step."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path)

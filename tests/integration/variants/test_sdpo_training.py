@@ -1,0 +1,163 @@
+"""SDPO wired into the trainer's loss: the teacher's re-prompt as tokens, the loss against a hand
+computation on the real tiny model, blending with GRPO, and the distillation loss falling over steps."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import torch
+from variant_support import scored_group
+
+from grpo_server.algorithm import DEFAULT_TEACHER_INSTRUCTION
+from grpo_server.training import batch as batching
+from grpo_server.training.engine import OptimConfig
+from grpo_server.training.loss import LossConfig, grpo_loss
+from grpo_server.training.sdpo import SdpoSettings, TeacherRows, teacher_rows
+from grpo_server.training.torch_engine import TorchEngine
+
+QUESTION = "Write the number two."
+TEXTS = ["3", "2", "7", "9"]
+REWARDS = [0.0, 1.0, None, 0.0]
+FEEDBACKS = ["wrong: expected 2, got 3", "", "timed out", ""]
+
+
+def encode(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"])
+
+
+def build(tokenizer: Any, settings: SdpoSettings | None = None) -> tuple[Any, TeacherRows, dict[str, float]]:
+    group = scored_group(tokenizer, QUESTION, TEXTS, REWARDS, FEEDBACKS)
+    settings = settings or SdpoSettings(teacher="live", is_clip=None)
+    rows, metrics = teacher_rows([group], REWARDS, settings, 4, functools.partial(encode, tokenizer))
+    return group, rows, metrics
+
+
+def test_reprompt_holds_feedback_and_the_successful_sibling_and_skips_the_rest(tiny) -> None:
+    _, tok = tiny
+    group, rows, metrics = build(tok)
+    prompt = group.rollout.prompt_token_ids
+    ids = [c.completion.token_ids for c in group.completions]
+    # 0: failed with feedback -> feedback + the successful sibling 1; 1: the only success -> no teacher;
+    # 2: reward unavailable -> no teacher; 3: failed, no feedback -> the sibling alone.
+    assert set(rows.prompts) == {prompt + ids[0], prompt + ids[3]}
+    expected0 = (f"{QUESTION}\n\nA correct solution to this problem:\n2\n\nFeedback on a previous attempt:\n"
+                 f"wrong: expected 2, got 3\n\n{DEFAULT_TEACHER_INSTRUCTION}")
+    expected3 = f"{QUESTION}\n\nA correct solution to this problem:\n2\n\n{DEFAULT_TEACHER_INSTRUCTION}"
+    assert rows.prompts[prompt + ids[0]] == tuple(encode(tok, [{"role": "user", "content": expected0}]))
+    assert rows.prompts[prompt + ids[3]] == tuple(encode(tok, [{"role": "user", "content": expected3}]))
+    assert metrics["sdpo/distilled_fraction"] == 0.5
+    assert metrics["sdpo/with_feedback"] == 0.25
+    assert metrics["sdpo/with_sibling"] == 0.5
+    assert rows.normalizer == len(ids[0]) + len(ids[3])
+
+
+def test_feedback_only_teacher_when_siblings_are_off(tiny) -> None:
+    _, tok = tiny
+    group, rows, metrics = build(tok, SdpoSettings(use_siblings=False))
+    prompt = group.rollout.prompt_token_ids
+    assert set(rows.prompts) == {prompt + group.completions[0].completion.token_ids}
+    assert metrics["sdpo/with_sibling"] == 0.0 and metrics["sdpo/with_feedback"] == 0.25
+
+
+def _logp_of(model: Any, prompt: list[int], completion: list[int]) -> torch.Tensor:
+    ids = torch.tensor([prompt + completion])
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1]
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, torch.tensor(completion).unsqueeze(-1)).squeeze(-1)
+
+
+def test_sampled_reverse_kl_matches_separate_student_and_teacher_forwards(tiny) -> None:
+    model, tok = tiny
+    group, rows, _ = build(tok)
+    batch = batching.collate([group], torch.zeros(4), pad_token_id=tok.pad_token_id)
+    cfg = LossConfig(grpo_weight=0.0, sdpo=SdpoSettings(teacher="live", is_clip=None))
+    loss, metrics = grpo_loss(model, batch, 1.0, cfg, teacher_rows=rows, teacher=None, pad_id=tok.pad_token_id)
+
+    # By hand: student log-probs on prompt + completion, teacher log-probs on re-prompt + completion.
+    surrogate = torch.zeros(())
+    value = 0.0
+    for i in (0, 3):
+        comp = list(group.completions[i].completion.token_ids)
+        s = _logp_of(model, list(group.rollout.prompt_token_ids), comp)
+        with torch.no_grad():
+            t = _logp_of(model, list(rows.prompts[tuple(group.rollout.prompt_token_ids) + tuple(comp)]), comp)
+        surrogate = surrogate + ((s - t).detach() * s).sum()
+        value += float((s - t).detach().sum())
+    assert float(loss.detach()) == pytest.approx(value / rows.normalizer, abs=1e-5)
+    assert metrics["sdpo/distill_loss"] == pytest.approx(float(loss.detach()))
+
+    # The gradient is the score-function one: sg(s - t) * grad s, per distilled token.
+    (grad,) = torch.autograd.grad(loss, [model.model.embed_tokens.weight])
+    (expected,) = torch.autograd.grad(surrogate / rows.normalizer, [model.model.embed_tokens.weight])
+    torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-4)
+
+
+def test_blend_is_grpo_plus_weight_times_distillation(tiny) -> None:
+    model, tok = tiny
+    group, rows, _ = build(tok)
+    adv = torch.tensor([-1.0, 1.5, 0.0, -0.5])
+    batch = batching.collate([group], adv, pad_token_id=tok.pad_token_id)
+    common = {"teacher_rows": rows, "teacher": None, "pad_id": tok.pad_token_id}
+    settings = SdpoSettings(teacher="live", is_clip=None, weight=0.3)
+    with torch.no_grad():
+        grpo, _ = grpo_loss(model, batch, 3.0, LossConfig(), **common)
+        distill, _ = grpo_loss(model, batch, 3.0, LossConfig(grpo_weight=0.0, sdpo=settings), **common)
+        blend, m = grpo_loss(model, batch, 3.0, LossConfig(sdpo=settings), **common)
+    assert float(blend) == pytest.approx(float(grpo) + float(distill), abs=1e-6)
+    assert m["loss"] == pytest.approx(float(blend)) and m["sdpo/distill_loss"] == pytest.approx(float(distill) / 0.3)
+    assert float(distill) != 0.0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SdpoSettings(loss="logit_kl", kl_kind="forward", teacher="initial", is_clip=None),
+        SdpoSettings(loss="logit_kl", kl_kind="reverse", top_k=8, teacher="initial", is_clip=2.0),
+        SdpoSettings(loss="jsd", jsd_alpha=0.5, teacher="initial", is_clip=None),
+        SdpoSettings(loss="sampled_reverse_kl", teacher="initial", is_clip=None),
+    ],
+    ids=["forward-kl", "reverse-kl-top8-is", "jsd", "sampled-reverse-kl"],
+)
+def test_distillation_loss_falls_over_optimizer_steps(tiny, settings: SdpoSettings) -> None:
+    from grpo_server.training.loop import build_reference_model
+
+    model, tok = tiny
+    group, rows, _ = build(tok, settings)
+    teacher = build_reference_model(model)  # a frozen copy, made clearly different from the student:
+    torch.manual_seed(0)
+    with torch.no_grad():  # the random tiny model is near-uniform in any context, so perturb its head
+        head: Any = teacher.get_output_embeddings()  # type: ignore[operator]
+        head.weight.add_(0.3 * torch.randn_like(head.weight))
+    batch = batching.collate([group], torch.zeros(4), pad_token_id=tok.pad_token_id)
+    # Sampler log-probs = the student's own at the start (one policy sampled and trains).
+    with torch.no_grad():
+        from grpo_server.training.loss import logprobs_only
+
+        batch = batching.TrainBatch(**{**vars(batch), "sampler_logprobs": logprobs_only(model, batch)})
+    engine = TorchEngine(model, OptimConfig(learning_rate=2e-2, max_grad_norm=0.0))
+    loss_fn = functools.partial(grpo_loss, cfg=LossConfig(grpo_weight=0.0, sdpo=settings), teacher_rows=rows,
+                                teacher=teacher, pad_id=tok.pad_token_id)
+
+    def distance() -> float:
+        # For the logit losses the loss itself (a divergence >= 0); for the sampled estimator the mean
+        # |log s - log t| over the distilled tokens (its value is signed).
+        with torch.no_grad():
+            loss, _ = loss_fn(model, batch, 1.0)
+        if settings.loss != "sampled_reverse_kl":
+            return float(loss)
+        gaps = []
+        for key, tprompt in rows.prompts.items():
+            comp = list(key[len(group.rollout.prompt_token_ids):])
+            with torch.no_grad():
+                s = _logp_of(model, list(group.rollout.prompt_token_ids), comp)
+                t = _logp_of(teacher, list(tprompt), comp)
+            gaps.append((s - t).abs().mean())
+        return float(torch.stack(gaps).mean())
+
+    before = distance()
+    for _ in range(15):
+        engine.train_step([batch], loss_fn, 1.0)
+    after = distance()
+    assert before > 0
+    assert after < 0.5 * before, f"distillation distance {before:.4f} -> {after:.4f}"
