@@ -34,6 +34,7 @@ from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
 SCHEMA_VERSION = 1
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
+LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -248,8 +249,9 @@ class Store:
     def recover(self) -> int:
         """At startup, before any lease: put every LEASED prompt back in the queue at its original
         position (no checkpoint contains its update: commit_checkpoint would have marked it TRAINED), and
-        mark steps recorded RUNNING after the latest checkpoint FAILED ("abandoned"). Returns how many
-        prompts were re-queued."""
+        mark steps recorded RUNNING after the latest checkpoint FAILED ("abandoned") and those recorded
+        COMPLETED after it FAILED too ("lost": the run resumes from the checkpoint, so their update is
+        gone and their numbers are taken again). Returns how many prompts were re-queued."""
         now = time.time()
         with self._write() as c:
             row = c.execute("SELECT max(step) FROM checkpoints").fetchone()
@@ -261,6 +263,10 @@ class Store:
                 "UPDATE steps SET state = ?, error = ?, finished_at = coalesce(finished_at, ?) "
                 "WHERE state = ? AND step > ?",
                 (StepState.FAILED.value, ABANDONED, now, StepState.RUNNING.value, latest),
+            )
+            c.execute(
+                "UPDATE steps SET state = ?, error = ? WHERE state = ? AND step > ?",
+                (StepState.FAILED.value, LOST, StepState.COMPLETED.value, latest),
             )
             return int(requeued)
 

@@ -1,0 +1,30 @@
+"""Checkpoint retention never removes the checkpoint a restart would resume from: with `keep: 1`, the
+moment after a new checkpoint's files are written and before the store records it (where a kill -9 can
+land), the store's latest recorded checkpoint is still on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from live_trainer import prompts, wait_for
+
+from grpo_client import TrainerClient
+from grpo_server.checkpoint import checkpoint_dir
+
+
+def test_keep_1_leaves_the_recorded_checkpoint_until_the_next_is_recorded(toy_backend, start_trainer, tmp_path: Path) -> None:
+    _, backend = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", backend.address)], checkpoint={"every_steps": 1, "keep": 1},
+                        training={"max_steps": 2})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(4))
+    wait_for(lambda: client.step_status().run.checkpoint_step == 2 or None, 120, "no checkpoint at step 2")
+
+    # The files of the next checkpoint are written (what the loop does before recording it)...
+    written = app.loop.save_checkpoint(3)
+    assert written.is_dir()
+    # ...and the one the store would resume from after a crash right now is still there.
+    latest = app.store.latest_checkpoint()
+    assert latest is not None and latest.step == 2 and Path(latest.path).is_dir()
+    assert not checkpoint_dir(store_dir, 1).exists()  # older ones still go: keep: 1 plus the recorded one

@@ -1,0 +1,95 @@
+"""Run control of the real trainer: pause lets the current step finish and starts no new one while the
+API stays up; resume goes on. SIGTERM to the `grpo-server` process drains it: health NOT_SERVING at
+once, the step in progress finishes, a checkpoint containing it is written, exit code 0. Health is
+NOT_SERVING while the model loads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from grpc_health.v1 import health_pb2
+from live_trainer import TrainerProcess, config_data, prompts, wait_for, write_yaml
+
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient
+from grpo_server.store import Store
+from grpo_server.types import PromptState
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_pause_finishes_the_step_then_starts_none_until_resume(toy_backend, start_trainer, tmp_path: Path) -> None:
+    scorer, backend = toy_backend("toy", 0.5)
+    scorer.gate = threading.Event()  # hold step 1 in its reward phase
+    app = start_trainer(tmp_path / "store", [("toy", backend.address)])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(6))
+    assert scorer.calls_started.wait(60)
+
+    run = client.pause()
+    assert run.pause_requested and run.state == trainer_pb2.RUN_STATE_TRAINING  # step 1 still going
+    scorer.gate.set()
+    wait_for(lambda: client.step_status().run.state == trainer_pb2.RUN_STATE_PAUSED or None, 60, "never paused")
+    status = client.step_status()
+    assert status.step.step == 1 and status.step.state == trainer_pb2.STEP_STATE_COMPLETED
+    calls = scorer.calls
+    time.sleep(2.0)  # four of the loop's polls: long enough for a step to start if one would
+    status = client.step_status()
+    assert status.run.latest_step == 1 and status.run.state == trainer_pb2.RUN_STATE_PAUSED
+    assert scorer.calls == calls
+    # The API stays up while paused.
+    assert client.submit_prompts(prompts(2, start=100)).queue_depth == 6
+
+    run = client.resume()
+    assert not run.pause_requested
+    for report in client.iter_steps(after_step=1, timeout=60):
+        assert report.step == 2 and report.state == trainer_pb2.STEP_STATE_COMPLETED
+        break
+
+
+def test_sigterm_drains_finishes_the_step_checkpoints_and_exits_0(toy_backend, tmp_path: Path) -> None:
+    scorer, backend = toy_backend("toy", 0.5)
+    config = write_yaml(tmp_path / "trainer.yaml", config_data(checkpoint={"every_steps": 100}))
+    store_dir = tmp_path / "store"
+    proc = TrainerProcess(config, store_dir, [("toy", backend.address)], log_path=tmp_path / "trainer.log")
+    try:
+        # The API answers at once, but the model is still loading (seconds, in a fresh process).
+        assert proc.health() == NOT_SERVING
+        assert proc.client.step_status().run.state == trainer_pb2.RUN_STATE_STARTING
+        proc.wait_ready()
+
+        proc.client.submit_prompts(prompts(8))
+        for report in proc.client.iter_steps(include_running=True, timeout=120):
+            if report.step == 2 and report.state == trainer_pb2.STEP_STATE_COMPLETED:
+                scorer.calls_started.clear()
+                scorer.gate = threading.Event()  # hold step 3 in its reward phase
+                break
+        assert scorer.calls_started.wait(60)
+
+        proc.terminate()
+        wait_for(lambda: proc.health() == NOT_SERVING or None, 30, "health stayed SERVING after SIGTERM")
+        assert proc.client.step_status().run.state == trainer_pb2.RUN_STATE_DRAINING
+        assert proc.proc.poll() is None  # still finishing step 3
+        scorer.gate.set()
+        assert proc.wait(120) == 0, proc.log_tail()
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
+
+    store = Store(store_dir)
+    try:
+        latest = store.latest_checkpoint()
+        states = store.prompt_states()
+        step3 = store.get_step(3)
+    finally:
+        store.close()
+    assert latest is not None and latest.step == 3  # written by the drain (every_steps is 100)
+    assert step3 is not None and step3.state.value == "completed"
+    assert {pid: s for pid, (s, _) in states.items()} == {
+        **{f"p{i}": PromptState.TRAINED for i in range(6)},
+        **{f"p{i}": PromptState.QUEUED for i in range(6, 8)},
+    }
+    assert "draining" in proc.log_tail(20000)
