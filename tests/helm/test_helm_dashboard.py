@@ -23,7 +23,10 @@ TRAINER_METRICS = [
     "grpo_checkpoint_duration_seconds", "grpo_step_phase_seconds", "grpo_run_state", "grpo_build_info",
 ]
 REWARD_SERVICE_METRICS = ["grpo_reward_items_total", "grpo_reward_score_duration_seconds", "grpo_reward_in_flight_requests"]
-HISTOGRAMS = ["grpo_step_duration_seconds", "grpo_reward_request_duration_seconds", "grpo_reward_score_duration_seconds"]
+HISTOGRAMS = [
+    "grpo_step_duration_seconds", "grpo_reward_request_duration_seconds", "grpo_reward_score_duration_seconds",
+    "grpo_checkpoint_duration_seconds",
+]
 
 
 @pytest.fixture(scope="module")
