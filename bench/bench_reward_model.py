@@ -21,6 +21,7 @@ from pathlib import Path
 
 import grpc
 import torch
+
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 from grpo_rewards.common import start_server
 from grpo_rewards.reward_model.model import RewardModel

@@ -1,0 +1,166 @@
+"""The peer: TRL's GRPOTrainer on the same GRPO step as bench/bench_step.py, in its own process.
+
+Same model (SmolLM2-135M-Instruct, float32), same prompts (bench.sum_problems), same batch (8 prompts x
+8 samples, micro-batches of 16 completions: per_device_train_batch_size=16 with 4 accumulation steps,
+so one optimizer step per generation batch of 64), same completion length (<= 32 new tokens), learning
+rate, temperature, beta and loss aggregation ("grpo": per-sequence mean). TRL runs as a CPU user would
+run it out of the box: HF `generate` (use_vllm=False), float32, torch's default threads. The reward is
+math-verify's verify(gold, parse(completion)) called in process, the usual TRL reward function; our
+trainer asks the same library behind the math verifier service.
+
+It needs TRL, which lives only in the bench environment (requirements/bench.txt, installed by
+`python -m bench.run_all` into .venv/bench-packages):
+
+    PYTHONPATH=.venv/bench-packages .venv/bin/python -m bench.bench_trl --steps 4 --json out.json
+
+Prints one line per step and a summary; with --json writes step seconds, rewards and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from bench import PeakRss, load_average, machine_info, self_peak_rss_bytes, sum_problems
+
+
+def math_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
+    """1.0 when math-verify finds the completion equal to the gold answer, else 0.0 (TRL's reward-
+    function signature: completions are chat messages lists; dataset columns arrive as keywords)."""
+    from math_verify import parse, verify
+
+    out = []
+    for completion, gold in zip(completions, answer, strict=True):
+        text = completion[0]["content"] if isinstance(completion, list) else str(completion)
+        try:
+            out.append(1.0 if verify(parse(gold), parse(text)) else 0.0)
+        except Exception:  # noqa: BLE001 - a completion math-verify cannot read scores 0, as in TRL examples
+            out.append(0.0)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train `args.steps` optimizer steps with GRPOTrainer; returns timings, rewards and peak memory."""
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; no telemetry or hub look-ups
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpo_server.models.smollm2 import prepare_smollm2
+
+    model_dir = args.model_dir or prepare_smollm2()
+    problems = sum_problems(args.prompts_per_step * args.steps * 2, seed=args.seed)
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": q}], "answer": a} for q, a in problems])
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+
+    completions_per_step = args.prompts_per_step * args.group_size
+    accumulation = max(completions_per_step // args.micro_batch, 1)
+    config = GRPOConfig(
+        output_dir=str(args.out_dir),
+        per_device_train_batch_size=args.micro_batch,
+        gradient_accumulation_steps=accumulation,
+        num_generations=args.group_size,
+        max_completion_length=args.max_new_tokens,
+        learning_rate=args.learning_rate,
+        temperature=args.temperature,
+        beta=args.beta,
+        loss_type="grpo",
+        scale_rewards="group",
+        max_grad_norm=1.0,
+        max_steps=args.steps,
+        use_vllm=False,
+        use_cpu=True,
+        bf16=False,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        disable_tqdm=True,
+    )
+
+    class Timer(TrainerCallback):  # type: ignore[misc]
+        """Wall time of each optimizer step and the metrics TRL logs for it."""
+
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+            self.logs: list[dict[str, float]] = []
+
+        def on_train_begin(self, *a: Any, **k: Any) -> None:
+            self.marks.append(time.perf_counter())
+
+        def on_step_end(self, *a: Any, **k: Any) -> None:
+            self.marks.append(time.perf_counter())
+            n = len(self.marks) - 1
+            print(f"trl step {n}: {self.marks[-1] - self.marks[-2]:.1f} s (load {load_average()})", flush=True)
+
+        def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            logs = kwargs.get("logs")
+            if logs:
+                self.logs.append(dict(logs))
+
+    timer = Timer()
+    with PeakRss(os.getpid()) as rss:
+        trainer = GRPOTrainer(model=model, reward_funcs=[math_reward], args=config, train_dataset=data,
+                              processing_class=tokenizer, callbacks=[timer])
+        trainer.train()
+    step_seconds = [b - a for a, b in zip(timer.marks, timer.marks[1:], strict=False)]
+    rewards = [float(log["reward"]) for log in timer.logs if "reward" in log]
+    return {
+        "system": "trl",
+        "trl_version": __import__("trl").__version__,
+        "model": str(model_dir),
+        "step_seconds": step_seconds,
+        "median_step_seconds_after_first": statistics.median(step_seconds[1:] or step_seconds),
+        "rewards": rewards,
+        "peak_rss_bytes_sampled": rss.peak_bytes,
+        "peak_rss_bytes_getrusage": self_peak_rss_bytes(),
+        "torch_threads": torch.get_num_threads(),
+        "logs": timer.logs,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model-dir", type=Path, default=None, help="HF directory (default: the prepared SmolLM2)")
+    p.add_argument("--steps", type=int, default=4, help="optimizer steps (the first counts as warm-up)")
+    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--micro-batch", type=int, default=16, help="completions per forward/backward pass")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-5)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", type=Path, default=Path("runs/bench/trl"))
+    p.add_argument("--json", type=Path, default=None, help="also write the result here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    print(f"TRL GRPOTrainer: {args.prompts_per_step} prompts x {args.group_size} samples, <= {args.max_new_tokens} "
+          f"tokens, lr {args.learning_rate}; machine {machine_info()}", flush=True)
+    result = run(args)
+    result["machine"] = machine_info()
+    print(f"trl: median step {result['median_step_seconds_after_first']:.1f} s, peak RSS "
+          f"{result['peak_rss_bytes_sampled'] / 2**30:.2f} GiB, rewards {[round(r, 3) for r in result['rewards']]}",
+          flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
