@@ -6,9 +6,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf import timestamp_pb2
+
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
-
 from grpo_server.api.ports import BackendInfo, ExportedFileInfo
 from grpo_server.control import RunControl, RunState
 from grpo_server.types import (

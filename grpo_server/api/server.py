@@ -13,8 +13,8 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
+from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_server.api.auth import AuthInterceptor, TokenStore, server_credentials
 from grpo_server.api.settings import AuthSettings
 

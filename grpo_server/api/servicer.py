@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
-from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
+from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_server.api import convert, errors
 from grpo_server.api.errors import unary
 from grpo_server.api.ports import BackendRegistry, Exporter, default_reward_pairs

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo.trainer.v1 import trainer_pb2
-
 from grpo_server.api.convert import prompt_from_proto, reference_kind, resolved_rewards
 from grpo_server.api.ports import BackendRegistry
 from grpo_server.api.settings import ApiLimits

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
 if TYPE_CHECKING:  # the registry imports this module

@@ -40,6 +40,7 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
+
 from grpo.reward.v1 import reward_pb2
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from typing import Protocol
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from grpo.reward.v1 import reward_pb2
 
+from grpo.reward.v1 import reward_pb2
 from grpo_server.rewards.breaker import CircuitBreaker, CircuitState
 from grpo_server.rewards.client import ChannelPool, call_metadata
 from grpo_server.rewards.registry import BackendEntry, RegistrySnapshot, RewardRegistry
