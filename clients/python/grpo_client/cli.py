@@ -19,9 +19,9 @@ from typing import Any, TextIO
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
+
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
-
 from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerError
 from grpo_client.prompts import PromptFileError, read_prompt_file
 

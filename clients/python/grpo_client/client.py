@@ -23,8 +23,8 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
+from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_client.prompts import batch_request_id, batches, read_prompt_file
 
 DEFAULT_TIMEOUT_SECONDS = 30.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
-from grpo.reward.v1 import reward_pb2
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -19,6 +18,8 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+
+from grpo.reward.v1 import reward_pb2
 
 # Score latency: from ~1 ms (a cached math answer) to minutes (a slow sandbox batch).
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -32,8 +32,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 from prometheus_client import start_http_server
+
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
 from .auth import BearerTokenInterceptor, TokenFile
 from .metrics import ServiceMetrics

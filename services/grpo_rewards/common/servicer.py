@@ -16,6 +16,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
 from .metrics import ServiceMetrics, status_label

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from google.rpc import error_details_pb2
+
 from grpo.reward.v1 import reward_pb2
 
 # A request with thousands of broken items needs only enough violations to show the pattern.

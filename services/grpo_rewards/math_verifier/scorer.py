@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from grpo.reward.v1 import reward_pb2
-
 from grpo_rewards.common import result_for
 
 from .extract import extract_choice, extract_final_answer, gold_choice, strip_math_delimiters

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from grpo.reward.v1 import reward_pb2
-
 from grpo_rewards.common import result_for
 
 from .batcher import MicroBatcher

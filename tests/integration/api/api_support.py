@@ -15,14 +15,13 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-
 from grpo_server.api.ports import BackendInfo, ExportedFileInfo, ExportInfo
 from grpo_server.api.server import Health
 from grpo_server.control import RunControl
 from grpo_server.store import Store
-
 
 KindSet = set[str]  # inside InMemoryRegistry, `set` names its method
 

@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 import pytest
 from api_support import Api, FileExporter, InMemoryRegistry
-from grpo.trainer.v1 import trainer_pb2_grpc
 
+from grpo.trainer.v1 import trainer_pb2_grpc
 from grpo_server.api.server import build_server
 from grpo_server.api.servicer import TrainerServicer
 from grpo_server.api.settings import ApiLimits, AuthSettings

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 
+from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_server.api.auth import METHOD_ROLES, TokensFileError, TokenStore
 from grpo_server.api.settings import AuthSettings
 

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from api_support import Api, details, prompt, submit
 from google.rpc import error_details_pb2
+
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
-
 from grpo_server.control import RunState
 
 # ---------------------------------------------------------------------------------- pause / resume

@@ -9,8 +9,8 @@ import grpc
 import pytest
 from api_support import Api, details, prompt, submit
 from google.rpc import error_details_pb2
-from grpo.trainer.v1 import trainer_pb2
 
+from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.server import graceful_stop
 from grpo_server.types import StepReport, StepState
 

@@ -6,8 +6,8 @@ import grpc
 import pytest
 from api_support import Api, details, prompt, submit, violations
 from google.rpc import error_details_pb2
-from grpo.trainer.v1 import trainer_pb2
 
+from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.settings import ApiLimits
 from grpo_server.types import PromptState
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import grpc
 import pytest
 from api_support import Api, prompt, submit, violations
+
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
-
 from grpo_server.api.settings import ApiLimits
 
 Msg = reward_pb2.Message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from grpo_client.prompts import PromptFileError, batch_request_id, parse_prompt, parse_prompt_lines
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from trainer_api import TrainerApi
+
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient, TrainerError
-from trainer_api import TrainerApi
-
 from grpo_server.types import StepState
 
 

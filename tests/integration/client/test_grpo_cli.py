@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from grpo_client.cli import main
 from trainer_api import TrainerApi
 
+from grpo_client.cli import main
 from grpo_server.types import StepState
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 from grpo_server.api.server import build_server
 from grpo_server.api.servicer import TrainerServicer
 from grpo_server.api.settings import ApiLimits, AuthSettings

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
-from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 from grpo_server.types import ChatMessage, CodeReference, Completion, PromptRecord, RewardSpec, RolloutGroup
 
 Scorer = Callable[[reward_pb2.ScoreItem], reward_pb2.ScoreResult]

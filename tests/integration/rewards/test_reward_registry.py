@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from grpo.reward.v1 import reward_pb2
 from scripted_backends import ScriptedBackend, Servers, group, ok
 
+from grpo.reward.v1 import reward_pb2
 from grpo_server.rewards.registry import BackendEntry, RegistryError, RewardRegistry, parse_registry
 from grpo_server.rewards.router import RewardRouter
 from grpo_server.types import RewardStatus

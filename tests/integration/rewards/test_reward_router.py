@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from grpo.reward.v1 import reward_pb2
 from scripted_backends import RecordingObserver, ScriptedBackend, Servers, group, length_scorer, ok
 
+from grpo.reward.v1 import reward_pb2
 from grpo_server.rewards.registry import BackendEntry, RewardRegistry
 from grpo_server.rewards.router import RewardRouter
 from grpo_server.types import CodeReference, IOCase, RewardStatus

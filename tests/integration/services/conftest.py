@@ -12,8 +12,9 @@ from typing import Any
 
 import grpc
 import pytest
-from grpo_rewards.common import RunningServer, Scorer, start_server
 from reward_service_kit import TLSFiles, make_tls_files
+
+from grpo_rewards.common import RunningServer, Scorer, start_server
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from grpc_status import rpc_status
+
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[3]

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpo.reward.v1 import reward_pb2
-from grpo_rewards.common import Limits, base_arg_parser, start_server
 from reward_service_kit import (
     REWARD_SERVICE,
     bad_request_fields,
@@ -28,6 +26,9 @@ from reward_service_kit import (
     reward_stub,
     scrape_metrics,
 )
+
+from grpo.reward.v1 import reward_pb2
+from grpo_rewards.common import Limits, base_arg_parser, start_server
 
 ANSWER_ONLY: list[reward_pb2.ReferenceKind.ValueType] = [reward_pb2.REFERENCE_KIND_ANSWER]
 

@@ -11,9 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from grpo.reward.v1 import reward_pb2
-from grpo_rewards.common import RunningServer, start_server
-from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
 from math_cases import CASES
 from reward_service_kit import (
     REWARD_SERVICE,
@@ -26,6 +23,10 @@ from reward_service_kit import (
     reward_stub,
     scrape_metrics,
 )
+
+from grpo.reward.v1 import reward_pb2
+from grpo_rewards.common import RunningServer, start_server
+from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
 
 OK = reward_pb2.SCORE_STATUS_OK
 ITEM_TIMEOUT_S = 2.0

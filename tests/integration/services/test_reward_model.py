@@ -14,9 +14,6 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from grpo.reward.v1 import reward_pb2
-from grpo_rewards.common import RunningServer, start_server
-from grpo_rewards.reward_model.scorer import RewardModelScorer, RMConfig
 from reward_service_kit import (
     REWARD_SERVICE,
     EntryPoint,
@@ -27,6 +24,9 @@ from reward_service_kit import (
     reward_stub,
 )
 
+from grpo.reward.v1 import reward_pb2
+from grpo_rewards.common import RunningServer, start_server
+from grpo_rewards.reward_model.scorer import RewardModelScorer, RMConfig
 from grpo_server.models.tiny import build_tiny_model
 
 OK = reward_pb2.SCORE_STATUS_OK
