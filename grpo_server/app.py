@@ -137,11 +137,8 @@ class TrainerApp:
         if requeued:
             log.info("re-queued %d prompts leased after the last checkpoint", requeued)
         self.control = RunControl()
-        entries = [
-            BackendEntry(name=name, address=b.address, timeout_seconds=b.timeout_seconds, max_batch_size=b.max_batch_size,
-                         max_concurrency=b.max_concurrency, tls=b.tls, token_file=b.token_file, source="config")
-            for name, b in cfg.rewards.backends.items()
-        ]
+        # BackendConfig's fields are BackendEntry's, by design: one registry-entry shape everywhere.
+        entries = [BackendEntry(name=name, source="config", **b.model_dump()) for name, b in cfg.rewards.backends.items()]
         overrides = [BackendEntry(name=n, address=a, source="flag") for n, a in self.backend_overrides]
         registry_file = Path(cfg.rewards.registry_file) if cfg.rewards.registry_file else None
         self.registry = RewardRegistry(entries, registry_file=registry_file, overrides=overrides)
