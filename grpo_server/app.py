@@ -79,7 +79,7 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
     (train steps, weight gathers, checkpoint saves and loads) until it says stop. Rank 0 serves the API."""
     import tempfile
 
-    from grpo_server.training.distributed import worker_loop
+    from grpo_server.training.distributed import finish, worker_loop
 
     # The tiny model is built per rank (deterministic) so ranks never race on one directory.
     own_dir = Path(tempfile.mkdtemp(prefix="grpo-rank-")) if cfg.model.source == "tiny" else store_dir
@@ -90,6 +90,7 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
         a = cfg.algorithm
         model = lora.apply_lora(model, a.lora_rank, a.lora_alpha, a.lora_dropout, list(a.lora_target_modules))  # type: ignore[assignment]
     worker_loop(build_training_engine(cfg, model))
+    finish()  # meets rank 0's finish() at the end of its shutdown
 
 
 def choose_rollout_engine(kind: str) -> str:
@@ -322,6 +323,10 @@ class TrainerApp:
         self.server.stop(grace=5).wait()
         self.store.close()
         self.metrics.close()
+        if self.cfg.training.engine == "deepspeed":
+            from grpo_server.training.distributed import finish
+
+            finish()  # the other ranks wait here after rank 0's stop, then everyone leaves together
         log.info("stopped")
 
 

@@ -105,3 +105,18 @@ def worker_loop(engine: Any) -> None:
         except Exception:
             log.exception("rank %d: command %r failed; this rank exits", channel.rank, command.name)
             raise
+
+
+def finish() -> None:
+    """Every rank, as its last step: wait for the others, then tear the process group down.
+
+    A rank that leaves its interpreter with the group still up can abort in the C++ destructors of the
+    communication threads ("terminate called without an active exception", SIGABRT), and the launcher
+    then kills the ranks still finishing their work. Ranks > 0 leave worker_loop before rank 0 is done
+    (rank 0 still writes its last files), so both sides meet here first. Does nothing without a group
+    of several ranks (a one-rank group stays up for whatever else the process does).
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    dist.barrier()
+    dist.destroy_process_group()

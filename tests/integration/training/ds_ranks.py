@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from engine_helpers import load_tiny, split_rows  # noqa: E402
 
-from grpo_server.training.distributed import worker_loop  # noqa: E402
+from grpo_server.training.distributed import finish, worker_loop  # noqa: E402
 from grpo_server.training.engine import OptimConfig, all_masked_like, make_engine  # noqa: E402
 from grpo_server.training.loss import LossConfig, global_normalizer, grpo_loss, logprobs_only  # noqa: E402
 from grpo_server.types import TrainBatch  # noqa: E402
@@ -59,6 +59,7 @@ def main() -> None:
         worker_loop(engine)
         resumed = build(args.model, args.stage)
         worker_loop(resumed)
+        finish()
         return
 
     batch = TrainBatch(**torch.load(args.workdir / "batch.pt", weights_only=True))
@@ -88,6 +89,7 @@ def main() -> None:
     record["w3_empty"] = weights(resumed)
     resumed.close()
     torch.save(record, args.workdir / "record.pt")
+    finish()
 
 
 if __name__ == "__main__":

@@ -22,11 +22,13 @@ def load_tiny(path: Path) -> torch.nn.Module:
     return model
 
 
-def fixed_batch(n: int = 8, length: int = 12, vocab: int = 400, seed: int = 1234) -> TrainBatch:
-    """N sequences of random tokens: the first 4 positions are the prompt; completions have varied
+def fixed_batch(n: int = 8, length: int = 12, vocab: int = 400, seed: int = 1234, group: int = 1) -> TrainBatch:
+    """N sequences of random tokens: the first 4 positions are the prompt, shared by each run of `group`
+    rows as a GRPO group shares it (so the loss runs each prompt once); completions have varied
     lengths (right padding), varied advantages, and one fully-masked row (a failed reward)."""
     g = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(0, vocab, (n, length), generator=g)
+    input_ids[:, :4] = input_ids[(torch.arange(n) // group) * group, :4]
     attention = torch.zeros((n, length), dtype=torch.long)
     cmask = torch.zeros((n, length))
     for i in range(n):

@@ -1,0 +1,101 @@
+"""Each distinct prompt through the decoder once: the same log-probs, loss and gradients as the padded
+full-sequence forward (grpo_server.training.loss._shared_prompt_hidden)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from engine_helpers import load_tiny
+
+from grpo_server.models.tiny import build_tiny_model
+from grpo_server.training.loss import LossConfig, completion_logprobs, global_normalizer, grpo_loss
+from grpo_server.types import TrainBatch
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-shared"), seed=0)
+
+
+def grouped_batch(seed: int = 7) -> TrainBatch:
+    """Three prompts of 5, 9 and 3 tokens with 4, 3 and 3 completions of 1 to 8 tokens, right-padded,
+    rows of one prompt not all adjacent, one completion masked out (a failed reward) and one counted
+    only in part."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(3, 400, (n,), generator=g).tolist() for n in (5, 9, 3)]
+    rows = [(0, 3), (0, 8), (1, 2), (0, 1), (0, 5), (1, 7), (2, 4), (1, 1), (2, 6), (2, 2)]
+    length = max(len(prompts[p]) + c for p, c in rows)
+    n = len(rows)
+    ids = torch.zeros((n, length), dtype=torch.long)
+    att = torch.zeros_like(ids)
+    cmask = torch.zeros((n, length))
+    for i, (p, c) in enumerate(rows):
+        prompt = prompts[p]
+        ids[i, : len(prompt)] = torch.tensor(prompt)
+        ids[i, len(prompt) : len(prompt) + c] = torch.randint(3, 400, (c,), generator=g)
+        att[i, : len(prompt) + c] = 1
+        if i != 4:  # row 4 failed its reward: no loss token
+            cmask[i, len(prompt) : len(prompt) + c] = 1.0
+    cmask[5, len(prompts[1]) + 2] = 0.0  # one token of row 5 does not count
+    return TrainBatch(
+        input_ids=ids, attention_mask=att, completion_mask=cmask,
+        advantages=torch.randn(n, generator=g), sampler_logprobs=torch.zeros((n, length)),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prompts_give_the_same_logprobs_and_entropies(tiny_dir, temperature):
+    model = load_tiny(tiny_dir)
+    batch = grouped_batch()
+    with torch.no_grad():
+        plain, plain_ent = completion_logprobs(
+            model, batch, temperature, with_entropy=True, share_prompts=False
+        )
+        shared, shared_ent = completion_logprobs(
+            model, batch, temperature, with_entropy=True, share_prompts=True
+        )
+    assert plain.shape == shared.shape == batch.input_ids.shape
+    assert int((plain != 0).sum()) == int(batch.completion_mask.sum())  # every loss token has a log-prob
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared_ent, plain_ent, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prompts_give_the_same_loss_and_gradients(tiny_dir):
+    batch = grouped_batch()
+    results = []
+    for share in (False, True):
+        model = load_tiny(tiny_dir)
+        cfg = LossConfig(aggregation="dapo", beta=0.0, share_prompts=share)
+        normalizer = global_normalizer([batch], cfg.aggregation, cfg.max_tokens)
+        old = (
+            completion_logprobs(model, batch, share_prompts=False)[0].detach() - 0.05 * batch.completion_mask
+        )
+        loss, metrics = functools.partial(grpo_loss, cfg=cfg)(
+            model, TrainBatch(**{**vars(batch), "old_logprobs": old}), normalizer
+        )
+        loss.backward()
+        results.append((loss.detach(), metrics, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (plain_loss, plain_m, plain_g), (shared_loss, shared_m, shared_g) = results
+    torch.testing.assert_close(shared_loss, plain_loss, atol=1e-6, rtol=1e-5)
+    assert shared_m.keys() == plain_m.keys()
+    for key, value in plain_m.items():
+        assert shared_m[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert plain_g.keys() == shared_g.keys()
+    assert any(float(g.abs().sum()) > 0 for g in plain_g.values())
+    for name in plain_g:
+        torch.testing.assert_close(shared_g[name], plain_g[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_rows_with_their_own_prompts_take_the_plain_path_with_the_same_result(tiny_dir):
+    model = load_tiny(tiny_dir)
+    batch = grouped_batch()
+    one_each = TrainBatch(
+        **{k: (v[[0, 2, 6]] if isinstance(v, torch.Tensor) else v) for k, v in vars(batch).items()}
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            completion_logprobs(model, one_each, share_prompts=True)[0],
+            completion_logprobs(model, one_each, share_prompts=False)[0],
+        )
