@@ -1,8 +1,10 @@
 """Checkpoints: the training state the trainer resumes from, and Hugging Face exports people load.
 
 Training checkpoints live in `<store-dir>/checkpoints/step-<N>/` (the engine's model, optimizer,
-scheduler and RNG state). They are written to a temporary directory, flushed to disk and renamed into
-place, and only then recorded in the store: a prompt counts as trained once the rename is durable.
+scheduler and RNG state; the SDPO teacher, `sdpo_teacher.safetensors`, when the run keeps one). They are
+written to a temporary directory, flushed to disk and renamed into place, the step loop adds its own
+state (the teacher), and only then is the checkpoint recorded in the store: a prompt counts as trained
+once all of it is durable.
 
 Exports are plain Hugging Face directories (safetensors, config.json, tokenizer files,
 generation_config.json) plus `manifest.json` listing every file with its size and sha256 and the step.
@@ -281,3 +283,38 @@ def prune_checkpoints(store_dir: Path, keep_steps: Iterable[int], keep: int) -> 
     for old in done[: max(len(done) - keep, 0)]:
         if int(old.name.split("-")[1]) not in protected:
             shutil.rmtree(old, ignore_errors=True)
+
+
+SDPO_TEACHER_FILE = "sdpo_teacher.safetensors"
+
+
+def save_module_weights(module: torch.nn.Module, directory: Path, name: str) -> Path:
+    """Write `module`'s parameters and persistent buffers as `directory/name` (safetensors, in their own
+    dtypes; tied tensors stored once) durably: a temporary file, fsynced, renamed, directory fsynced.
+    Returns the file's path."""
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    final = directory / name
+    tmp = directory / f".{name}.tmp"
+    save_model(module, str(tmp))
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+    _fsync_dir(directory)
+    return final
+
+
+def load_module_weights(module: torch.nn.Module, directory: Path, name: str) -> bool:
+    """Load `directory/name` (written by save_module_weights) into `module` in place, strictly (every
+    tensor must match by name and shape). Returns False when the file does not exist."""
+    from safetensors.torch import load_model
+
+    path = Path(directory) / name
+    if not path.is_file():
+        return False
+    load_model(module, str(path), strict=True, device=str(next(module.parameters()).device))
+    return True

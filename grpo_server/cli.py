@@ -22,9 +22,16 @@ from grpo_server.config import ConfigError, load_config, with_overrides
 
 
 def _backend(value: str) -> tuple[str, str]:
+    """NAME=HOST:PORT, held to the registry's rules (validate_entry) for a name and an address."""
+    from grpo_server.rewards.registry import BackendEntry, validate_entry
+
     name, sep, address = value.partition("=")
-    if not sep or not name or ":" not in address:
+    if not sep:
         raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=HOST:PORT, e.g. math=127.0.0.1:50061")
+    problems = validate_entry(BackendEntry(name=name, address=address, source="flag"))
+    if problems:
+        detail = "; ".join(f"{v.field}: {v.description}" for v in problems)
+        raise argparse.ArgumentTypeError(f"{value!r}: {detail} (expected NAME=HOST:PORT, e.g. math=127.0.0.1:50061)")
     return name, address
 
 
@@ -81,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    app.start()
+    from grpo_server.rewards.registry import RegistryError
+
+    try:
+        app.start()
+    except RegistryError as err:  # the registry file (or config) names a backend the rules reject
+        print(f"grpo-server: reward registry: {err}", file=sys.stderr)
+        return 2
     # One line tools and tests can parse to find the bound ports (port 0 picks free ones).
     print(f"grpo-server listening on port {app.api_port} metrics {app.metrics_port or '-'} pid {os.getpid()}", flush=True)
     while not stop.wait(0.5):

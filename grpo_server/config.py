@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from grpo_server.api.settings import ApiLimits, AuthSettings
+from grpo_server.rewards.registry import NAME_PATTERN, BackendEntry, validate_entry
 
 
 class _Strict(BaseModel):
@@ -195,32 +197,69 @@ class TrainingConfig(_Strict):
 
 
 class BackendConfig(_Strict):
-    """One reward backend of the config's registry (the registry file has the same fields)."""
+    """One reward backend of the config's registry (the registry file has the same fields).
 
-    address: str
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_batch_size: int = Field(0, ge=0)
-    max_concurrency: int = Field(4, ge=1)
+    Only types and defaults are declared here; the value rules (name pattern, HOST:PORT, limits) are
+    grpo_server.rewards.registry.validate_entry's, applied by RewardsConfig, so a backend is held to the
+    same rules whether it comes from this config, the registry file, a flag or SetRewardBackend.
+    Strict types: `timeout_seconds: "30"` is an error here as it is in the registry file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    address: str = Field(description="HOST:PORT of the RewardService.")
+    timeout_seconds: float = Field(30.0, description="Deadline of one Score call, seconds (finite, > 0).")
+    max_batch_size: int = Field(0, description="Items per Score call (0: the backend's Describe value, or 64).")
+    max_concurrency: int = Field(4, description="Score calls in flight at once (>= 1).")
     tls: bool = False
-    token_file: str | None = None
+    token_file: str | None = Field(None, description="File holding the bearer token sent to the backend.")
 
 
 class RewardSpecConfig(_Strict):
     """A default reward: backend name and weight."""
 
-    backend: str
-    weight: float = Field(1.0, gt=0)
+    backend: str = Field(pattern=NAME_PATTERN.pattern, description="A registry backend name: 1-63 of [a-z0-9_-].")
+    weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Finite and > 0, as in SubmitPrompts.")
+
+
+def _backend_errors(backends: dict[str, BackendConfig]) -> list[InitErrorDetails]:
+    """validate_entry's violations of every backend, as pydantic errors located at `<name>.<field>`
+    (a bad name at `<name>` itself), so messages read `rewards.backends.math.address: ...`."""
+    errors: list[InitErrorDetails] = []
+    for name, backend in backends.items():
+        entry = BackendEntry(name=name, source="config", **backend.model_dump())
+        for v in validate_entry(entry):
+            loc: tuple[str, ...] = (name,) if v.field == "name" else (name, v.field)
+            errors.append(InitErrorDetails(
+                type=PydanticCustomError("reward_backend", "{description}", {"description": v.description}),
+                loc=loc, input=getattr(entry, v.field, None),
+            ))
+    return errors
 
 
 class RewardsConfig(_Strict):
     """The reward registry and the default rewards of prompts that name none."""
 
-    default: list[RewardSpecConfig] = Field(default_factory=lambda: [RewardSpecConfig(backend="math")])
-    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    default: list[RewardSpecConfig] = Field(
+        default_factory=lambda: [RewardSpecConfig(backend="math")],
+        description="Rewards of prompts that name none: [{backend: a registry name, weight: finite, > 0}].",
+    )
+    backends: dict[str, BackendConfig] = Field(
+        default_factory=dict,
+        description="name -> {address, timeout_seconds, max_batch_size, max_concurrency, tls, token_file}: "
+        "the registry file's fields and rules (docs/rewards-router.md).",
+    )
     registry_file: str | None = Field(None, description="YAML registry reloaded when it changes.")
     max_retries: int = Field(3, ge=0)
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("backends")
+    @classmethod
+    def _backends_valid(cls, backends: dict[str, BackendConfig]) -> dict[str, BackendConfig]:
+        errors = _backend_errors(backends)
+        if errors:
+            raise ValidationError.from_exception_data("RewardsConfig.backends", errors)
+        return backends
 
 
 class CheckpointConfig(_Strict):
@@ -275,13 +314,18 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names each bad field."""
 
 
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a field path: `rewards.backends.math.address`, list items as
+    `rewards.default[1].weight` (the API's BadRequest spelling)."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
 def format_validation_error(err: ValidationError) -> str:
     """One line per problem: `field.path: message`."""
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {e['msg']}")
-    return "\n".join(lines)
+    return "\n".join(f"  {field_path(e['loc'])}: {e['msg']}" for e in err.errors())
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "config") -> Config:

@@ -32,6 +32,7 @@ from grpo_server.algorithm import (
     overlong_penalty,
     zero_variance_groups,
 )
+from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig
 from grpo_server.training import batch as batching
 from grpo_server.training.lora import policy_weights
@@ -103,8 +104,10 @@ class StepRunner:
 
     lease_more: how dynamic sampling gets more prompts for the step being run (the loop's store lease);
     without it dynamic sampling only drops groups. The SDPO teacher for `loss.sdpo.teacher` "initial" or
-    "ema" is a frozen copy of the engine's model made here, at construction (the weights the run starts
-    or resumes from); "ema" then follows the student after every optimizer step.
+    "ema" is a frozen copy of the engine's model made here, at construction; "ema" then follows the
+    student after every optimizer step. It is training state: `save_state` writes it into a checkpoint
+    and `load_state` restores it on resume (the initial weights stay the run's first ones, the EMA its
+    average so far).
     """
 
     def __init__(
@@ -132,8 +135,35 @@ class StepRunner:
         sdpo = settings.loss.sdpo
         self.teacher: torch.nn.Module | None = None
         self.last_teacher_rows: TeacherRows | None = None
+        # Every prompt the current (or last) step consumed, in lease order: its own lease, then dynamic
+        # sampling's extra leases. Filled as prompts are leased, so it is right even when the step fails.
+        self.step_prompt_ids: tuple[str, ...] = ()
         if sdpo is not None and sdpo.teacher in ("initial", "ema"):
             self.teacher = build_reference_model(engine.model)
+
+    # ------------------------------------------------------------------------------------ state
+
+    def save_state(self, directory: Path) -> None:
+        """Write the runner's own training state into the checkpoint `directory`: the SDPO teacher
+        (`sdpo_teacher.safetensors`) when the run keeps one ("initial" or "ema"); nothing otherwise."""
+        if self.teacher is not None:
+            save_module_weights(self.teacher, directory, SDPO_TEACHER_FILE)
+
+    def load_state(self, directory: Path) -> None:
+        """Restore what `save_state` wrote, after the engine has loaded the same checkpoint. A checkpoint
+        without a teacher (written before teachers were saved, or by a run without one) re-initialises
+        the teacher from the engine's (resumed) policy, and says so in the log."""
+        if self.teacher is None:
+            return
+        if load_module_weights(self.teacher, directory, SDPO_TEACHER_FILE):
+            log.info("SDPO teacher restored from %s", directory)
+            return
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), self.engine.model.parameters(), strict=True):
+                t.copy_(s)
+        kind = self.s.loss.sdpo.teacher if self.s.loss.sdpo is not None else "?"
+        log.warning("checkpoint %s holds no SDPO teacher (%s): the %r teacher starts again from the resumed "
+                    "policy's weights", directory, SDPO_TEACHER_FILE, kind)
 
     # ------------------------------------------------------------------------------------ pieces
 
@@ -211,6 +241,7 @@ class StepRunner:
             more = list(self.lease_more(self.s.prompts_per_step - len(kept), step))
             if not more:
                 break
+            self.step_prompt_ids += tuple(p.id for p in more)
             rounds += 1
             t0 = time.monotonic()
             extra_groups = self.rollout_groups(more)
@@ -232,7 +263,8 @@ class StepRunner:
 
     def run_step(self, step: int, prompts: Sequence[PromptRecord], registry_snapshot: Any) -> dict[str, float]:
         """Roll out, score, update. Returns the step's metrics; raises AllRewardsFailed when nothing
-        could be scored (no update taken)."""
+        could be scored (no update taken). `step_prompt_ids` lists every prompt the step consumed."""
+        self.step_prompt_ids = tuple(p.id for p in prompts)
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
@@ -385,6 +417,8 @@ class TrainingLoop:
         self._thread: threading.Thread | None = None
         latest = store.latest_checkpoint()
         self.checkpoint_step = latest.step if latest else 0
+        if latest is not None:  # the engine resumed from it already; the runner's own state comes too
+            runner.load_state(Path(latest.path))
         # Steps after the checkpoint were lost with the process (store.recover re-queued their prompts):
         # numbering resumes from the checkpoint, so step N always means the state after N steps.
         self.step = self.checkpoint_step
@@ -443,7 +477,11 @@ class TrainingLoop:
         self.checkpoint_if_behind()
 
     def run_one(self, step: int, prompts: Sequence[PromptRecord]) -> StepReport:
-        """One step from leased prompts to a recorded report (and a checkpoint when due)."""
+        """One step from leased prompts to a recorded report (and a checkpoint when due).
+
+        The RUNNING report lists the step's own lease; the final report lists every prompt the step
+        consumed, dynamic sampling's extra leases (and the prompts of groups it dropped) included: all of
+        them are leased by this step, so its checkpoint marks them trained (or a skip re-queues them)."""
         started = time.time()
         ids = tuple(p.id for p in prompts)
         running = StepReport(step, StepState.RUNNING, started, None, {}, self.runner.rollout.name, ids)
@@ -453,7 +491,10 @@ class TrainingLoop:
         outage = False
         try:
             with self.step_lock:
-                metrics = self.runner.run_step(step, prompts, snapshot)
+                try:
+                    metrics = self.runner.run_step(step, prompts, snapshot)
+                finally:
+                    ids = self.runner.step_prompt_ids or ids
             metrics["step_seconds"] = time.time() - started
             metrics["tokens_per_second"] = metrics["generated_tokens"] / max(metrics["rollout_seconds"], 1e-9)
             report = StepReport(step, StepState.COMPLETED, started, time.time(), metrics, self.runner.rollout.name, ids)
@@ -487,6 +528,9 @@ class TrainingLoop:
         """Make the state after `step` durable and mark its prompts trained."""
         started = time.monotonic()
         path = self.save_checkpoint(step)
+        # The runner's state (SDPO teacher) joins the engine's before the store records the checkpoint: a
+        # crash in between leaves the store on the previous, complete checkpoint.
+        self.runner.save_state(path)
         before = self.store.counts()
         self.store.commit_checkpoint(step, str(path))
         after = self.store.counts()
