@@ -46,12 +46,14 @@ PHASES = ("rollout_seconds", "reward_seconds", "logprob_seconds", "backward_seco
 
 def step_config(*, model: str = "smollm2", engine: str = "auto", prompts_per_step: int = 8, group_size: int = 8,
                 max_new_tokens: int = 32, learning_rate: float = 1e-5, temperature: float = 0.8, beta: float = 0.0,
-                micro_batch: int = 16, seed: int = 0, vllm_memory: float = 0.3) -> dict[str, Any]:
+                micro_batch: int = 16, seed: int = 0, vllm_memory: float = 0.3,
+                vllm_kv_gib: float | None = 0.5, vllm_max_model_len: int | None = 2048) -> dict[str, Any]:
     """The trainer config (as a dict for grpo_server.config.parse_config) of the benchmarked step."""
     return {
         "model": {"source": model, "dtype": "float32"},
         "rollout": {"engine": engine, "max_new_tokens": max_new_tokens, "temperature": temperature,
-                    "vllm_gpu_memory_utilization": vllm_memory},
+                    "vllm_gpu_memory_utilization": vllm_memory, "vllm_kv_cache_gib": vllm_kv_gib,
+                    "vllm_max_model_len": vllm_max_model_len},
         "algorithm": {"prompts_per_step": prompts_per_step, "group_size": group_size, "beta": beta,
                       "aggregation": "grpo"},
         "training": {"learning_rate": learning_rate, "micro_batch_size": micro_batch, "seed": seed},
@@ -150,7 +152,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     config = step_config(model=args.model, engine=args.engine, prompts_per_step=args.prompts_per_step,
                          group_size=args.group_size, max_new_tokens=args.max_new_tokens,
                          learning_rate=args.learning_rate, temperature=args.temperature, beta=args.beta,
-                         micro_batch=args.micro_batch, seed=args.seed, vllm_memory=args.vllm_memory)
+                         micro_batch=args.micro_batch, seed=args.seed, vllm_memory=args.vllm_memory,
+                         vllm_kv_gib=args.vllm_kv_gib or None)
     problems = sum_problems(args.prompts_per_step * args.steps * 2, seed=args.seed)
     steps: list[dict[str, float]] = []
     with TrainerHarness(config) as h, PeakRss(os.getpid(), exclude=(h.verifier.pid,)) as rss, \
@@ -197,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vllm-memory", type=float, default=0.3,
                    help="rollout.vllm_gpu_memory_utilization: the share of host memory vLLM reserves (KV cache "
-                   "and all); 0.3 is the trainer's default")
+                   "and all), used only with --vllm-kv-gib 0; 0.3 is the trainer's default")
+    p.add_argument("--vllm-kv-gib", type=float, default=0.5,
+                   help="rollout.vllm_kv_cache_gib: vLLM's KV cache, GiB (0.5 holds ~11,000 float32 tokens of "
+                   "SmolLM2; a step of 8 x 8 needs ~4,000), with vllm_max_model_len 2048 as in examples/demo.yaml; "
+                   "0 sizes it by --vllm-memory instead")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     return p
 

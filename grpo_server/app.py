@@ -222,7 +222,9 @@ class TrainerApp:
             device="cuda" if torch.cuda.is_available() else "cpu",
             seed=t.seed,
             **({"gpu_memory_utilization": r.vllm_gpu_memory_utilization, "max_model_len": r.vllm_max_model_len,
-                "enforce_eager": r.vllm_enforce_eager} if kind == "vllm" else {}),
+                "enforce_eager": r.vllm_enforce_eager,
+                **({"kv_cache_memory_bytes": int(r.vllm_kv_cache_gib * 2**30)} if r.vllm_kv_cache_gib else {})}
+               if kind == "vllm" else {}),
         )
         weights_shared = kind == "hf" and cfg.training.engine == "torch"
         if latest is not None and not weights_shared:

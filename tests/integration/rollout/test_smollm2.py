@@ -97,7 +97,7 @@ def test_vllm_loads_it_and_agrees_with_transformers(prepared: Path):
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True)
     prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
     engine = make_engine("vllm", model_path=str(prepared), model=None, tokenizer=tokenizer, dtype="auto",
-                         device="cpu", seed=0, gpu_memory_utilization=0.1, max_model_len=1024)
+                         device="cpu", seed=0, max_model_len=1024, kv_cache_memory_bytes=256 * 2**20)
     try:
         group = engine.generate([prompt], SamplingConfig(n=4, max_new_tokens=16, temperature=0.8, seed=0))[0]
     finally:

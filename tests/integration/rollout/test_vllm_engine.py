@@ -35,7 +35,8 @@ def engine_for(model_dir, tokenizer):
         close_current()
         _current["engine"] = make_engine(
             "vllm", model_path=str(model_dir), model=None, tokenizer=tokenizer, dtype="auto", device="cpu",
-            seed=0, gpu_memory_utilization=0.1, max_model_len=512,
+            # A fixed KV cache: a memory share would be measured against this pytest process's RSS.
+            seed=0, max_model_len=512, kv_cache_memory_bytes=256 * 2**20,
         )
         _current["dir"] = str(model_dir)
     return _current["engine"]
