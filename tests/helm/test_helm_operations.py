@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from helm_support import REPO, TRAINER, container, render, reward_name, volume
+from helm_support import REPO, TRAINER, render, reward_name
 
 DASHBOARD = REPO / "deploy" / "grafana" / "grpo-dashboard.json"
 
@@ -49,30 +49,6 @@ def test_notes_tell_how_to_reach_the_api(default_render) -> None:
     assert f"port-forward svc/{TRAINER} 50051:50051" in notes
     assert "grpo --target localhost:50051" in notes and " status" in notes
     assert "buf curl" in notes and "grpo.trainer.v1.TrainerService/StepStatus" in notes
-
-
-def test_multinode_trainer_is_a_leaderworkerset_whose_leader_serves(multinode_render) -> None:
-    assert multinode_render.of_kind("StatefulSet") == []
-    lws = multinode_render.get("LeaderWorkerSet", TRAINER)
-    assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
-    lwt = lws["spec"]["leaderWorkerTemplate"]
-    assert lwt["size"] == 2
-    leader, worker = lwt["leaderTemplate"], lwt["workerTemplate"]
-    lc, wc = container(leader, "trainer"), container(worker, "trainer")
-    assert lc["command"][0] == "grpo-server" and "--listen" in lc["command"]
-    assert lc["readinessProbe"]["grpc"] == {"port": 50051}
-    assert "grpc" not in {p["name"] for p in wc["ports"]}
-    assert {p["name"] for p in wc["ports"]} == {"rendezvous"}
-    for c in (lc, wc):
-        assert c["resources"]["limits"]["nvidia.com/gpu"] == 8
-        env = {e["name"]: e.get("value") for e in c["env"]}
-        assert env["GRPO_RENDEZVOUS_PORT"] == "29500"
-    assert volume(leader, "store")["persistentVolumeClaim"]["claimName"] == f"{TRAINER}-store"
-    assert multinode_render.has("PersistentVolumeClaim", f"{TRAINER}-store")
-    assert volume(leader, "shm")["emptyDir"]["medium"] == "Memory"
-    # The API Service reaches only the leader (LWS labels it worker-index 0).
-    svc = multinode_render.get("Service", TRAINER)
-    assert svc["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
 
 
 def test_multinode_is_off_by_default_so_no_crd_is_needed(default_render) -> None:

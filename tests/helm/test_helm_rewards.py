@@ -106,3 +106,25 @@ def test_unmasked_proc_uses_a_user_namespaced_pod() -> None:
     pod = rendered.get("Deployment", reward_name("code"))["spec"]["template"]
     assert pod["spec"]["hostUsers"] is False
     assert container(pod, "code")["securityContext"]["procMount"] == "Unmasked"
+
+
+def test_code_sandbox_runs_as_the_tested_non_root_mode_without_proc_by_default(default_render) -> None:
+    # What tests/integration/services/test_sandbox_security.py runs as mode uid10001-masked-proc: uid and
+    # gid 10001, no capabilities, no_new_privs, a masked /proc and the service's --no-proc.
+    from grpo_rewards.code_sandbox.server import build_parser, config_from_args
+
+    pod = default_render.get("Deployment", reward_name("code"))["spec"]["template"]
+    c = container(pod, "code")
+    assert (c["securityContext"]["runAsUser"], c["securityContext"]["runAsGroup"]) == (10001, 10001)
+    assert "--no-proc" in c["args"]
+    assert config_from_args(build_parser().parse_args(c["args"])).mount_proc is False
+
+
+def test_an_unmasked_proc_gives_the_sandbox_its_own_proc() -> None:
+    # Mode uid10001 of the attack tests.
+    from grpo_rewards.code_sandbox.server import build_parser, config_from_args
+
+    pod = render({"rewards": {"code": {"unmaskedProc": True}}}).get("Deployment", reward_name("code"))["spec"]["template"]
+    args = container(pod, "code")["args"]
+    assert "--no-proc" not in args
+    assert config_from_args(build_parser().parse_args(args)).mount_proc is True

@@ -158,3 +158,26 @@ grpc:
 {{- end }}
 {{- toYaml (dict "backends" $backends) }}
 {{- end }}
+
+{{/* Ranks per node of a multi-node trainer: multiNode.nprocPerNode, else the GPUs per pod, else 1. */}}
+{{- define "grpo.nprocPerNode" -}}
+{{- $t := .Values.trainer -}}
+{{- if $t.multiNode.nprocPerNode -}}
+{{- $t.multiNode.nprocPerNode -}}
+{{- else if gt (int $t.gpu.count) 0 -}}
+{{- $t.gpu.count -}}
+{{- else -}}
+1
+{{- end -}}
+{{- end }}
+
+{{/* The LeaderWorkerSet's name. Not the API Service's: the LWS controller creates a headless Service
+named after the LWS for the pods' DNS names (LWS_LEADER_ADDRESS), and skips it when one exists. */}}
+{{- define "grpo.trainerGroupName" -}}
+{{- include "grpo.trainerName" . }}-group
+{{- end }}
+
+{{/* The shared (ReadWriteMany) checkpoints claim of a multi-node trainer. */}}
+{{- define "grpo.checkpointsClaim" -}}
+{{- .Values.trainer.multiNode.checkpoints.existingClaim | default (printf "%s-checkpoints" (include "grpo.trainerName" .)) }}
+{{- end }}

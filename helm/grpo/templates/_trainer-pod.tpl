@@ -2,8 +2,12 @@
 The trainer's pod template, shared by the StatefulSet (one node) and the LeaderWorkerSet (several).
 (dict "root" $ "role" "single" | "leader" | "worker")
   single: the StatefulSet pod; its store PVC comes from volumeClaimTemplates ("store").
-  leader: serves the API; its store is the chart's PVC "<trainer>-store".
-  worker: joins the leader at LWS_LEADER_ADDRESS; no API, no store (emptyDir scratch).
+  leader: node 0 of the group; its global rank 0 serves the API; its store is the PVC "<trainer>-store".
+  worker: node 1.. of the group; no API, no store of its own (emptyDir scratch).
+Leader and workers run the same command, `python -m grpo_server.launch` (grpo_server/launch.py), which
+reads LWS_LEADER_ADDRESS, LWS_GROUP_SIZE and LWS_WORKER_INDEX (set by LeaderWorkerSet) and starts
+torchrun across the group. Both mount the shared checkpoints volume at /var/lib/grpo/checkpoints: every
+rank writes its DeepSpeed shard there and reads it back on resume.
 */}}
 {{- define "grpo.trainerPodTemplate" -}}
 {{- $root := .root }}
@@ -54,12 +58,19 @@ spec:
     - name: trainer
       image: {{ include "grpo.image" (dict "root" $root "image" $t.image) | quote }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-      {{- if eq $role "worker" }}
       command:
-        {{- toYaml $t.multiNode.workerCommand | nindent 8 }}
-      {{- else }}
-      command:
+        {{- if $t.multiNode.enabled }}
+        - python
+        - -m
+        - grpo_server.launch
+        - --nproc-per-node
+        - {{ include "grpo.nprocPerNode" $root | quote }}
+        - --rendezvous-port
+        - {{ $t.multiNode.rendezvousPort | quote }}
+        - --
+        {{- else }}
         - grpo-server
+        {{- end }}
         - --config
         - /etc/grpo/config.yaml
         - --listen
@@ -68,7 +79,6 @@ spec:
         - 0.0.0.0:{{ $t.metricsPort }}
         - --store-dir
         - /var/lib/grpo
-      {{- end }}
       env:
         # Caches live on a writable emptyDir: the root filesystem is read-only.
         - name: HOME
@@ -85,52 +95,34 @@ spec:
           value: /var/cache/grpo/vllm
         - name: TMPDIR
           value: /tmp
-        {{- if $t.multiNode.enabled }}
-        # LeaderWorkerSet sets LWS_LEADER_ADDRESS, LWS_GROUP_SIZE and LWS_WORKER_INDEX itself.
-        - name: GRPO_RENDEZVOUS_PORT
-          value: {{ $t.multiNode.rendezvousPort | quote }}
-        - name: GRPO_NODE_ROLE
-          value: {{ $role }}
-        {{- end }}
+        {{- /* LeaderWorkerSet sets LWS_LEADER_ADDRESS, LWS_GROUP_SIZE and LWS_WORKER_INDEX itself. */}}
         {{- with $t.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- if ne $role "worker" }}
       ports:
-        {{- if ne $role "worker" }}
         - name: grpc
           containerPort: {{ $t.grpcPort }}
           protocol: TCP
         - name: metrics
           containerPort: {{ $t.metricsPort }}
           protocol: TCP
-        {{- end }}
-        {{- if $t.multiNode.enabled }}
+        {{- if eq $role "leader" }}
+        # The leader's torchrun hosts the group's rendezvous store here.
         - name: rendezvous
           containerPort: {{ $t.multiNode.rendezvousPort }}
           protocol: TCP
         {{- end }}
-      {{- if ne $role "worker" }}
       startupProbe:
         {{- include "grpo.grpcProbe" (dict "port" $t.grpcPort "probe" $t.startupProbe) | nindent 8 }}
       readinessProbe:
         {{- include "grpo.grpcProbe" (dict "port" $t.grpcPort "probe" $t.readinessProbe) | nindent 8 }}
       livenessProbe:
         {{- include "grpo.grpcProbe" (dict "port" $t.grpcPort "probe" $t.livenessProbe) | nindent 8 }}
-      {{- else }}
-      {{- /* A worker serves no gRPC: liveness is its rendezvous port being open. */}}
-      startupProbe:
-        tcpSocket:
-          port: {{ $t.multiNode.rendezvousPort }}
-        {{- toYaml $t.startupProbe | nindent 8 }}
-      readinessProbe:
-        tcpSocket:
-          port: {{ $t.multiNode.rendezvousPort }}
-        {{- toYaml $t.readinessProbe | nindent 8 }}
-      livenessProbe:
-        tcpSocket:
-          port: {{ $t.multiNode.rendezvousPort }}
-        {{- toYaml $t.livenessProbe | nindent 8 }}
       {{- end }}
+      {{- /* A worker serves nothing and listens on no fixed port (its collectives use ephemeral
+      ports): no probes. A worker rank that fails ends its torchrun, the pod restarts, and
+      RecreateGroupOnPodRestart restarts the whole group. */}}
       resources:
         {{- include "grpo.resources" (dict "resources" $t.resources "gpu" $t.gpu) | nindent 8 }}
       securityContext:
@@ -151,6 +143,12 @@ spec:
         {{- end }}
         - name: store
           mountPath: /var/lib/grpo
+        {{- if $t.multiNode.enabled }}
+        # Every rank of every node writes its DeepSpeed shard under checkpoints/ and reads it back on
+        # resume: a volume all nodes share (ReadWriteMany).
+        - name: checkpoints
+          mountPath: /var/lib/grpo/checkpoints
+        {{- end }}
         - name: shm
           mountPath: /dev/shm
         - name: cache
@@ -185,6 +183,11 @@ spec:
     {{- else if eq $role "worker" }}
     - name: store
       emptyDir: {}
+    {{- end }}
+    {{- if $t.multiNode.enabled }}
+    - name: checkpoints
+      persistentVolumeClaim:
+        claimName: {{ include "grpo.checkpointsClaim" $root }}
     {{- end }}
     - name: shm
       emptyDir:

@@ -1,0 +1,152 @@
+"""Two "nodes" on loopback, each started by `python -m grpo_server.launch` with the environment a
+LeaderWorkerSet gives its pods (LWS_LEADER_ADDRESS, LWS_GROUP_SIZE, LWS_WORKER_INDEX): two separate
+torchrun process trees, one rank each, DeepSpeed ZeRO-2 on CPU (gloo). The leader's rank 0 serves the
+API; the worker's rank follows it. Prompts go in through the Python client, a step completes with both
+ranks, and SIGTERM to the leader's launcher (what Kubernetes signals: the container's first process)
+drains the group: both launchers exit 0 and the last checkpoint holds both ranks' shards.
+
+What this does not cover: the LeaderWorkerSet controller itself, pod DNS, and NCCL (no cluster, no GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import prompts
+
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient
+
+REPO = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(r"grpo-server listening on port (\d+)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Node:
+    """One launcher (one "pod"): its output collected line by line on a thread."""
+
+    def __init__(self, index: int, group_size: int, port: int, server_args: list[str]) -> None:
+        env = {
+            **os.environ, "LWS_LEADER_ADDRESS": "127.0.0.1", "LWS_GROUP_SIZE": str(group_size),
+            "LWS_WORKER_INDEX": str(index), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
+        }  # fmt: skip
+        cmd = [sys.executable, "-m", "grpo_server.launch", "--nproc-per-node", "1",
+               "--rendezvous-port", str(port), "--", *server_args]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if m := pattern.search(self.text):
+                return m
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no {pattern.pattern!r}; output:\n{self.text[-6000:]}")
+
+    def wait(self, timeout: float) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        """Cleanup: SIGKILL the launcher's torchrun session and the launcher."""
+        if self.proc.poll() is None:
+            for pid in _descendants(self.proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            out += [child, *_descendants(child)]
+    return out
+
+
+@pytest.mark.slow
+def test_two_nodes_launched_like_a_leaderworkerset_train_and_drain_on_sigterm(
+    math_verifier: str, tmp_path: Path
+) -> None:
+    cfg = yaml.safe_load((REPO / "examples" / "tiny.yaml").read_text())
+    cfg["training"].update({"engine": "deepspeed", "zero_stage": 2})
+    cfg["algorithm"].update({"prompts_per_step": 2, "group_size": 4})
+    cfg["rollout"]["max_new_tokens"] = 6
+    cfg["checkpoint"]["every_steps"] = 1
+    config = tmp_path / "tiny-deepspeed.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    store = tmp_path / "store"
+    # The same command on every node, as the chart renders it; only LWS_WORKER_INDEX differs.
+    server_args = ["--config", str(config), "--store-dir", str(store), "--listen", "127.0.0.1:0",
+                   "--reward-backend", f"math={math_verifier}"]
+    port = _free_port()
+    leader = Node(0, 2, port, server_args)
+    worker = Node(1, 2, port, server_args)
+    try:
+        api_port = int(leader.wait_for(LISTENING, timeout=300).group(1))
+        assert LISTENING.search(worker.text) is None  # only global rank 0 serves
+        client = TrainerClient(f"127.0.0.1:{api_port}", timeout=60)
+        deadline = time.monotonic() + 300
+        while client.step_status().run.state == trainer_pb2.RUN_STATE_STARTING:
+            assert time.monotonic() < deadline, "not ready:\n" + leader.text[-4000:]
+            time.sleep(1)
+        worker.wait_for(re.compile(r"rank 1: following rank 0"), timeout=60)
+        client.submit_prompts(prompts(4))
+        completed = []
+        for report in client.iter_steps(after_step=0, timeout=600):
+            if report.state == trainer_pb2.STEP_STATE_COMPLETED:
+                completed.append(report)
+                break
+            assert report.state != trainer_pb2.STEP_STATE_FAILED, report
+        assert completed and completed[0].metrics.completions == 8
+        assert completed[0].metrics.grad_norm >= 0
+
+        # Kubernetes signals the container's first process: the launcher, not rank 0.
+        leader.proc.send_signal(signal.SIGTERM)
+        assert leader.wait(timeout=300) == 0, leader.text[-6000:]
+        assert worker.wait(timeout=120) == 0, worker.text[-6000:]
+        assert "rank 1: stop" in worker.text
+        # The drain's last checkpoint is collective: each rank wrote its own ZeRO shard into it.
+        checkpoints = sorted((store / "checkpoints").glob("step-*"))
+        assert checkpoints, "no checkpoint written"
+        shards = {p.name for p in checkpoints[-1].rglob("*optim_states.pt")}
+        assert any("rank_0" in s for s in shards) and any("rank_1" in s for s in shards), shards
+    finally:
+        leader.kill()
+        worker.kill()
