@@ -25,7 +25,7 @@ class SandboxConfig:
     python: str = "/usr/bin/python3"      # the interpreter inside; must live under /usr
     bwrap: str = "/usr/bin/bwrap"
     tmp_mib: int = 64                     # size of the tmpfs work dir (/tmp) inside
-    max_processes: int = 32               # RLIMIT_NPROC of the sandbox's uid
+    max_processes: int = 32               # RLIMIT_NPROC of one run (its own user namespace)
     max_open_files: int = 64              # RLIMIT_NOFILE
     max_file_mib: int = 16                # RLIMIT_FSIZE
     feedback_bytes: int = 2048            # feedback is trimmed to this
@@ -33,6 +33,10 @@ class SandboxConfig:
     # that RLIMIT_NPROC counts only that run's processes.
     uid_base: int = 61000
     kill_grace_s: float = 1.0             # beyond the item timeout before the host kills the sandbox
+    # A fresh /proc (of the sandbox's own pid namespace). The kernel refuses that mount to an
+    # unprivileged user when the container's /proc has masked paths (Kubernetes' default procMount);
+    # there the sandbox runs with no /proc at all.
+    mount_proc: bool = True
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that is out of range."""

@@ -4,10 +4,12 @@ Layers, outermost first:
 1. The host process: its own session (``start_new_session``) so the whole tree can be killed with
    ``os.killpg``; a wall-clock deadline; every pipe read with a byte cap (a flood kills the run);
    an empty environment.
-2. rlimits (CPU seconds, address space, processes, file size, open files, no core dumps) set by
-   util-linux ``prlimit`` right before bwrap starts (see ``_launcher_argv`` for why not a
-   ``preexec_fn``); and, when the service runs as root, a per-slot unprivileged host uid
-   (util-linux ``setpriv``) so that the process limit counts only this run.
+2. rlimits (CPU seconds, address space, file size, open files, no core dumps) set by util-linux
+   ``prlimit`` right before bwrap starts (see ``_launcher_argv`` for why not a ``preexec_fn``), and
+   the process limit set by ``prlimit`` inside the sandbox, after bubblewrap has made the run's own
+   user namespace (see ``_inner_argv``): the kernel (5.14+) counts RLIMIT_NPROC per user namespace
+   and uid, so it caps this run only, whether the service runs as root or not. As root, each
+   concurrent run also gets its own unprivileged host uid (util-linux ``setpriv``).
 3. bubblewrap: every namespace unshared (network: only a down loopback; pid: other processes are
    invisible), ``--die-with-parent``, ``--new-session`` (no terminal injection), read-only ``/usr``
    and nothing else of the host file system (no ``/etc``, ``/home``, ``/root``, the repository),
@@ -112,13 +114,31 @@ def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> 
         "/usr/bin/prlimit",
         f"--cpu={cpu}:{cpu + 1}",                      # SIGXCPU, then SIGKILL a second later
         f"--as={config.memory_mib << 20}",             # address space per process
-        f"--nproc={config.max_processes}",             # processes (and threads) of this uid
         f"--fsize={config.max_file_mib << 20}",        # largest file it may write
         f"--nofile={config.max_open_files}",
         "--core=0",
-        "--",
     ]
-    return argv
+    if uid is not None:
+        # The slot's own host uid: its count is this run's alone, so the host-side cap is exact too.
+        argv.append(f"--nproc={config.max_processes}")
+    # Without a uid of its own (not root) no host-side process limit is set here: it would count
+    # every run and this service's threads together, so one fork bomb would starve the other runs
+    # (and bwrap itself could not start). The per-run cap is set inside (``_inner_argv``).
+    return [*argv, "--"]
+
+
+def _inner_argv(config: SandboxConfig) -> list[str]:
+    """``prlimit --nproc`` as the sandbox's first command, run inside bubblewrap's new user namespace.
+
+    Since Linux 5.14 RLIMIT_NPROC is charged per (user namespace, uid), at every level up to the
+    initial namespace; a fork is refused when the count of the forking task's own (namespace, uid)
+    exceeds its RLIMIT_NPROC, or an ancestor level's count exceeds the limit its creator had when the
+    namespace was made. Set here, after bwrap made the run's namespace, the limit counts this run's
+    processes and threads only (uid 65534 of its own namespace), never another run's. Lowering a
+    limit needs no privilege; raising the hard limit back needs CAP_SYS_RESOURCE, which the program
+    does not have.
+    """
+    return ["/usr/bin/prlimit", f"--nproc={config.max_processes}", "--"]
 
 
 class Sandbox:
@@ -141,9 +161,24 @@ class Sandbox:
         self._as_root = os.geteuid() == 0
         self._same_bytecode = _same_bytecode(config.python)
         _become_subreaper()
+        self._check_starts()
         if not self._as_root:
-            log.warning("not running as root: sandboxes run as this service's uid, so the process "
-                        "limit (%d) counts this service's own processes too", config.max_processes)
+            log.info("not running as root: sandboxes run under this service's host uid, each in its own "
+                     "user namespace with its own process limit (%d)", config.max_processes)
+
+    def _check_starts(self) -> None:
+        """Start one empty sandbox now, so that a host that cannot run it (no user namespaces, a
+        seccomp or AppArmor profile refusing them, a masked /proc) fails at start with bwrap's reason
+        instead of failing every item later."""
+        try:
+            done = self.run_isolated([self.config.python, "-I", "-S", "-c", "pass"], timeout_s=30.0)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"the sandbox cannot start: {exc}") from exc
+        if done.returncode != 0:
+            reason = done.stderr.decode(errors="replace").strip()[-500:]
+            hint = (" (this /proc is masked, as in a Kubernetes container: run with --no-proc, or unmask it)"
+                    if "mount proc" in reason else "")
+            raise RuntimeError(f"the sandbox cannot start: bwrap exited {done.returncode}: {reason}{hint}")
 
     def _bwrap_argv(self, memfds: dict[str, int], seccomp_fd: int, command: list[str] | None = None) -> list[str]:
         """bwrap's command line; ``command`` replaces the runner (for ``run_isolated``)."""
@@ -161,7 +196,7 @@ class Sandbox:
                 argv += ["--ro-bind", top, top]
         argv += [
             "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
-            "--proc", "/proc", "--dev", "/dev",
+            *(["--proc", "/proc"] if c.mount_proc else []), "--dev", "/dev",
             "--size", str(c.tmp_mib << 20), "--tmpfs", "/tmp",
             "--size", str(1 << 20), "--tmpfs", "/dev/shm",
         ]
@@ -175,7 +210,7 @@ class Sandbox:
             "--chdir", "/tmp",
             # -S: no `site` (its .pth processing is a third of the interpreter's start-up); the runner
             # puts back what programs expect of it (see inner/runner.py, `restore_site`).
-            "--", *(command or [c.python, "-I", "-B", "-S", f"{SANDBOX_CODE_DIR}/runner.py"]),
+            "--", *_inner_argv(c), *(command or [c.python, "-I", "-B", "-S", f"{SANDBOX_CODE_DIR}/runner.py"]),
         ]
         return argv
 

@@ -159,10 +159,13 @@ class EntryPoint:
     """A reward service started as `python -m MODULE ARGS...`, its output captured; `address` is parsed
     from its "listening on HOST:PORT" log line."""
 
-    def __init__(self, module: str, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None) -> None:
+    def __init__(self, module: str, *args: str, timeout: float = 120.0, env: dict[str, str] | None = None,
+                 launcher: Sequence[str] = (), python: str = sys.executable) -> None:
+        """`launcher` goes before the interpreter (e.g. `setpriv ... --` to run as another user) and
+        `python` replaces this test's interpreter."""
         self.output: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [*launcher, python, "-m", module, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, env={**os.environ, **(env or {})},
         )
         self.address = self._wait_for(LISTENING, timeout).group(1)

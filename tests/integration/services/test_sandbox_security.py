@@ -2,6 +2,10 @@
 process, real bubblewrap, seccomp and rlimits). Each attack must be contained, come back with its
 status, and leave the service answering a normal item.
 
+Every attack runs against each way the service is deployed (``sandbox_modes``): as root, and as the
+Helm chart runs it, uid 10001 with no capabilities and no_new_privs, with a fresh /proc and with a
+masked /proc (Kubernetes' default, the sandbox then has no /proc).
+
 Each hostile program is the candidate of a test whose check asserts the attack's outcome: a score of
 1.0 means the program itself saw the attack fail. Where the host can look too (the listener, the files,
 the server process, the feedback text), the test checks from outside as well.
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sandbox_modes
 from reward_service_kit import REPO, EntryPoint, item, reward_stub
 
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
@@ -32,10 +38,15 @@ SLACK_S = 3.0
 EXPECT_BLOCKED = "def check(candidate):\n    assert candidate() == 'blocked'\n"
 
 
+@pytest.fixture(scope="module", params=sandbox_modes.modes())
+def mode(request: pytest.FixtureRequest) -> sandbox_modes.Mode:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def service() -> Iterator[EntryPoint]:
-    svc = EntryPoint("grpo_rewards.code_sandbox.server", "--listen", "127.0.0.1:0", "--workers", "2",
-                     env={"GRPO_SANDBOX_TEST_SECRET": SECRET})
+def service(mode: sandbox_modes.Mode) -> Iterator[EntryPoint]:
+    svc = sandbox_modes.start(mode, "--listen", "127.0.0.1:0", "--workers", "2",
+                              env={"GRPO_SANDBOX_TEST_SECRET": SECRET})
     yield svc
     assert svc.terminate() == 0
     assert SECRET not in svc.text
@@ -70,16 +81,43 @@ def still_serving_afterwards(request: pytest.FixtureRequest, service: EntryPoint
     assert (ok.status, ok.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
 
 
-def sandbox_processes_left() -> list[str]:
-    """Processes of the per-slot sandbox uids (61000 + slot) still on the host."""
-    left = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            if 61000 <= os.stat(f"/proc/{pid}").st_uid < 61100:
-                left.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            out += [child, *_descendants(child)]
+    return out
+
+
+def sandbox_processes_left(service: EntryPoint) -> list[str]:
+    """Processes of the per-slot sandbox uids (61000 + slot, as root) and the service's descendants (it
+    reaps orphaned sandboxes: the only mark of a run as non-root, which shares the service's uid)."""
+    pids = set(_descendants(service.proc.pid))
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if 61000 <= os.stat(f"/proc/{name}").st_uid < 61100:
+                pids.add(int(name))
+        except OSError:
+            continue
+    left = []
+    for pid in sorted(pids):
+        try:
+            left.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
         except OSError:
             continue
     return left
+
+
+def test_the_service_runs_with_the_modes_privileges(service: EntryPoint, mode: sandbox_modes.Mode) -> None:
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{service.proc.pid}/status").read_text().splitlines())
+    assert status["Uid"].split()[0] == str(mode.uid)
+    if mode.uid != 0:
+        assert int(status["CapEff"], 16) == int(status["CapBnd"], 16) == 0 or mode.name == "self"
+        assert status["NoNewPrivs"].strip() == "1" or mode.name == "self"
 
 
 def test_connecting_to_a_host_listener_is_blocked(stub) -> None:
@@ -121,7 +159,7 @@ def test_etc_shadow_cannot_be_read(stub) -> None:
 def test_the_services_environment_never_reaches_the_program(stub) -> None:
     # The program dumps every environment it can find; the test fails so the dump lands in feedback.
     program = ("import os\ndef f():\n    found = [repr(dict(os.environ))]\n"
-               "    for pid in os.listdir('/proc'):\n        try:\n"
+               "    for pid in (os.listdir('/proc') if os.path.isdir('/proc') else []):\n        try:\n"
                "            found.append(open(f'/proc/{pid}/environ').read())\n        except (OSError, ValueError):\n"
                "            pass\n    return ' '.join(found)\n")
     result, _ = attack(stub, program, test_code="def check(candidate):\n    assert candidate() == ''\n")
@@ -144,15 +182,46 @@ def test_writes_outside_the_work_dir_fail_and_the_work_dir_is_private(stub) -> N
         assert not os.path.exists(path), path
 
 
-def test_fork_bomb_is_contained_and_leaves_no_process(stub) -> None:
-    program = "import os\ndef f():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n"
-    result, _ = attack(stub, program)
+FORK_BOMB = "import os\ndef f():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n"
+
+
+def test_fork_bomb_is_contained_and_leaves_no_process(stub, service: EntryPoint) -> None:
+    result, _ = attack(stub, FORK_BOMB)
     assert result.status in (reward_pb2.SCORE_STATUS_TIMEOUT, reward_pb2.SCORE_STATUS_OK), result
     assert result.score == 0.0
     deadline = time.monotonic() + 5
-    while sandbox_processes_left() and time.monotonic() < deadline:
+    while sandbox_processes_left(service) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert sandbox_processes_left() == []
+    assert sandbox_processes_left(service) == []
+
+
+# Forks until the process limit refuses, then every process waits: it holds all the processes the
+# limit allows (without spinning the CPU) until the sandbox is killed at its timeout.
+HOLDING_FORK_BOMB = ("import os, time\ndef f():\n    while True:\n        try:\n            os.fork()\n"
+                     "        except OSError:\n            time.sleep(60)\n")
+
+
+def test_a_fork_bomb_does_not_starve_a_concurrent_run(stub, service: EntryPoint) -> None:
+    # Two runs at once (--workers 2): the bomb holds every process its limit allows while the other run
+    # forks 8 children of its own. The process limit is per run, so the normal run still gets them.
+    bomb: list[reward_pb2.ScoreResult] = []
+    thread = threading.Thread(target=lambda: bomb.append(attack(stub, HOLDING_FORK_BOMB, timeout=6.0)[0]))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(sandbox_processes_left(service)) < 32 and time.monotonic() < deadline:  # --max-processes
+        time.sleep(0.1)
+    assert len(sandbox_processes_left(service)) >= 32, "the bomb never reached its process limit"
+    program = ("import os\ndef f():\n    pids = []\n    for i in range(8):\n        pid = os.fork()\n"
+               "        if pid == 0:\n            os._exit(i)\n        pids.append(pid)\n"
+               "    return sum(os.waitstatus_to_exitcode(os.waitpid(p, 0)[1]) for p in pids)\n")
+    (normal,) = stub.Score(reward_pb2.ScoreRequest(items=[item("normal", program, code=reward_pb2.CodeTests(
+        test_code="def check(candidate):\n    assert candidate() == 28\n", entry_point="f",
+        timeout_seconds=10))]), timeout=60).results
+    still_bombing = thread.is_alive()
+    thread.join(timeout=30)
+    assert (normal.status, normal.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), normal.feedback
+    assert still_bombing, "the bomb ended before the normal run: the two did not overlap"
+    assert bomb and bomb[0].score == 0.0
 
 
 def test_process_limit_stops_forking(stub) -> None:
@@ -211,17 +280,24 @@ def test_killing_other_processes_fails(stub, service: EntryPoint) -> None:
     assert service.proc.poll() is None
 
 
-def test_proc_shows_only_the_sandbox(stub, service: EntryPoint) -> None:
-    program = (f"import os\ndef f():\n    pids = sorted(p for p in os.listdir('/proc') if p.isdigit())\n"
+def test_proc_shows_only_the_sandbox(stub, service: EntryPoint, mode: sandbox_modes.Mode) -> None:
+    # With --no-proc (a masked /proc) there is no /proc at all; otherwise it is the sandbox's own.
+    expected = "blocked" if mode.proc_in_sandbox else "no proc"
+    program = (f"import os\ndef f():\n    if not os.path.exists('/proc'):\n        return 'no proc'\n"
+               "    pids = sorted(p for p in os.listdir('/proc') if p.isdigit())\n"
                f"    try:\n        open('/proc/{service.proc.pid}/cmdline').read()\n        return 'read the server'\n"
                "    except OSError:\n        pass\n    return 'blocked' if pids == ['1'] else repr(pids)\n")
-    result, _ = attack(stub, program)
+    result, _ = attack(stub, program, test_code=f"def check(candidate):\n    assert candidate() == {expected!r}\n")
     assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
 
 
 def test_runs_as_nobody_without_capabilities(stub) -> None:
-    program = ("import os\ndef f():\n    caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')]\n"
-               "    ok = os.getuid() == 65534 and caps == ['CapEff:\\t0000000000000000\\n']\n"
+    # capget(2) rather than /proc/self/status: the sandbox may have no /proc.
+    program = ("import ctypes, os\ndef f():\n"
+               "    header = (ctypes.c_uint32 * 2)(0x20080522, 0)\n    data = (ctypes.c_uint32 * 6)()\n"
+               "    if ctypes.CDLL(None, use_errno=True).capget(header, data) != 0:\n        return 'capget failed'\n"
+               "    caps = list(data)\n"
+               "    ok = (os.getuid(), os.getgid()) == (65534, 65534) and caps == [0] * 6\n"
                "    return 'blocked' if ok else repr((os.getuid(), caps))\n")
     result, _ = attack(stub, program)
     assert result.score == 1.0, result.feedback
