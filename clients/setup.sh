@@ -12,12 +12,14 @@
 #                                           source of the old protoc-gen-go that build.sh compiles
 #   golang-google-genproto-dev              google.golang.org/genproto .../rpc/errdetails (BadRequest, RetryInfo)
 #   protobuf-compiler                       protoc 3.21
+#   libprotobuf-dev                         the well-known types' .proto files (google/protobuf/timestamp.proto),
+#                                           only a Recommends of protobuf-compiler, so --no-install-recommends skips it
 #   nodejs npm                              only when `node` is missing (Node >= 18 runs the TypeScript client)
 # Debian's own protoc-gen-go package is NOT needed: its 1.28 output panics with grpc-go 1.33.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PKGS=(golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev golang-google-genproto-dev protobuf-compiler)
+PKGS=(golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev golang-google-genproto-dev protobuf-compiler libprotobuf-dev)
 command -v node >/dev/null && command -v npm >/dev/null || PKGS+=(nodejs npm)
 
 missing=()
