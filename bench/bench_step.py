@@ -47,10 +47,11 @@ PHASES = ("rollout_seconds", "reward_seconds", "logprob_seconds", "backward_seco
 def step_config(*, model: str = "smollm2", engine: str = "auto", prompts_per_step: int = 8, group_size: int = 8,
                 max_new_tokens: int = 32, learning_rate: float = 1e-5, temperature: float = 0.8, beta: float = 0.0,
                 micro_batch: int = 16, seed: int = 0, vllm_memory: float = 0.3,
-                vllm_kv_gib: float | None = 0.5, vllm_max_model_len: int | None = 2048) -> dict[str, Any]:
+                vllm_kv_gib: float | None = 0.5, vllm_max_model_len: int | None = 2048,
+                dtype: str = "float32") -> dict[str, Any]:
     """The trainer config (as a dict for grpo_server.config.parse_config) of the benchmarked step."""
     return {
-        "model": {"source": model, "dtype": "float32"},
+        "model": {"source": model, "dtype": dtype},
         "rollout": {"engine": engine, "max_new_tokens": max_new_tokens, "temperature": temperature,
                     "vllm_gpu_memory_utilization": vllm_memory, "vllm_kv_cache_gib": vllm_kv_gib,
                     "vllm_max_model_len": vllm_max_model_len},
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          group_size=args.group_size, max_new_tokens=args.max_new_tokens,
                          learning_rate=args.learning_rate, temperature=args.temperature, beta=args.beta,
                          micro_batch=args.micro_batch, seed=args.seed, vllm_memory=args.vllm_memory,
-                         vllm_kv_gib=args.vllm_kv_gib or None)
+                         vllm_kv_gib=args.vllm_kv_gib or None, dtype="bfloat16" if args.bf16 else "float32")
     problems = sum_problems(args.prompts_per_step * args.steps * 2, seed=args.seed)
     steps: list[dict[str, float]] = []
     with TrainerHarness(config) as h, PeakRss(os.getpid(), exclude=(h.verifier.pid,)) as rss, \
@@ -205,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rollout.vllm_kv_cache_gib: vLLM's KV cache, GiB (0.5 holds ~11,000 float32 tokens of "
                    "SmolLM2; a step of 8 x 8 needs ~4,000), with vllm_max_model_len 2048 as in examples/demo.yaml; "
                    "0 sizes it by --vllm-memory instead")
+    p.add_argument("--bf16", action="store_true",
+                   help="model.dtype bfloat16: bfloat16 weights, forward and backward, float32 master weights "
+                   "and AdamW state (the default trains in float32)")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     return p
 

@@ -4,9 +4,14 @@ Same model (SmolLM2-135M-Instruct, float32), same prompts (bench.sum_problems), 
 8 samples, micro-batches of 16 completions: per_device_train_batch_size=16 with 4 accumulation steps,
 so one optimizer step per generation batch of 64), same completion length (<= 32 new tokens), learning
 rate, temperature, beta and loss aggregation ("grpo": per-sequence mean). TRL runs as a CPU user would
-run it out of the box: HF `generate` (use_vllm=False), float32, torch's default threads. The reward is
-math-verify's verify(gold, parse(completion)) called in process, the usual TRL reward function; our
-trainer asks the same library behind the math verifier service.
+run it out of the box: HF `generate` (use_vllm=False), float32 (or bfloat16 autocast with --bf16),
+torch's default threads. Same reward: the math verifier service's own rule, called in process (its
+final-answer extraction, then math-verify's comparison). Not the common TRL recipe
+`verify(parse(gold), parse(completion))`: math-verify's parse of a whole completion reads the first
+expression it finds, so "The answer to this equation is 28 + 65." evaluates to 93 and scores 1 for
+"What is 28+65?". On SmolLM2's first samples that recipe scored 0.164 where the extraction scored 0.039
+(128 completions; most of the difference was completions restating the sum), and the policy learns to
+restate the question.
 
 It needs TRL, which lives only in the bench environment (requirements/bench.txt, installed by
 `python -m bench.run_all` into .venv/bench-packages):
@@ -32,17 +37,18 @@ from bench import PeakRss, load_average, machine_info, self_peak_rss_bytes, sum_
 
 
 def math_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
-    """1.0 when math-verify finds the completion equal to the gold answer, else 0.0 (TRL's reward-
-    function signature: completions are chat messages lists; dataset columns arrive as keywords)."""
-    from math_verify import parse, verify
+    """1.0 when the completion's final answer equals the gold answer, else 0.0, by the math verifier
+    service's rule (grpo_rewards.math_verifier: extract_final_answer, then math-verify's comparison), in
+    process. TRL's reward-function signature: completions are chat message lists; dataset columns arrive
+    as keywords."""
+    from grpo_rewards.math_verifier.extract import extract_final_answer
+    from grpo_rewards.math_verifier.worker import verify_pair
 
     out = []
     for completion, gold in zip(completions, answer, strict=True):
         text = completion[0]["content"] if isinstance(completion, list) else str(completion)
-        try:
-            out.append(1.0 if verify(parse(gold), parse(text)) else 0.0)
-        except Exception:  # noqa: BLE001 - a completion math-verify cannot read scores 0, as in TRL examples
-            out.append(0.0)
+        found = extract_final_answer(text)
+        out.append(1.0 if found is not None and verify_pair(gold, found.text, 5.0).equal else 0.0)
     return out
 
 
@@ -81,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_steps=args.steps,
         use_vllm=False,
         use_cpu=True,
-        bf16=False,
+        bf16=args.bf16,  # on CPU: torch.autocast("cpu", bfloat16) around forward and backward
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -143,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-dir", type=Path, default=Path("runs/bench/trl"))
+    p.add_argument("--bf16", action="store_true",
+                   help="TRL's bf16=True (CPU autocast to bfloat16; weights and optimizer stay float32)")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     return p
 

@@ -69,7 +69,7 @@ def run_logged(name: str, cmd: list[str], out: Path, env: dict[str, str] | None 
 def step_comparison(out: Path, args: argparse.Namespace) -> dict[str, Any] | None:
     """Ours and TRL's GRPOTrainer on the same step, back to back; prints and returns the ratios."""
     py = sys.executable
-    common = ["--steps", str(args.steps)]
+    common = ["--steps", str(args.steps), *(["--bf16"] if args.bf16 else [])]
     ours_rc = run_logged("step_ours", [py, "-m", "bench.bench_step", *common, "--json", str(out / "step_ours.json")], out)
     try:
         ensure_bench_packages()
@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of: {', '.join(ALL)}")
     parser.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
     parser.add_argument("--steps", type=int, default=4, help="GRPO steps of each side of the comparison")
+    parser.add_argument("--bf16", action="store_true",
+                        help="the step comparison in bfloat16 mixed precision on both sides (fast only on CPUs "
+                        "with bfloat16 instructions)")
     parser.add_argument("--quick", action="store_true", help="shorter runs (fewer steps, seconds, repeats)")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default runs/bench/<UTC time>)")
     args = parser.parse_args(argv)
