@@ -6,10 +6,11 @@ Layers, outermost first:
    an empty environment.
 2. rlimits (CPU seconds, address space, file size, open files, no core dumps) set by util-linux
    ``prlimit`` right before bwrap starts (see ``_launcher_argv`` for why not a ``preexec_fn``), and
-   the process limit set by ``prlimit`` inside the sandbox, after bubblewrap has made the run's own
-   user namespace (see ``_inner_argv``): the kernel (5.14+) counts RLIMIT_NPROC per user namespace
-   and uid, so it caps this run only, whether the service runs as root or not. As root, each
-   concurrent run also gets its own unprivileged host uid (util-linux ``setpriv``).
+   the process limit. As root, each concurrent run gets its own unprivileged host uid (util-linux
+   ``setpriv``) and the host-side ``prlimit`` caps that uid's processes, which are this run's alone.
+   Not as root, the limit is set by ``prlimit`` inside the sandbox, after bubblewrap has made the
+   run's own user namespace (see ``_inner_argv``): the kernel (5.14+) counts RLIMIT_NPROC per user
+   namespace and uid, so it caps this run only.
 3. bubblewrap: every namespace unshared (network: only a down loopback; pid: other processes are
    invisible), ``--die-with-parent``, ``--new-session`` (no terminal injection), read-only ``/usr``
    and nothing else of the host file system (no ``/etc``, ``/home``, ``/root``, the repository),
@@ -210,7 +211,10 @@ class Sandbox:
             "--chdir", "/tmp",
             # -S: no `site` (its .pth processing is a third of the interpreter's start-up); the runner
             # puts back what programs expect of it (see inner/runner.py, `restore_site`).
-            "--", *_inner_argv(c), *(command or [c.python, "-I", "-B", "-S", f"{SANDBOX_CODE_DIR}/runner.py"]),
+            # As root the host-side limit on the slot's own uid already caps this run alone; the inner
+            # prlimit (one more exec per run) is needed only without a uid of its own.
+            "--", *([] if self._as_root else _inner_argv(c)),
+            *(command or [c.python, "-I", "-B", "-S", f"{SANDBOX_CODE_DIR}/runner.py"]),
         ]
         return argv
 
