@@ -165,7 +165,14 @@ class AlgorithmConfig(_Strict):
         description="The closing instruction of the teacher's re-prompt.",
     )
     # ---- LoRA
-    lora_rank: int = Field(0, ge=0, le=1024, description="LoRA rank through peft (0 = full fine-tuning).")
+    lora_rank: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="LoRA rank through peft (0 = full fine-tuning). With LoRA, each export writes the merged "
+        "weights and also the adapter alone, in `<export>-adapter` beside it (loads with "
+        "peft.PeftModel.from_pretrained).",
+    )
     lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / rank).")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
     lora_target_modules: list[str] = Field(
@@ -180,6 +187,9 @@ class AlgorithmConfig(_Strict):
             raise ValueError("algorithm.sdpo_weight must be > 0 when algorithm.name is 'sdpo'")
         if self.name == "sdpo" and not (self.sdpo_use_feedback or self.sdpo_use_siblings):
             raise ValueError("algorithm.name 'sdpo' needs sdpo_use_feedback or sdpo_use_siblings")
+        if self.effective_sdpo_weight > 0 and not (self.sdpo_use_feedback or self.sdpo_use_siblings):
+            # A blend whose teacher can never be built would train plain GRPO while saying otherwise.
+            raise ValueError("algorithm.sdpo_weight > 0 needs sdpo_use_feedback or sdpo_use_siblings")
         return self
 
     @property
@@ -252,12 +262,17 @@ class RewardsConfig(_Strict):
 
     default: list[RewardSpecConfig] = Field(
         default_factory=lambda: [RewardSpecConfig(backend="math")],
-        description="Rewards of prompts that name none: [{backend: a registry name, weight: finite, > 0}].",
+        description="Rewards of prompts that name none: [{backend: a registry name, weight: finite, > 0}]; "
+        "several backends are summed by weight, e.g. a correctness backend plus the format backend "
+        "(grpo-reward-format: `<think>...</think>` then a boxed answer): `[{backend: math, weight: 1}, "
+        "{backend: format, weight: 0.25}]` (docs/variants.md).",
     )
     backends: dict[str, BackendConfig] = Field(
         default_factory=dict,
         description="name -> {address, timeout_seconds, max_batch_size, max_concurrency, tls, token_file}: "
-        "the registry file's fields and rules (docs/rewards-router.md).",
+        "the registry file's fields and rules (docs/rewards-router.md). The shipped services: "
+        "grpo-reward-math, grpo-reward-code, grpo-reward-rm and grpo-reward-format (the answer format, "
+        "services/grpo_rewards/format_reward/).",
     )
     registry_file: str | None = Field(None, description="YAML registry reloaded when it changes.")
     max_retries: int = Field(3, ge=0)

@@ -18,8 +18,9 @@ HEADER = """# Configuration
 that works on a laptop, unknown fields are rejected, and a bad value stops the server with a message
 naming the field (`algorithm.group_size: Input should be greater than or equal to 2`). Flags override the
 file: `--listen`, `--metrics-listen`, `--store-dir`, `--reward-backend NAME=HOST:PORT`.
-Shipped examples: `examples/tiny.yaml` (a tiny model built from a config, for tests) and
-`examples/demo.yaml` (SmolLM2-135M-Instruct, what `make demo` runs).
+Shipped examples: `examples/tiny.yaml` (a tiny model built from a config, for tests),
+`examples/demo.yaml` (SmolLM2-135M-Instruct, what `make demo` runs) and `examples/sdpo-code.yaml`
+(SDPO on coding problems with the code sandbox's feedback, docs/variants.md).
 
 This page is generated from `grpo_server/config.py` by `tools/genconfigdoc.py`.
 """

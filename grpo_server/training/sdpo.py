@@ -33,6 +33,11 @@ from grpo_server.types import ScoredGroup, TrainBatch
 SDPO_LOSSES = ("sampled_reverse_kl", "logit_kl", "jsd")
 TEACHERS = ("live", "initial", "ema")
 
+NO_TEACHER_REASONS = ("only_self_succeeded", "reward_unavailable", "no_feedback_no_success", "masked")
+"""Why a completion gets no teacher: choose_teacher_context's reasons (grpo_server.algorithm.sdpo_prompts),
+plus `masked`: it had feedback or a successful sibling but carries no loss (no completion tokens, or
+masked e.g. as truncated). Reported per step as sdpo/no_teacher_<reason>."""
+
 RowKey = tuple[int, ...]
 """A batch row's real tokens: prompt token ids followed by completion token ids."""
 
@@ -91,8 +96,9 @@ def teacher_rows(
         encode: chat messages -> prompt token ids ready for the assistant's turn (the chat template).
         keep: [N] completions that can carry a loss at all (e.g. not masked as truncated); default all.
     Returns:
-        (TeacherRows, metrics): sdpo/distilled_fraction, sdpo/with_feedback, sdpo/with_sibling (fractions
-        of the step's N completions) and sdpo/distilled_tokens.
+        (TeacherRows, metrics): sdpo/distilled_fraction, sdpo/with_feedback, sdpo/with_sibling and
+        sdpo/no_teacher_<reason> for each of NO_TEACHER_REASONS (fractions of the step's N completions;
+        distilled_fraction plus the no_teacher fractions is 1) and sdpo/distilled_tokens.
     """
     completions = [c for g in scored for c in g.completions]
     n = len(completions)
@@ -106,10 +112,15 @@ def teacher_rows(
     )
     prompts: dict[RowKey, tuple[int, ...]] = {}
     distilled = with_feedback = with_sibling = tokens = 0
+    no_teacher = dict.fromkeys(NO_TEACHER_REASONS, 0)
     for i, ctx in enumerate(contexts):
         group = scored[i // group_size]
         done = completions[i].completion
-        if not ctx.distilled or not done.token_ids or (keep is not None and not keep[i]):
+        if not ctx.distilled:
+            no_teacher[ctx.reason] += 1
+            continue
+        if not done.token_ids or (keep is not None and not keep[i]):
+            no_teacher["masked"] += 1
             continue
         sibling = completions[ctx.sibling].completion.text if ctx.sibling is not None else None
         messages = build_teacher_messages(group.rollout.prompt.messages, ctx.feedback, sibling, settings.instruction)
@@ -123,6 +134,7 @@ def teacher_rows(
         "sdpo/distilled_fraction": distilled / n if n else 0.0,
         "sdpo/with_feedback": with_feedback / n if n else 0.0,
         "sdpo/with_sibling": with_sibling / n if n else 0.0,
+        **{f"sdpo/no_teacher_{reason}": count / n if n else 0.0 for reason, count in no_teacher.items()},
         "sdpo/distilled_tokens": float(tokens),
     }
     return TeacherRows(prompts, max(float(tokens), 1.0)), metrics

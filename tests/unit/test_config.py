@@ -19,10 +19,91 @@ def test_defaults_follow_the_grpo_literature() -> None:
     assert cfg.algorithm.inner_iterations == 1
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "demo.yaml"])
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
+
+# What each shipped example is for, beyond validating: (model.source, algorithm.name, effective SDPO
+# weight, default reward backends).
+EXAMPLE_SPECIFICS: dict[str, tuple[str, str, float, list[str]]] = {
+    "tiny.yaml": ("tiny", "grpo", 0.0, ["math"]),
+    "demo.yaml": ("smollm2", "grpo", 0.0, ["math"]),
+    "sdpo-code.yaml": ("smollm2", "sdpo", 1.0, ["code"]),
+}
+
+
+def test_the_known_examples_are_shipped() -> None:
+    assert set(EXAMPLE_SPECIFICS) <= set(EXAMPLES)
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_shipped_examples_validate(name: str) -> None:
     cfg = load_config(ROOT / "examples" / name)
-    assert cfg.rewards.default[0].backend == "math"
+    assert cfg.rewards.default, "an example must name the rewards of prompts that name none"
+    assert cfg.store_dir.startswith("./runs/")
+    if name in ("tiny.yaml", "demo.yaml"):
+        assert cfg.rewards.default[0].backend == "math"
+    if name in EXAMPLE_SPECIFICS:
+        source, algorithm, sdpo_weight, backends = EXAMPLE_SPECIFICS[name]
+        assert cfg.model.source == source
+        assert cfg.algorithm.name == algorithm
+        assert cfg.algorithm.effective_sdpo_weight == sdpo_weight
+        assert [r.backend for r in cfg.rewards.default] == backends
+
+
+def test_sdpo_example_distils_from_the_code_sandbox() -> None:
+    a = load_config(ROOT / "examples" / "sdpo-code.yaml").algorithm
+    assert a.name == "sdpo" and a.sdpo_use_feedback and a.sdpo_use_siblings
+    assert a.beta == 0.0  # no reference model: the teacher is the policy itself
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_shipped_example_is_named_in_the_config_doc(name: str) -> None:
+    assert f"`examples/{name}`" in (ROOT / "docs" / "configuration.md").read_text()
+
+
+# ---- SDPO weight: the distillation loss alone (sdpo) or blended with GRPO (grpo + sdpo_weight)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "expected"),
+    [
+        ({}, 0.0),
+        ({"name": "grpo"}, 0.0),
+        ({"name": "grpo", "sdpo_weight": 0.3}, 0.3),
+        ({"name": "grpo", "sdpo_weight": 0}, 0.0),
+        ({"name": "sdpo"}, 1.0),
+        ({"name": "sdpo", "sdpo_weight": 2.5}, 2.5),
+        ({"name": "sdpo", "sdpo_use_feedback": False}, 1.0),
+        ({"name": "sdpo", "sdpo_use_siblings": False}, 1.0),
+        ({"name": "grpo", "sdpo_use_feedback": False, "sdpo_use_siblings": False}, 0.0),
+    ],
+)
+def test_effective_sdpo_weight(algorithm: dict[str, object], expected: float) -> None:
+    cfg = parse_config({"algorithm": algorithm})
+    assert cfg.algorithm.effective_sdpo_weight == expected
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "field", "message"),
+    [
+        ({"name": "sdpo", "sdpo_weight": 0}, "algorithm.sdpo_weight", "must be > 0"),
+        ({"name": "sdpo", "sdpo_use_feedback": False, "sdpo_use_siblings": False}, "algorithm.name",
+         "needs sdpo_use_feedback or sdpo_use_siblings"),
+        ({"name": "grpo", "sdpo_weight": 0.3, "sdpo_use_feedback": False, "sdpo_use_siblings": False},
+         "algorithm.sdpo_weight", "needs sdpo_use_feedback or sdpo_use_siblings"),
+        ({"name": "grpo", "sdpo_weight": -0.1}, "algorithm.sdpo_weight", "greater than or equal to 0"),
+        ({"name": "sdpo", "sdpo_weight": -1}, "algorithm.sdpo_weight", "greater than or equal to 0"),
+        ({"name": "sdpo", "sdpo_jsd_alpha": 1.5}, "algorithm.sdpo_jsd_alpha", "less than or equal to 1"),
+        ({"name": "sdpo", "sdpo_top_k": 0}, "algorithm.sdpo_top_k", "greater than or equal to 1"),
+        ({"name": "sdpo", "sdpo_ema_rate": 0}, "algorithm.sdpo_ema_rate", "greater than 0"),
+        ({"name": "sdpo", "sdpo_loss": "kl"}, "algorithm.sdpo_loss", "sampled_reverse_kl"),
+        ({"name": "sdpo", "sdpo_teacher": "frozen"}, "algorithm.sdpo_teacher", "ema"),
+        ({"name": "dpo"}, "algorithm.name", "grpo"),
+    ],
+)
+def test_invalid_sdpo_settings_name_the_field(algorithm: dict[str, object], field: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"algorithm": algorithm})
+    assert field in str(err.value) and message in str(err.value)
 
 
 def test_errors_name_every_bad_field() -> None:

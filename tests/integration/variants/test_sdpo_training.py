@@ -50,6 +50,11 @@ def test_reprompt_holds_feedback_and_the_successful_sibling_and_skips_the_rest(t
     assert metrics["sdpo/distilled_fraction"] == 0.5
     assert metrics["sdpo/with_feedback"] == 0.25
     assert metrics["sdpo/with_sibling"] == 0.5
+    # Why the other two get no teacher: 1 is the only success, 2's reward is unavailable.
+    assert metrics["sdpo/no_teacher_only_self_succeeded"] == 0.25
+    assert metrics["sdpo/no_teacher_reward_unavailable"] == 0.25
+    assert metrics["sdpo/no_teacher_no_feedback_no_success"] == 0.0
+    assert metrics["sdpo/no_teacher_masked"] == 0.0
     assert rows.normalizer == len(ids[0]) + len(ids[3])
 
 
@@ -59,6 +64,47 @@ def test_feedback_only_teacher_when_siblings_are_off(tiny) -> None:
     prompt = group.rollout.prompt_token_ids
     assert set(rows.prompts) == {prompt + group.completions[0].completion.token_ids}
     assert metrics["sdpo/with_sibling"] == 0.0 and metrics["sdpo/with_feedback"] == 0.25
+    # Without siblings the lone success (1) and the failure without feedback (3) have nothing to learn from.
+    assert metrics["sdpo/no_teacher_no_feedback_no_success"] == 0.5
+    assert metrics["sdpo/no_teacher_only_self_succeeded"] == 0.0
+    assert metrics["sdpo/no_teacher_reward_unavailable"] == 0.25
+
+
+def test_no_teacher_reasons_are_reported_as_fractions_of_the_step(tiny) -> None:
+    """Two groups of 4 (N = 8), worked by hand:
+    group A (REWARDS, FEEDBACKS): 0 failed with feedback + sibling 1, but masked by `keep` -> masked;
+        1 the only success -> only_self_succeeded; 2 reward unavailable -> reward_unavailable;
+        3 failed, sibling 1 -> distilled (sibling only).
+    group B (no success): 4, 5, 6 no feedback -> no_feedback_no_success; 7 has feedback but is masked
+        by `keep` -> masked.
+    """
+    _, tok = tiny
+    group_a = scored_group(tok, QUESTION, TEXTS, REWARDS, FEEDBACKS)
+    rewards_b: list[float | None] = [0.0, 0.0, 0.5, 0.0]
+    group_b = scored_group(tok, "Write the number three.", ["4", "5", "6", "8"], rewards_b,
+                           ["", "", "  ", "wrong: expected 3, got 8"], prompt_id="p1")
+    keep = [False, True, True, True, True, True, True, False]
+    rows, metrics = teacher_rows([group_a, group_b], REWARDS + rewards_b, SdpoSettings(), 4,
+                                 functools.partial(encode, tok), keep=keep)
+    prompt_a = group_a.rollout.prompt_token_ids
+    assert set(rows.prompts) == {prompt_a + group_a.completions[3].completion.token_ids}
+    assert metrics["sdpo/distilled_fraction"] == 1 / 8
+    assert metrics["sdpo/with_sibling"] == 1 / 8 and metrics["sdpo/with_feedback"] == 0.0
+    assert metrics["sdpo/no_teacher_masked"] == 2 / 8
+    assert metrics["sdpo/no_teacher_only_self_succeeded"] == 1 / 8
+    assert metrics["sdpo/no_teacher_reward_unavailable"] == 1 / 8
+    assert metrics["sdpo/no_teacher_no_feedback_no_success"] == 3 / 8
+    reasons = [v for k, v in metrics.items() if k.startswith("sdpo/no_teacher_")]
+    assert len(reasons) == 4 and metrics["sdpo/distilled_fraction"] + sum(reasons) == pytest.approx(1.0)
+    assert metrics["sdpo/distilled_tokens"] == len(group_a.completions[3].completion.token_ids)
+
+
+def test_an_empty_step_reports_zero_fractions(tiny) -> None:
+    _, tok = tiny
+    _, metrics = teacher_rows([], [], SdpoSettings(), 4, functools.partial(encode, tok))
+    assert all(v == 0.0 for v in metrics.values())
+    assert {"sdpo/no_teacher_only_self_succeeded", "sdpo/no_teacher_reward_unavailable",
+            "sdpo/no_teacher_no_feedback_no_success", "sdpo/no_teacher_masked"} <= set(metrics)
 
 
 def _logp_of(model: Any, prompt: list[int], completion: list[int]) -> torch.Tensor:
