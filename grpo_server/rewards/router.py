@@ -160,6 +160,10 @@ class RewardRouter:
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        # Its own generator: the step loop re-seeds the module-level `random` at every step (for
+        # reproducible sampling), which would make the jitter repeat step after step, and trainers with
+        # one seed retry in lockstep.
+        self._jitter = random.Random()
         self._breaker_failures = breaker_failures
         self._breaker_reset_s = breaker_reset_s
         self._clock = clock
@@ -284,7 +288,7 @@ class RewardRouter:
         return {j.key: _failed(backend, status, message) for j in jobs}
 
     def _backoff(self, attempt: int, error: grpc.RpcError) -> float:
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.0)
+        delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * self._jitter.uniform(0.5, 1.0)
         hinted = _retry_delay(error)
         if hinted is not None:
             delay = max(delay, min(hinted, self.backoff_max_s))

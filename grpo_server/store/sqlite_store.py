@@ -203,25 +203,31 @@ class Store:
             )
             return [prompt_from_json(r[1], r[2]) for r in rows]
 
-    def requeue_step(self, step: int, *, count_attempt: bool, reason: str = "") -> None:
+    def requeue_step(self, step: int, *, count_attempt: bool, reason: str = "") -> int:
         """Put the prompts leased by `step` back in the queue at their original positions (so the next
         step leases the same prompts). With `count_attempt`, each prompt's failed attempts go up by one
-        and a prompt that reaches max_attempts is FAILED instead, with `reason`."""
+        and a prompt that reaches max_attempts is FAILED instead, with `reason`.
+
+        Returns how many prompts this call moved to FAILED (0 without `count_attempt`): each prompt
+        leaves LEASED once, so summing the returns counts every prompt given up on exactly once (the
+        trainer's `grpo_prompts_failed_total`)."""
         now = time.time()
+        failed = 0
         with self._write() as c:
             if count_attempt:
                 c.execute(
                     "UPDATE prompts SET attempts = attempts + 1 WHERE state = 'leased' AND step = ?", (step,)
                 )
-                c.execute(
+                failed = c.execute(
                     "UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? "
                     "WHERE state = 'leased' AND step = ? AND attempts >= ?",
                     (reason or f"gave up after {self.max_attempts} failed attempts", now, step, self.max_attempts),
-                )
+                ).rowcount
             c.execute(
                 "UPDATE prompts SET state = 'queued', updated_at = ? WHERE state = 'leased' AND step = ?",
                 (now, step),
             )
+        return int(failed)
 
     # ---------------------------------------------------------------------------- checkpoints
 

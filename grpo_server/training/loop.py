@@ -506,7 +506,9 @@ class TrainingLoop:
             # breaker is open would otherwise fail every queued prompt for good), and the loop waits a
             # little before trying again rather than spinning through rollouts.
             outage = exc.outage
-            self.store.requeue_step(step, count_attempt=not outage)
+            failed = self.store.requeue_step(step, count_attempt=not outage)
+            if failed:  # prompts that used up their attempts are FAILED now (the store's only such move)
+                self.metrics.prompts_failed.inc(failed)
             report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
             self.step = step
         self.store.record_step(report)

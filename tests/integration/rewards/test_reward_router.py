@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Iterator
 
 import grpc
 import pytest
-from scripted_backends import RecordingObserver, ScriptedBackend, Servers, group, length_scorer, ok
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from scripted_backends import RecordingObserver, Scorer, ScriptedBackend, Servers, group, length_scorer, ok
 
-from grpo.reward.v1 import reward_pb2
+from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 from grpo_server.rewards.registry import BackendEntry, RewardRegistry
 from grpo_server.rewards.router import RewardRouter
 from grpo_server.types import CodeReference, IOCase, RewardStatus
@@ -309,3 +313,122 @@ def test_retries_stop_when_the_breaker_opens_and_the_message_keeps_the_cause(ser
     assert len(a.requests) == 2  # not 6: the open breaker ends the retries
     message = scored.completions[0].scores[0].message
     assert "circuit breaker open" in message and "UNAVAILABLE: scripted UNAVAILABLE" in message
+
+
+# ------------------------------------------------------------------------------------ retry backoff
+
+
+class HintingBackend(ScriptedBackend):
+    """A ScriptedBackend whose first `fail_first` Score calls fail with `fail_code` carrying a
+    google.rpc.RetryInfo of `hint_s` seconds (None: no RetryInfo). `arrivals`: monotonic time of each
+    call's arrival (same process as the router, so the gaps measure the router's waits)."""
+
+    def __init__(self, scorer: Scorer, *, hint_s: float | None, fail_first: int = 1,
+                 fail_code: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED) -> None:
+        super().__init__(scorer)
+        self.hint_s = hint_s
+        self.hinted_failures = fail_first
+        self.hinted_code = fail_code
+        self.arrivals: list[float] = []
+
+    def Score(self, request: reward_pb2.ScoreRequest, context: grpc.ServicerContext) -> reward_pb2.ScoreResponse:
+        with self._lock:
+            self.arrivals.append(time.monotonic())
+            n = len(self.arrivals)
+        if n <= self.hinted_failures:
+            status = status_pb2.Status(code=self.hinted_code.value[0], message=f"scripted {self.hinted_code.name}")
+            if self.hint_s is not None:
+                delay = duration_pb2.Duration()
+                delay.FromNanoseconds(round(self.hint_s * 1e9))
+                detail = any_pb2.Any()
+                detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+                status.details.append(detail)
+            context.abort_with_status(rpc_status.to_status(status))
+        return super().Score(request, context)
+
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in zip(self.arrivals, self.arrivals[1:], strict=False)]
+
+
+def _real_rpc_error(address: str) -> grpc.RpcError:
+    """The RpcError a real Score call to `address` ends with (the backend must fail it)."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reward_pb2_grpc.RewardServiceStub(channel).Score(reward_pb2.ScoreRequest(), timeout=10)
+        except grpc.RpcError as err:
+            return err
+    raise AssertionError("the backend did not fail the call")
+
+
+def test_backoff_jitter_stays_within_its_bounds_and_varies(servers: Servers, make_router) -> None:
+    # A real UNAVAILABLE without RetryInfo: the delay is uniform(0.5, 1) * min(max, base * 2**attempt).
+    error = _real_rpc_error(servers.start(ScriptedBackend(ok(1.0), fail_always=True)))
+    assert error.code() is grpc.StatusCode.UNAVAILABLE
+    router, _, _ = make_router([], backoff_base_s=0.1, backoff_max_s=1.0)
+    saved = random.getstate()
+    try:
+        # The step loop re-seeds the module-level `random` every step: the jitter must not follow it.
+        random.seed(1234)
+        first = {k: [router._backoff(k, error) for _ in range(200)] for k in range(6)}
+        random.seed(1234)
+        again = {k: [router._backoff(k, error) for _ in range(200)] for k in range(6)}
+    finally:
+        random.setstate(saved)
+    assert first != again
+    for k, delays in first.items():
+        cap = min(1.0, 0.1 * 2**k)  # 0.1, 0.2, 0.4, 0.8, then the 1.0 maximum
+        assert all(0.5 * cap <= d <= cap for d in delays), (k, min(delays), max(delays))
+        assert len(set(delays)) > 150  # it varies from call to call...
+        assert min(delays) < 0.6 * cap and max(delays) > 0.9 * cap  # ...over the whole documented range
+
+
+def test_backoff_takes_the_retry_info_hint_capped_at_the_maximum(servers: Servers, make_router) -> None:
+    small = _real_rpc_error(servers.start(HintingBackend(ok(1.0), hint_s=0.7)))
+    huge = _real_rpc_error(servers.start(HintingBackend(ok(1.0), hint_s=30.0)))
+    router, _, _ = make_router([], backoff_base_s=0.01, backoff_max_s=2.0)
+    for attempt in range(3):
+        assert router._backoff(attempt, small) == pytest.approx(0.7)  # longer than the jitter: the hint
+        assert router._backoff(attempt, huge) == 2.0  # longer than the maximum: the maximum
+    # A hint shorter than the jittered delay does not shorten it.
+    tiny = _real_rpc_error(servers.start(HintingBackend(ok(1.0), hint_s=0.001)))
+    router2, _, _ = make_router([], backoff_base_s=0.2, backoff_max_s=2.0)
+    assert all(0.1 <= router2._backoff(0, tiny) <= 0.2 for _ in range(50))
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE])
+def test_a_retry_waits_at_least_the_backends_retry_info_delay(servers: Servers, make_router, code) -> None:
+    a = HintingBackend(ok(0.5), hint_s=0.6, fail_first=2, fail_code=code)
+    # Without the hint the jittered wait would be at most 0.02 s.
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))], max_retries=3,
+                                             backoff_base_s=0.01, backoff_max_s=5.0)
+    [scored] = router.score([group("p", ["x", "y"])], registry.snapshot())
+    assert scored.rewards == [0.5, 0.5]
+    assert [c for _, c in observer.requests] == [code.name, code.name, "OK"]
+    gaps = a.gaps()
+    assert len(gaps) == 2
+    assert all(g >= 0.6 * 0.95 for g in gaps), gaps  # each retry honoured the 0.6 s hint
+    assert all(g < 0.6 + 3.0 for g in gaps), gaps  # and did not wait for something else
+
+
+def test_a_retry_info_delay_is_capped_at_backoff_max(servers: Servers, make_router) -> None:
+    a = HintingBackend(ok(1.0), hint_s=30.0, fail_first=1)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))], max_retries=2,
+                                      backoff_base_s=0.01, backoff_max_s=0.5)
+    started = time.monotonic()
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    elapsed = time.monotonic() - started
+    assert scored.rewards == [1.0]
+    [gap] = a.gaps()
+    assert gap >= 0.5 * 0.95, gap  # the cap, not the 0.01 s jitter...
+    assert gap < 0.5 + 3.0 and elapsed < 10.0, (gap, elapsed)  # ...and far from the 30 s hint
+
+
+def test_without_a_hint_the_retry_waits_the_jittered_backoff(servers: Servers, make_router) -> None:
+    a = HintingBackend(ok(1.0), hint_s=None, fail_first=1)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))], max_retries=2,
+                                      backoff_base_s=0.5, backoff_max_s=5.0)
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert scored.rewards == [1.0]
+    [gap] = a.gaps()
+    assert gap >= 0.25 * 0.95, gap  # uniform(0.5, 1) * 0.5 s: at least a quarter second
+    assert gap < 0.5 + 3.0, gap

@@ -1,0 +1,113 @@
+"""Prompts given up on are counted: a backend that rejects every item (SCORE_STATUS_INVALID_INPUT, not an
+outage) makes each step that leases them SKIPPED with an attempt counted; after 3 such steps a prompt is
+FAILED. `grpo_prompts_failed_total` on the trainer's own registry and on its /metrics endpoint, the
+FAILED rows of the store and StepStatus's `run.prompts_failed` all agree, and the prompts that a good
+backend scores afterwards are trained, not failed."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from live_trainer import ConstantScorer, prompts, serve, wait_for
+
+from grpo.reward.v1 import reward_pb2
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient
+from grpo_server.store import Store
+from grpo_server.types import PromptState
+
+ATTEMPTS = 3  # the store's max_attempts (not configurable)
+PER_STEP = 2
+
+
+class RejectingScorer(ConstantScorer):
+    """A reward backend that answers every Score call but rejects each item as INVALID_INPUT: the items'
+    fault, so a step of only its items counts an attempt against its prompts."""
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        with self._lock:
+            self.calls += 1
+        return [
+            reward_pb2.ScoreResult(id=i.id, status=reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                                   status_message="rejected by the test backend")
+            for i in items
+        ]
+
+
+def _scraped_failed_total(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    m = re.search(r"^grpo_prompts_failed_total (\S+)$", text, re.MULTILINE)
+    assert m is not None, "grpo_prompts_failed_total is not exposed"
+    return float(m.group(1))
+
+
+def test_prompts_failed_counter_matches_the_store_and_step_status(toy_backend, start_trainer, tmp_path: Path) -> None:
+    rejecting = RejectingScorer("reject", 0.0)
+    reject_server = serve(rejecting)
+    try:
+        _, good = toy_backend("good", 0.5)
+        store_dir = tmp_path / "store"
+        app = start_trainer(
+            store_dir, [("reject", reject_server.address), ("good", good.address)],
+            algorithm={"prompts_per_step": PER_STEP, "group_size": 2, "beta": 0.0},
+            server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
+        )
+        registry = app.metrics.registry
+        assert registry.get_sample_value("grpo_prompts_failed_total") == 0.0
+        client = TrainerClient(f"127.0.0.1:{app.api_port}")
+        doomed = prompts(4, prefix="bad")
+        for p in doomed:
+            del p.rewards[:]
+            p.rewards.add(backend="reject", weight=1.0)
+        fine = prompts(PER_STEP, prefix="good")
+        for p in fine:
+            del p.rewards[:]
+            p.rewards.add(backend="good", weight=1.0)
+        client.submit_prompts(doomed)
+        client.submit_prompts(fine)  # FIFO: leased only after the doomed ones are given up on
+
+        # 4 doomed prompts, 2 a step, 3 attempts each: 6 skipped steps, then one completed step.
+        expected_skips = len(doomed) // PER_STEP * ATTEMPTS
+        finished: list[trainer_pb2.StepReport] = []
+        for report in client.iter_steps(timeout=300):
+            finished.append(report)
+            if report.state == trainer_pb2.STEP_STATE_COMPLETED:
+                break
+        states = [r.state for r in finished]
+        assert states == [trainer_pb2.STEP_STATE_SKIPPED] * expected_skips + [trainer_pb2.STEP_STATE_COMPLETED], [
+            (r.step, trainer_pb2.StepState.Name(r.state), r.error) for r in finished]
+        assert all("no reward could be obtained" in r.error for r in finished[:-1])
+        assert set(finished[-1].prompt_ids) == {p.id for p in fine}
+
+        wait_for(lambda: client.step_status().run.prompts_trained == len(fine) or None, 120,
+                 lambda: f"the good prompts were not trained: {client.step_status()}")
+        run = client.step_status().run
+        metric = registry.get_sample_value("grpo_prompts_failed_total")
+        scraped = _scraped_failed_total(app.metrics_port)
+        counts = app.store.counts()
+        reasons = app.store.failure_reasons()
+        skipped_metric = registry.get_sample_value("grpo_steps_total", {"state": "skipped"})
+        app.shutdown()
+    finally:
+        reject_server.stop(1)
+
+    assert counts[PromptState.FAILED] == len(doomed)
+    assert run.prompts_failed == len(doomed)
+    assert metric == len(doomed)  # each FAILED prompt counted exactly once
+    assert scraped == len(doomed)
+    assert skipped_metric == expected_skips
+    assert set(reasons) == {p.id for p in doomed}
+    assert all(f"gave up after {ATTEMPTS} failed attempts" in why for why in reasons.values())
+    assert rejecting.calls >= expected_skips
+
+    store = Store(store_dir)  # the file agrees once the process has let go of it
+    try:
+        by_state = store.prompt_states()
+    finally:
+        store.close()
+    assert {pid for pid, (s, _) in by_state.items() if s is PromptState.FAILED} == {p.id for p in doomed}
+    assert {pid for pid, (s, _) in by_state.items() if s is PromptState.TRAINED} == {p.id for p in fine}
