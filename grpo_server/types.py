@@ -129,6 +129,10 @@ class RewardStatus(enum.Enum):
     INTERNAL = "internal"
     UNAVAILABLE = "unavailable"  # trainer side: connection failed, circuit open, retries spent
     DEADLINE_EXCEEDED = "deadline_exceeded"  # trainer side: the Score call ran past its deadline
+    # trainer side: the prompt names a backend the step's registry snapshot does not hold (deleted since
+    # the prompt was accepted). Not an outage: a step of only such items counts an attempt, so the
+    # prompts are given up on after max_attempts instead of blocking the head of the queue for ever.
+    UNKNOWN_BACKEND = "unknown_backend"
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ class RewardRouter:
         for backend, backend_jobs in jobs.items():
             entry = snapshot.entries.get(backend)
             if entry is None:
-                collect(self._fail_all(backend, backend_jobs, RewardStatus.UNAVAILABLE,
+                collect(self._fail_all(backend, backend_jobs, RewardStatus.UNKNOWN_BACKEND,
                                        f"backend {backend!r} is not in the registry (version {snapshot.version})"))
                 continue
             size = self._batch_size(entry)

@@ -236,8 +236,8 @@ def test_an_unknown_backend_masks_its_items_and_the_others_still_score(servers: 
                             registry.snapshot())
     assert g1.rewards == [None] and g2.rewards == [1.0]
     ghost = g1.completions[0].scores[1]
-    assert ghost.status is RewardStatus.UNAVAILABLE and "not in the registry" in ghost.message
-    assert observer.item_failures == [("ghost", "unavailable")]
+    assert ghost.status is RewardStatus.UNKNOWN_BACKEND and "not in the registry" in ghost.message
+    assert observer.item_failures == [("ghost", "unknown_backend")]
 
 
 def test_step_scores_and_components_are_passed_through(servers: Servers, make_router) -> None:
