@@ -116,6 +116,7 @@ class TrainerApp:
     ready: threading.Event = field(default_factory=threading.Event)
     failed: str | None = None
     _stopped: bool = False
+    _loader: threading.Thread | None = None
 
     def start(self, *, load_in_background: bool = True) -> None:
         """Bring up metrics, store, registry, API (NOT_SERVING), then load the model and start training."""
@@ -168,7 +169,8 @@ class TrainerApp:
         )
         log.info("API listening on %s (port %d); loading the model", cfg.server.listen, self.api_port)
         if load_in_background:
-            threading.Thread(target=self._load_and_run, name="loader", daemon=True).start()
+            self._loader = threading.Thread(target=self._load_and_run, name="loader", daemon=True)
+            self._loader.start()
         else:
             self._load_and_run()
 
@@ -180,6 +182,9 @@ class TrainerApp:
             self.failed = f"{type(exc).__name__}: {exc}"
             self.control.fail(self.failed)
             self.metrics.set_run_state("failed")
+            return
+        if self._stopped:  # SIGTERM came while the model loaded: shutdown() waits for us, start nothing
+            log.info("stopping before the first step: the drain began while the model loaded")
             return
         self.control.set_ready(True)
         self.health.set_serving(True)
@@ -313,6 +318,11 @@ class TrainerApp:
             self.health.set_serving(False)
         self.control.set_state("draining")
         self.metrics.set_run_state("draining")
+        if self._loader is not None and self._loader.is_alive():
+            # Still loading: let it finish (it then starts nothing) rather than closing the store and
+            # engines under it.
+            log.info("waiting for the model to finish loading")
+            self._loader.join(grace)
         loop = getattr(self, "loop", None)
         if loop is not None:
             loop.stop(timeout=grace)

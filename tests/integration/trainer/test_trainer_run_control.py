@@ -93,3 +93,41 @@ def test_sigterm_drains_finishes_the_step_checkpoints_and_exits_0(toy_backend, t
         **{f"p{i}": PromptState.QUEUED for i in range(6, 8)},
     }
     assert "draining" in proc.log_tail(20000)
+
+
+def test_sigterm_while_the_model_loads_exits_0_and_loses_nothing(toy_backend, tmp_path: Path) -> None:
+    # A first run stores prompts and stops; the second is told to stop while it is still loading.
+    _, backend = toy_backend("toy", 0.5)
+    config = write_yaml(tmp_path / "trainer.yaml", config_data(checkpoint={"every_steps": 100}))
+    store_dir = tmp_path / "store"
+    first = TrainerProcess(config, store_dir, [("toy", backend.address)], log_path=tmp_path / "first.log")
+    try:
+        first.wait_ready()
+        first.client.pause()
+        first.client.submit_prompts(prompts(4))
+        first.terminate()
+        assert first.wait(120) == 0, first.log_tail()
+    finally:
+        if first.proc.poll() is None:
+            first.kill()
+
+    second = TrainerProcess(config, store_dir, [("toy", backend.address)], log_path=tmp_path / "second.log")
+    try:
+        assert second.client.step_status().run.state == trainer_pb2.RUN_STATE_STARTING  # still loading
+        second.terminate()
+        assert second.wait(120) == 0, second.log_tail()
+    finally:
+        if second.proc.poll() is None:
+            second.kill()
+    log = second.log_tail(200000)
+    assert "Traceback" not in log and "loading failed" not in log, log[-4000:]
+    assert "stopped" in log
+
+    store = Store(store_dir)
+    try:
+        states = store.prompt_states()
+        started = store.steps_after(0)
+    finally:
+        store.close()
+    assert {pid: s for pid, (s, _) in states.items()} == {f"p{i}": PromptState.QUEUED for i in range(4)}
+    assert started == []  # the interrupted start ran no step
