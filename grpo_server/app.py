@@ -104,6 +104,11 @@ def choose_rollout_engine(kind: str) -> str:
     return "vllm"
 
 
+DRAIN_SECONDS = 600.0
+"""How long a drain (SIGTERM) waits for the step in progress and the last checkpoint before it tears the
+engines down anyway. The Helm chart's trainer.terminationGracePeriodSeconds must exceed it."""
+
+
 @dataclass
 class TrainerApp:
     """The running trainer. `start()` returns once the API is up and loading has begun on a thread."""
@@ -308,7 +313,7 @@ class TrainerApp:
         ))
         self.metrics.queue_depth.set(self.store.queue_depth())
 
-    def shutdown(self, grace: float = 600.0) -> None:
+    def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
         """Drain: health NOT_SERVING, finish the current step, checkpoint, stop the API. Idempotent."""
         if self._stopped:
             return

@@ -71,7 +71,10 @@ def test_trainer_probes_use_grpc_health_with_a_long_startup(default_render) -> N
 
 
 def test_grace_period_covers_the_drain(default_render) -> None:
-    assert _pod(default_render)["spec"]["terminationGracePeriodSeconds"] == 600
+    # Longer than the trainer's own drain wait, with time left to stop the API and exit.
+    from grpo_server.app import DRAIN_SECONDS
+
+    assert _pod(default_render)["spec"]["terminationGracePeriodSeconds"] >= DRAIN_SECONDS + 30
 
 
 def test_store_and_checkpoints_live_on_a_persistent_volume_claim(gpu_render) -> None:
