@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from grpo.trainer.v1 import trainer_pb2
 
@@ -11,6 +12,17 @@ from grpo.trainer.v1 import trainer_pb2
 def plot_steps(reports: Sequence[trainer_pb2.StepReport], out: str | Path, title: str = "GRPO run") -> int:
     """Write a three-panel PNG of the completed steps in `reports` to `out`; returns how many steps it
     shows. Steps that were skipped or failed have no metrics and are left out (they leave a gap)."""
+    import matplotlib.pyplot as plt
+
+    fig, shown = steps_figure(reports, title)
+    fig.savefig(out, format="png", dpi=100)
+    plt.close(fig)
+    return shown
+
+
+def steps_figure(reports: Sequence[trainer_pb2.StepReport], title: str = "GRPO run") -> tuple[Any, int]:
+    """The figure `plot_steps` writes: reward mean (± std), KL and step seconds of the completed steps,
+    one panel each over the step number; returns (matplotlib Figure, steps shown). Close it when done."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot
@@ -35,6 +47,4 @@ def plot_steps(reports: Sequence[trainer_pb2.StepReport], out: str | Path, title
         ax.grid(alpha=0.3)
     fig.suptitle(f"{title} ({len(done)} steps)")
     fig.tight_layout()
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
-    return len(done)
+    return fig, len(done)

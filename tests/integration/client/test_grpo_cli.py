@@ -204,6 +204,53 @@ def test_plot_writes_a_png_of_the_completed_steps(api: TrainerApi, tmp_path: Pat
     assert code == 0 and doc == {"output": str(out_png), "steps": 2}
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # What the PNG shows: the completed steps' reward (mean and ± std band), KL and step time.
+    import matplotlib.pyplot as plt
+
+    from grpo_client import TrainerClient
+    from grpo_client.plot import steps_figure
+
+    with TrainerClient(api.target) as client:
+        reports = client.finished_steps()
+    fig, shown = steps_figure(reports)
+    try:
+        done = [r for r in reports if r.metrics.reward_mean in (0.2, 0.6)]
+        assert shown == 2 and len(done) == 2
+        ax_r, ax_kl, ax_t = fig.axes
+        assert [ax.get_ylabel() for ax in fig.axes] == ["reward", "KL (nats/token)", "step seconds"]
+        steps = [float(r.step) for r in done]
+        assert list(ax_r.lines[0].get_xdata()) == steps
+        assert list(ax_r.lines[0].get_ydata()) == pytest.approx([0.2, 0.6])
+        assert list(ax_kl.lines[0].get_ydata()) == pytest.approx([r.metrics.kl for r in done])
+        assert list(ax_t.lines[0].get_ydata()) == pytest.approx([r.metrics.step_seconds for r in done])
+        assert len(ax_r.collections) == 1  # the ± std band
+    finally:
+        plt.close(fig)
+
+
+class _Terminal(io.StringIO):
+    """A stand-in for a terminal's stderr: tqdm draws its bar only where isatty() is true."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_submit_shows_a_progress_bar_on_a_terminal(api: TrainerApi, tmp_path: Path, monkeypatch) -> None:
+    f = tmp_path / "prompts.jsonl"
+    f.write_text(prompt_lines(6))
+    err = _Terminal()
+    monkeypatch.setattr("sys.stderr", err)
+    out = io.StringIO()
+    assert main(["--target", api.target, "submit", str(f), "--batch-size", "2"], out=out) == 0
+    bar = err.getvalue()
+    assert "submit:" in bar and "6/6" in bar and "prompt" in bar, bar
+    assert "submitted 6 prompts in 3 batches" in out.getvalue()
+    # --json keeps stderr clean for scripts even on a terminal.
+    err.truncate(0)
+    err.seek(0)
+    assert main(["--target", api.target, "--json", "submit", str(f), "--batch-size", "2"], out=io.StringIO()) == 0
+    assert "submit:" not in err.getvalue()
+
 
 def test_tokens_are_sent_and_a_missing_token_is_refused(make_api, tmp_path: Path, capsys) -> None:
     tokens = tmp_path / "tokens.yaml"
