@@ -224,7 +224,7 @@ def test_a_backend_deleted_from_the_registry_masks_its_items_next_step(servers: 
         reg.delete("math")
         [scored] = router.score([group("p", ["x"], rewards=[("math", 1.0)])], reg.snapshot())
         assert scored.rewards == [None]
-        assert scored.completions[0].scores[0].status is RewardStatus.UNAVAILABLE
+        assert scored.completions[0].scores[0].status is RewardStatus.UNKNOWN_BACKEND
     finally:
         router.close()
         reg.stop()
