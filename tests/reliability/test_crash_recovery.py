@@ -14,7 +14,7 @@ checkpoint write is caught by watching for its temporary directory (`checkpoints
 Random kills: GRPO_CRASH_RANDOM_KILLS restarts (default 6; with the 4 aimed kills that makes the 10 the
 issue asks for), each killed at a moment drawn uniformly from the first GRPO_CRASH_WINDOW_S seconds (default
 2) after the trainer reports SERVING (a few steps: a step takes 0.2-1 s), and checked like the aimed
-ones. The second batch (60 prompts), topped up by 30 whenever fewer than 30 are left untrained, keeps
+ones. The second batch (60 prompts), topped up by 64 whenever fewer than 64 are left untrained, keeps
 every random kill on a trainer with work left (checked: some prompt is still untrained after each). After every kill the steps that start
 recorded are numbered on from the checkpoint it resumed from, without a gap. The seed and where each kill
 landed are printed; GRPO_CRASH_SEED replays the same moments.
@@ -55,7 +55,10 @@ CHECKPOINT_EVERY = 2  # so that some completed steps are not yet durable when th
 AIMED_KILLS = 4  # rollout, reward scoring, update, checkpoint write
 RANDOM_KILLS = int(os.environ.get("GRPO_CRASH_RANDOM_KILLS", "6"))
 RANDOM_WINDOW_S = float(os.environ.get("GRPO_CRASH_WINDOW_S", "2.0"))
-TOP_UP_BELOW, TOP_UP = 30, 30  # untrained prompts below which a random-kill round submits more
+# Untrained prompts below which a random-kill round submits TOP_UP more. TOP_UP is a multiple of
+# PROMPTS_PER_STEP * CHECKPOINT_EVERY so that the run's last step still ends on a checkpoint (the test
+# waits for the checkpoint of the last step).
+TOP_UP_BELOW, TOP_UP = 64, 64
 
 
 class Run:
@@ -259,6 +262,7 @@ def test_kill_9_at_each_phase_of_a_step_loses_nothing_and_training_finishes(tmp_
         proc = run.start()
         again = proc.client.submit_prompts(batch2, request_id="batch-2")
         assert again.duplicate and list(again.accepted_ids) == [p.id for p in batch2]
+        assert len(run.submitted) % (PROMPTS_PER_STEP * CHECKPOINT_EVERY) == 0  # the last step ends on a checkpoint
         total_steps = len(run.submitted) // PROMPTS_PER_STEP
         wait_for(lambda: proc.client.step_status().run.checkpoint_step >= total_steps or None, 240,
                  lambda: f"training did not finish; log:\n{proc.log_tail()}")
