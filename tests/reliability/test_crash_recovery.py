@@ -156,11 +156,12 @@ class Run:
             f"{where}: {[(s.step, s.state.value) for s in steps]}")
 
 
-def first_fresh_step(proc: TrainerProcess, after: int, since: float, *, running: bool = True) -> int:
-    """The number of the first step this incarnation starts (reports started before `since` are the
-    previous incarnation's)."""
-    for report in proc.client.iter_steps(after_step=after, include_running=running, timeout=120):
-        if report.started_at.ToSeconds() >= int(since) and report.state == trainer_pb2.STEP_STATE_RUNNING:
+def first_fresh_step(proc: TrainerProcess, after: int, since: float) -> int:
+    """The number of the first step this incarnation started: the first report (in any state: on a fast
+    machine the step can be over before the watch begins) that started at or after `since`, the launch
+    time; earlier reports are the previous incarnation's."""
+    for report in proc.client.iter_steps(after_step=after, include_running=True, timeout=120):
+        if report.started_at.ToNanoseconds() / 1e9 >= since:
             return int(report.step)
     raise AssertionError("the step stream ended")
 
@@ -193,8 +194,9 @@ def test_kill_9_at_each_phase_of_a_step_loses_nothing_and_training_finishes(tmp_
         #    durable), then hold step 4 in the reward phase and kill it there.
         scorer.gate = None
         proc = run.start()
-        started = time.time()
-        assert first_fresh_step(proc, 0, started) == 1  # no checkpoint yet: numbering starts over
+        # The launch time, not now: the trainer may start step 1 the moment it is ready, before start()
+        # returns here (a timestamp taken after it missed step 1 once it fell in the next second).
+        assert first_fresh_step(proc, 0, run.started_at) == 1  # no checkpoint yet: numbering starts over
         for report in proc.client.iter_steps(include_running=True, timeout=120):
             if report.step == 3 and report.state == trainer_pb2.STEP_STATE_COMPLETED:
                 scorer.gate = threading.Event()  # step 4 is held in the reward phase
@@ -211,8 +213,7 @@ def test_kill_9_at_each_phase_of_a_step_loses_nothing_and_training_finishes(tmp_
         scorer.gate = threading.Event()
         scorer.calls_started.clear()
         proc = run.start()
-        restarted = time.time()
-        assert first_fresh_step(proc, ckpt, restarted) == ckpt + 1  # numbering resumes from the checkpoint
+        assert first_fresh_step(proc, ckpt, run.started_at) == ckpt + 1  # numbering resumes from the checkpoint
         assert scorer.calls_started.wait(60)
         scorer.gate.set()
         time.sleep(0.02)
