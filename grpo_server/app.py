@@ -340,10 +340,9 @@ class TrainerApp:
         self.server.stop(grace=5).wait()
         self.store.close()
         self.metrics.close()
-        if self.cfg.training.engine == "deepspeed":
-            from grpo_server.training.distributed import finish
+        from grpo_server.training.distributed import finish
 
-            finish()  # the other ranks wait here after rank 0's stop, then everyone leaves together
+        finish()  # several ranks: they wait here after rank 0's stop, then all leave together (else nothing)
         log.info("stopped")
 
 
