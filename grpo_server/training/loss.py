@@ -79,7 +79,8 @@ def _completion_logprobs_and_hidden(
     # Position t's token is predicted from position t-1's hidden state.
     select = batch.completion_mask[:, 1:] > 0  # [N, L-1]
     targets = batch.input_ids[:, 1:][select]  # [M]
-    shared = _shared_prompt_hidden(decoder, batch) if share_prompts and not _zero3_partitioned(model) else None
+    sharing = share_prompts and not _zero3_partitioned(model)
+    shared = _shared_prompt_hidden(model, decoder, batch) if sharing else None
     hidden: torch.Tensor | None
     if shared is not None:
         h, hidden = shared, None
@@ -117,22 +118,31 @@ def _zero3_partitioned(model: torch.nn.Module) -> bool:
     return first is not None and hasattr(first, "ds_id")
 
 
-def _shared_prompt_hidden(decoder: torch.nn.Module, batch: TrainBatch) -> torch.Tensor | None:
-    """The hidden states that predict the batch's loss tokens, [M, H] in the order of
-    `batch.completion_mask[:, 1:] > 0` (row by row), computing each distinct prompt once.
+# Attention implementations that take a custom 4D additive mask (the packed layout needs one).
+_MASKABLE_ATTENTION = ("sdpa", "eager")
+# Largest packed attention mask (elements, summed over groups) before falling back to the KV-cache
+# layout: the mask is dense, quadratic in a group's packed length (G completions plus the prompt).
+PACKED_MASK_LIMIT = 1 << 24
 
-    The G completions of a group share their prompt, and under causal attention the prompt's hidden
-    states and keys/values do not depend on what follows. So the distinct prompts run through the
-    decoder once (with a KV cache), and the completions run on top of that cache, each row indexing its
-    prompt's keys and values. Autograd sums the gradients of the shared prompt over its rows: the result
-    equals the padded full-sequence forward within floating-point reordering, at a fraction of the
-    work when prompts are long next to completions (SmolLM2's chat prompt: ~43 tokens before an answer
-    of ~17). Rows without a loss token are left out altogether.
+
+@dataclass(frozen=True)
+class _Rows:
+    """Where a micro-batch's loss tokens sit: the rows with any, each one's prompt (index into
+    `prompts`), first loss token (= prompt length) and end (one past its last real token)."""
+
+    rows: list[int]
+    prompt_of_row: list[int]
+    prompts: list[tuple[int, ...]]
+    starts: list[int]
+    ends: list[int]
+
+
+def _group_rows(batch: TrainBatch) -> _Rows | None:
+    """The batch's rows grouped by prompt, or None when sharing does not apply: no loss token, a loss
+    token at position 0, or no prompt used by several rows (then the plain forward does the same work).
 
     A row's prompt is what precedes its first loss token, its completion what follows up to its last
-    real token (right padding). Returns None where this does not apply: no loss token, or no prompt
-    used by several rows (then the plain forward does the same work).
-    """
+    real token (right padding)."""
     mask = batch.completion_mask > 0  # [N, L]
     active = mask.any(dim=1)
     if not bool(active.any()):
@@ -148,9 +158,114 @@ def _shared_prompt_hidden(decoder: torch.nn.Module, batch: TrainBatch) -> torch.
         prompt_of_row.append(prompts.setdefault(key, len(prompts)))
     if len(prompts) == len(rows) or min(starts[i] for i in rows) < 1:
         return None
+    return _Rows(rows, prompt_of_row, list(prompts), starts, ends)
+
+
+def _shared_prompt_hidden(
+    model: torch.nn.Module, decoder: torch.nn.Module, batch: TrainBatch
+) -> torch.Tensor | None:
+    """The hidden states that predict the batch's loss tokens, [M, H] in the order of
+    `batch.completion_mask[:, 1:] > 0` (row by row), computing each distinct prompt once.
+
+    The G completions of a group share their prompt, and under causal attention the prompt's hidden
+    states and keys/values do not depend on what follows. Autograd sums the gradients of the shared
+    prompt over its rows: the result equals the padded full-sequence forward within floating-point
+    reordering, at a fraction of the work when prompts are long next to completions (SmolLM2's chat
+    prompt: ~43 tokens before an answer of ~17). Rows without a loss token are left out altogether.
+
+    Two layouts: packed (`_packed_hidden`: one decoder call, no padding inside a group) where the
+    attention implementation takes a custom mask and the mask stays small, else the KV-cache layout
+    (`_cached_hidden`). Returns None where sharing does not apply (see `_group_rows`).
+    """
+    grouped = _group_rows(batch)
+    if grouped is None:
+        return None
+    if _packed_layout_applies(model, grouped):
+        return _packed_hidden(decoder, batch, grouped)
+    return _cached_hidden(decoder, batch, grouped)
+
+
+def _packed_layout_applies(model: torch.nn.Module, grouped: _Rows) -> bool:
+    """Whether the model's attention takes a custom 4D mask and the packed mask stays small."""
+    attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return attention in _MASKABLE_ATTENTION and _packed_mask_size(grouped) <= PACKED_MASK_LIMIT
+
+
+def _packed_lengths(grouped: _Rows) -> list[int]:
+    """Each prompt's packed length: the prompt, then each of its completions but the last token (whose
+    hidden state predicts nothing)."""
+    lengths = [len(p) for p in grouped.prompts]
+    for r, i in enumerate(grouped.rows):
+        lengths[grouped.prompt_of_row[r]] += grouped.ends[i] - grouped.starts[i] - 1
+    return lengths
+
+
+def _packed_mask_size(grouped: _Rows) -> int:
+    lengths = _packed_lengths(grouped)
+    return len(lengths) * max(lengths) ** 2
+
+
+def _packed_hidden(decoder: torch.nn.Module, batch: TrainBatch, grouped: _Rows) -> torch.Tensor:
+    """Packed layout: one sequence per distinct prompt, `prompt, completion 1, completion 2, ...` (each
+    completion without its last token), with the completions' own position ids and a 4D mask under which
+    a completion token sees its prompt and the tokens of its own completion before it. One decoder call
+    for the micro-batch, and no padding but at the end of the shorter packed sequences: completions of
+    different lengths cost their own length, not the longest one's."""
+    ids = batch.input_ids
+    device = ids.device
+    lengths = _packed_lengths(grouped)
+    width = max(lengths)
+    u_count = len(lengths)
+    packed = torch.zeros((u_count, width), dtype=ids.dtype, device=device)
+    positions = torch.zeros_like(packed)
+    # allowed[u, q, k]: query position q of sequence u may attend to key position k.
+    allowed = torch.zeros((u_count, width, width), dtype=torch.bool, device=device)
+    fill = [len(p) for p in grouped.prompts]
+    for u, p in enumerate(grouped.prompts):
+        n = len(p)
+        packed[u, :n] = torch.tensor(p, dtype=ids.dtype, device=device)
+        positions[u, :n] = torch.arange(n, device=device)
+        allowed[u, :n, :n] = torch.ones((n, n), dtype=torch.bool, device=device).tril()
+    # The flat index (u * width + position) of the hidden state predicting each loss token.
+    predictors: list[torch.Tensor] = []
+    mask = batch.completion_mask > 0
+    for r, i in enumerate(grouped.rows):
+        u = grouped.prompt_of_row[r]
+        start, end = grouped.starts[i], grouped.ends[i]
+        n = end - start - 1  # completion tokens fed in (the last one predicts nothing)
+        at = fill[u]
+        if n > 0:
+            packed[u, at : at + n] = ids[i, start : end - 1]
+            positions[u, at : at + n] = start + torch.arange(n, device=device)
+            allowed[u, at : at + n, :start] = True  # the prompt
+            allowed[u, at : at + n, at : at + n] = torch.ones((n, n), dtype=torch.bool, device=device).tril()
+        fill[u] = at + n
+        # Token start is predicted by the prompt's last position, token start + j by completion slot j - 1.
+        first = torch.tensor([start - 1], device=device)
+        slots = u * width + torch.cat([first, at + torch.arange(n, device=device)])
+        predictors.append(slots[mask[i, start:end]])
+    for u, used in enumerate(fill):  # padding attends to itself only (its output is never read)
+        pad = torch.arange(used, width, device=device)
+        allowed[u, pad, pad] = True
+    dtype = decoder.get_input_embeddings().weight.dtype  # type: ignore[operator]
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    additive.masked_fill_(~allowed, torch.finfo(dtype).min)
+    hidden = decoder(
+        input_ids=packed, attention_mask=additive.unsqueeze(1), position_ids=positions, use_cache=False
+    ).last_hidden_state  # [U, W, H]
+    return hidden.reshape(-1, hidden.shape[-1])[torch.cat(predictors)]
+
+
+def _cached_hidden(decoder: torch.nn.Module, batch: TrainBatch, grouped: _Rows) -> torch.Tensor:
+    """KV-cache layout: the distinct prompts run through the decoder once (with a KV cache), then the
+    completions, right-padded to the longest, run on top of that cache, each row indexing its prompt's
+    keys and values. For attention implementations that take no custom mask (flash attention)."""
+    rows, prompt_of_row, starts, ends = grouped.rows, grouped.prompt_of_row, grouped.starts, grouped.ends
+    mask = batch.completion_mask > 0
+    ids = batch.input_ids
     device = ids.device
     # The distinct prompts, right-padded: [U, P].
-    prompt_list = list(prompts)
+    prompt_list = grouped.prompts
     p_len = max(len(p) for p in prompt_list)
     prompt_ids = torch.zeros((len(prompt_list), p_len), dtype=ids.dtype, device=device)
     prompt_att = torch.zeros_like(prompt_ids)

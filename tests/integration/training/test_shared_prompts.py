@@ -1,5 +1,7 @@
 """Each distinct prompt through the decoder once: the same log-probs, loss and gradients as the padded
-full-sequence forward (grpo_server.training.loss._shared_prompt_hidden)."""
+full-sequence forward (grpo_server.training.loss._shared_prompt_hidden), in both layouts: packed (one
+sequence per prompt, a 4D mask; taken with sdpa and eager attention) and KV-cache (taken with other
+attention implementations, or when the packed mask would be too large)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import torch
 from engine_helpers import load_tiny
 
 from grpo_server.models.tiny import build_tiny_model
+from grpo_server.training import loss as loss_module
 from grpo_server.training.loss import LossConfig, completion_logprobs, global_normalizer, grpo_loss
 from grpo_server.types import TrainBatch
 
@@ -45,8 +48,23 @@ def grouped_batch(seed: int = 7) -> TrainBatch:
     )  # fmt: skip
 
 
+@pytest.fixture(params=["packed", "cached"])
+def layout(request, monkeypatch):
+    """Force one layout; the other one fails the test if it is called."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"the {request.param} layout was expected")
+
+    if request.param == "packed":
+        monkeypatch.setattr(loss_module, "_cached_hidden", refuse)
+    else:
+        monkeypatch.setattr(loss_module, "PACKED_MASK_LIMIT", 0)
+        monkeypatch.setattr(loss_module, "_packed_hidden", refuse)
+    return request.param
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_shared_prompts_give_the_same_logprobs_and_entropies(tiny_dir, temperature):
+def test_shared_prompts_give_the_same_logprobs_and_entropies(tiny_dir, temperature, layout):
     model = load_tiny(tiny_dir)
     batch = grouped_batch()
     with torch.no_grad():
@@ -62,7 +80,7 @@ def test_shared_prompts_give_the_same_logprobs_and_entropies(tiny_dir, temperatu
     torch.testing.assert_close(shared_ent, plain_ent, atol=1e-5, rtol=1e-5)
 
 
-def test_shared_prompts_give_the_same_loss_and_gradients(tiny_dir):
+def test_shared_prompts_give_the_same_loss_and_gradients(tiny_dir, layout):
     batch = grouped_batch()
     results = []
     for share in (False, True):
@@ -99,3 +117,42 @@ def test_rows_with_their_own_prompts_take_the_plain_path_with_the_same_result(ti
             completion_logprobs(model, one_each, share_prompts=True)[0],
             completion_logprobs(model, one_each, share_prompts=False)[0],
         )
+
+
+def test_eager_attention_takes_the_packed_layout_with_the_same_result(tiny_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32, attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    batch = grouped_batch(seed=3)
+    with torch.no_grad():
+        plain = completion_logprobs(model, batch, share_prompts=False)[0]
+        monkeypatch.setattr(loss_module, "_cached_hidden", None)  # calling it would fail
+        packed = completion_logprobs(model, batch, share_prompts=True)[0]
+    torch.testing.assert_close(packed, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_bfloat16_packed_layout_matches_the_plain_forward(tiny_dir, monkeypatch):
+    model = load_tiny(tiny_dir).to(torch.bfloat16)
+    batch = grouped_batch(seed=5)
+    monkeypatch.setattr(loss_module, "_cached_hidden", None)
+    with torch.no_grad():
+        plain = completion_logprobs(model, batch, share_prompts=False)[0]
+        packed = completion_logprobs(model, batch, share_prompts=True)[0]
+    # bfloat16 keeps 8 bits of mantissa: the two orders of summation differ by its rounding.
+    torch.testing.assert_close(packed, plain, atol=0.05, rtol=0.02)
+    assert int((packed != 0).sum()) == int(batch.completion_mask.sum())
+
+
+def test_the_layout_follows_the_attention_implementation_and_the_mask_size(tiny_dir, monkeypatch):
+    model = load_tiny(tiny_dir)
+    grouped = loss_module._group_rows(grouped_batch())
+    assert grouped is not None
+    assert loss_module._packed_layout_applies(model, grouped)  # sdpa, the default
+    model.config._attn_implementation = "flash_attention_2"  # takes no custom 4D mask
+    assert not loss_module._packed_layout_applies(model, grouped)
+    model.config._attn_implementation = "sdpa"
+    # 3 prompts; the longest packs 9 prompt tokens + completions of 2, 7 and 1 tokens less one each.
+    assert loss_module._packed_mask_size(grouped) == 3 * (9 + 1 + 6 + 0) ** 2
+    monkeypatch.setattr(loss_module, "PACKED_MASK_LIMIT", 3 * 16**2 - 1)
+    assert not loss_module._packed_layout_applies(model, grouped)
