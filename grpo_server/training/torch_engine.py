@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from grpo_server.malloc import trim
 from grpo_server.training.engine import (
     ComputeFn,
     LossFn,
@@ -92,6 +93,7 @@ class TorchEngine:
         averager = MetricAverager()
         device = self._device()
         for i, mb in enumerate(micro_batches):
+            trim()  # hand the previous micro-batch's (or the rollout's) freed heap pages back first
             loss, metrics = loss_fn(self.model, to_device(mb, device), normalizer)
             check_finite_loss(loss, i)
             if loss.requires_grad:  # a micro-batch with no loss token may return a constant
