@@ -59,6 +59,9 @@ def load_policy(cfg: Config, store_dir: Path) -> tuple[Path, Any, torch.nn.Modul
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_DTYPES[cfg.model.dtype])
     model.config.use_cache = False
+    if cfg.training.gradient_checkpointing:
+        # Non-reentrant: works with frozen inputs (LoRA) and with the loss's custom masks.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model_path, tokenizer, model
 
 

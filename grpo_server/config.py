@@ -212,6 +212,11 @@ class TrainingConfig(_Strict):
     warmup_steps: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward pass.")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Keep only each decoder layer's input for the backward pass and recompute the rest "
+        "(less activation memory, about a third more update time).",
+    )
     max_steps: int = Field(0, ge=0, description="Stop after this many steps (0 = run until stopped).")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")

@@ -175,13 +175,16 @@ def _shared_prompt_hidden(
 
     Two layouts: packed (`_packed_hidden`: one decoder call, no padding inside a group) where the
     attention implementation takes a custom mask and the mask stays small, else the KV-cache layout
-    (`_cached_hidden`). Returns None where sharing does not apply (see `_group_rows`).
+    (`_cached_hidden`). Returns None where sharing does not apply (see `_group_rows`), and where only the
+    KV-cache layout would but gradient checkpointing is on (checkpointed layers keep no cache).
     """
     grouped = _group_rows(batch)
     if grouped is None:
         return None
     if _packed_layout_applies(model, grouped):
         return _packed_hidden(decoder, batch, grouped)
+    if getattr(model, "is_gradient_checkpointing", False) and model.training:
+        return None  # checkpointed layers turn the KV cache off: the plain forward instead
     return _cached_hidden(decoder, batch, grouped)
 
 

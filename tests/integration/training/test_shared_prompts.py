@@ -156,3 +156,37 @@ def test_the_layout_follows_the_attention_implementation_and_the_mask_size(tiny_
     assert loss_module._packed_mask_size(grouped) == 3 * (9 + 1 + 6 + 0) ** 2
     monkeypatch.setattr(loss_module, "PACKED_MASK_LIMIT", 3 * 16**2 - 1)
     assert not loss_module._packed_layout_applies(model, grouped)
+
+
+def _count(calls: list[int], *_: object) -> None:
+    calls.append(1)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_dir, monkeypatch, packed):
+    """training.gradient_checkpointing: the packed layout under checkpointed layers, and the plain forward
+    where only the KV-cache layout would apply (checkpointed layers keep no cache)."""
+    if not packed:
+        monkeypatch.setattr(loss_module, "PACKED_MASK_LIMIT", 0)
+        monkeypatch.setattr(loss_module, "_cached_hidden", None)  # must not be reached
+    batch = grouped_batch(seed=11)
+    normalizer = global_normalizer([batch], "grpo", None)
+    results = []
+    for checkpointed in (False, True):  # against the plain forward without checkpointing
+        cfg = LossConfig(aggregation="grpo", beta=0.0, share_prompts=checkpointed)
+        model = load_tiny(tiny_dir)
+        if checkpointed:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert model.is_gradient_checkpointing
+        calls: list[int] = []
+        model.model.layers[0].self_attn.register_forward_pre_hook(functools.partial(_count, calls))
+        loss, _ = grpo_loss(model, batch, normalizer, cfg)
+        loss.backward()
+        # Checkpointed, the layer runs again in the backward pass.
+        assert len(calls) == (2 if checkpointed else 1)
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_b, loss_a)
+    assert any(float(g.abs().sum()) > 0 for g in grads_a.values())
+    for name in grads_a:
+        torch.testing.assert_close(grads_b[name], grads_a[name], atol=1e-6, rtol=1e-4, msg=name)
