@@ -48,7 +48,7 @@ def step_config(*, model: str = "smollm2", engine: str = "auto", prompts_per_ste
                 max_new_tokens: int = 32, learning_rate: float = 1e-5, temperature: float = 0.8, beta: float = 0.0,
                 micro_batch: int = 16, seed: int = 0, vllm_memory: float = 0.3,
                 vllm_kv_gib: float | None = 0.5, vllm_max_model_len: int | None = 2048,
-                dtype: str = "float32") -> dict[str, Any]:
+                dtype: str = "float32", gradient_checkpointing: bool = False) -> dict[str, Any]:
     """The trainer config (as a dict for grpo_server.config.parse_config) of the benchmarked step."""
     return {
         "model": {"source": model, "dtype": dtype},
@@ -57,7 +57,8 @@ def step_config(*, model: str = "smollm2", engine: str = "auto", prompts_per_ste
                     "vllm_max_model_len": vllm_max_model_len},
         "algorithm": {"prompts_per_step": prompts_per_step, "group_size": group_size, "beta": beta,
                       "aggregation": "grpo"},
-        "training": {"learning_rate": learning_rate, "micro_batch_size": micro_batch, "seed": seed},
+        "training": {"learning_rate": learning_rate, "micro_batch_size": micro_batch, "seed": seed,
+                     "gradient_checkpointing": gradient_checkpointing},
         "checkpoint": {"every_steps": 100_000},
         "rewards": {"default": [{"backend": "math", "weight": 1.0}]},
         "server": {"listen": "127.0.0.1:0"},
@@ -154,7 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          group_size=args.group_size, max_new_tokens=args.max_new_tokens,
                          learning_rate=args.learning_rate, temperature=args.temperature, beta=args.beta,
                          micro_batch=args.micro_batch, seed=args.seed, vllm_memory=args.vllm_memory,
-                         vllm_kv_gib=args.vllm_kv_gib or None, dtype="bfloat16" if args.bf16 else "float32")
+                         vllm_kv_gib=args.vllm_kv_gib or None, dtype="bfloat16" if args.bf16 else "float32",
+                         gradient_checkpointing=args.gradient_checkpointing)
     problems = sum_problems(args.prompts_per_step * args.steps * 2, seed=args.seed)
     steps: list[dict[str, float]] = []
     with TrainerHarness(config) as h, PeakRss(os.getpid(), exclude=(h.verifier.pid,)) as rss, \
@@ -209,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true",
                    help="model.dtype bfloat16: bfloat16 weights, forward and backward, float32 master weights "
                    "and AdamW state (the default trains in float32)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="training.gradient_checkpointing: recompute each decoder layer in the backward pass")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     return p
 
