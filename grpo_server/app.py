@@ -21,7 +21,6 @@ import torch
 
 from grpo_server.checkpoint import ExportManager, copy_weights, prune_checkpoints, save_training_checkpoint
 from grpo_server.config import Config
-from grpo_server.malloc import set_mmap_threshold
 from grpo_server.metrics import TrainerMetrics
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,6 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
 
     from grpo_server.training.distributed import finish, worker_loop
 
-    set_mmap_threshold()
     # The tiny model is built per rank (deterministic) so ranks never race on one directory.
     own_dir = Path(tempfile.mkdtemp(prefix="grpo-rank-")) if cfg.model.source == "tiny" else store_dir
     _path, _tokenizer, model = load_policy(cfg, own_dir)
@@ -137,7 +135,6 @@ class TrainerApp:
         from grpo_server.store import Store
 
         cfg = self.cfg
-        set_mmap_threshold()  # before anything large is allocated (see grpo_server/malloc.py)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         if cfg.training.threads:
             torch.set_num_threads(cfg.training.threads)
