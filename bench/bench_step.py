@@ -48,7 +48,7 @@ def step_config(*, model: str = "smollm2", engine: str = "auto", prompts_per_ste
                 max_new_tokens: int = 32, learning_rate: float = 1e-5, temperature: float = 0.8, beta: float = 0.0,
                 micro_batch: int = 16, seed: int = 0, vllm_memory: float = 0.3,
                 vllm_kv_gib: float | None = 0.5, vllm_max_model_len: int | None = 2048,
-                dtype: str = "float32", gradient_checkpointing: bool = False) -> dict[str, Any]:
+                dtype: str = "float32", gradient_checkpointing: bool = True) -> dict[str, Any]:
     """The trainer config (as a dict for grpo_server.config.parse_config) of the benchmarked step."""
     return {
         "model": {"source": model, "dtype": dtype},
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          learning_rate=args.learning_rate, temperature=args.temperature, beta=args.beta,
                          micro_batch=args.micro_batch, seed=args.seed, vllm_memory=args.vllm_memory,
                          vllm_kv_gib=args.vllm_kv_gib or None, dtype="bfloat16" if args.bf16 else "float32",
-                         gradient_checkpointing=args.gradient_checkpointing)
+                         gradient_checkpointing=not args.no_gradient_checkpointing)
     problems = sum_problems(args.prompts_per_step * args.steps * 2, seed=args.seed)
     steps: list[dict[str, float]] = []
     with TrainerHarness(config) as h, PeakRss(os.getpid(), exclude=(h.verifier.pid,)) as rss, \
@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true",
                    help="model.dtype bfloat16: bfloat16 weights, forward and backward, float32 master weights "
                    "and AdamW state (the default trains in float32)")
-    p.add_argument("--gradient-checkpointing", action="store_true",
-                   help="training.gradient_checkpointing: recompute each decoder layer in the backward pass")
+    p.add_argument("--no-gradient-checkpointing", action="store_true",
+                   help="training.gradient_checkpointing false: keep every layer's activations for the backward "
+                   "pass (the trainer's default, like TRL's, recomputes them)")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     return p
 

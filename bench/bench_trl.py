@@ -5,7 +5,7 @@ Same model (SmolLM2-135M-Instruct, float32), same prompts (bench.sum_problems), 
 so one optimizer step per generation batch of 64), same completion length (<= 32 new tokens), learning
 rate, temperature, beta and loss aggregation ("grpo": per-sequence mean). TRL runs as a CPU user would
 run it out of the box: HF `generate` (use_vllm=False), float32 (or bfloat16 autocast with --bf16),
-torch's default threads. Same reward: the math verifier service's own rule, called in process (its
+gradient checkpointing (GRPOConfig's default; our trainer's default too), torch's default threads. Same reward: the math verifier service's own rule, called in process (its
 final-answer extraction, then math-verify's comparison). Not the common TRL recipe
 `verify(parse(gold), parse(completion))`: math-verify's parse of a whole completion reads the first
 expression it finds, so "The answer to this equation is 28 + 65." evaluates to 93 and scores 1 for
@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loss_type="grpo",
         scale_rewards="group",
         max_grad_norm=1.0,
+        gradient_checkpointing=True,  # GRPOConfig's default, stated: ours checkpoints too
         max_steps=args.steps,
         use_vllm=False,
         use_cpu=True,

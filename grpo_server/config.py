@@ -213,9 +213,10 @@ class TrainingConfig(_Strict):
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward pass.")
     gradient_checkpointing: bool = Field(
-        False,
-        description="Keep only each decoder layer's input for the backward pass and recompute the rest "
-        "(less activation memory, about a third more update time).",
+        True,
+        description="Keep only each decoder layer's input for the backward pass and recompute the rest: "
+        "less activation memory for more update time (SmolLM2 step on 2 CPU cores: peak RSS 4.83 -> 4.24 "
+        "GiB, step 16.2 -> 17.2 s). On by default, as in TRL's GRPOConfig.",
     )
     max_steps: int = Field(0, ge=0, description="Stop after this many steps (0 = run until stopped).")
     seed: int = 0
