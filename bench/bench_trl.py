@@ -6,7 +6,8 @@ so one optimizer step per generation batch of 64), same completion length (<= 32
 rate, temperature, beta and loss aggregation ("grpo": per-sequence mean). TRL runs as a CPU user would
 run it out of the box: HF `generate` (use_vllm=False), float32 (or bfloat16 autocast with --bf16),
 gradient checkpointing (GRPOConfig's default; our trainer's default too), torch's default threads.
-Same reward: the math verifier service's own rule, called in process (its final-answer extraction, then math-verify's comparison). Not the common TRL recipe
+Same reward: the math verifier service's own rule, called in process (its final-answer extraction,
+then math-verify's comparison). Not the common TRL recipe
 `verify(parse(gold), parse(completion))`: math-verify's parse of a whole completion reads the first
 expression it finds, so "The answer to this equation is 28 + 65." evaluates to 93 and scores 1 for
 "What is 28+65?". On SmolLM2's first samples that recipe scored 0.164 where the extraction scored 0.039
