@@ -72,6 +72,9 @@ class TorchEngine:
         self.optimizer = make_optimizer([m for _, m in self._pairs], optim)
         self.scheduler = make_scheduler(self.optimizer, optim)
         self.step = 0
+        # Gradients are released once the optimizer has used them, so they do not sit beside the weight
+        # sync's copy of the weights (the step's peak otherwise). Tests set this to inspect them.
+        self.keep_grads = False
 
     # ---------------------------------------------------------------------------------- training
 
@@ -112,6 +115,9 @@ class TorchEngine:
         self.optimizer.step()
         self.scheduler.step()
         self._masters_to_model()
+        if not self.keep_grads:
+            self.model.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return {
             **averager.result(),

@@ -52,6 +52,7 @@ def test_four_micro_batches_give_the_same_gradient_update_and_metrics_as_one_bat
     model = load_tiny(tiny_dir)
     full = make_engine("torch", copy.deepcopy(model), optim)
     accumulated = make_engine("torch", copy.deepcopy(model), optim)
+    full.keep_grads = accumulated.keep_grads = True  # compared below
     batch = with_old_and_ref(model, fixed_batch(n=8))
     micro = split_rows(batch, 2)
     assert len(micro) == 4
@@ -78,6 +79,7 @@ def test_four_micro_batches_give_the_same_gradient_update_and_metrics_as_one_bat
 
 def test_gradient_is_clipped_to_max_grad_norm_and_the_norm_before_clipping_is_reported(tiny_dir):
     engine = make_engine("torch", load_tiny(tiny_dir), OptimConfig(learning_rate=1e-3, max_grad_norm=1e-3))
+    engine.keep_grads = True
     batch = fixed_batch()
     metrics = engine.train_step([batch], advantage_weighted_nll, token_count([batch]))
     after = math.sqrt(
@@ -219,3 +221,14 @@ def test_a_micro_batch_without_loss_tokens_adds_no_gradient(tiny_dir):
     assert m_padded["kl"] == pytest.approx(m_plain["kl"], rel=1e-6)  # the empty batch has no weight
     for name, w in weights(plain).items():
         assert torch.equal(weights(padded)[name], w)
+
+
+def test_gradients_are_released_after_the_step_unless_kept(tiny_dir):
+    engine = make_engine("torch", load_tiny(tiny_dir), OptimConfig(learning_rate=1e-3))
+    batch = fixed_batch()
+    metrics = engine.train_step([batch], advantage_weighted_nll, token_count([batch]))
+    assert metrics["grad_norm"] > 0
+    assert all(p.grad is None for p in engine.model.parameters())
+    engine.keep_grads = True
+    engine.train_step([batch], advantage_weighted_nll, token_count([batch]))
+    assert all(p.grad is not None for p in engine.model.parameters() if p.requires_grad)
