@@ -142,7 +142,7 @@ class TrainerApp:
         if cfg.server.metrics_listen:
             self.metrics_port = self.metrics.serve(cfg.server.metrics_listen)
             log.info("metrics on %s (port %d)", cfg.server.metrics_listen, self.metrics_port)
-        self.store = Store(self.store_dir)
+        self.store = Store(self.store_dir, max_attempts=cfg.training.max_prompt_attempts)
         requeued = self.store.recover()
         if requeued:
             log.info("re-queued %d prompts leased after the last checkpoint", requeued)

@@ -219,6 +219,12 @@ class TrainingConfig(_Strict):
         "GiB, step 16.2 -> 17.2 s). On by default, as in TRL's GRPOConfig.",
     )
     max_steps: int = Field(0, ge=0, description="Stop after this many steps (0 = run until stopped).")
+    max_prompt_attempts: int = Field(
+        3,
+        ge=1,
+        description="Counted failed attempts (steps whose reward items were all rejected, not outages) after "
+        "which a prompt is given up on: FAILED, with the reason 'gave up after N failed attempts'.",
+    )
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
 

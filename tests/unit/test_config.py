@@ -115,6 +115,12 @@ def test_errors_name_every_bad_field() -> None:
     assert "training.learning_rate" in text
 
 
+def test_prompt_attempts_default_to_three_and_must_be_positive() -> None:
+    assert Config().training.max_prompt_attempts == 3
+    with pytest.raises(ConfigError, match="training.max_prompt_attempts"):
+        parse_config({"training": {"max_prompt_attempts": 0}})
+
+
 def test_unknown_fields_are_rejected() -> None:
     with pytest.raises(ConfigError, match="algorithm.betta"):
         parse_config({"algorithm": {"betta": 0.1}})

@@ -1,6 +1,6 @@
 """Prompts given up on are counted: a backend that rejects every item (SCORE_STATUS_INVALID_INPUT, not an
-outage) makes each step that leases them SKIPPED with an attempt counted; after 3 such steps a prompt is
-FAILED. `grpo_prompts_failed_total` on the trainer's own registry and on its /metrics endpoint, the
+outage) makes each step that leases them SKIPPED with an attempt counted; after
+`training.max_prompt_attempts` such steps (2 here, 3 by default) a prompt is FAILED. `grpo_prompts_failed_total` on the trainer's own registry and on its /metrics endpoint, the
 FAILED rows of the store and StepStatus's `run.prompts_failed` all agree, and the prompts that a good
 backend scores afterwards are trained, not failed."""
 
@@ -19,7 +19,7 @@ from grpo_client import TrainerClient
 from grpo_server.store import Store
 from grpo_server.types import PromptState
 
-ATTEMPTS = 3  # the store's max_attempts (not configurable)
+ATTEMPTS = 2  # training.max_prompt_attempts, set below (the default, 3, would only take longer)
 PER_STEP = 2
 
 
@@ -54,6 +54,7 @@ def test_prompts_failed_counter_matches_the_store_and_step_status(toy_backend, s
         app = start_trainer(
             store_dir, [("reject", reject_server.address), ("good", good.address)],
             algorithm={"prompts_per_step": PER_STEP, "group_size": 2, "beta": 0.0},
+            training={"max_prompt_attempts": ATTEMPTS},
             server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
         )
         registry = app.metrics.registry
@@ -70,7 +71,7 @@ def test_prompts_failed_counter_matches_the_store_and_step_status(toy_backend, s
         client.submit_prompts(doomed)
         client.submit_prompts(fine)  # FIFO: leased only after the doomed ones are given up on
 
-        # 4 doomed prompts, 2 a step, 3 attempts each: 6 skipped steps, then one completed step.
+        # 4 doomed prompts, 2 a step, 2 attempts each: 4 skipped steps, then one completed step.
         expected_skips = len(doomed) // PER_STEP * ATTEMPTS
         finished: list[trainer_pb2.StepReport] = []
         for report in client.iter_steps(timeout=300):
