@@ -204,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vllm-memory", type=float, default=0.3,
                    help="rollout.vllm_gpu_memory_utilization: the share of host memory vLLM reserves (KV cache "
                    "and all), used only with --vllm-kv-gib 0; 0.3 is the trainer's default")
-    p.add_argument("--vllm-kv-gib", type=float, default=0.5,
-                   help="rollout.vllm_kv_cache_gib: vLLM's KV cache, GiB (0.5 holds ~11,000 float32 tokens of "
-                   "SmolLM2; a step of 8 x 8 needs ~4,000), with vllm_max_model_len 2048 as in examples/demo.yaml; "
+    p.add_argument("--vllm-kv-gib", type=float, default=0.25,
+                   help="rollout.vllm_kv_cache_gib: vLLM's KV cache, GiB (0.25 holds ~5,800 float32 tokens of "
+                   "SmolLM2, twice that in bfloat16; a step of 8 x 8 needs ~4,000), with vllm_max_model_len 2048 as in examples/demo.yaml; "
                    "0 sizes it by --vllm-memory instead")
     p.add_argument("--bf16", action="store_true",
                    help="model.dtype bfloat16: bfloat16 weights, forward and backward, float32 master weights "
