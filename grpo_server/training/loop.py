@@ -511,6 +511,18 @@ class TrainingLoop:
                 self.metrics.prompts_failed.inc(failed)
             report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
             self.step = step
+        except Exception as exc:
+            # Anything else (a bug, memory, a full disk) ends the run (_run_guarded), but first the step is
+            # FAILED with the error where StepStatus and WatchSteps show it, and its prompts go back to the
+            # queue at their positions, no attempt counted: the cause may not be theirs, and a restart
+            # resumes from the last checkpoint without this step's partial update either way.
+            self.store.requeue_step(step, count_attempt=False)
+            failed = StepReport(step, StepState.FAILED, started, time.time(), {}, self.runner.rollout.name, ids,
+                                f"{type(exc).__name__}: {exc}")
+            self.store.record_step(failed)
+            self.metrics.observe_step(failed)
+            self.control.notify_step(failed)
+            raise
         self.store.record_step(report)
         if report.state is StepState.COMPLETED:
             log.info(

@@ -1,0 +1,64 @@
+"""A step that raises an unexpected error (here the step's update raising MemoryError, standing in for
+running out of memory, which cannot be provoked reliably on a shared machine) is reported FAILED with
+the error, not left RUNNING; its prompts go back to the queue; the run stops in state FAILED with the
+same error; and a restart on the same store trains those prompts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from live_trainer import prompts, wait_for
+
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient
+from grpo_server.store import Store
+from grpo_server.types import PromptState
+
+
+def test_a_step_that_raises_is_failed_and_its_prompts_requeued(toy_backend, start_trainer, tmp_path: Path) -> None:
+    _, toy = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", toy.address)])
+    calls: list[int] = []
+
+    def out_of_memory(step: int, *args: Any, **kwargs: Any) -> Any:
+        calls.append(step)
+        raise MemoryError("cannot allocate 2.00 GiB for the backward pass")
+
+    app.loop.runner.run_step = out_of_memory  # type: ignore[method-assign]
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    batch = prompts(2, prefix="oom")
+    client.submit_prompts(batch)
+
+    failed = next(r for r in client.iter_steps(timeout=120) if r.state != trainer_pb2.STEP_STATE_RUNNING)
+    assert failed.step == 1
+    assert failed.state == trainer_pb2.STEP_STATE_FAILED, trainer_pb2.StepState.Name(failed.state)
+    assert failed.error == "MemoryError: cannot allocate 2.00 GiB for the backward pass"
+    assert set(failed.prompt_ids) == {p.id for p in batch}
+    run = wait_for(lambda: (r := client.step_status().run).state == trainer_pb2.RUN_STATE_FAILED and r or None, 60,
+                   lambda: f"the run did not fail: {client.step_status().run}")
+    assert run.error == failed.error
+    assert run.queue_depth == len(batch)
+    assert client.step_status(1).step.state == trainer_pb2.STEP_STATE_FAILED
+    assert calls == [1]  # the loop stopped: no second step ran on a state it cannot trust
+    assert app.store.counts()[PromptState.QUEUED] == len(batch)
+    assert app.metrics.registry.get_sample_value("grpo_steps_total", {"state": "failed"}) == 1.0
+    app.shutdown()
+
+    store = Store(store_dir)
+    try:
+        states = store.prompt_states()
+    finally:
+        store.close()
+    assert {pid: s for pid, (s, _) in states.items()} == {p.id: PromptState.QUEUED for p in batch}
+
+    restarted = start_trainer(store_dir, [("toy", toy.address)])
+    client = TrainerClient(f"127.0.0.1:{restarted.api_port}")
+    wait_for(lambda: client.step_status().run.prompts_trained == len(batch) or None, 300,
+             lambda: f"the requeued prompts were not trained: {client.step_status().run}")
+    done = client.step_status(1).step
+    # The run resumes from its last checkpoint (none: step 0), so, as after a crash, the step takes the
+    # number 1 again and its report replaces the FAILED one.
+    assert done.state == trainer_pb2.STEP_STATE_COMPLETED, done
+    assert set(done.prompt_ids) == {p.id for p in batch}
