@@ -206,8 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "and all), used only with --vllm-kv-gib 0; 0.3 is the trainer's default")
     p.add_argument("--vllm-kv-gib", type=float, default=0.25,
                    help="rollout.vllm_kv_cache_gib: vLLM's KV cache, GiB (0.25 holds ~5,800 float32 tokens of "
-                   "SmolLM2, twice that in bfloat16; a step of 8 x 8 needs ~4,000), with vllm_max_model_len 2048 as in examples/demo.yaml; "
-                   "0 sizes it by --vllm-memory instead")
+                   "SmolLM2, twice that in bfloat16; a step of 8 x 8 needs ~4,000), with vllm_max_model_len 2048 "
+                   "as in examples/demo.yaml; 0 sizes it by --vllm-memory instead")
     p.add_argument("--bf16", action="store_true",
                    help="model.dtype bfloat16: bfloat16 weights, forward and backward, float32 master weights "
                    "and AdamW state (the default trains in float32)")

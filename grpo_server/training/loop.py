@@ -489,6 +489,7 @@ class TrainingLoop:
         self.control.notify_step(running)
         snapshot = self.registry.snapshot()
         outage = False
+        crashed: Exception | None = None
         try:
             with self.step_lock:
                 try:
@@ -512,17 +513,14 @@ class TrainingLoop:
             report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
             self.step = step
         except Exception as exc:
-            # Anything else (a bug, memory, a full disk) ends the run (_run_guarded), but first the step is
-            # FAILED with the error where StepStatus and WatchSteps show it, and its prompts go back to the
-            # queue at their positions, no attempt counted: the cause may not be theirs, and a restart
-            # resumes from the last checkpoint without this step's partial update either way.
+            # Anything else (a bug, memory, a full disk) ends the run (_run_guarded, re-raised below), but
+            # first the step is FAILED with the error where StepStatus and WatchSteps show it, and its
+            # prompts go back to the queue at their positions, no attempt counted: the cause may not be
+            # theirs, and a restart resumes from the last checkpoint without this step's partial update.
             self.store.requeue_step(step, count_attempt=False)
-            failed = StepReport(step, StepState.FAILED, started, time.time(), {}, self.runner.rollout.name, ids,
+            report = StepReport(step, StepState.FAILED, started, time.time(), {}, self.runner.rollout.name, ids,
                                 f"{type(exc).__name__}: {exc}")
-            self.store.record_step(failed)
-            self.metrics.observe_step(failed)
-            self.control.notify_step(failed)
-            raise
+            crashed = exc
         self.store.record_step(report)
         if report.state is StepState.COMPLETED:
             log.info(
@@ -534,6 +532,8 @@ class TrainingLoop:
                 self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
         self.metrics.observe_step(report)
         self.control.notify_step(report)
+        if crashed is not None:
+            raise crashed
         if report.state is StepState.SKIPPED and outage:
             self._stop.wait(self.outage_backoff_seconds)
         return report

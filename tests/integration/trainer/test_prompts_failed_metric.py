@@ -1,7 +1,7 @@
 """Prompts given up on are counted: a backend that rejects every item (SCORE_STATUS_INVALID_INPUT, not an
 outage) makes each step that leases them SKIPPED with an attempt counted; after
-`training.max_prompt_attempts` such steps (2 here, 3 by default) a prompt is FAILED. `grpo_prompts_failed_total` on the trainer's own registry and on its /metrics endpoint, the
-FAILED rows of the store and StepStatus's `run.prompts_failed` all agree, and the prompts that a good
+`training.max_prompt_attempts` such steps (2 here, 3 by default) a prompt is FAILED.
+`grpo_prompts_failed_total` on the trainer's own registry and on its /metrics endpoint, the FAILED rows of the store and StepStatus's `run.prompts_failed` all agree, and the prompts that a good
 backend scores afterwards are trained, not failed."""
 
 from __future__ import annotations
