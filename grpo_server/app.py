@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from grpo_server.api.ports import WeightsUnsafe
 from grpo_server.checkpoint import ExportManager, copy_weights, prune_checkpoints, save_training_checkpoint
 from grpo_server.config import Config
 from grpo_server.metrics import TrainerMetrics
@@ -303,6 +304,8 @@ class TrainerApp:
 
         def snapshot() -> tuple[int, dict[str, torch.Tensor]]:
             with self.loop.step_lock:  # a copy of the weights between two optimizer steps
+                if self.loop.weights_error:
+                    raise WeightsUnsafe(self.loop.weights_error)
                 adapters.capture(self.loop.step)
                 return self.loop.step, copy_weights(lora.policy_weights(engine.model, engine.named_weights()))
 

@@ -53,6 +53,10 @@ class ExportInfo:
     error: str = ""
 
 
+class WeightsUnsafe(RuntimeError):
+    """The weights in memory cannot be exported: a step failed part-way through its update."""
+
+
 class Exporter(Protocol):
     """Writes Hugging Face checkpoint directories of the current weights."""
 
@@ -61,7 +65,8 @@ class Exporter(Protocol):
 
         Returns an ExportInfo-shaped object (attributes as ExportInfo). With `wait`, returns once the
         export is done or failed. Raises FileExistsError when the destination exists and is not an empty
-        directory, RuntimeError when the run cannot export yet (the model is still loading).
+        directory, WeightsUnsafe when a step failed during its update, RuntimeError when the run cannot
+        export yet (the model is still loading).
         """
         ...
 

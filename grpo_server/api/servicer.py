@@ -12,7 +12,7 @@ import grpc
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_server.api import convert, errors
 from grpo_server.api.errors import unary
-from grpo_server.api.ports import BackendRegistry, Exporter, default_reward_pairs
+from grpo_server.api.ports import BackendRegistry, Exporter, WeightsUnsafe, default_reward_pairs
 from grpo_server.api.settings import ApiLimits
 from grpo_server.api.validation import (
     TokenCounter,
@@ -205,6 +205,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             info = self.exporter.start(dest, request.wait)
         except FileExistsError as exc:
             raise errors.failed_precondition("DESTINATION_NOT_EMPTY", request.destination, str(exc)) from None
+        except WeightsUnsafe as exc:
+            raise errors.failed_precondition("WEIGHTS_INCONSISTENT", "run", str(exc)) from None
         except RuntimeError as exc:
             raise errors.failed_precondition("RUN_NOT_READY", "run", str(exc)) from None
         except OSError as exc:

@@ -138,6 +138,9 @@ class StepRunner:
         # Every prompt the current (or last) step consumed, in lease order: its own lease, then dynamic
         # sampling's extra leases. Filled as prompts are leased, so it is right even when the step fails.
         self.step_prompt_ids: tuple[str, ...] = ()
+        # True from the moment the current step starts changing the weights (its first backward pass):
+        # a step that fails after this may leave them partly updated.
+        self.update_started = False
         if sdpo is not None and sdpo.teacher in ("initial", "ema"):
             self.teacher = build_reference_model(engine.model)
 
@@ -265,6 +268,7 @@ class StepRunner:
         """Roll out, score, update. Returns the step's metrics; raises AllRewardsFailed when nothing
         could be scored (no update taken). `step_prompt_ids` lists every prompt the step consumed."""
         self.step_prompt_ids = tuple(p.id for p in prompts)
+        self.update_started = False
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
@@ -308,6 +312,7 @@ class StepRunner:
         loss_fn = functools.partial(grpo_loss, **loss_kwargs)
         t0 = time.monotonic()
         train_metrics: dict[str, float] = {}
+        self.update_started = True
         for _ in range(self.s.inner_iterations):
             train_metrics = self.engine.train_step(micro, loss_fn, normalizer)
             if sdpo is not None and sdpo.teacher == "ema" and self.teacher is not None:
@@ -423,6 +428,9 @@ class TrainingLoop:
         # numbering resumes from the checkpoint, so step N always means the state after N steps.
         self.step = self.checkpoint_step
         self._dirty = False  # a completed step is not yet in a checkpoint
+        # Set when a step failed after its update began: the weights in memory may hold part of that
+        # update, so they are not exported (the last checkpoint holds a consistent state).
+        self.weights_error = ""
         self.outage_backoff_seconds = 1.0  # wait after a step skipped because the reward backends were down
 
     # ----------------------------------------------------------------------------------- control
@@ -518,6 +526,12 @@ class TrainingLoop:
             # prompts go back to the queue at their positions, no attempt counted: the cause may not be
             # theirs, and a restart resumes from the last checkpoint without this step's partial update.
             self.store.requeue_step(step, count_attempt=False)
+            if getattr(self.runner, "update_started", True):
+                self.weights_error = (
+                    f"step {step} failed during its update ({type(exc).__name__}: {exc}), so the weights in "
+                    f"memory may hold part of it; the latest durable checkpoint is step {self.checkpoint_step}: "
+                    "restart the trainer to resume from it, then export"
+                )
             report = StepReport(step, StepState.FAILED, started, time.time(), {}, self.runner.rollout.name, ids,
                                 f"{type(exc).__name__}: {exc}")
             crashed = exc

@@ -42,13 +42,15 @@ class FieldViolation:
 
 @dataclass
 class TrainerError(Exception):
-    """A failed RPC: `code` (grpc.StatusCode), `message`, the BadRequest `field_violations` and the
-    RetryInfo delay in seconds when the server sent them, and any other details as "Type: text"."""
+    """A failed RPC: `code` (grpc.StatusCode), `message`, the BadRequest `field_violations`, the
+    RetryInfo delay in seconds and the PreconditionFailure violation types (`preconditions`, such as
+    "DESTINATION_NOT_EMPTY") when the server sent them, and the type names of any other details."""
 
     code: grpc.StatusCode
     message: str
     field_violations: list[FieldViolation] = field(default_factory=list)
     retry_delay_seconds: float | None = None
+    preconditions: list[str] = field(default_factory=list)
     other_details: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -56,6 +58,7 @@ class TrainerError(Exception):
         lines += [f"  {v.field}: {v.description}" for v in self.field_violations]
         if self.retry_delay_seconds is not None:
             lines.append(f"  retry after {self.retry_delay_seconds:g} s")
+        lines += [f"  precondition: {p}" for p in self.preconditions]
         lines += [f"  {d}" for d in self.other_details]
         return "\n".join(lines)
 
@@ -66,6 +69,8 @@ class TrainerError(Exception):
             out["field_violations"] = [{"field": v.field, "description": v.description} for v in self.field_violations]
         if self.retry_delay_seconds is not None:
             out["retry_delay_seconds"] = self.retry_delay_seconds
+        if self.preconditions:
+            out["preconditions"] = self.preconditions
         if self.other_details:
             out["details"] = self.other_details
         return out
@@ -89,6 +94,10 @@ class TrainerError(Exception):
                 info = error_details_pb2.RetryInfo()
                 detail.Unpack(info)
                 out.retry_delay_seconds = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
+            elif detail.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
+                failure = error_details_pb2.PreconditionFailure()
+                detail.Unpack(failure)
+                out.preconditions += [v.type for v in failure.violations]
             else:
                 out.other_details.append(detail.type_url.rsplit("/", 1)[-1])
         return out

@@ -156,7 +156,7 @@ def test_export_wait_writes_a_checkpoint_directory(api: TrainerApi, tmp_path: Pa
     assert {f["path"] for f in doc["files"]} >= {"config.json"}
 
     code, out, err = cli(capsys, "--target", api.target, "export", str(dest))  # not empty any more
-    assert code == 1 and "FAILED_PRECONDITION" in err
+    assert code == 1 and "FAILED_PRECONDITION" in err and "precondition: DESTINATION_NOT_EMPTY" in err
 
 
 def test_backends_list_set_and_delete(api: TrainerApi, capsys) -> None:

@@ -1,17 +1,23 @@
 """A step that raises an unexpected error (here the step's update raising MemoryError, standing in for
 running out of memory, which cannot be provoked reliably on a shared machine) is reported FAILED with
 the error, not left RUNNING; its prompts go back to the queue; the run stops in state FAILED with the
-same error; and a restart on the same store trains those prompts."""
+same error; and a restart on the same store trains those prompts. A step that fails part-way through its
+update leaves weights that ExportCheckpoint refuses to export (FAILED_PRECONDITION WEIGHTS_INCONSISTENT)
+until a restart resumes from the last checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
+import torch
 from live_trainer import prompts, wait_for
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
+from grpo_client.client import TrainerError
 from grpo_server.store import Store
 from grpo_server.types import PromptState
 
@@ -44,6 +50,9 @@ def test_a_step_that_raises_is_failed_and_its_prompts_requeued(toy_backend, star
     assert calls == [1]  # the loop stopped: no second step ran on a state it cannot trust
     assert app.store.counts()[PromptState.QUEUED] == len(batch)
     assert app.metrics.registry.get_sample_value("grpo_steps_total", {"state": "failed"}) == 1.0
+    # The step failed before its update began: the weights are step 0's and can be exported.
+    export = client.export_checkpoint(str(tmp_path / "export-0"), wait=True)
+    assert export.state == trainer_pb2.EXPORT_STATE_DONE and export.step == 0, export
     app.shutdown()
 
     store = Store(store_dir)
@@ -62,3 +71,53 @@ def test_a_step_that_raises_is_failed_and_its_prompts_requeued(toy_backend, star
     # number 1 again and its report replaces the FAILED one.
     assert done.state == trainer_pb2.STEP_STATE_COMPLETED, done
     assert set(done.prompt_ids) == {p.id for p in batch}
+
+
+def test_weights_left_by_a_step_that_failed_mid_update_are_not_exported(
+    toy_backend, start_trainer, tmp_path: Path
+) -> None:
+    _, toy = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", toy.address)])
+    first = next(app.engine.model.parameters())
+    before = first.detach().clone()
+
+    def half_an_update(*args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad():
+            first.add_(1.0)  # part of the weights moved, then the optimizer step dies
+        raise MemoryError("cannot allocate 1.00 GiB for the optimizer state")
+
+    app.engine.train_step = half_an_update  # type: ignore[method-assign]
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    batch = prompts(2, prefix="half")
+    client.submit_prompts(batch)
+    wait_for(lambda: client.step_status().run.state == trainer_pb2.RUN_STATE_FAILED or None, 120,
+             lambda: f"the run did not fail: {client.step_status().run}")
+    assert client.step_status(1).step.error == "MemoryError: cannot allocate 1.00 GiB for the optimizer state"
+
+    destination = tmp_path / "export-half"
+    with pytest.raises(TrainerError) as caught:
+        client.export_checkpoint(str(destination), wait=True)
+    err = caught.value
+    assert err.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert err.preconditions == ["WEIGHTS_INCONSISTENT"]
+    assert "step 1 failed during its update" in err.message
+    assert "the latest durable checkpoint is step 0" in err.message
+    assert not destination.exists()  # nothing written
+    assert app.metrics.registry.get_sample_value("grpo_checkpoints_total", {"kind": "export"}) in (None, 0.0)
+    app.shutdown()
+
+    # A restart resumes from the last checkpoint (the initial weights here), trains the prompts again and
+    # exports: the export is a real step away from the initial weights (Adam moves each weight by about
+    # the learning rate), not the half-updated state (1.0 away).
+    restarted = start_trainer(store_dir, [("toy", toy.address)])
+    client = TrainerClient(f"127.0.0.1:{restarted.api_port}")
+    wait_for(lambda: client.step_status().run.prompts_trained == len(batch) or None, 300,
+             lambda: f"the requeued prompts were not trained: {client.step_status().run}")
+    export = client.export_checkpoint(str(destination), wait=True)
+    assert export.state == trainer_pb2.EXPORT_STATE_DONE and export.step >= 1, export
+    from safetensors.torch import load_file
+
+    exported = load_file(str(destination / "model.safetensors"))
+    name = next(n for n, p in restarted.engine.model.named_parameters() if p is next(restarted.engine.model.parameters()))
+    assert torch.allclose(exported[name], before, atol=1e-2), "the export is not the resumed run's weights"
