@@ -148,49 +148,70 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self, request: trainer_pb2.WatchStepsRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.WatchStepsResponse]:
         """The finished steps after `after_step`, then each step as it finishes (and starts, with
-        include_running), until the client cancels or the server shuts down."""
+        include_running), until the client cancels or the server shuts down. A step run again after a
+        resume (same number, new start) is sent again; an unchanged report never is."""
         validate_step_number(request.after_step, "after_step")
         seq = self.control.event_seq  # before the backlog read: nothing published after it is missed
         last_final = request.after_step
-        sent_running: int | None = None
+        # What this stream sent, to send a report again only when it changed: step -> (start, state) of
+        # the final reports, and the (step, start) of the last RUNNING one. A trainer resumed from a
+        # checkpoint runs the steps after it again under their numbers, so a step may come twice.
+        sent: dict[int, tuple[float, StepState]] = {}
+        sent_running: tuple[int, float] | None = None
 
         def response(r: StepReport) -> trainer_pb2.WatchStepsResponse:
             return trainer_pb2.WatchStepsResponse(
                 step=convert.step_to_proto(r), run=convert.run_status(self.control, self.store)
             )
 
-        def catch_up() -> Iterator[trainer_pb2.WatchStepsResponse]:
-            nonlocal last_final, sent_running
+        def final(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
+            nonlocal last_final
+            last_final = r.step
+            if sent.get(r.step) != (r.started_at, r.state):
+                sent[r.step] = (r.started_at, r.state)
+                if len(sent) > 1000:  # steps in a checkpoint are never run again: forget them
+                    checkpoint = self.store.latest_checkpoint()
+                    for n in [n for n in sent if checkpoint and n <= min(checkpoint.step, last_final)]:
+                        del sent[n]
+                yield response(r)
+
+        def running(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
+            nonlocal sent_running
+            if request.include_running and sent_running != (r.step, r.started_at):
+                sent_running = (r.step, r.started_at)
+                yield response(r)
+
+        def catch_up(start: int) -> Iterator[trainer_pb2.WatchStepsResponse]:
             while True:
-                backlog = self.store.steps_after(last_final, limit=500)
+                backlog = self.store.steps_after(start, limit=500)
                 finished = [r for r in backlog if r.state is not StepState.RUNNING]
                 for r in backlog:
                     if r.state is StepState.RUNNING:
-                        if request.include_running and sent_running != r.step:
-                            sent_running = r.step
-                            yield response(r)
+                        yield from running(r)
                         break  # a running step is the newest; what follows it is not final yet
-                    last_final = r.step
-                    yield response(r)
+                    yield from final(r)
                 if len(finished) < 500:
                     return
+                start = finished[-1].step
 
-        yield from catch_up()
+        yield from catch_up(last_final)
         while context.is_active() and not self.control.closed:
             events, missed = self.control.wait_for_step(seq, timeout=WATCH_POLL_SECONDS)
             if missed:  # a slow reader fell out of the event window: read the store instead
                 seq = events[-1][0] if events else self.control.event_seq
-                yield from catch_up()
+                checkpoint = self.store.latest_checkpoint()
+                # From the checkpoint on, in case the missed events re-ran steps this stream has sent.
+                yield from catch_up(min(last_final, checkpoint.step if checkpoint else 0))
                 continue
             for n, r in events:
                 seq = n
                 if r.state is StepState.RUNNING:
-                    if request.include_running and r.step > last_final and sent_running != r.step:
-                        sent_running = r.step
-                        yield response(r)
+                    if r.step <= last_final:  # run again after a resume: its new end is sent too
+                        last_final = r.step - 1
+                    if r.step > last_final:
+                        yield from running(r)
                 elif r.step > last_final:
-                    last_final = r.step
-                    yield response(r)
+                    yield from final(r)
 
     # ------------------------------------------------------------------------------ exports
 

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--after", type=int, default=0, metavar="N", help="start after step N (default: from the first)")
     s.add_argument("--include-running", action="store_true", help="also show steps when they start")
     s.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop after N reports (default: never)")
+    s.add_argument("--follow", action="store_true",
+                   help="keep watching across trainer restarts: reconnect when the stream ends or the trainer "
+                        "is unavailable (gives up after 10 minutes without an answer), and show the steps a "
+                        "restart runs again")
 
     s = sub.add_parser("export", help="export a Hugging Face checkpoint directory on the trainer")
     s.add_argument("destination", metavar="DEST", help="directory on the trainer's file system ('' = default)")
@@ -190,7 +194,14 @@ def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> i
     count = 0
     pr.line(_WATCH_FORMAT.format(*_WATCH_COLUMNS))
     try:
-        for response in client.watch_steps(args.after, args.include_running):
+        if args.follow:
+            def reconnecting(reason: str) -> None:
+                print(f"{reason}; reconnecting", file=sys.stderr, flush=True)
+
+            stream = client.follow_steps(args.after, include_running=args.include_running, on_reconnect=reconnecting)
+        else:
+            stream = client.watch_steps(args.after, args.include_running)
+        for response in stream:
             count += 1
             if pr.json:
                 seen.append(to_dict(response))

@@ -144,6 +144,7 @@ class TrainerClient:
         self._stub = trainer_pb2_grpc.TrainerServiceStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
+        self._closed = False
 
     def __enter__(self) -> TrainerClient:
         return self
@@ -152,7 +153,8 @@ class TrainerClient:
         self.close()
 
     def close(self) -> None:
-        """Close the channel (cancels any open stream)."""
+        """Close the channel (cancels any open stream; a `follow_steps` loop then ends)."""
+        self._closed = True
         self._channel.close()
 
     def _call(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
@@ -299,6 +301,64 @@ class TrainerClient:
         """The step reports of WatchSteps (see `watch_steps`), without the run status."""
         for response in self.watch_steps(after_step, include_running, timeout):
             yield response.step
+
+    def follow_steps(
+        self,
+        after_step: int = 0,
+        *,
+        include_running: bool = False,
+        retry_seconds: float = 2.0,
+        give_up_seconds: float | None = 600.0,
+        on_reconnect: Callable[[str], None] | None = None,
+    ) -> Iterator[trainer_pb2.WatchStepsResponse]:
+        """`watch_steps` that outlives trainer restarts: when the stream ends (the trainer drained) or
+        the trainer is UNAVAILABLE, it reconnects every `retry_seconds` until the trainer answers again
+        (TrainerError UNAVAILABLE once `give_up_seconds` pass without an answer; None: never). It ends
+        when the caller stops iterating or closes the client.
+
+        A restarted trainer resumes from its latest checkpoint and runs the steps after it again under
+        the same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So it
+        reconnects with `after_step = min(last finished step seen, the run's checkpoint step)` and skips
+        a report it has already yielded (the same step, start time and state): each report that changed
+        is yielded once, the replaced ones included. `on_reconnect(reason)` is called before each retry."""
+        last = after_step
+        checkpoint: int | None = None
+        yielded: dict[int, tuple[int, int]] = {}  # step -> (started_at ns, state) of its last yield
+        down_since: float | None = None
+        while not self._closed:
+            start = last if checkpoint is None else min(last, checkpoint)
+            try:
+                for response in self.watch_steps(start, include_running):
+                    down_since = None
+                    report = response.step
+                    checkpoint = int(response.run.checkpoint_step)
+                    key = (report.started_at.ToNanoseconds(), int(report.state))
+                    if yielded.get(report.step) == key:
+                        continue
+                    yielded[report.step] = key
+                    if report.state != trainer_pb2.STEP_STATE_RUNNING:
+                        last = int(report.step)
+                    for old in [n for n in yielded if n <= min(last, checkpoint)]:
+                        del yielded[old]  # never sent again: the next stream starts after it
+                    yield response
+                if self._closed:
+                    return
+                reason = "the trainer ended the stream (it is shutting down)"
+            except ValueError:  # grpc: "Cannot invoke RPC: Channel closed!" (closed between two checks)
+                if self._closed:
+                    return
+                raise
+            except TrainerError as exc:
+                if exc.code is not grpc.StatusCode.UNAVAILABLE:
+                    raise
+                now = time.monotonic()
+                down_since = down_since if down_since is not None else now
+                if give_up_seconds is not None and now - down_since >= give_up_seconds:
+                    raise
+                reason = f"the trainer is unavailable ({exc.message})"
+            if on_reconnect is not None:
+                on_reconnect(reason)
+            time.sleep(retry_seconds)
 
     def finished_steps(self) -> list[trainer_pb2.StepReport]:
         """Every finished step of the run so far, oldest first (WatchSteps' backlog, read up to the

@@ -138,6 +138,60 @@ def test_watch_catches_up_from_the_store_when_it_falls_behind_the_event_window(m
     assert got == [(s, trainer_pb2.STEP_STATE_COMPLETED) for s in range(1, 9)]
 
 
+def _resumed(api: Api, checkpoint: int, steps: range) -> None:
+    """What a restart does to the store: steps after the checkpoint turn FAILED (store.recover)."""
+    api.store.commit_checkpoint(checkpoint, f"/ckpt/{checkpoint}")
+    for s in steps:
+        api.store.record_step(StepReport(s, StepState.FAILED, 1000.0 + s, 1000.5 + s, {}, "hf", (f"p{s}",),
+                                         "lost: the process stopped before a checkpoint contained this step"))
+
+
+def rerun(step: int) -> tuple[StepReport, StepReport]:
+    """A step run again after a resume: same number, a later start."""
+    return (StepReport(step, StepState.RUNNING, 2000.0 + step, None, {}, "hf", (f"p{step}",)),
+            StepReport(step, StepState.COMPLETED, 2000.0 + step, 2000.5 + step, {"loss": 0.2}, "hf", (f"p{step}",)))
+
+
+def test_watch_sends_steps_run_again_after_a_resume(api: Api) -> None:
+    for s in (1, 2, 3):
+        publish(api, done(s))
+    _resumed(api, 1, range(2, 4))  # the trainer restarted from the checkpoint of step 1
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=0, include_running=True), timeout=30)
+    t = _collect(stream, got, stop_after=8)
+    deadline = time.monotonic() + 10
+    while len(got) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for s in (2, 3, 4):
+        for report in rerun(s):
+            publish(api, report)
+    t.join(15)
+    R, C, F = trainer_pb2.STEP_STATE_RUNNING, trainer_pb2.STEP_STATE_COMPLETED, trainer_pb2.STEP_STATE_FAILED
+    assert got == [(1, C), (2, F), (3, F), (2, R), (2, C), (3, R), (3, C), (4, R)]
+
+
+def test_watch_catching_up_after_missed_events_sends_steps_run_again_once(make_api) -> None:
+    api: Api = make_api(event_history=1)
+    for s in (1, 2, 3):
+        publish(api, done(s))
+    _resumed(api, 1, range(2, 4))
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(), timeout=30)
+    t = _collect(stream, got, stop_after=7)
+    deadline = time.monotonic() + 10
+    while len(got) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    reports = [r for s in (2, 3, 4, 5) for r in rerun(s)]
+    for r in reports:
+        api.store.record_step(r)
+    with api.control._cond:  # a burst the stream cannot read between: only the last event stays
+        for r in reports:
+            api.control.notify_step(r)
+    t.join(15)
+    C, F = trainer_pb2.STEP_STATE_COMPLETED, trainer_pb2.STEP_STATE_FAILED
+    assert got == [(1, C), (2, F), (3, F), (2, C), (3, C), (4, C), (5, C)]
+
+
 def test_watch_carries_the_run_status_with_each_step(api: Api) -> None:
     api.control.set_state("training")
     publish(api, done(1))

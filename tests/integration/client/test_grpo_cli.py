@@ -147,6 +147,15 @@ def test_watch_json_prints_one_document_of_the_steps(api: TrainerApi, capsys) ->
     assert doc["steps"][1]["step"]["metrics"]["reward_mean"] == 0.3
 
 
+def test_watch_follow_reads_the_same_steps(api: TrainerApi, capsys) -> None:
+    # Across a restart: tests/integration/trainer/test_follow_steps.py (follow_steps, which --follow uses).
+    for r in (0.1, 0.2):
+        api.finish_step(r)
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--follow", "--max-steps", "2")
+    assert code == 0
+    assert [(s["step"]["step"], s["step"]["metrics"]["reward_mean"]) for s in doc["steps"]] == [("1", 0.1), ("2", 0.2)]
+
+
 def test_export_wait_writes_a_checkpoint_directory(api: TrainerApi, tmp_path: Path, capsys) -> None:
     dest = tmp_path / "export"
     code, doc = cli_json(capsys, "--target", api.target, "export", str(dest), "--wait")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -145,6 +146,13 @@ def prompts(n: int, start: int = 0, prefix: str = "p") -> list[trainer_pb2.Promp
 # --------------------------------------------------------------------------------- the subprocess
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (for a server that must keep its address)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def server_command() -> list[str]:
     """The `grpo-server` entry point of this virtualenv (or the module when the script is missing)."""
     script = Path(sys.executable).with_name("grpo-server")
@@ -156,9 +164,10 @@ class TrainerProcess:
     (the API is up; the model may still be loading). stderr goes to `log_path`."""
 
     def __init__(self, config: Path, store_dir: Path, backends: Sequence[tuple[str, str]] = (),
-                 *, log_path: Path, metrics: bool = False, start_timeout_s: float = 120.0) -> None:
+                 *, log_path: Path, metrics: bool = False, start_timeout_s: float = 120.0,
+                 listen: str = "127.0.0.1:0") -> None:
         cmd = [*server_command(), "--config", str(config), "--store-dir", str(store_dir),
-               "--listen", "127.0.0.1:0", "--log-level", "INFO"]
+               "--listen", listen, "--log-level", "INFO"]
         if metrics:
             cmd += ["--metrics-listen", "127.0.0.1:0"]
         for name, address in backends:

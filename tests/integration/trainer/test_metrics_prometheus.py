@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_trainer import ConstantScorer, prompts, wait_for, write_yaml
+from live_trainer import ConstantScorer, free_port, prompts, wait_for, write_yaml
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
@@ -32,12 +31,6 @@ def promtool_problems(exposition: str) -> str:
     done = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True,
                           timeout=60)
     return "" if done.returncode == 0 else done.stdout + done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def query(port: int, expr: str) -> list[dict[str, Any]]:
