@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from conftest import prompts
@@ -81,23 +82,12 @@ class Node:
     def kill(self) -> None:
         """Cleanup: SIGKILL the launcher's torchrun session and the launcher."""
         if self.proc.poll() is None:
-            for pid in _descendants(self.proc.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for child in psutil.Process(self.proc.pid).children(recursive=True):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.kill()
             self.proc.kill()
             self.proc.wait(timeout=30)
-
-
-def _descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for child in children:
-            out += [child, *_descendants(child)]
-    return out
 
 
 @pytest.mark.slow

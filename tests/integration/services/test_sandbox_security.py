@@ -13,6 +13,7 @@ the server process, the feedback text), the test checks from outside as well.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 import sandbox_modes
 from reward_service_kit import REPO, EntryPoint, item, reward_stub
@@ -81,22 +83,12 @@ def still_serving_afterwards(request: pytest.FixtureRequest, service: EntryPoint
     assert (ok.status, ok.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
 
 
-def _descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            continue
-        for child in children:
-            out += [child, *_descendants(child)]
-    return out
-
-
 def sandbox_processes_left(service: EntryPoint) -> list[str]:
     """Processes of the per-slot sandbox uids (61000 + slot, as root) and the service's descendants (it
     reaps orphaned sandboxes: the only mark of a run as non-root, which shares the service's uid)."""
-    pids = set(_descendants(service.proc.pid))
+    pids: set[int] = set()
+    with contextlib.suppress(psutil.NoSuchProcess):
+        pids = {p.pid for p in psutil.Process(service.proc.pid).children(recursive=True)}
     for name in filter(str.isdigit, os.listdir("/proc")):
         try:
             if 61000 <= os.stat(f"/proc/{name}").st_uid < 61100:
