@@ -14,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from grpo_server.api.ports import BACKEND_NAME_PATTERN
 from grpo_server.api.settings import ApiLimits, AuthSettings
-from grpo_server.rewards.registry import NAME_PATTERN, BackendEntry, validate_entry
+from grpo_server.rewards.registry import BackendEntry, validate_entry
 
 
 class _Strict(BaseModel):
@@ -250,7 +251,7 @@ class BackendConfig(_Strict):
 class RewardSpecConfig(_Strict):
     """A default reward: backend name and weight."""
 
-    backend: str = Field(pattern=NAME_PATTERN.pattern, description="A registry backend name: 1-63 of [a-z0-9_-].")
+    backend: str = Field(pattern=BACKEND_NAME_PATTERN.pattern, description="A registry backend name: 1-63 of [a-z0-9_-].")
     weight: float = Field(1.0, gt=0, allow_inf_nan=False, description="Finite and > 0, as in SubmitPrompts.")
 
 

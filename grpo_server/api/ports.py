@@ -7,9 +7,14 @@ the protocols below; tests implement them with small in-memory classes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+# The reward-backend rules the API's checks, the registry and the config share (use fullmatch).
+BACKEND_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,63}$")
+HOST_PORT_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")  # group 2: the port
 
 KindSet = set[str]  # named here: inside BackendRegistry, `set` is its method
 

@@ -18,14 +18,12 @@ from typing import Any
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.convert import prompt_from_proto, reference_kind, resolved_rewards
-from grpo_server.api.ports import BackendRegistry
+from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN, BackendRegistry
 from grpo_server.api.settings import ApiLimits
 from grpo_server.types import PromptRecord
 
 ROLES = ("system", "user", "assistant")
-BACKEND_NAME = re.compile(r"[a-z0-9_-]{1,63}")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
-_HOSTPORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 # Counts the tokens of a chat (the model's chat template applied, generation prompt included).
 TokenCounter = Callable[[Sequence[dict[str, str]]], int]
@@ -308,9 +306,9 @@ def _check_tokens(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLimit
 def validate_backend(b: trainer_pb2.RewardBackend, prefix: str = "backend") -> None:
     """SetRewardBackend's entry: name pattern, host:port address, non-negative finite numbers."""
     v = _Collector()
-    if not BACKEND_NAME.fullmatch(b.name):
+    if not BACKEND_NAME_PATTERN.fullmatch(b.name):
         v.add(f"{prefix}.name", f"{b.name!r} is not a backend name: 1-63 characters of [a-z0-9_-]")
-    m = _HOSTPORT.match(b.address)
+    m = HOST_PORT_PATTERN.fullmatch(b.address)
     if not m or not 0 < int(m.group(2)) < 65536:
         v.add(f"{prefix}.address", f"{b.address!r} is not HOST:PORT (port 1-65535)")
     if not math.isfinite(b.timeout_seconds) or b.timeout_seconds < 0:
@@ -328,7 +326,7 @@ def validate_backend(b: trainer_pb2.RewardBackend, prefix: str = "backend") -> N
 
 def validate_backend_name(name: str, field: str = "name") -> None:
     """A registry name as DeleteRewardBackend takes it."""
-    if not BACKEND_NAME.fullmatch(name):
+    if not BACKEND_NAME_PATTERN.fullmatch(name):
         raise ValidationFailed([Violation(field, f"{name!r} is not a backend name: 1-63 characters of [a-z0-9_-]")])
 
 

@@ -31,7 +31,6 @@ import builtins
 import hashlib
 import logging
 import math
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -42,11 +41,10 @@ from typing import Any
 import yaml
 
 from grpo.reward.v1 import reward_pb2
+from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,63}$")
-_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 SOURCES = ("config", "registry_file", "flag", "api")
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_CONCURRENCY = 4
@@ -102,9 +100,9 @@ class RegistryError(ValueError):
 def validate_entry(entry: BackendEntry, prefix: str = "") -> list[FieldViolation]:
     """The violations of `entry` (empty when valid); field paths start with `prefix`."""
     out: list[FieldViolation] = []
-    if not isinstance(entry.name, str) or not NAME_PATTERN.match(entry.name):
+    if not isinstance(entry.name, str) or not BACKEND_NAME_PATTERN.fullmatch(entry.name):
         out.append(FieldViolation(f"{prefix}name", f"{entry.name!r} is not 1-63 characters of [a-z0-9_-]"))
-    m = _HOST_PORT.match(entry.address) if isinstance(entry.address, str) else None
+    m = HOST_PORT_PATTERN.fullmatch(entry.address) if isinstance(entry.address, str) else None
     if m is None or not 1 <= int(m.group(2)) <= 65535:
         out.append(FieldViolation(f"{prefix}address", f"{entry.address!r} is not HOST:PORT with a port in 1-65535"))
     t = entry.timeout_seconds

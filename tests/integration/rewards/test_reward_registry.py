@@ -172,6 +172,10 @@ def test_api_set_validates_and_delete_of_an_unknown_name_raises() -> None:
     assert isinstance(err.value, ValueError)
     with pytest.raises(KeyError):
         reg.delete("ghost")
+    # A trailing newline is not part of a valid name or address (`$` alone would let it through).
+    with pytest.raises(RegistryError) as err:
+        reg.set(BackendEntry("math\n", "localhost:50061\n"))
+    assert {v.field for v in err.value.violations} == {"backend.name", "backend.address"}
     assert reg.snapshot().version == 1
 
 
