@@ -166,6 +166,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
         def final(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
             nonlocal last_final
+            if r.step <= request.after_step:  # not asked for (a catch-up may start below it)
+                return
             last_final = r.step
             if sent.get(r.step) != (r.started_at, r.state):
                 sent[r.step] = (r.started_at, r.state)
@@ -206,8 +208,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             for n, r in events:
                 seq = n
                 if r.state is StepState.RUNNING:
-                    if r.step <= last_final:  # run again after a resume: its new end is sent too
-                        last_final = r.step - 1
+                    before = sent.get(r.step)
+                    if before is not None and before[0] != r.started_at:
+                        # A step this stream sent, run again after a resume: its new end is sent too.
+                        last_final = min(last_final, r.step - 1)
                     if r.step > last_final:
                         yield from running(r)
                 elif r.step > last_final:

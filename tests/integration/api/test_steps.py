@@ -192,6 +192,43 @@ def test_watch_catching_up_after_missed_events_sends_steps_run_again_once(make_a
     assert got == [(1, C), (2, F), (3, F), (2, C), (3, C), (4, C), (5, C)]
 
 
+def test_watch_never_sends_a_late_start_after_the_end_it_already_sent(api: Api) -> None:
+    publish(api, done(1))
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(include_running=True), timeout=30)
+    t = _collect(stream, got, stop_after=3)
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.02)
+    api.control.notify_step(running(1))  # step 1's start, published late: the stream sent its end
+    publish(api, running(2))
+    publish(api, done(2))
+    t.join(15)
+    R, C = trainer_pb2.STEP_STATE_RUNNING, trainer_pb2.STEP_STATE_COMPLETED
+    assert got == [(1, C), (2, R), (2, C)]
+
+
+def test_watch_after_a_step_still_to_come_sends_nothing_before_it_even_when_catching_up(make_api) -> None:
+    api: Api = make_api(event_history=1)
+    for s in (1, 2, 3):
+        publish(api, done(s))
+    api.store.commit_checkpoint(1, "/ckpt/1")
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=5, include_running=True), timeout=30)
+    t = _collect(stream, got, stop_after=2)
+    time.sleep(0.5)
+    reports = [running(4), done(4), running(5), done(5), running(6), done(6)]
+    for r in reports:
+        api.store.record_step(r)
+    with api.control._cond:  # a burst: the stream catches up from the store, from the checkpoint on
+        for r in reports:
+            api.control.notify_step(r)
+    publish(api, running(7))
+    t.join(15)
+    R, C = trainer_pb2.STEP_STATE_RUNNING, trainer_pb2.STEP_STATE_COMPLETED
+    assert got == [(6, C), (7, R)]
+
+
 def test_watch_carries_the_run_status_with_each_step(api: Api) -> None:
     api.control.set_state("training")
     publish(api, done(1))
