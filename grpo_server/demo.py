@@ -10,7 +10,8 @@ What it does, as a user would by hand:
  5. exports a checkpoint, checks its manifest, stops both services cleanly (SIGTERM);
  6. measures greedy accuracy again on the exported checkpoint, writes a PNG of the run, prints both numbers.
 
-Options: `python -m grpo_server.demo --steps N --out DIR` (defaults: the config's max_steps, runs/demo-<time>).
+Options: `python -m grpo_server.demo --config FILE --out DIR` (defaults: examples/demo.yaml, whose
+training.max_steps is the number of steps, and runs/demo-<time>).
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load(args.config.read_text())
     steps = int(cfg["training"]["max_steps"])
+    kl_measured = float(cfg.get("algorithm", {}).get("beta", 0.04)) > 0  # beta 0: no reference, no KL
     bin_dir = Path(sys.executable).parent
     env_note = f"logs in {out}"
 
@@ -205,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 history.append(report)
                 mt = report.metrics
+                kl = f"{mt.kl:.5f}" if kl_measured else "off (beta 0)"
                 bar.write(
                     f"  step {report.step:3d}  reward {mt.reward_mean:.3f}±{mt.reward_std:.3f}  "
-                    f"kl {mt.kl:.4f}  loss {mt.loss:+.4f}  {mt.step_seconds:.1f}s ({report.rollout_engine})"
+                    f"kl {kl}  loss {mt.loss:+.4f}  {mt.step_seconds:.1f}s ({report.rollout_engine})"
                 )
                 bar.update(1)
                 if report.step >= steps:
