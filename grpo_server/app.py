@@ -20,7 +20,14 @@ from typing import Any
 import torch
 
 from grpo_server.api.ports import WeightsUnsafe
-from grpo_server.checkpoint import ExportManager, copy_weights, prune_checkpoints, save_training_checkpoint
+from grpo_server.checkpoint import (
+    ExportManager,
+    check_checkpoint_fits,
+    copy_weights,
+    parameter_shapes,
+    prune_checkpoints,
+    save_training_checkpoint,
+)
 from grpo_server.config import Config
 from grpo_server.metrics import TrainerMetrics
 
@@ -218,8 +225,11 @@ class TrainerApp:
             a = cfg.algorithm
             model = lora.apply_lora(model, a.lora_rank, a.lora_alpha, a.lora_dropout, list(a.lora_target_modules))  # type: ignore[assignment]
         t = cfg.training
-        engine = build_training_engine(cfg, model)
+        shapes = parameter_shapes(model)  # before DeepSpeed partitions the parameters
         latest = self.store.latest_checkpoint()
+        if latest is not None:  # another run's store fails here with a message, not a state-dict error
+            check_checkpoint_fits(Path(latest.path), shapes, str(model_path))
+        engine = build_training_engine(cfg, model)
         if latest is not None:
             log.info("resuming from the checkpoint of step %d (%s)", latest.step, latest.path)
             engine.load_state(Path(latest.path))
@@ -283,7 +293,8 @@ class TrainerApp:
 
         def save(step: int) -> Path:
             path = save_training_checkpoint(engine.save_state, self.store_dir, step,
-                                            {"model_path": str(model_path), "time": time.time()}, keep=cfg.checkpoint.keep)
+                                            {"model_path": str(model_path), "time": time.time(), "parameters": shapes},
+                                            keep=cfg.checkpoint.keep)
             # The store's latest checkpoint stays until commit_checkpoint records this one: a crash in
             # between must leave the checkpoint the restart resumes from on disk (keep: 1 removed it).
             committed = self.store.latest_checkpoint()

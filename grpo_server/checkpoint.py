@@ -270,6 +270,36 @@ def save_training_checkpoint(
     return final
 
 
+def parameter_shapes(model: torch.nn.Module) -> dict[str, list[int]]:
+    """name -> shape of each parameter of `model`: what a training checkpoint must fit. Take it before a
+    DeepSpeed engine partitions the parameters (ZeRO-3 leaves them empty)."""
+    return {name: list(p.shape) for name, p in model.named_parameters()}
+
+
+class CheckpointMismatch(ValueError):
+    """A store's training checkpoint does not fit the configured model (another run's store)."""
+
+
+def check_checkpoint_fits(directory: Path, shapes: Mapping[str, list[int]], model: str) -> None:
+    """Raise CheckpointMismatch, naming the first differences, when the parameters recorded in the
+    checkpoint's meta.json (`parameter_shapes` at save time) are not `shapes`; `model` names the
+    configured model in the message. A checkpoint from before this record passes."""
+    meta_path = Path(directory) / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    saved = meta.get("parameters")
+    if saved is None or saved == dict(shapes):
+        return
+    differences = [f"{n}: missing here" for n in saved if n not in shapes]
+    differences += [f"{n}: not in the checkpoint" for n in shapes if n not in saved]
+    differences += [f"{n}: {saved[n]} there, {shapes[n]} here" for n in saved if n in shapes and saved[n] != shapes[n]]
+    raise CheckpointMismatch(
+        f"the store's checkpoint of step {meta.get('step', '?')} ({directory}) was written for another model "
+        f"({meta.get('model_path', 'unknown')}) than the configured one ({model}): {len(differences)} parameters "
+        f"differ ({'; '.join(differences[:3])}{'; ...' if len(differences) > 3 else ''}). A store directory "
+        "holds one run: start a new one with another --store-dir, or configure the model this store trained"
+    )
+
+
 def prune_checkpoints(store_dir: Path, keep_steps: Iterable[int], keep: int) -> None:
     """Remove training checkpoints other than the newest `keep` (never one in `keep_steps`) and any
     temporary directory left by a crash."""
