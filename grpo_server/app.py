@@ -133,6 +133,7 @@ class TrainerApp:
     failed: str | None = None
     _stopped: bool = False
     _loader: threading.Thread | None = None
+    _store_lock: Any = None
 
     def start(self, *, load_in_background: bool = True) -> None:
         """Bring up metrics, store, registry, API (NOT_SERVING), then load the model and start training."""
@@ -140,10 +141,11 @@ class TrainerApp:
         from grpo_server.api.servicer import TrainerServicer
         from grpo_server.control import RunControl
         from grpo_server.rewards.registry import BackendEntry, RewardRegistry
-        from grpo_server.store import Store
+        from grpo_server.store import Store, lock_store
 
         cfg = self.cfg
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._store_lock = lock_store(self.store_dir)  # StoreInUse: another trainer runs on this store
         if cfg.training.threads:
             torch.set_num_threads(cfg.training.threads)
         self.metrics = TrainerMetrics()
@@ -357,6 +359,8 @@ class TrainerApp:
         self.server.stop(grace=5).wait()
         self.store.close()
         self.metrics.close()
+        if self._store_lock is not None:
+            self._store_lock.close()  # another trainer may take the store now
         from grpo_server.training.distributed import finish
 
         finish()  # several ranks: they wait here after rank 0's stop, then all leave together (else nothing)

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML config file (see examples/); defaults apply without one")
     p.add_argument("--listen", help="gRPC listen address HOST:PORT (overrides server.listen)")
     p.add_argument("--metrics-listen", help="Prometheus listen address HOST:PORT (overrides server.metrics_listen)")
-    p.add_argument("--store-dir", type=Path, help="directory of the SQLite store, checkpoints and exports (overrides store_dir)")
+    p.add_argument("--store-dir", type=Path, help="directory of the SQLite store, checkpoints and exports (overrides "
+                   "store_dir); one trainer at a time: a second one on it exits with status 2")
     p.add_argument(
         "--reward-backend", type=_backend, action="append", default=[], metavar="NAME=HOST:PORT",
         help="add or replace a reward backend of the registry (repeatable)",
@@ -89,11 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     from grpo_server.rewards.registry import RegistryError
+    from grpo_server.store import StoreInUse
 
     try:
         app.start()
     except RegistryError as err:  # the registry file (or config) names a backend the rules reject
         print(f"grpo-server: reward registry: {err}", file=sys.stderr)
+        return 2
+    except StoreInUse as err:  # before anything in the store was touched
+        print(f"grpo-server: {err}", file=sys.stderr)
         return 2
     # One line tools and tests can parse to find the bound ports (port 0 picks free ones).
     print(f"grpo-server listening on port {app.api_port} metrics {app.metrics_port or '-'} pid {os.getpid()}", flush=True)

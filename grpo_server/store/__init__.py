@@ -1,5 +1,6 @@
 """The durable store (SQLite, WAL): prompt queue, idempotency keys, step history, checkpoints."""
 
+from grpo_server.store.lock import StoreInUse, lock_store
 from grpo_server.store.records import (
     CheckpointRecord,
     DuplicatePromptError,
@@ -15,5 +16,7 @@ __all__ = [
     "QueueFullError",
     "Store",
     "StoreError",
+    "StoreInUse",
     "SubmitResult",
+    "lock_store",
 ]
