@@ -31,7 +31,7 @@ from grpo_server.store.records import (
 )
 from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the queued-prompt counter (queue_depth) kept by triggers
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
@@ -76,6 +76,20 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
+# The number of queued prompts, kept by triggers in the transaction of each change (version 2): counting
+# the queued rows costs time in proportion to the queue, on every submission and status answer.
+_QUEUE_COUNT = """
+CREATE TABLE queue_count (n INTEGER NOT NULL);
+INSERT INTO queue_count (n) SELECT count(*) FROM prompts WHERE state = 'queued';
+CREATE TRIGGER prompts_queued_insert AFTER INSERT ON prompts WHEN NEW.state = 'queued'
+BEGIN UPDATE queue_count SET n = n + 1; END;
+CREATE TRIGGER prompts_queued_delete AFTER DELETE ON prompts WHEN OLD.state = 'queued'
+BEGIN UPDATE queue_count SET n = n - 1; END;
+CREATE TRIGGER prompts_queued_update AFTER UPDATE OF state ON prompts
+WHEN (OLD.state = 'queued') <> (NEW.state = 'queued')
+BEGIN UPDATE queue_count SET n = n + (CASE WHEN NEW.state = 'queued' THEN 1 ELSE -1 END); END
+"""
+
 _STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, prompt_ids, error"
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
@@ -104,13 +118,18 @@ class Store:
                 if stmt.strip():
                     c.execute(stmt)
             row = c.execute("SELECT version FROM schema_version").fetchone()
+            version = 1 if row is None else int(row[0])  # a new store starts at 1 and migrates below
             if row is None:
-                c.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
+                c.execute("INSERT INTO schema_version (version) VALUES (1)")
+            if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.path} has schema version {row[0]}; this trainer reads up to {SCHEMA_VERSION}"
+                    f"{self.path} has schema version {version}; this trainer reads up to {SCHEMA_VERSION}"
                 )
-            # Future versions migrate here, one step at a time, inside this transaction.
+            # Migrations, one version at a time, inside this transaction.
+            if version < 2:
+                for stmt in _QUEUE_COUNT.split(";\n"):
+                    c.execute(stmt)
+            c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -154,8 +173,9 @@ class Store:
                 marks = ",".join("?" * len(chunk))
                 active.update(
                     r[0]
-                    for r in c.execute(
-                        f"SELECT id FROM prompts WHERE state IN ('queued', 'leased') AND id IN ({marks})", chunk
+                    for r in c.execute(  # by id: the planner would otherwise walk every queued row
+                        f"SELECT id FROM prompts INDEXED BY prompts_active_id "
+                        f"WHERE state IN ('queued', 'leased') AND id IN ({marks})", chunk
                     )
                 )
             if active:
@@ -178,7 +198,7 @@ class Store:
 
     @staticmethod
     def _depth(c: sqlite3.Connection) -> int:
-        return int(c.execute("SELECT count(*) FROM prompts WHERE state = 'queued'").fetchone()[0])
+        return int(c.execute("SELECT n FROM queue_count").fetchone()[0])
 
     def queue_depth(self) -> int:
         """Prompts waiting in the queue."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -210,6 +211,72 @@ def test_store_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="schema version 99"):
         Store(tmp_path)
+
+
+def _queued_rows(path: Path) -> int:
+    con = sqlite3.connect(path / FILENAME)
+    try:
+        return int(con.execute("SELECT count(*) FROM prompts WHERE state = 'queued'").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_queue_depth_is_the_number_of_queued_rows_through_every_kind_of_change(tmp_path: Path) -> None:
+    # queue_depth reads a counter kept by triggers (counting the rows costs time in proportion to the
+    # queue); a seeded random run of every operation that moves prompts must keep the two equal.
+    rng = random.Random(7)
+    s = Store(tmp_path, max_attempts=2)
+    step, submitted, leased_steps = 0, 0, []
+    for _ in range(400):
+        op = rng.choice(["submit", "submit", "lease", "requeue", "requeue_counted", "checkpoint", "reopen", "resubmit"])
+        if op == "submit":
+            n = rng.randint(1, 6)
+            with contextlib.suppress(QueueFullError):
+                s.submit([rec(f"p{submitted + k}") for k in range(n)], rng.choice([None, f"r{submitted}"]), 60)
+            submitted += n
+        elif op == "resubmit":  # active ids are refused, trained or failed ones are queued again
+            with contextlib.suppress(DuplicatePromptError, QueueFullError):
+                s.submit([rec(f"p{rng.randrange(max(submitted, 1))}")], None, 60)
+        elif op == "lease":
+            step += 1
+            if s.lease(rng.randint(1, 4), step):
+                leased_steps.append(step)
+        elif op in ("requeue", "requeue_counted") and leased_steps:
+            s.requeue_step(leased_steps.pop(rng.randrange(len(leased_steps))), count_attempt=op == "requeue_counted")
+        elif op == "checkpoint" and step:
+            s.commit_checkpoint(step, f"/c/{step}")
+            leased_steps.clear()
+        elif op == "reopen":  # a restart: recover() puts every leased prompt back
+            s.close()
+            s = Store(tmp_path, max_attempts=2)
+            s.recover()
+            leased_steps.clear()
+        assert s.queue_depth() == _queued_rows(tmp_path), op
+    counts = s.counts()
+    assert counts[PromptState.QUEUED] == s.queue_depth()
+    assert counts[PromptState.TRAINED] > 0 and counts[PromptState.FAILED] > 0 and counts[PromptState.LEASED] >= 0
+    s.close()
+
+
+def test_a_version_1_store_gets_the_queue_counter(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.submit([rec(f"p{k}") for k in range(5)], None, BIG)
+    s.lease(2, 1)
+    s.close()
+    con = sqlite3.connect(tmp_path / FILENAME)  # back to version 1: no counter, no triggers
+    con.executescript(
+        "DROP TRIGGER prompts_queued_insert; DROP TRIGGER prompts_queued_delete; DROP TRIGGER prompts_queued_update;"
+        "DROP TABLE queue_count; UPDATE schema_version SET version = 1;"
+    )
+    con.close()
+    s = Store(tmp_path)
+    assert s.queue_depth() == 3
+    s.submit([rec("p9")], None, BIG)
+    assert s.queue_depth() == 4 and s.recover() == 2 and s.queue_depth() == 6
+    s.close()
+    con = sqlite3.connect(tmp_path / FILENAME)
+    assert con.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    con.close()
 
 
 def test_concurrent_submitters_and_a_leaser_lose_and_duplicate_nothing(store: Store) -> None:
