@@ -31,7 +31,7 @@ from grpo_server.store.records import (
 )
 from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
 
-SCHEMA_VERSION = 2  # 2: the queued-prompt counter (queue_depth) kept by triggers
+SCHEMA_VERSION = 2  # 2: prompt counts by state kept by triggers (state_counts)
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
@@ -76,19 +76,21 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
-# The number of queued prompts, kept by triggers in the transaction of each change (version 2): counting
-# the queued rows costs time in proportion to the queue, on every submission and status answer.
-_QUEUE_COUNT = """
-CREATE TABLE queue_count (n INTEGER NOT NULL);
-INSERT INTO queue_count (n) SELECT count(*) FROM prompts WHERE state = 'queued';
-CREATE TRIGGER prompts_queued_insert AFTER INSERT ON prompts WHEN NEW.state = 'queued'
-BEGIN UPDATE queue_count SET n = n + 1; END;
-CREATE TRIGGER prompts_queued_delete AFTER DELETE ON prompts WHEN OLD.state = 'queued'
-BEGIN UPDATE queue_count SET n = n - 1; END;
-CREATE TRIGGER prompts_queued_update AFTER UPDATE OF state ON prompts
-WHEN (OLD.state = 'queued') <> (NEW.state = 'queued')
-BEGIN UPDATE queue_count SET n = n + (CASE WHEN NEW.state = 'queued' THEN 1 ELSE -1 END); END
-"""
+# The number of prompts in each state, kept by triggers in the transaction of each change (version 2):
+# counting rows costs time in proportion to the queue and the run's history, on every submission and
+# every status answer.
+_STATE_COUNTS = [
+    "CREATE TABLE state_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+    "INSERT INTO state_counts (state, n) VALUES ('queued', 0), ('leased', 0), ('trained', 0), ('failed', 0)",
+    "UPDATE state_counts SET n = (SELECT count(*) FROM prompts WHERE prompts.state = state_counts.state)",
+    "CREATE TRIGGER prompts_count_insert AFTER INSERT ON prompts "
+    "BEGIN UPDATE state_counts SET n = n + 1 WHERE state = NEW.state; END",
+    "CREATE TRIGGER prompts_count_delete AFTER DELETE ON prompts "
+    "BEGIN UPDATE state_counts SET n = n - 1 WHERE state = OLD.state; END",
+    "CREATE TRIGGER prompts_count_update AFTER UPDATE OF state ON prompts WHEN OLD.state <> NEW.state "
+    "BEGIN UPDATE state_counts SET n = n - 1 WHERE state = OLD.state; "
+    "UPDATE state_counts SET n = n + 1 WHERE state = NEW.state; END",
+]
 
 _STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, prompt_ids, error"
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
@@ -127,7 +129,7 @@ class Store:
                 )
             # Migrations, one version at a time, inside this transaction.
             if version < 2:
-                for stmt in _QUEUE_COUNT.split(";\n"):
+                for stmt in _STATE_COUNTS:
                     c.execute(stmt)
             c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
@@ -198,7 +200,7 @@ class Store:
 
     @staticmethod
     def _depth(c: sqlite3.Connection) -> int:
-        return int(c.execute("SELECT n FROM queue_count").fetchone()[0])
+        return int(c.execute("SELECT n FROM state_counts WHERE state = 'queued'").fetchone()[0])
 
     def queue_depth(self) -> int:
         """Prompts waiting in the queue."""
@@ -329,7 +331,7 @@ class Store:
         """Number of prompt submissions in each state (every state present, 0 when none)."""
         out = {s: 0 for s in PromptState}
         with self._read() as c:
-            for state, n in c.execute("SELECT state, count(*) FROM prompts GROUP BY state"):
+            for state, n in c.execute("SELECT state, n FROM state_counts"):
                 out[PromptState(state)] = int(n)
         return out
 

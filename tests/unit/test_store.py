@@ -213,17 +213,20 @@ def test_store_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> None:
         Store(tmp_path)
 
 
-def _queued_rows(path: Path) -> int:
+def _rows_by_state(path: Path) -> dict[PromptState, int]:
+    out = {s: 0 for s in PromptState}
     con = sqlite3.connect(path / FILENAME)
     try:
-        return int(con.execute("SELECT count(*) FROM prompts WHERE state = 'queued'").fetchone()[0])
+        for state, n in con.execute("SELECT state, count(*) FROM prompts GROUP BY state"):
+            out[PromptState(state)] = int(n)
     finally:
         con.close()
+    return out
 
 
-def test_queue_depth_is_the_number_of_queued_rows_through_every_kind_of_change(tmp_path: Path) -> None:
-    # queue_depth reads a counter kept by triggers (counting the rows costs time in proportion to the
-    # queue); a seeded random run of every operation that moves prompts must keep the two equal.
+def test_counts_are_the_rows_in_each_state_through_every_kind_of_change(tmp_path: Path) -> None:
+    # counts() and queue_depth() read counters kept by triggers (counting rows costs time in proportion
+    # to the run's history); a seeded random run of every operation that moves prompts keeps them equal.
     rng = random.Random(7)
     s = Store(tmp_path, max_attempts=2)
     step, submitted, leased_steps = 0, 0, []
@@ -251,28 +254,29 @@ def test_queue_depth_is_the_number_of_queued_rows_through_every_kind_of_change(t
             s = Store(tmp_path, max_attempts=2)
             s.recover()
             leased_steps.clear()
-        assert s.queue_depth() == _queued_rows(tmp_path), op
-    counts = s.counts()
-    assert counts[PromptState.QUEUED] == s.queue_depth()
-    assert counts[PromptState.TRAINED] > 0 and counts[PromptState.FAILED] > 0 and counts[PromptState.LEASED] >= 0
+        rows = _rows_by_state(tmp_path)
+        assert s.counts() == rows, op
+        assert s.queue_depth() == rows[PromptState.QUEUED], op
+    assert rows[PromptState.TRAINED] > 0 and rows[PromptState.FAILED] > 0
     s.close()
 
 
-def test_a_version_1_store_gets_the_queue_counter(tmp_path: Path) -> None:
+def test_a_version_1_store_gets_the_state_counters(tmp_path: Path) -> None:
     s = Store(tmp_path)
     s.submit([rec(f"p{k}") for k in range(5)], None, BIG)
     s.lease(2, 1)
     s.close()
-    con = sqlite3.connect(tmp_path / FILENAME)  # back to version 1: no counter, no triggers
+    con = sqlite3.connect(tmp_path / FILENAME)  # back to version 1: no counters, no triggers
     con.executescript(
-        "DROP TRIGGER prompts_queued_insert; DROP TRIGGER prompts_queued_delete; DROP TRIGGER prompts_queued_update;"
-        "DROP TABLE queue_count; UPDATE schema_version SET version = 1;"
+        "DROP TRIGGER prompts_count_insert; DROP TRIGGER prompts_count_delete; DROP TRIGGER prompts_count_update;"
+        "DROP TABLE state_counts; UPDATE schema_version SET version = 1;"
     )
     con.close()
     s = Store(tmp_path)
-    assert s.queue_depth() == 3
+    assert s.queue_depth() == 3 and s.counts()[PromptState.LEASED] == 2
     s.submit([rec("p9")], None, BIG)
     assert s.queue_depth() == 4 and s.recover() == 2 and s.queue_depth() == 6
+    assert s.counts()[PromptState.LEASED] == 0
     s.close()
     con = sqlite3.connect(tmp_path / FILENAME)
     assert con.execute("SELECT version FROM schema_version").fetchone()[0] == 2
