@@ -31,6 +31,9 @@ type Error struct {
 	FieldViolations []FieldViolation
 	// RetryDelay is how long to wait before retrying, from a google.rpc.RetryInfo detail; 0 when absent.
 	RetryDelay time.Duration
+	// Preconditions lists the violation types of a google.rpc.PreconditionFailure detail
+	// (FAILED_PRECONDITION), such as "DESTINATION_NOT_EMPTY" or "WEIGHTS_INCONSISTENT".
+	Preconditions []string
 	// Details holds every decoded detail message (*errdetails.BadRequest, *errdetails.RetryInfo, ...);
 	// a detail whose type is not linked into the program is an error value instead.
 	Details []interface{}
@@ -90,6 +93,10 @@ func wrapError(method string, err error) error {
 		case *errdetails.RetryInfo:
 			if delay, err := ptypes.Duration(d.GetRetryDelay()); err == nil {
 				e.RetryDelay = delay
+			}
+		case *errdetails.PreconditionFailure:
+			for _, v := range d.GetViolations() {
+				e.Preconditions = append(e.Preconditions, v.GetType())
 			}
 		}
 	}

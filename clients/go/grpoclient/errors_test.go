@@ -54,3 +54,20 @@ func TestErrorsWithoutStatusPassThrough(t *testing.T) {
 		t.Fatalf("unexpected %+v", e)
 	}
 }
+
+func TestPreconditionFailureTypesDecodeIntoError(t *testing.T) {
+	st, err := status.New(codes.FailedPrecondition, "step 3 failed during its update").WithDetails(
+		&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{
+			{Type: "WEIGHTS_INCONSISTENT", Subject: "run", Description: "restart the trainer"}}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := wrapError("ExportCheckpoint", st.Err()).(*Error)
+	if len(e.Preconditions) != 1 || e.Preconditions[0] != "WEIGHTS_INCONSISTENT" {
+		t.Fatalf("preconditions %v, want [WEIGHTS_INCONSISTENT]", e.Preconditions)
+	}
+	if e.Code != codes.FailedPrecondition || len(e.FieldViolations) != 0 {
+		t.Fatalf("unexpected error %+v", e)
+	}
+}

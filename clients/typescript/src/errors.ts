@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 
 import type { BadRequest__Output } from './generated/google/rpc/BadRequest';
 import type { ErrorInfo__Output } from './generated/google/rpc/ErrorInfo';
+import type { PreconditionFailure__Output } from './generated/google/rpc/PreconditionFailure';
 import type { RetryInfo__Output } from './generated/google/rpc/RetryInfo';
 import { googleRpcRoot } from './protos';
 
@@ -36,6 +37,9 @@ export class GrpoError extends Error {
   readonly fieldViolations: FieldViolation[];
   /** How long to wait before retrying, in milliseconds, from a google.rpc.RetryInfo detail; else undefined. */
   readonly retryDelayMs: number | undefined;
+  /** The violation types of a google.rpc.PreconditionFailure detail (FAILED_PRECONDITION), such as
+   * `DESTINATION_NOT_EMPTY` or `WEIGHTS_INCONSISTENT`; empty when there was none. */
+  readonly preconditions: string[];
   /** The google.rpc.ErrorInfo detail, when the server sent one. */
   readonly errorInfo: ErrorInfo__Output | undefined;
   readonly method: string;
@@ -57,6 +61,8 @@ export class GrpoError extends Error {
     this.retryDelayMs = retry?.retryDelay
       ? Number(retry.retryDelay.seconds) * 1000 + Math.round(retry.retryDelay.nanos / 1e6)
       : undefined;
+    const precondition = findDetail<PreconditionFailure__Output>(statusDetails, 'google.rpc.PreconditionFailure');
+    this.preconditions = (precondition?.violations ?? []).map((v) => v.type);
     this.errorInfo = findDetail<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo');
   }
 }

@@ -34,6 +34,15 @@ describe('status details', () => {
     assert.match(err.message, /SubmitPrompts failed with INVALID_ARGUMENT: bad: prompts\[2\]\.id: duplicate id/);
   });
 
+  it('decodes PreconditionFailure violation types', () => {
+    const md = trailer([
+      ['google.rpc.PreconditionFailure', { violations: [{ type: 'WEIGHTS_INCONSISTENT', subject: 'run', description: 'restart' }] }],
+    ]);
+    const err = new GrpoError('ExportCheckpoint', status.FAILED_PRECONDITION, 'step 3 failed', decodeStatusDetails(md));
+    assert.deepEqual(err.preconditions, ['WEIGHTS_INCONSISTENT']);
+    assert.deepEqual(err.fieldViolations, []);
+  });
+
   it('keeps an unknown detail type as raw bytes instead of failing', () => {
     const root = googleRpcRoot();
     const Status = root.lookupType('google.rpc.Status');
@@ -52,5 +61,6 @@ describe('status details', () => {
     const err = new GrpoError('StepStatus', status.UNAVAILABLE, 'down', []);
     assert.equal(err.retryDelayMs, undefined);
     assert.deepEqual(err.fieldViolations, []);
+    assert.deepEqual(err.preconditions, []);
   });
 });
