@@ -225,10 +225,13 @@ class Store:
             )
             return [prompt_from_json(r[1], r[2]) for r in rows]
 
-    def requeue_step(self, step: int, *, count_attempt: bool, reason: str = "") -> int:
-        """Put the prompts leased by `step` back in the queue at their original positions (so the next
-        step leases the same prompts). With `count_attempt`, each prompt's failed attempts go up by one
-        and a prompt that reaches max_attempts is FAILED instead, with `reason`.
+    def requeue_step(
+        self, step: int, *, count_attempt: bool, reason: str = "", ids: Sequence[str] | None = None
+    ) -> int:
+        """Put the prompts leased by `step` (only those in `ids`, when given) back in the queue at their
+        original positions (so the next step leases the same prompts). With `count_attempt`, each
+        prompt's failed attempts go up by one and a prompt that reaches max_attempts is FAILED instead,
+        with `reason`.
 
         Returns how many prompts this call moved to FAILED (0 without `count_attempt`): each prompt
         leaves LEASED once, so summing the returns counts every prompt given up on exactly once (the
@@ -236,19 +239,16 @@ class Store:
         now = time.time()
         failed = 0
         with self._write() as c:
-            if count_attempt:
-                c.execute(
-                    "UPDATE prompts SET attempts = attempts + 1 WHERE state = 'leased' AND step = ?", (step,)
-                )
-                failed = c.execute(
-                    "UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? "
-                    "WHERE state = 'leased' AND step = ? AND attempts >= ?",
-                    (reason or f"gave up after {self.max_attempts} failed attempts", now, step, self.max_attempts),
-                ).rowcount
-            c.execute(
-                "UPDATE prompts SET state = 'queued', updated_at = ? WHERE state = 'leased' AND step = ?",
-                (now, step),
-            )
+            for chunk in ([None] if ids is None else [list(ids[i : i + _CHUNK]) for i in range(0, len(ids), _CHUNK)]):
+                which = "state = 'leased' AND step = ?" + ("" if chunk is None else f" AND id IN ({','.join('?' * len(chunk))})")
+                args = [step, *(chunk or [])]
+                if count_attempt:
+                    c.execute(f"UPDATE prompts SET attempts = attempts + 1 WHERE {which}", args)
+                    failed += c.execute(
+                        f"UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? WHERE {which} AND attempts >= ?",
+                        [reason or f"gave up after {self.max_attempts} failed attempts", now, *args, self.max_attempts],
+                    ).rowcount
+                c.execute(f"UPDATE prompts SET state = 'queued', updated_at = ? WHERE {which}", [now, *args])
         return int(failed)
 
     # ---------------------------------------------------------------------------- checkpoints

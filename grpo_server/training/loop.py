@@ -84,6 +84,16 @@ _OUTAGE_STATUSES = frozenset(
 )
 
 
+def _failure_statuses(groups: Sequence[ScoredGroup]) -> set[RewardStatus]:
+    """The statuses of the reward items that failed in `groups`."""
+    return {s.status for g in groups for c in g.completions for s in c.scores if s.score is None}
+
+
+def _is_outage(statuses: set[RewardStatus]) -> bool:
+    """True when every failure says a backend was down or overloaded (the prompts are not at fault)."""
+    return bool(statuses) and statuses <= _OUTAGE_STATUSES
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, torch (and numpy when present) for one step: a step's randomness depends only on
     (run seed, step number), so a resumed run repeats the step it would have taken."""
@@ -138,6 +148,9 @@ class StepRunner:
         # Every prompt the current (or last) step consumed, in lease order: its own lease, then dynamic
         # sampling's extra leases. Filled as prompts are leased, so it is right even when the step fails.
         self.step_prompt_ids: tuple[str, ...] = ()
+        # The prompts of the current (or last) step none of whose completions got a reward, each with True
+        # when every failure was an outage: they took no update, so the loop puts them back in the queue.
+        self.step_unscored: tuple[tuple[str, bool], ...] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
         # a step that fails after this may leave them partly updated.
         self.update_started = False
@@ -269,16 +282,21 @@ class StepRunner:
         could be scored (no update taken). `step_prompt_ids` lists every prompt the step consumed."""
         self.step_prompt_ids = tuple(p.id for p in prompts)
         self.update_started = False
+        self.step_unscored = ()
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
+        self.step_unscored = tuple(
+            (g.rollout.prompt.id, _is_outage(_failure_statuses([g])))
+            for g in sampled if all(r is None for r in g.rewards)
+        )
 
         adv, rewards, valid = self.advantages(scored)
         if not bool(valid.any()):
-            failed = {s.status for g in scored for c in g.completions for s in c.scores if s.score is None}
+            failed = _failure_statuses(scored)
             raise AllRewardsFailed(
                 f"no reward could be obtained for any of the {len(rewards)} completions",
-                outage=bool(failed) and failed <= _OUTAGE_STATUSES,
+                outage=_is_outage(failed),
             )
 
         full = batching.collate(
@@ -506,6 +524,7 @@ class TrainingLoop:
                     ids = self.runner.step_prompt_ids or ids
             metrics["step_seconds"] = time.time() - started
             metrics["tokens_per_second"] = metrics["generated_tokens"] / max(metrics["rollout_seconds"], 1e-9)
+            ids = self._requeue_unscored(step, ids)
             report = StepReport(step, StepState.COMPLETED, started, time.time(), metrics, self.runner.rollout.name, ids)
             self.step = step
             self._dirty = True
@@ -551,6 +570,24 @@ class TrainingLoop:
         if report.state is StepState.SKIPPED and outage:
             self._stop.wait(self.outage_backoff_seconds)
         return report
+
+    def _requeue_unscored(self, step: int, ids: tuple[str, ...]) -> tuple[str, ...]:
+        """Put the prompts of a completed step that no completion was scored for back in the queue (they
+        took no update; counted as an attempt unless every failure was an outage, as for a skipped step)
+        and return the ids that were trained."""
+        unscored = getattr(self.runner, "step_unscored", ())
+        if not unscored:
+            return ids
+        for outage in (True, False):
+            group = [pid for pid, o in unscored if o is outage]
+            if group:
+                failed = self.store.requeue_step(step, count_attempt=not outage, ids=group)
+                if failed:
+                    self.metrics.prompts_failed.inc(failed)
+        log.info("step %d: %d prompts got no reward for any completion and went back to the queue",
+                 step, len(unscored))
+        back = {pid for pid, _ in unscored}
+        return tuple(i for i in ids if i not in back)
 
     def checkpoint(self, step: int) -> None:
         """Make the state after `step` durable and mark its prompts trained."""

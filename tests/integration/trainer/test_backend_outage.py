@@ -1,7 +1,8 @@
 """A reward backend killed in the middle of a step and brought back on the same port. Items it could
-not score are masked (never scored 0) and counted; a step in which every item failed is SKIPPED and its
-prompts go back to the queue; the circuit breaker lets calls through again once the backend is back,
-and every prompt is trained in the end."""
+not score are masked (never scored 0) and counted; a prompt none of whose completions was scored goes
+back to the queue even when the rest of its step trains; a step in which every item failed is SKIPPED
+and its prompts go back to the queue; the circuit breaker lets calls through again once the backend is
+back, and every prompt is trained in the end."""
 
 from __future__ import annotations
 
@@ -64,8 +65,11 @@ def test_backend_killed_mid_step_masks_skips_requeues_then_recovers(toy_backend,
     assert step2.metrics.masked_reward_failures == GROUP  # the flaky prompt's group, masked
     assert step2.metrics.backend_reward_means["steady"] == 0.25
     assert step2.metrics.reward_mean == 0.25  # the masked items count for nothing, not for 0
+    # Step 2 leased both2 (flaky) and both3 (steady): both2 took no update, so it is not reported as
+    # trained there; it went back to the queue at its position (the head), so the next steps lease it.
+    assert list(step2.prompt_ids) == ["both3"]
     assert all("no reward could be obtained" in r.error for r in skipped)
-    assert len({tuple(r.prompt_ids) for r in skipped}) == 1  # the same prompts, back in the queue each time
+    assert {tuple(r.prompt_ids) for r in skipped} == {("both2", "flaky0")}  # the same prompts each time
     circuit = {b.name: b.circuit for b in client.list_backends().backends}
     assert circuit["flaky"] != trainer_pb2.CIRCUIT_STATE_CLOSED
 
@@ -76,8 +80,11 @@ def test_backend_killed_mid_step_masks_skips_requeues_then_recovers(toy_backend,
 
     # Back on the same port: the breaker's trial call succeeds and training goes on.
     revived = serve(flaky_scorer.__class__("flaky", 0.5), f"127.0.0.1:{port}")
+    # Step 2 used a slot on both2 without training it, so the 10 prompts leave one waiting for a full
+    # step of 2: one more prompt fills it, and all 11 are trained.
+    client.submit_prompts(prompts(1, prefix="last"))
     try:
-        wait_for(lambda: client.step_status().run.prompts_trained == 10 or None, 120,
+        wait_for(lambda: client.step_status().run.prompts_trained == 11 or None, 120,
                  lambda: f"training did not finish after the backend came back: {client.step_status()}")
         circuit = {b.name: b.circuit for b in client.list_backends().backends}
         assert circuit["flaky"] == trainer_pb2.CIRCUIT_STATE_CLOSED
@@ -98,3 +105,4 @@ def test_backend_killed_mid_step_masks_skips_requeues_then_recovers(toy_backend,
     assert {s for s, _ in states.values()} == {PromptState.TRAINED}
     trained_in = {pid for s in completed for pid in s.prompt_ids}
     assert skipped_ids <= trained_in  # the skipped steps' prompts were trained later
+    assert "both2" in trained_in  # and so was the prompt masked in step 2

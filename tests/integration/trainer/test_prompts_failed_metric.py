@@ -112,3 +112,51 @@ def test_prompts_failed_counter_matches_the_store_and_step_status(toy_backend, s
         store.close()
     assert {pid for pid, (s, _) in by_state.items() if s is PromptState.FAILED} == {p.id for p in doomed}
     assert {pid for pid, (s, _) in by_state.items() if s is PromptState.TRAINED} == {p.id for p in fine}
+
+
+def test_a_rejected_prompt_in_a_step_that_trains_others_goes_back_and_is_given_up_on(
+    toy_backend, start_trainer, tmp_path: Path
+) -> None:
+    # Queue b0 g0 b1 g1, 2 a step: step 1 trains g0 and puts b0 back (1 attempt); step 2 leases b0 b1,
+    # nothing scores: skipped, b0 FAILED (2 attempts), b1 back (1); step 3 trains g1, b1 FAILED.
+    rejecting = RejectingScorer("reject", 0.0)
+    reject_server = serve(rejecting)
+    try:
+        _, good = toy_backend("good", 0.5)
+        store_dir = tmp_path / "store"
+        app = start_trainer(
+            store_dir, [("reject", reject_server.address), ("good", good.address)],
+            algorithm={"prompts_per_step": PER_STEP, "group_size": 2, "beta": 0.0},
+            training={"max_prompt_attempts": ATTEMPTS},
+        )
+        client = TrainerClient(f"127.0.0.1:{app.api_port}")
+        queue = []
+        for i in range(2):
+            bad, fine = prompts(1, start=i, prefix="b")[0], prompts(1, start=i, prefix="g")[0]
+            for p, backend in ((bad, "reject"), (fine, "good")):
+                del p.rewards[:]
+                p.rewards.add(backend=backend, weight=1.0)
+            queue += [bad, fine]
+        client.submit_prompts(queue)
+        run = wait_for(lambda: (r := client.step_status().run).prompts_failed == 2 and r.prompts_trained == 2 and r
+                       or None, 120, lambda: f"the prompts did not settle: {client.step_status().run}")
+        assert run.queue_depth == 0
+        assert app.metrics.registry.get_sample_value("grpo_prompts_failed_total") == 2.0
+        reports = client.finished_steps()
+        assert [(r.state, list(r.prompt_ids)) for r in reports] == [
+            (trainer_pb2.STEP_STATE_COMPLETED, ["g0"]),
+            (trainer_pb2.STEP_STATE_SKIPPED, ["b0", "b1"]),
+            (trainer_pb2.STEP_STATE_COMPLETED, ["g1"]),
+        ]
+        app.shutdown()
+        store = Store(store_dir)
+        try:
+            states = {pid: s for pid, (s, _) in store.prompt_states().items()}
+            reasons = store.failure_reasons()
+        finally:
+            store.close()
+        assert states == {"b0": PromptState.FAILED, "b1": PromptState.FAILED,
+                          "g0": PromptState.TRAINED, "g1": PromptState.TRAINED}
+        assert reasons == {"b0": f"gave up after {ATTEMPTS} failed attempts", "b1": f"gave up after {ATTEMPTS} failed attempts"}
+    finally:
+        reject_server.stop(1)
