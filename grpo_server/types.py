@@ -148,6 +148,9 @@ class BackendScore:
     step_end_offsets: tuple[int, ...] = ()
     components: Mapping[str, float] = field(default_factory=dict)
     message: str = ""
+    # True when the backend answered and failed this item itself (its status, such as a sandboxed
+    # program's RESOURCE_EXHAUSTED, is about the item); False for the trainer's own failures of the call.
+    item_failure: bool = False
 
 
 @dataclass(frozen=True)

@@ -100,8 +100,9 @@ def build_score_item(prompt: PromptRecord, completion_text: str, item_id: str) -
     return item
 
 
-def _failed(backend: str, status: RewardStatus, message: str, feedback: str = "") -> BackendScore:
-    return BackendScore(backend=backend, weight=1.0, status=status, score=None, feedback=feedback, message=message)
+def _failed(backend: str, status: RewardStatus, message: str, feedback: str = "", *, item: bool = False) -> BackendScore:
+    return BackendScore(backend=backend, weight=1.0, status=status, score=None, feedback=feedback, message=message,
+                        item_failure=item)
 
 
 def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool) -> BackendScore:
@@ -114,9 +115,9 @@ def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool)
     scored = status is RewardStatus.OK or (status is RewardStatus.TIMEOUT and has_code)
     if not scored:
         message = result.status_message or f"backend returned {reward_pb2.ScoreStatus.Name(result.status)}"
-        return _failed(backend, status, message, result.feedback)
+        return _failed(backend, status, message, result.feedback, item=True)
     if not math.isfinite(result.score) or not all(math.isfinite(s) for s in result.step_scores):
-        return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", result.feedback)
+        return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", result.feedback, item=True)
     return BackendScore(
         backend=backend,
         weight=1.0,

@@ -84,14 +84,12 @@ _OUTAGE_STATUSES = frozenset(
 )
 
 
-def _failure_statuses(groups: Sequence[ScoredGroup]) -> set[RewardStatus]:
-    """The statuses of the reward items that failed in `groups`."""
-    return {s.status for g in groups for c in g.completions for s in c.scores if s.score is None}
-
-
-def _is_outage(statuses: set[RewardStatus]) -> bool:
-    """True when every failure says a backend was down or overloaded (the prompts are not at fault)."""
-    return bool(statuses) and statuses <= _OUTAGE_STATUSES
+def _is_outage(groups: Sequence[ScoredGroup]) -> bool:
+    """True when `groups` have failed reward items and every failure says a backend was down or
+    overloaded: a failed call, not an item the backend itself failed (a sandboxed program's
+    RESOURCE_EXHAUSTED or TIMEOUT is the program's), so the prompts are not at fault."""
+    failed = [s for g in groups for c in g.completions for s in c.scores if s.score is None]
+    return bool(failed) and all(not s.item_failure and s.status in _OUTAGE_STATUSES for s in failed)
 
 
 def seed_everything(seed: int) -> None:
@@ -287,16 +285,14 @@ class StepRunner:
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
         self.step_unscored = tuple(
-            (g.rollout.prompt.id, _is_outage(_failure_statuses([g])))
+            (g.rollout.prompt.id, _is_outage([g]))
             for g in sampled if all(r is None for r in g.rewards)
         )
 
         adv, rewards, valid = self.advantages(scored)
         if not bool(valid.any()):
-            failed = _failure_statuses(scored)
             raise AllRewardsFailed(
-                f"no reward could be obtained for any of the {len(rewards)} completions",
-                outage=_is_outage(failed),
+                f"no reward could be obtained for any of the {len(rewards)} completions", outage=_is_outage(scored)
             )
 
         full = batching.collate(

@@ -15,7 +15,8 @@ Each program is scored by a test that passes only if the program reports its att
 contained attack scores 0 (status OK or, for the fork bomb, TIMEOUT, which the router keeps for code),
 the memory bomb comes back RESOURCE_EXHAUSTED, which the router masks and counts, and the control scores
 1. Asserted: the step completes; the policy really generated the programs (the trainer's completion
-lengths are theirs); no marker exists, the store is intact and holds every prompt TRAINED, nothing
+lengths are theirs); no marker exists, the store is intact and holds every prompt TRAINED but the memory
+bomb (no completion scored: back in the queue, an attempt counted), nothing
 connected to the sentinel, no sandbox process is left, and the trainer and the sandbox service still
 serve; StepStatus and the Prometheus metrics count the 2 masked items and a code reward mean of 2/10.
 The first test shows that the same programs, run bare, do what they try: a 0 means contained.
@@ -149,7 +150,11 @@ def test_escape_attempts_written_by_the_policy_are_contained_and_scored_as_failu
         assert list(accepted.accepted_ids) == [a.name for a in plan]
         report = next(r for r in trainer.client.iter_steps(timeout=300) if r.step == 1)
         assert report.state == trainer_pb2.STEP_STATE_COMPLETED, (report, trainer.log_tail())
-        assert sorted(report.prompt_ids) == sorted(a.name for a in plan)
+        # The memory bomb's completions all came back RESOURCE_EXHAUSTED (the program's fault, not an
+        # outage): it took no update, so it is not trained in step 1 but back in the queue, one attempt
+        # counted, waiting for a full step of prompts.
+        masked_names = {a.name for a in plan if a.masked}
+        assert sorted(report.prompt_ids) == sorted(a.name for a in plan if not a.masked)
 
         # 4. The policy generated the attacks inside the trainer too: its completions have their lengths.
         m = report.metrics
@@ -173,7 +178,8 @@ def test_escape_attempts_written_by_the_policy_are_contained_and_scored_as_failu
         assert trainer.proc.poll() is None and sandbox.proc.poll() is None
         assert trainer.health() == health_pb2.HealthCheckResponse.SERVING
         status = trainer.client.step_status()
-        assert status.run.checkpoint_step == 1 and status.run.prompts_trained == len(plan)
+        assert status.run.checkpoint_step == 1 and status.run.prompts_trained == len(plan) - len(masked_names)
+        assert status.run.queue_depth == len(masked_names) == 1
 
         # 6. The scores: every attack failed its test (0), the memory bomb's items are masked and
         #    counted, the control passed (1): the code backend's mean over the 10 scored items is 0.2.
@@ -193,10 +199,15 @@ def test_escape_attempts_written_by_the_policy_are_contained_and_scored_as_failu
         assert len(failures) == 1, failures  # no other failed call or item
         assert metric_value(text, "grpo_steps_total", 'state="completed"') == 1
 
-        # 7. A clean drain; the store accounts for every prompt, trained in step 1.
+        # 7. A clean drain; the store accounts for every prompt: trained in step 1, or queued again.
         trainer.terminate()
         assert trainer.wait(120) == 0
-        assert prompt_accounting(store_dir) == {a.name: (PromptState.TRAINED, 1) for a in plan}
+        assert prompt_accounting(store_dir) == {
+            a.name: (PromptState.QUEUED, 1) if a.name in masked_names else (PromptState.TRAINED, 1) for a in plan
+        }
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            attempts = dict(conn.execute("SELECT id, attempts FROM prompts"))
+        assert attempts == {a.name: 1 if a.name in masked_names else 0 for a in plan}  # the program's fault
         assert sandbox.terminate() == 0
     finally:
         sentinel.close()
