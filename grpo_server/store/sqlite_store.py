@@ -238,17 +238,19 @@ class Store:
         trainer's `grpo_prompts_failed_total`)."""
         now = time.time()
         failed = 0
+        which = "state = 'leased' AND step = ?"
+        args: list[object] = [step]
+        if ids is not None:  # one JSON parameter, however many ids
+            which += " AND id IN (SELECT value FROM json_each(?))"
+            args.append(json.dumps(list(ids)))
         with self._write() as c:
-            for chunk in ([None] if ids is None else [list(ids[i : i + _CHUNK]) for i in range(0, len(ids), _CHUNK)]):
-                which = "state = 'leased' AND step = ?" + ("" if chunk is None else f" AND id IN ({','.join('?' * len(chunk))})")
-                args = [step, *(chunk or [])]
-                if count_attempt:
-                    c.execute(f"UPDATE prompts SET attempts = attempts + 1 WHERE {which}", args)
-                    failed += c.execute(
-                        f"UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? WHERE {which} AND attempts >= ?",
-                        [reason or f"gave up after {self.max_attempts} failed attempts", now, *args, self.max_attempts],
-                    ).rowcount
-                c.execute(f"UPDATE prompts SET state = 'queued', updated_at = ? WHERE {which}", [now, *args])
+            if count_attempt:
+                c.execute(f"UPDATE prompts SET attempts = attempts + 1 WHERE {which}", args)
+                failed = c.execute(
+                    f"UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? WHERE {which} AND attempts >= ?",
+                    [reason or f"gave up after {self.max_attempts} failed attempts", now, *args, self.max_attempts],
+                ).rowcount
+            c.execute(f"UPDATE prompts SET state = 'queued', updated_at = ? WHERE {which}", [now, *args])
         return int(failed)
 
     # ---------------------------------------------------------------------------- checkpoints
