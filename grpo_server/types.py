@@ -247,3 +247,5 @@ class StepReport:
     rollout_engine: str
     prompt_ids: tuple[str, ...]
     error: str = ""
+    # Of prompt_ids, those DAPO dynamic sampling consumed but left out of the update (equal rewards).
+    dropped_prompt_ids: tuple[str, ...] = ()

@@ -154,6 +154,7 @@ def step_to_proto(r: StepReport) -> trainer_pb2.StepReport:
         rollout_engine=r.rollout_engine,
         prompt_ids=list(r.prompt_ids),
         error=r.error,
+        dropped_prompt_ids=list(r.dropped_prompt_ids),
     )
     if r.finished_at is not None:
         out.finished_at.CopyFrom(timestamp(r.finished_at))

@@ -61,7 +61,7 @@ def prompt_from_json(prompt_id: str, text: str) -> PromptRecord:
 
 
 def step_row(r: StepReport) -> tuple[Any, ...]:
-    """(step, state, started_at, finished_at, metrics, rollout_engine, prompt_ids, error)."""
+    """(step, state, started_at, finished_at, metrics, rollout_engine, prompt_ids, error, dropped_prompt_ids)."""
     return (
         r.step,
         r.state.value,
@@ -71,12 +71,13 @@ def step_row(r: StepReport) -> tuple[Any, ...]:
         r.rollout_engine,
         json.dumps(list(r.prompt_ids)),
         r.error,
+        json.dumps(list(r.dropped_prompt_ids)),
     )
 
 
 def step_from_row(row: Any) -> StepReport:
     """Inverse of step_row."""
-    step, state, started, finished, metrics, engine, ids, error = row
+    step, state, started, finished, metrics, engine, ids, error, dropped = row
     return StepReport(
         step=int(step),
         state=StepState(state),
@@ -86,4 +87,5 @@ def step_from_row(row: Any) -> StepReport:
         rollout_engine=engine,
         prompt_ids=tuple(json.loads(ids)),
         error=error or "",
+        dropped_prompt_ids=tuple(json.loads(dropped)),
     )

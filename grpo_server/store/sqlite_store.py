@@ -31,7 +31,7 @@ from grpo_server.store.records import (
 )
 from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
 
-SCHEMA_VERSION = 2  # 2: prompt counts by state kept by triggers (state_counts)
+SCHEMA_VERSION = 3  # 2: prompt counts by state kept by triggers (state_counts); 3: steps.dropped_prompt_ids
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
@@ -92,7 +92,7 @@ _STATE_COUNTS = [
     "UPDATE state_counts SET n = n + 1 WHERE state = NEW.state; END",
 ]
 
-_STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, prompt_ids, error"
+_STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, prompt_ids, error, dropped_prompt_ids"
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
@@ -131,6 +131,8 @@ class Store:
             if version < 2:
                 for stmt in _STATE_COUNTS:
                     c.execute(stmt)
+            if version < 3:  # the prompts dynamic sampling dropped from each step's update (JSON list)
+                c.execute("ALTER TABLE steps ADD COLUMN dropped_prompt_ids TEXT NOT NULL DEFAULT '[]'")
             c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextmanager
@@ -305,7 +307,7 @@ class Store:
     def record_step(self, report: StepReport) -> None:
         """Insert or replace the report of `report.step` (RUNNING first, then its final state)."""
         with self._write() as c:
-            c.execute(f"INSERT OR REPLACE INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", step_row(report))
+            c.execute(f"INSERT OR REPLACE INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", step_row(report))
 
     def get_step(self, step: int) -> StepReport | None:
         """The report of one step, or None."""

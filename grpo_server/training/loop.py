@@ -149,6 +149,8 @@ class StepRunner:
         # The prompts of the current (or last) step none of whose completions got a reward, each with True
         # when every failure was an outage: they took no update, so the loop puts them back in the queue.
         self.step_unscored: tuple[tuple[str, bool], ...] = ()
+        # The prompts of the current (or last) step whose groups dynamic sampling left out of the update.
+        self.step_dropped: tuple[str, ...] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
         # a step that fails after this may leave them partly updated.
         self.update_started = False
@@ -265,6 +267,9 @@ class StepRunner:
             timings["reward_seconds"] += time.monotonic() - t0
             everything += extra
             kept += [g for g, k in zip(extra, self.groups_with_variance(extra), strict=True) if k]
+        if kept:  # with no group kept the step trains on every group (below), so none is dropped
+            kept_ids = {g.rollout.prompt.id for g in kept}  # a step leases each id at most once
+            self.step_dropped = tuple(g.rollout.prompt.id for g in everything if g.rollout.prompt.id not in kept_ids)
         metrics = {
             "dapo/kept_groups": float(len(kept)),
             "dapo/dropped_groups": float(len(everything) - len(kept)),
@@ -281,6 +286,7 @@ class StepRunner:
         self.step_prompt_ids = tuple(p.id for p in prompts)
         self.update_started = False
         self.step_unscored = ()
+        self.step_dropped = ()
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
@@ -521,7 +527,10 @@ class TrainingLoop:
             metrics["step_seconds"] = time.time() - started
             metrics["tokens_per_second"] = metrics["generated_tokens"] / max(metrics["rollout_seconds"], 1e-9)
             ids = self._requeue_unscored(step, ids)
-            report = StepReport(step, StepState.COMPLETED, started, time.time(), metrics, self.runner.rollout.name, ids)
+            trained = set(ids)
+            dropped = tuple(i for i in getattr(self.runner, "step_dropped", ()) if i in trained)
+            report = StepReport(step, StepState.COMPLETED, started, time.time(), metrics, self.runner.rollout.name, ids,
+                                dropped_prompt_ids=dropped)
             self.step = step
             self._dirty = True
         except AllRewardsFailed as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from grpo_server.store import DuplicatePromptError, QueueFullError, Store, StoreError
-from grpo_server.store.sqlite_store import ABANDONED, FILENAME
+from grpo_server.store.sqlite_store import ABANDONED, FILENAME, SCHEMA_VERSION
 from grpo_server.types import (
     ChatMessage,
     CodeReference,
@@ -179,7 +179,8 @@ def test_step_reports_are_recorded_updated_and_listed(store: Store) -> None:
     running = StepReport(1, StepState.RUNNING, 10.0, None, {}, "vllm", ("a",))
     store.record_step(running)
     assert store.get_step(1) == running
-    done = StepReport(1, StepState.COMPLETED, 10.0, 12.5, {"reward_mean": 0.25, "reward/math": 0.5}, "vllm", ("a",))
+    done = StepReport(1, StepState.COMPLETED, 10.0, 12.5, {"reward_mean": 0.25, "reward/math": 0.5}, "vllm",
+                      ("a", "c"), dropped_prompt_ids=("c",))
     store.record_step(done)
     store.record_step(StepReport(2, StepState.SKIPPED, 13.0, 14.0, {}, "vllm", ("b",), "all rewards failed"))
     assert store.get_step(1) == done
@@ -266,10 +267,11 @@ def test_a_version_1_store_gets_the_state_counters(tmp_path: Path) -> None:
     s.submit([rec(f"p{k}") for k in range(5)], None, BIG)
     s.lease(2, 1)
     s.close()
-    con = sqlite3.connect(tmp_path / FILENAME)  # back to version 1: no counters, no triggers
+    con = sqlite3.connect(tmp_path / FILENAME)  # back to version 1: no counters, no triggers, no dropped ids
     con.executescript(
         "DROP TRIGGER prompts_count_insert; DROP TRIGGER prompts_count_delete; DROP TRIGGER prompts_count_update;"
-        "DROP TABLE state_counts; UPDATE schema_version SET version = 1;"
+        "DROP TABLE state_counts; ALTER TABLE steps DROP COLUMN dropped_prompt_ids;"
+        "UPDATE schema_version SET version = 1;"
     )
     con.close()
     s = Store(tmp_path)
@@ -279,8 +281,24 @@ def test_a_version_1_store_gets_the_state_counters(tmp_path: Path) -> None:
     assert s.counts()[PromptState.LEASED] == 0
     s.close()
     con = sqlite3.connect(tmp_path / FILENAME)
-    assert con.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
     con.close()
+
+
+def test_a_version_2_store_keeps_its_step_history_and_records_dropped_prompts(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.record_step(StepReport(1, StepState.COMPLETED, 10.0, 12.0, {"reward_mean": 0.5}, "hf", ("a", "b")))
+    s.close()
+    con = sqlite3.connect(tmp_path / FILENAME)  # back to version 2: steps without dropped_prompt_ids
+    con.executescript("ALTER TABLE steps DROP COLUMN dropped_prompt_ids; UPDATE schema_version SET version = 2;")
+    con.close()
+    s = Store(tmp_path)
+    old = s.get_step(1)
+    assert old is not None and old.prompt_ids == ("a", "b") and old.dropped_prompt_ids == ()
+    new = StepReport(2, StepState.COMPLETED, 13.0, 14.0, {}, "hf", ("c", "d"), dropped_prompt_ids=("d",))
+    s.record_step(new)
+    assert s.get_step(2) == new
+    s.close()
 
 
 def test_concurrent_submitters_and_a_leaser_lose_and_duplicate_nothing(store: Store) -> None:

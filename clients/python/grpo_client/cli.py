@@ -160,7 +160,8 @@ def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
         return EXIT_OK
     s = response.step
     pr.line(f"step {s.step}: {_enum_name(trainer_pb2.StepState, s.state, 'STEP_STATE_')}  engine {s.rollout_engine}  "
-            f"prompts {len(s.prompt_ids)}")
+            f"prompts {len(s.prompt_ids)}" + (f" ({len(s.dropped_prompt_ids)} dropped by dynamic sampling)"
+                                              if s.dropped_prompt_ids else ""))
     if s.error:
         pr.line(f"  error: {s.error}")
     metrics = to_dict(s.metrics)

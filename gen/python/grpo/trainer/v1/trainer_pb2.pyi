@@ -556,6 +556,7 @@ class StepReport(_message.Message):
     ROLLOUT_ENGINE_FIELD_NUMBER: _builtins.int
     PROMPT_IDS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    DROPPED_PROMPT_IDS_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """The step number, from 1."""
     state: Global___StepState.ValueType
@@ -580,6 +581,14 @@ class StepReport(_message.Message):
     def prompt_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The ids of the prompts trained in this step."""
 
+    @_builtins.property
+    def dropped_prompt_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The prompts of `prompt_ids` that DAPO dynamic sampling (`algorithm.dynamic_sampling`) dropped
+        because every reward of their group was equal: the step consumed them (they are not retried) but
+        left them out of its update. Empty without dynamic sampling, and when no group of the step had
+        differing rewards (the step then trains on every group).
+        """
+
     def __init__(
         self,
         *,
@@ -591,10 +600,11 @@ class StepReport(_message.Message):
         rollout_engine: _builtins.str = ...,
         prompt_ids: _abc.Iterable[_builtins.str] | None = ...,
         error: _builtins.str = ...,
+        dropped_prompt_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "metrics", b"metrics", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "finished_at", b"finished_at", "metrics", b"metrics", "prompt_ids", b"prompt_ids", "rollout_engine", b"rollout_engine", "started_at", b"started_at", "state", b"state", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dropped_prompt_ids", b"dropped_prompt_ids", "error", b"error", "finished_at", b"finished_at", "metrics", b"metrics", "prompt_ids", b"prompt_ids", "rollout_engine", b"rollout_engine", "started_at", b"started_at", "state", b"state", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,6 +41,13 @@ export interface StepReport {
    * Why the step was skipped or failed; empty otherwise.
    */
   'error'?: (string);
+  /**
+   * The prompts of `prompt_ids` that DAPO dynamic sampling (`algorithm.dynamic_sampling`) dropped
+   * because every reward of their group was equal: the step consumed them (they are not retried) but
+   * left them out of its update. Empty without dynamic sampling, and when no group of the step had
+   * differing rewards (the step then trains on every group).
+   */
+  'droppedPromptIds'?: (string)[];
 }
 
 /**
@@ -79,4 +86,11 @@ export interface StepReport__Output {
    * Why the step was skipped or failed; empty otherwise.
    */
   'error': (string);
+  /**
+   * The prompts of `prompt_ids` that DAPO dynamic sampling (`algorithm.dynamic_sampling`) dropped
+   * because every reward of their group was equal: the step consumed them (they are not retried) but
+   * left them out of its update. Empty without dynamic sampling, and when no group of the step had
+   * differing rewards (the step then trains on every group).
+   */
+  'droppedPromptIds': (string)[];
 }
