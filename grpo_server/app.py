@@ -350,6 +350,12 @@ class TrainerApp:
         loop = getattr(self, "loop", None)
         if loop is not None:
             loop.stop(timeout=grace)
+            if loop.alive:
+                loop.abandon()
+                log.warning(
+                    "the current step did not finish within the %g s drain; stopping without it: nothing "
+                    "after checkpoint step %d is kept, and its prompts go back to the queue when the trainer "
+                    "starts again", grace, loop.checkpoint_step)
         if getattr(self, "rollout", None) is not None:
             self.rollout.close()
         if getattr(self, "engine", None) is not None:

@@ -439,6 +439,9 @@ class TrainingLoop:
         self.poll_seconds = poll_seconds
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
         self._stop = threading.Event()
+        # Set when the drain gave up waiting for the current step: the store and engines are closed
+        # under it, so the error it then meets is expected and records nothing (see abandon).
+        self._abandoned = False
         self._thread: threading.Thread | None = None
         latest = store.latest_checkpoint()
         self.checkpoint_step = latest.step if latest else 0
@@ -467,6 +470,12 @@ class TrainingLoop:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def abandon(self) -> None:
+        """The drain stops without waiting any longer for the current step: its thread will fail on the
+        closed store (nothing recorded; the restart re-queues its prompts), which is then logged as
+        expected instead of as a failed run."""
+        self._abandoned = True
+
     @property
     def alive(self) -> bool:
         """True while the loop thread runs."""
@@ -478,6 +487,9 @@ class TrainingLoop:
         try:
             self.run()
         except Exception as exc:  # noqa: BLE001 - the run fails visibly rather than the thread dying quietly
+            if self._abandoned:
+                log.info("the step left behind by the drain ended: %s: %s", type(exc).__name__, exc)
+                return
             log.exception("training loop failed")
             self.control.fail(f"{type(exc).__name__}: {exc}")
             self.metrics.set_run_state("failed")

@@ -131,3 +131,34 @@ def test_sigterm_while_the_model_loads_exits_0_and_loses_nothing(toy_backend, tm
         store.close()
     assert {pid: s for pid, (s, _) in states.items()} == {f"p{i}": PromptState.QUEUED for i in range(4)}
     assert started == []  # the interrupted start ran no step
+
+
+def test_a_step_that_outlasts_the_drain_is_left_for_the_restart_and_loses_nothing(
+    toy_backend, start_trainer, tmp_path: Path, caplog
+) -> None:
+    scorer, backend = toy_backend("toy", 0.5)
+    scorer.gate = threading.Event()  # hold step 1 in its reward phase, past the drain's limit
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", backend.address)], algorithm={"prompts_per_step": 2})
+    TrainerClient(f"127.0.0.1:{app.api_port}").submit_prompts(prompts(4))
+    assert scorer.calls_started.wait(60)
+
+    with caplog.at_level("WARNING", logger="grpo_server"):
+        app.shutdown(grace=0.5)
+    assert any("did not finish within the 0.5 s drain" in r.getMessage() and "checkpoint step 0" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    scorer.gate.set()  # the abandoned step's thread goes on against a closed store: it must write nothing
+    wait_for(lambda: not app.loop.alive or None, 60, "the abandoned step's thread did not end")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]
+
+    _, backend2 = toy_backend("toy", 0.5)
+    app2 = start_trainer(store_dir, [("toy", backend2.address)], algorithm={"prompts_per_step": 2},
+                         training={"max_steps": 2})
+    client = TrainerClient(f"127.0.0.1:{app2.api_port}")
+    wait_for(lambda: client.step_status().run.state == trainer_pb2.RUN_STATE_FINISHED or None, 180,
+             lambda: f"run did not finish: {client.step_status()}")
+    # Steps 1 and 2 ran again from checkpoint 0 and trained each prompt once.
+    assert [(r.step, r.state.value) for r in app2.store.steps_after(0)] == [(1, "completed"), (2, "completed")]
+    assert {pid: s for pid, (s, _) in app2.store.prompt_states().items()} == {
+        f"p{i}": PromptState.TRAINED for i in range(4)
+    }
