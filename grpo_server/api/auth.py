@@ -48,6 +48,7 @@ METHOD_ROLES: Mapping[str, str] = {
     _TRAINER + "ListRewardBackends": "read",
     _TRAINER + "SetRewardBackend": "admin",
     _TRAINER + "DeleteRewardBackend": "admin",
+    _TRAINER + "ListPrompts": "read",
 }
 OPEN_PREFIXES = (
     "/grpc.health.v1.Health/",

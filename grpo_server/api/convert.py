@@ -11,6 +11,7 @@ from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.ports import BackendInfo, ExportedFileInfo
 from grpo_server.control import RunControl, RunState
+from grpo_server.store.records import PromptEntry
 from grpo_server.types import (
     ChatMessage,
     CodeReference,
@@ -24,6 +25,7 @@ from grpo_server.types import (
 
 _RUN_STATES = {s: getattr(trainer_pb2, f"RUN_STATE_{s.name}") for s in RunState}
 _STEP_STATES = {s: getattr(trainer_pb2, f"STEP_STATE_{s.name}") for s in StepState}
+PROMPT_STATES = {s: getattr(trainer_pb2, f"PROMPT_STATE_{s.name}") for s in PromptState}
 _EXPORT_STATES = {
     "pending": trainer_pb2.EXPORT_STATE_PENDING,
     "writing": trainer_pb2.EXPORT_STATE_WRITING,
@@ -142,6 +144,20 @@ def metrics_to_proto(metrics: Mapping[str, float]) -> trainer_pb2.StepMetrics:
         else:
             m.extra[key] = float(value)
     return m
+
+
+def prompt_entry_to_proto(e: PromptEntry) -> trainer_pb2.PromptStatus:
+    """A submission's place in the store as ListPrompts answers it."""
+    return trainer_pb2.PromptStatus(
+        id=e.id,
+        state=PROMPT_STATES[e.state],
+        step=e.step or 0,
+        checkpoint_step=(e.checkpoint_step or 0) if e.state is PromptState.TRAINED else 0,
+        attempts=e.attempts,
+        reason=e.reason if e.state is PromptState.FAILED else "",
+        submitted_at=timestamp(e.submitted_at),
+        updated_at=timestamp(e.updated_at),
+    )
 
 
 def step_to_proto(r: StepReport) -> trainer_pb2.StepReport:

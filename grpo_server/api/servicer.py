@@ -18,10 +18,12 @@ from grpo_server.api.validation import (
     TokenCounter,
     Violation,
     chat_template_counter,
+    page_token,
     validate_backend,
     validate_backend_name,
     validate_destination,
     validate_export_id,
+    validate_list_prompts,
     validate_step_number,
     validate_submit,
 )
@@ -118,6 +120,20 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             self.control.notify_work()
         return trainer_pb2.SubmitPromptsResponse(
             accepted_ids=list(result.accepted_ids), queue_depth=result.queue_depth, duplicate=result.duplicate
+        )
+
+    @unary
+    def ListPrompts(
+        self, request: trainer_pb2.ListPromptsRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ListPromptsResponse:
+        """Submitted prompts and where each is, in submission order, a page at a time."""
+        q = validate_list_prompts(request, self.limits)
+        entries = self.store.list_prompts(ids=q.ids, state=q.state, after_seq=q.after_seq, limit=q.limit + 1)
+        page = entries[: q.limit]
+        more = len(entries) > q.limit
+        return trainer_pb2.ListPromptsResponse(
+            prompts=[convert.prompt_entry_to_proto(e) for e in page],
+            next_page_token=page_token(page[-1].seq) if more else "",
         )
 
     # -------------------------------------------------------------------------------- steps

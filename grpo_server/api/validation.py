@@ -8,6 +8,8 @@ store access, no gRPC status handling (the servicer turns ValidationFailed into 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -17,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from grpo.trainer.v1 import trainer_pb2
-from grpo_server.api.convert import prompt_from_proto, reference_kind, resolved_rewards
+from grpo_server.api.convert import PROMPT_STATES, prompt_from_proto, reference_kind, resolved_rewards
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN, BackendRegistry
 from grpo_server.api.settings import ApiLimits
-from grpo_server.types import PromptRecord
+from grpo_server.types import PromptRecord, PromptState
 
 ROLES = ("system", "user", "assistant")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]+")
@@ -351,3 +353,63 @@ def validate_export_id(export_id: str) -> None:
     """GetExport's id: required."""
     if not export_id:
         raise ValidationFailed([Violation("export_id", "required: the id ExportCheckpoint returned")])
+
+
+MAX_LIST_IDS = 1000  # ListPrompts: ids looked up in one request
+MAX_PAGE_SIZE = 1000  # ListPrompts: prompts in one answer
+DEFAULT_PAGE_SIZE = 100
+_PAGE_TOKEN_PREFIX = "after:"
+_PROMPT_STATES = {number: state for state, number in PROMPT_STATES.items()}
+
+
+@dataclass(frozen=True)
+class PromptQuery:
+    """A valid ListPrompts request: the store's filters and where the page starts."""
+
+    ids: tuple[str, ...]
+    state: PromptState | None
+    after_seq: int
+    limit: int
+
+
+def page_token(seq: int) -> str:
+    """The opaque token of the page after queue position `seq`."""
+    return base64.urlsafe_b64encode(f"{_PAGE_TOKEN_PREFIX}{seq}".encode()).decode()
+
+
+def _after_seq(token: str) -> int | None:
+    """The queue position a `page_token` stands for, or None if it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+    except (UnicodeError, binascii.Error, ValueError):
+        return None
+    digits = text.removeprefix(_PAGE_TOKEN_PREFIX)
+    if not text.startswith(_PAGE_TOKEN_PREFIX) or not digits.isdigit() or len(digits) > 18:
+        return None
+    return int(digits)
+
+
+def validate_list_prompts(req: trainer_pb2.ListPromptsRequest, limits: ApiLimits) -> PromptQuery:
+    """ListPrompts: at most MAX_LIST_IDS ids, each a possible prompt id; a known state; a page size of
+    0 (the default) to MAX_PAGE_SIZE; a page token from an earlier answer."""
+    v = _Collector()
+    if len(req.ids) > MAX_LIST_IDS:
+        v.add("ids", f"{len(req.ids)} ids; at most {MAX_LIST_IDS} in one request")
+    else:
+        for i, pid in enumerate(req.ids):
+            if not pid or not _PRINTABLE_ASCII.fullmatch(pid) or len(pid) > limits.max_id_bytes:
+                v.add(f"ids[{i}]", f"not a prompt id: ids are 1 to {limits.max_id_bytes} printable ASCII characters")
+    if req.state != trainer_pb2.PROMPT_STATE_UNSPECIFIED and req.state not in _PROMPT_STATES:
+        v.add("state", f"{req.state} is not a PromptState (0 = any, 1-4 = QUEUED, LEASED, TRAINED, FAILED)")
+    if not 0 <= req.page_size <= MAX_PAGE_SIZE:
+        v.add("page_size", f"{req.page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
+    after = _after_seq(req.page_token) if req.page_token else 0
+    if after is None:
+        v.add("page_token", "not a page token: pass the next_page_token of an earlier answer, or nothing")
+    v.raise_if_any()
+    return PromptQuery(
+        ids=tuple(req.ids),
+        state=_PROMPT_STATES.get(req.state),
+        after_seq=after or 0,
+        limit=req.page_size or DEFAULT_PAGE_SIZE,
+    )

@@ -4,6 +4,7 @@ from grpo_server.store.lock import StoreInUse, lock_store
 from grpo_server.store.records import (
     CheckpointRecord,
     DuplicatePromptError,
+    PromptEntry,
     QueueFullError,
     StoreError,
     SubmitResult,
@@ -13,6 +14,7 @@ from grpo_server.store.sqlite_store import Store
 __all__ = [
     "CheckpointRecord",
     "DuplicatePromptError",
+    "PromptEntry",
     "QueueFullError",
     "Store",
     "StoreError",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from grpo_server.types import PromptState
+
 
 @dataclass(frozen=True)
 class SubmitResult:
@@ -14,6 +16,23 @@ class SubmitResult:
     accepted_ids: tuple[str, ...]
     queue_depth: int
     duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class PromptEntry:
+    """One submission of a prompt and where it is (ListPrompts). `seq`: its queue position (submission
+    order); `step`: its latest lease (None if never leased); `checkpoint_step`: set when TRAINED;
+    times in unix seconds."""
+
+    seq: int
+    id: str
+    state: PromptState
+    step: int | None
+    checkpoint_step: int | None
+    attempts: int
+    reason: str
+    submitted_at: float
+    updated_at: float
 
 
 @dataclass(frozen=True)

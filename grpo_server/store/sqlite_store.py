@@ -25,13 +25,14 @@ from grpo_server.store.codec import prompt_from_json, prompt_to_json, step_from_
 from grpo_server.store.records import (
     CheckpointRecord,
     DuplicatePromptError,
+    PromptEntry,
     QueueFullError,
     StoreError,
     SubmitResult,
 )
 from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
 
-SCHEMA_VERSION = 3  # 2: prompt counts by state kept by triggers (state_counts); 3: steps.dropped_prompt_ids
+SCHEMA_VERSION = 3  # 2: prompt counts by state kept by triggers; 3: steps.dropped_prompt_ids, prompts_by_id
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
@@ -133,6 +134,8 @@ class Store:
                     c.execute(stmt)
             if version < 3:  # the prompts dynamic sampling dropped from each step's update (JSON list)
                 c.execute("ALTER TABLE steps ADD COLUMN dropped_prompt_ids TEXT NOT NULL DEFAULT '[]'")
+                # ListPrompts by id, whatever the state (prompts_active_id covers queued and leased only).
+                c.execute("CREATE INDEX IF NOT EXISTS prompts_by_id ON prompts (id, seq)")
             c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextmanager
@@ -233,7 +236,7 @@ class Store:
         """Put the prompts leased by `step` (only those in `ids`, when given) back in the queue at their
         original positions (so the next step leases the same prompts). With `count_attempt`, each
         prompt's failed attempts go up by one and a prompt that reaches max_attempts is FAILED instead,
-        with `reason`.
+        with the reason "gave up after N failed attempts", followed by `reason` (the last one's cause).
 
         Returns how many prompts this call moved to FAILED (0 without `count_attempt`): each prompt
         leaves LEASED once, so summing the returns counts every prompt given up on exactly once (the
@@ -250,7 +253,8 @@ class Store:
                 c.execute(f"UPDATE prompts SET attempts = attempts + 1 WHERE {which}", args)
                 failed = c.execute(
                     f"UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? WHERE {which} AND attempts >= ?",
-                    [reason or f"gave up after {self.max_attempts} failed attempts", now, *args, self.max_attempts],
+                    [f"gave up after {self.max_attempts} failed attempts" + (f"; the last: {reason}" if reason else ""),
+                     now, *args, self.max_attempts],
                 ).rowcount
             c.execute(f"UPDATE prompts SET state = 'queued', updated_at = ? WHERE {which}", [now, *args])
         return int(failed)
@@ -350,6 +354,26 @@ class Store:
                 st = PromptState(state)
                 out[pid] = (st, ckpt if st is PromptState.TRAINED else step)
         return out
+
+    def list_prompts(
+        self, *, ids: Sequence[str] = (), state: PromptState | None = None, after_seq: int = 0, limit: int = 100
+    ) -> list[PromptEntry]:
+        """Up to `limit` submissions after queue position `after_seq`, in submission order, only those
+        of `ids` (when given) and in `state` (when given)."""
+        where: list[str] = ["seq > ?"]
+        params: list[object] = [after_seq]
+        if ids:
+            where.append("id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(ids)))
+        if state is not None:
+            where.append("state = ?")
+            params.append(state.value)
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT seq, id, state, step, checkpoint_step, attempts, reason, submitted_at, updated_at "
+                f"FROM prompts WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit),
+            ).fetchall()
+        return [PromptEntry(seq, pid, PromptState(st), *rest) for seq, pid, st, *rest in rows]
 
     def failure_reasons(self) -> dict[str, str]:
         """id -> reason, for prompts that FAILED."""

@@ -92,6 +92,15 @@ def _is_outage(groups: Sequence[ScoredGroup]) -> bool:
     return bool(failed) and all(not s.item_failure and s.status in _OUTAGE_STATUSES for s in failed)
 
 
+def first_failure(groups: Sequence[ScoredGroup], limit: int = 300) -> str:
+    """The first failed reward item of `groups` in words ("backend 'math': INVALID_INPUT: ..."), for
+    the step's error and a given-up prompt's reason."""
+    for s in (s for g in groups for c in g.completions for s in c.scores if s.score is None):
+        text = f"backend {s.backend!r}: {s.status.name}" + (f": {s.message}" if s.message else "")
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    return "none recorded"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, torch (and numpy when present) for one step: a step's randomness depends only on
     (run seed, step number), so a resumed run repeats the step it would have taken."""
@@ -147,8 +156,9 @@ class StepRunner:
         # sampling's extra leases. Filled as prompts are leased, so it is right even when the step fails.
         self.step_prompt_ids: tuple[str, ...] = ()
         # The prompts of the current (or last) step none of whose completions got a reward, each with True
-        # when every failure was an outage: they took no update, so the loop puts them back in the queue.
-        self.step_unscored: tuple[tuple[str, bool], ...] = ()
+        # when every failure was an outage and its first failure: they took no update, so the loop puts
+        # them back in the queue.
+        self.step_unscored: tuple[tuple[str, bool, str], ...] = ()
         # The prompts of the current (or last) step whose groups dynamic sampling left out of the update.
         self.step_dropped: tuple[str, ...] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
@@ -291,14 +301,15 @@ class StepRunner:
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
         self.step_unscored = tuple(
-            (g.rollout.prompt.id, _is_outage([g]))
+            (g.rollout.prompt.id, _is_outage([g]), first_failure([g]))
             for g in sampled if all(r is None for r in g.rewards)
         )
 
         adv, rewards, valid = self.advantages(scored)
         if not bool(valid.any()):
             raise AllRewardsFailed(
-                f"no reward could be obtained for any of the {len(rewards)} completions", outage=_is_outage(scored)
+                f"no reward could be obtained for any of the {len(rewards)} completions "
+                f"(first failure: {first_failure(scored)})", outage=_is_outage(scored)
             )
 
         full = batching.collate(
@@ -551,7 +562,7 @@ class TrainingLoop:
             # breaker is open would otherwise fail every queued prompt for good), and the loop waits a
             # little before trying again rather than spinning through rollouts.
             outage = exc.outage
-            failed = self.store.requeue_step(step, count_attempt=not outage)
+            failed = self.store.requeue_step(step, count_attempt=not outage, reason=str(exc))
             if failed:  # prompts that used up their attempts are FAILED now (the store's only such move)
                 self.metrics.prompts_failed.inc(failed)
             report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
@@ -595,15 +606,18 @@ class TrainingLoop:
         unscored = getattr(self.runner, "step_unscored", ())
         if not unscored:
             return ids
-        for outage in (True, False):
-            group = [pid for pid, o in unscored if o is outage]
-            if group:
-                failed = self.store.requeue_step(step, count_attempt=not outage, ids=group)
+        outages = [pid for pid, outage, _ in unscored if outage]
+        if outages:
+            self.store.requeue_step(step, count_attempt=False, ids=outages)
+        for pid, outage, why in unscored:
+            if not outage:
+                failed = self.store.requeue_step(
+                    step, count_attempt=True, ids=[pid], reason=f"no completion got a reward ({why})")
                 if failed:
                     self.metrics.prompts_failed.inc(failed)
         log.info("step %d: %d prompts got no reward for any completion and went back to the queue",
                  step, len(unscored))
-        back = {pid for pid, _ in unscored}
+        back = {pid for pid, _, _ in unscored}
         return tuple(i for i in ids if i not in back)
 
     def checkpoint(self, step: int) -> None:

@@ -365,6 +365,40 @@ def test_delete_reward_backend_rejects_bad_names_and_unknown_ones(trainer: Train
     assert trainer.app.registry.reference_kinds("math") is not None
 
 
+@st.composite
+def broken_list_prompts(draw: st.DrawFn) -> tuple[trainer_pb2.ListPromptsRequest, str]:
+    """A ListPromptsRequest with one thing wrong, and the field the rejection must name."""
+    req = trainer_pb2.ListPromptsRequest(ids=draw(st.lists(printable_id, max_size=3)),
+                                         state=draw(st.integers(0, 4)), page_size=draw(st.integers(0, 1000)))
+    kind = draw(st.sampled_from(["page_size", "page_token", "state", "id", "ids"]))
+    if kind == "page_size":
+        req.page_size = draw(st.one_of(st.integers(-(2**31), -1), st.integers(1001, 2**31 - 1)))
+    elif kind == "page_token":  # anything but one of the server's own tokens
+        req.page_token = draw(text.filter(lambda s: s != "" and not s.startswith("YWZ0ZXI6")))
+    elif kind == "state":
+        req.state = draw(st.one_of(st.integers(-(2**31), -1), st.integers(5, 2**31 - 1)))  # type: ignore[assignment]
+    elif kind == "id":
+        bad = draw(st.one_of(st.just(""), st.text(min_size=257, max_size=300, alphabet="x"),
+                             text.filter(lambda s: any(not 0x20 <= ord(c) <= 0x7E for c in s))))
+        at = draw(st.integers(0, len(req.ids)))
+        req.ids.insert(at, bad)
+        return req, f"ids[{at}]"
+    else:
+        req.ids.extend(f"p{i}" for i in range(1001))
+    return req, kind
+
+
+def test_list_prompts_rejects_malformed_requests(trainer: Trainer) -> None:
+    @FUZZ
+    @given(broken_list_prompts())
+    def run(case: tuple[trainer_pb2.ListPromptsRequest, str]) -> None:
+        req, field = case
+        expect_rejected(trainer, "ListPrompts", lambda: trainer.stub.ListPrompts(req, timeout=30), field)
+
+    run()
+    assert trainer.calls["ListPrompts"] >= EXAMPLES
+
+
 def test_trainer_still_serves_and_accepts_valid_prompts_after_the_fuzzing(trainer: Trainer) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{trainer.app.api_port}") as ch:
         health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)

@@ -133,7 +133,8 @@ def test_prompt_fails_after_max_attempts(tmp_path: Path) -> None:
     s.lease(2, step=2)
     s.requeue_step(2, count_attempt=True, reason="every reward failed")
     assert s.counts()[PromptState.FAILED] == 2
-    assert s.failure_reasons() == {"a": "every reward failed", "b": "every reward failed"}
+    why = "gave up after 2 failed attempts; the last: every reward failed"
+    assert s.failure_reasons() == {"a": why, "b": why}
     s.close()
 
 
@@ -270,7 +271,7 @@ def test_a_version_1_store_gets_the_state_counters(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / FILENAME)  # back to version 1: no counters, no triggers, no dropped ids
     con.executescript(
         "DROP TRIGGER prompts_count_insert; DROP TRIGGER prompts_count_delete; DROP TRIGGER prompts_count_update;"
-        "DROP TABLE state_counts; ALTER TABLE steps DROP COLUMN dropped_prompt_ids;"
+        "DROP TABLE state_counts; ALTER TABLE steps DROP COLUMN dropped_prompt_ids; DROP INDEX prompts_by_id;"
         "UPDATE schema_version SET version = 1;"
     )
     con.close()
@@ -290,7 +291,8 @@ def test_a_version_2_store_keeps_its_step_history_and_records_dropped_prompts(tm
     s.record_step(StepReport(1, StepState.COMPLETED, 10.0, 12.0, {"reward_mean": 0.5}, "hf", ("a", "b")))
     s.close()
     con = sqlite3.connect(tmp_path / FILENAME)  # back to version 2: steps without dropped_prompt_ids
-    con.executescript("ALTER TABLE steps DROP COLUMN dropped_prompt_ids; UPDATE schema_version SET version = 2;")
+    con.executescript("ALTER TABLE steps DROP COLUMN dropped_prompt_ids; DROP INDEX prompts_by_id;"
+                      "UPDATE schema_version SET version = 2;")
     con.close()
     s = Store(tmp_path)
     old = s.get_step(1)
@@ -299,6 +301,10 @@ def test_a_version_2_store_keeps_its_step_history_and_records_dropped_prompts(tm
     s.record_step(new)
     assert s.get_step(2) == new
     s.close()
+    con = sqlite3.connect(tmp_path / FILENAME)
+    plan = " ".join(str(r) for r in con.execute("EXPLAIN QUERY PLAN SELECT seq FROM prompts WHERE id = 'a'"))
+    con.close()
+    assert "prompts_by_id" in plan, plan  # ListPrompts by id does not walk the table
 
 
 def test_concurrent_submitters_and_a_leaser_lose_and_duplicate_nothing(store: Store) -> None:

@@ -39,6 +39,17 @@ def _enum_name(enum: Any, value: int, prefix: str) -> str:
     return str(enum.Name(value)).removeprefix(prefix).lower()
 
 
+def _count(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `grpo` (its --help is the CLI reference)."""
     p = argparse.ArgumentParser(
@@ -94,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="token file on the trainer for the backend")
     s = b.add_parser("delete", help="remove a reward backend")
     s.add_argument("name", metavar="NAME")
+
+    s = sub.add_parser("prompts", help="submitted prompts and where each is (queued, leased, trained, failed and why)")
+    s.add_argument("ids", nargs="*", metavar="ID", help="only these prompt ids (default: every prompt)")
+    s.add_argument("--state", choices=["queued", "leased", "trained", "failed"], help="only prompts in this state")
+    s.add_argument("--limit", type=_count, default=0, metavar="N", help="show at most N prompts (default: 0, all)")
 
     sub.add_parser("pause", help="pause training after the current step")
     sub.add_parser("resume", help="resume a paused run")
@@ -266,6 +282,25 @@ def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -
     return EXIT_OK
 
 
+def cmd_prompts(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    state = trainer_pb2.PromptState.Value(f"PROMPT_STATE_{(args.state or 'unspecified').upper()}")
+    found: list[trainer_pb2.PromptStatus] = []
+    for p in client.iter_prompts(args.ids, state, page_size=min(args.limit, 1000) if args.limit else 0):
+        found.append(p)
+        if args.limit and len(found) >= args.limit:
+            break
+    pr.document({"prompts": [to_dict(p) for p in found]})
+    fmt = "{:<24} {:<8} {:>6} {:>10} {:>8}  {}"
+    pr.line(fmt.format("id", "state", "step", "checkpoint", "attempts", "reason"))
+    for p in found:
+        pr.line(fmt.format(p.id, _enum_name(trainer_pb2.PromptState, p.state, "PROMPT_STATE_"),
+                           p.step or "-", p.checkpoint_step or "-", p.attempts, p.reason))
+    missing = sorted(set(args.ids) - {p.id for p in found})
+    if missing and not args.state and not args.limit:
+        pr.line(f"never submitted: {', '.join(missing)}")
+    return EXIT_OK
+
+
 def cmd_pause(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     run = client.pause() if args.command == "pause" else client.resume()
     pr.document({"run": to_dict(run)})
@@ -285,7 +320,7 @@ def cmd_plot(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> in
 
 _COMMANDS = {
     "submit": cmd_submit, "status": cmd_status, "watch": cmd_watch, "export": cmd_export,
-    "backends": cmd_backends, "pause": cmd_pause, "resume": cmd_pause, "plot": cmd_plot,
+    "backends": cmd_backends, "prompts": cmd_prompts, "pause": cmd_pause, "resume": cmd_pause, "plot": cmd_plot,
 }
 
 

@@ -230,6 +230,27 @@ class TrainerClient:
         )
         return self._call(self._stub.SetRewardBackend, trainer_pb2.SetRewardBackendRequest(backend=backend))  # type: ignore[no-any-return]
 
+    def list_prompts(self, ids: Sequence[str] = (),
+                     state: trainer_pb2.PromptState.ValueType = trainer_pb2.PROMPT_STATE_UNSPECIFIED, *,
+                     page_size: int = 0, page_token: str = "") -> trainer_pb2.ListPromptsResponse:
+        """One page of ListPrompts: submitted prompts (only `ids`, only in `state` when given) and where
+        each is, in submission order, with the token of the next page ("" at the end)."""
+        request = trainer_pb2.ListPromptsRequest(ids=list(ids), state=state, page_size=page_size,
+                                                 page_token=page_token)
+        return self._call(self._stub.ListPrompts, request)  # type: ignore[no-any-return]
+
+    def iter_prompts(self, ids: Sequence[str] = (),
+                     state: trainer_pb2.PromptState.ValueType = trainer_pb2.PROMPT_STATE_UNSPECIFIED, *,
+                     page_size: int = 0) -> Iterator[trainer_pb2.PromptStatus]:
+        """Every prompt `list_prompts` matches, page after page."""
+        token = ""
+        while True:
+            page = self.list_prompts(ids, state, page_size=page_size, page_token=token)
+            yield from page.prompts
+            token = page.next_page_token
+            if not token:
+                return
+
     def delete_backend(self, name: str) -> int:
         """DeleteRewardBackend; returns the registry version after the change."""
         request = trainer_pb2.DeleteRewardBackendRequest(name=name)

@@ -166,4 +166,8 @@ def test_a_rejected_prompt_in_a_step_that_trains_others_goes_back_and_is_given_u
         store.close()
     assert states == {"b0": PromptState.FAILED, "b1": PromptState.FAILED,
                       "g0": PromptState.TRAINED, "g1": PromptState.TRAINED}
-    assert reasons == {"b0": f"gave up after {ATTEMPTS} failed attempts", "b1": f"gave up after {ATTEMPTS} failed attempts"}
+    # Each reason names the cause of the last attempt: the backend and its answer for the items.
+    assert set(reasons) == {"b0", "b1"}
+    for why in reasons.values():
+        assert why.startswith(f"gave up after {ATTEMPTS} failed attempts; the last: "), why
+        assert "backend 'reject': INVALID_INPUT: rejected by the test backend" in why, why

@@ -21,11 +21,14 @@ import type { ExportCheckpointResponse as _grpo_trainer_v1_ExportCheckpointRespo
 import type { ExportedFile as _grpo_trainer_v1_ExportedFile, ExportedFile__Output as _grpo_trainer_v1_ExportedFile__Output } from './grpo/trainer/v1/ExportedFile';
 import type { GetExportRequest as _grpo_trainer_v1_GetExportRequest, GetExportRequest__Output as _grpo_trainer_v1_GetExportRequest__Output } from './grpo/trainer/v1/GetExportRequest';
 import type { GetExportResponse as _grpo_trainer_v1_GetExportResponse, GetExportResponse__Output as _grpo_trainer_v1_GetExportResponse__Output } from './grpo/trainer/v1/GetExportResponse';
+import type { ListPromptsRequest as _grpo_trainer_v1_ListPromptsRequest, ListPromptsRequest__Output as _grpo_trainer_v1_ListPromptsRequest__Output } from './grpo/trainer/v1/ListPromptsRequest';
+import type { ListPromptsResponse as _grpo_trainer_v1_ListPromptsResponse, ListPromptsResponse__Output as _grpo_trainer_v1_ListPromptsResponse__Output } from './grpo/trainer/v1/ListPromptsResponse';
 import type { ListRewardBackendsRequest as _grpo_trainer_v1_ListRewardBackendsRequest, ListRewardBackendsRequest__Output as _grpo_trainer_v1_ListRewardBackendsRequest__Output } from './grpo/trainer/v1/ListRewardBackendsRequest';
 import type { ListRewardBackendsResponse as _grpo_trainer_v1_ListRewardBackendsResponse, ListRewardBackendsResponse__Output as _grpo_trainer_v1_ListRewardBackendsResponse__Output } from './grpo/trainer/v1/ListRewardBackendsResponse';
 import type { PauseTrainingRequest as _grpo_trainer_v1_PauseTrainingRequest, PauseTrainingRequest__Output as _grpo_trainer_v1_PauseTrainingRequest__Output } from './grpo/trainer/v1/PauseTrainingRequest';
 import type { PauseTrainingResponse as _grpo_trainer_v1_PauseTrainingResponse, PauseTrainingResponse__Output as _grpo_trainer_v1_PauseTrainingResponse__Output } from './grpo/trainer/v1/PauseTrainingResponse';
 import type { Prompt as _grpo_trainer_v1_Prompt, Prompt__Output as _grpo_trainer_v1_Prompt__Output } from './grpo/trainer/v1/Prompt';
+import type { PromptStatus as _grpo_trainer_v1_PromptStatus, PromptStatus__Output as _grpo_trainer_v1_PromptStatus__Output } from './grpo/trainer/v1/PromptStatus';
 import type { ResumeTrainingRequest as _grpo_trainer_v1_ResumeTrainingRequest, ResumeTrainingRequest__Output as _grpo_trainer_v1_ResumeTrainingRequest__Output } from './grpo/trainer/v1/ResumeTrainingRequest';
 import type { ResumeTrainingResponse as _grpo_trainer_v1_ResumeTrainingResponse, ResumeTrainingResponse__Output as _grpo_trainer_v1_ResumeTrainingResponse__Output } from './grpo/trainer/v1/ResumeTrainingResponse';
 import type { RewardBackend as _grpo_trainer_v1_RewardBackend, RewardBackend__Output as _grpo_trainer_v1_RewardBackend__Output } from './grpo/trainer/v1/RewardBackend';
@@ -93,11 +96,15 @@ export interface ProtoGrpcType {
         ExportedFile: MessageTypeDefinition<_grpo_trainer_v1_ExportedFile, _grpo_trainer_v1_ExportedFile__Output>
         GetExportRequest: MessageTypeDefinition<_grpo_trainer_v1_GetExportRequest, _grpo_trainer_v1_GetExportRequest__Output>
         GetExportResponse: MessageTypeDefinition<_grpo_trainer_v1_GetExportResponse, _grpo_trainer_v1_GetExportResponse__Output>
+        ListPromptsRequest: MessageTypeDefinition<_grpo_trainer_v1_ListPromptsRequest, _grpo_trainer_v1_ListPromptsRequest__Output>
+        ListPromptsResponse: MessageTypeDefinition<_grpo_trainer_v1_ListPromptsResponse, _grpo_trainer_v1_ListPromptsResponse__Output>
         ListRewardBackendsRequest: MessageTypeDefinition<_grpo_trainer_v1_ListRewardBackendsRequest, _grpo_trainer_v1_ListRewardBackendsRequest__Output>
         ListRewardBackendsResponse: MessageTypeDefinition<_grpo_trainer_v1_ListRewardBackendsResponse, _grpo_trainer_v1_ListRewardBackendsResponse__Output>
         PauseTrainingRequest: MessageTypeDefinition<_grpo_trainer_v1_PauseTrainingRequest, _grpo_trainer_v1_PauseTrainingRequest__Output>
         PauseTrainingResponse: MessageTypeDefinition<_grpo_trainer_v1_PauseTrainingResponse, _grpo_trainer_v1_PauseTrainingResponse__Output>
         Prompt: MessageTypeDefinition<_grpo_trainer_v1_Prompt, _grpo_trainer_v1_Prompt__Output>
+        PromptState: EnumTypeDefinition
+        PromptStatus: MessageTypeDefinition<_grpo_trainer_v1_PromptStatus, _grpo_trainer_v1_PromptStatus__Output>
         ResumeTrainingRequest: MessageTypeDefinition<_grpo_trainer_v1_ResumeTrainingRequest, _grpo_trainer_v1_ResumeTrainingRequest__Output>
         ResumeTrainingResponse: MessageTypeDefinition<_grpo_trainer_v1_ResumeTrainingResponse, _grpo_trainer_v1_ResumeTrainingResponse__Output>
         RewardBackend: MessageTypeDefinition<_grpo_trainer_v1_RewardBackend, _grpo_trainer_v1_RewardBackend__Output>

@@ -191,6 +191,38 @@ CIRCUIT_STATE_HALF_OPEN: CircuitState.ValueType  # 3
 """One trial call is allowed through."""
 Global___CircuitState: _TypeAlias = CircuitState  # noqa: Y015
 
+class _PromptState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PromptStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PromptState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PROMPT_STATE_UNSPECIFIED: _PromptState.ValueType  # 0
+    """Not used in answers; in ListPromptsRequest.state it means any state."""
+    PROMPT_STATE_QUEUED: _PromptState.ValueType  # 1
+    """Waiting in the queue."""
+    PROMPT_STATE_LEASED: _PromptState.ValueType  # 2
+    """Taken by the step in progress (or by a step not yet in a checkpoint)."""
+    PROMPT_STATE_TRAINED: _PromptState.ValueType  # 3
+    """Its update is in a durable checkpoint."""
+    PROMPT_STATE_FAILED: _PromptState.ValueType  # 4
+    """Given up on after `training.max_prompt_attempts` steps that took no update from it; see `reason`."""
+
+class PromptState(_PromptState, metaclass=_PromptStateEnumTypeWrapper):
+    """Where a submitted prompt is."""
+
+PROMPT_STATE_UNSPECIFIED: PromptState.ValueType  # 0
+"""Not used in answers; in ListPromptsRequest.state it means any state."""
+PROMPT_STATE_QUEUED: PromptState.ValueType  # 1
+"""Waiting in the queue."""
+PROMPT_STATE_LEASED: PromptState.ValueType  # 2
+"""Taken by the step in progress (or by a step not yet in a checkpoint)."""
+PROMPT_STATE_TRAINED: PromptState.ValueType  # 3
+"""Its update is in a durable checkpoint."""
+PROMPT_STATE_FAILED: PromptState.ValueType  # 4
+"""Given up on after `training.max_prompt_attempts` steps that took no update from it; see `reason`."""
+Global___PromptState: _TypeAlias = PromptState  # noqa: Y015
+
 @_typing.final
 class RewardSpec(_message.Message):
     """How one prompt is to be rewarded: a backend of the registry and the weight of its score."""
@@ -1232,3 +1264,123 @@ class DeleteRewardBackendResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteRewardBackendResponse: _TypeAlias = DeleteRewardBackendResponse  # noqa: Y015
+
+@_typing.final
+class ListPromptsRequest(_message.Message):
+    """Which prompts to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    state: Global___PromptState.ValueType
+    """Only prompts in this state; PROMPT_STATE_UNSPECIFIED: any state."""
+    page_size: _builtins.int
+    """At most this many prompts in the answer, 1 to 1000; 0 means 100."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous answer, to read on from there; empty: from the start."""
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these ids (at most 1000); empty: every prompt. An id submitted again after it was trained or
+        failed is listed once per submission.
+        """
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        state: Global___PromptState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPromptsRequest: _TypeAlias = ListPromptsRequest  # noqa: Y015
+
+@_typing.final
+class PromptStatus(_message.Message):
+    """One submission of a prompt and where it is."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_STEP_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The prompt's id."""
+    state: Global___PromptState.ValueType
+    """Where it is."""
+    step: _builtins.int
+    """The step of its latest lease; 0 when it was never leased."""
+    checkpoint_step: _builtins.int
+    """The checkpoint step that contains its update when TRAINED; 0 otherwise."""
+    attempts: _builtins.int
+    """Steps that took no update from it and counted against `training.max_prompt_attempts`."""
+    reason: _builtins.str
+    """Why it was given up on, when FAILED; empty otherwise."""
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was accepted."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When its state last changed."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        state: Global___PromptState.ValueType = ...,
+        step: _builtins.int = ...,
+        checkpoint_step: _builtins.int = ...,
+        attempts: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "checkpoint_step", b"checkpoint_step", "id", b"id", "reason", b"reason", "state", b"state", "step", b"step", "submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PromptStatus: _TypeAlias = PromptStatus  # noqa: Y015
+
+@_typing.final
+class ListPromptsResponse(_message.Message):
+    """The answer to ListPrompts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as `page_token` to read the next page; empty when there are no more prompts."""
+    @_builtins.property
+    def prompts(self) -> _containers.RepeatedCompositeFieldContainer[Global___PromptStatus]:
+        """The prompts of this page, in submission order."""
+
+    def __init__(
+        self,
+        *,
+        prompts: _abc.Iterable[Global___PromptStatus] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "prompts", b"prompts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPromptsResponse: _TypeAlias = ListPromptsResponse  # noqa: Y015

@@ -94,6 +94,11 @@ class TrainerServiceStub:
                 request_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.DeleteRewardBackendRequest.SerializeToString,
                 response_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.DeleteRewardBackendResponse.FromString,
                 _registered_method=True)
+        self.ListPrompts = channel.unary_unary(
+                '/grpo.trainer.v1.TrainerService/ListPrompts',
+                request_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsRequest.SerializeToString,
+                response_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -183,6 +188,14 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPrompts(self, request, context):
+        """Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
+        submission order, a page at a time; filtered by id and by state. Role: read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +248,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.DeleteRewardBackend,
                     request_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.DeleteRewardBackendRequest.FromString,
                     response_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.DeleteRewardBackendResponse.SerializeToString,
+            ),
+            'ListPrompts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPrompts,
+                    request_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsRequest.FromString,
+                    response_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +535,33 @@ class TrainerService:
             '/grpo.trainer.v1.TrainerService/DeleteRewardBackend',
             grpo_dot_trainer_dot_v1_dot_trainer__pb2.DeleteRewardBackendRequest.SerializeToString,
             grpo_dot_trainer_dot_v1_dot_trainer__pb2.DeleteRewardBackendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPrompts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grpo.trainer.v1.TrainerService/ListPrompts',
+            grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsRequest.SerializeToString,
+            grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,10 @@ class TrainerServiceStub:
     """
     DeleteRewardBackend: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.DeleteRewardBackendRequest, _trainer_pb2.DeleteRewardBackendResponse]
     """Remove a reward backend. Role: admin."""
+    ListPrompts: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ListPromptsRequest, _trainer_pb2.ListPromptsResponse]
+    """Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
+    submission order, a page at a time; filtered by id and by state. Role: read.
+    """
 
 @_typing.type_check_only
 class TrainerServiceAsyncStub(TrainerServiceStub):
@@ -115,6 +119,10 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     """
     DeleteRewardBackend: _aio.UnaryUnaryMultiCallable[_trainer_pb2.DeleteRewardBackendRequest, _trainer_pb2.DeleteRewardBackendResponse]  # type: ignore[assignment]
     """Remove a reward backend. Role: admin."""
+    ListPrompts: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListPromptsRequest, _trainer_pb2.ListPromptsResponse]  # type: ignore[assignment]
+    """Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
+    submission order, a page at a time; filtered by id and by state. Role: read.
+    """
 
 class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
     """TrainerService drives one GRPO training run.
@@ -215,5 +223,15 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_trainer_pb2.DeleteRewardBackendResponse, _abc.Awaitable[_trainer_pb2.DeleteRewardBackendResponse]]:
         """Remove a reward backend. Role: admin."""
+
+    @_abc_1.abstractmethod
+    def ListPrompts(
+        self,
+        request: _trainer_pb2.ListPromptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.ListPromptsResponse, _abc.Awaitable[_trainer_pb2.ListPromptsResponse]]:
+        """Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
+        submission order, a page at a time; filtered by id and by state. Role: read.
+        """
 
 def add_TrainerServiceServicer_to_server(servicer: TrainerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
