@@ -1,5 +1,7 @@
 // A small typed client for grpo.trainer.v1.TrainerService: promises for unary calls, an async iterator
 // for WatchSteps, bearer-token and TLS options, and GrpoError (with decoded status details) on failure.
+import { setTimeout as sleep } from 'node:timers/promises';
+
 import * as grpc from '@grpc/grpc-js';
 
 import type { DeleteRewardBackendResponse__Output } from './generated/grpo/trainer/v1/DeleteRewardBackendResponse';
@@ -17,7 +19,7 @@ import type { StepStatusResponse__Output } from './generated/grpo/trainer/v1/Ste
 import type { SubmitPromptsResponse__Output } from './generated/grpo/trainer/v1/SubmitPromptsResponse';
 import type { TrainerServiceClient } from './generated/grpo/trainer/v1/TrainerService';
 import type { WatchStepsResponse__Output } from './generated/grpo/trainer/v1/WatchStepsResponse';
-import { toGrpoError } from './errors';
+import { GrpoError, toGrpoError } from './errors';
 import { trainerGrpcTypes } from './protos';
 
 /** TLS settings. Buffers hold PEM data. `rootCerts` unset = the system's roots; `privateKey` and
@@ -50,6 +52,16 @@ export interface WatchOptions {
   signal?: AbortSignal;
 }
 
+export interface FollowOptions extends WatchOptions {
+  /** Wait before each reconnect, in milliseconds (default 2000). */
+  retryMs?: number;
+  /** Once the trainer has been UNAVAILABLE this long (milliseconds) without sending a report, reject with
+   * that UNAVAILABLE GrpoError (default 600 000; `Infinity`: never give up). */
+  giveUpMs?: number;
+  /** Called with the reason before each reconnect. */
+  onReconnect?: (reason: string) => void;
+}
+
 type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: grpc.CallOptions,
   cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
 
@@ -60,6 +72,8 @@ export class TrainerClient {
   private readonly stub: TrainerServiceClient;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
+  /** Aborted by close(): ends each followSteps loop, in a stream or waiting to reconnect. */
+  private readonly closing = new AbortController();
 
   /** `target` is "HOST:PORT" (or any grpc-js target such as "dns:///trainer:50051"). */
   constructor(target: string, options: ClientOptions = {}) {
@@ -124,6 +138,63 @@ export class TrainerClient {
     }
   }
 
+  /** `watchSteps` that outlives trainer restarts. When the stream ends (the trainer drained) or the
+   * trainer is UNAVAILABLE, it calls `onReconnect(reason)` and opens a new stream after `retryMs`, until
+   * the trainer answers again (or rejects with the UNAVAILABLE GrpoError once `giveUpMs` pass without an
+   * answer). Other errors (UNAUTHENTICATED, ...) reject at once. It ends quietly when the loop breaks,
+   * `signal` aborts or the client is closed.
+   *
+   * A restarted trainer resumes from its latest checkpoint and runs the steps after it again under the
+   * same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So each new stream
+   * starts after min(last finished step yielded, the run's checkpointStep), and a report already yielded
+   * (the same step, startedAt and state) is skipped: each report that changed comes once, the replaced
+   * ones included (docs/api.md, "StepStatus and WatchSteps"). */
+  async *followSteps(options: FollowOptions = {}): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
+    const retryMs = options.retryMs ?? 2_000;
+    const giveUpMs = options.giveUpMs ?? 600_000;
+    // One signal for "stop": the caller's abort or close().
+    const stop = new AbortController();
+    const onStop = () => stop.abort();
+    for (const s of [options.signal, this.closing.signal]) {
+      if (s?.aborted) stop.abort();
+      s?.addEventListener('abort', onStop, { once: true });
+    }
+    const state = new FollowState(options.afterStep ?? 0);
+    let downSince: number | undefined; // when the trainer first answered UNAVAILABLE since its last report
+    try {
+      while (!stop.signal.aborted) {
+        let reason: string;
+        try {
+          const stream = this.watchSteps({
+            afterStep: state.resumeAfter(), includeRunning: options.includeRunning, signal: stop.signal,
+          });
+          for await (const response of stream) {
+            downSince = undefined;
+            if (state.admit(response)) yield response;
+          }
+          if (stop.signal.aborted) return;
+          reason = 'the trainer ended the stream (it is shutting down)';
+        } catch (err) {
+          if (stop.signal.aborted) return; // closed while a call was starting: "Channel has been shut down"
+          if (!(err instanceof GrpoError) || err.code !== grpc.status.UNAVAILABLE) throw err;
+          const now = Date.now();
+          downSince ??= now;
+          if (now - downSince >= giveUpMs) throw err;
+          reason = `the trainer is unavailable (${err.details})`;
+        }
+        options.onReconnect?.(reason);
+        try {
+          await sleep(retryMs, undefined, { signal: stop.signal });
+        } catch {
+          return; // aborted while waiting
+        }
+      }
+    } finally {
+      options.signal?.removeEventListener('abort', onStop);
+      this.closing.signal.removeEventListener('abort', onStop);
+    }
+  }
+
   /** Start a Hugging Face export of the current weights into `destination` (a path on the trainer;
    * empty = `<store-dir>/exports/step-<N>`). With `wait`, resolves when it is done or failed. */
   async exportCheckpoint(destination = '', wait = false): Promise<Export__Output> {
@@ -167,6 +238,7 @@ export class TrainerClient {
 
   /** Close the channel. Calls in flight are cancelled. */
   close(): void {
+    this.closing.abort();
     this.stub.close();
   }
 
@@ -183,6 +255,44 @@ export class TrainerClient {
         else resolve(res as Res);
       });
     });
+  }
+}
+
+/** followSteps' bookkeeping, apart from the network: where the next stream starts, and which reports a
+ * new stream may send again that were yielded already. Internal (exported for the tests). */
+export class FollowState {
+  /** The last finished step yielded (at first: the caller's afterStep). */
+  private last: number;
+  /** The run's checkpoint step in the latest response; undefined before one. */
+  private checkpoint: number | undefined;
+  /** For each step a new stream may send again (above resumeAfter()), the key of its report yielded last:
+   * "seconds.nanos state" of startedAt (nanoseconds overflow a JS number). */
+  readonly yielded = new Map<number, string>();
+
+  constructor(afterStep: number) {
+    this.last = afterStep;
+  }
+
+  /** The afterStep of the next stream: min(last finished step yielded, checkpoint step), because a restart
+   * runs every step after the checkpoint again. */
+  resumeAfter(): number {
+    return this.checkpoint === undefined ? this.last : Math.min(this.last, this.checkpoint);
+  }
+
+  /** Record a response; true when it is to be yielded, false when its report was yielded already. */
+  admit(response: WatchStepsResponse__Output): boolean {
+    const report = response.step;
+    this.checkpoint = response.run?.checkpointStep ?? 0;
+    const step = report?.step ?? 0;
+    const key = `${report?.startedAt?.seconds ?? 0}.${report?.startedAt?.nanos ?? 0} ${report?.state}`;
+    if (this.yielded.get(step) === key) return false;
+    this.yielded.set(step, key);
+    if (report?.state !== 'STEP_STATE_RUNNING') this.last = step;
+    const floor = this.resumeAfter();
+    for (const old of this.yielded.keys()) {
+      if (old <= floor) this.yielded.delete(old); // no stream sends it again: the next one starts after it
+    }
+    return true;
   }
 }
 

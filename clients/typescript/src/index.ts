@@ -1,6 +1,6 @@
 // Public surface of the GRPO trainer client.
 export { TrainerClient } from './client';
-export type { ClientOptions, TlsOptions, WatchOptions } from './client';
+export type { ClientOptions, FollowOptions, TlsOptions, WatchOptions } from './client';
 export { GrpoError, decodeStatusDetails } from './errors';
 export type { FieldViolation, StatusDetail } from './errors';
 export { PROTO_DIR } from './protos';

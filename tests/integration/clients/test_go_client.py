@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, LiveTrainer, TlsTrainer, require_tools, run_tool
+from follow_restart import run_restart_scenario
 
 GO = REPO / "clients" / "go"
 GRPC_GO = Path("/usr/share/gocode/src/google.golang.org/grpc")
@@ -91,3 +92,10 @@ def test_go_example_connects_with_tls_given_the_ca(example: Path, tls_trainer: T
     # Plaintext against a TLS-only server never connects: Dial gives up after its timeout.
     plain = run_tool([str(example), "-target", tls_trainer.target, "status"], cwd=GO, timeout=120, check=False)
     assert plain.returncode == 1 and plain.stderr.startswith(f"cannot connect to {tls_trainer.target}"), plain.stderr
+
+
+def test_go_follow_carries_on_across_a_trainer_kill_and_restart(example: Path, tmp_path: Path) -> None:
+    """`follow` (FollowSteps) reconnects after SIGKILL and after a drain, gets the steps the restart ran
+    again, and no report twice: see follow_restart.py."""
+    run_restart_scenario(tmp_path, lambda target: [str(example), "-target", target, "follow", "-retry", "200ms",
+                                                   "-give-up", "120s"], GO)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, LiveTrainer, TlsTrainer, require_tools, run_tool
+from follow_restart import run_restart_scenario
 
 TS = REPO / "clients" / "typescript"
 
@@ -72,3 +73,19 @@ def test_example_submits_and_reads_status(built_client: Path, live_trainer: Live
                     "--token", live_trainer.admin_token, "--bad"], cwd=TS, timeout=120, check=False)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "INVALID_ARGUMENT" in bad.stderr and "prompts[0].messages[0].role" in bad.stderr, bad.stderr
+
+
+def test_follow_state_and_retry_loop_without_a_server(built_client: Path) -> None:
+    """FollowState (where to resume, which reports to skip) and followSteps' retry, give-up and close
+    against a port nothing listens on (test/follow.test.ts)."""
+    proc = run_tool(["node", "--test", str(built_client / "test" / "follow.test.js")], cwd=TS, timeout=120,
+                    check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^# pass 6$", proc.stdout, re.M), proc.stdout  # every test in follow.test.ts
+
+
+def test_example_follow_carries_on_across_a_trainer_kill_and_restart(built_client: Path, tmp_path: Path) -> None:
+    """examples/follow.ts (followSteps) reconnects after SIGKILL and after a drain, gets the steps the
+    restart ran again, and no report twice: see follow_restart.py."""
+    run_restart_scenario(tmp_path, lambda target: ["node", str(built_client / "examples" / "follow.js"), "--target",
+                                                   target, "--retry-ms", "200", "--give-up-ms", "120000"], TS)

@@ -3,6 +3,7 @@
 //	grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit [-bad] [-answer A] [QUESTION]
 //	grpo-go-example -target HOST:PORT [-token T] status [-step N]
 //	grpo-go-example -target HOST:PORT [-token T] watch [-after N] [-n COUNT]
+//	grpo-go-example -target HOST:PORT [-token T] follow [-after N] [-running] [-retry D] [-give-up D] [-n COUNT]
 //	grpo-go-example -target HOST:PORT [-token T] backends
 //
 // A failed call prints the gRPC code, the message and each field violation on stderr and exits 1.
@@ -19,7 +20,9 @@ import (
 	"fmt"
 	"io/ioutil"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	rewardv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/reward/v1"
@@ -32,7 +35,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|status|watch|backends [flags]")
+	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|status|watch|follow|backends [flags]")
 }
 
 func run(args []string) int {
@@ -81,6 +84,8 @@ func run(args []string) int {
 		err = stepStatus(ctx, client, *timeout, rest)
 	case "watch":
 		err = watch(ctx, client, rest)
+	case "follow":
+		err = follow(ctx, client, rest)
 	case "backends":
 		err = backends(ctx, client, *timeout)
 	default:
@@ -199,6 +204,52 @@ func watch(ctx context.Context, c *grpoclient.Client, args []string) error {
 		}
 		return nil
 	})
+}
+
+// follow prints one line per report of FollowSteps, which carries on across trainer restarts, and a
+// "reconnecting: REASON" line on stderr before each reconnect. SIGINT or SIGTERM end it (exit status 0).
+func follow(ctx context.Context, c *grpoclient.Client, args []string) error {
+	fs := flag.NewFlagSet("follow", flag.ContinueOnError)
+	after := fs.Int64("after", 0, "send finished steps after this one first")
+	includeRunning := fs.Bool("running", false, "also print a report when a step starts")
+	retry := fs.Duration("retry", 2*time.Second, "wait before each reconnect")
+	giveUp := fs.Duration("give-up", 10*time.Minute, "give up after the trainer is unavailable this long (0 = never)")
+	n := fs.Int("n", 0, "stop after this many reports (0 = never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts := grpoclient.FollowOptions{
+		IncludeRunning: *includeRunning,
+		RetryInterval:  *retry,
+		GiveUpAfter:    *giveUp,
+		OnReconnect:    func(reason string) { fmt.Fprintf(os.Stderr, "reconnecting: %s\n", reason) },
+	}
+	if *giveUp == 0 {
+		opts.GiveUpAfter = -1 // FollowOptions: negative = never
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	seen := 0
+	err := c.FollowSteps(ctx, *after, opts, func(r *trainerv1.WatchStepsResponse) error {
+		s := r.GetStep()
+		ts := s.GetStartedAt()
+		line := fmt.Sprintf("step %d %s started %d.%09d, checkpoint step %d, reward mean %.4f",
+			s.GetStep(), s.GetState(), ts.GetSeconds(), ts.GetNanos(), r.GetRun().GetCheckpointStep(),
+			s.GetMetrics().GetRewardMean())
+		if s.GetError() != "" {
+			line += ", error: " + s.GetError()
+		}
+		fmt.Println(line)
+		seen++
+		if *n > 0 && seen >= *n {
+			return grpoclient.ErrStop
+		}
+		return nil
+	})
+	if errors.Is(err, context.Canceled) {
+		return nil // interrupted: the way to end it
+	}
+	return err
 }
 
 func backends(ctx context.Context, c *grpoclient.Client, timeout time.Duration) error {

@@ -1,0 +1,57 @@
+// Follow a trainer's steps across restarts and print one line per report.
+//   node dist/examples/follow.js --target 127.0.0.1:50051 [--token T] [--tls] [--after N] [--running]
+//                                [--retry-ms MS] [--give-up-ms MS] [-n COUNT]
+// Each report: "step N STATE started SECONDS.NANOS, checkpoint step C, reward mean R[, error: E]". Before
+// each reconnect "reconnecting: REASON" goes to stderr. SIGINT or SIGTERM end it (exit status 0).
+import { parseArgs } from 'node:util';
+
+import { GrpoError, TrainerClient } from '../src';
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      target: { type: 'string', default: '127.0.0.1:50051' },
+      token: { type: 'string' },
+      tls: { type: 'boolean', default: false },
+      after: { type: 'string', default: '0' },
+      running: { type: 'boolean', default: false },
+      'retry-ms': { type: 'string', default: '2000' },
+      'give-up-ms': { type: 'string', default: '600000' },
+      n: { type: 'string', short: 'n', default: '0' },
+    },
+  });
+  const count = Number(values.n);
+  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+  let seen = 0;
+  try {
+    for await (const update of client.followSteps({
+      afterStep: Number(values.after),
+      includeRunning: values.running,
+      retryMs: Number(values['retry-ms']),
+      giveUpMs: Number(values['give-up-ms']),
+      onReconnect: (reason) => console.error(`reconnecting: ${reason}`),
+      signal: stop.signal,
+    })) {
+      const s = update.step!;
+      const nanos = String(s.startedAt?.nanos ?? 0).padStart(9, '0');
+      let line = `step ${s.step} ${s.state} started ${s.startedAt?.seconds ?? 0}.${nanos}, `
+        + `checkpoint step ${update.run?.checkpointStep ?? 0}, reward mean ${(s.metrics?.rewardMean ?? 0).toFixed(4)}`;
+      if (s.error) line += `, error: ${s.error}`;
+      console.log(line);
+      if (count > 0 && ++seen >= count) break;
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof GrpoError) {
+      console.error(`${err.codeName}: ${err.details}`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+main().then((code) => { process.exitCode = code; });
