@@ -224,7 +224,8 @@ class TrainingConfig(_Strict):
         3,
         ge=1,
         description="Counted failed attempts (steps whose reward items were all rejected, not outages) after "
-        "which a prompt is given up on: FAILED, with the reason 'gave up after N failed attempts'.",
+        "which a prompt is given up on: FAILED, with the reason 'gave up after N failed attempts; the last: "
+        "<cause>' (ListPrompts, grpo prompts).",
     )
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
