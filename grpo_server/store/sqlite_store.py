@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from grpo_server.store.codec import prompt_from_json, prompt_to_json, step_from_row, step_row
 from grpo_server.store.records import (
@@ -32,7 +33,7 @@ from grpo_server.store.records import (
 )
 from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
 
-SCHEMA_VERSION = 3  # 2: prompt counts by state kept by triggers; 3: steps.dropped_prompt_ids, prompts_by_id
+SCHEMA_VERSION = 3  # 2: prompt counts by state kept by triggers; 3: steps.dropped_prompt_ids, prompts_by_id, run_values
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
@@ -136,6 +137,9 @@ class Store:
                 c.execute("ALTER TABLE steps ADD COLUMN dropped_prompt_ids TEXT NOT NULL DEFAULT '[]'")
                 # ListPrompts by id, whatever the state (prompts_active_id covers queued and leased only).
                 c.execute("CREATE INDEX IF NOT EXISTS prompts_by_id ON prompts (id, seq)")
+                # What the run was told over the API and must keep across a restart (pause, API-set
+                # backends): JSON values by key (get_value / set_value).
+                c.execute("CREATE TABLE IF NOT EXISTS run_values (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextmanager
@@ -275,6 +279,20 @@ class Store:
                 "WHERE state = 'leased' AND step <= ?",
                 (step, now, step),
             )
+
+    def get_value(self, key: str) -> Any:
+        """The JSON value stored under `key` by set_value, or None."""
+        with self._read() as c:
+            row = c.execute("SELECT value FROM run_values WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Store `value` (anything json.dumps takes; None deletes the key) under `key`, durably."""
+        with self._write() as c:
+            if value is None:
+                c.execute("DELETE FROM run_values WHERE key = ?", (key,))
+            else:
+                c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def latest_checkpoint(self) -> CheckpointRecord | None:
         """The checkpoint of the highest step, or None."""

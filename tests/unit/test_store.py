@@ -272,6 +272,7 @@ def test_a_version_1_store_gets_the_state_counters(tmp_path: Path) -> None:
     con.executescript(
         "DROP TRIGGER prompts_count_insert; DROP TRIGGER prompts_count_delete; DROP TRIGGER prompts_count_update;"
         "DROP TABLE state_counts; ALTER TABLE steps DROP COLUMN dropped_prompt_ids; DROP INDEX prompts_by_id;"
+        "DROP TABLE run_values;"
         "UPDATE schema_version SET version = 1;"
     )
     con.close()
@@ -292,7 +293,7 @@ def test_a_version_2_store_keeps_its_step_history_and_records_dropped_prompts(tm
     s.close()
     con = sqlite3.connect(tmp_path / FILENAME)  # back to version 2: steps without dropped_prompt_ids
     con.executescript("ALTER TABLE steps DROP COLUMN dropped_prompt_ids; DROP INDEX prompts_by_id;"
-                      "UPDATE schema_version SET version = 2;")
+                      "DROP TABLE run_values; UPDATE schema_version SET version = 2;")
     con.close()
     s = Store(tmp_path)
     old = s.get_step(1)
@@ -305,6 +306,19 @@ def test_a_version_2_store_keeps_its_step_history_and_records_dropped_prompts(tm
     plan = " ".join(str(r) for r in con.execute("EXPLAIN QUERY PLAN SELECT seq FROM prompts WHERE id = 'a'"))
     con.close()
     assert "prompts_by_id" in plan, plan  # ListPrompts by id does not walk the table
+
+
+def test_run_values_survive_reopening_and_none_deletes(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    assert s.get_value("paused") is None
+    s.set_value("paused", True)
+    s.set_value("backends", {"code2": {"address": "127.0.0.1:5"}})
+    s.close()
+    s = Store(tmp_path)
+    assert s.get_value("paused") is True and s.get_value("backends") == {"code2": {"address": "127.0.0.1:5"}}
+    s.set_value("paused", None)
+    assert s.get_value("paused") is None
+    s.close()
 
 
 def test_concurrent_submitters_and_a_leaser_lose_and_duplicate_nothing(store: Store) -> None:
