@@ -307,7 +307,7 @@ class TrainerApp:
         self.loop = TrainingLoop(
             runner, store=self.store, control=self.control, registry=self.registry, metrics=self.metrics,
             save_checkpoint=save, checkpoint_every=cfg.checkpoint.every_steps, max_steps=t.max_steps,
-            engine_name=kind,
+            partial_step_after_seconds=t.partial_step_after_seconds, engine_name=kind,
         )
         generation_config = None
         with contextlib.suppress(OSError):

@@ -8,13 +8,13 @@ inner iteration); sizes default to what a CPU can run (8 prompts x 8 samples, 12
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from grpo_server.api.ports import BACKEND_NAME_PATTERN
+from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
 from grpo_server.api.settings import ApiLimits, AuthSettings
 from grpo_server.rewards.registry import BackendEntry, validate_entry
 
@@ -201,6 +201,10 @@ class AlgorithmConfig(_Strict):
         return 1.0 if self.name == "sdpo" else 0.0
 
 
+# Checked here so a bad beta stops the start naming the field, not the run later ("invalid optimizer config").
+_AdamBeta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
 class TrainingConfig(_Strict):
     """The optimizer and the training engine."""
 
@@ -208,7 +212,9 @@ class TrainingConfig(_Strict):
     zero_stage: int = Field(2, ge=1, le=3, description="DeepSpeed ZeRO stage.")
     learning_rate: float = Field(1e-6, gt=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
-    adam_betas: tuple[float, float] = (0.9, 0.99)
+    adam_betas: tuple[_AdamBeta, _AdamBeta] = Field(
+        (0.9, 0.99), description="Adam's (beta1, beta2), each in [0, 1) (the range torch.optim.AdamW accepts)."
+    )
     max_grad_norm: float = Field(1.0, gt=0)
     warmup_steps: int = Field(0, ge=0)
     lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
@@ -219,7 +225,20 @@ class TrainingConfig(_Strict):
         "less activation memory for more update time (SmolLM2 step on 2 CPU cores: peak RSS 4.83 -> 4.24 "
         "GiB, step 16.2 -> 17.2 s). On by default, as in TRL's GRPOConfig.",
     )
-    max_steps: int = Field(0, ge=0, description="Stop after this many steps (0 = run until stopped).")
+    max_steps: int = Field(
+        0,
+        ge=0,
+        description="Stop after this many optimizer steps: completed steps; a skipped step (no reward could be "
+        "obtained) takes no update and does not count (0 = run until stopped). The run then writes a "
+        "checkpoint and reports FINISHED.",
+    )
+    partial_step_after_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="When fewer than algorithm.prompts_per_step prompts are queued and none has been "
+        "submitted for this many seconds, the next step trains on the prompts there are, so a tail shorter "
+        "than a batch is not left waiting (0 = always wait for a full batch).",
+    )
     max_prompt_attempts: int = Field(
         3,
         ge=1,
@@ -309,6 +328,16 @@ class CheckpointConfig(_Strict):
     keep: int = Field(2, ge=1, description="Training checkpoints kept on disk.")
 
 
+def listen_address_problem(address: str) -> str | None:
+    """Why `address` cannot be listened on as HOST:PORT (the registry's HOST:PORT rule, with port 0 allowed:
+    it picks a free port), or None when it is well formed. Used for server.listen, server.metrics_listen
+    and the --listen / --metrics-listen flags."""
+    m = HOST_PORT_PATTERN.fullmatch(address)
+    if m is None or int(m.group(2)) > 65535:
+        return f"{address!r} is not HOST:PORT with a port in 0-65535 (0 picks a free port)"
+    return None
+
+
 class ServerConfig(_Strict):
     """Where the trainer listens."""
 
@@ -330,8 +359,9 @@ class ServerConfig(_Strict):
     @field_validator("listen", "metrics_listen")
     @classmethod
     def _hostport(cls, v: str | None) -> str | None:
-        if v is not None and (":" not in v or not v.rpartition(":")[2].isdigit()):
-            raise ValueError(f"{v!r} is not HOST:PORT")
+        problem = None if v is None else listen_address_problem(v)
+        if problem:
+            raise PydanticCustomError("listen_address", "{description}", {"description": problem})
         return v
 
 

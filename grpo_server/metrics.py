@@ -112,6 +112,9 @@ class TrainerMetrics:
         """Record a finished step's report."""
         self.steps.labels(state=report.state.value).inc()
         m: Mapping[str, float] = report.metrics
+        # A skipped step generated its completions too, and each one's reward failed.
+        self.masked_failures.inc(m.get("masked_reward_failures", 0))
+        self.generated_tokens.inc(m.get("generated_tokens", 0))
         if report.state is not StepState.COMPLETED:
             return
         self.latest_step.set(report.step)
@@ -137,8 +140,6 @@ class TrainerMetrics:
         for key, value in m.items():
             if key.startswith("reward/") and math.isfinite(value):
                 self.backend_reward_mean.labels(backend=key.split("/", 1)[1]).set(value)
-        self.masked_failures.inc(m.get("masked_reward_failures", 0))
-        self.generated_tokens.inc(m.get("generated_tokens", 0))
 
     # ------------------------------------------------------------------ the reward router's observer
 

@@ -216,16 +216,17 @@ class Store:
         with self._read() as c:
             return self._depth(c)
 
-    def lease(self, n: int, step: int) -> list[PromptRecord]:
+    def lease(self, n: int, step: int, *, partial_after: float | None = None) -> list[PromptRecord]:
         """Take the `n` oldest queued prompts for `step` (FIFO by submission): exactly n, or [] when fewer
-        are queued (no partial lease)."""
+        are queued, unless `partial_after` is given and nothing has been submitted for that many seconds:
+        then every queued prompt (a tail shorter than a batch)."""
         if n <= 0:
             return []
         with self._write() as c:
             rows = c.execute(
                 "SELECT seq, id, data FROM prompts WHERE state = 'queued' ORDER BY seq LIMIT ?", (n,)
             ).fetchall()
-            if len(rows) < n:
+            if len(rows) < n and not (rows and partial_after is not None and self._quiet_for(c, partial_after)):
                 return []
             now = time.time()
             c.executemany(
@@ -233,6 +234,19 @@ class Store:
                 [(step, now, r[0]) for r in rows],
             )
             return [prompt_from_json(r[1], r[2]) for r in rows]
+
+    @staticmethod
+    def _quiet_for(c: sqlite3.Connection, seconds: float) -> bool:
+        """True when the latest submission (the highest seq) is at least `seconds` old."""
+        row = c.execute("SELECT submitted_at FROM prompts ORDER BY seq DESC LIMIT 1").fetchone()
+        return row is not None and time.time() - float(row[0]) >= seconds
+
+    def completed_steps(self, up_to: int) -> int:
+        """How many steps numbered <= `up_to` are COMPLETED (took an optimizer step)."""
+        with self._read() as c:
+            row = c.execute("SELECT count(*) FROM steps WHERE state = ? AND step <= ?",
+                            (StepState.COMPLETED.value, up_to)).fetchone()
+        return int(row[0])
 
     def requeue_step(
         self, step: int, *, count_attempt: bool, reason: str = "", ids: Sequence[str] | None = None

@@ -73,9 +73,10 @@ class AllRewardsFailed(RuntimeError):
     `outage`: every failure was the backends' (unreachable, breaker open, deadline, overloaded), not
     the items': the prompts are not to blame, so the attempt does not count against them."""
 
-    def __init__(self, message: str, *, outage: bool = False) -> None:
+    def __init__(self, message: str, *, outage: bool = False, metrics: dict[str, float] | None = None) -> None:
         super().__init__(message)
         self.outage = outage
+        self.metrics = metrics or {}  # what the skipped step did: completions, tokens, masked failures
 
 
 # Failures that say a backend is down or overloaded, not that an item is bad.
@@ -309,7 +310,12 @@ class StepRunner:
         if not bool(valid.any()):
             raise AllRewardsFailed(
                 f"no reward could be obtained for any of the {len(rewards)} completions "
-                f"(first failure: {first_failure(scored)})", outage=_is_outage(scored)
+                f"(first failure: {first_failure(scored)})", outage=_is_outage(scored),
+                metrics={"prompts": float(len(scored)), "completions": float(len(rewards)),
+                         "masked_reward_failures": float(len(rewards)),
+                         "generated_tokens": float(sum(len(c.completion.token_ids) for g in sampled
+                                                       for c in g.completions)),
+                         **timings},
             )
 
         full = batching.collate(
@@ -435,6 +441,7 @@ class TrainingLoop:
         save_checkpoint: Callable[[int], Path],
         checkpoint_every: int,
         max_steps: int = 0,
+        partial_step_after_seconds: float = 0.0,
         engine_name: str = "hf",
         poll_seconds: float = 0.5,
     ) -> None:
@@ -445,7 +452,9 @@ class TrainingLoop:
         self.metrics = metrics
         self.save_checkpoint = save_checkpoint
         self.checkpoint_every = checkpoint_every
-        self.max_steps = max_steps
+        self.max_steps = max_steps  # optimizer steps (completed steps); skipped steps do not count
+        # Train a tail shorter than a batch once nothing has been submitted for this long (0: never).
+        self.partial_after = partial_step_after_seconds if partial_step_after_seconds > 0 else None
         self.engine_name = engine_name
         self.poll_seconds = poll_seconds
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
@@ -459,8 +468,10 @@ class TrainingLoop:
         if latest is not None:  # the engine resumed from it already; the runner's own state comes too
             runner.load_state(Path(latest.path))
         # Steps after the checkpoint were lost with the process (store.recover re-queued their prompts):
-        # numbering resumes from the checkpoint, so step N always means the state after N steps.
+        # numbering resumes from the checkpoint, so step N always means the state after the first N steps
+        # (skipped ones among them took no update: `updates` counts those that did).
         self.step = self.checkpoint_step
+        self.updates = store.completed_steps(self.checkpoint_step)  # optimizer steps taken so far
         self._dirty = False  # a completed step is not yet in a checkpoint
         # Set when a step failed after its update began: the weights in memory may hold part of that
         # update, so they are not exported (the last checkpoint holds a consistent state).
@@ -512,12 +523,14 @@ class TrainingLoop:
                 self._set_state("paused")
                 self.control.wait_while_paused(timeout=self.poll_seconds)
                 continue
-            if self.max_steps and self.step >= self.max_steps:
+            if self.max_steps and self.updates >= self.max_steps:
+                # Finished: the last steps become durable now (their prompts TRAINED), not at a drain.
+                self.checkpoint_if_behind()
                 self._set_state("finished")
                 self._stop.wait(self.poll_seconds)
                 continue
             step = self.step + 1
-            prompts = self.store.lease(self.runner.s.prompts_per_step, step)
+            prompts = self.store.lease(self.runner.s.prompts_per_step, step, partial_after=self.partial_after)
             self.metrics.queue_depth.set(self.store.queue_depth())
             if not prompts:
                 self._set_state("idle")
@@ -555,6 +568,7 @@ class TrainingLoop:
             report = StepReport(step, StepState.COMPLETED, started, time.time(), metrics, self.runner.rollout.name, ids,
                                 dropped_prompt_ids=dropped)
             self.step = step
+            self.updates += 1
             self._dirty = True
         except AllRewardsFailed as exc:
             log.warning("step %d skipped: %s", step, exc)
@@ -565,7 +579,9 @@ class TrainingLoop:
             failed = self.store.requeue_step(step, count_attempt=not outage, reason=str(exc))
             if failed:  # prompts that used up their attempts are FAILED now (the store's only such move)
                 self.metrics.prompts_failed.inc(failed)
-            report = StepReport(step, StepState.SKIPPED, started, time.time(), {}, self.runner.rollout.name, ids, str(exc))
+            metrics = {**exc.metrics, "step_seconds": time.time() - started}
+            report = StepReport(step, StepState.SKIPPED, started, time.time(), metrics, self.runner.rollout.name, ids,
+                                str(exc))
             self.step = step
         except Exception as exc:
             # Anything else (a bug, memory, a full disk) ends the run (_run_guarded, re-raised below), but

@@ -438,3 +438,17 @@ def test_kill_9_at_random_moments_loses_no_submitted_prompt(tmp_path: Path) -> N
         acked |= round_acks
         counts = _check_accounting(store_dir, acked)
     assert counts.get("trained", 0) > 0 and counts.get("queued", 0) > 0
+
+
+def test_a_partial_lease_takes_the_tail_only_once_submissions_have_stopped(store: Store) -> None:
+    store.submit([rec(f"p{k}") for k in range(3)], None, BIG)
+    assert store.lease(4, 1) == []  # a full batch or nothing
+    assert store.lease(4, 1, partial_after=3600.0) == []  # submitted just now: wait for more
+    assert ids(store.lease(4, 1, partial_after=0.0)) == ["p0", "p1", "p2"]
+    assert store.lease(4, 2, partial_after=0.0) == []  # nothing queued: nothing leased
+
+
+def test_completed_steps_counts_optimizer_steps_up_to_a_step(store: Store) -> None:
+    for n, state in enumerate([StepState.COMPLETED, StepState.SKIPPED, StepState.COMPLETED, StepState.FAILED], 1):
+        store.record_step(StepReport(n, state, float(n), float(n) + 0.5, {}, "hf", ()))
+    assert [store.completed_steps(n) for n in range(5)] == [0, 1, 1, 2, 2]

@@ -69,6 +69,11 @@ def test_backend_killed_mid_step_masks_skips_requeues_then_recovers(toy_backend,
     # trained there; it went back to the queue at its position (the head), so the next steps lease it.
     assert list(step2.prompt_ids) == ["both3"]
     assert all("no reward could be obtained" in r.error for r in skipped)
+    assert all("(first failure: backend 'flaky': UNAVAILABLE" in r.error for r in skipped), skipped[0].error
+    # A skipped step still says what it did: its completions, all masked, and the tokens generated.
+    for r in skipped:
+        assert r.metrics.masked_reward_failures == r.metrics.completions == 2 * GROUP, r.metrics
+        assert r.metrics.prompts == 2 and r.metrics.extra["generated_tokens"] > 0 and r.metrics.rollout_seconds > 0
     assert {tuple(r.prompt_ids) for r in skipped} == {("both2", "flaky0")}  # the same prompts each time
     circuit = {b.name: b.circuit for b in client.list_backends().backends}
     assert circuit["flaky"] != trainer_pb2.CIRCUIT_STATE_CLOSED
@@ -92,7 +97,7 @@ def test_backend_killed_mid_step_masks_skips_requeues_then_recovers(toy_backend,
             "grpo_reward_request_failures_total", {"backend": "flaky", "code": "item_unavailable"})
         assert failures is not None and failures >= GROUP
         masked = app.metrics.registry.get_sample_value("grpo_masked_reward_failures_total")
-        assert masked is not None and masked >= GROUP
+        assert masked is not None and masked >= GROUP + 4 * 2 * GROUP  # step 2's group and the skipped steps'
         app.shutdown()
     finally:
         revived.stop(1)
