@@ -7,16 +7,18 @@
 See docs/client.md.
 """
 
-from grpo_client.client import FieldViolation, SubmitResult, TrainerClient, TrainerError
-from grpo_client.prompts import PromptError, PromptFileError, parse_prompt, read_prompt_file
+from grpo_client.client import FieldViolation, SubmitError, SubmitResult, TrainerClient, TrainerError
+from grpo_client.prompts import PromptError, PromptFileError, load_prompt_file, parse_prompt, read_prompt_file
 
 __all__ = [
     "FieldViolation",
     "PromptError",
     "PromptFileError",
+    "SubmitError",
     "SubmitResult",
     "TrainerClient",
     "TrainerError",
+    "load_prompt_file",
     "parse_prompt",
     "read_prompt_file",
 ]

@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerError
-from grpo_client.prompts import PromptFileError, read_prompt_file
+from grpo_client.prompts import PromptFileError, load_prompt_file
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 
@@ -50,6 +50,17 @@ def _count(text: str) -> int:
     return n
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a whole number >= 1") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is too small; give a whole number >= 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `grpo` (its --help is the CLI reference)."""
     p = argparse.ArgumentParser(
@@ -72,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", type=Path, metavar="FILE.jsonl")
     s.add_argument("--request-id", metavar="ID",
                    help="idempotency key prefix; batch i is sent as ID-i (default: derived from the content)")
-    s.add_argument("--batch-size", type=int, default=256, metavar="N", help="prompts per request (default: %(default)s)")
+    s.add_argument("--batch-size", type=_positive, default=256, metavar="N",
+                   help="prompts per request, at least 1 (default: %(default)s)")
 
     s = sub.add_parser("status", help="one step (the latest by default) and the run")
     s.add_argument("--step", type=int, default=0, metavar="N", help="step number (default: the latest)")
@@ -144,11 +156,12 @@ class Printer:
 def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     from tqdm import tqdm
 
-    prompts = read_prompt_file(args.file)
-    with tqdm(total=len(prompts), unit="prompt", desc="submit", disable=True if pr.json else None,
+    loaded = load_prompt_file(args.file)  # all of it first: a bad file sends nothing
+    with tqdm(total=len(loaded.prompts), unit="prompt", desc="submit", disable=True if pr.json else None,
               file=sys.stderr) as bar:
-        result = client.submit_all(prompts, batch_size=args.batch_size, request_id=args.request_id,
-                                   on_batch=lambda n, _resp: bar.update(n))
+        # A refused batch raises SubmitError: the file's lines, and what the batches before it queued.
+        result = client.submit_file(loaded, batch_size=args.batch_size, request_id=args.request_id,
+                                    on_batch=lambda n, _resp: bar.update(n))
     pr.document({
         "accepted_ids": result.accepted_ids, "queue_depth": result.queue_depth, "batches": result.batches,
         "duplicate_batches": result.duplicate_batches, "request_ids": result.request_ids,

@@ -14,9 +14,10 @@ Every failed call raises TrainerError, which carries the status code and the ser
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from grpo_client.prompts import batch_request_id, batches, read_prompt_file
+from grpo_client.prompts import PromptFile, batch_request_id, batches, load_prompt_file
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # A batch of 1024 prompts with long code tests can pass grpcio's 4 MiB default: raise it deliberately.
@@ -103,6 +104,136 @@ class TrainerError(Exception):
         return out
 
 
+# Codes after which the refused batch is known not to be stored (the trainer answered, or never ran it);
+# after any other (UNAVAILABLE, DEADLINE_EXCEEDED, ...) it may have been. SubmitPrompts is all or nothing.
+_NOT_STORED = frozenset({
+    grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED,
+})
+_PROMPT_FIELD = re.compile(r"prompts\[(\d+)\](.*)", re.DOTALL)  # "prompts[23].messages[0].content"
+
+
+@dataclass(frozen=True)
+class LocatedViolation:
+    """A field violation of a refused batch traced back to its prompt: `index` in the whole submission
+    (0-based), `prompt_id`, `prompt_field` (the path inside that prompt, "" for the prompt as a whole)
+    and `line`, the prompt's line in the file (None when the prompts did not come from a file)."""
+
+    violation: FieldViolation
+    index: int
+    prompt_id: str
+    prompt_field: str
+    line: int | None = None
+
+    def format(self, source: str | None) -> str:
+        """`FILE:LINE: id ID: field: message`, or `prompts[INDEX] (id ID): field: message` without a file."""
+        where = f"{source}:{self.line}: id {self.prompt_id}" if source and self.line is not None \
+            else f"prompts[{self.index}] (id {self.prompt_id})"
+        what = f"{self.prompt_field}: " if self.prompt_field else ""
+        return f"{where}: {what}{self.violation.description}"
+
+
+@dataclass
+class SubmitError(TrainerError):
+    """A submission that stopped at a batch the trainer refused: the batch's TrainerError, plus where it
+    stopped. `batch_index` (0-based) of `batches` of `batch_size` was refused; `accepted_ids` are the
+    prompts of the batches before it, which the trainer accepted and keeps; `refused_batch_queued` is
+    False when the status code says the refused batch was not stored, None when it cannot tell
+    (UNAVAILABLE, DEADLINE_EXCEEDED: the answer was lost). `located` traces each `prompts[i]...` field
+    violation to the prompt (and, from a file, the line) it names. `source` and `lines` (the line of each
+    prompt of the submission) are set when the prompts came from a file.
+
+    Submitting the same prompts again with the same batch size and request id is safe: the accepted
+    batches are sent with the same request ids, and the trainer answers them as duplicates."""
+
+    batch_index: int = 0
+    batches: int = 0
+    batch_size: int = 0
+    accepted_ids: list[str] = field(default_factory=list)
+    refused_batch_queued: bool | None = False
+    located: list[LocatedViolation] = field(default_factory=list)
+    source: str | None = None
+    lines: Sequence[int] | None = field(default=None, repr=False)
+    total_prompts: int = 0
+
+    def _span(self, first: int, last: int) -> str:
+        """Prompts first..last (0-based, inclusive) as "prompts 3-4, lines 3-4"."""
+        def spell(word: str, a: int, b: int) -> str:
+            return f"{word} {a}" if a == b else f"{word}s {a}-{b}"
+
+        text = spell("prompt", first + 1, last + 1)
+        if self.lines is not None:
+            text += ", " + spell("line", self.lines[first], self.lines[last])
+        return text
+
+    def _accepted_through_line(self) -> int | None:
+        n = len(self.accepted_ids)
+        return self.lines[n - 1] if self.lines is not None and n else None
+
+    def progress(self) -> str:
+        """What was queued before the refused batch and how to carry on, in words."""
+        n = len(self.accepted_ids)
+        k = self.batch_index + 1
+        refused = f"Batch {k} was not queued" if self.refused_batch_queued is False else \
+            f"Batch {k} may or may not have been queued (its answer was lost)"
+        if self.batches > k + 1:
+            refused += f"; batches {k + 1}-{self.batches} were not sent."
+        elif self.batches == k + 1:
+            refused += f"; batch {k + 1} was not sent."
+        else:
+            refused += "."
+        if n == 0:
+            before = "Nothing was accepted before it."
+        else:
+            batches = "batch 1" if k == 2 else f"batches 1-{k - 1}"
+            where = (f"lines {self.lines[0]}-{self._accepted_through_line()}" if self.lines is not None
+                     else f"prompts 1-{n}")
+            before = f"The {n} prompts of {batches} ({where}) were accepted before it; the trainer keeps them."
+        if n == 0 and self.refused_batch_queued is False:
+            return f"{refused} {before} Fix what is named above and run the command again."
+        after = f" (editing only lines after line {self._accepted_through_line()})" if n and self.lines else ""
+        return (f"{refused} {before} Fix what is named above{after} and run the same command again (same "
+                "batch size and request id): the trainer answers the batches it already accepted as "
+                "duplicates, by their request ids, and queues nothing twice.")
+
+    def __str__(self) -> str:
+        first = self.batch_index * self.batch_size
+        last = min(first + self.batch_size, self.total_prompts) - 1
+        lines = [f"{self.code.name}: batch {self.batch_index + 1} of {self.batches} ({self._span(first, last)}) "
+                 f"was refused: {self.message}"]
+        where = {id(loc.violation): loc for loc in self.located}
+        for v in self.field_violations:  # in the trainer's order
+            loc = where.get(id(v))
+            lines.append(f"  {loc.format(self.source)}" if loc is not None else f"  {v.field}: {v.description}")
+        # The retry delay, preconditions and other details, as TrainerError prints them.
+        rest = TrainerError(self.code, "", [], self.retry_delay_seconds, self.preconditions, self.other_details)
+        return "\n".join(lines + str(rest).splitlines()[1:] + [self.progress()])
+
+    def to_dict(self) -> dict[str, Any]:
+        """TrainerError.to_dict, each located field violation with its `file`, `line`, `id` and
+        `prompt_field`, and a `submission` object saying where the submission stopped."""
+        out = super().to_dict()
+        where = {id(loc.violation): loc for loc in self.located}
+        if self.field_violations:
+            out["field_violations"] = []
+            for v in self.field_violations:
+                item: dict[str, Any] = {"field": v.field, "description": v.description}
+                loc = where.get(id(v))
+                if loc is not None:
+                    if self.source is not None and loc.line is not None:
+                        item.update(file=self.source, line=loc.line)
+                    item.update(index=loc.index, id=loc.prompt_id, prompt_field=loc.prompt_field)
+                out["field_violations"].append(item)
+        out["submission"] = {
+            "file": self.source, "batch_index": self.batch_index, "batches": self.batches,
+            "batch_size": self.batch_size, "refused_batch_queued": self.refused_batch_queued,
+            "accepted_prompts": len(self.accepted_ids), "accepted_through_line": self._accepted_through_line(),
+            "accepted_ids": self.accepted_ids, "progress": self.progress(),
+        }
+        return out
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     """What `submit_file` did: the accepted ids (new and replayed), the batches sent and how many of them
@@ -113,6 +244,27 @@ class SubmitResult:
     duplicate_batches: int
     queue_depth: int
     request_ids: list[str]
+
+
+def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: str | None,
+             lines: Sequence[int] | None, batch_size: int, index: int, accepted: list[str]) -> SubmitError:
+    """The SubmitError of batch `index` refused with `exc`, its `prompts[i]...` violations traced back."""
+    first = index * batch_size
+    in_batch = len(prompts[first:first + batch_size])
+    located = []
+    for v in exc.field_violations:
+        m = _PROMPT_FIELD.fullmatch(v.field)
+        if m is None or int(m.group(1)) >= in_batch:
+            continue
+        at = first + int(m.group(1))
+        located.append(LocatedViolation(v, at, prompts[at].id, m.group(2).removeprefix("."),
+                                        lines[at] if lines is not None else None))
+    return SubmitError(
+        **{f.name: getattr(exc, f.name) for f in fields(TrainerError)},
+        batch_index=index, batches=-(-len(prompts) // batch_size), batch_size=batch_size,
+        accepted_ids=list(accepted), refused_batch_queued=False if exc.code in _NOT_STORED else None,
+        located=located, source=source, lines=lines, total_prompts=len(prompts),
+    )
 
 
 class TrainerClient:
@@ -260,23 +412,28 @@ class TrainerClient:
 
     def submit_file(
         self,
-        path: str | Path,
+        path: str | Path | PromptFile,
         *,
         batch_size: int = 256,
         request_id: str | None = None,
         on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None = None,
         max_attempts: int = 5,
     ) -> SubmitResult:
-        """Submit a prompt file in batches of `batch_size`, each with a request id derived from its
-        content (or `<request_id>-<batch index>`), so running it again queues nothing twice.
+        """Submit a prompt file (a path, or one `load_prompt_file` read) in batches of `batch_size`, each
+        with a request id derived from its content (or `<request_id>-<batch index>`), so running it again
+        queues nothing twice.
+
+        The whole file is parsed first: PromptFileError for a bad file, and nothing is sent. The trainer
+        checks each batch against its own limits; a batch it refuses raises SubmitError, which names the
+        file's line of each bad field and the prompts already accepted (the batches before it stay
+        queued; submitting the file again the same way, once fixed, queues nothing twice).
 
         A batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE is sent again after the
         server's RetryInfo delay (or 1 s, doubling), up to `max_attempts` times; safe because of its
-        request id. `on_batch(prompts_in_batch, response)` is called after each batch. Raises
-        PromptFileError for a bad file (nothing is sent) and TrainerError when a batch fails."""
-        prompts = read_prompt_file(path)
-        return self.submit_all(prompts, batch_size=batch_size, request_id=request_id, on_batch=on_batch,
-                               max_attempts=max_attempts)
+        request id. `on_batch(prompts_in_batch, response)` is called after each batch."""
+        loaded = path if isinstance(path, PromptFile) else load_prompt_file(path)
+        return self._submit(loaded.prompts, loaded.source, loaded.lines, batch_size, request_id, on_batch,
+                            max_attempts)
 
     def submit_all(
         self,
@@ -287,7 +444,19 @@ class TrainerClient:
         on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None = None,
         max_attempts: int = 5,
     ) -> SubmitResult:
-        """`submit_file` for prompts already in memory."""
+        """`submit_file` for prompts already in memory (a SubmitError then names prompts by index)."""
+        return self._submit(prompts, None, None, batch_size, request_id, on_batch, max_attempts)
+
+    def _submit(
+        self,
+        prompts: Sequence[trainer_pb2.Prompt],
+        source: str | None,
+        lines: Sequence[int] | None,
+        batch_size: int,
+        request_id: str | None,
+        on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None,
+        max_attempts: int,
+    ) -> SubmitResult:
         accepted: list[str] = []
         request_ids: list[str] = []
         duplicates = 0
@@ -295,7 +464,10 @@ class TrainerClient:
         for index, batch in enumerate(batches(prompts, batch_size)):
             rid = batch_request_id(batch, index, request_id)
             request_ids.append(rid)
-            response = self._submit_with_retry(batch, rid, max_attempts)
+            try:
+                response = self._submit_with_retry(batch, rid, max_attempts)
+            except TrainerError as exc:
+                raise _stopped(exc, prompts, source, lines, batch_size, index, accepted) from None
             accepted += list(response.accepted_ids)
             duplicates += int(response.duplicate)
             depth = int(response.queue_depth)

@@ -6,7 +6,10 @@
      "io_cases": [{"stdin": "1", "expected_stdout": "2"}], "timeout_seconds": 5}}
 
 Errors name the line and the field (`prompts.jsonl:3: messages[0].content: must be a string`).
-The checks here are about shape; the trainer validates the rest (roles, lengths, backend names).
+The checks here are about shape and about text no trainer accepts (bytes that are not UTF-8, a lone
+surrogate such as "\ud800", a NUL character, JSON's non-standard NaN and Infinity); the trainer
+validates the rest (roles, sizes against its configured limits, token counts, backend names).
+A number given as the answer is sent as the text the file has (`2.50` stays "2.50").
 """
 
 from __future__ import annotations
@@ -49,6 +52,110 @@ class PromptFileError(ValueError):
         super().__init__("\n".join(e.format(source) for e in self.errors))
 
 
+@dataclass(frozen=True)
+class PromptFile:
+    """A parsed prompt file: its `prompts` in file order and `lines[i]`, the 1-based line prompts[i]
+    came from (blank lines count), so that what the trainer says about a prompt can name its line."""
+
+    source: str
+    prompts: list[trainer_pb2.Prompt]
+    lines: list[int]
+
+
+class _Number(float):
+    """A JSON number as the file writes it: a float for weights and timeouts, `text` for an answer."""
+
+    text: str
+
+    def __new__(cls, text: str) -> _Number:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class _Constant:
+    """NaN, Infinity or -Infinity in a line: Python's json reads them, JSON has no such values."""
+
+    name: str
+
+
+def _loads(text: str) -> Any:
+    """json.loads that keeps each number's text and marks the non-standard constants (see `_values`)."""
+    return json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=_Constant)
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    names = {str: "string", dict: "object", list: "array"}
+    return next((name for t, name in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _key(key: str) -> str:
+    """A key in a field path: as it is when plain, else as a JSON string (ASCII, printable)."""
+    return key if key.isprintable() and key.isascii() and "." not in key and key else json.dumps(key)
+
+
+def _undecodable(text: str, number: int) -> str | None:
+    """Why a line read with errors="surrogateescape" is not UTF-8 text (its first bad byte), or None."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        start = exc.start
+    char, before = text[start], text[:start]
+    if not 0xDC80 <= ord(char) <= 0xDCFF:  # a str line from a caller, not bytes from a file
+        return f"not valid text: an unpaired surrogate U+{ord(char):04X} at column {start + 1}"
+    message = f"not valid UTF-8: byte 0x{ord(char) - 0xDC00:02x} at byte {len(before.encode('utf-8')) + 1}"
+    if number == 1 and text.startswith(("\udcff\udcfe", "\udcfe\udcff")):
+        return message + " (the file starts with a UTF-16 byte-order mark: save it as UTF-8)"
+    return message + "; prompt files are UTF-8"
+
+
+def _text_problem(s: str) -> str | None:
+    """Why the trainer refuses the string `s` wherever it appears (a NUL, an unpaired surrogate), or None."""
+    if "\x00" in s:
+        return "contains a NUL character (U+0000), which the trainer does not accept"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"contains an unpaired surrogate ({json.dumps(s[exc.start])}), which is not valid UTF-8 text; "
+                "write the character itself or its surrogate pair")
+    return None
+
+
+def _values(value: Any, path: str, errors: _Errors) -> None:
+    """Every string and constant in a decoded line that no trainer accepts, named by its field path."""
+    if isinstance(value, _Constant):
+        errors.add(path, f"{value.name} is not valid JSON (JSON numbers are finite): write a number, or the "
+                   f"string \"{value.name}\"")
+    elif isinstance(value, float) and not isinstance(value, _Number) and not math.isfinite(value):
+        errors.add(path, f"must be a finite number, got {value!r}")
+    elif isinstance(value, str):
+        problem = _text_problem(value)
+        if problem:
+            errors.add(path, problem)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{_key(key)}" if path else _key(key)
+            problem = _text_problem(key) if isinstance(key, str) else None
+            if problem:
+                errors.add(sub, f"the key {problem}")
+            _values(item, sub, errors)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _values(item, f"{path}[{i}]", errors)
+
+
 class _Errors:
     def __init__(self, line: int) -> None:
         self.line = line
@@ -65,7 +172,7 @@ def _string(obj: dict[str, Any], key: str, path: str, errors: _Errors, *, requir
         return None
     value = obj[key]
     if not isinstance(value, str):
-        errors.add(path, f"must be a string, got {type(value).__name__}")
+        errors.add(path, f"must be a string, got {_json_type(value)}")
         return None
     return value
 
@@ -93,8 +200,12 @@ def parse_prompt(obj: Any, line: int = 1) -> trainer_pb2.Prompt:
 
 def _parse(obj: Any, errors: _Errors) -> trainer_pb2.Prompt:
     prompt = trainer_pb2.Prompt()
+    before = len(errors.items)
+    _values(obj, "", errors)
+    if len(errors.items) > before:  # text protobuf cannot hold, or a value JSON does not have
+        return prompt
     if not isinstance(obj, dict):
-        errors.add("", f"must be a JSON object, got {type(obj).__name__}")
+        errors.add("", f"must be a JSON object, got {_json_type(obj)}")
         return prompt
     _unknown(obj, _PROMPT_KEYS, "", errors)
     pid = _string(obj, "id", "id", errors, required=True)
@@ -120,7 +231,9 @@ def _parse(obj: Any, errors: _Errors) -> trainer_pb2.Prompt:
     elif "answer" in obj:
         answer = obj["answer"]
         if isinstance(answer, bool) or not isinstance(answer, str | int | float):
-            errors.add("answer", f"must be a string (or a number), got {type(answer).__name__}")
+            errors.add("answer", f"must be a string (or a number), got {_json_type(answer)}")
+        elif isinstance(answer, _Number):
+            prompt.answer = answer.text  # as written: the math verifier compares answers
         else:
             prompt.answer = answer if isinstance(answer, str) else json.dumps(answer)
     elif "code" in obj:
@@ -146,7 +259,7 @@ def _parse(obj: Any, errors: _Errors) -> trainer_pb2.Prompt:
     else:
         for key, value in metadata.items():
             if not isinstance(value, str):
-                errors.add(f"metadata.{key}", f"must be a string, got {type(value).__name__}")
+                errors.add(f"metadata.{key}", f"must be a string, got {_json_type(value)}")
             else:
                 prompt.metadata[key] = value
     return prompt
@@ -184,38 +297,56 @@ def _parse_code(code: Any, out: reward_pb2.CodeTests, errors: _Errors) -> None:
 def parse_prompt_lines(lines: Iterable[str], source: str = "<prompts>") -> list[trainer_pb2.Prompt]:
     """Parse prompt-file lines (blank lines skipped). Raises PromptFileError listing every problem
     (with line numbers from 1), duplicate ids included."""
+    return parse_prompt_file(lines, source).prompts
+
+
+def parse_prompt_file(lines: Iterable[str], source: str = "<prompts>") -> PromptFile:
+    """`parse_prompt_lines`, keeping the line of each prompt. A line may hold undecodable bytes as
+    surrogate escapes (errors="surrogateescape"): they are reported as not UTF-8."""
     prompts: list[trainer_pb2.Prompt] = []
+    numbers: list[int] = []
     problems: list[PromptError] = []
     first_line: dict[str, int] = {}
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         errors = _Errors(number)
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            errors.add("", f"not valid JSON: {exc.msg} at column {exc.colno}")
+        undecodable = _undecodable(text, number)
+        if undecodable:
+            errors.add("", undecodable)
         else:
-            prompt = _parse(obj, errors)
-            if not errors.items:
-                if prompt.id in first_line:
-                    errors.add("id", f"{prompt.id!r} repeats the id of line {first_line[prompt.id]}")
-                else:
-                    first_line[prompt.id] = number
-                    prompts.append(prompt)
+            try:
+                obj = _loads(text)
+            except json.JSONDecodeError as exc:
+                errors.add("", f"not valid JSON: {exc.msg} at column {exc.colno}")
+            else:
+                prompt = _parse(obj, errors)
+                if not errors.items:
+                    if prompt.id in first_line:
+                        errors.add("id", f"{prompt.id!r} repeats the id of line {first_line[prompt.id]}")
+                    else:
+                        first_line[prompt.id] = number
+                        prompts.append(prompt)
+                        numbers.append(number)
         problems += errors.items
         if len(problems) >= MAX_ERRORS:
             break
     if problems:
         raise PromptFileError(source, problems[:MAX_ERRORS])
-    return prompts
+    return PromptFile(source, prompts, numbers)
+
+
+def load_prompt_file(path: str | Path) -> PromptFile:
+    """Read a prompt file (UTF-8 JSON Lines) with the line of each prompt. Raises PromptFileError
+    (bytes that are not UTF-8 included) or OSError."""
+    path = Path(path)
+    with path.open(encoding="utf-8", errors="surrogateescape") as f:
+        return parse_prompt_file(f, str(path))
 
 
 def read_prompt_file(path: str | Path) -> list[trainer_pb2.Prompt]:
     """Read a prompt file (UTF-8 JSON Lines). Raises PromptFileError or OSError."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        return parse_prompt_lines(f, str(path))
+    return load_prompt_file(path).prompts
 
 
 def batches(prompts: Sequence[trainer_pb2.Prompt], batch_size: int) -> Iterator[list[trainer_pb2.Prompt]]:

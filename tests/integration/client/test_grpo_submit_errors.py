@@ -1,0 +1,163 @@
+"""`grpo submit` when a file or a batch goes wrong, against a real trainer API on loopback: a batch the
+trainer refuses part-way names the file's line and the prompt's id and says what was already queued,
+and the same command run again after the fix queues nothing twice; prompt-file bytes and text the
+trainer cannot take, and a bad --batch-size, are reported before anything is sent."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trainer_api import TrainerApi
+
+from grpo_client import TrainerClient
+from grpo_client.cli import main
+from grpo_client.client import SubmitError
+from grpo_client.prompts import read_prompt_file
+
+BIG = 70_000  # bytes of content: over the trainer's default limits.max_chat_message_bytes (64 KiB)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run `grpo` in process; returns (exit code, stdout, stderr)."""
+    out = io.StringIO()
+    capsys.readouterr()
+    code = main(list(argv), out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+def line(i: int, content: str | None = None) -> str:
+    return json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": content or f"What is {i}+1?"}],
+                       "answer": str(i + 1)}) + "\n"
+
+
+def five_prompts_line_4_too_big(path: Path) -> Path:
+    """Lines 1-5 hold q0..q4; q3 (line 4, the 2nd prompt of batch 2 at --batch-size 2) is too big."""
+    path.write_text("".join(line(i, "x" * BIG if i == 3 else None) for i in range(5)))
+    return path
+
+
+def submitted_ids(api: TrainerApi) -> list[str]:
+    """Every submission the store holds, in order (an id queued twice would show twice)."""
+    return [p.id for p in api.store.list_prompts(limit=1000)]
+
+
+@pytest.mark.parametrize("request_id", [[], ["--request-id", "run-1"]], ids=["content-keys", "request-id"])
+def test_a_batch_refused_part_way_names_line_and_id_and_a_rerun_after_the_fix_queues_nothing_twice(
+    api: TrainerApi, tmp_path: Path, capsys, request_id: list[str]
+) -> None:
+    f = five_prompts_line_4_too_big(tmp_path / "p.jsonl")
+    argv = ["--target", api.target, "submit", str(f), "--batch-size", "2", *request_id]
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert f"\n  {f}:4: id q3: messages[0].content: the content is {BIG} bytes; at most 65536" in err, err
+    assert "batch 2 of 3 (prompts 3-4, lines 3-4)" in err, err
+    assert "2 prompts of batch 1 (lines 1-2) were accepted before it" in err, err
+    assert "run the same command again" in err and "queues nothing twice" in err, err
+    assert api.store.queue_depth() == 2  # batch 1 only
+
+    f.write_text("".join(line(i) for i in range(5)))  # the fix: line 4 only
+    code, out, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert "submitted 5 prompts in 3 batches (1 already submitted before); queue depth 5" in out
+    assert submitted_ids(api) == ["q0", "q1", "q2", "q3", "q4"]  # each once
+
+
+def test_a_batch_refused_part_way_in_json_locates_each_violation(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = five_prompts_line_4_too_big(tmp_path / "p.jsonl")
+    code, out, _ = cli(capsys, "--target", api.target, "--json", "submit", str(f), "--batch-size", "2")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["code"] == "INVALID_ARGUMENT"
+    [v] = error["field_violations"]
+    assert (v["field"], v["file"], v["line"], v["id"], v["prompt_field"]) == (
+        "prompts[1].messages[0].content", str(f), 4, "q3", "messages[0].content")
+    s = error["submission"]
+    assert (s["batch_index"], s["batches"], s["batch_size"], s["accepted_prompts"], s["accepted_through_line"],
+            s["refused_batch_queued"]) == (1, 3, 2, 2, 2, False)
+    assert s["accepted_ids"] == ["q0", "q1"] and s["file"] == str(f)
+
+
+def test_a_full_queue_part_way_says_what_was_accepted(make_api, tmp_path: Path, capsys) -> None:
+    from grpo_server.api.settings import ApiLimits
+
+    api = make_api(limits=ApiLimits(max_queue_depth=2, retry_after_seconds=0.05))
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(line(i) for i in range(3)))
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "2")
+    assert code == 1 and "RESOURCE_EXHAUSTED" in err
+    assert "batch 2 of 2 (prompt 3, line 3)" in err and "2 prompts of batch 1 (lines 1-2) were accepted" in err, err
+
+
+def test_submit_file_raises_submit_error_with_the_lines_and_submit_all_with_the_indexes(
+    api: TrainerApi, tmp_path: Path
+) -> None:
+    f = five_prompts_line_4_too_big(tmp_path / "p.jsonl")
+    with TrainerClient(api.target) as client:
+        with pytest.raises(SubmitError) as err:
+            client.submit_file(f, batch_size=2)
+        e = err.value
+        assert (e.batch_index, e.batches, e.accepted_ids, e.refused_batch_queued) == (1, 3, ["q0", "q1"], False)
+        [loc] = e.located
+        assert (loc.index, loc.line, loc.prompt_id, loc.prompt_field) == (3, 4, "q3", "messages[0].content")
+        assert loc.format(e.source).startswith(f"{f}:4: id q3: messages[0].content: the content is {BIG} bytes")
+
+        g = tmp_path / "g.jsonl"
+        g.write_text("".join(line(i + 10, "x" * BIG if i == 3 else None) for i in range(5)))
+        with pytest.raises(SubmitError) as err:
+            client.submit_all(read_prompt_file(g), batch_size=2)
+    assert "\n  prompts[3] (id q13): messages[0].content: the content is" in str(err.value)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "two"])
+def test_a_batch_size_below_one_is_refused_by_the_argument_parser(capsys, value: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--target", "127.0.0.1:1", "submit", "p.jsonl", "--batch-size", value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --batch-size:" in err and "a whole number >= 1" in err and "Traceback" not in err
+
+
+def _file_error(capsys, api: TrainerApi, f: Path) -> tuple[str, dict[str, Any]]:
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f))
+    assert code == 2 and out == "", err
+    code, out, _ = cli(capsys, "--target", api.target, "--json", "submit", str(f))
+    assert code == 2
+    assert api.store.queue_depth() == 0
+    return err, json.loads(out)["error"]
+
+
+def test_a_file_that_is_not_utf8_is_a_prompt_file_error(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_bytes(b'\xff\xfe{"id":"a"}\n')
+    err, doc = _file_error(capsys, api, f)
+    assert f"{f}:1: not valid UTF-8: byte 0xff at byte 1" in err
+    assert doc["code"] == "INVALID_ARGUMENT" and doc["field_violations"][0]["field"] == "line 1"
+
+
+def test_a_lone_surrogate_escape_is_a_prompt_file_error(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text(line(0) + '{"id": "a", "messages": [{"role": "user", "content": "x\\ud800y"}]}\n')
+    err, doc = _file_error(capsys, api, f)
+    assert f"{f}:2: messages[0].content: contains an unpaired surrogate" in err
+    assert [v["field"] for v in doc["field_violations"]] == ["line 2: messages[0].content"]
+
+
+def test_nan_is_a_prompt_file_error(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"id": "a", "messages": [{"role": "user", "content": "x"}], "answer": NaN}\n')
+    err, doc = _file_error(capsys, api, f)
+    assert f"{f}:1: answer: NaN is not valid JSON" in err
+    assert [v["field"] for v in doc["field_violations"]] == ["line 1: answer"]
+
+
+def test_a_number_answer_reaches_the_trainer_as_written(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"id": "a", "messages": [{"role": "user", "content": "x"}], "answer": 2.50}\n'
+                 '{"id": "b", "messages": [{"role": "user", "content": "y"}], "answer": 1e3}\n')
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(f))
+    assert code == 0, err
+    assert {p.id: p.answer for p in api.store.lease(2, 1)} == {"a": "2.50", "b": "1e3"}
