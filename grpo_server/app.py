@@ -115,6 +115,100 @@ def choose_rollout_engine(kind: str) -> str:
     return "vllm"
 
 
+class StartupError(Exception):
+    """A setting the trainer cannot start with. `field` is the config field (`server.listen`); the message
+    says what is wrong with its value. Raised before the store is created or locked, except for store_dir
+    problems met while creating or locking it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+def _reason(err: OSError) -> str:
+    """An OSError's cause in words, without Python's `[Errno N]` and repeated path."""
+    return err.strerror or str(err)
+
+
+def _check_store_dir(store_dir: Path) -> None:
+    """A store directory that exists must be a directory (one that does not is created later)."""
+    try:
+        not_a_directory = store_dir.exists() and not store_dir.is_dir()
+    except OSError as err:
+        raise StartupError("store_dir", f"cannot use {store_dir}: {_reason(err)}") from None
+    if not_a_directory:
+        raise StartupError("store_dir", f"{store_dir} exists and is not a directory")
+
+
+def _serve_metrics(metrics: TrainerMetrics, listen: str) -> int:
+    """Serve /metrics on `listen`; returns the bound port. A bind failure names its cause as the API's does."""
+    from grpo_server.api.server import bind_problem
+
+    problem = bind_problem(listen)
+    try:
+        if problem is None:
+            return metrics.serve(listen)
+    except OSError as err:
+        problem = _reason(err)
+    raise StartupError("server.metrics_listen", f"cannot listen on {listen}: {problem}")
+
+
+def _load_tokens(cfg: Config) -> Any:
+    """The auth tokens file read and checked now (a TokenStore), or None when auth is off."""
+    from grpo_server.api.auth import TokensFileError, TokenStore
+
+    auth = cfg.auth
+    if not auth.tokens_file:
+        return None
+    try:
+        return TokenStore(Path(auth.tokens_file), auth.reload_interval_seconds)
+    except TokensFileError as err:  # its message names the file, the entry and the field
+        raise StartupError("auth.tokens_file", str(err)) from None
+    except OSError as err:
+        raise StartupError("auth.tokens_file", f"{auth.tokens_file}: cannot read: {_reason(err)}") from None
+
+
+def _tls_credentials(cfg: Config) -> Any:
+    """The server's TLS credentials from server.tls_cert / tls_key / tls_client_ca, each file read and
+    parsed now (gRPC itself would fail later with "Failed to bind"), or None without TLS."""
+    import ssl
+
+    from grpo_server.api.auth import server_credentials
+
+    s = cfg.server
+    if not (s.tls_cert and s.tls_key):
+        return None
+    files = {"server.tls_cert": s.tls_cert, "server.tls_key": s.tls_key, "server.tls_client_ca": s.tls_client_ca}
+    for name, path in files.items():
+        if path is None:
+            continue
+        try:
+            Path(path).read_bytes()
+        except OSError as err:
+            raise StartupError(name, f"{path}: cannot read: {_reason(err)}") from None
+
+    def no_password() -> str:
+        raise StartupError("server.tls_key", f"{s.tls_key}: the key is encrypted; gRPC needs an unencrypted PEM key")
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_verify_locations(cadata=Path(s.tls_cert).read_text(errors="replace"))
+    except (ssl.SSLError, ValueError) as err:
+        raise StartupError("server.tls_cert", f"{s.tls_cert}: not a PEM certificate ({err})") from None
+    try:
+        ctx.load_cert_chain(s.tls_cert, s.tls_key, password=no_password)
+    except ssl.SSLError as err:
+        raise StartupError(
+            "server.tls_key", f"{s.tls_key}: not a PEM private key of the certificate {s.tls_cert} ({err})"
+        ) from None
+    if s.tls_client_ca:
+        try:
+            ctx.load_verify_locations(cafile=s.tls_client_ca)
+        except ssl.SSLError as err:
+            raise StartupError("server.tls_client_ca", f"{s.tls_client_ca}: not PEM CA certificates ({err})") from None
+    return server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
+
+
 DRAIN_SECONDS = 600.0
 """How long a drain (SIGTERM) waits for the step in progress and the last checkpoint before it tears the
 engines down anyway. The Helm chart's trainer.terminationGracePeriodSeconds must exceed it."""
@@ -136,33 +230,51 @@ class TrainerApp:
     _store_lock: Any = None
 
     def start(self, *, load_in_background: bool = True) -> None:
-        """Bring up metrics, store, registry, API (NOT_SERVING), then load the model and start training."""
-        from grpo_server.api.server import build_server
+        """Check the settings the store does not need (store path, reward registry, tokens, TLS files) and
+        bind the API and metrics ports, then lock and open the store, serve the API (NOT_SERVING), and
+        load the model and start training. A bad setting raises StartupError (RegistryError for the
+        registry) before the store directory, its lock or its SQLite file is created; StoreInUse when
+        another trainer holds the store (nothing in it touched)."""
+        from grpo_server.api.server import ListenError, bind_server, serve
         from grpo_server.api.servicer import TrainerServicer
         from grpo_server.control import RunControl
         from grpo_server.rewards.registry import BackendEntry, RewardRegistry
-        from grpo_server.store import Store, lock_store
 
         cfg = self.cfg
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        self._store_lock = lock_store(self.store_dir)  # StoreInUse: another trainer runs on this store
-        if cfg.training.threads:
-            torch.set_num_threads(cfg.training.threads)
-        self.metrics = TrainerMetrics()
-        if cfg.server.metrics_listen:
-            self.metrics_port = self.metrics.serve(cfg.server.metrics_listen)
-            log.info("metrics on %s (port %d)", cfg.server.metrics_listen, self.metrics_port)
-        self.store = Store(self.store_dir, max_attempts=cfg.training.max_prompt_attempts)
-        requeued = self.store.recover()
-        if requeued:
-            log.info("re-queued %d prompts leased after the last checkpoint", requeued)
-        self.control = RunControl()
+        _check_store_dir(self.store_dir)
         # BackendConfig's fields are BackendEntry's, by design: one registry-entry shape everywhere.
         entries = [BackendEntry(name=name, source="config", **b.model_dump()) for name, b in cfg.rewards.backends.items()]
         overrides = [BackendEntry(name=n, address=a, source="flag") for n, a in self.backend_overrides]
         registry_file = Path(cfg.rewards.registry_file) if cfg.rewards.registry_file else None
-        self.registry = RewardRegistry(entries, registry_file=registry_file, overrides=overrides)
+        self.registry = RewardRegistry(entries, registry_file=registry_file, overrides=overrides)  # RegistryError
+        tokens = _load_tokens(cfg)
+        credentials = _tls_credentials(cfg)
+        try:
+            self.server, self.api_port = bind_server(
+                cfg.server.listen, tokens=tokens, credentials=credentials,
+                max_message_bytes=cfg.limits.max_message_bytes, max_workers=cfg.server.max_workers,
+            )
+        except ListenError as err:
+            raise StartupError("server.listen", str(err)) from None
+        self.metrics = TrainerMetrics()
+        try:
+            if cfg.server.metrics_listen:
+                self.metrics_port = _serve_metrics(self.metrics, cfg.server.metrics_listen)
+                log.info("metrics on %s (port %d)", cfg.server.metrics_listen, self.metrics_port)
+            self._open_store()
+        except BaseException:  # ports and lock go back: an in-process caller may start again
+            self.server.stop(None)
+            self.metrics.close()
+            if getattr(self, "store", None) is not None:
+                self.store.close()
+            if self._store_lock is not None:
+                self._store_lock.close()
+                self._store_lock = None
+            raise
+        if cfg.training.threads:
+            torch.set_num_threads(cfg.training.threads)
         self.registry.start_watching()
+        self.control = RunControl()
         self.exporter = _LazyExporter()
         self.tokenizer: Any = None
         servicer = TrainerServicer(
@@ -175,22 +287,29 @@ class TrainerApp:
             tokenizer_getter=lambda: self.tokenizer,
             metrics=self.metrics,
         )
-        self.server, self.api_port, self.health = build_server(
-            servicer,
-            listen=cfg.server.listen,
-            auth=cfg.auth,
-            tls=(cfg.server.tls_cert, cfg.server.tls_key, cfg.server.tls_client_ca)
-            if cfg.server.tls_cert and cfg.server.tls_key
-            else None,
-            max_message_bytes=cfg.limits.max_message_bytes,
-            max_workers=cfg.server.max_workers,
-        )
-        log.info("API listening on %s (port %d); loading the model", cfg.server.listen, self.api_port)
+        self.health = serve(self.server, servicer)
+        log.info("API listening on %s (port %d, tls=%s, auth=%s); loading the model", cfg.server.listen,
+                 self.api_port, credentials is not None, tokens is not None)
         if load_in_background:
             self._loader = threading.Thread(target=self._load_and_run, name="loader", daemon=True)
             self._loader.start()
         else:
             self._load_and_run()
+
+    def _open_store(self) -> None:
+        """Create and lock the store directory, open the store and put leases after the last checkpoint
+        back in the queue. StoreInUse: another trainer holds it (then nothing in it is touched)."""
+        from grpo_server.store import Store, lock_store
+
+        try:
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            self._store_lock = lock_store(self.store_dir)
+        except OSError as err:
+            raise StartupError("store_dir", f"cannot use {self.store_dir}: {_reason(err)}") from None
+        self.store = Store(self.store_dir, max_attempts=self.cfg.training.max_prompt_attempts)
+        requeued = self.store.recover()
+        if requeued:
+            log.info("re-queued %d prompts leased after the last checkpoint", requeued)
 
     def _load_and_run(self) -> None:
         try:
@@ -323,6 +442,8 @@ class TrainerApp:
                 return self.loop.step, copy_weights(lora.policy_weights(engine.model, engine.named_weights()))
 
         def on_export(job: Any, seconds: float) -> None:
+            if job.state != "done":  # a failed export wrote no checkpoint (GetExport reports its error)
+                return
             self.metrics.checkpoints.labels(kind="export").inc()
             self.metrics.checkpoint_duration.labels(kind="export").observe(seconds)
 

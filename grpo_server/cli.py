@@ -3,7 +3,9 @@
     grpo-server --config FILE [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--store-dir DIR]
                 [--reward-backend NAME=HOST:PORT ...] [--log-level LEVEL]
 
-Flags override the config file. SIGTERM or SIGINT drains: health goes NOT_SERVING, the current step
+Flags override the config file. A setting it cannot start with (a bad value, an address in use, an
+unreadable tokens or TLS file) exits with status 2 and one line naming the field or flag, before the
+store directory is created or locked. SIGTERM or SIGINT drains: health goes NOT_SERVING, the current step
 finishes, a checkpoint is written, and the process exits 0.
 """
 
@@ -18,7 +20,7 @@ import threading
 from pathlib import Path
 
 from grpo_server import __version__
-from grpo_server.config import ConfigError, load_config, with_overrides
+from grpo_server.config import ConfigError, listen_address_problem, load_config, with_overrides
 
 
 def _backend(value: str) -> tuple[str, str]:
@@ -33,6 +35,16 @@ def _backend(value: str) -> tuple[str, str]:
         detail = "; ".join(f"{v.field}: {v.description}" for v in problems)
         raise argparse.ArgumentTypeError(f"{value!r}: {detail} (expected NAME=HOST:PORT, e.g. math=127.0.0.1:50061)")
     return name, address
+
+
+# The flags that override config fields, by field (argparse dest).
+_FLAG_OF_FIELD = {"server.listen": "listen", "server.metrics_listen": "metrics_listen", "store_dir": "store_dir"}
+
+
+def _setting_name(field: str, args: argparse.Namespace) -> str:
+    """How to name a setting in an error: `--listen` when that flag set it, else the config field."""
+    dest = _FLAG_OF_FIELD.get(field)
+    return "--" + dest.replace("_", "-") if dest and getattr(args, dest) else field
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for flag, value in (("--listen", args.listen), ("--metrics-listen", args.metrics_listen)):
+        problem = listen_address_problem(value) if value else None
+        if problem:
+            print(f"grpo-server: {flag}: {problem}", file=sys.stderr)
+            return 2
     try:
         cfg = load_config(args.config)
         server = {k: v for k, v in (("listen", args.listen), ("metrics_listen", args.metrics_listen)) if v}
@@ -73,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store_dir = (args.store_dir or Path(cfg.store_dir)).expanduser()
 
-    from grpo_server.app import TrainerApp, run_worker_rank
+    from grpo_server.app import StartupError, TrainerApp, run_worker_rank
 
     # Under a DeepSpeed launch (`deepspeed --num_gpus N $(which grpo-server) ...` or torchrun) every rank
     # runs this command; rank 0 serves the API and drives the loop, the others follow it.
@@ -99,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except StoreInUse as err:  # before anything in the store was touched
         print(f"grpo-server: {err}", file=sys.stderr)
+        return 2
+    except StartupError as err:  # a file, address or directory it cannot use; the store is untouched
+        print(f"grpo-server: {_setting_name(err.field, args)}: {err.problem}", file=sys.stderr)
         return 2
     # One line tools and tests can parse to find the bound ports (port 0 picks free ones).
     print(f"grpo-server listening on port {app.api_port} metrics {app.metrics_port or '-'} pid {os.getpid()}", flush=True)

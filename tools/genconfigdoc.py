@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -39,10 +40,20 @@ def _default(field: Any) -> str:
     return f"`{field.default!r}`"
 
 
+def _type_text(ann: Any) -> str:
+    """A type as the doc shows it: `int`, `str or None`, "one of `torch`, `deepspeed`" for a Literal
+    (its allowed values, also inside a union), `list` for list[str]."""
+    if get_origin(ann) is Literal:
+        return "one of " + ", ".join(f"`{v}`" for v in get_args(ann))
+    if get_origin(ann) in (Union, UnionType):
+        return " or ".join(_type_text(a) for a in get_args(ann))
+    if ann is type(None):
+        return "None"
+    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
+
+
 def _type(field: Any) -> str:
-    ann = field.annotation
-    text = getattr(ann, "__name__", None) or str(ann)
-    return text.replace("typing.", "").replace("Literal", "one of ").replace("|", "or")
+    return _type_text(field.annotation)
 
 
 def render() -> str:

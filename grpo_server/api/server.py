@@ -4,7 +4,9 @@ gracefully (health NOT_SERVING first, so load balancers stop sending before conn
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -78,25 +80,60 @@ def trainer_handlers(servicer: trainer_pb2_grpc.TrainerServiceServicer) -> grpc.
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
 
-def build_server(
-    servicer: trainer_pb2_grpc.TrainerServiceServicer,
-    *,
+class ListenError(RuntimeError):
+    """The server cannot listen on its address; the message names the address and why."""
+
+
+_BIND_REASONS = {
+    errno.EADDRINUSE: "the port is in use (another process listens on it)",
+    errno.EADDRNOTAVAIL: "no network interface of this host has that address",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+}
+
+
+def bind_problem(listen: str) -> str | None:
+    """Why HOST:PORT cannot be bound, found by binding a plain socket to it as gRPC does (SO_REUSEADDR;
+    one resolved address that binds is enough), or None when it can be or the cause is not one of the
+    known ones (gRPC then has its say). gRPC's own bind error says only "Failed to bind", so this is
+    asked first: the answer names a cause a person can act on."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        return f"the host {host!r} does not resolve ({err.strerror})"
+    reasons: list[str] = []
+    for family, kind, proto, _name, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+            return None
+        except OSError as err:
+            if err.errno in _BIND_REASONS:
+                reasons.append(_BIND_REASONS[err.errno])
+    return reasons[0] if reasons else None
+
+
+def bind_server(
     listen: str,
-    auth: AuthSettings | None = None,
-    tls: tuple[str, str, str | None] | None = None,
+    *,
+    tokens: TokenStore | None = None,
+    credentials: grpc.ServerCredentials | None = None,
     max_message_bytes: int = 64 * 1024 * 1024,
     max_workers: int = 16,
-) -> tuple[grpc.Server, int, Health]:
-    """Build and start the trainer's gRPC server.
+) -> tuple[grpc.Server, int]:
+    """Build the trainer's gRPC server and bind its port, without services and not started yet (`serve`
+    adds them and starts it), so a bad address stops a start before anything else is set up.
 
-    listen: HOST:PORT (port 0 picks a free one). auth: tokens settings (None or no tokens_file = open).
-    tls: (cert_file, key_file, client_ca_file or None) PEM paths; a client CA turns on mTLS.
-    max_message_bytes: receive and send limit of one message. Returns (server, bound port, health).
-    Raises RuntimeError when the address cannot be bound.
+    listen: HOST:PORT (port 0 picks a free one). tokens: the bearer tokens (None = auth off).
+    credentials: TLS server credentials (None = plaintext). Returns (server, bound port).
+    Raises ListenError when the address cannot be bound.
     """
-    interceptors: list[grpc.ServerInterceptor] = []
-    if auth is not None and auth.tokens_file:
-        interceptors.append(AuthInterceptor(TokenStore(Path(auth.tokens_file), auth.reload_interval_seconds)))
+    problem = bind_problem(listen)
+    if problem is not None:
+        raise ListenError(f"cannot listen on {listen}: {problem}")
+    interceptors: list[grpc.ServerInterceptor] = [AuthInterceptor(tokens)] if tokens is not None else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=interceptors,
@@ -106,20 +143,53 @@ def build_server(
             ("grpc.so_reuseport", 0),
         ],
     )
+    try:
+        port = server.add_secure_port(listen, credentials) if credentials is not None else server.add_insecure_port(listen)
+    except RuntimeError:  # taken between the probe and here, or refused by gRPC for its own reasons
+        port = 0
+    if port == 0:
+        raise ListenError(f"cannot listen on {listen}: gRPC could not bind it (GRPC_VERBOSITY=debug tells why)")
+    log.debug("bound %s (port %d, tls=%s, auth=%s)", listen, port, credentials is not None, tokens is not None)
+    return server, port
+
+
+def serve(server: grpc.Server, servicer: trainer_pb2_grpc.TrainerServiceServicer) -> Health:
+    """Add the TrainerService, health (NOT_SERVING) and reflection to a bound server and start it."""
     server.add_generic_rpc_handlers((trainer_handlers(servicer),))
     h = Health()
     health_pb2_grpc.add_HealthServicer_to_server(h.servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    if tls is not None:
-        port = server.add_secure_port(listen, server_credentials(*tls))
-    else:
-        port = server.add_insecure_port(listen)
-    if port == 0:
-        raise RuntimeError(f"cannot listen on {listen}")
     server.start()
-    log.info("gRPC API on %s (port %d, tls=%s, auth=%s)", listen, port, tls is not None, bool(interceptors))
+    return h
+
+
+def build_server(
+    servicer: trainer_pb2_grpc.TrainerServiceServicer,
+    *,
+    listen: str,
+    auth: AuthSettings | None = None,
+    tls: tuple[str, str, str | None] | None = None,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int, Health]:
+    """Build and start the trainer's gRPC server (bind_server, then serve).
+
+    listen: HOST:PORT (port 0 picks a free one). auth: tokens settings (None or no tokens_file = open).
+    tls: (cert_file, key_file, client_ca_file or None) PEM paths; a client CA turns on mTLS.
+    max_message_bytes: receive and send limit of one message. Returns (server, bound port, health).
+    Raises ListenError (a RuntimeError) when the address cannot be bound.
+    """
+    tokens = None
+    if auth is not None and auth.tokens_file:
+        tokens = TokenStore(Path(auth.tokens_file), auth.reload_interval_seconds)
+    server, port = bind_server(
+        listen, tokens=tokens, credentials=server_credentials(*tls) if tls is not None else None,
+        max_message_bytes=max_message_bytes, max_workers=max_workers,
+    )
+    h = serve(server, servicer)
+    log.info("gRPC API on %s (port %d, tls=%s, auth=%s)", listen, port, tls is not None, tokens is not None)
     return server, port, h
 
 

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 KIB = 1024
 MIB = 1024 * 1024
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
+"""gRPC's message size options are C ints: a larger value fails when the server is built."""
 
 
 class ApiLimits(BaseModel):
@@ -18,7 +20,10 @@ class ApiLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_message_bytes: int = Field(
-        default=64 * MIB, ge=1 * MIB, description="The largest gRPC message the server receives or sends, in bytes."
+        default=64 * MIB,
+        ge=1 * MIB,
+        le=MAX_GRPC_MESSAGE_BYTES,
+        description="The largest gRPC message the server receives or sends, in bytes (at most 2^31-1, gRPC's limit).",
     )
     max_prompts_per_request: int = Field(default=1024, ge=1, description="Prompts in one SubmitPrompts request.")
     max_prompt_tokens: int = Field(
