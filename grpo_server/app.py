@@ -262,6 +262,9 @@ class TrainerApp:
                 self.metrics_port = _serve_metrics(self.metrics, cfg.server.metrics_listen)
                 log.info("metrics on %s (port %d)", cfg.server.metrics_listen, self.metrics_port)
             self._open_store()
+            # What the API was told (paused, backends added/changed/removed) outlives a restart.
+            self.registry.attach_store(self.store)
+            self.control = RunControl(store=self.store)
         except BaseException:  # ports and lock go back: an in-process caller may start again
             self.server.stop(None)
             self.metrics.close()
@@ -274,7 +277,6 @@ class TrainerApp:
         if cfg.training.threads:
             torch.set_num_threads(cfg.training.threads)
         self.registry.start_watching()
-        self.control = RunControl()
         self.exporter = _LazyExporter()
         self.tokenizer: Any = None
         servicer = TrainerServicer(

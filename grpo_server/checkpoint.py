@@ -14,6 +14,7 @@ training) and writes the files in a background thread; its progress is pollable.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -137,6 +138,62 @@ def write_hf_directory(
         raise
 
 
+class DestinationUnwritable(OSError):
+    """An export destination the trainer cannot write. `destination` is the path asked for; the message
+    says which directory or file failed and why."""
+
+    def __init__(self, destination: Path, problem: str) -> None:
+        super().__init__(f"cannot write the export to {destination}: {problem}")
+        self.destination = str(destination)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def check_destination(destination: Path) -> None:
+    """Refuse, before anything is copied, an export `destination` that is not an empty directory or
+    cannot be written.
+
+    Creates the missing parent directories (the export needs them), then creates and removes a
+    temporary file in the parent, where write_hf_directory builds the export. Raises FileExistsError
+    when `destination` exists and is not an empty directory, DestinationUnwritable (an OSError, never a
+    FileExistsError) when a directory cannot be made or the file cannot be written; the parent
+    directories made here are removed again then, so a refusal leaves nothing behind.
+    """
+    destination = Path(destination)
+    try:
+        occupied = destination.exists() and (not destination.is_dir() or any(destination.iterdir()))
+    except OSError as exc:  # a directory on the way that cannot be read
+        raise DestinationUnwritable(destination, f"cannot look at it: {_reason(exc)}") from exc
+    if occupied:
+        raise FileExistsError(f"destination {destination} exists and is not an empty directory")
+    parent = destination.parent
+    missing: list[Path] = []  # the parent directories this check makes, deepest first
+    ancestor = parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        missing.append(ancestor)
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DestinationUnwritable(destination, f"{ancestor} is not a directory")
+    try:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationUnwritable(destination, f"cannot make the directory {parent}: {_reason(exc)}") from exc
+        try:
+            fd, probe = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".probe", dir=parent)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise DestinationUnwritable(destination, f"cannot create a file in {parent}: {_reason(exc)}") from exc
+    except DestinationUnwritable:
+        for made in missing:
+            with contextlib.suppress(OSError):  # not made here after all, or not empty: leave it
+                made.rmdir()
+        raise
+
+
 def verify_manifest(directory: Path) -> dict[str, Any]:
     """Check every file of an export against its manifest; returns the manifest, raises ValueError on a
     mismatch or a missing file."""
@@ -189,11 +246,17 @@ class ExportManager:
 
     def start(self, destination: str | None, wait: bool) -> ExportJob:
         """Copy the weights now, write them in the background; with `wait`, return when written.
-        Raises FileExistsError when the destination is a non-empty directory."""
+
+        The destination is checked first, synchronously (check_destination): FileExistsError when it
+        is a non-empty directory or a file, DestinationUnwritable (an OSError) when it cannot be
+        written; either way nothing is written or left behind. A named destination is checked before
+        the weights are copied; the default one depends on the step, so it is checked just after."""
+        if destination:
+            check_destination(Path(destination))
         step, weights = self._snapshot()
         dest = Path(destination) if destination else self._default_dir / f"step-{step:06d}"
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise FileExistsError(f"destination {dest} exists and is not an empty directory")
+        if not destination:
+            check_destination(dest)
         job = ExportJob(export_id=uuid.uuid4().hex[:16], destination=str(dest), step=step)
         with self._lock:
             self._jobs[job.export_id] = job

@@ -4,16 +4,30 @@ it, asks for pause/resume, and streams step reports). Thread-safe; every wait is
 The loop calls set_state / notify_step / fail and waits with wait_while_paused / wait_for_work; the API
 calls request_pause / resume / notify_work and streams with wait_for_step. Waits take timeouts so that
 a waiter also notices shutdown (`close`).
+
+Given the store, the pause request is durable: request_pause records it and resume clears it before
+either takes effect, and a RunControl built on the same store after a restart starts with the pause
+requested, so a paused run stays paused until someone resumes it (see `PAUSE_KEY`).
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from grpo_server.types import StepReport
+
+if TYPE_CHECKING:
+    from grpo_server.store import Store
+
+log = logging.getLogger(__name__)
+
+PAUSE_KEY = "run_control.pause_requested"
+"""The store's run_values key of a requested pause: true while paused, absent otherwise."""
 
 
 class RunState(enum.Enum):
@@ -41,12 +55,21 @@ class RunControl:
 
     Step reports are kept as numbered events (a bounded window of `history` of them) so that a stream
     can ask for "everything after event k" without missing a report that arrives while it sends.
+
+    store: where a pause request is kept across restarts (Store.get_value / set_value under
+    `PAUSE_KEY`). With one, the control starts paused when the store says a pause was requested and not
+    resumed, and request_pause / resume write the store before they take effect (a failed write raises
+    and changes nothing). Without one (tests, tools), pause lives in memory only.
     """
 
-    def __init__(self, history: int = 1024) -> None:
+    def __init__(self, history: int = 1024, *, store: Store | None = None) -> None:
         self._cond = threading.Condition()
         self._state = RunState.STARTING
-        self._pause_requested = False
+        self._store = store
+        self._pause_requested = bool(store.get_value(PAUSE_KEY)) if store is not None else False
+        if self._pause_requested:
+            log.warning("the run was paused before this start and stays paused: no step runs until "
+                        "ResumeTraining (grpo resume)")
         self._error = ""
         self._ready = False
         self._closed = False
@@ -120,20 +143,26 @@ class RunControl:
     # ---------------------------------------------------------------------------- pause/resume
 
     def request_pause(self) -> None:
-        """Ask the loop to pause after the step in progress. Idempotent. Raises ControlError when the run
-        is draining, failed or finished."""
+        """Ask the loop to pause after the step in progress; with a store, the request outlives a
+        restart. Idempotent. Raises ControlError when the run is draining, failed or finished."""
         with self._cond:
             if self._state in _TERMINAL:
                 raise ControlError(f"cannot pause: the run is {self._state.value}")
+            # The store first, under the lock: a failed write changes nothing, and a pause racing a
+            # resume ends the same way in memory and in the store.
+            if self._store is not None:
+                self._store.set_value(PAUSE_KEY, True)
             self._pause_requested = True
             self._cond.notify_all()
 
     def resume(self) -> None:
-        """Undo a pause (or a pending pause request). Idempotent on a running run. Raises ControlError
-        when the run is draining, failed or finished."""
+        """Undo a pause (or a pending pause request), in the store too. Idempotent on a running run.
+        Raises ControlError when the run is draining, failed or finished."""
         with self._cond:
             if self._state in _TERMINAL:
                 raise ControlError(f"cannot resume: the run is {self._state.value}")
+            if self._store is not None:
+                self._store.set_value(PAUSE_KEY, None)
             self._pause_requested = False
             if self._state is RunState.PAUSED:
                 self._state = RunState.IDLE  # the loop sets TRAINING when it starts the next step

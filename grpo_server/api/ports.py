@@ -70,8 +70,10 @@ class Exporter(Protocol):
 
         Returns an ExportInfo-shaped object (attributes as ExportInfo). With `wait`, returns once the
         export is done or failed. Raises FileExistsError when the destination exists and is not an empty
-        directory, WeightsUnsafe when a step failed during its update, RuntimeError when the run cannot
-        export yet (the model is still loading).
+        directory, another OSError (with a `destination` attribute naming the path, when it has one)
+        when the destination cannot be written, checked before it returns, WeightsUnsafe when a step
+        failed during its update, RuntimeError when the run cannot export yet (the model is still
+        loading).
         """
         ...
 

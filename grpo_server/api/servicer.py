@@ -250,10 +250,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             raise errors.failed_precondition("WEIGHTS_INCONSISTENT", "run", str(exc)) from None
         except RuntimeError as exc:
             raise errors.failed_precondition("RUN_NOT_READY", "run", str(exc)) from None
-        except OSError as exc:
-            raise errors.failed_precondition(
-                "DESTINATION_UNWRITABLE", request.destination, f"cannot write {request.destination}: {exc}"
-            ) from None
+        except OSError as exc:  # the exporter's DestinationUnwritable names the path in its message
+            path = getattr(exc, "destination", None) or request.destination
+            message = str(exc) if hasattr(exc, "destination") else f"cannot write the export to {path}: {exc}"
+            raise errors.failed_precondition("DESTINATION_UNWRITABLE", path, message) from None
         return trainer_pb2.ExportCheckpointResponse(export=convert.export_to_proto(info))
 
     @unary

@@ -9,6 +9,14 @@ Four layers make up the registry, later ones winning for the same name:
    registry file changes that same name again (adds, edits or removes it): then the file's version
    (or, without one, a flag's or the config's) is back in force.
 
+Once given the trainer's store (`attach_store`), the API layer is durable (`API_LAYER_KEY`): each
+change is written before it takes effect, and the registry of a restart on the same store applies it
+again. With each API change the store keeps what the three layers beneath said about that name when it
+was made; when one of them says something else at the restart (the file was edited, the config or a
+flag changed that name while the trainer was down), that newer word wins and the API change is
+dropped, as a file edit drops it while the trainer runs. A plain restart changes none of them, so every
+API change stands.
+
 A step takes one immutable `RegistrySnapshot` when it begins and uses it throughout, so a change made
 mid-step takes effect at the next step. The version increases by one on every change of the effective
 registry.
@@ -36,16 +44,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from grpo.reward.v1 import reward_pb2
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
 
+if TYPE_CHECKING:
+    from grpo_server.store import Store
+
 log = logging.getLogger(__name__)
 
 SOURCES = ("config", "registry_file", "flag", "api")
+_BENEATH = ("config", "registry_file", "flag")  # the layers an API change sits on
+API_LAYER_KEY = "reward_registry.api_layer"
+"""The store's run_values key of the API layer: name -> {"entry": the entry's fields, or null for a
+deletion, "beneath": {layer: the fields that layer had for the name when the change was made, or null}}."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_CONCURRENCY = 4
 _FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file"}
@@ -185,6 +200,8 @@ class RewardRegistry:
             re-read by `reload_if_changed` / the watcher thread.
         overrides: `--reward-backend` flags (source "flag"); they replace file and config entries of the
             same name.
+
+    API changes live in memory until `attach_store` gives the registry the trainer's store.
     """
 
     def __init__(
@@ -198,6 +215,9 @@ class RewardRegistry:
         self._flags = self._validated(overrides, "flag", "--reward-backend")
         self._file: dict[str, BackendEntry] = {}
         self._api: dict[str, BackendEntry | None] = {}  # None: deleted through the API
+        # name -> what config, file and flag said about it when the API change was made (None: nothing)
+        self._api_beneath: dict[str, dict[str, BackendEntry | None]] = {}
+        self._store: Store | None = None  # see attach_store
         self._file_path = Path(registry_file) if registry_file is not None else None
         self._file_hash: str | None = None
         self._bad_hash: str | None = None  # the last bad content, so it is logged once
@@ -280,8 +300,7 @@ class RewardRegistry:
         if violations:
             raise RegistryError(violations)
         with self._lock:
-            self._api[stored.name] = stored
-            self._publish()
+            self._change_api(stored.name, stored)
             version = self._version
         return version, self._info(stored)
 
@@ -291,9 +310,95 @@ class RewardRegistry:
         with self._lock:
             if name not in self._snapshot.entries:
                 raise KeyError(name)
-            self._api[name] = None
+            self._change_api(name, None)
+            return self._version
+
+    def _change_api(self, name: str, entry: BackendEntry | None) -> None:
+        """Set (an entry) or delete (None) `name` in the API layer: the store first, then memory, then
+        publish. Call with the lock held. A failed store write raises and changes nothing."""
+        beneath = self._beneath(name)
+        api, api_beneath = dict(self._api), dict(self._api_beneath)
+        if entry is None and not any(beneath.values()):
+            api.pop(name, None)  # only the API had it: nothing beneath to hide
+            api_beneath.pop(name, None)
+        else:
+            api[name] = entry
+            api_beneath[name] = beneath
+        self._save_api_layer(api, api_beneath)
+        self._api, self._api_beneath = api, api_beneath
+        self._publish()
+
+    def _beneath(self, name: str) -> dict[str, BackendEntry | None]:
+        """What the config, the registry file and the flags say about `name` now."""
+        return {"config": self._config.get(name), "registry_file": self._file.get(name), "flag": self._flags.get(name)}
+
+    # ------------------------------------------------------------------------------- durability
+
+    def attach_store(self, store: Store) -> int:
+        """Keep the API layer in `store` (Store.get_value / set_value under `API_LAYER_KEY`) from now on,
+        after applying the API changes recorded there by an earlier run on it: the registry is as that
+        run's API left it, except for a name the config, the registry file or a flag now describes
+        otherwise than when its API change was made (the newer word wins; see the module docstring).
+        From then on set and delete write the store before they take effect. Call it once the store is
+        open and before the API serves. Returns the registry version."""
+        with self._lock:
+            self._store = store
+            self._restore_api_layer(store)
             self._publish()
             return self._version
+
+    def _save_api_layer(self, api: Mapping[str, BackendEntry | None],
+                        beneath: Mapping[str, Mapping[str, BackendEntry | None]]) -> None:
+        if self._store is None:
+            return
+        self._store.set_value(API_LAYER_KEY, {
+            name: {"entry": _entry_fields(entry), "beneath": {k: _entry_fields(e) for k, e in beneath[name].items()}}
+            for name, entry in sorted(api.items())
+        } or None)
+
+    def _restore_api_layer(self, store: Store) -> None:
+        """Put the API changes recorded in `store` into the API layer (the caller publishes). A change
+        whose name the config, file or flags now describe otherwise than when it was made is dropped, and
+        so is one the store cannot read back (both logged); the store is rewritten when anything was
+        dropped or the layer already held changes of its own. Call with the lock held (or unshared)."""
+        recorded = store.get_value(API_LAYER_KEY) or {}
+        kept: builtins.list[str] = []
+        rewrite = not isinstance(recorded, dict) or bool(self._api)  # changes made before: record them too
+        if not isinstance(recorded, dict):
+            log.error("the API layer of the reward registry recorded in the store is unreadable, dropped: %r", recorded)
+            recorded = {}
+        for name, record in recorded.items():
+            if name in self._api:  # changed through this registry already: that change is newer
+                continue
+            try:
+                entry = _entry_from_fields(name, record["entry"], "api")
+                then = {layer: _entry_from_fields(name, record["beneath"].get(layer), layer) for layer in _BENEATH}
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.error("reward backend %s: the API change recorded in the store is unreadable, dropped: %r",
+                          name, exc)
+                rewrite = True
+                continue
+            problems = validate_entry(entry, prefix="backend.") if entry is not None else []
+            if problems:
+                log.error("reward backend %s: the API change recorded in the store is invalid, dropped: %s",
+                          name, "; ".join(f"{v.field}: {v.description}" for v in problems))
+                rewrite = True
+                continue
+            now = self._beneath(name)
+            changed = [layer for layer in _BENEATH if now[layer] != then[layer]]
+            if changed:
+                log.warning("reward backend %s: the %s changed it since the API %s it before the restart; "
+                            "the newer word wins, the API change is dropped", name,
+                            " and ".join(_LAYER_NAMES[c] for c in changed), "deleted" if entry is None else "set")
+                rewrite = True
+                continue
+            self._api[name] = entry
+            self._api_beneath[name] = then
+            kept.append(f"{name} {'deleted' if entry is None else 'set to ' + entry.address}")
+        if kept:
+            log.info("reward registry: API changes restored from the store: %s", ", ".join(kept))
+        if rewrite:
+            self._save_api_layer(self._api, self._api_beneath)
 
     def reload_if_changed(self) -> bool:
         """Re-read the registry file; apply it when its content changed and is valid. Returns True when
@@ -320,10 +425,18 @@ class RewardRegistry:
         with self._lock:
             self._bad_hash = None
             changed = {n for n in set(self._file) | set(new_file) if self._file.get(n) != new_file.get(n)}
-            for name in changed:  # the file spoke about this name again: its word replaces the API's
+            overruled = changed & set(self._api)
+            for name in overruled:  # the file spoke about this name again: its word replaces the API's
                 self._api.pop(name, None)
+                self._api_beneath.pop(name, None)
             self._file = new_file
             self._file_hash = digest
+            if overruled:
+                try:
+                    self._save_api_layer(self._api, self._api_beneath)
+                except Exception:  # noqa: BLE001 - the file's word applies now, whatever the store says
+                    log.exception("could not record in the store that the registry file overruled the API for %s",
+                                  ", ".join(sorted(overruled)))
             return self._publish()
 
     def start_watching(self, interval_s: float = 1.0) -> None:
@@ -399,6 +512,31 @@ class RewardRegistry:
             token_file=entry.token_file, source=entry.source, circuit=circuits.get(entry.name, "closed"),
             description=desc, reference_kinds=tuple(sorted(_kind_names(desc))),
         )
+
+
+_LAYER_NAMES = {"config": "config", "registry_file": "registry file", "flag": "--reward-backend flag"}
+
+
+def _entry_fields(entry: BackendEntry | None) -> dict[str, Any] | None:
+    """An entry as the JSON the store keeps (its settings, without name and source); None stays None."""
+    if entry is None:
+        return None
+    return {"address": entry.address, "timeout_seconds": entry.timeout_seconds,
+            "max_batch_size": entry.max_batch_size, "max_concurrency": entry.max_concurrency,
+            "tls": entry.tls, "token_file": entry.token_file}
+
+
+def _entry_from_fields(name: str, fields: Mapping[str, Any] | None, source: str) -> BackendEntry | None:
+    """The inverse of _entry_fields for layer `source`. Raises KeyError/TypeError on a malformed record."""
+    if fields is None:
+        return None
+    if set(fields) - _FILE_FIELDS:
+        raise ValueError(f"unknown fields {sorted(set(fields) - _FILE_FIELDS)}")
+    return BackendEntry(name=name, address=fields["address"],
+                        timeout_seconds=fields.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+                        max_batch_size=fields.get("max_batch_size", 0),
+                        max_concurrency=fields.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+                        tls=fields.get("tls", False), token_file=fields.get("token_file"), source=source)
 
 
 _KIND_NAMES = {
