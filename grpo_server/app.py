@@ -301,14 +301,17 @@ class TrainerApp:
     def _open_store(self) -> None:
         """Create and lock the store directory, open the store and put leases after the last checkpoint
         back in the queue. StoreInUse: another trainer holds it (then nothing in it is touched)."""
-        from grpo_server.store import Store, lock_store
+        from grpo_server.store import Store, StoreError, lock_store
 
         try:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             self._store_lock = lock_store(self.store_dir)
         except OSError as err:
             raise StartupError("store_dir", f"cannot use {self.store_dir}: {_reason(err)}") from None
-        self.store = Store(self.store_dir, max_attempts=self.cfg.training.max_prompt_attempts)
+        try:
+            self.store = Store(self.store_dir, max_attempts=self.cfg.training.max_prompt_attempts)
+        except StoreError as err:  # not a store, damaged, or written by a newer trainer
+            raise StartupError("store_dir", str(err)) from None
         requeued = self.store.recover()
         if requeued:
             log.info("re-queued %d prompts leased after the last checkpoint", requeued)

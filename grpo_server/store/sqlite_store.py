@@ -111,10 +111,19 @@ class Store:
         self.max_attempts = max_attempts
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._init_schema()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._init_schema()
+        except BaseException as exc:
+            self._conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):  # not SQLite, damaged, or another program's database
+                raise StoreError(
+                    f"{self.path}: cannot open the store: {exc} (it is not a trainer store, or it is damaged; "
+                    "restore it from a backup or start on another store directory)"
+                ) from None
+            raise
 
     def _init_schema(self) -> None:
         with self._write() as c:

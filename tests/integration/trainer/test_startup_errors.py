@@ -115,3 +115,34 @@ def test_adam_betas_outside_0_1_are_refused_naming_the_beta(tmp_path: Path) -> N
     assert "  training.adam_betas[0]: Input should be less than 1" in done.stderr.splitlines()
     assert "training.adam_betas[1]" not in done.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_a_store_file_that_is_not_sqlite_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    garbage = bytes(range(256)) * 16
+    (store / "grpo.sqlite").write_bytes(garbage)
+    line = refused(start(tmp_path, "--listen", "127.0.0.1:0"))
+    assert line.startswith(f"grpo-server: --store-dir: {store / 'grpo.sqlite'}: cannot open the store: "
+                           "file is not a database"), line
+    assert "restore it from a backup" in line
+    assert (store / "grpo.sqlite").read_bytes() == garbage  # nothing written over it
+
+
+def test_a_store_written_by_a_newer_trainer_is_refused_naming_both_schema_versions(tmp_path: Path) -> None:
+    import sqlite3
+
+    from grpo_server.store.sqlite_store import SCHEMA_VERSION
+
+    store = tmp_path / "store"
+    store.mkdir()
+    with sqlite3.connect(store / "grpo.sqlite") as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    conn.close()
+    line = refused(start(tmp_path, "--listen", "127.0.0.1:0"))
+    assert line == (f"grpo-server: --store-dir: {store / 'grpo.sqlite'} has schema version {SCHEMA_VERSION + 1}; "
+                    f"this trainer reads up to {SCHEMA_VERSION}")
+    with sqlite3.connect(store / "grpo.sqlite") as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION + 1,)]
+    conn.close()
