@@ -19,7 +19,8 @@ API change stands.
 
 A step takes one immutable `RegistrySnapshot` when it begins and uses it throughout, so a change made
 mid-step takes effect at the next step. The version increases by one on every change of the effective
-registry.
+registry, and (once attached to the store) goes on increasing across restarts: a restart starts one
+above the previous run's last version.
 
 Registry file format::
 
@@ -61,6 +62,9 @@ _BENEATH = ("config", "registry_file", "flag")  # the layers an API change sits 
 API_LAYER_KEY = "reward_registry.api_layer"
 """The store's run_values key of the API layer: name -> {"entry": the entry's fields, or null for a
 deletion, "beneath": {layer: the fields that layer had for the name when the change was made, or null}}."""
+VERSION_KEY = "reward_registry.version"
+"""The store's run_values key of the registry version last published, so that versions keep increasing
+across restarts (an int)."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_CONCURRENCY = 4
 _FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file"}
@@ -275,9 +279,23 @@ class RewardRegistry:
             return False
         self._version += 1
         self._snapshot = RegistrySnapshot(self._version, MappingProxyType(effective))
-        log.info("reward registry version %d: %s", self._version,
-                 ", ".join(f"{n}={e.address} ({e.source})" for n, e in effective.items()) or "(empty)")
+        self._announce_version()
         return True
+
+    def _announce_version(self) -> None:
+        """Log the new version's entries and record the version. Call with the lock held."""
+        log.info("reward registry version %d: %s", self._version, ", ".join(
+            f"{n}={e.address} ({e.source})" for n, e in self._snapshot.entries.items()) or "(empty)")
+        self._save_version()
+
+    def _save_version(self) -> None:
+        """Record the version in the store (when attached), so the next run's versions go on from it."""
+        if self._store is None:
+            return
+        try:
+            self._store.set_value(VERSION_KEY, self._version)
+        except Exception:  # noqa: BLE001 - the change applies; only the numbering after a restart suffers
+            log.exception("could not record reward registry version %d in the store", self._version)
 
     # ------------------------------------------------------------------------------------- changes
 
@@ -344,7 +362,15 @@ class RewardRegistry:
         with self._lock:
             self._store = store
             self._restore_api_layer(store)
-            self._publish()
+            last = store.get_value(VERSION_KEY)
+            if isinstance(last, int) and not isinstance(last, bool) and last >= self._version:
+                # Versions go on from the previous run's: the restart's registry is one past its last,
+                # never a number that named another state.
+                self._version = last + 1
+                self._snapshot = RegistrySnapshot(self._version, MappingProxyType(self._effective()))
+                self._announce_version()
+            elif not self._publish():
+                self._save_version()
             return self._version
 
     def _save_api_layer(self, api: Mapping[str, BackendEntry | None],

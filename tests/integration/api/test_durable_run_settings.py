@@ -239,3 +239,24 @@ def test_an_api_change_the_store_could_not_record_is_refused_and_not_applied(tra
         first.stub.PauseTraining(trainer_pb2.PauseTrainingRequest())
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     assert not first.control.pause_requested
+
+
+def test_registry_versions_go_on_increasing_across_restarts(trainers, tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    config = [BackendEntry("math", A)]
+    first = start(trainers, store_dir, config=config)
+    seen = [first.stub.ListRewardBackends(trainer_pb2.ListRewardBackendsRequest()).registry_version]
+    seen.append(set_backend(first, "extra", B).registry_version)
+    seen.append(set_backend(first, "extra", C).registry_version)
+    first.stop()
+
+    second = start(trainers, store_dir, config=config)  # the same entries as before the restart
+    seen.append(second.stub.ListRewardBackends(trainer_pb2.ListRewardBackendsRequest()).registry_version)
+    assert second.backends() == {"math": (A, CONFIG), "extra": (C, API)}
+    seen.append(second.stub.DeleteRewardBackend(trainer_pb2.DeleteRewardBackendRequest(name="extra")).registry_version)
+    second.stop()
+
+    third = start(trainers, store_dir, config=config)
+    seen.append(third.stub.ListRewardBackends(trainer_pb2.ListRewardBackendsRequest()).registry_version)
+    assert seen == sorted(set(seen)), seen  # strictly increasing: no number names two registry states
+    assert seen[3] == seen[2] + 1 and seen[5] == seen[4] + 1  # a restart is one step past the last
