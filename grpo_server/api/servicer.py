@@ -165,8 +165,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     ) -> Iterator[trainer_pb2.WatchStepsResponse]:
         """The finished steps after `after_step`, then each step as it finishes (and starts, with
         include_running), until the client cancels or the server shuts down. A step run again after a
-        resume (same number, new start) is sent again; an unchanged report never is."""
+        resume (same number, new start) is sent again; an unchanged report never is. The response
+        headers go out at once, before any report: a client knows the trainer answered even while no
+        step runs (the followers reset their give-up timer on them)."""
         validate_step_number(request.after_step, "after_step")
+        context.send_initial_metadata(())
         seq = self.control.event_seq  # before the backlog read: nothing published after it is missed
         last_final = request.after_step
         # What this stream sent, to send a report again only when it changed: step -> (start, state) of

@@ -331,9 +331,19 @@ class TrainerClient:
                     ) -> Iterator[trainer_pb2.WatchStepsResponse]:
         """WatchSteps: finished steps after `after_step`, then live ones, until the server ends the stream,
         `timeout` seconds pass (None: no limit), or the caller stops iterating."""
+        yield from self._watch(after_step, include_running, timeout)
+
+    def _watch(self, after_step: int, include_running: bool, timeout: float | None,
+               on_answer: Callable[[], None] | None = None) -> Iterator[trainer_pb2.WatchStepsResponse]:
+        """watch_steps, calling `on_answer` once the trainer has answered the stream (its response
+        headers arrived: a trainer sends them at once, before any report) and it is still open."""
         request = trainer_pb2.WatchStepsRequest(after_step=after_step, include_running=include_running)
         stream = self._stub.WatchSteps(request, timeout=timeout, metadata=self._metadata)
         try:
+            if on_answer is not None:
+                stream.initial_metadata()  # blocks until the headers come or the call ends
+                if not stream.done():
+                    on_answer()
             yield from stream
         except grpc.RpcError as exc:
             if exc.code() is grpc.StatusCode.CANCELLED:
@@ -506,8 +516,9 @@ class TrainerClient:
     ) -> Iterator[trainer_pb2.WatchStepsResponse]:
         """`watch_steps` that outlives trainer restarts: when the stream ends (the trainer drained) or
         the trainer is UNAVAILABLE, it reconnects every `retry_seconds` until the trainer answers again
-        (TrainerError UNAVAILABLE once `give_up_seconds` pass without an answer; None: never). It ends
-        when the caller stops iterating or closes the client.
+        (TrainerError UNAVAILABLE once `give_up_seconds` pass without an answer; None: never). Any
+        answer counts, not only a report: an idle trainer that accepted the stream resets the count.
+        It ends when the caller stops iterating or closes the client.
 
         A restarted trainer resumes from its latest checkpoint and runs the steps after it again under
         the same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So it
@@ -517,11 +528,16 @@ class TrainerClient:
         last = after_step
         checkpoint: int | None = None
         yielded: dict[int, tuple[int, int]] = {}  # step -> (started_at ns, state) of its last yield
-        down_since: float | None = None
+        down_since: float | None = None  # when the trainer was last found down, since it last answered
+
+        def answered() -> None:
+            nonlocal down_since
+            down_since = None
+
         while not self._closed:
             start = last if checkpoint is None else min(last, checkpoint)
             try:
-                for response in self.watch_steps(start, include_running):
+                for response in self._watch(start, include_running, None, answered):
                     down_since = None
                     report = response.step
                     checkpoint = int(response.run.checkpoint_step)
@@ -536,6 +552,7 @@ class TrainerClient:
                     yield response
                 if self._closed:
                     return
+                down_since = None  # it answered, and ended the stream itself
                 reason = "the trainer ended the stream (it is shutting down)"
             except ValueError:  # grpc: "Cannot invoke RPC: Channel closed!" (closed between two checks)
                 if self._closed:
