@@ -92,11 +92,27 @@ func (c *Client) StepStatus(ctx context.Context, step int64) (*trainerv1.StepSta
 // WatchSteps streams step reports (finished steps after afterStep, then live ones) into fn until fn
 // returns an error (returned as is; use ErrStop to end without one), ctx ends, or the server closes.
 func (c *Client) WatchSteps(ctx context.Context, afterStep int64, includeRunning bool, fn func(*trainerv1.WatchStepsResponse) error) error {
+	return c.watch(ctx, afterStep, includeRunning, nil, fn)
+}
+
+// watch is WatchSteps that, when onAnswer is set, first waits for the stream's response headers and
+// calls onAnswer once they have come: the trainer answered. A trainer sends them as soon as it accepts
+// the request, before any report, so an idle trainer answers too. A stream that fails before its headers
+// returns that failure without calling onAnswer.
+func (c *Client) watch(ctx context.Context, afterStep int64, includeRunning bool, onAnswer func(), fn func(*trainerv1.WatchStepsResponse) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := c.Stub.WatchSteps(ctx, &trainerv1.WatchStepsRequest{AfterStep: afterStep, IncludeRunning: includeRunning})
 	if err != nil {
 		return wrapError("WatchSteps", err)
+	}
+	if onAnswer != nil {
+		// Header blocks until the headers come or the stream ends; a stream the trainer ended at once
+		// with status OK (no headers) also returns nil: that too is an answer.
+		if _, err := stream.Header(); err != nil {
+			return wrapError("WatchSteps", err)
+		}
+		onAnswer()
 	}
 	for {
 		msg, err := stream.Recv()

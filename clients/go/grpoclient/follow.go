@@ -18,8 +18,10 @@ type FollowOptions struct {
 	IncludeRunning bool
 	// RetryInterval is the wait before each reconnect (default 2 s).
 	RetryInterval time.Duration
-	// GiveUpAfter: once the trainer has been UNAVAILABLE this long without sending a report, FollowSteps
-	// returns that UNAVAILABLE *Error (default 10 minutes; negative: never give up).
+	// GiveUpAfter: once the trainer has been UNAVAILABLE this long since it last answered, FollowSteps
+	// returns that UNAVAILABLE *Error (default 10 minutes; negative: never give up). Any answer counts,
+	// not only a report: a stream's response headers (a trainer sends them as soon as it accepts the
+	// stream, idle or not) and a stream the trainer ended with status OK.
 	GiveUpAfter time.Duration
 	// OnReconnect, when set, is called with the reason before each reconnect.
 	OnReconnect func(reason string)
@@ -27,7 +29,9 @@ type FollowOptions struct {
 
 // FollowSteps is WatchSteps that outlives trainer restarts. When the stream ends (the trainer drained)
 // or the trainer is UNAVAILABLE, it calls opts.OnReconnect and opens a new stream after
-// opts.RetryInterval, until the trainer answers again or opts.GiveUpAfter passes without an answer.
+// opts.RetryInterval, until the trainer answers again or opts.GiveUpAfter passes without an answer
+// (counted from the first failure since the trainer last answered; a stream it accepted is an answer,
+// even one that then stayed idle for hours).
 //
 // A restarted trainer resumes from its latest checkpoint and runs the steps after it again under the same
 // numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So each new stream starts
@@ -47,11 +51,12 @@ func (c *Client) FollowSteps(ctx context.Context, afterStep int64, opts FollowOp
 		giveUp = 10 * time.Minute
 	}
 	state := newFollowState(afterStep)
-	var downSince time.Time // when the trainer first answered UNAVAILABLE since its last report; zero: up
+	var downSince time.Time // when the trainer was first UNAVAILABLE since it last answered; zero: up
+	// The stream's headers come before any report, so resetting on them covers the reports too.
+	answered := func() { downSince = time.Time{} }
 	for {
 		var fnErr error
-		err := c.WatchSteps(ctx, state.resumeAfter(), opts.IncludeRunning, func(r *trainerv1.WatchStepsResponse) error {
-			downSince = time.Time{}
+		err := c.watch(ctx, state.resumeAfter(), opts.IncludeRunning, answered, func(r *trainerv1.WatchStepsResponse) error {
 			if !state.admit(r) {
 				return nil
 			}
@@ -70,6 +75,7 @@ func (c *Client) FollowSteps(ctx context.Context, afterStep int64, opts FollowOp
 		}
 		var reason string
 		if err == nil {
+			answered() // it ended the stream itself, with status OK
 			reason = "the trainer ended the stream (it is shutting down)"
 		} else {
 			if status.Code(err) != codes.Unavailable {

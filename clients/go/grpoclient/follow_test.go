@@ -13,6 +13,7 @@ import (
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 )
 
 const (
@@ -117,20 +118,28 @@ func TestFollowForgetsStepsAtOrBelowTheResumePoint(t *testing.T) {
 	}
 }
 
-// deadClient is a Client of a loopback port nothing listens on (bound, then closed); Dial would block.
-func deadClient(t *testing.T) *Client {
+// freeAddr is a loopback "HOST:PORT" nothing listens on (bound, then closed), for a trainer to start on later.
+func freeAddr(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
+	return addr
+}
+
+// clientOf is a Client of addr that does not wait for a connection (Dial would block).
+func clientOf(t *testing.T, addr string) *Client {
 	conn, err := grpc.Dial(addr, grpc.WithInsecure())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &Client{conn: conn, Stub: trainerv1.NewTrainerServiceClient(conn)}
 }
+
+// deadClient is a Client of a loopback port nothing listens on.
+func deadClient(t *testing.T) *Client { return clientOf(t, freeAddr(t)) }
 
 func noReport(t *testing.T) func(*trainerv1.WatchStepsResponse) error {
 	return func(*trainerv1.WatchStepsResponse) error {
@@ -188,5 +197,170 @@ func TestFollowEndsQuietlyWhenTheClientIsClosed(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("FollowSteps did not end after Close")
+	}
+}
+
+// fakeTrainer is a TrainerService whose WatchSteps answers as the trainer does: it sends its response
+// headers at once, then the reports in sends (none: an idle trainer), then holds the stream open until
+// the server stops.
+type fakeTrainer struct {
+	trainerv1.UnimplementedTrainerServiceServer
+	sends  []*trainerv1.WatchStepsResponse
+	opened chan struct{} // closed once a stream has sent its headers
+	once   sync.Once
+}
+
+func newFakeTrainer(sends ...*trainerv1.WatchStepsResponse) *fakeTrainer {
+	return &fakeTrainer{sends: sends, opened: make(chan struct{})}
+}
+
+func (f *fakeTrainer) WatchSteps(_ *trainerv1.WatchStepsRequest, stream trainerv1.TrainerService_WatchStepsServer) error {
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	f.once.Do(func() { close(f.opened) })
+	for _, r := range f.sends {
+		if err := stream.Send(r); err != nil {
+			return err
+		}
+	}
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+// serveTrainer starts f on addr; Stop the server to take the trainer down.
+func serveTrainer(t *testing.T, addr string, f *fakeTrainer) *grpc.Server {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on %s again: %v", addr, err)
+	}
+	s := grpc.NewServer()
+	trainerv1.RegisterTrainerServiceServer(s, f)
+	go s.Serve(l)
+	return s
+}
+
+// reconnectLog records FollowSteps' OnReconnect calls, which come from its goroutine.
+type reconnectLog struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (l *reconnectLog) add(string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.times = append(l.times, time.Now())
+}
+
+// since counts the reconnects at or after t.
+func (l *reconnectLog) since(t time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, at := range l.times {
+		if !at.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFor polls cond every 10 ms for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+const (
+	idleRetry  = 50 * time.Millisecond
+	idleGiveUp = time.Second
+)
+
+// followAcrossAnIdleStream runs FollowSteps (idleRetry, idleGiveUp) through a trainer that is down at
+// first, then answers a stream, stays idle longer than idleGiveUp and stops: the case where counting
+// from the last report gave up at once. It returns the trainer's address, FollowSteps' result channel,
+// its reconnects and the time the trainer stopped.
+func followAcrossAnIdleStream(t *testing.T, fn func(*trainerv1.WatchStepsResponse) error) (string, chan error, *reconnectLog, time.Time) {
+	addr := freeAddr(t)
+	c := clientOf(t, addr)
+	t.Cleanup(func() { c.Close() })
+	log := &reconnectLog{}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.FollowSteps(context.Background(), 0, FollowOptions{RetryInterval: idleRetry, GiveUpAfter: idleGiveUp, OnReconnect: log.add}, fn)
+	}()
+	waitFor(t, "a reconnect while the trainer is down", func() bool { return log.since(time.Time{}) > 0 })
+
+	trainer := newFakeTrainer()
+	server := serveTrainer(t, addr, trainer)
+	select {
+	case <-trainer.opened:
+	case <-time.After(5 * time.Second):
+		server.Stop()
+		t.Fatal("FollowSteps did not open a stream on the started trainer")
+	}
+	time.Sleep(idleGiveUp + idleGiveUp/2) // idle, with the stream open: no report, no reconnect
+	select {
+	case err := <-done:
+		server.Stop()
+		t.Fatalf("FollowSteps returned %v while the stream was open", err)
+	default:
+	}
+	stopped := time.Now() // before Stop: FollowSteps may see the stream fail before Stop returns
+	server.Stop()
+	return addr, done, log, stopped
+}
+
+func TestFollowCountsTheGiveUpTimeFromTheTrainersLastAnswerNotItsLastReport(t *testing.T) {
+	_, done, log, stopped := followAcrossAnIdleStream(t, noReport(t))
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("FollowSteps did not give up")
+	}
+	elapsed := time.Since(stopped)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != codes.Unavailable {
+		t.Fatalf("want an UNAVAILABLE *Error after GiveUpAfter, got %v", err)
+	}
+	if elapsed < idleGiveUp {
+		t.Fatalf("gave up %s after the idle trainer stopped, before GiveUpAfter (%s): the open stream was its answer", elapsed, idleGiveUp)
+	}
+	if n := log.since(stopped); n < 5 {
+		t.Fatalf("want a reconnect every %s after the trainer stopped, got %d", idleRetry, n)
+	}
+}
+
+func TestFollowReconnectsToATrainerRestartedAfterAnIdleStream(t *testing.T) {
+	delivered := make(chan int64, 1)
+	addr, done, log, stopped := followAcrossAnIdleStream(t, func(r *trainerv1.WatchStepsResponse) error {
+		delivered <- r.GetStep().GetStep()
+		return ErrStop
+	})
+	time.Sleep(idleGiveUp / 2)
+	select {
+	case err := <-done:
+		t.Fatalf("FollowSteps returned %v %s after the trainer stopped, before GiveUpAfter (%s)", err, time.Since(stopped), idleGiveUp)
+	default:
+	}
+	server := serveTrainer(t, addr, newFakeTrainer(response(1, completed, 100, 1)))
+	defer server.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("want nil (fn returned ErrStop on the restarted trainer's report), got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("FollowSteps did not reconnect to the restarted trainer")
+	}
+	if step := <-delivered; step != 1 {
+		t.Fatalf("delivered step %d, want 1", step)
+	}
+	if log.since(stopped) == 0 {
+		t.Fatal("want OnReconnect called after the trainer stopped")
 	}
 }

@@ -55,8 +55,10 @@ export interface WatchOptions {
 export interface FollowOptions extends WatchOptions {
   /** Wait before each reconnect, in milliseconds (default 2000). */
   retryMs?: number;
-  /** Once the trainer has been UNAVAILABLE this long (milliseconds) without sending a report, reject with
-   * that UNAVAILABLE GrpoError (default 600 000; `Infinity`: never give up). */
+  /** Once the trainer has been UNAVAILABLE this long (milliseconds) since it last answered, reject with
+   * that UNAVAILABLE GrpoError (default 600 000; `Infinity`: never give up). Any answer counts, not only
+   * a report: a stream's response headers (a trainer sends them as soon as it accepts the stream, idle or
+   * not) and a stream the trainer ended with status OK. */
   giveUpMs?: number;
   /** Called with the reason before each reconnect. */
   onReconnect?: (reason: string) => void;
@@ -117,11 +119,19 @@ export class TrainerClient {
 
   /** Stream step reports: the finished steps after `afterStep`, then each step as it finishes. Ends when
    * the server closes the stream, the loop breaks, or `signal` aborts. */
-  async *watchSteps(options: WatchOptions = {}): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
+  watchSteps(options: WatchOptions = {}): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
+    return this.watch(options);
+  }
+
+  /** watchSteps that calls `onAnswer` when the stream's response headers come: the trainer answered. A
+   * trainer sends them as soon as it accepts the request, before any report, so an idle trainer answers
+   * too. A stream that fails before its headers does not call it. */
+  private async *watch(options: WatchOptions, onAnswer?: () => void): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
     const call = this.stub.watchSteps(
       { afterStep: options.afterStep ?? 0, includeRunning: options.includeRunning ?? false },
       this.metadata(),
     );
+    if (onAnswer) call.on('metadata', onAnswer); // attached at once: the call's events come on later ticks
     const onAbort = () => call.cancel();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -141,8 +151,9 @@ export class TrainerClient {
   /** `watchSteps` that outlives trainer restarts. When the stream ends (the trainer drained) or the
    * trainer is UNAVAILABLE, it calls `onReconnect(reason)` and opens a new stream after `retryMs`, until
    * the trainer answers again (or rejects with the UNAVAILABLE GrpoError once `giveUpMs` pass without an
-   * answer). Other errors (UNAUTHENTICATED, ...) reject at once. It ends quietly when the loop breaks,
-   * `signal` aborts or the client is closed.
+   * answer, counted from the first failure since the trainer last answered; a stream it accepted is an
+   * answer, even one that then stayed idle for hours). Other errors (UNAUTHENTICATED, ...) reject at
+   * once. It ends quietly when the loop breaks, `signal` aborts or the client is closed.
    *
    * A restarted trainer resumes from its latest checkpoint and runs the steps after it again under the
    * same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So each new stream
@@ -160,19 +171,21 @@ export class TrainerClient {
       s?.addEventListener('abort', onStop, { once: true });
     }
     const state = new FollowState(options.afterStep ?? 0);
-    let downSince: number | undefined; // when the trainer first answered UNAVAILABLE since its last report
+    let downSince: number | undefined; // when the trainer was first UNAVAILABLE since it last answered
+    // The stream's headers come before any report, so resetting on them covers the reports too.
+    const answered = () => { downSince = undefined; };
     try {
       while (!stop.signal.aborted) {
         let reason: string;
         try {
-          const stream = this.watchSteps({
+          const stream = this.watch({
             afterStep: state.resumeAfter(), includeRunning: options.includeRunning, signal: stop.signal,
-          });
+          }, answered);
           for await (const response of stream) {
-            downSince = undefined;
             if (state.admit(response)) yield response;
           }
           if (stop.signal.aborted) return;
+          answered(); // it ended the stream itself, with status OK
           reason = 'the trainer ended the stream (it is shutting down)';
         } catch (err) {
           if (stop.signal.aborted) return; // closed while a call was starting: "Channel has been shut down"

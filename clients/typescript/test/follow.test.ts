@@ -1,14 +1,17 @@
 // followSteps without a trainer: the bookkeeping that picks WatchSteps up again after a restart
-// (FollowState), and the retry loop against a port nothing listens on. The restart itself, with a real
+// (FollowState), the retry loop against a port nothing listens on, and its give-up count across an
+// in-process TrainerService that answers a stream and stays idle. The restart itself, with a real
 // trainer killed and started again: tests/integration/clients/test_typescript_client.py.
 import { strict as assert } from 'node:assert';
 import * as net from 'node:net';
 import { describe, it } from 'node:test';
 
+import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 
 import { GrpoError, TrainerClient, WatchStepsResponse } from '../src';
 import { FollowState } from '../src/client';
+import { trainerGrpcTypes } from '../src/protos';
 
 type State = 'STEP_STATE_RUNNING' | 'STEP_STATE_COMPLETED' | 'STEP_STATE_FAILED';
 
@@ -104,5 +107,154 @@ describe('followSteps without a trainer', () => {
     while (reasons.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     client.close();
     await iteration; // resolves (no error) long before retryMs
+  });
+});
+
+/** An in-process TrainerService whose WatchSteps answers as the trainer does: response headers at once,
+ * then `sends` (none: an idle trainer), then the stream stays open until `stop()`. `opened` resolves once
+ * a stream has sent its headers. Clients reach it on `port` through a TCP relay, so that stop() drops
+ * their connections as a killed trainer does (grpc-js' forceShutdown would cancel the calls instead:
+ * CANCELLED, where a dead trainer is UNAVAILABLE). */
+async function serveTrainer(port: number, ...sends: WatchStepsResponse[]): Promise<{ opened: Promise<void>; stop: () => void }> {
+  let markOpened = () => {};
+  const opened = new Promise<void>((resolve) => { markOpened = resolve; });
+  const server = new grpc.Server();
+  server.addService(trainerGrpcTypes().grpo.trainer.v1.TrainerService.service, {
+    watchSteps: (call: grpc.ServerWritableStream<unknown, WatchStepsResponse>) => {
+      call.sendMetadata(new grpc.Metadata());
+      markOpened();
+      for (const message of sends) call.write(message);
+    },
+  } as grpc.UntypedServiceImplementation);
+  const innerPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+  const sockets = new Set<net.Socket>();
+  const relay = net.createServer((downstream) => {
+    const upstream = net.connect(innerPort, '127.0.0.1');
+    for (const [from, to] of [[downstream, upstream], [upstream, downstream]]) {
+      sockets.add(from);
+      from.pipe(to);
+      from.on('error', () => to.destroy());
+      from.on('close', () => to.destroy());
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    relay.once('error', reject);
+    relay.listen(port, '127.0.0.1', resolve);
+  });
+  const stop = () => {
+    relay.close();
+    for (const socket of sockets) socket.destroy();
+    server.forceShutdown();
+  };
+  return { opened, stop };
+}
+
+const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits for `promise` at most `ms` milliseconds; false when the time ran out. Its timer is cleared, so
+ * it does not keep the test process alive. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const IDLE_RETRY_MS = 50;
+const IDLE_GIVE_UP_MS = 1_000;
+
+/** How a followSteps iteration ended: the error (undefined: it ended quietly) and when. */
+interface Ending {
+  err?: unknown;
+  at: number;
+}
+
+/** Runs followSteps (IDLE_RETRY_MS, IDLE_GIVE_UP_MS) through a trainer that is down at first, then
+ * answers a stream, stays idle longer than giveUpMs and stops: the case where counting from the last
+ * report gave up at once. `onReport` sees each report; returning true ends the loop. */
+async function followAcrossAnIdleStream(onReport: (r: WatchStepsResponse) => boolean) {
+  const port = await deadPort();
+  // grpc-js spaces a channel's connection attempts by its own backoff (1 s at first, growing) and has no
+  // public way to restart it, so a trainer back within the 500 ms these tests allow would be found late.
+  const client = new TrainerClient(`127.0.0.1:${port}`, {
+    channelOptions: { 'grpc.initial_reconnect_backoff_ms': IDLE_RETRY_MS, 'grpc.max_reconnect_backoff_ms': IDLE_RETRY_MS },
+  });
+  const reconnects: number[] = []; // when onReconnect was called
+  let ending: Ending | undefined;
+  const iteration = (async () => {
+    for await (const r of client.followSteps({
+      retryMs: IDLE_RETRY_MS, giveUpMs: IDLE_GIVE_UP_MS, onReconnect: () => reconnects.push(Date.now()),
+    })) {
+      if (onReport(r)) break;
+    }
+  })().then(() => { ending = { at: Date.now() }; }, (err) => { ending = { err, at: Date.now() }; });
+  const done = () => ending;
+  try {
+    const deadline = Date.now() + 5_000;
+    while (reconnects.length === 0) {
+      assert.ok(Date.now() < deadline, 'no reconnect while the trainer is down');
+      await sleepMs(10);
+    }
+    const trainer = await serveTrainer(port);
+    try {
+      assert.ok(await within(trainer.opened, 5_000), 'followSteps opened no stream on the started trainer');
+      await sleepMs(IDLE_GIVE_UP_MS * 1.5); // idle, with the stream open: no report, no reconnect
+      assert.equal(done(), undefined, `followSteps ended while the stream was open: ${done()?.err}`);
+    } finally {
+      trainer.stop();
+    }
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  // Taken after stop(): followSteps sees the stream fail on a later tick, never before this.
+  return { port, client, reconnects, stopped: Date.now(), done, iteration };
+}
+
+describe('followSteps across an idle trainer', () => {
+  it('counts giveUpMs from the trainer\'s last answer (an open stream), not from its last report', async () => {
+    const run = await followAcrossAnIdleStream(() => assert.fail('the idle trainer sends no report'));
+    try {
+      await within(run.iteration, 5_000);
+    } finally {
+      run.client.close();
+    }
+    const ending = run.done();
+    assert.ok(ending, 'followSteps did not give up');
+    assert.ok(ending.err instanceof GrpoError && ending.err.code === status.UNAVAILABLE, `want UNAVAILABLE, got ${ending.err}`);
+    const elapsed = ending.at - run.stopped;
+    assert.ok(elapsed >= IDLE_GIVE_UP_MS,
+      `gave up ${elapsed} ms after the idle trainer stopped, before giveUpMs (${IDLE_GIVE_UP_MS}): the open stream was its answer`);
+    const after = run.reconnects.filter((at) => at >= run.stopped).length;
+    assert.ok(after >= 5, `want a reconnect every ${IDLE_RETRY_MS} ms after the trainer stopped, got ${after}`);
+  });
+
+  it('reconnects to a trainer restarted within giveUpMs after an idle stream', async () => {
+    const delivered: number[] = [];
+    const run = await followAcrossAnIdleStream((r) => { delivered.push(r.step!.step); return true; });
+    try {
+      await sleepMs(IDLE_GIVE_UP_MS / 2);
+      const early = run.done();
+      assert.equal(early, undefined,
+        `followSteps ended (${early?.err}) ${(early?.at ?? 0) - run.stopped} ms after the trainer stopped, before giveUpMs (${IDLE_GIVE_UP_MS})`);
+      const restarted = await serveTrainer(run.port, response(1, 'STEP_STATE_COMPLETED', 100, 1));
+      try {
+        await within(run.iteration, 5_000);
+      } finally {
+        restarted.stop();
+      }
+    } finally {
+      run.client.close();
+    }
+    const ending = run.done();
+    assert.ok(ending, 'followSteps did not reconnect to the restarted trainer');
+    assert.equal(ending.err, undefined, `want the loop to end quietly after the report, got ${ending.err}`);
+    assert.deepEqual(delivered, [1]);
+    assert.ok(run.reconnects.some((at) => at >= run.stopped), 'want onReconnect called after the trainer stopped');
   });
 });
