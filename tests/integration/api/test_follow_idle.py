@@ -124,6 +124,18 @@ def follow_in_background(client: TrainerClient) -> tuple[threading.Thread, dict[
     return thread, result
 
 
+def assert_gave_up_a_whole_give_up_time_after(down: float, thread: threading.Thread,
+                                              result: dict[str, object]) -> None:
+    """follow_steps ended with UNAVAILABLE no earlier than GIVE_UP after `down` (when the trainer went
+    away), not at once as if the count had run from an earlier outage."""
+    thread.join(GIVE_UP * 4)
+    assert not thread.is_alive(), "follow_steps never gave up on a trainer that stayed down"
+    error = result["error"]
+    assert isinstance(error, TrainerError) and error.code is grpc.StatusCode.UNAVAILABLE, error
+    waited = float(result["at"]) - down  # type: ignore[arg-type]
+    assert waited >= GIVE_UP - 2 * RETRY, f"gave up {waited:.2f} s after the trainer went away"
+
+
 def test_an_idle_trainer_that_answered_resets_the_give_up_count(tmp_path: Path, port: int,
                                                                   follower: TrainerClient) -> None:
     thread, result = follow_in_background(follower)  # nothing listens yet: down from now
@@ -132,14 +144,7 @@ def test_an_idle_trainer_that_answered_resets_the_give_up_count(tmp_path: Path, 
     time.sleep(GIVE_UP + 1.0)  # up, idle, the stream open: past the give-up time, and no report
     assert "error" not in result, result
     trainer.stop()
-    stopped = time.monotonic()
-    thread.join(GIVE_UP * 4)
-    assert not thread.is_alive(), "follow_steps never gave up on a trainer that stayed down"
-    error = result["error"]
-    assert isinstance(error, TrainerError) and error.code is grpc.StatusCode.UNAVAILABLE, error
-    # Counted from the stop, not from the first outage (which would give up at the first retry).
-    waited = float(result["at"]) - stopped  # type: ignore[arg-type]
-    assert waited >= GIVE_UP - 2 * RETRY, f"gave up {waited:.2f} s after the trainer went down"
+    assert_gave_up_a_whole_give_up_time_after(time.monotonic(), thread, result)
 
 
 def test_a_trainer_back_within_the_give_up_time_is_followed_again(tmp_path: Path, port: int,
@@ -173,10 +178,4 @@ def test_a_trainer_killed_while_idle_is_given_the_whole_give_up_time(tmp_path: P
         assert "error" not in result, result
     finally:
         trainer.kill()
-    killed = time.monotonic()
-    thread.join(GIVE_UP * 4)
-    assert not thread.is_alive(), "follow_steps never gave up on a trainer that stayed down"
-    error = result["error"]
-    assert isinstance(error, TrainerError) and error.code is grpc.StatusCode.UNAVAILABLE, error
-    waited = float(result["at"]) - killed  # type: ignore[arg-type]
-    assert waited >= GIVE_UP - 2 * RETRY, f"gave up {waited:.2f} s after the trainer was killed"
+    assert_gave_up_a_whole_give_up_time_after(time.monotonic(), thread, result)
