@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -65,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drive a GRPO trainer over gRPC: submit prompts, watch steps, export checkpoints, "
         "control the run and its reward backends.",
     )
-    p.add_argument("--target", default="localhost:50051", metavar="HOST:PORT", help="HOST:PORT of the trainer (default: %(default)s)")
+    p.add_argument("--target", default=os.environ.get("GRPO_TARGET") or "localhost:50051", metavar="HOST:PORT",
+                   help="HOST:PORT of the trainer (default: $GRPO_TARGET, else localhost:50051; now %(default)s)")
     auth = p.add_mutually_exclusive_group()
-    auth.add_argument("--token", metavar="T", help="bearer token")
-    auth.add_argument("--token-file", type=Path, metavar="F", help="file holding the bearer token")
+    auth.add_argument("--token", metavar="T", help="bearer token (default: $GRPO_TOKEN)")
+    auth.add_argument("--token-file", type=Path, metavar="F",
+                      help="file holding the bearer token (default: $GRPO_TOKEN_FILE)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca)")
     p.add_argument("--ca", type=Path, metavar="F", help="PEM file of the CA to trust (implies --tls)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
@@ -339,9 +342,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     pr = Printer(args.json, out or sys.stdout)
     try:
-        token = args.token
-        if args.token_file is not None:
-            token = args.token_file.read_text(encoding="utf-8").strip()
+        token = _token(args)
         with TrainerClient(args.target, token, tls=args.tls or args.ca is not None, ca=args.ca,
                            timeout=args.timeout) as client:
             return _COMMANDS[args.command](client, args, pr)
@@ -355,6 +356,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return _fail(pr, doc, f"error: bad prompt file\n{exc}", EXIT_INVALID)
     except (OSError, TimeoutError) as exc:
         return _fail(pr, {"code": "LOCAL", "message": str(exc)}, f"error: {exc}", EXIT_FAILURE)
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token: --token, --token-file, else $GRPO_TOKEN, else $GRPO_TOKEN_FILE (a flag wins
+    over both variables); None when none is given."""
+    if args.token is not None:
+        return str(args.token)
+    token_file = args.token_file
+    if token_file is None and not os.environ.get("GRPO_TOKEN") and os.environ.get("GRPO_TOKEN_FILE"):
+        token_file = Path(os.environ["GRPO_TOKEN_FILE"])
+    if token_file is not None:
+        return str(token_file.read_text(encoding="utf-8").strip())
+    return os.environ.get("GRPO_TOKEN") or None
 
 
 def _fail(pr: Printer, doc: dict[str, Any], text: str, code: int) -> int:

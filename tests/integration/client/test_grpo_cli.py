@@ -274,3 +274,30 @@ def test_tokens_are_sent_and_a_missing_token_is_refused(make_api, tmp_path: Path
     assert code == 0
     code, out, err = cli(capsys, "--target", api.target, "--token", "viewer-token-1", "pause")
     assert code == 1 and "PERMISSION_DENIED" in err
+
+
+def test_target_and_token_come_from_the_environment_unless_a_flag_says_otherwise(
+        make_api, tmp_path: Path, capsys, monkeypatch) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("tokens:\n  - {name: ops, token: 'secret-token-1', roles: [admin]}\n"
+                      "  - {name: viewer, token: 'viewer-token-1', roles: [read]}\n")
+    api = make_api(tokens_file=tokens)
+    monkeypatch.setenv("GRPO_TARGET", api.target)
+    code, _, err = cli(capsys, "status")  # the trainer from $GRPO_TARGET, no token
+    assert code == 1 and "UNAUTHENTICATED" in err
+    monkeypatch.setenv("GRPO_TOKEN", "viewer-token-1")
+    assert cli(capsys, "status")[0] == 0
+    code, _, err = cli(capsys, "pause")  # the viewer's token: read only
+    assert code == 1 and "PERMISSION_DENIED" in err
+    assert cli(capsys, "--token", "secret-token-1", "pause")[0] == 0  # the flag wins
+    admin_file = tmp_path / "admin-token"
+    admin_file.write_text("secret-token-1\n")
+    assert cli(capsys, "--token-file", str(admin_file), "resume")[0] == 0
+    monkeypatch.delenv("GRPO_TOKEN")
+    monkeypatch.setenv("GRPO_TOKEN_FILE", str(admin_file))
+    assert cli(capsys, "pause")[0] == 0  # the token file from $GRPO_TOKEN_FILE
+    monkeypatch.setenv("GRPO_TARGET", "127.0.0.1:1")
+    code, _, err = cli(capsys, "--target", api.target, "resume")  # the flag wins over $GRPO_TARGET
+    assert code == 0, err
+    code, _, err = cli(capsys, "--timeout", "2", "status")
+    assert code == 1 and "UNAVAILABLE" in err
