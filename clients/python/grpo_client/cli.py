@@ -27,6 +27,7 @@ from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerEr
 from grpo_client.prompts import PromptFileError, load_prompt_file
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as a process killed by SIGPIPE
 
 
 def to_dict(message: Message) -> dict[str, Any]:
@@ -354,6 +355,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                       for e in exc.errors]
         doc = {"code": "INVALID_ARGUMENT", "message": f"bad prompt file {exc.source}", "field_violations": violations}
         return _fail(pr, doc, f"error: bad prompt file\n{exc}", EXIT_INVALID)
+    except BrokenPipeError:  # stdout's reader went away (`grpo prompts | head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return EXIT_BROKEN_PIPE
     except (OSError, TimeoutError) as exc:
         return _fail(pr, {"code": "LOCAL", "message": str(exc)}, f"error: {exc}", EXIT_FAILURE)
 

@@ -301,3 +301,16 @@ def test_target_and_token_come_from_the_environment_unless_a_flag_says_otherwise
     assert code == 0, err
     code, _, err = cli(capsys, "--timeout", "2", "status")
     assert code == 1 and "UNAVAILABLE" in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(api: TrainerApi) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "grpo_client.cli", "--target", api.target, "status"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `grpo status | head -0` would, long before the command has loaded
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err
+    assert err == ""  # no "error: [Errno 32] Broken pipe", no "Exception ignored"
