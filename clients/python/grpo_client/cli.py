@@ -304,6 +304,9 @@ def cmd_prompts(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
         if args.limit and len(found) >= args.limit:
             break
     pr.document({"prompts": [to_dict(p) for p in found]})
+    if not found and not args.ids:
+        pr.line(f"no {args.state} prompts" if args.state else "no prompts submitted")
+        return EXIT_OK
     fmt = "{:<24} {:<8} {:>6} {:>10} {:>8}  {}"
     pr.line(fmt.format("id", "state", "step", "checkpoint", "attempts", "reason"))
     for p in found:
