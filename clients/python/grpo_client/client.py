@@ -267,6 +267,10 @@ def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: s
     )
 
 
+MAX_RECONNECT_BACKOFF_SECONDS = 5.0
+"""The longest wait between two attempts to connect to a trainer that is down (gRPC's default: 120 s)."""
+
+
 class TrainerClient:
     """A blocking client of one trainer.
 
@@ -287,7 +291,11 @@ class TrainerClient:
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ):
         options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   # gRPC's own backoff between connection attempts grows to 120 s, and a call made
+                   # meanwhile fails at once without trying: a trainer back after a long outage would be
+                   # found up to 2 minutes late (and follow_steps could give up on it).
+                   ("grpc.max_reconnect_backoff_ms", int(MAX_RECONNECT_BACKOFF_SECONDS * 1000))]
         if tls or ca is not None:
             root = Path(ca).read_bytes() if ca is not None else None
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root), options)

@@ -69,6 +69,10 @@ type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: grpc.CallOptions,
 
 /** Client of one trainer. Create it, call methods, `close()` when done. Every method rejects with a
  * GrpoError carrying the gRPC code and the decoded google.rpc details (field violations, retry delay). */
+/** The longest wait between two attempts to connect to a trainer that is down (grpc-js' default: 120 s);
+ * `channelOptions['grpc.max_reconnect_backoff_ms']` overrides it. */
+export const MAX_RECONNECT_BACKOFF_MS = 5_000;
+
 export class TrainerClient {
   readonly target: string;
   private readonly stub: TrainerServiceClient;
@@ -93,6 +97,10 @@ export class TrainerClient {
     const Service = trainerGrpcTypes().grpo.trainer.v1.TrainerService;
     this.stub = new Service(target, credentials, {
       'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 64 * 1024 * 1024,
+      // grpc-js spaces connection attempts with a backoff that grows to 120 s, and a call made meanwhile
+      // fails at once without trying: a trainer back after a long outage would be found up to 2 minutes
+      // late (and followSteps could give up on it).
+      'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
       ...options.channelOptions,
     });
   }

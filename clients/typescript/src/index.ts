@@ -1,5 +1,5 @@
 // Public surface of the GRPO trainer client.
-export { TrainerClient } from './client';
+export { MAX_RECONNECT_BACKOFF_MS, TrainerClient } from './client';
 export type { ClientOptions, FollowOptions, TlsOptions, WatchOptions } from './client';
 export { GrpoError, decodeStatusDetails } from './errors';
 export type { FieldViolation, StatusDetail } from './errors';

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 
-import { GrpoError, TrainerClient, WatchStepsResponse } from '../src';
+import { GrpoError, MAX_RECONNECT_BACKOFF_MS, TrainerClient, WatchStepsResponse } from '../src';
 import { FollowState } from '../src/client';
 import { trainerGrpcTypes } from '../src/protos';
 
@@ -256,5 +256,34 @@ describe('followSteps across an idle trainer', () => {
     assert.equal(ending.err, undefined, `want the loop to end quietly after the report, got ${ending.err}`);
     assert.deepEqual(delivered, [1]);
     assert.ok(run.reconnects.some((at) => at >= run.stopped), 'want onReconnect called after the trainer stopped');
+  });
+});
+
+describe('reconnecting to a trainer that is down', () => {
+  it('tries again at least every MAX_RECONNECT_BACKOFF_MS (+ jitter), not on the 120 s default backoff', async () => {
+    // A port that takes each connection and closes it at once: the trainer cannot be reached, and every
+    // attempt of the client's channel to connect is seen. grpc-js' default backoff (1 s x 1.6^n, +-20%)
+    // waits 8-12 s after the 16th to 20th second, so 32 s shows the difference.
+    const watchedMs = 32_000;
+    const attempts: number[] = [];
+    const listener = net.createServer((socket) => { attempts.push(Date.now()); socket.destroy(); });
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const client = new TrainerClient(`127.0.0.1:${(listener.address() as net.AddressInfo).port}`);
+    const began = Date.now();
+    const iteration = (async () => {
+      for await (const _ of client.followSteps({ retryMs: 200, giveUpMs: Infinity })) {
+        assert.fail('the trainer cannot be reached: no report can come');
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, watchedMs));
+    const ended = Date.now();
+    client.close();
+    await iteration;
+    await new Promise<void>((resolve) => listener.close(() => resolve()));
+    const times = [began, ...attempts, ended]; // the wait before the first attempt and after the last count
+    const gaps = times.slice(1).map((t, i) => t - times[i]);
+    assert.ok(attempts.length >= watchedMs / (MAX_RECONNECT_BACKOFF_MS * 1.2), `${attempts.length} attempts`);
+    // grpc-js adds up to 20% jitter to each wait; the slack is for a loaded machine.
+    assert.ok(Math.max(...gaps) <= MAX_RECONNECT_BACKOFF_MS * 1.2 + 1000, `gaps (ms): ${gaps.join(', ')}`);
   });
 });
