@@ -126,3 +126,21 @@ def test_load_prompt_file_keeps_the_line_of_each_prompt(tmp_path: Path) -> None:
     loaded = load_prompt_file(f)
     assert [p.id for p in loaded.prompts] == ["ok", "ok2"]
     assert loaded.lines == [2, 5] and loaded.source == str(f)
+
+
+@pytest.mark.parametrize("key", ["prompt", "question", "problem"])
+def test_a_text_field_from_another_tools_dataset_says_where_the_text_goes(tmp_path: Path, key: str) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text(OK + '{"id": "t", "' + key + '": "What is 1+1?", "answer": "2"}\n')
+    errors = _errors(f)
+    assert (2, key) in [(line, field) for line, field, _ in errors]
+    [message] = [m for _, field, m in errors if field == key]
+    assert message.startswith("unknown field (allowed: answer, code, id, messages, metadata, rewards)")
+    assert message.endswith('; the text goes in "messages": [{"role": "user", "content": ...}]')
+
+
+def test_an_unknown_field_beside_messages_gets_no_hint(tmp_path: Path) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"id": "t", "messages": [{"role": "user", "content": "x"}], "prompt": "y"}\n')
+    [(line, field, message)] = _errors(f)
+    assert (line, field, message) == (1, "prompt", "unknown field (allowed: answer, code, id, messages, metadata, rewards)")

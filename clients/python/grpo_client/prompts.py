@@ -184,9 +184,16 @@ def _number(value: Any, path: str, errors: _Errors) -> float | None:
     return float(value)
 
 
+# Fields other tools' datasets use for a prompt's text (TRL, verl, OpenAI chat files): the error says where it goes.
+_TEXT_KEYS = {"prompt", "question", "problem", "query", "input", "instruction"}
+
+
 def _unknown(obj: dict[str, Any], allowed: set[str], prefix: str, errors: _Errors) -> None:
     for key in sorted(set(obj) - allowed):
-        errors.add(f"{prefix}{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        hint = ""
+        if not prefix and key in _TEXT_KEYS and "messages" not in obj:
+            hint = '; the text goes in "messages": [{"role": "user", "content": ...}]'
+        errors.add(f"{prefix}{key}", f"unknown field (allowed: {', '.join(sorted(allowed))}){hint}")
 
 
 def parse_prompt(obj: Any, line: int = 1) -> trainer_pb2.Prompt:
