@@ -157,6 +157,11 @@ class SubmitError(TrainerError):
     lines: Sequence[int] | None = field(default=None, repr=False)
     total_prompts: int = 0
 
+    @property
+    def too_large(self) -> bool:
+        """The refused batch was bigger than the trainer's limits.max_message_bytes."""
+        return _too_large(self)
+
     def _span(self, first: int, last: int) -> str:
         """Prompts first..last (0-based, inclusive) as "prompts 3-4, lines 3-4"."""
         def spell(word: str, a: int, b: int) -> str:
@@ -190,6 +195,15 @@ class SubmitError(TrainerError):
             where = (f"lines {self.lines[0]}-{self._accepted_through_line()}" if self.lines is not None
                      else f"prompts 1-{n}")
             before = f"The {n} prompts of {batches} ({where}) were accepted before it; the trainer keeps them."
+        if self.too_large:
+            smaller = f"a smaller batch size (--batch-size, {self.batch_size} now)"
+            if n == 0:
+                return f"{refused} {before} The batch is more than the trainer takes in one message: run it again with {smaller}."
+            rest = (f"the prompts after line {self._accepted_through_line()}" if self.lines is not None
+                    else f"the prompts after prompt {n}")
+            return (f"{refused} {before} The batch is more than the trainer takes in one message: submit {rest} with "
+                    f"{smaller}. (The whole file with another batch size would send the accepted prompts again "
+                    "under new request ids.)")
         if n == 0 and self.refused_batch_queued is False:
             return f"{refused} {before} Fix what is named above and run the command again."
         after = f" (editing only lines after line {self._accepted_through_line()})" if n and self.lines else ""
@@ -244,6 +258,13 @@ class SubmitResult:
     duplicate_batches: int
     queue_depth: int
     request_ids: list[str]
+
+
+def _too_large(exc: TrainerError) -> bool:
+    """A request refused for its size: gRPC's RESOURCE_EXHAUSTED "Received message larger than max" (a full
+    queue is RESOURCE_EXHAUSTED too, with a RetryInfo delay; sending the same bytes again cannot help)."""
+    return (exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED and exc.retry_delay_seconds is None
+            and "larger than max" in exc.message)
 
 
 def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: str | None,
@@ -448,7 +469,7 @@ class TrainerClient:
 
         A batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE is sent again after the
         server's RetryInfo delay (or 1 s, doubling), up to `max_attempts` times; safe because of its
-        request id. `on_batch(prompts_in_batch, response)` is called after each batch."""
+        request id. One larger than the trainer's message limit is not (SubmitError.too_large). `on_batch(prompts_in_batch, response)` is called after each batch."""
         loaded = path if isinstance(path, PromptFile) else load_prompt_file(path)
         return self._submit(loaded.prompts, loaded.source, loaded.lines, batch_size, request_id, on_batch,
                             max_attempts)
@@ -500,7 +521,8 @@ class TrainerClient:
             try:
                 return self.submit_prompts(batch, rid)
             except TrainerError as exc:
-                retryable = exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE)
+                retryable = exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE) \
+                    and not _too_large(exc)
                 if not retryable or attempt == max_attempts:
                     raise
                 time.sleep(exc.retry_delay_seconds if exc.retry_delay_seconds is not None else delay)

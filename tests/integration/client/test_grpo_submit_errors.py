@@ -161,3 +161,29 @@ def test_a_number_answer_reaches_the_trainer_as_written(api: TrainerApi, tmp_pat
     code, _, err = cli(capsys, "--target", api.target, "submit", str(f))
     assert code == 0, err
     assert {p.id: p.answer for p in api.store.lease(2, 1)} == {"a": "2.50", "b": "1e3"}
+
+
+def test_a_batch_larger_than_the_trainers_message_limit_is_not_retried_and_says_to_send_smaller_batches(
+    make_api, tmp_path: Path, capsys
+) -> None:
+    import time
+
+    from grpo_server.api.settings import ApiLimits
+
+    api = make_api(limits=ApiLimits(max_message_bytes=1024 * 1024, max_prompt_tokens=0))
+    f = tmp_path / "p.jsonl"  # batch 1 (lines 1-20) small; batch 2 (lines 21-40) 20 x 60 KB > 1 MiB
+    f.write_text("".join(line(i, "x" * 60_000 if i >= 20 else None) for i in range(40)))
+    started = time.monotonic()
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "20")
+    assert time.monotonic() - started < 5  # not the queue-full retries (1 + 2 + 4 + 8 s)
+    assert code == 1, err
+    assert "batch 2 of 2 (prompts 21-40, lines 21-40) was refused" in err and "larger than max" in err, err
+    assert ("The batch is more than the trainer takes in one message: submit the prompts after line 20 with a "
+            "smaller batch size (--batch-size, 20 now)") in err, err
+    assert api.store.queue_depth() == 20  # batch 1 only
+
+    rest = tmp_path / "rest.jsonl"
+    rest.write_text("".join(f.read_text().splitlines(keepends=True)[20:]))
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(rest), "--batch-size", "5")
+    assert code == 0, err
+    assert submitted_ids(api) == [f"q{i}" for i in range(40)]  # each once

@@ -94,7 +94,8 @@ class TrainerApi:
             tokenizer_getter=lambda: tiny.tokenizer,
         )
         auth = AuthSettings(tokens_file=str(tokens_file)) if tokens_file else None
-        self.server, port, self.health = build_server(servicer, listen="127.0.0.1:0", auth=auth)
+        self.server, port, self.health = build_server(servicer, listen="127.0.0.1:0", auth=auth,
+                                                      max_message_bytes=(limits or ApiLimits()).max_message_bytes)
         self.health.set_serving(True)
         self.control.set_ready(True)
         self.control.set_state("idle")
