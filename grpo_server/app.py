@@ -24,6 +24,7 @@ from grpo_server.checkpoint import (
     ExportManager,
     check_checkpoint_fits,
     copy_weights,
+    os_reason,
     parameter_shapes,
     prune_checkpoints,
     save_training_checkpoint,
@@ -125,17 +126,12 @@ class StartupError(Exception):
         self.field, self.problem = field, problem
 
 
-def _reason(err: OSError) -> str:
-    """An OSError's cause in words, without Python's `[Errno N]` and repeated path."""
-    return err.strerror or str(err)
-
-
 def _check_store_dir(store_dir: Path) -> None:
     """A store directory that exists must be a directory (one that does not is created later)."""
     try:
         not_a_directory = store_dir.exists() and not store_dir.is_dir()
     except OSError as err:
-        raise StartupError("store_dir", f"cannot use {store_dir}: {_reason(err)}") from None
+        raise StartupError("store_dir", f"cannot use {store_dir}: {os_reason(err)}") from None
     if not_a_directory:
         raise StartupError("store_dir", f"{store_dir} exists and is not a directory")
 
@@ -149,7 +145,7 @@ def _serve_metrics(metrics: TrainerMetrics, listen: str) -> int:
         if problem is None:
             return metrics.serve(listen)
     except OSError as err:
-        problem = _reason(err)
+        problem = os_reason(err)
     raise StartupError("server.metrics_listen", f"cannot listen on {listen}: {problem}")
 
 
@@ -165,7 +161,7 @@ def _load_tokens(cfg: Config) -> Any:
     except TokensFileError as err:  # its message names the file, the entry and the field
         raise StartupError("auth.tokens_file", str(err)) from None
     except OSError as err:
-        raise StartupError("auth.tokens_file", f"{auth.tokens_file}: cannot read: {_reason(err)}") from None
+        raise StartupError("auth.tokens_file", f"{auth.tokens_file}: cannot read: {os_reason(err)}") from None
 
 
 def _tls_credentials(cfg: Config) -> Any:
@@ -185,7 +181,7 @@ def _tls_credentials(cfg: Config) -> Any:
         try:
             Path(path).read_bytes()
         except OSError as err:
-            raise StartupError(name, f"{path}: cannot read: {_reason(err)}") from None
+            raise StartupError(name, f"{path}: cannot read: {os_reason(err)}") from None
 
     def no_password() -> str:
         raise StartupError("server.tls_key", f"{s.tls_key}: the key is encrypted; gRPC needs an unencrypted PEM key")
@@ -307,7 +303,7 @@ class TrainerApp:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             self._store_lock = lock_store(self.store_dir)
         except OSError as err:
-            raise StartupError("store_dir", f"cannot use {self.store_dir}: {_reason(err)}") from None
+            raise StartupError("store_dir", f"cannot use {self.store_dir}: {os_reason(err)}") from None
         try:
             self.store = Store(self.store_dir, max_attempts=self.cfg.training.max_prompt_attempts)
         except StoreError as err:  # not a store, damaged, or written by a newer trainer

@@ -147,7 +147,8 @@ class DestinationUnwritable(OSError):
         self.destination = str(destination)
 
 
-def _reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
+    """An OSError's cause in words, without Python's `[Errno N]` and repeated path."""
     return exc.strerror or str(exc)
 
 
@@ -165,7 +166,7 @@ def check_destination(destination: Path) -> None:
     try:
         occupied = destination.exists() and (not destination.is_dir() or any(destination.iterdir()))
     except OSError as exc:  # a directory on the way that cannot be read
-        raise DestinationUnwritable(destination, f"cannot look at it: {_reason(exc)}") from exc
+        raise DestinationUnwritable(destination, f"cannot look at it: {os_reason(exc)}") from exc
     if occupied:
         raise FileExistsError(f"destination {destination} exists and is not an empty directory")
     parent = destination.parent
@@ -180,13 +181,13 @@ def check_destination(destination: Path) -> None:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DestinationUnwritable(destination, f"cannot make the directory {parent}: {_reason(exc)}") from exc
+            raise DestinationUnwritable(destination, f"cannot make the directory {parent}: {os_reason(exc)}") from exc
         try:
             fd, probe = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".probe", dir=parent)
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            raise DestinationUnwritable(destination, f"cannot create a file in {parent}: {_reason(exc)}") from exc
+            raise DestinationUnwritable(destination, f"cannot create a file in {parent}: {os_reason(exc)}") from exc
     except DestinationUnwritable:
         for made in missing:
             with contextlib.suppress(OSError):  # not made here after all, or not empty: leave it

@@ -52,10 +52,6 @@ def _type_text(ann: Any) -> str:
     return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
 
 
-def _type(field: Any) -> str:
-    return _type_text(field.annotation)
-
-
 def render() -> str:
     from grpo_server.config import Config
 
@@ -67,7 +63,7 @@ def render() -> str:
             out.append("| field | type | default | meaning |\n|---|---|---|---|")
             for sub, f in ann.model_fields.items():
                 desc = (f.description or "").replace("|", "/")
-                out.append(f"| `{name}.{sub}` | {_type(f).replace('|', '/')} | {_default(f).replace('|', '/')} | {desc} |")
+                out.append(f"| `{name}.{sub}` | {_type_text(f.annotation).replace('|', '/')} | {_default(f).replace('|', '/')} | {desc} |")
         else:
             out.append(f"\n## `{name}`\n\n{field.description or ''} Default: {_default(field)}.\n")
     return "\n".join(out) + "\n"

@@ -568,7 +568,6 @@ class TrainerClient:
             start = last if checkpoint is None else min(last, checkpoint)
             try:
                 for response in self._watch(start, include_running, None, answered):
-                    down_since = None
                     report = response.step
                     checkpoint = int(response.run.checkpoint_step)
                     key = (report.started_at.ToNanoseconds(), int(report.state))
