@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--request-id", metavar="ID",
                    help="idempotency key prefix; batch i is sent as ID-i (default: derived from the content)")
     s.add_argument("--batch-size", type=_positive, default=256, metavar="N",
-                   help="prompts per request, at least 1 (default: %(default)s)")
+                   help="prompts per request, at least 1 (default: %(default)s; fewer where the trainer's "
+                        "message size or prompt count limit refuses a batch)")
 
     s = sub.add_parser("status", help="one step (the latest by default) and the run")
     s.add_argument("--step", type=int, default=0, metavar="N", help="step number (default: the latest)")
@@ -166,7 +167,10 @@ def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
     pr.document({
         "accepted_ids": result.accepted_ids, "queue_depth": result.queue_depth, "batches": result.batches,
         "duplicate_batches": result.duplicate_batches, "request_ids": result.request_ids,
+        "resized": result.resized,
     })
+    for note in result.resized:
+        print(f"note: {note}", file=sys.stderr)
     note = f" ({result.duplicate_batches} already submitted before)" if result.duplicate_batches else ""
     pr.line(f"submitted {len(result.accepted_ids)} prompts in {result.batches} batches{note}; "
             f"queue depth {result.queue_depth}")

@@ -26,7 +26,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from grpo_client.prompts import PromptFile, batch_request_id, batches, load_prompt_file
+from grpo_client.prompts import PromptFile, batch_request_id, load_prompt_file
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # A batch of 1024 prompts with long code tests can pass grpcio's 4 MiB default: raise it deliberately.
@@ -137,7 +137,9 @@ class LocatedViolation:
 @dataclass
 class SubmitError(TrainerError):
     """A submission that stopped at a batch the trainer refused: the batch's TrainerError, plus where it
-    stopped. `batch_index` (0-based) of `batches` of `batch_size` was refused; `accepted_ids` are the
+    stopped. `batch_index` (0-based) of `batches` was refused: `batch_prompts` prompts from prompt
+    `batch_first` (0-based) on; `batch_size` is the batch size asked for (a batch over the trainer's
+    message or count limit is sent again in smaller ones before anything is refused). `accepted_ids` are the
     prompts of the batches before it, which the trainer accepted and keeps; `refused_batch_queued` is
     False when the status code says the refused batch was not stored, None when it cannot tell
     (UNAVAILABLE, DEADLINE_EXCEEDED: the answer was lost). `located` traces each `prompts[i]...` field
@@ -150,6 +152,9 @@ class SubmitError(TrainerError):
     batch_index: int = 0
     batches: int = 0
     batch_size: int = 0
+    batch_first: int = 0
+    batch_prompts: int = 0
+    alone_too_large: list[tuple[int, str]] = field(default_factory=list)
     accepted_ids: list[str] = field(default_factory=list)
     refused_batch_queued: bool | None = False
     located: list[LocatedViolation] = field(default_factory=list)
@@ -159,7 +164,7 @@ class SubmitError(TrainerError):
 
     @property
     def too_large(self) -> bool:
-        """The refused batch was bigger than the trainer's limits.max_message_bytes."""
+        """The refused batch, a single prompt, was bigger than the trainer's limits.max_message_bytes."""
         return _too_large(self)
 
     def _span(self, first: int, last: int) -> str:
@@ -196,14 +201,22 @@ class SubmitError(TrainerError):
                      else f"prompts 1-{n}")
             before = f"The {n} prompts of {batches} ({where}) were accepted before it; the trainer keeps them."
         if self.too_large:
-            smaller = f"a smaller batch size (--batch-size, {self.batch_size} now)"
+            limit = _message_limit(self)
+            over = self.alone_too_large or ([(self.batch_first, "")] if self.batch_prompts == 1 else [])
+            if over:
+                named = "; ".join(self._span(i, i) + (f" (id {pid})" if pid else "") for i, pid in over[:5])
+                named += f"; and {len(over) - 5} more" if len(over) > 5 else ""
+                fix = (f"{named[0].upper()}{named[1:]} alone {'is' if len(over) == 1 else 'are each'} more than "
+                       "the trainer takes in one message" + (f" ({limit} bytes)" if limit else "")
+                       + f": shorten {'it' if len(over) == 1 else 'them'}, or have the trainer's "
+                       "limits.max_message_bytes raised")
+            else:
+                fix = "The batch is more than the trainer takes in one message: use a smaller --batch-size"
             if n == 0:
-                return f"{refused} {before} The batch is more than the trainer takes in one message: run it again with {smaller}."
-            rest = (f"the prompts after line {self._accepted_through_line()}" if self.lines is not None
-                    else f"the prompts after prompt {n}")
-            return (f"{refused} {before} The batch is more than the trainer takes in one message: submit {rest} with "
-                    f"{smaller}. (The whole file with another batch size would send the accepted prompts again "
-                    "under new request ids.)")
+                return f"{refused} {before} {fix}; then run the command again."
+            return (f"{refused} {before} {fix}; then run the same command again (same batch size and request "
+                    "id): the trainer answers the batches it already accepted as duplicates, by their request "
+                    "ids, and queues nothing twice.")
         if n == 0 and self.refused_batch_queued is False:
             return f"{refused} {before} Fix what is named above and run the command again."
         after = f" (editing only lines after line {self._accepted_through_line()})" if n and self.lines else ""
@@ -212,8 +225,7 @@ class SubmitError(TrainerError):
                 "duplicates, by their request ids, and queues nothing twice.")
 
     def __str__(self) -> str:
-        first = self.batch_index * self.batch_size
-        last = min(first + self.batch_size, self.total_prompts) - 1
+        first, last = self.batch_first, self.batch_first + self.batch_prompts - 1
         lines = [f"{self.code.name}: batch {self.batch_index + 1} of {self.batches} ({self._span(first, last)}) "
                  f"was refused: {self.message}"]
         where = {id(loc.violation): loc for loc in self.located}
@@ -241,7 +253,12 @@ class SubmitError(TrainerError):
                 out["field_violations"].append(item)
         out["submission"] = {
             "file": self.source, "batch_index": self.batch_index, "batches": self.batches,
-            "batch_size": self.batch_size, "refused_batch_queued": self.refused_batch_queued,
+            "batch_size": self.batch_size, "batch_first": self.batch_first, "batch_prompts": self.batch_prompts,
+            "refused_batch_queued": self.refused_batch_queued,
+            "alone_too_large": [
+                {"index": i, "id": pid, "line": self.lines[i] if self.lines is not None else None}
+                for i, pid in self.alone_too_large
+            ],
             "accepted_prompts": len(self.accepted_ids), "accepted_through_line": self._accepted_through_line(),
             "accepted_ids": self.accepted_ids, "progress": self.progress(),
         }
@@ -251,13 +268,16 @@ class SubmitError(TrainerError):
 @dataclass(frozen=True)
 class SubmitResult:
     """What `submit_file` did: the accepted ids (new and replayed), the batches sent and how many of them
-    the trainer had already seen (a re-run), and the queue depth after the last batch."""
+    the trainer had already seen (a re-run), the queue depth after the last batch, and `resized`: a
+    sentence for each batch the trainer refused as over its message size or prompt count limit, which was
+    then sent in smaller batches."""
 
     accepted_ids: list[str]
     batches: int
     duplicate_batches: int
     queue_depth: int
     request_ids: list[str]
+    resized: list[str] = field(default_factory=list)
 
 
 def _too_large(exc: TrainerError) -> bool:
@@ -267,11 +287,104 @@ def _too_large(exc: TrainerError) -> bool:
             and "larger than max" in exc.message)
 
 
+_MESSAGE_LIMIT = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")  # gRPC core's wording
+_COUNT_LIMIT = re.compile(r"at most (\d+) are allowed per request")   # the trainer's "prompts" violation
+_REQUEST_ID_SLACK_BYTES = 64  # a SubmitPromptsRequest's request_id field beyond the user's prefix
+
+
+def _message_limit(exc: TrainerError) -> int | None:
+    """The message size limit (bytes) a too-large refusal names, or None."""
+    m = _MESSAGE_LIMIT.search(exc.message) if _too_large(exc) else None
+    return int(m.group(2)) if m else None
+
+
+def _count_limit(exc: TrainerError) -> int | None:
+    """The prompts-per-request limit an INVALID_ARGUMENT on the field `prompts` names, or None."""
+    if exc.code is not grpc.StatusCode.INVALID_ARGUMENT:
+        return None
+    for v in exc.field_violations:
+        m = _COUNT_LIMIT.search(v.description) if v.field == "prompts" else None
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _where(index: int, lines: Sequence[int] | None) -> str:
+    return f"prompt {index + 1}" + (f" (line {lines[index]})" if lines is not None else "")
+
+
+class _BatchPlan:
+    """How a submission is cut into requests: at most `max_prompts` prompts each, and once the trainer
+    has named its message size limit, no more serialized bytes than that. `shrink` lowers the limits after
+    a refusal; the grouping depends only on the prompts and the limits, so a re-run groups alike."""
+
+    def __init__(self, prompts: Sequence[trainer_pb2.Prompt], max_prompts: int, request_id: str | None) -> None:
+        self.prompts = prompts
+        self.max_prompts = max_prompts
+        self.max_bytes: int | None = None
+        self._overhead = _REQUEST_ID_SLACK_BYTES + len((request_id or "").encode())
+        self._sizes: list[int] | None = None
+
+    def _size(self, i: int) -> int:
+        """Prompt i's bytes inside the request (the field's tag and length prefix included)."""
+        if self._sizes is None:
+            self._sizes = [p.ByteSize() for p in self.prompts]
+        n = self._sizes[i]
+        return n + 1 + max(1, (n.bit_length() + 6) // 7)
+
+    def batch(self, start: int) -> list[trainer_pb2.Prompt]:
+        """The batch that begins at prompt `start` (at least one prompt)."""
+        end = min(start + self.max_prompts, len(self.prompts))
+        if self.max_bytes is not None:
+            total, stop = self._overhead, start
+            while stop < end and (stop == start or total + self._size(stop) <= self.max_bytes):
+                total += self._size(stop)
+                stop += 1
+            end = stop
+        return list(self.prompts[start:end])
+
+    def count(self, start: int) -> int:
+        """How many batches the prompts from `start` on make."""
+        n = 0
+        while start < len(self.prompts):
+            start += len(self.batch(start))
+            n += 1
+        return n
+
+    def alone_too_large(self, start: int) -> list[int]:
+        """The prompts from `start` on that are more than the message size limit by themselves."""
+        if self.max_bytes is None:
+            return []
+        return [i for i in range(start, len(self.prompts)) if self._overhead + self._size(i) > self.max_bytes]
+
+    def shrink(self, exc: TrainerError, start: int, sent: int, where: str) -> str | None:
+        """After the batch of `sent` prompts at `start` was refused with `exc`: when `exc` is the
+        trainer's message size or prompt count limit and the batch can get smaller, lower the limits so
+        that the next batch from `start` is smaller and return a sentence saying so; else None."""
+        if sent <= 1:
+            return None
+        if _too_large(exc):
+            limit = _message_limit(exc)
+            if limit is not None:
+                self.max_bytes = limit
+            if limit is None or len(self.batch(start)) >= sent:
+                self.max_prompts = max(1, sent // 2)
+            bound = f" ({limit} bytes)" if limit is not None else ""
+            return (f"the batch of {sent} prompts from {where} on was more than the trainer takes in one "
+                    f"message{bound}; sent in smaller batches from there")
+        count = _count_limit(exc)
+        if count is None:
+            return None
+        self.max_prompts = max(1, min(count, sent - 1))
+        return (f"the trainer takes at most {count} prompts per request; batches of {self.max_prompts} from "
+                f"{where} on")
+
+
 def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: str | None,
-             lines: Sequence[int] | None, batch_size: int, index: int, accepted: list[str]) -> SubmitError:
-    """The SubmitError of batch `index` refused with `exc`, its `prompts[i]...` violations traced back."""
-    first = index * batch_size
-    in_batch = len(prompts[first:first + batch_size])
+             lines: Sequence[int] | None, first: int, in_batch: int, index: int, batches: int, batch_size: int,
+             accepted: list[str], alone_too_large: Sequence[int] = ()) -> SubmitError:
+    """The SubmitError of batch `index` (prompts `first`.. `first + in_batch - 1`, of `batches` in all)
+    refused with `exc`, its `prompts[i]...` violations traced back."""
     located = []
     for v in exc.field_violations:
         m = _PROMPT_FIELD.fullmatch(v.field)
@@ -282,9 +395,10 @@ def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: s
                                         lines[at] if lines is not None else None))
     return SubmitError(
         **{f.name: getattr(exc, f.name) for f in fields(TrainerError)},
-        batch_index=index, batches=-(-len(prompts) // batch_size), batch_size=batch_size,
+        batch_index=index, batches=batches, batch_size=batch_size, batch_first=first, batch_prompts=in_batch,
         accepted_ids=list(accepted), refused_batch_queued=False if exc.code in _NOT_STORED else None,
         located=located, source=source, lines=lines, total_prompts=len(prompts),
+        alone_too_large=[(i, prompts[i].id) for i in alone_too_large],
     )
 
 
@@ -469,7 +583,11 @@ class TrainerClient:
 
         A batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE is sent again after the
         server's RetryInfo delay (or 1 s, doubling), up to `max_attempts` times; safe because of its
-        request id. One larger than the trainer's message limit is not (SubmitError.too_large). `on_batch(prompts_in_batch, response)` is called after each batch."""
+        request id. A batch the trainer refuses as more than it takes in one message (its
+        limits.max_message_bytes) or more prompts than it takes per request (limits.max_prompts_per_request)
+        stored nothing, and is sent again in smaller batches within the limit the refusal names (each such
+        change is a sentence in SubmitResult.resized); only a single prompt over the message limit is an
+        error (SubmitError.too_large). `on_batch(prompts_in_batch, response)` is called after each batch."""
         loaded = path if isinstance(path, PromptFile) else load_prompt_file(path)
         return self._submit(loaded.prompts, loaded.source, loaded.lines, batch_size, request_id, on_batch,
                             max_attempts)
@@ -496,23 +614,42 @@ class TrainerClient:
         on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None,
         max_attempts: int,
     ) -> SubmitResult:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         accepted: list[str] = []
         request_ids: list[str] = []
+        resized: list[str] = []
         duplicates = 0
         depth = 0
-        for index, batch in enumerate(batches(prompts, batch_size)):
+        plan = _BatchPlan(prompts, batch_size, request_id)
+        start = index = 0
+        while start < len(prompts):
+            batch = plan.batch(start)
             rid = batch_request_id(batch, index, request_id)
-            request_ids.append(rid)
             try:
                 response = self._submit_with_retry(batch, rid, max_attempts)
             except TrainerError as exc:
-                raise _stopped(exc, prompts, source, lines, batch_size, index, accepted) from None
+                # A batch over the trainer's size or count limit was not stored: send the same prompts again
+                # in batches within the limit the error names. The new grouping depends only on the prompts
+                # and the limit, so running the same command again sends the same keys.
+                note = plan.shrink(exc, start, len(batch), _where(start, lines))
+                # A prompt over the size limit by itself cannot be sent: stop before sending any smaller batch,
+                # so that once it is shortened the same command sends this batch as it did the first time.
+                over = plan.alone_too_large(start) if note is not None and len(batch) > 1 else []
+                if note is not None and not over:
+                    resized.append(note)
+                    continue
+                raise _stopped(exc, prompts, source, lines, start, len(batch), index,
+                               index + 1 + plan.count(start + len(batch)), batch_size, accepted, over) from None
+            request_ids.append(rid)
             accepted += list(response.accepted_ids)
             duplicates += int(response.duplicate)
             depth = int(response.queue_depth)
+            start += len(batch)
+            index += 1
             if on_batch is not None:
                 on_batch(len(batch), response)
-        return SubmitResult(accepted, len(request_ids), duplicates, depth, request_ids)
+        return SubmitResult(accepted, len(request_ids), duplicates, depth, request_ids, resized)
 
     def _submit_with_retry(self, batch: Sequence[trainer_pb2.Prompt], rid: str, max_attempts: int
                            ) -> trainer_pb2.SubmitPromptsResponse:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -354,14 +354,6 @@ def load_prompt_file(path: str | Path) -> PromptFile:
 def read_prompt_file(path: str | Path) -> list[trainer_pb2.Prompt]:
     """Read a prompt file (UTF-8 JSON Lines). Raises PromptFileError or OSError."""
     return load_prompt_file(path).prompts
-
-
-def batches(prompts: Sequence[trainer_pb2.Prompt], batch_size: int) -> Iterator[list[trainer_pb2.Prompt]]:
-    """Consecutive slices of `batch_size` prompts (the last may be shorter)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(prompts), batch_size):
-        yield list(prompts[start:start + batch_size])
 
 
 def batch_request_id(batch: Sequence[trainer_pb2.Prompt], index: int, prefix: str | None = None) -> str:

@@ -163,7 +163,7 @@ def test_a_number_answer_reaches_the_trainer_as_written(api: TrainerApi, tmp_pat
     assert {p.id: p.answer for p in api.store.lease(2, 1)} == {"a": "2.50", "b": "1e3"}
 
 
-def test_a_batch_larger_than_the_trainers_message_limit_is_not_retried_and_says_to_send_smaller_batches(
+def test_a_batch_larger_than_the_trainers_message_limit_is_sent_again_in_batches_within_it(
     make_api, tmp_path: Path, capsys
 ) -> None:
     import time
@@ -174,16 +174,65 @@ def test_a_batch_larger_than_the_trainers_message_limit_is_not_retried_and_says_
     f = tmp_path / "p.jsonl"  # batch 1 (lines 1-20) small; batch 2 (lines 21-40) 20 x 60 KB > 1 MiB
     f.write_text("".join(line(i, "x" * 60_000 if i >= 20 else None) for i in range(40)))
     started = time.monotonic()
-    code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "20")
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "20")
     assert time.monotonic() - started < 5  # not the queue-full retries (1 + 2 + 4 + 8 s)
-    assert code == 1, err
-    assert "batch 2 of 2 (prompts 21-40, lines 21-40) was refused" in err and "larger than max" in err, err
-    assert ("The batch is more than the trainer takes in one message: submit the prompts after line 20 with a "
-            "smaller batch size (--batch-size, 20 now)") in err, err
-    assert api.store.queue_depth() == 20  # batch 1 only
-
-    rest = tmp_path / "rest.jsonl"
-    rest.write_text("".join(f.read_text().splitlines(keepends=True)[20:]))
-    code, _, err = cli(capsys, "--target", api.target, "submit", str(rest), "--batch-size", "5")
     assert code == 0, err
+    assert ("note: the batch of 20 prompts from prompt 21 (line 21) on was more than the trainer takes in one "
+            "message (1048576 bytes); sent in smaller batches from there") in err, err
     assert submitted_ids(api) == [f"q{i}" for i in range(40)]  # each once
+    # 1 MiB holds 17 of the 60 KB prompts: batch 1, then 17 and 3
+    assert "submitted 40 prompts in 3 batches; queue depth 40" in out, out
+
+    # The same command again: the same grouping, so the same keys, and every batch a duplicate.
+    code, out, err = cli(capsys, "--json", "--target", api.target, "submit", str(f), "--batch-size", "20")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["batches"], doc["duplicate_batches"], len(doc["resized"])) == (3, 3, 1), doc
+    assert submitted_ids(api) == [f"q{i}" for i in range(40)]
+
+
+def test_a_single_prompt_over_the_message_limit_is_named_and_what_came_before_is_kept(
+    make_api, tmp_path: Path, capsys
+) -> None:
+    from grpo_server.api.settings import ApiLimits
+
+    api = make_api(limits=ApiLimits(max_message_bytes=1024 * 1024, max_prompt_tokens=0,
+                                    max_chat_message_bytes=2 * 1024 * 1024))
+    f = tmp_path / "p.jsonl"  # line 6 alone is more than 1 MiB
+    f.write_text("".join(line(i, "x" * 1_100_000 if i == 5 else None) for i in range(8)))
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "4")
+    assert code == 1, err
+    assert "RESOURCE_EXHAUSTED: batch 2 of 2 (prompts 5-8, lines 5-8) was refused" in err, err
+    assert ("Batch 2 was not queued. The 4 prompts of batch 1 (lines 1-4) were accepted before it; the trainer keeps "
+            "them. Prompt 6, line 6 (id q5) alone is more than the trainer takes in one message (1048576 bytes): "
+            "shorten it, or have the trainer's limits.max_message_bytes raised; then run the same command again") \
+        in err, err
+    # Nothing of batch 2 was sent in smaller pieces, so the fixed file's batch 2 has the key it had.
+    assert submitted_ids(api) == [f"q{i}" for i in range(4)]
+    code, out, _ = cli(capsys, "--json", "--target", api.target, "submit", str(f), "--batch-size", "4")
+    assert code == 1
+    doc = json.loads(out)["error"]["submission"]
+    assert doc["alone_too_large"] == [{"index": 5, "id": "q5", "line": 6}], doc
+
+    f.write_text("".join(line(i) for i in range(8)))  # line 6 shortened: the rest goes in
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "4")
+    assert code == 0, err
+    assert submitted_ids(api) == [f"q{i}" for i in range(8)]
+
+
+def test_a_batch_over_the_trainers_prompt_count_limit_is_sent_in_batches_of_that_many(
+    make_api, tmp_path: Path, capsys
+) -> None:
+    from grpo_server.api.settings import ApiLimits
+
+    api = make_api(limits=ApiLimits(max_prompts_per_request=3))
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(line(i) for i in range(10)))
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "r")
+    assert code == 0, err
+    assert "note: the trainer takes at most 3 prompts per request; batches of 3 from prompt 1 (line 1) on" in err
+    assert "submitted 10 prompts in 4 batches; queue depth 10" in out, out
+    assert submitted_ids(api) == [f"q{i}" for i in range(10)]
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "r")
+    assert code == 0 and "(4 already submitted before)" in out, (out, err)
+    assert submitted_ids(api) == [f"q{i}" for i in range(10)]
