@@ -66,6 +66,9 @@ class TrainerMetrics:
             "grpo_prompts_trained", "Prompts whose update is in a durable checkpoint.", registry=r
         )
         self.prompts_failed = Counter("grpo_prompts_failed", "Prompts given up on.", registry=r)
+        self.prompts_cancelled = Counter(
+            "grpo_prompts_cancelled", "Prompts taken out of the queue by CancelPrompts.", registry=r
+        )
         self.reward_request_duration = Histogram(
             "grpo_reward_request_duration_seconds",
             "Duration of Score calls to reward backends.",

@@ -80,6 +80,7 @@ class PromptState(enum.Enum):
     LEASED = "leased"  # taken by a step, not yet in a durable checkpoint
     TRAINED = "trained"  # a durable checkpoint contains its update
     FAILED = "failed"  # given up on (too many failed attempts)
+    CANCELLED = "cancelled"  # taken out of the queue (CancelPrompts) before a step leased it
 
 
 # --------------------------------------------------------------------------------------------- rollouts

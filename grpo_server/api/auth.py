@@ -49,6 +49,7 @@ METHOD_ROLES: Mapping[str, str] = {
     _TRAINER + "SetRewardBackend": "admin",
     _TRAINER + "DeleteRewardBackend": "admin",
     _TRAINER + "ListPrompts": "read",
+    _TRAINER + "CancelPrompts": "submit",
 }
 OPEN_PREFIXES = (
     "/grpc.health.v1.Health/",

@@ -191,6 +191,7 @@ def run_status(control: RunControl, store: Any) -> trainer_pb2.RunStatus:
         error=control.error,
         prompts_trained=counts[PromptState.TRAINED],
         prompts_failed=counts[PromptState.FAILED],
+        prompts_cancelled=counts[PromptState.CANCELLED],
     )
 
 

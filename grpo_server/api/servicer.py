@@ -21,6 +21,7 @@ from grpo_server.api.validation import (
     page_token,
     validate_backend,
     validate_backend_name,
+    validate_cancel_prompts,
     validate_destination,
     validate_export_id,
     validate_list_prompts,
@@ -134,6 +135,25 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return trainer_pb2.ListPromptsResponse(
             prompts=[convert.prompt_entry_to_proto(e) for e in page],
             next_page_token=page_token(page[-1].seq) if more else "",
+        )
+
+    @unary
+    def CancelPrompts(
+        self, request: trainer_pb2.CancelPromptsRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.CancelPromptsResponse:
+        """Take queued prompts out of the queue; say where each other id is."""
+        result = self.store.cancel(validate_cancel_prompts(request, self.limits))
+        if result.cancelled_ids:
+            log.info("cancelled %d queued prompts: %s", len(result.cancelled_ids),
+                     ", ".join(result.cancelled_ids[:10]) + (" ..." if len(result.cancelled_ids) > 10 else ""))
+            if self.metrics is not None:
+                self.metrics.prompts_cancelled.inc(len(result.cancelled_ids))
+                self.metrics.queue_depth.set(result.queue_depth)
+        return trainer_pb2.CancelPromptsResponse(
+            cancelled_ids=list(result.cancelled_ids),
+            not_cancelled=[convert.prompt_entry_to_proto(e) for e in result.not_cancelled],
+            unknown_ids=list(result.unknown_ids),
+            queue_depth=result.queue_depth,
         )
 
     # -------------------------------------------------------------------------------- steps

@@ -355,7 +355,7 @@ def validate_export_id(export_id: str) -> None:
         raise ValidationFailed([Violation("export_id", "required: the id ExportCheckpoint returned")])
 
 
-MAX_LIST_IDS = 1000  # ListPrompts: ids looked up in one request
+MAX_LIST_IDS = 1000  # ListPrompts, CancelPrompts: ids in one request
 MAX_PAGE_SIZE = 1000  # ListPrompts: prompts in one answer
 DEFAULT_PAGE_SIZE = 100
 _PAGE_TOKEN_PREFIX = "after:"
@@ -389,18 +389,38 @@ def _after_seq(token: str) -> int | None:
     return int(digits)
 
 
+def _validate_ids(req_ids: Sequence[str], limits: ApiLimits, v: _Collector) -> None:
+    """Prompt ids to look up: at most MAX_LIST_IDS, each a possible prompt id."""
+    if len(req_ids) > MAX_LIST_IDS:
+        v.add("ids", f"{len(req_ids)} ids; at most {MAX_LIST_IDS} in one request")
+        return
+    for i, pid in enumerate(req_ids):
+        if not pid or not _PRINTABLE_ASCII.fullmatch(pid) or len(pid) > limits.max_id_bytes:
+            v.add(f"ids[{i}]", f"not a prompt id: ids are 1 to {limits.max_id_bytes} printable ASCII characters")
+
+
+def validate_cancel_prompts(req: trainer_pb2.CancelPromptsRequest, limits: ApiLimits) -> tuple[str, ...]:
+    """CancelPrompts: 1 to MAX_LIST_IDS ids, each a possible prompt id, none twice. Returns the ids."""
+    v = _Collector()
+    if not req.ids:
+        v.add("ids", "required: the ids of the prompts to cancel")
+    _validate_ids(req.ids, limits, v)
+    first: dict[str, int] = {}
+    for i, pid in enumerate(req.ids if len(req.ids) <= MAX_LIST_IDS else ()):
+        if pid in first:
+            v.add(f"ids[{i}]", f"{pid!r} is also ids[{first[pid]}]: name each prompt once")
+        first.setdefault(pid, i)
+    v.raise_if_any()
+    return tuple(req.ids)
+
+
 def validate_list_prompts(req: trainer_pb2.ListPromptsRequest, limits: ApiLimits) -> PromptQuery:
     """ListPrompts: at most MAX_LIST_IDS ids, each a possible prompt id; a known state; a page size of
     0 (the default) to MAX_PAGE_SIZE; a page token from an earlier answer."""
     v = _Collector()
-    if len(req.ids) > MAX_LIST_IDS:
-        v.add("ids", f"{len(req.ids)} ids; at most {MAX_LIST_IDS} in one request")
-    else:
-        for i, pid in enumerate(req.ids):
-            if not pid or not _PRINTABLE_ASCII.fullmatch(pid) or len(pid) > limits.max_id_bytes:
-                v.add(f"ids[{i}]", f"not a prompt id: ids are 1 to {limits.max_id_bytes} printable ASCII characters")
+    _validate_ids(req.ids, limits, v)
     if req.state != trainer_pb2.PROMPT_STATE_UNSPECIFIED and req.state not in _PROMPT_STATES:
-        v.add("state", f"{req.state} is not a PromptState (0 = any, 1-4 = QUEUED, LEASED, TRAINED, FAILED)")
+        v.add("state", f"{req.state} is not a PromptState (0 = any, 1-5 = QUEUED, LEASED, TRAINED, FAILED, CANCELLED)")
     if not 0 <= req.page_size <= MAX_PAGE_SIZE:
         v.add("page_size", f"{req.page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
     after = _after_seq(req.page_token) if req.page_token else 0

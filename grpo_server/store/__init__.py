@@ -2,6 +2,7 @@
 
 from grpo_server.store.lock import StoreInUse, lock_store
 from grpo_server.store.records import (
+    CancelResult,
     CheckpointRecord,
     DuplicatePromptError,
     PromptEntry,
@@ -12,6 +13,7 @@ from grpo_server.store.records import (
 from grpo_server.store.sqlite_store import Store
 
 __all__ = [
+    "CancelResult",
     "CheckpointRecord",
     "DuplicatePromptError",
     "PromptEntry",

@@ -36,6 +36,17 @@ class PromptEntry:
 
 
 @dataclass(frozen=True)
+class CancelResult:
+    """The answer to one cancellation: the ids taken out of the queue (request order), the latest
+    submission of each other known id (request order), the ids never submitted, and the queue depth after."""
+
+    cancelled_ids: tuple[str, ...]
+    not_cancelled: tuple[PromptEntry, ...]
+    unknown_ids: tuple[str, ...]
+    queue_depth: int
+
+
+@dataclass(frozen=True)
 class CheckpointRecord:
     """A durable training checkpoint: the step it contains, where it is, when it was recorded (unix s)."""
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from grpo_server.store.codec import prompt_from_json, prompt_to_json, step_from_row, step_row
 from grpo_server.store.records import (
+    CancelResult,
     CheckpointRecord,
     DuplicatePromptError,
     PromptEntry,
@@ -33,7 +34,8 @@ from grpo_server.store.records import (
 )
 from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
 
-SCHEMA_VERSION = 3  # 2: prompt counts by state kept by triggers; 3: steps.dropped_prompt_ids, prompts_by_id, run_values
+SCHEMA_VERSION = 4  # 2: prompt counts by state kept by triggers; 3: steps.dropped_prompt_ids, prompts_by_id,
+# run_values; 4: the cancelled state
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS prompts (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- queue position: submission order, never changed
     id TEXT NOT NULL,
-    state TEXT NOT NULL,                    -- queued | leased | trained | failed
+    state TEXT NOT NULL,                    -- queued | leased | trained | failed | cancelled
     step INTEGER,                           -- the step of the latest lease
     checkpoint_step INTEGER,                -- the checkpoint that contains it (trained)
     attempts INTEGER NOT NULL DEFAULT 0,    -- failed attempts (steps that took no update)
@@ -149,6 +151,8 @@ class Store:
                 # What the run was told over the API and must keep across a restart (pause, API-set
                 # backends): JSON values by key (get_value / set_value).
                 c.execute("CREATE TABLE IF NOT EXISTS run_values (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            if version < 4:  # prompts taken out of the queue by CancelPrompts
+                c.execute("INSERT OR IGNORE INTO state_counts (state, n) VALUES ('cancelled', 0)")
             c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextmanager
@@ -285,6 +289,35 @@ class Store:
                 ).rowcount
             c.execute(f"UPDATE prompts SET state = 'queued', updated_at = ? WHERE {which}", [now, *args])
         return int(failed)
+
+    def cancel(self, ids: Sequence[str]) -> CancelResult:
+        """Take the queued prompts among `ids` out of the queue (CANCELLED), in one transaction. Ids that
+        are not queued are left as they are and answered with their latest submission; ids never
+        submitted are listed apart."""
+        now = time.time()
+        wanted = json.dumps(list(ids))
+        with self._write() as c:
+            cancelled = {
+                r[0] for r in c.execute(
+                    "UPDATE prompts SET state = 'cancelled', updated_at = ? "
+                    "WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?)) RETURNING id", (now, wanted),
+                ).fetchall()
+            }
+            latest = {
+                e.id: e for e in (
+                    PromptEntry(seq, pid, PromptState(st), *rest) for seq, pid, st, *rest in c.execute(
+                        "SELECT seq, id, state, step, checkpoint_step, attempts, reason, submitted_at, updated_at "
+                        "FROM prompts WHERE seq IN (SELECT max(seq) FROM prompts INDEXED BY prompts_by_id "
+                        "WHERE id IN (SELECT value FROM json_each(?)) GROUP BY id)", (wanted,),
+                    )
+                )
+            }
+            return CancelResult(
+                cancelled_ids=tuple(i for i in ids if i in cancelled),
+                not_cancelled=tuple(latest[i] for i in ids if i in latest and i not in cancelled),
+                unknown_ids=tuple(i for i in ids if i not in latest),
+                queue_depth=self._depth(c),
+            )
 
     # ---------------------------------------------------------------------------- checkpoints
 

@@ -50,11 +50,13 @@ class Trainer:
         self.db = sqlite3.connect(f"file:{app.store.path}?mode=ro", uri=True, check_same_thread=False)
         self.calls: dict[str, int] = {}
 
-    def stored(self) -> tuple[int, int, int]:
-        """(prompt rows, idempotency rows, registry version): what a rejected request must not change."""
+    def stored(self) -> tuple[int, int, int, int]:
+        """(prompt rows, queued prompts, idempotency rows, registry version): what a rejected request must
+        not change."""
         prompts = self.db.execute("SELECT count(*) FROM prompts").fetchone()[0]
+        queued = self.db.execute("SELECT count(*) FROM prompts WHERE state = 'queued'").fetchone()[0]
         requests = self.db.execute("SELECT count(*) FROM requests").fetchone()[0]
-        return int(prompts), int(requests), int(self.app.registry.version)
+        return int(prompts), int(queued), int(requests), int(self.app.registry.version)
 
     def count(self, rpc: str) -> None:
         self.calls[rpc] = self.calls.get(rpc, 0) + 1
@@ -369,14 +371,14 @@ def test_delete_reward_backend_rejects_bad_names_and_unknown_ones(trainer: Train
 def broken_list_prompts(draw: st.DrawFn) -> tuple[trainer_pb2.ListPromptsRequest, str]:
     """A ListPromptsRequest with one thing wrong, and the field the rejection must name."""
     req = trainer_pb2.ListPromptsRequest(ids=draw(st.lists(printable_id, max_size=3)),
-                                         state=draw(st.integers(0, 4)), page_size=draw(st.integers(0, 1000)))
+                                         state=draw(st.integers(0, 5)), page_size=draw(st.integers(0, 1000)))
     kind = draw(st.sampled_from(["page_size", "page_token", "state", "id", "ids"]))
     if kind == "page_size":
         req.page_size = draw(st.one_of(st.integers(-(2**31), -1), st.integers(1001, 2**31 - 1)))
     elif kind == "page_token":  # anything but one of the server's own tokens
         req.page_token = draw(text.filter(lambda s: s != "" and not s.startswith("YWZ0ZXI6")))
     elif kind == "state":
-        req.state = draw(st.one_of(st.integers(-(2**31), -1), st.integers(5, 2**31 - 1)))  # type: ignore[assignment]
+        req.state = draw(st.one_of(st.integers(-(2**31), -1), st.integers(6, 2**31 - 1)))  # type: ignore[assignment]
     elif kind == "id":
         bad = draw(st.one_of(st.just(""), st.text(min_size=257, max_size=300, alphabet="x"),
                              text.filter(lambda s: any(not 0x20 <= ord(c) <= 0x7E for c in s))))
@@ -399,11 +401,51 @@ def test_list_prompts_rejects_malformed_requests(trainer: Trainer) -> None:
     assert trainer.calls["ListPrompts"] >= EXAMPLES
 
 
+@st.composite
+def broken_cancel_prompts(draw: st.DrawFn) -> tuple[trainer_pb2.CancelPromptsRequest, str]:
+    """A CancelPromptsRequest naming the queued prompt `to-cancel` and one thing wrong, and the field the
+    rejection must name."""
+    ids = draw(st.lists(printable_id, max_size=3, unique=True).map(lambda xs: [x for x in xs if x != "to-cancel"]))
+    ids.insert(draw(st.integers(0, len(ids))), "to-cancel")
+    req = trainer_pb2.CancelPromptsRequest(ids=ids)
+    kind = draw(st.sampled_from(["id", "twice", "ids"]))
+    if kind == "id":
+        bad = draw(st.one_of(st.just(""), st.text(min_size=257, max_size=300, alphabet="x"),
+                             text.filter(lambda s: any(not 0x20 <= ord(c) <= 0x7E for c in s))))
+        at = draw(st.integers(0, len(req.ids)))
+        req.ids.insert(at, bad)
+        return req, f"ids[{at}]"
+    if kind == "twice":
+        again = draw(st.sampled_from(list(req.ids)))
+        at = draw(st.integers(list(req.ids).index(again) + 1, len(req.ids)))
+        req.ids.insert(at, again)
+        return req, f"ids[{at}]"
+    req.ids.extend(f"p{i}" for i in range(1001))
+    return req, "ids"
+
+
+def test_cancel_prompts_rejects_malformed_requests_and_cancels_nothing(trainer: Trainer) -> None:
+    trainer.stub.SubmitPrompts(trainer_pb2.SubmitPromptsRequest(prompts=[valid_prompt("to-cancel")]), timeout=30)
+    expect_rejected(trainer, "CancelPrompts",
+                    lambda: trainer.stub.CancelPrompts(trainer_pb2.CancelPromptsRequest(), timeout=30), "ids")
+
+    @FUZZ
+    @given(broken_cancel_prompts())
+    def run(case: tuple[trainer_pb2.CancelPromptsRequest, str]) -> None:
+        req, field = case
+        expect_rejected(trainer, "CancelPrompts", lambda: trainer.stub.CancelPrompts(req, timeout=30), field)
+
+    run()
+    assert trainer.calls["CancelPrompts"] >= EXAMPLES
+    got = trainer.stub.CancelPrompts(trainer_pb2.CancelPromptsRequest(ids=["to-cancel"]), timeout=30)
+    assert list(got.cancelled_ids) == ["to-cancel"]  # it was queued all along
+
+
 def test_trainer_still_serves_and_accepts_valid_prompts_after_the_fuzzing(trainer: Trainer) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{trainer.app.api_port}") as ch:
         health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
-    prompts_before, _, _ = trainer.stored()
+    prompts_before, *_ = trainer.stored()
     r = trainer.stub.SubmitPrompts(trainer_pb2.SubmitPromptsRequest(prompts=[valid_prompt("after-fuzz")]), timeout=30)
     assert list(r.accepted_ids) == ["after-fuzz"]
     assert trainer.stored()[0] == prompts_before + 1

@@ -283,7 +283,7 @@ def test_a_version_1_store_gets_the_state_counters(tmp_path: Path) -> None:
     assert s.counts()[PromptState.LEASED] == 0
     s.close()
     con = sqlite3.connect(tmp_path / FILENAME)
-    assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION == 4
     con.close()
 
 
@@ -306,6 +306,48 @@ def test_a_version_2_store_keeps_its_step_history_and_records_dropped_prompts(tm
     plan = " ".join(str(r) for r in con.execute("EXPLAIN QUERY PLAN SELECT seq FROM prompts WHERE id = 'a'"))
     con.close()
     assert "prompts_by_id" in plan, plan  # ListPrompts by id does not walk the table
+
+
+def test_cancel_takes_only_queued_prompts_out_and_the_queue_never_gives_them_back(tmp_path: Path) -> None:
+    s = Store(tmp_path, max_attempts=1)
+    s.submit([rec(k) for k in "abcdef"], None, BIG)
+    s.lease(1, 1)  # a
+    s.commit_checkpoint(1, "/c/1")  # a trained
+    s.lease(1, 2)  # b leased
+    assert [r.id for r in s.lease(1, 3)] == ["c"]
+    assert s.requeue_step(3, count_attempt=True) == 1  # c failed
+    got = s.cancel(["d", "b", "zz", "a", "f", "c"])
+    assert got.cancelled_ids == ("d", "f") and got.unknown_ids == ("zz",) and got.queue_depth == 1
+    assert [(e.id, e.state) for e in got.not_cancelled] == [
+        ("b", PromptState.LEASED), ("a", PromptState.TRAINED), ("c", PromptState.FAILED)]
+    again = s.cancel(["d"])  # harmless, and says so
+    assert again.cancelled_ids == () and [(e.id, e.state) for e in again.not_cancelled] == [("d", PromptState.CANCELLED)]
+    counts = s.counts()
+    assert (counts[PromptState.CANCELLED], counts[PromptState.QUEUED]) == (2, 1)
+    # Neither a step nor a restart's recovery nor a failed step's requeue brings a cancelled prompt back.
+    s.requeue_step(2, count_attempt=False)  # b back in the queue, before e
+    assert s.recover() == 0
+    assert [r.id for r in s.lease(5, 4, partial_after=0.0)] == ["b", "e"]
+    # A cancelled id may be submitted again (a new submission; the old one stays cancelled).
+    s.submit([rec("d")], None, BIG)
+    assert [(e.id, e.state) for e in s.list_prompts(ids=["d"])] == [("d", PromptState.CANCELLED), ("d", PromptState.QUEUED)]
+    s.close()
+    s = Store(tmp_path)  # durable
+    assert s.counts()[PromptState.CANCELLED] == 2 and s.cancel(["f"]).not_cancelled[0].state is PromptState.CANCELLED
+    s.close()
+
+
+def test_a_version_3_store_gets_the_cancelled_state(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    s.submit([rec(k) for k in "ab"], None, BIG)
+    s.close()
+    con = sqlite3.connect(tmp_path / FILENAME)  # back to version 3: no 'cancelled' counter
+    con.executescript("DELETE FROM state_counts WHERE state = 'cancelled'; UPDATE schema_version SET version = 3;")
+    con.close()
+    s = Store(tmp_path)
+    assert s.cancel(["a"]).cancelled_ids == ("a",)
+    assert s.counts()[PromptState.CANCELLED] == 1 and s.queue_depth() == 1
+    s.close()
 
 
 def test_run_values_survive_reopening_and_none_deletes(tmp_path: Path) -> None:

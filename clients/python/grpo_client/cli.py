@@ -120,10 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = b.add_parser("delete", help="remove a reward backend")
     s.add_argument("name", metavar="NAME")
 
-    s = sub.add_parser("prompts", help="submitted prompts and where each is (queued, leased, trained, failed and why)")
+    s = sub.add_parser("prompts", help="submitted prompts and where each is (queued, leased, trained, failed and why, "
+                       "cancelled)")
     s.add_argument("ids", nargs="*", metavar="ID", help="only these prompt ids (default: every prompt)")
-    s.add_argument("--state", choices=["queued", "leased", "trained", "failed"], help="only prompts in this state")
+    s.add_argument("--state", choices=["queued", "leased", "trained", "failed", "cancelled"],
+                   help="only prompts in this state")
     s.add_argument("--limit", type=_count, default=0, metavar="N", help="show at most N prompts (default: 0, all)")
+
+    s = sub.add_parser("cancel", help="take queued prompts out of the queue before a step trains on them")
+    s.add_argument("ids", nargs="*", metavar="ID", help="ids of the prompts to cancel")
+    s.add_argument("--file", type=Path, metavar="FILE.jsonl", help="also every prompt id of this prompt file")
 
     sub.add_parser("pause", help="pause training after the current step")
     sub.add_parser("resume", help="resume a paused run")
@@ -322,6 +328,30 @@ def cmd_prompts(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
     return EXIT_OK
 
 
+def cmd_cancel(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    ids = list(args.ids)
+    if args.file is not None:
+        ids += [p.id for p in load_prompt_file(args.file).prompts]
+    ids = list(dict.fromkeys(ids))  # each once, in order
+    if not ids:  # an empty prompt file
+        pr.document(to_dict(trainer_pb2.CancelPromptsResponse()))
+        pr.line(f"{args.file} holds no prompts: nothing to cancel")
+        return EXIT_OK
+    response = client.cancel_all(ids)
+    pr.document(to_dict(response))
+    pr.line(f"cancelled {len(response.cancelled_ids)} queued prompts; queue depth {response.queue_depth}")
+    for p in response.not_cancelled:
+        state = _enum_name(trainer_pb2.PromptState, p.state, "PROMPT_STATE_")
+        why = {trainer_pb2.PROMPT_STATE_LEASED: f"step {p.step} is training on it",
+               trainer_pb2.PROMPT_STATE_TRAINED: f"trained, in checkpoint {p.checkpoint_step}",
+               trainer_pb2.PROMPT_STATE_FAILED: "failed", trainer_pb2.PROMPT_STATE_CANCELLED: "cancelled before"}
+        pr.line(f"not cancelled: {p.id}: {state} ({why.get(p.state, 'not queued')})")
+    if response.unknown_ids:
+        pr.line(f"never submitted: {', '.join(response.unknown_ids)}")
+    done = all(p.state == trainer_pb2.PROMPT_STATE_CANCELLED for p in response.not_cancelled)
+    return EXIT_OK if done and not response.unknown_ids else EXIT_FAILURE
+
+
 def cmd_pause(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     run = client.pause() if args.command == "pause" else client.resume()
     pr.document({"run": to_dict(run)})
@@ -341,13 +371,16 @@ def cmd_plot(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> in
 
 _COMMANDS = {
     "submit": cmd_submit, "status": cmd_status, "watch": cmd_watch, "export": cmd_export,
-    "backends": cmd_backends, "prompts": cmd_prompts, "pause": cmd_pause, "resume": cmd_pause, "plot": cmd_plot,
+    "backends": cmd_backends, "prompts": cmd_prompts, "cancel": cmd_cancel, "pause": cmd_pause, "resume": cmd_pause, "plot": cmd_plot,
 }
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run `grpo` with `argv` (default: sys.argv[1:]); returns the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "cancel" and not args.ids and args.file is None:
+        parser.error("cancel: name the prompts to cancel: IDs, or --file FILE.jsonl")
     pr = Printer(args.json, out or sys.stdout)
     try:
         token = _token(args)

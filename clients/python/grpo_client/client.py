@@ -556,6 +556,24 @@ class TrainerClient:
             if not token:
                 return
 
+    def cancel_prompts(self, ids: Sequence[str]) -> trainer_pb2.CancelPromptsResponse:
+        """CancelPrompts: take the queued prompts among `ids` (at most 1000) out of the queue; the answer
+        lists them, where each other id is, and the ids never submitted."""
+        request = trainer_pb2.CancelPromptsRequest(ids=list(ids))
+        return self._call(self._stub.CancelPrompts, request)  # type: ignore[no-any-return]
+
+    def cancel_all(self, ids: Sequence[str], chunk: int = 1000) -> trainer_pb2.CancelPromptsResponse:
+        """`cancel_prompts` for any number of ids, `chunk` at a time, the answers merged into one (its
+        queue_depth from the last call)."""
+        out = trainer_pb2.CancelPromptsResponse()
+        for start in range(0, len(ids), chunk):
+            part = self.cancel_prompts(ids[start:start + chunk])
+            out.cancelled_ids.extend(part.cancelled_ids)
+            out.not_cancelled.extend(part.not_cancelled)
+            out.unknown_ids.extend(part.unknown_ids)
+            out.queue_depth = part.queue_depth
+        return out
+
     def delete_backend(self, name: str) -> int:
         """DeleteRewardBackend; returns the registry version after the change."""
         request = trainer_pb2.DeleteRewardBackendRequest(name=name)

@@ -108,6 +108,7 @@ RPC_REQUESTS = {
     "ResumeTraining": trainer_pb2.ResumeTrainingRequest(),
     "ListRewardBackends": trainer_pb2.ListRewardBackendsRequest(),
     "ListPrompts": trainer_pb2.ListPromptsRequest(state=trainer_pb2.PROMPT_STATE_FAILED),
+    "CancelPrompts": trainer_pb2.CancelPromptsRequest(ids=["z"]),
     "SetRewardBackend": trainer_pb2.SetRewardBackendRequest(backend=trainer_pb2.RewardBackend(name="n", address="h:1")),
     "DeleteRewardBackend": trainer_pb2.DeleteRewardBackendRequest(name="rm"),
     "ExportCheckpoint": trainer_pb2.ExportCheckpointRequest(destination="/nonexistent-root-dir/x/y"),

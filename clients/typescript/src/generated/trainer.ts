@@ -13,6 +13,8 @@ import type { ScoreItem as _grpo_reward_v1_ScoreItem, ScoreItem__Output as _grpo
 import type { ScoreRequest as _grpo_reward_v1_ScoreRequest, ScoreRequest__Output as _grpo_reward_v1_ScoreRequest__Output } from './grpo/reward/v1/ScoreRequest';
 import type { ScoreResponse as _grpo_reward_v1_ScoreResponse, ScoreResponse__Output as _grpo_reward_v1_ScoreResponse__Output } from './grpo/reward/v1/ScoreResponse';
 import type { ScoreResult as _grpo_reward_v1_ScoreResult, ScoreResult__Output as _grpo_reward_v1_ScoreResult__Output } from './grpo/reward/v1/ScoreResult';
+import type { CancelPromptsRequest as _grpo_trainer_v1_CancelPromptsRequest, CancelPromptsRequest__Output as _grpo_trainer_v1_CancelPromptsRequest__Output } from './grpo/trainer/v1/CancelPromptsRequest';
+import type { CancelPromptsResponse as _grpo_trainer_v1_CancelPromptsResponse, CancelPromptsResponse__Output as _grpo_trainer_v1_CancelPromptsResponse__Output } from './grpo/trainer/v1/CancelPromptsResponse';
 import type { DeleteRewardBackendRequest as _grpo_trainer_v1_DeleteRewardBackendRequest, DeleteRewardBackendRequest__Output as _grpo_trainer_v1_DeleteRewardBackendRequest__Output } from './grpo/trainer/v1/DeleteRewardBackendRequest';
 import type { DeleteRewardBackendResponse as _grpo_trainer_v1_DeleteRewardBackendResponse, DeleteRewardBackendResponse__Output as _grpo_trainer_v1_DeleteRewardBackendResponse__Output } from './grpo/trainer/v1/DeleteRewardBackendResponse';
 import type { Export as _grpo_trainer_v1_Export, Export__Output as _grpo_trainer_v1_Export__Output } from './grpo/trainer/v1/Export';
@@ -86,6 +88,8 @@ export interface ProtoGrpcType {
     trainer: {
       v1: {
         BackendSource: EnumTypeDefinition
+        CancelPromptsRequest: MessageTypeDefinition<_grpo_trainer_v1_CancelPromptsRequest, _grpo_trainer_v1_CancelPromptsRequest__Output>
+        CancelPromptsResponse: MessageTypeDefinition<_grpo_trainer_v1_CancelPromptsResponse, _grpo_trainer_v1_CancelPromptsResponse__Output>
         CircuitState: EnumTypeDefinition
         DeleteRewardBackendRequest: MessageTypeDefinition<_grpo_trainer_v1_DeleteRewardBackendRequest, _grpo_trainer_v1_DeleteRewardBackendRequest__Output>
         DeleteRewardBackendResponse: MessageTypeDefinition<_grpo_trainer_v1_DeleteRewardBackendResponse, _grpo_trainer_v1_DeleteRewardBackendResponse__Output>

@@ -207,6 +207,8 @@ class _PromptStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PromptSta
     """Its update is in a durable checkpoint."""
     PROMPT_STATE_FAILED: _PromptState.ValueType  # 4
     """Given up on after `training.max_prompt_attempts` steps that took no update from it; see `reason`."""
+    PROMPT_STATE_CANCELLED: _PromptState.ValueType  # 5
+    """Taken out of the queue by CancelPrompts; never trained (unless submitted again)."""
 
 class PromptState(_PromptState, metaclass=_PromptStateEnumTypeWrapper):
     """Where a submitted prompt is."""
@@ -221,6 +223,8 @@ PROMPT_STATE_TRAINED: PromptState.ValueType  # 3
 """Its update is in a durable checkpoint."""
 PROMPT_STATE_FAILED: PromptState.ValueType  # 4
 """Given up on after `training.max_prompt_attempts` steps that took no update from it; see `reason`."""
+PROMPT_STATE_CANCELLED: PromptState.ValueType  # 5
+"""Taken out of the queue by CancelPrompts; never trained (unless submitted again)."""
 Global___PromptState: _TypeAlias = PromptState  # noqa: Y015
 
 @_typing.final
@@ -678,6 +682,7 @@ class RunStatus(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     PROMPTS_TRAINED_FIELD_NUMBER: _builtins.int
     PROMPTS_FAILED_FIELD_NUMBER: _builtins.int
+    PROMPTS_CANCELLED_FIELD_NUMBER: _builtins.int
     state: Global___RunState.ValueType
     """The run's state."""
     queue_depth: _builtins.int
@@ -694,6 +699,8 @@ class RunStatus(_message.Message):
     """Prompts trained (contained in a durable checkpoint) since the store was created."""
     prompts_failed: _builtins.int
     """Prompts that failed for good since the store was created."""
+    prompts_cancelled: _builtins.int
+    """Prompts taken out of the queue by CancelPrompts since the store was created."""
     def __init__(
         self,
         *,
@@ -705,10 +712,11 @@ class RunStatus(_message.Message):
         error: _builtins.str = ...,
         prompts_trained: _builtins.int = ...,
         prompts_failed: _builtins.int = ...,
+        prompts_cancelled: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_step", b"checkpoint_step", "error", b"error", "latest_step", b"latest_step", "pause_requested", b"pause_requested", "prompts_failed", b"prompts_failed", "prompts_trained", b"prompts_trained", "queue_depth", b"queue_depth", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_step", b"checkpoint_step", "error", b"error", "latest_step", b"latest_step", "pause_requested", b"pause_requested", "prompts_cancelled", b"prompts_cancelled", "prompts_failed", b"prompts_failed", "prompts_trained", b"prompts_trained", "queue_depth", b"queue_depth", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1384,3 +1392,69 @@ class ListPromptsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPromptsResponse: _TypeAlias = ListPromptsResponse  # noqa: Y015
+
+@_typing.final
+class CancelPromptsRequest(_message.Message):
+    """Which queued prompts to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids, 1 to 1000, each at most once."""
+
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelPromptsRequest: _TypeAlias = CancelPromptsRequest  # noqa: Y015
+
+@_typing.final
+class CancelPromptsResponse(_message.Message):
+    """The answer to CancelPrompts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANCELLED_IDS_FIELD_NUMBER: _builtins.int
+    NOT_CANCELLED_FIELD_NUMBER: _builtins.int
+    UNKNOWN_IDS_FIELD_NUMBER: _builtins.int
+    QUEUE_DEPTH_FIELD_NUMBER: _builtins.int
+    queue_depth: _builtins.int
+    """The number of prompts waiting in the queue after this request."""
+    @_builtins.property
+    def cancelled_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids this call took out of the queue (now CANCELLED), in request order."""
+
+    @_builtins.property
+    def not_cancelled(self) -> _containers.RepeatedCompositeFieldContainer[Global___PromptStatus]:
+        """The other ids the trainer knows, each as its latest submission stands (LEASED: a step has it and it
+        can no longer be cancelled; TRAINED, FAILED, or CANCELLED before), in request order.
+        """
+
+    @_builtins.property
+    def unknown_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids no submission ever had, in request order."""
+
+    def __init__(
+        self,
+        *,
+        cancelled_ids: _abc.Iterable[_builtins.str] | None = ...,
+        not_cancelled: _abc.Iterable[Global___PromptStatus] | None = ...,
+        unknown_ids: _abc.Iterable[_builtins.str] | None = ...,
+        queue_depth: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_ids", b"cancelled_ids", "not_cancelled", b"not_cancelled", "queue_depth", b"queue_depth", "unknown_ids", b"unknown_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelPromptsResponse: _TypeAlias = CancelPromptsResponse  # noqa: Y015

@@ -99,6 +99,11 @@ class TrainerServiceStub:
                 request_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsRequest.SerializeToString,
                 response_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsResponse.FromString,
                 _registered_method=True)
+        self.CancelPrompts = channel.unary_unary(
+                '/grpo.trainer.v1.TrainerService/CancelPrompts',
+                request_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.CancelPromptsRequest.SerializeToString,
+                response_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.CancelPromptsResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -196,6 +201,15 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelPrompts(self, request, context):
+        """Take queued prompts out of the queue before a step leases them, by id: a bad submission retracted.
+        Only a QUEUED prompt can be cancelled; the answer says where each other id is. Cancelling again is
+        harmless. Role: submit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -253,6 +267,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.ListPrompts,
                     request_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsRequest.FromString,
                     response_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsResponse.SerializeToString,
+            ),
+            'CancelPrompts': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelPrompts,
+                    request_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.CancelPromptsRequest.FromString,
+                    response_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.CancelPromptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -562,6 +581,33 @@ class TrainerService:
             '/grpo.trainer.v1.TrainerService/ListPrompts',
             grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsRequest.SerializeToString,
             grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListPromptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelPrompts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grpo.trainer.v1.TrainerService/CancelPrompts',
+            grpo_dot_trainer_dot_v1_dot_trainer__pb2.CancelPromptsRequest.SerializeToString,
+            grpo_dot_trainer_dot_v1_dot_trainer__pb2.CancelPromptsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -76,6 +76,11 @@ class TrainerServiceStub:
     """Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
     submission order, a page at a time; filtered by id and by state. Role: read.
     """
+    CancelPrompts: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.CancelPromptsRequest, _trainer_pb2.CancelPromptsResponse]
+    """Take queued prompts out of the queue before a step leases them, by id: a bad submission retracted.
+    Only a QUEUED prompt can be cancelled; the answer says where each other id is. Cancelling again is
+    harmless. Role: submit.
+    """
 
 @_typing.type_check_only
 class TrainerServiceAsyncStub(TrainerServiceStub):
@@ -122,6 +127,11 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     ListPrompts: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListPromptsRequest, _trainer_pb2.ListPromptsResponse]  # type: ignore[assignment]
     """Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
     submission order, a page at a time; filtered by id and by state. Role: read.
+    """
+    CancelPrompts: _aio.UnaryUnaryMultiCallable[_trainer_pb2.CancelPromptsRequest, _trainer_pb2.CancelPromptsResponse]  # type: ignore[assignment]
+    """Take queued prompts out of the queue before a step leases them, by id: a bad submission retracted.
+    Only a QUEUED prompt can be cancelled; the answer says where each other id is. Cancelling again is
+    harmless. Role: submit.
     """
 
 class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -232,6 +242,17 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_trainer_pb2.ListPromptsResponse, _abc.Awaitable[_trainer_pb2.ListPromptsResponse]]:
         """Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
         submission order, a page at a time; filtered by id and by state. Role: read.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelPrompts(
+        self,
+        request: _trainer_pb2.CancelPromptsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.CancelPromptsResponse, _abc.Awaitable[_trainer_pb2.CancelPromptsResponse]]:
+        """Take queued prompts out of the queue before a step leases them, by id: a bad submission retracted.
+        Only a QUEUED prompt can be cancelled; the answer says where each other id is. Cancelling again is
+        harmless. Role: submit.
         """
 
 def add_TrainerServiceServicer_to_server(servicer: TrainerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

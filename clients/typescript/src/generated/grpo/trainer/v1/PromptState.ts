@@ -24,6 +24,10 @@ export const PromptState = {
    * Given up on after `training.max_prompt_attempts` steps that took no update from it; see `reason`.
    */
   PROMPT_STATE_FAILED: 'PROMPT_STATE_FAILED',
+  /**
+   * Taken out of the queue by CancelPrompts; never trained (unless submitted again).
+   */
+  PROMPT_STATE_CANCELLED: 'PROMPT_STATE_CANCELLED',
 } as const;
 
 /**
@@ -55,6 +59,11 @@ export type PromptState =
    */
   | 'PROMPT_STATE_FAILED'
   | 4
+  /**
+   * Taken out of the queue by CancelPrompts; never trained (unless submitted again).
+   */
+  | 'PROMPT_STATE_CANCELLED'
+  | 5
 
 /**
  * Where a submitted prompt is.

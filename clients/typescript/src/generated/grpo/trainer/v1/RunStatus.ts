@@ -39,6 +39,10 @@ export interface RunStatus {
    * Prompts that failed for good since the store was created.
    */
   'promptsFailed'?: (number | string | Long);
+  /**
+   * Prompts taken out of the queue by CancelPrompts since the store was created.
+   */
+  'promptsCancelled'?: (number | string | Long);
 }
 
 /**
@@ -77,4 +81,8 @@ export interface RunStatus__Output {
    * Prompts that failed for good since the store was created.
    */
   'promptsFailed': (number);
+  /**
+   * Prompts taken out of the queue by CancelPrompts since the store was created.
+   */
+  'promptsCancelled': (number);
 }

@@ -2,6 +2,8 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { CancelPromptsRequest as _grpo_trainer_v1_CancelPromptsRequest, CancelPromptsRequest__Output as _grpo_trainer_v1_CancelPromptsRequest__Output } from '../../../grpo/trainer/v1/CancelPromptsRequest';
+import type { CancelPromptsResponse as _grpo_trainer_v1_CancelPromptsResponse, CancelPromptsResponse__Output as _grpo_trainer_v1_CancelPromptsResponse__Output } from '../../../grpo/trainer/v1/CancelPromptsResponse';
 import type { DeleteRewardBackendRequest as _grpo_trainer_v1_DeleteRewardBackendRequest, DeleteRewardBackendRequest__Output as _grpo_trainer_v1_DeleteRewardBackendRequest__Output } from '../../../grpo/trainer/v1/DeleteRewardBackendRequest';
 import type { DeleteRewardBackendResponse as _grpo_trainer_v1_DeleteRewardBackendResponse, DeleteRewardBackendResponse__Output as _grpo_trainer_v1_DeleteRewardBackendResponse__Output } from '../../../grpo/trainer/v1/DeleteRewardBackendResponse';
 import type { ExportCheckpointRequest as _grpo_trainer_v1_ExportCheckpointRequest, ExportCheckpointRequest__Output as _grpo_trainer_v1_ExportCheckpointRequest__Output } from '../../../grpo/trainer/v1/ExportCheckpointRequest';
@@ -38,6 +40,25 @@ import type { WatchStepsResponse as _grpo_trainer_v1_WatchStepsResponse, WatchSt
  * does not apply in the run's state.
  */
 export interface TrainerServiceClient extends grpc.Client {
+  /**
+   * Take queued prompts out of the queue before a step leases them, by id: a bad submission retracted.
+   * Only a QUEUED prompt can be cancelled; the answer says where each other id is. Cancelling again is
+   * harmless. Role: submit.
+   */
+  CancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  CancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  CancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  CancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Take queued prompts out of the queue before a step leases them, by id: a bad submission retracted.
+   * Only a QUEUED prompt can be cancelled; the answer says where each other id is. Cancelling again is
+   * harmless. Role: submit.
+   */
+  cancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  cancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  cancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  cancelPrompts(argument: _grpo_trainer_v1_CancelPromptsRequest, callback: grpc.requestCallback<_grpo_trainer_v1_CancelPromptsResponse__Output>): grpc.ClientUnaryCall;
+  
   /**
    * Remove a reward backend. Role: admin.
    */
@@ -225,6 +246,13 @@ export interface TrainerServiceClient extends grpc.Client {
  */
 export interface TrainerServiceHandlers extends grpc.UntypedServiceImplementation {
   /**
+   * Take queued prompts out of the queue before a step leases them, by id: a bad submission retracted.
+   * Only a QUEUED prompt can be cancelled; the answer says where each other id is. Cancelling again is
+   * harmless. Role: submit.
+   */
+  CancelPrompts: grpc.handleUnaryCall<_grpo_trainer_v1_CancelPromptsRequest__Output, _grpo_trainer_v1_CancelPromptsResponse>;
+  
+  /**
    * Remove a reward backend. Role: admin.
    */
   DeleteRewardBackend: grpc.handleUnaryCall<_grpo_trainer_v1_DeleteRewardBackendRequest__Output, _grpo_trainer_v1_DeleteRewardBackendResponse>;
@@ -287,6 +315,7 @@ export interface TrainerServiceHandlers extends grpc.UntypedServiceImplementatio
 }
 
 export interface TrainerServiceDefinition extends grpc.ServiceDefinition {
+  CancelPrompts: MethodDefinition<_grpo_trainer_v1_CancelPromptsRequest, _grpo_trainer_v1_CancelPromptsResponse, _grpo_trainer_v1_CancelPromptsRequest__Output, _grpo_trainer_v1_CancelPromptsResponse__Output>
   DeleteRewardBackend: MethodDefinition<_grpo_trainer_v1_DeleteRewardBackendRequest, _grpo_trainer_v1_DeleteRewardBackendResponse, _grpo_trainer_v1_DeleteRewardBackendRequest__Output, _grpo_trainer_v1_DeleteRewardBackendResponse__Output>
   ExportCheckpoint: MethodDefinition<_grpo_trainer_v1_ExportCheckpointRequest, _grpo_trainer_v1_ExportCheckpointResponse, _grpo_trainer_v1_ExportCheckpointRequest__Output, _grpo_trainer_v1_ExportCheckpointResponse__Output>
   GetExport: MethodDefinition<_grpo_trainer_v1_GetExportRequest, _grpo_trainer_v1_GetExportResponse, _grpo_trainer_v1_GetExportRequest__Output, _grpo_trainer_v1_GetExportResponse__Output>
