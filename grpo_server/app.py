@@ -258,6 +258,9 @@ class TrainerApp:
                 self.metrics_port = _serve_metrics(self.metrics, cfg.server.metrics_listen)
                 log.info("metrics on %s (port %d)", cfg.server.metrics_listen, self.metrics_port)
             self._open_store()
+            # /metrics tells where the run is from the start, not 0 until the restart's first step.
+            self.metrics.latest_step.set(self.store.latest_completed_step())
+            self.metrics.queue_depth.set(self.store.queue_depth())
             # What the API was told (paused, backends added/changed/removed) outlives a restart.
             self.registry.attach_store(self.store)
             self.control = RunControl(store=self.store)
@@ -298,7 +301,10 @@ class TrainerApp:
         """Create and lock the store directory, open the store and put leases after the last checkpoint
         back in the queue. StoreInUse: another trainer holds it (then nothing in it is touched)."""
         from grpo_server.store import Store, StoreError, lock_store
+        from grpo_server.store.lock import LOCK_FILE
 
+        lock_path = self.store_dir / LOCK_FILE
+        had_lock = lock_path.exists()
         try:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             self._store_lock = lock_store(self.store_dir)
@@ -307,6 +313,8 @@ class TrainerApp:
         try:
             self.store = Store(self.store_dir, max_attempts=self.cfg.training.max_prompt_attempts)
         except StoreError as err:  # not a store, damaged, or written by a newer trainer
+            if not had_lock:  # leave the directory as it was found: only the refused file in it
+                lock_path.unlink(missing_ok=True)
             raise StartupError("store_dir", str(err)) from None
         requeued = self.store.recover()
         if requeued:

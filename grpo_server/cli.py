@@ -47,6 +47,13 @@ def _setting_name(field: str, args: argparse.Namespace) -> str:
     return "--" + dest.replace("_", "-") if dest and getattr(args, dest) else field
 
 
+def _directory(value: str) -> Path:
+    """An argparse type: a directory path, not empty (an empty one would quietly mean the working directory)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("'' is not a directory path")
+    return Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to render --help in the docs)."""
     p = argparse.ArgumentParser(
@@ -56,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="YAML config file (see examples/); defaults apply without one")
     p.add_argument("--listen", help="gRPC listen address HOST:PORT (overrides server.listen)")
     p.add_argument("--metrics-listen", help="Prometheus listen address HOST:PORT (overrides server.metrics_listen)")
-    p.add_argument("--store-dir", type=Path, help="directory of the SQLite store, checkpoints and exports (overrides "
+    p.add_argument("--store-dir", type=_directory, help="directory of the SQLite store, checkpoints and exports (overrides "
                    "store_dir); one trainer at a time: a second one on it exits with status 2")
     p.add_argument(
         "--reward-backend", type=_backend, action="append", default=[], metavar="NAME=HOST:PORT",

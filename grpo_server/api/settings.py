@@ -6,7 +6,10 @@ grpo_server.api.validation (or, for the message size, by the gRPC server itself)
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -14,10 +17,24 @@ MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 """gRPC's message size options are C ints: a larger value fails when the server is built."""
 
 
+def _path_given(value: str) -> str:
+    """A path setting's value: an empty one is an error, not a quiet "unset" (an empty templated value
+    must not turn auth or TLS off)."""
+    if not value.strip():
+        raise PydanticCustomError(
+            "empty_path", "{description}", {"description": f"{value!r} is not a path; leave the field out for its default"}
+        )
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_path_given)]
+"""A file or directory path in the config: a non-empty string."""
+
+
 class ApiLimits(BaseModel):
     """Limits on what SubmitPrompts accepts. Sizes are UTF-8 bytes unless said otherwise."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     max_message_bytes: int = Field(
         default=64 * MIB,
@@ -49,9 +66,9 @@ class ApiLimits(BaseModel):
 class AuthSettings(BaseModel):
     """Bearer-token auth. Off when `tokens_file` is unset (every RPC is open)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    tokens_file: str | None = Field(
+    tokens_file: PathText | None = Field(
         default=None,
         description="YAML file `tokens: [{name, token_sha256 | token, roles: [submit, read, admin]}]`; "
         "re-read when it changes. Unset = auth off.",

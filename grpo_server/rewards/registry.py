@@ -70,6 +70,16 @@ DEFAULT_MAX_CONCURRENCY = 4
 _FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file"}
 
 
+def _registry_text(raw: bytes, origin: str) -> str:
+    """The registry file's bytes as text; RegistryError when they are not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RegistryError(
+            [FieldViolation("", f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}")], origin
+        ) from None
+
+
 @dataclass(frozen=True)
 class BackendEntry:
     """One reward backend: a registry `name` prompts refer to and where and how to call it.
@@ -112,7 +122,7 @@ class RegistryError(ValueError):
 
     def __init__(self, violations: Sequence[FieldViolation], context: str = ""):
         self.violations = tuple(violations)
-        detail = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        detail = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in self.violations)
         super().__init__(f"{context}: {detail}" if context else detail)
 
 
@@ -230,7 +240,7 @@ class RewardRegistry:
                 text = self._file_path.read_bytes()
             except OSError as exc:
                 raise RegistryError([FieldViolation("", f"cannot read: {exc}")], str(self._file_path)) from exc
-            self._file = parse_registry(text.decode("utf-8"), str(self._file_path))
+            self._file = parse_registry(_registry_text(text, str(self._file_path)), str(self._file_path))
             self._file_hash = hashlib.sha256(text).hexdigest()
         self._version = 1
         self._snapshot = RegistrySnapshot(1, MappingProxyType(self._effective()))
@@ -440,9 +450,10 @@ class RewardRegistry:
             return False
         digest = hashlib.sha256(raw).hexdigest()
         if digest == self._file_hash:
+            self._bad_hash = None  # back to the content in force: the next bad edit is logged, even a repeat
             return False
         try:
-            new_file = parse_registry(raw.decode("utf-8", errors="replace"), str(self._file_path))
+            new_file = parse_registry(_registry_text(raw, str(self._file_path)), str(self._file_path))
         except RegistryError as exc:
             if digest != self._bad_hash:
                 log.error("reward registry file rejected, keeping the previous registry: %s", exc)

@@ -261,6 +261,12 @@ class Store:
                             (StepState.COMPLETED.value, up_to)).fetchone()
         return int(row[0])
 
+    def latest_completed_step(self) -> int:
+        """The number of the latest COMPLETED step (0 when none)."""
+        with self._read() as c:
+            row = c.execute("SELECT max(step) FROM steps WHERE state = ?", (StepState.COMPLETED.value,)).fetchone()
+        return int(row[0] or 0)
+
     def requeue_step(
         self, step: int, *, count_attempt: bool, reason: str = "", ids: Sequence[str] | None = None
     ) -> int:

@@ -150,3 +150,32 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(("data", "field", "words"), [
+    ({"limits": {"retry_after_seconds": float("inf")}}, "limits.retry_after_seconds", "finite"),
+    ({"algorithm": {"epsilon_high": float("nan")}}, "algorithm.epsilon_high", "finite"),
+    ({"rewards": {"breaker_reset_seconds": float("inf")}}, "rewards.breaker_reset_seconds", "finite"),
+    ({"auth": {"tokens_file": ""}}, "auth.tokens_file", "'' is not a path; leave the field out for its default"),
+    ({"server": {"tls_cert": " ", "tls_key": "k"}}, "server.tls_cert", "is not a path"),
+    ({"rewards": {"registry_file": ""}}, "rewards.registry_file", "is not a path"),
+    ({"store_dir": ""}, "store_dir", "is not a path"),
+    ({"training": {"lr_schedule": "cosine"}}, "training", "set training.max_steps, or use lr_schedule 'constant'"),
+    ({"server": {"listen": "127.0.0.1:7000", "metrics_listen": "127.0.0.1:7000"}}, "server", "ports of their own"),
+    ({"rewards": {"default": [{"backend": "math"}, {"backend": "math", "weight": 2}]}}, "rewards.default",
+     "names math more than once"),
+    ({"rollout": {"max_new_tokens": 16}, "algorithm": {"overlong_cache_tokens": 32}}, "(top level)",
+     "every completion would be penalised"),
+])
+def test_settings_that_cannot_work_are_refused_at_load_naming_the_field(data: dict, field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    line = str(err.value).splitlines()[1]
+    assert line.startswith(f"  {field}: ") and words in line and "Value error" not in line, str(err.value)
+
+
+def test_settings_that_do_work_still_load() -> None:
+    cfg = parse_config({"training": {"lr_schedule": "cosine", "max_steps": 100},
+                        "server": {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
+                        "rollout": {"max_new_tokens": 16}, "algorithm": {"overlong_cache_tokens": 16}})
+    assert cfg.training.max_steps == 100 and cfg.algorithm.overlong_cache_tokens == 16

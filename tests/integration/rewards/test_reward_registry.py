@@ -282,3 +282,40 @@ def test_the_registry_implements_the_apis_backend_registry_port(servers: Servers
         assert reg.reference_kinds("rm") == {"none"}
     finally:
         reg.stop()
+
+
+def test_a_file_that_is_not_utf8_is_refused_at_start_and_on_reload(tmp_path: Path, caplog) -> None:
+    f = tmp_path / "registry.yaml"
+    f.write_bytes(b"# caf\xe9\nbackends:\n  math: {address: 'a:1'}\n")
+    with pytest.raises(RegistryError, match="not UTF-8 text: byte 0xe9 at offset 5"):
+        RewardRegistry(registry_file=f)
+    write(f, "backends:\n  math: {address: 'a:1'}\n")
+    reg = RewardRegistry(registry_file=f)
+    f.write_bytes(b"backends:\n  math: {address: 'b\xff:2'}\n")
+    with caplog.at_level(logging.ERROR):
+        assert reg.reload_if_changed() is False  # not read as 'b\ufffd:2'
+    assert "not UTF-8 text" in caplog.text and reg.snapshot().entries["math"].address == "a:1"
+
+
+def test_the_same_bad_edit_made_again_is_logged_again(tmp_path: Path, caplog) -> None:
+    f = tmp_path / "registry.yaml"
+    good, bad = "backends:\n  math: {address: 'a:1'}\n", "backends:\n  math: {address: 'a:1', timeout_seconds: 0}\n"
+    write(f, good)
+    reg = RewardRegistry(registry_file=f)
+    for _ in range(2):  # bad, back to good, the same bad again: each bad edit is an error in the log
+        write(f, bad)
+        with caplog.at_level(logging.ERROR):
+            caplog.clear()
+            assert reg.reload_if_changed() is False
+            assert reg.reload_if_changed() is False  # checked again unchanged: not logged twice
+        assert caplog.text.count("backends.math.timeout_seconds") == 1, caplog.text
+        write(f, good)
+        assert reg.reload_if_changed() is False
+    for _ in range(2):  # likewise a file removed, restored, removed again
+        f.unlink()
+        with caplog.at_level(logging.ERROR):
+            caplog.clear()
+            assert reg.reload_if_changed() is False
+        assert caplog.text.count("unreadable") == 1, caplog.text
+        write(f, good)
+        assert reg.reload_if_changed() is False

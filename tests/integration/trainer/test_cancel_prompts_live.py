@@ -1,6 +1,7 @@
 """CancelPrompts on the real trainer: prompts cancelled while the run is paused are never leased by a
 step (the steps train the others, in order), a restart does not bring them back, and
-`grpo_prompts_cancelled_total` on /metrics and StepStatus's `run.prompts_cancelled` count them."""
+`grpo_prompts_cancelled_total` on /metrics and StepStatus's `run.prompts_cancelled` count them. After the
+restart `grpo_latest_step` is the last completed step at once (it read 0 until the next step)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def test_cancelled_prompts_are_never_trained_and_stay_cancelled_across_a_restart
 
     wait_for(lambda: app.store.counts()[PromptState.TRAINED] == 4 or None, 180,
              lambda: f"the 4 other prompts were not trained: {app.store.counts()}")
+    last = max(r.step for r in app.store.steps_after(0) if r.state is StepState.COMPLETED)
     leased = [pid for r in app.store.steps_after(0) if r.state is StepState.COMPLETED for pid in r.prompt_ids]
     assert leased == ["p0", "p2", "p3", "p5"], leased  # in submission order, without p1 and p4
     run = client.step_status().run
@@ -46,7 +48,9 @@ def test_cancelled_prompts_are_never_trained_and_stay_cancelled_across_a_restart
     client.close()
     app.shutdown(grace=60)
 
-    again = start_trainer(store, [("toy", backend.address)])  # the restart's recovery leaves them cancelled
+    # The restart's recovery leaves them cancelled.
+    again = start_trainer(store, [("toy", backend.address)], server={"metrics_listen": "127.0.0.1:0"})
+    assert _scraped(again.metrics_port, "grpo_latest_step") == last
     client = TrainerClient(f"127.0.0.1:{again.api_port}")
     states = {p.id: p.state for p in client.iter_prompts()}
     assert states["p1"] == states["p4"] == trainer_pb2.PROMPT_STATE_CANCELLED

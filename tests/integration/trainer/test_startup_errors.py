@@ -127,6 +127,7 @@ def test_a_store_file_that_is_not_sqlite_is_refused_and_left_as_it_was(tmp_path:
                            "file is not a database"), line
     assert "restore it from a backup" in line
     assert (store / "grpo.sqlite").read_bytes() == garbage  # nothing written over it
+    assert [p.name for p in store.iterdir()] == ["grpo.sqlite"]  # nor anything beside it: no lock file left
 
 
 def test_a_store_written_by_a_newer_trainer_is_refused_naming_both_schema_versions(tmp_path: Path) -> None:
