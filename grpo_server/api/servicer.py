@@ -29,7 +29,7 @@ from grpo_server.api.validation import (
     validate_submit,
 )
 from grpo_server.control import ControlError, RunControl
-from grpo_server.store import DuplicatePromptError, QueueFullError, Store
+from grpo_server.store import DuplicatePromptError, QueueFullError, RequestIdReusedError, Store
 from grpo_server.types import StepReport, StepState
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                     if p.id in dup
                 ]
             ) from None
+        except RequestIdReusedError as exc:
+            shown = ", ".join(exc.first_ids[:5]) + (f" and {len(exc.first_ids) - 5} more" if len(exc.first_ids) > 5 else "")
+            raise errors.invalid_argument([Violation(
+                "request_id",
+                f"{exc.request_id!r} was first used for other prompts (it queued {shown}); a request id "
+                "names one request, retried as it was: use a new request_id for new prompts",
+            )]) from None
         except QueueFullError as exc:
             raise errors.resource_exhausted(
                 f"the prompt queue is full ({exc.depth} of {exc.max_depth} waiting; {exc.requested} more do not "

@@ -7,6 +7,7 @@ from grpo_server.store.records import (
     DuplicatePromptError,
     PromptEntry,
     QueueFullError,
+    RequestIdReusedError,
     StoreError,
     SubmitResult,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "DuplicatePromptError",
     "PromptEntry",
     "QueueFullError",
+    "RequestIdReusedError",
     "Store",
     "StoreError",
     "StoreInUse",

@@ -67,6 +67,15 @@ class DuplicatePromptError(StoreError):
         super().__init__(f"prompt ids already queued or leased: {', '.join(self.ids)}")
 
 
+class RequestIdReusedError(StoreError):
+    """A request_id that was first used for other prompts: `first_ids` are the ids that request queued."""
+
+    def __init__(self, request_id: str, first_ids: Sequence[str]) -> None:
+        self.request_id = request_id
+        self.first_ids = tuple(first_ids)
+        super().__init__(f"request_id {request_id!r} was first used for other prompts")
+
+
 class QueueFullError(StoreError):
     """Queuing the submission would exceed max_queue_depth."""
 

@@ -13,6 +13,7 @@ SQLite serialises writers anyway, and each operation here is short.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from grpo_server.store.records import (
     DuplicatePromptError,
     PromptEntry,
     QueueFullError,
+    RequestIdReusedError,
     StoreError,
     SubmitResult,
 )
@@ -100,6 +102,15 @@ _STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, 
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
+def _fingerprint(prompts: Sequence[PromptRecord]) -> str:
+    """A digest of a request's prompts (ids and content, in order), to tell a retry from a reuse."""
+    h = hashlib.sha256()
+    for p in prompts:
+        h.update(json.dumps([p.id, json.loads(prompt_to_json(p))], sort_keys=True).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 class Store:
     """The trainer's durable state. Thread-safe. `max_attempts`: failed attempts after which a prompt is
     given up on (FAILED) by requeue_step(count_attempt=True)."""
@@ -153,6 +164,9 @@ class Store:
                 c.execute("CREATE TABLE IF NOT EXISTS run_values (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             if version < 4:  # prompts taken out of the queue by CancelPrompts
                 c.execute("INSERT OR IGNORE INTO state_counts (state, n) VALUES ('cancelled', 0)")
+                # What each request id was first used for, so that reusing one for other prompts is refused
+                # rather than answered with the first answer (NULL for requests stored before: replayed).
+                c.execute("ALTER TABLE requests ADD COLUMN fingerprint TEXT")
             c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @contextmanager
@@ -179,16 +193,20 @@ class Store:
     ) -> SubmitResult:
         """Queue `prompts` (in order) in one transaction: all of them or none.
 
-        A `request_id` seen before returns the first answer with duplicate=True and stores nothing.
-        Raises DuplicatePromptError (listing the ids) when an id is already queued or leased, and
+        A `request_id` seen before with the same prompts returns the first answer with duplicate=True and
+        stores nothing; with other prompts it raises RequestIdReusedError. Raises DuplicatePromptError (listing the ids) when an id is already queued or leased, and
         QueueFullError when the queue would hold more than `max_queue_depth` prompts.
         """
         now = time.time()
+        fingerprint = _fingerprint(prompts) if request_id else None
         with self._write() as c:
             if request_id:
-                row = c.execute("SELECT response FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+                row = c.execute("SELECT response, fingerprint FROM requests WHERE request_id = ?",
+                                (request_id,)).fetchone()
                 if row is not None:
                     first = json.loads(row[0])
+                    if row[1] is not None and row[1] != fingerprint:
+                        raise RequestIdReusedError(request_id, first["accepted_ids"])
                     return SubmitResult(tuple(first["accepted_ids"]), int(first["queue_depth"]), duplicate=True)
             ids = [p.id for p in prompts]
             active: set[str] = set()
@@ -215,8 +233,9 @@ class Store:
             result = SubmitResult(tuple(ids), depth + len(prompts))
             if request_id:
                 c.execute(
-                    "INSERT INTO requests (request_id, response, created_at) VALUES (?, ?, ?)",
-                    (request_id, json.dumps({"accepted_ids": ids, "queue_depth": result.queue_depth}), now),
+                    "INSERT INTO requests (request_id, response, created_at, fingerprint) VALUES (?, ?, ?, ?)",
+                    (request_id, json.dumps({"accepted_ids": ids, "queue_depth": result.queue_depth}), now,
+                     fingerprint),
                 )
             return result
 

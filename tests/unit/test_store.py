@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grpo_server.store import DuplicatePromptError, QueueFullError, Store, StoreError
+from grpo_server.store import DuplicatePromptError, QueueFullError, RequestIdReusedError, Store, StoreError
 from grpo_server.store.sqlite_store import ABANDONED, FILENAME, SCHEMA_VERSION
 from grpo_server.types import (
     ChatMessage,
@@ -199,7 +199,10 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     s.close()
     s = Store(tmp_path)
     assert s.prompt_states() == {"a": (PromptState.TRAINED, 1), "b": (PromptState.QUEUED, None)}
-    assert s.submit([rec("zzz")], "r1", BIG).duplicate
+    assert s.submit([rec("a"), rec("b")], "r1", BIG).duplicate  # the key and what it was for survive
+    with pytest.raises(RequestIdReusedError) as err:
+        s.submit([rec("zzz")], "r1", BIG)
+    assert err.value.first_ids == ("a", "b")
     assert s.latest_checkpoint().path == "/c/1"  # type: ignore[union-attr]
     s.close()
 
@@ -272,7 +275,7 @@ def test_a_version_1_store_gets_the_state_counters(tmp_path: Path) -> None:
     con.executescript(
         "DROP TRIGGER prompts_count_insert; DROP TRIGGER prompts_count_delete; DROP TRIGGER prompts_count_update;"
         "DROP TABLE state_counts; ALTER TABLE steps DROP COLUMN dropped_prompt_ids; DROP INDEX prompts_by_id;"
-        "DROP TABLE run_values;"
+        "DROP TABLE run_values; ALTER TABLE requests DROP COLUMN fingerprint;"
         "UPDATE schema_version SET version = 1;"
     )
     con.close()
@@ -293,7 +296,8 @@ def test_a_version_2_store_keeps_its_step_history_and_records_dropped_prompts(tm
     s.close()
     con = sqlite3.connect(tmp_path / FILENAME)  # back to version 2: steps without dropped_prompt_ids
     con.executescript("ALTER TABLE steps DROP COLUMN dropped_prompt_ids; DROP INDEX prompts_by_id;"
-                      "DROP TABLE run_values; UPDATE schema_version SET version = 2;")
+                      "DROP TABLE run_values; ALTER TABLE requests DROP COLUMN fingerprint;"
+                      "UPDATE schema_version SET version = 2;")
     con.close()
     s = Store(tmp_path)
     old = s.get_step(1)
@@ -337,16 +341,22 @@ def test_cancel_takes_only_queued_prompts_out_and_the_queue_never_gives_them_bac
     s.close()
 
 
-def test_a_version_3_store_gets_the_cancelled_state(tmp_path: Path) -> None:
+def test_a_version_3_store_gets_the_cancelled_state_and_request_fingerprints(tmp_path: Path) -> None:
     s = Store(tmp_path)
-    s.submit([rec(k) for k in "ab"], None, BIG)
+    s.submit([rec(k) for k in "ab"], "old", BIG)
     s.close()
     con = sqlite3.connect(tmp_path / FILENAME)  # back to version 3: no 'cancelled' counter
-    con.executescript("DELETE FROM state_counts WHERE state = 'cancelled'; UPDATE schema_version SET version = 3;")
+    con.executescript("DELETE FROM state_counts WHERE state = 'cancelled'; ALTER TABLE requests DROP COLUMN fingerprint;"
+                      "UPDATE schema_version SET version = 3;")
     con.close()
     s = Store(tmp_path)
     assert s.cancel(["a"]).cancelled_ids == ("a",)
     assert s.counts()[PromptState.CANCELLED] == 1 and s.queue_depth() == 1
+    # A request stored before fingerprints is replayed as before, whatever it is sent with; new ones are checked.
+    assert s.submit([rec("zz")], "old", BIG).duplicate
+    s.submit([rec("c")], "new", BIG)
+    with pytest.raises(RequestIdReusedError):
+        s.submit([rec("zz")], "new", BIG)
     s.close()
 
 

@@ -41,6 +41,13 @@ def _enum_name(enum: Any, value: int, prefix: str) -> str:
     return str(enum.Name(value)).removeprefix(prefix).lower()
 
 
+def _nonempty(text: str) -> str:
+    """An argparse type: a string with something in it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _whole_number(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer >= `minimum`."""
 
@@ -82,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("submit", help="queue the prompts of a JSON Lines file")
     s.add_argument("file", type=Path, metavar="FILE.jsonl")
-    s.add_argument("--request-id", metavar="ID",
+    s.add_argument("--request-id", type=_nonempty, metavar="ID",
                    help="idempotency key prefix; batch i is sent as ID-i (default: derived from the content)")
     s.add_argument("--batch-size", type=_positive, default=256, metavar="N",
                    help="prompts per request, at least 1 (default: %(default)s; fewer where the trainer's "
@@ -173,13 +180,20 @@ def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
     pr.document({
         "accepted_ids": result.accepted_ids, "queue_depth": result.queue_depth, "batches": result.batches,
         "duplicate_batches": result.duplicate_batches, "request_ids": result.request_ids,
-        "resized": result.resized,
+        "resized": result.resized, "replayed_ids": result.replayed_ids,
     })
     for note in result.resized:
         print(f"note: {note}", file=sys.stderr)
-    note = f" ({result.duplicate_batches} already submitted before)" if result.duplicate_batches else ""
-    pr.line(f"submitted {len(result.accepted_ids)} prompts in {result.batches} batches{note}; "
-            f"queue depth {result.queue_depth}")
+    n, dup = len(result.queued_ids), result.duplicate_batches
+    if dup and dup == result.batches:
+        pr.line(f"nothing queued: all {dup} batches ({len(result.replayed_ids)} prompts) had been submitted before "
+                "under the same request ids, and the trainer answered with its first answers. To queue these "
+                "prompts again (after they were trained, failed or cancelled), give --request-id a new value.")
+    elif dup:
+        pr.line(f"submitted {n} new prompts in {result.batches} batches ({dup} of them, {len(result.replayed_ids)} "
+                f"prompts, already submitted before: not queued again); queue depth {result.queue_depth}")
+    else:
+        pr.line(f"submitted {n} prompts in {result.batches} batches; queue depth {result.queue_depth}")
     return EXIT_OK
 
 

@@ -268,9 +268,11 @@ class SubmitError(TrainerError):
 @dataclass(frozen=True)
 class SubmitResult:
     """What `submit_file` did: the accepted ids (new and replayed), the batches sent and how many of them
-    the trainer had already seen (a re-run), the queue depth after the last batch, and `resized`: a
-    sentence for each batch the trainer refused as over its message size or prompt count limit, which was
-    then sent in smaller batches."""
+    the trainer had already seen (a re-run: their request ids were answered with the first answer and
+    nothing was queued again; `replayed_ids` are their prompts), the queue depth after the last batch
+    queued now (a replayed answer's depth is from its first time), and `resized`: a sentence for each batch
+    the trainer refused as over its message size or prompt count limit, which was then sent in smaller
+    batches."""
 
     accepted_ids: list[str]
     batches: int
@@ -278,6 +280,13 @@ class SubmitResult:
     queue_depth: int
     request_ids: list[str]
     resized: list[str] = field(default_factory=list)
+    replayed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def queued_ids(self) -> list[str]:
+        """The ids this submission queued (accepted, not replayed)."""
+        replayed = set(self.replayed_ids)
+        return [i for i in self.accepted_ids if i not in replayed]
 
 
 def _too_large(exc: TrainerError) -> bool:
@@ -635,10 +644,11 @@ class TrainerClient:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         accepted: list[str] = []
+        replayed: list[str] = []
         request_ids: list[str] = []
         resized: list[str] = []
         duplicates = 0
-        depth = 0
+        depth: int | None = None
         plan = _BatchPlan(prompts, batch_size, request_id)
         start = index = 0
         while start < len(prompts):
@@ -661,13 +671,16 @@ class TrainerClient:
                                index + 1 + plan.count(start + len(batch)), batch_size, accepted, over) from None
             request_ids.append(rid)
             accepted += list(response.accepted_ids)
-            duplicates += int(response.duplicate)
-            depth = int(response.queue_depth)
+            if response.duplicate:
+                duplicates += 1
+                replayed += list(response.accepted_ids)
+            if not response.duplicate or depth is None:
+                depth = int(response.queue_depth)
             start += len(batch)
             index += 1
             if on_batch is not None:
                 on_batch(len(batch), response)
-        return SubmitResult(accepted, len(request_ids), duplicates, depth, request_ids, resized)
+        return SubmitResult(accepted, len(request_ids), duplicates, depth or 0, request_ids, resized, replayed)
 
     def _submit_with_retry(self, batch: Sequence[trainer_pb2.Prompt], rid: str, max_attempts: int
                            ) -> trainer_pb2.SubmitPromptsResponse:

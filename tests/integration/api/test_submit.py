@@ -47,6 +47,17 @@ def test_resubmission_with_the_same_request_id_returns_the_first_answer(api: Api
     assert api.store.counts()[PromptState.QUEUED] == 3
 
 
+def test_a_request_id_sent_again_with_other_prompts_is_invalid_argument_naming_it(api: Api) -> None:
+    api.stub.SubmitPrompts(submit(prompt("a"), prompt("b"), request_id="req-8"))
+    for changed in ((prompt("x"),), (prompt("a"), prompt("b", text="What is 9+9?")), (prompt("b"), prompt("a"))):
+        with pytest.raises(grpc.RpcError) as e:
+            api.stub.SubmitPrompts(submit(*changed, request_id="req-8"))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        v = violations(e.value)
+        assert list(v) == ["request_id"] and "'req-8' was first used for other prompts (it queued a, b)" in v["request_id"]
+    assert set(api.store.prompt_states()) == {"a", "b"} and api.store.queue_depth() == 2
+
+
 def test_an_id_already_queued_is_rejected_and_nothing_of_the_request_is_stored(api: Api) -> None:
     api.stub.SubmitPrompts(submit(prompt("a")))
     with pytest.raises(grpc.RpcError) as e:

@@ -62,7 +62,8 @@ def test_a_batch_refused_part_way_names_line_and_id_and_a_rerun_after_the_fix_qu
     f.write_text("".join(line(i) for i in range(5)))  # the fix: line 4 only
     code, out, err = cli(capsys, *argv)
     assert code == 0, err
-    assert "submitted 5 prompts in 3 batches (1 already submitted before); queue depth 5" in out
+    assert ("submitted 3 new prompts in 3 batches (1 of them, 2 prompts, already submitted before: not queued "
+            "again); queue depth 5") in out, out
     assert submitted_ids(api) == ["q0", "q1", "q2", "q3", "q4"]  # each once
 
 
@@ -191,6 +192,39 @@ def test_a_batch_larger_than_the_trainers_message_limit_is_sent_again_in_batches
     assert submitted_ids(api) == [f"q{i}" for i in range(40)]
 
 
+def test_a_rerun_of_prompts_that_failed_says_nothing_was_queued_and_how_to_queue_them_again(
+    api: TrainerApi, tmp_path: Path, capsys
+) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(line(i) for i in range(3)))
+    assert cli(capsys, "--target", api.target, "submit", str(f))[0] == 0
+    for step in (1, 2, 3):  # 3 failed attempts (the store's default limit): all three FAILED
+        api.store.lease(3, step)
+        api.store.requeue_step(step, count_attempt=True)
+    assert api.store.queue_depth() == 0
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f))
+    assert code == 0, err
+    assert out.startswith("nothing queued: all 1 batches (3 prompts) had been submitted before under the same "
+                          "request ids"), out
+    assert "give --request-id a new value" in out and api.store.queue_depth() == 0
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "again")
+    assert code == 0 and "submitted 3 prompts in 1 batches; queue depth 3" in out, (out, err)
+
+
+def test_a_request_id_reused_for_other_prompts_is_refused_naming_it(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(line(i) for i in range(2)))
+    b.write_text("".join(line(i) for i in range(10, 12)))
+    assert cli(capsys, "--target", api.target, "submit", str(a), "--request-id", "RR")[0] == 0
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(b), "--request-id", "RR")
+    assert code == 2, (out, err)
+    assert "request_id: 'RR-0' was first used for other prompts (it queued q0, q1)" in err, err
+    assert submitted_ids(api) == ["q0", "q1"]  # b's prompts were not quietly dropped, nor queued under RR-0
+    with pytest.raises(SystemExit) as exit_:  # an empty prefix would make every such submission's keys alike
+        cli(capsys, "--target", api.target, "submit", str(b), "--request-id", "")
+    assert exit_.value.code == 2 and "argument --request-id: must not be empty" in capsys.readouterr().err
+
+
 def test_a_single_prompt_over_the_message_limit_is_named_and_what_came_before_is_kept(
     make_api, tmp_path: Path, capsys
 ) -> None:
@@ -234,5 +268,5 @@ def test_a_batch_over_the_trainers_prompt_count_limit_is_sent_in_batches_of_that
     assert "submitted 10 prompts in 4 batches; queue depth 10" in out, out
     assert submitted_ids(api) == [f"q{i}" for i in range(10)]
     code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "r")
-    assert code == 0 and "(4 already submitted before)" in out, (out, err)
+    assert code == 0 and "nothing queued: all 4 batches (10 prompts) had been submitted before" in out, (out, err)
     assert submitted_ids(api) == [f"q{i}" for i in range(10)]

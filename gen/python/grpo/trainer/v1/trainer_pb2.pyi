@@ -341,8 +341,9 @@ class SubmitPromptsRequest(_message.Message):
     PROMPTS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted
-    returns the first answer again (with `duplicate` set) and stores nothing.
+    """Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted,
+    sent again with the same prompts, returns the first answer again (with `duplicate` set) and stores
+    nothing; with other prompts it is INVALID_ARGUMENT naming `request_id`.
     """
     @_builtins.property
     def prompts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Prompt]:

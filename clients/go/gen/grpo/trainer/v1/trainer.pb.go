@@ -456,8 +456,9 @@ func (*Prompt) XXX_OneofWrappers() []interface{} {
 type SubmitPromptsRequest struct {
 	// The prompts, at least 1 and at most the trainer's `limits.max_prompts_per_request` (default 1024).
 	Prompts []*Prompt `protobuf:"bytes,1,rep,name=prompts,proto3" json:"prompts,omitempty"`
-	// Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted
-	// returns the first answer again (with `duplicate` set) and stores nothing.
+	// Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted,
+	// sent again with the same prompts, returns the first answer again (with `duplicate` set) and stores
+	// nothing; with other prompts it is INVALID_ARGUMENT naming `request_id`.
 	RequestId            string   `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	XXX_NoUnkeyedLiteral struct{} `json:"-"`
 	XXX_unrecognized     []byte   `json:"-"`

@@ -11,8 +11,9 @@ export interface SubmitPromptsRequest {
    */
   'prompts'?: (_grpo_trainer_v1_Prompt)[];
   /**
-   * Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted
-   * returns the first answer again (with `duplicate` set) and stores nothing.
+   * Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted,
+   * sent again with the same prompts, returns the first answer again (with `duplicate` set) and stores
+   * nothing; with other prompts it is INVALID_ARGUMENT naming `request_id`.
    */
   'requestId'?: (string);
 }
@@ -26,8 +27,9 @@ export interface SubmitPromptsRequest__Output {
    */
   'prompts': (_grpo_trainer_v1_Prompt__Output)[];
   /**
-   * Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted
-   * returns the first answer again (with `duplicate` set) and stores nothing.
+   * Optional idempotency key (at most 128 bytes). A request whose `request_id` was already accepted,
+   * sent again with the same prompts, returns the first answer again (with `duplicate` set) and stores
+   * nothing; with other prompts it is INVALID_ARGUMENT naming `request_id`.
    */
   'requestId': (string);
 }
