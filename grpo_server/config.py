@@ -364,7 +364,10 @@ class ServerConfig(_Strict):
 
     listen: str = "127.0.0.1:50051"
     metrics_listen: str | None = None
-    max_workers: int = Field(16, ge=1, description="gRPC handler threads.")
+    max_workers: int = Field(
+        64, ge=2, description="gRPC handler threads: every RPC in progress holds one, an open WatchSteps stream "
+        "too (limits.max_watch_streams of them at most)."
+    )
     tls_cert: PathText | None = None
     tls_key: PathText | None = None
     tls_client_ca: PathText | None = Field(None, description="Require client certificates signed by this CA (mTLS).")
@@ -406,6 +409,16 @@ class Config(_Strict):
     limits: ApiLimits = Field(default_factory=ApiLimits)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     store_dir: PathText = Field("./runs/default", description="SQLite store, checkpoints and exports.")
+
+    @model_validator(mode="after")
+    def _threads_left_beside_streams(self) -> Config:
+        if self.limits.max_watch_streams >= self.server.max_workers:
+            raise ValueError(
+                f"limits.max_watch_streams ({self.limits.max_watch_streams}) must be less than server.max_workers "
+                f"({self.server.max_workers}): each open stream holds a handler thread, and the other RPCs and "
+                "health checks need some"
+            )
+        return self
 
     @model_validator(mode="after")
     def _overlong_within_completions(self) -> Config:

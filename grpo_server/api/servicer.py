@@ -4,6 +4,7 @@ registry or the exporter, and converts the answer. No training logic lives here.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ from grpo_server.types import StepReport, StepState
 log = logging.getLogger(__name__)
 
 WATCH_POLL_SECONDS = 1.0  # how often a stream checks that its client is still there
+WATCH_RETRY_SECONDS = 5.0  # the retry delay of a WatchSteps refused for too many open streams
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
@@ -68,6 +70,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self.tokenizer_getter = tokenizer_getter
         self.metrics = metrics
         self._counter: tuple[Any, TokenCounter] | None = None
+        self._watch_lock = threading.Lock()
+        self._watch_streams = 0  # WatchSteps streams open now (each holds a handler thread)
 
     # ------------------------------------------------------------------------------ prompts
 
@@ -196,6 +200,24 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         headers go out at once, before any report: a client knows the trainer answered even while no
         step runs (the followers reset their give-up timer on them)."""
         validate_step_number(request.after_step, "after_step")
+        with self._watch_lock:
+            if self._watch_streams >= self.limits.max_watch_streams:
+                raise errors.resource_exhausted(
+                    f"{self._watch_streams} WatchSteps streams are open, the most this trainer serves at once "
+                    f"(limits.max_watch_streams); retry after {WATCH_RETRY_SECONDS:g} s",
+                    WATCH_RETRY_SECONDS, subject="watch_streams",
+                )
+            self._watch_streams += 1
+        try:
+            yield from self._watch(request, context)
+        finally:
+            with self._watch_lock:
+                self._watch_streams -= 1
+
+    def _watch(
+        self, request: trainer_pb2.WatchStepsRequest, context: grpc.ServicerContext
+    ) -> Iterator[trainer_pb2.WatchStepsResponse]:
+        """WatchSteps once the stream is admitted."""
         context.send_initial_metadata(())
         seq = self.control.event_seq  # before the backlog read: nothing published after it is missed
         last_final = request.after_step

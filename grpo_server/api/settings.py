@@ -61,6 +61,13 @@ class ApiLimits(BaseModel):
     retry_after_seconds: float = Field(
         default=5.0, gt=0, description="The delay a client is told to wait (RetryInfo) when the queue is full."
     )
+    max_watch_streams: int = Field(
+        default=48,
+        ge=1,
+        description="WatchSteps streams open at once. Each holds one of server.max_workers' handler threads "
+        "while it is open, so this must be less than max_workers: the rest stay free for the other RPCs "
+        "and health checks. One more stream is refused with RESOURCE_EXHAUSTED and a retry delay.",
+    )
 
 
 class AuthSettings(BaseModel):

@@ -722,7 +722,9 @@ class TrainerClient:
         the same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So it
         reconnects with `after_step = min(last finished step seen, the run's checkpoint step)` and skips
         a report it has already yielded (the same step, start time and state): each report that changed
-        is yielded once, the replaced ones included. `on_reconnect(reason)` is called before each retry."""
+        is yielded once, the replaced ones included. A trainer serving as many streams as it takes
+        (RESOURCE_EXHAUSTED with a retry delay) is asked again after that delay, without giving up.
+        `on_reconnect(reason)` is called before each retry."""
         last = after_step
         checkpoint: int | None = None
         yielded: dict[int, tuple[int, int]] = {}  # step -> (started_at ns, state) of its last yield
@@ -756,13 +758,24 @@ class TrainerClient:
                     return
                 raise
             except TrainerError as exc:
-                if exc.code is not grpc.StatusCode.UNAVAILABLE:
+                wait = retry_seconds
+                if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED and exc.retry_delay_seconds is not None:
+                    # Up, but serving as many streams as it takes (limits.max_watch_streams): an answer.
+                    down_since = None
+                    wait = max(retry_seconds, exc.retry_delay_seconds)
+                    reason = f"the trainer has no room for another stream now ({exc.message})"
+                elif exc.code is not grpc.StatusCode.UNAVAILABLE:
                     raise
-                now = time.monotonic()
-                down_since = down_since if down_since is not None else now
-                if give_up_seconds is not None and now - down_since >= give_up_seconds:
-                    raise
-                reason = f"the trainer is unavailable ({exc.message})"
+                else:
+                    now = time.monotonic()
+                    down_since = down_since if down_since is not None else now
+                    if give_up_seconds is not None and now - down_since >= give_up_seconds:
+                        raise
+                    reason = f"the trainer is unavailable ({exc.message})"
+                if on_reconnect is not None:
+                    on_reconnect(reason)
+                time.sleep(wait)
+                continue
             if on_reconnect is not None:
                 on_reconnect(reason)
             time.sleep(retry_seconds)
