@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -104,6 +105,12 @@ def write_hf_directory(
     if destination.exists() and any(destination.iterdir()):
         raise FileExistsError(f"export destination {destination} exists and is not empty")
     destination.parent.mkdir(parents=True, exist_ok=True)
+    # Modes as a plain mkdir and open would give them (mkdtemp and the weights writer make 0700/0600):
+    # a model server running as another user must be able to read the export. An empty destination the
+    # user made keeps its own mode.
+    umask = _umask()
+    dir_mode = stat.S_IMODE(destination.stat().st_mode) if destination.exists() else 0o777 & ~umask
+    file_mode = 0o666 & ~umask
     tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
         state = dict(weights)
@@ -125,6 +132,9 @@ def write_hf_directory(
                 files.append({"path": str(p.relative_to(tmp)), "size_bytes": p.stat().st_size, "sha256": sha256_file(p)})
         manifest = {"step": step, "created_at": time.time(), "files": files, **(extra_manifest or {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        for p in tmp.rglob("*"):
+            p.chmod(dir_mode if p.is_dir() else file_mode)
+        tmp.chmod(dir_mode)
         fsync_tree(tmp)
         if destination.exists():
             destination.rmdir()
@@ -136,6 +146,17 @@ def write_hf_directory(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (os.umask sets it, racing other threads' files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
 
 
 class DestinationUnwritable(OSError):

@@ -57,6 +57,26 @@ def test_manifest_detects_a_changed_file(tiny, tmp_path: Path) -> None:
         verify_manifest(dest)
 
 
+def test_an_export_is_readable_by_other_users_as_the_umask_allows(tiny, tmp_path: Path) -> None:
+    import os
+    import stat
+
+    model, tok = tiny
+    old = os.umask(0o022)
+    try:
+        dest = tmp_path / "export"
+        write_hf_directory(copy_weights(model.state_dict().items()), model.config, tok, dest, step=1)
+        made = tmp_path / "made"
+        made.mkdir(mode=0o750)  # an empty destination made beforehand keeps its mode
+        write_hf_directory(copy_weights(model.state_dict().items()), model.config, tok, made, step=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o755 and stat.S_IMODE(made.stat().st_mode) == 0o750
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in dest.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] == modes["manifest.json"] == 0o644, modes
+    assert set(modes.values()) == {0o644}, modes
+
+
 def test_export_refuses_a_non_empty_destination(tiny, tmp_path: Path) -> None:
     model, tok = tiny
     dest = tmp_path / "taken"
