@@ -364,6 +364,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if not request.HasField("backend"):
             raise errors.invalid_argument([Violation("backend", "required: the backend to add or replace")])
         validate_backend(request.backend)
+        if request.backend.token_file:
+            # Read now: a token file the trainer cannot read would make every call to the backend fail
+            # as an outage, skipping steps for ever, instead of a refusal the caller sees.
+            from grpo_server.rewards.client import read_token
+
+            try:
+                read_token(request.backend.token_file)
+            except (OSError, ValueError) as exc:
+                reason = f"cannot read it on the trainer: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+                raise errors.invalid_argument([Violation("backend.token_file", reason)]) from None
         try:
             version, stored = self.registry.set(convert.backend_from_proto(request.backend))
         except ValueError as exc:

@@ -144,3 +144,20 @@ def test_an_unknown_field_beside_messages_gets_no_hint(tmp_path: Path) -> None:
     f.write_text('{"id": "t", "messages": [{"role": "user", "content": "x"}], "prompt": "y"}\n')
     [(line, field, message)] = _errors(f)
     assert (line, field, message) == (1, "prompt", "unknown field (allowed: answer, code, id, messages, metadata, rewards)")
+
+
+def test_a_utf8_byte_order_mark_at_the_start_is_ignored() -> None:
+    from grpo_client.prompts import parse_prompt_file
+
+    line = '{"id": "a", "messages": [{"role": "user", "content": "1+1?"}], "answer": "2"}\n'
+    got = parse_prompt_file(["\ufeff" + line, line.replace('"a"', '"b"')], "f.jsonl")
+    assert [p.id for p in got.prompts] == ["a", "b"]
+
+
+def test_a_metadata_key_with_a_dot_is_quoted_in_the_field_path() -> None:
+    from grpo_client.prompts import PromptFileError, parse_prompt_file
+
+    line = '{"id": "a", "messages": [{"role": "user", "content": "1+1?"}], "metadata": {"a.b": 2}}\n'
+    with pytest.raises(PromptFileError) as err:
+        parse_prompt_file([line], "f.jsonl")
+    assert err.value.errors[0].field == 'metadata."a.b"', err.value.errors

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import grpc
 from google.protobuf import json_format
@@ -48,8 +49,11 @@ def _nonempty(text: str) -> str:
     return text
 
 
-def _whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= `minimum`."""
+INT64_MAX, INT32_MAX = 2**63 - 1, 2**31 - 1  # the proto fields' ranges
+
+
+def _whole_number(minimum: int, maximum: int = INT64_MAX) -> Callable[[str], int]:
+    """An argparse type: an integer from `minimum` to `maximum`."""
 
     def parse(text: str) -> int:
         try:
@@ -58,7 +62,26 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a whole number >= {minimum}") from None
         if n < minimum:
             raise argparse.ArgumentTypeError(f"{n} is too small; give a whole number >= {minimum}")
+        if n > maximum:
+            raise argparse.ArgumentTypeError(f"{n} is too large; give a whole number <= {maximum}")
         return n
+
+    return parse
+
+
+def _seconds(minimum_exclusive: float | None) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, > `minimum_exclusive` (None: >= 0)."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        ok = math.isfinite(x) and (x > minimum_exclusive if minimum_exclusive is not None else x >= 0)
+        if not ok:
+            bound = f"> {minimum_exclusive:g}" if minimum_exclusive is not None else ">= 0"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds {bound}")
+        return x
 
     return parse
 
@@ -67,9 +90,25 @@ _count = _whole_number(0)
 _positive = _whole_number(1)
 
 
+class _ArgumentError(Exception):
+    """A command line argparse refused: `parser` (the command's) and argparse's `message`."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser, self.message = parser, message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refused command line raises _ArgumentError instead of exiting, so that `main` can
+    also answer it with a JSON document under --json (subcommand parsers are of this class too)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `grpo` (its --help is the CLI reference)."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="grpo",
         description="Drive a GRPO trainer over gRPC: submit prompts, watch steps, export checkpoints, "
         "control the run and its reward backends.",
@@ -82,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="file holding the bearer token (default: $GRPO_TOKEN_FILE)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca)")
     p.add_argument("--ca", type=Path, metavar="F", help="PEM file of the CA to trust (implies --tls)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
+    p.add_argument("--timeout", type=_seconds(0.0), default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
                    help="deadline of each call in seconds (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -96,12 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "message size or prompt count limit refuses a batch)")
 
     s = sub.add_parser("status", help="one step (the latest by default) and the run")
-    s.add_argument("--step", type=int, default=0, metavar="N", help="step number (default: the latest)")
+    s.add_argument("--step", type=_count, default=0, metavar="N", help="step number (default: the latest)")
 
     s = sub.add_parser("watch", help="a live table of steps as they finish (Ctrl-C to stop)")
-    s.add_argument("--after", type=int, default=0, metavar="N", help="start after step N (default: from the first)")
+    s.add_argument("--after", type=_count, default=0, metavar="N", help="start after step N (default: from the first)")
     s.add_argument("--include-running", action="store_true", help="also show steps when they start")
-    s.add_argument("--max-steps", type=int, default=0, metavar="N", help="stop after N reports (default: never)")
+    s.add_argument("--max-steps", type=_count, default=0, metavar="N", help="stop after N reports (default: never)")
     s.add_argument("--follow", action="store_true",
                    help="keep watching across trainer restarts: reconnect when the stream ends or the trainer "
                         "is unavailable (gives up after 10 minutes without an answer), and show the steps a "
@@ -117,10 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = b.add_parser("set", help="add or replace a reward backend")
     s.add_argument("name", metavar="NAME")
     s.add_argument("address", metavar="HOST:PORT")
-    s.add_argument("--timeout", dest="backend_timeout", type=float, default=0.0, metavar="S",
+    s.add_argument("--timeout", dest="backend_timeout", type=_seconds(None), default=0.0, metavar="S",
                    help="Score deadline in seconds (default: the trainer's, 30)")
-    s.add_argument("--max-batch", type=int, default=0, metavar="N", help="items per call (default: the backend's)")
-    s.add_argument("--max-concurrency", type=int, default=0, metavar="N", help="calls in flight (default: 4)")
+    s.add_argument("--max-batch", type=_whole_number(0, INT32_MAX), default=0, metavar="N",
+                   help="items per call (default: the backend's)")
+    s.add_argument("--max-concurrency", type=_whole_number(0, INT32_MAX), default=0, metavar="N",
+                   help="calls in flight (default: 4)")
     s.add_argument("--backend-tls", action="store_true", help="the trainer connects to the backend with TLS")
     s.add_argument("--backend-token-file", default="", metavar="PATH",
                    help="token file on the trainer for the backend")
@@ -315,7 +356,7 @@ def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -
         pr.line(f"set {stored.backend.name} -> {stored.backend.address} (registry version {stored.registry_version})")
         return EXIT_OK
     version = client.delete_backend(args.name)
-    pr.document({"registry_version": version})
+    pr.document({"registry_version": str(version)})  # as list and set print it: int64 is a JSON string
     pr.line(f"deleted {args.name} (registry version {version})")
     return EXIT_OK
 
@@ -392,9 +433,17 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run `grpo` with `argv` (default: sys.argv[1:]); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "cancel" and not args.ids and args.file is None:
-        parser.error("cancel: name the prompts to cancel: IDs, or --file FILE.jsonl")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "cancel" and not args.ids and args.file is None:
+            parser.error("cancel: name the prompts to cancel: IDs, or --file FILE.jsonl")
+    except _ArgumentError as exc:  # what argparse prints, and under --json the error document too
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+        if "--json" in argv:
+            Printer(True, out or sys.stdout).document({"error": {"code": "USAGE", "message": exc.message}})
+        return EXIT_INVALID
     pr = Printer(args.json, out or sys.stdout)
     try:
         token = _token(args)
@@ -413,6 +462,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
         return EXIT_BROKEN_PIPE
+    except UsageError as exc:
+        return _fail(pr, {"code": "USAGE", "message": str(exc)}, f"error: {exc}", EXIT_INVALID)
     except (OSError, TimeoutError) as exc:
         return _fail(pr, {"code": "LOCAL", "message": str(exc)}, f"error: {exc}", EXIT_FAILURE)
 
@@ -421,13 +472,32 @@ def _token(args: argparse.Namespace) -> str | None:
     """The bearer token: --token, --token-file, else $GRPO_TOKEN, else $GRPO_TOKEN_FILE (a flag wins
     over both variables); None when none is given."""
     if args.token is not None:
-        return str(args.token)
+        return _sendable(str(args.token), "--token")
     token_file = args.token_file
     if token_file is None and not os.environ.get("GRPO_TOKEN") and os.environ.get("GRPO_TOKEN_FILE"):
         token_file = Path(os.environ["GRPO_TOKEN_FILE"])
     if token_file is not None:
-        return str(token_file.read_text(encoding="utf-8").strip())
-    return os.environ.get("GRPO_TOKEN") or None
+        where = "--token-file" if args.token_file is not None else "$GRPO_TOKEN_FILE"
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise UsageError(f"{where}: {token_file} is not UTF-8 text") from None
+        return _sendable(token, f"{where} {token_file}")
+    token = os.environ.get("GRPO_TOKEN") or None
+    return None if token is None else _sendable(token, "$GRPO_TOKEN")
+
+
+class UsageError(ValueError):
+    """A bad flag value or environment setting found before any call (exit 2)."""
+
+
+def _sendable(token: str, where: str) -> str:
+    """`token` when it can travel in an `authorization` header: visible ASCII, no spaces or line breaks."""
+    bad = next((c for c in token if not 0x21 <= ord(c) <= 0x7E), None)
+    if bad is not None:
+        raise UsageError(f"{where}: the token has {bad!r}, which an authorization header cannot carry; tokens are "
+                         "printable ASCII without spaces")
+    return token
 
 
 def _fail(pr: Printer, doc: dict[str, Any], text: str, code: int) -> int:

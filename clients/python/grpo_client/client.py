@@ -155,6 +155,7 @@ class SubmitError(TrainerError):
     batch_first: int = 0
     batch_prompts: int = 0
     alone_too_large: list[tuple[int, str]] = field(default_factory=list)
+    resized: list[str] = field(default_factory=list)
     accepted_ids: list[str] = field(default_factory=list)
     refused_batch_queued: bool | None = False
     located: list[LocatedViolation] = field(default_factory=list)
@@ -217,12 +218,21 @@ class SubmitError(TrainerError):
             return (f"{refused} {before} {fix}; then run the same command again (same batch size and request "
                     "id): the trainer answers the batches it already accepted as duplicates, by their request "
                     "ids, and queues nothing twice.")
+        rerun = ("run the same command again (same batch size and request id): the trainer answers the batches it "
+                 "already accepted as duplicates, by their request ids, and queues nothing twice.")
+        if self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and self.retry_delay_seconds is not None:
+            return f"{refused} {before} The trainer's queue stayed full through the retries: once it has room, {rerun}"
+        if self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            return f"{refused} {before} Once the trainer answers again, {rerun}"
+        if self.field_violations and all("already queued" in v.description for v in self.field_violations):
+            return (f"{refused} {before} The ids named are queued already: wait until they are trained, or cancel "
+                    "them (grpo cancel), to submit them again. (Running a file again with another --batch-size "
+                    "or --request-id sends its batches under new keys, so the prompts queued the first time "
+                    "are refused like this rather than answered as duplicates.)")
         if n == 0 and self.refused_batch_queued is False:
             return f"{refused} {before} Fix what is named above and run the command again."
         after = f" (editing only lines after line {self._accepted_through_line()})" if n and self.lines else ""
-        return (f"{refused} {before} Fix what is named above{after} and run the same command again (same "
-                "batch size and request id): the trainer answers the batches it already accepted as "
-                "duplicates, by their request ids, and queues nothing twice.")
+        return f"{refused} {before} Fix what is named above{after} and {rerun}"
 
     def __str__(self) -> str:
         first, last = self.batch_first, self.batch_first + self.batch_prompts - 1
@@ -234,7 +244,8 @@ class SubmitError(TrainerError):
             lines.append(f"  {loc.format(self.source)}" if loc is not None else f"  {v.field}: {v.description}")
         # The retry delay, preconditions and other details, as TrainerError prints them.
         rest = TrainerError(self.code, "", [], self.retry_delay_seconds, self.preconditions, self.other_details)
-        return "\n".join(lines + str(rest).splitlines()[1:] + [self.progress()])
+        notes = [f"(Before it, {note}.)" for note in self.resized]
+        return "\n".join(lines + str(rest).splitlines()[1:] + notes + [self.progress()])
 
     def to_dict(self) -> dict[str, Any]:
         """TrainerError.to_dict, each located field violation with its `file`, `line`, `id` and
@@ -260,7 +271,7 @@ class SubmitError(TrainerError):
                 for i, pid in self.alone_too_large
             ],
             "accepted_prompts": len(self.accepted_ids), "accepted_through_line": self._accepted_through_line(),
-            "accepted_ids": self.accepted_ids, "progress": self.progress(),
+            "accepted_ids": self.accepted_ids, "resized": self.resized, "progress": self.progress(),
         }
         return out
 
@@ -667,8 +678,10 @@ class TrainerClient:
                 if note is not None and not over:
                     resized.append(note)
                     continue
-                raise _stopped(exc, prompts, source, lines, start, len(batch), index,
-                               index + 1 + plan.count(start + len(batch)), batch_size, accepted, over) from None
+                stopped = _stopped(exc, prompts, source, lines, start, len(batch), index,
+                                   index + 1 + plan.count(start + len(batch)), batch_size, accepted, over)
+                stopped.resized = resized
+                raise stopped from None
             request_ids.append(rid)
             accepted += list(response.accepted_ids)
             if response.duplicate:

@@ -266,7 +266,7 @@ def _parse(obj: Any, errors: _Errors) -> trainer_pb2.Prompt:
     else:
         for key, value in metadata.items():
             if not isinstance(value, str):
-                errors.add(f"metadata.{key}", f"must be a string, got {_json_type(value)}")
+                errors.add(f"metadata.{_key(key)}", f"must be a string, got {_json_type(value)}")
             else:
                 prompt.metadata[key] = value
     return prompt
@@ -315,6 +315,8 @@ def parse_prompt_file(lines: Iterable[str], source: str = "<prompts>") -> Prompt
     problems: list[PromptError] = []
     first_line: dict[str, int] = {}
     for number, text in enumerate(lines, start=1):
+        if number == 1:  # a byte-order mark some editors write at the start of a UTF-8 file
+            text = text.removeprefix("\ufeff")
         if not text.strip():
             continue
         errors = _Errors(number)

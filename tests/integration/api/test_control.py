@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from api_support import Api, details, prompt, submit
+from api_support import Api, details, prompt, submit, violations
 from google.rpc import error_details_pb2
 
 from grpo.reward.v1 import reward_pb2
@@ -82,15 +82,30 @@ def test_list_backends_sorted_with_version(api: Api) -> None:
     assert list(math.reference_kinds) == [reward_pb2.REFERENCE_KIND_ANSWER]
 
 
-def test_set_backend_adds_and_replaces_and_the_next_submit_can_use_it(api: Api) -> None:
+def test_a_token_file_the_trainer_cannot_read_is_refused_naming_it(api: Api, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path, words in ((str(tmp_path / "missing"), "cannot read it on the trainer: No such file or directory"),
+                        (str(empty), "is empty")):
+        entry = trainer_pb2.RewardBackend(name="judge", address="judge.svc:50051", token_file=path)
+        with pytest.raises(grpc.RpcError) as err:
+            api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(backend=entry))
+        v = violations(err.value)
+        assert list(v) == ["backend.token_file"] and words in v["backend.token_file"], v
+    assert "judge" not in api.registry.entries  # nothing set
+
+
+def test_set_backend_adds_and_replaces_and_the_next_submit_can_use_it(api: Api, tmp_path: Path) -> None:
+    token = tmp_path / "judge"
+    token.write_text("judge-secret\n")
     entry = trainer_pb2.RewardBackend(name="judge", address="judge.svc:50051", timeout_seconds=12, max_batch_size=16,
-                                      max_concurrency=2, tls=True, token_file="/secrets/judge",
+                                      max_concurrency=2, tls=True, token_file=str(token),
                                       source=trainer_pb2.BACKEND_SOURCE_CONFIG)  # output-only: ignored
     resp = api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(backend=entry))
     assert resp.registry_version == 2 and resp.backend.source == trainer_pb2.BACKEND_SOURCE_API
     b = resp.backend
     assert (b.name, b.address, b.timeout_seconds, b.max_batch_size, b.max_concurrency, b.tls, b.token_file) == (
-        "judge", "judge.svc:50051", 12, 16, 2, True, "/secrets/judge")
+        "judge", "judge.svc:50051", 12, 16, 2, True, str(token))
     ok = api.stub.SubmitPrompts(submit(prompt("a", rewards=[trainer_pb2.RewardSpec(backend="judge", weight=2)])))
     assert list(ok.accepted_ids) == ["a"]
     moved = entry.__class__(name="judge", address="judge2.svc:50051")

@@ -153,8 +153,10 @@ def test_backends_set_and_deleted_through_the_api_are_the_same_after_a_restart(t
     store_dir = tmp_path / "store"
     config = [BackendEntry("math", A), BackendEntry("rm", B)]
     first = start(trainers, store_dir, config=config)
+    token = tmp_path / "code2-token"
+    token.write_text("code2-secret\n")
     stored = set_backend(first, "code2", C, timeout_seconds=12.5, max_batch_size=16, max_concurrency=2,
-                         tls=True, token_file="/run/code2-token").backend
+                         tls=True, token_file=str(token)).backend
     set_backend(first, "math", D)  # replaces a config backend
     delete_backend(first, "rm")  # removes a config backend
     before = first.stub.ListRewardBackends(trainer_pb2.ListRewardBackendsRequest())
@@ -165,7 +167,7 @@ def test_backends_set_and_deleted_through_the_api_are_the_same_after_a_restart(t
     assert second.backends() == {"code2": (C, API), "math": (D, API)}  # rm stays deleted
     [code2] = [b for b in after.backends if b.name == "code2"]
     assert (code2.timeout_seconds, code2.max_batch_size, code2.max_concurrency, code2.tls, code2.token_file) == (
-        12.5, 16, 2, True, "/run/code2-token") == (stored.timeout_seconds, stored.max_batch_size,
+        12.5, 16, 2, True, str(token)) == (stored.timeout_seconds, stored.max_batch_size,
                                                    stored.max_concurrency, stored.tls, stored.token_file)
     assert [(b.name, b.address, b.source) for b in after.backends] == [
         (b.name, b.address, b.source) for b in before.backends]

@@ -185,8 +185,8 @@ def test_backends_list_set_and_delete(api: TrainerApi, capsys) -> None:
     line = next(row for row in out.splitlines() if row.startswith("code"))
     assert line.split()[:5] == ["code", api.code_address, "api", "closed", "code"]
 
-    code, out, _ = cli(capsys, "--target", api.target, "backends", "delete", "code")
-    assert code == 0 and "deleted code (registry version 3)" in out
+    code, doc = cli_json(capsys, "--target", api.target, "backends", "delete", "code")
+    assert code == 0 and doc == {"registry_version": "3"}  # a JSON string, as `set` and `list` print it
     code, out, err = cli(capsys, "--target", api.target, "backends", "delete", "code")
     assert code == 1 and "NOT_FOUND" in err
 
@@ -314,3 +314,43 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(api: TrainerA
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141, err
     assert err == ""  # no "error: [Errno 32] Broken pipe", no "Exception ignored"
+
+
+@pytest.mark.parametrize("argv", [
+    ["status", "--step", "99999999999999999999"],
+    ["watch", "--after", "-1"],
+    ["backends", "set", "b", "127.0.0.1:1", "--max-batch", "99999999999"],
+    ["backends", "set", "b", "127.0.0.1:1", "--timeout", "nan"],
+    ["--timeout", "0", "status"],
+    ["--timeout", "inf", "status"],
+    ["--timeout", "-1", "status"],
+    ["prompts", "--state", "bogus"],
+])
+def test_out_of_range_flag_values_are_usage_errors_with_a_json_document_under_json(
+    capsys, argv: list[str]
+) -> None:
+    out = io.StringIO()
+    assert main(["--target", "127.0.0.1:1", *argv], out=out) == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err, err
+    out = io.StringIO()
+    assert main(["--json", "--target", "127.0.0.1:1", *argv], out=out) == 2
+    doc = json.loads(out.getvalue())
+    assert doc["error"]["code"] == "USAGE" and doc["error"]["message"].startswith("argument"), doc
+    capsys.readouterr()
+
+
+def test_a_token_no_header_can_carry_is_named_locally(make_api, tmp_path: Path, capsys, monkeypatch) -> None:
+    api = make_api()
+    code, _, err = cli(capsys, "--target", api.target, "--token", "t\u00f6k", "status")
+    assert code == 2 and "--token: the token has 'ö', which an authorization header cannot carry" in err, err
+    bad = tmp_path / "token"
+    bad.write_text("line1\nline2\n")
+    code, _, err = cli(capsys, "--target", api.target, "--token-file", str(bad), "status")
+    assert code == 2 and f"--token-file {bad}: the token has '\\n'" in err, err
+    bad.write_bytes(b"\xff\xfe")
+    code, out, err = cli(capsys, "--json", "--target", api.target, "--token-file", str(bad), "status")
+    assert code == 2 and json.loads(out)["error"] == {"code": "USAGE", "message": f"--token-file: {bad} is not UTF-8 text"}
+    monkeypatch.setenv("GRPO_TOKEN", "has space")
+    code, _, err = cli(capsys, "--target", api.target, "status")
+    assert code == 2 and "$GRPO_TOKEN: the token has ' '" in err, err

@@ -91,6 +91,13 @@ def test_a_full_queue_part_way_says_what_was_accepted(make_api, tmp_path: Path, 
     code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "2")
     assert code == 1 and "RESOURCE_EXHAUSTED" in err
     assert "batch 2 of 2 (prompt 3, line 3)" in err and "2 prompts of batch 1 (lines 1-2) were accepted" in err, err
+    assert "The trainer's queue stayed full through the retries: once it has room, run the same command" in err, err
+    assert "Fix what is named" not in err  # nothing is named: nothing to fix
+
+    # The same file with another batch size: new keys, so the queued prompts are refused as queued, and
+    # the advice says why rather than "fix what is named".
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "1")
+    assert code == 2 and "already queued" in err and "another --batch-size or --request-id" in err, err
 
 
 def test_submit_file_raises_submit_error_with_the_lines_and_submit_all_with_the_indexes(
@@ -115,9 +122,7 @@ def test_submit_file_raises_submit_error_with_the_lines_and_submit_all_with_the_
 
 @pytest.mark.parametrize("value", ["0", "-3", "two"])
 def test_a_batch_size_below_one_is_refused_by_the_argument_parser(capsys, value: str) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["--target", "127.0.0.1:1", "submit", "p.jsonl", "--batch-size", value])
-    assert exit_.value.code == 2
+    assert main(["--target", "127.0.0.1:1", "submit", "p.jsonl", "--batch-size", value]) == 2
     err = capsys.readouterr().err
     assert "argument --batch-size:" in err and "a whole number >= 1" in err and "Traceback" not in err
 
@@ -220,9 +225,9 @@ def test_a_request_id_reused_for_other_prompts_is_refused_naming_it(api: Trainer
     assert code == 2, (out, err)
     assert "request_id: 'RR-0' was first used for other prompts (it queued q0, q1)" in err, err
     assert submitted_ids(api) == ["q0", "q1"]  # b's prompts were not quietly dropped, nor queued under RR-0
-    with pytest.raises(SystemExit) as exit_:  # an empty prefix would make every such submission's keys alike
-        cli(capsys, "--target", api.target, "submit", str(b), "--request-id", "")
-    assert exit_.value.code == 2 and "argument --request-id: must not be empty" in capsys.readouterr().err
+    # An empty prefix would make every such submission's keys alike.
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(b), "--request-id", "")
+    assert code == 2 and "argument --request-id: must not be empty" in err, err
 
 
 def test_a_single_prompt_over_the_message_limit_is_named_and_what_came_before_is_kept(
