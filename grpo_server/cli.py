@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from grpo_server import __version__
-from grpo_server.config import ConfigError, listen_address_problem, load_config, with_overrides
+from grpo_server.config import ConfigError, listen_address_problem, load_config
 
 
 def _backend(value: str) -> tuple[str, str]:
@@ -88,10 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"grpo-server: {flag}: {problem}", file=sys.stderr)
             return 2
     try:
-        cfg = load_config(args.config)
         server = {k: v for k, v in (("listen", args.listen), ("metrics_listen", args.metrics_listen)) if v}
-        if server:
-            cfg = with_overrides(cfg, server=server)
+        cfg = load_config(args.config, **({"server": server} if server else {}))
     except ConfigError as err:
         print(f"grpo-server: {err}", file=sys.stderr)
         return 2

@@ -456,10 +456,12 @@ def parse_config(data: dict[str, Any] | None, source: str = "config") -> Config:
         raise ConfigError(f"invalid {source}:\n{format_validation_error(err)}") from None
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read and validate a YAML config file (None gives the defaults)."""
+def load_config(path: str | Path | None, **overrides: dict[str, Any]) -> Config:
+    """Read and validate a YAML config file (None gives the defaults), with `overrides` (section -> fields,
+    as the command line's flags give them) put in before validation: a flag replaces the file's value
+    even when that value is invalid."""
     if path is None:
-        return Config()
+        return parse_config(overrides or None, source="config") if overrides else Config()
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as err:
@@ -468,6 +470,10 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"config {path} is not valid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    data = dict(data or {})
+    for section, values in overrides.items():
+        base = data.get(section)
+        data[section] = {**base, **values} if isinstance(base, dict) else values
     return parse_config(data, source=f"config {path}")
 
 

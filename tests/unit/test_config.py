@@ -179,3 +179,13 @@ def test_settings_that_do_work_still_load() -> None:
                         "server": {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
                         "rollout": {"max_new_tokens": 16}, "algorithm": {"overlong_cache_tokens": 16}})
     assert cfg.training.max_steps == 100 and cfg.algorithm.overlong_cache_tokens == 16
+
+
+def test_a_flag_replaces_an_invalid_value_of_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("server:\n  listen: 'not-an-address'\n  max_workers: 8\nlimits:\n  max_watch_streams: 4\n")
+    with pytest.raises(ConfigError, match="server.listen"):
+        load_config(f)
+    cfg = load_config(f, server={"listen": "127.0.0.1:0"})
+    assert cfg.server.listen == "127.0.0.1:0" and cfg.server.max_workers == 8  # the rest of the section kept
+    assert load_config(None, server={"listen": "127.0.0.1:7"}).server.listen == "127.0.0.1:7"
