@@ -2,6 +2,7 @@ package grpoclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -39,6 +40,9 @@ type FollowOptions struct {
 // (the same step, start time and state) is skipped: fn gets each report that changed once, the replaced
 // ones included (docs/api.md, "StepStatus and WatchSteps").
 //
+// A trainer serving as many streams as it takes (RESOURCE_EXHAUSTED with a retry delay) is asked again
+// after that delay, without giving up.
+//
 // It returns nil when fn returns ErrStop or the Client is closed, fn's other errors as is, ctx.Err()
 // when ctx ends, and the *Error of a failure other than UNAVAILABLE (such as UNAUTHENTICATED) at once.
 func (c *Client) FollowSteps(ctx context.Context, afterStep int64, opts FollowOptions, fn func(*trainerv1.WatchStepsResponse) error) error {
@@ -74,9 +78,18 @@ func (c *Client) FollowSteps(ctx context.Context, afterStep int64, opts FollowOp
 			return nil
 		}
 		var reason string
+		wait := retry
+		var busy *Error
 		if err == nil {
 			answered() // it ended the stream itself, with status OK
 			reason = "the trainer ended the stream (it is shutting down)"
+		} else if status.Code(err) == codes.ResourceExhausted && errors.As(err, &busy) && busy.RetryDelay > 0 {
+			// Up, but serving as many streams as it takes (limits.max_watch_streams): an answer; wait its delay.
+			answered()
+			if busy.RetryDelay > wait {
+				wait = busy.RetryDelay
+			}
+			reason = fmt.Sprintf("the trainer has no room for another stream now (%s)", busy.Message)
 		} else {
 			if status.Code(err) != codes.Unavailable {
 				return err
@@ -96,7 +109,7 @@ func (c *Client) FollowSteps(ctx context.Context, afterStep int64, opts FollowOp
 		// grpc-go spaces its connection attempts with an exponential backoff (up to 2 minutes); start one
 		// now, so the next stream finds the restarted trainer as soon as it listens.
 		c.conn.ResetConnectBackoff()
-		timer := time.NewTimer(retry)
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()

@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/protobuf/ptypes"
 	timestamp "github.com/golang/protobuf/ptypes/timestamp"
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 const (
@@ -362,5 +365,69 @@ func TestFollowReconnectsToATrainerRestartedAfterAnIdleStream(t *testing.T) {
 	}
 	if log.since(stopped) == 0 {
 		t.Fatal("want OnReconnect called after the trainer stopped")
+	}
+}
+
+// busyTrainer refuses its first `refusals` streams as the trainer does at limits.max_watch_streams
+// (RESOURCE_EXHAUSTED with a RetryInfo delay), then sends one report.
+type busyTrainer struct {
+	trainerv1.UnimplementedTrainerServiceServer
+	mu       sync.Mutex
+	refusals int
+	delay    time.Duration
+}
+
+func (b *busyTrainer) WatchSteps(_ *trainerv1.WatchStepsRequest, stream trainerv1.TrainerService_WatchStepsServer) error {
+	b.mu.Lock()
+	refuse := b.refusals > 0
+	b.refusals--
+	b.mu.Unlock()
+	if refuse {
+		st, err := status.New(codes.ResourceExhausted, "48 WatchSteps streams are open").WithDetails(
+			&errdetails.RetryInfo{RetryDelay: ptypes.DurationProto(b.delay)})
+		if err != nil {
+			return err
+		}
+		return st.Err()
+	}
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	if err := stream.Send(response(1, completed, 10, 0)); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+func TestFollowWaitsTheRetryDelayOfATrainerWithNoRoomForAnotherStream(t *testing.T) {
+	addr := freeAddr(t)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	trainerv1.RegisterTrainerServiceServer(s, &busyTrainer{refusals: 2, delay: 300 * time.Millisecond})
+	go s.Serve(l)
+	defer s.Stop()
+	c := clientOf(t, addr)
+	defer c.Close()
+	log := &reconnectLog{}
+	started := time.Now()
+	var got int64
+	// GiveUpAfter shorter than the two delays: a busy trainer has answered, so it is never given up on.
+	err = c.FollowSteps(context.Background(), 0, FollowOptions{RetryInterval: 10 * time.Millisecond,
+		GiveUpAfter: 100 * time.Millisecond, OnReconnect: log.add}, func(r *trainerv1.WatchStepsResponse) error {
+		got = r.GetStep().GetStep()
+		return ErrStop
+	})
+	if err != nil || got != 1 {
+		t.Fatalf("want step 1 after the trainer made room, got step %d, err %v", got, err)
+	}
+	if n := log.since(started); n != 2 {
+		t.Fatalf("want 2 reconnects (one per refusal), got %d", n)
+	}
+	if elapsed := time.Since(started); elapsed < 600*time.Millisecond {
+		t.Fatalf("the refusals' retry delays (2 x 300 ms) were not waited: %s", elapsed)
 	}
 }

@@ -160,8 +160,9 @@ export class TrainerClient {
    * trainer is UNAVAILABLE, it calls `onReconnect(reason)` and opens a new stream after `retryMs`, until
    * the trainer answers again (or rejects with the UNAVAILABLE GrpoError once `giveUpMs` pass without an
    * answer, counted from the first failure since the trainer last answered; a stream it accepted is an
-   * answer, even one that then stayed idle for hours). Other errors (UNAUTHENTICATED, ...) reject at
-   * once. It ends quietly when the loop breaks, `signal` aborts or the client is closed.
+   * answer, even one that then stayed idle for hours). A trainer serving as many streams as it takes
+   * (RESOURCE_EXHAUSTED with a retry delay) is asked again after that delay, without giving up. Other
+   * errors (UNAUTHENTICATED, ...) reject at once. It ends quietly when the loop breaks, `signal` aborts or the client is closed.
    *
    * A restarted trainer resumes from its latest checkpoint and runs the steps after it again under the
    * same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So each new stream
@@ -185,6 +186,7 @@ export class TrainerClient {
     try {
       while (!stop.signal.aborted) {
         let reason: string;
+        let waitMs = retryMs;
         try {
           const stream = this.watch({
             afterStep: state.resumeAfter(), includeRunning: options.includeRunning, signal: stop.signal,
@@ -197,15 +199,22 @@ export class TrainerClient {
           reason = 'the trainer ended the stream (it is shutting down)';
         } catch (err) {
           if (stop.signal.aborted) return; // closed while a call was starting: "Channel has been shut down"
-          if (!(err instanceof GrpoError) || err.code !== grpc.status.UNAVAILABLE) throw err;
-          const now = Date.now();
-          downSince ??= now;
-          if (now - downSince >= giveUpMs) throw err;
-          reason = `the trainer is unavailable (${err.details})`;
+          if (err instanceof GrpoError && err.code === grpc.status.RESOURCE_EXHAUSTED && err.retryDelayMs !== undefined) {
+            // Up, but serving as many streams as it takes (limits.max_watch_streams): an answer; wait its delay.
+            answered();
+            waitMs = Math.max(retryMs, err.retryDelayMs);
+            reason = `the trainer has no room for another stream now (${err.details})`;
+          } else {
+            if (!(err instanceof GrpoError) || err.code !== grpc.status.UNAVAILABLE) throw err;
+            const now = Date.now();
+            downSince ??= now;
+            if (now - downSince >= giveUpMs) throw err;
+            reason = `the trainer is unavailable (${err.details})`;
+          }
         }
         options.onReconnect?.(reason);
         try {
-          await sleep(retryMs, undefined, { signal: stop.signal });
+          await sleep(waitMs, undefined, { signal: stop.signal });
         } catch {
           return; // aborted while waiting
         }

@@ -11,7 +11,7 @@ import { status } from '@grpc/grpc-js';
 
 import { GrpoError, MAX_RECONNECT_BACKOFF_MS, TrainerClient, WatchStepsResponse } from '../src';
 import { FollowState } from '../src/client';
-import { trainerGrpcTypes } from '../src/protos';
+import { googleRpcRoot, trainerGrpcTypes } from '../src/protos';
 
 type State = 'STEP_STATE_RUNNING' | 'STEP_STATE_COMPLETED' | 'STEP_STATE_FAILED';
 
@@ -285,5 +285,49 @@ describe('reconnecting to a trainer that is down', () => {
     assert.ok(attempts.length >= watchedMs / (MAX_RECONNECT_BACKOFF_MS * 1.2), `${attempts.length} attempts`);
     // grpc-js adds up to 20% jitter to each wait; the slack is for a loaded machine.
     assert.ok(Math.max(...gaps) <= MAX_RECONNECT_BACKOFF_MS * 1.2 + 1000, `gaps (ms): ${gaps.join(', ')}`);
+  });
+});
+
+describe('followSteps and a trainer with no room for another stream', () => {
+  it('waits the retry delay of RESOURCE_EXHAUSTED and tries again, without giving up', async () => {
+    const root = googleRpcRoot();
+    const RetryInfo = root.lookupType('google.rpc.RetryInfo');
+    const Status = root.lookupType('google.rpc.Status');
+    const typeUrl = 'type.googleapis.com/google.rpc.RetryInfo';
+    const detail = { typeUrl, type_url: typeUrl, value: RetryInfo.encode(RetryInfo.fromObject({ retryDelay: { nanos: 300_000_000 } })).finish() };
+    const trailer = new grpc.Metadata();
+    trailer.set('grpc-status-details-bin', Buffer.from(Status.encode(Status.fromObject({
+      code: status.RESOURCE_EXHAUSTED, message: '48 WatchSteps streams are open', details: [detail] })).finish()));
+    let refusals = 2;
+    const server = new grpc.Server();
+    server.addService(trainerGrpcTypes().grpo.trainer.v1.TrainerService.service, {
+      watchSteps: (call: grpc.ServerWritableStream<unknown, WatchStepsResponse>) => {
+        if (refusals-- > 0) {
+          call.emit('error', { code: status.RESOURCE_EXHAUSTED, details: '48 WatchSteps streams are open', metadata: trailer });
+          return;
+        }
+        call.sendMetadata(new grpc.Metadata());
+        call.write(response(1, 'STEP_STATE_COMPLETED', 10, 0));
+      },
+    } as grpc.UntypedServiceImplementation);
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    const client = new TrainerClient(`127.0.0.1:${port}`);
+    const reasons: string[] = [];
+    const started = Date.now();
+    try {
+      // giveUpMs shorter than the two delays: a busy trainer has answered, so it is never given up on.
+      for await (const r of client.followSteps({ retryMs: 10, giveUpMs: 100, onReconnect: (why) => reasons.push(why) })) {
+        assert.equal(r.step!.step, 1);
+        break;
+      }
+    } finally {
+      client.close();
+      server.forceShutdown();
+    }
+    assert.equal(reasons.length, 2, `one reconnect per refusal: ${reasons}`);
+    assert.match(reasons[0], /no room for another stream/);
+    assert.ok(Date.now() - started >= 600, 'the refusals\' retry delays (2 x 300 ms) were waited');
   });
 });
