@@ -11,18 +11,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
-from grpo_server.api.settings import ApiLimits, AuthSettings, PathText
+from grpo_server.api.settings import ApiLimits, AuthSettings, PathText, SettingsModel
 from grpo_server.rewards.registry import BackendEntry, validate_entry
 
 
-class _Strict(BaseModel):
-    # Unknown fields are errors; so are infinite and NaN numbers (a very large finite value does what an
-    # infinite one would have; an infinite delay or limit breaks the arithmetic that uses it).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+class _Strict(SettingsModel):
+    """A config section: unknown fields, infinite or NaN numbers (a very large finite value does what an
+    infinite one would have; an infinite delay or limit breaks the arithmetic that uses it) and values
+    of another kind for whole numbers and true/false are errors (SettingsModel)."""
 
 
 class ModelConfig(_Strict):

@@ -17,8 +17,11 @@ HEADER = """# Configuration
 
 `grpo-server --config FILE` reads one YAML document with the sections below; every field has a default
 that works on a laptop, unknown fields are rejected, and a bad value stops the server with a message
-naming the field (`algorithm.group_size: Input should be greater than or equal to 2`). Flags override the
-file: `--listen`, `--metrics-listen`, `--store-dir`, `--reward-backend NAME=HOST:PORT`.
+naming the field (`algorithm.group_size: Input should be greater than or equal to 2`). Numbers must be
+finite; a whole-number field takes only a whole number (`true` or `2.0` is refused) and a true/false field
+only `true` or `false`; an empty path is refused (leave the field out instead); settings that contradict
+each other are refused naming both. Flags override the file (before it is checked): `--listen`,
+`--metrics-listen`, `--store-dir`, `--reward-backend NAME=HOST:PORT`.
 Shipped examples: `examples/tiny.yaml` (a tiny model built from a config, for tests),
 `examples/demo.yaml` (SmolLM2-135M-Instruct, what `make demo` runs) and `examples/sdpo-code.yaml`
 (SDPO on coding problems with the code sandbox's feedback, docs/variants.md).

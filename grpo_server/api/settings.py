@@ -6,9 +6,10 @@ grpo_server.api.validation (or, for the message size, by the gRPC server itself)
 
 from __future__ import annotations
 
-from typing import Annotated
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 KIB = 1024
@@ -31,10 +32,36 @@ PathText = Annotated[str, AfterValidator(_path_given)]
 """A file or directory path in the config: a non-empty string."""
 
 
-class ApiLimits(BaseModel):
-    """Limits on what SubmitPrompts accepts. Sizes are UTF-8 bytes unless said otherwise."""
+def _plain_type(annotation: Any) -> Any:
+    """`int` for `int` and `int | None`; the annotation itself otherwise."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+class SettingsModel(BaseModel):
+    """Base of the config's sections: unknown fields, infinite or NaN numbers, and a value of another
+    kind where a whole number or true/false is asked for are errors (pydantic would turn `true` into 1,
+    `2.0` into 2 and "yes" into true). Numbers with a fraction stay lax: YAML reads `1e-5` as a string."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_surprising_conversions(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:  # an optional field's "unset"; a required one refuses None by its type
+            return value
+        kind = _plain_type(cls.model_fields[info.field_name].annotation) if info.field_name else None
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise PydanticCustomError("whole_number", "{description}", {"description": f"{value!r} is not a whole number"})
+        if kind is bool and not isinstance(value, bool):
+            raise PydanticCustomError("boolean", "{description}", {"description": f"{value!r} is not true or false"})
+        return value
+
+
+class ApiLimits(SettingsModel):
+    """Limits on what SubmitPrompts accepts. Sizes are UTF-8 bytes unless said otherwise."""
 
     max_message_bytes: int = Field(
         default=64 * MIB,
@@ -70,10 +97,8 @@ class ApiLimits(BaseModel):
     )
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(SettingsModel):
     """Bearer-token auth. Off when `tokens_file` is unset (every RPC is open)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     tokens_file: PathText | None = Field(
         default=None,

@@ -189,3 +189,22 @@ def test_a_flag_replaces_an_invalid_value_of_the_file(tmp_path: Path) -> None:
     cfg = load_config(f, server={"listen": "127.0.0.1:0"})
     assert cfg.server.listen == "127.0.0.1:0" and cfg.server.max_workers == 8  # the rest of the section kept
     assert load_config(None, server={"listen": "127.0.0.1:7"}).server.listen == "127.0.0.1:7"
+
+
+@pytest.mark.parametrize(("data", "field", "words"), [
+    ({"algorithm": {"prompts_per_step": True}}, "algorithm.prompts_per_step", "True is not a whole number"),
+    ({"algorithm": {"group_size": 2.0}}, "algorithm.group_size", "2.0 is not a whole number"),
+    ({"limits": {"max_queue_depth": "5"}}, "limits.max_queue_depth", "'5' is not a whole number"),
+    ({"rollout": {"vllm_enforce_eager": "yes"}}, "rollout.vllm_enforce_eager", "'yes' is not true or false"),
+    ({"training": {"gradient_checkpointing": 1}}, "training.gradient_checkpointing", "1 is not true or false"),
+])
+def test_a_value_of_another_kind_for_a_whole_number_or_a_flag_is_refused(data: dict, field: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert f"  {field}: {words}" in str(err.value), str(err.value)
+
+
+def test_numbers_with_a_fraction_stay_lax_for_yaml_s_sake() -> None:
+    # PyYAML reads `1e-5` (no dot) as a string; refusing it would surprise everyone who writes it so.
+    assert parse_config({"training": {"learning_rate": "1e-5"}}).training.learning_rate == 1e-5
+    assert parse_config({"rollout": {"temperature": 1}}).rollout.temperature == 1.0
