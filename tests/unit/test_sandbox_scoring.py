@@ -12,8 +12,11 @@ from grpo_rewards.code_sandbox.scoring import verdict_from_run
 PLAN = {"e": "plan", "asserts": [[2, False], [3, False], [5, True]], "io": 2}
 
 
-def verdict(*events: dict, killed: str = "", exit_code: int = 0, stderr: str = "", scoring: str = "fraction"):
-    run = RunRecord(events=list(events), exit_code=exit_code, killed=killed, stderr=stderr)
+def verdict(*events: dict, killed: str = "", exit_code: int = 0, stderr: str = "", scoring: str = "fraction",
+            **observed: object):
+    """The verdict of a run that reported ``events``; ``observed`` sets the kernel's accounting
+    (RunRecord's cpu_s, max_rss_bytes, out_of_cpu, memory_near_limit)."""
+    run = RunRecord(events=list(events), exit_code=exit_code, killed=killed, stderr=stderr, **observed)  # type: ignore[arg-type]
     return verdict_from_run(run, scoring=scoring, timeout_s=2.0, max_output_bytes=1024)  # type: ignore[arg-type]
 
 
@@ -47,13 +50,50 @@ def test_a_settled_loop_counts() -> None:
     assert v.feedback == "check() stopped"
 
 
-def test_memory_error_is_resource_exhausted() -> None:
-    v = verdict(PLAN, {"e": "memory"}, {"e": "fail", "t": 0, "fb": "MemoryError"}, {"e": "done", "part": "asserts"})
+MEMORY_ERROR = (PLAN, {"e": "memory"}, {"e": "fail", "t": 0, "fb": "MemoryError"}, {"e": "done", "part": "asserts"})
+
+
+def test_memory_error_near_the_memory_limit_is_resource_exhausted() -> None:
+    v = verdict(*MEMORY_ERROR, memory_near_limit=True)
     assert v.status == reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED
+    assert v.status_message == "the program ran out of memory"
+
+
+def test_memory_error_far_from_the_memory_limit_is_the_programs_failure() -> None:
+    # A program that raises MemoryError itself (or asks for far more than the limit at once) has not
+    # run out of memory: it fails its test, and the item keeps its score.
+    v = verdict(*MEMORY_ERROR, memory_near_limit=False)
+    assert v.status == reward_pb2.SCORE_STATUS_OK
+    assert (v.tests_passed, v.tests_total) == (2, 5)
+
+
+def test_memory_error_printed_on_stderr_is_not_out_of_memory() -> None:
+    printed = (PLAN, {"e": "fail", "t": 0, "fb": "wrong"}, {"e": "done", "part": "asserts"})
+    for near_limit in (False, True):
+        v = verdict(*printed, stderr="Traceback (most recent call last):\nMemoryError\n", memory_near_limit=near_limit)
+        assert v.status == reward_pb2.SCORE_STATUS_OK
+        assert v.feedback == "wrong"
+
+
+def test_exit_status_152_is_not_a_timeout() -> None:
+    # 128 + SIGXCPU, from os._exit(152): an exit status is the program's to choose.
+    v = verdict(PLAN, exit_code=128 + 24)
+    assert v.status == reward_pb2.SCORE_STATUS_OK
+    assert (v.score, v.tests_passed) == (0.0, 0)
+    assert "ended early (exit status 152)" in v.feedback
 
 
 def test_cpu_limit_kill_is_a_timeout() -> None:
-    assert verdict(PLAN, exit_code=128 + 24).status == reward_pb2.SCORE_STATUS_TIMEOUT
+    v = verdict(PLAN, {"e": "held", "t": 0}, exit_code=128 + 9, out_of_cpu=True, cpu_s=4.02)
+    assert v.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert v.tests_passed == 1
+    assert v.feedback == "ran out of CPU time (4.0 s of CPU) and was killed"
+
+
+def test_a_run_cut_short_by_the_service_stopping_is_internal() -> None:
+    v = verdict(PLAN, {"e": "held", "t": 0}, killed="shutdown", exit_code=-9)
+    assert v.status == reward_pb2.SCORE_STATUS_INTERNAL
+    assert "stopped" in v.status_message
 
 
 def test_output_flood_is_reported_and_fails_what_was_unfinished() -> None:

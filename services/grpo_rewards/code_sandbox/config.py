@@ -29,6 +29,9 @@ class SandboxConfig:
     max_open_files: int = 64              # RLIMIT_NOFILE
     max_file_mib: int = 16                # RLIMIT_FSIZE
     feedback_bytes: int = 2048            # feedback is trimmed to this
+    # An item's tests (test_code plus every io case's stdin and expected stdout, UTF-8): larger ones are
+    # INVALID_INPUT before anything is compiled or run. The trainer's own limits.max_code_bytes.
+    max_code_bytes: int = 1024 * 1024
     # Each concurrent run gets its own host uid (uid_base + slot) when the service runs as root, so
     # that RLIMIT_NPROC counts only that run's processes.
     uid_base: int = 61000
@@ -50,6 +53,7 @@ class SandboxConfig:
             (os.path.isabs(self.python) and self.python.startswith("/usr/"),
              "--python must be an absolute path under /usr (only /usr is mounted in the sandbox)"),
             (self.tmp_mib >= 1, "--tmp-mb must be at least 1"),
+            (self.max_code_bytes >= 1, "--max-code-bytes must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -21,7 +21,6 @@ Layers, outermost first:
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import logging
@@ -29,10 +28,13 @@ import marshal
 import math
 import os
 import queue
+import resource
 import selectors
 import signal
 import subprocess
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -51,6 +53,10 @@ SANDBOX_CODE_DIR = "/sandbox"
 MAX_EVENT_BYTES = 1024 * 1024
 # bwrap reports a command killed by signal N as exit status 128 + N.
 _SIGNAL_EXIT_BASE = 128
+# A MemoryError is believed (RESOURCE_EXHAUSTED) only when one process of the sandbox had at least this
+# share of the address-space limit resident: the kernel's count, which a program cannot fake by printing
+# "MemoryError" or raising one (see scoring.py).
+MEMORY_EVIDENCE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,14 @@ class RunRecord:
 
     ``events`` are the runner's JSON events in arrival order; ``exit_code`` is bwrap's (the runner's
     exit status, 128+N for signal N, negative when the host killed bwrap); ``killed`` says why the host
-    stopped it ("" when it ended by itself, "timeout", "output" or "events").
+    stopped it ("" when it ended by itself, "timeout", "output", "events", or "shutdown" when the
+    service closed the sandbox).
+
+    The rest is the kernel's accounting (wait4) of the sandbox's processes that were reaped: the
+    program cannot write it. ``cpu_s`` is their CPU time; ``max_rss_bytes`` the largest peak resident
+    set among them; ``out_of_cpu`` says the runner was killed by its CPU-time limit (SIGKILL at the
+    hard RLIMIT_CPU, with the CPU time to show for it: an exit status alone is the program's to choose);
+    ``memory_near_limit`` that ``max_rss_bytes`` reached ``MEMORY_EVIDENCE_FRACTION`` of the memory limit.
     """
 
     events: list[dict] = field(default_factory=list)
@@ -79,6 +92,10 @@ class RunRecord:
     stdout_bytes: int = 0
     stderr: str = ""
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
+    max_rss_bytes: int = 0
+    out_of_cpu: bool = False
+    memory_near_limit: bool = False
 
 
 class _SlotPool:
@@ -107,7 +124,7 @@ def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> 
     cannot run Python under a 512 MiB address-space limit. Without a preexec, ``subprocess`` uses
     vfork/posix_spawn and the limits are set on a few-kB process.
     """
-    cpu = int(math.ceil(timeout_s)) + 1
+    cpu = cpu_limit_s(timeout_s)
     argv: list[str] = []
     if uid is not None:
         argv += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
@@ -126,6 +143,12 @@ def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> 
     # every run and this service's threads together, so one fork bomb would starve the other runs
     # (and bwrap itself could not start). The per-run cap is set inside (``_inner_argv``).
     return [*argv, "--"]
+
+
+def cpu_limit_s(timeout_s: float) -> int:
+    """The soft RLIMIT_CPU of a run with wall-clock limit ``timeout_s``, in CPU seconds (the hard limit,
+    SIGKILL, is one more)."""
+    return int(math.ceil(timeout_s)) + 1
 
 
 def _inner_argv(config: SandboxConfig) -> list[str]:
@@ -159,6 +182,12 @@ class Sandbox:
         self._bpf = export_bpf()
         self._inner = {name: (INNER_DIR / name).read_bytes() for name in INNER_FILES}
         self._slots = _SlotPool(config.workers)
+        # The bwrap processes running now, for close() to kill, and the runs started and not yet reaped,
+        # for close() to wait for; once closed, no run starts.
+        self._live: set[subprocess.Popen] = set()
+        self._runs = 0
+        self._state = threading.Condition()
+        self._closed = False
         self._as_root = os.geteuid() == 0
         self._same_bytecode = _same_bytecode(config.python)
         _become_subreaper()
@@ -233,9 +262,24 @@ class Sandbox:
 
     def run(self, job: Job) -> RunRecord:
         """Run ``job`` in a fresh sandbox and return what it reported. Never raises for anything the
-        program does; raises OSError only when the sandbox cannot be started at all."""
+        program does; raises OSError only when the sandbox cannot be started at all. After ``close()``
+        it returns at once a record with ``killed`` "shutdown"."""
         with self._slots.take() as slot:
             return self._run(job, slot)
+
+    def close(self, wait_s: float = 2.0) -> None:
+        """Kill every sandbox running now (their runs return with ``killed`` "shutdown") and refuse new
+        ones. Waits up to ``wait_s`` for the killed sandboxes to be reaped (a killed sandbox ends at
+        once; reaped here, none is left behind as an orphan of a service that exits), for nothing
+        else: a thread still compiling an item's tests has no sandbox yet."""
+        with self._state:
+            self._closed = True
+            live = list(self._live)
+        for proc in live:
+            _kill_group(proc)
+        with self._state:
+            if not self._state.wait_for(lambda: self._runs == 0, timeout=wait_s):
+                log.warning("%d killed sandbox run(s) not reaped after %.1f s", self._runs, wait_s)
 
     def _run(self, job: Job, slot: int) -> RunRecord:
         c = self.config
@@ -256,24 +300,45 @@ class Sandbox:
                 "test_compiled": compiled, "test_asserts": asserts,
                 "io_cases": [{"stdin": s, "expected_stdout": e} for s, e in job.io_cases],
                 "timeout_s": job.timeout_s, "max_output_bytes": c.max_output_bytes,
-                "feedback_bytes": c.feedback_bytes, "python": c.python, "events_fd": events_w,
+                "feedback_bytes": c.feedback_bytes, "python": c.python, "memory_bytes": c.memory_mib << 20,
+                "events_fd": events_w,
             })
             argv = self._bwrap_argv(memfds, seccomp_fd)
             uid = c.uid_base + slot if self._as_root else None
             argv = _launcher_argv(c, job.timeout_s, uid) + argv
             start = time.monotonic()
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(seccomp_fd, *memfds.values(), events_w), env={}, cwd="/",
-                start_new_session=True,
-            )
-            os.close(events_w)
-            fds.remove(events_w)
-            record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s)
-            record.elapsed_s = time.monotonic() - start
-            if record.killed:
-                _reap_orphans(c.uid_base + slot if self._as_root else os.getuid(), only_root_uid=self._as_root)
-            return record
+            with self._state:
+                if self._closed:
+                    return RunRecord(killed="shutdown")
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    pass_fds=(seccomp_fd, *memfds.values(), events_w), env={}, cwd="/",
+                    start_new_session=True,
+                )
+                self._live.add(proc)
+                self._runs += 1
+            try:
+                os.close(events_w)
+                fds.remove(events_w)
+                record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s)
+                with self._state:
+                    self._live.discard(proc)
+                    if self._closed:  # killed by close(), or ended as the service stopped: nobody waits
+                        record.killed = "shutdown"
+                record.elapsed_s = time.monotonic() - start
+                if record.killed:
+                    orphans_rss = _reap_orphans(c.uid_base + slot if self._as_root else os.getuid(),
+                                                only_root_uid=self._as_root)
+                    record.max_rss_bytes = max(record.max_rss_bytes, orphans_rss)
+                record.out_of_cpu = (not record.killed and record.exit_code == _SIGNAL_EXIT_BASE + signal.SIGKILL
+                                     and record.cpu_s >= cpu_limit_s(job.timeout_s))
+                record.memory_near_limit = record.max_rss_bytes >= MEMORY_EVIDENCE_FRACTION * (c.memory_mib << 20)
+                return record
+            finally:
+                with self._state:
+                    self._live.discard(proc)
+                    self._runs -= 1
+                    self._state.notify_all()
         finally:
             for fd in fds:
                 os.close(fd)
@@ -333,17 +398,41 @@ class Sandbox:
                 with suppress(OSError):
                     proc.stdin.close()
             try:
-                record.exit_code = proc.wait(timeout=max(deadline - time.monotonic(), 0) + 5)
+                record.exit_code, usage = _wait_with_usage(proc, max(deadline - time.monotonic(), 0) + 5)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 record.killed = record.killed or "timeout"
-                record.exit_code = proc.wait()
+                record.exit_code, usage = _wait_with_usage(proc, None)
+            if usage is not None:
+                record.cpu_s = usage.ru_utime + usage.ru_stime
+                record.max_rss_bytes = usage.ru_maxrss * 1024  # KiB on Linux
             proc.stdout.close()
             proc.stderr.close()
         record.stdout_bytes = totals[out_fd]
         record.stderr = buffers[err_fd].decode("utf-8", "replace")
         record.events = _parse_events(bytes(buffers[events_r]))
         return record
+
+
+def _wait_with_usage(proc: subprocess.Popen, timeout: float | None) -> tuple[int, resource.struct_rusage | None]:
+    """``proc.wait(timeout)`` through wait4(2): the exit code and the kernel's resource usage of bwrap
+    and of every process it reaped (the runner, and the io-case programs the runner reaped). The usage
+    is None when the process was reaped elsewhere. Raises subprocess.TimeoutExpired like ``wait``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.0005
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, 0 if deadline is None else os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: what Popen.wait reports then
+            return proc.wait(), None
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage
+        left = deadline - time.monotonic()  # type: ignore[operator]
+        if left <= 0:
+            raise subprocess.TimeoutExpired(proc.args, timeout)  # type: ignore[arg-type]
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 0.05)
 
 
 def _same_bytecode(python: str) -> bool:
@@ -358,17 +447,69 @@ def _same_bytecode(python: str) -> bool:
     return out == importlib.util.MAGIC_NUMBER.hex()
 
 
-@functools.lru_cache(maxsize=256)
-def _compile_tests(test_code: str) -> tuple[bytes | None, list[list] | None]:
+CompiledTests = tuple[bytes | None, list[list] | None]
+
+
+class _CompiledTestsCache:
+    """The compiled tests of recently seen test codes, least recently used first out, at most
+    ``max_bytes`` of keys and values together. Bounded by bytes, not entries: the marshalled
+    instrumented code is ~25 times its source, so 256 entries of 1 MiB tests would hold 6 GiB.
+    Thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[CompiledTests, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, test_code: str) -> CompiledTests | None:
+        with self._lock:
+            entry = self._entries.get(test_code)
+            if entry is None:
+                return None
+            self._entries.move_to_end(test_code)
+            return entry[0]
+
+    def put(self, test_code: str, value: CompiledTests) -> None:
+        code, table = value
+        size = len(test_code) + len(code or b"") + sum(64 + len(row[1]) for row in table or [])
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if test_code in self._entries:
+                return
+            self._entries[test_code] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now (as counted for ``max_bytes``)."""
+        return self._bytes
+
+
+# The G completions of a GRPO group share their tests: each distinct test code is compiled once.
+COMPILED_CACHE_BYTES = 64 * 1024 * 1024
+_compiled_cache = _CompiledTestsCache(COMPILED_CACHE_BYTES)
+
+
+def _compile_tests(test_code: str) -> CompiledTests:
     """The instrumented test code (marshalled code object) and its assert table [[line, source,
-    deferred]], or (None, None) when it does not compile (the runner then reports why). Cached: the G
-    completions of a GRPO group share their tests."""
+    deferred]], or (None, None) when it does not compile (the runner then reports why). Cached (see
+    ``_CompiledTestsCache``)."""
+    cached = _compiled_cache.get(test_code)
+    if cached is not None:
+        return cached
     try:
         tree, infos = instrument(test_code)
-        code = compile(tree, "test.py", "exec")
+        result: CompiledTests = (marshal.dumps(compile(tree, "test.py", "exec")),
+                                 [[i.lineno, i.source, i.deferred] for i in infos])
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None, None
-    return marshal.dumps(code), [[i.lineno, i.source, i.deferred] for i in infos]
+        result = (None, None)
+    _compiled_cache.put(test_code, result)
+    return result
 
 
 def _become_subreaper() -> None:
@@ -387,25 +528,29 @@ def _become_subreaper() -> None:
         log.warning("cannot become a child subreaper; killed sandboxes are reaped by init")
 
 
-def _reap_orphans(uid: int, *, only_root_uid: bool, wait_s: float = 5.0) -> None:
+def _reap_orphans(uid: int, *, only_root_uid: bool, wait_s: float = 5.0) -> int:
     """Reap the orphaned sandbox processes of ``uid`` that were reparented to this process (see
     ``_become_subreaper``). With per-slot uids (root) the uid identifies them exactly; otherwise bwrap
-    processes (other runs still in flight) are left alone."""
+    processes (other runs still in flight) are left alone. Returns the largest peak resident set of
+    those reaped, in bytes (the runner of a killed sandbox is one of them)."""
     me = os.getpid()
     deadline = time.monotonic() + wait_s
+    max_rss = 0
     for pid in _children_of(me, uid, skip_bwrap=not only_root_uid):
         while True:
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, _, usage = os.wait4(pid, os.WNOHANG)
             except ChildProcessError:
                 break
             if done:
+                max_rss = max(max_rss, usage.ru_maxrss * 1024)
                 break
             if time.monotonic() > deadline:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + wait_s
             time.sleep(0.01)
+    return max_rss
 
 
 def _children_of(parent: int, uid: int, *, skip_bwrap: bool) -> list[int]:

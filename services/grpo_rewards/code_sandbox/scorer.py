@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from importlib import metadata
 
 from grpo.reward.v1 import reward_pb2
@@ -15,6 +15,7 @@ from .config import SandboxConfig
 from .executor import Job, Sandbox
 from .extract import extract_code
 from .scoring import verdict_from_run
+from .workers import DaemonWorkers
 
 log = logging.getLogger("grpo_rewards.code_sandbox")
 
@@ -29,6 +30,13 @@ def _version() -> str:
         return "0+unknown"
 
 
+def code_tests_bytes(tests: reward_pb2.CodeTests) -> int:
+    """The size of ``tests`` as the trainer counts it (its ``limits.max_code_bytes``): UTF-8 bytes of
+    ``test_code`` plus every io case's ``stdin`` and ``expected_stdout``."""
+    return len(tests.test_code.encode()) + sum(len(case.stdin.encode()) + len(case.expected_stdout.encode())
+                                               for case in tests.io_cases)
+
+
 class CodeSandboxScorer:
     """Scores Python completions against ``reference.code`` in bubblewrap (see executor.py)."""
 
@@ -37,7 +45,9 @@ class CodeSandboxScorer:
         self.sandbox = Sandbox(config)
         self.max_batch = max_batch
         # One pool for the whole service: a batch's items and concurrent requests share the workers.
-        self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="sandbox")
+        self._pool = DaemonWorkers(config.workers, name="sandbox")
+        # Done once close() has run: score() calls still waiting then return without their items.
+        self._closed: Future = Future()
 
     def describe(self) -> reward_pb2.DescribeResponse:
         """Name "code-sandbox", the package version, feedback on, scores in [0, 1]."""
@@ -48,9 +58,15 @@ class CodeSandboxScorer:
                 reference_kinds=[reward_pb2.REFERENCE_KIND_CODE], score_min=0.0, score_max=1.0))
 
     def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
-        """One result per item, in order. Items run concurrently on the service's workers."""
+        """One result per item, in order. Items run concurrently on the service's workers. Once the
+        scorer is closed, the items not finished come back INTERNAL at once."""
         futures = [self._pool.submit(self.score_one, item) for item in items]
-        return [f.result() for f in futures]
+        pending = set(futures)
+        while pending and not self._closed.done():
+            _, pending = wait(pending | {self._closed}, return_when=FIRST_COMPLETED)
+            pending.discard(self._closed)
+        return [f.result() if f.done() and not f.cancelled() else _stopped(item)
+                for f, item in zip(futures, items, strict=True)]
 
     def score_one(self, item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
         """Check, run and score one item; never raises."""
@@ -85,6 +101,12 @@ class CodeSandboxScorer:
         if item.WhichOneof("reference") != "code":
             return invalid("code", "this backend scores items whose reference is `code`")
         tests = item.code
+        size = code_tests_bytes(tests)
+        if size > self.config.max_code_bytes:
+            # Checked first: nothing of an oversize item is compiled, cached or copied into a sandbox.
+            return invalid("code", f"the tests are {size} bytes (test_code plus every io case's stdin and "
+                                   f"expected_stdout, UTF-8); at most {self.config.max_code_bytes} are allowed "
+                                   "(--max-code-bytes)")
         if tests.language.lower() not in SUPPORTED_LANGUAGES:
             return invalid("code.language", f"{tests.language!r} is not supported; only python")
         if not tests.test_code.strip() and not tests.io_cases:
@@ -106,5 +128,17 @@ class CodeSandboxScorer:
                    io_cases=tuple((c.stdin, c.expected_stdout) for c in tests.io_cases), timeout_s=timeout)
 
     def close(self) -> None:
-        """Wait for running programs to end (each is bounded by its timeout) and stop the workers."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop now (the harness calls this once its drain is over, or ran out): kill the sandboxes
+        still running and reap them (a moment; at most 2 s), drop the items not started, and let Score
+        calls still waiting return INTERNAL for their unfinished items. Nothing else is waited for: the
+        worker threads are daemons, so one still compiling an item's tests does not keep the process
+        alive."""
+        self.sandbox.close()
+        self._pool.close()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+
+def _stopped(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+    return reward_pb2.ScoreResult(id=item.id, status=reward_pb2.SCORE_STATUS_INTERNAL,
+                                  status_message="the service stopped before this item finished")

@@ -4,6 +4,13 @@ A test passes only on positive evidence: an assert outside loops that held, the 
 finished, an io case whose output matched, or every assert not seen failing once the runner said the
 test code ran to its end. Whatever the run did not reach (it timed out, crashed, exited early, flooded
 its output) counts as failed, so a program cannot gain by ending the run.
+
+TIMEOUT and RESOURCE_EXHAUSTED rest only on what the program cannot write: the runner's own timer, the
+host's wall-clock kill, the kernel's CPU-time kill (with the CPU time used), and for memory a MemoryError
+the runner saw together with the kernel's peak resident memory near the limit. Neither a program's
+output ("MemoryError" on stderr) nor its exit status (os._exit(152), which reads as death by SIGXCPU)
+counts: RESOURCE_EXHAUSTED masks the item out of training, so believing them would let a wrong program
+hide its zero.
 """
 
 from __future__ import annotations
@@ -14,9 +21,6 @@ from grpo.reward.v1 import reward_pb2
 
 from .config import ScoringMode
 from .executor import RunRecord
-
-# bwrap exits 128 + N when the program died from signal N; SIGXCPU is the CPU-seconds rlimit.
-_SIGXCPU_EXIT = 128 + 24
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ def trim(text: str, limit: int) -> str:
 def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, max_output_bytes: int,
                      feedback_bytes: int = 2048) -> Verdict:
     """Aggregate the runner's events (see inner/runner.py) into a verdict."""
+    if run.killed == "shutdown":
+        return Verdict(0.0, reward_pb2.SCORE_STATUS_INTERNAL, "",
+                       "the service stopped before this item finished (its sandbox was killed)", 0, 0)
     plan = next((e for e in run.events if e["e"] == "plan"), None)
     invalid = next((e for e in run.events if e["e"] == "invalid"), None)
     if invalid is not None:
@@ -100,13 +107,16 @@ def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, 
         passed.update(range(n_asserts))
     passed = {t for t in passed - failed if 0 <= t < total}
 
-    timed_out = bool(timeout_text) or run.killed == "timeout" or run.exit_code == _SIGXCPU_EXIT
+    timed_out = bool(timeout_text) or run.killed == "timeout" or run.out_of_cpu
     output_exceeded = run.killed == "output"
-    out_of_memory = out_of_memory or "MemoryError" in run.stderr
+    # The runner saw a MemoryError; believed only with the kernel's word that memory really ran short.
+    out_of_memory = out_of_memory and run.memory_near_limit
 
     notes = []
     if output_exceeded:
         notes.append(f"the program wrote more than {max_output_bytes} bytes of output and was stopped")
+    if run.out_of_cpu and not timeout_text:
+        timeout_text = f"ran out of CPU time ({run.cpu_s:.1f} s of CPU) and was killed"
     if timed_out and not timeout_text:
         timeout_text = f"timed out after {timeout_s:g} s"
     feedback = first_failure or abort_text or timeout_text

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size of the sandbox's tmpfs work dir, MiB (default %(default)s)")
     g.add_argument("--max-processes", type=_positive_int, default=d.max_processes,
                    help="processes one run may have at once (default %(default)s)")
+    g.add_argument("--max-code-bytes", type=_positive_int, default=d.max_code_bytes,
+                   help="largest tests of one item, UTF-8 bytes of test_code plus every io case; larger "
+                        "items are INVALID_INPUT (default %(default)s)")
     g.add_argument("--no-proc", dest="mount_proc", action="store_false",
                    help="mount no /proc in the sandbox: for containers whose /proc is masked (Kubernetes' "
                         "default procMount), where the kernel refuses an unprivileged proc mount")
@@ -69,7 +72,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     config = SandboxConfig(
         workers=args.workers, scoring=args.scoring, default_timeout_s=args.default_timeout,
         max_timeout_s=args.max_timeout, memory_mib=args.memory_mb, max_output_bytes=args.max_output_bytes,
-        python=args.python, tmp_mib=args.tmp_mb, max_processes=args.max_processes, mount_proc=args.mount_proc)
+        python=args.python, tmp_mib=args.tmp_mb, max_processes=args.max_processes, mount_proc=args.mount_proc,
+        max_code_bytes=args.max_code_bytes)
     config.validate()
     return config
 

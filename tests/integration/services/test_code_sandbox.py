@@ -1,9 +1,12 @@
 """grpo-reward-code over real gRPC on loopback: the entry point runs as its own process, programs run in
-real bubblewrap. Scoring, io cases, fences, timeouts, Describe, validation, health, reflection, auth
-and graceful drain on SIGTERM."""
+real bubblewrap. Scoring, io cases, fences, timeouts, Describe, validation (the size of an item's tests
+too), health, reflection, auth, graceful drain on SIGTERM and a stop that does not outlast the drain,
+and TIMEOUT/RESOURCE_EXHAUSTED only on evidence the program cannot write."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import signal
@@ -13,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 from reward_service_kit import (
     REWARD_SERVICE,
@@ -425,3 +429,216 @@ def test_tests_are_instrumented_inside_when_the_sandbox_python_differs() -> None
         verdicts.append(verdict_from_run(sandbox.run(job), scoring="fraction", timeout_s=10, max_output_bytes=65536))
     assert verdicts[0] == verdicts[1]
     assert (verdicts[0].tests_passed, verdicts[0].tests_total) == (2, 3)
+
+
+# -- the size of an item's tests (--max-code-bytes, default 1 MiB) ------------------------------------
+
+MIB = 1024 * 1024
+
+
+def test_tests_over_the_size_limit_are_invalid_input_and_the_rest_of_the_batch_is_scored(stub) -> None:
+    # test_code plus every io case's stdin and expected_stdout, in UTF-8 bytes, as the trainer counts
+    # them (its limits.max_code_bytes): over_by_one is MIB characters, the last one two bytes.
+    at_limit = ADD_TESTS + "#" + "x" * (MIB - len(ADD_TESTS) - 1)
+    over_by_one = at_limit[:-1] + "é"
+    big_io = (("1 2\n" + " " * (MIB // 2), "3"), ("1 1\n", "2" + "\n" * (MIB // 2)))
+    io_bytes = sum(len(stdin) + len(expected) for stdin, expected in big_io)
+    good = "def add(a, b):\n    return a + b\n"
+    at, over, over_io, ok = score(
+        stub, item("at", good, code=code(at_limit, "add")), item("over", good, code=code(over_by_one, "add")),
+        item("over-io", SUM_STDIN, code=code(io=big_io)), item("ok", good, code=code(ADD_TESTS, "add")))
+    assert len(at_limit.encode()) == MIB and len(over_by_one.encode()) == MIB + 1 and io_bytes > MIB
+    assert (at.status, at.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
+    assert over.status == reward_pb2.SCORE_STATUS_INVALID_INPUT
+    assert over.status_message == (f"code: the tests are {MIB + 1} bytes (test_code plus every io case's stdin "
+                                   f"and expected_stdout, UTF-8); at most {MIB} are allowed (--max-code-bytes)")
+    assert over_io.status == reward_pb2.SCORE_STATUS_INVALID_INPUT
+    assert over_io.status_message.startswith(f"code: the tests are {io_bytes} bytes")
+    assert (ok.status, ok.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
+
+
+def test_the_size_limit_is_a_flag() -> None:
+    from grpo_rewards.code_sandbox.server import build_parser, config_from_args
+
+    assert config_from_args(build_parser().parse_args([])).max_code_bytes == MIB
+    assert config_from_args(build_parser().parse_args(["--max-code-bytes", "4096"])).max_code_bytes == 4096
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--max-code-bytes", "0"])
+
+
+# -- what a program says about itself does not make its failure a resource problem -------------------
+
+HALF_RIGHT = "def add(a, b):\n    return a + b if a >= 0 else 0\n"
+
+
+def test_printing_memory_error_is_not_running_out_of_memory(stub) -> None:
+    # RESOURCE_EXHAUSTED masks an item out of training: a wrong program must not get there by saying so.
+    prints = "import sys\nsys.stderr.write('Traceback (most recent call last):\\nMemoryError\\n')\n" + HALF_RIGHT
+    raises = HALF_RIGHT.replace("else 0", "else add_oom()") + "def add_oom():\n    raise MemoryError()\n"
+    for program in (prints, raises):
+        (r,) = score(stub, item("m", program, code=code(ADD_TESTS, "add")))
+        assert r.status == reward_pb2.SCORE_STATUS_OK, (program, r)
+        assert (r.components["tests_passed"], r.components["tests_total"]) == (2, 3)
+    io_prints = "import sys\nsys.stderr.write('MemoryError\\n')\nsys.exit(1)\n"
+    (r,) = score(stub, item("io", io_prints, code=code(io=(("1 2", "3"),))))
+    assert (r.status, r.score) == (reward_pb2.SCORE_STATUS_OK, 0.0)
+    assert "exited with status 1" in r.feedback
+
+
+def test_exit_status_of_a_cpu_limit_death_is_not_a_timeout(stub) -> None:
+    # 152 = 128 + SIGXCPU, which bwrap would report for a program killed by its CPU-time limit.
+    (r,) = score(stub, item("x", "import os\nos._exit(152)\n", code=code(ADD_TESTS, "add")))
+    assert (r.status, r.score) == (reward_pb2.SCORE_STATUS_OK, 0.0)
+    assert "ended early (exit status 152)" in r.feedback
+
+
+def test_an_io_case_that_really_runs_out_of_memory_is_resource_exhausted(stub) -> None:
+    # Zero-filled 64 MiB blocks until the 512 MiB address-space limit refuses one (the assert-style
+    # memory bomb is in test_sandbox_security.py).
+    bomb = "hoard = []\nwhile True:\n    hoard.append(bytearray(64 << 20))\n"
+    (r,) = score(stub, item("bomb", bomb, code=code(io=(("", "1"),), timeout=5)))
+    assert r.status == reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED, r
+    assert "MemoryError" in r.feedback
+
+
+def test_a_program_killed_by_its_cpu_time_limit_timed_out() -> None:
+    # The kernel's CPU-time kill (SIGKILL at the hard RLIMIT_CPU: 3 CPU s for a 1 s item; the sandbox's
+    # init ignores the SIGXCPU before it) is told from a program's own exit status by the CPU time the
+    # kernel counted. The host's wall-clock kill is pushed back (kill_grace_s) so that the CPU limit
+    # comes first even on a busy machine; the program ignores the runner's SIGALRM.
+    from grpo_rewards.code_sandbox.config import SandboxConfig
+    from grpo_rewards.code_sandbox.executor import Job, Sandbox
+    from grpo_rewards.code_sandbox.scoring import verdict_from_run
+
+    sandbox = Sandbox(SandboxConfig(workers=1, kill_grace_s=30.0))
+    burner = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\ndef add(a, b):\n    while True:\n        pass\n"
+    run = sandbox.run(Job(code=burner, test_code=ADD_TESTS, entry_point="add", timeout_s=1.0))
+    assert (run.killed, run.exit_code, run.out_of_cpu) == ("", 128 + signal.SIGKILL, True), run
+    assert run.cpu_s >= 2.0  # the soft limit; the kernel's count may fall a tick short of the hard one
+    v = verdict_from_run(run, scoring="fraction", timeout_s=1.0, max_output_bytes=65536)
+    assert (v.status, v.score) == (reward_pb2.SCORE_STATUS_TIMEOUT, 0.0)
+    assert v.feedback.startswith("ran out of CPU time (")
+
+
+def test_the_kernels_accounting_of_a_run_comes_back_with_it() -> None:
+    # CPU time and peak memory of the runner (reaped by bwrap, whose wait4 the host reads).
+    from grpo_rewards.code_sandbox.config import SandboxConfig
+    from grpo_rewards.code_sandbox.executor import Job, Sandbox
+    from grpo_rewards.code_sandbox.scoring import verdict_from_run
+
+    sandbox = Sandbox(SandboxConfig(workers=1))
+    program = ("import time\nheld = b'x' * (300 << 20)\nuntil = time.process_time() + 0.5\n"
+               "while time.process_time() < until:\n    pass\ndef add(a, b):\n    return a + b\n")
+    run = sandbox.run(Job(code=program, test_code=ADD_TESTS, entry_point="add", timeout_s=20.0))
+    assert (run.killed, run.exit_code, run.out_of_cpu) == ("", 0, False)
+    assert run.cpu_s >= 0.5
+    assert run.max_rss_bytes >= 300 << 20
+    assert run.memory_near_limit  # at least half of --memory-mb (512) resident
+    # but no MemoryError: a program that uses much memory and passes is not out of memory
+    v = verdict_from_run(run, scoring="fraction", timeout_s=20.0, max_output_bytes=65536)
+    assert (v.status, v.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
+
+
+# -- stopping ----------------------------------------------------------------------------------------
+
+def test_close_returns_at_once_and_releases_calls_waiting_on_a_stuck_item() -> None:
+    # An item whose work cannot be interrupted (a test code compiling for minutes, say): close() does
+    # not wait for it, the waiting Score call gets INTERNAL for it, and no thread of the scorer keeps
+    # the interpreter from exiting.
+    import threading
+
+    from grpo_rewards.code_sandbox.config import SandboxConfig
+    from grpo_rewards.code_sandbox.scorer import CodeSandboxScorer
+
+    scorer = CodeSandboxScorer(SandboxConfig(workers=1))
+    release = threading.Event()
+    scorer.score_one = lambda it: release.wait(60) and reward_pb2.ScoreResult(id=it.id)  # type: ignore[method-assign]
+    results: list = []
+    caller = threading.Thread(target=lambda: results.extend(scorer.score([item("stuck", "x"), item("queued", "x")])))
+    caller.start()
+    try:
+        time.sleep(0.2)
+        closer = threading.Thread(target=scorer.close)
+        closer.start()
+        closer.join(5)
+        assert not closer.is_alive(), "close() waited for the stuck item"
+        caller.join(5)
+        assert not caller.is_alive(), "score() still waits after close()"
+        assert [(r.id, r.status) for r in results] == [("stuck", reward_pb2.SCORE_STATUS_INTERNAL),
+                                                       ("queued", reward_pb2.SCORE_STATUS_INTERNAL)]
+        assert results[0].status_message == "the service stopped before this item finished"
+        workers = [t for t in threading.enumerate() if t.name.startswith("sandbox")]
+        assert workers and all(t.daemon for t in workers)
+    finally:
+        release.set()
+
+
+def test_sigterm_stops_within_the_drain_even_with_an_item_still_running() -> None:
+    # The item would run 30 s; the drain allows 1 s. The service kills its sandbox, reaps it, and exits
+    # 0 once the drain is over (plus up to 1 s for gRPC's own stop), not when the item would have
+    # finished. As a subreaper here, this test would get any process the service left behind (as a
+    # zombie), where init would reap it unseen.
+    from grpo_rewards.code_sandbox.executor import _become_subreaper
+
+    _become_subreaper()
+    svc = start("--drain-seconds", "1", "--default-timeout", "30", "--max-timeout", "30")
+    try:
+        sleeps = "import time\ndef add(a, b):\n    time.sleep(30)\n    return a + b\n"
+        with grpc.insecure_channel(svc.address) as ch, ThreadPoolExecutor(1) as pool:
+            call = pool.submit(score, reward_stub(ch), item("long", sleeps, code=code(ADD_TESTS, "add")))
+            deadline = time.monotonic() + 15
+            while not any("runner.py" in " ".join(p.cmdline()) for p in _descendants(svc.proc.pid)):
+                assert time.monotonic() < deadline, "the item's sandbox never started"
+                time.sleep(0.05)
+            sandbox = _descendants(svc.proc.pid)
+            sent = time.monotonic()
+            svc.proc.send_signal(signal.SIGTERM)
+            out, _ = svc.proc.communicate(timeout=20)
+            took = time.monotonic() - sent
+            svc.output.append(out)
+            try:
+                (r,) = call.result(10)
+                assert r.status == reward_pb2.SCORE_STATUS_INTERNAL
+            except grpc.RpcError as exc:  # the harness cancels the calls the drain did not see finish
+                assert exc.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), exc
+        assert svc.proc.returncode == 0
+        assert took < 1 + 1 + 3, f"the service took {took:.1f} s to stop"
+        left = [p.pid for p in sandbox if psutil.pid_exists(p.pid)]
+        for pid in left:  # reaped here so that no later test finds them
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        assert left == [], "the service left its sandbox's processes behind"
+    finally:
+        svc.kill()
+    assert "received SIGTERM" in svc.text and "stopped" in svc.text
+
+
+def test_a_second_sigterm_during_the_drain_exits_at_once_with_143() -> None:
+    svc = start("--drain-seconds", "60", "--default-timeout", "30", "--max-timeout", "30")
+    try:
+        sleeps = "import time\ndef add(a, b):\n    time.sleep(30)\n    return a + b\n"
+        with grpc.insecure_channel(svc.address) as ch, ThreadPoolExecutor(1) as pool:
+            pool.submit(score, reward_stub(ch), item("long", sleeps, code=code(ADD_TESTS, "add")))
+            deadline = time.monotonic() + 15
+            while not any("runner.py" in " ".join(p.cmdline()) for p in _descendants(svc.proc.pid)):
+                assert time.monotonic() < deadline, "the item's sandbox never started"
+                time.sleep(0.05)
+            svc.proc.send_signal(signal.SIGTERM)  # the drain would wait up to 60 s for the item
+            time.sleep(1)
+            assert svc.proc.poll() is None, "the service stopped before the drain"
+            sent = time.monotonic()
+            svc.proc.send_signal(signal.SIGTERM)
+            out, _ = svc.proc.communicate(timeout=20)
+            svc.output.append(out)
+            took = time.monotonic() - sent
+        assert svc.proc.returncode == 128 + signal.SIGTERM and took < 5, (svc.proc.returncode, took)
+    finally:
+        svc.kill()
+    assert "received SIGTERM again: exiting without finishing the drain" in svc.text, svc.text
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []

@@ -73,19 +73,74 @@ class AssertInfo:
         self.deferred = deferred
 
 
-class _Substitute(ast.NodeTransformer):
-    def __init__(self, values: dict[str, ast.expr]) -> None:
-        self.values = values
+# Parsed once; every assert gets a copy (parsing and walking a fresh block per assert cost more than
+# the rest of the rewrite together).
+_COMPARE_BLOCK = ast.parse(_COMPARE_TEMPLATE).body
+_PLAIN_BLOCK = ast.parse(_PLAIN_TEMPLATE).body
+_POSITION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
 
-    def visit_Name(self, node: ast.Name) -> ast.AST:
-        if node.id in self.values:
-            return self.values[node.id]
-        return node
+
+def _instantiate(template: ast.AST, values: dict[str, ast.expr], where: ast.stmt) -> ast.AST:
+    """A copy of ``template`` with its placeholder names replaced by ``values``. The copied nodes take
+    the position of ``where`` (so that tracebacks point at the test line); the substituted expressions
+    keep their own."""
+    if isinstance(template, ast.Name) and template.id in values:
+        return values[template.id]
+    node = template.__class__()
+    for name in template._fields:
+        value = getattr(template, name, None)
+        if isinstance(value, list):
+            value = [_instantiate(v, values, where) if isinstance(v, ast.AST) else v for v in value]
+        elif isinstance(value, ast.AST):
+            value = _instantiate(value, values, where)
+        setattr(node, name, value)
+    if template._attributes:
+        for name in _POSITION:
+            setattr(node, name, getattr(where, name, None))
+    return node
+
+
+class _SourceLines:
+    """The lines of a source text, split and encoded once, to cut out the text of many nodes.
+
+    ``ast.get_source_segment`` re-splits the whole source (character by character, in Python) on every
+    call, which made rewriting N asserts cost N times the source (40 s for 4000 asserts). Here each
+    call costs the length of its own node. Lines end at "\\r\\n", "\\r" or "\\n" only, as the
+    tokenizer's do (``str.splitlines`` also breaks at form feeds and other separators that end no line
+    of Python); column offsets are UTF-8 byte offsets, as in the AST.
+    """
+
+    __slots__ = ("lines",)
+
+    def __init__(self, source: str) -> None:
+        self.lines: list[bytes] = []
+        parts: list[str] = []
+        for piece in source.splitlines(keepends=True):
+            parts.append(piece)
+            if piece.endswith(("\n", "\r")):
+                self.lines.append("".join(parts).encode("utf-8"))
+                parts = []
+        if parts:
+            self.lines.append("".join(parts).encode("utf-8"))
+
+    def segment(self, node: ast.AST) -> str | None:
+        """The source text of ``node`` (what ``ast.get_source_segment`` returns), or None when the node
+        has no end position."""
+        end_lineno = getattr(node, "end_lineno", None)
+        end_col = getattr(node, "end_col_offset", None)
+        if end_lineno is None or end_col is None:
+            return None
+        first, last = node.lineno - 1, end_lineno - 1  # type: ignore[attr-defined]
+        col = node.col_offset  # type: ignore[attr-defined]
+        if first == last:
+            return self.lines[first][col:end_col].decode("utf-8")
+        parts = [self.lines[first][col:], *self.lines[first + 1:last], self.lines[last][:end_col]]
+        return b"".join(parts).decode("utf-8")
 
 
 class _AssertRewriter(ast.NodeTransformer):
     def __init__(self, source: str) -> None:
-        self.source = source
+        self.lines = _SourceLines(source)
         self.asserts: list[AssertInfo] = []
         self._loop_depth = 0
         self._pending_in_loop: list[int] = []
@@ -110,7 +165,7 @@ class _AssertRewriter(ast.NodeTransformer):
         settle = ast.Expr(ast.Call(
             func=ast.Attribute(ast.Name(RUNTIME_NAME, ast.Load()), "settle", ast.Load()),
             args=[ast.Tuple([ast.Constant(i) for i in ids], ast.Load())], keywords=[]))
-        ast.copy_location(settle, node)
+        ast.fix_missing_locations(ast.copy_location(settle, node))
         return [node, settle]  # type: ignore[list-item]
 
     visit_For = _loop
@@ -119,15 +174,16 @@ class _AssertRewriter(ast.NodeTransformer):
 
     def visit_Assert(self, node: ast.Assert) -> list[ast.stmt]:
         test_id = len(self.asserts)
-        text = ast.get_source_segment(self.source, node) or ast.unparse(node)
+        text = self.lines.segment(node) or ast.unparse(node)
         deferred = self._loop_depth > 0
         self.asserts.append(AssertInfo(node.lineno, text.strip(), deferred))
         if deferred:
             self._pending_in_loop.append(test_id)
+        # New nodes take the assert's position, as the template's copies do.
         values: dict[str, ast.expr] = {
-            "__ID__": ast.Constant(test_id),
+            "__ID__": ast.copy_location(ast.Constant(test_id), node),
             "__TEST__": node.test,
-            "__MSG__": node.msg if node.msg is not None else ast.Constant(None),
+            "__MSG__": node.msg if node.msg is not None else ast.copy_location(ast.Constant(None), node),
         }
         test = node.test
         if isinstance(test, ast.Compare) and len(test.ops) == 1:
@@ -135,20 +191,13 @@ class _AssertRewriter(ast.NodeTransformer):
             # original expression, and both sides can be shown in the feedback.
             values["__LEFT__"] = test.left
             values["__RIGHT__"] = test.comparators[0]
-            values["__TEST__"] = ast.Compare(
+            values["__TEST__"] = ast.fix_missing_locations(ast.copy_location(ast.Compare(
                 left=ast.Name("_grpo_l", ast.Load()), ops=test.ops,
-                comparators=[ast.Name("_grpo_r", ast.Load())])
-            template = _COMPARE_TEMPLATE
+                comparators=[ast.Name("_grpo_r", ast.Load())]), node))
+            block = _COMPARE_BLOCK
         else:
-            template = _PLAIN_TEMPLATE
-        block = ast.parse(template).body
-        # The template's own nodes take the assert's position (so tracebacks point at the test line);
-        # the substituted expressions keep theirs.
-        for stmt in block:
-            for sub in ast.walk(stmt):
-                if hasattr(sub, "lineno"):
-                    ast.copy_location(sub, node)
-        return [_Substitute(values).visit(stmt) for stmt in block]
+            block = _PLAIN_BLOCK
+        return [_instantiate(stmt, values, node) for stmt in block]  # type: ignore[misc]
 
 
 def instrument(source: str) -> tuple[ast.Module, list[AssertInfo]]:
@@ -156,6 +205,5 @@ def instrument(source: str) -> tuple[ast.Module, list[AssertInfo]]:
     (index = test id). Raises SyntaxError when the source does not parse."""
     tree = ast.parse(source)
     rewriter = _AssertRewriter(source)
-    tree = rewriter.visit(tree)
-    ast.fix_missing_locations(tree)
+    tree = rewriter.visit(tree)  # every node it adds has a position: no fix_missing_locations pass
     return tree, rewriter.asserts

@@ -4,7 +4,7 @@ Protocol with the service (see ../executor.py):
 - stdin: one job, a dict in ``marshal`` format (written by the trusted service; marshal needs no import
   and JSON's would cost start-up time on every run) ``{"code", "test_code", "entry_point", "io_cases": [{"stdin",
   "expected_stdout"}], "timeout_s", "max_output_bytes", "feedback_bytes", "python",
-  "events_fd"}``, read to EOF
+  "memory_bytes", "events_fd"}``, read to EOF
   before anything untrusted runs; stdin is then replaced by /dev/null.
 - fd ``events_fd`` (a number in the job): events, one JSON object a line, written as tests finish, so that a run killed from outside
   still leaves the results it reached:
@@ -12,7 +12,9 @@ Protocol with the service (see ../executor.py):
   ``{"e": "held", "t": i}`` (an assert outside loops held), ``{"e": "settle", "t": [i, ...]}`` (the
   asserts of a finished loop), ``{"e": "fail", "t": i, "fb": str}``, ``{"e": "pass", "t": i}`` (an io
   case), ``{"e": "done", "part": "asserts" | "io"}``, ``{"e": "abort", "fb": str}`` (the test code
-  could not go on), ``{"e": "timeout", "fb": str}``, ``{"e": "memory"}``,
+  could not go on), ``{"e": "timeout", "fb": str}``, ``{"e": "memory"}`` (a MemoryError: raised in
+  this process, or an io case's program that failed with one while its peak resident memory was at
+  least half of ``memory_bytes``; the service believes it only with the kernel's own accounting),
   ``{"e": "invalid", "fb": str}`` (the tests themselves are unusable).
   Test ids: asserts first (0..A-1), then io cases (A..A+N-1).
 
@@ -328,7 +330,8 @@ _CHILD_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHO
 
 
 def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tuple:
-    """Run one io case: returns (exit code or None, stdout, stderr, why it was stopped or "").
+    """Run one io case: returns (exit code or None, stdout, stderr, why it was stopped or "", its peak
+    resident memory in bytes as the kernel counted it).
 
     posix_spawn and poll rather than `subprocess`, whose import (threading, selectors, signal...)
     would cost more than the case itself. The child gets its own session so that the whole group it
@@ -388,10 +391,12 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
     if stopped:
         _kill_group(pid)
     code = None
+    peak_rss = 0
     while code is None:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
             code = os.waitstatus_to_exitcode(status)
+            peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
         elif time.monotonic() > deadline:
             _kill_group(pid)  # closed its output but kept running
             stopped = stopped or "timeout"
@@ -400,7 +405,7 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
     for fd in (in_w, out_r, err_r):
         if fd >= 0:
             os.close(fd)
-    return (None if stopped else code), bytes(buffers[out_r][:max_output]), bytes(buffers[err_r]), stopped
+    return (None if stopped else code), bytes(buffers[out_r][:max_output]), bytes(buffers[err_r]), stopped, peak_rss
 
 
 def _kill_group(pid: int) -> None:
@@ -426,9 +431,11 @@ def run_io_cases(job: dict, events: Events, first_id: int, deadline: float) -> N
         if left <= 0:
             events.emit(e="timeout", fb=f"timed out after {job['timeout_s']:g} s before {label}")
             return
-        code, out, err, stopped = _run_child(argv, case["stdin"].encode("utf-8"), left, max_output)
+        code, out, err, stopped, peak_rss = _run_child(argv, case["stdin"].encode("utf-8"), left, max_output)
         err_text = err.decode("utf-8", "replace")
-        if "MemoryError" in err_text:
+        # The text alone is the program's to print: it counts only when the program failed and really
+        # held half of its memory limit.
+        if code and "MemoryError" in err_text and peak_rss * 2 >= int(job["memory_bytes"]):
             events.emit(e="memory")
         stdin_text = trim(case["stdin"], 300)
         if stopped == "timeout":
