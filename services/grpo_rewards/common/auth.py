@@ -76,8 +76,18 @@ class TokenFile:
         return found
 
 
-def _abort_handler(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+# Called once per refused call, as the refusal is sent: (full method name, status code).
+RefusalHook = Callable[[str, grpc.StatusCode], None]
+
+
+def _abort_handler(code: grpc.StatusCode, message: str, method: str,
+                   on_refused: RefusalHook | None) -> grpc.RpcMethodHandler:
     def deny(request: Any, context: grpc.ServicerContext) -> Any:
+        if on_refused is not None:
+            try:
+                on_refused(method, code)
+            except Exception:  # counting must never turn a refusal into INTERNAL
+                log.exception("refusal hook failed for %s", method)
         context.abort(code, message)
 
     return grpc.unary_unary_rpc_method_handler(deny)
@@ -85,10 +95,14 @@ def _abort_handler(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler
 
 class BearerTokenInterceptor(grpc.ServerInterceptor):
     """Refuses every call but health and reflection unless it carries `authorization: Bearer <token>`
-    with a token from `token_file`: UNAUTHENTICATED otherwise."""
+    with a token from `token_file`: UNAUTHENTICATED otherwise.
 
-    def __init__(self, token_file: TokenFile) -> None:
+    `on_refused(method, code)` runs for each refused call (the harness counts refused Score calls in
+    `grpo_reward_requests_total`; the servicer never sees them)."""
+
+    def __init__(self, token_file: TokenFile, on_refused: RefusalHook | None = None) -> None:
         self.token_file = token_file
+        self.on_refused = on_refused
 
     def intercept_service(
         self,
@@ -105,7 +119,8 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
                 break
         scheme, _, token = header.partition(" ")
         if not header:
-            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata")
+            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "missing 'authorization: Bearer <token>' metadata",
+                                  method, self.on_refused)
         if scheme.lower() != "bearer" or not self.token_file.accepts(token.strip()):
-            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+            return _abort_handler(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token", method, self.on_refused)
         return continuation(handler_call_details)

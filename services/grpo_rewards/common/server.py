@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ from prometheus_client import start_http_server
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
 from .auth import BearerTokenInterceptor, TokenFile
+from .flags import finite_float, int_in_range, positive_int
 from .metrics import ServiceMetrics
 from .scorer import Scorer
 from .servicer import RewardServicer
@@ -45,8 +47,13 @@ from .validation import Limits
 log = logging.getLogger("grpo_rewards.server")
 
 REWARD_SERVICE_NAME = reward_pb2.DESCRIPTOR.services_by_name["RewardService"].full_name
+SCORE_METHOD = f"/{REWARD_SERVICE_NAME}/Score"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# gRPC takes the message limits as a C int: larger values fail when the server is created.
+MAX_MESSAGE_BYTES_LIMIT = 2**31 - 1
 DEFAULT_DRAIN_SECONDS = 30.0
+# A day: beyond ~9.2e9 s Python's waits overflow, and no orchestrator waits that long anyway.
+MAX_DRAIN_SECONDS = 86400.0
 # Threads beyond the Score limit, so health checks, reflection, Describe and the fast refusals of
 # over-limit Score calls are answered even when every Score slot is busy.
 SPARE_THREADS = 16
@@ -86,24 +93,36 @@ def _host_port_arg(value: str) -> str:
     return value
 
 
-def _positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
-    return n
+class RewardArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that also checks the harness's flag combinations (the TLS files go together)
+    while parsing, so that a bad combination is a usage error (exit status 2) like a bad value."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        parsed, extras = super().parse_known_args(args, namespace)
+        cert, key, ca = (getattr(parsed, name, None) for name in ("tls_cert", "tls_key", "tls_client_ca"))
+        if (cert is None) != (key is None):
+            self.error("--tls-cert and --tls-key go together")
+        if ca is not None and cert is None:
+            self.error("--tls-client-ca needs --tls-cert and --tls-key")
+        return parsed, extras
 
 
 def base_arg_parser(prog: str, description: str, *, default_listen: str = "127.0.0.1:50051") -> argparse.ArgumentParser:
-    """The flags every reward service takes; a service adds its own to the returned parser."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    """The flags every reward service takes; a service adds its own to the returned parser.
+
+    Bad values (and a half-given TLS pair) are usage errors: `PROG: error: argument --flag: ...` and
+    exit status 2 from `parse_args`, before anything starts. Services type their own numeric flags with
+    `grpo_rewards.common.flags` for the same behaviour.
+    """
+    p = RewardArgumentParser(prog=prog, description=description)
     g = p.add_argument_group("serving (common to every reward service)")
     g.add_argument("--listen", type=_host_port_arg, default=default_listen,
                    help=f"gRPC listen address HOST:PORT; port 0 picks a free port (default {default_listen})")
     g.add_argument("--metrics-listen", type=_host_port_arg, default=None,
                    help="Prometheus /metrics listen address HOST:PORT (default: off)")
-    g.add_argument("--max-batch", type=_positive_int, default=64,
+    g.add_argument("--max-batch", type=positive_int, default=64,
                    help="most items one Score call may carry; more -> INVALID_ARGUMENT (default 64)")
-    g.add_argument("--max-concurrency", type=_positive_int, default=8,
+    g.add_argument("--max-concurrency", type=positive_int, default=8,
                    help="Score calls served at once; more -> RESOURCE_EXHAUSTED (default 8)")
     g.add_argument("--token-file", type=Path, default=None,
                    help="file of accepted bearer tokens, one a line; auth is off without it")
@@ -111,10 +130,14 @@ def base_arg_parser(prog: str, description: str, *, default_listen: str = "127.0
     g.add_argument("--tls-key", type=Path, default=None, help="server private key, PEM")
     g.add_argument("--tls-client-ca", type=Path, default=None,
                    help="CA bundle, PEM; when given, clients must present a certificate it signed (mTLS)")
-    g.add_argument("--drain-seconds", type=float, default=DEFAULT_DRAIN_SECONDS,
-                   help=f"on SIGTERM, how long in-flight calls may take to finish (default {DEFAULT_DRAIN_SECONDS:g})")
-    g.add_argument("--max-message-bytes", type=_positive_int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                   help=f"largest request/response message in bytes (default {DEFAULT_MAX_MESSAGE_BYTES})")
+    g.add_argument("--drain-seconds", type=finite_float(minimum=0.0, maximum=MAX_DRAIN_SECONDS),
+                   default=DEFAULT_DRAIN_SECONDS,
+                   help=f"on SIGTERM, how long in-flight calls may take to finish, 0 to {MAX_DRAIN_SECONDS:g} "
+                        f"(default {DEFAULT_DRAIN_SECONDS:g})")
+    g.add_argument("--max-message-bytes", type=int_in_range(1, MAX_MESSAGE_BYTES_LIMIT),
+                   default=DEFAULT_MAX_MESSAGE_BYTES,
+                   help=f"largest request/response message in bytes, at most {MAX_MESSAGE_BYTES_LIMIT} "
+                        f"(default {DEFAULT_MAX_MESSAGE_BYTES})")
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="log level (default INFO)")
     return p
@@ -233,12 +256,19 @@ def start_server(
     Raises RuntimeError when the address cannot be bound.
     """
     limits = Limits(**{**(limits.__dict__ if limits else {}), "max_batch": max_batch})
-    interceptors = [BearerTokenInterceptor(TokenFile(token_file))] if token_file else []
+    tokens = TokenFile(token_file) if token_file else None
 
     # Metrics first: the servicer counts into them from its first call.
     probe = scorer.describe()
     metrics = ServiceMetrics.create(probe.name or type(scorer).__name__, probe.version or "unknown")
     servicer = RewardServicer(scorer, limits, max_concurrency, metrics)
+
+    def count_refusal(method: str, code: grpc.StatusCode) -> None:
+        # Score calls the interceptor refuses never reach the servicer, which counts all the others.
+        if method == SCORE_METHOD:
+            metrics.requests.labels(code=code.name).inc()
+
+    interceptors = [BearerTokenInterceptor(tokens, on_refused=count_refusal)] if tokens else []
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_concurrency + SPARE_THREADS, thread_name_prefix="grpc"),
@@ -314,6 +344,10 @@ def serve_forever(scorer: Scorer, args: argparse.Namespace) -> int:
     received: list[str] = []
 
     def on_signal(signum: int, frame: Any) -> None:
+        if received:  # a second signal during the drain: the operator wants out now, as with Ctrl-C twice
+            log.warning("received %s again: exiting without finishing the drain", signal.Signals(signum).name)
+            logging.shutdown()
+            os._exit(128 + signum)
         received.append(signal.Signals(signum).name)
         stop.set()
 

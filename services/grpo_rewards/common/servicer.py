@@ -115,6 +115,11 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             for r in results:
                 self.metrics.items.labels(status=status_label(r.status)).inc()
             return reward_pb2.ScoreResponse(results=results)
+        except BaseException:
+            # An abort above set `code` first; anything else escaping reaches the client as UNKNOWN.
+            if code == "OK":
+                code = "UNKNOWN"
+            raise
         finally:
             self.metrics.requests.labels(code=code).inc()
             self.metrics.latency.observe(time.perf_counter() - started)

@@ -8,11 +8,13 @@ both hold ("all_or_nothing").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 FormatScoring = Literal["partial", "all_or_nothing"]
 BOXED = "\\boxed{"
+_BRACE = re.compile(r"[{}]")
 
 
 @dataclass(frozen=True)
@@ -31,18 +33,37 @@ class FormatVerdict:
         return "format problems: " + "; ".join(self.problems)
 
 
+def _closing_braces(text: str) -> dict[int, int]:
+    """For every `{` in `text` that is closed, the index of the `}` that closes it: one left-to-right
+    pass with a stack of open braces (a `}` with nothing open is ignored)."""
+    closes: dict[int, int] = {}
+    open_at: list[int] = []
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            open_at.append(m.start())
+        elif open_at:
+            closes[open_at.pop()] = m.start()
+    return closes
+
+
 def boxed_contents(text: str) -> list[str]:
-    """The contents of every top-level `\\boxed{…}` in `text` whose braces balance (nested braces allowed)."""
+    """The contents of every top-level `\\boxed{…}` in `text` whose braces balance (nested braces allowed).
+
+    A `\\boxed{` that is never closed is skipped, and the search goes on inside it. Linear in the length
+    of `text`: the braces are matched in one pass, then each `\\boxed{` looks up its closing brace
+    (so text full of unclosed `\\boxed{` is never rescanned to its end once per `\\boxed{`).
+    """
+    closes = _closing_braces(text)
     out = []
     start = text.find(BOXED)
     while start != -1:
-        depth, i = 1, start + len(BOXED)
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            out.append(text[start + len(BOXED) : i - 1])
-        start = text.find(BOXED, i if depth == 0 else start + len(BOXED))
+        brace = start + len(BOXED) - 1
+        end = closes.get(brace)
+        if end is not None:
+            out.append(text[brace + 1 : end])
+            start = text.find(BOXED, end + 1)
+        else:
+            start = text.find(BOXED, brace + 1)
     return out
 
 

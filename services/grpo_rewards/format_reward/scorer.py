@@ -30,14 +30,23 @@ class FormatConfig:
     max_completion_chars: int = 200_000
 
 
+def check_tag(tag: str) -> str:
+    """`tag` when it is a plain tag name (letters, digits, - and _), else ValueError naming the rule."""
+    if not tag or not tag.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"must be a plain tag name (letters, digits, - and _), got {tag!r}")
+    return tag
+
+
 class FormatScorer:
     """Scores each completion's format; any reference kind is accepted (and ignored), so it can sit
     beside a math or code backend on the same prompts."""
 
     def __init__(self, config: FormatConfig | None = None) -> None:
         self.config = config or FormatConfig()
-        if not self.config.tag or not self.config.tag.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"--tag must be a plain tag name (letters, digits, - and _), got {self.config.tag!r}")
+        try:
+            check_tag(self.config.tag)
+        except ValueError as exc:
+            raise ValueError(f"--tag {exc}") from None
 
     def describe(self) -> reward_pb2.DescribeResponse:
         """Name "format", feedback on, scores in [0, 1], every reference kind."""

@@ -7,6 +7,10 @@ Order of preference (the first rule that finds something wins):
 4. whichever comes last in the text: the last LaTeX math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the
    last number (`-1,234.5`, `3/4`, `12%`).
 
+In rules 2 and 3, X is a leading math span, or else the rest of the line up to the end of the answer
+phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not"...; see
+`_CLAUSE_BREAK`) outside braces and `$...$`, with Markdown emphasis and a full stop stripped.
+
 All patterns are linear-time (no nested quantifiers) so a 64 KiB completion cannot stall the server.
 """
 
@@ -27,7 +31,21 @@ MAX_BOXED_CHARS = 4000
 MAX_BOXED_TRIED = 16
 FALLBACK_TAIL_CHARS = 4000
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
-_CHOICE = re.compile(r"^\(?([A-Ea-e])\)?(?:[.:)]|\s|$)")
+# A choice letter at the start of a final answer: "(B)", "B.", "B) 12", "B is right"; in lower case only
+# "(b)", "b)", "b.", "b:" or a bare "b", never a letter followed by more words ("a tricky one" is an
+# English article, not choice A).
+_CHOICE = re.compile(r"^(?:\(([A-Ea-e])\)|\(?([A-E])\)?(?:[.:)]|\s|$)|([a-e])(?:[.:)]|$))")
+# Where the answer phrase after "the answer is" / "Answer:" ends: a full stop or semicolon followed by
+# space (a full stop inside "3.5" is not a break), an em dash, or a word that starts a new clause, optionally
+# after a comma ("as" and "not" only after one: "the same as 5", "7 and not 5"). "and"/"or" are left out
+# on purpose: "1, 2 and 3" or "3 or 4" is the answer as written.
+# Lookbehinds make each run of spaces start at most one attempt, and possessive `\s++` never
+# backtracks, so the search stays linear on a long line.
+_CLAUSE_BREAK = re.compile(
+    r"\.\s|;\s|(?<=\S)\s*+—"
+    r"|(?<=[^\s,]),?\s++(?:because|since|so|which|but|hence|thus|therefore|given|where|when)\b"
+    r"|(?<=[^\s,]),\s++(?:as|not)\b",
+    re.IGNORECASE)
 _CHOICE_IN_TEXT = re.compile(r"\(([A-E])\)")
 _GOLD_CHOICE = re.compile(r"^\(?([A-E])\)?$")
 
@@ -63,17 +81,38 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
+def _cut_at_clause_break(line: str) -> str:
+    """`line` up to its first clause break (see `_CLAUSE_BREAK`) outside `{...}` and `$...$`: "5 because
+    2+3 = 5" -> "5", "5, since ..." -> "5", "3.5. Next" -> "3.5". A break at the very start cuts nothing
+    ("not 5" stays whole). One pass over the line."""
+    depth = dollars = 0
+    counted = 0
+    for m in _CLAUSE_BREAK.finditer(line):
+        seen = line[counted:m.start()]
+        depth += seen.count("{") - seen.count("}")
+        dollars += seen.count("$")
+        counted = m.start()
+        if m.start() > 0 and depth <= 0 and dollars % 2 == 0:
+            return line[:m.start()]
+    return line
+
+
+def _strip_emphasis(text: str) -> str:
+    """Markdown emphasis and a sentence's full stop off both ends: "**5**." -> "5", "*x = 2*" -> "x = 2",
+    "3.5." -> "3.5" (one pass per end)."""
+    return text.lstrip("*_ \t").rstrip("*_. \t")
+
+
 def _clean_tail(fragment: str) -> str:
-    """The answer at the start of `fragment`: up to the end of its line, math delimiters and a sentence
-    full stop removed."""
+    """The answer at the start of `fragment`: the rest of its line up to the end of the answer phrase (a
+    clause break: ". ", "; ", an em dash, or a connective such as "because" or ", since"), with a leading
+    math span's delimiters, Markdown emphasis and a sentence full stop removed."""
     line = fragment.split("\n", 1)[0].strip()
     line = line.strip("*_ ").strip()
     m = _MATH_SPAN.match(line)
     if m:
         return next(g for g in m.groups() if g is not None).strip()
-    # A full stop ends the sentence, unless it is a decimal point ("is 3.5." -> "3.5").
-    line = re.sub(r"\.\s.*$", "", line)
-    return line.rstrip(".").strip()
+    return _strip_emphasis(_cut_at_clause_break(line))
 
 
 def strip_math_delimiters(text: str) -> str:
@@ -122,7 +161,7 @@ def extract_choice(text: str) -> Extraction | None:
         bare = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*", "", found.text).replace("{", "").replace("}", "")
         m = _CHOICE.match(bare.strip())
         if m:
-            return Extraction(m.group(1).upper(), "choice")
+            return Extraction(next(g for g in m.groups() if g is not None).upper(), "choice")
     in_text = _CHOICE_IN_TEXT.findall(text)
     if in_text:
         return Extraction(in_text[-1], "choice")

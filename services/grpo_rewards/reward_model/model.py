@@ -32,12 +32,21 @@ class Scored:
 
 
 def pick_device(device: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU; `cpu`/`cuda`/`cuda:N` as given."""
+    """`auto` -> CUDA when available, else CPU; `cpu`/`cuda`/`cuda:N` as given. ValueError for a string
+    torch does not take as a device, or a CUDA device this machine does not have."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
-    return torch.device(device)
+    try:
+        picked = torch.device(device)
+    except RuntimeError as exc:  # torch's way of refusing a device string
+        raise ValueError(f"--device {device}: not a device (expected auto, cpu, cuda or cuda:N): {exc}") from None
+    if picked.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if picked.index is not None and picked.index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return picked
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:

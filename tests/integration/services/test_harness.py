@@ -6,6 +6,7 @@ the harness must behave the same whatever the backend does.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
@@ -354,6 +355,58 @@ def test_metrics_count_items_by_status_and_calls_by_code(serve, channel_to):
     assert 'grpo_reward_build_info{python=' in text and 'service="echo",version="0.0.1"} 1.0' in text
 
 
+def test_score_calls_refused_by_auth_are_counted_with_their_code(serve, channel_to, token_file):
+    running = serve(EchoScorer(), metrics_listen="127.0.0.1:0", token_file=token_file)
+    ch = channel_to(running.address)
+    for metadata in (None, [("authorization", "Bearer wrong")]):
+        with pytest.raises(grpc.RpcError) as exc:
+            score(ch, [item("a", answer="1")], metadata=metadata)
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError):  # not a Score call: not in the Score counter
+        reward_stub(ch).Describe(reward_pb2.DescribeRequest(), timeout=5)
+    score(ch, [item("a", answer="1")], metadata=[("authorization", "Bearer token-one")])
+    text = scrape_metrics(running.metrics_port)
+    assert metric_value(text, "grpo_reward_requests_total", 'code="UNAUTHENTICATED"') == 2
+    assert metric_value(text, "grpo_reward_requests_total", 'code="OK"') == 1
+
+
+def test_unauthenticated_is_exported_as_zero_from_the_start(serve):
+    running = serve(EchoScorer(), metrics_listen="127.0.0.1:0")
+    assert metric_value(scrape_metrics(running.metrics_port), "grpo_reward_requests_total",
+                        'code="UNAUTHENTICATED"') == 0
+
+
+def test_grpcs_own_message_size_refusal_is_not_counted(serve, channel_to):
+    # Documented limit (docs/reward-services.md, Metrics): gRPC's core refuses the oversized message
+    # before any Python code sees the request, so no counter moves. This pins that documentation.
+    running = serve(EchoScorer(), metrics_listen="127.0.0.1:0", max_message_bytes=1024 * 1024)
+    ch = channel_to(running.address)
+    with pytest.raises(grpc.RpcError) as exc:
+        score(ch, [item("a", "x" * (2 * 1024 * 1024), answer="1")])
+    assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    text = scrape_metrics(running.metrics_port)
+    total = sum(float(v) for v in re.findall(r"^grpo_reward_requests_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
+    assert total == 0
+    assert metric_value(text, "grpo_reward_score_duration_seconds_count") == 0
+
+
+class GarbageScorer(EchoScorer):
+    """Breaks the contract badly: returns something that is not a ScoreResult."""
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        return ["not a result"] * len(items)  # type: ignore[list-item]
+
+
+def test_a_score_call_failing_with_an_unexpected_exception_is_counted_as_unknown(serve, channel_to):
+    running = serve(GarbageScorer(), metrics_listen="127.0.0.1:0")
+    with pytest.raises(grpc.RpcError) as exc:
+        score(channel_to(running.address), [item("a", answer="1")])
+    assert exc.value.code() == grpc.StatusCode.UNKNOWN
+    text = scrape_metrics(running.metrics_port)
+    assert metric_value(text, "grpo_reward_requests_total", 'code="UNKNOWN"') == 1
+    assert metric_value(text, "grpo_reward_requests_total", 'code="OK"') == 0
+
+
 def test_in_flight_gauge_counts_calls_being_scored(serve, channel_to):
     scorer = GateScorer()
     running = serve(scorer, metrics_listen="127.0.0.1:0")
@@ -384,6 +437,31 @@ def test_a_malformed_listen_flag_is_a_usage_error(listen, capsys):
         base_arg_parser("x", "y").parse_args(["--listen", listen])
     assert exc.value.code == 2
     assert "HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--max-batch", "0"], "argument --max-batch: must be at least 1, got 0"),
+    (["--max-concurrency", "abc"], "argument --max-concurrency: expected an integer, got 'abc'"),
+    (["--drain-seconds", "nan"], "argument --drain-seconds: must be a finite number >= 0"),
+    (["--drain-seconds", "inf"], "argument --drain-seconds: must be a finite number >= 0"),
+    (["--drain-seconds", "-1"], "argument --drain-seconds: must be a finite number >= 0"),
+    (["--drain-seconds", "1e12"], "argument --drain-seconds: must be a finite number >= 0 and at most 86400"),
+    (["--max-message-bytes", str(2**31)], "argument --max-message-bytes: must be at most 2147483647"),
+    (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+    (["--tls-key", "key.pem"], "--tls-cert and --tls-key go together"),
+    (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_common_flag_values_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        base_arg_parser("grpo-reward-x", "y").parse_args(argv)
+    assert exc.value.code == 2
+    assert f"grpo-reward-x: error: {message}" in capsys.readouterr().err
+
+
+def test_good_common_flag_values_parse():
+    args = base_arg_parser("x", "y").parse_args(["--drain-seconds", "0", "--max-message-bytes", str(2**31 - 1),
+                                                 "--tls-cert", "c", "--tls-key", "k"])
+    assert (args.drain_seconds, args.max_message_bytes, str(args.tls_cert)) == (0.0, 2**31 - 1, "c")
 
 
 def test_flags_have_working_defaults():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -64,6 +66,80 @@ def test_answer_forms(channel, gold, completion, expected):
     result = score_one(channel, completion, gold)
     assert result.status == OK, result.status_message
     assert result.score == expected, result.feedback
+
+
+# The answer phrase ends at a clause break; a lower-case article is not a choice letter; Markdown
+# emphasis is not part of the answer. (gold, completion, expected score)
+ANSWER_PHRASE_CASES: list[tuple[str, str, float]] = [
+    ("5", "The answer is 4 because 2+3 = 5", 0.0),
+    ("4", "The answer is 4 because 2+3 = 5", 1.0),
+    ("5", "The answer is 5, since 2+3 = 5.", 1.0),
+    ("5", "The answer is 4 since x = 5 was wrong", 0.0),
+    ("7", "The answer is 7, not 5", 1.0),
+    ("5", "The answer is 7, not 5", 0.0),
+    ("12", "The answer is 12, as 3 * 4 = 12.", 1.0),
+    ("5", "The answer is 5; the other root is 6.", 1.0),
+    ("x = 2", "The answer is x = 2 — check: 2 + 2 = 4", 1.0),
+    ("5", "**Answer:** 5 because 2 + 3 = 5", 1.0),
+    ("5", "The answer is **5**.", 1.0),
+    ("5", "The answer is **5** because 2 + 3 = 5", 1.0),
+    ("2", "The answer is 3 or maybe 2", 0.0),  # a hedge is not cut to its first half
+    ("5", "The answer is 5 meters.", 1.0),
+    # multiple choice
+    ("A", "Let me think: the answer is a tricky one, but (C) is right.", 0.0),
+    ("C", "Let me think: the answer is a tricky one, but (C) is right.", 1.0),
+    ("A", "The answer is a tricky one (C)", 0.0),
+    ("A", "The answer is (a)", 1.0),
+    ("B", "answer: b", 1.0),
+    ("B", "The answer is b because the others fail.", 1.0),
+    ("C", "Final answer: c) 12", 1.0),
+    ("B", "The answer is (B), since (A) fails.", 1.0),
+]
+
+
+@pytest.mark.parametrize("gold,completion,expected", ANSWER_PHRASE_CASES,
+                         ids=[f"{g}:{c[:40]}" for g, c, _ in ANSWER_PHRASE_CASES])
+def test_the_answer_phrase_ends_at_a_clause_break_and_articles_are_not_choices(channel, gold, completion,
+                                                                                expected):
+    result = score_one(channel, completion, gold)
+    assert result.status == OK, result.status_message
+    assert result.score == expected, result.feedback
+
+
+@pytest.mark.parametrize("completion,answer", [
+    ("The answer is 4 because 2+3 = 5", "4"),
+    ("The answer is 5, since 2+3 = 5.", "5"),
+    ("The answer is **5**.", "5"),
+    ("The answer is *x = 2*.", "x = 2"),
+    ("The answer is 3.5. Next we check it.", "3.5"),
+    ("The answer is $5$, since x = 5", "5"),
+    ("The answer is 1, 2, and 3", "1, 2, and 3"),
+    ("The answer is the same as 5", "the same as 5"),
+    ("The answer is 7 and not 5", "7 and not 5"),
+    ("The answer is not 5", "not 5"),
+    ("The answer is \\text{5 since 3}", "\\text{5 since 3}"),  # no break inside braces
+])
+def test_extracted_answer_text(completion, answer):
+    from grpo_rewards.math_verifier.extract import extract_final_answer
+
+    found = extract_final_answer(completion)
+    assert found is not None and found.text == answer
+
+
+def test_clause_break_search_stays_linear_on_a_long_line():
+    from grpo_rewards.math_verifier.extract import extract_final_answer
+
+    # Long runs of spaces and commas: a backtracking pattern would be quadratic here. No time assert; a
+    # quadratic search on these 64 Ki lines would take minutes and trip the test timeout.
+    for tail in (" " * 65_000 + "x", " ," * 32_000, "{ so " * 13_000, "*." * 32_000):
+        found = extract_final_answer("The answer is 5" + tail)
+        assert found is not None and found.source == "answer_is"
+    assert extract_final_answer("The answer is 5" + "*." * 32_000).text == "5"
+
+
+def test_bold_answer_feedback_quotes_the_answer_without_markup(channel):
+    r = score_one(channel, "The answer is **5**.", "5")
+    assert (r.status, r.score, r.feedback) == (OK, 1.0, "correct: 5")
 
 
 def test_the_table_covers_at_least_100_pairs_both_ways():
@@ -279,6 +355,43 @@ def test_stop_lets_a_slow_request_finish_while_health_is_not_serving():
         result = slow.result(30)
         assert result.status == reward_pb2.SCORE_STATUS_TIMEOUT  # answered, not cut off
         assert stopped.wait(30)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--item-timeout", "nan"], "argument --item-timeout: must be a finite number > 0"),
+    (["--item-timeout", "inf"], "argument --item-timeout: must be a finite number > 0"),
+    (["--item-timeout=-inf"], "argument --item-timeout: must be a finite number > 0"),
+    (["--item-timeout", "0"], "argument --item-timeout: must be a finite number > 0 and at most 3600, got 0"),
+    (["--item-timeout", "1e10"], "argument --item-timeout: must be a finite number > 0 and at most 3600"),
+    (["--workers", "0"], "argument --workers: must be at least 1, got 0"),
+    (["--cache-size", "-1"], "argument --cache-size: must be at least 0, got -1"),
+    (["--max-completion-chars", "0"], "argument --max-completion-chars: must be at least 1, got 0"),
+    (["--max-answer-chars", "x"], "argument --max-answer-chars: expected an integer, got 'x'"),
+    (["--drain-seconds", "nan"], "argument --drain-seconds: must be a finite number >= 0"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_flag_values_are_usage_errors(argv, message, capsys):
+    from grpo_rewards.math_verifier.server import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--listen", "127.0.0.1:0", *argv])
+    assert exc.value.code == 2
+    assert f"grpo-reward-math: error: {message}" in capsys.readouterr().err
+
+
+def test_a_good_item_timeout_and_cache_size_of_0_parse():
+    from grpo_rewards.math_verifier.server import build_parser
+
+    args = build_parser().parse_args(["--item-timeout", "0.5", "--cache-size", "0"])
+    assert (args.item_timeout, args.cache_size) == (0.5, 0)
+
+
+@pytest.mark.parametrize("argv", [["--item-timeout", "nan"], ["--cache-size", "-1"]], ids=["nan", "negative cache"])
+def test_entry_point_exits_2_with_a_usage_error_for_a_bad_flag(argv):
+    proc = subprocess.run([sys.executable, "-m", "grpo_rewards.math_verifier.server", "--listen", "127.0.0.1:0",
+                           "--workers", "1", *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"grpo-reward-math: error: argument {argv[0]}: ")
+    assert "Traceback" not in proc.stderr
 
 
 def test_entry_point_serves_and_exits_0_on_sigterm():

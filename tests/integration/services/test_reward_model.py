@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -205,6 +207,75 @@ def test_entry_point_refuses_a_missing_model_directory(tmp_path):
     from grpo_rewards.reward_model.server import main
 
     assert main(["--model", str(tmp_path / "nothing"), "--listen", "127.0.0.1:0"]) == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--device", "foo"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'foo'"),
+    (["--device", "cuda:x"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),
+    (["--device", "CPU"], "argument --device: expected auto, cpu, cuda or cuda:N, got 'CPU'"),
+    (["--micro-batch", "0"], "argument --micro-batch: must be at least 1, got 0"),
+    (["--max-length", "0"], "argument --max-length: must be at least 1, got 0"),
+    (["--threads=-1"], "argument --threads: must be at least 0, got -1"),
+    (["--batch-wait-ms", "nan"], "argument --batch-wait-ms: must be a finite number >= 0"),
+    (["--batch-wait-ms", "inf"], "argument --batch-wait-ms: must be a finite number >= 0"),
+    (["--batch-wait-ms=-1"], "argument --batch-wait-ms: must be a finite number >= 0"),
+    (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_bad_flag_values_are_usage_errors(argv, message, capsys):
+    from grpo_rewards.reward_model.server import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--model", "/nowhere", "--listen", "127.0.0.1:0", *argv])
+    assert exc.value.code == 2
+    assert f"grpo-reward-rm: error: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_flag_accepts_the_documented_forms(device):
+    from grpo_rewards.reward_model.server import build_parser
+
+    assert build_parser().parse_args(["--model", "m", "--device", device]).device == device
+
+
+def test_entry_point_refuses_an_unknown_device_with_a_one_line_usage_error(tiny_rm_dir):
+    proc = subprocess.run([sys.executable, "-m", "grpo_rewards.reward_model.server", "--model", str(tiny_rm_dir),
+                           "--listen", "127.0.0.1:0", "--device", "foo"], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "grpo-reward-rm: error: argument --device: expected auto, cpu, cuda or cuda:N, got 'foo'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_pick_device_refuses_what_torch_refuses_with_a_value_error():
+    from grpo_rewards.reward_model.model import pick_device
+
+    with pytest.raises(ValueError, match="--device foo: not a device"):
+        pick_device("foo")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_cuda_device_is_a_one_line_start_error(tiny_rm_dir, capsys):
+    from grpo_rewards.reward_model.server import main
+
+    assert main(["--model", str(tiny_rm_dir), "--listen", "127.0.0.1:0", "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert err.rstrip("\n").endswith(
+        "ERROR grpo_rewards.reward_model: cannot load the reward model: --device cuda: CUDA is not available on "
+        "this machine")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_index_beyond_the_devices_is_a_one_line_start_error(tiny_rm_dir, capsys):
+    from grpo_rewards.reward_model.server import main
+
+    index = torch.cuda.device_count()
+    assert main(["--model", str(tiny_rm_dir), "--listen", "127.0.0.1:0", "--device", f"cuda:{index}"]) == 1
+    err = capsys.readouterr().err
+    assert (f"cannot load the reward model: --device cuda:{index}: this machine has {index} CUDA device(s)"
+            in err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 # -- real weights: all-MiniLM-L6-v2 -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ correctness backend by weights in the trainer's reward router."""
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 
@@ -45,6 +46,68 @@ def test_format_components_and_feedback(text: str, think: float, boxed: float, p
 def test_boxed_contents_balances_braces() -> None:
     assert boxed_contents("\\boxed{a{b}c} and \\boxed{d}") == ["a{b}c", "d"]
     assert boxed_contents("\\boxed{open") == []
+
+
+def _boxed_contents_by_rescanning(text: str) -> list[str]:
+    """The definition boxed_contents must keep: each \\boxed{ scanned for its closing brace, an unclosed one
+    skipped with the search going on inside it (quadratic; only for small texts)."""
+    out, start = [], text.find("\\boxed{")
+    while start != -1:
+        depth, i = 1, start + len("\\boxed{")
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            out.append(text[start + len("\\boxed{"): i - 1])
+        start = text.find("\\boxed{", i if depth == 0 else start + len("\\boxed{"))
+    return out
+
+
+def test_boxed_contents_agrees_with_the_rescanning_definition_on_random_texts() -> None:
+    rng = random.Random(7)
+    pieces = ["\\boxed{", "\\boxed", "{", "}", "}}", "a", " ", "ed{", "\\"]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert boxed_contents(text) == _boxed_contents_by_rescanning(text), text
+    assert boxed_contents("\\boxed{x \\boxed{5}") == ["5"]  # unclosed outer: the inner one counts
+    assert boxed_contents("\\boxed{\\boxed{5}}") == ["\\boxed{5}"]  # top level only
+
+
+# The unbalanced-brace input that made the check quadratic (8000 repeats took ~30 s; 28000 would take
+# minutes). The timeout is a hang guard, not a benchmark: the linear check needs milliseconds.
+REPEATS = 28_000
+
+
+@pytest.mark.timeout(120)
+def test_unclosed_boxed_repeated_is_checked_correctly() -> None:
+    flood = "\\boxed{" * REPEATS
+    assert boxed_contents(flood) == []
+    assert check_format(flood).components == {"think": 0.0, "boxed": 0.0}
+    assert boxed_contents(flood + "\\boxed{5}") == ["5"]
+    assert boxed_contents(flood + "5}") == ["5"]  # the last \\boxed{ is the one closed
+    verdict = check_format("<think>r</think>" + flood + "5}")
+    assert verdict.components == {"think": 1.0, "boxed": 1.0} and verdict.score == 1.0
+
+
+@pytest.mark.timeout(120)
+def test_service_answers_a_flood_of_unclosed_boxed_at_the_default_size_limit(serve) -> None:
+    import grpc
+
+    from grpo.reward.v1 import reward_pb2_grpc
+
+    flood = "<think>r</think>" + "\\boxed{" * REPEATS
+    assert len(flood) <= FormatConfig().max_completion_chars
+    address = serve(FormatScorer())
+    with grpc.insecure_channel(address) as channel:
+        reply = reward_pb2_grpc.RewardServiceStub(channel).Score(reward_pb2.ScoreRequest(items=[
+            reward_pb2.ScoreItem(id="flood", completion=flood),
+            reward_pb2.ScoreItem(id="good", completion=GOOD),
+        ]), timeout=100)
+    flooded, good = reply.results
+    assert (flooded.status, flooded.score, dict(flooded.components)) == (
+        reward_pb2.SCORE_STATUS_OK, 0.5, {"think": 1.0, "boxed": 0.0})
+    assert "no \\boxed{...} answer after </think>" in flooded.feedback
+    assert (good.status, good.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
 
 
 def test_custom_tag() -> None:
@@ -90,6 +153,29 @@ def test_format_and_correctness_combine_by_weights_in_the_router(serve) -> None:
     assert [b["math"] for b in by_backend] == [1.0, 0.0, 1.0, 0.0]
     assert scored.rewards == pytest.approx([1.25, 0.25, 1.0, 0.0])
     assert "must start with <think>" in scored.completions[2].feedback
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--tag", ""], "argument --tag: must be a plain tag name (letters, digits, - and _), got ''"),
+    (["--tag", "a b"], "argument --tag: must be a plain tag name"),
+    (["--max-completion-chars", "0"], "argument --max-completion-chars: must be at least 1, got 0"),
+    (["--max-completion-chars", "many"], "argument --max-completion-chars: expected an integer, got 'many'"),
+], ids=["empty tag", "tag with a space", "zero chars", "not a number"])
+def test_bad_flag_values_are_usage_errors(argv, message, capsys) -> None:
+    from grpo_rewards.format_reward.server import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--listen", "127.0.0.1:0", *argv])
+    assert exc.value.code == 2
+    assert f"grpo-reward-format: error: {message}" in capsys.readouterr().err
+
+
+def test_entry_point_refuses_a_bad_tag_with_a_usage_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "grpo_rewards.format_reward.server", "--listen", "127.0.0.1:0",
+                           "--tag", ""], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1].startswith("grpo-reward-format: error: argument --tag: ")
+    assert "Traceback" not in proc.stderr
 
 
 def test_server_flags() -> None:
