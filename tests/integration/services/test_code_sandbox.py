@@ -626,6 +626,7 @@ def test_a_second_sigterm_during_the_drain_exits_at_once_with_143() -> None:
             svc.proc.send_signal(signal.SIGTERM)  # the drain would wait up to 60 s for the item
             time.sleep(1)
             assert svc.proc.poll() is None, "the service stopped before the drain"
+            sandbox = _descendants(svc.proc.pid)
             sent = time.monotonic()
             svc.proc.send_signal(signal.SIGTERM)
             out, _ = svc.proc.communicate(timeout=20)
@@ -634,6 +635,14 @@ def test_a_second_sigterm_during_the_drain_exits_at_once_with_143() -> None:
         assert svc.proc.returncode == 128 + signal.SIGTERM and took < 5, (svc.proc.returncode, took)
     finally:
         svc.kill()
+        # The sandbox dies with the service (die-with-parent). Where an earlier test made this process a
+        # subreaper, its processes are reparented here: reap them, so that no later test finds zombies.
+        deadline = time.monotonic() + 10
+        for p in locals().get("sandbox", []):
+            while psutil.pid_exists(p.pid) and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(p.pid, os.WNOHANG)
+                time.sleep(0.05)
     assert "received SIGTERM again: exiting without finishing the drain" in svc.text, svc.text
 
 
