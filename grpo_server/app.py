@@ -460,7 +460,6 @@ class TrainerApp:
             snapshot, model.config, tokenizer, self.store_dir / "exports",
             generation_config=generation_config, on_done=on_export,
         ))
-        self.metrics.queue_depth.set(self.store.queue_depth())
 
     def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
         """Drain: health NOT_SERVING, finish the current step, checkpoint, stop the API. Idempotent."""

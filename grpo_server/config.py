@@ -461,7 +461,7 @@ def load_config(path: str | Path | None, **overrides: dict[str, Any]) -> Config:
     as the command line's flags give them) put in before validation: a flag replaces the file's value
     even when that value is invalid."""
     if path is None:
-        return parse_config(overrides or None, source="config") if overrides else Config()
+        return parse_config(overrides, source="config") if overrides else Config()
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as err:

@@ -21,7 +21,7 @@ def prompt_to_json(p: PromptRecord) -> str:
     data: dict[str, Any] = {
         "messages": [[m.role, m.content] for m in p.messages],
         "rewards": [[r.backend, r.weight] for r in p.rewards],
-        "metadata": dict(p.metadata),
+        "metadata": dict(sorted(p.metadata.items())),  # sorted: equal prompts give equal text (fingerprints)
     }
     if p.answer is not None:
         data["answer"] = p.answer

@@ -102,12 +102,12 @@ _STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, 
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
-def _fingerprint(prompts: Sequence[PromptRecord]) -> str:
-    """A digest of a request's prompts (ids and content, in order), to tell a retry from a reuse."""
+def _fingerprint(rows: Sequence[tuple[str, str]]) -> str:
+    """A digest of a request's prompts as stored, (id, prompt_to_json) in order, to tell a retry from a
+    reuse (ids are printable ASCII: no NUL in them)."""
     h = hashlib.sha256()
-    for p in prompts:
-        h.update(json.dumps([p.id, json.loads(prompt_to_json(p))], sort_keys=True).encode())
-        h.update(b"\n")
+    for pid, data in rows:
+        h.update(f"{pid}\0{data}\n".encode())
     return h.hexdigest()
 
 
@@ -198,7 +198,8 @@ class Store:
         QueueFullError when the queue would hold more than `max_queue_depth` prompts.
         """
         now = time.time()
-        fingerprint = _fingerprint(prompts) if request_id else None
+        rows = [(p.id, prompt_to_json(p)) for p in prompts]  # encoded once: the fingerprint and the rows
+        fingerprint = _fingerprint(rows) if request_id else None
         with self._write() as c:
             if request_id:
                 row = c.execute("SELECT response, fingerprint FROM requests WHERE request_id = ?",
@@ -228,7 +229,7 @@ class Store:
             c.executemany(
                 "INSERT INTO prompts (id, state, data, request_id, submitted_at, updated_at) "
                 "VALUES (?, 'queued', ?, ?, ?, ?)",
-                [(p.id, prompt_to_json(p), request_id, now, now) for p in prompts],
+                [(pid, data, request_id, now, now) for pid, data in rows],
             )
             result = SubmitResult(tuple(ids), depth + len(prompts))
             if request_id:

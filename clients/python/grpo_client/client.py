@@ -201,6 +201,8 @@ class SubmitError(TrainerError):
             where = (f"lines {self.lines[0]}-{self._accepted_through_line()}" if self.lines is not None
                      else f"prompts 1-{n}")
             before = f"The {n} prompts of {batches} ({where}) were accepted before it; the trainer keeps them."
+        rerun = ("run the same command again (same batch size and request id): the trainer answers the batches it "
+                 "already accepted as duplicates, by their request ids, and queues nothing twice.")
         if self.too_large:
             limit = _message_limit(self)
             over = self.alone_too_large or ([(self.batch_first, "")] if self.batch_prompts == 1 else [])
@@ -215,11 +217,7 @@ class SubmitError(TrainerError):
                 fix = "The batch is more than the trainer takes in one message: use a smaller --batch-size"
             if n == 0:
                 return f"{refused} {before} {fix}; then run the command again."
-            return (f"{refused} {before} {fix}; then run the same command again (same batch size and request "
-                    "id): the trainer answers the batches it already accepted as duplicates, by their request "
-                    "ids, and queues nothing twice.")
-        rerun = ("run the same command again (same batch size and request id): the trainer answers the batches it "
-                 "already accepted as duplicates, by their request ids, and queues nothing twice.")
+            return f"{refused} {before} {fix}; then {rerun}"
         if self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and self.retry_delay_seconds is not None:
             return f"{refused} {before} The trainer's queue stayed full through the retries: once it has room, {rerun}"
         if self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -402,7 +400,7 @@ class _BatchPlan:
 
 def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: str | None,
              lines: Sequence[int] | None, first: int, in_batch: int, index: int, batches: int, batch_size: int,
-             accepted: list[str], alone_too_large: Sequence[int] = ()) -> SubmitError:
+             accepted: list[str], alone_too_large: Sequence[int] = (), resized: Sequence[str] = ()) -> SubmitError:
     """The SubmitError of batch `index` (prompts `first`.. `first + in_batch - 1`, of `batches` in all)
     refused with `exc`, its `prompts[i]...` violations traced back."""
     located = []
@@ -418,7 +416,7 @@ def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: s
         batch_index=index, batches=batches, batch_size=batch_size, batch_first=first, batch_prompts=in_batch,
         accepted_ids=list(accepted), refused_batch_queued=False if exc.code in _NOT_STORED else None,
         located=located, source=source, lines=lines, total_prompts=len(prompts),
-        alone_too_large=[(i, prompts[i].id) for i in alone_too_large],
+        alone_too_large=[(i, prompts[i].id) for i in alone_too_large], resized=list(resized),
     )
 
 
@@ -674,14 +672,13 @@ class TrainerClient:
                 note = plan.shrink(exc, start, len(batch), _where(start, lines))
                 # A prompt over the size limit by itself cannot be sent: stop before sending any smaller batch,
                 # so that once it is shortened the same command sends this batch as it did the first time.
-                over = plan.alone_too_large(start) if note is not None and len(batch) > 1 else []
+                over = plan.alone_too_large(start) if note is not None else []
                 if note is not None and not over:
                     resized.append(note)
                     continue
-                stopped = _stopped(exc, prompts, source, lines, start, len(batch), index,
-                                   index + 1 + plan.count(start + len(batch)), batch_size, accepted, over)
-                stopped.resized = resized
-                raise stopped from None
+                raise _stopped(exc, prompts, source, lines, start, len(batch), index,
+                               index + 1 + plan.count(start + len(batch)), batch_size, accepted, over,
+                               resized) from None
             request_ids.append(rid)
             accepted += list(response.accepted_ids)
             if response.duplicate:

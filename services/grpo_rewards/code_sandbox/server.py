@@ -12,6 +12,7 @@ import logging
 import sys
 
 from grpo_rewards.common import base_arg_parser, configure_logging, serve_forever
+from grpo_rewards.common.flags import finite_float, positive_int
 
 from .config import SandboxConfig
 from .scorer import CodeSandboxScorer
@@ -19,18 +20,8 @@ from .scorer import CodeSandboxScorer
 log = logging.getLogger("grpo_rewards.code_sandbox")
 
 
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return number
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return number
+# The shared flag types (grpo_rewards.common.flags): a bad value, nan and inf included, is a usage error.
+_positive_float = finite_float(minimum=0.0, inclusive=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                              default_listen="127.0.0.1:50062")
     d = SandboxConfig()
     g = parser.add_argument_group("sandbox")
-    g.add_argument("--workers", type=_positive_int, default=d.workers,
+    g.add_argument("--workers", type=positive_int, default=d.workers,
                    help="programs run at once (default %(default)s)")
     g.add_argument("--scoring", choices=["fraction", "all_or_nothing"], default=d.scoring,
                    help="score = fraction of tests passed, or 1 only when all pass (default %(default)s)")
@@ -48,17 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds for all tests of an item that sets no timeout (default %(default)s)")
     g.add_argument("--max-timeout", type=_positive_float, default=d.max_timeout_s,
                    help="larger per-item timeouts are clamped to this, seconds (default %(default)s)")
-    g.add_argument("--memory-mb", type=_positive_int, default=d.memory_mib,
+    g.add_argument("--memory-mb", type=positive_int, default=d.memory_mib,
                    help="address-space limit of each sandboxed process, MiB (default %(default)s)")
-    g.add_argument("--max-output-bytes", type=_positive_int, default=d.max_output_bytes,
+    g.add_argument("--max-output-bytes", type=positive_int, default=d.max_output_bytes,
                    help="stdout/stderr cap; a program writing more is stopped (default %(default)s)")
     g.add_argument("--python", default=d.python,
                    help="interpreter inside the sandbox, under /usr (default %(default)s)")
-    g.add_argument("--tmp-mb", type=_positive_int, default=d.tmp_mib,
+    g.add_argument("--tmp-mb", type=positive_int, default=d.tmp_mib,
                    help="size of the sandbox's tmpfs work dir, MiB (default %(default)s)")
-    g.add_argument("--max-processes", type=_positive_int, default=d.max_processes,
+    g.add_argument("--max-processes", type=positive_int, default=d.max_processes,
                    help="processes one run may have at once (default %(default)s)")
-    g.add_argument("--max-code-bytes", type=_positive_int, default=d.max_code_bytes,
+    g.add_argument("--max-code-bytes", type=positive_int, default=d.max_code_bytes,
                    help="largest tests of one item, UTF-8 bytes of test_code plus every io case; larger "
                         "items are INVALID_INPUT (default %(default)s)")
     g.add_argument("--no-proc", dest="mount_proc", action="store_false",
