@@ -5,7 +5,7 @@
 #   clients/go/build.sh            build bin/grpo-go-example (and bin/protoc-gen-go)
 #   clients/go/build.sh gen        regenerate gen/**/*.pb.go from protos/
 #   clients/go/build.sh check-gen  exit 1 when the committed gen/ differs from a fresh generation
-#   clients/go/build.sh test       build, then `go test` the client package (no server needed)
+#   clients/go/build.sh test       build, then `go test` the client package and the example (no server needed)
 #
 # Why the old generator: Debian's protoc-gen-go 1.28 emits code for google.golang.org/protobuf and the
 # new grpc plugin API, which compiles against grpc-go 1.33 but panics at run time. The generator in
@@ -74,6 +74,6 @@ case "${1:-build}" in
       echo "clients/go/gen is stale: run clients/go/build.sh gen" >&2; exit 1
     fi
     echo "clients/go/gen is up to date" ;;
-  test) build_generator; build_example; go test "$IMPORT_PATH/grpoclient" ;;
+  test) build_generator; build_example; go test "$IMPORT_PATH/grpoclient" "$IMPORT_PATH/cmd/grpo-go-example" ;;
   *) echo "usage: $0 [build|gen|check-gen|test]" >&2; exit 2 ;;
 esac

@@ -45,7 +45,8 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 func (b bearer) RequireTransportSecurity() bool { return false }
 
-// Dial connects to target ("HOST:PORT") and waits until the connection is up or DialTimeout passes.
+// Dial connects to target ("HOST:PORT") and waits until the connection is up or DialTimeout passes; the
+// error then names the last connection failure ("connection refused", a TLS handshake error).
 func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	timeout := opts.DialTimeout
 	if timeout == 0 {
@@ -55,7 +56,10 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	if maxRecv == 0 {
 		maxRecv = 64 << 20
 	}
-	dialOpts := []grpc.DialOption{grpc.WithBlock(), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv))}
+	// WithReturnConnectionError: a Dial that times out says why it could not connect (connection refused,
+	// a TLS handshake failure such as an unknown CA), not only "context deadline exceeded".
+	dialOpts := []grpc.DialOption{grpc.WithBlock(), grpc.WithReturnConnectionError(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv))}
 	if opts.TLS != nil {
 		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(opts.TLS)))
 	} else {
@@ -179,4 +183,44 @@ func (c *Client) SetBackend(ctx context.Context, backend *trainerv1.RewardBacken
 func (c *Client) DeleteBackend(ctx context.Context, name string) (int64, error) {
 	res, err := c.Stub.DeleteRewardBackend(ctx, &trainerv1.DeleteRewardBackendRequest{Name: name})
 	return res.GetRegistryVersion(), wrapError("DeleteRewardBackend", err)
+}
+
+// ListPrompts returns one page of the submitted prompts and where each is (queued, leased, trained,
+// failed and why, cancelled), in submission order: only the given ids when req.Ids is set, only one state
+// when req.State is set. Pass the answer's NextPageToken as req.PageToken to read on ("" at the end);
+// AllPrompts reads every page.
+func (c *Client) ListPrompts(ctx context.Context, req *trainerv1.ListPromptsRequest) (*trainerv1.ListPromptsResponse, error) {
+	if req == nil {
+		req = &trainerv1.ListPromptsRequest{}
+	}
+	res, err := c.Stub.ListPrompts(ctx, req)
+	return res, wrapError("ListPrompts", err)
+}
+
+// AllPrompts is ListPrompts page after page (req.PageToken is where it starts): every prompt it matches.
+func (c *Client) AllPrompts(ctx context.Context, req *trainerv1.ListPromptsRequest) ([]*trainerv1.PromptStatus, error) {
+	page := &trainerv1.ListPromptsRequest{}
+	if req != nil {
+		page.Ids, page.State, page.PageSize, page.PageToken = req.Ids, req.State, req.PageSize, req.PageToken
+	}
+	var out []*trainerv1.PromptStatus
+	for {
+		res, err := c.ListPrompts(ctx, page)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, res.GetPrompts()...)
+		if res.GetNextPageToken() == "" {
+			return out, nil
+		}
+		page.PageToken = res.GetNextPageToken()
+	}
+}
+
+// CancelPrompts takes the queued prompts among ids (1 to 1000, each once) out of the queue. The answer
+// lists the ids it cancelled, where each other known id is (NotCancelled: LEASED, TRAINED, FAILED or
+// CANCELLED before), the ids never submitted (UnknownIds) and the queue depth.
+func (c *Client) CancelPrompts(ctx context.Context, ids []string) (*trainerv1.CancelPromptsResponse, error) {
+	res, err := c.Stub.CancelPrompts(ctx, &trainerv1.CancelPromptsRequest{Ids: ids})
+	return res, wrapError("CancelPrompts", err)
 }

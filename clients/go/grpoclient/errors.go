@@ -37,6 +37,9 @@ type Error struct {
 	// Details holds every decoded detail message (*errdetails.BadRequest, *errdetails.RetryInfo, ...);
 	// a detail whose type is not linked into the program is an error value instead.
 	Details []interface{}
+
+	// st is the status as received, details included, for GRPCStatus.
+	st *status.Status
 }
 
 // Error renders "METHOD failed with CODE: message: field: description; ...".
@@ -53,8 +56,14 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// GRPCStatus lets status.FromError and status.Code see the original code through an *Error.
-func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Message) }
+// GRPCStatus lets status.FromError, status.Convert and status.Code see the original status through an
+// *Error: its code, message and every detail (status.Convert(err).Details() lists them as received).
+func (e *Error) GRPCStatus() *status.Status {
+	if e.st != nil {
+		return e.st
+	}
+	return status.New(e.Code, e.Message)
+}
 
 // CodeName is the canonical upper-case name of a gRPC code ("INVALID_ARGUMENT"), as the other clients
 // and the protos spell it.
@@ -83,7 +92,7 @@ func wrapError(method string, err error) error {
 	if !ok {
 		return err
 	}
-	e := &Error{Method: method, Code: st.Code(), Message: st.Message(), Details: st.Details()}
+	e := &Error{Method: method, Code: st.Code(), Message: st.Message(), Details: st.Details(), st: st}
 	for _, d := range e.Details {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:

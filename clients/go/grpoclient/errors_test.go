@@ -71,3 +71,24 @@ func TestPreconditionFailureTypesDecodeIntoError(t *testing.T) {
 		t.Fatalf("unexpected error %+v", e)
 	}
 }
+
+func TestStatusSeenThroughErrorKeepsEveryDetail(t *testing.T) {
+	st, err := status.New(codes.NotFound, "no export with id 'x'").WithDetails(
+		&errdetails.ResourceInfo{ResourceType: "export", ResourceName: "x", Description: "no export with id 'x'"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got error = wrapError("GetExport", st.Err())
+	seen := status.Convert(got)
+	if seen.Code() != codes.NotFound || seen.Message() != "no export with id 'x'" {
+		t.Fatalf("status.Convert sees %v %q through *Error", seen.Code(), seen.Message())
+	}
+	details := seen.Details()
+	if len(details) != 1 {
+		t.Fatalf("status.Convert(err).Details() has %d details through *Error, want the 1 the server sent", len(details))
+	}
+	if info, ok := details[0].(*errdetails.ResourceInfo); !ok || info.GetResourceName() != "x" {
+		t.Fatalf("detail %#v, want the ResourceInfo naming 'x'", details[0])
+	}
+}

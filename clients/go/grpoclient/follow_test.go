@@ -431,3 +431,18 @@ func TestFollowWaitsTheRetryDelayOfATrainerWithNoRoomForAnotherStream(t *testing
 		t.Fatalf("the refusals' retry delays (2 x 300 ms) were not waited: %s", elapsed)
 	}
 }
+
+func TestDialNamesWhyItCouldNotConnect(t *testing.T) {
+	addr := freeAddr(t) // nothing listens there
+	start := time.Now()
+	_, err := Dial(context.Background(), addr, Options{DialTimeout: 500 * time.Millisecond})
+	if err == nil {
+		t.Fatal("Dial to a port nothing listens on succeeded")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("Dial took %s, past its 500ms DialTimeout", time.Since(start))
+	}
+	if !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Dial error %q does not say the connection was refused", err)
+	}
+}

@@ -2,12 +2,38 @@
 //   node dist/examples/follow.js --target 127.0.0.1:50051 [--token T] [--tls] [--after N] [--running]
 //                                [--retry-ms MS] [--give-up-ms MS] [-n COUNT]
 // Each report: "step N STATE started SECONDS.NANOS, checkpoint step C, reward mean R[, error: E]". Before
-// each reconnect "reconnecting: REASON" goes to stderr. SIGINT or SIGTERM end it (exit status 0).
+// each reconnect "reconnecting: REASON" goes to stderr. SIGINT or SIGTERM end it (exit status 0); a bad
+// flag or value is one "error: ..." line and exit status 2.
 import { parseArgs } from 'node:util';
 
 import { GrpoError, TrainerClient } from '../src';
 
+/** A bad flag or value: printed as one line, exit status 2. */
+class UsageError extends Error {}
+
+/** `text` as a whole number >= `min` (or Infinity when `infinity`), else a UsageError naming `flag`. */
+function wholeNumber(flag: string, text: string, min: number, infinity = false): number {
+  const value = infinity && text === 'Infinity' ? Infinity : Number(text);
+  if (text.trim() === '' || !(Number.isSafeInteger(value) || (infinity && value === Infinity)) || value < min) {
+    throw new UsageError(`${flag}: '${text}' is not a whole number >= ${min}${infinity ? ' (or Infinity)' : ''}`);
+  }
+  return value;
+}
+
 async function main(): Promise<number> {
+  try {
+    return await follow();
+  } catch (err) {
+    // parseArgs' own errors (an unknown flag, a missing value) and a token the client refuses, too.
+    if (err instanceof UsageError || err instanceof TypeError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+async function follow(): Promise<number> {
   const { values } = parseArgs({
     options: {
       target: { type: 'string', default: '127.0.0.1:50051' },
@@ -20,17 +46,20 @@ async function main(): Promise<number> {
       n: { type: 'string', short: 'n', default: '0' },
     },
   });
-  const count = Number(values.n);
+  const count = wholeNumber('-n', values.n!, 0);
+  const afterStep = wholeNumber('--after', values.after!, 0);
+  const retryMs = wholeNumber('--retry-ms', values['retry-ms']!, 0);
+  const giveUpMs = wholeNumber('--give-up-ms', values['give-up-ms']!, 0, true);
   const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
   let seen = 0;
   try {
     for await (const update of client.followSteps({
-      afterStep: Number(values.after),
+      afterStep,
       includeRunning: values.running,
-      retryMs: Number(values['retry-ms']),
-      giveUpMs: Number(values['give-up-ms']),
+      retryMs,
+      giveUpMs,
       onReconnect: (reason) => console.error(`reconnecting: ${reason}`),
       signal: stop.signal,
     })) {

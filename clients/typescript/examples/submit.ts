@@ -1,12 +1,26 @@
 // Submit one arithmetic prompt to a trainer and print its run status.
 //   node dist/examples/submit.js --target 127.0.0.1:50051 [--token T] [--tls] [--bad]
-// --bad sends a prompt with an invalid role to show how field-level errors come back.
+// --bad sends a prompt with an invalid role to show how field-level errors come back. A bad flag is one
+// "error: ..." line and exit status 2.
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 import { GrpoError, TrainerClient } from '../src';
 
 async function main(): Promise<number> {
+  try {
+    return await submit();
+  } catch (err) {
+    // parseArgs' errors (an unknown flag, a missing value) and a token the client refuses: exit status 2.
+    if (err instanceof TypeError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+async function submit(): Promise<number> {
   const { values } = parseArgs({
     options: {
       target: { type: 'string', default: '127.0.0.1:50051' },

@@ -8,7 +8,11 @@ import type { DeleteRewardBackendResponse__Output } from './generated/grpo/train
 import type { Export__Output } from './generated/grpo/trainer/v1/Export';
 import type { ExportCheckpointResponse__Output } from './generated/grpo/trainer/v1/ExportCheckpointResponse';
 import type { GetExportResponse__Output } from './generated/grpo/trainer/v1/GetExportResponse';
+import type { CancelPromptsResponse__Output } from './generated/grpo/trainer/v1/CancelPromptsResponse';
+import type { ListPromptsRequest } from './generated/grpo/trainer/v1/ListPromptsRequest';
+import type { ListPromptsResponse__Output } from './generated/grpo/trainer/v1/ListPromptsResponse';
 import type { ListRewardBackendsResponse__Output } from './generated/grpo/trainer/v1/ListRewardBackendsResponse';
+import type { PromptStatus__Output } from './generated/grpo/trainer/v1/PromptStatus';
 import type { Prompt } from './generated/grpo/trainer/v1/Prompt';
 import type { RewardBackend } from './generated/grpo/trainer/v1/RewardBackend';
 import type { PauseTrainingResponse__Output } from './generated/grpo/trainer/v1/PauseTrainingResponse';
@@ -84,7 +88,7 @@ export class TrainerClient {
   /** `target` is "HOST:PORT" (or any grpc-js target such as "dns:///trainer:50051"). */
   constructor(target: string, options: ClientOptions = {}) {
     this.target = target;
-    this.token = options.token;
+    this.token = sendableToken(options.token);
     this.timeoutMs = options.timeoutMs ?? 30_000;
     const tls = options.tls;
     const credentials = tls
@@ -122,6 +126,8 @@ export class TrainerClient {
   /** One step's report (the latest when `step` is 0 or unset) and the run's state. `step` is unset
    * in the answer before the first step. A step that does not exist rejects with NOT_FOUND. */
   stepStatus(step = 0): Promise<StepStatusResponse__Output> {
+    const bad = notWholeNumber('StepStatus', 'step', step);
+    if (bad) return Promise.reject(bad);
     return this.unary('StepStatus', this.stub.stepStatus, { step });
   }
 
@@ -135,6 +141,8 @@ export class TrainerClient {
    * trainer sends them as soon as it accepts the request, before any report, so an idle trainer answers
    * too. A stream that fails before its headers does not call it. */
   private async *watch(options: WatchOptions, onAnswer?: () => void): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
+    const bad = notWholeNumber('WatchSteps', 'afterStep', options.afterStep ?? 0);
+    if (bad) throw bad;
     const call = this.stub.watchSteps(
       { afterStep: options.afterStep ?? 0, includeRunning: options.includeRunning ?? false },
       this.metadata(),
@@ -172,6 +180,9 @@ export class TrainerClient {
   async *followSteps(options: FollowOptions = {}): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
     const retryMs = options.retryMs ?? 2_000;
     const giveUpMs = options.giveUpMs ?? 600_000;
+    // NaN would retry at once without end (a tight loop) and never give up; a negative wait is a mistake.
+    if (!(Number.isFinite(retryMs) && retryMs >= 0)) throw new TypeError(`followSteps: retryMs must be a number of milliseconds >= 0, got ${retryMs}`);
+    if (!(giveUpMs >= 0)) throw new TypeError(`followSteps: giveUpMs must be a number of milliseconds >= 0 (or Infinity), got ${giveUpMs}`);
     // One signal for "stop": the caller's abort or close().
     const stop = new AbortController();
     const onStop = () => stop.abort();
@@ -179,6 +190,8 @@ export class TrainerClient {
       if (s?.aborted) stop.abort();
       s?.addEventListener('abort', onStop, { once: true });
     }
+    const bad = notWholeNumber('WatchSteps', 'afterStep', options.afterStep ?? 0);
+    if (bad) throw bad;
     const state = new FollowState(options.afterStep ?? 0);
     let downSince: number | undefined; // when the trainer was first UNAVAILABLE since it last answered
     // The stream's headers come before any report, so resetting on them covers the reports too.
@@ -226,9 +239,12 @@ export class TrainerClient {
   }
 
   /** Start a Hugging Face export of the current weights into `destination` (a path on the trainer;
-   * empty = `<store-dir>/exports/step-<N>`). With `wait`, resolves when it is done or failed. */
-  async exportCheckpoint(destination = '', wait = false): Promise<Export__Output> {
-    const res = await this.unary<object, ExportCheckpointResponse__Output>('ExportCheckpoint', this.stub.exportCheckpoint, { destination, wait });
+   * empty = `<store-dir>/exports/step-<N>`). With `wait`, resolves when it is done or failed; the call's
+   * deadline is then `timeoutMs` (default: the client's `timeoutMs`), since writing a real model's files
+   * may take longer than an ordinary call (or start it without `wait` and poll `getExport`). */
+  async exportCheckpoint(destination = '', wait = false, timeoutMs?: number): Promise<Export__Output> {
+    const res = await this.unary<object, ExportCheckpointResponse__Output>('ExportCheckpoint', this.stub.exportCheckpoint,
+      { destination, wait }, timeoutMs);
     return required(res.export, 'ExportCheckpoint', 'export');
   }
 
@@ -266,6 +282,32 @@ export class TrainerClient {
     return res.registryVersion;
   }
 
+  /** One page of the submitted prompts and where each is (queued, leased, trained, failed and why,
+   * cancelled), in submission order: only `ids` when given (at most 1000), only `state` when given
+   * (`'PROMPT_STATE_FAILED'`, ...), at most `pageSize` (1 to 1000; 0 = 100). Pass the answer's
+   * `nextPageToken` as `pageToken` to read on (empty at the end); `allPrompts` reads every page. */
+  listPrompts(request: ListPromptsRequest = {}): Promise<ListPromptsResponse__Output> {
+    return this.unary('ListPrompts', this.stub.listPrompts, request);
+  }
+
+  /** `listPrompts` page after page: every prompt it matches (an async generator). */
+  async *allPrompts(request: ListPromptsRequest = {}): AsyncGenerator<PromptStatus__Output, void, undefined> {
+    let pageToken = request.pageToken ?? '';
+    for (;;) {
+      const page = await this.listPrompts({ ...request, pageToken });
+      yield* page.prompts;
+      pageToken = page.nextPageToken;
+      if (!pageToken) return;
+    }
+  }
+
+  /** Take the queued prompts among `ids` (1 to 1000, each once) out of the queue. Resolves to the ids it
+   * cancelled (`cancelledIds`), where each other known id is (`notCancelled`: LEASED, TRAINED, FAILED or
+   * CANCELLED before), the ids never submitted (`unknownIds`) and the queue depth. */
+  cancelPrompts(ids: string[]): Promise<CancelPromptsResponse__Output> {
+    return this.unary('CancelPrompts', this.stub.cancelPrompts, { ids });
+  }
+
   /** Close the channel. Calls in flight are cancelled. */
   close(): void {
     this.closing.abort();
@@ -278,9 +320,9 @@ export class TrainerClient {
     return md;
   }
 
-  private unary<Req, Res>(method: string, fn: Unary<Req, Res>, request: Req): Promise<Res> {
+  private unary<Req, Res>(method: string, fn: Unary<Req, Res>, request: Req, timeoutMs = this.timeoutMs): Promise<Res> {
     return new Promise((resolve, reject) => {
-      fn.call(this.stub, request, this.metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {
+      fn.call(this.stub, request, this.metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
         if (err) reject(toGrpoError(method, err));
         else resolve(res as Res);
       });
@@ -324,6 +366,31 @@ export class FollowState {
     }
     return true;
   }
+}
+
+/** `token` when an `authorization` header can carry it (printable ASCII, no spaces or line breaks), else
+ * a TypeError that names the bad character but not the secret. Without this check every call failed with
+ * grpc-js' 'Metadata string value "Bearer <the token>" contains illegal characters', a plain Error that
+ * printed the token (a token read from a file keeps its line break: trim it). */
+function sendableToken(token: string | undefined): string | undefined {
+  if (token === undefined || token === '') return undefined;
+  if (typeof token !== 'string') throw new TypeError(`TrainerClient: options.token must be a string, got ${typeof token}`);
+  const at = [...token].findIndex((c) => c.codePointAt(0)! < 0x21 || c.codePointAt(0)! > 0x7e);
+  if (at >= 0) {
+    const code = token.codePointAt([...token].slice(0, at).join('').length)!;
+    throw new TypeError(`TrainerClient: options.token has U+${code.toString(16).toUpperCase().padStart(4, '0')} at `
+      + `character ${at + 1} of ${[...token].length}, which an authorization header cannot carry; tokens are printable `
+      + 'ASCII without spaces (trim the line break of a token read from a file)');
+  }
+  return token;
+}
+
+/** A TypeError for a step number that is not a whole number JS represents exactly (protobufjs would
+ * silently send 1.5 as 1 and 'abc' as 0, the latest step); undefined when `value` is fine. Negative
+ * numbers go to the trainer, which names the field and what it allows. */
+function notWholeNumber(method: string, field: string, value: unknown): TypeError | undefined {
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return undefined;
+  return new TypeError(`${method}: ${field} must be a whole number below 2^53, got ${typeof value === 'string' ? `'${value}'` : String(value)}`);
 }
 
 function required<T>(value: T | null | undefined, method: string, field: string): T {

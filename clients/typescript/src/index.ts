@@ -19,6 +19,11 @@ export type { StepMetrics__Output as StepMetrics } from './generated/grpo/traine
 export type { RunStatus__Output as RunStatus } from './generated/grpo/trainer/v1/RunStatus';
 export type { Export__Output as Export } from './generated/grpo/trainer/v1/Export';
 export type { ListRewardBackendsResponse__Output as ListRewardBackendsResponse } from './generated/grpo/trainer/v1/ListRewardBackendsResponse';
+export type { ListPromptsRequest } from './generated/grpo/trainer/v1/ListPromptsRequest';
+export type { ListPromptsResponse__Output as ListPromptsResponse } from './generated/grpo/trainer/v1/ListPromptsResponse';
+export type { PromptStatus__Output as PromptStatus } from './generated/grpo/trainer/v1/PromptStatus';
+export type { CancelPromptsResponse__Output as CancelPromptsResponse } from './generated/grpo/trainer/v1/CancelPromptsResponse';
+export type { PromptState } from './generated/grpo/trainer/v1/PromptState';
 export type { RunState } from './generated/grpo/trainer/v1/RunState';
 export type { StepState } from './generated/grpo/trainer/v1/StepState';
 export type { ExportState } from './generated/grpo/trainer/v1/ExportState';

@@ -146,6 +146,41 @@ describe('TrainerClient against a live trainer', { skip }, () => {
     assert.ok(badName.fieldViolations.length >= 1);
   });
 
+  it('cancelPrompts takes a queued prompt out (or says which step has it) and listPrompts shows where it is', async () => {
+    const prompt = sumPrompt(3, 3);
+    const id = prompt.id!;
+    await admin.submitPrompts([prompt]);
+    const denied = await rejection(reader.cancelPrompts([id]));
+    assert.equal(denied.code, status.PERMISSION_DENIED);
+
+    const never = `never-${randomUUID()}`;
+    const res = await admin.cancelPrompts([id, never]);
+    assert.deepEqual(res.unknownIds, [never]);
+    assert.equal(typeof res.queueDepth, 'number');
+    // A step may have leased it between the two calls (another test's prompt filled the batch).
+    const cancelled = res.cancelledIds.includes(id);
+    assert.ok(cancelled || res.notCancelled.some((p) => p.id === id && p.state !== 'PROMPT_STATE_QUEUED'),
+      `neither cancelled nor reported: ${JSON.stringify(res)}`);
+
+    const listed = await reader.listPrompts({ ids: [id] });
+    assert.equal(listed.prompts.length, 1);
+    assert.equal(listed.prompts[0].id, id);
+    if (cancelled) assert.equal(listed.prompts[0].state, 'PROMPT_STATE_CANCELLED');
+    assert.equal(listed.nextPageToken, '');
+
+    const bad = await rejection(admin.cancelPrompts([]));
+    assert.equal(bad.code, status.INVALID_ARGUMENT);
+    assert.equal(bad.fieldViolations[0]?.field, 'ids');
+  });
+
+  it('allPrompts reads every page of listPrompts', async () => {
+    const seen: string[] = [];
+    for await (const p of reader.allPrompts({ pageSize: 1 })) seen.push(p.id);
+    const firstPage = await reader.listPrompts({ pageSize: 1000 });
+    assert.ok(seen.length >= 2, `prompts: ${seen}`);
+    assert.deepEqual(seen.slice(0, firstPage.prompts.length), firstPage.prompts.map((p) => p.id));
+  });
+
   it('pause then resume changes the run state', async () => {
     const paused = await admin.pause();
     assert.ok(paused.state === 'RUN_STATE_PAUSED' || paused.pauseRequested,

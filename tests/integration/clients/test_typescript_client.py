@@ -43,14 +43,14 @@ def test_status_details_decode_without_a_server(built_client: Path) -> None:
 
 def test_typescript_client_against_live_trainer(built_client: Path, live_trainer: LiveTrainer) -> None:
     """submit (+ idempotent replay), watch a step, status, BadRequest field paths, auth, backends,
-    pause/resume, export: see clients/typescript/test/client.test.ts."""
+    cancel and list prompts, pause/resume, export: see clients/typescript/test/client.test.ts."""
     env = {**os.environ, "GRPO_TARGET": live_trainer.target, "GRPO_ADMIN_TOKEN": live_trainer.admin_token,
            "GRPO_READER_TOKEN": live_trainer.reader_token, "GRPO_MATH_ADDRESS": live_trainer.math_address}
     proc = run_tool(["node", "--test", str(built_client / "test" / "client.test.js")], cwd=TS, env=env,
                     timeout=400, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # Every test ran: none was skipped (the suite skips itself when GRPO_TARGET is missing).
-    assert re.search(r"^# pass 8$", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^# pass 10$", proc.stdout, re.M), proc.stdout
     assert re.search(r"^# skipped 0$", proc.stdout, re.M), proc.stdout
 
 
@@ -61,6 +61,39 @@ def test_typescript_client_tls_option(built_client: Path, tls_trainer: TlsTraine
                     check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^# pass 2$", proc.stdout, re.M), proc.stdout
+
+
+def test_unary_calls_without_a_server(built_client: Path) -> None:
+    """listPrompts/allPrompts paging, cancelPrompts, exportCheckpoint's own deadline, step numbers checked
+    before they are sent, followSteps' retryMs/giveUpMs and tokens checked at once, against an in-process
+    TrainerService (test/calls.test.ts)."""
+    proc = run_tool(["node", "--test", str(built_client / "test" / "calls.test.js")], cwd=TS, timeout=120,
+                    check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^# pass 6$", proc.stdout, re.M), proc.stdout  # every test in calls.test.ts
+
+
+@pytest.mark.parametrize("example,args,message", [
+    ("follow", ["--after", "abc"], "error: --after: 'abc' is not a whole number >= 0"),
+    ("follow", ["--retry-ms", "soon"], "error: --retry-ms: 'soon' is not a whole number >= 0"),
+    ("follow", ["--give-up-ms", "1e400x"], "error: --give-up-ms: '1e400x' is not a whole number >= 0 (or Infinity)"),
+    ("follow", ["-n", "1.5"], "error: -n: '1.5' is not a whole number >= 0"),
+    ("follow", ["--bogus"], "error: Unknown option '--bogus'"),
+    ("follow", ["--token", "line\n"], "error: TrainerClient: options.token has U+000A at character 5 of 5"),
+    ("submit", ["--bogus"], "error: Unknown option '--bogus'"),
+    ("submit", ["--token", "s p"], "error: TrainerClient: options.token has U+0020 at character 2 of 3"),
+])
+def test_examples_refuse_bad_flags_with_one_line_and_exit_2(built_client: Path, example: str, args: list[str],
+                                                            message: str) -> None:
+    """A bad flag or value is one "error: ..." line and exit status 2 before any call (follow.ts once sent
+    --after abc as step 0 and retried NaN ms apart without end; both printed a stack trace for an unknown
+    flag)."""
+    proc = run_tool(["node", str(built_client / "examples" / f"{example}.js"), "--target", "127.0.0.1:1", *args],
+                    cwd=TS, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith(message), proc.stderr
+    assert "    at " not in proc.stderr, proc.stderr  # no stack trace
+    assert proc.stdout == ""
 
 
 def test_example_submits_and_reads_status(built_client: Path, live_trainer: LiveTrainer) -> None:

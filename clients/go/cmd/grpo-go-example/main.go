@@ -46,7 +46,13 @@ func run(args []string) int {
 	caFile := global.String("ca", "", "PEM file of the CA that signed the trainer's certificate (implies -tls)")
 	timeout := global.Duration("timeout", 30*time.Second, "deadline of each call")
 	global.Usage = usage
-	if err := global.Parse(args); err != nil || global.NArg() == 0 {
+	if err := global.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0 // -h: usage printed
+		}
+		return 2
+	}
+	if global.NArg() == 0 {
 		usage()
 		return 2
 	}
@@ -92,12 +98,26 @@ func run(args []string) int {
 		usage()
 		return 2
 	}
+	var bad usageError
+	if errors.As(err, &bad) {
+		// The flag package has printed the problem and the command's flags already.
+		if errors.Is(bad.err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
 	if err != nil {
 		printError(err)
 		return 1
 	}
 	return 0
 }
+
+// usageError is a command's flags that did not parse (or -h): exit status 2 (0 for -h), as for the
+// global flags, and no second message.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
 
 func printError(err error) {
 	var e *grpoclient.Error
@@ -126,7 +146,7 @@ func submit(ctx context.Context, c *grpoclient.Client, timeout time.Duration, ar
 	answer := fs.String("answer", "42", "the gold answer")
 	id := fs.String("id", "", "prompt id (default: random)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageError{err}
 	}
 	question := strings.Join(fs.Args(), " ")
 	if question == "" {
@@ -165,7 +185,7 @@ func stepStatus(ctx context.Context, c *grpoclient.Client, timeout time.Duration
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	step := fs.Int64("step", 0, "the step (0 = latest)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageError{err}
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -188,7 +208,7 @@ func watch(ctx context.Context, c *grpoclient.Client, args []string) error {
 	n := fs.Int("n", 0, "stop after this many finished steps (0 = never)")
 	wait := fs.Duration("wait", 0, "give up after this long (0 = never)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageError{err}
 	}
 	if *wait > 0 {
 		var cancel context.CancelFunc
@@ -216,7 +236,7 @@ func follow(ctx context.Context, c *grpoclient.Client, args []string) error {
 	giveUp := fs.Duration("give-up", 10*time.Minute, "give up after the trainer is unavailable this long (0 = never)")
 	n := fs.Int("n", 0, "stop after this many reports (0 = never)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return usageError{err}
 	}
 	opts := grpoclient.FollowOptions{
 		IncludeRunning: *includeRunning,

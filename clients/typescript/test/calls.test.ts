@@ -1,0 +1,144 @@
+// The unary calls against an in-process TrainerService (no trainer needed): ListPrompts paging,
+// CancelPrompts, a per-call deadline for ExportCheckpoint with wait, and step numbers checked before they
+// are sent. The same calls against a live trainer: test/client.test.ts.
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+
+import * as grpc from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+
+import { GrpoError, PromptStatus, TrainerClient } from '../src';
+import { googleRpcRoot, trainerGrpcTypes } from '../src/protos';
+
+type Callback = (err: Partial<grpc.ServiceError> | null, res?: unknown) => void;
+
+const PROMPTS = ['a', 'b', 'c', 'd', 'e'].map((id, i) => ({
+  id, state: i % 2 ? 'PROMPT_STATE_QUEUED' : 'PROMPT_STATE_TRAINED', step: i, attempts: 0, reason: '',
+}));
+
+/** A google.rpc.Status trailer with one BadRequest violation. */
+function badRequest(field: string, description: string): grpc.Metadata {
+  const root = googleRpcRoot();
+  const BadRequest = root.lookupType('google.rpc.BadRequest');
+  const typeUrl = 'type.googleapis.com/google.rpc.BadRequest';
+  const value = BadRequest.encode(BadRequest.fromObject({ fieldViolations: [{ field, description }] })).finish();
+  const md = new grpc.Metadata();
+  md.set('grpc-status-details-bin', Buffer.from(root.lookupType('google.rpc.Status').encode(
+    root.lookupType('google.rpc.Status').fromObject({ code: status.INVALID_ARGUMENT, details: [{ typeUrl, type_url: typeUrl, value }] }),
+  ).finish()));
+  return md;
+}
+
+describe('unary calls against an in-process trainer', () => {
+  const server = new grpc.Server();
+  const tokens: string[] = [];
+  let client: TrainerClient;
+
+  before(async () => {
+    server.addService(trainerGrpcTypes().grpo.trainer.v1.TrainerService.service, {
+      // Two prompts a page, filtered by state; the page token is the index to go on from.
+      listPrompts: (call: grpc.ServerUnaryCall<{ state: string; pageToken: string }, unknown>, cb: Callback) => {
+        tokens.push(String(call.metadata.get('authorization')[0]));
+        const match = PROMPTS.filter((p) => call.request.state === 'PROMPT_STATE_UNSPECIFIED' || p.state === call.request.state);
+        const start = Number(call.request.pageToken || 0);
+        const next = start + 2 < match.length ? String(start + 2) : '';
+        cb(null, { prompts: match.slice(start, start + 2), nextPageToken: next });
+      },
+      cancelPrompts: (call: grpc.ServerUnaryCall<{ ids: string[] }, unknown>, cb: Callback) => {
+        tokens.push(String(call.metadata.get('authorization')[0]));
+        const ids = call.request.ids;
+        if (!ids.length) {
+          cb({ code: status.INVALID_ARGUMENT, details: 'invalid request: ids: required', metadata: badRequest('ids', 'required') });
+          return;
+        }
+        const known = PROMPTS.filter((p) => ids.includes(p.id));
+        cb(null, {
+          cancelledIds: known.filter((p) => p.state === 'PROMPT_STATE_QUEUED').map((p) => p.id),
+          notCancelled: known.filter((p) => p.state !== 'PROMPT_STATE_QUEUED'),
+          unknownIds: ids.filter((id) => !PROMPTS.some((p) => p.id === id)),
+          queueDepth: 1,
+        });
+      },
+      // An export that takes 400 ms to write.
+      exportCheckpoint: (_call: unknown, cb: Callback) => {
+        setTimeout(() => cb(null, { export: { exportId: 'x1', state: 'EXPORT_STATE_DONE' } }), 400);
+      },
+      stepStatus: (_call: unknown, cb: Callback) => cb(null, { run: { state: 'RUN_STATE_IDLE' } }),
+    } as grpc.UntypedServiceImplementation);
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    client = new TrainerClient(`127.0.0.1:${port}`, { token: 't0k', timeoutMs: 150 });
+  });
+
+  after(() => {
+    client.close();
+    server.forceShutdown();
+  });
+
+  it('listPrompts reads one page and allPrompts every page, with the token', async () => {
+    const page = await client.listPrompts();
+    assert.deepEqual(page.prompts.map((p) => p.id), ['a', 'b']);
+    assert.equal(page.nextPageToken, '2');
+    const trained: PromptStatus[] = [];
+    for await (const p of client.allPrompts({ state: 'PROMPT_STATE_TRAINED' })) trained.push(p);
+    assert.deepEqual(trained.map((p) => p.id), ['a', 'c', 'e']);
+    assert.equal(trained[1].state, 'PROMPT_STATE_TRAINED');
+    assert.ok(tokens.length >= 3 && tokens.every((t) => t === 'Bearer t0k'), `authorization headers: ${tokens}`);
+  });
+
+  it('cancelPrompts reports each id and rejects a bad request with its field', async () => {
+    const res = await client.cancelPrompts(['b', 'c', 'never']);
+    assert.deepEqual(res.cancelledIds, ['b']);
+    assert.deepEqual(res.notCancelled.map((p) => [p.id, p.state]), [['c', 'PROMPT_STATE_TRAINED']]);
+    assert.deepEqual(res.unknownIds, ['never']);
+    assert.equal(res.queueDepth, 1);
+    await assert.rejects(client.cancelPrompts([]), (err: unknown) => {
+      assert.ok(err instanceof GrpoError, String(err));
+      assert.equal(err.method, 'CancelPrompts');
+      assert.equal(err.code, status.INVALID_ARGUMENT);
+      assert.deepEqual(err.fieldViolations, [{ field: 'ids', description: 'required' }]);
+      return true;
+    });
+  });
+
+  it('exportCheckpoint with wait takes its own deadline, longer than the client\'s timeoutMs', async () => {
+    await assert.rejects(client.exportCheckpoint('', true), (err: unknown) => err instanceof GrpoError && err.code === status.DEADLINE_EXCEEDED);
+    const done = await client.exportCheckpoint('', true, 5_000);
+    assert.equal(done.state, 'EXPORT_STATE_DONE');
+  });
+
+  it('a step number that is not a whole number is refused before it is sent (not sent as another step)', async () => {
+    for (const bad of [1.5, Number.NaN, 2 ** 60, '3' as unknown as number]) {
+      await assert.rejects(client.stepStatus(bad), (err: unknown) => err instanceof TypeError && /StepStatus: step must be a whole number/.test(err.message),
+        `stepStatus(${String(bad)})`);
+      await assert.rejects(async () => {
+        for await (const _ of client.watchSteps({ afterStep: bad })) break;
+      }, (err: unknown) => err instanceof TypeError && /afterStep must be a whole number/.test(err.message), `watchSteps(${String(bad)})`);
+    }
+    assert.equal((await client.stepStatus()).run?.state, 'RUN_STATE_IDLE');
+  });
+
+  it('followSteps refuses a retryMs or giveUpMs that is not a number of milliseconds', async () => {
+    for (const options of [{ retryMs: Number.NaN }, { retryMs: -1 }, { retryMs: Infinity }, { giveUpMs: Number.NaN }, { giveUpMs: -5 }]) {
+      await assert.rejects(async () => {
+        for await (const _ of client.followSteps(options)) break;
+      }, (err: unknown) => err instanceof TypeError && /followSteps: (retryMs|giveUpMs) must be/.test(err.message), JSON.stringify(options));
+    }
+  });
+});
+
+describe('the token option', () => {
+  it('a token an authorization header cannot carry is a TypeError at once that does not print the token', () => {
+    for (const [token, where] of [['s3cret\n', 'U+000A at character 7 of 7'], ['s3 cret', 'U+0020 at character 3'], ['sé', 'U+00E9 at character 2']]) {
+      assert.throws(() => new TrainerClient('127.0.0.1:1', { token }), (err: unknown) => {
+        assert.ok(err instanceof TypeError, String(err));
+        assert.ok(err.message.includes(where), err.message);
+        assert.ok(!err.message.includes('s3cret') && !err.message.includes('cret'), `the message shows the token: ${err.message}`);
+        return true;
+      });
+    }
+    new TrainerClient('127.0.0.1:1', { token: 'A-z_0.9~+/=' }).close();
+    new TrainerClient('127.0.0.1:1', { token: '' }).close(); // empty: no header, as unset
+  });
+});
