@@ -31,6 +31,12 @@ _CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     # Reconnect fast after a backend restarts: the default backoff can reach 120 s.
     ("grpc.max_reconnect_backoff_ms", 5000),
+    # Spread calls over every address the backend's name resolves to (the replicas behind a headless
+    # Kubernetes Service), not one connection to the first: with gRPC's default (pick_first) all calls
+    # of a backend went to one replica, and a ClusterIP Service balances connections, not calls. The
+    # reward services close connections every few minutes (--max-connection-age), so the name is
+    # resolved again and new replicas get calls too.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 

@@ -54,6 +54,12 @@ MAX_MESSAGE_BYTES_LIMIT = 2**31 - 1
 DEFAULT_DRAIN_SECONDS = 30.0
 # A day: beyond ~9.2e9 s Python's waits overflow, and no orchestrator waits that long anyway.
 MAX_DRAIN_SECONDS = 86400.0
+# Each client connection is closed (GOAWAY) after about this long, so that clients resolve the
+# service's name again and spread their calls over replicas added since they connected (the
+# trainer balances calls round-robin over every address the name resolves to). In-flight calls on a
+# closing connection may finish for MAX_CONNECTION_AGE_GRACE_SECONDS more; new ones go to a new one.
+DEFAULT_MAX_CONNECTION_AGE_SECONDS = 300.0
+MAX_CONNECTION_AGE_GRACE_SECONDS = 600.0
 # Threads beyond the Score limit, so health checks, reflection, Describe and the fast refusals of
 # over-limit Score calls are answered even when every Score slot is busy.
 SPARE_THREADS = 16
@@ -138,6 +144,11 @@ def base_arg_parser(prog: str, description: str, *, default_listen: str = "127.0
                    default=DEFAULT_MAX_MESSAGE_BYTES,
                    help=f"largest request/response message in bytes, at most {MAX_MESSAGE_BYTES_LIMIT} "
                         f"(default {DEFAULT_MAX_MESSAGE_BYTES})")
+    g.add_argument("--max-connection-age", type=finite_float(minimum=0.0, maximum=MAX_DRAIN_SECONDS),
+                   default=DEFAULT_MAX_CONNECTION_AGE_SECONDS, metavar="SECONDS",
+                   help="close each client connection after about this long (in-flight calls finish first), "
+                        "so that clients re-resolve the address and spread calls over new replicas; 0: never "
+                        f"(default {DEFAULT_MAX_CONNECTION_AGE_SECONDS:g})")
     g.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="log level (default INFO)")
     return p
@@ -249,10 +260,12 @@ def start_server(
     drain_seconds: float = DEFAULT_DRAIN_SECONDS,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     limits: Limits | None = None,
+    max_connection_age: float = DEFAULT_MAX_CONNECTION_AGE_SECONDS,
 ) -> RunningServer:
     """Start serving `scorer` in this process and return at once (for tests and `serve_forever`).
 
     `limits` overrides the per-field size limits; its `max_batch` is replaced by `max_batch`.
+    `max_connection_age`: seconds after which each client connection is closed (0: never).
     Raises RuntimeError when the address cannot be bound.
     """
     limits = Limits(**{**(limits.__dict__ if limits else {}), "max_batch": max_batch})
@@ -278,6 +291,7 @@ def start_server(
             ("grpc.max_send_message_length", max_message_bytes),
             # Two servers must never share a port silently.
             ("grpc.so_reuseport", 0),
+            *_connection_age_options(max_connection_age),
         ],
     )
     reward_pb2_grpc.add_RewardServiceServicer_to_server(servicer, server)
@@ -317,6 +331,14 @@ def start_server(
     return running
 
 
+def _connection_age_options(seconds: float) -> list[tuple[str, int]]:
+    """gRPC server options closing each connection after `seconds` (none for 0)."""
+    if seconds <= 0:
+        return []
+    return [("grpc.max_connection_age_ms", max(1, round(seconds * 1000))),
+            ("grpc.max_connection_age_grace_ms", round(MAX_CONNECTION_AGE_GRACE_SECONDS * 1000))]
+
+
 def serve_forever(scorer: Scorer, args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain (up to `--drain-seconds`) and return 0.
 
@@ -334,6 +356,7 @@ def serve_forever(scorer: Scorer, args: argparse.Namespace) -> int:
             tls=tls_from_args(args),
             drain_seconds=args.drain_seconds,
             max_message_bytes=args.max_message_bytes,
+            max_connection_age=args.max_connection_age,
         )
     except (OSError, RuntimeError, ValueError) as exc:
         log.error("cannot start: %s", exc)
