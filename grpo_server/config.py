@@ -91,6 +91,8 @@ class AlgorithmConfig(_Strict):
     group_size: int = Field(8, ge=2, description="G: completions sampled per prompt.")
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="Std used to scale advantages.")
     advantage_eps: float = Field(1e-6, ge=0)
+    # With name sdpo beta defaults to 0 and a beta > 0 is refused (_sdpo_has_no_kl_by_default, _unused_settings);
+    # said in docs/variants.md: the description here is copied into the Helm chart's schema.
     beta: float = Field(0.04, ge=0, description="KL penalty weight; 0 loads no reference model.")
     epsilon_low: float = Field(0.2, ge=0, lt=1)
     epsilon_high: float = Field(0.2, ge=0)
@@ -184,8 +186,25 @@ class AlgorithmConfig(_Strict):
         description="Module names that get adapters (peft target_modules).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sdpo_has_no_kl_by_default(cls, data: Any) -> Any:
+        # name sdpo trains the distillation loss alone: GRPO's default beta would load a reference model
+        # and compute its log-probs every step for a KL term that is never added.
+        if isinstance(data, dict) and data.get("name") == "sdpo" and "beta" not in data:
+            return {**data, "beta": 0.0}
+        return data
+
     @model_validator(mode="after")
     def _variants_consistent(self) -> AlgorithmConfig:
+        problems = self._unused_settings()
+        if problems:
+            raise ValueError("; ".join(problems))
+        if self.delta is not None and not self.delta > 1 + self.epsilon_high:
+            raise ValueError(
+                f"algorithm.delta ({self.delta}) must be > 1 + algorithm.epsilon_high ({1 + self.epsilon_high}): "
+                "at or below the upper clip it caps nothing the clip does not"
+            )
         if self.name == "sdpo" and self.sdpo_weight == 0:
             raise ValueError("algorithm.sdpo_weight must be > 0 when algorithm.name is 'sdpo'")
         if self.name == "sdpo" and not (self.sdpo_use_feedback or self.sdpo_use_siblings):
@@ -194,6 +213,35 @@ class AlgorithmConfig(_Strict):
             # A blend whose teacher can never be built would train plain GRPO while saying otherwise.
             raise ValueError("algorithm.sdpo_weight > 0 needs sdpo_use_feedback or sdpo_use_siblings")
         return self
+
+    def _unused_settings(self) -> list[str]:
+        """Settings given a value (other than their default) that the rest of the config makes inert, in
+        words naming both sides: a knob the run would silently ignore."""
+        defaults = {name: f.default for name, f in type(self).model_fields.items()}
+        changed = {name for name in defaults if getattr(self, name) != defaults[name]}
+        rules: list[tuple[str, bool, str]] = [
+            ("tis_level", self.tis_cap is None, "algorithm.tis_cap is unset (truncated IS is off)"),
+            ("max_resample_rounds", not self.dynamic_sampling, "algorithm.dynamic_sampling is off"),
+            ("overlong_penalty_factor", self.overlong_cache_tokens == 0,
+             "algorithm.overlong_cache_tokens is 0 (the overlong penalty is off)"),
+        ]
+        if self.name == "sdpo":  # no GRPO surrogate: its knobs do nothing
+            why = "algorithm.name is 'sdpo' (the distillation loss alone; blend with name 'grpo' and sdpo_weight)"
+            rules += [(f, True, why) for f in ("epsilon_low", "epsilon_high", "delta", "aggregation",
+                                                "importance_sampling_level", "tis_cap")]
+            if self.beta > 0:
+                changed.add("beta")
+                rules.append(("beta", True, why + "; set algorithm.beta: 0"))
+        if self.effective_sdpo_weight > 0:  # SDPO on: its own sub-knobs
+            rules += [
+                ("sdpo_top_k", self.sdpo_loss == "sampled_reverse_kl",
+                 "algorithm.sdpo_loss is 'sampled_reverse_kl' (top-k applies to logit_kl and jsd)"),
+                ("sdpo_kl_kind", self.sdpo_loss != "logit_kl", f"algorithm.sdpo_loss is {self.sdpo_loss!r}, not 'logit_kl'"),
+                ("sdpo_jsd_alpha", self.sdpo_loss != "jsd", f"algorithm.sdpo_loss is {self.sdpo_loss!r}, not 'jsd'"),
+                ("sdpo_ema_rate", self.sdpo_teacher != "ema", f"algorithm.sdpo_teacher is {self.sdpo_teacher!r}, not 'ema'"),
+            ]
+        return [f"algorithm.{field} ({getattr(self, field)!r}) has no effect: {why}"
+                for field, inert, why in rules if inert and field in changed]
 
     @property
     def effective_sdpo_weight(self) -> float:

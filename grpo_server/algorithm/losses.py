@@ -114,7 +114,8 @@ def policy_loss(
         ref_logp: [N, T] log-probs under the frozen reference; required when beta > 0.
         beta: KL coefficient.
         epsilon_low, epsilon_high: clip range [1 - epsilon_low, 1 + epsilon_high].
-        delta: optional cap (> 1 + epsilon_high) on the unclipped ratio (two-sided clipping).
+        delta: optional cap on the unclipped ratio (two-sided clipping); must be > 1 + epsilon_high
+            (ValueError otherwise).
         aggregation: "grpo", "bnpo", "dapo" or "dr_grpo" (see `aggregate`).
         max_tokens: the maximum completion length; required for "dr_grpo" without `normalizer`.
         normalizer: optional float replacing the outer denominator (see `aggregate`).
@@ -134,6 +135,10 @@ def policy_loss(
         raise ValueError(f"unknown aggregation {aggregation!r}: use one of {', '.join(AGGREGATIONS)}")
     if beta > 0 and ref_logp is None:
         raise ValueError("beta > 0 needs ref_logp (the reference model's log-probs)")
+    if delta is not None and not delta > 1.0 + epsilon_high:
+        # At or below the upper clip, delta would clip positive advantages' ratios early and leave the
+        # negative ones it is meant to cap with the clipped term's gradient (see the docstring's formula).
+        raise ValueError(f"delta ({delta}) must be > 1 + epsilon_high ({1.0 + epsilon_high})")
     if logp.shape != old_logp.shape or logp.shape != mask.shape:
         raise ValueError(
             f"logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)} and mask {tuple(mask.shape)}"

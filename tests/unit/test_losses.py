@@ -66,6 +66,14 @@ def test_delta_caps_the_unclipped_ratio_of_negative_advantages() -> None:
     assert value.item() == pytest.approx(1.5) and grad.item() == pytest.approx(1.5)
 
 
+
+@pytest.mark.parametrize(("delta", "epsilon_high"), [(1.1, 0.28), (1.2, 0.2)])
+def test_delta_at_or_below_the_upper_clip_is_rejected(delta: float, epsilon_high: float) -> None:
+    # With delta 1.1 < 1 + 0.28, a ratio of 1.15 with A < 0 would keep the clipped term's gradient (1.15):
+    # delta would cap nothing for negative advantages and clip positive ones below 1 + epsilon_high.
+    with pytest.raises(ValueError, match="delta"):
+        _one_token(1.15, -1.0, delta=delta, epsilon_high=epsilon_high)
+
 # 2 x 3 example: ratio 1 everywhere so each token's loss is -A; row 0 has two loss tokens, row 1 three.
 ADV = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
 MASK = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
