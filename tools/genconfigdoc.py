@@ -1,6 +1,7 @@
 """Write docs/configuration.md from the typed config (grpo_server.config.Config), so the docs always match
 the code. Usage: python tools/genconfigdoc.py [OUT]   (default docs/configuration.md)
-tests/unit/test_config_doc.py fails when the committed file is stale."""
+tests/unit/test_config_doc.py fails when the committed file is stale. The Helm chart's schema of
+`trainer.config` comes from the same model: run tools/genhelmschema.py after a config change too."""
 
 from __future__ import annotations
 

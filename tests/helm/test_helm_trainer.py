@@ -120,10 +120,28 @@ def test_registry_lists_each_enabled_backend_at_its_service(gpu_render) -> None:
     assert set(entries) == {"math", "code", "rm"}
     for name, entry in entries.items():
         host, _, port = entry.address.rpartition(":")
-        assert host == reward_name(name) and port == "50051"
-        assert gpu_render.has("Service", host)
+        # The headless Service of the backend's pods: its name resolves to every ready replica and the
+        # trainer's round_robin channel spreads calls over them (a ClusterIP would pin every call of the
+        # trainer's one connection to one pod).
+        assert host == f"{reward_name(name)}-pods" and port == "50051"
+        pods = gpu_render.get("Service", host)
+        assert pods["spec"]["clusterIP"] == "None"
+        assert pods["spec"]["selector"] == gpu_render.get("Service", reward_name(name))["spec"]["selector"]
+        assert [(p["name"], p["port"], p["targetPort"]) for p in pods["spec"]["ports"]] == [("grpc", 50051, "grpc")]
         assert entry.tls is False
     assert entries["code"].timeout_seconds == 60
+
+
+def test_reward_pods_service_name_stays_a_dns_label_with_a_long_release_name() -> None:
+    rendered = render({"fullnameOverride": "x" * 63})
+    [registry] = [m for m in rendered.of_kind("ConfigMap") if m["metadata"]["name"].endswith("-registry")]
+    entries = parse_registry(registry["data"]["registry.yaml"])
+    assert entries
+    for entry in entries.values():
+        host = entry.address.rpartition(":")[0]
+        assert len(host) <= 63 and host.endswith("-pods"), host
+        assert rendered.has("Service", host)
+    assert all(len(m["metadata"]["name"]) <= 63 for m in rendered.of_kind("Service"))
 
 
 def test_extra_backends_join_the_registry() -> None:

@@ -115,8 +115,19 @@ grpc:
 {{- printf "%s-trainer" (include "grpo.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- /* The trainer StatefulSet's headless Service (the pods' DNS names); a DNS label like every name. */}}
+{{- define "grpo.trainerHeadlessName" -}}
+{{- printf "%s-headless" (include "grpo.trainerName" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "grpo.rewardName" -}}
 {{- printf "%s-%s" (include "grpo.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- /* The headless Service of a reward backend's pods: its DNS name resolves to every ready pod, and the
+trainer (gRPC round_robin) spreads its calls over them; the registry points here. */}}
+{{- define "grpo.rewardPodsName" -}}
+{{- printf "%s-pods" (include "grpo.rewardName" . | trunc 58 | trimSuffix "-") }}
 {{- end }}
 
 {{- define "grpo.authSecretName" -}}
@@ -148,7 +159,7 @@ grpc:
 {{- $r := index $.Values.rewards $name }}
 {{- if $r.enabled }}
 {{- $entry := deepCopy ($r.registry | default dict) }}
-{{- $_ := set $entry "address" (printf "%s:%d" (include "grpo.rewardName" (dict "root" $ "name" $name)) 50051) }}
+{{- $_ := set $entry "address" (printf "%s:%d" (include "grpo.rewardPodsName" (dict "root" $ "name" $name)) 50051) }}
 {{- $_ := set $entry "tls" false }}
 {{- $_ := set $backends $name $entry }}
 {{- end }}
@@ -180,4 +191,47 @@ named after the LWS for the pods' DNS names (LWS_LEADER_ADDRESS), and skips it w
 {{/* The shared (ReadWriteMany) checkpoints claim of a multi-node trainer. */}}
 {{- define "grpo.checkpointsClaim" -}}
 {{- .Values.trainer.multiNode.checkpoints.existingClaim | default (printf "%s-checkpoints" (include "grpo.trainerName" .)) }}
+{{- end }}
+
+{{/*
+Rules of the programs that values.schema.json cannot express (they relate two values), checked at
+install so that a value the schema accepts does not give a trainer that exits 2 at start and
+crash-loops. The trainer's config model (grpo_server/config.py) is the source of these rules and of
+the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step.
+*/}}
+{{- define "grpo.validate" -}}
+{{- $t := .Values.trainer }}
+{{- if eq (int $t.grpcPort) (int $t.metricsPort) }}
+{{- fail (printf "trainer.grpcPort and trainer.metricsPort are both %d: the trainer refuses one port for its gRPC API and its metrics (server.listen, server.metrics_listen)" (int $t.grpcPort)) }}
+{{- end }}
+{{- if and $t.multiNode.enabled (has (int $t.multiNode.rendezvousPort) (list (int $t.grpcPort) (int $t.metricsPort))) }}
+{{- fail (printf "trainer.multiNode.rendezvousPort %d is also the trainer's gRPC or metrics port: torchrun's rendezvous store on the leader needs a port of its own" (int $t.multiNode.rendezvousPort)) }}
+{{- end }}
+{{- $cfg := $t.config | default dict }}
+{{- $server := get $cfg "server" | default dict }}
+{{- range $k := list "tls_cert" "tls_key" "tls_client_ca" }}
+{{- if hasKey $server $k }}
+{{- fail (printf "trainer.config.server.%s: the chart serves the trainer's API in plaintext: Kubernetes' grpc probes speak no TLS (the pod would never turn ready) and the chart mounts no certificate; terminate TLS in front of the trainer's Service instead" $k) }}
+{{- end }}
+{{- end }}
+{{- /* grpo_server.config.Config: limits.max_watch_streams (default 48) < server.max_workers (default 64). */}}
+{{- $limits := get $cfg "limits" | default dict }}
+{{- $streams := hasKey $limits "max_watch_streams" | ternary (get $limits "max_watch_streams") 48 }}
+{{- $workers := hasKey $server "max_workers" | ternary (get $server "max_workers") 64 }}
+{{- if ge (int $streams) (int $workers) }}
+{{- fail (printf "trainer.config.limits.max_watch_streams (%d) must be less than trainer.config.server.max_workers (%d): each open WatchSteps stream holds a handler thread, and the other RPCs and health checks need some" (int $streams) (int $workers)) }}
+{{- end }}
+{{- $model := get $cfg "model" | default dict }}
+{{- if and (eq (get $model "source" | toString) "path") (not (get $model "path")) }}
+{{- fail "trainer.config.model.path is required when trainer.config.model.source is 'path' (e.g. /models/policy with trainer.modelVolume)" }}
+{{- end }}
+{{- if and .Values.auth.enabled (not .Values.auth.existingSecret) }}
+{{- $names := list }}
+{{- range .Values.auth.tokens }}
+{{- if has .name $names }}
+{{- fail (printf "auth.tokens: the name %q is used twice; the trainer refuses a tokens file that names a token twice" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- end }}
 {{- end }}
