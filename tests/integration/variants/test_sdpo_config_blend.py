@@ -6,6 +6,7 @@ real app with no prompts and no reward backends, reads the runner's settings, an
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,29 @@ def test_config_sets_the_loss_weights(start_trainer: Any, tmp_path: Path, algori
     assert loss.sdpo is not None and loss.sdpo.weight == sdpo_weight
     # The other SDPO knobs travel with it.
     assert (loss.sdpo.loss, loss.sdpo.jsd_alpha, loss.sdpo.teacher) == ("jsd", 0.25, "live")
+
+
+def test_sdpo_top_k_over_the_vocabulary_fails_the_start_not_the_first_step(tmp_path: Path) -> None:
+    """The config cannot know the vocabulary; the trainer checks once the model is loaded, before any
+    prompt is leased (it failed the first step's loss: 'top_k must be in [1, 512]')."""
+    from grpo_server.app import TrainerApp
+
+    cfg = tiny_config(algorithm={"name": "sdpo", "sdpo_loss": "logit_kl", "sdpo_top_k": 1_000_000})
+    app = TrainerApp(cfg, tmp_path / "store", backend_overrides=[])
+    app.start()
+    try:
+        deadline = time.monotonic() + 300
+        while app.failed is None and not app.ready.is_set() and time.monotonic() < deadline:
+            app.ready.wait(0.2)
+        assert not app.ready.is_set()
+        assert app.failed is not None and "algorithm.sdpo_top_k" in app.failed
+        assert "1000000" in app.failed and "vocabulary of 512" in app.failed
+        assert app.store.get_step(1) is None
+    finally:
+        app.shutdown(grace=30)
+
+
+def test_sdpo_top_k_within_the_vocabulary_starts(start_trainer: Any, tmp_path: Path) -> None:
+    cfg = tiny_config(algorithm={"name": "sdpo", "sdpo_loss": "logit_kl", "sdpo_top_k": 512})
+    app = start_trainer(cfg, tmp_path / "store", [])
+    assert app.failed is None and app.loop.runner.s.loss.sdpo.top_k == 512
