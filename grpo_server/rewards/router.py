@@ -172,6 +172,7 @@ class RewardRouter:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="reward-call")
         self._lock = threading.Lock()
         self._breakers: dict[str, tuple[tuple[str, bool], CircuitBreaker]] = {}
+        self._capped_logged: set[tuple[str, str, int, int]] = set()  # batch caps already logged
         self._closed = threading.Event()
         registry.attach_circuit_states(self.circuit_states)
 
@@ -272,14 +273,23 @@ class RewardRouter:
             return known[1]
 
     def _batch_size(self, entry: BackendEntry) -> int:
-        if entry.max_batch_size > 0:
-            return entry.max_batch_size
+        """Items per Score call: the entry's max_batch_size, but never more than the backend says it takes
+        (Describe), whose refusal would mask every item of the call; 0 in the entry = the backend's own."""
         if self._breaker(entry).state is CircuitState.OPEN:  # down: don't spend a Describe deadline per step
-            return DEFAULT_MAX_BATCH_SIZE
+            return entry.max_batch_size or DEFAULT_MAX_BATCH_SIZE
         desc = self.registry.describe(entry)
-        if desc is not None and desc.capabilities.max_batch_size > 0:
-            return int(desc.capabilities.max_batch_size)
-        return DEFAULT_MAX_BATCH_SIZE
+        backend_max = int(desc.capabilities.max_batch_size) if desc is not None else 0
+        if entry.max_batch_size <= 0:
+            return backend_max if backend_max > 0 else DEFAULT_MAX_BATCH_SIZE
+        if 0 < backend_max < entry.max_batch_size:
+            key = (entry.name, entry.address, entry.max_batch_size, backend_max)
+            if key not in self._capped_logged:
+                self._capped_logged.add(key)
+                log.warning("reward backend %s takes at most %d items per call (its Describe); sending batches of "
+                            "%d, not the registry's max_batch_size %d", entry.name, backend_max, backend_max,
+                            entry.max_batch_size)
+            return backend_max
+        return entry.max_batch_size
 
     def _fail_all(self, backend: str, jobs: Sequence[_Job], status: RewardStatus,
                   message: str) -> dict[tuple[int, int, str], BackendScore]:

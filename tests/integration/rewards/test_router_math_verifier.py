@@ -45,3 +45,19 @@ def test_math_verifier_scores_through_the_router(math_address: str, servers: Ser
     finally:
         router.close()
         registry.stop()
+
+
+def test_registry_batch_size_over_the_backends_own_is_cut_to_it(math_address: str) -> None:
+    """The registry says 32 items per call, the verifier (--max-batch 8) refuses more than 8: the router
+    sends batches of 8 (its Describe) instead of calls refused with every item masked."""
+    registry = RewardRegistry([BackendEntry("math", math_address, max_batch_size=32)])
+    router = RewardRouter(registry)
+    try:
+        g = group("sum", ["The answer is 42."] * 10 + ["It is 41."] * 10, rewards=[("math", 1.0)], answer="42")
+        [scored] = router.score([g], registry.snapshot())
+        scores = [c.scores[0] for c in scored.completions]
+        assert [s.status for s in scores] == [RewardStatus.OK] * 20
+        assert [s.score for s in scores] == [1.0] * 10 + [0.0] * 10
+    finally:
+        router.close()
+        registry.stop()
