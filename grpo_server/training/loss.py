@@ -406,5 +406,7 @@ def grpo_loss(
     if count > 0:
         if entropy is not None:
             out["entropy"] = float((entropy.detach() * mask).sum() / count)
-        out["sampler_logprob_diff"] = float(((logp.detach() - batch.sampler_logprobs).abs() * mask).sum() / count)
+        # The trainer's policy before this step's updates (`old`) against the sampler: with several inner
+        # iterations the current `logp` has moved by the earlier ones, which is not a sampler mismatch.
+        out["sampler_logprob_diff"] = float(((old - batch.sampler_logprobs).abs() * mask).sum() / count)
     return total, out

@@ -91,3 +91,19 @@ def test_gspo_with_truncated_is_and_dapo_options_trains_end_to_end(serve, start_
         assert report.metrics.grad_norm > 0
     status = client.step_status()
     assert status.run.queue_depth <= 8 - 4  # the extra prompts were leased from the store's queue
+
+
+def test_sampler_logprob_diff_compares_the_sampler_with_the_policy_before_the_steps_updates(tiny) -> None:
+    """With inner_iterations > 1 the batch carries the pre-update log-probs (`old`): the mismatch metric
+    is sampler against those, not against a policy the earlier inner iterations already moved."""
+    model, _ = tiny
+    batch, trainer = batch_with_sampler_gap(tiny)
+    mask = batch.completion_mask
+    expected_gap = float(((trainer - batch.sampler_logprobs).abs() * mask).sum() / mask.sum())
+    _, first = grpo_loss(model, batch, 4.0, LossConfig())  # one iteration: current policy = old
+    assert first["sampler_logprob_diff"] == pytest.approx(expected_gap, rel=1e-5)
+    # A later inner iteration: the policy has moved (here: old is the sampler's own log-probs, as if the
+    # trainer had matched the sampler before this step), so the current log-probs differ from old.
+    moved = batching.with_logprobs(batch, old=batch.sampler_logprobs)
+    _, later = grpo_loss(model, moved, 4.0, LossConfig())
+    assert later["sampler_logprob_diff"] == pytest.approx(0.0, abs=1e-7)
