@@ -424,6 +424,7 @@ class TrainerApp:
             max_resample_rounds=a.max_resample_rounds,
             overlong_cache_tokens=a.overlong_cache_tokens,
             overlong_penalty_factor=a.overlong_penalty_factor,
+            process_supervision=a.process_supervision,
         )
         router = RewardRouter(
             self.registry, observer=self.metrics, max_retries=cfg.rewards.max_retries,

@@ -91,6 +91,13 @@ class AlgorithmConfig(_Strict):
     group_size: int = Field(8, ge=2, description="G: completions sampled per prompt.")
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="Std used to scale advantages.")
     advantage_eps: float = Field(1e-6, ge=0)
+    process_supervision: bool = Field(
+        False,
+        description="Token advantages from the reward backends' step scores (DeepSeekMath's process supervision): "
+        "step rewards (weight x step score) normalised over all steps of the group, each token's advantage the "
+        "sum of its step's and the later steps' normalised rewards. Completions without step scores get 0; "
+        "outcome scores do not enter the advantages.",
+    )
     # With name sdpo beta defaults to 0 and a beta > 0 is refused (_sdpo_has_no_kl_by_default, _unused_settings);
     # said in docs/variants.md: the description here is copied into the Helm chart's schema.
     beta: float = Field(0.04, ge=0, description="KL penalty weight; 0 loads no reference model.")
@@ -224,11 +231,13 @@ class AlgorithmConfig(_Strict):
             ("max_resample_rounds", not self.dynamic_sampling, "algorithm.dynamic_sampling is off"),
             ("overlong_penalty_factor", self.overlong_cache_tokens == 0,
              "algorithm.overlong_cache_tokens is 0 (the overlong penalty is off)"),
+            ("advantage_scale", self.process_supervision,
+             "algorithm.process_supervision normalises step rewards over the group's steps"),
         ]
         if self.name == "sdpo":  # no GRPO surrogate: its knobs do nothing
             why = "algorithm.name is 'sdpo' (the distillation loss alone; blend with name 'grpo' and sdpo_weight)"
             rules += [(f, True, why) for f in ("epsilon_low", "epsilon_high", "delta", "aggregation",
-                                                "importance_sampling_level", "tis_cap")]
+                                                "importance_sampling_level", "tis_cap", "process_supervision")]
             if self.beta > 0:
                 changed.add("beta")
                 rules.append(("beta", True, why + "; set algorithm.beta: 0"))

@@ -26,10 +26,12 @@ from typing import Any
 import torch
 
 from grpo_server.algorithm import (
+    char_offsets_to_token_ends,
     ema_update,
     group_advantages,
     keep_groups,
     overlong_penalty,
+    process_advantages,
     zero_variance_groups,
 )
 from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
@@ -61,6 +63,31 @@ class StepSettings:
     max_resample_rounds: int = 2
     overlong_cache_tokens: int = 0  # DAPO soft overlong penalty interval (0 = off)
     overlong_penalty_factor: float = 1.0
+    process_supervision: bool = False  # token advantages from the backends' step scores
+
+
+class _TokenCharEnds(Sequence[int]):
+    """token k -> the length in characters of the completion's first k + 1 tokens decoded the way the
+    rollout engines decode the text the reward backends score (skip_special_tokens), computed on demand:
+    char_offsets_to_token_ends bisects it, so a step end costs O(log C) decodes, not C. A prefix cut
+    inside a multi-byte character ends in replacement characters, which can put a step end next to that
+    character one token off."""
+
+    def __init__(self, tokenizer: Any, ids: Sequence[int]) -> None:
+        self._tokenizer, self._ids = tokenizer, list(ids)
+        self._cache: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if k < 0:
+            k += len(self)
+        if k not in self._cache:
+            self._cache[k] = len(self._tokenizer.decode(self._ids[: k + 1], skip_special_tokens=True))
+        return self._cache[k]
 
 
 LeaseMore = Callable[[int, int], Sequence[PromptRecord]]
@@ -230,8 +257,11 @@ class StepRunner:
         return rewards, valid
 
     def advantages(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(advantages [N], rewards [N] with NaN where masked, valid [N] bool)."""
+        """(advantages [N], or [N, C] per completion token with process supervision; rewards [N] with NaN
+        where masked; valid [N] bool)."""
         rewards, valid = self.shaped_rewards(scored)
+        if self.s.process_supervision:
+            return self.process_token_advantages(scored, valid), rewards, valid
         adv = group_advantages(
             torch.nan_to_num(rewards, nan=0.0),
             self.s.group_size,
@@ -240,6 +270,29 @@ class StepRunner:
             valid=valid,
         )
         return adv, rewards, valid
+
+    def process_token_advantages(self, scored: Sequence[ScoredGroup], valid: torch.Tensor) -> torch.Tensor:
+        """[N, C] token advantages from the backends' step scores (C = the longest completion): each
+        completion's steps are those of every backend that returned step scores, its step reward weight x
+        step score, in the order of their end offsets; a masked completion has none (see
+        algorithm.process_advantages for the normalisation)."""
+        step_rewards: list[list[float]] = []
+        step_ends: list[list[int]] = []
+        width = 1
+        flat_valid = valid.tolist()
+        for sc in (c for g in scored for c in g.completions):
+            ids = sc.completion.token_ids
+            width = max(width, len(ids))
+            steps: list[tuple[int, float]] = []
+            if flat_valid[len(step_rewards)]:
+                for b in sc.scores:
+                    if b.score is not None and b.step_scores and len(b.step_scores) == len(b.step_end_offsets):
+                        steps += [(end, b.weight * s) for s, end in zip(b.step_scores, b.step_end_offsets, strict=True)]
+            steps.sort(key=lambda step: step[0])
+            ends = char_offsets_to_token_ends([e for e, _ in steps], _TokenCharEnds(self.tokenizer, ids)) if steps else []
+            step_rewards.append([r for _, r in steps])
+            step_ends.append(ends)
+        return process_advantages(step_rewards, step_ends, width, self.s.group_size, eps=self.s.advantage_eps)
 
     def groups_with_variance(self, scored: Sequence[ScoredGroup]) -> list[bool]:
         """Per group: True when its (shaped, valid) rewards differ (DAPO's keep rule)."""

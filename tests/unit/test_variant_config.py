@@ -53,6 +53,9 @@ def test_delta_not_above_the_upper_clip_is_refused(epsilon_high: float) -> None:
         ({"name": "sdpo", "sdpo_loss": "jsd", "sdpo_kl_kind": "reverse"}, "sdpo_kl_kind", "not 'logit_kl'"),
         ({"name": "grpo", "sdpo_weight": 0.5, "sdpo_jsd_alpha": 0.3}, "sdpo_jsd_alpha", "not 'jsd'"),
         ({"name": "sdpo", "sdpo_teacher": "live", "sdpo_ema_rate": 0.5}, "sdpo_ema_rate", "not 'ema'"),
+        ({"process_supervision": True, "advantage_scale": "batch"}, "advantage_scale",
+         "algorithm.process_supervision normalises step rewards"),
+        ({"name": "sdpo", "process_supervision": True}, "process_supervision", "algorithm.name is 'sdpo'"),
     ],
 )
 def test_a_setting_the_rest_of_the_config_makes_inert_is_refused(
@@ -75,6 +78,7 @@ def test_a_setting_the_rest_of_the_config_makes_inert_is_refused(
         # SDPO off: its knobs are carried but inert (documented; tests/integration/variants relies on it).
         {"name": "grpo", "sdpo_loss": "jsd", "sdpo_jsd_alpha": 0.25, "sdpo_teacher": "live"},
         {"aggregation": "dapo", "epsilon_high": 0.28, "delta": 1.5, "importance_sampling_level": "sequence"},
+        {"process_supervision": True, "aggregation": "dapo", "beta": 0.04},
     ],
 )
 def test_combinations_that_work_still_load(algorithm: dict[str, Any]) -> None:
