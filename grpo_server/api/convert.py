@@ -177,8 +177,14 @@ def step_to_proto(r: StepReport) -> trainer_pb2.StepReport:
     return out
 
 
-def run_status(control: RunControl, store: Any) -> trainer_pb2.RunStatus:
-    """The run's status from the run control and the store."""
+def server_limits(limits: Any) -> trainer_pb2.ServerLimits:
+    """The API's limits (api.settings.ApiLimits) as the proto reports them."""
+    fields = [f.name for f in trainer_pb2.ServerLimits.DESCRIPTOR.fields]
+    return trainer_pb2.ServerLimits(**{name: int(getattr(limits, name)) for name in fields})
+
+
+def run_status(control: RunControl, store: Any, limits: Any = None) -> trainer_pb2.RunStatus:
+    """The run's status from the run control and the store (and the API's limits when given)."""
     latest = store.latest_step()
     ckpt = store.latest_checkpoint()
     counts = store.counts()
@@ -192,6 +198,7 @@ def run_status(control: RunControl, store: Any) -> trainer_pb2.RunStatus:
         prompts_trained=counts[PromptState.TRAINED],
         prompts_failed=counts[PromptState.FAILED],
         prompts_cancelled=counts[PromptState.CANCELLED],
+        limits=server_limits(limits) if limits is not None else None,
     )
 
 

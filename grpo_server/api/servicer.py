@@ -185,7 +185,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                     "step", str(request.step),
                     f"step {request.step} has not run; the latest step is {latest.step if latest else 0}",
                 )
-        out = trainer_pb2.StepStatusResponse(run=convert.run_status(self.control, self.store))
+        out = trainer_pb2.StepStatusResponse(run=convert.run_status(self.control, self.store, self.limits))
         if report is not None:
             out.step.CopyFrom(convert.step_to_proto(report))
         return out
@@ -229,7 +229,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
         def response(r: StepReport) -> trainer_pb2.WatchStepsResponse:
             return trainer_pb2.WatchStepsResponse(
-                step=convert.step_to_proto(r), run=convert.run_status(self.control, self.store)
+                step=convert.step_to_proto(r), run=convert.run_status(self.control, self.store, self.limits)
             )
 
         def final(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
@@ -330,7 +330,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             self.control.request_pause()
         except ControlError as exc:
             raise errors.failed_precondition("RUN_STATE", "run", str(exc)) from None
-        return trainer_pb2.PauseTrainingResponse(run=convert.run_status(self.control, self.store))
+        return trainer_pb2.PauseTrainingResponse(run=convert.run_status(self.control, self.store, self.limits))
 
     @unary
     def ResumeTraining(
@@ -341,7 +341,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             self.control.resume()
         except ControlError as exc:
             raise errors.failed_precondition("RUN_STATE", "run", str(exc)) from None
-        return trainer_pb2.ResumeTrainingResponse(run=convert.run_status(self.control, self.store))
+        return trainer_pb2.ResumeTrainingResponse(run=convert.run_status(self.control, self.store, self.limits))
 
     # ----------------------------------------------------------------------------- backends
 

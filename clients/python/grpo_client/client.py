@@ -488,6 +488,11 @@ class TrainerClient:
         """StepStatus: one step (0 = the latest) and the run."""
         return self._call(self._stub.StepStatus, trainer_pb2.StepStatusRequest(step=step))  # type: ignore[no-any-return]
 
+    def limits(self) -> trainer_pb2.ServerLimits:
+        """What the trainer accepts (RunStatus.limits, from its `limits` config): prompts per request,
+        message bytes, queue depth, ... All zeros from a trainer older than the field."""
+        return self.step_status().run.limits  # type: ignore[no-any-return]
+
     def watch_steps(self, after_step: int = 0, include_running: bool = False, timeout: float | None = None
                     ) -> Iterator[trainer_pb2.WatchStepsResponse]:
         """WatchSteps: finished steps after `after_step`, then live ones, until the server ends the stream,

@@ -36,6 +36,7 @@ import type { ResumeTrainingResponse as _grpo_trainer_v1_ResumeTrainingResponse,
 import type { RewardBackend as _grpo_trainer_v1_RewardBackend, RewardBackend__Output as _grpo_trainer_v1_RewardBackend__Output } from './grpo/trainer/v1/RewardBackend';
 import type { RewardSpec as _grpo_trainer_v1_RewardSpec, RewardSpec__Output as _grpo_trainer_v1_RewardSpec__Output } from './grpo/trainer/v1/RewardSpec';
 import type { RunStatus as _grpo_trainer_v1_RunStatus, RunStatus__Output as _grpo_trainer_v1_RunStatus__Output } from './grpo/trainer/v1/RunStatus';
+import type { ServerLimits as _grpo_trainer_v1_ServerLimits, ServerLimits__Output as _grpo_trainer_v1_ServerLimits__Output } from './grpo/trainer/v1/ServerLimits';
 import type { SetRewardBackendRequest as _grpo_trainer_v1_SetRewardBackendRequest, SetRewardBackendRequest__Output as _grpo_trainer_v1_SetRewardBackendRequest__Output } from './grpo/trainer/v1/SetRewardBackendRequest';
 import type { SetRewardBackendResponse as _grpo_trainer_v1_SetRewardBackendResponse, SetRewardBackendResponse__Output as _grpo_trainer_v1_SetRewardBackendResponse__Output } from './grpo/trainer/v1/SetRewardBackendResponse';
 import type { StepMetrics as _grpo_trainer_v1_StepMetrics, StepMetrics__Output as _grpo_trainer_v1_StepMetrics__Output } from './grpo/trainer/v1/StepMetrics';
@@ -115,6 +116,7 @@ export interface ProtoGrpcType {
         RewardSpec: MessageTypeDefinition<_grpo_trainer_v1_RewardSpec, _grpo_trainer_v1_RewardSpec__Output>
         RunState: EnumTypeDefinition
         RunStatus: MessageTypeDefinition<_grpo_trainer_v1_RunStatus, _grpo_trainer_v1_RunStatus__Output>
+        ServerLimits: MessageTypeDefinition<_grpo_trainer_v1_ServerLimits, _grpo_trainer_v1_ServerLimits__Output>
         SetRewardBackendRequest: MessageTypeDefinition<_grpo_trainer_v1_SetRewardBackendRequest, _grpo_trainer_v1_SetRewardBackendRequest__Output>
         SetRewardBackendResponse: MessageTypeDefinition<_grpo_trainer_v1_SetRewardBackendResponse, _grpo_trainer_v1_SetRewardBackendResponse__Output>
         StepMetrics: MessageTypeDefinition<_grpo_trainer_v1_StepMetrics, _grpo_trainer_v1_StepMetrics__Output>

@@ -684,6 +684,7 @@ class RunStatus(_message.Message):
     PROMPTS_TRAINED_FIELD_NUMBER: _builtins.int
     PROMPTS_FAILED_FIELD_NUMBER: _builtins.int
     PROMPTS_CANCELLED_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
     state: Global___RunState.ValueType
     """The run's state."""
     queue_depth: _builtins.int
@@ -702,6 +703,12 @@ class RunStatus(_message.Message):
     """Prompts that failed for good since the store was created."""
     prompts_cancelled: _builtins.int
     """Prompts taken out of the queue by CancelPrompts since the store was created."""
+    @_builtins.property
+    def limits(self) -> Global___ServerLimits:
+        """What this trainer accepts (its `limits` config), so that a client can size its requests before
+        sending them instead of learning the limits from refusals.
+        """
+
     def __init__(
         self,
         *,
@@ -714,14 +721,92 @@ class RunStatus(_message.Message):
         prompts_trained: _builtins.int = ...,
         prompts_failed: _builtins.int = ...,
         prompts_cancelled: _builtins.int = ...,
+        limits: Global___ServerLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_step", b"checkpoint_step", "error", b"error", "latest_step", b"latest_step", "pause_requested", b"pause_requested", "prompts_cancelled", b"prompts_cancelled", "prompts_failed", b"prompts_failed", "prompts_trained", b"prompts_trained", "queue_depth", b"queue_depth", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_step", b"checkpoint_step", "error", b"error", "latest_step", b"latest_step", "limits", b"limits", "pause_requested", b"pause_requested", "prompts_cancelled", b"prompts_cancelled", "prompts_failed", b"prompts_failed", "prompts_trained", b"prompts_trained", "queue_depth", b"queue_depth", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
+
+@_typing.final
+class ServerLimits(_message.Message):
+    """The trainer's request limits (config section `limits`). Sizes are UTF-8 bytes. A request over one of
+    them is refused with INVALID_ARGUMENT naming the field (RESOURCE_EXHAUSTED for the queue and the
+    WatchSteps streams).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_PROMPTS_PER_REQUEST_FIELD_NUMBER: _builtins.int
+    MAX_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    MAX_MESSAGES_FIELD_NUMBER: _builtins.int
+    MAX_CHAT_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_ANSWER_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_CODE_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_REWARDS_PER_PROMPT_FIELD_NUMBER: _builtins.int
+    MAX_METADATA_PAIRS_FIELD_NUMBER: _builtins.int
+    MAX_METADATA_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_ID_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_REQUEST_ID_BYTES_FIELD_NUMBER: _builtins.int
+    MAX_QUEUE_DEPTH_FIELD_NUMBER: _builtins.int
+    MAX_WATCH_STREAMS_FIELD_NUMBER: _builtins.int
+    max_message_bytes: _builtins.int
+    """The largest gRPC message the trainer receives or sends."""
+    max_prompts_per_request: _builtins.int
+    """Prompts in one SubmitPrompts request."""
+    max_prompt_tokens: _builtins.int
+    """Tokens of a prompt after the model's chat template is applied; 0 = no check."""
+    max_messages: _builtins.int
+    """Chat messages in one prompt."""
+    max_chat_message_bytes: _builtins.int
+    """Bytes of one chat message's content."""
+    max_answer_bytes: _builtins.int
+    """Bytes of a prompt's reference answer."""
+    max_code_bytes: _builtins.int
+    """Bytes of a prompt's code tests (test_code plus every io case)."""
+    max_rewards_per_prompt: _builtins.int
+    """Reward specs in one prompt."""
+    max_metadata_pairs: _builtins.int
+    """Metadata key/value pairs in one prompt."""
+    max_metadata_bytes: _builtins.int
+    """Bytes of one metadata key, and of one value."""
+    max_id_bytes: _builtins.int
+    """Bytes of a prompt id."""
+    max_request_id_bytes: _builtins.int
+    """Bytes of a request_id."""
+    max_queue_depth: _builtins.int
+    """Prompts waiting in the queue at most."""
+    max_watch_streams: _builtins.int
+    """WatchSteps streams open at once."""
+    def __init__(
+        self,
+        *,
+        max_message_bytes: _builtins.int = ...,
+        max_prompts_per_request: _builtins.int = ...,
+        max_prompt_tokens: _builtins.int = ...,
+        max_messages: _builtins.int = ...,
+        max_chat_message_bytes: _builtins.int = ...,
+        max_answer_bytes: _builtins.int = ...,
+        max_code_bytes: _builtins.int = ...,
+        max_rewards_per_prompt: _builtins.int = ...,
+        max_metadata_pairs: _builtins.int = ...,
+        max_metadata_bytes: _builtins.int = ...,
+        max_id_bytes: _builtins.int = ...,
+        max_request_id_bytes: _builtins.int = ...,
+        max_queue_depth: _builtins.int = ...,
+        max_watch_streams: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_answer_bytes", b"max_answer_bytes", "max_chat_message_bytes", b"max_chat_message_bytes", "max_code_bytes", b"max_code_bytes", "max_id_bytes", b"max_id_bytes", "max_message_bytes", b"max_message_bytes", "max_messages", b"max_messages", "max_metadata_bytes", b"max_metadata_bytes", "max_metadata_pairs", b"max_metadata_pairs", "max_prompt_tokens", b"max_prompt_tokens", "max_prompts_per_request", b"max_prompts_per_request", "max_queue_depth", b"max_queue_depth", "max_request_id_bytes", b"max_request_id_bytes", "max_rewards_per_prompt", b"max_rewards_per_prompt", "max_watch_streams", b"max_watch_streams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServerLimits: _TypeAlias = ServerLimits  # noqa: Y015
 
 @_typing.final
 class StepStatusResponse(_message.Message):

@@ -1,6 +1,7 @@
 // Original file: proto/grpo/trainer/v1/trainer.proto
 
 import type { RunState as _grpo_trainer_v1_RunState, RunState__Output as _grpo_trainer_v1_RunState__Output } from '../../../grpo/trainer/v1/RunState';
+import type { ServerLimits as _grpo_trainer_v1_ServerLimits, ServerLimits__Output as _grpo_trainer_v1_ServerLimits__Output } from '../../../grpo/trainer/v1/ServerLimits';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -43,6 +44,11 @@ export interface RunStatus {
    * Prompts taken out of the queue by CancelPrompts since the store was created.
    */
   'promptsCancelled'?: (number | string | Long);
+  /**
+   * What this trainer accepts (its `limits` config), so that a client can size its requests before
+   * sending them instead of learning the limits from refusals.
+   */
+  'limits'?: (_grpo_trainer_v1_ServerLimits | null);
 }
 
 /**
@@ -85,4 +91,9 @@ export interface RunStatus__Output {
    * Prompts taken out of the queue by CancelPrompts since the store was created.
    */
   'promptsCancelled': (number);
+  /**
+   * What this trainer accepts (its `limits` config), so that a client can size its requests before
+   * sending them instead of learning the limits from refusals.
+   */
+  'limits': (_grpo_trainer_v1_ServerLimits__Output | null);
 }
