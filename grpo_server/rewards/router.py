@@ -108,11 +108,14 @@ def _failed(backend: str, status: RewardStatus, message: str, feedback: str = ""
 def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool) -> BackendScore:
     """One ScoreResult as a BackendScore (weight 1; the caller applies the prompt's weight).
 
-    The score is kept for SCORE_STATUS_OK, and for SCORE_STATUS_TIMEOUT of a code item (the sandbox
-    counts unfinished tests as failed, so its score stands). A non-finite score or step score masks the
-    item as INTERNAL."""
+    The score is kept for SCORE_STATUS_OK, and for SCORE_STATUS_TIMEOUT and SCORE_STATUS_RESOURCE_EXHAUSTED
+    of a code item: the program ran past its own time or memory limit, the sandbox counts the tests it did
+    not finish as failed, and its score stands. Masking them would spare such programs the negative
+    advantage of a failure, so a policy could drift towards code that never finishes or exhausts memory.
+    A non-finite score or step score masks the item as INTERNAL."""
     status = _ITEM_STATUS.get(result.status, RewardStatus.INTERNAL)
-    scored = status is RewardStatus.OK or (status is RewardStatus.TIMEOUT and has_code)
+    scored = status is RewardStatus.OK or (
+        has_code and status in (RewardStatus.TIMEOUT, RewardStatus.RESOURCE_EXHAUSTED))
     if not scored:
         message = result.status_message or f"backend returned {reward_pb2.ScoreStatus.Name(result.status)}"
         return _failed(backend, status, message, result.feedback, item=True)

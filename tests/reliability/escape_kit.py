@@ -34,14 +34,15 @@ class Attack:
     prompt: the user message (all prompts tokenize to the same length, so a batch needs no padding).
     program: the completion text, a Python module defining `f`.
     timeout_s: the item's wall-clock limit in the sandbox (CodeTests.timeout_seconds), seconds.
-    masked: whether the router must mask the item (no usable score) rather than score it.
+    sandbox_status: the item status the sandbox must report (its `grpo_reward_items_total` label); every
+        one is scored by the router (a code item's TIMEOUT and RESOURCE_EXHAUSTED keep the sandbox's score).
     """
 
     name: str
     prompt: str
     program: str
     timeout_s: float
-    masked: bool = False
+    sandbox_status: str = "ok"
 
     @property
     def passes(self) -> bool:
@@ -80,9 +81,11 @@ def attacks(*, markers: Sequence[Path], store_db: Path) -> list[Attack]:
             "  except OSError:\n   pass\n"
             " return 'blocked'\n"), 10.0),
         Attack("fork_bomb", "task 4", (
-            "import os\ndef f():\n while True:\n  try:\n   os.fork()\n  except OSError:\n   pass\n"), 2.0),
+            "import os\ndef f():\n while True:\n  try:\n   os.fork()\n  except OSError:\n   pass\n"), 2.0,
+               sandbox_status="timeout"),
         Attack("memory_bomb", "task 5", (
-            "def f():\n a = []\n while True:\n  a.append(bytearray(1 << 27))\n"), 20.0, masked=True),
+            "def f():\n a = []\n while True:\n  a.append(bytearray(1 << 27))\n"), 20.0,
+               sandbox_status="resource_exhausted"),
         Attack("control", "task 6", "def f():\n return 'escaped'\n", 5.0),
     ]
 

@@ -12,13 +12,13 @@ write marker files on the host (the test's folder, the trainer's store, the repo
 allocate without end; a sixth, harmless program is the control.
 
 Each program is scored by a test that passes only if the program reports its attack worked, so a
-contained attack scores 0 (status OK or, for the fork bomb, TIMEOUT, which the router keeps for code),
-the memory bomb comes back RESOURCE_EXHAUSTED, which the router masks and counts, and the control scores
-1. Asserted: the step completes; the policy really generated the programs (the trainer's completion
-lengths are theirs); no marker exists, the store is intact and holds every prompt TRAINED but the memory
-bomb (no completion scored: back in the queue, an attempt counted), nothing
-connected to the sentinel, no sandbox process is left, and the trainer and the sandbox service still
-serve; StepStatus and the Prometheus metrics count the 2 masked items and a code reward mean of 2/10.
+contained attack scores 0 (status OK; TIMEOUT for the fork bomb and RESOURCE_EXHAUSTED for the memory
+bomb, which the router keeps for code: the program's own limits, its unfinished tests failed), and the
+control scores 1. Asserted: the step completes; the policy really generated the programs (the trainer's
+completion lengths are theirs); no marker exists, the store is intact and holds every prompt TRAINED,
+nothing connected to the sentinel, no sandbox process is left, and the trainer and the sandbox service
+still serve; the sandbox's metrics show each item's status; StepStatus and the Prometheus metrics count
+no masked item and a code reward mean of 2/12.
 The first test shows that the same programs, run bare, do what they try: a 0 means contained.
 
 The sandbox is started as `python -m grpo_rewards.code_sandbox.server` (what `grpo-reward-code` runs),
@@ -27,6 +27,7 @@ as the sandbox battery starts it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import sqlite3
@@ -128,7 +129,9 @@ def test_escape_attempts_written_by_the_policy_are_contained_and_scored_as_failu
         assert generated == [[a.program] * GROUP_SIZE for a in plan], "the policy does not write the attacks"
 
         # 2. The real code sandbox and the real trainer, the sandbox as the trainer's `code` backend.
-        sandbox = EntryPoint("grpo_rewards.code_sandbox.server", "--listen", "127.0.0.1:0", "--workers", "2")
+        sandbox = EntryPoint("grpo_rewards.code_sandbox.server", "--listen", "127.0.0.1:0", "--workers", "2",
+                             "--metrics-listen", "127.0.0.1:0")
+        sandbox_metrics = int(re.search(r"metrics on 127\.0\.0\.1:(\d+)", "".join(sandbox.output)).group(1))  # type: ignore[union-attr]
         config = write_yaml(tmp_path / "trainer.yaml", config_data(
             model={"source": "path", "path": str(model_dir)},
             rollout={"engine": "hf", "max_new_tokens": max_new_tokens, "top_k": 1},
@@ -150,11 +153,9 @@ def test_escape_attempts_written_by_the_policy_are_contained_and_scored_as_failu
         assert list(accepted.accepted_ids) == [a.name for a in plan]
         report = next(r for r in trainer.client.iter_steps(timeout=300) if r.step == 1)
         assert report.state == trainer_pb2.STEP_STATE_COMPLETED, (report, trainer.log_tail())
-        # The memory bomb's completions all came back RESOURCE_EXHAUSTED (the program's fault, not an
-        # outage): it took no update, so it is not trained in step 1 but back in the queue, one attempt
-        # counted, waiting for a full step of prompts.
-        masked_names = {a.name for a in plan if a.masked}
-        assert sorted(report.prompt_ids) == sorted(a.name for a in plan if not a.masked)
+        # Every prompt trained in step 1: each completion was scored, the bombs' included (the program's
+        # own limits: its unfinished tests count as failed).
+        assert sorted(report.prompt_ids) == sorted(a.name for a in plan), (report, trainer.log_tail())
 
         # 4. The policy generated the attacks inside the trainer too: its completions have their lengths.
         m = report.metrics
@@ -178,36 +179,35 @@ def test_escape_attempts_written_by_the_policy_are_contained_and_scored_as_failu
         assert trainer.proc.poll() is None and sandbox.proc.poll() is None
         assert trainer.health() == health_pb2.HealthCheckResponse.SERVING
         status = trainer.client.step_status()
-        assert status.run.checkpoint_step == 1 and status.run.prompts_trained == len(plan) - len(masked_names)
-        assert status.run.queue_depth == len(masked_names) == 1
+        assert status.run.checkpoint_step == 1 and status.run.prompts_trained == len(plan)
+        assert status.run.queue_depth == 0
 
-        # 6. The scores: every attack failed its test (0), the memory bomb's items are masked and
-        #    counted, the control passed (1): the code backend's mean over the 10 scored items is 0.2.
-        n_masked = GROUP_SIZE * sum(a.masked for a in plan)
-        scored = [a for a in plan if not a.masked]
-        expected_mean = sum(a.passes for a in scored) / len(scored)
-        assert m.masked_reward_failures == n_masked == 2
-        assert m.backend_reward_means["code"] == pytest.approx(expected_mean) and expected_mean == pytest.approx(0.2)
+        # 6. The scores: the sandbox reported each item's status (OK; TIMEOUT for the fork bomb,
+        #    RESOURCE_EXHAUSTED for the memory bomb), every attack failed its test (0), the control
+        #    passed (1), and nothing was masked: the code backend's mean over the 12 items is 2/12.
+        sandbox_text = scrape_metrics(sandbox_metrics)
+        for label in {a.sandbox_status for a in plan}:
+            expected_items = GROUP_SIZE * sum(a.sandbox_status == label for a in plan)
+            assert metric_value(sandbox_text, "grpo_reward_items_total", f'status="{label}"') == expected_items, label
+        expected_mean = sum(a.passes for a in plan) / len(plan)
+        assert m.masked_reward_failures == 0
+        assert m.backend_reward_means["code"] == pytest.approx(expected_mean) and expected_mean == pytest.approx(1 / 6)
         assert m.reward_mean == pytest.approx(expected_mean)
         assert trainer.metrics_port is not None
         text = scrape_metrics(trainer.metrics_port)
-        assert metric_value(text, "grpo_masked_reward_failures_total") == n_masked
-        assert metric_value(text, "grpo_reward_request_failures_total",
-                            'backend="code",code="item_resource_exhausted"') == n_masked
+        assert metric_value(text, "grpo_masked_reward_failures_total") == 0
         failures = [line for line in text.splitlines()
                     if line.startswith("grpo_reward_request_failures_total{") and not line.endswith(" 0.0")]
-        assert len(failures) == 1, failures  # no other failed call or item
+        assert failures == []  # no failed call or item
         assert metric_value(text, "grpo_steps_total", 'state="completed"') == 1
 
-        # 7. A clean drain; the store accounts for every prompt: trained in step 1, or queued again.
+        # 7. A clean drain; the store accounts for every prompt: trained in step 1, no failed attempt.
         trainer.terminate()
         assert trainer.wait(120) == 0
-        assert prompt_accounting(store_dir) == {
-            a.name: (PromptState.QUEUED, 1) if a.name in masked_names else (PromptState.TRAINED, 1) for a in plan
-        }
+        assert prompt_accounting(store_dir) == {a.name: (PromptState.TRAINED, 1) for a in plan}
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             attempts = dict(conn.execute("SELECT id, attempts FROM prompts"))
-        assert attempts == {a.name: 1 if a.name in masked_names else 0 for a in plan}  # the program's fault
+        assert attempts == {a.name: 0 for a in plan}
         assert sandbox.terminate() == 0
     finally:
         sentinel.close()

@@ -9,8 +9,8 @@ TIMEOUT and RESOURCE_EXHAUSTED rest only on what the program cannot write: the r
 host's wall-clock kill, the kernel's CPU-time kill (with the CPU time used), and for memory a MemoryError
 the runner saw together with the kernel's peak resident memory near the limit. Neither a program's
 output ("MemoryError" on stderr) nor its exit status (os._exit(152), which reads as death by SIGXCPU)
-counts: RESOURCE_EXHAUSTED masks the item out of training, so believing them would let a wrong program
-hide its zero.
+counts: a program must not pick its own status (the trainer scores both statuses of a code item like OK,
+but a client that skips them as infrastructure failures would let a wrong program hide its zero).
 """
 
 from __future__ import annotations

@@ -229,6 +229,19 @@ def test_the_code_sandbox_timeout_keeps_its_score(servers: Servers, make_router)
     assert observer.item_failures == []
 
 
+def test_the_code_sandbox_resource_exhausted_keeps_its_score_too(servers: Servers, make_router) -> None:
+    """A program past its own memory limit failed the tests it did not finish: scored, not masked (masked,
+    it would escape a failure's negative advantage). Other statuses of a code item are still masked."""
+    a = ScriptedBackend(_status_scorer)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    code = CodeReference(test_code="def check(f): pass", entry_point="f")
+    texts = ["SCORE_STATUS_RESOURCE_EXHAUSTED", "SCORE_STATUS_INVALID_INPUT", "SCORE_STATUS_INTERNAL"]
+    [scored] = router.score([group("c", texts, code=code)], registry.snapshot())
+    assert scored.rewards == [0.25, None, None]
+    assert scored.completions[0].scores[0].status is RewardStatus.RESOURCE_EXHAUSTED
+    assert len(observer.item_failures) == 2
+
+
 def test_an_unknown_backend_masks_its_items_and_the_others_still_score(servers: Servers, make_router) -> None:
     a = ScriptedBackend(ok(1.0))
     router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
