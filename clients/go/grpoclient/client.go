@@ -9,6 +9,7 @@ package grpoclient
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"time"
 
@@ -47,7 +48,13 @@ func (b bearer) RequireTransportSecurity() bool { return false }
 
 // Dial connects to target ("HOST:PORT") and waits until the connection is up or DialTimeout passes; the
 // error then names the last connection failure ("connection refused", a TLS handshake error).
+//
+// A Token an HTTP/2 header cannot carry (a space, a line break, a character outside printable ASCII) is
+// refused at once with an error naming the character and its position, never the token.
 func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
+	if err := sendableToken(opts.Token); err != nil {
+		return nil, err
+	}
 	timeout := opts.DialTimeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
@@ -75,6 +82,22 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 		return nil, err
 	}
 	return &Client{conn: conn, Stub: trainerv1.NewTrainerServiceClient(conn)}, nil
+}
+
+// sendableToken refuses a token an authorization header cannot carry (printable ASCII, no spaces or line
+// breaks), naming the bad character but not the secret. Without this check grpc-go sends the header and the
+// connection fails with a stream error that says nothing of the token (a token read from a file keeps its
+// line break: trim it).
+func sendableToken(token string) error {
+	runes := []rune(token)
+	for i, c := range runes {
+		if c < 0x21 || c > 0x7e {
+			return fmt.Errorf("grpoclient: Options.Token has U+%04X at character %d of %d, which an authorization "+
+				"header cannot carry; tokens are printable ASCII without spaces (trim the line break of a token "+
+				"read from a file)", c, i+1, len(runes))
+		}
+	}
+	return nil
 }
 
 // Close closes the connection.

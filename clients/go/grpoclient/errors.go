@@ -42,16 +42,19 @@ type Error struct {
 	st *status.Status
 }
 
-// Error renders "METHOD failed with CODE: message: field: description; ...".
+// Error renders "METHOD failed with CODE: message: field: description; ...", each field violation
+// appended only when the message does not already say it (the trainer's messages usually do).
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s failed with %s: %s", e.Method, CodeName(e.Code), e.Message)
-	for i, v := range e.FieldViolations {
-		sep := "; "
-		if i == 0 {
-			sep = ": "
+	sep := ": "
+	for _, v := range e.FieldViolations {
+		text := v.Field + ": " + v.Description
+		if strings.Contains(e.Message, text) {
+			continue
 		}
-		fmt.Fprintf(&b, "%s%s: %s", sep, v.Field, v.Description)
+		b.WriteString(sep + text)
+		sep = "; "
 	}
 	return b.String()
 }

@@ -92,3 +92,24 @@ func TestStatusSeenThroughErrorKeepsEveryDetail(t *testing.T) {
 		t.Fatalf("detail %#v, want the ResourceInfo naming 'x'", details[0])
 	}
 }
+
+func TestErrorDoesNotRepeatViolationsTheMessageAlreadyHas(t *testing.T) {
+	// The trainer's message already spells its violations ("invalid request: ids: required: ..."): the
+	// rendering must not say them twice, yet add those the message leaves out.
+	st, err := status.New(codes.InvalidArgument, "invalid request: ids: required: 1 to 1000 ids").WithDetails(
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "ids", Description: "required: 1 to 1000 ids"},
+			{Field: "page_size", Description: "must be >= 0"}}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := wrapError("CancelPrompts", st.Err()).(*Error)
+	want := "CancelPrompts failed with INVALID_ARGUMENT: invalid request: ids: required: 1 to 1000 ids: page_size: must be >= 0"
+	if e.Error() != want {
+		t.Fatalf("message %q, want %q", e.Error(), want)
+	}
+	if strings.Count(e.Error(), "required: 1 to 1000 ids") != 1 {
+		t.Fatalf("the violation is repeated: %q", e.Error())
+	}
+}

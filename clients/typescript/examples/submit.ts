@@ -1,11 +1,15 @@
-// Submit one arithmetic prompt to a trainer and print its run status.
+// Submit one arithmetic prompt to a trainer and print its run status, or submit a prompt file.
 //   node dist/examples/submit.js --target 127.0.0.1:50051 [--token T] [--tls] [--bad]
-// --bad sends a prompt with an invalid role to show how field-level errors come back. A bad flag is one
-// "error: ..." line and exit status 2.
+//   node dist/examples/submit.js --target 127.0.0.1:50051 [--token T] --file FILE.jsonl [--batch-size N]
+//        [--request-id ID] [--json] [--dry-run]
+// --bad sends a prompt with an invalid role to show how field-level errors come back. --file submits a
+// prompt file with submitFile (the same request ids as `grpo submit`: a file sent before is not queued
+// again); --dry-run prints its batches and request ids without connecting. A bad flag is one "error: ..."
+// line and exit status 2, and so is a bad prompt file (each problem as FILE:LINE: field: message).
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
-import { GrpoError, TrainerClient } from '../src';
+import { GrpoError, PromptFileError, SubmitError, TrainerClient, batchRequestId, loadPromptFile } from '../src';
 
 async function main(): Promise<number> {
   try {
@@ -27,8 +31,14 @@ async function submit(): Promise<number> {
       token: { type: 'string' },
       tls: { type: 'boolean', default: false },
       bad: { type: 'boolean', default: false },
+      file: { type: 'string' },
+      'batch-size': { type: 'string', default: '256' },
+      'request-id': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
     },
   });
+  if (values.file !== undefined) return submitFile(values);
   const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
   try {
     const res = await client.submitPrompts([{
@@ -49,6 +59,82 @@ async function submit(): Promise<number> {
       console.error(`${err.codeName}: ${err.details}`);
       for (const v of err.fieldViolations) console.error(`  ${v.field}: ${v.description}`);
       if (err.retryDelayMs !== undefined) console.error(`  retry after ${err.retryDelayMs} ms`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+interface FileFlags {
+  target?: string; token?: string; tls?: boolean; file?: string; 'batch-size'?: string; 'request-id'?: string;
+  json?: boolean; 'dry-run'?: boolean;
+}
+
+/** --file: the whole file first (a bad one sends nothing), then submitFile, reported as `grpo submit` does. */
+async function submitFile(values: FileFlags): Promise<number> {
+  const batchSize = Number(values['batch-size']);
+  if (!/^\d+$/.test(values['batch-size'] ?? '') || batchSize < 1) {
+    throw new TypeError(`--batch-size: '${values['batch-size']}' is not a whole number >= 1`);
+  }
+  let file;
+  try {
+    file = loadPromptFile(values.file!);
+  } catch (err) {
+    if (err instanceof PromptFileError) {
+      console.error(`error: bad prompt file\n${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  const requestId = values['request-id'];
+  if (values['dry-run']) {
+    for (let i = 0, start = 0; start < file.prompts.length; i++) {
+      const end = Math.min(start + batchSize, file.prompts.length);
+      const rid = batchRequestId(file.prompts.slice(start, end), i, requestId);
+      console.log(`batch ${i + 1}: ${end - start} prompts (lines ${file.lines[start]}-${file.lines[end - 1]}): ${rid}`);
+      start = end;
+    }
+    return 0;
+  }
+  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  try {
+    let sent = 0;
+    const res = await client.submitFile(file, {
+      batchSize, requestId,
+      onBatch: (n) => { sent += n; if (!values.json) console.error(`submit: ${sent}/${file.prompts.length} prompts`); },
+    });
+    if (values.json) {
+      console.log(JSON.stringify({
+        accepted_ids: res.acceptedIds, queue_depth: res.queueDepth, batches: res.batches,
+        duplicate_batches: res.duplicateBatches, request_ids: res.requestIds, resized: res.resized,
+        replayed_ids: res.replayedIds,
+      }, null, 2));
+    }
+    for (const note of res.resized) console.error(`note: ${note}`);
+    if (values.json) return 0;
+    const n = res.queuedIds.length;
+    const dup = res.duplicateBatches;
+    if (dup && dup === res.batches) {
+      console.log(`nothing queued: all ${dup} batches (${res.replayedIds.length} prompts) had been submitted before `
+        + 'under the same request ids, and the trainer answered with its first answers. To queue these prompts again '
+        + '(after they were trained, failed or cancelled), give --request-id a new value.');
+    } else if (dup) {
+      console.log(`submitted ${n} new prompts in ${res.batches} batches (${dup} of them, ${res.replayedIds.length} `
+        + `prompts, already submitted before: not queued again); queue depth ${res.queueDepth}`);
+    } else {
+      console.log(`submitted ${n} prompts in ${res.batches} batches; queue depth ${res.queueDepth}`);
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof SubmitError) {
+      console.error(`error: ${err.message}`);
+      return 1;
+    }
+    if (err instanceof GrpoError) {
+      console.error(`${err.codeName}: ${err.details}`);
+      for (const v of err.fieldViolations) console.error(`  ${v.field}: ${v.description}`);
       return 1;
     }
     throw err;

@@ -24,7 +24,9 @@ import type { SubmitPromptsResponse__Output } from './generated/grpo/trainer/v1/
 import type { TrainerServiceClient } from './generated/grpo/trainer/v1/TrainerService';
 import type { WatchStepsResponse__Output } from './generated/grpo/trainer/v1/WatchStepsResponse';
 import { GrpoError, toGrpoError } from './errors';
+import { PromptFile, loadPromptFile } from './prompts';
 import { trainerGrpcTypes } from './protos';
+import { SubmitOptions, SubmitResult, submitBatches } from './submit';
 
 /** TLS settings. Buffers hold PEM data. `rootCerts` unset = the system's roots; `privateKey` and
  * `certChain` together make it mTLS. */
@@ -121,6 +123,27 @@ export class TrainerClient {
    * (`prompts[0].messages[0].role`); a full queue with RESOURCE_EXHAUSTED and `retryDelayMs`. */
   submitPrompts(prompts: Prompt[], requestId = ''): Promise<SubmitPromptsResponse__Output> {
     return this.unary('SubmitPrompts', this.stub.submitPrompts, { prompts, requestId });
+  }
+
+  /** Submit a prompt file (a path, or what `loadPromptFile` read) in batches of `batchSize` (default 256),
+   * each with a request id derived from its content (or `<requestId>-<batch index>`), the same ids the
+   * Python and Go clients send: running it again, from any of them, queues nothing twice.
+   *
+   * The whole file is parsed first: a bad one throws PromptFileError (every problem, by line and field)
+   * and nothing is sent. A batch the trainer refuses rejects with SubmitError, naming the file line of each
+   * bad field and the prompts already accepted. A batch refused with RESOURCE_EXHAUSTED (queue full) or
+   * UNAVAILABLE is sent again after the server's retry delay (or 1 s, doubling up to 30 s), up to
+   * `maxAttempts` times. A batch over the trainer's message size or prompts-per-request limit is sent again
+   * in smaller batches within the limit it names (each change a sentence in `resized`); only one prompt over
+   * the message limit by itself is an error (SubmitError.tooLarge). */
+  async submitFile(file: string | PromptFile, options: SubmitOptions = {}): Promise<SubmitResult> {
+    const loaded = typeof file === 'string' ? loadPromptFile(file) : file;
+    return submitBatches((batch, rid) => this.submitPrompts(batch, rid), loaded.prompts, loaded.source, loaded.lines, options);
+  }
+
+  /** `submitFile` for prompts already in memory (a SubmitError then names prompts by index). */
+  async submitAll(prompts: Prompt[], options: SubmitOptions = {}): Promise<SubmitResult> {
+    return submitBatches((batch, rid) => this.submitPrompts(batch, rid), prompts, undefined, undefined, options);
   }
 
   /** One step's report (the latest when `step` is 0 or unset) and the run's state. `step` is unset

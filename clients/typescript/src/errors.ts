@@ -48,7 +48,9 @@ export class GrpoError extends Error {
     const codeName = grpc.status[code] ?? `CODE_${code}`;
     const badRequest = findDetail<BadRequest__Output>(statusDetails, 'google.rpc.BadRequest');
     const violations = (badRequest?.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description }));
-    const suffix = violations.length ? `: ${violations.map((v) => `${v.field}: ${v.description}`).join('; ')}` : '';
+    // Each violation only when the message does not say it already (the trainer's messages usually do).
+    const unsaid = violations.map((v) => `${v.field}: ${v.description}`).filter((text) => !details.includes(text));
+    const suffix = unsaid.length ? `: ${unsaid.join('; ')}` : '';
     super(`${method} failed with ${codeName}: ${details}${suffix}`);
     this.name = 'GrpoError';
     this.method = method;

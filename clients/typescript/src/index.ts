@@ -4,6 +4,12 @@ export type { ClientOptions, FollowOptions, TlsOptions, WatchOptions } from './c
 export { GrpoError, decodeStatusDetails } from './errors';
 export type { FieldViolation, StatusDetail } from './errors';
 export { PROTO_DIR } from './protos';
+export {
+  MAX_PROMPT_ERRORS, PromptFileError, batchRequestId, formatPromptError, loadPromptFile, marshalPrompt, parsePromptFile,
+} from './prompts';
+export type { PromptError, PromptFile } from './prompts';
+export { SubmitError, formatLocated } from './submit';
+export type { LocatedViolation, SubmitOptions, SubmitResult } from './submit';
 
 // The message types, under short names: inputs (what you send) and outputs (what comes back).
 export type { Prompt } from './generated/grpo/trainer/v1/Prompt';

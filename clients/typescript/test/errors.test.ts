@@ -34,6 +34,21 @@ describe('status details', () => {
     assert.match(err.message, /SubmitPrompts failed with INVALID_ARGUMENT: bad: prompts\[2\]\.id: duplicate id/);
   });
 
+  it('does not repeat in its message the violations the server message already says', () => {
+    // The trainer's message spells its violations already: "invalid request: ids: required: ...".
+    const md = trailer([
+      ['google.rpc.BadRequest', { fieldViolations: [
+        { field: 'ids', description: 'required: 1 to 1000 ids' },
+        { field: 'page_size', description: 'must be >= 0' },
+      ] }],
+    ]);
+    const err = new GrpoError('CancelPrompts', status.INVALID_ARGUMENT, 'invalid request: ids: required: 1 to 1000 ids',
+      decodeStatusDetails(md));
+    assert.equal(err.message,
+      'CancelPrompts failed with INVALID_ARGUMENT: invalid request: ids: required: 1 to 1000 ids: page_size: must be >= 0');
+    assert.equal(err.fieldViolations.length, 2); // the list keeps both
+  });
+
   it('decodes PreconditionFailure violation types', () => {
     const md = trailer([
       ['google.rpc.PreconditionFailure', { violations: [{ type: 'WEIGHTS_INCONSISTENT', subject: 'run', description: 'restart' }] }],

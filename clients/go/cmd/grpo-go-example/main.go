@@ -1,12 +1,14 @@
 // Command grpo-go-example calls a GRPO trainer with the grpoclient package.
 //
 //	grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit [-bad] [-answer A] [QUESTION]
+//	grpo-go-example -target HOST:PORT [-token T] submit-file [-batch-size N] [-request-id ID] [-json] [-dry-run] FILE.jsonl
 //	grpo-go-example -target HOST:PORT [-token T] status [-step N]
 //	grpo-go-example -target HOST:PORT [-token T] watch [-after N] [-n COUNT]
 //	grpo-go-example -target HOST:PORT [-token T] follow [-after N] [-running] [-retry D] [-give-up D] [-n COUNT]
 //	grpo-go-example -target HOST:PORT [-token T] backends
 //
-// A failed call prints the gRPC code, the message and each field violation on stderr and exits 1.
+// A failed call prints the gRPC code, the message and each field violation on stderr and exits 1; a
+// prompt file with problems prints each (FILE:LINE: field: message) and exits 2 before connecting.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/ioutil"
 	"os"
 	"os/signal"
@@ -35,7 +38,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|status|watch|follow|backends [flags]")
+	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|submit-file|status|watch|follow|backends [flags]")
 }
 
 func run(args []string) int {
@@ -75,6 +78,20 @@ func run(args []string) int {
 	}
 
 	ctx := context.Background()
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	var file *fileCommand
+	if cmd == "submit-file" {
+		// The flags and the whole file first: a bad file sends nothing and needs no trainer.
+		var code int
+		if file, code = parseSubmitFile(rest); file == nil {
+			return code
+		}
+		if file.dryRun {
+			return file.printPlan()
+		}
+	}
+	// -timeout bounds the wait for the connection too (it was a fixed 10 s).
+	opts.DialTimeout = *timeout
 	client, err := grpoclient.Dial(ctx, *target, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot connect to %s: %v\n", *target, err)
@@ -82,8 +99,9 @@ func run(args []string) int {
 	}
 	defer client.Close()
 
-	cmd, rest := global.Arg(0), global.Args()[1:]
 	switch cmd {
+	case "submit-file":
+		return file.submit(ctx, client, *timeout)
 	case "submit":
 		err = submit(ctx, client, *timeout, rest)
 	case "status":
@@ -119,18 +137,25 @@ type usageError struct{ err error }
 
 func (u usageError) Error() string { return u.err.Error() }
 
-func printError(err error) {
+func printError(err error) { printErrorTo(os.Stderr, err) }
+
+// printErrorTo prints a failed call as the Python CLI does: "CODE: message", then one indented line per
+// field violation, the retry delay and each precondition type ("  precondition: DESTINATION_NOT_EMPTY").
+func printErrorTo(w io.Writer, err error) {
 	var e *grpoclient.Error
 	if !errors.As(err, &e) {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(w, err)
 		return
 	}
-	fmt.Fprintf(os.Stderr, "%s: %s\n", grpoclient.CodeName(e.Code), e.Message)
+	fmt.Fprintf(w, "%s: %s\n", grpoclient.CodeName(e.Code), e.Message)
 	for _, v := range e.FieldViolations {
-		fmt.Fprintf(os.Stderr, "  %s: %s\n", v.Field, v.Description)
+		fmt.Fprintf(w, "  %s: %s\n", v.Field, v.Description)
 	}
 	if e.RetryDelay > 0 {
-		fmt.Fprintf(os.Stderr, "  retry after %s\n", e.RetryDelay)
+		fmt.Fprintf(w, "  retry after %s\n", e.RetryDelay)
+	}
+	for _, p := range e.Preconditions {
+		fmt.Fprintf(w, "  precondition: %s\n", p)
 	}
 }
 

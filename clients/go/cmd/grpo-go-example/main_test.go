@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"net"
 	"testing"
+	"time"
 
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
+	"github.com/grpo-service/grpo/clients/go/grpoclient"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // trainerAddr serves a TrainerService that implements nothing, so that run can dial before it parses
@@ -44,5 +50,48 @@ func TestBadFlagsExitTwoAndHelpExitsZero(t *testing.T) {
 		if got := run(c.args); got != c.want {
 			t.Errorf("grpo-go-example %v: exit status %d, want %d", c.args, got, c.want)
 		}
+	}
+}
+
+// A trainer that never answers the connection (a listener that accepts and says nothing): Dial must give
+// up after -timeout, not after a fixed 10 s.
+func TestDialGivesUpAfterTheTimeoutFlag(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	start := time.Now()
+	if got := run([]string{"-target", l.Addr().String(), "-timeout", "500ms", "status"}); got != 1 {
+		t.Fatalf("exit status %d, want 1", got)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("gave up after %v with -timeout 500ms", took)
+	}
+}
+
+func TestPrintErrorShowsPreconditionsAsThePythonCLIDoes(t *testing.T) {
+	st, err := status.New(codes.FailedPrecondition, "destination is not empty").WithDetails(
+		&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{
+			{Type: "DESTINATION_NOT_EMPTY", Subject: "/tmp/x", Description: "holds files"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &grpoclient.Error{Method: "ExportCheckpoint", Code: st.Code(), Message: st.Message(), Details: st.Details(),
+		Preconditions: []string{"DESTINATION_NOT_EMPTY"}}
+	var b bytes.Buffer
+	printErrorTo(&b, e)
+	want := "FAILED_PRECONDITION: destination is not empty\n  precondition: DESTINATION_NOT_EMPTY\n"
+	if b.String() != want {
+		t.Fatalf("printed %q, want %q", b.String(), want)
 	}
 }

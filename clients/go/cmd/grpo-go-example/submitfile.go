@@ -1,0 +1,133 @@
+package main
+
+// submit-file: a prompt file (JSON Lines, DESIGN.md section 6) sent with grpoclient.SubmitFile, reported
+// as the Python CLI's `grpo submit` reports it.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
+	"github.com/grpo-service/grpo/clients/go/grpoclient"
+)
+
+type fileCommand struct {
+	file      *grpoclient.PromptFile
+	batchSize int
+	requestID string
+	json      bool
+	dryRun    bool
+}
+
+// parseSubmitFile parses submit-file's flags and reads the whole file; nil and an exit status when
+// either is bad (2: the flags or the file, with the problems printed).
+func parseSubmitFile(args []string) (*fileCommand, int) {
+	fs := flag.NewFlagSet("submit-file", flag.ContinueOnError)
+	batchSize := fs.Int("batch-size", 256, "prompts per SubmitPrompts request")
+	requestID := fs.String("request-id", "", "name the batches ID-0, ID-1, ... (default: derived from their content)")
+	asJSON := fs.Bool("json", false, "print the result as one JSON document")
+	dryRun := fs.Bool("dry-run", false, "print the batches and their request ids without connecting")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0
+		}
+		return nil, 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "submit-file: give one prompt file (JSON Lines)")
+		return nil, 2
+	}
+	if *batchSize < 1 {
+		fmt.Fprintf(os.Stderr, "submit-file: -batch-size must be >= 1, got %d\n", *batchSize)
+		return nil, 2
+	}
+	f, err := grpoclient.LoadPromptFile(fs.Arg(0))
+	var bad *grpoclient.PromptFileError
+	if errors.As(err, &bad) {
+		fmt.Fprintf(os.Stderr, "error: bad prompt file\n%s\n", bad)
+		return nil, 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		return nil, 1
+	}
+	return &fileCommand{file: f, batchSize: *batchSize, requestID: *requestID, json: *asJSON, dryRun: *dryRun}, 0
+}
+
+// printPlan prints "batch I: N prompts (lines A-B): REQUEST_ID" for each batch the file makes before the
+// trainer names any limit (the batches a first submission sends).
+func (c *fileCommand) printPlan() int {
+	prompts := c.file.Prompts
+	for i, start := 0, 0; start < len(prompts); i++ {
+		end := start + c.batchSize
+		if end > len(prompts) {
+			end = len(prompts)
+		}
+		rid := grpoclient.BatchRequestID(prompts[start:end], i, c.requestID)
+		fmt.Printf("batch %d: %d prompts (lines %d-%d): %s\n", i+1, end-start, c.file.Lines[start], c.file.Lines[end-1], rid)
+		start = end
+	}
+	return 0
+}
+
+func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, timeout time.Duration) int {
+	total, sent := len(c.file.Prompts), 0
+	res, err := client.SubmitPromptFile(ctx, c.file, grpoclient.SubmitOptions{
+		BatchSize: c.batchSize, RequestID: c.requestID, CallTimeout: timeout,
+		OnBatch: func(n int, _ *trainerv1.SubmitPromptsResponse) {
+			sent += n
+			if !c.json {
+				fmt.Fprintf(os.Stderr, "submit: %d/%d prompts\n", sent, total)
+			}
+		},
+	})
+	var refused *grpoclient.SubmitError
+	if errors.As(err, &refused) {
+		fmt.Fprintf(os.Stderr, "error: %s\n", refused)
+		return 1
+	}
+	if err != nil {
+		printError(err)
+		return 1
+	}
+	if c.json {
+		doc := map[string]interface{}{
+			"accepted_ids": nonNil(res.AcceptedIDs), "queue_depth": res.QueueDepth, "batches": res.Batches,
+			"duplicate_batches": res.DuplicateBatches, "request_ids": nonNil(res.RequestIDs),
+			"resized": nonNil(res.Resized), "replayed_ids": nonNil(res.ReplayedIDs),
+		}
+		out, _ := json.MarshalIndent(doc, "", "  ")
+		fmt.Println(string(out))
+	}
+	for _, note := range res.Resized {
+		fmt.Fprintf(os.Stderr, "note: %s\n", note)
+	}
+	if c.json {
+		return 0
+	}
+	n, dup := len(res.QueuedIDs()), res.DuplicateBatches
+	switch {
+	case dup > 0 && dup == res.Batches:
+		fmt.Printf("nothing queued: all %d batches (%d prompts) had been submitted before under the same request ids, "+
+			"and the trainer answered with its first answers. To queue these prompts again (after they were trained, "+
+			"failed or cancelled), give -request-id a new value.\n", dup, len(res.ReplayedIDs))
+	case dup > 0:
+		fmt.Printf("submitted %d new prompts in %d batches (%d of them, %d prompts, already submitted before: not queued "+
+			"again); queue depth %d\n", n, res.Batches, dup, len(res.ReplayedIDs), res.QueueDepth)
+	default:
+		fmt.Printf("submitted %d prompts in %d batches; queue depth %d\n", n, res.Batches, res.QueueDepth)
+	}
+	return 0
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
