@@ -206,12 +206,17 @@ class RunningServer:
         """Drain and stop, as on SIGTERM: NOT_SERVING, refuse new Score calls, let in-flight ones finish
         within `grace` seconds (default `drain_seconds`), close the listener, `scorer.close()`.
 
-        Returns the event set once fully stopped; with `wait=False` the drain runs in the background.
-        Calling it again joins the drain already under way.
+        Returns the event set once fully stopped; with `wait=False` the drain runs in the background, but
+        health is NOT_SERVING and new Score calls are refused before it returns. Calling it again joins the
+        drain already under way.
         """
         grace = self.drain_seconds if grace is None else grace
         with self._stop_lock:
             if self._stopping is None:
+                log.info("%s draining: health NOT_SERVING, %d call(s) in flight, up to %.1f s",
+                         self.servicer.description.name, self.servicer.active, grace)
+                self.health.enter_graceful_shutdown()
+                self.servicer.draining.set()
                 self._stopping = threading.Thread(target=self._drain, args=(grace,), name="reward-drain",
                                                   daemon=True)
                 self._stopping.start()
@@ -223,10 +228,6 @@ class RunningServer:
         started = time.monotonic()
         name = self.servicer.description.name
         try:
-            log.info("%s draining: health NOT_SERVING, %d call(s) in flight, up to %.1f s",
-                     name, self.servicer.active, grace)
-            self.health.enter_graceful_shutdown()
-            self.servicer.draining.set()
             if not self.servicer.wait_idle(grace):
                 log.warning("%s: %d call(s) still running after %.1f s; cancelling them",
                             name, self.servicer.active, grace)

@@ -39,10 +39,12 @@ def _tokens_yaml() -> str:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTrainer]:
-    """One trainer for the session: 2 prompts x 2 samples a step, 8 new tokens, math rewards, a
-    checkpoint every step. Steps start as soon as the tests submit 2 prompts."""
+    """One trainer per test module: 2 prompts x 2 samples a step, 8 new tokens, math rewards, a
+    checkpoint every step. Steps start as soon as the tests submit 2 prompts. Not one per session: a
+    trainer left running trains whatever prompts remain queued and reseeds torch's global RNG each step,
+    which later tests in this process (seeded HF sampling) would see."""
     from grpo_rewards.common.server import start_server
     from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
     from grpo_server.app import TrainerApp
@@ -116,7 +118,7 @@ def _write_pki(root: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tls_trainer(tmp_path_factory: pytest.TempPathFactory, live_trainer: LiveTrainer) -> Iterator[TlsTrainer]:
     """A second trainer, TLS only, for the clients' TLS options; it reuses the math verifier."""
     from grpo_server.app import TrainerApp
