@@ -111,6 +111,16 @@ class PeakRss:
         self._thread.join()
 
 
+def write_json(path: Path | None, result: Any) -> None:
+    """Write `result` as indented JSON to `path` (its folder created), or nothing when `path` is None."""
+    if path is None:
+        return
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def self_peak_rss_bytes() -> int:
     """Peak RSS of this process (getrusage, bytes) and, separately, its waited-for children's maximum."""
     import resource

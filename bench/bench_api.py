@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from bench import (
     start_math_verifier,
     stop_process,
     wait_for_grpc,
+    write_json,
 )
 
 SERVER_CONFIG: dict[str, Any] = {
@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"API benchmark; machine {machine_info()}", flush=True)
     results = run(args)
     results["machine"] = machine_info()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json, results)
     return 0
 
 

@@ -19,7 +19,6 @@ Not a test: it prints numbers (docs/benchmarks.md, "Where the memory goes").
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -29,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import exit_on_sigterm, machine_info, sum_problems
+from bench import exit_on_sigterm, machine_info, sum_problems, write_json
 from bench.bench_step import TrainerHarness, step_config
 
 GIB = 2**30
@@ -195,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine {machine_info()}, pid {os.getpid()}", flush=True)
     result = run(args)
     result["machine"] = machine_info()
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

@@ -14,13 +14,12 @@ with the short sums prompt most completions stop after a few tokens whatever the
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench import exit_on_sigterm, load_average, machine_info
+from bench import exit_on_sigterm, load_average, machine_info, write_json
 from bench.bench_step import PHASES, TrainerHarness, step_config
 
 LONG_PROMPT = ("Count from 1 to 200, separated by commas.", "1")
@@ -105,9 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     result["machine"] = machine_info()
     print_table(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

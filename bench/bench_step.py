@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -38,6 +37,7 @@ from bench import (
     start_math_verifier,
     stop_process,
     sum_problems,
+    write_json,
 )
 
 PHASES = ("rollout_seconds", "reward_seconds", "logprob_seconds", "backward_seconds", "optimizer_seconds",
@@ -229,9 +229,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['peak_rss_bytes_sampled'] / 2**30:.2f} GiB (+ reward service "
           f"{result['reward_service_peak_rss_bytes'] / 2**30:.2f} GiB), rewards "
           f"{[round(r, 3) for r in result['rewards']]}", flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

@@ -25,7 +25,6 @@ Prints one line per step and a summary; with --json writes step seconds, rewards
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench import PeakRss, load_average, machine_info, self_peak_rss_bytes, sum_problems
+from bench import PeakRss, load_average, machine_info, self_peak_rss_bytes, sum_problems, write_json
 
 
 def math_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
@@ -166,9 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trl: median step {result['median_step_seconds_after_first']:.1f} s, peak RSS "
           f"{result['peak_rss_bytes_sampled'] / 2**30:.2f} GiB, rewards {[round(r, 3) for r in result['rewards']]}",
           flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 
