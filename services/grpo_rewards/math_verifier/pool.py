@@ -44,6 +44,11 @@ class _Worker:
     def submit(self, gold: str, answer: str, budget_s: float) -> Future[Verdict]:
         return self.executor.submit(verify_pair, gold, answer, budget_s)
 
+    def dead(self) -> bool:
+        """True when its process has exited (killed from outside, out of memory) though the executor may
+        not have noticed yet: an item submitted now would fail as if it had killed the worker."""
+        return any(proc.exitcode is not None for proc in list(getattr(self.executor, "_processes", {}).values()))
+
     def restart(self) -> None:
         old = self.executor
         # ProcessPoolExecutor (Python 3.11) has no public way to kill a busy worker; its process map is
@@ -83,6 +88,9 @@ class VerifierPool:
         """Compare on a free worker; a worker that overruns is killed and replaced (timed_out Verdict)."""
         worker = self._free.get()
         try:
+            if worker.dead():
+                log.error("verifier worker %d died while idle; replacing it", worker.index)
+                self._replace(worker)
             try:
                 future = worker.submit(gold, answer, self.item_timeout_s)
             except BrokenProcessPool:
@@ -111,7 +119,8 @@ class VerifierPool:
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (for operators and tests)."""
-        return [pid for w in self._all for pid in getattr(w.executor, "_processes", {})]
+        return [pid for w in self._all for pid, proc in list(getattr(w.executor, "_processes", {}).items())
+                if proc.exitcode is None]
 
     def close(self) -> None:
         """Stop every worker process."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -247,6 +248,32 @@ def test_a_worker_that_dies_while_idle_is_replaced_without_failing_an_item(math_
     results = [score_one(channel, f"The answer is {5000 + i}", str(5000 + i), id=f"b{i}") for i in range(4)]
     assert all((r.status, r.score) == (OK, 1.0) for r in results)
     assert pool.restarts == before + 2
+
+
+def test_an_item_right_after_an_idle_worker_died_is_not_failed(math_server, channel):
+    """No pause between the kill and the items: the pool must see the dead process itself rather than
+    hand the item to it before its executor has noticed (the item then failed as 'worker died')."""
+    pool = math_server.scorer.pool  # type: ignore[attr-defined]
+    for round_ in range(5):
+        pids = pool.worker_pids()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):  # gone already (a forkserver child is reaped there)
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        results = [score_one(channel, f"The answer is {7000 + 10 * round_ + i}", str(7000 + 10 * round_ + i),
+                             id=f"i{round_}-{i}") for i in range(2)]
+        assert [(r.status, r.score) for r in results] == [(OK, 1.0)] * 2, (round_, results)
+
+
+def _alive(pid: int) -> bool:
+    """False once `pid` has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the open and the read
+        return False
 
 
 def test_a_worker_that_dies_mid_item_fails_that_item_only(math_server, channel):
