@@ -116,18 +116,6 @@ def choose_rollout_engine(kind: str) -> str:
     return "vllm"
 
 
-def check_model_settings(cfg: Config, model: Any) -> None:
-    """Settings whose limit is the model's: raise StartupError before any prompt is leased rather than
-    fail the first step. `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits' width)."""
-    a = cfg.algorithm
-    top_k_used = a.effective_sdpo_weight > 0 and a.sdpo_loss in ("logit_kl", "jsd") and a.sdpo_top_k is not None
-    if top_k_used:
-        output = model.get_output_embeddings()  # a transformers model: the LM head's rows are the vocabulary
-        vocab = int(output.weight.shape[0]) if output is not None else int(model.config.vocab_size)
-        if a.sdpo_top_k > vocab:  # type: ignore[operator]
-            raise StartupError("algorithm.sdpo_top_k", f"{a.sdpo_top_k} is more than the model's vocabulary of {vocab} tokens")
-
-
 class StartupError(Exception):
     """A setting the trainer cannot start with. `field` is the config field (`server.listen`); the message
     says what is wrong with its value. Raised before the store is created or locked, except for store_dir
@@ -136,6 +124,19 @@ class StartupError(Exception):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field, self.problem = field, problem
+
+
+def check_model_settings(cfg: Config, model: Any) -> None:
+    """Settings whose limit is the model's: raise StartupError before any prompt is leased rather than
+    fail the first step. `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits' width); the
+    config already refuses a top-k its SDPO loss would not use."""
+    top_k = cfg.algorithm.sdpo_top_k
+    if top_k is None or cfg.algorithm.effective_sdpo_weight <= 0:
+        return
+    output = model.get_output_embeddings()  # a transformers model: the LM head's rows are the vocabulary
+    vocab = int(output.weight.shape[0]) if output is not None else int(model.config.vocab_size)
+    if top_k > vocab:
+        raise StartupError("algorithm.sdpo_top_k", f"{top_k} is more than the model's vocabulary of {vocab} tokens")
 
 
 def _check_store_dir(store_dir: Path) -> None:

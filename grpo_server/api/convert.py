@@ -183,8 +183,8 @@ def server_limits(limits: Any) -> trainer_pb2.ServerLimits:
     return trainer_pb2.ServerLimits(**{name: int(getattr(limits, name)) for name in fields})
 
 
-def run_status(control: RunControl, store: Any, limits: Any = None) -> trainer_pb2.RunStatus:
-    """The run's status from the run control and the store (and the API's limits when given)."""
+def run_status(control: RunControl, store: Any, limits: trainer_pb2.ServerLimits) -> trainer_pb2.RunStatus:
+    """The run's status from the run control and the store, with the API's limits (`server_limits`)."""
     latest = store.latest_step()
     ckpt = store.latest_checkpoint()
     counts = store.counts()
@@ -198,7 +198,7 @@ def run_status(control: RunControl, store: Any, limits: Any = None) -> trainer_p
         prompts_trained=counts[PromptState.TRAINED],
         prompts_failed=counts[PromptState.FAILED],
         prompts_cancelled=counts[PromptState.CANCELLED],
-        limits=server_limits(limits) if limits is not None else None,
+        limits=limits,
     )
 
 

@@ -66,6 +66,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self.registry = registry
         self.exporter = exporter
         self.limits = limits or ApiLimits()
+        self._limits_proto = convert.server_limits(self.limits)  # constant: every RunStatus carries it
         self.default_rewards = default_reward_pairs(default_rewards)
         self.tokenizer_getter = tokenizer_getter
         self.metrics = metrics
@@ -185,7 +186,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                     "step", str(request.step),
                     f"step {request.step} has not run; the latest step is {latest.step if latest else 0}",
                 )
-        out = trainer_pb2.StepStatusResponse(run=convert.run_status(self.control, self.store, self.limits))
+        out = trainer_pb2.StepStatusResponse(run=self._run_status())
         if report is not None:
             out.step.CopyFrom(convert.step_to_proto(report))
         return out
@@ -229,7 +230,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
         def response(r: StepReport) -> trainer_pb2.WatchStepsResponse:
             return trainer_pb2.WatchStepsResponse(
-                step=convert.step_to_proto(r), run=convert.run_status(self.control, self.store, self.limits)
+                step=convert.step_to_proto(r), run=self._run_status()
             )
 
         def final(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
@@ -330,7 +331,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             self.control.request_pause()
         except ControlError as exc:
             raise errors.failed_precondition("RUN_STATE", "run", str(exc)) from None
-        return trainer_pb2.PauseTrainingResponse(run=convert.run_status(self.control, self.store, self.limits))
+        return trainer_pb2.PauseTrainingResponse(run=self._run_status())
 
     @unary
     def ResumeTraining(
@@ -341,7 +342,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             self.control.resume()
         except ControlError as exc:
             raise errors.failed_precondition("RUN_STATE", "run", str(exc)) from None
-        return trainer_pb2.ResumeTrainingResponse(run=convert.run_status(self.control, self.store, self.limits))
+        return trainer_pb2.ResumeTrainingResponse(run=self._run_status())
+
+    def _run_status(self) -> trainer_pb2.RunStatus:
+        return convert.run_status(self.control, self.store, self._limits_proto)
 
     # ----------------------------------------------------------------------------- backends
 

@@ -80,11 +80,9 @@ class _TokenCharEnds(Sequence[int]):
     def __len__(self) -> int:
         return len(self._ids)
 
-    def __getitem__(self, k: Any) -> Any:
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        if k < 0:
-            k += len(self)
+    def __getitem__(self, k: Any) -> Any:  # an index: bisect needs no slices
+        if not 0 <= k < len(self._ids):
+            raise IndexError(k)
         if k not in self._cache:
             self._cache[k] = len(self._tokenizer.decode(self._ids[: k + 1], skip_special_tokens=True))
         return self._cache[k]
@@ -279,12 +277,12 @@ class StepRunner:
         step_rewards: list[list[float]] = []
         step_ends: list[list[int]] = []
         width = 1
-        flat_valid = valid.tolist()
-        for sc in (c for g in scored for c in g.completions):
+        completions = (c for g in scored for c in g.completions)
+        for sc, ok in zip(completions, valid.tolist(), strict=True):
             ids = sc.completion.token_ids
             width = max(width, len(ids))
             steps: list[tuple[int, float]] = []
-            if flat_valid[len(step_rewards)]:
+            if ok:
                 for b in sc.scores:
                     if b.score is not None and b.step_scores and len(b.step_scores) == len(b.step_end_offsets):
                         steps += [(end, b.weight * s) for s, end in zip(b.step_scores, b.step_end_offsets, strict=True)]

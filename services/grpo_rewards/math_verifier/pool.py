@@ -45,9 +45,10 @@ class _Worker:
         return self.executor.submit(verify_pair, gold, answer, budget_s)
 
     def dead(self) -> bool:
-        """True when its process has exited (killed from outside, out of memory) though the executor may
-        not have noticed yet: an item submitted now would fail as if it had killed the worker."""
-        return any(proc.exitcode is not None for proc in list(getattr(self.executor, "_processes", {}).values()))
+        """True when its process has exited (killed from outside, out of memory), whether or not the
+        executor has noticed yet: an item submitted now would fail as if it had killed the worker."""
+        return bool(getattr(self.executor, "_broken", False)) or any(
+            proc.exitcode is not None for proc in list(getattr(self.executor, "_processes", {}).values()))
 
     def restart(self) -> None:
         old = self.executor
@@ -88,12 +89,11 @@ class VerifierPool:
         """Compare on a free worker; a worker that overruns is killed and replaced (timed_out Verdict)."""
         worker = self._free.get()
         try:
-            if worker.dead():
-                log.error("verifier worker %d died while idle; replacing it", worker.index)
-                self._replace(worker)
             try:
+                if worker.dead():
+                    raise BrokenProcessPool
                 future = worker.submit(gold, answer, self.item_timeout_s)
-            except BrokenProcessPool:
+            except BrokenProcessPool:  # raised by submit too when it dies between the check and the call
                 # It died while idle (killed from outside, out of memory): nothing of this item ran yet.
                 log.error("verifier worker %d died while idle; replacing it", worker.index)
                 self._replace(worker)

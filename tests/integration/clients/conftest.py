@@ -7,6 +7,7 @@ import hashlib
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,33 @@ import pytest
 ADMIN_TOKEN = "clients-admin-token"
 READER_TOKEN = "clients-reader-token"
 REPO = Path(__file__).resolve().parents[3]
+
+
+@contextmanager
+def running_trainer(store_dir: Path, math_address: str, what: str = "trainer", **sections: dict) -> Iterator:
+    """A started, ready TrainerApp in this process, shut down on exit: the tiny model, HF rollouts of 8
+    tokens, 2 prompts x 2 samples a step, math rewards from `math_address`, the API on a free loopback
+    port; `sections` add to (or replace keys of) the config's sections."""
+    from grpo_server.app import TrainerApp
+    from grpo_server.config import parse_config
+
+    config: dict[str, dict] = {
+        "model": {"source": "tiny"},
+        "rollout": {"engine": "hf", "max_new_tokens": 8},
+        "algorithm": {"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+        "server": {"listen": "127.0.0.1:0"},
+        "rewards": {"default": [{"backend": "math"}]},
+    }
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    app = TrainerApp(parse_config(config), store_dir, backend_overrides=[("math", math_address)])
+    try:
+        app.start()
+        if not app.ready.wait(120):
+            pytest.fail(f"the {what} did not become ready in 120 s (failed: {app.failed})")
+        yield app
+    finally:
+        app.shutdown(grace=30)
 
 
 @dataclass(frozen=True)
@@ -47,30 +75,16 @@ def live_trainer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveTrain
     which later tests in this process (seeded HF sampling) would see."""
     from grpo_rewards.common.server import start_server
     from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
-    from grpo_server.app import TrainerApp
-    from grpo_server.config import parse_config
 
     root = tmp_path_factory.mktemp("clients-trainer")
     tokens = root / "tokens.yaml"
     tokens.write_text(_tokens_yaml())
     math = start_server(MathVerifierScorer(MathConfig(workers=1)), listen="127.0.0.1:0")
-    cfg = parse_config({
-        "model": {"source": "tiny"},
-        "rollout": {"engine": "hf", "max_new_tokens": 8},
-        "algorithm": {"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
-        "server": {"listen": "127.0.0.1:0"},
-        "checkpoint": {"every_steps": 1},
-        "rewards": {"default": [{"backend": "math"}]},
-        "auth": {"tokens_file": str(tokens)},
-    })
-    app = TrainerApp(cfg, root / "store", backend_overrides=[("math", math.address)])
     try:
-        app.start()
-        if not app.ready.wait(120):
-            pytest.fail(f"the trainer did not become ready in 120 s (failed: {app.failed})")
-        yield LiveTrainer(target=f"127.0.0.1:{app.api_port}", math_address=math.address)
+        with running_trainer(root / "store", math.address, checkpoint={"every_steps": 1},
+                             auth={"tokens_file": str(tokens)}) as app:
+            yield LiveTrainer(target=f"127.0.0.1:{app.api_port}", math_address=math.address)
     finally:
-        app.shutdown(grace=30)
         math.stop(5)
 
 
@@ -121,26 +135,11 @@ def _write_pki(root: Path) -> tuple[Path, Path, Path]:
 @pytest.fixture(scope="module")
 def tls_trainer(tmp_path_factory: pytest.TempPathFactory, live_trainer: LiveTrainer) -> Iterator[TlsTrainer]:
     """A second trainer, TLS only, for the clients' TLS options; it reuses the math verifier."""
-    from grpo_server.app import TrainerApp
-    from grpo_server.config import parse_config
-
     root = tmp_path_factory.mktemp("clients-tls-trainer")
     ca, cert, key = _write_pki(root)
-    cfg = parse_config({
-        "model": {"source": "tiny"},
-        "rollout": {"engine": "hf", "max_new_tokens": 8},
-        "algorithm": {"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
-        "server": {"listen": "127.0.0.1:0", "tls_cert": str(cert), "tls_key": str(key)},
-        "rewards": {"default": [{"backend": "math"}]},
-    })
-    app = TrainerApp(cfg, root / "store", backend_overrides=[("math", live_trainer.math_address)])
-    try:
-        app.start()
-        if not app.ready.wait(120):
-            pytest.fail(f"the TLS trainer did not become ready in 120 s (failed: {app.failed})")
+    with running_trainer(root / "store", live_trainer.math_address, "TLS trainer",
+                         server={"tls_cert": str(cert), "tls_key": str(key)}) as app:
         yield TlsTrainer(target=f"127.0.0.1:{app.api_port}", ca_file=ca)
-    finally:
-        app.shutdown(grace=30)
 
 
 def run_tool(cmd: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None,

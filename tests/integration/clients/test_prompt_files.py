@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, LiveTrainer, require_tools, run_tool
+from conftest import REPO, LiveTrainer, require_tools, run_tool, running_trainer
 
 sys.path.insert(0, str(REPO / "clients" / "python"))
 from grpo_client.client import TrainerClient  # noqa: E402
@@ -198,27 +198,11 @@ def test_go_and_typescript_report_a_refused_batch_by_file_line(go_example: Path,
 def small_trainer(tmp_path_factory: pytest.TempPathFactory, live_trainer: LiveTrainer):
     """A trainer with small limits (2 prompts a request, 4 in the queue, a 1 s retry delay on a full queue),
     auth off, scoring on the session's math verifier. Yields (target, TrainerApp)."""
-    from grpo_server.app import TrainerApp
-    from grpo_server.config import parse_config
-
-    cfg = parse_config({
-        "model": {"source": "tiny"},
-        "rollout": {"engine": "hf", "max_new_tokens": 4},
-        "algorithm": {"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
-        "server": {"listen": "127.0.0.1:0"},
-        "checkpoint": {"every_steps": 100},
-        "rewards": {"default": [{"backend": "math"}]},
-        "limits": {"max_prompts_per_request": 2, "max_queue_depth": 4, "retry_after_seconds": 1.0},
-    })
-    app = TrainerApp(cfg, tmp_path_factory.mktemp("small-limits") / "store",
-                     backend_overrides=[("math", live_trainer.math_address)])
-    try:
-        app.start()
-        if not app.ready.wait(120):
-            pytest.fail(f"the trainer did not become ready: {app.failed}")
+    with running_trainer(tmp_path_factory.mktemp("small-limits") / "store", live_trainer.math_address,
+                         rollout={"max_new_tokens": 4}, checkpoint={"every_steps": 100},
+                         limits={"max_prompts_per_request": 2, "max_queue_depth": 4,
+                                 "retry_after_seconds": 1.0}) as app:
         yield f"127.0.0.1:{app.api_port}", app
-    finally:
-        app.shutdown(grace=30)
 
 
 def _rows(tag: str, n: int) -> str:
