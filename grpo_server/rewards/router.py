@@ -105,14 +105,16 @@ def _failed(backend: str, status: RewardStatus, message: str, feedback: str = ""
                         item_failure=item)
 
 
-def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool) -> BackendScore:
+def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool, completion_length: int) -> BackendScore:
     """One ScoreResult as a BackendScore (weight 1; the caller applies the prompt's weight).
 
     The score is kept for SCORE_STATUS_OK, and for SCORE_STATUS_TIMEOUT and SCORE_STATUS_RESOURCE_EXHAUSTED
     of a code item: the program ran past its own time or memory limit, the sandbox counts the tests it did
     not finish as failed, and its score stands. Masking them would spare such programs the negative
     advantage of a failure, so a policy could drift towards code that never finishes or exhausts memory.
-    A non-finite score or step score masks the item as INTERNAL."""
+    A non-finite score or step score masks the item as INTERNAL, and so do step scores that break the
+    proto's rule for them (as many end offsets as step scores, non-decreasing, none negative, none past
+    the completion's `completion_length` code points): the trainer could not place such steps."""
     status = _ITEM_STATUS.get(result.status, RewardStatus.INTERNAL)
     scored = status is RewardStatus.OK or (
         has_code and status in (RewardStatus.TIMEOUT, RewardStatus.RESOURCE_EXHAUSTED))
@@ -121,6 +123,9 @@ def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool)
         return _failed(backend, status, message, result.feedback, item=True)
     if not math.isfinite(result.score) or not all(math.isfinite(s) for s in result.step_scores):
         return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", result.feedback, item=True)
+    steps_error = _step_list_error(result, completion_length)
+    if steps_error:
+        return _failed(backend, RewardStatus.INTERNAL, steps_error, result.feedback, item=True)
     return BackendScore(
         backend=backend,
         weight=1.0,
@@ -132,6 +137,18 @@ def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool)
         components=dict(result.components),
         message=result.status_message,
     )
+
+
+def _step_list_error(result: reward_pb2.ScoreResult, completion_length: int) -> str:
+    """Why `result`'s step scores cannot be placed in a completion of `completion_length` code points, or ""."""
+    scores, ends = result.step_scores, result.step_end_offsets
+    if len(scores) != len(ends):
+        return f"backend returned {len(scores)} step_scores but {len(ends)} step_end_offsets (they pair up)"
+    if any(e < 0 or e > completion_length for e in ends):
+        return (f"step_end_offsets {list(ends)} leave the completion's 0..{completion_length} code points")
+    if any(b < a for a, b in zip(ends, ends[1:], strict=False)):
+        return f"step_end_offsets {list(ends)} decrease (they must be non-decreasing)"
+    return ""
 
 
 class RewardRouter:
@@ -364,7 +381,7 @@ class RewardRouter:
                 if result is None:
                     score = _failed(name, RewardStatus.INTERNAL, f"no result for item id {job.item.id!r}")
                 else:
-                    score = convert_result(name, result, job.has_code)
+                    score = convert_result(name, result, job.has_code, len(job.item.completion))
                 if score.score is None and self.observer is not None:
                     self.observer.on_item_failure(name, score.status.value)
                 out[job.key] = score

@@ -284,7 +284,7 @@ class StepRunner:
             steps: list[tuple[int, float]] = []
             if ok:
                 for b in sc.scores:
-                    if b.score is not None and b.step_scores and len(b.step_scores) == len(b.step_end_offsets):
+                    if b.score is not None:  # the router masked step lists it could not place
                         steps += [(end, b.weight * s) for s, end in zip(b.step_scores, b.step_end_offsets, strict=True)]
             steps.sort(key=lambda step: step[0])
             ends = char_offsets_to_token_ends([e for e, _ in steps], _TokenCharEnds(self.tokenizer, ids)) if steps else []

@@ -169,6 +169,41 @@ def test_a_non_finite_score_is_masked_as_internal(servers: Servers, make_router,
     assert observer.item_failures == [("a", "internal")]
 
 
+@pytest.mark.parametrize(("scores", "ends", "words"), [
+    ([0.5, 1.0], [3], "2 step_scores but 1 step_end_offsets"),
+    ([0.5], [], "1 step_scores but 0 step_end_offsets"),
+    ([0.5, 1.0], [4, 2], "decrease"),
+    ([0.5], [-1], "leave the completion's 0..4 code points"),
+    ([0.5, 1.0], [2, 5], "leave the completion's 0..4 code points"),
+])
+def test_step_scores_the_trainer_cannot_place_mask_the_item(
+        servers: Servers, make_router, scores: list[float], ends: list[int], words: str) -> None:
+    """The proto pairs each step score with an end offset inside the completion, in order; a result that
+    breaks this is masked and counted, not trained on with its steps silently dropped."""
+    a = ScriptedBackend(lambda it: reward_pb2.ScoreResult(
+        id=it.id, score=1.0, status=reward_pb2.SCORE_STATUS_OK,
+        step_scores=scores if it.completion == "b\u00e9d!" else [0.5, 1.0],
+        step_end_offsets=ends if it.completion == "b\u00e9d!" else [1, 2]))
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["ok", "b\u00e9d!"])], registry.snapshot())
+    assert scored.rewards == [1.0, None]
+    good, bad = (c.scores[0] for c in scored.completions)
+    assert (good.step_scores, good.step_end_offsets) == ((0.5, 1.0), (1, 2))
+    assert bad.status is RewardStatus.INTERNAL
+    assert words in bad.message
+    assert observer.item_failures == [("a", "internal")]
+
+
+def test_step_ends_count_code_points_not_bytes(servers: Servers, make_router) -> None:
+    """"b\u00e9d!" is 4 code points and 5 UTF-8 bytes: an end offset of 4 is its end, and is kept."""
+    a = ScriptedBackend(lambda it: reward_pb2.ScoreResult(
+        id=it.id, score=1.0, status=reward_pb2.SCORE_STATUS_OK, step_scores=[0.0, 1.0], step_end_offsets=[2, 4]))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["b\u00e9d!"])], registry.snapshot())
+    assert scored.rewards == [1.0]
+    assert scored.completions[0].scores[0].step_end_offsets == (2, 4)
+
+
 def test_a_response_with_the_wrong_number_of_results_masks_its_batch(servers: Servers, make_router) -> None:
     def drop_last(resp: reward_pb2.ScoreResponse) -> reward_pb2.ScoreResponse:
         return reward_pb2.ScoreResponse(results=resp.results[:-1])

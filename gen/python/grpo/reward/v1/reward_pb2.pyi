@@ -39,7 +39,10 @@ class _ScoreStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScoreStat
     verification itself could not finish and the item has no score.
     """
     SCORE_STATUS_RESOURCE_EXHAUSTED: _ScoreStatus.ValueType  # 4
-    """The backend lacked resources for this item (memory, workers)."""
+    """The backend lacked resources for this item (memory, workers). For the code sandbox it means the
+    program ran past its own memory, process or output limit: as with TIMEOUT, `score` is still
+    meaningful (the tests it did not finish count as failed).
+    """
     SCORE_STATUS_INTERNAL: _ScoreStatus.ValueType  # 5
     """The backend failed on this item (a bug, a crashed worker)."""
 
@@ -58,7 +61,10 @@ meaningful (tests that did not finish count as failed); for the math verifier it
 verification itself could not finish and the item has no score.
 """
 SCORE_STATUS_RESOURCE_EXHAUSTED: ScoreStatus.ValueType  # 4
-"""The backend lacked resources for this item (memory, workers)."""
+"""The backend lacked resources for this item (memory, workers). For the code sandbox it means the
+program ran past its own memory, process or output limit: as with TIMEOUT, `score` is still
+meaningful (the tests it did not finish count as failed).
+"""
 SCORE_STATUS_INTERNAL: ScoreStatus.ValueType  # 5
 """The backend failed on this item (a bug, a crashed worker)."""
 Global___ScoreStatus: _TypeAlias = ScoreStatus  # noqa: Y015
@@ -325,16 +331,16 @@ class ScoreResult(_message.Message):
     """The `id` of the item this result belongs to."""
     score: _builtins.float
     """The reward, usually in [0, 1] (1 = correct). Learned reward models return an unbounded real.
-    Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT from the code sandbox
-    (see ScoreStatus); callers must not use it otherwise.
+    Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT or
+    SCORE_STATUS_RESOURCE_EXHAUSTED for a code item (see ScoreStatus); callers must not use it otherwise.
     """
     feedback: _builtins.str
     """Why the item scored as it did, for people and for self-distillation (SDPO): the expected and the
     found answer, the first failing test with a trimmed traceback. At most 4 KiB. May be empty.
     """
     status: Global___ScoreStatus.ValueType
-    """How scoring went. Items whose status is not OK (and not a sandbox TIMEOUT) are masked out of the
-    trainer's loss and counted, never scored as 0.
+    """How scoring went. Items whose status is not OK (and not a code item's TIMEOUT or
+    RESOURCE_EXHAUSTED) are masked out of the trainer's loss and counted, never scored as 0.
     """
     status_message: _builtins.str
     """A short machine-oriented explanation when `status` is not OK; empty otherwise."""
@@ -347,8 +353,9 @@ class ScoreResult(_message.Message):
     @_builtins.property
     def step_end_offsets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Where each step of `step_scores` ends: the character (Unicode code point) offset in `completion`
-        one past the step's last character. Same length as `step_scores`; non-decreasing; the last equals
-        the completion's length.
+        one past the step's last character. Same length as `step_scores`; non-decreasing; within
+        0..len(completion); the last equals the completion's length. The trainer masks a result that breaks
+        this (as SCORE_STATUS_INTERNAL) rather than guess where its steps lie.
         """
 
     @_builtins.property

@@ -38,7 +38,9 @@ const (
 	// meaningful (tests that did not finish count as failed); for the math verifier it means the
 	// verification itself could not finish and the item has no score.
 	ScoreStatus_SCORE_STATUS_TIMEOUT ScoreStatus = 3
-	// The backend lacked resources for this item (memory, workers).
+	// The backend lacked resources for this item (memory, workers). For the code sandbox it means the
+	// program ran past its own memory, process or output limit: as with TIMEOUT, `score` is still
+	// meaningful (the tests it did not finish count as failed).
 	ScoreStatus_SCORE_STATUS_RESOURCE_EXHAUSTED ScoreStatus = 4
 	// The backend failed on this item (a bug, a crashed worker).
 	ScoreStatus_SCORE_STATUS_INTERNAL ScoreStatus = 5
@@ -454,21 +456,22 @@ type ScoreResult struct {
 	// The `id` of the item this result belongs to.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// The reward, usually in [0, 1] (1 = correct). Learned reward models return an unbounded real.
-	// Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT from the code sandbox
-	// (see ScoreStatus); callers must not use it otherwise.
+	// Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT or
+	// SCORE_STATUS_RESOURCE_EXHAUSTED for a code item (see ScoreStatus); callers must not use it otherwise.
 	Score float64 `protobuf:"fixed64,2,opt,name=score,proto3" json:"score,omitempty"`
 	// Process supervision: one score per reasoning step of the completion, in order. Empty when the
 	// backend does not score steps.
 	StepScores []float64 `protobuf:"fixed64,3,rep,packed,name=step_scores,json=stepScores,proto3" json:"step_scores,omitempty"`
 	// Where each step of `step_scores` ends: the character (Unicode code point) offset in `completion`
-	// one past the step's last character. Same length as `step_scores`; non-decreasing; the last equals
-	// the completion's length.
+	// one past the step's last character. Same length as `step_scores`; non-decreasing; within
+	// 0..len(completion); the last equals the completion's length. The trainer masks a result that breaks
+	// this (as SCORE_STATUS_INTERNAL) rather than guess where its steps lie.
 	StepEndOffsets []int32 `protobuf:"varint,4,rep,packed,name=step_end_offsets,json=stepEndOffsets,proto3" json:"step_end_offsets,omitempty"`
 	// Why the item scored as it did, for people and for self-distillation (SDPO): the expected and the
 	// found answer, the first failing test with a trimmed traceback. At most 4 KiB. May be empty.
 	Feedback string `protobuf:"bytes,5,opt,name=feedback,proto3" json:"feedback,omitempty"`
-	// How scoring went. Items whose status is not OK (and not a sandbox TIMEOUT) are masked out of the
-	// trainer's loss and counted, never scored as 0.
+	// How scoring went. Items whose status is not OK (and not a code item's TIMEOUT or
+	// RESOURCE_EXHAUSTED) are masked out of the trainer's loss and counted, never scored as 0.
 	Status ScoreStatus `protobuf:"varint,6,opt,name=status,proto3,enum=grpo.reward.v1.ScoreStatus" json:"status,omitempty"`
 	// Sub-scores and facts, such as "tests_passed", "tests_total", "truncated" (1.0 when the input was
 	// truncated), "extracted" (1.0 when an answer was found).

@@ -12,8 +12,8 @@ export interface ScoreResult {
   'id'?: (string);
   /**
    * The reward, usually in [0, 1] (1 = correct). Learned reward models return an unbounded real.
-   * Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT from the code sandbox
-   * (see ScoreStatus); callers must not use it otherwise.
+   * Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT or
+   * SCORE_STATUS_RESOURCE_EXHAUSTED for a code item (see ScoreStatus); callers must not use it otherwise.
    */
   'score'?: (number | string);
   /**
@@ -23,8 +23,9 @@ export interface ScoreResult {
   'stepScores'?: (number | string)[];
   /**
    * Where each step of `step_scores` ends: the character (Unicode code point) offset in `completion`
-   * one past the step's last character. Same length as `step_scores`; non-decreasing; the last equals
-   * the completion's length.
+   * one past the step's last character. Same length as `step_scores`; non-decreasing; within
+   * 0..len(completion); the last equals the completion's length. The trainer masks a result that breaks
+   * this (as SCORE_STATUS_INTERNAL) rather than guess where its steps lie.
    */
   'stepEndOffsets'?: (number)[];
   /**
@@ -33,8 +34,8 @@ export interface ScoreResult {
    */
   'feedback'?: (string);
   /**
-   * How scoring went. Items whose status is not OK (and not a sandbox TIMEOUT) are masked out of the
-   * trainer's loss and counted, never scored as 0.
+   * How scoring went. Items whose status is not OK (and not a code item's TIMEOUT or
+   * RESOURCE_EXHAUSTED) are masked out of the trainer's loss and counted, never scored as 0.
    */
   'status'?: (_grpo_reward_v1_ScoreStatus);
   /**
@@ -58,8 +59,8 @@ export interface ScoreResult__Output {
   'id': (string);
   /**
    * The reward, usually in [0, 1] (1 = correct). Learned reward models return an unbounded real.
-   * Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT from the code sandbox
-   * (see ScoreStatus); callers must not use it otherwise.
+   * Meaningful when `status` is SCORE_STATUS_OK, or SCORE_STATUS_TIMEOUT or
+   * SCORE_STATUS_RESOURCE_EXHAUSTED for a code item (see ScoreStatus); callers must not use it otherwise.
    */
   'score': (number);
   /**
@@ -69,8 +70,9 @@ export interface ScoreResult__Output {
   'stepScores': (number)[];
   /**
    * Where each step of `step_scores` ends: the character (Unicode code point) offset in `completion`
-   * one past the step's last character. Same length as `step_scores`; non-decreasing; the last equals
-   * the completion's length.
+   * one past the step's last character. Same length as `step_scores`; non-decreasing; within
+   * 0..len(completion); the last equals the completion's length. The trainer masks a result that breaks
+   * this (as SCORE_STATUS_INTERNAL) rather than guess where its steps lie.
    */
   'stepEndOffsets': (number)[];
   /**
@@ -79,8 +81,8 @@ export interface ScoreResult__Output {
    */
   'feedback': (string);
   /**
-   * How scoring went. Items whose status is not OK (and not a sandbox TIMEOUT) are masked out of the
-   * trainer's loss and counted, never scored as 0.
+   * How scoring went. Items whose status is not OK (and not a code item's TIMEOUT or
+   * RESOURCE_EXHAUSTED) are masked out of the trainer's loss and counted, never scored as 0.
    */
   'status': (_grpo_reward_v1_ScoreStatus__Output);
   /**

@@ -23,7 +23,9 @@ export const ScoreStatus = {
    */
   SCORE_STATUS_TIMEOUT: 'SCORE_STATUS_TIMEOUT',
   /**
-   * The backend lacked resources for this item (memory, workers).
+   * The backend lacked resources for this item (memory, workers). For the code sandbox it means the
+   * program ran past its own memory, process or output limit: as with TIMEOUT, `score` is still
+   * meaningful (the tests it did not finish count as failed).
    */
   SCORE_STATUS_RESOURCE_EXHAUSTED: 'SCORE_STATUS_RESOURCE_EXHAUSTED',
   /**
@@ -59,7 +61,9 @@ export type ScoreStatus =
   | 'SCORE_STATUS_TIMEOUT'
   | 3
   /**
-   * The backend lacked resources for this item (memory, workers).
+   * The backend lacked resources for this item (memory, workers). For the code sandbox it means the
+   * program ran past its own memory, process or output limit: as with TIMEOUT, `score` is still
+   * meaningful (the tests it did not finish count as failed).
    */
   | 'SCORE_STATUS_RESOURCE_EXHAUSTED'
   | 4
