@@ -10,8 +10,12 @@ What it does, as a user would by hand:
  5. exports a checkpoint, checks its manifest, stops both services cleanly (SIGTERM);
  6. measures greedy accuracy again on the exported checkpoint, writes a PNG of the run, prints both numbers.
 
-Options: `python -m grpo_server.demo --config FILE --out DIR` (defaults: examples/demo.yaml, whose
-training.max_steps is the number of steps, and runs/demo-<time>).
+Options: `python -m grpo_server.demo --config FILE --out DIR --steps N` (defaults: examples/demo.yaml,
+runs/demo-<time>, and the config's training.max_steps). The accuracy before training is that
+of the config's model, the one the trainer starts from.
+
+Exit status: 0 when the run finished; 1 when a service or a step failed (the message names the log);
+2 for a config the demo cannot run; 130 on Ctrl-C, after stopping both services.
 """
 
 from __future__ import annotations
@@ -26,9 +30,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "What is {a}+{b}? Answer with just the number."
+
+
+class DemoError(Exception):
+    """The run cannot go on: a service exited or failed, or a step failed (the message says where to look)."""
 
 
 def make_problems(seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -58,7 +67,7 @@ def start_process(cmd: list[str], log_path: Path, pattern: str, timeout: float =
         line = proc.stdout.readline()
         if not line:
             if proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}; see {log_path}")
+                raise DemoError(f"{cmd[0]} exited with {proc.returncode}; see {log_path}")
             continue
         log.write(line)
         log.flush()
@@ -75,7 +84,7 @@ def start_process(cmd: list[str], log_path: Path, pattern: str, timeout: float =
             threading.Thread(target=drain, daemon=True).start()
             return proc, match
     proc.kill()
-    raise TimeoutError(f"{cmd[0]} did not start within {timeout:.0f} s; see {log_path}")
+    raise DemoError(f"{cmd[0]} did not start within {timeout:.0f} s; see {log_path}")
 
 
 def stop_process(proc: subprocess.Popen, name: str, timeout: float = 300.0) -> int:
@@ -130,47 +139,107 @@ def greedy_accuracy(model_dir: Path, problems: list[dict], math_address: str, la
     return acc
 
 
-def wait_ready(client: object, timeout: float) -> None:
+def wait_ready(client: Any, trainer: subprocess.Popen, timeout: float, log_path: Path) -> None:
     """Poll StepStatus until the trainer has loaded its model (run state no longer STARTING)."""
     from grpo.trainer.v1 import trainer_pb2
+    from grpo_client import TrainerError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = client.step_status().run  # type: ignore[attr-defined]
+        try:
+            run = client.step_status().run
+        except TrainerError as exc:
+            if trainer.poll() is not None:
+                raise DemoError(f"the trainer exited with {trainer.returncode} while starting; see {log_path}") from None
+            raise DemoError(f"the trainer does not answer ({exc.code.name}: {exc.message}); see {log_path}") from None
         if run.state == trainer_pb2.RUN_STATE_FAILED:
-            raise RuntimeError(f"the trainer failed to start: {run.error}")
+            raise DemoError(f"the trainer failed to start: {run.error}; see {log_path}")
         if run.state != trainer_pb2.RUN_STATE_STARTING:
             return
         time.sleep(1.0)
-    raise TimeoutError(f"the trainer was not ready after {timeout:.0f} s")
+    raise DemoError(f"the trainer was not ready after {timeout:.0f} s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m grpo_server.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "demo.yaml")
-    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/demo-<time>)")
-    args = parser.parse_args(argv)
+def follow_training(client: Any, trainer: subprocess.Popen, steps: int, kl_measured: bool, log_path: Path) -> list:
+    """Print a line per step from WatchSteps until step `steps` is done; the completed step reports.
 
-    import yaml
+    Raises DemoError when a step or the run fails, or the trainer stops answering (its exit code and log)."""
     from tqdm import tqdm
 
     from grpo.trainer.v1 import trainer_pb2
+    from grpo_client import TrainerError
+
+    history = []
+    with tqdm(total=steps, desc="  steps", unit="step") as bar:
+        try:
+            for response in client.watch_steps(after_step=0):
+                report, run = response.step, response.run
+                if report.state == trainer_pb2.STEP_STATE_FAILED or run.state == trainer_pb2.RUN_STATE_FAILED:
+                    raise DemoError(f"step {report.step} failed: {report.error or run.error}; see {log_path}")
+                if report.state == trainer_pb2.STEP_STATE_SKIPPED:
+                    bar.write(f"  step {report.step:3d}  skipped: {report.error}")
+                elif report.state == trainer_pb2.STEP_STATE_COMPLETED:
+                    history.append(report)
+                    mt = report.metrics
+                    kl = f"{mt.kl:.5f}" if kl_measured else "off (beta 0)"
+                    bar.write(
+                        f"  step {report.step:3d}  reward {mt.reward_mean:.3f}±{mt.reward_std:.3f}  "
+                        f"kl {kl}  loss {mt.loss:+.4f}  {mt.step_seconds:.1f}s ({report.rollout_engine})"
+                    )
+                    bar.update(1)
+                if report.step >= steps:
+                    return history
+        except TrainerError as exc:
+            code = trainer.poll()
+            state = f"exited with {code}" if code is not None else "stopped answering"
+            raise DemoError(f"the trainer {state} ({exc.code.name}: {exc.message}); see {log_path}") from None
+    raise DemoError(f"the trainer ended the step stream before step {steps}; see {log_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; the exit status is documented in the module docstring."""
+    try:
+        return run(argv)
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: the demo stopped the services it started", file=sys.stderr)
+        return 130
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grpo_server.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=ROOT / "examples" / "demo.yaml")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/demo-<time>)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="steps to train before exporting (default: the config's training.max_steps)")
+    args = parser.parse_args(argv)
+
+    from tqdm import tqdm
+
     from grpo_client import TrainerClient
     from grpo_client.plot import plot_steps
+    from grpo_server.app import resolve_model_path
     from grpo_server.checkpoint import verify_manifest
-    from grpo_server.models.smollm2 import prepare_smollm2
+    from grpo_server.config import ConfigError, load_config
 
     started = time.monotonic()
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    steps = cfg.training.max_steps if args.steps is None else args.steps
+    if steps < 1:
+        parser.error(f"--steps must be at least 1, not {steps}" if args.steps is not None else
+                     f"{args.config} runs until stopped (training.max_steps 0): give the demo --steps N")
+    kl_measured = cfg.algorithm.beta > 0  # beta 0: no reference, no KL
     out = args.out or ROOT / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    cfg = yaml.safe_load(args.config.read_text())
-    steps = int(cfg["training"]["max_steps"])
-    kl_measured = float(cfg.get("algorithm", {}).get("beta", 0.04)) > 0  # beta 0: no reference, no KL
     bin_dir = Path(sys.executable).parent
-    env_note = f"logs in {out}"
 
-    print(f"[1/6] Preparing SmolLM2-135M-Instruct ({env_note})")
-    model_dir = prepare_smollm2(Path.home() / ".cache" / "grpo" / "models")
+    print(f"[1/6] Preparing the model ({cfg.model.source}; logs in {out})")
+    model_dir = resolve_model_path(cfg, out / "store")  # the trainer resolves the same directory
     train, held = make_problems()
 
     print("[2/6] Starting the math verifier")
@@ -193,28 +262,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         target = f"127.0.0.1:{m.group(1)}"
         client = TrainerClient(target)
-        wait_ready(client, timeout=900)
+        wait_ready(client, trainer, 900, out / "trainer.log")
         prompt_file = out / "train.jsonl"
         prompt_file.write_text("".join(json.dumps(p) + "\n" for p in train))
         with tqdm(total=len(train), desc="  submit", unit="prompt") as bar:
             client.submit_file(prompt_file, batch_size=50, on_batch=lambda n, _resp: bar.update(n))
 
-        print(f"[5/6] Training {steps} steps (GRPO, 8 prompts x 8 samples)")
-        history = []
-        with tqdm(total=steps, desc="  steps", unit="step") as bar:
-            for report in client.iter_steps(after_step=0):
-                if report.state != trainer_pb2.STEP_STATE_COMPLETED:
-                    continue
-                history.append(report)
-                mt = report.metrics
-                kl = f"{mt.kl:.5f}" if kl_measured else "off (beta 0)"
-                bar.write(
-                    f"  step {report.step:3d}  reward {mt.reward_mean:.3f}±{mt.reward_std:.3f}  "
-                    f"kl {kl}  loss {mt.loss:+.4f}  {mt.step_seconds:.1f}s ({report.rollout_engine})"
-                )
-                bar.update(1)
-                if report.step >= steps:
-                    break
+        a = cfg.algorithm
+        print(f"[5/6] Training {steps} steps (GRPO, {a.prompts_per_step} prompts x {a.group_size} samples)")
+        history = follow_training(client, trainer, steps, kl_measured, out / "trainer.log")
+        if steps < cfg.training.max_steps or cfg.training.max_steps == 0:
+            client.pause()  # the step under way finishes (the export may hold it), no other starts
         export = client.export_checkpoint(str(out / "export"), wait=True, timeout=600)
         manifest = verify_manifest(Path(export.destination))
         print(f"  exported step {manifest['step']} to {export.destination} ({len(manifest['files'])} files, sha256 verified)")
@@ -224,18 +282,22 @@ def main(argv: list[str] | None = None) -> int:
 
         print("[6/6] Greedy accuracy after training")
         after = greedy_accuracy(Path(export.destination), held, math_address, "after")
+        if not history:
+            raise DemoError(f"no step of the {steps} completed (all skipped); see {out / 'trainer.log'}")
         plot_path = out / "reward.png"
         plot_steps(history, plot_path)
         summary = {
             "accuracy_before": before, "accuracy_after": after, "steps": len(history),
-            "reward_first": history[0].metrics.reward_mean if history else None,
-            "reward_last": history[-1].metrics.reward_mean if history else None,
-            "seconds": round(time.monotonic() - started, 1), "export": export.destination, "plot": str(plot_path),
+            "reward_first": history[0].metrics.reward_mean,
+            "reward_last": history[-1].metrics.reward_mean,
+            "seconds": round(time.monotonic() - started, 1), "export": export.destination,
+            "export_step": manifest["step"], "plot": str(plot_path),
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print()
         print(f"Held-out greedy accuracy: before {before:.2f} -> after {after:.2f}")
-        print(f"Mean reward: step 1 {summary['reward_first']:.3f} -> step {len(history)} {summary['reward_last']:.3f}")
+        print(f"Mean reward: step {history[0].step} {summary['reward_first']:.3f} -> "
+              f"step {history[-1].step} {summary['reward_last']:.3f}")
         print(f"Reward curve: {plot_path}   checkpoint: {export.destination}   ({summary['seconds']:.0f} s)")
         return 0
     finally:

@@ -1,0 +1,153 @@
+"""The demo script (`make demo` runs `python -m grpo_server.demo`) on the tiny model: its whole
+orchestration as a user runs it (separate math verifier and trainer processes, submit, watch, export,
+plot, stop), and how it ends when a user interrupts it or the trainer dies.
+
+The SmolLM2 run itself (about 5 minutes, accuracy before and after) is `make demo`; these tests take the
+same code path with `--config` pointing at a tiny-model config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grpo_server.checkpoint import verify_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_demo_config(tmp_path: Path, max_steps: int) -> Path:
+    """examples/tiny.yaml, run for `max_steps` steps."""
+    cfg = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())
+    cfg["training"]["max_steps"] = max_steps
+    path = tmp_path / "tiny-demo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def start_demo(config: Path, out: Path, *args: str) -> subprocess.Popen:
+    """The demo in a session of its own, as a terminal would run it (Ctrl-C reaches the whole group)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "grpo_server.demo", "--config", str(config), "--out", str(out), *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+    )
+
+
+def services_of(demo: subprocess.Popen) -> dict[int, str]:
+    """Live processes the demo started, pid -> command line: those of its session (they stay in it when
+    the demo exits), the math verifier's worker pool included."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == demo.pid:
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == demo.pid and fields[0] != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def wait_gone(demo: subprocess.Popen, timeout: float = 30.0) -> dict[int, str]:
+    """The demo's processes still alive after `timeout` seconds (a stopping pool may take a moment)."""
+    deadline = time.monotonic() + timeout
+    while (left := services_of(demo)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def wait_for_line(proc: subprocess.Popen, text: str, timeout: float) -> list[str]:
+    """Read the demo's stdout until a line contains `text`; the lines read."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            pytest.fail(f"the demo ended before printing {text!r}: {''.join(lines)}{proc.stderr.read() if proc.stderr else ''}")
+        lines.append(line)
+        if text in line:
+            return lines
+    pytest.fail(f"no line with {text!r} within {timeout} s: {''.join(lines)}")
+
+
+def test_the_demo_trains_exports_plots_and_stops_its_services(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = start_demo(ROOT / "examples" / "tiny.yaml", out, "--steps", "2")  # as the README shows it
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout + stderr
+    for heading in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6] Training 2 steps (GRPO, 4 prompts x 4 samples)", "[6/6]"):
+        assert heading in stdout
+    assert "step   1  reward" in stdout and "step   2  reward" in stdout  # the live line per step
+    assert "Held-out greedy accuracy: before" in stdout
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 2
+    assert 0.0 <= summary["accuracy_before"] <= 1.0 and 0.0 <= summary["accuracy_after"] <= 1.0
+    # The trainer (examples/tiny.yaml runs until stopped) was paused after step 2; the step under way
+    # then may have finished before the export.
+    assert verify_manifest(Path(summary["export"]))["step"] == summary["export_step"] in (2, 3)
+    assert f"exported step {summary['export_step']} to" in stdout
+    assert Path(summary["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The accuracy before training was measured on the model the trainer started from.
+    assert (out / "store" / "model-tiny-seed0" / "config.json").exists()
+    assert wait_gone(proc) == {}
+
+
+def test_ctrl_c_stops_both_services_without_a_traceback(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = start_demo(ROOT / "examples" / "tiny.yaml", out, "--steps", "10000")
+    try:
+        wait_for_line(proc, "step   1  reward", timeout=400)
+        running = " ".join(services_of(proc).values())
+        assert "grpo-server" in running and "grpo-reward-math" in running
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "interrupted: the demo stopped the services it started" in stderr
+    assert "Traceback" not in stderr
+    assert wait_gone(proc) == {}
+
+
+def test_a_trainer_that_dies_ends_the_demo_with_a_pointer_to_its_log(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = start_demo(ROOT / "examples" / "tiny.yaml", out, "--steps", "10000")
+    try:
+        wait_for_line(proc, "step   1  reward", timeout=400)
+        [trainer] = [pid for pid, cmd in services_of(proc).items() if "grpo-server" in cmd]
+        os.kill(trainer, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, stderr
+    assert "demo failed: the trainer exited with -9" in stderr
+    assert str(out / "trainer.log") in stderr
+    assert "Traceback" not in stderr
+    assert wait_gone(proc) == {}  # the math verifier was stopped too
+
+
+@pytest.mark.parametrize(("max_steps", "args", "words"), [
+    (0, [], "runs until stopped (training.max_steps 0): give the demo --steps N"),
+    (2, ["--steps", "0"], "--steps must be at least 1, not 0"),
+])
+def test_a_run_without_a_step_count_is_refused(tmp_path: Path, max_steps: int, args: list[str], words: str) -> None:
+    config = tiny_demo_config(tmp_path, max_steps=max_steps)
+    proc = subprocess.run([sys.executable, "-m", "grpo_server.demo", "--config", str(config), "--out", str(tmp_path / "o"),
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert words in proc.stderr
+    assert not (tmp_path / "o").exists()  # nothing started, nothing written
