@@ -69,9 +69,10 @@ class StepSettings:
 class _TokenCharEnds(Sequence[int]):
     """token k -> the length in characters of the completion's first k + 1 tokens decoded the way the
     rollout engines decode the text the reward backends score (skip_special_tokens), computed on demand:
-    char_offsets_to_token_ends bisects it, so a step end costs O(log C) decodes, not C. A prefix cut
-    inside a multi-byte character ends in replacement characters, which can put a step end next to that
-    character one token off."""
+    char_offsets_to_token_ends bisects it, so a step end costs O(log C) decodes, not C. A byte-level
+    tokenizer may split a character over several tokens; a prefix cut inside one decodes to replacement
+    characters (U+FFFD), which are not counted: the character belongs to the token that completes it. The
+    whole completion is counted as decoded, since that is the text the backends scored."""
 
     def __init__(self, tokenizer: Any, ids: Sequence[int]) -> None:
         self._tokenizer, self._ids = tokenizer, list(ids)
@@ -84,7 +85,8 @@ class _TokenCharEnds(Sequence[int]):
         if not 0 <= k < len(self._ids):
             raise IndexError(k)
         if k not in self._cache:
-            self._cache[k] = len(self._tokenizer.decode(self._ids[: k + 1], skip_special_tokens=True))
+            text = self._tokenizer.decode(self._ids[: k + 1], skip_special_tokens=True)
+            self._cache[k] = len(text if k == len(self._ids) - 1 else text.rstrip("\ufffd"))
         return self._cache[k]
 
 

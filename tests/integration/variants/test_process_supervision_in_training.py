@@ -95,6 +95,26 @@ def test_a_step_ending_inside_a_token_owns_that_token(tiny) -> None:
     assert adv[1, : k + 1].tolist() == pytest.approx([-1.0] * (k + 1), abs=1e-5)
 
 
+def test_a_character_split_over_several_tokens_belongs_to_the_token_that_completes_it(tiny) -> None:
+    """The tiny tokenizer is byte-level: "\u00e9" takes 2 tokens and "\u2192" 3, so "\u00e9\u2192 2\u00e9" is 8
+    tokens for 5 characters. A step ending after a character owns every token of that character."""
+    _, tok = tiny
+    text = "\u00e9\u2192 2\u00e9"
+    a, b = _completion(tok, text), _completion(tok, text)
+    assert len(a.token_ids) == 8 and tok.decode(list(a.token_ids)) == text
+    # Steps end after "\u00e9" (tokens 0-1), "\u2192" (2-4), " 2" (5) and the last "\u00e9" (6-7).
+    group = _group([a, b], [[_steps("steps", 1.0, [1, 0, 1, 0], [1, 2, 4, 5])],
+                            [_steps("steps", 1.0, [0, 0, 0, 0], [1, 2, 4, 5])]])
+    adv, _, _ = _runner(tok, 2).advantages([group])
+    # Eight step rewards, mean 0.25 and population std 0.433: 1 -> +1.732, 0 -> -0.577.
+    up, down = 0.75 / 0.1875 ** 0.5, -0.25 / 0.1875 ** 0.5
+    suffix = [2 * up + 2 * down, up + 2 * down, up + down, down]  # from each step on
+    owner = [0, 0, 1, 1, 1, 2, 3, 3]  # the step each token belongs to
+    torch.testing.assert_close(adv[0], torch.tensor([suffix[s] for s in owner]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(adv[1], torch.tensor([[4 * down, 3 * down, 2 * down, down][s] for s in owner]),
+                               atol=1e-5, rtol=0)
+
+
 def test_steps_of_several_backends_are_merged_by_weight_and_outcome_scores_do_not_count(tiny) -> None:
     _, tok = tiny
     a = _completion(tok, "one two three four")
