@@ -3,8 +3,9 @@
     grpo --target HOST:PORT [--token T | --token-file F] [--tls [--ca F]] [--json] COMMAND ...
 
 With --json every command prints exactly one JSON document on stdout (protobuf messages in their JSON
-mapping with the proto field names). Errors print the status code and the server's field violations;
-the exit code is 2 for INVALID_ARGUMENT (and a bad prompt file), 1 for any other failure.
+mapping with the proto field names), errors included. Errors print the status code and the server's
+field violations; the exit code is 2 for INVALID_ARGUMENT (a bad prompt file, a bad flag), 1 for any
+other failure, 130 for Ctrl-C (except in `watch`, which it ends: 0) and 141 when stdout's reader goes away.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +30,9 @@ from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerEr
 from grpo_client.prompts import PromptFileError, load_prompt_file
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+EXIT_INTERRUPTED = 128 + 2  # as a process killed by SIGINT (Ctrl-C)
 EXIT_BROKEN_PIPE = 128 + 13  # as a process killed by SIGPIPE
+DEFAULT_TARGET = "localhost:50051"
 
 
 def to_dict(message: Message) -> dict[str, Any]:
@@ -113,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drive a GRPO trainer over gRPC: submit prompts, watch steps, export checkpoints, "
         "control the run and its reward backends.",
     )
-    p.add_argument("--target", default=os.environ.get("GRPO_TARGET") or "localhost:50051", metavar="HOST:PORT",
-                   help="HOST:PORT of the trainer (default: $GRPO_TARGET, else localhost:50051; now %(default)s)")
+    now = (os.environ.get("GRPO_TARGET") or DEFAULT_TARGET).replace("%", "%%")
+    p.add_argument("--target", metavar="HOST:PORT",
+                   help=f"HOST:PORT of the trainer (default: $GRPO_TARGET, else {DEFAULT_TARGET}; now {now})")
     auth = p.add_mutually_exclusive_group()
     auth.add_argument("--token", metavar="T", help="bearer token (default: $GRPO_TOKEN)")
     auth.add_argument("--token-file", type=Path, metavar="F",
@@ -185,7 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plot", help="write a PNG of reward mean±std, KL and step seconds over the run")
     s.add_argument("output", type=Path, metavar="OUT.png")
     s.add_argument("--title", default="GRPO run", help="figure title")
+
+    for command in _commands(p):  # `grpo status --json` as well as `grpo --json status`
+        command.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                             help="print exactly one JSON document (as grpo --json)")
     return p
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers of the commands that run (`status`, `backends list`, ...), not of their groups."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        return [parser]
+    return [leaf for g in groups for child in g.choices.values() for leaf in _commands(child)]
 
 
 class Printer:
@@ -213,11 +230,30 @@ def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
     from tqdm import tqdm
 
     loaded = load_prompt_file(args.file)  # all of it first: a bad file sends nothing
+    if not loaded.prompts:  # nothing is sent, so there is no queue depth to report
+        pr.document({"accepted_ids": [], "queue_depth": None, "batches": 0, "duplicate_batches": 0,
+                     "request_ids": [], "resized": [], "replayed_ids": []})
+        pr.line(f"{loaded.source} holds no prompts: nothing submitted")
+        return EXIT_OK
+    accepted: list[str] = []
+
+    def on_batch(n: int, response: trainer_pb2.SubmitPromptsResponse) -> None:
+        bar.update(n)
+        accepted.extend(response.accepted_ids)
+
     with tqdm(total=len(loaded.prompts), unit="prompt", desc="submit", disable=True if pr.json else None,
               file=sys.stderr) as bar:
         # A refused batch raises SubmitError: the file's lines, and what the batches before it queued.
-        result = client.submit_file(loaded, batch_size=args.batch_size, request_id=args.request_id,
-                                    on_batch=lambda n, _resp: bar.update(n))
+        try:
+            result = client.submit_file(loaded, batch_size=args.batch_size, request_id=args.request_id,
+                                        on_batch=on_batch)
+        except KeyboardInterrupt:
+            message = (f"interrupted: the trainer had accepted {len(accepted)} of the {len(loaded.prompts)} "
+                       "prompts; the batch in flight may or may not have been queued. To carry on, run the same "
+                       "command again (same batch size and request id): the trainer answers the batches it "
+                       "already accepted as duplicates, by their request ids, and queues nothing twice.")
+            return _fail(pr, {"code": "INTERRUPTED", "message": message, "accepted_ids": accepted}, message,
+                         EXIT_INTERRUPTED)
     pr.document({
         "accepted_ids": result.accepted_ids, "queue_depth": result.queue_depth, "batches": result.batches,
         "duplicate_batches": result.duplicate_batches, "request_ids": result.request_ids,
@@ -259,6 +295,9 @@ def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
                                               if s.dropped_prompt_ids else ""))
     if s.error:
         pr.line(f"  error: {s.error}")
+    if s.state == trainer_pb2.STEP_STATE_RUNNING:  # its metrics are all zero until then, not measured zeros
+        pr.line("  (running: its metrics come when the step finishes)")
+        return EXIT_OK
     metrics = to_dict(s.metrics)
     for key, value in metrics.items():
         if isinstance(value, dict):
@@ -289,6 +328,7 @@ def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> i
     seen: list[dict[str, Any]] = []
     count = 0
     pr.line(_WATCH_FORMAT.format(*_WATCH_COLUMNS))
+    ended = False  # by the trainer (without --follow), not by --max-steps or Ctrl-C
     try:
         if args.follow:
             def reconnecting(reason: str) -> None:
@@ -304,8 +344,19 @@ def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> i
             pr.line(watch_row(response.step))
             if args.max_steps and count >= args.max_steps:
                 break
+        else:
+            ended = not args.follow
     except KeyboardInterrupt:  # the usual way to stop watching
         pass
+    except TrainerError as exc:  # the steps read before it stay in the one document
+        if pr.json:
+            pr.document({"steps": seen, "error": exc.to_dict()})
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return _exit_code(exc)
+    if ended:
+        print("the trainer ended the stream (it is shutting down); grpo watch --follow would reconnect",
+              file=sys.stderr)
     pr.document({"steps": seen})
     return EXIT_OK
 
@@ -432,8 +483,16 @@ _COMMANDS = {
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run `grpo` with `argv` (default: sys.argv[1:]); returns the exit code."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), out or sys.stdout)
+    except BrokenPipeError:  # stdout's reader went away (`grpo prompts | head`): stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str], out: TextIO) -> int:
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
         if args.command == "cancel" and not args.ids and args.file is None:
@@ -442,36 +501,81 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         exc.parser.print_usage(sys.stderr)
         print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
         if "--json" in argv:
-            Printer(True, out or sys.stdout).document({"error": {"code": "USAGE", "message": exc.message}})
+            Printer(True, out).document({"error": {"code": "USAGE", "message": exc.message}})
         return EXIT_INVALID
-    pr = Printer(args.json, out or sys.stdout)
+    pr = Printer(args.json, out)
     try:
+        target = _target(args)
         token = _token(args)
-        with TrainerClient(args.target, token, tls=args.tls or args.ca is not None, ca=args.ca,
+        if args.ca is not None:
+            _check_ca(args.ca)
+        with TrainerClient(target, token, tls=args.tls or args.ca is not None, ca=args.ca,
                            timeout=args.timeout) as client:
             return _COMMANDS[args.command](client, args, pr)
     except TrainerError as exc:
-        return _fail(pr, exc.to_dict(), f"error: {exc}",
-                     EXIT_INVALID if exc.code is grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE)
+        return _fail(pr, exc.to_dict(), f"error: {exc}", _exit_code(exc))
     except PromptFileError as exc:
         violations = [{"field": f"line {e.line}" + (f": {e.field}" if e.field else ""), "description": e.message}
                       for e in exc.errors]
         doc = {"code": "INVALID_ARGUMENT", "message": f"bad prompt file {exc.source}", "field_violations": violations}
         return _fail(pr, doc, f"error: bad prompt file\n{exc}", EXIT_INVALID)
-    except BrokenPipeError:  # stdout's reader went away (`grpo prompts | head`): stop quietly, as cat does
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
-        return EXIT_BROKEN_PIPE
     except UsageError as exc:
         return _fail(pr, {"code": "USAGE", "message": str(exc)}, f"error: {exc}", EXIT_INVALID)
+    except BrokenPipeError:
+        raise  # main's, before OSError's below
     except (OSError, TimeoutError) as exc:
         return _fail(pr, {"code": "LOCAL", "message": str(exc)}, f"error: {exc}", EXIT_FAILURE)
+    except KeyboardInterrupt:  # Ctrl-C during a call or a wait (watch handles its own: it is how it stops)
+        return _fail(pr, {"code": "INTERRUPTED", "message": "interrupted"}, "interrupted", EXIT_INTERRUPTED)
+
+
+def _exit_code(exc: TrainerError) -> int:
+    return EXIT_INVALID if exc.code is grpc.StatusCode.INVALID_ARGUMENT else EXIT_FAILURE
+
+
+_GRPC_SCHEMES = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:")  # gRPC's own target URIs
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+(?:%[\w.-]+)?\]|[^\s:/\[\]@]+):(\d{1,5})")
+
+
+def _target(args: argparse.Namespace) -> str:
+    """The trainer's address: --target, else $GRPO_TARGET, else localhost:50051. Refuses what is not
+    HOST:PORT (or one of gRPC's own target URIs): gRPC would dial port 443 for a missing port and wrap a
+    port over 65535 round to another one."""
+    target, where = (args.target, "--target") if args.target is not None else \
+        (os.environ.get("GRPO_TARGET") or DEFAULT_TARGET, "$GRPO_TARGET")
+    if target.startswith(_GRPC_SCHEMES):
+        return str(target)
+    m = _HOST_PORT.fullmatch(target)
+    if m is not None and 1 <= int(m.group(1)) <= 65535:
+        return str(target)
+    why = ""
+    if "://" in target:
+        why = "; give HOST:PORT without a scheme (and --tls for TLS)"
+    elif target.count(":") > 1 and not target.startswith("["):
+        why = "; write an IPv6 address in brackets: [::1]:50051"
+    elif target and ":" not in target:
+        why = "; the port is missing"
+    raise UsageError(f"{where}: {target!r} is not HOST:PORT (a host name or IP address and a port 1-65535, "
+                     f"such as localhost:50051){why}")
+
+
+def _check_ca(path: Path) -> None:
+    """Refuse a --ca file gRPC cannot use, before gRPC logs its own errors and fails every connection."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise OSError(f"--ca: cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise UsageError(f"--ca {path}: no PEM certificate in it (a CA file holds -----BEGIN CERTIFICATE----- "
+                         "blocks)")
 
 
 def _token(args: argparse.Namespace) -> str | None:
     """The bearer token: --token, --token-file, else $GRPO_TOKEN, else $GRPO_TOKEN_FILE (a flag wins
     over both variables); None when none is given."""
     if args.token is not None:
+        if not args.token:
+            raise UsageError("--token: the token is empty")
         return _sendable(str(args.token), "--token")
     token_file = args.token_file
     if token_file is None and not os.environ.get("GRPO_TOKEN") and os.environ.get("GRPO_TOKEN_FILE"):
@@ -482,6 +586,10 @@ def _token(args: argparse.Namespace) -> str | None:
             token = token_file.read_text(encoding="utf-8").strip()
         except UnicodeDecodeError:
             raise UsageError(f"{where}: {token_file} is not UTF-8 text") from None
+        except OSError as exc:
+            raise OSError(f"{where}: cannot read {token_file}: {exc.strerror or exc}") from None
+        if not token:  # sent, it would read as no token at all ("missing bearer token")
+            raise UsageError(f"{where} {token_file}: the file holds no token")
         return _sendable(token, f"{where} {token_file}")
     token = os.environ.get("GRPO_TOKEN") or None
     return None if token is None else _sendable(token, "$GRPO_TOKEN")

@@ -45,7 +45,10 @@ class FieldViolation:
 class TrainerError(Exception):
     """A failed RPC: `code` (grpc.StatusCode), `message`, the BadRequest `field_violations`, the
     RetryInfo delay in seconds and the PreconditionFailure violation types (`preconditions`, such as
-    "DESTINATION_NOT_EMPTY") when the server sent them, and the type names of any other details."""
+    "DESTINATION_NOT_EMPTY") when the server sent them, and the type names of any other details.
+    A NOT_FOUND's ResourceInfo is `resource` (its type and name, such as ("step", "99")), a
+    RESOURCE_EXHAUSTED's QuotaFailure `quota_subjects` (what is full, such as "queue"); their
+    descriptions repeat the message."""
 
     code: grpc.StatusCode
     message: str
@@ -53,6 +56,8 @@ class TrainerError(Exception):
     retry_delay_seconds: float | None = None
     preconditions: list[str] = field(default_factory=list)
     other_details: list[str] = field(default_factory=list)
+    resource: tuple[str, str] | None = None
+    quota_subjects: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"{self.code.name}: {self.message}"]
@@ -74,6 +79,10 @@ class TrainerError(Exception):
             out["preconditions"] = self.preconditions
         if self.other_details:
             out["details"] = self.other_details
+        if self.resource is not None:
+            out["resource"] = {"type": self.resource[0], "name": self.resource[1]}
+        if self.quota_subjects:
+            out["quota_subjects"] = self.quota_subjects
         return out
 
     @classmethod
@@ -99,6 +108,14 @@ class TrainerError(Exception):
                 failure = error_details_pb2.PreconditionFailure()
                 detail.Unpack(failure)
                 out.preconditions += [v.type for v in failure.violations]
+            elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
+                info = error_details_pb2.ResourceInfo()
+                detail.Unpack(info)
+                out.resource = (info.resource_type, info.resource_name)
+            elif detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+                quota = error_details_pb2.QuotaFailure()
+                detail.Unpack(quota)
+                out.quota_subjects += [v.subject for v in quota.violations]
             else:
                 out.other_details.append(detail.type_url.rsplit("/", 1)[-1])
         return out

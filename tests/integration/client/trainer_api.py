@@ -88,7 +88,7 @@ class TrainerApi:
             lambda: (self.step, copy_weights(tiny.model.named_parameters())),
             tiny.config, tiny.tokenizer, tmp / "exports",
         )
-        servicer = TrainerServicer(
+        self.servicer = servicer = TrainerServicer(
             store=self.store, control=self.control, registry=self.registry, exporter=self.exporter,
             limits=limits or ApiLimits(), default_rewards=[("math", 1.0)],
             tokenizer_getter=lambda: tiny.tokenizer,
