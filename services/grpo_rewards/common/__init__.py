@@ -1,7 +1,7 @@
 """The reward-service harness: one bootstrap (flags, health, reflection, auth, TLS, limits, validation,
 metrics, graceful drain) shared by every backend. A backend implements `Scorer`; see `server`."""
 
-from .scorer import Scorer, result_for
+from .scorer import Scorer, call_abandoned, result_for
 from .server import (
     RunningServer,
     TLSConfig,
@@ -18,6 +18,7 @@ __all__ = [
     "Scorer",
     "TLSConfig",
     "base_arg_parser",
+    "call_abandoned",
     "configure_logging",
     "reference_kind",
     "result_for",

@@ -71,7 +71,8 @@ class ServiceMetrics:
                              ["service", "version", "python"], registry=registry),
         )
         m.build_info.labels(service=service, version=version, python=platform.python_version()).set(1)
-        for code in ("OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "UNAUTHENTICATED"):
+        for code in ("OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "UNAUTHENTICATED",
+                     "DEADLINE_EXCEEDED", "CANCELLED"):
             m.requests.labels(code=code)  # export zeros so rate() works from the first scrape
         for status in (reward_pb2.SCORE_STATUS_OK, reward_pb2.SCORE_STATUS_INVALID_INPUT,
                        reward_pb2.SCORE_STATUS_TIMEOUT, reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED,

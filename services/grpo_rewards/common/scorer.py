@@ -8,7 +8,10 @@ model share one bootstrap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 from grpo.reward.v1 import reward_pb2
@@ -28,6 +31,8 @@ class Scorer(Protocol):
       backend) is that item's `status`, never an exception. An exception escaping `score` is logged
       with its traceback and turned into SCORE_STATUS_INTERNAL results for the whole batch; the server
       keeps serving.
+    - It may stop early once `call_abandoned()` is set (the client is gone), returning a scoreless
+      result for each item it did not finish: nobody will read them.
     """
 
     def describe(self) -> reward_pb2.DescribeResponse:
@@ -47,3 +52,26 @@ class Scorer(Protocol):
 def result_for(item: reward_pb2.ScoreItem, status: int, message: str = "") -> reward_pb2.ScoreResult:
     """A scoreless result for `item` with the given `ScoreStatus` and a short machine-oriented message."""
     return reward_pb2.ScoreResult(id=item.id, status=status, status_message=message)  # type: ignore[arg-type]
+
+
+_ABANDONED: ContextVar[threading.Event | None] = ContextVar("grpo_reward_call_abandoned", default=None)
+
+
+def call_abandoned() -> threading.Event:
+    """For a backend's `score`: an Event set once the Score call it is serving has ended for its client
+    (the deadline passed, the client cancelled, or the server stopped before the call finished). Work left
+    for that call is wasted: a backend with queued or long work can check it and stop (the reward model
+    drops the call's texts that have not reached the model yet). Outside a Score call it is never set."""
+    event = _ABANDONED.get()
+    return event if event is not None else threading.Event()
+
+
+@contextmanager
+def serving_call(abandoned: threading.Event) -> Iterator[None]:
+    """Make `abandoned` what `call_abandoned()` returns on this thread while the block runs (the harness
+    wraps each `score` call in this)."""
+    token = _ABANDONED.set(abandoned)
+    try:
+        yield
+    finally:
+        _ABANDONED.reset(token)

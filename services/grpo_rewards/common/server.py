@@ -35,14 +35,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+from grpo.reward.v1 import reward_pb2
 
 from .auth import BearerTokenInterceptor, TokenFile
 from .flags import finite_float, int_in_range, positive_int
 from .metrics import ServiceMetrics
 from .scorer import Scorer
 from .servicer import RewardServicer
-from .validation import Limits
+from .validation import Limits, parse_score_request
 
 log = logging.getLogger("grpo_rewards.server")
 
@@ -295,7 +295,7 @@ def start_server(
             *_connection_age_options(max_connection_age),
         ],
     )
-    reward_pb2_grpc.add_RewardServiceServicer_to_server(servicer, server)
+    _add_reward_service(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -332,6 +332,22 @@ def start_server(
     return running
 
 
+def _add_reward_service(servicer: RewardServicer, server: grpc.Server) -> None:
+    """`add_RewardServiceServicer_to_server`, except that Score's request deserializer never raises: a
+    body protobuf refuses (a string field that is not UTF-8) reaches the servicer, which answers
+    INVALID_ARGUMENT naming the field, instead of gRPC's bare INTERNAL."""
+    handlers = {
+        "Score": grpc.unary_unary_rpc_method_handler(
+            servicer.Score, request_deserializer=parse_score_request,
+            response_serializer=reward_pb2.ScoreResponse.SerializeToString),
+        "Describe": grpc.unary_unary_rpc_method_handler(
+            servicer.Describe, request_deserializer=reward_pb2.DescribeRequest.FromString,
+            response_serializer=reward_pb2.DescribeResponse.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REWARD_SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(REWARD_SERVICE_NAME, handlers)
+
+
 def _connection_age_options(seconds: float) -> list[tuple[str, int]]:
     """gRPC server options closing each connection after `seconds` (none for 0)."""
     if seconds <= 0:
@@ -346,24 +362,6 @@ def serve_forever(scorer: Scorer, args: argparse.Namespace) -> int:
     Returns 1 when the server cannot start (address in use, unreadable TLS or token file); the scorer is
     closed either way.
     """
-    try:
-        running = start_server(
-            scorer,
-            listen=args.listen,
-            metrics_listen=args.metrics_listen,
-            token_file=args.token_file,
-            max_batch=args.max_batch,
-            max_concurrency=args.max_concurrency,
-            tls=tls_from_args(args),
-            drain_seconds=args.drain_seconds,
-            max_message_bytes=args.max_message_bytes,
-            max_connection_age=args.max_connection_age,
-        )
-    except (OSError, RuntimeError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        scorer.close()
-        return 1
-
     stop = threading.Event()
     received: list[str] = []
 
@@ -375,8 +373,26 @@ def serve_forever(scorer: Scorer, args: argparse.Namespace) -> int:
         received.append(signal.Signals(signum).name)
         stop.set()
 
+    # Before the server starts: a signal sent as soon as the "listening" line appears must drain, not kill.
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        try:
+            running = start_server(
+                scorer,
+                listen=args.listen,
+                metrics_listen=args.metrics_listen,
+                token_file=args.token_file,
+                max_batch=args.max_batch,
+                max_concurrency=args.max_concurrency,
+                tls=tls_from_args(args),
+                drain_seconds=args.drain_seconds,
+                max_message_bytes=args.max_message_bytes,
+                max_connection_age=args.max_connection_age,
+            )
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.error("cannot start: %s", exc)
+            scorer.close()
+            return 1
         # Waiting in slices keeps the main thread responsive to signals.
         while not stop.wait(0.5):
             pass

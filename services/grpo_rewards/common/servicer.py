@@ -3,6 +3,8 @@
 No scoring logic lives here; a `Scorer` does that. Errors map to gRPC status codes:
 INVALID_ARGUMENT (+ google.rpc.BadRequest) for malformed requests, RESOURCE_EXHAUSTED over the
 concurrency limit, UNAVAILABLE while draining. A backend exception becomes INTERNAL item results.
+A call whose client is gone before it is answered (deadline passed, cancelled) is counted as
+DEADLINE_EXCEEDED or CANCELLED, and the backend is told through `call_abandoned()`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from grpc_status import rpc_status
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
 
 from .metrics import ServiceMetrics, status_label
-from .scorer import Scorer, result_for
-from .validation import Limits, validate_request
+from .scorer import Scorer, result_for, serving_call
+from .validation import Limits, UndecodableRequest, validate_request
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +83,24 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
     def Describe(self, request: reward_pb2.DescribeRequest, context: grpc.ServicerContext):
         return self.description
 
-    def Score(self, request: reward_pb2.ScoreRequest, context: grpc.ServicerContext):
+    def Score(self, request: reward_pb2.ScoreRequest | UndecodableRequest, context: grpc.ServicerContext):
         started = time.perf_counter()
         code = "OK"
+        # Set when the call ends for its client: a deadline, a cancellation or the server stopping. (gRPC
+        # also runs the callback after a normal answer, by which time it no longer matters.)
+        abandoned = threading.Event()
+        if not context.add_callback(abandoned.set):  # already over
+            abandoned.set()
         try:
             if self.draining.is_set():
                 code = "UNAVAILABLE"
                 context.abort(grpc.StatusCode.UNAVAILABLE, "server is draining; retry on another replica")
+            if isinstance(request, UndecodableRequest):  # see validation.parse_score_request
+                code = "INVALID_ARGUMENT"
+                bad = error_details_pb2.BadRequest.FieldViolation(field=request.field, description=request.description)
+                context.abort_with_status(bad_request_status(
+                    f"invalid request: {request.field}: {request.description}", [bad]))
+                return reward_pb2.ScoreResponse()  # not reached: abort_with_status raises
             violations = validate_request(request, self.limits, self.reference_kinds)
             if violations:
                 code = "INVALID_ARGUMENT"
@@ -105,13 +118,18 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                     self._active += 1
                 self.metrics.in_flight.inc()
                 self.metrics.batch_items.observe(len(request.items))
-                results = self._score(request.items)
+                results = [] if abandoned.is_set() else self._score(request.items, abandoned)
             finally:
                 self.metrics.in_flight.dec()
                 with self._idle:
                     self._active -= 1
                     self._idle.notify_all()
                 self._slots.release()
+            if abandoned.is_set():
+                # Nobody will read this answer: count the code the client saw, not OK, and no items.
+                remaining = context.time_remaining()
+                code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+                return reward_pb2.ScoreResponse()
             for r in results:
                 self.metrics.items.labels(status=status_label(r.status)).inc()
             return reward_pb2.ScoreResponse(results=results)
@@ -124,11 +142,12 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
             self.metrics.requests.labels(code=code).inc()
             self.metrics.latency.observe(time.perf_counter() - started)
 
-    def _score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+    def _score(self, items: Sequence[reward_pb2.ScoreItem], abandoned: threading.Event) -> list[reward_pb2.ScoreResult]:
         """The backend's results, or INTERNAL results for the whole batch when it fails or breaks the
-        one-result-per-item contract."""
+        one-result-per-item contract. `abandoned` is what the backend's `call_abandoned()` returns."""
         try:
-            results = list(self.scorer.score(items))
+            with serving_call(abandoned):
+                results = list(self.scorer.score(items))
         except Exception as exc:  # a backend bug must not take the server down
             log.exception("scorer %s failed on a batch of %d items", self.description.name, len(items))
             return [result_for(it, reward_pb2.SCORE_STATUS_INTERNAL, f"backend error: {type(exc).__name__}")

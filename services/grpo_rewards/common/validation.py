@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from google.protobuf import descriptor as _descriptor
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2
 
 from grpo.reward.v1 import reward_pb2
@@ -117,3 +119,83 @@ def validate_request(
                 bad(f"{at}.{name}", f"reference kind {name!r} is not accepted by this backend; "
                                     f"accepted: {', '.join(accepted)}")
     return out[:MAX_REPORTED_VIOLATIONS]
+
+
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """A Score request body protobuf refused to parse: `field` is the path of the first string field that
+    is not valid UTF-8 (`items[2].completion`), or `items` when the bytes are broken some other way."""
+
+    field: str
+    description: str
+
+
+def parse_score_request(data: bytes) -> reward_pb2.ScoreRequest | UndecodableRequest:
+    """The request deserializer the harness registers for Score. gRPC's own turns a parse failure into
+    INTERNAL ("Exception deserializing request!") before any handler runs; this hands the servicer an
+    `UndecodableRequest` to refuse as INVALID_ARGUMENT naming the field. Python clients cannot send
+    invalid UTF-8, but other languages' protobuf libraries can (a JavaScript string holding a lone
+    surrogate, bytes copied into a Go string)."""
+    try:
+        return reward_pb2.ScoreRequest.FromString(data)
+    except DecodeError:
+        bad = _first_invalid_utf8(data, reward_pb2.ScoreRequest.DESCRIPTOR, "")
+        if bad is not None:
+            return UndecodableRequest(bad, "not valid UTF-8; protobuf string fields must be UTF-8")
+        return UndecodableRequest("items", "the request body is not a valid grpo.reward.v1.ScoreRequest")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise IndexError("truncated varint")
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _first_invalid_utf8(data: bytes, message: _descriptor.Descriptor, path: str) -> str | None:
+    """The path of the first string field in the encoded `message` that is not valid UTF-8 (None if none
+    is found or the bytes are not well-formed). Map fields are named as a whole (`items[0].metadata`)."""
+    seen: dict[int, int] = {}
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            number, wire = key >> 3, key & 7
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 5:
+                pos += 4
+            elif wire == 2:
+                size, pos = _varint(data, pos)
+                chunk, pos = data[pos:pos + size], pos + size
+                field = message.fields_by_number.get(number)
+                if field is None:
+                    continue
+                name = f"{path}{field.name}"
+                if field.is_repeated:
+                    index = seen.get(number, 0)
+                    seen[number] = index + 1
+                    if not (field.message_type and field.message_type.GetOptions().map_entry):
+                        name = f"{name}[{index}]"
+                if field.type == field.TYPE_STRING:
+                    try:
+                        chunk.decode("utf-8")
+                    except UnicodeDecodeError:
+                        return name
+                elif field.type == field.TYPE_MESSAGE and field.message_type is not None:
+                    found = _first_invalid_utf8(chunk, field.message_type, f"{name}.")
+                    if found is not None:
+                        return name if field.message_type.GetOptions().map_entry else found
+            else:
+                return None
+    except IndexError:
+        return None
+    return None

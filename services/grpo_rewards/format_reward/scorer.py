@@ -64,8 +64,8 @@ class FormatScorer:
             if len(item.completion) > self.config.max_completion_chars:
                 out.append(reward_pb2.ScoreResult(
                     id=item.id, status=reward_pb2.SCORE_STATUS_INVALID_INPUT,
-                    status_message=f"completion has {len(item.completion)} characters, more than "
-                                   f"{self.config.max_completion_chars}"))
+                    status_message=f"completion: {len(item.completion)} characters; at most "
+                                   f"{self.config.max_completion_chars} are allowed (--max-completion-chars)"))
                 continue
             verdict = check_format(item.completion, tag=self.config.tag, scoring=self.config.scoring)
             out.append(reward_pb2.ScoreResult(

@@ -38,7 +38,8 @@ class MicroBatcher(Generic[T, R]):
         self._thread.start()
 
     def submit_many(self, inputs: Sequence[T]) -> list[Future[R]]:
-        """Queue inputs; each future resolves to its result, or to the exception the batch raised."""
+        """Queue inputs; each future resolves to its result, or to the exception the batch raised. A future
+        cancelled before its batch starts is skipped (never given to `fn`)."""
         if self._closed:
             raise RuntimeError("batcher is closed")
         futures: list[Future[R]] = []
@@ -53,6 +54,8 @@ class MicroBatcher(Generic[T, R]):
             first = self._queue.get()
             if first is None:
                 return
+            if first[1].cancelled():  # its caller is gone
+                continue
             batch = [first]
             deadline = time.monotonic() + self.wait_s
             stop = False
@@ -65,7 +68,8 @@ class MicroBatcher(Generic[T, R]):
                 if nxt is None:
                     stop = True
                     break
-                batch.append(nxt)
+                if not nxt[1].cancelled():
+                    batch.append(nxt)
             self._execute(batch)
             if stop:
                 return

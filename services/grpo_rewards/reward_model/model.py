@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,9 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Used when neither the flag nor the model says how long an input may be.
 FALLBACK_MAX_LENGTH = 4096
+# An architecture name with a task head (`LlamaForCausalLM`, `GPT2LMHeadModel`, `BertForMaskedLM`), as
+# opposed to a bare base model (`BertModel`).
+_TASK_HEAD = re.compile(r"For[A-Z]\w*$|LMHeadModel$")
 
 
 @dataclass(frozen=True)
@@ -71,24 +76,54 @@ def model_identity(path: Path) -> str:
     return f"{path.name}@{h.hexdigest()[:12]}"
 
 
+def check_reward_model_config(config: object, path: Path) -> None:
+    """ValueError unless `config` can be a one-label reward model: a sequence classifier must have exactly
+    one label (a two-label classifier's head cannot be loaded as a one-score head)."""
+    archs = list(getattr(config, "architectures", None) or [])
+    labels = int(getattr(config, "num_labels", 1))
+    if any(a.endswith("ForSequenceClassification") for a in archs) and labels != 1:
+        names = ", ".join(str(v) for v in (getattr(config, "id2label", None) or {}).values())
+        raise ValueError(f"--model {path}: a sequence classifier with {labels} labels ({names}); a reward model "
+                         "has exactly one label (num_labels 1: one score per text)")
+
+
+def check_head_loaded(missing: Sequence[str], config: object, path: Path, seed: int) -> None:
+    """ValueError when weights are missing from a checkpoint saved for another task (a causal LM: its
+    scores would come from an untrained head); a warning when they are missing from a bare base model
+    (an encoder given a fresh, seeded head, as documented)."""
+    if not missing:
+        return
+    archs = list(getattr(config, "architectures", None) or [])
+    other_task = [a for a in archs if _TASK_HEAD.search(a) and not a.endswith("ForSequenceClassification")]
+    if other_task:
+        raise ValueError(f"--model {path}: the checkpoint is a {other_task[0]}, not a sequence classifier: it has "
+                         f"no weights for {', '.join(sorted(missing))}, so every score would come from an untrained "
+                         "head. Give a reward model saved as *ForSequenceClassification with one label")
+    log.warning("the checkpoint has no weights for %s: initialised with --seed %d; scores mean nothing until "
+                "this head is trained", ", ".join(sorted(missing)), seed)
+
+
 class RewardModel:
     """A one-label sequence classifier and its tokenizer, loaded from a local directory (offline)."""
 
     def __init__(self, path: str | Path, *, device: str = "auto", dtype: str = "auto",
                  max_length: int | None = None, seed: int = 0) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         self.path = Path(path)
         if not (self.path / "config.json").is_file():
             raise FileNotFoundError(f"--model {self.path}: no config.json there (expected a Hugging Face model directory)")
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
+        config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+        check_reward_model_config(config, self.path)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
         # Seeded so that a head missing from the checkpoint (an encoder loaded as a classifier) is
         # initialised the same way on every replica and every restart.
         torch.manual_seed(seed)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            self.path, num_labels=1, local_files_only=True, dtype=self.dtype)
+        self.model, info = AutoModelForSequenceClassification.from_pretrained(
+            self.path, num_labels=1, local_files_only=True, dtype=self.dtype, output_loading_info=True)
+        check_head_loaded(sorted(info.get("missing_keys") or ()), config, self.path, seed)
         self.model.to(self.device).eval()
 
         if self.tokenizer.pad_token_id is None:
@@ -104,6 +139,12 @@ class RewardModel:
         model_max = min(limits) if limits else FALLBACK_MAX_LENGTH
         self.max_length = min(max_length, model_max) if max_length else model_max
         self.has_chat_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if self.has_chat_template:
+            try:  # a template that cannot render a plain exchange is broken for every item: say so now
+                self.format([("user", "hi")], "hello")
+            except Exception as exc:
+                raise ValueError(f"--model {self.path}: its chat template fails on a plain user/assistant "
+                                 f"exchange: {type(exc).__name__}: {exc}") from None
         self.identity = model_identity(self.path)
         log.info("reward model %s on %s (%s), max length %d, %s", self.identity, self.device,
                  str(self.dtype).removeprefix("torch."), self.max_length,
@@ -121,17 +162,25 @@ class RewardModel:
     @torch.inference_mode()
     def score_texts(self, texts: Sequence[str]) -> list[Scored]:
         """Score `texts` in one forward pass: right-padded `[len(texts), longest]` ids with an attention
-        mask; inputs over `max_length` tokens are cut (right side by default) and flagged."""
+        mask; inputs over `max_length` tokens are cut (right side by default) and flagged. A text with no
+        tokens at all (an empty text, no chat template, a tokenizer adding no special tokens) is not run
+        through the model (alone it fails there, padded in a batch it would score garbage): it comes
+        back as `Scored(nan, False, 0)`."""
         if not texts:
             return []
         # A chat template writes its own special tokens; a plain text needs the tokenizer's ([CLS]...).
         special = not self.has_chat_template
         full = self.tokenizer(list(texts), add_special_tokens=special, truncation=False, verbose=False)["input_ids"]
-        enc = self.tokenizer(list(texts), add_special_tokens=special, truncation=True, max_length=self.max_length,
-                             padding=True, return_tensors="pt")
+        out = [Scored(score=math.nan, truncated=False, tokens=0)] * len(texts)
+        keep = [i for i, ids in enumerate(full) if ids]
+        if not keep:
+            return out
+        enc = self.tokenizer([texts[i] for i in keep], add_special_tokens=special, truncation=True,
+                             max_length=self.max_length, padding=True, return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}
         logits = self.model(**enc).logits  # [batch, 1]
         lengths = enc["attention_mask"].sum(dim=1).tolist()
         scores = logits[:, 0].float().cpu().tolist()
-        return [Scored(score=s, truncated=len(ids) > self.max_length, tokens=int(n))
-                for s, ids, n in zip(scores, full, lengths, strict=True)]
+        for i, s, n in zip(keep, scores, lengths, strict=True):
+            out[i] = Scored(score=s, truncated=len(full[i]) > self.max_length, tokens=int(n))
+        return out

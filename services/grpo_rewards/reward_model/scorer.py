@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
 from grpo.reward.v1 import reward_pb2
-from grpo_rewards.common import result_for
+from grpo_rewards.common import call_abandoned, result_for
 
 from .batcher import MicroBatcher
 from .model import RewardModel, Scored
 
 NAME = "reward-model"
+# How often a call waiting for the model checks whether its client is still there, seconds.
+ABANDON_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -62,19 +65,53 @@ class RewardModelScorer:
         return self.model.format([(m.role, m.content) for m in item.prompt], item.completion)
 
     def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
-        futures = self.batcher.submit_many([self.text_of(it) for it in items])
-        results = []
-        for it, fut in zip(items, futures, strict=True):
+        results: list[reward_pb2.ScoreResult | None] = [None] * len(items)
+        texts: list[str] = []
+        where: list[int] = []
+        for i, it in enumerate(items):
+            try:
+                texts.append(self.text_of(it))
+                where.append(i)
+            except Exception as exc:  # the chat template refused these messages (its raise_exception, a role)
+                results[i] = result_for(it, reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                                        f"prompt: the model's chat template refused these messages: "
+                                        f"{type(exc).__name__}: {exc}"[:500])
+        futures = self.batcher.submit_many(texts)
+        self._wait(futures)
+        for i, fut in zip(where, futures, strict=True):
+            it = items[i]
+            if not fut.done() or fut.cancelled():
+                results[i] = result_for(it, reward_pb2.SCORE_STATUS_INTERNAL,
+                                        "not scored: the call ended (deadline or cancellation) before the model got to it")
+                continue
             try:
                 s = fut.result()
             except Exception as exc:  # the forward pass failed (out of memory, a bad input for the model)
-                results.append(result_for(it, reward_pb2.SCORE_STATUS_INTERNAL,
-                                          f"model error: {type(exc).__name__}: {exc}"[:500]))
+                results[i] = result_for(it, reward_pb2.SCORE_STATUS_INTERNAL,
+                                        f"model error: {type(exc).__name__}: {exc}"[:500])
                 continue
-            results.append(reward_pb2.ScoreResult(
+            if s.tokens == 0:
+                results[i] = result_for(it, reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                                        "completion: nothing to score: the completion and the prompt are empty "
+                                        "(this model has no chat template to add tokens of its own)")
+                continue
+            results[i] = reward_pb2.ScoreResult(
                 id=it.id, score=s.score, status=reward_pb2.SCORE_STATUS_OK,
-                components={"truncated": 1.0 if s.truncated else 0.0, "tokens": float(s.tokens)}))
-        return results
+                components={"truncated": 1.0 if s.truncated else 0.0, "tokens": float(s.tokens)})
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _wait(futures: list[Future[Scored]]) -> None:
+        """Wait for `futures`; if the call is abandoned first, cancel those the model has not started
+        (the batcher skips them) and return without waiting for the rest."""
+        abandoned = call_abandoned()
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=ABANDON_POLL_S)
+            if pending and abandoned.is_set():
+                for f in pending:
+                    f.cancel()
+                return
 
     def close(self) -> None:
         self.batcher.close()
