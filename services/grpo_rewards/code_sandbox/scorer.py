@@ -10,12 +10,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from importlib import metadata
 
 from grpo.reward.v1 import reward_pb2
+from grpo_rewards.common import call_abandoned, result_for
 
 from .config import SandboxConfig
 from .executor import Job, Sandbox
 from .extract import extract_code
 from .scoring import verdict_from_run
 from .workers import DaemonWorkers
+
+# How often a call waiting for its items checks whether its client is still there, seconds.
+ABANDON_POLL_S = 0.05
 
 log = logging.getLogger("grpo_rewards.code_sandbox")
 
@@ -59,12 +63,21 @@ class CodeSandboxScorer:
 
     def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
         """One result per item, in order. Items run concurrently on the service's workers. Once the
-        scorer is closed, the items not finished come back INTERNAL at once."""
+        scorer is closed, the items not finished come back INTERNAL at once. Once the call is abandoned
+        (its client is gone: call_abandoned()), the items no worker has started are dropped, so they do
+        not hold the workers other calls wait for; the running ones finish."""
+        abandoned = call_abandoned()
         futures = [self._pool.submit(self.score_one, item) for item in items]
         pending = set(futures)
         while pending and not self._closed.done():
-            _, pending = wait(pending | {self._closed}, return_when=FIRST_COMPLETED)
+            _, pending = wait(pending | {self._closed}, timeout=ABANDON_POLL_S, return_when=FIRST_COMPLETED)
             pending.discard(self._closed)
+            if pending and abandoned.is_set():
+                for f in pending:
+                    f.cancel()  # a running one is not cancelled, and finishes
+                return [f.result() if f.done() and not f.cancelled() else
+                        result_for(item, reward_pb2.SCORE_STATUS_INTERNAL, "not run: the call ended first")
+                        for f, item in zip(futures, items, strict=True)]
         return [f.result() if f.done() and not f.cancelled() else _stopped(item)
                 for f, item in zip(futures, items, strict=True)]
 

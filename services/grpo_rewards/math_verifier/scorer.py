@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from grpo.reward.v1 import reward_pb2
-from grpo_rewards.common import result_for
+from grpo_rewards.common import call_abandoned, result_for
 
 from .extract import extract_choice, extract_final_answer, gold_choice, strip_math_delimiters
 from .pool import VerifierPool
@@ -89,7 +89,17 @@ class MathVerifierScorer:
         )
 
     def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
-        return list(self._dispatch.map(self.score_one, items))
+        """One result per item, in order, verified concurrently. Once the call is abandoned (its client is
+        gone: call_abandoned()), the items not started are not verified, so they do not hold the worker
+        processes other calls wait for."""
+        abandoned = call_abandoned()  # captured here: the dispatch threads do not see this call's context
+
+        def one(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+            if abandoned.is_set():
+                return result_for(item, reward_pb2.SCORE_STATUS_INTERNAL, "not verified: the call ended first")
+            return self.score_one(item)
+
+        return list(self._dispatch.map(one, items))
 
     def score_one(self, item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
         """One item's result (never raises for bad input: that is a status)."""

@@ -180,25 +180,33 @@ def test_describe_names_the_backend_and_its_capabilities(channel):
 
 # -- hostile input -------------------------------------------------------------------------------------------
 
+# completion, gold, the statuses allowed, and the score an OK result must have. Whether verification
+# of the 150 nested parentheses finishes within the per-item timeout depends on the machine's speed and
+# load: it times out on a busy 2-core machine; on an idle one it finishes, and math-verify does not find
+# the nested 1 equal to 1 (a false negative on this adversarial input: the item scores 0, unmasked).
 HOSTILE = {
-    "power tower": ("The answer is $10^{10^{10}}$.", "42", {reward_pb2.SCORE_STATUS_TIMEOUT}),
-    "huge power": ("\\boxed{2^{2^{30}}}", "42", {reward_pb2.SCORE_STATUS_TIMEOUT}),
-    "150 nested parentheses": ("$" + "(" * 150 + "1" + ")" * 150 + "$", "1", {reward_pb2.SCORE_STATUS_TIMEOUT}),
+    "power tower": ("The answer is $10^{10^{10}}$.", "42", {reward_pb2.SCORE_STATUS_TIMEOUT}, None),
+    "huge power": ("\\boxed{2^{2^{30}}}", "42", {reward_pb2.SCORE_STATUS_TIMEOUT}, None),
+    "150 nested parentheses": ("$" + "(" * 150 + "1" + ")" * 150 + "$", "1",
+                               {reward_pb2.SCORE_STATUS_TIMEOUT, OK}, 0.0),
     "400 nested parentheses": ("$" + "(" * 400 + "1" + ")" * 400 + "$", "1",
-                               {reward_pb2.SCORE_STATUS_TIMEOUT, reward_pb2.SCORE_STATUS_INVALID_INPUT}),
-    "1 MB completion": ("The answer is 4" + "2" * (1 << 20), "42", {reward_pb2.SCORE_STATUS_INVALID_INPUT}),
-    "64 Ki unclosed \\(": ("\\(" * 32768, "42", {OK}),
+                               {reward_pb2.SCORE_STATUS_TIMEOUT, reward_pb2.SCORE_STATUS_INVALID_INPUT}, None),
+    "1 MB completion": ("The answer is 4" + "2" * (1 << 20), "42", {reward_pb2.SCORE_STATUS_INVALID_INPUT}, None),
+    "64 Ki unclosed \\(": ("\\(" * 32768, "42", {OK}, 0.0),
     "3000-term sum": ("The answer is $" + "+".join(["1"] * 3000) + "$", "3000",
-                      {reward_pb2.SCORE_STATUS_INVALID_INPUT}),
+                      {reward_pb2.SCORE_STATUS_INVALID_INPUT}, None),
 }
 
 
-@pytest.mark.parametrize("completion,gold,allowed", HOSTILE.values(), ids=HOSTILE.keys())
-def test_hostile_input_comes_back_within_a_bound_and_the_service_keeps_serving(channel, completion, gold, allowed):
+@pytest.mark.parametrize("completion,gold,allowed,ok_score", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_input_comes_back_within_a_bound_and_the_service_keeps_serving(channel, completion, gold, allowed,
+                                                                                ok_score):
     t0 = time.monotonic()
     r = score_one(channel, completion, gold)
     elapsed = time.monotonic() - t0
     assert r.status in allowed, (reward_pb2.ScoreStatus.Name(r.status), r.status_message)
+    if r.status == OK:
+        assert r.score == ok_score
     assert elapsed < HOSTILE_BOUND_S
     assert r.status == OK or r.status_message
     assert len(r.feedback.encode()) <= 4096
