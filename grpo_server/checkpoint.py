@@ -2,9 +2,11 @@
 
 Training checkpoints live in `<store-dir>/checkpoints/step-<N>/` (the engine's model, optimizer,
 scheduler and RNG state; the SDPO teacher, `sdpo_teacher.safetensors`, when the run keeps one). They are
-written to a temporary directory, flushed to disk and renamed into place, the step loop adds its own
-state (the teacher), and only then is the checkpoint recorded in the store: a prompt counts as trained
-once all of it is durable.
+written to a temporary directory with `manifest.json` (every file's size and sha256, and the step),
+flushed to disk and renamed into place, the step loop adds its own state (the teacher), and only then is
+the checkpoint recorded in the store: a prompt counts as trained once all of it is durable. Before a
+restart loads one, `check_checkpoint_fits` checks it against its manifest (CheckpointCorrupt names the
+damaged file).
 
 Exports are plain Hugging Face directories (safetensors, config.json, tokenizer files,
 generation_config.json) plus `manifest.json` listing every file with its size and sha256 and the step.
@@ -26,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,18 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def file_entries(root: Path, exclude: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Every file under `root` (but those named in `exclude`, relative paths) as manifest entries
+    {path, size_bytes, sha256}, sorted by path. The files are hashed in parallel (hashlib lets go of the
+    GIL), since a training state can be many gigabytes."""
+    skip = set(exclude)
+    paths = [p for p in sorted(Path(root).rglob("*")) if p.is_file() and str(p.relative_to(root)) not in skip]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(paths)))) as pool:
+        digests = list(pool.map(sha256_file, paths))
+    return [{"path": str(p.relative_to(root)), "size_bytes": p.stat().st_size, "sha256": d}
+            for p, d in zip(paths, digests, strict=True)]
 
 
 def fsync_tree(root: Path) -> None:
@@ -126,10 +141,7 @@ def write_hf_directory(
             generation_config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        files = []
-        for p in sorted(tmp.rglob("*")):
-            if p.is_file():
-                files.append({"path": str(p.relative_to(tmp)), "size_bytes": p.stat().st_size, "sha256": sha256_file(p)})
+        files = file_entries(tmp)
         manifest = {"step": step, "created_at": time.time(), "files": files, **(extra_manifest or {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         for p in tmp.rglob("*"):
@@ -245,7 +257,13 @@ class ExportJob:
 
 class ExportManager:
     """Runs exports in background threads. `snapshot` is called on the caller's thread and must return
-    (step, weights copy); the caller arranges that it does not race an optimizer step."""
+    (step, weights copy); the caller arranges that it does not race an optimizer step.
+
+    One export at a time per destination: a second one while the first is written is refused at once
+    (FileExistsError), rather than writing a whole copy and then failing. An export is built in a hidden
+    temporary directory beside its destination (write_hf_directory), which a killed process leaves
+    behind: the ones in `default_dir` (`.step-*`) are removed here, since only this trainer (it holds
+    the store's lock) writes there and none of its exports has started yet."""
 
     def __init__(
         self,
@@ -264,28 +282,52 @@ class ExportManager:
         self._default_dir = Path(default_dir)
         self._on_done = on_done
         self._jobs: dict[str, ExportJob] = {}
+        self._writing: dict[str, str] = {}  # absolute destination -> id of the export writing it
         self._lock = threading.Lock()
+        for stale in self._default_dir.glob(".step-*"):
+            log.info("removing %s, left by an export that did not finish", stale)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
     def start(self, destination: str | None, wait: bool) -> ExportJob:
         """Copy the weights now, write them in the background; with `wait`, return when written.
 
         The destination is checked first, synchronously (check_destination): FileExistsError when it
-        is a non-empty directory or a file, DestinationUnwritable (an OSError) when it cannot be
-        written; either way nothing is written or left behind. A named destination is checked before
-        the weights are copied; the default one depends on the step, so it is checked just after."""
+        is a non-empty directory or a file, or another export is writing it; DestinationUnwritable (an
+        OSError) when it cannot be written; either way nothing is written or left behind. A named
+        destination is checked before the weights are copied; the default one depends on the step, so it
+        is checked just after."""
         if destination:
-            check_destination(Path(destination))
+            self._check_free(Path(destination))
         step, weights = self._snapshot()
         dest = Path(destination) if destination else self._default_dir / f"step-{step:06d}"
         if not destination:
-            check_destination(dest)
+            self._check_free(dest)
         job = ExportJob(export_id=uuid.uuid4().hex[:16], destination=str(dest), step=step)
         with self._lock:
+            self._refuse_if_writing(dest)  # another start may have taken it since the check
+            self._writing[os.path.abspath(dest)] = job.export_id
             self._jobs[job.export_id] = job
         threading.Thread(target=self._run, args=(job, weights), name=f"export-{job.export_id}", daemon=True).start()
         if wait:
             job.done.wait()
         return self.get(job.export_id) or job
+
+    def _check_free(self, destination: Path) -> None:
+        with self._lock:
+            self._refuse_if_writing(destination)
+        check_destination(destination)
+
+    def _refuse_if_writing(self, destination: Path) -> None:
+        """FileExistsError when an export is writing `destination` now (call with the lock held)."""
+        other = self._writing.get(os.path.abspath(destination))
+        if other is not None:
+            raise FileExistsError(
+                f"destination {destination} is being written by export {other}: wait until it is done "
+                "(GetExport) or choose another destination"
+            )
 
     def get(self, export_id: str) -> ExportJob | None:
         """A copy of the job's current progress, or None for an unknown id."""
@@ -295,6 +337,13 @@ class ExportManager:
 
     def _set(self, job: ExportJob, **kw: Any) -> None:
         with self._lock:
+            for k, v in kw.items():
+                setattr(job, k, v)
+
+    def _finish(self, job: ExportJob, **kw: Any) -> None:
+        """Set the job's final state and free its destination, at once for a poller."""
+        with self._lock:
+            self._writing.pop(os.path.abspath(job.destination), None)
             for k, v in kw.items():
                 setattr(job, k, v)
 
@@ -313,11 +362,11 @@ class ExportManager:
             )
             manifest_path = Path(job.destination) / MANIFEST
             files = [*files, {"path": MANIFEST, "size_bytes": manifest_path.stat().st_size, "sha256": sha256_file(manifest_path)}]
-            self._set(job, state="done", progress=1.0, files=files)
+            self._finish(job, state="done", progress=1.0, files=files)
             log.info("exported step %d to %s", job.step, job.destination)
         except Exception as exc:  # noqa: BLE001 - reported through the job, not raised into a thread
             log.exception("export %s failed", job.export_id)
-            self._set(job, state="failed", error=f"{type(exc).__name__}: {exc}")
+            self._finish(job, state="failed", error=f"{type(exc).__name__}: {exc}")
         finally:
             job.done.set()
             if self._on_done:
@@ -335,15 +384,19 @@ def checkpoint_dir(store_dir: Path, step: int) -> Path:
 def save_training_checkpoint(
     save_state: Callable[[Path], None], store_dir: Path, step: int, meta: Mapping[str, Any], keep: int = 2
 ) -> Path:
-    """Write a training checkpoint durably: `save_state(tmpdir)` fills a temporary directory, which is
-    fsynced and renamed to checkpoints/step-<N>. Older checkpoints beyond `keep` are removed afterwards.
-    Returns the final path. The caller records it in the store only after this returns."""
+    """Write a training checkpoint durably: `save_state(tmpdir)` fills a temporary directory, `meta.json`
+    (the step and `meta`) and `manifest.json` (every file's size and sha256, and the step) join it, and
+    it is fsynced and renamed to checkpoints/step-<N>. Returns the final path. The caller records it in
+    the store only after this returns, and removes old ones with prune_checkpoints then (`keep` is not
+    used here: only the caller knows which checkpoint the store resumes from)."""
     final = checkpoint_dir(store_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:06d}.", dir=final.parent))
     try:
         save_state(tmp)
         (tmp / "meta.json").write_text(json.dumps({"step": step, **meta}, indent=2) + "\n")
+        manifest = {"step": step, "created_at": time.time(), "files": file_entries(tmp, exclude=[MANIFEST])}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -365,10 +418,61 @@ class CheckpointMismatch(ValueError):
     """A store's training checkpoint does not fit the configured model (another run's store)."""
 
 
+class CheckpointCorrupt(ValueError):
+    """A store's training checkpoint is missing, or one of its files is not what its manifest says."""
+
+
+def verify_training_checkpoint(directory: Path) -> None:
+    """Raise CheckpointCorrupt, naming the file and what is wrong with it, when the checkpoint
+    `directory` is missing or a file its manifest lists is missing, of another size or another sha256.
+    Files not in the manifest (the SDPO teacher, added after it) are not checked. A checkpoint from
+    before manifests passes."""
+    directory = Path(directory)
+    restore = (
+        f". A restart does not fall back to an older checkpoint: the store counts the prompts of this one "
+        f"trained, and they would be lost. Restore {directory} from a backup, or start a new run with "
+        "another --store-dir"
+    )
+    if not directory.is_dir():
+        raise CheckpointCorrupt(f"the store's latest training checkpoint {directory} is missing{restore}")
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        return
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        entries = [(str(e["path"]), int(e["size_bytes"]), str(e["sha256"])) for e in manifest["files"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointCorrupt(f"{manifest_path}: cannot read the checkpoint's manifest ({exc}){restore}") from None
+    problems: dict[str, str] = {}
+    present = []
+    for name, size, _ in entries:
+        path = directory / name
+        if not path.is_file():
+            problems[name] = "missing"
+        elif path.stat().st_size != size:
+            problems[name] = f"{path.stat().st_size} bytes, the manifest says {size}"
+        else:
+            present.append(name)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(present)))) as pool:
+        digests = dict(zip(present, pool.map(lambda n: sha256_file(directory / n), present), strict=True))
+    for name, _, sha in entries:
+        if name in digests and digests[name] != sha:
+            problems[name] = "its sha256 is not the one in the manifest (the file changed after it was written)"
+    if problems:
+        name = next(n for n, _, _ in entries if n in problems)  # the first in the manifest's order
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CheckpointCorrupt(
+            f"the training checkpoint of step {manifest.get('step', '?')} is damaged: {directory / name}: "
+            f"{problems[name]}{more}{restore}"
+        )
+
+
 def check_checkpoint_fits(directory: Path, shapes: Mapping[str, list[int]], model: str) -> None:
-    """Raise CheckpointMismatch, naming the first differences, when the parameters recorded in the
-    checkpoint's meta.json (`parameter_shapes` at save time) are not `shapes`; `model` names the
-    configured model in the message. A checkpoint from before this record passes."""
+    """Check a store's training checkpoint before it is loaded: CheckpointCorrupt when it is missing or
+    damaged (verify_training_checkpoint), CheckpointMismatch, naming the first differences, when the
+    parameters recorded in its meta.json (`parameter_shapes` at save time) are not `shapes`; `model`
+    names the configured model in the message. A checkpoint from before these records passes."""
+    verify_training_checkpoint(directory)
     meta_path = Path(directory) / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     saved = meta.get("parameters")
@@ -394,9 +498,10 @@ def prune_checkpoints(store_dir: Path, keep_steps: Iterable[int], keep: int) -> 
     protected = set(keep_steps)
     for tmp in root.glob(".step-*"):
         shutil.rmtree(tmp, ignore_errors=True)
-    done = sorted((p for p in root.glob("step-*") if p.is_dir()), key=lambda p: p.name)
-    for old in done[: max(len(done) - keep, 0)]:
-        if int(old.name.split("-")[1]) not in protected:
+    # By step number, not by name: past step 999999 the names no longer sort as the numbers do.
+    done = sorted((int(p.name[5:]), p) for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit())
+    for step, old in done[: max(len(done) - keep, 0)]:
+        if step not in protected:
             shutil.rmtree(old, ignore_errors=True)
 
 

@@ -102,6 +102,18 @@ _STEP_COLUMNS = "step, state, started_at, finished_at, metrics, rollout_engine, 
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
+def _advice(exc: sqlite3.DatabaseError, store_dir: Path) -> str:
+    """What to do about an error opening the store: a file the trainer may not write is a matter of
+    permissions or mounts, not damage (restoring a backup would not help)."""
+    code = getattr(exc, "sqlite_errorname", "")
+    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return (f"the trainer must be able to write {FILENAME} and create files beside it in {store_dir}: check "
+                "their owner and permissions and that the volume is not mounted read-only")
+    if code.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        return f"check the disk that holds {store_dir}: it may be full or failing"
+    return "it is not a trainer store, or it is damaged; restore it from a backup or start on another store directory"
+
+
 def _fingerprint(rows: Sequence[tuple[str, str]]) -> str:
     """A digest of a request's prompts as stored, (id, prompt_to_json) in order, to tell a retry from a
     reuse (ids are printable ASCII: no NUL in them)."""
@@ -125,18 +137,25 @@ class Store:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         try:
+            self._check_intact()
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA busy_timeout=30000")
             self._init_schema()
         except BaseException as exc:
             self._conn.close()
-            if isinstance(exc, sqlite3.DatabaseError):  # not SQLite, damaged, or another program's database
-                raise StoreError(
-                    f"{self.path}: cannot open the store: {exc} (it is not a trainer store, or it is damaged; "
-                    "restore it from a backup or start on another store directory)"
-                ) from None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{self.path}: cannot open the store: {exc} ({_advice(exc, self.store_dir)})") from None
             raise
+
+    def _check_intact(self) -> None:
+        """Raise sqlite3.DatabaseError when the file is damaged. A damaged page otherwise goes unnoticed
+        until a query reads it, which fails the run in the middle of training instead of at start-up.
+        (quick_check reads every page once: about 0.4 s a GB.)"""
+        rows = self._conn.execute("PRAGMA quick_check(3)").fetchall()
+        if rows != [("ok",)]:
+            found = "; ".join(str(r[0]).replace("\n", "; ") for r in rows)
+            raise sqlite3.DatabaseError(f"database disk image is malformed ({found[:300]})")
 
     def _init_schema(self) -> None:
         with self._write() as c:
@@ -377,10 +396,19 @@ class Store:
                 c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def latest_checkpoint(self) -> CheckpointRecord | None:
-        """The checkpoint of the highest step, or None."""
+        """The checkpoint of the highest step, or None.
+
+        The trainer's own checkpoints (recorded as `.../checkpoints/step-N`) are located in this store
+        directory, wherever it was when they were recorded: a store moved, copied or restored to another
+        path (or opened from another working directory, when its path was relative) resumes from its own
+        checkpoints, not from the old place's."""
         with self._read() as c:
             row = c.execute("SELECT step, path, created_at FROM checkpoints ORDER BY step DESC LIMIT 1").fetchone()
-        return None if row is None else CheckpointRecord(int(row[0]), row[1], float(row[2]))
+        if row is None:
+            return None
+        recorded = Path(row[1])
+        path = str(self.store_dir / "checkpoints" / recorded.name) if recorded.parent.name == "checkpoints" else row[1]
+        return CheckpointRecord(int(row[0]), path, float(row[2]))
 
     def recover(self) -> int:
         """At startup, before any lease: put every LEASED prompt back in the queue at its original
