@@ -469,6 +469,9 @@ def cmd_plot(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> in
     from grpo_client.plot import plot_steps
 
     reports = client.finished_steps()
+    if not any(r.state == trainer_pb2.STEP_STATE_COMPLETED for r in reports):
+        message = f"no completed step to plot yet ({len(reports)} steps finished otherwise); {args.output} not written"
+        return _fail(pr, {"code": "NO_COMPLETED_STEPS", "message": message}, f"error: {message}", EXIT_FAILURE)
     n = plot_steps(reports, args.output, title=args.title)
     pr.document({"output": str(args.output), "steps": n})
     pr.line(f"wrote {args.output} ({n} completed steps)")

@@ -204,6 +204,16 @@ def test_pause_and_resume(api: TrainerApi, capsys) -> None:
     assert code == 0 and "run: idle" in out and "pause requested" not in out
 
 
+def test_plot_without_a_completed_step_fails_and_writes_nothing(api: TrainerApi, tmp_path: Path, capsys) -> None:
+    api.finish_step(0.0, state=StepState.SKIPPED)
+    out_png = tmp_path / "run.png"
+    code, doc = cli_json(capsys, "--target", api.target, "plot", str(out_png))
+    assert code == 1
+    assert doc["error"]["code"] == "NO_COMPLETED_STEPS"
+    assert "no completed step to plot yet (1 steps finished otherwise)" in doc["error"]["message"]
+    assert not out_png.exists()
+
+
 def test_plot_writes_a_png_of_the_completed_steps(api: TrainerApi, tmp_path: Path, capsys) -> None:
     api.finish_step(0.2)
     api.finish_step(0.0, state=StepState.SKIPPED)
