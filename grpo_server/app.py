@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from grpo_server import __version__
 from grpo_server.api.ports import WeightsUnsafe
 from grpo_server.checkpoint import (
     ExportManager,
@@ -53,13 +54,25 @@ def resolve_model_path(cfg: Config, store_dir: Path) -> Path:
         return path
     from grpo_server.models.smollm2 import prepare_smollm2
 
-    return prepare_smollm2(cache)
+    return prepare_smollm2(cache, log=log.info)  # its download and conversion lines, as log lines
+
+
+def _library_logs_as_ours() -> None:
+    """Make transformers log through the root logger (the trainer's timestamped, levelled lines) and draw
+    no progress bars (nor huggingface_hub's): a bar is a run of carriage returns without time or level,
+    unreadable in a log file, journald or `kubectl logs`."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
 
 
 def load_policy(cfg: Config, store_dir: Path) -> tuple[Path, Any, torch.nn.Module]:
     """(initial model directory, tokenizer, the model to train) as the config asks."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _library_logs_as_ours()
     torch.manual_seed(cfg.training.seed)
     model_path = resolve_model_path(cfg, store_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -137,6 +150,12 @@ def check_model_settings(cfg: Config, model: Any) -> None:
     vocab = int(output.weight.shape[0]) if output is not None else int(model.config.vocab_size)
     if top_k > vocab:
         raise StartupError("algorithm.sdpo_top_k", f"{top_k} is more than the model's vocabulary of {vocab} tokens")
+
+
+def _model_name(cfg: Config) -> str:
+    """The model as the log names it: its source, and the path or seed that picks it."""
+    m = cfg.model
+    return f"path {m.path}" if m.source == "path" else f"tiny (seed {m.seed})" if m.source == "tiny" else m.source
 
 
 def _check_store_dir(store_dir: Path) -> None:
@@ -230,6 +249,7 @@ class TrainerApp:
     cfg: Config
     store_dir: Path
     backend_overrides: list[tuple[str, str]] = field(default_factory=list)
+    config_file: Path | None = None  # where cfg was read from, for the log (None: not from a file)
     api_port: int = 0
     metrics_port: int | None = None
     ready: threading.Event = field(default_factory=threading.Event)
@@ -269,8 +289,15 @@ class TrainerApp:
         try:
             if cfg.server.metrics_listen:
                 self.metrics_port = _serve_metrics(self.metrics, cfg.server.metrics_listen)
-                log.info("metrics on %s (port %d)", cfg.server.metrics_listen, self.metrics_port)
-            self._open_store()
+            requeued = self._open_store()
+            # The first line of a start that goes ahead (a refused one prints only why): which trainer, on
+            # which store, with what.
+            log.info("grpo-server %s (torch %s): %sstore %s, model %s, training engine %s, rollout engine %s",
+                     __version__, torch.__version__,
+                     f"config {self.config_file.absolute()}, " if self.config_file is not None else "",
+                     self.store_dir.absolute(), _model_name(cfg), cfg.training.engine, cfg.rollout.engine)
+            if requeued:
+                log.info("re-queued %d prompts leased after the last checkpoint", requeued)
             # /metrics tells where the run is from the start, not 0 until the restart's first step.
             self.metrics.latest_step.set(self.store.latest_completed_step())
             self.metrics.queue_depth.set(self.store.queue_depth())
@@ -302,17 +329,19 @@ class TrainerApp:
             metrics=self.metrics,
         )
         self.health = serve(self.server, servicer)
-        log.info("API listening on %s (port %d, tls=%s, auth=%s); loading the model", cfg.server.listen,
-                 self.api_port, credentials is not None, tokens is not None)
+        metrics = f"on {cfg.server.metrics_listen} (port {self.metrics_port})" if self.metrics_port is not None else "off"
+        log.info("API listening on %s (port %d, tls=%s, auth=%s), metrics %s; health NOT_SERVING while the "
+                 "model loads", cfg.server.listen, self.api_port, credentials is not None, tokens is not None, metrics)
         if load_in_background:
             self._loader = threading.Thread(target=self._load_and_run, name="loader", daemon=True)
             self._loader.start()
         else:
             self._load_and_run()
 
-    def _open_store(self) -> None:
+    def _open_store(self) -> int:
         """Create and lock the store directory, open the store and put leases after the last checkpoint
-        back in the queue. StoreInUse: another trainer holds it (then nothing in it is touched)."""
+        back in the queue; returns how many went back. StoreInUse: another trainer holds it (then nothing in
+        it is touched)."""
         from grpo_server.store import Store, StoreError, lock_store
         from grpo_server.store.lock import LOCK_FILE
 
@@ -329,11 +358,10 @@ class TrainerApp:
             if not had_lock:  # leave the directory as it was found: only the refused file in it
                 lock_path.unlink(missing_ok=True)
             raise StartupError("store_dir", str(err)) from None
-        requeued = self.store.recover()
-        if requeued:
-            log.info("re-queued %d prompts leased after the last checkpoint", requeued)
+        return self.store.recover()
 
     def _load_and_run(self) -> None:
+        started = time.monotonic()
         try:
             self._load()
         except Exception as exc:  # noqa: BLE001 - reported through the run state, the API stays up
@@ -347,6 +375,8 @@ class TrainerApp:
             return
         self.control.set_ready(True)
         self.health.set_serving(True)
+        log.info("ready in %.1f s: rollout engine %s (rollout.engine %s), training engine %s; health SERVING",
+                 time.monotonic() - started, self.loop.engine_name, self.cfg.rollout.engine, self.cfg.training.engine)
         self.ready.set()
         self.loop.start()
 
@@ -481,11 +511,14 @@ class TrainerApp:
         if self._stopped:
             return
         self._stopped = True
-        log.info("draining: finishing the current step and writing a checkpoint")
         if getattr(self, "health", None) is not None:
             self.health.set_serving(False)
-        self.control.set_state("draining")
-        self.metrics.set_run_state("draining")
+        self.control.set_state("draining")  # a failed run stays FAILED: its drain runs and writes nothing
+        self.metrics.set_run_state(self.control.state.value)
+        if self.control.state.value == "failed":
+            log.info("stopping the failed run (%s)", self.control.error)
+        else:
+            log.info("draining: finishing the current step and writing a checkpoint")
         if self._loader is not None and self._loader.is_alive():
             # Still loading: let it finish (it then starts nothing) rather than closing the store and
             # engines under it.
@@ -514,7 +547,11 @@ class TrainerApp:
         from grpo_server.training.distributed import finish
 
         finish()  # several ranks: they wait here after rank 0's stop, then all leave together (else nothing)
-        log.info("stopped")
+        durable = f"latest checkpoint step {loop.checkpoint_step}" if loop is not None else "no step run"
+        if self.control.state.value == "failed":  # the drain's own checkpoint may be what failed
+            log.warning("stopped; the run had failed (%s); %s", self.control.error, durable)
+        else:
+            log.info("stopped; %s", durable)
 
 
 class _LazyExporter:

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Passed by the deepspeed launcher to every rank; the rank itself is read from RANK.
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="least severe level logged to stderr (default INFO)")
     p.add_argument("--version", action="version", version=f"grpo-server {__version__}")
     return p
 
@@ -107,10 +108,23 @@ def main(argv: list[str] | None = None) -> int:
         run_worker_rank(cfg, store_dir)
         return 0
 
-    app = TrainerApp(cfg, store_dir, backend_overrides=list(args.reward_backend))
+    app = TrainerApp(cfg, store_dir, backend_overrides=list(args.reward_backend), config_file=args.config)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():  # a second signal during the drain: the operator wants out now, as with Ctrl-C twice
+            logging.getLogger("grpo_server.cli").warning(
+                "received %s again: exiting without finishing the drain (nothing after the last checkpoint is "
+                "kept; its prompts go back to the queue at the next start)", signal.Signals(signum).name)
+            logging.shutdown()
+            os._exit(128 + signum)
+        logging.getLogger("grpo_server.cli").info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    # SIGHUP (the terminal closed, or `kill -HUP`) drains too: its default action would end the process
+    # mid-step without a checkpoint.
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, on_signal)
     from grpo_server.rewards.registry import RegistryError
     from grpo_server.store import StoreInUse
 
@@ -130,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.wait(0.5):
         pass
     app.shutdown()
-    return 0
+    # A run that had failed (a step raised, the model did not load, the drain's checkpoint failed) ends
+    # with status 1, so that systemd, Kubernetes and scripts see it; a clean drain with 0.
+    return 1 if app.control.state.value == "failed" else 0
 
 
 if __name__ == "__main__":

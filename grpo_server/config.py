@@ -523,6 +523,8 @@ def load_config(path: str | Path | None, **overrides: dict[str, Any]) -> Config:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config {path} is not valid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):

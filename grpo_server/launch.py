@@ -18,7 +18,8 @@ Signals. Kubernetes sends SIGTERM only to a container's first process, this laun
 signalled itself, would forward the signal and then SIGKILL the ranks after its own short shutdown
 timeout (30 s), cutting the drain, and exit non-zero. So torchrun runs in its own session and never sees
 the signal:
-- on the leader, SIGTERM/SIGINT go to global rank 0 only: it drains (finishes its step, writes the last
+- on the leader, SIGTERM/SIGINT/SIGHUP go to global rank 0 only (a second one makes it exit at once,
+  as grpo-server does): it drains (finishes its step, writes the last
   checkpoint with every rank), then stops every rank; the ranks exit 0, torchrun too, and so does this;
 - on a worker, they are ignored: the worker's ranks must stay for rank 0's last collective checkpoint
   and exit when rank 0 stops them.
@@ -196,8 +197,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         os.kill(rank0, signal.SIGTERM)
 
     # Handlers first: a signal between the start and the handlers would kill only this process.
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP's default would kill only this process
+        signal.signal(s, on_signal)
     # Its own session: a terminal's Ctrl-C or a signal to this process group must not reach torchrun.
     torchrun = subprocess.Popen(cmd, start_new_session=True)
     started.append(torchrun)

@@ -92,8 +92,10 @@ class TrainerMetrics:
     # -------------------------------------------------------------------------------------- serving
 
     def serve(self, listen: str) -> int:
-        """Serve /metrics on `listen` (HOST:PORT, port 0 picks one); returns the bound port."""
+        """Serve /metrics on `listen` (HOST:PORT, an IPv6 host in brackets as in `[::]:9090`; port 0 picks
+        one); returns the bound port."""
         host, _, port = listen.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # the socket API takes an IPv6 address bare
         server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)
         self._server = server
         return int(server.server_address[1])

@@ -135,7 +135,13 @@ class Store:
         self.path = self.store_dir / FILENAME
         self.max_attempts = max_attempts
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        if self.path.is_dir():  # sqlite3 would say only "unable to open database file"
+            raise StoreError(f"{self.path}: cannot open the store: it is a directory, where the store's database "
+                             "file goes: move it out of the way")
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot open the store: {exc} ({_advice(exc, self.store_dir)})") from None
         try:
             self._check_intact()
             self._conn.execute("PRAGMA journal_mode=WAL")

@@ -147,3 +147,23 @@ def test_a_store_written_by_a_newer_trainer_is_refused_naming_both_schema_versio
     with sqlite3.connect(store / "grpo.sqlite") as conn:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION + 1,)]
     conn.close()
+
+
+def test_a_store_database_path_that_is_a_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    (store / "grpo.sqlite").mkdir(parents=True)
+    line = refused(start(tmp_path, "--listen", "127.0.0.1:0"))
+    assert line == (f"grpo-server: --store-dir: {store / 'grpo.sqlite'}: cannot open the store: it is a directory, "
+                    "where the store's database file goes: move it out of the way")
+    assert [p.name for p in store.iterdir()] == ["grpo.sqlite"]  # no lock file left beside it
+
+
+def test_a_config_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("# caf\u00e9\nmodel: {source: tiny}\n".encode("latin-1"))
+    done = subprocess.run([*server_command(), "--config", str(config), "--store-dir", str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    line = refused(done)
+    assert line == (f"grpo-server: config {config} is not UTF-8 text (byte 5: invalid continuation byte); "
+                    "save it as UTF-8"), line
+    assert not (tmp_path / "store").exists()
