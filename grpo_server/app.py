@@ -466,8 +466,14 @@ class TrainerApp:
                             lease_more=lambda count, step: self.store.lease(count, step))
         self.engine, self.rollout, self.router = engine, rollout, router
 
+        def save_state(directory: Path) -> None:
+            # The runner's state (the SDPO teacher) joins the engine's inside the temporary directory, so
+            # the checkpoint's manifest covers it and the rename makes both durable together.
+            engine.save_state(directory)
+            runner.save_state(directory)
+
         def save(step: int) -> Path:
-            path = save_training_checkpoint(engine.save_state, self.store_dir, step,
+            path = save_training_checkpoint(save_state, self.store_dir, step,
                                             {"model_path": str(model_path), "time": time.time(), "parameters": shapes},
                                             keep=cfg.checkpoint.keep)
             # The store's latest checkpoint stays until commit_checkpoint records this one: a crash in

@@ -3,8 +3,7 @@
 Training checkpoints live in `<store-dir>/checkpoints/step-<N>/` (the engine's model, optimizer,
 scheduler and RNG state; the SDPO teacher, `sdpo_teacher.safetensors`, when the run keeps one). They are
 written to a temporary directory with `manifest.json` (every file's size and sha256, and the step),
-flushed to disk and renamed into place, the step loop adds its own state (the teacher), and only then is
-the checkpoint recorded in the store: a prompt counts as trained once all of it is durable. Before a
+flushed to disk and renamed into place, and only then is the checkpoint recorded in the store: a prompt counts as trained once all of it is durable. Before a
 restart loads one, `check_checkpoint_fits` checks it against its manifest (CheckpointCorrupt names the
 damaged file).
 
@@ -425,7 +424,7 @@ class CheckpointCorrupt(ValueError):
 def verify_training_checkpoint(directory: Path) -> None:
     """Raise CheckpointCorrupt, naming the file and what is wrong with it, when the checkpoint
     `directory` is missing or a file its manifest lists is missing, of another size or another sha256.
-    Files not in the manifest (the SDPO teacher, added after it) are not checked. A checkpoint from
+    Files not in the manifest are not checked. A checkpoint from
     before manifests passes."""
     directory = Path(directory)
     restore = (

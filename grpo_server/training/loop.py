@@ -692,10 +692,7 @@ class TrainingLoop:
     def checkpoint(self, step: int) -> None:
         """Make the state after `step` durable and mark its prompts trained."""
         started = time.monotonic()
-        path = self.save_checkpoint(step)
-        # The runner's state (SDPO teacher) joins the engine's before the store records the checkpoint: a
-        # crash in between leaves the store on the previous, complete checkpoint.
-        self.runner.save_state(path)
+        path = self.save_checkpoint(step)  # the engine's and the runner's state (the SDPO teacher), durable
         before = self.store.counts()
         self.store.commit_checkpoint(step, str(path))
         after = self.store.counts()

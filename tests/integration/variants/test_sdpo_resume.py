@@ -4,6 +4,7 @@ written before teachers were saved still loads, the teacher starting again from 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,9 @@ def test_trainer_stopped_and_restarted_takes_the_same_sdpo_step_as_running_throu
     first.shutdown()  # the drain writes the checkpoint of step 2
     latest = first.store_dir / "checkpoints" / "step-000002"
     assert (latest / SDPO_TEACHER_FILE).is_file()
+    # The teacher was written with the engine's state, before the rename: the manifest covers it.
+    listed = {f["path"] for f in json.loads((latest / "manifest.json").read_text())["files"]}
+    assert SDPO_TEACHER_FILE in listed
     teacher2, policy2 = tensors(first.loop.runner.teacher), tensors(first.engine.model)
     assert any(not torch.equal(teacher2[k], policy2[k]) for k in teacher2)  # the EMA lags the policy
 
