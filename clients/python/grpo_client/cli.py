@@ -33,6 +33,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 EXIT_INTERRUPTED = 128 + 2  # as a process killed by SIGINT (Ctrl-C)
 EXIT_BROKEN_PIPE = 128 + 13  # as a process killed by SIGPIPE
 DEFAULT_TARGET = "localhost:50051"
+SUBMIT_ATTEMPTS = 5  # tries of a batch the trainer refuses as full or unavailable (1 + 2 + 4 + 8 s apart)
 
 
 def to_dict(message: Message) -> dict[str, Any]:
@@ -241,12 +242,18 @@ def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
         bar.update(n)
         accepted.extend(response.accepted_ids)
 
+    def on_retry(exc: TrainerError, wait: float, attempt: int) -> None:  # a wait must not look like a hang
+        why = "its queue is full" if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED else "it is unavailable"
+        bar.write(f"the trainer refused a batch ({exc.code.name}: {why}); sending it again in {wait:g} s "
+                  f"(retry {attempt} of {SUBMIT_ATTEMPTS - 1})", file=sys.stderr)
+
     with tqdm(total=len(loaded.prompts), unit="prompt", desc="submit", disable=True if pr.json else None,
               file=sys.stderr) as bar:
         # A refused batch raises SubmitError: the file's lines, and what the batches before it queued.
         try:
             result = client.submit_file(loaded, batch_size=args.batch_size, request_id=args.request_id,
-                                        on_batch=on_batch)
+                                        on_batch=on_batch, on_retry=on_retry,
+                                        max_attempts=SUBMIT_ATTEMPTS)
         except KeyboardInterrupt:
             message = (f"interrupted: the trainer had accepted {len(accepted)} of the {len(loaded.prompts)} "
                        "prompts; the batch in flight may or may not have been queued. To carry on, run the same "

@@ -629,6 +629,7 @@ class TrainerClient:
         request_id: str | None = None,
         on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None = None,
         max_attempts: int = 5,
+        on_retry: Callable[[TrainerError, float, int], None] | None = None,
     ) -> SubmitResult:
         """Submit a prompt file (a path, or one `load_prompt_file` read) in batches of `batch_size`, each
         with a request id derived from its content (or `<request_id>-<batch index>`), so running it again
@@ -641,14 +642,14 @@ class TrainerClient:
 
         A batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE is sent again after the
         server's RetryInfo delay (or 1 s, doubling), up to `max_attempts` times; safe because of its
-        request id. A batch the trainer refuses as more than it takes in one message (its
+        request id. `on_retry(error, wait_seconds, attempt)` is called before each such wait. A batch the trainer refuses as more than it takes in one message (its
         limits.max_message_bytes) or more prompts than it takes per request (limits.max_prompts_per_request)
         stored nothing, and is sent again in smaller batches within the limit the refusal names (each such
         change is a sentence in SubmitResult.resized); only a single prompt over the message limit is an
         error (SubmitError.too_large). `on_batch(prompts_in_batch, response)` is called after each batch."""
         loaded = path if isinstance(path, PromptFile) else load_prompt_file(path)
         return self._submit(loaded.prompts, loaded.source, loaded.lines, batch_size, request_id, on_batch,
-                            max_attempts)
+                            max_attempts, on_retry)
 
     def submit_all(
         self,
@@ -658,9 +659,10 @@ class TrainerClient:
         request_id: str | None = None,
         on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None = None,
         max_attempts: int = 5,
+        on_retry: Callable[[TrainerError, float, int], None] | None = None,
     ) -> SubmitResult:
         """`submit_file` for prompts already in memory (a SubmitError then names prompts by index)."""
-        return self._submit(prompts, None, None, batch_size, request_id, on_batch, max_attempts)
+        return self._submit(prompts, None, None, batch_size, request_id, on_batch, max_attempts, on_retry)
 
     def _submit(
         self,
@@ -671,6 +673,7 @@ class TrainerClient:
         request_id: str | None,
         on_batch: Callable[[int, trainer_pb2.SubmitPromptsResponse], None] | None,
         max_attempts: int,
+        on_retry: Callable[[TrainerError, float, int], None] | None = None,
     ) -> SubmitResult:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -686,7 +689,7 @@ class TrainerClient:
             batch = plan.batch(start)
             rid = batch_request_id(batch, index, request_id)
             try:
-                response = self._submit_with_retry(batch, rid, max_attempts)
+                response = self._submit_with_retry(batch, rid, max_attempts, on_retry)
             except TrainerError as exc:
                 # A batch over the trainer's size or count limit was not stored: send the same prompts again
                 # in batches within the limit the error names. The new grouping depends only on the prompts
@@ -714,7 +717,8 @@ class TrainerClient:
                 on_batch(len(batch), response)
         return SubmitResult(accepted, len(request_ids), duplicates, depth or 0, request_ids, resized, replayed)
 
-    def _submit_with_retry(self, batch: Sequence[trainer_pb2.Prompt], rid: str, max_attempts: int
+    def _submit_with_retry(self, batch: Sequence[trainer_pb2.Prompt], rid: str, max_attempts: int,
+                           on_retry: Callable[[TrainerError, float, int], None] | None = None
                            ) -> trainer_pb2.SubmitPromptsResponse:
         delay = 1.0
         for attempt in range(1, max_attempts + 1):
@@ -725,7 +729,10 @@ class TrainerClient:
                     and not _too_large(exc)
                 if not retryable or attempt == max_attempts:
                     raise
-                time.sleep(exc.retry_delay_seconds if exc.retry_delay_seconds is not None else delay)
+                wait = exc.retry_delay_seconds if exc.retry_delay_seconds is not None else delay
+                if on_retry is not None:
+                    on_retry(exc, wait, attempt)
+                time.sleep(wait)
                 delay = min(delay * 2, 30.0)
         raise AssertionError("unreachable")
 

@@ -93,6 +93,10 @@ def test_a_full_queue_part_way_says_what_was_accepted(make_api, tmp_path: Path, 
     assert "batch 2 of 2 (prompt 3, line 3)" in err and "2 prompts of batch 1 (lines 1-2) were accepted" in err, err
     assert "The trainer's queue stayed full through the retries: once it has room, run the same command" in err, err
     assert "Fix what is named" not in err  # nothing is named: nothing to fix
+    # Each wait is said as it starts, so the retries do not look like a hang.
+    notices = [x for x in err.splitlines() if x.startswith("the trainer refused a batch")]
+    assert notices == [f"the trainer refused a batch (RESOURCE_EXHAUSTED: its queue is full); sending it again in "
+                       f"0.05 s (retry {i} of 4)" for i in range(1, 5)], err
 
     # The same file with another batch size: new keys, so the queued prompts are refused as queued, and
     # the advice says why rather than "fix what is named".
