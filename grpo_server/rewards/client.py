@@ -10,9 +10,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -60,31 +60,114 @@ def call_metadata(entry: BackendEntry) -> tuple[tuple[str, str], ...]:
 
 
 class ChannelPool:
-    """One grpc.Channel per (address, tls, token_file), created on first use, closed by `close()`."""
+    """One grpc.Channel per (address, tls, token_file), created on first use, closed by `close()`.
+
+    A backend whose entry changes (a new address, TLS or token file) gets a new channel, and the old one is
+    closed as soon as no call is in flight on it and no other backend name uses it: an idle channel holds
+    a socket, and one per swap would pile up on a trainer whose backends are swapped for weeks. A call in
+    flight on the old channel finishes on it first (a step keeps the entries of its snapshot); a stub
+    handed out before the swap still works afterwards, on a channel opened again for it and closed after.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._channels: dict[tuple[str, bool, str | None], grpc.Channel] = {}
+        self._channels: dict[_Key, _Slot] = {}
+        self._current: dict[str, _Key] = {}  # backend name -> the key of its latest entry
 
-    def stub(self, entry: BackendEntry) -> reward_pb2_grpc.RewardServiceStub:
-        """A RewardService stub on the cached channel for `entry`."""
+    def stub(self, entry: BackendEntry) -> PooledStub:
+        """A RewardService stub on the cached channel for `entry` (which becomes `entry.name`'s channel)."""
         key = (entry.address, entry.tls, entry.token_file)
+        to_close: grpc.Channel | None = None
         with self._lock:
-            channel = self._channels.get(key)
-            if channel is None:
-                if entry.tls:
-                    channel = grpc.secure_channel(entry.address, grpc.ssl_channel_credentials(), _CHANNEL_OPTIONS)
-                else:
-                    channel = grpc.insecure_channel(entry.address, _CHANNEL_OPTIONS)
-                self._channels[key] = channel
-        return reward_pb2_grpc.RewardServiceStub(channel)
+            slot = self._slot(key)
+            previous = self._current.get(entry.name)
+            if previous != key:
+                self._current[entry.name] = key
+                slot.names.add(entry.name)
+                old = self._channels.get(previous) if previous is not None else None
+                if old is not None:
+                    old.names.discard(entry.name)
+                    to_close = self._drop_if_unused(previous, old)  # type: ignore[arg-type]
+        if to_close is not None:
+            to_close.close()
+        return PooledStub(self, key)
+
+    def _slot(self, key: _Key) -> _Slot:
+        """The live slot of `key`, opening its channel when it has none. Call with the lock held."""
+        slot = self._channels.get(key)
+        if slot is None:
+            address, tls, _ = key
+            if tls:
+                channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(), _CHANNEL_OPTIONS)
+            else:
+                channel = grpc.insecure_channel(address, _CHANNEL_OPTIONS)
+            slot = self._channels[key] = _Slot(channel)
+        return slot
+
+    def _drop_if_unused(self, key: _Key, slot: _Slot) -> grpc.Channel | None:
+        """Forget `slot` when no name uses it and no call is in flight; its channel to close, or None."""
+        if slot.names or slot.in_flight or self._channels.get(key) is not slot:
+            return None
+        del self._channels[key]
+        return slot.channel
+
+    def _acquire(self, key: _Key) -> _Slot:
+        with self._lock:
+            slot = self._slot(key)
+            slot.in_flight += 1
+            return slot
+
+    def _release(self, key: _Key, slot: _Slot) -> None:
+        with self._lock:
+            slot.in_flight -= 1
+            to_close = self._drop_if_unused(key, slot)
+        if to_close is not None:
+            to_close.close()
+
+    @property
+    def open_channels(self) -> int:
+        """How many channels are open now."""
+        with self._lock:
+            return len(self._channels)
 
     def close(self) -> None:
         """Close every channel."""
         with self._lock:
-            channels, self._channels = list(self._channels.values()), {}
+            channels, self._channels, self._current = [s.channel for s in self._channels.values()], {}, {}
         for c in channels:
             c.close()
+
+
+_Key = tuple[str, bool, str | None]  # (address, tls, token_file)
+
+
+@dataclass
+class _Slot:
+    channel: grpc.Channel
+    in_flight: int = 0
+    names: set[str] = field(default_factory=set)
+
+
+class PooledStub:
+    """RewardService's Score and Describe on a ChannelPool's channel, counted as in flight while they run
+    so that the pool does not close the channel under them."""
+
+    def __init__(self, pool: ChannelPool, key: _Key):
+        self._pool = pool
+        self._key = key
+
+    def _call(self, method: str, request: Any, **kwargs: Any) -> Any:
+        slot = self._pool._acquire(self._key)
+        try:
+            return getattr(reward_pb2_grpc.RewardServiceStub(slot.channel), method)(request, **kwargs)
+        finally:
+            self._pool._release(self._key, slot)
+
+    def Score(self, request: reward_pb2.ScoreRequest, **kwargs: Any) -> reward_pb2.ScoreResponse:  # noqa: N802
+        return self._call("Score", request, **kwargs)  # type: ignore[no-any-return]
+
+    def Describe(self, request: reward_pb2.DescribeRequest, **kwargs: Any) -> reward_pb2.DescribeResponse:  # noqa: N802
+        return self._call("Describe", request, **kwargs)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

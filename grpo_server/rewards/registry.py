@@ -157,9 +157,12 @@ def parse_registry(text: str, origin: str = "registry file") -> dict[str, Backen
 
     An empty document is an empty registry. Raises RegistryError listing every bad field."""
     try:
+        duplicates = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError([FieldViolation("", f"not valid YAML: {exc}")], origin) from exc
+    if duplicates:  # YAML would keep the last one silently: the operator meant one of them, say which lines
+        raise RegistryError(duplicates, origin)
     if doc is None:
         return {}
     if not isinstance(doc, dict) or set(doc) - {"backends"}:
@@ -186,6 +189,30 @@ def parse_registry(text: str, origin: str = "registry file") -> dict[str, Backen
     if violations:
         raise RegistryError(violations, origin)
     return entries
+
+
+def _duplicate_keys(node: yaml.Node | None, path: str, seen_nodes: set[int] | None = None) -> list[FieldViolation]:
+    """A violation per key given twice in one mapping of the composed document `node`."""
+    out: list[FieldViolation] = []
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if node is None or id(node) in seen_nodes:  # an alias points back at a node already walked
+        return out
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            where = f"{path}.{name}" if path else str(name)
+            if name is not None and name in seen:
+                out.append(FieldViolation(where, f"given twice (lines {seen[name]} and {key.start_mark.line + 1}); "
+                                                 "each name and field may appear once"))
+            elif name is not None:
+                seen[name] = key.start_mark.line + 1
+            out += _duplicate_keys(value, where, seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out += _duplicate_keys(item, f"{path}[{i}]", seen_nodes)
+    return out
 
 
 def _entry_from_mapping(name: str, spec: Mapping[str, Any]) -> BackendEntry:
@@ -235,6 +262,7 @@ class RewardRegistry:
         self._file_path = Path(registry_file) if registry_file is not None else None
         self._file_hash: str | None = None
         self._bad_hash: str | None = None  # the last bad content, so it is logged once
+        self._pending_hash: str | None = None  # content read once by the watcher, applied if read again
         if self._file_path is not None:
             try:
                 text = self._file_path.read_bytes()
@@ -290,6 +318,8 @@ class RewardRegistry:
         self._version += 1
         self._snapshot = RegistrySnapshot(self._version, MappingProxyType(effective))
         self._announce_version()
+        if self._describer is not None:  # answers of replaced entries are asked again if ever needed
+            self._describer.forget_except(set(effective.values()))
         return True
 
     def _announce_version(self) -> None:
@@ -436,22 +466,37 @@ class RewardRegistry:
         if rewrite:
             self._save_api_layer(self._api, self._api_beneath)
 
-    def reload_if_changed(self) -> bool:
+    def reload_if_changed(self, *, settled: bool = False) -> bool:
         """Re-read the registry file; apply it when its content changed and is valid. Returns True when
-        the effective registry changed. A bad or unreadable file is logged and the previous one kept."""
+        the effective registry changed. A bad or unreadable file is logged and the previous one kept.
+
+        With `settled` (the watcher's way), new content, and a missing or unreadable file, count only once
+        two calls in a row read the same: a file being written in place (truncated, then written in one
+        or more writes) or deleted and created again is read half-way at times, and applying what was
+        read then would empty the registry for a step or drop API changes whose names it lacked."""
         if self._file_path is None:
             return False
         try:
             raw = self._file_path.read_bytes()
         except OSError as exc:
+            if settled and self._pending_hash != "missing":
+                self._pending_hash = "missing"
+                return False
             if self._bad_hash != "missing":
                 log.error("reward registry file %s unreadable, keeping the previous registry: %s", self._file_path, exc)
                 self._bad_hash = "missing"
             return False
         digest = hashlib.sha256(raw).hexdigest()
         if digest == self._file_hash:
+            self._pending_hash = None
+            if self._bad_hash == "missing":
+                log.info("reward registry file %s readable again, unchanged", self._file_path)
             self._bad_hash = None  # back to the content in force: the next bad edit is logged, even a repeat
             return False
+        if settled and digest != self._pending_hash:
+            self._pending_hash = digest  # maybe half-written: apply it when the next read finds the same
+            return False
+        self._pending_hash = None
         try:
             new_file = parse_registry(_registry_text(raw, str(self._file_path)), str(self._file_path))
         except RegistryError as exc:
@@ -485,7 +530,7 @@ class RewardRegistry:
         def watch() -> None:
             while not self._stop.wait(interval_s):
                 try:
-                    self.reload_if_changed()
+                    self.reload_if_changed(settled=True)
                 except Exception:  # noqa: BLE001 - the watcher must survive anything
                     log.exception("reward registry reload failed")
 

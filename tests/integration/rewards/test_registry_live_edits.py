@@ -1,0 +1,194 @@
+"""The registry file edited on a live trainer the ways editors, tools and Kubernetes edit files, and
+backends swapped many times: what is served, what is logged, and that old channels are closed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from scripted_backends import ScriptedBackend, Servers, group, ok
+
+from grpo.reward.v1 import reward_pb2_grpc
+from grpo_server.rewards.registry import BackendEntry, RegistryError, RewardRegistry, parse_registry
+from grpo_server.rewards.router import RewardRouter
+
+
+def addresses(reg: RewardRegistry) -> dict[str, str]:
+    return {n: e.address for n, e in reg.snapshot().entries.items()}
+
+
+def wait_until(cond, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cond()
+
+
+def test_a_file_read_half_written_is_not_applied_and_api_changes_survive_it(tmp_path: Path) -> None:
+    f = tmp_path / "registry.yaml"
+    f.write_text("backends:\n  code: {address: 'file:2'}\n  math: {address: 'file:1'}\n")
+    reg = RewardRegistry(registry_file=f)
+    reg.set(BackendEntry("math", "api:1"))
+    version = reg.version
+    seen = []
+    # An in-place rewrite that changes only `code`: open(..., "w") truncates, then two writes. The
+    # watcher (settled reads) happens to read between them.
+    with f.open("w") as out:
+        reg.reload_if_changed(settled=True)
+        seen.append(addresses(reg))
+        out.write("backends:\n  code: {address: 'file:3'}\n")
+        out.flush()
+        reg.reload_if_changed(settled=True)
+        seen.append(addresses(reg))
+        out.write("  math: {address: 'file:1'}\n")
+    for _ in range(2):
+        reg.reload_if_changed(settled=True)
+        seen.append(addresses(reg))
+    assert all(s["math"] == "api:1" for s in seen), seen  # never emptied, the API change never dropped
+    assert addresses(reg) == {"code": "file:3", "math": "api:1"}
+    assert reg.version == version + 1
+
+
+def test_a_name_given_twice_in_the_file_is_an_error_naming_it_and_both_lines() -> None:
+    with pytest.raises(RegistryError) as err:
+        parse_registry("backends:\n  math: {address: 'a:1'}\n  math: {address: 'b:2'}\n", "registry.yaml")
+    assert "backends.math: given twice (lines 2 and 3)" in str(err.value)
+    with pytest.raises(RegistryError, match=r"backends\.math\.address: given twice"):
+        parse_registry("backends:\n  math: {address: 'a:1', address: 'b:2'}\n")
+
+
+def test_every_kind_of_bad_edit_is_logged_once_keeps_the_registry_and_the_next_good_file_applies(
+    tmp_path: Path, caplog
+) -> None:
+    f = tmp_path / "registry.yaml"
+    good = "backends:\n  math: {address: 'a:1'}\n"
+    f.write_text(good)
+    reg = RewardRegistry(registry_file=f)
+    reg.start_watching(interval_s=0.02)
+    caplog.set_level(logging.INFO, logger="grpo_server.rewards.registry")
+    try:
+        for bad, words in [
+            (None, "unreadable"),  # deleted
+            ("backends: {math: {address: 'a:1'}\n", "not valid YAML"),
+            ("backends:\n  math: {address: 'nope'}\n", "backends.math.address"),
+            ("backends:\n  math: {address: 'a:1'}\n  math: {address: 'b:2'}\n", "given twice"),
+        ]:
+            caplog.clear()
+            if bad is None:
+                f.unlink()
+            else:
+                f.write_text(bad)
+            wait_until(lambda words=words: any(words in r.getMessage() for r in caplog.records))
+            time.sleep(0.3)  # fifteen more polls
+            errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+            assert len(errors) == 1 and words in errors[0].getMessage(), [r.getMessage() for r in errors]
+            assert addresses(reg) == {"math": "a:1"} and reg.version == 1
+            f.write_text(good)  # back to the content in force: no change, no new version
+            time.sleep(0.1)
+            assert reg.version == 1
+        f.write_text("backends:\n  math: {address: 'b:2'}\n")
+        wait_until(lambda: addresses(reg) == {"math": "b:2"})
+        assert reg.version == 2
+    finally:
+        reg.stop()
+
+
+def test_a_configmap_symlink_swap_is_seen(tmp_path: Path) -> None:
+    # The kubelet's layout: registry.yaml -> ..data/registry.yaml, ..data -> ..<timestamp>; an update
+    # writes a new timestamped directory and renames a new ..data link over the old one.
+    (tmp_path / "..2026_01").mkdir()
+    (tmp_path / "..2026_01" / "registry.yaml").write_text("backends:\n  math: {address: 'a:1'}\n")
+    os.symlink("..2026_01", tmp_path / "..data")
+    os.symlink("..data/registry.yaml", tmp_path / "registry.yaml")
+    reg = RewardRegistry(registry_file=tmp_path / "registry.yaml")
+    reg.start_watching(interval_s=0.02)
+    try:
+        (tmp_path / "..2026_02").mkdir()
+        (tmp_path / "..2026_02" / "registry.yaml").write_text("backends:\n  math: {address: 'b:2'}\n")
+        os.symlink("..2026_02", tmp_path / "..data_tmp")
+        os.rename(tmp_path / "..data_tmp", tmp_path / "..data")
+        (tmp_path / "..2026_01" / "registry.yaml").unlink()
+        (tmp_path / "..2026_01").rmdir()
+        wait_until(lambda: addresses(reg) == {"math": "b:2"})
+        assert reg.version == 2
+    finally:
+        reg.stop()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_swapping_a_backends_address_200_times_closes_the_old_channels() -> None:
+    # One server on every loopback address: 127.0.0.N:PORT is a new address for each swap.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    reward_pb2_grpc.add_RewardServiceServicer_to_server(ScriptedBackend(ok(1.0)), server)
+    port = server.add_insecure_port("0.0.0.0:0")
+    server.start()
+    reg = RewardRegistry([BackendEntry("a", f"127.0.0.1:{port}")])
+    router = RewardRouter(reg)
+    try:
+        g = group("p", ["x", "y"])
+        router.score([g], reg.snapshot())
+        reg.list()  # the listing's Describe channel too
+        threads, fds = threading.active_count(), _open_fds()
+        for i in range(200):
+            reg.set(BackendEntry("a", f"127.0.0.{2 + i}:{port}"))
+            [scored] = router.score([g], reg.snapshot())
+            assert [c.reward for c in scored.completions] == [1.0, 1.0]
+            reg.list()
+        assert threading.active_count() <= threads + 2
+        assert _open_fds() <= fds + 10, f"{_open_fds() - fds} more fds after 200 swaps"
+    finally:
+        router.close()
+        reg.stop()
+        server.stop(grace=None)
+
+
+def test_a_call_in_flight_on_the_old_address_during_a_swap_finishes_there(servers: Servers) -> None:
+    old = ScriptedBackend(ok(1.0), delay_s=30)
+    new = ScriptedBackend(ok(2.0))
+    reg = RewardRegistry([BackendEntry("a", servers.start(old))])
+    router = RewardRouter(reg)
+    try:
+        first = reg.snapshot()
+        result: list = []
+        step = threading.Thread(target=lambda: result.extend(router.score([group("p", ["x"])], first)))
+        step.start()
+        wait_until(lambda: old.in_flight == 1)
+        reg.set(BackendEntry("a", servers.start(new)))
+        [scored] = router.score([group("q", ["x"])], reg.snapshot())  # the next step, on the new channel
+        assert scored.completions[0].reward == 2.0
+        old._release.set()
+        step.join(10)
+        assert result[0].completions[0].reward == 1.0  # finished on the old channel, not cancelled
+    finally:
+        router.close()
+        reg.stop()
+
+
+def test_a_token_rotated_by_a_secret_symlink_swap_is_sent_on_the_next_call(servers: Servers, tmp_path: Path) -> None:
+    (tmp_path / "..v1").mkdir()
+    (tmp_path / "..v1" / "token").write_text("first\n")
+    os.symlink("..v1", tmp_path / "..data")
+    os.symlink("..data/token", tmp_path / "token")
+    a = ScriptedBackend(ok(1.0))
+    reg = RewardRegistry([BackendEntry("a", servers.start(a), token_file=str(tmp_path / "token"))])
+    router = RewardRouter(reg)
+    try:
+        router.score([group("p", ["x"])], reg.snapshot())
+        (tmp_path / "..v2").mkdir()
+        (tmp_path / "..v2" / "token").write_text("second\n")
+        os.symlink("..v2", tmp_path / "..data_tmp")
+        os.rename(tmp_path / "..data_tmp", tmp_path / "..data")
+        router.score([group("p", ["x"])], reg.snapshot())
+        assert [m["authorization"] for m in a.metadata] == ["Bearer first", "Bearer second"]
+    finally:
+        router.close()
+        reg.stop()
