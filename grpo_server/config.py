@@ -16,7 +16,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
 from grpo_server.api.settings import ApiLimits, AuthSettings, PathText, SettingsModel
-from grpo_server.rewards.registry import BackendEntry, validate_entry
+from grpo_server.rewards.registry import BackendEntry, duplicate_yaml_keys, validate_entry
 
 
 class _Strict(SettingsModel):
@@ -520,13 +520,17 @@ def load_config(path: str | Path | None, **overrides: dict[str, Any]) -> Config:
     if path is None:
         return parse_config(overrides, source="config") if overrides else Config()
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text()
+        data = yaml.safe_load(text)
+        twice = duplicate_yaml_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"config {path} is not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"config {path} is not valid YAML: {err}") from None
+    if twice:  # YAML would keep the last value silently
+        raise ConfigError(f"invalid config {path}:\n" + "\n".join(f"  {v.field}: {v.description}" for v in twice))
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
     data = dict(data or {})

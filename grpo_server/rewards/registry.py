@@ -157,7 +157,7 @@ def parse_registry(text: str, origin: str = "registry file") -> dict[str, Backen
 
     An empty document is an empty registry. Raises RegistryError listing every bad field."""
     try:
-        duplicates = _duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
+        duplicates = duplicate_yaml_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError([FieldViolation("", f"not valid YAML: {exc}")], origin) from exc
@@ -191,8 +191,10 @@ def parse_registry(text: str, origin: str = "registry file") -> dict[str, Backen
     return entries
 
 
-def _duplicate_keys(node: yaml.Node | None, path: str, seen_nodes: set[int] | None = None) -> list[FieldViolation]:
-    """A violation per key given twice in one mapping of the composed document `node`."""
+def duplicate_yaml_keys(node: yaml.Node | None, path: str, seen_nodes: set[int] | None = None) -> list[FieldViolation]:
+    """A violation per key given twice in one mapping of the composed document `node` (yaml.compose), named
+    by its dotted path under `path`. YAML loaders keep the last value silently; the registry file and the
+    trainer config refuse it."""
     out: list[FieldViolation] = []
     seen_nodes = set() if seen_nodes is None else seen_nodes
     if node is None or id(node) in seen_nodes:  # an alias points back at a node already walked
@@ -208,10 +210,10 @@ def _duplicate_keys(node: yaml.Node | None, path: str, seen_nodes: set[int] | No
                                                  "each name and field may appear once"))
             elif name is not None:
                 seen[name] = key.start_mark.line + 1
-            out += _duplicate_keys(value, where, seen_nodes)
+            out += duplicate_yaml_keys(value, where, seen_nodes)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            out += _duplicate_keys(item, f"{path}[{i}]", seen_nodes)
+            out += duplicate_yaml_keys(item, f"{path}[{i}]", seen_nodes)
     return out
 
 

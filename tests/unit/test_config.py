@@ -181,6 +181,20 @@ def test_settings_that_do_work_still_load() -> None:
     assert cfg.training.max_steps == 100 and cfg.algorithm.overlong_cache_tokens == 16
 
 
+def test_a_section_or_field_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys silently: the second `training` here would drop the first's
+    learning rate without a word."""
+    f = tmp_path / "twice.yaml"
+    f.write_text("training:\n  learning_rate: 1.0e-5\nalgorithm:\n  beta: 0.0\n  beta: 0.04\n"
+                 "training:\n  max_steps: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert str(err.value) == (
+        f"invalid config {f}:\n"
+        "  algorithm.beta: given twice (lines 4 and 5); each name and field may appear once\n"
+        "  training: given twice (lines 1 and 6); each name and field may appear once")
+
+
 def test_a_flag_replaces_an_invalid_value_of_the_file(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("server:\n  listen: 'not-an-address'\n  max_workers: 8\nlimits:\n  max_watch_streams: 4\n")
