@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -74,6 +75,9 @@ class Principal:
         return role in self.roles or "admin" in self.roles
 
 
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]+")
+
+
 def _sha256(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
@@ -102,8 +106,14 @@ def parse_tokens(data: Any, source: str = "tokens file") -> list[tuple[bytes, Pr
             raise TokensFileError(f"{where}: give exactly one of token_sha256 and token")
         if has_plain:
             token = entry["token"]
-            if not isinstance(token, str) or len(token) < 8:
+            if not isinstance(token, str) or len(token.strip()) < 8:
                 raise TokensFileError(f"{where}.token: a string of at least 8 characters is required")
+            # What a client can present: bearer_token strips the header's value, and a header value is
+            # visible ASCII. A YAML block scalar (`token: |`) ends in a newline that no client can send.
+            token = token.strip()
+            if not _HEADER_SAFE.fullmatch(token):
+                raise TokensFileError(f"{where}.token: only printable ASCII characters (U+0020 to U+007E) are "
+                                      "allowed: a token travels in an HTTP/2 header")
             digest = _sha256(token)
         else:
             hexdigest = entry["token_sha256"]
