@@ -335,6 +335,10 @@ class BackendConfig(_Strict):
     max_concurrency: int = Field(4, description="Score calls in flight at once (>= 1).")
     tls: bool = False
     token_file: str | None = Field(None, description="File holding the bearer token sent to the backend.")
+    ca_file: str | None = Field(None, description="With tls: PEM roots that verify the backend (default: gRPC's).")
+    cert_file: str | None = Field(None, description="With tls: the trainer's client certificate chain, PEM, for a "
+                                  "backend that requires client certificates (mTLS); with key_file.")
+    key_file: str | None = Field(None, description="With tls: the private key of cert_file, PEM.")
 
 
 class RewardSpecConfig(_Strict):
@@ -371,7 +375,8 @@ class RewardsConfig(_Strict):
     )
     backends: dict[str, BackendConfig] = Field(
         default_factory=dict,
-        description="name -> {address, timeout_seconds, max_batch_size, max_concurrency, tls, token_file}: "
+        description="name -> {address, timeout_seconds, max_batch_size, max_concurrency, tls, token_file, ca_file, "
+        "cert_file, key_file}: "
         "the registry file's fields and rules (docs/rewards-router.md). The shipped services: "
         "grpo-reward-math, grpo-reward-code, grpo-reward-rm and grpo-reward-format (the answer format, "
         "services/grpo_rewards/format_reward/).",

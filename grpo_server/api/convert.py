@@ -243,6 +243,9 @@ def backend_to_proto(b: BackendInfo) -> trainer_pb2.RewardBackend:
         max_concurrency=b.max_concurrency,
         tls=b.tls,
         token_file=b.token_file or "",
+        ca_file=b.ca_file or "",
+        cert_file=b.cert_file or "",
+        key_file=b.key_file or "",
         source=_SOURCES.get(b.source, trainer_pb2.BACKEND_SOURCE_UNSPECIFIED),
         circuit=_CIRCUITS.get(b.circuit, trainer_pb2.CIRCUIT_STATE_UNSPECIFIED),
         reference_kinds=[_KINDS[k] for k in sorted(b.reference_kinds) if k in _KINDS],
@@ -262,5 +265,8 @@ def backend_from_proto(b: trainer_pb2.RewardBackend) -> BackendInfo:
         max_concurrency=b.max_concurrency,
         tls=b.tls,
         token_file=b.token_file or None,
+        ca_file=b.ca_file or None,
+        cert_file=b.cert_file or None,
+        key_file=b.key_file or None,
         source="api",
     )

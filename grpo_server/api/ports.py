@@ -101,6 +101,9 @@ class BackendInfo:
     max_concurrency: int = 0
     tls: bool = False
     token_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
     source: str = "api"
     circuit: str = ""
     description: Any = None

@@ -378,6 +378,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             except (OSError, ValueError) as exc:
                 reason = f"cannot read it on the trainer: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
                 raise errors.invalid_argument([Violation("backend.token_file", reason)]) from None
+        # The TLS files too: one the trainer cannot read would fail every call to the backend.
+        unreadable = []
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(request.backend, name)
+            if path:
+                try:
+                    with open(path, "rb"):
+                        pass
+                except OSError as exc:
+                    unreadable.append(Violation(f"backend.{name}", f"cannot read it on the trainer: {exc.strerror or exc}"))
+        if unreadable:
+            raise errors.invalid_argument(unreadable)
         try:
             version, stored = self.registry.set(convert.backend_from_proto(request.backend))
         except ValueError as exc:

@@ -319,10 +319,11 @@ def validate_backend(b: trainer_pb2.RewardBackend, prefix: str = "backend") -> N
         v.add(f"{prefix}.max_batch_size", "must be >= 0 (0 = the backend's own limit)")
     if b.max_concurrency < 0:
         v.add(f"{prefix}.max_concurrency", "must be >= 0 (0 = the default, 4)")
-    if b.token_file:
-        problem = text_problem(b.token_file)
+    for name in ("token_file", "ca_file", "cert_file", "key_file"):
+        path = getattr(b, name)
+        problem = text_problem(path) if path else ""
         if problem:
-            v.add(f"{prefix}.token_file", f"the path {problem}")
+            v.add(f"{prefix}.{name}", f"the path {problem}")
     v.raise_if_any()
 
 

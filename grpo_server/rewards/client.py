@@ -7,6 +7,7 @@ Everything here is blocking grpcio; the router calls it from its worker threads.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -59,8 +60,37 @@ def call_metadata(entry: BackendEntry) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
+def tls_files_state(entry: BackendEntry) -> tuple[tuple[str, str, int, int], ...]:
+    """(field, path, mtime_ns, size) of each of `entry`'s TLS files that is set: a file replaced on disk (a
+    renewed certificate, a Secret's symlink swap) changes it, so the next call opens a channel with the
+    new files. Raises OSError naming the field when one cannot be read."""
+    state = []
+    for field_name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(entry, field_name)
+        if path:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise OSError(f"cannot read the backend's {field_name} {path}: {exc.strerror or exc}") from None
+            state.append((field_name, str(path), st.st_mtime_ns, st.st_size))
+    return tuple(state)
+
+
+def _tls_credentials(state: tuple[tuple[str, str, int, int], ...]) -> grpc.ChannelCredentials:
+    """Channel credentials from the PEM files of a tls_files_state (read now; gRPC's default roots when
+    there is no ca_file). Raises OSError naming the field when one cannot be read."""
+    pem: dict[str, bytes] = {}
+    for field_name, path, _, _ in state:
+        try:
+            pem[field_name] = Path(path).read_bytes()
+        except OSError as exc:
+            raise OSError(f"cannot read the backend's {field_name} {path}: {exc.strerror or exc}") from None
+    return grpc.ssl_channel_credentials(root_certificates=pem.get("ca_file"), private_key=pem.get("key_file"),
+                                        certificate_chain=pem.get("cert_file"))
+
+
 class ChannelPool:
-    """One grpc.Channel per (address, tls, token_file), created on first use, closed by `close()`.
+    """One grpc.Channel per (address, tls, token_file, TLS files), created on first use, closed by `close()`.
 
     A backend whose entry changes (a new address, TLS or token file) gets a new channel, and the old one is
     closed as soon as no call is in flight on it and no other backend name uses it: an idle channel holds
@@ -75,8 +105,9 @@ class ChannelPool:
         self._current: dict[str, _Key] = {}  # backend name -> the key of its latest entry
 
     def stub(self, entry: BackendEntry) -> PooledStub:
-        """A RewardService stub on the cached channel for `entry` (which becomes `entry.name`'s channel)."""
-        key = (entry.address, entry.tls, entry.token_file)
+        """A RewardService stub on the cached channel for `entry` (which becomes `entry.name`'s channel).
+        Raises OSError, naming the field, when a TLS file of the entry cannot be read."""
+        key = (entry.address, entry.tls, entry.token_file, tls_files_state(entry) if entry.tls else ())
         to_close: grpc.Channel | None = None
         with self._lock:
             slot = self._slot(key)
@@ -96,9 +127,9 @@ class ChannelPool:
         """The live slot of `key`, opening its channel when it has none. Call with the lock held."""
         slot = self._channels.get(key)
         if slot is None:
-            address, tls, _ = key
+            address, tls, _, tls_files = key
             if tls:
-                channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(), _CHANNEL_OPTIONS)
+                channel = grpc.secure_channel(address, _tls_credentials(tls_files), _CHANNEL_OPTIONS)
             else:
                 channel = grpc.insecure_channel(address, _CHANNEL_OPTIONS)
             slot = self._channels[key] = _Slot(channel)
@@ -138,7 +169,7 @@ class ChannelPool:
             c.close()
 
 
-_Key = tuple[str, bool, str | None]  # (address, tls, token_file)
+_Key = tuple[str, bool, str | None, tuple[tuple[str, str, int, int], ...]]  # (address, tls, token_file, TLS files)
 
 
 @dataclass

@@ -32,6 +32,12 @@ Registry file format::
         max_concurrency: 4                # Score calls in flight at once
         tls: false
         token_file: /var/run/secrets/math-token
+      rm:
+        address: "reward-model:50051"
+        tls: true                         # verified against ca_file (default: gRPC's roots)
+        ca_file: /etc/grpo/tls/ca.crt
+        cert_file: /etc/grpo/tls/tls.crt  # a client certificate, for a backend that requires one (mTLS)
+        key_file: /etc/grpo/tls/tls.key
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ VERSION_KEY = "reward_registry.version"
 across restarts (an int)."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_CONCURRENCY = 4
-_FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file"}
+_TLS_FILES = ("ca_file", "cert_file", "key_file")
+_FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file", *_TLS_FILES}
 
 
 def _registry_text(raw: bytes, origin: str) -> str:
@@ -89,6 +96,10 @@ class BackendEntry:
     max_concurrency: Score calls in flight to this backend at once (>= 1).
     token_file: a file holding the bearer token sent as `authorization: Bearer ...`.
     source: which layer it came from: "config", "registry_file", "flag" or "api".
+    ca_file: with tls, a PEM file of the roots that verify the backend's certificate (None: gRPC's
+        default roots).
+    cert_file, key_file: with tls, the trainer's client certificate chain and private key (PEM), for a
+        backend that requires client certificates (mTLS); both or neither.
     """
 
     name: str
@@ -99,6 +110,9 @@ class BackendEntry:
     tls: bool = False
     token_file: str | None = None
     source: str = "config"
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,18 @@ def validate_entry(entry: BackendEntry, prefix: str = "") -> list[FieldViolation
         out.append(FieldViolation(f"{prefix}tls", f"{entry.tls!r} is not true or false"))
     if entry.token_file is not None and (not isinstance(entry.token_file, str) or not entry.token_file):
         out.append(FieldViolation(f"{prefix}token_file", f"{entry.token_file!r} is not a file path"))
+    for f in _TLS_FILES:
+        value = getattr(entry, f)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            out.append(FieldViolation(f"{prefix}{f}", f"{value!r} is not a file path"))
+        elif entry.tls is not True:
+            out.append(FieldViolation(f"{prefix}{f}", "is a TLS setting: set tls: true as well"))
+    if (entry.cert_file is None) != (entry.key_file is None):
+        missing = "key_file" if entry.key_file is None else "cert_file"
+        out.append(FieldViolation(f"{prefix}{missing}", "cert_file and key_file go together (the client "
+                                                        "certificate and its private key)"))
     if entry.source not in SOURCES:
         out.append(FieldViolation(f"{prefix}source", f"{entry.source!r} is not one of {', '.join(SOURCES)}"))
     return out
@@ -227,6 +253,9 @@ def _entry_from_mapping(name: str, spec: Mapping[str, Any]) -> BackendEntry:
         max_concurrency=spec.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
         tls=spec.get("tls", False),
         token_file=spec.get("token_file"),
+        ca_file=spec.get("ca_file"),
+        cert_file=spec.get("cert_file"),
+        key_file=spec.get("key_file"),
         source="registry_file",
     )
 
@@ -344,7 +373,8 @@ class RewardRegistry:
     def set(self, entry: Any) -> tuple[int, Any]:
         """Add or replace a backend (source becomes "api"). `entry` is a BackendEntry or anything with
         its fields (the API's BackendInfo); 0 for timeout_seconds or max_concurrency means the default,
-        an empty token_file none. Returns (registry version, the entry as stored, as a BackendInfo).
+        an empty token_file, ca_file, cert_file or key_file none. Returns (registry version, the entry as
+        stored, as a BackendInfo).
         Raises RegistryError (a ValueError) naming each bad field as `backend.<field>`."""
         stored = BackendEntry(
             name=entry.name,
@@ -354,6 +384,9 @@ class RewardRegistry:
             max_concurrency=entry.max_concurrency or DEFAULT_MAX_CONCURRENCY,
             tls=entry.tls,
             token_file=entry.token_file or None,
+            ca_file=getattr(entry, "ca_file", None) or None,
+            cert_file=getattr(entry, "cert_file", None) or None,
+            key_file=getattr(entry, "key_file", None) or None,
             source="api",
         )
         violations = validate_entry(stored, prefix="backend.")
@@ -593,7 +626,8 @@ class RewardRegistry:
         return BackendInfo(
             name=entry.name, address=entry.address, timeout_seconds=entry.timeout_seconds,
             max_batch_size=entry.max_batch_size, max_concurrency=entry.max_concurrency, tls=entry.tls,
-            token_file=entry.token_file, source=entry.source, circuit=circuits.get(entry.name, "closed"),
+            token_file=entry.token_file, ca_file=entry.ca_file, cert_file=entry.cert_file, key_file=entry.key_file,
+            source=entry.source, circuit=circuits.get(entry.name, "closed"),
             description=desc, reference_kinds=tuple(sorted(_kind_names(desc))),
         )
 
@@ -605,9 +639,11 @@ def _entry_fields(entry: BackendEntry | None) -> dict[str, Any] | None:
     """An entry as the JSON the store keeps (its settings, without name and source); None stays None."""
     if entry is None:
         return None
-    return {"address": entry.address, "timeout_seconds": entry.timeout_seconds,
-            "max_batch_size": entry.max_batch_size, "max_concurrency": entry.max_concurrency,
-            "tls": entry.tls, "token_file": entry.token_file}
+    fields = {"address": entry.address, "timeout_seconds": entry.timeout_seconds,
+              "max_batch_size": entry.max_batch_size, "max_concurrency": entry.max_concurrency,
+              "tls": entry.tls, "token_file": entry.token_file}
+    # The TLS files only when set: records written before they existed compare equal to today's entries.
+    return fields | {f: getattr(entry, f) for f in _TLS_FILES if getattr(entry, f) is not None}
 
 
 def _entry_from_fields(name: str, fields: Mapping[str, Any] | None, source: str) -> BackendEntry | None:
@@ -620,7 +656,9 @@ def _entry_from_fields(name: str, fields: Mapping[str, Any] | None, source: str)
                         timeout_seconds=fields.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
                         max_batch_size=fields.get("max_batch_size", 0),
                         max_concurrency=fields.get("max_concurrency", DEFAULT_MAX_CONCURRENCY),
-                        tls=fields.get("tls", False), token_file=fields.get("token_file"), source=source)
+                        tls=fields.get("tls", False), token_file=fields.get("token_file"),
+                        ca_file=fields.get("ca_file"), cert_file=fields.get("cert_file"), key_file=fields.get("key_file"),
+                        source=source)
 
 
 _KIND_NAMES = {

@@ -330,7 +330,10 @@ class RewardRouter:
         name = entry.name
         breaker = self._breaker(entry)
         request = reward_pb2.ScoreRequest(items=[j.item for j in batch])
-        stub = self._pool.stub(entry)
+        try:
+            stub = self._pool.stub(entry)
+        except OSError as exc:  # a TLS file it cannot read: like an unreadable token file, an outage
+            return self._fail_all(name, batch, RewardStatus.UNAVAILABLE, str(exc))
         attempt = 0
         last_error = ""
         while True:

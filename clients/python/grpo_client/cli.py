@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend-tls", action="store_true", help="the trainer connects to the backend with TLS")
     s.add_argument("--backend-token-file", default="", metavar="PATH",
                    help="token file on the trainer for the backend")
+    s.add_argument("--backend-ca-file", default="", metavar="PATH",
+                   help="with --backend-tls: PEM roots on the trainer that verify the backend (default: gRPC's)")
+    s.add_argument("--backend-cert-file", default="", metavar="PATH",
+                   help="with --backend-tls: the trainer's client certificate (PEM, on the trainer), for mTLS")
+    s.add_argument("--backend-key-file", default="", metavar="PATH",
+                   help="with --backend-tls: the private key of --backend-cert-file (PEM, on the trainer)")
     s = b.add_parser("delete", help="remove a reward backend")
     s.add_argument("name", metavar="NAME")
 
@@ -409,6 +415,7 @@ def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -
         stored = client.set_backend(
             args.name, args.address, timeout_seconds=args.backend_timeout, max_batch_size=args.max_batch,
             max_concurrency=args.max_concurrency, tls=args.backend_tls, token_file=args.backend_token_file,
+            ca_file=args.backend_ca_file, cert_file=args.backend_cert_file, key_file=args.backend_key_file,
         )
         pr.document(to_dict(stored))
         pr.line(f"set {stored.backend.name} -> {stored.backend.address} (registry version {stored.registry_version})")

@@ -567,11 +567,16 @@ class TrainerClient:
         max_concurrency: int = 0,
         tls: bool = False,
         token_file: str = "",
+        ca_file: str = "",
+        cert_file: str = "",
+        key_file: str = "",
     ) -> trainer_pb2.SetRewardBackendResponse:
-        """SetRewardBackend: add or replace `name` (0 values mean the trainer's defaults)."""
+        """SetRewardBackend: add or replace `name` (0 values mean the trainer's defaults; the files are
+        paths on the trainer: docs/rewards-router.md)."""
         backend = trainer_pb2.RewardBackend(
             name=name, address=address, timeout_seconds=timeout_seconds, max_batch_size=max_batch_size,
-            max_concurrency=max_concurrency, tls=tls, token_file=token_file,
+            max_concurrency=max_concurrency, tls=tls, token_file=token_file, ca_file=ca_file,
+            cert_file=cert_file, key_file=key_file,
         )
         return self._call(self._stub.SetRewardBackend, trainer_pb2.SetRewardBackendRequest(backend=backend))  # type: ignore[no-any-return]
 

@@ -1169,6 +1169,9 @@ class RewardBackend(_message.Message):
     CIRCUIT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     REFERENCE_KINDS_FIELD_NUMBER: _builtins.int
+    CA_FILE_FIELD_NUMBER: _builtins.int
+    CERT_FILE_FIELD_NUMBER: _builtins.int
+    KEY_FILE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The registry name prompts refer to in RewardSpec.backend: 1-63 characters of [a-z0-9_-]."""
     address: _builtins.str
@@ -1187,6 +1190,18 @@ class RewardBackend(_message.Message):
     """Output only: where this entry came from."""
     circuit: Global___CircuitState.ValueType
     """Output only: the circuit breaker's state."""
+    ca_file: _builtins.str
+    """With `tls`: path of a PEM file, on the trainer, of the roots that verify the backend's certificate.
+    Empty: gRPC's default roots.
+    """
+    cert_file: _builtins.str
+    """With `tls`: path of the trainer's client certificate chain (a PEM file on the trainer), for a
+    backend that requires client certificates (mTLS). Given with `key_file`, or neither.
+    """
+    key_file: _builtins.str
+    """With `tls`: path of the private key of `cert_file` (a PEM file on the trainer; the path is listed,
+    never the key).
+    """
     @_builtins.property
     def description(self) -> _reward_pb2.DescribeResponse:
         """Output only: the backend's Describe answer, when it could be reached."""
@@ -1209,10 +1224,13 @@ class RewardBackend(_message.Message):
         circuit: Global___CircuitState.ValueType = ...,
         description: _reward_pb2.DescribeResponse | None = ...,
         reference_kinds: _abc.Iterable[_reward_pb2.ReferenceKind.ValueType] | None = ...,
+        ca_file: _builtins.str = ...,
+        cert_file: _builtins.str = ...,
+        key_file: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["description", b"description"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "circuit", b"circuit", "description", b"description", "max_batch_size", b"max_batch_size", "max_concurrency", b"max_concurrency", "name", b"name", "reference_kinds", b"reference_kinds", "source", b"source", "timeout_seconds", b"timeout_seconds", "tls", b"tls", "token_file", b"token_file"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ca_file", b"ca_file", "cert_file", b"cert_file", "circuit", b"circuit", "description", b"description", "key_file", b"key_file", "max_batch_size", b"max_batch_size", "max_concurrency", b"max_concurrency", "name", b"name", "reference_kinds", b"reference_kinds", "source", b"source", "timeout_seconds", b"timeout_seconds", "tls", b"tls", "token_file", b"token_file"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

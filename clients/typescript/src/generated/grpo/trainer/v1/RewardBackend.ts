@@ -53,6 +53,21 @@ export interface RewardBackend {
    * Output only: the backend's name-able reference kinds (copied from `description` for convenience).
    */
   'referenceKinds'?: (_grpo_reward_v1_ReferenceKind)[];
+  /**
+   * With `tls`: path of a PEM file, on the trainer, of the roots that verify the backend's certificate.
+   * Empty: gRPC's default roots.
+   */
+  'caFile'?: (string);
+  /**
+   * With `tls`: path of the trainer's client certificate chain (a PEM file on the trainer), for a
+   * backend that requires client certificates (mTLS). Given with `key_file`, or neither.
+   */
+  'certFile'?: (string);
+  /**
+   * With `tls`: path of the private key of `cert_file` (a PEM file on the trainer; the path is listed,
+   * never the key).
+   */
+  'keyFile'?: (string);
 }
 
 /**
@@ -103,4 +118,19 @@ export interface RewardBackend__Output {
    * Output only: the backend's name-able reference kinds (copied from `description` for convenience).
    */
   'referenceKinds': (_grpo_reward_v1_ReferenceKind__Output)[];
+  /**
+   * With `tls`: path of a PEM file, on the trainer, of the roots that verify the backend's certificate.
+   * Empty: gRPC's default roots.
+   */
+  'caFile': (string);
+  /**
+   * With `tls`: path of the trainer's client certificate chain (a PEM file on the trainer), for a
+   * backend that requires client certificates (mTLS). Given with `key_file`, or neither.
+   */
+  'certFile': (string);
+  /**
+   * With `tls`: path of the private key of `cert_file` (a PEM file on the trainer; the path is listed,
+   * never the key).
+   */
+  'keyFile': (string);
 }
