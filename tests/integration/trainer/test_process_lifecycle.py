@@ -63,6 +63,23 @@ def run_state_metric(exposition: str) -> list[str]:
     return re.findall(r'^grpo_run_state\{state="(\w+)"\} 1\.0$', exposition, re.MULTILINE)
 
 
+def assert_a_restart_trains_the_4_prompts(config: Path, store_dir: Path, backend: str, log_path: Path) -> None:
+    """A trainer started again on `store_dir` trains p0..p3 and drains cleanly: none was lost."""
+    second = TrainerProcess(config, store_dir, [("toy", backend)], log_path=log_path)
+    try:
+        second.wait_ready()
+        wait_for(lambda: second.client.step_status().run.prompts_trained == 4 or None, 120,
+                 lambda: f"the prompts were not trained after the restart; log:\n{second.log_tail()}")
+        second.terminate()
+        assert second.wait(120) == 0, second.log_tail()
+    finally:
+        if second.proc.poll() is None:
+            second.kill()
+    assert {pid: s for pid, (s, _) in prompt_accounting(store_dir).items()} == {
+        f"p{i}": PromptState.TRAINED for i in range(4)
+    }
+
+
 def test_every_log_line_has_time_and_level_and_the_first_say_what_runs_where(
     math_backend: str, tmp_path: Path
 ) -> None:
@@ -162,19 +179,7 @@ def test_a_failed_run_stays_up_serving_status_and_a_restart_trains_its_prompts(
     assert "stopped; the run had failed" in (tmp_path / "first.log").read_text()
 
     checkpoints.unlink()
-    second = TrainerProcess(config, store_dir, [("toy", backend.address)], log_path=tmp_path / "second.log")
-    try:
-        second.wait_ready()
-        wait_for(lambda: second.client.step_status().run.prompts_trained == 4 or None, 120,
-                 lambda: f"the prompts were not trained after the restart; log:\n{second.log_tail()}")
-        second.terminate()
-        assert second.wait(120) == 0, second.log_tail()
-    finally:
-        if second.proc.poll() is None:
-            second.kill()
-    assert {pid: s for pid, (s, _) in prompt_accounting(store_dir).items()} == {
-        f"p{i}": PromptState.TRAINED for i in range(4)
-    }
+    assert_a_restart_trains_the_4_prompts(config, store_dir, backend.address, tmp_path / "second.log")
 
 
 def test_sighup_drains_like_sigterm(toy_backend, tmp_path: Path) -> None:
@@ -223,16 +228,4 @@ def test_a_second_signal_during_the_drain_exits_at_once_and_loses_nothing(toy_ba
             proc.kill()
     assert "received SIGINT again: exiting without finishing the drain" in (tmp_path / "first.log").read_text()
 
-    second = TrainerProcess(config, store_dir, [("toy", backend.address)], log_path=tmp_path / "second.log")
-    try:
-        second.wait_ready()
-        wait_for(lambda: second.client.step_status().run.prompts_trained == 4 or None, 120,
-                 lambda: f"the prompts were not trained after the restart; log:\n{second.log_tail()}")
-        second.terminate()
-        assert second.wait(120) == 0, second.log_tail()
-    finally:
-        if second.proc.poll() is None:
-            second.kill()
-    assert {pid: s for pid, (s, _) in prompt_accounting(store_dir).items()} == {
-        f"p{i}": PromptState.TRAINED for i in range(4)
-    }
+    assert_a_restart_trains_the_4_prompts(config, store_dir, backend.address, tmp_path / "second.log")
