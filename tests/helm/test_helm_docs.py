@@ -14,7 +14,7 @@ OPAQUE = {
     "containerSecurityContext", "startupProbe", "readinessProbe", "livenessProbe", "registry", "modelVolume",
     "dns", "labels", "annotations", "podAnnotations", "podLabels", "sandboxSeccompProfile",
     "sandboxAppArmorProfile", "image", "gpu", "podDisruptionBudget", "checkpoints", "extraEnv", "extraEgress",
-    "extraBackends", "tokens", "apiFrom", "metricsFrom", "trainerExtraEgress", "imagePullSecrets", "commonLabels",
+    "extraBackends", "extraVolumes", "extraVolumeMounts", "tokens", "apiFrom", "metricsFrom", "trainerExtraEgress", "imagePullSecrets", "commonLabels",
     "service",
 }
 

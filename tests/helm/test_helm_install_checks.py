@@ -126,6 +126,11 @@ def test_a_token_name_used_twice_is_refused_at_install() -> None:
         ({"address": "judge:50051", "max_concurrency": 0}, "max_concurrency"),
         ({"address": "judge:50051", "tls": "yes"}, "tls"),
         ({"address": "judge:50051", "token_file": ""}, "token_file"),
+        ({"address": "judge:50051", "ca_file": "/tls/ca.crt"}, "tls"),
+        ({"address": "judge:50051", "tls": False, "ca_file": "/tls/ca.crt"}, "tls"),
+        ({"address": "judge:50051", "tls": True, "cert_file": "/tls/tls.crt"}, "key_file"),
+        ({"address": "judge:50051", "tls": True, "key_file": "/tls/tls.key"}, "cert_file"),
+        ({"address": "judge:50051", "tls": True, "ca_file": ""}, "ca_file"),
     ],
 )
 def test_an_extra_backend_the_registry_refuses_is_refused_at_install(entry: dict[str, Any], word: str) -> None:

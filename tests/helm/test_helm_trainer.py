@@ -12,6 +12,7 @@ from helm_support import (
     container,
     mount,
     render,
+    render_error,
     reward_name,
     volume,
 )
@@ -148,6 +149,29 @@ def test_extra_backends_join_the_registry() -> None:
     rendered = render({"trainer": {"extraBackends": {"judge": {"address": "judge.other:50051", "timeout_seconds": 90}}}})
     entries = parse_registry(rendered.get("ConfigMap", f"{TRAINER}-registry")["data"]["registry.yaml"])
     assert entries["judge"].address == "judge.other:50051" and entries["judge"].timeout_seconds == 90
+
+
+def test_an_extra_mtls_backend_gets_its_certificates_through_extra_volumes() -> None:
+    """An extra backend requiring client certificates: its files come from a Secret the operator mounts
+    with trainer.extraVolumes/extraVolumeMounts, and the registry entry names them."""
+    tls_dir = "/etc/grpo/judge-tls"
+    rendered = render({"trainer": {
+        "extraBackends": {"judge": {"address": "judge.other:50051", "tls": True, "ca_file": f"{tls_dir}/ca.crt",
+                                    "cert_file": f"{tls_dir}/tls.crt", "key_file": f"{tls_dir}/tls.key"}},
+        "extraVolumes": [{"name": "judge-tls", "secret": {"secretName": "judge-client-tls"}}],
+        "extraVolumeMounts": [{"name": "judge-tls", "mountPath": tls_dir, "readOnly": True}],
+    }})
+    entry = parse_registry(rendered.get("ConfigMap", f"{TRAINER}-registry")["data"]["registry.yaml"])["judge"]
+    assert (entry.tls, entry.ca_file, entry.cert_file, entry.key_file) == (
+        True, f"{tls_dir}/ca.crt", f"{tls_dir}/tls.crt", f"{tls_dir}/tls.key")
+    pod = _pod(rendered)
+    assert volume(pod, "judge-tls")["secret"] == {"secretName": "judge-client-tls"}
+    assert mount(container(pod, "trainer"), "judge-tls") == {"name": "judge-tls", "mountPath": tls_dir,
+                                                               "readOnly": True}
+
+
+def test_extra_volumes_without_a_name_are_refused_at_install() -> None:
+    assert "name" in render_error({"trainer": {"extraVolumes": [{"secret": {"secretName": "x"}}]}})
 
 
 def _checksum(rendered) -> str:

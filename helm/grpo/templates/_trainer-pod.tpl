@@ -160,6 +160,9 @@ spec:
           mountPath: /models
           readOnly: true
         {{- end }}
+        {{- with $t.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -202,5 +205,8 @@ spec:
     {{- with $t.modelVolume }}
     - name: model
       {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with $t.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end }}
