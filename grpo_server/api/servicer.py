@@ -379,8 +379,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 reason = f"cannot read it on the trainer: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
                 raise errors.invalid_argument([Violation("backend.token_file", reason)]) from None
         # The TLS files too: one the trainer cannot read would fail every call to the backend.
+        from grpo_server.rewards.registry import TLS_FILE_FIELDS
+
         unreadable = []
-        for name in ("ca_file", "cert_file", "key_file"):
+        for name in TLS_FILE_FIELDS:
             path = getattr(request.backend, name)
             if path:
                 try:

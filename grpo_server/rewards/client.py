@@ -10,7 +10,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+from grpo_server.rewards.registry import TLS_FILE_FIELDS
 
 if TYPE_CHECKING:  # the registry imports this module
     from grpo_server.rewards.registry import BackendEntry
@@ -65,13 +67,11 @@ def tls_files_state(entry: BackendEntry) -> tuple[tuple[str, str, int, int], ...
     renewed certificate, a Secret's symlink swap) changes it, so the next call opens a channel with the
     new files. Raises OSError naming the field when one cannot be read."""
     state = []
-    for field_name in ("ca_file", "cert_file", "key_file"):
+    for field_name in TLS_FILE_FIELDS:
         path = getattr(entry, field_name)
         if path:
-            try:
+            with _naming(field_name, path):
                 st = os.stat(path)
-            except OSError as exc:
-                raise OSError(f"cannot read the backend's {field_name} {path}: {exc.strerror or exc}") from None
             state.append((field_name, str(path), st.st_mtime_ns, st.st_size))
     return tuple(state)
 
@@ -81,12 +81,19 @@ def _tls_credentials(state: tuple[tuple[str, str, int, int], ...]) -> grpc.Chann
     there is no ca_file). Raises OSError naming the field when one cannot be read."""
     pem: dict[str, bytes] = {}
     for field_name, path, _, _ in state:
-        try:
+        with _naming(field_name, path):
             pem[field_name] = Path(path).read_bytes()
-        except OSError as exc:
-            raise OSError(f"cannot read the backend's {field_name} {path}: {exc.strerror or exc}") from None
     return grpc.ssl_channel_credentials(root_certificates=pem.get("ca_file"), private_key=pem.get("key_file"),
                                         certificate_chain=pem.get("cert_file"))
+
+
+@contextmanager
+def _naming(field_name: str, path: str) -> Iterator[None]:
+    """Re-raise an OSError of the block as one naming the entry's field and path."""
+    try:
+        yield
+    except OSError as exc:
+        raise OSError(f"cannot read the backend's {field_name} {path}: {exc.strerror or exc}") from None
 
 
 class ChannelPool:

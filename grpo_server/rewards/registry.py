@@ -73,8 +73,8 @@ VERSION_KEY = "reward_registry.version"
 across restarts (an int)."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_CONCURRENCY = 4
-_TLS_FILES = ("ca_file", "cert_file", "key_file")
-_FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file", *_TLS_FILES}
+TLS_FILE_FIELDS = ("ca_file", "cert_file", "key_file")  # a BackendEntry's TLS file paths
+_FILE_FIELDS = {"address", "timeout_seconds", "max_batch_size", "max_concurrency", "tls", "token_file", *TLS_FILE_FIELDS}
 
 
 def _registry_text(raw: bytes, origin: str) -> str:
@@ -161,7 +161,7 @@ def validate_entry(entry: BackendEntry, prefix: str = "") -> list[FieldViolation
         out.append(FieldViolation(f"{prefix}tls", f"{entry.tls!r} is not true or false"))
     if entry.token_file is not None and (not isinstance(entry.token_file, str) or not entry.token_file):
         out.append(FieldViolation(f"{prefix}token_file", f"{entry.token_file!r} is not a file path"))
-    for f in _TLS_FILES:
+    for f in TLS_FILE_FIELDS:
         value = getattr(entry, f)
         if value is None:
             continue
@@ -384,9 +384,9 @@ class RewardRegistry:
             max_concurrency=entry.max_concurrency or DEFAULT_MAX_CONCURRENCY,
             tls=entry.tls,
             token_file=entry.token_file or None,
-            ca_file=getattr(entry, "ca_file", None) or None,
-            cert_file=getattr(entry, "cert_file", None) or None,
-            key_file=getattr(entry, "key_file", None) or None,
+            ca_file=entry.ca_file or None,
+            cert_file=entry.cert_file or None,
+            key_file=entry.key_file or None,
             source="api",
         )
         violations = validate_entry(stored, prefix="backend.")
@@ -643,7 +643,7 @@ def _entry_fields(entry: BackendEntry | None) -> dict[str, Any] | None:
               "max_batch_size": entry.max_batch_size, "max_concurrency": entry.max_concurrency,
               "tls": entry.tls, "token_file": entry.token_file}
     # The TLS files only when set: records written before they existed compare equal to today's entries.
-    return fields | {f: getattr(entry, f) for f in _TLS_FILES if getattr(entry, f) is not None}
+    return fields | {f: getattr(entry, f) for f in TLS_FILE_FIELDS if getattr(entry, f) is not None}
 
 
 def _entry_from_fields(name: str, fields: Mapping[str, Any] | None, source: str) -> BackendEntry | None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,18 +105,27 @@ def test_the_demo_trains_exports_plots_and_stops_its_services(tmp_path: Path) ->
     assert wait_gone(proc) == {}
 
 
-def test_ctrl_c_stops_both_services_without_a_traceback(tmp_path: Path) -> None:
-    out = tmp_path / "run"
+def interrupted_while_training(out: Path, act: Callable[[subprocess.Popen], None]) -> tuple[subprocess.Popen, str]:
+    """Run the demo on the tiny model until step 1 is reported, `act` on it, and wait for its end:
+    (the finished demo, its stderr). The demo's session is killed if it outlives the test."""
     proc = start_demo(ROOT / "examples" / "tiny.yaml", out, "--steps", "10000")
     try:
         wait_for_line(proc, "step   1  reward", timeout=400)
-        running = " ".join(services_of(proc).values())
-        assert "grpo-server" in running and "grpo-reward-math" in running
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-        stdout, stderr = proc.communicate(timeout=120)
+        act(proc)
+        _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    return proc, stderr
+
+
+def test_ctrl_c_stops_both_services_without_a_traceback(tmp_path: Path) -> None:
+    def ctrl_c(proc: subprocess.Popen) -> None:
+        running = " ".join(services_of(proc).values())
+        assert "grpo-server" in running and "grpo-reward-math" in running
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+
+    proc, stderr = interrupted_while_training(tmp_path / "run", ctrl_c)
     assert proc.returncode == 130, stderr
     assert "interrupted: the demo stopped the services it started" in stderr
     assert "Traceback" not in stderr
@@ -123,16 +133,12 @@ def test_ctrl_c_stops_both_services_without_a_traceback(tmp_path: Path) -> None:
 
 
 def test_a_trainer_that_dies_ends_the_demo_with_a_pointer_to_its_log(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    proc = start_demo(ROOT / "examples" / "tiny.yaml", out, "--steps", "10000")
-    try:
-        wait_for_line(proc, "step   1  reward", timeout=400)
+    def kill_trainer(proc: subprocess.Popen) -> None:
         [trainer] = [pid for pid, cmd in services_of(proc).items() if "grpo-server" in cmd]
         os.kill(trainer, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+
+    out = tmp_path / "run"
+    proc, stderr = interrupted_while_training(out, kill_trainer)
     assert proc.returncode == 1, stderr
     assert "demo failed: the trainer exited with -9" in stderr
     assert str(out / "trainer.log") in stderr
