@@ -139,6 +139,17 @@ def greedy_accuracy(model_dir: Path, problems: list[dict], math_address: str, la
     return acc
 
 
+def exit_code_soon(proc: subprocess.Popen, grace: float = 5.0) -> int | None:
+    """The process's exit status if it ends within `grace` seconds, else None.
+
+    A killed process closes its sockets before the kernel lets its parent reap it, so a call that failed
+    because the trainer died can come back while poll() still says it runs."""
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def wait_ready(client: Any, trainer: subprocess.Popen, timeout: float, log_path: Path) -> None:
     """Poll StepStatus until the trainer has loaded its model (run state no longer STARTING)."""
     from grpo.trainer.v1 import trainer_pb2
@@ -149,7 +160,7 @@ def wait_ready(client: Any, trainer: subprocess.Popen, timeout: float, log_path:
         try:
             run = client.step_status().run
         except TrainerError as exc:
-            if trainer.poll() is not None:
+            if exit_code_soon(trainer) is not None:
                 raise DemoError(f"the trainer exited with {trainer.returncode} while starting; see {log_path}") from None
             raise DemoError(f"the trainer does not answer ({exc.code.name}: {exc.message}); see {log_path}") from None
         if run.state == trainer_pb2.RUN_STATE_FAILED:
@@ -190,7 +201,7 @@ def follow_training(client: Any, trainer: subprocess.Popen, steps: int, kl_measu
                 if report.step >= steps:
                     return history
         except TrainerError as exc:
-            code = trainer.poll()
+            code = exit_code_soon(trainer)
             state = f"exited with {code}" if code is not None else "stopped answering"
             raise DemoError(f"the trainer {state} ({exc.code.name}: {exc.message}); see {log_path}") from None
     raise DemoError(f"the trainer ended the step stream before step {steps}; see {log_path}")
