@@ -368,30 +368,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if not request.HasField("backend"):
             raise errors.invalid_argument([Violation("backend", "required: the backend to add or replace")])
         validate_backend(request.backend)
-        if request.backend.token_file:
-            # Read now: a token file the trainer cannot read would make every call to the backend fail
-            # as an outage, skipping steps for ever, instead of a refusal the caller sees.
-            from grpo_server.rewards.client import read_token
+        # Read the files now: one the trainer cannot read would make every call to the backend fail as
+        # an outage, skipping steps for ever, instead of a refusal the caller sees.
+        from grpo_server.rewards.client import unreadable_files
 
-            try:
-                read_token(request.backend.token_file)
-            except (OSError, ValueError) as exc:
-                reason = f"cannot read it on the trainer: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-                raise errors.invalid_argument([Violation("backend.token_file", reason)]) from None
-        # The TLS files too: one the trainer cannot read would fail every call to the backend.
-        from grpo_server.rewards.registry import TLS_FILE_FIELDS
-
-        unreadable = []
-        for name in TLS_FILE_FIELDS:
-            path = getattr(request.backend, name)
-            if path:
-                try:
-                    with open(path, "rb"):
-                        pass
-                except OSError as exc:
-                    unreadable.append(Violation(f"backend.{name}", f"cannot read it on the trainer: {exc.strerror or exc}"))
+        unreadable = unreadable_files(request.backend, "backend.")
         if unreadable:
-            raise errors.invalid_argument(unreadable)
+            raise errors.invalid_argument([Violation(v.field, v.description) for v in unreadable])
         try:
             version, stored = self.registry.set(convert.backend_from_proto(request.backend))
         except ValueError as exc:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
-from grpo_server.rewards.registry import TLS_FILE_FIELDS
+from grpo_server.rewards.registry import TLS_FILE_FIELDS, FieldViolation
 
 if TYPE_CHECKING:  # the registry imports this module
     from grpo_server.rewards.registry import BackendEntry
@@ -54,6 +54,30 @@ def read_token(token_file: str | None) -> str | None:
     if not token:
         raise ValueError(f"token file {token_file} is empty")
     return token
+
+
+def unreadable_files(entry: Any, prefix: str = "") -> list[FieldViolation]:
+    """A violation for each file `entry` names (token_file, ca_file, cert_file, key_file) that the trainer
+    cannot read now, or an empty token file; field paths start with `prefix`. `entry` is a BackendEntry
+    or a RewardBackend message (empty strings: not set). Every call to such a backend would fail as an
+    outage, so the places an operator is there to see it (start, SetRewardBackend) refuse it."""
+    out = []
+    if entry.token_file:
+        try:
+            read_token(entry.token_file)
+        except OSError as exc:
+            out.append(FieldViolation(f"{prefix}token_file", f"cannot read it on the trainer: {exc.strerror or exc}"))
+        except ValueError as exc:  # empty, or not UTF-8
+            out.append(FieldViolation(f"{prefix}token_file", str(exc)))
+    for field_name in TLS_FILE_FIELDS:
+        path = getattr(entry, field_name)
+        if path:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                out.append(FieldViolation(f"{prefix}{field_name}", f"cannot read it on the trainer: {exc.strerror or exc}"))
+    return out
 
 
 def call_metadata(entry: BackendEntry) -> tuple[tuple[str, str], ...]:

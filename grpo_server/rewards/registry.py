@@ -301,6 +301,16 @@ class RewardRegistry:
                 raise RegistryError([FieldViolation("", f"cannot read: {exc}")], str(self._file_path)) from exc
             self._file = parse_registry(_registry_text(text, str(self._file_path)), str(self._file_path))
             self._file_hash = hashlib.sha256(text).hexdigest()
+        # Files an entry names must be readable at start: each call to the backend would fail otherwise.
+        # (A reload only logs it: the file may be edited before a Secret that brings the certificate.)
+        from grpo_server.rewards.client import unreadable_files
+
+        unreadable = [v for e in self._config.values() for v in unreadable_files(e, f"rewards.backends.{e.name}.")]
+        if unreadable:
+            raise RegistryError(unreadable)
+        unreadable = [v for e in self._file.values() for v in unreadable_files(e, f"backends.{e.name}.")]
+        if unreadable:
+            raise RegistryError(unreadable, str(self._file_path))
         self._version = 1
         self._snapshot = RegistrySnapshot(1, MappingProxyType(self._effective()))
         self._watcher: threading.Thread | None = None
@@ -539,6 +549,13 @@ class RewardRegistry:
                 log.error("reward registry file rejected, keeping the previous registry: %s", exc)
                 self._bad_hash = digest
             return False
+        from grpo_server.rewards.client import unreadable_files
+
+        for name, entry in sorted(new_file.items()):
+            if entry != self._file.get(name):
+                for v in unreadable_files(entry, f"backends.{name}."):
+                    log.error("reward registry file %s: %s: %s; calls to %s fail until it is readable",
+                              self._file_path, v.field, v.description, name)
         with self._lock:
             self._bad_hash = None
             changed = {n for n in set(self._file) | set(new_file) if self._file.get(n) != new_file.get(n)}

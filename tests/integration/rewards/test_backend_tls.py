@@ -67,11 +67,22 @@ def test_without_what_the_backend_requires_the_items_are_masked_unavailable(
 
 def test_a_tls_file_that_cannot_be_read_masks_the_items_naming_it(mtls_verifier: str, tls_files: TLSFiles,
                                                                   tmp_path: Path) -> None:
+    """A file removed after start (at start, one the trainer cannot read is refused)."""
     missing = tmp_path / "gone.crt"
-    value, status, message = score(mtls_verifier, ca_file=str(missing), cert_file=str(tls_files.client_cert),
-                                   key_file=str(tls_files.client_key))
-    assert (value, status) == (None, RewardStatus.UNAVAILABLE)
-    assert message == f"cannot read the backend's ca_file {missing}: No such file or directory"
+    shutil.copy(tls_files.ca_cert, missing)
+    entry = BackendEntry("a", mtls_verifier, timeout_seconds=10, tls=True, ca_file=str(missing),
+                         cert_file=str(tls_files.client_cert), key_file=str(tls_files.client_key))
+    registry = RewardRegistry([entry])
+    router = RewardRouter(registry, observer=RecordingObserver(), max_retries=0)
+    try:
+        missing.unlink()
+        [scored] = router.score([group("p", ["The answer is 42."])], registry.snapshot())
+    finally:
+        router.close()
+        registry.stop()
+    s = scored.completions[0].scores[0]
+    assert (s.score, s.status) == (None, RewardStatus.UNAVAILABLE)
+    assert s.message == f"cannot read the backend's ca_file {missing}: No such file or directory"
 
 
 def test_a_renewed_client_certificate_is_used_by_the_next_call(mtls_verifier: str, tls_files: TLSFiles,

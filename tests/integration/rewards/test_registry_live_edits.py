@@ -192,3 +192,31 @@ def test_a_token_rotated_by_a_secret_symlink_swap_is_sent_on_the_next_call(serve
     finally:
         router.close()
         reg.stop()
+
+
+def test_files_an_entry_names_are_checked_refused_at_start_and_logged_on_reload(tmp_path: Path, caplog) -> None:
+    f = tmp_path / "registry.yaml"
+    f.write_text(f"backends:\n  judge: {{address: 'j:1', tls: true, ca_file: '{tmp_path}/ca.pem'}}\n")
+    with pytest.raises(RegistryError) as err:
+        RewardRegistry(registry_file=f)
+    assert [(v.field, "No such file" in v.description) for v in err.value.violations] == [("backends.judge.ca_file", True)]
+    assert str(f) in str(err.value)
+    with pytest.raises(RegistryError) as err:
+        RewardRegistry([BackendEntry("math", "m:1", token_file=str(tmp_path / "token"))])
+    assert [v.field for v in err.value.violations] == ["rewards.backends.math.token_file"]
+    (tmp_path / "token").write_text("\n")
+    with pytest.raises(RegistryError, match="rewards.backends.math.token_file: token file .* is empty"):
+        RewardRegistry([BackendEntry("math", "m:1", token_file=str(tmp_path / "token"))])
+
+    # A reload applies the entry (the certificate may come with the next Secret update) and says what fails.
+    f.write_text("backends:\n  judge: {address: 'j:1'}\n")
+    reg = RewardRegistry(registry_file=f)
+    f.write_text(f"backends:\n  judge: {{address: 'j:2', tls: true, cert_file: '{tmp_path}/c.pem', "
+                 f"key_file: '{tmp_path}/k.pem'}}\n")
+    with caplog.at_level(logging.ERROR, logger="grpo_server.rewards.registry"):
+        assert reg.reload_if_changed()
+    assert addresses(reg) == {"judge": "j:2"}
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2, logged
+    assert all("backends.judge." in m and "cannot read it on the trainer" in m and "calls to judge fail" in m
+               for m in logged), logged

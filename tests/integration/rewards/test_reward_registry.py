@@ -22,7 +22,9 @@ def write(path: Path, text: str) -> None:
 
 def test_the_file_is_read_with_every_field(tmp_path: Path) -> None:
     f = tmp_path / "registry.yaml"
-    write(f, """
+    token = tmp_path / "token"
+    token.write_text("t\n")  # read at start: an entry naming a file the trainer cannot read is refused
+    write(f, f"""
 backends:
   math:
     address: "math-verifier:50051"
@@ -30,13 +32,13 @@ backends:
     max_batch_size: 16
     max_concurrency: 2
     tls: true
-    token_file: /run/token
-  code: {address: "10.0.0.7:7000"}
+    token_file: {token}
+  code: {{address: "10.0.0.7:7000"}}
 """)
     reg = RewardRegistry(registry_file=f)
     snap = reg.snapshot()
     assert snap.version == 1
-    assert snap.entries["math"] == BackendEntry("math", "math-verifier:50051", 12.5, 16, 2, True, "/run/token",
+    assert snap.entries["math"] == BackendEntry("math", "math-verifier:50051", 12.5, 16, 2, True, str(token),
                                                 "registry_file")
     assert snap.entries["code"] == BackendEntry("code", "10.0.0.7:7000", source="registry_file")
     assert list(snap.entries) == ["code", "math"]  # sorted by name

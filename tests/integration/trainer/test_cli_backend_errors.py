@@ -56,3 +56,19 @@ def test_bad_registry_file_exits_2_naming_the_field(tmp_path: Path) -> None:
     assert "max_concurrency" in done.stderr
     assert "Traceback" not in done.stderr
     assert "listening" not in done.stdout
+
+
+def test_a_backend_file_the_trainer_cannot_read_exits_2_naming_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "trainer.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"source": "tiny"},
+        "server": {"listen": "127.0.0.1:0"},
+        "rewards": {"backends": {"math": {"address": "localhost:50061", "tls": True,
+                                          "ca_file": str(tmp_path / "missing-ca.pem")}}},
+    }))
+    done = run(["--config", str(config)], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "rewards.backends.math.ca_file: cannot read it on the trainer: No such file or directory" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "listening" not in done.stdout
+    assert not (tmp_path / "store").exists()
