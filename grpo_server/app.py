@@ -28,6 +28,7 @@ from grpo_server.checkpoint import (
     os_reason,
     parameter_shapes,
     prune_checkpoints,
+    remove_unrecorded_checkpoints,
     save_training_checkpoint,
 )
 from grpo_server.config import Config
@@ -401,6 +402,8 @@ class TrainerApp:
         t = cfg.training
         shapes = parameter_shapes(model)  # before DeepSpeed partitions the parameters
         latest = self.store.latest_checkpoint()
+        for p in remove_unrecorded_checkpoints(self.store_dir, latest.step if latest is not None else None):
+            log.info("removed %s: the store never recorded it (the trainer stopped while writing it)", p)
         if latest is not None:  # another run's store fails here with a message, not a state-dict error
             check_checkpoint_fits(Path(latest.path), shapes, str(model_path))
         engine = build_training_engine(cfg, model)

@@ -504,6 +504,25 @@ def prune_checkpoints(store_dir: Path, keep_steps: Iterable[int], keep: int) -> 
             shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_unrecorded_checkpoints(store_dir: Path, recorded_step: int | None) -> list[Path]:
+    """At start: remove the training checkpoints the store never recorded (a crash after the rename and
+    before the store's commit left them: steps after `recorded_step`, every one when it is None) and any
+    temporary directory of a checkpoint being written. The store resumes from `recorded_step` and runs
+    the steps after it again, so such a checkpoint is never resumed from; left in place it would count
+    toward `checkpoint.keep` and push out one that can be. Returns what was removed."""
+    root = Path(store_dir) / "checkpoints"
+    if not root.exists():
+        return []
+    removed = []
+    for p in sorted(root.iterdir()):
+        unrecorded = (p.name.startswith("step-") and p.name[5:].isdigit()
+                      and (recorded_step is None or int(p.name[5:]) > recorded_step))
+        if p.is_dir() and (p.name.startswith(".step-") or unrecorded):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
 SDPO_TEACHER_FILE = "sdpo_teacher.safetensors"
 
 

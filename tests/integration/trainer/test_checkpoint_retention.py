@@ -28,3 +28,26 @@ def test_keep_1_leaves_the_recorded_checkpoint_until_the_next_is_recorded(toy_ba
     latest = app.store.latest_checkpoint()
     assert latest is not None and latest.step == 2 and Path(latest.path).is_dir()
     assert not checkpoint_dir(store_dir, 1).exists()  # older ones still go: keep: 1 plus the recorded one
+
+
+def test_a_checkpoint_the_store_never_recorded_is_removed_at_the_next_start(
+        toy_backend, start_trainer, tmp_path: Path) -> None:
+    """A kill between a checkpoint's rename and the store's commit leaves a complete step-N directory the
+    store does not know. The restart resumes from the recorded one and runs step N again, so the stray
+    one must not stay to count toward `keep` and push out a checkpoint the store can resume from."""
+    _, backend = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", backend.address)], checkpoint={"every_steps": 1, "keep": 2},
+                        training={"max_steps": 2})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(4))
+    wait_for(lambda: client.step_status().run.checkpoint_step == 2 or None, 120, "no checkpoint at step 2")
+    app.loop.save_checkpoint(3)  # written, never recorded: where a kill -9 can land (keep 2 pruned step 1)
+    (store_dir / "checkpoints" / ".step-000004.half").mkdir()  # and one killed while being written
+    app.shutdown(grace=60)
+    assert checkpoint_dir(store_dir, 3).is_dir()
+
+    again = start_trainer(store_dir, [("toy", backend.address)], checkpoint={"every_steps": 1, "keep": 2},
+                          training={"max_steps": 2})
+    assert sorted(p.name for p in (store_dir / "checkpoints").iterdir()) == ["step-000002"]
+    assert TrainerClient(f"127.0.0.1:{again.api_port}").step_status().run.checkpoint_step == 2
