@@ -256,6 +256,11 @@ class TrainerApp:
     ready: threading.Event = field(default_factory=threading.Event)
     failed: str | None = None
     _stopped: bool = False
+    # Held while the loader decides to start the loop and while shutdown() marks the drain: a drain that
+    # begins as the model finishes loading either stops the loader before it starts anything, or comes
+    # after the loop has started (and stops it) - never in between, where "running" and SERVING would be
+    # set over "draining".
+    _start_lock: threading.Lock = field(default_factory=threading.Lock)
     _loader: threading.Thread | None = None
     _store_lock: Any = None
 
@@ -371,15 +376,17 @@ class TrainerApp:
             self.control.fail(self.failed)
             self.metrics.set_run_state("failed")
             return
-        if self._stopped:  # SIGTERM came while the model loaded: shutdown() waits for us, start nothing
-            log.info("stopping before the first step: the drain began while the model loaded")
-            return
-        self.control.set_ready(True)
-        self.health.set_serving(True)
-        log.info("ready in %.1f s: rollout engine %s (rollout.engine %s), training engine %s; health SERVING",
-                 time.monotonic() - started, self.loop.engine_name, self.cfg.rollout.engine, self.cfg.training.engine)
-        self.ready.set()
-        self.loop.start()
+        with self._start_lock:
+            if self._stopped:  # SIGTERM came while the model loaded: shutdown() waits for us, start nothing
+                log.info("stopping before the first step: the drain began while the model loaded")
+                return
+            self.control.set_ready(True)
+            self.health.set_serving(True)
+            log.info("ready in %.1f s: rollout engine %s (rollout.engine %s), training engine %s; health SERVING",
+                     time.monotonic() - started, self.loop.engine_name, self.cfg.rollout.engine,
+                     self.cfg.training.engine)
+            self.ready.set()
+            self.loop.start()
 
     def _load(self) -> None:
         from transformers import GenerationConfig
@@ -517,9 +524,10 @@ class TrainerApp:
 
     def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
         """Drain: health NOT_SERVING, finish the current step, checkpoint, stop the API. Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
+        with self._start_lock:
+            if self._stopped:
+                return
+            self._stopped = True
         if getattr(self, "health", None) is not None:
             self.health.set_serving(False)
         self.control.set_state("draining")  # a failed run stays FAILED: its drain runs and writes nothing
