@@ -12,14 +12,20 @@ from grpo_client import TrainerClient
 from grpo_server.checkpoint import checkpoint_dir
 
 
-def test_keep_1_leaves_the_recorded_checkpoint_until_the_next_is_recorded(toy_backend, start_trainer, tmp_path: Path) -> None:
-    _, backend = toy_backend("toy", 0.5)
-    store_dir = tmp_path / "store"
-    app = start_trainer(store_dir, [("toy", backend.address)], checkpoint={"every_steps": 1, "keep": 1},
+def checkpointed_to_step_2(start_trainer, backend_address: str, store_dir: Path, keep: int):
+    """A trainer (checkpoint every step, `keep` kept, 2 steps) that has recorded its step-2 checkpoint."""
+    app = start_trainer(store_dir, [("toy", backend_address)], checkpoint={"every_steps": 1, "keep": keep},
                         training={"max_steps": 2})
     client = TrainerClient(f"127.0.0.1:{app.api_port}")
     client.submit_prompts(prompts(4))
     wait_for(lambda: client.step_status().run.checkpoint_step == 2 or None, 120, "no checkpoint at step 2")
+    return app
+
+
+def test_keep_1_leaves_the_recorded_checkpoint_until_the_next_is_recorded(toy_backend, start_trainer, tmp_path: Path) -> None:
+    _, backend = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = checkpointed_to_step_2(start_trainer, backend.address, store_dir, keep=1)
 
     # The files of the next checkpoint are written (what the loop does before recording it)...
     written = app.loop.save_checkpoint(3)
@@ -37,11 +43,7 @@ def test_a_checkpoint_the_store_never_recorded_is_removed_at_the_next_start(
     one must not stay to count toward `keep` and push out a checkpoint the store can resume from."""
     _, backend = toy_backend("toy", 0.5)
     store_dir = tmp_path / "store"
-    app = start_trainer(store_dir, [("toy", backend.address)], checkpoint={"every_steps": 1, "keep": 2},
-                        training={"max_steps": 2})
-    client = TrainerClient(f"127.0.0.1:{app.api_port}")
-    client.submit_prompts(prompts(4))
-    wait_for(lambda: client.step_status().run.checkpoint_step == 2 or None, 120, "no checkpoint at step 2")
+    app = checkpointed_to_step_2(start_trainer, backend.address, store_dir, keep=2)
     app.loop.save_checkpoint(3)  # written, never recorded: where a kill -9 can land (keep 2 pruned step 1)
     (store_dir / "checkpoints" / ".step-000004.half").mkdir()  # and one killed while being written
     app.shutdown(grace=60)

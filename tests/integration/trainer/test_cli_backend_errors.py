@@ -16,14 +16,19 @@ def run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_bad_backend_in_the_config_file_exits_2_naming_the_field(tmp_path: Path) -> None:
+def run_with_backends(backends: dict, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """grpo-server with a tiny-model config whose `rewards.backends` is `backends`."""
     config = tmp_path / "trainer.yaml"
     config.write_text(yaml.safe_dump({
         "model": {"source": "tiny"},
         "server": {"listen": "127.0.0.1:0"},
-        "rewards": {"backends": {"math": {"address": "localhost:50061"}, "code": {"address": "sandbox"}}},
+        "rewards": {"backends": backends},
     }))
-    done = run(["--config", str(config)], tmp_path)
+    return run(["--config", str(config)], tmp_path)
+
+
+def test_bad_backend_in_the_config_file_exits_2_naming_the_field(tmp_path: Path) -> None:
+    done = run_with_backends({"math": {"address": "localhost:50061"}, "code": {"address": "sandbox"}}, tmp_path)
     assert done.returncode == 2, done.stderr
     assert "rewards.backends.code.address: 'sandbox' is not HOST:PORT with a port in 1-65535" in done.stderr
     assert "rewards.backends.math" not in done.stderr
@@ -59,14 +64,8 @@ def test_bad_registry_file_exits_2_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_a_backend_file_the_trainer_cannot_read_exits_2_naming_the_field(tmp_path: Path) -> None:
-    config = tmp_path / "trainer.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"source": "tiny"},
-        "server": {"listen": "127.0.0.1:0"},
-        "rewards": {"backends": {"math": {"address": "localhost:50061", "tls": True,
-                                          "ca_file": str(tmp_path / "missing-ca.pem")}}},
-    }))
-    done = run(["--config", str(config)], tmp_path)
+    done = run_with_backends({"math": {"address": "localhost:50061", "tls": True,
+                                       "ca_file": str(tmp_path / "missing-ca.pem")}}, tmp_path)
     assert done.returncode == 2, done.stderr
     assert "rewards.backends.math.ca_file: cannot read it on the trainer: No such file or directory" in done.stderr
     assert "Traceback" not in done.stderr
