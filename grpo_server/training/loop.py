@@ -40,7 +40,15 @@ from grpo_server.training import batch as batching
 from grpo_server.training.lora import policy_weights
 from grpo_server.training.loss import LossConfig, global_normalizer, grpo_loss, logprobs_only
 from grpo_server.training.sdpo import TeacherRows, teacher_rows
-from grpo_server.types import PromptRecord, RewardStatus, RolloutGroup, ScoredGroup, StepReport, StepState
+from grpo_server.types import (
+    PromptRecord,
+    RewardStatus,
+    RolloutGroup,
+    ScoredCompletion,
+    ScoredGroup,
+    StepReport,
+    StepState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,17 @@ class StepSettings:
     overlong_cache_tokens: int = 0  # DAPO soft overlong penalty interval (0 = off)
     overlong_penalty_factor: float = 1.0
     process_supervision: bool = False  # token advantages from the backends' step scores
+
+
+def _weighted_steps(sc: ScoredCompletion) -> list[tuple[int, float]]:
+    """(character end offset, weight x step score) of each step every backend scored for `sc`, by end
+    offset; none from a result the router masked (it masks step lists it cannot place)."""
+    steps: list[tuple[int, float]] = []
+    for b in sc.scores:
+        if b.score is not None:
+            steps += [(end, b.weight * s) for s, end in zip(b.step_scores, b.step_end_offsets, strict=True)]
+    steps.sort(key=lambda step: step[0])
+    return steps
 
 
 class _TokenCharEnds(Sequence[int]):
@@ -283,22 +302,27 @@ class StepRunner:
         for sc, ok in zip(completions, valid.tolist(), strict=True):
             ids = sc.completion.token_ids
             width = max(width, len(ids))
-            steps: list[tuple[int, float]] = []
-            if ok:
-                for b in sc.scores:
-                    if b.score is not None:  # the router masked step lists it could not place
-                        steps += [(end, b.weight * s) for s, end in zip(b.step_scores, b.step_end_offsets, strict=True)]
-            steps.sort(key=lambda step: step[0])
+            steps = _weighted_steps(sc) if ok else []
             ends = char_offsets_to_token_ends([e for e, _ in steps], _TokenCharEnds(self.tokenizer, ids)) if steps else []
             step_rewards.append([r for _, r in steps])
             step_ends.append(ends)
         return process_advantages(step_rewards, step_ends, width, self.s.group_size, eps=self.s.advantage_eps)
 
     def groups_with_variance(self, scored: Sequence[ScoredGroup]) -> list[bool]:
-        """Per group: True when its (shaped, valid) rewards differ (DAPO's keep rule)."""
+        """Per group: True when what its advantages come from differs (DAPO's keep rule): its (shaped,
+        valid) rewards, or with process supervision the step rewards of its valid completions (outcome
+        scores do not enter those advantages, so a group of equal outcomes but different steps has a
+        signal, and one of different outcomes but equal steps has none)."""
         if not scored:
             return []
         rewards, valid = self.shaped_rewards(scored)
+        if self.s.process_supervision:
+            flags = iter(valid.tolist())
+            keep = []
+            for g in scored:
+                values = [r for sc in g.completions if next(flags) for _, r in _weighted_steps(sc)]
+                keep.append(len(values) >= 2 and any(v != values[0] for v in values))  # process_advantages' rule
+            return keep
         return keep_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).tolist()
 
     def sample(self, step: int, prompts: Sequence[PromptRecord], registry_snapshot: Any,

@@ -141,6 +141,27 @@ def test_steps_of_several_backends_are_merged_by_weight_and_outcome_scores_do_no
     assert rewards.tolist() == [3.5, 0.0]
 
 
+def test_dynamic_sampling_keeps_the_groups_whose_step_rewards_differ(tiny) -> None:
+    """Under process supervision the advantages come from the step rewards, so DAPO's keep rule reads
+    them too: equal outcomes with different steps carry a signal, different outcomes with equal steps
+    none."""
+    _, tok = tiny
+    a, b = _completion(tok, "one two three four"), _completion(tok, "one two three four")
+    end = len(a.text)
+    equal_outcomes = _group([a, b], [[_steps("s", 1.0, [1.0], [end], score=1.0)],
+                                     [_steps("s", 1.0, [0.0], [end], score=1.0)]])
+    equal_steps = _group([a, b], [[_steps("s", 1.0, [0.5], [end], score=1.0)],
+                                  [_steps("s", 1.0, [0.5], [end], score=0.0)]])
+    one_valid = _group([a, b], [[_steps("s", 1.0, [1.0], [end])],
+                                [BackendScore("s", 1.0, RewardStatus.TIMEOUT, None, message="slow")]])
+    runner = _runner(tok, 2)
+    groups = [equal_outcomes, equal_steps, one_valid]
+    assert runner.groups_with_variance(groups) == [True, False, False]
+    # The same verdict as the advantages: zero exactly where the group is dropped.
+    adv, _, _ = runner.advantages(groups)
+    assert [bool(adv[i : i + 2].abs().sum() > 0) for i in range(0, 6, 2)] == [True, False, False]
+
+
 def test_masked_and_stepless_completions_get_zero_advantage(tiny) -> None:
     _, tok = tiny
     cs = [_completion(tok, t) for t in ("a b c", "a b d", "a b e", "a b f")]
