@@ -476,7 +476,8 @@ class StepRunner:
             "completion_length_max": float(max(lengths)),
             "truncated_fraction": sum(truncated) / len(truncated),
             "zero_variance_groups": float(
-                zero_variance_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).sum()
+                self.groups_with_variance(scored).count(False) if self.s.process_supervision  # by step rewards
+                else zero_variance_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).sum()
             ),
             "masked_reward_failures": float((~valid).sum()),
             "prompts": float(len(scored)),

@@ -160,6 +160,9 @@ def test_dynamic_sampling_keeps_the_groups_whose_step_rewards_differ(tiny) -> No
     # The same verdict as the advantages: zero exactly where the group is dropped.
     adv, _, _ = runner.advantages(groups)
     assert [bool(adv[i : i + 2].abs().sum() > 0) for i in range(0, 6, 2)] == [True, False, False]
+    # The metric agrees: of equal_outcomes and one_valid, only one_valid is signal-less.
+    _, rewards, valid = runner.advantages([equal_outcomes, one_valid])
+    assert runner._rollout_metrics([equal_outcomes, one_valid], rewards, valid)["zero_variance_groups"] == 1
 
 
 def test_masked_and_stepless_completions_get_zero_advantage(tiny) -> None:
