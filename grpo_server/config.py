@@ -116,7 +116,8 @@ class AlgorithmConfig(_Strict):
     dynamic_sampling: bool = Field(
         False,
         description="DAPO dynamic sampling: drop groups whose rewards are all equal and lease, roll out and "
-        "score more prompts until prompts_per_step groups have variance (or max_resample_rounds is spent).",
+        "score more prompts until prompts_per_step groups have variance (or max_resample_rounds is spent). "
+        "With SDPO on, a group with a teacher for some completion counts as having a signal.",
     )
     max_resample_rounds: int = Field(
         2, ge=0, le=32, description="Extra lease/rollout/score rounds per step allowed by dynamic_sampling."

@@ -27,6 +27,7 @@ import torch
 
 from grpo_server.algorithm import (
     char_offsets_to_token_ends,
+    choose_teacher_context,
     ema_update,
     group_advantages,
     keep_groups,
@@ -325,6 +326,30 @@ class StepRunner:
             return keep
         return keep_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).tolist()
 
+    def groups_with_signal(self, scored: Sequence[ScoredGroup]) -> list[bool]:
+        """Per group: True when the update can learn from it, what dynamic sampling keeps. GRPO's
+        surrogate learns from a group whose rewards differ (groups_with_variance); SDPO's distillation
+        from a group with a completion that gets a teacher (feedback, or a successful sibling) and can
+        carry a loss. A group of failures with the reward services' feedback is SDPO's case: it has no
+        variance but a teacher for each completion. With `name: sdpo` (no surrogate) only the teacher
+        counts."""
+        sdpo = self.s.loss.sdpo
+        if sdpo is None or sdpo.weight <= 0 or not scored:
+            return self.groups_with_variance(scored)
+        keep = self.groups_with_variance(scored) if self.s.loss.grpo_weight > 0 else [False] * len(scored)
+        rewards, valid = self.shaped_rewards(scored)
+        completions = [c for g in scored for c in g.completions]
+        contexts = choose_teacher_context(
+            [float(r) if ok else None for r, ok in zip(rewards.tolist(), valid.tolist(), strict=True)],
+            [c.feedback for c in completions], sdpo.success_threshold, group_size=self.s.group_size,
+            use_feedback=sdpo.use_feedback, use_siblings=sdpo.use_siblings,
+        )
+        for i, (ctx, c) in enumerate(zip(contexts, completions, strict=True)):
+            done = c.completion
+            if ctx.distilled and done.token_ids and not (self.s.mask_truncated and done.truncated):
+                keep[i // self.s.group_size] = True  # the rows teacher_rows distils (batch.collate's keep)
+        return keep
+
     def sample(self, step: int, prompts: Sequence[PromptRecord], registry_snapshot: Any,
                timings: dict[str, float]) -> tuple[list[ScoredGroup], list[ScoredGroup], dict[str, float]]:
         """Roll out and score `prompts`; with dynamic sampling, drop zero-variance groups and lease, roll
@@ -339,7 +364,7 @@ class StepRunner:
         if not self.s.dynamic_sampling:
             return scored, scored, {}
         everything = list(scored)
-        kept = [g for g, k in zip(scored, self.groups_with_variance(scored), strict=True) if k]
+        kept = [g for g, k in zip(scored, self.groups_with_signal(scored), strict=True) if k]
         rounds = 0
         while len(kept) < self.s.prompts_per_step and rounds < self.s.max_resample_rounds and self.lease_more:
             more = list(self.lease_more(self.s.prompts_per_step - len(kept), step))
@@ -354,7 +379,7 @@ class StepRunner:
             extra = list(self.router.score(extra_groups, registry_snapshot))
             timings["reward_seconds"] += time.monotonic() - t0
             everything += extra
-            kept += [g for g, k in zip(extra, self.groups_with_variance(extra), strict=True) if k]
+            kept += [g for g, k in zip(extra, self.groups_with_signal(extra), strict=True) if k]
         if kept:  # with no group kept the step trains on every group (below), so none is dropped
             kept_ids = {g.rollout.prompt.id for g in kept}  # a step leases each id at most once
             self.step_dropped = tuple(g.rollout.prompt.id for g in everything if g.rollout.prompt.id not in kept_ids)
