@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Used when neither the flag nor the model says how long an input may be.
 FALLBACK_MAX_LENGTH = 4096
+# Which end of an over-long text is cut. `left` (the default) drops the start of the prompt first and keeps
+# the end of the completion: the final answer, and the template's closing tokens that last-token pooling
+# reads. `right` (most tokenizers' own default) cuts the end of the completion instead.
+TRUNCATION_SIDES = ("left", "right")
+# An over-long text is not tokenized whole (a 3-million-character completion held the model thread for
+# seconds): only a window at its kept end, first (max length + margin) * WINDOW_CHARS_PER_TOKEN characters,
+# four times larger each time it holds fewer than max length + margin tokens, the whole text at the latest.
+# The margin keeps the tokens that survive truncation well away from where the window was cut.
+WINDOW_CHARS_PER_TOKEN = 8
+WINDOW_MARGIN_TOKENS = 64
 # An architecture name with a task head (`LlamaForCausalLM`, `GPT2LMHeadModel`, `BertForMaskedLM`), as
 # opposed to a bare base model (`BertModel`).
 _TASK_HEAD = re.compile(r"For[A-Z]\w*$|LMHeadModel$")
@@ -107,10 +117,12 @@ class RewardModel:
     """A one-label sequence classifier and its tokenizer, loaded from a local directory (offline)."""
 
     def __init__(self, path: str | Path, *, device: str = "auto", dtype: str = "auto",
-                 max_length: int | None = None, seed: int = 0) -> None:
+                 max_length: int | None = None, seed: int = 0, truncation_side: str = "left") -> None:
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         self.path = Path(path)
+        if truncation_side not in TRUNCATION_SIDES:
+            raise ValueError(f"--truncation-side {truncation_side}: expected {' or '.join(TRUNCATION_SIDES)}")
         if not (self.path / "config.json").is_file():
             raise FileNotFoundError(f"--model {self.path}: no config.json there (expected a Hugging Face model directory)")
         self.device = pick_device(device)
@@ -131,6 +143,8 @@ class RewardModel:
             # the right and masked, so the pad id only matters to the model's last-token pooling.
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"
+        self.tokenizer.truncation_side = truncation_side
+        self.truncation_side = truncation_side
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
         limits = [n for n in (getattr(self.model.config, "max_position_embeddings", None),
@@ -146,8 +160,8 @@ class RewardModel:
                 raise ValueError(f"--model {self.path}: its chat template fails on a plain user/assistant "
                                  f"exchange: {type(exc).__name__}: {exc}") from None
         self.identity = model_identity(self.path)
-        log.info("reward model %s on %s (%s), max length %d, %s", self.identity, self.device,
-                 str(self.dtype).removeprefix("torch."), self.max_length,
+        log.info("reward model %s on %s (%s), max length %d (truncated on the %s), %s", self.identity,
+                 self.device, str(self.dtype).removeprefix("torch."), self.max_length, truncation_side,
                  "chat template" if self.has_chat_template else "no chat template: plain concatenation")
 
     def format(self, prompt: Sequence[tuple[str, str]], completion: str) -> str:
@@ -159,28 +173,51 @@ class RewardModel:
             return str(text)
         return "\n".join([c for _, c in prompt] + [completion])
 
+    def _window(self, text: str, chars: int) -> str:
+        """The last `chars` characters of `text` (left truncation keeps its end), or the first (right)."""
+        return text[-chars:] if self.truncation_side == "left" else text[:chars]
+
+    def _bounded(self, texts: Sequence[str], special: bool) -> tuple[list[str], list[int]]:
+        """Each text, or for one far over `max_length` a window at its kept end, with the window's token
+        count (untruncated, special tokens included). Text up to the first window size is returned whole;
+        a window is kept only once it holds at least `max_length + WINDOW_MARGIN_TOKENS` tokens, so the
+        text is over the limit and the tokens truncation keeps lie far from the window's cut. Tokenizing
+        costs O(window), not O(text), for a huge text."""
+        need = self.max_length + WINDOW_MARGIN_TOKENS
+        chars = [need * WINDOW_CHARS_PER_TOKEN] * len(texts)
+        out = [t if len(t) <= c else self._window(t, c) for t, c in zip(texts, chars, strict=True)]
+        counts = [len(ids) for ids in self.tokenizer(out, add_special_tokens=special, truncation=False,
+                                                     verbose=False)["input_ids"]]
+        for i, text in enumerate(texts):
+            while len(out[i]) < len(text) and counts[i] < need:  # too few tokens in the window: widen it
+                chars[i] *= 4
+                out[i] = text if len(text) <= chars[i] else self._window(text, chars[i])
+                counts[i] = len(self.tokenizer(out[i], add_special_tokens=special, truncation=False,
+                                               verbose=False)["input_ids"])
+        return out, counts
+
     @torch.inference_mode()
     def score_texts(self, texts: Sequence[str]) -> list[Scored]:
         """Score `texts` in one forward pass: right-padded `[len(texts), longest]` ids with an attention
-        mask; inputs over `max_length` tokens are cut (right side by default) and flagged. A text with no
-        tokens at all (an empty text, no chat template, a tokenizer adding no special tokens) is not run
-        through the model (alone it fails there, padded in a batch it would score garbage): it comes
-        back as `Scored(nan, False, 0)`."""
+        mask; inputs over `max_length` tokens are cut on `truncation_side` (left by default: the end of
+        the completion is kept) and flagged. A text with no tokens at all (an empty text, no chat
+        template, a tokenizer adding no special tokens) is not run through the model (alone it fails
+        there, padded in a batch it would score garbage): it comes back as `Scored(nan, False, 0)`."""
         if not texts:
             return []
         # A chat template writes its own special tokens; a plain text needs the tokenizer's ([CLS]...).
         special = not self.has_chat_template
-        full = self.tokenizer(list(texts), add_special_tokens=special, truncation=False, verbose=False)["input_ids"]
+        bounded, counts = self._bounded(texts, special)
         out = [Scored(score=math.nan, truncated=False, tokens=0)] * len(texts)
-        keep = [i for i, ids in enumerate(full) if ids]
+        keep = [i for i, n in enumerate(counts) if n]
         if not keep:
             return out
-        enc = self.tokenizer([texts[i] for i in keep], add_special_tokens=special, truncation=True,
+        enc = self.tokenizer([bounded[i] for i in keep], add_special_tokens=special, truncation=True,
                              max_length=self.max_length, padding=True, return_tensors="pt")
         enc = {k: v.to(self.device) for k, v in enc.items()}
         logits = self.model(**enc).logits  # [batch, 1]
         lengths = enc["attention_mask"].sum(dim=1).tolist()
         scores = logits[:, 0].float().cpu().tolist()
         for i, s, n in zip(keep, scores, lengths, strict=True):
-            out[i] = Scored(score=s, truncated=len(full[i]) > self.max_length, tokens=int(n))
+            out[i] = Scored(score=s, truncated=counts[i] > self.max_length, tokens=int(n))
         return out

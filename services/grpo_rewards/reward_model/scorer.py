@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ class RMConfig:
     device: str = "auto"
     dtype: str = "auto"
     max_length: int | None = None  # tokens; default: the model's own limit
+    truncation_side: str = "left"  # which end of an over-long text is cut: left keeps the completion's end
     micro_batch: int = 16  # texts per forward pass at most
     batch_wait_ms: float = 5.0  # how long the first text waits for company
     seed: int = 0
@@ -44,7 +46,8 @@ class RewardModelScorer:
 
             torch.set_num_threads(config.threads)
         self.model = RewardModel(config.model, device=config.device, dtype=config.dtype,
-                                 max_length=config.max_length, seed=config.seed)
+                                 max_length=config.max_length, seed=config.seed,
+                                 truncation_side=config.truncation_side)
         self.batcher: MicroBatcher[str, Scored] = MicroBatcher(
             self.model.score_texts, micro_batch=config.micro_batch, wait_s=config.batch_wait_ms / 1000.0,
             name="rm-batcher")
@@ -95,10 +98,20 @@ class RewardModelScorer:
                                         "completion: nothing to score: the completion and the prompt are empty "
                                         "(this model has no chat template to add tokens of its own)")
                 continue
+            if not math.isfinite(s.score):  # an overflow (float16 tops out at 65504) or a broken checkpoint
+                results[i] = result_for(it, reward_pb2.SCORE_STATUS_INTERNAL, self._non_finite(s.score))
+                continue
             results[i] = reward_pb2.ScoreResult(
                 id=it.id, score=s.score, status=reward_pb2.SCORE_STATUS_OK,
                 components={"truncated": 1.0 if s.truncated else 0.0, "tokens": float(s.tokens)})
         return [r for r in results if r is not None]
+
+    def _non_finite(self, score: float) -> str:
+        """The status message of a non-finite score: what the model gave, and the dtype to try instead."""
+        dtype = str(self.model.dtype).removeprefix("torch.")
+        hint = ("; float16 overflows above 65504: try --dtype bfloat16 or float32" if dtype == "float16"
+                else "; the checkpoint's weights or activations may hold inf or nan")
+        return f"model error: the model's score is not finite ({score}) in {dtype}{hint}"
 
     @staticmethod
     def _wait(futures: list[Future[Scored]]) -> None:

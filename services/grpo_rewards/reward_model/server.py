@@ -12,6 +12,7 @@ import re
 from grpo_rewards.common import base_arg_parser, configure_logging, serve_forever
 from grpo_rewards.common.flags import finite_float, non_negative_int, positive_int
 
+from .model import TRUNCATION_SIDES
 from .scorer import RewardModelScorer, RMConfig
 
 log = logging.getLogger("grpo_rewards.reward_model")
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
     g.add_argument("--max-length", type=positive_int, default=None,
                    help="tokens per input; longer ones are truncated and flagged (default: the model's limit)")
+    g.add_argument("--truncation-side", choices=TRUNCATION_SIDES, default="left",
+                   help="which end of an input over --max-length is cut: left drops the start of the prompt "
+                        "first and keeps the end of the completion (its final answer); right cuts the end of "
+                        "the completion (default left)")
     g.add_argument("--micro-batch", type=positive_int, default=16, help="texts per forward pass at most (default 16)")
     g.add_argument("--batch-wait-ms", type=finite_float(minimum=0.0, maximum=MAX_BATCH_WAIT_MS), default=5.0,
                    help=f"how long a text waits for others to share its forward pass, ms, 0 to {MAX_BATCH_WAIT_MS:g} "
@@ -64,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         scorer = RewardModelScorer(RMConfig(model=args.model, device=args.device, dtype=args.dtype,
-                                            max_length=args.max_length, micro_batch=args.micro_batch,
+                                            max_length=args.max_length, truncation_side=args.truncation_side,
+                                            micro_batch=args.micro_batch,
                                             batch_wait_ms=args.batch_wait_ms, seed=args.seed,
                                             threads=args.threads))
     except (OSError, ValueError, RuntimeError) as exc:

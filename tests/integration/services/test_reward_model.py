@@ -220,6 +220,7 @@ def test_entry_point_refuses_a_missing_model_directory(tmp_path):
     (["--batch-wait-ms", "inf"], "argument --batch-wait-ms: must be a finite number >= 0"),
     (["--batch-wait-ms=-1"], "argument --batch-wait-ms: must be a finite number >= 0"),
     (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+    (["--truncation-side", "middle"], "argument --truncation-side: invalid choice: 'middle'"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_bad_flag_values_are_usage_errors(argv, message, capsys):
     from grpo_rewards.reward_model.server import build_parser

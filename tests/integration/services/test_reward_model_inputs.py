@@ -166,3 +166,27 @@ def test_a_call_past_its_deadline_stops_waiting_for_the_model_and_frees_its_slot
     assert metric_value(text, "grpo_reward_requests_total", 'code="DEADLINE_EXCEEDED"') == 1
     assert metric_value(text, "grpo_reward_requests_total", 'code="OK"') == 1
     assert metric_value(text, "grpo_reward_items_total", 'status="ok"') == 1
+
+
+def test_a_score_that_overflows_to_nan_is_internal_not_ok(tmp_path, serve, channel_to):
+    # A reward head whose logits run past float16's 65504 (fine in float32: about 2e5) served with
+    # --dtype float16: the logit overflows and comes out nan. It used to be returned with status OK.
+    from safetensors.torch import load_file, save_file
+
+    path = build_tiny_model(tmp_path / "big-head", seed=0, classifier=True)
+    weights = load_file(path / "model.safetensors")
+    weights["score.weight"] *= 1e7
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    fp32 = RewardModelScorer(RMConfig(model=str(path), device="cpu", dtype="float32"))
+    fp16 = RewardModelScorer(RMConfig(model=str(path), device="cpu", dtype="float16"))
+    it = item("a", "hello there", prompt=[("user", "hi")])
+    (ok,) = score(channel_to(serve(fp32).address), [it])
+    assert ok.status == OK and math.isfinite(ok.score) and abs(ok.score) > 65504
+    running = serve(fp16, metrics_listen="127.0.0.1:0")
+    (bad,) = score(channel_to(running.address), [it])
+    assert bad.status == reward_pb2.SCORE_STATUS_INTERNAL
+    assert bad.status_message.startswith("model error: the model's score is not finite (nan) in float16; "
+                                         "float16 overflows above 65504: try --dtype bfloat16 or float32")
+    text = scrape_metrics(running.metrics_port)
+    assert metric_value(text, "grpo_reward_items_total", 'status="internal"') == 1
+    assert metric_value(text, "grpo_reward_items_total", 'status="ok"') == 0
