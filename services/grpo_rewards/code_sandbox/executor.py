@@ -49,8 +49,12 @@ log = logging.getLogger("grpo_rewards.code_sandbox")
 INNER_DIR = Path(__file__).with_name("inner")
 INNER_FILES = ("runner.py", "asserts.py")
 SANDBOX_CODE_DIR = "/sandbox"
-# Events come from the runner; a runner (or a program posing as it) writing more than this is killed.
+# Events come from the runner; a runner (or a program posing as it) writing more than this, plus
+# EVENT_BYTES_PER_TEST for each of the item's tests, is killed. A test's own reports (its entry in the
+# plan, held/settle, a fail without feedback, a memory note) are under 80 bytes, so tens of thousands of
+# asserts (1 MiB of test code holds ~100,000) never reach the cap.
 MAX_EVENT_BYTES = 1024 * 1024
+EVENT_BYTES_PER_TEST = 80
 # bwrap reports a command killed by signal N as exit status 128 + N.
 _SIGNAL_EXIT_BASE = 128
 # A MemoryError is believed (RESOURCE_EXHAUSTED) only when one process of the sandbox had at least this
@@ -81,7 +85,7 @@ class RunRecord:
 
     The rest is the kernel's accounting (wait4) of the sandbox's processes that were reaped: the
     program cannot write it. ``cpu_s`` is their CPU time; ``max_rss_bytes`` the largest peak resident
-    set among them; ``out_of_cpu`` says the runner was killed by its CPU-time limit (SIGKILL at the
+    set among them (0 when it was no more than the service's own peak, see ``_sandbox_rss``); ``out_of_cpu`` says the runner was killed by its CPU-time limit (SIGKILL at the
     hard RLIMIT_CPU, with the CPU time to show for it: an exit status alone is the program's to choose);
     ``memory_near_limit`` that ``max_rss_bytes`` reached ``MEMORY_EVIDENCE_FRACTION`` of the memory limit.
     """
@@ -317,10 +321,17 @@ class Sandbox:
                 )
                 self._live.add(proc)
                 self._runs += 1
+            # bwrap's launcher was spawned with vfork (or fork) from this process, and at exec the kernel
+            # carries the peak resident memory of the mm it had into the process's own count, which wait4
+            # reports: bwrap's count starts at this service's peak. A peak not above it cannot be told
+            # from the service's own (see _sandbox_rss).
+            service_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             try:
                 os.close(events_w)
                 fds.remove(events_w)
-                record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s)
+                record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s,
+                                       events_cap=_events_cap(job, asserts))
+                record.max_rss_bytes = _sandbox_rss(record.max_rss_bytes, service_peak)
                 with self._state:
                     self._live.discard(proc)
                     if self._closed:  # killed by close(), or ended as the service stopped: nobody waits
@@ -343,14 +354,15 @@ class Sandbox:
             for fd in fds:
                 os.close(fd)
 
-    def _collect(self, proc: subprocess.Popen, payload: bytes, events_r: int, deadline: float) -> RunRecord:
+    def _collect(self, proc: subprocess.Popen, payload: bytes, events_r: int, deadline: float,
+                 events_cap: int = MAX_EVENT_BYTES) -> RunRecord:
         """Feed the job, read stdout/stderr/events with caps until the runner ends or the deadline."""
         assert proc.stdin and proc.stdout and proc.stderr
         c = self.config
         record = RunRecord()
         out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
         buffers = {out_fd: bytearray(), err_fd: bytearray(), events_r: bytearray()}
-        caps = {out_fd: c.max_output_bytes, err_fd: c.max_output_bytes, events_r: MAX_EVENT_BYTES}
+        caps = {out_fd: c.max_output_bytes, err_fd: c.max_output_bytes, events_r: events_cap}
         why = {out_fd: "output", err_fd: "output", events_r: "events"}
         totals = dict.fromkeys(buffers, 0)
         sel = selectors.DefaultSelector()
@@ -412,6 +424,27 @@ class Sandbox:
         record.stderr = buffers[err_fd].decode("utf-8", "replace")
         record.events = _parse_events(bytes(buffers[events_r]))
         return record
+
+
+def _sandbox_rss(bwrap_rss: int, service_peak: int) -> int:
+    """The peak resident memory of a sandbox's processes from bwrap's wait4 count, or 0 when that count
+    is no more than ``service_peak``, the service's own peak when bwrap started, which the kernel puts in
+    bwrap's count at its exec: then it may be the service's, not the sandbox's. (The orphans reaped after
+    a kill, forked inside the sandbox, have honest counts of their own.)"""
+    return bwrap_rss if bwrap_rss > service_peak else 0
+
+
+def _events_cap(job: Job, asserts: list[list] | None) -> int:
+    """The most event bytes a run of ``job`` may write (see ``EVENT_BYTES_PER_TEST``). Its asserts are
+    counted when the service compiled the tests, else bounded by the test code's length (an assert takes
+    at least 8 characters)."""
+    if not job.test_code:
+        n_asserts = 0
+    elif asserts is not None:
+        n_asserts = max(len(asserts), 1)
+    else:
+        n_asserts = len(job.test_code) // 8 + 1
+    return MAX_EVENT_BYTES + EVENT_BYTES_PER_TEST * (n_asserts + len(job.io_cases))
 
 
 def _wait_with_usage(proc: subprocess.Popen, timeout: float | None) -> tuple[int, resource.struct_rusage | None]:

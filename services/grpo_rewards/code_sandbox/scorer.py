@@ -3,6 +3,7 @@ in the sandbox (``config.workers`` at a time) and turns each run into a result."
 
 from __future__ import annotations
 
+import keyword
 import logging
 import math
 from collections.abc import Sequence
@@ -129,6 +130,9 @@ class CodeSandboxScorer:
                                                "called with)")
         if not tests.entry_point.isidentifier() and tests.test_code.strip():
             return invalid("code.entry_point", f"{tests.entry_point!r} is not a Python identifier")
+        if keyword.iskeyword(tests.entry_point) and tests.test_code.strip():
+            return invalid("code.entry_point", f"{tests.entry_point!r} is a Python keyword: no function can "
+                                               "have that name")
         timeout = tests.timeout_seconds
         if math.isnan(timeout) or timeout < 0:
             return invalid("code.timeout_seconds", "must be >= 0 (0 means the default)")

@@ -83,7 +83,7 @@ def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, 
     failed: set[int] = set()
     first_failure = ""
     abort_text = timeout_text = ""
-    out_of_memory = asserts_done = False
+    out_of_memory = asserts_done = io_output_exceeded = False
     for event in run.events:
         kind = event["e"]
         if kind == "held" and event.get("t") not in deferred:
@@ -103,17 +103,19 @@ def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, 
             timeout_text = timeout_text or str(event.get("fb", ""))
         elif kind == "memory":
             out_of_memory = True
+        elif kind == "output":  # an io case's program stopped at the cap (its failure says so)
+            io_output_exceeded = True
     if asserts_done:
         passed.update(range(n_asserts))
     passed = {t for t in passed - failed if 0 <= t < total}
 
     timed_out = bool(timeout_text) or run.killed == "timeout" or run.out_of_cpu
-    output_exceeded = run.killed == "output"
+    output_exceeded = run.killed == "output" or io_output_exceeded
     # The runner saw a MemoryError; believed only with the kernel's word that memory really ran short.
     out_of_memory = out_of_memory and run.memory_near_limit
 
     notes = []
-    if output_exceeded:
+    if run.killed == "output":
         notes.append(f"the program wrote more than {max_output_bytes} bytes of output and was stopped")
     if run.out_of_cpu and not timeout_text:
         timeout_text = f"ran out of CPU time ({run.cpu_s:.1f} s of CPU) and was killed"

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tmp-mb", type=positive_int, default=d.tmp_mib,
                    help="size of the sandbox's tmpfs work dir, MiB (default %(default)s)")
     g.add_argument("--max-processes", type=positive_int, default=d.max_processes,
-                   help="processes one run may have at once (default %(default)s)")
+                   help="processes and threads one run may have at once (default %(default)s)")
     g.add_argument("--max-code-bytes", type=positive_int, default=d.max_code_bytes,
                    help="largest tests of one item, UTF-8 bytes of test_code plus every io case; larger "
                         "items are INVALID_INPUT (default %(default)s)")

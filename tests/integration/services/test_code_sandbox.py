@@ -288,6 +288,7 @@ def test_describe_reports_a_code_backend_with_feedback(stub) -> None:
     (code(ADD_TESTS, "add", language="rust"), "fn add() {}", "code.language"),
     (code(ADD_TESTS, ""), "def add(a, b):\n    return a + b\n", "code.entry_point"),
     (code(ADD_TESTS, "not an identifier"), "x = 1", "code.entry_point"),
+    (code(ADD_TESTS, "lambda"), "x = 1", "code.entry_point: 'lambda' is a Python keyword"),
     (code(ADD_TESTS, "add", timeout=-1), "def add(a, b):\n    return a + b\n", "code.timeout_seconds"),
     (code(ADD_TESTS, "add"), "  \n", "completion"),
 ])
@@ -466,6 +467,50 @@ def test_the_size_limit_is_a_flag() -> None:
         build_parser().parse_args(["--max-code-bytes", "0"])
 
 
+# -- many tests: the results a run reports are never cut off ----------------------------------------
+
+def test_a_half_right_program_with_many_failing_asserts_gets_its_whole_score(stub) -> None:
+    # 4000 asserts, every other one failing with long values: each failure's report used to carry its
+    # ~700 bytes of feedback, and the run was killed once its reports passed 1 MiB (scored ~0.23).
+    tests = "def check(candidate):\n" + "".join(
+        f"    assert candidate({k}) == {k if k % 2 else repr('y' * 300)}\n" for k in range(4000))
+    program = "def f(k):\n    return k if k % 2 else 'x' * 300\n"
+    (r,) = score(stub, item("many", program, code=code(tests, "f")))
+    assert (r.status, r.score) == (reward_pb2.SCORE_STATUS_OK, 0.5)
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (2000, 4000)
+    assert r.feedback.startswith("test 1 of 4000 failed (line 2): assert candidate(0) == 'yyy")
+
+
+def test_a_right_program_with_32000_asserts_scores_one() -> None:
+    # 512 KB of tests, well inside --max-code-bytes; their plan and results are ~1.1 MB of reports.
+    # A service of its own: compiling these takes the service's peak memory past 1 GiB, which would
+    # hide the memory evidence of the module's service (see test_the_services_own_memory_...).
+    tests = "def check(c):\n" + " assert c(0)==0\n" * 32000
+    svc = start("--default-timeout", "5", "--max-timeout", "5")
+    try:
+        with grpc.insecure_channel(svc.address) as ch:
+            (r,) = score(reward_stub(ch), item("many", "def f(k):\n    return k\n", code=code(tests, "f")))
+    finally:
+        assert svc.terminate() == 0
+    assert (r.status, r.score, r.components["tests_total"]) == (reward_pb2.SCORE_STATUS_OK, 1.0, 32000)
+
+
+# -- the output cap holds for io-case programs as for the rest ---------------------------------------
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_an_io_case_program_flooding_its_output_is_stopped_at_the_cap(stub, stream) -> None:
+    # --max-output-bytes: "stdout/stderr cap; a program writing more is stopped", and components
+    # output_exceeded = 1. A stderr flood used to run to the timeout (TIMEOUT), and neither flood set
+    # output_exceeded.
+    flood = f"import sys\nwhile True:\n    sys.{stream}.write('x' * 1000)\n"
+    started = time.monotonic()
+    (r,) = score(stub, item("flood", flood, code=code(io=(("", "1"),))))
+    assert time.monotonic() - started < 4  # the service's timeout is 5 s
+    assert (r.status, r.score) == (reward_pb2.SCORE_STATUS_OK, 0.0)
+    assert r.components["output_exceeded"] == 1.0
+    assert "io case 1 of 1 failed: the program wrote more than 65536 bytes and was stopped" in r.feedback
+
+
 # -- what a program says about itself does not make its failure a resource problem -------------------
 
 HALF_RIGHT = "def add(a, b):\n    return a + b if a >= 0 else 0\n"
@@ -537,6 +582,31 @@ def test_the_kernels_accounting_of_a_run_comes_back_with_it() -> None:
     # but no MemoryError: a program that uses much memory and passes is not out of memory
     v = verdict_from_run(run, scoring="fraction", timeout_s=20.0, max_output_bytes=65536)
     assert (v.status, v.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
+
+
+def test_the_services_own_memory_is_not_taken_for_the_programs() -> None:
+    # bwrap is spawned with vfork, and the kernel carries the peak resident memory of the mm a process
+    # had before exec into its own (wait4) count: bwrap's count started at the service's peak. A service
+    # holding more than half of --memory-mb (a big compiled-tests cache) made every run "near the
+    # limit", and a program raising MemoryError without using any memory RESOURCE_EXHAUSTED.
+    from grpo_rewards.code_sandbox.config import SandboxConfig
+    from grpo_rewards.code_sandbox.executor import Job, Sandbox
+    from grpo_rewards.code_sandbox.scoring import verdict_from_run
+
+    sandbox = Sandbox(SandboxConfig(workers=1, memory_mib=320))
+    ballast = bytearray(180 << 20)  # this process plays the service: over 180 MiB resident, > 160 MiB
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    raises = HALF_RIGHT.replace("else 0", "else add_oom()") + "def add_oom():\n    raise MemoryError()\n"
+    run = sandbox.run(Job(code=raises, test_code=ADD_TESTS, entry_point="add", timeout_s=20.0))
+    assert not run.memory_near_limit, run.max_rss_bytes >> 20
+    v = verdict_from_run(run, scoring="fraction", timeout_s=20.0, max_output_bytes=65536)
+    assert (v.status, v.tests_passed, v.tests_total) == (reward_pb2.SCORE_STATUS_OK, 2, 3)
+    # a program that really holds memory beyond the service's peak is still seen
+    holds = "held = b'x' * (270 << 20)\n" + HALF_RIGHT
+    run = sandbox.run(Job(code=holds, test_code=ADD_TESTS, entry_point="add", timeout_s=20.0))
+    assert run.memory_near_limit and run.max_rss_bytes >= 270 << 20
+    del ballast
 
 
 # -- stopping ----------------------------------------------------------------------------------------

@@ -10,12 +10,14 @@ Protocol with the service (see ../executor.py):
   still leaves the results it reached:
   ``{"e": "plan", "asserts": [[line, deferred], ...], "io": N}`` first, then
   ``{"e": "held", "t": i}`` (an assert outside loops held), ``{"e": "settle", "t": [i, ...]}`` (the
-  asserts of a finished loop), ``{"e": "fail", "t": i, "fb": str}``, ``{"e": "pass", "t": i}`` (an io
+  asserts of a finished loop), ``{"e": "fail", "t": i, "fb": str}`` (``fb`` on the first failure only),
+  ``{"e": "pass", "t": i}`` (an io
   case), ``{"e": "done", "part": "asserts" | "io"}``, ``{"e": "abort", "fb": str}`` (the test code
   could not go on), ``{"e": "timeout", "fb": str}``, ``{"e": "memory"}`` (a MemoryError: raised in
   this process, or an io case's program that failed with one while its peak resident memory was at
   least half of ``memory_bytes``; the service believes it only with the kernel's own accounting),
-  ``{"e": "invalid", "fb": str}`` (the tests themselves are unusable).
+  ``{"e": "invalid", "fb": str}`` (the tests themselves are unusable), ``{"e": "output"}`` (an io
+  case's program went over ``max_output_bytes`` of stdout or stderr and was stopped).
   Test ids: asserts first (0..A-1), then io cases (A..A+N-1).
 
 HumanEval tests run in this interpreter, after the completion (the candidate must be callable from
@@ -114,6 +116,16 @@ class Events:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.write_ = os.write
+        self.failed_once = False
+
+    def fail(self, test_id: int, feedback: str) -> None:
+        """A failed test. Only the first failure carries its feedback (the only one the service shows):
+        the reports of a run stay a few bytes a test, however many tests fail."""
+        if self.failed_once:
+            self.emit(e="fail", t=test_id)
+        else:
+            self.failed_once = True
+            self.emit(e="fail", t=test_id, fb=feedback)
 
     def emit(self, **event: object) -> None:
         data = (to_json(event) + "\n").encode("utf-8", "replace")
@@ -193,7 +205,7 @@ class AssertRuntime:
         self.failed_ids.add(test_id)
         info = self.table[test_id]
         head = f"test {test_id + 1} of {len(self.table)} failed (line {info.lineno}): {info.source}\n"
-        self.events.emit(e="fail", t=test_id, fb=trim(head + detail, self.feedback_bytes))
+        self.events.fail(test_id, trim(head + detail, self.feedback_bytes))
 
     def failed(self, test_id: int, left: object, right: object, message: object) -> None:
         detail = ""
@@ -385,9 +397,8 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
                 open_fds -= 1
                 continue
             buffers[fd].extend(chunk)
-            if len(buffers[out_r]) > max_output:
+            if len(buffers[fd]) > max_output:  # stdout or stderr: the cap holds for both
                 stopped = "output"
-            del buffers[err_r][max_output:]
     if stopped:
         _kill_group(pid)
     code = None
@@ -405,7 +416,8 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
     for fd in (in_w, out_r, err_r):
         if fd >= 0:
             os.close(fd)
-    return (None if stopped else code), bytes(buffers[out_r][:max_output]), bytes(buffers[err_r]), stopped, peak_rss
+    return ((None if stopped else code), bytes(buffers[out_r][:max_output]), bytes(buffers[err_r][:max_output]),
+            stopped, peak_rss)
 
 
 def _kill_group(pid: int) -> None:
@@ -445,6 +457,7 @@ def run_io_cases(job: dict, events: Events, first_id: int, deadline: float) -> N
             return
         got = out.decode("utf-8", "replace")
         if stopped == "output":
+            events.emit(e="output")
             why = f"{label} failed: the program wrote more than {max_output} bytes and was stopped"
         elif code != 0:
             why = f"{label} failed: the program exited with status {code}\nstdin:\n{stdin_text}\n" + \
@@ -455,7 +468,7 @@ def run_io_cases(job: dict, events: Events, first_id: int, deadline: float) -> N
         else:
             events.emit(e="pass", t=test_id)
             continue
-        events.emit(e="fail", t=test_id, fb=trim(why, feedback_bytes))
+        events.fail(test_id, trim(why, feedback_bytes))
     events.emit(e="done", part="io")
 
 
