@@ -34,6 +34,12 @@ type Error struct {
 	// Preconditions lists the violation types of a google.rpc.PreconditionFailure detail
 	// (FAILED_PRECONDITION), such as "DESTINATION_NOT_EMPTY" or "WEIGHTS_INCONSISTENT".
 	Preconditions []string
+	// ResourceType and ResourceName are what a google.rpc.ResourceInfo detail names (NOT_FOUND): such as
+	// "step" and "99", or "export" and its id; "" when absent.
+	ResourceType, ResourceName string
+	// QuotaSubjects lists what a google.rpc.QuotaFailure detail says is full (RESOURCE_EXHAUSTED): "queue"
+	// or "watch_streams".
+	QuotaSubjects []string
 	// Details holds every decoded detail message (*errdetails.BadRequest, *errdetails.RetryInfo, ...);
 	// a detail whose type is not linked into the program is an error value instead.
 	Details []interface{}
@@ -109,6 +115,12 @@ func wrapError(method string, err error) error {
 		case *errdetails.PreconditionFailure:
 			for _, v := range d.GetViolations() {
 				e.Preconditions = append(e.Preconditions, v.GetType())
+			}
+		case *errdetails.ResourceInfo:
+			e.ResourceType, e.ResourceName = d.GetResourceType(), d.GetResourceName()
+		case *errdetails.QuotaFailure:
+			for _, v := range d.GetViolations() {
+				e.QuotaSubjects = append(e.QuotaSubjects, v.GetSubject())
 			}
 		}
 	}

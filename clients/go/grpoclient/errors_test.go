@@ -113,3 +113,19 @@ func TestErrorDoesNotRepeatViolationsTheMessageAlreadyHas(t *testing.T) {
 		t.Fatalf("the violation is repeated: %q", e.Error())
 	}
 }
+
+func TestResourceInfoAndQuotaFailureDecodeIntoError(t *testing.T) {
+	st, _ := status.New(codes.NotFound, "step 99 has not run").WithDetails(
+		&errdetails.ResourceInfo{ResourceType: "step", ResourceName: "99", Description: "step 99 has not run"})
+	e := wrapError("StepStatus", st.Err()).(*Error)
+	if e.ResourceType != "step" || e.ResourceName != "99" {
+		t.Fatalf("resource %q %q, want step 99", e.ResourceType, e.ResourceName)
+	}
+	st, _ = status.New(codes.ResourceExhausted, "the prompt queue is full").WithDetails(
+		&errdetails.RetryInfo{RetryDelay: ptypes.DurationProto(time.Second)},
+		&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: "queue", Description: "full"}}})
+	e = wrapError("SubmitPrompts", st.Err()).(*Error)
+	if len(e.QuotaSubjects) != 1 || e.QuotaSubjects[0] != "queue" || e.RetryDelay != time.Second {
+		t.Fatalf("quota subjects %v, retry %v; want [queue] and 1s", e.QuotaSubjects, e.RetryDelay)
+	}
+}

@@ -32,6 +32,10 @@ type SubmitOptions struct {
 	CallTimeout time.Duration
 	// OnBatch, when set, is called after each accepted batch with its number of prompts and the answer.
 	OnBatch func(prompts int, res *trainerv1.SubmitPromptsResponse)
+	// OnRetry, when set, is called before each wait to send again a batch the trainer refused as full
+	// (RESOURCE_EXHAUSTED) or unavailable: the refusal, the wait, and the attempt that failed (1-based;
+	// the last retry is attempt MaxAttempts-1). Without it a wait of seconds looks like a hang.
+	OnRetry func(err *Error, wait time.Duration, attempt int)
 }
 
 // SubmitResult is what a submission did: the accepted ids (new and replayed), the request ids of the
@@ -286,13 +290,14 @@ func (e *SubmitError) Error() string {
 	return strings.Join(append(lines, e.Progress()), "\n")
 }
 
-// otherDetails are the type names of the details that are neither BadRequest, RetryInfo nor
-// PreconditionFailure.
+// otherDetails are the type names of the details the Python client does not decode either (none of
+// BadRequest, RetryInfo, PreconditionFailure, ResourceInfo and QuotaFailure), which it lists by name.
 func otherDetails(e *Error) []string {
 	var out []string
 	for _, d := range e.Details {
 		switch d := d.(type) {
-		case *errdetails.BadRequest, *errdetails.RetryInfo, *errdetails.PreconditionFailure:
+		case *errdetails.BadRequest, *errdetails.RetryInfo, *errdetails.PreconditionFailure, *errdetails.ResourceInfo,
+			*errdetails.QuotaFailure:
 		case proto.Message:
 			out = append(out, proto.MessageName(d))
 		}
@@ -506,10 +511,11 @@ var sleepFor = func(ctx context.Context, d time.Duration) error {
 //
 // A batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE is sent again after the server's
 // RetryInfo delay (or 1 s, doubling up to 30 s), up to opts.MaxAttempts times; safe because of its request
-// id. A batch the trainer refuses as more than it takes in one message (its limits.max_message_bytes) or
-// more prompts than it takes per request (limits.max_prompts_per_request) stored nothing, and is sent
-// again in smaller batches within the limit the refusal names (each such change is a sentence in
-// SubmitResult.Resized); only a single prompt over the message limit is an error (SubmitError.TooLarge).
+// id; opts.OnRetry is called before each such wait. A batch the trainer refuses as more than it takes in
+// one message (its limits.max_message_bytes) or more prompts than it takes per request
+// (limits.max_prompts_per_request) stored nothing, and is sent again in smaller batches within the limit
+// the refusal names (each such change is a sentence in SubmitResult.Resized); only a single prompt over
+// the message limit is an error (SubmitError.TooLarge).
 func (c *Client) SubmitFile(ctx context.Context, path string, opts SubmitOptions) (*SubmitResult, error) {
 	f, err := LoadPromptFile(path)
 	if err != nil {
@@ -547,7 +553,7 @@ func (c *Client) submit(ctx context.Context, prompts []*trainerv1.Prompt, source
 	for start, index := 0, 0; start < len(prompts); {
 		batch := plan.batch(start)
 		rid := BatchRequestID(batch, index, opts.RequestID)
-		response, err := c.submitWithRetry(ctx, batch, rid, maxAttempts, opts.CallTimeout)
+		response, err := c.submitWithRetry(ctx, batch, rid, maxAttempts, opts.CallTimeout, opts.OnRetry)
 		if err != nil {
 			e, ok := err.(*Error)
 			if !ok {
@@ -594,7 +600,8 @@ func (c *Client) submit(ctx context.Context, prompts []*trainerv1.Prompt, source
 	return res, nil
 }
 
-func (c *Client) submitWithRetry(ctx context.Context, batch []*trainerv1.Prompt, rid string, maxAttempts int, timeout time.Duration) (*trainerv1.SubmitPromptsResponse, error) {
+func (c *Client) submitWithRetry(ctx context.Context, batch []*trainerv1.Prompt, rid string, maxAttempts int, timeout time.Duration,
+	onRetry func(*Error, time.Duration, int)) (*trainerv1.SubmitPromptsResponse, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
@@ -617,6 +624,9 @@ func (c *Client) submitWithRetry(ctx context.Context, batch []*trainerv1.Prompt,
 		wait := delay
 		if hasRetryInfo(e) {
 			wait = e.RetryDelay
+		}
+		if onRetry != nil {
+			onRetry(e, wait, attempt)
 		}
 		if err := sleepFor(ctx, wait); err != nil {
 			return nil, err

@@ -9,6 +9,8 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
+import * as grpc from '@grpc/grpc-js';
+
 import { GrpoError, PromptFileError, SubmitError, TrainerClient, batchRequestId, loadPromptFile } from '../src';
 
 async function main(): Promise<number> {
@@ -67,6 +69,9 @@ async function submit(): Promise<number> {
   }
 }
 
+/** Tries of a batch the trainer refuses as full or unavailable, as `grpo submit` makes. */
+const SUBMIT_ATTEMPTS = 5;
+
 interface FileFlags {
   target?: string; token?: string; tls?: boolean; file?: string; 'batch-size'?: string; 'request-id'?: string;
   json?: boolean; 'dry-run'?: boolean;
@@ -86,7 +91,8 @@ async function submitFile(values: FileFlags): Promise<number> {
       console.error(`error: bad prompt file\n${err.message}`);
       return 2;
     }
-    throw err;
+    console.error(`error: ${(err as Error).message}`); // unreadable: missing, a directory, no permission
+    return 1;
   }
   const requestId = values['request-id'];
   if (values['dry-run']) {
@@ -98,12 +104,29 @@ async function submitFile(values: FileFlags): Promise<number> {
     }
     return 0;
   }
+  if (!file.prompts.length) { // nothing is sent, so there is no queue depth to report (as `grpo submit`)
+    if (values.json) {
+      console.log(JSON.stringify({
+        accepted_ids: [], queue_depth: null, batches: 0, duplicate_batches: 0, request_ids: [], resized: [], replayed_ids: [],
+      }, null, 2));
+    } else {
+      console.log(`${file.source} holds no prompts: nothing submitted`);
+    }
+    return 0;
+  }
   const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
   try {
     let sent = 0;
     const res = await client.submitFile(file, {
       batchSize, requestId,
       onBatch: (n) => { sent += n; if (!values.json) console.error(`submit: ${sent}/${file.prompts.length} prompts`); },
+      maxAttempts: SUBMIT_ATTEMPTS,
+      // As `grpo submit` says it: a wait must not look like a hang.
+      onRetry: (err, waitMs, attempt) => {
+        const why = err.code === grpc.status.RESOURCE_EXHAUSTED ? 'its queue is full' : 'it is unavailable';
+        console.error(`the trainer refused a batch (${err.codeName}: ${why}); sending it again in `
+          + `${Number((waitMs / 1000).toPrecision(6))} s (retry ${attempt} of ${SUBMIT_ATTEMPTS - 1})`);
+      },
     });
     if (values.json) {
       console.log(JSON.stringify({

@@ -133,7 +133,7 @@ export class TrainerClient {
    * and nothing is sent. A batch the trainer refuses rejects with SubmitError, naming the file line of each
    * bad field and the prompts already accepted. A batch refused with RESOURCE_EXHAUSTED (queue full) or
    * UNAVAILABLE is sent again after the server's retry delay (or 1 s, doubling up to 30 s), up to
-   * `maxAttempts` times. A batch over the trainer's message size or prompts-per-request limit is sent again
+   * `maxAttempts` times (`onRetry(error, waitMs, attempt)` is called before each wait). A batch over the trainer's message size or prompts-per-request limit is sent again
    * in smaller batches within the limit it names (each change a sentence in `resized`); only one prompt over
    * the message limit by itself is an error (SubmitError.tooLarge). */
   async submitFile(file: string | PromptFile, options: SubmitOptions = {}): Promise<SubmitResult> {

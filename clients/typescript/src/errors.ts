@@ -5,6 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { BadRequest__Output } from './generated/google/rpc/BadRequest';
 import type { ErrorInfo__Output } from './generated/google/rpc/ErrorInfo';
 import type { PreconditionFailure__Output } from './generated/google/rpc/PreconditionFailure';
+import type { QuotaFailure__Output } from './generated/google/rpc/QuotaFailure';
+import type { ResourceInfo__Output } from './generated/google/rpc/ResourceInfo';
 import type { RetryInfo__Output } from './generated/google/rpc/RetryInfo';
 import { googleRpcRoot } from './protos';
 
@@ -40,6 +42,12 @@ export class GrpoError extends Error {
   /** The violation types of a google.rpc.PreconditionFailure detail (FAILED_PRECONDITION), such as
    * `DESTINATION_NOT_EMPTY` or `WEIGHTS_INCONSISTENT`; empty when there was none. */
   readonly preconditions: string[];
+  /** What a google.rpc.ResourceInfo detail names (NOT_FOUND), such as `{ type: 'step', name: '99' }`;
+   * else undefined. */
+  readonly resource: { type: string; name: string } | undefined;
+  /** What a google.rpc.QuotaFailure detail says is full (RESOURCE_EXHAUSTED): `queue` or `watch_streams`;
+   * empty when there was none. */
+  readonly quotaSubjects: string[];
   /** The google.rpc.ErrorInfo detail, when the server sent one. */
   readonly errorInfo: ErrorInfo__Output | undefined;
   readonly method: string;
@@ -65,6 +73,10 @@ export class GrpoError extends Error {
       : undefined;
     const precondition = findDetail<PreconditionFailure__Output>(statusDetails, 'google.rpc.PreconditionFailure');
     this.preconditions = (precondition?.violations ?? []).map((v) => v.type);
+    const resource = findDetail<ResourceInfo__Output>(statusDetails, 'google.rpc.ResourceInfo');
+    this.resource = resource ? { type: resource.resourceType, name: resource.resourceName } : undefined;
+    const quota = findDetail<QuotaFailure__Output>(statusDetails, 'google.rpc.QuotaFailure');
+    this.quotaSubjects = (quota?.violations ?? []).map((v) => v.subject);
     this.errorInfo = findDetail<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo');
   }
 }

@@ -19,6 +19,10 @@ export interface SubmitOptions {
   maxAttempts?: number;
   /** Called after each accepted batch with its number of prompts and the answer. */
   onBatch?: (prompts: number, response: SubmitPromptsResponse__Output) => void;
+  /** Called before each wait to send again a batch the trainer refused as full (RESOURCE_EXHAUSTED) or
+   * unavailable: the refusal, the wait in milliseconds, and the attempt that failed (1-based; the last retry
+   * is attempt `maxAttempts - 1`). Without it a wait of seconds looks like a hang. */
+  onRetry?: (error: GrpoError, waitMs: number, attempt: number) => void;
 }
 
 /** What a submission did: the accepted ids (new and replayed), the request ids of the batches sent, how
@@ -199,13 +203,17 @@ export class SubmitError extends Error implements Where {
     if (this.retryDelayMs !== undefined) lines.push(`  retry after ${Number((this.retryDelayMs / 1000).toPrecision(6))} s`);
     for (const p of this.cause.preconditions) lines.push(`  precondition: ${p}`);
     for (const d of this.cause.statusDetails) {
-      if (!['google.rpc.BadRequest', 'google.rpc.RetryInfo', 'google.rpc.PreconditionFailure'].includes(d.type)) lines.push(`  ${d.type}`);
+      if (!DECODED_DETAILS.includes(d.type)) lines.push(`  ${d.type}`);
     }
     for (const note of this.resized) lines.push(`(Before it, ${note}.)`);
     lines.push(this.progress());
     return lines.join('\n');
   }
 }
+
+// The detail types the Python client decodes; it lists any other by name.
+const DECODED_DETAILS = ['google.rpc.BadRequest', 'google.rpc.RetryInfo', 'google.rpc.PreconditionFailure',
+  'google.rpc.ResourceInfo', 'google.rpc.QuotaFailure'];
 
 // Codes after which the refused batch is known not to be stored; after any other it may have been.
 const NOT_STORED = new Set([
@@ -326,7 +334,7 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
     const rid = batchRequestId(batch, index, options.requestId);
     let response: SubmitPromptsResponse__Output;
     try {
-      response = await sendWithRetry(send, batch, rid, maxAttempts, wait);
+      response = await sendWithRetry(send, batch, rid, maxAttempts, wait, options.onRetry);
     } catch (err) {
       if (!(err instanceof GrpoError)) throw err;
       const note = plan.shrink(err, start, batch.length, whereIs(start, lines));
@@ -368,7 +376,7 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
 }
 
 async function sendWithRetry(send: SendBatch, batch: Prompt[], rid: string, maxAttempts: number,
-  wait: (ms: number) => Promise<unknown>): Promise<SubmitPromptsResponse__Output> {
+  wait: (ms: number) => Promise<unknown>, onRetry?: SubmitOptions['onRetry']): Promise<SubmitPromptsResponse__Output> {
   let delayMs = 1000;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -377,7 +385,9 @@ async function sendWithRetry(send: SendBatch, batch: Prompt[], rid: string, maxA
       const retryable = err instanceof GrpoError && (err.code === grpc.status.RESOURCE_EXHAUSTED
         || err.code === grpc.status.UNAVAILABLE) && !tooLarge(err);
       if (!retryable || attempt >= maxAttempts) throw err;
-      await wait(err.retryDelayMs ?? delayMs);
+      const waitMs = err.retryDelayMs ?? delayMs;
+      onRetry?.(err, waitMs, attempt);
+      await wait(waitMs);
       delayMs = Math.min(delayMs * 2, 30_000);
     }
   }

@@ -58,6 +58,21 @@ describe('status details', () => {
     assert.deepEqual(err.fieldViolations, []);
   });
 
+  it('decodes ResourceInfo and QuotaFailure', () => {
+    const notFound = new GrpoError('StepStatus', status.NOT_FOUND, 'step 99 has not run', decodeStatusDetails(trailer([
+      ['google.rpc.ResourceInfo', { resourceType: 'step', resourceName: '99', description: 'step 99 has not run' }],
+    ])));
+    assert.deepEqual(notFound.resource, { type: 'step', name: '99' });
+    assert.deepEqual(notFound.quotaSubjects, []);
+    const full = new GrpoError('SubmitPrompts', status.RESOURCE_EXHAUSTED, 'the prompt queue is full', decodeStatusDetails(trailer([
+      ['google.rpc.RetryInfo', { retryDelay: { seconds: 1 } }],
+      ['google.rpc.QuotaFailure', { violations: [{ subject: 'queue', description: 'full' }] }],
+    ])));
+    assert.deepEqual(full.quotaSubjects, ['queue']);
+    assert.equal(full.resource, undefined);
+    assert.equal(full.retryDelayMs, 1000);
+  });
+
   it('keeps an unknown detail type as raw bytes instead of failing', () => {
     const root = googleRpcRoot();
     const Status = root.lookupType('google.rpc.Status');

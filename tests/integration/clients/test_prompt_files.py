@@ -133,6 +133,38 @@ def test_go_and_typescript_read_a_prompt_file_as_python_does(go_example: Path, t
         assert code == 0 and "sub-" in want or request_id
 
 
+def test_an_empty_or_unreadable_file_is_reported_as_python_reports_it(go_example: Path, ts_example: Path,
+                                                                     tmp_path: Path) -> None:
+    """A file without prompts sends nothing and needs no trainer (nothing listens on the target): the same
+    line, or the same JSON document (queue_depth null), and exit status 0. A file that cannot be read is
+    one "error: ..." line and exit status 1, not a stack trace."""
+    import subprocess
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(VALID["empty.jsonl"])
+    missing = tmp_path / "missing.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "clients" / "python")}
+    for json_flag in (False, True):
+        py = subprocess.run([sys.executable, "-m", "grpo_client.cli", "--target", "127.0.0.1:1",
+                             *(["--json"] if json_flag else []), "submit", str(empty)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert py.returncode == 0, py.stdout + py.stderr
+        go = _go(go_example, "127.0.0.1:1", *(["-json"] if json_flag else []), str(empty))
+        ts = _ts(ts_example, "127.0.0.1:1", "--file", str(empty), *(["--json"] if json_flag else []))
+        for who, proc in (("go", go), ("typescript", ts)):
+            assert proc.returncode == 0, (who, proc.stdout + proc.stderr)
+            if json_flag:
+                assert json.loads(proc.stdout) == json.loads(py.stdout), (who, proc.stdout)
+            else:
+                assert proc.stdout == py.stdout == f"{empty} holds no prompts: nothing submitted\n", (who, proc.stdout)
+    go = _go(go_example, "127.0.0.1:1", str(missing))
+    ts = _ts(ts_example, "127.0.0.1:1", "--file", str(missing))
+    for who, proc in (("go", go), ("typescript", ts)):
+        assert proc.returncode == 1, (who, proc.stdout + proc.stderr)
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, (who, proc.stderr)
+        assert str(missing) in proc.stderr, (who, proc.stderr)
+
+
 def test_a_file_submitted_from_one_client_is_a_duplicate_from_the_others(go_example: Path, ts_example: Path,
                                                                         live_trainer: LiveTrainer, tmp_path: Path) -> None:
     """Python submits a file; Go and TypeScript then send the same request ids and the trainer answers
@@ -258,7 +290,7 @@ def test_a_full_queue_is_waited_out_with_the_trainers_retry_delay(go_example: Pa
                                                                  small_trainer, tmp_path: Path) -> None:
     """The queue (at most 4) is full and training paused: each client's first attempt is refused
     RESOURCE_EXHAUSTED with a 1 s RetryInfo; it succeeds only by retrying after training resumes and a step
-    empties the queue (a client that did not retry would have failed before)."""
+    empties the queue (a client that did not retry would have failed before), and says so before each wait."""
     import subprocess
     import time
 
@@ -289,6 +321,9 @@ def test_a_full_queue_is_waited_out_with_the_trainers_retry_delay(go_example: Pa
             assert proc.returncode == 0, (who, out, err)
             assert json.loads(out)["accepted_ids"] == [f"{tag}-0", f"{tag}-1"], (who, out)
             assert time.monotonic() - started > 2.0
+            # Each wait is announced on stderr, in the Python CLI's words: a silent wait looks like a hang.
+            assert ("the trainer refused a batch (RESOURCE_EXHAUSTED: its queue is full); sending it again in 1 s "
+                    "(retry 1 of 4)\n") in err, (who, err)
             _drain(client)
 
 

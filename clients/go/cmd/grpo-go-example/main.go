@@ -89,6 +89,9 @@ func run(args []string) int {
 		if file.dryRun {
 			return file.printPlan()
 		}
+		if len(file.file.Prompts) == 0 {
+			return file.printEmpty()
+		}
 	}
 	// -timeout bounds the wait for the connection too (it was a fixed 10 s).
 	opts.DialTimeout = *timeout

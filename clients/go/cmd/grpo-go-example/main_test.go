@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io/ioutil"
 	"net"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -93,5 +95,42 @@ func TestPrintErrorShowsPreconditionsAsThePythonCLIDoes(t *testing.T) {
 	want := "FAILED_PRECONDITION: destination is not empty\n  precondition: DESTINATION_NOT_EMPTY\n"
 	if b.String() != want {
 		t.Fatalf("printed %q, want %q", b.String(), want)
+	}
+}
+
+// A prompt file without prompts sends nothing, as `grpo submit` does: exit status 0 without a trainer
+// (nothing listens on the target), rather than "cannot connect" or a queue depth of 0 from no answer.
+func TestSubmitFileOfAnEmptyFileNeedsNoTrainer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	path := filepath.Join(t.TempDir(), "empty.jsonl")
+	if err := ioutil.WriteFile(path, []byte("\n  \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, json := range []bool{false, true} {
+		args := []string{"-target", addr, "-timeout", "1s", "submit-file", path}
+		if json {
+			args = []string{"-target", addr, "-timeout", "1s", "submit-file", "-json", path}
+		}
+		if got := run(args); got != 0 {
+			t.Errorf("grpo-go-example %v: exit status %d, want 0", args, got)
+		}
+	}
+}
+
+// Each retry of a refused batch is announced in the Python CLI's words.
+func TestPrintRetryShowsTheWaitAsThePythonCLIDoes(t *testing.T) {
+	var buf bytes.Buffer
+	full := &grpoclient.Error{Code: codes.ResourceExhausted, Message: "the prompt queue is full"}
+	printRetry(&buf, full, time.Second, 1)
+	printRetry(&buf, &grpoclient.Error{Code: codes.Unavailable}, 2500*time.Millisecond, 4)
+	want := "the trainer refused a batch (RESOURCE_EXHAUSTED: its queue is full); sending it again in 1 s (retry 1 of 4)\n" +
+		"the trainer refused a batch (UNAVAILABLE: it is unavailable); sending it again in 2.5 s (retry 4 of 4)\n"
+	if buf.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", buf.String(), want)
 	}
 }

@@ -9,11 +9,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
 	"time"
 
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
 	"github.com/grpo-service/grpo/clients/go/grpoclient"
+	"google.golang.org/grpc/codes"
 )
 
 type fileCommand struct {
@@ -75,6 +78,22 @@ func (c *fileCommand) printPlan() int {
 	return 0
 }
 
+// printEmpty reports a file without prompts as `grpo submit` does: nothing is sent, so there is no queue
+// depth (null in -json), and no trainer is needed.
+func (c *fileCommand) printEmpty() int {
+	if c.json {
+		doc := map[string]interface{}{
+			"accepted_ids": []string{}, "queue_depth": nil, "batches": 0, "duplicate_batches": 0,
+			"request_ids": []string{}, "resized": []string{}, "replayed_ids": []string{},
+		}
+		out, _ := json.MarshalIndent(doc, "", "  ")
+		fmt.Println(string(out))
+		return 0
+	}
+	fmt.Printf("%s holds no prompts: nothing submitted\n", c.file.Source)
+	return 0
+}
+
 func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, timeout time.Duration) int {
 	total, sent := len(c.file.Prompts), 0
 	res, err := client.SubmitPromptFile(ctx, c.file, grpoclient.SubmitOptions{
@@ -85,6 +104,8 @@ func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, tim
 				fmt.Fprintf(os.Stderr, "submit: %d/%d prompts\n", sent, total)
 			}
 		},
+		MaxAttempts: submitAttempts,
+		OnRetry:     func(e *grpoclient.Error, wait time.Duration, attempt int) { printRetry(os.Stderr, e, wait, attempt) },
 	})
 	var refused *grpoclient.SubmitError
 	if errors.As(err, &refused) {
@@ -123,6 +144,21 @@ func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, tim
 		fmt.Printf("submitted %d prompts in %d batches; queue depth %d\n", n, res.Batches, res.QueueDepth)
 	}
 	return 0
+}
+
+// submitAttempts: the tries of a batch the trainer refuses as full or unavailable (1 + 2 + 4 + 8 s apart
+// without a RetryInfo delay), as `grpo submit` makes.
+const submitAttempts = 5
+
+// printRetry says, as `grpo submit` does, that a refused batch is sent again and when: a wait must not
+// look like a hang.
+func printRetry(w io.Writer, e *grpoclient.Error, wait time.Duration, attempt int) {
+	why := "it is unavailable"
+	if e.Code == codes.ResourceExhausted {
+		why = "its queue is full"
+	}
+	fmt.Fprintf(w, "the trainer refused a batch (%s: %s); sending it again in %s s (retry %d of %d)\n",
+		grpoclient.CodeName(e.Code), why, strconv.FormatFloat(wait.Seconds(), 'g', 6, 64), attempt, submitAttempts-1)
 }
 
 func nonNil(s []string) []string {

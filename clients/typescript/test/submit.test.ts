@@ -1,0 +1,45 @@
+// submitFile's retries, apart from the network: a batch the trainer refuses as full is sent again after
+// its retry delay, and onRetry hears of each wait before it starts (the example prints it, as `grpo
+// submit` does: a silent wait looks like a hang).
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+
+import { status } from '@grpc/grpc-js';
+
+import { GrpoError, SubmitError } from '../src';
+import { submitBatches } from '../src/submit';
+
+// A full queue, as the trainer says it: RetryInfo and QuotaFailure.
+const FULL = new GrpoError('SubmitPrompts', status.RESOURCE_EXHAUSTED, 'the prompt queue is full', [
+  { type: 'google.rpc.RetryInfo', value: { retryDelay: { seconds: 0, nanos: 250_000_000 } } },
+  { type: 'google.rpc.QuotaFailure', value: { violations: [{ subject: 'queue', description: 'full' }] } },
+]);
+
+describe('submitFile retries', () => {
+  it('calls onRetry with the refusal, the wait and the attempt before each wait', async () => {
+    let calls = 0;
+    const events: string[] = [];
+    const result = await submitBatches(async (batch) => {
+      calls++;
+      if (calls <= 2) throw FULL;
+      return { acceptedIds: batch.map((p) => p.id ?? ''), queueDepth: 1, duplicate: false };
+    }, [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }], undefined, undefined, {
+      onRetry: (err, waitMs, attempt) => events.push(`retry ${err.codeName} ${waitMs} ${attempt}`),
+    }, async (ms) => { events.push(`wait ${ms}`); });
+    assert.deepEqual(result.acceptedIds, ['a']);
+    assert.equal(calls, 3);
+    assert.deepEqual(events, ['retry RESOURCE_EXHAUSTED 250 1', 'wait 250', 'retry RESOURCE_EXHAUSTED 250 2', 'wait 250']);
+  });
+
+  it('a queue full through every attempt is a SubmitError that reads as the Python client\'s', async () => {
+    const prompts = [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }];
+    await assert.rejects(submitBatches(async () => { throw FULL; }, prompts, undefined, undefined, { maxAttempts: 2 },
+      async () => undefined), (err: unknown) => {
+      assert.ok(err instanceof SubmitError);
+      // The retry delay, and no bare "google.rpc.QuotaFailure" line: Python decodes that detail too.
+      assert.match(err.message, /\n {2}retry after 0\.25 s\n/);
+      assert.doesNotMatch(err.message, /google\.rpc\./);
+      return true;
+    });
+  });
+});
