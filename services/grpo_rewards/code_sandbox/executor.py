@@ -85,7 +85,7 @@ class RunRecord:
 
     The rest is the kernel's accounting (wait4) of the sandbox's processes that were reaped: the
     program cannot write it. ``cpu_s`` is their CPU time; ``max_rss_bytes`` the largest peak resident
-    set among them (0 when it was no more than the service's own peak, see ``_sandbox_rss``); ``out_of_cpu`` says the runner was killed by its CPU-time limit (SIGKILL at the
+    set among them; ``out_of_cpu`` says the runner was killed by its CPU-time limit (SIGKILL at the
     hard RLIMIT_CPU, with the CPU time to show for it: an exit status alone is the program's to choose);
     ``memory_near_limit`` that ``max_rss_bytes`` reached ``MEMORY_EVIDENCE_FRACTION`` of the memory limit.
     """
@@ -321,17 +321,11 @@ class Sandbox:
                 )
                 self._live.add(proc)
                 self._runs += 1
-            # bwrap's launcher was spawned with vfork (or fork) from this process, and at exec the kernel
-            # carries the peak resident memory of the mm it had into the process's own count, which wait4
-            # reports: bwrap's count starts at this service's peak. A peak not above it cannot be told
-            # from the service's own (see _sandbox_rss).
-            service_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             try:
                 os.close(events_w)
                 fds.remove(events_w)
                 record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s,
                                        events_cap=_events_cap(job, asserts))
-                record.max_rss_bytes = _sandbox_rss(record.max_rss_bytes, service_peak)
                 with self._state:
                     self._live.discard(proc)
                     if self._closed:  # killed by close(), or ended as the service stopped: nobody waits
@@ -424,14 +418,6 @@ class Sandbox:
         record.stderr = buffers[err_fd].decode("utf-8", "replace")
         record.events = _parse_events(bytes(buffers[events_r]))
         return record
-
-
-def _sandbox_rss(bwrap_rss: int, service_peak: int) -> int:
-    """The peak resident memory of a sandbox's processes from bwrap's wait4 count, or 0 when that count
-    is no more than ``service_peak``, the service's own peak when bwrap started, which the kernel puts in
-    bwrap's count at its exec: then it may be the service's, not the sandbox's. (The orphans reaped after
-    a kill, forked inside the sandbox, have honest counts of their own.)"""
-    return bwrap_rss if bwrap_rss > service_peak else 0
 
 
 def _events_cap(job: Job, asserts: list[list] | None) -> int:
