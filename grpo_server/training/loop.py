@@ -309,14 +309,16 @@ class StepRunner:
             step_ends.append(ends)
         return process_advantages(step_rewards, step_ends, width, self.s.group_size, eps=self.s.advantage_eps)
 
-    def groups_with_variance(self, scored: Sequence[ScoredGroup]) -> list[bool]:
+    def groups_with_variance(self, scored: Sequence[ScoredGroup],
+                             shaped: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[bool]:
         """Per group: True when what its advantages come from differs (DAPO's keep rule): its (shaped,
         valid) rewards, or with process supervision the step rewards of its valid completions (outcome
         scores do not enter those advantages, so a group of equal outcomes but different steps has a
-        signal, and one of different outcomes but equal steps has none)."""
+        signal, and one of different outcomes but equal steps has none). `shaped`: shaped_rewards(scored)
+        when the caller has it already."""
         if not scored:
             return []
-        rewards, valid = self.shaped_rewards(scored)
+        rewards, valid = shaped if shaped is not None else self.shaped_rewards(scored)
         if self.s.process_supervision:
             flags = iter(valid.tolist())
             keep = []
@@ -336,8 +338,9 @@ class StepRunner:
         sdpo = self.s.loss.sdpo
         if sdpo is None or sdpo.weight <= 0 or not scored:
             return self.groups_with_variance(scored)
-        keep = self.groups_with_variance(scored) if self.s.loss.grpo_weight > 0 else [False] * len(scored)
         rewards, valid = self.shaped_rewards(scored)
+        keep = (self.groups_with_variance(scored, (rewards, valid)) if self.s.loss.grpo_weight > 0
+                else [False] * len(scored))
         completions = [c for g in scored for c in g.completions]
         contexts = choose_teacher_context(
             [float(r) if ok else None for r, ok in zip(rewards.tolist(), valid.tolist(), strict=True)],
