@@ -3,7 +3,8 @@
 Layers, outermost first:
 1. The host process: its own session (``start_new_session``) so the whole tree can be killed with
    ``os.killpg``; a wall-clock deadline; every pipe read with a byte cap (a flood kills the run);
-   an empty environment.
+   an empty environment. A small launcher (``LAUNCHER``) forks the rest and reports the kernel's
+   accounting of it, so that this service's own memory is never counted as the program's.
 2. rlimits (CPU seconds, address space, file size, open files, no core dumps) set by util-linux
    ``prlimit`` right before bwrap starts (see ``_launcher_argv`` for why not a ``preexec_fn``), and
    the process limit. As root, each concurrent run gets its own unprivileged host uid (util-linux
@@ -32,10 +33,11 @@ import resource
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,43 @@ _SIGNAL_EXIT_BASE = 128
 # share of the address-space limit resident: the kernel's count, which a program cannot fake by printing
 # "MemoryError" or raising one (see scoring.py).
 MEMORY_EVIDENCE_FRACTION = 0.5
+
+# The first process of every run, started by this service (vfork) and running in the service's own
+# interpreter: it forks the launcher chain (setpriv, prlimit, bwrap) from itself, waits for it, and
+# writes on fd argv[2] its wait status, peak resident set (KiB) and CPU time (microseconds), then ends
+# the way the chain ended. Why: a process started by vfork shares this service's memory until it
+# execs, and the kernel carries that memory's peak into the exec'd program's peak count (wait4's
+# ru_maxrss), so a chain started from the service directly reported the service's own peak (over a
+# GiB after compiling a large test set) as the program's, and a program that merely raised
+# MemoryError got RESOURCE_EXHAUSTED. Forked from this ~10 MB launcher, the chain's count starts there.
+# It dies with the service (PR_SET_PDEATHSIG), and bwrap with it (--die-with-parent). The report fd is
+# not inherited by the chain.
+LAUNCHER = """\
+import ctypes, os, sys
+if ctypes.CDLL(None).prctl(1, 9) != 0 or os.getppid() != int(sys.argv[1]):
+    os._exit(125)  # could not tie this process to the service, or the service is already gone
+report = int(sys.argv[2])
+os.set_inheritable(report, False)
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[3], sys.argv[3:])
+    except OSError as exc:
+        os.write(2, b"sandbox launcher: cannot run %s: %s\\n" % (sys.argv[3].encode(), str(exc).encode()))
+    os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(report, b"%d %d %d" % (status, usage.ru_maxrss, round((usage.ru_utime + usage.ru_stime) * 1e6)))
+if os.WIFSIGNALED(status):
+    import signal
+    sig = os.WTERMSIG(status)
+    try:
+        signal.signal(sig, signal.SIG_DFL)
+    except (OSError, ValueError):
+        pass
+    os.kill(os.getpid(), sig)
+    os._exit(128 + sig)
+os._exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 @dataclass(frozen=True)
@@ -155,6 +194,27 @@ def cpu_limit_s(timeout_s: float) -> int:
     return int(math.ceil(timeout_s)) + 1
 
 
+def _launched(chain: list[str], report_fd: int) -> list[str]:
+    """``chain`` started through ``LAUNCHER``, which reports on ``report_fd``."""
+    return [sys.executable, "-I", "-S", "-c", LAUNCHER, str(os.getpid()), str(report_fd), *chain]
+
+
+def _read_report(fd: int) -> tuple[int, int, float] | None:
+    """What ``LAUNCHER`` reported once it ended: (the chain's exit code as ``Popen.returncode`` gives
+    it, its peak resident set in bytes, its CPU seconds); None when the launcher ended without a report
+    (killed by the host before the chain ended)."""
+    os.set_blocking(fd, False)
+    try:
+        data = os.read(fd, 256)
+    except BlockingIOError:
+        return None
+    try:
+        status, maxrss_kib, cpu_us = (int(part) for part in data.split())
+    except ValueError:
+        return None
+    return os.waitstatus_to_exitcode(status), maxrss_kib * 1024, cpu_us / 1e6
+
+
 def _inner_argv(config: SandboxConfig) -> list[str]:
     """``prlimit --nproc`` as the sandbox's first command, run inside bubblewrap's new user namespace.
 
@@ -189,6 +249,7 @@ class Sandbox:
         # The bwrap processes running now, for close() to kill, and the runs started and not yet reaped,
         # for close() to wait for; once closed, no run starts.
         self._live: set[subprocess.Popen] = set()
+        self._isolated: set[int] = set()  # the launchers of run_isolated calls in flight
         self._runs = 0
         self._state = threading.Condition()
         self._closed = False
@@ -256,13 +317,29 @@ class Sandbox:
         no job: for benchmarks and for checking a deployment. Output is captured, not capped."""
         with self._slots.take() as slot:
             seccomp_fd = _memfd("seccomp", self._bpf)
+            report_r, report_w = os.pipe()
             try:
                 uid = self.config.uid_base + slot if self._as_root else None
-                argv = _launcher_argv(self.config, timeout_s, uid) + self._bwrap_argv({}, seccomp_fd, command)
-                return subprocess.run(argv, capture_output=True, pass_fds=(seccomp_fd,), env={}, cwd="/",
-                                      start_new_session=True, timeout=timeout_s + self.config.kill_grace_s)
+                argv = _launched(_launcher_argv(self.config, timeout_s, uid)
+                                 + self._bwrap_argv({}, seccomp_fd, command), report_w)
+                with self._state:
+                    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            pass_fds=(seccomp_fd, report_w), env={}, cwd="/",
+                                            start_new_session=True)
+                    self._isolated.add(proc.pid)
+                try:
+                    out, err = proc.communicate(timeout=timeout_s + self.config.kill_grace_s)
+                except subprocess.TimeoutExpired:
+                    _kill_group(proc)
+                    proc.communicate()
+                    raise
+                finally:
+                    with self._state:
+                        self._isolated.discard(proc.pid)
+                return subprocess.CompletedProcess(argv, proc.returncode, out, err)
             finally:
-                os.close(seccomp_fd)
+                for fd in (seccomp_fd, report_r, report_w):
+                    os.close(fd)
 
     def run(self, job: Job) -> RunRecord:
         """Run ``job`` in a fresh sandbox and return what it reported. Never raises for anything the
@@ -297,6 +374,8 @@ class Sandbox:
                 fds.append(memfds[name])
             events_r, events_w = os.pipe()
             fds += [events_r, events_w]
+            report_r, report_w = os.pipe()
+            fds += [report_r, report_w]
             # pass_fds keeps descriptor numbers through fork, exec and bwrap: tell the runner its number.
             compiled, asserts = _compile_tests(job.test_code) if self._same_bytecode and job.test_code else (None, None)
             job_bytes = marshal.dumps({
@@ -309,23 +388,24 @@ class Sandbox:
             })
             argv = self._bwrap_argv(memfds, seccomp_fd)
             uid = c.uid_base + slot if self._as_root else None
-            argv = _launcher_argv(c, job.timeout_s, uid) + argv
+            argv = _launched(_launcher_argv(c, job.timeout_s, uid) + argv, report_w)
             start = time.monotonic()
             with self._state:
                 if self._closed:
                     return RunRecord(killed="shutdown")
                 proc = subprocess.Popen(
                     argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    pass_fds=(seccomp_fd, *memfds.values(), events_w), env={}, cwd="/",
+                    pass_fds=(seccomp_fd, *memfds.values(), events_w, report_w), env={}, cwd="/",
                     start_new_session=True,
                 )
                 self._live.add(proc)
                 self._runs += 1
             try:
-                os.close(events_w)
-                fds.remove(events_w)
+                for fd in (events_w, report_w):
+                    os.close(fd)
+                    fds.remove(fd)
                 record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s,
-                                       events_cap=_events_cap(job, asserts))
+                                       report_r, events_cap=_events_cap(job, asserts))
                 with self._state:
                     self._live.discard(proc)
                     if self._closed:  # killed by close(), or ended as the service stopped: nobody waits
@@ -333,7 +413,7 @@ class Sandbox:
                 record.elapsed_s = time.monotonic() - start
                 if record.killed:
                     orphans_rss = _reap_orphans(c.uid_base + slot if self._as_root else os.getuid(),
-                                                only_root_uid=self._as_root)
+                                                skip=self._launchers)
                     record.max_rss_bytes = max(record.max_rss_bytes, orphans_rss)
                 record.out_of_cpu = (not record.killed and record.exit_code == _SIGNAL_EXIT_BASE + signal.SIGKILL
                                      and record.cpu_s >= cpu_limit_s(job.timeout_s))
@@ -348,9 +428,15 @@ class Sandbox:
             for fd in fds:
                 os.close(fd)
 
+    def _launchers(self) -> set[int]:
+        """The launchers running now: this service's own children, never another run's orphans."""
+        with self._state:
+            return {proc.pid for proc in self._live} | self._isolated
+
     def _collect(self, proc: subprocess.Popen, payload: bytes, events_r: int, deadline: float,
-                 events_cap: int = MAX_EVENT_BYTES) -> RunRecord:
-        """Feed the job, read stdout/stderr/events with caps until the runner ends or the deadline."""
+                 report_r: int, events_cap: int = MAX_EVENT_BYTES) -> RunRecord:
+        """Feed the job, read stdout/stderr/events with caps until the runner ends or the deadline, then
+        take the launcher's report (``LAUNCHER``) of the kernel's accounting."""
         assert proc.stdin and proc.stdout and proc.stderr
         c = self.config
         record = RunRecord()
@@ -409,9 +495,14 @@ class Sandbox:
                 _kill_group(proc)
                 record.killed = record.killed or "timeout"
                 record.exit_code, usage = _wait_with_usage(proc, None)
-            if usage is not None:
+            report = _read_report(report_r)
+            if report is not None:
+                record.exit_code, record.max_rss_bytes, record.cpu_s = report
+            elif usage is not None:
+                # The host killed the launcher before the chain ended. Its own peak is this service's
+                # (see LAUNCHER), never the program's: the killed sandbox's processes are counted when
+                # their orphans are reaped (``_reap_orphans``).
                 record.cpu_s = usage.ru_utime + usage.ru_stime
-                record.max_rss_bytes = usage.ru_maxrss * 1024  # KiB on Linux
             proc.stdout.close()
             proc.stderr.close()
         record.stdout_bytes = totals[out_fd]
@@ -547,15 +638,17 @@ def _become_subreaper() -> None:
         log.warning("cannot become a child subreaper; killed sandboxes are reaped by init")
 
 
-def _reap_orphans(uid: int, *, only_root_uid: bool, wait_s: float = 5.0) -> int:
+def _reap_orphans(uid: int, *, skip: Callable[[], set[int]], wait_s: float = 5.0) -> int:
     """Reap the orphaned sandbox processes of ``uid`` that were reparented to this process (see
-    ``_become_subreaper``). With per-slot uids (root) the uid identifies them exactly; otherwise bwrap
-    processes (other runs still in flight) are left alone. Returns the largest peak resident set of
-    those reaped, in bytes (the runner of a killed sandbox is one of them)."""
+    ``_become_subreaper``): the children of this process other than the launchers ``skip()`` names
+    (other runs still in flight; run as root, launchers do not have a slot's uid anyway). Returns the
+    largest peak resident set of those reaped, in bytes (the runner of a killed sandbox is one of them)."""
     me = os.getpid()
     deadline = time.monotonic() + wait_s
     max_rss = 0
-    for pid in _children_of(me, uid, skip_bwrap=not only_root_uid):
+    children = _children_of(me, uid)
+    live = skip()  # after the scan: a launcher started during it was already registered
+    for pid in (pid for pid in children if pid not in live):
         while True:
             try:
                 done, _, usage = os.wait4(pid, os.WNOHANG)
@@ -572,7 +665,7 @@ def _reap_orphans(uid: int, *, only_root_uid: bool, wait_s: float = 5.0) -> int:
     return max_rss
 
 
-def _children_of(parent: int, uid: int, *, skip_bwrap: bool) -> list[int]:
+def _children_of(parent: int, uid: int) -> list[int]:
     out = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -585,9 +678,8 @@ def _children_of(parent: int, uid: int, *, skip_bwrap: bool) -> list[int]:
         except OSError:
             continue
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
-        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
         fields = stat[stat.rindex(b")") + 2:].split()
-        if int(fields[1]) == parent and not (skip_bwrap and comm == b"bwrap"):
+        if int(fields[1]) == parent:
             out.append(int(name))
     return out
 

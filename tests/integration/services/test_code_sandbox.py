@@ -481,17 +481,12 @@ def test_a_half_right_program_with_many_failing_asserts_gets_its_whole_score(stu
     assert r.feedback.startswith("test 1 of 4000 failed (line 2): assert candidate(0) == 'yyy")
 
 
-def test_a_right_program_with_32000_asserts_scores_one() -> None:
+def test_a_right_program_with_32000_asserts_scores_one(stub) -> None:
     # 512 KB of tests, well inside --max-code-bytes; their plan and results are ~1.1 MB of reports.
-    # A service of its own: compiling these takes the service's peak memory past 1 GiB, which would
-    # hide the memory evidence of the module's service (see test_the_services_own_memory_...).
+    # Compiling them takes the module's service past 1 GiB of peak memory, which the memory tests after
+    # this one show is not counted as their programs' (see test_the_services_own_memory_...).
     tests = "def check(c):\n" + " assert c(0)==0\n" * 32000
-    svc = start("--default-timeout", "5", "--max-timeout", "5")
-    try:
-        with grpc.insecure_channel(svc.address) as ch:
-            (r,) = score(reward_stub(ch), item("many", "def f(k):\n    return k\n", code=code(tests, "f")))
-    finally:
-        assert svc.terminate() == 0
+    (r,) = score(stub, item("many", "def f(k):\n    return k\n", code=code(tests, "f")))
     assert (r.status, r.score, r.components["tests_total"]) == (reward_pb2.SCORE_STATUS_OK, 1.0, 32000)
 
 
@@ -528,6 +523,30 @@ def test_printing_memory_error_is_not_running_out_of_memory(stub) -> None:
     (r,) = score(stub, item("io", io_prints, code=code(io=(("1 2", "3"),))))
     assert (r.status, r.score) == (reward_pb2.SCORE_STATUS_OK, 0.0)
     assert "exited with status 1" in r.feedback
+
+
+def test_the_services_own_memory_is_not_counted_as_the_programs() -> None:
+    # Every sandbox used to be started from the service by vfork, and the kernel carried the service's
+    # own peak resident set into the sandbox's count: in a service whose peak had passed half of
+    # --memory-mb (compiling a large test set takes it past 1 GiB), a program that only raised
+    # MemoryError was RESOURCE_EXHAUSTED, masked out of training instead of scored.
+    from grpo_rewards.code_sandbox.config import SandboxConfig
+    from grpo_rewards.code_sandbox.executor import Job, Sandbox
+    from grpo_rewards.code_sandbox.scoring import verdict_from_run
+
+    sandbox = Sandbox(SandboxConfig(workers=1, memory_mib=512))
+    hog = b"x" * (600 << 20)  # this process is the service here: its peak is now past 600 MiB
+    del hog
+    raises = HALF_RIGHT.replace("else 0", "else add_oom()") + "def add_oom():\n    raise MemoryError()\n"
+    run = sandbox.run(Job(code=raises, test_code=ADD_TESTS, entry_point="add", timeout_s=10.0))
+    assert run.max_rss_bytes < 128 << 20, run
+    v = verdict_from_run(run, scoring="fraction", timeout_s=10.0, max_output_bytes=65536)
+    assert (v.status, v.tests_passed, v.tests_total) == (reward_pb2.SCORE_STATUS_OK, 2, 3), v
+    # while a program that really runs out of memory still is
+    bomb = "hoard = []\nwhile True:\n    hoard.append(bytearray(64 << 20))\n"
+    run = sandbox.run(Job(code=bomb, io_cases=(("", "1"),), timeout_s=10.0))
+    v = verdict_from_run(run, scoring="fraction", timeout_s=10.0, max_output_bytes=65536)
+    assert v.status == reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED, (v, run)
 
 
 def test_exit_status_of_a_cpu_limit_death_is_not_a_timeout(stub) -> None:
@@ -689,6 +708,40 @@ def test_a_second_sigterm_during_the_drain_exits_at_once_with_143() -> None:
                     os.waitpid(p.pid, os.WNOHANG)
                 time.sleep(0.05)
     assert "received SIGTERM again: exiting without finishing the drain" in svc.text, svc.text
+
+
+def test_a_killed_service_leaves_no_sandbox_behind() -> None:
+    # SIGKILL: nothing of the service runs any more. Its launcher (PR_SET_PDEATHSIG), bwrap
+    # (--die-with-parent) and the sandbox's processes (its pid namespace) end with it.
+    svc = start("--default-timeout", "30", "--max-timeout", "30")
+    sandbox: list[psutil.Process] = []
+    try:
+        sleeps = "import time\ndef add(a, b):\n    time.sleep(30)\n    return a + b\n"
+        with grpc.insecure_channel(svc.address) as ch, ThreadPoolExecutor(1) as pool:
+            pool.submit(score, reward_stub(ch), item("long", sleeps, code=code(ADD_TESTS, "add")), timeout=60)
+            deadline = time.monotonic() + 15
+            while not any("runner.py" in " ".join(p.cmdline()) for p in _descendants(svc.proc.pid)):
+                assert time.monotonic() < deadline, "the item's sandbox never started"
+                time.sleep(0.05)
+            sandbox = _descendants(svc.proc.pid)
+            svc.proc.kill()
+            svc.proc.wait(10)
+            deadline = time.monotonic() + 10
+            while (left := [p for p in sandbox if _running(p)]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert left == [], f"still running after the service was killed: {left}"
+    finally:
+        svc.kill()
+        for p in sandbox:  # reparented to this process where an earlier test made it a subreaper
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(p.pid, os.WNOHANG)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
