@@ -26,10 +26,31 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+# The status travels in a trailer, and gRPC clients refuse metadata over 16 KiB by default (8 KiB soft):
+# a longer one reaches the client as RESOURCE_EXHAUSTED "received metadata size exceeds ...", with no
+# code, message or detail of ours. So every text that may echo the request (a field path naming a map
+# key, an export id, a path) is cut to a bound, and the BadRequest to MAX_DETAILS_BYTES serialized bytes
+# (the message says how many violations were left out).
+MAX_DETAILS_BYTES = 6000
+MAX_DESCRIPTION_CHARS = 300
+MAX_MESSAGE_BYTES = 1024  # the status message (sent twice: grpc-message, and inside the details trailer)
+MAX_FIELD_BYTES = 1100  # a field path: room for a metadata key at the default limit (1 KiB) and its path
+MAX_NAME_BYTES = 300  # ResourceInfo.resource_name, PreconditionFailure.subject
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` UTF-8 bytes (at a character boundary), "..." marking a cut."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    return data[: max_bytes - 3].decode("utf-8", "ignore") + "..."
+
+
 class ApiError(Exception):
-    """A failed call: status code, message, and google.rpc detail messages."""
+    """A failed call: status code, message (cut to MAX_MESSAGE_BYTES), and google.rpc detail messages."""
 
     def __init__(self, code: grpc.StatusCode, message: str, details: Sequence[Message] = ()) -> None:
+        message = clip(message, MAX_MESSAGE_BYTES)
         super().__init__(message)
         self.code, self.message, self.details = code, message, list(details)
 
@@ -49,12 +70,6 @@ def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
     return error_details_pb2.RetryInfo(retry_delay=d)
 
 
-# The status travels in a trailer, and gRPC clients refuse metadata over 16 KiB by default (8 KiB soft):
-# the BadRequest is cut to fit this many serialized bytes, and the message says how many were left out.
-MAX_DETAILS_BYTES = 6000
-MAX_DESCRIPTION_CHARS = 300
-
-
 def invalid_argument(violations: Sequence[Violation], message: str | None = None) -> ApiError:
     """INVALID_ARGUMENT with a BadRequest listing every violation (as many as fit MAX_DETAILS_BYTES, in
     request order; the message says when some were left out)."""
@@ -62,7 +77,7 @@ def invalid_argument(violations: Sequence[Violation], message: str | None = None
     size = 0
     for v in violations:
         desc = v.description if len(v.description) <= MAX_DESCRIPTION_CHARS else v.description[:MAX_DESCRIPTION_CHARS] + "..."
-        fv = error_details_pb2.BadRequest.FieldViolation(field=v.field, description=desc)
+        fv = error_details_pb2.BadRequest.FieldViolation(field=clip(v.field, MAX_FIELD_BYTES), description=desc)
         size += fv.ByteSize() + 4
         if size > MAX_DETAILS_BYTES and bad.field_violations:
             break
@@ -71,13 +86,14 @@ def invalid_argument(violations: Sequence[Violation], message: str | None = None
     if message is None:
         first = violations[0]
         desc = first.description[:MAX_DESCRIPTION_CHARS]
+        field = clip(first.field, MAX_NAME_BYTES)  # the whole path is in the BadRequest
         if n == 1:
-            message = f"invalid request: {first.field}: {desc}"
+            message = f"invalid request: {field}: {desc}"
         elif shown == n:
-            message = f"invalid request: {n} bad fields, each in the BadRequest detail; first: {first.field}: {desc}"
+            message = f"invalid request: {n} bad fields, each in the BadRequest detail; first: {field}: {desc}"
         else:
             message = (f"invalid request: {n} bad fields; the BadRequest detail lists the first {shown} "
-                       f"(fix those and resubmit to see the rest); first: {first.field}: {desc}")
+                       f"(fix those and resubmit to see the rest); first: {field}: {desc}")
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, [bad])
 
 
@@ -96,14 +112,16 @@ def unavailable(message: str, retry_after: float) -> ApiError:
 
 def not_found(resource_type: str, name: str, message: str) -> ApiError:
     """NOT_FOUND with ResourceInfo."""
-    info = error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=name, description=message)
+    info = error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=clip(name, MAX_NAME_BYTES),
+                                          description=clip(message, MAX_MESSAGE_BYTES))
     return ApiError(grpc.StatusCode.NOT_FOUND, message, [info])
 
 
 def failed_precondition(kind: str, subject: str, message: str) -> ApiError:
     """FAILED_PRECONDITION with PreconditionFailure."""
     pf = error_details_pb2.PreconditionFailure(
-        violations=[error_details_pb2.PreconditionFailure.Violation(type=kind, subject=subject, description=message)]
+        violations=[error_details_pb2.PreconditionFailure.Violation(
+            type=kind, subject=clip(subject, MAX_NAME_BYTES), description=clip(message, MAX_MESSAGE_BYTES))]
     )
     return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message, [pf])
 

@@ -146,7 +146,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         more = len(entries) > q.limit
         return trainer_pb2.ListPromptsResponse(
             prompts=[convert.prompt_entry_to_proto(e) for e in page],
-            next_page_token=page_token(page[-1].seq) if more else "",
+            next_page_token=page_token(page[-1].seq, request.ids, request.state) if more else "",
         )
 
     @unary

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import re
@@ -373,21 +374,38 @@ class PromptQuery:
     limit: int
 
 
-def page_token(seq: int) -> str:
-    """The opaque token of the page after queue position `seq`."""
-    return base64.urlsafe_b64encode(f"{_PAGE_TOKEN_PREFIX}{seq}".encode()).decode()
+def _filter_digest(ids: Sequence[str], state: int) -> str:
+    """A short digest of a ListPrompts filter (the set of ids, the state): what a page token was issued
+    for. Not a secret: it only catches a token passed back with another filter, which would read on from
+    a position in a different listing."""
+    canonical = json.dumps([sorted(set(ids)), int(state)], separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _after_seq(token: str) -> int | None:
-    """The queue position a `page_token` stands for, or None if it is not one of ours."""
+def page_token(seq: int, ids: Sequence[str] = (), state: int = trainer_pb2.PROMPT_STATE_UNSPECIFIED) -> str:
+    """The opaque token of the page after queue position `seq` of the listing filtered by `ids` and
+    `state` (as the request gives them: the token is only good with the same filter)."""
+    text = f"{_PAGE_TOKEN_PREFIX}{seq}:{_filter_digest(ids, state)}"
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _page_token_problem(token: str, ids: Sequence[str], state: int) -> tuple[int, str | None]:
+    """(the queue position `token` stands for, None) when it is one of ours and was issued for this
+    filter; (0, why not) otherwise."""
     try:
         text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
     except (UnicodeError, binascii.Error, ValueError):
-        return None
-    digits = text.removeprefix(_PAGE_TOKEN_PREFIX)
+        text = ""
+    digits, _, digest = text.removeprefix(_PAGE_TOKEN_PREFIX).partition(":")
     if not text.startswith(_PAGE_TOKEN_PREFIX) or not digits.isdigit() or len(digits) > 18:
-        return None
-    return int(digits)
+        return 0, "not a page token: pass the next_page_token of an earlier answer, or nothing"
+    if not digest:  # the format before tokens named their filter; a client may hold one across an upgrade
+        return 0, ("a page token from an older trainer, which does not say what filter it belongs to: "
+                   "list again from the start, without a page_token")
+    if digest != _filter_digest(ids, state):
+        return 0, ("this page token was issued for a different filter (ids or state): pass it with the "
+                   "same ids and state as the request that returned it, or start again without a page_token")
+    return int(digits), None
 
 
 def _validate_ids(req_ids: Sequence[str], limits: ApiLimits, v: _Collector) -> None:
@@ -417,20 +435,21 @@ def validate_cancel_prompts(req: trainer_pb2.CancelPromptsRequest, limits: ApiLi
 
 def validate_list_prompts(req: trainer_pb2.ListPromptsRequest, limits: ApiLimits) -> PromptQuery:
     """ListPrompts: at most MAX_LIST_IDS ids, each a possible prompt id; a known state; a page size of
-    0 (the default) to MAX_PAGE_SIZE; a page token from an earlier answer."""
+    0 (the default) to MAX_PAGE_SIZE; a page token from an earlier answer with the same filter (ids as a
+    set, state). The page size is not part of the filter: a client may change it from page to page."""
     v = _Collector()
     _validate_ids(req.ids, limits, v)
     if req.state != trainer_pb2.PROMPT_STATE_UNSPECIFIED and req.state not in _PROMPT_STATES:
         v.add("state", f"{req.state} is not a PromptState (0 = any, 1-5 = QUEUED, LEASED, TRAINED, FAILED, CANCELLED)")
     if not 0 <= req.page_size <= MAX_PAGE_SIZE:
         v.add("page_size", f"{req.page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
-    after = _after_seq(req.page_token) if req.page_token else 0
-    if after is None:
-        v.add("page_token", "not a page token: pass the next_page_token of an earlier answer, or nothing")
+    after, problem = _page_token_problem(req.page_token, req.ids, req.state) if req.page_token else (0, None)
+    if problem:
+        v.add("page_token", problem)
     v.raise_if_any()
     return PromptQuery(
         ids=tuple(req.ids),
         state=_PROMPT_STATES.get(req.state),
-        after_seq=after or 0,
+        after_seq=after,
         limit=req.page_size or DEFAULT_PAGE_SIZE,
     )

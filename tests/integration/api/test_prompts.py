@@ -5,6 +5,7 @@ bad requests are INVALID_ARGUMENT naming the field (the read role it needs: test
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 
@@ -108,6 +109,53 @@ def test_page_tokens_are_opaque_and_checked(run: Api) -> None:
     assert [p.id for p in listed(run, page_token=page_token(5)).prompts] == ["f", "a"]
     assert set(violations(pytest.raises(grpc.RpcError, listed, run, page_size=-3, page_token="@@").value)) == {
         "page_size", "page_token"}
+
+
+def test_a_page_token_is_only_good_with_the_filter_it_was_issued_for(run: Api) -> None:
+    queued = listed(run, state=Q, page_size=1)  # e, then a token "after e" of the QUEUED listing
+    assert [p.id for p in queued.prompts] == ["e"] and queued.next_page_token
+    # The same position in another listing is another page: refused, not answered with the wrong prompts.
+    for other in ({}, {"state": F}, {"state": Q, "ids": ["e", "f"]}):
+        with pytest.raises(grpc.RpcError) as err:
+            listed(run, page_token=queued.next_page_token, **other)
+        found = violations(err.value)
+        assert list(found) == ["page_token"], found
+        assert "different filter" in found["page_token"] and "without a page_token" in found["page_token"]
+    by_id = listed(run, ids=["a", "d"], page_size=1)
+    with pytest.raises(grpc.RpcError) as err:
+        listed(run, ids=["a"], page_token=by_id.next_page_token)
+    assert "different filter" in violations(err.value)["page_token"]
+    # The ids are a set: their order and repeats do not change the filter.
+    assert [p.id for p in listed(run, ids=["d", "a", "a"], page_token=by_id.next_page_token).prompts] == ["d", "a"]
+
+
+@pytest.mark.parametrize(("request_kw", "expected"), [
+    ({}, ["a", "b", "c", "d", "e", "f", "a"]),
+    ({"state": Q}, ["e", "f", "a"]),
+    ({"ids": ["a", "c", "f"]}, ["a", "c", "f", "a"]),
+    ({"ids": ["a", "b", "e"], "state": Q}, ["e", "a"]),
+])
+def test_the_same_filter_pages_through_every_match_once(run: Api, request_kw: dict, expected: list[str]) -> None:
+    for sizes in ([1], [2, 1, 3]):  # the page size may change from page to page
+        seen: list[str] = []
+        token, n = "", 0
+        while True:
+            page = listed(run, page_size=sizes[n % len(sizes)], page_token=token, **request_kw)
+            seen += [p.id for p in page.prompts]
+            token, n = page.next_page_token, n + 1
+            if not token:
+                break
+        assert seen == expected, sizes
+
+
+def test_a_page_token_of_the_format_before_filters_is_refused(run: Api) -> None:
+    """Tokens are issued per call, never stored; one held by a client across an upgrade says nothing
+    of its filter, so it is refused with what to do rather than trusted."""
+    old = base64.urlsafe_b64encode(b"after:5").decode()
+    with pytest.raises(grpc.RpcError) as err:
+        listed(run, page_token=old)
+    found = violations(err.value)
+    assert list(found) == ["page_token"] and "without a page_token" in found["page_token"], found
 
 
 def test_grpo_prompts_lists_failed_prompts_with_their_reason(run: Api) -> None:
