@@ -3,8 +3,9 @@
 Layers, outermost first:
 1. The host process: its own session (``start_new_session``) so the whole tree can be killed with
    ``os.killpg``; a wall-clock deadline; every pipe read with a byte cap (a flood kills the run);
-   an empty environment. A small launcher (``LAUNCHER``) forks the rest and reports the kernel's
-   accounting of it, so that this service's own memory is never counted as the program's.
+   an empty environment. Sandboxes are forked by a small process of their own (``spawner``), which
+   reports the kernel's accounting of each, so that this service's own memory is never counted as a
+   program's.
 2. rlimits (CPU seconds, address space, file size, open files, no core dumps) set by util-linux
    ``prlimit`` right before bwrap starts (see ``_launcher_argv`` for why not a ``preexec_fn``), and
    the process limit. As root, each concurrent run gets its own unprivileged host uid (util-linux
@@ -29,15 +30,13 @@ import marshal
 import math
 import os
 import queue
-import resource
 import selectors
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from pathlib import Path
 from .config import SandboxConfig
 from .inner.asserts import instrument
 from .seccomp_filter import export_bpf
+from .spawner import Child, Spawner
 
 log = logging.getLogger("grpo_rewards.code_sandbox")
 
@@ -64,42 +64,6 @@ _SIGNAL_EXIT_BASE = 128
 # "MemoryError" or raising one (see scoring.py).
 MEMORY_EVIDENCE_FRACTION = 0.5
 
-# The first process of every run, started by this service (vfork) and running in the service's own
-# interpreter: it forks the launcher chain (setpriv, prlimit, bwrap) from itself, waits for it, and
-# writes on fd argv[2] its wait status, peak resident set (KiB) and CPU time (microseconds), then ends
-# the way the chain ended. Why: a process started by vfork shares this service's memory until it
-# execs, and the kernel carries that memory's peak into the exec'd program's peak count (wait4's
-# ru_maxrss), so a chain started from the service directly reported the service's own peak (over a
-# GiB after compiling a large test set) as the program's, and a program that merely raised
-# MemoryError got RESOURCE_EXHAUSTED. Forked from this ~10 MB launcher, the chain's count starts there.
-# It dies with the service (PR_SET_PDEATHSIG), and bwrap with it (--die-with-parent). The report fd is
-# not inherited by the chain.
-LAUNCHER = """\
-import ctypes, os, sys
-if ctypes.CDLL(None).prctl(1, 9) != 0 or os.getppid() != int(sys.argv[1]):
-    os._exit(125)  # could not tie this process to the service, or the service is already gone
-report = int(sys.argv[2])
-os.set_inheritable(report, False)
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[3], sys.argv[3:])
-    except OSError as exc:
-        os.write(2, b"sandbox launcher: cannot run %s: %s\\n" % (sys.argv[3].encode(), str(exc).encode()))
-    os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-os.write(report, b"%d %d %d" % (status, usage.ru_maxrss, round((usage.ru_utime + usage.ru_stime) * 1e6)))
-if os.WIFSIGNALED(status):
-    import signal
-    sig = os.WTERMSIG(status)
-    try:
-        signal.signal(sig, signal.SIG_DFL)
-    except (OSError, ValueError):
-        pass
-    os.kill(os.getpid(), sig)
-    os._exit(128 + sig)
-os._exit(os.waitstatus_to_exitcode(status))
-"""
 
 
 @dataclass(frozen=True)
@@ -161,11 +125,9 @@ class _SlotPool:
 def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> list[str]:
     """util-linux ``setpriv`` (drop to ``uid``) and ``prlimit`` (the rlimits) in front of bwrap.
 
-    Small programs that set up the process and exec the next, instead of a Python ``preexec_fn``:
-    a preexec forces a plain fork() of this multi-threaded gRPC server, whose fork handlers then run
-    gRPC code in the child (seen here: epoll errors and SIGSEGV), and a forked copy of a large server
-    cannot run Python under a 512 MiB address-space limit. Without a preexec, ``subprocess`` uses
-    vfork/posix_spawn and the limits are set on a few-kB process.
+    Small programs that set up the process and exec the next, run in the child the spawner forked
+    (see spawner.py): the limits are set on a few-kB process, and nothing here depends on Python
+    running between fork and exec.
     """
     cpu = cpu_limit_s(timeout_s)
     argv: list[str] = []
@@ -192,27 +154,6 @@ def cpu_limit_s(timeout_s: float) -> int:
     """The soft RLIMIT_CPU of a run with wall-clock limit ``timeout_s``, in CPU seconds (the hard limit,
     SIGKILL, is one more)."""
     return int(math.ceil(timeout_s)) + 1
-
-
-def _launched(chain: list[str], report_fd: int) -> list[str]:
-    """``chain`` started through ``LAUNCHER``, which reports on ``report_fd``."""
-    return [sys.executable, "-I", "-S", "-c", LAUNCHER, str(os.getpid()), str(report_fd), *chain]
-
-
-def _read_report(fd: int) -> tuple[int, int, float] | None:
-    """What ``LAUNCHER`` reported once it ended: (the chain's exit code as ``Popen.returncode`` gives
-    it, its peak resident set in bytes, its CPU seconds); None when the launcher ended without a report
-    (killed by the host before the chain ended)."""
-    os.set_blocking(fd, False)
-    try:
-        data = os.read(fd, 256)
-    except BlockingIOError:
-        return None
-    try:
-        status, maxrss_kib, cpu_us = (int(part) for part in data.split())
-    except ValueError:
-        return None
-    return os.waitstatus_to_exitcode(status), maxrss_kib * 1024, cpu_us / 1e6
 
 
 def _inner_argv(config: SandboxConfig) -> list[str]:
@@ -248,15 +189,19 @@ class Sandbox:
         self._slots = _SlotPool(config.workers)
         # The bwrap processes running now, for close() to kill, and the runs started and not yet reaped,
         # for close() to wait for; once closed, no run starts.
-        self._live: set[subprocess.Popen] = set()
-        self._isolated: set[int] = set()  # the launchers of run_isolated calls in flight
+        self._live: set[Child] = set()
         self._runs = 0
+        self._spawner = Spawner()
         self._state = threading.Condition()
         self._closed = False
         self._as_root = os.geteuid() == 0
         self._same_bytecode = _same_bytecode(config.python)
         _become_subreaper()
-        self._check_starts()
+        try:
+            self._check_starts()
+        except BaseException:
+            self._spawner.close()
+            raise
         if not self._as_root:
             log.info("not running as root: sandboxes run under this service's host uid, each in its own "
                      "user namespace with its own process limit (%d)", config.max_processes)
@@ -314,31 +259,35 @@ class Sandbox:
 
     def run_isolated(self, command: list[str], timeout_s: float = 10.0) -> subprocess.CompletedProcess:
         """Run ``command`` (a program under /usr) with exactly the isolation a job gets, but no runner and
-        no job: for benchmarks and for checking a deployment. Output is captured, not capped."""
+        no job: for benchmarks and for checking a deployment. Output is captured, not capped. Raises
+        subprocess.TimeoutExpired after ``timeout_s`` (plus the kill grace), with the sandbox killed."""
         with self._slots.take() as slot:
-            seccomp_fd = _memfd("seccomp", self._bpf)
-            report_r, report_w = os.pipe()
+            fds: list[int] = []
             try:
+                seccomp_fd = _memfd("seccomp", self._bpf)
+                fds.append(seccomp_fd)
+                out_r, out_w = os.pipe()
+                err_r, err_w = os.pipe()
+                fds += [out_r, out_w, err_r, err_w]
                 uid = self.config.uid_base + slot if self._as_root else None
-                argv = _launched(_launcher_argv(self.config, timeout_s, uid)
-                                 + self._bwrap_argv({}, seccomp_fd, command), report_w)
-                with self._state:
-                    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            pass_fds=(seccomp_fd, report_w), env={}, cwd="/",
-                                            start_new_session=True)
-                    self._isolated.add(proc.pid)
+                handed = {0: _devnull(fds), 1: out_w, 2: err_w, 3: seccomp_fd}
+                argv = _launcher_argv(self.config, timeout_s, uid) + self._bwrap_argv({}, 3, command)
+                child = self._spawner.spawn(argv, handed)
+                for fd in (out_w, err_w):
+                    os.close(fd)
+                    fds.remove(fd)
+                deadline = time.monotonic() + timeout_s + self.config.kill_grace_s
+                out, err = _read_all((out_r, err_r), deadline)
                 try:
-                    out, err = proc.communicate(timeout=timeout_s + self.config.kill_grace_s)
+                    report = child.wait(max(deadline - time.monotonic(), 0) + 5)
                 except subprocess.TimeoutExpired:
-                    _kill_group(proc)
-                    proc.communicate()
-                    raise
-                finally:
-                    with self._state:
-                        self._isolated.discard(proc.pid)
-                return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+                    report = None
+                if out is None or report is None:
+                    child.kill_group()
+                    raise subprocess.TimeoutExpired(argv, timeout_s)
+                return subprocess.CompletedProcess(argv, report[0], out, err)
             finally:
-                for fd in (seccomp_fd, report_r, report_w):
+                for fd in fds:
                     os.close(fd)
 
     def run(self, job: Job) -> RunRecord:
@@ -357,10 +306,11 @@ class Sandbox:
             self._closed = True
             live = list(self._live)
         for proc in live:
-            _kill_group(proc)
+            proc.kill_group()
         with self._state:
             if not self._state.wait_for(lambda: self._runs == 0, timeout=wait_s):
                 log.warning("%d killed sandbox run(s) not reaped after %.1f s", self._runs, wait_s)
+        self._spawner.close()
 
     def _run(self, job: Job, slot: int) -> RunRecord:
         c = self.config
@@ -374,8 +324,19 @@ class Sandbox:
                 fds.append(memfds[name])
             events_r, events_w = os.pipe()
             fds += [events_r, events_w]
-            report_r, report_w = os.pipe()
-            fds += [report_r, report_w]
+            stdin_r, stdin_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            fds += [stdin_r, stdin_w, out_r, out_w, err_r, err_w]
+            # The numbers the child gets them at (see spawner.py): its standard streams, then the
+            # seccomp program, the runner's files and the events pipe, named so on bwrap's command line.
+            handed = {0: stdin_r, 1: out_w, 2: err_w, 3: seccomp_fd}
+            memfd_numbers = {}
+            for number, (name, fd) in enumerate(memfds.items(), start=4):
+                handed[number] = fd
+                memfd_numbers[name] = number
+            events_number = 4 + len(memfds)
+            handed[events_number] = events_w
             # pass_fds keeps descriptor numbers through fork, exec and bwrap: tell the runner its number.
             compiled, asserts = _compile_tests(job.test_code) if self._same_bytecode and job.test_code else (None, None)
             job_bytes = marshal.dumps({
@@ -384,28 +345,27 @@ class Sandbox:
                 "io_cases": [{"stdin": s, "expected_stdout": e} for s, e in job.io_cases],
                 "timeout_s": job.timeout_s, "max_output_bytes": c.max_output_bytes,
                 "feedback_bytes": c.feedback_bytes, "python": c.python, "memory_bytes": c.memory_mib << 20,
-                "events_fd": events_w,
+                "events_fd": events_number,
             })
-            argv = self._bwrap_argv(memfds, seccomp_fd)
+            argv = self._bwrap_argv(memfd_numbers, 3)
             uid = c.uid_base + slot if self._as_root else None
-            argv = _launched(_launcher_argv(c, job.timeout_s, uid) + argv, report_w)
+            argv = _launcher_argv(c, job.timeout_s, uid) + argv
             start = time.monotonic()
             with self._state:
                 if self._closed:
                     return RunRecord(killed="shutdown")
-                proc = subprocess.Popen(
-                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    pass_fds=(seccomp_fd, *memfds.values(), events_w, report_w), env={}, cwd="/",
-                    start_new_session=True,
-                )
+                proc = self._spawner.spawn(argv, handed)
                 self._live.add(proc)
                 self._runs += 1
             try:
-                for fd in (events_w, report_w):
+                # Only the child holds these ends now: the pipes end when the sandbox does.
+                for fd in (events_w, stdin_r, out_w, err_w):
                     os.close(fd)
                     fds.remove(fd)
-                record = self._collect(proc, job_bytes, events_r, start + job.timeout_s + c.kill_grace_s,
-                                       report_r, events_cap=_events_cap(job, asserts))
+                for fd in (stdin_w, out_r, err_r):
+                    fds.remove(fd)  # _collect closes them
+                record = self._collect(proc, job_bytes, (stdin_w, out_r, err_r), events_r,
+                                       start + job.timeout_s + c.kill_grace_s, events_cap=_events_cap(job, asserts))
                 with self._state:
                     self._live.discard(proc)
                     if self._closed:  # killed by close(), or ended as the service stopped: nobody waits
@@ -413,7 +373,7 @@ class Sandbox:
                 record.elapsed_s = time.monotonic() - start
                 if record.killed:
                     orphans_rss = _reap_orphans(c.uid_base + slot if self._as_root else os.getuid(),
-                                                skip=self._launchers)
+                                                skip=self._spawner.pid)
                     record.max_rss_bytes = max(record.max_rss_bytes, orphans_rss)
                 record.out_of_cpu = (not record.killed and record.exit_code == _SIGNAL_EXIT_BASE + signal.SIGKILL
                                      and record.cpu_s >= cpu_limit_s(job.timeout_s))
@@ -428,26 +388,20 @@ class Sandbox:
             for fd in fds:
                 os.close(fd)
 
-    def _launchers(self) -> set[int]:
-        """The launchers running now: this service's own children, never another run's orphans."""
-        with self._state:
-            return {proc.pid for proc in self._live} | self._isolated
-
-    def _collect(self, proc: subprocess.Popen, payload: bytes, events_r: int, deadline: float,
-                 report_r: int, events_cap: int = MAX_EVENT_BYTES) -> RunRecord:
+    def _collect(self, proc: Child, payload: bytes, pipes: tuple[int, int, int], events_r: int, deadline: float,
+                 events_cap: int = MAX_EVENT_BYTES) -> RunRecord:
         """Feed the job, read stdout/stderr/events with caps until the runner ends or the deadline, then
-        take the launcher's report (``LAUNCHER``) of the kernel's accounting."""
-        assert proc.stdin and proc.stdout and proc.stderr
+        take the spawner's report of the kernel's accounting. Closes ``pipes`` (stdin, stdout, stderr)."""
         c = self.config
         record = RunRecord()
-        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+        stdin_fd, out_fd, err_fd = pipes
         buffers = {out_fd: bytearray(), err_fd: bytearray(), events_r: bytearray()}
         caps = {out_fd: c.max_output_bytes, err_fd: c.max_output_bytes, events_r: events_cap}
         why = {out_fd: "output", err_fd: "output", events_r: "events"}
         totals = dict.fromkeys(buffers, 0)
         sel = selectors.DefaultSelector()
-        stdin_fd = proc.stdin.fileno()
         os.set_blocking(stdin_fd, False)
+        stdin_open = True
         pending = memoryview(payload)
         sel.register(stdin_fd, selectors.EVENT_WRITE)
         for fd in buffers:
@@ -467,7 +421,8 @@ class Sandbox:
                             pending = memoryview(b"")
                         if not pending:
                             sel.unregister(fd)
-                            proc.stdin.close()
+                            os.close(fd)
+                            stdin_open = False
                         continue
                     chunk = os.read(fd, 1 << 16)
                     if not chunk:
@@ -485,26 +440,22 @@ class Sandbox:
         finally:
             sel.close()
             if record.killed:
-                _kill_group(proc)
-            if not proc.stdin.closed:
-                with suppress(OSError):
-                    proc.stdin.close()
+                proc.kill_group()
+            if stdin_open:
+                os.close(stdin_fd)
             try:
-                record.exit_code, usage = _wait_with_usage(proc, max(deadline - time.monotonic(), 0) + 5)
+                report = proc.wait(max(deadline - time.monotonic(), 0) + 5)
             except subprocess.TimeoutExpired:
-                _kill_group(proc)
+                proc.kill_group()
                 record.killed = record.killed or "timeout"
-                record.exit_code, usage = _wait_with_usage(proc, None)
-            report = _read_report(report_r)
-            if report is not None:
+                report = proc.wait()
+            if report is None:  # the spawner died, and the sandbox with it
+                record.killed = record.killed or "shutdown"
+            else:
+                # bwrap's and what it reaped (the runner, the io-case programs the runner reaped)
                 record.exit_code, record.max_rss_bytes, record.cpu_s = report
-            elif usage is not None:
-                # The host killed the launcher before the chain ended. Its own peak is this service's
-                # (see LAUNCHER), never the program's: the killed sandbox's processes are counted when
-                # their orphans are reaped (``_reap_orphans``).
-                record.cpu_s = usage.ru_utime + usage.ru_stime
-            proc.stdout.close()
-            proc.stderr.close()
+            os.close(out_fd)
+            os.close(err_fd)
         record.stdout_bytes = totals[out_fd]
         record.stderr = buffers[err_fd].decode("utf-8", "replace")
         record.events = _parse_events(bytes(buffers[events_r]))
@@ -522,27 +473,6 @@ def _events_cap(job: Job, asserts: list[list] | None) -> int:
     else:
         n_asserts = len(job.test_code) // 8 + 1
     return MAX_EVENT_BYTES + EVENT_BYTES_PER_TEST * (n_asserts + len(job.io_cases))
-
-
-def _wait_with_usage(proc: subprocess.Popen, timeout: float | None) -> tuple[int, resource.struct_rusage | None]:
-    """``proc.wait(timeout)`` through wait4(2): the exit code and the kernel's resource usage of bwrap
-    and of every process it reaped (the runner, and the io-case programs the runner reaped). The usage
-    is None when the process was reaped elsewhere. Raises subprocess.TimeoutExpired like ``wait``."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    delay = 0.0005
-    while True:
-        try:
-            pid, status, usage = os.wait4(proc.pid, 0 if deadline is None else os.WNOHANG)
-        except ChildProcessError:  # reaped by someone else: what Popen.wait reports then
-            return proc.wait(), None
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage
-        left = deadline - time.monotonic()  # type: ignore[operator]
-        if left <= 0:
-            raise subprocess.TimeoutExpired(proc.args, timeout)  # type: ignore[arg-type]
-        time.sleep(min(delay, left))
-        delay = min(delay * 2, 0.05)
 
 
 def _same_bytecode(python: str) -> bool:
@@ -638,17 +568,15 @@ def _become_subreaper() -> None:
         log.warning("cannot become a child subreaper; killed sandboxes are reaped by init")
 
 
-def _reap_orphans(uid: int, *, skip: Callable[[], set[int]], wait_s: float = 5.0) -> int:
+def _reap_orphans(uid: int, *, skip: int, wait_s: float = 5.0) -> int:
     """Reap the orphaned sandbox processes of ``uid`` that were reparented to this process (see
-    ``_become_subreaper``): the children of this process other than the launchers ``skip()`` names
-    (other runs still in flight; run as root, launchers do not have a slot's uid anyway). Returns the
-    largest peak resident set of those reaped, in bytes (the runner of a killed sandbox is one of them)."""
+    ``_become_subreaper``): every child of this process but the spawner (pid ``skip``), whose children
+    the runs in flight are. Returns the largest peak resident set of those reaped, in bytes (the runner
+    of a killed sandbox is one of them)."""
     me = os.getpid()
     deadline = time.monotonic() + wait_s
     max_rss = 0
-    children = _children_of(me, uid)
-    live = skip()  # after the scan: a launcher started during it was already registered
-    for pid in (pid for pid in children if pid not in live):
+    for pid in (pid for pid in _children_of(me, uid) if pid != skip):
         while True:
             try:
                 done, _, usage = os.wait4(pid, os.WNOHANG)
@@ -693,11 +621,30 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL bwrap's process group. bwrap's own children follow (die-with-parent), and the end of the
-    sandbox's pid namespace takes every process the program started, whatever session it moved to."""
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def _devnull(fds: list[int]) -> int:
+    """/dev/null open for reading, added to ``fds`` (to be closed by the caller)."""
+    fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    fds.append(fd)
+    return fd
+
+
+def _read_all(fds: tuple[int, ...], deadline: float) -> tuple[bytes, ...] | tuple[None, None]:
+    """Everything written to each pipe of ``fds`` until all are closed; (None, None) at the deadline."""
+    buffers = {fd: bytearray() for fd in fds}
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None, None
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, 1 << 16)
+                if chunk:
+                    buffers[key.fd] += chunk
+                else:
+                    sel.unregister(key.fd)
+    return tuple(bytes(buffers[fd]) for fd in fds)
 
 
 def _parse_events(data: bytes) -> list[dict]:

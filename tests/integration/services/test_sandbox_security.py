@@ -85,7 +85,8 @@ def still_serving_afterwards(request: pytest.FixtureRequest, service: EntryPoint
 
 def sandbox_processes_left(service: EntryPoint) -> list[str]:
     """Processes of the per-slot sandbox uids (61000 + slot, as root) and the service's descendants (it
-    reaps orphaned sandboxes: the only mark of a run as non-root, which shares the service's uid)."""
+    reaps orphaned sandboxes: the only mark of a run as non-root, which shares the service's uid), but
+    not the service's own spawner (the process that forks the sandboxes: see spawner.py)."""
     pids: set[int] = set()
     with contextlib.suppress(psutil.NoSuchProcess):
         pids = {p.pid for p in psutil.Process(service.proc.pid).children(recursive=True)}
@@ -98,7 +99,9 @@ def sandbox_processes_left(service: EntryPoint) -> list[str]:
     left = []
     for pid in sorted(pids):
         try:
-            left.append(Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            if "/code_sandbox/spawner.py\0" not in cmdline:
+                left.append(cmdline)
         except OSError:
             continue
     return left
@@ -172,6 +175,17 @@ def test_writes_outside_the_work_dir_fail_and_the_work_dir_is_private(stub) -> N
     assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
     for path in targets:  # the sandbox's /tmp is its own tmpfs: nothing appears on the host either
         assert not os.path.exists(path), path
+
+
+def test_the_program_holds_only_its_streams_and_the_runners_events_pipe(stub) -> None:
+    # Whatever the service or the process that forks the sandboxes had open (the socket it takes
+    # requests on, another run's pipes, the runner's files) must not reach the program.
+    program = ("import os, stat\ndef f():\n    held = []\n    for fd in range(4096):\n        try:\n"
+               "            mode = os.fstat(fd).st_mode\n        except OSError:\n            continue\n"
+               "        held.append((fd, 'chr' if stat.S_ISCHR(mode) else 'pipe' if stat.S_ISFIFO(mode) else 'other'))\n"
+               "    return 'blocked' if [k for _, k in held] == ['chr', 'pipe', 'pipe', 'pipe'] else repr(held)\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
 
 
 FORK_BOMB = "import os\ndef f():\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n"
