@@ -331,7 +331,7 @@ class BackendConfig(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=True)
 
     address: str = Field(description="HOST:PORT of the RewardService.")
-    timeout_seconds: float = Field(30.0, description="Deadline of one Score call, seconds (finite, > 0).")
+    timeout_seconds: float = Field(30.0, description="Deadline of one Score call, seconds (finite, > 0, at most 86400).")
     max_batch_size: int = Field(0, description="Items per Score call (0: the backend's Describe value, or 64).")
     max_concurrency: int = Field(4, description="Score calls in flight at once (>= 1).")
     tls: bool = False

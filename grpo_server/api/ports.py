@@ -15,6 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 # The reward-backend rules the API's checks, the registry and the config share (use fullmatch).
 BACKEND_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,63}$")
 HOST_PORT_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")  # group 2: the port
+# The longest Score deadline a backend may have. gRPC in Python turns a deadline of 1e10 s or more into an
+# immediate DEADLINE_EXCEEDED, so an unbounded value masked every item of the backend.
+MAX_TIMEOUT_SECONDS = 86400.0
 
 KindSet = set[str]  # named here: inside BackendRegistry, `set` is its method
 

@@ -21,7 +21,12 @@ from typing import Any
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.convert import PROMPT_STATES, prompt_from_proto, reference_kind, resolved_rewards
-from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN, BackendRegistry
+from grpo_server.api.ports import (
+    BACKEND_NAME_PATTERN,
+    HOST_PORT_PATTERN,
+    MAX_TIMEOUT_SECONDS,
+    BackendRegistry,
+)
 from grpo_server.api.settings import ApiLimits
 from grpo_server.types import PromptRecord, PromptState
 
@@ -314,8 +319,9 @@ def validate_backend(b: trainer_pb2.RewardBackend, prefix: str = "backend") -> N
     m = HOST_PORT_PATTERN.fullmatch(b.address)
     if not m or not 0 < int(m.group(2)) < 65536:
         v.add(f"{prefix}.address", f"{b.address!r} is not HOST:PORT (port 1-65535)")
-    if not math.isfinite(b.timeout_seconds) or b.timeout_seconds < 0:
-        v.add(f"{prefix}.timeout_seconds", "must be finite and >= 0 (0 = the default, 30 s)")
+    if not math.isfinite(b.timeout_seconds) or not 0 <= b.timeout_seconds <= MAX_TIMEOUT_SECONDS:
+        v.add(f"{prefix}.timeout_seconds",
+              f"must be finite, >= 0 and at most {MAX_TIMEOUT_SECONDS:.0f} (one day); 0 = the default, 30 s")
     if b.max_batch_size < 0:
         v.add(f"{prefix}.max_batch_size", "must be >= 0 (0 = the backend's own limit)")
     if b.max_concurrency < 0:

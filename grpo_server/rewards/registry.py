@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from grpo.reward.v1 import reward_pb2
-from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
+from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN, MAX_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from grpo_server.store import Store
@@ -91,7 +91,7 @@ def _registry_text(raw: bytes, origin: str) -> str:
 class BackendEntry:
     """One reward backend: a registry `name` prompts refer to and where and how to call it.
 
-    timeout_seconds: deadline of one Score call, seconds (> 0).
+    timeout_seconds: deadline of one Score call, seconds (> 0, at most one day).
     max_batch_size: items per Score call; 0 means the backend's Describe `max_batch_size`, or 64.
     max_concurrency: Score calls in flight to this backend at once (>= 1).
     token_file: a file holding the bearer token sent as `authorization: Bearer ...`.
@@ -151,6 +151,9 @@ def validate_entry(entry: BackendEntry, prefix: str = "") -> list[FieldViolation
     t = entry.timeout_seconds
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
         out.append(FieldViolation(f"{prefix}timeout_seconds", f"{t!r} is not a finite number of seconds > 0"))
+    elif t > MAX_TIMEOUT_SECONDS:
+        out.append(FieldViolation(f"{prefix}timeout_seconds",
+                                  f"{t!r} is more than {MAX_TIMEOUT_SECONDS:.0f} seconds (one day), the longest allowed"))
     b = entry.max_batch_size
     if isinstance(b, bool) or not isinstance(b, int) or b < 0:
         out.append(FieldViolation(f"{prefix}max_batch_size", f"{b!r} is not an integer >= 0 (0: the backend's own)"))

@@ -24,6 +24,7 @@ BAD_BACKENDS = [
     ("math", {"address": "localhost:50061", "timeout_seconds": -1.0}, "timeout_seconds"),
     ("math", {"address": "localhost:50061", "timeout_seconds": float("inf")}, "timeout_seconds"),
     ("math", {"address": "localhost:50061", "timeout_seconds": float("nan")}, "timeout_seconds"),
+    ("math", {"address": "localhost:50061", "timeout_seconds": 1e10}, "timeout_seconds"),
     ("math", {"address": "localhost:50061", "max_batch_size": -1}, "max_batch_size"),
     ("math", {"address": "localhost:50061", "max_concurrency": -2}, "max_concurrency"),
     ("math", {"address": "localhost:50061", "token_file": ""}, "token_file"),

@@ -191,6 +191,20 @@ def test_set_backend_lists_each_bad_field(api: Api) -> None:
     assert api.registry.version == 1
 
 
+def test_set_backend_refuses_a_deadline_grpc_cannot_keep(api: Api) -> None:
+    # gRPC in Python fails a call with a deadline of 1e10 s at once (DEADLINE_EXCEEDED): such a backend
+    # would mask every item it was sent. One day is the longest deadline taken.
+    for seconds, ok in ((1e10, False), (86400.5, False), (86400.0, True)):
+        backend = trainer_pb2.RewardBackend(name="slow", address="127.0.0.1:50999", timeout_seconds=seconds)
+        if ok:
+            api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(backend=backend))
+            continue
+        with pytest.raises(grpc.RpcError) as e:
+            api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(backend=backend))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "at most 86400" in violations(e.value)["backend.timeout_seconds"]
+
+
 def test_registry_refusal_is_invalid_argument(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as e:
         api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(
