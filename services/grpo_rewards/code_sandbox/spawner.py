@@ -70,25 +70,41 @@ def main(sock_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when this ends
     os.set_inheritable(sock_fd, False)  # handed over inheritable; no child may hold it (nor keep it open)
     sock = socket.socket(fileno=sock_fd)
+    # A child's end wakes the poll below through SIGCHLD's wakeup pipe (not pidfds: a container's
+    # seccomp profile may refuse pidfd_open).
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
-    children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, request id)
+    poller.register(wake_r, select.POLLIN)
+    children: dict[int, int] = {}  # pid -> request id
     while True:
         for fd, _ in poller.poll():
-            if fd != sock.fileno():
-                pid, request = children.pop(fd)
-                poller.unregister(fd)
-                os.close(fd)
-                _, status, usage = os.wait4(pid, 0)
-                cpu_us = round((usage.ru_utime + usage.ru_stime) * 1e6)
-                sock.send(marshal.dumps(("ended", request, status, usage.ru_maxrss, cpu_us)))
+            if fd == wake_r:
+                with suppress(BlockingIOError):
+                    while os.read(wake_r, 512):
+                        pass
+                while children:
+                    try:
+                        pid, status, usage = os.wait4(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    request = children.pop(pid, None)
+                    if request is not None:
+                        cpu_us = round((usage.ru_utime + usage.ru_stime) * 1e6)
+                        sock.send(marshal.dumps(("ended", request, status, usage.ru_maxrss, cpu_us)))
                 continue
             try:
                 message, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
             except OSError:
                 message, fds = b"", []
             if not message:  # the service is gone: so is everything it started
-                for pid, _ in children.values():
+                for pid in children:
                     with suppress(OSError):
                         os.killpg(pid, signal.SIGKILL)
                 os._exit(0)
@@ -98,9 +114,7 @@ def main(sock_fd: int) -> None:
             except OSError as exc:
                 sock.send(marshal.dumps(("failed", request, str(exc))))
                 continue
-            pidfd = os.pidfd_open(pid)
-            children[pidfd] = (pid, request)
-            poller.register(pidfd, select.POLLIN)
+            children[pid] = request
             sock.send(marshal.dumps(("started", request, pid)))
 
 
