@@ -506,6 +506,20 @@ def test_an_io_case_program_flooding_its_output_is_stopped_at_the_cap(stub, stre
     assert "io case 1 of 1 failed: the program wrote more than 65536 bytes and was stopped" in r.feedback
 
 
+def test_an_io_case_ends_with_its_program_not_with_what_the_program_left_running(stub) -> None:
+    # A background process holding the program's stdout used to keep the case waiting until its
+    # timeout (TIMEOUT for a right answer). Now the case ends with the program; what is left is killed,
+    # wherever it moved (a new session too).
+    for detach in ("", "start_new_session=True"):
+        program = ("import subprocess, sys\n"
+                   f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'], {detach})\n"
+                   "a, b = map(int, input().split())\nprint(a + b)\n")
+        started = time.monotonic()
+        (r,) = score(stub, item("bg", program, code=code(io=(("1 2", "3"), ("2 2", "4")), timeout=5)))
+        assert (r.status, r.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), (detach, r)
+        assert time.monotonic() - started < 4, detach
+
+
 # -- what a program says about itself does not make its failure a resource problem -------------------
 
 HALF_RIGHT = "def add(a, b):\n    return a + b if a >= 0 else 0\n"

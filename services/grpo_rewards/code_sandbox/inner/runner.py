@@ -338,6 +338,10 @@ def _normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
 
 
+# How long an io case's output is still read once its program has exited, before what the program left
+# running is killed (see _run_child); also the longest wait between checks that the program still runs.
+LEFTOVER_GRACE_S = 0.05
+
 _CHILD_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
 
 
@@ -347,7 +351,9 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
 
     posix_spawn and poll rather than `subprocess`, whose import (threading, selectors, signal...)
     would cost more than the case itself. The child gets its own session so that the whole group it
-    may start can be killed.
+    may start can be killed. The case ends when the program does: what it started and left holding its
+    output (a background process, say) is killed LEFTOVER_GRACE_S after the program exited, instead of
+    keeping the case waiting until its timeout.
     """
     import select
 
@@ -374,12 +380,24 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
         in_w = -1
     open_fds = len(buffers) + (1 if in_w >= 0 else 0)
     deadline = time.monotonic() + timeout
+    code = None
+    peak_rss = 0
+    exited_at = 0.0
     while open_fds and not stopped:
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
         if left <= 0:
             stopped = "timeout"
             break
-        for fd, _ in poller.poll(left * 1000):
+        if code is None:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
+                exited_at = now
+        elif now - exited_at > LEFTOVER_GRACE_S:  # the program is gone; something it started holds a pipe
+            _kill_leftovers(pid)
+        for fd, _ in poller.poll(min(left, LEFTOVER_GRACE_S) * 1000):
             if fd == in_w:
                 try:
                     pending = pending[os.write(in_w, pending[:65536]):]
@@ -401,8 +419,8 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
                 stopped = "output"
     if stopped:
         _kill_group(pid)
-    code = None
-    peak_rss = 0
+        if code is not None:
+            _kill_leftovers(pid)
     while code is None:
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
@@ -418,6 +436,17 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
             os.close(fd)
     return ((None if stopped else code), bytes(buffers[out_r][:max_output]), bytes(buffers[err_r][:max_output]),
             stopped, peak_rss)
+
+
+def _kill_leftovers(pid: int) -> None:
+    """Kill what an io case's program left running: its process group, and as the sandbox's init
+    (pid 1) every other process of the sandbox, wherever it moved (only the case's can be there)."""
+    _kill_group(pid)
+    if os.getpid() == 1:
+        try:  # noqa: SIM105 (contextlib costs start-up time)
+            os.kill(-1, _signal.SIGKILL)  # all but the caller, pid 1
+        except OSError:
+            pass
 
 
 def _kill_group(pid: int) -> None:
