@@ -43,6 +43,7 @@ log = logging.getLogger("grpo_rewards.code_sandbox")
 MAX_MESSAGE = 1 << 20
 MAX_FDS = 16
 START_TIMEOUT_S = 30.0
+SPAWNER_ENDED = "the spawner ended"
 
 
 # -- the spawner process (stdlib only: it runs with -I -S) ---------------------------------------------
@@ -151,7 +152,8 @@ class Spawner:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next = 0
-        self._pending: dict[int, Child] = {}
+        # request id -> (the socket of the spawner it went to, its child): a spawner's end loses only its own
+        self._pending: dict[int, tuple[socket.socket, Child]] = {}
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen | None = None
         self._closed = False
@@ -183,7 +185,19 @@ class Spawner:
 
     def spawn(self, argv: list[str], fds: dict[int, int]) -> Child:
         """Start ``argv`` in a new session with ``fds`` ({number in the child: descriptor here}) and
-        nothing else open. Raises OSError when it cannot be started."""
+        nothing else open. Raises OSError when it cannot be started. A spawner found dead on the way
+        (killed, say) is replaced once."""
+        for attempt in (1, 2):
+            child, lost = self._spawn_once(argv, fds)
+            if child is not None:
+                return child
+            if attempt == 1:
+                log.warning("the sandbox spawner was gone (%s); starting a new one", lost)
+        raise OSError(f"the sandbox spawner could not start {argv[0]}: {lost}")
+
+    def _spawn_once(self, argv: list[str], fds: dict[int, int]) -> tuple[Child | None, str]:
+        """(the child, "") once started; (None, why) when the spawner was gone. Raises OSError when the
+        program itself cannot be started."""
         child = Child()
         with self._lock:
             if self._closed:
@@ -191,18 +205,24 @@ class Spawner:
             sock = self._start()
             self._next += 1
             request = self._next
-            self._pending[request] = child
+            self._pending[request] = (sock, child)
             targets = list(fds)
             try:
                 socket.send_fds(sock, [marshal.dumps((request, argv, targets))], [fds[t] for t in targets])
-            except OSError:
+            except OSError as exc:
                 self._pending.pop(request, None)
-                raise
-        if not child._started.wait(START_TIMEOUT_S) or child.failed:
+                if self._sock is sock:  # its reader cleans up; the next attempt starts a new spawner
+                    self._sock = None
+                return None, str(exc)
+        if not child._started.wait(START_TIMEOUT_S):
             with self._lock:
                 self._pending.pop(request, None)
-            raise OSError(f"the sandbox spawner could not start {argv[0]}: {child.failed or 'no answer'}")
-        return child
+            raise OSError(f"the sandbox spawner did not answer within {START_TIMEOUT_S:.0f} s")
+        if child.failed == SPAWNER_ENDED:
+            return None, child.failed
+        if child.failed:
+            raise OSError(f"the sandbox spawner could not start {argv[0]}: {child.failed}")
+        return child, ""
 
     def _read(self, sock: socket.socket, proc: subprocess.Popen) -> None:
         """Hand the spawner's answers to the children they are about, until its socket closes."""
@@ -215,7 +235,8 @@ class Spawner:
                 break
             kind, request, *rest = marshal.loads(message)
             with self._lock:
-                child = self._pending.get(request) if kind != "ended" else self._pending.pop(request, None)
+                entry = self._pending.get(request) if kind == "started" else self._pending.pop(request, None)
+            child = entry[1] if entry is not None else None
             if child is None:
                 continue
             if kind == "started":
@@ -230,8 +251,8 @@ class Spawner:
                 child._ended.set()
         # The spawner is gone (killed, or closed by us): its children died with it (--die-with-parent).
         with self._lock:
-            lost = list(self._pending.values())
-            self._pending.clear()
+            gone = [request for request, (to, _) in self._pending.items() if to is sock]
+            lost = [self._pending.pop(request)[1] for request in gone]
             if self._sock is sock:
                 self._sock = None
         sock.close()
@@ -241,7 +262,7 @@ class Spawner:
             log.error("the sandbox spawner (pid %d) ended with %d run(s) in flight; starting a new one",
                       proc.pid, len(lost))
         for child in lost:
-            child.failed = child.failed or "the spawner ended"
+            child.failed = child.failed or SPAWNER_ENDED
             child._started.set()
             child._ended.set()
 

@@ -102,6 +102,18 @@ def test_a_spawner_that_dies_loses_its_runs_and_the_next_spawn_starts_a_new_one(
     assert spawner.pid != first
 
 
+def test_a_spawn_right_after_the_spawner_died_gets_a_new_spawner(spawner) -> None:
+    # Before its reader has seen the old one go: the request is lost with it, and sent again to a new one.
+    for _ in range(5):
+        first = spawner.spawn([PYTHON, "-I", "-S", "-c", "pass"], {})
+        assert first.wait(30)[0] == 0
+        dead = spawner.pid
+        os.kill(dead, signal.SIGKILL)
+        child = spawner.spawn([PYTHON, "-I", "-S", "-c", "pass"], {})
+        assert child.wait(30)[0] == 0
+        assert spawner.pid != dead
+
+
 def test_closing_ends_the_spawner_and_what_it_still_runs() -> None:
     s = Spawner()
     sleeper = s.spawn([PYTHON, "-I", "-S", "-c", "import time; time.sleep(60)"], {})
