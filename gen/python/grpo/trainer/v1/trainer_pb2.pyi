@@ -1392,7 +1392,10 @@ class ListPromptsRequest(_message.Message):
     page_size: _builtins.int
     """At most this many prompts in the answer, 1 to 1000; 0 means 100."""
     page_token: _builtins.str
-    """The `next_page_token` of the previous answer, to read on from there; empty: from the start."""
+    """The `next_page_token` of the previous answer, to read on from there; empty: from the start. Pass it
+    with the same `ids` and `state` as the request that returned it (INVALID_ARGUMENT otherwise);
+    `page_size` may change.
+    """
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only these ids (at most 1000); empty: every prompt. An id submitted again after it was trained or

@@ -2355,7 +2355,9 @@ type ListPromptsRequest struct {
 	State PromptState `protobuf:"varint,2,opt,name=state,proto3,enum=grpo.trainer.v1.PromptState" json:"state,omitempty"`
 	// At most this many prompts in the answer, 1 to 1000; 0 means 100.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	// The `next_page_token` of the previous answer, to read on from there; empty: from the start.
+	// The `next_page_token` of the previous answer, to read on from there; empty: from the start. Pass it
+	// with the same `ids` and `state` as the request that returned it (INVALID_ARGUMENT otherwise);
+	// `page_size` may change.
 	PageToken            string   `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	XXX_NoUnkeyedLiteral struct{} `json:"-"`
 	XXX_unrecognized     []byte   `json:"-"`

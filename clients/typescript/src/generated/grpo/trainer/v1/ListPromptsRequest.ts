@@ -20,7 +20,9 @@ export interface ListPromptsRequest {
    */
   'pageSize'?: (number);
   /**
-   * The `next_page_token` of the previous answer, to read on from there; empty: from the start.
+   * The `next_page_token` of the previous answer, to read on from there; empty: from the start. Pass it
+   * with the same `ids` and `state` as the request that returned it (INVALID_ARGUMENT otherwise);
+   * `page_size` may change.
    */
   'pageToken'?: (string);
 }
@@ -43,7 +45,9 @@ export interface ListPromptsRequest__Output {
    */
   'pageSize': (number);
   /**
-   * The `next_page_token` of the previous answer, to read on from there; empty: from the start.
+   * The `next_page_token` of the previous answer, to read on from there; empty: from the start. Pass it
+   * with the same `ids` and `state` as the request that returned it (INVALID_ARGUMENT otherwise);
+   * `page_size` may change.
    */
   'pageToken': (string);
 }
