@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -79,3 +80,22 @@ class ServiceMetrics:
                        reward_pb2.SCORE_STATUS_INTERNAL):
             m.items.labels(status=status_label(status))
         return m
+
+
+@runtime_checkable
+class RegistersMetrics(Protocol):
+    """A backend (`Scorer`) with metrics of its own. The harness calls `register_metrics` once per server
+    with the server's registry, right after creating it, so that they are served on `--metrics-listen`
+    beside the harness's. Registering the same registry again must do nothing."""
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Create this backend's metrics in `registry`."""
+        ...
+
+
+def truncated_items_counter(registry: CollectorRegistry) -> Counter:
+    """`grpo_reward_truncated_items_total`: items whose input was longer than the backend's limit and was cut
+    to fit before scoring (the reward model's `--max-length`; the item's `truncated` component is 1)."""
+    return Counter("grpo_reward_truncated_items",
+                   "Items whose input was over the length limit and was cut to fit before scoring.",
+                   registry=registry)

@@ -39,7 +39,7 @@ from grpo.reward.v1 import reward_pb2
 
 from .auth import BearerTokenInterceptor, TokenFile
 from .flags import finite_float, int_in_range, positive_int
-from .metrics import ServiceMetrics
+from .metrics import RegistersMetrics, ServiceMetrics
 from .scorer import Scorer
 from .servicer import RewardServicer
 from .validation import Limits, parse_score_request
@@ -275,6 +275,8 @@ def start_server(
     # Metrics first: the servicer counts into them from its first call.
     probe = scorer.describe()
     metrics = ServiceMetrics.create(probe.name or type(scorer).__name__, probe.version or "unknown")
+    if isinstance(scorer, RegistersMetrics):  # a backend's own metrics, on the same endpoint
+        scorer.register_metrics(metrics.registry)
     servicer = RewardServicer(scorer, limits, max_concurrency, metrics)
 
     def count_refusal(method: str, code: grpc.StatusCode) -> None:

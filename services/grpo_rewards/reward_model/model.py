@@ -2,7 +2,8 @@
 prompt + completion, as TRL and OpenRLHF score them (logits[:, 0], right padding).
 
 Pure model code: no gRPC, no threads. `RewardModel.score_texts` is deterministic and batch-invariant
-(a text scores the same alone or padded in a batch, within float32 rounding).
+(a text scores the same alone or padded in a batch, within float32 rounding). Special-token strings inside
+messages are scored as plain text, not as the template's structure (see `special_text`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from .special_text import Formatted, SpecialText
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,8 @@ class RewardModel:
             except Exception as exc:
                 raise ValueError(f"--model {self.path}: its chat template fails on a plain user/assistant "
                                  f"exchange: {type(exc).__name__}: {exc}") from None
+        self.special = SpecialText(self.tokenizer)
+        self._warned_unaligned = False
         self.identity = model_identity(self.path)
         log.info("reward model %s on %s (%s), max length %d (truncated on the %s), %s", self.identity,
                  self.device, str(self.dtype).removeprefix("torch."), self.max_length, truncation_side,
@@ -173,11 +178,62 @@ class RewardModel:
             return str(text)
         return "\n".join([c for _, c in prompt] + [completion])
 
-    def _window(self, text: str, chars: int) -> str:
-        """The last `chars` characters of `text` (left truncation keeps its end), or the first (right)."""
-        return text[-chars:] if self.truncation_side == "left" else text[:chars]
+    def render(self, prompt: Sequence[tuple[str, str]], completion: str) -> Formatted:
+        """`format`'s text, with what tells the special-token strings of the messages (contents and roles:
+        read as plain text) from the template's own: `masked` is set when a message holds one (see
+        `special_text`). When the template does not render the masked messages in the same places (it
+        changes their length, or refuses them), the text is tokenized as it is, with a warning, once."""
+        text = self.format(prompt, completion)
+        if not any(self.special.holds_special(s) for s in [completion, *(s for message in prompt for s in message)]):
+            return Formatted(text)
+        if not self.has_chat_template:  # every character is a message's
+            return Formatted(text, self.special.mask(text))
+        masked = None
+        if self.special.locatable:
+            try:
+                masked = self.format([(self.special.mask(r), self.special.mask(c)) for r, c in prompt],
+                                     self.special.mask(completion))
+            except Exception:  # the template refused the masked messages: treated as unaligned below
+                masked = None
+        if masked is not None and self.special.aligned(text, masked):
+            return Formatted(text, masked)
+        if not self._warned_unaligned:
+            self._warned_unaligned = True
+            log.warning("cannot tell the special-token strings inside messages from this chat template's own "
+                        "(%s): such strings are read as special tokens",
+                        "the masked messages render differently" if self.special.locatable
+                        else "the tokenizer gives no character offsets")
+        return Formatted(text)
 
-    def _bounded(self, texts: Sequence[str], special: bool) -> tuple[list[str], list[int]]:
+    def _ids(self, texts: Sequence[Formatted], special: bool, truncate: bool) -> list[list[int]]:
+        """Token ids of each text; `special`: add the tokenizer's own special tokens (no chat template);
+        `truncate`: cut to `max_length` on `truncation_side`. Texts without special-token strings from
+        messages are tokenized together, as they always were."""
+        out: list[list[int]] = [[] for _ in texts]
+        plain = [i for i, f in enumerate(texts) if f.masked is None]
+        cut = {"truncation": True, "max_length": self.max_length} if truncate else {"truncation": False}
+        if plain:
+            enc = self.tokenizer([texts[i].text for i in plain], add_special_tokens=special, verbose=False, **cut)
+            for i, ids in zip(plain, enc["input_ids"], strict=True):
+                out[i] = list(ids)
+        for i, f in enumerate(texts):
+            if f.masked is None:
+                continue
+            if not self.has_chat_template:  # all of it is message text: no special token may come from it
+                out[i] = list(self.tokenizer(f.text, add_special_tokens=special, split_special_tokens=True,
+                                             verbose=False, **cut)["input_ids"])
+                continue
+            ids = self.special.template_ids(f)
+            if truncate and len(ids) > self.max_length:
+                ids = ids[-self.max_length:] if self.truncation_side == "left" else ids[:self.max_length]
+            out[i] = ids
+        return out
+
+    def _window(self, text: Formatted, chars: int) -> Formatted:
+        """The last `chars` characters of `text` (left truncation keeps its end), or the first (right)."""
+        return text.window(-chars) if self.truncation_side == "left" else text.window(0, chars)
+
+    def _bounded(self, texts: Sequence[Formatted], special: bool) -> tuple[list[Formatted], list[int]]:
         """Each text, or for one far over `max_length` a window at its kept end, with the window's token
         count (untruncated, special tokens included). Text up to the first window size is returned whole;
         a window is kept only once it holds at least `max_length + WINDOW_MARGIN_TOKENS` tokens, so the
@@ -185,36 +241,36 @@ class RewardModel:
         costs O(window), not O(text), for a huge text."""
         need = self.max_length + WINDOW_MARGIN_TOKENS
         chars = [need * WINDOW_CHARS_PER_TOKEN] * len(texts)
-        out = [t if len(t) <= c else self._window(t, c) for t, c in zip(texts, chars, strict=True)]
-        counts = [len(ids) for ids in self.tokenizer(out, add_special_tokens=special, truncation=False,
-                                                     verbose=False)["input_ids"]]
+        out = [t if len(t.text) <= c else self._window(t, c) for t, c in zip(texts, chars, strict=True)]
+        counts = [len(ids) for ids in self._ids(out, special, truncate=False)]
         for i, text in enumerate(texts):
-            while len(out[i]) < len(text) and counts[i] < need:  # too few tokens in the window: widen it
+            while len(out[i].text) < len(text.text) and counts[i] < need:  # too few tokens in the window: widen
                 chars[i] *= 4
-                out[i] = text if len(text) <= chars[i] else self._window(text, chars[i])
-                counts[i] = len(self.tokenizer(out[i], add_special_tokens=special, truncation=False,
-                                               verbose=False)["input_ids"])
+                out[i] = text if len(text.text) <= chars[i] else self._window(text, chars[i])
+                counts[i] = len(self._ids([out[i]], special, truncate=False)[0])
         return out, counts
 
     @torch.inference_mode()
-    def score_texts(self, texts: Sequence[str]) -> list[Scored]:
+    def score_texts(self, texts: Sequence[str | Formatted]) -> list[Scored]:
         """Score `texts` in one forward pass: right-padded `[len(texts), longest]` ids with an attention
         mask; inputs over `max_length` tokens are cut on `truncation_side` (left by default: the end of
-        the completion is kept) and flagged. A text with no tokens at all (an empty text, no chat
-        template, a tokenizer adding no special tokens) is not run through the model (alone it fails
-        there, padded in a batch it would score garbage): it comes back as `Scored(nan, False, 0)`."""
+        the completion is kept) and flagged. A plain `str` is tokenized as it is (special-token strings in
+        it are special tokens); `render` gives a `Formatted` in which the messages' are plain text. A text
+        with no tokens at all (an empty text, no chat template, a tokenizer adding no special tokens) is
+        not run through the model (alone it fails there, padded in a batch it would score garbage): it
+        comes back as `Scored(nan, False, 0)`."""
         if not texts:
             return []
         # A chat template writes its own special tokens; a plain text needs the tokenizer's ([CLS]...).
         special = not self.has_chat_template
-        bounded, counts = self._bounded(texts, special)
+        bounded, counts = self._bounded([t if isinstance(t, Formatted) else Formatted(t) for t in texts], special)
         out = [Scored(score=math.nan, truncated=False, tokens=0)] * len(texts)
         keep = [i for i, n in enumerate(counts) if n]
         if not keep:
             return out
-        enc = self.tokenizer([bounded[i] for i in keep], add_special_tokens=special, truncation=True,
-                             max_length=self.max_length, padding=True, return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items()}
+        ids = self._ids([bounded[i] for i in keep], special, truncate=True)
+        padded = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in padded.items()}
         logits = self.model(**enc).logits  # [batch, 1]
         lengths = enc["attention_mask"].sum(dim=1).tolist()
         scores = logits[:, 0].float().cpu().tolist()

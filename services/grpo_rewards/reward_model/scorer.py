@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Counter
+
 from grpo.reward.v1 import reward_pb2
 from grpo_rewards.common import call_abandoned, result_for
+from grpo_rewards.common.metrics import truncated_items_counter
 
 from .batcher import MicroBatcher
 from .model import RewardModel, Scored
+from .special_text import Formatted
 
 NAME = "reward-model"
 # How often a call waiting for the model checks whether its client is still there, seconds.
@@ -48,9 +53,19 @@ class RewardModelScorer:
         self.model = RewardModel(config.model, device=config.device, dtype=config.dtype,
                                  max_length=config.max_length, seed=config.seed,
                                  truncation_side=config.truncation_side)
-        self.batcher: MicroBatcher[str, Scored] = MicroBatcher(
+        self.batcher: MicroBatcher[Formatted, Scored] = MicroBatcher(
             self.model.score_texts, micro_batch=config.micro_batch, wait_s=config.batch_wait_ms / 1000.0,
             name="rm-batcher")
+        # `grpo_reward_truncated_items_total` in each registry given to `register_metrics`.
+        self._truncated: list[tuple[CollectorRegistry, Counter]] = []
+        self._metrics_lock = threading.Lock()
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Count truncated items in `registry` (the server's, served on `--metrics-listen`); once per
+        registry (`grpo_rewards.common.metrics.RegistersMetrics`)."""
+        with self._metrics_lock:
+            if all(r is not registry for r, _ in self._truncated):
+                self._truncated = [*self._truncated, (registry, truncated_items_counter(registry))]
 
     def describe(self) -> reward_pb2.DescribeResponse:
         return reward_pb2.DescribeResponse(
@@ -64,16 +79,20 @@ class RewardModelScorer:
         )
 
     def text_of(self, item: reward_pb2.ScoreItem) -> str:
-        """The exact text scored for `item`."""
+        """The exact text scored for `item` (special-token strings from its messages are read as text)."""
         return self.model.format([(m.role, m.content) for m in item.prompt], item.completion)
+
+    def rendered(self, item: reward_pb2.ScoreItem) -> Formatted:
+        """`text_of(item)`, with what tells its messages' special-token strings from the template's."""
+        return self.model.render([(m.role, m.content) for m in item.prompt], item.completion)
 
     def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
         results: list[reward_pb2.ScoreResult | None] = [None] * len(items)
-        texts: list[str] = []
+        texts: list[Formatted] = []
         where: list[int] = []
         for i, it in enumerate(items):
             try:
-                texts.append(self.text_of(it))
+                texts.append(self.rendered(it))
                 where.append(i)
             except Exception as exc:  # the chat template refused these messages (its raise_exception, a role)
                 results[i] = result_for(it, reward_pb2.SCORE_STATUS_INVALID_INPUT,
@@ -93,6 +112,9 @@ class RewardModelScorer:
                 results[i] = result_for(it, reward_pb2.SCORE_STATUS_INTERNAL,
                                         f"model error: {type(exc).__name__}: {exc}"[:500])
                 continue
+            if s.truncated:
+                for _, counter in self._truncated:
+                    counter.inc()
             if s.tokens == 0:
                 results[i] = result_for(it, reward_pb2.SCORE_STATUS_INVALID_INPUT,
                                         "completion: nothing to score: the completion and the prompt are empty "

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
     g.add_argument("--max-length", type=positive_int, default=None,
-                   help="tokens per input; longer ones are truncated and flagged (default: the model's limit)")
+                   help="tokens per input; longer ones are truncated, flagged (component truncated = 1) and counted "
+                        "in grpo_reward_truncated_items_total (default: the model's limit)")
     g.add_argument("--truncation-side", choices=TRUNCATION_SIDES, default="left",
                    help="which end of an input over --max-length is cut: left drops the start of the prompt "
                         "first and keeps the end of the completion (its final answer); right cuts the end of "

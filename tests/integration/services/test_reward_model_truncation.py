@@ -4,13 +4,15 @@ Llama classifier built from a config, and the real all-MiniLM-L6-v2 tokenizer.""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from reward_service_kit import item, reward_stub
+from reward_service_kit import item, metric_value, reward_stub, scrape_metrics
 from test_reward_model import minilm_dir
 
 from grpo.reward.v1 import reward_pb2
@@ -68,6 +70,28 @@ def test_truncation_side_right_keeps_the_start(tiny_rm, serve, channel_to):
     full = scorer.model.tokenizer(scorer.text_of(it), add_special_tokens=False)["input_ids"]
     assert got.components["truncated"] == 1.0 and got.components["tokens"] == MAX_LENGTH
     assert abs(got.score - score_ids(scorer.model, full[:MAX_LENGTH])) < 1e-5
+
+
+def test_truncated_items_are_counted_on_the_metrics_endpoint(tiny_rm, serve, channel_to):
+    scorer = RewardModelScorer(RMConfig(model=str(tiny_rm), device="cpu", max_length=MAX_LENGTH))
+    running = serve(scorer, metrics_listen="127.0.0.1:0")  # the harness registers the scorer's own metrics
+    ch = channel_to(running.address)
+    assert metric_value(scrape_metrics(running.metrics_port), "grpo_reward_truncated_items_total") == 0
+    over_long = item("long", LONG_REASONING + "so the final result is 12", prompt=[("user", LONG_PROMPT)])
+    short = item("short", "12", prompt=[("user", "What is 6+6?")])
+    got_long, got_short = score(ch, [over_long, short])
+    assert (got_long.components["truncated"], got_short.components["truncated"]) == (1.0, 0.0)
+    text = scrape_metrics(running.metrics_port)
+    assert metric_value(text, "grpo_reward_truncated_items_total") == 1
+    assert metric_value(text, "grpo_reward_items_total", 'status="ok"') == 2
+    score(ch, [short])
+    score(ch, [over_long])
+    text = scrape_metrics(running.metrics_port)
+    assert metric_value(text, "grpo_reward_truncated_items_total") == 2
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: apt-get install prometheus (make sysdeps does)"
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), proc.stdout + proc.stderr
 
 
 class CountingTokenizer:
