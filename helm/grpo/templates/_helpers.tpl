@@ -111,6 +111,26 @@ grpc:
 {{- toYaml .probe | nindent 0 }}
 {{- end }}
 
+{{/*
+A reward service's probe: gRPC health on the port, or, with rewards.tls.enabled, a TCP connect (kubelet's
+grpc probes speak no TLS). The port opens only once the scorer is loaded and the server started, the
+moment health turns SERVING. (dict "root" $ "port" 50051 "probe" $r.readinessProbe)
+*/}}
+{{- define "grpo.rewardProbe" -}}
+{{- if .root.Values.rewards.tls.enabled }}
+tcpSocket:
+  port: {{ .port }}
+{{- toYaml .probe | nindent 0 }}
+{{- else }}
+{{- include "grpo.grpcProbe" . }}
+{{- end }}
+{{- end }}
+
+{{- /* Where the reward TLS files are mounted, in the reward pods and in the trainer's. */}}
+{{- define "grpo.rewardTLSDir" -}}
+/etc/grpo/reward-tls
+{{- end }}
+
 {{- define "grpo.trainerName" -}}
 {{- printf "%s-trainer" (include "grpo.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -160,7 +180,17 @@ trainer (gRPC round_robin) spreads its calls over them; the registry points here
 {{- if $r.enabled }}
 {{- $entry := deepCopy ($r.registry | default dict) }}
 {{- $_ := set $entry "address" (printf "%s:%d" (include "grpo.rewardPodsName" (dict "root" $ "name" $name)) 50051) }}
+{{- if $.Values.rewards.tls.enabled }}
+{{- $dir := include "grpo.rewardTLSDir" $ }}
+{{- $_ := set $entry "tls" true }}
+{{- $_ := set $entry "ca_file" (printf "%s/ca.crt" $dir) }}
+{{- if $.Values.rewards.tls.mutual }}
+{{- $_ := set $entry "cert_file" (printf "%s/tls.crt" $dir) }}
+{{- $_ := set $entry "key_file" (printf "%s/tls.key" $dir) }}
+{{- end }}
+{{- else }}
 {{- $_ := set $entry "tls" false }}
+{{- end }}
 {{- $_ := set $backends $name $entry }}
 {{- end }}
 {{- end }}
@@ -215,6 +245,16 @@ the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step
 {{- end }}
 {{- end }}
 {{- /* grpo_server.config.Config: limits.max_watch_streams (default 48) < server.max_workers (default 64). */}}
+{{- $rtls := .Values.rewards.tls }}
+{{- if and $rtls.enabled (not $rtls.secretName) }}
+{{- fail "rewards.tls.secretName is required when rewards.tls.enabled: the name of a Secret of type kubernetes.io/tls in the release's namespace holding tls.crt, tls.key and ca.crt (cert-manager's layout), the reward services' certificate" }}
+{{- end }}
+{{- if and $rtls.mutual (not $rtls.enabled) }}
+{{- fail "rewards.tls.mutual needs rewards.tls.enabled: true (and rewards.tls.secretName): client certificates are checked only over TLS" }}
+{{- end }}
+{{- if and $rtls.enabled $rtls.mutual (not $rtls.clientSecretName) }}
+{{- fail "rewards.tls.clientSecretName is required when rewards.tls.mutual: the name of a Secret of type kubernetes.io/tls holding the trainer's client certificate (tls.crt, tls.key) and ca.crt, the CA the reward services check it against" }}
+{{- end }}
 {{- $limits := get $cfg "limits" | default dict }}
 {{- $streams := hasKey $limits "max_watch_streams" | ternary (get $limits "max_watch_streams") 48 }}
 {{- $workers := hasKey $server "max_workers" | ternary (get $server "max_workers") 64 }}

@@ -136,6 +136,12 @@ spec:
         - name: registry
           mountPath: /etc/grpo/registry
           readOnly: true
+        {{- if $root.Values.rewards.tls.enabled }}
+        # The files the registry's ca_file (and with mutual cert_file, key_file) name.
+        - name: reward-tls
+          mountPath: {{ include "grpo.rewardTLSDir" $root }}
+          readOnly: true
+        {{- end }}
         {{- if $root.Values.auth.enabled }}
         - name: auth
           mountPath: /etc/grpo/auth
@@ -170,6 +176,29 @@ spec:
     - name: registry
       configMap:
         name: {{ include "grpo.trainerName" $root }}-registry
+    {{- with $root.Values.rewards.tls }}
+    {{- if .enabled }}
+    # The CA that verifies the reward services (not their key); with mutual, the trainer's client
+    # certificate and key.
+    - name: reward-tls
+      projected:
+        sources:
+          - secret:
+              name: {{ .secretName | quote }}
+              items:
+                - key: ca.crt
+                  path: ca.crt
+          {{- if .mutual }}
+          - secret:
+              name: {{ .clientSecretName | quote }}
+              items:
+                - key: tls.crt
+                  path: tls.crt
+                - key: tls.key
+                  path: tls.key
+          {{- end }}
+    {{- end }}
+    {{- end }}
     {{- if $root.Values.auth.enabled }}
     - name: auth
       secret:
