@@ -3,12 +3,21 @@ command run against a live trainer. Skips only when the toolchain (go, protoc, g
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, LiveTrainer, TlsTrainer, require_tools, run_tool
 from follow_restart import run_restart_scenario
+
+from grpo.trainer.v1 import trainer_pb2
 
 GO = REPO / "clients" / "go"
 GRPC_GO = Path("/usr/share/gocode/src/google.golang.org/grpc")
@@ -99,3 +108,142 @@ def test_go_follow_carries_on_across_a_trainer_kill_and_restart(example: Path, t
     again, and no report twice: see follow_restart.py."""
     run_restart_scenario(tmp_path, lambda target: [str(example), "-target", target, "follow", "-retry", "200ms",
                                                    "-give-up", "120s"], GO)
+
+
+# ------------------------------------------------ backends set, prompts, cancel: as the Python CLI has them
+
+
+def grpo_cli(live: LiveTrainer, *args: str, token: str) -> subprocess.CompletedProcess[str]:
+    """The Python CLI, `grpo --target ... --token T ARGS`."""
+    return run_tool([sys.executable, "-m", "grpo_client.cli", "--target", live.target, "--token", token, *args],
+                    cwd=REPO, timeout=120, check=False)
+
+
+def key_order(doc: Any) -> Any:
+    """The keys of every object in `doc`, in order (equality of parsed JSON ignores it)."""
+    if isinstance(doc, dict):
+        return [(k, key_order(v)) for k, v in doc.items()]
+    if isinstance(doc, list):
+        return [key_order(v) for v in doc]
+    return None
+
+
+def assert_same_json(go: subprocess.CompletedProcess[str], py: subprocess.CompletedProcess[str]) -> Any:
+    """Both printed the same JSON document, keys in the same order; returns it."""
+    go_doc, py_doc = json.loads(go.stdout), json.loads(py.stdout)
+    assert go_doc == py_doc, (go.stdout, py.stdout)
+    assert key_order(go_doc) == key_order(py_doc), (go.stdout, py.stdout)
+    return go_doc
+
+
+@pytest.fixture
+def paused_trainer(live_trainer: LiveTrainer) -> Iterator[LiveTrainer]:
+    """The live trainer, paused (no step leases the prompts a test queues) until the test ends."""
+    from grpo_client.client import TrainerClient
+
+    with TrainerClient(live_trainer.target, live_trainer.admin_token) as client:
+        client.pause()
+        deadline = time.monotonic() + 120
+        while client.step_status().run.state != trainer_pb2.RUN_STATE_PAUSED:
+            assert time.monotonic() < deadline, "the trainer did not pause in 120 s"
+            time.sleep(0.2)
+        try:
+            yield live_trainer
+        finally:
+            client.resume()
+
+
+def test_go_example_sets_a_backend_as_the_python_cli_does(example: Path, live_trainer: LiveTrainer) -> None:
+    """`backends set NAME HOST:PORT [flags]`: the same stored backend, line, -json document (key order
+    included) and exit statuses as `grpo backends set`; flags may follow the arguments."""
+    from grpo_client.client import TrainerClient
+
+    admin = live_trainer.admin_token
+    args = ["backends", "set", "cmp-go", live_trainer.math_address, "--timeout", "12.5", "--max-batch", "8",
+            "--max-concurrency", "2"]
+    try:
+        # The registry version is the trainer's (setting the same backend again may or may not count).
+        py = grpo_cli(live_trainer, *args, token=admin)
+        go = go_example(example, live_trainer, *args, token=admin)
+        assert re.fullmatch(rf"set cmp-go -> {re.escape(live_trainer.math_address)} \(registry version \d+\)\n",
+                            go.stdout), go.stdout
+        assert re.sub(r"\d+\)$", "V)", go.stdout) == re.sub(r"\d+\)$", "V)", py.stdout), (go.stdout, py.stdout)
+
+        py = grpo_cli(live_trainer, *args, "--json", token=admin)
+        go = go_example(example, live_trainer, *args, "--json", token=admin)
+        assert py.returncode == go.returncode == 0, go.stderr
+        go_doc, py_doc = json.loads(go.stdout), json.loads(py.stdout)
+        assert int(go_doc.pop("registry_version")) >= int(py_doc.pop("registry_version"))
+        assert go_doc == py_doc and key_order(go_doc) == key_order(py_doc), (go.stdout, py.stdout)
+        stored = go_doc["backend"]
+        assert (stored["timeout_seconds"], stored["max_batch_size"], stored["max_concurrency"]) == (12.5, 8, 2), stored
+        assert stored["source"] == "BACKEND_SOURCE_API"
+
+        # A name the trainer refuses: INVALID_ARGUMENT, exit status 2 as for `grpo`, the field named.
+        bad = ["backends", "set", "Not A Name", live_trainer.math_address]
+        go = go_example(example, live_trainer, *bad, token=admin, check=False)
+        assert grpo_cli(live_trainer, *bad, token=admin).returncode == go.returncode == 2, go.stderr
+        assert go.stderr.startswith("INVALID_ARGUMENT: ") and "backend.name" in go.stderr, go.stderr
+        assert go.stdout == ""
+        # A reader may not change the registry: exit status 1.
+        go = go_example(example, live_trainer, *args, token=live_trainer.reader_token, check=False)
+        assert grpo_cli(live_trainer, *args, token=live_trainer.reader_token).returncode == go.returncode == 1
+        assert go.stderr.startswith("PERMISSION_DENIED: "), go.stderr
+    finally:
+        with TrainerClient(live_trainer.target, admin) as client:
+            client.delete_backend("cmp-go")
+
+
+def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Path, paused_trainer: LiveTrainer,
+                                                                      tmp_path: Path) -> None:
+    """`prompts [ID ...] [--state S] [--limit N]` and `cancel [ID ...] [--file F]`: the same table, lines,
+    -json documents (key order included) and exit statuses as `grpo prompts` and `grpo cancel`."""
+    live, admin = paused_trainer, paused_trainer.admin_token
+    tag = uuid.uuid4().hex[:8]
+    first, second, unknown = f"go-cmp-{tag}-1", f"go-cmp-{tag}-2", f"go-never-{tag}"
+    prompt_file = tmp_path / "prompts.jsonl"
+    prompt_file.write_text("".join(json.dumps({"id": i, "messages": [{"role": "user", "content": "What is 1 + 1?"}],
+                                               "answer": "2"}) + "\n" for i in (first, second)))
+    assert grpo_cli(live, "submit", str(prompt_file), token=admin).returncode == 0
+
+    def same(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        """Go and Python print the same for ARGS and exit with `code`."""
+        py = grpo_cli(live, *args, token=admin)
+        go = go_example(example, live, *args, token=admin, check=False)
+        assert py.returncode == go.returncode == code, (go.returncode, go.stdout, go.stderr, py.stdout, py.stderr)
+        if "--json" in args:
+            assert_same_json(go, py)
+        else:
+            assert go.stdout == py.stdout, (go.stdout, py.stdout)
+        return go
+
+    # submit-file -json prints `grpo --json submit`'s document, keys in its order (here: both replays).
+    py = grpo_cli(live, "--json", "submit", str(prompt_file), token=admin)
+    go = go_example(example, live, "submit-file", "-json", str(prompt_file), token=admin)
+    assert json.loads(go.stdout)["duplicate_batches"] == 1, go.stdout
+    assert_same_json(go, py)
+
+    listed = same("prompts", first, second, unknown)
+    assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
+    assert listed.stdout.endswith(f"never submitted: {unknown}\n"), listed.stdout
+    doc = json.loads(same("prompts", first, second, "--json").stdout)
+    assert [(p["id"], p["state"]) for p in doc["prompts"]] == [(first, "PROMPT_STATE_QUEUED"),
+                                                              (second, "PROMPT_STATE_QUEUED")]
+    same("prompts", "--state", "queued", "--limit", "1")
+    same("prompts", "--state", "leased", "--limit", "3", "--json")
+
+    # Go cancels the first; an id never submitted makes it exit 1, as `grpo cancel` does.
+    go = go_example(example, live, "cancel", first, unknown, token=admin, check=False)
+    assert go.returncode == 1, go.stderr
+    assert re.fullmatch(rf"cancelled 1 queued prompts; queue depth \d+\nnever submitted: {unknown}\n", go.stdout), go.stdout
+    out = same("cancel", first, unknown, code=1)
+    assert f"not cancelled: {first}: cancelled (cancelled before)\n" in out.stdout, out.stdout
+    same("cancel", first, "--json")  # cancelled before only: exit status 0
+
+    # --file adds the file's ids (the second is still queued), flags before or after the command's.
+    go = go_example(example, live, "cancel", "--file", str(prompt_file), "--json", token=admin, check=False)
+    assert go.returncode == 0, go.stderr
+    doc = json.loads(go.stdout)
+    assert doc["cancelled_ids"] == [second] and [p["id"] for p in doc["not_cancelled"]] == [first], doc
+    same("prompts", first, second)
+    same("prompts", first, second, "--json")

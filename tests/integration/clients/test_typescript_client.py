@@ -3,14 +3,22 @@ a live trainer. Skips only when Node/npm are missing or its npm packages cannot 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, LiveTrainer, TlsTrainer, require_tools, run_tool
 from follow_restart import run_restart_scenario
+
+from grpo.trainer.v1 import trainer_pb2
 
 TS = REPO / "clients" / "typescript"
 
@@ -123,3 +131,170 @@ def test_example_follow_carries_on_across_a_trainer_kill_and_restart(built_clien
     restart ran again, and no report twice: see follow_restart.py."""
     run_restart_scenario(tmp_path, lambda target: ["node", str(built_client / "examples" / "follow.js"), "--target",
                                                    target, "--retry-ms", "200", "--give-up-ms", "120000"], TS)
+
+
+# ------------------------------------------------ backends set, prompts, cancel: as the Python CLI has them
+
+def grpo_cli(live: LiveTrainer, *args: str, token: str) -> subprocess.CompletedProcess[str]:
+    """The Python CLI, `grpo --target ... --token T ARGS`."""
+    return run_tool([sys.executable, "-m", "grpo_client.cli", "--target", live.target, "--token", token, *args],
+                    cwd=REPO, timeout=120, check=False)
+
+
+def ts_example(dist: Path, live: LiveTrainer, command: str, *args: str, token: str) -> subprocess.CompletedProcess[str]:
+    """examples/COMMAND.ts (backends, prompts, cancel) with the arguments `grpo COMMAND ARGS` takes."""
+    return run_tool(["node", str(dist / "examples" / f"{command}.js"), "--target", live.target,
+                     "--token", token, *args], cwd=TS, timeout=120, check=False)
+
+
+def key_order(doc: Any) -> Any:
+    """The keys of every object in `doc`, in order (equality of parsed JSON ignores it)."""
+    if isinstance(doc, dict):
+        return [(k, key_order(v)) for k, v in doc.items()]
+    if isinstance(doc, list):
+        return [key_order(v) for v in doc]
+    return None
+
+
+@pytest.fixture
+def paused_trainer(live_trainer: LiveTrainer) -> Iterator[LiveTrainer]:
+    """The live trainer, paused (no step leases the prompts a test queues) until the test ends."""
+    from grpo_client.client import TrainerClient
+
+    with TrainerClient(live_trainer.target, live_trainer.admin_token) as client:
+        client.pause()
+        deadline = time.monotonic() + 120
+        while client.step_status().run.state != trainer_pb2.RUN_STATE_PAUSED:
+            assert time.monotonic() < deadline, "the trainer did not pause in 120 s"
+            time.sleep(0.2)
+        try:
+            yield live_trainer
+        finally:
+            client.resume()
+
+
+@pytest.mark.parametrize("example,args,message", [
+    ("backends", ["list"], "error: 'list' is not an action; give set NAME HOST:PORT"),
+    ("backends", ["set", "math"], "error: set: give NAME and HOST:PORT (got 1 arguments)"),
+    ("backends", ["set", "math", "h:1", "--timeout", "NaN"], "error: --timeout: 'NaN' is not a finite number"),
+    ("backends", ["set", "math", "h:1", "--max-batch", "2147483648"],
+     "error: --max-batch: '2147483648' is not a whole number from 0 to 2147483647"),
+    ("prompts", ["--state", "done"], "error: --state: 'done' is not a prompt state; give one of queued, leased,"),
+    ("prompts", ["--limit=-1"], "error: --limit: '-1' is not a whole number from 0"),
+    ("cancel", [], "error: name the prompts to cancel: IDs, or --file FILE.jsonl"),
+    ("cancel", ["--file", "/nonexistent/prompts.jsonl"], "error: ENOENT"),
+])
+def test_admin_examples_refuse_bad_command_lines_before_any_call(built_client: Path, example: str, args: list[str],
+                                                                 message: str) -> None:
+    """backends.ts, prompts.ts and cancel.ts check their flags (and cancel's --file) before any call: one
+    "error: ..." line, exit status 2 (1 for an unreadable file, as `grpo`), nothing on stdout."""
+    proc = run_tool(["node", str(built_client / "examples" / f"{example}.js"), "--target", "127.0.0.1:1", *args],
+                    cwd=TS, timeout=60, check=False)
+    assert proc.returncode == (1 if "ENOENT" in message else 2), proc.stdout + proc.stderr
+    assert proc.stderr.startswith(message), proc.stderr
+    assert "    at " not in proc.stderr, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_example_cancel_of_an_empty_prompt_file_needs_no_trainer(built_client: Path, tmp_path: Path) -> None:
+    """As `grpo cancel --file` of a file without prompts: nothing to send, exit status 0, the same document."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    ts = run_tool(["node", str(built_client / "examples" / "cancel.js"), "--target", "127.0.0.1:1", "--file",
+                   str(empty), "--json"], cwd=TS, timeout=60, check=False)
+    py = run_tool([sys.executable, "-m", "grpo_client.cli", "--target", "127.0.0.1:1", "cancel", "--file", str(empty),
+                   "--json"], cwd=REPO, timeout=60, check=False)
+    assert ts.returncode == py.returncode == 0, ts.stderr
+    assert json.loads(ts.stdout) == json.loads(py.stdout) and ts.stdout == py.stdout, (ts.stdout, py.stdout)
+
+
+def test_example_sets_a_backend_as_the_python_cli_does(built_client: Path, live_trainer: LiveTrainer) -> None:
+    """backends.ts `set NAME HOST:PORT [flags]`: the same stored backend, line, --json document (key order
+    included) and exit statuses as `grpo backends set`."""
+    from grpo_client.client import TrainerClient
+
+    admin = live_trainer.admin_token
+    args = ["set", "cmp-ts", live_trainer.math_address, "--timeout", "12.5", "--max-batch", "8",
+            "--max-concurrency", "2"]
+    try:
+        # The registry version is the trainer's (setting the same backend again may or may not count).
+        py = grpo_cli(live_trainer, "backends", *args, token=admin)
+        ts = ts_example(built_client, live_trainer, "backends", *args, token=admin)
+        assert py.returncode == ts.returncode == 0, ts.stderr
+        assert re.fullmatch(rf"set cmp-ts -> {re.escape(live_trainer.math_address)} \(registry version \d+\)\n",
+                            ts.stdout), ts.stdout
+        assert re.sub(r"\d+\)$", "V)", ts.stdout) == re.sub(r"\d+\)$", "V)", py.stdout), (ts.stdout, py.stdout)
+
+        py = grpo_cli(live_trainer, "backends", *args, "--json", token=admin)
+        ts = ts_example(built_client, live_trainer, "backends", *args, "--json", token=admin)
+        assert py.returncode == ts.returncode == 0, ts.stderr
+        ts_doc, py_doc = json.loads(ts.stdout), json.loads(py.stdout)
+        assert int(ts_doc.pop("registry_version")) >= int(py_doc.pop("registry_version"))
+        assert ts_doc == py_doc and key_order(ts_doc) == key_order(py_doc), (ts.stdout, py.stdout)
+        stored = ts_doc["backend"]
+        assert (stored["timeout_seconds"], stored["max_batch_size"], stored["max_concurrency"]) == (12.5, 8, 2), stored
+
+        # A name the trainer refuses: INVALID_ARGUMENT, exit status 2 as for `grpo`, the field named.
+        bad = ["set", "Not A Name", live_trainer.math_address]
+        ts = ts_example(built_client, live_trainer, "backends", *bad, token=admin)
+        assert grpo_cli(live_trainer, "backends", *bad, token=admin).returncode == ts.returncode == 2, ts.stderr
+        assert ts.stderr.startswith("INVALID_ARGUMENT: ") and "backend.name" in ts.stderr, ts.stderr
+        assert ts.stdout == ""
+        # A reader may not change the registry: exit status 1.
+        reader = live_trainer.reader_token
+        ts = ts_example(built_client, live_trainer, "backends", *args, token=reader)
+        assert grpo_cli(live_trainer, "backends", *args, token=reader).returncode == ts.returncode == 1
+        assert ts.stderr.startswith("PERMISSION_DENIED: "), ts.stderr
+    finally:
+        with TrainerClient(live_trainer.target, admin) as client:
+            client.delete_backend("cmp-ts")
+
+
+def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: Path, paused_trainer: LiveTrainer,
+                                                                 tmp_path: Path) -> None:
+    """prompts.ts `[ID ...] [--state S] [--limit N]` and cancel.ts `[ID ...] [--file F]`: the same table,
+    lines, --json documents (key order included) and exit statuses as `grpo prompts` and `grpo cancel`."""
+    live, admin = paused_trainer, paused_trainer.admin_token
+    tag = uuid.uuid4().hex[:8]
+    first, second, unknown = f"ts-cmp-{tag}-1", f"ts-cmp-{tag}-2", f"ts-never-{tag}"
+    prompt_file = tmp_path / "prompts.jsonl"
+    prompt_file.write_text("".join(json.dumps({"id": i, "messages": [{"role": "user", "content": "What is 1 + 1?"}],
+                                               "answer": "2"}) + "\n" for i in (first, second)))
+    assert grpo_cli(live, "submit", str(prompt_file), token=admin).returncode == 0
+
+    def same(command: str, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        """The example and Python print the same for `grpo COMMAND ARGS` and exit with `code`."""
+        py = grpo_cli(live, command, *args, token=admin)
+        ts = ts_example(built_client, live, command, *args, token=admin)
+        assert py.returncode == ts.returncode == code, (ts.returncode, ts.stdout, ts.stderr, py.stdout, py.stderr)
+        if "--json" in args:
+            ts_doc, py_doc = json.loads(ts.stdout), json.loads(py.stdout)
+            assert ts_doc == py_doc and key_order(ts_doc) == key_order(py_doc), (ts.stdout, py.stdout)
+        else:
+            assert ts.stdout == py.stdout, (ts.stdout, py.stdout)
+        return ts
+
+    listed = same("prompts", first, second, unknown)
+    assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
+    assert listed.stdout.endswith(f"never submitted: {unknown}\n"), listed.stdout
+    doc = json.loads(same("prompts", first, second, "--json").stdout)
+    assert [(p["id"], p["state"]) for p in doc["prompts"]] == [(first, "PROMPT_STATE_QUEUED"),
+                                                              (second, "PROMPT_STATE_QUEUED")]
+    same("prompts", "--state", "queued", "--limit", "1")
+    same("prompts", "--state", "leased", "--limit", "3", "--json")
+
+    # The example cancels the first; an id never submitted makes it exit 1, as `grpo cancel` does.
+    ts = ts_example(built_client, live, "cancel", first, unknown, token=admin)
+    assert ts.returncode == 1, ts.stderr
+    assert re.fullmatch(rf"cancelled 1 queued prompts; queue depth \d+\nnever submitted: {unknown}\n", ts.stdout), ts.stdout
+    out = same("cancel", first, unknown, code=1)
+    assert f"not cancelled: {first}: cancelled (cancelled before)\n" in out.stdout, out.stdout
+    same("cancel", first, "--json")  # cancelled before only: exit status 0
+
+    # --file adds the file's ids (the second is still queued).
+    ts = ts_example(built_client, live, "cancel", "--file", str(prompt_file), "--json", token=admin)
+    assert ts.returncode == 0, ts.stderr
+    doc = json.loads(ts.stdout)
+    assert doc["cancelled_ids"] == [second] and [p["id"] for p in doc["not_cancelled"]] == [first], doc
+    same("prompts", first, second)
+    same("prompts", first, second, "--json")

@@ -5,10 +5,18 @@
 //	grpo-go-example -target HOST:PORT [-token T] status [-step N]
 //	grpo-go-example -target HOST:PORT [-token T] watch [-after N] [-n COUNT]
 //	grpo-go-example -target HOST:PORT [-token T] follow [-after N] [-running] [-retry D] [-give-up D] [-n COUNT]
-//	grpo-go-example -target HOST:PORT [-token T] backends
+//	grpo-go-example -target HOST:PORT [-token T] backends [list]
+//	grpo-go-example -target HOST:PORT [-token T] backends set NAME HOST:PORT [-timeout S] [-max-batch N]
+//	    [-max-concurrency N] [-backend-tls] [-backend-token-file P] [-backend-ca-file P] [-backend-cert-file P]
+//	    [-backend-key-file P] [-json]
+//	grpo-go-example -target HOST:PORT [-token T] prompts [ID ...] [-state STATE] [-limit N] [-json]
+//	grpo-go-example -target HOST:PORT [-token T] cancel [ID ...] [-file FILE.jsonl] [-json]
 //
 // A failed call prints the gRPC code, the message and each field violation on stderr and exits 1; a
 // prompt file with problems prints each (FILE:LINE: field: message) and exits 2 before connecting.
+// backends set, prompts and cancel are the Python CLI's commands of those names (same flags, lines and
+// -json documents; see admin.go) and exit as it does: 2 for a call refused with INVALID_ARGUMENT, and
+// cancel 1 when an id was not cancelled (not queued, or never submitted).
 package main
 
 import (
@@ -38,7 +46,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|submit-file|status|watch|follow|backends [flags]")
+	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|submit-file|status|watch|follow|backends [list|set]|prompts|cancel [flags]")
 }
 
 func run(args []string) int {
@@ -93,6 +101,11 @@ func run(args []string) int {
 			return file.printEmpty()
 		}
 	}
+	// backends set, prompts and cancel: their flags (and cancel's -file) first, as `grpo` checks them.
+	admin, code := parseAdmin(cmd, rest)
+	if code >= 0 {
+		return code
+	}
 	// -timeout bounds the wait for the connection too (it was a fixed 10 s).
 	opts.DialTimeout = *timeout
 	client, err := grpoclient.Dial(ctx, *target, opts)
@@ -102,6 +115,9 @@ func run(args []string) int {
 	}
 	defer client.Close()
 
+	if admin != nil {
+		return admin.run(ctx, client, *timeout)
+	}
 	switch cmd {
 	case "submit-file":
 		return file.submit(ctx, client, *timeout)

@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"io/ioutil"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang/protobuf/proto"
+	"github.com/golang/protobuf/ptypes/timestamp"
+	rewardv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/reward/v1"
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
 	"github.com/grpo-service/grpo/clients/go/grpoclient"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -132,5 +137,101 @@ func TestPrintRetryShowsTheWaitAsThePythonCLIDoes(t *testing.T) {
 		"the trainer refused a batch (UNAVAILABLE: it is unavailable); sending it again in 2.5 s (retry 4 of 4)\n"
 	if buf.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", buf.String(), want)
+	}
+}
+
+// backends set, prompts and cancel refuse a bad command line with exit status 2 before connecting (nothing
+// listens on the target), as `grpo` refuses it; -h is exit status 0. Flags may follow the arguments.
+func TestAdminCommandsRefuseBadCommandLinesBeforeConnecting(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cases := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"backends", "frob"}, 2},
+		{[]string{"backends", "list", "extra"}, 2},
+		{[]string{"backends", "set", "math"}, 2},
+		{[]string{"backends", "set", "math", "h:1", "extra"}, 2},
+		{[]string{"backends", "set", "-timeout", "NaN", "math", "h:1"}, 2},
+		{[]string{"backends", "set", "math", "h:1", "--timeout", "-1"}, 2},
+		{[]string{"backends", "set", "math", "h:1", "-max-batch", "2147483648"}, 2},
+		{[]string{"backends", "set", "math", "h:1", "-max-concurrency", "-1"}, 2},
+		{[]string{"backends", "set", "-h"}, 0},
+		{[]string{"prompts", "-state", "done"}, 2},
+		{[]string{"prompts", "a", "--limit", "-1"}, 2},
+		{[]string{"prompts", "-limit", "many"}, 2},
+		{[]string{"cancel"}, 2},
+		{[]string{"cancel", "-file", filepath.Join(t.TempDir(), "missing.jsonl")}, 1},
+		{[]string{"cancel", "-h"}, 0},
+	}
+	for _, c := range cases {
+		args := append([]string{"-target", addr, "-timeout", "1s"}, c.args...)
+		if got := run(args); got != c.want {
+			t.Errorf("grpo-go-example %v: exit status %d, want %d", c.args, got, c.want)
+		}
+	}
+	// A prompt file without prompts cancels nothing, and needs no trainer.
+	empty := filepath.Join(t.TempDir(), "empty.jsonl")
+	if err := ioutil.WriteFile(empty, []byte("\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := run([]string{"-target", addr, "-timeout", "1s", "cancel", "-json", "-file", empty}); got != 0 {
+		t.Errorf("cancel -file of an empty file: exit status %d, want 0", got)
+	}
+}
+
+func TestParseInterspersedTakesFlagsAfterArgumentsUntilDoubleDash(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	n := fs.Int("n", 0, "")
+	pos, err := parseInterspersed(fs, []string{"a", "-n", "3", "b", "--", "-c", "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *n != 3 || strings.Join(pos, " ") != "a b -c d" {
+		t.Fatalf("n=%d positional %q", *n, pos)
+	}
+}
+
+// -json prints messages as `grpo --json` does (json_format.MessageToDict): proto field names, int64 as
+// strings, RFC 3339 timestamps, unset message fields left out, the set fields first (by number), then
+// those at their defaults.
+func TestProtoJSONOrdersFieldsAsThePythonCLIDoes(t *testing.T) {
+	cases := []struct {
+		msg  proto.Message
+		want string
+	}{
+		{&trainerv1.PromptStatus{Id: "a", State: trainerv1.PromptState_PROMPT_STATE_QUEUED,
+			SubmittedAt: &timestamp.Timestamp{Seconds: 5, Nanos: 120000000}},
+			`{"id":"a","state":"PROMPT_STATE_QUEUED","submitted_at":"1970-01-01T00:00:05.120Z","step":"0",` +
+				`"checkpoint_step":"0","attempts":0,"reason":""}`},
+		{&trainerv1.CancelPromptsResponse{UnknownIds: []string{"x"}, NotCancelled: []*trainerv1.PromptStatus{}},
+			`{"unknown_ids":["x"],"cancelled_ids":[],"not_cancelled":[],"queue_depth":"0"}`},
+		{&trainerv1.SetRewardBackendResponse{RegistryVersion: 3, Backend: &trainerv1.RewardBackend{
+			Name: "m", Address: "h:1", TimeoutSeconds: 30, MaxConcurrency: 4,
+			Source: trainerv1.BackendSource_BACKEND_SOURCE_API, Circuit: trainerv1.CircuitState_CIRCUIT_STATE_CLOSED,
+			Description: &rewardv1.DescribeResponse{Name: "x", Version: "1", Capabilities: &rewardv1.Capabilities{
+				Feedback: true, MaxBatchSize: 64, ScoreMax: 1,
+				ReferenceKinds: []rewardv1.ReferenceKind{rewardv1.ReferenceKind_REFERENCE_KIND_ANSWER}}},
+			ReferenceKinds: []rewardv1.ReferenceKind{rewardv1.ReferenceKind_REFERENCE_KIND_ANSWER}}},
+			`{"backend":{"name":"m","address":"h:1","timeout_seconds":30,"max_concurrency":4,` +
+				`"source":"BACKEND_SOURCE_API","circuit":"CIRCUIT_STATE_CLOSED","description":{"name":"x","version":"1",` +
+				`"capabilities":{"feedback":true,"max_batch_size":64,"reference_kinds":["REFERENCE_KIND_ANSWER"],` +
+				`"score_max":1,"step_scores":false,"score_min":0}},"reference_kinds":["REFERENCE_KIND_ANSWER"],` +
+				`"max_batch_size":0,"tls":false,"token_file":"","ca_file":"","cert_file":"","key_file":""},` +
+				`"registry_version":"3"}`},
+	}
+	for _, c := range cases {
+		got, err := protoJSON(c.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != c.want {
+			t.Errorf("got\n%s\nwant\n%s", got, c.want)
+		}
 	}
 }

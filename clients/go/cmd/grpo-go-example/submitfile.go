@@ -82,12 +82,8 @@ func (c *fileCommand) printPlan() int {
 // depth (null in -json), and no trainer is needed.
 func (c *fileCommand) printEmpty() int {
 	if c.json {
-		doc := map[string]interface{}{
-			"accepted_ids": []string{}, "queue_depth": nil, "batches": 0, "duplicate_batches": 0,
-			"request_ids": []string{}, "resized": []string{}, "replayed_ids": []string{},
-		}
-		out, _ := json.MarshalIndent(doc, "", "  ")
-		fmt.Println(string(out))
+		printSubmitDocument(submitDocument{AcceptedIDs: []string{}, RequestIDs: []string{}, Resized: []string{},
+			ReplayedIDs: []string{}})
 		return 0
 	}
 	fmt.Printf("%s holds no prompts: nothing submitted\n", c.file.Source)
@@ -117,13 +113,10 @@ func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, tim
 		return 1
 	}
 	if c.json {
-		doc := map[string]interface{}{
-			"accepted_ids": nonNil(res.AcceptedIDs), "queue_depth": res.QueueDepth, "batches": res.Batches,
-			"duplicate_batches": res.DuplicateBatches, "request_ids": nonNil(res.RequestIDs),
-			"resized": nonNil(res.Resized), "replayed_ids": nonNil(res.ReplayedIDs),
-		}
-		out, _ := json.MarshalIndent(doc, "", "  ")
-		fmt.Println(string(out))
+		depth := res.QueueDepth
+		printSubmitDocument(submitDocument{AcceptedIDs: nonNil(res.AcceptedIDs), QueueDepth: &depth,
+			Batches: res.Batches, DuplicateBatches: res.DuplicateBatches, RequestIDs: nonNil(res.RequestIDs),
+			Resized: nonNil(res.Resized), ReplayedIDs: nonNil(res.ReplayedIDs)})
 	}
 	for _, note := range res.Resized {
 		fmt.Fprintf(os.Stderr, "note: %s\n", note)
@@ -144,6 +137,23 @@ func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, tim
 		fmt.Printf("submitted %d prompts in %d batches; queue depth %d\n", n, res.Batches, res.QueueDepth)
 	}
 	return 0
+}
+
+// submitDocument is the -json document of submit-file, its keys in the order `grpo --json submit` prints
+// them. QueueDepth is nil (null) when nothing was sent.
+type submitDocument struct {
+	AcceptedIDs      []string `json:"accepted_ids"`
+	QueueDepth       *int64   `json:"queue_depth"`
+	Batches          int      `json:"batches"`
+	DuplicateBatches int      `json:"duplicate_batches"`
+	RequestIDs       []string `json:"request_ids"`
+	Resized          []string `json:"resized"`
+	ReplayedIDs      []string `json:"replayed_ids"`
+}
+
+func printSubmitDocument(doc submitDocument) {
+	out, _ := json.MarshalIndent(doc, "", "  ")
+	fmt.Println(string(out))
 }
 
 // submitAttempts: the tries of a batch the trainer refuses as full or unavailable (1 + 2 + 4 + 8 s apart

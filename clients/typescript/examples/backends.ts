@@ -1,0 +1,70 @@
+// Add or replace a reward backend, as `grpo backends set` does (the same flags, line and --json document).
+//   node dist/examples/backends.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] set NAME HOST:PORT
+//        [--timeout S] [--max-batch N] [--max-concurrency N] [--backend-tls] [--backend-token-file PATH]
+//        [--backend-ca-file PATH] [--backend-cert-file PATH] [--backend-key-file PATH]
+// Prints "set NAME -> HOST:PORT (registry version V)", or with --json the SetRewardBackendResponse. The
+// --backend-* files are paths on the trainer. A bad flag is one "error: ..." line and exit status 2; a
+// call the trainer refuses prints "CODE: message" and each field violation, and exits 2 for
+// INVALID_ARGUMENT (a bad name or address), else 1.
+import { parseArgs } from 'node:util';
+
+import { TrainerClient } from '../src';
+import { UsageError, printDocument, protoJson, runCommand, wholeNumber } from './cli';
+
+const INT32_MAX = 2 ** 31 - 1;
+
+async function backends(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      target: { type: 'string', default: '127.0.0.1:50051' },
+      token: { type: 'string' },
+      tls: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      timeout: { type: 'string', default: '0' },
+      'max-batch': { type: 'string', default: '0' },
+      'max-concurrency': { type: 'string', default: '0' },
+      'backend-tls': { type: 'boolean', default: false },
+      'backend-token-file': { type: 'string', default: '' },
+      'backend-ca-file': { type: 'string', default: '' },
+      'backend-cert-file': { type: 'string', default: '' },
+      'backend-key-file': { type: 'string', default: '' },
+    },
+  });
+  if (positionals[0] !== 'set') {
+    throw new UsageError(`'${positionals[0] ?? ''}' is not an action; give set NAME HOST:PORT`);
+  }
+  if (positionals.length !== 3) {
+    throw new UsageError(`set: give NAME and HOST:PORT (got ${positionals.length - 1} arguments)`);
+  }
+  const timeoutSeconds = Number(values.timeout);
+  if (values.timeout!.trim() === '' || !Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) {
+    throw new UsageError(`--timeout: '${values.timeout}' is not a finite number of seconds >= 0`);
+  }
+  const backend = {
+    name: positionals[1],
+    address: positionals[2],
+    timeoutSeconds,
+    maxBatchSize: wholeNumber('--max-batch', values['max-batch']!, 0, INT32_MAX),
+    maxConcurrency: wholeNumber('--max-concurrency', values['max-concurrency']!, 0, INT32_MAX),
+    tls: values['backend-tls'],
+    tokenFile: values['backend-token-file'],
+    caFile: values['backend-ca-file'],
+    certFile: values['backend-cert-file'],
+    keyFile: values['backend-key-file'],
+  };
+  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  try {
+    const stored = await client.setBackend(backend);
+    if (values.json) {
+      printDocument(protoJson('grpo.trainer.v1.SetRewardBackendResponse', stored));
+    } else {
+      console.log(`set ${stored.backend?.name} -> ${stored.backend?.address} (registry version ${stored.registryVersion})`);
+    }
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+runCommand(backends);

@@ -1,0 +1,74 @@
+// Take queued prompts out of the queue before a step trains on them, as `grpo cancel` does (the same
+// flags, lines, --json document and exit status).
+//   node dist/examples/cancel.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] [ID ...] [--file FILE.jsonl]
+// Prints "cancelled N queued prompts; queue depth D", a "not cancelled: ID: STATE (why)" line for each id
+// that was not queued and "never submitted: ..." for the ids the trainer does not know; exit status 1
+// when an id was not cancelled (other than one cancelled before) or never submitted. --file adds every id
+// of a prompt file, read whole first: a bad file is exit status 2 and cancels nothing. A bad flag is one
+// "error: ..." line and exit status 2; a call the trainer refuses prints "CODE: message" and each field
+// violation, and exits 2 for INVALID_ARGUMENT, else 1.
+import { parseArgs } from 'node:util';
+
+import { CancelPromptsResponse, TrainerClient, loadPromptFile } from '../src';
+import { UsageError, enumName, printDocument, protoJson, runCommand } from './cli';
+
+/** The most ids one CancelPrompts call takes. */
+const CHUNK = 1000;
+
+const WHY: Record<string, (p: { step: number; checkpointStep: number }) => string> = {
+  PROMPT_STATE_LEASED: (p) => `step ${p.step} is training on it`,
+  PROMPT_STATE_TRAINED: (p) => `trained, in checkpoint ${p.checkpointStep}`,
+  PROMPT_STATE_FAILED: () => 'failed',
+  PROMPT_STATE_CANCELLED: () => 'cancelled before',
+};
+
+async function cancel(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      target: { type: 'string', default: '127.0.0.1:50051' },
+      token: { type: 'string' },
+      tls: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      file: { type: 'string' },
+    },
+  });
+  if (!positionals.length && values.file === undefined) {
+    throw new UsageError('name the prompts to cancel: IDs, or --file FILE.jsonl');
+  }
+  let ids = [...positionals];
+  if (values.file !== undefined) ids.push(...loadPromptFile(values.file).prompts.map((p) => p.id!));
+  ids = [...new Set(ids)]; // each once, in order
+  const res: CancelPromptsResponse = { cancelledIds: [], notCancelled: [], unknownIds: [], queueDepth: 0 };
+  if (!ids.length) { // an empty prompt file: nothing to send
+    if (values.json) printDocument(protoJson('grpo.trainer.v1.CancelPromptsResponse', res));
+    else console.log(`${values.file} holds no prompts: nothing to cancel`);
+    return 0;
+  }
+  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  try {
+    // Any number of ids, CHUNK at a time, the answers merged into one (its queue depth from the last call).
+    for (let start = 0; start < ids.length; start += CHUNK) {
+      const part = await client.cancelPrompts(ids.slice(start, start + CHUNK));
+      res.cancelledIds.push(...part.cancelledIds);
+      res.notCancelled.push(...part.notCancelled);
+      res.unknownIds.push(...part.unknownIds);
+      res.queueDepth = part.queueDepth;
+    }
+  } finally {
+    client.close();
+  }
+  if (values.json) {
+    printDocument(protoJson('grpo.trainer.v1.CancelPromptsResponse', res));
+  } else {
+    console.log(`cancelled ${res.cancelledIds.length} queued prompts; queue depth ${res.queueDepth}`);
+    for (const p of res.notCancelled) {
+      console.log(`not cancelled: ${p.id}: ${enumName(p.state, 'PROMPT_STATE_')} (${WHY[p.state]?.(p) ?? 'not queued'})`);
+    }
+    if (res.unknownIds.length) console.log(`never submitted: ${res.unknownIds.join(', ')}`);
+  }
+  const done = res.notCancelled.every((p) => p.state === 'PROMPT_STATE_CANCELLED');
+  return done && !res.unknownIds.length ? 0 : 1;
+}
+
+runCommand(cancel);

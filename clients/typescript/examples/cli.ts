@@ -1,0 +1,157 @@
+// What the command-line examples backends.ts, prompts.ts and cancel.ts share: exit statuses and error
+// lines as the Python CLI's (`grpo`), and its --json documents (protobuf messages in their JSON mapping).
+import * as path from 'node:path';
+
+import * as grpc from '@grpc/grpc-js';
+import * as protobuf from 'protobufjs';
+
+import { GrpoError, PROTO_DIR, PromptFileError } from '../src';
+
+/** A bad flag or value: printed as one "error: ..." line, exit status 2. */
+export class UsageError extends Error {}
+
+/** Runs `command` and sets the exit status it returns. Usage errors (parseArgs' own, an unknown flag or a
+ * missing value, are TypeErrors, as is a token the client refuses) print one "error: ..." line and exit 2;
+ * a call the trainer refuses prints as the other examples print it ("CODE: message", then each field
+ * violation) and exits as `grpo` does: 2 for INVALID_ARGUMENT, else 1; a bad prompt file exits 2, an
+ * unreadable one 1. */
+export function runCommand(command: () => Promise<number>): void {
+  command().catch((err: unknown) => {
+    if (err instanceof UsageError || err instanceof TypeError) {
+      console.error(`error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof GrpoError) {
+      console.error(`${err.codeName}: ${err.details}`);
+      for (const v of err.fieldViolations) console.error(`  ${v.field}: ${v.description}`);
+      if (err.retryDelayMs !== undefined) console.error(`  retry after ${err.retryDelayMs} ms`);
+      for (const p of err.preconditions) console.error(`  precondition: ${p}`);
+      return err.code === grpc.status.INVALID_ARGUMENT ? 2 : 1;
+    }
+    if (err instanceof PromptFileError) {
+      console.error(`error: bad prompt file\n${err.message}`);
+      return 2;
+    }
+    if (err instanceof Error && 'code' in err && 'syscall' in err) { // fs: missing, a directory, no permission
+      console.error(`error: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }).then((code) => { if (code !== undefined) process.exitCode = code; });
+}
+
+/** `text` as a whole number from `min` to `max`, else a UsageError naming `flag`. */
+export function wholeNumber(flag: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = Number(text);
+  if (!/^\s*[+-]?\d+\s*$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UsageError(`${flag}: '${text}' is not a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** An enum value's name without `prefix`, in lower case (`PROMPT_STATE_QUEUED` -> `queued`), as `grpo`
+ * prints it. */
+export function enumName(name: string | number, prefix: string): string {
+  return String(name).replace(prefix, '').toLowerCase();
+}
+
+/** Prints `doc` as `grpo --json` does: one JSON document, indented by 2. */
+export function printDocument(doc: unknown): void {
+  console.log(JSON.stringify(doc, null, 2));
+}
+
+let root: protobuf.Root | undefined;
+
+/** The trainer's protos with their proto field names (for protoJson). */
+function protoRoot(): protobuf.Root {
+  if (!root) {
+    root = new protobuf.Root();
+    root.resolvePath = (_origin: string, target: string) => path.join(PROTO_DIR, target);
+    root.loadSync('grpo/trainer/v1/trainer.proto', { keepCase: true });
+    root.resolveAll();
+  }
+  return root;
+}
+
+/** `value`, a message of type `typeName` as the client returns it (camelCase, int64 as numbers, enums by
+ * name), in the protobuf JSON mapping as the Python CLI prints it (json_format.MessageToDict with proto
+ * field names, fields without presence included): int64 as strings, timestamps as RFC 3339, unset message
+ * fields left out, and the fields that are set first, by number, then those at their defaults. */
+export function protoJson(typeName: string, value: object): Record<string, unknown> {
+  return messageJson(protoRoot().lookupType(typeName), value as Record<string, unknown>) as Record<string, unknown>;
+}
+
+const INT64 = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
+
+function messageJson(type: protobuf.Type, value: Record<string, unknown>): unknown {
+  const special = wellKnownJson(type.fullName, value);
+  if (special !== undefined) return special;
+  const set: Record<string, unknown> = {};
+  const defaults: Record<string, unknown> = {};
+  for (const field of [...type.fieldsArray].sort((a, b) => a.id - b.id)) {
+    const v = value[protobuf.util.camelCase(field.name)];
+    const hasPresence = field.partOf !== null || (!field.repeated && !field.map && field.resolvedType instanceof protobuf.Type);
+    if (v === undefined || v === null) {
+      if (hasPresence) continue; // unset: MessageToDict leaves it out
+    }
+    const isSet = hasPresence || !isDefault(field, v);
+    (isSet ? set : defaults)[field.name] = fieldJson(field, v);
+  }
+  // The defaults in the order the proto declares them (MessageToDict walks the descriptor's fields).
+  const ordered: Record<string, unknown> = { ...set };
+  for (const field of type.fieldsArray) if (field.name in defaults) ordered[field.name] = defaults[field.name];
+  return ordered;
+}
+
+function isDefault(field: protobuf.Field, v: unknown): boolean {
+  if (v === undefined || v === null) return true;
+  if (field.map) return Object.keys(v as object).length === 0;
+  if (field.repeated) return (v as unknown[]).length === 0;
+  if (field.resolvedType instanceof protobuf.Enum) return v === 0 || field.resolvedType.values[v as string] === 0;
+  if (Buffer.isBuffer(v) || v instanceof Uint8Array) return v.length === 0;
+  return v === 0 || v === '' || v === false || (typeof v === 'object' && Number(v) === 0);
+}
+
+function fieldJson(field: protobuf.Field, v: unknown): unknown {
+  if (field.map) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries((v ?? {}) as Record<string, unknown>)) out[k] = scalarJson(field, x);
+    return out;
+  }
+  if (field.repeated) return ((v ?? []) as unknown[]).map((x) => scalarJson(field, x));
+  return scalarJson(field, v);
+}
+
+function scalarJson(field: protobuf.Field, v: unknown): unknown {
+  const t = field.resolvedType;
+  if (t instanceof protobuf.Type) return messageJson(t, (v ?? {}) as Record<string, unknown>);
+  if (t instanceof protobuf.Enum) return typeof v === 'number' ? (t.valuesById[v] ?? v) : v;
+  if (INT64.has(field.type)) return String(v ?? 0);
+  if (field.type === 'double' || field.type === 'float') {
+    const x = Number(v ?? 0);
+    if (Number.isNaN(x)) return 'NaN';
+    if (!Number.isFinite(x)) return x > 0 ? 'Infinity' : '-Infinity';
+    return field.type === 'float' ? shortestFloat32(x) : x;
+  }
+  if (field.type === 'bytes') return Buffer.from((v ?? []) as Uint8Array).toString('base64');
+  return v;
+}
+
+/** The shortest decimal that reads back as the same float32 (as Python prints a float field). */
+function shortestFloat32(x: number): number {
+  for (let digits = 1; digits < 17; digits++) {
+    const y = Number(x.toPrecision(digits));
+    if (Math.fround(y) === Math.fround(x)) return y;
+  }
+  return x;
+}
+
+/** A google.protobuf.Timestamp as RFC 3339 in UTC with 0, 3, 6 or 9 fractional digits (as protobuf's JSON
+ * mapping writes it); undefined for other types. */
+function wellKnownJson(fullName: string, v: Record<string, unknown>): string | undefined {
+  if (fullName !== '.google.protobuf.Timestamp') return undefined;
+  const nanos = Number(v.nanos ?? 0);
+  const fraction = nanos === 0 ? '' : nanos % 1e6 === 0 ? `.${String(nanos / 1e6).padStart(3, '0')}`
+    : nanos % 1e3 === 0 ? `.${String(nanos / 1e3).padStart(6, '0')}` : `.${String(nanos).padStart(9, '0')}`;
+  return `${new Date(Number(v.seconds ?? 0) * 1000).toISOString().slice(0, 19)}${fraction}Z`;
+}

@@ -1,0 +1,77 @@
+// Submitted prompts and where each is, as `grpo prompts` lists them (the same flags, table and --json
+// document).
+//   node dist/examples/prompts.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] [ID ...]
+//        [--state queued|leased|trained|failed|cancelled] [--limit N]
+// One row per prompt: id, state, step, checkpoint, attempts, reason; "never submitted: ..." for the IDs
+// the trainer does not know (without --state and --limit). A bad flag is one "error: ..." line and exit
+// status 2; a call the trainer refuses prints "CODE: message" and each field violation, and exits 2 for
+// INVALID_ARGUMENT, else 1.
+import { parseArgs } from 'node:util';
+
+import { PromptState, PromptStatus, TrainerClient } from '../src';
+import { UsageError, enumName, printDocument, protoJson, runCommand, wholeNumber } from './cli';
+
+const STATES = ['queued', 'leased', 'trained', 'failed', 'cancelled'];
+
+/** `text` padded to `width` on the right (`left`) or the left, as Python's format does. */
+function pad(text: string | number, width: number, left = false): string {
+  return left ? String(text).padEnd(width) : String(text).padStart(width);
+}
+
+function row(id: string, state: string, step: string | number, checkpoint: string | number,
+  attempts: string | number, reason: string): string {
+  return `${pad(id, 24, true)} ${pad(state, 8, true)} ${pad(step, 6)} ${pad(checkpoint, 10)} ${pad(attempts, 8)}  ${reason}`;
+}
+
+async function prompts(): Promise<number> {
+  const { values, positionals: ids } = parseArgs({
+    allowPositionals: true,
+    options: {
+      target: { type: 'string', default: '127.0.0.1:50051' },
+      token: { type: 'string' },
+      tls: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      state: { type: 'string' },
+      limit: { type: 'string', default: '0' },
+    },
+  });
+  const state = values.state;
+  if (state !== undefined && !STATES.includes(state)) {
+    throw new UsageError(`--state: '${state}' is not a prompt state; give one of ${STATES.join(', ')}`);
+  }
+  const limit = wholeNumber('--limit', values.limit!, 0);
+  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  try {
+    const found: PromptStatus[] = [];
+    const request = {
+      ids,
+      state: `PROMPT_STATE_${(state ?? 'unspecified').toUpperCase()}` as PromptState,
+      pageSize: limit ? Math.min(limit, 1000) : 0,
+    };
+    for await (const p of client.allPrompts(request)) { // no further page once --limit prompts have come
+      found.push(p);
+      if (limit && found.length >= limit) break;
+    }
+    if (values.json) {
+      printDocument({ prompts: found.map((p) => protoJson('grpo.trainer.v1.PromptStatus', p)) });
+      return 0;
+    }
+    if (!found.length && !ids.length) {
+      console.log(state ? `no ${state} prompts` : 'no prompts submitted');
+      return 0;
+    }
+    console.log(row('id', 'state', 'step', 'checkpoint', 'attempts', 'reason'));
+    for (const p of found) {
+      console.log(row(p.id, enumName(p.state, 'PROMPT_STATE_'), p.step || '-', p.checkpointStep || '-', p.attempts,
+        p.reason));
+    }
+    const known = new Set(found.map((p) => p.id));
+    const missing = [...new Set(ids.filter((id) => !known.has(id)))].sort();
+    if (missing.length && !state && !limit) console.log(`never submitted: ${missing.join(', ')}`);
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+runCommand(prompts);
