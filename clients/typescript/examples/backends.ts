@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 
 import { TrainerClient } from '../src';
-import { UsageError, printDocument, protoJson, runCommand, wholeNumber } from './cli';
+import { CONNECTION_OPTIONS, UsageError, printDocument, protoJson, runCommand, wholeNumber } from './cli';
 
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -17,10 +17,7 @@ async function backends(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
-      target: { type: 'string', default: '127.0.0.1:50051' },
-      token: { type: 'string' },
-      tls: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...CONNECTION_OPTIONS,
       timeout: { type: 'string', default: '0' },
       'max-batch': { type: 'string', default: '0' },
       'max-concurrency': { type: 'string', default: '0' },

@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util';
 
 import { CancelPromptsResponse, TrainerClient, loadPromptFile } from '../src';
-import { UsageError, enumName, printDocument, protoJson, runCommand } from './cli';
+import { CONNECTION_OPTIONS, UsageError, enumName, printDocument, protoJson, runCommand } from './cli';
 
 /** The most ids one CancelPrompts call takes. */
 const CHUNK = 1000;
@@ -26,10 +26,7 @@ async function cancel(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
-      target: { type: 'string', default: '127.0.0.1:50051' },
-      token: { type: 'string' },
-      tls: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...CONNECTION_OPTIONS,
       file: { type: 'string' },
     },
   });

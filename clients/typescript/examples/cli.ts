@@ -7,6 +7,14 @@ import * as protobuf from 'protobufjs';
 
 import { GrpoError, PROTO_DIR, PromptFileError } from '../src';
 
+/** The flags every command takes: where the trainer is, how to authenticate, and --json. */
+export const CONNECTION_OPTIONS = {
+  target: { type: 'string', default: '127.0.0.1:50051' },
+  token: { type: 'string' },
+  tls: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+} as const;
+
 /** A bad flag or value: printed as one "error: ..." line, exit status 2. */
 export class UsageError extends Error {}
 

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 
 import { PromptState, PromptStatus, TrainerClient } from '../src';
-import { UsageError, enumName, printDocument, protoJson, runCommand, wholeNumber } from './cli';
+import { CONNECTION_OPTIONS, UsageError, enumName, printDocument, protoJson, runCommand, wholeNumber } from './cli';
 
 const STATES = ['queued', 'leased', 'trained', 'failed', 'cancelled'];
 
@@ -27,10 +27,7 @@ async function prompts(): Promise<number> {
   const { values, positionals: ids } = parseArgs({
     allowPositionals: true,
     options: {
-      target: { type: 'string', default: '127.0.0.1:50051' },
-      token: { type: 'string' },
-      tls: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
+      ...CONNECTION_OPTIONS,
       state: { type: 'string' },
       limit: { type: 'string', default: '0' },
     },
