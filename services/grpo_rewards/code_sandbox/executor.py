@@ -3,7 +3,7 @@
 Layers, outermost first:
 1. The host process: its own session (``start_new_session``) so the whole tree can be killed with
    ``os.killpg``; a wall-clock deadline; every pipe read with a byte cap (a flood kills the run);
-   an empty environment. Sandboxes are forked by a small process of their own (``spawner``), which
+   an empty environment. Sandboxes are started by a small process of their own (``spawner``), which
    reports the kernel's accounting of each, so that this service's own memory is never counted as a
    program's.
 2. rlimits (CPU seconds, address space, file size, open files, no core dumps) set by util-linux
@@ -126,7 +126,7 @@ class _SlotPool:
 def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> list[str]:
     """util-linux ``setpriv`` (drop to ``uid``) and ``prlimit`` (the rlimits) in front of bwrap.
 
-    Small programs that set up the process and exec the next, run in the child the spawner forked
+    Small programs that set up the process and exec the next, run in the child the spawner started
     (see spawner.py): the limits are set on a few-kB process, and nothing here depends on Python
     running between fork and exec.
     """

@@ -6,12 +6,17 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from grpo.trainer.v1 import trainer_pb2
 
 ADMIN_TOKEN = "clients-admin-token"
 READER_TOKEN = "clients-reader-token"
@@ -156,3 +161,35 @@ def require_tools(*names: str, hint: str) -> None:
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed; run `{hint}`")
+
+
+def grpo_cli(live: LiveTrainer, *args: str, token: str) -> subprocess.CompletedProcess[str]:
+    """The Python CLI, `grpo --target ... --token T ARGS`."""
+    return run_tool([sys.executable, "-m", "grpo_client.cli", "--target", live.target, "--token", token, *args],
+                    cwd=REPO, timeout=120, check=False)
+
+
+def key_order(doc: Any) -> Any:
+    """The keys of every object in `doc`, in order (equality of parsed JSON ignores it)."""
+    if isinstance(doc, dict):
+        return [(k, key_order(v)) for k, v in doc.items()]
+    if isinstance(doc, list):
+        return [key_order(v) for v in doc]
+    return None
+
+
+@pytest.fixture
+def paused_trainer(live_trainer: LiveTrainer) -> Iterator[LiveTrainer]:
+    """The live trainer, paused (no step leases the prompts a test queues) until the test ends."""
+    from grpo_client.client import TrainerClient
+
+    with TrainerClient(live_trainer.target, live_trainer.admin_token) as client:
+        client.pause()
+        deadline = time.monotonic() + 120
+        while client.step_status().run.state != trainer_pb2.RUN_STATE_PAUSED:
+            assert time.monotonic() < deadline, "the trainer did not pause in 120 s"
+            time.sleep(0.2)
+        try:
+            yield live_trainer
+        finally:
+            client.resume()

@@ -6,18 +6,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, LiveTrainer, TlsTrainer, require_tools, run_tool
+from conftest import REPO, LiveTrainer, TlsTrainer, grpo_cli, key_order, require_tools, run_tool
 from follow_restart import run_restart_scenario
-
-from grpo.trainer.v1 import trainer_pb2
 
 GO = REPO / "clients" / "go"
 GRPC_GO = Path("/usr/share/gocode/src/google.golang.org/grpc")
@@ -113,44 +108,12 @@ def test_go_follow_carries_on_across_a_trainer_kill_and_restart(example: Path, t
 # ------------------------------------------------ backends set, prompts, cancel: as the Python CLI has them
 
 
-def grpo_cli(live: LiveTrainer, *args: str, token: str) -> subprocess.CompletedProcess[str]:
-    """The Python CLI, `grpo --target ... --token T ARGS`."""
-    return run_tool([sys.executable, "-m", "grpo_client.cli", "--target", live.target, "--token", token, *args],
-                    cwd=REPO, timeout=120, check=False)
-
-
-def key_order(doc: Any) -> Any:
-    """The keys of every object in `doc`, in order (equality of parsed JSON ignores it)."""
-    if isinstance(doc, dict):
-        return [(k, key_order(v)) for k, v in doc.items()]
-    if isinstance(doc, list):
-        return [key_order(v) for v in doc]
-    return None
-
-
 def assert_same_json(go: subprocess.CompletedProcess[str], py: subprocess.CompletedProcess[str]) -> Any:
     """Both printed the same JSON document, keys in the same order; returns it."""
     go_doc, py_doc = json.loads(go.stdout), json.loads(py.stdout)
     assert go_doc == py_doc, (go.stdout, py.stdout)
     assert key_order(go_doc) == key_order(py_doc), (go.stdout, py.stdout)
     return go_doc
-
-
-@pytest.fixture
-def paused_trainer(live_trainer: LiveTrainer) -> Iterator[LiveTrainer]:
-    """The live trainer, paused (no step leases the prompts a test queues) until the test ends."""
-    from grpo_client.client import TrainerClient
-
-    with TrainerClient(live_trainer.target, live_trainer.admin_token) as client:
-        client.pause()
-        deadline = time.monotonic() + 120
-        while client.step_status().run.state != trainer_pb2.RUN_STATE_PAUSED:
-            assert time.monotonic() < deadline, "the trainer did not pause in 120 s"
-            time.sleep(0.2)
-        try:
-            yield live_trainer
-        finally:
-            client.resume()
 
 
 def test_go_example_sets_a_backend_as_the_python_cli_does(example: Path, live_trainer: LiveTrainer) -> None:

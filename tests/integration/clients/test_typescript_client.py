@@ -8,17 +8,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import REPO, LiveTrainer, TlsTrainer, require_tools, run_tool
+from conftest import REPO, LiveTrainer, TlsTrainer, grpo_cli, key_order, require_tools, run_tool
 from follow_restart import run_restart_scenario
-
-from grpo.trainer.v1 import trainer_pb2
 
 TS = REPO / "clients" / "typescript"
 
@@ -135,42 +130,11 @@ def test_example_follow_carries_on_across_a_trainer_kill_and_restart(built_clien
 
 # ------------------------------------------------ backends set, prompts, cancel: as the Python CLI has them
 
-def grpo_cli(live: LiveTrainer, *args: str, token: str) -> subprocess.CompletedProcess[str]:
-    """The Python CLI, `grpo --target ... --token T ARGS`."""
-    return run_tool([sys.executable, "-m", "grpo_client.cli", "--target", live.target, "--token", token, *args],
-                    cwd=REPO, timeout=120, check=False)
-
 
 def ts_example(dist: Path, live: LiveTrainer, command: str, *args: str, token: str) -> subprocess.CompletedProcess[str]:
     """examples/COMMAND.ts (backends, prompts, cancel) with the arguments `grpo COMMAND ARGS` takes."""
     return run_tool(["node", str(dist / "examples" / f"{command}.js"), "--target", live.target,
                      "--token", token, *args], cwd=TS, timeout=120, check=False)
-
-
-def key_order(doc: Any) -> Any:
-    """The keys of every object in `doc`, in order (equality of parsed JSON ignores it)."""
-    if isinstance(doc, dict):
-        return [(k, key_order(v)) for k, v in doc.items()]
-    if isinstance(doc, list):
-        return [key_order(v) for v in doc]
-    return None
-
-
-@pytest.fixture
-def paused_trainer(live_trainer: LiveTrainer) -> Iterator[LiveTrainer]:
-    """The live trainer, paused (no step leases the prompts a test queues) until the test ends."""
-    from grpo_client.client import TrainerClient
-
-    with TrainerClient(live_trainer.target, live_trainer.admin_token) as client:
-        client.pause()
-        deadline = time.monotonic() + 120
-        while client.step_status().run.state != trainer_pb2.RUN_STATE_PAUSED:
-            assert time.monotonic() < deadline, "the trainer did not pause in 120 s"
-            time.sleep(0.2)
-        try:
-            yield live_trainer
-        finally:
-            client.resume()
 
 
 @pytest.mark.parametrize("example,args,message", [

@@ -298,15 +298,9 @@ func parseCancel(args []string) (adminCommand, int) {
 	}
 	if *file != "" {
 		// The whole file first, as submit-file reads it: a bad file cancels nothing and needs no trainer.
-		f, err := grpoclient.LoadPromptFile(*file)
-		var bad *grpoclient.PromptFileError
-		if errors.As(err, &bad) {
-			fmt.Fprintf(os.Stderr, "error: bad prompt file\n%s\n", bad)
-			return nil, 2
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "error: %v\n", err)
-			return nil, 1
+		f, status := loadPromptFile(*file)
+		if f == nil {
+			return nil, status
 		}
 		for _, p := range f.Prompts {
 			ids = append(ids, p.GetId())

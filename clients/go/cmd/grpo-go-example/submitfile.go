@@ -49,15 +49,9 @@ func parseSubmitFile(args []string) (*fileCommand, int) {
 		fmt.Fprintf(os.Stderr, "submit-file: -batch-size must be >= 1, got %d\n", *batchSize)
 		return nil, 2
 	}
-	f, err := grpoclient.LoadPromptFile(fs.Arg(0))
-	var bad *grpoclient.PromptFileError
-	if errors.As(err, &bad) {
-		fmt.Fprintf(os.Stderr, "error: bad prompt file\n%s\n", bad)
-		return nil, 2
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
-		return nil, 1
+	f, status := loadPromptFile(fs.Arg(0))
+	if f == nil {
+		return nil, status
 	}
 	return &fileCommand{file: f, batchSize: *batchSize, requestID: *requestID, json: *asJSON, dryRun: *dryRun}, 0
 }
@@ -176,4 +170,20 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// loadPromptFile reads a whole prompt file, or prints why it cannot and returns the exit status: 2 for a
+// bad file (every problem listed), 1 for one that cannot be read.
+func loadPromptFile(path string) (*grpoclient.PromptFile, int) {
+	f, err := grpoclient.LoadPromptFile(path)
+	var bad *grpoclient.PromptFileError
+	if errors.As(err, &bad) {
+		fmt.Fprintf(os.Stderr, "error: bad prompt file\n%s\n", bad)
+		return nil, 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		return nil, 1
+	}
+	return f, 0
 }
