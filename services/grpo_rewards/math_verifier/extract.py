@@ -11,6 +11,9 @@ In rules 2 and 3, X is a leading math span, or else the rest of the line up to t
 phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not"...; see
 `_CLAUSE_BREAK`) outside braces and `$...$`, with Markdown emphasis and a full stop stripped.
 
+In rules 1 to 3, a number followed only by plain words ("10 cookies", "$12 dollars per hour") is that
+number: math-verify reads `10 cookies` as the product 10*c*o*o*k*i*e*s (see `_drop_unit_words`).
+
 All patterns are linear-time (no nested quantifiers) so a 64 KiB completion cannot stall the server.
 """
 
@@ -46,6 +49,17 @@ _CLAUSE_BREAK = re.compile(
     r"|(?<=[^\s,]),?\s++(?:because|since|so|which|but|hence|thus|therefore|given|where|when)\b"
     r"|(?<=[^\s,]),\s++(?:as|not)\b",
     re.IGNORECASE)
+# A number (optionally after a currency sign) followed by one to four plain words and nothing else.
+_NUMBER_THEN_WORDS = re.compile(
+    r"(?:\\?\$)?[ \t]*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?)"
+    r"[ \t]+([A-Za-z]{2,}(?:[ \t-]+[A-Za-z]{2,}){0,3})")
+# Words after a number that are math or change its value, not a unit: "3 pi", "10 percent" (math-verify
+# reads it as 0.1 as well), "5 squared", "3 or more", "2 to the power".
+_NOT_UNIT_WORDS = frozenset({"pi", "percent", "sqrt", "root", "roots", "squared", "cubed", "factorial", "or",
+                             "plus", "minus", "over", "divided", "mod", "modulo", "choose", "to", "power",
+                             "thousand", "thousands", "million", "millions", "billion", "billions",
+                             "hundred", "hundreds", "dozen", "dozens", "half", "halves", "third", "thirds",
+                             "quarter", "quarters", "fifths", "tenths", "hundredths"})
 _CHOICE_IN_TEXT = re.compile(r"\(([A-E])\)")
 _GOLD_CHOICE = re.compile(r"^\(?([A-E])\)?$")
 
@@ -115,6 +129,15 @@ def _clean_tail(fragment: str) -> str:
     return _strip_emphasis(_cut_at_clause_break(line))
 
 
+def _drop_unit_words(text: str) -> str:
+    """`"10 cookies"` -> `"10"`, `"$12 dollars per hour"` -> `"12"`, `"3/4 cup"` -> `"3/4"`; anything else
+    (`"3 pi"`, `"10 percent"`, `"3 or 4"`, `"x = 2"`, `"5 \\text{ cm}"`) unchanged."""
+    m = _NUMBER_THEN_WORDS.fullmatch(text)
+    if m is None or any(w.lower() in _NOT_UNIT_WORDS for w in re.split(r"[ \t-]+", m.group(2))):
+        return text
+    return m.group(1)
+
+
 def strip_math_delimiters(text: str) -> str:
     """`"$x = 2$"` -> `"x = 2"`; `"\\(1/2\\)"` -> `"1/2"`; anything else unchanged (stripped)."""
     t = text.strip()
@@ -128,13 +151,13 @@ def extract_final_answer(text: str) -> Extraction | None:
     """The final answer in `text` (see module docstring for the rules), or None when there is none."""
     boxed = _last_boxed(text)
     if boxed is not None:
-        return Extraction(strip_math_delimiters(boxed), "boxed")
+        return Extraction(_drop_unit_words(strip_math_delimiters(boxed)), "boxed")
     for pattern, source in ((_ANSWER_IS, "answer_is"), (_ANSWER_LABEL, "label")):
         matches = list(pattern.finditer(text))
         for m in reversed(matches):
             tail = _clean_tail(text[m.end():])
             if tail:
-                return Extraction(tail, source)
+                return Extraction(_drop_unit_words(tail), source)
     tail = text[-FALLBACK_TAIL_CHARS:]
     math = list(_MATH_SPAN.finditer(tail))
     number = list(_NUMBER.finditer(tail))

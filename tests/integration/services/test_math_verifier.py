@@ -86,6 +86,13 @@ ANSWER_PHRASE_CASES: list[tuple[str, str, float]] = [
     ("5", "The answer is **5** because 2 + 3 = 5", 1.0),
     ("2", "The answer is 3 or maybe 2", 0.0),  # a hedge is not cut to its first half
     ("5", "The answer is 5 meters.", 1.0),
+    # a number followed only by words is that number (math-verify alone reads "10 cookies" as a product)
+    ("10", "The answer is 10 cookies.", 1.0),
+    ("11", "The answer is 10 cookies.", 0.0),
+    ("12", "Answer: $12 dollars per hour", 1.0),
+    ("18", "So she sells \\boxed{18 eggs}.", 1.0),
+    ("3/4", "The answer is 3/4 cup.", 1.0),
+    ("1200", "The answer is 1,200 people", 1.0),
     # multiple choice
     ("A", "Let me think: the answer is a tricky one, but (C) is right.", 0.0),
     ("C", "Let me think: the answer is a tricky one, but (C) is right.", 1.0),
@@ -119,6 +126,16 @@ def test_the_answer_phrase_ends_at_a_clause_break_and_articles_are_not_choices(c
     ("The answer is 7 and not 5", "7 and not 5"),
     ("The answer is not 5", "not 5"),
     ("The answer is \\text{5 since 3}", "\\text{5 since 3}"),  # no break inside braces
+    ("The answer is 10 cookies.", "10"),
+    ("The answer is $12 dollars per hour.", "12"),
+    ("\\boxed{18 eggs}", "18"),
+    # words that are math or change the value stay: a pi, a percent, a hedge, a second number
+    ("The answer is 3 pi", "3 pi"),
+    ("The answer is 10 percent", "10 percent"),
+    ("The answer is 3 or more", "3 or more"),
+    ("The answer is 5 thousand", "5 thousand"),
+    ("The answer is 10 dollars and 5 cents", "10 dollars and 5 cents"),
+    ("The answer is 5 \\text{ cm}", "5 \\text{ cm}"),
 ])
 def test_extracted_answer_text(completion, answer):
     from grpo_rewards.math_verifier.extract import extract_final_answer
