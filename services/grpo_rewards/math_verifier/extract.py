@@ -9,7 +9,8 @@ Order of preference (the first rule that finds something wins):
 
 In rules 2 and 3, X is a leading math span, or else the rest of the line up to the end of the answer
 phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not"...; see
-`_CLAUSE_BREAK`) outside braces and `$...$`, with Markdown emphasis and a full stop stripped.
+`_CLAUSE_BREAK`) outside braces and math spans, with Markdown emphasis and a full stop stripped. A
+dollar of money is not a math delimiter (see `_MATH_SPAN`).
 
 In rules 1 to 3, a number followed only by plain words ("10 cookies", "$12 dollars per hour") is that
 number: math-verify reads `10 cookies` as the product 10*c*o*o*k*i*e*s (see `_drop_unit_words`).
@@ -26,7 +27,12 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
 _ANSWER_LABEL = re.compile(r"(?:^|\n)[ \t]*[*_#>\- ]*(?:final\s+)?answer\s*[*_]*\s*:\s*[*_]*[ \t]*", re.IGNORECASE)
 # Bounded spans: an unclosed `\(` must not make the search quadratic in the completion's length.
-_MATH_SPAN = re.compile(r"\$\$([^$]{1,1000})\$\$|\$([^$\n]{1,1000})\$|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]",
+# `\$` is an escaped dollar (in or out of a span), never a delimiter. An inline `$...$` follows Pandoc's
+# rule, so that currency is not math: the opening `$` has no space after it, the closing one no space
+# before it and no digit after it ("costs $3, so 4 cost $12" holds no span; "$\$12.00$" is one).
+_MATH_SPAN = re.compile(r"(?<!\\)\$\$((?:\\.|[^$\\]){1,1000})\$\$"
+                        r"|(?<![\\$])\$(?![\s$])((?:\\.|[^$\\\n]){1,1000}?)(?<!\s)\$(?![\d$])"
+                        r"|\\\((.{1,1000}?)\\\)|\\\[(.{1,1000}?)\\\]",
                         re.DOTALL)
 # Limits on the work spent on pathological text: braces scanned per \boxed, \boxed tried, and how far
 # from the end the last-number/last-LaTeX fallback looks.
@@ -96,17 +102,19 @@ def _last_boxed(text: str) -> str | None:
 
 
 def _cut_at_clause_break(line: str) -> str:
-    """`line` up to its first clause break (see `_CLAUSE_BREAK`) outside `{...}` and `$...$`: "5 because
+    """`line` up to its first clause break (see `_CLAUSE_BREAK`) outside `{...}` and math spans: "5 because
     2+3 = 5" -> "5", "5, since ..." -> "5", "3.5. Next" -> "3.5". A break at the very start cuts nothing
     ("not 5" stays whole). One pass over the line."""
-    depth = dollars = 0
-    counted = 0
+    spans = [(s.start(), s.end()) for s in _MATH_SPAN.finditer(line)]
+    i = depth = counted = 0
     for m in _CLAUSE_BREAK.finditer(line):
         seen = line[counted:m.start()]
         depth += seen.count("{") - seen.count("}")
-        dollars += seen.count("$")
         counted = m.start()
-        if m.start() > 0 and depth <= 0 and dollars % 2 == 0:
+        while i < len(spans) and spans[i][1] <= m.start():  # spans[i]: the first ending after the break
+            i += 1
+        in_math = i < len(spans) and spans[i][0] < m.start()
+        if m.start() > 0 and depth <= 0 and not in_math:
             return line[:m.start()]
     return line
 

@@ -93,6 +93,12 @@ ANSWER_PHRASE_CASES: list[tuple[str, str, float]] = [
     ("18", "So she sells \\boxed{18 eggs}.", 1.0),
     ("3/4", "The answer is 3/4 cup.", 1.0),
     ("1200", "The answer is 1,200 people", 1.0),
+    # a dollar sign of money is not a math delimiter, and `\$` never is
+    ("12", "The answer is $\\$12.00$.", 1.0),
+    ("12", "The answer is $12, since 4 times 3 is 12.", 1.0),
+    ("12", "The answer is $12, since 4 items cost $3 each.", 1.0),
+    ("12", "The answer is \\$12. She has 3 left.", 1.0),
+    ("3", "Each costs $3, so 4 cost $12.", 0.0),
     # multiple choice
     ("A", "Let me think: the answer is a tricky one, but (C) is right.", 0.0),
     ("C", "Let me think: the answer is a tricky one, but (C) is right.", 1.0),
@@ -136,6 +142,12 @@ def test_the_answer_phrase_ends_at_a_clause_break_and_articles_are_not_choices(c
     ("The answer is 5 thousand", "5 thousand"),
     ("The answer is 10 dollars and 5 cents", "10 dollars and 5 cents"),
     ("The answer is 5 \\text{ cm}", "5 \\text{ cm}"),
+    ("The answer is $\\$12.00$.", "\\$12.00"),
+    ("The answer is $12, since 4 items cost $3 each.", "$12"),
+    ("The answer is $x = 5$, since y", "x = 5"),
+    ("The answer is $a. b$ here. Then", "a. b"),
+    ("Each costs $3, so 4 cost $12.", "12"),
+    ("So the total is $\\$12$", "\\$12"),
 ])
 def test_extracted_answer_text(completion, answer):
     from grpo_rewards.math_verifier.extract import extract_final_answer
