@@ -55,10 +55,16 @@ _CLAUSE_BREAK = re.compile(
     r"|(?<=[^\s,]),?\s++(?:because|since|so|which|but|hence|thus|therefore|given|where|when)\b"
     r"|(?<=[^\s,]),\s++(?:as|not)\b",
     re.IGNORECASE)
-# A number (optionally after a currency sign) followed by one to four plain words and nothing else.
+# Unicode's vulgar fractions, as (numerator, denominator).
+_VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5),
+           "⅗": (3, 5), "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅐": (1, 7), "⅛": (1, 8), "⅜": (3, 8),
+           "⅝": (5, 8), "⅞": (7, 8), "⅑": (1, 9), "⅒": (1, 10)}
+_VULGAR_CHAR = re.compile("[" + "".join(_VULGAR) + "]")
+# A number (optionally after a currency sign) followed by one to four plain words and nothing else
+# ("2½ cups" too).
 _NUMBER_THEN_WORDS = re.compile(
-    r"(?:\\?\$)?[ \t]*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?)"
-    r"[ \t]+([A-Za-z]{2,}(?:[ \t-]+[A-Za-z]{2,}){0,3})")
+    r"(?:\\?\$)?[ \t]*(-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?"
+    + _VULGAR_CHAR.pattern + "?|" + _VULGAR_CHAR.pattern + r"))[ \t]+([A-Za-z]{2,}(?:[ \t-]+[A-Za-z]{2,}){0,3})")
 # Words after a number that are math or change its value, not a unit: "3 pi", "10 percent" (math-verify
 # reads it as 0.1 as well), "5 squared", "3 or more", "2 to the power".
 _NOT_UNIT_WORDS = frozenset({"pi", "percent", "sqrt", "root", "roots", "squared", "cubed", "factorial", "or",
@@ -144,6 +150,33 @@ def _drop_unit_words(text: str) -> str:
     if m is None or any(w.lower() in _NOT_UNIT_WORDS for w in re.split(r"[ \t-]+", m.group(2))):
         return text
     return m.group(1)
+
+
+# Unicode math that math-verify does not read (it reads π, ×, ÷ and the minus sign −).
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
+_SUPERSCRIPT_RUN = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+")
+# A root sign and what it covers: a parenthesised group without nested parentheses, a number, or a letter.
+_ROOT = re.compile(r"([√∛∜])\s*(?:\(([^()]{1,200})\)|(\d+(?:\.\d+)?|[A-Za-z]))")
+_ROOT_INDEX = {"√": "", "∛": "[3]", "∜": "[4]"}
+# An en dash used as a minus sign: at the start, or after a space, `(`, `=` or `,`, before a digit.
+_DASH_MINUS = re.compile(r"(?:^|(?<=[\s(=,]))–(?=\d)")
+_SYMBOLS = {"∞": r"\infty ", "≤": r"\le ", "≥": r"\ge ", "≠": r"\ne ", "⁄": "/"}
+_SYMBOL_CHAR = re.compile("[" + "".join(_SYMBOLS) + "]")
+
+
+def unicode_math(text: str) -> str:
+    """Unicode math written as LaTeX that math-verify reads: `"√2"` -> `"\\sqrt{2}"`, `"2√(x+1)"` ->
+    `"2\\sqrt{x+1}"`, `"∛8"` -> `"\\sqrt[3]{8}"`, `"x²"` -> `"x^{2}"`, `"10⁻³"` -> `"10^{-3}"`, `"½"` ->
+    `"\\frac{1}{2}"` (`"2½"` is the mixed number 2 1/2, as math-verify reads `2\\frac{1}{2}`), `"∞"`,
+    `"≤"`, `"≥"`, `"≠"`, the fraction slash `⁄`, and an en dash used as a minus sign (`"–5"`). Text
+    without these characters is returned as it is."""
+    if text.isascii():
+        return text
+    text = _ROOT.sub(lambda m: f"\\sqrt{_ROOT_INDEX[m.group(1)]}{{{m.group(2) or m.group(3)}}}", text)
+    text = _SUPERSCRIPT_RUN.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT) + "}", text)
+    text = _VULGAR_CHAR.sub(lambda m: "\\frac{{{}}}{{{}}}".format(*_VULGAR[m.group(0)]), text)
+    text = _SYMBOL_CHAR.sub(lambda m: _SYMBOLS[m.group(0)], text)
+    return _DASH_MINUS.sub("-", text)
 
 
 def strip_math_delimiters(text: str) -> str:

@@ -39,6 +39,9 @@ def _alarm(signum: int, frame: Any) -> None:
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
 
+    from .extract import unicode_math
+
+    text = unicode_math(text)
     # Inside $...$ so LaTeX and plain expressions both parse; fall back to math-verify's own extraction.
     parsed = parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
     return parsed or parse(text, parsing_timeout=None)  # type: ignore[arg-type]

@@ -156,6 +156,42 @@ def test_extracted_answer_text(completion, answer):
     assert found is not None and found.text == answer
 
 
+# Unicode math that math-verify alone does not read, as chat models write it. (gold, completion, expected)
+UNICODE_CASES: list[tuple[str, str, float]] = [
+    ("\\sqrt{2}", "The answer is √2", 1.0),
+    ("2\\sqrt{3}", "The answer is 2√3.", 1.0),
+    ("\\sqrt{x+1}", "The answer is √(x+1)", 1.0),
+    ("\\sqrt[3]{2}", "Answer: ∛2", 1.0),
+    ("3", "The answer is √3", 0.0),
+    ("x^2", "The answer is x²", 1.0),
+    ("10^{-3}", "The answer is 10⁻³", 1.0),
+    ("\\frac{1}{2}", "The answer is ½", 1.0),
+    ("2.5", "The answer is 2½ cups.", 1.0),
+    ("[2, \\infty)", "The answer is [2, ∞)", 1.0),
+    ("-5", "The answer is –5", 1.0),
+    ("√2", "\\boxed{\\sqrt{2}}", 1.0),  # the gold answer is read the same way
+]
+
+
+@pytest.mark.parametrize("gold,completion,expected", UNICODE_CASES, ids=[f"{g}:{c}" for g, c, _ in UNICODE_CASES])
+def test_unicode_math_is_read_as_latex(channel, gold, completion, expected):
+    result = score_one(channel, completion, gold)
+    assert result.status == OK, result.status_message
+    assert result.score == expected, result.feedback
+
+
+@pytest.mark.parametrize("text,latex", [
+    ("√2", "\\sqrt{2}"), ("2√(x+1)", "2\\sqrt{x+1}"), ("∜16", "\\sqrt[4]{16}"), ("x²y³", "x^{2}y^{3}"),
+    ("10⁻¹²", "10^{-12}"), ("2½", "2\\frac{1}{2}"), ("1⁄2", "1/2"), ("x ≠ 3", "x \\ne  3"),
+    ("(–5, 1–2)", "(-5, 1–2)"),  # an en dash between numbers is a range, not a minus sign
+    ("√", "√"), ("x = 2", "x = 2"), ("π/2", "π/2"),
+])
+def test_unicode_math_text(text, latex):
+    from grpo_rewards.math_verifier.extract import unicode_math
+
+    assert unicode_math(text) == latex
+
+
 def test_clause_break_search_stays_linear_on_a_long_line():
     from grpo_rewards.math_verifier.extract import extract_final_answer
 
