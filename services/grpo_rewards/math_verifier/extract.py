@@ -126,9 +126,9 @@ def _cut_at_clause_break(line: str) -> str:
 
 
 def _strip_emphasis(text: str) -> str:
-    """Markdown emphasis and a sentence's full stop off both ends: "**5**." -> "5", "*x = 2*" -> "x = 2",
-    "3.5." -> "3.5" (one pass per end)."""
-    return text.lstrip("*_ \t").rstrip("*_. \t")
+    """Markdown emphasis, code quotes and a sentence's full stop off both ends: "**5**." -> "5", "*x = 2*"
+    -> "x = 2", "`5`" -> "5", "3.5." -> "3.5" (one pass per end)."""
+    return text.lstrip("*_` \t").rstrip("*_.` \t")
 
 
 def _clean_tail(fragment: str) -> str:
@@ -136,7 +136,7 @@ def _clean_tail(fragment: str) -> str:
     clause break: ". ", "; ", an em dash, or a connective such as "because" or ", since"), with a leading
     math span's delimiters, Markdown emphasis and a sentence full stop removed."""
     line = fragment.split("\n", 1)[0].strip()
-    line = line.strip("*_ ").strip()
+    line = line.strip("*_` ").strip()
     m = _MATH_SPAN.match(line)
     if m:
         return next(g for g in m.groups() if g is not None).strip()

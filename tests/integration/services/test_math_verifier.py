@@ -124,6 +124,8 @@ def test_the_answer_phrase_ends_at_a_clause_break_and_articles_are_not_choices(c
     ("The answer is 4 because 2+3 = 5", "4"),
     ("The answer is 5, since 2+3 = 5.", "5"),
     ("The answer is **5**.", "5"),
+    ("The answer is `5`.", "5"),
+    ("Answer: **`x = 2`**", "x = 2"),
     ("The answer is *x = 2*.", "x = 2"),
     ("The answer is 3.5. Next we check it.", "3.5"),
     ("The answer is $5$, since x = 5", "5"),
