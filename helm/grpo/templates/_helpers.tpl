@@ -126,6 +126,27 @@ tcpSocket:
 {{- end }}
 {{- end }}
 
+{{/*
+The trainer's probe: gRPC health on its API port, or, with trainer.tls.enabled, a TCP connect (kubelet's grpc
+probes speak no TLS). The trainer binds the port once its settings are checked, before the model loads:
+a TCP probe passes while health is still NOT_SERVING (docs/helm.md, "Trainer API TLS").
+(dict "root" $root "port" 50051 "probe" $t.readinessProbe)
+*/}}
+{{- define "grpo.trainerProbe" -}}
+{{- if .root.Values.trainer.tls.enabled }}
+tcpSocket:
+  port: {{ .port }}
+{{- toYaml .probe | nindent 0 }}
+{{- else }}
+{{- include "grpo.grpcProbe" . }}
+{{- end }}
+{{- end }}
+
+{{- /* Where the trainer API's certificate, key and client CA are mounted (trainer.tls). */}}
+{{- define "grpo.apiTLSDir" -}}
+/etc/grpo/api-tls
+{{- end }}
+
 {{- /* Where the reward TLS files are mounted, in the reward pods and in the trainer's. */}}
 {{- define "grpo.rewardTLSDir" -}}
 /etc/grpo/reward-tls
@@ -168,6 +189,16 @@ trainer (gRPC round_robin) spreads its calls over them; the registry points here
 {{- $auth := get $cfg "auth" | default dict }}
 {{- $_ := set $auth "tokens_file" "/etc/grpo/auth/tokens.yaml" }}
 {{- $_ := set $cfg "auth" $auth }}
+{{- end }}
+{{- if .Values.trainer.tls.enabled }}
+{{- $dir := include "grpo.apiTLSDir" . }}
+{{- $server := get $cfg "server" | default dict }}
+{{- $_ := set $server "tls_cert" (printf "%s/tls.crt" $dir) }}
+{{- $_ := set $server "tls_key" (printf "%s/tls.key" $dir) }}
+{{- if .Values.trainer.tls.mutual }}
+{{- $_ := set $server "tls_client_ca" (printf "%s/client-ca.crt" $dir) }}
+{{- end }}
+{{- $_ := set $cfg "server" $server }}
 {{- end }}
 {{- toYaml $cfg }}
 {{- end }}
@@ -241,10 +272,19 @@ the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step
 {{- $server := get $cfg "server" | default dict }}
 {{- range $k := list "tls_cert" "tls_key" "tls_client_ca" }}
 {{- if hasKey $server $k }}
-{{- fail (printf "trainer.config.server.%s: the chart serves the trainer's API in plaintext: Kubernetes' grpc probes speak no TLS (the pod would never turn ready) and the chart mounts no certificate; terminate TLS in front of the trainer's Service instead" $k) }}
+{{- fail (printf "trainer.config.server.%s: the chart sets the trainer's TLS files itself; use trainer.tls (enabled, secretName: a kubernetes.io/tls Secret; mutual, clientCASecretName), which mounts the Secret and switches the probes to TCP (Kubernetes' grpc probes speak no TLS: with this key alone the pod would never turn ready)" $k) }}
 {{- end }}
 {{- end }}
-{{- /* grpo_server.config.Config: limits.max_watch_streams (default 48) < server.max_workers (default 64). */}}
+{{- $atls := $t.tls }}
+{{- if and $atls.enabled (not $atls.secretName) }}
+{{- fail "trainer.tls.secretName is required when trainer.tls.enabled: the name of a Secret of type kubernetes.io/tls in the release's namespace holding tls.crt and tls.key (cert-manager's layout), the certificate of the trainer's API" }}
+{{- end }}
+{{- if and $atls.mutual (not $atls.enabled) }}
+{{- fail "trainer.tls.mutual needs trainer.tls.enabled: true (and trainer.tls.secretName): client certificates are checked only over TLS" }}
+{{- end }}
+{{- if and $atls.enabled $atls.mutual (not $atls.clientCASecretName) }}
+{{- fail "trainer.tls.clientCASecretName is required when trainer.tls.mutual: the name of a Secret in the release's namespace whose ca.crt is the CA the API's clients' certificates must chain to (e.g. the kubernetes.io/tls Secret of a client certificate cert-manager issued)" }}
+{{- end }}
 {{- $rtls := .Values.rewards.tls }}
 {{- if and $rtls.enabled (not $rtls.secretName) }}
 {{- fail "rewards.tls.secretName is required when rewards.tls.enabled: the name of a Secret of type kubernetes.io/tls in the release's namespace holding tls.crt, tls.key and ca.crt (cert-manager's layout), the reward services' certificate" }}
@@ -255,6 +295,7 @@ the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step
 {{- if and $rtls.enabled $rtls.mutual (not $rtls.clientSecretName) }}
 {{- fail "rewards.tls.clientSecretName is required when rewards.tls.mutual: the name of a Secret of type kubernetes.io/tls holding the trainer's client certificate (tls.crt, tls.key) and ca.crt, the CA the reward services check it against" }}
 {{- end }}
+{{- /* grpo_server.config.Config: limits.max_watch_streams (default 48) < server.max_workers (default 64). */}}
 {{- $limits := get $cfg "limits" | default dict }}
 {{- $streams := hasKey $limits "max_watch_streams" | ternary (get $limits "max_watch_streams") 48 }}
 {{- $workers := hasKey $server "max_workers" | ternary (get $server "max_workers") 64 }}

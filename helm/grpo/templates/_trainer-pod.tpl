@@ -114,11 +114,11 @@ spec:
           protocol: TCP
         {{- end }}
       startupProbe:
-        {{- include "grpo.grpcProbe" (dict "port" $t.grpcPort "probe" $t.startupProbe) | nindent 8 }}
+        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "probe" $t.startupProbe) | nindent 8 }}
       readinessProbe:
-        {{- include "grpo.grpcProbe" (dict "port" $t.grpcPort "probe" $t.readinessProbe) | nindent 8 }}
+        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "probe" $t.readinessProbe) | nindent 8 }}
       livenessProbe:
-        {{- include "grpo.grpcProbe" (dict "port" $t.grpcPort "probe" $t.livenessProbe) | nindent 8 }}
+        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "probe" $t.livenessProbe) | nindent 8 }}
       {{- end }}
       {{- /* A worker serves nothing and listens on no fixed port (its collectives use ephemeral
       ports): no probes. A worker rank that fails ends its torchrun, the pod restarts, and
@@ -140,6 +140,13 @@ spec:
         # The files the registry's ca_file (and with mutual cert_file, key_file) name.
         - name: reward-tls
           mountPath: {{ include "grpo.rewardTLSDir" $root }}
+          readOnly: true
+        {{- end }}
+        {{- if and $t.tls.enabled (ne $role "worker") }}
+        # The API's certificate and key (server.tls_cert, tls_key; with mutual the client CA,
+        # server.tls_client_ca): only where rank 0 serves the API, not on the workers.
+        - name: api-tls
+          mountPath: {{ include "grpo.apiTLSDir" $root }}
           readOnly: true
         {{- end }}
         {{- if $root.Values.auth.enabled }}
@@ -196,6 +203,27 @@ spec:
                   path: tls.crt
                 - key: tls.key
                   path: tls.key
+          {{- end }}
+    {{- end }}
+    {{- end }}
+    {{- with $t.tls }}
+    {{- if and .enabled (ne $role "worker") }}
+    - name: api-tls
+      projected:
+        sources:
+          - secret:
+              name: {{ .secretName | quote }}
+              items:
+                - key: tls.crt
+                  path: tls.crt
+                - key: tls.key
+                  path: tls.key
+          {{- if .mutual }}
+          - secret:
+              name: {{ .clientCASecretName | quote }}
+              items:
+                - key: ca.crt
+                  path: client-ca.crt
           {{- end }}
     {{- end }}
     {{- end }}
