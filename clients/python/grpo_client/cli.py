@@ -1,6 +1,7 @@
 """`grpo`: the command line of the trainer's API (DESIGN.md section 6). See docs/client.md.
 
-    grpo --target HOST:PORT [--token T | --token-file F] [--tls [--ca F]] [--json] COMMAND ...
+    grpo --target HOST:PORT [--token T | --token-file F] [--tls] [--ca F] [--cert F --key F]
+         [--server-name NAME] [--json] COMMAND ...
 
 With --json every command prints exactly one JSON document on stdout (protobuf messages in their JSON
 mapping with the proto field names), errors included. Errors print the status code and the server's
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="file holding the bearer token (default: $GRPO_TOKEN_FILE)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --ca)")
     p.add_argument("--ca", type=Path, metavar="F", help="PEM file of the CA to trust (implies --tls)")
+    p.add_argument("--cert", type=Path, metavar="F",
+                   help="PEM file of a client certificate, for a trainer that requires one (mTLS; with --key; "
+                   "implies --tls)")
+    p.add_argument("--key", type=Path, metavar="F", help="PEM file of the --cert certificate's private key")
+    p.add_argument("--server-name", type=_nonempty, metavar="NAME",
+                   help="the name the trainer's certificate must carry when it is not --target's host, e.g. "
+                   "through kubectl port-forward (implies --tls)")
     p.add_argument("--timeout", type=_seconds(0.0), default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
                    help="deadline of each call in seconds (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
@@ -524,10 +532,9 @@ def _main(argv: list[str], out: TextIO) -> int:
     try:
         target = _target(args)
         token = _token(args)
-        if args.ca is not None:
-            _check_ca(args.ca)
-        with TrainerClient(target, token, tls=args.tls or args.ca is not None, ca=args.ca,
-                           timeout=args.timeout) as client:
+        _check_tls_files(args)
+        with TrainerClient(target, token, tls=args.tls, ca=args.ca, cert=args.cert, key=args.key,
+                           server_name=args.server_name, timeout=args.timeout) as client:
             return _COMMANDS[args.command](client, args, pr)
     except TrainerError as exc:
         return _fail(pr, exc.to_dict(), f"error: {exc}", _exit_code(exc))
@@ -576,15 +583,28 @@ def _target(args: argparse.Namespace) -> str:
                      f"such as localhost:50051){why}")
 
 
-def _check_ca(path: Path) -> None:
-    """Refuse a --ca file gRPC cannot use, before gRPC logs its own errors and fails every connection."""
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise OSError(f"--ca: cannot read {path}: {exc.strerror or exc}") from None
-    if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise UsageError(f"--ca {path}: no PEM certificate in it (a CA file holds -----BEGIN CERTIFICATE----- "
-                         "blocks)")
+def _check_tls_files(args: argparse.Namespace) -> None:
+    """Refuse --ca, --cert and --key files gRPC cannot use, before gRPC logs its own errors and fails every
+    connection; and --cert without --key or the other way round."""
+    if (args.cert is None) != (args.key is None):
+        given, missing = ("--cert", "--key") if args.key is None else ("--key", "--cert")
+        raise UsageError(f"{given} needs {missing}: a client certificate and its private key go together")
+    for flag, path, marker, what in (
+        ("--ca", args.ca, b"-----BEGIN CERTIFICATE-----", "a CA file holds -----BEGIN CERTIFICATE----- blocks"),
+        ("--cert", args.cert, b"-----BEGIN CERTIFICATE-----", "a certificate file holds -----BEGIN CERTIFICATE----- "
+         "blocks"),
+        ("--key", args.key, b"PRIVATE KEY-----", "a key file holds a -----BEGIN PRIVATE KEY----- block, or an "
+         "EC or RSA one, unencrypted"),
+    ):
+        if path is None:
+            continue
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise OSError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+        if marker not in pem or (flag == "--key" and b"ENCRYPTED" in pem):
+            raise UsageError(f"{flag} {path}: no {'unencrypted private key' if flag == '--key' else 'PEM certificate'} "
+                             f"in it ({what})")
 
 
 def _token(args: argparse.Namespace) -> str | None:

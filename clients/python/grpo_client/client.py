@@ -448,7 +448,14 @@ class TrainerClient:
         target: "HOST:PORT" of the trainer's gRPC API.
         token: bearer token sent as `authorization: Bearer <token>` (roles: submit, read, admin).
         tls: connect with TLS; `ca` is a PEM file of the CA to trust (default: the system roots).
+        cert, key: PEM files of a client certificate and its private key, presented to a trainer that
+            requires one (mTLS); both or neither.
+        server_name: the name the trainer's certificate must carry, when it is not the target's host (a
+            port-forward to localhost, an IP address).
+        ca, cert, key and server_name each imply tls.
         timeout: deadline of each unary call, seconds.
+
+    Raises ValueError when only one of cert and key is given, and OSError when a file cannot be read.
     """
 
     def __init__(
@@ -458,17 +465,28 @@ class TrainerClient:
         *,
         tls: bool = False,
         ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+        server_name: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ):
-        options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   # gRPC's own backoff between connection attempts grows to 120 s, and a call made
-                   # meanwhile fails at once without trying: a trainer back after a long outage would be
-                   # found up to 2 minutes late (and follow_steps could give up on it).
-                   ("grpc.max_reconnect_backoff_ms", int(MAX_RECONNECT_BACKOFF_SECONDS * 1000))]
-        if tls or ca is not None:
-            root = Path(ca).read_bytes() if ca is not None else None
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(root), options)
+        if (cert is None) != (key is None):
+            raise ValueError("cert and key go together: the client certificate and its private key (PEM files)")
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # gRPC's own backoff between connection attempts grows to 120 s, and a call made meanwhile
+            # fails at once without trying: a trainer back after a long outage would be found up to 2
+            # minutes late (and follow_steps could give up on it).
+            ("grpc.max_reconnect_backoff_ms", int(MAX_RECONNECT_BACKOFF_SECONDS * 1000)),
+        ]
+        if server_name:
+            options.append(("grpc.ssl_target_name_override", server_name))
+        if tls or ca is not None or cert is not None or server_name:
+            pem = {name: Path(path).read_bytes() for name, path in (("ca", ca), ("cert", cert), ("key", key))
+                   if path is not None}
+            credentials = grpc.ssl_channel_credentials(pem.get("ca"), pem.get("key"), pem.get("cert"))
+            self._channel = grpc.secure_channel(target, credentials, options)
         else:
             self._channel = grpc.insecure_channel(target, options)
         self._stub = trainer_pb2_grpc.TrainerServiceStub(self._channel)

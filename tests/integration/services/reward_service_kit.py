@@ -109,8 +109,9 @@ class TLSFiles:
         )
 
 
-def make_tls_files(directory: Path) -> TLSFiles:
-    """Write a CA, a server cert (SAN 127.0.0.1, localhost) and a client cert under `directory`."""
+def make_tls_files(directory: Path, server_names: Sequence[str] = ("localhost", "127.0.0.1")) -> TLSFiles:
+    """Write a CA, a server cert (SANs `server_names`: DNS names and IP addresses) and a client cert under
+    `directory`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -142,8 +143,13 @@ def make_tls_files(directory: Path) -> TLSFiles:
             b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
         return b.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM), key_pem(key)
 
-    server_cert, server_key = leaf("localhost", ExtendedKeyUsageOID.SERVER_AUTH,
-                                   [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    def san(name: str) -> x509.GeneralName:
+        try:
+            return x509.IPAddress(ipaddress.ip_address(name))
+        except ValueError:
+            return x509.DNSName(name)
+
+    server_cert, server_key = leaf(server_names[0], ExtendedKeyUsageOID.SERVER_AUTH, [san(n) for n in server_names])
     client_cert, client_key = leaf("trainer", ExtendedKeyUsageOID.CLIENT_AUTH, [])
     files = TLSFiles(*(directory / n for n in ("ca.pem", "server.pem", "server-key.pem", "client.pem",
                                                "client-key.pem")))

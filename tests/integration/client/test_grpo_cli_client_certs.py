@@ -1,0 +1,102 @@
+"""The `grpo` CLI and TrainerClient against a trainer API that requires a client certificate (mTLS), and
+one whose certificate does not name the address dialled (--server-name)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from trainer_api import TrainerApi
+
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient, TrainerError
+from grpo_client.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+from reward_service_kit import TLSFiles, make_tls_files  # noqa: E402
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run `grpo` in process; returns (exit code, stdout, stderr)."""
+    out = io.StringIO()
+    capsys.readouterr()
+    code = main(list(argv), out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+@pytest.fixture
+def mtls(make_api, tmp_path: Path) -> tuple[TrainerApi, TLSFiles]:
+    """A trainer API serving TLS that requires a client certificate signed by its CA."""
+    (tmp_path / "pki-mtls").mkdir()
+    pki = make_tls_files(tmp_path / "pki-mtls")
+    api = make_api(tls=(str(pki.server_cert), str(pki.server_key), str(pki.ca_cert)))
+    return api, pki
+
+
+@pytest.fixture
+def renamed(make_api, tmp_path: Path) -> tuple[TrainerApi, TLSFiles]:
+    """A trainer API serving TLS with a certificate for grpo-trainer.test only (not 127.0.0.1)."""
+    (tmp_path / "pki-renamed").mkdir()
+    pki = make_tls_files(tmp_path / "pki-renamed", server_names=("grpo-trainer.test",))
+    api = make_api(tls=(str(pki.server_cert), str(pki.server_key), None))
+    return api, pki
+
+
+def test_the_cli_presents_a_client_certificate_to_a_trainer_that_requires_one(mtls, capsys) -> None:
+    api, pki = mtls
+    tls = ["--target", api.target, "--ca", str(pki.ca_cert)]
+    code, out, err = cli(capsys, *tls, "--cert", str(pki.client_cert), "--key", str(pki.client_key), "--json", "status")
+    assert code == 0, err
+    assert json.loads(out)["run"]["state"] == "RUN_STATE_IDLE"
+    code, out, _ = cli(capsys, *tls, "--timeout", "5", "--json", "status")  # no certificate: refused
+    assert code == 1 and json.loads(out)["error"]["code"] == "UNAVAILABLE", out
+
+
+def test_the_sdk_presents_a_client_certificate(mtls) -> None:
+    api, pki = mtls
+    with TrainerClient(api.target, ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key) as client:
+        assert client.step_status().run.state == trainer_pb2.RUN_STATE_IDLE
+    with TrainerClient(api.target, ca=pki.ca_cert, timeout=5) as client, pytest.raises(TrainerError) as err:
+        client.step_status()
+    assert err.value.code is grpc.StatusCode.UNAVAILABLE
+
+
+def test_server_name_checks_the_certificate_against_another_name(renamed, capsys) -> None:
+    api, pki = renamed
+    tls = ["--target", api.target, "--ca", str(pki.ca_cert), "--timeout", "5", "--json"]
+    code, out, _ = cli(capsys, *tls, "status")  # the certificate does not name 127.0.0.1
+    assert code == 1 and json.loads(out)["error"]["code"] == "UNAVAILABLE", out
+    code, out, err = cli(capsys, *tls, "--server-name", "grpo-trainer.test", "status")
+    assert code == 0 and json.loads(out)["run"]["state"] == "RUN_STATE_IDLE", (out, err)
+    code, out, _ = cli(capsys, *tls, "--server-name", "other.test", "status")  # still checked, against it
+    assert code == 1 and json.loads(out)["error"]["code"] == "UNAVAILABLE", out
+    with TrainerClient(api.target, ca=pki.ca_cert, server_name="grpo-trainer.test") as client:
+        assert client.step_status().run.state == trainer_pb2.RUN_STATE_IDLE
+
+
+def test_cert_and_key_go_together_and_bad_files_are_named_before_any_call(mtls, tmp_path: Path, capsys) -> None:
+    api, pki = mtls
+    base = ["--target", api.target, "--ca", str(pki.ca_cert)]
+    code, _, err = cli(capsys, *base, "--cert", str(pki.client_cert), "status")
+    assert code == 2 and "error: --cert needs --key: a client certificate and its private key go together" in err, err
+    code, _, err = cli(capsys, *base, "--key", str(pki.client_key), "status")
+    assert code == 2 and "error: --key needs --cert" in err, err
+    code, _, err = cli(capsys, *base, "--cert", str(pki.client_key), "--key", str(pki.client_key), "status")
+    assert code == 2 and f"error: --cert {pki.client_key}: no PEM certificate in it" in err, err
+    code, _, err = cli(capsys, *base, "--cert", str(pki.client_cert), "--key", str(pki.client_cert), "status")
+    assert code == 2 and f"error: --key {pki.client_cert}: no unencrypted private key in it" in err, err
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
+    code, _, err = cli(capsys, *base, "--cert", str(pki.client_cert), "--key", str(encrypted), "status")
+    assert code == 2 and f"error: --key {encrypted}: no unencrypted private key in it" in err, err
+    missing = tmp_path / "nope.pem"
+    code, out, _ = cli(capsys, *base, "--cert", str(missing), "--key", str(pki.client_key), "--json", "status")
+    assert code == 1 and json.loads(out)["error"] == {
+        "code": "LOCAL", "message": f"--cert: cannot read {missing}: No such file or directory"}, out
+    assert "ssl_transport_security" not in err  # gRPC's own log lines: it never got that far
+    with pytest.raises(ValueError, match="cert and key go together"):
+        TrainerClient(api.target, cert=pki.client_cert)
