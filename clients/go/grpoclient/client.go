@@ -84,6 +84,10 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	return &Client{conn: conn, Stub: trainerv1.NewTrainerServiceClient(conn)}, nil
 }
 
+// CheckToken is the error Dial returns for a token an authorization header cannot carry, without dialing:
+// nil for a token Dial sends (or none).
+func CheckToken(token string) error { return sendableToken(token) }
+
 // sendableToken refuses a token an authorization header cannot carry (printable ASCII, no spaces or line
 // breaks), naming the bad character but not the secret. Without this check grpc-go sends the header and the
 // connection fails with a stream error that says nothing of the token (a token read from a file keeps its

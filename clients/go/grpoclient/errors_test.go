@@ -1,6 +1,7 @@
 package grpoclient
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -127,5 +128,37 @@ func TestResourceInfoAndQuotaFailureDecodeIntoError(t *testing.T) {
 	e = wrapError("SubmitPrompts", st.Err()).(*Error)
 	if len(e.QuotaSubjects) != 1 || e.QuotaSubjects[0] != "queue" || e.RetryDelay != time.Second {
 		t.Fatalf("quota subjects %v, retry %v; want [queue] and 1s", e.QuotaSubjects, e.RetryDelay)
+	}
+}
+
+// json.Marshal of an *Error is the Python client's TrainerError.to_dict, member for member and in its order
+// (what `grpo --json` prints under "error"); a detail it does not decode is listed by type name.
+func TestErrorMarshalsAsThePythonClientsToDict(t *testing.T) {
+	st, err := status.New(codes.ResourceExhausted, "full").WithDetails(
+		&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: "queue"}}},
+		&errdetails.ResourceInfo{ResourceType: "step", ResourceName: "9"},
+		&errdetails.ErrorInfo{Reason: "QUEUE_FULL"},
+		&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{Type: "RUN_STATE"}}},
+		&errdetails.RetryInfo{RetryDelay: ptypes.DurationProto(2500 * time.Millisecond)},
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "prompts", Description: "too many"}}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := json.Marshal(wrapError("SubmitPrompts", st.Err()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// json.dumps(TrainerError(...).to_dict(), separators=(",", ":")) for the same status.
+	want := `{"code":"RESOURCE_EXHAUSTED","message":"full","field_violations":[{"field":"prompts","description":"too many"}],` +
+		`"retry_delay_seconds":2.5,"preconditions":["RUN_STATE"],"details":["google.rpc.ErrorInfo"],` +
+		`"resource":{"type":"step","name":"9"},"quota_subjects":["queue"]}`
+	if string(got) != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	got, err = json.Marshal(wrapError("StepStatus", status.Error(codes.Unavailable, "down")))
+	if err != nil || string(got) != `{"code":"UNAVAILABLE","message":"down"}` {
+		t.Fatalf("got %s (%v)", got, err)
 	}
 }

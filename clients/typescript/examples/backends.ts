@@ -1,11 +1,15 @@
-// Add or replace a reward backend, as `grpo backends set` does (the same flags, line and --json document).
+// Add, replace or delete a reward backend, as `grpo backends set` and `grpo backends delete` do (the same
+// flags, lines and --json documents).
 //   node dist/examples/backends.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] set NAME HOST:PORT
 //        [--timeout S] [--max-batch N] [--max-concurrency N] [--backend-tls] [--backend-token-file PATH]
 //        [--backend-ca-file PATH] [--backend-cert-file PATH] [--backend-key-file PATH]
-// Prints "set NAME -> HOST:PORT (registry version V)", or with --json the SetRewardBackendResponse. The
-// --backend-* files are paths on the trainer. A bad flag is one "error: ..." line and exit status 2; a
-// call the trainer refuses prints "CODE: message" and each field violation, and exits 2 for
-// INVALID_ARGUMENT (a bad name or address), else 1.
+//   node dist/examples/backends.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] delete NAME
+// Prints "set NAME -> HOST:PORT (registry version V)", or with --json the SetRewardBackendResponse;
+// "deleted NAME (registry version V)", or with --json {"registry_version": "V"}. The --backend-* files are
+// paths on the trainer. A bad flag is one "error: ..." line and exit status 2; a call the trainer refuses
+// prints "CODE: message" and each field violation, and exits 2 for INVALID_ARGUMENT (a bad name or
+// address), else 1 (NOT_FOUND: no backend of that name to delete); with --json a failure is the one
+// document {"error": {...}} on stdout, as `grpo --json` prints it.
 import { parseArgs } from 'node:util';
 
 import { TrainerClient } from '../src';
@@ -28,8 +32,9 @@ async function backends(): Promise<number> {
       'backend-key-file': { type: 'string', default: '' },
     },
   });
+  if (positionals[0] === 'delete') return deleteBackend(positionals.slice(1), values);
   if (positionals[0] !== 'set') {
-    throw new UsageError(`'${positionals[0] ?? ''}' is not an action; give set NAME HOST:PORT`);
+    throw new UsageError(`'${positionals[0] ?? ''}' is not an action; give set NAME HOST:PORT or delete NAME`);
   }
   if (positionals.length !== 3) {
     throw new UsageError(`set: give NAME and HOST:PORT (got ${positionals.length - 1} arguments)`);
@@ -58,6 +63,21 @@ async function backends(): Promise<number> {
     } else {
       console.log(`set ${stored.backend?.name} -> ${stored.backend?.address} (registry version ${stored.registryVersion})`);
     }
+    return 0;
+  } finally {
+    client.close();
+  }
+}
+
+/** `delete NAME`: as `grpo backends delete` (the registry version as a string, as int64 is in JSON). */
+async function deleteBackend(names: string[], values: { target?: string; token?: string; tls?: boolean; json?: boolean }):
+  Promise<number> {
+  if (names.length !== 1) throw new UsageError(`delete: give NAME (got ${names.length} arguments)`);
+  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  try {
+    const version = await client.deleteBackend(names[0]);
+    if (values.json) printDocument({ registry_version: String(version) });
+    else console.log(`deleted ${names[0]} (registry version ${version})`);
     return 0;
   } finally {
     client.close();

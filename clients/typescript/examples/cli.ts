@@ -1,11 +1,12 @@
-// What the command-line examples backends.ts, prompts.ts and cancel.ts share: exit statuses and error
-// lines as the Python CLI's (`grpo`), and its --json documents (protobuf messages in their JSON mapping).
+// What the command-line examples submit.ts, backends.ts, prompts.ts and cancel.ts share: exit statuses,
+// error lines and error documents as the Python CLI's (`grpo`), and its --json documents (protobuf
+// messages in their JSON mapping).
 import * as path from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 
-import { GrpoError, PROTO_DIR, PromptFileError } from '../src';
+import { GrpoError, PROTO_DIR, PromptFileError, SubmitError } from '../src';
 
 /** The flags every command takes: where the trainer is, how to authenticate, and --json. */
 export const CONNECTION_OPTIONS = {
@@ -18,33 +19,67 @@ export const CONNECTION_OPTIONS = {
 /** A bad flag or value: printed as one "error: ..." line, exit status 2. */
 export class UsageError extends Error {}
 
-/** Runs `command` and sets the exit status it returns. Usage errors (parseArgs' own, an unknown flag or a
- * missing value, are TypeErrors, as is a token the client refuses) print one "error: ..." line and exit 2;
- * a call the trainer refuses prints as the other examples print it ("CODE: message", then each field
- * violation) and exits as `grpo` does: 2 for INVALID_ARGUMENT, else 1; a bad prompt file exits 2, an
- * unreadable one 1. */
+/** A failure as `grpo` reports it: the "error" object of its --json document, the text it prints on
+ * stderr without --json, the exit status, and whether it is a bad command line (whose text argparse
+ * prints with --json too). */
+interface Failure {
+  doc: Record<string, unknown>;
+  text: string;
+  status: number;
+  usage: boolean;
+}
+
+/** `err` as `grpo` reports it, or undefined for an error it does not expect (a bug: left to crash).
+ * Usage errors (parseArgs' own, an unknown flag or a missing value, are TypeErrors, as is a token the
+ * client refuses) are USAGE, exit status 2; a call the trainer refuses is its status (GrpoError.toJSON; a
+ * refused submission SubmitError.toJSON), exit status 2 for INVALID_ARGUMENT, else 1; a bad prompt file is
+ * INVALID_ARGUMENT with a field violation "line N: field" for each problem, exit status 2; a file that
+ * cannot be read is LOCAL, exit status 1. */
+function failure(err: unknown): Failure | undefined {
+  const callStatus = (code: grpc.status) => (code === grpc.status.INVALID_ARGUMENT ? 2 : 1);
+  if (err instanceof UsageError || err instanceof TypeError) {
+    return { doc: { code: 'USAGE', message: err.message }, text: `error: ${err.message}`, status: 2, usage: true };
+  }
+  if (err instanceof SubmitError) {
+    return { doc: err.toJSON(), text: `error: ${err.message}`, status: callStatus(err.code), usage: false };
+  }
+  if (err instanceof GrpoError) {
+    const lines = [`${err.codeName}: ${err.details}`, ...err.fieldViolations.map((v) => `  ${v.field}: ${v.description}`)];
+    if (err.retryDelayMs !== undefined) lines.push(`  retry after ${err.retryDelayMs} ms`);
+    lines.push(...err.preconditions.map((p) => `  precondition: ${p}`));
+    return { doc: err.toJSON(), text: lines.join('\n'), status: callStatus(err.code), usage: false };
+  }
+  if (err instanceof PromptFileError) {
+    const violations = err.errors.map((e) => ({
+      field: `line ${e.line}${e.field ? `: ${e.field}` : ''}`, description: e.message,
+    }));
+    const doc = { code: 'INVALID_ARGUMENT', message: `bad prompt file ${err.source}`, field_violations: violations };
+    return { doc, text: `error: bad prompt file\n${err.message}`, status: 2, usage: false };
+  }
+  if (err instanceof Error && 'code' in err && 'syscall' in err) { // fs: missing, a directory, no permission
+    return { doc: { code: 'LOCAL', message: err.message }, text: `error: ${err.message}`, status: 1, usage: false };
+  }
+  return undefined;
+}
+
+/** Whether the command line asks for --json (before any `--`), as `grpo` looks for it in a command line
+ * it refuses. */
+function wantsJson(): boolean {
+  const args = process.argv.slice(2);
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).includes('--json');
+}
+
+/** Runs `command` and sets the exit status it returns. A failure is reported as `grpo` reports it
+ * (`failure`): with --json as the one document {"error": {...}} on stdout (a bad command line also prints
+ * its "error: ..." line on stderr, as argparse does), else as text on stderr. */
 export function runCommand(command: () => Promise<number>): void {
   command().catch((err: unknown) => {
-    if (err instanceof UsageError || err instanceof TypeError) {
-      console.error(`error: ${err.message}`);
-      return 2;
-    }
-    if (err instanceof GrpoError) {
-      console.error(`${err.codeName}: ${err.details}`);
-      for (const v of err.fieldViolations) console.error(`  ${v.field}: ${v.description}`);
-      if (err.retryDelayMs !== undefined) console.error(`  retry after ${err.retryDelayMs} ms`);
-      for (const p of err.preconditions) console.error(`  precondition: ${p}`);
-      return err.code === grpc.status.INVALID_ARGUMENT ? 2 : 1;
-    }
-    if (err instanceof PromptFileError) {
-      console.error(`error: bad prompt file\n${err.message}`);
-      return 2;
-    }
-    if (err instanceof Error && 'code' in err && 'syscall' in err) { // fs: missing, a directory, no permission
-      console.error(`error: ${err.message}`);
-      return 1;
-    }
-    throw err;
+    const f = failure(err);
+    if (f === undefined) throw err;
+    if (!wantsJson() || f.usage) console.error(f.text);
+    if (wantsJson()) printDocument({ error: f.doc });
+    return f.status;
   }).then((code) => { if (code !== undefined) process.exitCode = code; });
 }
 

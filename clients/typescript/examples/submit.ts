@@ -4,27 +4,17 @@
 //        [--request-id ID] [--json] [--dry-run]
 // --bad sends a prompt with an invalid role to show how field-level errors come back. --file submits a
 // prompt file with submitFile (the same request ids as `grpo submit`: a file sent before is not queued
-// again); --dry-run prints its batches and request ids without connecting. A bad flag is one "error: ..."
-// line and exit status 2, and so is a bad prompt file (each problem as FILE:LINE: field: message).
+// again); --dry-run prints its batches and request ids without connecting. Failures are reported and exit
+// as `grpo` reports them (see cli.ts): a bad flag is one "error: ..." line and exit status 2, and so is a
+// bad prompt file (each problem as FILE:LINE: field: message); a call refused with INVALID_ARGUMENT exits
+// 2, any other failure 1; with --json each is the one document {"error": {...}} on stdout.
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 import * as grpc from '@grpc/grpc-js';
 
-import { GrpoError, PromptFileError, SubmitError, TrainerClient, batchRequestId, loadPromptFile } from '../src';
-
-async function main(): Promise<number> {
-  try {
-    return await submit();
-  } catch (err) {
-    // parseArgs' errors (an unknown flag, a missing value) and a token the client refuses: exit status 2.
-    if (err instanceof TypeError) {
-      console.error(`error: ${err.message}`);
-      return 2;
-    }
-    throw err;
-  }
-}
+import { TrainerClient, batchRequestId, loadPromptFile } from '../src';
+import { printDocument, runCommand } from './cli';
 
 async function submit(): Promise<number> {
   const { values } = parseArgs({
@@ -56,14 +46,6 @@ async function submit(): Promise<number> {
       console.log(`step ${status.step.step} ${status.step.state}: reward mean ${status.step.metrics?.rewardMean}`);
     }
     return 0;
-  } catch (err) {
-    if (err instanceof GrpoError) {
-      console.error(`${err.codeName}: ${err.details}`);
-      for (const v of err.fieldViolations) console.error(`  ${v.field}: ${v.description}`);
-      if (err.retryDelayMs !== undefined) console.error(`  retry after ${err.retryDelayMs} ms`);
-      return 1;
-    }
-    throw err;
   } finally {
     client.close();
   }
@@ -83,17 +65,7 @@ async function submitFile(values: FileFlags): Promise<number> {
   if (!/^\d+$/.test(values['batch-size'] ?? '') || batchSize < 1) {
     throw new TypeError(`--batch-size: '${values['batch-size']}' is not a whole number >= 1`);
   }
-  let file;
-  try {
-    file = loadPromptFile(values.file!);
-  } catch (err) {
-    if (err instanceof PromptFileError) {
-      console.error(`error: bad prompt file\n${err.message}`);
-      return 2;
-    }
-    console.error(`error: ${(err as Error).message}`); // unreadable: missing, a directory, no permission
-    return 1;
-  }
+  const file = loadPromptFile(values.file!); // a bad or unreadable file: reported by runCommand
   const requestId = values['request-id'];
   if (values['dry-run']) {
     for (let i = 0, start = 0; start < file.prompts.length; i++) {
@@ -106,9 +78,9 @@ async function submitFile(values: FileFlags): Promise<number> {
   }
   if (!file.prompts.length) { // nothing is sent, so there is no queue depth to report (as `grpo submit`)
     if (values.json) {
-      console.log(JSON.stringify({
+      printDocument({
         accepted_ids: [], queue_depth: null, batches: 0, duplicate_batches: 0, request_ids: [], resized: [], replayed_ids: [],
-      }, null, 2));
+      });
     } else {
       console.log(`${file.source} holds no prompts: nothing submitted`);
     }
@@ -129,11 +101,11 @@ async function submitFile(values: FileFlags): Promise<number> {
       },
     });
     if (values.json) {
-      console.log(JSON.stringify({
+      printDocument({
         accepted_ids: res.acceptedIds, queue_depth: res.queueDepth, batches: res.batches,
         duplicate_batches: res.duplicateBatches, request_ids: res.requestIds, resized: res.resized,
         replayed_ids: res.replayedIds,
-      }, null, 2));
+      });
     }
     for (const note of res.resized) console.error(`note: ${note}`);
     if (values.json) return 0;
@@ -150,20 +122,9 @@ async function submitFile(values: FileFlags): Promise<number> {
       console.log(`submitted ${n} prompts in ${res.batches} batches; queue depth ${res.queueDepth}`);
     }
     return 0;
-  } catch (err) {
-    if (err instanceof SubmitError) {
-      console.error(`error: ${err.message}`);
-      return 1;
-    }
-    if (err instanceof GrpoError) {
-      console.error(`${err.codeName}: ${err.details}`);
-      for (const v of err.fieldViolations) console.error(`  ${v.field}: ${v.description}`);
-      return 1;
-    }
-    throw err;
   } finally {
     client.close();
   }
 }
 
-main().then((code) => { process.exitCode = code; });
+runCommand(submit);

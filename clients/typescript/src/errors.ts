@@ -79,7 +79,33 @@ export class GrpoError extends Error {
     this.quotaSubjects = (quota?.violations ?? []).map((v) => v.subject);
     this.errorInfo = findDetail<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo');
   }
+
+  /** The error as the Python client's TrainerError.to_dict gives it (what `grpo --json` prints under
+   * "error"; JSON.stringify calls this): `code` and `message`, then, each only when the status carried
+   * it, `field_violations` ([{ field, description }]), `retry_delay_seconds` (RetryInfo),
+   * `preconditions` (PreconditionFailure types), `details` (the type names of any other detail),
+   * `resource` ({ type, name }: ResourceInfo) and `quota_subjects` (QuotaFailure). */
+  toJSON(): Record<string, unknown> {
+    const out: Record<string, unknown> = { code: this.codeName, message: this.details };
+    if (this.fieldViolations.length) {
+      out.field_violations = this.fieldViolations.map((v) => ({ field: v.field, description: v.description }));
+    }
+    const retry = findDetail<RetryInfo__Output>(this.statusDetails, 'google.rpc.RetryInfo');
+    if (retry) { // as Python adds them: seconds + nanos / 1e9
+      out.retry_delay_seconds = retry.retryDelay ? Number(retry.retryDelay.seconds) + retry.retryDelay.nanos / 1e9 : 0;
+    }
+    if (this.preconditions.length) out.preconditions = this.preconditions;
+    const other = this.statusDetails.map((d) => d.type).filter((t) => !DECODED_DETAILS.includes(t));
+    if (other.length) out.details = other;
+    if (this.resource) out.resource = { type: this.resource.type, name: this.resource.name };
+    if (this.quotaSubjects.length) out.quota_subjects = this.quotaSubjects;
+    return out;
+  }
 }
+
+/** The detail types the Python client decodes; it lists any other by its type name. */
+export const DECODED_DETAILS = ['google.rpc.BadRequest', 'google.rpc.RetryInfo', 'google.rpc.PreconditionFailure',
+  'google.rpc.ResourceInfo', 'google.rpc.QuotaFailure'];
 
 function findDetail<T>(details: StatusDetail[], type: string): T | undefined {
   const d = details.find((x) => x.type === type);

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 
 import type { Prompt } from './generated/grpo/trainer/v1/Prompt';
 import type { SubmitPromptsResponse__Output } from './generated/grpo/trainer/v1/SubmitPromptsResponse';
-import { FieldViolation, GrpoError } from './errors';
+import { DECODED_DETAILS, FieldViolation, GrpoError } from './errors';
 import { batchRequestId, marshalPrompt } from './prompts';
 
 export interface SubmitOptions {
@@ -191,6 +191,33 @@ export class SubmitError extends Error implements Where {
     return `${refused} ${before} Fix what is named above${after} and ${rerun}`;
   }
 
+  /** The error as the Python client's SubmitError.to_dict gives it (JSON.stringify calls this): the refused
+   * batch's GrpoError.toJSON, each field violation traced to a prompt with its `file` and `line` (from a
+   * file), `index`, `id` and `prompt_field`, and a `submission` object saying where the submission stopped;
+   * null where Python has None. */
+  toJSON(): Record<string, unknown> {
+    const out = this.cause.toJSON();
+    if (this.fieldViolations.length) {
+      out.field_violations = this.fieldViolations.map((v) => {
+        const item: Record<string, unknown> = { field: v.field, description: v.description };
+        const loc = this.located.find((l) => l.violation === v);
+        if (loc) {
+          if (this.source !== undefined && loc.line !== undefined) Object.assign(item, { file: this.source, line: loc.line });
+          Object.assign(item, { index: loc.index, id: loc.promptId, prompt_field: loc.promptField });
+        }
+        return item;
+      });
+    }
+    out.submission = {
+      file: this.source ?? null, batch_index: this.batchIndex, batches: this.batches, batch_size: this.batchSize,
+      batch_first: this.batchFirst, batch_prompts: this.batchPrompts, refused_batch_queued: this.refusedBatchQueued ?? null,
+      alone_too_large: this.aloneTooLarge.map((p) => ({ index: p.index, id: p.id, line: this.lines ? this.lines[p.index] : null })),
+      accepted_prompts: this.acceptedIds.length, accepted_through_line: this.acceptedThroughLine() ?? null,
+      accepted_ids: this.acceptedIds, resized: this.resized, progress: this.progress(),
+    };
+    return out;
+  }
+
   private render(): string {
     const first = this.batchFirst;
     const last = first + this.batchPrompts - 1;
@@ -210,10 +237,6 @@ export class SubmitError extends Error implements Where {
     return lines.join('\n');
   }
 }
-
-// The detail types the Python client decodes; it lists any other by name.
-const DECODED_DETAILS = ['google.rpc.BadRequest', 'google.rpc.RetryInfo', 'google.rpc.PreconditionFailure',
-  'google.rpc.ResourceInfo', 'google.rpc.QuotaFailure'];
 
 // Codes after which the refused batch is known not to be stored; after any other it may have been.
 const NOT_STORED = new Set([

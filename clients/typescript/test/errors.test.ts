@@ -86,6 +86,24 @@ describe('status details', () => {
     assert.deepEqual(details[0].value, Buffer.from([1, 2, 3]));
   });
 
+  it('serializes as the Python client\'s TrainerError.to_dict, member for member and in its order', () => {
+    const err = new GrpoError('SubmitPrompts', status.RESOURCE_EXHAUSTED, 'full', decodeStatusDetails(trailer([
+      ['google.rpc.QuotaFailure', { violations: [{ subject: 'queue' }] }],
+      ['google.rpc.ResourceInfo', { resourceType: 'step', resourceName: '9' }],
+      ['google.rpc.ErrorInfo', { reason: 'QUEUE_FULL' }],
+      ['google.rpc.PreconditionFailure', { violations: [{ type: 'RUN_STATE' }] }],
+      ['google.rpc.RetryInfo', { retryDelay: { seconds: 2, nanos: 500_000_000 } }],
+      ['google.rpc.BadRequest', { fieldViolations: [{ field: 'prompts', description: 'too many' }] }],
+    ])));
+    // json.dumps(TrainerError(...).to_dict(), separators=(",", ":")) for the same status; a detail type it
+    // does not decode is listed by name.
+    assert.equal(JSON.stringify(err), '{"code":"RESOURCE_EXHAUSTED","message":"full","field_violations":'
+      + '[{"field":"prompts","description":"too many"}],"retry_delay_seconds":2.5,"preconditions":["RUN_STATE"],'
+      + '"details":["google.rpc.ErrorInfo"],"resource":{"type":"step","name":"9"},"quota_subjects":["queue"]}');
+    assert.equal(JSON.stringify(new GrpoError('StepStatus', status.UNAVAILABLE, 'down', [])),
+      '{"code":"UNAVAILABLE","message":"down"}');
+  });
+
   it('returns no details when the trailer is missing', () => {
     assert.deepEqual(decodeStatusDetails(new Metadata()), []);
     const err = new GrpoError('StepStatus', status.UNAVAILABLE, 'down', []);

@@ -4,6 +4,7 @@ reward service, bearer-token auth, all on loopback port 0 in this process."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,23 @@ def key_order(doc: Any) -> Any:
     if isinstance(doc, list):
         return [key_order(v) for v in doc]
     return None
+
+
+def assert_same_error(proc: subprocess.CompletedProcess[str], py: subprocess.CompletedProcess[str], exit_status: int,
+                      *, same_message: bool = True) -> dict[str, Any]:
+    """`proc` (a Go or TypeScript command run with --json) failed as the Python CLI's `py` did: both exited
+    `exit_status` and printed one `{"error": {...}}` document on stdout, the same members in the same
+    order, and the same document (with `same_message` False all but "message", which says what failed in
+    the words of that language's libraries: an argument parser, a connection error). Returns the error."""
+    assert (proc.returncode, py.returncode) == (exit_status, exit_status), (proc.returncode, proc.stdout, proc.stderr,
+                                                                            py.returncode, py.stdout, py.stderr)
+    doc, py_doc = json.loads(proc.stdout), json.loads(py.stdout)
+    assert key_order(doc) == key_order(py_doc), (proc.stdout, py.stdout)
+    error = dict(doc["error"])
+    if not same_message:
+        assert doc["error"].pop("message") and py_doc["error"].pop("message"), (proc.stdout, py.stdout)
+    assert doc == py_doc, (proc.stdout, py.stdout)
+    return error
 
 
 @pytest.fixture

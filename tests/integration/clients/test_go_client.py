@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, LiveTrainer, TlsTrainer, grpo_cli, key_order, require_tools, run_tool
+from conftest import (
+    REPO,
+    LiveTrainer,
+    TlsTrainer,
+    assert_same_error,
+    grpo_cli,
+    key_order,
+    require_tools,
+    run_tool,
+)
 from follow_restart import run_restart_scenario
 
 GO = REPO / "clients" / "go"
@@ -55,7 +66,9 @@ def test_go_example_submits_and_reads_status(example: Path, live_trainer: LiveTr
 
 def test_go_example_shows_the_bad_request_field(example: Path, live_trainer: LiveTrainer) -> None:
     bad = go_example(example, live_trainer, "submit", "-bad", token=live_trainer.admin_token, check=False)
-    assert bad.returncode == 1, bad.stdout + bad.stderr
+    # Exit status 2 for INVALID_ARGUMENT, as `grpo` exits (this command once exited 1: parity with the
+    # Python CLI is the point, so the assertion changed with it).
+    assert bad.returncode == 2, bad.stdout + bad.stderr
     assert bad.stderr.startswith("INVALID_ARGUMENT: "), bad.stderr
     assert re.search(r"^  prompts\[0\]\.messages\[0\]\.role: .*robot", bad.stderr, re.M), bad.stderr
     assert bad.stdout == ""
@@ -210,3 +223,86 @@ def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Pa
     assert doc["cancelled_ids"] == [second] and [p["id"] for p in doc["not_cancelled"]] == [first], doc
     same("prompts", first, second)
     same("prompts", first, second, "--json")
+
+
+# ------------------------------------------------ failures under -json: the Python CLI's error documents
+
+
+def test_go_example_prints_a_call_refused_with_invalid_argument_as_the_python_cli_does(
+        example: Path, live_trainer: LiveTrainer, tmp_path: Path) -> None:
+    """A call the trainer refuses with INVALID_ARGUMENT (BadRequest field violations) is, with -json, the
+    one document `grpo --json` prints on stdout, members in its order, exit status 2: for a backend name
+    (TrainerError.to_dict) and for a refused batch of a prompt file (SubmitError.to_dict: each violation at
+    its file line, and where the submission stopped)."""
+    admin = live_trainer.admin_token
+    bad = ["backends", "set", "Not A Name", live_trainer.math_address, "--json"]
+    error = assert_same_error(go_example(example, live_trainer, *bad, token=admin, check=False),
+                              grpo_cli(live_trainer, *bad, token=admin), 2)
+    assert error["code"] == "INVALID_ARGUMENT" and error["field_violations"][0]["field"] == "backend.name", error
+
+    tag = uuid.uuid4().hex[:8]
+    path = tmp_path / "refused.jsonl"
+    path.write_text("".join(json.dumps({"id": f"go-ref-{tag}-{i}", "messages": [{"role": role, "content": "2+2?"}],
+                                        "answer": "4"}) + "\n" for i, role in enumerate(["user", "robot"])))
+    # Python first: its first batch is queued, and answered to Go as a duplicate (the same request id).
+    py = grpo_cli(live_trainer, "submit", "--batch-size", "1", str(path), "--json", token=admin)
+    go = go_example(example, live_trainer, "submit-file", "-batch-size", "1", "-json", str(path), token=admin,
+                    check=False)
+    error = assert_same_error(go, py, 2)
+    assert error["field_violations"][0]["line"] == 2 and error["submission"]["accepted_ids"] == [f"go-ref-{tag}-0"], error
+
+
+def test_go_example_prints_not_found_as_the_python_cli_does(example: Path, live_trainer: LiveTrainer) -> None:
+    """`backends delete NAME` of a backend that does not exist: NOT_FOUND with its ResourceInfo, exit status
+    1; with -json the same document as `grpo --json backends delete`."""
+    args = ["backends", "delete", f"ghost-{uuid.uuid4().hex[:8]}"]
+    admin = live_trainer.admin_token
+    error = assert_same_error(go_example(example, live_trainer, *args, "-json", token=admin, check=False),
+                              grpo_cli(live_trainer, *args, "--json", token=admin), 1)
+    assert error["code"] == "NOT_FOUND" and error["resource"] == {"type": "reward backend", "name": args[2]}, error
+    go = go_example(example, live_trainer, *args, token=admin, check=False)
+    assert go.returncode == 1 and go.stderr.startswith("NOT_FOUND: ") and go.stdout == "", go.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["prompts", "--limit", "x", "--json"],     # the flag package refuses it
+    ["prompts", "--state", "done", "--json"],  # the command does
+    ["bogus", "--json"],                       # no such command
+])
+def test_go_example_prints_a_bad_command_line_as_the_python_cli_does(example: Path, live_trainer: LiveTrainer,
+                                                                    args: list[str]) -> None:
+    """A bad command line with -json: the USAGE document on stdout (the problem still on stderr, as argparse
+    prints it), exit status 2, before any call."""
+    go = go_example(example, live_trainer, *args, token=live_trainer.admin_token, check=False)
+    error = assert_same_error(go, grpo_cli(live_trainer, *args, token=live_trainer.admin_token), 2, same_message=False)
+    assert error["code"] == "USAGE", error
+    assert go.stderr, "the problem is on stderr as well"
+
+
+def test_go_example_prints_an_unreachable_trainer_as_the_python_cli_does(example: Path) -> None:
+    """Nothing listens on the target: what `grpo --json` prints for it (UNAVAILABLE), exit status 1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    go = run_tool([str(example), "-target", target, "-timeout", "2s", "prompts", "-json"], cwd=GO, timeout=60,
+                  check=False)
+    py = run_tool([sys.executable, "-m", "grpo_client.cli", "--target", target, "--json", "prompts"], cwd=REPO,
+                  timeout=60, check=False)
+    assert assert_same_error(go, py, 1, same_message=False)["code"] == "UNAVAILABLE"
+
+
+def test_go_example_prints_a_bad_prompt_file_as_the_python_cli_does(example: Path, live_trainer: LiveTrainer,
+                                                                   tmp_path: Path) -> None:
+    """A prompt file with problems (submit-file, cancel -file) is INVALID_ARGUMENT with one field violation
+    "line N: field" per problem, exit status 2; one that cannot be read is LOCAL, exit status 1."""
+    admin = live_trainer.admin_token
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "prompt": "hi"}\n\n{"id": 5, "messages": []}\n')
+    py = grpo_cli(live_trainer, "--json", "submit", str(bad), token=admin)
+    for args in (["submit-file", "-json", str(bad)], ["cancel", "-file", str(bad), "-json"]):
+        error = assert_same_error(go_example(example, live_trainer, *args, token=admin, check=False), py, 2)
+        assert [v["field"] for v in error["field_violations"]][:2] == ["line 1: prompt", "line 1: messages"], error
+    missing = str(tmp_path / "missing.jsonl")
+    error = assert_same_error(go_example(example, live_trainer, "submit-file", "-json", missing, token=admin, check=False),
+                              grpo_cli(live_trainer, "--json", "submit", missing, token=admin), 1, same_message=False)
+    assert error["code"] == "LOCAL", error

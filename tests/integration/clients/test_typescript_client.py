@@ -6,13 +6,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import REPO, LiveTrainer, TlsTrainer, grpo_cli, key_order, require_tools, run_tool
+from conftest import (
+    REPO,
+    LiveTrainer,
+    TlsTrainer,
+    assert_same_error,
+    grpo_cli,
+    key_order,
+    require_tools,
+    run_tool,
+)
 from follow_restart import run_restart_scenario
 
 TS = REPO / "clients" / "typescript"
@@ -41,7 +51,7 @@ def test_status_details_decode_without_a_server(built_client: Path) -> None:
     proc = run_tool(["node", "--test", str(built_client / "test" / "errors.test.js")], cwd=TS, timeout=120,
                     check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"^# pass 6$", proc.stdout, re.M), proc.stdout  # every test in errors.test.ts
+    assert re.search(r"^# pass 7$", proc.stdout, re.M), proc.stdout  # every test in errors.test.ts
 
 
 def test_typescript_client_against_live_trainer(built_client: Path, live_trainer: LiveTrainer) -> None:
@@ -107,7 +117,9 @@ def test_example_submits_and_reads_status(built_client: Path, live_trainer: Live
     assert "run state: RUN_STATE_" in proc.stdout, proc.stdout
     bad = run_tool(["node", str(built_client / "examples" / "submit.js"), "--target", live_trainer.target,
                     "--token", live_trainer.admin_token, "--bad"], cwd=TS, timeout=120, check=False)
-    assert bad.returncode == 1, bad.stdout + bad.stderr
+    # Exit status 2 for INVALID_ARGUMENT, as `grpo` exits (this example once exited 1: parity with the
+    # Python CLI is the point, so the assertion changed with it).
+    assert bad.returncode == 2, bad.stdout + bad.stderr
     assert "INVALID_ARGUMENT" in bad.stderr and "prompts[0].messages[0].role" in bad.stderr, bad.stderr
 
 
@@ -262,3 +274,90 @@ def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: P
     assert doc["cancelled_ids"] == [second] and [p["id"] for p in doc["not_cancelled"]] == [first], doc
     same("prompts", first, second)
     same("prompts", first, second, "--json")
+
+
+# ------------------------------------------------ failures under --json: the Python CLI's error documents
+
+
+def test_examples_print_a_call_refused_with_invalid_argument_as_the_python_cli_does(
+        built_client: Path, live_trainer: LiveTrainer, tmp_path: Path) -> None:
+    """A call the trainer refuses with INVALID_ARGUMENT (BadRequest field violations) is, with --json, the
+    one document `grpo --json` prints on stdout, members in its order, exit status 2: for a backend name
+    (TrainerError.to_dict, GrpoError.toJSON) and for a refused batch of a prompt file (SubmitError.to_dict:
+    each violation at its file line, and where the submission stopped)."""
+    admin = live_trainer.admin_token
+    bad = ["set", "Not A Name", live_trainer.math_address, "--json"]
+    error = assert_same_error(ts_example(built_client, live_trainer, "backends", *bad, token=admin),
+                              grpo_cli(live_trainer, "backends", *bad, token=admin), 2)
+    assert error["code"] == "INVALID_ARGUMENT" and error["field_violations"][0]["field"] == "backend.name", error
+
+    tag = uuid.uuid4().hex[:8]
+    path = tmp_path / "refused.jsonl"
+    path.write_text("".join(json.dumps({"id": f"ts-ref-{tag}-{i}", "messages": [{"role": role, "content": "2+2?"}],
+                                        "answer": "4"}) + "\n" for i, role in enumerate(["user", "robot"])))
+    # Python first: its first batch is queued, and answered to the example as a duplicate (same request id).
+    py = grpo_cli(live_trainer, "submit", "--batch-size", "1", str(path), "--json", token=admin)
+    ts = ts_example(built_client, live_trainer, "submit", "--file", str(path), "--batch-size", "1", "--json", token=admin)
+    error = assert_same_error(ts, py, 2)
+    assert error["field_violations"][0]["line"] == 2 and error["submission"]["accepted_ids"] == [f"ts-ref-{tag}-0"], error
+
+
+def test_example_prints_not_found_as_the_python_cli_does(built_client: Path, live_trainer: LiveTrainer) -> None:
+    """backends.ts `delete NAME` of a backend that does not exist: NOT_FOUND with its ResourceInfo, exit
+    status 1; with --json the same document as `grpo --json backends delete`."""
+    name = f"ghost-{uuid.uuid4().hex[:8]}"
+    admin = live_trainer.admin_token
+    error = assert_same_error(ts_example(built_client, live_trainer, "backends", "delete", name, "--json", token=admin),
+                              grpo_cli(live_trainer, "backends", "delete", name, "--json", token=admin), 1)
+    assert error["code"] == "NOT_FOUND" and error["resource"] == {"type": "reward backend", "name": name}, error
+    ts = ts_example(built_client, live_trainer, "backends", "delete", name, token=admin)
+    assert ts.returncode == 1 and ts.stderr.startswith("NOT_FOUND: ") and ts.stdout == "", ts.stderr
+
+
+@pytest.mark.parametrize("command,args", [
+    ("prompts", ["--limit", "x", "--json"]),
+    ("prompts", ["--state", "done", "--json"]),
+    ("prompts", ["--bogus", "--json"]),          # parseArgs refuses it
+    ("submit", ["--batch-size", "0", "--json"]),
+])
+def test_examples_print_a_bad_command_line_as_the_python_cli_does(built_client: Path, live_trainer: LiveTrainer,
+                                                                 command: str, args: list[str]) -> None:
+    """A bad command line with --json: the USAGE document on stdout (the problem still on stderr, as
+    argparse prints it), exit status 2, before any call."""
+    admin = live_trainer.admin_token
+    py_args = [*args, "x.jsonl"] if command == "submit" else args
+    ts = ts_example(built_client, live_trainer, command, *(["--file", "x.jsonl"] if command == "submit" else []), *args,
+                    token=admin)
+    error = assert_same_error(ts, grpo_cli(live_trainer, command, *py_args, token=admin), 2, same_message=False)
+    assert error["code"] == "USAGE", error
+    assert ts.stderr.startswith("error: "), ts.stderr
+
+
+def test_example_prints_an_unreachable_trainer_as_the_python_cli_does(built_client: Path) -> None:
+    """Nothing listens on the target: what `grpo --json` prints for it (UNAVAILABLE), exit status 1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    ts = run_tool(["node", str(built_client / "examples" / "prompts.js"), "--target", target, "--json"], cwd=TS,
+                  timeout=60, check=False)
+    py = run_tool([sys.executable, "-m", "grpo_client.cli", "--target", target, "--json", "prompts"], cwd=REPO,
+                  timeout=60, check=False)
+    assert assert_same_error(ts, py, 1, same_message=False)["code"] == "UNAVAILABLE"
+
+
+def test_examples_print_a_bad_prompt_file_as_the_python_cli_does(built_client: Path, live_trainer: LiveTrainer,
+                                                                tmp_path: Path) -> None:
+    """A prompt file with problems (submit.ts --file, cancel.ts --file) is INVALID_ARGUMENT with one field
+    violation "line N: field" per problem, exit status 2; one that cannot be read is LOCAL, exit status 1."""
+    admin = live_trainer.admin_token
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "prompt": "hi"}\n\n{"id": 5, "messages": []}\n')
+    py = grpo_cli(live_trainer, "--json", "submit", str(bad), token=admin)
+    for command in ("submit", "cancel"):
+        ts = ts_example(built_client, live_trainer, command, "--file", str(bad), "--json", token=admin)
+        error = assert_same_error(ts, py, 2)
+        assert [v["field"] for v in error["field_violations"]][:2] == ["line 1: prompt", "line 1: messages"], error
+    missing = str(tmp_path / "missing.jsonl")
+    error = assert_same_error(ts_example(built_client, live_trainer, "submit", "--file", missing, "--json", token=admin),
+                              grpo_cli(live_trainer, "--json", "submit", missing, token=admin), 1, same_message=False)
+    assert error["code"] == "LOCAL", error

@@ -1,10 +1,11 @@
 package main
 
-// backends set, prompts and cancel: the Python CLI's `grpo backends set`, `grpo prompts` and `grpo cancel`
-// with the same flags (Go's flag package takes them with one dash or two, before or after the positional
-// arguments), the same lines and, with -json, the same JSON document (protobuf messages in their JSON
-// mapping with the proto field names, in the proto's field order). A failed call prints as every other
-// command does (printError) and exits as `grpo` does: 2 for INVALID_ARGUMENT, else 1.
+// backends set and delete, prompts and cancel: the Python CLI's `grpo backends set`, `grpo backends
+// delete`, `grpo prompts` and `grpo cancel` with the same flags (Go's flag package takes them with one dash
+// or two, before or after the positional arguments), the same lines and, with -json, the same JSON
+// document (protobuf messages in their JSON mapping with the proto field names, in the proto's field
+// order). A failure is reported as `grpo` reports it (callFailure, usageLine: with -json as its error
+// document) and exits as `grpo` does: 2 for a bad command line or INVALID_ARGUMENT, else 1.
 
 import (
 	"bytes"
@@ -16,6 +17,7 @@ import (
 	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,15 +25,15 @@ import (
 	"github.com/golang/protobuf/proto"
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
 	"github.com/grpo-service/grpo/clients/go/grpoclient"
-	"google.golang.org/grpc/codes"
 )
 
-// adminCommand is a parsed backends set, prompts or cancel, run once connected; it returns the exit status.
+// adminCommand is a parsed backends set or delete, prompts or cancel, run once connected; it returns the
+// exit status.
 type adminCommand interface {
 	run(ctx context.Context, c *grpoclient.Client, timeout time.Duration) int
 }
 
-// parseAdmin parses the command line of backends set, prompts or cancel. It returns the command to run
+// parseAdmin parses the command line of backends set or delete, prompts or cancel. It returns the command to run
 // and -1; nil and -1 for another command (backends and backends list included); or nil and the exit
 // status when there is nothing to call: a bad command line (2), -h (0), a cancel -file without prompts (0).
 func parseAdmin(cmd string, rest []string) (adminCommand, int) {
@@ -46,8 +48,11 @@ func parseAdmin(cmd string, rest []string) (adminCommand, int) {
 		return nil, -1
 	case rest[0] == "set":
 		admin, code = parseBackendsSet(rest[1:])
+	case rest[0] == "delete":
+		admin, code = parseBackendsDelete(rest[1:])
 	default:
-		return nil, usageLine("backends: %q is not an action; give list or set", strings.Join(rest, " "))
+		return nil, usageLine(wantsJSON(rest), "backends: %q is not an action; give list, set or delete",
+			strings.Join(rest, " "))
 	}
 	if admin == nil {
 		return nil, code
@@ -78,29 +83,20 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// usageLine prints one usage problem of a command and returns exit status 2.
-func usageLine(format string, a ...interface{}) int {
-	fmt.Fprintf(os.Stderr, "error: "+format+"\n", a...)
-	return 2
+// usageLine reports one usage problem of a command ("error: ..." on stderr, and with -json the USAGE
+// document on stdout) and returns exit status 2.
+func usageLine(asJSON bool, format string, a ...interface{}) int {
+	return usageFailure(asJSON, fmt.Sprintf(format, a...), false)
 }
 
-// parseStatus is the exit status of a command line the flag package refused: 0 for -h, else 2 (the flag
-// package has printed the problem and the command's flags).
-func parseStatus(err error) int {
+// parseStatus is the exit status of the command line args the flag package refused: 0 for -h, else 2
+// (the flag package has printed the problem and the command's flags; with -json in args the USAGE
+// document follows on stdout).
+func parseStatus(err error, args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	return 2
-}
-
-// callStatus prints a failed call as the other commands do and returns `grpo`'s exit status for it.
-func callStatus(err error) int {
-	printError(err)
-	var e *grpoclient.Error
-	if errors.As(err, &e) && e.Code == codes.InvalidArgument {
-		return 2
-	}
-	return 1
+	return usageFailure(wantsJSON(args), err.Error(), true)
 }
 
 // ------------------------------------------------------------------------------------- backends set
@@ -129,20 +125,20 @@ func parseBackendsSet(args []string) (adminCommand, int) {
 	asJSON := fs.Bool("json", false, "print exactly one JSON document")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return nil, parseStatus(err)
+		return nil, parseStatus(err, args)
 	}
 	if len(pos) != 2 {
-		return nil, usageLine("backends set: give NAME and HOST:PORT (got %d arguments)", len(pos))
+		return nil, usageLine(*asJSON, "backends set: give NAME and HOST:PORT (got %d arguments)", len(pos))
 	}
 	if math.IsNaN(*timeout) || math.IsInf(*timeout, 0) || *timeout < 0 {
-		return nil, usageLine("backends set: -timeout: %v is not a finite number of seconds >= 0", *timeout)
+		return nil, usageLine(*asJSON, "backends set: -timeout: %v is not a finite number of seconds >= 0", *timeout)
 	}
 	for _, f := range []struct {
 		name  string
 		value int64
 	}{{"-max-batch", *maxBatch}, {"-max-concurrency", *maxConcurrency}} {
 		if f.value < 0 || f.value > int32Max {
-			return nil, usageLine("backends set: %s: %d is out of range; give a whole number from 0 to %d", f.name, f.value, int32Max)
+			return nil, usageLine(*asJSON, "backends set: %s: %d is out of range; give a whole number from 0 to %d", f.name, f.value, int32Max)
 		}
 	}
 	return &backendsSetCommand{json: *asJSON, backend: &trainerv1.RewardBackend{
@@ -157,13 +153,53 @@ func (b *backendsSetCommand) run(ctx context.Context, c *grpoclient.Client, time
 	defer cancel()
 	stored, err := c.SetBackend(cctx, b.backend)
 	if err != nil {
-		return callStatus(err)
+		return callFailure(b.json, err)
 	}
 	if b.json {
 		return printDocument(stored)
 	}
 	fmt.Printf("set %s -> %s (registry version %d)\n", stored.GetBackend().GetName(), stored.GetBackend().GetAddress(),
 		stored.GetRegistryVersion())
+	return 0
+}
+
+// ---------------------------------------------------------------------------------- backends delete
+
+type backendsDeleteCommand struct {
+	name string
+	json bool
+}
+
+func parseBackendsDelete(args []string) (adminCommand, int) {
+	fs := flag.NewFlagSet("backends delete", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: grpo-go-example backends delete NAME [-json]")
+		fs.PrintDefaults()
+	}
+	asJSON := fs.Bool("json", false, "print exactly one JSON document")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, parseStatus(err, args)
+	}
+	if len(pos) != 1 {
+		return nil, usageLine(*asJSON, "backends delete: give NAME (got %d arguments)", len(pos))
+	}
+	return &backendsDeleteCommand{name: pos[0], json: *asJSON}, 0
+}
+
+func (b *backendsDeleteCommand) run(ctx context.Context, c *grpoclient.Client, timeout time.Duration) int {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	version, err := c.DeleteBackend(cctx, b.name)
+	if err != nil {
+		return callFailure(b.json, err)
+	}
+	if b.json { // as `grpo backends list` and `set` print it: int64 is a JSON string
+		return printJSON(struct {
+			RegistryVersion string `json:"registry_version"`
+		}{strconv.FormatInt(version, 10)})
+	}
+	fmt.Printf("deleted %s (registry version %d)\n", b.name, version)
 	return 0
 }
 
@@ -189,13 +225,13 @@ func parsePrompts(args []string) (adminCommand, int) {
 	asJSON := fs.Bool("json", false, "print exactly one JSON document")
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
-		return nil, parseStatus(err)
+		return nil, parseStatus(err, args)
 	}
 	if *state != "" && !contains(promptStates, *state) {
-		return nil, usageLine("prompts: -state: %q is not a prompt state; give one of %s", *state, strings.Join(promptStates, ", "))
+		return nil, usageLine(*asJSON, "prompts: -state: %q is not a prompt state; give one of %s", *state, strings.Join(promptStates, ", "))
 	}
 	if *limit < 0 {
-		return nil, usageLine("prompts: -limit: %d is too small; give a whole number >= 0", *limit)
+		return nil, usageLine(*asJSON, "prompts: -limit: %d is too small; give a whole number >= 0", *limit)
 	}
 	return &promptsCommand{ids: ids, state: *state, limit: *limit, json: *asJSON}, 0
 }
@@ -218,7 +254,7 @@ func (p *promptsCommand) run(ctx context.Context, c *grpoclient.Client, timeout 
 		page, err := c.ListPrompts(cctx, req)
 		cancel()
 		if err != nil {
-			return callStatus(err)
+			return callFailure(p.json, err)
 		}
 		found = append(found, page.GetPrompts()...)
 		if p.limit > 0 && int64(len(found)) >= p.limit {
@@ -291,14 +327,14 @@ func parseCancel(args []string) (adminCommand, int) {
 	asJSON := fs.Bool("json", false, "print exactly one JSON document")
 	ids, err := parseInterspersed(fs, args)
 	if err != nil {
-		return nil, parseStatus(err)
+		return nil, parseStatus(err, args)
 	}
 	if len(ids) == 0 && *file == "" {
-		return nil, usageLine("cancel: name the prompts to cancel: IDs, or -file FILE.jsonl")
+		return nil, usageLine(*asJSON, "cancel: name the prompts to cancel: IDs, or -file FILE.jsonl")
 	}
 	if *file != "" {
 		// The whole file first, as submit-file reads it: a bad file cancels nothing and needs no trainer.
-		f, status := loadPromptFile(*file)
+		f, status := loadPromptFile(*file, *asJSON)
 		if f == nil {
 			return nil, status
 		}
@@ -342,7 +378,7 @@ func (c *cancelCommand) run(ctx context.Context, client *grpoclient.Client, time
 		part, err := client.CancelPrompts(cctx, c.ids[start:end])
 		cancel()
 		if err != nil {
-			return callStatus(err)
+			return callFailure(c.json, err)
 		}
 		res.CancelledIds = append(res.CancelledIds, part.GetCancelledIds()...)
 		res.NotCancelled = append(res.NotCancelled, part.GetNotCancelled()...)

@@ -9,14 +9,21 @@
 //	grpo-go-example -target HOST:PORT [-token T] backends set NAME HOST:PORT [-timeout S] [-max-batch N]
 //	    [-max-concurrency N] [-backend-tls] [-backend-token-file P] [-backend-ca-file P] [-backend-cert-file P]
 //	    [-backend-key-file P] [-json]
+//	grpo-go-example -target HOST:PORT [-token T] backends delete NAME [-json]
 //	grpo-go-example -target HOST:PORT [-token T] prompts [ID ...] [-state STATE] [-limit N] [-json]
 //	grpo-go-example -target HOST:PORT [-token T] cancel [ID ...] [-file FILE.jsonl] [-json]
 //
-// A failed call prints the gRPC code, the message and each field violation on stderr and exits 1; a
-// prompt file with problems prints each (FILE:LINE: field: message) and exits 2 before connecting.
-// backends set, prompts and cancel are the Python CLI's commands of those names (same flags, lines and
-// -json documents; see admin.go) and exit as it does: 2 for a call refused with INVALID_ARGUMENT, and
-// cancel 1 when an id was not cancelled (not queued, or never submitted).
+// Failures are reported and exit as the Python CLI (`grpo`) reports them: a failed call prints the gRPC
+// code, the message and each field violation on stderr; a prompt file with problems prints each
+// (FILE:LINE: field: message) before connecting. Exit status 2 for a bad command line, a bad prompt file
+// and a call refused with INVALID_ARGUMENT, 1 for any other failure. With -json (submit-file, backends
+// set and delete, prompts, cancel) a failure is instead the one JSON document {"error": {...}} on stdout,
+// as `grpo --json` prints it (USAGE, LOCAL, a bad prompt file as INVALID_ARGUMENT with "line N: field"
+// violations, or the call's status: see grpoclient's Error.MarshalJSON); a bad command line still prints
+// its text on stderr too.
+// backends set/delete, prompts and cancel are the Python CLI's commands of those names (same flags, lines
+// and -json documents; see admin.go), and cancel exits 1 when an id was not cancelled (not queued, or
+// never submitted).
 package main
 
 import (
@@ -32,6 +39,7 @@ import (
 	"io/ioutil"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +47,7 @@ import (
 	rewardv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/reward/v1"
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
 	"github.com/grpo-service/grpo/clients/go/grpoclient"
+	"google.golang.org/grpc/codes"
 )
 
 func main() {
@@ -46,8 +55,17 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|submit-file|status|watch|follow|backends [list|set]|prompts|cancel [flags]")
+	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|submit-file|status|watch|follow|backends [list|set|delete]|prompts|cancel [flags]")
 }
+
+// commands are the commands run takes.
+var commands = []string{"submit", "submit-file", "status", "watch", "follow", "backends", "prompts", "cancel"}
+
+// Exit statuses, as the Python CLI's.
+const (
+	exitFailure = 1 // a failed call (other than INVALID_ARGUMENT), a file that cannot be read
+	exitInvalid = 2 // a bad command line or prompt file, a call refused with INVALID_ARGUMENT
+)
 
 func run(args []string) int {
 	global := flag.NewFlagSet("grpo-go-example", flag.ContinueOnError)
@@ -61,32 +79,42 @@ func run(args []string) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0 // -h: usage printed
 		}
-		return 2
+		return usageFailure(wantsJSON(args), err.Error(), true)
 	}
+	// -json belongs to the command; a failure before the command has parsed it answers -json anywhere
+	// after the global flags, as `grpo` answers --json anywhere in a command line it refuses.
+	asJSON := wantsJSON(global.Args())
 	if global.NArg() == 0 {
 		usage()
-		return 2
+		return usageFailure(asJSON, "give a command: "+strings.Join(commands, ", "), false)
+	}
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	if !contains(commands, cmd) {
+		usage()
+		return usageFailure(asJSON, fmt.Sprintf("%q is not a command; give one of %s", cmd, strings.Join(commands, ", ")), false)
 	}
 	opts := grpoclient.Options{Token: *token}
+	if err := grpoclient.CheckToken(*token); err != nil {
+		return usageFailure(asJSON, "-token: "+err.Error(), false)
+	}
 	if *useTLS || *caFile != "" {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if *caFile != "" {
 			pem, err := ioutil.ReadFile(*caFile)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 2
+				msg := fmt.Sprintf("-ca: cannot read %s: %v", *caFile, err)
+				return fail(asJSON, errorDoc{Code: "LOCAL", Message: msg}, "error: "+msg, exitFailure)
 			}
 			cfg.RootCAs = x509.NewCertPool()
 			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				fmt.Fprintf(os.Stderr, "%s holds no PEM certificate\n", *caFile)
-				return 2
+				return usageFailure(asJSON, fmt.Sprintf("-ca %s: no PEM certificate in it (a CA file holds "+
+					"-----BEGIN CERTIFICATE----- blocks)", *caFile), false)
 			}
 		}
 		opts.TLS = cfg
 	}
 
 	ctx := context.Background()
-	cmd, rest := global.Arg(0), global.Args()[1:]
 	var file *fileCommand
 	if cmd == "submit-file" {
 		// The flags and the whole file first: a bad file sends nothing and needs no trainer.
@@ -110,8 +138,10 @@ func run(args []string) int {
 	opts.DialTimeout = *timeout
 	client, err := grpoclient.Dial(ctx, *target, opts)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "cannot connect to %s: %v\n", *target, err)
-		return 1
+		// What `grpo` reports for a trainer it cannot reach: UNAVAILABLE (it fails the call, Dial gives up
+		// on the connection).
+		msg := fmt.Sprintf("cannot connect to %s: %v", *target, err)
+		return fail(asJSON, errorDoc{Code: "UNAVAILABLE", Message: msg}, msg, exitFailure)
 	}
 	defer client.Close()
 
@@ -131,9 +161,6 @@ func run(args []string) int {
 		err = follow(ctx, client, rest)
 	case "backends":
 		err = backends(ctx, client, *timeout)
-	default:
-		usage()
-		return 2
 	}
 	var bad usageError
 	if errors.As(err, &bad) {
@@ -141,13 +168,96 @@ func run(args []string) int {
 		if errors.Is(bad.err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
+		return usageFailure(asJSON, bad.err.Error(), true)
 	}
 	if err != nil {
-		printError(err)
-		return 1
+		return callFailure(false, err) // these commands print no JSON
 	}
 	return 0
+}
+
+// wantsJSON is whether args ask for -json (-json, --json, -json=true, ... before any "--"), as `grpo`
+// looks for --json in a command line it refuses.
+func wantsJSON(args []string) bool {
+	for _, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "-json" || a == "--json":
+			return true
+		case strings.HasPrefix(a, "-json=") || strings.HasPrefix(a, "--json="):
+			if on, err := strconv.ParseBool(a[strings.Index(a, "=")+1:]); err == nil && on {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// errorDoc is the "error" document of a failure found before any call, as `grpo --json` prints it: code
+// USAGE (a bad command line), LOCAL (a local file that cannot be read), INVALID_ARGUMENT (a bad prompt
+// file: each problem a field violation "line N: field") or UNAVAILABLE (no connection).
+type errorDoc struct {
+	Code            string         `json:"code"`
+	Message         string         `json:"message"`
+	FieldViolations []violationDoc `json:"field_violations,omitempty"`
+}
+
+type violationDoc struct {
+	Field       string `json:"field"`
+	Description string `json:"description"`
+}
+
+// fail reports a failure as `grpo` does and returns status: with -json the one document {"error": doc}
+// on stdout, else text (one or more lines) on stderr.
+func fail(asJSON bool, doc interface{}, text string, status int) int {
+	if !asJSON {
+		fmt.Fprintln(os.Stderr, text)
+		return status
+	}
+	if printJSON(struct {
+		Error interface{} `json:"error"`
+	}{doc}) != 0 {
+		return exitFailure
+	}
+	return status
+}
+
+// usageFailure reports a bad command line as `grpo` does (argparse's text on stderr, and with -json the
+// document {"error": {"code": "USAGE", "message"}} on stdout as well): "error: MESSAGE" on stderr unless
+// the flag package has printed the problem already; exit status 2.
+func usageFailure(asJSON bool, message string, printed bool) int {
+	if !printed {
+		fmt.Fprintf(os.Stderr, "error: %s\n", message)
+	}
+	if asJSON {
+		fail(true, errorDoc{Code: "USAGE", Message: message}, "", exitInvalid)
+	}
+	return exitInvalid
+}
+
+// callFailure reports a failed call and returns `grpo`'s exit status for it: 2 for INVALID_ARGUMENT,
+// else 1. A refused submission prints as grpoclient.SubmitError renders it ("error: ..."), another
+// *grpoclient.Error as printError does; with -json either is its JSON document (MarshalJSON), and an
+// error that is not the trainer's is LOCAL.
+func callFailure(asJSON bool, err error) int {
+	status := exitFailure
+	var e *grpoclient.Error
+	if errors.As(err, &e) && e.Code == codes.InvalidArgument {
+		status = exitInvalid
+	}
+	var refused *grpoclient.SubmitError
+	switch {
+	case errors.As(err, &refused):
+		return fail(asJSON, refused, "error: "+refused.Error(), status)
+	case e != nil:
+		if !asJSON {
+			printError(err)
+			return status
+		}
+		return fail(true, e, "", status)
+	}
+	return fail(asJSON, errorDoc{Code: "LOCAL", Message: err.Error()}, err.Error(), status)
 }
 
 // usageError is a command's flags that did not parse (or -h): exit status 2 (0 for -h), as for the

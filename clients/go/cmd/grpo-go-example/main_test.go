@@ -162,6 +162,8 @@ func TestAdminCommandsRefuseBadCommandLinesBeforeConnecting(t *testing.T) {
 		{[]string{"backends", "set", "math", "h:1", "-max-batch", "2147483648"}, 2},
 		{[]string{"backends", "set", "math", "h:1", "-max-concurrency", "-1"}, 2},
 		{[]string{"backends", "set", "-h"}, 0},
+		{[]string{"backends", "delete"}, 2},
+		{[]string{"backends", "delete", "a", "b", "-json"}, 2},
 		{[]string{"prompts", "-state", "done"}, 2},
 		{[]string{"prompts", "a", "--limit", "-1"}, 2},
 		{[]string{"prompts", "-limit", "many"}, 2},

@@ -28,7 +28,8 @@ type fileCommand struct {
 }
 
 // parseSubmitFile parses submit-file's flags and reads the whole file; nil and an exit status when
-// either is bad (2: the flags or the file, with the problems printed).
+// either is bad (2: the flags or the file, 1: a file that cannot be read; the problems reported as `grpo`
+// reports them, with -json as its error document).
 func parseSubmitFile(args []string) (*fileCommand, int) {
 	fs := flag.NewFlagSet("submit-file", flag.ContinueOnError)
 	batchSize := fs.Int("batch-size", 256, "prompts per SubmitPrompts request")
@@ -36,20 +37,15 @@ func parseSubmitFile(args []string) (*fileCommand, int) {
 	asJSON := fs.Bool("json", false, "print the result as one JSON document")
 	dryRun := fs.Bool("dry-run", false, "print the batches and their request ids without connecting")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0
-		}
-		return nil, 2
+		return nil, parseStatus(err, args)
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "submit-file: give one prompt file (JSON Lines)")
-		return nil, 2
+		return nil, usageLine(*asJSON, "submit-file: give one prompt file (JSON Lines)")
 	}
 	if *batchSize < 1 {
-		fmt.Fprintf(os.Stderr, "submit-file: -batch-size must be >= 1, got %d\n", *batchSize)
-		return nil, 2
+		return nil, usageLine(*asJSON, "submit-file: -batch-size must be >= 1, got %d", *batchSize)
 	}
-	f, status := loadPromptFile(fs.Arg(0))
+	f, status := loadPromptFile(fs.Arg(0), *asJSON)
 	if f == nil {
 		return nil, status
 	}
@@ -97,14 +93,8 @@ func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, tim
 		MaxAttempts: submitAttempts,
 		OnRetry:     func(e *grpoclient.Error, wait time.Duration, attempt int) { printRetry(os.Stderr, e, wait, attempt) },
 	})
-	var refused *grpoclient.SubmitError
-	if errors.As(err, &refused) {
-		fmt.Fprintf(os.Stderr, "error: %s\n", refused)
-		return 1
-	}
 	if err != nil {
-		printError(err)
-		return 1
+		return callFailure(c.json, err)
 	}
 	if c.json {
 		depth := res.QueueDepth
@@ -172,18 +162,25 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// loadPromptFile reads a whole prompt file, or prints why it cannot and returns the exit status: 2 for a
-// bad file (every problem listed), 1 for one that cannot be read.
-func loadPromptFile(path string) (*grpoclient.PromptFile, int) {
+// loadPromptFile reads a whole prompt file, or reports why it cannot as `grpo` does and returns the exit
+// status: 2 for a bad file (every problem listed; with -json INVALID_ARGUMENT, each problem a field
+// violation "line N: field"), 1 for one that cannot be read (LOCAL).
+func loadPromptFile(path string, asJSON bool) (*grpoclient.PromptFile, int) {
 	f, err := grpoclient.LoadPromptFile(path)
 	var bad *grpoclient.PromptFileError
 	if errors.As(err, &bad) {
-		fmt.Fprintf(os.Stderr, "error: bad prompt file\n%s\n", bad)
-		return nil, 2
+		doc := errorDoc{Code: "INVALID_ARGUMENT", Message: "bad prompt file " + bad.Source}
+		for _, p := range bad.Errors {
+			field := fmt.Sprintf("line %d", p.Line)
+			if p.Field != "" {
+				field += ": " + p.Field
+			}
+			doc.FieldViolations = append(doc.FieldViolations, violationDoc{Field: field, Description: p.Message})
+		}
+		return nil, fail(asJSON, doc, fmt.Sprintf("error: bad prompt file\n%s", bad), exitInvalid)
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
-		return nil, 1
+		return nil, fail(asJSON, errorDoc{Code: "LOCAL", Message: err.Error()}, "error: "+err.Error(), exitFailure)
 	}
 	return f, 0
 }
