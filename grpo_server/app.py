@@ -199,43 +199,17 @@ def _load_tokens(cfg: Config) -> Any:
 
 def _tls_credentials(cfg: Config) -> Any:
     """The server's TLS credentials from server.tls_cert / tls_key / tls_client_ca, each file read and
-    parsed now (gRPC itself would fail later with "Failed to bind"), or None without TLS."""
-    import ssl
-
-    from grpo_server.api.auth import server_credentials
+    parsed now (gRPC itself would fail later with "Failed to bind"), or None without TLS. The credentials
+    re-read the files when they change (a renewed certificate needs no restart; see ServerCertificates)."""
+    from grpo_server.api.auth import ServerCertificates, TLSFilesError
 
     s = cfg.server
     if not (s.tls_cert and s.tls_key):
         return None
-    files = {"server.tls_cert": s.tls_cert, "server.tls_key": s.tls_key, "server.tls_client_ca": s.tls_client_ca}
-    for name, path in files.items():
-        if path is None:
-            continue
-        try:
-            Path(path).read_bytes()
-        except OSError as err:
-            raise StartupError(name, f"{path}: cannot read: {os_reason(err)}") from None
-
-    def no_password() -> str:
-        raise StartupError("server.tls_key", f"{s.tls_key}: the key is encrypted; gRPC needs an unencrypted PEM key")
-
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        ctx.load_verify_locations(cadata=Path(s.tls_cert).read_text(errors="replace"))
-    except (ssl.SSLError, ValueError) as err:
-        raise StartupError("server.tls_cert", f"{s.tls_cert}: not a PEM certificate ({err})") from None
-    try:
-        ctx.load_cert_chain(s.tls_cert, s.tls_key, password=no_password)
-    except ssl.SSLError as err:
-        raise StartupError(
-            "server.tls_key", f"{s.tls_key}: not a PEM private key of the certificate {s.tls_cert} ({err})"
-        ) from None
-    if s.tls_client_ca:
-        try:
-            ctx.load_verify_locations(cafile=s.tls_client_ca)
-        except ssl.SSLError as err:
-            raise StartupError("server.tls_client_ca", f"{s.tls_client_ca}: not PEM CA certificates ({err})") from None
-    return server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca)
+        return ServerCertificates(s.tls_cert, s.tls_key, s.tls_client_ca).credentials()
+    except TLSFilesError as err:  # its message names the file and what is wrong with it
+        raise StartupError(f"server.tls_{err.which}", str(err)) from None
 
 
 DRAIN_SECONDS = 600.0

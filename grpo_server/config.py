@@ -431,8 +431,9 @@ class ServerConfig(_Strict):
         64, ge=2, description="gRPC handler threads: every RPC in progress holds one, an open WatchSteps stream "
         "too (limits.max_watch_streams of them at most)."
     )
-    tls_cert: PathText | None = None
-    tls_key: PathText | None = None
+    tls_cert: PathText | None = Field(None, description="PEM certificate chain of the API (TLS; with tls_key). The "
+                                      "three TLS files are re-read when they change, on new connections.")
+    tls_key: PathText | None = Field(None, description="PEM private key of tls_cert, unencrypted.")
     tls_client_ca: PathText | None = Field(None, description="Require client certificates signed by this CA (mTLS).")
 
     @model_validator(mode="after")

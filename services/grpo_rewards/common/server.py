@@ -42,6 +42,7 @@ from .flags import finite_float, int_in_range, positive_int
 from .metrics import RegistersMetrics, ServiceMetrics
 from .scorer import Scorer
 from .servicer import RewardServicer
+from .tls import FILE_FLAGS, ServerCertificates, TLSFilesError
 from .validation import Limits, parse_score_request
 
 log = logging.getLogger("grpo_rewards.server")
@@ -67,20 +68,20 @@ SPARE_THREADS = 16
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """Server TLS from PEM files; with `client_ca_file` the server requires client certificates (mTLS)."""
+    """Server TLS from PEM files; with `client_ca_file` the server requires client certificates (mTLS).
+    The files are re-read when they change (a renewed certificate needs no restart; see `tls`)."""
 
     cert_file: Path
     key_file: Path
     client_ca_file: Path | None = None
 
     def credentials(self) -> grpc.ServerCredentials:
-        """gRPC server credentials read from the files."""
-        ca = self.client_ca_file.read_bytes() if self.client_ca_file else None
-        return grpc.ssl_server_credentials(
-            [(self.key_file.read_bytes(), self.cert_file.read_bytes())],
-            root_certificates=ca,
-            require_client_auth=ca is not None,
-        )
+        """gRPC server credentials from the files, checked now and reloaded on change. Raises ValueError
+        naming the flag and the file when one cannot be read or served."""
+        try:
+            return ServerCertificates(self.cert_file, self.key_file, self.client_ca_file).credentials()
+        except TLSFilesError as err:
+            raise ValueError(f"{FILE_FLAGS[err.which]} {err}") from None
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -132,7 +133,9 @@ def base_arg_parser(prog: str, description: str, *, default_listen: str = "127.0
                    help="Score calls served at once; more -> RESOURCE_EXHAUSTED (default 8)")
     g.add_argument("--token-file", type=Path, default=None,
                    help="file of accepted bearer tokens, one a line; auth is off without it")
-    g.add_argument("--tls-cert", type=Path, default=None, help="server certificate chain, PEM")
+    g.add_argument("--tls-cert", type=Path, default=None,
+                   help="server certificate chain, PEM; the TLS files are re-read when they change (new "
+                        "connections get a renewed certificate, no restart)")
     g.add_argument("--tls-key", type=Path, default=None, help="server private key, PEM")
     g.add_argument("--tls-client-ca", type=Path, default=None,
                    help="CA bundle, PEM; when given, clients must present a certificate it signed (mTLS)")
