@@ -131,6 +131,11 @@ def _strip_emphasis(text: str) -> str:
     return text.lstrip("*_` \t").rstrip("*_.` \t")
 
 
+# A closing remark in parentheses after the answer: "7 (seven)", "12 (since 3 * 4 = 12)". It starts with
+# a word of two letters or more, so "(mod 5)" counts and "f(x)", "(a)", "(2, 3)" do not.
+_TRAILING_ASIDE = re.compile(r"(?<!\s)\s+\((?=[A-Za-z]{2})[^()]*\)\W*$")  # one attempt per run of spaces
+
+
 def _clean_tail(fragment: str) -> str:
     """The answer at the start of `fragment`: the rest of its line up to the end of the answer phrase (a
     clause break: ". ", "; ", an em dash, or a connective such as "because" or ", since"), with a leading
@@ -140,7 +145,9 @@ def _clean_tail(fragment: str) -> str:
     m = _MATH_SPAN.match(line)
     if m:
         return next(g for g in m.groups() if g is not None).strip()
-    return _strip_emphasis(_cut_at_clause_break(line))
+    answer = _strip_emphasis(_cut_at_clause_break(line))
+    aside = _TRAILING_ASIDE.search(answer)
+    return answer[:aside.start()].rstrip() if aside and aside.start() > 0 else answer
 
 
 def _drop_unit_words(text: str) -> str:
@@ -154,6 +161,7 @@ def _drop_unit_words(text: str) -> str:
 
 # Unicode math that math-verify does not read (it reads π, ×, ÷ and the minus sign −).
 _SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
+_FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 _SUPERSCRIPT_RUN = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+")
 # A root sign and what it covers: a parenthesised group without nested parentheses, a number, or a letter.
 _ROOT = re.compile(r"([√∛∜])\s*(?:\(([^()]{1,200})\)|(\d+(?:\.\d+)?|[A-Za-z]))")
@@ -168,10 +176,12 @@ def unicode_math(text: str) -> str:
     """Unicode math written as LaTeX that math-verify reads: `"√2"` -> `"\\sqrt{2}"`, `"2√(x+1)"` ->
     `"2\\sqrt{x+1}"`, `"∛8"` -> `"\\sqrt[3]{8}"`, `"x²"` -> `"x^{2}"`, `"10⁻³"` -> `"10^{-3}"`, `"½"` ->
     `"\\frac{1}{2}"` (`"2½"` is the mixed number 2 1/2, as math-verify reads `2\\frac{1}{2}`), `"∞"`,
-    `"≤"`, `"≥"`, `"≠"`, the fraction slash `⁄`, and an en dash used as a minus sign (`"–5"`). Text
+    `"≤"`, `"≥"`, `"≠"`, the fraction slash `⁄`, full-width digits (`"７"`), and an en dash used as a
+    minus sign (`"–5"`). Text
     without these characters is returned as it is."""
     if text.isascii():
         return text
+    text = text.translate(_FULLWIDTH_DIGITS)
     text = _ROOT.sub(lambda m: f"\\sqrt{_ROOT_INDEX[m.group(1)]}{{{m.group(2) or m.group(3)}}}", text)
     text = _SUPERSCRIPT_RUN.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT) + "}", text)
     text = _VULGAR_CHAR.sub(lambda m: "\\frac{{{}}}{{{}}}".format(*_VULGAR[m.group(0)]), text)

@@ -125,6 +125,14 @@ def test_the_answer_phrase_ends_at_a_clause_break_and_articles_are_not_choices(c
     ("The answer is 5, since 2+3 = 5.", "5"),
     ("The answer is **5**.", "5"),
     ("The answer is `5`.", "5"),
+    # a closing remark in parentheses is not part of the answer; a parenthesised answer or argument is
+    ("The answer is 7 (seven).", "7"),
+    ("Answer: 10 cookies (since 4 + 6 = 10)", "10"),
+    ("The answer is 3 (mod 5)", "3"),
+    ("The answer is f(x)", "f(x)"),
+    ("The answer is (2, 3)", "(2, 3)"),
+    ("The answer is 2 (a)", "2 (a)"),
+    ("The answer is (seven)", "(seven)"),
     ("Answer: **`x = 2`**", "x = 2"),
     ("The answer is *x = 2*.", "x = 2"),
     ("The answer is 3.5. Next we check it.", "3.5"),
@@ -171,6 +179,7 @@ UNICODE_CASES: list[tuple[str, str, float]] = [
     ("2.5", "The answer is 2½ cups.", 1.0),
     ("[2, \\infty)", "The answer is [2, ∞)", 1.0),
     ("-5", "The answer is –5", 1.0),
+    ("17", "The answer is １７", 1.0),
     ("√2", "\\boxed{\\sqrt{2}}", 1.0),  # the gold answer is read the same way
 ]
 
@@ -186,7 +195,7 @@ def test_unicode_math_is_read_as_latex(channel, gold, completion, expected):
     ("√2", "\\sqrt{2}"), ("2√(x+1)", "2\\sqrt{x+1}"), ("∜16", "\\sqrt[4]{16}"), ("x²y³", "x^{2}y^{3}"),
     ("10⁻¹²", "10^{-12}"), ("2½", "2\\frac{1}{2}"), ("1⁄2", "1/2"), ("x ≠ 3", "x \\ne  3"),
     ("(–5, 1–2)", "(-5, 1–2)"),  # an en dash between numbers is a range, not a minus sign
-    ("√", "√"), ("x = 2", "x = 2"), ("π/2", "π/2"),
+    ("√", "√"), ("x = 2", "x = 2"), ("π/2", "π/2"), ("１７", "17"),
 ])
 def test_unicode_math_text(text, latex):
     from grpo_rewards.math_verifier.extract import unicode_math
