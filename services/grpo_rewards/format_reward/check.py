@@ -4,6 +4,10 @@ The required format (DeepSeek-R1 style): the completion opens with one `<think>�
 whitespace before it), and the text after `</think>` holds a `\\boxed{…}` answer with balanced braces and
 non-blank content. Each part is a component in [0, 1]; the score is their mean ("partial") or 1 only when
 both hold ("all_or_nothing").
+
+Chat templates that open the block in the prompt (DeepSeek-R1's distilled models, Qwen3 with thinking on:
+the generation prompt ends with `<think>\n`) leave the completion without `<think>`: with
+`opened_by_prompt` the completion is the reasoning, one `</think>`, then the answer.
 """
 
 from __future__ import annotations
@@ -67,11 +71,13 @@ def boxed_contents(text: str) -> list[str]:
     return out
 
 
-def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring = "partial") -> FormatVerdict:
+def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring = "partial",
+                 opened_by_prompt: bool = False) -> FormatVerdict:
     """Score `completion` against the required format.
 
     think = 1 when the completion starts (after whitespace) with exactly one `<tag>` … `</tag>` block
-    with non-blank reasoning; boxed = 1 when the text after the closing tag (the whole completion when the
+    with non-blank reasoning (with `opened_by_prompt`: holds no `<tag>` and exactly one `</tag>`, after
+    non-blank reasoning); boxed = 1 when the text after the closing tag (the whole completion when the
     block is missing) contains exactly one `\\boxed{…}` with balanced braces and non-blank content.
     """
     if scoring not in ("partial", "all_or_nothing"):
@@ -81,7 +87,19 @@ def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring 
     stripped = completion.lstrip()
     after = completion
     think = 0.0
-    if not stripped.startswith(open_tag):
+    if opened_by_prompt:
+        inner, closed, rest = completion.partition(close_tag)
+        if not closed:
+            problems.append(f"the reasoning is never closed with {close_tag} (the prompt opens {open_tag})")
+        else:
+            after = rest
+            if open_tag in completion or completion.count(close_tag) != 1:
+                problems.append(f"exactly one {close_tag} and no {open_tag} are allowed (the prompt opens {open_tag})")
+            elif not inner.strip():
+                problems.append(f"the reasoning before {close_tag} is empty")
+            else:
+                think = 1.0
+    elif not stripped.startswith(open_tag):
         problems.append(f"the completion must start with {open_tag}")
     elif close_tag not in stripped:
         problems.append(f"{open_tag} is never closed with {close_tag}")

@@ -23,11 +23,13 @@ def _version() -> str:
 @dataclass(frozen=True)
 class FormatConfig:
     """tag: the reasoning block's tag name; scoring: "partial" (mean of components) or "all_or_nothing";
-    max_completion_chars: longer completions are INVALID_INPUT (the check is linear, this bounds work)."""
+    max_completion_chars: longer completions are INVALID_INPUT (the check is linear, this bounds work);
+    opened_by_prompt: the chat template opens the block in the prompt, so completions start inside it."""
 
     tag: str = "think"
     scoring: FormatScoring = "partial"
     max_completion_chars: int = 200_000
+    opened_by_prompt: bool = False
 
 
 def check_tag(tag: str) -> str:
@@ -67,7 +69,8 @@ class FormatScorer:
                     status_message=f"completion: {len(item.completion)} characters; at most "
                                    f"{self.config.max_completion_chars} are allowed (--max-completion-chars)"))
                 continue
-            verdict = check_format(item.completion, tag=self.config.tag, scoring=self.config.scoring)
+            verdict = check_format(item.completion, tag=self.config.tag, scoring=self.config.scoring,
+                                   opened_by_prompt=self.config.opened_by_prompt)
             out.append(reward_pb2.ScoreResult(
                 id=item.id, score=verdict.score, status=reward_pb2.SCORE_STATUS_OK,
                 feedback=verdict.feedback, components=verdict.components))

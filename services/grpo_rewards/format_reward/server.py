@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"hold (default {d.scoring})")
     g.add_argument("--max-completion-chars", type=positive_int, default=d.max_completion_chars,
                    help=f"longer completions -> INVALID_INPUT (default {d.max_completion_chars})")
+    g.add_argument("--opened-by-prompt", action="store_true",
+                   help="the chat template opens the reasoning block in the prompt (DeepSeek-R1 distills, Qwen3 "
+                        "thinking: the generation prompt ends with <think>): completions hold the reasoning, one "
+                        "</think>, then the answer")
     return p
 
 
@@ -43,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level)
     scorer = FormatScorer(FormatConfig(tag=args.tag, scoring=args.scoring,
-                                       max_completion_chars=args.max_completion_chars))
+                                       max_completion_chars=args.max_completion_chars,
+                                       opened_by_prompt=args.opened_by_prompt))
     return serve_forever(scorer, args)
 
 

@@ -110,6 +110,51 @@ def test_service_answers_a_flood_of_unclosed_boxed_at_the_default_size_limit(ser
     assert (good.status, good.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
 
 
+# DeepSeek-R1 distills and Qwen3 (thinking) end the generation prompt with "<think>\n": the completion starts
+# inside the block. (completion, think, boxed, problem) with opened_by_prompt.
+R1_STYLE = "2 + 2 is 4.\n</think>\n\nThe answer is \\boxed{4}."
+
+
+@pytest.mark.parametrize(
+    ("text", "think", "boxed", "problem"),
+    [
+        (R1_STYLE, 1.0, 1.0, None),
+        ("2 + 2 is 4. The answer is \\boxed{4}.", 0.0, 1.0, "never closed with </think> (the prompt opens <think>)"),
+        ("\n \n</think>\\boxed{4}", 0.0, 1.0, "reasoning before </think> is empty"),
+        ("<think>again</think>\\boxed{4}", 0.0, 1.0, "exactly one </think> and no <think>"),
+        ("a</think>b</think>\\boxed{4}", 0.0, 1.0, "exactly one </think>"),
+        ("a</think>The answer is 4.", 1.0, 0.0, "no \\boxed{...} answer after </think>"),
+        ("a \\boxed{3}</think>The answer is 4.", 1.0, 0.0, "no \\boxed{...} answer after </think>"),
+    ],
+)
+def test_a_block_the_prompt_opened(text: str, think: float, boxed: float, problem: str | None) -> None:
+    verdict = check_format(text, opened_by_prompt=True)
+    assert verdict.components == {"think": think, "boxed": boxed}, verdict.problems
+    if problem is None:
+        assert verdict.problems == []
+    else:
+        assert any(problem in p for p in verdict.problems), verdict.problems
+    assert check_format(R1_STYLE).components["think"] == 0.0  # without the option the block must open here
+
+
+def test_the_service_scores_a_block_the_prompt_opened(serve) -> None:
+    import grpc
+
+    from grpo.reward.v1 import reward_pb2_grpc
+    from grpo_rewards.format_reward.server import build_parser
+
+    assert build_parser().parse_args(["--opened-by-prompt"]).opened_by_prompt is True
+    assert build_parser().parse_args([]).opened_by_prompt is False
+    item = reward_pb2.ScoreItem(id="a", completion=R1_STYLE, prompt=[reward_pb2.Message(role="user", content="q")])
+    scores = []
+    for config in (FormatConfig(opened_by_prompt=True), FormatConfig()):
+        with grpc.insecure_channel(serve(FormatScorer(config))) as channel:
+            result = reward_pb2_grpc.RewardServiceStub(channel).Score(reward_pb2.ScoreRequest(items=[item])).results[0]
+        scores.append((result.score, result.feedback))
+    assert scores[0] == (1.0, "format OK: a <think> block, then a \\boxed{} answer"), scores
+    assert scores[1][0] == 0.5 and "must start with <think>" in scores[1][1], scores
+
+
 def test_custom_tag() -> None:
     assert check_format("<reason>x</reason>\\boxed{1}", tag="reason").score == 1.0
     with pytest.raises(ValueError, match="--tag"):
