@@ -40,6 +40,10 @@ class MathConfig:
     cache_size: int = 8192
 
 
+# The end of a reasoning block (DeepSeek-R1, Qwen3): the final answer is looked for after the last one.
+THINK_END = "</think>"
+
+
 def _quote(text: str) -> str:
     return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + "…"
 
@@ -115,9 +119,14 @@ class MathVerifierScorer:
                               f"completion is {len(item.completion)} characters; at most {cfg.max_completion_chars}")
 
         letter = gold_choice(gold)
-        found = extract_choice(item.completion) if letter else extract_final_answer(item.completion)
+        # A reasoning model's answer follows its reasoning: what the <think> block tried is not the answer.
+        _, closed, answer_part = item.completion.rpartition(THINK_END)
+        text = answer_part if closed else item.completion
+        found = extract_choice(text) if letter else extract_final_answer(text)
         if found is None:
-            return self._result(item, 0.0, extracted=False, feedback=f"expected {_quote(gold)}, no final answer found")
+            where = f" after {THINK_END}" if closed else ""
+            return self._result(item, 0.0, extracted=False,
+                                feedback=f"expected {_quote(gold)}, no final answer found{where}")
         if len(found.text) > cfg.max_answer_chars:
             r = result_for(item, reward_pb2.SCORE_STATUS_INVALID_INPUT,
                            f"final answer is {len(found.text)} characters; at most {cfg.max_answer_chars}")

@@ -245,6 +245,31 @@ def test_missing_answer_feedback_says_none_was_found(channel):
     assert r.components["extracted"] == 0.0
 
 
+# A reasoning model's final answer follows its </think>: what the reasoning tried is not the answer.
+THINK_CASES: list[tuple[str, str, float]] = [
+    ("7", "<think>Maybe \\boxed{6}? No, 3 + 4 = 7.</think>\nThe answer is 7.", 1.0),
+    ("6", "<think>Maybe \\boxed{6}? No, 3 + 4 = 7.</think>\nThe answer is 7.", 0.0),
+    ("7", "3 + 4 = 7, not 6.\n</think>\n\n\\boxed{7}", 1.0),  # the prompt opened <think>
+    ("6", "<think>first 6</think> then <think>7</think> so 7", 0.0),  # after the last </think>
+    ("B", "<think>(A) looks right, but (B) fits.</think> The answer is (B).", 1.0),
+    ("A", "<think>(A) looks right, but (B) fits.</think> The answer is (B).", 0.0),
+    ("7", "No reasoning block: The answer is 7.", 1.0),
+]
+
+
+@pytest.mark.parametrize("gold,completion,expected", THINK_CASES, ids=[f"{g}:{c[:30]}" for g, c, _ in THINK_CASES])
+def test_the_final_answer_is_looked_for_after_the_reasoning(channel, gold, completion, expected):
+    result = score_one(channel, completion, gold)
+    assert result.status == OK, result.status_message
+    assert result.score == expected, result.feedback
+
+
+def test_an_answer_only_inside_the_reasoning_is_no_final_answer(channel):
+    r = score_one(channel, "<think>3 + 4, so the answer is 7.</think>", "7")
+    assert (r.status, r.score, r.components["extracted"]) == (OK, 0.0, 0.0)
+    assert r.feedback == "expected 7, no final answer found after </think>"
+
+
 def test_describe_names_the_backend_and_its_capabilities(channel):
     d = reward_stub(channel).Describe(reward_pb2.DescribeRequest(), timeout=10)
     assert d.name == "math-verifier" and "math-verify" in d.version
