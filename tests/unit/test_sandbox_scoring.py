@@ -126,6 +126,12 @@ def test_forged_test_ids_out_of_range_are_ignored() -> None:
     ("```\nx = 2\n```", "x = 2\n"),
     ("```bash\nls\n```", ""),
     ("```python\ndef add(a, b):\n    return a + b\n```\n```python\nprint(add(1, 2))\n```", "def add(a, b):\n    return a + b\n"),
+    # a reasoning block's drafts are not the answer; the text after the last </think> is
+    ("<think>Draft:\n```python\ndef add(a, b):\n    return a - b\n```\n</think>\ndef add(a, b):\n    return a + b",
+     "def add(a, b):\n    return a + b"),
+    ("<think>Let me see.</think>\n\ndef add(a, b):\n    return a + b\n", "def add(a, b):\n    return a + b"),
+    ("Reasoning the prompt opened.\n</think>\n```python\ndef add(a, b):\n    return a + b\n```", "def add(a, b):\n    return a + b\n"),
+    ("<think>```python\ndef add(a, b):\n    return a + b\n```</think>", ""),
 ])
 def test_code_extraction(completion: str, expected: str) -> None:
     assert extract_code(completion, "add") == expected
