@@ -494,7 +494,7 @@ CompiledTests = tuple[bytes | None, list[list] | None]
 class _CompiledTestsCache:
     """The compiled tests of recently seen test codes, least recently used first out, at most
     ``max_bytes`` of keys and values together. Bounded by bytes, not entries: the marshalled
-    instrumented code is ~25 times its source, so 256 entries of 1 MiB tests would hold 6 GiB.
+    instrumented code is up to ~20 times its source, so 256 entries of 1 MiB tests would hold 5 GiB.
     Thread-safe."""
 
     def __init__(self, max_bytes: int) -> None:
@@ -536,11 +536,12 @@ COMPILED_CACHE_BYTES = 64 * 1024 * 1024
 _compiled_cache = _CompiledTestsCache(COMPILED_CACHE_BYTES)
 
 
-# Compiling rewrites every assert into a block of its own, and the service's memory peaks at about 2,400
-# times the test code's size while it does (1.2 GiB for 512 KB of one-line asserts). So one test code is
-# compiled once however many items carry it at the same time (the G completions of a group do), and at
-# most one test code over BIG_COMPILE_BYTES is compiled at a time: concurrent large items do not add up
-# their peaks (BIG_COMPILE_BYTES itself peaks at about 150 MiB).
+# Compiling rewrites every assert into a block of its own, and the service's memory peaks at about 850
+# times the test code's size while it does (0.8 GiB for 1 MiB of one-line asserts; see
+# bench/bench_sandbox_compile.py). So one test code is compiled once however many items carry it at the
+# same time (the G completions of a group do), and at most one test code over BIG_COMPILE_BYTES is
+# compiled at a time: concurrent large items do not add up their peaks (BIG_COMPILE_BYTES itself peaks
+# at about 55 MiB).
 BIG_COMPILE_BYTES = 64 * 1024
 _big_compile = threading.Lock()
 _compiling: dict[str, Future[CompiledTests]] = {}

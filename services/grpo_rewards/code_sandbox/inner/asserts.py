@@ -1,60 +1,93 @@
 """Rewrite the `assert` statements of HumanEval-style test code so that each one counts as a test.
 
 Runs INSIDE the sandbox (standard library only, Python >= 3.9). Every ``assert TEST, MSG`` of the test
-code becomes a block that evaluates TEST, catches what it raises and reports the outcome to the runtime
-object ``_grpo_rt`` instead of raising, so that one failing assert does not hide the others: the score
-is the fraction of assert statements that held. For a single comparison (``assert f(x) == y``) both
-sides are kept so that the feedback can show what the candidate returned.
+code becomes a ``with`` block that evaluates TEST and reports the outcome to the runtime object
+``_grpo_rt`` instead of raising, so that one failing assert does not hide the others: the score is the
+fraction of assert statements that held. For a single comparison (``assert f(x) == y``) both sides are
+kept so that the feedback can show what the candidate returned.
 
 An assert inside a loop runs many times; it passes only if every run held. Such an assert is "settled"
 (known to have passed) only once its outermost loop has finished, so that a run killed half-way through
 a loop does not credit it.
+
+Why ``with`` and not ``try``: the service compiles test code of up to 1 MiB (tens of thousands of
+asserts) and its memory peaks while it does (bench/bench_sandbox_compile.py). What costs is the AST
+nodes per assert (each a Python object with a dict, then a C node) and the compiler's basic blocks
+per assert (each with an array of 16 instructions, all held until the function is assembled). A
+``with`` block is a quarter of the blocks that ``try``/``except ... as``/``else`` with a nested ``try``
+for the message took, the helper class below does what their handlers did, and the nodes that are the
+same in every assert are shared: 1 MiB of one-line asserts peaks at 0.8 GiB instead of 2.5 GiB.
+Compiling rewritten source text instead of the AST does not help: the parser's tokens cost more than
+the Python AST they would replace.
 """
 
 from __future__ import annotations
 
 import ast
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing is not imported at run time: it costs start-up time in the sandbox
+    from typing import TypeVar
+
+    _Node = TypeVar("_Node", bound=ast.AST)
+
 RUNTIME_NAME = "_grpo_rt"
 
-# The block one assert becomes. __TEST__, __LEFT__, __RIGHT__, __MSG__ and __ID__ are replaced by the
-# assert's own expressions. Names start with a single underscore: double underscores would be mangled
-# inside class bodies.
-_COMPARE_TEMPLATE = """
-try:
-    _grpo_rt.enter(__ID__)
-    _grpo_l = __LEFT__
-    _grpo_r = __RIGHT__
-    _grpo_v = bool(__TEST__)
-except Exception as _grpo_e:
-    _grpo_rt.raised(__ID__, _grpo_e)
-else:
-    if _grpo_v:
-        _grpo_rt.held(__ID__)
-    else:
-        try:
-            _grpo_m = __MSG__
-        except Exception:
-            _grpo_m = None
-        _grpo_rt.failed(__ID__, _grpo_l, _grpo_r, _grpo_m)
-"""
+# Inserted at the top of the rewritten module (after its docstring and __future__ imports). One
+# instance per assert run: ``__enter__`` tells the runtime which assert runs; the block stores the
+# compared sides (``l``, ``r``), whether the test failed (``f``) and the message (``m``, evaluated only
+# when the test failed); ``__exit__`` reports. An Exception from the test is the assert's failure
+# (``raised``); one from the message, once the test is known to have failed, leaves the message None;
+# anything else (a timeout, SystemExit) goes through. Names start with a single underscore: double
+# underscores would be mangled inside class bodies. Its nodes take line 0: none of its lines is a line
+# of the test code.
+_HELPER = """
+class _grpo_A:
+    __slots__ = ("i", "m", "l", "r", "f")
 
-_PLAIN_TEMPLATE = """
-try:
-    _grpo_rt.enter(__ID__)
-    _grpo_v = bool(__TEST__)
-except Exception as _grpo_e:
-    _grpo_rt.raised(__ID__, _grpo_e)
-else:
-    if _grpo_v:
-        _grpo_rt.held(__ID__)
-    else:
-        try:
-            _grpo_m = __MSG__
-        except Exception:
-            _grpo_m = None
-        _grpo_rt.failed(__ID__, _grpo_rt.NOVALUE, _grpo_rt.NOVALUE, _grpo_m)
+    def __init__(self, i, m=None):
+        self.i = i
+        self.m = m
+        self.l = self.r = _grpo_rt.NOVALUE
+        self.f = False
+
+    def __enter__(self):
+        _grpo_rt.enter(self.i)
+        return self
+
+    def __exit__(self, t, e, tb):
+        if t is None or (self.f and issubclass(t, Exception)):
+            if self.f:
+                _grpo_rt.failed(self.i, self.l, self.r, self.m)
+            else:
+                _grpo_rt.held(self.i)
+            return t is not None
+        if issubclass(t, Exception):
+            _grpo_rt.raised(self.i, e)
+            return True
+        return False
 """
+_HELPER_CLASS = "_grpo_A"
+_CASE = "_grpo_c"  # the name each assert's instance is bound to
+_POSITION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
+
+
+def _helper_nodes() -> list[ast.stmt]:
+    """The statements of ``_HELPER``, every node at line 0."""
+    body = ast.parse(_HELPER).body
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if "lineno" in node._attributes:
+                for name in _POSITION:
+                    setattr(node, name, 0)
+    return body
+
+
+def _at(node: _Node, where: ast.AST) -> _Node:
+    """``node`` with the position of ``where``."""
+    for name in _POSITION:
+        setattr(node, name, getattr(where, name))
+    return node
 
 
 class AssertInfo:
@@ -71,33 +104,6 @@ class AssertInfo:
         self.lineno = lineno
         self.source = source
         self.deferred = deferred
-
-
-# Parsed once; every assert gets a copy (parsing and walking a fresh block per assert cost more than
-# the rest of the rewrite together).
-_COMPARE_BLOCK = ast.parse(_COMPARE_TEMPLATE).body
-_PLAIN_BLOCK = ast.parse(_PLAIN_TEMPLATE).body
-_POSITION = ("lineno", "col_offset", "end_lineno", "end_col_offset")
-
-
-def _instantiate(template: ast.AST, values: dict[str, ast.expr], where: ast.stmt) -> ast.AST:
-    """A copy of ``template`` with its placeholder names replaced by ``values``. The copied nodes take
-    the position of ``where`` (so that tracebacks point at the test line); the substituted expressions
-    keep their own."""
-    if isinstance(template, ast.Name) and template.id in values:
-        return values[template.id]
-    node = template.__class__()
-    for name in template._fields:
-        value = getattr(template, name, None)
-        if isinstance(value, list):
-            value = [_instantiate(v, values, where) if isinstance(v, ast.AST) else v for v in value]
-        elif isinstance(value, ast.AST):
-            value = _instantiate(value, values, where)
-        setattr(node, name, value)
-    if template._attributes:
-        for name in _POSITION:
-            setattr(node, name, getattr(where, name, None))
-    return node
 
 
 class _SourceLines:
@@ -144,6 +150,8 @@ class _AssertRewriter(ast.NodeTransformer):
         self.asserts: list[AssertInfo] = []
         self._loop_depth = 0
         self._pending_in_loop: list[int] = []
+        self._nodes: dict[str, ast.expr] = {}
+        self._lists: dict[str, list[ast.expr]] = {}
 
     def _function(self, node: ast.AST) -> ast.AST:
         saved_depth, saved_pending = self._loop_depth, self._pending_in_loop
@@ -172,32 +180,73 @@ class _AssertRewriter(ast.NodeTransformer):
     visit_AsyncFor = _loop
     visit_While = _loop
 
-    def visit_Assert(self, node: ast.Assert) -> list[ast.stmt]:
+    def _shared(self, name: str, where: ast.AST) -> ast.expr:
+        """The node ``name`` of ``_SHARED``: the same in every assert, made once and used by all
+        (compile() reads a node as often as it occurs). Shared nodes take the position of the first
+        assert; the instructions they become (loading the helper class, the stores to and loads from
+        its instance's slots) raise nothing that a test could show."""
+        node = self._nodes.get(name)
+        if node is None:
+            what, ctx = _SHARED[name]
+            if what in _SLOTS:
+                node = ast.Attribute(self._shared("case", where), what, ctx)
+            else:
+                node = ast.Name(what, ctx)
+            node = self._nodes[name] = _at(node, where)
+        return node
+
+    def _one(self, name: str, where: ast.AST) -> list[ast.expr]:
+        """``[shared node]``, the list shared too (an Assign's targets, a Compare's comparators)."""
+        nodes = self._lists.get(name)
+        if nodes is None:
+            nodes = self._lists[name] = [self._shared(name, where)]
+        return nodes
+
+    def visit_Assert(self, node: ast.Assert) -> ast.stmt:
         test_id = len(self.asserts)
         text = self.lines.segment(node) or ast.unparse(node)
         deferred = self._loop_depth > 0
         self.asserts.append(AssertInfo(node.lineno, text.strip(), deferred))
         if deferred:
             self._pending_in_loop.append(test_id)
-        # New nodes take the assert's position, as the template's copies do.
-        values: dict[str, ast.expr] = {
-            "__ID__": ast.copy_location(ast.Constant(test_id), node),
-            "__TEST__": node.test,
-            "__MSG__": node.msg if node.msg is not None else ast.copy_location(ast.Constant(None), node),
-        }
+        # with _grpo_A(ID[, MSG]) as _grpo_c:
+        #     _grpo_c.l = LEFT; _grpo_c.r = RIGHT; _grpo_c.f = not (_grpo_c.l OP _grpo_c.r)  (one comparison)
+        #     _grpo_c.f = not (TEST)                                                          (otherwise)
+        #     if _grpo_c.f: _grpo_c.m = MSG                                 (a message that is not a constant)
+        # Every node made here takes the assert's position, as the expressions of the assert keep theirs.
+        shared, one = self._shared, self._one
+        args: list[ast.expr] = [_at(ast.Constant(test_id), node)]
+        msg = node.msg
+        if isinstance(msg, ast.Constant):
+            args.append(msg)  # evaluating it cannot raise: given to the instance now
+            msg = None
         test = node.test
+        body: list[ast.stmt] = []
         if isinstance(test, ast.Compare) and len(test.ops) == 1:
             # Evaluate each side once, then compare the saved values: same order, same result as the
-            # original expression, and both sides can be shown in the feedback.
-            values["__LEFT__"] = test.left
-            values["__RIGHT__"] = test.comparators[0]
-            values["__TEST__"] = ast.fix_missing_locations(ast.copy_location(ast.Compare(
-                left=ast.Name("_grpo_l", ast.Load()), ops=test.ops,
-                comparators=[ast.Name("_grpo_r", ast.Load())]), node))
-            block = _COMPARE_BLOCK
-        else:
-            block = _PLAIN_BLOCK
-        return [_instantiate(stmt, values, node) for stmt in block]  # type: ignore[misc]
+            # original expression, and both sides can be shown in the feedback. The Compare node itself
+            # is reused, at the assert's position.
+            body.append(_at(ast.Assign(one("l_", node), test.left, None), node))
+            body.append(_at(ast.Assign(one("r_", node), test.comparators[0], None), node))
+            test.left, test.comparators = shared("l", node), one("r", node)
+            _at(test, node)
+        failed = _at(ast.UnaryOp(_NOT, test), node)
+        body.append(_at(ast.Assign(one("f_", node), failed, None), node))
+        if msg is not None:
+            body.append(_at(ast.If(shared("f", node), [_at(ast.Assign(one("m_", node), msg, None), node)], []), node))
+        case = _at(ast.Call(shared("class", node), args, []), node)
+        item = ast.withitem(case, shared("case=", node))
+        return _at(ast.With([item], body, None), node)
+
+
+_LOAD, _STORE, _NOT = ast.Load(), ast.Store(), ast.Not()
+_SLOTS = ("i", "m", "l", "r", "f")  # those of the helper class
+# The nodes every rewritten assert has in common: a name, or a slot of the instance (``_grpo_c.l``).
+_SHARED: dict[str, tuple[str, ast.expr_context]] = {
+    "class": (_HELPER_CLASS, _LOAD), "case": (_CASE, _LOAD), "case=": (_CASE, _STORE),
+    "l": ("l", _LOAD), "r": ("r", _LOAD), "f": ("f", _LOAD),
+    "l_": ("l", _STORE), "r_": ("r", _STORE), "f_": ("f", _STORE), "m_": ("m", _STORE),
+}
 
 
 def instrument(source: str) -> tuple[ast.Module, list[AssertInfo]]:
@@ -206,4 +255,13 @@ def instrument(source: str) -> tuple[ast.Module, list[AssertInfo]]:
     tree = ast.parse(source)
     rewriter = _AssertRewriter(source)
     tree = rewriter.visit(tree)  # every node it adds has a position: no fix_missing_locations pass
+    if rewriter.asserts:
+        # after the docstring and the __future__ imports, which must come first
+        body, at = tree.body, 0
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            at = 1
+        while at < len(body) and isinstance(body[at], ast.ImportFrom) and body[at].module == "__future__":
+            at += 1
+        body[at:at] = _helper_nodes()
     return tree, rewriter.asserts
