@@ -1,9 +1,10 @@
 // Add, replace or delete a reward backend, as `grpo backends set` and `grpo backends delete` do (the same
 // flags, lines and --json documents).
-//   node dist/examples/backends.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] set NAME HOST:PORT
+//   node dist/examples/backends.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--json] set NAME HOST:PORT
 //        [--timeout S] [--max-batch N] [--max-concurrency N] [--backend-tls] [--backend-token-file PATH]
 //        [--backend-ca-file PATH] [--backend-cert-file PATH] [--backend-key-file PATH]
-//   node dist/examples/backends.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] delete NAME
+//   node dist/examples/backends.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--json] delete NAME
+// TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
 // Prints "set NAME -> HOST:PORT (registry version V)", or with --json the SetRewardBackendResponse;
 // "deleted NAME (registry version V)", or with --json {"registry_version": "V"}. The --backend-* files are
 // paths on the trainer. A bad flag is one "error: ..." line and exit status 2; a call the trainer refuses
@@ -13,7 +14,9 @@
 import { parseArgs } from 'node:util';
 
 import { TrainerClient } from '../src';
-import { CONNECTION_OPTIONS, UsageError, printDocument, protoJson, runCommand, wholeNumber } from './cli';
+import {
+  CONNECTION_OPTIONS, ConnectionFlags, UsageError, clientOptions, printDocument, protoJson, runCommand, wholeNumber,
+} from './cli';
 
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -55,7 +58,8 @@ async function backends(): Promise<number> {
     certFile: values['backend-cert-file'],
     keyFile: values['backend-key-file'],
   };
-  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  // The TLS flags after the others, before any call, as `grpo` checks them.
+  const client = new TrainerClient(values.target!, clientOptions(values));
   try {
     const stored = await client.setBackend(backend);
     if (values.json) {
@@ -70,10 +74,10 @@ async function backends(): Promise<number> {
 }
 
 /** `delete NAME`: as `grpo backends delete` (the registry version as a string, as int64 is in JSON). */
-async function deleteBackend(names: string[], values: { target?: string; token?: string; tls?: boolean; json?: boolean }):
+async function deleteBackend(names: string[], values: ConnectionFlags & { target?: string; json?: boolean }):
   Promise<number> {
   if (names.length !== 1) throw new UsageError(`delete: give NAME (got ${names.length} arguments)`);
-  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  const client = new TrainerClient(values.target!, clientOptions(values));
   try {
     const version = await client.deleteBackend(names[0]);
     if (values.json) printDocument({ registry_version: String(version) });

@@ -1,6 +1,7 @@
 // Take queued prompts out of the queue before a step trains on them, as `grpo cancel` does (the same
 // flags, lines, --json document and exit status).
-//   node dist/examples/cancel.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] [ID ...] [--file FILE.jsonl]
+//   node dist/examples/cancel.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--json] [ID ...] [--file FILE.jsonl]
+// TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
 // Prints "cancelled N queued prompts; queue depth D", a "not cancelled: ID: STATE (why)" line for each id
 // that was not queued and "never submitted: ..." for the ids the trainer does not know; exit status 1
 // when an id was not cancelled (other than one cancelled before) or never submitted. --file adds every id
@@ -10,7 +11,7 @@
 import { parseArgs } from 'node:util';
 
 import { CancelPromptsResponse, TrainerClient, loadPromptFile } from '../src';
-import { CONNECTION_OPTIONS, UsageError, enumName, printDocument, protoJson, runCommand } from './cli';
+import { CONNECTION_OPTIONS, UsageError, clientOptions, enumName, printDocument, protoJson, runCommand } from './cli';
 
 /** The most ids one CancelPrompts call takes. */
 const CHUNK = 1000;
@@ -33,6 +34,7 @@ async function cancel(): Promise<number> {
   if (!positionals.length && values.file === undefined) {
     throw new UsageError('name the prompts to cancel: IDs, or --file FILE.jsonl');
   }
+  const options = clientOptions(values); // the TLS flags before the file, as `grpo` checks them
   let ids = [...positionals];
   if (values.file !== undefined) ids.push(...loadPromptFile(values.file).prompts.map((p) => p.id!));
   ids = [...new Set(ids)]; // each once, in order
@@ -42,7 +44,7 @@ async function cancel(): Promise<number> {
     else console.log(`${values.file} holds no prompts: nothing to cancel`);
     return 0;
   }
-  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  const client = new TrainerClient(values.target!, options);
   try {
     // Any number of ids, CHUNK at a time, the answers merged into one (its queue depth from the last call).
     for (let start = 0; start < ids.length; start += CHUNK) {

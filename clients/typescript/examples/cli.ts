@@ -1,23 +1,109 @@
 // What the command-line examples submit.ts, backends.ts, prompts.ts and cancel.ts share: exit statuses,
 // error lines and error documents as the Python CLI's (`grpo`), and its --json documents (protobuf
 // messages in their JSON mapping).
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 
 import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 
-import { GrpoError, PROTO_DIR, PromptFileError, SubmitError } from '../src';
+import { ClientOptions, GrpoError, PROTO_DIR, PromptFileError, SubmitError } from '../src';
 
-/** The flags every command takes: where the trainer is, how to authenticate, and --json. */
+/** The flags that make the connection TLS, as `grpo`'s: --tls (the system's roots unless --ca), --ca F,
+ * --cert F with --key F (a client certificate, for a trainer that requires one: mTLS) and --server-name
+ * NAME (the name the trainer's certificate must carry when it is not --target's host); --ca, --cert and
+ * --server-name each imply --tls. `clientOptions` checks them. */
+export const TLS_OPTIONS = {
+  tls: { type: 'boolean', default: false },
+  ca: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  'server-name': { type: 'string' },
+} as const;
+
+/** The flags every command takes: where the trainer is, how to authenticate and connect, and --json. */
 export const CONNECTION_OPTIONS = {
   target: { type: 'string', default: '127.0.0.1:50051' },
   token: { type: 'string' },
-  tls: { type: 'boolean', default: false },
+  ...TLS_OPTIONS,
   json: { type: 'boolean', default: false },
 } as const;
 
 /** A bad flag or value: printed as one "error: ..." line, exit status 2. */
 export class UsageError extends Error {}
+
+/** A local file that cannot be read: LOCAL, exit status 1 (as `grpo`). */
+export class LocalError extends Error {}
+
+/** The values of the token and TLS flags. */
+export interface ConnectionFlags {
+  token?: string;
+  tls?: boolean;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  'server-name'?: string;
+}
+
+/** What the C library says of a failed read, as Python's OSError.strerror (Node words some differently). */
+const STRERROR: Record<string, string> = {
+  ENOENT: 'No such file or directory',
+  EACCES: 'Permission denied',
+  EISDIR: 'Is a directory',
+  ENOTDIR: 'Not a directory',
+};
+
+/** The TrainerClient options the token and TLS flags ask for. The TLS files are checked before any call as
+ * `grpo` checks them (clients/python/grpo_client/cli.py, _check_tls_files), in its order and words (with
+ * the same flag names): --cert and --key together; each file readable (else LocalError) and holding the
+ * PEM block it should, a key unencrypted (else UsageError). A certificate and key that do not make a pair
+ * (Node loads them here) are a UsageError too. */
+export function clientOptions(values: ConnectionFlags): ClientOptions {
+  const serverName = values['server-name'];
+  if (serverName !== undefined && serverName.trim() === '') throw new UsageError('--server-name: must not be empty');
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    const [given, missing] = values.key === undefined ? ['--cert', '--key'] : ['--key', '--cert'];
+    throw new UsageError(`${given} needs ${missing}: a client certificate and its private key go together`);
+  }
+  if (!values.tls && values.ca === undefined && values.cert === undefined && serverName === undefined) {
+    return { token: values.token };
+  }
+  const read = (flag: string, file: string | undefined, marker: string, what: string): Buffer | undefined => {
+    if (file === undefined) return undefined;
+    let pem: Buffer;
+    try {
+      pem = fs.readFileSync(file);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new LocalError(`${flag}: cannot read ${file}: ${STRERROR[e.code ?? ''] ?? e.message}`);
+    }
+    if (!pem.includes(marker) || (flag === '--key' && pem.includes('ENCRYPTED'))) {
+      throw new UsageError(`${flag} ${file}: no ${flag === '--key' ? 'unencrypted private key' : 'PEM certificate'} `
+        + `in it (${what})`);
+    }
+    return pem;
+  };
+  const rootCerts = read('--ca', values.ca, '-----BEGIN CERTIFICATE-----',
+    'a CA file holds -----BEGIN CERTIFICATE----- blocks');
+  const certChain = read('--cert', values.cert, '-----BEGIN CERTIFICATE-----',
+    'a certificate file holds -----BEGIN CERTIFICATE----- blocks');
+  const privateKey = read('--key', values.key, 'PRIVATE KEY-----',
+    'a key file holds a -----BEGIN PRIVATE KEY----- block, or an EC or RSA one, unencrypted');
+  if (certChain !== undefined) {
+    try {
+      tls.createSecureContext({ cert: certChain, key: privateKey });
+    } catch (err) {
+      throw new UsageError(`--cert ${values.cert}, --key ${values.key}: not a certificate and its private key: `
+        + `${(err as Error).message}`);
+    }
+  }
+  return {
+    token: values.token,
+    tls: { rootCerts, certChain, privateKey },
+    channelOptions: serverName === undefined ? undefined : { 'grpc.ssl_target_name_override': serverName },
+  };
+}
 
 /** A failure as `grpo` reports it: the "error" object of its --json document, the text it prints on
  * stderr without --json, the exit status, and whether it is a bad command line (whose text argparse
@@ -34,9 +120,12 @@ interface Failure {
  * client refuses) are USAGE, exit status 2; a call the trainer refuses is its status (GrpoError.toJSON; a
  * refused submission SubmitError.toJSON), exit status 2 for INVALID_ARGUMENT, else 1; a bad prompt file is
  * INVALID_ARGUMENT with a field violation "line N: field" for each problem, exit status 2; a file that
- * cannot be read is LOCAL, exit status 1. */
+ * cannot be read (a prompt file, a TLS file: LocalError) is LOCAL, exit status 1. */
 function failure(err: unknown): Failure | undefined {
   const callStatus = (code: grpc.status) => (code === grpc.status.INVALID_ARGUMENT ? 2 : 1);
+  if (err instanceof LocalError) {
+    return { doc: { code: 'LOCAL', message: err.message }, text: `error: ${err.message}`, status: 1, usage: false };
+  }
   if (err instanceof UsageError || err instanceof TypeError) {
     return { doc: { code: 'USAGE', message: err.message }, text: `error: ${err.message}`, status: 2, usage: true };
   }

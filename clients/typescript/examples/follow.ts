@@ -1,15 +1,14 @@
 // Follow a trainer's steps across restarts and print one line per report.
-//   node dist/examples/follow.js --target 127.0.0.1:50051 [--token T] [--tls] [--after N] [--running]
+//   node dist/examples/follow.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--after N] [--running]
 //                                [--retry-ms MS] [--give-up-ms MS] [-n COUNT]
+// TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
 // Each report: "step N STATE started SECONDS.NANOS, checkpoint step C, reward mean R[, error: E]". Before
 // each reconnect "reconnecting: REASON" goes to stderr. SIGINT or SIGTERM end it (exit status 0); a bad
-// flag or value is one "error: ..." line and exit status 2.
+// flag or value is one "error: ..." line and exit status 2 (a TLS file that cannot be read: exit status 1).
 import { parseArgs } from 'node:util';
 
 import { GrpoError, TrainerClient } from '../src';
-
-/** A bad flag or value: printed as one line, exit status 2. */
-class UsageError extends Error {}
+import { LocalError, TLS_OPTIONS, UsageError, clientOptions } from './cli';
 
 /** `text` as a whole number >= `min` (or Infinity when `infinity`), else a UsageError naming `flag`. */
 function wholeNumber(flag: string, text: string, min: number, infinity = false): number {
@@ -29,6 +28,10 @@ async function main(): Promise<number> {
       console.error(`error: ${err.message}`);
       return 2;
     }
+    if (err instanceof LocalError) { // a TLS file that cannot be read
+      console.error(`error: ${err.message}`);
+      return 1;
+    }
     throw err;
   }
 }
@@ -38,7 +41,7 @@ async function follow(): Promise<number> {
     options: {
       target: { type: 'string', default: '127.0.0.1:50051' },
       token: { type: 'string' },
-      tls: { type: 'boolean', default: false },
+      ...TLS_OPTIONS,
       after: { type: 'string', default: '0' },
       running: { type: 'boolean', default: false },
       'retry-ms': { type: 'string', default: '2000' },
@@ -50,7 +53,7 @@ async function follow(): Promise<number> {
   const afterStep = wholeNumber('--after', values.after!, 0);
   const retryMs = wholeNumber('--retry-ms', values['retry-ms']!, 0);
   const giveUpMs = wholeNumber('--give-up-ms', values['give-up-ms']!, 0, true);
-  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  const client = new TrainerClient(values.target!, clientOptions(values));
   const stop = new AbortController();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
   let seen = 0;

@@ -1,7 +1,8 @@
 // Submitted prompts and where each is, as `grpo prompts` lists them (the same flags, table and --json
 // document).
-//   node dist/examples/prompts.js --target 127.0.0.1:50051 [--token T] [--tls] [--json] [ID ...]
+//   node dist/examples/prompts.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--json] [ID ...]
 //        [--state queued|leased|trained|failed|cancelled] [--limit N]
+// TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
 // One row per prompt: id, state, step, checkpoint, attempts, reason; "never submitted: ..." for the IDs
 // the trainer does not know (without --state and --limit). A bad flag is one "error: ..." line and exit
 // status 2; a call the trainer refuses prints "CODE: message" and each field violation, and exits 2 for
@@ -9,7 +10,9 @@
 import { parseArgs } from 'node:util';
 
 import { PromptState, PromptStatus, TrainerClient } from '../src';
-import { CONNECTION_OPTIONS, UsageError, enumName, printDocument, protoJson, runCommand, wholeNumber } from './cli';
+import {
+  CONNECTION_OPTIONS, UsageError, clientOptions, enumName, printDocument, protoJson, runCommand, wholeNumber,
+} from './cli';
 
 const STATES = ['queued', 'leased', 'trained', 'failed', 'cancelled'];
 
@@ -37,7 +40,7 @@ async function prompts(): Promise<number> {
     throw new UsageError(`--state: '${state}' is not a prompt state; give one of ${STATES.join(', ')}`);
   }
   const limit = wholeNumber('--limit', values.limit!, 0);
-  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  const client = new TrainerClient(values.target!, clientOptions(values)); // the TLS flags checked: see cli.ts
   try {
     const found: PromptStatus[] = [];
     const request = {

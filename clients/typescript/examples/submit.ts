@@ -1,7 +1,8 @@
 // Submit one arithmetic prompt to a trainer and print its run status, or submit a prompt file.
-//   node dist/examples/submit.js --target 127.0.0.1:50051 [--token T] [--tls] [--bad]
-//   node dist/examples/submit.js --target 127.0.0.1:50051 [--token T] --file FILE.jsonl [--batch-size N]
+//   node dist/examples/submit.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--bad]
+//   node dist/examples/submit.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] --file FILE.jsonl [--batch-size N]
 //        [--request-id ID] [--json] [--dry-run]
+// TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
 // --bad sends a prompt with an invalid role to show how field-level errors come back. --file submits a
 // prompt file with submitFile (the same request ids as `grpo submit`: a file sent before is not queued
 // again); --dry-run prints its batches and request ids without connecting. Failures are reported and exit
@@ -14,24 +15,21 @@ import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 
 import { TrainerClient, batchRequestId, loadPromptFile } from '../src';
-import { printDocument, runCommand } from './cli';
+import { CONNECTION_OPTIONS, ConnectionFlags, clientOptions, printDocument, runCommand } from './cli';
 
 async function submit(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      target: { type: 'string', default: '127.0.0.1:50051' },
-      token: { type: 'string' },
-      tls: { type: 'boolean', default: false },
+      ...CONNECTION_OPTIONS,
       bad: { type: 'boolean', default: false },
       file: { type: 'string' },
       'batch-size': { type: 'string', default: '256' },
       'request-id': { type: 'string' },
-      json: { type: 'boolean', default: false },
       'dry-run': { type: 'boolean', default: false },
     },
   });
   if (values.file !== undefined) return submitFile(values);
-  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  const client = new TrainerClient(values.target!, clientOptions(values));
   try {
     const res = await client.submitPrompts([{
       id: `example-${randomUUID()}`,
@@ -54,9 +52,8 @@ async function submit(): Promise<number> {
 /** Tries of a batch the trainer refuses as full or unavailable, as `grpo submit` makes. */
 const SUBMIT_ATTEMPTS = 5;
 
-interface FileFlags {
-  target?: string; token?: string; tls?: boolean; file?: string; 'batch-size'?: string; 'request-id'?: string;
-  json?: boolean; 'dry-run'?: boolean;
+interface FileFlags extends ConnectionFlags {
+  target?: string; file?: string; 'batch-size'?: string; 'request-id'?: string; json?: boolean; 'dry-run'?: boolean;
 }
 
 /** --file: the whole file first (a bad one sends nothing), then submitFile, reported as `grpo submit` does. */
@@ -65,6 +62,7 @@ async function submitFile(values: FileFlags): Promise<number> {
   if (!/^\d+$/.test(values['batch-size'] ?? '') || batchSize < 1) {
     throw new TypeError(`--batch-size: '${values['batch-size']}' is not a whole number >= 1`);
   }
+  const options = clientOptions(values); // the TLS flags before the file, even for --dry-run, as `grpo` checks them
   const file = loadPromptFile(values.file!); // a bad or unreadable file: reported by runCommand
   const requestId = values['request-id'];
   if (values['dry-run']) {
@@ -86,7 +84,7 @@ async function submitFile(values: FileFlags): Promise<number> {
     }
     return 0;
   }
-  const client = new TrainerClient(values.target!, { token: values.token, tls: values.tls });
+  const client = new TrainerClient(values.target!, options);
   try {
     let sent = 0;
     const res = await client.submitFile(file, {

@@ -148,6 +148,43 @@ def tls_trainer(tmp_path_factory: pytest.TempPathFactory, live_trainer: LiveTrai
         yield TlsTrainer(target=f"127.0.0.1:{app.api_port}", ca_file=ca)
 
 
+MTLS_SERVER_NAME = "grpo-trainer.test"
+
+
+@dataclass(frozen=True)
+class MtlsTrainer:
+    """A trainer serving TLS only (no auth) that requires a client certificate signed by its CA, with a
+    certificate for `server_name` only: not for 127.0.0.1, the host of `target`. `pki` holds the CA, the
+    client certificate and its key (reward_service_kit.TLSFiles)."""
+
+    target: str
+    pki: Any
+    server_name: str = MTLS_SERVER_NAME
+
+
+def write_client_pki(directory: Path, server_names: tuple[str, ...] = (MTLS_SERVER_NAME,)) -> Any:
+    """A CA, a server certificate for `server_names` and a client certificate with their keys, as PEM files
+    under `directory` (reward_service_kit.make_tls_files): a TLSFiles."""
+    services = str(REPO / "tests" / "integration" / "services")
+    if services not in sys.path:
+        sys.path.append(services)  # after this folder: its conftest must stay the one `conftest` names
+    from reward_service_kit import make_tls_files
+
+    return make_tls_files(directory, server_names=server_names)
+
+
+@pytest.fixture(scope="module")
+def mtls_trainer(tmp_path_factory: pytest.TempPathFactory, live_trainer: LiveTrainer) -> Iterator[MtlsTrainer]:
+    """A third trainer, for the examples' --cert/--key and --server-name: mTLS, and a certificate that
+    names only grpo-trainer.test (one trainer for both, to start few); it reuses the math verifier."""
+    root = tmp_path_factory.mktemp("clients-mtls-trainer")
+    pki = write_client_pki(root)
+    with running_trainer(root / "store", live_trainer.math_address, "mTLS trainer",
+                         server={"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key),
+                                 "tls_client_ca": str(pki.ca_cert)}) as app:
+        yield MtlsTrainer(target=f"127.0.0.1:{app.api_port}", pki=pki)
+
+
 def run_tool(cmd: list[str], *, cwd: Path, timeout: float, env: dict[str, str] | None = None,
              check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a build or test command, failing the test with its output when it exits non-zero."""

@@ -16,12 +16,14 @@ import pytest
 from conftest import (
     REPO,
     LiveTrainer,
+    MtlsTrainer,
     TlsTrainer,
     assert_same_error,
     grpo_cli,
     key_order,
     require_tools,
     run_tool,
+    write_client_pki,
 )
 from follow_restart import run_restart_scenario
 
@@ -109,6 +111,66 @@ def test_go_example_connects_with_tls_given_the_ca(example: Path, tls_trainer: T
     # Plaintext against a TLS-only server never connects: Dial gives up after its timeout.
     plain = run_tool([str(example), "-target", tls_trainer.target, "status"], cwd=GO, timeout=120, check=False)
     assert plain.returncode == 1 and plain.stderr.startswith(f"cannot connect to {tls_trainer.target}"), plain.stderr
+
+
+def python_cli(target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`grpo --target TARGET ARGS` (no token)."""
+    return run_tool([sys.executable, "-m", "grpo_client.cli", "--target", target, *args], cwd=REPO, timeout=120,
+                    check=False)
+
+
+def test_go_example_presents_a_client_certificate_and_checks_the_server_name(example: Path,
+                                                                            mtls_trainer: MtlsTrainer) -> None:
+    """-cert/-key and -server-name, as `grpo`'s --cert/--key and --server-name, against a trainer that
+    requires a client certificate and whose certificate names only grpo-trainer.test: with both, status
+    works; without the certificate, without -server-name (127.0.0.1 is checked) or with a wrong name it
+    fails UNAVAILABLE, exit status 1, with -json the document `grpo --json` prints."""
+    m = mtls_trainer
+    ca, cert = ["-ca", str(m.pki.ca_cert)], ["-cert", str(m.pki.client_cert), "-key", str(m.pki.client_key)]
+    name = ["-server-name", m.server_name]
+    ok = run_tool([str(example), "-target", m.target, *ca, *cert, *name, "status"], cwd=GO, timeout=120)
+    assert ok.stdout.startswith("run state: RUN_STATE_"), ok.stdout
+    for flags in ([*ca, *name], [*ca, *cert], [*ca, *cert, "-server-name", "other.test"]):
+        go = run_tool([str(example), "-target", m.target, *flags, "-timeout", "3s", "prompts", "-json"], cwd=GO,
+                      timeout=120, check=False)
+        py = python_cli(m.target, *[f"-{f}" if f.startswith("-") else f for f in flags], "--timeout", "3", "--json",
+                        "prompts")
+        assert assert_same_error(go, py, 1, same_message=False)["code"] == "UNAVAILABLE", flags
+
+
+def test_go_example_refuses_bad_tls_flags_as_the_python_cli_does(example: Path, tmp_path: Path) -> None:
+    """-cert without -key (and the reverse), a file without the PEM block it should hold, an encrypted key
+    and an empty -server-name are USAGE (exit status 2), a file that cannot be read LOCAL (exit status 1),
+    before any call (nothing listens on the target): `grpo`'s code, exit status and message, its flags
+    written with one dash."""
+    pki = write_client_pki(tmp_path)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
+    cert, key, missing = str(pki.client_cert), str(pki.client_key), str(tmp_path / "nope.pem")
+    cases = [
+        (["--cert", cert], 2),
+        (["--key", key], 2),
+        (["--cert", key, "--key", key], 2),
+        (["--cert", cert, "--key", cert], 2),
+        (["--cert", cert, "--key", str(encrypted)], 2),
+        (["--ca", key], 2),
+        (["--ca", missing], 1),
+        (["--cert", missing, "--key", key], 1),
+    ]
+    for flags, status in cases:
+        py = python_cli("127.0.0.1:1", *flags, "--json", "prompts")
+        go = run_tool([str(example), "-target", "127.0.0.1:1", *[f[1:] if f.startswith("--") else f for f in flags],
+                       "prompts", "-json"], cwd=GO, timeout=60, check=False)
+        error = assert_same_error(go, py, status, same_message=False)
+        assert error["code"] == ("USAGE" if status == 2 else "LOCAL"), (flags, error)
+        # The same words, but -cert for --cert (and not in -----BEGIN CERTIFICATE-----).
+        assert error["message"] == re.sub(r"(?<!-)--(?=[a-z])", "-", json.loads(py.stdout)["error"]["message"]), \
+            (flags, go.stdout, py.stdout)
+    go = run_tool([str(example), "-target", "127.0.0.1:1", "-server-name", " ", "prompts", "-json"], cwd=GO,
+                  timeout=60, check=False)
+    error = assert_same_error(go, python_cli("127.0.0.1:1", "--server-name", " ", "--json", "prompts"), 2,
+                              same_message=False)
+    assert error == {"code": "USAGE", "message": "-server-name: must not be empty"}, error
 
 
 def test_go_follow_carries_on_across_a_trainer_kill_and_restart(example: Path, tmp_path: Path) -> None:

@@ -16,12 +16,14 @@ import pytest
 from conftest import (
     REPO,
     LiveTrainer,
+    MtlsTrainer,
     TlsTrainer,
     assert_same_error,
     grpo_cli,
     key_order,
     require_tools,
     run_tool,
+    write_client_pki,
 )
 from follow_restart import run_restart_scenario
 
@@ -74,6 +76,67 @@ def test_typescript_client_tls_option(built_client: Path, tls_trainer: TlsTraine
                     check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^# pass 2$", proc.stdout, re.M), proc.stdout
+
+
+def python_cli(target: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`grpo --target TARGET ARGS` (no token)."""
+    return run_tool([sys.executable, "-m", "grpo_client.cli", "--target", target, *args], cwd=REPO, timeout=120,
+                    check=False)
+
+
+def test_examples_present_a_client_certificate_and_check_the_server_name(built_client: Path,
+                                                                         mtls_trainer: MtlsTrainer) -> None:
+    """--cert/--key and --server-name, as `grpo`'s, against a trainer that requires a client certificate and
+    whose certificate names only grpo-trainer.test: with both, prompts.js prints `grpo prompts`'s document;
+    without the certificate, without --server-name (127.0.0.1 is checked) or with a wrong name it fails
+    UNAVAILABLE, exit status 1, with --json the document `grpo --json` prints."""
+    m = mtls_trainer
+    ca, cert = ["--ca", str(m.pki.ca_cert)], ["--cert", str(m.pki.client_cert), "--key", str(m.pki.client_key)]
+    name = ["--server-name", m.server_name]
+    prompts = ["node", str(built_client / "examples" / "prompts.js"), "--target", m.target]
+    ts = run_tool([*prompts, *ca, *cert, *name, "--json"], cwd=TS, timeout=120, check=False)
+    py = python_cli(m.target, *ca, *cert, *name, "--json", "prompts")
+    assert ts.returncode == py.returncode == 0, (ts.stdout, ts.stderr, py.stdout, py.stderr)
+    assert json.loads(ts.stdout) == json.loads(py.stdout) == {"prompts": []}, (ts.stdout, py.stdout)
+    for flags in ([*ca, *name], [*ca, *cert], [*ca, *cert, "--server-name", "other.test"]):
+        ts = run_tool([*prompts, *flags, "--json"], cwd=TS, timeout=120, check=False)
+        py = python_cli(m.target, *flags, "--timeout", "5", "--json", "prompts")
+        assert assert_same_error(ts, py, 1, same_message=False)["code"] == "UNAVAILABLE", flags
+
+
+def test_examples_refuse_bad_tls_flags_as_the_python_cli_does(built_client: Path, tmp_path: Path) -> None:
+    """--cert without --key (and the reverse), a file without the PEM block it should hold, an encrypted key
+    and an empty --server-name are USAGE (exit status 2), a file that cannot be read LOCAL (exit status 1),
+    before any call (nothing listens on the target): `grpo`'s document, message included, and exit status;
+    follow.js (no --json) prints the same line and exit status."""
+    pki = write_client_pki(tmp_path)
+    encrypted = tmp_path / "encrypted.pem"
+    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
+    cert, key, missing = str(pki.client_cert), str(pki.client_key), str(tmp_path / "nope.pem")
+    cases = [
+        (["--cert", cert], 2),
+        (["--key", key], 2),
+        (["--cert", key, "--key", key], 2),
+        (["--cert", cert, "--key", cert], 2),
+        (["--cert", cert, "--key", str(encrypted)], 2),
+        (["--ca", key], 2),
+        (["--ca", missing], 1),
+        (["--cert", missing, "--key", key], 1),
+    ]
+    for flags, status in cases:
+        py = python_cli("127.0.0.1:1", *flags, "--json", "prompts")
+        ts = run_tool(["node", str(built_client / "examples" / "prompts.js"), "--target", "127.0.0.1:1", *flags,
+                       "--json"], cwd=TS, timeout=60, check=False)
+        assert assert_same_error(ts, py, status)["code"] == ("USAGE" if status == 2 else "LOCAL"), flags
+        follow = run_tool(["node", str(built_client / "examples" / "follow.js"), "--target", "127.0.0.1:1", *flags],
+                          cwd=TS, timeout=60, check=False)
+        assert follow.returncode == status, (flags, follow.stderr)
+        assert follow.stderr == f"error: {json.loads(py.stdout)['error']['message']}\n", (flags, follow.stderr)
+    ts = run_tool(["node", str(built_client / "examples" / "prompts.js"), "--target", "127.0.0.1:1", "--server-name",
+                   " ", "--json"], cwd=TS, timeout=60, check=False)
+    error = assert_same_error(ts, python_cli("127.0.0.1:1", "--server-name", " ", "--json", "prompts"), 2,
+                              same_message=False)
+    assert error == {"code": "USAGE", "message": "--server-name: must not be empty"}, error
 
 
 def test_unary_calls_without_a_server(built_client: Path) -> None:

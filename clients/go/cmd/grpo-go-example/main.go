@@ -1,6 +1,8 @@
 // Command grpo-go-example calls a GRPO trainer with the grpoclient package.
 //
-//	grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit [-bad] [-answer A] [QUESTION]
+//	grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] [-cert FILE -key FILE] [-server-name NAME]
+//	    [-timeout D] COMMAND ...
+//	grpo-go-example -target HOST:PORT [-token T] submit [-bad] [-answer A] [QUESTION]
 //	grpo-go-example -target HOST:PORT [-token T] submit-file [-batch-size N] [-request-id ID] [-json] [-dry-run] FILE.jsonl
 //	grpo-go-example -target HOST:PORT [-token T] status [-step N]
 //	grpo-go-example -target HOST:PORT [-token T] watch [-after N] [-n COUNT]
@@ -21,6 +23,10 @@
 // as `grpo --json` prints it (USAGE, LOCAL, a bad prompt file as INVALID_ARGUMENT with "line N: field"
 // violations, or the call's status: see grpoclient's Error.MarshalJSON); a bad command line still prints
 // its text on stderr too.
+// The TLS flags are `grpo`'s --tls, --ca, --cert, --key and --server-name (see tlsflags.go): -ca, -cert
+// (with -key) and -server-name each imply -tls, and their files are checked before any call, in `grpo`'s
+// words and exit statuses (a file that cannot be read: LOCAL, 1; a file without the PEM block it should
+// hold, an encrypted key, -cert without -key or the other way round: USAGE, 2).
 // backends set/delete, prompts and cancel are the Python CLI's commands of those names (same flags, lines
 // and -json documents; see admin.go), and cancel exits 1 when an id was not cancelled (not queued, or
 // never submitted).
@@ -29,14 +35,11 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/ioutil"
 	"os"
 	"os/signal"
 	"strconv"
@@ -55,7 +58,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] submit|submit-file|status|watch|follow|backends [list|set|delete]|prompts|cancel [flags]")
+	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] [-cert FILE -key FILE] [-server-name NAME] [-timeout D] submit|submit-file|status|watch|follow|backends [list|set|delete]|prompts|cancel [flags]")
 }
 
 // commands are the commands run takes.
@@ -71,8 +74,7 @@ func run(args []string) int {
 	global := flag.NewFlagSet("grpo-go-example", flag.ContinueOnError)
 	target := global.String("target", "127.0.0.1:50051", "trainer address HOST:PORT")
 	token := global.String("token", "", "bearer token")
-	useTLS := global.Bool("tls", false, "connect with TLS")
-	caFile := global.String("ca", "", "PEM file of the CA that signed the trainer's certificate (implies -tls)")
+	tlsOpts := addTLSFlags(global)
 	timeout := global.Duration("timeout", 30*time.Second, "deadline of each call")
 	global.Usage = usage
 	if err := global.Parse(args); err != nil {
@@ -97,22 +99,14 @@ func run(args []string) int {
 	if err := grpoclient.CheckToken(*token); err != nil {
 		return usageFailure(asJSON, "-token: "+err.Error(), false)
 	}
-	if *useTLS || *caFile != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if *caFile != "" {
-			pem, err := ioutil.ReadFile(*caFile)
-			if err != nil {
-				msg := fmt.Sprintf("-ca: cannot read %s: %v", *caFile, err)
-				return fail(asJSON, errorDoc{Code: "LOCAL", Message: msg}, "error: "+msg, exitFailure)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return usageFailure(asJSON, fmt.Sprintf("-ca %s: no PEM certificate in it (a CA file holds "+
-					"-----BEGIN CERTIFICATE----- blocks)", *caFile), false)
-			}
-		}
-		opts.TLS = cfg
+	cfg, err := tlsOpts.config(global)
+	var tlsErr *tlsFlagError
+	if errors.As(err, &tlsErr) && tlsErr.local {
+		return fail(asJSON, errorDoc{Code: "LOCAL", Message: tlsErr.msg}, "error: "+tlsErr.msg, exitFailure)
+	} else if err != nil {
+		return usageFailure(asJSON, err.Error(), false)
 	}
+	opts.TLS = cfg
 
 	ctx := context.Background()
 	var file *fileCommand
