@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,14 +170,15 @@ def _check_store_dir(store_dir: Path) -> None:
         raise StartupError("store_dir", f"{store_dir} exists and is not a directory")
 
 
-def _serve_metrics(metrics: TrainerMetrics, listen: str) -> int:
-    """Serve /metrics on `listen`; returns the bound port. A bind failure names its cause as the API's does."""
+def _serve_metrics(metrics: TrainerMetrics, listen: str, serving: Callable[[], bool]) -> int:
+    """Serve /metrics and /healthz (200 while `serving()`) on `listen`; returns the bound port. A bind
+    failure names its cause as the API's does."""
     from grpo_server.api.server import bind_problem
 
     problem = bind_problem(listen)
     try:
         if problem is None:
-            return metrics.serve(listen)
+            return metrics.serve(listen, serving)
     except OSError as err:
         problem = os_reason(err)
     raise StartupError("server.metrics_listen", f"cannot listen on {listen}: {problem}")
@@ -268,7 +270,9 @@ class TrainerApp:
         self.metrics = TrainerMetrics()
         try:
             if cfg.server.metrics_listen:
-                self.metrics_port = _serve_metrics(self.metrics, cfg.server.metrics_listen)
+                # /healthz is the gRPC health (NOT_SERVING until the API's Health exists and the model has
+                # loaded) in plain HTTP, for probes that cannot speak the API's TLS.
+                self.metrics_port = _serve_metrics(self.metrics, cfg.server.metrics_listen, self._serving)
             requeued = self._open_store()
             # The first line of a start that goes ahead (a refused one prints only why): which trainer, on
             # which store, with what.
@@ -317,6 +321,11 @@ class TrainerApp:
             self._loader.start()
         else:
             self._load_and_run()
+
+    def _serving(self) -> bool:
+        """What the gRPC health says, for /healthz: no lock (a probe must not wait for a training step)."""
+        health = getattr(self, "health", None)
+        return health is not None and bool(health.serving)
 
     def _open_store(self) -> int:
         """Create and lock the store directory, open the store and put leases after the last checkpoint

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="YAML config file (see examples/); defaults apply without one")
     p.add_argument("--listen", help="gRPC listen address HOST:PORT (overrides server.listen)")
-    p.add_argument("--metrics-listen", help="Prometheus listen address HOST:PORT (overrides server.metrics_listen)")
+    p.add_argument("--metrics-listen", help="listen address HOST:PORT of Prometheus /metrics and the HTTP "
+                   "/healthz probe (overrides server.metrics_listen)")
     p.add_argument("--store-dir", type=_directory, help="directory of the SQLite store, checkpoints and exports (overrides "
                    "store_dir); one trainer at a time: a second one on it exits with status 2")
     p.add_argument(

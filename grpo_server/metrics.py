@@ -9,7 +9,8 @@ one process.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
@@ -20,6 +21,30 @@ _PHASES = ("rollout", "reward", "logprob", "backward", "optimizer", "weight_sync
 _STEP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 _REWARD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 RUN_STATES = ("starting", "idle", "training", "paused", "draining", "failed", "finished")
+HEALTH_PATH = "/healthz"
+
+
+def serve_health(httpd: Any, serving: Callable[[], bool]) -> None:
+    """Answer `HEALTH_PATH` on the metrics server `httpd` (a wsgiref server, as `start_http_server` returns):
+    200 `SERVING` while `serving()` is true, else 503 `NOT_SERVING`. Every other path serves the metrics as
+    before. It is the gRPC health in plain HTTP, for probes that cannot speak the API's TLS (kubelet's
+    `grpc:` probes); `serving` must be cheap (it runs on every probe, beside a busy training step).
+
+    The reward services have a twin in services/grpo_rewards/common/metrics.py (the two packages deploy on
+    their own and neither imports the other). Keep them in step."""
+    metrics_app = httpd.get_app()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != HEALTH_PATH:
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        ok = serving()
+        body = b"SERVING\n" if ok else b"NOT_SERVING\n"
+        start_response("200 OK" if ok else "503 Service Unavailable",
+                       [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                        ("Cache-Control", "no-store")])
+        return [body]
+
+    httpd.set_app(app)
 
 
 class TrainerMetrics:
@@ -91,19 +116,22 @@ class TrainerMetrics:
 
     # -------------------------------------------------------------------------------------- serving
 
-    def serve(self, listen: str) -> int:
+    def serve(self, listen: str, serving: Callable[[], bool] = lambda: False) -> int:
         """Serve /metrics on `listen` (HOST:PORT, an IPv6 host in brackets as in `[::]:9090`; port 0 picks
-        one); returns the bound port."""
+        one), and /healthz: 200 while `serving()` (the gRPC health is SERVING), 503 otherwise (see
+        `serve_health`); returns the bound port."""
         host, _, port = listen.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")  # the socket API takes an IPv6 address bare
         server, _thread = start_http_server(int(port), addr=host or "0.0.0.0", registry=self.registry)
+        serve_health(server, serving)
         self._server = server
         return int(server.server_address[1])
 
     def close(self) -> None:
-        """Stop serving."""
+        """Stop serving and close the port (a probe then gets "connection refused", not a hang)."""
         if self._server is not None:
             self._server.shutdown()  # type: ignore[attr-defined]
+            self._server.server_close()  # type: ignore[attr-defined]
             self._server = None
 
     # -------------------------------------------------------------------------------------- updates

@@ -3,8 +3,8 @@ Secrets (tls.crt, tls.key, ca.crt: cert-manager's layout).
 
 The rendering tests check what each pod mounts and is told; the end-to-end test plays kubelet: it writes
 each pod's projected Secret volume from the rendered manifest into a temp dir, starts the real reward
-service with the rendered command and arguments, and scores an item through the trainer's registry
-(the rendered registry file) and router, with the paths moved to the temp dir.
+service with the rendered command and arguments, scores an item through the trainer's registry
+(the rendered registry file) and router, with the paths moved to the temp dir, and GETs the rendered probe.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 import selectors
 import shutil
-import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,12 +118,18 @@ def test_mutual_tls_gives_the_services_the_client_ca_and_the_trainer_its_client_
         True, f"{TLS_DIR}/ca.crt", f"{TLS_DIR}/tls.crt", f"{TLS_DIR}/tls.key")
 
 
-def test_tls_reward_pods_are_probed_by_tcp_since_grpc_probes_speak_no_tls(tls_render) -> None:
-    c = container(_reward_pod(tls_render), "math")
-    for p in PROBES:
-        assert "grpc" not in c[p]
-        assert c[p]["tcpSocket"] == {"port": 50051}
-    assert c["readinessProbe"]["periodSeconds"] == 10  # the values' timings are kept
+def test_tls_reward_pods_are_probed_by_http_healthz_since_grpc_probes_speak_no_tls(tls_render, default_render) -> None:
+    """GET /healthz on the metrics port (plain HTTP, which every reward pod serves): the gRPC health, drain
+    included, which a TCP connect on the gRPC port did not see."""
+    for backend in ("math", "code"):
+        c, plain = container(_reward_pod(tls_render, backend), backend), container(_reward_pod(default_render, backend), backend)
+        for p in PROBES:
+            assert "grpc" not in c[p] and "tcpSocket" not in c[p]
+            assert c[p]["httpGet"] == {"path": "/healthz", "port": 9090}
+            assert {k: v for k, v in c[p].items() if k != "httpGet"} == {k: v for k, v in plain[p].items() if k != "grpc"}
+        args = c["args"]
+        assert args[args.index("--metrics-listen") + 1] == "0.0.0.0:9090"
+    assert container(_reward_pod(tls_render), "math")["readinessProbe"]["periodSeconds"] == 10  # the values' timings
 
 
 def test_tls_reaches_the_multinode_trainer_pods_and_the_reward_model() -> None:
@@ -138,7 +144,7 @@ def test_tls_reaches_the_multinode_trainer_pods_and_the_reward_model() -> None:
 
 
 def test_the_mutual_tls_objects_validate_strictly_and_pass_checkov(tmp_path: Path) -> None:
-    """The projected volumes and tcpSocket probes as Kubernetes 1.30 reads them, and checkov's checks (a
+    """The projected volumes and httpGet probes as Kubernetes 1.30 reads them, and checkov's checks (a
     probe of every kind is still configured)."""
     from test_helm_checkov import ALLOWED_SKIPS, _checkov
 
@@ -172,8 +178,9 @@ def _materialize(pod: dict[str, Any], secrets: dict[str, dict[str, Path]], root:
     return root
 
 
-def _start(command: list[str], args: list[str]) -> tuple[subprocess.Popen[str], int, list[str]]:
-    """The console script `command[0]` of the venv with `args`; its process, gRPC port and output so far."""
+def _start(command: list[str], args: list[str]) -> tuple[subprocess.Popen[str], int, int, list[str]]:
+    """The console script `command[0]` of the venv with `args`; its process, gRPC and metrics ports and
+    output so far."""
     proc = subprocess.Popen([str(Path(sys.executable).parent / command[0]), *command[1:], *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -184,8 +191,8 @@ def _start(command: list[str], args: list[str]) -> tuple[subprocess.Popen[str], 
     while time.monotonic() < deadline and proc.poll() is None:
         if sel.select(timeout=0.2) and (line := proc.stdout.readline()):
             output.append(line)
-            if m := re.search(r"listening on \S+:(\d+)", line):
-                return proc, int(m.group(1)), output
+            if m := re.search(r"listening on \S+:(\d+) \(metrics on \S+:(\d+)", line):
+                return proc, int(m.group(1)), int(m.group(2)), output
     proc.kill()
     raise AssertionError("the reward service did not start:\n" + "".join(output) + (proc.stdout.read() or ""))
 
@@ -204,18 +211,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
 
 @pytest.fixture
 def running(request: pytest.FixtureRequest, pki: dict[str, dict[str, Path]],
-            tmp_path: Path) -> Iterator[tuple[Rendered, int, Path]]:
-    """The math verifier started from the rendered Deployment (TLS or mTLS); (render, port, tmp dir)."""
+            tmp_path: Path) -> Iterator[tuple[Rendered, int, Path, int]]:
+    """The math verifier started from the rendered Deployment (TLS or mTLS); (render, port, tmp dir,
+    metrics port)."""
     rendered = render(request.param)
     pod = _reward_pod(rendered)
     c = container(pod, "math")
     local = _materialize(pod, pki, tmp_path / "reward-pod")
     args = [a.replace(TLS_DIR, str(local)) for a in c["args"]]
     args = [a.replace("0.0.0.0:50051", "127.0.0.1:0").replace("0.0.0.0:9090", "127.0.0.1:0") for a in args]
-    proc, port, output = _start(c["command"], args)
+    proc, port, metrics_port, output = _start(c["command"], args)
     assert ("mTLS" if "--tls-client-ca" in args else "TLS") in "".join(output)
     try:
-        yield rendered, port, tmp_path
+        yield rendered, port, tmp_path, metrics_port
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
@@ -223,8 +231,8 @@ def running(request: pytest.FixtureRequest, pki: dict[str, dict[str, Path]],
 
 @pytest.mark.parametrize("running", [TLS, MTLS], ids=["tls", "mtls"], indirect=True)
 def test_the_trainer_scores_through_the_rendered_registry_over_tls(
-        running: tuple[Rendered, int, Path], pki: dict[str, dict[str, Path]]) -> None:
-    rendered, port, tmp_path = running
+        running: tuple[Rendered, int, Path, int], pki: dict[str, dict[str, Path]]) -> None:
+    rendered, port, tmp_path, _ = running
     trainer_dir = _materialize(_trainer_pod(rendered), pki, tmp_path / "trainer-pod")
     text = rendered.get("ConfigMap", f"{TRAINER}-registry")["data"]["registry.yaml"]
     # The services' certificate names localhost here; in the cluster, the Service the address names.
@@ -243,10 +251,15 @@ def test_the_trainer_scores_through_the_rendered_registry_over_tls(
 
 
 @pytest.mark.parametrize("running", [TLS], ids=["tls"], indirect=True)
-def test_a_tls_reward_service_answers_the_tcp_probe_but_not_a_plaintext_grpc_one(
-        running: tuple[Rendered, int, Path]) -> None:
-    _, port, _ = running
-    socket.create_connection(("127.0.0.1", port), timeout=5).close()  # kubelet's tcpSocket probe
+def test_a_tls_reward_service_answers_the_rendered_probe_but_not_a_plaintext_grpc_one(
+        running: tuple[Rendered, int, Path, int]) -> None:
+    rendered, port, _, metrics_port = running
+    c = container(_reward_pod(rendered), "math")
+    for p in PROBES:  # kubelet's GET: the port the probe names is the rendered --metrics-listen (moved here)
+        get = c[p]["httpGet"]
+        assert c["args"][c["args"].index("--metrics-listen") + 1] == f"0.0.0.0:{get['port']}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}{get['path']}", timeout=c[p]["timeoutSeconds"]) as r:
+            assert (r.status, r.read()) == (200, b"SERVING\n")
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.RpcError) as err:
         health_status(channel, timeout=3)  # what kubelet's grpc probe would send
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -1,11 +1,12 @@
 """trainer.tls: the trainer's gRPC API over TLS, or mTLS, from a kubernetes.io/tls Secret (tls.crt, tls.key:
 cert-manager's layout) and, for mTLS, a Secret whose ca.crt the clients' certificates must chain to.
 
-The rendering tests check what the trainer pods mount and are told, that the probes switch to TCP and the
-metrics endpoint does not change. The end-to-end test plays kubelet: it writes the pod's projected Secret
+The rendering tests check what the trainer pods mount and are told, that the probes switch to HTTP GET
+/healthz on the metrics port (kubelet's grpc probes speak no TLS) and the metrics endpoint does not change. The end-to-end test plays kubelet: it writes the pod's projected Secret
 volume, its config, registry and tokens from the rendered manifests into a temp dir, starts the real
 `grpo-server` with the rendered command and config file (tiny model; paths moved to the temp dir), and
-calls it as NOTES.txt says, over TLS and mTLS; plaintext and certificate-less clients are refused.
+calls it as NOTES.txt says, over TLS and mTLS; plaintext and certificate-less clients are refused, and
+the rendered probe (its path and port) answers 200.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import ipaddress
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -152,14 +152,23 @@ def test_a_user_config_section_server_is_kept_beside_the_tls_files() -> None:
                                            "tls_key": f"{TLS_DIR}/tls.key"}
 
 
-def test_tls_probes_are_tcp_connects_with_the_values_timings(tls_render, default_render) -> None:
+def _metrics_listen(c: dict[str, Any]) -> str:
+    command = c["command"]
+    return str(command[command.index("--metrics-listen") + 1])
+
+
+def test_tls_probes_get_healthz_on_the_metrics_port_with_the_values_timings(tls_render, default_render) -> None:
+    """Not a TCP connect on the API port, which opens before the model has loaded: /healthz answers 200 only
+    while the gRPC health is SERVING. The metrics port the probes name is the one the trainer serves."""
     tls, plain = container(_pod(tls_render), "trainer"), container(_pod(default_render), "trainer")
     for p in PROBES:
-        assert "grpc" not in tls[p]
-        assert tls[p]["tcpSocket"] == {"port": 50051}
-        assert {k: v for k, v in tls[p].items() if k != "tcpSocket"} == {k: v for k, v in plain[p].items() if k != "grpc"}
-    moved = render(deep_merge(TLS, {"trainer": {"grpcPort": 6000}}))
-    assert container(_pod(moved), "trainer")["readinessProbe"]["tcpSocket"] == {"port": 6000}
+        assert "grpc" not in tls[p] and "tcpSocket" not in tls[p]
+        assert tls[p]["httpGet"] == {"path": "/healthz", "port": 9090}
+        assert {k: v for k, v in tls[p].items() if k != "httpGet"} == {k: v for k, v in plain[p].items() if k != "grpc"}
+    assert _metrics_listen(tls) == "0.0.0.0:9090"
+    moved = container(_pod(render(deep_merge(TLS, {"trainer": {"grpcPort": 6000, "metricsPort": 9400}}))), "trainer")
+    assert all(moved[p]["httpGet"] == {"path": "/healthz", "port": 9400} for p in PROBES)
+    assert _metrics_listen(moved) == "0.0.0.0:9400"
 
 
 def test_tls_changes_the_config_checksum_so_the_trainer_restarts(tls_render, default_render) -> None:
@@ -190,7 +199,9 @@ def test_in_a_leaderworkerset_only_the_leader_gets_the_key() -> None:
     leader, worker = pods["leader"], pods["worker"]
     assert [p for _, _, p in _projected(leader)] == ["tls.crt", "tls.key", "client-ca.crt"]
     assert mount(container(leader, "trainer"), "api-tls")["mountPath"] == TLS_DIR
-    assert all(container(leader, "trainer")[p]["tcpSocket"] == {"port": 50051} for p in PROBES)
+    assert all(container(leader, "trainer")[p]["httpGet"] == {"path": "/healthz", "port": 9090} for p in PROBES)
+    assert _metrics_listen(container(leader, "trainer")) == "0.0.0.0:9090"  # passed on to rank 0
+    assert not any(p in container(worker, "trainer") for p in PROBES)  # workers serve nothing: no probes
     assert "api-tls" not in _volume_names(worker)
     assert "api-tls" not in {m["name"] for m in container(worker, "trainer")["volumeMounts"]}
     assert parse_config(_config(rendered)).server.tls_cert == f"{TLS_DIR}/tls.crt"
@@ -217,7 +228,7 @@ def test_the_schema_refuses_an_unknown_tls_key() -> None:
 
 
 def test_the_mutual_tls_objects_validate_strictly_and_pass_checkov(tmp_path: Path) -> None:
-    """The projected volume and tcpSocket probes as Kubernetes 1.30 reads them (the LeaderWorkerSet's pod
+    """The projected volume and httpGet probes as Kubernetes 1.30 reads them (the LeaderWorkerSet's pod
     templates as core Pods), and checkov's checks (a probe of every kind is still configured)."""
     from test_helm_checkov import ALLOWED_SKIPS, _checkov
 
@@ -434,8 +445,19 @@ def test_with_mutual_tls_only_a_client_certificate_from_the_client_ca_gets_in(mt
     assert err.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_a_plaintext_client_is_refused_and_the_tcp_probe_passes(trainer: RunningTrainer) -> None:
-    socket.create_connection(("127.0.0.1", trainer.port), timeout=5).close()  # kubelet's tcpSocket probe
+def test_the_rendered_probes_pass_on_the_serving_trainer(trainer: RunningTrainer) -> None:
+    """kubelet's GET of each rendered probe: the port it names is the metrics port the rendered command
+    serves (moved to a free port here), and the answer, once the trainer is SERVING, is 200."""
+    c = container(_pod(trainer.rendered), "trainer")
+    for p in PROBES:
+        get = c[p]["httpGet"]
+        assert _metrics_listen(c) == f"0.0.0.0:{get['port']}"
+        url = f"http://127.0.0.1:{trainer.metrics_port}{get['path']}"
+        with urllib.request.urlopen(url, timeout=c[p]["timeoutSeconds"]) as response:
+            assert (response.status, response.read()) == (200, b"SERVING\n")
+
+
+def test_a_plaintext_client_is_refused(trainer: RunningTrainer) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{trainer.port}") as channel, pytest.raises(grpc.RpcError) as err:
         _health(channel)  # what kubelet's grpc probe would send
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE

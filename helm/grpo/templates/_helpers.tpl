@@ -112,31 +112,39 @@ grpc:
 {{- end }}
 
 {{/*
-A reward service's probe: gRPC health on the port, or, with rewards.tls.enabled, a TCP connect (kubelet's
-grpc probes speak no TLS). The port opens only once the scorer is loaded and the server started, the
-moment health turns SERVING. (dict "root" $ "port" 50051 "probe" $r.readinessProbe)
+The same health as plain HTTP on the metrics port, which stays HTTP with TLS on: GET /healthz answers 200
+while the gRPC health is SERVING, 503 otherwise (grpo_server/metrics.py, grpo_rewards/common/metrics.py).
+(dict "metricsPort" 9090 "probe" .Values.trainer.readinessProbe)
+*/}}
+{{- define "grpo.httpHealthProbe" -}}
+httpGet:
+  path: /healthz
+  port: {{ .metricsPort }}
+{{- toYaml .probe | nindent 0 }}
+{{- end }}
+
+{{/*
+A reward service's probe: gRPC health on the port, or, with rewards.tls.enabled, the same health over
+HTTP on the metrics port (kubelet's grpc probes speak no TLS): 503 until SERVING and from the start of a
+drain. (dict "root" $ "port" 50051 "metricsPort" 9090 "probe" $r.readinessProbe)
 */}}
 {{- define "grpo.rewardProbe" -}}
 {{- if .root.Values.rewards.tls.enabled }}
-tcpSocket:
-  port: {{ .port }}
-{{- toYaml .probe | nindent 0 }}
+{{- include "grpo.httpHealthProbe" . }}
 {{- else }}
 {{- include "grpo.grpcProbe" . }}
 {{- end }}
 {{- end }}
 
 {{/*
-The trainer's probe: gRPC health on its API port, or, with trainer.tls.enabled, a TCP connect (kubelet's grpc
-probes speak no TLS). The trainer binds the port once its settings are checked, before the model loads:
-a TCP probe passes while health is still NOT_SERVING (docs/helm.md, "Trainer API TLS").
-(dict "root" $root "port" 50051 "probe" $t.readinessProbe)
+The trainer's probe: gRPC health on its API port, or, with trainer.tls.enabled, the same health over HTTP
+on its metrics port (kubelet's grpc probes speak no TLS): 503 while the model loads, after a failed load
+and while draining (docs/helm.md, "Trainer API TLS").
+(dict "root" $root "port" 50051 "metricsPort" 9090 "probe" $t.readinessProbe)
 */}}
 {{- define "grpo.trainerProbe" -}}
 {{- if .root.Values.trainer.tls.enabled }}
-tcpSocket:
-  port: {{ .port }}
-{{- toYaml .probe | nindent 0 }}
+{{- include "grpo.httpHealthProbe" . }}
 {{- else }}
 {{- include "grpo.grpcProbe" . }}
 {{- end }}
@@ -272,7 +280,7 @@ the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step
 {{- $server := get $cfg "server" | default dict }}
 {{- range $k := list "tls_cert" "tls_key" "tls_client_ca" }}
 {{- if hasKey $server $k }}
-{{- fail (printf "trainer.config.server.%s: the chart sets the trainer's TLS files itself; use trainer.tls (enabled, secretName: a kubernetes.io/tls Secret; mutual, clientCASecretName), which mounts the Secret and switches the probes to TCP (Kubernetes' grpc probes speak no TLS: with this key alone the pod would never turn ready)" $k) }}
+{{- fail (printf "trainer.config.server.%s: the chart sets the trainer's TLS files itself; use trainer.tls (enabled, secretName: a kubernetes.io/tls Secret; mutual, clientCASecretName), which mounts the Secret and switches the probes to HTTP /healthz on the metrics port (Kubernetes' grpc probes speak no TLS: with this key alone the pod would never turn ready)" $k) }}
 {{- end }}
 {{- end }}
 {{- $atls := $t.tls }}

@@ -114,11 +114,11 @@ spec:
           protocol: TCP
         {{- end }}
       startupProbe:
-        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "probe" $t.startupProbe) | nindent 8 }}
+        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "metricsPort" $t.metricsPort "probe" $t.startupProbe) | nindent 8 }}
       readinessProbe:
-        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "probe" $t.readinessProbe) | nindent 8 }}
+        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "metricsPort" $t.metricsPort "probe" $t.readinessProbe) | nindent 8 }}
       livenessProbe:
-        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "probe" $t.livenessProbe) | nindent 8 }}
+        {{- include "grpo.trainerProbe" (dict "root" $root "port" $t.grpcPort "metricsPort" $t.metricsPort "probe" $t.livenessProbe) | nindent 8 }}
       {{- end }}
       {{- /* A worker serves nothing and listens on no fixed port (its collectives use ephemeral
       ports): no probes. A worker rank that fails ends its torchrun, the pod restarts, and

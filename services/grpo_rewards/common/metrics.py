@@ -1,4 +1,5 @@
-"""Prometheus metrics of one reward service, served on `--metrics-listen`.
+"""Prometheus metrics of one reward service, served on `--metrics-listen` (with `/healthz`, see
+`serve_health`).
 
 Each server gets its own registry, so several servers in one process (tests) never collide. Names are
 prefixed `grpo_reward_`, use base units, and keep labels low-cardinality (`status`, `code`, and the
@@ -8,8 +9,9 @@ build identity), as `promtool check metrics` expects.
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,6 +28,30 @@ from grpo.reward.v1 import reward_pb2
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                            30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+HEALTH_PATH = "/healthz"
+
+
+def serve_health(httpd: Any, serving: Callable[[], bool]) -> None:
+    """Answer `HEALTH_PATH` on the metrics server `httpd` (a wsgiref server, as `start_http_server` returns):
+    200 `SERVING` while `serving()` is true, else 503 `NOT_SERVING`. Every other path serves the metrics as
+    before. It is the gRPC health in plain HTTP, for probes that cannot speak the service's TLS (kubelet's
+    `grpc:` probes); `serving` must be cheap.
+
+    The trainer has a twin in grpo_server/metrics.py (the two packages deploy on their own and neither
+    imports the other). Keep them in step."""
+    metrics_app = httpd.get_app()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != HEALTH_PATH:
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        ok = serving()
+        body = b"SERVING\n" if ok else b"NOT_SERVING\n"
+        start_response("200 OK" if ok else "503 Service Unavailable",
+                       [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                        ("Cache-Control", "no-store")])
+        return [body]
+
+    httpd.set_app(app)
 
 
 def status_label(status: int) -> str:

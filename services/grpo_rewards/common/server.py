@@ -14,6 +14,10 @@ Drain sequence (SIGTERM/SIGINT, or `RunningServer.stop`): health goes NOT_SERVIN
 name; new Score calls get UNAVAILABLE while health and reflection keep answering; in-flight Score calls
 finish (up to the drain time); then the listener closes, `scorer.close()` runs and the metrics endpoint
 stops.
+
+With `--metrics-listen`, GET /healthz on that port answers what the gRPC health says in plain HTTP: 200
+`SERVING` once serving, 503 `NOT_SERVING` before and from the start of the drain (the chart's probes
+with TLS on, which kubelet's `grpc:` probes cannot speak).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from grpo.reward.v1 import reward_pb2
 
 from .auth import BearerTokenInterceptor, TokenFile
 from .flags import finite_float, int_in_range, positive_int
-from .metrics import RegistersMetrics, ServiceMetrics
+from .metrics import RegistersMetrics, ServiceMetrics, serve_health
 from .scorer import Scorer
 from .servicer import RewardServicer
 from .tls import FILE_FLAGS, ServerCertificates, TLSFilesError
@@ -126,7 +130,8 @@ def base_arg_parser(prog: str, description: str, *, default_listen: str = "127.0
     g.add_argument("--listen", type=_host_port_arg, default=default_listen,
                    help=f"gRPC listen address HOST:PORT; port 0 picks a free port (default {default_listen})")
     g.add_argument("--metrics-listen", type=_host_port_arg, default=None,
-                   help="Prometheus /metrics listen address HOST:PORT (default: off)")
+                   help="HTTP listen address HOST:PORT of Prometheus /metrics and of /healthz (200 while "
+                        "health is SERVING, else 503; default: off)")
     g.add_argument("--max-batch", type=positive_int, default=64,
                    help="most items one Score call may carry; more -> INVALID_ARGUMENT (default 64)")
     g.add_argument("--max-concurrency", type=positive_int, default=8,
@@ -180,7 +185,7 @@ class RunningServer:
 
     def __init__(self, *, grpc_server: grpc.Server, servicer: RewardServicer, health_servicer: Any,
                  scorer: Scorer, host: str, port: int, metrics_http: Any, metrics_port: int | None,
-                 drain_seconds: float) -> None:
+                 drain_seconds: float, serving: threading.Event | None = None) -> None:
         self.grpc_server = grpc_server
         self.servicer = servicer
         self.health = health_servicer
@@ -190,6 +195,7 @@ class RunningServer:
         self.metrics_port = metrics_port
         self.drain_seconds = drain_seconds
         self._metrics_http = metrics_http
+        self._serving = serving if serving is not None else threading.Event()  # what /healthz reports
         self._stop_lock = threading.Lock()
         self._stopping: threading.Thread | None = None
         self.stopped = threading.Event()
@@ -218,6 +224,7 @@ class RunningServer:
             if self._stopping is None:
                 log.info("%s draining: health NOT_SERVING, %d call(s) in flight, up to %.1f s",
                          self.servicer.description.name, self.servicer.active, grace)
+                self._serving.clear()
                 self.health.enter_graceful_shutdown()
                 self.servicer.draining.set()
                 self._stopping = threading.Thread(target=self._drain, args=(grace,), name="reward-drain",
@@ -316,18 +323,21 @@ def start_server(
 
     metrics_http = None
     metrics_port = None
+    serving = threading.Event()  # /healthz: set with the gRPC health's SERVING, cleared when the drain starts
     if metrics_listen:
         m_host, m_port = split_host_port(metrics_listen)
         metrics_http, _ = start_http_server(m_port, addr=m_host, registry=metrics.registry)
+        serve_health(metrics_http, serving.is_set)
         metrics_port = int(metrics_http.server_address[1])
 
     server.start()
     for service in ("", REWARD_SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    serving.set()
 
     running = RunningServer(grpc_server=server, servicer=servicer, health_servicer=health_servicer,
                             scorer=scorer, host=host, port=port, metrics_http=metrics_http,
-                            metrics_port=metrics_port, drain_seconds=drain_seconds)
+                            metrics_port=metrics_port, drain_seconds=drain_seconds, serving=serving)
     d = servicer.description
     extras = [f"metrics on {m_host}:{metrics_port}" if metrics_port is not None else "metrics off",
               "auth on" if token_file else "auth off",
