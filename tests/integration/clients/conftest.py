@@ -173,6 +173,26 @@ def write_client_pki(directory: Path, server_names: tuple[str, ...] = (MTLS_SERV
     return make_tls_files(directory, server_names=server_names)
 
 
+def bad_tls_flag_cases(directory: Path) -> list[tuple[list[str], int]]:
+    """(grpo's TLS flags, the exit status it gives them) for flags refused before any call: --cert without
+    --key and the reverse, a file without the PEM block it should hold, an encrypted key (2, USAGE), a file
+    that cannot be read (1, LOCAL). Writes a PKI and an encrypted key under `directory`."""
+    pki = write_client_pki(directory)
+    encrypted = directory / "encrypted.pem"
+    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
+    cert, key, missing = str(pki.client_cert), str(pki.client_key), str(directory / "nope.pem")
+    return [
+        (["--cert", cert], 2),
+        (["--key", key], 2),
+        (["--cert", key, "--key", key], 2),
+        (["--cert", cert, "--key", cert], 2),
+        (["--cert", cert, "--key", str(encrypted)], 2),
+        (["--ca", key], 2),
+        (["--ca", missing], 1),
+        (["--cert", missing, "--key", key], 1),
+    ]
+
+
 @pytest.fixture(scope="module")
 def mtls_trainer(tmp_path_factory: pytest.TempPathFactory, live_trainer: LiveTrainer) -> Iterator[MtlsTrainer]:
     """A third trainer, for the examples' --cert/--key and --server-name: mTLS, and a certificate that

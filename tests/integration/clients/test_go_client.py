@@ -19,11 +19,11 @@ from conftest import (
     MtlsTrainer,
     TlsTrainer,
     assert_same_error,
+    bad_tls_flag_cases,
     grpo_cli,
     key_order,
     require_tools,
     run_tool,
-    write_client_pki,
 )
 from follow_restart import run_restart_scenario
 
@@ -143,21 +143,7 @@ def test_go_example_refuses_bad_tls_flags_as_the_python_cli_does(example: Path, 
     and an empty -server-name are USAGE (exit status 2), a file that cannot be read LOCAL (exit status 1),
     before any call (nothing listens on the target): `grpo`'s code, exit status and message, its flags
     written with one dash."""
-    pki = write_client_pki(tmp_path)
-    encrypted = tmp_path / "encrypted.pem"
-    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
-    cert, key, missing = str(pki.client_cert), str(pki.client_key), str(tmp_path / "nope.pem")
-    cases = [
-        (["--cert", cert], 2),
-        (["--key", key], 2),
-        (["--cert", key, "--key", key], 2),
-        (["--cert", cert, "--key", cert], 2),
-        (["--cert", cert, "--key", str(encrypted)], 2),
-        (["--ca", key], 2),
-        (["--ca", missing], 1),
-        (["--cert", missing, "--key", key], 1),
-    ]
-    for flags, status in cases:
+    for flags, status in bad_tls_flag_cases(tmp_path):
         py = python_cli("127.0.0.1:1", *flags, "--json", "prompts")
         go = run_tool([str(example), "-target", "127.0.0.1:1", *[f[1:] if f.startswith("--") else f for f in flags],
                        "prompts", "-json"], cwd=GO, timeout=60, check=False)

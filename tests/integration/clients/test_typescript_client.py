@@ -19,11 +19,11 @@ from conftest import (
     MtlsTrainer,
     TlsTrainer,
     assert_same_error,
+    bad_tls_flag_cases,
     grpo_cli,
     key_order,
     require_tools,
     run_tool,
-    write_client_pki,
 )
 from follow_restart import run_restart_scenario
 
@@ -109,21 +109,7 @@ def test_examples_refuse_bad_tls_flags_as_the_python_cli_does(built_client: Path
     and an empty --server-name are USAGE (exit status 2), a file that cannot be read LOCAL (exit status 1),
     before any call (nothing listens on the target): `grpo`'s document, message included, and exit status;
     follow.js (no --json) prints the same line and exit status."""
-    pki = write_client_pki(tmp_path)
-    encrypted = tmp_path / "encrypted.pem"
-    encrypted.write_text("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")
-    cert, key, missing = str(pki.client_cert), str(pki.client_key), str(tmp_path / "nope.pem")
-    cases = [
-        (["--cert", cert], 2),
-        (["--key", key], 2),
-        (["--cert", key, "--key", key], 2),
-        (["--cert", cert, "--key", cert], 2),
-        (["--cert", cert, "--key", str(encrypted)], 2),
-        (["--ca", key], 2),
-        (["--ca", missing], 1),
-        (["--cert", missing, "--key", key], 1),
-    ]
-    for flags, status in cases:
+    for flags, status in bad_tls_flag_cases(tmp_path):
         py = python_cli("127.0.0.1:1", *flags, "--json", "prompts")
         ts = run_tool(["node", str(built_client / "examples" / "prompts.js"), "--target", "127.0.0.1:1", *flags,
                        "--json"], cwd=TS, timeout=60, check=False)
