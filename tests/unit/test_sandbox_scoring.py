@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from grpo.reward.v1 import reward_pb2
@@ -119,6 +121,9 @@ def test_forged_test_ids_out_of_range_are_ignored() -> None:
     assert (v.tests_passed, v.tests_total) == (1, 5)
 
 
+ADD = "def add(a, b):\n    return a + b\n"
+
+
 @pytest.mark.parametrize(("completion", "expected"), [
     ("def f():\n    return 1", "def f():\n    return 1"),
     ("Sure:\n```python\nx = 1\n```\nDone.", "x = 1\n"),
@@ -132,9 +137,36 @@ def test_forged_test_ids_out_of_range_are_ignored() -> None:
     ("<think>Let me see.</think>\n\ndef add(a, b):\n    return a + b\n", "def add(a, b):\n    return a + b"),
     ("Reasoning the prompt opened.\n</think>\n```python\ndef add(a, b):\n    return a + b\n```", "def add(a, b):\n    return a + b\n"),
     ("<think>```python\ndef add(a, b):\n    return a + b\n```</think>", ""),
+    # fences as CommonMark reads them, and the slips models make
+    ("Steps:\n1. Write it:\n   ```python\n   def add(a, b):\n       return a + b\n   ```\n", ADD),  # in a list
+    ("\t```python\n\tdef add(a, b):\n\t    return a + b\n\t```", ADD),
+    ("```python\ndef add(a, b):\n    return a + b```\nDone.", ADD),  # closing fence glued to the code
+    ("````python\ndef add(a, b):\n    return a + b\n`````\nDone.", ADD),  # a longer closing fence
+    ("```python:solution.py\ndef add(a, b):\n    return a + b\n```", ADD),  # info strings
+    ("```{python}\ndef add(a, b):\n    return a + b\n```", ADD),
+    ("```Python3.11 title=add\ndef add(a, b):\n    return a + b\n```", ADD),
+    ("```python\r\ndef add(a, b):\r\n    return a + b\r\n```\r\n", ADD),  # CRLF
+    ("```python\ndef add(a, b):\n    return a + b\n    ```\nThat's it.", ADD),  # closing fence indented
+    ("```python\ndef add(a, b):\n    return a + b\n    ```\n```python\nprint(add(1, 2))\n```", ADD),
+    # a ``` indented inside a docstring does not end the block; ~~~ does not close ```
+    ("```python\ndef add(a, b):\n    \"\"\"\n    ```\n    add(1, 2)\n    ~~~\n    \"\"\"\n    return a + b\n```",
+     'def add(a, b):\n    """\n    ```\n    add(1, 2)\n    ~~~\n    """\n    return a + b\n'),
+    ("```pycon\n>>> add(1, 2)\n3\n```", ""),  # not a Python program
+    ("The ```add``` function:\n\ndef add(a, b):\n    return a + b",  # inline code is no fence
+     "The ```add``` function:\n\ndef add(a, b):\n    return a + b"),
 ])
 def test_code_extraction(completion: str, expected: str) -> None:
     assert extract_code(completion, "add") == expected
+
+
+def test_fence_parsing_stays_linear_on_hostile_text() -> None:
+    """Each fallback to a deeper closing fence rescans the rest of the text; they are bounded. On this
+    text (2 MB, every line a fence four tabs deeper than the one before) that is 0.5 s of CPU here,
+    6.7 s without the bound."""
+    hostile = "".join("\t" * (4 * j) + "```\n" for j in range(1000))
+    started = time.process_time()
+    extract_code(hostile, "add")
+    assert time.process_time() - started < 3.0
 
 
 def test_without_an_entry_point_the_last_python_block_wins() -> None:

@@ -1,17 +1,91 @@
-"""Find the program in a model's completion: the contents of a Markdown code fence when there is one."""
+"""Find the program in a model's completion: the contents of a Markdown code fence when there is one.
+
+Fences are read as CommonMark reads them, plus the slips models make:
+- an opening fence is ``` or ~~~ (or longer), with an info string whose first word is the language
+  (`python`, `Python3`, `py`, `{python}`, `python:solution.py`);
+- the block ends at a closing fence of the same character, at least as long, indented at most three
+  columns more than the opening one (so a ``` inside an indented docstring does not end it); a block
+  that would run to the end of the text, or into an opening fence with an info string, ends instead
+  at its first closing fence indented deeper (a model indenting the fence like the code above it);
+- a closing fence glued to the last line of code (`return x```) ends the block there;
+- the opening fence's indentation is removed from the block's lines (a fence inside a numbered list);
+- a block left open by a cut-off generation runs to the end of the text.
+"""
 
 from __future__ import annotations
 
 import re
 
-# An opening fence (``` or ~~~, optionally with an info string), its body, and the matching closing
-# fence or the end of the text (a generation cut off by the length limit leaves the block open).
-_FENCE = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^\n`]*)\n(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
-    re.MULTILINE | re.DOTALL,
-)
-_PYTHON_TAGS = {"python", "py", "python3", "py3"}
+_OPEN = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)")
+_CLOSE = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*")
+_LANGUAGE = re.compile(r"[\s{.]*(?P<lang>[\w+#.-]*)")
+_PYTHON = re.compile(r"py(?:thon)?[0-9.]*")  # python, py, python3, py3, python3.11
+_MAX_FALLBACKS = 16
 THINK_END = "</think>"  # the end of a reasoning model's block (DeepSeek-R1, Qwen3)
+
+
+def _fits(fence: str, opening: str) -> bool:
+    return fence[0] == opening[0] and len(fence) >= len(opening)
+
+
+def _glued_close(line: str, opening: str) -> str | None:
+    """The code of a line that ends in a closing fence glued to it (`return x```), else None."""
+    text = line.rstrip(" \t")
+    run = len(text) - len(text.rstrip(opening[0]))
+    code = text[: len(text) - run].rstrip(" \t")
+    if run < len(opening) or not code or code[-1] in "`~":
+        return None
+    return code
+
+
+def _dedent(line: str, indent: int) -> str:
+    blank = len(line) - len(line.lstrip(" \t"))
+    return line[min(blank, indent):]
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of each fenced block of ``text``, in order; language lower-cased, "" untagged."""
+    lines = re.split(r"\r\n?|\n", text)
+    if lines[-1] == "":
+        lines.pop()
+    blocks: list[tuple[str, str]] = []
+    fallbacks = _MAX_FALLBACKS  # each one rescans the rest of the text: bounded, so the work stays linear
+    i = 0
+    while i < len(lines):
+        opening = _OPEN.fullmatch(lines[i])
+        i += 1
+        if opening is None:
+            continue
+        fence, info = opening["fence"], opening["info"]
+        if fence[0] == "`" and "`" in info:  # CommonMark: not a fence (inline code such as ```x```)
+            continue
+        indent = len(opening["indent"])
+        body: list[str] = []
+        deep: tuple[int, int] | None = None  # (lines of body, next line) at the first deeper closing fence
+        while i < len(lines):
+            line = lines[i]
+            i += 1
+            close = _CLOSE.fullmatch(line)
+            if close is not None and _fits(close["fence"], fence):
+                if len(close["indent"]) <= indent + 3:
+                    break
+                deep = deep or (len(body), i)
+            reopened = _OPEN.fullmatch(line)
+            if deep is not None and reopened is not None and reopened["info"].strip():
+                i = len(lines)  # a new block opens: the deeper fence closed this one
+                continue
+            glued = _glued_close(line, fence)
+            body.append(_dedent(line if glued is None else glued, indent))
+            if glued is not None:
+                break
+        else:
+            if deep is not None and fallbacks:  # never closed: the deeper fence was the close after all
+                fallbacks -= 1
+                del body[deep[0]:]
+                i = deep[1]
+        lang = _LANGUAGE.match(info)
+        blocks.append(((lang["lang"] if lang else "").lower(), "".join(f"{line}\n" for line in body)))
+    return blocks
 
 
 def extract_code(completion: str, entry_point: str = "") -> str:
@@ -20,19 +94,20 @@ def extract_code(completion: str, entry_point: str = "") -> str:
     - A reasoning model's `<think>` block is not the answer: when the completion holds `</think>`, only
       the text after the last one is looked at (drafts in the reasoning are not run).
     - No fence: the whole completion (a model told to answer with bare code).
-    - Fences: blocks tagged python/py (or untagged when none is tagged); among them the last one that
-      defines ``entry_point`` when one is given and some block does, else the last block (models tend
-      to put usage examples before or after the answer, and the answer last).
+    - Fences (read as the module's docstring says): blocks tagged as Python (`python`, `py`,
+      `python3`...) or untagged when none is tagged; among them the last one that defines
+      ``entry_point`` when one is given and some block does, else the last block (models tend to put
+      usage examples before or after the answer, and the answer last).
     Returns "" when the completion holds no code at all.
     """
     _, closed, answer = completion.rpartition(THINK_END)
     if closed:
         completion = answer
-    blocks = [(m.group("info").strip().split(" ")[0].lower(), m.group("body")) for m in _FENCE.finditer(completion)]
+    blocks = code_blocks(completion)
     if not blocks:
         return completion.strip("\n") if completion.strip() else ""
-    tagged = [body for info, body in blocks if info in _PYTHON_TAGS]
-    candidates = tagged or [body for info, body in blocks if not info]
+    tagged = [body for lang, body in blocks if _PYTHON.fullmatch(lang)]
+    candidates = tagged or [body for lang, body in blocks if not lang]
     if not candidates:
         return ""
     if entry_point:

@@ -216,6 +216,11 @@ def test_code_inside_a_python_fence_is_extracted(stub) -> None:
     # a generation cut off inside its fence still runs
     (r,) = score(stub, item("g", "```python\ndef add(a, b):\n    return a + b\n", code=code(ADD_TESTS, "add")))
     assert r.score == 1.0
+    # a fence inside a numbered list, and a closing fence glued to the code (each failed to compile before)
+    listed = "1. Define it:\n   ```python\n   def add(a, b):\n       return a + b\n   ```\n2. Done."
+    glued = "```Python3\ndef add(a, b):\n    return a + b```\nDone."
+    results = score(stub, item("l", listed, code=code(ADD_TESTS, "add")), item("h", glued, code=code(ADD_TESTS, "add")))
+    assert [r.score for r in results] == [1.0, 1.0]
 
 
 def test_fences_without_python_score_zero_not_masked(stub) -> None:
