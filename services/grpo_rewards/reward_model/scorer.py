@@ -19,6 +19,8 @@ from .model import RewardModel, Scored
 from .special_text import Formatted
 
 NAME = "reward-model"
+THINK_END = "</think>"  # the end of a reasoning model's block (DeepSeek-R1, Qwen3)
+REASONING_CHOICES = ("drop", "keep")
 # How often a call waiting for the model checks whether its client is still there, seconds.
 ABANDON_POLL_S = 0.05
 
@@ -38,6 +40,9 @@ class RMConfig:
     # torch intra-op threads; 0 keeps torch's default (one per core). On a shared, oversubscribed CPU
     # fewer threads were far faster (docs/reward-services.md, Measured).
     threads: int = 0
+    # "drop": a completion holding </think> is scored by the text after the last one (its answer);
+    # "keep": the whole completion, reasoning included.
+    reasoning: str = "drop"
 
 
 class RewardModelScorer:
@@ -78,13 +83,22 @@ class RewardModelScorer:
                 score_min=0.0, score_max=0.0),  # unbounded
         )
 
+    def answer_of(self, completion: str) -> str:
+        """The part of `completion` the model scores: with `reasoning="drop"` the text after the last
+        `</think>` (stripped of the blank lines templates put there) when there is one, else all of it."""
+        if self.config.reasoning == "drop":
+            _, closed, answer = completion.rpartition(THINK_END)
+            if closed:
+                return answer.strip("\n")
+        return completion
+
     def text_of(self, item: reward_pb2.ScoreItem) -> str:
         """The exact text scored for `item` (special-token strings from its messages are read as text)."""
-        return self.model.format([(m.role, m.content) for m in item.prompt], item.completion)
+        return self.model.format([(m.role, m.content) for m in item.prompt], self.answer_of(item.completion))
 
     def rendered(self, item: reward_pb2.ScoreItem) -> Formatted:
         """`text_of(item)`, with what tells its messages' special-token strings from the template's."""
-        return self.model.render([(m.role, m.content) for m in item.prompt], item.completion)
+        return self.model.render([(m.role, m.content) for m in item.prompt], self.answer_of(item.completion))
 
     def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
         results: list[reward_pb2.ScoreResult | None] = [None] * len(items)

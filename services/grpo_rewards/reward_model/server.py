@@ -13,7 +13,7 @@ from grpo_rewards.common import base_arg_parser, configure_logging, serve_foreve
 from grpo_rewards.common.flags import finite_float, non_negative_int, positive_int
 
 from .model import TRUNCATION_SIDES
-from .scorer import RewardModelScorer, RMConfig
+from .scorer import REASONING_CHOICES, RewardModelScorer, RMConfig
 
 log = logging.getLogger("grpo_rewards.reward_model")
 
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which end of an input over --max-length is cut: left drops the start of the prompt "
                         "first and keeps the end of the completion (its final answer); right cuts the end of "
                         "the completion (default left)")
+    g.add_argument("--reasoning", choices=REASONING_CHOICES, default="drop",
+                   help="drop: a completion holding </think> (a reasoning model's) is scored by the text after "
+                        "the last one, its answer; keep: the whole completion, reasoning included (default drop)")
     g.add_argument("--micro-batch", type=positive_int, default=16, help="texts per forward pass at most (default 16)")
     g.add_argument("--batch-wait-ms", type=finite_float(minimum=0.0, maximum=MAX_BATCH_WAIT_MS), default=5.0,
                    help=f"how long a text waits for others to share its forward pass, ms, 0 to {MAX_BATCH_WAIT_MS:g} "
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                                             max_length=args.max_length, truncation_side=args.truncation_side,
                                             micro_batch=args.micro_batch,
                                             batch_wait_ms=args.batch_wait_ms, seed=args.seed,
-                                            threads=args.threads))
+                                            threads=args.threads, reasoning=args.reasoning))
     except (OSError, ValueError, RuntimeError) as exc:
         # RuntimeError: torch's own failures while loading or moving the weights (an unusable CUDA
         # device, out of memory, a checkpoint that does not fit the config). One line; the traceback

@@ -190,3 +190,42 @@ def test_a_score_that_overflows_to_nan_is_internal_not_ok(tmp_path, serve, chann
     text = scrape_metrics(running.metrics_port)
     assert metric_value(text, "grpo_reward_items_total", 'status="internal"') == 1
     assert metric_value(text, "grpo_reward_items_total", 'status="ok"') == 0
+
+
+def test_a_reasoning_models_completion_is_scored_by_its_answer(tiny_rm, serve, channel_to):
+    prompt = [("user", "What is 2+2?")]
+    reasoning = "<think>\nTwo and two: count them, one two three four. Could it be five? No.\n</think>\n\n"
+    dropping = RewardModelScorer(RMConfig(model=str(tiny_rm), device="cpu"))
+    assert dropping.text_of(item("r", reasoning + "The answer is 4.", prompt=prompt)) == dropping.text_of(
+        item("a", "The answer is 4.", prompt=prompt))
+    ch = channel_to(serve(dropping).address)
+    with_reasoning, answer_only, other_reasoning, empty_answer, no_think = score(ch, [
+        item("r", reasoning + "The answer is 4.", prompt=prompt),
+        item("a", "The answer is 4.", prompt=prompt),
+        item("o", "<think>a draft \\boxed{5}</think>\n\nThe answer is 4.", prompt=prompt),
+        item("e", reasoning, prompt=prompt),
+        item("n", "Two and two. </thin> The answer is 4.", prompt=prompt),
+    ])
+    assert with_reasoning.status == answer_only.status == other_reasoning.status == OK
+    assert with_reasoning.score == pytest.approx(answer_only.score, abs=1e-5)
+    assert other_reasoning.score == pytest.approx(answer_only.score, abs=1e-5)
+    assert with_reasoning.components["tokens"] == answer_only.components["tokens"]
+    assert empty_answer.status == OK and empty_answer.components["tokens"] < answer_only.components["tokens"]
+    assert no_think.components["tokens"] > answer_only.components["tokens"], "no </think>: scored whole"
+
+    keeping = RewardModelScorer(RMConfig(model=str(tiny_rm), device="cpu", reasoning="keep"))
+    kept, kept_answer = score(channel_to(serve(keeping).address), [
+        item("r", reasoning + "The answer is 4.", prompt=prompt), item("a", "The answer is 4.", prompt=prompt)])
+    assert kept_answer.score == pytest.approx(answer_only.score, abs=1e-5)
+    assert kept.components["tokens"] == with_reasoning.components["tokens"] + 61, "the reasoning is scored too"
+    assert keeping.text_of(item("r", reasoning + "The answer is 4.", prompt=prompt)).count("</think>") == 1
+
+
+def test_the_reasoning_flag_takes_drop_or_keep(tiny_rm):
+    from grpo_rewards.reward_model.server import build_parser
+
+    assert build_parser().parse_args(["--model", str(tiny_rm)]).reasoning == "drop"
+    assert build_parser().parse_args(["--model", str(tiny_rm), "--reasoning", "keep"]).reasoning == "keep"
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--model", str(tiny_rm), "--reasoning", "strip"])
+    assert exc.value.code == 2
