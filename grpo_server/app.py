@@ -22,6 +22,7 @@ import torch
 
 from grpo_server import __version__
 from grpo_server.api.ports import WeightsUnsafe
+from grpo_server.chat import read_chat_template, use_chat_template
 from grpo_server.checkpoint import (
     ExportManager,
     check_checkpoint_fits,
@@ -214,6 +215,16 @@ def _tls_credentials(cfg: Config) -> Any:
         raise StartupError(f"server.tls_{err.which}", str(err)) from None
 
 
+def _read_chat_template(cfg: Config) -> str | None:
+    """model.chat_template's text, read now (a missing file stops the start, not the model load), or None."""
+    if not cfg.model.chat_template:
+        return None
+    try:
+        return read_chat_template(cfg.model.chat_template)
+    except ValueError as err:
+        raise StartupError("model.chat_template", str(err)) from None
+
+
 DRAIN_SECONDS = 600.0
 """How long a drain (SIGTERM) waits for the step in progress and the last checkpoint before it tears the
 engines down anyway. The Helm chart's trainer.terminationGracePeriodSeconds must exceed it."""
@@ -239,6 +250,7 @@ class TrainerApp:
     _start_lock: threading.Lock = field(default_factory=threading.Lock)
     _loader: threading.Thread | None = None
     _store_lock: Any = None
+    _chat_template: str | None = None  # model.chat_template's text, read by start()
 
     def start(self, *, load_in_background: bool = True) -> None:
         """Check the settings the store does not need (store path, reward registry, tokens, TLS files) and
@@ -260,6 +272,7 @@ class TrainerApp:
         self.registry = RewardRegistry(entries, registry_file=registry_file, overrides=overrides)  # RegistryError
         tokens = _load_tokens(cfg)
         credentials = _tls_credentials(cfg)
+        self._chat_template = _read_chat_template(cfg)
         try:
             self.server, self.api_port = bind_server(
                 cfg.server.listen, tokens=tokens, credentials=credentials,
@@ -310,6 +323,7 @@ class TrainerApp:
             limits=cfg.limits,
             default_rewards=[(r.backend, r.weight) for r in cfg.rewards.default],
             tokenizer_getter=lambda: self.tokenizer,
+            chat_template_kwargs=cfg.model.chat_template_kwargs,
             metrics=self.metrics,
         )
         self.health = serve(self.server, servicer)
@@ -382,7 +396,9 @@ class TrainerApp:
         from grpo_server.training.sdpo import SdpoSettings
 
         cfg = self.cfg
+        m = cfg.model
         model_path, tokenizer, model = load_policy(cfg, self.store_dir)
+        use_chat_template(tokenizer, self._chat_template, m.chat_template_kwargs, source=str(m.chat_template))
         self.tokenizer = tokenizer  # submissions are accepted (token-counted) while the rest loads
         check_model_settings(cfg, model)
         ref_model = build_reference_model(model) if cfg.algorithm.beta > 0 else None
@@ -449,6 +465,7 @@ class TrainerApp:
             overlong_cache_tokens=a.overlong_cache_tokens,
             overlong_penalty_factor=a.overlong_penalty_factor,
             process_supervision=a.process_supervision,
+            chat_template_kwargs=m.chat_template_kwargs,
         )
         router = RewardRouter(
             self.registry, observer=self.metrics, max_retries=cfg.rewards.max_retries,

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
 from grpo_server.api.settings import ApiLimits, AuthSettings, PathText, SettingsModel
+from grpo_server.chat import RESERVED_TEMPLATE_KWARGS
 from grpo_server.rewards.registry import BackendEntry, duplicate_yaml_keys, validate_entry
 
 
@@ -41,6 +42,30 @@ class ModelConfig(_Strict):
         "float16 is not offered: the engines have no loss scaling.",
     )
     seed: int = Field(0, description="Seed of the tiny model's weights.")
+    chat_template: PathText | None = Field(
+        None,
+        description="A Jinja chat template file used in place of the tokenizer's own, for rollouts and for "
+        "counting prompt tokens; exported checkpoints carry it. Read at start (a missing file stops it) and tried "
+        "on a plain user message when the model loads.",
+    )
+    chat_template_kwargs: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="Extra variables for the chat template when prompts are rendered, e.g. {enable_thinking: "
+        "false} for Qwen3 (its generation prompt then closes the reasoning block). Not stored in exported "
+        "checkpoints: pass the same when serving them.",
+    )
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _template_variables(cls, kwargs: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        for key in kwargs:
+            if not key.isidentifier():
+                raise ValueError(f"{key!r} is not a template variable name (letters, digits and _, not "
+                                 "starting with a digit)")
+            if key in RESERVED_TEMPLATE_KWARGS:
+                raise ValueError(f"{key!r} is an argument of apply_chat_template, not a template variable "
+                                 "(the trainer sets it)")
+        return kwargs
 
     @model_validator(mode="after")
     def _path_needed(self) -> ModelConfig:

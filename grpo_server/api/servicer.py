@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -46,7 +46,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     exporter: writes HF checkpoint directories; limits: ApiLimits; default_rewards: (backend, weight)
     pairs for prompts that name none; tokenizer_getter: returns the model's tokenizer, or None while it
     loads (SubmitPrompts then answers UNAVAILABLE when prompt tokens are limited); metrics: optional,
-    with `prompts_submitted` (Counter) and `queue_depth` (Gauge).
+    with `prompts_submitted` (Counter) and `queue_depth` (Gauge); chat_template_kwargs: the chat template's
+    extra variables (model.chat_template_kwargs), for counting prompt tokens as the rollouts render them.
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         default_rewards: Sequence[Any] = (),
         tokenizer_getter: Callable[[], Any] | None = None,
         metrics: Any = None,
+        chat_template_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.control = control
@@ -69,6 +71,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self._limits_proto = convert.server_limits(self.limits)  # constant: every RunStatus carries it
         self.default_rewards = default_reward_pairs(default_rewards)
         self.tokenizer_getter = tokenizer_getter
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.metrics = metrics
         self._counter: tuple[Any, TokenCounter] | None = None
         self._watch_lock = threading.Lock()
@@ -83,7 +86,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if tokenizer is None:
             raise errors.unavailable("the model's tokenizer is still loading; retry shortly", 5.0)
         if self._counter is None or self._counter[0] is not tokenizer:
-            self._counter = (tokenizer, chat_template_counter(tokenizer))
+            self._counter = (tokenizer, chat_template_counter(tokenizer, self.chat_template_kwargs))
         return self._counter[1]
 
     @unary

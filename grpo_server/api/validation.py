@@ -14,8 +14,7 @@ import hashlib
 import json
 import math
 import re
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from grpo_server.api.ports import (
     BackendRegistry,
 )
 from grpo_server.api.settings import ApiLimits
+from grpo_server.chat import prompt_token_counter
 from grpo_server.types import PromptRecord, PromptState
 
 ROLES = ("system", "user", "assistant")
@@ -61,19 +61,11 @@ class ValidSubmission:
     request_id: str | None
 
 
-def chat_template_counter(tokenizer: Any) -> TokenCounter:
-    """A TokenCounter over a Hugging Face tokenizer: the length of apply_chat_template(messages,
-    add_generation_prompt=True), exactly what the rollout engine feeds the model. Calls are serialised
-    (fast tokenizers are not safe to call from several threads at once)."""
-    lock = threading.Lock()
-
-    def count(messages: Sequence[dict[str, str]]) -> int:
-        with lock:
-            out = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-        ids = out["input_ids"] if hasattr(out, "keys") else out
-        return len(ids)
-
-    return count
+def chat_template_counter(tokenizer: Any, template_kwargs: Mapping[str, Any] | None = None) -> TokenCounter:
+    """A TokenCounter over a Hugging Face tokenizer: the length of the prompt exactly as the rollout
+    engine is fed it (grpo_server.chat.encode_prompt: the chat template with `template_kwargs`, or the
+    contents joined by newlines for a tokenizer without a template). Calls are serialised."""
+    return prompt_token_counter(tokenizer, template_kwargs)
 
 
 # ------------------------------------------------------------------------------------- strings

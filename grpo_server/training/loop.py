@@ -18,8 +18,8 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from grpo_server.algorithm import (
     process_advantages,
     zero_variance_groups,
 )
+from grpo_server.chat import encode_prompt
 from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig
 from grpo_server.training import batch as batching
@@ -73,6 +74,8 @@ class StepSettings:
     overlong_cache_tokens: int = 0  # DAPO soft overlong penalty interval (0 = off)
     overlong_penalty_factor: float = 1.0
     process_supervision: bool = False  # token advantages from the backends' step scores
+    # extra chat template variables (model.chat_template_kwargs), e.g. enable_thinking
+    chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _weighted_steps(sc: ScoredCompletion) -> list[tuple[int, float]]:
@@ -242,14 +245,8 @@ class StepRunner:
     # ------------------------------------------------------------------------------------ pieces
 
     def encode_messages(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """Chat messages -> prompt token ids ready for the assistant's turn (the chat template)."""
-        if getattr(self.tokenizer, "chat_template", None):
-            ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-                ids = ids["input_ids"]
-            return list(ids)
-        text = "\n".join(m["content"] for m in messages) + "\n"
-        return list(self.tokenizer(text)["input_ids"])
+        """Chat messages -> prompt token ids ready for the assistant's turn (grpo_server.chat)."""
+        return encode_prompt(self.tokenizer, messages, self.s.chat_template_kwargs)
 
     def prompt_token_ids(self, prompt: PromptRecord) -> list[int]:
         """The chat-templated prompt, ready for the assistant's turn."""

@@ -33,7 +33,8 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture
 def make_api(tmp_path: Path, tiny_tokenizer: Any) -> Iterator[Callable[..., Api]]:
     """make_api(limits=..., auth=..., tls=..., default_rewards=..., kinds=..., tokenizer_loaded=True,
-    secure_channel=None) starts an API on 127.0.0.1:0; everything is stopped after the test."""
+    tokenizer=None (the tiny model's), chat_template_kwargs=None, secure_channel=None) starts an API on
+    127.0.0.1:0; everything is stopped after the test."""
     started: list[Api] = []
 
     def make(
@@ -47,6 +48,8 @@ def make_api(tmp_path: Path, tiny_tokenizer: Any) -> Iterator[Callable[..., Api]
         channel_credentials: grpc.ChannelCredentials | None = None,
         channel_options: Sequence[tuple[str, Any]] = (),
         event_history: int = 1024,
+        tokenizer: Any = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
     ) -> Api:
         n = len(started)
         store = Store(tmp_path / f"store{n}")
@@ -54,10 +57,11 @@ def make_api(tmp_path: Path, tiny_tokenizer: Any) -> Iterator[Callable[..., Api]
         registry = InMemoryRegistry(kinds if kinds is not None else {
             "math": {"answer"}, "code": {"code"}, "rm": {"none", "answer", "code"}})
         exporter = FileExporter(tmp_path / f"store{n}" / "exports")
-        tok: dict[str, Any] = {"tokenizer": tiny_tokenizer if tokenizer_loaded else None}
+        tok: dict[str, Any] = {"tokenizer": (tokenizer or tiny_tokenizer) if tokenizer_loaded else None}
         servicer = TrainerServicer(
             store=store, control=control, registry=registry, exporter=exporter, limits=limits or ApiLimits(),
             default_rewards=default_rewards, tokenizer_getter=lambda: tok["tokenizer"],
+            chat_template_kwargs=chat_template_kwargs,
         )
         server, port, health = build_server(servicer, listen="127.0.0.1:0", auth=auth, tls=tls,
                                             max_message_bytes=(limits or ApiLimits()).max_message_bytes, max_workers=8)

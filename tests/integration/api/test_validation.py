@@ -3,6 +3,7 @@ each bad field by its path, and nothing of a rejected request stored."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from api_support import Api, prompt, submit, violations
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.settings import ApiLimits
+from grpo_server.chat import encode_prompt
 
 Msg = reward_pb2.Message
 Spec = trainer_pb2.RewardSpec
@@ -153,6 +155,42 @@ def test_prompt_at_the_token_limit_is_accepted_one_over_is_not(make_api, tiny_to
     with pytest.raises(grpc.RpcError) as e:
         below.stub.SubmitPrompts(submit(prompt(text="one two three " * 20)))
     assert f"is {n} tokens" in violations(e.value)["prompts[0].messages"]
+
+
+def test_prompt_tokens_are_counted_as_rendered_with_the_template_variables(make_api, tiny_tokenizer) -> None:
+    # Qwen3's way: with enable_thinking false the generation prompt closes an empty reasoning block.
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = tiny_tokenizer.chat_template.replace(
+        "{{ '<|im_start|>assistant\n' }}",
+        "{{ '<|im_start|>assistant\n' }}{% if enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}")
+    chat = [{"role": "user", "content": "one two three " * 20}]
+    n = len(encode_prompt(tokenizer, chat, {"enable_thinking": False}))
+    assert n > len(encode_prompt(tokenizer, chat))
+    at_limit: Api = make_api(limits=ApiLimits(max_prompt_tokens=n), tokenizer=tokenizer,
+                             chat_template_kwargs={"enable_thinking": False})
+    assert at_limit.stub.SubmitPrompts(submit(prompt(text="one two three " * 20))).queue_depth == 1
+    below: Api = make_api(limits=ApiLimits(max_prompt_tokens=n - 1), tokenizer=tokenizer,
+                          chat_template_kwargs={"enable_thinking": False})
+    with pytest.raises(grpc.RpcError) as e:
+        below.stub.SubmitPrompts(submit(prompt(text="one two three " * 20)))
+    assert f"is {n} tokens" in violations(e.value)["prompts[0].messages"]
+
+
+def test_a_model_without_a_chat_template_takes_prompts(make_api, tiny_tokenizer) -> None:
+    # Its prompts are the contents joined by newlines, and they are counted so. The count used to call
+    # apply_chat_template anyway, which raises without a template: every prompt was refused with "the
+    # model's chat template rejects these messages", though the rollouts would have taken it.
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = None
+    n = len(tokenizer("one two three " * 20 + "\n")["input_ids"])
+    at_limit: Api = make_api(limits=ApiLimits(max_prompt_tokens=n), tokenizer=tokenizer)
+    assert at_limit.stub.SubmitPrompts(submit(prompt(text="one two three " * 20))).queue_depth == 1
+    below: Api = make_api(limits=ApiLimits(max_prompt_tokens=n - 1), tokenizer=tokenizer)
+    with pytest.raises(grpc.RpcError) as e:
+        below.stub.SubmitPrompts(submit(prompt(text="one two three " * 20)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"is {n} tokens" in violations(e.value)["prompts[0].messages"]
+    assert below.store.prompt_states() == {}
 
 
 def test_invalid_utf8_on_the_wire_is_invalid_argument(api: Api) -> None:
