@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
-from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerError
+from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerError, check_key_pair
 from grpo_client.prompts import PromptFileError, load_prompt_file
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
@@ -585,7 +585,7 @@ def _target(args: argparse.Namespace) -> str:
 
 def _check_tls_files(args: argparse.Namespace) -> None:
     """Refuse --ca, --cert and --key files gRPC cannot use, before gRPC logs its own errors and fails every
-    connection; and --cert without --key or the other way round."""
+    connection; --cert without --key or the other way round; and a key that is not the certificate's."""
     if (args.cert is None) != (args.key is None):
         given, missing = ("--cert", "--key") if args.key is None else ("--key", "--cert")
         raise UsageError(f"{given} needs {missing}: a client certificate and its private key go together")
@@ -605,6 +605,11 @@ def _check_tls_files(args: argparse.Namespace) -> None:
         if marker not in pem or (flag == "--key" and b"ENCRYPTED" in pem):
             raise UsageError(f"{flag} {path}: no {'unencrypted private key' if flag == '--key' else 'PEM certificate'} "
                              f"in it ({what})")
+    if args.cert is not None and args.key is not None:
+        try:
+            check_key_pair(args.cert, args.key)
+        except ValueError as exc:
+            raise UsageError(f"--cert {args.cert}, --key {args.key}: {exc}") from None
 
 
 def _token(args: argparse.Namespace) -> str | None:

@@ -15,6 +15,7 @@ Every failed call raises TrainerError, which carries the status code and the ser
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -441,6 +442,16 @@ MAX_RECONNECT_BACKOFF_SECONDS = 5.0
 """The longest wait between two attempts to connect to a trainer that is down (gRPC's default: 120 s)."""
 
 
+def check_key_pair(cert: str | Path, key: str | Path) -> None:
+    """ValueError when `key` is not the private key of the certificate in `cert` (PEM files): the pair a
+    client presents to a trainer that requires one. gRPC itself would only fail every handshake later,
+    as UNAVAILABLE."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ValueError(f"not a certificate and its private key: {exc.reason or exc}") from None
+
+
 class TrainerClient:
     """A blocking client of one trainer.
 
@@ -455,7 +466,8 @@ class TrainerClient:
         ca, cert, key and server_name each imply tls.
         timeout: deadline of each unary call, seconds.
 
-    Raises ValueError when only one of cert and key is given, and OSError when a file cannot be read.
+    Raises ValueError when only one of cert and key is given or when key is not the private key of
+    cert's certificate, and OSError when a file cannot be read.
     """
 
     def __init__(
@@ -485,6 +497,11 @@ class TrainerClient:
         if tls or ca is not None or cert is not None or server_name:
             pem = {name: Path(path).read_bytes() for name, path in (("ca", ca), ("cert", cert), ("key", key))
                    if path is not None}
+            if cert is not None and key is not None:
+                try:
+                    check_key_pair(cert, key)
+                except ValueError as exc:
+                    raise ValueError(f"cert {cert}, key {key}: {exc}") from None
             credentials = grpc.ssl_channel_credentials(pem.get("ca"), pem.get("key"), pem.get("cert"))
             self._channel = grpc.secure_channel(target, credentials, options)
         else:

@@ -100,3 +100,17 @@ def test_cert_and_key_go_together_and_bad_files_are_named_before_any_call(mtls, 
     assert "ssl_transport_security" not in err  # gRPC's own log lines: it never got that far
     with pytest.raises(ValueError, match="cert and key go together"):
         TrainerClient(api.target, cert=pki.client_cert)
+
+
+def test_a_key_that_is_not_the_certificates_is_refused_before_any_call(mtls, capsys) -> None:
+    # gRPC took the pair and failed every handshake (UNAVAILABLE after the timeout), logging SSL errors.
+    api, pki = mtls
+    base = ["--target", api.target, "--ca", str(pki.ca_cert), "--timeout", "5"]
+    code, _, err = cli(capsys, *base, "--cert", str(pki.client_cert), "--key", str(pki.server_key), "status")
+    assert code == 2, err
+    assert (f"error: --cert {pki.client_cert}, --key {pki.server_key}: not a certificate and its private key: "
+            "KEY_VALUES_MISMATCH") in err, err
+    assert "ssl_transport_security" not in err
+    with pytest.raises(ValueError, match=f"cert {pki.client_cert}, key {pki.server_key}: not a certificate and its "
+                                         "private key: KEY_VALUES_MISMATCH"):
+        TrainerClient(api.target, ca=pki.ca_cert, cert=pki.client_cert, key=pki.server_key)
