@@ -78,7 +78,9 @@ def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring 
     think = 1 when the completion starts (after whitespace) with exactly one `<tag>` … `</tag>` block
     with non-blank reasoning (with `opened_by_prompt`: holds no `<tag>` and exactly one `</tag>`, after
     non-blank reasoning); boxed = 1 when the text after the closing tag (the whole completion when the
-    block is missing) contains exactly one `\\boxed{…}` with balanced braces and non-blank content.
+    block is missing) contains one `\\boxed{…}` answer with balanced braces and non-blank content (boxed
+    again with the same content, whitespace aside, it is still one answer: a summary and a closing line
+    often both box it).
     """
     if scoring not in ("partial", "all_or_nothing"):
         raise ValueError(f"scoring must be partial or all_or_nothing, got {scoring!r}")
@@ -116,8 +118,8 @@ def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring 
     if not answers:
         where = f"after {close_tag}" if think else "in the answer"
         problems.append(f"no \\boxed{{...}} answer {where}")
-    elif len(answers) > 1:
-        problems.append(f"{len(answers)} \\boxed{{}} answers; give exactly one")
+    elif len({" ".join(a.split()) for a in answers}) > 1:  # the same answer boxed again is still one answer
+        problems.append(f"{len(answers)} \\boxed{{}} answers that differ; give exactly one")
     elif not answers[0].strip():
         problems.append("the \\boxed{} answer is empty")
     else:

@@ -28,6 +28,9 @@ GOOD = "<think>2 + 2 is 4.</think> The answer is \\boxed{4}."
         ("<think> </think>\\boxed{4}", 0.0, 1.0, "block is empty"),
         ("<think>a</think><think>b</think>\\boxed{4}", 0.0, 1.0, "exactly one"),
         ("<think>a</think>\\boxed{4} or \\boxed{5}", 1.0, 0.0, "2 \\boxed{} answers"),
+        # the same answer boxed in a summary and again at the end is one answer
+        ("<think>a</think>So \\boxed{4}.\n\n**Final Answer**\n\\[\\boxed{ 4 }\\]", 1.0, 1.0, None),
+        ("<think>a</think>\\boxed{4}, \\boxed{4} and \\boxed{5}", 1.0, 0.0, "3 \\boxed{} answers that differ"),
         ("<think>a</think>\\boxed{ }", 1.0, 0.0, "answer is empty"),
         ("<think>a</think>\\boxed{4", 1.0, 0.0, "no \\boxed"),
     ],
