@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from grpo_server.malloc import release_pages
 from grpo_server.rollout.base import SamplingConfig
 from grpo_server.rollout.common import DTYPES, check_prompts
 from grpo_server.types import Completion
@@ -165,6 +166,7 @@ class VLLMEngine:
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
         )
+        self.release_kv_cache()
         result: list[list[Completion]] = []
         for out in outputs:
             group = []
@@ -201,6 +203,38 @@ class VLLMEngine:
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
 
+    def release_kv_cache(self) -> int:
+        """On CPU, hand the KV cache's pages back to the kernel; returns the bytes released (0 on GPU).
+
+        vLLM zero-fills its CPU KV cache when it starts, so all of it stays resident from then on (0.25
+        GiB with examples/demo.yaml's `rollout.vllm_kv_cache_gib`), through the update that follows each
+        rollout, where the trainer's memory peaks. Nothing in it is needed between calls: the prefix
+        cache is dropped first (and every weight sync drops it anyway), and a rollout writes each block
+        before its attention reads it, so released pages are faulted in again, as zeros, only as far as
+        the next rollout writes. Called after every `generate` and `completion_logprobs`. When vLLM
+        cannot drop the prefix cache (a request still running) nothing is released."""
+        if not self.llm.reset_prefix_cache():
+            return 0
+        released = 0
+        for layer in self._kv_caches():
+            released += release_pages(layer)
+        return released
+
+    def _kv_caches(self) -> list[torch.Tensor]:
+        """The distinct KV cache tensors of vLLM's CPU model runner (empty where its layout differs: a
+        vLLM whose internals moved, or a GPU)."""
+        try:
+            runner = self.llm.llm_engine.model_executor.driver_worker.worker.model_runner
+            caches = list(runner.kv_caches)
+        except AttributeError:
+            return []
+        seen: dict[int, torch.Tensor] = {}
+        for cache in caches:
+            for t in cache if isinstance(cache, (list, tuple)) else [cache]:
+                if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                    seen.setdefault(t.untyped_storage().data_ptr(), t)
+        return list(seen.values())
+
     # ------------------------------------------------------------------------------------ scoring
 
     def completion_logprobs(
@@ -220,6 +254,7 @@ class VLLMEngine:
         params = SamplingParams(max_tokens=1, prompt_logprobs=-1 if full_vocab else 0, detokenize=False)
         ids = list(prompt) + list(completion)
         (out,) = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
+        self.release_kv_cache()
         assert out.prompt_logprobs is not None
         result = []
         for i, tok in enumerate(completion):

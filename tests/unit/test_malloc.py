@@ -1,4 +1,4 @@
-"""grpo_server.malloc.trim: free heap pages go back to the kernel."""
+"""grpo_server.malloc: free heap pages go back to the kernel (trim), and a dead cache's pages (release_pages)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,16 @@ def test_trim_hands_free_heap_pages_back():
     # 2,000 freed blocks of 64 KiB (125 MiB) sit between live ones: resident until the trim.
     assert r["freed"] - r["before"] > 200, r
     assert r["freed"] - r["trimmed"] > 100, r
+
+
+def test_release_pages_hands_a_tensors_pages_back_and_they_read_as_zeros() -> None:
+    import torch
+
+    from grpo_server.malloc import release_pages
+
+    cache = torch.ones(32 << 20, dtype=torch.uint8)  # 32 MiB, every page written
+    released = release_pages(cache)
+    assert released >= (32 << 20) - 2 * 4096
+    assert int(cache.sum()) <= 2 * 4096  # only the two partial end pages keep their ones
+    cache.fill_(3)  # usable again: pages come back on the write
+    assert int(cache.sum()) == 3 * (32 << 20)

@@ -11,7 +11,10 @@ that the update moves the log-probs by more than 5 x BF16_TOL, so it fails witho
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
+import os
 
 import pytest
 import torch
@@ -103,6 +106,37 @@ def test_same_seed_gives_same_completions(engine, prompts):
     # identical prompts in one call still get different samples (each prompt has its own seeds)
     twice = engine.generate([prompts[0], prompts[0]], cfg)
     assert [c.token_ids for c in twice[0]] != [c.token_ids for c in twice[1]]
+
+
+def resident_pages(tensor: torch.Tensor) -> tuple[int, int]:
+    """(resident, total) pages of a CPU tensor's storage, as the kernel reports them (mincore)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    storage = tensor.untyped_storage()
+    page = os.sysconf("SC_PAGE_SIZE")
+    start = storage.data_ptr() // page * page
+    length = storage.data_ptr() + storage.nbytes() - start
+    pages = -(-length // page)
+    vec = (ctypes.c_ubyte * pages)()
+    assert libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) == 0, ctypes.get_errno()
+    return sum(v & 1 for v in vec), pages
+
+
+def test_the_kv_cache_is_handed_back_after_each_call_and_outputs_do_not_change(engine, tiny_dir, prompts):
+    # vLLM zero-fills its CPU KV cache at start: all of it stayed resident through the trainer's update.
+    sampling = SamplingConfig(n=4, max_new_tokens=12, seed=11)
+    first = engine.generate(prompts, sampling)
+    caches = engine._kv_caches()
+    assert len(caches) == 1 and caches[0].untyped_storage().nbytes() >= 200 * 2**20  # the 256 MiB cache
+    resident, total = resident_pages(caches[0])
+    assert resident <= 2 and total > 50_000, (resident, total)  # at most the two partial end pages
+    again = engine.generate(prompts, sampling)  # written afresh over zeroed pages: the same completions
+    assert [[c.token_ids for c in g] for g in again] == [[c.token_ids for c in g] for g in first]
+    assert [[c.logprobs for c in g] for g in again] == [[c.logprobs for c in g] for g in first]
+    p, c = prompts[0], first[0][0].token_ids
+    scored = engine.completion_logprobs(p, c)
+    assert resident_pages(caches[0])[0] <= 2
+    assert engine.completion_logprobs(p, c) == scored
+    assert max(abs(a - b) for a, b in zip(scored, first[0][0].logprobs, strict=True)) < SAME_ENGINE_TOL
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
