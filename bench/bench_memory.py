@@ -7,7 +7,8 @@ every 20 ms and each sample is charged to the phase running then: `rollout`, `fo
 of micro-batch N (the forward ends when the loss returns; its backward runs until the next micro-batch
 starts), `optimizer` (clipping, AdamW, the schedule), `weight sync`. After each step, once the loop is
 idle, glibc's free pages are returned (malloc_trim) and the resident memory is split into what is
-known: the training weights, the AdamW state, the gradients still held, the KV cache, the file-backed
+known: the training weights, the AdamW state, the gradients still held, the KV cache (its resident
+pages, from mincore: the engine hands them back after each rollout), the file-backed
 pages (shared libraries; the training weights too, which are mapped from model.safetensors and
 counted there until the first update writes them) and the anonymous rest.
 
@@ -131,6 +132,29 @@ def _smaps_rollup() -> dict[str, int]:
     return out
 
 
+def resident_bytes(tensor: Any) -> int:
+    """Bytes of a CPU tensor's storage the kernel holds resident (mincore, whole pages)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    storage = tensor.untyped_storage()
+    page = os.sysconf("SC_PAGE_SIZE")
+    start = storage.data_ptr() // page * page
+    length = storage.data_ptr() + storage.nbytes() - start
+    vec = (ctypes.c_ubyte * (-(-length // page)))()
+    if libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) != 0:
+        return 0
+    return sum(v & 1 for v in vec) * page
+
+
+def kv_cache_resident_gib(runner: Any) -> float:
+    """How much of vLLM's KV cache is resident now (0 for another rollout engine). The engine hands its
+    pages back after each call (VLLMEngine.release_kv_cache), so between steps this is about 0."""
+    caches = getattr(runner.rollout, "_kv_caches", lambda: [])()
+    return sum(resident_bytes(t) for t in caches) / GIB
+
+
 def idle_breakdown(runner: Any, kv_cache_gib: float) -> dict[str, float]:
     """The resident memory between steps, after malloc_trim, split into what is known (GiB)."""
     from grpo_server.malloc import trim
@@ -148,7 +172,8 @@ def idle_breakdown(runner: Any, kv_cache_gib: float) -> dict[str, float]:
         "gradients_held_gib": sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None) / GIB,
         "optimizer_state_gib": sum(t.numel() * t.element_size() for state in optimizer.state.values()
                                    for t in state.values() if hasattr(t, "numel") and t.dim() > 0) / GIB,
-        "kv_cache_gib": kv_cache_gib,
+        "kv_cache_gib": kv_cache_resident_gib(runner),
+        "kv_cache_allocated_gib": kv_cache_gib,
     }
 
 
