@@ -82,7 +82,8 @@ class RolloutConfig(_Strict):
     )
     max_new_tokens: int = Field(128, ge=1, le=32768, description="Completion length limit in tokens.")
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature (also used for training log-probs).")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: draw from the smallest set of tokens "
+                         "holding this much probability (1 = off).")
     top_k: int = Field(-1, ge=-1, description="-1 = off.")
     vllm_gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1,
@@ -115,7 +116,8 @@ class AlgorithmConfig(_Strict):
     prompts_per_step: int = Field(8, ge=1, description="B: prompts leased per step.")
     group_size: int = Field(8, ge=2, description="G: completions sampled per prompt.")
     advantage_scale: Literal["group", "batch", "none"] = Field("group", description="Std used to scale advantages.")
-    advantage_eps: float = Field(1e-6, ge=0)
+    advantage_eps: float = Field(1e-6, ge=0, description="Added to the std in the advantages' denominator, "
+                                 "(r - mean) / (std + eps).")
     process_supervision: bool = Field(
         False,
         description="Token advantages from the reward backends' step scores (DeepSeekMath's process supervision): "
@@ -126,10 +128,14 @@ class AlgorithmConfig(_Strict):
     # With name sdpo beta defaults to 0 and a beta > 0 is refused (_sdpo_has_no_kl_by_default, _unused_settings);
     # said in docs/variants.md: the description here is copied into the Helm chart's schema.
     beta: float = Field(0.04, ge=0, description="KL penalty weight; 0 loads no reference model.")
-    epsilon_low: float = Field(0.2, ge=0, lt=1)
-    epsilon_high: float = Field(0.2, ge=0)
+    epsilon_low: float = Field(0.2, ge=0, lt=1, description="The ratio is clipped below at 1 - epsilon_low.")
+    epsilon_high: float = Field(0.2, ge=0, description="The ratio is clipped above at 1 + epsilon_high (DAPO's "
+                                "clip-higher: 0.28).")
     delta: float | None = Field(None, gt=1, description="Two-sided clipping cap of the ratio (off by default).")
-    aggregation: Literal["grpo", "bnpo", "dapo", "dr_grpo"] = "grpo"
+    aggregation: Literal["grpo", "bnpo", "dapo", "dr_grpo"] = Field(
+        "grpo", description="How token losses become the loss: grpo: the mean of each sequence's token mean; "
+        "bnpo, dapo: the mean over all tokens of the batch; dr_grpo: the sum over all tokens divided by "
+        "sequences x rollout.max_new_tokens (docs/algorithm.md).")
     inner_iterations: int = Field(1, ge=1, le=16, description="mu: optimizer steps per batch of rollouts.")
     importance_sampling_level: Literal["token", "sequence"] = Field(
         "token", description="token: GRPO's per-token ratio; sequence: GSPO's length-normalised sequence ratio."
@@ -293,16 +299,22 @@ _AdamBeta = Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)]
 class TrainingConfig(_Strict):
     """The optimizer and the training engine."""
 
-    engine: Literal["torch", "deepspeed"] = "torch"
+    engine: Literal["torch", "deepspeed"] = Field(
+        "torch", description="torch: one process; deepspeed: DeepSpeed ZeRO over the ranks of the launch "
+        "(docs/training-engines.md).")
     zero_stage: int = Field(2, ge=1, le=3, description="DeepSpeed ZeRO stage.")
-    learning_rate: float = Field(1e-6, gt=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
+    learning_rate: float = Field(1e-6, gt=0, le=1, description="AdamW's learning rate (after warm-up).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay.")
     adam_betas: tuple[_AdamBeta, _AdamBeta] = Field(
         (0.9, 0.99), description="Adam's (beta1, beta2), each in [0, 1) (the range torch.optim.AdamW accepts)."
     )
-    max_grad_norm: float = Field(1.0, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradients are scaled down to this total L2 norm "
+                                 "before each optimizer step.")
+    warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up from 0 (the first "
+                              "runs at lr 0 when > 0).")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="After warm-up: constant, or linear or cosine decay to 0 at max_steps "
+        "(those two need max_steps).")
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward pass.")
     gradient_checkpointing: bool = Field(
         True,
@@ -331,7 +343,8 @@ class TrainingConfig(_Strict):
         "which a prompt is given up on: FAILED, with the reason 'gave up after N failed attempts; the last: "
         "<cause>' (ListPrompts, grpo prompts).",
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the run: torch's generator at load and, reseeded from (seed, step) "
+                      "at each step, HF generate's sampling and dropout; vLLM's sampler is seeded with it once, at start.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
 
     @model_validator(mode="after")
@@ -408,9 +421,12 @@ class RewardsConfig(_Strict):
         "services/grpo_rewards/format_reward/).",
     )
     registry_file: PathText | None = Field(None, description="YAML registry reloaded when it changes.")
-    max_retries: int = Field(3, ge=0)
-    breaker_failures: int = Field(5, ge=1)
-    breaker_reset_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0, description="Retries of one batch after UNAVAILABLE or "
+                             "RESOURCE_EXHAUSTED (0 = none).")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failed Score attempts that open a "
+                                  "backend's circuit breaker (its items are masked at once while open).")
+    breaker_reset_seconds: float = Field(30.0, gt=0, description="How long an open breaker waits before "
+                                         "letting one trial call through.")
 
     @field_validator("default")
     @classmethod
@@ -433,7 +449,8 @@ class RewardsConfig(_Strict):
 class CheckpointConfig(_Strict):
     """When training state is made durable (a prompt counts as trained only then)."""
 
-    every_steps: int = Field(5, ge=1)
+    every_steps: int = Field(5, ge=1, description="A training checkpoint every this many completed steps; "
+                             "the prompts of a step count as trained once one holds it.")
     keep: int = Field(2, ge=1, description="Training checkpoints kept on disk.")
 
 
@@ -450,8 +467,10 @@ def listen_address_problem(address: str) -> str | None:
 class ServerConfig(_Strict):
     """Where the trainer listens."""
 
-    listen: str = "127.0.0.1:50051"
-    metrics_listen: str | None = None
+    listen: str = Field("127.0.0.1:50051", description="HOST:PORT of the gRPC API (port 0 picks a free "
+                        "one; flag --listen).")
+    metrics_listen: str | None = Field(None, description="HOST:PORT of Prometheus /metrics and HTTP /healthz "
+                                       "(None = off; flag --metrics-listen).")
     max_workers: int = Field(
         64, ge=2, description="gRPC handler threads: every RPC in progress holds one, an open WatchSteps stream "
         "too (limits.max_watch_streams of them at most)."
