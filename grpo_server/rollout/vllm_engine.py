@@ -212,13 +212,11 @@ class VLLMEngine:
         cache is dropped first (and every weight sync drops it anyway), and a rollout writes each block
         before its attention reads it, so released pages are faulted in again, as zeros, only as far as
         the next rollout writes. Called after every `generate` and `completion_logprobs`. When vLLM
-        cannot drop the prefix cache (a request still running) nothing is released."""
-        if not self.llm.reset_prefix_cache():
+        cannot drop the prefix cache (a request still running) nothing is released; on GPU nothing is done."""
+        caches = self._kv_caches()
+        if not caches or not self.llm.reset_prefix_cache():
             return 0
-        released = 0
-        for layer in self._kv_caches():
-            released += release_pages(layer)
-        return released
+        return sum(release_pages(cache) for cache in caches)
 
     def _kv_caches(self) -> list[torch.Tensor]:
         """The distinct KV cache tensors of vLLM's CPU model runner (empty where its layout differs: a
