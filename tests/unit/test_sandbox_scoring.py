@@ -153,7 +153,21 @@ ADD = "def add(a, b):\n    return a + b\n"
      'def add(a, b):\n    """\n    ```\n    add(1, 2)\n    ~~~\n    """\n    return a + b\n'),
     ("```pycon\n>>> add(1, 2)\n3\n```", ""),  # not a Python program
     ("The ```add``` function:\n\ndef add(a, b):\n    return a + b",  # inline code is no fence
-     "The ```add``` function:\n\ndef add(a, b):\n    return a + b"),
+     "def add(a, b):\n    return a + b"),
+    # no fence: paragraphs of prose around bare code are dropped when only without them does it compile
+    ("Here is the solution:\n\ndef add(a, b):\n    return a + b\n\nThis function adds two numbers.\n\n"
+     "Example:\n>>> add(1, 2)\n3", ADD.rstrip("\n")),
+    ("Sure! Here's how:\n\n\n# helper\ndef add(a, b):\n\n    return a + b\n\n**Explanation**: it adds.",
+     "# helper\ndef add(a, b):\n\n    return a + b"),
+    ("Certainly.\n\nimport math\n\ndef add(a, b):\n    return math.fsum([a, b])\n\n- It uses fsum.\n- Exact.",
+     "import math\n\ndef add(a, b):\n    return math.fsum([a, b])"),
+    ("1. Define it:\n\ndef add(a, b):\n    return a + b\n\n### Explanation\nIt adds.", ADD.rstrip("\n")),
+    ("# Adds two numbers\ndef add(a, b):\n    return a + b\n\nThis adds.",  # a comment over code is code
+     "# Adds two numbers\n" + ADD.rstrip("\n")),
+    # ... and nothing else: code that does not compile stays as it is, and fails as itself
+    ("def add(a, b):\n    return a + b\n\nprint(add(1, 2)", "def add(a, b):\n    return a + b\n\nprint(add(1, 2)"),
+    ("def add(a, b):\n    return a +\n\nThis is broken.", "def add(a, b):\n    return a +\n\nThis is broken."),
+    ("MAX = 3\n\ndef add(a, b):\n    return a + b", "MAX = 3\n\ndef add(a, b):\n    return a + b"),
 ])
 def test_code_extraction(completion: str, expected: str) -> None:
     assert extract_code(completion, "add") == expected

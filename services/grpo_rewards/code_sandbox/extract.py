@@ -14,6 +14,7 @@ Fences are read as CommonMark reads them, plus the slips models make:
 
 from __future__ import annotations
 
+import ast
 import re
 
 _OPEN = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)")
@@ -88,12 +89,57 @@ def code_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
+def _compiles(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # ValueError: a NUL byte
+        return False
+    return True
+
+
+def without_prose(text: str) -> str:
+    """`text` less the paragraphs of prose that open and close it, when the whole does not compile and
+    what is left does: "Here is the solution:", then the code, then "This function adds ...". A
+    paragraph (lines between blank lines) counts as prose when its first line reads like a sentence,
+    bold text or a list item and is no Python statement on its own, or when it is a Markdown heading
+    (`### Explanation`) over lines that do not compile (a `# Comment` over code is code). Otherwise
+    `text` as it is: a program that does not compile fails as itself."""
+    if _compiles(text):
+        return text
+    paragraphs = re.split(r"\n(?:[ \t]*\n)+", text)
+    start, end = 0, len(paragraphs)
+    while start < end and _is_prose(paragraphs[start]):
+        start += 1
+    while end > start and _is_prose(paragraphs[end - 1]):
+        end -= 1
+    if (start, end) == (0, len(paragraphs)):
+        return text
+    code = "\n\n".join(paragraphs[start:end])
+    return code if code.strip() and _compiles(code) else text
+
+
+# The first line of a paragraph of prose: a sentence ("Here is", "Sure! Here", "Note:", "Certainly."),
+# bold text, a list item.
+_HEADING = re.compile(r"[ \t]*#{1,6}[ \t]+[A-Z*]")
+_PROSE_LINE = re.compile(r"[ \t]*(?:[A-Z][A-Za-z']*(?:[!,.:]?[ \t]+\S|[!.:][ \t]*$)|\*\*|[-*+][ \t]|\d+[.)][ \t])")
+
+
+def _is_prose(paragraph: str) -> bool:
+    first = paragraph.strip("\n").split("\n", 1)[0]
+    if not first.strip():
+        return True
+    if _HEADING.match(first):  # a comment to Python: prose only when the paragraph is no code
+        return not _compiles(paragraph.strip("\n"))
+    return _PROSE_LINE.match(first) is not None and not _compiles(first.strip())
+
+
 def extract_code(completion: str, entry_point: str = "") -> str:
     """The code to run from ``completion``.
 
     - A reasoning model's `<think>` block is not the answer: when the completion holds `</think>`, only
       the text after the last one is looked at (drafts in the reasoning are not run).
-    - No fence: the whole completion (a model told to answer with bare code).
+    - No fence: the whole completion (a model told to answer with bare code), less the paragraphs of
+      prose before and after the code when only without them does it compile (`without_prose`).
     - Fences (read as the module's docstring says): blocks tagged as Python (`python`, `py`,
       `python3`...) or untagged when none is tagged; among them the last one that defines
       ``entry_point`` when one is given and some block does, else the last block (models tend to put
@@ -105,7 +151,7 @@ def extract_code(completion: str, entry_point: str = "") -> str:
         completion = answer
     blocks = code_blocks(completion)
     if not blocks:
-        return completion.strip("\n") if completion.strip() else ""
+        return without_prose(completion.strip("\n")) if completion.strip() else ""
     tagged = [body for lang, body in blocks if _PYTHON.fullmatch(lang)]
     candidates = tagged or [body for lang, body in blocks if not lang]
     if not candidates:

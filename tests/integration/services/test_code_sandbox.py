@@ -221,6 +221,10 @@ def test_code_inside_a_python_fence_is_extracted(stub) -> None:
     glued = "```Python3\ndef add(a, b):\n    return a + b```\nDone."
     results = score(stub, item("l", listed, code=code(ADD_TESTS, "add")), item("h", glued, code=code(ADD_TESTS, "add")))
     assert [r.score for r in results] == [1.0, 1.0]
+    # no fence, the code between a sentence and an explanation (it failed to compile with them)
+    prose = "Here is the solution:\n\ndef add(a, b):\n    return a + b\n\nThis function adds two numbers."
+    (r,) = score(stub, item("p", prose, code=code(ADD_TESTS, "add")))
+    assert r.score == 1.0, r.feedback
 
 
 def test_fences_without_python_score_zero_not_masked(stub) -> None:
