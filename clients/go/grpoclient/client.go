@@ -47,7 +47,9 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 func (b bearer) RequireTransportSecurity() bool { return false }
 
 // Dial connects to target ("HOST:PORT") and waits until the connection is up or DialTimeout passes; the
-// error then names the last connection failure ("connection refused", a TLS handshake error).
+// error then names the last connection failure ("connection refused": a trainer that is not up yet is
+// waited for). A TLS handshake that no retry can mend (a certificate not signed by a trusted CA or not
+// for this host, a TLS alert ending it) fails it at once with a *HandshakeError (tlsfailfast.go).
 //
 // A Token an HTTP/2 header cannot carry (a space, a line break, a character outside printable ASCII) is
 // refused at once with an error naming the character and its position, never the token.
@@ -67,18 +69,27 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	// a TLS handshake failure such as an unknown CA), not only "context deadline exceeded".
 	dialOpts := []grpc.DialOption{grpc.WithBlock(), grpc.WithReturnConnectionError(),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv))}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var failed *dialFailure
 	if opts.TLS != nil {
-		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(opts.TLS)))
+		// A permanent handshake failure ends the wait (tlsfailfast.go).
+		dctx, failed = withDialFailure(dctx)
+		creds := failFastTLS{TransportCredentials: credentials.NewTLS(opts.TLS), failed: failed}
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(creds))
 	} else {
 		dialOpts = append(dialOpts, grpc.WithInsecure())
 	}
 	if opts.Token != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(opts.Token)))
 	}
-	dctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	conn, err := grpc.DialContext(dctx, target, dialOpts...)
 	if err != nil {
+		if failed != nil && ctx.Err() == nil {
+			if tlsErr := failed.failure(); tlsErr != nil {
+				return nil, tlsErr
+			}
+		}
 		return nil, err
 	}
 	return &Client{conn: conn, Stub: trainerv1.NewTrainerServiceClient(conn)}, nil

@@ -159,17 +159,57 @@ function wantsJson(): boolean {
   return (end < 0 ? args : args.slice(0, end)).includes('--json');
 }
 
+/** The exit status of a command Ctrl-C ended, as `grpo`'s (that of a process killed by SIGINT). */
+export const EXIT_INTERRUPTED = 128 + 2;
+
+/** What Ctrl-C reports, as `grpo` does: the "error" object of its --json document and the text it prints
+ * on stderr without --json. */
+export interface Interruption {
+  doc: Record<string, unknown>;
+  text: string;
+}
+
+const INTERRUPTED: Interruption = { doc: { code: 'INTERRUPTED', message: 'interrupted' }, text: 'interrupted' };
+let interruption: () => Interruption = () => INTERRUPTED;
+
+/** Makes Ctrl-C report `describe()` (called when it comes) instead of the plain INTERRUPTED error, until
+ * called again without it. */
+export function onInterrupt(describe?: () => Interruption): void {
+  interruption = describe ?? (() => INTERRUPTED);
+}
+
+/** `grpo submit`'s INTERRUPTED error: the prompts the trainer had accepted (`accepted`, of `total`) and how
+ * to carry on. */
+export function submitInterruption(accepted: string[], total: number): Interruption {
+  const message = `interrupted: the trainer had accepted ${accepted.length} of the ${total} prompts; the batch in `
+    + 'flight may or may not have been queued. To carry on, run the same command again (same batch size and '
+    + 'request id): the trainer answers the batches it already accepted as duplicates, by their request ids, and '
+    + 'queues nothing twice.';
+  return { doc: { code: 'INTERRUPTED', message, accepted_ids: [...accepted] }, text: message };
+}
+
 /** Runs `command` and sets the exit status it returns. A failure is reported as `grpo` reports it
  * (`failure`): with --json as the one document {"error": {...}} on stdout (a bad command line also prints
- * its "error: ..." line on stderr, as argparse does), else as text on stderr. */
+ * its "error: ..." line on stderr, as argparse does), else as text on stderr. Ctrl-C (SIGINT) while it runs
+ * ends it as it ends `grpo`: the INTERRUPTED error (`onInterrupt`), exit status 130. */
 export function runCommand(command: () => Promise<number>): void {
+  const interrupt = () => {
+    const { doc, text } = interruption();
+    if (wantsJson()) printDocument({ error: doc });
+    else console.error(text);
+    process.exit(EXIT_INTERRUPTED); // the calls in flight end with the process, as they would on the signal
+  };
+  process.once('SIGINT', interrupt);
   command().catch((err: unknown) => {
     const f = failure(err);
     if (f === undefined) throw err;
     if (!wantsJson() || f.usage) console.error(f.text);
     if (wantsJson()) printDocument({ error: f.doc });
     return f.status;
-  }).then((code) => { if (code !== undefined) process.exitCode = code; });
+  }).then((code) => {
+    process.off('SIGINT', interrupt);
+    if (code !== undefined) process.exitCode = code;
+  });
 }
 
 /** `text` as a whole number from `min` to `max`, else a UsageError naming `flag`. */

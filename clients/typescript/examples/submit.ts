@@ -8,14 +8,18 @@
 // again); --dry-run prints its batches and request ids without connecting. Failures are reported and exit
 // as `grpo` reports them (see cli.ts): a bad flag is one "error: ..." line and exit status 2, and so is a
 // bad prompt file (each problem as FILE:LINE: field: message); a call refused with INVALID_ARGUMENT exits
-// 2, any other failure 1; with --json each is the one document {"error": {...}} on stdout.
+// 2, any other failure 1; with --json each is the one document {"error": {...}} on stdout. Ctrl-C during a
+// call or a wait is `grpo`'s INTERRUPTED error, exit status 130 (with --file it lists the ids the trainer
+// had accepted: accepted_ids).
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 import * as grpc from '@grpc/grpc-js';
 
 import { TrainerClient, batchRequestId, loadPromptFile } from '../src';
-import { CONNECTION_OPTIONS, ConnectionFlags, clientOptions, printDocument, runCommand } from './cli';
+import {
+  CONNECTION_OPTIONS, ConnectionFlags, clientOptions, onInterrupt, printDocument, runCommand, submitInterruption,
+} from './cli';
 
 async function submit(): Promise<number> {
   const { values } = parseArgs({
@@ -85,11 +89,17 @@ async function submitFile(values: FileFlags): Promise<number> {
     return 0;
   }
   const client = new TrainerClient(values.target!, options);
+  const accepted: string[] = []; // what Ctrl-C reports, as `grpo submit`
+  onInterrupt(() => submitInterruption(accepted, file.prompts.length));
   try {
     let sent = 0;
     const res = await client.submitFile(file, {
       batchSize, requestId,
-      onBatch: (n) => { sent += n; if (!values.json) console.error(`submit: ${sent}/${file.prompts.length} prompts`); },
+      onBatch: (n, response) => {
+        accepted.push(...response.acceptedIds);
+        sent += n;
+        if (!values.json) console.error(`submit: ${sent}/${file.prompts.length} prompts`);
+      },
       maxAttempts: SUBMIT_ATTEMPTS,
       // As `grpo submit` says it: a wait must not look like a hang.
       onRetry: (err, waitMs, attempt) => {
@@ -97,7 +107,7 @@ async function submitFile(values: FileFlags): Promise<number> {
         console.error(`the trainer refused a batch (${err.codeName}: ${why}); sending it again in `
           + `${Number((waitMs / 1000).toPrecision(6))} s (retry ${attempt} of ${SUBMIT_ATTEMPTS - 1})`);
       },
-    });
+    }).finally(() => onInterrupt()); // the submission is over: from here Ctrl-C is the plain INTERRUPTED error
     if (values.json) {
       printDocument({
         accepted_ids: res.acceptedIds, queue_depth: res.queueDepth, batches: res.batches,

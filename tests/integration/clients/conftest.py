@@ -1,15 +1,18 @@
 """A live trainer for the TypeScript and Go client tests: the tiny model, the math verifier as a real
-reward service, bearer-token auth, all on loopback port 0 in this process."""
+reward service, bearer-token auth, all on loopback port 0 in this process; and a trainer API whose calls
+a test can hold in flight (make_held_trainer), to press Ctrl-C in a client while it waits."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,3 +271,121 @@ def paused_trainer(live_trainer: LiveTrainer) -> Iterator[LiveTrainer]:
             yield live_trainer
         finally:
             client.resume()
+
+
+@dataclass(frozen=True)
+class HeldTrainer:
+    """A trainer API whose calls a test can catch in flight: `target` ("127.0.0.1:PORT", no auth), `held` is
+    set once a call is being held (it waits until the test ends), `servicer` is the trainer's."""
+
+    target: str
+    held: threading.Event
+    servicer: Any
+
+
+def _held_servicer(free_submits: int, held: threading.Event, release: threading.Event, **kwargs: Any) -> Any:
+    """The trainer's own servicer (grpo_server.api), except that SubmitPrompts answers `free_submits` calls and
+    holds the ones after, and StepStatus and ListPrompts hold every call: a held call sets `held` and waits
+    for `release`, then runs as usual."""
+    from grpo_server.api.servicer import TrainerServicer
+
+    class Held(TrainerServicer):
+        submits = 0
+
+        def _hold(self) -> None:
+            held.set()
+            release.wait(120)
+
+        def SubmitPrompts(self, request: Any, context: Any) -> Any:
+            Held.submits += 1
+            if Held.submits > free_submits:
+                self._hold()
+            return super().SubmitPrompts(request, context)
+
+        def StepStatus(self, request: Any, context: Any) -> Any:
+            self._hold()
+            return super().StepStatus(request, context)
+
+        def ListPrompts(self, request: Any, context: Any) -> Any:
+            self._hold()
+            return super().ListPrompts(request, context)
+
+    return Held(**kwargs)
+
+
+@pytest.fixture
+def make_held_trainer(tmp_path: Path) -> Iterator[Any]:
+    """`make_held_trainer(free_submits=1)` starts a HeldTrainer: the trainer's API (servicer, SQLite store,
+    reward registry, run control) on a free loopback port, with no training loop and no model (its exporter
+    is never called; `limits.max_prompt_tokens` 0, since there is no tokenizer). All are stopped when the
+    test ends."""
+    from grpo_server.api.server import build_server
+    from grpo_server.api.settings import ApiLimits
+    from grpo_server.checkpoint import ExportManager
+    from grpo_server.control import RunControl
+    from grpo_server.rewards.registry import BackendEntry, RewardRegistry
+    from grpo_server.store import Store
+
+    release = threading.Event()
+    started: list[tuple[Any, ...]] = []
+
+    def make(free_submits: int = 1) -> HeldTrainer:
+        root = tmp_path / f"held{len(started)}"
+        store, control = Store(root / "store"), RunControl()
+        registry = RewardRegistry([BackendEntry("math", "127.0.0.1:1")])  # never called: no step runs
+        held = threading.Event()
+        servicer = _held_servicer(free_submits, held, release, store=store, control=control, registry=registry,
+                                  exporter=ExportManager(lambda: (0, {}), None, None, root / "exports"),
+                                  default_rewards=[("math", 1.0)], limits=ApiLimits(max_prompt_tokens=0))
+        server, port, health = build_server(servicer, listen="127.0.0.1:0")
+        started.append((server, control, registry, store))
+        health.set_serving(True)
+        control.set_ready(True)
+        control.set_state("idle")
+        return HeldTrainer(target=f"127.0.0.1:{port}", held=held, servicer=servicer)
+
+    yield make
+    release.set()
+    for server, control, registry, store in started:
+        control.close()
+        server.stop(grace=None).wait()
+        registry.stop()
+        store.close()
+
+
+def run_interrupted(cmd: list[str], *, cwd: Path, ready: Callable[[], bool], settle: float = 0.3,
+                    timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `cmd`, press Ctrl-C (SIGINT to the process) once `ready()` holds and `settle` seconds more have
+    passed, and return its exit status (negative: killed by a signal) and output."""
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell that starts jobs in the background ignores SIGINT in them; a terminal's Ctrl-C does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                out, err = proc.communicate(timeout=10)
+                pytest.fail(f"`{' '.join(cmd)}` never got to the call to interrupt (exit {proc.returncode})\n"
+                            f"--- stdout\n{out}\n--- stderr\n{err}")
+            time.sleep(0.05)
+        time.sleep(settle)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def python_cli_command(target: str, *args: str) -> list[str]:
+    """The command line of `grpo --target TARGET ARGS` (no token)."""
+    return [sys.executable, "-m", "grpo_client.cli", "--target", target, *args]
+
+
+def prompt_lines(path: Path, ids: list[str]) -> Path:
+    """Writes a prompt file with one math prompt per id to `path`."""
+    path.write_text("".join(json.dumps({"id": i, "messages": [{"role": "user", "content": f"{n} + 1?"}],
+                                        "answer": str(n + 1)}) + "\n" for n, i in enumerate(ids)))
+    return path

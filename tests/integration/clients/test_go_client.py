@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,12 @@ from conftest import (
     bad_tls_flag_cases,
     grpo_cli,
     key_order,
+    prompt_lines,
+    python_cli_command,
     require_tools,
+    run_interrupted,
     run_tool,
+    write_client_pki,
 )
 from follow_restart import run_restart_scenario
 
@@ -354,3 +359,100 @@ def test_go_example_prints_a_bad_prompt_file_as_the_python_cli_does(example: Pat
     error = assert_same_error(go_example(example, live_trainer, "submit-file", "-json", missing, token=admin, check=False),
                               grpo_cli(live_trainer, "--json", "submit", missing, token=admin), 1, same_message=False)
     assert error["code"] == "LOCAL", error
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_go_example_ctrl_c_during_submit_file_says_what_was_accepted_as_the_python_cli_does(
+        example: Path, make_held_trainer: Any, tmp_path: Path, as_json: bool) -> None:
+    """Ctrl-C while the trainer holds the second batch of three: `grpo submit`'s INTERRUPTED error, which
+    lists the prompts the trainer had accepted (the first batch) and how to carry on, exit status 130 (not
+    a process killed by the signal)."""
+    prompts = prompt_lines(tmp_path / "p.jsonl", ["i0", "i1", "i2"])
+    go_trainer, py_trainer = make_held_trainer(free_submits=1), make_held_trainer(free_submits=1)
+    go = run_interrupted([str(example), "-target", go_trainer.target, "submit-file", "-batch-size", "1",
+                          *(["-json"] if as_json else []), str(prompts)], cwd=GO, ready=go_trainer.held.is_set)
+    py = run_interrupted(python_cli_command(py_trainer.target, *(["--json"] if as_json else []), "submit",
+                                            str(prompts), "--batch-size", "1"), cwd=REPO, ready=py_trainer.held.is_set)
+    if as_json:
+        error = assert_same_error(go, py, 130)
+        assert error["code"] == "INTERRUPTED" and error["accepted_ids"] == ["i0"], error
+        assert error["message"].startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), error
+    else:
+        assert (go.returncode, py.returncode) == (130, 130), (go, py)
+        assert go.stdout == py.stdout == "", (go.stdout, py.stdout)
+        message = py.stderr.strip().splitlines()[-1]
+        assert message.startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), py.stderr
+        assert go.stderr.strip().splitlines()[-1] == message, go.stderr
+
+
+def test_go_example_ctrl_c_during_a_call_exits_130_as_the_python_cli_does(example: Path,
+                                                                         make_held_trainer: Any) -> None:
+    """Ctrl-C while the trainer holds the call: with -json the document {"error": {"code": "INTERRUPTED",
+    "message": "interrupted"}} `grpo --json` prints, without it "interrupted" on stderr; exit status 130."""
+    go_trainer, py_trainer = make_held_trainer(), make_held_trainer()
+    go = run_interrupted([str(example), "-target", go_trainer.target, "prompts", "-json"], cwd=GO,
+                         ready=go_trainer.held.is_set)
+    py = run_interrupted(python_cli_command(py_trainer.target, "--json", "prompts"), cwd=REPO,
+                         ready=py_trainer.held.is_set)
+    assert assert_same_error(go, py, 130) == {"code": "INTERRUPTED", "message": "interrupted"}
+    trainer = make_held_trainer()
+    go = run_interrupted([str(example), "-target", trainer.target, "status"], cwd=GO, ready=trainer.held.is_set)
+    assert (go.returncode, go.stdout, go.stderr) == (130, "", "interrupted\n"), go
+
+
+def test_go_example_ctrl_c_while_waiting_for_the_trainer_exits_130(example: Path) -> None:
+    """Nothing listens on the target yet: the wait for the connection (-timeout 60s) ends on Ctrl-C with the
+    INTERRUPTED document, exit status 130, not when the minute is out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    go = run_interrupted([str(example), "-target", target, "-timeout", "60s", "prompts", "-json"], cwd=GO,
+                         ready=lambda: True, settle=1.0, timeout=30)
+    assert go.returncode == 130, go
+    assert json.loads(go.stdout) == {"error": {"code": "INTERRUPTED", "message": "interrupted"}}, go.stdout
+
+
+def test_go_example_ctrl_c_ends_watch_with_exit_0_as_the_python_cli_does(example: Path,
+                                                                        make_held_trainer: Any) -> None:
+    """Ctrl-C is how a watch is stopped (`grpo watch` exits 0 on it), not a failure."""
+    trainer = make_held_trainer()
+    go = run_interrupted([str(example), "-target", trainer.target, "watch"], cwd=GO,
+                         ready=lambda: trainer.servicer._watch_streams > 0)
+    assert (go.returncode, go.stderr) == (0, ""), go
+
+
+def test_go_example_fails_at_once_on_a_tls_failure_no_retry_mends(example: Path, tls_trainer: TlsTrainer,
+                                                                  tmp_path: Path) -> None:
+    """A trainer certificate signed by a CA the command does not trust, or not for the name it checks:
+    with -timeout 30s it fails within seconds (it used to retry the handshake until the 30 s were out),
+    UNAVAILABLE and exit status 1 as `grpo --json` reports it, the message naming the x509 error."""
+    untrusted_ca = write_client_pki(tmp_path).ca_cert  # a CA that did not sign the trainer's certificate
+    for flags, why in (
+        (["-ca", str(untrusted_ca)], "x509: certificate signed by unknown authority"),
+        (["-ca", str(tls_trainer.ca_file), "-server-name", "other.test"],
+         "x509: certificate is valid for localhost, not other.test"),
+    ):
+        start = time.monotonic()
+        go = run_tool([str(example), "-target", tls_trainer.target, *flags, "-timeout", "30s", "prompts", "-json"],
+                      cwd=GO, timeout=120, check=False)
+        took = time.monotonic() - start
+        py = python_cli(tls_trainer.target, *[f"-{f}" if f.startswith("-") else f for f in flags], "--json", "prompts")
+        error = assert_same_error(go, py, 1, same_message=False)
+        assert took < 10, (took, go.stdout)
+        assert error["code"] == "UNAVAILABLE", error
+        assert error["message"].startswith(f'cannot connect to {tls_trainer.target}: connection error: desc = "transport: '
+                                           f'authentication handshake failed: {why}'), error
+
+
+def test_go_example_over_tls_still_waits_for_a_trainer_that_refuses_connections(example: Path,
+                                                                               tls_trainer: TlsTrainer) -> None:
+    """A refused connection is a trainer not up yet: with TLS flags too it is retried until -timeout."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    start = time.monotonic()
+    go = run_tool([str(example), "-target", target, "-ca", str(tls_trainer.ca_file), "-timeout", "2s", "prompts",
+                   "-json"], cwd=GO, timeout=60, check=False)
+    took = time.monotonic() - start
+    assert go.returncode == 1 and 1.9 <= took < 10, (took, go.returncode, go.stdout)
+    assert "connection refused" in json.loads(go.stdout)["error"]["message"], go.stdout

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -22,7 +23,10 @@ from conftest import (
     bad_tls_flag_cases,
     grpo_cli,
     key_order,
+    prompt_lines,
+    python_cli_command,
     require_tools,
+    run_interrupted,
     run_tool,
 )
 from follow_restart import run_restart_scenario
@@ -410,3 +414,46 @@ def test_examples_print_a_bad_prompt_file_as_the_python_cli_does(built_client: P
     error = assert_same_error(ts_example(built_client, live_trainer, "submit", "--file", missing, "--json", token=admin),
                               grpo_cli(live_trainer, "--json", "submit", missing, token=admin), 1, same_message=False)
     assert error["code"] == "LOCAL", error
+
+
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "text"])
+def test_submit_example_ctrl_c_during_a_file_says_what_was_accepted_as_the_python_cli_does(
+        built_client: Path, make_held_trainer: Any, tmp_path: Path, as_json: bool) -> None:
+    """Ctrl-C while the trainer holds the second batch of three (submit.ts --file): `grpo submit`'s
+    INTERRUPTED error, which lists the prompts the trainer had accepted and how to carry on, exit status 130
+    (not a process killed by the signal)."""
+    prompts = prompt_lines(tmp_path / "p.jsonl", ["i0", "i1", "i2"])
+    ts_trainer, py_trainer = make_held_trainer(free_submits=1), make_held_trainer(free_submits=1)
+    json_flag = ["--json"] if as_json else []
+    ts = run_interrupted(["node", str(built_client / "examples" / "submit.js"), "--target", ts_trainer.target,
+                          "--file", str(prompts), "--batch-size", "1", *json_flag], cwd=TS, ready=ts_trainer.held.is_set)
+    py = run_interrupted(python_cli_command(py_trainer.target, *json_flag, "submit", str(prompts), "--batch-size", "1"),
+                         cwd=REPO, ready=py_trainer.held.is_set)
+    if as_json:
+        error = assert_same_error(ts, py, 130)
+        assert error["code"] == "INTERRUPTED" and error["accepted_ids"] == ["i0"], error
+        assert error["message"].startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), error
+    else:
+        assert (ts.returncode, py.returncode) == (130, 130), (ts, py)
+        assert ts.stdout == py.stdout == "", (ts.stdout, py.stdout)
+        message = py.stderr.strip().splitlines()[-1]
+        assert message.startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), py.stderr
+        assert ts.stderr.strip().splitlines()[-1] == message, ts.stderr
+
+
+def test_examples_ctrl_c_during_a_call_exits_130_as_the_python_cli_does(built_client: Path,
+                                                                       make_held_trainer: Any) -> None:
+    """Ctrl-C while the trainer holds the call (prompts.ts): with --json the document {"error": {"code":
+    "INTERRUPTED", "message": "interrupted"}} `grpo --json` prints, without it "interrupted" on stderr; exit
+    status 130."""
+    for json_flag in (["--json"], []):
+        ts_trainer, py_trainer = make_held_trainer(), make_held_trainer()
+        ts = run_interrupted(["node", str(built_client / "examples" / "prompts.js"), "--target", ts_trainer.target,
+                              *json_flag], cwd=TS, ready=ts_trainer.held.is_set)
+        py = run_interrupted(python_cli_command(py_trainer.target, *json_flag, "prompts"), cwd=REPO,
+                             ready=py_trainer.held.is_set)
+        if json_flag:
+            assert assert_same_error(ts, py, 130) == {"code": "INTERRUPTED", "message": "interrupted"}
+        else:
+            assert (ts.returncode, ts.stdout, ts.stderr) == (py.returncode, py.stdout, py.stderr) == \
+                (130, "", "interrupted\n"), (ts, py)

@@ -18,11 +18,12 @@
 // Failures are reported and exit as the Python CLI (`grpo`) reports them: a failed call prints the gRPC
 // code, the message and each field violation on stderr; a prompt file with problems prints each
 // (FILE:LINE: field: message) before connecting. Exit status 2 for a bad command line, a bad prompt file
-// and a call refused with INVALID_ARGUMENT, 1 for any other failure. With -json (submit-file, backends
-// set and delete, prompts, cancel) a failure is instead the one JSON document {"error": {...}} on stdout,
-// as `grpo --json` prints it (USAGE, LOCAL, a bad prompt file as INVALID_ARGUMENT with "line N: field"
-// violations, or the call's status: see grpoclient's Error.MarshalJSON); a bad command line still prints
-// its text on stderr too.
+// and a call refused with INVALID_ARGUMENT, 1 for any other failure, 130 for Ctrl-C during a call or a
+// wait (INTERRUPTED; watch and follow end on it with exit status 0: see interrupt.go). With -json
+// (submit-file, backends set and delete, prompts, cancel) a failure is instead the one JSON document
+// {"error": {...}} on stdout, as `grpo --json` prints it (USAGE, LOCAL, a bad prompt file as
+// INVALID_ARGUMENT with "line N: field" violations, INTERRUPTED, or the call's status: see grpoclient's
+// Error.MarshalJSON); a bad command line still prints its text on stderr too.
 // The TLS flags are `grpo`'s --tls, --ca, --cert, --key and --server-name (see tlsflags.go): -ca, -cert
 // (with -key) and -server-name each imply -tls, and their files are checked before any call, in `grpo`'s
 // words and exit statuses (a file that cannot be read: LOCAL, 1; a file without the PEM block it should
@@ -128,9 +129,19 @@ func run(args []string) int {
 	if code >= 0 {
 		return code
 	}
+	// From here on Ctrl-C ends a call or a wait as `grpo` reports it (interrupt.go).
+	ctx, stopCatching := catchInterrupt(ctx)
+	defer stopCatching()
+	stopsOnInterrupt := cmd == "watch" || cmd == "follow" // as `grpo watch`: Ctrl-C is how it ends (exit 0)
 	// -timeout bounds the wait for the connection too (it was a fixed 10 s).
 	opts.DialTimeout = *timeout
 	client, err := grpoclient.Dial(ctx, *target, opts)
+	if err != nil && interrupted.Load() {
+		if stopsOnInterrupt {
+			return 0
+		}
+		return interruptedFailure(asJSON)
+	}
 	if err != nil {
 		// What `grpo` reports for a trainer it cannot reach: UNAVAILABLE (it fails the call, Dial gives up
 		// on the connection).
@@ -163,6 +174,9 @@ func run(args []string) int {
 			return 0
 		}
 		return usageFailure(asJSON, bad.err.Error(), true)
+	}
+	if err != nil && stopsOnInterrupt && interrupted.Load() {
+		return 0
 	}
 	if err != nil {
 		return callFailure(false, err) // these commands print no JSON
@@ -231,10 +245,13 @@ func usageFailure(asJSON bool, message string, printed bool) int {
 }
 
 // callFailure reports a failed call and returns `grpo`'s exit status for it: 2 for INVALID_ARGUMENT,
-// else 1. A refused submission prints as grpoclient.SubmitError renders it ("error: ..."), another
-// *grpoclient.Error as printError does; with -json either is its JSON document (MarshalJSON), and an
-// error that is not the trainer's is LOCAL.
+// else 1; after Ctrl-C the INTERRUPTED error (130). A refused submission prints as grpoclient.SubmitError
+// renders it ("error: ..."), another *grpoclient.Error as printError does; with -json either is its JSON
+// document (MarshalJSON), and an error that is not the trainer's is LOCAL.
 func callFailure(asJSON bool, err error) int {
+	if interrupted.Load() { // the call ended because of Ctrl-C
+		return interruptedFailure(asJSON)
+	}
 	status := exitFailure
 	var e *grpoclient.Error
 	if errors.As(err, &e) && e.Code == codes.InvalidArgument {

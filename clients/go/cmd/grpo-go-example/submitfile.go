@@ -82,9 +82,11 @@ func (c *fileCommand) printEmpty() int {
 
 func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, timeout time.Duration) int {
 	total, sent := len(c.file.Prompts), 0
+	var accepted []string // what the trainer accepted, for Ctrl-C's report
 	res, err := client.SubmitPromptFile(ctx, c.file, grpoclient.SubmitOptions{
 		BatchSize: c.batchSize, RequestID: c.requestID, CallTimeout: timeout,
-		OnBatch: func(n int, _ *trainerv1.SubmitPromptsResponse) {
+		OnBatch: func(n int, response *trainerv1.SubmitPromptsResponse) {
+			accepted = append(accepted, response.GetAcceptedIds()...)
 			sent += n
 			if !c.json {
 				fmt.Fprintf(os.Stderr, "submit: %d/%d prompts\n", sent, total)
@@ -93,6 +95,9 @@ func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, tim
 		MaxAttempts: submitAttempts,
 		OnRetry:     func(e *grpoclient.Error, wait time.Duration, attempt int) { printRetry(os.Stderr, e, wait, attempt) },
 	})
+	if err != nil && interrupted.Load() {
+		return interruptedSubmit(c.json, accepted, total)
+	}
 	if err != nil {
 		return callFailure(c.json, err)
 	}
