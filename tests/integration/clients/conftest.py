@@ -256,6 +256,22 @@ def assert_same_error(proc: subprocess.CompletedProcess[str], py: subprocess.Com
     return error
 
 
+def assert_interrupted_submit_as_grpo(proc: subprocess.CompletedProcess[str], py: subprocess.CompletedProcess[str],
+                                     as_json: bool) -> None:
+    """`proc` (a Go or TypeScript submit of prompts i0-i2, one a batch, interrupted after the first) reported
+    what `grpo submit` (`py`) did: exit status 130, the accepted ids, the same message."""
+    if as_json:
+        error = assert_same_error(proc, py, 130)
+        assert error["code"] == "INTERRUPTED" and error["accepted_ids"] == ["i0"], error
+        assert error["message"].startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), error
+    else:
+        assert (proc.returncode, py.returncode) == (130, 130), (proc, py)
+        assert proc.stdout == py.stdout == "", (proc.stdout, py.stdout)
+        message = py.stderr.strip().splitlines()[-1]
+        assert message.startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), py.stderr
+        assert proc.stderr.strip().splitlines()[-1] == message, proc.stderr
+
+
 @pytest.fixture
 def paused_trainer(live_trainer: LiveTrainer) -> Iterator[LiveTrainer]:
     """The live trainer, paused (no step leases the prompts a test queues) until the test ends."""

@@ -19,6 +19,7 @@ from conftest import (
     LiveTrainer,
     MtlsTrainer,
     TlsTrainer,
+    assert_interrupted_submit_as_grpo,
     assert_same_error,
     bad_tls_flag_cases,
     grpo_cli,
@@ -373,16 +374,7 @@ def test_go_example_ctrl_c_during_submit_file_says_what_was_accepted_as_the_pyth
                           *(["-json"] if as_json else []), str(prompts)], cwd=GO, ready=go_trainer.held.is_set)
     py = run_interrupted(python_cli_command(py_trainer.target, *(["--json"] if as_json else []), "submit",
                                             str(prompts), "--batch-size", "1"), cwd=REPO, ready=py_trainer.held.is_set)
-    if as_json:
-        error = assert_same_error(go, py, 130)
-        assert error["code"] == "INTERRUPTED" and error["accepted_ids"] == ["i0"], error
-        assert error["message"].startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), error
-    else:
-        assert (go.returncode, py.returncode) == (130, 130), (go, py)
-        assert go.stdout == py.stdout == "", (go.stdout, py.stdout)
-        message = py.stderr.strip().splitlines()[-1]
-        assert message.startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), py.stderr
-        assert go.stderr.strip().splitlines()[-1] == message, go.stderr
+    assert_interrupted_submit_as_grpo(go, py, as_json)
 
 
 def test_go_example_ctrl_c_during_a_call_exits_130_as_the_python_cli_does(example: Path,

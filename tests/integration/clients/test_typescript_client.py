@@ -19,6 +19,7 @@ from conftest import (
     LiveTrainer,
     MtlsTrainer,
     TlsTrainer,
+    assert_interrupted_submit_as_grpo,
     assert_same_error,
     bad_tls_flag_cases,
     grpo_cli,
@@ -429,16 +430,7 @@ def test_submit_example_ctrl_c_during_a_file_says_what_was_accepted_as_the_pytho
                           "--file", str(prompts), "--batch-size", "1", *json_flag], cwd=TS, ready=ts_trainer.held.is_set)
     py = run_interrupted(python_cli_command(py_trainer.target, *json_flag, "submit", str(prompts), "--batch-size", "1"),
                          cwd=REPO, ready=py_trainer.held.is_set)
-    if as_json:
-        error = assert_same_error(ts, py, 130)
-        assert error["code"] == "INTERRUPTED" and error["accepted_ids"] == ["i0"], error
-        assert error["message"].startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), error
-    else:
-        assert (ts.returncode, py.returncode) == (130, 130), (ts, py)
-        assert ts.stdout == py.stdout == "", (ts.stdout, py.stdout)
-        message = py.stderr.strip().splitlines()[-1]
-        assert message.startswith("interrupted: the trainer had accepted 1 of the 3 prompts;"), py.stderr
-        assert ts.stderr.strip().splitlines()[-1] == message, ts.stderr
+    assert_interrupted_submit_as_grpo(ts, py, as_json)
 
 
 def test_examples_ctrl_c_during_a_call_exits_130_as_the_python_cli_does(built_client: Path,
