@@ -137,6 +137,7 @@ ADD = "def add(a, b):\n    return a + b\n"
     ("<think>Let me see.</think>\n\ndef add(a, b):\n    return a + b\n", "def add(a, b):\n    return a + b"),
     ("Reasoning the prompt opened.\n</think>\n```python\ndef add(a, b):\n    return a + b\n```", "def add(a, b):\n    return a + b\n"),
     ("<think>```python\ndef add(a, b):\n    return a + b\n```</think>", ""),
+    ("<think>Draft:\n```python\ndef add(a, b):\n    return a + b\n```\nLet me check", ""),  # never closed
     # fences as CommonMark reads them, and the slips models make
     ("Steps:\n1. Write it:\n   ```python\n   def add(a, b):\n       return a + b\n   ```\n", ADD),  # in a list
     ("\t```python\n\tdef add(a, b):\n\t    return a + b\n\t```", ADD),

@@ -17,12 +17,13 @@ from __future__ import annotations
 import ast
 import re
 
+from grpo_rewards.common.reasoning import answer_part
+
 _OPEN = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)")
 _CLOSE = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*")
 _LANGUAGE = re.compile(r"[\s{.]*(?P<lang>[\w+#.-]*)")
 _PYTHON = re.compile(r"py(?:thon)?[0-9.]*")  # python, py, python3, py3, python3.11
 _MAX_FALLBACKS = 16
-THINK_END = "</think>"  # the end of a reasoning model's block (DeepSeek-R1, Qwen3)
 
 
 def _fits(fence: str, opening: str) -> bool:
@@ -137,7 +138,8 @@ def extract_code(completion: str, entry_point: str = "") -> str:
     """The code to run from ``completion``.
 
     - A reasoning model's `<think>` block is not the answer: when the completion holds `</think>`, only
-      the text after the last one is looked at (drafts in the reasoning are not run).
+      the text after the last one is looked at (drafts in the reasoning are not run); a `<think>` never
+      closed leaves no code (grpo_rewards.common.reasoning).
     - No fence: the whole completion (a model told to answer with bare code), less the paragraphs of
       prose before and after the code when only without them does it compile (`without_prose`).
     - Fences (read as the module's docstring says): blocks tagged as Python (`python`, `py`,
@@ -146,9 +148,7 @@ def extract_code(completion: str, entry_point: str = "") -> str:
       usage examples before or after the answer, and the answer last).
     Returns "" when the completion holds no code at all.
     """
-    _, closed, answer = completion.rpartition(THINK_END)
-    if closed:
-        completion = answer
+    completion = answer_part(completion).text
     blocks = code_blocks(completion)
     if not blocks:
         return without_prose(completion.strip("\n")) if completion.strip() else ""

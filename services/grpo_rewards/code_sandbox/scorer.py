@@ -12,6 +12,7 @@ from importlib import metadata
 
 from grpo.reward.v1 import reward_pb2
 from grpo_rewards.common import call_abandoned, result_for
+from grpo_rewards.common.reasoning import UNCLOSED, answer_part
 
 from .config import SandboxConfig
 from .executor import Job, Sandbox
@@ -92,7 +93,8 @@ class CodeSandboxScorer:
             # Fences were there but held no Python: the model's answer, scored 0 (not masked).
             return reward_pb2.ScoreResult(
                 id=item.id, score=0.0, status=reward_pb2.SCORE_STATUS_OK,
-                feedback="no Python code block found in the completion",
+                feedback="no Python code block found in the completion"
+                         + (f": {UNCLOSED}" if answer_part(item.completion).unclosed else ""),
                 components={"tests_passed": 0.0, "tests_total": 0.0})
         try:
             run = self.sandbox.run(job)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from grpo.reward.v1 import reward_pb2
 from grpo_rewards.common import call_abandoned, result_for
+from grpo_rewards.common.reasoning import answer_part
 
 from .extract import extract_choice, extract_final_answer, gold_choice, strip_math_delimiters
 from .pool import VerifierPool
@@ -38,10 +39,6 @@ class MathConfig:
     start_method: str = "forkserver"
     # Verdicts remembered per (gold, extracted answer): a group of G samples often repeats an answer.
     cache_size: int = 8192
-
-
-# The end of a reasoning block (DeepSeek-R1, Qwen3): the final answer is looked for after the last one.
-THINK_END = "</think>"
 
 
 def _quote(text: str) -> str:
@@ -120,11 +117,10 @@ class MathVerifierScorer:
 
         letter = gold_choice(gold)
         # A reasoning model's answer follows its reasoning: what the <think> block tried is not the answer.
-        _, closed, answer_part = item.completion.rpartition(THINK_END)
-        text = answer_part if closed else item.completion
-        found = extract_choice(text) if letter else extract_final_answer(text)
+        part = answer_part(item.completion)
+        found = extract_choice(part.text) if letter else extract_final_answer(part.text)
         if found is None:
-            where = f" after {THINK_END}" if closed else ""
+            where = f": {part.where}" if part.unclosed else f" {part.where}" if part.where else ""
             return self._result(item, 0.0, extracted=False,
                                 feedback=f"expected {_quote(gold)}, no final answer found{where}")
         if len(found.text) > cfg.max_answer_chars:

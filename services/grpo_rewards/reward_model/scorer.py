@@ -13,13 +13,13 @@ from prometheus_client import CollectorRegistry, Counter
 from grpo.reward.v1 import reward_pb2
 from grpo_rewards.common import call_abandoned, result_for
 from grpo_rewards.common.metrics import truncated_items_counter
+from grpo_rewards.common.reasoning import answer_part
 
 from .batcher import MicroBatcher
 from .model import RewardModel, Scored
 from .special_text import Formatted
 
 NAME = "reward-model"
-THINK_END = "</think>"  # the end of a reasoning model's block (DeepSeek-R1, Qwen3)
 REASONING_CHOICES = ("drop", "keep")
 # How often a call waiting for the model checks whether its client is still there, seconds.
 ABANDON_POLL_S = 0.05
@@ -84,12 +84,12 @@ class RewardModelScorer:
         )
 
     def answer_of(self, completion: str) -> str:
-        """The part of `completion` the model scores: with `reasoning="drop"` the text after the last
-        `</think>` (stripped of the blank lines templates put there) when there is one, else all of it."""
+        """The part of `completion` the model scores: with `reasoning="drop"` its answer
+        (grpo_rewards.common.reasoning: the text after the last `</think>`, nothing for a `<think>` never
+        closed, else all of it; blank lines at either end stripped); with "keep" all of it."""
         if self.config.reasoning == "drop":
-            _, closed, answer = completion.rpartition(THINK_END)
-            if closed:
-                return answer.strip("\n")
+            part = answer_part(completion)
+            return part.text.strip("\n") if part.where else completion
         return completion
 
     def text_of(self, item: reward_pb2.ScoreItem) -> str:

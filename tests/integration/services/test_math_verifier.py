@@ -270,6 +270,13 @@ def test_an_answer_only_inside_the_reasoning_is_no_final_answer(channel):
     assert r.feedback == "expected 7, no final answer found after </think>"
 
 
+def test_a_reasoning_block_never_closed_has_no_final_answer(channel):
+    # Cut off by the length limit inside <think>: what the reasoning tried is not an answer. It scored 1.
+    r = score_one(channel, "  <think>3 + 4, so the answer is 7. Let me double-check: 3 + 4", "7")
+    assert (r.status, r.score, r.components["extracted"]) == (OK, 0.0, 0.0)
+    assert r.feedback == "expected 7, no final answer found: the <think> block is never closed"
+
+
 def test_describe_names_the_backend_and_its_capabilities(channel):
     d = reward_stub(channel).Describe(reward_pb2.DescribeRequest(), timeout=10)
     assert d.name == "math-verifier" and "math-verify" in d.version

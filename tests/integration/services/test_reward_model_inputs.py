@@ -206,12 +206,16 @@ def test_a_reasoning_models_completion_is_scored_by_its_answer(tiny_rm, serve, c
         item("e", reasoning, prompt=prompt),
         item("n", "Two and two. </thin> The answer is 4.", prompt=prompt),
     ])
+    (unclosed,) = score(ch, [item("u", "<think>\nTwo and two: one, two, three, four. The answer is", prompt=prompt)])
     assert with_reasoning.status == answer_only.status == other_reasoning.status == OK
     assert with_reasoning.score == pytest.approx(answer_only.score, abs=1e-5)
     assert other_reasoning.score == pytest.approx(answer_only.score, abs=1e-5)
     assert with_reasoning.components["tokens"] == answer_only.components["tokens"]
     assert empty_answer.status == OK and empty_answer.components["tokens"] < answer_only.components["tokens"]
     assert no_think.components["tokens"] > answer_only.components["tokens"], "no </think>: scored whole"
+    # a <think> never closed (cut off) has no answer: scored as the empty one
+    assert unclosed.status == OK and unclosed.components["tokens"] == empty_answer.components["tokens"]
+    assert unclosed.score == pytest.approx(empty_answer.score, abs=1e-5)
 
     keeping = RewardModelScorer(RMConfig(model=str(tiny_rm), device="cpu", reasoning="keep"))
     kept, kept_answer = score(channel_to(serve(keeping).address), [
