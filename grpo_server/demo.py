@@ -209,14 +209,29 @@ def follow_training(client: Any, trainer: subprocess.Popen, steps: int, kl_measu
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; the exit status is documented in the module docstring."""
+    interrupted = []
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    # Ctrl-C reaches the services too (one process group): the trainer drains and ends the step stream. If
+    # the demo sees that end before its own KeyboardInterrupt surfaces (a loaded machine), what follows is
+    # still the interruption, not a failure of the trainer.
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         return run(argv)
     except DemoError as exc:
+        if interrupted:
+            print("\ninterrupted: the demo stopped the services it started", file=sys.stderr)
+            return 130
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted: the demo stopped the services it started", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(argv: list[str] | None = None) -> int:
