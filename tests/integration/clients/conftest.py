@@ -369,15 +369,20 @@ def make_held_trainer(tmp_path: Path) -> Iterator[Any]:
         store.close()
 
 
+SIGINT_DEFAULT_LAUNCHER = [sys.executable, "-c", "import os, signal, sys; signal.signal(signal.SIGINT, "
+                           "signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"]
+
+
 def run_interrupted(cmd: list[str], *, cwd: Path, ready: Callable[[], bool], settle: float = 0.3,
                     timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `cmd`, press Ctrl-C (SIGINT to the process) once `ready()` holds and `settle` seconds more have
     passed, and return its exit status (negative: killed by a signal) and output."""
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # A shell that starts jobs in the background ignores SIGINT in them; a terminal's Ctrl-C does not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    # SIGINT back to its default before `cmd` starts (a shell that starts jobs in the background ignores
+    # it in them; a terminal's Ctrl-C does not), by a launcher that execs `cmd`: not by preexec_fn, whose
+    # code runs between fork and exec in this process, beside live gRPC threads, and once let gRPC core
+    # write its own error line into the child's stderr.
+    proc = subprocess.Popen([*SIGINT_DEFAULT_LAUNCHER, *cmd], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout
         while not ready():
