@@ -132,25 +132,11 @@ def _smaps_rollup() -> dict[str, int]:
     return out
 
 
-def resident_bytes(tensor: Any) -> int:
-    """Bytes of a CPU tensor's storage the kernel holds resident (mincore, whole pages)."""
-    import ctypes
-    import ctypes.util
-
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    storage = tensor.untyped_storage()
-    page = os.sysconf("SC_PAGE_SIZE")
-    start = storage.data_ptr() // page * page
-    length = storage.data_ptr() + storage.nbytes() - start
-    vec = (ctypes.c_ubyte * (-(-length // page)))()
-    if libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) != 0:
-        return 0
-    return sum(v & 1 for v in vec) * page
-
-
 def kv_cache_resident_gib(runner: Any) -> float:
     """How much of vLLM's KV cache is resident now (0 for another rollout engine). The engine hands its
     pages back after each call (VLLMEngine.release_kv_cache), so between steps this is about 0."""
+    from grpo_server.malloc import resident_bytes
+
     caches = getattr(runner.rollout, "_kv_caches", lambda: [])()
     return sum(resident_bytes(t) for t in caches) / GIB
 

@@ -71,6 +71,23 @@ def release_pages(tensor: torch.Tensor) -> int:
     return end - start
 
 
+def resident_bytes(tensor: torch.Tensor) -> int:
+    """Bytes of a CPU tensor's storage the kernel holds resident now (mincore, whole pages, the partial
+    pages at either end included); 0 off Linux or when the kernel refuses."""
+    if platform.system() != "Linux" or tensor.device.type != "cpu":
+        return 0
+    storage = tensor.untyped_storage()
+    page = _page_size()
+    start = storage.data_ptr() // page * page
+    length = storage.data_ptr() + storage.nbytes() - start
+    vec = (ctypes.c_ubyte * (-(-length // page)))()
+    libc = _libc()
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    if libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) != 0:
+        return 0
+    return sum(v & 1 for v in vec) * page
+
+
 @functools.cache
 def _page_size() -> int:
     return os.sysconf("SC_PAGE_SIZE")

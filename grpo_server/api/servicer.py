@@ -18,7 +18,6 @@ from grpo_server.api.settings import ApiLimits
 from grpo_server.api.validation import (
     TokenCounter,
     Violation,
-    chat_template_counter,
     page_token,
     validate_backend,
     validate_backend_name,
@@ -29,6 +28,7 @@ from grpo_server.api.validation import (
     validate_step_number,
     validate_submit,
 )
+from grpo_server.chat import prompt_token_counter
 from grpo_server.control import ControlError, RunControl
 from grpo_server.store import DuplicatePromptError, QueueFullError, RequestIdReusedError, Store
 from grpo_server.types import StepReport, StepState
@@ -86,7 +86,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if tokenizer is None:
             raise errors.unavailable("the model's tokenizer is still loading; retry shortly", 5.0)
         if self._counter is None or self._counter[0] is not tokenizer:
-            self._counter = (tokenizer, chat_template_counter(tokenizer, self.chat_template_kwargs))
+            self._counter = (tokenizer, prompt_token_counter(tokenizer, self.chat_template_kwargs))
         return self._counter[1]
 
     @unary

@@ -14,9 +14,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.convert import PROMPT_STATES, prompt_from_proto, reference_kind, resolved_rewards
@@ -27,7 +26,6 @@ from grpo_server.api.ports import (
     BackendRegistry,
 )
 from grpo_server.api.settings import ApiLimits
-from grpo_server.chat import prompt_token_counter
 from grpo_server.types import PromptRecord, PromptState
 
 ROLES = ("system", "user", "assistant")
@@ -59,13 +57,6 @@ class ValidSubmission:
 
     prompts: list[PromptRecord]
     request_id: str | None
-
-
-def chat_template_counter(tokenizer: Any, template_kwargs: Mapping[str, Any] | None = None) -> TokenCounter:
-    """A TokenCounter over a Hugging Face tokenizer: the length of the prompt exactly as the rollout
-    engine is fed it (grpo_server.chat.encode_prompt: the chat template with `template_kwargs`, or the
-    contents joined by newlines for a tokenizer without a template). Calls are serialised."""
-    return prompt_token_counter(tokenizer, template_kwargs)
 
 
 # ------------------------------------------------------------------------------------- strings

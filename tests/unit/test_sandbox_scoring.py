@@ -186,3 +186,15 @@ def test_fence_parsing_stays_linear_on_hostile_text() -> None:
 
 def test_without_an_entry_point_the_last_python_block_wins() -> None:
     assert extract_code("```python\na = 1\n```\n```python\nb = 2\n```") == "b = 2\n"
+
+
+def test_texts_over_the_prose_check_limit_are_not_parsed_in_the_service() -> None:
+    """The prose fallback parses in the service's process (about 350 times the text's size in memory):
+    a completion over PROSE_CHECK_MAX_CHARS is the program as it is, prose and all."""
+    from grpo_rewards.code_sandbox.extract import PROSE_CHECK_MAX_CHARS
+
+    code = "def add(a, b):\n    return a + b\n" + "x = 1\n" * (PROSE_CHECK_MAX_CHARS // 6)
+    text = "Here is the solution:\n\n" + code
+    assert len(text) > PROSE_CHECK_MAX_CHARS
+    assert extract_code(text, "add") == text.strip("\n")
+    assert extract_code("Here is the solution:\n\n" + ADD, "add") == ADD.rstrip("\n")

@@ -90,6 +90,11 @@ def code_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
+# Parsing runs in the service's own process (the program's compile runs in the sandbox, under its memory
+# limit) and costs about 350 times the text's size in memory: only answer-sized texts are looked at.
+PROSE_CHECK_MAX_CHARS = 64 * 1024
+
+
 def _compiles(source: str) -> bool:
     try:
         ast.parse(source)
@@ -104,8 +109,9 @@ def without_prose(text: str) -> str:
     paragraph (lines between blank lines) counts as prose when its first line reads like a sentence,
     bold text or a list item and is no Python statement on its own, or when it is a Markdown heading
     (`### Explanation`) over lines that do not compile (a `# Comment` over code is code). Otherwise
-    `text` as it is: a program that does not compile fails as itself."""
-    if _compiles(text):
+    `text` as it is: a program that does not compile fails as itself, and so does a text over
+    PROSE_CHECK_MAX_CHARS (not parsed here at all)."""
+    if len(text) > PROSE_CHECK_MAX_CHARS or _compiles(text):
         return text
     paragraphs = re.split(r"\n(?:[ \t]*\n)+", text)
     start, end = 0, len(paragraphs)

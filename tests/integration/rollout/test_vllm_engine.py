@@ -11,8 +11,6 @@ that the update moves the log-probs by more than 5 x BF16_TOL, so it fails witho
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import math
 import os
 
@@ -21,6 +19,7 @@ import torch
 from rollout_models import EOS_PROB, reference_logprobs
 from transformers import AutoModelForCausalLM
 
+from grpo_server.malloc import resident_bytes
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig, make_engine
 
 pytest.importorskip("vllm")
@@ -110,15 +109,10 @@ def test_same_seed_gives_same_completions(engine, prompts):
 
 def resident_pages(tensor: torch.Tensor) -> tuple[int, int]:
     """(resident, total) pages of a CPU tensor's storage, as the kernel reports them (mincore)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    storage = tensor.untyped_storage()
     page = os.sysconf("SC_PAGE_SIZE")
-    start = storage.data_ptr() // page * page
-    length = storage.data_ptr() + storage.nbytes() - start
-    pages = -(-length // page)
-    vec = (ctypes.c_ubyte * pages)()
-    assert libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(length), vec) == 0, ctypes.get_errno()
-    return sum(v & 1 for v in vec), pages
+    storage = tensor.untyped_storage()
+    total = -(-(storage.data_ptr() % page + storage.nbytes()) // page)
+    return resident_bytes(tensor) // page, total
 
 
 def test_the_kv_cache_is_handed_back_after_each_call_and_outputs_do_not_change(engine, tiny_dir, prompts):
