@@ -15,7 +15,6 @@ import (
 
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // Options configure Dial. The zero value is a plaintext connection with no token.
@@ -75,7 +74,7 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	if opts.TLS != nil {
 		// A permanent handshake failure ends the wait (tlsfailfast.go).
 		dctx, failed = withDialFailure(dctx)
-		creds := failFastTLS{TransportCredentials: credentials.NewTLS(opts.TLS), failed: failed}
+		creds := newFailFastTLS(opts.TLS, failed)
 		dialOpts = append(dialOpts, grpc.WithTransportCredentials(creds))
 	} else {
 		dialOpts = append(dialOpts, grpc.WithInsecure())

@@ -11,11 +11,13 @@ package grpoclient
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 )
@@ -27,9 +29,11 @@ import (
 // error"), as a TLS 1.2 server does when it refuses the client certificate. Dial returns it as soon as the
 // handshake fails; Err is the TLS error (errors.As finds the x509 error types in it).
 //
-// With TLS 1.3 a server checks the client certificate after the client's side of the handshake is done;
-// the trainer (gRPC core) then closes the connection without an alert, which looks the same as a trainer
-// going away, so Dial waits that out (DialTimeout) and names the failure that came last.
+// With TLS 1.3 a server checks the client certificate after the client's side of the handshake is done,
+// and the trainer (gRPC core) refuses one by closing the connection without an alert. So when the server
+// asked for a client certificate in a TLS 1.3 handshake, the first bytes after it are awaited (at most
+// clientCertCheckWait): a server that closes the connection then refused the certificate, and Err is a
+// *ClientCertificateRefusedError.
 type HandshakeError struct {
 	Err error
 }
@@ -91,24 +95,131 @@ func (f *dialFailure) failure() error {
 	return &HandshakeError{Err: f.err}
 }
 
-// failFastTLS is TLS TransportCredentials that record a permanent failure of the handshake in failed.
+// ClientCertificateRefusedError is a TLS 1.3 server that asked for a client certificate and closed the
+// connection right after the handshake, before sending anything: it did not accept the certificate
+// offered, or wanted one where none was given. Err is what reading the connection gave (io.EOF, a reset,
+// or a TLS alert from a server that sends one).
+type ClientCertificateRefusedError struct {
+	Offered bool // a client certificate was sent
+	Err     error
+}
+
+func (e *ClientCertificateRefusedError) Error() string {
+	if e.Offered {
+		return fmt.Sprintf("the server closed the connection after the TLS 1.3 handshake: it did not accept the "+
+			"client certificate given (not signed by a CA it trusts for clients?) (%v)", e.Err)
+	}
+	return fmt.Sprintf("the server closed the connection after the TLS 1.3 handshake: it requires a client "+
+		"certificate and none was given (%v)", e.Err)
+}
+
+// Unwrap gives what reading the connection gave.
+func (e *ClientCertificateRefusedError) Unwrap() error { return e.Err }
+
+// clientCertCheckWait bounds the wait for a server's first bytes after a TLS 1.3 handshake in which it asked
+// for a client certificate. A gRPC server sends its SETTINGS at once, and one that refuses the certificate
+// closes the connection at once; a server still silent after this is let through as it is.
+const clientCertCheckWait = time.Second
+
+// failFastTLS is TLS TransportCredentials (config, as given to credentials.NewTLS) that record a permanent
+// failure of the handshake in failed.
 type failFastTLS struct {
+	config *tls.Config
 	credentials.TransportCredentials
 	failed *dialFailure
 }
 
-// ClientHandshake is the TLS handshake; a permanent failure is recorded, which ends the dial.
+// newFailFastTLS is TLS credentials of config that record a permanent failure in failed.
+func newFailFastTLS(config *tls.Config, failed *dialFailure) failFastTLS {
+	return failFastTLS{config: config, TransportCredentials: credentials.NewTLS(config), failed: failed}
+}
+
+// ClientHandshake is the TLS handshake; a permanent failure is recorded, which ends the dial. When the
+// server asked for a client certificate in a TLS 1.3 handshake, it waits for the server's first bytes (see
+// HandshakeError) and hands them on.
 func (c failFastTLS) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	conn, info, err := c.TransportCredentials.ClientHandshake(ctx, authority, raw)
-	if err != nil && permanentTLSError(err) {
-		c.failed.record(err)
+	cfg := c.config.Clone()
+	asked, offered := false, false
+	certs := cfg.Certificates
+	if cfg.GetClientCertificate == nil { // the choice crypto/tls makes from Certificates, noting the request
+		cfg.GetClientCertificate = func(req *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked = true
+			for i := range certs {
+				if req.SupportsCertificate(&certs[i]) == nil {
+					offered = true
+					return &certs[i], nil
+				}
+			}
+			return new(tls.Certificate), nil
+		}
 	}
-	return conn, info, err
+	conn, info, err := credentials.NewTLS(cfg).ClientHandshake(ctx, authority, raw)
+	if err != nil {
+		if permanentTLSError(err) {
+			c.failed.record(err)
+		}
+		return conn, info, err
+	}
+	// asked and offered were set by the handshake, which has returned.
+	tlsInfo, ok := info.(credentials.TLSInfo)
+	if !asked || !ok || tlsInfo.State.Version != tls.VersionTLS13 {
+		return conn, info, nil
+	}
+	first, err := firstBytes(ctx, conn)
+	if err != nil {
+		conn.Close()
+		if ctx.Err() == nil {
+			err = &ClientCertificateRefusedError{Offered: offered, Err: err}
+			c.failed.record(err)
+		}
+		return nil, nil, err
+	}
+	return &replayConn{Conn: conn, pending: first}, info, nil
+}
+
+// firstBytes reads what the server sends first, waiting at most clientCertCheckWait (and not past ctx's
+// deadline): nil with no error when it sends nothing in that time; an error when it closes the connection.
+func firstBytes(ctx context.Context, conn net.Conn) ([]byte, error) {
+	deadline := time.Now().Add(clientCertCheckWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := conn.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 16<<10)
+	n, err := conn.Read(buf)
+	if clear := conn.SetReadDeadline(time.Time{}); clear != nil && err == nil {
+		err = clear
+	}
+	var ne net.Error
+	if n == 0 && err != nil && errors.As(err, &ne) && ne.Timeout() {
+		return nil, nil // silent so far: crypto/tls keeps a timed-out read's partial record for the next
+	}
+	if n > 0 {
+		return buf[:n], nil
+	}
+	return nil, err
+}
+
+// replayConn is a connection whose pending bytes, already read from it, are read first.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
 }
 
 // Clone is a failFastTLS too (grpc-go clones the credentials it dials with), recording in the same place.
 func (c failFastTLS) Clone() credentials.TransportCredentials {
-	return failFastTLS{TransportCredentials: c.TransportCredentials.Clone(), failed: c.failed}
+	return failFastTLS{config: c.config.Clone(), TransportCredentials: c.TransportCredentials.Clone(), failed: c.failed}
 }
 
 // withDialFailure is ctx with a dialFailure whose record ends it.

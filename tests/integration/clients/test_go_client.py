@@ -436,6 +436,35 @@ def test_go_example_fails_at_once_on_a_tls_failure_no_retry_mends(example: Path,
                                            f'authentication handshake failed: {why}'), error
 
 
+def test_go_example_fails_at_once_when_the_trainer_refuses_its_client_certificate(example: Path,
+                                                                                 mtls_trainer: MtlsTrainer,
+                                                                                 tmp_path: Path) -> None:
+    """An mTLS trainer (gRPC core, TLS 1.3) checks the client certificate after the handshake and closes the
+    connection without saying why: without a certificate, or with one of a CA it does not trust, the
+    command with -timeout 30s fails within seconds (it used to wait the 30 s out), UNAVAILABLE, exit status
+    1 as `grpo --json`, the message saying what the trainer refused."""
+    m = mtls_trainer
+    stranger = write_client_pki(tmp_path)  # a client certificate of a CA the trainer does not trust
+    ca, name = ["-ca", str(m.pki.ca_cert)], ["-server-name", m.server_name]
+    for cert, why in (
+        ([], "it requires a client certificate and none was given"),
+        (["-cert", str(stranger.client_cert), "-key", str(stranger.client_key)],
+         "it did not accept the client certificate given"),
+    ):
+        start = time.monotonic()
+        go = run_tool([str(example), "-target", m.target, *ca, *name, *cert, "-timeout", "30s", "prompts", "-json"],
+                      cwd=GO, timeout=120, check=False)
+        took = time.monotonic() - start
+        py = python_cli(m.target, *[f"-{f}" if f.startswith("-") else f for f in [*ca, *name, *cert]], "--json",
+                        "prompts")
+        error = assert_same_error(go, py, 1, same_message=False)
+        assert took < 10, (took, go.stdout)
+        assert error["code"] == "UNAVAILABLE", error
+        assert error["message"].startswith(f'cannot connect to {m.target}: connection error: desc = "transport: '
+                                           'authentication handshake failed: the server closed the connection after '
+                                           f'the TLS 1.3 handshake: {why}'), error
+
+
 def test_go_example_over_tls_still_waits_for_a_trainer_that_refuses_connections(example: Path,
                                                                                tls_trainer: TlsTrainer) -> None:
     """A refused connection is a trainer not up yet: with TLS flags too it is retried until -timeout."""
