@@ -128,6 +128,8 @@ ADD = "def add(a, b):\n    return a + b\n"
     ("def f():\n    return 1", "def f():\n    return 1"),
     ("Sure:\n```python\nx = 1\n```\nDone.", "x = 1\n"),
     ("```py\nx = 1\n", "x = 1\n"),  # cut off inside the fence
+    ("```\nx = 1\n```\nDone.\n```\n", "x = 1\n"),  # a stray fence after the answer opens an empty block
+    ("```python\nx = 1\n```\n```python\n```\n", "x = 1\n"),  # an empty tagged block is no answer either
     ("```\nx = 2\n```", "x = 2\n"),
     ("```bash\nls\n```", ""),
     ("```python\ndef add(a, b):\n    return a + b\n```\n```python\nprint(add(1, 2))\n```", "def add(a, b):\n    return a + b\n"),
@@ -169,6 +171,49 @@ ADD = "def add(a, b):\n    return a + b\n"
     ("def add(a, b):\n    return a + b\n\nprint(add(1, 2)", "def add(a, b):\n    return a + b\n\nprint(add(1, 2)"),
     ("def add(a, b):\n    return a +\n\nThis is broken.", "def add(a, b):\n    return a +\n\nThis is broken."),
     ("MAX = 3\n\ndef add(a, b):\n    return a + b", "MAX = 3\n\ndef add(a, b):\n    return a + b"),
+    # a paragraph whose first line reads like a sentence but which compiles is code, not prose
+    ("Here it is:\n\nDIRS = [\n    (0, 1),\n]\n\ndef add(a, b):\n    return a + b + 0 * len(DIRS)\n\nThis adds.",
+     "DIRS = [\n    (0, 1),\n]\n\ndef add(a, b):\n    return a + b + 0 * len(DIRS)"),
+    ("> Note: it must be fast.\n\ndef add(a, b):\n    return a + b", ADD.rstrip("\n")),  # a quote is prose
+    # a fence inside a blockquote is a fence: the quote markers go, the quote's end ends the block
+    ("Here you go:\n\n> ```python\n> def add(a, b):\n>     return a + b\n> ```\n\nThat's it.", ADD),
+    ("> > ```python\n> > def add(a, b):\n> >     return a + b\n> > ```\n", ADD),
+    ("> ```python\n> import math\n>\n> def add(a, b):\n>     return a + b\n> ```",
+     "import math\n\ndef add(a, b):\n    return a + b\n"),
+    ("> ```python\n> def add(a, b):\n>     return a + b\nDone.", ADD),  # the quote ends, and the block
+    ("> ```python\n> def add(a, b):\n>     \"\"\"\n>     >>> add(1, 2)\n>     3\n>     \"\"\"\n>     return a + b\n> ```",
+     'def add(a, b):\n    """\n    >>> add(1, 2)\n    3\n    """\n    return a + b\n'),  # one marker less only
+    ("> ```python\n> def add(a, b):\n>     return a + b\n> ```\nUsage:\n```python\nprint(add(1, 2))\n```", ADD),
+    # ... which counts as if it came before the blocks outside quotes: the task's stub quoted back loses
+    ("```python\ndef add(a, b):\n    return a + b\n```\nAs asked:\n> ```python\n> def add(a, b):\n>     pass\n> ```",
+     ADD),
+    # no fence: HTML code blocks and CodeLlama's [PYTHON] tags, picked by the fences' rule
+    ('Solution:\n<pre><code class="language-python">def add(a, b):\n    return a + b\n</code></pre>\nIt adds.', ADD),
+    ('<pre><code class="language-python">def add(a, b):\n    return a + b if a &lt; 1 &amp;&amp; b &gt; 1 '
+     'else &quot;&quot; + &#39;&#39;\n</code></pre>',
+     "def add(a, b):\n    return a + b if a < 1 && b > 1 else \"\" + ''\n"),  # entities decoded
+    ("Here's the code:\n<code>\ndef add(a, b):\n    return a + b\n</code>\nIt returns the sum.", ADD),
+    ("<PRE class=python>\ndef add(a, b):\n    return a + b\n</PRE>", ADD),
+    ('1. Code:\n   <pre><code class="lang-py">\n   def add(a, b):\n       return a + b\n   </code></pre>', ADD),
+    ('<pre><code class="language-bash">pip install x\n</code></pre>\n<pre><code class="language-python">'
+     "def add(a, b):\n    return a + b\n</code></pre>", ADD),
+    ("<pre><code>def add(a, b):\n    return a + b\n</code></pre>\nExample:\n<pre><code>print(add(1, 2))\n</code></pre>",
+     ADD),
+    ('<code class="language-bash">\npip install x\n</code>', ""),  # no Python block
+    ("<code>\ndef add(a, b):\n    return a + b\n", ADD),  # cut off: runs to the end, as a fence does
+    ("[PYTHON]\ndef add(a, b):\n    return a + b\n[/PYTHON]\n[TESTS]\nassert add(1, 2) == 3\n[/TESTS]", ADD),
+    ("[PYTHON]\ndef add(a, b):\n    return a + b\n", ADD),
+    ("<think>Try <code>\ndef add(a, b):\n    return a - b\n</code></think>\n<code>\ndef add(a, b):\n    return a + b\n"
+     "</code>", ADD),
+    # ... and not: a fence wins, inline code is prose, HTML in a program's strings is the program's
+    ("<pre><code>def add(a, b):\n    return a - b\n</code></pre>\n```python\ndef add(a, b):\n    return a + b\n```",
+     ADD),
+    ("Call <code>add(a, b)</code> to add.\n\ndef add(a, b):\n    return a + b", ADD.rstrip("\n")),
+    ("Use <code>a + b</code> in <code>add</code>.", "Use <code>a + b</code> in <code>add</code>."),
+    ("def add(a, b):\n    return a + b\n\nPAGE = '''\n<pre>\n{body}\n</pre>\n'''",
+     "def add(a, b):\n    return a + b\n\nPAGE = '''\n<pre>\n{body}\n</pre>\n'''"),
+    ("PYTHON = 1\nLANGS = [PYTHON]\n\ndef add(a, b):\n    return a + b",
+     "PYTHON = 1\nLANGS = [PYTHON]\n\ndef add(a, b):\n    return a + b"),
 ])
 def test_code_extraction(completion: str, expected: str) -> None:
     assert extract_code(completion, "add") == expected
@@ -184,8 +229,27 @@ def test_fence_parsing_stays_linear_on_hostile_text() -> None:
     assert time.process_time() - started < 3.0
 
 
+@pytest.mark.parametrize("hostile", [
+    "<code>\n" * 285_000,  # openings never closed
+    "<code>\nx\n</code>" * 125_000,
+    ("<pre class=" + "a" * 600) * 3_300,  # attributes that never end
+    "[PYTHON]\n" * 222_000,
+    "".join("> " + "\t" * (4 * j) + "```\n" for j in range(1000)),  # quoted fences ever deeper
+    ">\n" * 1_000_000,
+], ids=["unclosed-code", "code-blocks", "endless-attributes", "unclosed-python", "quoted-deeper", "quotes"])
+def test_tags_and_quotes_stay_linear_on_hostile_text(hostile: str) -> None:
+    """Looking for tags searches each stretch of the text once, and quoted fences fall back to deeper
+    closing fences as seldom as unquoted ones: each 2 MB text takes under 1 s of CPU here (a regex
+    searching for the close from every opening takes 12 s on 20,000 of the first's 285,000 lines)."""
+    started = time.process_time()
+    extract_code(hostile, "add")
+    assert time.process_time() - started < 3.0
+
+
 def test_without_an_entry_point_the_last_python_block_wins() -> None:
     assert extract_code("```python\na = 1\n```\n```python\nb = 2\n```") == "b = 2\n"
+    assert extract_code("```python\na = 1\n```\n> ```python\n> b = 2\n> ```") == "a = 1\n"  # b is quoted
+    assert extract_code("> ```python\n> a = 1\n> ```\n> ```python\n> b = 2\n> ```") == "b = 2\n"
 
 
 def test_texts_over_the_prose_check_limit_are_not_parsed_in_the_service() -> None:

@@ -9,13 +9,21 @@ Fences are read as CommonMark reads them, plus the slips models make:
   at its first closing fence indented deeper (a model indenting the fence like the code above it);
 - a closing fence glued to the last line of code (`return x```) ends the block there;
 - the opening fence's indentation is removed from the block's lines (a fence inside a numbered list);
-- a block left open by a cut-off generation runs to the end of the text.
+- a block left open by a cut-off generation runs to the end of the text;
+- a fence inside a blockquote (`> ```python`) is a fence: the block's lines lose the opening line's
+  quote markers, and the block ends where the quote does (a line without them), as at the end of the text.
+
+A completion without any fence may hold its code in tags instead (`tag_blocks`): HTML (`<pre>`,
+`<pre><code class="language-python">`, a `<code>` spanning several lines; entities decoded) or
+CodeLlama's `[PYTHON]...[/PYTHON]`.
 """
 
 from __future__ import annotations
 
 import ast
+import html
 import re
+import textwrap
 
 from grpo_rewards.common.reasoning import answer_part
 
@@ -24,6 +32,8 @@ _CLOSE = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*")
 _LANGUAGE = re.compile(r"[\s{.]*(?P<lang>[\w+#.-]*)")
 _PYTHON = re.compile(r"py(?:thon)?[0-9.]*")  # python, py, python3, py3, python3.11
 _MAX_FALLBACKS = 16
+_QUOTE = re.compile(r"(?:[ ]{0,3}>[ \t]?)+")  # blockquote markers: `> `, `> > `, `>`
+_QUOTE_MARK = re.compile(r"[ ]{0,3}>[ \t]?")
 
 
 def _fits(fence: str, opening: str) -> bool:
@@ -45,16 +55,39 @@ def _dedent(line: str, indent: int) -> str:
     return line[min(blank, indent):]
 
 
-def code_blocks(text: str) -> list[tuple[str, str]]:
-    """(language, body) of each fenced block of ``text``, in order; language lower-cased, "" untagged."""
+def _unquote(line: str, depth: int) -> str | None:
+    """``line`` less ``depth`` blockquote markers, or None when it has fewer (it is outside the quote)."""
+    pos = 0
+    for _ in range(depth):
+        mark = _QUOTE_MARK.match(line, pos)
+        if mark is None:
+            return None
+        pos = mark.end()
+    return line[pos:]
+
+
+def _opening(line: str) -> tuple[re.Match[str] | None, int]:
+    """The opening fence of ``line`` and the number of blockquote markers before it (0: not quoted)."""
+    opening = _OPEN.fullmatch(line)
+    if opening is not None or not line.lstrip(" ").startswith(">"):
+        return opening, 0
+    quote = _QUOTE.match(line)
+    if quote is None:
+        return None, 0
+    return _OPEN.fullmatch(line, quote.end()), quote.group().count(">")
+
+
+def code_blocks(text: str) -> list[tuple[str, str, bool]]:
+    """(language, body, quoted) of each fenced block of ``text``, in order; language lower-cased, ""
+    untagged; quoted: the fence is inside a blockquote."""
     lines = re.split(r"\r\n?|\n", text)
     if lines[-1] == "":
         lines.pop()
-    blocks: list[tuple[str, str]] = []
+    blocks: list[tuple[str, str, bool]] = []
     fallbacks = _MAX_FALLBACKS  # each one rescans the rest of the text: bounded, so the work stays linear
     i = 0
     while i < len(lines):
-        opening = _OPEN.fullmatch(lines[i])
+        opening, depth = _opening(lines[i])
         i += 1
         if opening is None:
             continue
@@ -64,30 +97,110 @@ def code_blocks(text: str) -> list[tuple[str, str]]:
         indent = len(opening["indent"])
         body: list[str] = []
         deep: tuple[int, int] | None = None  # (lines of body, next line) at the first deeper closing fence
+        closed = False
         while i < len(lines):
-            line = lines[i]
+            line = lines[i] if not depth else _unquote(lines[i], depth)
+            if line is None:  # the blockquote ends, and the block with it: as at the end of the text
+                break
             i += 1
             close = _CLOSE.fullmatch(line)
             if close is not None and _fits(close["fence"], fence):
                 if len(close["indent"]) <= indent + 3:
+                    closed = True
                     break
                 deep = deep or (len(body), i)
             reopened = _OPEN.fullmatch(line)
             if deep is not None and reopened is not None and reopened["info"].strip():
                 i = len(lines)  # a new block opens: the deeper fence closed this one
-                continue
+                break
             glued = _glued_close(line, fence)
             body.append(_dedent(line if glued is None else glued, indent))
             if glued is not None:
+                closed = True
                 break
-        else:
-            if deep is not None and fallbacks:  # never closed: the deeper fence was the close after all
-                fallbacks -= 1
-                del body[deep[0]:]
-                i = deep[1]
+        if not closed and deep is not None and fallbacks:  # the deeper fence was the close after all
+            fallbacks -= 1
+            del body[deep[0]:]
+            i = deep[1]
         lang = _LANGUAGE.match(info)
-        blocks.append(((lang["lang"] if lang else "").lower(), "".join(f"{line}\n" for line in body)))
+        blocks.append(((lang["lang"] if lang else "").lower(), "".join(f"{line}\n" for line in body), depth > 0))
     return blocks
+
+
+# Tags some models put their code in when they write no fence. An opening tag's attributes are bounded
+# (and hold no `<`), so that looking for tags stays linear on hostile text.
+_TAG_OPEN = re.compile(r"<(?P<tag>pre|code)(?P<attrs>\s[^<>]{0,512})?>|^[ \t]*(?-i:\[(?P<bracket>PYTHON)\])",
+                       re.IGNORECASE | re.MULTILINE)
+_TAG_CLOSE = {"pre": re.compile(r"</pre\s*>", re.IGNORECASE), "code": re.compile(r"</code\s*>", re.IGNORECASE),
+              "python": re.compile(r"\[/PYTHON\]")}
+_INNER_CODE = re.compile(r"<code(?P<attrs>\s[^<>]{0,512})?>", re.IGNORECASE)
+_CLASS = re.compile(r"""\bclass\s*=\s*(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)'|(?P<bare>[^\s"'>]+))""", re.IGNORECASE)
+
+
+def _html_language(attrs: str) -> str:
+    """The language an HTML tag's class names (`language-python`, `lang-py`, `python`), lower-cased."""
+    for found in _CLASS.finditer(attrs):
+        for name in (found["dq"] or found["sq"] or found["bare"] or "").lower().split():
+            for prefix in ("language-", "lang-"):
+                if name.startswith(prefix) and len(name) > len(prefix):
+                    return name[len(prefix):]
+            if _PYTHON.fullmatch(name):
+                return name
+    return ""
+
+
+def _tag_body(content: str) -> str:
+    """A tag's content as a block's body: its lines less their common indentation and the blank lines
+    around them, each ending in a newline."""
+    lines = textwrap.dedent("\n".join(re.split(r"\r\n?|\n", content))).split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "".join(f"{line}\n" for line in lines)
+
+
+def tag_blocks(text: str) -> tuple[list[tuple[str, str, bool]], bool]:
+    """(language, body, False) of each block of ``text`` held in tags, in order (as `code_blocks` gives
+    them; a tag is never quoted), and whether all of them are HTML. The tags (names in any case):
+
+    - ``<pre>...</pre>``, with or without a ``<code>`` inside;
+    - ``<code>...</code>`` spanning several lines (one within a line is inline code in a sentence);
+    - ``[PYTHON]...[/PYTHON]`` (CodeLlama's, upper case), the opening tag at the start of a line (so
+      that a list ``[PYTHON]`` in code is no tag), tagged as Python.
+
+    An HTML block's language is its tags' class (`language-python`, `lang-py`, `python`), untagged when
+    they have none, and its entities are decoded (`&lt;` is `<`). A tag never closed runs to the end of
+    the text (a cut-off generation); tags inside a block's content are part of it.
+    """
+    blocks: list[tuple[str, str, bool]] = []
+    html_only = True
+    pos = 0
+    while (opening := _TAG_OPEN.search(text, pos)) is not None:
+        kind = (opening["tag"] or opening["bracket"]).lower()
+        closing = _TAG_CLOSE[kind].search(text, opening.end())
+        content = text[opening.end(): closing.start() if closing else len(text)]
+        pos = closing.end() if closing else len(text)  # each stretch of text is searched once
+        lang = "python"
+        if kind == "pre":
+            lang = _html_language(opening["attrs"] or "")
+            inner = _INNER_CODE.match(content.lstrip())
+            if inner is not None:  # <pre><code ...>...</code></pre>
+                content = content.lstrip()[inner.end():].rstrip()
+                if content.lower().endswith("</code>"):
+                    content = content[: -len("</code>")]
+                lang = lang or _html_language(inner["attrs"] or "")
+        elif kind == "code":
+            if "\n" not in content and "\r" not in content:
+                continue
+            lang = _html_language(opening["attrs"] or "")
+        if kind != "python":
+            content = html.unescape(content)
+        body = _tag_body(content)
+        if body:
+            blocks.append((lang, body, False))
+            html_only = html_only and kind != "python"
+    return blocks, html_only
 
 
 # Parsing runs in the service's own process (the program's compile runs in the sandbox, under its memory
@@ -107,7 +220,8 @@ def without_prose(text: str) -> str:
     """`text` less the paragraphs of prose that open and close it, when the whole does not compile and
     what is left does: "Here is the solution:", then the code, then "This function adds ...". A
     paragraph (lines between blank lines) counts as prose when its first line reads like a sentence,
-    bold text or a list item and is no Python statement on its own, or when it is a Markdown heading
+    bold text, a list item or a blockquote and is no Python statement on its own, and the paragraph
+    does not compile either (`DIRS = [` over a list's items is code), or when it is a Markdown heading
     (`### Explanation`) over lines that do not compile (a `# Comment` over code is code). Otherwise
     `text` as it is: a program that does not compile fails as itself, and so does a text over
     PROSE_CHECK_MAX_CHARS (not parsed here at all)."""
@@ -126,9 +240,9 @@ def without_prose(text: str) -> str:
 
 
 # The first line of a paragraph of prose: a sentence ("Here is", "Sure! Here", "Note:", "Certainly."),
-# bold text, a list item.
+# bold text, a list item, a blockquote.
 _HEADING = re.compile(r"[ \t]*#{1,6}[ \t]+[A-Z*]")
-_PROSE_LINE = re.compile(r"[ \t]*(?:[A-Z][A-Za-z']*(?:[!,.:]?[ \t]+\S|[!.:][ \t]*$)|\*\*|[-*+][ \t]|\d+[.)][ \t])")
+_PROSE_LINE = re.compile(r"[ \t]*(?:[A-Z][A-Za-z']*(?:[!,.:]?[ \t]+\S|[!.:][ \t]*$)|\*\*|[-*+][ \t]|\d+[.)][ \t]|>)")
 
 
 def _is_prose(paragraph: str) -> bool:
@@ -137,7 +251,9 @@ def _is_prose(paragraph: str) -> bool:
         return True
     if _HEADING.match(first):  # a comment to Python: prose only when the paragraph is no code
         return not _compiles(paragraph.strip("\n"))
-    return _PROSE_LINE.match(first) is not None and not _compiles(first.strip())
+    if _PROSE_LINE.match(first) is None or _compiles(first.strip()):
+        return False
+    return not _compiles(paragraph.strip("\n"))  # `DIRS = [` over the list's items is code
 
 
 def extract_code(completion: str, entry_point: str = "") -> str:
@@ -146,20 +262,33 @@ def extract_code(completion: str, entry_point: str = "") -> str:
     - A reasoning model's `<think>` block is not the answer: when the completion holds `</think>`, only
       the text after the last one is looked at (drafts in the reasoning are not run); a `<think>` never
       closed leaves no code (grpo_rewards.common.reasoning).
-    - No fence: the whole completion (a model told to answer with bare code), less the paragraphs of
-      prose before and after the code when only without them does it compile (`without_prose`).
     - Fences (read as the module's docstring says): blocks tagged as Python (`python`, `py`,
       `python3`...) or untagged when none is tagged; among them the last one that defines
       ``entry_point`` when one is given and some block does, else the last block (models tend to put
-      usage examples before or after the answer, and the answer last).
+      usage examples before or after the answer, and the answer last); a block inside a blockquote
+      counts as if it came before all the others (a model quoting the task's stub back, after its
+      answer too), so it is picked only when no block outside a quote would be.
+    - No fence, but code in tags (`tag_blocks`: `<pre>`, a `<code>` spanning lines, `[PYTHON]`): those
+      blocks, picked by the same rule; unless all of them are HTML and the bare code below compiles
+      (a program whose strings hold HTML is no HTML page).
+    - Neither: the whole completion (a model told to answer with bare code), less the paragraphs of
+      prose before and after the code when only without them does it compile (`without_prose`).
     Returns "" when the completion holds no code at all.
     """
     completion = answer_part(completion).text
     blocks = code_blocks(completion)
     if not blocks:
-        return without_prose(completion.strip("\n")) if completion.strip() else ""
-    tagged = [body for lang, body in blocks if _PYTHON.fullmatch(lang)]
-    candidates = tagged or [body for lang, body in blocks if not lang]
+        if not completion.strip():
+            return ""
+        bare = without_prose(completion.strip("\n"))
+        blocks, html_only = tag_blocks(completion)
+        if not blocks or (html_only and len(bare) <= PROSE_CHECK_MAX_CHARS and _compiles(bare)):
+            return bare
+    # an empty block (a stray fence opening one) is no candidate
+    tagged = [(quoted, body) for lang, body, quoted in blocks if _PYTHON.fullmatch(lang) and body.strip()]
+    pool = tagged or [(quoted, body) for lang, body, quoted in blocks if not lang and body.strip()]
+    # a quoted block (often the task, quoted back) counts as if it came before every block outside quotes
+    candidates = [body for _, body in sorted(pool, key=lambda candidate: not candidate[0])]
     if not candidates:
         return ""
     if entry_point:
