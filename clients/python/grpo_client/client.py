@@ -28,6 +28,7 @@ from grpc_status import rpc_status
 
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_client.prompts import PromptFile, batch_request_id, load_prompt_file
+from grpo_client.tlscheck import client_certificate_refusal
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # A batch of 1024 prompts with long code tests can pass grpcio's 4 MiB default: raise it deliberately.
@@ -49,7 +50,9 @@ class TrainerError(Exception):
     "DESTINATION_NOT_EMPTY") when the server sent them, and the type names of any other details.
     A NOT_FOUND's ResourceInfo is `resource` (its type and name, such as ("step", "99")), a
     RESOURCE_EXHAUSTED's QuotaFailure `quota_subjects` (what is full, such as "queue"); their
-    descriptions repeat the message."""
+    descriptions repeat the message. `client_certificate_refused`: an UNAVAILABLE that is the trainer
+    refusing the client certificate (or wanting one), which no retry mends; the message then says so
+    (see grpo_client.tlscheck)."""
 
     code: grpc.StatusCode
     message: str
@@ -59,6 +62,7 @@ class TrainerError(Exception):
     other_details: list[str] = field(default_factory=list)
     resource: tuple[str, str] | None = None
     quota_subjects: list[str] = field(default_factory=list)
+    client_certificate_refused: bool = False
 
     def __str__(self) -> str:
         lines = [f"{self.code.name}: {self.message}"]
@@ -510,6 +514,9 @@ class TrainerClient:
         self._metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
         self._closed = False
+        self._target = target
+        self._tls_files = (ca, cert, key, server_name) if tls or ca is not None or cert is not None or server_name \
+            else None
 
     def __enter__(self) -> TrainerClient:
         return self
@@ -526,7 +533,21 @@ class TrainerClient:
         try:
             return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise TrainerError.from_rpc_error(exc) from None
+            raise self._error(exc) from None
+
+    def _error(self, exc: grpc.RpcError) -> TrainerError:
+        """The TrainerError of a failed call. Over TLS, a connection the trainer closed ("Socket closed")
+        is looked into (grpo_client.tlscheck): when it is the trainer refusing the client certificate,
+        the message says so and the error is marked as no retry mends."""
+        error = TrainerError.from_rpc_error(exc)
+        if error.code is grpc.StatusCode.UNAVAILABLE and self._tls_files is not None \
+                and "Socket closed" in error.message:
+            ca, cert, key, server_name = self._tls_files
+            refusal = client_certificate_refusal(self._target, ca=ca, cert=cert, key=key, server_name=server_name)
+            if refusal is not None:
+                error.message = f"{error.message} ({refusal})"
+                error.client_certificate_refused = True
+        return error
 
     # ------------------------------------------------------------------------------------ the RPCs
 
@@ -566,7 +587,7 @@ class TrainerClient:
         except grpc.RpcError as exc:
             if exc.code() is grpc.StatusCode.CANCELLED:
                 return
-            raise TrainerError.from_rpc_error(exc) from None
+            raise self._error(exc) from None
         finally:
             stream.cancel()
 
@@ -766,7 +787,7 @@ class TrainerClient:
                 return self.submit_prompts(batch, rid)
             except TrainerError as exc:
                 retryable = exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE) \
-                    and not _too_large(exc)
+                    and not _too_large(exc) and not exc.client_certificate_refused
                 if not retryable or attempt == max_attempts:
                     raise
                 wait = exc.retry_delay_seconds if exc.retry_delay_seconds is not None else delay
@@ -843,7 +864,7 @@ class TrainerClient:
                     down_since = None
                     wait = max(retry_seconds, exc.retry_delay_seconds)
                     reason = f"the trainer has no room for another stream now ({exc.message})"
-                elif exc.code is not grpc.StatusCode.UNAVAILABLE:
+                elif exc.code is not grpc.StatusCode.UNAVAILABLE or exc.client_certificate_refused:
                     raise
                 else:
                     now = time.monotonic()

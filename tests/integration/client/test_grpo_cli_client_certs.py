@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import sys
+import threading
 from pathlib import Path
 
 import grpc
@@ -15,6 +17,7 @@ from trainer_api import TrainerApi
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient, TrainerError
 from grpo_client.cli import main
+from grpo_client.tlscheck import client_certificate_refusal
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
 from reward_service_kit import TLSFiles, make_tls_files  # noqa: E402
@@ -114,3 +117,60 @@ def test_a_key_that_is_not_the_certificates_is_refused_before_any_call(mtls, cap
     with pytest.raises(ValueError, match=f"cert {pki.client_cert}, key {pki.server_key}: not a certificate and its "
                                          "private key: KEY_VALUES_MISMATCH"):
         TrainerClient(api.target, ca=pki.ca_cert, cert=pki.client_cert, key=pki.server_key)
+
+
+def test_a_refused_client_certificate_is_named_and_not_retried(mtls, tmp_path: Path, capsys) -> None:
+    """A TLS 1.3 trainer (gRPC core) refuses a missing or untrusted client certificate by closing the
+    connection after the handshake, and gRPC said only "Socket closed": the message now says what was
+    refused, and `submit`, which waits for a trainer that is down, gives up at once."""
+    api, pki = mtls
+    (tmp_path / "stranger").mkdir()
+    stranger = make_tls_files(tmp_path / "stranger")  # a client certificate of a CA the trainer does not trust
+    base = ["--target", api.target, "--ca", str(pki.ca_cert), "--json"]
+    for cert, why in (
+        ([], "it requires a client certificate and none was given"),
+        (["--cert", str(stranger.client_cert), "--key", str(stranger.client_key)],
+         f"it did not accept the client certificate {stranger.client_cert} (is it signed by a CA the trainer "
+         "trusts for clients?)"),
+    ):
+        code, out, _ = cli(capsys, *base, *cert, "status")
+        error = json.loads(out)["error"]
+        assert code == 1 and error["code"] == "UNAVAILABLE", out
+        assert error["message"].endswith(
+            f"Socket closed (the trainer closed the connection right after the TLS 1.3 handshake: {why})"), error
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "p1", "messages": [{"role": "user", "content": "1+1?"}], "answer": "2"}\n')
+    code, out, err = cli(capsys, *base, "submit", str(prompts))
+    assert code == 1 and "none was given" in json.loads(out)["error"]["message"], out
+    assert "retry" not in err, err  # refused at once, not waited on as a trainer that is down
+    with TrainerClient(api.target, ca=pki.ca_cert, timeout=5) as client, pytest.raises(TrainerError) as raised:
+        client.step_status()
+    assert raised.value.client_certificate_refused and "none was given" in raised.value.message, raised.value
+    with TrainerClient(api.target, ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key) as client:
+        assert client.step_status().run.state == trainer_pb2.RUN_STATE_IDLE
+    assert client_certificate_refusal(api.target, ca=pki.ca_cert, cert=pki.client_cert, key=pki.client_key,
+                                      server_name=None) is None  # accepted: the trainer answers
+
+
+def test_a_trainer_that_is_down_is_not_called_a_certificate_refusal(tmp_path: Path) -> None:
+    """Only a connection closed after the handshake is a refusal: nothing listening, a server that is no
+    TLS server and a target that is no HOST:PORT are not."""
+    (tmp_path / "pki").mkdir()
+    pki = make_tls_files(tmp_path / "pki")
+    files = {"ca": pki.ca_cert, "cert": None, "key": None, "server_name": None}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    assert client_certificate_refusal(f"127.0.0.1:{free}", **files) is None
+    with socket.socket() as listener:  # accepts, reads the ClientHello and closes: no TLS server
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            conn.recv(4096)
+            conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        assert client_certificate_refusal(f"127.0.0.1:{listener.getsockname()[1]}", **files) is None
+    assert client_certificate_refusal("unix:/tmp/trainer.sock", **files) is None
