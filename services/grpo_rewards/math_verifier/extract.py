@@ -1,21 +1,34 @@
 """Finding the final answer in a model's completion. Pure string work: no sympy, no math-verify.
 
 Order of preference (the first rule that finds something wins):
-1. the last `\\boxed{...}` / `\\fbox{...}` (balanced braces);
-2. the last "the (final) answer is X";
-3. the last "Answer: X" / "Final answer: X" (Markdown bold allowed);
-4. whichever comes last in the text: the last LaTeX math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the
-   last number (`-1,234.5`, `3/4`, `12%`).
+1. the last `\\boxed{...}` / `\\fbox{...}` (balanced braces). Boxes just before it that are only listed
+   with it ("\\boxed{5} or \\boxed{6}", "x = \\boxed{2}, y = \\boxed{3}") or offered as an alternative
+   ("\\boxed{5}. Alternatively, it could be \\boxed{6}") are part of the answer, which is then the list
+   "5, 6": a hedge equals a gold answer only when the gold lists the same values;
+2. the last "the (final) answer is X"; when X starts with "not" ("the answer is not 5, it is 6"), the
+   answer is what rules 3 and 4 find after the negated value, or none;
+3. the last "Answer: X" / "Final answer: X" (Markdown bold allowed), or a GSM8K-style line "#### X" whose
+   X holds no words;
+4. whichever ends last in the text: the last LaTeX math span (`$...$`, `\\(...\\)`, `\\[...\\]`), the last
+   tuple or interval of numbers (`(2, 3)`, `[1, 3)`), or the last number (`-1,234.5`, `3/4`, `12%`) that
+   is not a list marker ("2. Check the sum"); a number after `≈` / `\\approx` gives way to the value
+   it approximates ("1/3 ≈ 0.333" is 1/3). With `number_words`, a number word ends the text too when it
+   is the last thing before at most four plain words ("so she has ten apples left.").
 
 In rules 2 and 3, X is a leading math span, or else the rest of the line up to the end of the answer
-phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not"...; see
-`_CLAUSE_BREAK`) outside braces and math spans, with Markdown emphasis and a full stop stripped. A
-dollar of money is not a math delimiter (see `_MATH_SPAN`).
+phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not", ", and
+she"...; see `_CLAUSE_BREAK`) outside braces and math spans, with Markdown emphasis and a full stop
+stripped. A dollar of money is not a math delimiter (see `_MATH_SPAN`).
 
 In rules 1 to 3, a number followed only by plain words ("10 cookies", "$12 dollars per hour") is that
-number: math-verify reads `10 cookies` as the product 10*c*o*o*k*i*e*s (see `_drop_unit_words`).
+number: math-verify reads `10 cookies` as the product 10*c*o*o*k*i*e*s (see `_drop_unit_words`). With
+`number_words` (the scorer sets it when the gold answer is a plain number), an answer that is an English
+number phrase, with or without such words, is its digits: "ten" -> "10", "twenty-five dollars" -> "25",
+"one half" -> "1/2" (see `number_words`). A short plain sentence that ends in such a number states it:
+"The farmer has 15 cows" -> "15" (see `_number_ending_sentence`).
 
-All patterns are linear-time (no nested quantifiers) so a 64 KiB completion cannot stall the server.
+All patterns are linear-time (no nested quantifiers, or bounded input: the text between two boxes is
+looked at only up to 200 characters) so a 64 KiB completion cannot stall the server.
 """
 
 from __future__ import annotations
@@ -23,9 +36,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .number_words import NUMBER_PHRASE, WORDS, find_number_phrases, phrase_value
+
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
 _ANSWER_LABEL = re.compile(r"(?:^|\n)[ \t]*[*_#>\- ]*(?:final\s+)?answer\s*[*_]*\s*:\s*[*_]*[ \t]*", re.IGNORECASE)
+# GSM8K's answer line. A Markdown heading is written the same way ("#### Step 2: Check"), so the answer
+# after it counts only when it holds no word (LaTeX commands such as `\frac` are not words).
+_HASH_ANSWER = re.compile(r"(?:^|\n)[ \t]*####(?!#)[ \t]*")
+_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+# "the answer is not 5, it is 6": the negated value (a math span, a number phrase or one token) to skip.
+# "not only 5 but also 6" negates nothing.
+_NEGATED = re.compile(r"[*_ \t]*not[*_]*\s+(?!(?:only|just|merely|simply)\b)"
+                      r"(?:\$[^$\n]{1,200}\$|\\\(.{1,200}?\\\)|" + NUMBER_PHRASE + r"|\S+)", re.IGNORECASE)
 # Bounded spans: an unclosed `\(` must not make the search quadratic in the completion's length.
 # `\$` is an escaped dollar (in or out of a span), never a delimiter. An inline `$...$` follows Pandoc's
 # rule, so that currency is not math: the opening `$` has no space after it, the closing one no space
@@ -40,6 +63,20 @@ MAX_BOXED_CHARS = 4000
 MAX_BOXED_TRIED = 16
 FALLBACK_TAIL_CHARS = 4000
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
+# A tuple or an interval of two or more numbers in the fallback: "(2, 3)", "[1, 3)", "(-1/2, 4.5, 0)",
+# "(0, ∞)". "(1,000)" is a number with a thousands separator, not a tuple (see `_fallback`).
+_TUPLE_ITEM = r"-?(?:\d+(?:\.\d+)?(?:/\d+)?|∞|\\infty)"
+_TUPLE = re.compile(r"[(\[][ \t]*" + _TUPLE_ITEM + r"(?:[ \t]*,[ \t]*" + _TUPLE_ITEM + r"){1,9}[ \t]*[)\]]")
+_THOUSANDS = re.compile(r"[(\[]-?\d{1,3}(?:,\d{3})+[)\]]")
+# A numbered step or list item at the start of a line ("2. Check", "**Step 3:** Add", "#### 4) Sum"): its
+# number is a marker, never the answer.
+_LIST_MARKER = re.compile(r"(?:^|\n)[ \t]*(?:#{1,6}[ \t]*)?[*_]*(?:(?:step|part)[ \t]+)?(\d{1,3})[.:)][*_]*[ \t]+(?=[A-Za-z*_])",
+                          re.IGNORECASE)
+# An exact value, then an approximation sign, at the end of the text before the last number: "1/3 ≈ ",
+# "$\frac{1}{3}$ \approx ". Only a fraction or a math span: "3.14 * 2^2 ≈ 12.57" approximates no "2".
+_EXACT_THEN_APPROX = re.compile(r"(?:^|(?<=[\s=(:,]))(-?\d+[ \t]*/[ \t]*\d+|\$[^$\n]{1,200}\$|\\\([^\n]{1,200}?\\\))"
+                                r"[ \t]*(?:≈|\$?\\approx\$?)[ \t]*\$?[ \t]*$")
+_OPERATOR_BEFORE = re.compile(r"(?:[-+*/^×÷·]|\\cdot|\\times)[ \t]*$")
 # A choice letter at the start of a final answer: "(B)", "B.", "B) 12", "B is right"; in lower case only
 # "(b)", "b)", "b.", "b:" or a bare "b", never a letter followed by more words ("a tricky one" is an
 # English article, not choice A).
@@ -47,13 +84,15 @@ _CHOICE = re.compile(r"^(?:\(([A-Ea-e])\)|\(?([A-E])\)?(?:[.:)]|\s|$)|([a-e])(?:
 # Where the answer phrase after "the answer is" / "Answer:" ends: a full stop or semicolon followed by
 # space (a full stop inside "3.5" is not a break), an em dash, or a word that starts a new clause, optionally
 # after a comma ("as" and "not" only after one: "the same as 5", "7 and not 5"). "and"/"or" are left out
-# on purpose: "1, 2 and 3" or "3 or 4" is the answer as written.
+# on purpose: "1, 2 and 3" or "3 or 4" is the answer as written; only ", and" before a pronoun starts a
+# new clause ("5 apples, and she gives 2 away").
 # Lookbehinds make each run of spaces start at most one attempt, and possessive `\s++` never
 # backtracks, so the search stays linear on a long line.
 _CLAUSE_BREAK = re.compile(
     r"\.\s|;\s|(?<=\S)\s*+—"
     r"|(?<=[^\s,]),?\s++(?:because|since|so|which|but|hence|thus|therefore|given|where|when)\b"
-    r"|(?<=[^\s,]),\s++(?:as|not)\b",
+    r"|(?<=[^\s,]),\s++(?:as|not)\b"
+    r"|(?<=[^\s,]),\s++and\s++(?:she|he|they|it|we|i|you|there|then|this|that)\b",
     re.IGNORECASE)
 # Unicode's vulgar fractions, as (numerator, denominator).
 _VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4), "⅕": (1, 5), "⅖": (2, 5),
@@ -73,13 +112,15 @@ _NOT_UNIT_WORDS = frozenset({"pi", "percent", "sqrt", "root", "roots", "squared"
                              "hundred", "hundreds", "dozen", "dozens", "half", "halves", "third", "thirds",
                              "quarter", "quarters", "fifths", "tenths", "hundredths"})
 _CHOICE_IN_TEXT = re.compile(r"\(([A-E])\)")
+# A second choice after the first in a final answer: "(A) or (B)", "A and C".
+_ANOTHER_CHOICE = re.compile(r"\([A-Ea-e]\)|\b(?:or|and)\s+\(?[A-E]\b")
 _GOLD_CHOICE = re.compile(r"^\(?([A-E])\)?$")
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """The answer text found in a completion and the rule that found it ("boxed", "answer_is", "label",
-    "latex", "number", "choice")."""
+    """The answer text found in a completion and the rule that found it ("boxed", "boxes" for boxes listed
+    or hedged together, "answer_is", "label", "latex", "tuple", "number", "number_word", "choice")."""
 
     text: str
     source: str
@@ -99,12 +140,51 @@ def _balanced_from(text: str, start: int) -> str | None:
     return None
 
 
-def _last_boxed(text: str) -> str | None:
-    for m in list(_BOXED.finditer(text))[-MAX_BOXED_TRIED:][::-1]:
+@dataclass(frozen=True)
+class _Box:
+    start: int  # of `\boxed`
+    end: int  # after its closing brace
+    inner: str  # stripped
+
+
+def _boxes(text: str) -> list[_Box]:
+    """The last MAX_BOXED_TRIED boxes with balanced braces and something inside, in order."""
+    found = []
+    for m in list(_BOXED.finditer(text))[-MAX_BOXED_TRIED:]:
         inner = _balanced_from(text, m.end())
         if inner is not None and inner.strip():
-            return inner.strip()
-    return None
+            found.append(_Box(m.start(), m.end() + len(inner) + 1, inner.strip()))
+    return found
+
+
+# Between two boxes, text that only lists them: spaces, punctuation, math delimiters, LaTeX spacing, "or",
+# "and", and a variable being set ("x = \boxed{2} or x = \boxed{3}"). One character or word per step.
+_LIST_GAP = re.compile(r"(?:[\s,;/&$.]|\\[()\[\],;:! ]|\\q?quad\b|\\text\s*\{\s*(?:or|and)?\s*,?\s*\}|\b(?:or|and)\b"
+                       r"|\b[A-Za-z](?:_\{?\w{1,3}\}?)?\s*=)*", re.IGNORECASE)
+# Between two boxes, words that offer the second as an alternative, and words that replace the first.
+_HEDGE = re.compile(r"\b(?:or|alternatively|either|possibly|perhaps|maybe|might|could)\b", re.IGNORECASE)
+_CORRECTION = re.compile(r"\b(?:but|wait|actually|mistake|wrong|incorrect|instead|re-?check\w*|correct\w*|however|oops"
+                         r"|error|no|not|reconsider|revisit|redo|verify|double-check\w*)\b", re.IGNORECASE)
+# How far apart a hedge's boxes may be; further apart, the later box is a new conclusion.
+MAX_HEDGE_GAP_CHARS = 200
+
+
+def _boxed_answers(text: str) -> list[str]:
+    """The inner text of the last box, preceded by the boxes it is listed with or offered as an alternative
+    to (see module docstring, rule 1); [] when there is no box. "I first thought \\boxed{41} but it is
+    \\boxed{42}" is a correction: ["42"]. "\\boxed{5} or \\boxed{6}" is a hedge: ["5", "6"]."""
+    boxes = _boxes(text)
+    if not boxes:
+        return []
+    chain = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        gap = text[box.end:chain[0].start] if box.end <= chain[0].start else None  # None: nested boxes
+        if gap is None or len(gap) > MAX_HEDGE_GAP_CHARS:
+            break
+        if not (_LIST_GAP.fullmatch(gap) or (_HEDGE.search(gap) and not _CORRECTION.search(gap))):
+            break
+        chain.insert(0, box)
+    return [b.inner for b in chain]
 
 
 def _cut_at_clause_break(line: str) -> str:
@@ -198,27 +278,193 @@ def strip_math_delimiters(text: str) -> str:
     return t
 
 
-def extract_final_answer(text: str) -> Extraction | None:
-    """The final answer in `text` (see module docstring for the rules), or None when there is none."""
-    boxed = _last_boxed(text)
-    if boxed is not None:
-        return Extraction(_drop_unit_words(strip_math_delimiters(boxed)), "boxed")
-    for pattern, source in ((_ANSWER_IS, "answer_is"), (_ANSWER_LABEL, "label")):
-        matches = list(pattern.finditer(text))
-        for m in reversed(matches):
-            tail = _clean_tail(text[m.end():])
-            if tail:
-                return Extraction(_drop_unit_words(tail), source)
-    tail = text[-FALLBACK_TAIL_CHARS:]
-    math = list(_MATH_SPAN.finditer(tail))
-    number = list(_NUMBER.finditer(tail))
-    last_math = math[-1] if math else None
-    last_number = number[-1] if number else None
-    if last_math and (last_number is None or last_math.end() >= last_number.end()):
-        return Extraction(next(g for g in last_math.groups() if g is not None).strip(), "latex")
-    if last_number:
-        return Extraction(last_number.group(0).strip(), "number")
+# Words after a number word that make it something else than the answer: more number ("ten thousand", "one
+# and a half"), a part of a whole ("one of them"), "one" used as a pronoun ("one by one", "one another"), or a
+# share ("two each", "ten per box").
+_NOT_AFTER_NUMBER_WORD = _NOT_UNIT_WORDS | WORDS | {"of", "and", "another", "by", "more", "less", "fewer", "each", "per",
+                                                     "apiece"}
+# Words just before a number word at the end of a text that make it no exact answer ("more than ten", "at
+# least two", "between five and ten", "one to two"), a label ("step two", "part three") or a thing named
+# rather than counted ("the two steps", "both three").
+_NOT_BEFORE_NUMBER_WORD = frozenset({"than", "least", "most", "about", "around", "approximately", "roughly", "nearly",
+                                     "almost", "over", "under", "per", "each", "every", "and", "or", "to", "between",
+                                     "the", "these", "those", "all", "both", "first", "last", "next", "other", "my",
+                                     "your", "our", "their", "his", "its", "step", "part", "case", "question",
+                                     "problem", "exercise", "chapter", "section", "page", "option", "choice", "method",
+                                     "number", "grade", "level", "round", "line", "row", "column", "figure", "table",
+                                     "equation", "lemma", "theorem"})
+_WORDS_THEN_UNITS = re.compile(rf"({NUMBER_PHRASE})((?:[ \t]+[A-Za-z']+){{0,4}})", re.IGNORECASE)
+_WORDS_THEN_DIGITS = re.compile(rf"({NUMBER_PHRASE})((?:[ \t]+[A-Za-z']+){{0,4}})[ \t]*"
+                                r"\((-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?)\)", re.IGNORECASE)
+# What may follow a number word that ends a text: up to four plain words, then Markdown emphasis and a full
+# stop or exclamation mark ("ten apples left.", "**twelve**!").
+_WORD_ANSWER_END = re.compile(r"((?:[ \t]+[A-Za-z']+){0,4})[ \t]*[*_]*[.!]?[*_]*\s*$")
+
+
+def _plain_words(words: str, exclude: frozenset[str]) -> bool:
+    return not any(w.lower() in exclude for w in words.split())
+
+
+def _number_words_to_digits(text: str) -> str:
+    """`"ten"` -> `"10"`, `"twenty-five dollars"` -> `"25"`, `"one half"` -> `"1/2"`, `"ten (10)"` and
+    `"five apples (5)"` -> the digits; anything else (`"ten thousand"`, `"one of them"`, `"ten (12)"`,
+    `"x = 10"`) unchanged."""
+    m = _WORDS_THEN_UNITS.fullmatch(text)
+    if m and _plain_words(m.group(2), _NOT_AFTER_NUMBER_WORD):
+        return phrase_value(m.group(1)) or text
+    m = _WORDS_THEN_DIGITS.fullmatch(text)
+    if m and _plain_words(m.group(2), _NOT_AFTER_NUMBER_WORD) and phrase_value(m.group(1)) == m.group(3).replace(",", ""):
+        return m.group(3)
+    return text
+
+
+# A plain number as an answer, with a currency sign: the number itself is group 1.
+_PLAIN_NUMBER = re.compile(r"(?:\\?\$)?[ \t]*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?%?)")
+# A word of a short sentence before its number ("The farmer has 15 cows"), and the words that make such a
+# sentence something else than a statement of the answer: a bound ("at least 15"), a negation ("not 15",
+# "impossible to have 15"), a hedge ("maybe 15"), or a label ("Step 3 adds 15").
+_SENTENCE_WORD = re.compile(r"[A-Za-z']+,?")
+MAX_SENTENCE_WORDS = 8
+_NOT_IN_ANSWER_SENTENCE = _NOT_BEFORE_NUMBER_WORD - {"the", "and", "all", "both", "my", "your", "our", "their", "his",
+                                                      "its", "these", "those", "other", "number"} | {
+    "not", "no", "never", "cannot", "impossible", "neither", "nor", "none", "nothing", "if", "unless", "except",
+    "without", "maybe", "perhaps", "possibly", "probably", "could", "might", "may", "either", "wrong", "incorrect",
+    "false", "after", "before",
+    "from", "plus", "minus", "times", "divided", "by", "of", "at", "as", "up", "down", "within", "least", "than"} | WORDS
+
+
+def _number_ending_sentence(text: str, number_words: bool) -> str | None:
+    """The number a short plain sentence states as the answer: `"The farmer has 15 cows"` -> `"15"`, `"She
+    pays $18 in total"` -> `"18"`, with `number_words` `"She has ten apples"` -> `"10"`; None for anything
+    else (`"She needs at least 5 boxes"`, `"Step 1 is wrong"`, `"Tom has 5 and Mary 7"`, `"x = 5"`)."""
+    words = text.split(" ", MAX_SENTENCE_WORDS)
+    for i in range(1, len(words)):
+        word = words[i - 1]
+        if (not _SENTENCE_WORD.fullmatch(word) or "n't" in word.lower()
+                or word.rstrip(",").lower() in _NOT_IN_ANSWER_SENTENCE):
+            return None
+        rest = " ".join(words[i:])
+        number = _PLAIN_NUMBER.fullmatch(_drop_unit_words(rest))
+        if number:
+            return number.group(1)
+        if number_words:
+            digits = _number_words_to_digits(rest)
+            if digits != rest:
+                return digits
     return None
+
+
+def _finish(answer: str, number_words: bool) -> str:
+    """The answer text of rules 1 to 3: unit words dropped, number words as digits when asked for, and the
+    number of a short sentence that states it ("The farmer has 15 cows")."""
+    answer = _drop_unit_words(answer)
+    if number_words:
+        answer = _number_words_to_digits(answer)
+    if answer[:1].isalpha():
+        return _number_ending_sentence(answer, number_words) or answer
+    return answer
+
+
+def _final_number_word(tail: str) -> str | None:
+    """The digits of the number phrase that ends `tail` (see module docstring, rule 4), or None."""
+    end_part = tail[-200:]
+    phrases = find_number_phrases(end_part)
+    if not phrases:
+        return None
+    last = phrases[-1]
+    after = _WORD_ANSWER_END.match(end_part, last.end())
+    if after is None or not _plain_words(after.group(1), _NOT_AFTER_NUMBER_WORD):
+        return None
+    before = [w.strip("*_,").lower() for w in end_part[:last.start()].split()[-2:]]
+    if before and before[-1] in _NOT_BEFORE_NUMBER_WORD:
+        return None
+    if last.group(0).lower() == "one":  # unlabelled, far more often a pronoun: "one for each friend", "this one"
+        return None
+    return phrase_value(last.group(0))
+
+
+def _exact_before_approximation(before: str) -> Extraction | None:
+    """The exact value that `before` ends with, followed by an approximation sign ("1/3 ≈ "), or None; a
+    value after an operator ("1 - 5/36 ≈ ") is only part of an expression."""
+    window = before[-250:]
+    m = _EXACT_THEN_APPROX.search(window)
+    if m is None or _OPERATOR_BEFORE.search(window, 0, m.start(1)):
+        return None
+    value = m.group(1)
+    if value.startswith(("$", "\\(")):
+        span = _MATH_SPAN.fullmatch(value)
+        if span is None:
+            return None
+        return Extraction(next(g for g in span.groups() if g is not None).strip(), "latex")
+    return Extraction(value, "number")
+
+
+def _fallback(text: str, number_words: bool) -> Extraction | None:
+    """Rule 4 on the last FALLBACK_TAIL_CHARS of `text`."""
+    tail = text[-FALLBACK_TAIL_CHARS:]
+    word = _final_number_word(tail) if number_words else None
+    if word is not None:
+        return Extraction(word, "number_word")
+    math = list(_MATH_SPAN.finditer(tail))
+    markers = {m.start(1) for m in _LIST_MARKER.finditer(tail)}
+    numbers = [m for m in _NUMBER.finditer(tail) if m.start() not in markers]
+    tuples = [m for m in _TUPLE.finditer(tail) if not _THOUSANDS.fullmatch(m.group(0).replace(" ", ""))]
+    last_math = math[-1] if math else None
+    last_number = numbers[-1] if numbers else None
+    last_tuple = tuples[-1] if tuples else None
+    if last_math and all(m is None or last_math.end() >= m.end() for m in (last_number, last_tuple)):
+        return Extraction(next(g for g in last_math.groups() if g is not None).strip(), "latex")
+    if last_tuple and (last_number is None or last_tuple.end() >= last_number.end()):
+        return Extraction(last_tuple.group(0), "tuple")
+    if last_number is None:
+        return None
+    exact = _exact_before_approximation(tail[:last_number.start()])
+    if exact is not None:
+        return exact
+    return Extraction(last_number.group(0).strip(), "number")
+
+
+def extract_final_answer(text: str, number_words: bool = False) -> Extraction | None:
+    """The final answer in `text` (see module docstring for the rules), or None when there is none.
+    `number_words`: read English number words as numbers ("ten" -> "10"); for a gold answer that is a
+    plain number only."""
+    boxed = list(dict.fromkeys(_finish(strip_math_delimiters(b), number_words) for b in _boxed_answers(text)))
+    if boxed:
+        return Extraction(", ".join(boxed), "boxed" if len(boxed) == 1 else "boxes")
+    answer_is = list(_ANSWER_IS.finditer(text))
+    for i, m in enumerate(reversed(answer_is)):
+        negated = _NEGATED.match(text, m.end())
+        if negated and i == 0:
+            # "the answer is not 5, it is 6": only what follows the negated value can be the answer.
+            return _label_or_fallback(text[negated.end():], number_words)
+        tail = _clean_tail(text[m.end():])
+        if tail and not negated:
+            return Extraction(_finish(tail, number_words), "answer_is")
+    return _label_or_fallback(text, number_words)
+
+
+def _label_or_fallback(text: str, number_words: bool) -> Extraction | None:
+    """Rules 3 and 4 on `text`."""
+    labels = [(m, False) for m in _ANSWER_LABEL.finditer(text)] + [(m, True) for m in _HASH_ANSWER.finditer(text)]
+    for m, hashes in sorted(labels, key=lambda pair: pair[0].start(), reverse=True):
+        rest = text[m.end():]
+        if hashes and _WORD.search(rest.split("\n", 1)[0]):
+            continue  # a Markdown heading ("#### 2. Check")
+        tail = _clean_tail(rest)
+        if tail:
+            return Extraction(_finish(tail, number_words), "label")
+    return _fallback(text, number_words)
+
+
+# A gold answer that is one plain number: an integer or decimal (thousands separators, a `$` or `\$` allowed),
+# or a fraction (`3/4`, `\frac{3}{4}`).
+_GOLD_NUMBER = re.compile(r"(?:\\?\$)?-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\d+[ \t]*/[ \t]*\d+"
+                          r"|\\[dt]?frac\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\})")
+
+
+def gold_is_number(gold: str) -> bool:
+    """True when the gold answer is one plain number, the only kind a number word can equal."""
+    return _GOLD_NUMBER.fullmatch(strip_math_delimiters(gold)) is not None
 
 
 def gold_choice(gold: str) -> str | None:
@@ -229,12 +475,14 @@ def gold_choice(gold: str) -> str | None:
 
 def extract_choice(text: str) -> Extraction | None:
     """The multiple-choice letter a completion settles on: from its final answer ("(B)", "B.", "b) ..."),
-    else the last "(X)" anywhere in it."""
+    else the last "(X)" anywhere in it. None for a final answer that names two choices ("(A) or (B)")."""
     found = extract_final_answer(text)
-    if found is not None and found.source != "number":
-        bare = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*", "", found.text).replace("{", "").replace("}", "")
-        m = _CHOICE.match(bare.strip())
+    if found is not None and found.source not in ("number", "tuple"):
+        bare = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*", "", found.text).replace("{", "").replace("}", "").strip()
+        m = _CHOICE.match(bare)
         if m:
+            if found.source == "boxes" or _ANOTHER_CHOICE.search(bare, m.end()):
+                return None  # a hedge: "(A) or (B)", "\\boxed{A}, \\boxed{B}"
             return Extraction(next(g for g in m.groups() if g is not None).upper(), "choice")
     in_text = _CHOICE_IN_TEXT.findall(text)
     if in_text:

@@ -15,7 +15,7 @@ from grpo.reward.v1 import reward_pb2
 from grpo_rewards.common import call_abandoned, result_for
 from grpo_rewards.common.reasoning import answer_part
 
-from .extract import extract_choice, extract_final_answer, gold_choice, strip_math_delimiters
+from .extract import extract_choice, extract_final_answer, gold_choice, gold_is_number, strip_math_delimiters
 from .pool import VerifierPool
 from .worker import Verdict
 
@@ -118,7 +118,9 @@ class MathVerifierScorer:
         letter = gold_choice(gold)
         # A reasoning model's answer follows its reasoning: what the <think> block tried is not the answer.
         part = answer_part(item.completion)
-        found = extract_choice(part.text) if letter else extract_final_answer(part.text)
+        # Number words ("ten apples left") are read only against a plain-number gold answer: "ten" can equal 10,
+        # never an expression, a set or a word answer.
+        found = extract_choice(part.text) if letter else extract_final_answer(part.text, gold_is_number(gold))
         if found is None:
             where = f": {part.where}" if part.unclosed else f" {part.where}" if part.where else ""
             return self._result(item, 0.0, extracted=False,

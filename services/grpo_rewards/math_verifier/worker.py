@@ -10,6 +10,7 @@ together. Work that never returns to the interpreter (a C-level big-integer powe
 from __future__ import annotations
 
 import logging
+import re
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -36,12 +37,18 @@ def _alarm(signum: int, frame: Any) -> None:
     raise ItemTimeout()
 
 
+# A logical "or" between alternatives. math-verify keeps only the last one ("5 \lor 6" equals 6 and not 5), so
+# a hedge inside one answer would score when its last guess is right; as a list ("5, 6") it equals only a
+# gold answer that lists both.
+_LOGICAL_OR = re.compile(r"\\(?:lor|vee)(?![A-Za-z])|∨")
+
+
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
 
     from .extract import unicode_math
 
-    text = unicode_math(text)
+    text = _LOGICAL_OR.sub(",", unicode_math(text))
     # Inside $...$ so LaTeX and plain expressions both parse; fall back to math-verify's own extraction.
     parsed = parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
     return parsed or parse(text, parsing_timeout=None)  # type: ignore[arg-type]

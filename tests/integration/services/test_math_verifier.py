@@ -140,7 +140,7 @@ def test_the_answer_phrase_ends_at_a_clause_break_and_articles_are_not_choices(c
     ("The answer is 1, 2, and 3", "1, 2, and 3"),
     ("The answer is the same as 5", "the same as 5"),
     ("The answer is 7 and not 5", "7 and not 5"),
-    ("The answer is not 5", "not 5"),
+    ("The answer is not 5, it is 6", "6"),  # a negated value is not the answer; what follows it is
     ("The answer is \\text{5 since 3}", "\\text{5 since 3}"),  # no break inside braces
     ("The answer is 10 cookies.", "10"),
     ("The answer is $12 dollars per hour.", "12"),
