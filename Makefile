@@ -66,7 +66,8 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/mypy grpo_server services/grpo_rewards clients/python/grpo_client
 
-demo: setup
+# The demo needs only the Python packages: not the test tools or the other clients' toolchains.
+demo: $(STAMP)
 	$(PY) -m grpo_server.demo
 
 bench: setup

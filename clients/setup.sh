@@ -23,9 +23,22 @@ PKGS=(golang-go golang-google-grpc-dev golang-github-golang-protobuf-1-3-dev gol
 command -v node >/dev/null && command -v npm >/dev/null || PKGS+=(nodejs npm)
 
 missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+if ! command -v dpkg-query >/dev/null; then
+  # Not Debian: nothing to install from here; check the tools instead of the packages (build.sh checks the
+  # Go packages under SYSTEM_GOPATH when it runs).
+  tools=()
+  for tool in go protoc node npm; do command -v "$tool" >/dev/null || tools+=("$tool"); done
+  if [ ${#tools[@]} -gt 0 ]; then
+    echo "clients/setup.sh: no dpkg-query here (not Debian), so nothing is installed; missing: ${tools[*]}." >&2
+    echo "  Provide them (Go 1.19 with grpc-go 1.33 and golang/protobuf 1.3 sources in SYSTEM_GOPATH, protoc," >&2
+    echo "  Node.js >= 18 with npm): see docs/clients.md, 'Setup on a fresh machine'." >&2
+    exit 2
+  fi
+else
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
