@@ -22,6 +22,7 @@ import torch
 
 from grpo_server import __version__
 from grpo_server.api.ports import WeightsUnsafe
+from grpo_server.api.validation import PromptRoom
 from grpo_server.chat import read_chat_template, use_chat_template
 from grpo_server.checkpoint import (
     ExportManager,
@@ -142,10 +143,26 @@ class StartupError(Exception):
         self.field, self.problem = field, problem
 
 
+def rollout_context(cfg: Config, model: Any) -> int | None:
+    """Tokens of context a rollout has, prompt and completion together: the model's (its config's
+    max_position_embeddings or n_positions), or rollout.vllm_max_model_len when that is smaller and vLLM
+    may run (engine vllm or auto); None when neither says."""
+    own = next((v for v in (getattr(model.config, k, None) for k in ("max_position_embeddings", "n_positions"))
+                if isinstance(v, int) and v > 0), None)
+    limit = cfg.rollout.vllm_max_model_len if cfg.rollout.engine != "hf" else None
+    return min(own, limit) if own is not None and limit is not None else own or limit
+
+
 def check_model_settings(cfg: Config, model: Any) -> None:
     """Settings whose limit is the model's: raise StartupError before any prompt is leased rather than
-    fail the first step. `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits' width); the
+    fail the first step. rollout.max_new_tokens must leave room for a prompt in the context
+    (`rollout_context`). `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits' width); the
     config already refuses a top-k its SDPO loss would not use."""
+    context = rollout_context(cfg, model)
+    if context is not None and cfg.rollout.max_new_tokens >= context:
+        where = "rollout.vllm_max_model_len" if context == cfg.rollout.vllm_max_model_len else "the model's context"
+        raise StartupError("rollout.max_new_tokens", f"{cfg.rollout.max_new_tokens} tokens of completion leave no "
+                           f"room for a prompt in {where} of {context} tokens")
     top_k = cfg.algorithm.sdpo_top_k
     if top_k is None or cfg.algorithm.effective_sdpo_weight <= 0:
         return
@@ -315,6 +332,7 @@ class TrainerApp:
         self.registry.start_watching()
         self.exporter = _LazyExporter()
         self.tokenizer: Any = None
+        self.prompt_room: PromptRoom | None = None  # known with the model
         servicer = TrainerServicer(
             store=self.store,
             control=self.control,
@@ -323,6 +341,7 @@ class TrainerApp:
             limits=cfg.limits,
             default_rewards=[(r.backend, r.weight) for r in cfg.rewards.default],
             tokenizer_getter=lambda: self.tokenizer,
+            room_getter=lambda: self.prompt_room,
             chat_template_kwargs=cfg.model.chat_template_kwargs,
             metrics=self.metrics,
         )
@@ -399,8 +418,10 @@ class TrainerApp:
         m = cfg.model
         model_path, tokenizer, model = load_policy(cfg, self.store_dir)
         use_chat_template(tokenizer, self._chat_template, m.chat_template_kwargs, source=str(m.chat_template))
-        self.tokenizer = tokenizer  # submissions are accepted (token-counted) while the rest loads
         check_model_settings(cfg, model)
+        context = rollout_context(cfg, model)
+        self.prompt_room = PromptRoom(context, cfg.rollout.max_new_tokens) if context is not None else None
+        self.tokenizer = tokenizer  # submissions are accepted (token-counted) while the rest loads
         ref_model = build_reference_model(model) if cfg.algorithm.beta > 0 else None
         if cfg.algorithm.lora_rank > 0:  # after the reference copy: the reference stays the plain base model
             a = cfg.algorithm
@@ -466,6 +487,7 @@ class TrainerApp:
             overlong_penalty_factor=a.overlong_penalty_factor,
             process_supervision=a.process_supervision,
             chat_template_kwargs=m.chat_template_kwargs,
+            context_tokens=context,
         )
         router = RewardRouter(
             self.registry, observer=self.metrics, max_retries=cfg.rewards.max_retries,

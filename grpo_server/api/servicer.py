@@ -16,6 +16,7 @@ from grpo_server.api.errors import unary
 from grpo_server.api.ports import BackendRegistry, Exporter, WeightsUnsafe, default_reward_pairs
 from grpo_server.api.settings import ApiLimits
 from grpo_server.api.validation import (
+    PromptRoom,
     TokenCounter,
     Violation,
     page_token,
@@ -62,6 +63,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         tokenizer_getter: Callable[[], Any] | None = None,
         metrics: Any = None,
         chat_template_kwargs: Mapping[str, Any] | None = None,
+        room_getter: Callable[[], PromptRoom | None] | None = None,
     ) -> None:
         self.store = store
         self.control = control
@@ -72,6 +74,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self.default_rewards = default_reward_pairs(default_rewards)
         self.tokenizer_getter = tokenizer_getter
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.room_getter = room_getter  # the model's context less the completion length, once it is loaded
         self.metrics = metrics
         self._counter: tuple[Any, TokenCounter] | None = None
         self._watch_lock = threading.Lock()
@@ -79,11 +82,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     # ------------------------------------------------------------------------------ prompts
 
-    def _token_counter(self) -> TokenCounter | None:
-        if self.limits.max_prompt_tokens <= 0:
+    def _token_counter(self, room: PromptRoom | None) -> TokenCounter | None:
+        """What counts a prompt's tokens for the checks; None when there is none to make. While the model
+        loads there is no tokenizer: UNAVAILABLE when limits.max_prompt_tokens asks for a count, else the
+        prompt is taken uncounted (the trainer fails one too long for the context when a step leases it)."""
+        if self.limits.max_prompt_tokens <= 0 and room is None:
             return None
         tokenizer = self.tokenizer_getter() if self.tokenizer_getter else None
         if tokenizer is None:
+            if self.limits.max_prompt_tokens <= 0:
+                return None
             raise errors.unavailable("the model's tokenizer is still loading; retry shortly", 5.0)
         if self._counter is None or self._counter[0] is not tokenizer:
             self._counter = (tokenizer, prompt_token_counter(tokenizer, self.chat_template_kwargs))
@@ -94,12 +102,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self, request: trainer_pb2.SubmitPromptsRequest, context: grpc.ServicerContext
     ) -> trainer_pb2.SubmitPromptsResponse:
         """Validate and queue a batch of prompts (all or nothing)."""
+        room = self.room_getter() if self.room_getter else None
         valid = validate_submit(
             request,
             limits=self.limits,
             registry=self.registry,
             default_rewards=self.default_rewards,
-            count_tokens=self._token_counter(),
+            count_tokens=self._token_counter(room),
+            room=room,
         )
         try:
             result = self.store.submit(valid.prompts, valid.request_id, self.limits.max_queue_depth)

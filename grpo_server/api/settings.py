@@ -71,7 +71,8 @@ class ApiLimits(SettingsModel):
     )
     max_prompts_per_request: int = Field(default=1024, ge=1, description="Prompts in one SubmitPrompts request.")
     max_prompt_tokens: int = Field(
-        default=1024, ge=0, description="Tokens of a prompt after the model's chat template is applied; 0 = no check."
+        default=1024, ge=0, description="Tokens of a prompt after the model's chat template is applied; 0 = no check. "
+        "A prompt must also leave room for rollout.max_new_tokens in the model's context, checked in any case."
     )
     max_messages: int = Field(default=64, ge=1, description="Chat messages in one prompt.")
     max_chat_message_bytes: int = Field(default=64 * KIB, ge=1, description="Bytes of one chat message's content.")

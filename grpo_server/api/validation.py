@@ -36,6 +36,21 @@ TokenCounter = Callable[[Sequence[dict[str, str]]], int]
 
 
 @dataclass(frozen=True)
+class PromptRoom:
+    """The rollouts' context in tokens and the completion length they ask for (rollout.max_new_tokens): a
+    prompt longer than the difference leaves no room for its completions, and one longer than the context
+    cannot be rolled out at all (vLLM refuses it)."""
+
+    context: int
+    completion: int
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The most prompt tokens that leave room for a whole completion."""
+        return self.context - self.completion
+
+
+@dataclass(frozen=True)
 class Violation:
     """One bad field: its path in the request and what is wrong / allowed."""
 
@@ -109,10 +124,13 @@ def validate_submit(
     registry: BackendRegistry,
     default_rewards: Sequence[tuple[str, float]],
     count_tokens: TokenCounter | None,
+    room: PromptRoom | None = None,
 ) -> ValidSubmission:
     """Check a SubmitPrompts request against every rule; return its prompts as records (empty `rewards`
     replaced by `default_rewards`, weight 0 read as 1). Raises ValidationFailed listing every bad field.
-    `count_tokens` None skips the prompt-token limit (only when limits.max_prompt_tokens is 0)."""
+    `count_tokens` None skips the prompt-token checks (while the model loads); they are
+    limits.max_prompt_tokens (0: none) and, once the model is known, `room` (the model's context less
+    the completion length)."""
     v = _Collector()
     if req.request_id:
         v.text("request_id", req.request_id, limits.max_request_id_bytes, "request_id")
@@ -141,8 +159,8 @@ def validate_submit(
         _check_reference(v, i, p, limits)
         rewards = _check_rewards(v, i, p, limits, default_rewards, kinds)
         _check_metadata(v, i, p, limits)
-        if len(v.items) == before and limits.max_prompt_tokens > 0 and count_tokens is not None:
-            _check_tokens(v, i, p, limits, count_tokens)
+        if len(v.items) == before and count_tokens is not None and (limits.max_prompt_tokens > 0 or room):
+            _check_tokens(v, i, p, limits, count_tokens, room)
         if len(v.items) == before:
             records.append(prompt_from_proto(p, rewards))
     v.raise_if_any()
@@ -279,16 +297,21 @@ def _check_metadata(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLim
         v.text(kf, p.metadata[key], limits.max_metadata_bytes, "the value")
 
 
-def _check_tokens(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLimits, count: TokenCounter) -> None:
+def _check_tokens(v: _Collector, i: int, p: trainer_pb2.Prompt, limits: ApiLimits, count: TokenCounter,
+                  room: PromptRoom | None) -> None:
     f = f"prompts[{i}].messages"
     try:
         n = count([{"role": m.role, "content": m.content} for m in p.messages])
     except Exception as exc:  # noqa: BLE001 - a template that rejects the chat is the caller's problem to see
         v.add(f, f"the model's chat template rejects these messages: {exc}")
         return
-    if n > limits.max_prompt_tokens:
+    if 0 < limits.max_prompt_tokens < n:
         v.add(f, f"the prompt is {n} tokens with the chat template applied; at most {limits.max_prompt_tokens} "
               "are allowed")
+    elif room is not None and n > room.prompt_tokens:
+        v.add(f, f"the prompt is {n} tokens with the chat template applied, and its completions take up to "
+              f"{room.completion} (rollout.max_new_tokens): more than the model's context of {room.context} "
+              f"tokens; at most {room.prompt_tokens} prompt tokens fit")
 
 
 # ------------------------------------------------------------------------------------ other RPCs

@@ -76,6 +76,8 @@ class StepSettings:
     process_supervision: bool = False  # token advantages from the backends' step scores
     # extra chat template variables (model.chat_template_kwargs), e.g. enable_thinking
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # tokens of context a rollout has (prompt and completion); a prompt that fills it is not rolled out
+    context_tokens: int | None = None
 
 
 def _weighted_steps(sc: ScoredCompletion) -> list[tuple[int, float]]:
@@ -212,6 +214,8 @@ class StepRunner:
         self.step_unscored: tuple[tuple[str, bool, str], ...] = ()
         # The prompts of the current (or last) step whose groups dynamic sampling left out of the update.
         self.step_dropped: tuple[str, ...] = ()
+        # The prompts of the current (or last) step too long for the context (not rolled out), with why.
+        self.step_too_long: tuple[tuple[str, str], ...] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
         # a step that fails after this may leave them partly updated.
         self.update_started = False
@@ -253,8 +257,22 @@ class StepRunner:
         return self.encode_messages([{"role": m.role, "content": m.content} for m in prompt.messages])
 
     def rollout_groups(self, prompts: Sequence[PromptRecord]) -> list[RolloutGroup]:
-        """G completions per prompt from the rollout engine."""
+        """G completions per prompt from the rollout engine. A prompt that leaves no room for a completion
+        in the context (one stored before the model's context was known or was made smaller; vLLM would
+        refuse it and end the step) gets no group: it is added to `step_too_long` instead."""
         token_ids = [self.prompt_token_ids(p) for p in prompts]
+        context = self.s.context_tokens
+        if context is not None and any(len(ids) >= context for ids in token_ids):
+            fits = [len(ids) < context for ids in token_ids]
+            for p, ids, ok in zip(prompts, token_ids, fits, strict=True):
+                if not ok:
+                    why = f"the prompt is {len(ids)} tokens: no room for a completion in the context of {context}"
+                    log.warning("prompt %r not rolled out: %s", p.id, why)
+                    self.step_too_long += ((p.id, why),)
+            prompts = [p for p, ok in zip(prompts, fits, strict=True) if ok]
+            token_ids = [ids for ids, ok in zip(token_ids, fits, strict=True) if ok]
+            if not prompts:
+                return []
         completions = self.rollout.generate(token_ids, self.s.sampling)
         return [
             RolloutGroup(prompt=p, prompt_token_ids=tuple(ids), completions=tuple(c))
@@ -400,13 +418,21 @@ class StepRunner:
         self.update_started = False
         self.step_unscored = ()
         self.step_dropped = ()
+        self.step_too_long = ()
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
-        self.step_unscored = tuple(
+        # Prompts too long for the context count as unscored ones: back to the queue, an attempt counted,
+        # failed for good after training.max_prompt_attempts, and the step goes on with the others.
+        too_long: tuple[tuple[str, str], ...] = self.step_too_long
+        self.step_unscored = tuple((pid, False, why) for pid, why in too_long) + tuple(
             (g.rollout.prompt.id, _is_outage([g]), first_failure([g]))
             for g in sampled if all(r is None for r in g.rewards)
         )
+        if not sampled:
+            why = too_long[0][1] if too_long else "no prompt"
+            raise AllRewardsFailed(f"no prompt of the step could be rolled out ({why})",
+                                   metrics={"prompts": 0.0, "completions": 0.0, **timings})
 
         adv, rewards, valid = self.advantages(scored)
         if not bool(valid.any()):

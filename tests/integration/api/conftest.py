@@ -14,6 +14,7 @@ from grpo.trainer.v1 import trainer_pb2_grpc
 from grpo_server.api.server import build_server
 from grpo_server.api.servicer import TrainerServicer
 from grpo_server.api.settings import ApiLimits, AuthSettings
+from grpo_server.api.validation import PromptRoom
 from grpo_server.control import RunControl
 from grpo_server.store import Store
 
@@ -33,7 +34,8 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture
 def make_api(tmp_path: Path, tiny_tokenizer: Any) -> Iterator[Callable[..., Api]]:
     """make_api(limits=..., auth=..., tls=..., default_rewards=..., kinds=..., tokenizer_loaded=True,
-    tokenizer=None (the tiny model's), chat_template_kwargs=None, secure_channel=None) starts an API on
+    tokenizer=None (the tiny model's), chat_template_kwargs=None, secure_channel=None, room=None: the
+    model's context and completion length as a PromptRoom) starts an API on
     127.0.0.1:0; everything is stopped after the test."""
     started: list[Api] = []
 
@@ -50,6 +52,7 @@ def make_api(tmp_path: Path, tiny_tokenizer: Any) -> Iterator[Callable[..., Api]
         event_history: int = 1024,
         tokenizer: Any = None,
         chat_template_kwargs: dict[str, Any] | None = None,
+        room: PromptRoom | None = None,
     ) -> Api:
         n = len(started)
         store = Store(tmp_path / f"store{n}")
@@ -61,7 +64,7 @@ def make_api(tmp_path: Path, tiny_tokenizer: Any) -> Iterator[Callable[..., Api]
         servicer = TrainerServicer(
             store=store, control=control, registry=registry, exporter=exporter, limits=limits or ApiLimits(),
             default_rewards=default_rewards, tokenizer_getter=lambda: tok["tokenizer"],
-            chat_template_kwargs=chat_template_kwargs,
+            chat_template_kwargs=chat_template_kwargs, room_getter=lambda: room if tok["tokenizer"] else None,
         )
         server, port, health = build_server(servicer, listen="127.0.0.1:0", auth=auth, tls=tls,
                                             max_message_bytes=(limits or ApiLimits()).max_message_bytes, max_workers=8)

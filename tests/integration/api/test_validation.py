@@ -14,6 +14,7 @@ from api_support import Api, prompt, submit, violations
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.settings import ApiLimits
+from grpo_server.api.validation import PromptRoom
 from grpo_server.chat import encode_prompt
 
 Msg = reward_pb2.Message
@@ -155,6 +156,30 @@ def test_prompt_at_the_token_limit_is_accepted_one_over_is_not(make_api, tiny_to
     with pytest.raises(grpc.RpcError) as e:
         below.stub.SubmitPrompts(submit(prompt(text="one two three " * 20)))
     assert f"is {n} tokens" in violations(e.value)["prompts[0].messages"]
+
+
+def test_a_prompt_must_leave_room_for_its_completions_in_the_models_context(make_api, tiny_tokenizer) -> None:
+    # vLLM refuses a prompt longer than the context and ended the whole step with it (and, requeued at its
+    # place, every step after a restart); one that leaves less than max_new_tokens gets cut-off completions.
+    chat = [{"role": "user", "content": "one two three " * 20}]
+    n = len(encode_prompt(tiny_tokenizer, chat))
+    for limits in (ApiLimits(), ApiLimits(max_prompt_tokens=0)):  # checked with the token limit off too
+        fits: Api = make_api(limits=limits, room=PromptRoom(context=n + 32, completion=32))
+        assert fits.stub.SubmitPrompts(submit(prompt(text="one two three " * 20))).queue_depth == 1
+        over: Api = make_api(limits=limits, room=PromptRoom(context=n + 31, completion=32))
+        with pytest.raises(grpc.RpcError) as e:
+            over.stub.SubmitPrompts(submit(prompt(text="one two three " * 20)))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violations(e.value)["prompts[0].messages"] == (
+            f"the prompt is {n} tokens with the chat template applied, and its completions take up to 32 "
+            f"(rollout.max_new_tokens): more than the model's context of {n + 31} tokens; at most {n - 1} prompt "
+            "tokens fit")
+        assert over.store.prompt_states() == {}
+    # While the model loads (no tokenizer, no context yet) with the token limit off, prompts are taken
+    # uncounted, as before: the trainer turns away one too long when a step leases it.
+    loading: Api = make_api(limits=ApiLimits(max_prompt_tokens=0), tokenizer_loaded=False,
+                            room=PromptRoom(context=8, completion=4))
+    assert loading.stub.SubmitPrompts(submit(prompt(text="one two three " * 20))).queue_depth == 1
 
 
 def test_prompt_tokens_are_counted_as_rendered_with_the_template_variables(make_api, tiny_tokenizer) -> None:

@@ -1,0 +1,78 @@
+"""A prompt too long for the model's context: the API refuses it (see test_validation.py), and one already
+in the store (queued before the context was known or made smaller) is not rolled out. vLLM refuses such a
+prompt and the step ended with the run; requeued at its place, it ended every run after a restart. Now it
+goes back to the queue as a prompt no completion was scored for (an attempt counted), the step trains the
+others, and after training.max_prompt_attempts it is FAILED with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from live_trainer import prompts, wait_for
+
+from grpo.reward.v1 import reward_pb2
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient
+from grpo_server.api.convert import prompt_from_proto
+from grpo_server.chat import encode_prompt
+from grpo_server.models.tiny import build_tokenizer, tiny_llama_config
+from grpo_server.store import Store
+from grpo_server.types import PromptState
+
+
+def test_a_stored_prompt_too_long_for_the_context_fails_without_ending_the_run(toy_backend, start_trainer,
+                                                                               tmp_path: Path) -> None:
+    context = tiny_llama_config(1).max_position_embeddings  # the tiny model's: 512
+    text = "one two three " * 200
+    assert len(encode_prompt(build_tokenizer(seed=0), [{"role": "user", "content": text}])) > context
+    long = trainer_pb2.Prompt(id="long", messages=[reward_pb2.Message(role="user", content=text)], answer="6")
+    good = prompts(2, prefix="good")
+    store_dir = tmp_path / "store"
+    store = Store(store_dir)
+    try:  # queued as the API of a trainer with a larger context would have: long, good0, good1
+        store.submit([prompt_from_proto(p, [("toy", 1.0)]) for p in [long, *good]], None, 100)
+    finally:
+        store.close()
+
+    _, backend = toy_backend("toy", 0.5)
+    app = start_trainer(store_dir, [("toy", backend.address)],
+                        algorithm={"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+                        training={"max_prompt_attempts": 2})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    reports = []
+    for report in client.iter_steps(timeout=300):
+        reports.append(report)
+        if report.state != trainer_pb2.STEP_STATE_RUNNING and report.step >= 2:
+            break
+    # Step 1 trains good0 and puts long back (1 attempt); step 2 trains good1, and long is FAILED (2).
+    assert [(r.state, set(r.prompt_ids)) for r in reports] == [
+        (trainer_pb2.STEP_STATE_COMPLETED, {"good0"}), (trainer_pb2.STEP_STATE_COMPLETED, {"good1"})], reports
+    wait_for(lambda: client.step_status().run.prompts_failed == 1 or None, 60,
+             lambda: f"the long prompt was not given up on: {client.step_status().run}")
+    assert app.failed is None and app.loop.alive
+    states = app.store.prompt_states()
+    reasons = app.store.failure_reasons()
+    assert states["long"][0] is PromptState.FAILED, states
+    assert f"no room for a completion in the context of {context}" in reasons["long"], reasons
+
+
+def test_a_completion_length_that_fills_the_context_fails_the_start(tmp_path: Path) -> None:
+    """rollout.max_new_tokens at or over the context (the model's, or rollout.vllm_max_model_len when that
+    is smaller and vLLM may run) leaves no room for any prompt: the start fails naming the setting, before
+    any prompt is leased, instead of every prompt being refused."""
+    from live_trainer import parsed_config
+
+    from grpo_server.app import TrainerApp
+
+    for rollout, where in (({"max_new_tokens": 512}, "the model's context of 512 tokens"),
+                           ({"engine": "auto", "vllm_max_model_len": 64, "max_new_tokens": 64},
+                            "rollout.vllm_max_model_len of 64 tokens")):
+        app = TrainerApp(parsed_config(rollout=rollout), tmp_path / f"store{len(where)}", backend_overrides=[])
+        app.start()
+        try:
+            wait_for(lambda: app.failed or app.ready.is_set() or None, 300)  # noqa: B023 - called at once
+            assert not app.ready.is_set()
+            assert app.failed == (f"StartupError: rollout.max_new_tokens: {rollout['max_new_tokens']} tokens of "
+                                  f"completion leave no room for a prompt in {where}"), app.failed
+        finally:
+            app.shutdown(grace=30)
