@@ -214,8 +214,8 @@ class StepRunner:
         self.step_unscored: tuple[tuple[str, bool, str], ...] = ()
         # The prompts of the current (or last) step whose groups dynamic sampling left out of the update.
         self.step_dropped: tuple[str, ...] = ()
-        # The prompts of the current (or last) step too long for the context (not rolled out), with why.
-        self.step_too_long: tuple[tuple[str, str], ...] = ()
+        # The prompts of the current (or last) step that could not be rolled out, with why (_unrollable).
+        self.step_unrolled: tuple[tuple[str, str], ...] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
         # a step that fails after this may leave them partly updated.
         self.update_started = False
@@ -257,27 +257,40 @@ class StepRunner:
         return self.encode_messages([{"role": m.role, "content": m.content} for m in prompt.messages])
 
     def rollout_groups(self, prompts: Sequence[PromptRecord]) -> list[RolloutGroup]:
-        """G completions per prompt from the rollout engine. A prompt that leaves no room for a completion
-        in the context (one stored before the model's context was known or was made smaller; vLLM would
-        refuse it and end the step) gets no group: it is added to `step_too_long` instead."""
-        token_ids = [self.prompt_token_ids(p) for p in prompts]
-        context = self.s.context_tokens
-        if context is not None and any(len(ids) >= context for ids in token_ids):
-            fits = [len(ids) < context for ids in token_ids]
-            for p, ids, ok in zip(prompts, token_ids, fits, strict=True):
-                if not ok:
-                    why = f"the prompt is {len(ids)} tokens: no room for a completion in the context of {context}"
-                    log.warning("prompt %r not rolled out: %s", p.id, why)
-                    self.step_too_long += ((p.id, why),)
-            prompts = [p for p, ok in zip(prompts, fits, strict=True) if ok]
-            token_ids = [ids for ids, ok in zip(token_ids, fits, strict=True) if ok]
-            if not prompts:
-                return []
+        """G completions per prompt from the rollout engine. A prompt that cannot be rolled out gets no
+        group and is added to `step_unrolled` with the reason (`_unrollable`)."""
+        token_ids: list[list[int]] = []
+        kept: list[PromptRecord] = []
+        for p in prompts:
+            ids, why = self._unrollable(p)
+            if why is not None:
+                log.warning("prompt %r not rolled out: %s", p.id, why)
+                self.step_unrolled += ((p.id, why),)
+                continue
+            kept.append(p)
+            token_ids.append(ids)
+        if not kept:
+            return []
         completions = self.rollout.generate(token_ids, self.s.sampling)
         return [
             RolloutGroup(prompt=p, prompt_token_ids=tuple(ids), completions=tuple(c))
-            for p, ids, c in zip(prompts, token_ids, completions, strict=True)
+            for p, ids, c in zip(kept, token_ids, completions, strict=True)
         ]
+
+    def _unrollable(self, prompt: PromptRecord) -> tuple[list[int], str | None]:
+        """(the prompt's token ids, None), or ([], why it cannot be rolled out). The API refuses both kinds,
+        but a stored prompt may predate a change of config: the chat template (model.chat_template) now
+        rejects its messages, or it leaves no room for a completion in a context made smaller. Either
+        would end the step (vLLM refuses a prompt longer than its context) and, requeued at its place,
+        every run after a restart."""
+        try:
+            ids = self.prompt_token_ids(prompt)
+        except Exception as exc:  # noqa: BLE001 - the template's own error (jinja2's, a raise_exception call)
+            return [], f"the model's chat template rejects the prompt's messages: {exc}"
+        context = self.s.context_tokens
+        if context is not None and len(ids) >= context:
+            return [], f"the prompt is {len(ids)} tokens: no room for a completion in the context of {context}"
+        return ids, None
 
     def shaped_rewards(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor]:
         """(rewards [N] with NaN where masked, valid [N] bool): the total reward plus, when configured,
@@ -418,19 +431,19 @@ class StepRunner:
         self.update_started = False
         self.step_unscored = ()
         self.step_dropped = ()
-        self.step_too_long = ()
+        self.step_unrolled = ()
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
-        # Prompts too long for the context count as unscored ones: back to the queue, an attempt counted,
-        # failed for good after training.max_prompt_attempts, and the step goes on with the others.
-        too_long: tuple[tuple[str, str], ...] = self.step_too_long
-        self.step_unscored = tuple((pid, False, why) for pid, why in too_long) + tuple(
+        # Prompts that could not be rolled out count as unscored ones: back to the queue, an attempt
+        # counted, failed for good after training.max_prompt_attempts, and the step goes on with the others.
+        unrolled: tuple[tuple[str, str], ...] = self.step_unrolled
+        self.step_unscored = tuple((pid, False, why) for pid, why in unrolled) + tuple(
             (g.rollout.prompt.id, _is_outage([g]), first_failure([g]))
             for g in sampled if all(r is None for r in g.rewards)
         )
         if not sampled:
-            why = too_long[0][1] if too_long else "no prompt"
+            why = unrolled[0][1] if unrolled else "no prompt"
             raise AllRewardsFailed(f"no prompt of the step could be rolled out ({why})",
                                    metrics={"prompts": 0.0, "completions": 0.0, **timings})
 

@@ -1,8 +1,10 @@
-"""A prompt too long for the model's context: the API refuses it (see test_validation.py), and one already
-in the store (queued before the context was known or made smaller) is not rolled out. vLLM refuses such a
-prompt and the step ended with the run; requeued at its place, it ended every run after a restart. Now it
-goes back to the queue as a prompt no completion was scored for (an attempt counted), the step trains the
-others, and after training.max_prompt_attempts it is FAILED with the reason."""
+"""Stored prompts that cannot be rolled out: one too long for the model's context (queued before the
+context was known or made smaller; the API refuses it now, see test_validation.py) and one the chat
+template now rejects (model.chat_template changed since it was queued). vLLM refuses the first and the
+template raises on the second: either ended the step and the run, and, requeued at its place, every run
+after a restart. Now such a prompt goes back to the queue as one no completion was scored for (an attempt
+counted), the step trains the others, and after training.max_prompt_attempts it is FAILED with the
+reason."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
 from grpo_server.api.convert import prompt_from_proto
 from grpo_server.chat import encode_prompt
-from grpo_server.models.tiny import build_tokenizer, tiny_llama_config
+from grpo_server.models.tiny import CHAT_TEMPLATE, build_tokenizer, tiny_llama_config
 from grpo_server.store import Store
 from grpo_server.types import PromptState
 
@@ -54,6 +56,34 @@ def test_a_stored_prompt_too_long_for_the_context_fails_without_ending_the_run(t
     reasons = app.store.failure_reasons()
     assert states["long"][0] is PromptState.FAILED, states
     assert f"no room for a completion in the context of {context}" in reasons["long"], reasons
+
+
+def test_a_stored_prompt_the_chat_template_now_rejects_fails_without_ending_the_run(toy_backend, start_trainer,
+                                                                                   tmp_path: Path) -> None:
+    template = tmp_path / "no-system.jinja"  # as many models' templates do: no system role
+    template.write_text("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                        "{% endif %}" + CHAT_TEMPLATE)
+    system = trainer_pb2.Prompt(id="system", answer="2", messages=[
+        reward_pb2.Message(role="system", content="Be brief."), reward_pb2.Message(role="user", content="1+1?")])
+    good = prompts(2, prefix="good")
+    store_dir = tmp_path / "store"
+    store = Store(store_dir)
+    try:  # queued by a trainer whose template took a system message
+        store.submit([prompt_from_proto(p, [("toy", 1.0)]) for p in [system, *good]], None, 100)
+    finally:
+        store.close()
+
+    _, backend = toy_backend("toy", 0.5)
+    app = start_trainer(store_dir, [("toy", backend.address)], model={"chat_template": str(template)},
+                        algorithm={"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+                        training={"max_prompt_attempts": 2})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    wait_for(lambda: client.step_status().run.prompts_failed == 1 or None, 300,
+             lambda: f"the prompt was not given up on: {client.step_status().run}")
+    assert app.failed is None and app.loop.alive
+    assert app.store.get_step(1).state.value == "completed"
+    reasons = app.store.failure_reasons()
+    assert "the model's chat template rejects the prompt's messages: System role not supported" in reasons["system"]
 
 
 def test_a_completion_length_that_fills_the_context_fails_the_start(tmp_path: Path) -> None:
