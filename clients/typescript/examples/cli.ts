@@ -100,7 +100,7 @@ export function clientOptions(values: ConnectionFlags): ClientOptions {
   }
   return {
     token: values.token,
-    tls: { rootCerts, certChain, privateKey },
+    tls: { rootCerts, certChain, privateKey, certChainFile: values.cert },
     channelOptions: serverName === undefined ? undefined : { 'grpc.ssl_target_name_override': serverName },
   };
 }

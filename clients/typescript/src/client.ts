@@ -27,6 +27,7 @@ import { GrpoError, toGrpoError } from './errors';
 import { PromptFile, loadPromptFile } from './prompts';
 import { trainerGrpcTypes } from './protos';
 import { SubmitOptions, SubmitResult, submitBatches } from './submit';
+import { CLOSED_BEFORE_SETTINGS, TlsCheckOptions, clientCertificateRefusal } from './tlscheck';
 
 /** TLS settings. Buffers hold PEM data. `rootCerts` unset = the system's roots; `privateKey` and
  * `certChain` together make it mTLS. */
@@ -34,6 +35,9 @@ export interface TlsOptions {
   rootCerts?: Buffer;
   privateKey?: Buffer;
   certChain?: Buffer;
+  /** The file `certChain` was read from, only to name it when the trainer refuses the certificate
+   * (GrpoError.clientCertificateRefused); unset, the message says "the client certificate given". */
+  certChainFile?: string;
 }
 
 export interface ClientOptions {
@@ -86,6 +90,8 @@ export class TrainerClient {
   private readonly timeoutMs: number;
   /** Aborted by close(): ends each followSteps loop, in a stream or waiting to reconnect. */
   private readonly closing = new AbortController();
+  /** Over TLS, what clientCertificateRefusal needs to look into a connection the trainer closed; else undefined. */
+  private readonly tlsCheck: TlsCheckOptions | undefined;
 
   /** `target` is "HOST:PORT" (or any grpc-js target such as "dns:///trainer:50051"). */
   constructor(target: string, options: ClientOptions = {}) {
@@ -100,6 +106,11 @@ export class TrainerClient {
         tls === true ? null : tls.certChain ?? null,
       )
       : grpc.credentials.createInsecure();
+    const serverName = options.channelOptions?.['grpc.ssl_target_name_override'];
+    this.tlsCheck = !tls ? undefined : {
+      ...(tls === true ? {} : { ca: tls.rootCerts, cert: tls.certChain, key: tls.privateKey, certFile: tls.certChainFile }),
+      serverName: typeof serverName === 'string' ? serverName : undefined,
+    };
     const Service = trainerGrpcTypes().grpo.trainer.v1.TrainerService;
     this.stub = new Service(target, credentials, {
       'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? 64 * 1024 * 1024,
@@ -133,9 +144,11 @@ export class TrainerClient {
    * and nothing is sent. A batch the trainer refuses rejects with SubmitError, naming the file line of each
    * bad field and the prompts already accepted. A batch refused with RESOURCE_EXHAUSTED (queue full) or
    * UNAVAILABLE is sent again after the server's retry delay (or 1 s, doubling up to 30 s), up to
-   * `maxAttempts` times (`onRetry(error, waitMs, attempt)` is called before each wait). A batch over the trainer's message size or prompts-per-request limit is sent again
-   * in smaller batches within the limit it names (each change a sentence in `resized`); only one prompt over
-   * the message limit by itself is an error (SubmitError.tooLarge). */
+   * `maxAttempts` times (`onRetry(error, waitMs, attempt)` is called before each wait), but not an UNAVAILABLE
+   * that is the trainer refusing the client certificate (GrpoError.clientCertificateRefused). A batch over the
+   * trainer's message size or prompts-per-request limit is sent again in smaller batches within the limit it
+   * names (each change a sentence in `resized`); only one prompt over the message limit by itself is an error
+   * (SubmitError.tooLarge). */
   async submitFile(file: string | PromptFile, options: SubmitOptions = {}): Promise<SubmitResult> {
     const loaded = typeof file === 'string' ? loadPromptFile(file) : file;
     return submitBatches((batch, rid) => this.submitPrompts(batch, rid), loaded.prompts, loaded.source, loaded.lines, options);
@@ -180,7 +193,7 @@ export class TrainerClient {
     } catch (err) {
       // Cancelling on purpose (abort, or the caller leaving the loop) is not an error.
       if ((err as grpc.ServiceError).code === grpc.status.CANCELLED && options.signal?.aborted) return;
-      throw toGrpoError('WatchSteps', err);
+      throw await this.callError('WatchSteps', err);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
       call.cancel();
@@ -193,7 +206,8 @@ export class TrainerClient {
    * answer, counted from the first failure since the trainer last answered; a stream it accepted is an
    * answer, even one that then stayed idle for hours). A trainer serving as many streams as it takes
    * (RESOURCE_EXHAUSTED with a retry delay) is asked again after that delay, without giving up. Other
-   * errors (UNAUTHENTICATED, ...) reject at once. It ends quietly when the loop breaks, `signal` aborts or the client is closed.
+   * errors (UNAUTHENTICATED, ...) reject at once, and so does an UNAVAILABLE that is the trainer refusing the
+   * client certificate (GrpoError.clientCertificateRefused). It ends quietly when the loop breaks, `signal` aborts or the client is closed.
    *
    * A restarted trainer resumes from its latest checkpoint and runs the steps after it again under the
    * same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So each new stream
@@ -241,7 +255,8 @@ export class TrainerClient {
             waitMs = Math.max(retryMs, err.retryDelayMs);
             reason = `the trainer has no room for another stream now (${err.details})`;
           } else {
-            if (!(err instanceof GrpoError) || err.code !== grpc.status.UNAVAILABLE) throw err;
+            // A refused client certificate is UNAVAILABLE too, but no reconnect mends it.
+            if (!(err instanceof GrpoError) || err.code !== grpc.status.UNAVAILABLE || err.clientCertificateRefused) throw err;
             const now = Date.now();
             downSince ??= now;
             if (now - downSince >= giveUpMs) throw err;
@@ -346,10 +361,26 @@ export class TrainerClient {
   private unary<Req, Res>(method: string, fn: Unary<Req, Res>, request: Req, timeoutMs = this.timeoutMs): Promise<Res> {
     return new Promise((resolve, reject) => {
       fn.call(this.stub, request, this.metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
-        if (err) reject(toGrpoError(method, err));
+        if (err) void this.callError(method, err).then(reject);
         else resolve(res as Res);
       });
     });
+  }
+
+  /** The GrpoError of a failed call (toGrpoError). Over TLS, an UNAVAILABLE connection that the trainer
+   * closed before its HTTP/2 settings (grpc-js: "Failed to connect") is looked into (src/tlscheck.ts):
+   * when it is the trainer refusing the client certificate, the error's details end with a sentence
+   * saying so and it is marked clientCertificateRefused, which no retry mends. Never rejects. */
+  private async callError(method: string, err: unknown): Promise<unknown> {
+    const error = toGrpoError(method, err);
+    if (error instanceof GrpoError && error.code === grpc.status.UNAVAILABLE && this.tlsCheck !== undefined
+      && CLOSED_BEFORE_SETTINGS.test(error.details)) {
+      const why = await clientCertificateRefusal(this.target, this.tlsCheck);
+      if (why !== undefined) {
+        return new GrpoError(method, error.code, `${error.details.trimEnd()} (${why})`, error.statusDetails, true);
+      }
+    }
+    return error;
   }
 }
 

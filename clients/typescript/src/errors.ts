@@ -50,9 +50,14 @@ export class GrpoError extends Error {
   readonly quotaSubjects: string[];
   /** The google.rpc.ErrorInfo detail, when the server sent one. */
   readonly errorInfo: ErrorInfo__Output | undefined;
+  /** An UNAVAILABLE that is the trainer refusing the client certificate (or wanting one where none was
+   * given), which no retry mends: `details` then ends with a parenthesised sentence saying so (src/tlscheck.ts),
+   * and submitFile and followSteps reject at once instead of trying again. */
+  readonly clientCertificateRefused: boolean;
   readonly method: string;
 
-  constructor(method: string, code: grpc.status, details: string, statusDetails: StatusDetail[]) {
+  constructor(method: string, code: grpc.status, details: string, statusDetails: StatusDetail[],
+    clientCertificateRefused = false) {
     const codeName = grpc.status[code] ?? `CODE_${code}`;
     const badRequest = findDetail<BadRequest__Output>(statusDetails, 'google.rpc.BadRequest');
     const violations = (badRequest?.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description }));
@@ -78,6 +83,7 @@ export class GrpoError extends Error {
     const quota = findDetail<QuotaFailure__Output>(statusDetails, 'google.rpc.QuotaFailure');
     this.quotaSubjects = (quota?.violations ?? []).map((v) => v.subject);
     this.errorInfo = findDetail<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo');
+    this.clientCertificateRefused = clientCertificateRefused;
   }
 
   /** The error as the Python client's TrainerError.to_dict gives it (what `grpo --json` prints under

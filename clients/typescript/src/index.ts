@@ -10,6 +10,8 @@ export {
 export type { PromptError, PromptFile } from './prompts';
 export { SubmitError, formatLocated } from './submit';
 export type { LocatedViolation, SubmitOptions, SubmitResult } from './submit';
+export { clientCertificateRefusal } from './tlscheck';
+export type { TlsCheckOptions } from './tlscheck';
 
 // The message types, under short names: inputs (what you send) and outputs (what comes back).
 export type { Prompt } from './generated/grpo/trainer/v1/Prompt';

@@ -15,7 +15,8 @@ export interface SubmitOptions {
   batchSize?: number;
   /** Names the batches "<requestId>-<index>"; unset derives each batch's id from its content. */
   requestId?: string;
-  /** Sends of one batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE (default 5). */
+  /** Sends of one batch refused with RESOURCE_EXHAUSTED (queue full) or UNAVAILABLE (default 5); an
+   * UNAVAILABLE that is a refused client certificate (GrpoError.clientCertificateRefused) is not sent again. */
   maxAttempts?: number;
   /** Called after each accepted batch with its number of prompts and the answer. */
   onBatch?: (prompts: number, response: SubmitPromptsResponse__Output) => void;
@@ -128,6 +129,10 @@ export class SubmitError extends Error implements Where {
 
   /** The refused batch, a single prompt, was bigger than the trainer's limits.max_message_bytes. */
   get tooLarge(): boolean { return tooLarge(this.cause); }
+
+  /** The batch was refused because the trainer did not accept the client certificate (or wanted one):
+   * GrpoError.clientCertificateRefused of the cause. */
+  get clientCertificateRefused(): boolean { return this.cause.clientCertificateRefused; }
 
   private span(first: number, last: number): string {
     const spell = (word: string, a: number, b: number) => (a === b ? `${word} ${a}` : `${word}s ${a}-${b}`);
@@ -406,7 +411,7 @@ async function sendWithRetry(send: SendBatch, batch: Prompt[], rid: string, maxA
       return await send(batch, rid);
     } catch (err) {
       const retryable = err instanceof GrpoError && (err.code === grpc.status.RESOURCE_EXHAUSTED
-        || err.code === grpc.status.UNAVAILABLE) && !tooLarge(err);
+        || err.code === grpc.status.UNAVAILABLE) && !tooLarge(err) && !err.clientCertificateRefused;
       if (!retryable || attempt >= maxAttempts) throw err;
       const waitMs = err.retryDelayMs ?? delayMs;
       onRetry?.(err, waitMs, attempt);

@@ -29,6 +29,7 @@ from conftest import (
     require_tools,
     run_interrupted,
     run_tool,
+    write_client_pki,
 )
 from follow_restart import run_restart_scenario
 
@@ -107,6 +108,56 @@ def test_examples_present_a_client_certificate_and_check_the_server_name(built_c
         ts = run_tool([*prompts, *flags, "--json"], cwd=TS, timeout=120, check=False)
         py = python_cli(m.target, *flags, "--timeout", "5", "--json", "prompts")
         assert assert_same_error(ts, py, 1, same_message=False)["code"] == "UNAVAILABLE", flags
+
+
+def test_examples_name_a_client_certificate_the_trainer_refuses(built_client: Path, mtls_trainer: MtlsTrainer,
+                                                                tmp_path: Path) -> None:
+    """A trainer (gRPC core, TLS 1.3) refuses a missing client certificate, or one of a CA it does not trust, by
+    closing the connection right after the handshake, and grpc-js said only "Failed to connect": the examples'
+    message now ends with what `grpo`'s ends with, saying what was refused, with `grpo --json`'s code, document
+    and exit status; submit.js --file and follow.js, which wait for a trainer that is down, stop at once."""
+    m = mtls_trainer
+    stranger = write_client_pki(tmp_path)  # a client certificate of a CA the trainer does not trust
+    base = ["--ca", str(m.pki.ca_cert), "--server-name", m.server_name]
+    closed = "(the trainer closed the connection right after the TLS 1.3 handshake: {})"
+    none_given = closed.format("it requires a client certificate and none was given")
+    examples = built_client / "examples"
+    for cert, explanation in (
+        ([], none_given),
+        (["--cert", str(stranger.client_cert), "--key", str(stranger.client_key)],
+         closed.format(f"it did not accept the client certificate {stranger.client_cert} (is it signed by a CA the "
+                       "trainer trusts for clients?)")),
+    ):
+        ts = run_tool(["node", str(examples / "prompts.js"), "--target", m.target, *base, *cert, "--json"], cwd=TS,
+                      timeout=60, check=False)
+        py = python_cli(m.target, *base, *cert, "--json", "prompts")
+        error = assert_same_error(ts, py, 1, same_message=False)
+        assert error["code"] == "UNAVAILABLE" and error["message"].endswith(explanation), error
+        assert "Failed to connect" in error["message"], error  # grpc-js' words for it, which the check is made for
+        assert json.loads(py.stdout)["error"]["message"].endswith(explanation), py.stdout
+    prompts = prompt_lines(tmp_path / "prompts.jsonl", ["c1"])
+    ts = run_tool(["node", str(examples / "submit.js"), "--target", m.target, *base, "--file", str(prompts), "--json"],
+                  cwd=TS, timeout=60, check=False)
+    error = assert_same_error(ts, python_cli(m.target, *base, "--json", "submit", str(prompts)), 1,
+                              same_message=False)
+    assert error["message"].endswith(none_given), error
+    assert "sending it again" not in ts.stderr, ts.stderr  # refused at once, not waited on as a trainer that is down
+    follow = run_tool(["node", str(examples / "follow.js"), "--target", m.target, *base, "--retry-ms", "100"], cwd=TS,
+                      timeout=60, check=False)
+    assert follow.returncode == 1, (follow.returncode, follow.stderr)
+    assert follow.stderr.startswith("UNAVAILABLE: ") and follow.stderr.rstrip().endswith(none_given), follow.stderr
+    assert "reconnecting" not in follow.stderr, follow.stderr
+
+
+def test_client_certificate_refusal_check_against_node_tls_servers(built_client: Path) -> None:
+    """clientCertificateRefusal and TrainerClient against Node TLS servers that close after the handshake, send
+    an alert, answer or stay silent, a TLS 1.2 one, no TLS server and no server (test/tlscheck.test.ts)."""
+    require_tools("openssl", hint="apt-get install openssl")
+    proc = run_tool(["node", "--test", str(built_client / "test" / "tlscheck.test.js")], cwd=TS, timeout=120,
+                    check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^# pass 8$", proc.stdout, re.M), proc.stdout  # every test in tlscheck.test.ts
+    assert re.search(r"^# skipped 0$", proc.stdout, re.M), proc.stdout
 
 
 def test_examples_refuse_bad_tls_flags_as_the_python_cli_does(built_client: Path, tmp_path: Path) -> None:
