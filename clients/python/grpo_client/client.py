@@ -242,6 +242,9 @@ class SubmitError(TrainerError):
             return f"{refused} {before} {fix}; then {rerun}"
         if self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and self.retry_delay_seconds is not None:
             return f"{refused} {before} The trainer's queue stayed full through the retries: once it has room, {rerun}"
+        if self.client_certificate_refused:
+            return (f"{refused} {before} The trainer refused the client certificate: with one it accepts "
+                    f"(--cert, --key), {rerun}")
         if self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return f"{refused} {before} Once the trainer answers again, {rerun}"
         if self.field_violations and all("already queued" in v.description for v in self.field_violations):
@@ -436,7 +439,9 @@ def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: s
     return SubmitError(
         **{f.name: getattr(exc, f.name) for f in fields(TrainerError)},
         batch_index=index, batches=batches, batch_size=batch_size, batch_first=first, batch_prompts=in_batch,
-        accepted_ids=list(accepted), refused_batch_queued=False if exc.code in _NOT_STORED else None,
+        # a refused client certificate: the connection closed before any request was sent
+        accepted_ids=list(accepted),
+        refused_batch_queued=False if exc.code in _NOT_STORED or exc.client_certificate_refused else None,
         located=located, source=source, lines=lines, total_prompts=len(prompts),
         alone_too_large=[(i, prompts[i].id) for i in alone_too_large], resized=list(resized),
     )

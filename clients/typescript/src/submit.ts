@@ -182,6 +182,10 @@ export class SubmitError extends Error implements Where {
     if (this.code === grpc.status.RESOURCE_EXHAUSTED && this.retryDelayMs !== undefined) {
       return `${refused} ${before} The trainer's queue stayed full through the retries: once it has room, ${rerun}`;
     }
+    if (this.clientCertificateRefused) {
+      return `${refused} ${before} The trainer refused the client certificate: with one it accepts `
+        + `(--cert, --key), ${rerun}`;
+    }
     if (this.code === grpc.status.UNAVAILABLE || this.code === grpc.status.DEADLINE_EXCEEDED) {
       return `${refused} ${before} Once the trainer answers again, ${rerun}`;
     }
@@ -381,7 +385,9 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
       throw new SubmitError(err, {
         batchIndex: index, batches: index + 1 + plan.count(start + batch.length), batchSize, batchFirst: start,
         batchPrompts: batch.length, aloneTooLarge: over.map((i) => ({ index: i, id: prompts[i].id ?? '' })),
-        resized: [...resized], acceptedIds: [...accepted], refusedBatchQueued: NOT_STORED.has(err.code) ? false : undefined,
+        resized: [...resized], acceptedIds: [...accepted],
+        // a refused client certificate: the connection closed before any request was sent
+        refusedBatchQueued: NOT_STORED.has(err.code) || err.clientCertificateRefused ? false : undefined,
         located, source, lines, totalPrompts: prompts.length,
       });
     }

@@ -141,8 +141,14 @@ def test_a_refused_client_certificate_is_named_and_not_retried(mtls, tmp_path: P
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "p1", "messages": [{"role": "user", "content": "1+1?"}], "answer": "2"}\n')
     code, out, err = cli(capsys, *base, "submit", str(prompts))
-    assert code == 1 and "none was given" in json.loads(out)["error"]["message"], out
+    error = json.loads(out)["error"]
+    assert code == 1 and "none was given" in error["message"], out
     assert "retry" not in err, err  # refused at once, not waited on as a trainer that is down
+    assert error["submission"]["refused_batch_queued"] is False  # no request was sent: the connection closed first
+    assert error["submission"]["progress"] == (
+        "Batch 1 was not queued. Nothing was accepted before it. The trainer refused the client certificate: with "
+        "one it accepts (--cert, --key), run the same command again (same batch size and request id): the trainer "
+        "answers the batches it already accepted as duplicates, by their request ids, and queues nothing twice.")
     with TrainerClient(api.target, ca=pki.ca_cert, timeout=5) as client, pytest.raises(TrainerError) as raised:
         client.step_status()
     assert raised.value.client_certificate_refused and "none was given" in raised.value.message, raised.value
