@@ -759,7 +759,9 @@ class ServerLimits(_message.Message):
     max_prompts_per_request: _builtins.int
     """Prompts in one SubmitPrompts request."""
     max_prompt_tokens: _builtins.int
-    """Tokens of a prompt after the model's chat template is applied; 0 = no check."""
+    """Tokens of a prompt after the model's chat template is applied; 0 = no check. Whatever it says, a
+    prompt must also leave room for the trainer's completion length in the model's context.
+    """
     max_messages: _builtins.int
     """Chat messages in one prompt."""
     max_chat_message_bytes: _builtins.int

@@ -1154,7 +1154,8 @@ type ServerLimits struct {
 	MaxMessageBytes int64 `protobuf:"varint,1,opt,name=max_message_bytes,json=maxMessageBytes,proto3" json:"max_message_bytes,omitempty"`
 	// Prompts in one SubmitPrompts request.
 	MaxPromptsPerRequest int64 `protobuf:"varint,2,opt,name=max_prompts_per_request,json=maxPromptsPerRequest,proto3" json:"max_prompts_per_request,omitempty"`
-	// Tokens of a prompt after the model's chat template is applied; 0 = no check.
+	// Tokens of a prompt after the model's chat template is applied; 0 = no check. Whatever it says, a
+	// prompt must also leave room for the trainer's completion length in the model's context.
 	MaxPromptTokens int64 `protobuf:"varint,3,opt,name=max_prompt_tokens,json=maxPromptTokens,proto3" json:"max_prompt_tokens,omitempty"`
 	// Chat messages in one prompt.
 	MaxMessages int64 `protobuf:"varint,4,opt,name=max_messages,json=maxMessages,proto3" json:"max_messages,omitempty"`

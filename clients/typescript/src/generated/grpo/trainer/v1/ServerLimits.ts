@@ -17,7 +17,8 @@ export interface ServerLimits {
    */
   'maxPromptsPerRequest'?: (number | string | Long);
   /**
-   * Tokens of a prompt after the model's chat template is applied; 0 = no check.
+   * Tokens of a prompt after the model's chat template is applied; 0 = no check. Whatever it says, a
+   * prompt must also leave room for the trainer's completion length in the model's context.
    */
   'maxPromptTokens'?: (number | string | Long);
   /**
@@ -81,7 +82,8 @@ export interface ServerLimits__Output {
    */
   'maxPromptsPerRequest': (number);
   /**
-   * Tokens of a prompt after the model's chat template is applied; 0 = no check.
+   * Tokens of a prompt after the model's chat template is applied; 0 = no check. Whatever it says, a
+   * prompt must also leave room for the trainer's completion length in the model's context.
    */
   'maxPromptTokens': (number);
   /**
