@@ -45,6 +45,14 @@ from grpo_server.types import (
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH_SIZE = 64
+# The largest score or step score magnitude the trainer takes. Rewards are summed, normalised (means and
+# variances of squares) and held in float32: a finite double such as 1e300 overflows there to inf and
+# NaN advantages, a non-finite loss that ends the run, and again after every restart. No reward model's
+# scale comes near this bound; a result past it is masked as a backend bug, like a NaN.
+MAX_ABS_SCORE = 1e12
+# The proto's limit on ScoreResult.feedback (UTF-8 bytes). Longer feedback is cut to it: it goes into
+# SDPO's re-prompts, and megabytes there make a teacher sequence that exhausts memory.
+MAX_FEEDBACK_BYTES = 4096
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 _RPC_TO_STATUS = {
     grpc.StatusCode.UNAVAILABLE: RewardStatus.UNAVAILABLE,
@@ -114,29 +122,60 @@ def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool,
     advantage of a failure, so a policy could drift towards code that never finishes or exhausts memory.
     A non-finite score or step score masks the item as INTERNAL, and so do step scores that break the
     proto's rule for them (as many end offsets as step scores, non-decreasing, none negative, none past
-    the completion's `completion_length` code points): the trainer could not place such steps."""
+    the completion's `completion_length` code points): the trainer could not place such steps. So does a
+    score or step score beyond +-MAX_ABS_SCORE, which the trainer's arithmetic would overflow on.
+    Feedback longer than the proto's MAX_FEEDBACK_BYTES is cut to it (see `cut_feedback`)."""
     status = _ITEM_STATUS.get(result.status, RewardStatus.INTERNAL)
     scored = status is RewardStatus.OK or (
         has_code and status in (RewardStatus.TIMEOUT, RewardStatus.RESOURCE_EXHAUSTED))
+    feedback = cut_feedback(result.feedback)
     if not scored:
         message = result.status_message or f"backend returned {reward_pb2.ScoreStatus.Name(result.status)}"
-        return _failed(backend, status, message, result.feedback, item=True)
+        return _failed(backend, status, _cut(message), feedback, item=True)
     if not math.isfinite(result.score) or not all(math.isfinite(s) for s in result.step_scores):
-        return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", result.feedback, item=True)
+        return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", feedback, item=True)
+    range_error = _score_range_error(result)
+    if range_error:
+        return _failed(backend, RewardStatus.INTERNAL, range_error, feedback, item=True)
     steps_error = _step_list_error(result, completion_length)
     if steps_error:
-        return _failed(backend, RewardStatus.INTERNAL, steps_error, result.feedback, item=True)
+        return _failed(backend, RewardStatus.INTERNAL, _cut(steps_error), feedback, item=True)
     return BackendScore(
         backend=backend,
         weight=1.0,
         status=status,
         score=float(result.score),
-        feedback=result.feedback,
+        feedback=feedback,
         step_scores=tuple(result.step_scores),
         step_end_offsets=tuple(result.step_end_offsets),
         components=dict(result.components),
-        message=result.status_message,
+        message=_cut(result.status_message),
     )
+
+
+def cut_feedback(feedback: str) -> str:
+    """`feedback` cut to MAX_FEEDBACK_BYTES of UTF-8 (at a character boundary), with a note of how long it
+    was; unchanged when it fits."""
+    data = feedback.encode("utf-8")
+    if len(data) <= MAX_FEEDBACK_BYTES:
+        return feedback
+    kept = data[:MAX_FEEDBACK_BYTES].decode("utf-8", errors="ignore")
+    return f"{kept}\n[feedback cut by the trainer: the backend sent {len(data)} bytes, at most {MAX_FEEDBACK_BYTES} are kept]"
+
+
+def _cut(message: str, limit: int = 1000) -> str:
+    """A backend's status message, at most `limit` characters (it goes into logs and failure reasons)."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _score_range_error(result: reward_pb2.ScoreResult) -> str:
+    """Why `result`'s score or step scores are too large for the trainer to use, or ""."""
+    if abs(result.score) > MAX_ABS_SCORE:
+        return f"score {result.score!r} is outside -{MAX_ABS_SCORE:g}..{MAX_ABS_SCORE:g}"
+    for k, s in enumerate(result.step_scores):
+        if abs(s) > MAX_ABS_SCORE:
+            return f"step score {s!r} (step_scores[{k}]) is outside -{MAX_ABS_SCORE:g}..{MAX_ABS_SCORE:g}"
+    return ""
 
 
 def _step_list_error(result: reward_pb2.ScoreResult, completion_length: int) -> str:
@@ -265,10 +304,27 @@ class RewardRouter:
                         _failed("", RewardStatus.INVALID_INPUT, "the prompt names no reward backend"),
                     )
                 else:
-                    scores = tuple(replace(raw[(gi, ci, s.backend)], weight=s.weight) for s in specs)
+                    scores = tuple(self._weighted(raw[(gi, ci, s.backend)], s.weight) for s in specs)
                 completions.append(ScoredCompletion(completion, scores))
             out.append(ScoredGroup(group, tuple(completions)))
         return out
+
+    def _weighted(self, score: BackendScore, weight: float) -> BackendScore:
+        """`score` with the prompt's `weight`; masked (INVALID_INPUT, the prompt's fault) when weight x score
+        or weight x a step score is beyond +-MAX_ABS_SCORE: the API takes any finite weight, and one such
+        as 1e308 overflows the trainer's sums to inf (NaN advantages, a non-finite loss)."""
+        if score.score is None:
+            return replace(score, weight=weight)
+        for what, value in (("score", score.score), *(("step score", s) for s in score.step_scores)):
+            if abs(weight * value) > MAX_ABS_SCORE:
+                if self.observer is not None:
+                    self.observer.on_item_failure(score.backend, RewardStatus.INVALID_INPUT.value)
+                message = (f"the prompt's weight {weight:g} x {what} {value:g} is outside "
+                           f"-{MAX_ABS_SCORE:g}..{MAX_ABS_SCORE:g}")
+                log.warning("reward backend %r: masked: %s", score.backend, message)
+                return replace(_failed(score.backend, RewardStatus.INVALID_INPUT, message, score.feedback, item=True),
+                               weight=weight)
+        return replace(score, weight=weight)
 
     def circuit_states(self) -> dict[str, str]:
         """Breaker state per backend name that has been called: "closed", "open" or "half_open"."""
@@ -379,15 +435,26 @@ class RewardRouter:
             for r in results:
                 by_id.setdefault(r.id, r)
             out: dict[tuple[int, int, str], BackendScore] = {}
+            refused: list[str] = []  # results the backend called OK that the trainer cannot use
             for job in batch:
                 result = by_id.get(job.item.id)
                 if result is None:
                     score = _failed(name, RewardStatus.INTERNAL, f"no result for item id {job.item.id!r}")
                 else:
                     score = convert_result(name, result, job.has_code, len(job.item.completion))
+                    if score.score is None and result.status == reward_pb2.SCORE_STATUS_OK:
+                        refused.append(f"{job.item.id!r}: {score.message}")
                 if score.score is None and self.observer is not None:
                     self.observer.on_item_failure(name, score.status.value)
                 out[job.key] = score
+            if refused:
+                log.warning("reward backend %r: %d of %d results masked as unusable, the first %s", name,
+                            len(refused), len(batch), refused[0])
+            cut = [len(r.feedback.encode("utf-8")) for r in by_id.values()
+                   if len(r.feedback.encode("utf-8")) > MAX_FEEDBACK_BYTES]
+            if cut:
+                log.warning("reward backend %r sent feedback of %d bytes (the longest of %d over the limit) where "
+                            "the proto allows %d: cut to that", name, max(cut), len(cut), MAX_FEEDBACK_BYTES)
             return out
 
     def _observe(self, backend: str, seconds: float, code: str) -> None:

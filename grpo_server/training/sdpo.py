@@ -15,6 +15,7 @@ survive splitting and device moves unchanged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,13 +31,16 @@ from grpo_server.algorithm import (
 )
 from grpo_server.types import ScoredGroup, TrainBatch
 
+log = logging.getLogger(__name__)
+
 SDPO_LOSSES = ("sampled_reverse_kl", "logit_kl", "jsd")
 TEACHERS = ("live", "initial", "ema")
 
 NO_TEACHER_REASONS = ("only_self_succeeded", "reward_unavailable", "no_feedback_no_success", "masked")
 """Why a completion gets no teacher: choose_teacher_context's reasons (grpo_server.algorithm.sdpo_prompts),
 plus `masked`: it had feedback or a successful sibling but carries no loss (no completion tokens, or
-masked e.g. as truncated). Reported per step as sdpo/no_teacher_<reason>."""
+masked e.g. as truncated), or no teacher prompt could be built for it (its prompt has no user message, or
+the chat template rejects the re-prompt). Reported per step as sdpo/no_teacher_<reason>."""
 
 RowKey = tuple[int, ...]
 """A batch row's real tokens: prompt token ids followed by completion token ids."""
@@ -123,9 +127,19 @@ def teacher_rows(
             no_teacher["masked"] += 1
             continue
         sibling = completions[ctx.sibling].completion.text if ctx.sibling is not None else None
-        messages = build_teacher_messages(group.rollout.prompt.messages, ctx.feedback, sibling, settings.instruction)
+        try:
+            messages = build_teacher_messages(group.rollout.prompt.messages, ctx.feedback, sibling,
+                                              settings.instruction)
+            teacher_prompt = tuple(encode(messages))
+        except Exception as exc:  # noqa: BLE001 - no user message (ValueError), or the chat template's own error
+            # A stored prompt the API took (a system message alone) or feedback the template rejects must
+            # not end the step, and the run with it: this completion gets no teacher, the step goes on.
+            log.warning("prompt %r: no SDPO teacher for completion %d: %s", group.rollout.prompt.id,
+                        i % group_size, exc)
+            no_teacher["masked"] += 1
+            continue
         key = tuple(group.rollout.prompt_token_ids) + tuple(done.token_ids)
-        prompts[key] = tuple(encode(messages))
+        prompts[key] = teacher_prompt
         distilled += 1
         with_feedback += ctx.feedback is not None
         with_sibling += ctx.sibling is not None

@@ -146,6 +146,20 @@ def prompts(n: int, start: int = 0, prefix: str = "p") -> list[trainer_pb2.Promp
 # --------------------------------------------------------------------------------- the subprocess
 
 
+def queue_in_store(store_dir: Path, queued: Sequence[trainer_pb2.Prompt], backend: str,
+                   weights: dict[str, float] | None = None) -> None:
+    """Queue `queued` (scored by `backend`, with weight 1 or the one `weights` gives a prompt id) straight
+    into the store at `store_dir`, bypassing the API: as a trainer with another config (a larger context,
+    another chat template) would have taken them."""
+    from grpo_server.api.convert import prompt_from_proto
+
+    store = Store(store_dir)
+    try:
+        store.submit([prompt_from_proto(p, [(backend, (weights or {}).get(p.id, 1.0))]) for p in queued], None, 100)
+    finally:
+        store.close()
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on now (for a server that must keep its address)."""
     with socket.socket() as s:

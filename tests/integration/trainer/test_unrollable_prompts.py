@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from live_trainer import prompts, wait_for
+from live_trainer import prompts, queue_in_store, wait_for
 
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
-from grpo_server.api.convert import prompt_from_proto
 from grpo_server.chat import encode_prompt
 from grpo_server.models.tiny import CHAT_TEMPLATE, build_tokenizer, tiny_llama_config
-from grpo_server.store import Store
 from grpo_server.types import PromptState
 
 
@@ -30,11 +28,8 @@ def test_a_stored_prompt_too_long_for_the_context_fails_without_ending_the_run(t
     long = trainer_pb2.Prompt(id="long", messages=[reward_pb2.Message(role="user", content=text)], answer="6")
     good = prompts(2, prefix="good")
     store_dir = tmp_path / "store"
-    store = Store(store_dir)
-    try:  # queued as the API of a trainer with a larger context would have: long, good0, good1
-        store.submit([prompt_from_proto(p, [("toy", 1.0)]) for p in [long, *good]], None, 100)
-    finally:
-        store.close()
+    # queued as the API of a trainer with a larger context would have: long, good0, good1
+    queue_in_store(store_dir, [long, *good], "toy")
 
     _, backend = toy_backend("toy", 0.5)
     app = start_trainer(store_dir, [("toy", backend.address)],
@@ -67,11 +62,7 @@ def test_a_stored_prompt_the_chat_template_now_rejects_fails_without_ending_the_
         reward_pb2.Message(role="system", content="Be brief."), reward_pb2.Message(role="user", content="1+1?")])
     good = prompts(2, prefix="good")
     store_dir = tmp_path / "store"
-    store = Store(store_dir)
-    try:  # queued by a trainer whose template took a system message
-        store.submit([prompt_from_proto(p, [("toy", 1.0)]) for p in [system, *good]], None, 100)
-    finally:
-        store.close()
+    queue_in_store(store_dir, [system, *good], "toy")  # as a trainer whose template took a system message
 
     _, backend = toy_backend("toy", 0.5)
     app = start_trainer(store_dir, [("toy", backend.address)], model={"chat_template": str(template)},
