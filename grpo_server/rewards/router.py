@@ -183,6 +183,9 @@ def _step_list_error(result: reward_pb2.ScoreResult, completion_length: int) -> 
     scores, ends = result.step_scores, result.step_end_offsets
     if len(scores) != len(ends):
         return f"backend returned {len(scores)} step_scores but {len(ends)} step_end_offsets (they pair up)"
+    if len(scores) > completion_length + 1:  # placing them costs the trainer time per step and token
+        return (f"{len(scores)} step scores for a completion of {completion_length} code points: more steps "
+                "than it has characters")
     if any(e < 0 or e > completion_length for e in ends):
         return (f"step_end_offsets {list(ends)} leave the completion's 0..{completion_length} code points")
     if any(b < a for a, b in zip(ends, ends[1:], strict=False)):
