@@ -153,12 +153,11 @@ def rollout_context(cfg: Config, model: Any) -> int | None:
     return min(own, limit) if own is not None and limit is not None else own or limit
 
 
-def check_model_settings(cfg: Config, model: Any) -> None:
+def check_model_settings(cfg: Config, model: Any, context: int | None) -> None:
     """Settings whose limit is the model's: raise StartupError before any prompt is leased rather than
-    fail the first step. rollout.max_new_tokens must leave room for a prompt in the context
-    (`rollout_context`). `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits' width); the
+    fail the first step. rollout.max_new_tokens must leave room for a prompt in the `context`
+    (`rollout_context`'s). `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits' width); the
     config already refuses a top-k its SDPO loss would not use."""
-    context = rollout_context(cfg, model)
     if context is not None and cfg.rollout.max_new_tokens >= context:
         where = "rollout.vllm_max_model_len" if context == cfg.rollout.vllm_max_model_len else "the model's context"
         raise StartupError("rollout.max_new_tokens", f"{cfg.rollout.max_new_tokens} tokens of completion leave no "
@@ -418,8 +417,8 @@ class TrainerApp:
         m = cfg.model
         model_path, tokenizer, model = load_policy(cfg, self.store_dir)
         use_chat_template(tokenizer, self._chat_template, m.chat_template_kwargs, source=str(m.chat_template))
-        check_model_settings(cfg, model)
         context = rollout_context(cfg, model)
+        check_model_settings(cfg, model, context)
         self.prompt_room = PromptRoom(context, cfg.rollout.max_new_tokens) if context is not None else None
         self.tokenizer = tokenizer  # submissions are accepted (token-counted) while the rest loads
         ref_model = build_reference_model(model) if cfg.algorithm.beta > 0 else None

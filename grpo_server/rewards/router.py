@@ -156,6 +156,8 @@ def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool,
 def cut_feedback(feedback: str) -> str:
     """`feedback` cut to MAX_FEEDBACK_BYTES of UTF-8 (at a character boundary), with a note of how long it
     was; unchanged when it fits."""
+    if len(feedback) <= MAX_FEEDBACK_BYTES // 4:  # at most 4 bytes a character: fits without encoding it
+        return feedback
     data = feedback.encode("utf-8")
     if len(data) <= MAX_FEEDBACK_BYTES:
         return feedback
@@ -439,6 +441,7 @@ class RewardRouter:
                 by_id.setdefault(r.id, r)
             out: dict[tuple[int, int, str], BackendScore] = {}
             refused: list[str] = []  # results the backend called OK that the trainer cannot use
+            cut: list[int] = []  # the UTF-8 sizes of feedback cut to MAX_FEEDBACK_BYTES
             for job in batch:
                 result = by_id.get(job.item.id)
                 if result is None:
@@ -447,14 +450,14 @@ class RewardRouter:
                     score = convert_result(name, result, job.has_code, len(job.item.completion))
                     if score.score is None and result.status == reward_pb2.SCORE_STATUS_OK:
                         refused.append(f"{job.item.id!r}: {score.message}")
+                    if score.feedback != result.feedback:
+                        cut.append(len(result.feedback.encode("utf-8")))
                 if score.score is None and self.observer is not None:
                     self.observer.on_item_failure(name, score.status.value)
                 out[job.key] = score
             if refused:
                 log.warning("reward backend %r: %d of %d results masked as unusable, the first %s", name,
                             len(refused), len(batch), refused[0])
-            cut = [len(r.feedback.encode("utf-8")) for r in by_id.values()
-                   if len(r.feedback.encode("utf-8")) > MAX_FEEDBACK_BYTES]
             if cut:
                 log.warning("reward backend %r sent feedback of %d bytes (the longest of %d over the limit) where "
                             "the proto allows %d: cut to that", name, max(cut), len(cut), MAX_FEEDBACK_BYTES)

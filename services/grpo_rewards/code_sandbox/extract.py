@@ -280,10 +280,11 @@ def extract_code(completion: str, entry_point: str = "") -> str:
     if not blocks:
         if not completion.strip():
             return ""
-        bare = without_prose(completion.strip("\n"))
         blocks, html_only = tag_blocks(completion)
-        if not blocks or (html_only and len(bare) <= PROSE_CHECK_MAX_CHARS and _compiles(bare)):
-            return bare
+        if not blocks or html_only:  # bare code is parsed (in this process) only when it may be the answer
+            bare = without_prose(completion.strip("\n"))
+            if not blocks or (len(bare) <= PROSE_CHECK_MAX_CHARS and _compiles(bare)):
+                return bare
     # an empty block (a stray fence opening one) is no candidate
     tagged = [(quoted, body) for lang, body, quoted in blocks if _PYTHON.fullmatch(lang) and body.strip()]
     pool = tagged or [(quoted, body) for lang, body, quoted in blocks if not lang and body.strip()]
