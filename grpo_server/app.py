@@ -143,12 +143,17 @@ class StartupError(Exception):
         self.field, self.problem = field, problem
 
 
+def model_context(model: Any) -> int | None:
+    """The positions the model itself has (its config's max_position_embeddings or n_positions), or None."""
+    return next((v for v in (getattr(model.config, k, None) for k in ("max_position_embeddings", "n_positions"))
+                 if isinstance(v, int) and v > 0), None)
+
+
 def rollout_context(cfg: Config, model: Any) -> int | None:
-    """Tokens of context a rollout has, prompt and completion together: the model's (its config's
-    max_position_embeddings or n_positions), or rollout.vllm_max_model_len when that is smaller and vLLM
-    may run (engine vllm or auto); None when neither says."""
-    own = next((v for v in (getattr(model.config, k, None) for k in ("max_position_embeddings", "n_positions"))
-                if isinstance(v, int) and v > 0), None)
+    """Tokens of context a rollout has, prompt and completion together: the model's (`model_context`), or
+    rollout.vllm_max_model_len when that is smaller and vLLM may run (engine vllm or auto); None when
+    neither says."""
+    own = model_context(model)
     limit = cfg.rollout.vllm_max_model_len if cfg.rollout.engine != "hf" else None
     return min(own, limit) if own is not None and limit is not None else own or limit
 
@@ -487,6 +492,7 @@ class TrainerApp:
             process_supervision=a.process_supervision,
             chat_template_kwargs=m.chat_template_kwargs,
             context_tokens=context,
+            model_context_tokens=model_context(model),
         )
         router = RewardRouter(
             self.registry, observer=self.metrics, max_retries=cfg.rewards.max_retries,

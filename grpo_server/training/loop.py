@@ -78,6 +78,8 @@ class StepSettings:
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
     # tokens of context a rollout has (prompt and completion); a prompt that fills it is not rolled out
     context_tokens: int | None = None
+    # positions the model itself has (bounds SDPO teacher sequences, which the rollout engine never sees)
+    model_context_tokens: int | None = None
 
 
 def _weighted_steps(sc: ScoredCompletion) -> list[tuple[int, float]]:
@@ -470,7 +472,8 @@ class StepRunner:
             flat_rewards = [None if not ok else float(r) for r, ok in zip(rewards.tolist(), valid.tolist(), strict=True)]
             keep = (full.completion_mask.sum(dim=1) > 0).tolist()
             rows, sdpo_metrics = teacher_rows(
-                scored, flat_rewards, sdpo, self.s.group_size, self.encode_messages, keep=keep
+                scored, flat_rewards, sdpo, self.s.group_size, self.encode_messages, keep=keep,
+                context=self.s.model_context_tokens,
             )
             extra_metrics.update(sdpo_metrics)
             self.last_teacher_rows = rows  # for inspection (tests, debugging); replaced every step

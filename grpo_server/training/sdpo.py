@@ -36,11 +36,13 @@ log = logging.getLogger(__name__)
 SDPO_LOSSES = ("sampled_reverse_kl", "logit_kl", "jsd")
 TEACHERS = ("live", "initial", "ema")
 
-NO_TEACHER_REASONS = ("only_self_succeeded", "reward_unavailable", "no_feedback_no_success", "masked")
+NO_TEACHER_REASONS = ("only_self_succeeded", "reward_unavailable", "no_feedback_no_success", "masked", "too_long")
 """Why a completion gets no teacher: choose_teacher_context's reasons (grpo_server.algorithm.sdpo_prompts),
 plus `masked`: it had feedback or a successful sibling but carries no loss (no completion tokens, or
 masked e.g. as truncated), or no teacher prompt could be built for it (its prompt has no user message, or
-the chat template rejects the re-prompt). Reported per step as sdpo/no_teacher_<reason>."""
+the chat template rejects the re-prompt); and `too_long`: its re-prompt (the prompt, up to 4 KiB of
+feedback per backend, a sibling's whole completion) followed by its own completion is longer than the
+model's context. Reported per step as sdpo/no_teacher_<reason>."""
 
 RowKey = tuple[int, ...]
 """A batch row's real tokens: prompt token ids followed by completion token ids."""
@@ -90,6 +92,7 @@ def teacher_rows(
     encode: Callable[[list[dict[str, str]]], list[int]],
     *,
     keep: Sequence[bool] | None = None,
+    context: int | None = None,
 ) -> tuple[TeacherRows, dict[str, float]]:
     """Decide which completions get a teacher and build their re-prompts.
 
@@ -99,6 +102,9 @@ def teacher_rows(
         settings: SDPO knobs (success threshold, feedback/sibling switches, instruction).
         encode: chat messages -> prompt token ids ready for the assistant's turn (the chat template).
         keep: [N] completions that can carry a loss at all (e.g. not masked as truncated); default all.
+        context: the model's context in tokens (None: unknown, no bound). A teacher sequence longer than
+            it gets no teacher (`too_long`): a model with learned position embeddings fails on it (an
+            index error that ended the step), a rotary one scores it at positions it was never trained on.
     Returns:
         (TeacherRows, metrics): sdpo/distilled_fraction, sdpo/with_feedback, sdpo/with_sibling and
         sdpo/no_teacher_<reason> for each of NO_TEACHER_REASONS (fractions of the step's N completions;
@@ -137,6 +143,12 @@ def teacher_rows(
             log.warning("prompt %r: no SDPO teacher for completion %d: %s", group.rollout.prompt.id,
                         i % group_size, exc)
             no_teacher["masked"] += 1
+            continue
+        if context is not None and len(teacher_prompt) + len(done.token_ids) > context:
+            log.warning("prompt %r: no SDPO teacher for completion %d: its re-prompt (%d tokens) and completion "
+                        "(%d) exceed the model's context of %d tokens", group.rollout.prompt.id, i % group_size,
+                        len(teacher_prompt), len(done.token_ids), context)
+            no_teacher["too_long"] += 1
             continue
         key = tuple(group.rollout.prompt_token_ids) + tuple(done.token_ids)
         prompts[key] = teacher_prompt

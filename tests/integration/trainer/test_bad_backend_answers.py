@@ -155,3 +155,39 @@ def test_a_huge_reward_weight_does_not_end_a_process_supervised_run(start_traine
                            algorithm={"process_supervision": True})
     reason = app.store.failure_reasons()["poison"]
     assert "backend 'poison': INVALID_INPUT: the prompt's weight 1e+308 x score 1 is outside" in reason, reason
+
+
+def test_sdpo_feedback_too_long_for_the_context_gives_no_teacher(start_trainer, tmp_path: Path) -> None:
+    """Feedback of 4 KiB (the proto's limit) makes a re-prompt longer than the tiny model's 512 positions.
+    The trainer bounds teacher sequences by the model's own context: those rows get no teacher, counted in
+    sdpo/no_teacher_too_long, and the other prompt's rows are distilled."""
+    poison = trainer_pb2.Prompt(id="poison", answer="1", messages=[
+        reward_pb2.Message(role="user", content="POISON: write the number one.")])
+
+    def short(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+        return reward_pb2.ScoreResult(id=item.id, score=0.0, status=reward_pb2.SCORE_STATUS_OK,
+                                      feedback="wrong: expected 1")
+
+    def long(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+        return reward_pb2.ScoreResult(id=item.id, score=0.0, status=reward_pb2.SCORE_STATUS_OK,
+                                      feedback=" ".join(f"w{k}" for k in range(1300))[:4096])
+
+    store_dir = tmp_path / "store"
+    queue_in_store(store_dir, [poison, *prompts(2, prefix="good")], "poison")
+    backend = serve(PoisonScorer("poison", short, long))
+    app = start_trainer(store_dir, [("poison", backend.address)],
+                        algorithm={"prompts_per_step": 2, "group_size": 2, "name": "sdpo",
+                                   "beta": 0.0, "sdpo_teacher": "live"},
+                        rewards={"default": [{"backend": "poison"}]})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    try:
+        report = next(r for r in client.iter_steps(timeout=300) if r.state != trainer_pb2.STEP_STATE_RUNNING)
+        assert report.state == trainer_pb2.STEP_STATE_COMPLETED, report
+        assert set(report.prompt_ids) == {"poison", "good0"}, report
+        metrics = dict(report.metrics.extra)
+        assert metrics["sdpo/no_teacher_too_long"] == 0.5, metrics  # poison's 2 of the step's 4 completions
+        assert metrics["sdpo/distilled_fraction"] == 0.5, metrics
+        lengths = [len(p) for p in app.loop.runner.last_teacher_rows.prompts.values()]
+        assert lengths and max(lengths) < 512, lengths
+    finally:
+        backend.stop(1)

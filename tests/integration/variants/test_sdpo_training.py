@@ -94,8 +94,9 @@ def test_no_teacher_reasons_are_reported_as_fractions_of_the_step(tiny) -> None:
     assert metrics["sdpo/no_teacher_only_self_succeeded"] == 1 / 8
     assert metrics["sdpo/no_teacher_reward_unavailable"] == 1 / 8
     assert metrics["sdpo/no_teacher_no_feedback_no_success"] == 3 / 8
+    assert metrics["sdpo/no_teacher_too_long"] == 0.0  # no context given: unbounded
     reasons = [v for k, v in metrics.items() if k.startswith("sdpo/no_teacher_")]
-    assert len(reasons) == 4 and metrics["sdpo/distilled_fraction"] + sum(reasons) == pytest.approx(1.0)
+    assert len(reasons) == 5 and metrics["sdpo/distilled_fraction"] + sum(reasons) == pytest.approx(1.0)
     assert metrics["sdpo/distilled_tokens"] == len(group_a.completions[3].completion.token_ids)
 
 
@@ -104,7 +105,8 @@ def test_an_empty_step_reports_zero_fractions(tiny) -> None:
     _, metrics = teacher_rows([], [], SdpoSettings(), 4, functools.partial(encode, tok))
     assert all(v == 0.0 for v in metrics.values())
     assert {"sdpo/no_teacher_only_self_succeeded", "sdpo/no_teacher_reward_unavailable",
-            "sdpo/no_teacher_no_feedback_no_success", "sdpo/no_teacher_masked"} <= set(metrics)
+            "sdpo/no_teacher_no_feedback_no_success", "sdpo/no_teacher_masked",
+            "sdpo/no_teacher_too_long"} <= set(metrics)
 
 
 def _logp_of(model: Any, prompt: list[int], completion: list[int]) -> torch.Tensor:
