@@ -5,41 +5,57 @@ Order of preference (the first rule that finds something wins):
    with it ("\\boxed{5} or \\boxed{6}", "x = \\boxed{2}, y = \\boxed{3}") or offered as an alternative
    ("\\boxed{5}. Alternatively, it could be \\boxed{6}") are part of the answer, which is then the list
    "5, 6": a hedge equals a gold answer only when the gold lists the same values;
-2. the last "the (final) answer is X"; when X starts with "not" ("the answer is not 5, it is 6"), the
+2. the last "the (final) answer is X" (or "the answers are X" when X starts with a value: "2 and 3",
+   "x = 2 and x = 3"); when X starts with "not" ("the answer is not 5, it is 6"), the
    answer is what rules 3 and 4 find after the negated value, or none;
 3. the last "Answer: X" / "Final answer: X" (Markdown bold allowed), or a GSM8K-style line "#### X" whose
    X holds no words;
-4. whichever ends last in the text: the last LaTeX math span (`$...$`, `\\(...\\)`, `\\[...\\]`), the last
-   tuple or interval of numbers (`(2, 3)`, `[1, 3)`), or the last number (`-1,234.5`, `3/4`, `12%`) that
-   is not a list marker ("2. Check the sum"); a number after `≈` / `\\approx` gives way to the value
-   it approximates ("1/3 ≈ 0.333" is 1/3). With `number_words`, a number word ends the text too when it
-   is the last thing before at most four plain words ("so she has ten apples left.").
+4. whichever ends last in the text: the last LaTeX math span (`$...$`, `\\(...\\)`, `\\[...\\]`), with
+   the spans just before it that only list it ("$x = -1$ or $x = 4$", "$2$, $3$ and $5$": the list
+   "x = -1, x = 4"; spans that set different variables are not listed), the last tuple or interval of
+   numbers (`(2, 3)`, `[1, 3)`), or the last number (`-1,234.5`, `−5`, `3/4`, `12%`, `3:2`, `3:45`, `12 500`,
+   `2 1/2`, `2 and 1/2`, `2 ½`; see `_NUMBER_CORE`) that is not a list marker ("2. Check the sum") or the
+   exponent of a unit ("cm^2"); a number after `≈` / `\\approx` gives way to the value it approximates
+   ("1/3 ≈ 0.333" is 1/3), and "12 dollars and 50 cents" is 12.50. With `number_words`, a number word
+   ends the text too when it is the last thing before at most four plain words ("so she has ten apples
+   left.").
 
 In rules 2 and 3, X is a leading math span, or else the rest of the line up to the end of the answer
 phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not", ", and
 she"...; see `_CLAUSE_BREAK`) outside braces and math spans, with Markdown emphasis and a full stop
 stripped. A dollar of money is not a math delimiter (see `_MATH_SPAN`).
 
-In rules 1 to 3, a number followed only by plain words ("10 cookies", "$12 dollars per hour") is that
-number: math-verify reads `10 cookies` as the product 10*c*o*o*k*i*e*s (see `_drop_unit_words`). With
-`number_words` (the scorer sets it when the gold answer is a plain number), an answer that is an English
-number phrase, with or without such words, is its digits: "ten" -> "10", "twenty-five dollars" -> "25",
-"one half" -> "1/2" (see `number_words`). A short plain sentence that ends in such a number states it:
-"The farmer has 15 cows" -> "15" (see `_number_ending_sentence`).
+In rules 1 to 3, a number followed only by plain words ("10 cookies", "$12 dollars per hour", "60 km/h",
+"36 cm^2") is that number: math-verify reads `10 cookies` as the product 10*c*o*o*k*i*e*s (see
+`_drop_unit_words`); a percentage followed by words ("50% of the total", "50 percent of the total") is the
+percentage, but "50% of 80" stays as written. One value stated in digits and in words ("3 or three", "three
+(3)", "3 (three) apples") is its digits; two values ("3 or four") stay a hedge (see `_restated_number`).
+"negative 3" is -3, "1.2 x 10^3" is read with `\\times`, and a mixed number or grouped thousands as a whole
+answer are written as math-verify reads them: "2 1/2" -> "2\\frac{1}{2}", "1 000" and "1\\,000" -> "1000"
+(see `_written_number`). With `number_words` (the scorer sets it when the gold answer is a plain number),
+an answer that is an English number phrase, with or without such words, is its digits: "ten" -> "10",
+"twenty-five dollars" -> "25", "one half" -> "1/2", "\\text{seven}" -> "7" (see `number_words`). A short
+plain sentence that ends in such a number states it: "The farmer has 15 cows" -> "15" (see
+`_number_ending_sentence`).
 
 All patterns are linear-time (no nested quantifiers, or bounded input: the text between two boxes is
-looked at only up to 200 characters) so a 64 KiB completion cannot stall the server.
+looked at only up to 200 characters, the fallback only at the last 4000, and at most 8 listed math spans)
+so a 64 KiB completion cannot stall the server.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .number_words import NUMBER_PHRASE, WORDS, find_number_phrases, phrase_value
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+# "the answers are" only before a value ("2 and 3", "$x = 2$", "x = 2 or x = 3"), not in "both answers are
+# correct".
+_ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is|s\s+are(?=\s*:?\s*(?:[-−$\\(\[\d*]|[A-Za-z]\s*=)))"
+                        r"\s*:?\s*", re.IGNORECASE)
 _ANSWER_LABEL = re.compile(r"(?:^|\n)[ \t]*[*_#>\- ]*(?:final\s+)?answer\s*[*_]*\s*:\s*[*_]*[ \t]*", re.IGNORECASE)
 # GSM8K's answer line. A Markdown heading is written the same way ("#### Step 2: Check"), so the answer
 # after it counts only when it holds no word (LaTeX commands such as `\frac` are not words).
@@ -62,10 +78,9 @@ _MATH_SPAN = re.compile(r"(?<!\\)\$\$((?:\\.|[^$\\]){1,1000})\$\$"
 MAX_BOXED_CHARS = 4000
 MAX_BOXED_TRIED = 16
 FALLBACK_TAIL_CHARS = 4000
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?\s*%?")
 # A tuple or an interval of two or more numbers in the fallback: "(2, 3)", "[1, 3)", "(-1/2, 4.5, 0)",
 # "(0, ∞)". "(1,000)" is a number with a thousands separator, not a tuple (see `_fallback`).
-_TUPLE_ITEM = r"-?(?:\d+(?:\.\d+)?(?:/\d+)?|∞|\\infty)"
+_TUPLE_ITEM = r"[-−]?(?:\d+(?:\.\d+)?(?:/\d+)?|∞|\\infty)"
 _TUPLE = re.compile(r"[(\[][ \t]*" + _TUPLE_ITEM + r"(?:[ \t]*,[ \t]*" + _TUPLE_ITEM + r"){1,9}[ \t]*[)\]]")
 _THOUSANDS = re.compile(r"[(\[]-?\d{1,3}(?:,\d{3})+[)\]]")
 # A numbered step or list item at the start of a line ("2. Check", "**Step 3:** Add", "#### 4) Sum"): its
@@ -99,11 +114,27 @@ _VULGAR = {"½": (1, 2), "⅓": (1, 3), "⅔": (2, 3), "¼": (1, 4), "¾": (3, 4
            "⅗": (3, 5), "⅘": (4, 5), "⅙": (1, 6), "⅚": (5, 6), "⅐": (1, 7), "⅛": (1, 8), "⅜": (3, 8),
            "⅝": (5, 8), "⅞": (7, 8), "⅑": (1, 9), "⅒": (1, 10)}
 _VULGAR_CHAR = re.compile("[" + "".join(_VULGAR) + "]")
-# A number (optionally after a currency sign) followed by one to four plain words and nothing else
-# ("2½ cups" too).
+# Thousands grouped by a space, a no-break or thin space, or LaTeX's `\,` ("12 500", "1\,000"): a group of
+# three digits that no digit or fraction slash follows.
+_SPACE_SEPARATOR = r"(?:\\,|[ \u00a0\u2009\u202f])"
+# One number as written in prose: a minus sign (`-` or Unicode's `−`), then a mixed number ("2 1/2", "2 and
+# 1/2", "2 ½", "2½"), or an integer (thousands grouped by commas or spaces) with decimals, a ratio or clock
+# time ("3:2", "3:45") and a fraction ("3/4"). The mixed number is tried first, so "2 1/2" is not "2".
+_NUMBER_CORE = (r"[-−]?(?:\d+[ \t]+(?:and[ \t]+)?\d{1,9}[ \t]*/[ \t]*\d{1,9}(?!\d|\.\d)"
+                r"|(?:\d+[ \t]?)?" + _VULGAR_CHAR.pattern +
+                r"|(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?:" + _SPACE_SEPARATOR + r"\d{3})+(?![\d/])|\d+)(?:\.\d+)?"
+                r"(?::\d+){0,2}(?:[ \t]*/[ \t]*\d+)?)")
+_NUMBER = re.compile(_NUMBER_CORE + r"(?:[ \t]*\\?%)?")
+# A number (optionally after a currency sign, optionally a percentage) followed by one to four plain words
+# and nothing else ("2½ cups", "50% of the total", "60 km/h", "36 cm^2" too).
+_UNIT_WORD = r"[A-Za-z]{2,}(?:/[A-Za-z]{1,4})?(?:\^\{?[23]\}?|[²³])?"
 _NUMBER_THEN_WORDS = re.compile(
-    r"(?:\\?\$)?[ \t]*(-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?"
-    + _VULGAR_CHAR.pattern + "?|" + _VULGAR_CHAR.pattern + r"))[ \t]+([A-Za-z]{2,}(?:[ \t-]+[A-Za-z]{2,}){0,3})")
+    r"(?:\\?\$)?[ \t]*(" + _NUMBER_CORE + r"(?:[ \t]*\\?%)?)[ \t]+(" + _UNIT_WORD + r"(?:[ \t-]+" + _UNIT_WORD
+    + r"){0,3})")
+# A mixed number, to be written as math-verify reads one ("2\frac{1}{2}" is 5/2; "2 1/2" is not).
+_MIXED = re.compile(r"([-−]?\d+)(?:[ \t]+(?:and[ \t]+)?(\d{1,9})[ \t]*/[ \t]*(\d{1,9})|[ \t]?(" + _VULGAR_CHAR.pattern
+                    + r"))")
+_SPACED_GROUP = re.compile(r"(?<=\d)" + _SPACE_SEPARATOR + r"(?=\d{3}(?!\d))")
 # Words after a number that are math or change its value, not a unit: "3 pi", "10 percent" (math-verify
 # reads it as 0.1 as well), "5 squared", "3 or more", "2 to the power".
 _NOT_UNIT_WORDS = frozenset({"pi", "percent", "sqrt", "root", "roots", "squared", "cubed", "factorial", "or",
@@ -230,13 +261,77 @@ def _clean_tail(fragment: str) -> str:
     return answer[:aside.start()].rstrip() if aside and aside.start() > 0 else answer
 
 
+# "12 dollars and 50 cents" as a whole answer is 12.50 (`_fallback` reads it the same at the end of a text).
+_DOLLARS_AND_CENTS = re.compile(r"\\?\$?[ \t]*(\d{1,15})[ \t]+dollars?,?[ \t]+and[ \t]+(\d{1,2})[ \t]+cents?",
+                                re.IGNORECASE)
+
+
 def _drop_unit_words(text: str) -> str:
-    """`"10 cookies"` -> `"10"`, `"$12 dollars per hour"` -> `"12"`, `"3/4 cup"` -> `"3/4"`; anything else
-    (`"3 pi"`, `"10 percent"`, `"3 or 4"`, `"x = 2"`, `"5 \\text{ cm}"`) unchanged."""
+    """`"10 cookies"` -> `"10"`, `"$12 dollars per hour"` -> `"12"`, `"3/4 cup"` -> `"3/4"`, `"50% of the
+    total"` and `"50 percent of the total"` -> `"50%"`, `"10 dollars and 5 cents"` -> `"10.05"`; anything else
+    (`"3 pi"`, `"10 percent"`, `"3 or 4"`, `"x = 2"`, `"5 \\text{ cm}"`, `"50% of 80"`) unchanged."""
+    money = _DOLLARS_AND_CENTS.fullmatch(text)
+    if money:
+        return f"{money.group(1)}.{int(money.group(2)):02d}"
     m = _NUMBER_THEN_WORDS.fullmatch(text)
-    if m is None or any(w.lower() in _NOT_UNIT_WORDS for w in re.split(r"[ \t-]+", m.group(2))):
+    if m is None:
         return text
-    return m.group(1)
+    number, words = m.group(1), re.split(r"[ \t-]+", m.group(2))
+    if words[0].lower() == "percent" and len(words) > 1 and not number.endswith("%"):
+        number, words = number + "%", words[1:]  # "50 percent of the total"; "10 percent" alone stays
+    if any(w.lower() in _NOT_UNIT_WORDS for w in words):
+        return text
+    return number
+
+
+def _written_number(number: str, *, improper_as_fraction: bool = False) -> str:
+    """One number (see `_NUMBER_CORE`) as math-verify reads it: a mixed number `"2 1/2"`, `"2 and 1/2"` or
+    `"2 ½"` -> `"2\\frac{1}{2}"` / `"2½"` (math-verify reads `"2 1/2"` as neither 5/2 nor 1), grouped
+    thousands `"12 500"`, `"1\\,000"` -> `"12500"`, `"1000"`. A whole number before an improper fraction
+    ("3 4/2") is no mixed number: it stays, or with `improper_as_fraction` only the fraction is kept."""
+    m = _MIXED.fullmatch(number)
+    if m:
+        whole, numerator, denominator, vulgar = m.groups()
+        if vulgar:
+            return whole + vulgar
+        if int(numerator) < int(denominator):
+            return f"{whole}\\frac{{{numerator}}}{{{denominator}}}"
+        return number[m.start(2):] if improper_as_fraction else number
+    return _SPACED_GROUP.sub("", number)
+
+
+# An answer that states one number twice, in digits and in words: "3 or three", "three (3)", "3 (three)
+# apples", "three apples (3 apples)". Group pairs: the two values and the unit words around them.
+_DIGITS_VALUE = r"[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?"
+_STATED = rf"(?:\\?\$)?[ \t]*({_DIGITS_VALUE}|{NUMBER_PHRASE})((?:[ \t]+[A-Za-z]{{2,}}){{0,4}})"
+_RESTATED = re.compile(rf"{_STATED}(?:,?[ \t]+or[ \t]+{_STATED}|[ \t]*\([ \t]*{_STATED}[ \t]*\)((?:[ \t]+[A-Za-z]{{2,}}){{0,4}}))",
+                       re.IGNORECASE)
+
+
+def _stated_value(text: str) -> Fraction | None:
+    """The value of a number in digits or words ("3", "1,000", "three", "one half"), or None."""
+    digits = text.replace(",", "").replace("−", "-") if text[-1].isdigit() else phrase_value(text)
+    try:
+        return Fraction(digits) if digits is not None else None
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _restated_number(text: str) -> str | None:
+    """The digits of an answer that states one value in digits and in words (`"3 or three"`, `"three (3)"`,
+    `"3 (three) apples"`), or None: two different values (`"3 or four"`, `"3 or 4"`) are a hedge, kept as
+    written."""
+    m = _RESTATED.fullmatch(text)
+    if m is None:
+        return None
+    first, second = m.group(1), m.group(3) or m.group(5)
+    units = " ".join(g for g in m.groups()[1::2] if g) + " " + (m.group(7) or "")
+    if not _plain_words(units, _NOT_UNIT_WORDS | WORDS | {"and"}):
+        return None
+    value = _stated_value(first)
+    if value is None or value != _stated_value(second):
+        return None
+    return first if first[-1].isdigit() else second if second[-1].isdigit() else str(value)
 
 
 # Unicode math that math-verify does not read (it reads π, ×, ÷ and the minus sign −).
@@ -319,7 +414,7 @@ def _number_words_to_digits(text: str) -> str:
 
 
 # A plain number as an answer, with a currency sign: the number itself is group 1.
-_PLAIN_NUMBER = re.compile(r"(?:\\?\$)?[ \t]*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[ \t]*/[ \t]*\d+)?%?)")
+_PLAIN_NUMBER = re.compile(r"(?:\\?\$)?[ \t]*(" + _NUMBER_CORE + r"(?:[ \t]*\\?%)?)")
 # A word of a short sentence before its number ("The farmer has 15 cows"), and the words that make such a
 # sentence something else than a statement of the answer: a bound ("at least 15"), a negation ("not 15",
 # "impossible to have 15"), a hedge ("maybe 15"), or a label ("Step 3 adds 15").
@@ -354,15 +449,31 @@ def _number_ending_sentence(text: str, number_words: bool) -> str | None:
     return None
 
 
+# "negative 3" is -3; "1.2 x 10^3" is 1.2 \times 10^3 (math-verify reads the letter x as a variable).
+_NEGATIVE_DIGITS = re.compile(r"negative[ \t]+(?=\d)", re.IGNORECASE)
+_TIMES_TEN = re.compile(r"(?<=\d)[ \t]*[xX][ \t]*(?=10[ \t]*\^)")
+# A whole answer in `\text{...}`: "\boxed{\text{seven}}".
+_TEXT_WRAPPED = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]{1,100})\}")
+
+
 def _finish(answer: str, number_words: bool) -> str:
-    """The answer text of rules 1 to 3: unit words dropped, number words as digits when asked for, and the
-    number of a short sentence that states it ("The farmer has 15 cows")."""
-    answer = _drop_unit_words(answer)
+    """The answer text of rules 1 to 3: one value stated in digits and words as its digits ("3 or three"),
+    unit words dropped, number words as digits when asked for, the number of a short sentence that states
+    it ("The farmer has 15 cows"), and a mixed number or grouped thousands as math-verify reads them."""
+    answer = _TIMES_TEN.sub(r" \\times ", answer)
+    negative = _NEGATIVE_DIGITS.match(answer)
+    if negative:
+        answer = "-" + answer[negative.end():]
+    answer = _restated_number(answer) or _drop_unit_words(answer)
     if number_words:
-        answer = _number_words_to_digits(answer)
+        wrapped = _TEXT_WRAPPED.fullmatch(answer)
+        inner = wrapped.group(1).strip() if wrapped else answer
+        digits = _number_words_to_digits(inner)
+        answer = digits if digits != inner else answer
     if answer[:1].isalpha():
-        return _number_ending_sentence(answer, number_words) or answer
-    return answer
+        answer = _number_ending_sentence(answer, number_words) or answer
+    plain = _PLAIN_NUMBER.fullmatch(answer)
+    return _written_number(plain.group(1)) if plain and _written_number(plain.group(1)) != plain.group(1) else answer
 
 
 def _final_number_word(tail: str) -> str | None:
@@ -399,6 +510,38 @@ def _exact_before_approximation(before: str) -> Extraction | None:
     return Extraction(value, "number")
 
 
+# Between math spans that list the answers at the end of a text: "$x = -1$ or $x = 4$", "$2$, $3$ and $5$".
+_SPAN_LIST_GAP = re.compile(r"[ \t]*(?:,[ \t]*(?:(?:or|and)[ \t]+)?|(?:or|and)[ \t]+)", re.IGNORECASE)
+MAX_LISTED_SPANS = 8
+# The variable a math span sets ("x = 2", "x_1 = 2"): listed spans must all set the same one, or none.
+_SETS_VARIABLE = re.compile(r"([A-Za-z](?:_\{?\w{1,3}\}?)?)\s*=")
+# Before a number: the exponent of a unit ("cm^2", "m^{3}"), which is not the answer.
+_UNIT_EXPONENT_BEFORE = re.compile(r"[A-Za-z]\^\{?$")
+# "12 dollars and 50 cents": what comes before the cents, and the word after them.
+_DOLLARS_BEFORE_CENTS = re.compile(r"(\d{1,15})[ \t]+dollars?,?[ \t]+and[ \t]+$", re.IGNORECASE)
+_CENTS_AFTER = re.compile(r"[ \t]+cents?\b", re.IGNORECASE)
+
+
+def _listed_spans(tail: str, spans: list[re.Match[str]]) -> Extraction:
+    """The last math span, preceded by the spans only listed with it (see `_SPAN_LIST_GAP`): "$x=-1$ or
+    $x=4$" -> "x=-1, x=4", a list that equals only a gold answer listing both values, never 4 alone.
+    Spans that set different variables ("$a = 2$ and $b = 3$") are not one answer: the last one is."""
+    def inner(span: re.Match[str]) -> str:
+        return next(g for g in span.groups() if g is not None).strip()
+
+    def variable(value: str) -> str | None:
+        sets = _SETS_VARIABLE.match(value)
+        return sets.group(1) if sets else None
+
+    chain = [inner(spans[-1])]
+    for prev in reversed(spans[-MAX_LISTED_SPANS:-1]):
+        value = inner(prev)
+        if variable(value) != variable(chain[0]) or not _SPAN_LIST_GAP.fullmatch(tail, prev.end(), spans[-len(chain)].start()):
+            break
+        chain.insert(0, value)
+    return Extraction(", ".join(dict.fromkeys(chain)), "latex")
+
+
 def _fallback(text: str, number_words: bool) -> Extraction | None:
     """Rule 4 on the last FALLBACK_TAIL_CHARS of `text`."""
     tail = text[-FALLBACK_TAIL_CHARS:]
@@ -407,13 +550,14 @@ def _fallback(text: str, number_words: bool) -> Extraction | None:
         return Extraction(word, "number_word")
     math = list(_MATH_SPAN.finditer(tail))
     markers = {m.start(1) for m in _LIST_MARKER.finditer(tail)}
-    numbers = [m for m in _NUMBER.finditer(tail) if m.start() not in markers]
+    numbers = [m for m in _NUMBER.finditer(tail)
+               if m.start() not in markers and not _UNIT_EXPONENT_BEFORE.search(tail, max(0, m.start() - 3), m.start())]
     tuples = [m for m in _TUPLE.finditer(tail) if not _THOUSANDS.fullmatch(m.group(0).replace(" ", ""))]
     last_math = math[-1] if math else None
     last_number = numbers[-1] if numbers else None
     last_tuple = tuples[-1] if tuples else None
     if last_math and all(m is None or last_math.end() >= m.end() for m in (last_number, last_tuple)):
-        return Extraction(next(g for g in last_math.groups() if g is not None).strip(), "latex")
+        return _listed_spans(tail, math)
     if last_tuple and (last_number is None or last_tuple.end() >= last_number.end()):
         return Extraction(last_tuple.group(0), "tuple")
     if last_number is None:
@@ -421,7 +565,11 @@ def _fallback(text: str, number_words: bool) -> Extraction | None:
     exact = _exact_before_approximation(tail[:last_number.start()])
     if exact is not None:
         return exact
-    return Extraction(last_number.group(0).strip(), "number")
+    dollars = _DOLLARS_BEFORE_CENTS.search(tail, max(0, last_number.start() - 40), last_number.start())
+    cents = last_number.group(0).strip()
+    if dollars and cents.isdigit() and len(cents) <= 2 and _CENTS_AFTER.match(tail, last_number.end()):
+        return Extraction(f"{dollars.group(1)}.{int(cents):02d}", "number")
+    return Extraction(_written_number(last_number.group(0).strip(), improper_as_fraction=True), "number")
 
 
 def extract_final_answer(text: str, number_words: bool = False) -> Extraction | None:

@@ -150,7 +150,7 @@ def test_the_answer_phrase_ends_at_a_clause_break_and_articles_are_not_choices(c
     ("The answer is 10 percent", "10 percent"),
     ("The answer is 3 or more", "3 or more"),
     ("The answer is 5 thousand", "5 thousand"),
-    ("The answer is 10 dollars and 5 cents", "10 dollars and 5 cents"),
+    ("The answer is 10 dollars and 5 cents", "10.05"),  # one amount of money, not 10 and a second number
     ("The answer is 5 \\text{ cm}", "5 \\text{ cm}"),
     ("The answer is $\\$12.00$.", "\\$12.00"),
     ("The answer is $12, since 4 items cost $3 each.", "$12"),
