@@ -7,11 +7,20 @@ inner iteration); sizes default to what a CPU can run (8 prompts x 8 samples, 12
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
@@ -551,9 +560,49 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(err: ValidationError) -> str:
-    """One line per problem: `field.path: message`."""
-    return "\n".join(f"  {field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors())
+def _section_fields(root: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the section at `loc` under `root` (list items and mapping values followed
+    through their annotations), or [] when `loc` leads to no section."""
+    model: Any = root
+    keyed = False  # the last field was a mapping: the next part of `loc` is one of its keys
+    for part in loc:
+        if isinstance(part, int) or keyed:
+            keyed = False
+            continue  # a list index or a mapping key: `model` is already the item's type
+        info = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if info is None:
+            return []
+        keyed = get_origin(info.annotation) is dict
+        model = _section_type(info.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _section_type(annotation: Any) -> Any:
+    """The model class inside a field's annotation (`X | None`, `list[X]`, `dict[str, X]`), or it unchanged."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _section_type(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
+
+
+def _message(e: Any, root: type[BaseModel] | None) -> str:
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    if e["type"] != "extra_forbidden" or root is None:
+        return msg
+    known = _section_fields(root, tuple(e["loc"][:-1]))
+    close = difflib.get_close_matches(str(e["loc"][-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown field: did you mean {close[0]!r}?"
+    return f"unknown field; this section has {', '.join(known)}" if known else "unknown field"
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel] | None = None) -> str:
+    """One line per problem: `field.path: message`. With `root` (the validated model), an unknown field
+    names the closest known one ("did you mean 'group_size'?") or else the section's fields."""
+    return "\n".join(f"  {field_path(e['loc'])}: {_message(e, root)}" for e in err.errors())
 
 
 def parse_config(data: dict[str, Any] | None, source: str = "config") -> Config:
@@ -561,7 +610,7 @@ def parse_config(data: dict[str, Any] | None, source: str = "config") -> Config:
     try:
         return Config.model_validate(data or {})
     except ValidationError as err:
-        raise ConfigError(f"invalid {source}:\n{format_validation_error(err)}") from None
+        raise ConfigError(f"invalid {source}:\n{format_validation_error(err, Config)}") from None
 
 
 def load_config(path: str | Path | None, **overrides: dict[str, Any]) -> Config:

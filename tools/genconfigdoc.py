@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 HEADER = """# Configuration
 
 `grpo-server --config FILE` reads one YAML document with the sections below; every field has a default
-that works on a laptop, unknown fields are rejected, and a bad value stops the server with a message
-naming the field (`algorithm.group_size: Input should be greater than or equal to 2`). Numbers must be
+that works on a laptop, unknown fields are rejected naming the closest known one (`algorithm.group_sise:
+unknown field: did you mean 'group_size'?`) or else the section's fields, and a bad value stops the server
+with a message naming the field (`algorithm.group_size: Input should be greater than or equal to 2`). Numbers must be
 finite; a whole-number field takes only a whole number (`true` or `2.0` is refused) and a true/false field
 only `true` or `false`; an empty path is refused (leave the field out instead); settings that contradict
 each other are refused naming both. Flags override the file (before it is checked): `--listen`,

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from grpo_server.config import Config, ConfigError, load_config, parse_config, with_overrides
+from grpo_server.config import (
+    CheckpointConfig,
+    Config,
+    ConfigError,
+    load_config,
+    parse_config,
+    with_overrides,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,6 +131,25 @@ def test_prompt_attempts_default_to_three_and_must_be_positive() -> None:
 def test_unknown_fields_are_rejected() -> None:
     with pytest.raises(ConfigError, match="algorithm.betta"):
         parse_config({"algorithm": {"betta": 0.1}})
+
+
+def test_a_misspelt_field_names_the_field_it_probably_meant() -> None:
+    """A typo in a section, a list item or a mapping's value names the closest field; a field like none
+    of them lists the section's fields, so the user need not open the docs to find the spelling."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({
+            "algorithm": {"group_sise": 4},
+            "rewards": {"default": [{"backend": "math", "wieght": 2.0}],
+                        "backends": {"math": {"address": "127.0.0.1:1", "timeout_secs": 5}}},
+            "checkpoint": {"zzz": 1},
+        })
+    text = str(err.value)
+    assert "algorithm.group_sise: unknown field: did you mean 'group_size'?" in text
+    assert "rewards.default[0].wieght: unknown field: did you mean 'weight'?" in text
+    assert "rewards.backends.math.timeout_secs: unknown field: did you mean 'timeout_seconds'?" in text
+    fields = ", ".join(CheckpointConfig.model_fields)
+    assert f"checkpoint.zzz: unknown field; this section has {fields}\n" in text + "\n", text
+    assert fields.startswith("every_steps, keep")
 
 
 def test_path_source_needs_a_path() -> None:
