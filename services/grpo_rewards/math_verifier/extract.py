@@ -18,7 +18,13 @@ Order of preference (the first rule that finds something wins):
    exponent of a unit ("cm^2"); a number after `≈` / `\\approx` gives way to the value it approximates
    ("1/3 ≈ 0.333" is 1/3), and "12 dollars and 50 cents" is 12.50. With `number_words`, a number word
    ends the text too when it is the last thing before at most four plain words ("so she has ten apples
-   left.").
+   left."). The numbers just before the last one that are only listed with it, in digits or words, are
+   part of the answer, which is then the list "2, 3" as for boxes: "or" lists ("x = 2 or x = 3", "2, or
+   maybe 3", "2 or three", "2, 3 or 4"), "and" and a bare comma only in a sentence that names solutions or
+   values ("The solutions are x = 2 and x = 3") or when one variable is set to both ("x = 2 and x = 3");
+   anything else between them ends the list ("2 + 3 = 5", "from 2 to 3", "she gave 2 and kept 3"), and so
+   do two variables ("a = 2 or b = 3"). One value stated twice is one answer ("1/2, or 0.5"). See
+   `_listed_numbers`.
 
 In rules 2 and 3, X is a leading math span, or else the rest of the line up to the end of the answer
 phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not", ", and
@@ -39,7 +45,8 @@ plain sentence that ends in such a number states it: "The farmer has 15 cows" ->
 `_number_ending_sentence`).
 
 All patterns are linear-time (no nested quantifiers, or bounded input: the text between two boxes is
-looked at only up to 200 characters, the fallback only at the last 4000, and at most 8 listed math spans)
+looked at only up to 200 characters, the fallback only at the last 4000, at most 8 listed math spans, and
+at most 8 listed numbers, 40 characters apart, with their sentence read 150 characters back)
 so a 64 KiB completion cannot stall the server.
 """
 
@@ -151,7 +158,8 @@ _GOLD_CHOICE = re.compile(r"^\(?([A-E])\)?$")
 @dataclass(frozen=True)
 class Extraction:
     """The answer text found in a completion and the rule that found it ("boxed", "boxes" for boxes listed
-    or hedged together, "answer_is", "label", "latex", "tuple", "number", "number_word", "choice")."""
+    or hedged together, "answer_is", "label", "latex", "tuple", "number", "numbers" for numbers listed or
+    hedged together at the end, "number_word", "choice")."""
 
     text: str
     source: str
@@ -476,9 +484,10 @@ def _finish(answer: str, number_words: bool) -> str:
     return _written_number(plain.group(1)) if plain and _written_number(plain.group(1)) != plain.group(1) else answer
 
 
-def _final_number_word(tail: str) -> str | None:
-    """The digits of the number phrase that ends `tail` (see module docstring, rule 4), or None."""
-    end_part = tail[-200:]
+def _final_number_word(tail: str) -> _Value | None:
+    """The number phrase that ends `tail` (see module docstring, rule 4), as its digits, or None."""
+    offset = max(0, len(tail) - 200)
+    end_part = tail[offset:]
     phrases = find_number_phrases(end_part)
     if not phrases:
         return None
@@ -491,7 +500,8 @@ def _final_number_word(tail: str) -> str | None:
         return None
     if last.group(0).lower() == "one":  # unlabelled, far more often a pronoun: "one for each friend", "this one"
         return None
-    return phrase_value(last.group(0))
+    digits = phrase_value(last.group(0))
+    return _Value(offset + last.start(), offset + last.end(), digits) if digits is not None else None
 
 
 def _exact_before_approximation(before: str) -> Extraction | None:
@@ -542,16 +552,138 @@ def _listed_spans(tail: str, spans: list[re.Match[str]]) -> Extraction:
     return Extraction(", ".join(dict.fromkeys(chain)), "latex")
 
 
+# Rule 4's hedges and lists of plain numbers: "2 or 3", "x = 2 or x = 3", "2, or maybe 3", "2, 3 or 4", and
+# in a sentence that lists solutions or values, "2 and 3". Between two values: one connective (", ", " or ",
+# ", or maybe ", " (or ", " and ", ", and "), then a variable being set ("x = ") and a currency sign, nothing
+# else: "2 + 3 = 5", "from 2 to 3", "3 out of 4", "Step 2 or step 3", "she gave 2 and kept 3" are no lists.
+_NUMBER_LIST_GAP = re.compile(
+    r"[ \t]*(?:(?P<or>,?[ \t]*\(?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly|probably)[ \t]+)?)"
+    r"|(?P<and>,?[ \t]*and[ \t]+)|,[ \t]*)"
+    r"(?:(?P<var>[A-Za-z](?:_\{?\w{1,3}\}?)?)[ \t]*=[ \t]*)?(?:\\?\$[ \t]*)?", re.IGNORECASE)
+# The variable a number is the value of: "x = " or "x_1 = $" just before it.
+_VARIABLE_BEFORE = re.compile(r"(?<![A-Za-z\\])([A-Za-z](?:_\{?\w{1,3}\}?)?)[ \t]*=[ \t]*(?:\\?\$[ \t]*)?$")
+# A sentence that lists solutions or values, for "and" and a bare comma between numbers: "The solutions
+# are x = 2 and x = 3", "the roots of f are 2, 3 and 5", "Possible values: 2 and 3". Looked for between the
+# sentence's start and the list ("Of the possible values, after 2 rounds, 3 remain" lists nothing).
+_LISTS_VALUES = re.compile(r"\b(?:solutions|roots|answers|values|zeros|zeroes|possibilities)\b[^.!?\n]{0,80}?(?:\bare\b|:)",
+                           re.IGNORECASE)
+_SENTENCE_START = re.compile(r".*(?:[.!?][ \t]|\n)", re.DOTALL)
+# A number phrase listed after the last number in digits: "2 or three", "x = 2 or x = three"; `after` is the
+# word after it ("2 or one of them" lists nothing).
+_WORD_AFTER_NUMBER = re.compile(_NUMBER_LIST_GAP.pattern + r"(?P<phrase>" + NUMBER_PHRASE + r")[ \t]*(?P<after>[A-Za-z]*)",
+                                re.IGNORECASE)
+# How far apart listed numbers may be, how many are read, and how far before the list its sentence is read.
+MAX_NUMBER_GAP_CHARS = 40
+MAX_LISTED_NUMBERS = 8
+LISTED_NUMBERS_CHARS = MAX_LISTED_NUMBERS * 60
+LIST_SENTENCE_CHARS = 150
+
+
+@dataclass(frozen=True)
+class _Value:
+    start: int
+    end: int
+    text: str  # as math-verify reads it: "2 1/2" -> "2\\frac{1}{2}", "three" -> "3"
+
+
+def _number_text(number: re.Match[str]) -> str:
+    return _written_number(number.group(0).strip(), improper_as_fraction=True)
+
+
+def _numeric_value(text: str) -> Fraction | None:
+    """The value of one number as `_Value.text` holds it ("2", "-1,000", "50%", "3/4", "2\\frac{1}{2}",
+    "2½"), or None (a ratio or clock time)."""
+    t = text.replace("−", "-").replace(",", "").replace("\\%", "%")
+    scale = Fraction(1, 100) if t.endswith("%") else Fraction(1)
+    t = t.rstrip("%").strip()
+    mixed = re.fullmatch(r"(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}", t)
+    vulgar = _VULGAR.get(t[-1:]) if t else None
+    try:
+        if mixed:
+            sign, whole, num, den = mixed.groups()
+            value = int(whole) + Fraction(int(num), int(den))
+            return (-value if sign else value) * scale
+        if vulgar:
+            whole_text = t[:-1].strip()
+            whole = Fraction(whole_text) if whole_text not in ("", "-") else Fraction(0)
+            value = abs(whole) + Fraction(*vulgar)
+            return (-value if whole_text.startswith("-") else value) * scale
+        return Fraction(t.replace(" ", "")) * scale
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _in_list_sentence(tail: str, start: int) -> bool:
+    """Whether the sentence that `start` is in names solutions or values before it ("The solutions are")."""
+    window = tail[max(0, start - LIST_SENTENCE_CHARS):start]
+    sentence_start = _SENTENCE_START.match(window)
+    return _LISTS_VALUES.search(window, sentence_start.end() if sentence_start else 0) is not None
+
+
+def _values_before(tail: str, end: int, numbers: list[re.Match[str]]) -> list[_Value]:
+    """The numbers in digits (from `numbers`, the fallback's candidates) and number phrases that end within
+    LISTED_NUMBERS_CHARS before `end`, in order."""
+    start = max(0, end - LISTED_NUMBERS_CHARS)
+    found = [_Value(m.start(), m.end(), _number_text(m)) for m in numbers if m.end() <= end and m.start() >= start]
+    for phrase in find_number_phrases(tail[start:end]):
+        digits = phrase_value(phrase.group(0))
+        if digits is not None:
+            found.append(_Value(start + phrase.start(), start + phrase.end(), digits))
+    return sorted(found, key=lambda v: v.start)
+
+
+def _listed_numbers(tail: str, last: _Value, before: list[_Value], source: str) -> Extraction:
+    """`last`, preceded by the values in `before` (in order, the candidates that end before it) that are only
+    listed with it (see `_NUMBER_LIST_GAP`): "x = 2 or x = 3" -> "2, 3" (source "numbers"), which equals only
+    a gold answer listing both values, never 3 alone; else `last` alone with `source`. "or" lists always,
+    a bare comma only before an "or" ("2, 3 or 4"); "and" and a bare comma list values only in a sentence
+    that names solutions or values, or when the same variable is set to both ("x = 2 and x = 3"). Numbers
+    that set different variables ("a = 2 or b = 3") are no list. Values stated twice count once ("1/2, or
+    0.5" is 0.5)."""
+    chain = [last]
+    seen_or = False
+    for prev in reversed(before[-MAX_LISTED_NUMBERS:]):
+        if len(chain) == MAX_LISTED_NUMBERS:
+            break
+        head = chain[0]
+        if prev.end > head.start:
+            continue
+        if head.start - prev.end > MAX_NUMBER_GAP_CHARS:
+            break
+        gap = _NUMBER_LIST_GAP.fullmatch(tail, prev.end, head.start)
+        if gap is None:
+            break
+        prev_variable = _VARIABLE_BEFORE.search(tail, max(0, prev.start - 12), prev.start)
+        head_variable, prev_var = gap.group("var"), prev_variable.group(1) if prev_variable else None
+        if head_variable and prev_var and head_variable != prev_var:
+            break  # "a = 2 or b = 3": two variables, two answers
+        lists_values = head_variable is not None and head_variable == prev_var
+        if gap.group("or"):
+            seen_or = True
+        elif not (seen_or and not gap.group("and")) and not lists_values and not _in_list_sentence(tail, prev.start):
+            break
+        chain.insert(0, prev)
+    if len(chain) == 1:
+        return Extraction(last.text, source)
+    values = [_numeric_value(v.text) for v in chain]
+    if None not in values and len(set(values)) == 1:
+        return Extraction(last.text, source)  # one value stated twice: "1/2, or 0.5"
+    distinct: dict[object, str] = {}
+    for value, v in zip(values, chain, strict=True):
+        distinct.setdefault(value if value is not None else v.text, v.text)
+    return Extraction(", ".join(distinct.values()), "numbers")
+
+
 def _fallback(text: str, number_words: bool) -> Extraction | None:
     """Rule 4 on the last FALLBACK_TAIL_CHARS of `text`."""
     tail = text[-FALLBACK_TAIL_CHARS:]
-    word = _final_number_word(tail) if number_words else None
-    if word is not None:
-        return Extraction(word, "number_word")
-    math = list(_MATH_SPAN.finditer(tail))
     markers = {m.start(1) for m in _LIST_MARKER.finditer(tail)}
     numbers = [m for m in _NUMBER.finditer(tail)
                if m.start() not in markers and not _UNIT_EXPONENT_BEFORE.search(tail, max(0, m.start() - 3), m.start())]
+    word = _final_number_word(tail) if number_words else None
+    if word is not None:
+        return _listed_numbers(tail, word, _values_before(tail, word.start, numbers), "number_word")
+    math = list(_MATH_SPAN.finditer(tail))
     tuples = [m for m in _TUPLE.finditer(tail) if not _THOUSANDS.fullmatch(m.group(0).replace(" ", ""))]
     last_math = math[-1] if math else None
     last_number = numbers[-1] if numbers else None
@@ -569,7 +701,19 @@ def _fallback(text: str, number_words: bool) -> Extraction | None:
     cents = last_number.group(0).strip()
     if dollars and cents.isdigit() and len(cents) <= 2 and _CENTS_AFTER.match(tail, last_number.end()):
         return Extraction(f"{dollars.group(1)}.{int(cents):02d}", "number")
-    return Extraction(_written_number(last_number.group(0).strip(), improper_as_fraction=True), "number")
+    last = _Value(last_number.start(), last_number.end(), _number_text(last_number))
+    listed = _listed_numbers(tail, last, _values_before(tail, last.start, numbers), "number")
+    if listed.source == "number":
+        # "so she has 2 or three left": a number phrase offered after the last number is listed with it.
+        word_after = _WORD_AFTER_NUMBER.match(tail, last.end)
+        if word_after and word_after.group("after").lower() not in _NOT_AFTER_NUMBER_WORD:
+            digits = phrase_value(word_after.group("phrase"))
+            if digits is not None:
+                phrase = _Value(word_after.start("phrase"), word_after.end("phrase"), digits)
+                with_word = _listed_numbers(tail, phrase, _values_before(tail, phrase.start, numbers), "number")
+                if with_word.source == "numbers":
+                    return with_word
+    return listed
 
 
 def extract_final_answer(text: str, number_words: bool = False) -> Extraction | None:
@@ -625,7 +769,7 @@ def extract_choice(text: str) -> Extraction | None:
     """The multiple-choice letter a completion settles on: from its final answer ("(B)", "B.", "b) ..."),
     else the last "(X)" anywhere in it. None for a final answer that names two choices ("(A) or (B)")."""
     found = extract_final_answer(text)
-    if found is not None and found.source not in ("number", "tuple"):
+    if found is not None and found.source not in ("number", "numbers", "tuple"):
         bare = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*", "", found.text).replace("{", "").replace("}", "").strip()
         m = _CHOICE.match(bare)
         if m:
