@@ -582,7 +582,7 @@ def _compile_tests(test_code: str) -> CompiledTests:
 def _compile_uncached(test_code: str) -> CompiledTests:
     try:
         tree, infos = instrument(test_code)
-        return (marshal.dumps(compile(tree, "test.py", "exec")),
+        return (marshal.dumps(compile(tree, "test.py", "exec", dont_inherit=True)),
                 [[i.lineno, i.source, i.deferred] for i in infos])
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None, None

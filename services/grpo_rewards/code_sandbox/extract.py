@@ -21,6 +21,7 @@ CodeLlama's `[PYTHON]...[/PYTHON]`.
 from __future__ import annotations
 
 import ast
+import builtins
 import html
 import re
 import textwrap
@@ -267,7 +268,10 @@ def extract_code(completion: str, entry_point: str = "") -> str:
       ``entry_point`` when one is given and some block does, else the last block (models tend to put
       usage examples before or after the answer, and the answer last); a block inside a blockquote
       counts as if it came before all the others (a model quoting the task's stub back, after its
-      answer too), so it is picked only when no block outside a quote would be.
+      answer too), so it is picked only when no block outside a quote would be. When the block picked
+      reads names that only other blocks define (helpers or imports in one fence, the function in the
+      next), it gets their definitions, or for a stdin program it may give way to the whole program it
+      only tries out (`with_other_blocks`).
     - No fence, but code in tags (`tag_blocks`: `<pre>`, a `<code>` spanning lines, `[PYTHON]`): those
       blocks, picked by the same rule; unless all of them are HTML and the bare code below compiles
       (a program whose strings hold HTML is no HTML page).
@@ -292,9 +296,148 @@ def extract_code(completion: str, entry_point: str = "") -> str:
     candidates = [body for _, body in sorted(pool, key=lambda candidate: not candidate[0])]
     if not candidates:
         return ""
+    chosen = len(candidates) - 1
     if entry_point:
         definition = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", re.MULTILINE)
-        defining = [body for body in candidates if definition.search(body)]
+        defining = [i for i, body in enumerate(candidates) if definition.search(body)]
         if defining:
-            return defining[-1]
-    return candidates[-1]
+            chosen = defining[-1]
+    return with_other_blocks(candidates, chosen, stdin_program=not entry_point)
+
+
+# What a program may read without defining it: builtins and a module's own globals.
+_PREDEFINED = frozenset(dir(builtins)) | {"__file__", "__builtins__", "__cached__"}
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
+
+
+class _Block:
+    """What one candidate block binds and reads, and its top-level definitions (as `with_other_blocks`
+    takes them)."""
+
+    def __init__(self, source: str) -> None:
+        self.tree: ast.Module | None = None
+        try:
+            self.tree = ast.parse(source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return
+        self.bound, self.read, self.star = _names(self.tree)
+        self.missing = set() if self.star else self.read - self.bound - _PREDEFINED
+        self.reads_stdin = any(
+            (isinstance(node, ast.Name) and node.id == "input" and isinstance(node.ctx, ast.Load))
+            or (isinstance(node, ast.Attribute) and node.attr == "stdin" and isinstance(node.ctx, ast.Load))
+            or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open"
+                and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == 0)
+            for node in ast.walk(self.tree))
+        lines = source.splitlines()
+        # name -> (position in the block, source, names it reads and binds nowhere itself)
+        self.definitions: dict[str, tuple[int, str, set[str]]] = {}
+        self.runs_code = False  # a top-level statement other than a definition or a docstring
+        for position, stmt in enumerate(self.tree.body):
+            names = _top_level_names(stmt)
+            if not names:
+                docstring = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                self.runs_code = self.runs_code or not docstring
+                continue
+            decorators = getattr(stmt, "decorator_list", [])
+            first = min([stmt.lineno, *(d.lineno for d in decorators)])
+            text = "\n".join(lines[first - 1: stmt.end_lineno or stmt.lineno])
+            if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                text = ast.get_source_segment(source, stmt) or text  # `import a; main()`: the import only
+            bound, read, _ = _names(stmt)
+            for name in names:
+                self.definitions[name] = (position, text, read - bound - _PREDEFINED)
+
+
+def _top_level_names(stmt: ast.stmt) -> list[str]:
+    """The names a top-level statement defines when it is a definition: `def`, `class`, `import`
+    (not `*`), an assignment to plain names (`MOD = 10**9 + 7`); [] for anything else."""
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [stmt.name]
+    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+        if any(alias.name == "*" for alias in stmt.names):
+            return []
+        return [alias.asname or alias.name.split(".")[0] for alias in stmt.names]
+    if isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets):
+        return [t.id for t in stmt.targets if isinstance(t, ast.Name)]
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+        return [stmt.target.id]
+    return []
+
+
+def _names(tree: ast.AST) -> tuple[set[str], set[str], bool]:
+    """(names bound anywhere in ``tree``, names read anywhere, whether it has a `from x import *`).
+    Bound in any scope counts as bound: a name is taken as missing only when nothing binds it."""
+    bound: set[str] = set()
+    read: set[str] = set()
+    star = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                star = star or alias.name == "*"
+                bound.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            bound.update(node.names)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+    return bound, read, star
+
+
+def with_other_blocks(candidates: list[str], chosen: int, *, stdin_program: bool) -> str:
+    """The program of block ``chosen`` among ``candidates`` (in the order `extract_code` ranks them),
+    when it reads names that nothing in it binds (not builtins) and other blocks define them, as when a
+    model writes its helpers (or imports) in one fence and the function in the next:
+
+    - for a stdin program (``stdin_program``: no entry point), when the block does not read stdin and
+      another block is a whole program that does (it reads stdin, runs code at its top level, misses no
+      name) and defines one of those names, that block: the chosen one only uses it ("To test it:
+      `sys.stdin = io.StringIO(...)`, `main()`");
+    - otherwise the block with those top-level definitions (`def`, `class`, `import`, `NAME = ...`)
+      of the other blocks put before it, and the definitions these need in turn: for each name, the
+      last definition in the blocks before it, else the first in the blocks after it. Nothing else of
+      the other blocks (their example calls, prints) runs.
+
+    The block as it is when it misses nothing, does not compile, or the blocks are over
+    PROSE_CHECK_MAX_CHARS together (they are parsed in the service's process)."""
+    program = candidates[chosen]
+    if len(candidates) < 2 or sum(map(len, candidates)) > PROSE_CHECK_MAX_CHARS:
+        return program
+    block = _Block(program)
+    if block.tree is None or not block.missing:
+        return program
+    others = [(i, _Block(body)) for i, body in enumerate(candidates) if i != chosen]
+    others = [(i, other) for i, other in others if other.tree is not None]
+    if stdin_program and not block.reads_stdin:
+        whole = [i for i, other in others if other.reads_stdin and other.runs_code and not other.missing
+                 and block.missing & other.definitions.keys()]
+        if whole:
+            return candidates[whole[-1]]
+    # name -> ((block, position), source, names it needs): later blocks before the chosen one win, then
+    # the blocks after it fill in what is still undefined
+    found: dict[str, tuple[tuple[int, int], str, set[str]]] = {}
+    for i, other in others:
+        for name, (position, text, needs) in other.definitions.items():
+            if i < chosen or name not in found:
+                found[name] = ((i, position), text, needs)
+    added: dict[tuple[int, int], str] = {}
+    wanted = sorted(block.missing)
+    seen = set(wanted)
+    while wanted:
+        name = wanted.pop()
+        if name not in found:
+            continue
+        where, text, needs = found[name]
+        added[where] = text
+        for need in sorted(needs - block.bound - seen):
+            seen.add(need)
+            wanted.append(need)
+    if not added:
+        return program
+    return "".join(f"{added[where]}\n\n" for where in sorted(added)) + "\n" + program

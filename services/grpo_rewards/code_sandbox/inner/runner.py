@@ -253,7 +253,7 @@ def compiled_tests(job: dict) -> tuple:
     from asserts import instrument
 
     tree, infos = instrument(job["test_code"])
-    return compile(tree, TEST_FILE, "exec"), [TestInfo(i.lineno, i.source, i.deferred) for i in infos]
+    return compile(tree, TEST_FILE, "exec", dont_inherit=True), [TestInfo(i.lineno, i.source, i.deferred) for i in infos]
 
 
 def run_asserts(job: dict, events: Events, deadline: float) -> bool:
@@ -282,7 +282,7 @@ def run_asserts(job: dict, events: Events, deadline: float) -> bool:
         _register_source(SOLUTION_FILE, job["code"])
         _register_source(TEST_FILE, job["test_code"])
         try:
-            exec(compile(job["code"], SOLUTION_FILE, "exec"), namespace)
+            exec(compile(job["code"], SOLUTION_FILE, "exec", dont_inherit=True), namespace)
         except _Timeout:
             raise
         except SyntaxError as exc:
