@@ -9,7 +9,8 @@ Order of preference (the first rule that finds something wins):
    "x = 2 and x = 3"); when X starts with "not" ("the answer is not 5, it is 6"), the
    answer is what rules 3 and 4 find after the negated value, or none;
 3. the last "Answer: X" / "Final answer: X" (Markdown bold allowed), or a GSM8K-style line "#### X" whose
-   X holds no words;
+   X holds no words; such a label after the last "the answer is" wins over it ("The answer is 12. Wait,
+   ... **Final Answer:** 14" is 14);
 4. whichever ends last in the text: the last LaTeX math span (`$...$`, `\\(...\\)`, `\\[...\\]`), with
    the spans just before it that only list it ("$x = -1$ or $x = 4$", "$2$, $3$ and $5$": the list
    "x = -1, x = 4"; spans that set different variables are not listed), the last tuple or interval of
@@ -23,13 +24,19 @@ Order of preference (the first rule that finds something wins):
    maybe 3", "2 or three", "2, 3 or 4"), "and" and a bare comma only in a sentence that names solutions or
    values ("The solutions are x = 2 and x = 3") or when one variable is set to both ("x = 2 and x = 3");
    anything else between them ends the list ("2 + 3 = 5", "from 2 to 3", "she gave 2 and kept 3"), and so
-   do two variables ("a = 2 or b = 3"). One value stated twice is one answer ("1/2, or 0.5"). See
-   `_listed_numbers`.
+   do two variables ("a = 2 or b = 3"). One value stated twice is one answer ("1/2, or 0.5"). Numbers each
+   asked ("3? 4? 5?") are listed too. A last number after an inequality sign ("so x ≥ 3") is the bound
+   "x ≥ 3". See `_listed_numbers`.
 
 In rules 2 and 3, X is a leading math span, or else the rest of the line up to the end of the answer
 phrase: the first ". ", "; ", em dash or clause-starting word ("because", ", since", ", not", ", and
 she"...; see `_CLAUSE_BREAK`) outside braces and math spans, with Markdown emphasis and a full stop
 stripped. A dollar of money is not a math delimiter (see `_MATH_SPAN`).
+
+In rules 1 to 3, a hedge inside the answer is the list it offers: a closing remark that offers another
+number ("3 (or 4)", "3 (maybe 4 if ...)"; "1/2 (or 0.5)" states one value), values each asked ("3? 4?") and
+rows of a line break outside an environment ("\\boxed{3 \\\\ 4}") give "3, 4"; an answer that is only a bound
+("\\geq 3", "> 2") is the inequality "x \\geq 3" (see `_hedges_as_list`, `bound_as_inequality`).
 
 In rules 1 to 3, a number followed only by plain words ("10 cookies", "$12 dollars per hour", "60 km/h",
 "36 cm^2") is that number: math-verify reads `10 cookies` as the product 10*c*o*o*k*i*e*s (see
@@ -53,6 +60,7 @@ so a 64 KiB completion cannot stall the server.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -152,6 +160,8 @@ _NOT_UNIT_WORDS = frozenset({"pi", "percent", "sqrt", "root", "roots", "squared"
 _CHOICE_IN_TEXT = re.compile(r"\(([A-E])\)")
 # A second choice after the first in a final answer: "(A) or (B)", "A and C".
 _ANOTHER_CHOICE = re.compile(r"\([A-Ea-e]\)|\b(?:or|and)\s+\(?[A-E]\b")
+# A second letter right after the choice, with only spaces or a separator between them: "B C", "B, C", "B/C".
+_NEXT_CHOICE = re.compile(r"[ \t]*[,/&;]?[ \t]*\(?[A-E]\)?(?![A-Za-z])")
 _GOLD_CHOICE = re.compile(r"^\(?([A-E])\)?$")
 
 
@@ -266,7 +276,9 @@ def _clean_tail(fragment: str) -> str:
         return next(g for g in m.groups() if g is not None).strip()
     answer = _strip_emphasis(_cut_at_clause_break(line))
     aside = _TRAILING_ASIDE.search(answer)
-    return answer[:aside.start()].rstrip() if aside and aside.start() > 0 else answer
+    if aside is None or aside.start() == 0 or _HEDGE_ASIDE.search(answer):
+        return answer  # a hedge ("3 (or 4)") is no closing remark: `_finish` reads it as a list
+    return answer[:aside.start()].rstrip()
 
 
 # "12 dollars and 50 cents" as a whole answer is 12.50 (`_fallback` reads it the same at the end of a text).
@@ -346,6 +358,17 @@ def _restated_number(text: str) -> str | None:
 _SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻", "0123456789+-")
 _FULLWIDTH_DIGITS = str.maketrans("０１２３４５６７８９", "0123456789")
 _SUPERSCRIPT_RUN = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+")
+# Decimal digits of other scripts and of Unicode's mathematical alphabets ("𝟑", "٣"): `\d` finds them, and
+# math-verify does not read them. (Superscripts are no decimal digits: `\d` does not match them.)
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")
+# Characters that show nothing: zero-width spaces and joiners, the word joiner, a byte-order mark, a soft
+# hyphen. Inside a number ("3\u200b4") they hid it from math-verify; between boxes they hid a list.
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff]")
+
+
+def drop_invisible(text: str) -> str:
+    """`text` without characters that show nothing (see `_INVISIBLE`): what a reader sees is what is scored."""
+    return text if text.isascii() else _INVISIBLE.sub("", text)
 # A root sign and what it covers: a parenthesised group without nested parentheses, a number, or a letter.
 _ROOT = re.compile(r"([√∛∜])\s*(?:\(([^()]{1,200})\)|(\d+(?:\.\d+)?|[A-Za-z]))")
 _ROOT_INDEX = {"√": "", "∛": "[3]", "∜": "[4]"}
@@ -359,12 +382,13 @@ def unicode_math(text: str) -> str:
     """Unicode math written as LaTeX that math-verify reads: `"√2"` -> `"\\sqrt{2}"`, `"2√(x+1)"` ->
     `"2\\sqrt{x+1}"`, `"∛8"` -> `"\\sqrt[3]{8}"`, `"x²"` -> `"x^{2}"`, `"10⁻³"` -> `"10^{-3}"`, `"½"` ->
     `"\\frac{1}{2}"` (`"2½"` is the mixed number 2 1/2, as math-verify reads `2\\frac{1}{2}`), `"∞"`,
-    `"≤"`, `"≥"`, `"≠"`, the fraction slash `⁄`, full-width digits (`"７"`), and an en dash used as a
+    `"≤"`, `"≥"`, `"≠"`, the fraction slash `⁄`, full-width digits (`"７"`), digits of other scripts and of
+    the mathematical alphabets (`"٣"`, `"𝟑"`), and an en dash used as a
     minus sign (`"–5"`). Text
     without these characters is returned as it is."""
     if text.isascii():
         return text
-    text = text.translate(_FULLWIDTH_DIGITS)
+    text = _OTHER_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group(0))), text.translate(_FULLWIDTH_DIGITS))
     text = _ROOT.sub(lambda m: f"\\sqrt{_ROOT_INDEX[m.group(1)]}{{{m.group(2) or m.group(3)}}}", text)
     text = _SUPERSCRIPT_RUN.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT) + "}", text)
     text = _VULGAR_CHAR.sub(lambda m: "\\frac{{{}}}{{{}}}".format(*_VULGAR[m.group(0)]), text)
@@ -464,10 +488,59 @@ _TIMES_TEN = re.compile(r"(?<=\d)[ \t]*[xX][ \t]*(?=10[ \t]*\^)")
 _TEXT_WRAPPED = re.compile(r"\\(?:text|textbf|mathrm|mbox)\s*\{([^{}]{1,100})\}")
 
 
+# A closing remark that offers another value: "3 (or 4)", "3 (maybe 4)", "3 (or possibly 4 if we count day
+# one)". math-verify reads "3 (or 4)" as 4, and dropping it as a remark ("7 (seven)") read it as 3: it is the
+# hedge "3, 4". Only a number may follow the hedge word, then nothing or a condition ("if ..."): "5 km (or
+# 5000 m)" restates the answer in another unit and stays a remark.
+_HEDGE_WORD = r"(?:or|maybe|perhaps|possibly|probably|alternatively)\b[ \t]*"
+_HEDGE_ASIDE = re.compile(r"(?<![ \t])[ \t]*\([ \t]*" + _HEDGE_WORD + "(?:" + _HEDGE_WORD + r")?,?[ \t]*(?:\\?\$[ \t]*)?("
+                          + _NUMBER_CORE + r"(?:[ \t]*\\?%)?)[ \t]*(?:,?[ \t]*(?:if|when|unless|depending)\b[^()]{0,200})?\)\W*$",
+                          re.IGNORECASE)
+# Values each asked as a question: "3? 4? 5?" (math-verify reads the last one).
+_QUESTIONED = re.compile(r"(?:(?:\\?\$[ \t]*)?" + _NUMBER_CORE + r"(?:[ \t]*\\?%)?[ \t]*\?[ \t]*(?:or[ \t]+)?){2,8}",
+                         re.IGNORECASE)
+# A bound or an inequality sign before the whole answer: "\geq 3", "≥ 3", "> 2". math-verify drops the sign
+# and reads 3; it is an inequality ("x \geq 3"), which equals no number.
+_LEADING_BOUND = re.compile(r"(?:\\(?:geq?|leq?|gt|lt|geqslant|leqslant)(?![A-Za-z])|[<>≤≥⩾⩽])")
+# A LaTeX line break between values in a box ("\boxed{3 \\ 4}", "x = 1 \\ y = 2") outside an environment
+# (a matrix or `cases` keeps its rows): math-verify keeps only the last row, so it lists them.
+_LINE_BREAK = re.compile(r"[ \t]*\\\\(?:\[[^\]\n]{0,20}\])?[ \t]*")
+
+
+def bound_as_inequality(answer: str) -> str:
+    """`"\\geq 3"` -> `"x \\geq 3"`: an answer that is only a bound is an inequality (see `_LEADING_BOUND`);
+    anything else unchanged. The scorer writes a gold answer the same way, so "\\geq 3" equals "\\geq 3"."""
+    return "x " + answer if _LEADING_BOUND.match(answer) else answer
+
+
+def _hedges_as_list(answer: str) -> str:
+    """A hedge inside one answer as the list it offers: `"3 (or 4)"` -> `"3, 4"`, `"3? 4?"` -> `"3, 4"`,
+    `"3 \\\\ 4"` -> `"3, 4"` (see `_HEDGE_ASIDE`, `_QUESTIONED`, `_LINE_BREAK`); `"1/2 (or 0.5)"`, one value
+    stated twice, -> `"1/2"`; anything else unchanged."""
+    if _QUESTIONED.fullmatch(answer):
+        return ", ".join(dict.fromkeys(_number_text(m) for m in _NUMBER.finditer(answer)))
+    if "\\\\" in answer and "\\begin" not in answer:
+        return _LINE_BREAK.sub(", ", answer).strip(", ")
+    hedge = _HEDGE_ASIDE.search(answer)
+    if hedge is None or hedge.start() == 0:
+        return answer
+    first, second = answer[:hedge.start()].strip(), _written_number(hedge.group(1).strip(), improper_as_fraction=True)
+    plain = _PLAIN_NUMBER.fullmatch(_drop_unit_words(first))
+    if plain:
+        number = _written_number(plain.group(1).strip(), improper_as_fraction=True)
+        value = _numeric_value(number)
+        if value is not None and value == _numeric_value(second):
+            return first  # "1/2 (or 0.5)": one value, restated
+        return f"{number}, {second}"
+    return f"{first}, {second}"
+
+
 def _finish(answer: str, number_words: bool) -> str:
-    """The answer text of rules 1 to 3: one value stated in digits and words as its digits ("3 or three"),
-    unit words dropped, number words as digits when asked for, the number of a short sentence that states
-    it ("The farmer has 15 cows"), and a mixed number or grouped thousands as math-verify reads them."""
+    """The answer text of rules 1 to 3: a hedge inside it as a list ("3 (or 4)" -> "3, 4"), a bound as an
+    inequality ("\\geq 3" -> "x \\geq 3"), one value stated in digits and words as its digits ("3 or
+    three"), unit words dropped, number words as digits when asked for, the number of a short sentence that
+    states it ("The farmer has 15 cows"), and a mixed number or grouped thousands as math-verify reads them."""
+    answer = bound_as_inequality(_hedges_as_list(answer))
     answer = _TIMES_TEN.sub(r" \\times ", answer)
     negative = _NEGATIVE_DIGITS.match(answer)
     if negative:
@@ -525,6 +598,8 @@ _SPAN_LIST_GAP = re.compile(r"[ \t]*(?:,[ \t]*(?:(?:or|and)[ \t]+)?|(?:or|and)[ 
 MAX_LISTED_SPANS = 8
 # The variable a math span sets ("x = 2", "x_1 = 2"): listed spans must all set the same one, or none.
 _SETS_VARIABLE = re.compile(r"([A-Za-z](?:_\{?\w{1,3}\}?)?)\s*=")
+# Before the last number: an inequality sign ("so x ≥ 3", "n > 2"): the answer is that bound, never 3.
+_BOUND_BEFORE = re.compile(r"(?:[<>≤≥⩾⩽]|\\(?:geq?|leq?|gt|lt|geqslant|leqslant)(?![A-Za-z]))[ \t]*=?[ \t]*\$?[ \t]*$")
 # Before a number: the exponent of a unit ("cm^2", "m^{3}"), which is not the answer.
 _UNIT_EXPONENT_BEFORE = re.compile(r"[A-Za-z]\^\{?$")
 # "12 dollars and 50 cents": what comes before the cents, and the word after them.
@@ -558,8 +633,10 @@ def _listed_spans(tail: str, spans: list[re.Match[str]]) -> Extraction:
 # else: "2 + 3 = 5", "from 2 to 3", "3 out of 4", "Step 2 or step 3", "she gave 2 and kept 3" are no lists.
 _NUMBER_LIST_GAP = re.compile(
     r"[ \t]*(?:(?P<or>,?[ \t]*\(?[ \t]*or[ \t]+(?:(?:maybe|perhaps|possibly|probably)[ \t]+)?)"
-    r"|(?P<and>,?[ \t]*and[ \t]+)|,[ \t]*)"
+    r"|(?P<and>,?[ \t]*and[ \t]+)|(?P<ask>\?[ \t]*(?:or[ \t]+)?)|,[ \t]*)"
     r"(?:(?P<var>[A-Za-z](?:_\{?\w{1,3}\}?)?)[ \t]*=[ \t]*)?(?:\\?\$[ \t]*)?", re.IGNORECASE)
+# A question mark right after the last number: "3? 4? 5?" asks, "How many after 3 days? 12" answers.
+_ASKED_AFTER = re.compile(r"[ \t]*\?")
 # The variable a number is the value of: "x = " or "x_1 = $" just before it.
 _VARIABLE_BEFORE = re.compile(r"(?<![A-Za-z\\])([A-Za-z](?:_\{?\w{1,3}\}?)?)[ \t]*=[ \t]*(?:\\?\$[ \t]*)?$")
 # A sentence that lists solutions or values, for "and" and a bare comma between numbers: "The solutions
@@ -658,7 +735,11 @@ def _listed_numbers(tail: str, last: _Value, before: list[_Value], source: str) 
         if head_variable and prev_var and head_variable != prev_var:
             break  # "a = 2 or b = 3": two variables, two answers
         lists_values = head_variable is not None and head_variable == prev_var
-        if gap.group("or"):
+        if gap.group("ask") is not None:
+            if not _ASKED_AFTER.match(tail, last.end):
+                break  # "How many after 3 days? 12": a question, then its answer
+            seen_or = True  # "3? 4? 5?": each value asked, none stated
+        elif gap.group("or"):
             seen_or = True
         elif not (seen_or and not gap.group("and")) and not lists_values and not _in_list_sentence(tail, prev.start):
             break
@@ -694,6 +775,9 @@ def _fallback(text: str, number_words: bool) -> Extraction | None:
         return Extraction(last_tuple.group(0), "tuple")
     if last_number is None:
         return None
+    bound = _BOUND_BEFORE.search(tail, max(0, last_number.start() - 12), last_number.start())
+    if bound:
+        return Extraction(bound_as_inequality(tail[bound.start():last_number.end()].strip()), "latex")  # "x ≥ 3"
     exact = _exact_before_approximation(tail[:last_number.start()])
     if exact is not None:
         return exact
@@ -724,6 +808,11 @@ def extract_final_answer(text: str, number_words: bool = False) -> Extraction | 
     if boxed:
         return Extraction(", ".join(boxed), "boxed" if len(boxed) == 1 else "boxes")
     answer_is = list(_ANSWER_IS.finditer(text))
+    if answer_is:
+        # "The answer is 12. Wait, ... **Final Answer:** 14": the answer stated last is the one settled on.
+        later = _label(text, answer_is[-1].end(), number_words)
+        if later is not None:
+            return later
     for i, m in enumerate(reversed(answer_is)):
         negated = _NEGATED.match(text, m.end())
         if negated and i == 0:
@@ -735,9 +824,9 @@ def extract_final_answer(text: str, number_words: bool = False) -> Extraction | 
     return _label_or_fallback(text, number_words)
 
 
-def _label_or_fallback(text: str, number_words: bool) -> Extraction | None:
-    """Rules 3 and 4 on `text`."""
-    labels = [(m, False) for m in _ANSWER_LABEL.finditer(text)] + [(m, True) for m in _HASH_ANSWER.finditer(text)]
+def _label(text: str, start: int, number_words: bool) -> Extraction | None:
+    """Rule 3 on the labels that start at or after `start` in `text`, or None."""
+    labels = [(m, False) for m in _ANSWER_LABEL.finditer(text, start)] + [(m, True) for m in _HASH_ANSWER.finditer(text, start)]
     for m, hashes in sorted(labels, key=lambda pair: pair[0].start(), reverse=True):
         rest = text[m.end():]
         if hashes and _WORD.search(rest.split("\n", 1)[0]):
@@ -745,7 +834,12 @@ def _label_or_fallback(text: str, number_words: bool) -> Extraction | None:
         tail = _clean_tail(rest)
         if tail:
             return Extraction(_finish(tail, number_words), "label")
-    return _fallback(text, number_words)
+    return None
+
+
+def _label_or_fallback(text: str, number_words: bool) -> Extraction | None:
+    """Rules 3 and 4 on `text`."""
+    return _label(text, 0, number_words) or _fallback(text, number_words)
 
 
 # A gold answer that is one plain number: an integer or decimal (thousands separators, a `$` or `\$` allowed),
@@ -773,7 +867,7 @@ def extract_choice(text: str) -> Extraction | None:
         bare = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*", "", found.text).replace("{", "").replace("}", "").strip()
         m = _CHOICE.match(bare)
         if m:
-            if found.source == "boxes" or _ANOTHER_CHOICE.search(bare, m.end()):
+            if found.source == "boxes" or _ANOTHER_CHOICE.search(bare, m.end()) or _NEXT_CHOICE.match(bare, m.end()):
                 return None  # a hedge: "(A) or (B)", "\\boxed{A}, \\boxed{B}"
             return Extraction(next(g for g in m.groups() if g is not None).upper(), "choice")
     in_text = _CHOICE_IN_TEXT.findall(text)

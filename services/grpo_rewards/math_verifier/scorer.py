@@ -15,7 +15,15 @@ from grpo.reward.v1 import reward_pb2
 from grpo_rewards.common import call_abandoned, result_for
 from grpo_rewards.common.reasoning import answer_part
 
-from .extract import extract_choice, extract_final_answer, gold_choice, gold_is_number, strip_math_delimiters
+from .extract import (
+    bound_as_inequality,
+    drop_invisible,
+    extract_choice,
+    extract_final_answer,
+    gold_choice,
+    gold_is_number,
+    strip_math_delimiters,
+)
 from .pool import VerifierPool
 from .worker import Verdict
 
@@ -105,7 +113,7 @@ class MathVerifierScorer:
     def score_one(self, item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
         """One item's result (never raises for bad input: that is a status)."""
         cfg = self.config
-        gold = strip_math_delimiters(item.answer)
+        gold = strip_math_delimiters(drop_invisible(item.answer))
         if not gold:
             return result_for(item, reward_pb2.SCORE_STATUS_INVALID_INPUT, "reference.answer is empty")
         if len(gold) > cfg.max_answer_chars:
@@ -120,7 +128,8 @@ class MathVerifierScorer:
         part = answer_part(item.completion)
         # Number words ("ten apples left") are read only against a plain-number gold answer: "ten" can equal 10,
         # never an expression, a set or a word answer.
-        found = extract_choice(part.text) if letter else extract_final_answer(part.text, gold_is_number(gold))
+        text = drop_invisible(part.text)
+        found = extract_choice(text) if letter else extract_final_answer(text, gold_is_number(gold))
         if found is None:
             where = f": {part.where}" if part.unclosed else f" {part.where}" if part.where else ""
             return self._result(item, 0.0, extracted=False,
@@ -134,7 +143,8 @@ class MathVerifierScorer:
         if letter:
             equal = found.text == letter
         else:
-            verdict = self._verify(gold, found.text)
+            # A bound ("\geq 3") is an inequality on both sides, as extraction writes an answer (see extract).
+            verdict = self._verify(bound_as_inequality(gold), found.text)
             if verdict.timed_out:
                 r = result_for(item, reward_pb2.SCORE_STATUS_TIMEOUT,
                                f"verification did not finish within {cfg.item_timeout_s:g} s")
