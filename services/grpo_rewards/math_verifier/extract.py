@@ -4,7 +4,14 @@ Order of preference (the first rule that finds something wins):
 1. the last `\\boxed{...}` / `\\fbox{...}` (balanced braces). Boxes just before it that are only listed
    with it ("\\boxed{5} or \\boxed{6}", "x = \\boxed{2}, y = \\boxed{3}") or offered as an alternative
    ("\\boxed{5}. Alternatively, it could be \\boxed{6}") are part of the answer, which is then the list
-   "5, 6": a hedge equals a gold answer only when the gold lists the same values;
+   "5, 6": a hedge equals a gold answer only when the gold lists the same values. A correction after the
+   last box wins over it: a marker that starts a sentence there ("Wait", "Actually", "Correction", "I made a
+   mistake", "That's wrong", "Let me recheck", or one following such a marker in its sentence: "Wait, that's
+   wrong"), then a new value, restated right after a marker (", it is 4", ". It should be 4", ", so 4",
+   "Correction: 4") or found by rules 2 and 3 after the first marker ("Actually, the answer is 4"); the one
+   stated last counts. A marker that calls the box wrong ("that's wrong", "I made a mistake", "correction",
+   "the answer is not 3") with no new value leaves no answer; "wait", "actually" or "let me recheck" with none
+   leave the box, as ordinary text after it does (see `_correction_after_box`);
 2. the last "the (final) answer is X" (or "the answers are X" when X starts with a value: "2 and 3",
    "x = 2 and x = 3"); when X starts with "not" ("the answer is not 5, it is 6"), the
    answer is what rules 3 and 4 find after the negated value, or none;
@@ -51,10 +58,15 @@ an answer that is an English number phrase, with or without such words, is its d
 plain sentence that ends in such a number states it: "The farmer has 15 cows" -> "15" (see
 `_number_ending_sentence`).
 
+With a choice-letter gold, `extract_choice` reads the letter from the final answer, else the last "(X)"
+whose letter the completion does not rule out there or later ("not (B)", "(B) is wrong").
+
 All patterns are linear-time (no nested quantifiers, or bounded input: the text between two boxes is
-looked at only up to 200 characters, the fallback only at the last 4000, at most 8 listed math spans, and
-at most 8 listed numbers, 40 characters apart, with their sentence read 150 characters back)
-so a 64 KiB completion cannot stall the server.
+looked at only up to 200 characters, a correction marker's sentence start 40 characters back and its chain
+60 ahead, at most 16 markers for a restated value, 600 characters each, a choice's negation 40 characters
+back, the fallback only at the last 4000, at most 8 listed math spans, and at most 8 listed numbers, 40
+characters apart, with their sentence read 150 characters back) so a 64 KiB completion cannot stall the
+server.
 """
 
 from __future__ import annotations
@@ -158,6 +170,21 @@ _NOT_UNIT_WORDS = frozenset({"pi", "percent", "sqrt", "root", "roots", "squared"
                              "hundred", "hundreds", "dozen", "dozens", "half", "halves", "third", "thirds",
                              "quarter", "quarters", "fifths", "tenths", "hundredths"})
 _CHOICE_IN_TEXT = re.compile(r"\(([A-E])\)")
+# A choice letter the completion rules out, not one it settles on: a negation just before it ("not (B)", "isn't
+# (B)", "rather than (B)", "instead of (B)", "except (B)", "eliminate (B)", "rule out (B)", "neither (A) nor (B)")
+# or a verdict just after it ("(B) is wrong", "(B) can't be", "(B) fails"; "(A), (B) and (D) are wrong" for each).
+_NEGATION_BEFORE_CHOICE = re.compile(
+    r"(?:\bnot|n['’]t(?:[ \t]+be)?|\bnever(?:[ \t]+be)?|\brather[ \t]+than|\binstead[ \t]+of|\bexcept(?:[ \t]+for)?"
+    r"|\bexclud\w*|\beliminat\w*|\brul\w*[ \t]+out|\bnor|\bneither|\bagainst)[\s*_:]*(?:(?:option|choice|answer)[\s*_]*)?$",
+    re.IGNORECASE)
+_CHOICE_LIST_ITEM = r"(?:,[ \t]*(?:(?:and|or)[ \t]+)?|(?:and|or|nor)[ \t]+)\(?[A-E]\)?[*_]*[ \t]*"
+_NEGATION_AFTER_CHOICE = re.compile(
+    r"[*_]*[ \t]*(?:(?:" + _CHOICE_LIST_ITEM + r"){1,4}(?:are|were|seem|look)|(?:is|are|was|were|seems|looks))[ \t]+"
+    r"(?:(?:also|clearly|definitely|obviously)[ \t]+)?(?:not\b|wrong|incorrect|false|invalid|impossible|ruled[ \t]+out"
+    r"|eliminated|excluded)"
+    r"|[*_]*[ \t]*(?:(?:isn|aren|wasn|can|doesn|don|won)['’]t\b|cannot\b|fails?\b)",
+    re.IGNORECASE)
+NEGATION_WINDOW_CHARS = 40
 # A second choice after the first in a final answer: "(A) or (B)", "A and C".
 _ANOTHER_CHOICE = re.compile(r"\([A-Ea-e]\)|\b(?:or|and)\s+\(?[A-E]\b")
 # A second letter right after the choice, with only spaces or a separator between them: "B C", "B, C", "B/C".
@@ -168,8 +195,9 @@ _GOLD_CHOICE = re.compile(r"^\(?([A-E])\)?$")
 @dataclass(frozen=True)
 class Extraction:
     """The answer text found in a completion and the rule that found it ("boxed", "boxes" for boxes listed
-    or hedged together, "answer_is", "label", "latex", "tuple", "number", "numbers" for numbers listed or
-    hedged together at the end, "number_word", "choice")."""
+    or hedged together, "correction" for a value restated after a correction marker that follows the last box,
+    "answer_is", "label", "latex", "tuple", "number", "numbers" for numbers listed or hedged together at the
+    end, "number_word", "choice")."""
 
     text: str
     source: str
@@ -218,10 +246,10 @@ _CORRECTION = re.compile(r"\b(?:but|wait|actually|mistake|wrong|incorrect|instea
 MAX_HEDGE_GAP_CHARS = 200
 
 
-def _boxed_answers(text: str) -> list[str]:
-    """The inner text of the last box, preceded by the boxes it is listed with or offered as an alternative
-    to (see module docstring, rule 1); [] when there is no box. "I first thought \\boxed{41} but it is
-    \\boxed{42}" is a correction: ["42"]. "\\boxed{5} or \\boxed{6}" is a hedge: ["5", "6"]."""
+def _boxed_answers(text: str) -> list[_Box]:
+    """The last box, preceded by the boxes it is listed with or offered as an alternative to (see module
+    docstring, rule 1); [] when there is no box. "I first thought \\boxed{41} but it is \\boxed{42}" is a
+    correction: the box of 42. "\\boxed{5} or \\boxed{6}" is a hedge: both boxes."""
     boxes = _boxes(text)
     if not boxes:
         return []
@@ -233,7 +261,7 @@ def _boxed_answers(text: str) -> list[str]:
         if not (_LIST_GAP.fullmatch(gap) or (_HEDGE.search(gap) and not _CORRECTION.search(gap))):
             break
         chain.insert(0, box)
-    return [b.inner for b in chain]
+    return chain
 
 
 def _cut_at_clause_break(line: str) -> str:
@@ -804,24 +832,129 @@ def extract_final_answer(text: str, number_words: bool = False) -> Extraction | 
     """The final answer in `text` (see module docstring for the rules), or None when there is none.
     `number_words`: read English number words as numbers ("ten" -> "10"); for a gold answer that is a
     plain number only."""
-    boxed = list(dict.fromkeys(_finish(strip_math_delimiters(b), number_words) for b in _boxed_answers(text)))
-    if boxed:
-        return Extraction(", ".join(boxed), "boxed" if len(boxed) == 1 else "boxes")
+    return _read(text, number_words)[0]
+
+
+def _read(text: str, number_words: bool) -> tuple[Extraction | None, int]:
+    """The final answer in `text`, and where the text that may still name a choice letter starts: after the
+    last box when a correction retracts it and states nothing new ("\\boxed{(B)}. Wait, that's wrong."), else 0."""
+    boxes = _boxed_answers(text)
+    if boxes:
+        retracted, corrected = _correction_after_box(text[boxes[-1].end:], number_words)
+        if retracted:
+            return corrected, boxes[-1].end if corrected is None else 0
+        boxed = list(dict.fromkeys(_finish(strip_math_delimiters(b.inner), number_words) for b in boxes))
+        return Extraction(", ".join(boxed), "boxed" if len(boxed) == 1 else "boxes"), 0
+    settled, found = _answer_phrase(text, number_words)
+    return (found if settled else _fallback(text, number_words)), 0
+
+
+def _answer_phrase(text: str, number_words: bool) -> tuple[bool, Extraction | None]:
+    """Rules 2 and 3 on `text`: (True, the answer) when an answer phrase or label settles it, also (True, None)
+    for "the answer is not 5." with nothing after it; (False, None) when `text` holds neither."""
     answer_is = list(_ANSWER_IS.finditer(text))
     if answer_is:
         # "The answer is 12. Wait, ... **Final Answer:** 14": the answer stated last is the one settled on.
         later = _label(text, answer_is[-1].end(), number_words)
         if later is not None:
-            return later
+            return True, later
     for i, m in enumerate(reversed(answer_is)):
         negated = _NEGATED.match(text, m.end())
         if negated and i == 0:
             # "the answer is not 5, it is 6": only what follows the negated value can be the answer.
-            return _label_or_fallback(text[negated.end():], number_words)
+            return True, _label_or_fallback(text[negated.end():], number_words)
         tail = _clean_tail(text[m.end():])
         if tail and not negated:
-            return Extraction(_finish(tail, number_words), "answer_is")
-    return _label_or_fallback(text, number_words)
+            return True, Extraction(_finish(tail, number_words), "answer_is")
+    label = _label(text, 0, number_words)
+    return label is not None, label
+
+
+# A self-correction after the last box. Its marker starts a sentence (after at most twelve characters of
+# punctuation, closing math delimiters, Markdown or interjections: "\\]\n\nHmm, wait"), or follows such a marker
+# in the same sentence within 60 characters ("Wait, that's wrong"). A strong marker says the boxed answer is
+# wrong; a weak one ("wait", "actually", "let me recheck") as often starts a check that confirms it.
+_STRONG_RETRACTION = (r"correction|(?:i|we)(?:[ \t]+have|['’]ve)?[ \t]+made[ \t]+(?:a|an)[ \t]+(?:mistake|error)"
+                      r"|my[ \t]+(?:mistake|error|bad)|i[ \t]+was[ \t]+wrong"
+                      r"|there(?:['’]s|[ \t]+is|[ \t]+was)[ \t]+(?:a|an)[ \t]+(?:mistake|error)"
+                      r"|(?:that|this|it)(?:['’]s|[ \t]+is|[ \t]+was)[ \t]+(?:wrong|incorrect|not[ \t]+(?:right|correct))"
+                      r"|(?:that|this|it)[ \t]+(?:isn|wasn)['’]t[ \t]+(?:right|correct)")
+_WEAK_RETRACTION = (r"wait|actually|let[ \t]+me[ \t]+(?:re-?check|reconsider|re-?examine|double[ -]check|re-?calculate"
+                    r"|re-?compute|re-?do|re-?verify)")
+_RETRACTION = rf"(?:(?P<strong>{_STRONG_RETRACTION})|{_WEAK_RETRACTION})\b"
+_ANY_RETRACTION = re.compile(r"\b" + _RETRACTION, re.IGNORECASE)
+# Looked for in the 40 characters before a marker: the start of the text or of a sentence, then what may lead it.
+_SENTENCE_START_BEFORE = re.compile(
+    r"(?:^|[.!?:][ \t]|\n)(?:[\s,.;:!—*_$)\]-]|\\[)\]]|\b(?:hmm+|oh|oops|but|no|hold[ \t]+on|hang[ \t]+on|well|ok|okay)\b)"
+    r"{0,12}$", re.IGNORECASE)
+SENTENCE_START_CHARS = 40
+_CHAINED_RETRACTION = re.compile(r"[^.!?\n]{0,60}?\b" + _RETRACTION, re.IGNORECASE)
+# A new value right after a marker: ", it is 4", ". It should be 4", ", so 4", ", the correct answer is 4", and
+# after "Correction" a colon ("Correction: 4").
+_STATES_NEW_VALUE = (r"(?:(?:so|then|thus|hence|therefore|no|oh|hmm)[ \t,]+)?"
+                     r"(?:(?:it|that|this)(?:['’]s|[ \t]+(?:is|should[ \t]+be|must[ \t]+be))"
+                     r"|the[ \t]+(?:correct|right|actual|real)[ \t]+(?:answer|value|result|total)[ \t]+(?:is|should[ \t]+be))")
+_RESTATED_AFTER_MARKER = re.compile(r"[\s,.;:!—-]{0,8}(?:" + _STATES_NEW_VALUE + r"|so)\b[ \t]*:?[ \t]*", re.IGNORECASE)
+_CORRECTION_LABEL = re.compile(r"[ \t]*[*_]*[ \t]*:[*_]*[ \t]*")
+# A computation is no restated value ("1 + 2 = 3"); a variable set to one is ("x = 4").
+_SET_VARIABLE = re.compile(r"[A-Za-z](?:_\{?\w{1,3}\}?)?")
+# At most this many markers are tried for a restated value, each reading at most this many characters.
+MAX_RETRACTIONS = 16
+MAX_RESTATED_CHARS = 600
+
+
+def _states_value(answer: str) -> bool:
+    """Whether an answer read after a correction marker states a value: not empty, no word but "or" and "and"
+    ("it is correct", "it is the only solution" state none), and no computation or system ("1 + 2 = 3", "x = 5
+    and y = 2"; "x = 4" is a value)."""
+    if not answer or any(w.lower() not in ("or", "and") for w in _WORD.findall(answer)):
+        return False
+    left, equals, right = answer.partition("=")
+    return not equals or ("=" not in right and _SET_VARIABLE.fullmatch(left.strip()) is not None)
+
+
+def _correction_after_box(tail: str, number_words: bool) -> tuple[bool, Extraction | None]:
+    """Rule 1's retraction: (True, the new answer) when `tail`, the text after the last box, corrects it ("Wait,
+    that's wrong, it is 4." -> "4"), (True, None) when it calls the box wrong and states nothing new ("Wait,
+    that's wrong."), (False, None) when the box stands (no marker, or only a check: "Wait, let me verify: 1 + 2
+    = 3."). The new answer is a value restated right after a marker (see `_RESTATED_AFTER_MARKER`), or what
+    rules 2 and 3 find after the last such value, or after the first marker when there is none ("Actually, the
+    answer is 4."). It must state a value (see `_states_value`), and a strong marker with no value after it
+    retracts what came before ("Wait, it is 4. Hmm, that's wrong." has no answer)."""
+    placed: list[re.Match[str]] = []
+    for m in _ANY_RETRACTION.finditer(tail):
+        if placed and m.start() < placed[-1].end():
+            continue  # already found as part of the chain before it: one pass over the text
+        if not _SENTENCE_START_BEFORE.search(tail, max(0, m.start() - SENTENCE_START_CHARS), m.start()):
+            continue
+        placed.append(m)
+        chained = _CHAINED_RETRACTION.match(tail, m.end())
+        while chained is not None:
+            placed.append(chained)
+            chained = _CHAINED_RETRACTION.match(tail, chained.end())
+    if not placed:
+        return False, None
+    restated: tuple[int, Extraction] | None = None  # the last value restated, and where it starts
+    bare_retraction = -1  # where the last strong marker with no value after it ends
+    for m in placed[-MAX_RETRACTIONS:]:
+        after = _CORRECTION_LABEL.match(tail, m.end()) if m.group(0).lower().endswith("correction") else None
+        after = after or _RESTATED_AFTER_MARKER.match(tail, m.end())
+        value = _clean_tail(tail[after.end():after.end() + MAX_RESTATED_CHARS]) if after else ""
+        value = _finish(value, number_words) if value else value
+        if after and _states_value(value):
+            restated = (after.end(), Extraction(value, "correction"))
+        elif m.group("strong"):
+            bare_retraction = m.end()
+    start = max(restated[0] if restated else placed[0].start(), bare_retraction)
+    # "Wait, it is 4. So the answer is 5.": an answer phrase or label after the last value or retraction wins.
+    settled, found = _answer_phrase(tail[start:], number_words)
+    if settled and (found is None or _states_value(found.text)):
+        return True, found  # None: "Wait, the answer is not 3." retracts the box and states nothing new
+    if bare_retraction >= 0 and (restated is None or bare_retraction > restated[0]):
+        return True, None
+    if restated is not None:
+        return True, restated[1]
+    return False, None
 
 
 def _label(text: str, start: int, number_words: bool) -> Extraction | None:
@@ -861,16 +994,24 @@ def gold_choice(gold: str) -> str | None:
 
 def extract_choice(text: str) -> Extraction | None:
     """The multiple-choice letter a completion settles on: from its final answer ("(B)", "B.", "b) ..."),
-    else the last "(X)" anywhere in it. None for a final answer that names two choices ("(A) or (B)")."""
-    found = extract_final_answer(text)
+    else the last "(X)" in it that is not ruled out ("not (B)", "(B) is wrong"; see `_NEGATION_BEFORE_CHOICE`,
+    `_NEGATION_AFTER_CHOICE`). None for a final answer that names two choices ("(A) or (B)") or rules its letter
+    out ("Answer: (B) is wrong")."""
+    found, start = _read(text, False)
     if found is not None and found.source not in ("number", "numbers", "tuple"):
         bare = re.sub(r"\\(?:text|textbf|mathrm|mathbf)\s*", "", found.text).replace("{", "").replace("}", "").strip()
         m = _CHOICE.match(bare)
-        if m:
+        if m and not _NEGATION_AFTER_CHOICE.match(bare, m.end()):  # "Answer: (B) is wrong" settles on no B
             if found.source == "boxes" or _ANOTHER_CHOICE.search(bare, m.end()) or _NEXT_CHOICE.match(bare, m.end()):
                 return None  # a hedge: "(A) or (B)", "\\boxed{A}, \\boxed{B}"
             return Extraction(next(g for g in m.groups() if g is not None).upper(), "choice")
-    in_text = _CHOICE_IN_TEXT.findall(text)
-    if in_text:
-        return Extraction(in_text[-1], "choice")
+    # The last "(X)" whose letter the completion does not rule out there or later ("(C) is right. (B) is wrong."
+    # is C; "It is not (B)." is none, and so is "(B) 4. ... It is not (B)."), after a retracted box only.
+    ruled_out: set[str] = set()
+    for m in reversed(list(_CHOICE_IN_TEXT.finditer(text, start))):
+        if (_NEGATION_BEFORE_CHOICE.search(text, max(0, m.start() - NEGATION_WINDOW_CHARS), m.start())
+                or _NEGATION_AFTER_CHOICE.match(text, m.end())):
+            ruled_out.add(m.group(1))
+        elif m.group(1) not in ruled_out:
+            return Extraction(m.group(1), "choice")
     return None

@@ -268,6 +268,24 @@ CASES: list[tuple[str, str, float]] = [
     ("12", "So the answer is 12. Wait, let me recheck.\n\n**Final Answer:** 14", 0.0),
     ("(B)", "Answer: B C", 0.0),
     ("(C)", "Answer: B C", 0.0),
+    # a correction after the last box wins; a retraction with nothing new is no answer; a box followed by
+    # ordinary text stands (red-team: the text after the last box was never read)
+    ("4", "\\boxed{3}. Wait, that's wrong, it is 4.", 1.0),
+    ("3", "\\boxed{3}. Wait, that's wrong, it is 4.", 0.0),
+    ("4", "\\boxed{3}\n\nActually, the answer is 4.", 1.0),
+    ("4", "\\boxed{3}. Correction: 4", 1.0),
+    ("3", "\\boxed{3}. Wait, that's wrong.", 0.0),
+    ("3", "\\boxed{3}. This makes sense because 1 + 2 = 3.", 1.0),
+    ("3", "\\boxed{3} apples in total, 2 fewer than 5", 1.0),
+    ("3", "\\boxed{3}. Wait, let me verify: 1 + 2 = 3.", 1.0),
+    # a choice letter the completion rules out is not its answer
+    ("(B)", "It is not (B).", 0.0),
+    ("(C)", "(A) is wrong, (B) is wrong, so the answer is (C)", 1.0),
+    ("(B)", "The answer is (B), not (C).", 1.0),
+    ("(C)", "The answer is (B), not (C).", 0.0),
+    ("(C)", "(C) is correct. (A) is wrong because it double counts. (B) is wrong too.", 1.0),
+    ("(B)", "\\boxed{(B)}. Wait, that's wrong, it is (C).", 0.0),
+    ("(C)", "\\boxed{(B)}. Wait, that's wrong, it is (C).", 1.0),
     # characters that show nothing, digits of other alphabets
     ("34", "\\boxed{3\u200b4}", 1.0),
     ("4", "\\boxed{3}\u200b\\boxed{4}", 0.0),
