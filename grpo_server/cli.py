@@ -12,6 +12,7 @@ finishes, a checkpoint is written, and the process exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -78,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def library_output_to_stderr() -> None:
+    """Keep stdout for the one line scripts read (`grpo-server listening on port ...`): libraries that log
+    to stdout are pointed at stderr before they load. vLLM reads VLLM_LOGGING_STREAM (set in
+    grpo_server/__init__.py). DeepSpeed, which transformers imports through accelerate whenever it is
+    installed, gives its logger a handler on stdout when first imported (and warns then, on a machine
+    without CUDA, "Setting accelerator to CPU ..."): imported here with stdout pointed at stderr, that
+    handler writes to stderr for the rest of the process. A reader that stops after the listening line
+    would otherwise leave the pipe to fill and the trainer to block on its next log line."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            import deepspeed  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed or broken here: the deepspeed engine says so when chosen
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the trainer until SIGTERM/SIGINT; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -97,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     store_dir = (args.store_dir or Path(cfg.store_dir)).expanduser()
 
+    library_output_to_stderr()
     from grpo_server.app import StartupError, TrainerApp, run_worker_rank
 
     # Under a DeepSpeed launch (`deepspeed --num_gpus N $(which grpo-server) ...` or torchrun) every rank
