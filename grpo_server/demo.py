@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +172,11 @@ def wait_ready(client: Any, trainer: subprocess.Popen, timeout: float, log_path:
     raise DemoError(f"the trainer was not ready after {timeout:.0f} s")
 
 
-def follow_training(client: Any, trainer: subprocess.Popen, steps: int, kl_measured: bool, log_path: Path) -> list:
+def follow_training(client: Any, trainer: subprocess.Popen, steps: int, kl_measured: bool, log_path: Path,
+                    on_last_started: Callable[[], object] | None = None) -> list:
     """Print a line per step from WatchSteps until step `steps` is done; the completed step reports.
+    `on_last_started` is called once step `steps` is under way (the demo pauses the run there, so that no
+    step after it starts and the export holds exactly `steps` steps).
 
     Raises DemoError when a step or the run fails, or the trainer stops answering (its exit code and log)."""
     from tqdm import tqdm
@@ -183,8 +187,13 @@ def follow_training(client: Any, trainer: subprocess.Popen, steps: int, kl_measu
     history = []
     with tqdm(total=steps, desc="  steps", unit="step") as bar:
         try:
-            for response in client.watch_steps(after_step=0):
+            for response in client.watch_steps(after_step=0, include_running=True):
                 report, run = response.step, response.run
+                if report.state == trainer_pb2.STEP_STATE_RUNNING:
+                    if report.step >= steps and on_last_started is not None:
+                        on_last_started()
+                        on_last_started = None
+                    continue
                 if report.state == trainer_pb2.STEP_STATE_FAILED or run.state == trainer_pb2.RUN_STATE_FAILED:
                     raise DemoError(f"step {report.step} failed: {report.error or run.error}; see {log_path}")
                 if report.state == trainer_pb2.STEP_STATE_SKIPPED:
@@ -296,9 +305,12 @@ def run(argv: list[str] | None = None) -> int:
 
         a = cfg.algorithm
         print(f"[5/6] Training {steps} steps (GRPO, {a.prompts_per_step} prompts x {a.group_size} samples)")
-        history = follow_training(client, trainer, steps, kl_measured, out / "trainer.log")
-        if steps < cfg.training.max_steps or cfg.training.max_steps == 0:
-            client.pause()  # the step under way finishes (the export may hold it), no other starts
+        more = steps < cfg.training.max_steps or cfg.training.max_steps == 0  # the run would go on after
+        # Paused once step `steps` is under way: it finishes, and no step after it starts.
+        history = follow_training(client, trainer, steps, kl_measured, out / "trainer.log",
+                                  on_last_started=client.pause if more else None)
+        if more:
+            client.pause()  # already requested, unless step `steps` was over before the watch saw it start
         export = client.export_checkpoint(str(out / "export"), wait=True, timeout=600)
         manifest = verify_manifest(Path(export.destination))
         print(f"  exported step {manifest['step']} to {export.destination} ({len(manifest['files'])} files, sha256 verified)")
