@@ -280,7 +280,14 @@ def start_server(
     Raises RuntimeError when the address cannot be bound.
     """
     limits = Limits(**{**(limits.__dict__ if limits else {}), "max_batch": max_batch})
-    tokens = TokenFile(token_file) if token_file else None
+    try:
+        tokens = TokenFile(token_file) if token_file else None
+    except OSError as err:  # named as the flag gives it, as the TLS files are
+        raise ValueError(f"--token-file {token_file}: cannot read: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--token-file {token_file}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except ValueError as err:
+        raise ValueError(f"--token-file: {err}") from None
 
     # Metrics first: the servicer counts into them from its first call.
     probe = scorer.describe()

@@ -113,7 +113,9 @@ def validate_request(
         kind = reference_kind(item)
         if kind not in reference_kinds:
             if kind == reward_pb2.REFERENCE_KIND_NONE:
-                bad(f"{at}.reference", f"a reference is required; this backend accepts: {', '.join(accepted)}")
+                bad(f"{at}.reference", f"a reference is required; this backend accepts: {', '.join(accepted)}"
+                    if accepted else "a reference is required, and this backend accepts no reference kind (its "
+                    "Describe lists none in capabilities.reference_kinds): it cannot score any item")
             else:
                 name = _KIND_NAMES[kind]
                 bad(f"{at}.{name}", f"reference kind {name!r} is not accepted by this backend; "

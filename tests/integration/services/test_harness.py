@@ -272,6 +272,31 @@ def test_an_empty_token_file_is_refused_at_start(tmp_path):
         start_server(EchoScorer(), token_file=empty)
 
 
+@pytest.mark.parametrize(("content", "words"), [
+    (None, "--token-file {path}: cannot read: No such file or directory"),
+    (b"\xff\xfetoken\n", "--token-file {path}: not UTF-8 text (byte 0: invalid start byte)"),
+])
+def test_an_unreadable_token_file_is_named_by_its_flag(tmp_path, content, words):
+    """The TLS files' errors name their flag; a token file's said only `[Errno 2] No such file or directory:
+    '/x'`, leaving the operator to guess which of the service's files it was."""
+    path = tmp_path / "tokens"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        start_server(EchoScorer(), token_file=path)
+    assert str(err.value) == words.format(path=path)
+
+
+def test_a_backend_accepting_no_reference_kind_says_so(serve, channel_to):
+    """A backend whose Describe lists no reference kinds refuses every item; the refusal said `this backend
+    accepts: ` followed by nothing."""
+    ch = channel_to(serve(EchoScorer(kinds=[])).address)
+    with pytest.raises(grpc.RpcError) as err:
+        score(ch, [reward_pb2.ScoreItem(id="a", completion="x")])
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "accepts no reference kind (its Describe lists none in capabilities.reference_kinds)" in err.value.details()
+
+
 def test_tls_server_serves_clients_trusting_its_ca_and_refuses_plaintext(serve, channel_to, tls_files):
     from grpo_rewards.common import TLSConfig
 
