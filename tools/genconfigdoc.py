@@ -5,6 +5,7 @@ tests/unit/test_config_doc.py fails when the committed file is stale. The Helm c
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from types import UnionType
@@ -77,6 +78,9 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "configuration.md"
+    parser = argparse.ArgumentParser(description="Write docs/configuration.md from the typed config.")
+    parser.add_argument("out", nargs="?", type=Path, default=ROOT / "docs" / "configuration.md",
+                        help="where to write it (default: docs/configuration.md)")
+    target = parser.parse_args().out
     target.write_text(render())
     print(f"wrote {target}")
