@@ -6,7 +6,6 @@ tests/unit/test_config_doc.py fails when the committed file is stale. The Helm c
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
