@@ -30,6 +30,7 @@ import marshal
 import math
 import os
 import queue
+import re
 import selectors
 import signal
 import subprocess
@@ -149,6 +150,22 @@ def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> 
     # every run and this service's threads together, so one fork bomb would starve the other runs
     # (and bwrap itself could not start). The per-run cap is set inside (``_inner_argv``).
     return [*argv, "--"]
+
+
+# Waits before each new try of a sandbox that bwrap could not create for a passing shortage.
+START_RETRY_WAITS_S = (0.1, 0.4, 1.0)
+# bwrap's own error when clone() of its namespaces fails with EAGAIN (the slot uid's process limit, still
+# counting the processes of the run before as they exit, or the kernel's namespace limits) or ENOMEM.
+_TRANSIENT_START = re.compile(r"^bwrap: .*(?:Resource temporarily unavailable|Cannot allocate memory)", re.MULTILINE)
+
+
+def transient_start_failure(record: RunRecord) -> bool:
+    """True when bwrap failed before anything ran in the sandbox for a reason that passes: no event from
+    the runner, not stopped by the service, and bwrap's error says EAGAIN or ENOMEM. Under load this
+    failed items as INTERNAL ("bwrap: Creating new namespace failed: Resource temporarily unavailable"),
+    and the trainer counted each as an attempt of its prompt."""
+    return (not record.events and not record.killed and record.exit_code not in (None, 0)
+            and _TRANSIENT_START.search(record.stderr) is not None)
 
 
 def cpu_limit_s(timeout_s: float) -> int:
@@ -294,9 +311,19 @@ class Sandbox:
     def run(self, job: Job) -> RunRecord:
         """Run ``job`` in a fresh sandbox and return what it reported. Never raises for anything the
         program does; raises OSError only when the sandbox cannot be started at all. After ``close()``
-        it returns at once a record with ``killed`` "shutdown"."""
+        it returns at once a record with ``killed`` "shutdown". A sandbox that bwrap could not create for
+        a passing shortage (`transient_start_failure`) is tried again after START_RETRY_WAITS_S."""
         with self._slots.take() as slot:
-            return self._run(job, slot)
+            record = self._run(job, slot)
+            for wait in START_RETRY_WAITS_S:
+                if not transient_start_failure(record):
+                    break
+                log.warning("the sandbox could not start (%s); trying again in %g s", record.stderr.strip(), wait)
+                with self._state:
+                    if self._state.wait_for(lambda: self._closed, timeout=wait):
+                        return RunRecord(killed="shutdown")
+                record = self._run(job, slot)
+            return record
 
     def close(self, wait_s: float = 2.0) -> None:
         """Kill every sandbox running now (their runs return with ``killed`` "shutdown") and refuse new
