@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from grpo_rewards.common import base_arg_parser, configure_logging, serve_forever
 from grpo_rewards.common.flags import finite_float, positive_int
@@ -74,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
+    # Parsing completions (to find the program, extract.py) compiles arbitrary text in this process, and
+    # Python prints a SyntaxWarning line ("<unknown>:1: SyntaxWarning: invalid decimal literal") for each
+    # such text, without time or level: one per junk completion, not deduplicated. They say nothing
+    # about the service. (warnings.catch_warnings around the parse is not thread-safe in Python 3.11.)
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
     try:
         scorer = CodeSandboxScorer(config_from_args(args), max_batch=args.max_batch)
     except (ValueError, RuntimeError) as exc:

@@ -772,3 +772,19 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+
+
+def test_junk_completions_leave_no_syntax_warning_lines_in_the_log() -> None:
+    """Finding the program parses the completion in the service's process, and Python printed a bare
+    `<unknown>:1: SyntaxWarning: invalid decimal literal` line (no time, no level) for every such text:
+    a soak logged one per junk completion."""
+    svc = start("--default-timeout", "5", "--max-timeout", "5")
+    try:
+        with grpc.insecure_channel(svc.address) as ch:
+            junk = [item(f"j{i}", f"The answer:\n\nx = 1if {i} else 2\nprint(x)\n\nThis prints it.",
+                         code=code(io=(("", "1"),))) for i in range(3)]
+            results = score(reward_stub(ch), *junk)
+        assert all(r.status == reward_pb2.SCORE_STATUS_OK for r in results), results
+    finally:
+        assert svc.terminate() == 0
+    assert "SyntaxWarning" not in svc.text, svc.text[-2000:]
