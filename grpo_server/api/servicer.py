@@ -135,8 +135,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             )]) from None
         except QueueFullError as exc:
             raise errors.resource_exhausted(
-                f"the prompt queue is full ({exc.depth} of {exc.max_depth} waiting; {exc.requested} more do not "
-                f"fit); retry after {self.limits.retry_after_seconds:g} s",
+                f"the prompt queue is full ({exc.depth} of {exc.max_depth} waiting; {exc.requested} more "
+                f"{'does' if exc.requested == 1 else 'do'} not fit); retry after {self.limits.retry_after_seconds:g} s",
                 self.limits.retry_after_seconds,
             ) from None
         if not result.duplicate:

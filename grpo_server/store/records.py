@@ -82,5 +82,6 @@ class QueueFullError(StoreError):
     def __init__(self, depth: int, requested: int, max_depth: int) -> None:
         self.depth, self.requested, self.max_depth = depth, requested, max_depth
         super().__init__(
-            f"the queue holds {depth} of at most {max_depth} prompts; {requested} more do not fit"
+            f"the queue holds {depth} of at most {max_depth} prompts; {requested} more "
+            f"{'does' if requested == 1 else 'do'} not fit"
         )

@@ -138,15 +138,9 @@ func (e *SubmitError) Unwrap() error { return e.Cause }
 func (e *SubmitError) TooLarge() bool { return tooLarge(e.Cause) }
 
 func (e *SubmitError) span(first, last int) string {
-	spell := func(word string, a, b int) string {
-		if a == b {
-			return fmt.Sprintf("%s %d", word, a)
-		}
-		return fmt.Sprintf("%ss %d-%d", word, a, b)
-	}
-	text := spell("prompt", first+1, last+1)
+	text := Span("prompt", first+1, last+1)
 	if e.Lines != nil {
-		text += ", " + spell("line", e.Lines[first], e.Lines[last])
+		text += ", " + Span("line", e.Lines[first], e.Lines[last])
 	}
 	return text
 }
@@ -179,11 +173,16 @@ func (e *SubmitError) Progress() string {
 		if k == 2 {
 			batches = "batch 1"
 		}
-		where := fmt.Sprintf("prompts 1-%d", n)
+		where := Span("prompt", 1, n)
 		if e.Lines != nil {
-			where = fmt.Sprintf("lines %d-%d", e.Lines[0], e.acceptedThroughLine())
+			where = Span("line", e.Lines[0], e.acceptedThroughLine())
 		}
-		before = fmt.Sprintf("The %d prompts of %s (%s) were accepted before it; the trainer keeps them.", n, batches, where)
+		were, them := "were", "them"
+		if n == 1 {
+			were, them = "was", "it"
+		}
+		before = fmt.Sprintf("The %s of %s (%s) %s accepted before it; the trainer keeps %s.", Counted(n, "prompt"),
+			batches, where, were, them)
 	}
 	rerun := "run the same command again (same batch size and request id): the trainer answers the batches it " +
 		"already accepted as duplicates, by their request ids, and queues nothing twice."
@@ -486,7 +485,8 @@ func (p *batchPlan) shrink(e *Error, start, sent int, at string) string {
 	if p.maxPrompts < 1 {
 		p.maxPrompts = 1
 	}
-	return fmt.Sprintf("the trainer takes at most %d prompts per request; batches of %d from %s on", count, p.maxPrompts, at)
+	return fmt.Sprintf("the trainer takes at most %s per request; batches of %d from %s on", Counted(count, "prompt"),
+		p.maxPrompts, at)
 }
 
 // sleepFor waits d or until ctx ends (a variable so that tests need not wait).

@@ -29,6 +29,7 @@ from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerError, check_key_pair
 from grpo_client.prompts import PromptFileError, load_prompt_file
+from grpo_client.words import counted, short_reason
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 EXIT_INTERRUPTED = 128 + 2  # as a process killed by SIGINT (Ctrl-C)
@@ -257,9 +258,7 @@ def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
         accepted.extend(response.accepted_ids)
 
     def on_retry(exc: TrainerError, wait: float, attempt: int) -> None:  # a wait must not look like a hang
-        why = "its queue is full" if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED else "it is unavailable"
-        bar.write(f"the trainer refused a batch ({exc.code.name}: {why}); sending it again in {wait:g} s "
-                  f"(retry {attempt} of {SUBMIT_ATTEMPTS - 1})", file=sys.stderr)
+        bar.write(retry_notice(exc, wait, attempt), file=sys.stderr)
 
     with tqdm(total=len(loaded.prompts), unit="prompt", desc="submit", disable=True if pr.json else None,
               file=sys.stderr) as bar:
@@ -269,10 +268,11 @@ def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
                                         on_batch=on_batch, on_retry=on_retry,
                                         max_attempts=SUBMIT_ATTEMPTS)
         except KeyboardInterrupt:
-            message = (f"interrupted: the trainer had accepted {len(accepted)} of the {len(loaded.prompts)} "
-                       "prompts; the batch in flight may or may not have been queued. To carry on, run the same "
-                       "command again (same batch size and request id): the trainer answers the batches it "
-                       "already accepted as duplicates, by their request ids, and queues nothing twice.")
+            message = (f"interrupted: the trainer had accepted {len(accepted)} of the "
+                       f"{counted(len(loaded.prompts), 'prompt')}; the batch in flight may or may not have been "
+                       "queued. To carry on, run the same command again (same batch size and request id): the "
+                       "trainer answers the batches it already accepted as duplicates, by their request ids, and "
+                       "queues nothing twice.")
             return _fail(pr, {"code": "INTERRUPTED", "message": message, "accepted_ids": accepted}, message,
                          EXIT_INTERRUPTED)
     pr.document({
@@ -283,16 +283,28 @@ def cmd_submit(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
     for note in result.resized:
         print(f"note: {note}", file=sys.stderr)
     n, dup = len(result.queued_ids), result.duplicate_batches
+    batches, replayed = counted(result.batches, "batch"), counted(len(result.replayed_ids), "prompt")
     if dup and dup == result.batches:
-        pr.line(f"nothing queued: all {dup} batches ({len(result.replayed_ids)} prompts) had been submitted before "
-                "under the same request ids, and the trainer answered with its first answers. To queue these "
-                "prompts again (after they were trained, failed or cancelled), give --request-id a new value.")
+        which = "the batch" if dup == 1 else f"all {batches}"  # not "all 1 batch"
+        pr.line(f"nothing queued: {which} ({replayed}) had been submitted before under the same request ids, "
+                "and the trainer answered with its first answers. To queue these prompts again (after they were "
+                "trained, failed or cancelled), give --request-id a new value.")
     elif dup:
-        pr.line(f"submitted {n} new prompts in {result.batches} batches ({dup} of them, {len(result.replayed_ids)} "
-                f"prompts, already submitted before: not queued again); queue depth {result.queue_depth}")
+        pr.line(f"submitted {counted(n, 'new prompt')} in {batches} ({dup} of them, {replayed}, "
+                f"already submitted before: not queued again); queue depth {result.queue_depth}")
     else:
-        pr.line(f"submitted {n} prompts in {result.batches} batches; queue depth {result.queue_depth}")
+        pr.line(f"submitted {counted(n, 'prompt')} in {batches}; queue depth {result.queue_depth}")
     return EXIT_OK
+
+
+def retry_notice(exc: TrainerError, wait: float, attempt: int) -> str:
+    """The line `grpo submit` prints before waiting to send a refused batch again: the trainer's own
+    reason (its status message, on one line and at most 200 characters) when it gave one, else what the
+    code means; the wait in seconds; and which retry of how many this is."""
+    why = short_reason(exc.message) or (
+        "its queue is full" if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED else "it is unavailable")
+    return (f"the trainer refused a batch ({exc.code.name}: {why}); sending it again in {wait:g} s "
+            f"(retry {attempt} of {SUBMIT_ATTEMPTS - 1})")
 
 
 def _run_line(run: trainer_pb2.RunStatus) -> str:
@@ -396,7 +408,7 @@ def cmd_export(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
     state = _enum_name(trainer_pb2.ExportState, export.state, "EXPORT_STATE_")
     pr.line(f"export {export.export_id}: {state}  step {export.step}  {export.destination}")
     if export.state == trainer_pb2.EXPORT_STATE_DONE:
-        pr.line(f"  {len(export.files)} files, manifest.json lists their sha256")
+        pr.line(f"  {counted(len(export.files), 'file')}, manifest.json lists their sha256")
     if export.state == trainer_pb2.EXPORT_STATE_FAILED:
         if not pr.json:
             print(f"error: export failed: {export.error}", file=sys.stderr)
@@ -467,10 +479,12 @@ def cmd_cancel(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
         return EXIT_OK
     response = client.cancel_all(ids)
     pr.document(to_dict(response))
-    pr.line(f"cancelled {len(response.cancelled_ids)} queued prompts; queue depth {response.queue_depth}")
+    pr.line(f"cancelled {counted(len(response.cancelled_ids), 'queued prompt')}; queue depth {response.queue_depth}")
     for p in response.not_cancelled:
         state = _enum_name(trainer_pb2.PromptState, p.state, "PROMPT_STATE_")
-        why = {trainer_pb2.PROMPT_STATE_LEASED: f"step {p.step} is training on it",
+        # A leased prompt stays held by its step until a checkpoint covers it, after the step too.
+        why = {trainer_pb2.PROMPT_STATE_LEASED: f"held by step {p.step}: in training, or trained and not yet in a "
+                                                "checkpoint",
                trainer_pb2.PROMPT_STATE_TRAINED: f"trained, in checkpoint {p.checkpoint_step}",
                trainer_pb2.PROMPT_STATE_FAILED: "failed", trainer_pb2.PROMPT_STATE_CANCELLED: "cancelled before"}
         pr.line(f"not cancelled: {p.id}: {state} ({why.get(p.state, 'not queued')})")
@@ -492,11 +506,11 @@ def cmd_plot(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> in
 
     reports = client.finished_steps()
     if not any(r.state == trainer_pb2.STEP_STATE_COMPLETED for r in reports):
-        message = f"no completed step to plot yet ({len(reports)} steps finished otherwise); {args.output} not written"
+        message = f"no completed step to plot yet ({counted(len(reports), 'step')} finished otherwise); {args.output} not written"
         return _fail(pr, {"code": "NO_COMPLETED_STEPS", "message": message}, f"error: {message}", EXIT_FAILURE)
     n = plot_steps(reports, args.output, title=args.title)
     pr.document({"output": str(args.output), "steps": n})
-    pr.line(f"wrote {args.output} ({n} completed steps)")
+    pr.line(f"wrote {args.output} ({counted(n, 'completed step')})")
     return EXIT_OK
 
 

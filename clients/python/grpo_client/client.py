@@ -29,6 +29,7 @@ from grpc_status import rpc_status
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_client.prompts import PromptFile, batch_request_id, load_prompt_file
 from grpo_client.tlscheck import client_certificate_refusal
+from grpo_client.words import counted, span
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # A batch of 1024 prompts with long code tests can pass grpcio's 4 MiB default: raise it deliberately.
@@ -191,13 +192,10 @@ class SubmitError(TrainerError):
         return _too_large(self)
 
     def _span(self, first: int, last: int) -> str:
-        """Prompts first..last (0-based, inclusive) as "prompts 3-4, lines 3-4"."""
-        def spell(word: str, a: int, b: int) -> str:
-            return f"{word} {a}" if a == b else f"{word}s {a}-{b}"
-
-        text = spell("prompt", first + 1, last + 1)
+        """Prompts first..last (0-based, inclusive) as "prompts 3-4, lines 3-4" ("prompt 3, line 3")."""
+        text = span("prompt", first + 1, last + 1)
         if self.lines is not None:
-            text += ", " + spell("line", self.lines[first], self.lines[last])
+            text += ", " + span("line", self.lines[first], self.lines[last])
         return text
 
     def _accepted_through_line(self) -> int | None:
@@ -220,9 +218,11 @@ class SubmitError(TrainerError):
             before = "Nothing was accepted before it."
         else:
             batches = "batch 1" if k == 2 else f"batches 1-{k - 1}"
-            where = (f"lines {self.lines[0]}-{self._accepted_through_line()}" if self.lines is not None
-                     else f"prompts 1-{n}")
-            before = f"The {n} prompts of {batches} ({where}) were accepted before it; the trainer keeps them."
+            where = (span("line", self.lines[0], self.lines[n - 1]) if self.lines is not None
+                     else span("prompt", 1, n))
+            were, them = ("was", "it") if n == 1 else ("were", "them")
+            before = (f"The {counted(n, 'prompt')} of {batches} ({where}) {were} accepted before it; the trainer "
+                      f"keeps {them}.")
         rerun = ("run the same command again (same batch size and request id): the trainer answers the batches it "
                  "already accepted as duplicates, by their request ids, and queues nothing twice.")
         if self.too_large:
@@ -419,7 +419,7 @@ class _BatchPlan:
         if count is None:
             return None
         self.max_prompts = max(1, min(count, sent - 1))
-        return (f"the trainer takes at most {count} prompts per request; batches of {self.max_prompts} from "
+        return (f"the trainer takes at most {counted(count, 'prompt')} per request; batches of {self.max_prompts} from "
                 f"{where} on")
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo.trainer.v1 import trainer_pb2
+from grpo_client.words import counted
 
 
 def plot_steps(reports: Sequence[trainer_pb2.StepReport], out: str | Path, title: str = "GRPO run") -> int:
@@ -45,6 +46,6 @@ def steps_figure(reports: Sequence[trainer_pb2.StepReport], title: str = "GRPO r
     ax_t.set_xlabel("step")
     for ax in (ax_r, ax_kl, ax_t):
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{title} ({len(done)} steps)")
+    fig.suptitle(f"{title} ({counted(len(done), 'step')})")
     fig.tight_layout()
     return fig, len(done)

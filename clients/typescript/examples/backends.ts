@@ -14,6 +14,7 @@
 import { parseArgs } from 'node:util';
 
 import { TrainerClient } from '../src';
+import { counted } from '../src/words';
 import {
   CONNECTION_OPTIONS, ConnectionFlags, UsageError, clientOptions, printDocument, protoJson, runCommand, wholeNumber,
 } from './cli';
@@ -40,7 +41,7 @@ async function backends(): Promise<number> {
     throw new UsageError(`'${positionals[0] ?? ''}' is not an action; give set NAME HOST:PORT or delete NAME`);
   }
   if (positionals.length !== 3) {
-    throw new UsageError(`set: give NAME and HOST:PORT (got ${positionals.length - 1} arguments)`);
+    throw new UsageError(`set: give NAME and HOST:PORT (got ${counted(positionals.length - 1, 'argument')})`);
   }
   const timeoutSeconds = Number(values.timeout);
   if (values.timeout!.trim() === '' || !Number.isFinite(timeoutSeconds) || timeoutSeconds < 0) {
@@ -76,7 +77,7 @@ async function backends(): Promise<number> {
 /** `delete NAME`: as `grpo backends delete` (the registry version as a string, as int64 is in JSON). */
 async function deleteBackend(names: string[], values: ConnectionFlags & { target?: string; json?: boolean }):
   Promise<number> {
-  if (names.length !== 1) throw new UsageError(`delete: give NAME (got ${names.length} arguments)`);
+  if (names.length !== 1) throw new UsageError(`delete: give NAME (got ${counted(names.length, 'argument')})`);
   const client = new TrainerClient(values.target!, clientOptions(values));
   try {
     const version = await client.deleteBackend(names[0]);

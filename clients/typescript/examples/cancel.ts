@@ -2,7 +2,7 @@
 // flags, lines, --json document and exit status).
 //   node dist/examples/cancel.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--json] [ID ...] [--file FILE.jsonl]
 // TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
-// Prints "cancelled N queued prompts; queue depth D", a "not cancelled: ID: STATE (why)" line for each id
+// Prints "cancelled N queued prompts; queue depth D" ("1 queued prompt"), a "not cancelled: ID: STATE (why)" line for each id
 // that was not queued and "never submitted: ..." for the ids the trainer does not know; exit status 1
 // when an id was not cancelled (other than one cancelled before) or never submitted. --file adds every id
 // of a prompt file, read whole first: a bad file is exit status 2 and cancels nothing. A bad flag is one
@@ -11,13 +11,15 @@
 import { parseArgs } from 'node:util';
 
 import { CancelPromptsResponse, TrainerClient, loadPromptFile } from '../src';
+import { counted } from '../src/words';
 import { CONNECTION_OPTIONS, UsageError, clientOptions, enumName, printDocument, protoJson, runCommand } from './cli';
 
 /** The most ids one CancelPrompts call takes. */
 const CHUNK = 1000;
 
 const WHY: Record<string, (p: { step: number; checkpointStep: number }) => string> = {
-  PROMPT_STATE_LEASED: (p) => `step ${p.step} is training on it`,
+  // A leased prompt stays held by its step until a checkpoint covers it, after the step too.
+  PROMPT_STATE_LEASED: (p) => `held by step ${p.step}: in training, or trained and not yet in a checkpoint`,
   PROMPT_STATE_TRAINED: (p) => `trained, in checkpoint ${p.checkpointStep}`,
   PROMPT_STATE_FAILED: () => 'failed',
   PROMPT_STATE_CANCELLED: () => 'cancelled before',
@@ -60,7 +62,7 @@ async function cancel(): Promise<number> {
   if (values.json) {
     printDocument(protoJson('grpo.trainer.v1.CancelPromptsResponse', res));
   } else {
-    console.log(`cancelled ${res.cancelledIds.length} queued prompts; queue depth ${res.queueDepth}`);
+    console.log(`cancelled ${counted(res.cancelledIds.length, 'queued prompt')}; queue depth ${res.queueDepth}`);
     for (const p of res.notCancelled) {
       console.log(`not cancelled: ${p.id}: ${enumName(p.state, 'PROMPT_STATE_')} (${WHY[p.state]?.(p) ?? 'not queued'})`);
     }

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 
 import { ClientOptions, GrpoError, PROTO_DIR, PromptFileError, SubmitError } from '../src';
+import { counted, shortReason } from '../src/words';
 
 /** The flags that make the connection TLS, as `grpo`'s: --tls (the system's roots unless --ca), --ca F,
  * --cert F with --key F (a client certificate, for a trainer that requires one: mTLS) and --server-name
@@ -181,11 +182,24 @@ export function onInterrupt(describe?: () => Interruption): void {
 /** `grpo submit`'s INTERRUPTED error: the prompts the trainer had accepted (`accepted`, of `total`) and how
  * to carry on. */
 export function submitInterruption(accepted: string[], total: number): Interruption {
-  const message = `interrupted: the trainer had accepted ${accepted.length} of the ${total} prompts; the batch in `
+  const message = `interrupted: the trainer had accepted ${accepted.length} of the ${counted(total, 'prompt')}; the batch in `
     + 'flight may or may not have been queued. To carry on, run the same command again (same batch size and '
     + 'request id): the trainer answers the batches it already accepted as duplicates, by their request ids, and '
     + 'queues nothing twice.';
   return { doc: { code: 'INTERRUPTED', message, accepted_ids: [...accepted] }, text: message };
+}
+
+/** Tries of a batch the trainer refuses as full or unavailable, as `grpo submit` makes. */
+export const SUBMIT_ATTEMPTS = 5;
+
+/** The line `grpo submit` prints before waiting to send a refused batch again (`retry_notice` in the Python
+ * CLI): the trainer's own reason (its status message, on one line and at most 200 characters) when it gave
+ * one, else what the code means; the wait in seconds; and which retry of how many this is. */
+export function retryNotice(err: GrpoError, waitMs: number, attempt: number): string {
+  const why = shortReason(err.details)
+    || (err.code === grpc.status.RESOURCE_EXHAUSTED ? 'its queue is full' : 'it is unavailable');
+  return `the trainer refused a batch (${err.codeName}: ${why}); sending it again in `
+    + `${Number((waitMs / 1000).toPrecision(6))} s (retry ${attempt} of ${SUBMIT_ATTEMPTS - 1})`;
 }
 
 /** Runs `command` and sets the exit status it returns. A failure is reported as `grpo` reports it

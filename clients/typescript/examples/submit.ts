@@ -14,11 +14,11 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
-import * as grpc from '@grpc/grpc-js';
-
 import { TrainerClient, batchRequestId, loadPromptFile } from '../src';
+import { counted, span } from '../src/words';
 import {
-  CONNECTION_OPTIONS, ConnectionFlags, clientOptions, onInterrupt, printDocument, runCommand, submitInterruption,
+  CONNECTION_OPTIONS, ConnectionFlags, SUBMIT_ATTEMPTS, clientOptions, onInterrupt, printDocument, retryNotice,
+  runCommand, submitInterruption,
 } from './cli';
 
 async function submit(): Promise<number> {
@@ -41,7 +41,7 @@ async function submit(): Promise<number> {
       answer: '42',
       rewards: [{ backend: 'math', weight: 1 }],
     }]);
-    console.log(`accepted ${res.acceptedIds.length} prompt(s): ${res.acceptedIds.join(', ')}; queue depth ${res.queueDepth}`);
+    console.log(`accepted ${counted(res.acceptedIds.length, 'prompt')}: ${res.acceptedIds.join(', ')}; queue depth ${res.queueDepth}`);
     const status = await client.stepStatus();
     console.log(`run state: ${status.run?.state}, latest step ${status.run?.latestStep}`);
     if (status.step) {
@@ -52,9 +52,6 @@ async function submit(): Promise<number> {
     client.close();
   }
 }
-
-/** Tries of a batch the trainer refuses as full or unavailable, as `grpo submit` makes. */
-const SUBMIT_ATTEMPTS = 5;
 
 interface FileFlags extends ConnectionFlags {
   target?: string; file?: string; 'batch-size'?: string; 'request-id'?: string; json?: boolean; 'dry-run'?: boolean;
@@ -73,7 +70,7 @@ async function submitFile(values: FileFlags): Promise<number> {
     for (let i = 0, start = 0; start < file.prompts.length; i++) {
       const end = Math.min(start + batchSize, file.prompts.length);
       const rid = batchRequestId(file.prompts.slice(start, end), i, requestId);
-      console.log(`batch ${i + 1}: ${end - start} prompts (lines ${file.lines[start]}-${file.lines[end - 1]}): ${rid}`);
+      console.log(`batch ${i + 1}: ${counted(end - start, 'prompt')} (${span('line', file.lines[start], file.lines[end - 1])}): ${rid}`);
       start = end;
     }
     return 0;
@@ -102,11 +99,7 @@ async function submitFile(values: FileFlags): Promise<number> {
       },
       maxAttempts: SUBMIT_ATTEMPTS,
       // As `grpo submit` says it: a wait must not look like a hang.
-      onRetry: (err, waitMs, attempt) => {
-        const why = err.code === grpc.status.RESOURCE_EXHAUSTED ? 'its queue is full' : 'it is unavailable';
-        console.error(`the trainer refused a batch (${err.codeName}: ${why}); sending it again in `
-          + `${Number((waitMs / 1000).toPrecision(6))} s (retry ${attempt} of ${SUBMIT_ATTEMPTS - 1})`);
-      },
+      onRetry: (err, waitMs, attempt) => console.error(retryNotice(err, waitMs, attempt)),
     }).finally(() => onInterrupt()); // the submission is over: from here Ctrl-C is the plain INTERRUPTED error
     if (values.json) {
       printDocument({
@@ -119,15 +112,18 @@ async function submitFile(values: FileFlags): Promise<number> {
     if (values.json) return 0;
     const n = res.queuedIds.length;
     const dup = res.duplicateBatches;
+    const batches = counted(res.batches, 'batch');
+    const replayed = counted(res.replayedIds.length, 'prompt');
     if (dup && dup === res.batches) {
-      console.log(`nothing queued: all ${dup} batches (${res.replayedIds.length} prompts) had been submitted before `
+      const which = dup === 1 ? 'the batch' : `all ${batches}`; // not "all 1 batch"
+      console.log(`nothing queued: ${which} (${replayed}) had been submitted before `
         + 'under the same request ids, and the trainer answered with its first answers. To queue these prompts again '
         + '(after they were trained, failed or cancelled), give --request-id a new value.');
     } else if (dup) {
-      console.log(`submitted ${n} new prompts in ${res.batches} batches (${dup} of them, ${res.replayedIds.length} `
-        + `prompts, already submitted before: not queued again); queue depth ${res.queueDepth}`);
+      console.log(`submitted ${counted(n, 'new prompt')} in ${batches} (${dup} of them, ${replayed}, `
+        + `already submitted before: not queued again); queue depth ${res.queueDepth}`);
     } else {
-      console.log(`submitted ${n} prompts in ${res.batches} batches; queue depth ${res.queueDepth}`);
+      console.log(`submitted ${counted(n, 'prompt')} in ${batches}; queue depth ${res.queueDepth}`);
     }
     return 0;
   } finally {

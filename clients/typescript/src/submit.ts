@@ -9,6 +9,7 @@ import type { Prompt } from './generated/grpo/trainer/v1/Prompt';
 import type { SubmitPromptsResponse__Output } from './generated/grpo/trainer/v1/SubmitPromptsResponse';
 import { DECODED_DETAILS, FieldViolation, GrpoError } from './errors';
 import { batchRequestId, marshalPrompt } from './prompts';
+import { counted, span } from './words';
 
 export interface SubmitOptions {
   /** The most prompts per SubmitPrompts request (default 256). */
@@ -135,9 +136,8 @@ export class SubmitError extends Error implements Where {
   get clientCertificateRefused(): boolean { return this.cause.clientCertificateRefused; }
 
   private span(first: number, last: number): string {
-    const spell = (word: string, a: number, b: number) => (a === b ? `${word} ${a}` : `${word}s ${a}-${b}`);
-    let text = spell('prompt', first + 1, last + 1);
-    if (this.lines) text += `, ${spell('line', this.lines[first], this.lines[last])}`;
+    let text = span('prompt', first + 1, last + 1);
+    if (this.lines) text += `, ${span('line', this.lines[first], this.lines[last])}`;
     return text;
   }
 
@@ -158,8 +158,9 @@ export class SubmitError extends Error implements Where {
     let before = 'Nothing was accepted before it.';
     if (n) {
       const batches = k === 2 ? 'batch 1' : `batches 1-${k - 1}`;
-      const where = this.lines ? `lines ${this.lines[0]}-${this.acceptedThroughLine()}` : `prompts 1-${n}`;
-      before = `The ${n} prompts of ${batches} (${where}) were accepted before it; the trainer keeps them.`;
+      const where = this.lines ? span('line', this.lines[0], this.lines[n - 1]) : span('prompt', 1, n);
+      const [were, them] = n === 1 ? ['was', 'it'] : ['were', 'them'];
+      before = `The ${counted(n, 'prompt')} of ${batches} (${where}) ${were} accepted before it; the trainer keeps ${them}.`;
     }
     const rerun = 'run the same command again (same batch size and request id): the trainer answers the batches it '
       + 'already accepted as duplicates, by their request ids, and queues nothing twice.';
@@ -340,7 +341,7 @@ export class BatchPlan {
     const count = countLimit(e);
     if (count === undefined) return undefined;
     this.maxPrompts = Math.max(1, Math.min(count, sent - 1));
-    return `the trainer takes at most ${count} prompts per request; batches of ${this.maxPrompts} from ${where} on`;
+    return `the trainer takes at most ${counted(count, 'prompt')} per request; batches of ${this.maxPrompts} from ${where} on`;
   }
 }
 

@@ -93,16 +93,18 @@ def grpo(*argv: str) -> tuple[int, str]:
 
 def test_grpo_cancel_by_id_and_by_prompt_file(run: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out = grpo("--target", run.target, "cancel", "c")
-    assert code == 0 and out == "cancelled 1 queued prompts; queue depth 2\n", out
+    assert code == 0 and out == "cancelled 1 queued prompt; queue depth 2\n", out
 
     f = tmp_path / "p.jsonl"
     f.write_text("".join(json.dumps({"id": i, "messages": [{"role": "user", "content": "1+1?"}], "answer": "2"}) + "\n"
                          for i in ("d", "e", "b", "c")))
     code, out = grpo("--target", run.target, "cancel", "--file", str(f), "nope")
-    assert code == 1, out  # b is being trained and nope was never submitted: not everything was cancelled
+    assert code == 1, out  # b is leased by step 2 and nope was never submitted: not everything was cancelled
+    # A leased prompt is held by its step until a checkpoint covers it, also after the step has finished:
+    # the line must not claim the step is still running.
     assert out.splitlines() == [
         "cancelled 2 queued prompts; queue depth 0",
-        "not cancelled: b: leased (step 2 is training on it)",
+        "not cancelled: b: leased (held by step 2: in training, or trained and not yet in a checkpoint)",
         "not cancelled: c: cancelled (cancelled before)",
         "never submitted: nope",
     ], out

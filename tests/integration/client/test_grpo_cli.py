@@ -58,7 +58,11 @@ def test_submit_human_output_reports_counts(api: TrainerApi, tmp_path: Path, cap
     f.write_text(prompt_lines(3))
     code, out, _ = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "run-7")
     assert code == 0
-    assert "submitted 3 prompts in 1 batches; queue depth 3" in out
+    assert "submitted 3 prompts in 1 batch; queue depth 3" in out
+    # One of a thing is said in the singular, any other number in the plural.
+    f.write_text(prompt_lines(1, start=3))
+    code, out, _ = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "run-8")
+    assert code == 0 and "submitted 1 prompt in 1 batch; queue depth 4" in out, out
 
 
 def test_a_bad_prompt_file_names_line_and_field_and_sends_nothing(api: TrainerApi, tmp_path: Path, capsys) -> None:
@@ -210,7 +214,7 @@ def test_plot_without_a_completed_step_fails_and_writes_nothing(api: TrainerApi,
     code, doc = cli_json(capsys, "--target", api.target, "plot", str(out_png))
     assert code == 1
     assert doc["error"]["code"] == "NO_COMPLETED_STEPS"
-    assert "no completed step to plot yet (1 steps finished otherwise)" in doc["error"]["message"]
+    assert "no completed step to plot yet (1 step finished otherwise)" in doc["error"]["message"]
     assert not out_png.exists()
 
 

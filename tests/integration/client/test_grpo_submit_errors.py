@@ -93,15 +93,70 @@ def test_a_full_queue_part_way_says_what_was_accepted(make_api, tmp_path: Path, 
     assert "batch 2 of 2 (prompt 3, line 3)" in err and "2 prompts of batch 1 (lines 1-2) were accepted" in err, err
     assert "The trainer's queue stayed full through the retries: once it has room, run the same command" in err, err
     assert "Fix what is named" not in err  # nothing is named: nothing to fix
-    # Each wait is said as it starts, so the retries do not look like a hang.
+    # Each wait is said as it starts, with the trainer's own reason, so the retries do not look like a hang.
     notices = [x for x in err.splitlines() if x.startswith("the trainer refused a batch")]
-    assert notices == [f"the trainer refused a batch (RESOURCE_EXHAUSTED: its queue is full); sending it again in "
-                       f"0.05 s (retry {i} of 4)" for i in range(1, 5)], err
+    assert notices == [f"the trainer refused a batch (RESOURCE_EXHAUSTED: the prompt queue is full (2 of 2 waiting; "
+                       f"1 more does not fit); retry after 0.05 s); sending it again in 0.05 s (retry {i} of 4)"
+                       for i in range(1, 5)], err
 
     # The same file with another batch size: new keys, so the queued prompts are refused as queued, and
     # the advice says why rather than "fix what is named".
     code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "1")
     assert code == 2 and "already queued" in err and "another --batch-size or --request-id" in err, err
+
+
+def test_one_prompt_accepted_before_a_refused_batch_is_said_in_the_singular(
+    api: TrainerApi, tmp_path: Path, capsys
+) -> None:
+    """With one prompt accepted the progress reads "The 1 prompt of batch 1 (line 1) was accepted", not
+    "The 1 prompts of batch 1 (lines 1-1) were accepted"."""
+    f = tmp_path / "p.jsonl"
+    f.write_text(line(0) + line(1, "x" * BIG))
+    code, _, err = cli(capsys, "--target", api.target, "submit", str(f), "--batch-size", "1")
+    assert code == 2, err
+    assert "batch 2 of 2 (prompt 2, line 2)" in err, err
+    assert "Batch 2 was not queued. The 1 prompt of batch 1 (line 1) was accepted before it; the trainer keeps it." \
+        in err, err
+
+
+def test_a_trainer_still_loading_its_tokenizer_is_waited_out_and_the_retry_line_says_why(
+    api: TrainerApi, tmp_path: Path, capsys
+) -> None:
+    """The trainer answers UNAVAILABLE while its model's tokenizer loads (it needs one to count prompt
+    tokens), with a message saying so and a 5 s RetryInfo. `grpo submit` waits and sends the batch again,
+    and the line it prints before the wait quotes that reason, not just "it is unavailable"."""
+    tokenizer = api.servicer.tokenizer_getter
+    asked: list[int] = []
+
+    def loading_once() -> object:  # no tokenizer at the first call, as while the model loads
+        asked.append(1)
+        return None if len(asked) == 1 else tokenizer()
+
+    api.servicer.tokenizer_getter = loading_once
+    f = tmp_path / "p.jsonl"
+    f.write_text(line(0))
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f))
+    assert code == 0 and "submitted 1 prompt in 1 batch; queue depth 1" in out, (out, err)
+    notices = [x for x in err.splitlines() if x.startswith("the trainer refused a batch")]
+    assert notices == ["the trainer refused a batch (UNAVAILABLE: the model's tokenizer is still loading; retry "
+                       "shortly); sending it again in 5 s (retry 1 of 4)"], err
+
+
+def test_the_retry_line_keeps_the_generic_words_without_a_reason_and_cuts_a_long_one() -> None:
+    """A refusal without a message (a proxy's bare UNAVAILABLE, say) still says what the code means; the
+    trainer's message is put on one line and cut to 200 characters, so the notice stays one line."""
+    import grpc
+
+    from grpo_client.cli import retry_notice
+    from grpo_client.client import TrainerError
+
+    assert retry_notice(TrainerError(grpc.StatusCode.UNAVAILABLE, ""), 1.0, 1) == (
+        "the trainer refused a batch (UNAVAILABLE: it is unavailable); sending it again in 1 s (retry 1 of 4)")
+    assert retry_notice(TrainerError(grpc.StatusCode.RESOURCE_EXHAUSTED, " \n"), 2.5, 4) == (
+        "the trainer refused a batch (RESOURCE_EXHAUSTED: its queue is full); sending it again in 2.5 s (retry 4 of 4)")
+    long = retry_notice(TrainerError(grpc.StatusCode.UNAVAILABLE, "a\nb " + "\u00e9" * 300), 1.0, 2)
+    assert long == ("the trainer refused a batch (UNAVAILABLE: a b " + "\u00e9" * 193 + "...); sending it again in 1 s "
+                    "(retry 2 of 4)")
 
 
 def test_submit_file_raises_submit_error_with_the_lines_and_submit_all_with_the_indexes(
@@ -213,11 +268,11 @@ def test_a_rerun_of_prompts_that_failed_says_nothing_was_queued_and_how_to_queue
     assert api.store.queue_depth() == 0
     code, out, err = cli(capsys, "--target", api.target, "submit", str(f))
     assert code == 0, err
-    assert out.startswith("nothing queued: all 1 batches (3 prompts) had been submitted before under the same "
+    assert out.startswith("nothing queued: the batch (3 prompts) had been submitted before under the same "
                           "request ids"), out
     assert "give --request-id a new value" in out and api.store.queue_depth() == 0
     code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "again")
-    assert code == 0 and "submitted 3 prompts in 1 batches; queue depth 3" in out, (out, err)
+    assert code == 0 and "submitted 3 prompts in 1 batch; queue depth 3" in out, (out, err)
 
 
 def test_a_request_id_reused_for_other_prompts_is_refused_naming_it(api: TrainerApi, tmp_path: Path, capsys) -> None:

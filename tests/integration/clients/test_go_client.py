@@ -66,7 +66,7 @@ def test_go_error_decoding_unit_tests_pass(example: Path) -> None:
 
 def test_go_example_submits_and_reads_status(example: Path, live_trainer: LiveTrainer) -> None:
     sub = go_example(example, live_trainer, "submit", "-answer", "5", "What is 2 + 3?", token=live_trainer.admin_token)
-    assert re.search(r"^accepted 1 prompt\(s\): go-example-[0-9a-f]{16}; queue depth \d+$", sub.stdout, re.M), sub.stdout
+    assert re.search(r"^accepted 1 prompt: go-example-[0-9a-f]{16}; queue depth \d+$", sub.stdout, re.M), sub.stdout
 
     st = go_example(example, live_trainer, "status", token=live_trainer.reader_token)
     assert re.search(r"^run state: RUN_STATE_[A-Z]+, latest step \d+, queue depth \d+", st.stdout, re.M), st.stdout
@@ -265,7 +265,7 @@ def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Pa
     # Go cancels the first; an id never submitted makes it exit 1, as `grpo cancel` does.
     go = go_example(example, live, "cancel", first, unknown, token=admin, check=False)
     assert go.returncode == 1, go.stderr
-    assert re.fullmatch(rf"cancelled 1 queued prompts; queue depth \d+\nnever submitted: {unknown}\n", go.stdout), go.stdout
+    assert re.fullmatch(rf"cancelled 1 queued prompt; queue depth \d+\nnever submitted: {unknown}\n", go.stdout), go.stdout
     out = same("cancel", first, unknown, code=1)
     assert f"not cancelled: {first}: cancelled (cancelled before)\n" in out.stdout, out.stdout
     same("cancel", first, "--json")  # cancelled before only: exit status 0

@@ -16,6 +16,7 @@ from conftest import REPO, LiveTrainer, require_tools, run_tool, running_trainer
 sys.path.insert(0, str(REPO / "clients" / "python"))
 from grpo_client.client import TrainerClient  # noqa: E402
 from grpo_client.prompts import PromptFileError, batch_request_id, load_prompt_file  # noqa: E402
+from grpo_client.words import counted, span  # noqa: E402
 
 GO = REPO / "clients" / "go"
 TS = REPO / "clients" / "typescript"
@@ -82,7 +83,8 @@ def _python(path: Path, batch_size: int, request_id: str | None) -> tuple[int, s
     for i, start in enumerate(range(0, len(loaded.prompts), batch_size)):
         batch = loaded.prompts[start:start + batch_size]
         rid = batch_request_id(batch, i, request_id)
-        out.append(f"batch {i + 1}: {len(batch)} prompts (lines {loaded.lines[start]}-{loaded.lines[start + len(batch) - 1]}): {rid}\n")
+        lines = span("line", loaded.lines[start], loaded.lines[start + len(batch) - 1])  # "line 9" for one
+        out.append(f"batch {i + 1}: {counted(len(batch), 'prompt')} ({lines}): {rid}\n")
     return 0, "".join(out)
 
 
@@ -323,9 +325,10 @@ def test_a_full_queue_is_waited_out_with_the_trainers_retry_delay(go_example: Pa
             assert proc.returncode == 0, (who, out, err)
             assert json.loads(out)["accepted_ids"] == [f"{tag}-0", f"{tag}-1"], (who, out)
             assert time.monotonic() - started > 2.0
-            # Each wait is announced on stderr, in the Python CLI's words: a silent wait looks like a hang.
-            assert ("the trainer refused a batch (RESOURCE_EXHAUSTED: its queue is full); sending it again in 1 s "
-                    "(retry 1 of 4)\n") in err, (who, err)
+            # Each wait is announced on stderr, in the Python CLI's words and with the trainer's own reason: a
+            # silent wait looks like a hang.
+            assert ("the trainer refused a batch (RESOURCE_EXHAUSTED: the prompt queue is full (4 of 4 waiting; 2 more "
+                    "do not fit); retry after 1 s); sending it again in 1 s (retry 1 of 4)\n") in err, (who, err)
             _drain(client)
 
 

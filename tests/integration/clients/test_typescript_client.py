@@ -218,7 +218,7 @@ def test_example_submits_and_reads_status(built_client: Path, live_trainer: Live
     """examples/submit.ts, as docs/clients.md runs it."""
     proc = run_tool(["node", str(built_client / "examples" / "submit.js"), "--target", live_trainer.target,
                      "--token", live_trainer.admin_token], cwd=TS, timeout=120)
-    assert "accepted 1 prompt" in proc.stdout, proc.stdout
+    assert "accepted 1 prompt: " in proc.stdout, proc.stdout  # not "1 prompt(s)"
     assert "run state: RUN_STATE_" in proc.stdout, proc.stdout
     bad = run_tool(["node", str(built_client / "examples" / "submit.js"), "--target", live_trainer.target,
                     "--token", live_trainer.admin_token, "--bad"], cwd=TS, timeout=120, check=False)
@@ -256,7 +256,7 @@ def ts_example(dist: Path, live: LiveTrainer, command: str, *args: str, token: s
 
 @pytest.mark.parametrize("example,args,message", [
     ("backends", ["list"], "error: 'list' is not an action; give set NAME HOST:PORT"),
-    ("backends", ["set", "math"], "error: set: give NAME and HOST:PORT (got 1 arguments)"),
+    ("backends", ["set", "math"], "error: set: give NAME and HOST:PORT (got 1 argument)"),
     ("backends", ["set", "math", "h:1", "--timeout", "NaN"], "error: --timeout: 'NaN' is not a finite number"),
     ("backends", ["set", "math", "h:1", "--max-batch", "2147483648"],
      "error: --max-batch: '2147483648' is not a whole number from 0 to 2147483647"),
@@ -367,7 +367,7 @@ def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: P
     # The example cancels the first; an id never submitted makes it exit 1, as `grpo cancel` does.
     ts = ts_example(built_client, live, "cancel", first, unknown, token=admin)
     assert ts.returncode == 1, ts.stderr
-    assert re.fullmatch(rf"cancelled 1 queued prompts; queue depth \d+\nnever submitted: {unknown}\n", ts.stdout), ts.stdout
+    assert re.fullmatch(rf"cancelled 1 queued prompt; queue depth \d+\nnever submitted: {unknown}\n", ts.stdout), ts.stdout
     out = same("cancel", first, unknown, code=1)
     assert f"not cancelled: {first}: cancelled (cancelled before)\n" in out.stdout, out.stdout
     same("cancel", first, "--json")  # cancelled before only: exit status 0

@@ -128,7 +128,7 @@ func parseBackendsSet(args []string) (adminCommand, int) {
 		return nil, parseStatus(err, args)
 	}
 	if len(pos) != 2 {
-		return nil, usageLine(*asJSON, "backends set: give NAME and HOST:PORT (got %d arguments)", len(pos))
+		return nil, usageLine(*asJSON, "backends set: give NAME and HOST:PORT (got %s)", grpoclient.Counted(len(pos), "argument"))
 	}
 	if math.IsNaN(*timeout) || math.IsInf(*timeout, 0) || *timeout < 0 {
 		return nil, usageLine(*asJSON, "backends set: -timeout: %v is not a finite number of seconds >= 0", *timeout)
@@ -182,7 +182,7 @@ func parseBackendsDelete(args []string) (adminCommand, int) {
 		return nil, parseStatus(err, args)
 	}
 	if len(pos) != 1 {
-		return nil, usageLine(*asJSON, "backends delete: give NAME (got %d arguments)", len(pos))
+		return nil, usageLine(*asJSON, "backends delete: give NAME (got %s)", grpoclient.Counted(len(pos), "argument"))
 	}
 	return &backendsDeleteCommand{name: pos[0], json: *asJSON}, 0
 }
@@ -400,12 +400,13 @@ func (c *cancelCommand) run(ctx context.Context, client *grpoclient.Client, time
 		}
 		return code
 	}
-	fmt.Printf("cancelled %d queued prompts; queue depth %d\n", len(res.GetCancelledIds()), res.GetQueueDepth())
+	fmt.Printf("cancelled %s; queue depth %d\n", grpoclient.Counted(len(res.GetCancelledIds()), "queued prompt"), res.GetQueueDepth())
 	for _, p := range res.GetNotCancelled() {
 		var why string
 		switch p.GetState() {
 		case trainerv1.PromptState_PROMPT_STATE_LEASED:
-			why = fmt.Sprintf("step %d is training on it", p.GetStep())
+			// A leased prompt stays held by its step until a checkpoint covers it, after the step too.
+			why = fmt.Sprintf("held by step %d: in training, or trained and not yet in a checkpoint", p.GetStep())
 		case trainerv1.PromptState_PROMPT_STATE_TRAINED:
 			why = fmt.Sprintf("trained, in checkpoint %d", p.GetCheckpointStep())
 		case trainerv1.PromptState_PROMPT_STATE_FAILED:

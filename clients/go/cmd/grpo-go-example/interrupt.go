@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"sync/atomic"
+
+	"github.com/grpo-service/grpo/clients/go/grpoclient"
 )
 
 // exitInterrupted is the exit status of a command Ctrl-C ended, as of a process killed by SIGINT.
@@ -60,10 +62,10 @@ type interruptedSubmitDoc struct {
 // interruptedSubmit reports Ctrl-C during submit-file as `grpo submit` does: the prompts the trainer had
 // accepted (accepted, of total) and how to carry on; exit status 130.
 func interruptedSubmit(asJSON bool, accepted []string, total int) int {
-	message := fmt.Sprintf("interrupted: the trainer had accepted %d of the %d prompts; the batch in flight may or "+
+	message := fmt.Sprintf("interrupted: the trainer had accepted %d of the %s; the batch in flight may or "+
 		"may not have been queued. To carry on, run the same command again (same batch size and request id): the "+
 		"trainer answers the batches it already accepted as duplicates, by their request ids, and queues nothing "+
-		"twice.", len(accepted), total)
+		"twice.", len(accepted), grpoclient.Counted(total, "prompt"))
 	return fail(asJSON, interruptedSubmitDoc{Code: "INTERRUPTED", Message: message, AcceptedIDs: nonNil(accepted)},
 		message, exitInterrupted)
 }

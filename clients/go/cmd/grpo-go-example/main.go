@@ -336,7 +336,7 @@ func submit(ctx context.Context, c *grpoclient.Client, timeout time.Duration, ar
 	if err != nil {
 		return err
 	}
-	fmt.Printf("accepted %d prompt(s): %s; queue depth %d\n", len(res.AcceptedIds), strings.Join(res.AcceptedIds, ", "), res.QueueDepth)
+	fmt.Printf("accepted %s: %s; queue depth %d\n", grpoclient.Counted(len(res.AcceptedIds), "prompt"), strings.Join(res.AcceptedIds, ", "), res.QueueDepth)
 	return nil
 }
 

@@ -127,14 +127,20 @@ func TestSubmitFileOfAnEmptyFileNeedsNoTrainer(t *testing.T) {
 	}
 }
 
-// Each retry of a refused batch is announced in the Python CLI's words.
-func TestPrintRetryShowsTheWaitAsThePythonCLIDoes(t *testing.T) {
+// Each retry of a refused batch is announced in the Python CLI's words: the trainer's own reason when it
+// gave one (a tokenizer still loading, on one line, at most 200 characters), else what the code means.
+func TestPrintRetryShowsTheTrainersReasonAndTheWaitAsThePythonCLIDoes(t *testing.T) {
 	var buf bytes.Buffer
-	full := &grpoclient.Error{Code: codes.ResourceExhausted, Message: "the prompt queue is full"}
-	printRetry(&buf, full, time.Second, 1)
+	printRetry(&buf, &grpoclient.Error{Code: codes.ResourceExhausted}, time.Second, 1)
 	printRetry(&buf, &grpoclient.Error{Code: codes.Unavailable}, 2500*time.Millisecond, 4)
+	loading := &grpoclient.Error{Code: codes.Unavailable, Message: "the model's tokenizer\n is still loading; retry shortly"}
+	printRetry(&buf, loading, 5*time.Second, 1)
+	printRetry(&buf, &grpoclient.Error{Code: codes.Unavailable, Message: strings.Repeat("é", 250)}, time.Second, 2)
 	want := "the trainer refused a batch (RESOURCE_EXHAUSTED: its queue is full); sending it again in 1 s (retry 1 of 4)\n" +
-		"the trainer refused a batch (UNAVAILABLE: it is unavailable); sending it again in 2.5 s (retry 4 of 4)\n"
+		"the trainer refused a batch (UNAVAILABLE: it is unavailable); sending it again in 2.5 s (retry 4 of 4)\n" +
+		"the trainer refused a batch (UNAVAILABLE: the model's tokenizer is still loading; retry shortly); " +
+		"sending it again in 5 s (retry 1 of 4)\n" +
+		"the trainer refused a batch (UNAVAILABLE: " + strings.Repeat("é", 197) + "...); sending it again in 1 s (retry 2 of 4)\n"
 	if buf.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", buf.String(), want)
 	}

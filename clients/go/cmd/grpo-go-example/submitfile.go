@@ -62,7 +62,8 @@ func (c *fileCommand) printPlan() int {
 			end = len(prompts)
 		}
 		rid := grpoclient.BatchRequestID(prompts[start:end], i, c.requestID)
-		fmt.Printf("batch %d: %d prompts (lines %d-%d): %s\n", i+1, end-start, c.file.Lines[start], c.file.Lines[end-1], rid)
+		fmt.Printf("batch %d: %s (%s): %s\n", i+1, grpoclient.Counted(end-start, "prompt"),
+			grpoclient.Span("line", c.file.Lines[start], c.file.Lines[end-1]), rid)
 		start = end
 	}
 	return 0
@@ -114,16 +115,21 @@ func (c *fileCommand) submit(ctx context.Context, client *grpoclient.Client, tim
 		return 0
 	}
 	n, dup := len(res.QueuedIDs()), res.DuplicateBatches
+	batches, replayed := grpoclient.Counted(res.Batches, "batch"), grpoclient.Counted(len(res.ReplayedIDs), "prompt")
 	switch {
 	case dup > 0 && dup == res.Batches:
-		fmt.Printf("nothing queued: all %d batches (%d prompts) had been submitted before under the same request ids, "+
+		which := "all " + batches
+		if dup == 1 { // not "all 1 batch"
+			which = "the batch"
+		}
+		fmt.Printf("nothing queued: %s (%s) had been submitted before under the same request ids, "+
 			"and the trainer answered with its first answers. To queue these prompts again (after they were trained, "+
-			"failed or cancelled), give -request-id a new value.\n", dup, len(res.ReplayedIDs))
+			"failed or cancelled), give -request-id a new value.\n", which, replayed)
 	case dup > 0:
-		fmt.Printf("submitted %d new prompts in %d batches (%d of them, %d prompts, already submitted before: not queued "+
-			"again); queue depth %d\n", n, res.Batches, dup, len(res.ReplayedIDs), res.QueueDepth)
+		fmt.Printf("submitted %s in %s (%d of them, %s, already submitted before: not queued "+
+			"again); queue depth %d\n", grpoclient.Counted(n, "new prompt"), batches, dup, replayed, res.QueueDepth)
 	default:
-		fmt.Printf("submitted %d prompts in %d batches; queue depth %d\n", n, res.Batches, res.QueueDepth)
+		fmt.Printf("submitted %s in %s; queue depth %d\n", grpoclient.Counted(n, "prompt"), batches, res.QueueDepth)
 	}
 	return 0
 }
@@ -150,11 +156,16 @@ func printSubmitDocument(doc submitDocument) {
 const submitAttempts = 5
 
 // printRetry says, as `grpo submit` does, that a refused batch is sent again and when: a wait must not
-// look like a hang.
+// look like a hang. The reason is the trainer's own (its status message, on one line and at most 200
+// characters) when it gave one, else what the code means.
 func printRetry(w io.Writer, e *grpoclient.Error, wait time.Duration, attempt int) {
-	why := "it is unavailable"
-	if e.Code == codes.ResourceExhausted {
+	why := grpoclient.ShortReason(e.Message)
+	switch {
+	case why != "":
+	case e.Code == codes.ResourceExhausted:
 		why = "its queue is full"
+	default:
+		why = "it is unavailable"
 	}
 	fmt.Fprintf(w, "the trainer refused a batch (%s: %s); sending it again in %s s (retry %d of %d)\n",
 		grpoclient.CodeName(e.Code), why, strconv.FormatFloat(wait.Seconds(), 'g', 6, 64), attempt, submitAttempts-1)
