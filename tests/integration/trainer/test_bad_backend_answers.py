@@ -76,6 +76,27 @@ def _run_poisoned(tmp_path: Path, start_trainer, poison: trainer_pb2.Prompt, sco
     return app, client
 
 
+def _first_sdpo_step(tmp_path: Path, start_trainer, poison: trainer_pb2.Prompt, scorer: PoisonScorer):
+    """Queue `poison` before two good prompts, start an SDPO trainer (live teacher) on `scorer` and return
+    (app, the first finished step's report, that step's extra metrics)."""
+    store_dir = tmp_path / "store"
+    queue_in_store(store_dir, [poison, *prompts(2, prefix="good")], "poison")
+    backend = serve(scorer)
+    app = start_trainer(store_dir, [("poison", backend.address)],
+                        algorithm={"prompts_per_step": 2, "group_size": 2, "name": "sdpo",
+                                   "beta": 0.0, "sdpo_teacher": "live"},
+                        rewards={"default": [{"backend": "poison"}]})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    try:
+        report = next(r for r in client.iter_steps(timeout=300) if r.state != trainer_pb2.STEP_STATE_RUNNING)
+    finally:
+        backend.stop(1)
+    assert app.failed is None, app.failed
+    assert report.state == trainer_pb2.STEP_STATE_COMPLETED, report
+    assert set(report.prompt_ids) == {"poison", "good0"}, report
+    return app, report, dict(report.metrics.extra)
+
+
 def test_step_scores_that_overflow_do_not_end_a_process_supervised_run(start_trainer, tmp_path: Path) -> None:
     """Step scores of 1.7e308 are finite doubles, so they passed the router's checks, but their group's
     mean overflows to inf (the group's step scores differ, so it is not skipped as one without a
@@ -118,31 +139,10 @@ def test_sdpo_on_a_prompt_without_a_user_message_does_not_end_the_run(start_trai
         return reward_pb2.ScoreResult(id=item.id, score=0.0, status=reward_pb2.SCORE_STATUS_OK,
                                       feedback="wrong: expected 1")
 
-    good = prompts(2, prefix="good")
-    store_dir = tmp_path / "store"
-    queue_in_store(store_dir, [poison, *good], "poison")
-    backend = serve(PoisonScorer("poison", answer, answer))
-    app = start_trainer(store_dir, [("poison", backend.address)],
-                        algorithm={"prompts_per_step": 2, "group_size": 2, "name": "sdpo",
-                                   "beta": 0.0, "sdpo_teacher": "live"},
-                        rewards={"default": [{"backend": "poison"}]})
-    client = TrainerClient(f"127.0.0.1:{app.api_port}")
-    try:
-        reports = []
-        for report in client.iter_steps(timeout=300):
-            if report.state != trainer_pb2.STEP_STATE_RUNNING:
-                reports.append(report)
-                if report.step >= 1:
-                    break
-        assert app.failed is None, app.failed
-        assert reports[0].state == trainer_pb2.STEP_STATE_COMPLETED, reports
-        assert set(reports[0].prompt_ids) == {"poison", "good0"}, reports
-        metrics = dict(reports[0].metrics.extra)
-        assert metrics["sdpo/no_teacher_masked"] == 0.5, metrics  # poison's 2 of the step's 4 completions
-        assert metrics["sdpo/distilled_fraction"] == 0.5, metrics
-        assert app.loop.alive
-    finally:
-        backend.stop(1)
+    app, _, metrics = _first_sdpo_step(tmp_path, start_trainer, poison, PoisonScorer("poison", answer, answer))
+    assert metrics["sdpo/no_teacher_masked"] == 0.5, metrics  # poison's 2 of the step's 4 completions
+    assert metrics["sdpo/distilled_fraction"] == 0.5, metrics
+    assert app.loop.alive
 
 
 def test_a_huge_reward_weight_does_not_end_a_process_supervised_run(start_trainer, tmp_path: Path) -> None:
@@ -172,22 +172,8 @@ def test_sdpo_feedback_too_long_for_the_context_gives_no_teacher(start_trainer, 
         return reward_pb2.ScoreResult(id=item.id, score=0.0, status=reward_pb2.SCORE_STATUS_OK,
                                       feedback=" ".join(f"w{k}" for k in range(1300))[:4096])
 
-    store_dir = tmp_path / "store"
-    queue_in_store(store_dir, [poison, *prompts(2, prefix="good")], "poison")
-    backend = serve(PoisonScorer("poison", short, long))
-    app = start_trainer(store_dir, [("poison", backend.address)],
-                        algorithm={"prompts_per_step": 2, "group_size": 2, "name": "sdpo",
-                                   "beta": 0.0, "sdpo_teacher": "live"},
-                        rewards={"default": [{"backend": "poison"}]})
-    client = TrainerClient(f"127.0.0.1:{app.api_port}")
-    try:
-        report = next(r for r in client.iter_steps(timeout=300) if r.state != trainer_pb2.STEP_STATE_RUNNING)
-        assert report.state == trainer_pb2.STEP_STATE_COMPLETED, report
-        assert set(report.prompt_ids) == {"poison", "good0"}, report
-        metrics = dict(report.metrics.extra)
-        assert metrics["sdpo/no_teacher_too_long"] == 0.5, metrics  # poison's 2 of the step's 4 completions
-        assert metrics["sdpo/distilled_fraction"] == 0.5, metrics
-        lengths = [len(p) for p in app.loop.runner.last_teacher_rows.prompts.values()]
-        assert lengths and max(lengths) < 512, lengths
-    finally:
-        backend.stop(1)
+    app, _, metrics = _first_sdpo_step(tmp_path, start_trainer, poison, PoisonScorer("poison", short, long))
+    assert metrics["sdpo/no_teacher_too_long"] == 0.5, metrics  # poison's 2 of the step's 4 completions
+    assert metrics["sdpo/distilled_fraction"] == 0.5, metrics
+    lengths = [len(p) for p in app.loop.runner.last_teacher_rows.prompts.values()]
+    assert lengths and max(lengths) < 512, lengths
