@@ -16,7 +16,7 @@ from grpo_server.demo import DemoError, follow_training, wait_ready
 
 
 class SocketClosed:
-    def watch_steps(self, after_step: int):
+    def watch_steps(self, after_step: int, include_running: bool = False):  # TrainerClient.watch_steps
         raise TrainerError(grpc.StatusCode.UNAVAILABLE, "Stream removed (Socket closed)")
         yield  # a generator, like the client's
 
