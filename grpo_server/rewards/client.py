@@ -40,6 +40,12 @@ _CHANNEL_OPTIONS = [
     # reward services close connections every few minutes (--max-connection-age), so the name is
     # resolved again and new replicas get calls too.
     ("grpc.lb_policy_name", "round_robin"),
+    # Each channel keeps its own connections. gRPC otherwise shares them process-wide by address: a new
+    # channel to an address some other channel had failed to reach (a backend restarted or re-registered
+    # at the same address, the Describe pool beside the router's) took over that failure and its
+    # reconnect wait, so its calls failed at once with UNAVAILABLE against a backend that was up; five
+    # such attempts open the backend's breaker for reset_seconds.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 

@@ -82,15 +82,15 @@ class ScriptedBackend(reward_pb2_grpc.RewardServiceServicer):
 
 
 class Servers:
-    """Starts ScriptedBackends on 127.0.0.1 port 0 and stops them at the end of the test."""
+    """Starts ScriptedBackends on 127.0.0.1 (port 0 unless given) and stops them at the end of the test."""
 
     def __init__(self) -> None:
         self._servers: list[grpc.Server] = []
 
-    def start(self, backend: reward_pb2_grpc.RewardServiceServicer) -> str:
+    def start(self, backend: reward_pb2_grpc.RewardServiceServicer, address: str = "127.0.0.1:0") -> str:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         reward_pb2_grpc.add_RewardServiceServicer_to_server(backend, server)
-        port = server.add_insecure_port("127.0.0.1:0")
+        port = server.add_insecure_port(address)
         server.start()
         self._servers.append(server)
         return f"127.0.0.1:{port}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import socket
 import time
 from collections.abc import Iterator
 
@@ -352,6 +353,27 @@ def test_unreachable_backend_masks_items_as_unavailable(make_router) -> None:
     assert scored.rewards == [None]
     assert scored.completions[0].scores[0].status is RewardStatus.UNAVAILABLE
     assert [c for _, c in observer.requests] == ["UNAVAILABLE", "UNAVAILABLE"]
+
+
+def test_a_new_router_reaches_a_backend_another_router_failed_to_reach_at_that_address(
+    servers: Servers, make_router
+) -> None:
+    # The first router finds nothing at the address (a backend down, or not yet deployed) and stays
+    # open; then a backend comes up there and a second router (a new registry, another run) calls it.
+    # gRPC's process-wide connection sharing handed the second router the first one's failed connection
+    # and its reconnect wait: its first call failed at once with UNAVAILABLE against a backend that was up.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{s.getsockname()[1]}"
+    first, first_registry, _ = make_router([BackendEntry("a", address, timeout_seconds=2.0)], max_retries=0)
+    [scored] = first.score([group("p", ["x"])], first_registry.snapshot())
+    assert scored.completions[0].scores[0].status is RewardStatus.UNAVAILABLE
+
+    servers.start(ScriptedBackend(ok(1.0)), address)
+    second, second_registry, observer = make_router([BackendEntry("a", address, timeout_seconds=2.0)], max_retries=0)
+    [scored] = second.score([group("p", ["x"])], second_registry.snapshot())
+    assert scored.rewards == [1.0], scored.completions[0].scores[0].message
+    assert [c for _, c in observer.requests] == ["OK"]
 
 
 def test_retries_stop_when_the_breaker_opens_and_the_message_keeps_the_cause(servers: Servers, make_router) -> None:

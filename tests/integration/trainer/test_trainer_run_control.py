@@ -142,6 +142,8 @@ def test_a_step_that_outlasts_the_drain_is_left_for_the_restart_and_loses_nothin
     app = start_trainer(store_dir, [("toy", backend.address)], algorithm={"prompts_per_step": 2})
     TrainerClient(f"127.0.0.1:{app.api_port}").submit_prompts(prompts(4))
     assert scorer.calls_started.wait(60)
+    # The held step is the first: no step before it was skipped for want of rewards.
+    assert [(r.step, r.state.value) for r in app.store.steps_after(0)] == [(1, "running")]
 
     with caplog.at_level("WARNING", logger="grpo_server"):
         app.shutdown(grace=0.5)
