@@ -158,19 +158,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))
 
 
-def start_math_verifier(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
-    """The real math verifier (`grpo-reward-math`) as its own process on a free loopback port."""
+def start_service(entry: str, *flags: str, log: Path | None = None,
+                  metrics: bool = False) -> tuple[subprocess.Popen[bytes], str, int]:
+    """A reward service (`grpo-reward-*` entry point `entry`, with `flags`) as its own process on a free
+    loopback port, its stderr appended to `log` (or dropped), with a metrics port when `metrics`.
+    Returns (process, address, metrics port or 0) once it answers health checks."""
     port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "grpo-reward-math"), "--listen", f"127.0.0.1:{port}", "--workers", str(workers)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
-    )
+    metrics_port = free_port() if metrics else 0
+    command = [str(BIN / entry), "--listen", f"127.0.0.1:{port}", *flags]
+    if metrics:
+        command += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
+    with open(log, "ab") if log is not None else contextlib.nullcontext() as err:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                stderr=err if err is not None else subprocess.DEVNULL, preexec_fn=_die_with_parent)
     address = f"127.0.0.1:{port}"
     try:
         wait_for_grpc(address)
     except BaseException:
         stop_process(proc)
         raise
+    return proc, address, metrics_port
+
+
+def start_math_verifier(workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+    """The real math verifier (`grpo-reward-math`) as its own process on a free loopback port."""
+    proc, address, _ = start_service("grpo-reward-math", "--workers", str(workers))
     return proc, address
 
 

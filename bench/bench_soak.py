@@ -44,9 +44,9 @@ import yaml
 from bench import (
     BIN,
     exit_on_sigterm,
-    free_port,
     load_average,
     machine_info,
+    start_service,
     stop_process,
     wait_for_grpc,
     write_json,
@@ -74,21 +74,6 @@ def trainer_config(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ processes
 
 
-def start_reward(entry: str, extra: list[str], log: Path) -> tuple[subprocess.Popen[bytes], str, int]:
-    """A reward service (`grpo-reward-*`) on free loopback ports; returns (process, address, metrics port)."""
-    port, mport = free_port(), free_port()
-    with open(log, "ab") as f:
-        proc = subprocess.Popen(
-            [str(BIN / entry), "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}", *extra],
-            stdout=subprocess.DEVNULL, stderr=f,
-        )
-    address = f"127.0.0.1:{port}"
-    try:
-        wait_for_grpc(address)
-    except BaseException:
-        stop_process(proc)
-        raise
-    return proc, address, mport
 
 
 def start_trainer(workdir: Path, args: argparse.Namespace,
@@ -403,7 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.code_every:
             specs.append(("code", "grpo-reward-code", ["--workers", "1"]))
         for name, entry, extra in specs:
-            proc, address, mport = start_reward(entry, extra, workdir / f"{name}.log")
+            proc, address, mport = start_service(entry, *extra, log=workdir / f"{name}.log", metrics=True)
             procs.append(proc)
             rewards[name] = (proc, mport)
             backends[name] = address
