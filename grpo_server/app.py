@@ -497,6 +497,7 @@ class TrainerApp:
         router = RewardRouter(
             self.registry, observer=self.metrics, max_retries=cfg.rewards.max_retries,
             breaker_failures=cfg.rewards.breaker_failures, breaker_reset_s=cfg.rewards.breaker_reset_seconds,
+            breaker_first_reset_s=cfg.rewards.breaker_first_reset_seconds,
         )
         runner = StepRunner(settings, tokenizer=tokenizer, rollout=rollout, engine=engine, router=router,
                             ref_model=ref_model, weights_shared=weights_shared,

@@ -434,8 +434,14 @@ class RewardsConfig(_Strict):
                              "RESOURCE_EXHAUSTED (0 = none).")
     breaker_failures: int = Field(5, ge=1, description="Consecutive failed Score attempts that open a "
                                   "backend's circuit breaker (its items are masked at once while open).")
-    breaker_reset_seconds: float = Field(30.0, gt=0, description="How long an open breaker waits before "
-                                         "letting one trial call through.")
+    breaker_first_reset_seconds: float = Field(
+        2.0, gt=0, allow_inf_nan=False,
+        description="How long an open breaker first waits before letting one trial call through; each "
+        "failed trial doubles the wait, up to breaker_reset_seconds (a backend back after a short restart "
+        "is called again seconds later).")
+    breaker_reset_seconds: float = Field(30.0, gt=0, description="The longest an open breaker waits before "
+                                         "letting one trial call through (and the wait when it is shorter "
+                                         "than breaker_first_reset_seconds).")
 
     @field_validator("default")
     @classmethod

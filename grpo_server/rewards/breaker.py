@@ -1,8 +1,10 @@
 """A circuit breaker per reward backend.
 
 CLOSED: calls go through; `failures` consecutive failed calls open it. OPEN: calls fail fast (their items
-are masked) until `reset_seconds` have passed, then HALF_OPEN: exactly one trial call goes through; its
-success closes the breaker, its failure opens it again for another `reset_seconds`.
+are masked) for `first_reset_seconds`, then HALF_OPEN: exactly one trial call goes through; its success
+closes the breaker, its failure opens it again for twice as long as the last time, at most
+`reset_seconds`. A backend back after a restart of a few seconds is called again a few seconds later;
+one that stays down gets a trial call every `reset_seconds`.
 """
 
 from __future__ import annotations
@@ -26,17 +28,25 @@ class CircuitBreaker:
 
     Args:
         failures: consecutive failed calls that open the breaker (>= 1).
-        reset_seconds: how long it stays open before letting one trial call through.
+        reset_seconds: the longest it stays open before letting one trial call through.
         clock: monotonic seconds; injectable so tests can move time.
+        first_reset_seconds: how long it stays open the first time (after failures while closed); each
+            failed trial doubles it, up to `reset_seconds`. None, or more than `reset_seconds`: always
+            `reset_seconds`.
     """
 
-    def __init__(self, failures: int = 5, reset_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, failures: int = 5, reset_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 first_reset_seconds: float | None = None):
         if failures < 1:
             raise ValueError(f"failures must be >= 1, got {failures}")
         if reset_seconds <= 0:
             raise ValueError(f"reset_seconds must be > 0, got {reset_seconds}")
+        if first_reset_seconds is not None and first_reset_seconds <= 0:
+            raise ValueError(f"first_reset_seconds must be > 0, got {first_reset_seconds}")
         self._threshold = failures
         self._reset = reset_seconds
+        self._first_reset = min(first_reset_seconds or reset_seconds, reset_seconds)
+        self._open_for = self._first_reset  # the current opening's length
         self._clock = clock
         self._lock = threading.Lock()
         self._state = CircuitState.CLOSED
@@ -48,7 +58,7 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         """The current state (OPEN turns into HALF_OPEN once the reset time has passed)."""
         with self._lock:
-            if self._state is CircuitState.OPEN and self._clock() - self._opened_at >= self._reset:
+            if self._state is CircuitState.OPEN and self._clock() - self._opened_at >= self._open_for:
                 return CircuitState.HALF_OPEN
             return self._state
 
@@ -59,7 +69,7 @@ class CircuitBreaker:
             if self._state is CircuitState.CLOSED:
                 return True
             if self._state is CircuitState.OPEN:
-                if self._clock() - self._opened_at < self._reset:
+                if self._clock() - self._opened_at < self._open_for:
                     return False
                 self._state = CircuitState.HALF_OPEN
                 self._trial_in_flight = False
@@ -74,15 +84,29 @@ class CircuitBreaker:
             self._state = CircuitState.CLOSED
             self._consecutive = 0
             self._trial_in_flight = False
+            self._open_for = self._first_reset
 
     def record_failure(self) -> None:
         """A call failed: count it; open the breaker at the threshold, or again after a failed trial."""
         with self._lock:
             self._consecutive += 1
             self._trial_in_flight = False
-            if self._state is CircuitState.HALF_OPEN or self._consecutive >= self._threshold:
-                self._state = CircuitState.OPEN
-                self._opened_at = self._clock()
+            if self._state is CircuitState.HALF_OPEN:  # the trial failed: open again, for longer
+                self._open_for = min(self._reset, self._open_for * 2)
+            elif self._state is CircuitState.CLOSED and self._consecutive >= self._threshold:
+                self._open_for = self._first_reset
+            else:
+                return
+            self._state = CircuitState.OPEN
+            self._opened_at = self._clock()
+
+    def seconds_until_trial(self) -> float:
+        """How long calls still fail fast: the time left until an OPEN breaker lets its trial call
+        through; 0 when a call may go out now (CLOSED, or the reset time has passed)."""
+        with self._lock:
+            if self._state is not CircuitState.OPEN:
+                return 0.0
+            return max(0.0, self._open_for - (self._clock() - self._opened_at))
 
     def release(self) -> None:
         """A call that was allowed did not happen or says nothing about health (the request was bad):

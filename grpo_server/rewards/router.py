@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -204,7 +204,9 @@ class RewardRouter:
         max_retries: retries of one batch after UNAVAILABLE or RESOURCE_EXHAUSTED (0 = no retry).
         backoff_base_s, backoff_max_s: retry k waits uniform(0.5, 1) * min(max, base * 2**k) seconds.
         breaker_failures: consecutive failed Score attempts that open a backend's breaker.
-        breaker_reset_s: seconds an open breaker waits before letting one trial call through.
+        breaker_reset_s: the longest an open breaker waits before letting one trial call through.
+        breaker_first_reset_s: how long it waits the first time; each failed trial doubles the wait, up
+            to breaker_reset_s (None: always breaker_reset_s).
     """
 
     def __init__(
@@ -217,6 +219,7 @@ class RewardRouter:
         backoff_max_s: float = 5.0,
         breaker_failures: int = 5,
         breaker_reset_s: float = 30.0,
+        breaker_first_reset_s: float | None = None,
         max_workers: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -231,6 +234,7 @@ class RewardRouter:
         self._jitter = random.Random()
         self._breaker_failures = breaker_failures
         self._breaker_reset_s = breaker_reset_s
+        self._breaker_first_reset_s = breaker_first_reset_s
         self._clock = clock
         self._pool = ChannelPool()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="reward-call")
@@ -336,6 +340,21 @@ class RewardRouter:
         with self._lock:
             return {name: b.state.value for name, (_, b) in self._breakers.items()}
 
+    def seconds_until_trial(self, names: Iterable[str], snapshot: RegistrySnapshot) -> float:
+        """How long every one of backends `names` (as `snapshot` defines them) still fails fast: the
+        shortest time left until one of their open breakers lets a trial call through; 0 when any of them
+        may be called now (its breaker closed or due for its trial, a backend never called, or one now
+        at another address: a new backend)."""
+        waits = []
+        for name in names:
+            entry = snapshot.entries.get(name)
+            with self._lock:
+                known = self._breakers.get(name)
+            if entry is None or known is None or known[0] != (entry.address, entry.tls):
+                return 0.0
+            waits.append(known[1].seconds_until_trial())
+        return min(waits, default=0.0)
+
     def close(self) -> None:
         """Stop retry waits, finish in-flight calls and close the channels."""
         self._closed.set()
@@ -349,7 +368,8 @@ class RewardRouter:
         with self._lock:
             known = self._breakers.get(entry.name)
             if known is None or known[0] != target:  # a new address is a new backend: a fresh breaker
-                known = (target, CircuitBreaker(self._breaker_failures, self._breaker_reset_s, self._clock))
+                known = (target, CircuitBreaker(self._breaker_failures, self._breaker_reset_s, self._clock,
+                                                first_reset_seconds=self._breaker_first_reset_s))
                 self._breakers[entry.name] = known
             return known[1]
 

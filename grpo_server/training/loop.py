@@ -127,10 +127,12 @@ class AllRewardsFailed(RuntimeError):
     `outage`: every failure was the backends' (unreachable, breaker open, deadline, overloaded), not
     the items': the prompts are not to blame, so the attempt does not count against them."""
 
-    def __init__(self, message: str, *, outage: bool = False, metrics: dict[str, float] | None = None) -> None:
+    def __init__(self, message: str, *, outage: bool = False, metrics: dict[str, float] | None = None,
+                 backends: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.outage = outage
         self.metrics = metrics or {}  # what the skipped step did: completions, tokens, masked failures
+        self.backends = tuple(backends)  # the backends whose items failed
 
 
 # Failures that say a backend is down or overloaded, not that an item is bad.
@@ -454,6 +456,8 @@ class StepRunner:
             raise AllRewardsFailed(
                 f"no reward could be obtained for any of the {len(rewards)} completions "
                 f"(first failure: {first_failure(scored)})", outage=_is_outage(scored),
+                backends=tuple(dict.fromkeys(s.backend for g in scored for c in g.completions for s in c.scores
+                                             if s.score is None)),
                 metrics={"prompts": float(len(scored)), "completions": float(len(rewards)),
                          "masked_reward_failures": float(len(rewards)),
                          "generated_tokens": float(sum(len(c.completion.token_ids) for g in sampled
@@ -698,6 +702,7 @@ class TrainingLoop:
         self.control.notify_step(running)
         snapshot = self.registry.snapshot()
         outage = False
+        failed_backends: tuple[str, ...] = ()
         crashed: Exception | None = None
         try:
             with self.step_lock:
@@ -721,6 +726,7 @@ class TrainingLoop:
             # breaker is open would otherwise fail every queued prompt for good), and the loop waits a
             # little before trying again rather than spinning through rollouts.
             outage = exc.outage
+            failed_backends = exc.backends
             failed = self.store.requeue_step(step, count_attempt=not outage, reason=str(exc))
             if failed:  # prompts that used up their attempts are FAILED now (the store's only such move)
                 self.metrics.prompts_failed.inc(failed)
@@ -758,7 +764,26 @@ class TrainingLoop:
             raise crashed
         if report.state is StepState.SKIPPED and outage:
             self._stop.wait(self.outage_backoff_seconds)
+            self._wait_for_breakers(failed_backends)
         return report
+
+    def _wait_for_breakers(self, backends: Sequence[str]) -> None:
+        """After a step skipped for an outage: while the breakers of all its failed backends are open,
+        every call to them fails fast, so the next step would roll out only to be skipped again (one
+        wasted rollout and one skipped step a second for the whole reset time). Wait for the first
+        trial call instead, in short slices: a stop, a pause or a registry change (a backend moved to a
+        new address gets a fresh breaker) ends the wait."""
+        seconds_until_trial = getattr(getattr(self.runner, "router", None), "seconds_until_trial", None)
+        if seconds_until_trial is None or not backends:
+            return
+        left = seconds_until_trial(backends, self.registry.snapshot())
+        if left <= 0:
+            return
+        log.info("reward backends %s are down (circuit open): the next step waits %.0f s for the breaker's "
+                 "trial call rather than rolling out only to be skipped", ", ".join(map(repr, backends)), left)
+        while left > 0 and not self._stop.is_set() and not self.control.pause_requested:
+            self._stop.wait(min(left, 0.5))
+            left = seconds_until_trial(backends, self.registry.snapshot())
 
     def _requeue_unscored(self, step: int, ids: tuple[str, ...]) -> tuple[str, ...]:
         """Put the prompts of a completed step that no completion was scored for back in the queue (they

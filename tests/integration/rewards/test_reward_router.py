@@ -376,6 +376,20 @@ def test_a_new_router_reaches_a_backend_another_router_failed_to_reach_at_that_a
     assert [c for _, c in observer.requests] == ["OK"]
 
 
+def test_seconds_until_trial_is_the_open_breakers_time_left_and_zero_for_a_moved_backend(
+    servers: Servers, make_router
+) -> None:
+    router, registry, _ = make_router([BackendEntry("a", "127.0.0.1:1", timeout_seconds=2.0)], max_retries=0,
+                                      breaker_failures=1, breaker_reset_s=30.0)
+    snapshot = registry.snapshot()
+    assert router.seconds_until_trial(["a"], snapshot) == 0.0  # never called
+    router.score([group("p", ["x"])], snapshot)
+    assert 29.0 < router.seconds_until_trial(["a"], snapshot) <= 30.0
+    assert router.seconds_until_trial(["a", "gone"], snapshot) == 0.0  # one of them may be called
+    registry.set(BackendEntry("a", servers.start(ScriptedBackend(ok(1.0)))))
+    assert router.seconds_until_trial(["a"], registry.snapshot()) == 0.0  # a new address: a new backend
+
+
 def test_retries_stop_when_the_breaker_opens_and_the_message_keeps_the_cause(servers: Servers, make_router) -> None:
     a = ScriptedBackend(ok(1.0), fail_always=True)
     router, registry, _ = make_router([BackendEntry("a", servers.start(a))], max_retries=5, breaker_failures=2)
