@@ -71,8 +71,8 @@ def test_a_backend_restarted_in_two_seconds_is_called_again_seconds_later(toy_ba
         resumed = wait_for(lambda: next((r for r in app.store.steps_after(0) if r.state is StepState.COMPLETED
                                          and r.started_at >= back), None), 120, "training did not resume")
         # With one fixed 30 s wait, the first trial came up to 30 s after the backend was back.
-        assert resumed.started_at - back < 15.0, f"training resumed {resumed.started_at - back:.1f} s after"
-        assert len(_skipped(app)) <= 6, [(r.step, r.error[:80]) for r in _skipped(app)]
+        assert resumed.started_at - back < 20.0, f"training resumed {resumed.started_at - back:.1f} s after"
+        assert len(_skipped(app)) <= 8, [(r.step, r.error[:80]) for r in _skipped(app)]
     finally:
         app.shutdown()
         revived.stop(1)
