@@ -302,6 +302,8 @@ class TrainerApp:
         except ListenError as err:
             raise StartupError("server.listen", str(err)) from None
         self.metrics = TrainerMetrics()
+        # Every backend "closed" until the router (made when the model loads) attaches its breakers.
+        self.metrics.attach_circuit_states(self.registry.circuit_states)
         try:
             if cfg.server.metrics_listen:
                 # /healthz is the gRPC health (NOT_SERVING until the API's Health exists and the model has

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 from grpo_server import __version__
 from grpo_server.types import StepReport, StepState
@@ -21,6 +22,7 @@ _PHASES = ("rollout", "reward", "logprob", "backward", "optimizer", "weight_sync
 _STEP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 _REWARD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 RUN_STATES = ("starting", "idle", "training", "paused", "draining", "failed", "finished")
+CIRCUIT_STATES = ("closed", "open", "half_open")
 HEALTH_PATH = "/healthz"
 
 
@@ -45,6 +47,25 @@ def serve_health(httpd: Any, serving: Callable[[], bool]) -> None:
         return [body]
 
     httpd.set_app(app)
+
+
+class _CircuitStates:
+    """`grpo_reward_circuit_state`, read from the router's breakers at each scrape (a breaker turns
+    half-open by the clock, with no event to set a gauge on)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, str]] | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "grpo_reward_circuit_state",
+            "1 for each reward backend's circuit breaker state (closed, open, half_open), 0 for the others; "
+            "open and half_open: its calls fail at once.", labels=["backend", "state"])
+        states = self.source() if self.source is not None else {}
+        for backend, current in sorted(states.items()):
+            for state in CIRCUIT_STATES:
+                family.add_metric([backend, state], 1.0 if state == current else 0.0)
+        yield family
 
 
 class TrainerMetrics:
@@ -112,7 +133,13 @@ class TrainerMetrics:
         )
         self.run_state = Gauge("grpo_run_state", "1 for the run's current state, 0 for the others.", ["state"], registry=r)
         self.set_run_state("starting")
+        self._circuits = _CircuitStates()
+        r.register(self._circuits)
         self._server: object | None = None
+
+    def attach_circuit_states(self, source: Callable[[], Mapping[str, str]]) -> None:
+        """Read `grpo_reward_circuit_state` from `source` (backend -> "closed" | "open" | "half_open")."""
+        self._circuits.source = source
 
     # -------------------------------------------------------------------------------------- serving
 

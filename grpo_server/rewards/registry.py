@@ -408,7 +408,7 @@ class RewardRegistry:
         with self._lock:
             self._change_api(stored.name, stored)
             version = self._version
-        return version, self._info(stored)
+        return version, self._info(stored, self.circuit_states())
 
     def delete(self, name: str) -> int:
         """Remove `name` until the registry file changes it again. Returns the registry version.
@@ -636,12 +636,18 @@ class RewardRegistry:
         """(registry version, every backend sorted by name as grpo_server.api.ports.BackendInfo, with
         its source, circuit state, Describe answer and reference kinds)."""
         snap = self.snapshot()
-        return snap.version, [self._info(e) for e in snap.entries.values()]
+        circuits = dict(self._circuit_states()) if self._circuit_states is not None else {}
+        return snap.version, [self._info(e, circuits) for e in snap.entries.values()]
 
-    def _info(self, entry: BackendEntry) -> Any:
+    def circuit_states(self) -> dict[str, str]:
+        """Breaker state of every backend in the registry: "closed" (also for one never called),
+        "open" or "half_open", as the router attached with attach_circuit_states sees it."""
+        circuits = dict(self._circuit_states()) if self._circuit_states is not None else {}
+        return {name: circuits.get(name, "closed") for name in self.snapshot().entries}
+
+    def _info(self, entry: BackendEntry, circuits: Mapping[str, str]) -> Any:
         from grpo_server.api.ports import BackendInfo
 
-        circuits = dict(self._circuit_states()) if self._circuit_states is not None else {}
         desc = self.describe(entry)
         return BackendInfo(
             name=entry.name, address=entry.address, timeout_seconds=entry.timeout_seconds,

@@ -336,9 +336,13 @@ class RewardRouter:
         return replace(score, weight=weight)
 
     def circuit_states(self) -> dict[str, str]:
-        """Breaker state per backend name that has been called: "closed", "open" or "half_open"."""
+        """Breaker state per backend of the registry that has been called at its current address:
+        "closed", "open" or "half_open" (a backend moved to another address gets a fresh breaker on its
+        next call, so the old address's breaker no longer speaks for it)."""
+        entries = self.registry.snapshot().entries
         with self._lock:
-            return {name: b.state.value for name, (_, b) in self._breakers.items()}
+            return {name: b.state.value for name, (target, b) in self._breakers.items()
+                    if name in entries and (entries[name].address, entries[name].tls) == target}
 
     def seconds_until_trial(self, names: Iterable[str], snapshot: RegistrySnapshot) -> float:
         """How long every one of backends `names` (as `snapshot` defines them) still fails fast: the

@@ -386,8 +386,12 @@ def test_seconds_until_trial_is_the_open_breakers_time_left_and_zero_for_a_moved
     router.score([group("p", ["x"])], snapshot)
     assert 29.0 < router.seconds_until_trial(["a"], snapshot) <= 30.0
     assert router.seconds_until_trial(["a", "gone"], snapshot) == 0.0  # one of them may be called
+    assert router.circuit_states() == registry.circuit_states() == {"a": "open"}
     registry.set(BackendEntry("a", servers.start(ScriptedBackend(ok(1.0)))))
     assert router.seconds_until_trial(["a"], registry.snapshot()) == 0.0  # a new address: a new backend
+    # ... whose breaker is closed until it fails: the old address's open breaker no longer speaks for it.
+    assert router.circuit_states() == {} and registry.circuit_states() == {"a": "closed"}
+    assert [b.circuit for b in registry.list()[1]] == ["closed"]
 
 
 def test_retries_stop_when_the_breaker_opens_and_the_message_keeps_the_cause(servers: Servers, make_router) -> None:

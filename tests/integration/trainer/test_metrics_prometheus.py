@@ -63,7 +63,7 @@ def test_promtool_finds_nothing_to_flag_in_the_trainer_and_reward_service_metric
     exposition = scrape(app.metrics_port)
     for name in ("grpo_latest_step", "grpo_steps_total", "grpo_queue_depth", "grpo_prompts_trained_total",
                  "grpo_reward_request_duration_seconds_bucket", "grpo_checkpoints_total", "grpo_build_info",
-                 "grpo_step_duration_seconds_bucket", "grpo_run_state"):
+                 "grpo_step_duration_seconds_bucket", "grpo_run_state", "grpo_reward_circuit_state"):
         assert f"\n{name}" in exposition, name
     assert f"grpo_latest_step {float(STEPS)}" in exposition
     assert promtool_problems(exposition) == ""

@@ -5,8 +5,10 @@ backend back after a short restart is called again within seconds, not after the
 
 from __future__ import annotations
 
+import re
 import socket
 import time
+import urllib.request
 from pathlib import Path
 
 from live_trainer import ConstantScorer, prompts, serve, wait_for
@@ -21,6 +23,14 @@ def _skipped(app) -> list:
     return [r for r in app.store.steps_after(0) if r.state is StepState.SKIPPED]
 
 
+def _circuit(app) -> str:
+    """The toy backend's breaker state as the trainer's /metrics page says it (grpo_reward_circuit_state)."""
+    page = urllib.request.urlopen(f"http://127.0.0.1:{app.metrics_port}/metrics", timeout=10).read().decode()
+    states = dict(re.findall(r'grpo_reward_circuit_state\{backend="toy",state="(\w+)"\} (\S+)', page))
+    assert sorted(states) == ["closed", "half_open", "open"] and sorted(states.values()) == ["0.0", "0.0", "1.0"], page
+    return next(state for state, value in states.items() if value == "1.0")
+
+
 def test_an_open_breaker_holds_the_next_step_until_its_trial_call(start_trainer, tmp_path: Path, caplog) -> None:
     with socket.socket() as s:  # an address where nothing listens yet
         s.bind(("127.0.0.1", 0))
@@ -30,7 +40,9 @@ def test_an_open_breaker_holds_the_next_step_until_its_trial_call(start_trainer,
         tmp_path / "store", [("toy", address)], algorithm={"prompts_per_step": 2},
         rewards={"max_retries": 0, "breaker_failures": 1, "breaker_first_reset_seconds": FIRST_S,
                  "breaker_reset_seconds": 30.0},
+        server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
     )
+    assert _circuit(app) == "closed"  # never called yet
     TrainerClient(f"127.0.0.1:{app.api_port}").submit_prompts(prompts(2))
 
     first, second, third = wait_for(lambda: _skipped(app)[:3] if len(_skipped(app)) >= 3 else None, 120,
@@ -43,11 +55,14 @@ def test_an_open_breaker_holds_the_next_step_until_its_trial_call(start_trainer,
                for r in caplog.records), [r.getMessage() for r in caplog.records]
     # An outage is no prompt's fault: nothing failed for good.
     assert app.store.counts()[PromptState.FAILED] == 0
+    assert _circuit(app) in ("open", "half_open")
+
 
     backend = serve(ConstantScorer("toy", 0.5), address)  # back: the next trial call succeeds
     try:
         wait_for(lambda: app.store.counts()[PromptState.TRAINED] == 2 or None, 120,
                  lambda: f"the prompts were not trained after the backend came back: {app.store.steps_after(0)}")
+        assert _circuit(app) == "closed"
     finally:
         app.shutdown()
         backend.stop(1)
