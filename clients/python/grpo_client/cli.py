@@ -34,6 +34,7 @@ from grpo_client.words import counted, short_reason
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 EXIT_INTERRUPTED = 128 + 2  # as a process killed by SIGINT (Ctrl-C)
 EXIT_BROKEN_PIPE = 128 + 13  # as a process killed by SIGPIPE
+WATCH_LAST = 10  # steps `grpo watch` shows first, before the live ones
 DEFAULT_TARGET = "localhost:50051"
 SUBMIT_ATTEMPTS = 5  # tries of a batch the trainer refuses as full or unavailable (1 + 2 + 4 + 8 s apart)
 
@@ -153,7 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--step", type=_count, default=0, metavar="N", help="step number (default: the latest)")
 
     s = sub.add_parser("watch", help="a live table of steps as they finish (Ctrl-C to stop)")
-    s.add_argument("--after", type=_count, default=0, metavar="N", help="start after step N (default: from the first)")
+    start = s.add_mutually_exclusive_group()
+    start.add_argument("--last", type=_count, default=None, metavar="N",
+                       help=f"first show the last N steps (default: {WATCH_LAST}; 0: only the steps from now on)")
+    start.add_argument("--after", type=_count, default=None, metavar="N",
+                       help="first show the steps after step N instead (0: every step of the run)")
     s.add_argument("--include-running", action="store_true", help="also show steps when they start")
     s.add_argument("--max-steps", type=_count, default=0, metavar="N", help="stop after N reports (default: never)")
     s.add_argument("--follow", action="store_true",
@@ -357,19 +362,36 @@ def watch_row(s: trainer_pb2.StepReport) -> str:
     )
 
 
+def _watch_start(client: TrainerClient, args: argparse.Namespace) -> int:
+    """The step `grpo watch` starts after: --after, or the latest step less --last (a long run's whole
+    history would scroll by first). Under --follow a trainer not reachable yet is waited for: then it
+    shows the whole run it finds."""
+    if args.after is not None:
+        return int(args.after)
+    last = WATCH_LAST if args.last is None else args.last
+    try:
+        latest = client.step_status().run.latest_step
+    except TrainerError as exc:
+        if not (args.follow and exc.code is grpc.StatusCode.UNAVAILABLE):
+            raise
+        return 0
+    return max(0, int(latest) - last)
+
+
 def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     seen: list[dict[str, Any]] = []
     count = 0
     pr.line(_WATCH_FORMAT.format(*_WATCH_COLUMNS))
     ended = False  # by the trainer (without --follow), not by --max-steps or Ctrl-C
     try:
+        after = _watch_start(client, args)
         if args.follow:
             def reconnecting(reason: str) -> None:
                 print(f"{reason}; reconnecting", file=sys.stderr, flush=True)
 
-            stream = client.follow_steps(args.after, include_running=args.include_running, on_reconnect=reconnecting)
+            stream = client.follow_steps(after, include_running=args.include_running, on_reconnect=reconnecting)
         else:
-            stream = client.watch_steps(args.after, args.include_running)
+            stream = client.watch_steps(after, args.include_running)
         for response in stream:
             count += 1
             if pr.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -149,6 +150,47 @@ def test_watch_json_prints_one_document_of_the_steps(api: TrainerApi, capsys) ->
     assert code == 0
     assert [s["step"]["step"] for s in doc["steps"]] == ["2", "3"]
     assert doc["steps"][1]["step"]["metrics"]["reward_mean"] == 0.3
+
+
+def test_watch_starts_with_the_last_ten_steps_of_a_long_run_unless_told_otherwise(api: TrainerApi, capsys) -> None:
+    for i in range(25):
+        api.finish_step(i / 100)
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--max-steps", "10")
+    assert code == 0
+    assert [s["step"]["step"] for s in doc["steps"]] == [str(i) for i in range(16, 26)]
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--last", "3", "--max-steps", "3")
+    assert [s["step"]["step"] for s in doc["steps"]] == ["23", "24", "25"]
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--after", "0", "--max-steps", "2")
+    assert [s["step"]["step"] for s in doc["steps"]] == ["1", "2"]  # the whole run, from the first
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--last", "30", "--max-steps", "1")
+    assert [s["step"]["step"] for s in doc["steps"]] == ["1"]
+
+    # --last 0: only the steps from now on.
+    threading.Timer(0.5, lambda: api.finish_step(0.9)).start()
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--last", "0", "--follow", "--max-steps", "1")
+    assert code == 0 and [s["step"]["step"] for s in doc["steps"]] == ["26"]
+
+    code, out, err = cli(capsys, "--target", api.target, "watch", "--last", "3", "--after", "1")
+    assert code == 2 and "not allowed with argument" in err, err
+
+
+def test_watch_follow_waits_for_a_trainer_not_up_yet_and_then_shows_its_whole_run(make_api, capsys) -> None:
+    # The latest step cannot be asked for yet: once the trainer answers, every step it has is shown.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    def start_later() -> None:
+        time.sleep(1.0)
+        api = make_api(listen=target)
+        for r in (0.1, 0.2, 0.3):
+            api.finish_step(r)
+    t = threading.Thread(target=start_later)
+    t.start()
+    code, out, err = cli(capsys, "--target", target, "--json", "watch", "--follow", "--max-steps", "3")
+    t.join()
+    assert code == 0, err
+    assert [s["step"]["step"] for s in json.loads(out)["steps"]] == ["1", "2", "3"]
+    assert "reconnecting" in err, err
 
 
 def test_watch_follow_reads_the_same_steps(api: TrainerApi, capsys) -> None:

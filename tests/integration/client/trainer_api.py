@@ -74,8 +74,10 @@ class TrainerApi:
     """The running API. `target` is "127.0.0.1:PORT"; `math_address`/`code_address` are reward services."""
 
     def __init__(self, tmp: Path, tiny: TinyModel, *, limits: ApiLimits | None = None,
-                 tokens_file: Path | None = None, tls: tuple[str, str, str | None] | None = None):
-        """`tls`: (cert_file, key_file, client_ca_file or None), as build_server takes it."""
+                 tokens_file: Path | None = None, tls: tuple[str, str, str | None] | None = None,
+                 listen: str = "127.0.0.1:0"):
+        """`tls`: (cert_file, key_file, client_ca_file or None), as build_server takes it; `listen`: the
+        API's address (a free port by default)."""
         self._reward_servers = []
         s, self.math_address = start_reward_service("math-verifier", [reward_pb2.REFERENCE_KIND_ANSWER])
         self._reward_servers.append(s)
@@ -95,7 +97,7 @@ class TrainerApi:
             tokenizer_getter=lambda: tiny.tokenizer,
         )
         auth = AuthSettings(tokens_file=str(tokens_file)) if tokens_file else None
-        self.server, port, self.health = build_server(servicer, listen="127.0.0.1:0", auth=auth, tls=tls,
+        self.server, port, self.health = build_server(servicer, listen=listen, auth=auth, tls=tls,
                                                       max_message_bytes=(limits or ApiLimits()).max_message_bytes)
         self.health.set_serving(True)
         self.control.set_ready(True)
