@@ -500,6 +500,10 @@ class TrainerClient:
             # fails at once without trying: a trainer back after a long outage would be found up to 2
             # minutes late (and follow_steps could give up on it).
             ("grpc.max_reconnect_backoff_ms", int(MAX_RECONNECT_BACKOFF_SECONDS * 1000)),
+            # This client's own connections: gRPC otherwise shares them by address within the process,
+            # and a new client took over an older one's failed connection to a trainer that has since
+            # come up, failing its first calls at once with UNAVAILABLE.
+            ("grpc.use_local_subchannel_pool", 1),
         ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))

@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from trainer_api import TrainerApi
 
+from grpo.trainer.v1 import trainer_pb2
 from grpo_client.cli import main
 from grpo_server.types import StepState
 
@@ -191,6 +193,21 @@ def test_watch_follow_waits_for_a_trainer_not_up_yet_and_then_shows_its_whole_ru
     assert code == 0, err
     assert [s["step"]["step"] for s in json.loads(out)["steps"]] == ["1", "2", "3"]
     assert "reconnecting" in err, err
+
+
+def test_a_new_client_reaches_a_trainer_an_older_client_could_not_reach_before_it_came_up(make_api) -> None:
+    from grpo_client import TrainerClient, TrainerError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{s.getsockname()[1]}"
+    with TrainerClient(target, timeout=5) as early:
+        with pytest.raises(TrainerError) as err:
+            early.step_status()
+        assert err.value.code is grpc.StatusCode.UNAVAILABLE
+        make_api(listen=target)
+        with TrainerClient(target, timeout=5) as late:  # while the early one is still open
+            assert late.step_status().run.state == trainer_pb2.RUN_STATE_IDLE
 
 
 def test_watch_follow_reads_the_same_steps(api: TrainerApi, capsys) -> None:
