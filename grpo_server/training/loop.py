@@ -779,8 +779,9 @@ class TrainingLoop:
         left = seconds_until_trial(backends, self.registry.snapshot())
         if left <= 0:
             return
-        log.info("reward backends %s are down (circuit open): the next step waits %.0f s for the breaker's "
-                 "trial call rather than rolling out only to be skipped", ", ".join(map(repr, backends)), left)
+        log.info("reward backend%s %s %s down (circuit open): the next step waits %.1f s for the breaker's "
+                 "trial call rather than rolling out only to be skipped", "s" if len(backends) > 1 else "",
+                 ", ".join(map(repr, backends)), "are" if len(backends) > 1 else "is", left)
         while left > 0 and not self._stop.is_set() and not self.control.pause_requested:
             self._stop.wait(min(left, 0.5))
             left = seconds_until_trial(backends, self.registry.snapshot())

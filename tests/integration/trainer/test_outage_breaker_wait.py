@@ -51,7 +51,7 @@ def test_an_open_breaker_holds_the_next_step_until_its_trial_call(start_trainer,
     # each next step waited for the trial, not just the 1 s outage backoff.
     gaps = [second.started_at - first.finished_at, third.started_at - second.finished_at]
     assert gaps[0] >= 1.0 and gaps[1] >= 2 * FIRST_S - 0.5, f"gaps between the skipped steps: {gaps}"
-    assert any("'toy' are down (circuit open)" in r.getMessage() and "trial call" in r.getMessage()
+    assert any("reward backend 'toy' is down (circuit open)" in r.getMessage() and "trial call" in r.getMessage()
                for r in caplog.records), [r.getMessage() for r in caplog.records]
     # An outage is no prompt's fault: nothing failed for good.
     assert app.store.counts()[PromptState.FAILED] == 0
