@@ -118,6 +118,10 @@ export class TrainerClient {
       // fails at once without trying: a trainer back after a long outage would be found up to 2 minutes
       // late (and followSteps could give up on it).
       'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
+      // This client's own connections: grpc-js otherwise shares them by address within the process, and
+      // a new client took over an older one's failed connection to a trainer that had since come up,
+      // failing its first calls at once with UNAVAILABLE.
+      'grpc.use_local_subchannel_pool': 1,
       ...options.channelOptions,
     });
   }

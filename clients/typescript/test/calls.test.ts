@@ -128,6 +128,37 @@ describe('unary calls against an in-process trainer', () => {
   });
 });
 
+describe('connections', () => {
+  it('a new client reaches a trainer that an older client, still open, could not reach before it came up', async () => {
+    const free = new grpc.Server();
+    const port = await new Promise<number>((resolve, reject) => {
+      free.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    free.forceShutdown(); // the port is free again: nothing listens there yet
+    const target = `127.0.0.1:${port}`;
+    const early = new TrainerClient(target, { timeoutMs: 2_000 });
+    const server = new grpc.Server();
+    try {
+      await assert.rejects(early.stepStatus(), (err: unknown) => err instanceof GrpoError && err.code === status.UNAVAILABLE);
+      server.addService(trainerGrpcTypes().grpo.trainer.v1.TrainerService.service, {
+        stepStatus: (_call: unknown, cb: Callback) => cb(null, { run: { state: 'RUN_STATE_IDLE' } }),
+      } as grpc.UntypedServiceImplementation);
+      await new Promise<void>((resolve, reject) => {
+        server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+      });
+      const late = new TrainerClient(target, { timeoutMs: 2_000 });
+      try {
+        assert.equal((await late.stepStatus()).run?.state, 'RUN_STATE_IDLE');
+      } finally {
+        late.close();
+      }
+    } finally {
+      early.close();
+      server.forceShutdown();
+    }
+  });
+});
+
 describe('the token option', () => {
   it('a token an authorization header cannot carry is a TypeError at once that does not print the token', () => {
     for (const [token, where] of [['s3cret\n', 'U+000A at character 7 of 7'], ['s3 cret', 'U+0020 at character 3'], ['sé', 'U+00E9 at character 2']]) {
