@@ -158,12 +158,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))
 
 
-def start_service(entry: str, *flags: str, log: Path | None = None,
-                  metrics: bool = False) -> tuple[subprocess.Popen[bytes], str, int]:
-    """A reward service (`grpo-reward-*` entry point `entry`, with `flags`) as its own process on a free
-    loopback port, its stderr appended to `log` (or dropped), with a metrics port when `metrics`.
-    Returns (process, address, metrics port or 0) once it answers health checks."""
-    port = free_port()
+def start_service(entry: str, *flags: str, log: Path | None = None, metrics: bool = False,
+                  port: int = 0) -> tuple[subprocess.Popen[bytes], str, int]:
+    """A reward service (`grpo-reward-*` entry point `entry`, with `flags`) as its own process on loopback
+    port `port` (0: a free one), its stderr appended to `log` (or dropped), with a metrics port when
+    `metrics`. Returns (process, address, metrics port or 0) once it answers health checks."""
+    port = port or free_port()
     metrics_port = free_port() if metrics else 0
     command = [str(BIN / entry), "--listen", f"127.0.0.1:{port}", *flags]
     if metrics:

@@ -10,7 +10,7 @@ trainer's own environment are never changed.
 
     python -m bench.run_all                      # everything (about an hour on 2 busy cores)
     python -m bench.run_all --only api,step      # some of: api, step, scaling, gpu, rollout, math,
-                                                 #   sandbox, reward_model
+                                                 #   sandbox, reward_model, outage
     python -m bench.run_all --quick              # shorter runs of each
 
 Benchmarks print numbers; nothing here asserts anything about speed. Summaries: docs/benchmarks.md.
@@ -32,7 +32,7 @@ from bench import ROOT, load_average, machine_info
 
 BENCH_PACKAGES = ROOT / ".venv" / "bench-packages"
 REQUIREMENTS = ROOT / "requirements" / "bench.txt"
-ALL = ("api", "step", "scaling", "gpu", "rollout", "math", "sandbox", "reward_model")
+ALL = ("api", "step", "scaling", "gpu", "rollout", "math", "sandbox", "reward_model", "outage")
 
 
 def ensure_bench_packages() -> None:
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "math": [py, "bench/bench_math.py", *(["--items", "128"] if quick else [])],
             "sandbox": [py, "bench/bench_sandbox.py", *(["--runs", "20"] if quick else [])],
             "reward_model": [py, "bench/bench_reward_model.py", "--minilm", "--threads", "1"],
+            "outage": [py, "-m", "bench.bench_outage", "--json", str(out / "outage.json")],
         }[name]
         if run_logged(name, cmd, out):
             failed.append(name)
