@@ -15,6 +15,7 @@ import (
 
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Options configure Dial. The zero value is a plaintext connection with no token.
@@ -45,6 +46,9 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 }
 func (b bearer) RequireTransportSecurity() bool { return false }
 
+// MaxReconnectBackoff is the longest wait between two attempts to reconnect to a trainer that is down.
+const MaxReconnectBackoff = 5 * time.Second
+
 // Dial connects to target ("HOST:PORT") and waits until the connection is up or DialTimeout passes; the
 // error then names the last connection failure ("connection refused": a trainer that is not up yet is
 // waited for). A TLS handshake that no retry can mend (a certificate not signed by a trusted CA or not
@@ -67,7 +71,14 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	// WithReturnConnectionError: a Dial that times out says why it could not connect (connection refused,
 	// a TLS handshake failure such as an unknown CA), not only "context deadline exceeded".
 	dialOpts := []grpc.DialOption{grpc.WithBlock(), grpc.WithReturnConnectionError(),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv))}
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv)),
+		// grpc-go spaces its attempts to reconnect to a trainer that went away with a backoff that grows
+		// to 2 minutes, and a call made meanwhile fails at once: a trainer back after a long restart would
+		// be found up to 2 minutes late. At most MaxReconnectBackoff, as the Python and TypeScript clients.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: MaxReconnectBackoff},
+			MinConnectTimeout: 20 * time.Second,
+		})}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var failed *dialFailure
