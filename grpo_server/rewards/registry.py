@@ -636,7 +636,7 @@ class RewardRegistry:
         """(registry version, every backend sorted by name as grpo_server.api.ports.BackendInfo, with
         its source, circuit state, Describe answer and reference kinds)."""
         snap = self.snapshot()
-        circuits = dict(self._circuit_states()) if self._circuit_states is not None else {}
+        circuits = self.circuit_states()
         return snap.version, [self._info(e, circuits) for e in snap.entries.values()]
 
     def circuit_states(self) -> dict[str, str]:
@@ -646,6 +646,7 @@ class RewardRegistry:
         return {name: circuits.get(name, "closed") for name in self.snapshot().entries}
 
     def _info(self, entry: BackendEntry, circuits: Mapping[str, str]) -> Any:
+        """`entry` as a BackendInfo; `circuits` is circuit_states() (a name it lacks: "closed")."""
         from grpo_server.api.ports import BackendInfo
 
         desc = self.describe(entry)

@@ -195,6 +195,11 @@ def _step_list_error(result: reward_pb2.ScoreResult, completion_length: int) -> 
     return ""
 
 
+def _target(entry: BackendEntry) -> tuple[str, bool]:
+    """What makes a backend the same one for its breaker: a new address (or TLS setting) is a new backend."""
+    return (entry.address, entry.tls)
+
+
 class RewardRouter:
     """Scores rollout groups on the registry's backends (see the module docstring).
 
@@ -339,10 +344,8 @@ class RewardRouter:
         """Breaker state per backend of the registry that has been called at its current address:
         "closed", "open" or "half_open" (a backend moved to another address gets a fresh breaker on its
         next call, so the old address's breaker no longer speaks for it)."""
-        entries = self.registry.snapshot().entries
-        with self._lock:
-            return {name: b.state.value for name, (target, b) in self._breakers.items()
-                    if name in entries and (entries[name].address, entries[name].tls) == target}
+        known = ((name, self._known_breaker(entry)) for name, entry in self.registry.snapshot().entries.items())
+        return {name: breaker.state.value for name, breaker in known if breaker is not None}
 
     def seconds_until_trial(self, names: Iterable[str], snapshot: RegistrySnapshot) -> float:
         """How long every one of backends `names` (as `snapshot` defines them) still fails fast: the
@@ -352,11 +355,10 @@ class RewardRouter:
         waits = []
         for name in names:
             entry = snapshot.entries.get(name)
-            with self._lock:
-                known = self._breakers.get(name)
-            if entry is None or known is None or known[0] != (entry.address, entry.tls):
+            breaker = self._known_breaker(entry) if entry is not None else None
+            if breaker is None:
                 return 0.0
-            waits.append(known[1].seconds_until_trial())
+            waits.append(breaker.seconds_until_trial())
         return min(waits, default=0.0)
 
     def close(self) -> None:
@@ -367,8 +369,14 @@ class RewardRouter:
 
     # ---------------------------------------------------------------------------------- internals
 
+    def _known_breaker(self, entry: BackendEntry) -> CircuitBreaker | None:
+        """The breaker of `entry` at its current address; None when that backend has not been called."""
+        with self._lock:
+            known = self._breakers.get(entry.name)
+        return known[1] if known is not None and known[0] == _target(entry) else None
+
     def _breaker(self, entry: BackendEntry) -> CircuitBreaker:
-        target = (entry.address, entry.tls)
+        target = _target(entry)
         with self._lock:
             known = self._breakers.get(entry.name)
             if known is None or known[0] != target:  # a new address is a new backend: a fresh breaker
