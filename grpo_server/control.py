@@ -71,6 +71,7 @@ class RunControl:
             log.warning("the run was paused before this start and stays paused: no step runs until "
                         "ResumeTraining (grpo resume)")
         self._error = ""
+        self._waiting = ("", 0.0)  # what holds the next step back (set_waiting), and when it should end
         self._ready = False
         self._closed = False
         self._events: deque[tuple[int, StepReport]] = deque(maxlen=history)
@@ -90,6 +91,22 @@ class RunControl:
         """Why the run failed ("" unless FAILED)."""
         with self._cond:
             return self._error
+
+    @property
+    def waiting_for(self) -> str:
+        """What holds the next step back besides the queue ("" when nothing), with the seconds left when
+        set_waiting was given a deadline."""
+        with self._cond:
+            reason, until = self._waiting
+        if reason and until:
+            return f"{reason} in {max(until - time.monotonic(), 0.0):.1f} s"
+        return reason
+
+    def set_waiting(self, reason: str, until: float = 0.0) -> None:
+        """Say what the loop waits for before its next step ("" clears it); `until` (time.monotonic())
+        is when the wait should end, reported as the seconds left."""
+        with self._cond:
+            self._waiting = (reason, until if reason else 0.0)
 
     @property
     def pause_requested(self) -> bool:

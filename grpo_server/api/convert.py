@@ -199,6 +199,7 @@ def run_status(control: RunControl, store: Any, limits: trainer_pb2.ServerLimits
         prompts_failed=counts[PromptState.FAILED],
         prompts_cancelled=counts[PromptState.CANCELLED],
         limits=limits,
+        waiting_for=control.waiting_for,
     )
 
 

@@ -763,11 +763,24 @@ class TrainingLoop:
         if crashed is not None:
             raise crashed
         if report.state is StepState.SKIPPED and outage:
-            self._stop.wait(self.outage_backoff_seconds)
-            self._wait_for_breakers(failed_backends)
+            self._wait_after_outage(failed_backends)
         return report
 
-    def _wait_for_breakers(self, backends: Sequence[str]) -> None:
+    def _wait_after_outage(self, backends: Sequence[str]) -> None:
+        """After a step skipped because its reward backends were down: wait a little (and for their
+        breakers' trial call, _wait_for_breakers) before the next step rather than spin through rollouts.
+        Meanwhile the run is IDLE, and RunStatus.waiting_for names the backends and the wait."""
+        named = (f"reward backend{'s' if len(backends) > 1 else ''} {', '.join(map(repr, backends))} "
+                 f"{'are' if len(backends) > 1 else 'is'} down") if backends else "the reward backends are down"
+        self._set_state("idle")
+        try:
+            self.control.set_waiting(f"{named}: the next step starts", time.monotonic() + self.outage_backoff_seconds)
+            self._stop.wait(self.outage_backoff_seconds)
+            self._wait_for_breakers(backends, named)
+        finally:
+            self.control.set_waiting("")
+
+    def _wait_for_breakers(self, backends: Sequence[str], named: str) -> None:
         """After a step skipped for an outage: while the breakers of all its failed backends are open,
         every call to them fails fast, so the next step would roll out only to be skipped again (one
         wasted rollout and one skipped step a second for the whole reset time). Wait for the first
@@ -779,10 +792,11 @@ class TrainingLoop:
         left = seconds_until_trial(backends, self.registry.snapshot())
         if left <= 0:
             return
-        log.info("reward backend%s %s %s down (circuit open): the next step waits %.1f s for the breaker's "
-                 "trial call rather than rolling out only to be skipped", "s" if len(backends) > 1 else "",
-                 ", ".join(map(repr, backends)), "are" if len(backends) > 1 else "is", left)
+        log.info("%s (circuit open): the next step waits %.1f s for the breaker's trial call rather than "
+                 "rolling out only to be skipped", named, left)
         while left > 0 and not self._stop.is_set() and not self.control.pause_requested:
+            self.control.set_waiting(f"{named} (circuit open): the next step waits for the trial call",
+                                     time.monotonic() + left)
             self._stop.wait(min(left, 0.5))
             left = seconds_until_trial(backends, self.registry.snapshot())
 

@@ -316,8 +316,9 @@ def _run_line(run: trainer_pb2.RunStatus) -> str:
     state = _enum_name(trainer_pb2.RunState, run.state, "RUN_STATE_")
     extra = " (pause requested)" if run.pause_requested else ""
     err = f"\nerror: {run.error}" if run.error else ""
+    waiting = f"\nwaiting: {run.waiting_for}" if run.waiting_for else ""
     return (f"run: {state}{extra}  latest step {run.latest_step}  checkpoint step {run.checkpoint_step}  "
-            f"queue {run.queue_depth}  trained {run.prompts_trained}  failed {run.prompts_failed}{err}")
+            f"queue {run.queue_depth}  trained {run.prompts_trained}  failed {run.prompts_failed}{err}{waiting}")
 
 
 def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:

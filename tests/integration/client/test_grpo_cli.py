@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -123,6 +124,19 @@ def test_status_before_and_after_a_step(api: TrainerApi, capsys) -> None:
 
     code, out, err = cli(capsys, "--target", api.target, "status", "--step", "9")
     assert code == 1 and "NOT_FOUND" in err
+
+
+def test_status_says_what_an_idle_run_waits_for(api: TrainerApi, capsys) -> None:
+    api.control.set_waiting("reward backend 'math' is down: the next step starts", time.monotonic() + 30)
+    code, out, _ = cli(capsys, "--target", api.target, "status")
+    assert code == 0 and re.search(r"\nwaiting: reward backend 'math' is down: the next step starts in (29|30)\.\d s\n",
+                                   out), out
+    code, doc = cli_json(capsys, "--target", api.target, "status")
+    assert re.fullmatch(r"reward backend 'math' is down: the next step starts in (29|30)\.\d s", doc["run"]["waiting_for"])
+
+    api.control.set_waiting("")
+    code, out, _ = cli(capsys, "--target", api.target, "status")
+    assert code == 0 and "waiting" not in out, out
 
 
 def test_watch_shows_the_backlog_then_live_steps(api: TrainerApi, capsys) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from live_trainer import ConstantScorer, prompts, serve, wait_for
 
+from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
 from grpo_server.types import PromptState, StepState
 
@@ -56,13 +57,25 @@ def test_an_open_breaker_holds_the_next_step_until_its_trial_call(start_trainer,
     # An outage is no prompt's fault: nothing failed for good.
     assert app.store.counts()[PromptState.FAILED] == 0
     assert _circuit(app) in ("open", "half_open")
-
+    # While it waits, no step runs: the run is IDLE, and its status says for what and for how long.
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    run = wait_for(lambda: next((r for r in [client.step_status().run] if r.waiting_for), None), 30,
+                   "StepStatus never said what the run waits for")
+    assert run.state == trainer_pb2.RUN_STATE_IDLE, run
+    assert re.fullmatch(r"reward backend 'toy' is down( \(circuit open\))?: the next step (starts|waits for the "
+                        r"trial call) in \d+\.\d s", run.waiting_for), run.waiting_for
+    waits = set()
+    for _ in range(40):
+        waits.update(re.findall(r" in (\d+\.\d) s$", client.step_status().run.waiting_for))
+        time.sleep(0.05)
+    assert len(waits) > 1, f"the seconds left did not count down: {waits}"
 
     backend = serve(ConstantScorer("toy", 0.5), address)  # back: the next trial call succeeds
     try:
         wait_for(lambda: app.store.counts()[PromptState.TRAINED] == 2 or None, 120,
                  lambda: f"the prompts were not trained after the backend came back: {app.store.steps_after(0)}")
         assert _circuit(app) == "closed"
+        assert client.step_status().run.waiting_for == ""
     finally:
         app.shutdown()
         backend.stop(1)

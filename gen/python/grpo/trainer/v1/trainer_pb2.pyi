@@ -34,7 +34,9 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     RUN_STATE_STARTING: _RunState.ValueType  # 1
     """Loading the model and engines; health is NOT_SERVING."""
     RUN_STATE_IDLE: _RunState.ValueType  # 2
-    """Ready, waiting for enough queued prompts to start a step."""
+    """Ready, no step running: waiting for enough queued prompts to start one, or, when `waiting_for`
+    says so, for a reward backend that was down to be tried again.
+    """
     RUN_STATE_TRAINING: _RunState.ValueType  # 3
     """A step is running."""
     RUN_STATE_PAUSED: _RunState.ValueType  # 4
@@ -54,7 +56,9 @@ RUN_STATE_UNSPECIFIED: RunState.ValueType  # 0
 RUN_STATE_STARTING: RunState.ValueType  # 1
 """Loading the model and engines; health is NOT_SERVING."""
 RUN_STATE_IDLE: RunState.ValueType  # 2
-"""Ready, waiting for enough queued prompts to start a step."""
+"""Ready, no step running: waiting for enough queued prompts to start one, or, when `waiting_for`
+says so, for a reward backend that was down to be tried again.
+"""
 RUN_STATE_TRAINING: RunState.ValueType  # 3
 """A step is running."""
 RUN_STATE_PAUSED: RunState.ValueType  # 4
@@ -685,6 +689,7 @@ class RunStatus(_message.Message):
     PROMPTS_FAILED_FIELD_NUMBER: _builtins.int
     PROMPTS_CANCELLED_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
     state: Global___RunState.ValueType
     """The run's state."""
     queue_depth: _builtins.int
@@ -703,6 +708,12 @@ class RunStatus(_message.Message):
     """Prompts that failed for good since the store was created."""
     prompts_cancelled: _builtins.int
     """Prompts taken out of the queue by CancelPrompts since the store was created."""
+    waiting_for: _builtins.str
+    """What holds the next step back while `state` is RUN_STATE_IDLE, when it is not the queue: after a
+    step skipped because its reward backends were down, the backends whose circuit is open and the
+    seconds until their trial call, such as "reward backend 'math' is down (circuit open): the next
+    step waits for its trial call in 4.2 s". Empty otherwise.
+    """
     @_builtins.property
     def limits(self) -> Global___ServerLimits:
         """What this trainer accepts (its `limits` config), so that a client can size its requests before
@@ -722,10 +733,11 @@ class RunStatus(_message.Message):
         prompts_failed: _builtins.int = ...,
         prompts_cancelled: _builtins.int = ...,
         limits: Global___ServerLimits | None = ...,
+        waiting_for: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_step", b"checkpoint_step", "error", b"error", "latest_step", b"latest_step", "limits", b"limits", "pause_requested", b"pause_requested", "prompts_cancelled", b"prompts_cancelled", "prompts_failed", b"prompts_failed", "prompts_trained", b"prompts_trained", "queue_depth", b"queue_depth", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_step", b"checkpoint_step", "error", b"error", "latest_step", b"latest_step", "limits", b"limits", "pause_requested", b"pause_requested", "prompts_cancelled", b"prompts_cancelled", "prompts_failed", b"prompts_failed", "prompts_trained", b"prompts_trained", "queue_depth", b"queue_depth", "state", b"state", "waiting_for", b"waiting_for"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,7 +13,8 @@ export const RunState = {
    */
   RUN_STATE_STARTING: 'RUN_STATE_STARTING',
   /**
-   * Ready, waiting for enough queued prompts to start a step.
+   * Ready, no step running: waiting for enough queued prompts to start one, or, when `waiting_for`
+   * says so, for a reward backend that was down to be tried again.
    */
   RUN_STATE_IDLE: 'RUN_STATE_IDLE',
   /**
@@ -53,7 +54,8 @@ export type RunState =
   | 'RUN_STATE_STARTING'
   | 1
   /**
-   * Ready, waiting for enough queued prompts to start a step.
+   * Ready, no step running: waiting for enough queued prompts to start one, or, when `waiting_for`
+   * says so, for a reward backend that was down to be tried again.
    */
   | 'RUN_STATE_IDLE'
   | 2

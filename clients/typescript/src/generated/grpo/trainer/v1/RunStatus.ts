@@ -49,6 +49,13 @@ export interface RunStatus {
    * sending them instead of learning the limits from refusals.
    */
   'limits'?: (_grpo_trainer_v1_ServerLimits | null);
+  /**
+   * What holds the next step back while `state` is RUN_STATE_IDLE, when it is not the queue: after a
+   * step skipped because its reward backends were down, the backends whose circuit is open and the
+   * seconds until their trial call, such as "reward backend 'math' is down (circuit open): the next
+   * step waits for its trial call in 4.2 s". Empty otherwise.
+   */
+  'waitingFor'?: (string);
 }
 
 /**
@@ -96,4 +103,11 @@ export interface RunStatus__Output {
    * sending them instead of learning the limits from refusals.
    */
   'limits': (_grpo_trainer_v1_ServerLimits__Output | null);
+  /**
+   * What holds the next step back while `state` is RUN_STATE_IDLE, when it is not the queue: after a
+   * step skipped because its reward backends were down, the backends whose circuit is open and the
+   * seconds until their trial call, such as "reward backend 'math' is down (circuit open): the next
+   * step waits for its trial call in 4.2 s". Empty otherwise.
+   */
+  'waitingFor': (string);
 }
