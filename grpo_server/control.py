@@ -148,6 +148,8 @@ class RunControl:
             if self._state is RunState.DRAINING and new not in (RunState.FAILED, RunState.DRAINING):
                 return
             self._state = new
+            if new is not RunState.IDLE:  # what an idle run waited for is over
+                self._waiting = ("", 0.0)
             self._cond.notify_all()
 
     def fail(self, error: str) -> None:

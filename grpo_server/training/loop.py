@@ -680,14 +680,26 @@ class TrainingLoop:
                 continue
             step = self.step + 1
             prompts = self.store.lease(self.runner.s.prompts_per_step, step, partial_after=self.partial_after)
-            self.metrics.queue_depth.set(self.store.queue_depth())
+            depth = self.store.queue_depth()
+            self.metrics.queue_depth.set(depth)
             if not prompts:
                 self._set_state("idle")
+                self.control.set_waiting(self._short_batch(depth))
                 self.control.wait_for_work(timeout=self.poll_seconds)
                 continue
             self._set_state("training")
             self.run_one(step, prompts)
         self.checkpoint_if_behind()
+
+    def _short_batch(self, depth: int) -> str:
+        """Why a queue of `depth` prompts starts no step ("" when it is empty: that says it all)."""
+        if depth <= 0:
+            return ""
+        n = self.runner.s.prompts_per_step
+        partial = (f", or once no prompt has been submitted for {self.partial_after:g} s" if self.partial_after
+                   else " (training.partial_step_after_seconds is 0: a step waits for a full batch)")
+        return (f"{depth} queued prompt{'s' if depth > 1 else ''} of the {n} a step takes: the next step starts when "
+                f"{n - depth} more {'are' if n - depth > 1 else 'is'} submitted{partial}")
 
     def run_one(self, step: int, prompts: Sequence[PromptRecord]) -> StepReport:
         """One step from leased prompts to a recorded report (and a checkpoint when due).

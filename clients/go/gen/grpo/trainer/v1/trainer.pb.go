@@ -1047,10 +1047,11 @@ type RunStatus struct {
 	// What this trainer accepts (its `limits` config), so that a client can size its requests before
 	// sending them instead of learning the limits from refusals.
 	Limits *ServerLimits `protobuf:"bytes,10,opt,name=limits,proto3" json:"limits,omitempty"`
-	// What holds the next step back while `state` is RUN_STATE_IDLE, when it is not the queue: after a
-	// step skipped because its reward backends were down, the backends whose circuit is open and the
-	// seconds until their trial call, such as "reward backend 'math' is down (circuit open): the next
-	// step waits for its trial call in 4.2 s". Empty otherwise.
+	// What holds the next step back while `state` is RUN_STATE_IDLE, in words: fewer prompts queued than
+	// a step takes (how many more, or how long without a submission, start one), or, after a step
+	// skipped because its reward backends were down, those backends and the seconds until the next try,
+	// such as "reward backend 'math' is down (circuit open): the next step waits for the trial call in
+	// 4.2 s". Empty otherwise (an empty queue says it all).
 	WaitingFor           string   `protobuf:"bytes,11,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
 	XXX_NoUnkeyedLiteral struct{} `json:"-"`
 	XXX_unrecognized     []byte   `json:"-"`

@@ -50,10 +50,11 @@ export interface RunStatus {
    */
   'limits'?: (_grpo_trainer_v1_ServerLimits | null);
   /**
-   * What holds the next step back while `state` is RUN_STATE_IDLE, when it is not the queue: after a
-   * step skipped because its reward backends were down, the backends whose circuit is open and the
-   * seconds until their trial call, such as "reward backend 'math' is down (circuit open): the next
-   * step waits for its trial call in 4.2 s". Empty otherwise.
+   * What holds the next step back while `state` is RUN_STATE_IDLE, in words: fewer prompts queued than
+   * a step takes (how many more, or how long without a submission, start one), or, after a step
+   * skipped because its reward backends were down, those backends and the seconds until the next try,
+   * such as "reward backend 'math' is down (circuit open): the next step waits for the trial call in
+   * 4.2 s". Empty otherwise (an empty queue says it all).
    */
   'waitingFor'?: (string);
 }
@@ -104,10 +105,11 @@ export interface RunStatus__Output {
    */
   'limits': (_grpo_trainer_v1_ServerLimits__Output | null);
   /**
-   * What holds the next step back while `state` is RUN_STATE_IDLE, when it is not the queue: after a
-   * step skipped because its reward backends were down, the backends whose circuit is open and the
-   * seconds until their trial call, such as "reward backend 'math' is down (circuit open): the next
-   * step waits for its trial call in 4.2 s". Empty otherwise.
+   * What holds the next step back while `state` is RUN_STATE_IDLE, in words: fewer prompts queued than
+   * a step takes (how many more, or how long without a submission, start one), or, after a step
+   * skipped because its reward backends were down, those backends and the seconds until the next try,
+   * such as "reward backend 'math' is down (circuit open): the next step waits for the trial call in
+   * 4.2 s". Empty otherwise (an empty queue says it all).
    */
   'waitingFor': (string);
 }
