@@ -43,12 +43,18 @@ def _alarm(signum: int, frame: Any) -> None:
 _LOGICAL_OR = re.compile(r"\\(?:lor|vee)(?![A-Za-z])|∨")
 
 
+# A number in scientific notation (`1.2e3`, `5E-4`). math-verify reads the lowercase form as a product with
+# Euler's number (`1.2e3` = 1.2·e·3, `1.2e-4` = 1.2e - 4), so the right answer 1200 scored 0; written as
+# a power of ten it is the number. Not inside a word or a command (`\sec3`, `x2e3`), nor `2e` alone.
+_SCIENTIFIC = re.compile(r"(?<![\w.\\])(\d+(?:\.\d*)?|\.\d+)[eE]\+?(-?\d+)(?!\w|\.\d)")
+
+
 def _parse(text: str) -> list[Any]:
     from math_verify import parse
 
     from .extract import unicode_math
 
-    text = _LOGICAL_OR.sub(",", unicode_math(text))
+    text = _SCIENTIFIC.sub(r"\1 \\times 10^{\2}", _LOGICAL_OR.sub(",", unicode_math(text)))
     # Inside $...$ so LaTeX and plain expressions both parse; fall back to math-verify's own extraction.
     parsed = parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
     return parsed or parse(text, parsing_timeout=None)  # type: ignore[arg-type]
