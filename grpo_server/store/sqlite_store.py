@@ -296,8 +296,19 @@ class Store:
     @staticmethod
     def _quiet_for(c: sqlite3.Connection, seconds: float) -> bool:
         """True when the latest submission (the highest seq) is at least `seconds` old."""
+        latest = Store._last_submitted_at(c)
+        return latest is not None and time.time() - latest >= seconds
+
+    @staticmethod
+    def _last_submitted_at(c: sqlite3.Connection) -> float | None:
         row = c.execute("SELECT submitted_at FROM prompts ORDER BY seq DESC LIMIT 1").fetchone()
-        return row is not None and time.time() - float(row[0]) >= seconds
+        return None if row is None else float(row[0])
+
+    def last_submitted_at(self) -> float | None:
+        """When the latest prompt was submitted (time.time()), None before the first: `lease`'s
+        `partial_after` counts from it."""
+        with self._read() as c:
+            return self._last_submitted_at(c)
 
     def completed_steps(self, up_to: int) -> int:
         """How many steps numbered <= `up_to` are COMPLETED (took an optimizer step)."""

@@ -684,22 +684,27 @@ class TrainingLoop:
             self.metrics.queue_depth.set(depth)
             if not prompts:
                 self._set_state("idle")
-                self.control.set_waiting(self._short_batch(depth))
+                self.control.set_waiting(*self._short_batch(depth))
                 self.control.wait_for_work(timeout=self.poll_seconds)
                 continue
             self._set_state("training")
             self.run_one(step, prompts)
         self.checkpoint_if_behind()
 
-    def _short_batch(self, depth: int) -> str:
-        """Why a queue of `depth` prompts starts no step ("" when it is empty: that says it all)."""
+    def _short_batch(self, depth: int) -> tuple[str, float]:
+        """Why a queue of `depth` prompts starts no step, for control.set_waiting: the reason, and when a
+        step on the prompts there are is due (time.monotonic(); 0 when none is). ("", 0) for an empty
+        queue: that says it all."""
         if depth <= 0:
-            return ""
+            return "", 0.0
         n = self.runner.s.prompts_per_step
-        partial = (f", or once no prompt has been submitted for {self.partial_after:g} s" if self.partial_after
-                   else " (training.partial_step_after_seconds is 0: a step waits for a full batch)")
-        return (f"{depth} queued prompt{'s' if depth > 1 else ''} of the {n} a step takes: the next step starts when "
-                f"{n - depth} more {'are' if n - depth > 1 else 'is'} submitted{partial}")
+        more = (f"{depth} queued prompt{'s' if depth > 1 else ''} of the {n} a step takes: the next step starts "
+                f"when {n - depth} more {'are' if n - depth > 1 else 'is'} submitted")
+        latest = self.store.last_submitted_at()
+        if not self.partial_after or latest is None:
+            return f"{more} (training.partial_step_after_seconds is 0: a step waits for a full batch)", 0.0
+        due = time.monotonic() + max(latest + self.partial_after - time.time(), 0.0)
+        return f"{more}, or on the prompts there are if none is submitted", due
 
     def run_one(self, step: int, prompts: Sequence[PromptRecord]) -> StepReport:
         """One step from leased prompts to a recorded report (and a checkpoint when due).

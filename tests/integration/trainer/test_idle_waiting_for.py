@@ -4,6 +4,7 @@ more (or how long without a submission) start one; with an empty queue, nothing 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from live_trainer import prompts, wait_for
@@ -25,8 +26,9 @@ def test_a_short_queue_says_how_many_more_prompts_start_the_step(toy_backend, st
     run = wait_for(lambda: next((r for r in [client.step_status().run] if r.waiting_for), None), 30,
                    "an idle run with one queued prompt never said what it waits for")
     assert run.state == trainer_pb2.RUN_STATE_IDLE and run.queue_depth == 1
-    assert run.waiting_for == ("1 queued prompt of the 4 a step takes: the next step starts when 3 more are "
-                               "submitted, or once no prompt has been submitted for 600 s"), run.waiting_for
+    reason = re.fullmatch(r"1 queued prompt of the 4 a step takes: the next step starts when 3 more are submitted, "
+                          r"or on the prompts there are if none is submitted in (\d+\.\d) s", run.waiting_for)
+    assert reason and 590 <= float(reason.group(1)) <= 600, run.waiting_for
 
     client.submit_prompts(batch[1:3])
     wait_for(lambda: re.match(r"3 queued prompts of the 4 a step takes: the next step starts when 1 more is ",
@@ -51,3 +53,19 @@ def test_a_run_that_waits_for_a_full_batch_says_so(toy_backend, start_trainer, t
     assert run.waiting_for == ("1 queued prompt of the 2 a step takes: the next step starts when 1 more is "
                                "submitted (training.partial_step_after_seconds is 0: a step waits for a full "
                                "batch)"), run.waiting_for
+
+
+def test_the_countdown_to_a_partial_step_ends_in_that_step(toy_backend, start_trainer, tmp_path: Path) -> None:
+    _, backend = toy_backend("toy", 0.5)
+    app = start_trainer(tmp_path / "store", [("toy", backend.address)], algorithm={"prompts_per_step": 4},
+                        training={"partial_step_after_seconds": 3})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(2))
+    submitted = time.monotonic()
+    run = wait_for(lambda: next((r for r in [client.step_status().run] if r.waiting_for), None), 30,
+                   "an idle run with two queued prompts never said what it waits for")
+    left = float(re.search(r"if none is submitted in (\d+\.\d) s$", run.waiting_for).group(1))
+    assert 0 <= left <= 3.0, run.waiting_for
+    wait_for(lambda: app.store.counts()[PromptState.QUEUED] == 0 or None, 60, "the partial step did not start")
+    assert time.monotonic() - submitted >= 2.5  # not before its time
+    wait_for(lambda: client.step_status().run.waiting_for == "" or None, 10, "the reason outlived the wait")
