@@ -527,6 +527,7 @@ class TrainerApp:
             runner, store=self.store, control=self.control, registry=self.registry, metrics=self.metrics,
             save_checkpoint=save, checkpoint_every=cfg.checkpoint.every_steps, max_steps=t.max_steps,
             partial_step_after_seconds=t.partial_step_after_seconds, engine_name=kind,
+            samples_per_step=t.samples_per_step, samples_keep_steps=t.samples_keep_steps,
         )
         generation_config = None
         with contextlib.suppress(OSError):

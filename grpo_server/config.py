@@ -345,6 +345,19 @@ class TrainingConfig(_Strict):
         "submitted for this many seconds, the next step trains on the prompts there are, so a tail shorter "
         "than a batch is not left waiting (0 = always wait for a full batch).",
     )
+    samples_per_step: int = Field(
+        4,
+        ge=0,
+        le=64,
+        description="Completions each step keeps with its report for reading, with each reward backend's score "
+        "and feedback (StepStatus include_samples, grpo status --samples): one of each prompt in turn, text "
+        "cut at 8 KiB (0 = keep none).",
+    )
+    samples_keep_steps: int = Field(
+        1000,
+        ge=1,
+        description="The samples of the latest this many steps are kept; older ones are deleted from the store.",
+    )
     max_prompt_attempts: int = Field(
         3,
         ge=1,

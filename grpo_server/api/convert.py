@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 
 from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
@@ -175,6 +175,12 @@ def step_to_proto(r: StepReport) -> trainer_pb2.StepReport:
     if r.finished_at is not None:
         out.finished_at.CopyFrom(timestamp(r.finished_at))
     return out
+
+
+def sample_to_proto(sample: Mapping[str, Any]) -> trainer_pb2.CompletionSample:
+    """A kept completion (training.samples: a CompletionSample as a dict) as the proto. Fields a later
+    trainer added are ignored, so an older one reads a store a newer one wrote."""
+    return json_format.ParseDict(dict(sample), trainer_pb2.CompletionSample(), ignore_unknown_fields=True)
 
 
 def server_limits(limits: Any) -> trainer_pb2.ServerLimits:

@@ -202,6 +202,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         out = trainer_pb2.StepStatusResponse(run=self._run_status())
         if report is not None:
             out.step.CopyFrom(convert.step_to_proto(report))
+            if request.include_samples:
+                out.samples.extend(convert.sample_to_proto(s) for s in self.store.step_samples(report))
         return out
 
     @errors.stream

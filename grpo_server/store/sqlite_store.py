@@ -80,6 +80,17 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     path TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+-- Completions a step kept for reading (training.samples_per_step), as JSON CompletionSample dicts, by
+-- the step's number and start: a number run again after a crash starts later, so the samples of an
+-- earlier run of it never show beside the new report. (Added without a schema version: a trainer that
+-- does not know the table ignores it.)
+CREATE TABLE IF NOT EXISTS step_samples (
+    step INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    n INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (step, n)
+);
 """
 
 # The number of prompts in each state, kept by triggers in the transaction of each change (version 2):
@@ -453,10 +464,29 @@ class Store:
 
     # ---------------------------------------------------------------------------------- steps
 
-    def record_step(self, report: StepReport) -> None:
-        """Insert or replace the report of `report.step` (RUNNING first, then its final state)."""
+    def record_step(self, report: StepReport, *, samples: Sequence[dict[str, Any]] = (),
+                    keep_sample_steps: int = 0) -> None:
+        """Insert or replace the report of `report.step` (RUNNING first, then its final state). With
+        `samples` (CompletionSample dicts), keep them with the report in the same transaction, and with
+        `keep_sample_steps` > 0 drop the samples of steps that many or more before this one."""
         with self._write() as c:
             c.execute(f"INSERT OR REPLACE INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", step_row(report))
+            if samples:
+                c.execute("DELETE FROM step_samples WHERE step = ?", (report.step,))
+                c.executemany(
+                    "INSERT INTO step_samples (step, started_at, n, data) VALUES (?, ?, ?, ?)",
+                    [(report.step, report.started_at, n, json.dumps(sample)) for n, sample in enumerate(samples)],
+                )
+            if keep_sample_steps > 0:
+                c.execute("DELETE FROM step_samples WHERE step <= ?", (report.step - keep_sample_steps,))
+
+    def step_samples(self, report: StepReport) -> list[dict[str, Any]]:
+        """The completions kept with this run of `report.step` (record_step's `samples`), in order;
+        [] when none were or they were dropped."""
+        with self._read() as c:
+            rows = c.execute("SELECT data FROM step_samples WHERE step = ? AND started_at = ? ORDER BY n",
+                             (report.step, report.started_at)).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     def get_step(self, step: int) -> StepReport | None:
         """The report of one step, or None."""

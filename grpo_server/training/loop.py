@@ -41,6 +41,7 @@ from grpo_server.rollout.base import RolloutEngine, SamplingConfig
 from grpo_server.training import batch as batching
 from grpo_server.training.lora import policy_weights
 from grpo_server.training.loss import LossConfig, global_normalizer, grpo_loss, logprobs_only
+from grpo_server.training.samples import completion_samples
 from grpo_server.training.sdpo import TeacherRows, teacher_rows
 from grpo_server.types import (
     PromptRecord,
@@ -220,6 +221,8 @@ class StepRunner:
         self.step_dropped: tuple[str, ...] = ()
         # The prompts of the current (or last) step that could not be rolled out, with why (_unrollable).
         self.step_unrolled: tuple[tuple[str, str], ...] = ()
+        # Every group the current (or last) step sampled and scored, for the completions it keeps (samples.py).
+        self.step_groups: Sequence[ScoredGroup] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
         # a step that fails after this may leave them partly updated.
         self.update_started = False
@@ -436,9 +439,11 @@ class StepRunner:
         self.step_unscored = ()
         self.step_dropped = ()
         self.step_unrolled = ()
+        self.step_groups = ()
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
+        self.step_groups = sampled
         # Prompts that could not be rolled out count as unscored ones: back to the queue, an attempt
         # counted, failed for good after training.max_prompt_attempts, and the step goes on with the others.
         unrolled: tuple[tuple[str, str], ...] = self.step_unrolled
@@ -593,6 +598,8 @@ class TrainingLoop:
         partial_step_after_seconds: float = 0.0,
         engine_name: str = "hf",
         poll_seconds: float = 0.5,
+        samples_per_step: int = 0,
+        samples_keep_steps: int = 1000,
     ) -> None:
         self.runner = runner
         self.store = store
@@ -606,6 +613,8 @@ class TrainingLoop:
         self.partial_after = partial_step_after_seconds if partial_step_after_seconds > 0 else None
         self.engine_name = engine_name
         self.poll_seconds = poll_seconds
+        self.samples_per_step = samples_per_step  # completions kept with each step's report (samples.py)
+        self.samples_keep_steps = samples_keep_steps
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
         self._stop = threading.Event()
         # Set when the drain gave up waiting for the current step: the store and engines are closed
@@ -766,7 +775,8 @@ class TrainingLoop:
             report = StepReport(step, StepState.FAILED, started, time.time(), {}, self.runner.rollout.name, ids,
                                 f"{type(exc).__name__}: {exc}")
             crashed = exc
-        self.store.record_step(report)
+        samples = completion_samples(getattr(self.runner, "step_groups", ()), self.samples_per_step)
+        self.store.record_step(report, samples=samples, keep_sample_steps=self.samples_keep_steps)
         if report.state is StepState.COMPLETED:
             log.info(
                 "step %d: reward %.3f±%.3f kl %.4f loss %.4f %.1fs",

@@ -141,6 +141,13 @@ func (c *Client) StepStatus(ctx context.Context, step int64) (*trainerv1.StepSta
 	return res, wrapError("StepStatus", err)
 }
 
+// StepStatusWithSamples is StepStatus with the completions the trainer kept of that step in Samples:
+// each one's text, and every reward backend's score and feedback.
+func (c *Client) StepStatusWithSamples(ctx context.Context, step int64) (*trainerv1.StepStatusResponse, error) {
+	res, err := c.Stub.StepStatus(ctx, &trainerv1.StepStatusRequest{Step: step, IncludeSamples: true})
+	return res, wrapError("StepStatus", err)
+}
+
 // WatchSteps streams step reports (finished steps after afterStep, then live ones) into fn until fn
 // returns an error (returned as is; use ErrStop to end without one), ctx ends, or the server closes.
 func (c *Client) WatchSteps(ctx context.Context, afterStep int64, includeRunning bool, fn func(*trainerv1.WatchStepsResponse) error) error {

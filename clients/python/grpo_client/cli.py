@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="one step (the latest by default) and the run")
     s.add_argument("--step", type=_count, default=0, metavar="N", help="step number (default: the latest)")
+    s.add_argument("--samples", action="store_true",
+                   help="also show the completions the trainer kept of the step, with each reward backend's "
+                        "score and feedback")
 
     s = sub.add_parser("watch", help="a live table of steps as they finish (Ctrl-C to stop)")
     start = s.add_mutually_exclusive_group()
@@ -322,7 +325,7 @@ def _run_line(run: trainer_pb2.RunStatus) -> str:
 
 
 def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
-    response = client.step_status(args.step)
+    response = client.step_status(args.step, include_samples=args.samples)
     pr.document(to_dict(response))
     pr.line(_run_line(response.run))
     if not response.HasField("step"):
@@ -344,7 +347,28 @@ def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
                 pr.line(f"  {key}.{k}: {v:.6g}")
         else:
             pr.line(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
+    if args.samples:
+        _print_samples(response.samples, pr)
     return EXIT_OK
+
+
+def _print_samples(samples: Sequence[trainer_pb2.CompletionSample], pr: Printer) -> None:
+    """The kept completions, each under a header line: prompt, place in the group, reward (per backend),
+    how it ended; then its text, and each backend's feedback."""
+    if not samples:
+        pr.line("no samples kept of this step (training.samples_per_step is 0, or the step is older than "
+                "training.samples_keep_steps)")
+        return
+    for c in samples:
+        parts = [f"{b.backend} {b.score:.4g}" if b.scored else f"{b.backend} {b.status}" for b in c.scores]
+        reward = f"{c.reward:.4g}" if c.reward_valid else "masked"
+        pr.line(f"--- prompt {c.prompt_id} #{c.index}: reward {reward} ({', '.join(parts)})  "
+                f"{c.finish_reason}, {c.completion_tokens} tokens{', text cut' if c.text_truncated else ''}")
+        pr.line(c.text)
+        for b in c.scores:
+            why = b.feedback or b.message
+            if why:
+                pr.line(f"  [{b.backend}] {why}")
 
 
 _WATCH_COLUMNS = ("step", "state", "reward", "±std", "kl", "loss", "masked", "tok/s", "step s")

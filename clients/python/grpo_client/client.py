@@ -566,9 +566,11 @@ class TrainerClient:
         request = trainer_pb2.SubmitPromptsRequest(prompts=prompts, request_id=request_id or "")
         return self._call(self._stub.SubmitPrompts, request)  # type: ignore[no-any-return]
 
-    def step_status(self, step: int = 0) -> trainer_pb2.StepStatusResponse:
-        """StepStatus: one step (0 = the latest) and the run."""
-        return self._call(self._stub.StepStatus, trainer_pb2.StepStatusRequest(step=step))  # type: ignore[no-any-return]
+    def step_status(self, step: int = 0, *, include_samples: bool = False) -> trainer_pb2.StepStatusResponse:
+        """StepStatus: one step (0 = the latest) and the run; with `include_samples`, the completions
+        the trainer kept of that step (`samples`: text, and each backend's score and feedback)."""
+        request = trainer_pb2.StepStatusRequest(step=step, include_samples=include_samples)
+        return self._call(self._stub.StepStatus, request)  # type: ignore[no-any-return]
 
     def limits(self) -> trainer_pb2.ServerLimits:
         """What the trainer accepts (RunStatus.limits, from its `limits` config): prompts per request,

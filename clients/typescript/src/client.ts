@@ -164,11 +164,13 @@ export class TrainerClient {
   }
 
   /** One step's report (the latest when `step` is 0 or unset) and the run's state. `step` is unset
-   * in the answer before the first step. A step that does not exist rejects with NOT_FOUND. */
-  stepStatus(step = 0): Promise<StepStatusResponse__Output> {
+   * in the answer before the first step. A step that does not exist rejects with NOT_FOUND. With
+   * `includeSamples`, `samples` holds the completions the trainer kept of that step, each with its
+   * text and every reward backend's score and feedback. */
+  stepStatus(step = 0, options: { includeSamples?: boolean } = {}): Promise<StepStatusResponse__Output> {
     const bad = notWholeNumber('StepStatus', 'step', step);
     if (bad) return Promise.reject(bad);
-    return this.unary('StepStatus', this.stub.stepStatus, { step });
+    return this.unary('StepStatus', this.stub.stepStatus, { step, includeSamples: options.includeSamples ?? false });
   }
 
   /** Stream step reports: the finished steps after `afterStep`, then each step as it finishes. Ends when

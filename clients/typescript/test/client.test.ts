@@ -88,6 +88,18 @@ describe('TrainerClient against a live trainer', { skip }, () => {
     assert.equal(status1.step?.step, seen.step);
     assert.deepEqual(status1.step?.promptIds, seen.promptIds);
     assert.ok(status1.run && status1.run.latestStep >= seen.step);
+    assert.deepEqual(status1.samples, [], 'samples only when asked for');
+
+    // The step kept its completions (training.samples_per_step, 4 by default) with the verifier's answer.
+    const withSamples = await reader.stepStatus(seen.step, { includeSamples: true });
+    assert.equal(withSamples.samples.length, 4);
+    for (const c of withSamples.samples) {
+      assert.ok(seen.promptIds.includes(c.promptId), `sample of ${c.promptId}, not a prompt of the step`);
+      assert.equal(typeof c.text, 'string');
+      assert.ok(c.completionTokens > 0);
+      assert.deepEqual(c.scores.map((b) => [b.backend, b.status]), [['math', 'ok']]);
+      assert.match(c.scores[0].feedback, /^expected \d+/);
+    }
   });
 
   it('stepStatus of a step that does not exist rejects with NOT_FOUND', async () => {

@@ -102,6 +102,11 @@ def test_go_example_watches_a_new_step_finish(example: Path, live_trainer: LiveT
     assert int(m.group(1)) > latest
     assert m.group(2) == "STEP_STATE_COMPLETED"
     assert m.group(3) == "4"
+    # The step kept its 4 completions (training.samples_per_step's default) with the verifier's answer.
+    st = go_example(example, live_trainer, "status", "-step", m.group(1), "-samples", token=live_trainer.reader_token)
+    kept = re.findall(r"^sample \S+ #[01]: reward [\d.]+, \d+ tokens, (?:stop|length)\n  math ok [\d.]+: expected \d+",
+                      st.stdout, re.M)
+    assert len(kept) == 4, st.stdout
 
 
 def test_go_example_lists_the_math_backend(example: Path, live_trainer: LiveTrainer) -> None:

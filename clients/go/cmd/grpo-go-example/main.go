@@ -349,20 +349,39 @@ func printStep(s *trainerv1.StepReport) {
 func stepStatus(ctx context.Context, c *grpoclient.Client, timeout time.Duration, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	step := fs.Int64("step", 0, "the step (0 = latest)")
+	samples := fs.Bool("samples", false, "also print the completions the trainer kept of the step, with their rewards")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := c.StepStatus(cctx, *step)
+	call := c.StepStatus
+	if *samples {
+		call = c.StepStatusWithSamples
+	}
+	res, err := call(cctx, *step)
 	if err != nil {
 		return err
 	}
 	run := res.GetRun()
 	fmt.Printf("run state: %s, latest step %d, queue depth %d, checkpoint step %d\n",
 		run.GetState(), run.GetLatestStep(), run.GetQueueDepth(), run.GetCheckpointStep())
+	if run.GetWaitingFor() != "" {
+		fmt.Printf("waiting: %s\n", run.GetWaitingFor())
+	}
 	if res.GetStep() != nil {
 		printStep(res.GetStep())
+	}
+	for _, sample := range res.GetSamples() {
+		reward := "masked"
+		if sample.GetRewardValid() {
+			reward = fmt.Sprintf("%.4g", sample.GetReward())
+		}
+		fmt.Printf("sample %s #%d: reward %s, %d tokens, %s\n", sample.GetPromptId(), sample.GetIndex(), reward,
+			sample.GetCompletionTokens(), sample.GetFinishReason())
+		for _, score := range sample.GetScores() {
+			fmt.Printf("  %s %s %.4g: %s\n", score.GetBackend(), score.GetStatus(), score.GetScore(), score.GetFeedback())
+		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import type { ScoreResponse as _grpo_reward_v1_ScoreResponse, ScoreResponse__Out
 import type { ScoreResult as _grpo_reward_v1_ScoreResult, ScoreResult__Output as _grpo_reward_v1_ScoreResult__Output } from './grpo/reward/v1/ScoreResult';
 import type { CancelPromptsRequest as _grpo_trainer_v1_CancelPromptsRequest, CancelPromptsRequest__Output as _grpo_trainer_v1_CancelPromptsRequest__Output } from './grpo/trainer/v1/CancelPromptsRequest';
 import type { CancelPromptsResponse as _grpo_trainer_v1_CancelPromptsResponse, CancelPromptsResponse__Output as _grpo_trainer_v1_CancelPromptsResponse__Output } from './grpo/trainer/v1/CancelPromptsResponse';
+import type { CompletionSample as _grpo_trainer_v1_CompletionSample, CompletionSample__Output as _grpo_trainer_v1_CompletionSample__Output } from './grpo/trainer/v1/CompletionSample';
 import type { DeleteRewardBackendRequest as _grpo_trainer_v1_DeleteRewardBackendRequest, DeleteRewardBackendRequest__Output as _grpo_trainer_v1_DeleteRewardBackendRequest__Output } from './grpo/trainer/v1/DeleteRewardBackendRequest';
 import type { DeleteRewardBackendResponse as _grpo_trainer_v1_DeleteRewardBackendResponse, DeleteRewardBackendResponse__Output as _grpo_trainer_v1_DeleteRewardBackendResponse__Output } from './grpo/trainer/v1/DeleteRewardBackendResponse';
 import type { Export as _grpo_trainer_v1_Export, Export__Output as _grpo_trainer_v1_Export__Output } from './grpo/trainer/v1/Export';
@@ -36,6 +37,7 @@ import type { ResumeTrainingResponse as _grpo_trainer_v1_ResumeTrainingResponse,
 import type { RewardBackend as _grpo_trainer_v1_RewardBackend, RewardBackend__Output as _grpo_trainer_v1_RewardBackend__Output } from './grpo/trainer/v1/RewardBackend';
 import type { RewardSpec as _grpo_trainer_v1_RewardSpec, RewardSpec__Output as _grpo_trainer_v1_RewardSpec__Output } from './grpo/trainer/v1/RewardSpec';
 import type { RunStatus as _grpo_trainer_v1_RunStatus, RunStatus__Output as _grpo_trainer_v1_RunStatus__Output } from './grpo/trainer/v1/RunStatus';
+import type { SampleScore as _grpo_trainer_v1_SampleScore, SampleScore__Output as _grpo_trainer_v1_SampleScore__Output } from './grpo/trainer/v1/SampleScore';
 import type { ServerLimits as _grpo_trainer_v1_ServerLimits, ServerLimits__Output as _grpo_trainer_v1_ServerLimits__Output } from './grpo/trainer/v1/ServerLimits';
 import type { SetRewardBackendRequest as _grpo_trainer_v1_SetRewardBackendRequest, SetRewardBackendRequest__Output as _grpo_trainer_v1_SetRewardBackendRequest__Output } from './grpo/trainer/v1/SetRewardBackendRequest';
 import type { SetRewardBackendResponse as _grpo_trainer_v1_SetRewardBackendResponse, SetRewardBackendResponse__Output as _grpo_trainer_v1_SetRewardBackendResponse__Output } from './grpo/trainer/v1/SetRewardBackendResponse';
@@ -92,6 +94,7 @@ export interface ProtoGrpcType {
         CancelPromptsRequest: MessageTypeDefinition<_grpo_trainer_v1_CancelPromptsRequest, _grpo_trainer_v1_CancelPromptsRequest__Output>
         CancelPromptsResponse: MessageTypeDefinition<_grpo_trainer_v1_CancelPromptsResponse, _grpo_trainer_v1_CancelPromptsResponse__Output>
         CircuitState: EnumTypeDefinition
+        CompletionSample: MessageTypeDefinition<_grpo_trainer_v1_CompletionSample, _grpo_trainer_v1_CompletionSample__Output>
         DeleteRewardBackendRequest: MessageTypeDefinition<_grpo_trainer_v1_DeleteRewardBackendRequest, _grpo_trainer_v1_DeleteRewardBackendRequest__Output>
         DeleteRewardBackendResponse: MessageTypeDefinition<_grpo_trainer_v1_DeleteRewardBackendResponse, _grpo_trainer_v1_DeleteRewardBackendResponse__Output>
         Export: MessageTypeDefinition<_grpo_trainer_v1_Export, _grpo_trainer_v1_Export__Output>
@@ -116,6 +119,7 @@ export interface ProtoGrpcType {
         RewardSpec: MessageTypeDefinition<_grpo_trainer_v1_RewardSpec, _grpo_trainer_v1_RewardSpec__Output>
         RunState: EnumTypeDefinition
         RunStatus: MessageTypeDefinition<_grpo_trainer_v1_RunStatus, _grpo_trainer_v1_RunStatus__Output>
+        SampleScore: MessageTypeDefinition<_grpo_trainer_v1_SampleScore, _grpo_trainer_v1_SampleScore__Output>
         ServerLimits: MessageTypeDefinition<_grpo_trainer_v1_ServerLimits, _grpo_trainer_v1_ServerLimits__Output>
         SetRewardBackendRequest: MessageTypeDefinition<_grpo_trainer_v1_SetRewardBackendRequest, _grpo_trainer_v1_SetRewardBackendRequest__Output>
         SetRewardBackendResponse: MessageTypeDefinition<_grpo_trainer_v1_SetRewardBackendResponse, _grpo_trainer_v1_SetRewardBackendResponse__Output>

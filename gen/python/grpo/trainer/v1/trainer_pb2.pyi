@@ -658,16 +658,20 @@ class StepStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     STEP_FIELD_NUMBER: _builtins.int
+    INCLUDE_SAMPLES_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """The step number; 0 (unset) means the latest step."""
+    include_samples: _builtins.bool
+    """Also return the completions the trainer kept of that step (`samples`)."""
     def __init__(
         self,
         *,
         step: _builtins.int = ...,
+        include_samples: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_samples", b"include_samples", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -831,6 +835,7 @@ class StepStatusResponse(_message.Message):
 
     STEP_FIELD_NUMBER: _builtins.int
     RUN_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def step(self) -> Global___StepReport:
         """The step asked for; unset when no step has run yet and the latest was asked for."""
@@ -839,19 +844,126 @@ class StepStatusResponse(_message.Message):
     def run(self) -> Global___RunStatus:
         """The run beside it."""
 
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___CompletionSample]:
+        """With `include_samples`: some of the step's completions as the reward backends scored them (config
+        `training.samples_per_step`, one completion of each prompt in turn). Kept for the latest
+        `training.samples_keep_steps` steps; empty for older steps, a running step and a failed one.
+        """
+
     def __init__(
         self,
         *,
         step: Global___StepReport | None = ...,
         run: Global___RunStatus | None = ...,
+        samples: _abc.Iterable[Global___CompletionSample] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "step", b"step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "samples", b"samples", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StepStatusResponse: _TypeAlias = StepStatusResponse  # noqa: Y015
+
+@_typing.final
+class CompletionSample(_message.Message):
+    """One completion of a step, with its rewards."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_ID_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    TEXT_TRUNCATED_FIELD_NUMBER: _builtins.int
+    FINISH_REASON_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    REWARD_FIELD_NUMBER: _builtins.int
+    REWARD_VALID_FIELD_NUMBER: _builtins.int
+    SCORES_FIELD_NUMBER: _builtins.int
+    prompt_id: _builtins.str
+    """The prompt it completes."""
+    index: _builtins.int
+    """Its place in the prompt's group (0 to group_size - 1)."""
+    text: _builtins.str
+    """The completion's text, cut at 8 KiB (UTF-8) when longer (`text_truncated`)."""
+    text_truncated: _builtins.bool
+    finish_reason: _builtins.str
+    """"stop" (end of sequence or a stop string) or "length" (cut off at max_new_tokens)."""
+    completion_tokens: _builtins.int
+    """The number of tokens generated."""
+    reward: _builtins.float
+    """The total weighted reward; `reward_valid` is false when a backend failed it (masked, no reward)."""
+    reward_valid: _builtins.bool
+    @_builtins.property
+    def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___SampleScore]:
+        """Each backend's answer."""
+
+    def __init__(
+        self,
+        *,
+        prompt_id: _builtins.str = ...,
+        index: _builtins.int = ...,
+        text: _builtins.str = ...,
+        text_truncated: _builtins.bool = ...,
+        finish_reason: _builtins.str = ...,
+        completion_tokens: _builtins.int = ...,
+        reward: _builtins.float = ...,
+        reward_valid: _builtins.bool = ...,
+        scores: _abc.Iterable[Global___SampleScore] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "finish_reason", b"finish_reason", "index", b"index", "prompt_id", b"prompt_id", "reward", b"reward", "reward_valid", b"reward_valid", "scores", b"scores", "text", b"text", "text_truncated", b"text_truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompletionSample: _TypeAlias = CompletionSample  # noqa: Y015
+
+@_typing.final
+class SampleScore(_message.Message):
+    """One reward backend's answer for a sampled completion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    SCORED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FEEDBACK_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """The backend's name in the registry, and the prompt's weight for it."""
+    weight: _builtins.float
+    score: _builtins.float
+    """The score; `scored` is false when none came back (see `status`)."""
+    scored: _builtins.bool
+    status: _builtins.str
+    """How the call went: "ok", "invalid_input", "timeout", "resource_exhausted", "internal",
+    "unavailable", "deadline_exceeded" or "unknown_backend".
+    """
+    feedback: _builtins.str
+    """The backend's feedback on the item (cut at 1 KiB), and its error message when it failed."""
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        weight: _builtins.float = ...,
+        score: _builtins.float = ...,
+        scored: _builtins.bool = ...,
+        status: _builtins.str = ...,
+        feedback: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "feedback", b"feedback", "message", b"message", "score", b"score", "scored", b"scored", "status", b"status", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SampleScore: _TypeAlias = SampleScore  # noqa: Y015
 
 @_typing.final
 class WatchStepsRequest(_message.Message):

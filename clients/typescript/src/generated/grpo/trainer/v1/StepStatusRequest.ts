@@ -10,6 +10,10 @@ export interface StepStatusRequest {
    * The step number; 0 (unset) means the latest step.
    */
   'step'?: (number | string | Long);
+  /**
+   * Also return the completions the trainer kept of that step (`samples`).
+   */
+  'includeSamples'?: (boolean);
 }
 
 /**
@@ -20,4 +24,8 @@ export interface StepStatusRequest__Output {
    * The step number; 0 (unset) means the latest step.
    */
   'step': (number);
+  /**
+   * Also return the completions the trainer kept of that step (`samples`).
+   */
+  'includeSamples': (boolean);
 }

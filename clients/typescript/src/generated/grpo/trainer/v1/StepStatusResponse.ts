@@ -2,6 +2,7 @@
 
 import type { StepReport as _grpo_trainer_v1_StepReport, StepReport__Output as _grpo_trainer_v1_StepReport__Output } from '../../../grpo/trainer/v1/StepReport';
 import type { RunStatus as _grpo_trainer_v1_RunStatus, RunStatus__Output as _grpo_trainer_v1_RunStatus__Output } from '../../../grpo/trainer/v1/RunStatus';
+import type { CompletionSample as _grpo_trainer_v1_CompletionSample, CompletionSample__Output as _grpo_trainer_v1_CompletionSample__Output } from '../../../grpo/trainer/v1/CompletionSample';
 
 /**
  * The answer to StepStatus.
@@ -15,6 +16,12 @@ export interface StepStatusResponse {
    * The run beside it.
    */
   'run'?: (_grpo_trainer_v1_RunStatus | null);
+  /**
+   * With `include_samples`: some of the step's completions as the reward backends scored them (config
+   * `training.samples_per_step`, one completion of each prompt in turn). Kept for the latest
+   * `training.samples_keep_steps` steps; empty for older steps, a running step and a failed one.
+   */
+  'samples'?: (_grpo_trainer_v1_CompletionSample)[];
 }
 
 /**
@@ -29,4 +36,10 @@ export interface StepStatusResponse__Output {
    * The run beside it.
    */
   'run': (_grpo_trainer_v1_RunStatus__Output | null);
+  /**
+   * With `include_samples`: some of the step's completions as the reward backends scored them (config
+   * `training.samples_per_step`, one completion of each prompt in turn). Kept for the latest
+   * `training.samples_keep_steps` steps; empty for older steps, a running step and a failed one.
+   */
+  'samples': (_grpo_trainer_v1_CompletionSample__Output)[];
 }
