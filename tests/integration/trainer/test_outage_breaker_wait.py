@@ -69,6 +69,10 @@ def test_an_open_breaker_holds_the_next_step_until_its_trial_call(start_trainer,
         waits.update(re.findall(r" in (\d+\.\d) s$", client.step_status().run.waiting_for))
         time.sleep(0.05)
     assert len(waits) > 1, f"the seconds left did not count down: {waits}"
+    # A skipped step keeps its completions too, each saying why it has no reward.
+    samples = client.step_status(first.step, include_samples=True).samples
+    assert len(samples) == 4 and not any(c.reward_valid for c in samples), samples
+    assert {(b.backend, b.status, b.scored) for c in samples for b in c.scores} == {("toy", "unavailable", False)}
 
     backend = serve(ConstantScorer("toy", 0.5), address)  # back: the next trial call succeeds
     try:
