@@ -172,6 +172,19 @@ def wait_ready(client: Any, trainer: subprocess.Popen, timeout: float, log_path:
     raise DemoError(f"the trainer was not ready after {timeout:.0f} s")
 
 
+def show_sample(client: Any, step: int) -> None:
+    """Print the best-rewarded completion the trainer kept of `step` (StepStatus include_samples) with
+    the verifier's feedback: what the policy writes now, not only its mean reward."""
+    samples = client.step_status(step, include_samples=True).samples
+    if not samples:
+        return
+    best = max(samples, key=lambda c: (c.reward_valid, c.reward))
+    reward = f"reward {best.reward:g}" if best.reward_valid else "no reward"
+    feedback = "; ".join(f"{b.backend}: {b.feedback or b.message or b.status}" for b in best.scores)
+    text = " ".join(best.text.split())
+    print(f"  a completion of step {step} ({reward}; {feedback}): {text[:160]!r}{'...' if len(text) > 160 else ''}")
+
+
 def follow_training(client: Any, trainer: subprocess.Popen, steps: int, kl_measured: bool, log_path: Path,
                     on_last_started: Callable[[], object] | None = None) -> list:
     """Print a line per step from WatchSteps until step `steps` is done; the completed step reports.
@@ -311,6 +324,7 @@ def run(argv: list[str] | None = None) -> int:
                                   on_last_started=client.pause if more else None)
         if more:
             client.pause()  # already requested, unless step `steps` was over before the watch saw it start
+        show_sample(client, steps)
         export = client.export_checkpoint(str(out / "export"), wait=True, timeout=600)
         manifest = verify_manifest(Path(export.destination))
         print(f"  exported step {manifest['step']} to {export.destination} ({len(manifest['files'])} files, sha256 verified)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,6 +91,9 @@ def test_the_demo_trains_exports_plots_and_stops_its_services(tmp_path: Path) ->
     for heading in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6] Training 2 steps (GRPO, 4 prompts x 4 samples)", "[6/6]"):
         assert heading in stdout
     assert "step   1  reward" in stdout and "step   2  reward" in stdout  # the live line per step
+    # One of the completions step 2 kept, with the verifier's word on it.
+    assert re.search(r"^  a completion of step 2 \((reward [\d.]+|no reward); math: (correct|expected) .*\): '", stdout,
+                     re.M), stdout
     assert "Held-out greedy accuracy: before" in stdout
 
     summary = json.loads((out / "summary.json").read_text())
@@ -129,7 +133,14 @@ def test_ctrl_c_stops_both_services_without_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "interrupted: the demo stopped the services it started" in stderr
     assert "Traceback" not in stderr
-    assert wait_gone(proc) == {}
+    left = wait_gone(proc)
+    # Seen once in a full suite run (not reproduced alone or under load): the math verifier's forkserver
+    # and resource tracker outlived it. The logs say what the verifier did at the end.
+    assert left == {}, "\n".join([*left.values(), "math.log:", tail(tmp_path / "run" / "math.log")])
+
+
+def tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:] if path.exists() else "(none)"
 
 
 def test_a_trainer_that_dies_ends_the_demo_with_a_pointer_to_its_log(tmp_path: Path) -> None:

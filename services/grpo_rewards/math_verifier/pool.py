@@ -15,6 +15,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from .worker import Verdict, verify_pair, warm_up
 
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 # After the in-worker timer should have fired, how long to wait before killing the process: covers
 # work in C that ignores signals, and the worker's own reply.
 KILL_GRACE_SECONDS = 1.0
+
+# The verdict of an item asked for after the pool was closed (the server is stopping).
+CLOSED = Verdict(equal=False, error="the verifier is shutting down")
 
 
 def _ignore_sigint() -> None:
@@ -44,23 +48,26 @@ class _Worker:
     def submit(self, gold: str, answer: str, budget_s: float) -> Future[Verdict]:
         return self.executor.submit(verify_pair, gold, answer, budget_s)
 
+    def processes(self) -> dict[int, Any]:
+        """pid -> process of its executor. ProcessPoolExecutor (Python 3.11) has no public way to kill a
+        busy worker; its process map, None once shut down, is the only handle on the process."""
+        return dict(getattr(self.executor, "_processes", None) or {})
+
     def dead(self) -> bool:
         """True when its process has exited (killed from outside, out of memory), whether or not the
         executor has noticed yet: an item submitted now would fail as if it had killed the worker."""
         return bool(getattr(self.executor, "_broken", False)) or any(
-            proc.exitcode is not None for proc in list(getattr(self.executor, "_processes", {}).values()))
+            proc.exitcode is not None for proc in self.processes().values())
 
     def restart(self) -> None:
         old = self.executor
-        # ProcessPoolExecutor (Python 3.11) has no public way to kill a busy worker; its process map is
-        # the only handle on the process.
-        for proc in list(getattr(old, "_processes", {}).values()):
+        for proc in self.processes().values():
             proc.kill()
         old.shutdown(wait=False, cancel_futures=True)
         self.executor = self._new()
 
     def close(self) -> None:
-        for proc in list(getattr(self.executor, "_processes", {}).values()):
+        for proc in self.processes().values():
             proc.kill()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
@@ -76,6 +83,7 @@ class VerifierPool:
             ctx.set_forkserver_preload(["grpo_rewards.math_verifier.worker", "math_verify", "sympy"])
         self.item_timeout_s = item_timeout_s
         self.restarts = 0
+        self._closed = False
         self._free: queue.Queue[_Worker] = queue.Queue()
         self._all = [_Worker(ctx, i) for i in range(workers)]
         self._lock = threading.Lock()
@@ -90,14 +98,21 @@ class VerifierPool:
         worker = self._free.get()
         try:
             try:
+                if self._closed:
+                    return CLOSED
                 if worker.dead():
                     raise BrokenProcessPool
                 future = worker.submit(gold, answer, self.item_timeout_s)
             except BrokenProcessPool:  # raised by submit too when it dies between the check and the call
                 # It died while idle (killed from outside, out of memory): nothing of this item ran yet.
                 log.error("verifier worker %d died while idle; replacing it", worker.index)
-                self._replace(worker)
+                if not self._replace(worker):
+                    return CLOSED
                 future = worker.submit(gold, answer, self.item_timeout_s)
+            except RuntimeError:  # "cannot schedule new futures after shutdown": close() came in between
+                if self._closed:
+                    return CLOSED
+                raise
             try:
                 return future.result(timeout=self.item_timeout_s + KILL_GRACE_SECONDS)
             except FutureTimeout:
@@ -106,23 +121,32 @@ class VerifierPool:
                 self._replace(worker)
                 return Verdict(equal=False, timed_out=True)
             except BrokenProcessPool:
+                if self._closed:  # close() killed it
+                    return CLOSED
                 log.error("verifier worker %d died while verifying an item; replacing it", worker.index)
                 self._replace(worker)
                 return Verdict(equal=False, error="verifier worker process died")
         finally:
             self._free.put(worker)
 
-    def _replace(self, worker: _Worker) -> None:
+    def _replace(self, worker: _Worker) -> bool:
+        """Kill and restart `worker`; False (nothing started) once the pool is closed: a worker started
+        after close() would outlive the server, and keep the forkserver and resource tracker alive with it."""
         with self._lock:
+            if self._closed:
+                return False
             self.restarts += 1
-        worker.restart()
+            worker.restart()
+            return True
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (for operators and tests)."""
-        return [pid for w in self._all for pid, proc in list(getattr(w.executor, "_processes", {}).items())
-                if proc.exitcode is None]
+        return [pid for w in self._all for pid, proc in w.processes().items() if proc.exitcode is None]
 
     def close(self) -> None:
-        """Stop every worker process."""
-        for w in self._all:
-            w.close()
+        """Stop every worker process, and start none after: an item still being verified (its worker
+        killed here) or verified later gets CLOSED."""
+        with self._lock:  # after a _replace in progress, before any later one
+            self._closed = True
+            for w in self._all:
+                w.close()
