@@ -7,7 +7,8 @@ What it does, as a user would by hand:
  3. measures greedy accuracy on held-out sums before training (scored by the math verifier);
  4. submits a few hundred problems through the Python client, with a progress bar, and prints a line per
     step from WatchSteps (reward, KL, step time);
- 5. exports a checkpoint, checks its manifest, stops both services cleanly (SIGTERM);
+ 5. prints one completion the last step kept, with the verifier's feedback (StepStatus samples), exports a
+    checkpoint, checks its manifest, stops both services cleanly (SIGTERM);
  6. measures greedy accuracy again on the exported checkpoint, writes a PNG of the run, prints both numbers.
 
 Options: `python -m grpo_server.demo --config FILE --out DIR --steps N` (defaults: examples/demo.yaml,
