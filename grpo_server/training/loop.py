@@ -709,8 +709,8 @@ class TrainingLoop:
         n = self.runner.s.prompts_per_step
         more = (f"{depth} queued prompt{'s' if depth > 1 else ''} of the {n} a step takes: the next step starts "
                 f"when {n - depth} more {'are' if n - depth > 1 else 'is'} submitted")
-        latest = self.store.last_submitted_at()
-        if not self.partial_after or latest is None:
+        latest = self.store.last_submitted_at() if self.partial_after else None  # no read when it cannot matter
+        if latest is None:
             return f"{more} (training.partial_step_after_seconds is 0: a step waits for a full batch)", 0.0
         due = time.monotonic() + max(latest + self.partial_after - time.time(), 0.0)
         return f"{more}, or on the prompts there are if none is submitted", due
