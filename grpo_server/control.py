@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from grpo_server.types import StepReport
@@ -246,18 +247,23 @@ class RunControl:
         return out, missed
 
     def wait_for_step(
-        self, after_seq: int, timeout: float | None = None
+        self, after_seq: int, timeout: float | None = None, *, until: Callable[[], bool] | None = None
     ) -> tuple[list[tuple[int, StepReport]], bool]:
-        """Block until there are step events after `after_seq`, `timeout` seconds pass, or close().
-        Returns events_after(after_seq)."""
+        """Block until there are step events after `after_seq`, `timeout` seconds pass, close(), or
+        `until()` is true when interrupt_waits() wakes the waiters. Returns events_after(after_seq)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._seq <= after_seq and not self._closed:
+            while self._seq <= after_seq and not self._closed and not (until is not None and until()):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self._cond.wait(remaining)
             return self._events_after(after_seq)
+
+    def interrupt_waits(self) -> None:
+        """Wake every wait_for_step to check its `until` (a stream whose client went away)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Shut down: every wait returns now and streams end."""

@@ -234,6 +234,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self, request: trainer_pb2.WatchStepsRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.WatchStepsResponse]:
         """WatchSteps once the stream is admitted."""
+        # When the client goes away, the wait for the next step ends at once, so the stream frees its
+        # handler thread and its place under limits.max_watch_streams now, not at the next poll: a
+        # client that hangs up and watches again held two places for up to a second.
+        ended = threading.Event()
+
+        def on_end() -> None:
+            ended.set()
+            self.control.interrupt_waits()
+
+        context.add_callback(on_end)
         context.send_initial_metadata(())
         seq = self.control.event_seq  # before the backlog read: nothing published after it is missed
         last_final = request.after_step
@@ -294,8 +304,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 start = finished[-1].step
 
         yield from catch_up(last_final)
-        while context.is_active() and not self.control.closed:
-            events, missed = self.control.wait_for_step(seq, timeout=WATCH_POLL_SECONDS)
+        while context.is_active() and not ended.is_set() and not self.control.closed:
+            events, missed = self.control.wait_for_step(seq, timeout=WATCH_POLL_SECONDS, until=ended.is_set)
             if missed:  # a slow reader fell out of the event window: read the store instead
                 seq = events[-1][0] if events else self.control.event_seq
                 checkpoint = self.store.latest_checkpoint()

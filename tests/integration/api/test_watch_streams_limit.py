@@ -49,6 +49,24 @@ def test_a_stream_over_the_cap_is_resource_exhausted_and_the_other_rpcs_still_an
     third.cancel()
 
 
+def test_a_stream_whose_client_hangs_up_frees_its_place_at_once(make_api) -> None:
+    # A client that hangs up and watches again at once (the load test's clients) must find its place
+    # free: it used to be held until the stream's next poll (WATCH_POLL_SECONDS, 1 s), so 50 such clients
+    # went over a cap of 48.
+    api: Api = make_api(limits=ApiLimits(max_watch_streams=1))
+    for _ in range(5):
+        first = open_stream(api)
+        time.sleep(0.1)  # the stream is waiting for a step now
+        first.cancel()
+        time.sleep(0.2)
+        again = open_stream(api)
+        time.sleep(0.1)
+        # Refused (RESOURCE_EXHAUSTED, the call over) while the cancelled stream still held the place.
+        assert not again.done(), f"{again.code()}: {again.details()}"
+        again.cancel()
+        time.sleep(0.2)
+
+
 def test_follow_steps_waits_for_a_place_instead_of_failing(make_api) -> None:
     api: Api = make_api(limits=ApiLimits(max_watch_streams=1))
     holder = open_stream(api)
