@@ -36,6 +36,10 @@ from grpo_server.types import StepReport, StepState
 
 log = logging.getLogger(__name__)
 
+# What a StepStatus with samples may weigh: gRPC clients receive at most 4 MiB by default (grpcio,
+# grpc-go, grpc-js), and a caller in another language has no reason to raise it for a status call.
+SAMPLES_RESPONSE_BYTES = 4 * 1024 * 1024
+
 WATCH_POLL_SECONDS = 1.0  # how often a stream checks that its client is still there
 WATCH_RETRY_SECONDS = 5.0  # the retry delay of a WatchSteps refused for too many open streams
 
@@ -203,8 +207,23 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if report is not None:
             out.step.CopyFrom(convert.step_to_proto(report))
             if request.include_samples:
-                out.samples.extend(convert.sample_to_proto(s) for s in self.store.step_samples(report))
+                self._add_samples(out, [convert.sample_to_proto(s) for s in self.store.step_samples(report)])
         return out
+
+    def _add_samples(self, out: trainer_pb2.StepStatusResponse, samples: list[trainer_pb2.CompletionSample]) -> None:
+        """Add the samples that fit, in order, in SAMPLES_RESPONSE_BYTES and the server's message limit
+        (64 samples of long text with many backends' feedback can pass either, and a response over the
+        limit would fail the whole call); count the rest in `samples_left_out`."""
+        room = min(SAMPLES_RESPONSE_BYTES, self.limits.max_message_bytes) - out.ByteSize() - 6  # samples_left_out's tag and varint
+        kept = 0
+        for sample in samples:
+            n = sample.ByteSize()
+            room -= 1 + max(1, (n.bit_length() + 6) // 7) + n  # tag, varint length, message
+            if room < 0:
+                break
+            kept += 1
+        out.samples.extend(samples[:kept])
+        out.samples_left_out = len(samples) - kept
 
     @errors.stream
     def WatchSteps(

@@ -349,6 +349,9 @@ def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
             pr.line(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
     if args.samples:
         _print_samples(response.samples, pr)
+        if response.samples_left_out:
+            pr.line(f"{response.samples_left_out} more sample(s) of this step left out to keep the response under "
+                    "4 MiB (gRPC's default receive limit)")
     return EXIT_OK
 
 

@@ -93,6 +93,7 @@ describe('TrainerClient against a live trainer', { skip }, () => {
     // The step kept its completions (training.samples_per_step, 4 by default) with the verifier's answer.
     const withSamples = await reader.stepStatus(seen.step, { includeSamples: true });
     assert.equal(withSamples.samples.length, 4);
+    assert.equal(withSamples.samplesLeftOut, 0, 'all four fit in the response');
     for (const c of withSamples.samples) {
       assert.ok(seen.promptIds.includes(c.promptId), `sample of ${c.promptId}, not a prompt of the step`);
       assert.equal(typeof c.text, 'string');

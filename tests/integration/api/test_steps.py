@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -11,7 +13,10 @@ from api_support import Api, details, prompt, submit
 from google.rpc import error_details_pb2
 
 from grpo.trainer.v1 import trainer_pb2
+from grpo_client.cli import main
+from grpo_server.api.convert import sample_to_proto
 from grpo_server.api.server import graceful_stop
+from grpo_server.api.settings import ApiLimits
 from grpo_server.types import StepReport, StepState
 
 
@@ -273,3 +278,42 @@ def test_a_replay_reads_the_run_status_once_a_page_not_once_a_report(api: Api) -
     assert [r.step.step for r in got] == list(range(1, 1201))
     assert all(r.run.latest_step == 1200 for r in got)
     assert len(calls) <= 4, len(calls)  # 3 pages (500, 500, 200), not 1200 reads
+
+
+def big_sample(n: int, backends: int) -> dict[str, object]:
+    """A kept completion as large as the trainer keeps one: 8 KiB of text, 1 KiB of feedback and of
+    message from each backend."""
+    return {
+        "prompt_id": f"p{n}", "index": n, "text": f"{n:03d}" + "x" * 8189, "text_truncated": True,
+        "finish_reason": "length", "completion_tokens": 512, "reward": 0.5, "reward_valid": True,
+        "scores": [{"backend": f"b{i}", "weight": 1.0, "score": 0.5, "scored": True, "status": "ok",
+                    "feedback": "f" * 1024, "message": "m" * 1024} for i in range(backends)],
+    }
+
+
+@pytest.mark.parametrize(("max_message_mib", "backends", "fit"), [(1, 4, 63), (64, 40, 45)])
+def test_samples_past_the_message_limit_are_left_out_and_counted(
+    make_api: Callable[..., Api], max_message_mib: int, backends: int, fit: int
+) -> None:
+    # 64 samples with 4 backends' feedback weigh about 1.1 MiB: over a server limit of 1 MiB. With 40
+    # backends, about 5.4 MiB: over gRPC clients' default receive limit of 4 MiB (this channel's).
+    api = make_api(limits=ApiLimits(max_message_bytes=max_message_mib * 1024 * 1024))
+    api.store.record_step(done(1), samples=[big_sample(n, backends) for n in range(64)], keep_sample_steps=10)
+    resp = api.stub.StepStatus(trainer_pb2.StepStatusRequest(step=1, include_samples=True))
+    limit = min(4, max_message_mib) * 1024 * 1024
+    assert [s.prompt_id for s in resp.samples] == [f"p{n}" for n in range(fit)]  # the first ones, in order
+    assert resp.samples_left_out == 64 - fit
+    next_one = sample_to_proto(big_sample(fit, backends)).ByteSize()
+    assert resp.ByteSize() <= limit < resp.ByteSize() + next_one  # as many as fit: one more would not
+    assert resp.samples[-1].text.startswith(f"{fit - 1:03d}") and len(resp.samples[-1].scores) == backends
+    assert api.stub.StepStatus(trainer_pb2.StepStatusRequest(step=1)).samples_left_out == 0  # not asked for
+    out = io.StringIO()
+    assert main(["--target", f"127.0.0.1:{api.port}", "status", "--step", "1", "--samples"], out=out) == 0
+    text = out.getvalue()
+    assert text.count("--- prompt ") == fit and f"{64 - fit} more sample(s) of this step left out" in text, text[-400:]
+
+
+def test_samples_that_fit_are_all_sent(api: Api) -> None:
+    api.store.record_step(done(1), samples=[big_sample(n, 1) for n in range(64)], keep_sample_steps=10)
+    resp = api.stub.StepStatus(trainer_pb2.StepStatusRequest(step=1, include_samples=True))
+    assert len(resp.samples) == 64 and resp.samples_left_out == 0

@@ -383,6 +383,9 @@ func stepStatus(ctx context.Context, c *grpoclient.Client, timeout time.Duration
 			fmt.Printf("  %s %s %.4g: %s\n", score.GetBackend(), score.GetStatus(), score.GetScore(), score.GetFeedback())
 		}
 	}
+	if res.GetSamplesLeftOut() > 0 {
+		fmt.Printf("%d more samples left out to keep the response under 4 MiB\n", res.GetSamplesLeftOut())
+	}
 	return nil
 }
 

@@ -836,6 +836,12 @@ class StepStatusResponse(_message.Message):
     STEP_FIELD_NUMBER: _builtins.int
     RUN_FIELD_NUMBER: _builtins.int
     SAMPLES_FIELD_NUMBER: _builtins.int
+    SAMPLES_LEFT_OUT_FIELD_NUMBER: _builtins.int
+    samples_left_out: _builtins.int
+    """How many of the step's kept samples were left out of `samples` (the last ones) so that the response
+    fits in 4 MiB, the receive limit gRPC clients have by default, and in the server's
+    `limits.max_message_bytes`. 0 when all are here.
+    """
     @_builtins.property
     def step(self) -> Global___StepReport:
         """The step asked for; unset when no step has run yet and the latest was asked for."""
@@ -857,10 +863,11 @@ class StepStatusResponse(_message.Message):
         step: Global___StepReport | None = ...,
         run: Global___RunStatus | None = ...,
         samples: _abc.Iterable[Global___CompletionSample] | None = ...,
+        samples_left_out: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "step", b"step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "samples", b"samples", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "samples", b"samples", "samples_left_out", b"samples_left_out", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

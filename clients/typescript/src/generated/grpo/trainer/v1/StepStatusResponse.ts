@@ -22,6 +22,12 @@ export interface StepStatusResponse {
    * `training.samples_keep_steps` steps; empty for older steps, a running step and a failed one.
    */
   'samples'?: (_grpo_trainer_v1_CompletionSample)[];
+  /**
+   * How many of the step's kept samples were left out of `samples` (the last ones) so that the response
+   * fits in 4 MiB, the receive limit gRPC clients have by default, and in the server's
+   * `limits.max_message_bytes`. 0 when all are here.
+   */
+  'samplesLeftOut'?: (number);
 }
 
 /**
@@ -42,4 +48,10 @@ export interface StepStatusResponse__Output {
    * `training.samples_keep_steps` steps; empty for older steps, a running step and a failed one.
    */
   'samples': (_grpo_trainer_v1_CompletionSample__Output)[];
+  /**
+   * How many of the step's kept samples were left out of `samples` (the last ones) so that the response
+   * fits in 4 MiB, the receive limit gRPC clients have by default, and in the server's
+   * `limits.max_message_bytes`. 0 when all are here.
+   */
+  'samplesLeftOut': (number);
 }
