@@ -482,6 +482,27 @@ class CheckpointConfig(_Strict):
     keep: int = Field(2, ge=1, description="Training checkpoints kept on disk.")
 
 
+DAY_SECONDS = 86400.0
+
+
+class RetentionConfig(_Strict):
+    """What the store forgets once a run no longer needs it (the rest of the run's history is kept).
+    Applied when the trainer starts and at every training checkpoint."""
+
+    prompt_content_seconds: float = Field(
+        7 * DAY_SECONDS, ge=0, allow_inf_nan=False,
+        description="The content of a prompt (messages, answer, tests, metadata) is deleted from the store this "
+        "long after it finished (trained, failed or cancelled); its row (id, state, step, attempts, reason, "
+        "times) stays, so ListPrompts and the counts still account for it. 0 = keep for ever.",
+    )
+    request_ids_seconds: float = Field(
+        7 * DAY_SECONDS, ge=0, allow_inf_nan=False,
+        description="SubmitPrompts request ids are remembered this long: a request sent again with the same id "
+        "within it is answered with the first answer and stores nothing; after it, it is a new submission. "
+        "0 = remember for ever.",
+    )
+
+
 def listen_address_problem(address: str) -> str | None:
     """Why `address` cannot be listened on as HOST:PORT (the registry's HOST:PORT rule, with port 0 allowed:
     it picks a free port), or None when it is well formed. Used for server.listen, server.metrics_listen
@@ -541,6 +562,7 @@ class Config(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     limits: ApiLimits = Field(default_factory=ApiLimits)
     auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -85,3 +85,11 @@ class QueueFullError(StoreError):
             f"the queue holds {depth} of at most {max_depth} prompts; {requested} more "
             f"{'does' if requested == 1 else 'do'} not fit"
         )
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What one Store.prune dropped: the content of that many finished prompts, that many request ids."""
+
+    prompt_contents: int
+    request_ids: int

@@ -29,6 +29,7 @@ from grpo_server.store.records import (
     CheckpointRecord,
     DuplicatePromptError,
     PromptEntry,
+    PruneResult,
     QueueFullError,
     RequestIdReusedError,
     StoreError,
@@ -65,6 +66,12 @@ CREATE TABLE IF NOT EXISTS requests (
     response TEXT NOT NULL,                 -- the first answer, JSON {accepted_ids, queue_depth}
     created_at REAL NOT NULL
 );
+-- What Store.prune takes from (retention.*): finished prompts whose content is still kept, by when they
+-- finished, and request ids by age. Added without a schema version: a trainer that does not know them
+-- keeps them up to date all the same (SQLite maintains every index).
+CREATE INDEX IF NOT EXISTS prompts_content_kept ON prompts (updated_at)
+    WHERE state IN ('trained', 'failed', 'cancelled') AND data <> '';
+CREATE INDEX IF NOT EXISTS requests_by_age ON requests (created_at);
 CREATE TABLE IF NOT EXISTS steps (
     step INTEGER PRIMARY KEY,
     state TEXT NOT NULL,
@@ -391,6 +398,66 @@ class Store:
                 unknown_ids=tuple(i for i in ids if i not in latest),
                 queue_depth=self._depth(c),
             )
+
+    # ------------------------------------------------------------------------------ retention
+
+    def prune(self, *, content_before: float | None, requests_before: float | None,
+              batch: int = 5000) -> PruneResult:
+        """Drop what a run no longer needs (config retention.*), `batch` rows per transaction so that
+        submissions and status calls wait for none of them for long:
+
+        - the content (messages, answer, tests, metadata) of prompts that finished (TRAINED, FAILED or
+          CANCELLED: no state leads back to the queue) before `content_before` (time.time()); each
+          submission's row stays, so ListPrompts, CancelPrompts and the counts still account for it;
+        - the request ids SubmitPrompts stored before `requests_before`: a request sent again with one
+          of them is a new submission.
+
+        None keeps that kind for ever. The file does not shrink: SQLite reuses the freed pages."""
+        contents = requests = 0
+        if content_before is not None:
+            while True:
+                with self._write() as c:
+                    n = self._drop_contents(c, content_before, batch)
+                contents += n
+                if n < batch:
+                    break
+        if requests_before is not None:
+            while True:
+                with self._write() as c:
+                    n = c.execute(
+                        "DELETE FROM requests WHERE request_id IN (SELECT request_id FROM requests INDEXED BY "
+                        "requests_by_age WHERE created_at < ? LIMIT ?)", (requests_before, batch),
+                    ).rowcount
+                requests += n
+                if n < batch:
+                    break
+        return PruneResult(contents, requests)
+
+    @staticmethod
+    def _drop_contents(c: sqlite3.Connection, before: float, batch: int) -> int:
+        """Empty the content of up to `batch` prompts that finished before `before`; how many.
+
+        Each row is deleted and inserted again without its content rather than updated: SQLite merges
+        pages that a DELETE leaves underfull, but an UPDATE that shrinks a row leaves its page as it was,
+        and new rows always go to the end of the table, so the space would never be used again (the file
+        would grow as fast as without pruning). The state counts' triggers see one delete and one insert
+        of the same state: they stay as they are."""
+        cur = c.execute(
+            "SELECT * FROM prompts INDEXED BY prompts_content_kept WHERE state IN ('trained', 'failed', "
+            "'cancelled') AND data <> '' AND updated_at < ? LIMIT ?", (before, batch),
+        )
+        columns = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+        if not rows:
+            return 0
+        data = columns.index("data")
+        c.execute("DELETE FROM prompts WHERE seq IN (SELECT value FROM json_each(?))",
+                  (json.dumps([r[columns.index("seq")] for r in rows]),))
+        c.executemany(
+            f"INSERT INTO prompts ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [(*r[:data], "", *r[data + 1:]) for r in rows],
+        )
+        return len(rows)
 
     # ---------------------------------------------------------------------------- checkpoints
 

@@ -159,6 +159,13 @@ def first_failure(groups: Sequence[ScoredGroup], limit: int = 300) -> str:
     return "none recorded"
 
 
+def _age(seconds: float) -> str:
+    """A retention period for the log: '7 days', '2 h', '90 s'."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:g} days"
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, torch (and numpy when present) for one step: a step's randomness depends only on
     (run seed, step number), so a resumed run repeats the step it would have taken."""
@@ -600,6 +607,8 @@ class TrainingLoop:
         poll_seconds: float = 0.5,
         samples_per_step: int = 0,
         samples_keep_steps: int = 1000,
+        prompt_content_seconds: float = 0.0,
+        request_ids_seconds: float = 0.0,
     ) -> None:
         self.runner = runner
         self.store = store
@@ -615,6 +624,9 @@ class TrainingLoop:
         self.poll_seconds = poll_seconds
         self.samples_per_step = samples_per_step  # completions kept with each step's report (samples.py)
         self.samples_keep_steps = samples_keep_steps
+        # What the store forgets, and after how long (config retention.*; 0 = never): prune_store.
+        self.prompt_content_seconds = prompt_content_seconds
+        self.request_ids_seconds = request_ids_seconds
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
         self._stop = threading.Event()
         # Set when the drain gave up waiting for the current step: the store and engines are closed
@@ -676,6 +688,7 @@ class TrainingLoop:
 
     def run(self) -> None:
         """The loop body; returns when stopped or finished."""
+        self.prune_store()
         while not self._stop.is_set():
             if self.control.pause_requested:
                 self._set_state("paused")
@@ -863,6 +876,27 @@ class TrainingLoop:
         self.metrics.checkpoints.labels(kind="training").inc()
         self.metrics.checkpoint_duration.labels(kind="training").observe(time.monotonic() - started)
         log.info("checkpoint at step %d: %s", step, path)
+        self.prune_store()
+
+    def prune_store(self) -> None:
+        """Forget what retention.* says the run no longer needs: the content of prompts that finished
+        long enough ago, old request ids. Runs at the loop's start and after each checkpoint: the store
+        grows by what a run keeps, not by every prompt it ever trained."""
+        if not (self.prompt_content_seconds or self.request_ids_seconds):
+            return
+        now = time.time()
+        done = self.store.prune(
+            content_before=now - self.prompt_content_seconds if self.prompt_content_seconds else None,
+            requests_before=now - self.request_ids_seconds if self.request_ids_seconds else None,
+        )
+        parts = []
+        if done.prompt_contents:
+            parts.append(f"the content of {done.prompt_contents} prompts that finished over "
+                         f"{_age(self.prompt_content_seconds)} ago")
+        if done.request_ids:
+            parts.append(f"{done.request_ids} request ids older than {_age(self.request_ids_seconds)}")
+        if parts:
+            log.info("store: dropped %s (retention.*)", " and ".join(parts))
 
     def checkpoint_if_behind(self) -> None:
         """On a clean stop: checkpoint the last completed step if the latest checkpoint is older."""
