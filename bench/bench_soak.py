@@ -19,6 +19,7 @@ prints the growth per 100 steps of each column: the slope of a least-squares lin
 of the samples (the first half is warm-up: allocator arenas, caches, the first checkpoints).
 
     .venv/bin/python -m bench.bench_soak [--steps 3000] [--sample-every 100] [--json out.json] [--keep-dir DIR]
+        [--metadata-bytes N] [--retention-seconds S]
 
 Nothing is asserted: a slope that does not level off is a finding to read in the code.
 """
@@ -68,7 +69,15 @@ def trainer_config(args: argparse.Namespace) -> dict[str, Any]:
         "training": {"learning_rate": 1e-3, "threads": 1, "partial_step_after_seconds": 1.0},
         "checkpoint": {"every_steps": args.checkpoint_every, "keep": args.keep},
         "rewards": {"default": [{"backend": "math", "weight": 1.0}]},
+        **({"retention": {"prompt_content_seconds": args.retention_seconds,
+                          "request_ids_seconds": args.retention_seconds}} if args.retention_seconds is not None else {}),
     }
+
+
+def padding(n: int) -> dict[str, str]:
+    """`n` bytes of metadata in values of at most 1 KiB (limits.max_metadata_bytes): what a prompt
+    carries besides its text, stored with it but never tokenized."""
+    return {f"pad{k}": "x" * min(1024, n - 1024 * k) for k in range((n + 1023) // 1024)}
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -232,7 +241,7 @@ class Client:
                     answer=str(a + b),
                     rewards=[trainer_pb2.RewardSpec(backend="math", weight=1.0),
                              trainer_pb2.RewardSpec(backend="format", weight=0.2)],
-                    metadata={"source": "soak"}))
+                    metadata={"source": "soak", **padding(self.args.metadata_bytes)}))
         return out
 
     def status(self) -> Any:
@@ -488,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one prompt in this many is a code prompt for the sandbox (0: no sandbox)")
     p.add_argument("--no-request-ids", dest="request_ids", action="store_false",
                    help="submit without request ids (by default each SubmitPrompts has one, as `grpo submit` sends)")
+    p.add_argument("--metadata-bytes", type=int, default=0,
+                   help="bytes of metadata each math prompt carries (the store keeps them; default 0)")
+    p.add_argument("--retention-seconds", type=float, default=None,
+                   help="retention.prompt_content_seconds and retention.request_ids_seconds (default: the "
+                   "trainer's, 7 days)")
     p.add_argument("--keep-dir", type=Path, default=None, help="work here and keep the store and logs")
     p.add_argument("--json", type=Path, default=None, help="also write the samples and slopes here")
     return p

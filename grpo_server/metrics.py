@@ -1,15 +1,17 @@
 """The trainer's Prometheus metrics, served on `--metrics-listen`.
 
 Names are prefixed `grpo_`, in base units (seconds, bytes, tokens), with low-cardinality labels only
-(backend, code, state, phase, side, stat, kind). The Grafana dashboard in deploy/grafana/ reads these
+(backend, code, state, phase, side, stat, kind, file). The Grafana dashboard in deploy/grafana/ reads these
 names. Each TrainerMetrics owns its own CollectorRegistry so that several trainers (tests) can live in
 one process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
@@ -65,6 +67,24 @@ class _CircuitStates:
         for backend, current in sorted(states.items()):
             for state in CIRCUIT_STATES:
                 family.add_metric([backend, state], 1.0 if state == current else 0.0)
+        yield family
+
+
+class _StoreFiles:
+    """`grpo_store_bytes`, the store's files as they are at each scrape (the database grows with every
+    submission and step, the WAL between SQLite's checkpoints): what the store's volume must hold."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "grpo_store_bytes", "Size of the store's SQLite files: file=db the database, file=wal its "
+            "write-ahead log.", labels=["file"])
+        if self.path is not None:
+            for label, path in (("db", self.path), ("wal", self.path.with_name(self.path.name + "-wal"))):
+                with contextlib.suppress(OSError):  # not there (yet, or any more): no sample
+                    family.add_metric([label], float(path.stat().st_size))
         yield family
 
 
@@ -135,11 +155,21 @@ class TrainerMetrics:
         self.set_run_state("starting")
         self._circuits = _CircuitStates()
         r.register(self._circuits)
+        self.store_pruned = Counter(
+            "grpo_store_pruned", "What the store forgot under retention.*: kind=prompt_content (the content of "
+            "finished prompts), kind=request_ids.", ["kind"], registry=r,
+        )
+        self._store_files = _StoreFiles()
+        r.register(self._store_files)
         self._server: object | None = None
 
     def attach_circuit_states(self, source: Callable[[], Mapping[str, str]]) -> None:
         """Read `grpo_reward_circuit_state` from `source` (backend -> "closed" | "open" | "half_open")."""
         self._circuits.source = source
+
+    def attach_store(self, path: Path) -> None:
+        """Report `grpo_store_bytes` of the SQLite database at `path` (and its WAL beside it)."""
+        self._store_files.path = path
 
     # -------------------------------------------------------------------------------------- serving
 

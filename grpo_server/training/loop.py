@@ -889,6 +889,8 @@ class TrainingLoop:
             content_before=now - self.prompt_content_seconds if self.prompt_content_seconds else None,
             requests_before=now - self.request_ids_seconds if self.request_ids_seconds else None,
         )
+        self.metrics.store_pruned.labels(kind="prompt_content").inc(done.prompt_contents)
+        self.metrics.store_pruned.labels(kind="request_ids").inc(done.request_ids)
         parts = []
         if done.prompt_contents:
             parts.append(f"the content of {done.prompt_contents} prompts that finished over "

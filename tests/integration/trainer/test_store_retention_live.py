@@ -4,9 +4,11 @@ store when the trainer starts and at each checkpoint; the run's accounting stays
 from __future__ import annotations
 
 import sqlite3
+import urllib.request
 from pathlib import Path
 
 from live_trainer import prompts, wait_for
+from prometheus_client.parser import text_string_to_metric_families
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
@@ -17,6 +19,14 @@ def kept_contents(store_dir: Path) -> dict[str, int]:
     """id -> how many of its submissions still hold their content, read from the store's file."""
     with sqlite3.connect(store_dir / FILENAME) as c:
         return dict(c.execute("SELECT id, sum(data <> '') FROM prompts GROUP BY id").fetchall())
+
+
+def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """(name, labels) -> value of every sample the trainer's /metrics exports."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_trained_prompts_lose_their_content_and_old_request_ids_are_forgotten(
@@ -32,12 +42,18 @@ def test_trained_prompts_lose_their_content_and_old_request_ids_are_forgotten(
     app.shutdown()
     assert kept_contents(store_dir) == {"p0": 1, "p1": 1, "p2": 1, "p3": 1}  # 7 days by default: all kept
 
-    # Restarted with a retention shorter than the time since: the start forgets both.
+    # Restarted with a retention shorter than the time since: the start forgets both, and /metrics says so.
     app = start_trainer(store_dir, [("toy", backend.address)], training={"max_steps": 4},
-                        retention={"prompt_content_seconds": 0.001, "request_ids_seconds": 0.001})
+                        retention={"prompt_content_seconds": 0.001, "request_ids_seconds": 0.001},
+                        server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"})
     client = TrainerClient(f"127.0.0.1:{app.api_port}")
     wait_for(lambda: kept_contents(store_dir) == {"p0": 0, "p1": 0, "p2": 0, "p3": 0} or None, 60,
              lambda: f"the trained prompts kept their content: {kept_contents(store_dir)}")
+    samples = metric_samples(app.metrics_port)
+    assert samples[("grpo_store_pruned_total", (("kind", "prompt_content"),))] == 4
+    assert samples[("grpo_store_pruned_total", (("kind", "request_ids"),))] == 1
+    assert samples[("grpo_store_bytes", (("file", "db"),))] > 0, samples
+    assert ("grpo_store_bytes", (("file", "wal"),)) in samples
     again = client.submit_prompts(prompts(4), request_id="req-1")
     assert not again.duplicate and list(again.accepted_ids) == ["p0", "p1", "p2", "p3"]  # a new submission
 
