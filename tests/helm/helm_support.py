@@ -22,7 +22,7 @@ RELEASE = "rel"
 NAMESPACE = "grpo-test"
 KUBE_VERSION = "1.30.0"
 # Kinds from CRDs the chart can render (values-gated); schemas for them are not in Kubernetes.
-CRD_KINDS = {"ServiceMonitor", "LeaderWorkerSet"}
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "LeaderWorkerSet"}
 
 helm = pytest.importorskip(
     "helm_python", reason="helm-python-sdk is not installed (pip install --no-deps helm-python-sdk)"

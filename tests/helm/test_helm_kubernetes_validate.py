@@ -40,7 +40,8 @@ def test_every_rendered_object_validates_strictly_against_kubernetes_1_30(which:
             errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {path}: {err.message}")
     assert errors == []
     # Only the values-gated CRDs are left unchecked, and only when asked for.
-    expected_crds = {"default": set(), "gpu": {"ServiceMonitor"}, "multinode": {"ServiceMonitor", "LeaderWorkerSet"}}
+    expected_crds = {"default": set(), "gpu": {"ServiceMonitor", "PrometheusRule"},
+                     "multinode": {"ServiceMonitor", "PrometheusRule", "LeaderWorkerSet"}}
     assert crds_seen == expected_crds[which]
 
 

@@ -1,0 +1,143 @@
+"""The alerting rules (deploy/prometheus/grpo-alerts.yaml) and the chart's PrometheusRule: Debian's real
+`promtool` checks every rule and runs the unit tests of grpo-alerts-test.yaml; the chart ships the same
+rules plus its release-bound ones, which promtool checks and tests as rendered."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helm_support import CHART, NAMESPACE, REPO, TRAINER, render, render_error
+
+RULES = REPO / "deploy" / "prometheus" / "grpo-alerts.yaml"
+CHART_RULES = CHART / "alerts" / "grpo-alerts.yaml"
+RULE_TESTS = Path(__file__).with_name("grpo-alerts-test.yaml")
+RELEASE_REWARD = "rel-grpo-math"  # a reward service's target of the same release
+
+needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
+                                    reason="promtool (Debian package prometheus) is not installed")
+
+
+def promtool(*args: str, cwd: Path | None = None) -> str:
+    """Run promtool; its output, after asserting it succeeded."""
+    done = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def alerts(groups: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["alert"]: r for g in groups for r in g["rules"]}
+
+
+def prometheus_rule(values: dict[str, Any]) -> dict[str, Any]:
+    found = render(values).of_kind("PrometheusRule")
+    assert len(found) == 1, found
+    return found[0]
+
+
+ENABLED = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}
+
+
+@needs_promtool
+def test_promtool_finds_every_rule_valid() -> None:
+    out = promtool("check", "rules", str(RULES))
+    assert "SUCCESS: 5 rules found" in out, out
+
+
+@needs_promtool
+def test_each_alert_fires_when_it_should_and_only_then() -> None:
+    out = promtool("test", "rules", str(RULE_TESTS))
+    assert "SUCCESS" in out, out
+    tested = {t["alertname"] for case in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+              for t in case["alert_rule_test"]}
+    assert tested == set(alerts(yaml.safe_load(RULES.read_text())["groups"]))  # every alert has a test
+
+
+def test_the_chart_ships_the_same_rules() -> None:
+    assert CHART_RULES.read_text() == RULES.read_text(), f"copy {RULES} to {CHART_RULES}"
+
+
+def test_off_by_default(default_render) -> None:
+    assert default_render.of_kind("PrometheusRule") == []
+
+
+def test_the_prometheus_rule_holds_the_file_and_the_release_rules() -> None:
+    rule = prometheus_rule({**ENABLED, "prometheusRule": {"enabled": True, "labels": {"release": "kps"}}})
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == NAMESPACE and rule["metadata"]["labels"]["release"] == "kps"
+    groups = rule["spec"]["groups"]
+    assert groups[:-1] == yaml.safe_load(RULES.read_text())["groups"]  # as written, annotations' {{ }} kept
+    release = alerts(groups[-1:])
+    assert set(release) == {"GrpoTrainerDown", "GrpoStoreVolumeFilling"}
+    assert release["GrpoTrainerDown"]["expr"] == f'up{{namespace="{NAMESPACE}", service="{TRAINER}"}} == 0'
+    filling = release["GrpoStoreVolumeFilling"]
+    assert f'persistentvolumeclaim="store-{TRAINER}-0"' in filling["expr"] and "< 0.1" in filling["expr"]
+    assert "is over 90% full" in filling["annotations"]["summary"]
+
+
+def test_a_multi_node_trainer_watches_the_leaders_store_claim() -> None:
+    rule = prometheus_rule({**ENABLED, "trainer": {"multiNode": {"enabled": True}}})
+    assert f'persistentvolumeclaim="{TRAINER}-store"' in alerts(rule["spec"]["groups"])["GrpoStoreVolumeFilling"]["expr"]
+
+
+def test_rules_without_the_service_monitor_are_refused() -> None:
+    message = render_error({"prometheusRule": {"enabled": True}})
+    assert "prometheusRule.enabled needs serviceMonitor.enabled" in message
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, "0.1"])
+def test_a_free_fraction_outside_0_1_is_refused(fraction: Any) -> None:
+    message = render_error({**ENABLED, "prometheusRule": {"enabled": True, "storeVolumeFreeFraction": fraction}})
+    assert "storeVolumeFreeFraction" in message
+
+
+@needs_promtool
+def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: Path) -> None:
+    """The release-bound rules as the chart renders them, checked and unit-tested by promtool: the store
+    alert fires for this release's claim only, and the down alert for its trainer's target only."""
+    groups = prometheus_rule({**ENABLED, "prometheusRule": {"enabled": True, "storeVolumeFreeFraction": 0.2}})[
+        "spec"]["groups"]
+    rules = tmp_path / "rendered.yaml"
+    rules.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    assert "SUCCESS: 7 rules found" in promtool("check", "rules", str(rules))
+    claim = f"store-{TRAINER}-0"
+    volume = f'namespace="{NAMESPACE}", persistentvolumeclaim="{claim}"'
+    other = f'namespace="{NAMESPACE}", persistentvolumeclaim="store-other-0"'
+    test = {
+        "rule_files": [rules.name],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # This release's store: 100 GiB, its free space falling 1 GiB a minute from 30 GiB.
+                {"series": f"kubelet_volume_stats_capacity_bytes{{{volume}}}", "values": "107374182400x40"},
+                {"series": f"kubelet_volume_stats_available_bytes{{{volume}}}", "values": "32212254720-1073741824x40"},
+                # Another claim in the namespace, nearly full: not this release's.
+                {"series": f"kubelet_volume_stats_capacity_bytes{{{other}}}", "values": "100x40"},
+                {"series": f"kubelet_volume_stats_available_bytes{{{other}}}", "values": "1x40"},
+                {"series": f'up{{namespace="{NAMESPACE}", service="{TRAINER}", instance="10.0.0.5:9090"}}',
+                 "values": "1x3 0x20"},
+                {"series": f'up{{namespace="{NAMESPACE}", service="{RELEASE_REWARD}", instance="10.0.0.6:9091"}}',
+                 "values": "0x23"},
+            ],
+            "alert_rule_test": [
+                # Below 20% free from minute 11 (20 GiB left); 15 minutes later it fires.
+                {"eval_time": "20m", "alertname": "GrpoStoreVolumeFilling", "exp_alerts": []},
+                {"eval_time": "27m", "alertname": "GrpoStoreVolumeFilling", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "namespace": NAMESPACE, "persistentvolumeclaim": claim},
+                    "exp_annotations": alerts(groups)["GrpoStoreVolumeFilling"]["annotations"]}]},
+                {"eval_time": "6m", "alertname": "GrpoTrainerDown", "exp_alerts": []},
+                {"eval_time": "10m", "alertname": "GrpoTrainerDown", "exp_alerts": [{
+                    "exp_labels": {"severity": "critical", "namespace": NAMESPACE, "service": TRAINER,
+                                   "instance": "10.0.0.5:9090"},
+                    "exp_annotations": alerts(groups)["GrpoTrainerDown"]["annotations"]}]},
+            ],
+        }],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+    assert "SUCCESS" in promtool("test", "rules", "test.yaml", cwd=tmp_path)
+
