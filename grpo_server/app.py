@@ -529,8 +529,7 @@ class TrainerApp:
             save_checkpoint=save, checkpoint_every=cfg.checkpoint.every_steps, max_steps=t.max_steps,
             partial_step_after_seconds=t.partial_step_after_seconds, engine_name=kind,
             samples_per_step=t.samples_per_step, samples_keep_steps=t.samples_keep_steps,
-            prompt_content_seconds=cfg.retention.prompt_content_seconds,
-            request_ids_seconds=cfg.retention.request_ids_seconds,
+            retention=cfg.retention,
         )
         generation_config = None
         with contextlib.suppress(OSError):

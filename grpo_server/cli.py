@@ -2,6 +2,7 @@
 
     grpo-server --config FILE [--listen HOST:PORT] [--metrics-listen HOST:PORT] [--store-dir DIR]
                 [--reward-backend NAME=HOST:PORT ...] [--log-level LEVEL]
+    grpo-server --compact-store [--config FILE] [--store-dir DIR]
 
 Flags override the config file. A setting it cannot start with (a bad value, an address in use, an
 unreadable tokens or TLS file) exits with status 2 and one line naming the field or flag, before the
@@ -18,10 +19,11 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from grpo_server import __version__
-from grpo_server.config import ConfigError, listen_address_problem, load_config
+from grpo_server.config import Config, ConfigError, listen_address_problem, load_config
 
 
 def _backend(value: str) -> tuple[str, str]:
@@ -75,8 +77,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="least severe level logged to stderr (default INFO)")
+    p.add_argument("--compact-store", action="store_true",
+                   help="apply retention.* to the store, rewrite its database to the size of what it holds "
+                   "(SQLite VACUUM: needs free space for a copy), print the sizes and exit; the trainer must "
+                   "be stopped")
     p.add_argument("--version", action="version", version=f"grpo-server {__version__}")
     return p
+
+
+def compact_store(store_dir: Path, cfg: Config) -> int:
+    """--compact-store: prune as the trainer would at start (retention.*), VACUUM, one line on stdout.
+    Exit status 2 when there is no store there or a trainer holds it, 1 when SQLite fails (no space for
+    the copy: the store is left as it was)."""
+    import sqlite3
+
+    from grpo_server.store import Store, StoreError, StoreInUse, lock_store
+    from grpo_server.store.sqlite_store import FILENAME
+
+    if not (store_dir / FILENAME).is_file():
+        print(f"grpo-server: --compact-store: no store in {store_dir} (no {FILENAME})", file=sys.stderr)
+        return 2
+    try:
+        lock = lock_store(store_dir)
+    except StoreInUse as err:
+        print(f"grpo-server: {err}", file=sys.stderr)
+        return 2
+    try:
+        try:
+            store = Store(store_dir)
+        except StoreError as err:
+            print(f"grpo-server: {err}", file=sys.stderr)
+            return 2
+        try:
+            content_before, requests_before = cfg.retention.cutoffs(time.time())
+            pruned = store.prune(content_before=content_before, requests_before=requests_before)
+            before, after = store.compact()
+        except sqlite3.Error as err:
+            print(f"grpo-server: --compact-store: {err} (the store is as it was)", file=sys.stderr)
+            return 1
+        finally:
+            store.close()
+    finally:
+        if lock is not None:
+            lock.close()
+    print(f"grpo-server compacted {store_dir}: {before} -> {after} bytes (dropped the content of "
+          f"{pruned.prompt_contents} finished prompts and {pruned.request_ids} request ids)", flush=True)
+    return 0
 
 
 def library_output_to_stderr() -> None:
@@ -112,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grpo-server: {err}", file=sys.stderr)
         return 2
     store_dir = (args.store_dir or Path(cfg.store_dir)).expanduser()
+    if args.compact_store:
+        return compact_store(store_dir, cfg)
 
     library_output_to_stderr()
     from grpo_server.app import StartupError, TrainerApp, run_worker_rank

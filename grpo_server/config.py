@@ -502,6 +502,11 @@ class RetentionConfig(_Strict):
         "0 = remember for ever.",
     )
 
+    def cutoffs(self, now: float) -> tuple[float | None, float | None]:
+        """Store.prune's (content_before, requests_before) at time.time() `now`; None keeps that kind."""
+        return (now - self.prompt_content_seconds if self.prompt_content_seconds else None,
+                now - self.request_ids_seconds if self.request_ids_seconds else None)
+
 
 def listen_address_problem(address: str) -> str | None:
     """Why `address` cannot be listened on as HOST:PORT (the registry's HOST:PORT rule, with port 0 allowed:

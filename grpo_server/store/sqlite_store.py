@@ -459,6 +459,21 @@ class Store:
         )
         return len(rows)
 
+    def file_bytes(self) -> int:
+        """The database file and its WAL, in bytes."""
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal")) if p.exists())
+
+    def compact(self) -> tuple[int, int]:
+        """Rewrite the database to the size of what it holds (SQLite's VACUUM, then the WAL folded in and
+        truncated); returns the files' bytes (file_bytes) before and after. Pruning frees pages that later
+        rows reuse, but the file never shrinks by itself. VACUUM writes a copy of the live data first and
+        replaces the file only when it is whole: a full disk or a crash leaves the store as it was."""
+        before = self.file_bytes()
+        with self._lock:
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return before, self.file_bytes()
+
     # ---------------------------------------------------------------------------- checkpoints
 
     def commit_checkpoint(self, step: int, path: str) -> None:

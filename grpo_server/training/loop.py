@@ -37,6 +37,7 @@ from grpo_server.algorithm import (
 )
 from grpo_server.chat import encode_prompt
 from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
+from grpo_server.config import RetentionConfig
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig
 from grpo_server.training import batch as batching
 from grpo_server.training.lora import policy_weights
@@ -607,8 +608,7 @@ class TrainingLoop:
         poll_seconds: float = 0.5,
         samples_per_step: int = 0,
         samples_keep_steps: int = 1000,
-        prompt_content_seconds: float = 0.0,
-        request_ids_seconds: float = 0.0,
+        retention: RetentionConfig | None = None,
     ) -> None:
         self.runner = runner
         self.store = store
@@ -624,9 +624,7 @@ class TrainingLoop:
         self.poll_seconds = poll_seconds
         self.samples_per_step = samples_per_step  # completions kept with each step's report (samples.py)
         self.samples_keep_steps = samples_keep_steps
-        # What the store forgets, and after how long (config retention.*; 0 = never): prune_store.
-        self.prompt_content_seconds = prompt_content_seconds
-        self.request_ids_seconds = request_ids_seconds
+        self.retention = retention  # what the store forgets, and when (prune_store); None: nothing
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
         self._stop = threading.Event()
         # Set when the drain gave up waiting for the current step: the store and engines are closed
@@ -882,21 +880,19 @@ class TrainingLoop:
         """Forget what retention.* says the run no longer needs: the content of prompts that finished
         long enough ago, old request ids. Runs at the loop's start and after each checkpoint: the store
         grows by what a run keeps, not by every prompt it ever trained."""
-        if not (self.prompt_content_seconds or self.request_ids_seconds):
+        r = self.retention
+        if r is None or not (r.prompt_content_seconds or r.request_ids_seconds):
             return
-        now = time.time()
-        done = self.store.prune(
-            content_before=now - self.prompt_content_seconds if self.prompt_content_seconds else None,
-            requests_before=now - self.request_ids_seconds if self.request_ids_seconds else None,
-        )
+        content_before, requests_before = r.cutoffs(time.time())
+        done = self.store.prune(content_before=content_before, requests_before=requests_before)
         self.metrics.store_pruned.labels(kind="prompt_content").inc(done.prompt_contents)
         self.metrics.store_pruned.labels(kind="request_ids").inc(done.request_ids)
         parts = []
         if done.prompt_contents:
             parts.append(f"the content of {done.prompt_contents} prompts that finished over "
-                         f"{_age(self.prompt_content_seconds)} ago")
+                         f"{_age(r.prompt_content_seconds)} ago")
         if done.request_ids:
-            parts.append(f"{done.request_ids} request ids older than {_age(self.request_ids_seconds)}")
+            parts.append(f"{done.request_ids} request ids older than {_age(r.request_ids_seconds)}")
         if parts:
             log.info("store: dropped %s (retention.*)", " and ".join(parts))
 
