@@ -16,6 +16,7 @@ import functools
 import logging
 import math
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -884,7 +885,12 @@ class TrainingLoop:
         if r is None or not (r.prompt_content_seconds or r.request_ids_seconds):
             return
         content_before, requests_before = r.cutoffs(time.time())
-        done = self.store.prune(content_before=content_before, requests_before=requests_before)
+        try:
+            done = self.store.prune(content_before=content_before, requests_before=requests_before)
+        except sqlite3.Error as exc:  # housekeeping: the step and its checkpoint are recorded already
+            log.warning("store: pruning under retention.* failed (%s); it is tried again at the next checkpoint",
+                        exc)
+            return
         self.metrics.store_pruned.labels(kind="prompt_content").inc(done.prompt_contents)
         self.metrics.store_pruned.labels(kind="request_ids").inc(done.request_ids)
         parts = []
