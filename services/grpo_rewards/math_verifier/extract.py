@@ -394,8 +394,16 @@ _OTHER_DIGIT = re.compile(r"(?![0-9])\d")
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff]")
 
 
+# An HTML comment, which Markdown shows nothing of; one left open hides the rest of the text.
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+
+
 def drop_invisible(text: str) -> str:
-    """`text` without characters that show nothing (see `_INVISIBLE`): what a reader sees is what is scored."""
+    """`text` without what shows nothing: characters (see `_INVISIBLE`) and HTML comments (a space each,
+    so that the words around one stay apart). What a reader sees is what is scored: a `\\boxed{3}` in a
+    comment before "The answer is 4." scored 3."""
+    if "<!--" in text:
+        text = _HTML_COMMENT.sub(" ", text)
     return text if text.isascii() else _INVISIBLE.sub("", text)
 # A root sign and what it covers: a parenthesised group without nested parentheses, a number, or a letter.
 _ROOT = re.compile(r"([√∛∜])\s*(?:\(([^()]{1,200})\)|(\d+(?:\.\d+)?|[A-Za-z]))")

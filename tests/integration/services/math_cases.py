@@ -237,6 +237,12 @@ CASES: list[tuple[str, str, float]] = [
     ("1500", "Answer: 1.5E+3", 1.0),
     ("6.02e23", "The answer is $6.02 \\times 10^{23}$.", 1.0),
     ("3e", "\\boxed{3e}", 1.0),
+    # an HTML comment shows nothing when the completion is read: what is in it is not the answer
+    ("4", "<!-- \\boxed{3} --> The answer is 4.", 1.0),
+    ("3", "<!-- \\boxed{3} --> The answer is 4.", 0.0),
+    ("3", "The answer is 3. <!-- or maybe \\boxed{5}", 1.0),
+    ("5", "The answer is 3. <!-- or maybe \\boxed{5}", 0.0),
+    ("7", "We add 3 and 4<!-- hidden 9 -->, so the total is 7.", 1.0),
     ("2, 3", "The answers are 2 and 3.", 1.0),
     ("3", "The answers are 2 and 3.", 0.0),
     ("-1, 4", "So $x=-1$ or $x=4$.", 1.0),
