@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 def compact_store(store_dir: Path, cfg: Config) -> int:
     """--compact-store: prune as the trainer would at start (retention.*), VACUUM, one line on stdout.
     Exit status 2 when there is no store there or a trainer holds it, 1 when SQLite fails (no space for
-    the copy: the store is left as it was)."""
+    the copy, say: the file is left as it was)."""
     import sqlite3
 
     from grpo_server.store import Store, StoreError, StoreInUse, lock_store
@@ -113,7 +113,8 @@ def compact_store(store_dir: Path, cfg: Config) -> int:
             pruned = store.prune(content_before=content_before, requests_before=requests_before)
             before, after = store.compact()
         except sqlite3.Error as err:
-            print(f"grpo-server: --compact-store: {err} (the store is as it was)", file=sys.stderr)
+            print(f"grpo-server: --compact-store: {err} (nothing is lost: each part is one transaction, and VACUUM "
+                  "replaces the file only once its copy is whole)", file=sys.stderr)
             return 1
         finally:
             store.close()
