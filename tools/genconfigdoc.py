@@ -6,6 +6,7 @@ tests/unit/test_config_doc.py fails when the committed file is stale. The Helm c
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -66,7 +67,7 @@ def render() -> str:
     for name, field in Config.model_fields.items():
         ann = field.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out.append(f"\n## `{name}`\n\n{(ann.__doc__ or '').strip()}\n")
+            out.append(f"\n## `{name}`\n\n{inspect.cleandoc(ann.__doc__ or '')}\n")
             out.append("| field | type | default | meaning |\n|---|---|---|---|")
             for sub, f in ann.model_fields.items():
                 desc = (f.description or "").replace("|", "/")
