@@ -87,16 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compact_store(store_dir: Path, cfg: Config) -> int:
     """--compact-store: prune as the trainer would at start (retention.*), VACUUM, one line on stdout.
-    Exit status 2 when there is no store there or a trainer holds it, 1 when SQLite fails (no space for
-    the copy, say: the file is left as it was)."""
+    No store there is nothing to do (status 0). Exit status 2 when a trainer holds it or it cannot be
+    opened, 1 when SQLite fails (no space for the copy, say: the file is left as it was)."""
     import sqlite3
 
     from grpo_server.store import Store, StoreError, StoreInUse, lock_store
     from grpo_server.store.sqlite_store import FILENAME
 
-    if not (store_dir / FILENAME).is_file():
-        print(f"grpo-server: --compact-store: no store in {store_dir} (no {FILENAME})", file=sys.stderr)
-        return 2
+    if not (store_dir / FILENAME).is_file():  # a first start (the chart's init container): nothing to do
+        print(f"grpo-server compacted nothing: no store in {store_dir} (no {FILENAME})", flush=True)
+        return 0
     try:
         lock = lock_store(store_dir)
     except StoreInUse as err:

@@ -143,3 +143,9 @@ def test_checkpoints_that_not_every_node_can_write_are_refused() -> None:
 def test_notes_wait_for_the_leaderworkerset_by_its_name(multinode_render) -> None:
     # `kubectl rollout status` knows no LeaderWorkerSet; its Available condition does the same job.
     assert f"wait --for=condition=Available leaderworkerset/{GROUP}" in multinode_render.notes
+
+
+def test_compact_store_on_start_runs_on_the_leader_only(multinode_render) -> None:
+    _, leader, worker = _templates(multinode_render)  # ci/multinode-values.yaml turns it on
+    assert [c["name"] for c in leader["spec"]["initContainers"]] == ["compact-store"]  # the store is the leader's
+    assert "initContainers" not in worker["spec"]

@@ -246,3 +246,23 @@ def test_model_volume_is_mounted_read_only_at_models(gpu_render) -> None:
     m = mount(container(pod, "trainer"), "model")
     assert m["mountPath"] == "/models" and m["readOnly"] is True
     assert parse_config(config_map_yaml(gpu_render, f"{TRAINER}-config", "config.yaml")).model.path == "/models/policy"
+
+
+def test_no_init_container_by_default(default_render) -> None:
+    assert "initContainers" not in _pod(default_render)["spec"]
+
+
+def test_compact_store_on_start_runs_before_the_trainer_on_its_store() -> None:
+    pod = _pod(render({"trainer": {"compactStoreOnStart": True}}))
+    (init,) = pod["spec"]["initContainers"]
+    trainer = container(pod, "trainer")
+    assert init["name"] == "compact-store" and init["image"] == trainer["image"]
+    assert init["command"] == ["grpo-server", "--compact-store", "--config", "/etc/grpo/config.yaml",
+                               "--store-dir", "/var/lib/grpo"]
+    assert mount(init, "store")["mountPath"] == mount(trainer, "store")["mountPath"] == "/var/lib/grpo"
+    assert mount(init, "config") == mount(trainer, "config")  # the same retention.* the trainer applies
+    # VACUUM's copy goes on the store's volume: /tmp is a small emptyDir under a read-only root.
+    assert {"name": "SQLITE_TMPDIR", "value": "/var/lib/grpo"} in init["env"]
+    assert init["securityContext"] == trainer["securityContext"]
+    assert "nvidia.com/gpu" in trainer["resources"]["limits"]
+    assert not any("gpu" in k for k in init["resources"].get("limits", {}))  # no GPU held for it

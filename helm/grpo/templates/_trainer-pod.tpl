@@ -54,6 +54,42 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- if and $t.compactStoreOnStart (ne $role "worker") }}
+  initContainers:
+    # trainer.compactStoreOnStart: before the trainer starts, apply retention.* to the store and
+    # rewrite its database to the size of what it holds (grpo-server --compact-store; docs/operations.md).
+    - name: compact-store
+      image: {{ include "grpo.image" (dict "root" $root "image" $t.image) | quote }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      command:
+        - grpo-server
+        - --compact-store
+        - --config
+        - /etc/grpo/config.yaml
+        - --store-dir
+        - /var/lib/grpo
+      env:
+        - name: HOME
+          value: /var/cache/grpo/home
+        # VACUUM's copy of the database goes beside it, on the store's volume, not in /tmp.
+        - name: SQLITE_TMPDIR
+          value: /var/lib/grpo
+      resources:
+        {{- include "grpo.resources" (dict "resources" $t.resources "gpu" (dict "count" 0)) | nindent 8 }}
+      securityContext:
+        {{- toYaml $root.Values.containerSecurityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/grpo/config.yaml
+          subPath: config.yaml
+          readOnly: true
+        - name: store
+          mountPath: /var/lib/grpo
+        - name: cache
+          mountPath: /var/cache/grpo
+        - name: tmp
+          mountPath: /tmp
+  {{- end }}
   containers:
     - name: trainer
       image: {{ include "grpo.image" (dict "root" $root "image" $t.image) | quote }}
