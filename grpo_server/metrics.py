@@ -119,6 +119,10 @@ class TrainerMetrics:
         self.completion_length = Gauge(
             "grpo_completion_length_tokens", "Completion lengths of the latest step.", ["stat"], registry=r
         )
+        self.truncated_fraction = Gauge(
+            "grpo_truncated_fraction", "Fraction of the latest step's completions cut at rollout.max_new_tokens "
+            "(their rewards judge cut text).", registry=r,
+        )
         self.zero_variance_groups = Gauge(
             "grpo_zero_variance_groups", "Groups with all-equal rewards in the latest step.", registry=r
         )
@@ -216,7 +220,7 @@ class TrainerMetrics:
         simple = {
             "reward_mean": self.reward_mean, "reward_std": self.reward_std, "kl": self.kl,
             "policy_loss": self.policy_loss, "entropy": self.entropy, "grad_norm": self.grad_norm,
-            "zero_variance_groups": self.zero_variance_groups,
+            "zero_variance_groups": self.zero_variance_groups, "truncated_fraction": self.truncated_fraction,
         }
         for key, gauge in simple.items():
             if key in m and math.isfinite(m[key]):

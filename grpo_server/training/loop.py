@@ -57,6 +57,11 @@ from grpo_server.types import (
 
 log = logging.getLogger(__name__)
 
+# A step whose completions stopped at rollout.max_new_tokens this often or more is warned about, at most
+# once in this many steps.
+TRUNCATION_WARN_FRACTION = 0.5
+TRUNCATION_WARN_EVERY = 50
+
 
 @dataclass(frozen=True)
 class StepSettings:
@@ -626,6 +631,7 @@ class TrainingLoop:
         self.samples_per_step = samples_per_step  # completions kept with each step's report (samples.py)
         self.samples_keep_steps = samples_keep_steps
         self.retention = retention  # what the store forgets, and when (prune_store); None: nothing
+        self._truncation_warned = 0  # the step of the last truncation warning (_warn_if_truncated)
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
         self._stop = threading.Event()
         # Set when the drain gave up waiting for the current step: the store and engines are closed
@@ -795,6 +801,7 @@ class TrainingLoop:
                 step, report.metrics.get("reward_mean", float("nan")), report.metrics.get("reward_std", float("nan")),
                 report.metrics.get("kl", 0.0), report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
             )
+            self._warn_if_truncated(report)
             if step % self.checkpoint_every == 0:
                 self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
         self.metrics.observe_step(report)
@@ -804,6 +811,22 @@ class TrainingLoop:
         if report.state is StepState.SKIPPED and outage:
             self._wait_after_outage(failed_backends)
         return report
+
+    def _warn_if_truncated(self, report: StepReport) -> None:
+        """Warn when most of a step's completions stopped at rollout.max_new_tokens: their rewards judge
+        cut text (an answer never reached scores 0), which the means alone do not show (a top complaint
+        about TRL: silent truncation by a small default). Said again every TRUNCATION_WARN_EVERY steps
+        while it lasts, not at every step."""
+        fraction = report.metrics.get("truncated_fraction", 0.0)
+        if fraction < TRUNCATION_WARN_FRACTION:
+            return
+        if self._truncation_warned and report.step - self._truncation_warned < TRUNCATION_WARN_EVERY:
+            return
+        self._truncation_warned = report.step
+        log.warning("step %d: %.0f%% of the completions stopped at rollout.max_new_tokens (%d tokens) before "
+                    "they ended, and were scored cut; raise rollout.max_new_tokens or ask for shorter answers "
+                    "(said again every %d steps while it lasts)", report.step, 100 * fraction,
+                    self.runner.s.sampling.max_new_tokens, TRUNCATION_WARN_EVERY)
 
     def _wait_after_outage(self, backends: Sequence[str]) -> None:
         """After a step skipped because its reward backends were down: wait a little (and for their

@@ -1,0 +1,42 @@
+"""Completions cut at rollout.max_new_tokens are scored cut: the trainer says so in its log (once in a
+while, not every step) and exports the fraction as `grpo_truncated_fraction`."""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from pathlib import Path
+
+import pytest
+from live_trainer import prompts, wait_for
+from prometheus_client.parser import text_string_to_metric_families
+
+from grpo_client import TrainerClient
+from grpo_server.training.loop import TRUNCATION_WARN_EVERY
+
+
+def gauge(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    (value,) = [s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
+    return float(value)
+
+
+def test_a_run_of_cut_completions_is_warned_about_once_and_exported(
+    toy_backend, start_trainer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, backend = toy_backend("toy", 0.5)
+    caplog.set_level(logging.WARNING, logger="grpo_server.training.loop")
+    # The tiny model is random: it almost never writes its end token within 4 new tokens.
+    app = start_trainer(tmp_path / "store", [("toy", backend.address)], training={"max_steps": 3},
+                        rollout={"max_new_tokens": 4},
+                        server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(6))
+    wait_for(lambda: client.step_status().run.prompts_trained == 6 or None, 120, "3 steps did not complete")
+    fractions = [client.step_status(n).step.metrics.truncated_fraction for n in (1, 2, 3)]
+    assert all(f >= 0.5 for f in fractions), fractions
+    warned = [r.getMessage() for r in caplog.records if "stopped at rollout.max_new_tokens" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("step 1: "), warned  # not again at steps 2 and 3
+    assert "(4 tokens)" in warned[0] and f"every {TRUNCATION_WARN_EVERY} steps" in warned[0]
+    assert gauge(app.metrics_port, "grpo_truncated_fraction") == fractions[-1]
