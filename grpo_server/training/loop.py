@@ -57,10 +57,10 @@ from grpo_server.types import (
 
 log = logging.getLogger(__name__)
 
-# A step whose completions stopped at rollout.max_new_tokens this often or more is warned about, at most
-# once in this many steps.
+# A step whose completions stopped at rollout.max_new_tokens this often or more is warned about
+# (_warn_about); each kind of warning comes at most once in WARN_EVERY_STEPS steps.
 TRUNCATION_WARN_FRACTION = 0.5
-TRUNCATION_WARN_EVERY = 50
+WARN_EVERY_STEPS = 50
 
 
 @dataclass(frozen=True)
@@ -631,7 +631,7 @@ class TrainingLoop:
         self.samples_per_step = samples_per_step  # completions kept with each step's report (samples.py)
         self.samples_keep_steps = samples_keep_steps
         self.retention = retention  # what the store forgets, and when (prune_store); None: nothing
-        self._truncation_warned = 0  # the step of the last truncation warning (_warn_if_truncated)
+        self._warned: dict[str, int] = {}  # kind -> the step of its last warning (_warn_about)
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
         self._stop = threading.Event()
         # Set when the drain gave up waiting for the current step: the store and engines are closed
@@ -801,7 +801,7 @@ class TrainingLoop:
                 step, report.metrics.get("reward_mean", float("nan")), report.metrics.get("reward_std", float("nan")),
                 report.metrics.get("kl", 0.0), report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
             )
-            self._warn_if_truncated(report)
+            self._warn_about(report)
             if step % self.checkpoint_every == 0:
                 self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
         self.metrics.observe_step(report)
@@ -812,21 +812,36 @@ class TrainingLoop:
             self._wait_after_outage(failed_backends)
         return report
 
-    def _warn_if_truncated(self, report: StepReport) -> None:
-        """Warn when most of a step's completions stopped at rollout.max_new_tokens: their rewards judge
-        cut text (an answer never reached scores 0), which the means alone do not show (a top complaint
-        about TRL: silent truncation by a small default). Said again every TRUNCATION_WARN_EVERY steps
-        while it lasts, not at every step."""
-        fraction = report.metrics.get("truncated_fraction", 0.0)
-        if fraction < TRUNCATION_WARN_FRACTION:
-            return
-        if self._truncation_warned and report.step - self._truncation_warned < TRUNCATION_WARN_EVERY:
-            return
-        self._truncation_warned = report.step
-        log.warning("step %d: %.0f%% of the completions stopped at rollout.max_new_tokens (%d tokens) before "
-                    "they ended, and were scored cut; raise rollout.max_new_tokens or ask for shorter answers "
-                    "(said again every %d steps while it lasts)", report.step, 100 * fraction,
-                    self.runner.s.sampling.max_new_tokens, TRUNCATION_WARN_EVERY)
+    def _warn_about(self, report: StepReport) -> None:
+        """Warn about what a completed step's means hide, each kind again only every WARN_EVERY_STEPS steps
+        while it lasts (not at every step):
+
+        - half or more of the completions stopped at rollout.max_new_tokens: their rewards judge cut text
+          (an answer never reached scores 0; a top complaint about TRL is silent truncation by a small
+          default);
+        - every group's completions got one reward: the policy loss is 0 (the "loss is 0" confusion
+          TRL's users report), only the KL term moves the weights."""
+        m = report.metrics
+        warnings = {}
+        fraction = m.get("truncated_fraction", 0.0)
+        if fraction >= TRUNCATION_WARN_FRACTION:
+            warnings["truncated"] = (
+                f"{100 * fraction:.0f}% of the completions stopped at rollout.max_new_tokens "
+                f"({self.runner.s.sampling.max_new_tokens} tokens) before they ended, and were scored cut; raise "
+                "rollout.max_new_tokens or ask for shorter answers")
+        groups = m.get("prompts", 0.0)
+        if groups and m.get("zero_variance_groups", 0.0) >= groups:
+            warnings["no_signal"] = (
+                f"every one of the {groups:.0f} groups got one reward for all its completions, so no completion "
+                "was better than another: the policy loss is 0 and only the KL term moved the weights; the "
+                "prompts are too easy or too hard for the policy, or a backend gives everything one score "
+                "(grpo status --samples shows the completions)")
+        for kind, text in warnings.items():
+            last = self._warned.get(kind)
+            if last is None or report.step - last >= WARN_EVERY_STEPS:
+                self._warned[kind] = report.step
+                log.warning("step %d: %s (said again every %d steps while it lasts)", report.step, text,
+                            WARN_EVERY_STEPS)
 
     def _wait_after_outage(self, backends: Sequence[str]) -> None:
         """After a step skipped because its reward backends were down: wait a little (and for their

@@ -1,5 +1,6 @@
-"""Completions cut at rollout.max_new_tokens are scored cut: the trainer says so in its log (once in a
-while, not every step) and exports the fraction as `grpo_truncated_fraction`."""
+"""What a step's means hide, said in the trainer's log once in a while (not every step): completions cut at
+rollout.max_new_tokens (also exported as `grpo_truncated_fraction`), and groups whose completions all got
+one reward (no learning signal: the policy loss is 0)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from live_trainer import prompts, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from grpo_client import TrainerClient
-from grpo_server.training.loop import TRUNCATION_WARN_EVERY
+from grpo_server.training.loop import WARN_EVERY_STEPS
 
 
 def gauge(port: int, name: str) -> float:
@@ -22,10 +23,10 @@ def gauge(port: int, name: str) -> float:
     return float(value)
 
 
-def test_a_run_of_cut_completions_is_warned_about_once_and_exported(
+def test_cut_completions_and_equal_rewards_are_warned_about_once_and_exported(
     toy_backend, start_trainer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, backend = toy_backend("toy", 0.5)
+    _, backend = toy_backend("toy", 0.5)  # one score for every completion: no group has a better one
     caplog.set_level(logging.WARNING, logger="grpo_server.training.loop")
     # The tiny model is random: it almost never writes its end token within 4 new tokens.
     app = start_trainer(tmp_path / "store", [("toy", backend.address)], training={"max_steps": 3},
@@ -38,5 +39,9 @@ def test_a_run_of_cut_completions_is_warned_about_once_and_exported(
     assert all(f >= 0.5 for f in fractions), fractions
     warned = [r.getMessage() for r in caplog.records if "stopped at rollout.max_new_tokens" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("step 1: "), warned  # not again at steps 2 and 3
-    assert "(4 tokens)" in warned[0] and f"every {TRUNCATION_WARN_EVERY} steps" in warned[0]
+    assert "(4 tokens)" in warned[0] and f"every {WARN_EVERY_STEPS} steps" in warned[0]
     assert gauge(app.metrics_port, "grpo_truncated_fraction") == fractions[-1]
+    assert [client.step_status(n).step.metrics.zero_variance_groups for n in (1, 2, 3)] == [2, 2, 2]
+    flat = [r.getMessage() for r in caplog.records if "got one reward for all its completions" in r.getMessage()]
+    assert len(flat) == 1 and flat[0].startswith("step 1: every one of the 2 groups "), flat
+    assert "the policy loss is 0" in flat[0]
