@@ -321,7 +321,7 @@ class TrainerApp:
             # /metrics tells where the run is from the start, not 0 until the restart's first step.
             self.metrics.latest_step.set(self.store.latest_completed_step())
             self.metrics.queue_depth.set(self.store.queue_depth())
-            self.metrics.attach_store(self.store.path)
+            self.metrics.attach_store(self.store.files)
             # What the API was told (paused, backends added/changed/removed) outlives a restart.
             self.registry.attach_store(self.store)
             self.control = RunControl(store=self.store)

@@ -97,15 +97,13 @@ def compact_store(store_dir: Path, cfg: Config) -> int:
     if not (store_dir / FILENAME).is_file():  # a first start (the chart's init container): nothing to do
         print(f"grpo-server compacted nothing: no store in {store_dir} (no {FILENAME})", flush=True)
         return 0
-    try:
-        lock = lock_store(store_dir)
-    except StoreInUse as err:
-        print(f"grpo-server: {err}", file=sys.stderr)
-        return 2
-    try:
+    with contextlib.ExitStack() as held:
         try:
-            store = Store(store_dir)
-        except StoreError as err:
+            lock = lock_store(store_dir)
+            if lock is not None:
+                held.callback(lock.close)
+            store = held.enter_context(contextlib.closing(Store(store_dir)))
+        except (StoreInUse, StoreError) as err:  # a trainer holds it, or it cannot be opened
             print(f"grpo-server: {err}", file=sys.stderr)
             return 2
         try:
@@ -116,11 +114,6 @@ def compact_store(store_dir: Path, cfg: Config) -> int:
             print(f"grpo-server: --compact-store: {err} (nothing is lost: each part is one transaction, and VACUUM "
                   "replaces the file only once its copy is whole)", file=sys.stderr)
             return 1
-        finally:
-            store.close()
-    finally:
-        if lock is not None:
-            lock.close()
     print(f"grpo-server compacted {store_dir}: {before} -> {after} bytes (dropped the content of "
           f"{pruned.prompt_contents} finished prompts and {pruned.request_ids} request ids)", flush=True)
     return 0

@@ -75,16 +75,15 @@ class _StoreFiles:
     submission and step, the WAL between SQLite's checkpoints): what the store's volume must hold."""
 
     def __init__(self) -> None:
-        self.path: Path | None = None
+        self.files: Mapping[str, Path] = {}
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "grpo_store_bytes", "Size of the store's SQLite files: file=db the database, file=wal its "
             "write-ahead log.", labels=["file"])
-        if self.path is not None:
-            for label, path in (("db", self.path), ("wal", self.path.with_name(self.path.name + "-wal"))):
-                with contextlib.suppress(OSError):  # not there (yet, or any more): no sample
-                    family.add_metric([label], float(path.stat().st_size))
+        for label, path in self.files.items():
+            with contextlib.suppress(OSError):  # not there (yet, or any more): no sample
+                family.add_metric([label], float(path.stat().st_size))
         yield family
 
 
@@ -171,9 +170,9 @@ class TrainerMetrics:
         """Read `grpo_reward_circuit_state` from `source` (backend -> "closed" | "open" | "half_open")."""
         self._circuits.source = source
 
-    def attach_store(self, path: Path) -> None:
-        """Report `grpo_store_bytes` of the SQLite database at `path` (and its WAL beside it)."""
-        self._store_files.path = path
+    def attach_store(self, files: Mapping[str, Path]) -> None:
+        """Report `grpo_store_bytes` of the store's files (Store.files: label -> path)."""
+        self._store_files.files = dict(files)
 
     # -------------------------------------------------------------------------------------- serving
 

@@ -18,7 +18,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -415,23 +415,24 @@ class Store:
         None keeps that kind for ever. The file does not shrink: SQLite reuses the freed pages."""
         contents = requests = 0
         if content_before is not None:
-            while True:
-                with self._write() as c:
-                    n = self._drop_contents(c, content_before, batch)
-                contents += n
-                if n < batch:
-                    break
+            contents = self._in_batches(lambda c: self._drop_contents(c, content_before, batch), batch)
         if requests_before is not None:
-            while True:
-                with self._write() as c:
-                    n = c.execute(
-                        "DELETE FROM requests WHERE request_id IN (SELECT request_id FROM requests INDEXED BY "
-                        "requests_by_age WHERE created_at < ? LIMIT ?)", (requests_before, batch),
-                    ).rowcount
-                requests += n
-                if n < batch:
-                    break
+            requests = self._in_batches(lambda c: c.execute(
+                "DELETE FROM requests WHERE request_id IN (SELECT request_id FROM requests INDEXED BY "
+                "requests_by_age WHERE created_at < ? LIMIT ?)", (requests_before, batch),
+            ).rowcount, batch)
         return PruneResult(contents, requests)
+
+    def _in_batches(self, one: Callable[[sqlite3.Connection], int], batch: int) -> int:
+        """Run `one` (it changes at most `batch` rows and says how many) in a write transaction of its own
+        until it changes fewer; the rows changed in all."""
+        total = 0
+        while True:
+            with self._write() as c:
+                n = one(c)
+            total += n
+            if n < batch:
+                return total
 
     @staticmethod
     def _drop_contents(c: sqlite3.Connection, before: float, batch: int) -> int:
@@ -450,18 +451,23 @@ class Store:
         rows = cur.fetchall()
         if not rows:
             return 0
-        data = columns.index("data")
+        data, seq = columns.index("data"), columns.index("seq")
         c.execute("DELETE FROM prompts WHERE seq IN (SELECT value FROM json_each(?))",
-                  (json.dumps([r[columns.index("seq")] for r in rows]),))
+                  (json.dumps([r[seq] for r in rows]),))
         c.executemany(
             f"INSERT INTO prompts ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             [(*r[:data], "", *r[data + 1:]) for r in rows],
         )
         return len(rows)
 
+    @property
+    def files(self) -> dict[str, Path]:
+        """The store's SQLite files: "db" the database, "wal" its write-ahead log (absent at times)."""
+        return {"db": self.path, "wal": self.path.with_name(self.path.name + "-wal")}
+
     def file_bytes(self) -> int:
         """The database file and its WAL, in bytes."""
-        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal")) if p.exists())
+        return sum(p.stat().st_size for p in self.files.values() if p.exists())
 
     def compact(self) -> tuple[int, int]:
         """Rewrite the database to the size of what it holds (SQLite's VACUUM, then the WAL folded in and

@@ -920,9 +920,9 @@ class TrainingLoop:
         long enough ago, old request ids. Runs at the loop's start and after each checkpoint: the store
         grows by what a run keeps, not by every prompt it ever trained."""
         r = self.retention
-        if r is None or not (r.prompt_content_seconds or r.request_ids_seconds):
+        content_before, requests_before = r.cutoffs(time.time()) if r is not None else (None, None)
+        if r is None or (content_before is None and requests_before is None):
             return
-        content_before, requests_before = r.cutoffs(time.time())
         try:
             done = self.store.prune(content_before=content_before, requests_before=requests_before)
         except sqlite3.Error as exc:  # housekeeping: the step and its checkpoint are recorded already
