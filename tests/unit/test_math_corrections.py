@@ -129,33 +129,45 @@ def test_a_choice_letter_ruled_out_is_not_the_answer(text, expected):
 KIB_64 = 65536
 
 
-@pytest.mark.parametrize("text", [
-    "\\boxed{3}. " + ("Wait, " * KIB_64)[:KIB_64],
-    "\\boxed{3}. " + ("Wait. " * KIB_64)[:KIB_64],
-    "\\boxed{3}. " + ("Wait, it is " * KIB_64)[:KIB_64],
-    "\\boxed{3}. " + ("Wait, it is 4 " * KIB_64)[:KIB_64],
-    "\\boxed{3}. " + ("Correction: " * KIB_64)[:KIB_64],
-    "\\boxed{3}" + ("That's wrong. " * KIB_64)[:KIB_64],
-    "\\boxed{3}" + (". " * KIB_64)[:KIB_64],
-    "\\boxed{3}" + " " * KIB_64 + "wait",
-    "\\boxed{3}. " + ("hmm, " * KIB_64)[:KIB_64] + "wait, it is 4",
-    "\\boxed{3}. Wait" + "," * KIB_64,
-    "\\boxed{3}. Wait, " + ("so " * KIB_64)[:KIB_64],
-    "\\boxed{3}. Wait, " + ("the answer is " * KIB_64)[:KIB_64],
-    ("\\boxed{3}. Wait, that's wrong, it is 4. " * KIB_64)[:KIB_64],
-    ("not (B) " * KIB_64)[:KIB_64],
-    ("(B) " * KIB_64)[:KIB_64],
-    ("(A), " * KIB_64)[:KIB_64] + " are wrong",
-    ("(A) and " * KIB_64)[:KIB_64] + " are wrong",
-    ("rule " * KIB_64)[:KIB_64] + "(B)",
-    "not" + " " * KIB_64 + "(B)",
-    "(B)" + " " * KIB_64 + "is wrong",
-])
-def test_corrections_and_negated_choices_stay_linear(text):
+def _seconds(text: str) -> float:
+    """The least of three timings of reading `text` every way the scorer does (noise only adds time)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        extract_final_answer(text, True)
+        extract_final_answer(text, False)
+        extract_choice(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: "\\boxed{3}. " + ("Wait, " * n)[:n],
+    lambda n: "\\boxed{3}. " + ("Wait. " * n)[:n],
+    lambda n: "\\boxed{3}. " + ("Wait, it is " * n)[:n],
+    lambda n: "\\boxed{3}. " + ("Wait, it is 4 " * n)[:n],
+    lambda n: "\\boxed{3}. " + ("Correction: " * n)[:n],
+    lambda n: "\\boxed{3}" + ("That's wrong. " * n)[:n],
+    lambda n: "\\boxed{3}" + (". " * n)[:n],
+    lambda n: "\\boxed{3}" + " " * n + "wait",
+    lambda n: "\\boxed{3}. " + ("hmm, " * n)[:n] + "wait, it is 4",
+    lambda n: "\\boxed{3}. Wait" + "," * n,
+    lambda n: "\\boxed{3}. Wait, " + ("so " * n)[:n],
+    lambda n: "\\boxed{3}. Wait, " + ("the answer is " * n)[:n],
+    lambda n: ("\\boxed{3}. Wait, that's wrong, it is 4. " * n)[:n],
+    lambda n: ("not (B) " * n)[:n],
+    lambda n: ("(B) " * n)[:n],
+    lambda n: ("(A), " * n)[:n] + " are wrong",
+    lambda n: ("(A) and " * n)[:n] + " are wrong",
+    lambda n: ("rule " * n)[:n] + "(B)",
+    lambda n: "not" + " " * n + "(B)",
+    lambda n: "(B)" + " " * n + "is wrong",
+], ids=range(20))
+def test_corrections_and_negated_choices_stay_linear(make):
     """64 KiB of markers, connectives or letters must not stall the server (a quadratic chain of markers took
-    46 s here before it was made one pass)."""
-    start = time.perf_counter()
-    extract_final_answer(text, True)
-    extract_final_answer(text, False)
-    extract_choice(text)
-    assert time.perf_counter() - start < 1.0
+    46 s here before it was made one pass). Four times the text takes about four times as long (a quadratic
+    pass sixteen); the ratio of two timings in one run holds on a loaded machine, where a bound of 1 s on
+    the 64 KiB reading alone failed at 1.05 s (0.12 s unloaded)."""
+    quarter, whole = _seconds(make(KIB_64 // 4)), _seconds(make(KIB_64))
+    assert whole < 5.0, whole
+    assert whole < 10 * max(quarter, 0.005), (quarter, whole)

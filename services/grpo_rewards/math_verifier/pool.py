@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -27,6 +28,23 @@ KILL_GRACE_SECONDS = 1.0
 
 # The verdict of an item asked for after the pool was closed (the server is stopping).
 CLOSED = Verdict(equal=False, error="the verifier is shutting down")
+
+
+_PROC = os.path.isdir("/proc/self")  # Linux: a process's state is readable there
+
+
+def _exited(pid: int) -> bool:
+    """True when process `pid` has exited: gone from /proc, or a zombie not yet reaped. False where there
+    is no /proc to ask (then only the executor's own view counts)."""
+    if not _PROC:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
 
 
 def _ignore_sigint() -> None:
@@ -55,9 +73,11 @@ class _Worker:
 
     def dead(self) -> bool:
         """True when its process has exited (killed from outside, out of memory), whether or not the
-        executor has noticed yet: an item submitted now would fail as if it had killed the worker."""
+        executor has noticed yet: an item submitted now would fail as if it had killed the worker. The
+        kernel is asked too: a forkserver child's exit code reaches `exitcode` only once the forkserver
+        has reaped it and passed the status on, a moment after the process is gone."""
         return bool(getattr(self.executor, "_broken", False)) or any(
-            proc.exitcode is not None for proc in self.processes().values())
+            proc.exitcode is not None or _exited(pid) for pid, proc in self.processes().items())
 
     def restart(self) -> None:
         old = self.executor
