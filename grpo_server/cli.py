@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     from grpo_server.rewards.registry import RegistryError
-    from grpo_server.store import StoreInUse
+    from grpo_server.store import StoreFull, StoreInUse
 
     try:
         app.start()
@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except StartupError as err:  # a file, address or directory it cannot use; the store is untouched
         print(f"grpo-server: {_setting_name(err.field, args)}: {err.problem}", file=sys.stderr)
+        return 2
+    except StoreFull as err:  # putting the leased prompts back (or another start-up write) did not fit
+        print(f"grpo-server: {_setting_name('store_dir', args)}: {err}", file=sys.stderr)
         return 2
     # One line tools and tests can parse to find the bound ports (port 0 picks free ones).
     print(f"grpo-server listening on port {app.api_port} metrics {app.metrics_port or '-'} pid {os.getpid()}", flush=True)

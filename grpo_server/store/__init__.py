@@ -10,6 +10,7 @@ from grpo_server.store.records import (
     QueueFullError,
     RequestIdReusedError,
     StoreError,
+    StoreFull,
     SubmitResult,
 )
 from grpo_server.store.sqlite_store import Store
@@ -24,6 +25,7 @@ __all__ = [
     "RequestIdReusedError",
     "Store",
     "StoreError",
+    "StoreFull",
     "StoreInUse",
     "SubmitResult",
     "lock_store",

@@ -9,6 +9,7 @@ error a second trainer gets.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -33,6 +34,7 @@ def lock_store(directory: Path) -> TextIO | None:
     release). Raises StoreInUse when another process holds it. Returns None, with a warning, on a file
     system without locks (the one-trainer rule is then up to the deployment)."""
     path = Path(directory) / LOCK_FILE
+    existed = path.exists()
     handle = open(path, "a+")  # noqa: SIM115 - held open for the trainer's lifetime
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,8 +53,15 @@ def lock_store(directory: Path) -> TextIO | None:
         log.warning("%s: this file system cannot lock (%s); make sure one trainer uses the store", path, exc)
         handle.close()
         return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+    except OSError:  # a full disk: the lock is ours, so the file this call made can go with it
+        if not existed:
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # closing flushes the unwritten line again
+            handle.close()
+        raise
     return handle

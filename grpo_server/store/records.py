@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from grpo_server.types import PromptState
 
@@ -57,6 +59,19 @@ class CheckpointRecord:
 
 class StoreError(Exception):
     """Base of the store's errors."""
+
+
+class StoreFull(sqlite3.OperationalError):
+    """A write found the store's disk full (SQLITE_FULL). Nothing of that write was stored: SQLite rolled
+    it back. An sqlite3.OperationalError, so what handles the store's errors handles this one too."""
+
+    def __init__(self, store_dir: Path, cause: BaseException) -> None:
+        self.store_dir = store_dir
+        super().__init__(
+            f"the store's disk is full: a write to {store_dir} failed ({cause}) and nothing of it was stored; "
+            "free space on that volume or grow it")
+        self.sqlite_errorcode = getattr(cause, "sqlite_errorcode", sqlite3.SQLITE_FULL)
+        self.sqlite_errorname = getattr(cause, "sqlite_errorname", "SQLITE_FULL")
 
 
 class DuplicatePromptError(StoreError):

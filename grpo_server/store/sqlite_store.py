@@ -33,6 +33,7 @@ from grpo_server.store.records import (
     QueueFullError,
     RequestIdReusedError,
     StoreError,
+    StoreFull,
     SubmitResult,
 )
 from grpo_server.types import PromptRecord, PromptState, StepReport, StepState
@@ -214,15 +215,21 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlock)."""
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, so no upgrade deadlock).
+        A failure, the COMMIT's included, leaves nothing of it stored; a full disk raises StoreFull."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                # After some errors (a full disk, I/O) SQLite has rolled the transaction back itself, and a
+                # ROLLBACK would fail with "no transaction is active", hiding the cause.
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise StoreFull(self.store_dir, exc) from exc
                 raise
-            self._conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

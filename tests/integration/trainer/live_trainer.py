@@ -190,9 +190,9 @@ class TrainerProcess:
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, env=env, text=True)
+        self._client: TrainerClient | None = None  # before _read_ports: its kill() on a failed start closes it
         self.port, self.metrics_port = self._read_ports(start_timeout_s)
         self.address = f"127.0.0.1:{self.port}"
-        self._client: TrainerClient | None = None
 
     def _read_ports(self, timeout_s: float) -> tuple[int, int | None]:
         found: list[tuple[int, int | None]] = []
