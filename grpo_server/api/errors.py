@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from grpo_server.api.validation import ValidationFailed, Violation
+from grpo_server.store.records import StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ MAX_DESCRIPTION_CHARS = 300
 MAX_MESSAGE_BYTES = 1024  # the status message (sent twice: grpc-message, and inside the details trailer)
 MAX_FIELD_BYTES = 1100  # a field path: room for a metadata key at the default limit (1 KiB) and its path
 MAX_NAME_BYTES = 300  # ResourceInfo.resource_name, PreconditionFailure.subject
+STORE_FULL_RETRY_SECONDS = 60.0  # RetryInfo on a call refused for a full store disk: a person must act
 
 
 def clip(text: str, max_bytes: int) -> str:
@@ -133,6 +135,10 @@ def _to_api_error(exc: BaseException, method: str) -> ApiError:
         return invalid_argument(exc.violations)
     if isinstance(exc, sqlite3.ProgrammingError):  # the store was closed: the server is shutting down
         return unavailable("the trainer is shutting down", 5.0)
+    if isinstance(exc, StoreFull):  # gRPC's code for "the entire file system is out of space"
+        log.error("%s refused: %s", method, exc)
+        return resource_exhausted(f"the trainer could not store this request: {exc}; retry once its operator has "
+                                  "made room", STORE_FULL_RETRY_SECONDS, subject="store")
     log.exception("%s failed", method)
     return ApiError(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
 

@@ -162,3 +162,26 @@ func TestErrorMarshalsAsThePythonClientsToDict(t *testing.T) {
 		t.Fatalf("got %s (%v)", got, err)
 	}
 }
+
+// A batch refused because the trainer's store disk is full (QuotaFailure subject "store") is not called a
+// full queue: the advice is for the trainer's operator, not to wait for training to drain the queue.
+func TestARefusalForAFullStoreDiskSaysSoNotAFullQueue(t *testing.T) {
+	refusal := func(subject string) *Error {
+		st, _ := status.New(codes.ResourceExhausted, "full").WithDetails(
+			&errdetails.RetryInfo{RetryDelay: ptypes.DurationProto(time.Minute)},
+			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Subject: subject, Description: "full"}}})
+		return wrapError("SubmitPrompts", st.Err()).(*Error)
+	}
+	no := false
+	for subject, want := range map[string]string{
+		"store": "Batch 2 was not queued. The 2 prompts of batch 1 (prompts 1-2) were accepted before it; the trainer keeps them. " +
+			"The trainer's store disk stayed full through the retries: once its operator has made room, run the same command again",
+		"queue": "The trainer's queue stayed full through the retries: once it has room, run the same command again",
+	} {
+		e := &SubmitError{Cause: refusal(subject), BatchIndex: 1, Batches: 2, BatchSize: 2, BatchFirst: 2, BatchPrompts: 2,
+			AcceptedIDs: []string{"a", "b"}, RefusedBatchQueued: &no, TotalPrompts: 4}
+		if got := e.Progress(); !strings.Contains(got, want) {
+			t.Fatalf("subject %s: got\n%s\nwant it to contain\n%s", subject, got, want)
+		}
+	}
+}

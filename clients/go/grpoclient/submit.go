@@ -229,6 +229,9 @@ func (e *SubmitError) Progress() string {
 		return refused + " " + before + " " + fix + "; then " + rerun
 	}
 	if c.Code == codes.ResourceExhausted && hasRetryInfo(c) {
+		if hasQuotaSubject(c, "store") {
+			return refused + " " + before + " The trainer's store disk stayed full through the retries: once its operator has made room, " + rerun
+		}
 		return refused + " " + before + " The trainer's queue stayed full through the retries: once it has room, " + rerun
 	}
 	if c.Code == codes.Unavailable || c.Code == codes.DeadlineExceeded {
@@ -302,6 +305,16 @@ func otherDetails(e *Error) []string {
 		}
 	}
 	return out
+}
+
+// hasQuotaSubject: whether e's QuotaFailure names subject as what is full ("queue", "store").
+func hasQuotaSubject(e *Error, subject string) bool {
+	for _, s := range e.QuotaSubjects {
+		if s == subject {
+			return true
+		}
+	}
+	return false
 }
 
 func hasRetryInfo(e *Error) bool {

@@ -241,6 +241,9 @@ class SubmitError(TrainerError):
                 return f"{refused} {before} {fix}; then run the command again."
             return f"{refused} {before} {fix}; then {rerun}"
         if self.code is grpc.StatusCode.RESOURCE_EXHAUSTED and self.retry_delay_seconds is not None:
+            if "store" in self.quota_subjects:
+                return (f"{refused} {before} The trainer's store disk stayed full through the retries: once its "
+                        f"operator has made room, {rerun}")
             return f"{refused} {before} The trainer's queue stayed full through the retries: once it has room, {rerun}"
         if self.client_certificate_refused:
             return (f"{refused} {before} The trainer refused the client certificate: with one it accepts "

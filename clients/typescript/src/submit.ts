@@ -181,6 +181,9 @@ export class SubmitError extends Error implements Where {
       return n === 0 ? `${refused} ${before} ${fix}; then run the command again.` : `${refused} ${before} ${fix}; then ${rerun}`;
     }
     if (this.code === grpc.status.RESOURCE_EXHAUSTED && this.retryDelayMs !== undefined) {
+      if (this.cause.quotaSubjects.includes('store')) {
+        return `${refused} ${before} The trainer's store disk stayed full through the retries: once its operator has made room, ${rerun}`;
+      }
       return `${refused} ${before} The trainer's queue stayed full through the retries: once it has room, ${rerun}`;
     }
     if (this.clientCertificateRefused) {

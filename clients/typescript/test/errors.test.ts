@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 
 import { Metadata, status } from '@grpc/grpc-js';
 
-import { GrpoError, decodeStatusDetails } from '../src';
+import { GrpoError, SubmitError, decodeStatusDetails } from '../src';
 import { googleRpcRoot } from '../src/protos';
 
 function trailer(details: Array<[string, Record<string, unknown>]>): Metadata {
@@ -102,6 +102,25 @@ describe('status details', () => {
       + '"details":["google.rpc.ErrorInfo"],"resource":{"type":"step","name":"9"},"quota_subjects":["queue"]}');
     assert.equal(JSON.stringify(new GrpoError('StepStatus', status.UNAVAILABLE, 'down', [])),
       '{"code":"UNAVAILABLE","message":"down"}');
+  });
+
+  it('says a refusal for a full store disk is not a full queue', () => {
+    for (const [subject, want] of [
+      ['store', "Batch 2 was not queued. The 2 prompts of batch 1 (prompts 1-2) were accepted before it; the trainer keeps "
+        + "them. The trainer's store disk stayed full through the retries: once its operator has made room, run the same "
+        + 'command again'],
+      ['queue', "The trainer's queue stayed full through the retries: once it has room, run the same command again"],
+    ]) {
+      const cause = new GrpoError('SubmitPrompts', status.RESOURCE_EXHAUSTED, 'full', decodeStatusDetails(trailer([
+        ['google.rpc.RetryInfo', { retryDelay: { seconds: 60 } }],
+        ['google.rpc.QuotaFailure', { violations: [{ subject, description: 'full' }] }],
+      ])));
+      const err = new SubmitError(cause, {
+        batchIndex: 1, batches: 2, batchSize: 2, batchFirst: 2, batchPrompts: 2, aloneTooLarge: [], resized: [],
+        acceptedIds: ['a', 'b'], refusedBatchQueued: false, located: [], source: undefined, lines: undefined, totalPrompts: 4,
+      });
+      assert.ok(err.progress().includes(want), `${subject}: ${err.progress()}`);
+    }
   });
 
   it('returns no details when the trailer is missing', () => {
