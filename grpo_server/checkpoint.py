@@ -16,6 +16,7 @@ training) and writes the files in a background thread; its progress is pollable.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -154,9 +155,34 @@ def write_hf_directory(
         if progress:
             progress(1.0)
         return files
-    except BaseException:
+    except BaseException as exc:
+        full = disk_full_error(exc, destination.parent, f"the model directory for {destination.name}")
         shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from exc
         raise
+
+
+FULL_BELOW_BYTES = 1 << 20  # a write that failed with less than this free on its volume ran out of space
+
+
+def disk_full_error(exc: BaseException, directory: Path, what: str) -> OSError | None:
+    """An OSError ENOSPC to raise (from `exc`) in place of `exc` when writing `what` under `directory`
+    failed because its volume is full, which the writers do not all say: torch's reads "[enforce fail at
+    inline_container.cc] unexpected pos 140672 vs 140560". A writer fills the volume before its write
+    fails, so one left with under FULL_BELOW_BYTES free (counted before the partial files are removed)
+    was full. None when `exc` says so itself, or is something else."""
+    if not isinstance(exc, Exception) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+        return None
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    free = st.f_bfree * st.f_frsize
+    if free >= FULL_BELOW_BYTES:
+        return None
+    return OSError(errno.ENOSPC, f"No space left on device: {what} did not fit in {directory} ({free} bytes were "
+                                 f"free when writing it failed with {type(exc).__name__}: {exc})")
 
 
 def _umask() -> int:
@@ -401,8 +427,11 @@ def save_training_checkpoint(
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
+        full = disk_full_error(exc, final.parent, f"the checkpoint of step {step}")
         shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from exc
         raise
     return final
 

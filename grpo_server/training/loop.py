@@ -12,6 +12,7 @@ constructor (store, run control, reward router, engines), so each piece can be t
 from __future__ import annotations
 
 import copy
+import errno
 import functools
 import logging
 import math
@@ -40,6 +41,7 @@ from grpo_server.chat import encode_prompt
 from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
 from grpo_server.config import RetentionConfig
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig
+from grpo_server.store.records import StoreFull
 from grpo_server.training import batch as batching
 from grpo_server.training.lora import policy_weights
 from grpo_server.training.loss import LossConfig, global_normalizer, grpo_loss, logprobs_only
@@ -164,6 +166,21 @@ def first_failure(groups: Sequence[ScoredGroup], limit: int = 300) -> str:
         text = f"backend {s.backend!r}: {s.status.name}" + (f": {s.message}" if s.message else "")
         return text if len(text) <= limit else text[: limit - 3] + "..."
     return "none recorded"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """True when `exc` or what it was raised from says a disk is full: the store's StoreFull, an OSError
+    ENOSPC, or a library's error quoting it (safetensors: "No space left on device (os error 28)")."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, StoreFull) or getattr(cur, "errno", None) == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(cur):
+            return True
+        cur = cur.__cause__ if cur.__cause__ is not None else None if cur.__suppress_context__ else cur.__context__
+    return False
 
 
 def _age(seconds: float) -> str:
@@ -688,7 +705,13 @@ class TrainingLoop:
                 log.info("the step left behind by the drain ended: %s: %s", type(exc).__name__, exc)
                 return
             log.exception("training loop failed")
-            self.control.fail(f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            if _disk_full(exc):
+                reason += (f" (a disk is full: make room on the volume that holds {self.store.store_dir}, or grow it, "
+                           "then restart the trainer; it resumes from "
+                           + (f"the checkpoint of step {self.checkpoint_step}" if self.checkpoint_step else "the start")
+                           + " and no submitted prompt is lost)")
+            self.control.fail(reason)
             self.metrics.set_run_state("failed")
 
     def run(self) -> None:
