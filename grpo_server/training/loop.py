@@ -20,7 +20,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,19 +168,32 @@ def first_failure(groups: Sequence[ScoredGroup], limit: int = 300) -> str:
     return "none recorded"
 
 
-def _disk_full(exc: BaseException) -> bool:
-    """True when `exc` or what it was raised from says a disk is full: the store's StoreFull, an OSError
-    ENOSPC, or a library's error quoting it (safetensors: "No space left on device (os error 28)")."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it was raised from or while handling (as its traceback shows them)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
-        if isinstance(cur, StoreFull) or getattr(cur, "errno", None) == errno.ENOSPC:
-            return True
-        if "No space left on device" in str(cur):
-            return True
+        yield cur
         cur = cur.__cause__ if cur.__cause__ is not None else None if cur.__suppress_context__ else cur.__context__
-    return False
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """True when `exc` or what it was raised from says a disk is full: the store's StoreFull, an OSError
+    ENOSPC, or a library's error quoting it (safetensors: "No space left on device (os error 28)")."""
+    return any(isinstance(e, StoreFull) or getattr(e, "errno", None) == errno.ENOSPC
+               or "No space left on device" in str(e) for e in _chain(exc))
+
+
+# How torch and the OS say an allocation failed: CUDA's "CUDA out of memory", torch's CPU allocator's
+# "DefaultCPUAllocator: can't allocate memory", ENOMEM's "Cannot allocate memory".
+_OUT_OF_MEMORY_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """True when `exc` or what it was raised from says memory ran out (on the GPU or the host)."""
+    return any(isinstance(e, (MemoryError, torch.OutOfMemoryError))
+               or any(t in str(e).lower() for t in _OUT_OF_MEMORY_TEXTS) for e in _chain(exc))
 
 
 def _age(seconds: float) -> str:
@@ -257,8 +270,33 @@ class StepRunner:
         # True from the moment the current step starts changing the weights (its first backward pass):
         # a step that fails after this may leave them partly updated.
         self.update_started = False
+        # What the current (or last) step is doing: "rollout" (sampling and scoring), "training pass"
+        # (log-probabilities and the update), "weight sync" (the new weights into the rollout engine).
+        self.phase = ""
         if sdpo is not None and sdpo.teacher in ("initial", "ema"):
             self.teacher = build_reference_model(engine.model)
+
+    def memory_advice(self) -> str:
+        """What to change when the current step ran out of memory, for its phase, with the settings' values."""
+        s = self.s
+        n = s.sampling.max_new_tokens
+        if self.phase == "rollout":
+            text = (f"out of memory during the rollout: generate fewer sequences at once (algorithm.prompts_per_step "
+                    f"{s.prompts_per_step} x algorithm.group_size {s.group_size} = {s.prompts_per_step * s.group_size}) "
+                    f"or shorter ones (rollout.max_new_tokens {n})")
+            if self.rollout.name == "vllm":
+                text += "; rollout.vllm_gpu_memory_utilization is the share of the GPU vLLM takes, the rest is training's"
+            return text
+        if self.phase == "training pass":
+            checkpointing = bool(getattr(self.engine.model, "is_gradient_checkpointing", False))
+            return (f"out of memory during the training pass: lower training.micro_batch_size ({s.micro_batch_size} "
+                    "sequences a forward and backward pass)"
+                    + ("" if checkpointing else ", set training.gradient_checkpointing: true")
+                    + f", or shorten the completions (rollout.max_new_tokens {n})")
+        if self.phase == "weight sync":
+            return ("out of memory loading the new weights into the rollout engine: with rollout.engine vllm, lower "
+                    "rollout.vllm_gpu_memory_utilization")
+        return "out of memory"
 
     # ------------------------------------------------------------------------------------ state
 
@@ -467,6 +505,7 @@ class StepRunner:
         could be scored (no update taken). `step_prompt_ids` lists every prompt the step consumed."""
         self.step_prompt_ids = tuple(p.id for p in prompts)
         self.update_started = False
+        self.phase = "rollout"
         self.step_unscored = ()
         self.step_dropped = ()
         self.step_unrolled = ()
@@ -519,6 +558,7 @@ class StepRunner:
             self.last_teacher_rows = rows  # for inspection (tests, debugging); replaced every step
             loss_kwargs.update(teacher_rows=rows, teacher=self.teacher, pad_id=self._pad_id())
 
+        self.phase = "training pass"
         t0 = time.monotonic()
         compute = functools.partial(logprobs_only, temperature=self.s.loss.temperature)
         if self.s.loss.beta > 0:
@@ -542,10 +582,12 @@ class StepRunner:
         timings["optimizer_seconds"] = float(train_metrics.pop("optimizer_seconds", 0.0))
         timings["backward_seconds"] = max(train_seconds - timings["optimizer_seconds"], 0.0)
 
+        self.phase = "weight sync"
         t0 = time.monotonic()
         if not self.weights_shared:
             self.rollout.load_weights(policy_weights(self.engine.model, self.engine.named_weights()))
         timings["weight_sync_seconds"] = time.monotonic() - t0
+        self.phase = ""
 
         # Reward metrics describe the policy: every group sampled, task rewards before any shaping.
         task, task_valid = self._task_rewards(sampled)
@@ -705,14 +747,22 @@ class TrainingLoop:
                 log.info("the step left behind by the drain ended: %s: %s", type(exc).__name__, exc)
                 return
             log.exception("training loop failed")
-            reason = f"{type(exc).__name__}: {exc}"
-            if _disk_full(exc):
-                reason += (f" (a disk is full: make room on the volume that holds {self.store.store_dir}, or grow it, "
-                           "then restart the trainer; it resumes from "
-                           + (f"the checkpoint of step {self.checkpoint_step}" if self.checkpoint_step else "the start")
-                           + " and no submitted prompt is lost)")
-            self.control.fail(reason)
+            self.control.fail(self._failure(exc))
             self.metrics.set_run_state("failed")
+
+    def _failure(self, exc: BaseException) -> str:
+        """The error a failed step and run report: the exception, and for a full disk or exhausted memory
+        what to change before the restart that resumes the run."""
+        text = f"{type(exc).__name__}: {exc}"
+        resume = ("restart the trainer; it resumes from "
+                  + (f"the checkpoint of step {self.checkpoint_step}" if self.checkpoint_step else "the start")
+                  + " and no submitted prompt is lost")
+        if _disk_full(exc):
+            return f"{text} (a disk is full: make room on the volume that holds {self.store.store_dir}, or grow it, then {resume})"
+        if _out_of_memory(exc):
+            advice = getattr(self.runner, "memory_advice", lambda: "out of memory")()
+            return f"{text} ({advice}; then {resume})"
+        return text
 
     def run(self) -> None:
         """The loop body; returns when stopped or finished."""
@@ -814,7 +864,7 @@ class TrainingLoop:
                     "restart the trainer to resume from it, then export"
                 )
             report = StepReport(step, StepState.FAILED, started, time.time(), {}, self.runner.rollout.name, ids,
-                                f"{type(exc).__name__}: {exc}")
+                                self._failure(exc))
             crashed = exc
         samples = completion_samples(getattr(self.runner, "step_groups", ()), self.samples_per_step)
         self.store.record_step(report, samples=samples, keep_sample_steps=self.samples_keep_steps)

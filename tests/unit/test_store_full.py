@@ -5,16 +5,13 @@ back by SQLite itself); tests/reliability/test_disk_full.py fills a real filesys
 
 from __future__ import annotations
 
-import errno
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from grpo_server.checkpoint import disk_full_error
 from grpo_server.store import Store, StoreFull
-from grpo_server.training.loop import _disk_full
 from grpo_server.types import ChatMessage, PromptRecord, PromptState, RewardSpec, StepReport, StepState
 
 BIG = 10**9
@@ -74,39 +71,3 @@ def test_a_step_that_does_not_fit_leaves_the_step_and_its_lease_as_they_were(sto
     limit_pages(store, None)
     store.record_step(report, samples=samples, keep_sample_steps=4)
     assert store.get_step(1).state is StepState.COMPLETED
-
-
-class _LibraryError(Exception):
-    """A writer's error that only quotes the OS (safetensors' SafetensorError)."""
-
-
-def test_the_run_failure_names_a_full_disk_only_when_one_was_full(tmp_path: Path) -> None:
-    full = StoreFull(tmp_path, sqlite3.OperationalError("database or disk is full"))
-    assert _disk_full(full)
-    assert _disk_full(OSError(errno.ENOSPC, "No space left on device"))
-    assert _disk_full(_LibraryError("Error while serializing: I/O error: No space left on device (os error 28)"))
-    try:  # raised while handling a full disk (a re-queue after the write that failed)
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("could not re-queue") from None
-    except RuntimeError as chained:
-        assert not _disk_full(chained)  # `from None` cut the chain: nothing says the disk was full
-    try:
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("could not re-queue")  # noqa: B904 - the implicit chain is what is tested
-    except RuntimeError as chained:
-        assert _disk_full(chained)
-    assert not _disk_full(RuntimeError("CUDA out of memory"))
-    assert not _disk_full(OSError(errno.EACCES, "Permission denied"))
-
-
-def test_a_failed_write_on_a_volume_with_room_is_not_called_full(tmp_path: Path) -> None:
-    # This volume has room (the test's tmp directory): the writer's own error stands.
-    assert disk_full_error(RuntimeError("unexpected pos 140672 vs 140560"), tmp_path, "a checkpoint") is None
-    # An error that says ENOSPC itself stands as it is.
-    assert disk_full_error(OSError(errno.ENOSPC, "No space left on device"), tmp_path, "a checkpoint") is None
-    # A directory that cannot be asked: the error stands.
-    assert disk_full_error(RuntimeError("x"), tmp_path / "missing", "a checkpoint") is None
