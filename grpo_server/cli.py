@@ -106,13 +106,20 @@ def compact_store(store_dir: Path, cfg: Config) -> int:
         except (StoreInUse, StoreError) as err:  # a trainer holds it, or it cannot be opened
             print(f"grpo-server: {err}", file=sys.stderr)
             return 2
+        except OSError as err:  # the lock file cannot be made (a full disk, permissions)
+            print(f"grpo-server: cannot use the store directory {store_dir}: {err.strerror or err}", file=sys.stderr)
+            return 2
         try:
             content_before, requests_before = cfg.retention.cutoffs(time.time())
             pruned = store.prune(content_before=content_before, requests_before=requests_before)
             before, after = store.compact()
         except sqlite3.Error as err:
-            print(f"grpo-server: --compact-store: {err} (nothing is lost: each part is one transaction, and VACUUM "
-                  "replaces the file only once its copy is whole)", file=sys.stderr)
+            room = ""
+            if getattr(err, "sqlite_errorname", "") == "SQLITE_FULL":
+                room = (f"; VACUUM needs room for a copy of the database ({store.file_bytes()} bytes) both in the "
+                        "temporary directory (SQLITE_TMPDIR, else /var/tmp or /tmp) and on the store's volume")
+            print(f"grpo-server: --compact-store: {err}{room} (nothing is lost: each part is one transaction, and "
+                  "VACUUM replaces the file only once its copy is whole)", file=sys.stderr)
             return 1
     print(f"grpo-server compacted {store_dir}: {before} -> {after} bytes (dropped the content of "
           f"{pruned.prompt_contents} finished prompts and {pruned.request_ids} request ids)", flush=True)

@@ -10,7 +10,9 @@ free space.
 4. Space freed and the trainer restarted: the run resumes from its last checkpoint and trains every
    prompt it accepted, each once; the refused ones were never stored.
 
-And a start on a volume with no room for the store's files at all: exit status 2 and one line saying so.
+And a start on a volume with no room for the store's files at all: exit status 2 and one line saying so;
+`grpo-server --compact-store` without room for the lock file, then for VACUUM's copy: one line each,
+saying what it needs, and the store as it was.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from live_trainer import (  # noqa: E402
 from grpo.trainer.v1 import trainer_pb2  # noqa: E402
 from grpo_client import SubmitError, TrainerError  # noqa: E402
 from grpo_server.store import Store  # noqa: E402
-from grpo_server.types import PromptState  # noqa: E402
+from grpo_server.types import ChatMessage, PromptRecord, PromptState, RewardSpec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -194,3 +196,39 @@ def test_a_start_on_a_full_volume_says_so(volume: Path, backend: str, tmp_path: 
     assert lines == [f"grpo-server: --store-dir: cannot use {store_dir}: No space left on device"], done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     assert sorted(p.name for p in store_dir.iterdir()) == before
+
+
+def compact(store_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*server_command(), "--compact-store", "--store-dir", str(store_dir)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_compacting_without_room_says_what_it_needs_and_changes_nothing(volume: Path) -> None:
+    store_dir = volume / "store"
+    store = Store(store_dir)
+    store.submit([PromptRecord(id=f"p{i}", messages=(ChatMessage("user", f"{i} " + "x" * 4000),),
+                               rewards=(RewardSpec("toy", 1.0),)) for i in range(500)], None, 10**9)
+    store.close()
+    database = (store_dir / "grpo.sqlite").read_bytes()
+
+    # No room for the lock file: refused before the store is opened.
+    filler = fill(volume, leave_bytes=0)
+    done = compact(store_dir)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert done.stderr.strip() == f"grpo-server: cannot use the store directory {store_dir}: No space left on device"
+    assert sorted(p.name for p in store_dir.iterdir()) == ["grpo.sqlite"]
+
+    # Room for the lock file and a little more, not for VACUUM's copy (about 2 MB).
+    filler.unlink()
+    fill(volume, leave_bytes=200_000)
+    done = compact(store_dir)
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "grpo-server: --compact-store: database or disk is full; VACUUM needs room for a copy of the database (" \
+        in done.stderr and "(nothing is lost:" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    store = Store(store_dir)
+    try:
+        assert store.queue_depth() == 500 and store.counts()[PromptState.QUEUED] == 500
+    finally:
+        store.close()
+    assert (store_dir / "grpo.sqlite").read_bytes() == database  # the store closed cleanly: WAL folded back
