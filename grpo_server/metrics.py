@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ class _CircuitStates:
 
 class _StoreFiles:
     """`grpo_store_bytes`, the store's files as they are at each scrape (the database grows with every
-    submission and step, the WAL between SQLite's checkpoints): what the store's volume must hold."""
+    submission and step, the WAL between SQLite's checkpoints): what the store's volume must hold. And
+    that volume's size and the bytes left on it for the trainer (statvfs of the store directory, which
+    also holds the checkpoints): a full one fails the run, so alert before."""
 
     def __init__(self) -> None:
         self.files: Mapping[str, Path] = {}
@@ -85,6 +88,18 @@ class _StoreFiles:
             with contextlib.suppress(OSError):  # not there (yet, or any more): no sample
                 family.add_metric([label], float(path.stat().st_size))
         yield family
+        available = GaugeMetricFamily(
+            "grpo_store_volume_available_bytes", "Bytes the trainer may still write on the volume of its store "
+            "directory (database and checkpoints).")
+        size = GaugeMetricFamily("grpo_store_volume_size_bytes", "Size of the volume of the store directory.")
+        directory = next(iter(self.files.values())).parent if self.files else None
+        if directory is not None:
+            with contextlib.suppress(OSError):
+                st = os.statvfs(directory)
+                available.add_metric([], float(st.f_bavail * st.f_frsize))
+                size.add_metric([], float(st.f_blocks * st.f_frsize))
+        yield available
+        yield size
 
 
 class TrainerMetrics:

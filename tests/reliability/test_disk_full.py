@@ -2,6 +2,8 @@
 by this test, which needs root: CI runs as root) holds the store directory, and a filler file takes its
 free space.
 
+0. The trainer's gauges of its store volume (grpo_store_volume_{size,available}_bytes) see the volume
+   and its filling.
 1. A checkpoint that does not fit: the run fails with the cause and what to do, the checkpoint's
    temporary directory is removed (the failed write leaks no space), and nothing trained is lost.
 2. A store write that does not fit: SubmitPrompts is refused with RESOURCE_EXHAUSTED (subject "store",
@@ -22,11 +24,13 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "trainer"))
 
@@ -96,6 +100,14 @@ def backend() -> Iterator[str]:
     server.stop(1)
 
 
+def volume_metrics(trainer: TrainerProcess) -> dict[str, float]:
+    """grpo_store_volume_{available,size}_bytes from the trainer's /metrics."""
+    assert trainer.metrics_port is not None
+    text = urllib.request.urlopen(f"http://127.0.0.1:{trainer.metrics_port}/metrics", timeout=10).read().decode()
+    return {s.name.removeprefix("grpo_store_volume_").removesuffix("_bytes"): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples if s.name.startswith("grpo_store_volume_")}
+
+
 def run_status(trainer: TrainerProcess) -> trainer_pb2.RunStatus:
     return trainer.client.step_status().run
 
@@ -107,9 +119,11 @@ def test_a_full_volume_loses_nothing(volume: Path, backend: str, tmp_path: Path)
     first = [p.id for p in prompts(4, prefix="a")]
     second = [p.id for p in prompts(4, prefix="b")]
     refused = [p.id for p in prompts(2, prefix="c")]
-    trainer = TrainerProcess(config, store_dir, [("toy", backend)], log_path=log)
+    trainer = TrainerProcess(config, store_dir, [("toy", backend)], log_path=log, metrics=True)
     try:
         trainer.wait_ready()
+        room = volume_metrics(trainer)
+        assert room["size"] == VOLUME_BYTES and 0 < VOLUME_BYTES - room["available"] < 8 << 20, room
         trainer.client.submit_prompts(prompts(4, prefix="a"))
         wait_for(lambda: run_status(trainer).checkpoint_step >= 2, 120,
                  lambda: f"the first 4 prompts were not trained; log:\n{trainer.log_tail()}")
@@ -120,6 +134,8 @@ def test_a_full_volume_loses_nothing(volume: Path, backend: str, tmp_path: Path)
         trainer.client.pause()
         trainer.client.submit_prompts(prompts(4, prefix="b"))
         filler = fill(volume, leave_bytes=checkpoint_bytes // 2)
+        room = volume_metrics(trainer)  # what an alert on the trainer's own gauges sees
+        assert room["size"] == VOLUME_BYTES and room["available"] <= checkpoint_bytes // 2, room
         trainer.client.resume()
         failed = wait_for(lambda: (s := run_status(trainer)).state == trainer_pb2.RUN_STATE_FAILED and s, 120,
                           lambda: f"the run did not fail on the full disk; log:\n{trainer.log_tail()}")
