@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from grpo_server.store.space import writable_bytes
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -175,10 +177,9 @@ def disk_full_error(exc: BaseException, directory: Path, what: str) -> OSError |
     if not isinstance(exc, Exception) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
         return None
     try:
-        st = os.statvfs(directory)
+        free = writable_bytes(directory)
     except OSError:
         return None
-    free = st.f_bfree * st.f_frsize
     if free >= FULL_BELOW_BYTES:
         return None
     return OSError(errno.ENOSPC, f"No space left on device: {what} did not fit in {directory} ({free} bytes were "

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 
 from grpo_server import __version__
+from grpo_server.store.space import writable_bytes
 from grpo_server.types import StepReport, StepState
 
 _PHASES = ("rollout", "reward", "logprob", "backward", "optimizer", "weight_sync")
@@ -95,8 +96,8 @@ class _StoreFiles:
         directory = next(iter(self.files.values())).parent if self.files else None
         if directory is not None:
             with contextlib.suppress(OSError):
+                available.add_metric([], float(writable_bytes(directory)))
                 st = os.statvfs(directory)
-                available.add_metric([], float(st.f_bavail * st.f_frsize))
                 size.add_metric([], float(st.f_blocks * st.f_frsize))
         yield available
         yield size
