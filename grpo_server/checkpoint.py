@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from grpo_server.store.space import writable_bytes
+from grpo_server.store.space import volume_bytes
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def disk_full_error(exc: BaseException, directory: Path, what: str) -> OSError |
     if not isinstance(exc, Exception) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
         return None
     try:
-        free = writable_bytes(directory)
+        free, _ = volume_bytes(directory)
     except OSError:
         return None
     if free >= FULL_BELOW_BYTES:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 
 from grpo_server import __version__
-from grpo_server.store.space import writable_bytes
+from grpo_server.store.space import volume_bytes
 from grpo_server.types import StepReport, StepState
 
 _PHASES = ("rollout", "reward", "logprob", "backward", "optimizer", "weight_sync")
@@ -80,6 +79,7 @@ class _StoreFiles:
 
     def __init__(self) -> None:
         self.files: Mapping[str, Path] = {}
+        self.directory: Path | None = None  # the store directory: where the files are
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -93,12 +93,11 @@ class _StoreFiles:
             "grpo_store_volume_available_bytes", "Bytes the trainer may still write on the volume of its store "
             "directory (database and checkpoints).")
         size = GaugeMetricFamily("grpo_store_volume_size_bytes", "Size of the volume of the store directory.")
-        directory = next(iter(self.files.values())).parent if self.files else None
-        if directory is not None:
+        if self.directory is not None:
             with contextlib.suppress(OSError):
-                available.add_metric([], float(writable_bytes(directory)))
-                st = os.statvfs(directory)
-                size.add_metric([], float(st.f_blocks * st.f_frsize))
+                writable, total = volume_bytes(self.directory)
+                available.add_metric([], float(writable))
+                size.add_metric([], float(total))
         yield available
         yield size
 
@@ -189,6 +188,7 @@ class TrainerMetrics:
     def attach_store(self, files: Mapping[str, Path]) -> None:
         """Report `grpo_store_bytes` of the store's files (Store.files: label -> path)."""
         self._store_files.files = dict(files)
+        self._store_files.directory = next(iter(files.values())).parent if files else None
 
     # -------------------------------------------------------------------------------------- serving
 
