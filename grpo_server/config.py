@@ -324,7 +324,9 @@ class TrainingConfig(_Strict):
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="After warm-up: constant, or linear or cosine decay to 0 at max_steps "
         "(those two need max_steps).")
-    micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward pass.")
+    micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward pass. With the torch "
+                                  "engine, a training pass that runs out of memory before its optimizer step runs "
+                                  "again at half the size (down to 1), kept until the trainer restarts.")
     gradient_checkpointing: bool = Field(
         True,
         description="Keep only each decoder layer's input for the backward pass and recompute the rest: "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import errno
 import functools
+import gc
 import logging
 import math
 import random
@@ -268,11 +269,16 @@ class StepRunner:
         # Every group the current (or last) step sampled and scored, for the completions it keeps (samples.py).
         self.step_groups: Sequence[ScoredGroup] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
-        # a step that fails after this may leave them partly updated.
+        # a step that fails after this may leave them partly updated. Set back to False when its training
+        # pass failed before any optimizer step began (_untouched).
         self.update_started = False
         # What the current (or last) step is doing: "rollout" (sampling and scoring), "training pass"
         # (log-probabilities and the update), "weight sync" (the new weights into the rollout engine).
         self.phase = ""
+        # Sequences per forward and backward pass: training.micro_batch_size until a training pass runs out
+        # of memory before its optimizer step, then half as many (and again, down to 1) for the rest of the
+        # process's life (_retry_smaller).
+        self.micro_batch_size = settings.micro_batch_size
         if sdpo is not None and sdpo.teacher in ("initial", "ema"):
             self.teacher = build_reference_model(engine.model)
 
@@ -288,11 +294,24 @@ class StepRunner:
                 text += "; rollout.vllm_gpu_memory_utilization is the share of the GPU vLLM takes, the rest is training's"
             return text
         if self.phase == "training pass":
+            if getattr(self.engine, "optimizer_stepping", False):
+                return ("out of memory in the optimizer step (AdamW keeps two fp32 numbers for every weight it trains): "
+                        "train a LoRA adapter instead of every weight (algorithm.lora_rank), or shard the optimizer over "
+                        "GPUs (training.engine deepspeed)")
             checkpointing = bool(getattr(self.engine.model, "is_gradient_checkpointing", False))
+            shorter = f"shorten the completions (rollout.max_new_tokens {n})"
+            if self.micro_batch_size == 1:
+                return ("out of memory during the training pass with micro-batches of 1 sequence"
+                        + (f" (training.micro_batch_size {s.micro_batch_size}, halved on running out)"
+                           if s.micro_batch_size > 1 else "") + ": "
+                        + ("" if checkpointing else "set training.gradient_checkpointing: true, ")
+                        + shorter + ", or give the trainer more memory")
+            halved = (f", halved to {self.micro_batch_size} on running out" if self.micro_batch_size < s.micro_batch_size
+                      else "")
             return (f"out of memory during the training pass: lower training.micro_batch_size ({s.micro_batch_size} "
-                    "sequences a forward and backward pass)"
+                    f"sequences a forward and backward pass{halved})"
                     + ("" if checkpointing else ", set training.gradient_checkpointing: true")
-                    + f", or shorten the completions (rollout.max_new_tokens {n})")
+                    + f", or {shorter}")
         if self.phase == "weight sync":
             return ("out of memory loading the new weights into the rollout engine: with rollout.engine vllm, lower "
                     "rollout.vllm_gpu_memory_utilization")
@@ -543,8 +562,6 @@ class StepRunner:
         full = batching.collate(
             scored, adv, pad_token_id=self._pad_id(), mask_truncated=self.s.mask_truncated
         )
-        micro = batching.split(full, self.s.micro_batch_size)
-
         loss_kwargs: dict[str, Any] = {"cfg": self.s.loss}
         sdpo = self.s.loss.sdpo
         if sdpo is not None and sdpo.weight > 0:
@@ -559,28 +576,24 @@ class StepRunner:
             loss_kwargs.update(teacher_rows=rows, teacher=self.teacher, pad_id=self._pad_id())
 
         self.phase = "training pass"
-        t0 = time.monotonic()
-        compute = functools.partial(logprobs_only, temperature=self.s.loss.temperature)
-        if self.s.loss.beta > 0:
-            assert self.ref_model is not None
-            with torch.no_grad():
-                micro = [batching.with_logprobs(mb, ref=compute(self.ref_model, mb)) for mb in micro]
-        if self.s.inner_iterations > 1:
-            micro = [batching.with_logprobs(mb, old=self.engine.forward_logprobs(mb, self.s.loss.temperature, compute)) for mb in micro]
-        timings["logprob_seconds"] = time.monotonic() - t0
-
-        normalizer = global_normalizer(micro, self.s.loss.aggregation, self.s.loss.max_tokens)
-        loss_fn = functools.partial(grpo_loss, **loss_kwargs)
-        t0 = time.monotonic()
-        train_metrics: dict[str, float] = {}
-        self.update_started = True
-        for _ in range(self.s.inner_iterations):
-            train_metrics = self.engine.train_step(micro, loss_fn, normalizer)
-            if sdpo is not None and sdpo.teacher == "ema" and self.teacher is not None:
-                ema_update(self.teacher.parameters(), self.engine.model.parameters(), sdpo.ema_rate)
-        train_seconds = time.monotonic() - t0
-        timings["optimizer_seconds"] = float(train_metrics.pop("optimizer_seconds", 0.0))
-        timings["backward_seconds"] = max(train_seconds - timings["optimizer_seconds"], 0.0)
+        retries = 0
+        while True:
+            steps_before = getattr(self.engine, "step", None)
+            try:
+                train_metrics = self._training_pass(full, loss_kwargs, timings)
+                break
+            except Exception as exc:
+                untouched = self._untouched(steps_before)
+                if not (untouched and _out_of_memory(exc) and min(self.micro_batch_size, full.num_sequences) > 1):
+                    if untouched:  # the weights in memory are still the last step's: exports stay possible
+                        self.update_started = False
+                    raise
+                failure = f"{type(exc).__name__}: {exc}"
+            # Out of the handler: the failed pass's tensors went with its traceback.
+            self._retry_smaller(step, failure, full.num_sequences)
+            retries += 1
+        train_metrics["micro_batch_size"] = float(self.micro_batch_size)
+        train_metrics["oom_retries"] = float(retries)
 
         self.phase = "weight sync"
         t0 = time.monotonic()
@@ -599,6 +612,57 @@ class StepRunner:
             ok = task_valid
             rollout_metrics["overlong/penalty_mean"] = float((shaped[ok] - task[ok]).mean()) if bool(ok.any()) else 0.0
         return {**rollout_metrics, **extra_metrics, **train_metrics, **timings}
+
+    def _training_pass(self, full: Any, loss_kwargs: dict[str, Any], timings: dict[str, float]) -> dict[str, float]:
+        """The step's log-probabilities (reference, old) and its update(s), in micro-batches of
+        `self.micro_batch_size` sequences; returns the engine's train metrics (timings go into `timings`)."""
+        micro = batching.split(full, self.micro_batch_size)
+        t0 = time.monotonic()
+        compute = functools.partial(logprobs_only, temperature=self.s.loss.temperature)
+        if self.s.loss.beta > 0:
+            assert self.ref_model is not None
+            with torch.no_grad():
+                micro = [batching.with_logprobs(mb, ref=compute(self.ref_model, mb)) for mb in micro]
+        if self.s.inner_iterations > 1:
+            micro = [batching.with_logprobs(mb, old=self.engine.forward_logprobs(mb, self.s.loss.temperature, compute)) for mb in micro]
+        timings["logprob_seconds"] = time.monotonic() - t0
+
+        normalizer = global_normalizer(micro, self.s.loss.aggregation, self.s.loss.max_tokens)
+        loss_fn = functools.partial(grpo_loss, **loss_kwargs)
+        sdpo = self.s.loss.sdpo
+        t0 = time.monotonic()
+        train_metrics: dict[str, float] = {}
+        self.update_started = True
+        for _ in range(self.s.inner_iterations):
+            train_metrics = self.engine.train_step(micro, loss_fn, normalizer)
+            if sdpo is not None and sdpo.teacher == "ema" and self.teacher is not None:
+                ema_update(self.teacher.parameters(), self.engine.model.parameters(), sdpo.ema_rate)
+        train_seconds = time.monotonic() - t0
+        timings["optimizer_seconds"] = float(train_metrics.pop("optimizer_seconds", 0.0))
+        timings["backward_seconds"] = max(train_seconds - timings["optimizer_seconds"], 0.0)
+        return train_metrics
+
+    def _untouched(self, steps_before: int | None) -> bool:
+        """True when a training pass that failed left the weights and the optimizer as it found them: no
+        optimizer step began. Only an engine that says when its optimizer is stepping (the torch engine's
+        `optimizer_stepping`) can tell; DeepSpeed keeps its own accumulation count and ranks, so a failed
+        pass of its counts as touched (not run again, the weights not exported)."""
+        return (getattr(self.engine, "optimizer_stepping", None) is False and steps_before is not None
+                and self.engine.step == steps_before)
+
+    def _retry_smaller(self, step: int, failure: str, sequences: int) -> None:
+        """Halve the micro-batch size for this pass and the rest of the process's life, release what the
+        failed pass held, and say so."""
+        was = min(self.micro_batch_size, sequences)
+        self.micro_batch_size = was // 2
+        self.engine.model.zero_grad(set_to_none=True)
+        gc.collect()  # the failed pass's autograd graph, should a reference cycle hold it
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+        log.warning("step %d: out of memory in the training pass with micro-batches of %d sequences (%s); running "
+                    "it again with %d. The trainer keeps %d until it restarts: set training.micro_batch_size to "
+                    "%d (now %d) to start there", step, was, failure[:300], self.micro_batch_size,
+                    self.micro_batch_size, self.micro_batch_size, self.s.micro_batch_size)
 
     # ------------------------------------------------------------------------------------ helpers
 

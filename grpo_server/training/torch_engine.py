@@ -75,6 +75,11 @@ class TorchEngine:
         # Gradients are released once the optimizer has used them, so they do not sit beside the weight
         # sync's copy of the weights (the step's peak otherwise). Tests set this to inspect them.
         self.keep_grads = False
+        # True while the optimizer changes the weights and its state. An error raised while it is False
+        # (in a forward or backward pass, or clipping) left the weights and the optimizer as they were,
+        # so the step's training pass may be run again (StepRunner does, with smaller micro-batches,
+        # when memory ran out).
+        self.optimizer_stepping = False
 
     # ---------------------------------------------------------------------------------- training
 
@@ -112,9 +117,11 @@ class TorchEngine:
                 m.grad = torch.zeros_like(m)
         grad_norm = self._clip()
         lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer_stepping = True
         self.optimizer.step()
         self.scheduler.step()
         self._masters_to_model()
+        self.optimizer_stepping = False
         if not self.keep_grads:
             self.model.zero_grad(set_to_none=True)
             self.optimizer.zero_grad(set_to_none=True)
