@@ -137,6 +137,14 @@ class TrainerMetrics:
             "grpo_truncated_fraction", "Fraction of the latest step's completions cut at rollout.max_new_tokens "
             "(their rewards judge cut text).", registry=r,
         )
+        self.micro_batch_size = Gauge(
+            "grpo_training_micro_batch_size", "Sequences per forward and backward pass in the latest step: "
+            "training.micro_batch_size, or less once the trainer has halved it on running out of memory.", registry=r,
+        )
+        self.oom_retries = Counter(
+            "grpo_training_oom_retries", "Training passes run again in micro-batches of half the size because memory "
+            "ran out before the optimizer step.", registry=r,
+        )
         self.zero_variance_groups = Gauge(
             "grpo_zero_variance_groups", "Groups with all-equal rewards in the latest step.", registry=r
         )
@@ -226,6 +234,9 @@ class TrainerMetrics:
         self.generated_tokens.inc(m.get("generated_tokens", 0))
         if report.state is not StepState.COMPLETED:
             return
+        self.oom_retries.inc(m.get("oom_retries", 0))
+        if "micro_batch_size" in m:
+            self.micro_batch_size.set(m["micro_batch_size"])
         self.latest_step.set(report.step)
         if "step_seconds" in m:
             self.step_duration.observe(m["step_seconds"])

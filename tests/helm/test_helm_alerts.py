@@ -45,7 +45,7 @@ ENABLED = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": Tr
 @needs_promtool
 def test_promtool_finds_every_rule_valid() -> None:
     out = promtool("check", "rules", str(RULES))
-    assert "SUCCESS: 5 rules found" in out, out
+    assert "SUCCESS: 6 rules found" in out, out
 
 
 @needs_promtool
@@ -103,7 +103,7 @@ def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: 
         "spec"]["groups"]
     rules = tmp_path / "rendered.yaml"
     rules.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    assert "SUCCESS: 7 rules found" in promtool("check", "rules", str(rules))
+    assert "SUCCESS: 8 rules found" in promtool("check", "rules", str(rules))
     claim = f"store-{TRAINER}-0"
     volume = f'namespace="{NAMESPACE}", persistentvolumeclaim="{claim}"'
     other = f'namespace="{NAMESPACE}", persistentvolumeclaim="store-other-0"'

@@ -4,8 +4,12 @@ is the tiny one with a vocabulary of 2M rows, so that its logits are large: a ro
 completions needs about 700 MB more than the process holds when it serves, the training pass over 1 GB
 in one allocation.
 
-The run fails with the allocator's error and what to change for the phase it ran out in, with the
-settings' values; the failed step's report says the same; the step's prompts are back in the queue.
+A training pass that runs out before its optimizer step runs again in micro-batches of half the size.
+With LoRA (the embedding's gradient and AdamW state gone) the logits dominate and shrink with the
+micro-batch: the step completes at a smaller size, which the next step keeps. Fully fine-tuned, the
+embedding's 512 MB gradient does not fit at any size: the run fails with the allocator's error and what to
+change for the phase it ran out in, with the settings' values; the failed step's report says the same;
+the step's prompts are back in the queue.
 (CUDA's out-of-memory error, torch.OutOfMemoryError, cannot be raised here: tests/unit/test_store_full.py
 checks that it is recognised.)
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import resource
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,7 @@ from live_trainer import (  # noqa: E402
 )
 
 from grpo.trainer.v1 import trainer_pb2  # noqa: E402
+from grpo_client import TrainerClient, TrainerError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +71,9 @@ def address_space(pid: int) -> int:
 
 
 @pytest.mark.parametrize(("headroom_mb", "checkpointing", "advice"), [
-    (1300, False, "out of memory during the training pass: lower training.micro_batch_size (16 sequences a "
-                            "forward and backward pass), set training.gradient_checkpointing: true, or shorten the "
-                            "completions (rollout.max_new_tokens 8)"),
+    (1300, False, "out of memory during the training pass with micro-batches of 1 sequence "
+                  "(training.micro_batch_size 16, halved on running out): set training.gradient_checkpointing: "
+                  "true, shorten the completions (rollout.max_new_tokens 8), or give the trainer more memory"),
     (250, True, "out of memory during the rollout: generate fewer sequences at once (algorithm.prompts_per_step "
                      "2 x algorithm.group_size 4 = 8) or shorter ones (rollout.max_new_tokens 8)"),
 ])
@@ -96,6 +102,65 @@ def test_a_step_out_of_memory_says_what_to_change(big_vocab_model: Path, tmp_pat
         assert step.state == trainer_pb2.STEP_STATE_FAILED and step.error == run.error, step
         assert [(p.id, p.state) for p in client.list_prompts().prompts] == [
             ("p0", trainer_pb2.PROMPT_STATE_QUEUED), ("p1", trainer_pb2.PROMPT_STATE_QUEUED)]
+    finally:
+        trainer.kill()
+        backend.stop(1)
+
+
+def finished(client: TrainerClient, step: int) -> trainer_pb2.StepReport | None:
+    """Step `step`'s report once it has completed or failed; None before (or before it has started)."""
+    try:
+        report = client.step_status(step).step
+    except TrainerError:  # NOT_FOUND: not started yet
+        return None
+    return report if report.state in (trainer_pb2.STEP_STATE_COMPLETED, trainer_pb2.STEP_STATE_FAILED) else None
+
+
+def scraped(port: int | None, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} is not on /metrics")
+
+
+def test_a_training_pass_out_of_memory_completes_in_smaller_micro_batches(big_vocab_model: Path,
+                                                                         tmp_path: Path) -> None:
+    backend = serve(ConstantScorer("toy", 1.0))
+    config = write_yaml(tmp_path / "trainer.yaml", config_data(
+        model={"source": "path", "path": str(big_vocab_model)}, algorithm={"lora_rank": 8},
+        training={"gradient_checkpointing": False, "micro_batch_size": 8}))
+    trainer = TrainerProcess(config, tmp_path / "store", [("toy", backend.address)],
+                             log_path=tmp_path / "trainer.log", metrics=True)
+    try:
+        trainer.wait_ready()
+        client = trainer.client
+        client.pause()
+        client.submit_prompts(prompts(2))
+        for _ in range(8):
+            client.step_status()
+        # Measured: micro-batches of 8 need over 1300 MB more than the trainer holds here, of 4 between
+        # 1000 and 1300, of 2 less than 1000.
+        resource.prlimit(trainer.proc.pid, resource.RLIMIT_AS,
+                         (address_space(trainer.proc.pid) + (1000 << 20), resource.RLIM_INFINITY))
+        client.resume()
+        first = wait_for(lambda: finished(client, 1), 150, lambda: f"step 1 did not finish; log:\n{trainer.log_tail()}")
+        assert first.state == trainer_pb2.STEP_STATE_COMPLETED, first.error
+        retries = first.metrics.extra["oom_retries"]
+        assert retries >= 1 and first.metrics.extra["micro_batch_size"] == 8 / 2 ** retries < 8, first.metrics
+        log = trainer.log_path.read_text()
+        assert "step 1: out of memory in the training pass with micro-batches of 8 sequences (RuntimeError: " \
+               in log and "can't allocate memory" in log, trainer.log_tail()
+        assert client.step_status().run.state != trainer_pb2.RUN_STATE_FAILED
+
+        # The next step starts at the smaller size: no retry, the same cap.
+        client.submit_prompts(prompts(2, start=2))
+        second = wait_for(lambda: finished(client, 2), 150, lambda: f"step 2 did not finish; log:\n{trainer.log_tail()}")
+        assert second.state == trainer_pb2.STEP_STATE_COMPLETED, second.error
+        assert second.metrics.extra["oom_retries"] == 0
+        assert second.metrics.extra["micro_batch_size"] == first.metrics.extra["micro_batch_size"]
+        assert scraped(trainer.metrics_port, "grpo_training_oom_retries_total") == retries
+        assert scraped(trainer.metrics_port, "grpo_training_micro_batch_size") == second.metrics.extra["micro_batch_size"]
     finally:
         trainer.kill()
         backend.stop(1)
