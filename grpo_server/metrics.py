@@ -142,8 +142,9 @@ class TrainerMetrics:
             "training.micro_batch_size, or less once the trainer has halved it on running out of memory.", registry=r,
         )
         self.oom_retries = Counter(
-            "grpo_training_oom_retries", "Training passes run again in micro-batches of half the size because memory "
-            "ran out before the optimizer step.", registry=r,
+            "grpo_oom_retries", "Work run again in halves because memory ran out: phase=training (a training pass, "
+            "in micro-batches of half the size, before its optimizer step), phase=rollout (an HF generate call, with "
+            "half as many prompts).", ["phase"], registry=r,
         )
         self.zero_variance_groups = Gauge(
             "grpo_zero_variance_groups", "Groups with all-equal rewards in the latest step.", registry=r
@@ -234,7 +235,8 @@ class TrainerMetrics:
         self.generated_tokens.inc(m.get("generated_tokens", 0))
         if report.state is not StepState.COMPLETED:
             return
-        self.oom_retries.inc(m.get("oom_retries", 0))
+        for phase in ("training", "rollout"):
+            self.oom_retries.labels(phase=phase).inc(m.get(f"oom_retries/{phase}", 0))
         if "micro_batch_size" in m:
             self.micro_batch_size.set(m["micro_batch_size"])
         self.latest_step.set(report.step)

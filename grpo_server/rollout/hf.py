@@ -14,14 +14,18 @@ vLLM's `processed_logprobs` mode returns the same quantity, so both engines agre
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 
+from grpo_server.memory import out_of_memory, release
 from grpo_server.rollout.base import SamplingConfig
 from grpo_server.rollout.common import DTYPES, check_prompts, cut_at_stop, eos_token_ids
 from grpo_server.types import Completion
+
+log = logging.getLogger(__name__)
 
 
 class HFEngine:
@@ -45,7 +49,7 @@ class HFEngine:
         float32). device: where a private copy lives (a shared model stays where it is). seed: unused
         for sampling (torch's global RNG is used unless SamplingConfig.seed is set); kept for the
         interface. max_batch_sequences: cap on prompts x n sequences per `generate` call (None = all
-        prompts of a step at once); bounds memory on big steps."""
+        prompts of a step at once); bounds memory on big steps, and is lowered on running out (generate)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if max_batch_sequences is not None and max_batch_sequences < 1:
@@ -59,6 +63,7 @@ class HFEngine:
         self.model: Any = model
         self.seed = seed
         self.max_batch_sequences = max_batch_sequences
+        self.oom_retries = 0  # batches generated again in halves after running out of memory (generate)
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id)
 
@@ -70,7 +75,11 @@ class HFEngine:
 
     def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig) -> list[list[Completion]]:
         """n sampled completions per prompt (see RolloutEngine.generate). Prompts are left-padded into
-        batches of at most max_batch_sequences // n prompts."""
+        batches of at most max_batch_sequences // n prompts.
+
+        A batch that runs out of memory is generated again in batches of half as many prompts (down to
+        one), and `max_batch_sequences` stays at the smaller size for later calls; `oom_retries` counts
+        these. The completions are samples of the same distribution, drawn in smaller batches."""
         check_prompts(prompts)
         stop_ids = eos_token_ids(self.tokenizer, getattr(self.model, "generation_config", None), sampling.stop_token_ids)
         per_call = len(prompts) or 1
@@ -78,8 +87,24 @@ class HFEngine:
             per_call = max(1, self.max_batch_sequences // sampling.n)
         out: list[list[Completion]] = []
         with self._sampling_mode(), self._rng(sampling.seed):
-            for start in range(0, len(prompts), per_call):
-                out.extend(self._generate_batch(prompts[start : start + per_call], sampling, stop_ids))
+            start = 0
+            while start < len(prompts):
+                batch = prompts[start : start + per_call]
+                try:
+                    out.extend(self._generate_batch(batch, sampling, stop_ids))
+                    start += len(batch)
+                    continue
+                except Exception as exc:
+                    if not (out_of_memory(exc) and len(batch) > 1):
+                        raise
+                    failure = f"{type(exc).__name__}: {exc}"
+                # Out of the handler: the failed batch's tensors went with its traceback.
+                per_call = len(batch) // 2
+                self.max_batch_sequences = per_call * sampling.n
+                self.oom_retries += 1
+                release()
+                log.warning("rollout: out of memory generating %d sequences at once (%s); generating %d at once "
+                            "from now on", len(batch) * sampling.n, failure[:300], self.max_batch_sequences)
         return out
 
     def _generate_batch(

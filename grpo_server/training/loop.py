@@ -14,14 +14,13 @@ from __future__ import annotations
 import copy
 import errno
 import functools
-import gc
 import logging
 import math
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from grpo_server.algorithm import (
 from grpo_server.chat import encode_prompt
 from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
 from grpo_server.config import RetentionConfig
+from grpo_server.memory import exception_chain, out_of_memory, release
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig
 from grpo_server.store.records import StoreFull
 from grpo_server.training import batch as batching
@@ -169,32 +169,11 @@ def first_failure(groups: Sequence[ScoredGroup], limit: int = 300) -> str:
     return "none recorded"
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """`exc` and what it was raised from or while handling (as its traceback shows them)."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ if cur.__cause__ is not None else None if cur.__suppress_context__ else cur.__context__
-
-
 def _disk_full(exc: BaseException) -> bool:
     """True when `exc` or what it was raised from says a disk is full: the store's StoreFull, an OSError
     ENOSPC, or a library's error quoting it (safetensors: "No space left on device (os error 28)")."""
     return any(isinstance(e, StoreFull) or getattr(e, "errno", None) == errno.ENOSPC
-               or "No space left on device" in str(e) for e in _chain(exc))
-
-
-# How torch and the OS say an allocation failed: CUDA's "CUDA out of memory", torch's CPU allocator's
-# "DefaultCPUAllocator: can't allocate memory", ENOMEM's "Cannot allocate memory".
-_OUT_OF_MEMORY_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """True when `exc` or what it was raised from says memory ran out (on the GPU or the host)."""
-    return any(isinstance(e, (MemoryError, torch.OutOfMemoryError))
-               or any(t in str(e).lower() for t in _OUT_OF_MEMORY_TEXTS) for e in _chain(exc))
+               or "No space left on device" in str(e) for e in exception_chain(exc))
 
 
 def _age(seconds: float) -> str:
@@ -287,6 +266,11 @@ class StepRunner:
         s = self.s
         n = s.sampling.max_new_tokens
         if self.phase == "rollout":
+            if getattr(self.rollout, "max_batch_sequences", None) == s.group_size:  # the HF engine, halved to 1 prompt
+                return (f"out of memory during the rollout generating one prompt's {s.group_size} completions at once "
+                        f"(halved on running out from algorithm.prompts_per_step {s.prompts_per_step} prompts): lower "
+                        f"algorithm.group_size ({s.group_size}) or rollout.max_new_tokens ({n}), or give the trainer "
+                        "more memory")
             text = (f"out of memory during the rollout: generate fewer sequences at once (algorithm.prompts_per_step "
                     f"{s.prompts_per_step} x algorithm.group_size {s.group_size} = {s.prompts_per_step * s.group_size}) "
                     f"or shorter ones (rollout.max_new_tokens {n})")
@@ -531,7 +515,9 @@ class StepRunner:
         self.step_groups = ()
         seed_everything(self.s.seed * 1_000_003 + step)
         timings: dict[str, float] = {}
+        rollout_retries = getattr(self.rollout, "oom_retries", 0)  # the HF engine's, halving its batches
         scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
+        extra_metrics["oom_retries/rollout"] = float(getattr(self.rollout, "oom_retries", 0) - rollout_retries)
         self.step_groups = sampled
         # Prompts that could not be rolled out count as unscored ones: back to the queue, an attempt
         # counted, failed for good after training.max_prompt_attempts, and the step goes on with the others.
@@ -584,7 +570,7 @@ class StepRunner:
                 break
             except Exception as exc:
                 untouched = self._untouched(steps_before)
-                if not (untouched and _out_of_memory(exc) and min(self.micro_batch_size, full.num_sequences) > 1):
+                if not (untouched and out_of_memory(exc) and min(self.micro_batch_size, full.num_sequences) > 1):
                     if untouched:  # the weights in memory are still the last step's: exports stay possible
                         self.update_started = False
                     raise
@@ -593,7 +579,7 @@ class StepRunner:
             self._retry_smaller(step, failure, full.num_sequences)
             retries += 1
         train_metrics["micro_batch_size"] = float(self.micro_batch_size)
-        train_metrics["oom_retries"] = float(retries)
+        train_metrics["oom_retries/training"] = float(retries)
 
         self.phase = "weight sync"
         t0 = time.monotonic()
@@ -656,9 +642,7 @@ class StepRunner:
         was = min(self.micro_batch_size, sequences)
         self.micro_batch_size = was // 2
         self.engine.model.zero_grad(set_to_none=True)
-        gc.collect()  # the failed pass's autograd graph, should a reference cycle hold it
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
+        release()
         log.warning("step %d: out of memory in the training pass with micro-batches of %d sequences (%s); running "
                     "it again with %d. The trainer keeps %d until it restarts: set training.micro_batch_size to "
                     "%d (now %d) to start there", step, was, failure[:300], self.micro_batch_size,
@@ -823,7 +807,7 @@ class TrainingLoop:
                   + " and no submitted prompt is lost")
         if _disk_full(exc):
             return f"{text} (a disk is full: make room on the volume that holds {self.store.store_dir}, or grow it, then {resume})"
-        if _out_of_memory(exc):
+        if out_of_memory(exc):
             advice = getattr(self.runner, "memory_advice", lambda: "out of memory")()
             return f"{text} ({advice}; then {resume})"
         return text

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from grpo_server.checkpoint import disk_full_error
+from grpo_server.memory import out_of_memory
 from grpo_server.store import StoreFull
-from grpo_server.training.loop import _disk_full, _out_of_memory
+from grpo_server.training.loop import _disk_full
 
 
 class _LibraryError(Exception):
@@ -56,17 +57,17 @@ def test_memory_that_ran_out_is_recognised_and_nothing_else() -> None:
     with pytest.raises(RuntimeError) as host:  # a real allocation the host cannot give (a pebibyte)
         torch.empty(1 << 50, dtype=torch.uint8)
     assert "can't allocate memory" in str(host.value)
-    assert _out_of_memory(host.value)
+    assert out_of_memory(host.value)
     # CUDA's error cannot be raised without a GPU: its type and message, as torch raises them, stand in.
-    assert _out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
+    assert out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a "
                                                  "total capacity of 79.10 GiB of which 1.19 GiB is free."))
-    assert _out_of_memory(MemoryError())
+    assert out_of_memory(MemoryError())
     try:
         try:
             raise MemoryError()
         except MemoryError as exc:
             raise RuntimeError("the step failed") from exc
     except RuntimeError as chained:
-        assert _out_of_memory(chained)
-    assert not _out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x64 and 32x64)"))
-    assert not _out_of_memory(OSError(errno.ENOSPC, "No space left on device"))
+        assert out_of_memory(chained)
+    assert not out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x64 and 32x64)"))
+    assert not out_of_memory(OSError(errno.ENOSPC, "No space left on device"))

@@ -226,6 +226,48 @@ def test_max_batch_sequences_splits_the_call_without_changing_the_result_shape(t
     assert [len(g) for g in out] == [2, 2, 2]
 
 
+
+def _memory_for(model, sequences: int) -> None:
+    """Make `model`'s forward passes fail in the host's allocator above `sequences` rows: the rows ask it
+    for more than any host has (2**50 bytes each), as a generate call's KV cache grows with its batch."""
+    def hook(_module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None and ids.shape[0] > sequences:
+            torch.empty((ids.shape[0] - sequences) << 50, dtype=torch.uint8)
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_a_batch_out_of_memory_is_generated_again_in_halves_and_stays_smaller(tiny_dir, tokenizer, prompts, caplog):
+    engine = hf_engine(tiny_dir, tokenizer)
+    four = [*prompts, prompts[0]]
+    _memory_for(engine.model, 2)  # one prompt's 2 completions fit, two prompts' do not
+    out = engine.generate(four, SamplingConfig(n=2, max_new_tokens=6, seed=0))
+    assert [len(g) for g in out] == [2, 2, 2, 2]
+    assert all(1 <= len(c.token_ids) <= 6 and len(c.logprobs) == len(c.token_ids) for g in out for c in g)
+    assert engine.oom_retries == 2 and engine.max_batch_sequences == 2  # 8 -> 4 -> 2 sequences a call
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rollout: out of memory")]
+    assert len(said) == 2 and said[0].startswith("rollout: out of memory generating 8 sequences at once "
+                                                 "(RuntimeError: ") and "can't allocate memory" in said[0]
+    assert said[1].endswith("generating 2 at once from now on"), said[1]
+    # The next call starts at the smaller size: no retry.
+    again = engine.generate(prompts, SamplingConfig(n=2, max_new_tokens=6, seed=1))
+    assert [len(g) for g in again] == [2, 2, 2] and engine.oom_retries == 2
+
+
+def test_a_single_prompt_out_of_memory_is_raised(tiny_dir, tokenizer, prompts):
+    engine = hf_engine(tiny_dir, tokenizer)
+    _memory_for(engine.model, 1)  # not even one prompt's 2 completions fit
+    with pytest.raises(RuntimeError, match="can't allocate memory"):
+        engine.generate(prompts, SamplingConfig(n=2, max_new_tokens=6, seed=0))
+    assert engine.oom_retries == 1 and engine.max_batch_sequences == 2  # 3 prompts -> 1 a call, then raised
+    single = hf_engine(tiny_dir, tokenizer)
+    _memory_for(single.model, 1)
+    with pytest.raises(RuntimeError, match="can't allocate memory"):  # one prompt: nothing smaller to try
+        single.generate([prompts[0]], SamplingConfig(n=2, max_new_tokens=6, seed=0))
+    assert single.oom_retries == 0 and single.max_batch_sequences is None
+
+
 def _optimizer_step(model, prompt, completion, lr: float = 0.05) -> None:
     """One Adam step raising the completion's likelihood (what a training step does to the weights)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -1,6 +1,6 @@
 """A training pass that runs out of memory before its optimizer step is run again in micro-batches of half
 the size, down to 1: the step completes with the update it would have had at that size, the smaller size
-stays for the process's later steps, and the step says so (`micro_batch_size`, `oom_retries`). Memory that
+stays for the process's later steps, and the step says so (`micro_batch_size`, `oom_retries/training`). Memory that
 runs out in the optimizer step, or at micro-batches of 1, fails the step with advice for that case, and the
 weights and optimizer are as the pass found them when nothing stepped.
 
@@ -97,9 +97,9 @@ def test_a_pass_out_of_memory_runs_again_in_halves_and_makes_the_update_of_that_
     with monkeypatch.context() as patch:
         limited(patch, ROOM)
         m = runner.run_step(1, prompts(1), backend[1])
-    assert (m["micro_batch_size"], m["oom_retries"]) == (2.0, 2.0)  # 8 -> 4 -> 2 sequences a pass
+    assert (m["micro_batch_size"], m["oom_retries/training"]) == (2.0, 2.0)  # 8 -> 4 -> 2 sequences a pass
     d = direct.run_step(1, prompts(1), backend[1])
-    assert (d["micro_batch_size"], d["oom_retries"]) == (2.0, 0.0)
+    assert (d["micro_batch_size"], d["oom_retries/training"]) == (2.0, 0.0)
     assert runner.engine.step == direct.engine.step == 1  # one optimizer step, not three
     after, expected = weights(runner), weights(direct)
     assert any(not torch.equal(v, before[k]) for k, v in after.items()), "the step changed nothing"
@@ -116,7 +116,7 @@ def test_a_pass_out_of_memory_runs_again_in_halves_and_makes_the_update_of_that_
     # The smaller size stays: the next step runs at 2 from the start.
     limited(monkeypatch, ROOM)
     m2 = runner.run_step(2, prompts(2), backend[1])
-    assert (m2["micro_batch_size"], m2["oom_retries"]) == (2.0, 0.0)
+    assert (m2["micro_batch_size"], m2["oom_retries/training"]) == (2.0, 0.0)
     assert runner.engine.step == 2
 
 
