@@ -105,6 +105,12 @@ def test_a_step_out_of_memory_says_what_to_change(big_vocab_model: Path, tmp_pat
         assert step.state == trainer_pb2.STEP_STATE_FAILED and step.error == run.error, step
         assert [(p.id, p.state) for p in client.list_prompts().prompts] == [
             ("p0", trainer_pb2.PROMPT_STATE_QUEUED), ("p1", trainer_pb2.PROMPT_STATE_QUEUED)]
+        # No optimizer step began: the weights in memory are the start's, and they can still be exported
+        # (with the cap lifted, for the copy).
+        resource.prlimit(trainer.proc.pid, resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        export = client.export_checkpoint(str(tmp_path / "export"), wait=True, timeout=120)
+        assert export.state == trainer_pb2.EXPORT_STATE_DONE and export.step == 0, export
+        assert (tmp_path / "export" / "model.safetensors").is_file()
     finally:
         trainer.kill()
         backend.stop(1)
