@@ -233,10 +233,10 @@ class TrainerMetrics:
         # A skipped step generated its completions too, and each one's reward failed.
         self.masked_failures.inc(m.get("masked_reward_failures", 0))
         self.generated_tokens.inc(m.get("generated_tokens", 0))
+        for phase in ("training", "rollout"):  # a skipped step's rollout may have halved too
+            self.oom_retries.labels(phase=phase).inc(m.get(f"oom_retries/{phase}", 0))
         if report.state is not StepState.COMPLETED:
             return
-        for phase in ("training", "rollout"):
-            self.oom_retries.labels(phase=phase).inc(m.get(f"oom_retries/{phase}", 0))
         if "micro_batch_size" in m:
             self.micro_batch_size.set(m["micro_batch_size"])
         self.latest_step.set(report.step)

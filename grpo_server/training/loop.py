@@ -542,7 +542,7 @@ class StepRunner:
                          "masked_reward_failures": float(len(rewards)),
                          "generated_tokens": float(sum(len(c.completion.token_ids) for g in sampled
                                                        for c in g.completions)),
-                         **timings},
+                         "oom_retries/rollout": extra_metrics["oom_retries/rollout"], **timings},
             )
 
         full = batching.collate(
