@@ -19,7 +19,7 @@ def verdict(*events: dict, killed: str = "", exit_code: int = 0, stderr: str = "
     """The verdict of a run that reported ``events``; ``observed`` sets the kernel's accounting
     (RunRecord's cpu_s, max_rss_bytes, out_of_cpu, memory_near_limit)."""
     run = RunRecord(events=list(events), exit_code=exit_code, killed=killed, stderr=stderr, **observed)  # type: ignore[arg-type]
-    return verdict_from_run(run, scoring=scoring, timeout_s=2.0, max_output_bytes=1024)  # type: ignore[arg-type]
+    return verdict_from_run(run, scoring=scoring, timeout_s=2.0, flood_output_bytes=1024)  # type: ignore[arg-type]
 
 
 def test_done_asserts_pass_unless_seen_failing() -> None:

@@ -8,6 +8,11 @@ from typing import Literal
 
 ScoringMode = Literal["fraction", "all_or_nothing"]
 
+# A run's stdout or stderr beyond max_output_bytes is read and dropped (a right program that prints a lot,
+# debug lines in a loop, passes its asserts) until it reaches this many times max_output_bytes (16 MiB at
+# the default): then the run is a flood and is stopped at once rather than at its timeout.
+FLOOD_OUTPUT_FACTOR = 256
+
 
 @dataclass(frozen=True)
 class SandboxConfig:
@@ -21,7 +26,9 @@ class SandboxConfig:
     default_timeout_s: float = 10.0       # wall clock for all tests of an item when it sets none
     max_timeout_s: float = 60.0           # larger per-item timeouts are clamped to this
     memory_mib: int = 512                 # RLIMIT_AS of every process in the sandbox
-    max_output_bytes: int = 64 * 1024     # stdout (and stderr) cap; a program writing more is killed
+    # stdout (and stderr) kept of a run; the rest is read and dropped, up to FLOOD_OUTPUT_FACTOR times as
+    # much, where the run is stopped. An io case's program is stopped at the cap itself (its stdout is judged).
+    max_output_bytes: int = 64 * 1024
     python: str = "/usr/bin/python3"      # the interpreter inside; must live under /usr
     bwrap: str = "/usr/bin/bwrap"
     tmp_mib: int = 64                     # size of the tmpfs work dir (/tmp) inside
@@ -40,6 +47,11 @@ class SandboxConfig:
     # unprivileged user when the container's /proc has masked paths (Kubernetes' default procMount);
     # there the sandbox runs with no /proc at all.
     mount_proc: bool = True
+
+    @property
+    def flood_output_bytes(self) -> int:
+        """The stdout (or stderr) of a run past which it is stopped as a flood (see max_output_bytes)."""
+        return self.max_output_bytes * FLOOD_OUTPUT_FACTOR
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting that is out of range."""

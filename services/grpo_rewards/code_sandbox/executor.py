@@ -424,7 +424,9 @@ class Sandbox:
         record = RunRecord()
         stdin_fd, out_fd, err_fd = pipes
         buffers = {out_fd: bytearray(), err_fd: bytearray(), events_r: bytearray()}
-        caps = {out_fd: c.max_output_bytes, err_fd: c.max_output_bytes, events_r: events_cap}
+        caps = {out_fd: c.max_output_bytes, err_fd: c.max_output_bytes, events_r: events_cap}  # bytes kept
+        # Past its cap, stdout and stderr are read and dropped until the flood size; events never are.
+        stops = {out_fd: c.flood_output_bytes, err_fd: c.flood_output_bytes, events_r: events_cap}
         why = {out_fd: "output", err_fd: "output", events_r: "events"}
         totals = dict.fromkeys(buffers, 0)
         sel = selectors.DefaultSelector()
@@ -460,7 +462,7 @@ class Sandbox:
                     room = caps[fd] - len(buffers[fd])
                     if room > 0:
                         buffers[fd] += chunk[:room]
-                    if totals[fd] > caps[fd]:
+                    if totals[fd] > stops[fd]:
                         record.killed = why[fd]
                         break
                 if record.killed:

@@ -103,7 +103,7 @@ class CodeSandboxScorer:
             return reward_pb2.ScoreResult(id=item.id, status=reward_pb2.SCORE_STATUS_INTERNAL,
                                           status_message=f"the sandbox could not start: {exc}")
         verdict = verdict_from_run(run, scoring=self.config.scoring, timeout_s=job.timeout_s,
-                                   max_output_bytes=self.config.max_output_bytes,
+                                   flood_output_bytes=self.config.flood_output_bytes,
                                    feedback_bytes=self.config.feedback_bytes)
         return verdict.to_result(item.id, run.elapsed_s)
 

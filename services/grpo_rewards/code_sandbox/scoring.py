@@ -56,7 +56,7 @@ def trim(text: str, limit: int) -> str:
     return text[:head] + "\n... [trimmed] ...\n" + text[-tail:]
 
 
-def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, max_output_bytes: int,
+def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, flood_output_bytes: int,
                      feedback_bytes: int = 2048) -> Verdict:
     """Aggregate the runner's events (see inner/runner.py) into a verdict."""
     if run.killed == "shutdown":
@@ -116,7 +116,7 @@ def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, 
 
     notes = []
     if run.killed == "output":
-        notes.append(f"the program wrote more than {max_output_bytes} bytes of output and was stopped")
+        notes.append(f"the program wrote more than {flood_output_bytes} bytes of output and was stopped")
     if run.out_of_cpu and not timeout_text:
         timeout_text = f"ran out of CPU time ({run.cpu_s:.1f} s of CPU) and was killed"
     if timed_out and not timeout_text:

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--memory-mb", type=positive_int, default=d.memory_mib,
                    help="address-space limit of each sandboxed process, MiB (default %(default)s)")
     g.add_argument("--max-output-bytes", type=positive_int, default=d.max_output_bytes,
-                   help="stdout/stderr cap; a program writing more is stopped (default %(default)s)")
+                   help="stdout/stderr kept of a run; the rest is dropped, and a run writing 256 times as much is "
+                   "stopped (an io case's program at the cap itself: its stdout is judged) (default %(default)s)")
     g.add_argument("--python", default=d.python,
                    help="interpreter inside the sandbox, under /usr (default %(default)s)")
     g.add_argument("--tmp-mb", type=positive_int, default=d.tmp_mib,

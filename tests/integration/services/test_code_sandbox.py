@@ -436,7 +436,7 @@ def test_tests_are_instrumented_inside_when_the_sandbox_python_differs() -> None
     verdicts = []
     for same in (True, False):
         sandbox._same_bytecode = same
-        verdicts.append(verdict_from_run(sandbox.run(job), scoring="fraction", timeout_s=10, max_output_bytes=65536))
+        verdicts.append(verdict_from_run(sandbox.run(job), scoring="fraction", timeout_s=10, flood_output_bytes=256 * 65536))
     assert verdicts[0] == verdicts[1]
     assert (verdicts[0].tests_passed, verdicts[0].tests_total) == (2, 3)
 
@@ -563,12 +563,12 @@ def test_the_services_own_memory_is_not_counted_as_the_programs() -> None:
     raises = HALF_RIGHT.replace("else 0", "else add_oom()") + "def add_oom():\n    raise MemoryError()\n"
     run = sandbox.run(Job(code=raises, test_code=ADD_TESTS, entry_point="add", timeout_s=10.0))
     assert run.max_rss_bytes < 128 << 20, run
-    v = verdict_from_run(run, scoring="fraction", timeout_s=10.0, max_output_bytes=65536)
+    v = verdict_from_run(run, scoring="fraction", timeout_s=10.0, flood_output_bytes=256 * 65536)
     assert (v.status, v.tests_passed, v.tests_total) == (reward_pb2.SCORE_STATUS_OK, 2, 3), v
     # while a program that really runs out of memory still is
     bomb = "hoard = []\nwhile True:\n    hoard.append(bytearray(64 << 20))\n"
     run = sandbox.run(Job(code=bomb, io_cases=(("", "1"),), timeout_s=10.0))
-    v = verdict_from_run(run, scoring="fraction", timeout_s=10.0, max_output_bytes=65536)
+    v = verdict_from_run(run, scoring="fraction", timeout_s=10.0, flood_output_bytes=256 * 65536)
     assert v.status == reward_pb2.SCORE_STATUS_RESOURCE_EXHAUSTED, (v, run)
 
 
@@ -602,7 +602,7 @@ def test_a_program_killed_by_its_cpu_time_limit_timed_out() -> None:
     run = sandbox.run(Job(code=burner, test_code=ADD_TESTS, entry_point="add", timeout_s=1.0))
     assert (run.killed, run.exit_code, run.out_of_cpu) == ("", 128 + signal.SIGKILL, True), run
     assert run.cpu_s >= 2.0  # the soft limit; the kernel's count may fall a tick short of the hard one
-    v = verdict_from_run(run, scoring="fraction", timeout_s=1.0, max_output_bytes=65536)
+    v = verdict_from_run(run, scoring="fraction", timeout_s=1.0, flood_output_bytes=256 * 65536)
     assert (v.status, v.score) == (reward_pb2.SCORE_STATUS_TIMEOUT, 0.0)
     assert v.feedback.startswith("ran out of CPU time (")
 
@@ -622,7 +622,7 @@ def test_the_kernels_accounting_of_a_run_comes_back_with_it() -> None:
     assert run.max_rss_bytes >= 300 << 20
     assert run.memory_near_limit  # at least half of --memory-mb (512) resident
     # but no MemoryError: a program that uses much memory and passes is not out of memory
-    v = verdict_from_run(run, scoring="fraction", timeout_s=20.0, max_output_bytes=65536)
+    v = verdict_from_run(run, scoring="fraction", timeout_s=20.0, flood_output_bytes=256 * 65536)
     assert (v.status, v.score) == (reward_pb2.SCORE_STATUS_OK, 1.0)
 
 

@@ -185,10 +185,15 @@ CASES = [
          fence(SOLUTION.replace("        result.append(best)\n",
                                 "        result.append(best)\n        print('debug', n, best, result)\n")),
          humaneval(), 1.0),
-    # Output is capped (--max-output-bytes, 64 KiB): a program writing more is stopped.
+    # Output past the cap (--max-output-bytes, 64 KiB) is dropped, not judged: a right function that prints
+    # 300 KB passes (it scored 0 when the cap stopped it), a wrong one keeps its partial score.
     Case("humaneval-debug-output-over-the-cap",
-         fence(SOLUTION + "\n\nfor i in range(20000):\n    print('debug line', i)\n"), humaneval(), 0.0,
-         "more than 65536 bytes", output_exceeded=True),
+         fence(SOLUTION + "\n\nfor i in range(20000):\n    print('debug line', i)\n"), humaneval(), 1.0,
+         "all 4 tests passed"),
+    Case("humaneval-wrong-function-with-debug-output-over-the-cap",
+         fence("import sys\n\ndef running_max(numbers):\n    for i in range(2000):\n"
+               "        print('debug line', i)\n        print('debug line', i, file=sys.stderr)\n"
+               "    return sorted(numbers)\n"), humaneval(), 0.5, "test 3 of 4 failed"),
     Case("humaneval-wrong-function", fence("def running_max(numbers):\n    return sorted(numbers)\n"), humaneval(),
          0.5, "test 3 of 4 failed"),
     # ---- stdin/stdout ----
