@@ -191,7 +191,7 @@ CASES = [
          fence(SOLUTION + "\n\nfor i in range(20000):\n    print('debug line', i)\n"), humaneval(), 1.0,
          "all 4 tests passed"),
     Case("humaneval-wrong-function-with-debug-output-over-the-cap",
-         fence("import sys\n\ndef running_max(numbers):\n    for i in range(2000):\n"
+         fence("import sys\n\ndef running_max(numbers):\n    for i in range(5000):\n"
                "        print('debug line', i)\n        print('debug line', i, file=sys.stderr)\n"
                "    return sorted(numbers)\n"), humaneval(), 0.5, "test 3 of 4 failed"),
     Case("humaneval-wrong-function", fence("def running_max(numbers):\n    return sorted(numbers)\n"), humaneval(),
