@@ -4,6 +4,7 @@ rules plus its release-bound ones, which promtool checks and tests as rendered."
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,7 +71,18 @@ def test_the_prometheus_rule_holds_the_file_and_the_release_rules() -> None:
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["metadata"]["namespace"] == NAMESPACE and rule["metadata"]["labels"]["release"] == "kps"
     groups = rule["spec"]["groups"]
-    assert groups[:-1] == yaml.safe_load(RULES.read_text())["groups"]  # as written, annotations' {{ }} kept
+    # The file's rules as written (annotations' {{ }} kept), each grpo_* selector scoped to the namespace.
+    scope = f'namespace="{NAMESPACE}"'
+    written = yaml.safe_load(RULES.read_text())["groups"]
+    assert [(g["name"], [r["alert"] for r in g["rules"]]) for g in groups[:-1]] == \
+        [(g["name"], [r["alert"] for r in g["rules"]]) for g in written]
+    for shipped, original in zip((r for g in groups[:-1] for r in g["rules"]),
+                                 (r for g in written for r in g["rules"]), strict=True):
+        assert {k: v for k, v in shipped.items() if k != "expr"} == {k: v for k, v in original.items() if k != "expr"}
+        names = re.findall(r"\bgrpo_[a-z_]+", original["expr"])
+        assert names and re.findall(r"\bgrpo_[a-z_]+(?=\{" + re.escape(scope) + r"[,}])", shipped["expr"]) == names, \
+            shipped["expr"]
+        assert shipped["expr"].replace(scope + ", ", "").replace("{" + scope + "}", "") == original["expr"]
     release = alerts(groups[-1:])
     assert set(release) == {"GrpoTrainerDown", "GrpoStoreVolumeFilling"}
     assert release["GrpoTrainerDown"]["expr"] == f'up{{namespace="{NAMESPACE}", service="{TRAINER}"}} == 0'
@@ -97,8 +109,9 @@ def test_a_free_fraction_outside_0_1_is_refused(fraction: Any) -> None:
 
 @needs_promtool
 def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: Path) -> None:
-    """The release-bound rules as the chart renders them, checked and unit-tested by promtool: the store
-    alert fires for this release's claim only, and the down alert for its trainer's target only."""
+    """The rules as the chart renders them, checked and unit-tested by promtool: the store alert fires for
+    this release's claim only, the down alert for its trainer's target only, and the file's alerts (a
+    failed run here) for this release's namespace only."""
     groups = prometheus_rule({**ENABLED, "prometheusRule": {"enabled": True, "storeVolumeFreeFraction": 0.2}})[
         "spec"]["groups"]
     rules = tmp_path / "rendered.yaml"
@@ -123,6 +136,11 @@ def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: 
                  "values": "1x3 0x20"},
                 {"series": f'up{{namespace="{NAMESPACE}", service="{RELEASE_REWARD}", instance="10.0.0.6:9091"}}',
                  "values": "0x23"},
+                # A failed run in this release's namespace and one in another: only the first alerts here.
+                {"series": f'grpo_run_state{{namespace="{NAMESPACE}", state="failed", instance="10.0.0.5:9090"}}',
+                 "values": "1x10"},
+                {"series": 'grpo_run_state{namespace="elsewhere", state="failed", instance="10.1.0.5:9090"}',
+                 "values": "1x10"},
             ],
             "alert_rule_test": [
                 # Below 20% free from minute 11 (20 GiB left); 15 minutes later it fires.
@@ -130,6 +148,11 @@ def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: 
                 {"eval_time": "27m", "alertname": "GrpoStoreVolumeFilling", "exp_alerts": [{
                     "exp_labels": {"severity": "warning", "namespace": NAMESPACE, "persistentvolumeclaim": claim},
                     "exp_annotations": alerts(groups)["GrpoStoreVolumeFilling"]["annotations"]}]},
+                {"eval_time": "5m", "alertname": "GrpoRunFailed", "exp_alerts": [{
+                    "exp_labels": {"severity": "critical", "namespace": NAMESPACE, "state": "failed",
+                                   "instance": "10.0.0.5:9090"},
+                    "exp_annotations": {k: v.replace("{{ $labels.instance }}", "10.0.0.5:9090") for k, v in
+                                        alerts(groups)["GrpoRunFailed"]["annotations"].items()}}]},
                 {"eval_time": "6m", "alertname": "GrpoTrainerDown", "exp_alerts": []},
                 {"eval_time": "10m", "alertname": "GrpoTrainerDown", "exp_alerts": [{
                     "exp_labels": {"severity": "critical", "namespace": NAMESPACE, "service": TRAINER,
