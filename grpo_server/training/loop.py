@@ -569,14 +569,15 @@ class StepRunner:
                 train_metrics = self._training_pass(full, loss_kwargs, timings)
                 break
             except Exception as exc:
+                at_once = min(self.micro_batch_size, full.num_sequences)  # the failed pass's micro-batch
                 untouched = self._untouched(steps_before)
-                if not (untouched and out_of_memory(exc) and min(self.micro_batch_size, full.num_sequences) > 1):
+                if not (untouched and out_of_memory(exc) and at_once > 1):
                     if untouched:  # the weights in memory are still the last step's: exports stay possible
                         self.update_started = False
                     raise
                 failure = f"{type(exc).__name__}: {exc}"
             # Out of the handler: the failed pass's tensors went with its traceback.
-            self._retry_smaller(step, failure, full.num_sequences)
+            self._retry_smaller(step, failure, at_once)
             retries += 1
         train_metrics["micro_batch_size"] = float(self.micro_batch_size)
         train_metrics["oom_retries/training"] = float(retries)
@@ -636,10 +637,9 @@ class StepRunner:
         return (getattr(self.engine, "optimizer_stepping", None) is False and steps_before is not None
                 and self.engine.step == steps_before)
 
-    def _retry_smaller(self, step: int, failure: str, sequences: int) -> None:
-        """Halve the micro-batch size for this pass and the rest of the process's life, release what the
-        failed pass held, and say so."""
-        was = min(self.micro_batch_size, sequences)
+    def _retry_smaller(self, step: int, failure: str, was: int) -> None:
+        """Halve the micro-batch size `was` of the failed pass for this pass and the rest of the process's
+        life, release what the failed pass held, and say so."""
         self.micro_batch_size = was // 2
         self.engine.model.zero_grad(set_to_none=True)
         release()

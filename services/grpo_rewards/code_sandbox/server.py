@@ -15,7 +15,7 @@ import warnings
 from grpo_rewards.common import base_arg_parser, configure_logging, serve_forever
 from grpo_rewards.common.flags import finite_float, positive_int
 
-from .config import SandboxConfig
+from .config import FLOOD_OUTPUT_FACTOR, SandboxConfig
 from .scorer import CodeSandboxScorer
 
 log = logging.getLogger("grpo_rewards.code_sandbox")
@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--memory-mb", type=positive_int, default=d.memory_mib,
                    help="address-space limit of each sandboxed process, MiB (default %(default)s)")
     g.add_argument("--max-output-bytes", type=positive_int, default=d.max_output_bytes,
-                   help="stdout/stderr kept of a run; the rest is dropped, and a run writing 256 times as much is "
-                   "stopped (an io case's program at the cap itself: its stdout is judged) (default %(default)s)")
+                   help=f"stdout/stderr kept of a run; the rest is dropped, and a run writing {FLOOD_OUTPUT_FACTOR} "
+                   "times as much is stopped (an io case's program at the cap itself: its stdout is judged) "
+                   "(default %(default)s)")
     g.add_argument("--python", default=d.python,
                    help="interpreter inside the sandbox, under /usr (default %(default)s)")
     g.add_argument("--tmp-mb", type=positive_int, default=d.tmp_mib,
