@@ -110,8 +110,7 @@ def compact_store(store_dir: Path, cfg: Config) -> int:
             print(f"grpo-server: cannot use the store directory {store_dir}: {err.strerror or err}", file=sys.stderr)
             return 2
         try:
-            content_before, requests_before = cfg.retention.cutoffs(time.time())
-            pruned = store.prune(content_before=content_before, requests_before=requests_before)
+            pruned = store.prune(**cfg.retention.cutoffs(time.time()))
             before, after = store.compact()
         except sqlite3.Error as err:
             room = ""
@@ -122,7 +121,8 @@ def compact_store(store_dir: Path, cfg: Config) -> int:
                   "VACUUM replaces the file only once its copy is whole)", file=sys.stderr)
             return 1
     print(f"grpo-server compacted {store_dir}: {before} -> {after} bytes (dropped the content of "
-          f"{pruned.prompt_contents} finished prompts and {pruned.request_ids} request ids)", flush=True)
+          f"{pruned.prompt_contents} finished prompts, {pruned.prompt_rows} finished prompts' rows, "
+          f"{pruned.request_ids} request ids and {pruned.step_reports} step reports)", flush=True)
     return 0
 
 

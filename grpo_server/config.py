@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, TypedDict, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -487,15 +487,25 @@ class CheckpointConfig(_Strict):
 DAY_SECONDS = 86400.0
 
 
+class PruneCutoffs(TypedDict):
+    """Store.prune's cutoffs (time.time() values; None keeps that kind), from RetentionConfig.cutoffs."""
+
+    content_before: float | None
+    requests_before: float | None
+    rows_before: float | None
+    steps_before: float | None
+
+
 class RetentionConfig(_Strict):
     """What the store forgets once a run no longer needs it (the rest of the run's history is kept).
-    Applied when the trainer starts and at every training checkpoint."""
+    Applied when the trainer starts, at every training checkpoint and by grpo-server --compact-store."""
 
     prompt_content_seconds: float = Field(
         7 * DAY_SECONDS, ge=0, allow_inf_nan=False,
         description="The content of a prompt (messages, answer, tests, metadata) is deleted from the store this "
         "long after it finished (trained, failed or cancelled); its row (id, state, step, attempts, reason, "
-        "times) stays, so ListPrompts and the counts still account for it. 0 = keep for ever.",
+        "times) stays until retention.prompt_rows_seconds, so ListPrompts and the counts still account for it. "
+        "0 = keep for ever.",
     )
     request_ids_seconds: float = Field(
         7 * DAY_SECONDS, ge=0, allow_inf_nan=False,
@@ -503,11 +513,31 @@ class RetentionConfig(_Strict):
         "within it is answered with the first answer and stores nothing; after it, it is a new submission. "
         "0 = remember for ever.",
     )
+    prompt_rows_seconds: float = Field(
+        0, ge=0, allow_inf_nan=False,
+        description="The whole row of a prompt that finished (trained, failed or cancelled), content and all, is "
+        "deleted from the store this long after it finished: ListPrompts no longer lists it and CancelPrompts "
+        "calls its id unknown, while RunStatus's prompts_trained, prompts_failed and prompts_cancelled still "
+        "count it. About 100 bytes a prompt without its content. 0 = keep for ever.",
+    )
+    step_reports_seconds: float = Field(
+        0, ge=0, allow_inf_nan=False,
+        description="A step's report (its metrics, prompt ids and kept completions) is deleted from the store "
+        "this long after the step finished; the latest step and those after the latest checkpoint are always "
+        "kept. StepStatus for a deleted step answers NOT_FOUND naming this setting, and WatchSteps replays "
+        "from the oldest kept. About 1.4 KB a step. 0 = keep for ever.",
+    )
 
-    def cutoffs(self, now: float) -> tuple[float | None, float | None]:
-        """Store.prune's (content_before, requests_before) at time.time() `now`; None keeps that kind."""
-        return (now - self.prompt_content_seconds if self.prompt_content_seconds else None,
-                now - self.request_ids_seconds if self.request_ids_seconds else None)
+    def cutoffs(self, now: float) -> PruneCutoffs:
+        """Store.prune's keyword arguments (content_before, requests_before, rows_before, steps_before) at
+        time.time() `now`: None keeps that kind."""
+        def before(seconds: float) -> float | None:
+            return now - seconds if seconds else None
+
+        return {"content_before": before(self.prompt_content_seconds),
+                "requests_before": before(self.request_ids_seconds),
+                "rows_before": before(self.prompt_rows_seconds),
+                "steps_before": before(self.step_reports_seconds)}
 
 
 def listen_address_problem(address: str) -> str | None:

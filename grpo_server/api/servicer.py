@@ -198,6 +198,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         else:
             report = self.store.get_step(request.step)
             if report is None:
+                forgotten = self.store.forgotten_steps()
+                if request.step <= forgotten:
+                    raise errors.not_found(
+                        "step", str(request.step),
+                        f"step {request.step}'s report is no longer kept (retention.step_reports_seconds deleted "
+                        f"the reports of steps up to {forgotten})",
+                    )
                 latest = self.store.latest_step()
                 raise errors.not_found(
                     "step", str(request.step),

@@ -104,7 +104,10 @@ class QueueFullError(StoreError):
 
 @dataclass(frozen=True)
 class PruneResult:
-    """What one Store.prune dropped: the content of that many finished prompts, that many request ids."""
+    """What one Store.prune dropped: the content of that many finished prompts, that many request ids,
+    that many finished prompts' rows (content and all) and that many step reports."""
 
     prompt_contents: int
     request_ids: int
+    prompt_rows: int = 0
+    step_reports: int = 0

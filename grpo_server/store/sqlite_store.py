@@ -18,6 +18,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,9 @@ SCHEMA_VERSION = 4  # 2: prompt counts by state kept by triggers; 3: steps.dropp
 # run_values; 4: the cancelled state
 FILENAME = "grpo.sqlite"
 ABANDONED = "abandoned: the trainer stopped during this step; its prompts went back to the queue"
+# run_values key: {"through": the highest step whose report prune deleted, "completed": how many of the
+# deleted ones were COMPLETED}
+FORGOTTEN_STEPS = "forgotten_steps"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
 
 _SCHEMA = """
@@ -73,6 +77,10 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS prompts_content_kept ON prompts (updated_at)
     WHERE state IN ('trained', 'failed', 'cancelled') AND data <> '';
 CREATE INDEX IF NOT EXISTS requests_by_age ON requests (created_at);
+-- Finished prompts by when they finished, content or not, for retention.prompt_rows_seconds (added the
+-- same way).
+CREATE INDEX IF NOT EXISTS prompts_finished ON prompts (updated_at)
+    WHERE state IN ('trained', 'failed', 'cancelled');
 CREATE TABLE IF NOT EXISTS steps (
     step INTEGER PRIMARY KEY,
     state TEXT NOT NULL,
@@ -336,11 +344,16 @@ class Store:
             return self._last_submitted_at(c)
 
     def completed_steps(self, up_to: int) -> int:
-        """How many steps numbered <= `up_to` are COMPLETED (took an optimizer step)."""
+        """How many steps numbered <= `up_to` are COMPLETED (took an optimizer step), those whose reports
+        prune deleted included. `up_to` is at least the latest checkpoint's step (prune deletes none
+        after it), or the deleted ones cannot be told apart."""
         with self._read() as c:
+            through, completed = self._forgotten(c)
+            if up_to < through:
+                raise ValueError(f"completed_steps({up_to}): the reports up to step {through} were deleted")
             row = c.execute("SELECT count(*) FROM steps WHERE state = ? AND step <= ?",
                             (StepState.COMPLETED.value, up_to)).fetchone()
-        return int(row[0])
+        return completed + int(row[0])
 
     def latest_completed_step(self) -> int:
         """The number of the latest COMPLETED step (0 when none)."""
@@ -409,18 +422,26 @@ class Store:
     # ------------------------------------------------------------------------------ retention
 
     def prune(self, *, content_before: float | None, requests_before: float | None,
+              rows_before: float | None = None, steps_before: float | None = None,
               batch: int = 5000) -> PruneResult:
         """Drop what a run no longer needs (config retention.*), `batch` rows per transaction so that
         submissions and status calls wait for none of them for long:
 
-        - the content (messages, answer, tests, metadata) of prompts that finished (TRAINED, FAILED or
-          CANCELLED: no state leads back to the queue) before `content_before` (time.time()); each
-          submission's row stays, so ListPrompts, CancelPrompts and the counts still account for it;
+        - the whole row of prompts that finished (TRAINED, FAILED or CANCELLED: no state leads back to
+          the queue) before `rows_before` (time.time()); `counts` still counts them;
+        - the content (messages, answer, tests, metadata) of the other prompts that finished before
+          `content_before`; each such submission's row stays, so ListPrompts, CancelPrompts and the
+          counts still account for it;
         - the request ids SubmitPrompts stored before `requests_before`: a request sent again with one
-          of them is a new submission.
+          of them is a new submission;
+        - the reports (and kept completions) of steps that finished before `steps_before`, except the
+          latest step and those after the latest checkpoint (a restart runs those again); what
+          `completed_steps` and `forgotten_steps` need of them is kept in run_values.
 
         None keeps that kind for ever. The file does not shrink: SQLite reuses the freed pages."""
-        contents = requests = 0
+        rows = contents = requests = steps = 0
+        if rows_before is not None:
+            rows = self._in_batches(lambda c: self._drop_rows(c, rows_before, batch), batch)
         if content_before is not None:
             contents = self._in_batches(lambda c: self._drop_contents(c, content_before, batch), batch)
         if requests_before is not None:
@@ -428,7 +449,9 @@ class Store:
                 "DELETE FROM requests WHERE request_id IN (SELECT request_id FROM requests INDEXED BY "
                 "requests_by_age WHERE created_at < ? LIMIT ?)", (requests_before, batch),
             ).rowcount, batch)
-        return PruneResult(contents, requests)
+        if steps_before is not None:
+            steps = self._in_batches(lambda c: self._drop_steps(c, steps_before, batch), batch)
+        return PruneResult(contents, requests, rows, steps)
 
     def _in_batches(self, one: Callable[[sqlite3.Connection], int], batch: int) -> int:
         """Run `one` (it changes at most `batch` rows and says how many) in a write transaction of its own
@@ -466,6 +489,65 @@ class Store:
             [(*r[:data], "", *r[data + 1:]) for r in rows],
         )
         return len(rows)
+
+    @staticmethod
+    def _drop_rows(c: sqlite3.Connection, before: float, batch: int) -> int:
+        """Delete up to `batch` prompts that finished before `before`; how many. The state counts'
+        delete trigger takes each one off its state: it is added back, so that the counts keep counting
+        every submission (RunStatus's prompts_trained stays the run's total)."""
+        rows = c.execute(
+            "SELECT seq, state FROM prompts INDEXED BY prompts_finished WHERE state IN ('trained', 'failed', "
+            "'cancelled') AND updated_at < ? LIMIT ?", (before, batch),
+        ).fetchall()
+        if not rows:
+            return 0
+        c.execute("DELETE FROM prompts WHERE seq IN (SELECT value FROM json_each(?))",
+                  (json.dumps([seq for seq, _ in rows]),))
+        for state, n in Counter(state for _, state in rows).items():
+            c.execute("UPDATE state_counts SET n = n + ? WHERE state = ?", (n, state))
+        return len(rows)
+
+    @staticmethod
+    def _drop_steps(c: sqlite3.Connection, before: float, batch: int) -> int:
+        """Delete the reports and kept completions of up to `batch` steps that finished before `before`,
+        at or before the latest checkpoint and before the latest step; how many. The highest step
+        deleted and how many of them were COMPLETED are added to run_values' FORGOTTEN_STEPS in the same
+        transaction."""
+        ckpt = c.execute("SELECT max(step) FROM checkpoints").fetchone()[0]
+        latest = c.execute("SELECT max(step) FROM steps").fetchone()[0]
+        if ckpt is None or latest is None:
+            return 0
+        rows = c.execute(
+            "SELECT step, state FROM steps WHERE step <= ? AND step < ? AND state <> ? AND finished_at < ? "
+            "ORDER BY step LIMIT ?", (ckpt, latest, StepState.RUNNING.value, before, batch),
+        ).fetchall()
+        if not rows:
+            return 0
+        numbers = json.dumps([step for step, _ in rows])
+        c.execute("DELETE FROM steps WHERE step IN (SELECT value FROM json_each(?))", (numbers,))
+        c.execute("DELETE FROM step_samples WHERE step IN (SELECT value FROM json_each(?))", (numbers,))
+        through, completed = Store._forgotten(c)
+        c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (FORGOTTEN_STEPS, json.dumps({
+            "through": max(through, max(step for step, _ in rows)),
+            "completed": completed + sum(state == StepState.COMPLETED.value for _, state in rows),
+        })))
+        return len(rows)
+
+    @staticmethod
+    def _forgotten(c: sqlite3.Connection) -> tuple[int, int]:
+        """(the highest step whose report was deleted, how many deleted reports were COMPLETED); (0, 0)
+        while none was."""
+        row = c.execute("SELECT value FROM run_values WHERE key = ?", (FORGOTTEN_STEPS,)).fetchone()
+        if row is None:
+            return 0, 0
+        value = json.loads(row[0])
+        return int(value["through"]), int(value["completed"])
+
+    def forgotten_steps(self) -> int:
+        """The highest step whose report retention.step_reports_seconds deleted (0 while none was): a
+        step at or below it without a report ran, and its report is gone."""
+        with self._read() as c:
+            return self._forgotten(c)[0]
 
     @property
     def files(self) -> dict[str, Path]:
@@ -606,7 +688,8 @@ class Store:
     # ------------------------------------------------------------------------------- accounting
 
     def counts(self) -> dict[PromptState, int]:
-        """Number of prompt submissions in each state (every state present, 0 when none)."""
+        """Number of prompt submissions in each state (every state present, 0 when none), those whose rows
+        prune deleted included."""
         out = {s: 0 for s in PromptState}
         with self._read() as c:
             for state, n in c.execute("SELECT state, n FROM state_counts"):

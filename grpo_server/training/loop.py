@@ -1037,29 +1037,37 @@ class TrainingLoop:
         self.prune_store()
 
     def prune_store(self) -> None:
-        """Forget what retention.* says the run no longer needs: the content of prompts that finished
-        long enough ago, old request ids. Runs at the loop's start and after each checkpoint: the store
+        """Forget what retention.* says the run no longer needs: finished prompts' content or whole rows,
+        old request ids, old step reports. Runs at the loop's start and after each checkpoint: the store
         grows by what a run keeps, not by every prompt it ever trained."""
         r = self.retention
-        content_before, requests_before = r.cutoffs(time.time()) if r is not None else (None, None)
-        if r is None or (content_before is None and requests_before is None):
+        if r is None:
+            return
+        cutoffs = r.cutoffs(time.time())
+        if all(v is None for v in cutoffs.values()):
             return
         try:
-            done = self.store.prune(content_before=content_before, requests_before=requests_before)
+            done = self.store.prune(**cutoffs)
         except sqlite3.Error as exc:  # housekeeping: the step and its checkpoint are recorded already
             log.warning("store: pruning under retention.* failed (%s); it is tried again at the next checkpoint",
                         exc)
             return
-        self.metrics.store_pruned.labels(kind="prompt_content").inc(done.prompt_contents)
-        self.metrics.store_pruned.labels(kind="request_ids").inc(done.request_ids)
         parts = []
-        if done.prompt_contents:
-            parts.append(f"the content of {done.prompt_contents} prompts that finished over "
-                         f"{_age(r.prompt_content_seconds)} ago")
-        if done.request_ids:
-            parts.append(f"{done.request_ids} request ids older than {_age(r.request_ids_seconds)}")
+        for kind, n, what in (
+            ("prompt_rows", done.prompt_rows,
+             f"the rows of {done.prompt_rows} prompts that finished over {_age(r.prompt_rows_seconds)} ago"),
+            ("prompt_content", done.prompt_contents,
+             f"the content of {done.prompt_contents} prompts that finished over {_age(r.prompt_content_seconds)} ago"),
+            ("request_ids", done.request_ids,
+             f"{done.request_ids} request ids older than {_age(r.request_ids_seconds)}"),
+            ("step_reports", done.step_reports,
+             f"the reports of {done.step_reports} steps that finished over {_age(r.step_reports_seconds)} ago"),
+        ):
+            self.metrics.store_pruned.labels(kind=kind).inc(n)
+            if n:
+                parts.append(what)
         if parts:
-            log.info("store: dropped %s (retention.*)", " and ".join(parts))
+            log.info("store: dropped %s (retention.*)", ", ".join(parts))
 
     def checkpoint_if_behind(self) -> None:
         """On a clean stop: checkpoint the last completed step if the latest checkpoint is older."""

@@ -1,7 +1,9 @@
 """kill -9 while the store prunes (retention.*): each pruned row is deleted and inserted again without its
 content, so a crash between the two would lose a prompt's row. It cannot: both are in one transaction.
 A child process prunes 20,000 finished prompts in batches of 500 and is killed at random points; after
-each kill the store opens intact, every row is there with its state, and the counts agree."""
+each kill the store opens intact, every row is there with its state, and the counts agree. The same
+for whole rows (retention.prompt_rows_seconds): the counts add back what the delete takes off in the
+same transaction, so they stay the run's totals whenever the kill lands."""
 
 from __future__ import annotations
 
@@ -25,7 +27,10 @@ import sys, time
 from grpo_server.store import Store
 store = Store(sys.argv[1])
 print("ready", flush=True)
-store.prune(content_before=time.time() + 1, requests_before=time.time() + 1, batch=500)
+kind = sys.argv[2] if len(sys.argv) > 2 else "content_before"
+cutoffs = {"content_before": None, "requests_before": time.time() + 1}
+cutoffs[kind] = time.time() + 1
+store.prune(**cutoffs, batch=500)
 print("done", flush=True)
 """
 
@@ -42,8 +47,8 @@ def rows(store_dir: Path) -> tuple[int, int, int]:
     return int(n), int(kept or 0), int(seqs)
 
 
-def test_kill_9_while_pruning_loses_no_row(tmp_path: Path) -> None:
-    store_dir = tmp_path / "store"
+def a_run(store_dir: Path) -> None:
+    """ROWS trained prompts in 20 steps, one still queued."""
     store = Store(store_dir)
     for step in range(1, 21):
         store.submit([rec(f"s{step}-{i}") for i in range(ROWS // 20)], f"r{step}", 10**9)
@@ -51,6 +56,11 @@ def test_kill_9_while_pruning_loses_no_row(tmp_path: Path) -> None:
         store.commit_checkpoint(step, f"/ckpt/{step}")
     store.submit([rec("queued")], None, 10**9)
     store.close()
+
+
+def test_kill_9_while_pruning_loses_no_row(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    a_run(store_dir)
     rng = random.Random(7)
     kept_before = ROWS + 1
     progress = []
@@ -79,3 +89,39 @@ def test_kill_9_while_pruning_loses_no_row(tmp_path: Path) -> None:
                           timeout=120)
     assert done.stdout.split() == ["ready", "done"], done.stderr
     assert rows(store_dir) == (ROWS + 1, 1, ROWS + 1)  # the queued prompt alone keeps its content
+
+
+def test_kill_9_while_pruning_whole_rows_keeps_the_counts(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    a_run(store_dir)
+    rng = random.Random(11)
+    before = ROWS + 1
+    progress = []
+    for kill in range(KILLS):
+        child = subprocess.Popen([sys.executable, "-c", PRUNER, str(store_dir), "rows_before"],
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.1))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+        n, kept, seqs = rows(store_dir)
+        assert n == seqs == kept and 1 <= n <= before, (kill, n, seqs, kept, before)  # only forward
+        progress.append(n)
+        before = n
+        store = Store(store_dir)
+        try:
+            counts = store.counts()
+            assert (counts[PromptState.TRAINED], counts[PromptState.QUEUED]) == (ROWS, 1), (kill, n, counts)
+            assert [e.id for e in store.list_prompts(state=PromptState.QUEUED)] == ["queued"]
+        finally:
+            store.close()
+    assert any(1 < n < ROWS + 1 for n in progress), progress
+    done = subprocess.run([sys.executable, "-c", PRUNER, str(store_dir), "rows_before"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.split() == ["ready", "done"], done.stderr
+    assert rows(store_dir) == (1, 1, 1)
+    store = Store(store_dir)
+    try:
+        assert store.counts()[PromptState.TRAINED] == ROWS
+    finally:
+        store.close()

@@ -1,5 +1,6 @@
-"""Store.prune (config retention.*): the content of prompts that finished long enough ago and old
-request ids are forgotten; what the queue, the counts and ListPrompts need is kept."""
+"""Store.prune (config retention.*): the content or whole rows of prompts that finished long enough ago,
+old request ids and old step reports are forgotten; what the queue, the counts, ListPrompts and a
+restart need is kept."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from grpo_server.store import Store
 from grpo_server.store.sqlite_store import FILENAME
-from grpo_server.types import ChatMessage, PromptRecord, PromptState, RewardSpec
+from grpo_server.types import ChatMessage, PromptRecord, PromptState, RewardSpec, StepReport, StepState
 
 BIG = 10**9
 
@@ -141,3 +142,119 @@ def test_pruning_stops_the_file_growing_with_the_run(tmp_path: Path) -> None:
         sizes[prune] = (tmp_path / f"store-{prune}" / FILENAME).stat().st_size
     assert sizes[False] > 1_600_000  # 1600 prompts of 1 KB
     assert sizes[True] < sizes[False] / 4, sizes
+
+
+# ------------------------------------------------------------- retention.prompt_rows_seconds
+
+
+def test_finished_rows_go_whole_and_the_counts_still_count_them(store: Store) -> None:
+    finish_one_of_each(store)
+    counts = store.counts()
+    done = store.prune(content_before=time.time() + 1, requests_before=None, rows_before=time.time() + 1)
+    # The rows went first, content and all: no content is counted as dropped on its own.
+    assert (done.prompt_rows, done.prompt_contents) == (3, 0)
+    assert [(e.id, e.state) for e in store.list_prompts()] == [("l1", PromptState.LEASED), ("q1", PromptState.QUEUED)]
+    assert contents(store) == {4: True, 5: True}
+    assert store.counts() == counts  # trained 1, failed 1, cancelled 1, leased 1, queued 1: the run's totals
+    cancel = store.cancel(["t1", "q1"])
+    assert cancel.unknown_ids == ("t1",) and cancel.cancelled_ids == ("q1",)
+    # The counts keep moving from there, and a forgotten id may be submitted again.
+    store.commit_checkpoint(3, "/ckpt/3")
+    assert store.submit([rec("t1")], None, BIG).accepted_ids == ("t1",)
+    after = store.counts()
+    assert (after[PromptState.TRAINED], after[PromptState.LEASED], after[PromptState.QUEUED],
+            after[PromptState.CANCELLED]) == (2, 0, 1, 2)
+
+
+def test_only_rows_finished_before_the_cutoff_and_never_an_active_one(store: Store) -> None:
+    store.submit([rec("old"), rec("new"), rec("waiting")], None, BIG)
+    store.lease(1, step=1)
+    store.commit_checkpoint(1, "/ckpt/1")
+    time.sleep(0.05)
+    cutoff = time.time()
+    time.sleep(0.05)
+    store.lease(1, step=2)
+    store.commit_checkpoint(2, "/ckpt/2")
+    store.lease(1, step=3)  # "waiting" is leased: a restart puts it back in the queue, whatever its age
+    assert store.prune(content_before=None, requests_before=None, rows_before=cutoff).prompt_rows == 1
+    assert [e.id for e in store.list_prompts()] == ["new", "waiting"]
+    assert store.prune(content_before=None, requests_before=None, rows_before=time.time() + 1,
+                       batch=1).prompt_rows == 1
+    assert [e.id for e in store.list_prompts()] == ["waiting"]
+
+
+# ------------------------------------------------------------ retention.step_reports_seconds
+
+
+def report(step: int, state: StepState = StepState.COMPLETED, finished: float | None = 1.0) -> StepReport:
+    return StepReport(step=step, state=state, started_at=finished or 1.0, finished_at=finished,
+                      metrics={"loss": 0.5}, rollout_engine="hf", prompt_ids=(f"p{step}",))
+
+
+def test_old_step_reports_go_but_not_the_latest_nor_those_after_the_checkpoint(store: Store) -> None:
+    for n in range(1, 7):
+        state = StepState.SKIPPED if n == 2 else StepState.COMPLETED
+        store.record_step(report(n, state), samples=[{"prompt_id": f"p{n}"}])
+    store.commit_checkpoint(4, "/ckpt/4")
+    assert store.completed_steps(4) == 3 and store.forgotten_steps() == 0
+    done = store.prune(content_before=None, requests_before=None, steps_before=time.time(), batch=2)
+    assert done.step_reports == 4  # steps 1-4, two transactions of 2 and one that finds none
+    assert [r.step for r in store.steps_after(0)] == [5, 6]
+    assert store.get_step(3) is None and store.step_samples(report(3)) == []
+    assert store.step_samples(report(5)) == [{"prompt_id": "p5"}]
+    # What the trainer reads at a start from the checkpoint is as it was: 3 updates up to step 4.
+    assert store.completed_steps(4) == 3 and store.completed_steps(6) == 5
+    assert store.forgotten_steps() == 4
+    with pytest.raises(ValueError, match="up to step 4 were deleted"):
+        store.completed_steps(3)
+    # With the checkpoint at the latest step, all but the latest may go; the totals add up.
+    store.commit_checkpoint(6, "/ckpt/6")
+    assert store.prune(content_before=None, requests_before=None, steps_before=time.time()).step_reports == 1
+    assert [r.step for r in store.steps_after(0)] == [6] and store.latest_step().step == 6
+    assert (store.completed_steps(6), store.forgotten_steps()) == (5, 5)
+
+
+def test_reports_of_recent_and_running_steps_are_kept(store: Store) -> None:
+    now = time.time()
+    store.record_step(report(1, finished=now - 100))
+    store.record_step(report(2, finished=now - 1))
+    store.record_step(report(3, StepState.RUNNING, finished=None))
+    store.commit_checkpoint(3, "/ckpt/3")
+    assert store.prune(content_before=None, requests_before=None, steps_before=now - 10).step_reports == 1
+    assert [r.step for r in store.steps_after(0)] == [2, 3]
+    # No checkpoint yet, nothing goes: a restart would run every step again.
+    other = Store(store.store_dir.parent / "other")
+    try:
+        other.record_step(report(1))
+        other.record_step(report(2))
+        assert other.prune(content_before=None, requests_before=None, steps_before=now).step_reports == 0
+        assert other.forgotten_steps() == 0
+    finally:
+        other.close()
+
+
+def test_pruning_rows_and_reports_stops_the_file_growing(tmp_path: Path) -> None:
+    """With every kind pruned, the file of a long run stays the size of its window: the second half of
+    the run adds (almost) nothing, where keeping the rows and reports grows it by the same again."""
+    sizes: dict[bool, list[int]] = {}
+    for prune in (False, True):
+        s = Store(tmp_path / f"store-{prune}")
+        sizes[prune] = []
+        for step in range(1, 401):
+            s.submit([rec(f"s{step}-{i}", "x" * 200) for i in range(8)], f"r{step}", BIG)
+            s.lease(8, step=step)
+            s.record_step(StepReport(step=step, state=StepState.COMPLETED, started_at=time.time(),
+                                     finished_at=time.time(), metrics={f"m{i}": 0.5 for i in range(40)},
+                                     rollout_engine="hf", prompt_ids=tuple(f"s{step}-{i}" for i in range(8))))
+            s.commit_checkpoint(step, f"/ckpt/{step}")
+            if prune:
+                s.prune(**{k: time.time() + 1 for k in ("content_before", "requests_before", "rows_before",
+                                                        "steps_before")})
+            if step in (200, 400):
+                s._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                sizes[prune].append(s.path.stat().st_size)
+        assert s.completed_steps(400) == 400
+        s.close()
+    kept, pruned = sizes[False], sizes[True]
+    assert kept[1] - kept[0] > 300_000, kept  # 1600 rows and 200 reports more
+    assert pruned[1] - pruned[0] < 20_000, pruned

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from grpo_server.store import Store, lock_store
 from grpo_server.store.sqlite_store import FILENAME
-from grpo_server.types import ChatMessage, PromptRecord, PromptState, RewardSpec
+from grpo_server.types import ChatMessage, PromptRecord, PromptState, RewardSpec, StepReport, StepState
 
 BIG = 10**9
 
@@ -50,7 +50,7 @@ def test_compaction_shrinks_the_file_and_keeps_the_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"grpo-server compacted {store_dir}: "), done.stdout
-    assert "(dropped the content of 1000 finished prompts and 50 request ids)" in lines[0]
+    assert "(dropped the content of 1000 finished prompts, 0 finished prompts' rows, 50 request ids and 0 step reports)" in lines[0]
     after = (store_dir / FILENAME).stat().st_size
     assert after < size / 10, (size, after)
     assert not (store_dir / (FILENAME + "-wal")).exists() or (store_dir / (FILENAME + "-wal")).stat().st_size == 0
@@ -72,10 +72,35 @@ def test_default_retention_keeps_recent_content_and_still_compacts(tmp_path: Pat
     a_run(store_dir)
     done = compact(store_dir)  # no config: 7 days of content and request ids are kept
     assert done.returncode == 0, done.stderr
-    assert "(dropped the content of 0 finished prompts and 0 request ids)" in done.stdout
+    assert "(dropped the content of 0 finished prompts, 0 finished prompts' rows, 0 request ids and 0 step reports)" in done.stdout
     store = Store(store_dir)
     try:
         assert store.submit([rec(f"s1-{i}") for i in range(20)], "req-1", BIG).duplicate  # still remembered
+    finally:
+        store.close()
+
+
+def test_rows_and_step_reports_go_when_the_config_says_so(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    a_run(store_dir)
+    store = Store(store_dir)
+    for step in range(1, 51):
+        store.record_step(StepReport(step=step, state=StepState.COMPLETED, started_at=1.0, finished_at=2.0,
+                                     metrics={"loss": 0.5}, rollout_engine="hf", prompt_ids=(f"s{step}-0",)))
+    store.close()
+    config = tmp_path / "c.yaml"
+    config.write_text("retention:\n  prompt_rows_seconds: 0.001\n  step_reports_seconds: 0.001\n")
+    time.sleep(0.01)
+    done = compact(store_dir, config)
+    assert done.returncode == 0, done.stderr
+    assert ("(dropped the content of 0 finished prompts, 1000 finished prompts' rows, 0 request ids and 49 step "
+            "reports)") in done.stdout  # step 50, the latest, stays
+    store = Store(store_dir)
+    try:
+        counts = store.counts()
+        assert (counts[PromptState.TRAINED], counts[PromptState.QUEUED]) == (1000, 3)  # the run's totals
+        assert [e.id for e in store.list_prompts(limit=2000)] == ["q0", "q1", "q2"]
+        assert [r.step for r in store.steps_after(0)] == [50] and store.completed_steps(50) == 50
     finally:
         store.close()
 
