@@ -19,7 +19,7 @@ prints the growth per 100 steps of each column: the slope of a least-squares lin
 of the samples (the first half is warm-up: allocator arenas, caches, the first checkpoints).
 
     .venv/bin/python -m bench.bench_soak [--steps 3000] [--sample-every 100] [--json out.json] [--keep-dir DIR]
-        [--metadata-bytes N] [--retention-seconds S]
+        [--metadata-bytes N] [--retention-seconds S] [--history-retention-seconds S]
 
 Nothing is asserted: a slope that does not level off is a finding to read in the code.
 """
@@ -69,8 +69,13 @@ def trainer_config(args: argparse.Namespace) -> dict[str, Any]:
         "training": {"learning_rate": 1e-3, "threads": 1, "partial_step_after_seconds": 1.0},
         "checkpoint": {"every_steps": args.checkpoint_every, "keep": args.keep},
         "rewards": {"default": [{"backend": "math", "weight": 1.0}]},
-        **({"retention": {"prompt_content_seconds": args.retention_seconds,
-                          "request_ids_seconds": args.retention_seconds}} if args.retention_seconds is not None else {}),
+        "retention": {
+            **({"prompt_content_seconds": args.retention_seconds, "request_ids_seconds": args.retention_seconds}
+               if args.retention_seconds is not None else {}),
+            **({"prompt_rows_seconds": args.history_retention_seconds,
+                "step_reports_seconds": args.history_retention_seconds}
+               if args.history_retention_seconds is not None else {}),
+        },
     }
 
 
@@ -502,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retention-seconds", type=float, default=None,
                    help="retention.prompt_content_seconds and retention.request_ids_seconds (default: the "
                    "trainer's, 7 days)")
+    p.add_argument("--history-retention-seconds", type=float, default=None,
+                   help="retention.prompt_rows_seconds and retention.step_reports_seconds (default: the "
+                   "trainer's, kept for ever)")
     p.add_argument("--keep-dir", type=Path, default=None, help="work here and keep the store and logs")
     p.add_argument("--json", type=Path, default=None, help="also write the samples and slopes here")
     return p
