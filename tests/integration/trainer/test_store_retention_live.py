@@ -29,6 +29,12 @@ def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+def pruned_counts(port: int) -> dict[str, float]:
+    """kind -> grpo_store_pruned_total, as the trainer's /metrics exports it."""
+    return {dict(labels)["kind"]: value for (name, labels), value in metric_samples(port).items()
+            if name == "grpo_store_pruned_total"}
+
+
 def test_trained_prompts_lose_their_content_and_old_request_ids_are_forgotten(
     toy_backend, start_trainer, tmp_path: Path
 ) -> None:
@@ -49,9 +55,11 @@ def test_trained_prompts_lose_their_content_and_old_request_ids_are_forgotten(
     client = TrainerClient(f"127.0.0.1:{app.api_port}")
     wait_for(lambda: kept_contents(store_dir) == {"p0": 0, "p1": 0, "p2": 0, "p3": 0} or None, 60,
              lambda: f"the trained prompts kept their content: {kept_contents(store_dir)}")
+    # The counters go up once the whole pruning is done, after the store's transactions.
+    expected = {"prompt_content": 4, "request_ids": 1, "prompt_rows": 0, "step_reports": 0}
+    wait_for(lambda: pruned_counts(app.metrics_port) == expected, 30,
+             lambda: f"grpo_store_pruned_total: {pruned_counts(app.metrics_port)}")
     samples = metric_samples(app.metrics_port)
-    assert samples[("grpo_store_pruned_total", (("kind", "prompt_content"),))] == 4
-    assert samples[("grpo_store_pruned_total", (("kind", "request_ids"),))] == 1
     assert samples[("grpo_store_bytes", (("file", "db"),))] > 0, samples
     assert ("grpo_store_bytes", (("file", "wal"),)) in samples
     again = client.submit_prompts(prompts(4), request_id="req-1")
