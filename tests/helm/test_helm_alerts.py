@@ -46,7 +46,7 @@ ENABLED = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": Tr
 @needs_promtool
 def test_promtool_finds_every_rule_valid() -> None:
     out = promtool("check", "rules", str(RULES))
-    assert "SUCCESS: 6 rules found" in out, out
+    assert "SUCCESS: 7 rules found" in out, out
 
 
 @needs_promtool
@@ -84,16 +84,18 @@ def test_the_prometheus_rule_holds_the_file_and_the_release_rules() -> None:
             shipped["expr"]
         assert shipped["expr"].replace(scope + ", ", "").replace("{" + scope + "}", "") == original["expr"]
     release = alerts(groups[-1:])
-    assert set(release) == {"GrpoTrainerDown", "GrpoStoreVolumeFilling"}
+    assert set(release) == {"GrpoTrainerDown"}
     assert release["GrpoTrainerDown"]["expr"] == f'up{{namespace="{NAMESPACE}", service="{TRAINER}"}} == 0'
-    filling = release["GrpoStoreVolumeFilling"]
-    assert f'persistentvolumeclaim="store-{TRAINER}-0"' in filling["expr"] and "< 0.1" in filling["expr"]
-    assert "is over 90% full" in filling["annotations"]["summary"]
 
 
-def test_a_multi_node_trainer_watches_the_leaders_store_claim() -> None:
-    rule = prometheus_rule({**ENABLED, "trainer": {"multiNode": {"enabled": True}}})
-    assert f'persistentvolumeclaim="{TRAINER}-store"' in alerts(rule["spec"]["groups"])["GrpoStoreVolumeFilling"]["expr"]
+def test_the_store_volume_alert_takes_the_charts_threshold() -> None:
+    rule = prometheus_rule({**ENABLED, "prometheusRule": {"enabled": True, "storeVolumeFreeFraction": 0.25}})
+    expr = alerts(rule["spec"]["groups"])["GrpoStoreVolumeFilling"]["expr"]
+    scope = f'{{namespace="{NAMESPACE}"}}'
+    assert expr.strip() == (f"grpo_store_volume_available_bytes{scope} / grpo_store_volume_size_bytes{scope} < 0.25")
+    # The same for a multi-node trainer: its leader exports the store volume's room, whatever the claim.
+    multi = prometheus_rule({**ENABLED, "trainer": {"multiNode": {"enabled": True}}})
+    assert alerts(multi["spec"]["groups"])["GrpoStoreVolumeFilling"]["expr"].strip().endswith("< 0.1")
 
 
 def test_rules_without_the_service_monitor_are_refused() -> None:
@@ -109,17 +111,16 @@ def test_a_free_fraction_outside_0_1_is_refused(fraction: Any) -> None:
 
 @needs_promtool
 def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: Path) -> None:
-    """The rules as the chart renders them, checked and unit-tested by promtool: the store alert fires for
-    this release's claim only, the down alert for its trainer's target only, and the file's alerts (a
-    failed run here) for this release's namespace only."""
+    """The rules as the chart renders them, checked and unit-tested by promtool: the store alert fires at the
+    chart's threshold for this release's namespace only, the down alert for its trainer's target only, and
+    the file's other alerts (a failed run here) for this release's namespace only."""
     groups = prometheus_rule({**ENABLED, "prometheusRule": {"enabled": True, "storeVolumeFreeFraction": 0.2}})[
         "spec"]["groups"]
     rules = tmp_path / "rendered.yaml"
     rules.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     assert "SUCCESS: 8 rules found" in promtool("check", "rules", str(rules))
-    claim = f"store-{TRAINER}-0"
-    volume = f'namespace="{NAMESPACE}", persistentvolumeclaim="{claim}"'
-    other = f'namespace="{NAMESPACE}", persistentvolumeclaim="store-other-0"'
+    volume = f'namespace="{NAMESPACE}", instance="10.0.0.5:9090"'
+    other = 'namespace="elsewhere", instance="10.1.0.5:9090"'
     test = {
         "rule_files": [rules.name],
         "evaluation_interval": "1m",
@@ -127,11 +128,11 @@ def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: 
             "interval": "1m",
             "input_series": [
                 # This release's store: 100 GiB, its free space falling 1 GiB a minute from 30 GiB.
-                {"series": f"kubelet_volume_stats_capacity_bytes{{{volume}}}", "values": "107374182400x40"},
-                {"series": f"kubelet_volume_stats_available_bytes{{{volume}}}", "values": "32212254720-1073741824x40"},
-                # Another claim in the namespace, nearly full: not this release's.
-                {"series": f"kubelet_volume_stats_capacity_bytes{{{other}}}", "values": "100x40"},
-                {"series": f"kubelet_volume_stats_available_bytes{{{other}}}", "values": "1x40"},
+                {"series": f"grpo_store_volume_size_bytes{{{volume}}}", "values": "107374182400x40"},
+                {"series": f"grpo_store_volume_available_bytes{{{volume}}}", "values": "32212254720-1073741824x40"},
+                # A trainer in another namespace, nearly full: not this release's.
+                {"series": f"grpo_store_volume_size_bytes{{{other}}}", "values": "100x40"},
+                {"series": f"grpo_store_volume_available_bytes{{{other}}}", "values": "1x40"},
                 {"series": f'up{{namespace="{NAMESPACE}", service="{TRAINER}", instance="10.0.0.5:9090"}}',
                  "values": "1x3 0x20"},
                 {"series": f'up{{namespace="{NAMESPACE}", service="{RELEASE_REWARD}", instance="10.0.0.6:9091"}}',
@@ -146,8 +147,10 @@ def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: 
                 # Below 20% free from minute 11 (20 GiB left); 15 minutes later it fires.
                 {"eval_time": "20m", "alertname": "GrpoStoreVolumeFilling", "exp_alerts": []},
                 {"eval_time": "27m", "alertname": "GrpoStoreVolumeFilling", "exp_alerts": [{
-                    "exp_labels": {"severity": "warning", "namespace": NAMESPACE, "persistentvolumeclaim": claim},
-                    "exp_annotations": alerts(groups)["GrpoStoreVolumeFilling"]["annotations"]}]},
+                    "exp_labels": {"severity": "warning", "namespace": NAMESPACE, "instance": "10.0.0.5:9090"},
+                    "exp_annotations": {
+                        "summary": "The store volume of the trainer on 10.0.0.5:9090 has 3% of its space left.",
+                        "description": alerts(groups)["GrpoStoreVolumeFilling"]["annotations"]["description"]}}]},
                 {"eval_time": "5m", "alertname": "GrpoRunFailed", "exp_alerts": [{
                     "exp_labels": {"severity": "critical", "namespace": NAMESPACE, "state": "failed",
                                    "instance": "10.0.0.5:9090"},
