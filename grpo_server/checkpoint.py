@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from grpo_server.store.space import volume_bytes
+from grpo_server.store.space import unreserved_bytes
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +173,13 @@ def disk_full_error(exc: BaseException, directory: Path, what: str) -> OSError |
     failed because its volume is full, which the writers do not all say: torch's reads "[enforce fail at
     inline_container.cc] unexpected pos 140672 vs 140560". A writer fills the volume before its write
     fails, so one left with under FULL_BELOW_BYTES free (counted before the partial files are removed)
-    was full. None when `exc` says so itself, or is something else."""
+    was full. Free means beyond every reserve (unreserved_bytes): a volume root filled still shows ext4's
+    own reserve (up to 16 MiB) to root, which no write can take. None when `exc` says so itself, or is
+    something else."""
     if not isinstance(exc, Exception) or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
         return None
     try:
-        free, _ = volume_bytes(directory)
+        free = unreserved_bytes(directory)
     except OSError:
         return None
     if free >= FULL_BELOW_BYTES:
