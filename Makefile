@@ -6,7 +6,7 @@ PIP := .venv/bin/pip
 STAMP := .venv/.installed
 PROTOS := $(shell find protos/grpo -name '*.proto')
 # Debian packages the tests need: bubblewrap (code sandbox), prometheus (promtool, scrape test).
-SYSDEPS_CMDS := bwrap:bubblewrap promtool:prometheus
+SYSDEPS_CMDS := bwrap:bubblewrap promtool:prometheus mkfs.ext4:e2fsprogs
 PYTEST_ARGS ?=
 
 .PHONY: help setup sysdeps node clients proto test test-fast lint demo bench test-reliability clean
