@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from grpo_server.store import Store
@@ -27,7 +28,7 @@ import sys, time
 from grpo_server.store import Store
 store = Store(sys.argv[1])
 print("ready", flush=True)
-kind = sys.argv[2] if len(sys.argv) > 2 else "content_before"
+kind = sys.argv[2]
 cutoffs = {"content_before": None, "requests_before": time.time() + 1}
 cutoffs[kind] = time.time() + 1
 store.prune(**cutoffs, batch=500)
@@ -58,18 +59,32 @@ def a_run(store_dir: Path) -> None:
     store.close()
 
 
+def prune_killed(store_dir: Path, kind: str, seed: int, max_wait: float) -> Iterator[int]:
+    """Start a pruning of `kind` (a Store.prune cutoff) KILLS times and SIGKILL it after a random wait of
+    up to `max_wait` s; yield the kill's number after each, the process gone."""
+    rng = random.Random(seed)
+    for kill in range(KILLS):
+        child = subprocess.Popen([sys.executable, "-c", PRUNER, str(store_dir), kind], stdout=subprocess.PIPE,
+                                 text=True)
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, max_wait))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+        yield kill
+
+
+def prune_to_the_end(store_dir: Path, kind: str) -> None:
+    done = subprocess.run([sys.executable, "-c", PRUNER, str(store_dir), kind], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["ready", "done"], done.stderr
+
+
 def test_kill_9_while_pruning_loses_no_row(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     a_run(store_dir)
-    rng = random.Random(7)
     kept_before = ROWS + 1
     progress = []
-    for kill in range(KILLS):
-        child = subprocess.Popen([sys.executable, "-c", PRUNER, str(store_dir)], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.15))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(30)
+    for kill in prune_killed(store_dir, "content_before", seed=7, max_wait=0.15):
         n, kept, seqs = rows(store_dir)
         assert (n, seqs) == (ROWS + 1, ROWS + 1), f"kill {kill}: {n} rows, {seqs} seqs"  # no row lost or doubled
         assert 1 <= kept <= kept_before, (kill, kept, kept_before)  # pruning only goes forward
@@ -85,25 +100,16 @@ def test_kill_9_while_pruning_loses_no_row(tmp_path: Path) -> None:
             store.close()
     # Some kills landed in the middle of the pruning (at least one batch done, the content of some left).
     assert any(1 < k < ROWS + 1 for k in progress), progress
-    done = subprocess.run([sys.executable, "-c", PRUNER, str(store_dir)], capture_output=True, text=True,
-                          timeout=120)
-    assert done.stdout.split() == ["ready", "done"], done.stderr
+    prune_to_the_end(store_dir, "content_before")
     assert rows(store_dir) == (ROWS + 1, 1, ROWS + 1)  # the queued prompt alone keeps its content
 
 
 def test_kill_9_while_pruning_whole_rows_keeps_the_counts(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     a_run(store_dir)
-    rng = random.Random(11)
     before = ROWS + 1
     progress = []
-    for kill in range(KILLS):
-        child = subprocess.Popen([sys.executable, "-c", PRUNER, str(store_dir), "rows_before"],
-                                 stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.1))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(30)
+    for kill in prune_killed(store_dir, "rows_before", seed=11, max_wait=0.1):
         n, kept, seqs = rows(store_dir)
         assert n == seqs == kept and 1 <= n <= before, (kill, n, seqs, kept, before)  # only forward
         progress.append(n)
@@ -116,9 +122,7 @@ def test_kill_9_while_pruning_whole_rows_keeps_the_counts(tmp_path: Path) -> Non
         finally:
             store.close()
     assert any(1 < n < ROWS + 1 for n in progress), progress
-    done = subprocess.run([sys.executable, "-c", PRUNER, str(store_dir), "rows_before"], capture_output=True,
-                          text=True, timeout=120)
-    assert done.stdout.split() == ["ready", "done"], done.stderr
+    prune_to_the_end(store_dir, "rows_before")
     assert rows(store_dir) == (1, 1, 1)
     store = Store(store_dir)
     try:

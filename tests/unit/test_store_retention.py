@@ -68,8 +68,8 @@ def test_finished_prompts_lose_their_content_and_keep_their_row(store: Store) ->
     assert [(p.id, p.messages[0].content) for p in again] == [("l1", "What is l1?"), ("q1", "What is q1?")]
 
 
-def test_only_prompts_finished_before_the_cutoff(store: Store) -> None:
-    store.submit([rec("old"), rec("new")], None, BIG)
+def trained_either_side_of_a_cutoff(store: Store) -> float:
+    """Train the first queued prompt (step 1), then the next (step 2) after the returned time.time()."""
     store.lease(1, step=1)
     store.commit_checkpoint(1, "/ckpt/1")
     time.sleep(0.05)
@@ -77,6 +77,12 @@ def test_only_prompts_finished_before_the_cutoff(store: Store) -> None:
     time.sleep(0.05)
     store.lease(1, step=2)
     store.commit_checkpoint(2, "/ckpt/2")
+    return cutoff
+
+
+def test_only_prompts_finished_before_the_cutoff(store: Store) -> None:
+    store.submit([rec("old"), rec("new")], None, BIG)
+    cutoff = trained_either_side_of_a_cutoff(store)
     assert store.prune(content_before=cutoff, requests_before=None).prompt_contents == 1
     assert contents(store) == {1: False, 2: True}
 
@@ -168,13 +174,7 @@ def test_finished_rows_go_whole_and_the_counts_still_count_them(store: Store) ->
 
 def test_only_rows_finished_before_the_cutoff_and_never_an_active_one(store: Store) -> None:
     store.submit([rec("old"), rec("new"), rec("waiting")], None, BIG)
-    store.lease(1, step=1)
-    store.commit_checkpoint(1, "/ckpt/1")
-    time.sleep(0.05)
-    cutoff = time.time()
-    time.sleep(0.05)
-    store.lease(1, step=2)
-    store.commit_checkpoint(2, "/ckpt/2")
+    cutoff = trained_either_side_of_a_cutoff(store)
     store.lease(1, step=3)  # "waiting" is leased: a restart puts it back in the queue, whatever its age
     assert store.prune(content_before=None, requests_before=None, rows_before=cutoff).prompt_rows == 1
     assert [e.id for e in store.list_prompts()] == ["new", "waiting"]
