@@ -274,7 +274,8 @@ func (c *Client) AllPrompts(ctx context.Context, req *trainerv1.ListPromptsReque
 
 // CancelPrompts takes the queued prompts among ids (1 to 1000, each once) out of the queue. The answer
 // lists the ids it cancelled, where each other known id is (NotCancelled: LEASED, TRAINED, FAILED or
-// CANCELLED before), the ids never submitted (UnknownIds) and the queue depth.
+// CANCELLED before), the ids the trainer does not know (UnknownIds: never submitted, or deleted under
+// retention.prompt_rows_seconds) and the queue depth.
 func (c *Client) CancelPrompts(ctx context.Context, ids []string) (*trainerv1.CancelPromptsResponse, error) {
 	res, err := c.Stub.CancelPrompts(ctx, &trainerv1.CancelPromptsRequest{Ids: ids})
 	return res, wrapError("CancelPrompts", err)

@@ -34,6 +34,9 @@ from grpo_client.words import counted, short_reason
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 EXIT_INTERRUPTED = 128 + 2  # as a process killed by SIGINT (Ctrl-C)
 EXIT_BROKEN_PIPE = 128 + 13  # as a process killed by SIGPIPE
+# An id the trainer does not know was never submitted, or its row went under the trainer's retention.
+UNKNOWN_WHY = " (never submitted, or deleted under retention.prompt_rows_seconds)"
+NO_PROMPTS = "no prompts (none submitted, or deleted under retention.prompt_rows_seconds)"
 WATCH_LAST = 10  # steps `grpo watch` shows first, before the live ones
 DEFAULT_TARGET = "localhost:50051"
 SUBMIT_ATTEMPTS = 5  # tries of a batch the trainer refuses as full or unavailable (1 + 2 + 4 + 8 s apart)
@@ -505,7 +508,7 @@ def cmd_prompts(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
             break
     pr.document({"prompts": [to_dict(p) for p in found]})
     if not found and not args.ids:
-        pr.line(f"no {args.state} prompts" if args.state else "no prompts submitted")
+        pr.line(f"no {args.state} prompts" if args.state else NO_PROMPTS)
         return EXIT_OK
     fmt = "{:<24} {:<8} {:>6} {:>10} {:>8}  {}"
     pr.line(fmt.format("id", "state", "step", "checkpoint", "attempts", "reason"))
@@ -514,7 +517,7 @@ def cmd_prompts(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
                            p.step or "-", p.checkpoint_step or "-", p.attempts, p.reason))
     missing = sorted(set(args.ids) - {p.id for p in found})
     if missing and not args.state and not args.limit:
-        pr.line(f"never submitted: {', '.join(missing)}")
+        pr.line(f"unknown: {', '.join(missing)}{UNKNOWN_WHY}")
     return EXIT_OK
 
 
@@ -539,7 +542,7 @@ def cmd_cancel(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
                trainer_pb2.PROMPT_STATE_FAILED: "failed", trainer_pb2.PROMPT_STATE_CANCELLED: "cancelled before"}
         pr.line(f"not cancelled: {p.id}: {state} ({why.get(p.state, 'not queued')})")
     if response.unknown_ids:
-        pr.line(f"never submitted: {', '.join(response.unknown_ids)}")
+        pr.line(f"unknown: {', '.join(response.unknown_ids)}{UNKNOWN_WHY}")
     done = all(p.state == trainer_pb2.PROMPT_STATE_CANCELLED for p in response.not_cancelled)
     return EXIT_OK if done and not response.unknown_ids else EXIT_FAILURE
 

@@ -673,7 +673,8 @@ class TrainerClient:
 
     def cancel_prompts(self, ids: Sequence[str]) -> trainer_pb2.CancelPromptsResponse:
         """CancelPrompts: take the queued prompts among `ids` (at most 1000) out of the queue; the answer
-        lists them, where each other id is, and the ids never submitted."""
+        lists them, where each other id is, and the ids the trainer does not know (never submitted, or
+        deleted under retention.prompt_rows_seconds)."""
         request = trainer_pb2.CancelPromptsRequest(ids=list(ids))
         return self._call(self._stub.CancelPrompts, request)  # type: ignore[no-any-return]
 

@@ -3,8 +3,9 @@
 //   node dist/examples/cancel.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--json] [ID ...] [--file FILE.jsonl]
 // TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
 // Prints "cancelled N queued prompts; queue depth D" ("1 queued prompt"), a "not cancelled: ID: STATE (why)" line for each id
-// that was not queued and "never submitted: ..." for the ids the trainer does not know; exit status 1
-// when an id was not cancelled (other than one cancelled before) or never submitted. --file adds every id
+// that was not queued and "unknown: ... (never submitted, or deleted under retention.prompt_rows_seconds)"
+// for the ids the trainer does not know; exit status 1 when an id was not cancelled (other than one
+// cancelled before) or is unknown. --file adds every id
 // of a prompt file, read whole first: a bad file is exit status 2 and cancels nothing. A bad flag is one
 // "error: ..." line and exit status 2; a call the trainer refuses prints "CODE: message" and each field
 // violation, and exits 2 for INVALID_ARGUMENT, else 1.
@@ -66,7 +67,7 @@ async function cancel(): Promise<number> {
     for (const p of res.notCancelled) {
       console.log(`not cancelled: ${p.id}: ${enumName(p.state, 'PROMPT_STATE_')} (${WHY[p.state]?.(p) ?? 'not queued'})`);
     }
-    if (res.unknownIds.length) console.log(`never submitted: ${res.unknownIds.join(', ')}`);
+    if (res.unknownIds.length) console.log(`unknown: ${res.unknownIds.join(', ')} (never submitted, or deleted under retention.prompt_rows_seconds)`);
   }
   const done = res.notCancelled.every((p) => p.state === 'PROMPT_STATE_CANCELLED');
   return done && !res.unknownIds.length ? 0 : 1;

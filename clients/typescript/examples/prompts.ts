@@ -3,8 +3,9 @@
 //   node dist/examples/prompts.js --target 127.0.0.1:50051 [--token T] [TLS FLAGS] [--json] [ID ...]
 //        [--state queued|leased|trained|failed|cancelled] [--limit N]
 // TLS FLAGS: [--tls] [--ca F] [--cert F --key F] [--server-name NAME], as `grpo`'s (cli.ts TLS_OPTIONS).
-// One row per prompt: id, state, step, checkpoint, attempts, reason; "never submitted: ..." for the IDs
-// the trainer does not know (without --state and --limit). A bad flag is one "error: ..." line and exit
+// One row per prompt: id, state, step, checkpoint, attempts, reason; "unknown: ... (never submitted, or
+// deleted under retention.prompt_rows_seconds)" for the IDs the trainer does not know (without --state
+// and --limit). A bad flag is one "error: ..." line and exit
 // status 2; a call the trainer refuses prints "CODE: message" and each field violation, and exits 2 for
 // INVALID_ARGUMENT, else 1.
 import { parseArgs } from 'node:util';
@@ -57,7 +58,7 @@ async function prompts(): Promise<number> {
       return 0;
     }
     if (!found.length && !ids.length) {
-      console.log(state ? `no ${state} prompts` : 'no prompts submitted');
+      console.log(state ? `no ${state} prompts` : 'no prompts (none submitted, or deleted under retention.prompt_rows_seconds)');
       return 0;
     }
     console.log(row('id', 'state', 'step', 'checkpoint', 'attempts', 'reason'));
@@ -67,7 +68,7 @@ async function prompts(): Promise<number> {
     }
     const known = new Set(found.map((p) => p.id));
     const missing = [...new Set(ids.filter((id) => !known.has(id)))].sort();
-    if (missing.length && !state && !limit) console.log(`never submitted: ${missing.join(', ')}`);
+    if (missing.length && !state && !limit) console.log(`unknown: ${missing.join(', ')} (never submitted, or deleted under retention.prompt_rows_seconds)`);
     return 0;
   } finally {
     client.close();

@@ -347,7 +347,8 @@ export class TrainerClient {
 
   /** Take the queued prompts among `ids` (1 to 1000, each once) out of the queue. Resolves to the ids it
    * cancelled (`cancelledIds`), where each other known id is (`notCancelled`: LEASED, TRAINED, FAILED or
-   * CANCELLED before), the ids never submitted (`unknownIds`) and the queue depth. */
+   * CANCELLED before), the ids the trainer does not know (`unknownIds`: never submitted, or deleted under
+   * retention.prompt_rows_seconds) and the queue depth. */
   cancelPrompts(ids: string[]): Promise<CancelPromptsResponse__Output> {
     return this.unary('CancelPrompts', this.stub.cancelPrompts, { ids });
   }

@@ -106,7 +106,7 @@ def test_grpo_cancel_by_id_and_by_prompt_file(run: Api, tmp_path: Path, capsys: 
         "cancelled 2 queued prompts; queue depth 0",
         "not cancelled: b: leased (held by step 2: in training, or trained and not yet in a checkpoint)",
         "not cancelled: c: cancelled (cancelled before)",
-        "never submitted: nope",
+        "unknown: nope (never submitted, or deleted under retention.prompt_rows_seconds)",
     ], out
 
     code, out = grpo("--json", "--target", run.target, "cancel", "c", "d")

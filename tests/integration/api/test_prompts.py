@@ -177,13 +177,13 @@ def test_grpo_prompts_lists_failed_prompts_with_their_reason(run: Api) -> None:
 
     out = io.StringIO()
     assert cli.main(["--target", run.target, "prompts", "b", "nope"], out=out) == 0
-    assert out.getvalue().splitlines()[-1] == "never submitted: nope"
+    assert out.getvalue().splitlines()[-1] == "unknown: nope (never submitted, or deleted under retention.prompt_rows_seconds)"
 
 
 def test_grpo_prompts_says_so_when_nothing_matches(make_api) -> None:
     api = make_api()
     target = f"localhost:{api.port}"
-    for argv, said in ((["prompts"], "no prompts submitted\n"), (["prompts", "--state", "failed"], "no failed prompts\n")):
+    for argv, said in ((["prompts"], "no prompts (none submitted, or deleted under retention.prompt_rows_seconds)\n"), (["prompts", "--state", "failed"], "no failed prompts\n")):
         out = io.StringIO()
         assert cli.main(["--target", target, *argv], out=out) == 0
         assert out.getvalue() == said  # a sentence, not a bare table header

@@ -260,7 +260,7 @@ def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Pa
 
     listed = same("prompts", first, second, unknown)
     assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
-    assert listed.stdout.endswith(f"never submitted: {unknown}\n"), listed.stdout
+    assert listed.stdout.endswith(f"unknown: {unknown} (never submitted, or deleted under retention.prompt_rows_seconds)\n"), listed.stdout
     doc = json.loads(same("prompts", first, second, "--json").stdout)
     assert [(p["id"], p["state"]) for p in doc["prompts"]] == [(first, "PROMPT_STATE_QUEUED"),
                                                               (second, "PROMPT_STATE_QUEUED")]
@@ -270,7 +270,7 @@ def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Pa
     # Go cancels the first; an id never submitted makes it exit 1, as `grpo cancel` does.
     go = go_example(example, live, "cancel", first, unknown, token=admin, check=False)
     assert go.returncode == 1, go.stderr
-    assert re.fullmatch(rf"cancelled 1 queued prompt; queue depth \d+\nnever submitted: {unknown}\n", go.stdout), go.stdout
+    assert re.fullmatch(rf"cancelled 1 queued prompt; queue depth \d+\nunknown: {unknown} \(never submitted, or deleted under retention\.prompt_rows_seconds\)\n", go.stdout), go.stdout
     out = same("cancel", first, unknown, code=1)
     assert f"not cancelled: {first}: cancelled (cancelled before)\n" in out.stdout, out.stdout
     same("cancel", first, "--json")  # cancelled before only: exit status 0

@@ -357,7 +357,7 @@ def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: P
 
     listed = same("prompts", first, second, unknown)
     assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
-    assert listed.stdout.endswith(f"never submitted: {unknown}\n"), listed.stdout
+    assert listed.stdout.endswith(f"unknown: {unknown} (never submitted, or deleted under retention.prompt_rows_seconds)\n"), listed.stdout
     doc = json.loads(same("prompts", first, second, "--json").stdout)
     assert [(p["id"], p["state"]) for p in doc["prompts"]] == [(first, "PROMPT_STATE_QUEUED"),
                                                               (second, "PROMPT_STATE_QUEUED")]
@@ -367,7 +367,7 @@ def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: P
     # The example cancels the first; an id never submitted makes it exit 1, as `grpo cancel` does.
     ts = ts_example(built_client, live, "cancel", first, unknown, token=admin)
     assert ts.returncode == 1, ts.stderr
-    assert re.fullmatch(rf"cancelled 1 queued prompt; queue depth \d+\nnever submitted: {unknown}\n", ts.stdout), ts.stdout
+    assert re.fullmatch(rf"cancelled 1 queued prompt; queue depth \d+\nunknown: {unknown} \(never submitted, or deleted under retention\.prompt_rows_seconds\)\n", ts.stdout), ts.stdout
     out = same("cancel", first, unknown, code=1)
     assert f"not cancelled: {first}: cancelled (cancelled before)\n" in out.stdout, out.stdout
     same("cancel", first, "--json")  # cancelled before only: exit status 0

@@ -284,7 +284,7 @@ func (p *promptsCommand) run(ctx context.Context, c *grpoclient.Client, timeout 
 		if p.state != "" {
 			fmt.Printf("no %s prompts\n", p.state)
 		} else {
-			fmt.Println("no prompts submitted")
+			fmt.Println("no prompts (none submitted, or deleted under retention.prompt_rows_seconds)")
 		}
 		return 0
 	}
@@ -304,7 +304,7 @@ func (p *promptsCommand) run(ctx context.Context, c *grpoclient.Client, timeout 
 	}
 	sort.Strings(missing)
 	if len(missing) > 0 && p.state == "" && p.limit == 0 {
-		fmt.Printf("never submitted: %s\n", strings.Join(missing, ", "))
+		fmt.Printf("unknown: %s (never submitted, or deleted under retention.prompt_rows_seconds)\n", strings.Join(missing, ", "))
 	}
 	return 0
 }
@@ -419,7 +419,7 @@ func (c *cancelCommand) run(ctx context.Context, client *grpoclient.Client, time
 		fmt.Printf("not cancelled: %s: %s (%s)\n", p.GetId(), enumName(p.GetState().String(), "PROMPT_STATE_"), why)
 	}
 	if len(res.GetUnknownIds()) > 0 {
-		fmt.Printf("never submitted: %s\n", strings.Join(res.GetUnknownIds(), ", "))
+		fmt.Printf("unknown: %s (never submitted, or deleted under retention.prompt_rows_seconds)\n", strings.Join(res.GetUnknownIds(), ", "))
 	}
 	return code
 }

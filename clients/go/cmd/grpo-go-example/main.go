@@ -30,7 +30,7 @@
 // hold, an encrypted key, -cert without -key or the other way round: USAGE, 2).
 // backends set/delete, prompts and cancel are the Python CLI's commands of those names (same flags, lines
 // and -json documents; see admin.go), and cancel exits 1 when an id was not cancelled (not queued, or
-// never submitted).
+// unknown to the trainer).
 package main
 
 import (
