@@ -1682,7 +1682,9 @@ class CancelPromptsResponse(_message.Message):
 
     @_builtins.property
     def unknown_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The ids no submission ever had, in request order."""
+        """The ids the trainer does not know, in request order: never submitted, or their rows were deleted
+        under retention.prompt_rows_seconds.
+        """
 
     def __init__(
         self,

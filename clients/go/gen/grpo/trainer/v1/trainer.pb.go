@@ -2869,7 +2869,8 @@ type CancelPromptsResponse struct {
 	// The other ids the trainer knows, each as its latest submission stands (LEASED: a step has it and it
 	// can no longer be cancelled; TRAINED, FAILED, or CANCELLED before), in request order.
 	NotCancelled []*PromptStatus `protobuf:"bytes,2,rep,name=not_cancelled,json=notCancelled,proto3" json:"not_cancelled,omitempty"`
-	// The ids no submission ever had, in request order.
+	// The ids the trainer does not know, in request order: never submitted, or their rows were deleted
+	// under retention.prompt_rows_seconds.
 	UnknownIds []string `protobuf:"bytes,3,rep,name=unknown_ids,json=unknownIds,proto3" json:"unknown_ids,omitempty"`
 	// The number of prompts waiting in the queue after this request.
 	QueueDepth           int64    `protobuf:"varint,4,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`

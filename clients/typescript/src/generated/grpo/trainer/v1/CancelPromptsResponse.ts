@@ -17,7 +17,8 @@ export interface CancelPromptsResponse {
    */
   'notCancelled'?: (_grpo_trainer_v1_PromptStatus)[];
   /**
-   * The ids no submission ever had, in request order.
+   * The ids the trainer does not know, in request order: never submitted, or their rows were deleted
+   * under retention.prompt_rows_seconds.
    */
   'unknownIds'?: (string)[];
   /**
@@ -40,7 +41,8 @@ export interface CancelPromptsResponse__Output {
    */
   'notCancelled': (_grpo_trainer_v1_PromptStatus__Output)[];
   /**
-   * The ids no submission ever had, in request order.
+   * The ids the trainer does not know, in request order: never submitted, or their rows were deleted
+   * under retention.prompt_rows_seconds.
    */
   'unknownIds': (string)[];
   /**
