@@ -498,7 +498,8 @@ class PruneCutoffs(TypedDict):
 
 class RetentionConfig(_Strict):
     """What the store forgets once a run no longer needs it (the rest of the run's history is kept).
-    Applied when the trainer starts, at every training checkpoint and by grpo-server --compact-store."""
+    Applied when the trainer starts, at every training checkpoint, every 10 minutes while no step runs
+    (idle, paused or finished), and by grpo-server --compact-store."""
 
     prompt_content_seconds: float = Field(
         7 * DAY_SECONDS, ge=0, allow_inf_nan=False,

@@ -176,6 +176,9 @@ def _disk_full(exc: BaseException) -> bool:
                or "No space left on device" in str(e) for e in exception_chain(exc))
 
 
+IDLE_PRUNE_SECONDS = 600.0  # how often a trainer that runs no step applies retention.*
+
+
 def _age(seconds: float) -> str:
     """A retention period for the log: '7 days', '2 h', '90 s'."""
     if seconds >= 86400:
@@ -738,6 +741,11 @@ class TrainingLoop:
         self.samples_per_step = samples_per_step  # completions kept with each step's report (samples.py)
         self.samples_keep_steps = samples_keep_steps
         self.retention = retention  # what the store forgets, and when (prune_store); None: nothing
+        # A trainer that is idle, paused or finished writes no checkpoint, so it also prunes this long after
+        # the last pruning: a finished prompt's content is not kept for weeks past its retention because
+        # no step followed.
+        self.idle_prune_seconds = IDLE_PRUNE_SECONDS
+        self._next_prune = 0.0  # time.monotonic() of the next pruning while no step runs
         self._warned: dict[str, int] = {}  # kind -> the step of its last warning (_warn_about)
         self.step_lock = threading.Lock()  # held during an update; exports copy weights under it
         self._stop = threading.Event()
@@ -816,6 +824,8 @@ class TrainingLoop:
         """The loop body; returns when stopped or finished."""
         self.prune_store()
         while not self._stop.is_set():
+            if time.monotonic() >= self._next_prune:
+                self.prune_store()  # no checkpoint pruned for idle_prune_seconds: idle, paused or finished
             if self.control.pause_requested:
                 self._set_state("paused")
                 self.control.wait_while_paused(timeout=self.poll_seconds)
@@ -1041,6 +1051,7 @@ class TrainingLoop:
         old request ids, old step reports. Runs at the loop's start and after each checkpoint: the store
         grows by what a run keeps, not by every prompt it ever trained."""
         r = self.retention
+        self._next_prune = time.monotonic() + self.idle_prune_seconds
         if r is None:
             return
         cutoffs = r.cutoffs(time.time())

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from live_trainer import prompts, wait_for
-from test_store_retention_live import pruned_counts
+from test_store_retention_live import kept_contents, pruned_counts
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
@@ -66,3 +66,22 @@ def test_old_rows_and_reports_go_and_the_run_keeps_count(toy_backend, start_trai
     # WatchSteps replays what is kept: the checkpoint at step 4 let step 3's report go too.
     first = next(iter(client.watch_steps(0, timeout=30)))
     assert first.step.step == 4
+
+
+def test_a_finished_trainer_still_prunes(toy_backend, start_trainer, tmp_path: Path) -> None:
+    """No step, no checkpoint: retention.* is applied every idle_prune_seconds all the same, so the content
+    of the run's prompts does not outlive its retention on a trainer left up after its run."""
+    _, backend = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", backend.address)], training={"max_steps": 1},
+                        retention={"prompt_content_seconds": 1.0})
+    app.loop.idle_prune_seconds = 0.2  # 600 s by default
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(2))
+    wait_for(lambda: client.step_status().run.state == trainer_pb2.RUN_STATE_FINISHED or None, 120,
+             lambda: f"the run did not finish: {client.step_status().run}")
+    checkpoint = client.step_status().run.checkpoint_step
+    wait_for(lambda: kept_contents(store_dir) == {"p0": 0, "p1": 0} or None, 30,
+             lambda: f"the finished run's prompts kept their content: {kept_contents(store_dir)}")
+    run = client.step_status().run
+    assert (run.state, run.checkpoint_step, run.prompts_trained) == (trainer_pb2.RUN_STATE_FINISHED, checkpoint, 2)
