@@ -1048,8 +1048,9 @@ class TrainingLoop:
 
     def prune_store(self) -> None:
         """Forget what retention.* says the run no longer needs: finished prompts' content or whole rows,
-        old request ids, old step reports. Runs at the loop's start and after each checkpoint: the store
-        grows by what a run keeps, not by every prompt it ever trained."""
+        old request ids, old step reports. Runs at the loop's start, after each checkpoint and when
+        idle_prune_seconds passed without either: the store grows by what a run keeps, not by every prompt
+        it ever trained."""
         r = self.retention
         self._next_prune = time.monotonic() + self.idle_prune_seconds
         if r is None:
