@@ -527,20 +527,19 @@ class Store:
         c.execute("DELETE FROM steps WHERE step IN (SELECT value FROM json_each(?))", (numbers,))
         c.execute("DELETE FROM step_samples WHERE step IN (SELECT value FROM json_each(?))", (numbers,))
         through, completed = Store._forgotten(c)
-        c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (FORGOTTEN_STEPS, json.dumps({
+        Store._put_value(c, FORGOTTEN_STEPS, {
             "through": max(through, max(step for step, _ in rows)),
             "completed": completed + sum(state == StepState.COMPLETED.value for _, state in rows),
-        })))
+        })
         return len(rows)
 
     @staticmethod
     def _forgotten(c: sqlite3.Connection) -> tuple[int, int]:
         """(the highest step whose report was deleted, how many deleted reports were COMPLETED); (0, 0)
         while none was."""
-        row = c.execute("SELECT value FROM run_values WHERE key = ?", (FORGOTTEN_STEPS,)).fetchone()
-        if row is None:
+        value = Store._value(c, FORGOTTEN_STEPS)
+        if value is None:
             return 0, 0
-        value = json.loads(row[0])
         return int(value["through"]), int(value["completed"])
 
     def forgotten_steps(self) -> int:
@@ -589,16 +588,26 @@ class Store:
     def get_value(self, key: str) -> Any:
         """The JSON value stored under `key` by set_value, or None."""
         with self._read() as c:
-            row = c.execute("SELECT value FROM run_values WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+            return self._value(c, key)
 
     def set_value(self, key: str, value: Any) -> None:
         """Store `value` (anything json.dumps takes; None deletes the key) under `key`, durably."""
         with self._write() as c:
-            if value is None:
-                c.execute("DELETE FROM run_values WHERE key = ?", (key,))
-            else:
-                c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+            self._put_value(c, key, value)
+
+    @staticmethod
+    def _value(c: sqlite3.Connection, key: str) -> Any:
+        """get_value inside a transaction the caller holds."""
+        row = c.execute("SELECT value FROM run_values WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    @staticmethod
+    def _put_value(c: sqlite3.Connection, key: str, value: Any) -> None:
+        """set_value inside a transaction the caller holds."""
+        if value is None:
+            c.execute("DELETE FROM run_values WHERE key = ?", (key,))
+        else:
+            c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def latest_checkpoint(self) -> CheckpointRecord | None:
         """The checkpoint of the highest step, or None.
