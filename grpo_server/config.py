@@ -526,7 +526,7 @@ class RetentionConfig(_Strict):
         description="A step's report (its metrics, prompt ids and kept completions) is deleted from the store "
         "this long after the step finished; the latest step and those after the latest checkpoint are always "
         "kept. StepStatus for a deleted step answers NOT_FOUND naming this setting, and WatchSteps replays "
-        "from the oldest kept. About 1.4 KB a step. 0 = keep for ever.",
+        "from the oldest kept, naming the last deleted step in forgotten_through. About 1.4 KB a step. 0 = keep for ever.",
     )
 
     def cutoffs(self, now: float) -> PruneCutoffs:

@@ -284,22 +284,28 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         page_status: trainer_pb2.RunStatus | None = None
 
         def response(r: StepReport) -> trainer_pb2.WatchStepsResponse:
-            return trainer_pb2.WatchStepsResponse(
-                step=convert.step_to_proto(r), run=page_status or self._run_status()
-            )
+            out = trainer_pb2.WatchStepsResponse(step=convert.step_to_proto(r), run=page_status or self._run_status())
+            if r.step > last_final + 1:  # a gap: only retention.step_reports_seconds leaves one
+                forgotten = self.store.forgotten_steps()
+                if forgotten > last_final:
+                    out.forgotten_through = min(forgotten, r.step - 1)
+            return out
 
         def final(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
             nonlocal last_final
             if r.step <= request.after_step:  # not asked for (a catch-up may start below it)
                 return
-            last_final = r.step
             if sent.get(r.step) != (r.started_at, r.state):
+                out = response(r)  # before last_final moves: it tells a gap
+                last_final = r.step
                 sent[r.step] = (r.started_at, r.state)
                 if len(sent) > 1000:  # steps in a checkpoint are never run again: forget them
                     checkpoint = self.store.latest_checkpoint()
                     for n in [n for n in sent if checkpoint and n <= min(checkpoint.step, last_final)]:
                         del sent[n]
-                yield response(r)
+                yield out
+            else:
+                last_final = r.step
 
         def running(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
             nonlocal sent_running

@@ -38,7 +38,8 @@ type FollowOptions struct {
 // numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So each new stream starts
 // after min(last finished step delivered, the run's checkpoint step), and a report already delivered
 // (the same step, start time and state) is skipped: fn gets each report that changed once, the replaced
-// ones included (docs/api.md, "StepStatus and WatchSteps").
+// ones included (docs/api.md, "StepStatus and WatchSteps"). A report's ForgottenThrough is nonzero only
+// when retention deleted reports of steps after the last finished step delivered (or afterStep).
 //
 // A trainer serving as many streams as it takes (RESOURCE_EXHAUSTED with a retry delay) is asked again
 // after that delay, without giving up.
@@ -128,6 +129,7 @@ type followState struct {
 	// delivered holds, for each step a new stream may send again (above min(last, checkpoint)), the
 	// report of it delivered last.
 	delivered map[int64]reportKey
+	gap       int64 // the highest ForgottenThrough a stream sent past last, not delivered yet
 }
 
 // reportKey tells two reports of one step apart: a new run of the step has a new start time.
@@ -150,15 +152,25 @@ func (f *followState) resumeAfter() int64 {
 }
 
 // admit records a response and says whether to deliver it (false: its report was delivered already).
+// It sets the response's ForgottenThrough against what was delivered: a new stream starts at the
+// checkpoint, maybe below the last step delivered, so a gap it reports may hold only delivered steps.
 func (f *followState) admit(r *trainerv1.WatchStepsResponse) bool {
 	report := r.GetStep()
 	f.checkpoint, f.haveCheckpoint = r.GetRun().GetCheckpointStep(), true
+	if r.GetForgottenThrough() > f.gap {
+		f.gap = r.GetForgottenThrough()
+	}
 	ts := report.GetStartedAt()
 	key := reportKey{startedAt: ts.GetSeconds()*int64(time.Second) + int64(ts.GetNanos()), state: report.GetState()}
 	if seen, ok := f.delivered[report.GetStep()]; ok && seen == key {
 		return false
 	}
 	f.delivered[report.GetStep()] = key
+	r.ForgottenThrough = 0
+	if f.gap > f.last {
+		r.ForgottenThrough = f.gap
+	}
+	f.gap = 0
 	if report.GetState() != trainerv1.StepState_STEP_STATE_RUNNING {
 		f.last = report.GetStep()
 	}

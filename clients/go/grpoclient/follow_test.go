@@ -71,6 +71,38 @@ func TestFollowResumesAfterTheLowerOfLastStepAndCheckpoint(t *testing.T) {
 	}
 }
 
+// gapped is response with ForgottenThrough set: the server's word that the reports before it were deleted.
+func gapped(through int64, r *trainerv1.WatchStepsResponse) *trainerv1.WatchStepsResponse {
+	r.ForgottenThrough = through
+	return r
+}
+
+func TestFollowReportsOnlyGapsPastWhatWasDelivered(t *testing.T) {
+	f := newFollowState(2)
+	// Retention deleted steps 3-5: the first stream says so on step 6.
+	first := gapped(5, response(6, completed, 100, 6))
+	admitAll(f, first, response(7, completed, 110, 6), response(8, completed, 120, 6))
+	if first.GetForgottenThrough() != 5 {
+		t.Fatalf("first stream, after step 2: ForgottenThrough %d, want 5 (steps 3-5 are gone)", first.GetForgottenThrough())
+	}
+	// The next stream starts after the checkpoint (6) and finds 7 deleted since: the caller has 7 and 8.
+	again := gapped(7, response(8, completed, 120, 8))
+	if got := admitAll(f, again); len(got) != 0 {
+		t.Fatalf("second stream delivered %v, want nothing (step 8 was delivered)", got)
+	}
+	next := response(9, completed, 130, 8)
+	admitAll(f, next)
+	if next.GetForgottenThrough() != 0 {
+		t.Fatalf("step 9 after a gap the caller did not miss: ForgottenThrough %d, want 0", next.GetForgottenThrough())
+	}
+	// A gap past the last step delivered is passed on, on the first report delivered after it.
+	lost := gapped(12, response(13, completed, 140, 13))
+	admitAll(f, lost)
+	if lost.GetForgottenThrough() != 12 {
+		t.Fatalf("steps 10-12 deleted: ForgottenThrough %d, want 12", lost.GetForgottenThrough())
+	}
+}
+
 func TestFollowRunningReportDoesNotMoveTheResumePoint(t *testing.T) {
 	f := newFollowState(0)
 	admitAll(f, response(1, completed, 100, 1), response(2, running, 110, 1))

@@ -409,6 +409,11 @@ def _watch_start(client: TrainerClient, args: argparse.Namespace) -> int:
     return max(0, int(latest) - last)
 
 
+def _step_range(first: int, last: int) -> str:
+    """`step 4` or `steps 4-9`."""
+    return f"step {first}" if first == last else f"steps {first}-{last}"
+
+
 def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     seen: list[dict[str, Any]] = []
     count = 0
@@ -423,8 +428,14 @@ def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> i
             stream = client.follow_steps(after, include_running=args.include_running, on_reconnect=reconnecting)
         else:
             stream = client.watch_steps(after, args.include_running)
+        place = after  # the last finished step shown, as the stream counts its place
         for response in stream:
             count += 1
+            if response.forgotten_through > place:
+                print(f"{_step_range(place + 1, response.forgotten_through)}: no longer kept "
+                      "(retention.step_reports_seconds)", file=sys.stderr, flush=True)
+            if response.step.state != trainer_pb2.STEP_STATE_RUNNING:
+                place = int(response.step.step)
             if pr.json:
                 seen.append(to_dict(response))
             pr.line(watch_row(response.step))

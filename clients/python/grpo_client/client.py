@@ -464,6 +464,46 @@ def check_key_pair(cert: str | Path, key: str | Path) -> None:
         raise ValueError(f"not a certificate and its private key: {exc.reason or exc}") from None
 
 
+class FollowState:
+    """follow_steps' bookkeeping, apart from the network: where the next stream starts, and which reports
+    a new stream may send again that were yielded already (the Go client's followState and the
+    TypeScript client's FollowState do the same)."""
+
+    def __init__(self, after_step: int) -> None:
+        self.last = after_step  # the last finished step yielded (at first: the caller's after_step)
+        self.checkpoint: int | None = None  # the run's checkpoint step in the latest response
+        # For each step a new stream may send again (above resume_after()), (started_at ns, state) of
+        # its report yielded last.
+        self.yielded: dict[int, tuple[int, int]] = {}
+        self.gap = 0  # the highest forgotten_through a stream sent past `last`, not yielded yet
+
+    def resume_after(self) -> int:
+        """The after_step of the next stream: min(last finished step yielded, checkpoint step), because a
+        restart runs every step after the checkpoint again."""
+        return self.last if self.checkpoint is None else min(self.last, self.checkpoint)
+
+    def admit(self, response: trainer_pb2.WatchStepsResponse) -> bool:
+        """Record a response; True when it is to be yielded, False when its report was yielded already.
+        It sets the response's forgotten_through against what was yielded: a new stream starts at the
+        checkpoint, maybe below the last step yielded, so a gap it reports may hold only steps yielded
+        already."""
+        report = response.step
+        self.checkpoint = int(response.run.checkpoint_step)
+        self.gap = max(self.gap, int(response.forgotten_through))
+        key = (report.started_at.ToNanoseconds(), int(report.state))
+        if self.yielded.get(report.step) == key:
+            return False
+        self.yielded[report.step] = key
+        response.forgotten_through = self.gap if self.gap > self.last else 0
+        self.gap = 0
+        if report.state != trainer_pb2.STEP_STATE_RUNNING:
+            self.last = int(report.step)
+        floor = self.resume_after()
+        for old in [n for n in self.yielded if n <= floor]:
+            del self.yielded[old]  # no stream sends it again: the next one starts after it
+        return True
+
+
 class TrainerClient:
     """A blocking client of one trainer.
 
@@ -839,10 +879,11 @@ class TrainerClient:
         a report it has already yielded (the same step, start time and state): each report that changed
         is yielded once, the replaced ones included. A trainer serving as many streams as it takes
         (RESOURCE_EXHAUSTED with a retry delay) is asked again after that delay, without giving up.
-        `on_reconnect(reason)` is called before each retry."""
-        last = after_step
-        checkpoint: int | None = None
-        yielded: dict[int, tuple[int, int]] = {}  # step -> (started_at ns, state) of its last yield
+        `on_reconnect(reason)` is called before each retry.
+
+        A report's `forgotten_through` is set against what the caller already has: it is nonzero only
+        when retention deleted reports of steps after the last finished step yielded (or `after_step`)."""
+        state = FollowState(after_step)
         down_since: float | None = None  # when the trainer was last found down, since it last answered
 
         def answered() -> None:
@@ -850,20 +891,10 @@ class TrainerClient:
             down_since = None
 
         while not self._closed:
-            start = last if checkpoint is None else min(last, checkpoint)
             try:
-                for response in self._watch(start, include_running, None, answered):
-                    report = response.step
-                    checkpoint = int(response.run.checkpoint_step)
-                    key = (report.started_at.ToNanoseconds(), int(report.state))
-                    if yielded.get(report.step) == key:
-                        continue
-                    yielded[report.step] = key
-                    if report.state != trainer_pb2.STEP_STATE_RUNNING:
-                        last = int(report.step)
-                    for old in [n for n in yielded if n <= min(last, checkpoint)]:
-                        del yielded[old]  # never sent again: the next stream starts after it
-                    yield response
+                for response in self._watch(state.resume_after(), include_running, None, answered):
+                    if state.admit(response):
+                        yield response
                 if self._closed:
                     return
                 down_since = None  # it answered, and ended the stream itself

@@ -66,6 +66,9 @@ async function follow(): Promise<number> {
       onReconnect: (reason) => console.error(`reconnecting: ${reason}`),
       signal: stop.signal,
     })) {
+      if (update.forgottenThrough > 0) {
+        console.error(`no longer kept: the reports of the steps before this one, up to step ${update.forgottenThrough} (retention.step_reports_seconds)`);
+      }
       const s = update.step!;
       const nanos = String(s.startedAt?.nanos ?? 0).padStart(9, '0');
       let line = `step ${s.step} ${s.state} started ${s.startedAt?.seconds ?? 0}.${nanos}, `

@@ -219,7 +219,8 @@ export class TrainerClient {
    * same numbers (their earlier reports turn FAILED, "lost: ..." or "abandoned: ..."). So each new stream
    * starts after min(last finished step yielded, the run's checkpointStep), and a report already yielded
    * (the same step, startedAt and state) is skipped: each report that changed comes once, the replaced
-   * ones included (docs/api.md, "StepStatus and WatchSteps"). */
+   * ones included (docs/api.md, "StepStatus and WatchSteps"). A response's forgottenThrough is nonzero
+   * only when retention deleted reports of steps after the last finished step yielded (or afterStep). */
   async *followSteps(options: FollowOptions = {}): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
     const retryMs = options.retryMs ?? 2_000;
     const giveUpMs = options.giveUpMs ?? 600_000;
@@ -401,6 +402,8 @@ export class FollowState {
   /** For each step a new stream may send again (above resumeAfter()), the key of its report yielded last:
    * "seconds.nanos state" of startedAt (nanoseconds overflow a JS number). */
   readonly yielded = new Map<number, string>();
+  /** The highest forgottenThrough a stream sent past `last`, not yielded yet. */
+  private gap = 0;
 
   constructor(afterStep: number) {
     this.last = afterStep;
@@ -412,14 +415,19 @@ export class FollowState {
     return this.checkpoint === undefined ? this.last : Math.min(this.last, this.checkpoint);
   }
 
-  /** Record a response; true when it is to be yielded, false when its report was yielded already. */
+  /** Record a response; true when it is to be yielded, false when its report was yielded already. It sets
+   * the response's forgottenThrough against what was yielded: a new stream starts at the checkpoint, maybe
+   * below the last step yielded, so a gap it reports may hold only steps yielded already. */
   admit(response: WatchStepsResponse__Output): boolean {
     const report = response.step;
     this.checkpoint = response.run?.checkpointStep ?? 0;
+    this.gap = Math.max(this.gap, response.forgottenThrough ?? 0);
     const step = report?.step ?? 0;
     const key = `${report?.startedAt?.seconds ?? 0}.${report?.startedAt?.nanos ?? 0} ${report?.state}`;
     if (this.yielded.get(step) === key) return false;
     this.yielded.set(step, key);
+    response.forgottenThrough = this.gap > this.last ? this.gap : 0;
+    this.gap = 0;
     if (report?.state !== 'STEP_STATE_RUNNING') this.last = step;
     const floor = this.resumeAfter();
     for (const old of this.yielded.keys()) {

@@ -60,6 +60,23 @@ describe('FollowState', () => {
     assert.deepEqual(admitAll(f, response(5, 'STEP_STATE_COMPLETED', 150, 4), response(5, 'STEP_STATE_COMPLETED', 150, 4)), [5]);
   });
 
+  it('passes on a gap only past what was yielded', () => {
+    const f = new FollowState(2);
+    const gapped = (through: number, r: WatchStepsResponse) => Object.assign(r, { forgottenThrough: through });
+    // Retention deleted steps 3-5: the first stream says so on step 6.
+    const first = gapped(5, response(6, 'STEP_STATE_COMPLETED', 100, 6));
+    admitAll(f, first, response(7, 'STEP_STATE_COMPLETED', 110, 6), response(8, 'STEP_STATE_COMPLETED', 120, 6));
+    assert.equal(first.forgottenThrough, 5, 'after step 2, steps 3-5 are gone');
+    // The next stream starts after the checkpoint (6) and finds 7 deleted since: the caller has 7 and 8.
+    assert.deepEqual(admitAll(f, gapped(7, response(8, 'STEP_STATE_COMPLETED', 120, 8))), [], 'step 8 was yielded');
+    const next = response(9, 'STEP_STATE_COMPLETED', 130, 8);
+    admitAll(f, next);
+    assert.equal(next.forgottenThrough, 0, 'the caller missed none of the deleted steps');
+    const lost = gapped(12, response(13, 'STEP_STATE_COMPLETED', 140, 13));
+    admitAll(f, lost);
+    assert.equal(lost.forgottenThrough, 12, 'steps 10-12 deleted, past step 9');
+  });
+
   it('forgets steps at or below the resume point', () => {
     const f = new FollowState(0);
     admitAll(f, response(1, 'STEP_STATE_COMPLETED', 100, 0), response(2, 'STEP_STATE_COMPLETED', 110, 0),

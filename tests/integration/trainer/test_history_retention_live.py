@@ -1,10 +1,11 @@
 """retention.prompt_rows_seconds and retention.step_reports_seconds through the real trainer: finished
-prompts' rows and old step reports leave the store, StepStatus says why an old step is gone, the run's
+prompts' rows and old step reports leave the store, StepStatus and WatchSteps say that an old step is gone, the run's
 totals stay whole, and a restart after the reports went still counts the optimizer steps taken
 (training.max_steps ends the run where it would have)."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import grpc
@@ -14,12 +15,14 @@ from test_store_retention_live import kept_contents, pruned_counts
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
+from grpo_client.cli import main
 from grpo_client.client import TrainerError
 
 FORGET = {"prompt_rows_seconds": 0.001, "step_reports_seconds": 0.001}
 
 
-def test_old_rows_and_reports_go_and_the_run_keeps_count(toy_backend, start_trainer, tmp_path: Path) -> None:
+def test_old_rows_and_reports_go_and_the_run_keeps_count(toy_backend, start_trainer, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     _, backend = toy_backend("toy", 0.5)
     store_dir = tmp_path / "store"
     app = start_trainer(store_dir, [("toy", backend.address)], training={"max_steps": 3})
@@ -52,6 +55,20 @@ def test_old_rows_and_reports_go_and_the_run_keeps_count(toy_backend, start_trai
     expected = {"prompt_rows": 6, "step_reports": 2, "prompt_content": 0, "request_ids": 0}
     wait_for(lambda: pruned_counts(app.metrics_port) == expected, 30,
              lambda: f"grpo_store_pruned_total: {pruned_counts(app.metrics_port)}")
+    # WatchSteps says what it cannot send: after step 0 or 1, the reports up to step 2 are gone.
+    for after, through in ((0, 2), (1, 2), (2, 0)):
+        stream = client.watch_steps(after, timeout=30)
+        first = next(stream)
+        stream.close()
+        assert (first.step.step, first.forgotten_through) == (3, through), f"after_step {after}"
+    follow = client.follow_steps(1)
+    first = next(follow)
+    follow.close()
+    assert (first.step.step, first.forgotten_through) == (3, 2)
+    out = io.StringIO()
+    assert main(["--target", f"127.0.0.1:{app.api_port}", "watch", "--after", "0", "--max-steps", "1"], out=out) == 0
+    assert capsys.readouterr().err == "steps 1-2: no longer kept (retention.step_reports_seconds)\n"
+    assert [line.split()[0] for line in out.getvalue().splitlines()[1:]] == ["3"]
     app.shutdown()
 
     # Started again with one step more: 3 optimizer steps were taken, though only step 3's report is left,

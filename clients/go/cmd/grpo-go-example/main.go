@@ -438,6 +438,9 @@ func follow(ctx context.Context, c *grpoclient.Client, args []string) error {
 	defer stop()
 	seen := 0
 	err := c.FollowSteps(ctx, *after, opts, func(r *trainerv1.WatchStepsResponse) error {
+		if r.GetForgottenThrough() > 0 {
+			fmt.Fprintf(os.Stderr, "no longer kept: the reports of the steps before this one, up to step %d (retention.step_reports_seconds)\n", r.GetForgottenThrough())
+		}
 		s := r.GetStep()
 		ts := s.GetStartedAt()
 		line := fmt.Sprintf("step %d %s started %d.%09d, checkpoint step %d, reward mean %.4f",

@@ -1006,6 +1006,12 @@ class WatchStepsResponse(_message.Message):
 
     STEP_FIELD_NUMBER: _builtins.int
     RUN_FIELD_NUMBER: _builtins.int
+    FORGOTTEN_THROUGH_FIELD_NUMBER: _builtins.int
+    forgotten_through: _builtins.int
+    """Set on a report that follows a gap: the reports of the steps after the stream's place (`after_step`,
+    or the last step it sent) up to this step number were deleted under `retention.step_reports_seconds`
+    and are not sent. 0 when nothing the stream would have sent was deleted.
+    """
     @_builtins.property
     def step(self) -> Global___StepReport:
         """The step."""
@@ -1019,10 +1025,11 @@ class WatchStepsResponse(_message.Message):
         *,
         step: Global___StepReport | None = ...,
         run: Global___RunStatus | None = ...,
+        forgotten_through: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "step", b"step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forgotten_through", b"forgotten_through", "run", b"run", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

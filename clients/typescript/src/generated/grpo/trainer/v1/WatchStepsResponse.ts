@@ -2,6 +2,7 @@
 
 import type { StepReport as _grpo_trainer_v1_StepReport, StepReport__Output as _grpo_trainer_v1_StepReport__Output } from '../../../grpo/trainer/v1/StepReport';
 import type { RunStatus as _grpo_trainer_v1_RunStatus, RunStatus__Output as _grpo_trainer_v1_RunStatus__Output } from '../../../grpo/trainer/v1/RunStatus';
+import type { Long } from '@grpc/proto-loader';
 
 /**
  * One report in the stream.
@@ -15,6 +16,12 @@ export interface WatchStepsResponse {
    * The run at the time of this report.
    */
   'run'?: (_grpo_trainer_v1_RunStatus | null);
+  /**
+   * Set on a report that follows a gap: the reports of the steps after the stream's place (`after_step`,
+   * or the last step it sent) up to this step number were deleted under `retention.step_reports_seconds`
+   * and are not sent. 0 when nothing the stream would have sent was deleted.
+   */
+  'forgottenThrough'?: (number | string | Long);
 }
 
 /**
@@ -29,4 +36,10 @@ export interface WatchStepsResponse__Output {
    * The run at the time of this report.
    */
   'run': (_grpo_trainer_v1_RunStatus__Output | null);
+  /**
+   * Set on a report that follows a gap: the reports of the steps after the stream's place (`after_step`,
+   * or the last step it sent) up to this step number were deleted under `retention.step_reports_seconds`
+   * and are not sent. 0 when nothing the stream would have sent was deleted.
+   */
+  'forgottenThrough': (number);
 }
