@@ -5,17 +5,19 @@ is present; elsewhere it prints "no CUDA device: skipped" and exits 0.
 Model: TinyLlama-1.1B's shape (hidden 2048, 22 layers, 32 heads, 4 KV heads, MLP 5632) with the tiny
 model's byte-level BPE tokenizer (grpo_server.models.tiny), bfloat16.
 
-Training step: the policy-gradient forward + backward + AdamW step over B x G sequences of prompt +
-completion tokens, in micro-batches, timed after warm-up. FLOPs per token = 6 x parameters (dense
-matmuls, forward and backward) + 12 x layers x hidden x sequence (attention scores and values);
-MFU = achieved FLOP/s / the device's peak dense bf16 FLOP/s (table below; unknown devices print the
-achieved TFLOP/s only).
+Training step: the trainer's own training pass (grpo_server's TorchEngine.train_step with grpo_loss,
+bf16 weights with fp32 masters, gradient checkpointing on as by default) over B x G sequences of
+prompt + completion tokens, in micro-batches, timed after warm-up. Model FLOPs: each distinct token once
+(a group's prompt once, as the trainer computes it), 6 x parameters (dense matmuls, forward and
+backward) + 12 x layers x hidden x sequence (attention scores and values) per token; MFU = achieved
+FLOP/s / the device's peak dense bf16 FLOP/s (table below; unknown devices print the achieved TFLOP/s
+only).
 
 Rollouts: vLLM (when it imports and sees the GPU) or HF `generate`, B x G completions of L tokens,
 generated tokens/s after one warm-up call.
 
     .venv/bin/python -m bench.bench_gpu [--batch 8 --group 8 --prompt-tokens 64 --length 256]
-    .venv/bin/python -m bench.bench_gpu --device cpu --small     # the same code on CPU, a small model
+    .venv/bin/python -m bench.bench_gpu --device cpu --small     # the same code on CPU, a ~3M model
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def peak_flops(device_name: str) -> float | None:
 
 
 def llama_config(vocab_size: int, small: bool) -> Any:
-    """TinyLlama-1.1B's shape (or a ~20M-parameter one with --small for trying the code on CPU)."""
+    """TinyLlama-1.1B's shape (or a ~3M-parameter one with --small for trying the code on CPU)."""
     from transformers import LlamaConfig
 
     if small:
@@ -74,28 +76,51 @@ def build_model(directory: Path, small: bool, device: str) -> tuple[Any, Any, Pa
     return model.to(device), tokenizer, out
 
 
-def train_step_mfu(model: Any, args: argparse.Namespace, device: str) -> dict[str, Any]:
-    """Time forward + backward + AdamW over B*G sequences of prompt+completion tokens; returns MFU."""
+def grpo_batch(vocab_size: int, args: argparse.Namespace) -> Any:
+    """A step's TrainBatch as the trainer builds it: B prompts of P tokens, each followed by G completions of
+    L tokens (random ids), a per-sequence advantage, the sampler's log-probs at 0."""
     import torch
 
-    n_params = sum(p.numel() for p in model.parameters())
-    cfg = model.config
-    seq = args.prompt_tokens + args.length
-    sequences = args.batch * args.group
-    ids = torch.randint(0, cfg.vocab_size, (sequences, seq), device=device)
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=device == "cuda")
-    model.train()
-    model.config.use_cache = False
+    from grpo_server.types import TrainBatch
 
-    def step() -> None:
-        for start in range(0, sequences, args.micro_batch):
-            mb = ids[start:start + args.micro_batch]
-            logits = model(input_ids=mb).logits[:, args.prompt_tokens - 1:-1].float()
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, mb[:, args.prompt_tokens:, None]).squeeze(-1)
-            (-(logp.mean()) * mb.shape[0] / sequences).backward()  # a policy-gradient-shaped loss
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        optim.zero_grad(set_to_none=True)
+    g = torch.Generator().manual_seed(0)
+    p, n = args.prompt_tokens, args.batch * args.group
+    prompts = torch.randint(3, vocab_size, (args.batch, p), generator=g).repeat_interleave(args.group, dim=0)
+    ids = torch.cat([prompts, torch.randint(3, vocab_size, (n, args.length), generator=g)], dim=1)
+    mask = torch.zeros(n, p + args.length)
+    mask[:, p:] = 1.0
+    return TrainBatch(input_ids=ids, attention_mask=torch.ones_like(ids), completion_mask=mask,
+                      advantages=torch.randn(n, generator=g), sampler_logprobs=torch.zeros(n, p + args.length))
+
+
+def train_step_mfu(model: Any, args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """Time the trainer's own training pass (grpo_server's TorchEngine.train_step with grpo_loss: forward,
+    backward, clipping, AdamW on fp32 master weights) over one step's B*G sequences; returns MFU.
+
+    Model FLOPs count each distinct token once, as the trainer computes it (a group's prompt once for its
+    G completions): tokens = B*P + B*G*L, at 6 x parameters + 12 x layers x hidden x (P + L) each. Work
+    beyond that (the recomputation of gradient checkpointing, a full-sequence forward where prompt
+    sharing does not apply) lowers the MFU, as it should."""
+    import torch
+
+    from grpo_server.training import batch as batching
+    from grpo_server.training.engine import OptimConfig
+    from grpo_server.training.loss import LossConfig, global_normalizer, grpo_loss
+    from grpo_server.training.torch_engine import TorchEngine
+
+    cfg = model.config
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    engine = TorchEngine(model, OptimConfig(learning_rate=1e-6, micro_batch_size=args.micro_batch))
+    n_params = sum(p.numel() for p in model.parameters())
+    full = grpo_batch(cfg.vocab_size, args)
+    micro = batching.split(full, args.micro_batch)
+    loss = LossConfig(max_tokens=args.length)
+    normalizer = global_normalizer(micro, loss.aggregation, loss.max_tokens)
+
+    def step() -> dict[str, float]:
+        return engine.train_step(micro, lambda m, b, z: grpo_loss(m, b, z, cfg=loss), normalizer)
 
     def sync() -> None:
         if device == "cuda":
@@ -103,16 +128,21 @@ def train_step_mfu(model: Any, args: argparse.Namespace, device: str) -> dict[st
 
     step()  # warm-up: kernels, allocator, optimizer state
     sync()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        step()
+        metrics = step()
         sync()
         times.append(time.perf_counter() - t0)
     seconds = sorted(times)[len(times) // 2]
-    tokens = sequences * seq
+    tokens = args.batch * args.prompt_tokens + args.batch * args.group * args.length
+    seq = args.prompt_tokens + args.length
     flops = tokens * (6 * n_params + 12 * cfg.num_hidden_layers * cfg.hidden_size * seq)
-    return {"parameters": n_params, "sequences": sequences, "tokens": tokens, "step_seconds": seconds,
+    return {"parameters": n_params, "sequences": full.num_sequences, "tokens": tokens, "step_seconds": seconds,
+            "optimizer_seconds": metrics["optimizer_seconds"], "loss": metrics.get("loss"),
+            "gradient_checkpointing": args.gradient_checkpointing,
             "achieved_tflops": flops / seconds / 1e12, "tokens_per_second": tokens / seconds,
             "peak_memory_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
@@ -153,12 +183,14 @@ def rollout_speed(model_dir: Path, model: Any, tokenizer: Any, args: argparse.Na
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    p.add_argument("--small", action="store_true", help="a ~20M-parameter model (to try the code on CPU)")
+    p.add_argument("--small", action="store_true", help="a ~3M-parameter model (to try the code on CPU)")
     p.add_argument("--batch", type=int, default=8, help="B: prompts")
     p.add_argument("--group", type=int, default=8, help="G: samples per prompt")
     p.add_argument("--prompt-tokens", type=int, default=64)
     p.add_argument("--length", type=int, default=256, help="L: completion tokens")
     p.add_argument("--micro-batch", type=int, default=16)
+    p.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false",
+                   help="keep every activation (the trainer's training.gradient_checkpointing is on by default)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--hf-only", action="store_true", help="rollouts with HF generate even when vLLM imports")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -181,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         train["mfu"] = train["achieved_tflops"] * 1e12 / peak if peak else None
         print(f"training step: {train['parameters'] / 1e6:.0f} M parameters, {train['sequences']} sequences x "
               f"{args.prompt_tokens + args.length} tokens in {train['step_seconds']:.2f} s = "
-              f"{train['achieved_tflops']:.1f} TFLOP/s"
+              f"{train['achieved_tflops']:.3g} TFLOP/s"
               + (f", MFU {100 * train['mfu']:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16" if peak else
                  " (peak FLOP/s of this device unknown: no MFU)"), flush=True)
         roll = rollout_speed(model_dir, model, tokenizer, args, args.device)

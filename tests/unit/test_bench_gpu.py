@@ -1,0 +1,59 @@
+"""bench/bench_gpu.py, which has had no GPU to run on here, run on CPU with a small model: the same code
+path (the trainer's TorchEngine and grpo_loss, then the HF rollout engine) as on a CUDA device, so that
+it is known to work when one comes; and its device table and its skip without CUDA."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import bench_gpu
+
+
+def test_runs_the_trainers_step_and_rollouts_on_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "gpu.json"
+    b, g, p, length = 2, 4, 16, 24
+    assert bench_gpu.main(["--device", "cpu", "--small", "--batch", str(b), "--group", str(g), "--prompt-tokens",
+                           str(p), "--length", str(length), "--micro-batch", "4", "--repeats", "1",
+                           "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    train, roll = result["train"], result["rollout"]
+    assert result["device"].startswith("CPU (")
+    # Each distinct token once: a group's prompt once, then every completion.
+    assert (train["sequences"], train["tokens"]) == (b * g, b * p + b * g * length)
+    assert train["step_seconds"] > 0 and train["achieved_tflops"] > 0 and train["mfu"] is None
+    assert math.isfinite(train["loss"]) and train["gradient_checkpointing"] is True
+    assert roll["engine"] == "hf" and roll["sequences"] == b * g and 0 < roll["tokens"] <= b * g * length
+    printed = capsys.readouterr().out
+    assert "training step: " in printed and "(peak FLOP/s of this device unknown: no MFU)" in printed
+    assert f"rollout (hf): {roll['tokens']} tokens for {b * g} sequences" in printed
+
+
+def test_the_training_pass_changes_the_weights() -> None:
+    """The timed pass is a real update, not a forward alone."""
+    args = bench_gpu.build_parser().parse_args(["--device", "cpu", "--small", "--batch", "1", "--group", "2",
+                                                "--prompt-tokens", "4", "--length", "4", "--repeats", "1"])
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM(bench_gpu.llama_config(300, small=True)).to(torch.bfloat16)
+    before = [p.detach().clone() for p in model.parameters()]
+    bench_gpu.train_step_mfu(model, args, "cpu")
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA L4", 121e12), ("Some New GPU", None),
+])
+def test_peak_flops_by_device_name(name: str, peak: float | None) -> None:
+    assert bench_gpu.peak_flops(name) == peak
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present: the benchmark would run")
+def test_without_cuda_it_says_so_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_gpu.main([]) == 0
+    assert capsys.readouterr().out == "no CUDA device: skipped\n"
