@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device: skipped", flush=True)
+        build = "" if torch.version.cuda else (f" (torch {torch.__version__} is a CPU build: a GPU machine needs a "
+                                               "CUDA build of torch to run this)")
+        print(f"no CUDA device: skipped{build}", flush=True)
         return 0
     device_name = torch.cuda.get_device_name(0) if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {device_name}", flush=True)
