@@ -229,13 +229,13 @@ def test_example_submits_and_reads_status(built_client: Path, live_trainer: Live
 
 
 def test_follow_state_and_retry_loop_without_a_server(built_client: Path) -> None:
-    """FollowState (where to resume, which reports to skip), followSteps' retry, give-up and close
+    """FollowState (where to resume, which reports to skip, which retention gaps to pass on), followSteps' retry, give-up and close
     against a port nothing listens on, its give-up count across an idle in-process trainer, and the
     capped reconnect backoff, and waiting out a trainer with no room for another stream (test/follow.test.ts)."""
     proc = run_tool(["node", "--test", str(built_client / "test" / "follow.test.js")], cwd=TS, timeout=120,
                     check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"^# pass 10$", proc.stdout, re.M), proc.stdout  # every test in follow.test.ts
+    assert re.search(r"^# pass 11$", proc.stdout, re.M), proc.stdout  # every test in follow.test.ts
 
 
 def test_example_follow_carries_on_across_a_trainer_kill_and_restart(built_client: Path, tmp_path: Path) -> None:
