@@ -26,6 +26,7 @@ from grpo_server.api.validation import PromptRoom
 from grpo_server.chat import read_chat_template, use_chat_template
 from grpo_server.checkpoint import (
     ExportManager,
+    ExportRecords,
     check_checkpoint_fits,
     copy_weights,
     os_reason,
@@ -325,6 +326,11 @@ class TrainerApp:
             # What the API was told (paused, backends added/changed/removed) outlives a restart.
             self.registry.attach_store(self.store)
             self.control = RunControl(store=self.store)
+            # Exports a stopped trainer did not finish are settled before GetExport can be asked.
+            self.export_records = ExportRecords(self.store)
+            for job in self.export_records.close_unfinished():
+                log.warning("export %s (step %d to %s), unfinished when the trainer stopped: %s", job.export_id,
+                            job.step, job.destination, "done after all" if job.state == "done" else job.error)
         except BaseException:  # ports and lock go back: an in-process caller may start again
             self.server.stop(None)
             self.metrics.close()
@@ -337,7 +343,7 @@ class TrainerApp:
         if cfg.training.threads:
             torch.set_num_threads(cfg.training.threads)
         self.registry.start_watching()
-        self.exporter = _LazyExporter()
+        self.exporter = _LazyExporter(self.export_records)
         self.tokenizer: Any = None
         self.prompt_room: PromptRoom | None = None  # known with the model
         servicer = TrainerServicer(
@@ -552,7 +558,7 @@ class TrainerApp:
 
         self.exporter.target = adapters.wrap(ExportManager(
             snapshot, model.config, tokenizer, self.store_dir / "exports",
-            generation_config=generation_config, on_done=on_export,
+            generation_config=generation_config, on_done=on_export, records=self.export_records,
         ))
 
     def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
@@ -605,9 +611,13 @@ class TrainerApp:
 
 
 class _LazyExporter:
-    """The API's exporter before the model has loaded: exports are refused until then."""
+    """The API's exporter before the model has loaded: exports are refused until then, and GetExport
+    answers from the store (the exports of earlier processes)."""
 
     target: ExportManager | None = None
+
+    def __init__(self, records: ExportRecords) -> None:
+        self.records = records
 
     def start(self, destination: str | None, wait: bool) -> Any:
         if self.target is None:
@@ -615,5 +625,5 @@ class _LazyExporter:
         return self.target.start(destination, wait)
 
     def get(self, export_id: str) -> Any:
-        return None if self.target is None else self.target.get(export_id)
+        return self.records.get(export_id) if self.target is None else self.target.get(export_id)
 

@@ -269,6 +269,12 @@ def verify_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def with_manifest(files: list[dict[str, Any]], directory: Path) -> list[dict[str, Any]]:
+    """An export's file list: its manifest's, then the manifest itself (what Export.files lists)."""
+    manifest = Path(directory) / MANIFEST
+    return [*files, {"path": MANIFEST, "size_bytes": manifest.stat().st_size, "sha256": sha256_file(manifest)}]
+
+
 @dataclass
 class ExportJob:
     """One export's progress (mirrors grpo.trainer.v1.Export)."""
@@ -281,6 +287,44 @@ class ExportJob:
     files: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+
+INTERRUPTED = ("interrupted: the trainer stopped while writing this export, so its destination was not made; "
+               "export again")
+
+_RECORD_FIELDS = ("export_id", "destination", "step", "state", "progress", "files", "error")
+
+
+class ExportRecords:
+    """Exports' progress kept in the store (its `put_export`, `get_export`, `unfinished_exports`), so that
+    GetExport answers for an export after the trainer that made it restarted, and an export a stopped
+    trainer did not finish is reported FAILED, not unknown."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def put(self, job: ExportJob) -> None:
+        self._store.put_export(job.export_id, job.state, {k: getattr(job, k) for k in _RECORD_FIELDS})
+
+    def get(self, export_id: str) -> ExportJob | None:
+        data = self._store.get_export(export_id)
+        return None if data is None else ExportJob(**{k: data[k] for k in _RECORD_FIELDS})
+
+    def close_unfinished(self) -> list[ExportJob]:
+        """Settle the exports a stopped trainer left pending or writing; call before any export starts.
+        One whose destination is complete (it was renamed into place, then the trainer stopped before
+        saying so) and matches its manifest is done; the rest are failed with INTERRUPTED. Returns them."""
+        settled = []
+        for data in self._store.unfinished_exports():
+            job = ExportJob(**{k: data[k] for k in _RECORD_FIELDS})
+            try:
+                files = with_manifest(verify_manifest(Path(job.destination))["files"], Path(job.destination))
+                job = replace(job, state="done", progress=1.0, files=files)
+            except (OSError, ValueError, KeyError):  # no destination, or not a whole export
+                job = replace(job, state="failed", error=INTERRUPTED)
+            self.put(job)
+            settled.append(job)
+        return settled
 
 
 class ExportManager:
@@ -302,8 +346,10 @@ class ExportManager:
         *,
         generation_config: Any = None,
         on_done: Callable[[ExportJob, float], None] | None = None,
+        records: ExportRecords | None = None,
     ) -> None:
         self._snapshot = snapshot
+        self._records = records
         self._config = config
         self._tokenizer = tokenizer
         self._generation_config = generation_config
@@ -336,6 +382,8 @@ class ExportManager:
         job = ExportJob(export_id=uuid.uuid4().hex[:16], destination=str(dest), step=step)
         with self._lock:
             self._refuse_if_writing(dest)  # another start may have taken it since the check
+            if self._records is not None:
+                self._records.put(job)  # before anything is written: a store that is full refuses the export
             self._writing[os.path.abspath(dest)] = job.export_id
             self._jobs[job.export_id] = job
         threading.Thread(target=self._run, args=(job, weights), name=f"export-{job.export_id}", daemon=True).start()
@@ -358,10 +406,13 @@ class ExportManager:
             )
 
     def get(self, export_id: str) -> ExportJob | None:
-        """A copy of the job's current progress, or None for an unknown id."""
+        """A copy of the job's current progress (from the store for an export of an earlier process), or
+        None for an unknown id."""
         with self._lock:
             job = self._jobs.get(export_id)
-            return None if job is None else replace(job, files=list(job.files))
+            if job is not None:
+                return replace(job, files=list(job.files))
+        return None if self._records is None else self._records.get(export_id)
 
     def _set(self, job: ExportJob, **kw: Any) -> None:
         with self._lock:
@@ -369,11 +420,18 @@ class ExportManager:
                 setattr(job, k, v)
 
     def _finish(self, job: ExportJob, **kw: Any) -> None:
-        """Set the job's final state and free its destination, at once for a poller."""
+        """Set the job's final state and free its destination, at once for a poller; then keep it in the
+        store (where that fails, this process still answers for it, and the next start settles it)."""
         with self._lock:
             self._writing.pop(os.path.abspath(job.destination), None)
             for k, v in kw.items():
                 setattr(job, k, v)
+            final = replace(job, files=list(job.files))
+        if self._records is not None:
+            try:
+                self._records.put(final)
+            except Exception:  # noqa: BLE001 - a full store disk, say: the export itself is settled
+                log.exception("export %s: could not keep its state (%s) in the store", job.export_id, job.state)
 
     def _run(self, job: ExportJob, weights: dict[str, torch.Tensor]) -> None:
         started = time.monotonic()
@@ -388,9 +446,7 @@ class ExportManager:
                 generation_config=self._generation_config,
                 progress=lambda f: self._set(job, progress=f),
             )
-            manifest_path = Path(job.destination) / MANIFEST
-            files = [*files, {"path": MANIFEST, "size_bytes": manifest_path.stat().st_size, "sha256": sha256_file(manifest_path)}]
-            self._finish(job, state="done", progress=1.0, files=files)
+            self._finish(job, state="done", progress=1.0, files=with_manifest(files, Path(job.destination)))
             log.info("exported step %d to %s", job.step, job.destination)
         except Exception as exc:  # noqa: BLE001 - reported through the job, not raised into a thread
             log.exception("export %s failed", job.export_id)

@@ -100,6 +100,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 -- the step's number and start: a number run again after a crash starts later, so the samples of an
 -- earlier run of it never show beside the new report. (Added without a schema version: a trainer that
 -- does not know the table ignores it.)
+-- Each export's last known progress, as JSON (checkpoint.ExportRecords), so that GetExport answers for
+-- an export after the trainer that made it restarted. (Added without a schema version, as above.)
+CREATE TABLE IF NOT EXISTS exports (
+    export_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,                    -- pending | writing | done | failed
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS step_samples (
     step INTEGER NOT NULL,
     started_at REAL NOT NULL,
@@ -608,6 +616,26 @@ class Store:
             c.execute("DELETE FROM run_values WHERE key = ?", (key,))
         else:
             c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def put_export(self, export_id: str, state: str, data: dict[str, Any]) -> None:
+        """Store an export's progress (`data`: JSON-able) under its id, durably, replacing what was there."""
+        with self._write() as c:
+            c.execute("INSERT OR REPLACE INTO exports (export_id, state, data, updated_at) VALUES (?, ?, ?, ?)",
+                      (export_id, state, json.dumps(data), time.time()))
+
+    def get_export(self, export_id: str) -> dict[str, Any] | None:
+        """What put_export stored under `export_id`, or None."""
+        with self._read() as c:
+            row = c.execute("SELECT data FROM exports WHERE export_id = ?", (export_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def unfinished_exports(self) -> list[dict[str, Any]]:
+        """The stored exports still pending or writing, oldest first: after a restart, those the stopped
+        trainer did not finish."""
+        with self._read() as c:
+            rows = c.execute("SELECT data FROM exports WHERE state IN ('pending', 'writing') "
+                             "ORDER BY updated_at").fetchall()
+        return [dict(json.loads(r[0])) for r in rows]
 
     def latest_checkpoint(self) -> CheckpointRecord | None:
         """The checkpoint of the highest step, or None.

@@ -50,13 +50,14 @@ class Trainer:
         self.db = sqlite3.connect(f"file:{app.store.path}?mode=ro", uri=True, check_same_thread=False)
         self.calls: dict[str, int] = {}
 
-    def stored(self) -> tuple[int, int, int, int]:
-        """(prompt rows, queued prompts, idempotency rows, registry version): what a rejected request must
-        not change."""
+    def stored(self) -> tuple[int, int, int, int, int]:
+        """(prompt rows, queued prompts, idempotency rows, registry version, export records): what a
+        rejected request must not change."""
         prompts = self.db.execute("SELECT count(*) FROM prompts").fetchone()[0]
         queued = self.db.execute("SELECT count(*) FROM prompts WHERE state = 'queued'").fetchone()[0]
         requests = self.db.execute("SELECT count(*) FROM requests").fetchone()[0]
-        return int(prompts), int(queued), int(requests), int(self.app.registry.version)
+        exports = self.db.execute("SELECT count(*) FROM exports").fetchone()[0]
+        return int(prompts), int(queued), int(requests), int(self.app.registry.version), int(exports)
 
     def count(self, rpc: str) -> None:
         self.calls[rpc] = self.calls.get(rpc, 0) + 1

@@ -6,7 +6,9 @@ unwritable places are ones no one can write: /proc, and a path below a regular f
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from pathlib import Path
 
 import grpc
@@ -79,6 +81,8 @@ def test_an_unwritable_export_destination_is_refused_at_once_naming_it_and_leave
     assert not (store_dir / "exports").exists()
     assert not os.path.exists("/proc/foo2")
     assert app.metrics.registry.get_sample_value("grpo_checkpoints_total", {"kind": "export"}) in (None, 0.0)
+    with contextlib.closing(sqlite3.connect(f"file:{app.store.path}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT count(*) FROM exports").fetchone()[0] == 0  # no export record either
 
     # A writable destination whose parent directories do not exist yet: they are made, the export is
     # written, and nothing else is left beside it.

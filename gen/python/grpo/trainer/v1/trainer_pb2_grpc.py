@@ -151,7 +151,8 @@ class TrainerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetExport(self, request, context):
-        """The progress of an export started by ExportCheckpoint. Role: read.
+        """The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+        (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -59,7 +59,9 @@ class TrainerServiceStub:
     weights. Role: admin.
     """
     GetExport: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.GetExportRequest, _trainer_pb2.GetExportResponse]
-    """The progress of an export started by ExportCheckpoint. Role: read."""
+    """The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+    (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
+    """
     PauseTraining: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.PauseTrainingRequest, _trainer_pb2.PauseTrainingResponse]
     """Pause training: the step in progress finishes, no new step starts; the API stays up. Role: admin."""
     ResumeTraining: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ResumeTrainingRequest, _trainer_pb2.ResumeTrainingResponse]
@@ -111,7 +113,9 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     weights. Role: admin.
     """
     GetExport: _aio.UnaryUnaryMultiCallable[_trainer_pb2.GetExportRequest, _trainer_pb2.GetExportResponse]  # type: ignore[assignment]
-    """The progress of an export started by ExportCheckpoint. Role: read."""
+    """The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+    (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
+    """
     PauseTraining: _aio.UnaryUnaryMultiCallable[_trainer_pb2.PauseTrainingRequest, _trainer_pb2.PauseTrainingResponse]  # type: ignore[assignment]
     """Pause training: the step in progress finishes, no new step starts; the API stays up. Role: admin."""
     ResumeTraining: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ResumeTrainingRequest, _trainer_pb2.ResumeTrainingResponse]  # type: ignore[assignment]
@@ -190,7 +194,9 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _trainer_pb2.GetExportRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trainer_pb2.GetExportResponse, _abc.Awaitable[_trainer_pb2.GetExportResponse]]:
-        """The progress of an export started by ExportCheckpoint. Role: read."""
+        """The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+        (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
+        """
 
     @_abc_1.abstractmethod
     def PauseTraining(

@@ -3239,7 +3239,8 @@ type TrainerServiceClient interface {
 	// done, with `wait`); progress is pollable with GetExport. Training is stalled only for a copy of the
 	// weights. Role: admin.
 	ExportCheckpoint(ctx context.Context, in *ExportCheckpointRequest, opts ...grpc.CallOption) (*ExportCheckpointResponse, error)
-	// The progress of an export started by ExportCheckpoint. Role: read.
+	// The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+	// (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
 	GetExport(ctx context.Context, in *GetExportRequest, opts ...grpc.CallOption) (*GetExportResponse, error)
 	// Pause training: the step in progress finishes, no new step starts; the API stays up. Role: admin.
 	PauseTraining(ctx context.Context, in *PauseTrainingRequest, opts ...grpc.CallOption) (*PauseTrainingResponse, error)
@@ -3413,7 +3414,8 @@ type TrainerServiceServer interface {
 	// done, with `wait`); progress is pollable with GetExport. Training is stalled only for a copy of the
 	// weights. Role: admin.
 	ExportCheckpoint(context.Context, *ExportCheckpointRequest) (*ExportCheckpointResponse, error)
-	// The progress of an export started by ExportCheckpoint. Role: read.
+	// The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+	// (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
 	GetExport(context.Context, *GetExportRequest) (*GetExportResponse, error)
 	// Pause training: the step in progress finishes, no new step starts; the API stays up. Role: admin.
 	PauseTraining(context.Context, *PauseTrainingRequest) (*PauseTrainingResponse, error)

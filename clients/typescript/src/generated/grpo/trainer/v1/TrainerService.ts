@@ -94,14 +94,16 @@ export interface TrainerServiceClient extends grpc.Client {
   exportCheckpoint(argument: _grpo_trainer_v1_ExportCheckpointRequest, callback: grpc.requestCallback<_grpo_trainer_v1_ExportCheckpointResponse__Output>): grpc.ClientUnaryCall;
   
   /**
-   * The progress of an export started by ExportCheckpoint. Role: read.
+   * The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+   * (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
    */
   GetExport(argument: _grpo_trainer_v1_GetExportRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
   GetExport(argument: _grpo_trainer_v1_GetExportRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
   GetExport(argument: _grpo_trainer_v1_GetExportRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
   GetExport(argument: _grpo_trainer_v1_GetExportRequest, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
   /**
-   * The progress of an export started by ExportCheckpoint. Role: read.
+   * The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+   * (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
    */
   getExport(argument: _grpo_trainer_v1_GetExportRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
   getExport(argument: _grpo_trainer_v1_GetExportRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
@@ -265,7 +267,8 @@ export interface TrainerServiceHandlers extends grpc.UntypedServiceImplementatio
   ExportCheckpoint: grpc.handleUnaryCall<_grpo_trainer_v1_ExportCheckpointRequest__Output, _grpo_trainer_v1_ExportCheckpointResponse>;
   
   /**
-   * The progress of an export started by ExportCheckpoint. Role: read.
+   * The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
+   * (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
    */
   GetExport: grpc.handleUnaryCall<_grpo_trainer_v1_GetExportRequest__Output, _grpo_trainer_v1_GetExportResponse>;
   

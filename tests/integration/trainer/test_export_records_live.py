@@ -1,0 +1,58 @@
+"""GetExport outlives the trainer: after a restart it still answers for the exports of the earlier
+process (done, with their files; failed, with their error), and an export the stopped trainer left
+unfinished is answered FAILED as interrupted rather than NOT_FOUND. The real trainer in process (tiny
+model) over gRPC, restarted on the same store."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from typing import Any
+
+import grpc
+import huggingface_hub
+import pytest
+
+from grpo.trainer.v1 import trainer_pb2
+from grpo_client import TrainerClient
+from grpo_client.client import TrainerError
+from grpo_server.checkpoint import INTERRUPTED, ExportJob, ExportRecords
+from grpo_server.store import Store
+
+
+def test_exports_are_answered_for_after_a_restart(start_trainer: Any, toy_backend: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _, backend = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", backend.address)])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    done = client.export_checkpoint(str(tmp_path / "export"), wait=True, timeout=120)
+    assert done.state == trainer_pb2.EXPORT_STATE_DONE, done
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(huggingface_hub, "save_torch_state_dict", disk_full)
+        failed = client.export_checkpoint(str(tmp_path / "full"), wait=True, timeout=120)
+    assert failed.state == trainer_pb2.EXPORT_STATE_FAILED and "No space left on device" in failed.error
+    client.close()
+    app.shutdown()
+
+    # What a trainer killed during an export leaves: its record still "writing", no destination.
+    store = Store(store_dir)
+    ExportRecords(store).put(ExportJob(export_id="0123456789abcdef", destination=str(tmp_path / "half"), step=0,
+                                       state="writing", progress=0.5))
+    store.close()
+
+    app = start_trainer(store_dir, [("toy", backend.address)])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    assert client.get_export(done.export_id) == done
+    assert client.get_export(failed.export_id) == failed
+    interrupted = client.get_export("0123456789abcdef")
+    assert (interrupted.state, interrupted.error, interrupted.destination) == (
+        trainer_pb2.EXPORT_STATE_FAILED, INTERRUPTED, str(tmp_path / "half"))
+    with pytest.raises(TrainerError) as err:
+        client.get_export("fedcba9876543210")
+    assert err.value.code is grpc.StatusCode.NOT_FOUND
+    client.close()
