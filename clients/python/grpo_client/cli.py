@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a Hugging Face checkpoint directory on the trainer")
     s.add_argument("destination", metavar="DEST", help="directory on the trainer's file system ('' = default)")
     s.add_argument("--wait", action="store_true", help="wait until the export is done, with a progress bar")
+    s = sub.add_parser("export-status", help="an export's state and files, by the id `grpo export` printed (also "
+                                             "one started before the trainer restarted)")
+    s.add_argument("export_id", metavar="EXPORT_ID")
+    s.add_argument("--wait", action="store_true", help="wait until the export is done, with a progress bar")
 
     b = sub.add_parser("backends", help="list, set or delete reward backends").add_subparsers(
         dest="backends_command", required=True, metavar="ACTION")
@@ -459,8 +463,16 @@ def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> i
 
 
 def cmd_export(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
-    export = client.export_checkpoint(args.destination, wait=False)
-    if args.wait:
+    return _show_export(client, client.export_checkpoint(args.destination, wait=False), args.wait, pr)
+
+
+def cmd_export_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    return _show_export(client, client.get_export(args.export_id), args.wait, pr)
+
+
+def _show_export(client: TrainerClient, export: trainer_pb2.Export, wait: bool, pr: Printer) -> int:
+    """Print an export (after polling it to its end with `wait`); exit 1 when it failed."""
+    if wait and export.state not in (trainer_pb2.EXPORT_STATE_DONE, trainer_pb2.EXPORT_STATE_FAILED):
         from tqdm import tqdm
 
         with tqdm(total=100, unit="%", desc="export", disable=True if pr.json else None, file=sys.stderr) as bar:
@@ -580,6 +592,7 @@ def cmd_plot(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> in
 
 _COMMANDS = {
     "submit": cmd_submit, "status": cmd_status, "watch": cmd_watch, "export": cmd_export,
+    "export-status": cmd_export_status,
     "backends": cmd_backends, "prompts": cmd_prompts, "cancel": cmd_cancel, "pause": cmd_pause, "resume": cmd_pause, "plot": cmd_plot,
 }
 

@@ -1,11 +1,13 @@
 """GetExport outlives the trainer: after a restart it still answers for the exports of the earlier
 process (done, with their files; failed, with their error), and an export the stopped trainer left
-unfinished is answered FAILED as interrupted rather than NOT_FOUND. The real trainer in process (tiny
+unfinished is answered FAILED as interrupted rather than NOT_FOUND; `grpo export-status` shows them. The real trainer in process (tiny
 model) over gRPC, restarted on the same store."""
 
 from __future__ import annotations
 
 import errno
+import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,15 @@ import pytest
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
+from grpo_client.cli import main
 from grpo_client.client import TrainerError
 from grpo_server.checkpoint import INTERRUPTED, ExportJob, ExportRecords
 from grpo_server.store import Store
 
 
 def test_exports_are_answered_for_after_a_restart(start_trainer: Any, toy_backend: Any, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     _, backend = toy_backend("toy", 0.5)
     store_dir = tmp_path / "store"
     app = start_trainer(store_dir, [("toy", backend.address)])
@@ -56,3 +60,19 @@ def test_exports_are_answered_for_after_a_restart(start_trainer: Any, toy_backen
         client.get_export("fedcba9876543210")
     assert err.value.code is grpc.StatusCode.NOT_FOUND
     client.close()
+
+    # `grpo export-status ID` asks the same: exit 0 for a done export, 1 for a failed or unknown one.
+    target = ["--target", f"127.0.0.1:{app.api_port}", "export-status"]
+    out = io.StringIO()
+    assert main([*target, done.export_id, "--wait"], out=out) == 0
+    assert out.getvalue().splitlines() == [
+        f"export {done.export_id}: done  step 0  {tmp_path / 'export'}",
+        f"  {len(done.files)} files, manifest.json lists their sha256"]
+    capsys.readouterr()
+    assert main([*target, "0123456789abcdef"], out=io.StringIO()) == 1
+    assert capsys.readouterr().err == f"error: export failed: {INTERRUPTED}\n"
+    out = io.StringIO()
+    assert main(["--json", *target, failed.export_id], out=out) == 1
+    assert json.loads(out.getvalue())["error"].startswith("OSError: [Errno 28] No space left on device")
+    assert main([*target, "fedcba9876543210"], out=io.StringIO()) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
