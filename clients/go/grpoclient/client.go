@@ -204,7 +204,8 @@ func (c *Client) ExportCheckpoint(ctx context.Context, destination string, wait 
 	return res.GetExport(), wrapError("ExportCheckpoint", err)
 }
 
-// GetExport reports an export's progress.
+// GetExport reports an export's progress, also of one started before the trainer restarted (one it was
+// writing when it stopped is FAILED, "interrupted: ...").
 func (c *Client) GetExport(ctx context.Context, exportID string) (*trainerv1.Export, error) {
 	res, err := c.Stub.GetExport(ctx, &trainerv1.GetExportRequest{ExportId: exportID})
 	return res.GetExport(), wrapError("GetExport", err)

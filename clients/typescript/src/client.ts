@@ -293,7 +293,8 @@ export class TrainerClient {
     return required(res.export, 'ExportCheckpoint', 'export');
   }
 
-  /** The progress of an export (`progress` 0..1, `state`, `files` with sha256). */
+  /** The progress of an export (`progress` 0..1, `state`, `files` with sha256), also of one started before
+   * the trainer restarted (one it was writing when it stopped is FAILED, "interrupted: ..."). */
   async getExport(exportId: string): Promise<Export__Output> {
     const res = await this.unary<object, GetExportResponse__Output>('GetExport', this.stub.getExport, { exportId });
     return required(res.export, 'GetExport', 'export');
