@@ -6,6 +6,7 @@ Helpers that are plain functions live in `reward_service_kit`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,21 @@ import pytest
 from reward_service_kit import TLSFiles, make_tls_files
 
 from grpo_rewards.common import RunningServer, Scorer, start_server
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_put_back() -> Iterator[None]:
+    """A service's main() run in this process configures the root logger (configure_logging:
+    basicConfig(force=True)) with a handler on the stderr pytest captures for that one test. Left in
+    place, it writes to a closed stream in every later test of the session, which then finds `--- Logging
+    error ---` tracebacks in its own captured stderr. Remove the plain stream handlers a test added (not
+    pytest's own, which are subclasses) and put the level back."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if type(h) is logging.StreamHandler and h not in before]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
