@@ -308,7 +308,12 @@ class ExportRecords:
 
     def get(self, export_id: str) -> ExportJob | None:
         data = self._store.get_export(export_id)
-        return None if data is None else ExportJob(**{k: data[k] for k in _RECORD_FIELDS})
+        return None if data is None else self._job(data)
+
+    @staticmethod
+    def _job(data: dict[str, Any]) -> ExportJob:
+        """An ExportJob from what put stored."""
+        return ExportJob(**{k: data[k] for k in _RECORD_FIELDS})
 
     def close_unfinished(self) -> list[ExportJob]:
         """Settle the exports a stopped trainer left pending or writing; call before any export starts.
@@ -316,7 +321,7 @@ class ExportRecords:
         saying so) and matches its manifest is done; the rest are failed with INTERRUPTED. Returns them."""
         settled = []
         for data in self._store.unfinished_exports():
-            job = ExportJob(**{k: data[k] for k in _RECORD_FIELDS})
+            job = self._job(data)
             try:
                 files = with_manifest(verify_manifest(Path(job.destination))["files"], Path(job.destination))
                 job = replace(job, state="done", progress=1.0, files=files)

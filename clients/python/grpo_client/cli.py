@@ -29,7 +29,7 @@ from grpo.reward.v1 import reward_pb2
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client.client import DEFAULT_TIMEOUT_SECONDS, TrainerClient, TrainerError, check_key_pair
 from grpo_client.prompts import PromptFileError, load_prompt_file
-from grpo_client.words import counted, short_reason
+from grpo_client.words import counted, short_reason, span
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 EXIT_INTERRUPTED = 128 + 2  # as a process killed by SIGINT (Ctrl-C)
@@ -413,11 +413,6 @@ def _watch_start(client: TrainerClient, args: argparse.Namespace) -> int:
     return max(0, int(latest) - last)
 
 
-def _step_range(first: int, last: int) -> str:
-    """`step 4` or `steps 4-9`."""
-    return f"step {first}" if first == last else f"steps {first}-{last}"
-
-
 def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     seen: list[dict[str, Any]] = []
     count = 0
@@ -436,7 +431,7 @@ def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> i
         for response in stream:
             count += 1
             if response.forgotten_through > place:
-                print(f"{_step_range(place + 1, response.forgotten_through)}: no longer kept "
+                print(f"{span('step', place + 1, response.forgotten_through)}: no longer kept "
                       "(retention.step_reports_seconds)", file=sys.stderr, flush=True)
             if response.step.state != trainer_pb2.STEP_STATE_RUNNING:
                 place = int(response.step.step)
