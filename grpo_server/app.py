@@ -30,6 +30,7 @@ from grpo_server.checkpoint import (
     check_checkpoint_fits,
     copy_weights,
     os_reason,
+    page_of,
     parameter_shapes,
     prune_checkpoints,
     remove_unrecorded_checkpoints,
@@ -626,4 +627,9 @@ class _LazyExporter:
 
     def get(self, export_id: str) -> Any:
         return self.records.get(export_id) if self.target is None else self.target.get(export_id)
+
+    def page(self, state: str | None, before: int, limit: int) -> tuple[list[Any], int]:
+        if self.target is not None:
+            return self.target.page(state, before, limit)
+        return page_of(self.records.stored(state, before, limit + 1), limit)
 

@@ -310,6 +310,12 @@ class ExportRecords:
         data = self._store.get_export(export_id)
         return None if data is None else self._job(data)
 
+    def stored(self, state: str | None, before: int, limit: int) -> list[tuple[int, ExportJob]]:
+        """Up to `limit` stored exports, the newest first, from before place `before` (0: the newest), only
+        those stored in `state` (when given): (place, job) each."""
+        return [(seq, self._job(data)) for seq, data in self._store.list_exports(state=state, before_seq=before,
+                                                                                   limit=limit)]
+
     @staticmethod
     def _job(data: dict[str, Any]) -> ExportJob:
         """An ExportJob from what put stored."""
@@ -330,6 +336,12 @@ class ExportRecords:
             self.put(job)
             settled.append(job)
         return settled
+
+
+def page_of(rows: list[tuple[int, ExportJob]], limit: int) -> tuple[list[ExportJob], int]:
+    """A page of `limit` jobs from up to `limit` + 1 (place, job) rows read for it, and the place to read
+    on from (0: the rows held no more)."""
+    return [job for _, job in rows[:limit]], rows[limit - 1][0] if len(rows) > limit else 0
 
 
 class ExportManager:
@@ -419,6 +431,40 @@ class ExportManager:
                 return replace(job, files=list(job.files))
         return None if self._records is None else self._records.get(export_id)
 
+    def page(self, state: str | None, before: int, limit: int) -> tuple[list[ExportJob], int]:
+        """A page of ListExports: up to `limit` exports, the newest first, from before place `before`
+        (0: the newest), only those in `state` (when given), each as `get` answers now; and the place to
+        read on from (0: no more). The store is read with the filter, then this process's own copy replaces
+        each of its exports (its progress is newer than the store's), so an export whose state moved on
+        since it was stored is left out: a page may be short and still have a next one."""
+        stored, more_before = page_of(self._stored(state, before, limit + 1), limit)
+        with self._lock:
+            page = [replace(j, files=list(j.files)) if (j := self._jobs.get(job.export_id)) is not None else job
+                    for job in stored]
+        return [j for j in page if state is None or j.state == state], more_before
+
+    def _stored(self, state: str | None, before: int, limit: int) -> list[tuple[int, ExportJob]]:
+        """ExportRecords.stored; without records (a manager kept in memory only), this process's exports,
+        placed in the order they started."""
+        if self._records is not None:
+            return self._records.stored(state, before, limit)
+        with self._lock:
+            jobs = list(enumerate(self._jobs.values(), 1))
+        return [(n, j) for n, j in reversed(jobs)
+                if (not before or n < before) and (state is None or j.state == state)][:limit]
+
+    def _keep(self, job: ExportJob) -> None:
+        """Store a copy of the job's progress; where that fails (a full store disk, say), log it: this
+        process still answers from memory, and the next start settles what the store says."""
+        if self._records is None:
+            return
+        with self._lock:
+            copy = replace(job, files=list(job.files))
+        try:
+            self._records.put(copy)
+        except Exception:  # noqa: BLE001 - the export itself goes on or is settled
+            log.exception("export %s: could not keep its state (%s) in the store", job.export_id, copy.state)
+
     def _set(self, job: ExportJob, **kw: Any) -> None:
         with self._lock:
             for k, v in kw.items():
@@ -431,16 +477,12 @@ class ExportManager:
             self._writing.pop(os.path.abspath(job.destination), None)
             for k, v in kw.items():
                 setattr(job, k, v)
-            final = replace(job, files=list(job.files))
-        if self._records is not None:
-            try:
-                self._records.put(final)
-            except Exception:  # noqa: BLE001 - a full store disk, say: the export itself is settled
-                log.exception("export %s: could not keep its state (%s) in the store", job.export_id, job.state)
+        self._keep(job)
 
     def _run(self, job: ExportJob, weights: dict[str, torch.Tensor]) -> None:
         started = time.monotonic()
         self._set(job, state="writing")
+        self._keep(job)  # so that ListExports filtered by state finds it among the writing ones
         try:
             files = write_hf_directory(
                 weights,

@@ -122,7 +122,8 @@ def compact_store(store_dir: Path, cfg: Config) -> int:
             return 1
     print(f"grpo-server compacted {store_dir}: {before} -> {after} bytes (dropped the content of "
           f"{pruned.prompt_contents} finished prompts, {pruned.prompt_rows} finished prompts' rows, "
-          f"{pruned.request_ids} request ids and {pruned.step_reports} step reports)", flush=True)
+          f"{pruned.request_ids} request ids, {pruned.step_reports} step reports and {pruned.export_records} export "
+          "records)", flush=True)
     return 0
 
 

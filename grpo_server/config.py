@@ -494,6 +494,7 @@ class PruneCutoffs(TypedDict):
     requests_before: float | None
     rows_before: float | None
     steps_before: float | None
+    exports_before: float | None
 
 
 class RetentionConfig(_Strict):
@@ -528,17 +529,24 @@ class RetentionConfig(_Strict):
         "kept. StepStatus for a deleted step answers NOT_FOUND naming this setting, and WatchSteps replays "
         "from the oldest kept, naming the last deleted step in forgotten_through. About 1.4 KB a step. 0 = keep for ever.",
     )
+    export_records_seconds: float = Field(
+        0, ge=0, allow_inf_nan=False,
+        description="The record of an export that finished (done or failed) is deleted from the store this long "
+        "after it finished: GetExport answers NOT_FOUND for it and ListExports no longer lists it. The exported "
+        "directory itself is never deleted. About 1 KB an export. 0 = keep for ever.",
+    )
 
     def cutoffs(self, now: float) -> PruneCutoffs:
-        """Store.prune's keyword arguments (content_before, requests_before, rows_before, steps_before) at
-        time.time() `now`: None keeps that kind."""
+        """Store.prune's keyword arguments (content_before, requests_before, rows_before, steps_before,
+        exports_before) at time.time() `now`: None keeps that kind."""
         def before(seconds: float) -> float | None:
             return now - seconds if seconds else None
 
         return {"content_before": before(self.prompt_content_seconds),
                 "requests_before": before(self.request_ids_seconds),
                 "rows_before": before(self.prompt_rows_seconds),
-                "steps_before": before(self.step_reports_seconds)}
+                "steps_before": before(self.step_reports_seconds),
+                "exports_before": before(self.export_records_seconds)}
 
 
 def listen_address_problem(address: str) -> str | None:

@@ -184,7 +184,8 @@ class TrainerMetrics:
         r.register(self._circuits)
         self.store_pruned = Counter(
             "grpo_store_pruned", "What the store forgot under retention.*: kind=prompt_content (the content of "
-            "finished prompts), prompt_rows (finished prompts' whole rows), request_ids, step_reports.", ["kind"],
+            "finished prompts), prompt_rows (finished prompts' whole rows), request_ids, step_reports, export_records.",
+            ["kind"],
             registry=r,
         )
         self._store_files = _StoreFiles()

@@ -47,6 +47,7 @@ METHOD_ROLES: Mapping[str, str] = {
     _TRAINER + "WatchSteps": "read",
     _TRAINER + "ExportCheckpoint": "admin",
     _TRAINER + "GetExport": "read",
+    _TRAINER + "ListExports": "read",
     _TRAINER + "PauseTraining": "admin",
     _TRAINER + "ResumeTraining": "admin",
     _TRAINER + "ListRewardBackends": "read",

@@ -26,7 +26,7 @@ from grpo_server.types import (
 _RUN_STATES = {s: getattr(trainer_pb2, f"RUN_STATE_{s.name}") for s in RunState}
 _STEP_STATES = {s: getattr(trainer_pb2, f"STEP_STATE_{s.name}") for s in StepState}
 PROMPT_STATES = {s: getattr(trainer_pb2, f"PROMPT_STATE_{s.name}") for s in PromptState}
-_EXPORT_STATES = {
+EXPORT_STATES = {
     "pending": trainer_pb2.EXPORT_STATE_PENDING,
     "writing": trainer_pb2.EXPORT_STATE_WRITING,
     "done": trainer_pb2.EXPORT_STATE_DONE,
@@ -225,7 +225,7 @@ def export_to_proto(info: Any) -> trainer_pb2.Export:
     """An ExportInfo-shaped object (ports.ExportInfo, or the checkpoint module's ExportJob) as Export."""
     return trainer_pb2.Export(
         export_id=info.export_id,
-        state=_EXPORT_STATES.get(str(info.state), trainer_pb2.EXPORT_STATE_UNSPECIFIED),
+        state=EXPORT_STATES.get(str(info.state), trainer_pb2.EXPORT_STATE_UNSPECIFIED),
         destination=str(info.destination),
         step=int(info.step),
         progress=float(info.progress),

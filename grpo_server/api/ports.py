@@ -84,6 +84,13 @@ class Exporter(Protocol):
         """The export's progress (ExportInfo-shaped), or None for an unknown id."""
         ...
 
+    def page(self, state: str | None, before: int, limit: int) -> tuple[list[Any], int]:
+        """Up to `limit` exports (ExportInfo-shaped, as `get` answers), the newest first, older than place
+        `before` (0: from the newest), only those in `state` ("pending", "writing", "done", "failed"; None:
+        any); and the place to read on from (0: there are no more). A page may hold fewer than `limit`
+        exports and still have a next one."""
+        ...
+
 
 @dataclass(frozen=True)
 class BackendInfo:

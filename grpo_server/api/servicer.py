@@ -19,12 +19,14 @@ from grpo_server.api.validation import (
     PromptRoom,
     TokenCounter,
     Violation,
+    exports_page_token,
     page_token,
     validate_backend,
     validate_backend_name,
     validate_cancel_prompts,
     validate_destination,
     validate_export_id,
+    validate_list_exports,
     validate_list_prompts,
     validate_step_number,
     validate_submit,
@@ -387,8 +389,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         validate_export_id(request.export_id)
         info = self.exporter.get(request.export_id)
         if info is None:
-            raise errors.not_found("export", request.export_id, f"no export with id {request.export_id!r}")
+            raise errors.not_found("export", request.export_id, f"no export with id {request.export_id!r} (never "
+                                   "started, or its record deleted under retention.export_records_seconds)")
         return trainer_pb2.GetExportResponse(export=convert.export_to_proto(info))
+
+    @unary
+    def ListExports(
+        self, request: trainer_pb2.ListExportsRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ListExportsResponse:
+        """The exports the store knows of, the newest first, a page at a time."""
+        q = validate_list_exports(request)
+        page, more_before = self.exporter.page(q.state, q.before, q.limit)
+        return trainer_pb2.ListExportsResponse(
+            exports=[convert.export_to_proto(info) for info in page],
+            next_page_token=exports_page_token(more_before, request.state) if more_before else "",
+        )
 
     # -------------------------------------------------------------------------- run control
 

@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from grpo.trainer.v1 import trainer_pb2
-from grpo_server.api.convert import PROMPT_STATES, prompt_from_proto, reference_kind, resolved_rewards
+from grpo_server.api.convert import (
+    EXPORT_STATES,
+    PROMPT_STATES,
+    prompt_from_proto,
+    reference_kind,
+    resolved_rewards,
+)
 from grpo_server.api.ports import (
     BACKEND_NAME_PATTERN,
     HOST_PORT_PATTERN,
@@ -374,6 +380,7 @@ MAX_PAGE_SIZE = 1000  # ListPrompts: prompts in one answer
 DEFAULT_PAGE_SIZE = 100
 _PAGE_TOKEN_PREFIX = "after:"
 _PROMPT_STATES = {number: state for state, number in PROMPT_STATES.items()}
+_EXPORT_STATES = {number: state for state, number in EXPORT_STATES.items()}
 
 
 @dataclass(frozen=True)
@@ -390,33 +397,52 @@ def _filter_digest(ids: Sequence[str], state: int) -> str:
     """A short digest of a ListPrompts filter (the set of ids, the state): what a page token was issued
     for. Not a secret: it only catches a token passed back with another filter, which would read on from
     a position in a different listing."""
-    canonical = json.dumps([sorted(set(ids)), int(state)], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return _digest([sorted(set(ids)), int(state)])
+
+
+def _exports_digest(state: int) -> str:
+    """_filter_digest of a ListExports filter (the state); never that of a ListPrompts filter, so a token
+    of one listing is refused by the other."""
+    return _digest(["exports", int(state)])
+
+
+def _digest(canonical: object) -> str:
+    text = json.dumps(canonical, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def page_token(seq: int, ids: Sequence[str] = (), state: int = trainer_pb2.PROMPT_STATE_UNSPECIFIED) -> str:
     """The opaque token of the page after queue position `seq` of the listing filtered by `ids` and
     `state` (as the request gives them: the token is only good with the same filter)."""
-    text = f"{_PAGE_TOKEN_PREFIX}{seq}:{_filter_digest(ids, state)}"
+    return _token(seq, _filter_digest(ids, state))
+
+
+def exports_page_token(place: int, state: int = trainer_pb2.EXPORT_STATE_UNSPECIFIED) -> str:
+    """The opaque token of the ListExports page after (older than) export place `place`, filtered by
+    `state`."""
+    return _token(place, _exports_digest(state))
+
+
+def _token(position: int, digest: str) -> str:
+    text = f"{_PAGE_TOKEN_PREFIX}{position}:{digest}"
     return base64.urlsafe_b64encode(text.encode()).decode()
 
 
-def _page_token_problem(token: str, ids: Sequence[str], state: int) -> tuple[int, str | None]:
-    """(the queue position `token` stands for, None) when it is one of ours and was issued for this
-    filter; (0, why not) otherwise."""
+def _page_token_problem(token: str, digest: str, other_filter: str) -> tuple[int, str | None]:
+    """(the position `token` stands for, None) when it is one of ours and was issued for the filter whose
+    digest is `digest`; (0, why not) otherwise (`other_filter` when it was issued for another one)."""
     try:
         text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
     except (UnicodeError, binascii.Error, ValueError):
         text = ""
-    digits, _, digest = text.removeprefix(_PAGE_TOKEN_PREFIX).partition(":")
+    digits, _, issued_for = text.removeprefix(_PAGE_TOKEN_PREFIX).partition(":")
     if not text.startswith(_PAGE_TOKEN_PREFIX) or not digits.isdigit() or len(digits) > 18:
         return 0, "not a page token: pass the next_page_token of an earlier answer, or nothing"
-    if not digest:  # the format before tokens named their filter; a client may hold one across an upgrade
+    if not issued_for:  # the format before tokens named their filter; a client may hold one across an upgrade
         return 0, ("a page token from an older trainer, which does not say what filter it belongs to: "
                    "list again from the start, without a page_token")
-    if digest != _filter_digest(ids, state):
-        return 0, ("this page token was issued for a different filter (ids or state): pass it with the "
-                   "same ids and state as the request that returned it, or start again without a page_token")
+    if issued_for != digest:
+        return 0, other_filter
     return int(digits), None
 
 
@@ -455,7 +481,11 @@ def validate_list_prompts(req: trainer_pb2.ListPromptsRequest, limits: ApiLimits
         v.add("state", f"{req.state} is not a PromptState (0 = any, 1-5 = QUEUED, LEASED, TRAINED, FAILED, CANCELLED)")
     if not 0 <= req.page_size <= MAX_PAGE_SIZE:
         v.add("page_size", f"{req.page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
-    after, problem = _page_token_problem(req.page_token, req.ids, req.state) if req.page_token else (0, None)
+    after, problem = _page_token_problem(
+        req.page_token, _filter_digest(req.ids, req.state),
+        "this page token was issued for a different filter (ids or state): pass it with the same ids and "
+        "state as the request that returned it, or start again without a page_token",
+    ) if req.page_token else (0, None)
     if problem:
         v.add("page_token", problem)
     v.raise_if_any()
@@ -465,3 +495,32 @@ def validate_list_prompts(req: trainer_pb2.ListPromptsRequest, limits: ApiLimits
         after_seq=after,
         limit=req.page_size or DEFAULT_PAGE_SIZE,
     )
+
+
+@dataclass(frozen=True)
+class ExportQuery:
+    """A valid ListExports request: the state to list (None: any), where the page starts (0: the newest)
+    and its size."""
+
+    state: str | None
+    before: int
+    limit: int
+
+
+def validate_list_exports(req: trainer_pb2.ListExportsRequest) -> ExportQuery:
+    """ListExports: a known state; a page size of 0 (the default) to MAX_PAGE_SIZE; a page token from an
+    earlier ListExports answer with the same state."""
+    v = _Collector()
+    if req.state != trainer_pb2.EXPORT_STATE_UNSPECIFIED and req.state not in _EXPORT_STATES:
+        v.add("state", f"{req.state} is not an ExportState (0 = any, 1-4 = PENDING, WRITING, DONE, FAILED)")
+    if not 0 <= req.page_size <= MAX_PAGE_SIZE:
+        v.add("page_size", f"{req.page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
+    before, problem = _page_token_problem(
+        req.page_token, _exports_digest(req.state),
+        "this page token was issued for a different listing (another state, or ListPrompts): pass it with "
+        "the same state as the ListExports request that returned it, or start again without a page_token",
+    ) if req.page_token else (0, None)
+    if problem:
+        v.add("page_token", problem)
+    v.raise_if_any()
+    return ExportQuery(state=_EXPORT_STATES.get(req.state), before=before, limit=req.page_size or DEFAULT_PAGE_SIZE)

@@ -111,3 +111,4 @@ class PruneResult:
     request_ids: int
     prompt_rows: int = 0
     step_reports: int = 0
+    export_records: int = 0

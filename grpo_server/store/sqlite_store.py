@@ -101,12 +101,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 -- earlier run of it never show beside the new report. (Added without a schema version: a trainer that
 -- does not know the table ignores it.)
 -- Each export's last known progress, as JSON (checkpoint.ExportRecords), so that GetExport answers for
--- an export after the trainer that made it restarted. (Added without a schema version, as above.)
+-- an export after the trainer that made it restarted. (Added without a schema version, as above. `seq`,
+-- the order exports started in, for ListExports, is added to an older table by _init_schema.)
 CREATE TABLE IF NOT EXISTS exports (
     export_id TEXT PRIMARY KEY,
     state TEXT NOT NULL,                    -- pending | writing | done | failed
     data TEXT NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    seq INTEGER
 );
 CREATE TABLE IF NOT EXISTS step_samples (
     step INTEGER NOT NULL,
@@ -228,6 +230,14 @@ class Store:
                 # rather than answered with the first answer (NULL for requests stored before: replayed).
                 c.execute("ALTER TABLE requests ADD COLUMN fingerprint TEXT")
             c.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            # exports.seq: not in the table as the trainer that added it made it, and left NULL by that
+            # trainer's writes to a newer store; numbered here after the others, in the order they were
+            # first stored (a row keeps its rowid while it is only updated in place).
+            if "seq" not in {row[1] for row in c.execute("PRAGMA table_info(exports)")}:
+                c.execute("ALTER TABLE exports ADD COLUMN seq INTEGER")
+            c.execute("UPDATE exports SET seq = (SELECT COALESCE(MAX(seq), 0) FROM exports) + rowid "
+                      "WHERE seq IS NULL")
+            c.execute("CREATE UNIQUE INDEX IF NOT EXISTS exports_by_seq ON exports (seq)")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -431,7 +441,7 @@ class Store:
 
     def prune(self, *, content_before: float | None, requests_before: float | None,
               rows_before: float | None = None, steps_before: float | None = None,
-              batch: int = 5000) -> PruneResult:
+              exports_before: float | None = None, batch: int = 5000) -> PruneResult:
         """Drop what a run no longer needs (config retention.*), `batch` rows per transaction so that
         submissions and status calls wait for none of them for long:
 
@@ -444,7 +454,9 @@ class Store:
           of them is a new submission;
         - the reports (and kept completions) of steps that finished before `steps_before`, except the
           latest step and those after the latest checkpoint (a restart runs those again); what
-          `completed_steps` and `forgotten_steps` need of them is kept in run_values.
+          `completed_steps` and `forgotten_steps` need of them is kept in run_values;
+        - the records of exports that finished (done or failed) before `exports_before` (the exported
+          directories are not touched).
 
         None keeps that kind for ever. The file does not shrink: SQLite reuses the freed pages."""
         rows = contents = requests = steps = 0
@@ -459,7 +471,13 @@ class Store:
             ).rowcount, batch)
         if steps_before is not None:
             steps = self._in_batches(lambda c: self._drop_steps(c, steps_before, batch), batch)
-        return PruneResult(contents, requests, rows, steps)
+        exports = 0
+        if exports_before is not None:
+            exports = self._in_batches(lambda c: c.execute(
+                "DELETE FROM exports WHERE export_id IN (SELECT export_id FROM exports WHERE state IN ('done', "
+                "'failed') AND updated_at < ? LIMIT ?)", (exports_before, batch),
+            ).rowcount, batch)
+        return PruneResult(contents, requests, rows, steps, exports)
 
     def _in_batches(self, one: Callable[[sqlite3.Connection], int], batch: int) -> int:
         """Run `one` (it changes at most `batch` rows and says how many) in a write transaction of its own
@@ -618,16 +636,40 @@ class Store:
             c.execute("INSERT OR REPLACE INTO run_values (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def put_export(self, export_id: str, state: str, data: dict[str, Any]) -> None:
-        """Store an export's progress (`data`: JSON-able) under its id, durably, replacing what was there."""
+        """Store an export's progress (`data`: JSON-able) under its id, durably, replacing what was there.
+        A new id takes the next place in the order list_exports reads; an update keeps its place."""
         with self._write() as c:
-            c.execute("INSERT OR REPLACE INTO exports (export_id, state, data, updated_at) VALUES (?, ?, ?, ?)",
-                      (export_id, state, json.dumps(data), time.time()))
+            c.execute(
+                "INSERT INTO exports (export_id, state, data, updated_at, seq) "
+                "VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM exports)) "
+                "ON CONFLICT (export_id) DO UPDATE SET state = excluded.state, data = excluded.data, "
+                "updated_at = excluded.updated_at",
+                (export_id, state, json.dumps(data), time.time()),
+            )
 
     def get_export(self, export_id: str) -> dict[str, Any] | None:
         """What put_export stored under `export_id`, or None."""
         with self._read() as c:
             row = c.execute("SELECT data FROM exports WHERE export_id = ?", (export_id,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def list_exports(
+        self, *, state: str | None = None, before_seq: int = 0, limit: int = 100
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Up to `limit` stored exports, the newest first, from before place `before_seq` (0: from the
+        newest), only those in `state` (when given): (place, what put_export stored) each."""
+        where = ["seq IS NOT NULL"]  # NULL only between an older trainer's write and the next open
+        params: list[object] = []
+        if before_seq:
+            where.append("seq < ?")
+            params.append(before_seq)
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        with self._read() as c:
+            rows = c.execute(f"SELECT seq, data FROM exports WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?",
+                             (*params, limit)).fetchall()
+        return [(seq, dict(json.loads(data))) for seq, data in rows]
 
     def unfinished_exports(self) -> list[dict[str, Any]]:
         """The stored exports still pending or writing, oldest first: after a restart, those the stopped

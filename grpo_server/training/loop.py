@@ -1074,6 +1074,8 @@ class TrainingLoop:
              f"{done.request_ids} request ids older than {_age(r.request_ids_seconds)}"),
             ("step_reports", done.step_reports,
              f"the reports of {done.step_reports} steps that finished over {_age(r.step_reports_seconds)} ago"),
+            ("export_records", done.export_records,
+             f"the records of {done.export_records} exports that finished over {_age(r.export_records_seconds)} ago"),
         ):
             self.metrics.store_pruned.labels(kind=kind).inc(n)
             if n:

@@ -155,3 +155,6 @@ class _AdapterExportManager:
 
     def get(self, export_id: str) -> Any:
         return self.manager.get(export_id)
+
+    def page(self, state: str | None, before: int, limit: int) -> tuple[list[Any], int]:
+        return self.manager.page(state, before, limit)

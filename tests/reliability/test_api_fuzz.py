@@ -403,6 +403,31 @@ def test_list_prompts_rejects_malformed_requests(trainer: Trainer) -> None:
 
 
 @st.composite
+def broken_list_exports(draw: st.DrawFn) -> tuple[trainer_pb2.ListExportsRequest, str]:
+    """A ListExportsRequest with one thing wrong, and the field the rejection must name."""
+    req = trainer_pb2.ListExportsRequest(state=draw(st.integers(0, 4)), page_size=draw(st.integers(0, 1000)))
+    kind = draw(st.sampled_from(["page_size", "page_token", "state"]))
+    if kind == "page_size":
+        req.page_size = draw(st.one_of(st.integers(-(2**31), -1), st.integers(1001, 2**31 - 1)))
+    elif kind == "page_token":  # anything but one of the server's own tokens
+        req.page_token = draw(text.filter(lambda s: s != "" and not s.startswith("YWZ0ZXI6")))
+    else:
+        req.state = draw(st.one_of(st.integers(-(2**31), -1), st.integers(5, 2**31 - 1)))  # type: ignore[assignment]
+    return req, kind
+
+
+def test_list_exports_rejects_malformed_requests(trainer: Trainer) -> None:
+    @FUZZ
+    @given(broken_list_exports())
+    def run(case: tuple[trainer_pb2.ListExportsRequest, str]) -> None:
+        req, field = case
+        expect_rejected(trainer, "ListExports", lambda: trainer.stub.ListExports(req, timeout=30), field)
+
+    run()
+    assert trainer.calls["ListExports"] >= EXAMPLES
+
+
+@st.composite
 def broken_cancel_prompts(draw: st.DrawFn) -> tuple[trainer_pb2.CancelPromptsRequest, str]:
     """A CancelPromptsRequest naming the queued prompt `to-cancel` and one thing wrong, and the field the
     rejection must name."""

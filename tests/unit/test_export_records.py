@@ -5,6 +5,8 @@ exports of the tiny model."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from grpo_server.checkpoint import (
 )
 from grpo_server.models.tiny import build_tiny_model
 from grpo_server.store import Store
+from grpo_server.store.sqlite_store import FILENAME
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +103,111 @@ def test_an_unfinished_export_whose_destination_is_whole_is_done(tiny, tmp_path:
     assert done.state == "done" and done.progress == 1.0 and done.error == ""
     assert {f["path"] for f in done.files} >= {"config.json", "model.safetensors", MANIFEST}
     assert settled[str(broken)].state == "failed" and settled[str(broken)].error == INTERRUPTED
+
+
+def places(records: ExportRecords, state: str | None = None, before: int = 0, limit: int = 10) -> list[str]:
+    return [job.export_id for _, job in records.stored(state, before, limit)]
+
+
+def test_exports_are_listed_newest_first_and_an_update_keeps_an_exports_place(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    records = ExportRecords(store)
+    for name in "abc":
+        records.put(ExportJob(export_id=name * 16, destination=str(tmp_path / name), step=1))
+    records.put(ExportJob(export_id="a" * 16, destination=str(tmp_path / "a"), step=1, state="done", progress=1.0))
+    assert places(records) == ["c" * 16, "b" * 16, "a" * 16]
+    assert places(records, state="done") == ["a" * 16] and places(records, state="failed") == []
+    (c_place, _), (b_place, _) = records.stored(None, 0, 2)
+    assert places(records, before=b_place) == ["a" * 16] and places(records, before=c_place, limit=1) == ["b" * 16]
+    store.compact()  # VACUUM may renumber rowids; the places are a column of their own
+    assert places(records) == ["c" * 16, "b" * 16, "a" * 16]
+    store.close()
+    assert places(ExportRecords(Store(tmp_path / "store"))) == ["c" * 16, "b" * 16, "a" * 16]
+
+
+def test_an_older_stores_exports_are_placed_in_the_order_they_were_stored(tmp_path: Path) -> None:
+    """A store written by the trainer that added the exports table (no `seq` column), and a row that
+    trainer added to a newer store (seq NULL): each gets a place at the next open, after those it has."""
+    Store(tmp_path / "store").close()
+    db = sqlite3.connect(tmp_path / "store" / FILENAME)
+    db.executescript("DROP INDEX exports_by_seq; DROP TABLE exports; CREATE TABLE exports (export_id TEXT "
+                     "PRIMARY KEY, state TEXT NOT NULL, data TEXT NOT NULL, updated_at REAL NOT NULL);")
+    records = [ExportJob(export_id=n * 16, destination=str(tmp_path / n), step=2, state="done") for n in "xyz"]
+    for job in records[:2]:
+        db.execute("INSERT OR REPLACE INTO exports VALUES (?, 'done', ?, 0)",
+                   (job.export_id, json.dumps({k: getattr(job, k) for k in fields(job)})))
+    db.commit()
+    db.close()
+
+    store = Store(tmp_path / "store")
+    assert places(ExportRecords(store)) == ["y" * 16, "x" * 16]
+    store.close()
+    db = sqlite3.connect(tmp_path / "store" / FILENAME)
+    db.execute("INSERT OR REPLACE INTO exports (export_id, state, data, updated_at) VALUES (?, 'done', ?, 0)",
+               (records[2].export_id, json.dumps(fields(records[2]))))
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "store")
+    assert places(ExportRecords(store)) == ["z" * 16, "y" * 16, "x" * 16]
+    assert fields(ExportRecords(store).get("z" * 16)) == fields(records[2])
+
+
+class StoreFillsUp(ExportRecords):
+    """ExportRecords whose writes fail after the first `room` (a store disk that filled up)."""
+
+    def __init__(self, store: Store, room: int) -> None:
+        super().__init__(store)
+        self.room = room
+
+    def put(self, job: ExportJob) -> None:
+        self.room -= 1
+        if self.room < 0:
+            raise OSError(28, "No space left on device")
+        super().put(job)
+
+
+def test_a_page_shows_this_processs_progress_over_what_the_store_kept(tiny, tmp_path: Path) -> None:
+    model, tok = tiny
+    store = Store(tmp_path / "store")
+    older = manager(tiny, store, tmp_path / "exports", step=1).start(None, wait=True)
+    records = StoreFillsUp(store, room=1)  # the start is stored ('pending'); nothing after it
+    mgr = ExportManager(lambda: (2, copy_weights(model.state_dict().items())), model.config, tok,
+                        tmp_path / "exports", records=records)
+    newer = mgr.start(None, wait=True)
+    assert newer.state == "done" and records.get(newer.export_id).state == "pending"  # type: ignore[union-attr]
+
+    page, more = mgr.page(None, 0, 10)
+    assert [(j.export_id, j.state) for j in page] == [(newer.export_id, "done"), (older.export_id, "done")]
+    assert fields(page[0]) == fields(newer) and more == 0
+    # Filtered, the store finds it among the pending ones and this process says it is done: left out.
+    assert mgr.page("pending", 0, 10) == ([], 0)
+    page, more = mgr.page(None, 0, 1)
+    assert [j.export_id for j in page] == [newer.export_id] and more
+    assert [j.export_id for j in mgr.page(None, more, 1)[0]] == [older.export_id]
+    assert mgr.page(None, more, 1)[1] == 0
+
+
+def test_a_manager_without_records_lists_the_exports_of_its_process(tiny, tmp_path: Path) -> None:
+    model, tok = tiny
+    mgr = ExportManager(lambda: (3, copy_weights(model.state_dict().items())), model.config, tok, tmp_path / "ex")
+    first = mgr.start(str(tmp_path / "one"), wait=True)
+    second = mgr.start(str(tmp_path / "two"), wait=True)
+    page, more = mgr.page(None, 0, 1)
+    assert [j.export_id for j in page] == [second.export_id] and more
+    assert [j.export_id for j in mgr.page(None, more, 1)[0]] == [first.export_id]
+    assert mgr.page("done", 0, 10)[0][1].export_id == first.export_id and mgr.page("failed", 0, 10) == ([], 0)
+
+
+def test_while_the_model_loads_the_api_lists_the_stored_exports(tmp_path: Path) -> None:
+    from grpo_server.app import _LazyExporter
+
+    store = Store(tmp_path / "store")
+    records = ExportRecords(store)
+    for name in "abc":
+        records.put(ExportJob(export_id=name * 16, destination=str(tmp_path / name), step=1, state="done"))
+    loading = _LazyExporter(records)
+    page, more = loading.page(None, 0, 2)
+    assert [j.export_id for j in page] == ["c" * 16, "b" * 16] and more
+    page, more = loading.page(None, more, 2)
+    assert [j.export_id for j in page] == ["a" * 16] and more == 0
+    assert loading.page("failed", 0, 2) == ([], 0)

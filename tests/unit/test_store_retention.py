@@ -258,3 +258,20 @@ def test_pruning_rows_and_reports_stops_the_file_growing(tmp_path: Path) -> None
     kept, pruned = sizes[False], sizes[True]
     assert kept[1] - kept[0] > 300_000, kept  # 1600 rows and 200 reports more
     assert pruned[1] - pruned[0] < 20_000, pruned
+
+
+def test_finished_export_records_go_and_unfinished_ones_stay(store: Store) -> None:
+    for export_id, state in (("old-done", "done"), ("old-failed", "failed"), ("writing", "writing"),
+                             ("pending", "pending")):
+        store.put_export(export_id, state, {"export_id": export_id, "state": state})
+    cutoff = time.time()
+    time.sleep(0.01)
+    store.put_export("new-done", "done", {"export_id": "new-done", "state": "done"})
+    assert store.prune(content_before=None, requests_before=None, exports_before=None).export_records == 0
+    done = store.prune(content_before=None, requests_before=None, exports_before=cutoff, batch=1)
+    assert done.export_records == 2 and (done.prompt_contents, done.step_reports) == (0, 0)
+    assert [data["export_id"] for _, data in store.list_exports()] == ["new-done", "pending", "writing"]
+    assert store.get_export("old-done") is None and store.get_export("writing") is not None
+    # Unfinished ones stay whatever their age: a trainer writing one updates it when it ends.
+    assert store.prune(content_before=None, requests_before=None, exports_before=time.time() + 1).export_records == 1
+    assert [data["export_id"] for _, data in store.list_exports()] == ["pending", "writing"]

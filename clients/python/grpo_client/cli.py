@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("export_id", metavar="EXPORT_ID")
     s.add_argument("--wait", action="store_true", help="wait until the export is done, with a progress bar")
 
+    s = sub.add_parser("exports", help="the exports the trainer knows of, the newest first (also those started "
+                                       "before it restarted)")
+    s.add_argument("--state", choices=["pending", "writing", "done", "failed"], help="only exports in this state")
+    s.add_argument("--limit", type=_count, default=0, metavar="N", help="show at most N exports (default: 0, all)")
+
     b = sub.add_parser("backends", help="list, set or delete reward backends").add_subparsers(
         dest="backends_command", required=True, metavar="ACTION")
     b.add_parser("list", help="the reward backends in the registry")
@@ -487,6 +492,25 @@ def _show_export(client: TrainerClient, export: trainer_pb2.Export, wait: bool, 
     return EXIT_OK
 
 
+def cmd_exports(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
+    state = trainer_pb2.ExportState.Value(f"EXPORT_STATE_{(args.state or 'unspecified').upper()}")
+    found: list[trainer_pb2.Export] = []
+    for e in client.iter_exports(state, page_size=min(args.limit, 1000) if args.limit else 0):
+        found.append(e)
+        if args.limit and len(found) >= args.limit:
+            break
+    pr.document({"exports": [to_dict(e) for e in found]})
+    if not found:
+        pr.line(f"no {args.state} exports" if args.state else "no exports (start one with `grpo export`)")
+        return EXIT_OK
+    fmt = "{:<16} {:<7} {:>6} {:>5}  {}"
+    pr.line(fmt.format("id", "state", "step", "done", "destination"))
+    for e in found:
+        pr.line(fmt.format(e.export_id, _enum_name(trainer_pb2.ExportState, e.state, "EXPORT_STATE_"), e.step,
+                           f"{e.progress:.0%}", e.destination + (f"  ({e.error})" if e.error else "")))
+    return EXIT_OK
+
+
 def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     if args.backends_command == "list":
         response = client.list_backends()
@@ -587,7 +611,7 @@ def cmd_plot(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> in
 
 _COMMANDS = {
     "submit": cmd_submit, "status": cmd_status, "watch": cmd_watch, "export": cmd_export,
-    "export-status": cmd_export_status,
+    "export-status": cmd_export_status, "exports": cmd_exports,
     "backends": cmd_backends, "prompts": cmd_prompts, "cancel": cmd_cancel, "pause": cmd_pause, "resume": cmd_pause, "plot": cmd_plot,
 }
 

@@ -655,6 +655,24 @@ class TrainerClient:
         """GetExport: the progress of an export."""
         return self._call(self._stub.GetExport, trainer_pb2.GetExportRequest(export_id=export_id)).export  # type: ignore[no-any-return]
 
+    def list_exports(self, state: trainer_pb2.ExportState.ValueType = trainer_pb2.EXPORT_STATE_UNSPECIFIED, *,
+                     page_size: int = 0, page_token: str = "") -> trainer_pb2.ListExportsResponse:
+        """One page of ListExports: the exports the trainer's store knows of (only in `state` when given),
+        the newest first, with the token of the next page ("" at the end)."""
+        request = trainer_pb2.ListExportsRequest(state=state, page_size=page_size, page_token=page_token)
+        return self._call(self._stub.ListExports, request)  # type: ignore[no-any-return]
+
+    def iter_exports(self, state: trainer_pb2.ExportState.ValueType = trainer_pb2.EXPORT_STATE_UNSPECIFIED, *,
+                     page_size: int = 0) -> Iterator[trainer_pb2.Export]:
+        """Every export `list_exports` matches, page after page, the newest first."""
+        token = ""
+        while True:
+            page = self.list_exports(state, page_size=page_size, page_token=token)
+            yield from page.exports
+            token = page.next_page_token
+            if not token:
+                return
+
     def pause(self) -> trainer_pb2.RunStatus:
         """PauseTraining: the current step finishes, no new one starts."""
         return self._call(self._stub.PauseTraining, trainer_pb2.PauseTrainingRequest()).run  # type: ignore[no-any-return]

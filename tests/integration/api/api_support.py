@@ -112,6 +112,14 @@ class FileExporter:
         with self._lock:
             return self._jobs.get(export_id)
 
+    def page(self, state: str | None, before: int, limit: int) -> tuple[list[ExportInfo], int]:
+        """The exports of this process, the newest first; place n is the n-th export started."""
+        with self._lock:
+            placed = [(n, j) for n, j in enumerate(self._jobs.values(), 1)
+                      if (not before or n < before) and (state is None or j.state == state)]
+        page = placed[::-1][: limit + 1]
+        return [j for _, j in page[:limit]], page[limit - 1][0] if len(page) > limit else 0
+
 
 @dataclass
 class Api:

@@ -104,6 +104,7 @@ RPC_REQUESTS = {
     "SubmitPrompts": submit(prompt("z")),
     "StepStatus": trainer_pb2.StepStatusRequest(),
     "GetExport": trainer_pb2.GetExportRequest(export_id="x"),
+    "ListExports": trainer_pb2.ListExportsRequest(state=trainer_pb2.EXPORT_STATE_DONE),
     "PauseTraining": trainer_pb2.PauseTrainingRequest(),
     "ResumeTraining": trainer_pb2.ResumeTrainingRequest(),
     "ListRewardBackends": trainer_pb2.ListRewardBackendsRequest(),

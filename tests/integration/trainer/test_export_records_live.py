@@ -1,7 +1,8 @@
 """GetExport outlives the trainer: after a restart it still answers for the exports of the earlier
 process (done, with their files; failed, with their error), and an export the stopped trainer left
-unfinished is answered FAILED as interrupted rather than NOT_FOUND; `grpo export-status` shows them. The real trainer in process (tiny
-model) over gRPC, restarted on the same store."""
+unfinished is answered FAILED as interrupted rather than NOT_FOUND; ListExports lists them with the new
+ones; `grpo export-status` shows them; retention.export_records_seconds deletes the records. The real
+trainer in process (tiny model) over gRPC, restarted on the same store."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 import huggingface_hub
 import pytest
+from live_trainer import wait_for
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
@@ -59,6 +61,12 @@ def test_exports_are_answered_for_after_a_restart(start_trainer: Any, toy_backen
     with pytest.raises(TrainerError) as err:
         client.get_export("fedcba9876543210")
     assert err.value.code is grpc.StatusCode.NOT_FOUND
+    # ListExports lists them, the newest first, each as GetExport answers; then one of this process.
+    assert list(client.iter_exports(page_size=1)) == [interrupted, failed, done]
+    assert list(client.iter_exports(trainer_pb2.EXPORT_STATE_FAILED)) == [interrupted, failed]
+    latest = client.export_checkpoint(str(tmp_path / "latest"), wait=True, timeout=120)
+    assert [e.export_id for e in client.iter_exports(trainer_pb2.EXPORT_STATE_DONE)] == [
+        latest.export_id, done.export_id]
     client.close()
 
     # `grpo export-status ID` asks the same: exit 0 for a done export, 1 for a failed or unknown one.
@@ -76,3 +84,16 @@ def test_exports_are_answered_for_after_a_restart(start_trainer: Any, toy_backen
     assert json.loads(out.getvalue())["error"].startswith("OSError: [Errno 28] No space left on device")
     assert main([*target, "fedcba9876543210"], out=io.StringIO()) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
+
+    # Restarted with a retention shorter than their age: the finished exports' records go (the exported
+    # directories stay), and GetExport's NOT_FOUND names the setting.
+    app.shutdown()
+    app = start_trainer(store_dir, [("toy", backend.address)], retention={"export_records_seconds": 0.001})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    wait_for(lambda: list(client.iter_exports()) == [] or None, 60,
+             lambda: f"export records kept: {[e.export_id for e in client.iter_exports()]}")
+    with pytest.raises(TrainerError) as err:
+        client.get_export(done.export_id)
+    assert err.value.code is grpc.StatusCode.NOT_FOUND and "retention.export_records_seconds" in str(err.value)
+    assert (tmp_path / "export" / "config.json").is_file() and (tmp_path / "latest" / "config.json").is_file()
+    client.close()

@@ -52,7 +52,7 @@ def test_old_rows_and_reports_go_and_the_run_keeps_count(toy_backend, start_trai
     assert (status.run.prompts_trained, status.run.prompts_failed, status.run.checkpoint_step) == (6, 0, 3)
     assert list(client.cancel_prompts(["p0"]).unknown_ids) == ["p0"]
     # The rows took the content with them; the counters go up once the whole pruning is done.
-    expected = {"prompt_rows": 6, "step_reports": 2, "prompt_content": 0, "request_ids": 0}
+    expected = {"prompt_rows": 6, "step_reports": 2, "prompt_content": 0, "request_ids": 0, "export_records": 0}
     wait_for(lambda: pruned_counts(app.metrics_port) == expected, 30,
              lambda: f"grpo_store_pruned_total: {pruned_counts(app.metrics_port)}")
     # WatchSteps says what it cannot send: after step 0 or 1, the reports up to step 2 are gone.

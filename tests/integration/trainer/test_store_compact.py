@@ -50,7 +50,7 @@ def test_compaction_shrinks_the_file_and_keeps_the_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"grpo-server compacted {store_dir}: "), done.stdout
-    assert "(dropped the content of 1000 finished prompts, 0 finished prompts' rows, 50 request ids and 0 step reports)" in lines[0]
+    assert "(dropped the content of 1000 finished prompts, 0 finished prompts' rows, 50 request ids, 0 step reports and 0 export records)" in lines[0]
     after = (store_dir / FILENAME).stat().st_size
     assert after < size / 10, (size, after)
     assert not (store_dir / (FILENAME + "-wal")).exists() or (store_dir / (FILENAME + "-wal")).stat().st_size == 0
@@ -72,7 +72,7 @@ def test_default_retention_keeps_recent_content_and_still_compacts(tmp_path: Pat
     a_run(store_dir)
     done = compact(store_dir)  # no config: 7 days of content and request ids are kept
     assert done.returncode == 0, done.stderr
-    assert "(dropped the content of 0 finished prompts, 0 finished prompts' rows, 0 request ids and 0 step reports)" in done.stdout
+    assert "(dropped the content of 0 finished prompts, 0 finished prompts' rows, 0 request ids, 0 step reports and 0 export records)" in done.stdout
     store = Store(store_dir)
     try:
         assert store.submit([rec(f"s1-{i}") for i in range(20)], "req-1", BIG).duplicate  # still remembered

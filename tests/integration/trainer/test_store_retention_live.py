@@ -56,7 +56,7 @@ def test_trained_prompts_lose_their_content_and_old_request_ids_are_forgotten(
     wait_for(lambda: kept_contents(store_dir) == {"p0": 0, "p1": 0, "p2": 0, "p3": 0} or None, 60,
              lambda: f"the trained prompts kept their content: {kept_contents(store_dir)}")
     # The counters go up once the whole pruning is done, after the store's transactions.
-    expected = {"prompt_content": 4, "request_ids": 1, "prompt_rows": 0, "step_reports": 0}
+    expected = {"prompt_content": 4, "request_ids": 1, "prompt_rows": 0, "step_reports": 0, "export_records": 0}
     wait_for(lambda: pruned_counts(app.metrics_port) == expected, 30,
              lambda: f"grpo_store_pruned_total: {pruned_counts(app.metrics_port)}")
     samples = metric_samples(app.metrics_port)

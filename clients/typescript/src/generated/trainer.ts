@@ -24,6 +24,8 @@ import type { ExportCheckpointResponse as _grpo_trainer_v1_ExportCheckpointRespo
 import type { ExportedFile as _grpo_trainer_v1_ExportedFile, ExportedFile__Output as _grpo_trainer_v1_ExportedFile__Output } from './grpo/trainer/v1/ExportedFile';
 import type { GetExportRequest as _grpo_trainer_v1_GetExportRequest, GetExportRequest__Output as _grpo_trainer_v1_GetExportRequest__Output } from './grpo/trainer/v1/GetExportRequest';
 import type { GetExportResponse as _grpo_trainer_v1_GetExportResponse, GetExportResponse__Output as _grpo_trainer_v1_GetExportResponse__Output } from './grpo/trainer/v1/GetExportResponse';
+import type { ListExportsRequest as _grpo_trainer_v1_ListExportsRequest, ListExportsRequest__Output as _grpo_trainer_v1_ListExportsRequest__Output } from './grpo/trainer/v1/ListExportsRequest';
+import type { ListExportsResponse as _grpo_trainer_v1_ListExportsResponse, ListExportsResponse__Output as _grpo_trainer_v1_ListExportsResponse__Output } from './grpo/trainer/v1/ListExportsResponse';
 import type { ListPromptsRequest as _grpo_trainer_v1_ListPromptsRequest, ListPromptsRequest__Output as _grpo_trainer_v1_ListPromptsRequest__Output } from './grpo/trainer/v1/ListPromptsRequest';
 import type { ListPromptsResponse as _grpo_trainer_v1_ListPromptsResponse, ListPromptsResponse__Output as _grpo_trainer_v1_ListPromptsResponse__Output } from './grpo/trainer/v1/ListPromptsResponse';
 import type { ListRewardBackendsRequest as _grpo_trainer_v1_ListRewardBackendsRequest, ListRewardBackendsRequest__Output as _grpo_trainer_v1_ListRewardBackendsRequest__Output } from './grpo/trainer/v1/ListRewardBackendsRequest';
@@ -104,6 +106,8 @@ export interface ProtoGrpcType {
         ExportedFile: MessageTypeDefinition<_grpo_trainer_v1_ExportedFile, _grpo_trainer_v1_ExportedFile__Output>
         GetExportRequest: MessageTypeDefinition<_grpo_trainer_v1_GetExportRequest, _grpo_trainer_v1_GetExportRequest__Output>
         GetExportResponse: MessageTypeDefinition<_grpo_trainer_v1_GetExportResponse, _grpo_trainer_v1_GetExportResponse__Output>
+        ListExportsRequest: MessageTypeDefinition<_grpo_trainer_v1_ListExportsRequest, _grpo_trainer_v1_ListExportsRequest__Output>
+        ListExportsResponse: MessageTypeDefinition<_grpo_trainer_v1_ListExportsResponse, _grpo_trainer_v1_ListExportsResponse__Output>
         ListPromptsRequest: MessageTypeDefinition<_grpo_trainer_v1_ListPromptsRequest, _grpo_trainer_v1_ListPromptsRequest__Output>
         ListPromptsResponse: MessageTypeDefinition<_grpo_trainer_v1_ListPromptsResponse, _grpo_trainer_v1_ListPromptsResponse__Output>
         ListRewardBackendsRequest: MessageTypeDefinition<_grpo_trainer_v1_ListRewardBackendsRequest, _grpo_trainer_v1_ListRewardBackendsRequest__Output>

@@ -1212,6 +1212,70 @@ class GetExportResponse(_message.Message):
 Global___GetExportResponse: _TypeAlias = GetExportResponse  # noqa: Y015
 
 @_typing.final
+class ListExportsRequest(_message.Message):
+    """Which exports to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    state: Global___ExportState.ValueType
+    """Only exports in this state; EXPORT_STATE_UNSPECIFIED: any state."""
+    page_size: _builtins.int
+    """At most this many exports in the answer, 1 to 1000; 0 means 100."""
+    page_token: _builtins.str
+    """The `next_page_token` of the previous answer, to read on from there; empty: from the newest. Pass it
+    with the same `state` as the request that returned it (INVALID_ARGUMENT otherwise); `page_size` may
+    change.
+    """
+    def __init__(
+        self,
+        *,
+        state: Global___ExportState.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExportsRequest: _TypeAlias = ListExportsRequest  # noqa: Y015
+
+@_typing.final
+class ListExportsResponse(_message.Message):
+    """The answer to ListExports."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as `page_token` to read the next page; empty when there are no more exports."""
+    @_builtins.property
+    def exports(self) -> _containers.RepeatedCompositeFieldContainer[Global___Export]:
+        """The exports of this page, the newest first (in the order ExportCheckpoint started them). An
+        export's state is as GetExport would answer now, so a page filtered by state may hold fewer than
+        `page_size` exports and still have a next page.
+        """
+
+    def __init__(
+        self,
+        *,
+        exports: _abc.Iterable[Global___Export] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exports", b"exports", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExportsResponse: _TypeAlias = ListExportsResponse  # noqa: Y015
+
+@_typing.final
 class PauseTrainingRequest(_message.Message):
     """PauseTraining takes no arguments."""
 

@@ -69,6 +69,11 @@ class TrainerServiceStub:
                 request_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.GetExportRequest.SerializeToString,
                 response_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.GetExportResponse.FromString,
                 _registered_method=True)
+        self.ListExports = channel.unary_unary(
+                '/grpo.trainer.v1.TrainerService/ListExports',
+                request_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListExportsRequest.SerializeToString,
+                response_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListExportsResponse.FromString,
+                _registered_method=True)
         self.PauseTraining = channel.unary_unary(
                 '/grpo.trainer.v1.TrainerService/PauseTraining',
                 request_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.PauseTrainingRequest.SerializeToString,
@@ -158,6 +163,14 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExports(self, request, context):
+        """The exports this trainer's store knows of, the newest first, a page at a time, also those started
+        before the trainer restarted; filtered by state. Role: read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PauseTraining(self, request, context):
         """Pause training: the step in progress finishes, no new step starts; the API stays up. Role: admin.
         """
@@ -238,6 +251,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.GetExport,
                     request_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.GetExportRequest.FromString,
                     response_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.GetExportResponse.SerializeToString,
+            ),
+            'ListExports': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExports,
+                    request_deserializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListExportsRequest.FromString,
+                    response_serializer=grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListExportsResponse.SerializeToString,
             ),
             'PauseTraining': grpc.unary_unary_rpc_method_handler(
                     servicer.PauseTraining,
@@ -420,6 +438,33 @@ class TrainerService:
             '/grpo.trainer.v1.TrainerService/GetExport',
             grpo_dot_trainer_dot_v1_dot_trainer__pb2.GetExportRequest.SerializeToString,
             grpo_dot_trainer_dot_v1_dot_trainer__pb2.GetExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExports(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grpo.trainer.v1.TrainerService/ListExports',
+            grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListExportsRequest.SerializeToString,
+            grpo_dot_trainer_dot_v1_dot_trainer__pb2.ListExportsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,10 @@ class TrainerServiceStub:
     """The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
     (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
     """
+    ListExports: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ListExportsRequest, _trainer_pb2.ListExportsResponse]
+    """The exports this trainer's store knows of, the newest first, a page at a time, also those started
+    before the trainer restarted; filtered by state. Role: read.
+    """
     PauseTraining: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.PauseTrainingRequest, _trainer_pb2.PauseTrainingResponse]
     """Pause training: the step in progress finishes, no new step starts; the API stays up. Role: admin."""
     ResumeTraining: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ResumeTrainingRequest, _trainer_pb2.ResumeTrainingResponse]
@@ -115,6 +119,10 @@ class TrainerServiceAsyncStub(TrainerServiceStub):
     GetExport: _aio.UnaryUnaryMultiCallable[_trainer_pb2.GetExportRequest, _trainer_pb2.GetExportResponse]  # type: ignore[assignment]
     """The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
     (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
+    """
+    ListExports: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListExportsRequest, _trainer_pb2.ListExportsResponse]  # type: ignore[assignment]
+    """The exports this trainer's store knows of, the newest first, a page at a time, also those started
+    before the trainer restarted; filtered by state. Role: read.
     """
     PauseTraining: _aio.UnaryUnaryMultiCallable[_trainer_pb2.PauseTrainingRequest, _trainer_pb2.PauseTrainingResponse]  # type: ignore[assignment]
     """Pause training: the step in progress finishes, no new step starts; the API stays up. Role: admin."""
@@ -196,6 +204,16 @@ class TrainerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_trainer_pb2.GetExportResponse, _abc.Awaitable[_trainer_pb2.GetExportResponse]]:
         """The progress of an export started by ExportCheckpoint, also one started before the trainer restarted
         (an export it was writing when it stopped is FAILED, "interrupted: ..."). Role: read.
+        """
+
+    @_abc_1.abstractmethod
+    def ListExports(
+        self,
+        request: _trainer_pb2.ListExportsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.ListExportsResponse, _abc.Awaitable[_trainer_pb2.ListExportsResponse]]:
+        """The exports this trainer's store knows of, the newest first, a page at a time, also those started
+        before the trainer restarted; filtered by state. Role: read.
         """
 
     @_abc_1.abstractmethod

@@ -10,6 +10,8 @@ import type { ExportCheckpointRequest as _grpo_trainer_v1_ExportCheckpointReques
 import type { ExportCheckpointResponse as _grpo_trainer_v1_ExportCheckpointResponse, ExportCheckpointResponse__Output as _grpo_trainer_v1_ExportCheckpointResponse__Output } from '../../../grpo/trainer/v1/ExportCheckpointResponse';
 import type { GetExportRequest as _grpo_trainer_v1_GetExportRequest, GetExportRequest__Output as _grpo_trainer_v1_GetExportRequest__Output } from '../../../grpo/trainer/v1/GetExportRequest';
 import type { GetExportResponse as _grpo_trainer_v1_GetExportResponse, GetExportResponse__Output as _grpo_trainer_v1_GetExportResponse__Output } from '../../../grpo/trainer/v1/GetExportResponse';
+import type { ListExportsRequest as _grpo_trainer_v1_ListExportsRequest, ListExportsRequest__Output as _grpo_trainer_v1_ListExportsRequest__Output } from '../../../grpo/trainer/v1/ListExportsRequest';
+import type { ListExportsResponse as _grpo_trainer_v1_ListExportsResponse, ListExportsResponse__Output as _grpo_trainer_v1_ListExportsResponse__Output } from '../../../grpo/trainer/v1/ListExportsResponse';
 import type { ListPromptsRequest as _grpo_trainer_v1_ListPromptsRequest, ListPromptsRequest__Output as _grpo_trainer_v1_ListPromptsRequest__Output } from '../../../grpo/trainer/v1/ListPromptsRequest';
 import type { ListPromptsResponse as _grpo_trainer_v1_ListPromptsResponse, ListPromptsResponse__Output as _grpo_trainer_v1_ListPromptsResponse__Output } from '../../../grpo/trainer/v1/ListPromptsResponse';
 import type { ListRewardBackendsRequest as _grpo_trainer_v1_ListRewardBackendsRequest, ListRewardBackendsRequest__Output as _grpo_trainer_v1_ListRewardBackendsRequest__Output } from '../../../grpo/trainer/v1/ListRewardBackendsRequest';
@@ -109,6 +111,23 @@ export interface TrainerServiceClient extends grpc.Client {
   getExport(argument: _grpo_trainer_v1_GetExportRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
   getExport(argument: _grpo_trainer_v1_GetExportRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
   getExport(argument: _grpo_trainer_v1_GetExportRequest, callback: grpc.requestCallback<_grpo_trainer_v1_GetExportResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * The exports this trainer's store knows of, the newest first, a page at a time, also those started
+   * before the trainer restarted; filtered by state. Role: read.
+   */
+  ListExports(argument: _grpo_trainer_v1_ListExportsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
+  ListExports(argument: _grpo_trainer_v1_ListExportsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
+  ListExports(argument: _grpo_trainer_v1_ListExportsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
+  ListExports(argument: _grpo_trainer_v1_ListExportsRequest, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * The exports this trainer's store knows of, the newest first, a page at a time, also those started
+   * before the trainer restarted; filtered by state. Role: read.
+   */
+  listExports(argument: _grpo_trainer_v1_ListExportsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
+  listExports(argument: _grpo_trainer_v1_ListExportsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
+  listExports(argument: _grpo_trainer_v1_ListExportsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
+  listExports(argument: _grpo_trainer_v1_ListExportsRequest, callback: grpc.requestCallback<_grpo_trainer_v1_ListExportsResponse__Output>): grpc.ClientUnaryCall;
   
   /**
    * Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
@@ -273,6 +292,12 @@ export interface TrainerServiceHandlers extends grpc.UntypedServiceImplementatio
   GetExport: grpc.handleUnaryCall<_grpo_trainer_v1_GetExportRequest__Output, _grpo_trainer_v1_GetExportResponse>;
   
   /**
+   * The exports this trainer's store knows of, the newest first, a page at a time, also those started
+   * before the trainer restarted; filtered by state. Role: read.
+   */
+  ListExports: grpc.handleUnaryCall<_grpo_trainer_v1_ListExportsRequest__Output, _grpo_trainer_v1_ListExportsResponse>;
+  
+  /**
    * Submitted prompts and where each one is (queued, leased to a step, trained, or failed and why), in
    * submission order, a page at a time; filtered by id and by state. Role: read.
    */
@@ -322,6 +347,7 @@ export interface TrainerServiceDefinition extends grpc.ServiceDefinition {
   DeleteRewardBackend: MethodDefinition<_grpo_trainer_v1_DeleteRewardBackendRequest, _grpo_trainer_v1_DeleteRewardBackendResponse, _grpo_trainer_v1_DeleteRewardBackendRequest__Output, _grpo_trainer_v1_DeleteRewardBackendResponse__Output>
   ExportCheckpoint: MethodDefinition<_grpo_trainer_v1_ExportCheckpointRequest, _grpo_trainer_v1_ExportCheckpointResponse, _grpo_trainer_v1_ExportCheckpointRequest__Output, _grpo_trainer_v1_ExportCheckpointResponse__Output>
   GetExport: MethodDefinition<_grpo_trainer_v1_GetExportRequest, _grpo_trainer_v1_GetExportResponse, _grpo_trainer_v1_GetExportRequest__Output, _grpo_trainer_v1_GetExportResponse__Output>
+  ListExports: MethodDefinition<_grpo_trainer_v1_ListExportsRequest, _grpo_trainer_v1_ListExportsResponse, _grpo_trainer_v1_ListExportsRequest__Output, _grpo_trainer_v1_ListExportsResponse__Output>
   ListPrompts: MethodDefinition<_grpo_trainer_v1_ListPromptsRequest, _grpo_trainer_v1_ListPromptsResponse, _grpo_trainer_v1_ListPromptsRequest__Output, _grpo_trainer_v1_ListPromptsResponse__Output>
   ListRewardBackends: MethodDefinition<_grpo_trainer_v1_ListRewardBackendsRequest, _grpo_trainer_v1_ListRewardBackendsResponse, _grpo_trainer_v1_ListRewardBackendsRequest__Output, _grpo_trainer_v1_ListRewardBackendsResponse__Output>
   PauseTraining: MethodDefinition<_grpo_trainer_v1_PauseTrainingRequest, _grpo_trainer_v1_PauseTrainingResponse, _grpo_trainer_v1_PauseTrainingRequest__Output, _grpo_trainer_v1_PauseTrainingResponse__Output>
