@@ -211,6 +211,38 @@ func (c *Client) GetExport(ctx context.Context, exportID string) (*trainerv1.Exp
 	return res.GetExport(), wrapError("GetExport", err)
 }
 
+// ListExports returns one page of the exports the trainer's store knows of, also those started before
+// the trainer restarted, the newest first: only one state when req.State is set. Pass the answer's
+// NextPageToken as req.PageToken, with the same req.State, to read on ("" at the end); AllExports reads
+// every page.
+func (c *Client) ListExports(ctx context.Context, req *trainerv1.ListExportsRequest) (*trainerv1.ListExportsResponse, error) {
+	if req == nil {
+		req = &trainerv1.ListExportsRequest{}
+	}
+	res, err := c.Stub.ListExports(ctx, req)
+	return res, wrapError("ListExports", err)
+}
+
+// AllExports is ListExports page after page (req.PageToken is where it starts): every export it matches.
+func (c *Client) AllExports(ctx context.Context, req *trainerv1.ListExportsRequest) ([]*trainerv1.Export, error) {
+	page := &trainerv1.ListExportsRequest{}
+	if req != nil {
+		page.State, page.PageSize, page.PageToken = req.State, req.PageSize, req.PageToken
+	}
+	var out []*trainerv1.Export
+	for {
+		res, err := c.ListExports(ctx, page)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, res.GetExports()...)
+		if res.GetNextPageToken() == "" {
+			return out, nil
+		}
+		page.PageToken = res.GetNextPageToken()
+	}
+}
+
 // Pause asks the run to pause after the current step and returns the run's status.
 func (c *Client) Pause(ctx context.Context) (*trainerv1.RunStatus, error) {
 	res, err := c.Stub.PauseTraining(ctx, &trainerv1.PauseTrainingRequest{})

@@ -86,7 +86,7 @@ func (p *promptsTrainer) CancelPrompts(ctx context.Context, req *trainerv1.Cance
 	return out, nil
 }
 
-func promptsClient(t *testing.T, p *promptsTrainer) *Client {
+func promptsClient(t *testing.T, p trainerv1.TrainerServiceServer) *Client {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import type { Export__Output } from './generated/grpo/trainer/v1/Export';
 import type { ExportCheckpointResponse__Output } from './generated/grpo/trainer/v1/ExportCheckpointResponse';
 import type { GetExportResponse__Output } from './generated/grpo/trainer/v1/GetExportResponse';
 import type { CancelPromptsResponse__Output } from './generated/grpo/trainer/v1/CancelPromptsResponse';
+import type { ListExportsRequest } from './generated/grpo/trainer/v1/ListExportsRequest';
+import type { ListExportsResponse__Output } from './generated/grpo/trainer/v1/ListExportsResponse';
 import type { ListPromptsRequest } from './generated/grpo/trainer/v1/ListPromptsRequest';
 import type { ListPromptsResponse__Output } from './generated/grpo/trainer/v1/ListPromptsResponse';
 import type { ListRewardBackendsResponse__Output } from './generated/grpo/trainer/v1/ListRewardBackendsResponse';
@@ -298,6 +300,25 @@ export class TrainerClient {
   async getExport(exportId: string): Promise<Export__Output> {
     const res = await this.unary<object, GetExportResponse__Output>('GetExport', this.stub.getExport, { exportId });
     return required(res.export, 'GetExport', 'export');
+  }
+
+  /** One page of the exports the trainer's store knows of, also those started before the trainer
+   * restarted, the newest first: only `state` when given (`'EXPORT_STATE_DONE'`, ...), at most `pageSize`
+   * (1 to 1000; 0 = 100). Pass the answer's `nextPageToken` as `pageToken`, with the same `state`, to read
+   * on (empty at the end); `allExports` reads every page. */
+  listExports(request: ListExportsRequest = {}): Promise<ListExportsResponse__Output> {
+    return this.unary('ListExports', this.stub.listExports, request);
+  }
+
+  /** `listExports` page after page: every export it matches (an async generator). */
+  async *allExports(request: ListExportsRequest = {}): AsyncGenerator<Export__Output, void, undefined> {
+    let pageToken = request.pageToken ?? '';
+    for (;;) {
+      const page = await this.listExports({ ...request, pageToken });
+      yield* page.exports;
+      pageToken = page.nextPageToken;
+      if (!pageToken) return;
+    }
   }
 
   /** Pause training after the current step; resolves to the run's status after the request. */

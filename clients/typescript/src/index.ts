@@ -26,6 +26,8 @@ export type { StepReport__Output as StepReport } from './generated/grpo/trainer/
 export type { StepMetrics__Output as StepMetrics } from './generated/grpo/trainer/v1/StepMetrics';
 export type { RunStatus__Output as RunStatus } from './generated/grpo/trainer/v1/RunStatus';
 export type { Export__Output as Export } from './generated/grpo/trainer/v1/Export';
+export type { ListExportsRequest } from './generated/grpo/trainer/v1/ListExportsRequest';
+export type { ListExportsResponse__Output as ListExportsResponse } from './generated/grpo/trainer/v1/ListExportsResponse';
 export type { ListRewardBackendsResponse__Output as ListRewardBackendsResponse } from './generated/grpo/trainer/v1/ListRewardBackendsResponse';
 export type { ListPromptsRequest } from './generated/grpo/trainer/v1/ListPromptsRequest';
 export type { ListPromptsResponse__Output as ListPromptsResponse } from './generated/grpo/trainer/v1/ListPromptsResponse';

@@ -1,5 +1,5 @@
-// The unary calls against an in-process TrainerService (no trainer needed): ListPrompts paging,
-// CancelPrompts, a per-call deadline for ExportCheckpoint with wait, and step numbers checked before they
+// The unary calls against an in-process TrainerService (no trainer needed): ListPrompts and ListExports
+// paging, CancelPrompts, a per-call deadline for ExportCheckpoint with wait, and step numbers checked before they
 // are sent. The same calls against a live trainer: test/client.test.ts.
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
@@ -7,13 +7,18 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 
-import { GrpoError, PromptStatus, TrainerClient } from '../src';
+import { Export, GrpoError, PromptStatus, TrainerClient } from '../src';
 import { googleRpcRoot, trainerGrpcTypes } from '../src/protos';
 
 type Callback = (err: Partial<grpc.ServiceError> | null, res?: unknown) => void;
 
 const PROMPTS = ['a', 'b', 'c', 'd', 'e'].map((id, i) => ({
   id, state: i % 2 ? 'PROMPT_STATE_QUEUED' : 'PROMPT_STATE_TRAINED', step: i, attempts: 0, reason: '',
+}));
+
+// Newest first, as the trainer lists them.
+const EXPORTS = ['e5', 'e4', 'e3', 'e2', 'e1'].map((exportId, i) => ({
+  exportId, state: i % 2 ? 'EXPORT_STATE_FAILED' : 'EXPORT_STATE_DONE', step: 50 - 10 * i,
 }));
 
 /** A google.rpc.Status trailer with one BadRequest violation. */
@@ -32,6 +37,7 @@ function badRequest(field: string, description: string): grpc.Metadata {
 describe('unary calls against an in-process trainer', () => {
   const server = new grpc.Server();
   const tokens: string[] = [];
+  const exportRequests: string[] = []; // each ListExports request: its state and page token
   let client: TrainerClient;
 
   before(async () => {
@@ -43,6 +49,23 @@ describe('unary calls against an in-process trainer', () => {
         const start = Number(call.request.pageToken || 0);
         const next = start + 2 < match.length ? String(start + 2) : '';
         cb(null, { prompts: match.slice(start, start + 2), nextPageToken: next });
+      },
+      // Two exports a page, filtered by state; the page token is "<state>:<index to go on from>", and one
+      // passed with another state is INVALID_ARGUMENT naming page_token, as the trainer answers.
+      listExports: (call: grpc.ServerUnaryCall<{ state: string; pageToken: string }, unknown>, cb: Callback) => {
+        tokens.push(String(call.metadata.get('authorization')[0]));
+        const { state, pageToken } = call.request;
+        exportRequests.push(`${state} ${JSON.stringify(pageToken)}`);
+        const [tokenState, index] = pageToken ? pageToken.split(':') : [state, '0'];
+        if (tokenState !== state) {
+          cb({ code: status.INVALID_ARGUMENT, details: 'invalid request: page_token: not from a request with this state',
+            metadata: badRequest('page_token', 'not from a request with this state') });
+          return;
+        }
+        const match = EXPORTS.filter((x) => state === 'EXPORT_STATE_UNSPECIFIED' || x.state === state);
+        const start = Number(index);
+        const next = start + 2 < match.length ? `${state}:${start + 2}` : '';
+        cb(null, { exports: match.slice(start, start + 2), nextPageToken: next });
       },
       cancelPrompts: (call: grpc.ServerUnaryCall<{ ids: string[] }, unknown>, cb: Callback) => {
         tokens.push(String(call.metadata.get('authorization')[0]));
@@ -85,6 +108,41 @@ describe('unary calls against an in-process trainer', () => {
     assert.deepEqual(trained.map((p) => p.id), ['a', 'c', 'e']);
     assert.equal(trained[1].state, 'PROMPT_STATE_TRAINED');
     assert.ok(tokens.length >= 3 && tokens.every((t) => t === 'Bearer t0k'), `authorization headers: ${tokens}`);
+  });
+
+  it('listExports reads one page and allExports every page, with the token', async () => {
+    tokens.length = 0;
+    exportRequests.length = 0;
+    const page = await client.listExports();
+    assert.deepEqual(page.exports.map((x) => x.exportId), ['e5', 'e4']);
+    assert.equal(page.nextPageToken, 'EXPORT_STATE_UNSPECIFIED:2');
+    const all: Export[] = [];
+    for await (const x of client.allExports()) all.push(x);
+    assert.deepEqual(all.map((x) => x.exportId), ['e5', 'e4', 'e3', 'e2', 'e1']);
+    assert.deepEqual(all.map((x) => x.step), [50, 40, 30, 20, 10]);
+    assert.deepEqual(exportRequests, [
+      'EXPORT_STATE_UNSPECIFIED ""',
+      'EXPORT_STATE_UNSPECIFIED ""', 'EXPORT_STATE_UNSPECIFIED "EXPORT_STATE_UNSPECIFIED:2"', 'EXPORT_STATE_UNSPECIFIED "EXPORT_STATE_UNSPECIFIED:4"',
+    ]);
+    assert.ok(tokens.length === 4 && tokens.every((t) => t === 'Bearer t0k'), `authorization headers: ${tokens}`);
+  });
+
+  it('listExports and allExports send the state filter with every page, and a token of another state is rejected with its field', async () => {
+    exportRequests.length = 0;
+    const done: Export[] = [];
+    for await (const x of client.allExports({ state: 'EXPORT_STATE_DONE' })) done.push(x);
+    assert.deepEqual(done.map((x) => [x.exportId, x.state]), [['e5', 'EXPORT_STATE_DONE'], ['e3', 'EXPORT_STATE_DONE'], ['e1', 'EXPORT_STATE_DONE']]);
+    assert.deepEqual(exportRequests, ['EXPORT_STATE_DONE ""', 'EXPORT_STATE_DONE "EXPORT_STATE_DONE:2"']);
+    const failed = await client.listExports({ state: 'EXPORT_STATE_FAILED' });
+    assert.deepEqual(failed.exports.map((x) => x.exportId), ['e4', 'e2']);
+    assert.equal(failed.nextPageToken, '');
+    await assert.rejects(client.listExports({ state: 'EXPORT_STATE_FAILED', pageToken: 'EXPORT_STATE_DONE:2' }), (err: unknown) => {
+      assert.ok(err instanceof GrpoError, String(err));
+      assert.equal(err.method, 'ListExports');
+      assert.equal(err.code, status.INVALID_ARGUMENT);
+      assert.deepEqual(err.fieldViolations, [{ field: 'page_token', description: 'not from a request with this state' }]);
+      return true;
+    });
   });
 
   it('cancelPrompts reports each id and rejects a bad request with its field', async () => {

@@ -203,7 +203,7 @@ describe('TrainerClient against a live trainer', { skip }, () => {
     assert.equal(resumed.pauseRequested, false);
   });
 
-  it('exportCheckpoint with wait writes a Hugging Face directory that getExport reports', async () => {
+  it('exportCheckpoint with wait writes a Hugging Face directory that getExport and allExports report', async () => {
     const dest = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'grpo-ts-export-')), 'model');
     const exp = await admin.exportCheckpoint(dest, true);
     assert.equal(exp.state, 'EXPORT_STATE_DONE', exp.error);
@@ -216,6 +216,11 @@ describe('TrainerClient against a live trainer', { skip }, () => {
     const again = await reader.getExport(exp.exportId);
     assert.equal(again.exportId, exp.exportId);
     assert.equal(again.state, 'EXPORT_STATE_DONE');
+    const listed: string[] = [];
+    for await (const e of reader.allExports({ state: 'EXPORT_STATE_DONE', pageSize: 1 })) listed.push(e.exportId);
+    assert.ok(listed.includes(exp.exportId), `allExports: ${listed}`);
+    const first = await reader.listExports({ pageSize: 1 });
+    assert.equal(first.exports.length, 1);
 
     const missing = await rejection(reader.getExport('no-such-export'));
     assert.equal(missing.code, status.NOT_FOUND);
