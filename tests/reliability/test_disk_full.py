@@ -7,7 +7,7 @@ free space.
 1. A checkpoint that does not fit: the run fails with the cause and what to do, the checkpoint's
    temporary directory is removed (the failed write leaks no space), and nothing trained is lost.
 2. A store write that does not fit: SubmitPrompts is refused with RESOURCE_EXHAUSTED (subject "store",
-   RetryInfo) and stores nothing; the reads still answer.
+   RetryInfo) and stores nothing, and so is ExportCheckpoint, which writes nothing; the reads still answer.
 3. A restart with no room made: the API serves, the run fails again with the same advice (no crash loop).
 4. Space freed and the trainer restarted: the run resumes from its last checkpoint and trains every
    prompt it accepted, each once; the refused ones were never stored.
@@ -161,6 +161,13 @@ def test_a_full_volume_loses_nothing(volume: Path, backend: str, tmp_path: Path)
             stopped.value.progress(), stopped.value.progress()
         listed = trainer.client.list_prompts(ids=refused)
         assert list(listed.prompts) == [], listed
+        # An export is refused the same way, at once: its record is written before anything else, and
+        # does not fit. Nothing is left of it (its destination is on another volume, with room).
+        with pytest.raises(TrainerError) as refusal:
+            trainer.client.export_checkpoint(str(tmp_path / "export"))
+        err = refusal.value
+        assert err.code is grpc.StatusCode.RESOURCE_EXHAUSTED and "the store's disk is full" in err.message, err
+        assert not (tmp_path / "export").exists() and list(trainer.client.iter_exports()) == []
         assert trainer.client.step_status().run.state == trainer_pb2.RUN_STATE_FAILED
         assert "SubmitPrompts refused: the store's disk is full" in trainer.log_tail(20000)
     finally:

@@ -93,8 +93,8 @@ def test_rows_and_step_reports_go_when_the_config_says_so(tmp_path: Path) -> Non
     time.sleep(0.01)
     done = compact(store_dir, config)
     assert done.returncode == 0, done.stderr
-    assert ("(dropped the content of 0 finished prompts, 1000 finished prompts' rows, 0 request ids and 49 step "
-            "reports)") in done.stdout  # step 50, the latest, stays
+    assert ("(dropped the content of 0 finished prompts, 1000 finished prompts' rows, 0 request ids, 49 step "
+            "reports and 0 export records)") in done.stdout  # step 50, the latest, stays
     store = Store(store_dir)
     try:
         counts = store.counts()
