@@ -446,6 +446,20 @@ def _page_token_problem(token: str, digest: str, other_filter: str) -> tuple[int
     return int(digits), None
 
 
+def _check_page(page_size: int, token: str, digest: str, v: _Collector, other_filter: str) -> int:
+    """A listing's `page_size` (0 to MAX_PAGE_SIZE) and `page_token` (empty, or one of ours issued for the
+    filter whose digest is `digest`): the position the token stands for (0 without one); what is wrong
+    goes to `v`."""
+    if not 0 <= page_size <= MAX_PAGE_SIZE:
+        v.add("page_size", f"{page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
+    if not token:
+        return 0
+    position, problem = _page_token_problem(token, digest, other_filter)
+    if problem:
+        v.add("page_token", problem)
+    return position
+
+
 def _validate_ids(req_ids: Sequence[str], limits: ApiLimits, v: _Collector) -> None:
     """Prompt ids to look up: at most MAX_LIST_IDS, each a possible prompt id."""
     if len(req_ids) > MAX_LIST_IDS:
@@ -479,15 +493,11 @@ def validate_list_prompts(req: trainer_pb2.ListPromptsRequest, limits: ApiLimits
     _validate_ids(req.ids, limits, v)
     if req.state != trainer_pb2.PROMPT_STATE_UNSPECIFIED and req.state not in _PROMPT_STATES:
         v.add("state", f"{req.state} is not a PromptState (0 = any, 1-5 = QUEUED, LEASED, TRAINED, FAILED, CANCELLED)")
-    if not 0 <= req.page_size <= MAX_PAGE_SIZE:
-        v.add("page_size", f"{req.page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
-    after, problem = _page_token_problem(
-        req.page_token, _filter_digest(req.ids, req.state),
+    after = _check_page(
+        req.page_size, req.page_token, _filter_digest(req.ids, req.state), v,
         "this page token was issued for a different filter (ids or state): pass it with the same ids and "
         "state as the request that returned it, or start again without a page_token",
-    ) if req.page_token else (0, None)
-    if problem:
-        v.add("page_token", problem)
+    )
     v.raise_if_any()
     return PromptQuery(
         ids=tuple(req.ids),
@@ -513,14 +523,10 @@ def validate_list_exports(req: trainer_pb2.ListExportsRequest) -> ExportQuery:
     v = _Collector()
     if req.state != trainer_pb2.EXPORT_STATE_UNSPECIFIED and req.state not in _EXPORT_STATES:
         v.add("state", f"{req.state} is not an ExportState (0 = any, 1-4 = PENDING, WRITING, DONE, FAILED)")
-    if not 0 <= req.page_size <= MAX_PAGE_SIZE:
-        v.add("page_size", f"{req.page_size} is out of range: 1 to {MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}")
-    before, problem = _page_token_problem(
-        req.page_token, _exports_digest(req.state),
+    before = _check_page(
+        req.page_size, req.page_token, _exports_digest(req.state), v,
         "this page token was issued for a different listing (another state, or ListPrompts): pass it with "
         "the same state as the ListExports request that returned it, or start again without a page_token",
-    ) if req.page_token else (0, None)
-    if problem:
-        v.add("page_token", problem)
+    )
     v.raise_if_any()
     return ExportQuery(state=_EXPORT_STATES.get(req.state), before=before, limit=req.page_size or DEFAULT_PAGE_SIZE)

@@ -229,17 +229,27 @@ func (c *Client) AllExports(ctx context.Context, req *trainerv1.ListExportsReque
 	if req != nil {
 		page.State, page.PageSize, page.PageToken = req.State, req.PageSize, req.PageToken
 	}
-	var out []*trainerv1.Export
-	for {
+	return allPages(page.PageToken, func(token string) ([]*trainerv1.Export, string, error) {
+		page.PageToken = token
 		res, err := c.ListExports(ctx, page)
+		return res.GetExports(), res.GetNextPageToken(), err
+	})
+}
+
+// allPages calls readPage with token, then with each answer's next page token until one is "": every
+// item of every page, or those read before an error and the error.
+func allPages[T any](token string, readPage func(token string) ([]T, string, error)) ([]T, error) {
+	var out []T
+	for {
+		items, next, err := readPage(token)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, res.GetExports()...)
-		if res.GetNextPageToken() == "" {
+		out = append(out, items...)
+		if next == "" {
 			return out, nil
 		}
-		page.PageToken = res.GetNextPageToken()
+		token = next
 	}
 }
 
@@ -291,18 +301,11 @@ func (c *Client) AllPrompts(ctx context.Context, req *trainerv1.ListPromptsReque
 	if req != nil {
 		page.Ids, page.State, page.PageSize, page.PageToken = req.Ids, req.State, req.PageSize, req.PageToken
 	}
-	var out []*trainerv1.PromptStatus
-	for {
+	return allPages(page.PageToken, func(token string) ([]*trainerv1.PromptStatus, string, error) {
+		page.PageToken = token
 		res, err := c.ListPrompts(ctx, page)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, res.GetPrompts()...)
-		if res.GetNextPageToken() == "" {
-			return out, nil
-		}
-		page.PageToken = res.GetNextPageToken()
-	}
+		return res.GetPrompts(), res.GetNextPageToken(), err
+	})
 }
 
 // CancelPrompts takes the queued prompts among ids (1 to 1000, each once) out of the queue. The answer

@@ -504,6 +504,18 @@ class FollowState:
         return True
 
 
+def _every_page(read_page: Callable[[str], Any], items: str) -> Iterator[Any]:
+    """The `items` of every page `read_page(page_token)` answers, from the first page (token "") until
+    one has no `next_page_token`; each page is read when the one before it has been consumed."""
+    token = ""
+    while True:
+        page = read_page(token)
+        yield from getattr(page, items)
+        token = page.next_page_token
+        if not token:
+            return
+
+
 class TrainerClient:
     """A blocking client of one trainer.
 
@@ -665,13 +677,7 @@ class TrainerClient:
     def iter_exports(self, state: trainer_pb2.ExportState.ValueType = trainer_pb2.EXPORT_STATE_UNSPECIFIED, *,
                      page_size: int = 0) -> Iterator[trainer_pb2.Export]:
         """Every export `list_exports` matches, page after page, the newest first."""
-        token = ""
-        while True:
-            page = self.list_exports(state, page_size=page_size, page_token=token)
-            yield from page.exports
-            token = page.next_page_token
-            if not token:
-                return
+        return _every_page(lambda token: self.list_exports(state, page_size=page_size, page_token=token), "exports")
 
     def pause(self) -> trainer_pb2.RunStatus:
         """PauseTraining: the current step finishes, no new one starts."""
@@ -721,13 +727,8 @@ class TrainerClient:
                      state: trainer_pb2.PromptState.ValueType = trainer_pb2.PROMPT_STATE_UNSPECIFIED, *,
                      page_size: int = 0) -> Iterator[trainer_pb2.PromptStatus]:
         """Every prompt `list_prompts` matches, page after page."""
-        token = ""
-        while True:
-            page = self.list_prompts(ids, state, page_size=page_size, page_token=token)
-            yield from page.prompts
-            token = page.next_page_token
-            if not token:
-                return
+        return _every_page(lambda token: self.list_prompts(ids, state, page_size=page_size, page_token=token),
+                           "prompts")
 
     def cancel_prompts(self, ids: Sequence[str]) -> trainer_pb2.CancelPromptsResponse:
         """CancelPrompts: take the queued prompts among `ids` (at most 1000) out of the queue; the answer

@@ -311,14 +311,11 @@ export class TrainerClient {
   }
 
   /** `listExports` page after page: every export it matches (an async generator). */
-  async *allExports(request: ListExportsRequest = {}): AsyncGenerator<Export__Output, void, undefined> {
-    let pageToken = request.pageToken ?? '';
-    for (;;) {
+  allExports(request: ListExportsRequest = {}): AsyncGenerator<Export__Output, void, undefined> {
+    return everyPage(request.pageToken ?? '', async (pageToken) => {
       const page = await this.listExports({ ...request, pageToken });
-      yield* page.exports;
-      pageToken = page.nextPageToken;
-      if (!pageToken) return;
-    }
+      return [page.exports, page.nextPageToken];
+    });
   }
 
   /** Pause training after the current step; resolves to the run's status after the request. */
@@ -358,14 +355,11 @@ export class TrainerClient {
   }
 
   /** `listPrompts` page after page: every prompt it matches (an async generator). */
-  async *allPrompts(request: ListPromptsRequest = {}): AsyncGenerator<PromptStatus__Output, void, undefined> {
-    let pageToken = request.pageToken ?? '';
-    for (;;) {
+  allPrompts(request: ListPromptsRequest = {}): AsyncGenerator<PromptStatus__Output, void, undefined> {
+    return everyPage(request.pageToken ?? '', async (pageToken) => {
       const page = await this.listPrompts({ ...request, pageToken });
-      yield* page.prompts;
-      pageToken = page.nextPageToken;
-      if (!pageToken) return;
-    }
+      return [page.prompts, page.nextPageToken];
+    });
   }
 
   /** Take the queued prompts among `ids` (1 to 1000, each once) out of the queue. Resolves to the ids it
@@ -487,4 +481,15 @@ function notWholeNumber(method: string, field: string, value: unknown): TypeErro
 function required<T>(value: T | null | undefined, method: string, field: string): T {
   if (value === null || value === undefined) throw new Error(`${method}: the server's answer has no \`${field}\``);
   return value;
+}
+
+/** The items of every page `readPage(pageToken)` answers ([items, nextPageToken]), from `pageToken`
+ * until a page has no next token; each page is read once the one before it has been consumed. */
+async function* everyPage<T>(pageToken: string, readPage: (pageToken: string) => Promise<[T[], string]>): AsyncGenerator<T, void, undefined> {
+  for (;;) {
+    const [items, next] = await readPage(pageToken);
+    yield* items;
+    if (!next) return;
+    pageToken = next;
+  }
 }
