@@ -516,11 +516,16 @@ class StepRunner:
         self.step_dropped = ()
         self.step_unrolled = ()
         self.step_groups = ()
-        seed_everything(self.s.seed * 1_000_003 + step)
+        # Each phase's seconds and the out-of-memory retries, as they are measured: also the metrics of
+        # the step's report when it fails part-way (how far it got, how often it retried).
         timings: dict[str, float] = {}
+        self.step_so_far = timings
+        seed_everything(self.s.seed * 1_000_003 + step)
         rollout_retries = getattr(self.rollout, "oom_retries", 0)  # the HF engine's, halving its batches
-        scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
-        extra_metrics["oom_retries/rollout"] = float(getattr(self.rollout, "oom_retries", 0) - rollout_retries)
+        try:
+            scored, sampled, extra_metrics = self.sample(step, prompts, registry_snapshot, timings)
+        finally:
+            timings["oom_retries/rollout"] = float(getattr(self.rollout, "oom_retries", 0) - rollout_retries)
         self.step_groups = sampled
         # Prompts that could not be rolled out count as unscored ones: back to the queue, an attempt
         # counted, failed for good after training.max_prompt_attempts, and the step goes on with the others.
@@ -545,7 +550,7 @@ class StepRunner:
                          "masked_reward_failures": float(len(rewards)),
                          "generated_tokens": float(sum(len(c.completion.token_ids) for g in sampled
                                                        for c in g.completions)),
-                         "oom_retries/rollout": extra_metrics["oom_retries/rollout"], **timings},
+                         **timings},
             )
 
         full = batching.collate(
@@ -574,6 +579,7 @@ class StepRunner:
             except Exception as exc:
                 at_once = min(self.micro_batch_size, full.num_sequences)  # the failed pass's micro-batch
                 untouched = self._untouched(steps_before)
+                timings.update({"oom_retries/training": float(retries), "micro_batch_size": float(at_once)})
                 if not (untouched and out_of_memory(exc) and at_once > 1):
                     if untouched:  # the weights in memory are still the last step's: exports stay possible
                         self.update_started = False
@@ -582,8 +588,7 @@ class StepRunner:
             # Out of the handler: the failed pass's tensors went with its traceback.
             self._retry_smaller(step, failure, at_once)
             retries += 1
-        train_metrics["micro_batch_size"] = float(self.micro_batch_size)
-        train_metrics["oom_retries/training"] = float(retries)
+        timings.update({"micro_batch_size": float(self.micro_batch_size), "oom_retries/training": float(retries)})
 
         self.phase = "weight sync"
         t0 = time.monotonic()
@@ -921,7 +926,8 @@ class TrainingLoop:
                     f"memory may hold part of it; the latest durable checkpoint is step {self.checkpoint_step}: "
                     "restart the trainer to resume from it, then export"
                 )
-            report = StepReport(step, StepState.FAILED, started, time.time(), {}, self.runner.rollout.name, ids,
+            metrics = {**getattr(self.runner, "step_so_far", {}), "step_seconds": time.time() - started}
+            report = StepReport(step, StepState.FAILED, started, time.time(), metrics, self.runner.rollout.name, ids,
                                 self._failure(exc))
             crashed = exc
         samples = completion_samples(getattr(self.runner, "step_groups", ()), self.samples_per_step)

@@ -72,16 +72,18 @@ def address_space(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[0]) * resource.getpagesize()
 
 
-@pytest.mark.parametrize(("headroom_mb", "checkpointing", "advice"), [
+@pytest.mark.parametrize(("headroom_mb", "checkpointing", "advice", "retried"), [
     (1300, False, "out of memory during the training pass with micro-batches of 1 sequence "
                   "(training.micro_batch_size 16, halved on running out): set training.gradient_checkpointing: "
-                  "true, shorten the completions (rollout.max_new_tokens 8), or give the trainer more memory"),
+                  "true, shorten the completions (rollout.max_new_tokens 8), or give the trainer more memory",
+     {"oom_retries/training": 3.0, "micro_batch_size": 1.0}),  # the step's 8 sequences at once -> 4 -> 2 -> 1
     (250, True, "out of memory during the rollout generating one prompt's 4 completions at once (halved on "
                 "running out from algorithm.prompts_per_step 2 prompts): lower algorithm.group_size (4) or "
-                "rollout.max_new_tokens (8), or give the trainer more memory"),
+                "rollout.max_new_tokens (8), or give the trainer more memory",
+     {"oom_retries/rollout": 1.0}),  # 2 prompts a call -> 1
 ])
 def test_a_step_out_of_memory_says_what_to_change(big_vocab_model: Path, tmp_path: Path, headroom_mb: int,
-                                                  checkpointing: bool, advice: str) -> None:
+                                                  checkpointing: bool, advice: str, retried: dict) -> None:
     backend = serve(ConstantScorer("toy", 1.0))
     config = write_yaml(tmp_path / "trainer.yaml", config_data(
         model={"source": "path", "path": str(big_vocab_model)}, training={"gradient_checkpointing": checkpointing}))
@@ -103,6 +105,9 @@ def test_a_step_out_of_memory_says_what_to_change(big_vocab_model: Path, tmp_pat
             in run.error, run.error
         step = client.step_status(1).step
         assert step.state == trainer_pb2.STEP_STATE_FAILED and step.error == run.error, step
+        # The failed step's report says how often it halved before giving up, and how long it ran.
+        assert {k: step.metrics.extra[k] for k in retried} == retried, step.metrics
+        assert step.metrics.step_seconds > 0, step.metrics
         assert [(p.id, p.state) for p in client.list_prompts().prompts] == [
             ("p0", trainer_pb2.PROMPT_STATE_QUEUED), ("p1", trainer_pb2.PROMPT_STATE_QUEUED)]
         # No optimizer step began: the weights in memory are the start's, and they can still be exported

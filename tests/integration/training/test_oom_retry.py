@@ -128,6 +128,10 @@ def test_out_of_memory_at_one_sequence_fails_with_what_else_to_change(
     with pytest.raises(RuntimeError, match="can't allocate memory"):
         runner.run_step(1, prompts(1), backend[1])
     assert runner.micro_batch_size == 1 and runner.engine.step == 0
+    # What the loop's FAILED report shows: how far the step got and how often it halved (8 -> 4 -> 2 -> 1).
+    so_far = runner.step_so_far
+    assert (so_far["oom_retries/training"], so_far["micro_batch_size"], so_far["oom_retries/rollout"]) == (3.0, 1.0, 0.0)
+    assert so_far["rollout_seconds"] > 0 and "backward_seconds" not in so_far
     assert not runner.update_started  # the weights are the last step's: the loop lets them be exported
     assert all(torch.equal(v, before[k]) for k, v in weights(runner).items())
     assert not runner.engine.optimizer.state  # AdamW has not stepped: no moments
@@ -147,6 +151,7 @@ def test_out_of_memory_in_the_optimizer_step_is_not_run_again(tiny_dir: Path, ba
     with pytest.raises(RuntimeError, match="can't allocate memory"):
         runner.run_step(1, prompts(1), backend[1])
     assert runner.micro_batch_size == 8  # not halved: the optimizer had begun
+    assert (runner.step_so_far["oom_retries/training"], runner.step_so_far["micro_batch_size"]) == (0.0, 8.0)
     assert runner.engine.optimizer_stepping and runner.update_started  # the weights may be partly updated
     assert runner.memory_advice().startswith(
         "out of memory in the optimizer step (AdamW keeps two fp32 numbers for every weight it trains): train a "
