@@ -286,13 +286,16 @@ class ExportJob:
     progress: float = 0.0
     files: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
+    started_at: float = 0.0  # time.time(); 0 in a record kept before these fields
+    finished_at: float = 0.0  # time.time() once done or failed
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
 
 INTERRUPTED = ("interrupted: the trainer stopped while writing this export, so its destination was not made; "
                "export again")
 
-_RECORD_FIELDS = ("export_id", "destination", "step", "state", "progress", "files", "error")
+_RECORD_FIELDS = ("export_id", "destination", "step", "state", "progress", "files", "error", "started_at",
+                  "finished_at")
 
 
 class ExportRecords:
@@ -318,8 +321,8 @@ class ExportRecords:
 
     @staticmethod
     def _job(data: dict[str, Any]) -> ExportJob:
-        """An ExportJob from what put stored."""
-        return ExportJob(**{k: data[k] for k in _RECORD_FIELDS})
+        """An ExportJob from what put stored (a record kept before the times were has none: 0)."""
+        return ExportJob(**{k: data[k] for k in _RECORD_FIELDS if k in data})
 
     def close_unfinished(self) -> list[ExportJob]:
         """Settle the exports a stopped trainer left pending or writing; call before any export starts.
@@ -330,9 +333,9 @@ class ExportRecords:
             job = self._job(data)
             try:
                 files = with_manifest(verify_manifest(Path(job.destination))["files"], Path(job.destination))
-                job = replace(job, state="done", progress=1.0, files=files)
+                job = replace(job, state="done", progress=1.0, files=files, finished_at=time.time())
             except (OSError, ValueError, KeyError):  # no destination, or not a whole export
-                job = replace(job, state="failed", error=INTERRUPTED)
+                job = replace(job, state="failed", error=INTERRUPTED, finished_at=time.time())
             self.put(job)
             settled.append(job)
         return settled
@@ -396,7 +399,7 @@ class ExportManager:
         dest = Path(destination) if destination else self._default_dir / f"step-{step:06d}"
         if not destination:
             self._check_free(dest)
-        job = ExportJob(export_id=uuid.uuid4().hex[:16], destination=str(dest), step=step)
+        job = ExportJob(export_id=uuid.uuid4().hex[:16], destination=str(dest), step=step, started_at=time.time())
         with self._lock:
             self._refuse_if_writing(dest)  # another start may have taken it since the check
             if self._records is not None:
@@ -475,7 +478,7 @@ class ExportManager:
         store (where that fails, this process still answers for it, and the next start settles it)."""
         with self._lock:
             self._writing.pop(os.path.abspath(job.destination), None)
-            for k, v in kw.items():
+            for k, v in {**kw, "finished_at": time.time()}.items():
                 setattr(job, k, v)
         self._keep(job)
 

@@ -234,6 +234,8 @@ def export_to_proto(info: Any) -> trainer_pb2.Export:
             for f in map(_file, info.files)
         ],
         error=info.error or "",
+        started_at=timestamp(info.started_at) if getattr(info, "started_at", 0) else None,
+        finished_at=timestamp(info.finished_at) if getattr(info, "finished_at", 0) else None,
     )
 
 

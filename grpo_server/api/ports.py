@@ -59,6 +59,8 @@ class ExportInfo:
     progress: float = 0.0
     files: Sequence[Any] = ()
     error: str = ""
+    started_at: float = 0.0  # time.time(); 0: not known
+    finished_at: float = 0.0  # time.time() once done or failed; 0 before
 
 
 class WeightsUnsafe(RuntimeError):

@@ -39,16 +39,21 @@ def manager(tiny, store: Store, exports: Path, step: int = 3) -> ExportManager:
                          records=ExportRecords(store))
 
 
+# What a record held before exports had times.
+OLDER_FIELDS = ("export_id", "destination", "step", "state", "progress", "files", "error")
+
+
 def fields(job: ExportJob | None) -> dict:
     """What GetExport answers with (the job less its threading.Event)."""
     assert job is not None
-    return {k: getattr(job, k) for k in ("export_id", "destination", "step", "state", "progress", "files", "error")}
+    return {k: getattr(job, k) for k in (*OLDER_FIELDS, "started_at", "finished_at")}
 
 
 def test_a_finished_export_is_answered_for_by_the_next_process(tiny, tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     first = manager(tiny, store, tmp_path / "exports").start(None, wait=True)
     assert first.state == "done" and any(f["path"] == MANIFEST for f in first.files)
+    assert 0 < first.started_at <= first.finished_at
     store.close()
 
     store = Store(tmp_path / "store")  # a restart: a new store handle and a new manager
@@ -84,6 +89,7 @@ def test_an_unfinished_export_without_its_destination_is_failed_as_interrupted(t
     settled = records.close_unfinished()
     assert [(j.export_id, j.state, j.error) for j in settled] == [
         ("a" * 16, "failed", INTERRUPTED), ("b" * 16, "failed", INTERRUPTED)]
+    assert all(j.started_at == 0 and j.finished_at > 0 for j in settled)  # settled now; started unknown
     assert records.get("a" * 16).state == "failed"  # type: ignore[union-attr]
     assert records.close_unfinished() == []  # settled once
 
@@ -135,7 +141,7 @@ def test_an_older_stores_exports_are_placed_in_the_order_they_were_stored(tmp_pa
     records = [ExportJob(export_id=n * 16, destination=str(tmp_path / n), step=2, state="done") for n in "xyz"]
     for job in records[:2]:
         db.execute("INSERT OR REPLACE INTO exports VALUES (?, 'done', ?, 0)",
-                   (job.export_id, json.dumps({k: getattr(job, k) for k in fields(job)})))
+                   (job.export_id, json.dumps({k: getattr(job, k) for k in OLDER_FIELDS})))
     db.commit()
     db.close()
 
@@ -144,7 +150,7 @@ def test_an_older_stores_exports_are_placed_in_the_order_they_were_stored(tmp_pa
     store.close()
     db = sqlite3.connect(tmp_path / "store" / FILENAME)
     db.execute("INSERT OR REPLACE INTO exports (export_id, state, data, updated_at) VALUES (?, 'done', ?, 0)",
-               (records[2].export_id, json.dumps(fields(records[2]))))
+               (records[2].export_id, json.dumps({k: getattr(records[2], k) for k in OLDER_FIELDS})))
     db.commit()
     db.close()
     store = Store(tmp_path / "store")

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -503,11 +504,13 @@ def cmd_exports(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
     if not found:
         pr.line(f"no {args.state} exports" if args.state else "no exports (start one with `grpo export`)")
         return EXIT_OK
-    fmt = "{:<16} {:<7} {:>6} {:>5}  {}"
-    pr.line(fmt.format("id", "state", "step", "done", "destination"))
+    fmt = "{:<16} {:<7} {:>6} {:>5}  {:<20}  {}"
+    pr.line(fmt.format("id", "state", "step", "done", "started (UTC)", "destination"))
     for e in found:
+        started = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.started_at.seconds))
+                   if e.HasField("started_at") else "-")
         pr.line(fmt.format(e.export_id, _enum_name(trainer_pb2.ExportState, e.state, "EXPORT_STATE_"), e.step,
-                           f"{e.progress:.0%}", e.destination + (f"  ({e.error})" if e.error else "")))
+                           f"{e.progress:.0%}", started, e.destination + (f"  ({e.error})" if e.error else "")))
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,7 +85,8 @@ class FileExporter:
         dest = Path(destination) if destination else self.default_dir / f"step-{self.step:06d}"
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise FileExistsError(f"destination {dest} exists and is not an empty directory")
-        job = ExportInfo(export_id=uuid.uuid4().hex[:12], state="pending", destination=str(dest), step=self.step)
+        job = ExportInfo(export_id=uuid.uuid4().hex[:12], state="pending", destination=str(dest), step=self.step,
+                         started_at=time.time())
         with self._lock:
             self._jobs[job.export_id] = job
         t = threading.Thread(target=self._write, args=(job,), daemon=True)
@@ -102,7 +104,7 @@ class FileExporter:
         data = f"weights of step {job.step}".encode()
         (dest / "model.safetensors").write_bytes(data)
         f = ExportedFileInfo("model.safetensors", len(data), hashlib.sha256(data).hexdigest())
-        self._update(job.export_id, state="done", progress=1.0, files=(f,))
+        self._update(job.export_id, state="done", progress=1.0, files=(f,), finished_at=time.time())
 
     def _update(self, export_id: str, **kw: Any) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -40,6 +41,7 @@ def test_exports_are_listed_newest_first_a_page_at_a_time(api: Api, tmp_path: Pa
     everything = listed(api)
     assert [e.export_id for e in everything.exports] == ids[::-1] and everything.next_page_token == ""
     assert all(e.state == DONE and e.files for e in everything.exports)
+    assert all(0 < e.started_at.ToNanoseconds() <= e.finished_at.ToNanoseconds() for e in everything.exports)
     assert everything.exports[0].destination == str(tmp_path / "e4")
 
     seen, token, sizes = [], "", [2, 1, 3]
@@ -132,9 +134,12 @@ def test_grpo_exports_lists_them_newest_first(api: Api, tmp_path: Path) -> None:
     out = io.StringIO()
     assert cli.main(["--target", api.target, "exports"], out=out) == 0
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["id", "state", "step", "done", "destination"]
-    assert [line.split() for line in lines[1:]] == [[i, "done", "3", "100%", str(tmp_path / f"e{n}")]
-                                                    for n, i in reversed(list(enumerate(ids)))]
+    assert lines[0].split() == ["id", "state", "step", "done", "started", "(UTC)", "destination"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[:4] + row[5:] for row in rows] == [[i, "done", "3", "100%", str(tmp_path / f"e{n}")]
+                                                   for n, i in reversed(list(enumerate(ids)))]
+    started = [api.stub.GetExport(trainer_pb2.GetExportRequest(export_id=i)).export.started_at.seconds for i in ids]
+    assert [row[4] for row in rows] == [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s)) for s in started[::-1]]
 
     out = io.StringIO()
     assert cli.main(["--target", api.target, "--json", "exports", "--state", "done", "--limit", "2"], out=out) == 0

@@ -1106,6 +1106,8 @@ class Export(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
     export_id: _builtins.str
     """The export's id, for GetExport."""
     state: Global___ExportState.ValueType
@@ -1122,6 +1124,16 @@ class Export(_message.Message):
     def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedFile]:
         """The files written so far (all of them once done), also listed in `manifest.json`."""
 
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When ExportCheckpoint started it. Unset for an export a trainer recorded before this field existed."""
+
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When it became DONE or FAILED (for one a stopped trainer left unfinished: when the next start found
+        it); unset before, and for an export recorded before this field existed.
+        """
+
     def __init__(
         self,
         *,
@@ -1132,10 +1144,12 @@ class Export(_message.Message):
         progress: _builtins.float = ...,
         files: _abc.Iterable[Global___ExportedFile] | None = ...,
         error: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "error", b"error", "export_id", b"export_id", "files", b"files", "progress", b"progress", "state", b"state", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "error", b"error", "export_id", b"export_id", "files", b"files", "finished_at", b"finished_at", "progress", b"progress", "started_at", b"started_at", "state", b"state", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

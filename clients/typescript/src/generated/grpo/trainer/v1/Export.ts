@@ -2,6 +2,7 @@
 
 import type { ExportState as _grpo_trainer_v1_ExportState, ExportState__Output as _grpo_trainer_v1_ExportState__Output } from '../../../grpo/trainer/v1/ExportState';
 import type { ExportedFile as _grpo_trainer_v1_ExportedFile, ExportedFile__Output as _grpo_trainer_v1_ExportedFile__Output } from '../../../grpo/trainer/v1/ExportedFile';
+import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from '../../../google/protobuf/Timestamp';
 import type { Long } from '@grpc/proto-loader';
 
 /**
@@ -36,6 +37,15 @@ export interface Export {
    * Why it failed.
    */
   'error'?: (string);
+  /**
+   * When ExportCheckpoint started it. Unset for an export a trainer recorded before this field existed.
+   */
+  'startedAt'?: (_google_protobuf_Timestamp | null);
+  /**
+   * When it became DONE or FAILED (for one a stopped trainer left unfinished: when the next start found
+   * it); unset before, and for an export recorded before this field existed.
+   */
+  'finishedAt'?: (_google_protobuf_Timestamp | null);
 }
 
 /**
@@ -70,4 +80,13 @@ export interface Export__Output {
    * Why it failed.
    */
   'error': (string);
+  /**
+   * When ExportCheckpoint started it. Unset for an export a trainer recorded before this field existed.
+   */
+  'startedAt': (_google_protobuf_Timestamp__Output | null);
+  /**
+   * When it became DONE or FAILED (for one a stopped trainer left unfinished: when the next start found
+   * it); unset before, and for an export recorded before this field existed.
+   */
+  'finishedAt': (_google_protobuf_Timestamp__Output | null);
 }
