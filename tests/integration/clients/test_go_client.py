@@ -284,6 +284,47 @@ def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Pa
     same("prompts", first, second, "--json")
 
 
+def test_go_example_lists_exports_as_the_python_cli_does(example: Path, live_trainer: LiveTrainer,
+                                                         tmp_path: Path) -> None:
+    """`exports [--state S] [--limit N]`: the same table, sentence, -json document (key order included) and
+    exit status as `grpo exports`, for two exports the test waits out."""
+    from grpo.trainer.v1 import trainer_pb2
+    from grpo_client.client import TrainerClient
+
+    live, admin = live_trainer, live_trainer.admin_token
+
+    def same(*args: str) -> subprocess.CompletedProcess[str]:
+        """Go and Python print the same for ARGS and exit with status 0."""
+        py = grpo_cli(live, *args, token=admin)
+        go = go_example(example, live, *args, token=admin, check=False)
+        assert py.returncode == go.returncode == 0, (go.returncode, go.stdout, go.stderr, py.stdout, py.stderr)
+        if "--json" in args:
+            assert_same_json(go, py)
+        else:
+            assert go.stdout == py.stdout, (go.stdout, py.stdout)
+        return go
+
+    same("exports")  # none yet, or those of an earlier test: the sentence or the table
+    with TrainerClient(live.target, admin) as client:
+        first, second = (client.export_checkpoint(str(tmp_path / name), wait=True, timeout=120)
+                         for name in ("first", "second"))
+    assert first.state == second.state == trainer_pb2.EXPORT_STATE_DONE, (first, second)
+
+    listed = same("exports").stdout.splitlines()
+    assert re.fullmatch(r"id +state +step +done  started \(UTC\) +destination", listed[0]), listed
+    when = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert len(listed) >= 3, listed
+    for line, e in zip(listed[1:3], (second, first), strict=True):  # the newest first
+        assert re.fullmatch(rf"{e.export_id} +done +{e.step} +100%  {when}  {re.escape(e.destination)}", line), listed
+    doc = json.loads(same("exports", "--json").stdout)
+    assert [(e["export_id"], e["state"]) for e in doc["exports"][:2]] == [
+        (second.export_id, "EXPORT_STATE_DONE"), (first.export_id, "EXPORT_STATE_DONE")], doc
+    newest = same("exports", "--state", "done", "--limit", "1").stdout.splitlines()
+    assert len(newest) == 2 and newest[1].startswith(f"{second.export_id} "), newest
+    assert len(json.loads(same("exports", "--state", "done", "--limit", "1", "--json").stdout)["exports"]) == 1
+    assert same("exports", "--state", "failed").stdout == "no failed exports\n"
+
+
 # ------------------------------------------------ failures under -json: the Python CLI's error documents
 
 

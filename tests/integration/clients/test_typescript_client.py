@@ -245,11 +245,11 @@ def test_example_follow_carries_on_across_a_trainer_kill_and_restart(built_clien
                                                    target, "--retry-ms", "200", "--give-up-ms", "120000"], TS)
 
 
-# ------------------------------------------------ backends set, prompts, cancel: as the Python CLI has them
+# ----------------------------------------- backends set, prompts, cancel, exports: as the Python CLI has them
 
 
 def ts_example(dist: Path, live: LiveTrainer, command: str, *args: str, token: str) -> subprocess.CompletedProcess[str]:
-    """examples/COMMAND.ts (backends, prompts, cancel) with the arguments `grpo COMMAND ARGS` takes."""
+    """examples/COMMAND.ts (backends, prompts, cancel, exports) with the arguments `grpo COMMAND ARGS` takes."""
     return run_tool(["node", str(dist / "examples" / f"{command}.js"), "--target", live.target,
                      "--token", token, *args], cwd=TS, timeout=120, check=False)
 
@@ -262,13 +262,15 @@ def ts_example(dist: Path, live: LiveTrainer, command: str, *args: str, token: s
      "error: --max-batch: '2147483648' is not a whole number from 0 to 2147483647"),
     ("prompts", ["--state", "done"], "error: --state: 'done' is not a prompt state; give one of queued, leased,"),
     ("prompts", ["--limit=-1"], "error: --limit: '-1' is not a whole number from 0"),
+    ("exports", ["--state", "queued"], "error: --state: 'queued' is not an export state; give one of pending,"),
+    ("exports", ["--limit", "x"], "error: --limit: 'x' is not a whole number from 0"),
     ("cancel", [], "error: name the prompts to cancel: IDs, or --file FILE.jsonl"),
     ("cancel", ["--file", "/nonexistent/prompts.jsonl"], "error: ENOENT"),
 ])
 def test_admin_examples_refuse_bad_command_lines_before_any_call(built_client: Path, example: str, args: list[str],
                                                                  message: str) -> None:
-    """backends.ts, prompts.ts and cancel.ts check their flags (and cancel's --file) before any call: one
-    "error: ..." line, exit status 2 (1 for an unreadable file, as `grpo`), nothing on stdout."""
+    """backends.ts, prompts.ts, cancel.ts and exports.ts check their flags (and cancel's --file) before any
+    call: one "error: ..." line, exit status 2 (1 for an unreadable file, as `grpo`), nothing on stdout."""
     proc = run_tool(["node", str(built_client / "examples" / f"{example}.js"), "--target", "127.0.0.1:1", *args],
                     cwd=TS, timeout=60, check=False)
     assert proc.returncode == (1 if "ENOENT" in message else 2), proc.stdout + proc.stderr
@@ -379,6 +381,48 @@ def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: P
     assert doc["cancelled_ids"] == [second] and [p["id"] for p in doc["not_cancelled"]] == [first], doc
     same("prompts", first, second)
     same("prompts", first, second, "--json")
+
+
+def test_example_lists_exports_as_the_python_cli_does(built_client: Path, live_trainer: LiveTrainer,
+                                                      tmp_path: Path) -> None:
+    """exports.ts `[--state S] [--limit N]`: the same table, sentence, --json document (key order included)
+    and exit status as `grpo exports`, for two exports the test waits out."""
+    from grpo.trainer.v1 import trainer_pb2
+    from grpo_client.client import TrainerClient
+
+    live, admin = live_trainer, live_trainer.admin_token
+
+    def same(*args: str) -> subprocess.CompletedProcess[str]:
+        """The example and Python print the same for `grpo exports ARGS` and exit with status 0."""
+        py = grpo_cli(live, "exports", *args, token=admin)
+        ts = ts_example(built_client, live, "exports", *args, token=admin)
+        assert py.returncode == ts.returncode == 0, (ts.returncode, ts.stdout, ts.stderr, py.stdout, py.stderr)
+        if "--json" in args:
+            ts_doc, py_doc = json.loads(ts.stdout), json.loads(py.stdout)
+            assert ts_doc == py_doc and key_order(ts_doc) == key_order(py_doc), (ts.stdout, py.stdout)
+        else:
+            assert ts.stdout == py.stdout, (ts.stdout, py.stdout)
+        return ts
+
+    same()  # none yet, or those of an earlier test: the sentence or the table
+    with TrainerClient(live.target, admin) as client:
+        first, second = (client.export_checkpoint(str(tmp_path / name), wait=True, timeout=120)
+                         for name in ("first", "second"))
+    assert first.state == second.state == trainer_pb2.EXPORT_STATE_DONE, (first, second)
+
+    listed = same().stdout.splitlines()
+    assert re.fullmatch(r"id +state +step +done  started \(UTC\) +destination", listed[0]), listed
+    when = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert len(listed) >= 3, listed
+    for line, e in zip(listed[1:3], (second, first), strict=True):  # the newest first
+        assert re.fullmatch(rf"{e.export_id} +done +{e.step} +100%  {when}  {re.escape(e.destination)}", line), listed
+    doc = json.loads(same("--json").stdout)
+    assert [(e["export_id"], e["state"]) for e in doc["exports"][:2]] == [
+        (second.export_id, "EXPORT_STATE_DONE"), (first.export_id, "EXPORT_STATE_DONE")], doc
+    newest = same("--state", "done", "--limit", "1").stdout.splitlines()
+    assert len(newest) == 2 and newest[1].startswith(f"{second.export_id} "), newest
+    assert len(json.loads(same("--state", "done", "--limit", "1", "--json").stdout)["exports"]) == 1
+    assert same("--state", "failed").stdout == "no failed exports\n"
 
 
 # ------------------------------------------------ failures under --json: the Python CLI's error documents

@@ -1,7 +1,7 @@
 package main
 
-// backends set and delete, prompts and cancel: the Python CLI's `grpo backends set`, `grpo backends
-// delete`, `grpo prompts` and `grpo cancel` with the same flags (Go's flag package takes them with one dash
+// backends set and delete, prompts, cancel and exports: the Python CLI's `grpo backends set`, `grpo
+// backends delete`, `grpo prompts`, `grpo cancel` and `grpo exports` with the same flags (Go's flag package takes them with one dash
 // or two, before or after the positional arguments), the same lines and, with -json, the same JSON
 // document (protobuf messages in their JSON mapping with the proto field names, in the proto's field
 // order). A failure is reported as `grpo` reports it (callFailure, usageLine: with -json as its error
@@ -27,13 +27,13 @@ import (
 	"github.com/grpo-service/grpo/clients/go/grpoclient"
 )
 
-// adminCommand is a parsed backends set or delete, prompts or cancel, run once connected; it returns the
+// adminCommand is a parsed backends set or delete, prompts, cancel or exports, run once connected; it returns the
 // exit status.
 type adminCommand interface {
 	run(ctx context.Context, c *grpoclient.Client, timeout time.Duration) int
 }
 
-// parseAdmin parses the command line of backends set or delete, prompts or cancel. It returns the command to run
+// parseAdmin parses the command line of backends set or delete, prompts, cancel or exports. It returns the command to run
 // and -1; nil and -1 for another command (backends and backends list included); or nil and the exit
 // status when there is nothing to call: a bad command line (2), -h (0), a cancel -file without prompts (0).
 func parseAdmin(cmd string, rest []string) (adminCommand, int) {
@@ -44,6 +44,8 @@ func parseAdmin(cmd string, rest []string) (adminCommand, int) {
 		admin, code = parsePrompts(rest)
 	case cmd == "cancel":
 		admin, code = parseCancel(rest)
+	case cmd == "exports":
+		admin, code = parseExports(rest)
 	case cmd != "backends" || len(rest) == 0 || (rest[0] == "list" && len(rest) == 1):
 		return nil, -1
 	case rest[0] == "set":
@@ -422,6 +424,115 @@ func (c *cancelCommand) run(ctx context.Context, client *grpoclient.Client, time
 		fmt.Printf("unknown: %s (never submitted, or deleted under retention.prompt_rows_seconds)\n", strings.Join(res.GetUnknownIds(), ", "))
 	}
 	return code
+}
+
+// ------------------------------------------------------------------------------------------- exports
+
+var exportStates = []string{"pending", "writing", "done", "failed"}
+
+type exportsCommand struct {
+	state string // "" = any
+	limit int64
+	json  bool
+}
+
+func parseExports(args []string) (adminCommand, int) {
+	fs := flag.NewFlagSet("exports", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: grpo-go-example exports [flags]")
+		fs.PrintDefaults()
+	}
+	state := fs.String("state", "", "only exports in this state: "+strings.Join(exportStates, ", "))
+	limit := fs.Int64("limit", 0, "show at most N exports (0 = all)")
+	asJSON := fs.Bool("json", false, "print exactly one JSON document")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, parseStatus(err, args)
+	}
+	if len(pos) > 0 {
+		return nil, usageLine(*asJSON, "exports: unrecognized arguments: %s", strings.Join(pos, " "))
+	}
+	if *state != "" && !contains(exportStates, *state) {
+		return nil, usageLine(*asJSON, "exports: -state: %q is not an export state; give one of %s", *state, strings.Join(exportStates, ", "))
+	}
+	if *limit < 0 {
+		return nil, usageLine(*asJSON, "exports: -limit: %d is too small; give a whole number >= 0", *limit)
+	}
+	return &exportsCommand{state: *state, limit: *limit, json: *asJSON}, 0
+}
+
+func (e *exportsCommand) run(ctx context.Context, c *grpoclient.Client, timeout time.Duration) int {
+	req := &trainerv1.ListExportsRequest{}
+	if e.state != "" {
+		req.State = trainerv1.ExportState(trainerv1.ExportState_value["EXPORT_STATE_"+strings.ToUpper(e.state)])
+	}
+	if e.limit > 0 {
+		req.PageSize = int32(e.limit)
+		if e.limit > 1000 {
+			req.PageSize = 1000
+		}
+	}
+	// Page after page, as `grpo exports` reads them: no further page once -limit exports have come.
+	var found []*trainerv1.Export
+	for {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		page, err := c.ListExports(cctx, req)
+		cancel()
+		if err != nil {
+			return callFailure(e.json, err)
+		}
+		found = append(found, page.GetExports()...)
+		if e.limit > 0 && int64(len(found)) >= e.limit {
+			found = found[:e.limit]
+			break
+		}
+		if page.GetNextPageToken() == "" {
+			break
+		}
+		req.PageToken = page.GetNextPageToken()
+	}
+	if e.json {
+		items := make([]json.RawMessage, len(found))
+		for i, x := range found {
+			raw, err := protoJSON(x)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "error: %v\n", err)
+				return 1
+			}
+			items[i] = raw
+		}
+		return printJSON(struct {
+			Exports []json.RawMessage `json:"exports"`
+		}{items})
+	}
+	if len(found) == 0 {
+		if e.state != "" {
+			fmt.Printf("no %s exports\n", e.state)
+		} else {
+			fmt.Println("no exports (start one with `grpo export`)")
+		}
+		return 0
+	}
+	const row = "%-16s %-7s %6v %5s  %-20s  %s\n"
+	fmt.Printf(row, "id", "state", "step", "done", "started (UTC)", "destination")
+	for _, x := range found {
+		started := "-"
+		if ts := x.GetStartedAt(); ts != nil {
+			started = time.Unix(ts.GetSeconds(), 0).UTC().Format("2006-01-02T15:04:05Z")
+		}
+		destination := x.GetDestination()
+		if x.GetError() != "" {
+			destination += "  (" + x.GetError() + ")"
+		}
+		fmt.Printf(row, x.GetExportId(), enumName(x.GetState().String(), "EXPORT_STATE_"), x.GetStep(),
+			percent(x.GetProgress()), started, destination)
+	}
+	return 0
+}
+
+// percent is a fraction as Python's f"{p:.0%}" writes it: times 100, no decimals ("100%", "50%").
+func percent(p float64) string {
+	return strconv.FormatFloat(p*100, 'f', 0, 64) + "%"
 }
 
 // ----------------------------------------------------------------------------------------- printing

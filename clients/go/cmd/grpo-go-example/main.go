@@ -14,13 +14,14 @@
 //	grpo-go-example -target HOST:PORT [-token T] backends delete NAME [-json]
 //	grpo-go-example -target HOST:PORT [-token T] prompts [ID ...] [-state STATE] [-limit N] [-json]
 //	grpo-go-example -target HOST:PORT [-token T] cancel [ID ...] [-file FILE.jsonl] [-json]
+//	grpo-go-example -target HOST:PORT [-token T] exports [-state STATE] [-limit N] [-json]
 //
 // Failures are reported and exit as the Python CLI (`grpo`) reports them: a failed call prints the gRPC
 // code, the message and each field violation on stderr; a prompt file with problems prints each
 // (FILE:LINE: field: message) before connecting. Exit status 2 for a bad command line, a bad prompt file
 // and a call refused with INVALID_ARGUMENT, 1 for any other failure, 130 for Ctrl-C during a call or a
 // wait (INTERRUPTED; watch and follow end on it with exit status 0: see interrupt.go). With -json
-// (submit-file, backends set and delete, prompts, cancel) a failure is instead the one JSON document
+// (submit-file, backends set and delete, prompts, cancel, exports) a failure is instead the one JSON document
 // {"error": {...}} on stdout, as `grpo --json` prints it (USAGE, LOCAL, a bad prompt file as
 // INVALID_ARGUMENT with "line N: field" violations, INTERRUPTED, or the call's status: see grpoclient's
 // Error.MarshalJSON); a bad command line still prints its text on stderr too.
@@ -28,9 +29,9 @@
 // (with -key) and -server-name each imply -tls, and their files are checked before any call, in `grpo`'s
 // words and exit statuses (a file that cannot be read: LOCAL, 1; a file without the PEM block it should
 // hold, an encrypted key, -cert without -key or the other way round: USAGE, 2).
-// backends set/delete, prompts and cancel are the Python CLI's commands of those names (same flags, lines
-// and -json documents; see admin.go), and cancel exits 1 when an id was not cancelled (not queued, or
-// unknown to the trainer).
+// backends set/delete, prompts, cancel and exports are the Python CLI's commands of those names (same
+// flags, lines and -json documents; see admin.go), and cancel exits 1 when an id was not cancelled (not
+// queued, or unknown to the trainer).
 package main
 
 import (
@@ -59,11 +60,11 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] [-cert FILE -key FILE] [-server-name NAME] [-timeout D] submit|submit-file|status|watch|follow|backends [list|set|delete]|prompts|cancel [flags]")
+	fmt.Fprintln(os.Stderr, "usage: grpo-go-example -target HOST:PORT [-token T] [-tls] [-ca FILE] [-cert FILE -key FILE] [-server-name NAME] [-timeout D] submit|submit-file|status|watch|follow|backends [list|set|delete]|prompts|cancel|exports [flags]")
 }
 
 // commands are the commands run takes.
-var commands = []string{"submit", "submit-file", "status", "watch", "follow", "backends", "prompts", "cancel"}
+var commands = []string{"submit", "submit-file", "status", "watch", "follow", "backends", "prompts", "cancel", "exports"}
 
 // Exit statuses, as the Python CLI's.
 const (
@@ -124,7 +125,7 @@ func run(args []string) int {
 			return file.printEmpty()
 		}
 	}
-	// backends set, prompts and cancel: their flags (and cancel's -file) first, as `grpo` checks them.
+	// backends set, prompts, cancel and exports: their flags (and cancel's -file) first, as `grpo` checks them.
 	admin, code := parseAdmin(cmd, rest)
 	if code >= 0 {
 		return code

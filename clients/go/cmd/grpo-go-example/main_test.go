@@ -146,7 +146,7 @@ func TestPrintRetryShowsTheTrainersReasonAndTheWaitAsThePythonCLIDoes(t *testing
 	}
 }
 
-// backends set, prompts and cancel refuse a bad command line with exit status 2 before connecting (nothing
+// backends set, prompts, cancel and exports refuse a bad command line with exit status 2 before connecting (nothing
 // listens on the target), as `grpo` refuses it; -h is exit status 0. Flags may follow the arguments.
 func TestAdminCommandsRefuseBadCommandLinesBeforeConnecting(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -173,6 +173,10 @@ func TestAdminCommandsRefuseBadCommandLinesBeforeConnecting(t *testing.T) {
 		{[]string{"prompts", "-state", "done"}, 2},
 		{[]string{"prompts", "a", "--limit", "-1"}, 2},
 		{[]string{"prompts", "-limit", "many"}, 2},
+		{[]string{"exports", "-state", "queued"}, 2},
+		{[]string{"exports", "--limit", "-1", "-json"}, 2},
+		{[]string{"exports", "extra"}, 2},
+		{[]string{"exports", "-h"}, 0},
 		{[]string{"cancel"}, 2},
 		{[]string{"cancel", "-file", filepath.Join(t.TempDir(), "missing.jsonl")}, 1},
 		{[]string{"cancel", "-h"}, 0},
