@@ -235,6 +235,11 @@ export function wholeNumber(flag: string, text: string, min: number, max = Numbe
   return value;
 }
 
+/** `text` padded to `width` on the right (`left`) or the left, as Python's format does. */
+export function pad(text: string | number, width: number, left = false): string {
+  return left ? String(text).padEnd(width) : String(text).padStart(width);
+}
+
 /** An enum value's name without `prefix`, in lower case (`PROMPT_STATE_QUEUED` -> `queued`), as `grpo`
  * prints it. */
 export function enumName(name: string | number, prefix: string): string {

@@ -12,15 +12,10 @@ import { parseArgs } from 'node:util';
 
 import { PromptState, PromptStatus, TrainerClient } from '../src';
 import {
-  CONNECTION_OPTIONS, UsageError, clientOptions, enumName, printDocument, protoJson, runCommand, wholeNumber,
+  CONNECTION_OPTIONS, UsageError, clientOptions, enumName, pad, printDocument, protoJson, runCommand, wholeNumber,
 } from './cli';
 
 const STATES = ['queued', 'leased', 'trained', 'failed', 'cancelled'];
-
-/** `text` padded to `width` on the right (`left`) or the left, as Python's format does. */
-function pad(text: string | number, width: number, left = false): string {
-  return left ? String(text).padEnd(width) : String(text).padStart(width);
-}
 
 function row(id: string, state: string, step: string | number, checkpoint: string | number,
   attempts: string | number, reason: string): string {

@@ -3,6 +3,7 @@ a live trainer. Skips only when Node/npm are missing or its npm packages cannot 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -333,6 +334,21 @@ def test_example_sets_a_backend_as_the_python_cli_does(built_client: Path, live_
             client.delete_backend("cmp-ts")
 
 
+def same_as_grpo(built_client: Path, live: LiveTrainer, token: str, command: str, *args: str,
+                 code: int = 0) -> subprocess.CompletedProcess[str]:
+    """The example and Python print the same for `grpo COMMAND ARGS` and exit with `code` (for --json, the
+    same document with its keys in the same order); the example's run."""
+    py = grpo_cli(live, command, *args, token=token)
+    ts = ts_example(built_client, live, command, *args, token=token)
+    assert py.returncode == ts.returncode == code, (ts.returncode, ts.stdout, ts.stderr, py.stdout, py.stderr)
+    if "--json" in args:
+        ts_doc, py_doc = json.loads(ts.stdout), json.loads(py.stdout)
+        assert ts_doc == py_doc and key_order(ts_doc) == key_order(py_doc), (ts.stdout, py.stdout)
+    else:
+        assert ts.stdout == py.stdout, (ts.stdout, py.stdout)
+    return ts
+
+
 def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: Path, paused_trainer: LiveTrainer,
                                                                  tmp_path: Path) -> None:
     """prompts.ts `[ID ...] [--state S] [--limit N]` and cancel.ts `[ID ...] [--file F]`: the same table,
@@ -345,18 +361,7 @@ def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: P
                                                "answer": "2"}) + "\n" for i in (first, second)))
     assert grpo_cli(live, "submit", str(prompt_file), token=admin).returncode == 0
 
-    def same(command: str, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        """The example and Python print the same for `grpo COMMAND ARGS` and exit with `code`."""
-        py = grpo_cli(live, command, *args, token=admin)
-        ts = ts_example(built_client, live, command, *args, token=admin)
-        assert py.returncode == ts.returncode == code, (ts.returncode, ts.stdout, ts.stderr, py.stdout, py.stderr)
-        if "--json" in args:
-            ts_doc, py_doc = json.loads(ts.stdout), json.loads(py.stdout)
-            assert ts_doc == py_doc and key_order(ts_doc) == key_order(py_doc), (ts.stdout, py.stdout)
-        else:
-            assert ts.stdout == py.stdout, (ts.stdout, py.stdout)
-        return ts
-
+    same = functools.partial(same_as_grpo, built_client, live, admin)
     listed = same("prompts", first, second, unknown)
     assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
     assert listed.stdout.endswith(f"unknown: {unknown} (never submitted, or deleted under retention.prompt_rows_seconds)\n"), listed.stdout
@@ -393,16 +398,7 @@ def test_example_lists_exports_as_the_python_cli_does(built_client: Path, live_t
     live, admin = live_trainer, live_trainer.admin_token
 
     def same(*args: str) -> subprocess.CompletedProcess[str]:
-        """The example and Python print the same for `grpo exports ARGS` and exit with status 0."""
-        py = grpo_cli(live, "exports", *args, token=admin)
-        ts = ts_example(built_client, live, "exports", *args, token=admin)
-        assert py.returncode == ts.returncode == 0, (ts.returncode, ts.stdout, ts.stderr, py.stdout, py.stderr)
-        if "--json" in args:
-            ts_doc, py_doc = json.loads(ts.stdout), json.loads(py.stdout)
-            assert ts_doc == py_doc and key_order(ts_doc) == key_order(py_doc), (ts.stdout, py.stdout)
-        else:
-            assert ts.stdout == py.stdout, (ts.stdout, py.stdout)
-        return ts
+        return same_as_grpo(built_client, live, admin, "exports", *args)
 
     same()  # none yet, or those of an earlier test: the sentence or the table
     with TrainerClient(live.target, admin) as client:
