@@ -632,4 +632,3 @@ class _LazyExporter:
         if self.target is not None:
             return self.target.page(state, before, limit)
         return page_of(self.records.stored(state, before, limit + 1), limit)
-
