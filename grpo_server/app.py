@@ -332,6 +332,8 @@ class TrainerApp:
             for job in self.export_records.close_unfinished():
                 log.warning("export %s (step %d to %s), unfinished when the trainer stopped: %s", job.export_id,
                             job.step, job.destination, "done after all" if job.state == "done" else job.error)
+                if job.state == "failed":
+                    self.metrics.export_failures.inc()
         except BaseException:  # ports and lock go back: an in-process caller may start again
             self.server.stop(None)
             self.metrics.close()
@@ -553,6 +555,7 @@ class TrainerApp:
 
         def on_export(job: Any, seconds: float) -> None:
             if job.state != "done":  # a failed export wrote no checkpoint (GetExport reports its error)
+                self.metrics.export_failures.inc()
                 return
             self.metrics.checkpoints.labels(kind="export").inc()
             self.metrics.checkpoint_duration.labels(kind="export").observe(seconds)

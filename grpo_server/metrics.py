@@ -174,6 +174,10 @@ class TrainerMetrics:
             ["backend", "code"], registry=r,
         )
         self.checkpoints = Counter("grpo_checkpoints", "Checkpoints written, by kind.", ["kind"], registry=r)
+        self.export_failures = Counter(
+            "grpo_export_failures", "Exports that failed (GetExport and ListExports give the error), those a "
+            "stopped trainer left unfinished included, counted when the next start finds them.", registry=r,
+        )
         self.checkpoint_duration = Histogram(
             "grpo_checkpoint_duration_seconds", "Time to write a checkpoint, by kind.", ["kind"],
             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300), registry=r,

@@ -46,7 +46,7 @@ ENABLED = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": Tr
 @needs_promtool
 def test_promtool_finds_every_rule_valid() -> None:
     out = promtool("check", "rules", str(RULES))
-    assert "SUCCESS: 7 rules found" in out, out
+    assert "SUCCESS: 8 rules found" in out, out
 
 
 @needs_promtool
@@ -118,7 +118,7 @@ def test_the_rendered_rules_pass_promtool_and_the_release_alerts_fire(tmp_path: 
         "spec"]["groups"]
     rules = tmp_path / "rendered.yaml"
     rules.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    assert "SUCCESS: 8 rules found" in promtool("check", "rules", str(rules))
+    assert "SUCCESS: 9 rules found" in promtool("check", "rules", str(rules))
     volume = f'namespace="{NAMESPACE}", instance="10.0.0.5:9090"'
     other = 'namespace="elsewhere", instance="10.1.0.5:9090"'
     test = {

@@ -23,7 +23,7 @@ TRAINER_METRICS = [
     "grpo_checkpoint_duration_seconds", "grpo_step_phase_seconds", "grpo_run_state", "grpo_build_info",
     "grpo_reward_circuit_state", "grpo_store_bytes", "grpo_store_pruned_total",
     "grpo_truncated_fraction", "grpo_store_volume_available_bytes", "grpo_training_micro_batch_size",
-    "grpo_oom_retries_total",
+    "grpo_oom_retries_total", "grpo_export_failures_total",
 ]
 REWARD_SERVICE_METRICS = ["grpo_reward_items_total", "grpo_reward_score_duration_seconds", "grpo_reward_in_flight_requests"]
 HISTOGRAMS = [

@@ -1,6 +1,6 @@
-"""`grpo_checkpoints_total{kind="export"}` counts the exports that were written: an export that fails
-while writing (here the disk fills up under the weights file) leaves it as it was, a finished one adds
-one. The trainer runs in this process (real gRPC API and /metrics on loopback) so the disk can fill on cue."""
+"""`grpo_checkpoints_total{kind="export"}` counts the exports that were written and
+`grpo_export_failures_total` those that failed: an export that fails while writing (here the disk fills
+up under the weights file) adds one to the second, a finished one to the first. The trainer runs in this process (real gRPC API and /metrics on loopback) so the disk can fill on cue."""
 
 from __future__ import annotations
 
@@ -17,15 +17,17 @@ from grpo.trainer.v1 import trainer_pb2
 from grpo_client import TrainerClient
 
 
-def exports_counted(metrics_port: int) -> float:
-    """grpo_checkpoints_total{kind="export"} as the trainer's /metrics shows it (0 before the first)."""
+def counted(metrics_port: int) -> tuple[float, float]:
+    """(grpo_checkpoints_total{kind="export"}, grpo_export_failures_total) as the trainer's /metrics shows
+    them (0 before the first)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         text = response.read().decode()
-    m = re.search(r'^grpo_checkpoints_total\{kind="export"\} (\S+)$', text, re.MULTILINE)
-    return float(m.group(1)) if m else 0.0
+    done = re.search(r'^grpo_checkpoints_total\{kind="export"\} (\S+)$', text, re.MULTILINE)
+    failed = re.search(r"^grpo_export_failures_total (\S+)$", text, re.MULTILINE)
+    return (float(done.group(1)) if done else 0.0), (float(failed.group(1)) if failed else 0.0)
 
 
-def test_a_failed_export_is_not_counted_as_a_checkpoint(
+def test_a_failed_export_is_counted_as_a_failure_not_as_a_checkpoint(
     start_trainer: Any, toy_backend: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _scorer, backend = toy_backend("toy", 0.5)
@@ -41,10 +43,10 @@ def test_a_failed_export_is_not_counted_as_a_checkpoint(
             failed = client.export_checkpoint(str(tmp_path / "full"), wait=True, timeout=120)
         assert failed.state == trainer_pb2.EXPORT_STATE_FAILED, failed
         assert "No space left on device" in failed.error
-        assert exports_counted(app.metrics_port) == 0.0
+        assert counted(app.metrics_port) == (0.0, 1.0)  # not a checkpoint; a failure
 
         done = client.export_checkpoint(str(tmp_path / "export"), wait=True, timeout=120)
         assert done.state == trainer_pb2.EXPORT_STATE_DONE, done
-        assert exports_counted(app.metrics_port) == 1.0
+        assert counted(app.metrics_port) == (1.0, 1.0)
     finally:
         client.close()

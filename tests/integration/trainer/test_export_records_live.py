@@ -58,6 +58,7 @@ def test_exports_are_answered_for_after_a_restart(start_trainer: Any, toy_backen
     interrupted = client.get_export("0123456789abcdef")
     assert (interrupted.state, interrupted.error, interrupted.destination) == (
         trainer_pb2.EXPORT_STATE_FAILED, INTERRUPTED, str(tmp_path / "half"))
+    assert app.metrics.registry.get_sample_value("grpo_export_failures_total") == 1.0  # counted as it was settled
     with pytest.raises(TrainerError) as err:
         client.get_export("fedcba9876543210")
     assert err.value.code is grpc.StatusCode.NOT_FOUND
