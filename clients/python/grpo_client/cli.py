@@ -12,15 +12,16 @@ other failure, 130 for Ctrl-C (except in `watch`, which it ends: 0) and 141 when
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -493,13 +494,17 @@ def _show_export(client: TrainerClient, export: trainer_pb2.Export, wait: bool, 
     return EXIT_OK
 
 
+T = TypeVar("T")
+
+
+def _first(items: Iterable[T], limit: int) -> list[T]:
+    """The first `limit` items (0: all); a lazy listing reads no page past them."""
+    return list(itertools.islice(items, limit or None))
+
+
 def cmd_exports(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     state = trainer_pb2.ExportState.Value(f"EXPORT_STATE_{(args.state or 'unspecified').upper()}")
-    found: list[trainer_pb2.Export] = []
-    for e in client.iter_exports(state, page_size=min(args.limit, 1000) if args.limit else 0):
-        found.append(e)
-        if args.limit and len(found) >= args.limit:
-            break
+    found = _first(client.iter_exports(state, page_size=min(args.limit, 1000)), args.limit)
     pr.document({"exports": [to_dict(e) for e in found]})
     if not found:
         pr.line(f"no {args.state} exports" if args.state else "no exports (start one with `grpo export`)")
@@ -546,11 +551,7 @@ def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -
 
 def cmd_prompts(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     state = trainer_pb2.PromptState.Value(f"PROMPT_STATE_{(args.state or 'unspecified').upper()}")
-    found: list[trainer_pb2.PromptStatus] = []
-    for p in client.iter_prompts(args.ids, state, page_size=min(args.limit, 1000) if args.limit else 0):
-        found.append(p)
-        if args.limit and len(found) >= args.limit:
-            break
+    found = _first(client.iter_prompts(args.ids, state, page_size=min(args.limit, 1000)), args.limit)
     pr.document({"prompts": [to_dict(p) for p in found]})
     if not found and not args.ids:
         pr.line(f"no {args.state} prompts" if args.state else NO_PROMPTS)

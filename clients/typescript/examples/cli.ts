@@ -235,6 +235,16 @@ export function wholeNumber(flag: string, text: string, min: number, max = Numbe
   return value;
 }
 
+/** The first `limit` items of `items` (0: all); a listing's generator reads no page past them. */
+export async function firstOf<T>(items: AsyncIterable<T>, limit: number): Promise<T[]> {
+  const found: T[] = [];
+  for await (const item of items) {
+    found.push(item);
+    if (limit && found.length >= limit) break;
+  }
+  return found;
+}
+
 /** `text` padded to `width` on the right (`left`) or the left, as Python's format does. */
 export function pad(text: string | number, width: number, left = false): string {
   return left ? String(text).padEnd(width) : String(text).padStart(width);

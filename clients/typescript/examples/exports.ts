@@ -10,9 +10,9 @@
 // else 1.
 import { parseArgs } from 'node:util';
 
-import { Export, ExportState, TrainerClient } from '../src';
+import { ExportState, TrainerClient } from '../src';
 import {
-  CONNECTION_OPTIONS, UsageError, clientOptions, enumName, pad, printDocument, protoJson, runCommand, wholeNumber,
+  CONNECTION_OPTIONS, UsageError, clientOptions, enumName, firstOf, pad, printDocument, protoJson, runCommand, wholeNumber,
 } from './cli';
 
 const STATES = ['pending', 'writing', 'done', 'failed'];
@@ -52,15 +52,11 @@ async function listExports(): Promise<number> {
   const limit = wholeNumber('--limit', values.limit!, 0);
   const client = new TrainerClient(values.target!, clientOptions(values)); // the TLS flags checked: see cli.ts
   try {
-    const found: Export[] = [];
     const request = {
       state: `EXPORT_STATE_${(state ?? 'unspecified').toUpperCase()}` as ExportState,
       pageSize: limit ? Math.min(limit, 1000) : 0,
     };
-    for await (const e of client.allExports(request)) { // no further page once --limit exports have come
-      found.push(e);
-      if (limit && found.length >= limit) break;
-    }
+    const found = await firstOf(client.allExports(request), limit); // no further page past them
     if (values.json) {
       printDocument({ exports: found.map((e) => protoJson('grpo.trainer.v1.Export', e)) });
       return 0;

@@ -10,9 +10,9 @@
 // INVALID_ARGUMENT, else 1.
 import { parseArgs } from 'node:util';
 
-import { PromptState, PromptStatus, TrainerClient } from '../src';
+import { PromptState, TrainerClient } from '../src';
 import {
-  CONNECTION_OPTIONS, UsageError, clientOptions, enumName, pad, printDocument, protoJson, runCommand, wholeNumber,
+  CONNECTION_OPTIONS, UsageError, clientOptions, enumName, firstOf, pad, printDocument, protoJson, runCommand, wholeNumber,
 } from './cli';
 
 const STATES = ['queued', 'leased', 'trained', 'failed', 'cancelled'];
@@ -38,16 +38,12 @@ async function prompts(): Promise<number> {
   const limit = wholeNumber('--limit', values.limit!, 0);
   const client = new TrainerClient(values.target!, clientOptions(values)); // the TLS flags checked: see cli.ts
   try {
-    const found: PromptStatus[] = [];
     const request = {
       ids,
       state: `PROMPT_STATE_${(state ?? 'unspecified').toUpperCase()}` as PromptState,
       pageSize: limit ? Math.min(limit, 1000) : 0,
     };
-    for await (const p of client.allPrompts(request)) { // no further page once --limit prompts have come
-      found.push(p);
-      if (limit && found.length >= limit) break;
-    }
+    const found = await firstOf(client.allPrompts(request), limit); // no further page past them
     if (values.json) {
       printDocument({ prompts: found.map((p) => protoJson('grpo.trainer.v1.PromptStatus', p)) });
       return 0;

@@ -239,48 +239,20 @@ func parsePrompts(args []string) (adminCommand, int) {
 }
 
 func (p *promptsCommand) run(ctx context.Context, c *grpoclient.Client, timeout time.Duration) int {
-	req := &trainerv1.ListPromptsRequest{Ids: p.ids}
+	req := &trainerv1.ListPromptsRequest{Ids: p.ids, PageSize: pageSize(p.limit)}
 	if p.state != "" {
 		req.State = trainerv1.PromptState(trainerv1.PromptState_value["PROMPT_STATE_"+strings.ToUpper(p.state)])
 	}
-	if p.limit > 0 {
-		req.PageSize = int32(p.limit)
-		if p.limit > 1000 {
-			req.PageSize = 1000
-		}
-	}
-	// Page after page, as `grpo prompts` reads them: no further page once -limit prompts have come.
-	var found []*trainerv1.PromptStatus
-	for {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
+	found, err := firstOfPages(ctx, timeout, p.limit, func(cctx context.Context, token string) ([]*trainerv1.PromptStatus, string, error) {
+		req.PageToken = token
 		page, err := c.ListPrompts(cctx, req)
-		cancel()
-		if err != nil {
-			return callFailure(p.json, err)
-		}
-		found = append(found, page.GetPrompts()...)
-		if p.limit > 0 && int64(len(found)) >= p.limit {
-			found = found[:p.limit]
-			break
-		}
-		if page.GetNextPageToken() == "" {
-			break
-		}
-		req.PageToken = page.GetNextPageToken()
+		return page.GetPrompts(), page.GetNextPageToken(), err
+	})
+	if err != nil {
+		return callFailure(p.json, err)
 	}
 	if p.json {
-		items := make([]json.RawMessage, len(found))
-		for i, s := range found {
-			raw, err := protoJSON(s)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "error: %v\n", err)
-				return 1
-			}
-			items[i] = raw
-		}
-		return printJSON(struct {
-			Prompts []json.RawMessage `json:"prompts"`
-		}{items})
+		return printList("prompts", found)
 	}
 	if len(found) == 0 && len(p.ids) == 0 {
 		if p.state != "" {
@@ -462,48 +434,20 @@ func parseExports(args []string) (adminCommand, int) {
 }
 
 func (e *exportsCommand) run(ctx context.Context, c *grpoclient.Client, timeout time.Duration) int {
-	req := &trainerv1.ListExportsRequest{}
+	req := &trainerv1.ListExportsRequest{PageSize: pageSize(e.limit)}
 	if e.state != "" {
 		req.State = trainerv1.ExportState(trainerv1.ExportState_value["EXPORT_STATE_"+strings.ToUpper(e.state)])
 	}
-	if e.limit > 0 {
-		req.PageSize = int32(e.limit)
-		if e.limit > 1000 {
-			req.PageSize = 1000
-		}
-	}
-	// Page after page, as `grpo exports` reads them: no further page once -limit exports have come.
-	var found []*trainerv1.Export
-	for {
-		cctx, cancel := context.WithTimeout(ctx, timeout)
+	found, err := firstOfPages(ctx, timeout, e.limit, func(cctx context.Context, token string) ([]*trainerv1.Export, string, error) {
+		req.PageToken = token
 		page, err := c.ListExports(cctx, req)
-		cancel()
-		if err != nil {
-			return callFailure(e.json, err)
-		}
-		found = append(found, page.GetExports()...)
-		if e.limit > 0 && int64(len(found)) >= e.limit {
-			found = found[:e.limit]
-			break
-		}
-		if page.GetNextPageToken() == "" {
-			break
-		}
-		req.PageToken = page.GetNextPageToken()
+		return page.GetExports(), page.GetNextPageToken(), err
+	})
+	if err != nil {
+		return callFailure(e.json, err)
 	}
 	if e.json {
-		items := make([]json.RawMessage, len(found))
-		for i, x := range found {
-			raw, err := protoJSON(x)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "error: %v\n", err)
-				return 1
-			}
-			items[i] = raw
-		}
-		return printJSON(struct {
-			Exports []json.RawMessage `json:"exports"`
-		}{items})
+		return printList("exports", found)
 	}
 	if len(found) == 0 {
 		if e.state != "" {
@@ -543,6 +487,52 @@ func percent(p float64) string {
 // field number, then those at their defaults. jsonpb orders fields as the proto declares them, so the
 // set fields come from a marshal without defaults and the rest from one with them (where an unset
 // message field is null: left out).
+// pageSize is the page size `grpo` asks for with --limit N: N, at most 1000; 0 (the trainer's) for all.
+func pageSize(limit int64) int32 {
+	if limit > 1000 {
+		return 1000
+	}
+	return int32(limit)
+}
+
+// firstOfPages reads page after page as `grpo prompts` and `grpo exports` do, each call with its own
+// timeout: every item, or the first `limit` (0: all) with no further page read once they have come.
+func firstOfPages[T any](ctx context.Context, timeout time.Duration, limit int64,
+	read func(ctx context.Context, token string) ([]T, string, error)) ([]T, error) {
+	var found []T
+	token := ""
+	for {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		items, next, err := read(cctx, token)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, items...)
+		if limit > 0 && int64(len(found)) >= limit {
+			return found[:limit], nil
+		}
+		if next == "" {
+			return found, nil
+		}
+		token = next
+	}
+}
+
+// printList prints `{"KEY": [message, ...]}` as `grpo --json` does (each message in protoJSON's form).
+func printList[M proto.Message](key string, messages []M) int {
+	items := make([]json.RawMessage, len(messages))
+	for i, m := range messages {
+		raw, err := protoJSON(m)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "error: %v\n", err)
+			return 1
+		}
+		items[i] = raw
+	}
+	return printJSON(map[string][]json.RawMessage{key: items})
+}
+
 func protoJSON(m proto.Message) (json.RawMessage, error) {
 	var set, all bytes.Buffer
 	if err := (&jsonpb.Marshaler{OrigName: true}).Marshal(&set, m); err != nil {
