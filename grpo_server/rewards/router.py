@@ -113,6 +113,15 @@ def _failed(backend: str, status: RewardStatus, message: str, feedback: str = ""
                         item_failure=item)
 
 
+def _status_name(value: int) -> str:
+    """The proto name of a ScoreStatus value; a value this trainer's proto does not name (a newer or broken
+    backend's) is shown as a number rather than raising."""
+    try:
+        return reward_pb2.ScoreStatus.Name(value)
+    except ValueError:
+        return f"unknown status {value}"
+
+
 def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool, completion_length: int) -> BackendScore:
     """One ScoreResult as a BackendScore (weight 1; the caller applies the prompt's weight).
 
@@ -130,7 +139,7 @@ def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool,
         has_code and status in (RewardStatus.TIMEOUT, RewardStatus.RESOURCE_EXHAUSTED))
     feedback = cut_feedback(result.feedback)
     if not scored:
-        message = result.status_message or f"backend returned {reward_pb2.ScoreStatus.Name(result.status)}"
+        message = result.status_message or f"backend returned {_status_name(result.status)}"
         return _failed(backend, status, _cut(message), feedback, item=True)
     if not math.isfinite(result.score) or not all(math.isfinite(s) for s in result.step_scores):
         return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", feedback, item=True)

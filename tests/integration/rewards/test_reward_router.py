@@ -255,6 +255,23 @@ def test_non_ok_item_statuses_are_masked_with_the_matching_status(servers: Serve
     assert len(observer.item_failures) == 5
 
 
+def test_a_status_this_trainer_does_not_know_masks_only_its_item(servers: Servers, make_router) -> None:
+    """A newer (or broken) backend answers a ScoreStatus value our proto has no name for, with no message:
+    that item is masked as INTERNAL and named by its number; the other items keep their scores."""
+    def scorer(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+        if item.completion == "new":
+            return reward_pb2.ScoreResult(id=item.id, status=97)
+        return ok(1.0)(item)
+
+    a = ScriptedBackend(scorer)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["x", "new", "y"])], registry.snapshot())
+    assert scored.rewards == [1.0, None, 1.0]
+    failed = scored.completions[1].scores[0]
+    assert failed.status is RewardStatus.INTERNAL and failed.message == "backend returned unknown status 97"
+    assert len(observer.item_failures) == 1
+
+
 def test_the_code_sandbox_timeout_keeps_its_score(servers: Servers, make_router) -> None:
     a = ScriptedBackend(_status_scorer)
     router, registry, observer = make_router([BackendEntry("a", servers.start(a))])
