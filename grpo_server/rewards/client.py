@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +159,25 @@ class ChannelPool:
         if to_close is not None:
             to_close.close()
         return PooledStub(self, key)
+
+    def forget_except(self, names: Iterable[str]) -> None:
+        """Let go of the channels of backend names not in `names` (deleted from the registry): each closes
+        now, or when its last call in flight ends, unless another name still uses it. Without this, a
+        deleted name's channel stayed open until the trainer stopped, as nothing asked for that name
+        again. A name asked for later gets a channel again."""
+        keep = set(names)
+        to_close: list[grpc.Channel] = []
+        with self._lock:
+            for name in [n for n in self._current if n not in keep]:
+                key = self._current.pop(name)
+                slot = self._channels.get(key)
+                if slot is not None:
+                    slot.names.discard(name)
+                    channel = self._drop_if_unused(key, slot)
+                    if channel is not None:
+                        to_close.append(channel)
+        for channel in to_close:
+            channel.close()
 
     def _slot(self, key: _Key) -> _Slot:
         """The live slot of `key`, opening its channel when it has none. Call with the lock held."""

@@ -364,6 +364,7 @@ class RewardRegistry:
         self._announce_version()
         if self._describer is not None:  # answers of replaced entries are asked again if ever needed
             self._describer.forget_except(set(effective.values()))
+            self._describer_pool.forget_except(effective)  # and the channels of deleted names
         return True
 
     def _announce_version(self) -> None:

@@ -265,6 +265,7 @@ class RewardRouter:
 
         Returns one ScoredGroup per group, in order, each completion with one BackendScore per RewardSpec
         of its prompt (in the prompt's order, weights applied). Blocks until every call has ended."""
+        self._pool.forget_except(snapshot.entries)  # close the channels of backends deleted since
         jobs: dict[str, list[_Job]] = defaultdict(list)
         ids: dict[str, set[str]] = defaultdict(set)
         for gi, group in enumerate(groups):

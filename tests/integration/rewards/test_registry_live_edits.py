@@ -151,6 +151,33 @@ def test_swapping_a_backends_address_200_times_closes_the_old_channels() -> None
         server.stop(grace=None)
 
 
+def test_replacing_a_backend_by_a_new_name_200_times_closes_the_deleted_names_channels() -> None:
+    # DeleteRewardBackend of the old name and SetRewardBackend of a new one, the way a model is replaced:
+    # nothing asks for a deleted name again, so its channel must be let go without that.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    reward_pb2_grpc.add_RewardServiceServicer_to_server(ScriptedBackend(ok(1.0)), server)
+    port = server.add_insecure_port("0.0.0.0:0")
+    server.start()
+    reg = RewardRegistry([BackendEntry("rm-0", f"127.0.0.1:{port}")])
+    router = RewardRouter(reg)
+    try:
+        router.score([group("p", ["x"], rewards=[("rm-0", 1.0)])], reg.snapshot())
+        reg.list()
+        fds = _open_fds()
+        for i in range(1, 201):
+            reg.set(BackendEntry(f"rm-{i}", f"127.0.0.{1 + i}:{port}"))
+            reg.delete(f"rm-{i - 1}")
+            [scored] = router.score([group("p", ["x"], rewards=[(f"rm-{i}", 1.0)])], reg.snapshot())
+            assert scored.completions[0].reward == 1.0
+            reg.list()
+        assert router._pool.open_channels == 1 and reg._describer_pool.open_channels == 1
+        assert _open_fds() <= fds + 10, f"{_open_fds() - fds} more fds after 200 replacements"
+    finally:
+        router.close()
+        reg.stop()
+        server.stop(grace=None)
+
+
 def test_a_call_in_flight_on_the_old_address_during_a_swap_finishes_there(servers: Servers) -> None:
     old = ScriptedBackend(ok(1.0), delay_s=30)
     new = ScriptedBackend(ok(2.0))
