@@ -157,8 +157,8 @@ class TokenStore:
 
     def _load(self) -> list[tuple[bytes, Principal]]:
         try:
-            data = yaml.safe_load(self.path.read_text())
-        except (OSError, yaml.YAMLError) as err:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
             raise TokensFileError(f"{self.path}: cannot read: {err}") from None
         return parse_tokens(data, str(self.path))
 

@@ -165,6 +165,28 @@ def test_token_store_checks_the_file_at_most_every_interval(tmp_path: Path) -> N
     assert store.lookup("token-aaaaaaaa") is None and store.lookup("token-bbbbbbbb").name == "b"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("content", [b"", b"tokens:\n  - {name: a, token: token-\xff\xfe, roles: [read]}\n"],
+                         ids=["caught empty", "not UTF-8"])
+def test_a_tokens_file_that_turns_empty_or_undecodable_keeps_the_previous_tokens(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "t.yaml"
+    write_tokens(path, {"a": ("token-aaaaaaaa", ["read"])})
+    now = [0.0]
+    store = TokenStore(path, reload_interval=1.0, clock=lambda: now[0])
+    path.write_bytes(content)  # an in-place rewrite caught half-way, or a stray byte
+    now[0] = 2.0
+    assert store.lookup("token-aaaaaaaa").name == "a"  # type: ignore[union-attr]
+    write_tokens(path, {"b": ("token-bbbbbbbb", ["read"])})  # the edit completed: it is read
+    now[0] = 4.0
+    assert store.lookup("token-aaaaaaaa") is None and store.lookup("token-bbbbbbbb").name == "b"  # type: ignore[union-attr]
+
+
+def test_a_tokens_file_that_is_not_utf8_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(b"tokens: [\xff]\n")
+    with pytest.raises(TokensFileError, match="cannot read"):
+        TokenStore(path)
+
+
 @pytest.mark.parametrize("doc, phrase", [
     ({"tokens": [{"name": "x", "roles": ["read"]}]}, "exactly one of token_sha256 and token"),
     ({"tokens": [{"name": "x", "token": "long-enough", "roles": ["root"]}]}, "unknown roles"),
