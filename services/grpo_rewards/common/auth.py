@@ -43,27 +43,36 @@ class TokenFile:
         self._mtime_ns = -1
         self._checked = 0.0
         self._tokens: frozenset[str] = frozenset()
-        self._reload()
-        if not self._tokens:
-            raise ValueError(f"token file {self.path} holds no tokens; every call would be refused")
+        self._last_error = ""
+        self._reload()  # raises: a file unusable at start stops the service
 
     def _reload(self) -> None:
+        """Read the file if it changed. Raises OSError, or ValueError for a file that is not UTF-8 or holds
+        no tokens (every call would be refused); the tokens and the change stamp stay as they were, so
+        the file is read again at the next check (an in-place rewrite may be caught half-way)."""
         st = os.stat(self.path)
-        if st.st_mtime_ns != self._mtime_ns:
-            self._tokens = read_tokens(self.path)
-            self._mtime_ns = st.st_mtime_ns
-            log.info("loaded %d bearer token(s) from %s", len(self._tokens), self.path)
+        if st.st_mtime_ns == self._mtime_ns:
+            return
+        tokens = read_tokens(self.path)  # UnicodeDecodeError is a ValueError
+        if not tokens:
+            raise ValueError(f"token file {self.path} holds no tokens; every call would be refused")
+        self._tokens, self._mtime_ns = tokens, st.st_mtime_ns
+        log.info("loaded %d bearer token(s) from %s", len(self._tokens), self.path)
 
     def tokens(self) -> frozenset[str]:
-        """The current tokens; a file that became unreadable keeps the last good set (logged)."""
+        """The current tokens; a file that became unreadable, undecodable or empty keeps the last good
+        set (logged once per distinct error)."""
         now = time.monotonic()
         with self._lock:
             if now - self._checked >= 1.0:
                 self._checked = now
                 try:
                     self._reload()
-                except OSError as exc:
-                    log.error("cannot re-read token file %s, keeping the previous tokens: %s", self.path, exc)
+                    self._last_error = ""
+                except (OSError, ValueError) as exc:
+                    if str(exc) != self._last_error:
+                        log.error("cannot use token file %s, keeping the previous tokens: %s", self.path, exc)
+                    self._last_error = str(exc)
             return self._tokens
 
     def accepts(self, token: str) -> bool:

@@ -265,6 +265,30 @@ def test_a_rotated_token_file_takes_effect_without_restart(serve, channel_to, to
         score(ch, [item("a", answer="1")], metadata=[("authorization", "Bearer token-one")])
 
 
+@pytest.mark.parametrize("content", [b"", b"token-\xff\n"], ids=["caught empty", "not UTF-8"])
+def test_a_token_file_that_turns_empty_or_undecodable_keeps_the_previous_tokens(serve, channel_to, token_file, content):
+    """An in-place rewrite caught half-way, or a stray byte: the tokens in force stay in force (before, an
+    empty file refused every token and a non-UTF-8 one failed every call with UNKNOWN), and the file is
+    read again once it is whole."""
+    ch = channel_to(serve(EchoScorer(), token_file=token_file).address)
+    auth = [("authorization", "Bearer token-one")]
+    time.sleep(1.1)  # reloads are checked at most once a second
+    token_file.write_bytes(content)
+    for _ in range(4):  # across more than one reload check
+        assert score(ch, [item("a", answer="1")], metadata=auth).results[0].status == reward_pb2.SCORE_STATUS_OK
+        time.sleep(0.4)
+    token_file.write_text("token-three\n")
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            score(ch, [item("a", answer="1")], metadata=auth)
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.UNAUTHENTICATED  # the whole file replaced token-one
+            break
+        assert time.monotonic() < deadline, "the completed file was never read"
+        time.sleep(0.3)
+
+
 def test_an_empty_token_file_is_refused_at_start(tmp_path):
     empty = tmp_path / "tokens"
     empty.write_text("# nothing\n\n")
