@@ -226,7 +226,7 @@ class RunningServer:
                          self.servicer.description.name, self.servicer.active, grace)
                 self._serving.clear()
                 self.health.enter_graceful_shutdown()
-                self.servicer.draining.set()
+                self.servicer.start_draining()
                 self._stopping = threading.Thread(target=self._drain, args=(grace,), name="reward-drain",
                                                   daemon=True)
                 self._stopping.start()

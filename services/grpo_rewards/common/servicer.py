@@ -64,9 +64,29 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
     # -- drain support -------------------------------------------------------------------------------
     @property
     def active(self) -> int:
-        """Score calls admitted and not yet finished."""
+        """Score calls admitted and not yet finished (validated, scored or refused past the drain check)."""
         with self._lock:
             return self._active
+
+    def start_draining(self) -> None:
+        """Refuse Score calls from now on. A call is admitted under the same lock (`_admit`), so one that
+        passed the check is already counted in `active` when the drain waits for it: checking first and
+        counting after validation let a drain see 0 calls and stop the server under an admitted one."""
+        with self._lock:
+            self.draining.set()
+
+    def _admit(self) -> bool:
+        """Count a new Score call as active; False (nothing counted) when draining."""
+        with self._lock:
+            if self.draining.is_set():
+                return False
+            self._active += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no Score call is in flight or `timeout` seconds pass; True when idle."""
@@ -92,39 +112,38 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         if not context.add_callback(abandoned.set):  # already over
             abandoned.set()
         try:
-            if self.draining.is_set():
+            if not self._admit():
                 code = "UNAVAILABLE"
                 context.abort(grpc.StatusCode.UNAVAILABLE, "server is draining; retry on another replica")
-            if isinstance(request, UndecodableRequest):  # see validation.parse_score_request
-                code = "INVALID_ARGUMENT"
-                bad = error_details_pb2.BadRequest.FieldViolation(field=request.field, description=request.description)
-                context.abort_with_status(bad_request_status(
-                    f"invalid request: {request.field}: {request.description}", [bad]))
-                return reward_pb2.ScoreResponse()  # not reached: abort_with_status raises
-            violations = validate_request(request, self.limits, self.reference_kinds)
-            if violations:
-                code = "INVALID_ARGUMENT"
-                first = violations[0]
-                more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-                context.abort_with_status(
-                    bad_request_status(f"invalid request: {first.field}: {first.description}{more}", violations)
-                )
-            if not self._slots.acquire(blocking=False):
-                code = "RESOURCE_EXHAUSTED"
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"at the concurrency limit of {self.max_concurrency} Score calls; retry with backoff")
             try:
-                with self._lock:
-                    self._active += 1
-                self.metrics.in_flight.inc()
-                self.metrics.batch_items.observe(len(request.items))
-                results = [] if abandoned.is_set() else self._score(request.items, abandoned)
+                if isinstance(request, UndecodableRequest):  # see validation.parse_score_request
+                    code = "INVALID_ARGUMENT"
+                    bad = error_details_pb2.BadRequest.FieldViolation(field=request.field,
+                                                                      description=request.description)
+                    context.abort_with_status(bad_request_status(
+                        f"invalid request: {request.field}: {request.description}", [bad]))
+                    return reward_pb2.ScoreResponse()  # not reached: abort_with_status raises
+                violations = validate_request(request, self.limits, self.reference_kinds)
+                if violations:
+                    code = "INVALID_ARGUMENT"
+                    first = violations[0]
+                    more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+                    context.abort_with_status(
+                        bad_request_status(f"invalid request: {first.field}: {first.description}{more}", violations)
+                    )
+                if not self._slots.acquire(blocking=False):
+                    code = "RESOURCE_EXHAUSTED"
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"at the concurrency limit of {self.max_concurrency} Score calls; retry with backoff")
+                try:
+                    self.metrics.in_flight.inc()
+                    self.metrics.batch_items.observe(len(request.items))
+                    results = [] if abandoned.is_set() else self._score(request.items, abandoned)
+                finally:
+                    self.metrics.in_flight.dec()
+                    self._slots.release()
             finally:
-                self.metrics.in_flight.dec()
-                with self._idle:
-                    self._active -= 1
-                    self._idle.notify_all()
-                self._slots.release()
+                self._leave()
             if abandoned.is_set():
                 # Nobody will read this answer: count the code the client saw, not OK, and no items.
                 remaining = context.time_remaining()

@@ -369,6 +369,38 @@ def test_stop_drains_in_flight_calls_while_health_says_not_serving(serve, channe
     assert scorer.closed
 
 
+def test_a_call_admitted_before_the_drain_but_still_being_validated_is_waited_for(serve, channel_to, monkeypatch):
+    """A large request spends time in validation after the drain check. A drain that starts then must wait
+    for it: before, it saw no call in flight, stopped the server within a second and closed the scorer
+    under the call."""
+    import grpo_rewards.common.servicer as servicer_module
+
+    validating, go_on = threading.Event(), threading.Event()
+    validate = servicer_module.validate_request
+
+    def slow_validation(*args, **kwargs):
+        validating.set()
+        assert go_on.wait(10)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(servicer_module, "validate_request", slow_validation)
+    scorer = GateScorer()
+    running = serve(scorer)
+    ch = channel_to(running.address)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(score, ch, [item("big", "abc", answer="1")])
+        assert validating.wait(10)
+        stopped = running.stop(10.0, wait=False)
+        go_on.set()
+        assert scorer.entered.wait(10)
+        time.sleep(1.5)  # past the 1 s the server gives calls once the drain has found none
+        assert not stopped.is_set() and not scorer.closed
+        scorer.release.set()
+        result = call.result(10).results[0]
+    assert (result.id, result.status, result.score) == ("big", reward_pb2.SCORE_STATUS_OK, 3.0)
+    assert stopped.wait(10) and scorer.closed
+
+
 def test_stop_gives_up_on_calls_that_outlast_the_drain_time(serve, channel_to):
     scorer = GateScorer()
     running = serve(scorer)
