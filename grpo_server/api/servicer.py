@@ -21,6 +21,8 @@ from grpo_server.api.validation import (
     Violation,
     exports_page_token,
     page_token,
+    replayable_request_id,
+    sent_digest,
     validate_backend,
     validate_backend_name,
     validate_cancel_prompts,
@@ -107,18 +109,23 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def SubmitPrompts(
         self, request: trainer_pb2.SubmitPromptsRequest, context: grpc.ServicerContext
     ) -> trainer_pb2.SubmitPromptsResponse:
-        """Validate and queue a batch of prompts (all or nothing)."""
-        room = self.room_getter() if self.room_getter else None
-        valid = validate_submit(
-            request,
-            limits=self.limits,
-            registry=self.registry,
-            default_rewards=self.default_rewards,
-            count_tokens=self._token_counter(room),
-            room=room,
-        )
+        """Validate and queue a batch of prompts (all or nothing); a retried request gets its first answer."""
+        request_id = replayable_request_id(request, self.limits)
+        sent = sent_digest(request.prompts) if request_id else None
         try:
-            result = self.store.submit(valid.prompts, valid.request_id, self.limits.max_queue_depth)
+            # A retry is answered before validation: it must not be refused for what changed since.
+            result = self.store.replay(request_id, sent) if request_id and sent else None
+            if result is None:
+                room = self.room_getter() if self.room_getter else None
+                valid = validate_submit(
+                    request,
+                    limits=self.limits,
+                    registry=self.registry,
+                    default_rewards=self.default_rewards,
+                    count_tokens=self._token_counter(room),
+                    room=room,
+                )
+                result = self.store.submit(valid.prompts, valid.request_id, self.limits.max_queue_depth, sent)
         except DuplicatePromptError as exc:
             dup = set(exc.ids)
             raise errors.invalid_argument(

@@ -123,6 +123,25 @@ class _Collector:
 # ---------------------------------------------------------------------------------- SubmitPrompts
 
 
+def sent_digest(prompts: Sequence[trainer_pb2.Prompt]) -> str:
+    """A digest of a request's prompts as the client sent them (each one's deterministic wire form, in
+    order), to tell a retry of a request from a reuse of its request_id before it is validated."""
+    h = hashlib.sha256()
+    for p in prompts:
+        data = p.SerializeToString(deterministic=True)
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def replayable_request_id(req: trainer_pb2.SubmitPromptsRequest, limits: ApiLimits) -> str | None:
+    """The request_id to look up before validating the request, or None when there is none, or when it
+    is not one the store could hold (validation then names it)."""
+    rid = req.request_id
+    if rid and len(rid.encode()) <= limits.max_request_id_bytes:
+        return rid
+    return None
+
+
 def validate_submit(
     req: trainer_pb2.SubmitPromptsRequest,
     *,

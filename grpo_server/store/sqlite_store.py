@@ -151,6 +151,20 @@ def _advice(exc: sqlite3.DatabaseError, store_dir: Path) -> str:
     return "it is not a trainer store, or it is damaged; restore it from a backup or start on another store directory"
 
 
+# Marks a request fingerprint taken of the prompts as sent (`Store.replay`); one without it is of the
+# prompts as stored (`_fingerprint`), as trainers before it recorded.
+_SENT = "sent:"
+
+
+def _first_answer(request_id: str, row: tuple[str, str | None], matching: set[str | None]) -> SubmitResult:
+    """The first answer stored in a `requests` row (response, fingerprint) when its fingerprint is one of
+    `matching` (or was never recorded); RequestIdReusedError otherwise."""
+    first = json.loads(row[0])
+    if row[1] is not None and row[1] not in matching:
+        raise RequestIdReusedError(request_id, first["accepted_ids"])
+    return SubmitResult(tuple(first["accepted_ids"]), int(first["queue_depth"]), duplicate=True)
+
+
 def _fingerprint(rows: Sequence[tuple[str, str]]) -> str:
     """A digest of a request's prompts as stored, (id, prompt_to_json) in order, to tell a retry from a
     reuse (ids are printable ASCII: no NUL in them)."""
@@ -264,27 +278,44 @@ class Store:
 
     # ---------------------------------------------------------------------------------- queue
 
+    def replay(self, request_id: str, sent: str) -> SubmitResult | None:
+        """The first answer to `request_id` (duplicate=True) when that request was accepted with the prompts
+        whose digest as sent is `sent`; None when the id is unknown, or was stored by an older trainer that
+        kept only the digest of the prompts as resolved (`submit` then decides, after validation). Raises
+        RequestIdReusedError when it was first used for other prompts.
+
+        Asked before the request is validated: a retry of an accepted request must get its first answer
+        even when it would no longer pass (a backend it names deleted since, a limit lowered, another
+        `rewards.default` after a restart), or the client is told its queued prompts were refused."""
+        with self._read() as c:
+            row = c.execute("SELECT response, fingerprint FROM requests WHERE request_id = ?",
+                            (request_id,)).fetchone()
+        if row is None or (row[1] is not None and not row[1].startswith(_SENT)):
+            return None
+        return _first_answer(request_id, row, {_SENT + sent})
+
     def submit(
-        self, prompts: Sequence[PromptRecord], request_id: str | None, max_queue_depth: int
+        self, prompts: Sequence[PromptRecord], request_id: str | None, max_queue_depth: int,
+        sent: str | None = None,
     ) -> SubmitResult:
         """Queue `prompts` (in order) in one transaction: all of them or none.
 
         A `request_id` seen before with the same prompts returns the first answer with duplicate=True and
-        stores nothing; with other prompts it raises RequestIdReusedError. Raises DuplicatePromptError (listing the ids) when an id is already queued or leased, and
-        QueueFullError when the queue would hold more than `max_queue_depth` prompts.
+        stores nothing; with other prompts it raises RequestIdReusedError. `sent` is the digest of the
+        prompts as the client sent them (see `replay`), recorded with the request id; without it, the
+        digest of the records is. Raises DuplicatePromptError (listing the ids) when an id is already
+        queued or leased, and QueueFullError when the queue would hold more than `max_queue_depth` prompts.
         """
         now = time.time()
         rows = [(p.id, prompt_to_json(p)) for p in prompts]  # encoded once: the fingerprint and the rows
-        fingerprint = _fingerprint(rows) if request_id else None
+        resolved = _fingerprint(rows) if request_id else None
+        fingerprint = _SENT + sent if request_id and sent else resolved
         with self._write() as c:
             if request_id:
                 row = c.execute("SELECT response, fingerprint FROM requests WHERE request_id = ?",
                                 (request_id,)).fetchone()
                 if row is not None:
-                    first = json.loads(row[0])
-                    if row[1] is not None and row[1] != fingerprint:
-                        raise RequestIdReusedError(request_id, first["accepted_ids"])
-                    return SubmitResult(tuple(first["accepted_ids"]), int(first["queue_depth"]), duplicate=True)
+                    return _first_answer(request_id, row, {fingerprint, resolved})
             ids = [p.id for p in prompts]
             active: set[str] = set()
             for i in range(0, len(ids), _CHUNK):

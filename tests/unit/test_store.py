@@ -105,6 +105,29 @@ def test_request_id_replay_returns_first_answer_and_stores_nothing(store: Store)
     assert sum(store.counts().values()) == 2
 
 
+def test_a_request_is_replayed_by_the_digest_of_its_prompts_as_sent(store: Store) -> None:
+    assert store.replay("req-1", "digest-1") is None  # never seen
+    first = store.submit([rec("a")], "req-1", BIG, sent="digest-1")
+    again = store.replay("req-1", "digest-1")
+    assert again is not None and again.duplicate and again.accepted_ids == ("a",)
+    assert again.queue_depth == first.queue_depth
+    with pytest.raises(RequestIdReusedError):
+        store.replay("req-1", "digest-2")
+    # Records that resolve differently (another default backend after a restart) still replay by it.
+    other_default = PromptRecord(id="a", messages=(ChatMessage("user", "What is a?"),),
+                                 rewards=(RewardSpec("other", 1.0),), answer="42")
+    assert store.submit([other_default], "req-1", BIG, sent="digest-1").duplicate
+
+
+def test_a_request_id_recorded_by_an_older_trainer_is_decided_by_its_records(store: Store) -> None:
+    store.submit([rec("a")], "req-1", BIG)  # no digest as sent: the digest of the records, as before
+    assert store.replay("req-1", "digest-1") is None  # cannot tell before validation
+    assert store.submit([rec("a")], "req-1", BIG, sent="digest-1").duplicate
+    with pytest.raises(RequestIdReusedError):
+        store.submit([rec("b")], "req-1", BIG, sent="digest-1")
+    assert sum(store.counts().values()) == 1
+
+
 def test_queue_full_stores_nothing(store: Store) -> None:
     store.submit([rec("a"), rec("b")], None, 3)
     with pytest.raises(QueueFullError) as e:

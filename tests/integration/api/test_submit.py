@@ -47,6 +47,26 @@ def test_resubmission_with_the_same_request_id_returns_the_first_answer(api: Api
     assert api.store.counts()[PromptState.QUEUED] == 3
 
 
+def test_a_retry_gets_its_first_answer_even_when_the_request_would_no_longer_pass(api: Api) -> None:
+    """The first answer was lost; meanwhile the backend the prompt names was deleted and the tokenizer is
+    reloading. The retry is answered from the record (its prompts are queued), not refused."""
+    first = api.stub.SubmitPrompts(submit(prompt("a", rewards=[trainer_pb2.RewardSpec(backend="rm")]),
+                                          request_id="req-9"))
+    api.registry.delete("rm")
+    api.tokenizer["tokenizer"] = None
+    again = api.stub.SubmitPrompts(submit(prompt("a", rewards=[trainer_pb2.RewardSpec(backend="rm")]),
+                                          request_id="req-9"))
+    assert again.duplicate and list(again.accepted_ids) == ["a"] and again.queue_depth == first.queue_depth
+    with pytest.raises(grpc.RpcError) as e:  # the same prompts under a new request id are validated
+        api.stub.SubmitPrompts(submit(prompt("a2", rewards=[trainer_pb2.RewardSpec(backend="rm")]),
+                                      request_id="req-10"))
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # the tokenizer is loading
+    with pytest.raises(grpc.RpcError) as e:  # and other prompts under the first one are still refused
+        api.stub.SubmitPrompts(submit(prompt("b"), request_id="req-9"))
+    assert list(violations(e.value)) == ["request_id"]
+    assert set(api.store.prompt_states()) == {"a"}
+
+
 def test_a_request_id_sent_again_with_other_prompts_is_invalid_argument_naming_it(api: Api) -> None:
     api.stub.SubmitPrompts(submit(prompt("a"), prompt("b"), request_id="req-8"))
     for changed in ((prompt("x"),), (prompt("a"), prompt("b", text="What is 9+9?")), (prompt("b"), prompt("a"))):
