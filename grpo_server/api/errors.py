@@ -27,14 +27,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-# The status travels in a trailer, and gRPC clients refuse metadata over 16 KiB by default (8 KiB soft):
-# a longer one reaches the client as RESOURCE_EXHAUSTED "received metadata size exceeds ...", with no
-# code, message or detail of ours. So every text that may echo the request (a field path naming a map
-# key, an export id, a path) is cut to a bound, and the BadRequest to MAX_DETAILS_BYTES serialized bytes
-# (the message says how many violations were left out).
-MAX_DETAILS_BYTES = 6000
+# The status travels in trailers, and gRPC clients refuse metadata over 16 KiB by default, and refuse it
+# at random (more often the larger it is) over the 8 KiB soft limit: such an answer reaches the client as
+# RESOURCE_EXHAUSTED "received metadata size exceeds ...", with no code, message or detail of ours. So
+# every text that may echo the request (a field path naming a map key, an export id, a path) is cut to a
+# bound, and the whole stays under 8 KiB: the message is sent twice (percent-encoded in grpc-message, where
+# a byte outside printable ASCII takes 3, and inside the details trailer), at most MAX_MESSAGE_BYTES each,
+# and the BadRequest is cut to MAX_DETAILS_BYTES serialized bytes (the message says how many violations
+# were left out). 1024 + 1024 + 5000, with the headers' own names and overhead, is about 7.2 KB.
+MAX_DETAILS_BYTES = 5000
 MAX_DESCRIPTION_CHARS = 300
-MAX_MESSAGE_BYTES = 1024  # the status message (sent twice: grpc-message, and inside the details trailer)
+MAX_MESSAGE_BYTES = 1024  # the status message, as sent in grpc-message (percent-encoded)
 MAX_FIELD_BYTES = 1100  # a field path: room for a metadata key at the default limit (1 KiB) and its path
 MAX_NAME_BYTES = 300  # ResourceInfo.resource_name, PreconditionFailure.subject
 STORE_FULL_RETRY_SECONDS = 60.0  # RetryInfo on a call refused for a full store disk: a person must act
@@ -48,11 +51,32 @@ def clip(text: str, max_bytes: int) -> str:
     return data[: max_bytes - 3].decode("utf-8", "ignore") + "..."
 
 
+def _encoded_size(data: bytes) -> int:
+    """Bytes of `data` in a grpc-message header: printable ASCII but "%" as is, any other byte as %XX."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in data)
+
+
+def clip_message(text: str, max_bytes: int) -> str:
+    """`text` cut (at a character boundary, "..." marking a cut) so that it takes at most `max_bytes`
+    percent-encoded, as gRPC sends a status message."""
+    data = text.encode("utf-8", "surrogatepass")
+    if _encoded_size(data) <= max_bytes:
+        return text
+    kept, size = [], 3
+    for ch in text:
+        n = _encoded_size(ch.encode("utf-8", "surrogatepass"))
+        if size + n > max_bytes:
+            break
+        kept.append(ch)
+        size += n
+    return "".join(kept) + "..."
+
+
 class ApiError(Exception):
-    """A failed call: status code, message (cut to MAX_MESSAGE_BYTES), and google.rpc detail messages."""
+    """A failed call: status code, message (cut to MAX_MESSAGE_BYTES as sent), and google.rpc details."""
 
     def __init__(self, code: grpc.StatusCode, message: str, details: Sequence[Message] = ()) -> None:
-        message = clip(message, MAX_MESSAGE_BYTES)
+        message = clip_message(message, MAX_MESSAGE_BYTES)
         super().__init__(message)
         self.code, self.message, self.details = code, message, list(details)
 
