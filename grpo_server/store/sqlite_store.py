@@ -46,6 +46,9 @@ ABANDONED = "abandoned: the trainer stopped during this step; its prompts went b
 # run_values key: {"through": the highest step whose report prune deleted, "completed": how many of the
 # deleted ones were COMPLETED}
 FORGOTTEN_STEPS = "forgotten_steps"
+# run_values key: the highest place (exports.seq) an export record deleted by prune had, so that a new
+# export never takes a place again that a page token may still point past
+EXPORTS_PRUNED_THROUGH = "exports_pruned_through"
 LOST = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back to the queue"
 
 _SCHEMA = """
@@ -504,11 +507,20 @@ class Store:
             steps = self._in_batches(lambda c: self._drop_steps(c, steps_before, batch), batch)
         exports = 0
         if exports_before is not None:
-            exports = self._in_batches(lambda c: c.execute(
-                "DELETE FROM exports WHERE export_id IN (SELECT export_id FROM exports WHERE state IN ('done', "
-                "'failed') AND updated_at < ? LIMIT ?)", (exports_before, batch),
-            ).rowcount, batch)
+            exports = self._in_batches(lambda c: self._drop_exports(c, exports_before, batch), batch)
         return PruneResult(contents, requests, rows, steps, exports)
+
+    def _drop_exports(self, c: sqlite3.Connection, before: float, batch: int) -> int:
+        """Delete up to `batch` records of exports that finished before `before`; keep the highest place
+        deleted in run_values (put_export numbers after it)."""
+        gone = c.execute(
+            "DELETE FROM exports WHERE export_id IN (SELECT export_id FROM exports WHERE state IN ('done', "
+            "'failed') AND updated_at < ? LIMIT ?) RETURNING seq", (before, batch),
+        ).fetchall()
+        highest = max((seq for (seq,) in gone if seq is not None), default=0)
+        if highest > (self._value(c, EXPORTS_PRUNED_THROUGH) or 0):
+            self._put_value(c, EXPORTS_PRUNED_THROUGH, highest)
+        return len(gone)
 
     def _in_batches(self, one: Callable[[sqlite3.Connection], int], batch: int) -> int:
         """Run `one` (it changes at most `batch` rows and says how many) in a write transaction of its own
@@ -668,14 +680,16 @@ class Store:
 
     def put_export(self, export_id: str, state: str, data: dict[str, Any]) -> None:
         """Store an export's progress (`data`: JSON-able) under its id, durably, replacing what was there.
-        A new id takes the next place in the order list_exports reads; an update keeps its place."""
+        A new id takes the next place in the order list_exports reads (after every place given before,
+        also those of records pruned since); an update keeps its place."""
         with self._write() as c:
+            pruned_through = int(self._value(c, EXPORTS_PRUNED_THROUGH) or 0)
             c.execute(
                 "INSERT INTO exports (export_id, state, data, updated_at, seq) "
-                "VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM exports)) "
+                "VALUES (?, ?, ?, ?, MAX(?, (SELECT COALESCE(MAX(seq), 0) FROM exports)) + 1) "
                 "ON CONFLICT (export_id) DO UPDATE SET state = excluded.state, data = excluded.data, "
                 "updated_at = excluded.updated_at",
-                (export_id, state, json.dumps(data), time.time()),
+                (export_id, state, json.dumps(data), time.time(), pruned_through),
             )
 
     def get_export(self, export_id: str) -> dict[str, Any] | None:

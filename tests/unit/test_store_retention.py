@@ -275,3 +275,19 @@ def test_finished_export_records_go_and_unfinished_ones_stay(store: Store) -> No
     # Unfinished ones stay whatever their age: a trainer writing one updates it when it ends.
     assert store.prune(content_before=None, requests_before=None, exports_before=time.time() + 1).export_records == 1
     assert [data["export_id"] for _, data in store.list_exports()] == ["pending", "writing"]
+
+
+def test_a_new_export_is_placed_after_pruned_ones_so_an_old_page_token_shows_nothing_newer(store: Store) -> None:
+    for export_id in ("e1", "e2", "e3"):
+        store.put_export(export_id, "done", {"export_id": export_id})
+    [(newest_place, _)] = store.list_exports(limit=1)  # a page of 1: its token points before e3
+    store.prune(content_before=None, requests_before=None, exports_before=time.time() + 1)  # all three go
+    store.put_export("e4", "pending", {"export_id": "e4"})
+    [(place, data)] = store.list_exports()
+    assert data["export_id"] == "e4" and place > newest_place
+    assert store.list_exports(before_seq=newest_place) == []  # the old token's next page: not e4
+    store.close()
+    reopened = Store(store.store_dir)
+    reopened.put_export("e5", "pending", {"export_id": "e5"})
+    assert [d["export_id"] for _, d in reopened.list_exports()] == ["e5", "e4"]
+    reopened.close()
