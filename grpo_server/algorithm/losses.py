@@ -152,13 +152,15 @@ def policy_loss(
     unclipped = ratio.clamp(max=delta) if delta is not None else ratio
     clipped = ratio.clamp(1.0 - epsilon_low, 1.0 + epsilon_high)
     surrogate = -torch.min(unclipped * adv, clipped * adv)
+    # The reference and the weights are masked before use, as the ratio is: masking only the result hides
+    # a non-finite value at padding but not its gradient (exp's is 0 * exp(d), NaN when d overflows).
     if is_weights is not None:
-        surrogate = surrogate * is_weights.detach().to(surrogate.dtype)
+        surrogate = surrogate * torch.where(m, is_weights.detach(), 1.0).to(surrogate.dtype)
 
     per_token = surrogate
     kl = None
     if ref_logp is not None:
-        kl = kl_k3(logp, ref_logp.detach())
+        kl = kl_k3(torch.where(m, logp, 0.0), torch.where(m, ref_logp.detach(), 0.0))
         if beta > 0:
             per_token = surrogate + beta * kl
 

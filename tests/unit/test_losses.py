@@ -136,6 +136,26 @@ def test_padding_with_non_finite_log_probs_does_not_poison_the_loss() -> None:
     assert logp.grad is not None and torch.isfinite(logp.grad).all()
 
 
+@pytest.mark.parametrize("garbage", [200.0, float("nan"), float("inf")])
+def test_garbage_at_padding_in_the_reference_or_weights_leaves_the_gradient_finite(garbage: float) -> None:
+    """Masking the KL term's value is not enough: exp's gradient at a masked position is 0 * exp(d), NaN
+    when d overflows. The reference and the importance weights are masked before they are used."""
+    logp = torch.tensor([[-1.0, -2.0, -0.5]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    ref = torch.tensor([[-1.2, -1.9, garbage]])
+    weights = torch.tensor([[1.0, 0.5, garbage]])
+    clean_ref, clean_weights = torch.tensor([[-1.2, -1.9, 0.0]]), torch.tensor([[1.0, 0.5, 1.0]])
+    grads, losses = [], []
+    for r, w in ((ref, weights), (clean_ref, clean_weights)):
+        logp.grad = None
+        loss, _ = policy_loss(logp, logp.detach(), torch.tensor([0.5]), mask, ref_logp=r, beta=0.04, is_weights=w)
+        loss.backward()
+        assert logp.grad is not None
+        grads.append(logp.grad.clone())
+        losses.append(loss.item())
+    assert torch.isfinite(grads[0]).all() and torch.equal(grads[0], grads[1]) and losses[0] == losses[1]
+
+
 def test_kl_term_adds_beta_times_k3_and_needs_a_reference() -> None:
     logp = torch.log(torch.tensor([[0.5, 0.5]]))
     ref = torch.log(torch.tensor([[0.5, 0.25]]))
