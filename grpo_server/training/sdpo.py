@@ -36,13 +36,16 @@ log = logging.getLogger(__name__)
 SDPO_LOSSES = ("sampled_reverse_kl", "logit_kl", "jsd")
 TEACHERS = ("live", "initial", "ema")
 
-NO_TEACHER_REASONS = ("only_self_succeeded", "reward_unavailable", "no_feedback_no_success", "masked", "too_long")
+NO_TEACHER_REASONS = ("only_self_succeeded", "reward_unavailable", "no_feedback_no_success", "masked", "too_long",
+                      "identical_completion")
 """Why a completion gets no teacher: choose_teacher_context's reasons (grpo_server.algorithm.sdpo_prompts),
 plus `masked`: it had feedback or a successful sibling but carries no loss (no completion tokens, or
 masked e.g. as truncated), or no teacher prompt could be built for it (its prompt has no user message, or
 the chat template rejects the re-prompt); and `too_long`: its re-prompt (the prompt, up to 4 KiB of
 feedback per backend, a sibling's whole completion) followed by its own completion is longer than the
-model's context. Reported per step as sdpo/no_teacher_<reason>."""
+model's context; `identical_completion`: another completion of the same prompt with the very same tokens
+gets no teacher (rows are matched by their tokens, so both would be distilled). Reported per step as
+sdpo/no_teacher_<reason>."""
 
 RowKey = tuple[int, ...]
 """A batch row's real tokens: prompt token ids followed by completion token ids."""
@@ -120,17 +123,19 @@ def teacher_rows(
         use_feedback=settings.use_feedback,
         use_siblings=settings.use_siblings,
     )
-    prompts: dict[RowKey, tuple[int, ...]] = {}
-    distilled = with_feedback = with_sibling = tokens = 0
+    chosen: list[tuple[RowKey, tuple[int, ...], int, bool, bool]] = []  # key, re-prompt, tokens, feedback, sibling
+    undistilled: set[RowKey] = set()
     no_teacher = dict.fromkeys(NO_TEACHER_REASONS, 0)
     for i, ctx in enumerate(contexts):
         group = scored[i // group_size]
         done = completions[i].completion
+        key = tuple(group.rollout.prompt_token_ids) + tuple(done.token_ids)
         if not ctx.distilled:
             no_teacher[ctx.reason] += 1
+            undistilled.add(key)
             continue
         if not done.token_ids or (keep is not None and not keep[i]):
-            no_teacher["masked"] += 1
+            no_teacher["masked"] += 1  # carries no loss: _align never picks it, whatever its key
             continue
         sibling = completions[ctx.sibling].completion.text if ctx.sibling is not None else None
         try:
@@ -143,19 +148,30 @@ def teacher_rows(
             log.warning("prompt %r: no SDPO teacher for completion %d: %s", group.rollout.prompt.id,
                         i % group_size, exc)
             no_teacher["masked"] += 1
+            undistilled.add(key)
             continue
         if context is not None and len(teacher_prompt) + len(done.token_ids) > context:
             log.warning("prompt %r: no SDPO teacher for completion %d: its re-prompt (%d tokens) and completion "
                         "(%d) exceed the model's context of %d tokens", group.rollout.prompt.id, i % group_size,
                         len(teacher_prompt), len(done.token_ids), context)
             no_teacher["too_long"] += 1
+            undistilled.add(key)
             continue
-        key = tuple(group.rollout.prompt_token_ids) + tuple(done.token_ids)
+        chosen.append((key, teacher_prompt, len(done.token_ids), ctx.feedback is not None, ctx.sibling is not None))
+    # Rows are found again by their tokens (row_keys): a completion identical to one that gets no teacher
+    # (a flaky reward scored the same text a success and a failure) cannot be told from it, and distilling
+    # the key would distil both, the success against a re-prompt showing its own text as the solution.
+    prompts: dict[RowKey, tuple[int, ...]] = {}
+    distilled = with_feedback = with_sibling = tokens = 0
+    for key, teacher_prompt, length, feedback, sibling_shown in chosen:
+        if key in undistilled:
+            no_teacher["identical_completion"] += 1
+            continue
         prompts[key] = teacher_prompt
         distilled += 1
-        with_feedback += ctx.feedback is not None
-        with_sibling += ctx.sibling is not None
-        tokens += len(done.token_ids)
+        with_feedback += feedback
+        with_sibling += sibling_shown
+        tokens += length
     metrics = {
         "sdpo/distilled_fraction": distilled / n if n else 0.0,
         "sdpo/with_feedback": with_feedback / n if n else 0.0,

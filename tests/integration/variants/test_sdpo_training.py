@@ -14,7 +14,7 @@ from grpo_server.algorithm import DEFAULT_TEACHER_INSTRUCTION
 from grpo_server.training import batch as batching
 from grpo_server.training.engine import OptimConfig
 from grpo_server.training.loss import LossConfig, grpo_loss
-from grpo_server.training.sdpo import SdpoSettings, TeacherRows, teacher_rows
+from grpo_server.training.sdpo import SdpoSettings, TeacherRows, row_keys, teacher_rows
 from grpo_server.training.torch_engine import TorchEngine
 
 QUESTION = "Write the number two."
@@ -96,8 +96,27 @@ def test_no_teacher_reasons_are_reported_as_fractions_of_the_step(tiny) -> None:
     assert metrics["sdpo/no_teacher_no_feedback_no_success"] == 3 / 8
     assert metrics["sdpo/no_teacher_too_long"] == 0.0  # no context given: unbounded
     reasons = [v for k, v in metrics.items() if k.startswith("sdpo/no_teacher_")]
-    assert len(reasons) == 5 and metrics["sdpo/distilled_fraction"] + sum(reasons) == pytest.approx(1.0)
+    assert len(reasons) == 6 and metrics["sdpo/distilled_fraction"] + sum(reasons) == pytest.approx(1.0)
     assert metrics["sdpo/distilled_tokens"] == len(group_a.completions[3].completion.token_ids)
+
+
+def test_a_completion_identical_to_one_without_a_teacher_is_not_distilled(tiny) -> None:
+    """A flaky reward scored the same text "2" a success (the group's only one) and a failure with
+    feedback. Rows are found again by their tokens, so distilling the failure would distil the success
+    too, against a re-prompt showing its own text as the solution, over a normalizer counting one row."""
+    _, tok = tiny
+    group = scored_group(tok, QUESTION, ["2", "2", "7", "9"], [1.0, 0.0, 0.0, 0.0],
+                         ["", "timed out", "wrong", ""])
+    rows, metrics = teacher_rows([group], [1.0, 0.0, 0.0, 0.0], SdpoSettings(), 4, functools.partial(encode, tok))
+    prompt = group.rollout.prompt_token_ids
+    ids = [c.completion.token_ids for c in group.completions]
+    assert set(rows.prompts) == {prompt + ids[2], prompt + ids[3]}
+    assert metrics["sdpo/no_teacher_identical_completion"] == 0.25
+    assert metrics["sdpo/no_teacher_only_self_succeeded"] == 0.25
+    assert rows.normalizer == len(ids[2]) + len(ids[3])
+    batch = batching.collate([group], torch.zeros(4), pad_token_id=0)
+    distilled = [key in rows.prompts for key in row_keys(batch)]
+    assert distilled == [False, False, True, True]
 
 
 def test_an_empty_step_reports_zero_fractions(tiny) -> None:
@@ -106,7 +125,7 @@ def test_an_empty_step_reports_zero_fractions(tiny) -> None:
     assert all(v == 0.0 for v in metrics.values())
     assert {"sdpo/no_teacher_only_self_succeeded", "sdpo/no_teacher_reward_unavailable",
             "sdpo/no_teacher_no_feedback_no_success", "sdpo/no_teacher_masked",
-            "sdpo/no_teacher_too_long"} <= set(metrics)
+            "sdpo/no_teacher_too_long", "sdpo/no_teacher_identical_completion"} <= set(metrics)
 
 
 def _logp_of(model: Any, prompt: list[int], completion: list[int]) -> torch.Tensor:
