@@ -113,7 +113,7 @@ def _failed(backend: str, status: RewardStatus, message: str, feedback: str = ""
                         item_failure=item)
 
 
-def _status_name(value: int) -> str:
+def _status_name(value: reward_pb2.ScoreStatus.ValueType) -> str:
     """The proto name of a ScoreStatus value; a value this trainer's proto does not name (a newer or broken
     backend's) is shown as a number rather than raising."""
     try:
