@@ -454,6 +454,9 @@ class RewardRouter:
             started = time.monotonic()
             try:
                 response = stub.Score(request, timeout=entry.timeout_seconds, metadata=metadata)
+            except OSError as exc:  # its channel, closed by a swap meanwhile, reopened on TLS files now gone
+                breaker.release()
+                return self._fail_all(name, batch, RewardStatus.UNAVAILABLE, str(exc))
             except grpc.RpcError as exc:
                 code = exc.code()
                 last_error = f"{code.name}: {exc.details()}"
