@@ -3,8 +3,8 @@
 An allow-list of the syscalls CPython needs would be tighter, but it breaks as glibc and CPython change;
 like Docker's and Flatpak's default profiles this is a deny-list of the kernel surfaces that untrusted
 code has no business touching: tracing other processes, mounting, loading kernels/modules/BPF,
-namespaces, keyrings, personality tricks, perf, io_uring (which would bypass this filter) and every
-socket family except AF_UNIX. Denied calls fail with EPERM rather than killing the process, so the
+namespaces, keyrings, personality tricks, perf, io_uring (which would bypass this filter), the kinds
+of memory that escape RLIMIT_AS (SysV IPC, memfd) and every socket family except AF_UNIX. Denied calls fail with EPERM rather than killing the process, so the
 program sees an ordinary OSError and the test harness can report it.
 
 The filter is exported as classic BPF and handed to bubblewrap with ``--seccomp FD``; bubblewrap
@@ -36,6 +36,13 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "keyctl", "add_key", "request_key", "personality",
     # io_uring performs I/O that seccomp never sees
     "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # memory that RLIMIT_AS does not count: a SysV shared memory segment holds its pages once detached
+    # (and the run's fresh IPC namespace has the kernel's unbounded defaults), message queues and
+    # semaphore sets hold theirs in the kernel, and a memfd written to and never mapped holds its pages
+    # while open (16 MiB each under RLIMIT_FSIZE, 64 of them). CPython uses none of them (its
+    # multiprocessing uses POSIX shared memory: the size-capped /dev/shm); the service makes the run's
+    # memfds outside the sandbox.
+    "shmget", "shmat", "msgget", "msgsnd", "semget", "memfd_create",
 )
 
 # clone flags that create namespaces; bubblewrap has already placed the program in its own.

@@ -321,6 +321,25 @@ def test_ptrace_and_new_namespaces_are_refused_by_seccomp(stub) -> None:
     assert result.score == 1.0, result.feedback
 
 
+def test_memory_outside_the_address_space_limit_is_refused(stub) -> None:
+    """SysV shared memory (detached, it keeps its pages: one process once held 1 GiB under a 64 MiB
+    limit), message queues, semaphores and memfds (written, never mapped) escape RLIMIT_AS: seccomp
+    refuses them with EPERM. multiprocessing's POSIX shared memory still works, in the capped /dev/shm."""
+    program = ("import ctypes, errno, os\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+               "    results = []\n"
+               "    for call in (lambda: libc.shmget(0, 1 << 20, 0o1600), lambda: libc.msgget(0, 0o1600),\n"
+               "                 lambda: libc.semget(0, 1, 0o1600)):\n"
+               "        results.append(call() == -1 and ctypes.get_errno() == errno.EPERM)\n"
+               "    try:\n        os.memfd_create('x')\n        results.append(False)\n"
+               "    except PermissionError:\n        results.append(True)\n"
+               "    from multiprocessing import shared_memory\n"
+               "    shm = shared_memory.SharedMemory(create=True, size=4096)\n"
+               "    shm.buf[0] = 7\n    results.append(shm.buf[0] == 7)\n    shm.close()\n    shm.unlink()\n"
+               "    return 'blocked' if all(results) else repr(results)\n")
+    result, _ = attack(stub, program)
+    assert result.score == 1.0, result.feedback
+
+
 def test_filling_the_work_dir_stops_at_its_size(stub) -> None:
     program = ("def f():\n    try:\n        for i in range(1000):\n            with open(f'/tmp/fill{i}', 'wb') as fh:\n"
                "                fh.write(b'x' * (8 << 20))\n        return 'filled'\n"
