@@ -194,6 +194,15 @@ def test_io_cases_each_count_as_one_test_and_ignore_trailing_whitespace(stub) ->
     assert "expected:\n6" in r.feedback and "got:\n5" in r.feedback
 
 
+def test_io_output_is_compared_by_lines_that_end_only_at_newlines(stub) -> None:
+    """Only \\n, \\r\\n and \\r end a line, and only ASCII whitespace is trailing: a file separator, a
+    next-line or a Unicode line separator is text to match (they once compared equal to a newline)."""
+    two_lines = "print('a')\nprint('b')\n"
+    io = (("", "a\r\nb  \r\n\r\n"), ("", "a\x1cb"), ("", "a\u2028b"), ("", "a\x85b"), ("", "a\x0cb"), ("", "a\nb\x1c"))
+    (r,) = score(stub, item("lines", two_lines, code=code(io=io)))
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 6), r.feedback
+
+
 def test_io_case_with_a_crashing_program_shows_its_traceback(stub) -> None:
     crashes = "x = int(input())\nprint(10 // x)\n"
     (r,) = score(stub, item("c", crashes, code=code(io=(("2", "5"), ("0", "0")))))
@@ -260,6 +269,19 @@ def test_io_case_timeout_stops_the_remaining_cases(stub) -> None:
     assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT
     assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 3)
     assert "during io case 2 of 3" in r.feedback
+
+
+def test_io_case_killed_by_the_cpu_time_limit_is_a_timeout(stub) -> None:
+    """Threads that release the GIL add up CPU time faster than the wall clock runs: the kernel's CPU
+    limit (SIGXCPU) stops the program first. That is a timeout, as for a HumanEval candidate, not a
+    failed case with "exited with status -24" and the next case run."""
+    burner = ("import hashlib, threading\ndata = b'x' * (8 << 20)\n"
+              "def spin():\n    while True:\n        hashlib.sha256(data).digest()\n"
+              "for _ in range(3):\n    threading.Thread(target=spin, daemon=True).start()\nspin()\n")
+    (r,) = score(stub, item("io-cpu", burner, code=code(io=(("", "1"), ("", "1")), timeout=3)))
+    assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT, r.feedback
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (0, 2)
+    assert "during io case 1 of 2" in r.feedback
 
 
 def test_batch_items_run_concurrently_on_the_workers(stub) -> None:

@@ -333,9 +333,15 @@ def _raise_timeout(signum: int, frame: object) -> None:
     raise _Timeout()
 
 
+_BLANKS = " \t\f\v\r\n"  # ASCII whitespace: what "trailing whitespace" means for a judge
+
+
 def _normalise(text: str) -> str:
-    """Trailing whitespace stripped on every line, trailing blank lines dropped."""
-    return "\n".join(line.rstrip() for line in text.rstrip().splitlines())
+    """Trailing whitespace stripped on every line, trailing blank lines dropped. Lines end at \\n, \\r\\n
+    or \\r only: str.splitlines also splits at \\x1c-\\x1e, \\x85, \\u2028 and more, and str.rstrip strips
+    them, which made outputs that differ in those characters equal."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").rstrip(_BLANKS).split("\n")
+    return "\n".join(line.rstrip(_BLANKS) for line in lines)
 
 
 # How long an io case's output is still read once its program has exited, before what the program left
@@ -347,7 +353,7 @@ _CHILD_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "PYTHO
 
 def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tuple:
     """Run one io case: returns (exit code or None, stdout, stderr, why it was stopped or "", its peak
-    resident memory in bytes as the kernel counted it).
+    resident memory in bytes and its CPU seconds, as the kernel counted them).
 
     posix_spawn and poll rather than `subprocess`, whose import (threading, selectors, signal...)
     would cost more than the case itself. The child gets its own session so that the whole group it
@@ -382,6 +388,7 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
     deadline = time.monotonic() + timeout
     code = None
     peak_rss = 0
+    cpu_s = 0.0
     exited_at = 0.0
     while open_fds and not stopped:
         now = time.monotonic()
@@ -394,6 +401,7 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
             if done:
                 code = os.waitstatus_to_exitcode(status)
                 peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
+                cpu_s = usage.ru_utime + usage.ru_stime
                 exited_at = now
         elif now - exited_at > LEFTOVER_GRACE_S:  # the program is gone; something it started holds a pipe
             _kill_leftovers(pid)
@@ -426,6 +434,7 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
         if done:
             code = os.waitstatus_to_exitcode(status)
             peak_rss = usage.ru_maxrss * 1024  # KiB on Linux
+            cpu_s = usage.ru_utime + usage.ru_stime
         elif time.monotonic() > deadline:
             _kill_group(pid)  # closed its output but kept running
             stopped = stopped or "timeout"
@@ -434,8 +443,20 @@ def _run_child(argv: list, stdin: bytes, timeout: float, max_output: int) -> tup
     for fd in (in_w, out_r, err_r):
         if fd >= 0:
             os.close(fd)
+    if not stopped and code in (-_signal.SIGXCPU, -_signal.SIGKILL) and _out_of_cpu(cpu_s):
+        stopped = "cpu"  # the kernel's CPU-time limit, not the program's choice of exit
     return ((None if stopped else code), bytes(buffers[out_r][:max_output]), bytes(buffers[err_r][:max_output]),
             stopped, peak_rss)
+
+
+def _out_of_cpu(cpu_s: float) -> bool:
+    """True when `cpu_s` CPU seconds reach the soft RLIMIT_CPU the sandbox runs under (SIGXCPU there,
+    SIGKILL a second later): a program that dies of one of those signals with that much CPU time behind
+    it was stopped by the limit. The signal alone is the program's to send itself."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_CPU)[0]
+    return soft != resource.RLIM_INFINITY and cpu_s >= soft - 0.05
 
 
 def _kill_leftovers(pid: int) -> None:
@@ -479,10 +500,10 @@ def run_io_cases(job: dict, events: Events, first_id: int, deadline: float) -> N
         if code and "MemoryError" in err_text and peak_rss * 2 >= int(job["memory_bytes"]):
             events.emit(e="memory")
         stdin_text = trim(case["stdin"], 300)
-        if stopped == "timeout":
-            events.emit(e="timeout", fb=trim(
-                f"timed out after {job['timeout_s']:g} s during {label}\nstdin:\n{stdin_text}",
-                feedback_bytes))
+        if stopped in ("timeout", "cpu"):
+            what = (f"timed out after {job['timeout_s']:g} s" if stopped == "timeout" else
+                    f"ran out of CPU time (the limit of a {job['timeout_s']:g} s run; threads add up)")
+            events.emit(e="timeout", fb=trim(f"{what} during {label}\nstdin:\n{stdin_text}", feedback_bytes))
             return
         got = out.decode("utf-8", "replace")
         if stopped == "output":
