@@ -9,6 +9,7 @@ merge_and_unload would rewrite it in place). Source: Hu et al. 2021, "LoRA"; pef
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -118,26 +119,36 @@ class AdapterExports:
     `capture(step)` is called inside the exporter's weight snapshot (under the step lock), so the adapter
     belongs to the same step as the merged weights; `wrap(manager)` returns the manager with `start`
     writing that adapter to `<destination>-adapter` before returning.
+
+    The snapshot runs in the thread that calls `start`, so the capture is kept for that thread: exports
+    that overlap (one waits while its merged weights are written, another starts meanwhile, of the same
+    step or a later one) each write their own. A per-step slot let the second take the first's.
     """
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.enabled = is_lora(model)
-        self._pending: dict[int, dict[str, torch.Tensor]] = {}
+        self._captured = threading.local()
 
     def capture(self, step: int) -> None:
-        """Copy the adapter weights of `step` (the caller holds the step lock)."""
+        """Copy the adapter weights of `step` for this thread's export (the caller holds the step lock)."""
         if self.enabled:
-            self._pending[step] = adapter_state(self.model)
+            self._captured.value = (step, adapter_state(self.model))
 
     def wrap(self, manager: Any) -> Any:
         """`manager` unchanged without LoRA; else a proxy whose `start` also writes the adapter."""
         return _AdapterExportManager(manager, self) if self.enabled else manager
 
-    def write(self, step: int, destination: str | Path) -> None:
-        """Write the adapter captured for `step` beside the merged export at `destination`."""
-        state = self._pending.pop(step, None)
-        if state is not None:
+    def take(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """This thread's capture (step, adapter state), forgotten here; None when there is none."""
+        captured = getattr(self._captured, "value", None)
+        self._captured.value = None
+        return captured
+
+    def write(self, captured: tuple[int, dict[str, torch.Tensor]] | None, destination: str | Path) -> None:
+        """Write a capture beside the merged export at `destination` (nothing when there is none)."""
+        if captured is not None:
+            step, state = captured
             write_adapter(self.model, state, adapter_dir_for(destination), step)
 
 
@@ -149,8 +160,11 @@ class _AdapterExportManager:
         self.adapters = adapters
 
     def start(self, destination: str | None, wait: bool) -> Any:
-        job = self.manager.start(destination, wait)
-        self.adapters.write(job.step, job.destination)
+        try:
+            job = self.manager.start(destination, wait)
+        finally:
+            captured = self.adapters.take()  # also when start was refused after the snapshot
+        self.adapters.write(captured, job.destination)
         return job
 
     def get(self, export_id: str) -> Any:

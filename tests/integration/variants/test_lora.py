@@ -4,6 +4,8 @@ export, and an adapter-only export beside the merged one loads with peft to the 
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +126,30 @@ def load_initial(path: Path) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path)
+
+
+def test_two_overlapping_exports_of_one_step_each_get_their_adapter(serve, start_trainer, tmp_path: Path) -> None:
+    """Export A waits while its merged weights are written; export B of the same step starts meanwhile.
+    Each writes `<destination>-adapter` (one per-step slot let B take A's, and A got none)."""
+    from variant_support import PromptRewardScorer
+
+    cfg = tiny_config(rollout={"engine": "hf", "max_new_tokens": 6}, algorithm={"lora_rank": 4, "lora_alpha": 8},
+                      rewards={"default": [{"backend": "pr"}]})
+    app = start_trainer(cfg, tmp_path / "store", [("pr", serve(PromptRewardScorer()))])
+    manager = app.exporter.target
+    done: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: done.update(a=manager.start(str(tmp_path / "a"), True)))
+    first.start()
+    deadline = time.monotonic() + 60
+    while not manager.manager._jobs:  # A has copied its weights and is writing them
+        assert time.monotonic() < deadline, "export A never started"
+        time.sleep(0.001)
+    done["b"] = manager.start(str(tmp_path / "b"), False)
+    first.join(120)
+    while manager.get(done["b"].export_id).state not in ("done", "failed"):
+        assert time.monotonic() < deadline + 60, "export B never ended"
+        time.sleep(0.05)
+    for name in ("a", "b"):
+        assert manager.get(done[name].export_id).state == "done"
+        adapter = adapter_dir_for(tmp_path / name)
+        assert (adapter / "adapter_model.safetensors").exists(), f"export {name} has no adapter"
