@@ -533,9 +533,13 @@ class TrainerApp:
             prune_checkpoints(self.store_dir, keep_steps=protect, keep=cfg.checkpoint.keep)
             return path
 
+        def committed(step: int) -> None:  # the one the store recorded before may go now (keep: 1)
+            prune_checkpoints(self.store_dir, keep_steps=[step], keep=cfg.checkpoint.keep)
+
         self.loop = TrainingLoop(
             runner, store=self.store, control=self.control, registry=self.registry, metrics=self.metrics,
-            save_checkpoint=save, checkpoint_every=cfg.checkpoint.every_steps, max_steps=t.max_steps,
+            save_checkpoint=save, checkpoint_committed=committed, checkpoint_every=cfg.checkpoint.every_steps,
+            max_steps=t.max_steps,
             partial_step_after_seconds=t.partial_step_after_seconds, engine_name=kind,
             samples_per_step=t.samples_per_step, samples_keep_steps=t.samples_keep_steps,
             retention=cfg.retention,

@@ -723,6 +723,7 @@ class TrainingLoop:
         metrics: Any,
         save_checkpoint: Callable[[int], Path],
         checkpoint_every: int,
+        checkpoint_committed: Callable[[int], None] | None = None,
         max_steps: int = 0,
         partial_step_after_seconds: float = 0.0,
         engine_name: str = "hf",
@@ -737,6 +738,8 @@ class TrainingLoop:
         self.registry = registry
         self.metrics = metrics
         self.save_checkpoint = save_checkpoint
+        # Called once the store records a checkpoint: the one it replaces may go now (checkpoint.keep).
+        self.checkpoint_committed = checkpoint_committed
         self.checkpoint_every = checkpoint_every
         self.max_steps = max_steps  # optimizer steps (completed steps); skipped steps do not count
         # Train a tail shorter than a batch once nothing has been submitted for this long (0: never).
@@ -885,11 +888,23 @@ class TrainingLoop:
         failed_backends: tuple[str, ...] = ()
         crashed: Exception | None = None
         try:
+            # What an export reads (the weights, `step`, `weights_error`) changes only under the lock, so
+            # that it never copies one step's weights under another's number, nor a half-applied update.
+            # The store writes below let an export waiting for the lock run, hence everything it reads is
+            # set before the lock is released.
             with self.step_lock:
                 try:
                     metrics = self.runner.run_step(step, prompts, snapshot)
+                except AllRewardsFailed:
+                    raise  # no update was made
+                except Exception as exc:
+                    self._mark_weights_unsafe(step, exc)
+                    raise
                 finally:
                     ids = self.runner.step_prompt_ids or ids
+                self.step = step
+                self.updates += 1
+                self._dirty = True
             metrics["step_seconds"] = time.time() - started
             metrics["tokens_per_second"] = metrics["generated_tokens"] / max(metrics["rollout_seconds"], 1e-9)
             ids = self._requeue_unscored(step, ids)
@@ -897,9 +912,6 @@ class TrainingLoop:
             dropped = tuple(i for i in getattr(self.runner, "step_dropped", ()) if i in trained)
             report = StepReport(step, StepState.COMPLETED, started, time.time(), metrics, self.runner.rollout.name, ids,
                                 dropped_prompt_ids=dropped)
-            self.step = step
-            self.updates += 1
-            self._dirty = True
         except AllRewardsFailed as exc:
             log.warning("step %d skipped: %s", step, exc)
             # A backend outage must not use up the prompts' attempts (a few quick skipped steps while a
@@ -920,34 +932,43 @@ class TrainingLoop:
             # prompts go back to the queue at their positions, no attempt counted: the cause may not be
             # theirs, and a restart resumes from the last checkpoint without this step's partial update.
             self.store.requeue_step(step, count_attempt=False)
-            if getattr(self.runner, "update_started", True):
-                self.weights_error = (
-                    f"step {step} failed during its update ({type(exc).__name__}: {exc}), so the weights in "
-                    f"memory may hold part of it; the latest durable checkpoint is step {self.checkpoint_step}: "
-                    "restart the trainer to resume from it, then export"
-                )
             metrics = {**getattr(self.runner, "step_so_far", {}), "step_seconds": time.time() - started}
             report = StepReport(step, StepState.FAILED, started, time.time(), metrics, self.runner.rollout.name, ids,
                                 self._failure(exc))
             crashed = exc
         samples = completion_samples(getattr(self.runner, "step_groups", ()), self.samples_per_step)
         self.store.record_step(report, samples=samples, keep_sample_steps=self.samples_keep_steps)
-        if report.state is StepState.COMPLETED:
-            log.info(
-                "step %d: reward %.3f±%.3f kl %.4f loss %.4f %.1fs",
-                step, report.metrics.get("reward_mean", float("nan")), report.metrics.get("reward_std", float("nan")),
-                report.metrics.get("kl", 0.0), report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
-            )
-            self._warn_about(report)
-            if step % self.checkpoint_every == 0:
-                self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
-        self.metrics.observe_step(report)
-        self.control.notify_step(report)
+        try:
+            if report.state is StepState.COMPLETED:
+                log.info(
+                    "step %d: reward %.3f±%.3f kl %.4f loss %.4f %.1fs",
+                    step, report.metrics.get("reward_mean", float("nan")),
+                    report.metrics.get("reward_std", float("nan")), report.metrics.get("kl", 0.0),
+                    report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
+                )
+                self._warn_about(report)
+                if step % self.checkpoint_every == 0:
+                    self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
+        finally:
+            # The report is stored: watchers and the metrics hear of it even when its checkpoint failed
+            # (a full disk), which then ends the run.
+            self.metrics.observe_step(report)
+            self.control.notify_step(report)
         if crashed is not None:
             raise crashed
         if report.state is StepState.SKIPPED and outage:
             self._wait_after_outage(failed_backends)
         return report
+
+    def _mark_weights_unsafe(self, step: int, exc: Exception) -> None:
+        """Refuse exports from now on when `step` failed after its update began (call under the step lock:
+        an export waiting for it must see this before it copies the weights)."""
+        if getattr(self.runner, "update_started", True):
+            self.weights_error = (
+                f"step {step} failed during its update ({type(exc).__name__}: {exc}), so the weights in "
+                f"memory may hold part of it; the latest durable checkpoint is step {self.checkpoint_step}: "
+                "restart the trainer to resume from it, then export"
+            )
 
     def _warn_about(self, report: StepReport) -> None:
         """Warn about what a completed step's means hide, each kind again only every WARN_EVERY_STEPS steps
@@ -1044,6 +1065,8 @@ class TrainingLoop:
         after = self.store.counts()
         self.checkpoint_step = step
         self._dirty = False
+        if self.checkpoint_committed is not None:
+            self.checkpoint_committed(step)
         trained = [v for k, v in after.items() if k.value == "trained"]
         trained_before = [v for k, v in before.items() if k.value == "trained"]
         self.metrics.prompts_trained.inc(max((trained[0] if trained else 0) - (trained_before[0] if trained_before else 0), 0))

@@ -53,3 +53,13 @@ def test_a_checkpoint_the_store_never_recorded_is_removed_at_the_next_start(
                           training={"max_steps": 2})
     assert sorted(p.name for p in (store_dir / "checkpoints").iterdir()) == ["step-000002"]
     assert TrainerClient(f"127.0.0.1:{again.api_port}").step_status().run.checkpoint_step == 2
+
+
+def test_keep_1_leaves_one_checkpoint_once_the_new_one_is_recorded(toy_backend, start_trainer, tmp_path: Path) -> None:
+    """The previous checkpoint stays only for the moment between the new one's files and its record: once
+    recorded, it goes (it used to stay until the next checkpoint, so keep: 1 held two for good)."""
+    _, backend = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    checkpointed_to_step_2(start_trainer, backend.address, store_dir, keep=1)
+    wait_for(lambda: sorted(p.name for p in (store_dir / "checkpoints").iterdir()) == ["step-000002"] or None,
+             30, lambda: f"on disk: {sorted(p.name for p in (store_dir / 'checkpoints').iterdir())}")

@@ -128,3 +128,44 @@ def test_weights_left_by_a_step_that_failed_mid_update_are_not_exported(
     exported = load_file(str(destination / "model.safetensors"))
     name = next(n for n, p in restarted.engine.model.named_parameters() if p is next(restarted.engine.model.parameters()))
     assert torch.allclose(exported[name], before, atol=1e-2), "the export is not the resumed run's weights"
+
+
+def test_a_step_whose_checkpoint_fails_still_reaches_open_watchers_and_the_metrics(
+        toy_backend, start_trainer, tmp_path: Path) -> None:
+    """The step's COMPLETED report is stored before its checkpoint is written; when the write fails (a
+    full disk) the run ends, but a WatchSteps stream open at the time still hears of the step's end, as a
+    stream opened later and StepStatus do, and grpo_steps_total counts it."""
+    import errno
+    import threading
+
+    scorer, toy = toy_backend("toy", 0.5)
+    app = start_trainer(tmp_path / "store", [("toy", toy.address)])
+    scorer.gate = threading.Event()  # step 1 waits in its reward phase until the stream has seen it run
+
+    def full_disk(step: int) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    app.loop.save_checkpoint = full_disk
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    live: list[tuple[int, int]] = []
+    running = threading.Event()
+
+    def watch() -> None:
+        for report in client.iter_steps(include_running=True, timeout=120):
+            live.append((report.step, report.state))
+            if report.state == trainer_pb2.STEP_STATE_RUNNING:
+                running.set()
+            if report.state == trainer_pb2.STEP_STATE_COMPLETED:
+                return
+
+    client.submit_prompts(prompts(2))
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert running.wait(60), f"the stream did not see step 1 run: {live}"
+    scorer.gate.set()
+    watcher.join(120)
+    assert live == [(1, trainer_pb2.STEP_STATE_RUNNING), (1, trainer_pb2.STEP_STATE_COMPLETED)], live
+    wait_for(lambda: client.step_status().run.state == trainer_pb2.RUN_STATE_FAILED or None, 60,
+             lambda: f"the run did not fail: {client.step_status().run}")
+    assert client.step_status(1).step.state == trainer_pb2.STEP_STATE_COMPLETED
+    assert app.metrics.registry.get_sample_value("grpo_steps_total", {"state": "completed"}) == 1.0
