@@ -59,6 +59,30 @@ def test_skips_reports_yielded_before_and_keeps_the_new_run_of_a_step() -> None:
     assert admit_all(f, response(5, COMPLETED, 150, 4), response(5, COMPLETED, 150, 4)) == [5]
 
 
+def lost(step: int, started_at: int, checkpoint: int) -> trainer_pb2.WatchStepsResponse:
+    """The report of a run of `step` that a restart turned FAILED."""
+    out = response(step, FAILED, started_at, checkpoint)
+    out.step.error = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back"
+    return out
+
+
+def test_a_resumed_stream_does_not_repeat_what_the_caller_had_before_following() -> None:
+    f = FollowState(10)  # the caller has the reports up to step 10
+    assert admit_all(f, response(11, COMPLETED, 200, 8)) == [11]
+    assert f.resume_after() == 8  # the next stream starts at the checkpoint, below the caller's 10
+    # A dropped connection, no restart: steps 9 and 10 come again unchanged.
+    assert admit_all(f, response(9, COMPLETED, 180, 8), response(10, COMPLETED, 190, 8),
+                     response(11, COMPLETED, 200, 8), response(12, COMPLETED, 210, 8)) == [12]
+
+
+def test_a_restart_after_the_follow_began_reports_again_what_the_caller_had() -> None:
+    f = FollowState(10)
+    assert admit_all(f, response(11, COMPLETED, 200, 8)) == [11]
+    # The trainer restarts from checkpoint 8: steps 9-11 turn lost, then run again.
+    assert admit_all(f, lost(9, 180, 8), lost(10, 190, 8), lost(11, 200, 8), response(9, COMPLETED, 300, 8),
+                     response(10, COMPLETED, 310, 8), response(11, COMPLETED, 320, 8)) == [9, 10, 11, 9, 10, 11]
+
+
 def test_forgets_steps_at_or_below_the_resume_point() -> None:
     f = FollowState(0)
     admit_all(f, response(1, COMPLETED, 100, 0), response(2, COMPLETED, 110, 0), response(3, COMPLETED, 120, 2))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
@@ -123,6 +124,9 @@ func (c *Client) FollowSteps(ctx context.Context, afterStep int64, opts FollowOp
 // followState is FollowSteps' bookkeeping, apart from the network: where the next stream starts and
 // which reports a new stream may send again that were delivered already.
 type followState struct {
+	after          int64 // the caller's afterStep: it has the reports up to this step
+	firstStarted   int64 // the start time (ns) of the follow's first report
+	haveFirst      bool  // false until a report came
 	last           int64 // the last finished step delivered (at first: the caller's afterStep)
 	checkpoint     int64 // the run's checkpoint step in the latest response
 	haveCheckpoint bool  // false until a response came
@@ -139,7 +143,7 @@ type reportKey struct {
 }
 
 func newFollowState(afterStep int64) *followState {
-	return &followState{last: afterStep, delivered: map[int64]reportKey{}}
+	return &followState{after: afterStep, last: afterStep, delivered: map[int64]reportKey{}}
 }
 
 // resumeAfter is the after_step of the next stream: min(last finished step delivered, checkpoint step),
@@ -165,6 +169,12 @@ func (f *followState) admit(r *trainerv1.WatchStepsResponse) bool {
 	if seen, ok := f.delivered[report.GetStep()]; ok && seen == key {
 		return false
 	}
+	if !f.haveFirst {
+		f.firstStarted, f.haveFirst = key.startedAt, true
+	}
+	if f.hadBefore(report, key.startedAt) {
+		return false
+	}
 	f.delivered[report.GetStep()] = key
 	r.ForgottenThrough = 0
 	if f.gap > f.last {
@@ -181,4 +191,20 @@ func (f *followState) admit(r *trainerv1.WatchStepsResponse) bool {
 		}
 	}
 	return true
+}
+
+// hadBefore is true for a report the caller had when it began following: of a step up to its afterStep,
+// never delivered here, started before the follow's first report, and not a restart's notice that the
+// step is lost. A stream resumed below afterStep (at the checkpoint) sends such reports.
+func (f *followState) hadBefore(report *trainerv1.StepReport, startedAt int64) bool {
+	if _, ok := f.delivered[report.GetStep()]; ok || report.GetStep() > f.after || startedAt > f.firstStarted {
+		return false
+	}
+	return !(report.GetState() == trainerv1.StepState_STEP_STATE_FAILED && isRestartNotice(report.GetError()))
+}
+
+// isRestartNotice says whether a FAILED report's error is the one a restart gives the steps it runs again
+// (the store's "lost: ..." and "abandoned: ...").
+func isRestartNotice(err string) bool {
+	return strings.HasPrefix(err, "lost:") || strings.HasPrefix(err, "abandoned:")
 }

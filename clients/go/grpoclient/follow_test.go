@@ -478,3 +478,33 @@ func TestDialNamesWhyItCouldNotConnect(t *testing.T) {
 		t.Fatalf("Dial error %q does not say the connection was refused", err)
 	}
 }
+
+// lost is the report of a run of step that a restart turned FAILED.
+func lost(step, startedAt, checkpoint int64) *trainerv1.WatchStepsResponse {
+	r := response(step, failed, startedAt, checkpoint)
+	r.Step.Error = "lost: the trainer stopped before a checkpoint contained this step; its prompts went back"
+	return r
+}
+
+func TestFollowDoesNotRepeatWhatTheCallerHadBeforeFollowing(t *testing.T) {
+	f := newFollowState(10) // the caller has the reports up to step 10
+	if got := admitAll(f, response(11, completed, 200, 8)); !equalSteps(got, []int64{11}) {
+		t.Fatalf("first stream: delivered %v, want [11]", got)
+	}
+	// A dropped connection, no restart: the stream resumes at the checkpoint and sends 9 and 10 unchanged.
+	got := admitAll(f, response(9, completed, 180, 8), response(10, completed, 190, 8),
+		response(11, completed, 200, 8), response(12, completed, 210, 8))
+	if !equalSteps(got, []int64{12}) {
+		t.Fatalf("resumed stream: delivered %v, want [12]", got)
+	}
+}
+
+func TestFollowReportsAgainWhatARestartDuringTheFollowRunsAgain(t *testing.T) {
+	f := newFollowState(10)
+	admitAll(f, response(11, completed, 200, 8))
+	got := admitAll(f, lost(9, 180, 8), lost(10, 190, 8), lost(11, 200, 8), response(9, completed, 300, 8),
+		response(10, completed, 310, 8), response(11, completed, 320, 8))
+	if !equalSteps(got, []int64{9, 10, 11, 9, 10, 11}) {
+		t.Fatalf("after a restart from checkpoint 8: delivered %v, want [9 10 11 9 10 11]", got)
+	}
+}

@@ -470,6 +470,8 @@ class FollowState:
     TypeScript client's FollowState do the same)."""
 
     def __init__(self, after_step: int) -> None:
+        self.after = after_step  # the caller's: it has the reports up to this step
+        self.first_started: int | None = None  # started_at (ns) of the first report of the follow
         self.last = after_step  # the last finished step yielded (at first: the caller's after_step)
         self.checkpoint: int | None = None  # the run's checkpoint step in the latest response
         # For each step a new stream may send again (above resume_after()), (started_at ns, state) of
@@ -493,6 +495,10 @@ class FollowState:
         key = (report.started_at.ToNanoseconds(), int(report.state))
         if self.yielded.get(report.step) == key:
             return False
+        if self.first_started is None:
+            self.first_started = key[0]
+        if self._had_before(report, key[0]):
+            return False
         self.yielded[report.step] = key
         response.forgotten_through = self.gap if self.gap > self.last else 0
         self.gap = 0
@@ -502,6 +508,19 @@ class FollowState:
         for old in [n for n in self.yielded if n <= floor]:
             del self.yielded[old]  # no stream sends it again: the next one starts after it
         return True
+
+
+    def _had_before(self, report: trainer_pb2.StepReport, started_ns: int) -> bool:
+        """True for a report the caller had when it began following: of a step up to its after_step,
+        never yielded here, started before the follow's first report, and not a restart's notice that
+        the step is lost. A stream resumed below after_step (at the checkpoint) sends such reports."""
+        if report.step > self.after or report.step in self.yielded or started_ns > (self.first_started or 0):
+            return False
+        return not (report.state == trainer_pb2.STEP_STATE_FAILED and report.error.startswith(_RESTART_NOTICES))
+
+
+_RESTART_NOTICES = ("lost:", "abandoned:")
+"""How the error of a step report a restart turned FAILED begins (the store's LOST and ABANDONED)."""
 
 
 def _every_page(read_page: Callable[[str], Any], items: str) -> Iterator[Any]:

@@ -411,6 +411,10 @@ export class TrainerClient {
 /** followSteps' bookkeeping, apart from the network: where the next stream starts, and which reports a
  * new stream may send again that were yielded already. Internal (exported for the tests). */
 export class FollowState {
+  /** The caller's afterStep: it has the reports up to this step. */
+  private readonly after: number;
+  /** [seconds, nanos] of the start of the follow's first report; undefined before one. */
+  private firstStarted: [number, number] | undefined;
   /** The last finished step yielded (at first: the caller's afterStep). */
   private last: number;
   /** The run's checkpoint step in the latest response; undefined before one. */
@@ -422,6 +426,7 @@ export class FollowState {
   private gap = 0;
 
   constructor(afterStep: number) {
+    this.after = afterStep;
     this.last = afterStep;
   }
 
@@ -441,6 +446,9 @@ export class FollowState {
     const step = report?.step ?? 0;
     const key = `${report?.startedAt?.seconds ?? 0}.${report?.startedAt?.nanos ?? 0} ${report?.state}`;
     if (this.yielded.get(step) === key) return false;
+    const started: [number, number] = [Number(report?.startedAt?.seconds ?? 0), report?.startedAt?.nanos ?? 0];
+    this.firstStarted ??= started;
+    if (this.hadBefore(step, report, started)) return false;
     this.yielded.set(step, key);
     response.forgottenThrough = this.gap > this.last ? this.gap : 0;
     this.gap = 0;
@@ -450,6 +458,17 @@ export class FollowState {
       if (old <= floor) this.yielded.delete(old); // no stream sends it again: the next one starts after it
     }
     return true;
+  }
+
+  /** True for a report the caller had when it began following: of a step up to its afterStep, never yielded
+   * here, started before the follow's first report, and not a restart's notice that the step is lost. A
+   * stream resumed below afterStep (at the checkpoint) sends such reports. */
+  private hadBefore(step: number, report: WatchStepsResponse__Output['step'], started: [number, number]): boolean {
+    const first = this.firstStarted!;
+    const later = started[0] > first[0] || (started[0] === first[0] && started[1] > first[1]);
+    if (step > this.after || this.yielded.has(step) || later) return false;
+    const error = report?.error ?? '';
+    return !(report?.state === 'STEP_STATE_FAILED' && (error.startsWith('lost:') || error.startsWith('abandoned:')));
   }
 }
 

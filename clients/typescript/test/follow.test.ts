@@ -77,6 +77,27 @@ describe('FollowState', () => {
     assert.equal(lost.forgottenThrough, 12, 'steps 10-12 deleted, past step 9');
   });
 
+  it('does not repeat on a resumed stream what the caller had before following', () => {
+    const f = new FollowState(10); // the caller has the reports up to step 10
+    assert.deepEqual(admitAll(f, response(11, 'STEP_STATE_COMPLETED', 200, 8)), [11]);
+    assert.equal(f.resumeAfter(), 8, 'the next stream starts at the checkpoint, below the caller\'s 10');
+    // A dropped connection, no restart: steps 9 and 10 come again unchanged.
+    assert.deepEqual(admitAll(f, response(9, 'STEP_STATE_COMPLETED', 180, 8), response(10, 'STEP_STATE_COMPLETED', 190, 8),
+      response(11, 'STEP_STATE_COMPLETED', 200, 8), response(12, 'STEP_STATE_COMPLETED', 210, 8)), [12]);
+  });
+
+  it('reports again what a restart during the follow runs again', () => {
+    const f = new FollowState(10);
+    admitAll(f, response(11, 'STEP_STATE_COMPLETED', 200, 8));
+    const lost = (step: number, startedAt: number) => {
+      const r = response(step, 'STEP_STATE_FAILED', startedAt, 8);
+      r.step!.error = 'lost: the trainer stopped before a checkpoint contained this step; its prompts went back';
+      return r;
+    };
+    assert.deepEqual(admitAll(f, lost(9, 180), lost(10, 190), lost(11, 200), response(9, 'STEP_STATE_COMPLETED', 300, 8),
+      response(10, 'STEP_STATE_COMPLETED', 310, 8), response(11, 'STEP_STATE_COMPLETED', 320, 8)), [9, 10, 11, 9, 10, 11]);
+  });
+
   it('forgets steps at or below the resume point', () => {
     const f = new FollowState(0);
     admitAll(f, response(1, 'STEP_STATE_COMPLETED', 100, 0), response(2, 'STEP_STATE_COMPLETED', 110, 0),
