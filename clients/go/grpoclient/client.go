@@ -165,16 +165,42 @@ func (c *Client) watch(ctx context.Context, afterStep int64, includeRunning bool
 	if err != nil {
 		return wrapError("WatchSteps", err)
 	}
+	var pending *received // the first Recv's result, when onAnswer needed it
 	if onAnswer != nil {
 		// Header blocks until the headers come or the stream ends; a stream the trainer ended at once
-		// with status OK (no headers) also returns nil: that too is an answer.
+		// with status OK (no headers) also returns nil: that too is an answer. So does a failure sent as a
+		// trailers-only response (a proxy's UNAVAILABLE for a trainer it cannot reach), and grpc-go does
+		// not say which it was: such a stream has ended, and its first Recv fails at once, where a
+		// trainer's stays open or sends a report.
 		if _, err := stream.Header(); err != nil {
 			return wrapError("WatchSteps", err)
 		}
-		onAnswer()
+		first := make(chan received, 1)
+		go func() {
+			msg, err := stream.Recv()
+			first <- received{msg, err}
+		}()
+		select {
+		case r := <-first: // a report, the end, or a failure, at once
+			if r.err != nil && r.err != io.EOF {
+				return wrapError("WatchSteps", r.err) // no answer from the trainer
+			}
+			onAnswer()
+			pending = &r
+		case <-time.After(trailersOnlyWait):
+			onAnswer() // still open: the trainer accepted it
+			r := <-first
+			pending = &r
+		}
 	}
 	for {
-		msg, err := stream.Recv()
+		var msg *trainerv1.WatchStepsResponse
+		var err error
+		if pending != nil {
+			msg, err, pending = pending.msg, pending.err, nil
+		} else {
+			msg, err = stream.Recv()
+		}
 		if err == io.EOF {
 			return nil
 		}
@@ -189,6 +215,16 @@ func (c *Client) watch(ctx context.Context, afterStep int64, includeRunning bool
 		}
 	}
 }
+
+// received is one Recv's result.
+type received struct {
+	msg *trainerv1.WatchStepsResponse
+	err error
+}
+
+// trailersOnlyWait is how long watch waits for a stream's first Recv before it counts the stream as the
+// trainer's answer: a trailers-only failure makes it return at once.
+const trailersOnlyWait = 100 * time.Millisecond
 
 // ErrStop, returned by a WatchSteps callback, ends the stream without an error.
 var ErrStop = stopError{}

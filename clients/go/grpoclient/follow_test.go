@@ -508,3 +508,38 @@ func TestFollowReportsAgainWhatARestartDuringTheFollowRunsAgain(t *testing.T) {
 		t.Fatalf("after a restart from checkpoint 8: delivered %v, want [9 10 11 9 10 11]", got)
 	}
 }
+
+// proxyTrainer answers every stream as a proxy in front of a trainer that is down does: UNAVAILABLE in a
+// trailers-only response (no headers first).
+type proxyTrainer struct {
+	trainerv1.UnimplementedTrainerServiceServer
+}
+
+func (*proxyTrainer) WatchSteps(*trainerv1.WatchStepsRequest, trainerv1.TrainerService_WatchStepsServer) error {
+	return status.Error(codes.Unavailable, "upstream connect error or disconnect/reset before headers")
+}
+
+func TestFollowGivesUpOnAProxyThatAnswersForATrainerThatIsDown(t *testing.T) {
+	addr := freeAddr(t)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	trainerv1.RegisterTrainerServiceServer(s, &proxyTrainer{})
+	go s.Serve(l)
+	defer s.Stop()
+	c := clientOf(t, addr)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	started := time.Now()
+	err = c.FollowSteps(ctx, 0, FollowOptions{RetryInterval: 50 * time.Millisecond, GiveUpAfter: time.Second},
+		func(*trainerv1.WatchStepsResponse) error { return nil })
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("want UNAVAILABLE after the give-up time, got %v after %s", err, time.Since(started))
+	}
+	if elapsed := time.Since(started); elapsed > 5*time.Second {
+		t.Fatalf("gave up after %s, want about 1 s", elapsed)
+	}
+}
