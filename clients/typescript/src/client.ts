@@ -187,23 +187,28 @@ export class TrainerClient {
   private async *watch(options: WatchOptions, onAnswer?: () => void): AsyncGenerator<WatchStepsResponse__Output, void, undefined> {
     const bad = notWholeNumber('WatchSteps', 'afterStep', options.afterStep ?? 0);
     if (bad) throw bad;
+    // Stopped already (an aborted signal, or close()): no stream. Closing the channel does not cancel the
+    // calls on it, so close() ends an open stream through `closing` as an abort does.
+    const stopped = () => options.signal?.aborted === true || this.closing.signal.aborted;
+    if (stopped()) return;
     const call = this.stub.watchSteps(
       { afterStep: options.afterStep ?? 0, includeRunning: options.includeRunning ?? false },
       this.metadata(),
     );
     if (onAnswer) call.on('metadata', onAnswer); // attached at once: the call's events come on later ticks
     const onAbort = () => call.cancel();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const signals = [options.signal, this.closing.signal];
+    for (const s of signals) s?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const message of call) {
         yield message as WatchStepsResponse__Output;
       }
     } catch (err) {
-      // Cancelling on purpose (abort, or the caller leaving the loop) is not an error.
-      if ((err as grpc.ServiceError).code === grpc.status.CANCELLED && options.signal?.aborted) return;
+      // Cancelling on purpose (abort, close(), or the caller leaving the loop) is not an error.
+      if ((err as grpc.ServiceError).code === grpc.status.CANCELLED && stopped()) return;
       throw await this.callError('WatchSteps', err);
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      for (const s of signals) s?.removeEventListener('abort', onAbort);
       call.cancel();
     }
   }
@@ -229,6 +234,8 @@ export class TrainerClient {
     // NaN would retry at once without end (a tight loop) and never give up; a negative wait is a mistake.
     if (!(Number.isFinite(retryMs) && retryMs >= 0)) throw new TypeError(`followSteps: retryMs must be a number of milliseconds >= 0, got ${retryMs}`);
     if (!(giveUpMs >= 0)) throw new TypeError(`followSteps: giveUpMs must be a number of milliseconds >= 0 (or Infinity), got ${giveUpMs}`);
+    const bad = notWholeNumber('WatchSteps', 'afterStep', options.afterStep ?? 0);
+    if (bad) throw bad; // before the listeners below, which only the try's finally removes
     // One signal for "stop": the caller's abort or close().
     const stop = new AbortController();
     const onStop = () => stop.abort();
@@ -236,8 +243,6 @@ export class TrainerClient {
       if (s?.aborted) stop.abort();
       s?.addEventListener('abort', onStop, { once: true });
     }
-    const bad = notWholeNumber('WatchSteps', 'afterStep', options.afterStep ?? 0);
-    if (bad) throw bad;
     const state = new FollowState(options.afterStep ?? 0);
     let downSince: number | undefined; // when the trainer was first UNAVAILABLE since it last answered
     // The stream's headers come before any report, so resetting on them covers the reports too.

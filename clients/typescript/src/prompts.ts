@@ -478,7 +478,9 @@ function unknownFields(obj: JObject, allowed: string[], prefix: string, errs: Er
 }
 
 function parsePrompt(v: JValue, errs: Errors): Prompt {
-  const prompt: Prompt = { id: '', messages: [], rewards: [], metadata: {} };
+  // No prototype: a metadata key "__proto__" is a key like any other (on `{}` its assignment set the
+  // object's prototype and the key was lost, as the Python and Go clients keep it).
+  const prompt: Prompt = { id: '', messages: [], rewards: [], metadata: Object.create(null) as Record<string, string> };
   const before = errs.items.length;
   checkValues(v, '', errs);
   if (errs.items.length > before) return prompt;

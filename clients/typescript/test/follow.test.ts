@@ -3,6 +3,7 @@
 // in-process TrainerService that answers a stream and stays idle. The restart itself, with a real
 // trainer killed and started again: tests/integration/clients/test_typescript_client.py.
 import { strict as assert } from 'node:assert';
+import { getEventListeners } from 'node:events';
 import * as net from 'node:net';
 import { describe, it } from 'node:test';
 
@@ -367,5 +368,58 @@ describe('followSteps and a trainer with no room for another stream', () => {
     assert.equal(reasons.length, 2, `one reconnect per refusal: ${reasons}`);
     assert.match(reasons[0], /no room for another stream/);
     assert.ok(Date.now() - started >= 600, 'the refusals\' retry delays (2 x 300 ms) were waited');
+  });
+});
+
+describe('watchSteps and stopping', () => {
+  it('ends an open stream when the client is closed', async () => {
+    const port = await deadPort();
+    const trainer = await serveTrainer(port, response(1, 'STEP_STATE_COMPLETED', 100, 1));
+    const client = new TrainerClient(`127.0.0.1:${port}`);
+    try {
+      const got: number[] = [];
+      const iteration = (async () => {
+        for await (const r of client.watchSteps()) got.push(r.step!.step);
+      })();
+      while (got.length === 0) await sleepMs(10);
+      client.close(); // closing the channel alone left the stream open for good
+      assert.ok(await within(iteration, 2_000), 'watchSteps went on after close()');
+      await iteration; // and quietly
+      assert.deepEqual(got, [1]);
+    } finally {
+      trainer.stop();
+    }
+  });
+
+  it('opens no stream for a signal that is aborted already', async () => {
+    const port = await deadPort();
+    const trainer = await serveTrainer(port, response(1, 'STEP_STATE_COMPLETED', 100, 1));
+    const client = new TrainerClient(`127.0.0.1:${port}`);
+    try {
+      const got: number[] = [];
+      const iteration = (async () => {
+        for await (const r of client.watchSteps({ signal: AbortSignal.abort() })) got.push(r.step!.step);
+      })();
+      assert.ok(await within(iteration, 2_000), 'watchSteps streamed under an aborted signal');
+      assert.deepEqual(got, []);
+    } finally {
+      client.close();
+      trainer.stop();
+    }
+  });
+
+  it('leaves no abort listener behind when followSteps refuses its afterStep', async () => {
+    const client = new TrainerClient(`127.0.0.1:${await deadPort()}`);
+    const signal = new AbortController().signal;
+    try {
+      for (let i = 0; i < 3; i++) {
+        await assert.rejects(async () => {
+          for await (const _ of client.followSteps({ afterStep: 1.5, signal })) assert.fail('no stream');
+        }, TypeError);
+      }
+      assert.equal(getEventListeners(signal, 'abort').length, 0);
+    } finally {
+      client.close();
+    }
   });
 });

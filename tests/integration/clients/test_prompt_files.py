@@ -37,6 +37,7 @@ VALID = {
         + '{"id": "c2", ' + _P + ', "code": {}, "rewards": [{"backend": "math"}, {"backend": "code", "weight": 1e-300}]}\n'
         + '\n'
         + '{"id": "e1", ' + _P + ', "answer": "", "metadata": {}}\n'
+        + '{"id": "o1", ' + _P + ', "metadata": {"__proto__": "x", "constructor": "y", "a": "b"}}\n'
         + '{"id": "n1", ' + _P + ', "answer": -0.0e+0, "id": "n2"}\n'
         + '{"id": "big", ' + _P + ', "code": {"test_code": "' + "x" * 300 + '", "timeout_seconds": -0}}'
     ).encode("utf-8"),

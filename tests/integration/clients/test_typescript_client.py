@@ -236,7 +236,7 @@ def test_follow_state_and_retry_loop_without_a_server(built_client: Path) -> Non
     proc = run_tool(["node", "--test", str(built_client / "test" / "follow.test.js")], cwd=TS, timeout=120,
                     check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"^# pass 13$", proc.stdout, re.M), proc.stdout  # every test in follow.test.ts
+    assert re.search(r"^# pass 16$", proc.stdout, re.M), proc.stdout  # every test in follow.test.ts
 
 
 def test_example_follow_carries_on_across_a_trainer_kill_and_restart(built_client: Path, tmp_path: Path) -> None:
