@@ -831,6 +831,8 @@ class TrainerClient:
     ) -> SubmitResult:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_attempts < 1:  # 1: send each batch once, no retry
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         accepted: list[str] = []
         replayed: list[str] = []
         request_ids: list[str] = []

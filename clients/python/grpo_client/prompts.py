@@ -365,9 +365,10 @@ def batch_request_id(batch: Sequence[trainer_pb2.Prompt], index: int, prefix: st
     prompts (deterministic protobuf serialisation), so submitting the same file with the same batch size
     again sends the same keys and the trainer answers "duplicate" instead of queueing the prompts twice.
     (Editing the file changes the keys of the batches it touches; the trainer then refuses ids that are
-    still queued, naming them.) With `prefix` (the user's --request-id): "<prefix>-<index>".
+    still queued, naming them.) With `prefix` (the user's --request-id): "<prefix>-<index>"; an empty
+    prefix counts as none, as in the Go and TypeScript clients.
     """
-    if prefix is not None:
+    if prefix:
         return f"{prefix}-{index}"
     h = hashlib.sha256(f"grpo-submit/v1/{index}/".encode())
     for p in batch:

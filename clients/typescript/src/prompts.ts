@@ -648,7 +648,7 @@ export function pyFloat(f: number): string {
  * the same file with the same batch size sends the same ids from any client, and the trainer answers a
  * repeat as a duplicate instead of queueing the prompts twice. */
 export function batchRequestId(batch: Prompt[], index: number, prefix?: string): string {
-  if (prefix !== undefined) return `${prefix}-${index}`;
+  if (prefix) return `${prefix}-${index}`; // an empty prefix counts as none, as in the Python and Go clients
   const h = createHash('sha256');
   h.update(`grpo-submit/v1/${index}/`);
   for (const p of batch) {

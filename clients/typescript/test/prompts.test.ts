@@ -15,6 +15,7 @@ describe('prompt files', () => {
     assert.equal(batchRequestId(f.prompts.slice(1), 1), 'sub-3e7d5afdec331e2719fb0a9e070ca00cdaa5c7e9');
     assert.equal(batchRequestId(f.prompts, 0), 'sub-922be0c90e88c95a5bc4bedbc41b0d89ad1c5006');
     assert.equal(batchRequestId(f.prompts, 3, 'run'), 'run-3');
+    assert.equal(batchRequestId(f.prompts, 3, ''), batchRequestId(f.prompts, 3), 'an empty prefix is none, as in Go and Python');
   });
 
   it('names each problem by line, field and the Python client\'s words', () => {

@@ -84,3 +84,4 @@ def test_request_ids_depend_on_content_and_batch_index_only() -> None:
     assert batch_request_id(a, 0) != batch_request_id(b, 0)
     assert batch_request_id(a, 0) != batch_request_id(a, 1)
     assert len(batch_request_id(a, 0)) <= 128 and batch_request_id(a, 3, "run") == "run-3"
+    assert batch_request_id(a, 3, "") == batch_request_id(a, 3)  # an empty prefix is none, as in Go and TypeScript

@@ -33,6 +33,12 @@ def test_submit_file_reports_batches_and_calls_back_per_batch(api: TrainerApi, t
     assert api.store.queue_depth() == 5
 
 
+def test_submit_file_refuses_fewer_than_one_attempt_and_sends_nothing(api: TrainerApi, tmp_path: Path) -> None:
+    with TrainerClient(api.target) as client, pytest.raises(ValueError, match="max_attempts must be >= 1, got 0"):
+        client.submit_file(write_prompts(tmp_path / "p.jsonl", 2), max_attempts=0)
+    assert api.store.queue_depth() == 0
+
+
 def test_errors_carry_the_code_and_field_violations(api: TrainerApi) -> None:
     bad = trainer_pb2.Prompt(id="x", messages=[reward_pb2.Message(role="robot", content="hi")], answer="1")
     with TrainerClient(api.target) as client, pytest.raises(TrainerError) as err:
