@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN
+from grpo_server.api.ports import BACKEND_NAME_PATTERN, host_port
 from grpo_server.api.settings import ApiLimits, AuthSettings, PathText, SettingsModel
 from grpo_server.chat import RESERVED_TEMPLATE_KWARGS
 from grpo_server.rewards.registry import BackendEntry, duplicate_yaml_keys, validate_entry
@@ -553,8 +553,8 @@ def listen_address_problem(address: str) -> str | None:
     """Why `address` cannot be listened on as HOST:PORT (the registry's HOST:PORT rule, with port 0 allowed:
     it picks a free port), or None when it is well formed. Used for server.listen, server.metrics_listen
     and the --listen / --metrics-listen flags."""
-    m = HOST_PORT_PATTERN.fullmatch(address)
-    if m is None or int(m.group(2)) > 65535:
+    port = host_port(address)
+    if port is None or port > 65535:
         return f"{address!r} is not HOST:PORT with a port in 0-65535 (0 picks a free port)"
     return None
 

@@ -7,6 +7,7 @@ the protocols below; tests implement them with small in-memory classes.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,10 +15,28 @@ from typing import Any, Protocol, runtime_checkable
 
 # The reward-backend rules the API's checks, the registry and the config share (use fullmatch).
 BACKEND_NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,63}$")
-HOST_PORT_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")  # group 2: the port
+# ASCII digits only: \d would take a fullwidth or Arabic-Indic port, which int() reads and gRPC does not.
+HOST_PORT_PATTERN = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]{1,5})$")  # group 2: the port
 # The longest Score deadline a backend may have. gRPC in Python turns a deadline of 1e10 s or more into an
 # immediate DEADLINE_EXCEEDED, so an unbounded value masked every item of the backend.
 MAX_TIMEOUT_SECONDS = 86400.0
+
+
+
+def host_port(address: str) -> int | None:
+    """The port of a HOST:PORT address gRPC can dial or listen on (a name, an IPv4 address or a bracketed
+    IPv6 address), None when it is not one. The port is not range-checked here."""
+    m = HOST_PORT_PATTERN.fullmatch(address)
+    if m is None:
+        return None
+    host = m.group(1)
+    if host.startswith("["):  # "[127.0.0.1]" or "[.]" pass the pattern but are no IPv6 address
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+    return int(m.group(2))
+
 
 KindSet = set[str]  # named here: inside BackendRegistry, `set` is its method
 

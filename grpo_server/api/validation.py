@@ -27,9 +27,9 @@ from grpo_server.api.convert import (
 )
 from grpo_server.api.ports import (
     BACKEND_NAME_PATTERN,
-    HOST_PORT_PATTERN,
     MAX_TIMEOUT_SECONDS,
     BackendRegistry,
+    host_port,
 )
 from grpo_server.api.settings import ApiLimits
 from grpo_server.types import PromptRecord, PromptState
@@ -347,8 +347,8 @@ def validate_backend(b: trainer_pb2.RewardBackend, prefix: str = "backend") -> N
     v = _Collector()
     if not BACKEND_NAME_PATTERN.fullmatch(b.name):
         v.add(f"{prefix}.name", f"{b.name!r} is not a backend name: 1-63 characters of [a-z0-9_-]")
-    m = HOST_PORT_PATTERN.fullmatch(b.address)
-    if not m or not 0 < int(m.group(2)) < 65536:
+    port = host_port(b.address)
+    if port is None or not 0 < port < 65536:
         v.add(f"{prefix}.address", f"{b.address!r} is not HOST:PORT (port 1-65535)")
     if not math.isfinite(b.timeout_seconds) or not 0 <= b.timeout_seconds <= MAX_TIMEOUT_SECONDS:
         v.add(f"{prefix}.timeout_seconds",

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from grpo.reward.v1 import reward_pb2
-from grpo_server.api.ports import BACKEND_NAME_PATTERN, HOST_PORT_PATTERN, MAX_TIMEOUT_SECONDS
+from grpo_server.api.ports import BACKEND_NAME_PATTERN, MAX_TIMEOUT_SECONDS, host_port
 
 if TYPE_CHECKING:
     from grpo_server.store import Store
@@ -145,8 +145,8 @@ def validate_entry(entry: BackendEntry, prefix: str = "") -> list[FieldViolation
     out: list[FieldViolation] = []
     if not isinstance(entry.name, str) or not BACKEND_NAME_PATTERN.fullmatch(entry.name):
         out.append(FieldViolation(f"{prefix}name", f"{entry.name!r} is not 1-63 characters of [a-z0-9_-]"))
-    m = HOST_PORT_PATTERN.fullmatch(entry.address) if isinstance(entry.address, str) else None
-    if m is None or not 1 <= int(m.group(2)) <= 65535:
+    port = host_port(entry.address) if isinstance(entry.address, str) else None
+    if port is None or not 1 <= port <= 65535:
         out.append(FieldViolation(f"{prefix}address", f"{entry.address!r} is not HOST:PORT with a port in 1-65535"))
     t = entry.timeout_seconds
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:

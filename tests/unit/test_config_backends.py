@@ -21,6 +21,8 @@ BAD_BACKENDS = [
     ("math", {"address": "localhost:0"}, "address"),
     ("math", {"address": "localhost:65536"}, "address"),
     ("math", {"address": "http://localhost:50061"}, "address"),
+    ("math", {"address": "localhost:\uff15\uff10\uff10\uff16\uff11"}, "address"),  # a fullwidth port
+    ("math", {"address": "[127.0.0.1]:50061"}, "address"),  # brackets hold an IPv6 address only
     ("math", {"address": "localhost:50061", "timeout_seconds": -1.0}, "timeout_seconds"),
     ("math", {"address": "localhost:50061", "timeout_seconds": float("inf")}, "timeout_seconds"),
     ("math", {"address": "localhost:50061", "timeout_seconds": float("nan")}, "timeout_seconds"),

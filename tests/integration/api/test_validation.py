@@ -254,6 +254,21 @@ def test_set_backend_lists_each_bad_field(api: Api) -> None:
     assert api.registry.version == 1
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:\uff13\uff16\uff12", "127.0.0.1:\u0663\u0666", "[127.0.0.1]:50051",
+                                     "[.]:50051", "[::1:50051"])
+def test_set_backend_refuses_an_address_grpc_cannot_dial(api: Api, address: str) -> None:
+    """A fullwidth or Arabic-Indic port (Python reads it, gRPC does not) and a bracketed host that is no
+    IPv6 address were stored, and every Score call to them failed UNAVAILABLE."""
+    with pytest.raises(grpc.RpcError) as e:
+        api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(
+            backend=trainer_pb2.RewardBackend(name="rm2", address=address)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and list(violations(e.value)) == ["backend.address"]
+    assert api.registry.version == 1
+    api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(
+        backend=trainer_pb2.RewardBackend(name="rm2", address="[::1]:50051")))  # an IPv6 literal is fine
+    assert api.registry.version == 2
+
+
 def test_set_backend_refuses_a_deadline_grpc_cannot_keep(api: Api) -> None:
     # gRPC in Python fails a call with a deadline of 1e10 s at once (DEADLINE_EXCEEDED): such a backend
     # would mask every item it was sent. One day is the longest deadline taken.
