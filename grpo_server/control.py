@@ -154,10 +154,10 @@ class RunControl:
             self._cond.notify_all()
 
     def fail(self, error: str) -> None:
-        """The run cannot go on: state FAILED with the reason."""
+        """The run cannot go on: state FAILED with the reason (on one line, see `one_line`)."""
         with self._cond:
             self._state = RunState.FAILED
-            self._error = error
+            self._error = one_line(error)
             self._cond.notify_all()
 
     # ---------------------------------------------------------------------------- pause/resume
@@ -270,3 +270,10 @@ class RunControl:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+def one_line(text: str) -> str:
+    """`text` with each run of whitespace, line breaks included, as one space: an exception's message
+    may span lines (a tokenizer's list of what it tried), and a run or step error is shown on one line
+    (`grpo status`, the log's one line per record)."""
+    return " ".join(text.split())

@@ -40,6 +40,7 @@ from grpo_server.algorithm import (
 from grpo_server.chat import encode_prompt
 from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
 from grpo_server.config import RetentionConfig
+from grpo_server.control import one_line
 from grpo_server.memory import exception_chain, out_of_memory, release
 from grpo_server.rollout.base import RolloutEngine, SamplingConfig
 from grpo_server.store.records import StoreFull
@@ -817,7 +818,7 @@ class TrainingLoop:
     def _failure(self, exc: BaseException) -> str:
         """The error a failed step and run report: the exception, and for a full disk or exhausted memory
         what to change before the restart that resumes the run."""
-        text = f"{type(exc).__name__}: {exc}"
+        text = one_line(f"{type(exc).__name__}: {exc}")
         resume = ("restart the trainer; it resumes from "
                   + (f"the checkpoint of step {self.checkpoint_step}" if self.checkpoint_step else "the start")
                   + " and no submitted prompt is lost")

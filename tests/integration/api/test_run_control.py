@@ -32,6 +32,15 @@ def test_failed_and_draining_stick_against_a_late_loop_update() -> None:
     assert c.state is RunState.FAILED and c.error == "boom"
 
 
+def test_a_failure_message_over_several_lines_is_kept_on_one() -> None:
+    """A tokenizer's error lists what it tried, a line each; the run's error is shown on one line."""
+    c = RunControl()
+    c.fail("ValueError: Couldn't instantiate the backend tokenizer from one of: \n(1) a `tokenizers` file, \n"
+           "(2) a slow tokenizer\n\tYou need sentencepiece")
+    assert c.error == ("ValueError: Couldn't instantiate the backend tokenizer from one of: (1) a `tokenizers` "
+                       "file, (2) a slow tokenizer You need sentencepiece")
+
+
 def test_unknown_state_name_is_an_error() -> None:
     with pytest.raises(ValueError):
         RunControl().set_state("sleeping")
