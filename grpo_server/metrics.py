@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -194,6 +195,17 @@ class TrainerMetrics:
         )
         self._store_files = _StoreFiles()
         r.register(self._store_files)
+        self.start_time = Gauge(
+            "grpo_start_time_seconds", "When this trainer process started, seconds since the Unix epoch (the "
+            "GrpoTrainingStalled alert waits an hour after it).", registry=r,
+        )
+        self.start_time.set(time.time())
+        # Counters by label exist at 0 from the first scrape: one that appeared at 1 (a first step that ran
+        # out of memory) would be no increase() to an alert.
+        for state in (StepState.COMPLETED, StepState.SKIPPED, StepState.FAILED):
+            self.steps.labels(state=state.value)
+        for phase in ("training", "rollout"):
+            self.oom_retries.labels(phase=phase)
         self._server: object | None = None
 
     def attach_circuit_states(self, source: Callable[[], Mapping[str, str]]) -> None:

@@ -34,3 +34,18 @@ def test_retries_count_by_phase_and_the_size_follows_completed_steps() -> None:
     assert sample("grpo_training_micro_batch_size") == 2.0
     assert (sample("grpo_oom_retries_total", phase="training"), sample("grpo_oom_retries_total", phase="rollout")) \
         == (2.0, 2.0)
+
+
+def test_the_counters_by_label_are_exposed_at_zero_before_any_step() -> None:
+    """A series that first appears at 1 (a first step that ran out of memory) is no increase() to an alert:
+    the retries and the steps by state are there at 0 from the first scrape, with the start time."""
+    import time
+
+    before = time.time()
+    m = TrainerMetrics()
+    for phase in ("training", "rollout"):
+        assert m.registry.get_sample_value("grpo_oom_retries_total", {"phase": phase}) == 0.0
+    for state in ("completed", "skipped", "failed"):
+        assert m.registry.get_sample_value("grpo_steps_total", {"state": state}) == 0.0
+    started = m.registry.get_sample_value("grpo_start_time_seconds")
+    assert started is not None and before <= started <= time.time()
