@@ -163,12 +163,18 @@ def rollout_context(cfg: Config, model: Any) -> int | None:
 def check_model_settings(cfg: Config, model: Any, context: int | None) -> None:
     """Settings whose limit is the model's: raise StartupError before any prompt is leased rather than
     fail the first step. rollout.max_new_tokens must leave room for a prompt in the `context`
-    (`rollout_context`'s). `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits' width); the
-    config already refuses a top-k its SDPO loss would not use."""
+    (`rollout_context`'s). The model's logits must be the LM head applied to its decoder's output
+    (`logits_from_hidden_problem`). `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits'
+    width); the config already refuses a top-k its SDPO loss would not use."""
     if context is not None and cfg.rollout.max_new_tokens >= context:
         where = "rollout.vllm_max_model_len" if context == cfg.rollout.vllm_max_model_len else "the model's context"
         raise StartupError("rollout.max_new_tokens", f"{cfg.rollout.max_new_tokens} tokens of completion leave no "
                            f"room for a prompt in {where} of {context} tokens")
+    from grpo_server.training.loss import logits_from_hidden_problem
+
+    problem = logits_from_hidden_problem(model)
+    if problem is not None:
+        raise StartupError("model", f"this model cannot be trained here: {problem}")
     top_k = cfg.algorithm.sdpo_top_k
     if top_k is None or cfg.algorithm.effective_sdpo_weight <= 0:
         return

@@ -107,6 +107,56 @@ def _completion_logprobs_and_hidden(
     return logp, entropy, hidden
 
 
+# Config fields of model families whose forward changes the logits after the LM head: Granite divides
+# them (logits_scaling), Cohere multiplies them (logit_scale), Gemma 2 caps them (final_logit_softcapping).
+_LOGIT_POSTPROCESSING = ("logits_scaling", "logit_scale", "final_logit_softcapping")
+
+
+def logits_from_hidden_problem(model: torch.nn.Module) -> str | None:
+    """Why the trainer's log-probs would not be the sampler's for `model`, or None when they are.
+
+    The loss applies the LM head to the decoder's last hidden states itself (by chunks, never holding
+    [N, T, V] logits), so a model whose own forward changes the logits after the head trains on another
+    distribution than the rollout samples from (the HF engine and vLLM use the model's logits): the
+    ratio, the KL and the sampler check would all be off, silently. Checked by the known config fields,
+    and by comparing the model's forward with the head on its decoder's output for a few tokens."""
+    config = getattr(model, "config", None)
+    for name in _LOGIT_POSTPROCESSING:
+        value = getattr(config, name, None)
+        if value is not None and not (name != "final_logit_softcapping" and value == 1):
+            return (f"its config sets {name} = {value}: its forward changes the logits after the LM head, "
+                    "which the trainer's log-probs (the head applied to the decoder's output) do not")
+    head = model.get_output_embeddings()  # type: ignore[operator]
+    if head is None:
+        return None
+    device = head.weight.device
+    ids = torch.arange(1, 9, device=device).remainder(int(head.weight.shape[0])).unsqueeze(0)
+    training = model.training
+    model.eval()  # no dropout: the two passes must see the same network
+    try:
+        with torch.no_grad():
+            forward = model(input_ids=ids).logits.float()
+            hidden = model.get_decoder()(input_ids=ids).last_hidden_state  # type: ignore[operator]
+            ours = torch.nn.functional.linear(hidden, head.weight, getattr(head, "bias", None)).float()
+    finally:
+        model.train(training)
+    gap = float((forward - ours).abs().max())
+    if gap > 1e-3 * max(float(forward.abs().max()), 1.0):
+        return (f"its forward's logits differ from the LM head applied to its decoder's output by up to {gap:.3g}: "
+                "it changes them in its own forward, which the trainer's log-probs do not")
+    return None
+
+
+def _sliding_window(model: torch.nn.Module) -> bool:
+    """Whether some attention layer of `model` sees only a window of the tokens before it (Mistral,
+    Phi-3, Gemma 3's local layers; not Qwen2 with use_sliding_window false)."""
+    config = getattr(model, "config", None)
+    if getattr(config, "sliding_window", None) is None or getattr(config, "use_sliding_window", True) is False:
+        return False
+    layer_types = getattr(config, "layer_types", None)
+    return layer_types is None or "sliding_attention" in layer_types
+
+
 def _zero3_partitioned(model: torch.nn.Module) -> bool:
     """Whether DeepSpeed ZeRO-3 partitions the model's parameters (it tags each one with `ds_id`).
 
@@ -178,6 +228,10 @@ def _shared_prompt_hidden(
     (`_cached_hidden`). Returns None where sharing does not apply (see `_group_rows`), and where only the
     KV-cache layout would but gradient checkpointing is on (checkpointed layers keep no cache).
     """
+    if _sliding_window(model):
+        # The packed layout's mask is a plain causal one: a sliding layer would attend past its window,
+        # where the sampler's did not. The plain forward applies the model's own masks.
+        return None
     grouped = _group_rows(batch)
     if grouped is None:
         return None

@@ -190,3 +190,23 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tiny_dir, monk
     assert any(float(g.abs().sum()) > 0 for g in grads_a.values())
     for name in grads_a:
         torch.testing.assert_close(grads_b[name], grads_a[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_a_model_with_a_sliding_window_gets_the_sampler_s_log_probs(tmp_path):
+    """The packed layout's mask is a plain causal one: a sliding-window layer attended past its window
+    (Mistral, window 8 here, with prompts and completions past 8 tokens), 12 nats off the model's own
+    forward. Such a model takes the plain forward."""
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(MistralConfig(
+        vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=128, sliding_window=4, attn_implementation="sdpa"))
+    model.eval()
+    batch = grouped_batch()
+    with torch.no_grad():
+        shared, _ = completion_logprobs(model, batch, 1.0, share_prompts=True)
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1].float()
+        own = torch.log_softmax(logits, -1).gather(-1, batch.input_ids[:, 1:, None]).squeeze(-1)
+    mask = batch.completion_mask[:, 1:] > 0
+    torch.testing.assert_close(shared[:, 1:][mask], own[mask], atol=1e-5, rtol=1e-5)
