@@ -24,9 +24,10 @@ class SamplingConfig:
     n:              completions per prompt (the group size G).
     max_new_tokens: completion length limit in tokens; a completion cut there has finish_reason "length".
     temperature:    logits are divided by it before sampling (> 0); the returned log-probs are of that
-                    tempered distribution, log_softmax(logits / temperature).
-    top_p, top_k:   nucleus / top-k filtering of the sampling distribution (1.0 / -1 = off). They change
-                    which tokens can be drawn, NOT the returned log-probs (see the engines' docs).
+                    tempered distribution, log_softmax(logits / temperature), with no filtering on.
+    top_p, top_k:   nucleus / top-k filtering of the sampling distribution (1.0 / -1 = off). The returned
+                    log-probs are then of the filtered distribution, the kept tokens renormalised: larger
+                    than the trainer's by -log(kept mass) (docs/rollout.md, "Which log-probs are returned").
     seed:           per-call seed for reproducible sampling; None uses the engine's running RNG.
     stop_token_ids: extra tokens that end a completion (besides the tokenizer's eos); the stop token is
                     kept at the end of token_ids, like eos.
