@@ -250,10 +250,16 @@ def rank_share(
     return mine
 
 
+# Metrics other than losses that a micro-batch reports as its share of the step's value (divided by the
+# step's normalizer, as the loss is): a mean over tokens that only some micro-batches hold (SDPO's
+# distilled ones) would be weighted by every loss token otherwise.
+STEP_SHARES = frozenset({"sdpo/teacher_logp_gap"})
+
+
 def is_loss_share(key: str) -> bool:
-    """True for a metric that is a micro-batch's share of the step's loss (`loss`, `*_loss`): like the
-    loss itself it is already divided by the global normalizer, so the step's value is the sum."""
-    return key == "loss" or key.endswith("_loss")
+    """True for a metric that is a micro-batch's share of the step's value (`loss`, `*_loss`, STEP_SHARES):
+    like the loss itself it is already divided by the global normalizer, so the step's value is the sum."""
+    return key == "loss" or key.endswith("_loss") or key in STEP_SHARES
 
 
 class MetricAverager:

@@ -260,7 +260,9 @@ def distill_loss(
     Returns:
         (loss, metrics): the scalar loss (nats per distilled token of the step) and
         `sdpo/distill_loss` (the same number, a loss share summed over micro-batches) and
-        `sdpo/teacher_logp_gap` (mean student minus teacher log-prob on this batch's distilled tokens).
+        `sdpo/teacher_logp_gap` (student minus teacher log-prob summed over this batch's distilled tokens,
+        divided by the step's distilled-token count: a share, summed over micro-batches into the step's
+        mean, engine.STEP_SHARES).
     """
     aligned = _align(batch, rows, pad_id)
     if aligned is None:
@@ -289,7 +291,7 @@ def distill_loss(
             s_logp.unsqueeze(0), t_logp.to(s_logp.dtype), ones,
             sampling_logp=sampler.unsqueeze(0), is_clip=settings.is_clip, normalizer=rows.normalizer,
         )
-        gap = float((s_logp.detach() - t_logp[0].to(s_logp.dtype)).mean())
+        gap = float((s_logp.detach() - t_logp[0].to(s_logp.dtype)).sum()) / rows.normalizer
     else:
         s_h = torch.cat([student_hidden[r, p - 1] for r, p in zip(aligned.rows, aligned.student_pos, strict=True)])
         s_head = model.get_output_embeddings()  # type: ignore[operator]
@@ -307,5 +309,5 @@ def distill_loss(
             loss = generalized_jsd(s_logits, t_logits, ones, settings.jsd_alpha, **common)  # type: ignore[arg-type]
         with torch.no_grad():
             t_logp = torch.log_softmax(t_logits[0].float() / temperature, dim=-1).gather(-1, targets.unsqueeze(-1))
-        gap = float((s_logp.detach().float() - t_logp.squeeze(-1)).mean())
+        gap = float((s_logp.detach().float() - t_logp.squeeze(-1)).sum()) / rows.normalizer
     return loss, {"sdpo/distill_loss": float(loss.detach()), "sdpo/teacher_logp_gap": gap}

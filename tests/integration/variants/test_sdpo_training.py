@@ -228,3 +228,51 @@ def test_distillation_loss_falls_over_optimizer_steps(tiny, settings: SdpoSettin
     after = distance()
     assert before > 0
     assert after < 0.5 * before, f"distillation distance {before:.4f} -> {after:.4f}"
+
+
+@pytest.mark.parametrize("loss", ["sampled_reverse_kl", "logit_kl"])
+def test_the_teacher_gap_is_the_steps_mean_over_distilled_tokens_whatever_the_micro_batches(loss: str) -> None:
+    """Rows of 1 distilled, 9 undistilled and 4 distilled completion tokens. sdpo/teacher_logp_gap is the
+    mean of log pi_student - log pi_teacher over the 5 distilled tokens (separate full forwards), for
+    every micro-batch size: it was weighted by each micro-batch's loss tokens (2.25 for 1.79 at size 2)."""
+    import copy
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from grpo_server.types import TrainBatch
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64))
+    teacher = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    temperature, prompt = 0.7, [1, 2, 3]
+    completions = [[5], [6, 7, 8, 9, 10, 11, 12, 13, 14], [15, 16, 17, 18]]
+    reprompts = {0: [1, 20, 21, 2, 3, 22], 2: [1, 23, 2, 3]}  # row 1 is not distilled
+    length = max(len(prompt) + len(c) for c in completions)
+    ids = torch.zeros((3, length), dtype=torch.long)
+    attention, mask = torch.zeros_like(ids), torch.zeros((3, length))
+    for i, c in enumerate(completions):
+        ids[i, : len(prompt) + len(c)] = torch.tensor(prompt + c)
+        attention[i, : len(prompt) + len(c)] = 1
+        mask[i, len(prompt) : len(prompt) + len(c)] = 1
+    batch = TrainBatch(input_ids=ids, attention_mask=attention, completion_mask=mask, advantages=torch.zeros(3),
+                       sampler_logprobs=torch.zeros((3, length)))
+    distilled = sum(len(completions[i]) for i in reprompts)
+    rows = TeacherRows({tuple(prompt + completions[i]): tuple(p) for i, p in reprompts.items()}, float(distilled))
+
+    def logps(net: Any, seq: list[int], start: int) -> torch.Tensor:
+        with torch.no_grad():
+            lp = torch.log_softmax(net(torch.tensor([seq])).logits[0].float() / temperature, -1)
+        return torch.stack([lp[t - 1, seq[t]] for t in range(start, len(seq))])
+
+    expected = float(torch.cat([logps(model, prompt + completions[i], len(prompt)) - logps(teacher, p + completions[i], len(p))
+                                for i, p in reprompts.items()]).mean())
+    cfg = LossConfig(temperature=temperature, grpo_weight=0.0, sdpo=SdpoSettings(teacher="ema", is_clip=None, loss=loss))
+    for size in (3, 2, 1):
+        engine = TorchEngine(copy.deepcopy(model), OptimConfig(learning_rate=0.0))
+        fn = functools.partial(grpo_loss, cfg=cfg, teacher_rows=rows, teacher=teacher, pad_id=0)
+        metrics = engine.train_step(batching.split(batch, size), fn, 1.0)
+        assert metrics["sdpo/teacher_logp_gap"] == pytest.approx(expected, abs=1e-5), f"micro-batch size {size}"
