@@ -100,7 +100,8 @@ def build_training_engine(cfg: Config, model: torch.nn.Module) -> Any:
     optim = OptimConfig(
         learning_rate=t.learning_rate, weight_decay=t.weight_decay, betas=(t.adam_betas[0], t.adam_betas[1]),
         max_grad_norm=t.max_grad_norm, warmup_steps=t.warmup_steps, lr_schedule=t.lr_schedule,
-        total_steps=t.max_steps, micro_batch_size=t.micro_batch_size,
+        # The schedule moves once per optimizer step, and a training step makes inner_iterations of them.
+        total_steps=t.max_steps * cfg.algorithm.inner_iterations, micro_batch_size=t.micro_batch_size,
     )
     return make_engine(t.engine, model, optim, zero_stage=t.zero_stage)
 

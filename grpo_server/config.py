@@ -323,7 +323,8 @@ class TrainingConfig(_Strict):
                               "runs at lr 0 when > 0).")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="After warm-up: constant, or linear or cosine decay to 0 at max_steps "
-        "(those two need max_steps).")
+        "(those two need max_steps; the decay spans its max_steps x algorithm.inner_iterations optimizer "
+        "steps).")
     micro_batch_size: int = Field(16, ge=1, description="Sequences per forward/backward pass. With the torch "
                                   "engine, a training pass that runs out of memory before its optimizer step runs "
                                   "again at half the size (down to 1), kept until the trainer restarts.")

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -125,12 +126,19 @@ def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_swapping_a_backends_address_200_times_closes_the_old_channels() -> None:
-    # One server on every loopback address: 127.0.0.N:PORT is a new address for each swap.
+@pytest.fixture
+def port_on_every_loopback() -> Iterator[int]:
+    """One backend (scoring 1.0) on every loopback address: 127.0.0.N:PORT is a new address for each swap."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     reward_pb2_grpc.add_RewardServiceServicer_to_server(ScriptedBackend(ok(1.0)), server)
     port = server.add_insecure_port("0.0.0.0:0")
     server.start()
+    yield port
+    server.stop(grace=None)
+
+
+def test_swapping_a_backends_address_200_times_closes_the_old_channels(port_on_every_loopback: int) -> None:
+    port = port_on_every_loopback
     reg = RewardRegistry([BackendEntry("a", f"127.0.0.1:{port}")])
     router = RewardRouter(reg)
     try:
@@ -148,16 +156,13 @@ def test_swapping_a_backends_address_200_times_closes_the_old_channels() -> None
     finally:
         router.close()
         reg.stop()
-        server.stop(grace=None)
 
 
-def test_replacing_a_backend_by_a_new_name_200_times_closes_the_deleted_names_channels() -> None:
+def test_replacing_a_backend_by_a_new_name_200_times_closes_the_deleted_names_channels(
+        port_on_every_loopback: int) -> None:
     # DeleteRewardBackend of the old name and SetRewardBackend of a new one, the way a model is replaced:
     # nothing asks for a deleted name again, so its channel must be let go without that.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    reward_pb2_grpc.add_RewardServiceServicer_to_server(ScriptedBackend(ok(1.0)), server)
-    port = server.add_insecure_port("0.0.0.0:0")
-    server.start()
+    port = port_on_every_loopback
     reg = RewardRegistry([BackendEntry("rm-0", f"127.0.0.1:{port}")])
     router = RewardRouter(reg)
     try:
@@ -175,7 +180,6 @@ def test_replacing_a_backend_by_a_new_name_200_times_closes_the_deleted_names_ch
     finally:
         router.close()
         reg.stop()
-        server.stop(grace=None)
 
 
 def test_a_call_in_flight_on_the_old_address_during_a_swap_finishes_there(servers: Servers) -> None:

@@ -126,6 +126,20 @@ def test_learning_rate_warms_up_then_follows_the_schedule(tiny_dir, schedule, ex
     assert lr_sequence(tiny_dir, optim, 6) == pytest.approx([1e-3 * e for e in expected], abs=1e-12)
 
 
+def test_the_trainers_schedule_spans_every_optimizer_step_of_its_max_steps(tiny_dir):
+    """A training step makes algorithm.inner_iterations optimizer steps: with 2 of them and max_steps 4,
+    a linear schedule reaches 0 after the 8th, not the 4th (and a cosine one does not climb back)."""
+    from grpo_server.app import build_training_engine
+    from grpo_server.config import parse_config
+
+    cfg = parse_config({"algorithm": {"inner_iterations": 2},
+                        "training": {"max_steps": 4, "lr_schedule": "linear", "learning_rate": 1e-3}})
+    engine = build_training_engine(cfg, load_tiny(tiny_dir))
+    batch = fixed_batch(n=2, length=6)
+    rates = [engine.train_step([batch], advantage_weighted_nll, 1.0)["learning_rate"] for _ in range(8)]
+    assert rates == pytest.approx([1e-3 * (1 - k / 8) for k in range(8)], abs=1e-12)
+
+
 def test_schedules_that_decay_need_total_steps():
     with pytest.raises(ValueError, match="total_steps"):
         OptimConfig(lr_schedule="cosine")
