@@ -65,6 +65,10 @@ class RunControl:
 
     def __init__(self, history: int = 1024, *, store: Store | None = None) -> None:
         self._cond = threading.Condition()
+        # Serialises pause and resume across their store write, which must not happen under _cond: gRPC
+        # runs a stream's end callback (interrupt_waits, which takes _cond) on its one polling thread, so a
+        # write waiting on a busy store under _cond stalled every call of the server.
+        self._pause_lock = threading.Lock()
         self._state = RunState.STARTING
         self._store = store
         self._pause_requested = bool(store.get_value(PAUSE_KEY)) if store is not None else False
@@ -165,29 +169,34 @@ class RunControl:
     def request_pause(self) -> None:
         """Ask the loop to pause after the step in progress; with a store, the request outlives a
         restart. Idempotent. Raises ControlError when the run is draining, failed or finished."""
-        with self._cond:
-            if self._state in _TERMINAL:
-                raise ControlError(f"cannot pause: the run is {self._state.value}")
-            # The store first, under the lock: a failed write changes nothing, and a pause racing a
-            # resume ends the same way in memory and in the store.
+        with self._pause_lock:  # the store first: a failed write changes nothing, and a pause racing
+            # a resume ends the same way in memory and in the store
+            self._refuse_if_over("pause")
             if self._store is not None:
                 self._store.set_value(PAUSE_KEY, True)
-            self._pause_requested = True
-            self._cond.notify_all()
+            with self._cond:
+                self._pause_requested = True
+                self._cond.notify_all()
 
     def resume(self) -> None:
         """Undo a pause (or a pending pause request), in the store too. Idempotent on a running run.
         Raises ControlError when the run is draining, failed or finished."""
-        with self._cond:
-            if self._state in _TERMINAL:
-                raise ControlError(f"cannot resume: the run is {self._state.value}")
+        with self._pause_lock:
+            self._refuse_if_over("resume")
             if self._store is not None:
                 self._store.set_value(PAUSE_KEY, None)
-            self._pause_requested = False
-            if self._state is RunState.PAUSED:
-                self._state = RunState.IDLE  # the loop sets TRAINING when it starts the next step
-            self._work_gen += 1
-            self._cond.notify_all()
+            with self._cond:
+                self._pause_requested = False
+                if self._state is RunState.PAUSED:
+                    self._state = RunState.IDLE  # the loop sets TRAINING when it starts the next step
+                self._work_gen += 1
+                self._cond.notify_all()
+
+    def _refuse_if_over(self, what: str) -> None:
+        """ControlError when the run is draining, failed or finished."""
+        with self._cond:
+            if self._state in _TERMINAL:
+                raise ControlError(f"cannot {what}: the run is {self._state.value}")
 
     def wait_while_paused(self, timeout: float | None = None) -> bool:
         """Block while a pause is requested, at most `timeout` seconds (or until wake/close).

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from grpo_server.control import ControlError, RunControl, RunState
+from grpo_server.control import PAUSE_KEY, ControlError, RunControl, RunState
 from grpo_server.types import StepReport, StepState
 
 
@@ -39,6 +39,35 @@ def test_a_failure_message_over_several_lines_is_kept_on_one() -> None:
            "(2) a slow tokenizer\n\tYou need sentencepiece")
     assert c.error == ("ValueError: Couldn't instantiate the backend tokenizer from one of: (1) a `tokenizers` "
                        "file, (2) a slow tokenizer You need sentencepiece")
+
+
+def test_a_pause_waiting_on_a_busy_store_does_not_hold_up_the_others(tmp_path) -> None:
+    """gRPC runs a stream's end callback (interrupt_waits) on its one polling thread: a pause that waited
+    for the store while holding the lock the callback takes stalled every call of the server."""
+    from grpo_server.store import Store
+
+    store = Store(tmp_path / "store")
+    c = RunControl(store=store)
+    held, release = threading.Event(), threading.Event()
+
+    def long_transaction() -> None:
+        with store._lock:  # another writer holding the store, as a long transaction or a slow fsync does
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=long_transaction, daemon=True).start()
+    assert held.wait(5)
+    pausing = threading.Thread(target=c.request_pause)
+    pausing.start()
+    time.sleep(0.2)  # the pause now waits for the store
+    started = time.monotonic()
+    c.interrupt_waits()
+    assert c.state is RunState.STARTING and not c.pause_requested  # and reads answer too
+    assert time.monotonic() - started < 0.5
+    release.set()
+    pausing.join(5)
+    assert c.pause_requested and store.get_value(PAUSE_KEY) is True
+    store.close()
 
 
 def test_unknown_state_name_is_an_error() -> None:
