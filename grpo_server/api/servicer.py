@@ -345,7 +345,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 start = finished[-1].step
 
         yield from catch_up(last_final)
-        while context.is_active() and not ended.is_set() and not self.control.closed:
+        while context.is_active() and not ended.is_set():
+            # Read before the wait: once closed, one more pass sends what was published before close()
+            # (a stream busy sending the previous report would otherwise end without the last step).
+            closing = self.control.closed
             events, missed = self.control.wait_for_step(seq, timeout=WATCH_POLL_SECONDS, until=ended.is_set)
             if missed:  # a slow reader fell out of the event window: read the store instead
                 seq = events[-1][0] if events else self.control.event_seq
@@ -364,6 +367,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                         yield from running(r)
                 elif r.step > last_final:
                     yield from final(r)
+            if closing:
+                return
 
     # ------------------------------------------------------------------------------ exports
 

@@ -110,6 +110,24 @@ def test_watch_sends_the_backlog_after_after_step_then_live_steps(api: Api) -> N
                    (4, trainer_pb2.STEP_STATE_COMPLETED)]
 
 
+def test_a_step_published_just_before_close_still_reaches_an_open_stream(api: Api) -> None:
+    """The drain closes the streams right after the last step ends. A stream still building the previous
+    report then (its store read waits for the loop's transaction) sends that last step before it ends."""
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(), timeout=30)
+    stream.initial_metadata()
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.extend(r.step.step for r in stream))
+    reader.start()
+    time.sleep(0.3)
+    with api.store._lock:  # the loop's transaction: the stream's read for step 1's answer waits for it
+        publish(api, done(1))
+        time.sleep(0.3)
+        publish(api, done(2))
+        api.control.close()
+    reader.join(10)
+    assert got == [1, 2] and stream.code() == grpc.StatusCode.OK
+
+
 def test_watch_with_include_running_sends_starts_too_and_never_repeats(api: Api) -> None:
     publish(api, done(1))
     publish(api, running(2))  # in progress when the client connects: sent once, from the backlog
