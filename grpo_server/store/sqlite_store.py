@@ -283,17 +283,19 @@ class Store:
 
     def replay(self, request_id: str, sent: str) -> SubmitResult | None:
         """The first answer to `request_id` (duplicate=True) when that request was accepted with the prompts
-        whose digest as sent is `sent`; None when the id is unknown, or was stored by an older trainer that
-        kept only the digest of the prompts as resolved (`submit` then decides, after validation). Raises
-        RequestIdReusedError when it was first used for other prompts.
+        whose digest as sent is `sent`; None otherwise: the id is unknown, was first used for other prompts,
+        or was stored by an older trainer that kept only the digest of the prompts as resolved (in each
+        case the request is validated and `submit` decides, raising RequestIdReusedError for a reuse).
 
         Asked before the request is validated: a retry of an accepted request must get its first answer
         even when it would no longer pass (a backend it names deleted since, a limit lowered, another
-        `rewards.default` after a restart), or the client is told its queued prompts were refused."""
+        `rewards.default` after a restart), or the client is told its queued prompts were refused. Other
+        prompts under a known id go through validation first, as before: a client that cuts a refused
+        batch smaller and sends it again under the same id must hear what was wrong with the batch."""
         with self._read() as c:
             row = c.execute("SELECT response, fingerprint FROM requests WHERE request_id = ?",
                             (request_id,)).fetchone()
-        if row is None or (row[1] is not None and not row[1].startswith(_SENT)):
+        if row is None or (row[1] is not None and row[1] != _SENT + sent):
             return None
         return _first_answer(request_id, row, {_SENT + sent})
 

@@ -111,8 +111,9 @@ def test_a_request_is_replayed_by_the_digest_of_its_prompts_as_sent(store: Store
     again = store.replay("req-1", "digest-1")
     assert again is not None and again.duplicate and again.accepted_ids == ("a",)
     assert again.queue_depth == first.queue_depth
+    assert store.replay("req-1", "digest-2") is None  # other prompts: validated, then refused by submit
     with pytest.raises(RequestIdReusedError):
-        store.replay("req-1", "digest-2")
+        store.submit([rec("b")], "req-1", BIG, sent="digest-2")
     # Records that resolve differently (another default backend after a restart) still replay by it.
     other_default = PromptRecord(id="a", messages=(ChatMessage("user", "What is a?"),),
                                  rewards=(RewardSpec("other", 1.0),), answer="42")

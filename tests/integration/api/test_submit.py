@@ -53,7 +53,7 @@ def test_a_retry_gets_its_first_answer_even_when_the_request_would_no_longer_pas
     first = api.stub.SubmitPrompts(submit(prompt("a", rewards=[trainer_pb2.RewardSpec(backend="rm")]),
                                           request_id="req-9"))
     api.registry.delete("rm")
-    api.tokenizer["tokenizer"] = None
+    tokenizer, api.tokenizer["tokenizer"] = api.tokenizer["tokenizer"], None
     again = api.stub.SubmitPrompts(submit(prompt("a", rewards=[trainer_pb2.RewardSpec(backend="rm")]),
                                           request_id="req-9"))
     assert again.duplicate and list(again.accepted_ids) == ["a"] and again.queue_depth == first.queue_depth
@@ -61,6 +61,7 @@ def test_a_retry_gets_its_first_answer_even_when_the_request_would_no_longer_pas
         api.stub.SubmitPrompts(submit(prompt("a2", rewards=[trainer_pb2.RewardSpec(backend="rm")]),
                                       request_id="req-10"))
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE  # the tokenizer is loading
+    api.tokenizer["tokenizer"] = tokenizer
     with pytest.raises(grpc.RpcError) as e:  # and other prompts under the first one are still refused
         api.stub.SubmitPrompts(submit(prompt("b"), request_id="req-9"))
     assert list(violations(e.value)) == ["request_id"]
