@@ -152,10 +152,8 @@ class ChannelPool:
             if previous != key:
                 self._current[entry.name] = key
                 slot.names.add(entry.name)
-                old = self._channels.get(previous) if previous is not None else None
-                if old is not None:
-                    old.names.discard(entry.name)
-                    to_close = self._drop_if_unused(previous, old)  # type: ignore[arg-type]
+                if previous is not None:
+                    to_close = self._unname(entry.name, previous)
         if to_close is not None:
             to_close.close()
         return PooledStub(self, key)
@@ -169,15 +167,20 @@ class ChannelPool:
         to_close: list[grpc.Channel] = []
         with self._lock:
             for name in [n for n in self._current if n not in keep]:
-                key = self._current.pop(name)
-                slot = self._channels.get(key)
-                if slot is not None:
-                    slot.names.discard(name)
-                    channel = self._drop_if_unused(key, slot)
-                    if channel is not None:
-                        to_close.append(channel)
+                channel = self._unname(name, self._current.pop(name))
+                if channel is not None:
+                    to_close.append(channel)
         for channel in to_close:
             channel.close()
+
+    def _unname(self, name: str, key: _Key) -> grpc.Channel | None:
+        """`name` no longer uses the channel of `key`: that channel to close when nothing else holds it,
+        else None. Call with the lock held."""
+        slot = self._channels.get(key)
+        if slot is None:
+            return None
+        slot.names.discard(name)
+        return self._drop_if_unused(key, slot)
 
     def _slot(self, key: _Key) -> _Slot:
         """The live slot of `key`, opening its channel when it has none. Call with the lock held."""

@@ -371,41 +371,41 @@ describe('followSteps and a trainer with no room for another stream', () => {
   });
 });
 
+/** A trainer that sends step 1 and stays open, a client of it, and `watchSteps(options)` running into
+ * `got` (the step numbers); the trainer stops and the client closes after `body`. */
+async function watchingOneStep(options: { signal?: AbortSignal },
+  body: (client: TrainerClient, got: number[], iteration: Promise<void>) => Promise<void>): Promise<void> {
+  const port = await deadPort();
+  const trainer = await serveTrainer(port, response(1, 'STEP_STATE_COMPLETED', 100, 1));
+  const client = new TrainerClient(`127.0.0.1:${port}`);
+  try {
+    const got: number[] = [];
+    const iteration = (async () => {
+      for await (const r of client.watchSteps(options)) got.push(r.step!.step);
+    })();
+    await body(client, got, iteration);
+  } finally {
+    client.close();
+    trainer.stop();
+  }
+}
+
 describe('watchSteps and stopping', () => {
   it('ends an open stream when the client is closed', async () => {
-    const port = await deadPort();
-    const trainer = await serveTrainer(port, response(1, 'STEP_STATE_COMPLETED', 100, 1));
-    const client = new TrainerClient(`127.0.0.1:${port}`);
-    try {
-      const got: number[] = [];
-      const iteration = (async () => {
-        for await (const r of client.watchSteps()) got.push(r.step!.step);
-      })();
+    await watchingOneStep({}, async (client, got, iteration) => {
       while (got.length === 0) await sleepMs(10);
       client.close(); // closing the channel alone left the stream open for good
       assert.ok(await within(iteration, 2_000), 'watchSteps went on after close()');
       await iteration; // and quietly
       assert.deepEqual(got, [1]);
-    } finally {
-      trainer.stop();
-    }
+    });
   });
 
   it('opens no stream for a signal that is aborted already', async () => {
-    const port = await deadPort();
-    const trainer = await serveTrainer(port, response(1, 'STEP_STATE_COMPLETED', 100, 1));
-    const client = new TrainerClient(`127.0.0.1:${port}`);
-    try {
-      const got: number[] = [];
-      const iteration = (async () => {
-        for await (const r of client.watchSteps({ signal: AbortSignal.abort() })) got.push(r.step!.step);
-      })();
+    await watchingOneStep({ signal: AbortSignal.abort() }, async (_client, got, iteration) => {
       assert.ok(await within(iteration, 2_000), 'watchSteps streamed under an aborted signal');
       assert.deepEqual(got, []);
-    } finally {
-      client.close();
-      trainer.stop();
-    }
+    });
   });
 
   it('leaves no abort listener behind when followSteps refuses its afterStep', async () => {
