@@ -569,7 +569,7 @@ class ServerConfig(_Strict):
                                        "(None = off; flag --metrics-listen).")
     max_workers: int = Field(
         64, ge=2, description="gRPC handler threads: every RPC in progress holds one, an open WatchSteps stream "
-        "too (limits.max_watch_streams of them at most)."
+        "too (limits.max_watch_streams of them at most). Health and reflection run on 8 threads of their own."
     )
     tls_cert: PathText | None = Field(None, description="PEM certificate chain of the API (TLS; with tls_key). The "
                                       "three TLS files are re-read when they change, on new connections.")

@@ -206,20 +206,31 @@ def bearer_token(metadata: Any) -> str | None:
     return None
 
 
-def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    """A handler of the same shape as `handler` that fails at once with `code`."""
+def handler_like(handler: grpc.RpcMethodHandler, behavior: Callable[..., Any], *,
+                 request_streaming: bool | None = None) -> grpc.RpcMethodHandler:
+    """A handler of `handler`'s shape (its (de)serializers, whether requests and responses stream) that
+    runs `behavior`; `request_streaming` overrides whether requests are read as a stream."""
+    streaming = handler.request_streaming if request_streaming is None else request_streaming
+    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+    if streaming:
+        if handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(behavior, **kw)
+        return grpc.stream_unary_rpc_method_handler(behavior, **kw)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(behavior, **kw)
+    return grpc.unary_unary_rpc_method_handler(behavior, **kw)
 
-    def abort(request: Any, context: grpc.ServicerContext) -> Any:
+
+def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
+    """A handler for `handler`'s method that fails at once with `code`. It reads requests as a stream and
+    reads none: a unary handler would hold a handler thread until the request message came, and a caller
+    without a token could withhold it and hold them all (on the wire a unary call and a one-message
+    stream are the same)."""
+
+    def abort(requests: Any, context: grpc.ServicerContext) -> Any:
         context.abort(code, message)
 
-    kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(abort, **kw)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(abort, **kw)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(abort, **kw)
-    return grpc.stream_stream_rpc_method_handler(abort, **kw)
+    return handler_like(handler, abort, request_streaming=True)
 
 
 class AuthInterceptor(grpc.ServerInterceptor):

@@ -1,12 +1,14 @@
 """Server bootstrap: one place that wires the trainer's gRPC server — the servicer, grpc.health.v1
-(NOT_SERVING until told ready), reflection, the auth interceptor, TLS, message limits — and stops it
-gracefully (health NOT_SERVING first, so load balancers stop sending before connections close)."""
+(NOT_SERVING until told ready), reflection, the auth interceptor, TLS, message limits, the handler
+threads — and stops it gracefully (health NOT_SERVING first, so load balancers stop sending before
+connections close)."""
 
 from __future__ import annotations
 
 import errno
 import logging
 import socket
+import threading
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
-from grpo_server.api.auth import AuthInterceptor, TokenStore, server_credentials
+from grpo_server.api.auth import OPEN_PREFIXES, AuthInterceptor, TokenStore, handler_like, server_credentials
 from grpo_server.api.settings import AuthSettings
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,49 @@ def bind_problem(listen: str) -> str | None:
     return reasons[0] if reasons else None
 
 
+# Health and reflection answer without a token, so they run on threads of their own: however many of
+# them a peer holds (a request message withheld, a reflection stream left open), the API's handler threads
+# stay free for callers with a token. Reflection streams hold a thread while open: at most OPEN_STREAMS,
+# which leaves OPEN_THREADS - OPEN_STREAMS threads for health checks. Health Watch streams hold none
+# (grpc_health's non-blocking Watch).
+OPEN_THREADS = 8
+OPEN_STREAMS = 4
+
+
+class OpenCalls(grpc.ServerInterceptor):
+    """Runs the open methods (auth.OPEN_PREFIXES: health and reflection) on a pool of their own, and
+    refuses a reflection stream past `max_streams` open at once with RESOURCE_EXHAUSTED. The reward
+    services have a twin in services/grpo_rewards/common/server.py (the two packages deploy on their own):
+    keep them in step."""
+
+    def __init__(self, threads: int = OPEN_THREADS, max_streams: int = OPEN_STREAMS) -> None:
+        self.pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-open")
+        self.max_streams = max_streams
+        self._slots = threading.BoundedSemaphore(max_streams)
+
+    def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(OPEN_PREFIXES):
+            return handler
+        # Only a stream that reads requests holds its thread while open (reflection); Watch does not.
+        slots = self._slots if handler.request_streaming else None
+        behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+
+        def run(argument: Any, context: grpc.ServicerContext, *args: Any, **kwargs: Any) -> Any:
+            if slots is not None:
+                if not slots.acquire(blocking=False):
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"{self.max_streams} open reflection streams already (the most this server "
+                                  "keeps open); close one or try again later")
+                if not context.add_callback(slots.release):  # released when the call ends
+                    slots.release()  # it has ended already
+            return behavior(argument, context, *args, **kwargs)
+
+        run.experimental_thread_pool = self.pool  # type: ignore[attr-defined]  # grpc._server reads these two
+        run.experimental_non_blocking = getattr(behavior, "experimental_non_blocking", False)  # type: ignore[attr-defined]
+        return handler_like(handler, run)
+
+
 def bind_server(
     listen: str,
     *,
@@ -133,7 +178,9 @@ def bind_server(
     problem = bind_problem(listen)
     if problem is not None:
         raise ListenError(f"cannot listen on {listen}: {problem}")
-    interceptors: list[grpc.ServerInterceptor] = [AuthInterceptor(tokens)] if tokens is not None else []
+    interceptors: list[grpc.ServerInterceptor] = [OpenCalls()]
+    if tokens is not None:
+        interceptors.append(AuthInterceptor(tokens))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=interceptors,

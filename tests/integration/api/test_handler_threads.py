@@ -1,0 +1,169 @@
+"""The API's handler threads cannot be held by callers without a token: a refused call gives its thread
+back at once, even when its request message never comes, and health and reflection run on a pool of
+their own, so however many of them a peer keeps open, callers with a token are answered and health
+checks go on answering too.
+
+The server in these tests has 8 handler threads (make_api's max_workers)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from api_support import Api
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_auth import bearer, tokens_file  # noqa: F401  (the fixture)
+
+from grpo.trainer.v1 import trainer_pb2
+from grpo_server.api.server import OPEN_STREAMS
+from grpo_server.api.settings import AuthSettings
+
+HELD = 12  # more calls than the server has handler threads
+
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+@pytest.fixture
+def secured(make_api, tokens_file: Path) -> Api:  # noqa: F811
+    return make_api(auth=AuthSettings(tokens_file=str(tokens_file), reload_interval_seconds=0))
+
+
+class Withheld:
+    """Calls whose request messages are never sent (until release): each sends its headers and then
+    waits. Every call is cancelled at the end."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self.release = threading.Event()
+        self.calls: list[grpc.Future] = []
+        self.streams: list[grpc.Call] = []
+
+    def _never(self) -> Iterator[bytes]:
+        self.release.wait(60)
+        return
+        yield b""  # a generator that yields nothing
+
+    def unary(self, method: str, metadata: tuple[tuple[str, str], ...] = ()) -> grpc.Future:
+        # A unary method called as client-streaming: on the wire, headers and then no message.
+        call = self.channel.stream_unary(method)  # bytes in, bytes out
+        fut = call.future(self._never(), metadata=metadata, timeout=60)
+        self.calls.append(fut)
+        return fut
+
+    def stream(self, method: str) -> grpc.Call:
+        call = self.channel.stream_stream(method)(self._never(), timeout=60)
+        self.streams.append(call)
+        return call
+
+    def close(self) -> None:
+        self.release.set()
+        for c in self.calls + self.streams:
+            c.cancel()
+
+
+@pytest.fixture
+def withheld(secured: Api) -> Iterator[Withheld]:
+    w = Withheld(secured.channel)
+    yield w
+    w.close()
+
+
+def _answered(api: Api) -> None:
+    """A caller with a token is answered, and so is a health check."""
+    run = api.stub.StepStatus(trainer_pb2.StepStatusRequest(), metadata=bearer("reader"), timeout=5).run
+    assert run.limits.max_queue_depth > 0
+    health = health_pb2_grpc.HealthStub(api.channel)
+    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_refused_calls_whose_request_never_comes_hold_no_handler_thread(secured: Api, withheld: Withheld) -> None:
+    futures = [withheld.unary("/grpo.trainer.v1.TrainerService/StepStatus") for _ in range(HELD)]
+    futures += [withheld.unary("/grpo.trainer.v1.TrainerService/SubmitPrompts",
+                               (("authorization", "Bearer not-a-token"),)) for _ in range(HELD)]
+    # Each is refused at once, without waiting for its message.
+    for fut in futures:
+        with pytest.raises(grpc.RpcError) as err:
+            fut.result(timeout=10)
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    _answered(secured)
+
+
+def test_a_call_with_a_token_but_no_role_is_refused_without_waiting_for_its_message(secured: Api, withheld: Withheld) -> None:
+    fut = withheld.unary("/grpo.trainer.v1.TrainerService/SubmitPrompts", tuple(bearer("reader")))
+    with pytest.raises(grpc.RpcError) as err:
+        fut.result(timeout=10)
+    assert err.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_health_checks_whose_request_never_comes_leave_the_api_answering(secured: Api, withheld: Withheld) -> None:
+    for _ in range(HELD):
+        withheld.unary("/grpc.health.v1.Health/Check")
+        withheld.unary("/grpc.health.v1.Health/Watch")
+    time.sleep(0.5)  # let the server take them
+    run = secured.stub.StepStatus(trainer_pb2.StepStatusRequest(), metadata=bearer("reader"), timeout=5).run
+    assert run.limits.max_queue_depth > 0
+
+
+def test_open_reflection_streams_leave_the_api_and_health_answering(secured: Api, withheld: Withheld) -> None:
+    streams = [withheld.stream(REFLECTION) for _ in range(HELD)]
+    time.sleep(0.5)
+    _answered(secured)
+    # Those past the cap on open streams were refused at once; the others are still open.
+    refused = [s for s in streams if s.done()]
+    assert len(refused) == HELD - OPEN_STREAMS
+    assert all(s.code() is grpc.StatusCode.RESOURCE_EXHAUSTED for s in refused)
+    assert f"{OPEN_STREAMS} open reflection streams already" in refused[0].details()
+
+
+def test_health_watchers_hold_no_thread_and_hear_every_change(secured: Api) -> None:
+    health = health_pb2_grpc.HealthStub(secured.channel)
+    watches = [health.Watch(health_pb2.HealthCheckRequest(), timeout=60) for _ in range(3 * HELD)]
+    try:
+        assert {next(w).status for w in watches} == {health_pb2.HealthCheckResponse.NOT_SERVING}
+        _answered(secured)
+        secured.health.set_serving(True)
+        assert {next(w).status for w in watches} == {health_pb2.HealthCheckResponse.SERVING}
+    finally:
+        for w in watches:
+            w.cancel()
+
+
+def test_a_reflection_stream_that_ends_gives_its_place_back(secured: Api) -> None:
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    w = Withheld(secured.channel)
+    try:
+        held = [w.stream(REFLECTION) for _ in range(OPEN_STREAMS)]
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as err:
+            ProtoReflectionDescriptorDatabase(secured.channel).get_services()
+        assert err.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        for s in held:
+            s.cancel()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert "grpo.trainer.v1.TrainerService" in ProtoReflectionDescriptorDatabase(secured.channel).get_services()
+                break
+            except grpc.RpcError as e:
+                assert e.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        w.close()
+
+
+def test_without_auth_open_streams_leave_the_api_answering(make_api) -> None:
+    api = make_api()
+    w = Withheld(api.channel)
+    try:
+        for _ in range(HELD):
+            w.stream(REFLECTION)
+            w.unary("/grpc.health.v1.Health/Check")
+        time.sleep(0.5)
+        assert api.stub.StepStatus(trainer_pb2.StepStatusRequest(), timeout=5).run.limits.max_queue_depth > 0
+    finally:
+        w.close()
