@@ -91,7 +91,7 @@ RefusalHook = Callable[[str, grpc.StatusCode], None]
 
 def _abort_handler(code: grpc.StatusCode, message: str, method: str,
                    on_refused: RefusalHook | None) -> grpc.RpcMethodHandler:
-    def deny(request: Any, context: grpc.ServicerContext) -> Any:
+    def deny(requests: Any, context: grpc.ServicerContext) -> Any:
         if on_refused is not None:
             try:
                 on_refused(method, code)
@@ -99,7 +99,10 @@ def _abort_handler(code: grpc.StatusCode, message: str, method: str,
                 log.exception("refusal hook failed for %s", method)
         context.abort(code, message)
 
-    return grpc.unary_unary_rpc_method_handler(deny)
+    # Requests are read as a stream, and none is read: a unary handler would hold a handler thread until
+    # the request message came, and a caller without a token could withhold it and hold them all (on the
+    # wire a unary call and a one-message stream are the same).
+    return grpc.stream_unary_rpc_method_handler(deny)
 
 
 class BearerTokenInterceptor(grpc.ServerInterceptor):

@@ -41,7 +41,7 @@ from prometheus_client import start_http_server
 
 from grpo.reward.v1 import reward_pb2
 
-from .auth import BearerTokenInterceptor, TokenFile
+from .auth import OPEN_METHOD_PREFIXES, BearerTokenInterceptor, TokenFile
 from .flags import finite_float, int_in_range, positive_int
 from .metrics import RegistersMetrics, ServiceMetrics, serve_health
 from .scorer import Scorer
@@ -68,6 +68,49 @@ MAX_CONNECTION_AGE_GRACE_SECONDS = 600.0
 # Threads beyond the Score limit, so health checks, reflection, Describe and the fast refusals of
 # over-limit Score calls are answered even when every Score slot is busy.
 SPARE_THREADS = 16
+# Health and reflection answer without a token, so they run on threads of their own: however many of
+# them a peer holds (a request message withheld, a reflection stream left open), the Score and Describe
+# threads stay free. Reflection streams hold a thread while open: at most OPEN_STREAMS, which leaves
+# OPEN_THREADS - OPEN_STREAMS threads for health checks. Health Watch streams hold none.
+OPEN_THREADS = 8
+OPEN_STREAMS = 4
+
+
+class OpenCalls(grpc.ServerInterceptor):
+    """Runs health and reflection (auth.OPEN_METHOD_PREFIXES) on a pool of their own, and refuses a
+    reflection stream past `max_streams` open at once with RESOURCE_EXHAUSTED. The trainer has a twin in
+    grpo_server/api/server.py (the two packages deploy on their own): keep them in step."""
+
+    def __init__(self, threads: int = OPEN_THREADS, max_streams: int = OPEN_STREAMS) -> None:
+        self.pool = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc-open")
+        self.max_streams = max_streams
+        self._slots = threading.BoundedSemaphore(max_streams)
+
+    def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or not handler_call_details.method.startswith(OPEN_METHOD_PREFIXES):
+            return handler
+        slots = self._slots if handler.request_streaming else None  # Watch streams hold no thread
+        behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+
+        def run(argument: Any, context: grpc.ServicerContext, *args: Any, **kwargs: Any) -> Any:
+            if slots is not None:
+                if not slots.acquire(blocking=False):
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"{self.max_streams} open reflection streams already (the most this server "
+                                  "keeps open); close one or try again later")
+                if not context.add_callback(slots.release):  # released when the call ends
+                    slots.release()  # it has ended already
+            return behavior(argument, context, *args, **kwargs)
+
+        run.experimental_thread_pool = self.pool  # type: ignore[attr-defined]  # grpc._server reads these two
+        run.experimental_non_blocking = getattr(behavior, "experimental_non_blocking", False)  # type: ignore[attr-defined]
+        kw = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        if handler.request_streaming:
+            return (grpc.stream_stream_rpc_method_handler(run, **kw) if handler.response_streaming
+                    else grpc.stream_unary_rpc_method_handler(run, **kw))
+        return (grpc.unary_stream_rpc_method_handler(run, **kw) if handler.response_streaming
+                else grpc.unary_unary_rpc_method_handler(run, **kw))
 
 
 @dataclass(frozen=True)
@@ -301,7 +344,9 @@ def start_server(
         if method == SCORE_METHOD:
             metrics.requests.labels(code=code.name).inc()
 
-    interceptors = [BearerTokenInterceptor(tokens, on_refused=count_refusal)] if tokens else []
+    interceptors: list[grpc.ServerInterceptor] = [OpenCalls()]
+    if tokens:
+        interceptors.append(BearerTokenInterceptor(tokens, on_refused=count_refusal))
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_concurrency + SPARE_THREADS, thread_name_prefix="grpc"),
