@@ -427,12 +427,23 @@ class ExportManager:
 
     def get(self, export_id: str) -> ExportJob | None:
         """A copy of the job's current progress (from the store for an export of an earlier process), or
-        None for an unknown id."""
+        None for an unknown id, or for a finished export whose record retention has pruned (as ListExports
+        no longer lists it)."""
         with self._lock:
             job = self._jobs.get(export_id)
-            if job is not None:
+            if job is not None and (self._records is None or job.state in ("pending", "writing")):
                 return replace(job, files=list(job.files))
-        return None if self._records is None else self._records.get(export_id)
+        if self._records is None:
+            return None
+        stored = self._records.get(export_id)
+        if job is None:
+            return stored
+        if stored is None:  # pruned under retention.export_records_seconds: forget it here too
+            with self._lock:
+                self._jobs.pop(export_id, None)
+            return None
+        with self._lock:  # this process's copy: newer than the store's when keeping the last state failed
+            return replace(job, files=list(job.files))
 
     def page(self, state: str | None, before: int, limit: int) -> tuple[list[ExportJob], int]:
         """A page of ListExports: up to `limit` exports, the newest first, from before place `before`

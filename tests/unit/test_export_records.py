@@ -63,6 +63,28 @@ def test_a_finished_export_is_answered_for_by_the_next_process(tiny, tmp_path: P
     assert manager(tiny, store, tmp_path / "exports").get("0123456789abcdef") is None
 
 
+def test_a_pruned_record_is_not_answered_for_by_the_process_that_made_it(tiny, tmp_path: Path) -> None:
+    """Once retention.export_records_seconds deletes a record, GetExport answers NOT_FOUND (None here), as
+    ListExports leaves it out, also in the process that made the export (it answered from memory)."""
+    import time
+
+    store = Store(tmp_path / "store")
+    exports = manager(tiny, store, tmp_path / "exports")
+    first = exports.start(str(tmp_path / "a"), wait=True)
+    time.sleep(0.05)
+    between = time.time()
+    time.sleep(0.05)
+    second = exports.start(str(tmp_path / "b"), wait=True)
+    assert fields(exports.get(first.export_id)) == fields(first)
+    store.prune(content_before=None, requests_before=None, exports_before=between)  # a's record only
+    assert [j.export_id for j in exports.page(None, 0, 10)[0]] == [second.export_id]
+    assert exports.get(first.export_id) is None
+    assert fields(exports.get(second.export_id)) == fields(second)
+    assert first.export_id not in exports._jobs  # forgotten here too, not kept for the process's life
+    store.prune(content_before=None, requests_before=None, exports_before=time.time() + 1)
+    assert exports.get(second.export_id) is None and exports.page(None, 0, 10)[0] == []
+
+
 def test_a_failed_export_stays_failed_with_its_error(tiny, tmp_path: Path) -> None:
     model, tok = tiny
     store = Store(tmp_path / "store")
