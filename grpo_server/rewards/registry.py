@@ -46,7 +46,9 @@ import builtins
 import hashlib
 import logging
 import math
+import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -131,6 +133,9 @@ class FieldViolation:
     description: str
 
 
+_MTIME_SLACK_NS = 50_000_000  # 50 ms
+
+
 class RegistryError(ValueError):
     """Invalid registry input; `violations` lists every bad field."""
 
@@ -196,8 +201,10 @@ def parse_registry(text: str, origin: str = "registry file") -> dict[str, Backen
         return {}
     if not isinstance(doc, dict) or set(doc) - {"backends"}:
         raise RegistryError([FieldViolation("", "the document must be a mapping with one key, `backends`")], origin)
-    backends = doc.get("backends") or {}
-    if not isinstance(backends, dict):
+    backends = doc.get("backends")
+    if backends is None:  # `backends:` with nothing under it
+        backends = {}
+    if not isinstance(backends, dict):  # also `[]`, `false`, `0`, `''`: not an empty registry
         raise RegistryError([FieldViolation("backends", "must map backend names to settings")], origin)
     entries: dict[str, BackendEntry] = {}
     violations: list[FieldViolation] = []
@@ -292,11 +299,16 @@ class RewardRegistry:
         self._api: dict[str, BackendEntry | None] = {}  # None: deleted through the API
         # name -> what config, file and flag said about it when the API change was made (None: nothing)
         self._api_beneath: dict[str, dict[str, BackendEntry | None]] = {}
+        # name -> when (time.time_ns()) this process made its API change: a file edit written before it
+        # does not overrule it, even when the watcher reads the edit after (changes restored from the
+        # store have none: any later edit of the name overrules them)
+        self._api_at: dict[str, int] = {}
         self._store: Store | None = None  # see attach_store
         self._file_path = Path(registry_file) if registry_file is not None else None
         self._file_hash: str | None = None
         self._bad_hash: str | None = None  # the last bad content, so it is logged once
         self._pending_hash: str | None = None  # content read once by the watcher, applied if read again
+        self._pending_seen = 0  # when the watcher first read it (time.time_ns()): it was written by then
         if self._file_path is not None:
             try:
                 text = self._file_path.read_bytes()
@@ -433,6 +445,7 @@ class RewardRegistry:
             api_beneath[name] = beneath
         self._save_api_layer(api, api_beneath)
         self._api, self._api_beneath = api, api_beneath
+        self._api_at[name] = time.time_ns()
         self._publish()
 
     def _beneath(self, name: str) -> dict[str, BackendEntry | None]:
@@ -526,7 +539,9 @@ class RewardRegistry:
         if self._file_path is None:
             return False
         try:
-            raw = self._file_path.read_bytes()
+            with open(self._file_path, "rb") as f:
+                raw = f.read()
+                written = os.fstat(f.fileno()).st_mtime_ns
         except OSError as exc:
             if settled and self._pending_hash != "missing":
                 self._pending_hash = "missing"
@@ -544,7 +559,14 @@ class RewardRegistry:
             return False
         if settled and digest != self._pending_hash:
             self._pending_hash = digest  # maybe half-written: apply it when the next read finds the same
+            self._pending_seen = time.time_ns()
             return False
+        # When the edit was made: its modification time (read from the kernel's coarse clock, which may lag
+        # time.time_ns() by a tick: give the file the benefit), and at the latest when the watcher first
+        # read it.
+        edited = written + _MTIME_SLACK_NS
+        if settled:
+            edited = min(edited, self._pending_seen)
         self._pending_hash = None
         try:
             new_file = parse_registry(_registry_text(raw, str(self._file_path)), str(self._file_path))
@@ -563,10 +585,12 @@ class RewardRegistry:
         with self._lock:
             self._bad_hash = None
             changed = {n for n in set(self._file) | set(new_file) if self._file.get(n) != new_file.get(n)}
-            overruled = changed & set(self._api)
-            for name in overruled:  # the file spoke about this name again: its word replaces the API's
+            # The file spoke about these names again since their API change: its word replaces the API's.
+            overruled = {n for n in changed & set(self._api) if self._api_at.get(n, 0) <= edited}
+            for name in overruled:
                 self._api.pop(name, None)
                 self._api_beneath.pop(name, None)
+                self._api_at.pop(name, None)
             self._file = new_file
             self._file_hash = digest
             if overruled:

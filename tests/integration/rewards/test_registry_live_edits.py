@@ -56,6 +56,49 @@ def test_a_file_read_half_written_is_not_applied_and_api_changes_survive_it(tmp_
     assert reg.version == version + 1
 
 
+def test_an_api_change_made_after_a_file_edit_is_not_overruled_by_it(tmp_path: Path) -> None:
+    """The rule: an API change holds until the file changes that name again. An edit written before the
+    API change is older, even when the watcher applies it after (it applies new content on its second
+    read, or has not read it yet); an edit written after the API change overrules it."""
+    f = tmp_path / "registry.yaml"
+    f.write_text("backends:\n  math: {address: 'file:1'}\n  code: {address: 'file:1'}\n")
+    reg = RewardRegistry(registry_file=f)
+    # Read once by the watcher (held back to see that it holds still), then the API change, then applied.
+    f.write_text("backends:\n  math: {address: 'file:2'}\n  code: {address: 'file:1'}\n")
+    assert not reg.reload_if_changed(settled=True)
+    reg.set(BackendEntry("math", "api:9"))
+    reg.reload_if_changed(settled=True)
+    assert addresses(reg) == {"math": "api:9", "code": "file:1"}
+    # Written before the API change, not yet read by the watcher when it was made.
+    f.write_text("backends:\n  math: {address: 'file:2'}\n  code: {address: 'file:2'}\n")
+    time.sleep(0.1)  # past the slack given to the file's modification time
+    reg.set(BackendEntry("code", "api:8"))
+    for _ in range(2):
+        reg.reload_if_changed(settled=True)
+    assert addresses(reg) == {"math": "api:9", "code": "api:8"}
+    # Written after: the file's word is back.
+    f.write_text("backends:\n  math: {address: 'file:3'}\n  code: {address: 'file:2'}\n")
+    for _ in range(2):
+        reg.reload_if_changed(settled=True)
+    assert addresses(reg) == {"math": "file:3", "code": "api:8"}
+
+
+@pytest.mark.parametrize("value", ["[]", "false", "0", "''"])
+def test_backends_that_is_not_a_mapping_is_refused_not_an_empty_registry(tmp_path: Path, value: str) -> None:
+    with pytest.raises(RegistryError, match="backends: must map backend names to settings"):
+        parse_registry(f"backends: {value}\n")
+    assert parse_registry("backends:\n") == {} and parse_registry("backends: {}\n") == {}
+    # On a live trainer such an edit is logged and the registry, API changes included, kept.
+    f = tmp_path / "registry.yaml"
+    f.write_text("backends:\n  math: {address: 'file:1'}\n  code: {address: 'file:2'}\n")
+    reg = RewardRegistry(registry_file=f)
+    reg.set(BackendEntry("math", "api:9"))
+    f.write_text(f"backends: {value}\n")
+    for _ in range(2):
+        reg.reload_if_changed(settled=True)
+    assert addresses(reg) == {"math": "api:9", "code": "file:2"}
+
+
 def test_a_name_given_twice_in_the_file_is_an_error_naming_it_and_both_lines() -> None:
     with pytest.raises(RegistryError) as err:
         parse_registry("backends:\n  math: {address: 'a:1'}\n  math: {address: 'b:2'}\n", "registry.yaml")
