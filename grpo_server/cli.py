@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from grpo_server import __version__
 from grpo_server.config import Config, ConfigError, listen_address_problem, load_config
@@ -153,13 +154,23 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             print(f"grpo-server: {flag}: {problem}", file=sys.stderr)
             return 2
-    try:
-        server = {k: v for k, v in (("listen", args.listen), ("metrics_listen", args.metrics_listen)) if v}
-        cfg = load_config(args.config, **({"server": server} if server else {}))
+    if args.listen and args.listen == args.metrics_listen and not args.listen.endswith(":0"):
+        print(f"grpo-server: --listen and --metrics-listen are both {args.listen}: the gRPC API and the metrics "
+              "endpoint need ports of their own", file=sys.stderr)
+        return 2
+    # Flags go into the config before it is checked: a flag replaces the file's value even when it is bad.
+    overrides: dict[str, Any] = {}
+    server = {k: v for k, v in (("listen", args.listen), ("metrics_listen", args.metrics_listen)) if v}
+    if server:
+        overrides["server"] = server
+    if args.store_dir:
+        overrides["store_dir"] = str(args.store_dir)
+    try:  # --reward-backend replaces the config's entry of that name whole (in the registry's layer of flags)
+        cfg = load_config(args.config, flag_backends={name for name, _ in args.reward_backend}, **overrides)
     except ConfigError as err:
         print(f"grpo-server: {err}", file=sys.stderr)
         return 2
-    store_dir = (args.store_dir or Path(cfg.store_dir)).expanduser()
+    store_dir = Path(cfg.store_dir).expanduser()
     if args.compact_store:
         return compact_store(store_dir, cfg)
 

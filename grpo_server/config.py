@@ -8,6 +8,7 @@ inner iteration); sizes default to what a CPU can run (8 prompts x 8 samples, 12
 from __future__ import annotations
 
 import difflib
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict, get_args, get_origin
 
@@ -701,12 +702,16 @@ def parse_config(data: dict[str, Any] | None, source: str = "config") -> Config:
         raise ConfigError(f"invalid {source}:\n{format_validation_error(err, Config)}") from None
 
 
-def load_config(path: str | Path | None, **overrides: dict[str, Any]) -> Config:
+def load_config(path: str | Path | None, *, flag_backends: Collection[str] = (), **overrides: Any) -> Config:
     """Read and validate a YAML config file (None gives the defaults), with `overrides` (section -> fields,
-    as the command line's flags give them) put in before validation: a flag replaces the file's value
-    even when that value is invalid."""
+    or a top-level field -> its value, as the command line's flags give them) put in before validation: a
+    flag replaces the file's value even when that value is invalid. `rewards.backends` entries named in
+    `flag_backends` (--reward-backend's names) are left out: the flag's entry replaces them whole, in the
+    registry's layer of flags."""
     if path is None:
-        return parse_config(overrides, source="config") if overrides else Config()
+        if not overrides:
+            return Config()
+        return parse_config(_with_flags({}, overrides, flag_backends), source="config")
     try:
         text = Path(path).read_text()
         data = yaml.safe_load(text)
@@ -721,11 +726,19 @@ def load_config(path: str | Path | None, **overrides: dict[str, Any]) -> Config:
         raise ConfigError(f"invalid config {path}:\n" + "\n".join(f"  {v.field}: {v.description}" for v in twice))
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
-    data = dict(data or {})
+    return parse_config(_with_flags(dict(data or {}), overrides, flag_backends), source=f"config {path}")
+
+
+def _with_flags(data: dict[str, Any], overrides: Mapping[str, Any], flag_backends: Collection[str]) -> dict[str, Any]:
+    """`data` (a parsed config document) with load_config's overrides put in."""
     for section, values in overrides.items():
         base = data.get(section)
-        data[section] = {**base, **values} if isinstance(base, dict) else values
-    return parse_config(data, source=f"config {path}")
+        data[section] = {**base, **values} if isinstance(base, dict) and isinstance(values, dict) else values
+    rewards = data.get("rewards")
+    if flag_backends and isinstance(rewards, dict) and isinstance(rewards.get("backends"), dict):
+        kept = {k: v for k, v in rewards["backends"].items() if k not in flag_backends}
+        data["rewards"] = {**rewards, "backends": kept}
+    return data
 
 
 def with_overrides(cfg: Config, **sections: dict[str, Any]) -> Config:

@@ -169,6 +169,22 @@ def test_overrides_are_validated_again() -> None:
         with_overrides(Config(), server={"listen": "nope"})
 
 
+def test_flags_replace_the_files_values_before_they_are_checked(tmp_path: Path) -> None:
+    """--listen, --metrics-listen, --store-dir and --reward-backend (as cli.main passes them) replace what
+    the file says even where the file's value is invalid; the file's other backends stay."""
+    f = tmp_path / "c.yaml"
+    f.write_text("store_dir: ''\nserver:\n  listen: nope\nrewards:\n  backends:\n"
+                 "    math: {address: nope, timeout_seconds: -1}\n    code: {address: 'code:50051'}\n")
+    with pytest.raises(ConfigError):
+        load_config(f)
+    cfg = load_config(f, flag_backends={"math", "rm"}, server={"listen": "127.0.0.1:0"}, store_dir=str(tmp_path / "s"))
+    assert cfg.store_dir == str(tmp_path / "s") and cfg.server.listen == "127.0.0.1:0"
+    # The flag's entry replaces math's whole, in the registry's layer of flags: the config's is left out.
+    assert {n: b.address for n, b in cfg.rewards.backends.items()} == {"code": "code:50051"}
+    cfg = load_config(None, flag_backends={"rm"}, store_dir="runs/x")  # without a file, too
+    assert cfg.store_dir == "runs/x" and cfg.rewards.backends == {}
+
+
 def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")

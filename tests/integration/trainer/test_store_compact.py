@@ -126,3 +126,26 @@ def test_no_store_is_nothing_to_do(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"grpo-server compacted nothing: no store in {tmp_path / 'nothing'} (no {FILENAME})\n"
     assert not (tmp_path / "nothing").exists()  # nothing created
+
+
+def test_flags_replace_bad_values_of_the_config_before_it_is_checked(tmp_path: Path) -> None:
+    """configuration.md: "Flags override the file (before it is checked)": a config whose store_dir and
+    math backend are invalid is used with --store-dir and --reward-backend math=... (it was refused)."""
+    store_dir = tmp_path / "store"
+    Store(store_dir).close()
+    config = tmp_path / "c.yaml"
+    config.write_text("store_dir: ''\nrewards:\n  backends:\n    math: {address: nope}\n")
+    cmd = [sys.executable, "-m", "grpo_server.cli", "--compact-store", "--config", str(config)]
+    done = subprocess.run(cmd + ["--store-dir", str(store_dir), "--reward-backend", "math=127.0.0.1:50061"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"grpo-server compacted {store_dir}: "), done.stdout
+    refused = subprocess.run(cmd + ["--store-dir", str(store_dir)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "rewards.backends.math.address: 'nope'" in refused.stderr, refused.stderr
+    # Two flags naming one port: the flags are named, not config fields.
+    both = subprocess.run([sys.executable, "-m", "grpo_server.cli", "--compact-store", "--store-dir", str(store_dir),
+                           "--listen", "127.0.0.1:5999", "--metrics-listen", "127.0.0.1:5999"],
+                          capture_output=True, text=True, timeout=120)
+    assert both.returncode == 2 and both.stderr.strip().splitlines()[-1] == (
+        "grpo-server: --listen and --metrics-listen are both 127.0.0.1:5999: the gRPC API and the metrics endpoint "
+        "need ports of their own"), both.stderr
