@@ -161,3 +161,42 @@ def test_a_metadata_key_with_a_dot_is_quoted_in_the_field_path() -> None:
     with pytest.raises(PromptFileError) as err:
         parse_prompt_file([line], "f.jsonl")
     assert err.value.errors[0].field == 'metadata."a.b"', err.value.errors
+
+
+def _line_errors(*lines: str) -> list[tuple[int, str, str]]:
+    from grpo_client.prompts import parse_prompt_file
+
+    with pytest.raises(PromptFileError) as err:
+        parse_prompt_file(list(lines), "f.jsonl")
+    return [(e.line, e.field, e.message) for e in err.value.errors]
+
+
+def test_a_key_given_twice_is_named_not_kept_silently_with_its_last_value() -> None:
+    """JSON keeps the last of a repeated key: `"answer": "4", "answer": "5"` would send 5 without a word,
+    as an unknown field would drop a reference (which is why those are errors too)."""
+    line = ('{"id": "a", "messages": [{"role": "user", "content": "x", "role": "user"}], "answer": "4", '
+            '"answer": "5", "metadata": {"k": "1", "\\u006b": "2"}}\n')
+    repeated = "given more than once: JSON keeps only the last, write it once"
+    assert _line_errors(OK, line) == [(2, "messages[0].role", repeated), (2, "answer", repeated),
+                                      (2, "metadata.k", repeated)]
+
+
+def test_a_line_nested_too_deep_is_a_line_error_not_a_crash(tmp_path: Path) -> None:
+    """1000 brackets deep made Python's decoder raise RecursionError out of the reader (a traceback from
+    `grpo submit`); lines are refused past 64 levels, brackets inside strings not counted."""
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 1000 + "]" * 1000 + "\n" + OK + '{"id": "s", "x": "' + "[" * 100 + '"}\n')
+    errors = _errors(deep)
+    assert errors[0] == (1, "", "not valid JSON: nested deeper than 64 levels at column 65")
+    assert [e[:2] for e in errors[1:]] == [(3, "x"), (3, "messages")]  # decoded: only its fields are wrong
+    assert _line_errors("[" * 64 + "]" * 64) == [(1, "", "must be a JSON object, got array")]
+
+
+def test_a_json_error_at_the_end_of_a_line_is_at_that_column() -> None:
+    """The line's break is not part of the JSON: an error at its end was reported at column 1 (of the
+    line after the break, as Python's decoder counts)."""
+    assert _line_errors('{"id": "a",\n', '{"id": "a", "x": 1\r\n', '{"id": "a", "x": [1, 2') == [
+        (1, "", "not valid JSON: Expecting property name enclosed in double quotes at column 12"),
+        (2, "", "not valid JSON: Expecting ',' delimiter at column 19"),
+        (3, "", "not valid JSON: Expecting ',' delimiter at column 23"),
+    ]

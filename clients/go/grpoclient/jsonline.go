@@ -4,8 +4,9 @@ package grpoclient
 // (clients/python/grpo_client/prompts.py): the same error messages at the same columns (counted in
 // characters, 1-based), every number kept as the text the line has, NaN/Infinity/-Infinity read as
 // constants (so they can be named as not JSON), unpaired \uD800-style escapes kept as such (so they can
-// be named), and a repeated key keeping its first place with its last value. Matching those rules is what
-// makes a file refused by Python refused here with the same line, field and words.
+// be named), a repeated key keeping its first place with its last value (and named, to be refused), and
+// lines nested deeper than maxDepth refused before decoding. Matching those rules is what makes a file
+// refused by Python refused here with the same line, field and words.
 
 import (
 	"strconv"
@@ -24,11 +25,40 @@ type jNumber struct {
 // jConst is NaN, Infinity or -Infinity, which Python's json reads and JSON does not have.
 type jConst struct{ name string }
 
-// jObject is a decoded JSON object in its keys' first-seen order.
+// jObject is a decoded JSON object in its keys' first-seen order; repeated holds (by wtf8) the keys the
+// line gives more than once.
 type jObject struct {
-	keys  []jString
-	vals  []interface{}
-	index map[string]int
+	keys     []jString
+	vals     []interface{}
+	index    map[string]int
+	repeated map[string]bool
+}
+
+// maxDepth is how deep arrays and objects may be inside each other in a line (a prompt needs 4).
+const maxDepth = 64
+
+// tooDeep is the 1-based column of the first [ or { nested deeper than maxDepth, brackets inside strings
+// not counted, or 0 (Python's _too_deep).
+func tooDeep(line []rune) int {
+	depth, inString := 0, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+			if depth > maxDepth {
+				return i + 1
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return 0
 }
 
 func (o *jObject) get(key string) (interface{}, bool) {
@@ -69,9 +99,15 @@ type jsonReader struct {
 // stopIteration is Python's scanner finding no value at pos ("Expecting value").
 type stopIteration struct{ pos int }
 
-// decodeJSONLine decodes a whole line (its line break included, as Python reads it) or says why not,
-// with the column Python's JSONDecodeError.colno gives.
+// decodeJSONLine decodes a whole line (its line break is dropped first, as Python's reader does) or says
+// why not, with the column Python's JSONDecodeError.colno gives.
 func decodeJSONLine(line []rune) (interface{}, string, bool) {
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+	}
+	if col := tooDeep(line); col > 0 {
+		return nil, "not valid JSON: nested deeper than " + strconv.Itoa(maxDepth) + " levels at column " + strconv.Itoa(col), false
+	}
 	v, err := decodeJSON(line)
 	if err == nil {
 		return v, "", true
@@ -340,6 +376,10 @@ func (r *jsonReader) object(idx int) (interface{}, int) {
 		w := wtf8(key)
 		if i, ok := obj.index[w]; ok {
 			obj.vals[i] = val
+			if obj.repeated == nil {
+				obj.repeated = map[string]bool{}
+			}
+			obj.repeated[w] = true
 		} else {
 			obj.index[w] = len(obj.keys)
 			obj.keys = append(obj.keys, key)

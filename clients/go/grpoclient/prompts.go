@@ -285,7 +285,11 @@ func textProblem(s jString) string {
 	return ""
 }
 
-// checkValues names every string and constant in a decoded line that no trainer accepts.
+// repeatedKey is the problem of a key a line gives more than once (Python's REPEATED).
+const repeatedKey = "given more than once: JSON keeps only the last, write it once"
+
+// checkValues names every string and constant in a decoded line that no trainer accepts, and every key
+// it gives more than once.
 func checkValues(v interface{}, path string, errs *promptErrors) {
 	switch v := v.(type) {
 	case jConst:
@@ -302,6 +306,9 @@ func checkValues(v interface{}, path string, errs *promptErrors) {
 			}
 			if p := textProblem(key); p != "" {
 				errs.add(sub, "the key "+p)
+			}
+			if v.repeated[wtf8(key)] {
+				errs.add(sub, repeatedKey)
 			}
 			checkValues(v.vals[i], sub, errs)
 		}

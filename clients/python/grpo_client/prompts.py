@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ from grpo.trainer.v1 import trainer_pb2
 _PROMPT_KEYS = {"id", "messages", "answer", "code", "rewards", "metadata"}
 _CODE_KEYS = {"language", "test_code", "entry_point", "io_cases", "timeout_seconds"}
 MAX_ERRORS = 50  # stop listing after this many, a file with a systematic mistake would print thousands
+MAX_DEPTH = 64  # arrays and objects inside each other: a prompt needs 4; deeper is refused before decoding
+REPEATED = "given more than once: JSON keeps only the last, write it once"
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,50 @@ class _Constant:
     name: str
 
 
+class _Object(dict):  # type: ignore[type-arg]
+    """A decoded JSON object (each key in its first place, with its last value, as json.loads gives it);
+    `repeated`: the keys the line gives more than once."""
+
+    repeated: set[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object()
+    obj.repeated = set()
+    for key, value in pairs:
+        if key in obj:
+            obj.repeated.add(key)
+        obj[key] = value
+    return obj
+
+
 def _loads(text: str) -> Any:
-    """json.loads that keeps each number's text and marks the non-standard constants (see `_values`)."""
-    return json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=_Constant)
+    """json.loads that keeps each number's text, marks the non-standard constants and the repeated keys
+    (see `_values`)."""
+    return json.loads(text, parse_float=_Number, parse_int=_Number, parse_constant=_Constant,
+                      object_pairs_hook=_object)
+
+
+# A string (to its closing quote, or the end of the line) or a bracket.
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+def _too_deep(text: str) -> int | None:
+    """The column of the first `[` or `{` nested deeper than MAX_DEPTH in a line, brackets inside strings
+    not counted, or None. Checked before decoding, whatever else the line holds: the Go and TypeScript
+    clients do the same, and Python's decoder would give up at a depth that depends on its stack."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return m.start() + 1
+        elif c in "]}":
+            depth -= 1
+    return None
 
 
 def _json_type(value: Any) -> str:
@@ -150,6 +194,8 @@ def _values(value: Any, path: str, errors: _Errors) -> None:
             problem = _text_problem(key) if isinstance(key, str) else None
             if problem:
                 errors.add(sub, f"the key {problem}")
+            if key in getattr(value, "repeated", ()):
+                errors.add(sub, REPEATED)
             _values(item, sub, errors)
     elif isinstance(value, list):
         for i, item in enumerate(value):
@@ -321,13 +367,19 @@ def parse_prompt_file(lines: Iterable[str], source: str = "<prompts>") -> Prompt
             continue
         errors = _Errors(number)
         undecodable = _undecodable(text, number)
+        text = text.rstrip("\r\n")  # the line break: an error at the end of the line is then at its column
+        deep = None if undecodable else _too_deep(text)
         if undecodable:
             errors.add("", undecodable)
+        elif deep is not None:
+            errors.add("", f"not valid JSON: nested deeper than {MAX_DEPTH} levels at column {deep}")
         else:
             try:
                 obj = _loads(text)
             except json.JSONDecodeError as exc:
                 errors.add("", f"not valid JSON: {exc.msg} at column {exc.colno}")
+            except RecursionError:  # not with MAX_DEPTH, unless called with the stack nearly full
+                errors.add("", "not valid JSON: nested too deeply")
             else:
                 prompt = _parse(obj, errors)
                 if not errors.items:

@@ -165,11 +165,13 @@ class JString {
 class JNumber { constructor(readonly text: string, readonly value: number) {} }
 /** NaN, Infinity or -Infinity, which Python's json reads and JSON does not have. */
 class JConst { constructor(readonly name: string) {} }
-/** An object in its keys' first-seen order; a repeated key keeps its place and takes the last value. */
+/** An object in its keys' first-seen order; a repeated key keeps its place and takes the last value,
+ * and is kept in `repeated` (by its `key`) to be refused. */
 class JObject {
   readonly keys: JString[] = [];
   readonly vals: JValue[] = [];
   readonly index = new Map<string, number>();
+  readonly repeated = new Set<string>();
   get(key: string): JValue | undefined {
     const i = this.index.get(Array.from(key).map((c) => c.codePointAt(0)).join(','));
     return i === undefined ? undefined : this.vals[i];
@@ -180,9 +182,35 @@ type JValue = null | boolean | JNumber | JConst | JString | JObject | JValue[];
 
 class JsonFail { constructor(readonly msg: string, readonly pos: number) {} }
 
-/** Decode one line (its line break included, as Python reads it), or Python's message and column. */
+/** How deep arrays and objects may be inside each other in a line (a prompt needs 4). */
+const MAX_DEPTH = 64;
+/** Python's REPEATED: the problem of a key a line gives more than once. */
+const REPEATED = 'given more than once: JSON keeps only the last, write it once';
+
+/** The 1-based column of the first [ or { nested deeper than MAX_DEPTH, brackets inside strings not
+ * counted, or 0 (Python's _too_deep). */
+function tooDeep(s: number[]): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (inString && c === 0x5c) i++;
+    else if (c === 0x22) inString = !inString;
+    else if (inString) continue;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DEPTH) return i + 1;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return 0;
+}
+
+/** Decode one line (its line break is dropped first, as Python's reader does), or Python's message and
+ * column. */
 function decodeJsonLine(chars: string[]): { ok: true; value: JValue } | { ok: false; message: string } {
   const s = chars.map((c) => c.codePointAt(0)!);
+  if (s.length > 0 && s[s.length - 1] === 0x0a) s.pop();
+  const deep = tooDeep(s);
+  if (deep > 0) return { ok: false, message: `not valid JSON: nested deeper than ${MAX_DEPTH} levels at column ${deep}` };
   try {
     if (s[0] === 0xfeff) throw new JsonFail('Unexpected UTF-8 BOM (decode using utf-8-sig)', 0);
     const r = new JsonReader(s);
@@ -339,6 +367,7 @@ class JsonReader {
       const at = obj.index.get(key.key);
       if (at !== undefined) {
         obj.vals[at] = val;
+        obj.repeated.add(key.key);
       } else {
         obj.index.set(key.key, obj.keys.length);
         obj.keys.push(key);
@@ -432,6 +461,7 @@ function checkValues(v: JValue, path: string, errs: Errors): void {
       const sub = path ? `${path}.${fieldKey(key)}` : fieldKey(key);
       const p = textProblem(key.cps);
       if (p) errs.add(sub, `the key ${p}`);
+      if (v.repeated.has(key.key)) errs.add(sub, REPEATED);
       checkValues(v.vals[i], sub, errs);
     });
   } else if (Array.isArray(v)) {

@@ -38,7 +38,8 @@ VALID = {
         + '\n'
         + '{"id": "e1", ' + _P + ', "answer": "", "metadata": {}}\n'
         + '{"id": "o1", ' + _P + ', "metadata": {"__proto__": "x", "constructor": "y", "a": "b"}}\n'
-        + '{"id": "n1", ' + _P + ', "answer": -0.0e+0, "id": "n2"}\n'
+        + '{"id": "n1", ' + _P + ', "answer": -0.0e+0}\n'
+        + '{"id": "deep", ' + _P + ', "metadata": {"k": "' + "[" * 70 + '"}}' + " " * 3 + '\n'
         + '{"id": "big", ' + _P + ', "code": {"test_code": "' + "x" * 300 + '", "timeout_seconds": -0}}'
     ).encode("utf-8"),
     "empty.jsonl": b"\n\n   \n",
@@ -65,6 +66,16 @@ INVALID = {
         '[1, 2]', '"just a string"', 'null',
         '{"id": "h", ' + _P + '}', '{"id": "h", ' + _P + '}',
         '{"id": "i", ' + _P + ', "weight": -Infinity, "QUESTION": "q"}',
+        '{"id": "n1", ' + _P + ', "answer": "1", "id": "n2", "metadata": {"k": "a", "k": "b", "\\u006b": "c"}}',
+        '{"id": "j", "messages": [{"role": "user", "content": "x", "role": "user"}], "id": "j", "id": "j"}',
+    ]).encode("utf-8"),
+    "deep.jsonl": "\n".join([
+        "[" * 1000 + "]" * 1000,
+        '{"id": "a", "metadata": ' + "[" * 63 + "]" * 63 + "}",
+        '{"id": "a", "metadata": ' + "[" * 64 + "]" * 64 + "}",
+        '["\\"[", ' + "{" * 65 + '"x": 1',
+        '{"id": "a", "x": 1,',
+        '{"id": "a", "messages": [',
     ]).encode("utf-8"),
     "bytes.jsonl": b'{"id": "a", "messages": [{"role": "user", "content": "caf\xc3"}]}\n'
                    b'{"id": "b", "messages": [{"role": "user", "content": "\xe2\x82"}]}\n\xff\n'
