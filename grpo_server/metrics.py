@@ -124,6 +124,7 @@ class TrainerMetrics:
         self.backend_reward_mean = Gauge(
             "grpo_backend_reward_mean", "Mean score per reward backend in the latest step.", ["backend"], registry=r
         )
+        self._backends_scored: set[str] = set()  # the labels backend_reward_mean has now
         self.kl = Gauge("grpo_kl", "Mean k3 KL to the reference of the latest step, nats per token.", registry=r)
         self.policy_loss = Gauge("grpo_policy_loss", "Policy loss of the latest step.", registry=r)
         self.entropy = Gauge("grpo_entropy", "Mean policy entropy of the latest step, nats per token.", registry=r)
@@ -277,9 +278,14 @@ class TrainerMetrics:
         for stat in ("mean", "min", "max"):
             if f"completion_length_{stat}" in m:
                 self.completion_length.labels(stat=stat).set(m[f"completion_length_{stat}"])
-        for key, value in m.items():
-            if key.startswith("reward/") and math.isfinite(value):
-                self.backend_reward_mean.labels(backend=key.split("/", 1)[1]).set(value)
+        means = {key.split("/", 1)[1]: value for key, value in m.items()
+                 if key.startswith("reward/") and math.isfinite(value)}
+        if means:  # a step that scored: the backends it did not score (or that are gone) are not in it
+            for backend in self._backends_scored - set(means):
+                self.backend_reward_mean.remove(backend)
+            for backend, value in means.items():
+                self.backend_reward_mean.labels(backend=backend).set(value)
+            self._backends_scored = set(means)
 
     # ------------------------------------------------------------------ the reward router's observer
 

@@ -11,6 +11,7 @@ constructor (store, run control, reward router, engines), so each piece can be t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import functools
@@ -952,7 +953,10 @@ class TrainingLoop:
                     self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
         finally:
             # The report is stored: watchers and the metrics hear of it even when its checkpoint failed
-            # (a full disk), which then ends the run.
+            # (a full disk), which then ends the run. A skipped or failed step put prompts back: the gauge
+            # set at its lease would say 0 while they wait.
+            with contextlib.suppress(sqlite3.Error):
+                self.metrics.queue_depth.set(self.store.queue_depth())
             self.metrics.observe_step(report)
             self.control.notify_step(report)
         if crashed is not None:

@@ -78,9 +78,14 @@ def test_backend_killed_mid_step_masks_skips_requeues_then_recovers(toy_backend,
     circuit = {b.name: b.circuit for b in client.list_backends().backends}
     assert circuit["flaky"] != trainer_pb2.CIRCUIT_STATE_CLOSED
 
-    # Skipped prompts are back in the queue, not failed: an outage does not use up their attempts.
+    # Skipped prompts are back in the queue, not failed: an outage does not use up their attempts. The
+    # queue gauge says so too (it kept what it was set to at the skipped step's lease: 0 while they waited).
+    client.pause()
+    wait_for(lambda: client.step_status().run.state == trainer_pb2.RUN_STATE_PAUSED or None, 60, "never paused")
     status = client.step_status()
-    assert status.run.prompts_failed == 0
+    assert status.run.prompts_failed == 0 and status.run.queue_depth > 0
+    assert app.metrics.registry.get_sample_value("grpo_queue_depth") == status.run.queue_depth
+    client.resume()
     skipped_ids = {pid for r in skipped for pid in r.prompt_ids}
 
     # Back on the same port: the breaker's trial call succeeds and training goes on.
