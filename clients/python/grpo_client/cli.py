@@ -338,6 +338,10 @@ def _run_line(run: trainer_pb2.RunStatus) -> str:
             f"queue {run.queue_depth}  trained {run.prompts_trained}  failed {run.prompts_failed}{err}{waiting}")
 
 
+# What a skipped or failed step's report measures, besides its phases' seconds.
+_MEASURED_WITHOUT_UPDATE = frozenset({"prompts", "completions", "masked_reward_failures", "extra"})
+
+
 def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     response = client.step_status(args.step, include_samples=args.samples)
     pr.document(to_dict(response))
@@ -355,6 +359,11 @@ def cmd_status(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
         pr.line("  (running: its metrics come when the step finishes)")
         return EXIT_OK
     metrics = to_dict(s.metrics)
+    if s.state in (trainer_pb2.STEP_STATE_SKIPPED, trainer_pb2.STEP_STATE_FAILED):
+        # No update was made: only its counts, phase times and `extra` were measured; the other fields are
+        # zeros nobody measured (a reward mean of 0, a truncated fraction of 0).
+        metrics = {k: v for k, v in metrics.items() if k in _MEASURED_WITHOUT_UPDATE or k.endswith("_seconds")}
+        pr.line("  (no update: only its counts and times were measured)")
     for key, value in metrics.items():
         if isinstance(value, dict):
             for k, v in sorted(value.items()):

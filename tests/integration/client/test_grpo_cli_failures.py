@@ -215,6 +215,24 @@ def test_status_of_a_running_step_shows_no_metrics_it_does_not_have(api: Trainer
     assert "reward_mean" not in out and "metrics come when the step finishes" in out, out
 
 
+@pytest.mark.parametrize("state", [StepState.SKIPPED, StepState.FAILED])
+def test_status_of_a_step_without_an_update_shows_only_what_it_measured(api: TrainerApi, capsys,
+                                                                        state: StepState) -> None:
+    """A skipped or failed step measured its counts, times and `extra`; its reward mean, loss, KL,
+    learning rate and truncated fraction were printed as 0 though nothing measured them."""
+    now = time.time()
+    metrics = {"prompts": 2.0, "completions": 8.0, "masked_reward_failures": 8.0, "rollout_seconds": 1.5,
+               "step_seconds": 2.0, "generated_tokens": 64.0}
+    api.store.record_step(StepReport(1, state, now - 2, now, metrics, "hf", ("q0", "q1"), "no reward"))
+    code, out, _ = cli(capsys, "--target", api.target, "status")
+    assert code == 0 and "only its counts and times were measured" in out, out
+    for measured in ("prompts: 2", "completions: 8", "masked_reward_failures: 8", "rollout_seconds: 1.5",
+                     "step_seconds: 2", "extra.generated_tokens: 64"):
+        assert f"  {measured}\n" in out, (measured, out)
+    for unmeasured in ("reward_mean", "kl:", "loss:", "learning_rate", "truncated_fraction", "completion_length"):
+        assert unmeasured not in out, (unmeasured, out)
+
+
 def test_submitting_an_empty_file_says_so_and_claims_no_queue_depth(api: TrainerApi, tmp_path: Path,
                                                                     capsys) -> None:
     q = tmp_path / "q.jsonl"
