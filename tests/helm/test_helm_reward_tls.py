@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 import pytest
 from helm_support import (
+    DEEPSPEED,
     KUBE_VERSION,
     REPO,
     TRAINER,
@@ -134,7 +135,7 @@ def test_tls_reward_pods_are_probed_by_http_healthz_since_grpc_probes_speak_no_t
 
 def test_tls_reaches_the_multinode_trainer_pods_and_the_reward_model() -> None:
     rendered = render({**TLS, "rewards": {**TLS["rewards"], "rm": {"enabled": True, "modelVolume": {"emptyDir": {}}}},
-                       "trainer": {"multiNode": {"enabled": True}}})
+                       "trainer": {**DEEPSPEED, "multiNode": {"enabled": True}}})
     assert _projected(_reward_pod(rendered, "rm"))[0] == ("reward-tls", "tls.crt", "tls.crt")
     [lws] = rendered.of_kind("LeaderWorkerSet")
     for role in ("leaderTemplate", "workerTemplate"):  # every rank loads the registry, which names the CA

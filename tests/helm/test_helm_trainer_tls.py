@@ -35,6 +35,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helm_support import (
     CRD_KINDS,
+    DEEPSPEED,
     KUBE_VERSION,
     NAMESPACE,
     REPO,
@@ -194,7 +195,7 @@ def test_the_metrics_endpoint_and_the_services_are_untouched_by_tls() -> None:
 
 def test_in_a_leaderworkerset_only_the_leader_gets_the_key() -> None:
     """Global rank 0, on the leader, serves the API; the workers' ranks never read the files."""
-    rendered = render(deep_merge(MTLS, {"trainer": {"multiNode": {"enabled": True}}}))
+    rendered = render(deep_merge(MTLS, {"trainer": {**DEEPSPEED, "multiNode": {"enabled": True}}}))
     pods = dict(_trainer_pods(rendered))
     leader, worker = pods["leader"], pods["worker"]
     assert [p for _, _, p in _projected(leader)] == ["tls.crt", "tls.key", "client-ca.crt"]
@@ -236,7 +237,7 @@ def test_the_mutual_tls_objects_validate_strictly_and_pass_checkov(tmp_path: Pat
     rendered = render(MTLS)
     for obj in rendered.objects:
         kv.validate(obj, KUBE_VERSION, strict=True)
-    multinode = render(deep_merge(MTLS, {"trainer": {"multiNode": {"enabled": True}}}))
+    multinode = render(deep_merge(MTLS, {"trainer": {**DEEPSPEED, "multiNode": {"enabled": True}}}))
     for obj in multinode.objects:
         if obj["kind"] not in CRD_KINDS:
             kv.validate(obj, KUBE_VERSION, strict=True)

@@ -239,7 +239,20 @@ trainer (gRPC round_robin) spreads its calls over them; the registry points here
 {{- toYaml (dict "backends" $backends) }}
 {{- end }}
 
-{{/* Ranks per node of a multi-node trainer: multiNode.nprocPerNode, else the GPUs per pod, else 1. */}}
+{{/* The trainer's training.engine: trainer.config.training.engine, else the config's default (torch). */}}
+{{- define "grpo.trainingEngine" -}}
+{{- $training := get (.Values.trainer.config | default dict) "training" | default dict -}}
+{{- get $training "engine" | default "torch" -}}
+{{- end }}
+
+{{/* The trainer's model.source: trainer.config.model.source, else the config's default. */}}
+{{- define "grpo.modelSource" -}}
+{{- $model := get (.Values.trainer.config | default dict) "model" | default dict -}}
+{{- get $model "source" | default "tiny" -}}
+{{- end }}
+
+{{/* Ranks per node of a trainer started by grpo_server.launch (several nodes, or DeepSpeed on one):
+multiNode.nprocPerNode, else the GPUs per pod, else 1. */}}
 {{- define "grpo.nprocPerNode" -}}
 {{- $t := .Values.trainer -}}
 {{- if $t.multiNode.nprocPerNode -}}
@@ -273,8 +286,12 @@ the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step
 {{- if eq (int $t.grpcPort) (int $t.metricsPort) }}
 {{- fail (printf "trainer.grpcPort and trainer.metricsPort are both %d: the trainer refuses one port for its gRPC API and its metrics (server.listen, server.metrics_listen)" (int $t.grpcPort)) }}
 {{- end }}
-{{- if and $t.multiNode.enabled (has (int $t.multiNode.rendezvousPort) (list (int $t.grpcPort) (int $t.metricsPort))) }}
-{{- fail (printf "trainer.multiNode.rendezvousPort %d is also the trainer's gRPC or metrics port: torchrun's rendezvous store on the leader needs a port of its own" (int $t.multiNode.rendezvousPort)) }}
+{{- $engine := include "grpo.trainingEngine" . }}
+{{- if and $t.multiNode.enabled (ne $engine "deepspeed") }}
+{{- fail (printf "trainer.multiNode.enabled needs trainer.config.training.engine: deepspeed (it is %q): only DeepSpeed's ranks follow rank 0; with another engine every rank would start a trainer of its own" $engine) }}
+{{- end }}
+{{- if and (or $t.multiNode.enabled (eq $engine "deepspeed")) (has (int $t.multiNode.rendezvousPort) (list (int $t.grpcPort) (int $t.metricsPort))) }}
+{{- fail (printf "trainer.multiNode.rendezvousPort %d is also the trainer's gRPC or metrics port: torchrun's rendezvous store (multi-node, or DeepSpeed on one node) needs a port of its own" (int $t.multiNode.rendezvousPort)) }}
 {{- end }}
 {{- $cfg := $t.config | default dict }}
 {{- $server := get $cfg "server" | default dict }}

@@ -6,13 +6,16 @@ The trainer's pod template, shared by the StatefulSet (one node) and the LeaderW
   worker: node 1.. of the group; no API, no store of its own (emptyDir scratch).
 Leader and workers run the same command, `python -m grpo_server.launch` (grpo_server/launch.py), which
 reads LWS_LEADER_ADDRESS, LWS_GROUP_SIZE and LWS_WORKER_INDEX (set by LeaderWorkerSet) and starts
-torchrun across the group. Both mount the shared checkpoints volume at /var/lib/grpo/checkpoints: every
+torchrun across the group. The single pod runs it too when its training engine is DeepSpeed (a rank per
+GPU), with those variables set here to a group of one on 127.0.0.1; with the torch engine it runs
+`grpo-server` itself. Both mount the shared checkpoints volume at /var/lib/grpo/checkpoints: every
 rank writes its DeepSpeed shard there and reads it back on resume.
 */}}
 {{- define "grpo.trainerPodTemplate" -}}
 {{- $root := .root }}
 {{- $t := $root.Values.trainer }}
 {{- $role := .role }}
+{{- $launched := or $t.multiNode.enabled (eq (include "grpo.trainingEngine" $root) "deepspeed") }}
 metadata:
   labels:
     {{- include "grpo.componentLabels" (dict "root" $root "component" "trainer") | nindent 4 }}
@@ -95,7 +98,7 @@ spec:
       image: {{ include "grpo.image" (dict "root" $root "image" $t.image) | quote }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
       command:
-        {{- if $t.multiNode.enabled }}
+        {{- if $launched }}
         - python
         - -m
         - grpo_server.launch
@@ -132,6 +135,15 @@ spec:
         - name: TMPDIR
           value: /tmp
         {{- /* LeaderWorkerSet sets LWS_LEADER_ADDRESS, LWS_GROUP_SIZE and LWS_WORKER_INDEX itself. */}}
+        {{- if and $launched (not $t.multiNode.enabled) }}
+        # DeepSpeed on one pod: grpo_server.launch starts a rank per GPU as a group of one node.
+        - name: LWS_LEADER_ADDRESS
+          value: 127.0.0.1
+        - name: LWS_GROUP_SIZE
+          value: "1"
+        - name: LWS_WORKER_INDEX
+          value: "0"
+        {{- end }}
         {{- with $t.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
