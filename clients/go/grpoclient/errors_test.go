@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/golang/protobuf/ptypes"
+	anypb "github.com/golang/protobuf/ptypes/any"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -183,5 +185,21 @@ func TestARefusalForAFullStoreDiskSaysSoNotAFullQueue(t *testing.T) {
 		if got := e.Progress(); !strings.Contains(got, want) {
 			t.Fatalf("subject %s: got\n%s\nwant it to contain\n%s", subject, got, want)
 		}
+	}
+}
+
+// A detail of a type this program does not link (grpc-go hands it over as an error, not a message) is
+// still named in "details", as the Python client names it; it was left out.
+func TestDetailsOfUnlinkedTypesAreNamed(t *testing.T) {
+	help, err := ptypes.MarshalAny(&errdetails.Help{Links: []*errdetails.Help_Link{{Url: "https://example.com"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom := &anypb.Any{TypeUrl: "type.googleapis.com/acme.v1.Custom", Value: []byte{8, 1}}
+	st := status.FromProto(&spb.Status{Code: int32(codes.FailedPrecondition), Message: "no", Details: []*anypb.Any{help, custom}})
+	e := wrapError("ExportCheckpoint", st.Err()).(*Error)
+	got := otherDetails(e)
+	if strings.Join(got, ",") != "google.rpc.Help,acme.v1.Custom" {
+		t.Fatalf("other details %q, want both names", got)
 	}
 }

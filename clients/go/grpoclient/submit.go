@@ -293,15 +293,22 @@ func (e *SubmitError) Error() string {
 }
 
 // otherDetails are the type names of the details the Python client does not decode either (none of
-// BadRequest, RetryInfo, PreconditionFailure, ResourceInfo and QuotaFailure), which it lists by name.
+// BadRequest, RetryInfo, PreconditionFailure, ResourceInfo and QuotaFailure), which it lists by name:
+// also those of types this program does not link, which grpc-go hands over as errors, not messages.
 func otherDetails(e *Error) []string {
 	var out []string
-	for _, d := range e.Details {
+	raw := e.st.Proto().GetDetails() // a nil status gives none
+	for i, d := range e.Details {
 		switch d := d.(type) {
 		case *errdetails.BadRequest, *errdetails.RetryInfo, *errdetails.PreconditionFailure, *errdetails.ResourceInfo,
 			*errdetails.QuotaFailure:
 		case proto.Message:
 			out = append(out, proto.MessageName(d))
+		default:
+			if i < len(raw) {
+				url := raw[i].GetTypeUrl()
+				out = append(out, url[strings.LastIndex(url, "/")+1:])
+			}
 		}
 	}
 	return out

@@ -59,8 +59,10 @@ export class GrpoError extends Error {
   constructor(method: string, code: grpc.status, details: string, statusDetails: StatusDetail[],
     clientCertificateRefused = false) {
     const codeName = grpc.status[code] ?? `CODE_${code}`;
-    const badRequest = findDetail<BadRequest__Output>(statusDetails, 'google.rpc.BadRequest');
-    const violations = (badRequest?.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description }));
+    // As the Python client reads them: every BadRequest, PreconditionFailure and QuotaFailure adds its
+    // entries; of RetryInfo and ResourceInfo the last one counts.
+    const violations = allDetails<BadRequest__Output>(statusDetails, 'google.rpc.BadRequest')
+      .flatMap((b) => b.fieldViolations ?? []).map((v) => ({ field: v.field, description: v.description }));
     // Each violation only when the message does not say it already (the trainer's messages usually do).
     const unsaid = violations.map((v) => `${v.field}: ${v.description}`).filter((text) => !details.includes(text));
     const suffix = unsaid.length ? `: ${unsaid.join('; ')}` : '';
@@ -72,17 +74,18 @@ export class GrpoError extends Error {
     this.details = details;
     this.statusDetails = statusDetails;
     this.fieldViolations = violations;
-    const retry = findDetail<RetryInfo__Output>(statusDetails, 'google.rpc.RetryInfo');
-    this.retryDelayMs = retry?.retryDelay
+    const retry = lastDetail<RetryInfo__Output>(statusDetails, 'google.rpc.RetryInfo');
+    // A RetryInfo without a delay says 0 (retry at once), as in Python and Go, not "no RetryInfo".
+    this.retryDelayMs = retry === undefined ? undefined : retry.retryDelay
       ? Number(retry.retryDelay.seconds) * 1000 + Math.round(retry.retryDelay.nanos / 1e6)
-      : undefined;
-    const precondition = findDetail<PreconditionFailure__Output>(statusDetails, 'google.rpc.PreconditionFailure');
-    this.preconditions = (precondition?.violations ?? []).map((v) => v.type);
-    const resource = findDetail<ResourceInfo__Output>(statusDetails, 'google.rpc.ResourceInfo');
+      : 0;
+    this.preconditions = allDetails<PreconditionFailure__Output>(statusDetails, 'google.rpc.PreconditionFailure')
+      .flatMap((f) => f.violations ?? []).map((v) => v.type);
+    const resource = lastDetail<ResourceInfo__Output>(statusDetails, 'google.rpc.ResourceInfo');
     this.resource = resource ? { type: resource.resourceType, name: resource.resourceName } : undefined;
-    const quota = findDetail<QuotaFailure__Output>(statusDetails, 'google.rpc.QuotaFailure');
-    this.quotaSubjects = (quota?.violations ?? []).map((v) => v.subject);
-    this.errorInfo = findDetail<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo');
+    this.quotaSubjects = allDetails<QuotaFailure__Output>(statusDetails, 'google.rpc.QuotaFailure')
+      .flatMap((q) => q.violations ?? []).map((v) => v.subject);
+    this.errorInfo = allDetails<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo')[0];
     this.clientCertificateRefused = clientCertificateRefused;
   }
 
@@ -96,7 +99,7 @@ export class GrpoError extends Error {
     if (this.fieldViolations.length) {
       out.field_violations = this.fieldViolations.map((v) => ({ field: v.field, description: v.description }));
     }
-    const retry = findDetail<RetryInfo__Output>(this.statusDetails, 'google.rpc.RetryInfo');
+    const retry = lastDetail<RetryInfo__Output>(this.statusDetails, 'google.rpc.RetryInfo');
     if (retry) { // as Python adds them: seconds + nanos / 1e9
       out.retry_delay_seconds = retry.retryDelay ? Number(retry.retryDelay.seconds) + retry.retryDelay.nanos / 1e9 : 0;
     }
@@ -113,25 +116,37 @@ export class GrpoError extends Error {
 export const DECODED_DETAILS = ['google.rpc.BadRequest', 'google.rpc.RetryInfo', 'google.rpc.PreconditionFailure',
   'google.rpc.ResourceInfo', 'google.rpc.QuotaFailure'];
 
-function findDetail<T>(details: StatusDetail[], type: string): T | undefined {
-  const d = details.find((x) => x.type === type);
-  return d && !Buffer.isBuffer(d.value) ? (d.value as T) : undefined;
+/** The decoded details of one type, in order. */
+function allDetails<T>(details: StatusDetail[], type: string): T[] {
+  return details.filter((x) => x.type === type && !Buffer.isBuffer(x.value)).map((x) => x.value as T);
+}
+
+function lastDetail<T>(details: StatusDetail[], type: string): T | undefined {
+  const all = allDetails<T>(details, type);
+  return all[all.length - 1];
 }
 
 /** Decode the serialized google.rpc.Status of a `grpc-status-details-bin` trailer into its details.
  * Unknown detail types are kept as raw bytes. Returns [] for a missing or undecodable trailer. */
 export function decodeStatusDetails(metadata: grpc.Metadata | undefined): StatusDetail[] {
+  return decodeStatus(metadata)?.details ?? [];
+}
+
+/** The google.rpc.Status of a `grpc-status-details-bin` trailer (its code, message and decoded details),
+ * or undefined for a missing or undecodable trailer. */
+function decodeStatus(metadata: grpc.Metadata | undefined):
+  { code: number; message: string; details: StatusDetail[] } | undefined {
   const raw = metadata?.get(DETAILS_KEY)[0];
-  if (!raw || typeof raw === 'string') return [];
+  if (!raw || typeof raw === 'string') return undefined;
   const root = googleRpcRoot();
   // protobufjs's built-in google/protobuf/any.proto keeps the snake_case name `type_url`.
-  let status: { details?: Array<{ typeUrl?: string; type_url?: string; value: Uint8Array }> };
+  let status: { code?: number; message?: string; details?: Array<{ typeUrl?: string; type_url?: string; value: Uint8Array }> };
   try {
     status = root.lookupType('google.rpc.Status').decode(raw) as unknown as typeof status;
   } catch {
-    return [];
+    return undefined;
   }
-  return (status.details ?? []).map((any) => {
+  const details = (status.details ?? []).map((any) => {
     const url = any.typeUrl ?? any.type_url ?? '';
     const type = url.slice(url.lastIndexOf('/') + 1);
     const value = Buffer.from(any.value);
@@ -142,13 +157,20 @@ export function decodeStatusDetails(metadata: grpc.Metadata | undefined): Status
       return { type, value };
     }
   });
+  return { code: status.code ?? 0, message: status.message ?? '', details };
 }
 
 /** Turn a grpc-js error (a ServiceError with code and trailers) into a GrpoError; other errors pass through. */
 export function toGrpoError(method: string, err: unknown): unknown {
   const e = err as Partial<grpc.ServiceError>;
   if (e && typeof e.code === 'number' && e.metadata !== undefined) {
-    return new GrpoError(method, e.code, e.details ?? '', decodeStatusDetails(e.metadata));
+    const details = e.details ?? '';
+    const status = decodeStatus(e.metadata);
+    // Details whose status has another code than the call (a proxy rewrote one of them) are dropped, as
+    // the Python client drops them: what the call says is kept (INVALID_ARGUMENT's violations must not be
+    // read into an UNAVAILABLE, which may have been stored).
+    const agree = status !== undefined && status.code === e.code;
+    return new GrpoError(method, e.code, details, agree ? status.details : []);
   }
   return err;
 }

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { Metadata, status } from '@grpc/grpc-js';
 
 import { GrpoError, SubmitError, decodeStatusDetails } from '../src';
+import { toGrpoError } from '../src/errors';
 import { googleRpcRoot } from '../src/protos';
 
 function trailer(details: Array<[string, Record<string, unknown>]>): Metadata {
@@ -121,6 +122,39 @@ describe('status details', () => {
       });
       assert.ok(err.progress().includes(want), `${subject}: ${err.progress()}`);
     }
+  });
+
+  it('reads several details of a type as the Python client does: entries added up, the last delay', () => {
+    const err = new GrpoError('SubmitPrompts', status.INVALID_ARGUMENT, 'bad', decodeStatusDetails(trailer([
+      ['google.rpc.BadRequest', { fieldViolations: [{ field: 'prompts[0].id', description: 'first' }] }],
+      ['google.rpc.RetryInfo', { retryDelay: { seconds: 1 } }],
+      ['google.rpc.BadRequest', { fieldViolations: [{ field: 'prompts[0].answer', description: 'second' }] }],
+      ['google.rpc.RetryInfo', { retryDelay: { seconds: 2 } }],
+      ['google.rpc.QuotaFailure', { violations: [{ subject: 'queue' }] }],
+      ['google.rpc.QuotaFailure', { violations: [{ subject: 'store' }] }],
+    ])));
+    assert.deepEqual(err.fieldViolations.map((v) => v.description), ['first', 'second']);
+    assert.equal(err.retryDelayMs, 2000);
+    assert.deepEqual(err.quotaSubjects, ['queue', 'store']);
+    assert.match(JSON.stringify(err), /"retry_delay_seconds":2,/);
+  });
+
+  it('reads a RetryInfo without a delay as a delay of 0, not as no RetryInfo', () => {
+    const err = new GrpoError('SubmitPrompts', status.RESOURCE_EXHAUSTED, 'full', decodeStatusDetails(trailer([
+      ['google.rpc.RetryInfo', {}],
+    ])));
+    assert.equal(err.retryDelayMs, 0);
+    assert.match(JSON.stringify(err), /"retry_delay_seconds":0/);
+  });
+
+  it('drops details whose status contradicts the call, as the Python client does', () => {
+    const md = trailer([['google.rpc.BadRequest', { fieldViolations: [{ field: 'id', description: 'x' }] }]]); // code 3, 'bad'
+    const rewritten = toGrpoError('SubmitPrompts', { code: status.UNAVAILABLE, details: 'bad', metadata: md }) as GrpoError;
+    assert.equal(rewritten.code, status.UNAVAILABLE);
+    assert.deepEqual(rewritten.fieldViolations, []);
+    assert.deepEqual(rewritten.statusDetails, []);
+    const agreeing = toGrpoError('SubmitPrompts', { code: status.INVALID_ARGUMENT, details: 'bad', metadata: md }) as GrpoError;
+    assert.deepEqual(agreeing.fieldViolations, [{ field: 'id', description: 'x' }]);
   });
 
   it('returns no details when the trailer is missing', () => {
