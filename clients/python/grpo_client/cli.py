@@ -82,8 +82,13 @@ def _whole_number(minimum: int, maximum: int = INT64_MAX) -> Callable[[str], int
     return parse
 
 
-def _seconds(minimum_exclusive: float | None) -> Callable[[str], float]:
-    """An argparse type: a finite number of seconds, > `minimum_exclusive` (None: >= 0)."""
+# The longest --timeout: gRPC counts a deadline in nanoseconds of an int64, so from ~9.2e9 s on every call
+# failed at once with DEADLINE_EXCEEDED.
+MAX_TIMEOUT_SECONDS = 1e8  # over 3 years
+
+
+def _seconds(minimum_exclusive: float | None, maximum: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, > `minimum_exclusive` (None: >= 0), at most `maximum`."""
 
     def parse(text: str) -> float:
         try:
@@ -94,6 +99,8 @@ def _seconds(minimum_exclusive: float | None) -> Callable[[str], float]:
         if not ok:
             bound = f"> {minimum_exclusive:g}" if minimum_exclusive is not None else ">= 0"
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds {bound}")
+        if maximum is not None and x > maximum:
+            raise argparse.ArgumentTypeError(f"{text!r}: at most {maximum:g} seconds")
         return x
 
     return parse
@@ -142,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-name", type=_nonempty, metavar="NAME",
                    help="the name the trainer's certificate must carry when it is not --target's host, e.g. "
                    "through kubectl port-forward (implies --tls)")
-    p.add_argument("--timeout", type=_seconds(0.0), default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
+    p.add_argument("--timeout", type=_seconds(0.0, MAX_TIMEOUT_SECONDS), default=DEFAULT_TIMEOUT_SECONDS, metavar="S",
                    help="deadline of each call in seconds (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON document")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -528,6 +535,15 @@ def cmd_exports(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
     return EXIT_OK
 
 
+def _batch(b: trainer_pb2.BackendInfo) -> str:
+    """The items per Score call: the entry's max_batch_size, else (0) the backend's own Describe value,
+    else "-" (not described yet: unreachable)."""
+    if b.max_batch_size:
+        return str(b.max_batch_size)
+    described = b.description.capabilities.max_batch_size
+    return str(described) if described else "-"
+
+
 def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
     if args.backends_command == "list":
         response = client.list_backends()
@@ -540,7 +556,7 @@ def cmd_backends(client: TrainerClient, args: argparse.Namespace, pr: Printer) -
             pr.line(fmt.format(
                 b.name, b.address, _enum_name(trainer_pb2.BackendSource, b.source, "BACKEND_SOURCE_"),
                 _enum_name(trainer_pb2.CircuitState, b.circuit, "CIRCUIT_STATE_"), kinds or "-",
-                f"{b.timeout_seconds:g}s", b.max_batch_size, b.max_concurrency,
+                f"{b.timeout_seconds:g}s", _batch(b), b.max_concurrency,
             ))
         return EXIT_OK
     if args.backends_command == "set":
@@ -562,7 +578,7 @@ def cmd_prompts(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
     state = trainer_pb2.PromptState.Value(f"PROMPT_STATE_{(args.state or 'unspecified').upper()}")
     found = _first(client.iter_prompts(args.ids, state, page_size=min(args.limit, 1000)), args.limit)
     pr.document({"prompts": [to_dict(p) for p in found]})
-    if not found and not args.ids:
+    if not found and (not args.ids or args.state or args.limit):  # with ids and neither: `unknown:` says it
         pr.line(f"no {args.state} prompts" if args.state else NO_PROMPTS)
         return EXIT_OK
     fmt = "{:<24} {:<8} {:>6} {:>10} {:>8}  {}"
@@ -581,8 +597,8 @@ def cmd_cancel(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> 
     if args.file is not None:
         ids += [p.id for p in load_prompt_file(args.file).prompts]
     ids = list(dict.fromkeys(ids))  # each once, in order
-    if not ids:  # an empty prompt file
-        pr.document(to_dict(trainer_pb2.CancelPromptsResponse()))
+    if not ids:  # an empty prompt file: the trainer was not asked, so its queue depth is not known
+        pr.document({**to_dict(trainer_pb2.CancelPromptsResponse()), "queue_depth": None})
         pr.line(f"{args.file} holds no prompts: nothing to cancel")
         return EXIT_OK
     response = client.cancel_all(ids)

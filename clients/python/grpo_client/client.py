@@ -744,10 +744,15 @@ class TrainerClient:
 
     def iter_prompts(self, ids: Sequence[str] = (),
                      state: trainer_pb2.PromptState.ValueType = trainer_pb2.PROMPT_STATE_UNSPECIFIED, *,
-                     page_size: int = 0) -> Iterator[trainer_pb2.PromptStatus]:
-        """Every prompt `list_prompts` matches, page after page."""
-        return _every_page(lambda token: self.list_prompts(ids, state, page_size=page_size, page_token=token),
-                           "prompts")
+                     page_size: int = 0, chunk: int = 1000) -> Iterator[trainer_pb2.PromptStatus]:
+        """Every prompt `list_prompts` matches, page after page; more than `chunk` ids (the trainer's
+        limit for one request) are asked `chunk` at a time, each chunk's prompts in submission order."""
+        ids = list(ids)
+        for start in range(0, max(len(ids), 1), chunk):
+            part = ids[start:start + chunk]
+            yield from _every_page(
+                lambda token, part=part: self.list_prompts(part, state, page_size=page_size, page_token=token),
+                "prompts")
 
     def cancel_prompts(self, ids: Sequence[str]) -> trainer_pb2.CancelPromptsResponse:
         """CancelPrompts: take the queued prompts among `ids` (at most 1000) out of the queue; the answer

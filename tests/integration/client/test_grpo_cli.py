@@ -17,7 +17,7 @@ from trainer_api import TrainerApi
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client.cli import main
-from grpo_server.types import StepState
+from grpo_server.types import ChatMessage, PromptRecord, RewardSpec, StepState
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -261,6 +261,11 @@ def test_backends_list_set_and_delete(api: TrainerApi, capsys) -> None:
     code, out, _ = cli(capsys, "--target", api.target, "backends", "list")
     line = next(row for row in out.splitlines() if row.startswith("code"))
     assert line.split()[:5] == ["code", api.code_address, "api", "closed", "code"]
+    assert line.split()[6:] == ["8", "2"]
+    # Without --max-batch the batch is the backend's own (its Describe says 64), not a "0" beside the
+    # defaults the other columns show.
+    math_row = next(row for row in out.splitlines() if row.startswith("math"))
+    assert math_row.split()[5:] == ["30s", "64", "4"], math_row
 
     code, doc = cli_json(capsys, "--target", api.target, "backends", "delete", "code")
     assert code == 0 and doc == {"registry_version": "3"}  # a JSON string, as `set` and `list` print it
@@ -411,6 +416,7 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(api: TrainerA
     ["--timeout", "0", "status"],
     ["--timeout", "inf", "status"],
     ["--timeout", "-1", "status"],
+    ["--timeout", "1e10", "status"],  # gRPC's deadline overflowed: every call failed at once
     ["prompts", "--state", "bogus"],
 ])
 def test_out_of_range_flag_values_are_usage_errors_with_a_json_document_under_json(
@@ -441,3 +447,33 @@ def test_a_token_no_header_can_carry_is_named_locally(make_api, tmp_path: Path, 
     monkeypatch.setenv("GRPO_TOKEN", "has space")
     code, _, err = cli(capsys, "--target", api.target, "status")
     assert code == 2 and "$GRPO_TOKEN: the token has ' '" in err, err
+
+
+def rec(pid: str) -> PromptRecord:
+    return PromptRecord(id=pid, messages=(ChatMessage("user", f"{pid}: 1+1?"),), rewards=(RewardSpec("math", 1.0),),
+                        answer="2")
+
+
+def test_prompts_by_more_ids_than_one_request_takes(api: TrainerApi, capsys) -> None:
+    """ListPrompts takes 1000 ids: `grpo prompts` with 1001 failed INVALID_ARGUMENT; it asks 1000 at a time."""
+    api.store.submit([rec("late")], None, 10_000)
+    ids = [f"none{i}" for i in range(1000)] + ["late"]
+    code, out, _ = cli(capsys, "--target", api.target, "prompts", *ids)
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["late", "queued"], out
+    assert out.splitlines()[-1].startswith("unknown: none0, none1, none10, "), out[-300:]
+    code, doc = cli_json(capsys, "--target", api.target, "prompts", *ids)
+    assert code == 0 and [p["id"] for p in doc["prompts"]] == ["late"]
+
+
+def test_prompts_narrowed_to_nothing_say_so(api: TrainerApi, capsys) -> None:
+    api.store.submit([rec("q0")], None, 10_000)
+    code, out, _ = cli(capsys, "--target", api.target, "prompts", "--state", "failed", "q0")
+    assert code == 0 and out.strip() == "no failed prompts", out
+
+
+def test_cancel_of_an_empty_file_claims_no_queue_depth(api: TrainerApi, tmp_path, capsys) -> None:
+    api.store.submit([rec("q0")], None, 10_000)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    code, doc = cli_json(capsys, "--target", api.target, "cancel", "--file", str(empty))
+    assert code == 0 and doc["queue_depth"] is None and doc["cancelled_ids"] == [], doc
