@@ -535,7 +535,7 @@ def cmd_exports(client: TrainerClient, args: argparse.Namespace, pr: Printer) ->
     return EXIT_OK
 
 
-def _batch(b: trainer_pb2.BackendInfo) -> str:
+def _batch(b: trainer_pb2.RewardBackend) -> str:
     """The items per Score call: the entry's max_batch_size, else (0) the backend's own Describe value,
     else "-" (not described yet: unreachable)."""
     if b.max_batch_size:

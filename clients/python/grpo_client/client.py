@@ -750,9 +750,11 @@ class TrainerClient:
         ids = list(ids)
         for start in range(0, max(len(ids), 1), chunk):
             part = ids[start:start + chunk]
-            yield from _every_page(
-                lambda token, part=part: self.list_prompts(part, state, page_size=page_size, page_token=token),
-                "prompts")
+
+            def page(token: str, part: list[str] = part) -> trainer_pb2.ListPromptsResponse:
+                return self.list_prompts(part, state, page_size=page_size, page_token=token)
+
+            yield from _every_page(page, "prompts")
 
     def cancel_prompts(self, ids: Sequence[str]) -> trainer_pb2.CancelPromptsResponse:
         """CancelPrompts: take the queued prompts among `ids` (at most 1000) out of the queue; the answer
