@@ -28,6 +28,7 @@ from grpo_server.checkpoint import (
     ExportManager,
     ExportRecords,
     check_checkpoint_fits,
+    checkpoint_settings,
     copy_weights,
     os_reason,
     page_of,
@@ -455,7 +456,7 @@ class TrainerApp:
         for p in remove_unrecorded_checkpoints(self.store_dir, latest.step if latest is not None else None):
             log.info("removed %s: the store never recorded it (the trainer stopped while writing it)", p)
         if latest is not None:  # another run's store fails here with a message, not a state-dict error
-            check_checkpoint_fits(Path(latest.path), shapes, str(model_path))
+            check_checkpoint_fits(Path(latest.path), shapes, str(model_path), checkpoint_settings(cfg))
         engine = build_training_engine(cfg, model)
         if latest is not None:
             log.info("resuming from the checkpoint of step %d (%s)", latest.step, latest.path)
@@ -531,7 +532,8 @@ class TrainerApp:
 
         def save(step: int) -> Path:
             path = save_training_checkpoint(save_state, self.store_dir, step,
-                                            {"model_path": str(model_path), "time": time.time(), "parameters": shapes},
+                                            {"model_path": str(model_path), "time": time.time(), "parameters": shapes,
+                                             "settings": checkpoint_settings(cfg)},
                                             keep=cfg.checkpoint.keep)
             # The store's latest checkpoint stays until commit_checkpoint records this one: a crash in
             # between must leave the checkpoint the restart resumes from on disk (keep: 1 removed it).

@@ -615,14 +615,36 @@ def verify_training_checkpoint(directory: Path) -> None:
         )
 
 
-def check_checkpoint_fits(directory: Path, shapes: Mapping[str, list[int]], model: str) -> None:
+def checkpoint_settings(cfg: Any) -> dict[str, Any]:
+    """The settings a training checkpoint can only be resumed with, by config field, for its meta.json:
+    the engine that wrote its state, and the LoRA scale and placement that make its adapters the policy
+    (the shapes alone do not: another lora_alpha loads and silently scales the trained adapters)."""
+    a = cfg.algorithm
+    settings: dict[str, Any] = {"training.engine": cfg.training.engine, "algorithm.lora_rank": a.lora_rank}
+    if a.lora_rank > 0:
+        settings |= {"algorithm.lora_alpha": a.lora_alpha, "algorithm.lora_target_modules": list(a.lora_target_modules)}
+    return settings
+
+
+def check_checkpoint_fits(directory: Path, shapes: Mapping[str, list[int]], model: str,
+                          settings: Mapping[str, Any] | None = None) -> None:
     """Check a store's training checkpoint before it is loaded: CheckpointCorrupt when it is missing or
     damaged (verify_training_checkpoint), CheckpointMismatch, naming the first differences, when the
-    parameters recorded in its meta.json (`parameter_shapes` at save time) are not `shapes`; `model`
-    names the configured model in the message. A checkpoint from before these records passes."""
+    settings recorded in its meta.json (`checkpoint_settings` at save time) are not `settings`, or the
+    parameters recorded there (`parameter_shapes` at save time) are not `shapes`; `model` names the
+    configured model in the message. A checkpoint from before these records passes."""
     verify_training_checkpoint(directory)
     meta_path = Path(directory) / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    recorded = meta.get("settings") or {}
+    changed = [f"{k}: {recorded[k]!r} there, {v!r} here" for k, v in (settings or {}).items()
+               if k in recorded and recorded[k] != v]
+    if changed:
+        raise CheckpointMismatch(
+            f"the store's checkpoint of step {meta.get('step', '?')} ({directory}) was written with other settings "
+            f"than the configured ones: {'; '.join(changed)}. Its state can only be resumed with the settings that "
+            "wrote it: configure those again, or start a new run with another --store-dir"
+        )
     saved = meta.get("parameters")
     if saved is None or saved == dict(shapes):
         return
