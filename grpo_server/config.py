@@ -94,7 +94,16 @@ class RolloutConfig(_Strict):
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature (also used for training log-probs).")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: draw from the smallest set of tokens "
                          "holding this much probability (1 = off).")
-    top_k: int = Field(-1, ge=-1, description="-1 = off.")
+    top_k: int = Field(-1, ge=-1, description="Draw from the k most likely tokens; -1 = off (0 is refused: "
+                       "write -1).")
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k_not_zero(cls, v: int) -> int:
+        if v == 0:  # the samplers' "off" is -1; 0 would be refused after the model has loaded
+            raise ValueError("0 is not a number of tokens to draw from: write -1 for off, or k >= 1")
+        return v
+
     vllm_gpu_memory_utilization: float = Field(
         0.3, gt=0, le=1,
         description="vLLM's memory share when vllm_kv_cache_gib is unset. On CPU: of host memory, and the "

@@ -64,8 +64,15 @@ class HFEngine:
         self.seed = seed
         self.max_batch_sequences = max_batch_sequences
         self.oom_retries = 0  # batches generated again in halves after running out of memory (generate)
-        pad = self.tokenizer.pad_token_id
-        self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id)
+        # Padding: the tokenizer's pad, else its eos, else the model's generation_config pad or first stop id.
+        gen = getattr(model, "generation_config", None)
+        candidates = [self.tokenizer.pad_token_id, self.tokenizer.eos_token_id,
+                      getattr(gen, "pad_token_id", None), *eos_token_ids(self.tokenizer, gen)]
+        pad = next((c for c in candidates if c is not None), None)
+        if pad is None:
+            raise ValueError(f"{model_path}: neither the tokenizer nor the model's generation_config names a pad or "
+                             "eos token, which generation needs to pad prompts and end completions")
+        self.pad_token_id = int(pad)
 
     @property
     def device(self) -> torch.device:

@@ -202,6 +202,7 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     ({"server": {"tls_cert": " ", "tls_key": "k"}}, "server.tls_cert", "is not a path"),
     ({"rewards": {"registry_file": ""}}, "rewards.registry_file", "is not a path"),
     ({"store_dir": ""}, "store_dir", "is not a path"),
+    ({"rollout": {"top_k": 0}}, "rollout.top_k", "write -1 for off"),  # refused only after the model loaded
     ({"training": {"lr_schedule": "cosine"}}, "training", "set training.max_steps, or use lr_schedule 'constant'"),
     ({"server": {"listen": "127.0.0.1:7000", "metrics_listen": "127.0.0.1:7000"}}, "server", "ports of their own"),
     ({"rewards": {"default": [{"backend": "math"}, {"backend": "math", "weight": 2}]}}, "rewards.default",

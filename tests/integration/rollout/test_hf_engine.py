@@ -49,6 +49,29 @@ def test_generate_gives_n_completions_per_prompt_with_one_logprob_per_token(tiny
     assert any(c.finish_reason == "length" and len(c.token_ids) == 12 for g in out for c in g)
 
 
+def test_a_tokenizer_without_eos_or_pad_pads_with_the_models_stop_token(eos_dir, prompts):
+    """The stop set allows a tokenizer without eos (the model's generation_config names it), but the
+    engine took its padding from the tokenizer alone and failed with int(None)."""
+    from transformers import AutoTokenizer
+
+    bare = AutoTokenizer.from_pretrained(eos_dir)
+    eos = bare.eos_token_id
+    bare.eos_token, bare.pad_token = None, None
+    model = AutoModelForCausalLM.from_pretrained(eos_dir, dtype=torch.float32)
+    assert (bare.eos_token_id, bare.pad_token_id, model.generation_config.eos_token_id) == (None, None, eos)
+    pad = model.generation_config.pad_token_id
+    assert pad is not None and hf_engine(eos_dir, bare, model=model).pad_token_id == pad
+    model.generation_config.pad_token_id = None  # then the stop token pads
+    engine = hf_engine(eos_dir, bare, model=model)
+    assert engine.pad_token_id == eos
+    out = engine.generate(prompts, SamplingConfig(n=8, max_new_tokens=8, seed=1))
+    stopped = [c for g in out for c in g if c.finish_reason == "stop"]
+    assert stopped and all(c.token_ids[-1] == eos for c in stopped)
+    model.generation_config.eos_token_id = None
+    with pytest.raises(ValueError, match="names a pad or eos token"):
+        hf_engine(eos_dir, bare, model=model)
+
+
 def test_completion_stops_at_eos_keeps_it_and_cuts_the_padding(eos_dir, tokenizer, prompts):
     engine = hf_engine(eos_dir, tokenizer)
     eos = tokenizer.eos_token_id
