@@ -42,8 +42,8 @@ async function cancel(): Promise<number> {
   if (values.file !== undefined) ids.push(...loadPromptFile(values.file).prompts.map((p) => p.id!));
   ids = [...new Set(ids)]; // each once, in order
   const res: CancelPromptsResponse = { cancelledIds: [], notCancelled: [], unknownIds: [], queueDepth: 0 };
-  if (!ids.length) { // an empty prompt file: nothing to send
-    if (values.json) printDocument(protoJson('grpo.trainer.v1.CancelPromptsResponse', res));
+  if (!ids.length) { // an empty prompt file: nothing to send, so no queue depth to tell (null, as `grpo`)
+    if (values.json) printDocument({ ...protoJson('grpo.trainer.v1.CancelPromptsResponse', res), queue_depth: null });
     else console.log(`${values.file} holds no prompts: nothing to cancel`);
     return 0;
   }

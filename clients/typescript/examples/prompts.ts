@@ -48,7 +48,7 @@ async function prompts(): Promise<number> {
       printDocument({ prompts: found.map((p) => protoJson('grpo.trainer.v1.PromptStatus', p)) });
       return 0;
     }
-    if (!found.length && !ids.length) {
+    if (!found.length && (!ids.length || state || limit)) { // with ids and neither: `unknown:` says it
       console.log(state ? `no ${state} prompts` : 'no prompts (none submitted, or deleted under retention.prompt_rows_seconds)');
       return 0;
     }

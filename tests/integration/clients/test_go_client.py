@@ -260,6 +260,7 @@ def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Pa
 
     listed = same("prompts", first, second, unknown)
     assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
+    assert same("prompts", "--state", "failed", first).stdout == "no failed prompts\n"  # ids narrowed to nothing
     assert listed.stdout.endswith(f"unknown: {unknown} (never submitted, or deleted under retention.prompt_rows_seconds)\n"), listed.stdout
     doc = json.loads(same("prompts", first, second, "--json").stdout)
     assert [(p["id"], p["state"]) for p in doc["prompts"]] == [(first, "PROMPT_STATE_QUEUED"),
@@ -523,3 +524,16 @@ def test_go_example_over_tls_still_waits_for_a_trainer_that_refuses_connections(
     took = time.monotonic() - start
     assert go.returncode == 1 and 1.9 <= took < 10, (took, go.returncode, go.stdout)
     assert "connection refused" in json.loads(go.stdout)["error"]["message"], go.stdout
+
+
+def test_go_example_cancel_of_an_empty_prompt_file_needs_no_trainer(example: Path, tmp_path: Path) -> None:
+    """As `grpo cancel --file` of a file without prompts: nothing sent, exit status 0, the same document,
+    whose queue_depth is null (the trainer was not asked; "0" would claim an empty queue)."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    go = run_tool([str(example), "-target", "127.0.0.1:1", "cancel", "-file", str(empty), "-json"], cwd=GO, timeout=60,
+                  check=False)
+    py = run_tool([sys.executable, "-m", "grpo_client.cli", "--target", "127.0.0.1:1", "cancel", "--file", str(empty),
+                   "--json"], cwd=REPO, timeout=60, check=False)
+    assert go.returncode == py.returncode == 0, go.stderr
+    assert go.stdout == py.stdout and json.loads(go.stdout)["queue_depth"] is None, (go.stdout, py.stdout)

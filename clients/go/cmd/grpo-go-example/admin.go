@@ -254,7 +254,7 @@ func (p *promptsCommand) run(ctx context.Context, c *grpoclient.Client, timeout 
 	if p.json {
 		return printList("prompts", found)
 	}
-	if len(found) == 0 && len(p.ids) == 0 {
+	if len(found) == 0 && (len(p.ids) == 0 || p.state != "" || p.limit > 0) { // with ids and neither: `unknown:` says it
 		if p.state != "" {
 			fmt.Printf("no %s prompts\n", p.state)
 		} else {
@@ -327,10 +327,11 @@ func parseCancel(args []string) (adminCommand, int) {
 	return &cancelCommand{ids: unique, file: *file, json: *asJSON}, 0
 }
 
-// printEmpty reports a prompt file without prompts (and no IDs) as `grpo cancel` does, without a trainer.
+// printEmpty reports a prompt file without prompts (and no IDs) as `grpo cancel` does, without a trainer:
+// the trainer was not asked, so its queue depth is null.
 func (c *cancelCommand) printEmpty() int {
 	if c.json {
-		return printDocument(&trainerv1.CancelPromptsResponse{})
+		return printJSON(json.RawMessage(`{"cancelled_ids":[],"not_cancelled":[],"unknown_ids":[],"queue_depth":null}`))
 	}
 	fmt.Printf("%s holds no prompts: nothing to cancel\n", c.file)
 	return 0
