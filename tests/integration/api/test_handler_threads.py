@@ -5,31 +5,25 @@ checks go on answering too.
 
 The server in these tests has 8 handler threads (make_api's max_workers)."""
 
+# ruff: noqa: F811  (test_auth's fixtures, imported, are arguments here)
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from api_support import Api
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from test_auth import bearer, tokens_file  # noqa: F401  (the fixture)
+from test_auth import bearer, secured, tokens_file  # noqa: F401  (the fixtures)
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_server.api.server import OPEN_STREAMS
-from grpo_server.api.settings import AuthSettings
 
 HELD = 12  # more calls than the server has handler threads
 
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-
-
-@pytest.fixture
-def secured(make_api, tokens_file: Path) -> Api:  # noqa: F811
-    return make_api(auth=AuthSettings(tokens_file=str(tokens_file), reload_interval_seconds=0))
 
 
 class Withheld:
