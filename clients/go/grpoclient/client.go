@@ -331,20 +331,57 @@ func (c *Client) ListPrompts(ctx context.Context, req *trainerv1.ListPromptsRequ
 	return res, wrapError("ListPrompts", err)
 }
 
+// IdsPerRequest is the most prompt ids one ListPrompts or CancelPrompts request takes.
+const IdsPerRequest = 1000
+
+// IdChunks splits ids into runs of at most IdsPerRequest, in order; no ids is one empty run (a listing of
+// every prompt).
+func IdChunks(ids []string) [][]string {
+	if len(ids) == 0 {
+		return [][]string{nil}
+	}
+	var out [][]string
+	for start := 0; start < len(ids); start += IdsPerRequest {
+		end := start + IdsPerRequest
+		if end > len(ids) {
+			end = len(ids)
+		}
+		out = append(out, ids[start:end])
+	}
+	return out
+}
+
 // AllPrompts is ListPrompts page after page (req.PageToken is where it starts): every prompt it matches.
+// More than IdsPerRequest ids are asked IdsPerRequest at a time, each run's prompts in submission order,
+// as the Python client's iter_prompts does; req.PageToken must then be empty (a page token belongs to
+// one request).
 func (c *Client) AllPrompts(ctx context.Context, req *trainerv1.ListPromptsRequest) ([]*trainerv1.PromptStatus, error) {
 	page := &trainerv1.ListPromptsRequest{}
 	if req != nil {
 		page.Ids, page.State, page.PageSize, page.PageToken = req.Ids, req.State, req.PageSize, req.PageToken
 	}
-	return allPages(page.PageToken, func(token string) ([]*trainerv1.PromptStatus, string, error) {
-		page.PageToken = token
-		res, err := c.ListPrompts(ctx, page)
-		return res.GetPrompts(), res.GetNextPageToken(), err
-	})
+	chunks := IdChunks(page.Ids)
+	if len(chunks) > 1 && page.PageToken != "" {
+		return nil, fmt.Errorf("grpoclient: AllPrompts: a PageToken with %d ids: a page token belongs to one request of at most %d ids", len(page.Ids), IdsPerRequest)
+	}
+	var out []*trainerv1.PromptStatus
+	for _, part := range chunks {
+		page.Ids = part
+		found, err := allPages(page.PageToken, func(token string) ([]*trainerv1.PromptStatus, string, error) {
+			page.PageToken = token
+			res, err := c.ListPrompts(ctx, page)
+			return res.GetPrompts(), res.GetNextPageToken(), err
+		})
+		out = append(out, found...)
+		if err != nil {
+			return out, err
+		}
+		page.PageToken = ""
+	}
+	return out, nil
 }
 
-// CancelPrompts takes the queued prompts among ids (1 to 1000, each once) out of the queue. The answer
+// CancelPrompts takes the queued prompts among ids (1 to IdsPerRequest, each once) out of the queue. The answer
 // lists the ids it cancelled, where each other known id is (NotCancelled: LEASED, TRAINED, FAILED or
 // CANCELLED before), the ids the trainer does not know (UnknownIds: never submitted, or deleted under
 // retention.prompt_rows_seconds) and the queue depth.

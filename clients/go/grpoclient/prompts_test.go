@@ -3,7 +3,9 @@ package grpoclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,9 +39,19 @@ func first(v []string) string {
 
 func (p *promptsTrainer) ListPrompts(ctx context.Context, req *trainerv1.ListPromptsRequest) (*trainerv1.ListPromptsResponse, error) {
 	p.token(ctx)
+	if len(req.GetIds()) > 1000 {
+		st, _ := status.New(codes.InvalidArgument, "invalid request: ids: at most 1000 ids").WithDetails(&errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "ids", Description: "at most 1000 ids"}}})
+		return nil, st.Err()
+	}
+	asked := map[string]bool{}
+	for _, id := range req.GetIds() {
+		asked[id] = true
+	}
 	var match []*trainerv1.PromptStatus
 	for _, s := range p.prompts {
-		if req.GetState() == trainerv1.PromptState_PROMPT_STATE_UNSPECIFIED || s.GetState() == req.GetState() {
+		if (req.GetState() == trainerv1.PromptState_PROMPT_STATE_UNSPECIFIED || s.GetState() == req.GetState()) &&
+			(len(asked) == 0 || asked[s.GetId()]) {
 			match = append(match, s)
 		}
 	}
@@ -133,6 +145,42 @@ func TestListPromptsReadsEveryPageWithTheToken(t *testing.T) {
 	}
 	if len(ids) != 3 || ids[0] != "a" || ids[1] != "c" || ids[2] != "e" {
 		t.Fatalf("AllPrompts(TRAINED) = %v, want [a c e] across two pages", ids)
+	}
+}
+
+func TestAllPromptsAsksMoreIdsThanOneRequestTakesInRuns(t *testing.T) {
+	queued := trainerv1.PromptState_PROMPT_STATE_QUEUED
+	p := &promptsTrainer{tokens: make(chan string, 64), prompts: []*trainerv1.PromptStatus{
+		{Id: "a", State: queued}, {Id: "b", State: queued}, {Id: "c", State: queued}, {Id: "d", State: queued}}}
+	c := promptsClient(t, p)
+	ids := []string{"c", "a"} // run 1: a, c in submission order; run 2: d, b; run 3: none known
+	for i := 0; i < 998; i++ {
+		ids = append(ids, fmt.Sprintf("none%d", i))
+	}
+	ids = append(ids, "d", "b")
+	for i := 0; i < 1000; i++ {
+		ids = append(ids, fmt.Sprintf("late%d", i))
+	}
+	all, err := c.AllPrompts(context.Background(), &trainerv1.ListPromptsRequest{Ids: ids})
+	if err != nil {
+		t.Fatalf("AllPrompts(%d ids): %v", len(ids), err)
+	}
+	var got []string
+	for _, s := range all {
+		got = append(got, s.GetId())
+	}
+	if fmt.Sprint(got) != "[a c b d]" {
+		t.Fatalf("AllPrompts(%d ids) = %v, want [a c b d]: each run of 1000 ids in submission order", len(ids), got)
+	}
+	if calls := len(p.tokens); calls != 3 {
+		t.Fatalf("AllPrompts(%d ids) made %d ListPrompts calls, want 3", len(ids), calls)
+	}
+	_, err = c.AllPrompts(context.Background(), &trainerv1.ListPromptsRequest{Ids: ids, PageToken: "xx"})
+	if err == nil || !strings.Contains(err.Error(), "a page token belongs to one request") {
+		t.Fatalf("AllPrompts(%d ids, a page token) = %v, want an error naming the page token", len(ids), err)
+	}
+	if chunks := IdChunks(nil); len(chunks) != 1 || chunks[0] != nil {
+		t.Fatalf("IdChunks(nil) = %v, want one empty run", chunks)
 	}
 }
 

@@ -11,12 +11,9 @@
 // violation, and exits 2 for INVALID_ARGUMENT, else 1.
 import { parseArgs } from 'node:util';
 
-import { CancelPromptsResponse, TrainerClient, loadPromptFile } from '../src';
+import { CancelPromptsResponse, TrainerClient, idChunks, loadPromptFile } from '../src';
 import { counted } from '../src/words';
 import { CONNECTION_OPTIONS, UsageError, clientOptions, enumName, printDocument, protoJson, runCommand } from './cli';
-
-/** The most ids one CancelPrompts call takes. */
-const CHUNK = 1000;
 
 const WHY: Record<string, (p: { step: number; checkpointStep: number }) => string> = {
   // A leased prompt stays held by its step until a checkpoint covers it, after the step too.
@@ -49,9 +46,9 @@ async function cancel(): Promise<number> {
   }
   const client = new TrainerClient(values.target!, options);
   try {
-    // Any number of ids, CHUNK at a time, the answers merged into one (its queue depth from the last call).
-    for (let start = 0; start < ids.length; start += CHUNK) {
-      const part = await client.cancelPrompts(ids.slice(start, start + CHUNK));
+    // Any number of ids, IDS_PER_REQUEST at a time, the answers merged into one (its queue depth from the last call).
+    for (const chunk of idChunks(ids)) {
+      const part = await client.cancelPrompts(chunk);
       res.cancelledIds.push(...part.cancelledIds);
       res.notCancelled.push(...part.notCancelled);
       res.unknownIds.push(...part.unknownIds);

@@ -359,15 +359,24 @@ export class TrainerClient {
     return this.unary('ListPrompts', this.stub.listPrompts, request);
   }
 
-  /** `listPrompts` page after page: every prompt it matches (an async generator). */
-  allPrompts(request: ListPromptsRequest = {}): AsyncGenerator<PromptStatus__Output, void, undefined> {
-    return everyPage(request.pageToken ?? '', async (pageToken) => {
-      const page = await this.listPrompts({ ...request, pageToken });
-      return [page.prompts, page.nextPageToken];
-    });
+  /** `listPrompts` page after page: every prompt it matches (an async generator). More than
+   * IDS_PER_REQUEST ids are asked IDS_PER_REQUEST at a time, each run's prompts in submission order, as
+   * the Python client's `iter_prompts` does; `pageToken` must then be empty (a page token belongs to one
+   * request): a RangeError otherwise. */
+  async* allPrompts(request: ListPromptsRequest = {}): AsyncGenerator<PromptStatus__Output, void, undefined> {
+    const chunks = idChunks(request.ids ?? []);
+    if (chunks.length > 1 && request.pageToken) {
+      throw new RangeError(`allPrompts: a pageToken with ${(request.ids ?? []).length} ids: a page token belongs to one request of at most ${IDS_PER_REQUEST} ids`);
+    }
+    for (const ids of chunks) {
+      yield* everyPage(request.pageToken ?? '', async (pageToken) => {
+        const page = await this.listPrompts({ ...request, ids, pageToken });
+        return [page.prompts, page.nextPageToken];
+      });
+    }
   }
 
-  /** Take the queued prompts among `ids` (1 to 1000, each once) out of the queue. Resolves to the ids it
+  /** Take the queued prompts among `ids` (1 to IDS_PER_REQUEST, each once) out of the queue. Resolves to the ids it
    * cancelled (`cancelledIds`), where each other known id is (`notCancelled`: LEASED, TRAINED, FAILED or
    * CANCELLED before), the ids the trainer does not know (`unknownIds`: never submitted, or deleted under
    * retention.prompt_rows_seconds) and the queue depth. */
@@ -505,6 +514,17 @@ function notWholeNumber(method: string, field: string, value: unknown): TypeErro
 function required<T>(value: T | null | undefined, method: string, field: string): T {
   if (value === null || value === undefined) throw new Error(`${method}: the server's answer has no \`${field}\``);
   return value;
+}
+
+/** The most prompt ids one ListPrompts or CancelPrompts request takes. */
+export const IDS_PER_REQUEST = 1000;
+
+/** `ids` in runs of at most IDS_PER_REQUEST, in order; no ids is one empty run (a listing of every prompt). */
+export function idChunks(ids: readonly string[]): string[][] {
+  if (!ids.length) return [[]];
+  const out: string[][] = [];
+  for (let start = 0; start < ids.length; start += IDS_PER_REQUEST) out.push(ids.slice(start, start + IDS_PER_REQUEST));
+  return out;
 }
 
 /** The items of every page `readPage(pageToken)` answers ([items, nextPageToken]), from `pageToken`

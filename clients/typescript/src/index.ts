@@ -1,5 +1,5 @@
 // Public surface of the GRPO trainer client.
-export { MAX_RECONNECT_BACKOFF_MS, TrainerClient } from './client';
+export { IDS_PER_REQUEST, MAX_RECONNECT_BACKOFF_MS, TrainerClient, idChunks } from './client';
 export type { ClientOptions, FollowOptions, TlsOptions, WatchOptions } from './client';
 export { GrpoError, decodeStatusDetails } from './errors';
 export type { FieldViolation, StatusDetail } from './errors';

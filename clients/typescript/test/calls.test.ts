@@ -1,6 +1,6 @@
 // The unary calls against an in-process TrainerService (no trainer needed): ListPrompts and ListExports
-// paging, CancelPrompts, a per-call deadline for ExportCheckpoint with wait, and step numbers checked before they
-// are sent. The same calls against a live trainer: test/client.test.ts.
+// paging (more ids than one request takes), CancelPrompts, a per-call deadline for ExportCheckpoint with
+// wait, and step numbers checked before they are sent. The same calls against a live trainer: test/client.test.ts.
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 
@@ -38,14 +38,23 @@ describe('unary calls against an in-process trainer', () => {
   const server = new grpc.Server();
   const tokens: string[] = [];
   const exportRequests: string[] = []; // each ListExports request: its state and page token
+  const listedIds: number[] = []; // each ListPrompts request: how many ids it named
   let client: TrainerClient;
 
   before(async () => {
     server.addService(trainerGrpcTypes().grpo.trainer.v1.TrainerService.service, {
-      // Two prompts a page, filtered by state; the page token is the index to go on from.
-      listPrompts: (call: grpc.ServerUnaryCall<{ state: string; pageToken: string }, unknown>, cb: Callback) => {
+      // Two prompts a page, filtered by state and ids; the page token is the index to go on from. More
+      // than 1000 ids is INVALID_ARGUMENT naming ids, as the trainer answers.
+      listPrompts: (call: grpc.ServerUnaryCall<{ ids: string[]; state: string; pageToken: string }, unknown>, cb: Callback) => {
         tokens.push(String(call.metadata.get('authorization')[0]));
-        const match = PROMPTS.filter((p) => call.request.state === 'PROMPT_STATE_UNSPECIFIED' || p.state === call.request.state);
+        const { ids } = call.request;
+        listedIds.push(ids.length);
+        if (ids.length > 1000) {
+          cb({ code: status.INVALID_ARGUMENT, details: 'invalid request: ids: at most 1000 ids', metadata: badRequest('ids', 'at most 1000 ids') });
+          return;
+        }
+        const match = PROMPTS.filter((p) => (call.request.state === 'PROMPT_STATE_UNSPECIFIED' || p.state === call.request.state)
+          && (!ids.length || ids.includes(p.id)));
         const start = Number(call.request.pageToken || 0);
         const next = start + 2 < match.length ? String(start + 2) : '';
         cb(null, { prompts: match.slice(start, start + 2), nextPageToken: next });
@@ -108,6 +117,19 @@ describe('unary calls against an in-process trainer', () => {
     assert.deepEqual(trained.map((p) => p.id), ['a', 'c', 'e']);
     assert.equal(trained[1].state, 'PROMPT_STATE_TRAINED');
     assert.ok(tokens.length >= 3 && tokens.every((t) => t === 'Bearer t0k'), `authorization headers: ${tokens}`);
+  });
+
+  it('allPrompts asks more ids than one request takes 1000 at a time, each run in submission order', async () => {
+    const ids = ['c', 'a', ...Array.from({ length: 998 }, (_, i) => `none${i}`), 'd', 'b',
+      ...Array.from({ length: 1000 }, (_, i) => `late${i}`)];
+    listedIds.length = 0;
+    const seen: string[] = [];
+    for await (const p of client.allPrompts({ ids })) seen.push(p.id);
+    assert.deepEqual(seen, ['a', 'c', 'b', 'd']);
+    assert.deepEqual(listedIds, [1000, 1000, 2]);
+    await assert.rejects(async () => {
+      for await (const p of client.allPrompts({ ids, pageToken: '2' })) seen.push(p.id);
+    }, (err: unknown) => err instanceof RangeError && /a page token belongs to one request of at most 1000 ids/.test(err.message));
   });
 
   it('listExports reads one page and allExports every page, with the token', async () => {

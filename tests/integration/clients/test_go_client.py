@@ -260,6 +260,10 @@ def test_go_example_lists_and_cancels_prompts_as_the_python_cli_does(example: Pa
 
     listed = same("prompts", first, second, unknown)
     assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
+    many = [f"go-none-{tag}-{i}" for i in range(1000)] + [second]  # more ids than one ListPrompts takes
+    assert re.search(rf"^{second} +queued ", same("prompts", *many).stdout, re.M)
+    assert [p["id"] for p in json.loads(same("prompts", *many, "--json").stdout)["prompts"]] == [second]
+    same("prompts", *many, "--limit", "1")
     assert same("prompts", "--state", "failed", first).stdout == "no failed prompts\n"  # ids narrowed to nothing
     assert listed.stdout.endswith(f"unknown: {unknown} (never submitted, or deleted under retention.prompt_rows_seconds)\n"), listed.stdout
     doc = json.loads(same("prompts", first, second, "--json").stdout)

@@ -189,7 +189,7 @@ def test_unary_calls_without_a_server(built_client: Path) -> None:
     proc = run_tool(["node", "--test", str(built_client / "test" / "calls.test.js")], cwd=TS, timeout=120,
                     check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert re.search(r"^# pass 9$", proc.stdout, re.M), proc.stdout  # every test in calls.test.ts
+    assert re.search(r"^# pass 10$", proc.stdout, re.M), proc.stdout  # every test in calls.test.ts
 
 
 @pytest.mark.parametrize("example,args,message", [
@@ -364,6 +364,10 @@ def test_examples_list_and_cancel_prompts_as_the_python_cli_does(built_client: P
     same = functools.partial(same_as_grpo, built_client, live, admin)
     listed = same("prompts", first, second, unknown)
     assert re.search(rf"^{first} +queued +- +- +0  $", listed.stdout, re.M), listed.stdout
+    many = [f"ts-none-{tag}-{i}" for i in range(1000)] + [second]  # more ids than one ListPrompts takes
+    assert re.search(rf"^{second} +queued ", same("prompts", *many).stdout, re.M)
+    assert [p["id"] for p in json.loads(same("prompts", *many, "--json").stdout)["prompts"]] == [second]
+    same("prompts", *many, "--limit", "1")
     assert listed.stdout.endswith(f"unknown: {unknown} (never submitted, or deleted under retention.prompt_rows_seconds)\n"), listed.stdout
     doc = json.loads(same("prompts", first, second, "--json").stdout)
     assert [(p["id"], p["state"]) for p in doc["prompts"]] == [(first, "PROMPT_STATE_QUEUED"),

@@ -243,13 +243,26 @@ func (p *promptsCommand) run(ctx context.Context, c *grpoclient.Client, timeout 
 	if p.state != "" {
 		req.State = trainerv1.PromptState(trainerv1.PromptState_value["PROMPT_STATE_"+strings.ToUpper(p.state)])
 	}
-	found, err := firstOfPages(ctx, timeout, p.limit, func(cctx context.Context, token string) ([]*trainerv1.PromptStatus, string, error) {
-		req.PageToken = token
-		page, err := c.ListPrompts(cctx, req)
-		return page.GetPrompts(), page.GetNextPageToken(), err
-	})
-	if err != nil {
-		return callFailure(p.json, err)
+	// More ids than one request takes are asked grpoclient.IdsPerRequest at a time, as `grpo prompts` does.
+	var found []*trainerv1.PromptStatus
+	for _, part := range grpoclient.IdChunks(p.ids) {
+		left := int64(0) // no limit
+		if p.limit > 0 {
+			left = p.limit - int64(len(found))
+		}
+		req.Ids = part
+		more, err := firstOfPages(ctx, timeout, left, func(cctx context.Context, token string) ([]*trainerv1.PromptStatus, string, error) {
+			req.PageToken = token
+			page, err := c.ListPrompts(cctx, req)
+			return page.GetPrompts(), page.GetNextPageToken(), err
+		})
+		if err != nil {
+			return callFailure(p.json, err)
+		}
+		found = append(found, more...)
+		if p.limit > 0 && int64(len(found)) >= p.limit {
+			break
+		}
 	}
 	if p.json {
 		return printList("prompts", found)
@@ -337,20 +350,13 @@ func (c *cancelCommand) printEmpty() int {
 	return 0
 }
 
-// cancelChunk is the most ids one CancelPrompts call takes.
-const cancelChunk = 1000
-
 func (c *cancelCommand) run(ctx context.Context, client *grpoclient.Client, timeout time.Duration) int {
-	// Any number of ids, cancelChunk at a time, the answers merged into one (its queue depth from the
+	// Any number of ids, grpoclient.IdsPerRequest at a time, the answers merged into one (its queue depth from the
 	// last call), as the Python client's cancel_all does.
 	res := &trainerv1.CancelPromptsResponse{}
-	for start := 0; start < len(c.ids); start += cancelChunk {
-		end := start + cancelChunk
-		if end > len(c.ids) {
-			end = len(c.ids)
-		}
+	for _, ids := range grpoclient.IdChunks(c.ids) {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
-		part, err := client.CancelPrompts(cctx, c.ids[start:end])
+		part, err := client.CancelPrompts(cctx, ids)
 		cancel()
 		if err != nil {
 			return callFailure(c.json, err)
