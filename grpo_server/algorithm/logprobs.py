@@ -26,7 +26,8 @@ def _row_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     if temperature != 1.0:
         z = z / temperature
     logp = torch.log_softmax(z, dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
+    p = logp.exp()
+    return -(p * torch.where(p > 0, logp, 0.0)).sum(dim=-1)  # 0 * log 0 = 0, with no NaN gradient
 
 
 def _needs_grad(*tensors: torch.Tensor | None) -> bool:
@@ -69,8 +70,10 @@ def entropy_from_logits(
 ) -> torch.Tensor:
     """Entropy (nats) of softmax(logits / temperature) per position, chunk_size rows at a time in fp32.
 
-    logits [..., V] -> [...] fp32.
+    logits [..., V] -> [...] fp32. A -inf logit is a token of probability 0 (0 * log 0 counts as 0).
     """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     flat = logits.reshape(-1, logits.shape[-1])
     grad = _needs_grad(logits)
     parts = []
@@ -101,8 +104,10 @@ def _head_chunk(
     logp = z.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - lse
     if not with_entropy:
         return logp, logp.new_zeros((0,))
-    # H = logsumexp(z) - sum softmax(z) * z
-    entropy = lse - (torch.softmax(z, dim=-1) * z).sum(dim=-1)
+    # H = logsumexp(z) - sum softmax(z) * z; a -inf logit has probability 0 and adds 0 (zeroed before
+    # the product, so neither its value nor its gradient is 0 * -inf = NaN)
+    probs = torch.softmax(z, dim=-1)
+    entropy = lse - (probs * torch.where(probs > 0, z, 0.0)).sum(dim=-1)
     return logp, entropy
 
 

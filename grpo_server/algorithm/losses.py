@@ -18,6 +18,10 @@ from grpo_server.algorithm.kl import kl_k3
 
 AGGREGATIONS = ("grpo", "bnpo", "dapo", "dr_grpo")
 IMPORTANCE_LEVELS = ("token", "sequence")
+# The largest log-ratio exponentiated: e^20 ~ 4.9e8. exp overflows fp32 past ~88.7 nats, and an infinite
+# ratio turns the gradient of every term it meets into NaN (0 * inf), including the clipped branch's and
+# a zero advantage's, which should have none.
+MAX_LOG_RATIO = 20.0
 
 
 def importance_ratio(
@@ -27,15 +31,18 @@ def importance_ratio(
 
     level "token": exp(logp - old_logp). level "sequence" (GSPO): every token of sequence i carries
     s_i = exp(mean over its masked tokens of (logp - old_logp)), written as sg[s_i] * exp(logp - sg[logp])
-    so that d s_i,t / d logp_t = s_i (GSPO's token form). Masked-out positions get ratio 1.
+    so that d s_i,t / d logp_t = s_i (GSPO's token form). Masked-out positions get ratio 1 at level
+    "token" and s_i at level "sequence" (they count nowhere). The log-ratio (token) or its mean
+    (sequence) is capped at MAX_LOG_RATIO before exp, so a ratio past e^20 is e^20 with no gradient from
+    the cap, never inf.
     """
     m = mask.to(torch.bool)
     log_ratio = torch.where(m, logp - old_logp, torch.zeros_like(logp))
     if level == "token":
-        return torch.exp(log_ratio)
+        return torch.exp(log_ratio.clamp(max=MAX_LOG_RATIO))
     if level == "sequence":
         count = m.sum(dim=-1, keepdim=True).clamp(min=1)
-        seq_log_ratio = log_ratio.sum(dim=-1, keepdim=True) / count  # [N, 1]
+        seq_log_ratio = (log_ratio.sum(dim=-1, keepdim=True) / count).clamp(max=MAX_LOG_RATIO)  # [N, 1]
         token_term = torch.where(m, logp - logp.detach(), torch.zeros_like(logp))  # value 0, gradient 1
         return torch.exp(seq_log_ratio.detach() + token_term)
     raise ValueError(f"unknown importance_sampling_level {level!r}: use token or sequence")
@@ -72,7 +79,7 @@ def aggregate(
     else:
         if not max_tokens:
             raise ValueError("aggregation 'dr_grpo' needs max_tokens (the maximum completion length)")
-        denom = float(per_token.shape[0] * max_tokens)
+        denom = max(float(per_token.shape[0] * max_tokens), 1.0)
     return masked.sum() / denom
 
 

@@ -86,6 +86,12 @@ def sdpo_sampled_reverse_kl(
     Returns:
         Scalar loss (nats per token).
     """
+    # Masked positions are zeroed before use (a -inf teacher log-prob at padding would be NaN in the
+    # gradient even with its value masked), as policy_loss masks its inputs.
+    m = mask.to(torch.bool)
+    student_logp, teacher_logp = torch.where(m, student_logp, 0.0), torch.where(m, teacher_logp, 0.0)
+    if sampling_logp is not None:
+        sampling_logp = torch.where(m, sampling_logp, 0.0)
     c = (student_logp - teacher_logp).detach()
     surrogate = c * student_logp
     per_token = surrogate - surrogate.detach() + c
@@ -111,9 +117,13 @@ def _log_dists(
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) over the last dimension from log-probabilities; 0 * log 0 counts as 0."""
+    """KL(p || q) over the last dimension from log-probabilities; 0 * log 0 counts as 0, in the value
+    and in the gradient (the entries where p is 0 are zeroed before use: masking only the product
+    leaves 0 * -inf = NaN in its gradient)."""
     p = log_p.exp()
-    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(dim=-1)
+    some = p > 0
+    log_p, log_q = torch.where(some, log_p, 0.0), torch.where(some, log_q, 0.0)
+    return (p * (log_p - log_q)).sum(dim=-1)
 
 
 def _logit_kl_rows(
@@ -131,8 +141,11 @@ def _jsd_rows(
         return _kl(log_t, log_s)
     if alpha == 1.0:
         return _kl(log_s, log_t)
-    # log M = log((1 - alpha) * s + alpha * t), computed stably
-    log_m = torch.logsumexp(torch.stack([log_s + math.log(1 - alpha), log_t + math.log(alpha)]), dim=0)
+    # log M = log((1 - alpha) * s + alpha * t), computed stably; a token both give probability 0 (-inf)
+    # enters at the dtype's lowest finite value, where logsumexp's gradient is finite (for -inf it is NaN)
+    floor = torch.finfo(log_s.dtype).min
+    log_m = torch.logsumexp(torch.stack([log_s.clamp(min=floor) + math.log(1 - alpha),
+                                         log_t.clamp(min=floor) + math.log(alpha)]), dim=0)
     return alpha * _kl(log_t, log_m) + (1 - alpha) * _kl(log_s, log_m)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -99,6 +101,28 @@ def test_hidden_state_log_probs_without_entropy_return_none(gen: torch.Generator
     logp, ent = token_logprobs_from_hidden(hidden, weight, ids)
     assert ent is None
     torch.testing.assert_close(logp, _naive(hidden @ weight.T, ids), atol=1e-5, rtol=0)
+
+
+def test_a_token_of_probability_zero_adds_nothing_to_the_entropy_or_its_gradient() -> None:
+    """H = -sum p log p with 0 log 0 = 0: a -inf logit (or bias) made the entropy NaN in both paths."""
+    logits = torch.tensor([[0.0, 0.0, float("-inf")]], requires_grad=True)
+    entropy = entropy_from_logits(logits)
+    entropy.sum().backward()
+    assert entropy.tolist() == pytest.approx([math.log(2.0)])
+    assert logits.grad is not None and torch.isfinite(logits.grad).all(), logits.grad
+    hidden = torch.ones(1, 1, requires_grad=True)
+    _, ent = token_logprobs_from_hidden(hidden.unsqueeze(0), torch.zeros(3, 1), torch.zeros(1, 1, dtype=torch.long),
+                                        with_entropy=True, lm_head_bias=torch.tensor([0.0, 0.0, float("-inf")]))
+    assert ent is not None and ent.flatten().tolist() == pytest.approx([math.log(2.0)])
+    ent.sum().backward()
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all(), hidden.grad
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_entropy_refuses_a_temperature_that_is_not_positive(temperature: float) -> None:
+    """As chosen_token_logprobs does: -1 gave the entropy of softmax(-z) silently, 0 gave NaN."""
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        entropy_from_logits(torch.zeros(1, 2), temperature=temperature)
 
 
 def _largest_saved_for_backward(fn) -> int:  # type: ignore[no-untyped-def]

@@ -225,6 +225,33 @@ def test_gspo_clips_the_whole_sequence_when_its_ratio_leaves_the_range() -> None
     assert m["clip_fraction_high"] == 1.0
 
 
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("log_ratio", [89.0, 1000.0])  # exp overflows fp32 past ~88.7 nats
+def test_a_ratio_past_what_exp_can_hold_gives_the_clipped_loss_and_no_nan(level: str, log_ratio: float) -> None:
+    """An infinite ratio made every gradient it met 0 * inf = NaN: the clipped token's, which has none, and
+    a zero advantage's loss, which is 0 (-min(r * 0, clip(r) * 0))."""
+    for advantage, want_loss in ((1.0, -1.2), (0.0, 0.0)):
+        logp = torch.tensor([[log_ratio, 0.0]], requires_grad=True)
+        loss, m = policy_loss(logp, torch.zeros(1, 2), torch.tensor([advantage]), torch.ones(1, 2),
+                              importance_sampling_level=level)
+        loss.backward()
+        assert logp.grad is not None and torch.isfinite(logp.grad).all(), (advantage, logp.grad)
+        assert math.isfinite(m["ratio_mean"]), m
+        if level == "token":  # the second token (ratio 1) keeps its own term
+            assert loss.item() == pytest.approx((want_loss + -advantage) / 2)
+            assert logp.grad[0].tolist() == pytest.approx([0.0, -advantage / 2])
+        else:  # the whole sequence is past the clip
+            assert loss.item() == pytest.approx(want_loss)
+            assert logp.grad.tolist() == [[0.0, 0.0]]
+
+
+def test_dr_grpo_of_an_empty_batch_is_zero_not_nan() -> None:
+    empty = torch.zeros(0, 4)
+    loss, m = policy_loss(empty.clone().requires_grad_(), empty, torch.zeros(0), empty, aggregation="dr_grpo",
+                          max_tokens=4)
+    assert loss.item() == 0.0 and m["loss"] == 0.0 and m["policy_loss"] == 0.0
+
+
 def test_unknown_options_are_rejected() -> None:
     z = torch.zeros(1, 1)
     with pytest.raises(ValueError, match="aggregation"):

@@ -168,6 +168,35 @@ def test_normalizer_lets_micro_batches_sum_to_the_full_loss() -> None:
     assert parts == pytest.approx(full)
 
 
+@pytest.mark.parametrize("loss", [
+    lambda s, t: sdpo_logit_kl(s, t, torch.ones(1, 1), "reverse"),
+    lambda s, t: sdpo_logit_kl(s, t, torch.ones(1, 1), "forward"),
+    lambda s, t: generalized_jsd(s, t, torch.ones(1, 1), 0.5),
+], ids=["reverse", "forward", "jsd"])
+def test_a_token_of_probability_zero_adds_nothing_to_value_or_gradient(loss) -> None:  # type: ignore[no-untyped-def]
+    """0 * log 0 counted as 0 in the value only: the reverse KL's and the JSD's gradients were all NaN
+    once the student gave a token probability 0 (a -inf logit)."""
+    student = torch.tensor([[[0.0, 0.0, float("-inf")]]], requires_grad=True)
+    teacher = torch.tensor([[[math.log(3.0), 0.0, float("-inf")]]])
+    without = student.detach()[..., :2].clone().requires_grad_()  # the same distributions without that token
+    value, reference = loss(student, teacher), loss(without, teacher[..., :2])
+    value.backward()
+    reference.backward()
+    assert value.item() == pytest.approx(reference.item())
+    assert student.grad is not None and without.grad is not None
+    assert student.grad[0, 0].tolist() == pytest.approx(without.grad[0, 0].tolist() + [0.0])
+
+
+def test_sampled_reverse_kl_ignores_a_masked_minus_infinity_in_value_and_gradient() -> None:
+    """A masked position's -inf teacher log-prob (padding) made its gradient NaN though its value was masked."""
+    student = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    value = sdpo_sampled_reverse_kl(student, torch.tensor([[-1.5, float("-inf")]]), torch.tensor([[1.0, 0.0]]),
+                                    sampling_logp=torch.tensor([[-1.0, float("-inf")]]), is_clip=2.0)
+    value.backward()
+    assert value.item() == pytest.approx(0.5)
+    assert student.grad is not None and student.grad[0].tolist() == pytest.approx([0.5, 0.0])
+
+
 def test_ema_moves_the_teacher_five_percent_towards_the_student_in_place() -> None:
     teacher = [torch.nn.Parameter(torch.tensor([1.0, 2.0])), torch.nn.Parameter(torch.tensor([0.0]))]
     student = [torch.tensor([3.0, 0.0]), torch.tensor([10.0])]
