@@ -291,12 +291,14 @@ class DescribeCache:
         self._lock = threading.Lock()
         self._cache: dict[BackendEntry, Description] = {}
 
-    def get(self, entry: BackendEntry) -> Description:
+    def get(self, entry: BackendEntry, *, retry_now: bool = False) -> Description:
         """The Describe answer for `entry`, from the cache or from the backend (blocks at most the
-        Describe timeout)."""
+        Describe timeout). `retry_now`: a failed Describe is asked again at once, not after
+        `retry_seconds`."""
         with self._lock:
             cached = self._cache.get(entry)
-        if cached is not None and (cached.response is not None or self._clock() - cached.fetched_at < self._retry):
+        if cached is not None and (cached.response is not None
+                                   or (not retry_now and self._clock() - cached.fetched_at < self._retry)):
             return cached
         try:
             response = self._pool.stub(entry).Describe(

@@ -633,7 +633,7 @@ class RewardRegistry:
         """Let listings show the router's breaker states (name -> "closed" | "open" | "half_open")."""
         self._circuit_states = provider
 
-    def _describe(self, entry: BackendEntry) -> Any:
+    def _describe(self, entry: BackendEntry, *, retry_now: bool = False) -> Any:
         from grpo_server.rewards.client import ChannelPool, DescribeCache
 
         with self._lock:
@@ -641,12 +641,13 @@ class RewardRegistry:
                 self._describer_pool = ChannelPool()
                 self._describer = DescribeCache(self._describer_pool)
             describer = self._describer
-        return describer.get(entry)
+        return describer.get(entry, retry_now=retry_now)
 
-    def describe(self, entry: BackendEntry) -> reward_pb2.DescribeResponse | None:
+    def describe(self, entry: BackendEntry, *, retry_now: bool = False) -> reward_pb2.DescribeResponse | None:
         """The Describe answer of `entry`'s backend (cached until the entry changes; an unreachable
-        backend is asked again after a few seconds), None when it could not be reached."""
-        return self._describe(entry).response  # type: ignore[no-any-return]
+        backend is asked again after a few seconds, or at once with `retry_now`), None when it could not
+        be reached."""
+        return self._describe(entry, retry_now=retry_now).response  # type: ignore[no-any-return]
 
     def reference_kinds(self, name: str) -> builtins.set[str] | None:
         """The reference kinds ("none", "answer", "code") backend `name` accepts, from its Describe

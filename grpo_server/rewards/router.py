@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from itertools import zip_longest
 from typing import Protocol
 
 import grpc
@@ -31,7 +32,7 @@ from grpc_status import rpc_status
 
 from grpo.reward.v1 import reward_pb2
 from grpo_server.rewards.breaker import CircuitBreaker, CircuitState
-from grpo_server.rewards.client import ChannelPool, call_metadata
+from grpo_server.rewards.client import MAX_MESSAGE_BYTES, ChannelPool, call_metadata
 from grpo_server.rewards.registry import BackendEntry, RegistrySnapshot, RewardRegistry
 from grpo_server.types import (
     BackendScore,
@@ -141,8 +142,12 @@ def convert_result(backend: str, result: reward_pb2.ScoreResult, has_code: bool,
     if not scored:
         message = result.status_message or f"backend returned {_status_name(result.status)}"
         return _failed(backend, status, _cut(message), feedback, item=True)
-    if not math.isfinite(result.score) or not all(math.isfinite(s) for s in result.step_scores):
+    if not math.isfinite(result.score):
         return _failed(backend, RewardStatus.INTERNAL, f"non-finite score {result.score!r}", feedback, item=True)
+    for k, step in enumerate(result.step_scores):
+        if not math.isfinite(step):
+            return _failed(backend, RewardStatus.INTERNAL, f"non-finite step score {step!r} (step_scores[{k}])",
+                           feedback, item=True)
     range_error = _score_range_error(result)
     if range_error:
         return _failed(backend, RewardStatus.INTERNAL, range_error, feedback, item=True)
@@ -221,6 +226,8 @@ class RewardRouter:
         breaker_reset_s: the longest an open breaker waits before letting one trial call through.
         breaker_first_reset_s: how long it waits the first time; each failed trial doubles the wait, up
             to breaker_reset_s (None: always breaker_reset_s).
+        max_workers: Score calls in flight at once across all backends (the pool's threads).
+        max_message_bytes: the largest ScoreRequest sent; batches are cut to fit it (the channels' limit).
     """
 
     def __init__(
@@ -235,9 +242,11 @@ class RewardRouter:
         breaker_reset_s: float = 30.0,
         breaker_first_reset_s: float | None = None,
         max_workers: int = 64,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.registry = registry
+        self.max_message_bytes = max_message_bytes
         self.observer = observer
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
@@ -291,15 +300,16 @@ class RewardRouter:
             with raw_lock:
                 raw.update(scores)
 
-        futures = []
+        workers: list[list[Callable[[], None]]] = []  # per backend, its workers
         for backend, backend_jobs in jobs.items():
             entry = snapshot.entries.get(backend)
             if entry is None:
                 collect(self._fail_all(backend, backend_jobs, RewardStatus.UNKNOWN_BACKEND,
                                        f"backend {backend!r} is not in the registry (version {snapshot.version})"))
                 continue
-            size = self._batch_size(entry)
-            batches = [backend_jobs[i:i + size] for i in range(0, len(backend_jobs), size)]
+            batches, too_big = _batches(backend_jobs, self._batch_size(entry), self.max_message_bytes)
+            if too_big:
+                collect(self._fail_too_big(backend, too_big))
             queue = list(reversed(batches))
             queue_lock = threading.Lock()
 
@@ -312,8 +322,11 @@ class RewardRouter:
                         batch = queue.pop()
                     collect(self._score_batch(entry, batch))
 
-            for _ in range(min(entry.max_concurrency, len(batches))):
-                futures.append(self._executor.submit(worker))
+            workers.append([worker] * min(entry.max_concurrency, len(batches)))
+        # Submitted round-robin across backends: each backend's first workers come before any backend's
+        # later ones, so one backend with a high max_concurrency cannot take every thread of the pool
+        # and hold the others' calls until its own queue is empty.
+        futures = [self._executor.submit(w) for rank in zip_longest(*workers) for w in rank if w is not None]
         wait(futures)
         for f in futures:
             f.result()  # a bug in a worker must not pass silently
@@ -415,11 +428,41 @@ class RewardRouter:
         return entry.max_batch_size
 
     def _fail_all(self, backend: str, jobs: Sequence[_Job], status: RewardStatus,
-                  message: str) -> dict[tuple[int, int, str], BackendScore]:
+                  message: str, *, item: bool = False) -> dict[tuple[int, int, str], BackendScore]:
         if self.observer is not None:
             for _ in jobs:
                 self.observer.on_item_failure(backend, status.value)
-        return {j.key: _failed(backend, status, message) for j in jobs}
+        return {j.key: _failed(backend, status, message, item=item) for j in jobs}
+
+    def _fail_too_big(self, backend: str, jobs: Sequence[_Job]) -> dict[tuple[int, int, str], BackendScore]:
+        """Mask items that alone make a request over max_message_bytes: no call could carry them (the
+        prompt's fault, like a refused item; the backend is not blamed)."""
+        out = {}
+        for j in jobs:
+            if self.observer is not None:
+                self.observer.on_item_failure(backend, RewardStatus.INVALID_INPUT.value)
+            out[j.key] = _failed(backend, RewardStatus.INVALID_INPUT,
+                                 f"the item is {j.item.ByteSize()} bytes: a Score request carries at most "
+                                 f"{self.max_message_bytes}", item=True)
+        log.warning("reward backend %r: %d items masked: each alone is over the %d-byte message limit", backend,
+                    len(jobs), self.max_message_bytes)
+        return out
+
+    def _split(self, entry: BackendEntry, batch: Sequence[_Job], size: int,
+               why: str) -> dict[tuple[int, int, str], BackendScore]:
+        """Score `batch` again in parts of at most `size` items, one after another (the refusal was the
+        request's size, not the backend's health or the items)."""
+        log.warning("reward backend %r refused a batch of %d items (%s): sending it in parts of %d", entry.name,
+                    len(batch), why, size)
+        out: dict[tuple[int, int, str], BackendScore] = {}
+        for start in range(0, len(batch), size):
+            out.update(self._score_batch(entry, batch[start:start + size]))
+        return out
+
+    def _described_size(self, entry: BackendEntry) -> int:
+        """The backend's Describe max_batch_size (a failed Describe asked again now), 0 when it gives none."""
+        desc = self.registry.describe(entry, retry_now=True)
+        return int(desc.capabilities.max_batch_size) if desc is not None else 0
 
     def _backoff(self, attempt: int, error: grpc.RpcError) -> float:
         delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * self._jitter.uniform(0.5, 1.0)
@@ -461,8 +504,23 @@ class RewardRouter:
                 code = exc.code()
                 last_error = f"{code.name}: {exc.details()}"
                 self._observe(name, time.monotonic() - started, code.name)
+                if code is grpc.StatusCode.RESOURCE_EXHAUSTED and _too_large(exc):
+                    # The request is over a message limit (the trainer's send limit or the backend's
+                    # receive limit): the request's fault, which no retry mends. Halve it until it fits;
+                    # an item that alone is too large is masked as the prompt's fault.
+                    breaker.release()
+                    if len(batch) > 1:
+                        return self._split(entry, batch, (len(batch) + 1) // 2, "message too large")
+                    return self._fail_all(name, batch, RewardStatus.INVALID_INPUT,
+                                          f"Score {code.name}: {exc.details()}", item=True)
                 if code is grpc.StatusCode.INVALID_ARGUMENT:
                     breaker.release()  # our request was bad; the backend is healthy
+                    if len(batch) > 1:
+                        # A batch cut before the backend could be described (Describe failed and is
+                        # cached for a while) may be over the backend's limit: ask it now.
+                        size = self._described_size(entry)
+                        if 0 < size < len(batch):
+                            return self._split(entry, batch, size, f"Describe max_batch_size {size}")
                 else:
                     breaker.record_failure()
                 if code in _RETRYABLE and attempt < self.max_retries:
@@ -511,6 +569,40 @@ class RewardRouter:
     def _observe(self, backend: str, seconds: float, code: str) -> None:
         if self.observer is not None:
             self.observer.on_request(backend, seconds, code)
+
+
+def _batches(jobs: Sequence[_Job], size: int, max_bytes: int) -> tuple[list[list[_Job]], list[_Job]]:
+    """`jobs` in order, cut into batches of at most `size` items whose ScoreRequest is at most `max_bytes`
+    (each item costs its size plus its field's tag and length prefix); the jobs that alone are over
+    `max_bytes` come back apart (no request can carry them)."""
+    batches: list[list[_Job]] = []
+    too_big: list[_Job] = []
+    current: list[_Job] = []
+    current_bytes = 0
+    for job in jobs:
+        n = job.item.ByteSize()
+        cost = 1 + _varint_size(n) + n
+        if cost > max_bytes:
+            too_big.append(job)
+            continue
+        if current and (len(current) >= size or current_bytes + cost > max_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(job)
+        current_bytes += cost
+    if current:
+        batches.append(current)
+    return batches, too_big
+
+
+def _varint_size(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _too_large(error: grpc.RpcError) -> bool:
+    """Whether a RESOURCE_EXHAUSTED is gRPC's message size limit ("Sent/Received message larger than max"),
+    which says the request is too large, not that the backend is overloaded."""
+    return "larger than max" in (error.details() or "")
 
 
 def _retry_delay(error: grpc.RpcError) -> float | None:

@@ -87,8 +87,9 @@ class Servers:
     def __init__(self) -> None:
         self._servers: list[grpc.Server] = []
 
-    def start(self, backend: reward_pb2_grpc.RewardServiceServicer, address: str = "127.0.0.1:0") -> str:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    def start(self, backend: reward_pb2_grpc.RewardServiceServicer, address: str = "127.0.0.1:0",
+              options: Sequence[tuple[str, int]] = ()) -> str:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=list(options))
         reward_pb2_grpc.add_RewardServiceServicer_to_server(backend, server)
         port = server.add_insecure_port(address)
         server.start()

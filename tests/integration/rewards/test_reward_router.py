@@ -170,6 +170,15 @@ def test_a_non_finite_score_is_masked_as_internal(servers: Servers, make_router,
     assert observer.item_failures == [("a", "internal")]
 
 
+def test_a_non_finite_step_score_is_named_in_the_message(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(lambda it: reward_pb2.ScoreResult(id=it.id, score=0.5, step_scores=[0.25, math.nan],
+                                                          step_end_offsets=[1, 2], status=reward_pb2.SCORE_STATUS_OK))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))])
+    [scored] = router.score([group("p", ["ab"])], registry.snapshot())
+    score = scored.completions[0].scores[0]
+    assert score.status is RewardStatus.INTERNAL and score.message == "non-finite step score nan (step_scores[1])"
+
+
 @pytest.mark.parametrize(("scores", "ends", "words"), [
     ([0.5, 1.0], [3], "2 step_scores but 1 step_end_offsets"),
     ([0.5], [], "1 step_scores but 0 step_end_offsets"),
@@ -537,3 +546,95 @@ def test_without_a_hint_the_retry_waits_the_jittered_backoff(servers: Servers, m
     [gap] = a.gaps()
     assert gap >= 0.25 * 0.95, gap  # uniform(0.5, 1) * 0.5 s: at least a quarter second
     assert gap < 0.5 + 3.0, gap
+
+
+def test_a_backend_with_many_workers_does_not_hold_up_the_others(servers: Servers, make_router) -> None:
+    """Workers share one pool; they were submitted backend by backend, so a backend whose max_concurrency
+    filled the pool held every other backend's calls until its whole queue was done."""
+    arrivals: list[str] = []
+
+    def slow(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+        arrivals.append("a")
+        time.sleep(0.3)
+        return reward_pb2.ScoreResult(id=item.id, score=1.0, status=reward_pb2.SCORE_STATUS_OK)
+
+    def fast(item: reward_pb2.ScoreItem) -> reward_pb2.ScoreResult:
+        arrivals.append("b")
+        return reward_pb2.ScoreResult(id=item.id, score=2.0, status=reward_pb2.SCORE_STATUS_OK)
+
+    a, b = ScriptedBackend(slow), ScriptedBackend(fast)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a), max_batch_size=1, max_concurrency=4),
+                                       BackendEntry("b", servers.start(b))], max_workers=4)
+    groups = [group(f"a{i}", ["x"]) for i in range(8)] + [group("b", ["y"], rewards=[("b", 1.0)])]
+    scored = router.score(groups, registry.snapshot())
+    assert [g.rewards for g in scored] == [[1.0]] * 8 + [[2.0]]
+    assert arrivals.index("b") < 4, arrivals  # among the first calls, not after all eight of a's
+
+
+class DescribeFailsFirst(ScriptedBackend):
+    """Refuses Score calls over its max_batch_size (INVALID_ARGUMENT, as the proto says); its first
+    Describe fails, as a backend's does while it starts."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.describes = 0
+
+    def Describe(self, request, context):  # type: ignore[no-untyped-def]
+        self.describes += 1
+        if self.describes == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "starting")
+        return super().Describe(request, context)
+
+    def Score(self, request, context):  # type: ignore[no-untyped-def]
+        if len(request.items) > self.max_batch_size:
+            self.requests.append(request)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{len(request.items)} items, at most {self.max_batch_size}")
+        return super().Score(request, context)
+
+
+def test_a_batch_cut_before_the_backend_described_itself_is_cut_again_to_its_size(servers: Servers,
+                                                                                   make_router) -> None:
+    """A failed Describe is kept for 10 s; batches cut meanwhile to the default 64 were refused whole and
+    every item masked as INVALID_INPUT (the prompts' fault), step after step."""
+    a = DescribeFailsFirst(ok(1.0), max_batch_size=4)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a), max_batch_size=0)])
+    [scored] = router.score([group("p", ["x"] * 8)], registry.snapshot())
+    assert scored.rewards == [1.0] * 8
+    assert [len(r.items) for r in a.requests] == [8, 4, 4] and a.describes == 2
+    assert observer.item_failures == [] and router.circuit_states() == {"a": "closed"}
+    router.score([group("p", ["x"] * 8)], registry.snapshot())  # the answer is kept: batches of 4 at once
+    assert [len(r.items) for r in a.requests[3:]] == [4, 4] and a.describes == 2
+
+
+def test_batches_are_cut_to_the_message_limit_and_an_item_alone_over_it_is_masked(servers: Servers,
+                                                                                    make_router) -> None:
+    """Batches were cut by item count only: a batch over the channel's 64 MiB failed RESOURCE_EXHAUSTED
+    on the trainer's side, was retried as an overload, opened the breaker and never got through."""
+    a = ScriptedBackend(ok(1.0))
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a))], max_message_bytes=2000)
+    texts = ["x" * 500] * 6 + ["y" * 3000]
+    [scored] = router.score([group("p", texts)], registry.snapshot())
+    assert scored.rewards == [1.0] * 6 + [None]
+    big = scored.completions[6].scores[0]
+    assert big.status is RewardStatus.INVALID_INPUT and "a Score request carries at most 2000" in big.message
+    assert all(r.ByteSize() <= 2000 for r in a.requests) and len(a.requests) > 1
+    assert sum(len(r.items) for r in a.requests) == 6  # the big item was never sent
+    assert observer.item_failures == [("a", "invalid_input")] and {c for _, c in observer.requests} == {"OK"}
+    assert router.circuit_states() == {"a": "closed"}
+
+
+def test_a_batch_over_the_backends_receive_limit_is_sent_in_halves(servers: Servers, make_router) -> None:
+    """RESOURCE_EXHAUSTED "larger than max" is the request's size, not an overload: it was retried, counted
+    against the breaker and failed again at every step."""
+    a = ScriptedBackend(ok(1.0))
+    address = servers.start(a, options=[("grpc.max_receive_message_length", 3000)])
+    router, registry, observer = make_router([BackendEntry("a", address)], breaker_failures=2)
+    texts = ["x" * 600] * 8 + ["y" * 4000]
+    for _ in range(2):
+        [scored] = router.score([group("p", texts)], registry.snapshot())
+        assert scored.rewards == [1.0] * 8 + [None]
+        big = scored.completions[8].scores[0]
+        assert big.status is RewardStatus.INVALID_INPUT and "larger than max" in big.message, big.message
+    assert sum(len(r.items) for r in a.requests) == 16 and all(r.ByteSize() <= 3000 for r in a.requests)
+    assert router.circuit_states() == {"a": "closed"}
+    assert observer.item_failures == [("a", "invalid_input")] * 2
