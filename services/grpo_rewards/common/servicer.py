@@ -167,7 +167,11 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         try:
             with serving_call(abandoned):
                 results = list(self.scorer.score(items))
-        except Exception as exc:  # a backend bug must not take the server down
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a backend bug must not take the server down
+            # BaseException too: one that is not an Exception (a timeout signal's, say) escaping a gRPC
+            # handler leaves the call unanswered until the client's deadline, the whole batch lost.
             log.exception("scorer %s failed on a batch of %d items", self.description.name, len(items))
             return [result_for(it, reward_pb2.SCORE_STATUS_INTERNAL, f"backend error: {type(exc).__name__}")
                     for it in items]

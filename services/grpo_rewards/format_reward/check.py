@@ -78,7 +78,8 @@ def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring 
     think = 1 when the completion starts (after whitespace) with exactly one `<tag>` … `</tag>` block
     with non-blank reasoning (with `opened_by_prompt`: holds no `<tag>` and exactly one `</tag>`, after
     non-blank reasoning); boxed = 1 when the text after the closing tag (the whole completion when the
-    block is missing) contains one `\\boxed{…}` answer with balanced braces and non-blank content (boxed
+    block is missing; nothing when it is opened and never closed: a box there is inside the reasoning)
+    contains one `\\boxed{…}` answer with balanced braces and non-blank content (boxed
     again with the same content, whitespace aside, it is still one answer: a summary and a closing line
     often both box it).
     """
@@ -88,11 +89,13 @@ def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring 
     problems: list[str] = []
     stripped = completion.lstrip()
     after = completion
+    unclosed = False
     think = 0.0
     if opened_by_prompt:
         inner, closed, rest = completion.partition(close_tag)
         if not closed:
             problems.append(f"the reasoning is never closed with {close_tag} (the prompt opens {open_tag})")
+            after, unclosed = "", True  # all of it is reasoning: no answer was given
         else:
             after = rest
             if open_tag in completion or completion.count(close_tag) != 1:
@@ -105,6 +108,7 @@ def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring 
         problems.append(f"the completion must start with {open_tag}")
     elif close_tag not in stripped:
         problems.append(f"{open_tag} is never closed with {close_tag}")
+        after, unclosed = "", True  # all of it is reasoning: no answer was given
     else:
         inner, _, after = stripped[len(open_tag) :].partition(close_tag)
         if completion.count(open_tag) != 1 or completion.count(close_tag) != 1:
@@ -116,7 +120,7 @@ def check_format(completion: str, *, tag: str = "think", scoring: FormatScoring 
     answers = boxed_contents(after)
     boxed = 0.0
     if not answers:
-        where = f"after {close_tag}" if think else "in the answer"
+        where = f"after {close_tag}" if think or unclosed else "in the answer"
         problems.append(f"no \\boxed{{...}} answer {where}")
     elif len({" ".join(a.split()) for a in answers}) > 1:  # the same answer boxed again is still one answer
         problems.append(f"{len(answers)} \\boxed{{}} answers that differ; give exactly one")

@@ -67,9 +67,23 @@ def verify_pair(gold: str, answer: str, budget_s: float) -> Verdict:
     "x = 2" accepts "2"). A gold that does not parse as math is compared as a string (math-verify does
     so when given the raw string). `budget_s` is wall-clock seconds for parse + verify.
     """
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        return _timed_verify(gold, answer, budget_s)
+    except ItemTimeout:
+        # The timer fired after the work was done, before `_timed_verify` disarmed it: the budget ran out
+        # all the same. Caught here, not left to escape to the pool and the gRPC handler (which then
+        # never answered the call: the whole batch lost at the client's deadline).
+        return Verdict(equal=False, timed_out=True)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _timed_verify(gold: str, answer: str, budget_s: float) -> Verdict:
+    """`verify_pair`'s work under one interval timer of `budget_s` (its SIGALRM handler raises ItemTimeout)."""
     from math_verify import verify
 
-    previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, budget_s)
     try:
         gold_parsed = _parse(gold) or [gold]
@@ -82,8 +96,7 @@ def verify_pair(gold: str, answer: str, budget_s: float) -> Verdict:
     except Exception as exc:  # a sympy corner case must not cost the worker process
         return Verdict(equal=False, error=f"{type(exc).__name__}: {exc}"[:300])
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_REAL, 0)  # the alarm may fire before this: verify_pair catches it
 
 
 def warm_up() -> bool:

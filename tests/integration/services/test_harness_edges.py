@@ -63,6 +63,29 @@ def test_a_call_past_its_deadline_is_counted_as_deadline_exceeded_and_the_backen
     assert metric_value(text, "grpo_reward_items_total", 'status="ok"') == 0
 
 
+class NotAnException(BaseException):
+    pass
+
+
+class EscapingScorer(AbandonAwareScorer):
+    """score() lets a BaseException that is no Exception escape (as a timeout signal's can)."""
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        raise NotAnException("escaped")
+
+
+def test_a_base_exception_escaping_the_scorer_answers_internal_at_once(serve, channel_to):
+    """It was not caught: the gRPC handler never answered, the client waited out its deadline and lost the
+    batch, and the server counted UNKNOWN."""
+    running = serve(EscapingScorer(), metrics_listen="127.0.0.1:0")
+    stub = reward_stub(channel_to(running.address))
+    response = stub.Score(reward_pb2.ScoreRequest(items=[item("a"), item("b")]), timeout=10)
+    assert [(r.id, r.status) for r in response.results] == [("a", reward_pb2.SCORE_STATUS_INTERNAL),
+                                                            ("b", reward_pb2.SCORE_STATUS_INTERNAL)]
+    assert response.results[0].status_message == "backend error: NotAnException"
+    assert metric_value(scrape_metrics(running.metrics_port), "grpo_reward_requests_total", 'code="OK"') == 1
+
+
 @pytest.mark.parametrize("field", ["items[1].completion", "items[0].prompt[1].content", "items[0].metadata",
                                    "items[1].code.io_cases[1].stdin", "items[0].answer"])
 def test_a_string_field_that_is_not_utf8_is_invalid_argument_naming_it(serve, channel_to, field):

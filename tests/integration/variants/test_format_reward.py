@@ -24,7 +24,10 @@ GOOD = "<think>2 + 2 is 4.</think> The answer is \\boxed{4}."
         ("  \n<think>nested {braces}</think>\\boxed{\\frac{1}{2}}", 1.0, 1.0, None),
         ("The answer is \\boxed{4}.", 0.0, 1.0, "must start with <think>"),
         ("<think>hmm</think> The answer is 4.", 1.0, 0.0, "no \\boxed{...} answer after </think>"),
-        ("<think>hmm The answer is \\boxed{4}", 0.0, 1.0, "never closed"),
+        # never closed: all of it is reasoning, and a box inside the reasoning is no answer (as the math
+        # verifier reads it: grpo_rewards/common/reasoning.py)
+        ("<think>hmm The answer is \\boxed{4}", 0.0, 0.0, "never closed"),
+        ("<think>hmm The answer is \\boxed{4}", 0.0, 0.0, "no \\boxed{...} answer after </think>"),
         ("<think> </think>\\boxed{4}", 0.0, 1.0, "block is empty"),
         ("<think>a</think><think>b</think>\\boxed{4}", 0.0, 1.0, "exactly one"),
         ("<think>a</think>\\boxed{4} or \\boxed{5}", 1.0, 0.0, "2 \\boxed{} answers"),
@@ -122,7 +125,7 @@ R1_STYLE = "2 + 2 is 4.\n</think>\n\nThe answer is \\boxed{4}."
     ("text", "think", "boxed", "problem"),
     [
         (R1_STYLE, 1.0, 1.0, None),
-        ("2 + 2 is 4. The answer is \\boxed{4}.", 0.0, 1.0, "never closed with </think> (the prompt opens <think>)"),
+        ("2 + 2 is 4. The answer is \\boxed{4}.", 0.0, 0.0, "never closed with </think> (the prompt opens <think>)"),
         ("\n \n</think>\\boxed{4}", 0.0, 1.0, "reasoning before </think> is empty"),
         ("<think>again</think>\\boxed{4}", 0.0, 1.0, "exactly one </think> and no <think>"),
         ("a</think>b</think>\\boxed{4}", 0.0, 1.0, "exactly one </think>"),
