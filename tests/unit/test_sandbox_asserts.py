@@ -74,6 +74,17 @@ def test_asserts_in_a_loop_are_deferred_and_settled_after_the_loop() -> None:
     assert rt.log.index(("settle", (0,))) < rt.log.index(("held", 1))
 
 
+def test_asserts_in_helper_functions_wait_for_checks_end_even_in_their_own_loops() -> None:
+    """A helper may be called any number of times: its asserts are settled by check()'s end alone."""
+    rt, table = run("def helper(x):\n    assert x >= 0\n    for i in range(2):\n        assert i < 2\n"
+                    "class T:\n    def check(self):\n        assert True\n"
+                    "def check(c):\n    helper(1)\n    assert c(0) == 0\n    def inner():\n        assert 1\n"
+                    "    inner()\ncheck(lambda x: x)\nT().check()\n")
+    assert [info.deferred for info in table] == [True, True, True, False, True]
+    assert not any(event[0] == "settle" for event in rt.log), rt.log
+    assert [event for event in rt.log if event[0] == "held"] == [("held", i) for i in (0, 1, 1, 3, 4, 2)]
+
+
 def test_asserts_inside_class_bodies_survive_name_mangling() -> None:
     rt, _ = run("class T:\n    def m(self):\n        assert 1 == 1\nT().m()\n")
     assert ("held", 0) in rt.log

@@ -184,6 +184,28 @@ def test_exiting_early_cannot_pass_unfinished_tests(stub) -> None:
     assert r.score == 0.0
 
 
+EVALPLUS_STYLE = ("def assertion(out, exp, atol):\n"
+                  "    assert out == exp\n"
+                  "def check(candidate):\n"
+                  "    for inp, exp in [((1, 2), 3), ((0, 5), 5), ((2, 2), 4)]:\n"
+                  "        assertion(candidate(*inp), exp, 0)\n")
+
+
+@pytest.mark.parametrize("program", [
+    "def add(a, b):\n    if a == 0:\n        raise ValueError('unsupported')\n    return a + b\n",
+    "import os\ndef add(a, b):\n    if a == 0:\n        os._exit(0)\n    return a + b\n",
+    "def add(a, b):\n    while a == 0:\n        pass\n    return a + b\n",
+], ids=["raises", "exits", "hangs"])
+def test_an_assert_in_a_helper_passes_only_when_check_finishes(stub, program: str) -> None:
+    """EvalPlus's tests assert in a helper called from check()'s loop. The helper's assert held on the
+    first input and counted as passed though check() never finished: a program right on its first input
+    that then raised, exited or hung scored 1."""
+    (r,) = score(stub, item("h", program, code=code(EVALPLUS_STYLE, "add", timeout=1.0)))
+    assert r.score == 0.0 and (r.components["tests_passed"], r.components["tests_total"]) == (0, 1), r.feedback
+    (r,) = score(stub, item("ok", "def add(a, b):\n    return a + b\n", code=code(EVALPLUS_STYLE, "add")))
+    assert r.score == 1.0, r.feedback
+
+
 def test_io_cases_each_count_as_one_test_and_ignore_trailing_whitespace(stub) -> None:
     io = (("1 2\n", "3"), ("10 20 30", "60  \n\n"), ("5", "6\n"))
     (r,) = score(stub, item("io", SUM_STDIN, code=code(io=io)))

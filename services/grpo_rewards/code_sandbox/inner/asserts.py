@@ -8,7 +8,10 @@ kept so that the feedback can show what the candidate returned.
 
 An assert inside a loop runs many times; it passes only if every run held. Such an assert is "settled"
 (known to have passed) only once its outermost loop has finished, so that a run killed half-way through
-a loop does not credit it.
+a loop does not credit it. An assert inside any function other than the module's ``check`` (a helper
+such as EvalPlus's ``assertion(out, exp, atol)``, called once per input from check's loop) may run any
+number of times from anywhere: it is settled only when check() returns, so a run that stops after the
+helper's first call credits nothing of it.
 
 Why ``with`` and not ``try``: the service compiles test code of up to 1 MiB (tens of thousands of
 asserts) and its memory peaks while it does (bench/bench_sandbox_compile.py). What costs is the AST
@@ -92,7 +95,7 @@ def _at(node: _Node, where: ast.AST) -> _Node:
 
 class AssertInfo:
     """One assert statement of the test code: its 1-based line, its source text, and whether it sits
-    in a loop (``deferred``: it passes only once its loop has finished).
+    in a loop or a helper function (``deferred``: it passes only once its loop, or check(), has finished).
 
     A plain class, not a dataclass: ``dataclasses`` imports ``inspect``, which costs more start-up time
     in the sandbox than the rest of the runner together.
@@ -150,18 +153,31 @@ class _AssertRewriter(ast.NodeTransformer):
         self.asserts: list[AssertInfo] = []
         self._loop_depth = 0
         self._pending_in_loop: list[int] = []
+        self._function_depth = 0  # functions around the node being visited (check's body: 1)
+        self._in_helper = False  # inside a function that is not the module's check(): asserts wait for its end
         self._nodes: dict[str, ast.expr] = {}
         self._lists: dict[str, list[ast.expr]] = {}
 
     def _function(self, node: ast.AST) -> ast.AST:
-        saved_depth, saved_pending = self._loop_depth, self._pending_in_loop
+        saved = self._loop_depth, self._pending_in_loop, self._in_helper
         self._loop_depth, self._pending_in_loop = 0, []
+        is_check = self._function_depth == 0 and getattr(node, "name", "") == "check"
+        self._in_helper = self._in_helper or not is_check
+        self._function_depth += 1
         self.generic_visit(node)
-        self._loop_depth, self._pending_in_loop = saved_depth, saved_pending
+        self._function_depth -= 1
+        self._loop_depth, self._pending_in_loop, self._in_helper = saved
         return node
 
     visit_FunctionDef = _function
     visit_AsyncFunctionDef = _function
+    visit_Lambda = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        self._function_depth += 1  # its methods are helpers, a method named check too
+        self.generic_visit(node)
+        self._function_depth -= 1
+        return node
 
     def _loop(self, node: ast.AST) -> ast.AST | list[ast.stmt]:
         self._loop_depth += 1
@@ -205,9 +221,9 @@ class _AssertRewriter(ast.NodeTransformer):
     def visit_Assert(self, node: ast.Assert) -> ast.stmt:
         test_id = len(self.asserts)
         text = self.lines.segment(node) or ast.unparse(node)
-        deferred = self._loop_depth > 0
+        deferred = self._loop_depth > 0 or self._in_helper
         self.asserts.append(AssertInfo(node.lineno, text.strip(), deferred))
-        if deferred:
+        if deferred and not self._in_helper:  # a helper's asserts are settled by check()'s end alone
             self._pending_in_loop.append(test_id)
         # with _grpo_A(ID[, MSG]) as _grpo_c:
         #     _grpo_c.l = LEFT; _grpo_c.r = RIGHT; _grpo_c.f = not (_grpo_c.l OP _grpo_c.r)  (one comparison)
