@@ -81,3 +81,18 @@ WHOLE = "def main():\n    print(sum(map(int, input().split())))\n\n\nif __name__
 def test_without_an_entry_point_a_whole_program_wins_over_a_block_that_only_tries_it(completion: str,
                                                                                      expected: str) -> None:
     assert extract_code(completion) == expected
+
+
+@pytest.mark.parametrize("definition", [
+    "class Solver:\n    def __init__(self, n):\n        self.n = n\n",
+    "Solver = lambda n: n * 2\n",
+    "Solver: Callable[[int], int] = double\n",
+    "async def Solver(n):\n    return n\n",
+])
+def test_the_block_that_defines_the_entry_point_by_class_or_assignment_is_picked(definition: str) -> None:
+    """Only `def NAME(` counted as defining it: the last block, an example reading input(), was run instead
+    (with the definition put before it) and failed every test."""
+    example = "for x in input().split():\n    print(Solver(int(x)))\n"
+    completion = f"Here it is:\n```python\n{definition}```\nUse it so:\n```python\n{example}```\n"
+    code = extract_code(completion, "Solver")
+    assert definition in code and "input()" not in code, code

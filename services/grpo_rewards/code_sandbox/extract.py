@@ -298,7 +298,10 @@ def extract_code(completion: str, entry_point: str = "") -> str:
         return ""
     chosen = len(candidates) - 1
     if entry_point:
-        definition = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entry_point)}\s*\(", re.MULTILINE)
+        # `def NAME(`, `class NAME` or an assignment `NAME = ...` (`NAME = lambda ...`, `NAME: T = ...`)
+        name = re.escape(entry_point)
+        definition = re.compile(rf"^\s*(?:(?:async\s+)?def\s+{name}\s*\(|class\s+{name}\b|{name}\s*(?::[^=\n]*)?=(?!=))",
+                                re.MULTILINE)
         defining = [i for i, body in enumerate(candidates) if definition.search(body)]
         if defining:
             chosen = defining[-1]

@@ -360,10 +360,27 @@ def test_test_code_that_does_not_compile_is_invalid_input(stub) -> None:
     assert "test_code does not compile" in r.feedback
 
 
-def test_test_code_without_check_is_invalid_input(stub) -> None:
-    (r,) = score(stub, item("b", "def add(a, b):\n    return a + b\n", code=code("assert 1 == 1\n", "add")))
+@pytest.mark.parametrize("program", [
+    "def add(a, b):\n    return a + b\n",
+    "def add(a, b):\n    return a + b\nraise ValueError('demo code')\n",  # it was an OK 0 then
+    "def add(a, b):\n    return a + b\nwhile True:\n    pass\n",  # and a TIMEOUT then
+], ids=["runs", "raises", "hangs"])
+def test_test_code_without_check_is_invalid_input(stub, program: str) -> None:
+    (r,) = score(stub, item("b", program, code=code("assert 1 == 1\n", "add", timeout=1.0)))
     assert r.status == reward_pb2.SCORE_STATUS_INVALID_INPUT
     assert "no check(candidate)" in r.feedback
+
+
+def test_test_code_that_raises_before_check_fails_the_asserts_with_its_traceback_and_the_io_cases_still_run(
+        stub) -> None:
+    """It crashed the runner: no traceback, and the io cases of a correct program never ran (score 0)."""
+    program = "def add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    print(add(*map(int, input().split())))\n"
+    tests = "import not_a_module_here\ndef check(candidate):\n    assert candidate(1, 2) == 3\n"
+    (r,) = score(stub, item("t", program, code=code(tests, "add", io=(("1 2", "3"), ("2 2", "4")))))
+    assert r.status == reward_pb2.SCORE_STATUS_OK
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (2, 3), r.feedback
+    assert r.feedback.startswith("running the test code failed (before check()):")
+    assert "ModuleNotFoundError: No module named 'not_a_module_here'" in r.feedback
 
 
 def test_malformed_requests_are_rejected_with_field_details(stub) -> None:

@@ -275,6 +275,10 @@ def run_asserts(job: dict, events: Events, deadline: float) -> bool:
     def abort(text: str) -> None:
         events.emit(e="abort", fb=trim(text, feedback_bytes))
 
+    if "check" not in test_code.co_names:  # nothing at its top level even names it: it cannot define it
+        events.emit(e="invalid", fb="test_code defines no check(candidate) function")
+        return True
+
     _signal.signal(_signal.SIGALRM, _raise_timeout)
     _signal.setitimer(_signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
     try:
@@ -294,7 +298,15 @@ def run_asserts(job: dict, events: Events, deadline: float) -> bool:
             abort("running the completion failed:\n" + _format_exception(exc, feedback_bytes))
             return True
         namespace[RUNTIME_NAME] = runtime
-        exec(test_code, namespace)
+        try:
+            exec(test_code, namespace)
+        except _Timeout:
+            raise
+        except BaseException as exc:  # an import the sandbox lacks, a top-level call into the program
+            if isinstance(exc, MemoryError):
+                events.emit(e="memory")
+            abort("running the test code failed (before check()):\n" + _format_exception(exc, feedback_bytes))
+            return True
         check = namespace.get("check")
         if not callable(check):
             events.emit(e="invalid", fb="test_code defines no check(candidate) function")
