@@ -291,13 +291,17 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         # report it took three store queries under the lock the training loop takes too (0.32 ms a report:
         # half a minute of replay for a run of 100k steps).
         page_status: trainer_pb2.RunStatus | None = None
+        told_forgotten = 0  # the highest forgotten_through this stream has sent: each gap is told once
 
         def response(r: StepReport) -> trainer_pb2.WatchStepsResponse:
+            nonlocal told_forgotten
             out = trainer_pb2.WatchStepsResponse(step=convert.step_to_proto(r), run=page_status or self._run_status())
             if r.step > last_final + 1:  # a gap: only retention.step_reports_seconds leaves one
                 forgotten = self.store.forgotten_steps()
-                if forgotten > last_final:
-                    out.forgotten_through = min(forgotten, r.step - 1)
+                # A RUNNING report moves no last_final: without told_forgotten the end of the step whose
+                # start told the gap told it again.
+                if forgotten > max(last_final, told_forgotten):
+                    out.forgotten_through = told_forgotten = min(forgotten, r.step - 1)
             return out
 
         def final(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
@@ -318,6 +322,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
         def running(r: StepReport) -> Iterator[trainer_pb2.WatchStepsResponse]:
             nonlocal sent_running
+            if r.step <= request.after_step:  # not asked for (a catch-up from the checkpoint starts below it)
+                return
             if request.include_running and sent_running != (r.step, r.started_at):
                 sent_running = (r.step, r.started_at)
                 yield response(r)

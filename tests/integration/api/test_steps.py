@@ -252,6 +252,63 @@ def test_watch_after_a_step_still_to_come_sends_nothing_before_it_even_when_catc
     assert got == [(6, C), (7, R)]
 
 
+def test_watch_catching_up_sends_no_start_of_a_step_at_or_before_after_step(make_api) -> None:
+    """The catch-up from the checkpoint sent step 5's start to a stream asked for steps after 5, and
+    then, rightly, not its end: a start that never ended."""
+    api: Api = make_api(event_history=1)
+    for s in (1, 2, 3):
+        publish(api, done(s))
+    api.store.commit_checkpoint(1, "/ckpt/1")
+    got: list = []
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=5, include_running=True), timeout=30)
+    t = _collect(stream, got, stop_after=2)
+    time.sleep(0.5)
+    reports = [running(4), done(4), running(5)]
+    for r in reports:
+        api.store.record_step(r)
+    with api.control._cond:  # a burst: the stream catches up from the store, where step 5 is running
+        for r in reports:
+            api.control.notify_step(r)
+    time.sleep(0.5)
+    publish(api, done(5))
+    publish(api, running(6))
+    publish(api, done(6))
+    t.join(15)
+    R, C = trainer_pb2.STEP_STATE_RUNNING, trainer_pb2.STEP_STATE_COMPLETED
+    assert got == [(6, R), (6, C)]
+
+
+def test_a_gap_left_by_retention_is_told_once_also_with_the_starts_of_steps(api: Api) -> None:
+    """With include_running the gap was told on the start of the first step after it and again on its
+    end (`grpo watch --include-running` said "no longer kept" twice)."""
+    for s in range(1, 5):
+        publish(api, done(s))
+    api.store.commit_checkpoint(4, "/ckpt/4")
+    publish(api, running(5))
+    api.store.prune(content_before=None, requests_before=None, steps_before=time.time())
+    assert api.store.forgotten_steps() == 4
+    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(include_running=True), timeout=30)
+    got: list = []
+
+    def read() -> None:
+        try:
+            for msg in stream:
+                got.append((msg.step.step, msg.step.state, msg.forgotten_through))
+                if len(got) == 3:
+                    stream.cancel()
+        except grpc.RpcError:
+            pass
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    publish(api, done(5))
+    publish(api, running(6))
+    t.join(15)
+    R, C = trainer_pb2.STEP_STATE_RUNNING, trainer_pb2.STEP_STATE_COMPLETED
+    assert got == [(5, R, 4), (5, C, 0), (6, R, 0)]
+
+
 def test_watch_carries_the_run_status_with_each_step(api: Api) -> None:
     api.control.set_state("training")
     publish(api, done(1))
