@@ -18,6 +18,7 @@ from grpo_server.api.settings import ApiLimits
 from grpo_server.api.validation import (
     PromptRoom,
     TokenCounter,
+    ValidationFailed,
     Violation,
     exports_page_token,
     page_token,
@@ -36,7 +37,7 @@ from grpo_server.api.validation import (
 from grpo_server.chat import prompt_token_counter
 from grpo_server.control import ControlError, RunControl
 from grpo_server.store import DuplicatePromptError, QueueFullError, RequestIdReusedError, Store
-from grpo_server.types import StepReport, StepState
+from grpo_server.types import PromptState, StepReport, StepState
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             self._counter = (tokenizer, prompt_token_counter(tokenizer, self.chat_template_kwargs))
         return self._counter[1]
 
+    def _active_id_violations(self, request: trainer_pb2.SubmitPromptsRequest,
+                              found: Sequence[Violation]) -> list[Violation]:
+        """Violations for the ids of `request` already queued or leased, but for ids `found` names already
+        (a request that failed validation never reaches the store's own check)."""
+        named = {v.field for v in found}
+        ids = [p.id for i, p in enumerate(request.prompts) if p.id and f"prompts[{i}].id" not in named]
+        if not ids or len(request.prompts) > self.limits.max_prompts_per_request:
+            return []
+        active = {e.id for state in (PromptState.QUEUED, PromptState.LEASED)
+                  for e in self.store.list_prompts(ids=ids, state=state, limit=len(ids))}
+        return [v for v in _active_violations(request, active) if v.field not in named]
+
     @unary
     def SubmitPrompts(
         self, request: trainer_pb2.SubmitPromptsRequest, context: grpc.ServicerContext
@@ -117,28 +130,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             result = self.store.replay(request_id, sent) if request_id and sent else None
             if result is None:
                 room = self.room_getter() if self.room_getter else None
-                valid = validate_submit(
-                    request,
-                    limits=self.limits,
-                    registry=self.registry,
-                    default_rewards=self.default_rewards,
-                    count_tokens=self._token_counter(room),
-                    room=room,
-                )
+                try:
+                    valid = validate_submit(
+                        request,
+                        limits=self.limits,
+                        registry=self.registry,
+                        default_rewards=self.default_rewards,
+                        count_tokens=self._token_counter(room),
+                        room=room,
+                    )
+                except ValidationFailed as exc:
+                    # Every bad field is listed: an id already queued too, which the store tells.
+                    raise ValidationFailed(exc.violations + self._active_id_violations(request, exc.violations)) from None
                 result = self.store.submit(valid.prompts, valid.request_id, self.limits.max_queue_depth, sent)
         except DuplicatePromptError as exc:
-            dup = set(exc.ids)
-            raise errors.invalid_argument(
-                [
-                    Violation(
-                        f"prompts[{i}].id",
-                        f"prompt {p.id!r} is already queued or being trained; submit it again once it is "
-                        "trained, or use a new id",
-                    )
-                    for i, p in enumerate(request.prompts)
-                    if p.id in dup
-                ]
-            ) from None
+            raise errors.invalid_argument(_active_violations(request, set(exc.ids))) from None
         except RequestIdReusedError as exc:
             shown = ", ".join(exc.first_ids[:5]) + (f" and {len(exc.first_ids) - 5} more" if len(exc.first_ids) > 5 else "")
             raise errors.invalid_argument([Violation(
@@ -470,14 +476,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         """Add or replace one backend; the next step uses it."""
         if not request.HasField("backend"):
             raise errors.invalid_argument([Violation("backend", "required: the backend to add or replace")])
-        validate_backend(request.backend)
+        try:
+            validate_backend(request.backend)
+            found: list[Violation] = []
+        except ValidationFailed as exc:
+            found = exc.violations
         # Read the files now: one the trainer cannot read would make every call to the backend fail as
-        # an outage, skipping steps for ever, instead of a refusal the caller sees.
+        # an outage, skipping steps for ever, instead of a refusal the caller sees. Listed with the
+        # other bad fields, as every bad field is.
         from grpo_server.rewards.client import unreadable_files
 
-        unreadable = unreadable_files(request.backend, "backend.")
-        if unreadable:
-            raise errors.invalid_argument([Violation(v.field, v.description) for v in unreadable])
+        named = {v.field for v in found}
+        found += [Violation(v.field, v.description) for v in unreadable_files(request.backend, "backend.")
+                  if v.field not in named]
+        if found:
+            raise errors.invalid_argument(found)
         try:
             version, stored = self.registry.set(convert.backend_from_proto(request.backend))
         except ValueError as exc:
@@ -499,3 +512,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             raise errors.not_found("reward backend", request.name, f"no reward backend named {request.name!r}") from None
         log.info("reward backend %s deleted (registry version %d)", request.name, version)
         return trainer_pb2.DeleteRewardBackendResponse(registry_version=version)
+
+
+def _active_violations(request: trainer_pb2.SubmitPromptsRequest, active: set[str]) -> list[Violation]:
+    """A violation for each prompt of `request` whose id is in `active` (queued or being trained)."""
+    return [
+        Violation(
+            f"prompts[{i}].id",
+            f"prompt {p.id!r} is already queued or being trained; submit it again once it is trained, or use "
+            "a new id",
+        )
+        for i, p in enumerate(request.prompts)
+        if p.id in active
+    ]

@@ -123,6 +123,12 @@ class _Collector:
 # ---------------------------------------------------------------------------------- SubmitPrompts
 
 
+# The longest request_id looked up for a replay whatever limits.max_request_id_bytes is now (the default
+# is 128): ids a higher limit took before are still found. Past it, the id is not looked up (validation
+# names it), so no request makes the store compare megabytes.
+REPLAY_LOOKUP_MAX_BYTES = 4096
+
+
 def sent_digest(prompts: Sequence[trainer_pb2.Prompt]) -> str:
     """A digest of a request's prompts as the client sent them (each one's deterministic wire form, in
     order), to tell a retry of a request from a reuse of its request_id before it is validated."""
@@ -135,9 +141,11 @@ def sent_digest(prompts: Sequence[trainer_pb2.Prompt]) -> str:
 
 def replayable_request_id(req: trainer_pb2.SubmitPromptsRequest, limits: ApiLimits) -> str | None:
     """The request_id to look up before validating the request, or None when there is none, or when it
-    is not one the store could hold (validation then names it)."""
+    is not one the store could hold (validation then names it). The bound is the hard cap on the limit,
+    not only the configured limit: an id accepted under a higher limit is still answered after the limit
+    was lowered (a retry is answered before it is validated)."""
     rid = req.request_id
-    if rid and len(rid.encode()) <= limits.max_request_id_bytes:
+    if rid and len(rid.encode()) <= max(limits.max_request_id_bytes, REPLAY_LOOKUP_MAX_BYTES):
         return rid
     return None
 
@@ -180,11 +188,13 @@ def validate_submit(
     for i, p in enumerate(req.prompts):
         before = len(v.items)
         _check_id(v, i, p.id, limits, seen_ids)
+        before_messages = len(v.items)
         _check_messages(v, i, p, limits)
+        messages_ok = len(v.items) == before_messages  # their tokens can be counted, whatever else is bad
         _check_reference(v, i, p, limits)
         rewards = _check_rewards(v, i, p, limits, default_rewards, kinds)
         _check_metadata(v, i, p, limits)
-        if len(v.items) == before and count_tokens is not None and (limits.max_prompt_tokens > 0 or room):
+        if messages_ok and count_tokens is not None and (limits.max_prompt_tokens > 0 or room):
             _check_tokens(v, i, p, limits, count_tokens, room)
         if len(v.items) == before:
             records.append(prompt_from_proto(p, rewards))

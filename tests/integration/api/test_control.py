@@ -95,6 +95,15 @@ def test_a_token_file_the_trainer_cannot_read_is_refused_naming_it(api: Api, tmp
     assert "judge" not in api.registry.entries  # nothing set
 
 
+def test_an_unreadable_token_file_is_named_with_the_other_bad_fields(api: Api, tmp_path: Path) -> None:
+    """The files were read only once the rest passed: a bad address hid the unreadable token file."""
+    entry = trainer_pb2.RewardBackend(name="judge", address="no port", token_file=str(tmp_path / "missing"))
+    with pytest.raises(grpc.RpcError) as err:
+        api.stub.SetRewardBackend(trainer_pb2.SetRewardBackendRequest(backend=entry))
+    assert set(violations(err.value)) == {"backend.address", "backend.token_file"}
+    assert "judge" not in api.registry.entries
+
+
 def test_set_backend_adds_and_replaces_and_the_next_submit_can_use_it(api: Api, tmp_path: Path) -> None:
     token = tmp_path / "judge"
     token.write_text("judge-secret\n")

@@ -88,6 +88,19 @@ def test_an_id_already_queued_is_rejected_and_nothing_of_the_request_is_stored(a
     assert set(api.store.prompt_states()) == {"a"}
 
 
+def test_an_id_already_queued_is_named_with_the_other_bad_fields(api: Api) -> None:
+    """The store's check ran only once validation passed: with another bad field in the request, the queued
+    id was not named, and the fixed request was refused again for it."""
+    api.stub.SubmitPrompts(submit(prompt("a")))
+    bad_weight = prompt("b", rewards=[trainer_pb2.RewardSpec(backend="math", weight=-1)])
+    with pytest.raises(grpc.RpcError) as e:
+        api.stub.SubmitPrompts(submit(prompt("a"), bad_weight))
+    v = violations(e.value)
+    assert set(v) == {"prompts[0].id", "prompts[1].rewards[0].weight"}, v
+    assert "already queued" in v["prompts[0].id"]
+    assert set(api.store.prompt_states()) == {"a"}
+
+
 def test_full_queue_gives_resource_exhausted_with_retry_info(make_api) -> None:
     api: Api = make_api(limits=ApiLimits(max_queue_depth=3, retry_after_seconds=7))
     api.stub.SubmitPrompts(submit(prompt("a"), prompt("b")))

@@ -158,6 +158,31 @@ def test_prompt_at_the_token_limit_is_accepted_one_over_is_not(make_api, tiny_to
     assert f"is {n} tokens" in violations(e.value)["prompts[0].messages"]
 
 
+def test_a_prompt_over_the_token_limit_is_named_with_its_other_bad_fields(make_api, tiny_tokenizer) -> None:
+    """The token count ran only for a prompt with no other bad field: with a bad weight beside it, only
+    the weight was named, and the fixed request was refused again for its length."""
+    chat = [{"role": "user", "content": "one two three " * 20}]
+    n = len(tiny_tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)["input_ids"])
+    api: Api = make_api(limits=ApiLimits(max_prompt_tokens=n - 1))
+    with pytest.raises(grpc.RpcError) as e:
+        api.stub.SubmitPrompts(submit(prompt(text="one two three " * 20, rewards=[Spec(backend="math", weight=-1)])))
+    v = violations(e.value)
+    assert set(v) == {"prompts[0].messages", "prompts[0].rewards[0].weight"}, v
+    assert f"is {n} tokens" in v["prompts[0].messages"]
+    assert api.store.prompt_states() == {}
+
+
+def test_a_retry_is_looked_up_with_an_id_a_lowered_request_id_limit_would_refuse() -> None:
+    """A request id over limits.max_request_id_bytes was never looked up, so the retry of a request a
+    higher limit took was validated and refused naming request_id instead of getting its first answer."""
+    from grpo_server.api.validation import REPLAY_LOOKUP_MAX_BYTES, replayable_request_id
+
+    rid = "r" * 100
+    assert replayable_request_id(submit(prompt(), request_id=rid), ApiLimits(max_request_id_bytes=64)) == rid
+    huge = "r" * (REPLAY_LOOKUP_MAX_BYTES + 1)
+    assert replayable_request_id(submit(prompt(), request_id=huge), ApiLimits()) is None
+
+
 def test_a_prompt_must_leave_room_for_its_completions_in_the_models_context(make_api, tiny_tokenizer) -> None:
     # vLLM refuses a prompt longer than the context and ended the whole step with it (and, requeued at its
     # place, every step after a restart); one that leaves less than max_new_tokens gets cut-off completions.
