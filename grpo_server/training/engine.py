@@ -262,13 +262,20 @@ def is_loss_share(key: str) -> bool:
     return key == "loss" or key.endswith("_loss") or key in STEP_SHARES
 
 
+# A micro-batch's metrics may carry, under WEIGHT_OF + NAME, the weight of metric NAME when it is a mean
+# over something other than the loss tokens (a fraction of sequences: tis/clipped_fraction at sequence
+# level); MetricAverager takes it as that metric's weight and reports no such key.
+WEIGHT_OF = "weight_of:"
+
+
 class MetricAverager:
     """Combines the loss metrics of micro-batches (and ranks) into the step's.
 
     Loss shares (`is_loss_share`: `loss`, `policy_loss`, ...) are summed, which gives the full batch's
     loss. Every other metric (clip fractions, KL, entropy: means over a micro-batch's tokens) is averaged
-    weighted by the micro-batches' loss tokens; one that only fully-masked micro-batches reported falls
-    back to their plain mean."""
+    weighted by the micro-batches' loss tokens, or by the weight given with it (WEIGHT_OF), so that the
+    step's value is the full batch's however it is split; one that only fully-masked micro-batches
+    reported falls back to their plain mean."""
 
     def __init__(self) -> None:
         self.weighted: dict[str, float] = {}
@@ -277,11 +284,15 @@ class MetricAverager:
         self.counts: dict[str, int] = {}
 
     def add(self, metrics: Mapping[str, float], weight: float) -> None:
-        """Record one micro-batch's metrics with `weight` (its loss-token count)."""
+        """Record one micro-batch's metrics with `weight` (its loss-token count; a metric given its own
+        weight under WEIGHT_OF + its name takes that one)."""
         for key, value in metrics.items():
+            if key.startswith(WEIGHT_OF):
+                continue
             v = float(value)
-            self.weighted[key] = self.weighted.get(key, 0.0) + weight * v
-            self.weights[key] = self.weights.get(key, 0.0) + weight
+            w = float(metrics.get(WEIGHT_OF + key, weight))
+            self.weighted[key] = self.weighted.get(key, 0.0) + w * v
+            self.weights[key] = self.weights.get(key, 0.0) + w
             self.plain[key] = self.plain.get(key, 0.0) + v
             self.counts[key] = self.counts.get(key, 0) + 1
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from grpo_server.algorithm import policy_loss, token_logprobs_from_hidden, truncated_is_weights
+from grpo_server.training.engine import WEIGHT_OF
 from grpo_server.training.sdpo import SdpoSettings, TeacherRows, distill_loss
 from grpo_server.types import TrainBatch
 
@@ -425,6 +426,8 @@ def grpo_loss(
         is_weights, tis = truncated_is_weights(old, batch.sampler_logprobs, mask, cfg.tis_cap, cfg.tis_level)
         out["tis/mismatch_kl"] = tis["mismatch_kl"]
         out["tis/clipped_fraction"] = tis["clipped_fraction"]
+        if cfg.tis_level == "sequence":  # a fraction of the non-empty sequences: weighted by their number
+            out[WEIGHT_OF + "tis/clipped_fraction"] = float((mask.sum(dim=-1) > 0).sum())
         count = float(mask.sum())
         out["tis/weight_mean"] = float((is_weights * mask).sum() / count) if count > 0 else 1.0
     total: torch.Tensor = logp.sum() * 0.0

@@ -77,6 +77,35 @@ def test_four_micro_batches_give_the_same_gradient_update_and_metrics_as_one_bat
         torch.testing.assert_close(w_acc[name], w_full[name], rtol=0, atol=1e-6)  # 1e-4 of lr
 
 
+@pytest.mark.parametrize("micro_batch_size", [4, 1])
+def test_a_fraction_of_sequences_is_the_full_batchs_however_the_batch_is_split(tiny_dir, micro_batch_size):
+    """tis/clipped_fraction at sequence level is a fraction of non-empty sequences: averaged by loss tokens
+    across micro-batches it was 21/47 clipped tokens (0.4468) where 3 of 7 sequences (0.4286) were."""
+    from dataclasses import replace
+
+    from grpo_server.training import batch as batching
+    from grpo_server.training.loss import logprobs_only
+
+    model = load_tiny(tiny_dir)
+    b = fixed_batch(n=8, group=4)  # rows of 8, 7, 6, 0, 8, 7, 6, 5 loss tokens
+    with torch.no_grad():
+        lp = logprobs_only(model, b)
+    mask = b.completion_mask
+    shift = torch.zeros(8, 1)
+    shift[[0, 1, 2]] = 5.0  # sampled far below the trainer's scores: these three sequences are clipped
+    b = replace(b, sampler_logprobs=(lp - shift) * mask)
+    assert mask.sum(1).int().tolist() == [8, 7, 6, 0, 8, 7, 6, 5]
+    loss_fn = functools.partial(grpo_loss, cfg=LossConfig(aggregation="grpo", tis_cap=2.0, tis_level="sequence"))
+    results = {}
+    for size in (8, micro_batch_size):
+        engine = make_engine("torch", copy.deepcopy(model), OptimConfig(learning_rate=1e-3))
+        micro = batching.split(b, size)
+        results[size] = engine.train_step(micro, loss_fn, global_normalizer(micro, "grpo", None))
+    assert results[8]["tis/clipped_fraction"] == pytest.approx(3 / 7)
+    assert results[micro_batch_size]["tis/clipped_fraction"] == pytest.approx(3 / 7)
+    assert not any(key.startswith("weight_of:") for key in results[micro_batch_size])
+
+
 def test_gradient_is_clipped_to_max_grad_norm_and_the_norm_before_clipping_is_reported(tiny_dir):
     engine = make_engine("torch", load_tiny(tiny_dir), OptimConfig(learning_rate=1e-3, max_grad_norm=1e-3))
     engine.keep_grads = True
