@@ -330,7 +330,8 @@ class TrainingConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradients are scaled down to this total L2 norm "
                                  "before each optimizer step.")
     warmup_steps: int = Field(0, ge=0, description="Optimizer steps of linear warm-up from 0 (the first "
-                              "runs at lr 0 when > 0).")
+                              "runs at lr 0 when > 0); with max_steps, fewer than the run's max_steps x "
+                              "algorithm.inner_iterations optimizer steps.")
     lr_schedule: Literal["constant", "linear", "cosine"] = Field(
         "constant", description="After warm-up: constant, or linear or cosine decay to 0 at max_steps "
         "(those two need max_steps; the decay spans its max_steps x algorithm.inner_iterations optimizer "
@@ -632,6 +633,19 @@ class Config(_Strict):
                 f"limits.max_watch_streams ({self.limits.max_watch_streams}) must be less than server.max_workers "
                 f"({self.server.max_workers}): each open stream holds a handler thread, and the other RPCs and "
                 "health checks need some"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _warmup_within_the_run(self) -> Config:
+        t = self.training
+        steps = t.max_steps * self.algorithm.inner_iterations  # optimizer steps of the run
+        if t.max_steps and t.warmup_steps >= steps:
+            raise ValueError(
+                f"training.warmup_steps ({t.warmup_steps}) must be less than the run's optimizer steps "
+                f"(training.max_steps {t.max_steps} x algorithm.inner_iterations {self.algorithm.inner_iterations}"
+                f" = {steps}): the learning rate would never reach training.learning_rate"
+                + ("" if t.lr_schedule == "constant" else f", nor decay ({t.lr_schedule!r})")
             )
         return self
 

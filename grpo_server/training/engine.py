@@ -65,12 +65,14 @@ class OptimConfig:
         problems = []
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             problems.append(f"learning_rate must be a finite number >= 0, got {self.learning_rate}")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):  # NaN passes a plain `< 0`
+            problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             problems.append(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.eps <= 0:
-            problems.append(f"eps must be > 0, got {self.eps}")
+        if not (math.isfinite(self.eps) and self.eps > 0):
+            problems.append(f"eps must be a finite number > 0, got {self.eps}")
+        if math.isnan(self.max_grad_norm):
+            problems.append(f"max_grad_norm must be a number (0 or less: no clipping), got {self.max_grad_norm}")
         if self.warmup_steps < 0:
             problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -209,6 +209,12 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
      "names math more than once"),
     ({"rollout": {"max_new_tokens": 16}, "algorithm": {"overlong_cache_tokens": 32}}, "(top level)",
      "every completion would be penalised"),
+    # a warm-up as long as the run: the rate never reached learning_rate, nor decayed
+    ({"training": {"max_steps": 4, "warmup_steps": 10, "lr_schedule": "linear"}}, "(top level)",
+     "training.warmup_steps (10) must be less than the run's optimizer steps (training.max_steps 4 x "
+     "algorithm.inner_iterations 1 = 4)"),
+    ({"training": {"max_steps": 3, "warmup_steps": 6, "lr_schedule": "cosine"}, "algorithm": {"inner_iterations": 2}},
+     "(top level)", "= 6): the learning rate would never reach training.learning_rate, nor decay ('cosine')"),
 ])
 def test_settings_that_cannot_work_are_refused_at_load_naming_the_field(data: dict, field: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -218,7 +224,7 @@ def test_settings_that_cannot_work_are_refused_at_load_naming_the_field(data: di
 
 
 def test_settings_that_do_work_still_load() -> None:
-    cfg = parse_config({"training": {"lr_schedule": "cosine", "max_steps": 100},
+    cfg = parse_config({"training": {"lr_schedule": "cosine", "max_steps": 100, "warmup_steps": 99},
                         "server": {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
                         "rollout": {"max_new_tokens": 16}, "algorithm": {"overlong_cache_tokens": 16}})
     assert cfg.training.max_steps == 100 and cfg.algorithm.overlong_cache_tokens == 16

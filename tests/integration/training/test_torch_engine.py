@@ -178,6 +178,17 @@ def test_schedules_that_decay_need_total_steps():
         OptimConfig(micro_batch_size=0)
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("weight_decay", float("nan")), ("weight_decay", float("inf")), ("eps", float("inf")), ("eps", float("nan")),
+    ("max_grad_norm", float("nan")),
+])
+def test_a_value_that_is_not_a_number_is_refused_naming_it(field, value):
+    """NaN passed the plain comparisons: weight_decay NaN made every weight NaN after one step, eps inf froze
+    them, max_grad_norm NaN turned clipping off."""
+    with pytest.raises(ValueError, match=f"invalid optimizer config: {field} must be"):
+        OptimConfig(**{field: value})
+
+
 def test_unknown_engine_kind_is_rejected_with_the_allowed_ones(tiny_dir):
     with pytest.raises(ValueError, match="torch, deepspeed"):
         make_engine("jax", load_tiny(tiny_dir), OptimConfig())
