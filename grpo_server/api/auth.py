@@ -86,6 +86,18 @@ def _sha256(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
+def yaml_error_without_text(err: yaml.YAMLError) -> str:
+    """What is wrong in a YAML document and where (line and column), on one line and without the
+    document's text: PyYAML's own message quotes the offending line, which in a tokens file is a
+    plain `token:` (a secret then printed at start and logged on each reload)."""
+    if isinstance(err, yaml.MarkedYAMLError):
+        parts = [p for p in (err.context, err.problem) if p]
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return (", ".join(parts) or "a syntax error") + where
+    return type(err).__name__
+
+
 def parse_tokens(data: Any, source: str = "tokens file") -> list[tuple[bytes, Principal]]:
     """Validate a parsed tokens document; returns (sha256 digest, principal) pairs."""
     if not isinstance(data, Mapping) or not isinstance(data.get("tokens"), list):
@@ -158,8 +170,10 @@ class TokenStore:
     def _load(self) -> list[tuple[bytes, Principal]]:
         try:
             data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        except (OSError, UnicodeDecodeError) as err:
             raise TokensFileError(f"{self.path}: cannot read: {err}") from None
+        except yaml.YAMLError as err:
+            raise TokensFileError(f"{self.path}: not valid YAML: {yaml_error_without_text(err)}") from None
         return parse_tokens(data, str(self.path))
 
     def _maybe_reload(self) -> None:

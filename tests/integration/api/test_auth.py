@@ -187,6 +187,27 @@ def test_a_tokens_file_that_is_not_utf8_is_refused_at_start(tmp_path: Path) -> N
         TokenStore(path)
 
 
+@pytest.mark.parametrize("text", ['tokens:\n  - name: a\n    token: "S3cr3t-Pl41n-T0ken\n    roles: [read]\n',
+                                  "tokens:\n  - name: a\n    token: S3cr3t-Pl41n-T0ken: x\n    roles: [read]\n"],
+                         ids=["unclosed quote", "stray colon"])
+def test_a_yaml_error_in_the_tokens_file_names_the_place_not_the_text(tmp_path: Path, text: str, caplog) -> None:
+    """PyYAML's message quotes the offending line: a typo on a plain `token:` line printed the secret at
+    start and logged it on every reload."""
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(TokensFileError) as err:
+        TokenStore(path)
+    assert "S3cr3t" not in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert "not valid YAML: " in str(err.value) and " at line " in str(err.value)
+    write_tokens(path, {"a": ("token-aaaaaaaa", ["read"])})
+    now = [0.0]
+    store = TokenStore(path, reload_interval=1.0, clock=lambda: now[0])
+    path.write_text(text)
+    now[0] = 2.0
+    assert store.lookup("token-aaaaaaaa").name == "a"  # type: ignore[union-attr]
+    assert "not valid YAML" in caplog.text and "S3cr3t" not in caplog.text
+
+
 @pytest.mark.parametrize("doc, phrase", [
     ({"tokens": [{"name": "x", "roles": ["read"]}]}, "exactly one of token_sha256 and token"),
     ({"tokens": [{"name": "x", "token": "long-enough", "roles": ["root"]}]}, "unknown roles"),
