@@ -531,9 +531,11 @@ class StepRunner:
         self.step_groups = sampled
         # Prompts that could not be rolled out count as unscored ones: back to the queue, an attempt
         # counted, failed for good after training.max_prompt_attempts, and the step goes on with the others.
+        # Each with its own reason (and, for the scored ones, whether all of its failures were an outage):
+        # also when the whole step is skipped, no prompt is failed for another one's cause.
         unrolled: tuple[tuple[str, str], ...] = self.step_unrolled
         self.step_unscored = tuple((pid, False, why) for pid, why in unrolled) + tuple(
-            (g.rollout.prompt.id, _is_outage([g]), first_failure([g]))
+            (g.rollout.prompt.id, _is_outage([g]), f"no completion got a reward ({first_failure([g])})")
             for g in sampled if all(r is None for r in g.rewards)
         )
         if not sampled:
@@ -773,6 +775,7 @@ class TrainingLoop:
         self.step = self.checkpoint_step
         self.updates = store.completed_steps(self.checkpoint_step)  # optimizer steps taken so far
         self._dirty = False  # a completed step is not yet in a checkpoint
+        self._completed_since_checkpoint = 0  # completed steps not yet in a checkpoint
         # Set when a step failed after its update began: the weights in memory may hold part of that
         # update, so they are not exported (the last checkpoint holds a consistent state).
         self.weights_error = ""
@@ -921,7 +924,10 @@ class TrainingLoop:
             # little before trying again rather than spinning through rollouts.
             outage = exc.outage
             failed_backends = exc.backends
-            failed = self.store.requeue_step(step, count_attempt=not outage, reason=str(exc))
+            # Each prompt with its own cause: one that could not be rolled out counts its attempt even
+            # when the others waited out an outage, and none is failed for another prompt's reason.
+            self._requeue_each(step, getattr(self.runner, "step_unscored", ()))
+            failed = self.store.requeue_step(step, count_attempt=not outage, reason=str(exc))  # any left
             if failed:  # prompts that used up their attempts are FAILED now (the store's only such move)
                 self.metrics.prompts_failed.inc(failed)
             metrics = {**exc.metrics, "step_seconds": time.time() - started}
@@ -949,8 +955,12 @@ class TrainingLoop:
                     report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
                 )
                 self._warn_about(report)
-                if step % self.checkpoint_every == 0:
-                    self.checkpoint(step)  # before watchers hear of the step: they see its checkpoint too
+                self._completed_since_checkpoint += 1
+                if self._completed_since_checkpoint >= self.checkpoint_every:
+                    # every checkpoint.every_steps completed steps (skipped ones took no update and do not
+                    # count: counted by step number, a skipped step on a multiple left completed ones out
+                    # of any checkpoint); before watchers hear of the step: they see its checkpoint too
+                    self.checkpoint(step)
         finally:
             # The report is stored: watchers and the metrics hear of it even when its checkpoint failed
             # (a full disk), which then ends the run. A skipped or failed step put prompts back: the gauge
@@ -1047,19 +1057,23 @@ class TrainingLoop:
         unscored = getattr(self.runner, "step_unscored", ())
         if not unscored:
             return ids
+        self._requeue_each(step, unscored)
+        log.info("step %d: %d prompts got no reward for any completion and went back to the queue",
+                 step, len(unscored))
+        back = {pid for pid, _, _ in unscored}
+        return tuple(i for i in ids if i not in back)
+
+    def _requeue_each(self, step: int, unscored: Sequence[tuple[str, bool, str]]) -> None:
+        """Put the prompts of `step` in `unscored` ((id, outage, reason)) back in the queue: an outage's
+        without an attempt counted, the others with one and their own reason."""
         outages = [pid for pid, outage, _ in unscored if outage]
         if outages:
             self.store.requeue_step(step, count_attempt=False, ids=outages)
         for pid, outage, why in unscored:
             if not outage:
-                failed = self.store.requeue_step(
-                    step, count_attempt=True, ids=[pid], reason=f"no completion got a reward ({why})")
+                failed = self.store.requeue_step(step, count_attempt=True, ids=[pid], reason=why)
                 if failed:
                     self.metrics.prompts_failed.inc(failed)
-        log.info("step %d: %d prompts got no reward for any completion and went back to the queue",
-                 step, len(unscored))
-        back = {pid for pid, _, _ in unscored}
-        return tuple(i for i in ids if i not in back)
 
     def checkpoint(self, step: int) -> None:
         """Make the state after `step` durable and mark its prompts trained."""
@@ -1070,6 +1084,7 @@ class TrainingLoop:
         after = self.store.counts()
         self.checkpoint_step = step
         self._dirty = False
+        self._completed_since_checkpoint = 0
         if self.checkpoint_committed is not None:
             self.checkpoint_committed(step)
         trained = [v for k, v in after.items() if k.value == "trained"]

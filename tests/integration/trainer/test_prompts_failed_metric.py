@@ -171,3 +171,29 @@ def test_a_rejected_prompt_in_a_step_that_trains_others_goes_back_and_is_given_u
     for why in reasons.values():
         assert why.startswith(f"gave up after {ATTEMPTS} failed attempts; the last: "), why
         assert "backend 'reject': INVALID_INPUT: rejected by the test backend" in why, why
+
+
+def test_a_checkpoint_comes_every_n_completed_steps_however_the_skipped_ones_fall(
+    backends, start_trainer, tmp_path: Path
+) -> None:
+    """checkpoint.every_steps counted step numbers: with every_steps 2 and the step numbered 2 skipped,
+    steps 1 and 3 completed and no checkpoint held them (a crash retrained both)."""
+    store_dir = tmp_path / "store"
+    app = start_trainer(
+        store_dir, backends,
+        algorithm={"prompts_per_step": 1, "group_size": 2, "beta": 0.0},
+        training={"max_prompt_attempts": 1}, checkpoint={"every_steps": 2},
+    )
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    queue = [prompts(1, start=0, prefix="g")[0], prompts(1, start=0, prefix="b")[0], prompts(1, start=1, prefix="g")[0]]
+    for p in queue:
+        del p.rewards[:]
+        p.rewards.add(backend="reject" if p.id.startswith("b") else "good", weight=1.0)
+    client.submit_prompts(queue)
+    run = wait_for(lambda: (r := client.step_status().run).prompts_trained == 2 and r or None, 120,
+                   lambda: f"no checkpoint holds the two completed steps: {client.step_status().run}")
+    assert [(r.step, r.state) for r in client.finished_steps()] == [
+        (1, trainer_pb2.STEP_STATE_COMPLETED), (2, trainer_pb2.STEP_STATE_SKIPPED),
+        (3, trainer_pb2.STEP_STATE_COMPLETED)]
+    assert run.checkpoint_step == 3 and run.prompts_failed == 1
+    app.shutdown()

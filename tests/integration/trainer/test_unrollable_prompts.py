@@ -77,6 +77,54 @@ def test_a_stored_prompt_the_chat_template_now_rejects_fails_without_ending_the_
     assert "the model's chat template rejects the prompt's messages: System role not supported" in reasons["system"]
 
 
+def test_in_a_skipped_step_each_prompt_is_failed_for_its_own_cause(toy_backend, start_trainer, tmp_path: Path) -> None:
+    """A step none of whose prompts could be rolled out gave them all the first one's reason: the prompt
+    the template rejects was failed as "the prompt is 2008 tokens"."""
+    template = tmp_path / "no-system.jinja"
+    template.write_text("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
+                        "{% endif %}" + CHAT_TEMPLATE)
+    long = trainer_pb2.Prompt(id="long", messages=[reward_pb2.Message(role="user", content="one two three " * 200)],
+                              answer="6")
+    system = trainer_pb2.Prompt(id="system", answer="2", messages=[
+        reward_pb2.Message(role="system", content="Be brief."), reward_pb2.Message(role="user", content="1+1?")])
+    store_dir = tmp_path / "store"
+    queue_in_store(store_dir, [long, system], "toy")
+    _, backend = toy_backend("toy", 0.5)
+    app = start_trainer(store_dir, [("toy", backend.address)], model={"chat_template": str(template)},
+                        algorithm={"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+                        training={"max_prompt_attempts": 1})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    wait_for(lambda: client.step_status().run.prompts_failed == 2 or None, 300,
+             lambda: f"the prompts were not given up on: {client.step_status().run}")
+    assert app.store.get_step(1).state.value == "skipped"
+    reasons = app.store.failure_reasons()
+    assert "no room for a completion" in reasons["long"] and "chat template" not in reasons["long"], reasons
+    assert "chat template rejects the prompt's messages" in reasons["system"] and "tokens" not in reasons["system"]
+
+
+def test_a_prompt_that_cannot_be_rolled_out_counts_its_attempts_through_a_reward_outage(
+        start_trainer, tmp_path: Path) -> None:
+    """The skip of an outage put every prompt of the step back without an attempt: the one that could not
+    be rolled out (its own fault) came back at the head of the queue for as long as the outage lasted."""
+    from live_trainer import free_port
+
+    long = trainer_pb2.Prompt(id="long", messages=[reward_pb2.Message(role="user", content="one two three " * 200)],
+                              answer="6")
+    store_dir = tmp_path / "store"
+    queue_in_store(store_dir, [long, *prompts(1, prefix="good")], "toy")
+    app = start_trainer(store_dir, [("toy", f"127.0.0.1:{free_port()}")],  # nothing listens: an outage
+                        algorithm={"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+                        training={"max_prompt_attempts": 2})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    wait_for(lambda: client.step_status().run.prompts_failed == 1 or None, 300,
+             lambda: f"the long prompt was not given up on: {client.step_status().run}")
+    states = app.store.prompt_states()
+    assert states["long"][0] is PromptState.FAILED and states["good0"][0] is not PromptState.FAILED, states
+    assert "no room for a completion" in app.store.failure_reasons()["long"]
+    [good] = app.store.list_prompts(ids=["good0"])
+    assert good.attempts == 0  # the outage counted none of its
+
+
 def test_a_completion_length_that_fills_the_context_fails_the_start(tmp_path: Path) -> None:
     """rollout.max_new_tokens at or over the context (the model's, or rollout.vllm_max_model_len when that
     is smaller and vLLM may run) leaves no room for any prompt: the start fails naming the setting, before
