@@ -230,6 +230,14 @@ def check_destination(destination: Path) -> None:
         raise DestinationUnwritable(destination, f"cannot look at it: {os_reason(exc)}") from exc
     if occupied:
         raise FileExistsError(f"destination {destination} exists and is not an empty directory")
+    # The export is built beside the destination and renamed into place, which neither a symbolic link
+    # (even to an empty directory, or to nothing) nor a mount point can take: they were accepted and the
+    # export failed in the background after writing everything.
+    if destination.is_symlink():
+        raise DestinationUnwritable(destination, "it is a symbolic link: give the directory it points to, or a new one")
+    if destination.exists() and os.path.ismount(destination):
+        raise DestinationUnwritable(destination, "it is a mount point, which the finished export cannot be renamed "
+                                                 "onto: give a directory inside it")
     parent = destination.parent
     missing: list[Path] = []  # the parent directories this check makes, deepest first
     ancestor = parent

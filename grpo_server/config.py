@@ -241,7 +241,9 @@ class AlgorithmConfig(_Strict):
     lora_target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         min_length=1,
-        description="Module names that get adapters (peft target_modules).",
+        description="Module names that get adapters (peft target_modules). The output head (lm_head) "
+        "cannot be one (the loss reads its weight directly), nor the input embedding of a model that ties "
+        "its head to it (tie_word_embeddings): the run fails at start naming the module.",
     )
 
     @model_validator(mode="before")

@@ -396,6 +396,10 @@ def validate_destination(dest: str) -> None:
         raise ValidationFailed([Violation("destination", f"the path {problem}")])
     if not dest.startswith("/"):
         raise ValidationFailed([Violation("destination", "must be an absolute path on the trainer (or empty)")])
+    if any(part in (".", "..") for part in dest.split("/")):
+        # `/data/missing/..` passed the check (it leaves nothing behind there) and then failed in the
+        # background, leaving `missing` made: name the directory itself.
+        raise ValidationFailed([Violation("destination", "must not hold `.` or `..`: name the directory itself")])
 
 
 def validate_export_id(export_id: str) -> None:

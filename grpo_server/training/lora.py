@@ -40,7 +40,32 @@ def apply_lora(
         bias="none",
         task_type="CAUSAL_LM",
     )
+    _check_targets(model, config.target_modules)
     return get_peft_model(model, config)  # type: ignore[arg-type]
+
+
+def _check_targets(model: Any, targets: Any) -> None:
+    """Refuse LoRA targets the trainer cannot train or export faithfully (ValueError naming the config
+    field): the output head, whose weight the loss reads directly (its adapter would never train), and,
+    when the model ties its output head to the input embedding, that embedding (a merged export, and the
+    weights the rollout engine gets, would tie the head to the adapted embedding the policy does not use
+    for its head)."""
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    config = type("Targets", (), {"target_modules": targets, "layers_to_transform": None,
+                                  "layers_pattern": None, "exclude_modules": None})()
+    names = {id(m): n for n, m in model.named_modules()}
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    for module, why in ((head, "the output head: the loss reads its weight directly, so its adapter would never "
+                                "train"),
+                        (embedding if tied else None, "the input embedding of a model whose output head shares "
+                                                      "it (tie_word_embeddings): exports and rollouts would tie the "
+                                                      "head to the adapted embedding, which the policy's head does "
+                                                      "not use")):
+        name = names.get(id(module)) if module is not None else None
+        if name and check_target_module_exists(config, name):
+            raise ValueError(f"algorithm.lora_target_modules names {name!r}, {why}; leave it out")
 
 
 def is_lora(model: Any) -> bool:
@@ -160,6 +185,10 @@ class _AdapterExportManager:
         self.adapters = adapters
 
     def start(self, destination: str | None, wait: bool) -> Any:
+        if destination:  # `<destination>-adapter` is held to the destination's rules, before anything starts
+            from grpo_server.checkpoint import check_destination
+
+            check_destination(adapter_dir_for(destination))
         try:
             job = self.manager.start(destination, wait)
         finally:

@@ -91,3 +91,39 @@ def test_an_unwritable_export_destination_is_refused_at_once_naming_it_and_leave
     assert export.state == trainer_pb2.EXPORT_STATE_DONE, export
     assert os.listdir(destination.parent) == ["export"]
     assert (destination / "manifest.json").is_file()
+
+
+def test_a_destination_the_export_cannot_be_renamed_onto_is_refused_at_once(toy_backend, start_trainer,
+                                                                           tmp_path: Path) -> None:
+    """A symbolic link (to an empty directory, or to nothing), a mount point and a path through `..` were
+    accepted, and the export failed in the background after writing everything (NotADirectoryError,
+    "Device or resource busy"); the `..` one left a directory behind."""
+    import subprocess
+
+    _, toy = toy_backend("toy", 0.5)
+    app = start_trainer(tmp_path / "store", [("toy", toy.address)])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    place = tmp_path / "exports"
+    (place / "empty").mkdir(parents=True)
+    (place / "link").symlink_to(place / "empty")
+    (place / "dangling").symlink_to(place / "nothing")
+    mounted = place / "volume"
+    mounted.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mounted)], capture_output=True)
+    try:
+        cases = [(place / "link", "it is a symbolic link"), (place / "dangling", "it is a symbolic link")]
+        if mount.returncode == 0:  # root here; where mounting is not allowed the case is left out
+            cases.append((mounted, "it is a mount point"))
+        for destination, words in cases:
+            with pytest.raises(TrainerError) as refused:
+                client.export_checkpoint(str(destination))
+            assert refused.value.preconditions == ["DESTINATION_UNWRITABLE"] and words in refused.value.message
+        with pytest.raises(TrainerError) as refused:
+            client.export_checkpoint(f"{place}/missing/../out")
+        assert refused.value.code is grpc.StatusCode.INVALID_ARGUMENT and "`..`" in refused.value.message
+        assert not (place / "missing").exists() and not (place / "nothing").exists()
+        assert sorted(os.listdir(place)) == ["dangling", "empty", "link", "volume"]
+        assert os.listdir(place / "empty") == [] and os.listdir(mounted) == []
+    finally:
+        if mount.returncode == 0:
+            subprocess.run(["umount", str(mounted)], check=True)

@@ -4,6 +4,7 @@ export, and an adapter-only export beside the merged one loads with peft to the 
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,20 @@ def test_only_adapter_parameters_train(tiny) -> None:
     peft_model = apply_lora(model, rank=4, alpha=8)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_targets_the_trainer_cannot_train_or_export_faithfully_are_refused(tiny) -> None:
+    """lm_head's adapter never trained (the loss reads the head's weight directly), and an adapter on the
+    embedding of a model that ties its head to it made a merged export whose head differed from the
+    policy's (max |logits| difference 0.995)."""
+    import pytest
+
+    model, _ = tiny
+    assert model.config.tie_word_embeddings
+    for targets, name in ((["q_proj", "lm_head"], "'lm_head'"), (["q_proj", "embed_tokens"], "'model.embed_tokens'")):
+        with pytest.raises(ValueError, match=f"algorithm.lora_target_modules names {name}"):
+            apply_lora(copy.deepcopy(model), rank=4, alpha=8, target_modules=targets)
+    assert apply_lora(copy.deepcopy(model), rank=4, alpha=8, target_modules="all-linear") is not None
 
 
 def test_merged_weights_equal_peft_merge_under_the_base_names(tiny) -> None:
@@ -126,6 +141,31 @@ def load_initial(path: Path) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(path)
+
+
+def test_an_export_whose_adapter_directory_is_taken_is_refused_before_it_starts(serve, start_trainer,
+                                                                                  tmp_path: Path) -> None:
+    """`<destination>-adapter` was not checked: files already there were mixed with the new adapter, and a
+    file in its way made the call fail after the merged export had started (and then finished, unseen)."""
+    import pytest
+    from variant_support import PromptRewardScorer
+
+    from grpo_client.client import TrainerError
+
+    cfg = tiny_config(rollout={"engine": "hf", "max_new_tokens": 6}, algorithm={"lora_rank": 4, "lora_alpha": 8},
+                      rewards={"default": [{"backend": "pr"}]})
+    app = start_trainer(cfg, tmp_path / "store", [("pr", serve(PromptRewardScorer()))])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    (tmp_path / "a-adapter").mkdir()
+    (tmp_path / "a-adapter" / "README.md").write_text("someone else's")
+    (tmp_path / "b-adapter").write_text("a file")
+    for name in ("a", "b"):
+        with pytest.raises(TrainerError) as refused:
+            client.export_checkpoint(str(tmp_path / name), wait=True)
+        assert refused.value.preconditions == ["DESTINATION_NOT_EMPTY"], refused.value
+        assert f"{name}-adapter exists and is not an empty directory" in refused.value.message
+        assert not (tmp_path / name).exists()
+    assert os.listdir(tmp_path / "a-adapter") == ["README.md"] and client.list_exports().exports == []
 
 
 def test_two_overlapping_exports_of_one_step_each_get_their_adapter(serve, start_trainer, tmp_path: Path) -> None:
