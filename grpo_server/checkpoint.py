@@ -16,6 +16,7 @@ training) and writes the files in a background thread; its progress is pollable.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import hashlib
 import json
@@ -138,6 +139,11 @@ def write_hf_directory(
         save_torch_state_dict(state, tmp, max_shard_size="5GB", safe_serialization=True)
         if progress:
             progress(0.7)
+        if getattr(config, "use_cache", None) is False:
+            # The trainer turns the KV cache off for training; a served model wants it (HF's default):
+            # exported off, a plain forward returned no cache.
+            config = copy.deepcopy(config)
+            config.use_cache = True
         config.save_pretrained(tmp)
         if generation_config is not None:
             generation_config.save_pretrained(tmp)

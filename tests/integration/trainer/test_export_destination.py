@@ -7,6 +7,7 @@ unwritable places are ones no one can write: /proc, and a path below a regular f
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -91,6 +92,8 @@ def test_an_unwritable_export_destination_is_refused_at_once_naming_it_and_leave
     assert export.state == trainer_pb2.EXPORT_STATE_DONE, export
     assert os.listdir(destination.parent) == ["export"]
     assert (destination / "manifest.json").is_file()
+    # The trainer turns the KV cache off to train; the exported model has it on, as HF's default.
+    assert json.loads((destination / "config.json").read_text())["use_cache"] is True
 
 
 def test_a_destination_the_export_cannot_be_renamed_onto_is_refused_at_once(toy_backend, start_trainer,
