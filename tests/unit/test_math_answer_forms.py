@@ -26,6 +26,12 @@ READINGS = [
     ("The answer is 3 or three.", "3"),
     ("The answer is three, or 3.", "3"),
     ("\\boxed{3 (three)}", "3"),
+    # a remark restating or explaining the boxed answer is dropped, as after "The answer is"
+    ("\\boxed{5 km (or 5000 m)}", "5"),
+    ("\\boxed{12 (since 3 * 4 = 12)}", "12"),
+    # an answer label after a sentence, not only at a line's start (the docs' own example)
+    ("So the answer is 12. Wait, let me recheck. **Final Answer:** 14", "14"),
+    ("We get x = 3 and y = 4. Final answer: 3 apples, as y = 4", "3"),
     ("The answer is 3 (three) apples.", "3"),
     ("The answer is three apples (3 apples).", "3"),
     ("The answer is twenty-five (25) dollars.", "25"),

@@ -83,7 +83,9 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # correct".
 _ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is|s\s+are(?=\s*:?\s*(?:[-−$\\(\[\d*]|[A-Za-z]\s*=)))"
                         r"\s*:?\s*", re.IGNORECASE)
-_ANSWER_LABEL = re.compile(r"(?:^|\n)[ \t]*[*_#>\- ]*(?:final\s+)?answer\s*[*_]*\s*:\s*[*_]*[ \t]*", re.IGNORECASE)
+# A label opening a line, or a sentence: "So it is 12. Wait, let me recheck. **Final Answer:** 14".
+_ANSWER_LABEL = re.compile(r"(?:^|\n|(?<=[.!?])[ \t]+)[ \t]*[*_#>\- ]*(?:final\s+)?answer\s*[*_]*\s*:\s*[*_]*[ \t]*",
+                           re.IGNORECASE)
 # GSM8K's answer line. A Markdown heading is written the same way ("#### Step 2: Check"), so the answer
 # after it counts only when it holds no word (LaTeX commands such as `\frac` are not words).
 _HASH_ANSWER = re.compile(r"(?:^|\n)[ \t]*####(?!#)[ \t]*")
@@ -302,11 +304,22 @@ def _clean_tail(fragment: str) -> str:
     m = _MATH_SPAN.match(line)
     if m:
         return next(g for g in m.groups() if g is not None).strip()
-    answer = _strip_emphasis(_cut_at_clause_break(line))
+    return _without_aside(_strip_emphasis(_cut_at_clause_break(line)))
+
+
+def _without_aside(answer: str, *, boxed: bool = False) -> str:
+    """`answer` less a closing remark in brackets that restates or explains it ("5 km (or 5000 m)", "12
+    (a dozen)"), also inside a box; a hedge ("3 (or 4)") is kept: `_finish` reads it as a list. In a box,
+    a bracket holding only a number ("3 (four)", "3 (three)") is kept too, for `_finish` to compare."""
     aside = _TRAILING_ASIDE.search(answer)
     if aside is None or aside.start() == 0 or _HEDGE_ASIDE.search(answer):
-        return answer  # a hedge ("3 (or 4)") is no closing remark: `_finish` reads it as a list
+        return answer
+    if boxed and _BRACKETED_NUMBER.fullmatch(answer[aside.start():].strip()):
+        return answer
     return answer[:aside.start()].rstrip()
+
+
+_BRACKETED_NUMBER = re.compile(r"\(\s*(?:" + NUMBER_PHRASE + r")\s*\)\W*", re.IGNORECASE)
 
 
 # "12 dollars and 50 cents" as a whole answer is 12.50 (`_fallback` reads it the same at the end of a text).
@@ -851,7 +864,8 @@ def _read(text: str, number_words: bool) -> tuple[Extraction | None, int]:
         retracted, corrected = _correction_after_box(text[boxes[-1].end:], number_words)
         if retracted:
             return corrected, boxes[-1].end if corrected is None else 0
-        boxed = list(dict.fromkeys(_finish(strip_math_delimiters(b.inner), number_words) for b in boxes))
+        boxed = list(dict.fromkeys(_finish(_without_aside(strip_math_delimiters(b.inner), boxed=True), number_words)
+                                   for b in boxes))
         return Extraction(", ".join(boxed), "boxed" if len(boxed) == 1 else "boxes"), 0
     settled, found = _answer_phrase(text, number_words)
     return (found if settled else _fallback(text, number_words)), 0
