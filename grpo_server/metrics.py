@@ -24,7 +24,9 @@ from grpo_server.types import StepReport, StepState
 
 _PHASES = ("rollout", "reward", "logprob", "backward", "optimizer", "weight_sync")
 _STEP_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
-_REWARD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Up to 30 min: a backend timeout may be set far above the default 30 s (a learned reward model on long
+# completions), and a call past the largest bucket shows only as +Inf.
+_REWARD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 RUN_STATES = ("starting", "idle", "training", "paused", "draining", "failed", "finished")
 CIRCUIT_STATES = ("closed", "open", "half_open")
 HEALTH_PATH = "/healthz"
