@@ -41,10 +41,23 @@ def test_defaults_run_math_and_code_but_not_the_reward_model(default_render) -> 
 
 
 def test_a_disabled_backend_leaves_no_objects_and_no_registry_entry() -> None:
-    rendered = render({"rewards": {"math": {"enabled": False}}})
+    rendered = render({"rewards": {"math": {"enabled": False}},
+                       "trainer": {"config": {"rewards": {"default": [{"backend": "code"}]}}}})
     assert not any(o["metadata"]["name"] == reward_name("math") for o in rendered.objects)
     registry = yaml.safe_load(rendered.get("ConfigMap", f"{TRAINER}-registry")["data"]["registry.yaml"])
     assert set(registry["backends"]) == {"code"}
+
+
+def test_a_default_reward_backend_the_release_does_not_give_the_trainer_is_refused() -> None:
+    """With math disabled and rewards.default still [math], the trainer got `backends: {}` and refused
+    every prompt submitted without rewards of its own."""
+    error = render_error({"rewards": {"math": {"enabled": False}}})
+    assert 'trainer.config.rewards.default names the reward backend "math"' in error
+    assert "(known: code)" in error and "enable rewards.math, add it to trainer.extraBackends" in error
+    render({"rewards": {"math": {"enabled": False}}, "trainer": {"extraBackends": {"math": {"address": "m.example:50051"}}}})
+    render({"rewards": {"math": {"enabled": False}},
+            "trainer": {"config": {"rewards": {"default": [{"backend": "judge"}],
+                                               "backends": {"judge": {"address": "judge.example:50051"}}}}}})
 
 
 def test_reward_model_without_a_model_volume_is_refused_with_the_value_to_set() -> None:

@@ -320,6 +320,20 @@ the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step
 {{- if and $rtls.enabled $rtls.mutual (not $rtls.clientSecretName) }}
 {{- fail "rewards.tls.clientSecretName is required when rewards.tls.mutual: the name of a Secret of type kubernetes.io/tls holding the trainer's client certificate (tls.crt, tls.key) and ca.crt, the CA the reward services check it against" }}
 {{- end }}
+{{- /* rewards.default names backends the trainer's registry holds: a disabled service of this release
+is in none, and every prompt submitted without rewards of its own would be refused naming it. */}}
+{{- $rewardsCfg := get $cfg "rewards" | default dict }}
+{{- $known := keys ($t.extraBackends | default dict) }}
+{{- $known = concat $known (keys (get $rewardsCfg "backends" | default dict)) }}
+{{- range $name := list "math" "code" "rm" }}
+{{- if (index $.Values.rewards $name).enabled }}{{ $known = append $known $name }}{{ end }}
+{{- end }}
+{{- range $spec := (get $rewardsCfg "default" | default list) }}
+{{- $b := (get $spec "backend") | toString }}
+{{- if not (has $b $known) }}
+{{- fail (printf "trainer.config.rewards.default names the reward backend %q, which this release does not give the trainer (known: %s): enable rewards.%s, add it to trainer.extraBackends, or name another; every prompt submitted without rewards of its own would be refused" $b (join ", " (sortAlpha $known)) $b) }}
+{{- end }}
+{{- end }}
 {{- /* grpo_server.config.Config: limits.max_watch_streams (default 48) < server.max_workers (default 64). */}}
 {{- $limits := get $cfg "limits" | default dict }}
 {{- $streams := hasKey $limits "max_watch_streams" | ternary (get $limits "max_watch_streams") 48 }}
