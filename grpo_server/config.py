@@ -286,6 +286,11 @@ class AlgorithmConfig(_Strict):
              "algorithm.overlong_cache_tokens is 0 (the overlong penalty is off)"),
             ("advantage_scale", self.process_supervision,
              "algorithm.process_supervision normalises step rewards over the group's steps"),
+            # the penalty shapes the outcome reward, which process supervision's advantages do not read
+            # (with SDPO on, the shaped reward still picks the teachers)
+            ("overlong_cache_tokens", self.process_supervision and self.effective_sdpo_weight <= 0,
+             "algorithm.process_supervision takes its advantages from step rewards alone, which the overlong "
+             "penalty does not shape"),
         ]
         if self.name == "sdpo":  # no GRPO surrogate: its knobs do nothing
             why = "algorithm.name is 'sdpo' (the distillation loss alone; blend with name 'grpo' and sdpo_weight)"

@@ -7,7 +7,7 @@ this completion and/or a successful sibling completion of the same prompt. Pure 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,7 @@ def choose_teacher_context(
     group_size: int | None = None,
     use_feedback: bool = True,
     use_siblings: bool = True,
+    identities: Sequence[Hashable] | None = None,
 ) -> list[TeacherContext]:
     """Decide, per sample, which privileged context its teacher gets.
 
@@ -119,6 +120,9 @@ def choose_teacher_context(
         success_threshold: the reward at or above which a completion counts as a success.
         group_size: G; None treats the whole list as one group.
         use_feedback, use_siblings: switch either source off.
+        identities: per sample, what makes two completions the same one (their token ids); a success
+            identical to the sample is the sample itself, never its sibling (two identical successes
+            showed each other's text: their own). None: every sample is distinct.
     Returns:
         One TeacherContext per sample, in order; `sibling` indexes the input lists.
     """
@@ -138,7 +142,7 @@ def choose_teacher_context(
         successes = [
             j for j in range(start, start + g) if (r := rewards[j]) is not None and r >= success_threshold
         ]
-        others = [j for j in successes if j != i]
+        others = [j for j in successes if j != i and (identities is None or identities[j] != identities[i])]
         sibling = max(others, key=lambda j: (rewards[j], -j)) if use_siblings and others else None
         text = (feedbacks[i] or "").strip()
         feedback = text if use_feedback and text else None
@@ -148,7 +152,7 @@ def choose_teacher_context(
             reason = "feedback"
         elif sibling is not None:
             reason = "sibling"
-        elif use_siblings and successes == [i]:
+        elif use_siblings and i in successes and not others:  # it alone (or only its copies) succeeded
             reason = "only_self_succeeded"
         else:
             reason = "no_feedback_no_success"

@@ -36,7 +36,6 @@ from grpo_server.algorithm import (
     keep_groups,
     overlong_penalty,
     process_advantages,
-    zero_variance_groups,
 )
 from grpo_server.chat import encode_prompt
 from grpo_server.checkpoint import SDPO_TEACHER_FILE, load_module_weights, save_module_weights
@@ -500,7 +499,8 @@ class StepRunner:
             self.step_dropped = tuple(g.rollout.prompt.id for g in everything if g.rollout.prompt.id not in kept_ids)
         metrics = {
             "dapo/kept_groups": float(len(kept)),
-            "dapo/dropped_groups": float(len(everything) - len(kept)),
+            # with no group kept every group is trained (below): none was dropped
+            "dapo/dropped_groups": float(len(everything) - len(kept)) if kept else 0.0,
             "dapo/resample_rounds": float(rounds),
         }
         # Nothing with variance: train on what was sampled (zero advantages; only KL/SDPO terms move).
@@ -684,10 +684,9 @@ class StepRunner:
             "completion_length_min": float(min(lengths)),
             "completion_length_max": float(max(lengths)),
             "truncated_fraction": sum(truncated) / len(truncated),
-            "zero_variance_groups": float(
-                self.groups_with_variance(scored).count(False) if self.s.process_supervision  # by step rewards
-                else zero_variance_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).sum()
-            ),
+            # what the advantages come from: the shaped rewards (the overlong penalty may tell a group of
+            # equal task rewards apart), or with process supervision the step rewards
+            "zero_variance_groups": float(self.groups_with_variance(scored).count(False)),
             "masked_reward_failures": float((~valid).sum()),
             "prompts": float(len(scored)),
             "completions": float(len(lengths)),

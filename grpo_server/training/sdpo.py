@@ -122,6 +122,7 @@ def teacher_rows(
         group_size=group_size,
         use_feedback=settings.use_feedback,
         use_siblings=settings.use_siblings,
+        identities=[tuple(c.completion.token_ids) for c in completions],
     )
     chosen: list[tuple[RowKey, tuple[int, ...], int, bool, bool]] = []  # key, re-prompt, tokens, feedback, sibling
     undistilled: set[RowKey] = set()
@@ -161,10 +162,15 @@ def teacher_rows(
     # Rows are found again by their tokens (row_keys): a completion identical to one that gets no teacher
     # (a flaky reward scored the same text a success and a failure) cannot be told from it, and distilling
     # the key would distil both, the success against a re-prompt showing its own text as the solution.
+    # So are two rows of one key whose re-prompts differ (two prompts with the same messages but their
+    # own feedback, sharing a completion): one re-prompt would serve both, the other prompt's feedback.
+    re_prompts: dict[RowKey, set[tuple[int, ...]]] = {}
+    for key, teacher_prompt, *_ in chosen:
+        re_prompts.setdefault(key, set()).add(teacher_prompt)
     prompts: dict[RowKey, tuple[int, ...]] = {}
     distilled = with_feedback = with_sibling = tokens = 0
     for key, teacher_prompt, length, feedback, sibling_shown in chosen:
-        if key in undistilled:
+        if key in undistilled or len(re_prompts[key]) > 1:
             no_teacher["identical_completion"] += 1
             continue
         prompts[key] = teacher_prompt

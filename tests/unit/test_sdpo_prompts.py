@@ -83,6 +83,17 @@ def test_teacher_selection_rules_on_a_hand_example() -> None:
     assert distilled == [1, 2, 4, 5, 6, 7]
 
 
+def test_a_success_identical_to_the_sample_is_the_sample_itself() -> None:
+    """Two successes with the same text each took the other as its sibling: a re-prompt showing their
+    own text as the solution. Another success with a different text is still shown."""
+    rewards, feedbacks = [1.0, 1.0, 0.0, 1.0], ["", "", "", ""]
+    same = choose_teacher_context(rewards[:3], feedbacks[:3], 1.0, identities=["42", "42", "17"])
+    assert [(c.sibling, c.reason) for c in same] == [(None, "only_self_succeeded"), (None, "only_self_succeeded"),
+                                                     (0, "sibling")]
+    other = choose_teacher_context(rewards, feedbacks, 1.0, identities=["42", "42", "17", "6*7"])
+    assert [c.sibling for c in other] == [3, 3, 0, 0]
+
+
 def test_sources_can_be_switched_off() -> None:
     rewards, feedbacks = [1.0, 0.0], ["", "wrong"]
     no_fb = choose_teacher_context(rewards, feedbacks, 1.0, use_feedback=False)

@@ -56,6 +56,9 @@ def test_delta_not_above_the_upper_clip_is_refused(epsilon_high: float) -> None:
         ({"process_supervision": True, "advantage_scale": "batch"}, "advantage_scale",
          "algorithm.process_supervision normalises step rewards"),
         ({"name": "sdpo", "process_supervision": True}, "process_supervision", "algorithm.name is 'sdpo'"),
+        # the penalty was computed, reported (overlong/penalty_mean) and read by nothing
+        ({"process_supervision": True, "overlong_cache_tokens": 4}, "overlong_cache_tokens",
+         "takes its advantages from step rewards alone"),
     ],
 )
 def test_a_setting_the_rest_of_the_config_makes_inert_is_refused(
@@ -71,6 +74,7 @@ def test_a_setting_the_rest_of_the_config_makes_inert_is_refused(
         {"tis_cap": 2.0, "tis_level": "sequence"},
         {"dynamic_sampling": True, "max_resample_rounds": 4},
         {"overlong_cache_tokens": 4, "overlong_penalty_factor": 0.5},
+        {"process_supervision": True, "overlong_cache_tokens": 4, "sdpo_weight": 0.5},  # SDPO reads it
         {"name": "sdpo", "sdpo_loss": "logit_kl", "sdpo_top_k": 8, "sdpo_kl_kind": "reverse"},
         {"name": "sdpo", "sdpo_loss": "jsd", "sdpo_top_k": 8, "sdpo_jsd_alpha": 0.3},
         {"name": "sdpo", "sdpo_teacher": "ema", "sdpo_ema_rate": 0.5, "beta": 0.0},

@@ -53,6 +53,7 @@ def test_runner_lists_its_own_and_the_extra_leases_in_lease_order(tiny, serve) -
     m = runner.run_step(3, [prompt("f7", True), prompt("f8", True)], snapshot)
     assert m["dapo/kept_groups"] == 0
     assert runner.step_prompt_ids == ("f7", "f8") and runner.step_dropped == ()
+    assert m["dapo/dropped_groups"] == 0  # it said 2 (every group) while dropped_prompt_ids said none
 
 
 def test_step_record_status_and_watch_list_every_consumed_prompt(serve, start_trainer, tmp_path: Path) -> None:

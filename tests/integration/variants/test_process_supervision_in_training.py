@@ -165,6 +165,21 @@ def test_dynamic_sampling_keeps_the_groups_whose_step_rewards_differ(tiny) -> No
     assert runner._rollout_metrics([equal_outcomes, one_valid], rewards, valid)["zero_variance_groups"] == 1
 
 
+def test_zero_variance_groups_read_the_shaped_rewards_the_advantages_read(tiny) -> None:
+    """Without process supervision the metric read the task rewards: a group of equal scores told apart by
+    the overlong penalty had advantages, and was counted (and warned about) as one with none."""
+    _, tok = tiny
+    short, long = _completion(tok, "a"), _completion(tok, "a b c d e f g h")
+    s = StepSettings(prompts_per_step=1, group_size=2, sampling=SamplingConfig(n=2, max_new_tokens=len(long.token_ids)),
+                     loss=LossConfig(), overlong_cache_tokens=len(long.token_ids) - 1, advantage_eps=0.0)
+    runner = StepRunner(s, tokenizer=tok, rollout=None, engine=None, router=None)  # type: ignore[arg-type]
+    group = _group([short, long], [[_steps("s", 1.0, [], [], score=1.0)], [_steps("s", 1.0, [], [], score=1.0)]])
+    adv, _, _ = runner.advantages([group])
+    assert float(adv.abs().sum()) > 0  # the penalty tells them apart
+    task, task_valid = runner._task_rewards([group])  # what the step passes (reward_mean is the task reward)
+    assert runner._rollout_metrics([group], task, task_valid)["zero_variance_groups"] == 0
+
+
 def test_masked_and_stepless_completions_get_zero_advantage(tiny) -> None:
     _, tok = tiny
     cs = [_completion(tok, t) for t in ("a b c", "a b d", "a b e", "a b f")]

@@ -119,6 +119,22 @@ def test_a_completion_identical_to_one_without_a_teacher_is_not_distilled(tiny) 
     assert distilled == [False, False, True, True]
 
 
+def test_two_prompts_sharing_messages_and_a_completion_are_not_distilled_against_each_others_feedback(tiny) -> None:
+    """Rows are found by prompt + completion tokens: two leased prompts with the same messages (other ids,
+    other references) and one same completion made one key, and the first row was distilled against
+    the second prompt's feedback."""
+    _, tok = tiny
+    a = scored_group(tok, QUESTION, ["7", "2", "9", "8"], [0.0, 0.0, 0.0, 0.0],
+                     ["wrong: expected 3", "", "", ""])
+    b = scored_group(tok, QUESTION, ["7", "4", "5", "6"], [0.0, 0.0, 0.0, 0.0],
+                     ["wrong: expected 5", "", "", ""], prompt_id="p1")
+    rows, metrics = teacher_rows([a, b], [0.0] * 8, SdpoSettings(), 4, functools.partial(encode, tok))
+    key = a.rollout.prompt_token_ids + a.completions[0].completion.token_ids
+    assert key == b.rollout.prompt_token_ids + b.completions[0].completion.token_ids
+    assert key not in rows.prompts and rows.prompts == {}
+    assert metrics["sdpo/no_teacher_identical_completion"] == 2 / 8
+
+
 def test_an_empty_step_reports_zero_fractions(tiny) -> None:
     _, tok = tiny
     _, metrics = teacher_rows([], [], SdpoSettings(), 4, functools.partial(encode, tok))
