@@ -5,9 +5,10 @@ The same trainer, model and step as bench_step (SmolLM2-135M-Instruct, 8 prompts
 tokens, micro-batches of 16, vLLM in process with a 0.25 GiB KV cache). This process's RSS is sampled
 every 20 ms and each sample is charged to the phase running then: `rollout`, `forward N` / `backward N`
 of micro-batch N (the forward ends when the loss returns; its backward runs until the next micro-batch
-starts), `optimizer` (clipping, AdamW, the schedule), `weight sync`. After each step, once the loop is
-idle, glibc's free pages are returned (malloc_trim) and the resident memory is split into what is
-known: the training weights, the AdamW state, the gradients still held, the KV cache (its resident
+starts), `optimizer` (clipping, AdamW, the schedule), `weight sync`. Each step's 8 prompts are submitted
+only after the previous step's reading, so nothing is queued while it is taken: after each step, once
+the loop is idle (it found the queue empty), glibc's free pages are returned (malloc_trim) and the
+resident memory is split into what is known: the training weights, the AdamW state, the gradients still held, the KV cache (its resident
 pages, from mincore: the engine hands them back after each rollout), the file-backed
 pages (shared libraries; the training weights too, which are mapped from model.safetensors and
 counted there until the first update writes them) and the anonymous rest.
@@ -33,6 +34,20 @@ from bench import exit_on_sigterm, machine_info, sum_problems, write_json
 from bench.bench_step import TrainerHarness, step_config
 
 GIB = 2**30
+PROMPTS_PER_STEP = 8
+
+
+def wait_idle(h: TrainerHarness, timeout_s: float = 120.0) -> None:
+    """Return once the training loop is idle: it finished its step and found no prompt to lease."""
+    from grpo_server.control import RunState
+
+    deadline = time.monotonic() + timeout_s
+    while h.app.control.state is not RunState.IDLE:
+        if h.app.control.error:
+            raise RuntimeError(f"the run failed: {h.app.control.error}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the loop was not idle within {timeout_s:.0f} s (state {h.app.control.state})")
+        time.sleep(0.02)
 
 
 class PhaseRss:
@@ -137,7 +152,7 @@ def kv_cache_resident_gib(runner: Any) -> float:
     pages back after each call (VLLMEngine.release_kv_cache), so between steps this is about 0."""
     from grpo_server.malloc import resident_bytes
 
-    caches = getattr(runner.rollout, "_kv_caches", lambda: [])()
+    caches: list[Any] = getattr(runner.rollout, "_kv_caches", lambda: [])()
     return sum(resident_bytes(t) for t in caches) / GIB
 
 
@@ -164,7 +179,8 @@ def idle_breakdown(runner: Any, kv_cache_gib: float) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    config = step_config(vllm_kv_gib=args.vllm_kv_gib, micro_batch=args.micro_batch)
+    config = step_config(vllm_kv_gib=args.vllm_kv_gib, micro_batch=args.micro_batch, prompts_per_step=PROMPTS_PER_STEP)
+    problems = sum_problems(PROMPTS_PER_STEP * args.steps, seed=0)  # the same sums, in the same order, as before
     steps: list[dict[str, Any]] = []
     with TrainerHarness(config) as h, PhaseRss() as rec:
         runner = h.app.loop.runner
@@ -172,9 +188,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"ready: RSS {ready['rss_gib']:.2f} GiB (file-backed {ready['file_backed_gib']:.2f})", flush=True)
         rec.take()
         with instrument(runner, rec):
-            h.submit(sum_problems(8 * args.steps, seed=0))
             for n in range(1, args.steps + 1):
+                # One step's prompts at a time (before 2026-12-07 all steps' were queued at once, so the
+                # reading between steps ran during the next step's rollout).
+                h.submit(problems[PROMPTS_PER_STEP * (n - 1):PROMPTS_PER_STEP * n])
                 metrics = h.wait_step(n)
+                wait_idle(h)
                 phases = rec.take()
                 idle = idle_breakdown(runner, args.vllm_kv_gib)
                 steps.append({"step": n, "step_seconds": metrics["step_seconds"], "phases": phases, "idle": idle})

@@ -6,8 +6,9 @@ so one optimizer step per generation batch of 64), same completion length (<= 32
 rate, temperature, beta and loss aggregation ("grpo": per-sequence mean). TRL runs as a CPU user would
 run it out of the box: HF `generate` (use_vllm=False), float32 (or bfloat16 autocast with --bf16),
 gradient checkpointing (GRPOConfig's default; our trainer's default too), torch's default threads.
-Same reward: the math verifier service's own rule, called in process (its final-answer extraction,
-then math-verify's comparison). Not the common TRL recipe
+Same reward: the math verifier service's own rule, called in process (its scorer's `score_one`: the
+final-answer extraction, number words read against a plain-number gold, then math-verify's comparison;
+before 2026-12-07 this side called the extraction without number words). Not the common TRL recipe
 `verify(parse(gold), parse(completion))`: math-verify's parse of a whole completion reads the first
 expression it finds, so "The answer to this equation is 28 + 65." evaluates to 93 and scores 1 for
 "What is 28+65?". On SmolLM2's first samples that recipe scored 0.164 where the extraction scored 0.039
@@ -36,19 +37,46 @@ from typing import Any
 from bench import PeakRss, load_average, machine_info, self_peak_rss_bytes, sum_problems, write_json
 
 
+class _InProcessMathScorer:
+    """The math verifier service's scorer (``MathVerifierScorer.score_one``: gold clean-up, the
+    reasoning block dropped, multiple-choice letters, number words read only against a plain-number gold,
+    bounds, the final-answer extraction, math-verify's comparison) with its comparison run in this
+    process (``verify_pair``, what the service's worker processes run) instead of in a worker pool, so
+    that TRL's measured memory holds no verifier process. Built lazily: only the TRL subprocess needs it."""
+
+    _scorer: Any = None
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls._scorer is None:
+            from grpo_rewards.math_verifier.scorer import MathConfig, MathVerifierScorer
+            from grpo_rewards.math_verifier.worker import verify_pair
+
+            class InProcess(MathVerifierScorer):
+                def __init__(self) -> None:  # no VerifierPool, no dispatch threads, no verdict cache
+                    self.config = MathConfig(workers=1, cache_size=0)
+
+                def _verify(self, gold: str, answer: str) -> Any:
+                    return verify_pair(gold, answer, self.config.item_timeout_s)
+
+            cls._scorer = InProcess()
+        return cls._scorer
+
+
 def math_reward(completions: list[Any], answer: list[str], **_: Any) -> list[float]:
     """1.0 when the completion's final answer equals the gold answer, else 0.0, by the math verifier
-    service's rule (grpo_rewards.math_verifier: extract_final_answer, then math-verify's comparison), in
-    process. TRL's reward-function signature: completions are chat message lists; dataset columns arrive
-    as keywords."""
-    from grpo_rewards.math_verifier.extract import extract_final_answer
-    from grpo_rewards.math_verifier.worker import verify_pair
+    service's own rule: ``MathVerifierScorer.score_one`` in process (see ``_InProcessMathScorer``), so
+    number words ("ninety-three") count against a number gold as in the service; a timeout or an
+    invalid item scores 0. TRL's reward-function signature: completions are chat message lists; dataset
+    columns arrive as keywords."""
+    from grpo.reward.v1 import reward_pb2
 
+    scorer = _InProcessMathScorer.get()
     out = []
-    for completion, gold in zip(completions, answer, strict=True):
+    for k, (completion, gold) in enumerate(zip(completions, answer, strict=True)):
         text = completion[0]["content"] if isinstance(completion, list) else str(completion)
-        found = extract_final_answer(text)
-        out.append(1.0 if found is not None and verify_pair(gold, found.text, 5.0).equal else 0.0)
+        result = scorer.score_one(reward_pb2.ScoreItem(id=str(k), completion=text, answer=str(gold)))
+        out.append(float(result.score) if result.status == reward_pb2.SCORE_STATUS_OK else 0.0)
     return out
 
 
