@@ -231,7 +231,10 @@ def test_watch_never_sends_a_late_start_after_the_end_it_already_sent(api: Api) 
     assert got == [(1, C), (2, R), (2, C)]
 
 
-def test_watch_after_a_step_still_to_come_sends_nothing_before_it_even_when_catching_up(make_api) -> None:
+def _watch_a_burst_after_step_5(make_api, reports: list[StepReport]) -> tuple[Api, list, threading.Thread]:
+    """Steps 1-3 done and checkpoint 1; a stream asking for steps after 5 with their starts (it stops after
+    two reports), then `reports` in a burst it cannot read between: it catches up from the store, from
+    the checkpoint on."""
     api: Api = make_api(event_history=1)
     for s in (1, 2, 3):
         publish(api, done(s))
@@ -240,12 +243,17 @@ def test_watch_after_a_step_still_to_come_sends_nothing_before_it_even_when_catc
     stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=5, include_running=True), timeout=30)
     t = _collect(stream, got, stop_after=2)
     time.sleep(0.5)
-    reports = [running(4), done(4), running(5), done(5), running(6), done(6)]
     for r in reports:
         api.store.record_step(r)
-    with api.control._cond:  # a burst: the stream catches up from the store, from the checkpoint on
+    with api.control._cond:
         for r in reports:
             api.control.notify_step(r)
+    return api, got, t
+
+
+def test_watch_after_a_step_still_to_come_sends_nothing_before_it_even_when_catching_up(make_api) -> None:
+    api, got, t = _watch_a_burst_after_step_5(make_api, [running(4), done(4), running(5), done(5), running(6),
+                                                          done(6)])
     publish(api, running(7))
     t.join(15)
     R, C = trainer_pb2.STEP_STATE_RUNNING, trainer_pb2.STEP_STATE_COMPLETED
@@ -255,20 +263,7 @@ def test_watch_after_a_step_still_to_come_sends_nothing_before_it_even_when_catc
 def test_watch_catching_up_sends_no_start_of_a_step_at_or_before_after_step(make_api) -> None:
     """The catch-up from the checkpoint sent step 5's start to a stream asked for steps after 5, and
     then, rightly, not its end: a start that never ended."""
-    api: Api = make_api(event_history=1)
-    for s in (1, 2, 3):
-        publish(api, done(s))
-    api.store.commit_checkpoint(1, "/ckpt/1")
-    got: list = []
-    stream = api.stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=5, include_running=True), timeout=30)
-    t = _collect(stream, got, stop_after=2)
-    time.sleep(0.5)
-    reports = [running(4), done(4), running(5)]
-    for r in reports:
-        api.store.record_step(r)
-    with api.control._cond:  # a burst: the stream catches up from the store, where step 5 is running
-        for r in reports:
-            api.control.notify_step(r)
+    api, got, t = _watch_a_burst_after_step_5(make_api, [running(4), done(4), running(5)])  # 5 running in the store
     time.sleep(0.5)
     publish(api, done(5))
     publish(api, running(6))

@@ -53,13 +53,24 @@ def test_a_stored_prompt_too_long_for_the_context_fails_without_ending_the_run(t
     assert f"no room for a completion in the context of {context}" in reasons["long"], reasons
 
 
-def test_a_stored_prompt_the_chat_template_now_rejects_fails_without_ending_the_run(toy_backend, start_trainer,
-                                                                                   tmp_path: Path) -> None:
-    template = tmp_path / "no-system.jinja"  # as many models' templates do: no system role
+def no_system_template(tmp_path: Path) -> Path:
+    """A chat template that rejects a system message, as many models' templates do."""
+    template = tmp_path / "no-system.jinja"
     template.write_text("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
                         "{% endif %}" + CHAT_TEMPLATE)
-    system = trainer_pb2.Prompt(id="system", answer="2", messages=[
+    return template
+
+
+def system_prompt() -> trainer_pb2.Prompt:
+    """A prompt opening with a system message (which no_system_template rejects)."""
+    return trainer_pb2.Prompt(id="system", answer="2", messages=[
         reward_pb2.Message(role="system", content="Be brief."), reward_pb2.Message(role="user", content="1+1?")])
+
+
+def test_a_stored_prompt_the_chat_template_now_rejects_fails_without_ending_the_run(toy_backend, start_trainer,
+                                                                                   tmp_path: Path) -> None:
+    template = no_system_template(tmp_path)
+    system = system_prompt()
     good = prompts(2, prefix="good")
     store_dir = tmp_path / "store"
     queue_in_store(store_dir, [system, *good], "toy")  # as a trainer whose template took a system message
@@ -80,15 +91,11 @@ def test_a_stored_prompt_the_chat_template_now_rejects_fails_without_ending_the_
 def test_in_a_skipped_step_each_prompt_is_failed_for_its_own_cause(toy_backend, start_trainer, tmp_path: Path) -> None:
     """A step none of whose prompts could be rolled out gave them all the first one's reason: the prompt
     the template rejects was failed as "the prompt is 2008 tokens"."""
-    template = tmp_path / "no-system.jinja"
-    template.write_text("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-                        "{% endif %}" + CHAT_TEMPLATE)
+    template = no_system_template(tmp_path)
     long = trainer_pb2.Prompt(id="long", messages=[reward_pb2.Message(role="user", content="one two three " * 200)],
                               answer="6")
-    system = trainer_pb2.Prompt(id="system", answer="2", messages=[
-        reward_pb2.Message(role="system", content="Be brief."), reward_pb2.Message(role="user", content="1+1?")])
     store_dir = tmp_path / "store"
-    queue_in_store(store_dir, [long, system], "toy")
+    queue_in_store(store_dir, [long, system_prompt()], "toy")
     _, backend = toy_backend("toy", 0.5)
     app = start_trainer(store_dir, [("toy", backend.address)], model={"chat_template": str(template)},
                         algorithm={"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
