@@ -119,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     compiled, asserts = _compile_tests(TESTS)  # as the service sends it (same interpreter inside)
 
     def job_bytes_for(fd: int) -> bytes:
-        return marshal.dumps({"code": PROGRAM, "test_code": TESTS, "entry_point": "add", "io_cases": [],
-                              "test_compiled": compiled, "test_asserts": asserts,
-                              "timeout_s": 10.0, "max_output_bytes": 65536, "feedback_bytes": 2048,
-                              "python": args.python, "events_fd": fd})
+        """The job as the executor frames it: its length, the job, then the io cases' expected outputs."""
+        first = marshal.dumps({"code": PROGRAM, "test_code": TESTS, "entry_point": "add", "io_cases": [],
+                               "test_compiled": compiled, "test_asserts": asserts,
+                               "timeout_s": 10.0, "max_output_bytes": 65536, "feedback_bytes": 2048,
+                               "python": args.python, "events_fd": fd})
+        return len(first).to_bytes(8, "little") + first + marshal.dumps([])
 
     rows = [
         ("bare python3 -c pass", lambda: subprocess.run([args.python, "-c", "pass"], check=True)),

@@ -367,14 +367,17 @@ class Sandbox:
             handed[events_number] = events_w
             # pass_fds keeps descriptor numbers through fork, exec and bwrap: tell the runner its number.
             compiled, asserts = _compile_tests(job.test_code) if self._same_bytecode and job.test_code else (None, None)
-            job_bytes = marshal.dumps({
+            # Two parts (inner/runner.py's main): the job less the io cases' expected outputs, behind its
+            # length, then those outputs, which a runner with asserts too reads only after they have run.
+            first = marshal.dumps({
                 "code": job.code, "test_code": job.test_code, "entry_point": job.entry_point,
                 "test_compiled": compiled, "test_asserts": asserts,
-                "io_cases": [{"stdin": s, "expected_stdout": e} for s, e in job.io_cases],
+                "io_cases": [{"stdin": s} for s, _ in job.io_cases],
                 "timeout_s": job.timeout_s, "max_output_bytes": c.max_output_bytes,
                 "feedback_bytes": c.feedback_bytes, "python": c.python, "memory_bytes": c.memory_mib << 20,
                 "events_fd": events_number,
             })
+            job_bytes = len(first).to_bytes(8, "little") + first + marshal.dumps([e for _, e in job.io_cases])
             argv = self._bwrap_argv(memfd_numbers, 3)
             uid = c.uid_base + slot if self._as_root else None
             argv = _launcher_argv(c, job.timeout_s, uid) + argv

@@ -239,6 +239,50 @@ def test_asserts_and_io_cases_together(stub) -> None:
     assert (r.components["tests_passed"], r.components["tests_total"]) == (4, 5)
 
 
+# In an item with asserts and io cases, the program runs inside the tests' process for the asserts.
+# It looks there for the io cases' expected outputs (arbitrary secrets it cannot compute), keeps them in
+# /tmp, and prints them back when the io cases run it; it also writes `pass` events for every test on
+# every descriptor it has, and a `done` for the asserts.
+CHEAT = r"""
+import gc, json, os, sys
+def add(a, b):
+    return a + b
+if __name__ == "solution":
+    for o in gc.get_objects():
+        if isinstance(o, dict) and "io_cases" in o and "expected_stdout" in str(o.get("io_cases")):
+            with open("/tmp/.answers", "w") as fh:
+                json.dump({c["stdin"]: c["expected_stdout"] for c in o["io_cases"]}, fh)
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        for t in range(8):
+            try:
+                os.write(fd, (json.dumps({"e": "pass", "t": t}) + "\n").encode())
+            except OSError:
+                pass
+elif __name__ == "__main__":
+    answers = json.load(open("/tmp/.answers"))
+    sys.stdout.write(answers[sys.stdin.read()])
+"""
+
+
+def test_in_an_item_with_asserts_the_io_cases_expected_outputs_stay_out_of_the_programs_reach(stub) -> None:
+    """They were in the tests' process while the program ran there: read back with gc, kept in /tmp and
+    printed in the io cases, they scored 4 of 4 (and `pass` events written by the program counted)."""
+    tests = "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+    io = (("7 7", "secret-answer-1"), ("1 9", "secret-answer-2"), ("x", "zzz"))
+    (r,) = score(stub, item("cheat", "```python\n" + CHEAT + "```\n", code=code(tests, "add", io=io)))
+    assert r.status == reward_pb2.SCORE_STATUS_OK
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 4), r.feedback
+    assert "No such file or directory: '/tmp/.answers'" in r.feedback  # nothing was found to keep
+
+
+def test_a_program_that_ends_the_asserts_early_still_has_its_io_cases_run(stub) -> None:
+    """The asserts run in a process of their own now: a program exiting there ends that phase only."""
+    program = ("import os\ndef add(a, b):\n    return a + b\nif __name__ == 'solution':\n    os._exit(0)\n"
+               "if __name__ == '__main__':\n    print(add(*map(int, input().split())))\n")
+    (r,) = score(stub, item("exit", program, code=code(ADD_TESTS, "add", io=(("2 3", "5"), ("1 1", "3")))))
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 5), r.feedback
+
+
 def test_code_inside_a_python_fence_is_extracted(stub) -> None:
     completion = ("Here is my solution:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\n"
                   "Example:\n```python\nprint(add(1, 2))\n```\nThis adds the numbers.")

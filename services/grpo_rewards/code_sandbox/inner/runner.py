@@ -1,11 +1,13 @@
 """The test runner that executes INSIDE the sandbox (standard library only, Python >= 3.9).
 
 Protocol with the service (see ../executor.py):
-- stdin: one job, a dict in ``marshal`` format (written by the trusted service; marshal needs no import
-  and JSON's would cost start-up time on every run) ``{"code", "test_code", "entry_point", "io_cases": [{"stdin",
-  "expected_stdout"}], "timeout_s", "max_output_bytes", "feedback_bytes", "python",
-  "memory_bytes", "events_fd"}``, read to EOF
-  before anything untrusted runs; stdin is then replaced by /dev/null.
+- stdin: one job in ``marshal`` format (written by the trusted service; marshal needs no import and
+  JSON's would cost start-up time on every run), in two parts: an 8-byte little-endian length and the
+  dict ``{"code", "test_code", "entry_point", "io_cases": [{"stdin"}], "timeout_s", "max_output_bytes",
+  "feedback_bytes", "python", "memory_bytes", "events_fd"}``, then the list of the io cases' expected
+  outputs. Both are read before anything untrusted runs, except in an item with asserts and io cases:
+  its asserts run in a child that never reads the second part (``_asserts_apart``), which this process
+  reads once they are done. stdin is then replaced by /dev/null.
 - fd ``events_fd`` (a number in the job): events, one JSON object a line, written as tests finish, so that a run killed from outside
   still leaves the results it reached:
   ``{"e": "plan", "asserts": [[line, deferred], ...], "io": N}`` first, then
@@ -37,6 +39,10 @@ import marshal
 import os
 import sys
 import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # not imported at run time: start-up time in the sandbox
+    import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -256,28 +262,44 @@ def compiled_tests(job: dict) -> tuple:
     return compile(tree, TEST_FILE, "exec", dont_inherit=True), [TestInfo(i.lineno, i.source, i.deferred) for i in infos]
 
 
-def run_asserts(job: dict, events: Events, deadline: float) -> bool:
-    """Run the completion then ``check(entry_point)`` with every assert instrumented. Returns False when
-    the time ran out (the caller then skips the io cases)."""
+def prepare_asserts(job: dict, events: Events) -> tuple | None:
+    """The compiled test code and its assert table, after the ``plan`` event; None (after an
+    ``invalid`` event) when the tests cannot run: they do not compile, or nothing at their top level even
+    names ``check``. Runs no untrusted code."""
     feedback_bytes = int(job["feedback_bytes"])
     try:
         test_code, table = compiled_tests(job)
     except (SyntaxError, ValueError) as exc:
         events.emit(e="invalid", fb=trim(f"test_code does not compile: {exc}", feedback_bytes))
-        return True
+        return None
     plan = [[info.lineno, info.deferred] for info in table] or [[0, False]]
     events.emit(e="plan", asserts=plan, io=len(job["io_cases"]))
+    if "check" not in test_code.co_names:  # nothing at its top level even names it: it cannot define it
+        events.emit(e="invalid", fb="test_code defines no check(candidate) function")
+        return None
     if not table:
         # No asserts: the whole check() is one test.
         table = [TestInfo(0, "check(candidate) returns without an exception", False)]
+    return test_code, table
+
+
+def run_asserts(job: dict, events: Events, deadline: float) -> bool:
+    """Run the completion then ``check(entry_point)`` with every assert instrumented. Returns False when
+    the time ran out (the caller then skips the io cases)."""
+    prepared = prepare_asserts(job, events)
+    if prepared is None:
+        return True
+    return run_prepared_asserts(job, events, deadline, *prepared)
+
+
+def run_prepared_asserts(job: dict, events: Events, deadline: float, test_code: types.CodeType,
+                         table: list) -> bool:
+    """``run_asserts`` once ``prepare_asserts`` has given the tests (see there)."""
+    feedback_bytes = int(job["feedback_bytes"])
     runtime = AssertRuntime(events, table, feedback_bytes)
 
     def abort(text: str) -> None:
         events.emit(e="abort", fb=trim(text, feedback_bytes))
-
-    if "check" not in test_code.co_names:  # nothing at its top level even names it: it cannot define it
-        events.emit(e="invalid", fb="test_code defines no check(candidate) function")
-        return True
 
     _signal.signal(_signal.SIGALRM, _raise_timeout)
     _signal.setitimer(_signal.ITIMER_REAL, max(deadline - time.monotonic(), 0.001))
@@ -549,14 +571,125 @@ def _harden(events_fd: int, protect_memory: bool) -> None:
     os.set_inheritable(events_fd, False)  # the io-case programs must not write events
 
 
-def main() -> int:
-    """Read the job from stdin, run its tests, report on the event pipe. Exit code 0 unless the runner
-    broke."""
-    job = marshal.loads(sys.stdin.buffer.read())
-    restore_site()
+def _read_exactly(fd: int, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            raise EOFError(f"the job ended after {len(out)} of {n} bytes")
+        out += chunk
+    return bytes(out)
+
+
+def _read_to_end(fd: int) -> bytes:
+    out = bytearray()
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
+def _stdin_from_devnull() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+
+
+# What the asserts phase of an item with io cases may report (see _asserts_apart): its own tests'
+# results and how it ended. Not `plan` or `invalid` (the runner said those before it started), nor an
+# io case's `pass`: the program runs in that phase and could write any event.
+_ASSERT_PHASE_EVENTS = frozenset({"held", "settle", "fail", "done", "abort", "timeout", "memory"})
+
+
+def _asserts_apart(job: dict, events: Events, deadline: float, prepared: tuple) -> bool:
+    """The asserts phase of an item that has io cases too, in a child process that never holds their
+    expected outputs (they are still unread in the job's pipe, whose end the child replaces by /dev/null
+    before anything untrusted runs) and cannot write the event pipe: its events come through a pipe of
+    its own, and only those of its asserts are passed on. The program runs inside the tests' process
+    there, as HumanEval's tests need; in the same process as the expected outputs it could read them
+    (gc, /proc/self/mem) and print them in the io cases, or write their `pass` events itself. Returns
+    False when the time ran out."""
+    n_tests = max(len(prepared[1]), 1)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the asserts phase
+        try:
+            os.close(r)
+            _stdin_from_devnull()
+            os.close(events.fd)
+            in_time = run_prepared_asserts(job, Events(w), deadline, *prepared)
+            os._exit(0 if in_time else 3)
+        except BaseException:  # noqa: BLE001 - the child must never return into the runner's code
+            os._exit(4)
+    os.close(w)
+    import json
+    import select
+
+    pending = b""
+    poller = select.poll()
+    poller.register(r, select.POLLIN)
+    ended = False
+    while not ended:
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(max(int(left * 1000), 1)):
+            if deadline - time.monotonic() > 0:
+                continue
+            os.kill(pid, 9)  # past the deadline (a program that ignores its timer): the phase ends
+            os.waitpid(pid, 0)
+            os.close(r)
+            events.emit(e="timeout", fb=f"timed out after {job['timeout_s']:g} s in the asserts")
+            return False
+        chunk = os.read(r, 1 << 16)
+        if not chunk:
+            ended = True
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            _pass_on(events, line, n_tests, json)
+        if len(pending) > 1 << 20:  # no event line is that long: a program writing garbage
+            pending = b""
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    return not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 3)
+
+
+def _pass_on(events: Events, line: bytes, n_tests: int, json: object) -> None:
+    """Write one event line of the asserts phase to the event pipe if it is one that phase may report
+    (``json``: the module, imported once by the caller)."""
+    try:
+        event = json.loads(line)  # type: ignore[attr-defined]
+    except ValueError:
+        return
+    if not isinstance(event, dict) or event.get("e") not in _ASSERT_PHASE_EVENTS:
+        return
+    ids = event.get("t")
+    if isinstance(ids, list):
+        if not all(isinstance(t, int) and 0 <= t < n_tests for t in ids):
+            return
+    elif ids is not None and not (isinstance(ids, int) and 0 <= ids < n_tests):
+        return
+    if event["e"] == "done" and event.get("part") != "asserts":
+        return
+    if event["e"] == "fail" and "fb" in event:
+        events.failed_once = True  # only the first failure carries its feedback, io cases' included
+    events.emit(**event)
+
+
+def main() -> int:
+    """Read the job from stdin, run its tests, report on the event pipe. Exit code 0 unless the runner
+    broke.
+
+    The job comes in two parts (``executor``): an 8-byte length and the job less the io cases' expected
+    outputs, then those outputs. An item with both asserts and io cases runs its asserts in a child
+    before this process reads the second part (``_asserts_apart``)."""
+    size = int.from_bytes(_read_exactly(0, 8), "little")
+    job = marshal.loads(_read_exactly(0, size))
+    mixed = bool(job["test_code"] and job["io_cases"])
+    if not mixed:
+        _attach_expected(job, marshal.loads(_read_to_end(0)))
+        _stdin_from_devnull()
+    restore_site()
     events_fd = int(job["events_fd"])
     _harden(events_fd, protect_memory=bool(job["io_cases"]))
     events = Events(events_fd)
@@ -564,12 +697,18 @@ def main() -> int:
     os.chdir("/tmp")
     n_asserts = 0
     if job["test_code"]:
-        in_time = run_asserts(job, events, deadline)
-        if not in_time:
-            os._exit(0)
+        prepared = prepare_asserts(job, events)
+        if prepared is not None:
+            in_time = (_asserts_apart(job, events, deadline, prepared) if mixed
+                       else run_prepared_asserts(job, events, deadline, *prepared))
+            if not in_time:
+                os._exit(0)
     else:
         events.emit(e="plan", asserts=[], io=len(job["io_cases"]))
     if job["io_cases"]:
+        if mixed:
+            _attach_expected(job, marshal.loads(_read_to_end(0)))
+            _stdin_from_devnull()
         if job["test_code"]:
             # the plan event said how many asserts there are; io ids follow them
             n_asserts = max(1, _count_asserts(job))
@@ -577,6 +716,14 @@ def main() -> int:
     sys.stdout.flush()
     # _exit: skip atexit handlers and threads the completion may have left behind.
     os._exit(0)
+
+
+def _attach_expected(job: dict, expected: list) -> None:
+    """The io cases' expected outputs (the job's second part) put back into its cases."""
+    if len(expected) != len(job["io_cases"]):
+        raise ValueError(f"{len(expected)} expected outputs for {len(job['io_cases'])} io cases")
+    for k, case in enumerate(job["io_cases"]):  # zip(strict=) needs Python 3.10; this runs on 3.9 too
+        case["expected_stdout"] = expected[k]
 
 
 def _count_asserts(job: dict) -> int:
