@@ -773,8 +773,7 @@ class TrainingLoop:
         # (skipped ones among them took no update: `updates` counts those that did).
         self.step = self.checkpoint_step
         self.updates = store.completed_steps(self.checkpoint_step)  # optimizer steps taken so far
-        self._dirty = False  # a completed step is not yet in a checkpoint
-        self._completed_since_checkpoint = 0  # completed steps not yet in a checkpoint
+        self._completed_since_checkpoint = 0  # steps that took an update and are not yet in a checkpoint
         # Set when a step failed after its update began: the weights in memory may hold part of that
         # update, so they are not exported (the last checkpoint holds a consistent state).
         self.weights_error = ""
@@ -908,7 +907,7 @@ class TrainingLoop:
                     ids = self.runner.step_prompt_ids or ids
                 self.step = step
                 self.updates += 1
-                self._dirty = True
+                self._completed_since_checkpoint += 1
             metrics["step_seconds"] = time.time() - started
             metrics["tokens_per_second"] = metrics["generated_tokens"] / max(metrics["rollout_seconds"], 1e-9)
             ids = self._requeue_unscored(step, ids)
@@ -954,7 +953,6 @@ class TrainingLoop:
                     report.metrics.get("loss", float("nan")), report.metrics["step_seconds"],
                 )
                 self._warn_about(report)
-                self._completed_since_checkpoint += 1
                 if self._completed_since_checkpoint >= self.checkpoint_every:
                     # every checkpoint.every_steps completed steps (skipped ones took no update and do not
                     # count: counted by step number, a skipped step on a multiple left completed ones out
@@ -1082,7 +1080,6 @@ class TrainingLoop:
         self.store.commit_checkpoint(step, str(path))
         after = self.store.counts()
         self.checkpoint_step = step
-        self._dirty = False
         self._completed_since_checkpoint = 0
         if self.checkpoint_committed is not None:
             self.checkpoint_committed(step)
@@ -1133,7 +1130,7 @@ class TrainingLoop:
 
     def checkpoint_if_behind(self) -> None:
         """On a clean stop: checkpoint the last completed step if the latest checkpoint is older."""
-        if self._dirty:
+        if self._completed_since_checkpoint:
             self.checkpoint(self.step)
 
     def _set_state(self, state: str) -> None:

@@ -283,18 +283,10 @@ def prepare_asserts(job: dict, events: Events) -> tuple | None:
     return test_code, table
 
 
-def run_asserts(job: dict, events: Events, deadline: float) -> bool:
-    """Run the completion then ``check(entry_point)`` with every assert instrumented. Returns False when
-    the time ran out (the caller then skips the io cases)."""
-    prepared = prepare_asserts(job, events)
-    if prepared is None:
-        return True
-    return run_prepared_asserts(job, events, deadline, *prepared)
-
-
 def run_prepared_asserts(job: dict, events: Events, deadline: float, test_code: types.CodeType,
                          table: list) -> bool:
-    """``run_asserts`` once ``prepare_asserts`` has given the tests (see there)."""
+    """Run the completion then ``check(entry_point)`` with every assert instrumented (the tests
+    ``prepare_asserts`` gave). Returns False when the time ran out (the caller then skips the io cases)."""
     feedback_bytes = int(job["feedback_bytes"])
     runtime = AssertRuntime(events, table, feedback_bytes)
 
@@ -629,22 +621,19 @@ def _asserts_apart(job: dict, events: Events, deadline: float, prepared: tuple) 
     pending = b""
     poller = select.poll()
     poller.register(r, select.POLLIN)
-    ended = False
-    while not ended:
+    chunk = b"-"
+    while chunk:  # until the child's end of the pipe closes
         left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(max(int(left * 1000), 1)):
-            if deadline - time.monotonic() > 0:
-                continue
+        if left <= 0:
             os.kill(pid, 9)  # past the deadline (a program that ignores its timer): the phase ends
             os.waitpid(pid, 0)
             os.close(r)
             events.emit(e="timeout", fb=f"timed out after {job['timeout_s']:g} s in the asserts")
             return False
+        if not poller.poll(max(int(left * 1000), 1)):
+            continue
         chunk = os.read(r, 1 << 16)
-        if not chunk:
-            ended = True
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+        *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             _pass_on(events, line, n_tests, json)
         if len(pending) > 1 << 20:  # no event line is that long: a program writing garbage
@@ -696,6 +685,7 @@ def main() -> int:
     deadline = time.monotonic() + float(job["timeout_s"])
     os.chdir("/tmp")
     n_asserts = 0
+    prepared = None
     if job["test_code"]:
         prepared = prepare_asserts(job, events)
         if prepared is not None:
@@ -710,8 +700,9 @@ def main() -> int:
             _attach_expected(job, marshal.loads(_read_to_end(0)))
             _stdin_from_devnull()
         if job["test_code"]:
-            # the plan event said how many asserts there are; io ids follow them
-            n_asserts = max(1, _count_asserts(job))
+            # the plan event said how many asserts there are; io ids follow them (the table prepared
+            # above, never empty; compiled again only for tests that could not run)
+            n_asserts = len(prepared[1]) if prepared is not None else max(1, _count_asserts(job))
         run_io_cases(job, events, n_asserts, deadline)
     sys.stdout.flush()
     # _exit: skip atexit handlers and threads the completion may have left behind.
