@@ -18,6 +18,9 @@ empty program. All rows are measured in the same run, one after another, on the 
   uses: the cost of isolation alone.
 - ``sandbox``: the full path the service takes per item: setpriv/prlimit, bubblewrap with every
   namespace, seccomp, the runner, event collection.
+- ``sandbox, runner from source``: the same with the runner started from its source, compiled in every
+  sandbox, as before 2026-12-07 (the service now ships it compiled when the interpreter inside runs its
+  bytecode version).
 
 Latency: one call at a time, the rows interleaved (a shared machine's load then weighs on all alike);
 ``exec/s`` is 1 / mean latency; ``/s at N workers`` runs the same count on N threads. The tail column is
@@ -28,11 +31,14 @@ Needs bubblewrap; run as root for the per-slot uids the service uses in producti
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +47,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
 
 from grpo_rewards.code_sandbox.config import SandboxConfig  # noqa: E402
-from grpo_rewards.code_sandbox.executor import INNER_DIR, Job, Sandbox, _compile_tests  # noqa: E402
+from grpo_rewards.code_sandbox.executor import (  # noqa: E402
+    INNER_DIR,
+    INNER_FILES,
+    SANDBOX_CODE_DIR,
+    Job,
+    Sandbox,
+    _compile_tests,
+)
 
 PROGRAM = "def add(a, b):\n    return a + b\n"
 TESTS = ("def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(0, 0) == 0\n"
@@ -82,11 +95,19 @@ def measure(rows: list[tuple[str, Callable[[], object]]], runs: int, workers: in
     return out
 
 
-def runner_without_isolation(python: str, job_bytes_for: Callable[[int], bytes]) -> Callable[[], object]:
+def runner_without_isolation(python: str, sandbox: Sandbox, job_bytes_for: Callable[[int], bytes]) -> Callable[[], object]:
+    """The runner as the sandbox starts it (its bytecode, when the service ships it), from a directory
+    holding the files the sandbox gets."""
+    runner_dir = Path(tempfile.mkdtemp(prefix="bench-runner-"))
+    atexit.register(shutil.rmtree, runner_dir, True)
+    for name, data in sandbox.inner_files.items():
+        (runner_dir / name).write_bytes(data)
+    runner = str(runner_dir / Path(sandbox.runner_path).name)
+
     def run() -> object:
         r, w = os.pipe()
         try:
-            proc = subprocess.run([python, "-I", "-B", "-S", str(INNER_DIR / "runner.py")], input=job_bytes_for(w),
+            proc = subprocess.run([python, "-I", "-B", "-S", runner], input=job_bytes_for(w),
                                   capture_output=True, pass_fds=(w,), check=True)
         finally:
             os.close(w)
@@ -111,8 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = Sandbox(config)
     job = Job(code=PROGRAM, test_code=TESTS, entry_point="add", timeout_s=10.0)
 
-    def sandboxed() -> object:
-        record = sandbox.run(job)
+    # The runner as it started before 2026-12-07: from its source, compiled again in every sandbox.
+    from_source = Sandbox(config)
+    from_source.inner_files = {name: (INNER_DIR / name).read_bytes() for name in INNER_FILES}
+    from_source.runner_path = f"{SANDBOX_CODE_DIR}/runner.py"
+
+    def sandboxed(box: Sandbox = sandbox) -> object:
+        record = box.run(job)
         assert any(e["e"] == "done" for e in record.events), record
         return record
 
@@ -134,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             [args.python, "-I", "-S", "-c", PROGRAM + TESTS + "check(add)\n"], check=True)),
         ("bare python3 -S -c pass", lambda: subprocess.run([args.python, "-I", "-S", "-c", "pass"], check=True)),
         ("isolated python3 -S -c pass", lambda: sandbox.run_isolated([args.python, "-I", "-S", "-c", "pass"])),
-        ("runner, no isolation", runner_without_isolation(args.python, job_bytes_for)),
+        ("runner, no isolation", runner_without_isolation(args.python, sandbox, job_bytes_for)),
         ("sandbox", sandboxed),
+        ("sandbox, runner from source", lambda: sandboxed(from_source)),
     ]
     results = measure(rows, args.runs, args.workers)
 
@@ -145,11 +172,11 @@ def main(argv: list[str] | None = None) -> int:
           f"bwrap: {subprocess.run(['bwrap', '--version'], capture_output=True, text=True).stdout.strip()}")
     print()
     tail = f"{tail_label(args.runs)} ms"
-    header = f"| {'mode':<28} | {'p50 ms':>7} | {tail:>7} | {'exec/s':>7} | {f'/s at {args.workers} workers':>16} |"
+    header = f"| {'mode':<29} | {'p50 ms':>7} | {tail:>7} | {'exec/s':>7} | {f'/s at {args.workers} workers':>16} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for name, r in results.items():
-        print(f"| {name:<28} | {r['p50']:>7.1f} | {r['tail']:>7.1f} | {r['seq']:>7.1f} | {r['conc']:>16.1f} |")
+        print(f"| {name:<29} | {r['p50']:>7.1f} | {r['tail']:>7.1f} | {r['seq']:>7.1f} | {r['conc']:>16.1f} |")
     p50 = {name: r["p50"] for name, r in results.items()}
     print()
     print(f"isolation alone (isolated / bare python3 -S -c pass): "
@@ -160,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sandbox / bare python3 -c job (default start-up, with site; the ratio published before 2026-12-07): "
           f"{p50['sandbox'] / p50['bare python3 -c job']:.2f}x")
     print(f"sandbox / bare python3 -c pass: {p50['sandbox'] / p50['bare python3 -c pass']:.2f}x")
+    print(f"sandbox with the runner from source / bare python3 -I -S -c job: "
+          f"{p50['sandbox, runner from source'] / p50['bare python3 -I -S -c job']:.2f}x")
     return 0
 
 

@@ -546,6 +546,33 @@ def test_tests_are_instrumented_inside_when_the_sandbox_python_differs() -> None
     assert (verdicts[0].tests_passed, verdicts[0].tests_total) == (2, 3)
 
 
+def test_the_runner_starts_from_bytecode_when_the_interpreter_inside_runs_the_services(monkeypatch) -> None:
+    # Compiling the runner's source cost about 4 ms of every item: the service ships it compiled
+    # (runner.pyc) to an interpreter of its own bytecode version, the source to any other. Both score
+    # alike, with the same feedback (the program's traceback names its own file and line).
+    from grpo_rewards.code_sandbox import executor
+    from grpo_rewards.code_sandbox.config import SandboxConfig
+    from grpo_rewards.code_sandbox.scoring import verdict_from_run
+
+    job = executor.Job(code="def add(a, b):\n    return a + b if a >= 0 else 1 // 0\n", test_code=ADD_TESTS,
+                       entry_point="add")
+    compiled = executor.Sandbox(SandboxConfig(workers=1))
+    monkeypatch.setattr(executor, "_same_bytecode", lambda python: False)  # as for another version inside
+    source = executor.Sandbox(SandboxConfig(workers=1))
+    try:
+        assert compiled.runner_path == "/sandbox/runner.pyc" and "runner.py" not in compiled.inner_files
+        assert source.runner_path == "/sandbox/runner.py" and "runner.pyc" not in source.inner_files
+        verdicts = [verdict_from_run(sandbox.run(job), scoring="fraction", timeout_s=10,
+                                     flood_output_bytes=256 * 65536) for sandbox in (compiled, source)]
+    finally:
+        compiled.close()
+        source.close()
+    assert verdicts[0] == verdicts[1]
+    assert (verdicts[0].tests_passed, verdicts[0].tests_total) == (2, 3)
+    assert 'File "solution.py", line 2, in add' in verdicts[0].feedback
+    assert "ZeroDivisionError" in verdicts[0].feedback
+
+
 # -- the size of an item's tests (--max-code-bytes, default 1 MiB) ------------------------------------
 
 MIB = 1024 * 1024
