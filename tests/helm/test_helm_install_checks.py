@@ -172,6 +172,19 @@ def test_each_service_takes_the_batches_the_trainer_sends_it(backend: str) -> No
 
 
 @pytest.mark.parametrize("backend", ["math", "code", "rm"])
+def test_each_service_takes_the_concurrent_calls_the_trainer_makes(backend: str) -> None:
+    # The trainer keeps up to the registry's max_concurrency Score calls in flight; a call over the
+    # service's --max-concurrency (default 8) is RESOURCE_EXHAUSTED and opens the backend's breaker:
+    # with 16 and the default, 32 of 64 items were masked.
+    values = load_values(GPU_VALUES)
+    for concurrency in (1, 4, 8, 16, 64):
+        rendered = render(deep_merge(values, {"rewards": {backend: {"registry": {"max_concurrency": concurrency}}}}))
+        entry = parse_registry(rendered.get("ConfigMap", f"{TRAINER}-registry")["data"]["registry.yaml"])[backend]
+        assert entry.max_concurrency == concurrency
+        assert _service_args(rendered, backend).max_concurrency >= concurrency, (backend, concurrency)
+
+
+@pytest.mark.parametrize("backend", ["math", "code", "rm"])
 def test_every_rendered_service_command_parses_and_listens_on_the_charts_ports(gpu_render, backend: str) -> None:
     args = _service_args(gpu_render, backend)
     assert (args.listen, args.metrics_listen) == ("0.0.0.0:50051", "0.0.0.0:9090")
