@@ -328,8 +328,13 @@ class TrainerApp:
                      self.store_dir.absolute(), _model_name(cfg), cfg.training.engine, cfg.rollout.engine)
             if requeued:
                 log.info("re-queued %d prompts leased after the last checkpoint", requeued)
-            # /metrics tells where the run is from the start, not 0 until the restart's first step.
-            self.metrics.latest_step.set(self.store.latest_completed_step())
+            # /metrics tells where the run is from the start, not 0 until the restart's first step: the
+            # latest completed step's number and gauges (its reward, loss, micro-batch size...).
+            latest = self.store.latest_completed_step()
+            self.metrics.latest_step.set(latest)
+            report = self.store.get_step(latest) if latest else None
+            if report is not None:
+                self.metrics.show_step(report)
             self.metrics.queue_depth.set(self.store.queue_depth())
             self.metrics.attach_store(self.store.files)
             # What the API was told (paused, backends added/changed/removed) outlives a restart.

@@ -258,11 +258,17 @@ class TrainerMetrics:
             self.oom_retries.labels(phase=phase).inc(m.get(f"oom_retries/{phase}", 0))
         if report.state is not StepState.COMPLETED:
             return
+        if "step_seconds" in m:
+            self.step_duration.observe(m["step_seconds"])
+        self.show_step(report)
+
+    def show_step(self, report: StepReport) -> None:
+        """Set the gauges of the latest completed step from its report (also at a restart, from the
+        store: they read 0 until the next step otherwise)."""
+        m: Mapping[str, float] = report.metrics
         if "micro_batch_size" in m:
             self.micro_batch_size.set(m["micro_batch_size"])
         self.latest_step.set(report.step)
-        if "step_seconds" in m:
-            self.step_duration.observe(m["step_seconds"])
         for phase in _PHASES:
             if f"{phase}_seconds" in m:
                 self.step_phase.labels(phase=phase).set(m[f"{phase}_seconds"])

@@ -70,6 +70,25 @@ def test_promtool_finds_nothing_to_flag_in_the_trainer_and_reward_service_metric
     assert promtool_problems(scrape(backend.metrics_port)) == ""
 
 
+def test_a_restarted_trainer_shows_the_latest_steps_gauges_before_its_next_step(
+    trained: Any, start_trainer, tmp_path: Path
+) -> None:
+    # The gauges of "the latest step" (reward, loss, micro-batch size...) read 0 after a restart until the
+    # next step, while grpo_latest_step already said STEPS: the dashboard's reward fell to 0 at every restart.
+    app, backend = trained
+    before = scrape(app.metrics_port)
+    app.shutdown(grace=60)
+    again = start_trainer(tmp_path / "store", [("toy", backend.address)], training={"max_steps": STEPS},
+                          server={"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"})
+    after = scrape(again.metrics_port)
+    report = again.store.get_step(STEPS)
+    assert report is not None and report.metrics["reward_mean"] == 0.5
+    for name in ("grpo_latest_step", "grpo_reward_mean", "grpo_entropy", "grpo_training_micro_batch_size"):
+        line = next(line for line in before.splitlines() if line.startswith(f"{name} "))
+        assert float(line.split()[1]) != 0.0, line
+        assert f"\n{line}\n" in after, (line, [x for x in after.splitlines() if x.startswith(f"{name} ")])
+
+
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus (Debian package) is not installed")
 def test_prometheus_scrapes_trainer_and_reward_service_and_answers_the_step_count(
     trained: Any, tmp_path: Path
