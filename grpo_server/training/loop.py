@@ -1135,4 +1135,5 @@ class TrainingLoop:
 
     def _set_state(self, state: str) -> None:
         self.control.set_state(state)
-        self.metrics.set_run_state(state)
+        # What the control kept: a draining or failed run ignores the loop's idle/training/paused.
+        self.metrics.set_run_state(self.control.state.value)
