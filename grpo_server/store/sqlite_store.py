@@ -94,6 +94,8 @@ CREATE TABLE IF NOT EXISTS steps (
     prompt_ids TEXT NOT NULL,
     error TEXT NOT NULL DEFAULT ''
 );
+-- The latest step is the one that started last (Store.latest_step).
+CREATE INDEX IF NOT EXISTS steps_by_start ON steps (started_at);
 CREATE TABLE IF NOT EXISTS checkpoints (
     step INTEGER PRIMARY KEY,
     path TEXT NOT NULL,
@@ -410,10 +412,11 @@ class Store:
         return completed + int(row[0])
 
     def latest_completed_step(self) -> int:
-        """The number of the latest COMPLETED step (0 when none)."""
+        """The number of the latest COMPLETED step (0 when none), also when retention deleted its report."""
         with self._read() as c:
             row = c.execute("SELECT max(step) FROM steps WHERE state = ?", (StepState.COMPLETED.value,)).fetchone()
-        return int(row[0] or 0)
+            value = self._value(c, FORGOTTEN_STEPS) or {}
+        return max(int(row[0] or 0), int(value.get("latest_completed", 0)))
 
     def requeue_step(
         self, step: int, *, count_attempt: bool, reason: str = "", ids: Sequence[str] | None = None
@@ -436,10 +439,11 @@ class Store:
         with self._write() as c:
             if count_attempt:
                 c.execute(f"UPDATE prompts SET attempts = attempts + 1 WHERE {which}", args)
+                # The count is the row's own: a restart with a lower max_attempts fails a prompt past it.
                 failed = c.execute(
-                    f"UPDATE prompts SET state = 'failed', reason = ?, updated_at = ? WHERE {which} AND attempts >= ?",
-                    [f"gave up after {self.max_attempts} failed attempts" + (f"; the last: {reason}" if reason else ""),
-                     now, *args, self.max_attempts],
+                    "UPDATE prompts SET state = 'failed', reason = 'gave up after ' || attempts || ' failed attempts' "
+                    f"|| ?, updated_at = ? WHERE {which} AND attempts >= ?",
+                    [f"; the last: {reason}" if reason else "", now, *args, self.max_attempts],
                 ).rowcount
             c.execute(f"UPDATE prompts SET state = 'queued', updated_at = ? WHERE {which}", [now, *args])
         return int(failed)
@@ -582,8 +586,8 @@ class Store:
     def _drop_steps(c: sqlite3.Connection, before: float, batch: int) -> int:
         """Delete the reports and kept completions of up to `batch` steps that finished before `before`,
         at or before the latest checkpoint and before the latest step; how many. The highest step
-        deleted and how many of them were COMPLETED are added to run_values' FORGOTTEN_STEPS in the same
-        transaction."""
+        deleted, how many of them were COMPLETED and the highest COMPLETED one are added to run_values'
+        FORGOTTEN_STEPS in the same transaction."""
         ckpt = c.execute("SELECT max(step) FROM checkpoints").fetchone()[0]
         latest = c.execute("SELECT max(step) FROM steps").fetchone()[0]
         if ckpt is None or latest is None:
@@ -597,10 +601,13 @@ class Store:
         numbers = json.dumps([step for step, _ in rows])
         c.execute("DELETE FROM steps WHERE step IN (SELECT value FROM json_each(?))", (numbers,))
         c.execute("DELETE FROM step_samples WHERE step IN (SELECT value FROM json_each(?))", (numbers,))
-        through, completed = Store._forgotten(c)
+        prior = Store._value(c, FORGOTTEN_STEPS) or {}
+        deleted_completed = [step for step, state in rows if state == StepState.COMPLETED.value]
         Store._put_value(c, FORGOTTEN_STEPS, {
-            "through": max(through, max(step for step, _ in rows)),
-            "completed": completed + sum(state == StepState.COMPLETED.value for _, state in rows),
+            "through": max(int(prior.get("through", 0)), max(step for step, _ in rows)),
+            "completed": int(prior.get("completed", 0)) + len(deleted_completed),
+            # for latest_completed_step once no completed step's report is left (the later ones skipped)
+            "latest_completed": max([int(prior.get("latest_completed", 0)), *deleted_completed]),
         })
         return len(rows)
 
@@ -798,9 +805,11 @@ class Store:
         return None if row is None else step_from_row(row)
 
     def latest_step(self) -> StepReport | None:
-        """The report of the highest step, or None before the first."""
+        """The report of the step that started last, or None before the first. After a restart the steps
+        after the checkpoint run again under their numbers: until the run reaches them again, the higher
+        numbered reports are those of the run before (FAILED, "lost"/"abandoned"), not the latest step."""
         with self._read() as c:
-            row = c.execute(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY step DESC LIMIT 1").fetchone()
+            row = c.execute(f"SELECT {_STEP_COLUMNS} FROM steps ORDER BY started_at DESC, step DESC LIMIT 1").fetchone()
         return None if row is None else step_from_row(row)
 
     def steps_after(self, step: int, limit: int = 1000) -> list[StepReport]:

@@ -199,6 +199,47 @@ def test_recover_requeues_leased_prompts_and_abandons_running_steps(tmp_path: Pa
     s.close()
 
 
+def test_the_latest_step_after_a_restart_is_the_one_the_resumed_run_started_last(tmp_path: Path) -> None:
+    # Steps 3-4 completed after checkpoint 2 and step 5 was running at the crash; the restart runs step
+    # 3 again. StepStatus and RunStatus said the latest step was 5 (FAILED, abandoned) until the run got
+    # back there: the highest number, not the latest step.
+    s = Store(tmp_path)
+    s.submit([rec(f"p{i}") for i in range(10)], None, BIG)
+    for step in (1, 2, 3, 4):
+        s.record_step(StepReport(step, StepState.COMPLETED, float(step), step + 0.5, {}, "hf", ids(s.lease(2, step))))
+        if step == 2:
+            s.commit_checkpoint(2, "/ckpt/2")
+    s.record_step(StepReport(5, StepState.RUNNING, 5.0, None, {}, "hf", ids(s.lease(2, 5))))
+    s.close()
+    s = Store(tmp_path)
+    s.recover()
+    assert s.latest_step().step == 5  # type: ignore[union-attr]  # nothing has run since: the run before's last
+    started = StepReport(3, StepState.RUNNING, 100.0, None, {}, "hf", tuple(ids(s.lease(2, 3))))
+    s.record_step(started)
+    assert s.latest_step() == started
+    s.record_step(StepReport(3, StepState.COMPLETED, 100.0, 100.5, {}, "hf", started.prompt_ids))
+    latest = s.latest_step()
+    assert (latest.step, latest.state) == (3, StepState.COMPLETED)  # type: ignore[union-attr]
+    assert s.latest_completed_step() == 3
+    s.close()
+
+
+def test_a_prompt_given_up_on_says_how_many_attempts_it_made(tmp_path: Path) -> None:
+    # Failed 3 times under max_attempts 5, then once more after a restart with max_attempts 2: the reason
+    # said "gave up after 2 failed attempts" beside attempts = 4.
+    s = Store(tmp_path, max_attempts=5)
+    s.submit([rec("a")], None, BIG)
+    for step in (1, 2, 3):
+        s.lease(1, step=step)
+        s.requeue_step(step, count_attempt=True, reason="no reward")
+    s.close()
+    s = Store(tmp_path, max_attempts=2)
+    s.lease(1, step=4)
+    assert s.requeue_step(4, count_attempt=True, reason="no reward") == 1
+    assert s.failure_reasons() == {"a": "gave up after 4 failed attempts; the last: no reward"}
+    s.close()
+
+
 def test_step_reports_are_recorded_updated_and_listed(store: Store) -> None:
     assert store.latest_step() is None
     running = StepReport(1, StepState.RUNNING, 10.0, None, {}, "vllm", ("a",))

@@ -214,6 +214,23 @@ def test_old_step_reports_go_but_not_the_latest_nor_those_after_the_checkpoint(s
     assert (store.completed_steps(6), store.forgotten_steps()) == (5, 5)
 
 
+def test_the_latest_completed_step_outlives_its_report(store: Store) -> None:
+    # Steps 1-2 completed (checkpoint 2), step 3 was skipped in a reward outage; once retention deleted
+    # the reports of 1-2, latest_completed_step (grpo_latest_step at a restart) read 0.
+    store.record_step(report(1))
+    store.record_step(report(2))
+    store.commit_checkpoint(2, "/ckpt/2")
+    store.record_step(report(3, StepState.SKIPPED))
+    assert store.latest_completed_step() == 2
+    assert store.prune(content_before=None, requests_before=None, steps_before=time.time()).step_reports == 2
+    assert store.get_step(2) is None and store.latest_step().step == 3  # type: ignore[union-attr]
+    reopened = Store(store.store_dir)
+    try:
+        assert reopened.latest_completed_step() == 2
+    finally:
+        reopened.close()
+
+
 def test_reports_of_recent_and_running_steps_are_kept(store: Store) -> None:
     now = time.time()
     store.record_step(report(1, finished=now - 100))
