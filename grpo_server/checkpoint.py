@@ -19,6 +19,7 @@ import contextlib
 import copy
 import errno
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -219,6 +220,15 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _taken(path: Path) -> bool:
+    """Whether something is at `path` other than an empty directory (an unreadable one: no, and
+    check_destination then says why)."""
+    try:
+        return os.path.lexists(path) and (path.is_symlink() or not path.is_dir() or any(path.iterdir()))
+    except OSError:
+        return False
+
+
 def check_destination(destination: Path) -> None:
     """Refuse, before anything is copied, an export `destination` that is not an empty directory or
     cannot be written.
@@ -410,7 +420,7 @@ class ExportManager:
         if destination:
             self._check_free(Path(destination))
         step, weights = self._snapshot()
-        dest = Path(destination) if destination else self._default_dir / f"step-{step:06d}"
+        dest = Path(destination) if destination else self._default_destination(step)
         if not destination:
             self._check_free(dest)
         job = ExportJob(export_id=uuid.uuid4().hex[:16], destination=str(dest), step=step, started_at=time.time())
@@ -424,6 +434,19 @@ class ExportManager:
         if wait:
             job.done.wait()
         return self.get(job.export_id) or job
+
+    def _default_destination(self, step: int) -> Path:
+        """The first of ``step-N``, ``step-N.2``, ``step-N.3``... in the default directory that is missing
+        or an empty directory and that no export is writing: a step may be exported twice, and after a
+        restart the steps after the checkpoint run again under their numbers, so an export of the run
+        before (other weights) keeps its directory and the new one gets the next name."""
+        base = f"step-{step:06d}"
+        with self._lock:
+            for k in itertools.count(1):
+                dest = self._default_dir / (base if k == 1 else f"{base}.{k}")
+                if os.path.abspath(dest) not in self._writing and not _taken(dest):
+                    return dest
+        raise AssertionError("unreachable")
 
     def _check_free(self, destination: Path) -> None:
         with self._lock:

@@ -87,6 +87,23 @@ def test_export_refuses_a_non_empty_destination(tiny, tmp_path: Path) -> None:
     assert (dest / "x").read_text() == "keep me"
 
 
+def test_a_default_export_of_a_step_exported_before_gets_the_next_name(tiny, tmp_path: Path) -> None:
+    # After a crash the steps after the checkpoint run again under their numbers: step 3 of the run
+    # before was exported to exports/step-000003 (other weights), and the default export of the new step
+    # 3 was refused DESTINATION_NOT_EMPTY. The directory of the run before is kept as it is.
+    model, tok = tiny
+    exports = tmp_path / "exports"
+    (exports / "step-000003").mkdir(parents=True)
+    (exports / "step-000003" / "model.safetensors").write_text("the run before's weights")
+    (exports / "step-000003.2").mkdir()  # empty: taken as a destination
+    mgr = ExportManager(lambda: (3, copy_weights(model.state_dict().items())), model.config, tok, exports)
+    first, second = mgr.start(None, wait=True), mgr.start(None, wait=True)
+    assert (first.state, second.state) == ("done", "done")
+    assert [Path(j.destination).name for j in (first, second)] == ["step-000003.2", "step-000003.3"]
+    assert (exports / "step-000003" / "model.safetensors").read_text() == "the run before's weights"
+    verify_manifest(Path(second.destination))
+
+
 def test_export_manager_reports_progress_and_files(tiny, tmp_path: Path) -> None:
     model, tok = tiny
     mgr = ExportManager(lambda: (3, copy_weights(model.state_dict().items())), model.config, tok, tmp_path / "exports")

@@ -1045,7 +1045,8 @@ class ExportCheckpointRequest(_message.Message):
     WAIT_FIELD_NUMBER: _builtins.int
     destination: _builtins.str
     """The directory to write, on the trainer's file system. Must not exist, or be empty. Empty means
-    `<store-dir>/exports/step-<N>`.
+    `<store-dir>/exports/step-<N>`, or `step-<N>.2`, `.3`... when that is taken (the same step exported
+    again, or run again after a restart).
     """
     wait: _builtins.bool
     """Return only when the export is done (or failed), instead of at once."""

@@ -1720,7 +1720,8 @@ func (m *WatchStepsResponse) GetForgottenThrough() int64 {
 // Where and how to export.
 type ExportCheckpointRequest struct {
 	// The directory to write, on the trainer's file system. Must not exist, or be empty. Empty means
-	// `<store-dir>/exports/step-<N>`.
+	// `<store-dir>/exports/step-<N>`, or `step-<N>.2`, `.3`... when that is taken (the same step exported
+	// again, or run again after a restart).
 	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
 	// Return only when the export is done (or failed), instead of at once.
 	Wait                 bool     `protobuf:"varint,2,opt,name=wait,proto3" json:"wait,omitempty"`

@@ -7,7 +7,8 @@
 export interface ExportCheckpointRequest {
   /**
    * The directory to write, on the trainer's file system. Must not exist, or be empty. Empty means
-   * `<store-dir>/exports/step-<N>`.
+   * `<store-dir>/exports/step-<N>`, or `step-<N>.2`, `.3`... when that is taken (the same step exported
+   * again, or run again after a restart).
    */
   'destination'?: (string);
   /**
@@ -22,7 +23,8 @@ export interface ExportCheckpointRequest {
 export interface ExportCheckpointRequest__Output {
   /**
    * The directory to write, on the trainer's file system. Must not exist, or be empty. Empty means
-   * `<store-dir>/exports/step-<N>`.
+   * `<store-dir>/exports/step-<N>`, or `step-<N>.2`, `.3`... when that is taken (the same step exported
+   * again, or run again after a restart).
    */
   'destination': (string);
   /**
