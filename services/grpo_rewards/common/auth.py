@@ -27,7 +27,7 @@ OPEN_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 def read_tokens(path: Path) -> frozenset[str]:
     """The tokens in `path`: one a line, surrounding whitespace stripped, blanks and `#` lines skipped."""
     tokens = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8-sig").splitlines():  # -sig: a BOM (Windows editors) is no part of a token
         line = line.strip()
         if line and not line.startswith("#"):
             tokens.add(line)

@@ -36,6 +36,7 @@ def int_in_range(minimum: int, maximum: int | None = None) -> Callable[[str], in
 
 
 positive_int = int_in_range(1)
+INT32_MAX = 2**31 - 1  # a count the protos carry as int32 (Capabilities.max_batch_size)
 non_negative_int = int_in_range(0)
 
 

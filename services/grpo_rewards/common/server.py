@@ -23,6 +23,7 @@ with TLS on, which kubelet's `grpc:` probes cannot speak).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -42,7 +43,7 @@ from prometheus_client import start_http_server
 from grpo.reward.v1 import reward_pb2
 
 from .auth import OPEN_METHOD_PREFIXES, BearerTokenInterceptor, TokenFile
-from .flags import finite_float, int_in_range, positive_int
+from .flags import INT32_MAX, finite_float, int_in_range
 from .metrics import RegistersMetrics, ServiceMetrics, serve_health
 from .scorer import Scorer
 from .servicer import RewardServicer
@@ -132,11 +133,20 @@ class TLSConfig:
 
 
 def split_host_port(address: str) -> tuple[str, int]:
-    """`"127.0.0.1:50061"` -> `("127.0.0.1", 50061)`; `"[::]:0"` -> `("::", 0)`. Raises ValueError."""
+    """`"127.0.0.1:50061"` -> `("127.0.0.1", 50061)`; `"[::]:0"` -> `("::", 0)`. Raises ValueError. An IPv6
+    host must be in brackets: gRPC reads `::0` or `::1:50071` as a host without a port and binds 443."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:50061 or [::]:50061")
-    return host.strip("[]"), int(port)
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            host = ""
+    elif any(c in host for c in ":[]"):
+        host = ""
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:50061 or [::]:50061 (an IPv6 address "
+                         "in brackets)")
+    return host, int(port)
 
 
 def _host_port_arg(value: str) -> str:
@@ -175,9 +185,9 @@ def base_arg_parser(prog: str, description: str, *, default_listen: str = "127.0
     g.add_argument("--metrics-listen", type=_host_port_arg, default=None,
                    help="HTTP listen address HOST:PORT of Prometheus /metrics and of /healthz (200 while "
                         "health is SERVING, else 503; default: off)")
-    g.add_argument("--max-batch", type=positive_int, default=64,
+    g.add_argument("--max-batch", type=int_in_range(1, INT32_MAX), default=64,
                    help="most items one Score call may carry; more -> INVALID_ARGUMENT (default 64)")
-    g.add_argument("--max-concurrency", type=positive_int, default=8,
+    g.add_argument("--max-concurrency", type=int_in_range(1, INT32_MAX), default=8,
                    help="Score calls served at once; more -> RESOURCE_EXHAUSTED (default 8)")
     g.add_argument("--token-file", type=Path, default=None,
                    help="file of accepted bearer tokens, one a line; auth is off without it")

@@ -10,7 +10,7 @@ import logging
 import re
 
 from grpo_rewards.common import base_arg_parser, configure_logging, serve_forever
-from grpo_rewards.common.flags import finite_float, non_negative_int, positive_int
+from grpo_rewards.common.flags import finite_float, int_in_range, positive_int
 
 from .model import TRUNCATION_SIDES
 from .scorer import REASONING_CHOICES, RewardModelScorer, RMConfig
@@ -20,6 +20,7 @@ log = logging.getLogger("grpo_rewards.reward_model")
 _DEVICE = re.compile(r"auto|cpu|cuda(?::\d+)?")
 # A minute: a text waiting longer for company is a misconfiguration, and huge waits overflow Python's timers.
 MAX_BATCH_WAIT_MS = 60_000.0
+MAX_THREADS = 1024
 
 
 def _device_arg(value: str) -> str:
@@ -58,10 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-wait-ms", type=finite_float(minimum=0.0, maximum=MAX_BATCH_WAIT_MS), default=5.0,
                    help=f"how long a text waits for others to share its forward pass, ms, 0 to {MAX_BATCH_WAIT_MS:g} "
                         "(default 5)")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=int_in_range(0, 2**63 - 1), default=0,
                    help="seed for weights missing from the checkpoint (a fresh classification head)")
-    g.add_argument("--threads", type=non_negative_int, default=0,
-                   help="torch CPU threads; 0 = torch's default, one per core (default 0)")
+    g.add_argument("--threads", type=int_in_range(0, MAX_THREADS), default=0,
+                   help=f"torch CPU threads, 0 to {MAX_THREADS}; 0 = torch's default, one per core (default 0)")
     return p
 
 

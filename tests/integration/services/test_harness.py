@@ -30,6 +30,8 @@ from reward_service_kit import (
 
 from grpo.reward.v1 import reward_pb2
 from grpo_rewards.common import Limits, base_arg_parser, start_server
+from grpo_rewards.common.auth import read_tokens
+from grpo_rewards.common.server import split_host_port
 
 ANSWER_ONLY: list[reward_pb2.ReferenceKind.ValueType] = [reward_pb2.REFERENCE_KIND_ANSWER]
 
@@ -289,6 +291,16 @@ def test_a_token_file_that_turns_empty_or_undecodable_keeps_the_previous_tokens(
         time.sleep(0.3)
 
 
+def test_a_token_file_saved_with_a_byte_order_mark_reads_its_first_line(tmp_path):
+    # Windows editors write UTF-8 with a BOM: the first token became "\ufeffsecret" (every client refused)
+    # and a first "# comment" line became a token.
+    path = tmp_path / "tokens"
+    path.write_text("\ufeffsecret\n", encoding="utf-8")
+    assert read_tokens(path) == {"secret"}
+    path.write_text("\ufeff# tokens\nsecret\n", encoding="utf-8")
+    assert read_tokens(path) == {"secret"}
+
+
 def test_an_empty_token_file_is_refused_at_start(tmp_path):
     empty = tmp_path / "tokens"
     empty.write_text("# nothing\n\n")
@@ -512,7 +524,9 @@ def test_metrics_pass_promtool_check(serve, channel_to, tmp_path: Path):
 
 # -- flags and start-up -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("listen", ["50051", "localhost", "host:port", "127.0.0.1:70000"])
+# An IPv6 address without brackets: gRPC read "::0" as a host without a port and bound port 443.
+@pytest.mark.parametrize("listen", ["50051", "localhost", "host:port", "127.0.0.1:70000", "::0", "::1:50071",
+                                    "[1.2.3.4]:50051", "[::1:50051", "host:٥٠"])
 def test_a_malformed_listen_flag_is_a_usage_error(listen, capsys):
     with pytest.raises(SystemExit) as exc:
         base_arg_parser("x", "y").parse_args(["--listen", listen])
@@ -528,6 +542,8 @@ def test_a_malformed_listen_flag_is_a_usage_error(listen, capsys):
     (["--drain-seconds", "-1"], "argument --drain-seconds: must be a finite number >= 0"),
     (["--drain-seconds", "1e12"], "argument --drain-seconds: must be a finite number >= 0 and at most 86400"),
     (["--max-message-bytes", str(2**31)], "argument --max-message-bytes: must be at most 2147483647"),
+    # Describe's max_batch_size is an int32: a larger value failed the start with "Value out of range".
+    (["--max-batch", "3000000000"], "argument --max-batch: must be at most 2147483647"),
     (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
     (["--tls-key", "key.pem"], "--tls-cert and --tls-key go together"),
     (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
@@ -541,8 +557,9 @@ def test_bad_common_flag_values_are_usage_errors(argv, message, capsys):
 
 def test_good_common_flag_values_parse():
     args = base_arg_parser("x", "y").parse_args(["--drain-seconds", "0", "--max-message-bytes", str(2**31 - 1),
-                                                 "--tls-cert", "c", "--tls-key", "k"])
+                                                 "--tls-cert", "c", "--tls-key", "k", "--listen", "[::1]:0"])
     assert (args.drain_seconds, args.max_message_bytes, str(args.tls_cert)) == (0.0, 2**31 - 1, "c")
+    assert split_host_port(args.listen) == ("::1", 0)
 
 
 def test_flags_have_working_defaults():

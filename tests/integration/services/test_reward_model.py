@@ -216,6 +216,10 @@ def test_entry_point_refuses_a_missing_model_directory(tmp_path):
     (["--micro-batch", "0"], "argument --micro-batch: must be at least 1, got 0"),
     (["--max-length", "0"], "argument --max-length: must be at least 1, got 0"),
     (["--threads=-1"], "argument --threads: must be at least 0, got -1"),
+    # torch refused these after the start ("Overflow when unpacking long"), exit 1 naming no flag.
+    (["--threads", str(2**31)], "argument --threads: must be at most 1024, got 2147483648"),
+    (["--seed", str(2**70)], f"argument --seed: must be at most {2**63 - 1}, got {2**70}"),
+    (["--seed=-1"], "argument --seed: must be at least 0, got -1"),
     (["--batch-wait-ms", "nan"], "argument --batch-wait-ms: must be a finite number >= 0"),
     (["--batch-wait-ms", "inf"], "argument --batch-wait-ms: must be a finite number >= 0"),
     (["--batch-wait-ms=-1"], "argument --batch-wait-ms: must be a finite number >= 0"),
