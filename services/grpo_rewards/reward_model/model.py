@@ -77,15 +77,29 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"--dtype {dtype}: expected auto, {', '.join(DTYPES)}") from None
 
 
+# Files that change scores, hashed whole by model_identity (the weights are sampled).
+_IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja", "chat_template.json")
+_WEIGHT_SAMPLE_BYTES = 1 << 20
+
+
 def model_identity(path: Path) -> str:
-    """`<dir name>@<12 hex>`: a short hash of config.json and the weight files' names and sizes, so two
-    replicas serving different weights report different versions without hashing gigabytes."""
+    """`<dir name>@<12 hex>`: a short hash of the config, the tokenizer and chat template files, and of each
+    weight file's name, size, first and last MiB, so two replicas serving different weights (a model
+    trained again has the same shapes, so the same file sizes) report different versions without
+    hashing gigabytes."""
     h = hashlib.sha256()
     for f in sorted(path.iterdir()):
-        if f.name == "config.json":
-            h.update(f.read_bytes())
+        if f.name in _IDENTITY_FILES:
+            h.update(f"{f.name}\0".encode() + f.read_bytes())
         elif f.suffix in (".safetensors", ".bin"):
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}\0".encode())
+            with f.open("rb") as weights:
+                h.update(weights.read(_WEIGHT_SAMPLE_BYTES))
+                if size > _WEIGHT_SAMPLE_BYTES:
+                    weights.seek(max(_WEIGHT_SAMPLE_BYTES, size - _WEIGHT_SAMPLE_BYTES))
+                    h.update(weights.read())
     return f"{path.name}@{h.hexdigest()[:12]}"
 
 

@@ -150,6 +150,22 @@ def test_describe_reports_the_model_identity_and_an_unbounded_score(channel, tin
     assert not d.capabilities.feedback
 
 
+def test_models_with_other_weights_or_chat_template_report_other_versions(tmp_path):
+    # A model trained again has the same shapes, so the same file sizes: names and sizes alone gave
+    # two replicas serving different weights one version (rm@22271e06b31e for seeds 0 and 1).
+    from grpo_rewards.reward_model.model import model_identity
+
+    first = build_tiny_model(tmp_path / "a", seed=0, classifier=True)
+    again = build_tiny_model(tmp_path / "b", seed=0, classifier=True)
+    other = build_tiny_model(tmp_path / "c", seed=1, classifier=True)
+    sizes = {f.name: f.stat().st_size for f in first.glob("*.safetensors")}
+    assert sizes and sizes == {f.name: f.stat().st_size for f in other.glob("*.safetensors")}
+    versions = [model_identity(d).split("@")[1] for d in (first, again, other)]
+    assert versions[0] == versions[1] != versions[2]
+    (again / "chat_template.jinja").write_text("{{ messages[0]['content'] }}")
+    assert model_identity(again).split("@")[1] != versions[0]
+
+
 def test_health_and_reflection(channel):
     assert health_status(channel) == "SERVING" and health_status(channel, REWARD_SERVICE) == "SERVING"
     assert REWARD_SERVICE in reflection_services(channel)
