@@ -363,7 +363,8 @@ class StepRunner:
     def _unrollable(self, prompt: PromptRecord) -> tuple[list[int], str | None]:
         """(the prompt's token ids, None), or ([], why it cannot be rolled out). The API refuses both kinds,
         but a stored prompt may predate a change of config: the chat template (model.chat_template) now
-        rejects its messages, or it leaves no room for a completion in a context made smaller. Either
+        rejects its messages, or it leaves no room for a whole completion (rollout.max_new_tokens) in a
+        context made smaller or after a longer max_new_tokens. Either
         would end the step (vLLM refuses a prompt longer than its context) and, requeued at its place,
         every run after a restart."""
         try:
@@ -371,8 +372,13 @@ class StepRunner:
         except Exception as exc:  # noqa: BLE001 - the template's own error (jinja2's, a raise_exception call)
             return [], f"the model's chat template rejects the prompt's messages: {exc}"
         context = self.s.context_tokens
-        if context is not None and len(ids) >= context:
-            return [], f"the prompt is {len(ids)} tokens: no room for a completion in the context of {context}"
+        completion = self.s.sampling.max_new_tokens
+        if context is not None and len(ids) + completion > context:
+            # The API's rule (PromptRoom): HF generate ran past the model's positions (an IndexError that
+            # ended the step, or completions the model was never trained to place).
+            return [], (f"the prompt is {len(ids)} tokens and its completions take up to {completion} "
+                        f"(rollout.max_new_tokens): no room for a completion in the context of {context}; "
+                        f"at most {context - completion} prompt tokens fit")
         return ids, None
 
     def shaped_rewards(self, scored: Sequence[ScoredGroup]) -> tuple[torch.Tensor, torch.Tensor]:
