@@ -674,8 +674,13 @@ class StepRunner:
         return torch.tensor([r if r is not None else float("nan") for r in flat], dtype=torch.float32), valid
 
     def _pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return int(pad if pad is not None else self.tokenizer.eos_token_id)
+        """The id that pads the training batches (any id would do: padding is masked): the tokenizer's pad
+        or eos token, else what the rollout engine pads with (a tokenizer with neither: the model's
+        generation_config names it)."""
+        for pad in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, getattr(self.rollout, "pad_token_id", None)):
+            if pad is not None:
+                return int(pad)
+        return 0
 
     def _rollout_metrics(
         self, scored: Sequence[ScoredGroup], rewards: torch.Tensor, valid: torch.Tensor
