@@ -2,8 +2,8 @@
 chat template: everything a test or a quick try needs, made offline in about a second.
 
 The model is a `LlamaForCausalLM` with random weights (seeded); the tokenizer is trained on a small
-generated corpus of arithmetic and English, so any text round-trips (byte-level) and digits are single
-tokens. `build_tiny_model(dir)` writes a Hugging Face directory that `transformers` and vLLM load as is.
+generated corpus of arithmetic and English, so any text round-trips (byte-level); frequent numbers are
+single tokens, others a few. `build_tiny_model(dir)` writes a Hugging Face directory that `transformers` and vLLM load as is.
 """
 
 from __future__ import annotations

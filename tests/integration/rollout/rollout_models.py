@@ -1,8 +1,8 @@
 """Tiny real models for the rollout engine tests (built offline in about a second each), and the
 trainer-side reference log-probs.
 
-- `build_rollout_tiny`: the project's tiny Llama, but with 2 attention heads (head size 32): vLLM's CPU attention
-  kernels support head sizes 32, 64, 80, ... only, and the default tiny model's 4 heads give 16.
+- `build_rollout_tiny`: the project's tiny Llama (2 attention heads of 32: vLLM's CPU attention kernels
+  support head sizes 32, 64, 80, ... only) with the overrides TINY_OVERRIDES names.
 - `build_eos_model`: the same architecture with weights edited so that every position sees the same hidden
   state and the end-of-sequence token has probability EOS_PROB at every step (all other tokens
   uniform). Completions then stop at eos at random lengths, so a batch mixes "stop" and "length"
