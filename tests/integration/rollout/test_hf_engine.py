@@ -301,3 +301,32 @@ def _optimizer_step(model, prompt, completion, lr: float = 0.05) -> None:
     loss.backward()
     opt.step()
     opt.zero_grad()
+
+
+@pytest.mark.parametrize("knobs", [{}, {"temperature": 0.7, "top_p": 0.9, "top_k": 20}, {"temperature": 1.3, "top_k": 5}],
+                         ids=["plain", "temperature, top-k and top-p", "temperature and top-k"])
+def test_the_log_probs_are_those_of_generates_own_processed_scores(eos_dir, tokenizer, prompts, knobs) -> None:
+    """The engine applies temperature, top-k and top-p itself with a recorder after them, where it asked
+    generate for output_scores (every step's scores over the whole vocabulary, kept until generate
+    returned: 1.5 GiB for 64 sequences of 128 tokens of SmolLM2's vocabulary). Same seed, same tokens,
+    and the log-probs of generate's own processed scores."""
+    from transformers import GenerationConfig
+
+    from grpo_server.rollout.common import eos_token_ids
+
+    engine = hf_engine(eos_dir, tokenizer)
+    sampling = SamplingConfig(n=3, max_new_tokens=10, seed=7, **knobs)
+    ours = [c for group in engine.generate(prompts, sampling) for c in group]
+    with engine._sampling_mode(), engine._rng(sampling.seed):
+        input_ids, attention_mask = engine._left_pad(prompts)
+        result = engine.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=GenerationConfig(
+            do_sample=True, num_return_sequences=sampling.n, max_new_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature, top_p=sampling.top_p, top_k=max(sampling.top_k, 0),
+            eos_token_id=list(eos_token_ids(tokenizer, engine.model.generation_config)), pad_token_id=engine.pad_token_id,
+            use_cache=True, output_scores=True, return_dict_in_generate=True))
+    new_tokens = result.sequences[:, input_ids.shape[1]:]
+    assert any(c.finish_reason == "stop" for c in ours) and max(len(c.token_ids) for c in ours) >= 3
+    for r, c in enumerate(ours):
+        assert list(c.token_ids) == new_tokens[r, :len(c.token_ids)].tolist()
+        expected = [torch.log_softmax(result.scores[t][r].float(), dim=-1)[token].item() for t, token in enumerate(c.token_ids)]
+        assert list(c.logprobs) == pytest.approx(expected, abs=1e-6)
