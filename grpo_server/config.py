@@ -29,6 +29,9 @@ from grpo_server.api.settings import ApiLimits, AuthSettings, PathText, Settings
 from grpo_server.chat import RESERVED_TEMPLATE_KWARGS
 from grpo_server.rewards.registry import BackendEntry, duplicate_yaml_keys, validate_entry
 
+# A seed torch, numpy and vLLM all take; a step reseeds with seed * 1_000_003 + step, still within int64.
+SEED_MAX = 2**32 - 1
+
 
 class _Strict(SettingsModel):
     """A config section: unknown fields, infinite or NaN numbers (a very large finite value does what an
@@ -51,7 +54,7 @@ class ModelConfig(_Strict):
         description="Dtype of the model's weights. bfloat16 keeps fp32 master weights in the optimizer. "
         "float16 is not offered: the engines have no loss scaling.",
     )
-    seed: int = Field(0, description="Seed of the tiny model's weights.")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="Seed of the tiny model's weights (0 to 2^32-1).")
     chat_template: PathText | None = Field(
         None,
         description="A Jinja chat template file used in place of the tokenizer's own, for rollouts and for "
@@ -121,6 +124,14 @@ class RolloutConfig(_Strict):
     )
     vllm_max_model_len: int | None = Field(None, ge=16, description="vLLM's context limit (default: the model's).")
     vllm_enforce_eager: bool = Field(True, description="Skip CUDA graph capture (faster start, the CPU default).")
+
+    @model_validator(mode="after")
+    def _room_for_a_prompt(self) -> RolloutConfig:
+        # Also checked against the model's own context once it has loaded (app.check_model_settings).
+        if self.engine != "hf" and self.vllm_max_model_len is not None and self.max_new_tokens >= self.vllm_max_model_len:
+            raise ValueError(f"max_new_tokens {self.max_new_tokens} leaves no room for a prompt in "
+                             f"vllm_max_model_len {self.vllm_max_model_len}")
+        return self
 
 
 class AlgorithmConfig(_Strict):
@@ -386,8 +397,10 @@ class TrainingConfig(_Strict):
         "which a prompt is given up on: FAILED, with the reason 'gave up after N failed attempts; the last: "
         "<cause>' (ListPrompts, grpo prompts).",
     )
-    seed: int = Field(0, description="Seed of the run: torch's generator at load and, reseeded from (seed, step) "
-                      "at each step, HF generate's sampling and dropout; vLLM's sampler is seeded with it once, at start.")
+    seed: int = Field(0, ge=0, le=SEED_MAX,
+                      description="Seed of the run (0 to 2^32-1): torch's generator at load and, reseeded from (seed, "
+                      "step) at each step, HF generate's sampling and dropout; vLLM's sampler is seeded with it once, "
+                      "at start.")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
 
     @model_validator(mode="after")

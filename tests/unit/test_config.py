@@ -203,6 +203,12 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     ({"rewards": {"registry_file": ""}}, "rewards.registry_file", "is not a path"),
     ({"store_dir": ""}, "store_dir", "is not a path"),
     ({"rollout": {"top_k": 0}}, "rollout.top_k", "write -1 for off"),  # refused only after the model loaded
+    # refused only after the model loaded, the run FAILED in a process that stayed up
+    ({"rollout": {"max_new_tokens": 64, "vllm_max_model_len": 32}}, "rollout",
+     "max_new_tokens 64 leaves no room for a prompt in vllm_max_model_len 32"),
+    # accepted, then every step failed: torch's seed overflowed ("Overflow when unpacking long long")
+    ({"training": {"seed": 2**45}}, "training.seed", "less than or equal to 4294967295"),
+    ({"model": {"seed": -1}}, "model.seed", "greater than or equal to 0"),
     ({"training": {"lr_schedule": "cosine"}}, "training", "set training.max_steps, or use lr_schedule 'constant'"),
     ({"server": {"listen": "127.0.0.1:7000", "metrics_listen": "127.0.0.1:7000"}}, "server", "ports of their own"),
     ({"rewards": {"default": [{"backend": "math"}, {"backend": "math", "weight": 2}]}}, "rewards.default",
