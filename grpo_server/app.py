@@ -585,6 +585,7 @@ class TrainerApp:
 
     def shutdown(self, grace: float = DRAIN_SECONDS) -> None:
         """Drain: health NOT_SERVING, finish the current step, checkpoint, stop the API. Idempotent."""
+        drain_ends = time.monotonic() + grace
         with self._start_lock:
             if self._stopped:
                 return
@@ -611,6 +612,13 @@ class TrainerApp:
                     "the current step did not finish within the %g s drain; stopping without it: nothing "
                     "after checkpoint step %d is kept, and its prompts go back to the queue when the trainer "
                     "starts again", grace, loop.checkpoint_step)
+        # Exports the API accepted are finished within the drain (they were abandoned: FAILED "interrupted"
+        # after the restart, with nothing in the log).
+        exporter = getattr(self, "exporter", None)
+        for job in exporter.finish(max(drain_ends - time.monotonic(), 0.0)) if exporter is not None else []:
+            log.warning("export %s (step %d to %s) did not finish within the %g s drain; it is abandoned (GetExport "
+                        "answers FAILED after a restart): export again", job.export_id, job.step, job.destination,
+                        grace)
         if getattr(self, "rollout", None) is not None:
             self.rollout.close()
         if getattr(self, "engine", None) is not None:
@@ -648,6 +656,9 @@ class _LazyExporter:
 
     def get(self, export_id: str) -> Any:
         return self.records.get(export_id) if self.target is None else self.target.get(export_id)
+
+    def finish(self, timeout: float) -> list[Any]:
+        return [] if self.target is None else self.target.finish(timeout)
 
     def page(self, state: str | None, before: int, limit: int) -> tuple[list[Any], int]:
         if self.target is not None:

@@ -435,6 +435,15 @@ class ExportManager:
             job.done.wait()
         return self.get(job.export_id) or job
 
+    def finish(self, timeout: float) -> list[ExportJob]:
+        """Wait up to `timeout` seconds for the exports being written (a drain); those still unfinished."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            jobs = [job for job in self._jobs.values() if not job.done.is_set()]
+        for job in jobs:
+            job.done.wait(max(deadline - time.monotonic(), 0.0))
+        return [job for job in jobs if not job.done.is_set()]
+
     def _default_destination(self, step: int) -> Path:
         """The first of ``step-N``, ``step-N.2``, ``step-N.3``... in the default directory that is missing
         or an empty directory and that no export is writing: a step may be exported twice, and after a

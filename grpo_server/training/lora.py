@@ -199,5 +199,8 @@ class _AdapterExportManager:
     def get(self, export_id: str) -> Any:
         return self.manager.get(export_id)
 
+    def finish(self, timeout: float) -> list[Any]:
+        return self.manager.finish(timeout)
+
     def page(self, state: str | None, before: int, limit: int) -> tuple[list[Any], int]:
         return self.manager.page(state, before, limit)

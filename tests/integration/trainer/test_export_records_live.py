@@ -98,3 +98,44 @@ def test_exports_are_answered_for_after_a_restart(start_trainer: Any, toy_backen
     assert err.value.code is grpc.StatusCode.NOT_FOUND and "retention.export_records_seconds" in str(err.value)
     assert (tmp_path / "export" / "config.json").is_file() and (tmp_path / "latest" / "config.json").is_file()
     client.close()
+
+
+def test_a_drain_finishes_the_export_the_api_accepted(start_trainer: Any, toy_backend: Any, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A SIGTERM drain stopped with an export still being written: nothing at its destination, GetExport
+    FAILED "interrupted" after the restart, and nothing in the log. The drain now waits for it (within its
+    grace), and says so when it cannot."""
+    real = huggingface_hub.save_torch_state_dict
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        import time
+
+        time.sleep(2.0)  # a larger model's write, still going when the drain starts
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "save_torch_state_dict", slow)
+    _, backend = toy_backend("toy", 0.5)
+    store_dir = tmp_path / "store"
+    app = start_trainer(store_dir, [("toy", backend.address)])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    started = client.export_checkpoint(str(tmp_path / "export"), wait=False)
+    client.close()
+    app.shutdown(grace=60)
+    assert (tmp_path / "export" / "manifest.json").is_file()
+    store = Store(store_dir)
+    try:
+        record = ExportRecords(store).get(started.export_id)
+        assert record is not None and record.state == "done", record
+    finally:
+        store.close()
+
+    # A drain too short for the write: the export is named in the log as abandoned.
+    app = start_trainer(store_dir, [("toy", backend.address)])
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    late = client.export_checkpoint(str(tmp_path / "late"), wait=False)
+    client.close()
+    with caplog.at_level("WARNING", logger="grpo_server.app"):
+        app.shutdown(grace=0.2)
+    assert any(f"export {late.export_id}" in r.getMessage() and "did not finish within the 0.2 s drain" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
