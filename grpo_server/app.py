@@ -114,6 +114,8 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
 
     from grpo_server.training.distributed import finish, worker_loop
 
+    if cfg.training.threads:  # as rank 0 does (TrainerApp.start)
+        torch.set_num_threads(cfg.training.threads)
     # The tiny model is built per rank (deterministic) so ranks never race on one directory.
     own_dir = Path(tempfile.mkdtemp(prefix="grpo-rank-")) if cfg.model.source == "tiny" else store_dir
     _path, _tokenizer, model = load_policy(cfg, own_dir)
@@ -246,6 +248,18 @@ def _tls_credentials(cfg: Config) -> Any:
         raise StartupError(f"server.tls_{err.which}", str(err)) from None
 
 
+def _check_model_path(cfg: Config) -> None:
+    """model.path (source 'path') must be a model directory, checked before the store is touched: a
+    missing one failed the run after the start, with transformers' "Repo id must be in the form ..."."""
+    if cfg.model.source != "path" or cfg.model.path is None:
+        return
+    path = Path(cfg.model.path).expanduser()
+    if not path.is_dir():
+        raise StartupError("model.path", f"{path}: no such directory" if not path.exists() else f"{path} is not a directory")
+    if not (path / "config.json").is_file():
+        raise StartupError("model.path", f"{path} holds no config.json: give a Hugging Face model directory")
+
+
 def _read_chat_template(cfg: Config) -> str | None:
     """model.chat_template's text, read now (a missing file stops the start, not the model load), or None."""
     if not cfg.model.chat_template:
@@ -304,6 +318,7 @@ class TrainerApp:
         tokens = _load_tokens(cfg)
         credentials = _tls_credentials(cfg)
         self._chat_template = _read_chat_template(cfg)
+        _check_model_path(cfg)
         try:
             self.server, self.api_port = bind_server(
                 cfg.server.listen, tokens=tokens, credentials=credentials,

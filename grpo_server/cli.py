@@ -179,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # Under a DeepSpeed launch (`deepspeed --num_gpus N $(which grpo-server) ...` or torchrun) every rank
     # runs this command; rank 0 serves the API and drives the loop, the others follow it.
+    world = os.environ.get("WORLD_SIZE", "1")
+    if cfg.training.engine != "deepspeed" and world.isdigit() and int(world) > 1:
+        # Each rank started a whole trainer of its own: one served, the others failed on its store.
+        print(f"grpo-server: training.engine {cfg.training.engine!r} runs in one process, but this is one of "
+              f"WORLD_SIZE={world} ranks: set training.engine: deepspeed (or start one process)", file=sys.stderr)
+        return 2
     if cfg.training.engine == "deepspeed" and int(os.environ.get("RANK", "0")) != 0:
         # A launcher forwards SIGTERM to every rank; workers must outlive rank 0's drain (its final
         # checkpoint is collective) and exit when rank 0 tells them to stop.

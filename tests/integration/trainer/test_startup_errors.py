@@ -94,6 +94,30 @@ def test_a_missing_tls_certificate_is_refused_before_the_store_is_created(tmp_pa
     assert not (tmp_path / "store").exists()
 
 
+def test_a_model_path_that_is_no_model_directory_is_refused_before_the_store_is_created(tmp_path: Path) -> None:
+    # It failed the run after the start with transformers' "Repo id must be in the form 'repo_name'...".
+    missing = tmp_path / "no-model"
+    line = refused(start(tmp_path, model={"source": "path", "path": str(missing)}))
+    assert line == f"grpo-server: model.path: {missing}: no such directory"
+    missing.mkdir()
+    line = refused(start(tmp_path, model={"source": "path", "path": str(missing)}))
+    assert line == f"grpo-server: model.path: {missing} holds no config.json: give a Hugging Face model directory"
+    assert not (tmp_path / "store").exists()
+
+
+def test_the_torch_engine_refuses_to_run_as_one_of_several_ranks(tmp_path: Path) -> None:
+    # Under a launcher each rank started a whole trainer: one served the API, the others failed on its store.
+    import os
+
+    config = write_yaml(tmp_path / "trainer.yaml", config_data())
+    done = subprocess.run([*server_command(), "--config", str(config), "--store-dir", str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "WORLD_SIZE": "2", "RANK": "1"})
+    assert refused(done) == ("grpo-server: training.engine 'torch' runs in one process, but this is one of "
+                             "WORLD_SIZE=2 ranks: set training.engine: deepspeed (or start one process)")
+    assert not (tmp_path / "store").exists()
+
+
 def test_a_store_dir_that_is_a_file_is_refused_and_left_alone(tmp_path: Path) -> None:
     regular = tmp_path / "store.txt"
     regular.write_text("not a store\n")
