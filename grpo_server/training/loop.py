@@ -848,15 +848,17 @@ class TrainingLoop:
         while not self._stop.is_set():
             if time.monotonic() >= self._next_prune:
                 self.prune_store()  # no checkpoint pruned for idle_prune_seconds: idle, paused or finished
-            if self.control.pause_requested:
-                self._set_state("paused")
-                self.control.wait_while_paused(timeout=self.poll_seconds)
-                continue
+            # Finished before paused: a pause asked for during the last step found the run PAUSED with no
+            # checkpoint of its last steps.
             if self.max_steps and self.updates >= self.max_steps:
                 # Finished: the last steps become durable now (their prompts TRAINED), not at a drain.
                 self.checkpoint_if_behind()
                 self._set_state("finished")
                 self._stop.wait(self.poll_seconds)
+                continue
+            if self.control.pause_requested:
+                self._set_state("paused")
+                self.control.wait_while_paused(timeout=self.poll_seconds)
                 continue
             step = self.step + 1
             prompts = self.store.lease(self.runner.s.prompts_per_step, step, partial_after=self.partial_after)

@@ -60,3 +60,30 @@ def test_a_tail_shorter_than_a_batch_is_trained_once_submissions_stop(toy_backen
     assert report.metrics["prompts"] == 3 and report.metrics["completions"] == 12
     # With 0 the trainer waits for a full batch of 4: the 3 prompts stay queued.
     assert waiting.store.latest_step() is None and waiting.store.queue_depth() == 3
+
+
+def test_a_pause_asked_for_during_the_last_step_still_finishes_the_run_with_its_checkpoint(
+    start_trainer, tmp_path: Path
+) -> None:
+    """The loop looked at the pause before training.max_steps: the run stayed PAUSED, without the final
+    checkpoint max_steps promises, until someone resumed it only for it to finish."""
+    import threading
+
+    from live_trainer import ConstantScorer, serve
+
+    scorer = ConstantScorer("toy", 1.0)
+    scorer.gate = threading.Event()
+    backend = serve(scorer)
+    try:
+        app = start_trainer(tmp_path / "store", [("toy", backend.address)], training={"max_steps": 1},
+                            checkpoint={"every_steps": 5})
+        client = TrainerClient(f"127.0.0.1:{app.api_port}")
+        client.submit_prompts(prompts(2))
+        assert scorer.calls_started.wait(60)  # step 1, the last, is scoring
+        client.pause()
+        scorer.gate.set()
+        run = wait_for(lambda: (r := client.step_status().run).state == trainer_pb2.RUN_STATE_FINISHED and r or None,
+                       60, lambda: f"the run did not finish: {client.step_status().run}")
+        assert run.checkpoint_step == run.latest_step == 1 and run.prompts_trained == 2
+    finally:
+        backend.stop(1)
