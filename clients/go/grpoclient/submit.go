@@ -573,7 +573,7 @@ func (c *Client) submit(ctx context.Context, prompts []*trainerv1.Prompt, source
 	for start, index := 0, 0; start < len(prompts); {
 		batch := plan.batch(start)
 		rid := BatchRequestID(batch, index, opts.RequestID)
-		response, err := c.submitWithRetry(ctx, batch, rid, maxAttempts, opts.CallTimeout, opts.OnRetry)
+		response, maybeStored, err := c.submitWithRetry(ctx, batch, rid, maxAttempts, opts.CallTimeout, opts.OnRetry)
 		if err != nil {
 			e, ok := err.(*Error)
 			if !ok {
@@ -598,7 +598,9 @@ func (c *Client) submit(ctx context.Context, prompts []*trainerv1.Prompt, source
 		}
 		res.RequestIDs = append(res.RequestIDs, rid)
 		accepted = append(accepted, response.GetAcceptedIds()...)
-		if response.GetDuplicate() {
+		// A duplicate after an attempt of this run that may have been stored (its answer lost) is this run's
+		// own batch, queued now: counted as a replay, the advice to use a new request id would queue it twice.
+		if response.GetDuplicate() && !maybeStored {
 			res.DuplicateBatches++
 			res.ReplayedIDs = append(res.ReplayedIDs, response.GetAcceptedIds()...)
 		}
@@ -620,12 +622,16 @@ func (c *Client) submit(ctx context.Context, prompts []*trainerv1.Prompt, source
 	return res, nil
 }
 
+// submitWithRetry sends batch, again after a refusal that may pass; it also says whether an earlier attempt
+// may have been stored (it failed with a code after which the trainer may have stored the batch, its answer
+// lost).
 func (c *Client) submitWithRetry(ctx context.Context, batch []*trainerv1.Prompt, rid string, maxAttempts int, timeout time.Duration,
-	onRetry func(*Error, time.Duration, int)) (*trainerv1.SubmitPromptsResponse, error) {
+	onRetry func(*Error, time.Duration, int)) (*trainerv1.SubmitPromptsResponse, bool, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
 	delay := time.Second
+	maybeStored := false
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := ctx, context.CancelFunc(func() {})
 		if timeout > 0 {
@@ -634,12 +640,15 @@ func (c *Client) submitWithRetry(ctx context.Context, batch []*trainerv1.Prompt,
 		res, err := c.SubmitPrompts(cctx, batch, rid)
 		cancel()
 		if err == nil {
-			return res, nil
+			return res, maybeStored, nil
 		}
 		e, ok := err.(*Error)
+		if !ok || !notStored[e.Code] {
+			maybeStored = true
+		}
 		retryable := ok && (e.Code == codes.ResourceExhausted || e.Code == codes.Unavailable) && !tooLarge(e)
 		if !retryable || attempt >= maxAttempts || ctx.Err() != nil {
-			return nil, err
+			return nil, maybeStored, err
 		}
 		wait := delay
 		if hasRetryInfo(e) {
@@ -649,7 +658,7 @@ func (c *Client) submitWithRetry(ctx context.Context, batch []*trainerv1.Prompt,
 			onRetry(e, wait, attempt)
 		}
 		if err := sleepFor(ctx, wait); err != nil {
-			return nil, err
+			return nil, maybeStored, err
 		}
 		delay *= 2
 		if delay > 30*time.Second {

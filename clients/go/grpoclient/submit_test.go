@@ -19,14 +19,32 @@ import (
 
 // submitTrainer answers SubmitPrompts: it refuses the first `full` calls with RESOURCE_EXHAUSTED and a
 // 250 ms RetryInfo and a QuotaFailure (a full queue, as the trainer says it), then accepts; it keeps each request it got.
+// With lose set, it stores the first request and answers it UNAVAILABLE (an answer lost on the way back),
+// then answers the same request id as a duplicate of that first answer, as the trainer does.
 type submitTrainer struct {
 	trainerv1.UnimplementedTrainerServiceServer
 	full     int
+	lose     bool
+	seen     map[string]bool
 	requests chan *trainerv1.SubmitPromptsRequest
 }
 
 func (s *submitTrainer) SubmitPrompts(_ context.Context, req *trainerv1.SubmitPromptsRequest) (*trainerv1.SubmitPromptsResponse, error) {
 	s.requests <- req
+	if s.lose {
+		var ids []string
+		for _, p := range req.GetPrompts() {
+			ids = append(ids, p.GetId())
+		}
+		if s.seen == nil {
+			s.seen = map[string]bool{}
+		}
+		if !s.seen[req.GetRequestId()] {
+			s.seen[req.GetRequestId()] = true
+			return nil, status.Error(codes.Unavailable, "Connection reset by peer")
+		}
+		return &trainerv1.SubmitPromptsResponse{AcceptedIds: ids, QueueDepth: int64(len(ids)), Duplicate: true}, nil
+	}
 	if s.full > 0 {
 		s.full--
 		st, _ := status.New(codes.ResourceExhausted, "the prompt queue is full").WithDetails(
@@ -112,5 +130,24 @@ func TestSubmitErrorOfAQueueFullThroughTheRetries(t *testing.T) {
 	}
 	if len(refused.Cause.QuotaSubjects) != 1 || refused.Cause.QuotaSubjects[0] != "queue" {
 		t.Fatalf("quota subjects %v, want [queue]", refused.Cause.QuotaSubjects)
+	}
+}
+
+// A batch stored by the trainer whose answer was lost (UNAVAILABLE) is sent again and answered as a duplicate:
+// it is this run's own batch, queued now. Counted as a replay, the example said "submitted before" and advised
+// a new request id, which would have queued the prompts twice.
+func TestSubmitAllCountsABatchWhoseAnswerWasLostAsQueued(t *testing.T) {
+	saved := sleepFor
+	sleepFor = func(context.Context, time.Duration) error { return nil }
+	t.Cleanup(func() { sleepFor = saved })
+	s := &submitTrainer{lose: true, requests: make(chan *trainerv1.SubmitPromptsRequest, 8)}
+	c := submitClient(t, s)
+	res, err := c.SubmitAll(context.Background(), []*trainerv1.Prompt{onePrompt("a")}, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.requests) != 2 || len(res.AcceptedIDs) != 1 || res.DuplicateBatches != 0 || len(res.ReplayedIDs) != 0 {
+		t.Fatalf("after %d calls: accepted %v, %d duplicate batches, replayed %v; want [a], 0, []",
+			len(s.requests), res.AcceptedIDs, res.DuplicateBatches, res.ReplayedIDs)
 	}
 }

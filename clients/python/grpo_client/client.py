@@ -852,7 +852,7 @@ class TrainerClient:
             batch = plan.batch(start)
             rid = batch_request_id(batch, index, request_id)
             try:
-                response = self._submit_with_retry(batch, rid, max_attempts, on_retry)
+                response, maybe_stored = self._submit_with_retry(batch, rid, max_attempts, on_retry)
             except TrainerError as exc:
                 # A batch over the trainer's size or count limit was not stored: send the same prompts again
                 # in batches within the limit the error names. The new grouping depends only on the prompts
@@ -869,7 +869,10 @@ class TrainerClient:
                                resized) from None
             request_ids.append(rid)
             accepted += list(response.accepted_ids)
-            if response.duplicate:
+            # A duplicate after an attempt of this run that may have been stored (its answer lost) is this
+            # run's own batch: queued now. Counted as a replay, the command said it had been submitted
+            # before and advised a new request id, which would have queued the prompts twice.
+            if response.duplicate and not maybe_stored:
                 duplicates += 1
                 replayed += list(response.accepted_ids)
             if not response.duplicate or depth is None:
@@ -882,12 +885,16 @@ class TrainerClient:
 
     def _submit_with_retry(self, batch: Sequence[trainer_pb2.Prompt], rid: str, max_attempts: int,
                            on_retry: Callable[[TrainerError, float, int], None] | None = None
-                           ) -> trainer_pb2.SubmitPromptsResponse:
+                           ) -> tuple[trainer_pb2.SubmitPromptsResponse, bool]:
+        """(the answer, whether an earlier attempt may have been stored: it failed with a code after which
+        the trainer may have stored the batch and its answer was lost)."""
         delay = 1.0
+        maybe_stored = False
         for attempt in range(1, max_attempts + 1):
             try:
-                return self.submit_prompts(batch, rid)
+                return self.submit_prompts(batch, rid), maybe_stored
             except TrainerError as exc:
+                maybe_stored = maybe_stored or exc.code not in _NOT_STORED
                 retryable = exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE) \
                     and not _too_large(exc) and not exc.client_certificate_refused
                 if not retryable or attempt == max_attempts:

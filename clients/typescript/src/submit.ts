@@ -369,8 +369,9 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
     const batch = plan.batch(start);
     const rid = batchRequestId(batch, index, options.requestId);
     let response: SubmitPromptsResponse__Output;
+    let maybeStored: boolean;
     try {
-      response = await sendWithRetry(send, batch, rid, maxAttempts, wait, options.onRetry);
+      ({ response, maybeStored } = await sendWithRetry(send, batch, rid, maxAttempts, wait, options.onRetry));
     } catch (err) {
       if (!(err instanceof GrpoError)) throw err;
       const note = plan.shrink(err, start, batch.length, whereIs(start, lines));
@@ -397,7 +398,9 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
     }
     requestIds.push(rid);
     accepted.push(...response.acceptedIds);
-    if (response.duplicate) {
+    // A duplicate after an attempt of this run that may have been stored (its answer lost) is this run's own
+    // batch, queued now: counted as a replay, the advice to use a new request id would queue it twice.
+    if (response.duplicate && !maybeStored) {
       duplicates++;
       replayed.push(...response.acceptedIds);
     }
@@ -413,13 +416,18 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
   };
 }
 
+/** The answer, and whether an earlier attempt may have been stored (it failed with a code after which the
+ * trainer may have stored the batch, its answer lost). */
 async function sendWithRetry(send: SendBatch, batch: Prompt[], rid: string, maxAttempts: number,
-  wait: (ms: number) => Promise<unknown>, onRetry?: SubmitOptions['onRetry']): Promise<SubmitPromptsResponse__Output> {
+  wait: (ms: number) => Promise<unknown>, onRetry?: SubmitOptions['onRetry'],
+): Promise<{ response: SubmitPromptsResponse__Output; maybeStored: boolean }> {
   let delayMs = 1000;
+  let maybeStored = false;
   for (let attempt = 1; ; attempt++) {
     try {
-      return await send(batch, rid);
+      return { response: await send(batch, rid), maybeStored };
     } catch (err) {
+      if (!(err instanceof GrpoError) || !NOT_STORED.has(err.code)) maybeStored = true;
       const retryable = err instanceof GrpoError && (err.code === grpc.status.RESOURCE_EXHAUSTED
         || err.code === grpc.status.UNAVAILABLE) && !tooLarge(err) && !err.clientCertificateRefused;
       if (!retryable || attempt >= maxAttempts) throw err;

@@ -31,6 +31,28 @@ describe('submitFile retries', () => {
     assert.deepEqual(events, ['retry RESOURCE_EXHAUSTED 250 1', 'wait 250', 'retry RESOURCE_EXHAUSTED 250 2', 'wait 250']);
   });
 
+  it('a batch answered as a duplicate after an attempt whose answer was lost is queued by this run', async () => {
+    // The trainer stored the batch and its answer was lost (UNAVAILABLE); the retry is answered as a
+    // duplicate. Counted as a replay, the example said "submitted before" and advised a new request id.
+    let calls = 0;
+    const result = await submitBatches(async (batch) => {
+      calls++;
+      if (calls === 1) throw new GrpoError('SubmitPrompts', status.UNAVAILABLE, 'Connection reset by peer', []);
+      return { acceptedIds: batch.map((p) => p.id ?? ''), queueDepth: 1, duplicate: calls === 2 };
+    }, [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }], undefined, undefined, {},
+    async () => undefined);
+    assert.deepEqual([result.acceptedIds, result.replayedIds, result.duplicateBatches], [['a'], [], 0]);
+    // Refused as full (known not stored), then a duplicate: a replay of an earlier run.
+    calls = 0;
+    const replay = await submitBatches(async (batch) => {
+      calls++;
+      if (calls === 1) throw FULL;
+      return { acceptedIds: batch.map((p) => p.id ?? ''), queueDepth: 1, duplicate: true };
+    }, [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }], undefined, undefined, {},
+    async () => undefined);
+    assert.deepEqual([replay.replayedIds, replay.duplicateBatches], [['a'], 1]);
+  });
+
   it('a queue full through every attempt is a SubmitError that reads as the Python client\'s', async () => {
     const prompts = [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }];
     await assert.rejects(submitBatches(async () => { throw FULL; }, prompts, undefined, undefined, { maxAttempts: 2 },

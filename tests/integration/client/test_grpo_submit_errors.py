@@ -334,3 +334,85 @@ def test_a_batch_over_the_trainers_prompt_count_limit_is_sent_in_batches_of_that
     code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "r")
     assert code == 0 and "nothing queued: all 4 batches (10 prompts) had been submitted before" in out, (out, err)
     assert submitted_ids(api) == [f"q{i}" for i in range(10)]
+
+
+class AnswerLosingProxy:
+    """A loopback TCP proxy in front of the trainer that loses one answer: once a connection has carried
+    more than `threshold` bytes to the trainer (the request got through), what the trainer sends back on
+    it is dropped and the connection closed a moment later, as a network failing after the request."""
+
+    def __init__(self, upstream: str, threshold: int) -> None:
+        import socket
+        import threading
+
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.threshold = threshold
+        self.lost = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.target = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            trainer = socket.create_connection(self.upstream)
+            state = {"sent": 0, "dropping": False}
+            threading.Thread(target=self._pump, args=(client, trainer, state, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(trainer, client, state, False), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, state: dict[str, Any], upward: bool) -> None:
+        import threading
+
+        try:
+            while data := src.recv(65536):
+                if upward:
+                    state["sent"] += len(data)
+                    if state["sent"] > self.threshold and not self.lost:
+                        self.lost = state["dropping"] = True
+                        threading.Timer(1.0, lambda: (_close(src), _close(dst))).start()
+                    dst.sendall(data)
+                elif not state["dropping"]:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _close(src)
+            _close(dst)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _close(sock: Any) -> None:
+    import contextlib
+    import socket
+
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
+def test_a_batch_whose_answer_was_lost_is_counted_as_queued_by_this_run(api: TrainerApi, tmp_path: Path,
+                                                                        capsys) -> None:
+    """The trainer queued the batch and its answer was lost; the retry was answered as a duplicate, and
+    `grpo submit` said "nothing queued: ... had been submitted before" and advised a new --request-id,
+    which would have queued (and trained) the 60 prompts twice."""
+    proxy = AnswerLosingProxy(api.target, threshold=20_000)
+    try:
+        f = tmp_path / "p.jsonl"
+        f.write_text("".join(line(i, "what is 1+1? " * 40) for i in range(60)))
+        code, out, err = cli(capsys, "--target", proxy.target, "--json", "submit", str(f))
+    finally:
+        proxy.close()
+    assert proxy.lost and code == 0, err
+    assert "sending it again" in err  # the answer was lost: sent again, answered from the store
+    doc = json.loads(out)
+    assert (doc["duplicate_batches"], doc["replayed_ids"], len(doc["accepted_ids"])) == (0, [], 60), doc
+    assert len(submitted_ids(api)) == 60  # queued once

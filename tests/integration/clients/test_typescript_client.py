@@ -63,6 +63,16 @@ def test_status_details_decode_without_a_server(built_client: Path) -> None:
     assert re.search(r"^# pass 11$", proc.stdout, re.M), proc.stdout  # every test in errors.test.ts
 
 
+@pytest.mark.parametrize(("name", "tests"), [("prompts", 2), ("submit", 3), ("wording", 4)])
+def test_the_clients_own_unit_tests_pass_without_a_server(built_client: Path, name: str, tests: int) -> None:
+    """The TypeScript tests of the prompt file reader, submitFile's retries and the shared wording: they ran
+    only under `npm test`, never in the suite."""
+    proc = run_tool(["node", "--test", str(built_client / "test" / f"{name}.test.js")], cwd=TS, timeout=120,
+                    check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(rf"^# pass {tests}$", proc.stdout, re.M), proc.stdout  # every test in {name}.test.ts
+
+
 def test_typescript_client_against_live_trainer(built_client: Path, live_trainer: LiveTrainer) -> None:
     """submit (+ idempotent replay), watch a step, status, BadRequest field paths, auth, backends,
     cancel and list prompts, pause/resume, export: see clients/typescript/test/client.test.ts."""
