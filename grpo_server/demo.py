@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,10 @@ def make_problems(seed: int = 0) -> tuple[list[dict], list[dict]]:
 def start_process(cmd: list[str], log_path: Path, pattern: str, timeout: float = 600.0) -> tuple[subprocess.Popen, re.Match]:
     """Start a service, wait until a line of its output matches `pattern`; its output goes to log_path."""
     log = open(log_path, "w")  # noqa: SIM115 - kept open by the drain thread for the process lifetime
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    # A session of its own: Ctrl-C reaches the demo only, which stops each service with one SIGTERM (the
+    # trainer took the terminal's SIGINT and then the demo's SIGTERM as a second signal: no drain).
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            start_new_session=True)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -102,24 +105,29 @@ def stop_process(proc: subprocess.Popen, name: str, timeout: float = 300.0) -> i
     return proc.returncode
 
 
-def greedy_accuracy(model_dir: Path, problems: list[dict], math_address: str, label: str) -> float:
-    """Greedy answers of the model at model_dir, scored by the math verifier over gRPC."""
+def greedy_accuracy(model_dir: Path, problems: list[dict], math_address: str, label: str,
+                    template: str | None = None, template_kwargs: Mapping[str, Any] | None = None) -> float:
+    """Greedy answers of the model at model_dir, scored by the math verifier over gRPC. The prompts are
+    encoded as the trainer encodes them (model.chat_template when given, model.chat_template_kwargs)."""
     import grpc
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from grpo.reward.v1 import reward_pb2, reward_pb2_grpc
+    from grpo_server.chat import encode_prompt
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if template is not None:
+        tok.chat_template = template
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    texts = [tok.apply_chat_template(p["messages"], tokenize=False, add_generation_prompt=True) for p in problems]
+    encoded = [encode_prompt(tok, p["messages"], template_kwargs) for p in problems]
     completions: list[str] = []
     with torch.no_grad():
-        for start in range(0, len(texts), 25):
-            enc = tok(texts[start : start + 25], return_tensors="pt", padding=True, add_special_tokens=False)
+        for start in range(0, len(encoded), 25):
+            enc = tok.pad({"input_ids": encoded[start : start + 25]}, return_tensors="pt")
             out = model.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
             completions += tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     items = [
@@ -238,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         interrupted.append(signum)
         raise KeyboardInterrupt
 
-    # Ctrl-C reaches the services too (one process group): the trainer drains and ends the step stream. If
-    # the demo sees that end before its own KeyboardInterrupt surfaces (a loaded machine), what follows is
-    # still the interruption, not a failure of the trainer.
+    # Ctrl-C reaches the demo only (the services run in sessions of their own); its `finally` stops them,
+    # the trainer with a drain. A DemoError seen after the interruption (the stream ending as the trainer
+    # drains) is still the interruption, not a failure of the trainer.
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         return run(argv)
@@ -270,6 +278,7 @@ def run(argv: list[str] | None = None) -> int:
     from grpo_client import TrainerClient
     from grpo_client.plot import plot_steps
     from grpo_server.app import resolve_model_path
+    from grpo_server.chat import read_chat_template
     from grpo_server.checkpoint import verify_manifest
     from grpo_server.config import ConfigError, load_config
 
@@ -282,14 +291,29 @@ def run(argv: list[str] | None = None) -> int:
     if steps < 1:
         parser.error(f"--steps must be at least 1, not {steps}" if args.steps is not None else
                      f"{args.config} runs until stopped (training.max_steps 0): give the demo --steps N")
+    # The demo waits for step N: a run that ends before it would leave it waiting for ever.
+    if cfg.training.max_steps and steps > cfg.training.max_steps:
+        parser.error(f"--steps {steps}: {args.config} stops after training.max_steps {cfg.training.max_steps}")
+    train, held = make_problems()
+    if steps * cfg.algorithm.prompts_per_step > len(train):
+        parser.error(f"--steps {steps}: {steps} steps of {cfg.algorithm.prompts_per_step} prompts "
+                     f"(algorithm.prompts_per_step) take more than the demo's {len(train)} problems")
+    if [r.backend for r in cfg.rewards.default] != ["math"]:
+        parser.error(f"{args.config}: rewards.default must be the math verifier alone ([{{backend: math}}]), the one "
+                     "backend the demo starts")
+    try:  # the accuracy checks encode the prompts as the trainer does
+        template = read_chat_template(cfg.model.chat_template) if cfg.model.chat_template else None
+    except ValueError as exc:
+        parser.error(f"model.chat_template: {exc}")
     kl_measured = cfg.algorithm.beta > 0  # beta 0: no reference, no KL
     out = args.out or ROOT / "runs" / time.strftime("demo-%Y%m%d-%H%M%S")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        parser.error(f"--out {out} is not empty: the demo starts a new run there (its store, logs and export)")
     out.mkdir(parents=True, exist_ok=True)
     bin_dir = Path(sys.executable).parent
 
     print(f"[1/6] Preparing the model ({cfg.model.source}; logs in {out})")
     model_dir = resolve_model_path(cfg, out / "store")  # the trainer resolves the same directory
-    train, held = make_problems()
 
     print("[2/6] Starting the math verifier")
     math_proc, m = start_process(
@@ -300,7 +324,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         print(f"  math verifier at {math_address}")
         print("[3/6] Greedy accuracy before training (held-out sums)")
-        before = greedy_accuracy(model_dir, held, math_address, "before")
+        before = greedy_accuracy(model_dir, held, math_address, "before", template, cfg.model.chat_template_kwargs)
 
         print("[4/6] Starting the trainer and submitting problems")
         trainer, m = start_process(
@@ -334,7 +358,8 @@ def run(argv: list[str] | None = None) -> int:
         print(f"  trainer stopped (exit {code})")
 
         print("[6/6] Greedy accuracy after training")
-        after = greedy_accuracy(Path(export.destination), held, math_address, "after")
+        after = greedy_accuracy(Path(export.destination), held, math_address, "after", template,
+                                cfg.model.chat_template_kwargs)
         if not history:
             raise DemoError(f"no step of the {steps} completed (all skipped); see {out / 'trainer.log'}")
         plot_path = out / "reward.png"

@@ -7,6 +7,7 @@ same code path with `--config` pointing at a tiny-model config."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -36,28 +37,46 @@ def tiny_demo_config(tmp_path: Path, max_steps: int) -> Path:
 
 def start_demo(config: Path, out: Path, *args: str) -> subprocess.Popen:
     """The demo in a session of its own, as a terminal would run it (Ctrl-C reaches the whole group)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
+    mark = f"GRPO_DEMO_TEST_RUN={out}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPO_DEMO_TEST_RUN": str(out)}
+    proc = subprocess.Popen(
         [sys.executable, "-m", "grpo_server.demo", "--config", str(config), "--out", str(out), *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
     )
+    _MARKS[proc.pid] = mark.encode()
+    return proc
+
+
+# A mark in each demo's environment, by the demo's pid: every process it starts (the services, each in a
+# session of its own so that Ctrl-C reaches the demo only, and their workers) inherits it and keeps it
+# after the demo has exited.
+_MARKS: dict[int, bytes] = {}
 
 
 def services_of(demo: subprocess.Popen) -> dict[int, str]:
-    """Live processes the demo started, pid -> command line: those of its session (they stay in it when
-    the demo exits), the math verifier's worker pool included."""
+    """Live processes the demo started, pid -> command line (also once the demo has exited), the math
+    verifier's worker pool included."""
+    mark = _MARKS[demo.pid]
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == demo.pid:
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            state = (entry / "stat").read_text().rsplit(") ", 1)[1].split()[0]
+            environ = (entry / "environ").read_bytes()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, IndexError):
             continue
-        if int(fields[3]) == demo.pid and fields[0] != "Z":
+        if mark in environ.split(b"\0") and state != "Z":
             found[int(entry.name)] = cmdline
     return found
+
+
+def kill_all(demo: subprocess.Popen) -> None:
+    """SIGKILL the demo and everything it started (a test that failed half-way)."""
+    for pid in [demo.pid, *services_of(demo)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def wait_gone(demo: subprocess.Popen, timeout: float = 30.0) -> dict[int, str]:
@@ -112,14 +131,14 @@ def test_the_demo_trains_exports_plots_and_stops_its_services(tmp_path: Path) ->
 def interrupted_while_training(out: Path, act: Callable[[subprocess.Popen], None]) -> tuple[subprocess.Popen, str]:
     """Run the demo on the tiny model until step 1 is reported, `act` on it, and wait for its end:
     (the finished demo, its stderr). The demo's session is killed if it outlives the test."""
-    proc = start_demo(ROOT / "examples" / "tiny.yaml", out, "--steps", "10000")
+    proc = start_demo(ROOT / "examples" / "tiny.yaml", out, "--steps", "50")
     try:
         wait_for_line(proc, "step   1  reward", timeout=400)
         act(proc)
         _, stderr = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None or services_of(proc):
+            kill_all(proc)
     return proc, stderr
 
 
@@ -133,6 +152,11 @@ def test_ctrl_c_stops_both_services_without_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 130, stderr
     assert "interrupted: the demo stopped the services it started" in stderr
     assert "Traceback" not in stderr
+    # The trainer got one signal, the demo's SIGTERM, and drained: the terminal's SIGINT reached it too
+    # and the demo's SIGTERM then counted as a second one ("exiting without finishing the drain").
+    trainer_log = (tmp_path / "run" / "trainer.log").read_text()
+    assert "received SIGTERM" in trainer_log and "SIGINT" not in trainer_log, tail(tmp_path / "run" / "trainer.log")
+    assert "received SIGTERM again" not in trainer_log and "stopped; latest checkpoint step" in trainer_log, tail(tmp_path / "run" / "trainer.log")
     left = wait_gone(proc)
     # Seen once in a full suite run (not reproduced alone or under load): the math verifier's forkserver
     # and resource tracker outlived it. The logs say what the verifier did at the end.
@@ -160,11 +184,36 @@ def test_a_trainer_that_dies_ends_the_demo_with_a_pointer_to_its_log(tmp_path: P
 @pytest.mark.parametrize(("max_steps", "args", "words"), [
     (0, [], "runs until stopped (training.max_steps 0): give the demo --steps N"),
     (2, ["--steps", "0"], "--steps must be at least 1, not 0"),
+    # the trainer stopped after step 2 and the demo waited for step 3 for ever
+    (2, ["--steps", "3"], "--steps 3: {config} stops after training.max_steps 2"),
+    (0, ["--steps", "76"], "--steps 76: 76 steps of 4 prompts (algorithm.prompts_per_step) take more than the "
+                           "demo's 300 problems"),
 ])
-def test_a_run_without_a_step_count_is_refused(tmp_path: Path, max_steps: int, args: list[str], words: str) -> None:
+def test_a_run_the_demo_cannot_finish_is_refused(tmp_path: Path, max_steps: int, args: list[str], words: str) -> None:
     config = tiny_demo_config(tmp_path, max_steps=max_steps)
+    words = words.format(config=config)
     proc = subprocess.run([sys.executable, "-m", "grpo_server.demo", "--config", str(config), "--out", str(tmp_path / "o"),
                            *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert words in proc.stderr
     assert not (tmp_path / "o").exists()  # nothing started, nothing written
+
+
+def test_a_config_or_run_directory_the_demo_cannot_use_is_refused(tmp_path: Path) -> None:
+    # A default reward other than the math verifier (the one backend the demo starts): every submission
+    # was refused and the demo died with a traceback. A run directory already used: the demo resumed its
+    # store, printed the earlier run's steps as its own, then failed to export.
+    cfg = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text())
+    cfg["rewards"] = {"default": [{"backend": "code"}]}
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "trainer.log").write_text("an earlier run")
+    for config, out, words in ((other, tmp_path / "o", "rewards.default must be the math verifier alone"),
+                               (ROOT / "examples" / "tiny.yaml", used, f"--out {used} is not empty")):
+        proc = subprocess.run([sys.executable, "-m", "grpo_server.demo", "--config", str(config), "--out", str(out),
+                               "--steps", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert (proc.returncode, "Traceback" in proc.stderr) == (2, False), proc.stderr
+        assert words in proc.stderr
+    assert not (tmp_path / "o").exists() and os.listdir(used) == ["trainer.log"]
