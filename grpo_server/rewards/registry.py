@@ -7,7 +7,8 @@ Four layers make up the registry, later ones winning for the same name:
 3. `--reward-backend NAME=HOST:PORT` flags, source "flag";
 4. SetRewardBackend / DeleteRewardBackend calls, source "api". An API change to a name holds until the
    registry file changes that same name again (adds, edits or removes it): then the file's version
-   (or, without one, a flag's or the config's) is back in force.
+   (or, without one, the config's) is back in force. A name a flag gives is not overruled so: the flag
+   beats the file, and the edit would only have undone the API change.
 
 Once given the trainer's store (`attach_store`), the API layer is durable (`API_LAYER_KEY`): each
 change is written before it takes effect, and the registry of a restart on the same store applies it
@@ -585,20 +586,26 @@ class RewardRegistry:
         with self._lock:
             self._bad_hash = None
             changed = {n for n in set(self._file) | set(new_file) if self._file.get(n) != new_file.get(n)}
-            # The file spoke about these names again since their API change: its word replaces the API's.
-            overruled = {n for n in changed & set(self._api) if self._api_at.get(n, 0) <= edited}
+            # The file spoke about these names again since their API change: its word replaces the API's. Not
+            # for a name a flag gives: the flag beats the file, so the edit would only undo the API change.
+            overruled = {n for n in changed & set(self._api) if self._api_at.get(n, 0) <= edited and n not in self._flags}
             for name in overruled:
                 self._api.pop(name, None)
                 self._api_beneath.pop(name, None)
                 self._api_at.pop(name, None)
+            # The API changes that stand over an edit of their name (made before it, or under a flag) now sit
+            # on the file's new entry: a restart compares against that, not the entry before (it dropped them).
+            kept = changed & set(self._api_beneath)
+            for name in kept:
+                self._api_beneath[name] = {**self._api_beneath[name], "registry_file": new_file.get(name)}
             self._file = new_file
             self._file_hash = digest
-            if overruled:
+            if overruled or kept:
                 try:
                     self._save_api_layer(self._api, self._api_beneath)
                 except Exception:  # noqa: BLE001 - the file's word applies now, whatever the store says
-                    log.exception("could not record in the store that the registry file overruled the API for %s",
-                                  ", ".join(sorted(overruled)))
+                    log.exception("could not record in the store the registry file's edit of %s",
+                                  ", ".join(sorted(overruled | kept)))
             return self._publish()
 
     def start_watching(self, interval_s: float = 1.0) -> None:

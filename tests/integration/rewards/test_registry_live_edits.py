@@ -83,6 +83,48 @@ def test_an_api_change_made_after_a_file_edit_is_not_overruled_by_it(tmp_path: P
     assert addresses(reg) == {"math": "file:3", "code": "api:8"}
 
 
+def test_an_api_change_that_stood_over_a_file_edit_stands_after_a_restart(tmp_path: Path) -> None:
+    """The API change kept over an older edit remembered the file's entry from before that edit: a plain
+    restart (same file, store and flags) saw the file "changed since" and dropped it."""
+    from grpo_server.store import Store
+
+    f = tmp_path / "registry.yaml"
+    f.write_text("backends:\n  math: {address: 'file:1'}\n")
+    store = Store(tmp_path / "store")
+    reg = RewardRegistry(registry_file=f)
+    reg.attach_store(store)
+    f.write_text("backends:\n  math: {address: 'file:2'}\n")
+    assert not reg.reload_if_changed(settled=True)  # read once, held back
+    time.sleep(0.1)
+    reg.set(BackendEntry("math", "api:9"))
+    reg.reload_if_changed(settled=True)  # the older edit applied after the API change: it stands
+    assert addresses(reg) == {"math": "api:9"}
+    reg.stop()
+    store.close()
+    store = Store(tmp_path / "store")
+    try:
+        again = RewardRegistry(registry_file=f)
+        again.attach_store(store)
+        assert addresses(again) == {"math": "api:9"}
+        again.stop()
+    finally:
+        store.close()
+
+
+def test_a_file_edit_does_not_undo_an_api_change_to_a_name_a_flag_gives(tmp_path: Path) -> None:
+    """The flag beats the file: an edit of that name dropped the API change and put the flag's entry back,
+    the file's edit itself having no effect."""
+    f = tmp_path / "registry.yaml"
+    f.write_text("backends:\n  math: {address: 'file:1'}\n")
+    reg = RewardRegistry(registry_file=f, overrides=[BackendEntry("math", "flag:1", source="flag")])
+    reg.set(BackendEntry("math", "api:1"))
+    time.sleep(0.1)
+    f.write_text("backends:\n  math: {address: 'file:2'}\n")
+    for _ in range(2):
+        reg.reload_if_changed(settled=True)
+    assert addresses(reg) == {"math": "api:1"}
+
+
 @pytest.mark.parametrize("value", ["[]", "false", "0", "''"])
 def test_backends_that_is_not_a_mapping_is_refused_not_an_empty_registry(tmp_path: Path, value: str) -> None:
     with pytest.raises(RegistryError, match="backends: must map backend names to settings"):
