@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -50,15 +51,26 @@ _CHANNEL_OPTIONS = [
 
 
 def read_token(token_file: str | None) -> str | None:
-    """The bearer token in `token_file` (surrounding whitespace stripped), or None without a file.
+    """The bearer token in `token_file`, or None without a file: its one line that is not blank nor a `#`
+    comment, surrounding whitespace stripped (the reward services' --token-file format, so that one
+    Secret can serve both; a byte-order mark is skipped).
 
     Read on every call so that a rotated Secret takes effect without a restart. Raises OSError when the
-    file cannot be read and ValueError when it is empty."""
+    file cannot be read and ValueError when it holds no token, more than one, or one that a bearer header
+    cannot carry (gRPC refused such a call as "Invalid metadata", an INTERNAL failure of every item)."""
     if not token_file:
         return None
-    token = Path(token_file).read_text(encoding="utf-8").strip()
-    if not token:
+    lines = (line.strip() for line in Path(token_file).read_text(encoding="utf-8-sig").splitlines())
+    tokens = [line for line in lines if line and not line.startswith("#")]
+    if not tokens:
         raise ValueError(f"token file {token_file} is empty")
+    if len(tokens) > 1:
+        raise ValueError(f"token file {token_file} holds {len(tokens)} tokens (lines that are not blank nor # "
+                         "comments); the trainer sends one: keep one")
+    token = tokens[0]
+    if not all("!" <= c <= "~" for c in token):
+        raise ValueError(f"token file {token_file}: the token holds a space, a control or a non-ASCII character, "
+                         "which a bearer token cannot carry")
     return token
 
 
@@ -83,6 +95,30 @@ def unreadable_files(entry: Any, prefix: str = "") -> list[FieldViolation]:
                     pass
             except OSError as exc:
                 out.append(FieldViolation(f"{prefix}{field_name}", f"cannot read it on the trainer: {exc.strerror or exc}"))
+    return out or _tls_file_problems(entry, prefix)
+
+
+def _tls_file_problems(entry: Any, prefix: str) -> list[FieldViolation]:
+    """Readable TLS files that gRPC cannot use: a CA file holding no PEM certificate, a client key that is
+    not a PEM key of its certificate (or is encrypted). gRPC failed each handshake ("Failed to create
+    security handshaker"), an outage that never ended and named no file."""
+    out = []
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # check the files, not OpenSSL's policy on key sizes
+    if entry.ca_file:
+        try:
+            ctx.load_verify_locations(cafile=entry.ca_file)
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            out.append(FieldViolation(f"{prefix}ca_file", f"{entry.ca_file}: not PEM CA certificates ({exc})"))
+    if entry.cert_file and entry.key_file:
+        def no_password() -> str:
+            raise ValueError("the key is encrypted; gRPC needs an unencrypted PEM key")
+
+        try:
+            ctx.load_cert_chain(entry.cert_file, entry.key_file, password=no_password)
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            out.append(FieldViolation(f"{prefix}key_file", f"{entry.key_file}: not a PEM private key of the "
+                                                           f"certificate {entry.cert_file} ({exc})"))
     return out
 
 

@@ -119,3 +119,22 @@ def test_tls_files_without_tls_or_a_certificate_without_its_key_are_refused(fiel
     with pytest.raises(RegistryError) as err:
         parse_registry(f"backends:\n  a:\n    address: 127.0.0.1:1\n    {fields}\n")
     assert violation in str(err.value)
+
+
+def test_tls_files_gRPC_cannot_use_are_refused_at_start_naming_them(tls_files: TLSFiles, tmp_path: Path) -> None:
+    """Readable was all that was checked: a CA in DER form, or a client key of another certificate, failed
+    every handshake ("Failed to create security handshaker"), an outage without end naming no file."""
+    import ssl
+
+    der = tmp_path / "ca.der"
+    der.write_bytes(ssl.PEM_cert_to_DER_cert(tls_files.ca_cert.read_text()))
+    cases = [({"ca_file": str(der)}, f"rewards.backends.a.ca_file: {der}: not PEM CA certificates"),
+             ({"cert_file": str(tls_files.client_cert), "key_file": str(tls_files.server_key)},
+              f"rewards.backends.a.key_file: {tls_files.server_key}: not a PEM private key of the certificate "
+              f"{tls_files.client_cert}")]
+    for files, words in cases:
+        with pytest.raises(RegistryError) as err:
+            RewardRegistry([BackendEntry("a", "127.0.0.1:1", tls=True, **files)])  # type: ignore[arg-type]
+        assert words in str(err.value), str(err.value)
+    RewardRegistry([BackendEntry("a", "127.0.0.1:1", tls=True, ca_file=str(tls_files.ca_cert),
+                                 cert_file=str(tls_files.client_cert), key_file=str(tls_files.client_key))]).stop()

@@ -334,6 +334,24 @@ def test_the_bearer_token_from_the_token_file_is_sent(servers: Servers, make_rou
     assert a.metadata[0]["authorization"] == "Bearer s3cret"
 
 
+def test_a_token_file_in_the_services_format_sends_its_one_token(servers: Servers, make_router, tmp_path) -> None:
+    """The reward services read `# comment` lines and a byte-order mark out of a token file; the trainer sent
+    the whole file ("Bearer # ...\ns3cret"), which gRPC refused as "Invalid metadata" (INTERNAL: every
+    item failed against its prompt). A file the trainer cannot send is refused where an operator sees it."""
+    from grpo_server.rewards.client import unreadable_files
+
+    token = tmp_path / "token"
+    token.write_text("\ufeff# the math service's token, rotated 2026-12\n\n  s3cret  \n", encoding="utf-8")
+    a = ScriptedBackend(ok(1.0))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a), token_file=str(token))])
+    [scored] = router.score([group("p", ["x"])], registry.snapshot())
+    assert a.metadata[0]["authorization"] == "Bearer s3cret" and scored.rewards == [1.0]
+    for text, words in (("one\ntwo\n", "holds 2 tokens"), ("s3 cret\n", "holds a space"), ("# only\n", "is empty")):
+        token.write_text(text)
+        [violation] = unreadable_files(BackendEntry("a", "127.0.0.1:1", token_file=str(token)), "backends.a.")
+        assert violation.field == "backends.a.token_file" and words in violation.description, violation
+
+
 class FakeClock:
     """Monotonic seconds moved by hand, so breaker timing is exact."""
 
