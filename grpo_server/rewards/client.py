@@ -309,7 +309,8 @@ class DescribeCache:
     """Describe answers per registry entry, fetched on first use.
 
     A reachable backend's answer is kept until its entry changes (a new address means a new entry and a
-    new Describe). An unreachable backend is asked again after `retry_seconds`.
+    new Describe) or a caller asks for a refresh (the router, when the backend refuses a batch as
+    INVALID_ARGUMENT). An unreachable backend is asked again after `retry_seconds`.
     """
 
     def __init__(
@@ -327,14 +328,15 @@ class DescribeCache:
         self._lock = threading.Lock()
         self._cache: dict[BackendEntry, Description] = {}
 
-    def get(self, entry: BackendEntry, *, retry_now: bool = False) -> Description:
+    def get(self, entry: BackendEntry, *, refresh: bool = False) -> Description:
         """The Describe answer for `entry`, from the cache or from the backend (blocks at most the
-        Describe timeout). `retry_now`: a failed Describe is asked again at once, not after
-        `retry_seconds`."""
+        Describe timeout). `refresh`: asked again now, whatever the cache holds (a backend that refused a
+        batch: it may have been redeployed at the same address with a smaller limit, or its Describe
+        failed when the batch was cut)."""
         with self._lock:
             cached = self._cache.get(entry)
-        if cached is not None and (cached.response is not None
-                                   or (not retry_now and self._clock() - cached.fetched_at < self._retry)):
+        if cached is not None and not refresh and (cached.response is not None
+                                                   or self._clock() - cached.fetched_at < self._retry):
             return cached
         try:
             response = self._pool.stub(entry).Describe(

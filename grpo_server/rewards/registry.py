@@ -640,7 +640,7 @@ class RewardRegistry:
         """Let listings show the router's breaker states (name -> "closed" | "open" | "half_open")."""
         self._circuit_states = provider
 
-    def _describe(self, entry: BackendEntry, *, retry_now: bool = False) -> Any:
+    def _describe(self, entry: BackendEntry, *, refresh: bool = False) -> Any:
         from grpo_server.rewards.client import ChannelPool, DescribeCache
 
         with self._lock:
@@ -648,13 +648,13 @@ class RewardRegistry:
                 self._describer_pool = ChannelPool()
                 self._describer = DescribeCache(self._describer_pool)
             describer = self._describer
-        return describer.get(entry, retry_now=retry_now)
+        return describer.get(entry, refresh=refresh)
 
-    def describe(self, entry: BackendEntry, *, retry_now: bool = False) -> reward_pb2.DescribeResponse | None:
+    def describe(self, entry: BackendEntry, *, refresh: bool = False) -> reward_pb2.DescribeResponse | None:
         """The Describe answer of `entry`'s backend (cached until the entry changes; an unreachable
-        backend is asked again after a few seconds, or at once with `retry_now`), None when it could not
+        backend is asked again after a few seconds; every time with `refresh`), None when it could not
         be reached."""
-        return self._describe(entry, retry_now=retry_now).response  # type: ignore[no-any-return]
+        return self._describe(entry, refresh=refresh).response  # type: ignore[no-any-return]
 
     def reference_kinds(self, name: str) -> builtins.set[str] | None:
         """The reference kinds ("none", "answer", "code") backend `name` accepts, from its Describe

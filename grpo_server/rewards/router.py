@@ -460,8 +460,8 @@ class RewardRouter:
         return out
 
     def _described_size(self, entry: BackendEntry) -> int:
-        """The backend's Describe max_batch_size (a failed Describe asked again now), 0 when it gives none."""
-        desc = self.registry.describe(entry, retry_now=True)
+        """The backend's Describe max_batch_size, asked again now, 0 when it gives none."""
+        desc = self.registry.describe(entry, refresh=True)
         return int(desc.capabilities.max_batch_size) if desc is not None else 0
 
     def _backoff(self, attempt: int, error: grpc.RpcError) -> float:
@@ -517,7 +517,8 @@ class RewardRouter:
                     breaker.release()  # our request was bad; the backend is healthy
                     if len(batch) > 1:
                         # A batch cut before the backend could be described (Describe failed and is
-                        # cached for a while) may be over the backend's limit: ask it now.
+                        # cached for a while), or by an answer from before the backend was redeployed with
+                        # a smaller limit, may be over the backend's limit: ask it now.
                         size = self._described_size(entry)
                         if 0 < size < len(batch):
                             return self._split(entry, batch, size, f"Describe max_batch_size {size}")

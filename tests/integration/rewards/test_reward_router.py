@@ -624,6 +624,34 @@ def test_a_batch_cut_before_the_backend_described_itself_is_cut_again_to_its_siz
     assert [len(r.items) for r in a.requests[3:]] == [4, 4] and a.describes == 2
 
 
+class RefusesOverItsLimit(ScriptedBackend):
+    """Refuses Score calls over its max_batch_size (INVALID_ARGUMENT), which may change while it runs."""
+
+    def Score(self, request, context):  # type: ignore[no-untyped-def]
+        if len(request.items) > self.max_batch_size:
+            self.requests.append(request)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{len(request.items)} items, at most {self.max_batch_size}")
+        return super().Score(request, context)
+
+
+def test_a_backend_redeployed_with_a_smaller_batch_limit_gets_batches_within_it(servers: Servers,
+                                                                                 make_router) -> None:
+    """Describe's answer was kept until the entry changed: a backend redeployed at the same address with a
+    smaller --max-batch refused every batch, each item was masked INVALID_INPUT (the prompts' fault,
+    FAILED after 3 steps), until the trainer restarted."""
+    a = RefusesOverItsLimit(ok(1.0), max_batch_size=64)
+    router, registry, observer = make_router([BackendEntry("a", servers.start(a), max_batch_size=0)])
+    [scored] = router.score([group("p", ["x"] * 8)], registry.snapshot())
+    assert scored.rewards == [1.0] * 8 and [len(r.items) for r in a.requests] == [8]
+    a.max_batch_size = 4  # redeployed with --max-batch 4
+    for _ in range(2):
+        [scored] = router.score([group("p", ["x"] * 8)], registry.snapshot())
+        assert scored.rewards == [1.0] * 8
+    # refused once, described again, then cut to 4: the next step's batches are cut at once
+    assert [len(r.items) for r in a.requests[1:]] == [8, 4, 4, 4, 4]
+    assert observer.item_failures == [] and router.circuit_states() == {"a": "closed"}
+
+
 def test_batches_are_cut_to_the_message_limit_and_an_item_alone_over_it_is_masked(servers: Servers,
                                                                                     make_router) -> None:
     """Batches were cut by item count only: a batch over the channel's 64 MiB failed RESOURCE_EXHAUSTED
