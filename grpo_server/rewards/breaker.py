@@ -4,7 +4,9 @@ CLOSED: calls go through; `failures` consecutive failed calls open it. OPEN: cal
 are masked) for `first_reset_seconds`, then HALF_OPEN: exactly one trial call goes through; its success
 closes the breaker, its failure opens it again for twice as long as the last time, at most
 `reset_seconds`. A backend back after a restart of a few seconds is called again a few seconds later;
-one that stays down gets a trial call every `reset_seconds`.
+one that stays down gets a trial call every `reset_seconds`. A breaker due for its trial that gets no call
+for `reset_seconds` more (nothing to score on that backend) is tried by the router with a Describe call
+(RewardRouter.circuit_states), so that it does not read "half_open" for as long as the backend is idle.
 """
 
 from __future__ import annotations
@@ -99,6 +101,14 @@ class CircuitBreaker:
                 return
             self._state = CircuitState.OPEN
             self._opened_at = self._clock()
+
+    def idle_trial_seconds(self) -> float:
+        """How long an open breaker has been due for its trial call without one going out (no traffic to
+        the backend); 0 when it is not due, or its trial is in flight."""
+        with self._lock:
+            if self._state is CircuitState.CLOSED or self._trial_in_flight:
+                return 0.0
+            return max(0.0, self._clock() - self._opened_at - self._open_for)
 
     def seconds_until_trial(self) -> float:
         """How long calls still fail fast: the time left until an OPEN breaker lets its trial call

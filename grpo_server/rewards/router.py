@@ -14,6 +14,7 @@ so the completion is masked out of the loss and counted. It is never scored as 0
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -366,9 +367,30 @@ class RewardRouter:
     def circuit_states(self) -> dict[str, str]:
         """Breaker state per backend of the registry that has been called at its current address:
         "closed", "open" or "half_open" (a backend moved to another address gets a fresh breaker on its
-        next call, so the old address's breaker no longer speaks for it)."""
-        known = ((name, self._known_breaker(entry)) for name, entry in self.registry.snapshot().entries.items())
-        return {name: breaker.state.value for name, breaker in known if breaker is not None}
+        next call, so the old address's breaker no longer speaks for it).
+
+        A breaker due for its trial call that has had none for breaker_reset_s more (no step scored on
+        that backend) gets a Describe call as its trial, in the background: it read "half_open" for as
+        long as the backend got no traffic, and the backend-down alert fired and never cleared."""
+        states = {}
+        for name, entry in self.registry.snapshot().entries.items():
+            breaker = self._known_breaker(entry)
+            if breaker is None:
+                continue
+            if breaker.idle_trial_seconds() >= self._breaker_reset_s and not self._closed.is_set():
+                with contextlib.suppress(RuntimeError):  # the pool shut down meanwhile: closing
+                    self._executor.submit(self._probe, entry, breaker)
+            states[name] = breaker.state.value
+        return states
+
+    def _probe(self, entry: BackendEntry, breaker: CircuitBreaker) -> None:
+        """A breaker's trial call made with Describe (see circuit_states)."""
+        if self._closed.is_set() or not breaker.allow():  # another trial went out meanwhile
+            return
+        if self.registry.describe(entry, refresh=True) is not None:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
 
     def seconds_until_trial(self, names: Iterable[str], snapshot: RegistrySnapshot) -> float:
         """How long every one of backends `names` (as `snapshot` defines them) still fails fast: the

@@ -391,6 +391,28 @@ def test_the_breaker_opens_after_repeated_failures_and_recovers(servers: Servers
     assert scored.rewards == [1.0, 1.0] and router.circuit_states() == {"a": "closed"}
 
 
+def test_a_breaker_with_no_traffic_is_tried_with_describe_instead_of_staying_half_open(servers: Servers,
+                                                                                        make_router) -> None:
+    """Only a Score call closed a breaker: a backend that blipped and then got no traffic (nothing to score
+    on it) read "half_open" for ever, and the backend-down alert (any state but closed for 10 minutes)
+    fired and never cleared."""
+    a = ScriptedBackend(ok(1.0), fail_always=True)
+    clock = FakeClock()
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))], breaker_failures=1, max_retries=0,
+                                      breaker_reset_s=30.0, clock=clock)
+    router.score([group("p", ["x"])], registry.snapshot())
+    assert router.circuit_states() == {"a": "open"}
+    a.fail_always = False  # back, but nothing is sent to it
+    clock.now += 30.0
+    assert router.circuit_states() == {"a": "half_open"}  # due for its trial: a step would make it
+    clock.now += 30.0
+    router.circuit_states()  # due for 30 s with no call: a Describe goes out as the trial
+    wait_for_state = time.monotonic() + 10
+    while router.circuit_states() != {"a": "closed"} and time.monotonic() < wait_for_state:
+        time.sleep(0.05)
+    assert router.circuit_states() == {"a": "closed"} and len(a.requests) == 1  # no Score call made
+
+
 def test_unreachable_backend_masks_items_as_unavailable(make_router) -> None:
     router, registry, observer = make_router([BackendEntry("a", "127.0.0.1:1", timeout_seconds=2.0)], max_retries=1)
     [scored] = router.score([group("p", ["x"])], registry.snapshot())
