@@ -211,6 +211,10 @@ def parse_registry(text: str, origin: str = "registry file") -> dict[str, Backen
     violations: list[FieldViolation] = []
     for name, spec in backends.items():
         path = f"backends.{name}"
+        if not isinstance(name, str):  # YAML 1.1 typed it: 010 is 8, 0x1f is 31, on is true (renamed silently)
+            violations.append(FieldViolation(path, f"a backend name must be text, but YAML reads this key as "
+                                                   f"{type(name).__name__} {name!r}: put it in quotes"))
+            continue
         if not isinstance(spec, dict):
             violations.append(FieldViolation(path, "must be a mapping with at least `address`"))
             continue

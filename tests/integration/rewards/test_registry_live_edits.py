@@ -141,6 +141,16 @@ def test_backends_that_is_not_a_mapping_is_refused_not_an_empty_registry(tmp_pat
     assert addresses(reg) == {"math": "api:9", "code": "file:2"}
 
 
+@pytest.mark.parametrize(("key", "read_as"), [("010", "int 8"), ("0x1f", "int 31"), ("on", "bool True"), ("1.5", "float 1.5")])
+def test_a_backend_name_yaml_reads_as_a_number_or_a_flag_is_refused(key: str, read_as: str) -> None:
+    """YAML 1.1 types unquoted keys: `010:` became the backend "8" with no error, and `8:` beside it was one
+    backend (the config file refuses such keys)."""
+    with pytest.raises(RegistryError) as err:
+        parse_registry(f"backends:\n  {key}: {{address: 'h:1'}}\n")
+    assert f"a backend name must be text, but YAML reads this key as {read_as}: put it in quotes" in str(err.value)
+    assert list(parse_registry(f"backends:\n  '{key.replace('.', '-')}': {{address: 'h:1'}}\n")) == [key.replace(".", "-")]
+
+
 def test_a_name_given_twice_in_the_file_is_an_error_naming_it_and_both_lines() -> None:
     with pytest.raises(RegistryError) as err:
         parse_registry("backends:\n  math: {address: 'a:1'}\n  math: {address: 'b:2'}\n", "registry.yaml")
