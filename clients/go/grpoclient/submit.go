@@ -342,9 +342,10 @@ var notStored = map[codes.Code]bool{
 }
 
 var (
-	promptField    = regexp.MustCompile(`^prompts\[(\d+)\]((?s).*)$`)            // "prompts[23].messages[0].content"
-	messageLimitRE = regexp.MustCompile(`larger than max \((\d+) vs\. (\d+)\)`)  // gRPC core's wording
-	countLimitRE   = regexp.MustCompile(`at most (\d+) are allowed per request`) // the trainer's "prompts" violation
+	promptField    = regexp.MustCompile(`^prompts\[(\d+)\]((?s).*)$`)           // "prompts[23].messages[0].content"
+	messageLimitRE = regexp.MustCompile(`larger than max \((\d+) vs\. (\d+)\)`) // gRPC core's wording
+	// the trainer's "prompts" violations that cap a request: limits.max_prompts_per_request, limits.max_queue_depth
+	countLimitRE = regexp.MustCompile(`at most (\d+) are allowed per request|can never fit a queue of at most (\d+)`)
 )
 
 // requestIDSlackBytes is a SubmitPromptsRequest's request_id field beyond the user's prefix.
@@ -378,7 +379,7 @@ func countLimit(e *Error) int {
 			continue
 		}
 		if m := countLimitRE.FindStringSubmatch(v.Description); m != nil {
-			n, _ := strconv.Atoi(m[1])
+			n, _ := strconv.Atoi(m[1] + m[2]) // one of the two groups matched
 			return n
 		}
 	}

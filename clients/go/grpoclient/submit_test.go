@@ -3,6 +3,7 @@ package grpoclient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -21,9 +22,12 @@ import (
 // 250 ms RetryInfo and a QuotaFailure (a full queue, as the trainer says it), then accepts; it keeps each request it got.
 // With lose set, it stores the first request and answers it UNAVAILABLE (an answer lost on the way back),
 // then answers the same request id as a duplicate of that first answer, as the trainer does.
+// With depth set, it refuses a request of more prompts than that as the trainer refuses one over its
+// limits.max_queue_depth (INVALID_ARGUMENT, a BadRequest on the field "prompts").
 type submitTrainer struct {
 	trainerv1.UnimplementedTrainerServiceServer
 	full     int
+	depth    int
 	lose     bool
 	seen     map[string]bool
 	requests chan *trainerv1.SubmitPromptsRequest
@@ -31,6 +35,12 @@ type submitTrainer struct {
 
 func (s *submitTrainer) SubmitPrompts(_ context.Context, req *trainerv1.SubmitPromptsRequest) (*trainerv1.SubmitPromptsResponse, error) {
 	s.requests <- req
+	if s.depth > 0 && len(req.GetPrompts()) > s.depth {
+		st, _ := status.New(codes.InvalidArgument, "invalid request").WithDetails(&errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "prompts",
+				Description: fmt.Sprintf("%d prompts can never fit a queue of at most %d; send fewer", len(req.GetPrompts()), s.depth)}}})
+		return nil, st.Err()
+	}
 	if s.lose {
 		var ids []string
 		for _, p := range req.GetPrompts() {
@@ -149,5 +159,27 @@ func TestSubmitAllCountsABatchWhoseAnswerWasLostAsQueued(t *testing.T) {
 	if len(s.requests) != 2 || len(res.AcceptedIDs) != 1 || res.DuplicateBatches != 0 || len(res.ReplayedIDs) != 0 {
 		t.Fatalf("after %d calls: accepted %v, %d duplicate batches, replayed %v; want [a], 0, []",
 			len(s.requests), res.AcceptedIDs, res.DuplicateBatches, res.ReplayedIDs)
+	}
+}
+
+// A batch of more prompts than the trainer's queue holds can never be queued: it is sent again in batches
+// that fit (it was a *SubmitError telling the user to fix the file).
+func TestSubmitAllSendsABatchOverTheQueueDepthInBatchesThatFit(t *testing.T) {
+	s := &submitTrainer{depth: 3, requests: make(chan *trainerv1.SubmitPromptsRequest, 8)}
+	c := submitClient(t, s)
+	var prompts []*trainerv1.Prompt
+	for _, id := range []string{"a", "b", "c", "d", "e"} {
+		prompts = append(prompts, onePrompt(id))
+	}
+	res, err := c.SubmitAll(context.Background(), prompts, SubmitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int
+	for len(s.requests) > 0 {
+		sizes = append(sizes, len((<-s.requests).GetPrompts()))
+	}
+	if fmt.Sprint(sizes) != "[5 3 2]" || len(res.AcceptedIDs) != 5 || len(res.Resized) != 1 {
+		t.Fatalf("sent batches of %v, accepted %v, resized %v; want [5 3 2], 5 ids, one note", sizes, res.AcceptedIDs, res.Resized)
 	}
 }

@@ -428,12 +428,18 @@ def _watch_start(client: TrainerClient, args: argparse.Namespace) -> int:
         return int(args.after)
     last = WATCH_LAST if args.last is None else args.last
     try:
-        latest = client.step_status().run.latest_step
+        status = client.step_status()
     except TrainerError as exc:
         if not (args.follow and exc.code is grpc.StatusCode.UNAVAILABLE):
             raise
         return 0
-    return max(0, int(latest) - last)
+    latest = int(status.run.latest_step)
+    # The latest step may be running: the last finished one is before it (counted as one of the last N, a
+    # running step was shown in their place, and --last 0 never showed it end: WatchSteps sends only steps
+    # after `after_step`).
+    if status.HasField("step") and status.step.state == trainer_pb2.STEP_STATE_RUNNING:
+        latest = int(status.step.step) - 1
+    return max(0, latest - last)
 
 
 def cmd_watch(client: TrainerClient, args: argparse.Namespace, pr: Printer) -> int:
@@ -497,7 +503,13 @@ def _show_export(client: TrainerClient, export: trainer_pb2.Export, wait: bool, 
             def progress(e: trainer_pb2.Export) -> None:
                 bar.update(max(0, round(e.progress * 100) - bar.n))
 
-            export = client.wait_export(export.export_id, on_progress=progress)
+            try:
+                export = client.wait_export(export.export_id, on_progress=progress)
+            except KeyboardInterrupt:  # the export goes on in the trainer: say which, to follow it
+                message = (f"interrupted: export {export.export_id} (step {export.step} to {export.destination}) "
+                           f"goes on in the trainer; grpo export-status {export.export_id} --wait follows it")
+                return _fail(pr, {"code": "INTERRUPTED", "message": message, "export_id": export.export_id},
+                             message, EXIT_INTERRUPTED)
     pr.document(to_dict(export))
     state = _enum_name(trainer_pb2.ExportState, export.state, "EXPORT_STATE_")
     pr.line(f"export {export.export_id}: {state}  step {export.step}  {export.destination}")

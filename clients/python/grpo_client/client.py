@@ -334,7 +334,9 @@ def _too_large(exc: TrainerError) -> bool:
 
 
 _MESSAGE_LIMIT = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")  # gRPC core's wording
-_COUNT_LIMIT = re.compile(r"at most (\d+) are allowed per request")   # the trainer's "prompts" violation
+# The trainer's "prompts" violations that cap a request's prompts: limits.max_prompts_per_request, and
+# limits.max_queue_depth (more prompts than the queue holds can never be queued at once).
+_COUNT_LIMIT = re.compile(r"at most (\d+) are allowed per request|can never fit a queue of at most (\d+)")
 _REQUEST_ID_SLACK_BYTES = 64  # a SubmitPromptsRequest's request_id field beyond the user's prefix
 
 
@@ -351,7 +353,7 @@ def _count_limit(exc: TrainerError) -> int | None:
     for v in exc.field_violations:
         m = _COUNT_LIMIT.search(v.description) if v.field == "prompts" else None
         if m:
-            return int(m.group(1))
+            return int(m.group(1) or m.group(2))
     return None
 
 

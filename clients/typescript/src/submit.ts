@@ -259,7 +259,8 @@ const NOT_STORED = new Set([
 ]);
 const PROMPT_FIELD = /^prompts\[(\d+)\]([\s\S]*)$/; // "prompts[23].messages[0].content"
 const MESSAGE_LIMIT = /larger than max \((\d+) vs\. (\d+)\)/; // gRPC core's wording
-const COUNT_LIMIT = /at most (\d+) are allowed per request/; // the trainer's "prompts" violation
+// The trainer's "prompts" violations that cap a request: limits.max_prompts_per_request, limits.max_queue_depth.
+const COUNT_LIMIT = /at most (\d+) are allowed per request|can never fit a queue of at most (\d+)/;
 const REQUEST_ID_SLACK_BYTES = 64; // a SubmitPromptsRequest's request_id field beyond the user's prefix
 
 /** A request refused for its size (a full queue is RESOURCE_EXHAUSTED too, with a retry delay). */
@@ -276,7 +277,7 @@ function countLimit(e: GrpoError): number | undefined {
   if (e.code !== grpc.status.INVALID_ARGUMENT) return undefined;
   for (const v of e.fieldViolations) {
     const m = v.field === 'prompts' ? COUNT_LIMIT.exec(v.description) : null;
-    if (m) return Number(m[1]);
+    if (m) return Number(m[1] ?? m[2]);
   }
   return undefined;
 }

@@ -53,6 +53,23 @@ describe('submitFile retries', () => {
     assert.deepEqual([replay.replayedIds, replay.duplicateBatches], [['a'], 1]);
   });
 
+  it('a batch of more prompts than the queue holds is sent again in batches that fit it', async () => {
+    // "N prompts can never fit a queue of at most 3" was a SubmitError telling the user to fix the file.
+    const sizes: number[] = [];
+    const prompts = ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id, messages: [{ role: 'user', content: 'q' }], answer: '1' }));
+    const result = await submitBatches(async (batch) => {
+      sizes.push(batch.length);
+      if (batch.length > 3) {
+        throw new GrpoError('SubmitPrompts', status.INVALID_ARGUMENT, 'invalid request', [{ type: 'google.rpc.BadRequest',
+          value: { fieldViolations: [{ field: 'prompts', description: `${batch.length} prompts can never fit a queue of at most 3; send fewer` }] } }]);
+      }
+      return { acceptedIds: batch.map((p) => p.id ?? ''), queueDepth: batch.length, duplicate: false };
+    }, prompts, undefined, undefined, {}, async () => undefined);
+    assert.deepEqual(sizes, [5, 3, 2]);
+    assert.deepEqual(result.acceptedIds, ['a', 'b', 'c', 'd', 'e']);
+    assert.equal(result.resized.length, 1);
+  });
+
   it('a queue full through every attempt is a SubmitError that reads as the Python client\'s', async () => {
     const prompts = [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }];
     await assert.rejects(submitBatches(async () => { throw FULL; }, prompts, undefined, undefined, { maxAttempts: 2 },

@@ -17,7 +17,7 @@ from trainer_api import TrainerApi
 
 from grpo.trainer.v1 import trainer_pb2
 from grpo_client.cli import main
-from grpo_server.types import ChatMessage, PromptRecord, RewardSpec, StepState
+from grpo_server.types import ChatMessage, PromptRecord, RewardSpec, StepReport, StepState
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -190,6 +190,29 @@ def test_watch_starts_with_the_last_ten_steps_of_a_long_run_unless_told_otherwis
     assert code == 2 and "not allowed with argument" in err, err
 
 
+@pytest.mark.timeout(120)  # without the fix the --last 0 watch waits for ever
+def test_watch_last_counts_finished_steps_while_one_is_running(api: TrainerApi, capsys) -> None:
+    """A busy trainer is nearly always mid-step: --last 3 showed steps 4, 5 and the running 6 (two finished
+    steps), and --last 0 never showed step 6 end (WatchSteps sends only the steps after where it starts)."""
+    for i in range(5):
+        api.finish_step(i / 10)
+    api.step += 1  # step 6 starts, as the training loop records it
+    running = StepReport(api.step, StepState.RUNNING, time.time(), None, {}, "hf", ())
+    api.store.record_step(running)
+    api.control.notify_step(running)
+
+    def finish_step_6() -> None:
+        done = StepReport(6, StepState.COMPLETED, running.started_at, time.time(), {"reward_mean": 0.6}, "hf", ())
+        api.store.record_step(done)
+        api.control.notify_step(done)
+
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--last", "3", "--max-steps", "3")
+    assert code == 0 and [s["step"]["step"] for s in doc["steps"]] == ["3", "4", "5"]
+    threading.Timer(1.0, finish_step_6).start()
+    code, doc = cli_json(capsys, "--target", api.target, "watch", "--last", "0", "--follow", "--max-steps", "1")
+    assert code == 0 and [s["step"]["step"] for s in doc["steps"]] == ["6"]
+
+
 def test_watch_follow_waits_for_a_trainer_not_up_yet_and_then_shows_its_whole_run(make_api, capsys) -> None:
     # The latest step cannot be asked for yet: once the trainer answers, every step it has is shown.
     with socket.socket() as s:
@@ -243,6 +266,34 @@ def test_export_wait_writes_a_checkpoint_directory(api: TrainerApi, tmp_path: Pa
 
     code, out, err = cli(capsys, "--target", api.target, "export", str(dest))  # not empty any more
     assert code == 1 and "FAILED_PRECONDITION" in err and "precondition: DESTINATION_NOT_EMPTY" in err
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["text", "json"])
+def test_ctrl_c_during_export_wait_names_the_export_that_goes_on(api: TrainerApi, tmp_path: Path,
+                                                                 json_flag: list[str]) -> None:
+    """Ctrl-C while `grpo export DEST --wait` polled printed only "interrupted": the export went on in the
+    trainer and its id, which `grpo export-status` needs, was in neither output."""
+    import signal
+    import subprocess
+    import sys
+
+    real = api.exporter._run
+    api.exporter._run = lambda job, weights: (time.sleep(4), real(job, weights))  # a larger model's export
+    proc = subprocess.Popen([sys.executable, "-m", "grpo_client.cli", "--target", api.target, *json_flag, "export",
+                             str(tmp_path / "out"), "--wait"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not api.exporter.page(None, 0, 10)[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [started] = api.exporter.page(None, 0, 10)[0]
+    time.sleep(0.5)  # polling it now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    if json_flag:
+        assert json.loads(out)["error"]["export_id"] == started.export_id
+    else:
+        assert f"interrupted: export {started.export_id} (step 0 to {tmp_path / 'out'}) goes on in the trainer; " \
+               f"grpo export-status {started.export_id} --wait follows it" in err, err
 
 
 def test_backends_list_set_and_delete(api: TrainerApi, capsys) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +335,31 @@ def test_a_batch_over_the_trainers_prompt_count_limit_is_sent_in_batches_of_that
     code, out, err = cli(capsys, "--target", api.target, "submit", str(f), "--request-id", "r")
     assert code == 0 and "nothing queued: all 4 batches (10 prompts) had been submitted before" in out, (out, err)
     assert submitted_ids(api) == [f"q{i}" for i in range(10)]
+
+
+def test_a_batch_over_the_trainers_queue_depth_is_sent_in_batches_that_fit(make_api, tmp_path: Path, capsys) -> None:
+    """A batch of more prompts than limits.max_queue_depth can never be queued: it was refused with "Fix what
+    is named above" (nothing in the file was wrong, and the same command failed the same way). It is now
+    sent in batches within that depth, the later ones waiting for the queue to drain as for a full queue."""
+    import threading
+
+    from grpo_server.api.settings import ApiLimits
+
+    api = make_api(limits=ApiLimits(max_queue_depth=3, retry_after_seconds=0.2))
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(line(i) for i in range(5)))
+
+    def drain() -> None:  # the training loop takes the first 3 once they are queued
+        while api.store.queue_depth() < 3:
+            time.sleep(0.05)
+        api.store.lease(3, 1)
+
+    threading.Thread(target=drain, daemon=True).start()
+    code, out, err = cli(capsys, "--target", api.target, "submit", str(f))
+    assert code == 0, err
+    assert "note: the trainer takes at most 3 prompts per request; batches of 3 from prompt 1 (line 1) on" in err
+    assert "submitted 5 prompts in 2 batches" in out, out
+    assert submitted_ids(api) == [f"q{i}" for i in range(5)]
 
 
 class AnswerLosingProxy:
