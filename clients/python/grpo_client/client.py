@@ -53,7 +53,9 @@ class TrainerError(Exception):
     RESOURCE_EXHAUSTED's QuotaFailure `quota_subjects` (what is full, such as "queue"); their
     descriptions repeat the message. `client_certificate_refused`: an UNAVAILABLE that is the trainer
     refusing the client certificate (or wanting one), which no retry mends; the message then says so
-    (see grpo_client.tlscheck)."""
+    (see grpo_client.tlscheck). `server_certificate_unverified`: an UNAVAILABLE that is the trainer's
+    certificate failing verification (a CA that did not sign it, a name it does not hold), which no
+    retry mends either. `tls_refused`: either."""
 
     code: grpc.StatusCode
     message: str
@@ -64,6 +66,12 @@ class TrainerError(Exception):
     resource: tuple[str, str] | None = None
     quota_subjects: list[str] = field(default_factory=list)
     client_certificate_refused: bool = False
+    server_certificate_unverified: bool = False
+
+    @property
+    def tls_refused(self) -> bool:
+        """A TLS handshake that failed in a way no retry mends (see the class docstring)."""
+        return self.client_certificate_refused or self.server_certificate_unverified
 
     def __str__(self) -> str:
         lines = [f"{self.code.name}: {self.message}"]
@@ -134,6 +142,12 @@ _NOT_STORED = frozenset({
     grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED,
 })
+# gRPC core's words for a trainer certificate that fails verification: not named for the target or
+# --server-name ("Hostname Verification Check failed"), not signed by a CA the client trusts, expired (a TLS
+# handshake that failed: "Tls handshake failed (TSI_PROTOCOL_FAILURE): ... BAD_SIGNATURE", or
+# CERTIFICATE_VERIFY_FAILED).
+_SERVER_NOT_VERIFIED = re.compile(r"Hostname Verification Check failed|CERTIFICATE_VERIFY_FAILED|certificate verify "
+                                  r"failed|[TtSs][Ll]s handshake failed")
 _PROMPT_FIELD = re.compile(r"prompts\[(\d+)\](.*)", re.DOTALL)  # "prompts[23].messages[0].content"
 
 
@@ -248,6 +262,9 @@ class SubmitError(TrainerError):
         if self.client_certificate_refused:
             return (f"{refused} {before} The trainer refused the client certificate: with one it accepts "
                     f"(--cert, --key), {rerun}")
+        if self.server_certificate_unverified:
+            return (f"{refused} {before} The trainer's certificate could not be verified: with the CA that signed "
+                    f"it (--ca) and a name it holds (--server-name), {rerun}")
         if self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             return f"{refused} {before} Once the trainer answers again, {rerun}"
         if self.field_violations and all("already queued" in v.description for v in self.field_violations):
@@ -446,7 +463,7 @@ def _stopped(exc: TrainerError, prompts: Sequence[trainer_pb2.Prompt], source: s
         batch_index=index, batches=batches, batch_size=batch_size, batch_first=first, batch_prompts=in_batch,
         # a refused client certificate: the connection closed before any request was sent
         accepted_ids=list(accepted),
-        refused_batch_queued=False if exc.code in _NOT_STORED or exc.client_certificate_refused else None,
+        refused_batch_queued=False if exc.code in _NOT_STORED or exc.tls_refused else None,
         located=located, source=source, lines=lines, total_prompts=len(prompts),
         alone_too_large=[(i, prompts[i].id) for i in alone_too_large], resized=list(resized),
     )
@@ -625,6 +642,8 @@ class TrainerClient:
         is looked into (grpo_client.tlscheck): when it is the trainer refusing the client certificate,
         the message says so and the error is marked as no retry mends."""
         error = TrainerError.from_rpc_error(exc)
+        if error.code is grpc.StatusCode.UNAVAILABLE and _SERVER_NOT_VERIFIED.search(error.message):
+            error.server_certificate_unverified = True
         if error.code is grpc.StatusCode.UNAVAILABLE and self._tls_files is not None \
                 and "Socket closed" in error.message:
             ca, cert, key, server_name = self._tls_files
@@ -898,7 +917,7 @@ class TrainerClient:
             except TrainerError as exc:
                 maybe_stored = maybe_stored or exc.code not in _NOT_STORED
                 retryable = exc.code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNAVAILABLE) \
-                    and not _too_large(exc) and not exc.client_certificate_refused
+                    and not _too_large(exc) and not exc.tls_refused
                 if not retryable or attempt == max_attempts:
                     raise
                 wait = exc.retry_delay_seconds if exc.retry_delay_seconds is not None else delay
@@ -966,7 +985,7 @@ class TrainerClient:
                     down_since = None
                     wait = max(retry_seconds, exc.retry_delay_seconds)
                     reason = f"the trainer has no room for another stream now ({exc.message})"
-                elif exc.code is not grpc.StatusCode.UNAVAILABLE or exc.client_certificate_refused:
+                elif exc.code is not grpc.StatusCode.UNAVAILABLE or exc.tls_refused:
                     raise
                 else:
                     now = time.monotonic()

@@ -81,6 +81,31 @@ def test_server_name_checks_the_certificate_against_another_name(renamed, capsys
         assert client.step_status().run.state == trainer_pb2.RUN_STATE_IDLE
 
 
+def test_a_trainer_certificate_that_fails_verification_is_not_retried(renamed, tmp_path: Path, capsys) -> None:
+    """A certificate not named for the address dialled (the usual port-forward mistake: --ca without
+    --server-name), or not signed by the CA given, was retried as a trainer that is down: `submit` four
+    times over 15 s, `watch --follow` for ten minutes."""
+    api, pki = renamed
+    (tmp_path / "other").mkdir()
+    other_ca = make_tls_files(tmp_path / "other").ca_cert
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"id": "p1", "messages": [{"role": "user", "content": "1+1?"}], "answer": "2"}\n')
+    for tls in (["--ca", str(pki.ca_cert)], ["--ca", str(other_ca), "--server-name", "grpo-trainer.test"]):
+        base = ["--target", api.target, *tls, "--json"]
+        code, out, err = cli(capsys, *base, "submit", str(prompts))
+        error = json.loads(out)["error"]
+        assert code == 1 and error["code"] == "UNAVAILABLE" and "sending it again" not in err, (out, err)
+        assert error["submission"]["refused_batch_queued"] is False
+        assert "The trainer's certificate could not be verified: with the CA that signed it (--ca) and a name it " \
+               "holds (--server-name), run the same command again" in error["submission"]["progress"]
+        code, out, err = cli(capsys, *base, "watch", "--follow", "--max-steps", "1")
+        assert code == 1 and "reconnecting" not in err, (out, err)
+        with TrainerClient(api.target, ca=tls[1], server_name=(tls[3] if len(tls) > 2 else None), timeout=5) as client, \
+                pytest.raises(TrainerError) as raised:
+            client.step_status()
+        assert raised.value.server_certificate_unverified and raised.value.tls_refused, raised.value
+
+
 def test_cert_and_key_go_together_and_bad_files_are_named_before_any_call(mtls, tmp_path: Path, capsys) -> None:
     api, pki = mtls
     base = ["--target", api.target, "--ca", str(pki.ca_cert)]
