@@ -269,8 +269,9 @@ export class TrainerClient {
             waitMs = Math.max(retryMs, err.retryDelayMs);
             reason = `the trainer has no room for another stream now (${err.details})`;
           } else {
-            // A refused client certificate is UNAVAILABLE too, but no reconnect mends it.
-            if (!(err instanceof GrpoError) || err.code !== grpc.status.UNAVAILABLE || err.clientCertificateRefused) throw err;
+            // A refused client certificate, or a trainer certificate not verified, is UNAVAILABLE too, but no
+            // reconnect mends it.
+            if (!(err instanceof GrpoError) || err.code !== grpc.status.UNAVAILABLE || err.tlsRefused) throw err;
             const now = Date.now();
             downSince ??= now;
             if (now - downSince >= giveUpMs) throw err;

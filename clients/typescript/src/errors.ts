@@ -28,6 +28,13 @@ const TO_OBJECT = { longs: Number, enums: String, defaults: true, arrays: true }
 
 /** A failed call to the trainer. `code` is the gRPC status (`grpc.status.INVALID_ARGUMENT` = 3);
  * `codeName` its name; `fieldViolations` and `retryDelayMs` come from the status details. */
+// Node's words (grpc-js passes them on) for a trainer certificate that fails verification: not signed by a
+// trusted CA, expired, not naming the host. (A name mismatch under an explicit server name grpc-js reports
+// only as "Failed to connect": that one is retried as an outage.) And gRPC core's, as the Python client's.
+const SERVER_NOT_VERIFIED = new RegExp(['unable to verify', 'self[- ]signed certificate', 'certificate signature failure',
+  'unable to get (local )?issuer certificate', 'certificate has expired', "does not match certificate's altnames",
+  'Hostname Verification Check failed', 'CERTIFICATE_VERIFY_FAILED', 'certificate verify failed'].join('|'));
+
 export class GrpoError extends Error {
   readonly code: grpc.status;
   readonly codeName: string;
@@ -54,6 +61,10 @@ export class GrpoError extends Error {
    * given), which no retry mends: `details` then ends with a parenthesised sentence saying so (src/tlscheck.ts),
    * and submitFile and followSteps reject at once instead of trying again. */
   readonly clientCertificateRefused: boolean;
+  /** An UNAVAILABLE that is the trainer's certificate failing verification (not signed by the CA given,
+   * not naming the target or the server name), which no retry mends either: submitFile and followSteps
+   * reject at once (as the Python client's `server_certificate_unverified`). */
+  readonly serverCertificateUnverified: boolean;
   readonly method: string;
 
   constructor(method: string, code: grpc.status, details: string, statusDetails: StatusDetail[],
@@ -87,6 +98,13 @@ export class GrpoError extends Error {
       .flatMap((q) => q.violations ?? []).map((v) => v.subject);
     this.errorInfo = allDetails<ErrorInfo__Output>(statusDetails, 'google.rpc.ErrorInfo')[0];
     this.clientCertificateRefused = clientCertificateRefused;
+    this.serverCertificateUnverified = code === grpc.status.UNAVAILABLE && SERVER_NOT_VERIFIED.test(details);
+  }
+
+  /** A TLS handshake that failed in a way no retry mends: the client certificate refused, or the trainer's
+   * certificate not verified. */
+  get tlsRefused(): boolean {
+    return this.clientCertificateRefused || this.serverCertificateUnverified;
   }
 
   /** The error as the Python client's TrainerError.to_dict gives it (what `grpo --json` prints under

@@ -190,6 +190,10 @@ export class SubmitError extends Error implements Where {
       return `${refused} ${before} The trainer refused the client certificate: with one it accepts `
         + `(--cert, --key), ${rerun}`;
     }
+    if (this.cause.serverCertificateUnverified) {
+      return `${refused} ${before} The trainer's certificate could not be verified: with the CA that signed it `
+        + `(--ca) and a name it holds (--server-name), ${rerun}`;
+    }
     if (this.code === grpc.status.UNAVAILABLE || this.code === grpc.status.DEADLINE_EXCEEDED) {
       return `${refused} ${before} Once the trainer answers again, ${rerun}`;
     }
@@ -393,7 +397,7 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
         batchPrompts: batch.length, aloneTooLarge: over.map((i) => ({ index: i, id: prompts[i].id ?? '' })),
         resized: [...resized], acceptedIds: [...accepted],
         // a refused client certificate: the connection closed before any request was sent
-        refusedBatchQueued: NOT_STORED.has(err.code) || err.clientCertificateRefused ? false : undefined,
+        refusedBatchQueued: NOT_STORED.has(err.code) || err.tlsRefused ? false : undefined,
         located, source, lines, totalPrompts: prompts.length,
       });
     }
@@ -430,7 +434,7 @@ async function sendWithRetry(send: SendBatch, batch: Prompt[], rid: string, maxA
     } catch (err) {
       if (!(err instanceof GrpoError) || !NOT_STORED.has(err.code)) maybeStored = true;
       const retryable = err instanceof GrpoError && (err.code === grpc.status.RESOURCE_EXHAUSTED
-        || err.code === grpc.status.UNAVAILABLE) && !tooLarge(err) && !err.clientCertificateRefused;
+        || err.code === grpc.status.UNAVAILABLE) && !tooLarge(err) && !err.tlsRefused;
       if (!retryable || attempt >= maxAttempts) throw err;
       const waitMs = err.retryDelayMs ?? delayMs;
       onRetry?.(err, waitMs, attempt);

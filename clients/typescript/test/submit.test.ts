@@ -70,6 +70,22 @@ describe('submitFile retries', () => {
     assert.equal(result.resized.length, 1);
   });
 
+  it('a trainer certificate that fails verification is not sent again', async () => {
+    // It was retried as a trainer that is down (UNAVAILABLE), four times over 15 s.
+    let calls = 0;
+    const unverified = new GrpoError('SubmitPrompts', status.UNAVAILABLE,
+      'No connection established. Last error: Error: unable to verify the first certificate. Resolution note: ', []);
+    assert.ok(unverified.serverCertificateUnverified && unverified.tlsRefused);
+    await assert.rejects(submitBatches(async () => { calls++; throw unverified; },
+      [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }], undefined, undefined, {},
+      async () => undefined), (err: unknown) => {
+      assert.ok(err instanceof SubmitError);
+      assert.match(err.progress(), /The trainer's certificate could not be verified: with the CA that signed it \(--ca\)/);
+      return true;
+    });
+    assert.equal(calls, 1);
+  });
+
   it('a queue full through every attempt is a SubmitError that reads as the Python client\'s', async () => {
     const prompts = [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }];
     await assert.rejects(submitBatches(async () => { throw FULL; }, prompts, undefined, undefined, { maxAttempts: 2 },
