@@ -27,7 +27,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from grpo_server.api.ports import BACKEND_NAME_PATTERN, host_port
 from grpo_server.api.settings import ApiLimits, AuthSettings, PathText, SettingsModel
 from grpo_server.chat import RESERVED_TEMPLATE_KWARGS
-from grpo_server.rewards.registry import BackendEntry, duplicate_yaml_keys, validate_entry
+from grpo_server.rewards.registry import (
+    BackendEntry,
+    YamlLoader,
+    duplicate_yaml_keys,
+    load_yaml,
+    validate_entry,
+)
 
 # A seed torch, numpy and vLLM all take; a step reseeds with seed * 1_000_003 + step, still within int64.
 SEED_MAX = 2**32 - 1
@@ -757,8 +763,8 @@ def load_config(path: str | Path | None, *, flag_backends: Collection[str] = (),
         return parse_config(_with_flags({}, overrides, flag_backends), source="config")
     try:
         text = Path(path).read_text()
-        data = yaml.safe_load(text)
-        twice = duplicate_yaml_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
+        data = load_yaml(text)
+        twice = duplicate_yaml_keys(yaml.compose(text, Loader=YamlLoader), "")
     except OSError as err:
         raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
     except UnicodeDecodeError as err:

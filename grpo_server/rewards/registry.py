@@ -48,6 +48,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -187,13 +188,28 @@ def validate_entry(entry: BackendEntry, prefix: str = "") -> list[FieldViolation
     return out
 
 
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers in exponent form without a dot (`1e3`, `5E-2`) as floats, as
+    YAML 1.2 does: YAML 1.1 reads them as strings, which a config's lax number fields took and the
+    registry's strict ones refused ("1e3 is not a number")."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def load_yaml(text: str) -> Any:
+    """`text` parsed with YamlLoader (raises yaml.YAMLError)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - YamlLoader is a SafeLoader
+
+
 def parse_registry(text: str, origin: str = "registry file") -> dict[str, BackendEntry]:
     """Parse registry YAML (see the module docstring) into name -> entry with source "registry_file".
 
     An empty document is an empty registry. Raises RegistryError listing every bad field."""
     try:
-        duplicates = duplicate_yaml_keys(yaml.compose(text, Loader=yaml.SafeLoader), "")
-        doc = yaml.safe_load(text)
+        duplicates = duplicate_yaml_keys(yaml.compose(text, Loader=YamlLoader), "")
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         raise RegistryError([FieldViolation("", f"not valid YAML: {exc}")], origin) from exc
     if duplicates:  # YAML would keep the last one silently: the operator meant one of them, say which lines

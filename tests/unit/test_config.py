@@ -229,6 +229,21 @@ def test_settings_that_cannot_work_are_refused_at_load_naming_the_field(data: di
     assert line.startswith(f"  {field}: ") and words in line and "Value error" not in line, str(err.value)
 
 
+def test_numbers_in_exponent_form_without_a_dot_are_numbers_in_the_config_and_the_registry(tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML) reads `1e3` as a string: the config's lax number fields took it, the backends' strict
+    # ones refused it ("Input should be a valid number"), and the registry file too.
+    from grpo_server.rewards.registry import parse_registry
+
+    f = tmp_path / "trainer.yaml"
+    f.write_text("rewards:\n  breaker_reset_seconds: 6e1\n  backends:\n    math: {address: 'h:1', timeout_seconds: 1e3}\n"
+                 "training:\n  learning_rate: 5E-6\n")
+    cfg = load_config(f)
+    assert (cfg.rewards.breaker_reset_seconds, cfg.rewards.backends["math"].timeout_seconds) == (60.0, 1000.0)
+    assert cfg.training.learning_rate == 5e-6
+    assert parse_registry("backends:\n  math: {address: 'h:1', timeout_seconds: 1.2e2}\n")["math"].timeout_seconds == 120.0
+    assert parse_registry("backends:\n  math: {address: 'h:1', timeout_seconds: 12e1}\n")["math"].timeout_seconds == 120.0
+
+
 def test_settings_that_do_work_still_load() -> None:
     cfg = parse_config({"training": {"lr_schedule": "cosine", "max_steps": 100, "warmup_steps": 99},
                         "server": {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0"},
