@@ -112,22 +112,32 @@ def test_a_second_export_to_a_destination_being_written_is_refused_at_once(tiny,
     gated = GatedTokenizer(tok)
     mgr = ExportManager(lambda: (3, copy_weights(model.state_dict().items())), model.config, gated,
                         tmp_path / "exports")
-    for destination in (str(tmp_path / "mine"), None):  # a named one, and the default one of the step
-        gated.gate.clear()
-        gated.reached.clear()
-        first = mgr.start(destination, wait=False)
-        assert gated.reached.wait(60)
-        with pytest.raises(FileExistsError, match=f"being written by export {first.export_id}"):
-            mgr.start(destination, wait=False)
+    def finish(export_id: str) -> Path:
         gated.gate.set()
-        finished = mgr.get(first.export_id)
+        finished = mgr.get(export_id)
         deadline = time.monotonic() + 60
         while finished is not None and finished.state not in ("done", "failed") and time.monotonic() < deadline:
             time.sleep(0.05)
-            finished = mgr.get(first.export_id)
+            finished = mgr.get(export_id)
         assert finished is not None and finished.state == "done", finished
         verify_manifest(Path(finished.destination))
         assert [p.name for p in Path(finished.destination).parent.iterdir() if p.name.startswith(".")] == []
+        return Path(finished.destination)
+
+    first = mgr.start(str(tmp_path / "mine"), wait=False)
+    assert gated.reached.wait(60)
+    with pytest.raises(FileExistsError, match=f"being written by export {first.export_id}"):
+        mgr.start(str(tmp_path / "mine"), wait=False)
+    finish(first.export_id)
+    # The default destination of the step is taken while it is written: a second default export of the
+    # step gets the next name (step-N.2) rather than the same directory.
+    gated.gate.clear()
+    gated.reached.clear()
+    first = mgr.start(None, wait=False)
+    assert gated.reached.wait(60)
+    second = mgr.start(None, wait=False)
+    assert (Path(first.destination).name, Path(second.destination).name) == ("step-000003", "step-000003.2")
+    assert finish(first.export_id).name == "step-000003" and finish(second.export_id).name == "step-000003.2"
 
 
 _EXPORT_THEN_HANG = textwrap.dedent("""
