@@ -28,6 +28,10 @@ type Options struct {
 	DialTimeout time.Duration
 	// MaxReceiveBytes is the largest message accepted from the server (default 64 MiB).
 	MaxReceiveBytes int
+	// NoWait makes Dial return at once, without waiting for the connection: calls made while the trainer
+	// is not up fail Unavailable, which FollowSteps waits through (for a follower started before its
+	// trainer). A TLS handshake failure then also comes back as Unavailable on the calls.
+	NoWait bool
 }
 
 // Client talks to one trainer. It is safe for concurrent use; Close it when done.
@@ -70,8 +74,7 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	}
 	// WithReturnConnectionError: a Dial that times out says why it could not connect (connection refused,
 	// a TLS handshake failure such as an unknown CA), not only "context deadline exceeded".
-	dialOpts := []grpc.DialOption{grpc.WithBlock(), grpc.WithReturnConnectionError(),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv)),
+	dialOpts := []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecv)),
 		// grpc-go spaces its attempts to reconnect to a trainer that went away with a backoff that grows
 		// to 2 minutes, and a call made meanwhile fails at once: a trainer back after a long restart would
 		// be found up to 2 minutes late. At most MaxReconnectBackoff, as the Python and TypeScript clients.
@@ -92,6 +95,9 @@ func Dial(ctx context.Context, target string, opts Options) (*Client, error) {
 	}
 	if opts.Token != "" {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(opts.Token)))
+	}
+	if !opts.NoWait {
+		dialOpts = append(dialOpts, grpc.WithBlock(), grpc.WithReturnConnectionError())
 	}
 	conn, err := grpc.DialContext(dctx, target, dialOpts...)
 	if err != nil {

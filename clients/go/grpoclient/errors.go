@@ -2,6 +2,7 @@ package grpoclient
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,6 +64,26 @@ func (e *Error) Error() string {
 		sep = "; "
 	}
 	return b.String()
+}
+
+// DetailLines are the lines the Python client's TrainerError prints under "CODE: message" (what `grpo`
+// shows of a refused call): each field violation, the RetryInfo delay whenever the status carries one
+// ("retry after 2.5 s"), each precondition, and the type name of each detail neither client decodes.
+func (e *Error) DetailLines() []string {
+	var lines []string
+	for _, v := range e.FieldViolations {
+		lines = append(lines, "  "+v.Field+": "+v.Description)
+	}
+	if hasRetryInfo(e) {
+		lines = append(lines, "  retry after "+strconv.FormatFloat(e.RetryDelay.Seconds(), 'g', 6, 64)+" s")
+	}
+	for _, p := range e.Preconditions {
+		lines = append(lines, "  precondition: "+p)
+	}
+	for _, d := range otherDetails(e) {
+		lines = append(lines, "  "+d)
+	}
+	return lines
 }
 
 // GRPCStatus lets status.FromError, status.Convert and status.Code see the original status through an

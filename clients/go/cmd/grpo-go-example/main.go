@@ -85,6 +85,9 @@ func run(args []string) int {
 		}
 		return usageFailure(wantsJSON(args), err.Error(), true)
 	}
+	if *timeout <= 0 { // as `grpo --timeout`: every call's deadline would have passed before it was sent
+		return usageFailure(wantsJSON(global.Args()), fmt.Sprintf("-timeout: %v is not a duration > 0", *timeout), false)
+	}
 	// -json belongs to the command; a failure before the command has parsed it answers -json anywhere
 	// after the global flags, as `grpo` answers --json anywhere in a command line it refuses.
 	asJSON := wantsJSON(global.Args())
@@ -137,6 +140,13 @@ func run(args []string) int {
 	// -timeout bounds the wait for the connection too (it was a fixed 10 s).
 	opts.DialTimeout = *timeout
 	client, err := grpoclient.Dial(ctx, *target, opts)
+	var handshake *grpoclient.HandshakeError
+	if err != nil && cmd == "follow" && !interrupted.Load() && !errors.As(err, &handshake) {
+		// A trainer not up yet: follow waits for it as it waits through a restart (-give-up), as `grpo watch
+		// --follow` does; it exited 1 after -timeout, even with -give-up 0.
+		opts.NoWait = true
+		client, err = grpoclient.Dial(ctx, *target, opts)
+	}
 	if err != nil && interrupted.Load() {
 		if stopsOnInterrupt {
 			return 0
@@ -289,14 +299,8 @@ func printErrorTo(w io.Writer, err error) {
 		return
 	}
 	fmt.Fprintf(w, "%s: %s\n", grpoclient.CodeName(e.Code), e.Message)
-	for _, v := range e.FieldViolations {
-		fmt.Fprintf(w, "  %s: %s\n", v.Field, v.Description)
-	}
-	if e.RetryDelay > 0 {
-		fmt.Fprintf(w, "  retry after %s\n", e.RetryDelay)
-	}
-	for _, p := range e.Preconditions {
-		fmt.Fprintf(w, "  precondition: %s\n", p)
+	for _, line := range e.DetailLines() {
+		fmt.Fprintln(w, line)
 	}
 }
 

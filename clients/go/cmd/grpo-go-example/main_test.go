@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang/protobuf/proto"
+	"github.com/golang/protobuf/ptypes"
 	"github.com/golang/protobuf/ptypes/timestamp"
 	rewardv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/reward/v1"
 	trainerv1 "github.com/grpo-service/grpo/clients/go/gen/grpo/trainer/v1"
@@ -50,6 +51,9 @@ func TestBadFlagsExitTwoAndHelpExitsZero(t *testing.T) {
 		{[]string{"-target", addr, "submit", "-answer"}, 2},
 		{[]string{"-target", addr, "watch", "-n", "many"}, 2},
 		{[]string{"-target", addr, "follow", "-retry", "soon"}, 2},
+		// as `grpo --timeout 0`: every call's deadline would have passed (0 was 30 s for submit-file only)
+		{[]string{"-target", addr, "-timeout", "0", "status"}, 2},
+		{[]string{"-target", addr, "-timeout", "-1s", "status"}, 2},
 		// A call the trainer refuses is exit status 1.
 		{[]string{"-target", addr, "status"}, 1},
 	}
@@ -100,6 +104,27 @@ func TestPrintErrorShowsPreconditionsAsThePythonCLIDoes(t *testing.T) {
 	want := "FAILED_PRECONDITION: destination is not empty\n  precondition: DESTINATION_NOT_EMPTY\n"
 	if b.String() != want {
 		t.Fatalf("printed %q, want %q", b.String(), want)
+	}
+}
+
+// The retry delay is printed as `grpo` prints it ("2.5 s", and "0 s" for a RetryInfo of no delay, which
+// went unprinted), and a detail neither client decodes by its type name (it was left out).
+func TestPrintErrorShowsTheRetryDelayAndOtherDetailsAsThePythonCLIDoes(t *testing.T) {
+	for _, c := range []struct {
+		delay time.Duration
+		want  string
+	}{
+		{2500 * time.Millisecond, "UNAVAILABLE: down\n  retry after 2.5 s\n  google.rpc.DebugInfo\n"},
+		{0, "UNAVAILABLE: down\n  retry after 0 s\n  google.rpc.DebugInfo\n"},
+	} {
+		e := &grpoclient.Error{Method: "StepStatus", Code: codes.Unavailable, Message: "down", RetryDelay: c.delay,
+			Details: []interface{}{&errdetails.RetryInfo{RetryDelay: ptypes.DurationProto(c.delay)},
+				&errdetails.DebugInfo{Detail: "stack"}}}
+		var b bytes.Buffer
+		printErrorTo(&b, e)
+		if b.String() != c.want {
+			t.Errorf("printed %q, want %q", b.String(), c.want)
+		}
 	}
 }
 
@@ -245,5 +270,51 @@ func TestProtoJSONOrdersFieldsAsThePythonCLIDoes(t *testing.T) {
 		if string(got) != c.want {
 			t.Errorf("got\n%s\nwant\n%s", got, c.want)
 		}
+	}
+}
+
+// oneStepTrainer streams one finished step to every WatchSteps call, then holds the stream open.
+type oneStepTrainer struct {
+	trainerv1.UnimplementedTrainerServiceServer
+}
+
+func (*oneStepTrainer) WatchSteps(_ *trainerv1.WatchStepsRequest, stream trainerv1.TrainerService_WatchStepsServer) error {
+	if err := stream.Send(&trainerv1.WatchStepsResponse{Step: &trainerv1.StepReport{
+		Step: 1, State: trainerv1.StepState_STEP_STATE_COMPLETED}}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// follow started before its trainer is up waits for it (-give-up 0: for ever), as `grpo watch --follow`
+// does; it exited 1 once -timeout had passed, before its reconnect loop ever ran.
+func TestFollowWaitsForATrainerNotUpYet(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there until the trainer comes up
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-target", addr, "-timeout", "300ms", "follow", "-give-up", "0", "-retry", "100ms", "-n", "1"})
+	}()
+	time.Sleep(time.Second)
+	up, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	trainerv1.RegisterTrainerServiceServer(s, &oneStepTrainer{})
+	go s.Serve(up)
+	t.Cleanup(s.Stop)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("follow exited %d, want 0 after the trainer came up", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("follow did not get the step of a trainer that came up after it")
 	}
 }
