@@ -234,10 +234,16 @@ class Sandbox:
         """Start one empty sandbox now, so that a host that cannot run it (no user namespaces, a
         seccomp or AppArmor profile refusing them, a masked /proc) fails at start with bwrap's reason
         instead of failing every item later."""
-        try:
-            done = self.run_isolated([self.config.python, "-I", "-S", "-c", "pass"], timeout_s=30.0)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeError(f"the sandbox cannot start: {exc}") from exc
+        for wait in (*START_RETRY_WAITS_S, None):
+            try:
+                done = self.run_isolated([self.config.python, "-I", "-S", "-c", "pass"], timeout_s=30.0)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise RuntimeError(f"the sandbox cannot start: {exc}") from exc
+            # A passing shortage (EAGAIN: the slot uid's processes of another sandbox still exiting) is tried
+            # again, as a run's is; it is no reason to refuse to start.
+            if done.returncode == 0 or wait is None or not _TRANSIENT_START.search(done.stderr.decode(errors="replace")):
+                break
+            time.sleep(wait)
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip()[-500:]
             hint = (" (this /proc is masked, as in a Kubernetes container: run with --no-proc, or unmask it)"

@@ -78,3 +78,19 @@ def test_a_shortage_that_lasts_still_fails_the_item_with_bwrap_s_reason() -> Non
         sandbox.close()
     assert not run.events and "Resource temporarily unavailable" in run.stderr, run.stderr
     assert 1.4 < elapsed < 10, elapsed  # three more tries, 0.1 + 0.4 + 1.0 s apart
+
+
+def test_the_start_check_tries_a_passing_shortage_again() -> None:
+    """The service's start check (one empty sandbox) took a passing shortage for a host that cannot run
+    sandboxes, and refused to start: seen in a full suite run while another sandbox's processes of the
+    slot uid were still exiting."""
+    config = SandboxConfig(workers=1, max_processes=PROCESSES)
+    held = hold_slot_uid(config.uid_base, PROCESSES)
+    timer = threading.Timer(0.2, release, args=(held,))
+    timer.start()
+    try:
+        sandbox = Sandbox(config)  # the first try fails with EAGAIN; the slot frees up; the next starts
+    finally:
+        timer.join()
+        release(held)
+    sandbox.close()
