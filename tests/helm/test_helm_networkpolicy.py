@@ -7,6 +7,7 @@ destination's ingress both to allow it) over the pods the chart itself renders.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ class Pod:
     name: str
     labels: dict[str, str]
     namespace_labels: dict[str, str]
+    ip: str = "10.244.1.7"  # a pod address: an ipBlock peer naming it (0.0.0.0/0, say) lets it through
 
 
 def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -38,8 +40,11 @@ def _selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
 
 
 def _peer_matches(peer: dict[str, Any], policy_ns: dict[str, str], other: Pod) -> bool:
-    if "ipBlock" in peer:
-        return False  # the tests only reason about pods
+    if "ipBlock" in peer:  # by address: it matches any pod whose address is in the block and in no exception
+        address = ipaddress.ip_address(other.ip)
+        block = peer["ipBlock"]
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(e) for e in block.get("except") or [])
     ns_ok = _selects(peer["namespaceSelector"], other.namespace_labels) if "namespaceSelector" in peer else (
         other.namespace_labels == policy_ns
     )
@@ -49,7 +54,12 @@ def _peer_matches(peer: dict[str, Any], policy_ns: dict[str, str], other: Pod) -
 
 def _rule_allows(rule: dict[str, Any], peers_key: str, policy_ns: dict[str, str], other: Pod, port: int) -> bool:
     ports = rule.get("ports") or []
-    if ports and not any(p.get("port") in (None, port) and p.get("protocol", "TCP") == "TCP" for p in ports):
+
+    def covers(p: dict[str, Any]) -> bool:  # a port, or a range up to endPort; none: every port
+        first = p.get("port")
+        return first is None or first <= port <= p.get("endPort", first)
+
+    if ports and not any(covers(p) and p.get("protocol", "TCP") == "TCP" for p in ports):
         return False
     peers = rule.get(peers_key) or []
     return not peers or any(_peer_matches(peer, policy_ns, other) for peer in peers)
@@ -167,8 +177,21 @@ def test_the_default_model_can_be_downloaded_and_no_other_source_opens_https() -
     default install never loaded its model. The rule is only there for that source, and can be turned off."""
     default = render()
     assert allowed(default.of_kind("NetworkPolicy"), _pods(default)["trainer"], STRANGER, 443)
-    assert not allowed(default.of_kind("NetworkPolicy"), _pods(default)["trainer"], STRANGER, 80)
+    for other_port in (80, 444, 8443):  # 443 alone, not a range from it
+        assert not allowed(default.of_kind("NetworkPolicy"), _pods(default)["trainer"], STRANGER, other_port)
     for values in ({"networkPolicy": {"modelDownload": False}},
                    {"trainer": {"config": {"model": {"source": "path", "path": "/models/policy"}}}}):
         rendered = render(values)
         assert not allowed(rendered.of_kind("NetworkPolicy"), _pods(rendered)["trainer"], STRANGER, 443), values
+
+
+def test_the_evaluator_reads_address_blocks_and_port_ranges() -> None:
+    """The evaluator took every ipBlock peer for no match and ignored endPort: a chart that opened the reward
+    services to 0.0.0.0/0, or the trainer's egress to ports 443-65535, passed every test above."""
+    trainer = Pod("trainer", {"app": "trainer"}, NS)
+    opened = [{"spec": {"podSelector": {"matchLabels": {"app": "trainer"}}, "policyTypes": ["Egress"],
+                        "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.9.0/24"]}}],
+                                    "ports": [{"port": 443, "endPort": 8443}]}]}}]
+    assert allowed(opened, trainer, STRANGER, 443) and allowed(opened, trainer, STRANGER, 8000)
+    assert not allowed(opened, trainer, STRANGER, 9000)
+    assert not allowed(opened, trainer, Pod("excepted", {}, NS, ip="10.244.9.5"), 443)
