@@ -130,8 +130,14 @@ def test_connecting_to_a_host_listener_is_blocked(stub) -> None:
 
 
 def test_internet_sockets_cannot_even_be_created(stub) -> None:
-    program = ("import socket\ndef f():\n    try:\n        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
-               "        return 'created'\n    except PermissionError:\n        return 'blocked'\n")
+    # Every family but AF_UNIX: IPv4 and IPv6, netlink (the kernel's routing and more, open to any user) and
+    # raw packets. (IPv6 alone was tried: a filter refusing only it passed.)
+    program = ("import socket\ndef f():\n    made = []\n"
+               "    for family, kind, proto in ((socket.AF_INET, socket.SOCK_STREAM, 0), (socket.AF_INET6, socket.SOCK_DGRAM, 0),\n"
+               "                                (socket.AF_NETLINK, socket.SOCK_RAW, 0), (socket.AF_PACKET, socket.SOCK_RAW, 0)):\n"
+               "        try:\n            socket.socket(family, kind, proto).close()\n            made.append(family.name)\n"
+               "        except PermissionError:\n            pass\n"
+               "    return 'blocked' if not made else 'created ' + ', '.join(made)\n")
     result, _ = attack(stub, program)
     assert result.score == 1.0, result.feedback
 
@@ -139,6 +145,24 @@ def test_internet_sockets_cannot_even_be_created(stub) -> None:
 def test_dns_lookup_fails(stub) -> None:
     program = ("import socket\ndef f():\n    try:\n        socket.getaddrinfo('example.com', 443)\n"
                "        return 'resolved'\n    except OSError:\n        return 'blocked'\n")
+    result, _ = attack(stub, program)
+    assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
+
+
+# What the sandbox's root may hold: the system's programs and libraries (read-only), its own /dev, /tmp and
+# /proc (none under a masked /proc), /etc with only the alternatives links, and the runner's files.
+SANDBOX_ROOT = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sandbox", "sbin", "tmp", "usr"}
+
+
+def test_nothing_of_the_host_file_system_but_its_system_files_is_visible(stub) -> None:
+    """Only writes and /etc/shadow were tried: a sandbox that saw the whole host read-only (the service's
+    files, a mounted TLS key, this repository) passed the battery."""
+    readme = REPO / "README.md"
+    program = ("import os\ndef f():\n"
+               f"    extra = sorted(set(os.listdir('/')) - set({sorted(SANDBOX_ROOT)!r}))\n"
+               "    etc = sorted(set(os.listdir('/etc')) - {'alternatives'})\n"
+               f"    host = [p for p in ({str(readme)!r}, '/root', '/home', '/var', '/run', '/work', '/srv') if os.path.exists(p)]\n"
+               "    return 'blocked' if not (extra or etc or host) else repr((extra, etc, host))\n")
     result, _ = attack(stub, program)
     assert (result.status, result.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), result.feedback
 
@@ -312,10 +336,19 @@ def test_runs_as_nobody_without_capabilities(stub) -> None:
 
 
 def test_ptrace_and_new_namespaces_are_refused_by_seccomp(stub) -> None:
-    program = ("import ctypes, errno\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+    # clone() with a namespace flag (CLONE_NEWUSER: open to any user otherwise) is refused with EPERM, and
+    # clone3, whose flags a filter cannot read, with ENOSYS; only unshare was tried, and a filter without
+    # the clone rules passed. A clone that went through would return 0 in a child: it exits at once.
+    program = ("import ctypes, errno, os, platform\ndef f():\n    libc = ctypes.CDLL(None, use_errno=True)\n"
                "    results = []\n    results.append(libc.ptrace(0, 0, 0, 0) == -1 and ctypes.get_errno() == errno.EPERM)\n"
                "    results.append(libc.unshare(0x10000000) == -1 and ctypes.get_errno() == errno.EPERM)\n"
                "    results.append(libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == -1)\n"
+               "    clone = {'x86_64': 56, 'aarch64': 220}[platform.machine()]\n"
+               "    pid = libc.syscall(clone, 0x10000000 | 17, 0, 0, 0, 0)  # CLONE_NEWUSER | SIGCHLD\n"
+               "    if pid == 0:\n        os._exit(0)\n"
+               "    if pid > 0:\n        os.waitpid(pid, 0)\n"
+               "    results.append(pid == -1 and ctypes.get_errno() == errno.EPERM)\n"
+               "    results.append(libc.syscall(435, 0, 0) == -1 and ctypes.get_errno() == errno.ENOSYS)  # clone3\n"
                "    return 'blocked' if all(results) else repr(results)\n")
     result, _ = attack(stub, program)
     assert result.score == 1.0, result.feedback
