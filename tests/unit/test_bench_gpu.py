@@ -33,16 +33,29 @@ def test_runs_the_trainers_step_and_rollouts_on_cpu(tmp_path: Path, capsys: pyte
     assert f"rollout (hf): {roll['tokens']} tokens for {b * g} sequences" in printed
 
 
-def test_the_training_pass_changes_the_weights() -> None:
-    """The timed pass is a real update, not a forward alone."""
-    args = bench_gpu.build_parser().parse_args(["--device", "cpu", "--small", "--batch", "1", "--group", "2",
-                                                "--prompt-tokens", "4", "--length", "4", "--repeats", "1"])
+def test_the_training_pass_changes_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each timed pass is a real update, not a forward alone: the weights were compared only before and
+    after the whole run, which the untimed warm-up step alone satisfied."""
     from transformers import LlamaForCausalLM
 
+    from grpo_server.training.torch_engine import TorchEngine
+
+    args = bench_gpu.build_parser().parse_args(["--device", "cpu", "--small", "--batch", "1", "--group", "2",
+                                                "--prompt-tokens", "4", "--length", "4", "--repeats", "2"])
     model = LlamaForCausalLM(bench_gpu.llama_config(300, small=True)).to(torch.bfloat16)
-    before = [p.detach().clone() for p in model.parameters()]
-    bench_gpu.train_step_mfu(model, args, "cpu")
-    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    real = TorchEngine.train_step
+    changed: list[bool] = []
+
+    def train_step(self: TorchEngine, *a: object, **k: object) -> dict[str, float]:
+        before = [p.detach().clone() for p in model.parameters()]
+        out = real(self, *a, **k)
+        changed.append(any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True)))
+        return out
+
+    monkeypatch.setattr(TorchEngine, "train_step", train_step)
+    result = bench_gpu.train_step_mfu(model, args, "cpu")
+    assert changed == [True] * 3  # the warm-up, then each of the 2 timed passes
+    assert result["optimizer_seconds"] > 0 and result["loss"] is not None and result["loss"] != 0.0
 
 
 @pytest.mark.parametrize(("name", "peak"), [

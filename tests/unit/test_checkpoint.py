@@ -136,3 +136,26 @@ def test_checkpoints_are_pruned_to_keep(tmp_path: Path) -> None:
     assert left == ["step-000003", "step-000004"]
     meta = json.loads((tmp_path / "checkpoints" / "step-000004" / "meta.json").read_text())
     assert meta == {"step": 4, "k": 4}
+
+
+def test_a_checkpoint_is_flushed_to_disk_before_and_after_its_rename(tmp_path: Path, monkeypatch) -> None:
+    """kill -9 cannot tell a flushed checkpoint from one in the page cache: with every fsync gone the suite
+    still passed, where a power cut would have left a renamed directory of empty files. Every file and
+    directory of the checkpoint is flushed before the rename makes it the checkpoint, and its parent after."""
+    import os
+
+    flushed: list[tuple[str, bool]] = []  # (path at the time, whether the final directory existed yet)
+    real = os.fsync
+    final = tmp_path / "checkpoints" / "step-000005"
+
+    def spy(fd: int) -> None:
+        flushed.append((os.readlink(f"/proc/self/fd/{fd}"), final.exists()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    save_training_checkpoint(lambda d: (d / "sub").mkdir() or (d / "sub" / "state").write_text("s"), tmp_path, 5, {})
+    [tmp] = {Path(p).relative_to(tmp_path / "checkpoints").parts[0] for p, _ in flushed if ".step-000005." in p}
+    names = {str(Path(p).relative_to(tmp_path / "checkpoints" / tmp)) for p, renamed in flushed
+             if not renamed and tmp in p}
+    assert {"meta.json", "manifest.json", "sub", "sub/state", "."} <= names, names
+    assert (str(tmp_path / "checkpoints"), True) in flushed  # the rename itself, after it

@@ -272,6 +272,17 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     s.close()
 
 
+def test_store_commits_reach_the_disk(tmp_path: Path) -> None:
+    """kill -9 cannot see what only the page cache holds: with synchronous=OFF the suite still passed, where
+    a power cut loses committed prompts. FULL: each commit waits for the disk."""
+    s = Store(tmp_path)
+    try:
+        with s._read() as c:
+            assert c.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        s.close()
+
+
 def test_store_uses_wal_and_refuses_a_newer_schema(tmp_path: Path) -> None:
     Store(tmp_path).close()
     con = sqlite3.connect(tmp_path / FILENAME)
