@@ -461,6 +461,11 @@ class TrainerApp:
         cfg = self.cfg
         m = cfg.model
         model_path, tokenizer, model = load_policy(cfg, self.store_dir)
+        if cfg.training.engine == "torch" and torch.cuda.is_available():
+            # The torch engine trains (and the HF rollout samples) where the module is: on the GPU when there
+            # is one, the reference model (copied below) with it. It stayed on the CPU. (DeepSpeed places
+            # its own.) Untested here: no GPU in this project's sessions.
+            model.to("cuda")
         use_chat_template(tokenizer, self._chat_template, m.chat_template_kwargs, source=str(m.chat_template))
         context = rollout_context(cfg, model)
         check_model_settings(cfg, model, context)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from grpo_server.algorithm import policy_loss, token_logprobs_from_hidden, truncated_is_weights
-from grpo_server.training.engine import WEIGHT_OF
+from grpo_server.training.engine import WEIGHT_OF, to_device
 from grpo_server.training.sdpo import SdpoSettings, TeacherRows, distill_loss
 from grpo_server.types import TrainBatch
 
@@ -360,8 +360,9 @@ def _cached_hidden(decoder: torch.nn.Module, batch: TrainBatch, grouped: _Rows) 
 
 
 def logprobs_only(model: torch.nn.Module, batch: TrainBatch, temperature: float = 1.0) -> torch.Tensor:
-    """[N, L] completion log-probs without entropy (for old and reference log-probs)."""
-    return completion_logprobs(model, batch, temperature)[0]
+    """[N, L] completion log-probs without entropy (for old and reference log-probs), computed where `model`
+    is (the step's batches are built on the CPU; the reference model may be on a GPU)."""
+    return completion_logprobs(model, to_device(batch, next(model.parameters()).device), temperature)[0]
 
 
 def global_normalizer(micro_batches: Sequence[TrainBatch], aggregation: str, max_tokens: int | None) -> float:
