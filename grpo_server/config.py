@@ -676,6 +676,17 @@ class Config(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _sdpo_teacher_copy_under_zero3(self) -> Config:
+        # The teacher is a copy of the policy module: under ZeRO-3 its parameters are empty partitions, and
+        # the first distilling step failed ('Parameter' object has no attribute 'ds_status').
+        a, t = self.algorithm, self.training
+        if a.effective_sdpo_weight > 0 and a.sdpo_teacher in ("initial", "ema") and t.engine == "deepspeed" \
+                and t.zero_stage == 3:
+            raise ValueError(f"algorithm.sdpo_teacher {a.sdpo_teacher!r} keeps a copy of the policy, which "
+                             "training.zero_stage 3 partitions: use sdpo_teacher 'live', or zero_stage 1 or 2")
+        return self
+
+    @model_validator(mode="after")
     def _overlong_within_completions(self) -> Config:
         if self.algorithm.overlong_cache_tokens > self.rollout.max_new_tokens:
             raise ValueError(

@@ -209,6 +209,9 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     # accepted, then every step failed: torch's seed overflowed ("Overflow when unpacking long long")
     ({"training": {"seed": 2**45}}, "training.seed", "less than or equal to 4294967295"),
     ({"model": {"seed": -1}}, "model.seed", "greater than or equal to 0"),
+    # the teacher copy of the policy held ZeRO-3's empty partitions: the first distilling step failed
+    ({"algorithm": {"name": "sdpo", "sdpo_teacher": "ema"}, "training": {"engine": "deepspeed", "zero_stage": 3}},
+     "(top level)", "algorithm.sdpo_teacher 'ema' keeps a copy of the policy, which training.zero_stage 3 partitions"),
     ({"training": {"lr_schedule": "cosine"}}, "training", "set training.max_steps, or use lr_schedule 'constant'"),
     ({"server": {"listen": "127.0.0.1:7000", "metrics_listen": "127.0.0.1:7000"}}, "server", "ports of their own"),
     ({"rewards": {"default": [{"backend": "math"}, {"backend": "math", "weight": 2}]}}, "rewards.default",
