@@ -30,6 +30,8 @@ from grpo_server.training.engine import (
     LossFn,
     MetricAverager,
     OptimConfig,
+    configured_hyperparameters,
+    keep_configured,
     loss_tokens,
     make_optimizer,
     make_scheduler,
@@ -126,6 +128,7 @@ class DeepSpeedEngine:
         wrapper = _LossModule(model)
         optimizer = make_optimizer(model, optim)
         scheduler = make_scheduler(optimizer, optim)
+        self._configured = configured_hyperparameters(optimizer)  # a resumed run keeps these
         self.config = deepspeed_config(optim, zero_stage, dtype, extra_config)
         self.ds, _, _, _ = deepspeed.initialize(
             model=wrapper, optimizer=optimizer, lr_scheduler=scheduler, config=self.config
@@ -302,6 +305,7 @@ class DeepSpeedEngine:
         )
         if loaded is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint with tag {CHECKPOINT_TAG!r} in {path}")
+        keep_configured(self.ds.optimizer, self.ds.lr_scheduler, self._configured)
         self.step = int((client_state or {}).get("step", 0))
         set_rng_state(torch.load(path / f"rng_rank{self.rank}.pt", map_location="cpu", weights_only=True))
 

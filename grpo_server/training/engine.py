@@ -191,6 +191,31 @@ def make_optimizer(params: torch.nn.Module | Iterable[torch.Tensor], optim: Opti
     )
 
 
+def configured_hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each parameter group's hyperparameters as the config made them (call right after building the
+    optimizer and its schedule): for `keep_configured` after a checkpoint is loaded."""
+    return [{"initial_lr": g["initial_lr"], "weight_decay": g["weight_decay"], "betas": g["betas"], "eps": g["eps"]}
+            for g in optimizer.param_groups]
+
+
+def keep_configured(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                    configured: Sequence[Mapping[str, Any]]) -> None:
+    """After a checkpoint's optimizer and scheduler state were loaded: the config's hyperparameters in
+    force again (a restart may change learning_rate, weight_decay, adam_betas, or the schedule's length),
+    and the learning rate its schedule gives at the restored step. Loading put back the checkpoint's own
+    values in every group and the old base rate in the schedule: the new settings were silently ignored,
+    and an extended schedule ran its next step at the old rate."""
+    groups = optimizer.param_groups
+    if len(groups) != len(configured):
+        raise ValueError(f"the checkpoint's optimizer has {len(groups)} parameter groups, this one {len(configured)}")
+    for group, conf in zip(groups, configured, strict=True):
+        group.update(conf)
+    scheduler.base_lrs = [conf["initial_lr"] for conf in configured]
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in groups]  # what get_last_lr() reports
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, optim: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:
     """The learning-rate schedule as a LambdaLR (transformers' schedule functions: warm-up, then constant,
     linear to 0 or cosine to 0 at total_steps). Stepped once per optimizer step."""

@@ -24,6 +24,8 @@ from grpo_server.training.engine import (
     MetricAverager,
     OptimConfig,
     check_finite_loss,
+    configured_hyperparameters,
+    keep_configured,
     loss_tokens,
     make_optimizer,
     make_scheduler,
@@ -71,6 +73,7 @@ class TorchEngine:
         self._mixed = any(p is not m for p, m in self._pairs)
         self.optimizer = make_optimizer([m for _, m in self._pairs], optim)
         self.scheduler = make_scheduler(self.optimizer, optim)
+        self._configured = configured_hyperparameters(self.optimizer)  # a resumed run keeps these
         self.step = 0
         # Gradients are released once the optimizer has used them, so they do not sit beside the weight
         # sync's copy of the weights (the step's peak otherwise). Tests set this to inspect them.
@@ -210,6 +213,7 @@ class TorchEngine:
         self._masters_to_model()
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        keep_configured(self.optimizer, self.scheduler, self._configured)
         set_rng_state(state["rng"])
         self.step = int(state["step"])
 

@@ -286,3 +286,23 @@ def test_gradients_are_released_after_the_step_unless_kept(tiny_dir):
     engine.keep_grads = True
     engine.train_step([batch], advantage_weighted_nll, token_count([batch]))
     assert all(p.grad is not None for p in engine.model.parameters() if p.requires_grad)
+
+
+def test_a_resumed_engine_takes_the_configs_optimizer_settings_and_schedule(tiny_dir, tmp_path):
+    """Loading a checkpoint put back its own learning rate, weight decay and betas in every parameter group
+    and its base rate in the schedule: a restart with new settings ran with the old ones, and a schedule
+    made longer ran its next step at the old rate."""
+    micro = split_rows(fixed_batch(), 4)
+    old = OptimConfig(learning_rate=1e-2, weight_decay=0.1, betas=(0.9, 0.99), lr_schedule="linear", total_steps=4)
+    first = make_engine("torch", load_tiny(tiny_dir), old)
+    for _ in range(4):
+        first.train_step(micro, advantage_weighted_nll, token_count(micro))
+    first.save_state(tmp_path / "state")
+
+    new = OptimConfig(learning_rate=1e-3, weight_decay=0.0, betas=(0.8, 0.95), lr_schedule="linear", total_steps=8)
+    resumed = make_engine("torch", load_tiny(tiny_dir), new)
+    resumed.load_state(tmp_path / "state")
+    assert resumed.step == 4
+    assert {(g["weight_decay"], tuple(g["betas"])) for g in resumed.optimizer.param_groups} <= {(0.0, (0.8, 0.95))}
+    lrs = [resumed.train_step(micro, advantage_weighted_nll, token_count(micro))["learning_rate"] for _ in range(4)]
+    assert lrs == pytest.approx([1e-3 * (8 - s) / 8 for s in (4, 5, 6, 7)])  # the new schedule from step 5 on
