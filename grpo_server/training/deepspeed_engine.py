@@ -227,13 +227,21 @@ class DeepSpeedEngine:
         self.ds.train()
         averager = MetricAverager()
         for i, (mb, real) in enumerate(rank_share(micro_batches, self.rank, self.world_size)):
-            loss, metrics = self.ds(loss_fn, to_device(mb, self.ds.device), normalizer)
-            # Agree across ranks before any backward: a rank that raised alone would leave the others
-            # waiting in the gradient reduction.
-            if self.channel.any_true(not bool(torch.isfinite(loss.detach()).all())):
+            # Agree across ranks before any backward: a rank that raised alone (an out-of-memory in its
+            # forward, most likely on rank 0, which also holds the rollout engine and the reference model)
+            # would leave the others waiting in a collective, and the engine's close() never returned.
+            failure: Exception | None = None
+            try:
+                loss, metrics = self.ds(loss_fn, to_device(mb, self.ds.device), normalizer)
+                bad = not bool(torch.isfinite(loss.detach()).all())
+            except Exception as exc:  # noqa: BLE001 - raised again below, on every rank together
+                failure, bad = exc, True
+            if self.channel.any_true(bad):
+                if failure is not None:
+                    raise failure
                 raise FloatingPointError(
-                    f"a loss of pass {i} is not finite on some rank; the engine's accumulated gradients are "
-                    "invalid now: restart from the last checkpoint"
+                    f"pass {i} failed on some rank (a loss that is not finite, or an error in its forward); the "
+                    "engine's accumulated gradients are invalid now: restart from the last checkpoint"
                 )
             if not real:
                 loss = loss * 0.0  # a filler pass: the same modules and collectives, no gradient

@@ -102,3 +102,16 @@ def test_two_ranks_give_the_same_update_as_one_torch_engine_and_resume_exactly(t
     # A step without any loss token: zero gradient on every rank (Adam's momentum still moves weights).
     assert record["m3_empty"]["grad_norm"] == m3["grad_norm"] == 0.0
     assert_same_weights(record["w3_empty"], w3, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_forward_that_fails_on_rank_0_alone_fails_the_step_on_every_rank(tiny_dir) -> None:
+    """Rank 0's loss forward raised (its GPU out of memory, say) while rank 1 waited in the pass's
+    agreement: both ranks hung, and rank 0's close() never returned. Now every rank leaves the pass."""
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), str(HERE / "ds_rank_failure.py"), "--model", str(tiny_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"rc {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "rank 0: train_step failed: out of memory on rank 0 (the test's)" in proc.stdout, proc.stdout
+    assert "rank 1: train_step failed: FloatingPointError: pass 0 failed on some rank" in proc.stdout, proc.stdout
