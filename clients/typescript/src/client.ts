@@ -92,6 +92,8 @@ export class TrainerClient {
   private readonly timeoutMs: number;
   /** Aborted by close(): ends each followSteps loop, in a stream or waiting to reconnect. */
   private readonly closing = new AbortController();
+  /** The unary calls in flight, for close() to cancel. */
+  private readonly inFlight = new Set<grpc.ClientUnaryCall>();
   /** Over TLS, what clientCertificateRefusal needs to look into a connection the trainer closed; else undefined. */
   private readonly tlsCheck: TlsCheckOptions | undefined;
 
@@ -385,9 +387,11 @@ export class TrainerClient {
     return this.unary('CancelPrompts', this.stub.cancelPrompts, { ids });
   }
 
-  /** Close the channel. Calls in flight are cancelled. */
+  /** Close the channel. Calls in flight are cancelled (they reject with CANCELLED at once: grpc-js's close
+   * leaves them running to their deadline, holding the process). */
   close(): void {
     this.closing.abort();
+    for (const call of this.inFlight) call.cancel();
     this.stub.close();
   }
 
@@ -399,10 +403,12 @@ export class TrainerClient {
 
   private unary<Req, Res>(method: string, fn: Unary<Req, Res>, request: Req, timeoutMs = this.timeoutMs): Promise<Res> {
     return new Promise((resolve, reject) => {
-      fn.call(this.stub, request, this.metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+      const call = fn.call(this.stub, request, this.metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+        this.inFlight.delete(call);
         if (err) void this.callError(method, err).then(reject);
         else resolve(res as Res);
       });
+      this.inFlight.add(call);
     });
   }
 

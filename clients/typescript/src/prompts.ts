@@ -155,10 +155,19 @@ function wellFormed(b: Uint8Array, i: number): number {
 
 // ------------------------------------------------------------------ JSON as Python's json module reads it
 
+/** The string of `codes` made by `make` (String.fromCodePoint or fromCharCode) a slice at a time: as one
+ * call's arguments, a long string overflows the stack. */
+function fromCodes(codes: ArrayLike<number>, make: (...codes: number[]) => string): string {
+  const parts: string[] = [];
+  for (let i = 0; i < codes.length; i += 8192) parts.push(make(...Array.prototype.slice.call(codes, i, i + 8192)));
+  return parts.join('');
+}
+
 /** A decoded string as code points (numbers); an unpaired surrogate escape stays a surrogate. */
 class JString {
   constructor(readonly cps: number[]) {}
-  toString(): string { return String.fromCodePoint(...this.cps); }
+  // In slices: spreading every code point as an argument overflowed the stack past ~150k of them.
+  toString(): string { return fromCodes(this.cps, String.fromCodePoint); }
   get key(): string { return this.cps.join(','); }
 }
 /** A JSON number: the text as written and its value (±Infinity beyond the range). */
@@ -296,7 +305,7 @@ class JsonReader {
       while (idx <= end && isDigit(s[idx])) idx++;
       if (!isDigit(s[idx - 1])) idx = eStart;
     }
-    const text = String.fromCharCode(...s.slice(start, idx));
+    const text = fromCodes(s.slice(start, idx), String.fromCharCode);
     return [new JNumber(text, Number(text)), idx];
   }
 

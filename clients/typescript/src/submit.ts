@@ -361,6 +361,8 @@ export async function submitBatches(send: SendBatch, prompts: Prompt[], source: 
   const batchSize = options.batchSize ?? 256;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new TypeError(`submitFile: batchSize must be a whole number >= 1, got ${batchSize}`);
   const maxAttempts = options.maxAttempts ?? 5;
+  // NaN retried for ever (attempt >= NaN is never true), 0 sent once: refused as the Python client does.
+  if (!(Number.isInteger(maxAttempts) && maxAttempts >= 1)) throw new TypeError(`submitFile: maxAttempts must be a whole number >= 1, got ${maxAttempts}`);
   const accepted: string[] = [];
   const replayed: string[] = [];
   const requestIds: string[] = [];

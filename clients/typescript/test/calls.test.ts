@@ -40,6 +40,7 @@ describe('unary calls against an in-process trainer', () => {
   const exportRequests: string[] = []; // each ListExports request: its state and page token
   const listedIds: number[] = []; // each ListPrompts request: how many ids it named
   let client: TrainerClient;
+  let port: number;
 
   before(async () => {
     server.addService(trainerGrpcTypes().grpo.trainer.v1.TrainerService.service, {
@@ -97,7 +98,7 @@ describe('unary calls against an in-process trainer', () => {
       },
       stepStatus: (_call: unknown, cb: Callback) => cb(null, { run: { state: 'RUN_STATE_IDLE' } }),
     } as grpc.UntypedServiceImplementation);
-    const port = await new Promise<number>((resolve, reject) => {
+    port = await new Promise<number>((resolve, reject) => {
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
     client = new TrainerClient(`127.0.0.1:${port}`, { token: 't0k', timeoutMs: 150 });
@@ -186,6 +187,17 @@ describe('unary calls against an in-process trainer', () => {
     await assert.rejects(client.exportCheckpoint('', true), (err: unknown) => err instanceof GrpoError && err.code === status.DEADLINE_EXCEEDED);
     const done = await client.exportCheckpoint('', true, 5_000);
     assert.equal(done.state, 'EXPORT_STATE_DONE');
+  });
+
+  it('close() cancels the calls in flight at once', async () => {
+    // grpc-js's close leaves them running to their deadline (the 400 ms export here; 30 s by default),
+    // holding the process; the doc comment said they were cancelled.
+    const other = new TrainerClient(`127.0.0.1:${port}`, { timeoutMs: 10_000 });
+    const started = Date.now();
+    const pending = other.exportCheckpoint('', true, 10_000);
+    setTimeout(() => other.close(), 50);
+    await assert.rejects(pending, (err: unknown) => err instanceof GrpoError && err.code === status.CANCELLED);
+    assert.ok(Date.now() - started < 300, `rejected after ${Date.now() - started} ms`);
   });
 
   it('a step number that is not a whole number is refused before it is sent (not sent as another step)', async () => {

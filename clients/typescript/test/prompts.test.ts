@@ -18,6 +18,16 @@ describe('prompt files', () => {
     assert.equal(batchRequestId(f.prompts, 3, ''), batchRequestId(f.prompts, 3), 'an empty prefix is none, as in Go and Python');
   });
 
+  it('reads a string of a million characters', () => {
+    // Every code point was spread as one call's arguments: past ~150k of them the stack overflowed
+    // (RangeError), where Python reads the file. Code tests and io cases are not bounded by a token limit.
+    const stdin = '7 '.repeat(500_000);
+    const line = JSON.stringify({ id: 'big', messages: [{ role: 'user', content: 'sum' }],
+      code: { io_cases: [{ stdin, expected_stdout: '3500000' }] } });
+    const f = parsePromptFile(Buffer.from(`${line}\n`), 'big.jsonl');
+    assert.equal(f.prompts[0].code?.ioCases?.[0]?.stdin, stdin);
+  });
+
   it('names each problem by line, field and the Python client\'s words', () => {
     const data = Buffer.concat([Buffer.from('{"id": "a", "prompt": "hi"}\n'
       + '{"id": "b", "messages": [{"role": "user", "content": "c"}], "rewards": [{"backend": "m", "weight": "abc"}, {"backend": "m", "weight": 0}]}\n'

@@ -70,6 +70,17 @@ describe('submitFile retries', () => {
     assert.equal(result.resized.length, 1);
   });
 
+  it('a maxAttempts that is not a whole number >= 1 is a TypeError before anything is sent', async () => {
+    // NaN retried for ever (attempt >= NaN is never true); 0 sent once. Python refuses both.
+    for (const maxAttempts of [Number.NaN, 0, 1.5]) {
+      let calls = 0;
+      await assert.rejects(submitBatches(async () => { calls++; throw new Error('not sent'); },
+        [{ id: 'a', messages: [{ role: 'user', content: 'q' }], answer: '1' }], undefined, undefined, { maxAttempts },
+        async () => undefined), (err: unknown) => err instanceof TypeError && /maxAttempts/.test(err.message));
+      assert.equal(calls, 0);
+    }
+  });
+
   it('a trainer certificate that fails verification is not sent again', async () => {
     // It was retried as a trainer that is down (UNAVAILABLE), four times over 15 s.
     let calls = 0;
