@@ -31,14 +31,33 @@ export const CONNECTION_OPTIONS = {
   json: { type: 'boolean', default: false },
 } as const;
 
+// gRPC's own target URIs, passed as they are; else HOST:PORT, an IPv6 address in brackets (`grpo`'s rule).
+const GRPC_SCHEMES = ['dns:', 'unix:', 'unix-abstract:', 'ipv4:', 'ipv6:', 'vsock:'];
+const HOST_PORT = /^(?:\[[0-9A-Fa-f:.]+(?:%[\w.-]+)?\]|[^\s:/[\]@]+):(\d{1,5})$/;
+
+/** Refuse a --target that is not HOST:PORT (or one of gRPC's target URIs), in `grpo`'s words: grpc-js dialled
+ * port 443 for a missing port and failed UNAVAILABLE for the rest, exit status 1 instead of 2. */
+export function checkTarget(target: string): void {
+  if (GRPC_SCHEMES.some((s) => target.startsWith(s))) return;
+  const m = HOST_PORT.exec(target);
+  if (m !== null && Number(m[1]) >= 1 && Number(m[1]) <= 65535) return;
+  let why = '';
+  if (target.includes('://')) why = '; give HOST:PORT without a scheme (and --tls for TLS)';
+  else if ((target.match(/:/g) ?? []).length > 1 && !target.startsWith('[')) why = '; write an IPv6 address in brackets: [::1]:50051';
+  else if (target !== '' && !target.includes(':')) why = '; the port is missing';
+  throw new UsageError(`--target: ${JSON.stringify(target).replace(/^"|"$/g, "'")} is not HOST:PORT (a host name or IP address `
+    + `and a port 1-65535, such as localhost:50051)${why}`);
+}
+
 /** A bad flag or value: printed as one "error: ..." line, exit status 2. */
 export class UsageError extends Error {}
 
 /** A local file that cannot be read: LOCAL, exit status 1 (as `grpo`). */
 export class LocalError extends Error {}
 
-/** The values of the token and TLS flags. */
+/** The values of the target, token and TLS flags. */
 export interface ConnectionFlags {
+  target?: string;
   token?: string;
   tls?: boolean;
   ca?: string;
@@ -61,6 +80,8 @@ const STRERROR: Record<string, string> = {
  * PEM block it should, a key unencrypted (else UsageError). A certificate and key that do not make a pair
  * (Node loads them here) are a UsageError too. */
 export function clientOptions(values: ConnectionFlags): ClientOptions {
+  if (values.target !== undefined) checkTarget(values.target);
+  if (values.token === '') throw new UsageError('--token: the token is empty');  // it was sent as no token
   const serverName = values['server-name'];
   if (serverName !== undefined && serverName.trim() === '') throw new UsageError('--server-name: must not be empty');
   if ((values.cert === undefined) !== (values.key === undefined)) {

@@ -192,6 +192,19 @@ def test_examples_refuse_bad_tls_flags_as_the_python_cli_does(built_client: Path
     assert error == {"code": "USAGE", "message": "--server-name: must not be empty"}, error
 
 
+def test_examples_refuse_a_bad_target_and_an_empty_token_as_the_python_cli_does(built_client: Path) -> None:
+    """A target without a port dialled port 443, one with a scheme or a port over 65535 failed UNAVAILABLE,
+    and an empty --token was sent as no token (UNAUTHENTICATED): each exit status 1 after a call, where
+    `grpo` refuses them before any (USAGE, exit status 2)."""
+    for target, flags in (("127.0.0.1", []), ("127.0.0.1:99999", []), ("http://127.0.0.1:50051", []), ("::1:50051", []),
+                          ("127.0.0.1:1", ["--token", ""])):
+        py = run_tool([sys.executable, "-m", "grpo_client.cli", "--target", target, *flags, "--json", "prompts"],
+                      cwd=REPO, timeout=120, check=False)
+        ts = run_tool(["node", str(built_client / "examples" / "prompts.js"), "--target", target, *flags, "--json"],
+                      cwd=TS, timeout=60, check=False)
+        assert assert_same_error(ts, py, 2)["code"] == "USAGE", (target, flags)
+
+
 def test_unary_calls_without_a_server(built_client: Path) -> None:
     """listPrompts/allPrompts paging, cancelPrompts, exportCheckpoint's own deadline, step numbers checked
     before they are sent, followSteps' retryMs/giveUpMs and tokens checked at once, against an in-process
