@@ -277,15 +277,8 @@ func (e *SubmitError) Error() string {
 		}
 		lines = append(lines, text)
 	}
-	if hasRetryInfo(c) {
-		lines = append(lines, "  retry after "+strconv.FormatFloat(c.RetryDelay.Seconds(), 'g', 6, 64)+" s")
-	}
-	for _, p := range c.Preconditions {
-		lines = append(lines, "  precondition: "+p)
-	}
-	for _, d := range otherDetails(c) {
-		lines = append(lines, "  "+d)
-	}
+	// The rest as the refused call's own lines give it (the retry delay, preconditions, other details).
+	lines = append(lines, c.DetailLines()[len(c.FieldViolations):]...)
 	for _, note := range e.Resized {
 		lines = append(lines, "(Before it, "+note+".)")
 	}

@@ -611,9 +611,19 @@ def test_a_backend_with_many_workers_does_not_hold_up_the_others(servers: Server
     assert arrivals.index("b") < 4, arrivals  # among the first calls, not after all eight of a's
 
 
-class DescribeFailsFirst(ScriptedBackend):
-    """Refuses Score calls over its max_batch_size (INVALID_ARGUMENT, as the proto says); its first
-    Describe fails, as a backend's does while it starts."""
+class RefusesOverItsLimit(ScriptedBackend):
+    """Refuses Score calls over its max_batch_size (INVALID_ARGUMENT, as the proto says), which may change
+    while it runs."""
+
+    def Score(self, request, context):  # type: ignore[no-untyped-def]
+        if len(request.items) > self.max_batch_size:
+            self.requests.append(request)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{len(request.items)} items, at most {self.max_batch_size}")
+        return super().Score(request, context)
+
+
+class DescribeFailsFirst(RefusesOverItsLimit):
+    """Its first Describe fails, as a backend's does while it starts."""
 
     def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)
@@ -624,12 +634,6 @@ class DescribeFailsFirst(ScriptedBackend):
         if self.describes == 1:
             context.abort(grpc.StatusCode.UNAVAILABLE, "starting")
         return super().Describe(request, context)
-
-    def Score(self, request, context):  # type: ignore[no-untyped-def]
-        if len(request.items) > self.max_batch_size:
-            self.requests.append(request)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{len(request.items)} items, at most {self.max_batch_size}")
-        return super().Score(request, context)
 
 
 def test_a_batch_cut_before_the_backend_described_itself_is_cut_again_to_its_size(servers: Servers,
@@ -644,16 +648,6 @@ def test_a_batch_cut_before_the_backend_described_itself_is_cut_again_to_its_siz
     assert observer.item_failures == [] and router.circuit_states() == {"a": "closed"}
     router.score([group("p", ["x"] * 8)], registry.snapshot())  # the answer is kept: batches of 4 at once
     assert [len(r.items) for r in a.requests[3:]] == [4, 4] and a.describes == 2
-
-
-class RefusesOverItsLimit(ScriptedBackend):
-    """Refuses Score calls over its max_batch_size (INVALID_ARGUMENT), which may change while it runs."""
-
-    def Score(self, request, context):  # type: ignore[no-untyped-def]
-        if len(request.items) > self.max_batch_size:
-            self.requests.append(request)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{len(request.items)} items, at most {self.max_batch_size}")
-        return super().Score(request, context)
 
 
 def test_a_backend_redeployed_with_a_smaller_batch_limit_gets_batches_within_it(servers: Servers,
