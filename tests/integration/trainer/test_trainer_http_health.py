@@ -110,8 +110,9 @@ def test_healthz_follows_the_grpc_health_from_start_to_drain(toy_backend, tmp_pa
 def test_healthz_stays_503_when_the_model_fails_to_load(toy_backend, tmp_path: Path) -> None:
     """What the startup probe needs to restart a trainer whose model did not load."""
     _, backend = toy_backend("toy", 0.5)
-    not_a_model = tmp_path / "not-a-model"
+    not_a_model = tmp_path / "not-a-model"  # passes the start's check (a config.json), fails the load
     not_a_model.mkdir()
+    (not_a_model / "config.json").write_text('{"model_type": "no-such-architecture"}')
     app = TrainerApp(parsed_config(server=METRICS, model={"source": "path", "path": str(not_a_model)}),
                      tmp_path / "store", backend_overrides=[("toy", backend.address)])
     app.start()
