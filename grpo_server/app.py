@@ -170,10 +170,10 @@ def check_model_settings(cfg: Config, model: Any, context: int | None) -> None:
     (`rollout_context`'s). The model's logits must be the LM head applied to its decoder's output
     (`logits_from_hidden_problem`). `algorithm.sdpo_top_k` must not exceed the vocabulary (the logits'
     width); the config already refuses a top-k its SDPO loss would not use."""
+    # (A vllm_max_model_len at or under max_new_tokens is refused with the config: here it is the model's.)
     if context is not None and cfg.rollout.max_new_tokens >= context:
-        where = "rollout.vllm_max_model_len" if context == cfg.rollout.vllm_max_model_len else "the model's context"
         raise StartupError("rollout.max_new_tokens", f"{cfg.rollout.max_new_tokens} tokens of completion leave no "
-                           f"room for a prompt in {where} of {context} tokens")
+                           f"room for a prompt in the model's context of {context} tokens")
     from grpo_server.training.loss import logits_from_hidden_problem
 
     problem = logits_from_hidden_problem(model)
