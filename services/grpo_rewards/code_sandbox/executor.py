@@ -6,10 +6,11 @@ Layers, outermost first:
    an empty environment. Sandboxes are started by a small process of their own (``spawner``), which
    reports the kernel's accounting of each, so that this service's own memory is never counted as a
    program's.
-2. rlimits (CPU seconds, address space, file size, open files, no core dumps) set by util-linux
-   ``prlimit`` right before bwrap starts (see ``_launcher_argv`` for why not a ``preexec_fn``), and
-   the process limit. As root, each concurrent run gets its own unprivileged host uid (util-linux
-   ``setpriv``) and the host-side ``prlimit`` caps that uid's processes, which are this run's alone.
+2. rlimits (CPU seconds, address space, file size, open files, no core dumps) set by the spawner in
+   the child it starts bwrap in, right before the exec (``_launch_limits``; spawner.py's
+   ``_fork_exec``), and the process limit. As root, each concurrent run gets its own unprivileged host
+   uid (the same child drops to it first) and a host-side RLIMIT_NPROC caps that uid's processes,
+   which are this run's alone.
    Not as root, the limit is set by ``prlimit`` inside the sandbox, after bubblewrap has made the
    run's own user namespace (see ``_inner_argv``): the kernel (5.14+) counts RLIMIT_NPROC per user
    namespace and uid, so it caps this run only.
@@ -31,6 +32,7 @@ import math
 import os
 import queue
 import re
+import resource
 import selectors
 import signal
 import subprocess
@@ -125,32 +127,24 @@ class _SlotPool:
             self._free.put(slot)
 
 
-def _launcher_argv(config: SandboxConfig, timeout_s: float, uid: int | None) -> list[str]:
-    """util-linux ``setpriv`` (drop to ``uid``) and ``prlimit`` (the rlimits) in front of bwrap.
-
-    Small programs that set up the process and exec the next, run in the child the spawner started
-    (see spawner.py): the limits are set on a few-kB process, and nothing here depends on Python
-    running between fork and exec.
-    """
+def _launch_limits(config: SandboxConfig, timeout_s: float, uid: int | None) -> list[tuple[int, int, int]]:
+    """The rlimits the spawner sets on the child it starts bwrap in, after dropping to ``uid`` (see
+    spawner.py's ``_fork_exec``): ``(resource, soft, hard)``, inherited by the sandbox and all in it."""
     cpu = cpu_limit_s(timeout_s)
-    argv: list[str] = []
-    if uid is not None:
-        argv += ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
-    argv += [
-        "/usr/bin/prlimit",
-        f"--cpu={cpu}:{cpu + 1}",                      # SIGXCPU, then SIGKILL a second later
-        f"--as={config.memory_mib << 20}",             # address space per process
-        f"--fsize={config.max_file_mib << 20}",        # largest file it may write
-        f"--nofile={config.max_open_files}",
-        "--core=0",
+    limits = [
+        (resource.RLIMIT_CPU, cpu, cpu + 1),                      # SIGXCPU, then SIGKILL a second later
+        (resource.RLIMIT_AS, config.memory_mib << 20, config.memory_mib << 20),  # address space per process
+        (resource.RLIMIT_FSIZE, config.max_file_mib << 20, config.max_file_mib << 20),  # largest file written
+        (resource.RLIMIT_NOFILE, config.max_open_files, config.max_open_files),
+        (resource.RLIMIT_CORE, 0, 0),
     ]
     if uid is not None:
         # The slot's own host uid: its count is this run's alone, so the host-side cap is exact too.
-        argv.append(f"--nproc={config.max_processes}")
+        limits.append((resource.RLIMIT_NPROC, config.max_processes, config.max_processes))
     # Without a uid of its own (not root) no host-side process limit is set here: it would count
     # every run and this service's threads together, so one fork bomb would starve the other runs
     # (and bwrap itself could not start). The per-run cap is set inside (``_inner_argv``).
-    return [*argv, "--"]
+    return limits
 
 
 # Waits before each new try of a sandbox that bwrap could not create for a passing shortage.
@@ -197,9 +191,8 @@ class Sandbox:
         if not os.access(config.bwrap, os.X_OK):
             raise RuntimeError(f"bubblewrap not found at {config.bwrap}: install the Debian/Ubuntu package "
                                "'bubblewrap' (or your distribution's equivalent)")
-        for tool in ("/usr/bin/prlimit", "/usr/bin/setpriv") if os.geteuid() == 0 else ("/usr/bin/prlimit",):
-            if not os.access(tool, os.X_OK):
-                raise RuntimeError(f"{tool} not found: install util-linux")
+        if os.geteuid() != 0 and not os.access("/usr/bin/prlimit", os.X_OK):  # the inner one (_inner_argv)
+            raise RuntimeError("/usr/bin/prlimit not found: install util-linux")
         if not os.access(config.python, os.X_OK):
             raise RuntimeError(f"no interpreter at {config.python} (set --python)")
         self.config = config
@@ -301,8 +294,8 @@ class Sandbox:
                 fds += [out_r, out_w, err_r, err_w]
                 uid = self.config.uid_base + slot if self._as_root else None
                 handed = {0: _devnull(fds), 1: out_w, 2: err_w, 3: seccomp_fd}
-                argv = _launcher_argv(self.config, timeout_s, uid) + self._bwrap_argv({}, 3, command)
-                child = self._spawner.spawn(argv, handed)
+                argv = self._bwrap_argv({}, 3, command)
+                child = self._spawner.spawn(argv, handed, uid=uid, limits=_launch_limits(self.config, timeout_s, uid))
                 for fd in (out_w, err_w):
                     os.close(fd)
                     fds.remove(fd)
@@ -392,12 +385,12 @@ class Sandbox:
             job_bytes = len(first).to_bytes(8, "little") + first + marshal.dumps([e for _, e in job.io_cases])
             argv = self._bwrap_argv(memfd_numbers, 3)
             uid = c.uid_base + slot if self._as_root else None
-            argv = _launcher_argv(c, job.timeout_s, uid) + argv
+            limits = _launch_limits(c, job.timeout_s, uid)
             start = time.monotonic()
             with self._state:
                 if self._closed:
                     return RunRecord(killed="shutdown")
-                proc = self._spawner.spawn(argv, handed)
+                proc = self._spawner.spawn(argv, handed, uid=uid, limits=limits)
                 self._live.add(proc)
                 self._runs += 1
             try:
