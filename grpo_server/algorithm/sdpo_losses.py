@@ -38,7 +38,10 @@ def _token_mean(
 ) -> torch.Tensor:
     m = mask.to(torch.bool)
     if weights is not None:
-        per_token = per_token * weights.detach().to(per_token.dtype)
+        # 1 where masked: a weight from padding's log-probs (-inf - -inf: NaN) would make the masked
+        # positions' gradient 0 * NaN = NaN, although the loss leaves them out.
+        w = torch.where(m, weights.detach(), torch.ones_like(weights))
+        per_token = per_token * w.to(per_token.dtype)
     total = torch.where(m, per_token, torch.zeros_like(per_token)).sum()
     denom = float(normalizer) if normalizer is not None else max(float(m.sum()), 1.0)
     return total / denom

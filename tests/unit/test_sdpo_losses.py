@@ -197,6 +197,26 @@ def test_sampled_reverse_kl_ignores_a_masked_minus_infinity_in_value_and_gradien
     assert student.grad is not None and student.grad[0].tolist() == pytest.approx([0.5, 0.0])
 
 
+@pytest.mark.parametrize("loss", ["logit_kl", "jsd"])
+def test_is_weights_from_padding_log_probs_leave_the_logit_gradients_finite(loss: str) -> None:
+    """With is_clip, the weights come from the sampled log-probs; at padding those are -inf (exp(-inf -
+    -inf): NaN), and 0 * NaN made the masked position's logit gradient NaN though the value left it out."""
+    mask = torch.tensor([[1.0, 0.0]])
+    student_logp, sampling_logp = torch.tensor([[-1.0, float("-inf")]]), torch.tensor([[-1.0, float("-inf")]])
+    teacher = torch.tensor([[[math.log(3.0), 0.0], [0.0, 0.0]]])
+    grads = []
+    for weights in ({"student_logp": student_logp, "sampling_logp": sampling_logp, "is_clip": 2.0}, {}):
+        student = torch.zeros(1, 2, 2, requires_grad=True)
+        value = (sdpo_logit_kl(student, teacher, mask, "forward", **weights) if loss == "logit_kl"
+                 else generalized_jsd(student, teacher, mask, 0.5, **weights))
+        value.backward()
+        assert student.grad is not None
+        grads.append(student.grad)
+    assert torch.isfinite(grads[0]).all(), grads[0]
+    assert grads[0].tolist() == pytest.approx(grads[1].tolist())  # weight 1 on the one real token: the same
+    assert grads[0][0, 1].tolist() == [0.0, 0.0]
+
+
 def test_ema_moves_the_teacher_five_percent_towards_the_student_in_place() -> None:
     teacher = [torch.nn.Parameter(torch.tensor([1.0, 2.0])), torch.nn.Parameter(torch.tensor([0.0]))]
     student = [torch.tensor([3.0, 0.0]), torch.tensor([10.0])]
