@@ -463,10 +463,17 @@ class StepRunner:
             [float(r) if ok else None for r, ok in zip(rewards.tolist(), valid.tolist(), strict=True)],
             [c.feedback for c in completions], sdpo.success_threshold, group_size=self.s.group_size,
             use_feedback=sdpo.use_feedback, use_siblings=sdpo.use_siblings,
+            identities=[tuple(c.completion.token_ids) for c in completions],  # as teacher_rows: a copy is no sibling
         )
-        for i, (ctx, c) in enumerate(zip(contexts, completions, strict=True)):
+        # teacher_rows finds rows again by prompt and completion tokens: a row identical to one without a
+        # teacher (a flaky reward scored the same text a success and a failure) is not distilled either.
+        keys = [(tuple(scored[i // self.s.group_size].rollout.prompt_token_ids), tuple(c.completion.token_ids))
+                for i, c in enumerate(completions)]
+        undistilled = {key for key, ctx in zip(keys, contexts, strict=True) if not ctx.distilled}
+        for i, (ctx, c, key) in enumerate(zip(contexts, completions, keys, strict=True)):
             done = c.completion
-            if ctx.distilled and done.token_ids and not (self.s.mask_truncated and done.truncated):
+            if (ctx.distilled and key not in undistilled and done.token_ids
+                    and not (self.s.mask_truncated and done.truncated)):
                 keep[i // self.s.group_size] = True  # the rows teacher_rows distils (batch.collate's keep)
         return keep
 

@@ -30,14 +30,17 @@ def runner(tokenizer: Any, *, grpo_weight: float, sdpo_weight: float) -> StepRun
     return StepRunner(s, tokenizer=tokenizer, rollout=None, engine=None, router=None)  # type: ignore[arg-type]
 
 
-def group(pid: str, tokenizer: Any, results: Sequence[tuple[float, str]]) -> ScoredGroup:
-    """A group of two completions with (score, feedback) from one backend of weight 1."""
+def group(pid: str, tokenizer: Any, results: Sequence[tuple[float, str]], *, same_text: bool = False) -> ScoredGroup:
+    """A group of two completions with (score, feedback) from one backend of weight 1: two different
+    programs, or with `same_text` the same one twice (a policy that samples one answer every time)."""
     prompt = PromptRecord(pid, (ChatMessage("user", "q"),), (RewardSpec("code"),))
-    ids = tuple(tokenizer("print(1)", add_special_tokens=False)["input_ids"])
-    done = Completion(ids, tuple(-1.0 for _ in ids), "print(1)", "stop")
-    scored = tuple(ScoredCompletion(done, (BackendScore("code", 1.0, RewardStatus.OK, score, feedback=fb),))
-                   for score, fb in results)
-    return ScoredGroup(RolloutGroup(prompt, (1, 2), (done, done)), scored)
+    texts = [f"print({1 if same_text else k})" for k in range(len(results))]
+    done = [Completion(ids, tuple(-1.0 for _ in ids), text, "stop")
+            for text in texts for ids in [tuple(tokenizer(text, add_special_tokens=False)["input_ids"])]]
+    scored = tuple(ScoredCompletion(d, (BackendScore("code", 1.0, RewardStatus.OK, score, feedback=fb),))
+                   for d, (score, fb) in zip(done, results, strict=True))
+    prompt_ids = tuple(tokenizer(pid, add_special_tokens=False)["input_ids"])  # prompts of their own
+    return ScoredGroup(RolloutGroup(prompt, prompt_ids, tuple(done)), scored)
 
 
 def test_failures_with_feedback_are_kept_with_sdpo_and_only_teachers_count_without_the_surrogate(tiny) -> None:
@@ -51,6 +54,21 @@ def test_failures_with_feedback_are_kept_with_sdpo_and_only_teachers_count_witho
     assert runner(tok, grpo_weight=1.0, sdpo_weight=0.0).groups_with_signal(groups) == [False, False, True, True]
     assert runner(tok, grpo_weight=1.0, sdpo_weight=0.5).groups_with_signal(groups) == [True, False, True, True]
     assert runner(tok, grpo_weight=0.0, sdpo_weight=1.0).groups_with_signal(groups) == [True, False, False, True]
+
+
+def test_copies_of_one_completion_are_no_teachers_of_each_other(tiny) -> None:
+    """A mastered prompt sampled the same way every time (every copy a success, no feedback), and the
+    same text scored a success and a failure (a flaky reward): teacher_rows distils neither, so dynamic
+    sampling must not keep them for SDPO (each took a prompt's place in the step and trained nothing)."""
+    _, tok = tiny
+    groups = [
+        group("mastered", tok, [(1.0, ""), (1.0, "")], same_text=True),
+        group("flaky", tok, [(1.0, ""), (0.0, "")], same_text=True),
+        group("one_success", tok, [(1.0, ""), (0.0, "")]),
+    ]
+    assert runner(tok, grpo_weight=0.0, sdpo_weight=1.0).groups_with_signal(groups) == [False, False, True]
+    # With the surrogate on, the flaky group's reward variance is still GRPO's signal.
+    assert runner(tok, grpo_weight=1.0, sdpo_weight=0.5).groups_with_signal(groups) == [False, True, True]
 
 
 def test_a_step_keeps_flat_groups_with_feedback_for_sdpo_instead_of_leasing_more(tiny, serve) -> None:
