@@ -109,7 +109,7 @@ MAX_BOXED_TRIED = 16
 FALLBACK_TAIL_CHARS = 4000
 # A tuple or an interval of two or more numbers in the fallback: "(2, 3)", "[1, 3)", "(-1/2, 4.5, 0)",
 # "(0, ∞)". "(1,000)" is a number with a thousands separator, not a tuple (see `_fallback`).
-_TUPLE_ITEM = r"[-−]?(?:\d+(?:\.\d+)?(?:/\d+)?|∞|\\infty)"
+_TUPLE_ITEM = r"[-−]?(?:\d+(?:\.\d+)?(?:/\d+)?|\.\d+|∞|\\infty)"
 _TUPLE = re.compile(r"[(\[][ \t]*" + _TUPLE_ITEM + r"(?:[ \t]*,[ \t]*" + _TUPLE_ITEM + r"){1,9}[ \t]*[)\]]")
 _THOUSANDS = re.compile(r"[(\[]-?\d{1,3}(?:,\d{3})+[)\]]")
 # A numbered step or list item at the start of a line ("2. Check", "**Step 3:** Add", "#### 4) Sum"): its
@@ -148,11 +148,13 @@ _VULGAR_CHAR = re.compile("[" + "".join(_VULGAR) + "]")
 _SPACE_SEPARATOR = r"(?:\\,|[ \u00a0\u2009\u202f])"
 # One number as written in prose: a minus sign (`-` or Unicode's `−`), then a mixed number ("2 1/2", "2 and
 # 1/2", "2 ½", "2½"), or an integer (thousands grouped by commas or spaces) with decimals, a ratio or clock
-# time ("3:2", "3:45") and a fraction ("3/4"). The mixed number is tried first, so "2 1/2" is not "2".
+# time ("3:2", "3:45") and a fraction ("3/4"), or a decimal without its leading zero (".5"). The mixed
+# number is tried first, so "2 1/2" is not "2".
 _NUMBER_CORE = (r"[-−]?(?:\d+[ \t]+(?:and[ \t]+)?\d{1,9}[ \t]*/[ \t]*\d{1,9}(?!\d|\.\d)"
                 r"|(?:\d+[ \t]?)?" + _VULGAR_CHAR.pattern +
                 r"|(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?:" + _SPACE_SEPARATOR + r"\d{3})+(?![\d/])|\d+)(?:\.\d+)?"
-                r"(?::\d+){0,2}(?:[ \t]*/[ \t]*\d+)?)")
+                r"(?::\d+){0,2}(?:[ \t]*/[ \t]*\d+)?"
+                r"|(?<![\w.])\.\d+)")  # a decimal without its leading zero (".5"), never the end of "3.5" or "v1.5"
 _NUMBER = re.compile(_NUMBER_CORE + r"(?:[ \t]*\\?%)?")
 # A number (optionally after a currency sign, optionally a percentage) followed by one to four plain words
 # and nothing else ("2½ cups", "50% of the total", "60 km/h", "36 cm^2" too).
@@ -606,6 +608,14 @@ def _finish(answer: str, number_words: bool) -> str:
     return _written_number(plain.group(1)) if plain and _written_number(plain.group(1)) != plain.group(1) else answer
 
 
+def normalize_gold(gold: str) -> str:
+    """A gold answer written as extraction writes a completion's final answer (`_finish`: unit words
+    dropped, a mixed number or grouped thousands as math-verify reads them, "negative 3" as -3, number
+    words as digits): a completion that states the gold verbatim ("10 cookies", "2 1/2", "12 500") is
+    read that way, and must equal it."""
+    return _finish(gold, number_words=True)
+
+
 def _final_number_word(tail: str) -> _Value | None:
     """The number phrase that ends `tail` (see module docstring, rule 4), as its digits, or None."""
     offset = max(0, len(tail) - 200)
@@ -648,6 +658,8 @@ MAX_LISTED_SPANS = 8
 # The variable a math span sets ("x = 2", "x_1 = 2"): listed spans must all set the same one, or none.
 _SETS_VARIABLE = re.compile(r"([A-Za-z](?:_\{?\w{1,3}\}?)?)\s*=")
 # Before the last number: an inequality sign ("so x ≥ 3", "n > 2"): the answer is that bound, never 3.
+# Right before a number: plus-or-minus ("x = ±3", "$\pm$ 2", "+/- 4"): the number is both roots.
+_PLUS_MINUS_BEFORE = re.compile(r"(?:±|\\pm(?![A-Za-z])|\+/-)[ \t]*\$?[ \t]*$")
 _BOUND_BEFORE = re.compile(r"(?:[<>≤≥⩾⩽]|\\(?:geq?|leq?|gt|lt|geqslant|leqslant)(?![A-Za-z]))[ \t]*=?[ \t]*\$?[ \t]*$")
 # Before a number: the exponent of a unit ("cm^2", "m^{3}"), which is not the answer.
 _UNIT_EXPONENT_BEFORE = re.compile(r"[A-Za-z]\^\{?$")
@@ -827,6 +839,9 @@ def _fallback(text: str, number_words: bool) -> Extraction | None:
     bound = _BOUND_BEFORE.search(tail, max(0, last_number.start() - 12), last_number.start())
     if bound:
         return Extraction(bound_as_inequality(tail[bound.start():last_number.end()].strip()), "latex")  # "x ≥ 3"
+    if (_PLUS_MINUS_BEFORE.search(tail, max(0, last_number.start() - 8), last_number.start())
+            and last_number.group(0)[:1] not in "-−"):
+        return Extraction(f"\\pm {_number_text(last_number)}", "number")  # as a box writes it: "\pm 3"
     exact = _exact_before_approximation(tail[:last_number.start()])
     if exact is not None:
         return exact

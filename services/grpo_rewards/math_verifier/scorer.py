@@ -22,6 +22,7 @@ from .extract import (
     extract_final_answer,
     gold_choice,
     gold_is_number,
+    normalize_gold,
     strip_math_delimiters,
 )
 from .pool import VerifierPool
@@ -129,7 +130,10 @@ class MathVerifierScorer:
         # Number words ("ten apples left") are read only against a plain-number gold answer: "ten" can equal 10,
         # never an expression, a set or a word answer.
         text = drop_invisible(part.text)
-        found = extract_choice(text) if letter else extract_final_answer(text, gold_is_number(gold))
+        # The gold as extraction writes an answer, tried when the gold as given is not equal.
+        cleaned = normalize_gold(gold) if not letter else gold
+        found = (extract_choice(text) if letter
+                 else extract_final_answer(text, gold_is_number(gold) or gold_is_number(cleaned)))
         if found is None:
             where = f": {part.where}" if part.unclosed else f" {part.where}" if part.where else ""
             return self._result(item, 0.0, extracted=False,
@@ -144,7 +148,10 @@ class MathVerifierScorer:
             equal = found.text == letter
         else:
             # A bound ("\geq 3") is an inequality on both sides, as extraction writes an answer (see extract).
-            verdict = self._verify(bound_as_inequality(gold), found.text)
+            for candidate in dict.fromkeys((bound_as_inequality(gold), cleaned)):
+                verdict = self._verify(candidate, found.text)
+                if verdict.equal or verdict.timed_out or verdict.error:
+                    break
             if verdict.timed_out:
                 r = result_for(item, reward_pb2.SCORE_STATUS_TIMEOUT,
                                f"verification did not finish within {cfg.item_timeout_s:g} s")
