@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FormatScoring = Literal["partial", "all_or_nothing"]
-BOXED = "\\boxed{"
+# `\boxed`, optional white space (TeX skips it: `\boxed {5}` renders as `\boxed{5}`, and the math
+# verifier reads it as the box), then the opening brace.
+BOXED = re.compile(r"\\boxed\s*\{")
 _BRACE = re.compile(r"[{}]")
 
 
@@ -59,15 +61,15 @@ def boxed_contents(text: str) -> list[str]:
     """
     closes = _closing_braces(text)
     out = []
-    start = text.find(BOXED)
-    while start != -1:
-        brace = start + len(BOXED) - 1
+    found = BOXED.search(text)
+    while found is not None:
+        brace = found.end() - 1
         end = closes.get(brace)
         if end is not None:
             out.append(text[brace + 1 : end])
-            start = text.find(BOXED, end + 1)
+            found = BOXED.search(text, end + 1)
         else:
-            start = text.find(BOXED, brace + 1)
+            found = BOXED.search(text, brace + 1)
     return out
 
 

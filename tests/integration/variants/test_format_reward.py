@@ -4,6 +4,7 @@ correctness backend by weights in the trainer's reward router."""
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
 
@@ -52,26 +53,31 @@ def test_format_components_and_feedback(text: str, think: float, boxed: float, p
 def test_boxed_contents_balances_braces() -> None:
     assert boxed_contents("\\boxed{a{b}c} and \\boxed{d}") == ["a{b}c", "d"]
     assert boxed_contents("\\boxed{open") == []
+    # TeX skips white space before the brace; the math verifier reads `\boxed {5}` as the box, so does this.
+    assert boxed_contents("\\boxed {5} and \\boxed\n{6}") == ["5", "6"]
+    assert check_format("<think>2+3</think>\nThe answer is \\boxed {5}.").components["boxed"] == 1.0
 
 
 def _boxed_contents_by_rescanning(text: str) -> list[str]:
-    """The definition boxed_contents must keep: each \\boxed{ scanned for its closing brace, an unclosed one
-    skipped with the search going on inside it (quadratic; only for small texts)."""
-    out, start = [], text.find("\\boxed{")
-    while start != -1:
-        depth, i = 1, start + len("\\boxed{")
+    """The definition boxed_contents must keep: each \\boxed{ (white space allowed before the brace)
+    scanned for its closing brace, an unclosed one skipped with the search going on inside it (quadratic;
+    only for small texts)."""
+    box = re.compile(r"\\boxed\s*\{")
+    out, found = [], box.search(text)
+    while found is not None:
+        depth, i = 1, found.end()
         while i < len(text) and depth:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            out.append(text[start + len("\\boxed{"): i - 1])
-        start = text.find("\\boxed{", i if depth == 0 else start + len("\\boxed{"))
+            out.append(text[found.end(): i - 1])
+        found = box.search(text, i if depth == 0 else found.end())
     return out
 
 
 def test_boxed_contents_agrees_with_the_rescanning_definition_on_random_texts() -> None:
     rng = random.Random(7)
-    pieces = ["\\boxed{", "\\boxed", "{", "}", "}}", "a", " ", "ed{", "\\"]
+    pieces = ["\\boxed{", "\\boxed", "{", "}", "}}", "a", " ", "\n", "ed{", "\\"]
     for _ in range(5000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
         assert boxed_contents(text) == _boxed_contents_by_rescanning(text), text
