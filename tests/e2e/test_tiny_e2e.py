@@ -18,13 +18,16 @@ def test_submit_train_watch_export_reload(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    # Two backends with weights: the random tiny model never gets a sum right, so the toy digit reward
-    # is what gives its groups variance (and its weights a gradient).
+    # Backends with weights: the random tiny model never gets a sum right, so the toy digit reward is what
+    # gives its groups variance (and its weights a gradient). The digit backend is registered a second
+    # time under another name and weight, so that the total's check sees every term (math's is 0).
     cfg = tiny_config(
         training={"max_steps": 3},
-        rewards={"default": [{"backend": "math", "weight": 1.0}, {"backend": "digits", "weight": 0.5}]},
+        rewards={"default": [{"backend": "math", "weight": 1.0}, {"backend": "digits", "weight": 0.5},
+                             {"backend": "digits-again", "weight": 0.25}]},
     )
-    app = start_trainer(cfg, tmp_path / "store", [("math", math_verifier), ("digits", digit_backend)])
+    app = start_trainer(cfg, tmp_path / "store", [("math", math_verifier), ("digits", digit_backend),
+                                                  ("digits-again", digit_backend)])
     client = TrainerClient(f"127.0.0.1:{app.api_port}")
     answer = client.submit_prompts(prompts(8), request_id="first")
     assert list(answer.accepted_ids) == [f"p{i}" for i in range(8)]
@@ -40,9 +43,13 @@ def test_submit_train_watch_export_reload(
     assert all(r.rollout_engine == "hf" for r in seen)
     last = seen[-1].metrics
     assert last.completions == 8 and last.prompts == 2
-    assert set(last.backend_reward_means) == {"math", "digits"}
-    expected = last.backend_reward_means["math"] + 0.5 * last.backend_reward_means["digits"]
-    assert abs(last.reward_mean - expected) < 1e-6  # weighted total over the two backends
+    for r in seen:  # the weighted total over the backends, each term counted once
+        means = r.metrics.backend_reward_means
+        assert set(means) == {"math", "digits", "digits-again"}
+        assert means["digits-again"] == means["digits"]  # one scorer under two names
+        expected = means["math"] + 0.5 * means["digits"] + 0.25 * means["digits-again"]
+        assert abs(r.metrics.reward_mean - expected) < 1e-6, (r.step, r.metrics.reward_mean, dict(means))
+    assert any(r.metrics.backend_reward_means["digits"] > 0 for r in seen)  # else the check above shows nothing
     assert last.step_seconds > 0 and last.rollout_seconds > 0 and last.grad_norm > 0
     assert len(seen[0].prompt_ids) == 2
 

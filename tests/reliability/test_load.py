@@ -4,7 +4,8 @@ against a real, training trainer: zero errors.
 The trainer is `grpo-server` in its own process (tiny model, HF rollouts, real SQLite store in a temp
 dir, the real math verifier registered as `math`), training while the clients run. The clients are
 grpc.aio coroutines in this process, one channel each. Afterwards: no call failed, every accepted
-prompt is in the store exactly once, training advanced during the load, and watchers saw steps.
+prompt is in the store exactly once, training advanced during the load, and every watch started after a
+step had ended got its backlog (a stream that stays silent is an error, not a quiet trainer).
 
 GRPO_LOAD_SECONDS and GRPO_LOAD_CLIENTS change the duration and the client count (defaults 60, 50).
 """
@@ -102,6 +103,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)
     watched_steps: set[int] = field(default_factory=set)
+    latest_seen: int = 0  # the highest latest_step a status call has returned
+    backlog_watches: Counter[bool] = field(default_factory=Counter)  # include_running -> watches owed a backlog
 
 
 async def client(k: int, address: str, end: float, tally: Tally) -> None:
@@ -125,17 +128,28 @@ async def client(k: int, address: str, end: float, tally: Tally) -> None:
                 elif op == "status":
                     r2 = await stub.StepStatus(trainer_pb2.StepStatusRequest(), timeout=60)
                     assert r2.run.latest_step >= 0
+                    tally.latest_seen = max(tally.latest_seen, r2.run.latest_step)
                 else:
-                    call = stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=0, include_running=rng.random() < 0.5))
+                    include_running = rng.random() < 0.5
+                    # Once step 2 has started, step 1 has ended: a watch from step 0 owes its backlog at once,
+                    # and a stream that stays silent then is a failure, not a quiet trainer.
+                    owed = tally.latest_seen >= 2
+                    tally.backlog_watches[include_running] += owed
+                    call = stub.WatchSteps(trainer_pb2.WatchStepsRequest(after_step=0, include_running=include_running))
+                    got = 0
                     try:
                         for _ in range(3):  # the backlog, then live steps; we hang up after 3 or 2 s
-                            msg = await asyncio.wait_for(call.read(), timeout=2.0)
+                            msg = await asyncio.wait_for(call.read(), timeout=10.0 if owed and not got else 2.0)
                             if msg is grpc.aio.EOF:
                                 tally.errors.append("watch: the server ended the stream")
                                 break
+                            got += 1
                             tally.watched_steps.add(msg.step.step)
                     except TimeoutError:
-                        pass  # no step finished within 2 s: the client hangs up, which is not an error
+                        if owed and not got:
+                            tally.errors.append(f"watch (include_running={include_running}): no report within 10 s "
+                                                f"though step {tally.latest_seen} had started")
+                        # else no step finished within 2 s: the client hangs up, which is not an error
                     finally:
                         call.cancel()
                 tally.calls[op] += 1
@@ -164,6 +178,7 @@ def test_fifty_clients_mixing_submit_status_and_watch_for_a_minute_see_no_errors
     assert min(tally.calls[op] for op in ("submit", "status", "watch")) > 0, tally.calls
     assert last > first, "training did not advance under load"
     assert tally.watched_steps, "no watcher received a step"
+    assert tally.backlog_watches[True] and tally.backlog_watches[False], tally.backlog_watches  # both kinds tried
 
     db = sqlite3.connect(f"file:{server.store_dir / 'grpo.sqlite'}?mode=ro", uri=True)
     try:
