@@ -1010,7 +1010,8 @@ class TrainingLoop:
           (an answer never reached scores 0; a top complaint about TRL is silent truncation by a small
           default);
         - every group's completions got one reward: the policy loss is 0 (the "loss is 0" confusion
-          TRL's users report), only the KL term moves the weights."""
+          TRL's users report), only the KL term (if any) moves the weights; not said when SDPO distilled
+          some of them (a group of failures with feedback is what SDPO learns from)."""
         m = report.metrics
         warnings = {}
         fraction = m.get("truncated_fraction", 0.0)
@@ -1020,10 +1021,13 @@ class TrainingLoop:
                 f"({self.runner.s.sampling.max_new_tokens} tokens) before they ended, and were scored cut; raise "
                 "rollout.max_new_tokens or ask for shorter answers")
         groups = m.get("prompts", 0.0)
-        if groups and m.get("zero_variance_groups", 0.0) >= groups:
+        # With SDPO, flat groups that got teachers (failures with feedback) are what it learns from: no warning.
+        if groups and m.get("zero_variance_groups", 0.0) >= groups and not m.get("sdpo/distilled_fraction", 0.0):
+            moved = ("only the KL term moved the weights" if self.runner.s.loss.beta > 0
+                     else "nothing moved the weights (algorithm.beta is 0: no KL term)")
             warnings["no_signal"] = (
                 f"every one of the {groups:.0f} groups got one reward for all its completions, so no completion "
-                "was better than another: the policy loss is 0 and only the KL term moved the weights; the "
+                f"was better than another: the policy loss is 0 and {moved}; the "
                 "prompts are too easy or too hard for the policy, or a backend gives everything one score "
                 "(grpo status --samples shows the completions)")
         for kind, text in warnings.items():

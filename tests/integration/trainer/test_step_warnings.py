@@ -44,4 +44,30 @@ def test_cut_completions_and_equal_rewards_are_warned_about_once_and_exported(
     assert [client.step_status(n).step.metrics.zero_variance_groups for n in (1, 2, 3)] == [2, 2, 2]
     flat = [r.getMessage() for r in caplog.records if "got one reward for all its completions" in r.getMessage()]
     assert len(flat) == 1 and flat[0].startswith("step 1: every one of the 2 groups "), flat
-    assert "the policy loss is 0" in flat[0]
+    assert "the policy loss is 0 and only the KL term moved the weights" in flat[0]  # beta 0.04 here
+
+
+@pytest.mark.parametrize("algorithm,warned", [
+    ({"name": "grpo", "beta": 0.0}, "the policy loss is 0 and nothing moved the weights (algorithm.beta is 0"),
+    ({"name": "sdpo", "beta": 0.0}, None),
+], ids=["grpo-no-kl", "sdpo"])
+def test_the_equal_rewards_warning_says_what_moved_the_weights(
+    algorithm, warned, toy_backend, start_trainer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a KL term nothing moved the weights. With SDPO, groups of one reward whose completions got
+    teachers (here each a success with successful siblings) are what it learns from: no warning."""
+    _, backend = toy_backend("toy", 1.0)
+    caplog.set_level(logging.WARNING, logger="grpo_server.training.loop")
+    app = start_trainer(tmp_path / "store", [("toy", backend.address)], training={"max_steps": 2},
+                        algorithm=algorithm)
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(4))
+    wait_for(lambda: client.step_status().run.prompts_trained == 4 or None, 120, "2 steps did not complete")
+    steps = [client.step_status(n).step.metrics for n in (1, 2)]
+    assert [m.zero_variance_groups for m in steps] == [2, 2]
+    flat = [r.getMessage() for r in caplog.records if "got one reward for all its completions" in r.getMessage()]
+    if warned is None:
+        assert all(m.extra["sdpo/distilled_fraction"] > 0 for m in steps), [dict(m.extra) for m in steps]
+        assert flat == []
+    else:
+        assert len(flat) == 1 and warned in flat[0], flat
