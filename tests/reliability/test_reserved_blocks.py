@@ -1,4 +1,4 @@
-"""A trainer that does not run as root (the Helm chart runs it as uid 1000) on an ext4 volume, which keeps
+"""A trainer that does not run as root (the Helm chart runs it as uid 10001) on an ext4 volume, which keeps
 blocks for root (5% by default, 10% here): the room it reports (grpo_store_volume_available_bytes, what
 GrpoStoreVolumeFilling reads) and its full-disk check (a checkpoint write failing with under 1 MiB left
 is reported as the full disk it was) count what that process may still write, not the reserved blocks
