@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from grpo_server.api.ports import BACKEND_NAME_PATTERN, host_port
+from grpo_server.api.ports import BACKEND_NAME_PATTERN, MAX_TIMEOUT_SECONDS, host_port
 from grpo_server.api.settings import ApiLimits, AuthSettings, PathText, SettingsModel
 from grpo_server.chat import RESERVED_TEMPLATE_KWARGS
 from grpo_server.rewards.registry import (
@@ -431,9 +431,12 @@ class BackendConfig(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=True)
 
     address: str = Field(description="HOST:PORT of the RewardService.")
-    timeout_seconds: float = Field(30.0, description="Deadline of one Score call, seconds (finite, > 0, at most 86400).")
-    max_batch_size: int = Field(0, description="Items per Score call (0: the backend's Describe value, or 64).")
-    max_concurrency: int = Field(4, description="Score calls in flight at once (>= 1).")
+    # validate_entry's bounds, for the JSON schema only (the chart's, so that helm install refuses them too).
+    timeout_seconds: float = Field(30.0, description="Deadline of one Score call, seconds (finite, > 0, at most 86400).",
+                                   json_schema_extra={"exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS})
+    max_batch_size: int = Field(0, description="Items per Score call (0: the backend's Describe value, or 64).",
+                                json_schema_extra={"minimum": 0})
+    max_concurrency: int = Field(4, description="Score calls in flight at once (>= 1).", json_schema_extra={"minimum": 1})
     tls: bool = False
     token_file: str | None = Field(None, description="File holding the bearer token sent to the backend.")
     ca_file: str | None = Field(None, description="With tls: PEM roots that verify the backend (default: gRPC's).")

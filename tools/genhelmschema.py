@@ -110,4 +110,8 @@ def write() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description="Rewrite the generated trainerConfig entries of helm/grpo/values.schema.json "
+                                        "from grpo_server.config.Config.").parse_args()
     write()

@@ -56,6 +56,7 @@ REFUSED_CONFIGS = [
     ({"server": {"max_workers": 48}}, "max_workers"),
     ({"limits": {"max_watch_streams": 100}, "server": {"max_workers": 100}}, "max_watch_streams"),
     ({"model": {"source": "path"}}, "model.path"),
+    ({"rewards": {"backends": {"judge": {"address": "judge:50051", "timeout_seconds": 90000}}}}, "timeout_seconds"),
 ]
 
 
@@ -122,6 +123,7 @@ def test_a_token_name_used_twice_is_refused_at_install() -> None:
         ({"address": "judge:50051", "timeout": 30}, "timeout"),
         ({"address": "judge:50051", "timeout_seconds": "30"}, "timeout_seconds"),
         ({"address": "judge:50051", "timeout_seconds": 0}, "timeout_seconds"),
+        ({"address": "judge:50051", "timeout_seconds": 90000}, "timeout_seconds"),
         ({"address": "judge"}, "address"),
         ({"address": "judge:70000"}, "address"),
         ({"address": "judge:50051", "max_concurrency": 0}, "max_concurrency"),
@@ -144,6 +146,34 @@ def test_an_empty_backend_token_file_is_refused_at_install() -> None:
     with pytest.raises(RegistryError):
         parse_registry(yaml.safe_dump({"backends": {"math": {"address": "m:50051", "token_file": ""}}}))
     assert "token_file" in render_error({"rewards": {"math": {"registry": {"token_file": ""}}}})
+
+
+@pytest.mark.parametrize(("entry", "word"), [
+    ({"timeout_seconds": 172800}, "timeout_seconds"),  # the trainer's registry refuses over a day
+    ({"max_batch_size": 3_000_000_000}, "max_batch_size"),  # the service's --max-batch: at most int32
+    ({"max_concurrency": 3_000_000_000}, "max_concurrency"),  # the service's --max-concurrency: the same
+])
+def test_a_reward_service_registry_value_the_programs_refuse_is_refused_at_install(entry: dict[str, Any],
+                                                                                    word: str) -> None:
+    """Each rendered, then the trainer (registry file) or the service (its flag) exited 2: a crash loop."""
+    assert word in render_error({"rewards": {"math": {"registry": entry}}})
+
+
+@pytest.mark.parametrize("profile", [
+    {"type": "Localhost"},  # Kubernetes: localhostProfile is required with Localhost
+    {"type": "Unconfined", "localhostProfile": "profiles/grpo.json"},  # ... and only with Localhost
+    {"type": "Localhost", "localhostProfile": ""},
+])
+@pytest.mark.parametrize("value", ["sandboxSeccompProfile", "sandboxAppArmorProfile"])
+def test_a_sandbox_security_profile_the_api_server_refuses_is_refused_at_install(value: str, profile: dict) -> None:
+    assert value in render_error({"rewards": {"code": {value: profile}}})
+
+
+def test_a_localhost_sandbox_profile_with_its_file_installs() -> None:
+    rendered = render({"rewards": {"code": {"sandboxSeccompProfile": {"type": "Localhost",
+                                                                        "localhostProfile": "profiles/grpo.json"}}}})
+    c = container(rendered.get("Deployment", reward_name("code"))["spec"]["template"], "code")
+    assert c["securityContext"]["seccompProfile"] == {"type": "Localhost", "localhostProfile": "profiles/grpo.json"}
 
 
 def _service_args(rendered, backend: str):

@@ -7,9 +7,11 @@ import hashlib
 
 import yaml
 from helm_support import (
+    MULTINODE_VALUES,
     TRAINER,
     config_map_yaml,
     container,
+    load_values,
     mount,
     render,
     render_error,
@@ -143,6 +145,25 @@ def test_reward_pods_service_name_stays_a_dns_label_with_a_long_release_name() -
         assert len(host) <= 63 and host.endswith("-pods"), host
         assert rendered.has("Service", host)
     assert all(len(m["metadata"]["name"]) <= 63 for m in rendered.of_kind("Service"))
+
+
+def test_trainer_workloads_keep_their_pods_with_the_longest_release_names() -> None:
+    """A StatefulSet's controller labels each pod controller-revision-hash=<name>-<10-character hash>, at
+    most 63 characters: a name over 52 gets no pod. The LWS webhook wants its name a DNS-1035 label, and
+    its worker StatefulSets are <name>-<group index>. Both were cut at 63 only, or not at all."""
+    import re
+
+    for values in ({}, load_values(MULTINODE_VALUES)):
+        # Helm's longest release name (53) gives a full name of 58: "<release>-grpo".
+        rendered = render({**values, "fullnameOverride": "x" * 58})
+        for sts in rendered.of_kind("StatefulSet"):
+            assert len(sts["metadata"]["name"]) <= 52, sts["metadata"]["name"]
+        for lws in rendered.of_kind("LeaderWorkerSet"):
+            name = lws["metadata"]["name"]
+            assert len(name) + len("-999") <= 52 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name), name
+        assert rendered.of_kind("StatefulSet") or rendered.of_kind("LeaderWorkerSet")
+        kinds_names = [(o["kind"], o["metadata"]["name"]) for o in rendered.objects]
+        assert len(kinds_names) == len(set(kinds_names)), "a shortened name collides with another"
 
 
 def test_extra_backends_join_the_registry() -> None:

@@ -160,8 +160,10 @@ and while draining (docs/helm.md, "Trainer API TLS").
 /etc/grpo/reward-tls
 {{- end }}
 
+{{- /* At most 52 characters: the trainer's StatefulSet takes this name, and its controller labels each pod
+controller-revision-hash=<name>-<10-character hash>, a label value of at most 63 (a longer name: no pod). */}}
 {{- define "grpo.trainerName" -}}
-{{- printf "%s-trainer" (include "grpo.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-trainer" (include "grpo.fullname" .) | trunc 52 | trimSuffix "-" }}
 {{- end }}
 
 {{- /* The trainer StatefulSet's headless Service (the pods' DNS names); a DNS label like every name. */}}
@@ -169,14 +171,18 @@ and while draining (docs/helm.md, "Trainer API TLS").
 {{- printf "%s-headless" (include "grpo.trainerName" . | trunc 54 | trimSuffix "-") }}
 {{- end }}
 
+{{- /* The full name is shortened, never the backend's name: cut at 63 whole, a 53-character release gave
+its backends names that differed only past the cut. */}}
 {{- define "grpo.rewardName" -}}
-{{- printf "%s-%s" (include "grpo.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- $suffix := printf "-%s" .name }}
+{{- printf "%s%s" (include "grpo.fullname" .root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
 {{- end }}
 
 {{- /* The headless Service of a reward backend's pods: its DNS name resolves to every ready pod, and the
 trainer (gRPC round_robin) spreads its calls over them; the registry points here. */}}
 {{- define "grpo.rewardPodsName" -}}
-{{- printf "%s-pods" (include "grpo.rewardName" . | trunc 58 | trimSuffix "-") }}
+{{- $suffix := printf "-%s-pods" .name }}
+{{- printf "%s%s" (include "grpo.fullname" .root | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
 {{- end }}
 
 {{- define "grpo.authSecretName" -}}
@@ -267,7 +273,9 @@ multiNode.nprocPerNode, else the GPUs per pod, else 1. */}}
 {{/* The LeaderWorkerSet's name. Not the API Service's: the LWS controller creates a headless Service
 named after the LWS for the pods' DNS names (LWS_LEADER_ADDRESS), and skips it when one exists. */}}
 {{- define "grpo.trainerGroupName" -}}
-{{- include "grpo.trainerName" . }}-group
+{{- /* At most 46 characters: the LWS webhook wants a DNS-1035 label, and the controller names the worker
+StatefulSets <name>-<group index>, whose pods' revision-hash labels must stay within 63. */}}
+{{- include "grpo.trainerName" . | trunc 40 | trimSuffix "-" }}-group
 {{- end }}
 
 {{/* The shared (ReadWriteMany) checkpoints claim of a multi-node trainer. */}}
