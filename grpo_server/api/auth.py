@@ -145,6 +145,11 @@ def parse_tokens(data: Any, source: str = "tokens file") -> list[tuple[bytes, Pr
         bad = set(roles) - ROLES
         if bad:
             raise TokensFileError(f"{where}.roles: unknown roles {sorted(bad)}; allowed: {sorted(ROLES)}")
+        twin = next((j for j, (d, _) in enumerate(out) if d == digest), None)
+        if twin is not None:
+            # One token is one principal: the last entry's roles won in silence, under its name in the logs.
+            raise TokensFileError(f"{where}: the same token as tokens[{twin}] ({out[twin][1].name!r}); give each "
+                                  "principal its own token")
         out.append((digest, Principal(name, frozenset(roles))))
     return out
 

@@ -35,7 +35,7 @@ from grpo_server.api.validation import (
     validate_submit,
 )
 from grpo_server.chat import prompt_token_counter
-from grpo_server.control import ControlError, RunControl
+from grpo_server.control import ControlError, RunControl, RunState
 from grpo_server.store import DuplicatePromptError, QueueFullError, RequestIdReusedError, Store
 from grpo_server.types import PromptState, StepReport, StepState
 
@@ -128,6 +128,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         try:
             # A retry is answered before validation: it must not be refused for what changed since.
             result = self.store.replay(request_id, sent) if request_id and sent else None
+            if result is None and self.control.state is RunState.FINISHED:
+                # The loop leases nothing more: accepted, they would wait in silence for a restart.
+                raise errors.failed_precondition(
+                    "RUN_STATE", "run", "the run is finished (it reached training.max_steps): it trains no more "
+                    "prompts; restart the trainer with a higher training.max_steps to queue more")
             if result is None:
                 room = self.room_getter() if self.room_getter else None
                 try:

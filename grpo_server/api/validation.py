@@ -493,13 +493,20 @@ def _check_page(page_size: int, token: str, digest: str, v: _Collector, other_fi
     return position
 
 
+# The longest prompt id looked up (ListPrompts, CancelPrompts) whatever limits.max_id_bytes is now: ids a
+# higher limit took before stay addressable after it was lowered (as REPLAY_LOOKUP_MAX_BYTES for requests).
+ID_LOOKUP_MAX_BYTES = 4096
+
+
 def _validate_ids(req_ids: Sequence[str], limits: ApiLimits, v: _Collector) -> None:
-    """Prompt ids to look up: at most MAX_LIST_IDS, each a possible prompt id."""
+    """Prompt ids to look up: at most MAX_LIST_IDS, each a possible prompt id (of up to the configured
+    limit, or ID_LOOKUP_MAX_BYTES: one stored under a higher limit)."""
     if len(req_ids) > MAX_LIST_IDS:
         v.add("ids", f"{len(req_ids)} ids; at most {MAX_LIST_IDS} in one request")
         return
+    longest = max(limits.max_id_bytes, ID_LOOKUP_MAX_BYTES)
     for i, pid in enumerate(req_ids):
-        if not pid or not _PRINTABLE_ASCII.fullmatch(pid) or len(pid) > limits.max_id_bytes:
+        if not pid or not _PRINTABLE_ASCII.fullmatch(pid) or len(pid) > longest:
             v.add(f"ids[{i}]", f"not a prompt id: ids are 1 to {limits.max_id_bytes} printable ASCII characters")
 
 

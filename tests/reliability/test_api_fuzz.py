@@ -11,6 +11,7 @@ GRPO_FUZZ_EXAMPLES sets the examples per RPC (default 1000, the issue's minimum)
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -195,8 +196,9 @@ def broken_prompt(draw: st.DrawFn, index: int) -> tuple[trainer_pb2.Prompt, str]
             p.metadata[f"k{k}"] = "v"
         return p, f"{f}.metadata"
     if kind == "nul_metadata":
-        p.metadata[draw(text) + "\x00"] = draw(text)
-        return p, f"{f}.metadata"
+        key = draw(text) + "\x00"
+        p.metadata[key] = draw(text)
+        return p, f"{f}.metadata[{json.dumps(key)}]"  # the pair is named, by its key
     if kind == "nul_answer":
         p.answer = draw(text) + "\x00"
         return p, f"{f}.answer"
@@ -381,7 +383,7 @@ def broken_list_prompts(draw: st.DrawFn) -> tuple[trainer_pb2.ListPromptsRequest
     elif kind == "state":
         req.state = draw(st.one_of(st.integers(-(2**31), -1), st.integers(6, 2**31 - 1)))  # type: ignore[assignment]
     elif kind == "id":
-        bad = draw(st.one_of(st.just(""), st.text(min_size=257, max_size=300, alphabet="x"),
+        bad = draw(st.one_of(st.just(""), st.text(min_size=4097, max_size=4200, alphabet="x"),
                              text.filter(lambda s: any(not 0x20 <= ord(c) <= 0x7E for c in s))))
         at = draw(st.integers(0, len(req.ids)))
         req.ids.insert(at, bad)
@@ -436,7 +438,7 @@ def broken_cancel_prompts(draw: st.DrawFn) -> tuple[trainer_pb2.CancelPromptsReq
     req = trainer_pb2.CancelPromptsRequest(ids=ids)
     kind = draw(st.sampled_from(["id", "twice", "ids"]))
     if kind == "id":
-        bad = draw(st.one_of(st.just(""), st.text(min_size=257, max_size=300, alphabet="x"),
+        bad = draw(st.one_of(st.just(""), st.text(min_size=4097, max_size=4200, alphabet="x"),
                              text.filter(lambda s: any(not 0x20 <= ord(c) <= 0x7E for c in s))))
         at = draw(st.integers(0, len(req.ids)))
         req.ids.insert(at, bad)

@@ -215,6 +215,10 @@ def test_a_yaml_error_in_the_tokens_file_names_the_place_not_the_text(tmp_path: 
     ({"tokens": [{"name": "x", "token": "short", "roles": ["read"]}]}, "at least 8"),
     ({"tokens": [{"name": "x", "token": "long-enough", "roles": ["read"]},
                  {"name": "x", "token": "long-enough2", "roles": ["read"]}]}, "used twice"),
+    # One token under two names: the last entry's roles won in silence.
+    ({"tokens": [{"name": "ops", "token": "shared-token", "roles": ["admin"]},
+                 {"name": "dash", "token_sha256": hashlib.sha256(b"shared-token").hexdigest(), "roles": ["read"]}]},
+     r"tokens\[1\]: the same token as tokens\[0\] \('ops'\)"),
     ({"users": []}, "list `tokens`"),
 ])
 def test_a_bad_tokens_file_is_refused_at_start_with_the_reason(tmp_path: Path, doc: dict, phrase: str) -> None:

@@ -63,7 +63,7 @@ def test_a_cancelled_id_can_be_submitted_again_under_a_new_request_id(run: Api) 
 @pytest.mark.parametrize(("ids", "field"), [
     ([], "ids"),
     ([""], "ids[0]"),
-    (["c", "x" * 257], "ids[1]"),
+    (["c", "x" * 4097], "ids[1]"),
     (["caf\u00e9"], "ids[0]"),
     (["c", "d", "c"], "ids[2]"),
     ([f"p{i}" for i in range(1001)], "ids"),
@@ -117,3 +117,19 @@ def test_grpo_cancel_by_id_and_by_prompt_file(run: Api, tmp_path: Path, capsys: 
 
     assert cli.main(["--target", run.target, "cancel"]) == 2
     assert "name the prompts to cancel" in capsys.readouterr().err
+
+
+def test_a_prompt_stored_under_a_higher_id_limit_stays_addressable(api: Api) -> None:
+    """A 300-byte id accepted while limits.max_id_bytes was 512, then the trainer restarted with the default
+    256: the prompt is queued and will be trained, so it must still be found and cancellable by its id."""
+    from grpo_server.types import ChatMessage, PromptRecord, RewardSpec
+
+    pid = "x" * 300
+    api.store.submit([PromptRecord(pid, (ChatMessage("user", "What is 1+1?"),), (RewardSpec("math"),), answer="2")],
+                     None, 1000)
+    [found] = api.stub.ListPrompts(trainer_pb2.ListPromptsRequest(ids=[pid])).prompts
+    assert found.id == pid and found.state == Q
+    assert list(cancel(api, pid).cancelled_ids) == [pid]
+    with pytest.raises(grpc.RpcError) as e:  # past any limit the store could have held: still refused
+        cancel(api, "x" * 4097)
+    assert list(violations(e.value)) == ["ids[0]"]

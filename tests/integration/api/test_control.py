@@ -62,6 +62,22 @@ def test_pause_and_resume_do_not_apply_once_the_run_is_over(api: Api, state: str
         assert state in pf.violations[0].description
 
 
+def test_a_finished_run_refuses_new_prompts_but_answers_a_retry(api: Api) -> None:
+    """At training.max_steps the loop leases nothing more: prompts accepted then waited in silence (OK
+    answered) for a restart. A retry of a request accepted before is still answered as the first time."""
+    first = api.stub.SubmitPrompts(submit(prompt("early"), request_id="r1"))
+    api.control.set_state("finished")
+    before = api.store.queue_depth()
+    with pytest.raises(grpc.RpcError) as e:
+        api.stub.SubmitPrompts(submit(prompt("late-1"), prompt("late-2")))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    [pf] = details(e.value, error_details_pb2.PreconditionFailure)
+    assert pf.violations[0].type == "RUN_STATE" and "training.max_steps" in pf.violations[0].description
+    assert api.store.queue_depth() == before and not api.store.list_prompts(ids=["late-1", "late-2"], limit=2)
+    again = api.stub.SubmitPrompts(submit(prompt("early"), request_id="r1"))
+    assert again.duplicate and list(again.accepted_ids) == list(first.accepted_ids)
+
+
 def test_failed_run_reports_its_error(api: Api) -> None:
     api.control.fail("RuntimeError: loss is NaN")
     run = api.stub.StepStatus(trainer_pb2.StepStatusRequest()).run
