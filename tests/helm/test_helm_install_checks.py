@@ -117,6 +117,13 @@ def test_a_token_name_used_twice_is_refused_at_install() -> None:
     assert "ci" in _tokens_error([token, {**token, "token_sha256": "1" * 64}])
 
 
+def test_one_token_under_two_entries_is_refused_at_install() -> None:
+    """The trainer refuses the file (which entry's roles would the token carry?)."""
+    first = {"name": "ops", "token_sha256": "ab" * 32, "roles": ["admin"]}
+    error = _tokens_error([first, {"name": "dashboard", "token_sha256": "ab" * 32, "roles": ["read"]}])
+    assert "same token_sha256" in error and '"dashboard"' in error and '"ops"' in error
+
+
 @pytest.mark.parametrize(
     ("entry", "word"),
     [

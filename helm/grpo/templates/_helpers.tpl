@@ -355,11 +355,17 @@ is in none, and every prompt submitted without rewards of its own would be refus
 {{- end }}
 {{- if and .Values.auth.enabled (not .Values.auth.existingSecret) }}
 {{- $names := list }}
+{{- $digests := dict }}
 {{- range .Values.auth.tokens }}
 {{- if has .name $names }}
 {{- fail (printf "auth.tokens: the name %q is used twice; the trainer refuses a tokens file that names a token twice" .name) }}
 {{- end }}
 {{- $names = append $names .name }}
+{{- $digest := .token_sha256 | toString }}
+{{- if hasKey $digests $digest }}
+{{- fail (printf "auth.tokens: %q has the same token_sha256 as %q; the trainer refuses a tokens file with one token under two entries" .name (get $digests $digest)) }}
+{{- end }}
+{{- $_ := set $digests $digest .name }}
 {{- end }}
 {{- end }}
 {{- end }}
