@@ -15,9 +15,11 @@ so the completion is masked out of the loss and counted. It is never scored as 0
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections import defaultdict
@@ -283,9 +285,9 @@ class RewardRouter:
             for ci, completion in enumerate(group.completions):
                 item: reward_pb2.ScoreItem | None = None
                 for backend in dict.fromkeys(s.backend for s in p.rewards):  # a backend named twice: one call
-                    item_id = f"{p.id}/{ci}"
+                    item_id = f"{_item_prefix(p.id)}/{ci}"
                     if item_id in ids[backend]:  # the same prompt id twice in one step: keep ids unique
-                        item_id = f"{p.id}/{ci}#{gi}"
+                        item_id = f"{_item_prefix(p.id)}/{ci}#{gi}"
                     ids[backend].add(item_id)
                     if item is None:
                         item = build_score_item(p, completion.text, item_id)
@@ -481,6 +483,21 @@ class RewardRouter:
             out.update(self._score_batch(entry, batch[start:start + size]))
         return out
 
+    def _mask_refused(self, entry: BackendEntry, batch: Sequence[_Job],
+                      refused: Mapping[int, str]) -> dict[tuple[int, int, str], BackendScore]:
+        """Mask the items of `batch` a refusal named (index -> why) as the prompt's fault, and score the
+        others again."""
+        log.warning("reward backend %r refused %d of a batch's %d items (the first: %s): masked, the others sent "
+                    "again", entry.name, len(refused), len(batch), next(iter(refused.values())))
+        out: dict[tuple[int, int, str], BackendScore] = {}
+        for i, why in refused.items():
+            out.update(self._fail_all(entry.name, [batch[i]], RewardStatus.INVALID_INPUT,
+                                      f"Score INVALID_ARGUMENT: {why}", item=True))
+        rest = [j for i, j in enumerate(batch) if i not in refused]
+        if rest:
+            out.update(self._score_batch(entry, rest))
+        return out
+
     def _described_size(self, entry: BackendEntry) -> int:
         """The backend's Describe max_batch_size, asked again now, 0 when it gives none."""
         desc = self.registry.describe(entry, refresh=True)
@@ -537,6 +554,11 @@ class RewardRouter:
                                           f"Score {code.name}: {exc.details()}", item=True)
                 if code is grpc.StatusCode.INVALID_ARGUMENT:
                     breaker.release()  # our request was bad; the backend is healthy
+                    named = _refused_items(exc, len(batch))
+                    if named:
+                        # The items it names are those prompts' fault: masked, and the rest sent again (one
+                        # bad prompt masked every prompt of its batch, each counted an attempt).
+                        return self._mask_refused(entry, batch, named)
                     if len(batch) > 1:
                         # A batch cut before the backend could be described (Describe failed and is
                         # cached for a while), or by an answer from before the backend was redeployed with
@@ -639,6 +661,48 @@ def _retry_delay(error: grpc.RpcError) -> float | None:
     for detail in status.details:
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             info = error_details_pb2.RetryInfo()
-            detail.Unpack(info)
+            try:
+                detail.Unpack(info)
+            except Exception:  # noqa: BLE001 - a backend's corrupt detail is no hint (it ended the run)
+                return None
             return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
     return None
+
+
+def _refused_items(error: grpc.RpcError, count: int) -> dict[int, str]:
+    """The items an INVALID_ARGUMENT's BadRequest names (`items[i]...`), index -> what is wrong; empty
+    when it names none (or its details cannot be read)."""
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        details = list(status.details) if status is not None else []
+        out: dict[int, str] = {}
+        for detail in details:
+            if not detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                continue
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            for v in bad.field_violations:
+                m = _ITEM_FIELD.match(v.field)
+                if m and int(m.group(1)) < count:
+                    i = int(m.group(1))
+                    out[i] = f"{out[i]}; " if i in out else ""
+                    out[i] += f"{v.field}: {v.description}"
+        return out
+    except Exception:  # noqa: BLE001 - unreadable details name no item
+        return {}
+
+
+_ITEM_FIELD = re.compile(r"items\[(\d+)\]")
+# The reward services' longest item id (the proto's rule, grpo_rewards.common.validation); an item id is
+# the prompt's id, "/", the completion's index, and "#<group>" when the prompt id repeats in the step.
+MAX_ITEM_ID_BYTES = 256
+_ITEM_PREFIX_BYTES = 200
+
+
+def _item_prefix(prompt_id: str) -> str:
+    """The prompt id as an item id starts, short enough that the item id fits MAX_ITEM_ID_BYTES: a longer
+    one is cut and a digest of the whole added, so that two long ids stay apart (prompt ids are printable
+    ASCII: a character is a byte)."""
+    if len(prompt_id) <= _ITEM_PREFIX_BYTES:
+        return prompt_id
+    return f"{prompt_id[:_ITEM_PREFIX_BYTES - 17]}~{hashlib.sha256(prompt_id.encode()).hexdigest()[:16]}"

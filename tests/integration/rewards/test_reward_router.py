@@ -700,3 +700,52 @@ def test_a_batch_over_the_backends_receive_limit_is_sent_in_halves(servers: Serv
     assert sum(len(r.items) for r in a.requests) == 16 and all(r.ByteSize() <= 3000 for r in a.requests)
     assert router.circuit_states() == {"a": "closed"}
     assert observer.item_failures == [("a", "invalid_input")] * 2
+
+
+def test_a_corrupt_retry_hint_is_no_hint_and_ends_nothing(servers: Servers, make_router) -> None:
+    """A backend's RetryInfo detail of bytes that do not parse made score() raise (DecodeError), which
+    failed the step and ended the run: it is ignored, the call retried, the batch masked UNAVAILABLE."""
+
+    class CorruptHint(ScriptedBackend):
+        def Score(self, request, context):  # type: ignore[no-untyped-def]
+            self.requests.append(request)
+            detail = any_pb2.Any(type_url="type.googleapis.com/google.rpc.RetryInfo", value=b"\x0a\x05ab")
+            context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+                code=grpc.StatusCode.UNAVAILABLE.value[0], message="overloaded", details=[detail])))
+
+    backend = CorruptHint(ok(1.0))
+    router, registry, observer = make_router([BackendEntry("b", servers.start(backend))], max_retries=2)
+    [scored] = router.score([group("p1", ["42", "41"], rewards=[("b", 1.0)])], registry.snapshot())
+    assert [c.scores[0].status for c in scored.completions] == [RewardStatus.UNAVAILABLE] * 2
+    assert len(backend.requests) == 3  # the first call and its two retries
+    assert observer.item_failures == [("b", "unavailable")] * 2
+
+
+def test_a_refusal_naming_one_item_masks_that_item_and_scores_the_others(servers: Servers, make_router) -> None:
+    """A backend answers INVALID_ARGUMENT for the whole request, its BadRequest naming items[i]: only those
+    prompts are at fault. Every item of the batch was masked INVALID_INPUT (an attempt counted against
+    each prompt); now the named ones are, the others sent again."""
+
+    class RefusesLong(ScriptedBackend):
+        def Score(self, request, context):  # type: ignore[no-untyped-def]
+            self.requests.append(request)
+            bad = [i for i, it in enumerate(request.items) if len(it.completion) > 5]
+            if bad:
+                detail = any_pb2.Any()
+                detail.Pack(error_details_pb2.BadRequest(field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=f"items[{i}].completion", description="too long")
+                    for i in bad]))
+                context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+                    code=grpc.StatusCode.INVALID_ARGUMENT.value[0], message="bad items", details=[detail])))
+            return reward_pb2.ScoreResponse(results=[self.scorer(it) for it in request.items])
+
+    backend = RefusesLong(ok(1.0))
+    router, registry, observer = make_router([BackendEntry("b", servers.start(backend))])
+    groups = [group("p1", ["42", "far too long"], rewards=[("b", 1.0)]), group("p2", ["7", "8"], rewards=[("b", 1.0)])]
+    scored = router.score(groups, registry.snapshot())
+    statuses = [[c.scores[0].status for c in g.completions] for g in scored]
+    assert statuses == [[RewardStatus.OK, RewardStatus.INVALID_INPUT], [RewardStatus.OK, RewardStatus.OK]]
+    masked = scored[0].completions[1].scores[0]
+    assert "items[1].completion: too long" in masked.message
+    assert [len(r.items) for r in backend.requests] == [4, 3]  # the batch, then the three it did not name
+    assert observer.item_failures == [("b", "invalid_input")]

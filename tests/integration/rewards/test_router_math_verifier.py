@@ -61,3 +61,23 @@ def test_registry_batch_size_over_the_backends_own_is_cut_to_it(math_address: st
     finally:
         router.close()
         registry.stop()
+
+
+def test_prompt_ids_as_long_as_the_api_takes_make_item_ids_the_services_take(math_address: str) -> None:
+    """A prompt id of 256 bytes (the API's default limit) made an item id of 258 ("<id>/<i>"), over the
+    services' 256: the verifier refused the whole batch, and every prompt in it was masked. Two long ids
+    that differ only at the end stay two items."""
+    registry = RewardRegistry([BackendEntry("math", math_address)])
+    router = RewardRouter(registry)
+    try:
+        groups = [group("short", ["The answer is 42.", "41"], rewards=[("math", 1.0)], answer="42"),
+                  group("p" * 255 + "a", ["The answer is 42.", "41"], rewards=[("math", 1.0)], answer="42"),
+                  group("p" * 255 + "b", ["The answer is 41.", "42"], rewards=[("math", 1.0)], answer="42")]
+        scored = router.score(groups, registry.snapshot())
+        assert [[(c.scores[0].status, c.scores[0].score) for c in g.completions] for g in scored] == [
+            [(RewardStatus.OK, 1.0), (RewardStatus.OK, 0.0)],
+            [(RewardStatus.OK, 1.0), (RewardStatus.OK, 0.0)],
+            [(RewardStatus.OK, 0.0), (RewardStatus.OK, 1.0)]]
+    finally:
+        router.close()
+        registry.stop()
