@@ -22,19 +22,37 @@ def verdict(*events: dict, killed: str = "", exit_code: int = 0, stderr: str = "
     return verdict_from_run(run, scoring=scoring, timeout_s=2.0, flood_output_bytes=1024)  # type: ignore[arg-type]
 
 
-def test_done_asserts_pass_unless_seen_failing() -> None:
-    v = verdict(PLAN, {"e": "fail", "t": 1, "fb": "test 2 failed"}, {"e": "done", "part": "asserts"},
-                {"e": "pass", "t": 3}, {"e": "fail", "t": 4, "fb": "io"}, {"e": "done", "part": "io"})
+def test_done_asserts_pass_as_settled_unless_seen_failing() -> None:
+    # The runner settles every assert that held before `done` (those in loops and helpers included).
+    v = verdict(PLAN, {"e": "fail", "t": 1, "fb": "test 2 failed"}, {"e": "settle", "t": [0, 1, 2]},
+                {"e": "done", "part": "asserts"}, {"e": "pass", "t": 3}, {"e": "fail", "t": 4, "fb": "io"},
+                {"e": "done", "part": "io"})
     assert (v.tests_passed, v.tests_total) == (3, 5)
     assert v.score == pytest.approx(0.6)
     assert v.status == reward_pb2.SCORE_STATUS_OK
     assert v.feedback == "test 2 failed"
 
 
+def test_an_assert_that_never_ran_is_no_test() -> None:
+    """check() finished, and the helper's assert 2 neither held nor failed (an untaken branch): it is left
+    out of the total. It was counted as passed: a program wrong on every input got credit for it."""
+    v = verdict(PLAN, {"e": "fail", "t": 1, "fb": "test 2 failed"}, {"e": "settle", "t": [0]},
+                {"e": "done", "part": "asserts"}, {"e": "pass", "t": 3}, {"e": "pass", "t": 4},
+                {"e": "done", "part": "io"})
+    assert (v.tests_passed, v.tests_total) == (3, 4)
+    wrong_everywhere = verdict({"e": "plan", "asserts": [[2, True], [3, True]], "io": 0},
+                               {"e": "fail", "t": 1, "fb": "exact match failed"}, {"e": "done", "part": "asserts"})
+    assert (wrong_everywhere.tests_passed, wrong_everywhere.tests_total, wrong_everywhere.score) == (0, 1, 0.0)
+    none_ran = verdict({"e": "plan", "asserts": [[2, True]], "io": 0}, {"e": "done", "part": "asserts"})
+    assert (none_ran.score, none_ran.tests_total) == (0.0, 0)
+    assert none_ran.feedback == "check() returned without running any of its 1 asserts"
+
+
 def test_all_or_nothing() -> None:
-    events = (PLAN, {"e": "done", "part": "asserts"}, {"e": "pass", "t": 3}, {"e": "pass", "t": 4})
+    held = {"e": "settle", "t": [0, 1, 2]}
+    events = (PLAN, held, {"e": "done", "part": "asserts"}, {"e": "pass", "t": 3}, {"e": "pass", "t": 4})
     assert verdict(*events, scoring="all_or_nothing").score == 1.0
-    partial = (PLAN, {"e": "done", "part": "asserts"}, {"e": "pass", "t": 3})
+    partial = (PLAN, held, {"e": "done", "part": "asserts"}, {"e": "pass", "t": 3})
     assert verdict(*partial, scoring="all_or_nothing").score == 0.0
 
 
@@ -52,7 +70,8 @@ def test_a_settled_loop_counts() -> None:
     assert v.feedback == "check() stopped"
 
 
-MEMORY_ERROR = (PLAN, {"e": "memory"}, {"e": "fail", "t": 0, "fb": "MemoryError"}, {"e": "done", "part": "asserts"})
+MEMORY_ERROR = (PLAN, {"e": "memory"}, {"e": "fail", "t": 0, "fb": "MemoryError"}, {"e": "settle", "t": [1, 2]},
+                {"e": "done", "part": "asserts"})
 
 
 def test_memory_error_near_the_memory_limit_is_resource_exhausted() -> None:

@@ -106,8 +106,15 @@ def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, 
         elif kind == "output":  # an io case's program stopped at the cap (its failure says so)
             io_output_exceeded = True
     if asserts_done:
-        passed.update(range(n_asserts))
-    passed = {t for t in passed - failed if 0 <= t < total}
+        # check() ran to its end, and the runner settled every assert that held. One that neither held
+        # nor failed never ran (a helper's untaken branch: EvalPlus's exact-match or allclose assert): no
+        # test of this program, left out of the total. It was counted as passed, so a program wrong on
+        # every input got half marks.
+        not_run = set(range(n_asserts)) - passed - failed
+        total -= len(not_run)
+    else:
+        not_run = set()
+    passed = {t for t in passed - failed if 0 <= t < n_asserts + n_io and t not in not_run}
 
     timed_out = bool(timeout_text) or run.killed == "timeout" or run.out_of_cpu
     output_exceeded = run.killed == "output" or io_output_exceeded
@@ -126,7 +133,9 @@ def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, 
         notes.append(timeout_text)
     if not feedback and len(passed) < total and not output_exceeded:
         feedback = f"the test run ended early (exit status {run.exit_code}); unfinished tests count as failed"
-    if not feedback and len(passed) == total:
+    if not feedback and total == 0 and not_run:
+        feedback = f"check() returned without running any of its {len(not_run)} asserts"
+    elif not feedback and len(passed) == total:
         feedback = f"all {total} tests passed"
     feedback = "\n".join(part for part in [*notes, feedback] if part)
 

@@ -74,6 +74,23 @@ def fence(code: str, lang: str = "python") -> str:
     return f"```{lang}\n{code.rstrip(chr(10))}\n```"
 
 
+EVALPLUS_TESTS = (
+    "def is_floats(x) -> bool:\n"
+    "    if isinstance(x, float):\n        return True\n"
+    "    if isinstance(x, (list, tuple)):\n        return all(isinstance(i, float) for i in x)\n"
+    "    return False\n\n\n"
+    "def allclose(a, b, rtol, atol):\n    return abs(a - b) <= atol + rtol * abs(b)\n\n\n"
+    "def assertion(out, exp, atol):\n"
+    "    exact_match = out == exp\n"
+    "    if atol == 0 and is_floats(exp):\n        atol = 1e-6\n"
+    "    if not exact_match and atol != 0:\n        assert allclose(out, exp, rtol=1e-07, atol=atol)\n"
+    "    else:\n        assert exact_match\n\n\n"
+    "def check(candidate):\n"
+    "    inputs = [[1, 2], [3, 4], [10, -3], [0, 0]]\n"
+    "    results = [3, 7, 7, 0]\n"
+    "    for inp, exp in zip(inputs, results):\n        assertion(candidate(*inp), exp, 0)\n")
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -196,6 +213,12 @@ CASES = [
                "    return sorted(numbers)\n"), humaneval(), 0.5, "test 3 of 4 failed"),
     Case("humaneval-wrong-function", fence("def running_max(numbers):\n    return sorted(numbers)\n"), humaneval(),
          0.5, "test 3 of 4 failed"),
+    # ---- EvalPlus (HumanEval+/MBPP+): its assertion() helper holds two asserts, one per branch, and each
+    # input takes one. The assert a program's inputs never reach is no test of it: it was counted as
+    # passed, so a function wrong on every input got 0.5. (np.allclose written out: no numpy here.)
+    Case("evalplus-right-function", fence("def add(a, b):\n    return a + b\n"), humaneval(EVALPLUS_TESTS, "add"), 1.0),
+    Case("evalplus-wrong-on-every-input", fence("def add(a, b):\n    return 42\n"),
+         humaneval(EVALPLUS_TESTS, "add"), 0.0, "assert exact_match"),
     # ---- stdin/stdout ----
     Case("io-input-loop-until-eof",
          fence("import sys\n\nlines = []\nwhile True:\n    try:\n        lines.append(input())\n"
