@@ -321,6 +321,29 @@ def test_timeout_keeps_the_tests_that_finished_and_fails_the_rest(stub) -> None:
     assert elapsed < 1.5 + 3.0
 
 
+def test_a_timeout_the_program_swallows_still_ends_its_tests(stub) -> None:
+    """A bare `except:` in the program caught the runner's timeout: the asserts after the deadline ran on
+    and were credited, status OK, the feedback about a wrong value instead of the time."""
+    swallows = ("import time\ndef add(a, b):\n    try:\n        time.sleep(5 if a == 0 else 0.1)\n"
+                "    except:\n        return -1\n    return a + b\n")
+    tests = "def check(candidate):\n    assert candidate(0, 1) == 1\n" + "    assert candidate(2, 3) == 5\n" * 5
+    (r,) = score(stub, item("swallow", swallows, code=code(tests, "add", timeout=1)))
+    assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT, r.feedback
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (0, 6)
+    assert "timed out after 1 s while running test 1" in r.feedback
+
+
+def test_a_timeout_outside_any_assert_names_the_test_before_it_as_ended(stub) -> None:
+    """The slow call is a statement of check() between asserts: test 1 had passed, and the feedback said
+    the time ran out while it was running."""
+    slow = "import time\ndef add(a, b):\n    if a > 100:\n        time.sleep(30)\n    return a + b\n"
+    tests = "def check(candidate):\n    assert candidate(1, 1) == 2\n    big = candidate(10**9, 0)\n    assert big == 10**9\n"
+    (r,) = score(stub, item("outside", slow, code=code(tests, "add", timeout=1)))
+    assert r.status == reward_pb2.SCORE_STATUS_TIMEOUT
+    assert (r.components["tests_passed"], r.components["tests_total"]) == (1, 2)
+    assert "timed out after 1 s after test 1 (line 2) had ended, outside any assert" in r.feedback
+
+
 def test_item_timeout_is_clamped_to_max_timeout(stub) -> None:
     started = time.monotonic()
     (r,) = score(stub, item("c", "def add(a, b):\n    while True:\n        pass\n",

@@ -189,14 +189,21 @@ class AssertRuntime:
         self.table = table
         self.feedback_bytes = feedback_bytes
         self.current = -1
+        self.inside = False  # in the assert `current` (not after it: a timeout names what was running)
         self.failed_ids: set[int] = set()
         self.held_ids: set[int] = set()
         self.out_of_memory = False
 
     def enter(self, test_id: int) -> None:
+        _check_deadline()
         self.current = test_id
+        self.inside = True
 
     def held(self, test_id: int) -> None:
+        # Past the deadline nothing more is credited: the program's bare `except:` may have swallowed the
+        # timer's _Timeout, and the asserts after it ran on (they were credited, status OK).
+        _check_deadline()
+        self.inside = False
         if test_id not in self.held_ids:
             self.held_ids.add(test_id)
             if not self.table[test_id].deferred:
@@ -206,6 +213,8 @@ class AssertRuntime:
         self.events.emit(e="settle", t=list(test_ids))
 
     def _fail(self, test_id: int, detail: str) -> None:
+        _check_deadline()
+        self.inside = False
         if test_id in self.failed_ids:
             return  # the first failure of an assert in a loop says enough
         self.failed_ids.add(test_id)
@@ -345,6 +354,7 @@ def run_prepared_asserts(job: dict, events: Events, deadline: float, test_code: 
         # Every assert that held at least once (those in loops and helpers were not reported one by one);
         # one that never ran (an untaken branch of a helper) is in neither this nor a failure. Without
         # asserts, check() returning is the one test (line 0) holding.
+        _check_deadline()  # check() returned after the deadline: a swallowed timeout is still one
         ran = runtime.held_ids or ({0} if len(table) == 1 and table[0].lineno == 0 else set())
         if ran:
             runtime.settle(tuple(sorted(ran)))
@@ -354,15 +364,27 @@ def run_prepared_asserts(job: dict, events: Events, deadline: float, test_code: 
         where = ""
         if runtime.current >= 0:
             info = table[runtime.current]
-            where = f" while running test {runtime.current + 1} (line {info.lineno}): {info.source}"
+            where = (f" while running test {runtime.current + 1} (line {info.lineno}): {info.source}" if runtime.inside
+                     else f" after test {runtime.current + 1} (line {info.lineno}) had ended, outside any assert")
         events.emit(e="timeout", fb=trim(f"timed out after {job['timeout_s']:g} s{where}", feedback_bytes))
         return False
     finally:
         _signal.setitimer(_signal.ITIMER_REAL, 0)
 
 
+_timed_out = False  # set once the timer fired: a _Timeout the program swallowed still ends the asserts
+
+
 def _raise_timeout(signum: int, frame: object) -> None:
+    global _timed_out
+    _timed_out = True
     raise _Timeout()
+
+
+def _check_deadline() -> None:
+    """Raise _Timeout again once the timer has fired (see _raise_timeout)."""
+    if _timed_out:
+        raise _Timeout()
 
 
 _BLANKS = " \t\f\v\r\n"  # ASCII whitespace: what "trailing whitespace" means for a judge
