@@ -670,6 +670,21 @@ def test_an_io_case_program_flooding_its_output_is_stopped_at_the_cap(stub, stre
     assert "io case 1 of 1 failed: the program wrote more than 65536 bytes and was stopped" in r.feedback
 
 
+def test_an_io_case_whose_answer_is_longer_than_the_cap_can_pass(stub) -> None:
+    """An expected output of ~100 KB (the item is under --max-code-bytes, so it is taken) with a cap of
+    64 KiB: the right program was stopped at the cap and every completion scored 0. Its cap is twice the
+    answer; a flood still stops there."""
+    expected = "\n".join(str(i) for i in range(20000)) + "\n"
+    right = "for i in range(20000):\n    print(i)\n"
+    flood = "import sys\nwhile True:\n    sys.stdout.write('x' * 1000)\n"
+    (ok_, stopped) = score(stub, item("long", right, code=code(io=(("", expected),))),
+                           item("long-flood", flood, code=code(io=(("", expected),))))
+    assert len(expected) > 65536
+    assert (ok_.status, ok_.score) == (reward_pb2.SCORE_STATUS_OK, 1.0), ok_.feedback
+    cap = 2 * len(expected) + 1024
+    assert f"io case 1 of 1 failed: the program wrote more than {cap} bytes and was stopped" in stopped.feedback
+
+
 def test_an_io_case_ends_with_its_program_not_with_what_the_program_left_running(stub) -> None:
     # A background process holding the program's stdout used to keep the case waiting until its
     # timeout (TIMEOUT for a right answer). Now the case ends with the program; what is left is killed,

@@ -547,7 +547,9 @@ def run_io_cases(job: dict, events: Events, first_id: int, deadline: float) -> N
         if left <= 0:
             events.emit(e="timeout", fb=f"timed out after {job['timeout_s']:g} s before {label}")
             return
-        code, out, err, stopped, peak_rss = _run_child(argv, case["stdin"].encode("utf-8"), left, max_output)
+        # A case whose right answer is longer than the cap could never pass: its cap is twice the answer.
+        cap = max(max_output, 2 * len(case["expected_stdout"].encode("utf-8")) + 1024)
+        code, out, err, stopped, peak_rss = _run_child(argv, case["stdin"].encode("utf-8"), left, cap)
         err_text = err.decode("utf-8", "replace")
         # The text alone is the program's to print: it counts only when the program failed and really
         # held half of its memory limit.
@@ -562,7 +564,7 @@ def run_io_cases(job: dict, events: Events, first_id: int, deadline: float) -> N
         got = out.decode("utf-8", "replace")
         if stopped == "output":
             events.emit(e="output")
-            why = f"{label} failed: the program wrote more than {max_output} bytes and was stopped"
+            why = f"{label} failed: the program wrote more than {cap} bytes and was stopped"
         elif code != 0:
             why = f"{label} failed: the program exited with status {code}\nstdin:\n{stdin_text}\n" + \
                   trim(err_text, feedback_bytes // 2)
