@@ -257,6 +257,11 @@ def _is_prose(paragraph: str) -> bool:
     return not _compiles(paragraph.strip("\n"))  # `DIRS = [` over the list's items is code
 
 
+def _has_code(body: str) -> bool:
+    """A line that is neither blank nor a comment."""
+    return any(line.strip() and not line.lstrip().startswith("#") for line in body.splitlines())
+
+
 def extract_code(completion: str, entry_point: str = "") -> str:
     """The code to run from ``completion``.
 
@@ -289,9 +294,10 @@ def extract_code(completion: str, entry_point: str = "") -> str:
             bare = without_prose(completion.strip("\n"))
             if not blocks or (len(bare) <= PROSE_CHECK_MAX_CHARS and _compiles(bare)):
                 return bare
-    # an empty block (a stray fence opening one) is no candidate
-    tagged = [(quoted, body) for lang, body, quoted in blocks if _PYTHON.fullmatch(lang) and body.strip()]
-    pool = tagged or [(quoted, body) for lang, body, quoted in blocks if not lang and body.strip()]
+    # an empty block (a stray fence opening one), or one of comments alone (an example's "# Input: 3" /
+    # "# Output: 6" after the program), is no candidate
+    tagged = [(quoted, body) for lang, body, quoted in blocks if _PYTHON.fullmatch(lang) and _has_code(body)]
+    pool = tagged or [(quoted, body) for lang, body, quoted in blocks if not lang and _has_code(body)]
     # a quoted block (often the task, quoted back) counts as if it came before every block outside quotes
     candidates = [body for _, body in sorted(pool, key=lambda candidate: not candidate[0])]
     if not candidates:
@@ -401,7 +407,8 @@ def with_other_blocks(candidates: list[str], chosen: int, *, stdin_program: bool
     - for a stdin program (``stdin_program``: no entry point), when the block does not read stdin and
       another block is a whole program that does (it reads stdin, runs code at its top level, misses no
       name) and defines one of those names, that block: the chosen one only uses it ("To test it:
-      `sys.stdin = io.StringIO(...)`, `main()`");
+      `sys.stdin = io.StringIO(...)`, `main()`"); the last such whole program too when no block defines
+      any of those names (the chosen one is a slice of it: "The key line is: `print(n * 2)`");
     - otherwise the block with those top-level definitions (`def`, `class`, `import`, `NAME = ...`)
       of the other blocks put before it, and the definitions these need in turn: for each name, the
       last definition in the blocks before it, else the first in the blocks after it. Nothing else of
@@ -418,10 +425,14 @@ def with_other_blocks(candidates: list[str], chosen: int, *, stdin_program: bool
     others = [(i, _Block(body)) for i, body in enumerate(candidates) if i != chosen]
     others = [(i, other) for i, other in others if other.tree is not None]
     if stdin_program and not block.reads_stdin:
-        whole = [i for i, other in others if other.reads_stdin and other.runs_code and not other.missing
-                 and block.missing & other.definitions.keys()]
-        if whole:
-            return candidates[whole[-1]]
+        whole = [(i, other) for i, other in others if other.reads_stdin and other.runs_code and not other.missing]
+        supplying = [i for i, other in whole if block.missing & other.definitions.keys()]
+        if supplying:
+            return candidates[supplying[-1]]
+        # A slice of the program quoted after it ("The key line is: print(n * 2)", `n` local to its main):
+        # nothing defines what it misses, so it cannot run; the whole program can.
+        if whole and not any(block.missing & other.definitions.keys() for _, other in others):
+            return candidates[whole[-1][0]]
     # name -> ((block, position), source, names it needs): later blocks before the chosen one win, then
     # the blocks after it fill in what is still undefined
     found: dict[str, tuple[tuple[int, int], str, set[str]]] = {}

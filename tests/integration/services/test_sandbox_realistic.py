@@ -293,6 +293,13 @@ CASES = [
     Case("io-whole-program-then-a-call-fence",
          fence("def solve(xs):\n    return sorted(xs)\n\n\nn = int(input())\nprint(*solve(list(map(int, input().split()))))\n")
          + "\n\nFor example:\n\n" + fence("print(solve([3, 1, 2]))  # [1, 2, 3]"), io(), 1.0),
+    # After the whole program: a slice of it (`n` is its main's), or a sample of comments alone.
+    Case("io-whole-program-then-a-slice-of-it",
+         fence("import sys\n\n\ndef main():\n    n = int(sys.stdin.readline())\n"
+               "    xs = sorted(map(int, sys.stdin.readline().split()))\n    print(*xs[:n])\n\n\nmain()\n")
+         + "\n\nThe key line is:\n\n" + fence("print(*xs[:n])"), io(), 1.0),
+    Case("io-whole-program-then-a-comment-only-sample",
+         fence(SORT_READ_ALL) + "\n\nExample:\n\n" + fence("# Input:\n# 3\n# 3 1 2\n# Output:\n# 1 2 3"), io(), 1.0),
     Case("io-wrong-answer", fence("n = int(input())\nprint(*sorted(map(int, input().split()), reverse=True))\n"),
          io(), 1 / 3, "io case 1 of 3 failed: wrong output"),
 ]
