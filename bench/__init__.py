@@ -128,6 +128,17 @@ def self_peak_rss_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def wait_ready(app: Any, timeout_s: float) -> None:
+    """Wait until `app` (a started TrainerApp) is ready; raise at once with its error when loading failed
+    (it sets `failed`, never `ready`: a failed load was waited on for the whole timeout, 15 minutes)."""
+    deadline = time.monotonic() + timeout_s
+    while not app.ready.wait(0.2):
+        if app.failed:
+            raise RuntimeError(f"the trainer failed to start: {app.failed}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the trainer did not become ready within {timeout_s:.0f} s")
+
+
 def wait_for_grpc(address: str, timeout_s: float = 120.0) -> None:
     """Block until a gRPC server at `address` answers health checks as SERVING."""
     import grpc

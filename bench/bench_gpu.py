@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -41,7 +42,8 @@ PEAK_BF16_FLOPS = {
 def peak_flops(device_name: str) -> float | None:
     """The peak dense bf16 FLOP/s of a device by its name, or None when unknown."""
     for key, value in PEAK_BF16_FLOPS.items():  # ordered: specific names before their prefixes
-        if key in device_name:
+        # whole words: "L4" is not in "NVIDIA L40" (an L40 was given the L4's peak, its MFU 1.5x too high)
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", device_name):
             return value
     return None
 

@@ -179,7 +179,7 @@ def idle_breakdown(runner: Any, kv_cache_gib: float) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    config = step_config(vllm_kv_gib=args.vllm_kv_gib, micro_batch=args.micro_batch, prompts_per_step=PROMPTS_PER_STEP)
+    config = step_config(vllm_kv_gib=args.vllm_kv_gib or None, micro_batch=args.micro_batch, prompts_per_step=PROMPTS_PER_STEP)
     problems = sum_problems(PROMPTS_PER_STEP * args.steps, seed=0)  # the same sums, in the same order, as before
     steps: list[dict[str, Any]] = []
     with TrainerHarness(config) as h, PhaseRss() as rec:

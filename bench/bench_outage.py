@@ -28,6 +28,7 @@ from bench import (
     start_service,
     stop_process,
     sum_problems,
+    wait_ready,
     write_json,
 )
 
@@ -62,8 +63,7 @@ def measure(name: str, first_s: float, reset_s: float, down_s: float, store_dir:
     app = TrainerApp(parse_config(trainer_config(first_s, reset_s)), store_dir, backend_overrides=[("math", address)])
     try:
         app.start()
-        if not app.ready.wait(600):
-            raise RuntimeError(f"the trainer did not become ready: {app.failed}")
+        wait_ready(app, 600)
         with TrainerClient(f"127.0.0.1:{app.api_port}") as client:
             client.submit_prompts([trainer_pb2.Prompt(id=f"o{i}", answer=a,
                                                       messages=[reward_pb2.Message(role="user", content=q)])

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import math
 import os
 import platform
 import shutil
@@ -89,7 +90,8 @@ def measure(rows: list[tuple[str, Callable[[], object]]], runs: int, workers: in
             list(pool.map(lambda _, call=fn: call(), range(runs)))
             concurrent = runs / (time.perf_counter() - started)
         lat = sorted(latencies[name])
-        tail = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if len(lat) >= P99_MIN_SAMPLES else lat[-1]
+        # nearest rank: the ceil(0.99 n)-th value (int(0.99 n) took the slowest of 100 as their p99)
+        tail = lat[math.ceil(0.99 * len(lat)) - 1] if len(lat) >= P99_MIN_SAMPLES else lat[-1]
         out[name] = {"p50": statistics.median(lat) * 1e3, "tail": tail * 1e3,
                      "seq": len(lat) / sum(lat), "conc": concurrent}
     return out

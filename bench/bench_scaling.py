@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     max_len = args.length * 2**args.doublings
     engine = args.engine or ("hf" if args.model == "tiny" else "auto")  # vLLM's CPU kernels need head_dim >= 32
     config = step_config(model=args.model, engine=engine, prompts_per_step=args.batch, group_size=args.group,
-                         max_new_tokens=max_len, micro_batch=args.micro_batch, vllm_kv_gib=args.vllm_kv_gib)
+                         max_new_tokens=max_len, micro_batch=args.micro_batch, vllm_kv_gib=args.vllm_kv_gib or None)
     max_b = max(b for _, b, _, _ in shapes(args.batch, args.group, args.length, args.doublings))
     rows: list[dict[str, Any]] = []
     step = 0

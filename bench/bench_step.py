@@ -37,6 +37,7 @@ from bench import (
     start_math_verifier,
     stop_process,
     sum_problems,
+    wait_ready,
     write_json,
 )
 
@@ -89,8 +90,7 @@ class TrainerHarness:
         t0 = time.perf_counter()
         self.app = TrainerApp(parse_config(self.config), self.store_dir, backend_overrides=[("math", address)])
         self.app.start()
-        if not self.app.ready.wait(900):
-            raise RuntimeError(f"trainer did not become ready: {self.app.failed}")
+        wait_ready(self.app, 900)
         self.startup_seconds = time.perf_counter() - t0
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.app.api_port}")
         self.stub = trainer_pb2_grpc.TrainerServiceStub(self.channel)
@@ -151,7 +151,8 @@ class TrainerHarness:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run `args.steps` steps; returns per-step metrics, median step time after the first, peak RSS."""
-    config = step_config(model=args.model, engine=args.engine, prompts_per_step=args.prompts_per_step,
+    engine = args.engine or ("hf" if args.model == "tiny" else "auto")
+    config = step_config(model=args.model, engine=engine, prompts_per_step=args.prompts_per_step,
                          group_size=args.group_size, max_new_tokens=args.max_new_tokens,
                          learning_rate=args.learning_rate, temperature=args.temperature, beta=args.beta,
                          micro_batch=args.micro_batch, seed=args.seed, vllm_memory=args.vllm_memory,
@@ -191,7 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"])
-    p.add_argument("--engine", default="auto", choices=["auto", "vllm", "hf"])
+    p.add_argument("--engine", default=None, choices=["auto", "vllm", "hf"],
+                   help="rollout engine (default: hf for --model tiny, which vLLM refuses, as bench_scaling; else auto)")
     p.add_argument("--steps", type=int, default=4, help="steps (the first counts as warm-up)")
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--group-size", type=int, default=8)

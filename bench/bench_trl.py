@@ -86,9 +86,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; no telemetry or hub look-ups
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    try:
+        from datasets import Dataset
+        from trl import GRPOConfig, GRPOTrainer
+    except ImportError as exc:
+        raise SystemExit(f"TRL is not installed here ({exc}): `python -m bench.run_all --only step` installs it "
+                         "(requirements/bench.txt into .venv/bench-packages) and runs this with it on the path") from None
 
     from grpo_server.models.smollm2 import prepare_smollm2
 

@@ -76,6 +76,9 @@ def step_comparison(out: Path, args: argparse.Namespace) -> dict[str, Any] | Non
     py = sys.executable
     common = ["--steps", str(args.steps), *(["--bf16"] if args.bf16 else [])]
     ours_rc = run_logged("step_ours", [py, "-m", "bench.bench_step", *common, "--json", str(out / "step_ours.json")], out)
+    if ours_rc:  # nothing to compare TRL with (the model could not be loaded, say): no TRL install or runs
+        print(f"our step benchmark failed (exit {ours_rc}); the TRL comparison is skipped", flush=True)
+        return None
     try:
         ensure_bench_packages()
     except subprocess.CalledProcessError as exc:
