@@ -82,3 +82,15 @@ def test_a_cpu_build_of_vllm_is_not_taken_for_a_gpu_one() -> None:
     import vllm  # noqa: F401 - it imports: the case in question
 
     assert bench_gpu.vllm_on_cuda() is False
+
+
+def test_peak_flops_matches_device_names_by_whole_word() -> None:
+    """"L4" is in "NVIDIA L40": an L40 got the L4's peak (its MFU 1.5x too high). Unknown: no MFU."""
+    from bench.bench_gpu import PEAK_BF16_FLOPS, peak_flops
+
+    assert peak_flops("NVIDIA L4") == PEAK_BF16_FLOPS["L4"]
+    assert peak_flops("NVIDIA L40S") == PEAK_BF16_FLOPS["L40S"]
+    assert peak_flops("NVIDIA L40") is None
+    assert peak_flops("NVIDIA H100 PCIe") == PEAK_BF16_FLOPS["H100 PCIe"]
+    assert peak_flops("NVIDIA H100 80GB HBM3") == PEAK_BF16_FLOPS["H100"]
+    assert peak_flops("NVIDIA GH200 480GB") == PEAK_BF16_FLOPS["GH200"]
