@@ -71,3 +71,34 @@ def test_the_equal_rewards_warning_says_what_moved_the_weights(
         assert flat == []
     else:
         assert len(flat) == 1 and warned in flat[0], flat
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")  # the slowed step below
+def test_with_several_inner_iterations_the_optimizer_time_is_every_iterations(
+    toy_backend, start_trainer, tmp_path: Path
+) -> None:
+    """algorithm.inner_iterations = 3 optimizer steps per step: optimizer_seconds was the last one's, the
+    others' booked as backward_seconds. Each optimizer step made to take 0.2 s here."""
+    import time
+
+    _, backend = toy_backend("toy", 0.5)
+    app = start_trainer(tmp_path / "store", [("toy", backend.address)], training={"max_steps": 1},
+                        algorithm={"inner_iterations": 3})
+    real = app.engine.optimizer.step
+    taken: list[float] = []
+
+    def slow(*args, **kwargs):  # type: ignore[no-untyped-def]
+        t0 = time.monotonic()
+        time.sleep(0.2)
+        out = real(*args, **kwargs)
+        taken.append(time.monotonic() - t0)
+        return out
+
+    app.engine.optimizer.step = slow
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(2))
+    wait_for(lambda: client.step_status().run.prompts_trained == 2 or None, 120, "the step did not complete")
+    m = client.step_status(1).step.metrics
+    assert len(taken) == 3
+    assert m.optimizer_seconds >= sum(taken) - 0.01, (m.optimizer_seconds, taken)
+    assert m.backward_seconds < m.optimizer_seconds  # the tiny model's passes take far less than 0.6 s
