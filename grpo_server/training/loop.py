@@ -510,10 +510,13 @@ class StepRunner:
         if kept:  # with no group kept the step trains on every group (below), so none is dropped
             kept_ids = {g.rollout.prompt.id for g in kept}  # a step leases each id at most once
             self.step_dropped = tuple(g.rollout.prompt.id for g in everything if g.rollout.prompt.id not in kept_ids)
+        kept_ids = {g.rollout.prompt.id for g in kept}
         metrics = {
             "dapo/kept_groups": float(len(kept)),
-            # with no group kept every group is trained (below): none was dropped
-            "dapo/dropped_groups": float(len(everything) - len(kept)) if kept else 0.0,
+            # with no group kept every group is trained (below): none was dropped; a group with no reward at
+            # all goes back to the queue (run_one), neither dropped nor trained
+            "dapo/dropped_groups": float(sum(1 for g in everything if g.rollout.prompt.id not in kept_ids
+                                             and any(r is not None for r in g.rewards))) if kept else 0.0,
             "dapo/resample_rounds": float(rounds),
         }
         # Nothing with variance: train on what was sampled (zero advantages; only KL/SDPO terms move).
@@ -617,8 +620,8 @@ class StepRunner:
         # Reward metrics describe the policy: every group sampled, task rewards before any shaping.
         task, task_valid = self._task_rewards(sampled)
         rollout_metrics = self._rollout_metrics(sampled, task, task_valid)
-        if self.s.dynamic_sampling:
-            rollout_metrics["dapo/trained_prompts"] = float(len(scored))
+        if self.s.dynamic_sampling:  # the prompts trained: not those with no reward at all (requeued)
+            rollout_metrics["dapo/trained_prompts"] = float(sum(1 for g in scored if any(r is not None for r in g.rewards)))
         if self.s.overlong_cache_tokens > 0:
             shaped = self.shaped_rewards(sampled)[0]
             ok = task_valid

@@ -70,6 +70,26 @@ def test_zero_variance_groups_are_dropped_and_more_prompts_leased_until_the_batc
     assert m["grad_norm"] > 0
 
 
+def test_a_group_with_no_reward_is_neither_dropped_nor_trained(tiny, serve) -> None:
+    """A prompt none of whose completions got a reward goes back to the queue (the loop's run_one): the
+    dynamic-sampling metrics counted it as dropped and as trained, against dropped_prompt_ids and
+    prompt_ids."""
+    broken = PromptRecord("b0", (ChatMessage("user", "BROKEN question"),), (RewardSpec("pr"),))
+    batches = [[prompt("n1", False)]]
+
+    def lease_more(count: int, step: int) -> list[PromptRecord]:
+        return batches.pop(0) if batches else []
+
+    run, snapshot = runner(tiny, serve, settings(dynamic_sampling=True, max_resample_rounds=2), lease_more)
+    m = run.run_step(3, [prompt("n0", False), broken], snapshot)
+    assert [pid for pid, *_ in run.step_unscored] == ["b0"]
+    assert m["dapo/kept_groups"] == 2 and m["dapo/dropped_groups"] == 0 and m["dapo/trained_prompts"] == 2
+    # with nothing kept, every group is trained but the one with no reward
+    flat_and_broken = runner(tiny, serve, settings(dynamic_sampling=True, max_resample_rounds=0), lambda c, s: [])[0]
+    m = flat_and_broken.run_step(4, [prompt("f0", True), broken], snapshot)
+    assert m["dapo/kept_groups"] == 0 and m["dapo/dropped_groups"] == 0 and m["dapo/trained_prompts"] == 1
+
+
 def test_resampling_stops_after_max_resample_rounds(tiny, serve) -> None:
     calls: list[int] = []
 

@@ -38,7 +38,8 @@ def scored_group(
 
 class PromptRewardScorer:
     """A reward backend for dynamic-sampling tests: prompts whose text contains FLAT always score 0.5
-    (a zero-variance group); others score the fraction of digits 0-4 in the completion (varies)."""
+    (a zero-variance group), BROKEN ones are refused (INVALID_INPUT: no reward); others score the
+    fraction of digits 0-4 in the completion (varies)."""
 
     def describe(self) -> reward_pb2.DescribeResponse:
         return reward_pb2.DescribeResponse(
@@ -50,6 +51,10 @@ class PromptRewardScorer:
     def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
         out = []
         for item in items:
+            if "BROKEN" in item.prompt[-1].content:
+                out.append(reward_pb2.ScoreResult(id=item.id, status=reward_pb2.SCORE_STATUS_INVALID_INPUT,
+                                                  status_message="refused"))
+                continue
             if "FLAT" in item.prompt[-1].content:
                 score = 0.5
             else:
