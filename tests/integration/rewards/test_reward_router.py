@@ -95,6 +95,20 @@ def test_batch_size_comes_from_describe_when_the_entry_leaves_it_zero(servers: S
     assert sorted(len(r.items) for r in a.requests) == [2, 4, 4]
 
 
+def test_an_entry_batch_size_over_the_backends_own_is_cut_to_it_with_one_warning(
+    servers: Servers, make_router, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The registry says 8 items a call, the backend's Describe 4: batches of 4 from the first call (not
+    one refused call a step, mended by the refusal path), and the mismatch logged once."""
+    a = ScriptedBackend(ok(1.0), max_batch_size=4)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a), max_batch_size=8)])
+    with caplog.at_level("WARNING"):
+        router.score([group("p", ["x"] * 8)], registry.snapshot())
+        router.score([group("q", ["x"] * 8)], registry.snapshot())
+    assert [len(r.items) for r in a.requests] == [4, 4, 4, 4]
+    assert len([r for r in caplog.records if "max_batch_size" in r.getMessage()]) == 1, caplog.text
+
+
 def test_backends_are_called_concurrently(servers: Servers, make_router) -> None:
     a = ScriptedBackend(ok(1.0), delay_s=0.6)
     b = ScriptedBackend(ok(1.0), delay_s=0.6)
@@ -146,6 +160,16 @@ def test_other_rpc_errors_are_not_retried_and_mask_the_items(servers: Servers, m
     assert scored.rewards == [None]
     assert scored.completions[0].scores[0].status is status
     assert code.name in scored.completions[0].scores[0].message
+
+
+def test_a_refused_request_does_not_count_against_the_breaker(servers: Servers, make_router) -> None:
+    """INVALID_ARGUMENT is the request's fault, not the backend's: two in a row leave a 2-failure breaker
+    closed."""
+    a = ScriptedBackend(ok(1.0), fail_always=True, fail_code=grpc.StatusCode.INVALID_ARGUMENT)
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))], breaker_failures=2)
+    for pid in ("p", "q", "r"):
+        router.score([group(pid, ["x"])], registry.snapshot())
+    assert len(a.requests) == 3 and router.circuit_states() == {"a": "closed"}
 
 
 def test_a_call_past_its_deadline_is_masked_as_deadline_exceeded(servers: Servers, make_router) -> None:
@@ -224,6 +248,13 @@ def test_a_response_with_the_wrong_number_of_results_masks_its_batch(servers: Se
     assert scored.rewards == [None, None]
     assert "1 results for 2 items" in scored.completions[0].scores[0].message
     assert len(observer.item_failures) == 2
+
+
+def test_a_response_with_the_wrong_number_of_results_counts_against_the_breaker(servers: Servers, make_router) -> None:
+    a = ScriptedBackend(ok(1.0), mangle=lambda resp: reward_pb2.ScoreResponse(results=resp.results[:-1]))
+    router, registry, _ = make_router([BackendEntry("a", servers.start(a))], breaker_failures=1)
+    router.score([group("p", ["x", "y"])], registry.snapshot())
+    assert router.circuit_states() == {"a": "open"}
 
 
 def test_a_missing_id_masks_only_that_item(servers: Servers, make_router) -> None:

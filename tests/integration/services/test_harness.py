@@ -86,6 +86,20 @@ class ShortScorer(EchoScorer):
         return super().score(items)[:-1]
 
 
+class ReversedScorer(EchoScorer):
+    """Breaks the contract: every result, in the reverse order."""
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        return super().score(items)[::-1]
+
+
+class UnsetStatusScorer(EchoScorer):
+    """Breaks the contract: results without a status."""
+
+    def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+        return [reward_pb2.ScoreResult(id=it.id, score=1.0) for it in items]
+
+
 def score(channel: grpc.Channel, items: Sequence[reward_pb2.ScoreItem], **kw) -> reward_pb2.ScoreResponse:
     return reward_stub(channel).Score(reward_pb2.ScoreRequest(items=list(items)), timeout=30, **kw)
 
@@ -98,6 +112,11 @@ def test_describe_advertises_the_batch_limit_the_harness_enforces(serve, channel
     assert (d.name, d.version) == ("echo", "0.0.1")
     assert d.capabilities.max_batch_size == 7
     assert list(d.capabilities.reference_kinds) == ANSWER_ONLY
+    ch = channel_to(running.address)
+    assert len(score(ch, [item(f"i{k}", answer="1") for k in range(7)]).results) == 7  # the limit: taken
+    with pytest.raises(grpc.RpcError) as exc:
+        score(ch, [item(f"i{k}", answer="1") for k in range(8)])  # one over it: refused
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "items" in (exc.value.details() or "")
 
 
 def test_results_come_back_in_request_order_with_ids_echoed(serve, channel_to):
@@ -182,6 +201,20 @@ def test_backend_returning_too_few_results_becomes_internal_results(serve, chann
     resp = score(channel_to(serve(ShortScorer()).address), [item("a", answer="1"), item("b", answer="1")])
     assert [(r.id, r.status) for r in resp.results] == [("a", reward_pb2.SCORE_STATUS_INTERNAL),
                                                          ("b", reward_pb2.SCORE_STATUS_INTERNAL)]
+
+
+def test_backend_returning_results_out_of_order_becomes_internal_results(serve, channel_to):
+    """As many results as items, but not in their order: no result may land on another item."""
+    resp = score(channel_to(serve(ReversedScorer()).address), [item("a", answer="1"), item("b", answer="1")])
+    assert [(r.id, r.status) for r in resp.results] == [("a", reward_pb2.SCORE_STATUS_INTERNAL),
+                                                         ("b", reward_pb2.SCORE_STATUS_INTERNAL)]
+    assert all("mismatched results" in r.status_message for r in resp.results)
+
+
+def test_a_result_without_a_status_becomes_internal(serve, channel_to):
+    resp = score(channel_to(serve(UnsetStatusScorer()).address), [item("a", answer="1")])
+    assert [(r.id, r.status, r.status_message) for r in resp.results] == [
+        ("a", reward_pb2.SCORE_STATUS_INTERNAL, "backend left the status unspecified")]
 
 
 # -- limits -----------------------------------------------------------------------------------------------
