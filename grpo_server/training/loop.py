@@ -1027,13 +1027,17 @@ class TrainingLoop:
                 f"{100 * fraction:.0f}% of the completions stopped at rollout.max_new_tokens "
                 f"({self.runner.s.sampling.max_new_tokens} tokens) before they ended, and were scored cut; raise "
                 "rollout.max_new_tokens or ask for shorter answers")
-        groups = m.get("prompts", 0.0)
+        # Groups with no reward at all (requeued) are no groups of one reward: left out of both counts.
+        unscored = sum(1 for g in getattr(self.runner, "step_groups", ()) if all(r is None for r in g.rewards))
+        groups = m.get("prompts", 0.0) - unscored
         # With SDPO, flat groups that got teachers (failures with feedback) are what it learns from: no warning.
-        if groups and m.get("zero_variance_groups", 0.0) >= groups and not m.get("sdpo/distilled_fraction", 0.0):
+        if (groups > 0 and m.get("zero_variance_groups", 0.0) - unscored >= groups
+                and not m.get("sdpo/distilled_fraction", 0.0)):
             moved = ("only the KL term moved the weights" if self.runner.s.loss.beta > 0
                      else "nothing moved the weights (algorithm.beta is 0: no KL term)")
             warnings["no_signal"] = (
-                f"every one of the {groups:.0f} groups got one reward for all its completions, so no completion "
+                f"{'the one group' if groups == 1 else f'every one of the {groups:.0f} groups'} got one reward for "
+                f"all its completions{f' ({unscored} more got no reward at all)' if unscored else ''}, so no completion "
                 f"was better than another: the policy loss is 0 and {moved}; the "
                 "prompts are too easy or too hard for the policy, or a backend gives everything one score "
                 "(grpo status --samples shows the completions)")

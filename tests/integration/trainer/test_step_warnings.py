@@ -102,3 +102,27 @@ def test_with_several_inner_iterations_the_optimizer_time_is_every_iterations(
     assert len(taken) == 3
     assert m.optimizer_seconds >= sum(taken) - 0.01, (m.optimizer_seconds, taken)
     assert m.backward_seconds < m.optimizer_seconds  # the tiny model's passes take far less than 0.6 s
+
+
+def test_groups_with_no_reward_at_all_are_not_counted_as_groups_of_one_reward(
+    toy_backend, start_trainer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One prompt's backend is down (no reward at all: it goes back to the queue), the other's gives one
+    score: the warning said "every one of the 2 groups got one reward", one of them having got none."""
+    from grpo.trainer.v1 import trainer_pb2
+
+    _, backend = toy_backend("toy", 0.5)
+    caplog.set_level(logging.WARNING, logger="grpo_server.training.loop")
+    app = start_trainer(tmp_path / "store", [("toy", backend.address), ("down", "127.0.0.1:9")],
+                        training={"max_steps": 1}, rewards={"default": [{"backend": "toy"}]})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    flat, orphan = prompts(2)
+    orphan.rewards.append(trainer_pb2.RewardSpec(backend="down"))
+    client.submit_prompts([flat, orphan])
+    wait_for(lambda: client.step_status().run.latest_step >= 1 and client.step_status(1).step.state
+             == trainer_pb2.STEP_STATE_COMPLETED or None, 120, "step 1 did not complete")
+    assert list(client.step_status(1).step.prompt_ids) == ["p0"]
+    flat_warning = [r.getMessage() for r in caplog.records if "got one reward for all its completions" in r.getMessage()]
+    assert len(flat_warning) == 1, flat_warning
+    assert flat_warning[0].startswith("step 1: the one group got one reward for all its completions (1 more got no "
+                                      "reward at all)"), flat_warning[0]
