@@ -1,7 +1,9 @@
 """`follow_steps` (and `grpo watch --follow`) carries a step stream across a crash and restart of the
 trainer: the restart resumes from the last checkpoint and runs the steps after it again under the same
 numbers, and the follower gets those new runs (a plain reconnect with after_step = the last step seen
-would miss them), the earlier reports' change to FAILED, and no report twice.
+would miss them) and no report twice. (The restart marks the earlier reports FAILED "lost:" until the
+steps run again, whose reports replace them in the store: a follower back only after that, as here, never
+sees the FAILED ones; one back before does: test_follow_state.py, tests/integration/api/test_steps.py.)
 
 The trainer is a real `grpo-server` subprocess on a fixed loopback port, killed with SIGKILL while step 4
 waits in its reward phase (checkpoints every 2 steps: step 3's update dies with the process). The
