@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from itertools import zip_longest
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -282,12 +282,13 @@ class RewardRouter:
         ids: dict[str, set[str]] = defaultdict(set)
         for gi, group in enumerate(groups):
             p = group.prompt
+            prefix = _item_prefix(p.id)
             for ci, completion in enumerate(group.completions):
                 item: reward_pb2.ScoreItem | None = None
                 for backend in dict.fromkeys(s.backend for s in p.rewards):  # a backend named twice: one call
-                    item_id = f"{_item_prefix(p.id)}/{ci}"
+                    item_id = f"{prefix}/{ci}"
                     if item_id in ids[backend]:  # the same prompt id twice in one step: keep ids unique
-                        item_id = f"{_item_prefix(p.id)}/{ci}#{gi}"
+                        item_id = f"{prefix}/{ci}#{gi}"
                     ids[backend].add(item_id)
                     if item is None:
                         item = build_score_item(p, completion.text, item_id)
@@ -650,59 +651,53 @@ def _too_large(error: grpc.RpcError) -> bool:
     return "larger than max" in (error.details() or "")
 
 
-def _retry_delay(error: grpc.RpcError) -> float | None:
-    """The RetryInfo delay (seconds) in a call's google.rpc.Status details, if any."""
+_Detail = TypeVar("_Detail", error_details_pb2.RetryInfo, error_details_pb2.BadRequest)
+
+
+def _detail(error: grpc.RpcError, message: type[_Detail]) -> _Detail | None:
+    """The first `message` (a google.rpc error detail type) in a call's google.rpc.Status details; None
+    when there is none or the trailer or the detail cannot be read (a backend's corrupt detail is no hint:
+    it ended the run)."""
     try:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - a malformed trailer just means no hint
+        for detail in status.details if status is not None else ():
+            if detail.Is(message.DESCRIPTOR):
+                out = message()
+                detail.Unpack(out)
+                return out
+    except Exception:  # noqa: BLE001 - malformed details just mean none
         return None
-    if status is None:
-        return None
-    for detail in status.details:
-        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            info = error_details_pb2.RetryInfo()
-            try:
-                detail.Unpack(info)
-            except Exception:  # noqa: BLE001 - a backend's corrupt detail is no hint (it ended the run)
-                return None
-            return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
     return None
+
+
+def _retry_delay(error: grpc.RpcError) -> float | None:
+    """The RetryInfo delay (seconds) in a call's google.rpc.Status details, if any."""
+    info = _detail(error, error_details_pb2.RetryInfo)
+    return info.retry_delay.seconds + info.retry_delay.nanos / 1e9 if info is not None else None
 
 
 def _refused_items(error: grpc.RpcError, count: int) -> dict[int, str]:
     """The items an INVALID_ARGUMENT's BadRequest names (`items[i]...`), index -> what is wrong; empty
     when it names none (or its details cannot be read)."""
-    try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
-        details = list(status.details) if status is not None else []
-        out: dict[int, str] = {}
-        for detail in details:
-            if not detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                continue
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            for v in bad.field_violations:
-                m = _ITEM_FIELD.match(v.field)
-                if m and int(m.group(1)) < count:
-                    i = int(m.group(1))
-                    out[i] = f"{out[i]}; " if i in out else ""
-                    out[i] += f"{v.field}: {v.description}"
-        return out
-    except Exception:  # noqa: BLE001 - unreadable details name no item
-        return {}
+    bad = _detail(error, error_details_pb2.BadRequest)
+    named: dict[int, list[str]] = defaultdict(list)
+    for v in bad.field_violations if bad is not None else ():
+        m = _ITEM_FIELD.match(v.field)
+        if m and int(m.group(1)) < count:
+            named[int(m.group(1))].append(f"{v.field}: {v.description}")
+    return {i: "; ".join(whys) for i, whys in named.items()}
 
 
 _ITEM_FIELD = re.compile(r"items\[(\d+)\]")
-# The reward services' longest item id (the proto's rule, grpo_rewards.common.validation); an item id is
-# the prompt's id, "/", the completion's index, and "#<group>" when the prompt id repeats in the step.
-MAX_ITEM_ID_BYTES = 256
+# An item id is the prompt's id, "/", the completion's index, and "#<group>" when the prompt id repeats in
+# the step; the reward services take at most 256 bytes (the proto's rule, grpo_rewards.common.validation).
 _ITEM_PREFIX_BYTES = 200
 
 
 def _item_prefix(prompt_id: str) -> str:
-    """The prompt id as an item id starts, short enough that the item id fits MAX_ITEM_ID_BYTES: a longer
-    one is cut and a digest of the whole added, so that two long ids stay apart (prompt ids are printable
-    ASCII: a character is a byte)."""
+    """The prompt id as an item id starts, short enough that the item id fits the services' 256 bytes: a
+    longer one is cut and a digest of the whole added, so that two long ids stay apart (prompt ids are
+    printable ASCII: a character is a byte)."""
     if len(prompt_id) <= _ITEM_PREFIX_BYTES:
         return prompt_id
     return f"{prompt_id[:_ITEM_PREFIX_BYTES - 17]}~{hashlib.sha256(prompt_id.encode()).hexdigest()[:16]}"

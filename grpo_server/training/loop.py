@@ -200,6 +200,11 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def _has_reward(group: ScoredGroup) -> bool:
+    """True when some completion of `group` got a reward (a group with none goes back to the queue)."""
+    return any(r is not None for r in group.rewards)
+
+
 class StepRunner:
     """Runs one step on leased prompts: GRPO, or its variants as `settings` select them (DAPO dynamic
     sampling and overlong penalty, GSPO, truncated IS, SDPO; LoRA is seen through the engine's model).
@@ -507,16 +512,15 @@ class StepRunner:
             timings["reward_seconds"] += time.monotonic() - t0
             everything += extra
             kept += [g for g, k in zip(extra, self.groups_with_signal(extra), strict=True) if k]
+        kept_ids = {g.rollout.prompt.id for g in kept}  # a step leases each id at most once
         if kept:  # with no group kept the step trains on every group (below), so none is dropped
-            kept_ids = {g.rollout.prompt.id for g in kept}  # a step leases each id at most once
             self.step_dropped = tuple(g.rollout.prompt.id for g in everything if g.rollout.prompt.id not in kept_ids)
-        kept_ids = {g.rollout.prompt.id for g in kept}
         metrics = {
             "dapo/kept_groups": float(len(kept)),
             # with no group kept every group is trained (below): none was dropped; a group with no reward at
             # all goes back to the queue (run_one), neither dropped nor trained
             "dapo/dropped_groups": float(sum(1 for g in everything if g.rollout.prompt.id not in kept_ids
-                                             and any(r is not None for r in g.rewards))) if kept else 0.0,
+                                             and _has_reward(g))) if kept else 0.0,
             "dapo/resample_rounds": float(rounds),
         }
         # Nothing with variance: train on what was sampled (zero advantages; only KL/SDPO terms move).
@@ -552,7 +556,7 @@ class StepRunner:
         unrolled: tuple[tuple[str, str], ...] = self.step_unrolled
         self.step_unscored = tuple((pid, False, why) for pid, why in unrolled) + tuple(
             (g.rollout.prompt.id, _is_outage([g]), f"no completion got a reward ({first_failure([g])})")
-            for g in sampled if all(r is None for r in g.rewards)
+            for g in sampled if not _has_reward(g)
         )
         if not sampled:
             why = unrolled[0][1] if unrolled else "no prompt"
@@ -621,7 +625,7 @@ class StepRunner:
         task, task_valid = self._task_rewards(sampled)
         rollout_metrics = self._rollout_metrics(sampled, task, task_valid)
         if self.s.dynamic_sampling:  # the prompts trained: not those with no reward at all (requeued)
-            rollout_metrics["dapo/trained_prompts"] = float(sum(1 for g in scored if any(r is not None for r in g.rewards)))
+            rollout_metrics["dapo/trained_prompts"] = float(sum(map(_has_reward, scored)))
         if self.s.overlong_cache_tokens > 0:
             shaped = self.shaped_rewards(sampled)[0]
             ok = task_valid
@@ -1028,7 +1032,7 @@ class TrainingLoop:
                 f"({self.runner.s.sampling.max_new_tokens} tokens) before they ended, and were scored cut; raise "
                 "rollout.max_new_tokens or ask for shorter answers")
         # Groups with no reward at all (requeued) are no groups of one reward: left out of both counts.
-        unscored = sum(1 for g in getattr(self.runner, "step_groups", ()) if all(r is None for r in g.rewards))
+        unscored = sum(not _has_reward(g) for g in getattr(self.runner, "step_groups", ()))
         groups = m.get("prompts", 0.0) - unscored
         # With SDPO, flat groups that got teachers (failures with feedback) are what it learns from: no warning.
         if (groups > 0 and m.get("zero_variance_groups", 0.0) - unscored >= groups

@@ -425,14 +425,13 @@ def with_other_blocks(candidates: list[str], chosen: int, *, stdin_program: bool
     others = [(i, _Block(body)) for i, body in enumerate(candidates) if i != chosen]
     others = [(i, other) for i, other in others if other.tree is not None]
     if stdin_program and not block.reads_stdin:
-        whole = [(i, other) for i, other in others if other.reads_stdin and other.runs_code and not other.missing]
-        supplying = [i for i, other in whole if block.missing & other.definitions.keys()]
-        if supplying:
-            return candidates[supplying[-1]]
-        # A slice of the program quoted after it ("The key line is: print(n * 2)", `n` local to its main):
-        # nothing defines what it misses, so it cannot run; the whole program can.
-        if whole and not any(block.missing & other.definitions.keys() for _, other in others):
-            return candidates[whole[-1][0]]
+        supplies = {i for i, other in others if block.missing & other.definitions.keys()}
+        whole = [i for i, other in others if other.reads_stdin and other.runs_code and not other.missing]
+        supplying = [i for i in whole if i in supplies]
+        # With nothing supplying what it misses, a slice of the program quoted after it ("The key line is:
+        # print(n * 2)", `n` local to its main) cannot run; the whole program can.
+        if supplying or (whole and not supplies):
+            return candidates[(supplying or whole)[-1]]
     # name -> ((block, position), source, names it needs): later blocks before the chosen one win, then
     # the blocks after it fill in what is still undefined
     found: dict[str, tuple[tuple[int, int], str, set[str]]] = {}

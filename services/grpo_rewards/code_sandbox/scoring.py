@@ -105,16 +105,13 @@ def verdict_from_run(run: RunRecord, *, scoring: ScoringMode, timeout_s: float, 
             out_of_memory = True
         elif kind == "output":  # an io case's program stopped at the cap (its failure says so)
             io_output_exceeded = True
-    if asserts_done:
-        # check() ran to its end, and the runner settled every assert that held. One that neither held
-        # nor failed never ran (a helper's untaken branch: EvalPlus's exact-match or allclose assert): no
-        # test of this program, left out of the total. It was counted as passed, so a program wrong on
-        # every input got half marks.
-        not_run = set(range(n_asserts)) - passed - failed
-        total -= len(not_run)
-    else:
-        not_run = set()
-    passed = {t for t in passed - failed if 0 <= t < n_asserts + n_io and t not in not_run}
+    # When check() ran to its end the runner settled every assert that held: one that neither held nor
+    # failed never ran (a helper's untaken branch: EvalPlus's exact-match or allclose assert), no test of
+    # this program, left out of the total. It was counted as passed: a program wrong on every input got
+    # half marks.
+    not_run = set(range(n_asserts)) - passed - failed if asserts_done else set()
+    passed = {t for t in passed - failed - not_run if 0 <= t < total}
+    total -= len(not_run)
 
     timed_out = bool(timeout_text) or run.killed == "timeout" or run.out_of_cpu
     output_exceeded = run.killed == "output" or io_output_exceeded
