@@ -15,6 +15,7 @@ own and neither imports the other. Keep them in step.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import ssl
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 log = logging.getLogger("grpo_rewards.tls")
 
@@ -42,12 +44,31 @@ class TLSFilesError(ValueError):
         self.which = which
 
 
+# How far ahead of this machine's clock a certificate's notBefore may be and it still be served: a
+# certificate issued a moment ago on a machine whose clock runs a little ahead.
+CLOCK_SKEW = 300.0
+
+
+def _check_validity(cert_pem: bytes, cert_file: str | Path, *, now: float | None = None) -> None:
+    """Refuse a certificate (the chain's first, the server's own) outside its validity period."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    now_dt = datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.UTC)
+    after, before = cert.not_valid_after_utc, cert.not_valid_before_utc
+    if after < now_dt:
+        raise TLSFilesError("cert", f"{cert_file}: the certificate expired at {after:%Y-%m-%d %H:%M:%S} UTC "
+                                    "(clients refuse it); renew it")
+    if (before - now_dt).total_seconds() > CLOCK_SKEW:
+        raise TLSFilesError("cert", f"{cert_file}: the certificate is valid only from {before:%Y-%m-%d %H:%M:%S} "
+                                    "UTC (clients refuse it until then); is this machine's clock right?")
+
+
 def read_tls_files(cert_file: str | Path, key_file: str | Path,
                    client_ca_file: str | Path | None = None) -> tuple[bytes, bytes, bytes | None]:
     """The PEM bytes of a certificate chain, its key and an optional client CA bundle, checked the way
     gRPC will use them (gRPC itself only says "Failed to bind", or logs and refuses handshakes): the
-    certificate parses, the key is unencrypted and belongs to the certificate, the CA bundle holds
-    certificates. Raises TLSFilesError naming the first bad file."""
+    certificate parses and is valid now (not expired, not valid only from more than `CLOCK_SKEW` seconds
+    ahead: clients refuse it in every handshake), the key is unencrypted and belongs to the certificate,
+    the CA bundle holds certificates. Raises TLSFilesError naming the first bad file."""
     files = {"cert": cert_file, "key": key_file, "client_ca": client_ca_file}
     data: dict[str, bytes] = {}
     for which, path in files.items():
@@ -73,6 +94,7 @@ def read_tls_files(cert_file: str | Path, key_file: str | Path,
         ctx.load_cert_chain(cert_file, key_file, password=no_password)
     except (ssl.SSLError, OSError) as err:
         raise TLSFilesError("key", f"{key_file}: not a PEM private key of the certificate {cert_file} ({err})") from None
+    _check_validity(data["cert"], cert_file)
     if "client_ca" in data:
         try:
             ctx.load_verify_locations(cadata=data["client_ca"].decode(errors="replace"))

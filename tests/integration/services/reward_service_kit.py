@@ -109,9 +109,11 @@ class TLSFiles:
         )
 
 
-def make_tls_files(directory: Path, server_names: Sequence[str] = ("localhost", "127.0.0.1")) -> TLSFiles:
+def make_tls_files(directory: Path, server_names: Sequence[str] = ("localhost", "127.0.0.1"), *,
+                   server_valid: tuple[datetime.timedelta, datetime.timedelta] | None = None) -> TLSFiles:
     """Write a CA, a server cert (SANs `server_names`: DNS names and IP addresses) and a client cert under
-    `directory`."""
+    `directory`. `server_valid`: the server cert's (notBefore, notAfter) from now (default: 5 minutes
+    ago, a day ahead)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -133,11 +135,13 @@ def make_tls_files(directory: Path, server_names: Sequence[str] = ("localhost", 
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
 
-    def leaf(cn: str, usage: x509.ObjectIdentifier, san: list[x509.GeneralName]) -> tuple[bytes, bytes]:
+    def leaf(cn: str, usage: x509.ObjectIdentifier, san: list[x509.GeneralName],
+             valid: tuple[datetime.timedelta, datetime.timedelta] | None = None) -> tuple[bytes, bytes]:
         key = ec.generate_private_key(ec.SECP256R1())
+        before, after = valid or (-datetime.timedelta(minutes=5), datetime.timedelta(days=1))
         b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca.subject)
              .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+             .not_valid_before(now + before).not_valid_after(now + after)
              .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
         if san:
             b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
@@ -149,7 +153,8 @@ def make_tls_files(directory: Path, server_names: Sequence[str] = ("localhost", 
         except ValueError:
             return x509.DNSName(name)
 
-    server_cert, server_key = leaf(server_names[0], ExtendedKeyUsageOID.SERVER_AUTH, [san(n) for n in server_names])
+    server_cert, server_key = leaf(server_names[0], ExtendedKeyUsageOID.SERVER_AUTH, [san(n) for n in server_names],
+                                   server_valid)
     client_cert, client_key = leaf("trainer", ExtendedKeyUsageOID.CLIENT_AUTH, [])
     files = TLSFiles(*(directory / n for n in ("ca.pem", "server.pem", "server-key.pem", "client.pem",
                                                "client-key.pem")))

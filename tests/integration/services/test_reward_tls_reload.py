@@ -154,3 +154,36 @@ def test_a_key_that_is_not_the_certificates_is_refused_at_start_naming_the_flag_
         start_server(OneScorer(), tls=TLSConfig(ca_a.server_cert, ca_b.server_key))
     assert str(exc.value).startswith(f"--tls-key {ca_b.server_key}: not a PEM private key of the certificate "
                                      f"{ca_a.server_cert}")
+
+
+def test_a_certificate_outside_its_validity_period_is_refused_at_start_and_not_swapped_in(serve, tmp_path, ca_a,
+                                                                                         caplog):
+    """Every client refuses an expired certificate, or one valid only from tomorrow, in every handshake:
+    the service refuses it at start naming the flag, file and date, and a renewal that brings one keeps the
+    previous certificate in use. A notBefore a minute ahead (an issuer whose clock runs ahead) is served."""
+    from datetime import timedelta
+
+    from grpo_rewards.common import start_server
+
+    day, minute = timedelta(days=1), timedelta(minutes=1)
+    for name, valid, words in (("expired", (-2 * day, -day), "the certificate expired at "),
+                               ("future", (day, 2 * day), "the certificate is valid only from ")):
+        (tmp_path / name).mkdir()
+        files = make_tls_files(tmp_path / name, server_valid=valid)
+        with pytest.raises(ValueError) as exc:
+            start_server(OneScorer(), tls=TLSConfig(files.server_cert, files.server_key))
+        assert str(exc.value).startswith(f"--tls-cert {files.server_cert}: {words}"), exc.value
+
+    (tmp_path / "expired-b").mkdir()
+    expired_b = make_tls_files(tmp_path / "expired-b", server_valid=(-2 * day, -day))
+    mount = SecretMount(tmp_path / "mount", ca_a)
+    running = serve(OneScorer(), tls=TLSConfig(mount.path("server.pem"), mount.path("server-key.pem")))
+    assert scores(running.address, credentials(ca_a))
+    with caplog.at_level(logging.WARNING, logger="grpo_rewards.tls"):
+        mount.swap(expired_b)
+        stays(lambda: scores(running.address, credentials(ca_a)) and not scores(running.address, credentials(expired_b)))
+    assert any("the certificate expired at" in r.getMessage() and "server.pem" in r.getMessage() for r in caplog.records)
+
+    (tmp_path / "skewed").mkdir()
+    skewed = make_tls_files(tmp_path / "skewed", server_valid=(minute, day))
+    assert serve(OneScorer(), tls=TLSConfig(skewed.server_cert, skewed.server_key)).address  # it starts

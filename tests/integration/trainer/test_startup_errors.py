@@ -94,6 +94,23 @@ def test_a_missing_tls_certificate_is_refused_before_the_store_is_created(tmp_pa
     assert not (tmp_path / "store").exists()
 
 
+def test_an_expired_tls_certificate_is_refused_before_the_store_is_created(tmp_path: Path) -> None:
+    # Every client refuses it in every handshake: the trainer started and no call could reach it.
+    import datetime
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+    from reward_service_kit import make_tls_files
+
+    day = datetime.timedelta(days=1)
+    files = make_tls_files(tmp_path, server_valid=(-3 * day, -day))
+    line = refused(start(tmp_path, server={"listen": "127.0.0.1:0", "tls_cert": str(files.server_cert),
+                                           "tls_key": str(files.server_key)}))
+    expiry = (datetime.datetime.now(datetime.UTC) - day).strftime("%Y-%m-%d")
+    assert line.startswith(f"grpo-server: server.tls_cert: {files.server_cert}: the certificate expired at {expiry} "), line
+    assert not (tmp_path / "store").exists()
+
+
 def test_a_model_path_that_is_no_model_directory_is_refused_before_the_store_is_created(tmp_path: Path) -> None:
     # It failed the run after the start with transformers' "Repo id must be in the form 'repo_name'...".
     missing = tmp_path / "no-model"

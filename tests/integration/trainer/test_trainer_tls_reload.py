@@ -105,3 +105,19 @@ def test_a_certificate_with_a_1024_bit_rsa_key_that_grpc_serves_is_not_refused_a
     app = start_trainer(tmp_path / "store", server={"tls_cert": str(tmp_path / "tls.crt"),
                                                     "tls_key": str(tmp_path / "tls.key")})
     assert answers(app.api_port, grpc.ssl_channel_credentials(cert))
+
+
+def test_a_renewal_that_brings_an_expired_certificate_keeps_the_previous_one(start_trainer, tmp_path, two_cas,
+                                                                             caplog) -> None:
+    import datetime
+
+    a, _ = two_cas
+    (tmp_path / "expired").mkdir()
+    expired = make_tls_files(tmp_path / "expired", server_valid=(-datetime.timedelta(days=3), -datetime.timedelta(days=1)))
+    mount = SecretMount(tmp_path / "tls", a)
+    app = start_trainer(tmp_path / "store", server={
+        "tls_cert": str(mount.path("server.pem")), "tls_key": str(mount.path("server-key.pem"))})
+    with caplog.at_level(logging.WARNING, logger="grpo_server.api.auth"):
+        mount.swap(expired)
+        stays(lambda: answers(app.api_port, credentials(a)))
+    assert any("the certificate expired at" in r.getMessage() and "server.pem" in r.getMessage() for r in caplog.records)
