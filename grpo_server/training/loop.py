@@ -254,6 +254,9 @@ class StepRunner:
         self.step_dropped: tuple[str, ...] = ()
         # The prompts of the current (or last) step that could not be rolled out, with why (_unrollable).
         self.step_unrolled: tuple[tuple[str, str], ...] = ()
+        # Dynamic sampling's extra prompts naming a backend the step's registry snapshot lacks (submitted
+        # after a backend was added during the step), with why: back to the queue, no attempt counted.
+        self.step_deferred: tuple[tuple[str, str], ...] = ()
         # Every group the current (or last) step sampled and scored, for the completions it keeps (samples.py).
         self.step_groups: Sequence[ScoredGroup] = ()
         # True from the moment the current step starts changing the weights (its first backward pass):
@@ -504,6 +507,7 @@ class StepRunner:
                 break
             self.step_prompt_ids += tuple(p.id for p in more)
             rounds += 1
+            more = self._defer_unknown_backends(more, registry_snapshot)
             t0 = time.monotonic()
             extra_groups = self.rollout_groups(more)
             timings["rollout_seconds"] += time.monotonic() - t0
@@ -526,6 +530,26 @@ class StepRunner:
         # Nothing with variance: train on what was sampled (zero advantages; only KL/SDPO terms move).
         return (kept if kept else everything), everything, metrics
 
+    def _defer_unknown_backends(self, prompts: list[PromptRecord], snapshot: Any) -> list[PromptRecord]:
+        """`prompts` without those naming a backend `snapshot` lacks, which go to `step_deferred`. The API
+        accepted them against the registry as it is now: a backend added after the step took its snapshot.
+        Scored with the step's snapshot they would fail UNKNOWN_BACKEND, an attempt counted against a
+        valid prompt; the next step, with a newer snapshot, scores them."""
+        entries = getattr(snapshot, "entries", None)
+        if entries is None:  # a router that takes no registry snapshot (tests' local reward functions)
+            return prompts
+        keep = []
+        for p in prompts:
+            missing = sorted({r.backend for r in p.rewards if r.backend not in entries})
+            if missing:
+                why = (f"names reward backend {', '.join(map(repr, missing))}, added after the step began "
+                       f"(registry version {snapshot.version}): left for the next step")
+                log.info("prompt %r %s", p.id, why)
+                self.step_deferred += ((p.id, why),)
+            else:
+                keep.append(p)
+        return keep
+
     # ------------------------------------------------------------------------------------ a step
 
     def run_step(self, step: int, prompts: Sequence[PromptRecord], registry_snapshot: Any) -> dict[str, float]:
@@ -537,6 +561,7 @@ class StepRunner:
         self.step_unscored = ()
         self.step_dropped = ()
         self.step_unrolled = ()
+        self.step_deferred = ()
         self.step_groups = ()
         # Each phase's seconds and the out-of-memory retries, as they are measured: also the metrics of
         # the step's report when it fails part-way (how far it got, how often it retried).
@@ -557,7 +582,7 @@ class StepRunner:
         self.step_unscored = tuple((pid, False, why) for pid, why in unrolled) + tuple(
             (g.rollout.prompt.id, _is_outage([g]), f"no completion got a reward ({first_failure([g])})")
             for g in sampled if not _has_reward(g)
-        )
+        ) + tuple((pid, True, why) for pid, why in self.step_deferred)  # True: no attempt counted
         if not sampled:
             why = unrolled[0][1] if unrolled else "no prompt"
             raise AllRewardsFailed(f"no prompt of the step could be rolled out ({why})",

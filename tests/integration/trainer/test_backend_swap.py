@@ -68,3 +68,34 @@ def test_backend_swapped_by_registry_file_and_rpc_takes_effect_at_the_next_step(
 
     # Nothing restarted: the same loop thread ran every step, and the run is still up.
     assert app.loop._thread is loop_thread and app.loop.alive
+
+
+def test_prompts_naming_a_backend_added_during_a_dynamic_sampling_step_wait_for_the_next_step(
+    toy_backend, start_trainer, tmp_path: Path
+) -> None:
+    """The API accepts prompts naming a backend added by SetRewardBackend; the running step's resample
+    round leases them, but its registry snapshot predates the backend: scored with it, they failed
+    UNKNOWN_BACKEND, an attempt counted against each (three such and a valid prompt failed for good).
+    They go back to the queue with no attempt and the next step scores them."""
+    toy_scorer, toy = toy_backend("toy", OLD)  # one score for every completion: dynamic sampling leases more
+    _, added = toy_backend("added", NEW)
+    toy_scorer.gate = threading.Event()  # hold step 1 in its reward phase
+    app = start_trainer(tmp_path / "store", [("toy", toy.address)],
+                        algorithm={"prompts_per_step": 2, "group_size": 2, "beta": 0.0, "dynamic_sampling": True,
+                                   "max_resample_rounds": 2})
+    client = TrainerClient(f"127.0.0.1:{app.api_port}")
+    client.submit_prompts(prompts(2, prefix="t"))
+    assert toy_scorer.calls_started.wait(120)
+    client.set_backend("added", added.address)
+    late = prompts(2, prefix="late")
+    for p in late:
+        del p.rewards[:]
+        p.rewards.add(backend="added", weight=1.0)
+    assert list(client.submit_prompts(late).accepted_ids) == ["late0", "late1"]
+    toy_scorer.gate.set()
+
+    step1, step2 = completed(client, 0, 2)
+    assert sorted(step1.prompt_ids) == ["t0", "t1"] and dict(step1.metrics.backend_reward_means) == {"toy": OLD}
+    assert sorted(step2.prompt_ids) == ["late0", "late1"]
+    assert dict(step2.metrics.backend_reward_means) == {"added": NEW}
+    assert [p.attempts for p in client.list_prompts(ids=["late0", "late1"]).prompts] == [0, 0]
