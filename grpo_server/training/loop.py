@@ -490,6 +490,7 @@ class StepRunner:
         """Roll out and score `prompts`; with dynamic sampling, drop zero-variance groups and lease, roll
         out and score more prompts (at most max_resample_rounds rounds) until prompts_per_step groups
         have variance. Returns (groups to train on, every group sampled, dynamic-sampling metrics)."""
+        self.step_deferred = ()
         t0 = time.monotonic()
         groups = self.rollout_groups(prompts)
         timings["rollout_seconds"] = time.monotonic() - t0
@@ -561,7 +562,6 @@ class StepRunner:
         self.step_unscored = ()
         self.step_dropped = ()
         self.step_unrolled = ()
-        self.step_deferred = ()
         self.step_groups = ()
         # Each phase's seconds and the out-of-memory retries, as they are measured: also the metrics of
         # the step's report when it fails part-way (how far it got, how often it retried).
@@ -582,7 +582,7 @@ class StepRunner:
         self.step_unscored = tuple((pid, False, why) for pid, why in unrolled) + tuple(
             (g.rollout.prompt.id, _is_outage([g]), f"no completion got a reward ({first_failure([g])})")
             for g in sampled if not _has_reward(g)
-        ) + tuple((pid, True, why) for pid, why in self.step_deferred)  # True: no attempt counted
+        ) + tuple((pid, True, why) for pid, why in self.step_deferred)  # True: as an outage, no attempt counted
         if not sampled:
             why = unrolled[0][1] if unrolled else "no prompt"
             raise AllRewardsFailed(f"no prompt of the step could be rolled out ({why})",
