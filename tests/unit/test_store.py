@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -483,6 +484,7 @@ def test_concurrent_submitters_and_a_leaser_lose_and_duplicate_nothing(store: St
 
 WORKER = r'''
 import json, random, sys
+from collections.abc import Callable
 from pathlib import Path
 from grpo_server.store import Store
 from grpo_server.types import ChatMessage, PromptRecord, RewardSpec
@@ -580,3 +582,47 @@ def test_completed_steps_counts_optimizer_steps_up_to_a_step(store: Store) -> No
     for n, state in enumerate([StepState.COMPLETED, StepState.SKIPPED, StepState.COMPLETED, StepState.FAILED], 1):
         store.record_step(StepReport(n, state, float(n), float(n) + 0.5, {}, "hf", ()))
     assert [store.completed_steps(n) for n in range(5)] == [0, 1, 1, 2, 2]
+
+
+def _vm_steps(s: Store, call: Callable[[], object]) -> int:
+    """SQLite virtual-machine steps (in hundreds) that `call` takes on the store's connection: the work a
+    query does, counted whatever the machine's speed."""
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    s._conn.set_progress_handler(count, 100)
+    try:
+        call()
+    finally:
+        s._conn.set_progress_handler(None, 100)
+    return steps
+
+
+def test_looking_prompts_up_by_id_does_not_walk_every_prompt_in_a_state(tmp_path: Path) -> None:
+    """ListPrompts by ids and a state, CancelPrompts and SubmitPrompts' check of active ids look ids up
+    in prompts_by_id: SQLite's planner chose prompts_by_state, a walk of the run's whole trained history
+    (or the whole queue), under the store's lock, on every such call (80 ms at 200k trained prompts)."""
+    s = Store(tmp_path)
+    work: list[tuple[int, int, int, int]] = []
+    for n in (1000, 2000):
+        s.submit([rec(f"t{n}-{i}") for i in range(n)], None, BIG)
+        assert len(s.lease(n, n)) == n
+        s.commit_checkpoint(n, f"/c/{n}")
+        s.submit([rec(f"q{n}-{i}") for i in range(n)], None, BIG)  # the queue grows as much
+        work.append((
+            _vm_steps(s, lambda: s.list_prompts(ids=["t1000-7"], state=PromptState.TRAINED)),
+            _vm_steps(s, lambda: s.list_prompts(ids=["q1000-7"], state=PromptState.QUEUED)),
+            _vm_steps(s, lambda: s.cancel(["never-submitted"])),
+            _vm_steps(s, lambda: s.list_prompts(ids=["t1000-7"])),
+        ))
+    assert s.list_prompts(ids=["t1000-7"], state=PromptState.TRAINED)[0].id == "t1000-7"
+    assert s.cancel(["q2000-7"]).cancelled_ids == ("q2000-7",)
+    s.close()
+    (small, large) = work
+    # Twice the history and twice the queue: the same work (a walk of them would double it).
+    for before, after in zip(small, large, strict=True):
+        assert after <= before + 2, work

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from grpo_server.store import Store
+from grpo_server.store import Store, sqlite_store
 from grpo_server.store.sqlite_store import FILENAME
 from grpo_server.types import ChatMessage, PromptRecord, PromptState, RewardSpec, StepReport, StepState
 
@@ -103,6 +104,54 @@ def test_many_rows_go_in_several_short_transactions(store: Store) -> None:
     store.commit_checkpoint(1, "/ckpt/1")
     done = store.prune(content_before=time.time() + 1, requests_before=None, batch=4)
     assert done.prompt_contents == 25 and not any(contents(store).values())
+
+
+def transactions(store: Store, call: Callable[[], object]) -> int:
+    """How many write transactions `call` makes on the store's connection."""
+    begun = []
+    store._conn.set_trace_callback(lambda sql: begun.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
+    try:
+        call()
+    finally:
+        store._conn.set_trace_callback(None)
+    return len(begun)
+
+
+def test_a_prune_adapts_its_transactions_to_how_long_they_hold_the_store(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of 5000 rows of large content held the store (and so every API call) for seconds: each
+    transaction's rows double while it takes under half of PRUNE_TRANSACTION_SECONDS and halve while it
+    takes longer."""
+    counted = {}
+    for name, target in (("slow", 0.0), ("fast", 1e9)):  # every transaction too long / every one short
+        monkeypatch.setattr(sqlite_store, "PRUNE_TRANSACTION_SECONDS", target)
+        s = Store(tmp_path / name)
+        s.submit([rec(f"p{i}") for i in range(300)], None, BIG)
+        s.lease(300, step=1)
+        s.commit_checkpoint(1, "/ckpt/1")
+        counted[name] = transactions(s, lambda s=s: s.prune(content_before=time.time() + 1, requests_before=None))
+        assert not any(contents(s).values())
+        s.close()
+    # slow: 64, 32, ..., 2, 1 rows (127 in 7), then one a time, and a last one finding none;
+    # fast: 64, 128, then 256 of which 108 are left
+    assert counted == {"slow": 7 + (300 - 127) + 1, "fast": 3}, counted
+
+
+def test_a_prune_of_large_prompts_does_not_read_their_content(store: Store) -> None:
+    """Dropping content read each batch's content whole into memory only to write the rows back without
+    it (300 MB for 5000 prompts of 60 KB, in a trainer that also holds the model)."""
+    text = "x" * 60_000
+    store.submit([rec(f"p{i}", text) for i in range(200)], None, BIG)  # 12 MB of content
+    store.lease(200, step=1)
+    store.commit_checkpoint(1, "/ckpt/1")
+    tracemalloc.start()
+    try:
+        done = store.prune(content_before=time.time() + 1, requests_before=None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert done.prompt_contents == 200 and not any(contents(store).values())
+    assert peak < 2_000_000, peak  # one prompt's content is 60 kB
 
 
 def test_old_request_ids_are_forgotten_and_recent_ones_still_answer_a_retry(store: Store) -> None:
