@@ -464,9 +464,9 @@ class RewardRegistry:
         else:
             api[name] = entry
             api_beneath[name] = beneath
-        self._save_api_layer(api, api_beneath)
-        self._api, self._api_beneath = api, api_beneath
-        self._api_at[name] = time.time_ns()
+        api_at = {**self._api_at, name: time.time_ns()}
+        self._save_api_layer(api, api_beneath, api_at)
+        self._api, self._api_beneath, self._api_at = api, api_beneath, api_at
         self._publish()
 
     def _beneath(self, name: str) -> dict[str, BackendEntry | None]:
@@ -497,11 +497,14 @@ class RewardRegistry:
             return self._version
 
     def _save_api_layer(self, api: Mapping[str, BackendEntry | None],
-                        beneath: Mapping[str, Mapping[str, BackendEntry | None]]) -> None:
+                        beneath: Mapping[str, Mapping[str, BackendEntry | None]], at: Mapping[str, int]) -> None:
+        """Record the API layer: each name's entry, what the layers beneath said of it when the API changed
+        it, and when (time.time_ns(); absent in records of older trainers)."""
         if self._store is None:
             return
         self._store.set_value(API_LAYER_KEY, {
-            name: {"entry": _entry_fields(entry), "beneath": {k: _entry_fields(e) for k, e in beneath[name].items()}}
+            name: {"entry": _entry_fields(entry), "beneath": {k: _entry_fields(e) for k, e in beneath[name].items()},
+                   **({"at": at[name]} if name in at else {})}
             for name, entry in sorted(api.items())
         } or None)
 
@@ -535,6 +538,14 @@ class RewardRegistry:
                 continue
             now = self._beneath(name)
             changed = [layer for layer in _BENEATH if now[layer] != then[layer]]
+            at = record.get("at")
+            if changed == ["registry_file"] and isinstance(at, int) and self._file_written_before(at):
+                # The file as it is now was written before the API change: an edit the watcher had not
+                # applied yet when the API answered (it waits for a second read). It does not overrule
+                # the change (as it would not have without the restart).
+                then = {**then, "registry_file": now["registry_file"]}
+                changed = []
+                rewrite = True
             if changed:
                 log.warning("reward backend %s: the %s changed it since the API %s it before the restart; "
                             "the newer word wins, the API change is dropped", name,
@@ -543,11 +554,23 @@ class RewardRegistry:
                 continue
             self._api[name] = entry
             self._api_beneath[name] = then
+            if isinstance(at, int):
+                self._api_at[name] = at
             kept.append(f"{name} {'deleted' if entry is None else 'set to ' + entry.address}")
         if kept:
             log.info("reward registry: API changes restored from the store: %s", ", ".join(kept))
         if rewrite:
-            self._save_api_layer(self._api, self._api_beneath)
+            self._save_api_layer(self._api, self._api_beneath, self._api_at)
+
+    def _file_written_before(self, at: int) -> bool:
+        """Whether the registry file was last written before `at` (time.time_ns()), by its modification
+        time with the 50 ms given to the file elsewhere (a later edit of any name counts)."""
+        if self._file_path is None:
+            return False
+        try:
+            return os.stat(self._file_path).st_mtime_ns + _MTIME_SLACK_NS <= at
+        except OSError:
+            return False
 
     def reload_if_changed(self, *, settled: bool = False) -> bool:
         """Re-read the registry file; apply it when its content changed and is valid. Returns True when
@@ -622,7 +645,7 @@ class RewardRegistry:
             self._file_hash = digest
             if overruled or kept:
                 try:
-                    self._save_api_layer(self._api, self._api_beneath)
+                    self._save_api_layer(self._api, self._api_beneath, self._api_at)
                 except Exception:  # noqa: BLE001 - the file's word applies now, whatever the store says
                     log.exception("could not record in the store the registry file's edit of %s",
                                   ", ".join(sorted(overruled | kept)))

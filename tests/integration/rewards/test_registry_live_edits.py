@@ -111,6 +111,39 @@ def test_an_api_change_that_stood_over_a_file_edit_stands_after_a_restart(tmp_pa
         store.close()
 
 
+def test_an_api_change_made_after_a_file_edit_the_watcher_had_not_applied_stands_after_a_restart(
+        tmp_path: Path) -> None:
+    """The trainer stopped after the API answered and before the watcher applied the older edit: the
+    restart saw the file "changed since" the API change and dropped it, although the edit was written
+    before it (a live trainer keeps it). A file edited after the API change still overrules it."""
+    from grpo_server.store import Store
+
+    f = tmp_path / "registry.yaml"
+    f.write_text("backends:\n  math: {address: 'file:1'}\n")
+    for edit_after, expected in ((False, ("api:9", "api")), (True, ("file:3", "registry_file"))):
+        store = Store(tmp_path / f"store-{edit_after}")
+        reg = RewardRegistry(registry_file=f)
+        reg.attach_store(store)
+        f.write_text("backends:\n  math: {address: 'file:2'}\n")  # not read before the API change
+        time.sleep(0.1)
+        reg.set(BackendEntry("math", "api:9"))
+        reg.stop()  # the process ends here (kill -9: the store holds what the API answered)
+        store.close()
+        if edit_after:
+            time.sleep(0.1)
+            f.write_text("backends:\n  math: {address: 'file:3'}\n")
+        store = Store(tmp_path / f"store-{edit_after}")
+        try:
+            again = RewardRegistry(registry_file=f)
+            again.attach_store(store)
+            entry = again.snapshot().entries["math"]
+            assert (entry.address, entry.source) == expected, edit_after
+            again.stop()
+        finally:
+            store.close()
+        f.write_text("backends:\n  math: {address: 'file:1'}\n")
+
+
 def test_a_file_edit_does_not_undo_an_api_change_to_a_name_a_flag_gives(tmp_path: Path) -> None:
     """The flag beats the file: an edit of that name dropped the API change and put the flag's entry back,
     the file's edit itself having no effect."""
