@@ -83,9 +83,11 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 # correct".
 _ANSWER_IS = re.compile(r"\b(?:the\s+)?(?:final\s+)?answer(?:\s+is|s\s+are(?=\s*:?\s*(?:[-−$\\(\[\d*]|[A-Za-z]\s*=)))"
                         r"\s*:?\s*", re.IGNORECASE)
-# A label opening a line, or a sentence: "So it is 12. Wait, let me recheck. **Final Answer:** 14".
-_ANSWER_LABEL = re.compile(r"(?:^|\n|(?<=[.!?])[ \t]+)[ \t]*[*_#>\- ]*(?:final\s+)?answer\s*[*_]*\s*:\s*[*_]*[ \t]*",
-                           re.IGNORECASE)
+# A label opening a line, or a sentence: "So it is 12. Wait, let me recheck. **Final Answer:** 14". No two
+# quantifiers in a row may take the same character (the markup starts with a mark, not a space): runs of
+# spaces after a full stop made three of them try every split of the run (2000 spaces: 72 s).
+_ANSWER_LABEL = re.compile(r"(?:^|\n|(?<=[.!?])[ \t])[ \t]*(?:[*_#>\-][*_#>\- \t]*)?(?:final\s+)?answer"
+                           r"\s*[*_]*\s*:\s*[*_]*[ \t]*", re.IGNORECASE)
 # GSM8K's answer line. A Markdown heading is written the same way ("#### Step 2: Check"), so the answer
 # after it counts only when it holds no word (LaTeX commands such as `\frac` are not words).
 _HASH_ANSWER = re.compile(r"(?:^|\n)[ \t]*####(?!#)[ \t]*")
