@@ -157,7 +157,7 @@ class DeepSpeedEngine:
         """[N, L] = compute(model, batch) without gradient. ZeRO 1/2: rank 0 alone (it holds all the
         weights). ZeRO-3: every rank computes a slice of the rows (the weights are gathered
         collectively) and rank 0 concatenates them."""
-        if self.zero_stage < 3 or self.world_size == 1:
+        if self.zero_stage < 3:
             with torch.no_grad():
                 return compute(self.model, to_device(batch, self.ds.device)).detach().cpu()
         self._send("forward_logprobs", batch, compute)
@@ -170,7 +170,7 @@ class DeepSpeedEngine:
         them if they must outlive the next step). ZeRO-3: gathered one parameter at a time from all
         ranks and copied to CPU; stopping the iteration early still completes the gathers the other
         ranks are waiting in."""
-        if self.zero_stage < 3 or self.world_size == 1:
+        if self.zero_stage < 3:
             for name, param in self.model.named_parameters():
                 yield name, param.detach()
             return
