@@ -79,7 +79,8 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 # Files that change scores, hashed whole by model_identity (the weights are sampled).
 _IDENTITY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "chat_template.jinja", "chat_template.json")
+                   "chat_template.jinja", "chat_template.json", "added_tokens.json", "vocab.txt", "vocab.json",
+                   "merges.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 _WEIGHT_SAMPLE_BYTES = 1 << 20
 
 
@@ -155,16 +156,18 @@ class RewardModel:
         check_head_loaded(sorted(info.get("missing_keys") or ()), config, self.path, seed)
         self.model.to(self.device).eval()
 
-        if self.tokenizer.pad_token_id is None:
-            # Decoder models often ship without a pad token; reusing EOS is what TRL does. Padding is on
-            # the right and masked, so the pad id only matters to the model's last-token pooling.
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        # Positions of RoBERTa-like encoders start after the pad id: max_position_embeddings counts
+        # padding_idx + 1 positions no token can have (RoBERTa's 514 are 512 tokens).
+        embeddings = getattr(getattr(self.model, "base_model", None), "embeddings", None)
+        padding_idx = getattr(embeddings, "padding_idx", None)
+        position_offset = int(padding_idx) + 1 if padding_idx is not None and hasattr(embeddings, "position_embeddings") else 0
+        self._set_pad_token()
         self.tokenizer.padding_side = "right"
         self.tokenizer.truncation_side = truncation_side
         self.truncation_side = truncation_side
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
-        limits = [n for n in (getattr(self.model.config, "max_position_embeddings", None),
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        limits = [n for n in (positions - position_offset if positions else None,
                               self.tokenizer.model_max_length if self.tokenizer.model_max_length < 1e9 else None)
                   if n]
         model_max = min(limits) if limits else FALLBACK_MAX_LENGTH
@@ -182,6 +185,28 @@ class RewardModel:
         log.info("reward model %s on %s (%s), max length %d (truncated on the %s), %s", self.identity,
                  self.device, str(self.dtype).removeprefix("torch."), self.max_length, truncation_side,
                  "chat template" if self.has_chat_template else "no chat template: plain concatenation")
+
+    def _set_pad_token(self) -> None:
+        """The pad token of a batch, also told to the model (its last-token pooling finds the last token
+        that is not the pad): the tokenizer's; else the checkpoint's own `pad_token_id` (what the model
+        pooled with in training, and what Hugging Face pools with); else EOS, as TRL does (decoder models
+        often ship without a pad token); else the unknown token. Set on every config the model reads it
+        from (composite models such as Gemma 3 pool with their text config's)."""
+        tok, config = self.tokenizer, self.model.config
+        configs = list({id(c): c for c in (config, config.get_text_config())}.values())
+        configured = next((c.pad_token_id for c in configs if isinstance(getattr(c, "pad_token_id", None), int)), None)
+        if tok.pad_token_id is None:
+            if configured is not None and 0 <= configured < len(tok):
+                tok.pad_token = tok.convert_ids_to_tokens(configured)
+            elif tok.eos_token is not None:
+                tok.pad_token = tok.eos_token
+            elif tok.unk_token is not None:
+                tok.pad_token = tok.unk_token
+            if tok.pad_token_id is None:
+                raise ValueError(f"--model {self.path}: neither the tokenizer (no pad, EOS or unknown token) nor "
+                                 "the config (no pad_token_id) names a token to pad a batch with")
+        for c in configs:
+            c.pad_token_id = tok.pad_token_id
 
     def format(self, prompt: Sequence[tuple[str, str]], completion: str) -> str:
         """The text the model scores: the chat template over the prompt messages plus an assistant

@@ -78,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                                             micro_batch=args.micro_batch,
                                             batch_wait_ms=args.batch_wait_ms, seed=args.seed,
                                             threads=args.threads, reasoning=args.reasoning))
-    except (OSError, ValueError, RuntimeError) as exc:
-        # RuntimeError: torch's own failures while loading or moving the weights (an unusable CUDA
-        # device, out of memory, a checkpoint that does not fit the config). One line; the traceback
-        # only at DEBUG.
+    except Exception as exc:  # noqa: BLE001 - any failure to load is the same one line and exit status 1
+        # Besides OSError and ValueError: torch's RuntimeErrors while loading or moving the weights (an
+        # unusable CUDA device, out of memory, a checkpoint that does not fit the config) and safetensors'
+        # SafetensorError (a corrupt or truncated weights file), which derives from Exception alone. One
+        # line; the traceback only at DEBUG.
         log.error("cannot load the reward model: %s", _one_line(exc))
         log.debug("model load failure", exc_info=True)
         return 1

@@ -95,6 +95,17 @@ def test_a_chat_template_that_cannot_render_a_plain_exchange_is_a_start_error(ti
     assert "Traceback" not in err
 
 
+def test_a_corrupt_weights_file_is_one_error_line_without_a_traceback(tiny_rm, tmp_path):
+    """safetensors' SafetensorError derives from Exception alone: it escaped the load's except and the
+    service died with a traceback instead of the documented one line."""
+    corrupt = variant(tiny_rm, tmp_path, "corrupt", None)
+    (corrupt / "model.safetensors").write_bytes(b"\xff" * 64)
+    code, err = start_failure(corrupt)
+    assert code == 1
+    assert "cannot load the reward model: " in err.strip().splitlines()[-1], err
+    assert "Traceback" not in err
+
+
 def test_an_empty_text_is_invalid_input_alone_and_in_a_batch(tiny_rm, tmp_path, serve, channel_to):
     # No chat template and a tokenizer that adds no special tokens: an empty completion with no prompt
     # is zero tokens. Alone it used to crash the forward pass (INTERNAL, with a traceback in the log);
