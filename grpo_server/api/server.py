@@ -27,11 +27,39 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
 
 
+class BoundedHealthServicer(health.HealthServicer):
+    """grpc_health's servicer, keeping nothing of a health Watch once it ends: the stock one kept every
+    service name a client had watched (a key per name, 4 MiB names included: 40 watches of new names held
+    160 MB, with no token needed). A name over MAX_HEALTH_NAME_BYTES, which no service here has, is
+    answered SERVICE_UNKNOWN and not registered (the stream stays open, as for any unknown name, and
+    sees no update). The reward services have a twin in services/grpo_rewards/common/server.py."""
+
+    MAX_HEALTH_NAME_BYTES = 1024
+
+    def _on_close_callback(self, send_response_callback: Any, service: str) -> Any:
+        def callback() -> None:
+            with self._lock:
+                watchers = self._send_response_callbacks.get(service)
+                if watchers is not None:
+                    watchers.discard(send_response_callback)
+                    if not watchers:
+                        del self._send_response_callbacks[service]
+            send_response_callback(None)
+
+        return callback
+
+    def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:  # noqa: N802 - gRPC's name
+        if send_response_callback is not None and len(request.service.encode()) > self.MAX_HEALTH_NAME_BYTES:
+            send_response_callback(health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVICE_UNKNOWN))
+            return None
+        return super().Watch(request, context, send_response_callback)
+
+
 class Health:
     """The server's health: "" and the TrainerService, NOT_SERVING until set_serving(True)."""
 
     def __init__(self) -> None:
-        self.servicer = health.HealthServicer()
+        self.servicer = BoundedHealthServicer()
         self.serving = False
         self.set_serving(False)
 

@@ -77,6 +77,34 @@ OPEN_THREADS = 8
 OPEN_STREAMS = 4
 
 
+class BoundedHealthServicer(health.HealthServicer):
+    """grpc_health's servicer, keeping nothing of a health Watch once it ends: the stock one kept every
+    service name a client had watched (a key per name, 4 MiB names included: 40 watches of new names held
+    160 MB, with no token needed). A name over MAX_HEALTH_NAME_BYTES, which no service here has, is
+    answered SERVICE_UNKNOWN and not registered (the stream stays open, as for any unknown name, and
+    sees no update). The trainer has a twin in grpo_server/api/server.py."""
+
+    MAX_HEALTH_NAME_BYTES = 1024
+
+    def _on_close_callback(self, send_response_callback: Any, service: str) -> Any:
+        def callback() -> None:
+            with self._lock:
+                watchers = self._send_response_callbacks.get(service)
+                if watchers is not None:
+                    watchers.discard(send_response_callback)
+                    if not watchers:
+                        del self._send_response_callbacks[service]
+            send_response_callback(None)
+
+        return callback
+
+    def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:  # noqa: N802 - gRPC's name
+        if send_response_callback is not None and len(request.service.encode()) > self.MAX_HEALTH_NAME_BYTES:
+            send_response_callback(health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVICE_UNKNOWN))
+            return None
+        return super().Watch(request, context, send_response_callback)
+
+
 class OpenCalls(grpc.ServerInterceptor):
     """Runs health and reflection (auth.OPEN_METHOD_PREFIXES) on a pool of their own, and refuses a
     reflection stream past `max_streams` open at once with RESOURCE_EXHAUSTED. The trainer has a twin in
@@ -370,7 +398,7 @@ def start_server(
         ],
     )
     _add_reward_service(servicer, server)
-    health_servicer = health.HealthServicer()
+    health_servicer = BoundedHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (REWARD_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -605,3 +605,26 @@ def test_a_port_in_use_is_refused_at_start(serve):
     running = serve(EchoScorer())
     with pytest.raises(RuntimeError):
         start_server(EchoScorer(), listen=running.address)
+
+
+def test_a_health_watch_keeps_nothing_of_its_service_name_once_it_ends(serve, channel_to):
+    """grpc_health's servicer kept every name a Watch had asked about, with no token needed (4 MiB names:
+    160 MB for 40 watches, for good). The services' own names are still watched as before."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    running = serve(EchoScorer())
+    health = health_pb2_grpc.HealthStub(channel_to(running.address))
+    for name in ("x" * (4 << 20), "never-heard-of"):
+        watches = [health.Watch(health_pb2.HealthCheckRequest(service=f"{i}{name}"), timeout=60) for i in range(5)]
+        assert {next(w).status for w in watches} == {health_pb2.HealthCheckResponse.SERVICE_UNKNOWN}
+        for w in watches:
+            w.cancel()
+    known = health.Watch(health_pb2.HealthCheckRequest(service="grpo.reward.v1.RewardService"), timeout=60)
+    try:
+        assert next(known).status == health_pb2.HealthCheckResponse.SERVING
+        deadline = time.monotonic() + 10
+        while len(running.health._send_response_callbacks) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert set(running.health._send_response_callbacks) == {"grpo.reward.v1.RewardService"}
+    finally:
+        known.cancel()
