@@ -254,8 +254,22 @@ def _deny(handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str) -
     return handler_like(handler, abort, request_streaming=True)
 
 
+# The check of the token of the response stream being served on this thread (see AuthInterceptor).
+_stream_auth = threading.local()
+
+
+def stream_refused() -> tuple[grpc.StatusCode, str] | None:
+    """For a handler of a response stream, polled while it waits: why its caller may no longer have it
+    (its token was removed from the tokens file, or lost the role), else None (and None without auth)."""
+    check = getattr(_stream_auth, "check", None)
+    return check() if check is not None else None
+
+
 class AuthInterceptor(grpc.ServerInterceptor):
-    """Checks the bearer token and the role of every call but health and reflection."""
+    """Checks the bearer token and the role of every call but health and reflection. A response stream
+    is checked again before each message it sends, and its handler can ask between messages
+    (`stream_refused`): a token removed from the tokens file, or that lost the role, ends the streams it
+    opened (UNAUTHENTICATED, PERMISSION_DENIED) instead of reading on for as long as they stay open."""
 
     def __init__(self, tokens: TokenStore, method_roles: Mapping[str, str] = METHOD_ROLES) -> None:
         self.tokens = tokens
@@ -279,7 +293,38 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"token {principal.name!r} lacks the {role!r} role this call needs (it has: {', '.join(sorted(principal.roles))})",
             )
+        if handler.response_streaming and not handler.request_streaming:
+            return self._checked_stream(handler, token, role)
         return handler
+
+    def _refusal(self, token: str, role: str) -> tuple[grpc.StatusCode, str] | None:
+        principal = self.tokens.lookup(token)
+        if principal is None:
+            return grpc.StatusCode.UNAUTHENTICATED, "the bearer token of this stream was revoked (not in the tokens file)"
+        if not principal.allows(role):
+            return (grpc.StatusCode.PERMISSION_DENIED,
+                    f"token {principal.name!r} no longer has the {role!r} role this stream needs")
+        return None
+
+    def _checked_stream(self, handler: grpc.RpcMethodHandler, token: str, role: str) -> grpc.RpcMethodHandler:
+        behavior = handler.unary_stream
+
+        def stream(request: Any, context: grpc.ServicerContext) -> Any:
+            def check() -> tuple[grpc.StatusCode, str] | None:
+                return self._refusal(token, role)
+
+            # gRPC iterates a response stream on its handler thread, message after message.
+            _stream_auth.check = check
+            try:
+                for message in behavior(request, context):
+                    refused = check()
+                    if refused is not None:
+                        context.abort(*refused)
+                    yield message
+            finally:
+                _stream_auth.check = None
+
+        return handler_like(handler, stream)
 
 
 class TLSFilesError(ValueError):

@@ -12,6 +12,7 @@ import grpc
 
 from grpo.trainer.v1 import trainer_pb2, trainer_pb2_grpc
 from grpo_server.api import convert, errors
+from grpo_server.api.auth import stream_refused
 from grpo_server.api.errors import unary
 from grpo_server.api.ports import BackendRegistry, Exporter, WeightsUnsafe, default_reward_pairs
 from grpo_server.api.settings import ApiLimits
@@ -363,6 +364,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
         yield from catch_up(last_final)
         while context.is_active() and not ended.is_set():
+            refused = stream_refused()  # the token revoked since (checked at least once a poll)
+            if refused is not None:
+                raise errors.ApiError(*refused)
             # Read before the wait: once closed, one more pass sends what was published before close()
             # (a stream busy sending the previous report would otherwise end without the last step).
             closing = self.control.closed

@@ -153,6 +153,46 @@ def test_tokens_file_is_reloaded_when_it_changes(secured: Api, tokens_file: Path
     assert secured.stub.StepStatus(req, metadata=bearer("fresh-token-55555")).run.state
 
 
+@pytest.mark.parametrize(("edit", "code"), [("revoked", grpc.StatusCode.UNAUTHENTICATED),
+                                             ("demoted", grpc.StatusCode.PERMISSION_DENIED)])
+def test_a_watch_stream_ends_when_its_token_is_revoked_or_loses_its_role(secured: Api, tokens_file: Path,
+                                                                        edit: str, code: grpc.StatusCode) -> None:
+    """Auth was checked once, when the stream opened: a token taken out of the tokens file read on, step
+    after step, for as long as the stream stayed open (and kept its place under max_watch_streams)."""
+    import threading
+
+    from grpo_server.types import StepReport, StepState
+
+    def publish(step: int) -> None:
+        report = StepReport(step, StepState.COMPLETED, 1000.0 + step, 1000.5 + step, {"loss": 0.1}, "hf", (f"p{step}",))
+        secured.store.record_step(report)
+        secured.control.notify_step(report)
+
+    stream = secured.stub.WatchSteps(trainer_pb2.WatchStepsRequest(), metadata=bearer("reader"), timeout=60)
+    got: list[object] = []
+    first = threading.Event()
+
+    def read() -> None:
+        try:
+            for r in stream:
+                got.append(r.step.step)
+                first.set()
+        except grpc.RpcError as err:
+            got.append(err.code())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    publish(1)
+    assert first.wait(10)
+    roles = {"revoked": None, "demoted": ["submit"]}[edit]
+    write_tokens(tokens_file, {"admin": (TOKENS["admin"], ["admin"]),
+                               **({"reader": (TOKENS["reader"], roles)} if roles else {})})
+    reader.join(5)  # ended at the stream's next poll, with no step published
+    publish(2)
+    reader.join(5)
+    assert got == [1, code], got
+
+
 def test_token_store_checks_the_file_at_most_every_interval(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     write_tokens(path, {"a": ("token-aaaaaaaa", ["read"])})
