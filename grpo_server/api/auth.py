@@ -81,7 +81,7 @@ class Principal:
         return role in self.roles or "admin" in self.roles
 
 
-_HEADER_SAFE = re.compile(r"[\x20-\x7e]+")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # RFC 6750's token68 and more, no space
 
 
 def _sha256(token: str) -> bytes:
@@ -130,8 +130,9 @@ def parse_tokens(data: Any, source: str = "tokens file") -> list[tuple[bytes, Pr
             # visible ASCII. A YAML block scalar (`token: |`) ends in a newline that no client can send.
             token = token.strip()
             if not _HEADER_SAFE.fullmatch(token):
-                raise TokensFileError(f"{where}.token: only printable ASCII characters (U+0020 to U+007E) are "
-                                      "allowed: a token travels in an HTTP/2 header")
+                raise TokensFileError(f"{where}.token: only visible ASCII characters (U+0021 to U+007E, no space) "
+                                      "are allowed: a token travels in an HTTP/2 header after `Bearer `, and the "
+                                      "clients refuse to send one with a space")
             digest = _sha256(token)
         else:
             hexdigest = entry["token_sha256"]

@@ -260,6 +260,8 @@ def test_a_yaml_error_in_the_tokens_file_names_the_place_not_the_text(tmp_path: 
                  {"name": "dash", "token_sha256": hashlib.sha256(b"shared-token").hexdigest(), "roles": ["read"]}]},
      r"tokens\[1\]: the same token as tokens\[0\] \('ops'\)"),
     ({"users": []}, "list `tokens`"),
+    # A space: the server took it, and every client refused to send it ("no spaces").
+    ({"tokens": [{"name": "x", "token": "correct horse battery staple", "roles": ["read"]}]}, "no space"),
 ])
 def test_a_bad_tokens_file_is_refused_at_start_with_the_reason(tmp_path: Path, doc: dict, phrase: str) -> None:
     path = tmp_path / "t.yaml"
