@@ -254,7 +254,10 @@ class AlgorithmConfig(_Strict):
         "peft.PeftModel.from_pretrained).",
     )
     lora_alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / rank).")
-    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA branch, in every forward pass "
+                                "of the trainer (the log-probs of the ratio, TIS and the SDPO student alike, "
+                                "unlike the rollout's): over 0, the ratio and the TIS weights also measure "
+                                "dropout noise; 0, as TRL's disable_dropout, keeps them exact.")
     lora_target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         min_length=1,
@@ -294,7 +297,7 @@ class AlgorithmConfig(_Strict):
     def _unused_settings(self) -> list[str]:
         """Settings given a value (other than their default) that the rest of the config makes inert, in
         words naming both sides: a knob the run would silently ignore."""
-        defaults = {name: f.default for name, f in type(self).model_fields.items()}
+        defaults = {name: f.get_default(call_default_factory=True) for name, f in type(self).model_fields.items()}
         changed = {name for name in defaults if getattr(self, name) != defaults[name]}
         rules: list[tuple[str, bool, str]] = [
             ("tis_level", self.tis_cap is None, "algorithm.tis_cap is unset (truncated IS is off)"),
@@ -309,10 +312,13 @@ class AlgorithmConfig(_Strict):
              "algorithm.process_supervision takes its advantages from step rewards alone, which the overlong "
              "penalty does not shape"),
         ]
+        lora_off = "algorithm.lora_rank is 0 (no LoRA adapter: the whole model trains)"
+        rules += [(f, self.lora_rank == 0, lora_off) for f in ("lora_alpha", "lora_dropout", "lora_target_modules")]
         if self.name == "sdpo":  # no GRPO surrogate: its knobs do nothing
             why = "algorithm.name is 'sdpo' (the distillation loss alone; blend with name 'grpo' and sdpo_weight)"
             rules += [(f, True, why) for f in ("epsilon_low", "epsilon_high", "delta", "aggregation",
-                                                "importance_sampling_level", "tis_cap", "process_supervision")]
+                                                "importance_sampling_level", "tis_cap", "process_supervision",
+                                                "advantage_scale", "advantage_eps")]
             if self.beta > 0:
                 changed.add("beta")
                 rules.append(("beta", True, why + "; set algorithm.beta: 0"))
@@ -323,6 +329,8 @@ class AlgorithmConfig(_Strict):
                 ("sdpo_kl_kind", self.sdpo_loss != "logit_kl", f"algorithm.sdpo_loss is {self.sdpo_loss!r}, not 'logit_kl'"),
                 ("sdpo_jsd_alpha", self.sdpo_loss != "jsd", f"algorithm.sdpo_loss is {self.sdpo_loss!r}, not 'jsd'"),
                 ("sdpo_ema_rate", self.sdpo_teacher != "ema", f"algorithm.sdpo_teacher is {self.sdpo_teacher!r}, not 'ema'"),
+                ("sdpo_success_threshold", not self.sdpo_use_siblings,
+                 "algorithm.sdpo_use_siblings is off (the threshold only picks the successful siblings shown to teachers)"),
             ]
         return [f"algorithm.{field} ({getattr(self, field)!r}) has no effect: {why}"
                 for field, inert, why in rules if inert and field in changed]

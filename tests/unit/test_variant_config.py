@@ -59,6 +59,14 @@ def test_delta_not_above_the_upper_clip_is_refused(epsilon_high: float) -> None:
         # the penalty was computed, reported (overlong/penalty_mean) and read by nothing
         ({"process_supervision": True, "overlong_cache_tokens": 4}, "overlong_cache_tokens",
          "takes its advantages from step rewards alone"),
+        # no surrogate reads the advantages; the threshold only picks siblings; no adapter to configure
+        ({"name": "sdpo", "beta": 0.0, "advantage_scale": "batch"}, "advantage_scale", "algorithm.name is 'sdpo'"),
+        ({"name": "sdpo", "beta": 0.0, "advantage_eps": 0.5}, "advantage_eps", "algorithm.name is 'sdpo'"),
+        ({"sdpo_weight": 0.5, "sdpo_use_siblings": False, "sdpo_success_threshold": 0.5}, "sdpo_success_threshold",
+         "algorithm.sdpo_use_siblings is off"),
+        ({"lora_alpha": 8}, "lora_alpha", "algorithm.lora_rank is 0"),
+        ({"lora_dropout": 0.1}, "lora_dropout", "algorithm.lora_rank is 0"),
+        ({"lora_target_modules": ["q_proj"]}, "lora_target_modules", "algorithm.lora_rank is 0"),
     ],
 )
 def test_a_setting_the_rest_of_the_config_makes_inert_is_refused(
@@ -78,6 +86,8 @@ def test_a_setting_the_rest_of_the_config_makes_inert_is_refused(
         {"name": "sdpo", "sdpo_loss": "logit_kl", "sdpo_top_k": 8, "sdpo_kl_kind": "reverse"},
         {"name": "sdpo", "sdpo_loss": "jsd", "sdpo_top_k": 8, "sdpo_jsd_alpha": 0.3},
         {"name": "sdpo", "sdpo_teacher": "ema", "sdpo_ema_rate": 0.5, "beta": 0.0},
+        {"lora_rank": 8, "lora_alpha": 8, "lora_dropout": 0.1, "lora_target_modules": ["q_proj"]},
+        {"sdpo_weight": 0.5, "sdpo_success_threshold": 0.5},  # siblings on: the threshold picks them
         {"name": "grpo", "sdpo_weight": 0.5, "beta": 0.04, "tis_cap": 2.0, "aggregation": "dapo"},
         # SDPO off: its knobs are carried but inert (documented; tests/integration/variants relies on it).
         {"name": "grpo", "sdpo_loss": "jsd", "sdpo_jsd_alpha": 0.25, "sdpo_teacher": "live"},
