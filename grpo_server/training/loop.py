@@ -439,8 +439,10 @@ class StepRunner:
         """Per group: True when what its advantages come from differs (DAPO's keep rule): its (shaped,
         valid) rewards, or with process supervision the step rewards of its valid completions (outcome
         scores do not enter those advantages, so a group of equal outcomes but different steps has a
-        signal, and one of different outcomes but equal steps has none). `shaped`: shaped_rewards(scored)
-        when the caller has it already."""
+        signal, and one of different outcomes but equal steps has none). With mask_truncated_completions,
+        a group none of whose valid completions carries a loss token (all cut at max_new_tokens, or
+        empty) has nothing to learn either: kept, it took a place in the step and trained nothing.
+        `shaped`: shaped_rewards(scored) when the caller has it already."""
         if not scored:
             return []
         rewards, valid = shaped if shaped is not None else self.shaped_rewards(scored)
@@ -450,8 +452,14 @@ class StepRunner:
             for g in scored:
                 values = [r for sc in g.completions if next(flags) for _, r in _weighted_steps(sc)]
                 keep.append(len(values) >= 2 and any(v != values[0] for v in values))  # process_advantages' rule
-            return keep
-        return keep_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).tolist()
+        else:
+            keep = keep_groups(torch.nan_to_num(rewards, nan=0.0), self.s.group_size, valid=valid).tolist()
+        if self.s.mask_truncated:  # batch.collate's rule for the rows that carry a loss
+            flags = iter(valid.tolist())
+            carries = [[bool(next(flags)) and bool(c.completion.token_ids) and not c.completion.truncated
+                        for c in g.completions] for g in scored]
+            keep = [k and any(rows) for k, rows in zip(keep, carries, strict=True)]
+        return keep
 
     def groups_with_signal(self, scored: Sequence[ScoredGroup]) -> list[bool]:
         """Per group: True when the update can learn from it, what dynamic sampling keeps. GRPO's

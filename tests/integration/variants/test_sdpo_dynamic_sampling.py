@@ -97,3 +97,24 @@ def test_a_step_keeps_flat_groups_with_feedback_for_sdpo_instead_of_leasing_more
     assert m["dapo/kept_groups"] == 2 and m["dapo/dropped_groups"] == 0
     assert m["zero_variance_groups"] == 2  # no reward variance, as the metric says
     assert m["sdpo/distilled_fraction"] == 1.0 and m["sdpo/distill_loss"] > 0
+
+
+def test_with_truncated_completions_masked_a_group_cut_at_max_new_tokens_has_no_signal(tiny) -> None:
+    """mask_truncated_completions takes every completion cut at max_new_tokens out of the loss: a group
+    whose completions were all cut has reward variance and nothing to learn from. Dynamic sampling kept
+    it (the step trained nothing: loss 0, grad_norm 0) instead of leasing another prompt."""
+    _, tok = tiny
+
+    def cut(pid: str, finishes: Sequence[str]) -> ScoredGroup:
+        g = group(pid, tok, [(1.0, ""), (0.0, "")])
+        done = tuple(Completion(c.completion.token_ids, c.completion.logprobs, c.completion.text, finish)
+                     for c, finish in zip(g.completions, finishes, strict=True))
+        scored = tuple(ScoredCompletion(d, c.scores) for d, c in zip(done, g.completions, strict=True))
+        return ScoredGroup(RolloutGroup(g.rollout.prompt, g.rollout.prompt_token_ids, done), scored)
+
+    groups = [cut("all_cut", ["length", "length"]), cut("one_whole", ["stop", "length"])]
+    masked = StepSettings(prompts_per_step=4, group_size=2, sampling=SamplingConfig(n=2),
+                          loss=LossConfig(beta=0.0), dynamic_sampling=True, mask_truncated=True)
+    run = StepRunner(masked, tokenizer=tok, rollout=None, engine=None, router=None)  # type: ignore[arg-type]
+    assert run.groups_with_signal(groups) == [False, True]
+    assert runner(tok, grpo_weight=1.0, sdpo_weight=0.0).groups_with_signal(groups) == [True, True]  # not masked
