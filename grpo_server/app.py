@@ -128,10 +128,17 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
     finish()  # meets rank 0's finish() at the end of its shutdown
 
 
-def choose_rollout_engine(kind: str) -> str:
-    """auto -> vllm when it imports, else hf."""
+# Why vLLM cannot run beside DeepSpeed's ranks (the CLI refuses it, `auto` picks hf there).
+VLLM_BESIDE_RANKS = ("in the trainer's process vLLM joins the ranks' process group and waits in its set-up for "
+                     "ranks that never come (the run never finishes loading)")
+
+
+def choose_rollout_engine(kind: str, ranks: int = 1) -> str:
+    """auto -> vllm when it imports, else hf; hf beside several training ranks (VLLM_BESIDE_RANKS)."""
     if kind != "auto":
         return kind
+    if ranks > 1:
+        return "hf"
     try:
         import vllm  # noqa: F401
     except Exception:  # noqa: BLE001 - any import failure means "not usable here"
@@ -486,7 +493,7 @@ class TrainerApp:
         if latest is not None:
             log.info("resuming from the checkpoint of step %d (%s)", latest.step, latest.path)
             engine.load_state(Path(latest.path))
-        kind = choose_rollout_engine(cfg.rollout.engine)
+        kind = choose_rollout_engine(cfg.rollout.engine, int(getattr(engine, "world_size", 1)))
         r = cfg.rollout
         rollout = make_engine(
             kind,

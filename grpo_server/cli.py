@@ -185,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grpo-server: training.engine {cfg.training.engine!r} runs in one process, but this is one of "
               f"WORLD_SIZE={world} ranks: set training.engine: deepspeed (or start one process)", file=sys.stderr)
         return 2
+    if cfg.training.engine == "deepspeed" and world.isdigit() and int(world) > 1 and cfg.rollout.engine == "vllm":
+        from grpo_server.app import VLLM_BESIDE_RANKS
+
+        print(f"grpo-server: rollout.engine 'vllm' cannot run beside DeepSpeed's WORLD_SIZE={world} ranks: "
+              f"{VLLM_BESIDE_RANKS}; set rollout.engine: hf (auto picks hf here)", file=sys.stderr)
+        return 2
     if cfg.training.engine == "deepspeed" and int(os.environ.get("RANK", "0")) != 0:
         # A launcher forwards SIGTERM to every rank; workers must outlive rank 0's drain (its final
         # checkpoint is collective) and exit when rank 0 tells them to stop.

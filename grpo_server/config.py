@@ -97,7 +97,8 @@ class RolloutConfig(_Strict):
     """How completions are sampled."""
 
     engine: Literal["auto", "vllm", "hf"] = Field(
-        "auto", description="auto: vLLM when it imports, else HF generate. The step reports which ran."
+        "auto", description="auto: vLLM when it imports, else HF generate (HF beside several DeepSpeed ranks, "
+        "where vLLM cannot run and is refused). The step reports which ran."
     )
     max_new_tokens: int = Field(128, ge=1, le=32768, description="Completion length limit in tokens.")
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature (also used for training log-probs).")

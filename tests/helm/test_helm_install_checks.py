@@ -96,6 +96,17 @@ def test_the_api_and_metrics_ports_must_differ() -> None:
     assert "rendezvousPort" in render_error({"trainer": {**DEEPSPEED, "multiNode": multinode}})
 
 
+def test_vllm_is_refused_beside_several_deepspeed_ranks() -> None:
+    """The trainer refuses it (vLLM, in rank 0's process, joined the ranks' process group and waited for
+    them in its set-up: the run never loaded); auto (the chart's default) picks HF there."""
+    vllm = {"config": {"training": {"engine": "deepspeed"}, "rollout": {"engine": "vllm"}}}
+    for trainer in ({**vllm, "multiNode": {"enabled": True}}, {**vllm, "gpu": {"count": 2}}):
+        assert "trainer.config.rollout.engine: vllm cannot run beside DeepSpeed's 2 ranks" in render_error(
+            {"trainer": trainer})
+    render({"trainer": {**vllm, "gpu": {"count": 1}}})  # one rank: vLLM runs beside it
+    render({"trainer": {**DEEPSPEED, "multiNode": {"enabled": True}}})  # the default, auto
+
+
 def test_trainer_tls_is_refused_because_the_grpc_probes_speak_plaintext() -> None:
     # Kubernetes' grpc probe has no TLS: the pod would never turn ready; nor does the chart mount certificates.
     error = render_error({"trainer": {"config": {"server": {"tls_cert": "/tls/tls.crt", "tls_key": "/tls/tls.key"}}}})

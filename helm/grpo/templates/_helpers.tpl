@@ -302,6 +302,11 @@ the defaults below; tests/helm/test_helm_install_checks.py keeps the two in step
 {{- fail (printf "trainer.multiNode.rendezvousPort %d is also the trainer's gRPC or metrics port: torchrun's rendezvous store (multi-node, or DeepSpeed on one node) needs a port of its own" (int $t.multiNode.rendezvousPort)) }}
 {{- end }}
 {{- $cfg := $t.config | default dict }}
+{{- $rollout := get $cfg "rollout" | default dict }}
+{{- $ranks := mul (ternary (int $t.multiNode.size) 1 $t.multiNode.enabled) (int (include "grpo.nprocPerNode" .)) }}
+{{- if and (or $t.multiNode.enabled (eq $engine "deepspeed")) (gt (int $ranks) 1) (eq (toString (get $rollout "engine" | default "auto")) "vllm") }}
+{{- fail (printf "trainer.config.rollout.engine: vllm cannot run beside DeepSpeed's %d ranks (in the trainer's process vLLM joins the ranks' process group and waits in its set-up for ranks that never come): set it to hf, or auto (hf there)" (int $ranks)) }}
+{{- end }}
 {{- $server := get $cfg "server" | default dict }}
 {{- range $k := list "tls_cert" "tls_key" "tls_client_ca" }}
 {{- if hasKey $server $k }}

@@ -135,6 +135,25 @@ def test_the_torch_engine_refuses_to_run_as_one_of_several_ranks(tmp_path: Path)
     assert not (tmp_path / "store").exists()
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_vllm_is_refused_beside_several_deepspeed_ranks(tmp_path: Path, rank: str) -> None:
+    """In rank 0's process vLLM joined the DeepSpeed ranks' process group and waited in its set-up for
+    ranks that never came: the run never finished loading, and SIGTERM waited for the load."""
+    import os
+
+    from grpo_server.app import choose_rollout_engine
+
+    config = write_yaml(tmp_path / "trainer.yaml", config_data(training={"engine": "deepspeed"},
+                                                               rollout={"engine": "vllm"}))
+    done = subprocess.run([*server_command(), "--config", str(config), "--store-dir", str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "WORLD_SIZE": "2", "RANK": rank})
+    assert refused(done).startswith("grpo-server: rollout.engine 'vllm' cannot run beside DeepSpeed's WORLD_SIZE=2 "
+                                    "ranks: in the trainer's process vLLM joins the ranks' process group")
+    assert not (tmp_path / "store").exists()
+    assert choose_rollout_engine("auto", ranks=2) == "hf" and choose_rollout_engine("hf", ranks=1) == "hf"
+
+
 def test_a_store_dir_that_is_a_file_is_refused_and_left_alone(tmp_path: Path) -> None:
     regular = tmp_path / "store.txt"
     regular.write_text("not a store\n")
