@@ -117,8 +117,8 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
     if cfg.training.threads:  # as rank 0 does (TrainerApp.start)
         torch.set_num_threads(cfg.training.threads)
     # The tiny model is built per rank (deterministic) so ranks never race on one directory.
-    own_dir = Path(tempfile.mkdtemp(prefix="grpo-rank-")) if cfg.model.source == "tiny" else store_dir
-    _path, _tokenizer, model = load_policy(cfg, own_dir)
+    with tempfile.TemporaryDirectory(prefix="grpo-rank-") as scratch:  # gone once the weights are in memory
+        _path, _tokenizer, model = load_policy(cfg, Path(scratch) if cfg.model.source == "tiny" else store_dir)
     if cfg.algorithm.lora_rank > 0:
         from grpo_server.training import lora
 

@@ -143,6 +143,19 @@ def library_output_to_stderr() -> None:
         pass
 
 
+def _one_rank_environment() -> None:
+    """The variables a launcher would set for a single rank, with a free loopback port for the process
+    group's store; those already set are kept."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_WORLD_SIZE", "1"),
+                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
+        os.environ.setdefault(key, value)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the trainer until SIGTERM/SIGINT; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -179,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Under a DeepSpeed launch (`deepspeed --num_gpus N $(which grpo-server) ...` or torchrun) every rank
     # runs this command; rank 0 serves the API and drives the loop, the others follow it.
+    if cfg.training.engine == "deepspeed" and "WORLD_SIZE" not in os.environ:
+        _one_rank_environment()  # started without a launcher: one rank (DeepSpeed looked for MPI: mpi4py)
     world = os.environ.get("WORLD_SIZE", "1")
     if cfg.training.engine != "deepspeed" and world.isdigit() and int(world) > 1:
         # Each rank started a whole trainer of its own: one served, the others failed on its store.

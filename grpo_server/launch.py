@@ -199,14 +199,24 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     # Handlers first: a signal between the start and the handlers would kill only this process.
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP's default would kill only this process
         signal.signal(s, on_signal)
-    # Its own session: a terminal's Ctrl-C or a signal to this process group must not reach torchrun.
-    torchrun = subprocess.Popen(cmd, start_new_session=True)
+    # Its own session: a terminal's Ctrl-C or a signal to this process group must not reach torchrun. And
+    # SIGTERM when this process dies (kill -9 of the launcher left torchrun and the ranks running, holding
+    # the store, outside a pod where the launcher is PID 1).
+    torchrun = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_terminate_with_parent)
     started.append(torchrun)
     if stop_requested:
         torchrun.send_signal(signal.SIGTERM)
     code = torchrun.wait()
     log.info("torchrun exited with %d", code)
     return code if code >= 0 else 128 - code
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: SIGTERM to it when the launcher dies (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 if __name__ == "__main__":

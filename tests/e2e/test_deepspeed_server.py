@@ -44,7 +44,9 @@ def test_two_rank_deepspeed_trainer_serves_trains_and_drains(math_verifier: str,
         "--master_port", str(_free_port()), grpo_server, "--config", str(config), "--store-dir", str(tmp_path / "store"),
         "--listen", "127.0.0.1:0", "--reward-backend", f"math={math_verifier}",
     ]  # fmt: skip
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    scratch = tmp_path / "tmp"  # the ranks' TMPDIR: rank 1 built the tiny model in a directory it left there
+    scratch.mkdir()
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     try:
@@ -84,6 +86,47 @@ def test_two_rank_deepspeed_trainer_serves_trains_and_drains(math_verifier: str,
         output.append(rest)
         assert proc.returncode == 0, "".join(output)[-6000:]
         assert (tmp_path / "store" / "checkpoints" / "step-000002").is_dir()
+        assert not list(scratch.glob("grpo-rank-*"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.slow
+def test_a_deepspeed_trainer_started_without_a_launcher_runs_as_one_rank(tmp_path: Path) -> None:
+    """`grpo-server` with training.engine deepspeed and no launcher (no RANK, WORLD_SIZE): DeepSpeed looked
+    for MPI and the run failed, "No module named 'mpi4py'". It now runs as a single rank."""
+    cfg = {"model": {"source": "tiny"}, "rollout": {"engine": "hf", "max_new_tokens": 6},
+           "algorithm": {"prompts_per_step": 2, "group_size": 2, "beta": 0.0},
+           "training": {"engine": "deepspeed", "zero_stage": 2}}
+    config = tmp_path / "ds.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                              "MASTER_PORT")}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "grpo-server"), "--config", str(config), "--store-dir",
+                             str(tmp_path / "store"), "--listen", "127.0.0.1:0", "--reward-backend", "math=127.0.0.1:1"],
+                            env={**env, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        port = None
+        while port is None:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "".join(output[-80:])
+            output.append(line)
+            match = re.search(r"grpo-server listening on port (\d+)", line)
+            port = int(match.group(1)) if match else None
+        client = TrainerClient(f"127.0.0.1:{port}", timeout=60)
+        deadline = time.monotonic() + 300
+        while (run := client.step_status().run).state == trainer_pb2.RUN_STATE_STARTING:
+            assert time.monotonic() < deadline, "not ready"
+            time.sleep(1)
+        assert run.state == trainer_pb2.RUN_STATE_IDLE, run.error
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, ("".join(output) + rest)[-6000:]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -140,3 +140,27 @@ def test_two_nodes_launched_like_a_leaderworkerset_train_and_drain_on_sigterm(
     finally:
         leader.kill()
         worker.kill()
+
+
+@pytest.mark.slow
+def test_torchrun_and_its_ranks_stop_when_the_launcher_is_killed(math_verifier: str, tmp_path: Path) -> None:
+    """`kill -9` of the launcher (outside a pod, where it is not PID 1) left torchrun and the ranks
+    running in their own session, holding the store: a new launcher on it failed, "in use by another
+    trainer". torchrun now gets SIGTERM when its launcher dies, and stops the ranks."""
+    config = REPO / "examples" / "tiny.yaml"
+    node = Node(0, 1, _free_port(), ["--config", str(config), "--store-dir", str(tmp_path / "store"),
+                                     "--listen", "127.0.0.1:0", "--reward-backend", f"math={math_verifier}"])
+    try:
+        node.wait_for(LISTENING, timeout=300)
+        session = [p for p in psutil.Process(node.proc.pid).children(recursive=True)]
+        assert session, "torchrun and its rank"
+        node.proc.kill()
+        node.wait(30)
+        gone, alive = psutil.wait_procs(session, timeout=90)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        node.kill()
+        for p in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if str(tmp_path / "store") in " ".join(p.cmdline()):
+                    p.kill()
