@@ -73,11 +73,11 @@ def test_a_plain_token_written_with_surrounding_whitespace_still_authenticates(
     assert got.run.state == trainer_pb2.RUN_STATE_STARTING
 
 
-@pytest.mark.parametrize("token", ["ünicode-token", "two\nline-token", "tab\tinside-token"])
+@pytest.mark.parametrize("token", ["ünicode-token", "two\nline-token", "tab\tinside-token", "space inside-token"])
 def test_a_token_no_client_can_send_is_refused_at_start_naming_it(tmp_path: Path, token: str) -> None:
     path = tmp_path / "tokens.yaml"
     path.write_text(yaml.safe_dump({"tokens": [{"name": "ops", "token": token, "roles": ["admin"]}]}))
-    with pytest.raises(TokensFileError, match=r"tokens\[0\]\.token: only printable ASCII"):
+    with pytest.raises(TokensFileError, match=r"tokens\[0\]\.token: only visible ASCII characters \(U\+0021 to U\+007E, no space\)"):
         TokenStore(path)
 
 
