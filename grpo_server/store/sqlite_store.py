@@ -599,12 +599,16 @@ class Store:
         deleted, how many of them were COMPLETED and the highest COMPLETED one are added to run_values'
         FORGOTTEN_STEPS in the same transaction."""
         ckpt = c.execute("SELECT max(step) FROM checkpoints").fetchone()[0]
-        latest = c.execute("SELECT max(step) FROM steps").fetchone()[0]
-        if ckpt is None or latest is None:
+        highest = c.execute("SELECT max(step) FROM steps").fetchone()[0]
+        if ckpt is None or highest is None:
             return 0
+        # The latest step is the one that started last (latest_step): after a restart the highest number
+        # may be a report of the run before, which the run has not reached again (deleting the real
+        # latest then made that stale FAILED report the latest step for good).
+        latest = c.execute("SELECT step FROM steps ORDER BY started_at DESC, step DESC LIMIT 1").fetchone()[0]
         rows = c.execute(
-            "SELECT step, state FROM steps WHERE step <= ? AND step < ? AND state <> ? AND finished_at < ? "
-            "ORDER BY step LIMIT ?", (ckpt, latest, StepState.RUNNING.value, before, batch),
+            "SELECT step, state FROM steps WHERE step <= ? AND step < ? AND step <> ? AND state <> ? AND finished_at < ? "
+            "ORDER BY step LIMIT ?", (ckpt, highest, latest, StepState.RUNNING.value, before, batch),
         ).fetchall()
         if not rows:
             return 0

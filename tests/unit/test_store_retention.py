@@ -263,6 +263,21 @@ def test_old_step_reports_go_but_not_the_latest_nor_those_after_the_checkpoint(s
     assert (store.completed_steps(6), store.forgotten_steps()) == (5, 5)
 
 
+def test_the_step_that_started_last_is_kept_when_a_stale_report_has_a_higher_number(store: Store) -> None:
+    """Killed during step 2 before any checkpoint, the run came back and trained everything in step 1
+    (dynamic sampling): step 2's report is the killed run's, FAILED. Pruning took the highest number for
+    the latest step and deleted step 1's report, the real latest, leaving the stale one as the latest."""
+    first = StepReport(1, StepState.COMPLETED, 10.0, 11.0, {"loss": 0.5}, "hf", ("f0",))
+    stale = StepReport(2, StepState.FAILED, 12.0, 13.0, {}, "hf", ("v0",), error="abandoned: ...")
+    store.record_step(first)
+    store.record_step(stale)
+    rerun = StepReport(1, StepState.COMPLETED, 20.0, 21.0, {"loss": 0.4}, "hf", ("f0", "v0"))
+    store.record_step(rerun)  # after the restart, replacing the first run's step 1
+    store.commit_checkpoint(1, "/ckpt/1")
+    assert store.prune(content_before=None, requests_before=None, steps_before=time.time()).step_reports == 0
+    assert store.get_step(1) == rerun and store.latest_step() == rerun
+
+
 def test_the_latest_completed_step_outlives_its_report(store: Store) -> None:
     # Steps 1-2 completed (checkpoint 2), step 3 was skipped in a reward outage; once retention deleted
     # the reports of 1-2, latest_completed_step (grpo_latest_step at a restart) read 0.
