@@ -588,7 +588,9 @@ class TrainerClient:
             raise ValueError("cert and key go together: the client certificate and its private key (PEM files)")
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            # No cap of its own on what it sends: the trainer's limits.max_message_bytes alone splits a batch
+            # (a cap here split batches the Go and TypeScript clients send whole: other request ids).
+            ("grpc.max_send_message_length", -1),
             # gRPC's own backoff between connection attempts grows to 120 s, and a call made meanwhile
             # fails at once without trying: a trainer back after a long outage would be found up to 2
             # minutes late (and follow_steps could give up on it).

@@ -257,6 +257,24 @@ def test_a_batch_larger_than_the_trainers_message_limit_is_sent_again_in_batches
     assert submitted_ids(api) == [f"q{i}" for i in range(40)]
 
 
+def test_a_batch_over_64_mib_goes_whole_to_a_trainer_that_takes_it(make_api, tmp_path: Path, capsys) -> None:
+    """The client capped what it sends at 64 MiB itself, took its own refusal for the trainer's and split
+    the batch: the Go and TypeScript clients, with no such cap, sent it whole, so the same file had other
+    request ids there (not recognised as already submitted). Only the trainer's limit splits a batch."""
+    from grpo_server.api.settings import ApiLimits
+
+    api = make_api(limits=ApiLimits(max_message_bytes=256 * 1024 * 1024, max_prompt_tokens=0,
+                                    max_metadata_bytes=1024 * 1024))
+    f = tmp_path / "big.jsonl"  # 240 prompts of 300 KB: 72 MB in one batch
+    f.write_text("".join(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": "hi"}], "answer": "1",
+                                     "metadata": {"blob": "v" * 300_000}}) + "\n" for i in range(240)))
+    code, out, err = cli(capsys, "--json", "--target", api.target, "submit", str(f))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert (doc["batches"], doc["resized"]) == (1, []), doc
+    assert len(submitted_ids(api)) == 240
+
+
 def test_a_rerun_of_prompts_that_failed_says_nothing_was_queued_and_how_to_queue_them_again(
     api: TrainerApi, tmp_path: Path, capsys
 ) -> None:
