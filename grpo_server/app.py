@@ -112,7 +112,13 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
     (train steps, weight gathers, checkpoint saves and loads) until it says stop. Rank 0 serves the API."""
     import tempfile
 
-    from grpo_server.training.distributed import finish, worker_loop
+    from grpo_server.training.distributed import (
+        STOP,
+        finish,
+        leave_after_failed_load,
+        open_load_gate,
+        worker_loop,
+    )
 
     if cfg.training.threads:  # as rank 0 does (TrainerApp.start)
         torch.set_num_threads(cfg.training.threads)
@@ -124,6 +130,11 @@ def run_worker_rank(cfg: Config, store_dir: Path) -> None:
 
         a = cfg.algorithm
         model = lora.apply_lora(model, a.lora_rank, a.lora_alpha, a.lora_dropout, list(a.lora_target_modules))  # type: ignore[assignment]
+    gate = open_load_gate()
+    if gate is not None and gate.receive().name == STOP:
+        log.error("rank %d: rank 0 could not load the run (its log and the API say why); this rank stops", gate.rank)
+        leave_after_failed_load(gate)
+        return
     worker_loop(build_training_engine(cfg, model))
     finish()  # meets rank 0's finish() at the end of its shutdown
 
@@ -303,6 +314,7 @@ class TrainerApp:
     _loader: threading.Thread | None = None
     _store_lock: Any = None
     _chat_template: str | None = None  # model.chat_template's text, read by start()
+    _load_gate: Any = None  # several DeepSpeed ranks: where rank 0 tells the others GO or STOP (open_load_gate)
 
     def start(self, *, load_in_background: bool = True) -> None:
         """Check the settings the store does not need (store path, reward registry, tokens, TLS files) and
@@ -439,6 +451,11 @@ class TrainerApp:
             self._load()
         except Exception as exc:  # noqa: BLE001 - reported through the run state, the API stays up
             log.exception("loading failed")
+            if self._load_gate is not None:  # the other ranks wait for the word: they leave
+                from grpo_server.training.distributed import leave_after_failed_load
+
+                leave_after_failed_load(self._load_gate)
+                self._load_gate = None
             self.failed = f"{type(exc).__name__}: {exc}"
             self.control.fail(self.failed)
             self.metrics.set_run_state("failed")
@@ -467,6 +484,10 @@ class TrainerApp:
 
         cfg = self.cfg
         m = cfg.model
+        if cfg.training.engine == "deepspeed":
+            from grpo_server.training.distributed import open_load_gate
+
+            self._load_gate = open_load_gate()  # the other ranks build the engine on its GO, leave on STOP
         model_path, tokenizer, model = load_policy(cfg, self.store_dir)
         if cfg.training.engine == "torch" and torch.cuda.is_available():
             # The torch engine trains (and the HF rollout samples) where the module is: on the GPU when there
@@ -489,7 +510,13 @@ class TrainerApp:
             log.info("removed %s: the store never recorded it (the trainer stopped while writing it)", p)
         if latest is not None:  # another run's store fails here with a message, not a state-dict error
             check_checkpoint_fits(Path(latest.path), shapes, str(model_path), checkpoint_settings(cfg))
+        if self._load_gate is not None:
+            from grpo_server.training.distributed import GO, Command
+
+            self._load_gate.send(Command(GO))
+            self._load_gate = None
         engine = build_training_engine(cfg, model)
+        self.engine = engine  # closed by shutdown (it stops the other ranks) even if the load fails after this
         if latest is not None:
             log.info("resuming from the checkpoint of step %d (%s)", latest.step, latest.path)
             engine.load_state(Path(latest.path))

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from grpo_server.training.distributed import STOP, Command, CommandChannel
+from grpo_server.training.distributed import STOP, Command, CommandChannel, init_process_group
 from grpo_server.training.engine import (
     ComputeFn,
     LossFn,
@@ -108,7 +108,6 @@ class DeepSpeedEngine:
         extra_config: Mapping[str, Any] | None = None,
     ) -> None:
         import deepspeed
-        from deepspeed.accelerator import get_accelerator
 
         if zero_stage not in (1, 2, 3):
             raise ValueError(f"zero_stage must be 1, 2 or 3, got {zero_stage}")
@@ -116,8 +115,7 @@ class DeepSpeedEngine:
             dtype = next(model.parameters()).dtype
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
-        on_cpu = get_accelerator().device_name() == "cpu"
-        deepspeed.init_distributed(dist_backend="gloo" if on_cpu else None)
+        init_process_group()
         self.channel = CommandChannel()
         self.rank = self.channel.rank
         self.world_size = self.channel.world_size

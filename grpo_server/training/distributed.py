@@ -16,6 +16,7 @@ stops every rank rather than leaving rank 0 waiting in a collective forever.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +25,8 @@ import torch.distributed as dist
 log = logging.getLogger(__name__)
 
 STOP = "stop"
+# Rank 0's word at the load gate (open_load_gate): its model and settings loaded, build the engine.
+GO = "go"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,36 @@ def worker_loop(engine: Any) -> None:
         except Exception:
             log.exception("rank %d: command %r failed; this rank exits", channel.rank, command.name)
             raise
+
+
+def init_process_group() -> None:
+    """Join the launch's process group (DeepSpeed's way: gloo on CPU, the accelerator's backend else);
+    nothing when already joined."""
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    deepspeed.init_distributed(dist_backend="gloo" if get_accelerator().device_name() == "cpu" else None)
+
+
+def open_load_gate() -> CommandChannel | None:
+    """Several ranks (WORLD_SIZE > 1): join the process group before the engine is built and return a
+    channel on which rank 0 says whether its load went well, GO (build the engine) or STOP (it failed:
+    the other ranks leave, and rank 0 keeps serving its FAILED run). Without it the other ranks waited in
+    the engine's set-up for a rank 0 that never came, timed out (10 minutes) and took rank 0 down with
+    them, blamed for the failure. None with one rank. Every rank calls it, rank 0 first thing in its
+    load, the others once their model is built."""
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return None
+    init_process_group()
+    return CommandChannel()
+
+
+def leave_after_failed_load(gate: CommandChannel) -> None:
+    """Both sides of a STOP at the load gate: tear the process group down without waiting for the other
+    ranks (rank 0 stays up for hours serving its FAILED run; a barrier would time out)."""
+    if gate.rank == 0:
+        gate.send(Command(STOP))
+    dist.destroy_process_group()
 
 
 def finish() -> None:

@@ -42,12 +42,12 @@ def _free_port() -> int:
 class Node:
     """One launcher (one "pod"): its output collected line by line on a thread."""
 
-    def __init__(self, index: int, group_size: int, port: int, server_args: list[str]) -> None:
+    def __init__(self, index: int, group_size: int, port: int, server_args: list[str], nproc: int = 1) -> None:
         env = {
             **os.environ, "LWS_LEADER_ADDRESS": "127.0.0.1", "LWS_GROUP_SIZE": str(group_size),
             "LWS_WORKER_INDEX": str(index), "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
         }  # fmt: skip
-        cmd = [sys.executable, "-m", "grpo_server.launch", "--nproc-per-node", "1",
+        cmd = [sys.executable, "-m", "grpo_server.launch", "--nproc-per-node", str(nproc),
                "--rendezvous-port", str(port), "--", *server_args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True)
@@ -164,3 +164,41 @@ def test_torchrun_and_its_ranks_stop_when_the_launcher_is_killed(math_verifier: 
             with contextlib.suppress(psutil.Error):
                 if str(tmp_path / "store") in " ".join(p.cmdline()):
                     p.kill()
+
+
+@pytest.mark.slow
+def test_a_rank_0_that_fails_to_load_lets_the_other_ranks_go_and_keeps_serving(tmp_path: Path) -> None:
+    """Rank 0's load failed before it built the engine (a setting checked against the model): the other
+    rank waited in DeepSpeed's set-up for it, timed out (10 minutes) and torchrun took rank 0 down with
+    it, blaming rank 1. Now rank 0 tells it to leave, and serves its FAILED run until it is stopped."""
+    cfg = yaml.safe_load((REPO / "examples" / "tiny.yaml").read_text())
+    cfg["training"].update({"engine": "deepspeed", "zero_stage": 2})
+    cfg["rollout"].update({"engine": "hf", "max_new_tokens": 600})  # over the tiny model's context: refused in load
+    config = tmp_path / "fails.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env_before = os.environ.get("DEEPSPEED_TIMEOUT")
+    os.environ["DEEPSPEED_TIMEOUT"] = "1"  # minutes: without the fix rank 1 would give up after 60 s
+    try:
+        node = Node(0, 1, _free_port(), ["--config", str(config), "--store-dir", str(tmp_path / "store"),
+                                         "--listen", "127.0.0.1:0", "--reward-backend", "math=127.0.0.1:1"],
+                    nproc=2)
+    finally:
+        if env_before is None:
+            os.environ.pop("DEEPSPEED_TIMEOUT")
+        else:
+            os.environ["DEEPSPEED_TIMEOUT"] = env_before
+    try:
+        client = TrainerClient(f"127.0.0.1:{int(node.wait_for(LISTENING, timeout=300).group(1))}", timeout=30)
+        deadline = time.monotonic() + 300
+        while (run := client.step_status().run).state == trainer_pb2.RUN_STATE_STARTING:
+            assert time.monotonic() < deadline, node.text[-4000:]
+            time.sleep(1)
+        assert run.state == trainer_pb2.RUN_STATE_FAILED and "max_new_tokens" in run.error, run
+        node.wait_for(re.compile(r"rank 1: rank 0 could not load the run"), timeout=120)
+        time.sleep(75)  # past the 60 s rank 1 would have waited
+        assert node.proc.poll() is None, node.text[-4000:]
+        assert client.step_status().run.state == trainer_pb2.RUN_STATE_FAILED  # still serving
+        node.proc.send_signal(signal.SIGTERM)
+        node.wait(120)
+    finally:
+        node.kill()
