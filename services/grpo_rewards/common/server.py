@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,31 +79,90 @@ OPEN_STREAMS = 4
 
 
 class BoundedHealthServicer(health.HealthServicer):
-    """grpc_health's servicer, keeping nothing of a health Watch once it ends: the stock one kept every
-    service name a client had watched (a key per name, 4 MiB names included: 40 watches of new names held
-    160 MB, with no token needed). A name over MAX_HEALTH_NAME_BYTES, which no service here has, is
-    answered SERVICE_UNKNOWN and not registered (the stream stays open, as for any unknown name, and
-    sees no update). The trainer has a twin in grpo_server/api/server.py."""
+    """grpc_health's servicer, with two faults of it mended.
+
+    It sent a Watch's responses while holding its lock, and took that lock in the callback of every Watch
+    that ended, which gRPC runs on its one polling thread, the thread a send waits for: one client
+    starting and cancelling Watch streams (no token needed) deadlocked the server, every RPC and the
+    drain. Here nothing is sent under the servicer's lock: each stream sends on its own (_HealthWatch),
+    always the status as it is when sent.
+
+    And it kept every service name a client had watched (4 MiB names included: 40 watches of new names
+    held 160 MB), and the stream of a call that had ended before it registered. Here a stream is dropped
+    when it ends, or at once when it ended first, and a name over MAX_HEALTH_NAME_BYTES, which no service
+    here has, is answered SERVICE_UNKNOWN and not registered (the stream stays open, as for any unknown
+    name, and sees no update). The trainer has a twin in grpo_server/api/server.py."""
 
     MAX_HEALTH_NAME_BYTES = 1024
 
-    def _on_close_callback(self, send_response_callback: Any, service: str) -> Any:
-        def callback() -> None:
-            with self._lock:
-                watchers = self._send_response_callbacks.get(service)
-                if watchers is not None:
-                    watchers.discard(send_response_callback)
-                    if not watchers:
-                        del self._send_response_callbacks[service]
-            send_response_callback(None)
-
-        return callback
+    def _status(self, service: str) -> Any:
+        with self._lock:
+            return self._server_status.get(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
 
     def Watch(self, request: Any, context: Any, send_response_callback: Any = None) -> Any:  # noqa: N802 - gRPC's name
-        if send_response_callback is not None and len(request.service.encode()) > self.MAX_HEALTH_NAME_BYTES:
-            send_response_callback(health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVICE_UNKNOWN))
-            return None
-        return super().Watch(request, context, send_response_callback)
+        if send_response_callback is None:  # a server without non-blocking handlers: grpc_health's own way
+            return super().Watch(request, context, send_response_callback)
+        service = request.service
+        watch = _HealthWatch(send_response_callback)
+        if len(service.encode()) <= self.MAX_HEALTH_NAME_BYTES:
+            with self._lock:
+                self._send_response_callbacks.setdefault(service, set()).add(watch)
+            if not context.add_callback(lambda: self._forget(service, watch)):
+                self._forget(service, watch)  # the call ended before the callback could be added
+                return None
+        watch.send(lambda: self._status(service))
+        return None
+
+    def _forget(self, service: str, watch: _HealthWatch) -> None:
+        """A stream that ended (gRPC's polling thread, or Watch): out of the registry, nothing more sent."""
+        watch.closed = True
+        with self._lock:
+            watches = self._send_response_callbacks.get(service)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._send_response_callbacks[service]
+
+    def set(self, service: str, status: Any) -> None:
+        with self._lock:
+            if self._gracefully_shutting_down:  # type: ignore[has-type]  # grpc_health has no annotations
+                return
+            self._server_status[service] = status
+            watches = list(self._send_response_callbacks.get(service, ()))
+        for watch in watches:
+            watch.send(lambda: self._status(service))
+
+    def enter_graceful_shutdown(self) -> None:
+        with self._lock:
+            if self._gracefully_shutting_down:  # type: ignore[has-type]  # grpc_health has no annotations
+                return
+            for service in self._server_status:
+                self._server_status[service] = health_pb2.HealthCheckResponse.NOT_SERVING
+            self._gracefully_shutting_down = True
+            watches = [(service, w) for service, ws in self._send_response_callbacks.items() for w in ws]
+        for service, watch in watches:
+            watch.send(lambda service=service: self._status(service))
+
+
+class _HealthWatch:
+    """One health Watch stream's sends: one at a time, each of the status as it is then (a newer status is
+    never followed by an older one), only when it changed, and none once the stream has ended. `closed`
+    is set without a lock: the polling thread that sets it is the one a send in progress waits for."""
+
+    def __init__(self, send: Callable[[Any], Any]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._last: Any = None
+        self.closed = False
+
+    def send(self, status_now: Callable[[], Any]) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            status = status_now()
+            if status != self._last:
+                self._last = status
+                self._send(health_pb2.HealthCheckResponse(status=status))
 
 
 class OpenCalls(grpc.ServerInterceptor):

@@ -186,3 +186,40 @@ def test_a_health_watch_keeps_nothing_of_its_service_name_once_it_ends(secured: 
         assert next(known).status == health_pb2.HealthCheckResponse.SERVING
     finally:
         known.cancel()
+
+
+def test_health_watches_started_and_cancelled_by_the_thousand_leave_the_api_answering(secured: Api) -> None:
+    """grpc_health sent a Watch's first response holding its lock, and the callback of a Watch that ended
+    took that lock on gRPC's polling thread, the thread the send waited for: one peer without a token
+    starting and cancelling Watch streams could deadlock the server. Every ended stream is forgotten."""
+    import contextlib
+
+    stop = threading.Event()
+    counts = [0] * 4
+
+    def churn(k: int) -> None:
+        stub = health_pb2_grpc.HealthStub(secured.channel)
+        while not stop.is_set():
+            call = stub.Watch(health_pb2.HealthCheckRequest(service=f"{k}-{counts[k]}"), timeout=5)
+            with contextlib.suppress(grpc.RpcError):
+                next(call)
+            call.cancel()
+            counts[k] += 1
+
+    workers = [threading.Thread(target=churn, args=(k,), daemon=True) for k in range(4)]
+    for w in workers:
+        w.start()
+    time.sleep(8)
+    stop.set()
+    for w in workers:
+        w.join(10)
+    assert sum(counts) > 100, counts
+    _answered(secured)
+    servicer = secured.health.servicer
+    deadline = time.monotonic() + 5
+    while servicer._send_response_callbacks and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert servicer._send_response_callbacks == {}
+    secured.health.shutdown()  # the drain's NOT_SERVING, under the servicer's lock
+    assert health_pb2_grpc.HealthStub(secured.channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+        health_pb2.HealthCheckResponse.NOT_SERVING

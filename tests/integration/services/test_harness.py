@@ -6,6 +6,7 @@ the harness must behave the same whatever the backend does.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -628,3 +629,53 @@ def test_a_health_watch_keeps_nothing_of_its_service_name_once_it_ends(serve, ch
         assert set(running.health._send_response_callbacks) == {"grpo.reward.v1.RewardService"}
     finally:
         known.cancel()
+
+
+def _churn_health_watches(address: str, seconds: float, threads: int = 4) -> int:
+    """Start and cancel health Watch streams from `threads` threads for `seconds`; how many."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stop = threading.Event()
+    count = [0] * threads
+
+    def churn(k: int) -> None:
+        with grpc.insecure_channel(address) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            while not stop.is_set():
+                call = stub.Watch(health_pb2.HealthCheckRequest(service=f"{k}-{count[k]}"), timeout=5)
+                with contextlib.suppress(grpc.RpcError):
+                    next(call)
+                call.cancel()
+                count[k] += 1
+
+    workers = [threading.Thread(target=churn, args=(k,), daemon=True) for k in range(threads)]
+    for w in workers:
+        w.start()
+    time.sleep(seconds)
+    stop.set()
+    for w in workers:
+        w.join(10)
+    return sum(count)
+
+
+def test_health_watches_started_and_cancelled_by_the_thousand_leave_the_service_answering(serve, channel_to):
+    """grpc_health sent a Watch's first response holding its lock, and the callback of a Watch that ended
+    took that lock on gRPC's one polling thread, the thread the send waited for: one client without a token
+    starting and cancelling Watch streams deadlocked the service (every RPC, and the drain, for good).
+    Every stream that ended is forgotten, also one that ended before its callback could be added."""
+    from grpc_health.v1 import health_pb2
+
+    running = serve(EchoScorer())
+    ch = channel_to(running.address)
+    churned = _churn_health_watches(running.address, 8.0)
+    assert churned > 100, churned
+    assert health_status(ch, "") == "SERVING"
+    assert reward_stub(ch).Describe(reward_pb2.DescribeRequest(), timeout=5).name
+    deadline = time.monotonic() + 5
+    while running.health._send_response_callbacks and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert running.health._send_response_callbacks == {}
+    started = time.monotonic()
+    running.stop(2.0)  # the drain: health NOT_SERVING for every name, under the servicer's lock
+    assert time.monotonic() - started < 10
+    assert running.health._server_status[""] == health_pb2.HealthCheckResponse.NOT_SERVING
