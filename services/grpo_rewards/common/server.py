@@ -435,7 +435,7 @@ def start_server(
     metrics = ServiceMetrics.create(probe.name or type(scorer).__name__, probe.version or "unknown")
     if isinstance(scorer, RegistersMetrics):  # a backend's own metrics, on the same endpoint
         scorer.register_metrics(metrics.registry)
-    servicer = RewardServicer(scorer, limits, max_concurrency, metrics)
+    servicer = RewardServicer(scorer, limits, max_concurrency, metrics, max_response_bytes=max_message_bytes)
 
     def count_refusal(method: str, code: grpc.StatusCode) -> None:
         # Score calls the interceptor refuses never reach the servicer, which counts all the others.

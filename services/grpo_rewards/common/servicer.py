@@ -44,8 +44,11 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
     trainer's router retries them elsewhere) while calls already admitted finish.
     """
 
-    def __init__(self, scorer: Scorer, limits: Limits, max_concurrency: int, metrics: ServiceMetrics) -> None:
+    def __init__(self, scorer: Scorer, limits: Limits, max_concurrency: int, metrics: ServiceMetrics,
+                 max_response_bytes: int | None = None) -> None:
         self.scorer = scorer
+        # gRPC's send limit (--max-message-bytes): a larger answer fails in gRPC after the handler returned.
+        self.max_response_bytes = max_response_bytes
         self.limits = limits
         self.metrics = metrics
         self.max_concurrency = max_concurrency
@@ -149,9 +152,19 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
                 remaining = context.time_remaining()
                 code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
                 return reward_pb2.ScoreResponse()
+            response = reward_pb2.ScoreResponse(results=results)
+            size = response.ByteSize()
+            if self.max_response_bytes is not None and size > self.max_response_bytes:
+                # gRPC would refuse to send it (RESOURCE_EXHAUSTED "Sent message larger than max") after this
+                # handler had counted the call OK and its items scored: the whole batch lost, counted scored.
+                code = "RESOURCE_EXHAUSTED"
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"the results of these {len(results)} items take {size} bytes, more than this service "
+                              f"sends in one message (--max-message-bytes {self.max_response_bytes}): send fewer "
+                              "items per call")
             for r in results:
                 self.metrics.items.labels(status=status_label(r.status)).inc()
-            return reward_pb2.ScoreResponse(results=results)
+            return response
         except BaseException:
             # An abort above set `code` first; anything else escaping reaches the client as UNKNOWN.
             if code == "OK":

@@ -679,3 +679,25 @@ def test_health_watches_started_and_cancelled_by_the_thousand_leave_the_service_
     running.stop(2.0)  # the drain: health NOT_SERVING for every name, under the servicer's lock
     assert time.monotonic() - started < 10
     assert running.health._server_status[""] == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_an_answer_over_the_message_limit_is_refused_and_counted_so(serve, channel_to):
+    """gRPC refused to send it ("Sent message larger than max") after the handler had counted the call
+    OK and its items scored: the client lost the batch, the metrics said it was scored."""
+
+    class Wordy(EchoScorer):
+        def score(self, items: Sequence[reward_pb2.ScoreItem]) -> list[reward_pb2.ScoreResult]:
+            return [reward_pb2.ScoreResult(id=it.id, score=1.0, status=reward_pb2.SCORE_STATUS_OK, feedback="f" * 100)
+                    for it in items]
+
+    running = serve(Wordy(), max_message_bytes=4000, metrics_listen="127.0.0.1:0")
+    stub = reward_stub(channel_to(running.address))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Score(reward_pb2.ScoreRequest(items=[item(f"i{k}", "x", answer="1") for k in range(60)]), timeout=10)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "more than this service sends in one message (--max-message-bytes 4000)" in err.value.details()
+    assert stub.Score(reward_pb2.ScoreRequest(items=[item("one", "x", answer="1")]), timeout=10).results[0].score == 1.0
+    text = scrape_metrics(running.metrics_port)
+    assert metric_value(text, "grpo_reward_requests_total", 'code="RESOURCE_EXHAUSTED"') == 1
+    assert metric_value(text, "grpo_reward_requests_total", 'code="OK"') == 1
+    assert metric_value(text, "grpo_reward_items_total", 'status="ok"') == 1
