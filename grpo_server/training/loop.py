@@ -551,8 +551,8 @@ class StepRunner:
         for p in prompts:
             missing = sorted({r.backend for r in p.rewards if r.backend not in entries})
             if missing:
-                why = (f"names reward backend {', '.join(map(repr, missing))}, added after the step began "
-                       f"(registry version {snapshot.version}): left for the next step")
+                why = (f"names reward backend {', '.join(map(repr, missing))}, not in the step's registry (version "
+                       f"{snapshot.version}; added since the step began, or deleted): left for the next step")
                 log.info("prompt %r %s", p.id, why)
                 self.step_deferred += ((p.id, why),)
             else:
