@@ -73,7 +73,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "algorithm": {"prompts_per_step": 2, "group_size": 4},
         "training": {"learning_rate": 1e-3},
         "checkpoint": {"every_steps": 5},
-        "limits": {"max_queue_depth": 10_000_000},
+        # Sized for the load: 50 clients spend most of their time in short watches (about 44 open on
+        # average), and the default limits.max_watch_streams of 48 refused one now and then, as documented.
+        "limits": {"max_queue_depth": 10_000_000, "max_watch_streams": CLIENTS + 14},
+        "server": {"max_workers": CLIENTS + 46},
     }))
     proc = subprocess.Popen(
         [str(BIN / "grpo-server"), "--config", str(config), "--store-dir", str(tmp / "store"),
